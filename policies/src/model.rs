@@ -1,0 +1,365 @@
+//! The nouns of JPKI: hierarchies, revocation reasons, the holder's four attributes.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::Date;
+
+use crate::Error;
+
+/// One of the two independent single-tier hierarchies (reference §1). A leaf's kind is the
+/// hierarchy that issues it: signing certificates come only from the signing root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hierarchy {
+    /// 署名用 — digital signature, carries the four attributes.
+    Signing,
+    /// 利用者証明用 — user authentication, no personal data.
+    Auth,
+}
+
+impl Hierarchy {
+    pub const ALL: [Hierarchy; 2] = [Hierarchy::Signing, Hierarchy::Auth];
+
+    /// The name used on the command line, in URLs and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hierarchy::Signing => "signing",
+            Hierarchy::Auth => "auth",
+        }
+    }
+
+    /// One byte that prefixes store keys.
+    pub fn tag(self) -> u8 {
+        match self {
+            Hierarchy::Signing => 0,
+            Hierarchy::Auth => 1,
+        }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Hierarchy> {
+        match tag {
+            0 => Some(Hierarchy::Signing),
+            1 => Some(Hierarchy::Auth),
+            _ => None,
+        }
+    }
+
+    /// The first OU of the root DN (reference §1).
+    pub fn root_ou(self) -> &'static str {
+        match self {
+            Hierarchy::Signing => "JPKI for digital signature",
+            Hierarchy::Auth => "JPKI for user authentication",
+        }
+    }
+
+    /// The Japanese OU of the root's subjectAltName directoryName (reference §1).
+    pub fn root_ou_ja(self) -> &'static str {
+        match self {
+            Hierarchy::Signing => "公的個人認証サービス署名用",
+            Hierarchy::Auth => "公的個人認証サービス利用者証明用",
+        }
+    }
+}
+
+impl fmt::Display for Hierarchy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Hierarchy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "signing" | "sign" => Ok(Hierarchy::Signing),
+            "auth" | "authentication" => Ok(Hierarchy::Auth),
+            other => Err(format!("unknown kind `{other}` (expected signing or auth)")),
+        }
+    }
+}
+
+/// CRLReason (RFC 5280 §5.3.1), with J-LIS's meanings (reference §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    CertificateHold,
+    RemoveFromCrl,
+    PrivilegeWithdrawn,
+    AaCompromise,
+}
+
+impl Reason {
+    /// The CRLReason code.
+    pub fn code(self) -> u8 {
+        match self {
+            Reason::Unspecified => 0,
+            Reason::KeyCompromise => 1,
+            Reason::CaCompromise => 2,
+            Reason::AffiliationChanged => 3,
+            Reason::Superseded => 4,
+            Reason::CessationOfOperation => 5,
+            Reason::CertificateHold => 6,
+            Reason::RemoveFromCrl => 8,
+            Reason::PrivilegeWithdrawn => 9,
+            Reason::AaCompromise => 10,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Reason> {
+        Some(match code {
+            0 => Reason::Unspecified,
+            1 => Reason::KeyCompromise,
+            2 => Reason::CaCompromise,
+            3 => Reason::AffiliationChanged,
+            4 => Reason::Superseded,
+            5 => Reason::CessationOfOperation,
+            6 => Reason::CertificateHold,
+            8 => Reason::RemoveFromCrl,
+            9 => Reason::PrivilegeWithdrawn,
+            10 => Reason::AaCompromise,
+            _ => return None,
+        })
+    }
+
+    /// RFC 5280's camelCase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unspecified => "unspecified",
+            Reason::KeyCompromise => "keyCompromise",
+            Reason::CaCompromise => "cACompromise",
+            Reason::AffiliationChanged => "affiliationChanged",
+            Reason::Superseded => "superseded",
+            Reason::CessationOfOperation => "cessationOfOperation",
+            Reason::CertificateHold => "certificateHold",
+            Reason::RemoveFromCrl => "removeFromCRL",
+            Reason::PrivilegeWithdrawn => "privilegeWithdrawn",
+            Reason::AaCompromise => "aACompromise",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Reason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        const ALL: [Reason; 10] = [
+            Reason::Unspecified,
+            Reason::KeyCompromise,
+            Reason::CaCompromise,
+            Reason::AffiliationChanged,
+            Reason::Superseded,
+            Reason::CessationOfOperation,
+            Reason::CertificateHold,
+            Reason::RemoveFromCrl,
+            Reason::PrivilegeWithdrawn,
+            Reason::AaCompromise,
+        ];
+        ALL.into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown revocation reason `{s}` (use an RFC 5280 name such as keyCompromise, affiliationChanged, superseded, cessationOfOperation)")
+            })
+    }
+}
+
+/// Sex as the register records it (reference §2: `1` male, `2` female, `9` not applicable,
+/// the JIS X 0303 code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sex {
+    #[serde(rename = "1")]
+    Male,
+    #[serde(rename = "2")]
+    Female,
+    #[serde(rename = "9")]
+    NotApplicable,
+}
+
+impl Sex {
+    pub fn digit(self) -> char {
+        match self {
+            Sex::Male => '1',
+            Sex::Female => '2',
+            Sex::NotApplicable => '9',
+        }
+    }
+}
+
+impl FromStr for Sex {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "1" => Ok(Sex::Male),
+            "2" => Ok(Sex::Female),
+            "9" => Ok(Sex::NotApplicable),
+            other => Err(format!("sex must be 1, 2 or 9, got `{other}`")),
+        }
+    }
+}
+
+/// The holder's four basic attributes (基本4情報) as the resident register holds them.
+/// Build with [`Attributes::new`], which enforces the limits; the fields cannot then be
+/// out of range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    name: String,
+    birth: Date,
+    sex: Sex,
+    address: String,
+}
+
+impl Attributes {
+    /// Checks the limits: non-empty name and address no longer than the policy's limits,
+    /// no control characters, a birth date not after `today`.
+    pub fn new(
+        name: &str,
+        birth: Date,
+        sex: Sex,
+        address: &str,
+        limits: &crate::policy::Limits,
+        today: Date,
+    ) -> Result<Attributes, Error> {
+        check_text("name", name, limits.name_max_chars)?;
+        check_text("address", address, limits.address_max_chars)?;
+        if birth > today {
+            return Err(Error::Attribute {
+                field: "birth",
+                problem: format!("date of birth {birth} is in the future"),
+            });
+        }
+        if birth.year() < 1868 {
+            return Err(Error::Attribute {
+                field: "birth",
+                problem: format!("date of birth {birth} is before 1868"),
+            });
+        }
+        Ok(Attributes {
+            name: name.to_owned(),
+            birth,
+            sex,
+            address: address.to_owned(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn birth(&self) -> Date {
+        self.birth
+    }
+    pub fn sex(&self) -> Sex {
+        self.sex
+    }
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
+    let chars = value.chars().count();
+    if value.trim().is_empty() {
+        return Err(Error::Attribute {
+            field,
+            problem: "must not be empty".into(),
+        });
+    }
+    if chars > max {
+        return Err(Error::Attribute {
+            field,
+            problem: format!("{chars} characters, more than the limit of {max}"),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::Attribute {
+            field,
+            problem: "contains a control character".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A value as written into the certificate: characters outside the card's repertoire are
+/// replaced by the substitute character 〓 (U+3013) and flagged `1` (reference §2,
+/// substitute-character flags; Mito city FAQ).
+///
+/// The repertoire test is JIS X 0208 plus ASCII (what Shift_JIS can encode). JIS X 0212
+/// 補助漢字 are treated as outside it — a conservative choice: they are substituted rather
+/// than written in a form a card reader may not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardText {
+    pub text: String,
+    pub flags: String,
+}
+
+impl CardText {
+    pub fn from_register(value: &str) -> CardText {
+        let mut text = String::with_capacity(value.len());
+        let mut flags = String::with_capacity(value.chars().count());
+        let mut buf = [0u8; 4];
+        for c in value.chars() {
+            let s: &str = c.encode_utf8(&mut buf);
+            let (_, _, unmappable) = encoding_rs::SHIFT_JIS.encode(s);
+            if unmappable {
+                text.push('〓');
+                flags.push('1');
+            } else {
+                text.push(c);
+                flags.push('0');
+            }
+        }
+        CardText { text, flags }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn reasons_round_trip_by_name_and_code() {
+        for code in [0u8, 1, 2, 3, 4, 5, 6, 8, 9, 10] {
+            let r = Reason::from_code(code).unwrap();
+            assert_eq!(r.code(), code);
+            assert_eq!(r.as_str().parse::<Reason>().unwrap(), r);
+        }
+        assert!(Reason::from_code(7).is_none());
+        assert!("lost".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn substitute_flags_mark_characters_outside_jis_x_0208() {
+        let t = CardText::from_register("髙橋　太郎");
+        // 髙 (U+9AD9) is not in JIS X 0208.
+        assert_eq!(t.text, "〓橋　太郎");
+        assert_eq!(t.flags, "10000");
+        let t = CardText::from_register("東京都千代田区霞が関２－１－２");
+        assert!(t.flags.chars().all(|c| c == '0'));
+        assert_eq!(t.flags.chars().count(), t.text.chars().count());
+    }
+
+    #[test]
+    fn attributes_enforce_limits() {
+        let limits = crate::Policy::default_policy().limits.clone();
+        let today = date!(2026 - 11 - 27);
+        let ok = Attributes::new("山田　花子", date!(1980 - 02 - 17), Sex::Female, "東京都", &limits, today);
+        assert!(ok.is_ok());
+        let long = "あ".repeat(201);
+        let e = Attributes::new("山田", date!(1980 - 02 - 17), Sex::Female, &long, &limits, today).unwrap_err();
+        assert!(e.to_string().contains("address"), "{e}");
+        let e = Attributes::new("山田", date!(2027 - 01 - 01), Sex::Male, "東京都", &limits, today).unwrap_err();
+        assert!(e.to_string().contains("future"), "{e}");
+        assert!(Attributes::new(" ", date!(1980 - 01 - 01), Sex::Male, "東京都", &limits, today).is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! The operator's policy: one TOML file, embedded by default (`default-policy.toml`),
+//! validated as a whole at load so that a bad value stops the program and names its field.
+//! Field documentation: `docs/policy.md`.
+
+use const_oid::ObjectIdentifier;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Hierarchy};
+
+/// The embedded default policy text.
+pub const DEFAULT_POLICY: &str = include_str!("../default-policy.toml");
+
+/// How serial numbers are chosen (policy field `ca.serials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SerialScheme {
+    /// 127 bits from the operating system's RNG (RFC 5280 §4.1.2.2 allows up to 20 octets).
+    Random,
+    /// One counter per hierarchy, starting at 1 — what J-LIS appears to do (reference §1).
+    Sequential,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub ca: CaSection,
+    pub signing: SigningSection,
+    pub auth: AuthSection,
+    pub validity: ValiditySection,
+    pub crl: CrlSection,
+    pub ocsp: OcspSection,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    pub organization: String,
+    pub operator: String,
+    pub root_validity_years: u32,
+    pub serials: SerialScheme,
+    pub base_url: String,
+    pub cps_uri: String,
+    pub ocsp_url_in_certificates: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    pub policy_oid: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub policy_oid: String,
+    pub critical_policies: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValiditySection {
+    pub birthdays: u32,
+    pub renewal_birthdays: u32,
+    pub renewal_window_months: u32,
+    pub ocsp_signer_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSection {
+    pub partitions: u16,
+    pub directory_name: bool,
+    pub next_update_hours: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspSection {
+    pub next_update_minutes: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub name_max_chars: usize,
+    pub address_max_chars: usize,
+    pub min_rsa_bits: usize,
+}
+
+fn field(field: &str, problem: impl Into<String>) -> Error {
+    Error::PolicyField {
+        field: field.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+impl Policy {
+    /// Parses and validates a policy file.
+    pub fn from_toml(text: &str) -> Result<Policy, Error> {
+        let policy: Policy = toml::from_str(text).map_err(|e| Error::PolicySyntax(e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// The embedded default policy.
+    pub fn default_policy() -> Policy {
+        // The embedded file is checked by the `default_policy_is_valid` test.
+        Policy::from_toml(DEFAULT_POLICY).expect("embedded default policy is valid")
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let ca = &self.ca;
+        for (name, value) in [("ca.organization", &ca.organization), ("ca.operator", &ca.operator)] {
+            if value.trim().is_empty() || value.chars().count() > 64 {
+                return Err(field(name, "must be 1 to 64 characters"));
+            }
+        }
+        if !(1..=30).contains(&ca.root_validity_years) {
+            return Err(field("ca.root_validity_years", format!("must be 1 to 30, got {}", ca.root_validity_years)));
+        }
+        check_url("ca.base_url", &ca.base_url)?;
+        if ca.base_url.ends_with('/') {
+            return Err(field("ca.base_url", "must not end with `/`"));
+        }
+        check_url("ca.cps_uri", &ca.cps_uri)?;
+        if !ca.cps_uri.is_ascii() {
+            return Err(field("ca.cps_uri", "must be ASCII (it is an IA5String)"));
+        }
+        parse_oid("signing.policy_oid", &self.signing.policy_oid)?;
+        parse_oid("auth.policy_oid", &self.auth.policy_oid)?;
+        let v = &self.validity;
+        if !(1..=10).contains(&v.birthdays) {
+            return Err(field("validity.birthdays", format!("must be 1 to 10, got {}", v.birthdays)));
+        }
+        if v.renewal_birthdays < v.birthdays || v.renewal_birthdays > v.birthdays + 1 {
+            return Err(field(
+                "validity.renewal_birthdays",
+                format!("must be validity.birthdays or one more, got {}", v.renewal_birthdays),
+            ));
+        }
+        if !(0..=12).contains(&v.renewal_window_months) {
+            return Err(field("validity.renewal_window_months", format!("must be 0 to 12, got {}", v.renewal_window_months)));
+        }
+        if !(1..=3650).contains(&v.ocsp_signer_days) {
+            return Err(field("validity.ocsp_signer_days", format!("must be 1 to 3650, got {}", v.ocsp_signer_days)));
+        }
+        if !(1..=4096).contains(&self.crl.partitions) {
+            return Err(field("crl.partitions", format!("must be 1 to 4096, got {}", self.crl.partitions)));
+        }
+        if !(1..=24 * 31).contains(&self.crl.next_update_hours) {
+            return Err(field("crl.next_update_hours", format!("must be 1 to 744, got {}", self.crl.next_update_hours)));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.ocsp.next_update_minutes) {
+            return Err(field("ocsp.next_update_minutes", format!("must be 1 to 10080, got {}", self.ocsp.next_update_minutes)));
+        }
+        let l = &self.limits;
+        if !(1..=1000).contains(&l.name_max_chars) {
+            return Err(field("limits.name_max_chars", "must be 1 to 1000"));
+        }
+        if !(1..=1000).contains(&l.address_max_chars) {
+            return Err(field("limits.address_max_chars", "must be 1 to 1000"));
+        }
+        if !(2048..=8192).contains(&l.min_rsa_bits) {
+            return Err(field("limits.min_rsa_bits", format!("must be 2048 to 8192, got {}", l.min_rsa_bits)));
+        }
+        Ok(())
+    }
+
+    /// The certificatePolicies OID of a hierarchy's end-entity certificates.
+    pub fn policy_oid(&self, h: Hierarchy) -> ObjectIdentifier {
+        let text = match h {
+            Hierarchy::Signing => &self.signing.policy_oid,
+            Hierarchy::Auth => &self.auth.policy_oid,
+        };
+        // Validated in `validate`.
+        ObjectIdentifier::new(text).expect("policy OID validated at load")
+    }
+
+    /// The CRL of one end-entity partition: `<base_url>/crl/<hierarchy>/<partition>.crl`.
+    pub fn crl_url(&self, h: Hierarchy, partition: u16) -> String {
+        format!("{}/crl/{}/{}.crl", self.ca.base_url, h.as_str(), partition)
+    }
+
+    /// The CRL covering the CA certificates of a hierarchy (an ARL).
+    pub fn ca_crl_url(&self, h: Hierarchy) -> String {
+        format!("{}/crl/{}/ca.crl", self.ca.base_url, h.as_str())
+    }
+
+    /// The OCSP responder of both hierarchies.
+    pub fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.ca.base_url)
+    }
+
+    /// The partition a serial number belongs to: the serial modulo `crl.partitions`.
+    /// Random and sequential serials both spread evenly this way, and anyone holding the
+    /// certificate can compute it.
+    pub fn partition_of(&self, serial: &[u8]) -> u16 {
+        let n = u32::from(self.crl.partitions);
+        let rem = serial.iter().fold(0u32, |acc, b| ((acc << 8) | u32::from(*b)) % n);
+        rem as u16
+    }
+}
+
+fn check_url(name: &str, url: &str) -> Result<(), Error> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| field(name, format!("must start with http:// or https://, got `{url}`")))?;
+    if rest.is_empty() || rest.starts_with('/') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(field(name, format!("is not a usable URL: `{url}`")));
+    }
+    Ok(())
+}
+
+fn parse_oid(name: &str, text: &str) -> Result<ObjectIdentifier, Error> {
+    ObjectIdentifier::new(text).map_err(|e| field(name, format!("`{text}` is not an OID: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_valid() {
+        let p = Policy::from_toml(DEFAULT_POLICY).unwrap();
+        assert_eq!(p.ca.organization, "JPKI-TEST");
+        assert_eq!(p.crl.partitions, 64);
+        assert_eq!(p.crl_url(Hierarchy::Signing, 7), "http://127.0.0.1:8080/crl/signing/7.crl");
+    }
+
+    fn with(from: &str, to: &str) -> Result<Policy, Error> {
+        assert!(DEFAULT_POLICY.contains(from), "{from}");
+        Policy::from_toml(&DEFAULT_POLICY.replacen(from, to, 1))
+    }
+
+    #[test]
+    fn a_bad_value_names_its_field() {
+        let cases = [
+            ("partitions = 64", "partitions = 0", "crl.partitions"),
+            ("base_url = \"http://127.0.0.1:8080\"", "base_url = \"ftp://x\"", "ca.base_url"),
+            ("birthdays = 5", "birthdays = 0", "validity.birthdays"),
+            ("policy_oid = \"1.2.392.200149.8.5.1.1.20\"", "policy_oid = \"1.2.x\"", "signing.policy_oid"),
+            ("min_rsa_bits = 2048", "min_rsa_bits = 1024", "limits.min_rsa_bits"),
+        ];
+        for (from, to, name) in cases {
+            let e = with(from, to).unwrap_err().to_string();
+            assert!(e.contains(name), "{e} should name {name}");
+        }
+        let e = with("serials = \"random\"", "serials = \"dice\"").unwrap_err().to_string();
+        assert!(e.contains("serials"), "{e}");
+        let e = with("[limits]", "[limits]\nbogus = 1").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn partitions_follow_the_serial() {
+        let p = Policy::default_policy();
+        assert_eq!(p.partition_of(&[0x01, 0x00]), 256 % 64);
+        assert_eq!(p.partition_of(&[0x41]), 1);
+        let mut counts = [0u32; 64];
+        for i in 0u32..6400 {
+            counts[p.partition_of(&i.to_be_bytes()) as usize] += 1;
+        }
+        assert!(counts.iter().all(|c| *c == 100));
+    }
+}
