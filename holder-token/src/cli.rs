@@ -1,0 +1,253 @@
+//! `jpki token …`: the command-line face of the token. The `jpki` binary adds
+//! `Token(TokenCommand)` to its subcommands and calls [`run`].
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use policies::Hierarchy;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::pin::{max_tries, pin_name, rule};
+use crate::{Encapsulation, Error, KeyStatus, Token};
+
+/// Parses `signing` or `auth`.
+fn parse_kind(s: &str) -> Result<Hierarchy, String> {
+    Hierarchy::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("expected `signing` or `auth`, not `{s}`"))
+}
+
+/// The holder token (the My Number card's stand-in). A PIN option left out is asked for on
+/// the terminal without echo.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token with new signing and authentication keys (RSA-2048).
+    New {
+        /// Token file to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Signing password: 6-16 letters A-Z and digits (lower case is upper-cased).
+        #[arg(long)]
+        sign_pin: Option<String>,
+        /// Authentication PIN: 4 digits.
+        #[arg(long)]
+        auth_pin: Option<String>,
+    },
+    /// Write a PKCS#10 certificate request (PEM) for one of the keys.
+    Csr {
+        #[arg(long)]
+        token: PathBuf,
+        /// Which key: signing or auth.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Hierarchy,
+        /// The PIN of that key.
+        #[arg(long)]
+        pin: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Store a certificate (PEM or DER) beside the key it certifies.
+    ImportCert {
+        #[arg(long)]
+        token: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Sign a file: CMS SignedData (DER), detached unless --attached.
+    Sign {
+        #[arg(long)]
+        token: PathBuf,
+        /// The signing password.
+        #[arg(long)]
+        pin: Option<String>,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Carry the content inside the SignedData.
+        #[arg(long)]
+        attached: bool,
+    },
+    /// Sign a login challenge with the authentication key (raw PKCS#1 v1.5 SHA-256).
+    Login {
+        #[arg(long)]
+        token: PathBuf,
+        /// The authentication PIN.
+        #[arg(long)]
+        pin: Option<String>,
+        #[arg(long)]
+        challenge: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Set a new PIN for a (locked or forgotten) key after verifying the OTHER key's PIN.
+    Reset {
+        #[arg(long)]
+        token: PathBuf,
+        /// The key whose PIN is set.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Hierarchy,
+        /// The PIN of the other key.
+        #[arg(long)]
+        other_pin: Option<String>,
+        /// The new PIN for --kind.
+        #[arg(long)]
+        new_pin: Option<String>,
+    },
+    /// Show the try counters and certificates (no PIN needed).
+    Show {
+        #[arg(long)]
+        token: PathBuf,
+    },
+}
+
+/// A PIN from its option, or from the terminal; new PINs are asked twice.
+fn pin(
+    given: Option<String>,
+    kind: Hierarchy,
+    what: &str,
+    confirm: bool,
+) -> Result<Zeroizing<String>, Error> {
+    if let Some(p) = given {
+        return Ok(Zeroizing::new(p));
+    }
+    let prompt = format!("{what} {} ({}): ", pin_name(kind), rule(kind));
+    let first = Zeroizing::new(rpassword::prompt_password(&prompt).map_err(Error::Prompt)?);
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password(format!("{what} {} again: ", pin_name(kind)))
+                .map_err(Error::Prompt)?,
+        );
+        if *first != *again {
+            return Err(Error::PinMismatch);
+        }
+    }
+    Ok(first)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn describe(k: &KeyStatus) -> String {
+    let state = if k.locked {
+        "LOCKED".to_owned()
+    } else {
+        format!("{}/{} tries left", k.tries_left, k.max_tries)
+    };
+    let cert = match (&k.certificate_subject, &k.certificate_serial) {
+        (Some(subject), Some(serial)) => format!("certificate serial {serial}, {subject}"),
+        _ => "no certificate".to_owned(),
+    };
+    let fp: String = k.key_fingerprint[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{:<8} {state}; key sha256:{fp}…; {cert}", k.kind.as_str())
+}
+
+/// Runs one `jpki token` command. Results go to the `--out` files and a one-line summary to
+/// stdout; the signing time of `sign` is the system clock's.
+pub fn run(cmd: TokenCommand) -> Result<(), Error> {
+    match cmd {
+        TokenCommand::New {
+            out,
+            sign_pin,
+            auth_pin,
+        } => {
+            let s = pin(sign_pin, Hierarchy::Signing, "new", true)?;
+            let a = pin(auth_pin, Hierarchy::Auth, "new", true)?;
+            let token = Token::create(&out, &s, &a)?;
+            println!(
+                "created {} (signing: {} tries, auth: {} tries)",
+                token.path().display(),
+                max_tries(Hierarchy::Signing),
+                max_tries(Hierarchy::Auth)
+            );
+        }
+        TokenCommand::Csr {
+            token,
+            kind,
+            pin: p,
+            out,
+        } => {
+            let mut t = Token::open(&token)?;
+            let p = pin(p, kind, "the", false)?;
+            let der = t.csr(kind, &p)?;
+            let pem =
+                der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der)
+                    .map_err(der::Error::from)?;
+            write(&out, pem.as_bytes())?;
+            println!("wrote {} request to {}", kind.as_str(), out.display());
+        }
+        TokenCommand::ImportCert { token, cert } => {
+            let mut t = Token::open(&token)?;
+            let kind = t.import_cert(&read(&cert)?)?;
+            println!("imported the {} certificate", kind.as_str());
+        }
+        TokenCommand::Sign {
+            token,
+            pin: p,
+            input,
+            out,
+            attached,
+        } => {
+            let mut t = Token::open(&token)?;
+            let content = read(&input)?;
+            let p = pin(p, Hierarchy::Signing, "the", false)?;
+            let encapsulation = if attached {
+                Encapsulation::Attached
+            } else {
+                Encapsulation::Detached
+            };
+            let der = t.sign_cms(&p, &content, encapsulation, OffsetDateTime::now_utc())?;
+            write(&out, &der)?;
+            println!("wrote signature to {}", out.display());
+        }
+        TokenCommand::Login {
+            token,
+            pin: p,
+            challenge,
+            out,
+        } => {
+            let mut t = Token::open(&token)?;
+            let challenge = read(&challenge)?;
+            let p = pin(p, Hierarchy::Auth, "the", false)?;
+            let sig = t.login(&p, &challenge)?;
+            write(&out, &sig)?;
+            println!("wrote login signature to {}", out.display());
+        }
+        TokenCommand::Reset {
+            token,
+            kind,
+            other_pin,
+            new_pin,
+        } => {
+            let mut t = Token::open(&token)?;
+            let o = pin(other_pin, crate::pin::other(kind), "the", false)?;
+            let n = pin(new_pin, kind, "new", true)?;
+            t.reset(kind, &o, &n)?;
+            println!("the {} is reset; {} tries", pin_name(kind), max_tries(kind));
+        }
+        TokenCommand::Show { token } => {
+            let t = Token::open(&token)?;
+            let status = t.status();
+            println!("{}", t.path().display());
+            println!("  {}", describe(&status.signing));
+            println!("  {}", describe(&status.auth));
+        }
+    }
+    Ok(())
+}
