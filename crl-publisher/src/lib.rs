@@ -1,0 +1,64 @@
+//! # crl-publisher — partitioned, signed, self-checked CRLs for both jpki hierarchies
+//!
+//! Relying parties check JPKI certificates offline against CRLs. This crate turns the CA's
+//! revocation records into those CRLs and keeps them fresh:
+//!
+//! * **Scopes.** Each hierarchy has `crl.partitions` end-entity partitions (a certificate's
+//!   partition is its serial modulo the count, `Policy::partition_of`) and one CA-level CRL
+//!   covering the root and OCSP-signer certificates. Each CRL carries a critical
+//!   issuingDistributionPoint whose fullName is exactly the certificates' CRL distribution
+//!   point names (`policies::profile::crl_dp_names`), with onlyContainsUserCerts on partitions.
+//! * **Content** ([`Publisher::build`]): v2, sha256WithRSA by the hierarchy's root, AKI equal to
+//!   the root's SKI, a CRL number that strictly increases and is durably reserved before the
+//!   CRL exists, reasonCode (left out for unspecified), invalidityDate, certificateHold entries;
+//!   entries of certificates expired for longer than [`Settings::expired_margin`] are dropped.
+//!   Each CRL is parsed back and its signature verified before it replaces the previous file
+//!   (atomically: temp file, fsync, rename, fsync of the directory).
+//! * **Pipeline** ([`Publisher::mark_dirty`], [`Publisher::run`], [`Publisher::tick`]): only
+//!   dirty partitions are rebuilt, within [`Settings::dirty_bound`]; every CRL is re-signed
+//!   [`Settings::resign_margin`] before its nextUpdate.
+//! * **Serving** ([`Publisher::handle`]): hyper 1, `/crl/<hierarchy>/<partition>.crl`, with
+//!   cache headers; [`Publisher::publish_all`] writes a static set plus `index.json`.
+//!
+//! The crate knows nothing of the CA's database: it reads revoked entries through
+//! [`Source`] and keeps each scope's number, times and dirty flag in a [`StateStore`], both
+//! implemented by the CA over its store ([`MemoryStore`] implements both for tests). Time comes
+//! from an injected [`Clock`].
+//!
+//! ## Dependencies
+//! * `x509-cert`/`der`: the typed CRL extensions (IDP with a directoryName fullName, AKI, CRL
+//!   number). rcgen's CRL writer cannot express a directoryName IDP, and
+//!   `x509_cert::builder::CrlBuilder` takes the wrong AKI (crate-notes §3.4–3.5); the entries
+//!   themselves are streamed as DER by [`encode`](crate) to keep a million-entry CRL near its own
+//!   size in memory.
+//! * `x509-parser` (feature `verify-aws`): an independent decoder for the self-check, and the
+//!   signature verification against the root key.
+//! * `hyper`/`hyper-util`/`http-body-util`/`bytes`: the HTTP endpoint; `Bytes` lets the cache,
+//!   the encoder and the response share one copy of each CRL.
+//! * `indicatif`: progress of `publish_all` on a terminal.
+//!
+//! ## What the CA must do
+//! Store the revocation first, then call [`Publisher::mark_dirty`] for its scope: a revocation
+//! stored before a build reads the source is in that CRL; one stored after sets the flag again
+//! and is in the next. A certificate issued before partitions existed is still covered, because
+//! its partition is computed from its serial, not read from a stored field.
+
+mod encode;
+mod error;
+mod http;
+mod publisher;
+mod store;
+
+pub use error::{BoxError, Error};
+pub use publisher::{Crl, IndexEntry, Publisher, Roots, Settings, Status, TickReport};
+pub use store::{Clock, Entry, ManualClock, MemoryStore, Published, Source, State, StateStore, SystemClock};
+
+use policies::profile::Scope;
+
+/// The name of a scope in file names, URLs and `index.json`: the partition number or `ca`.
+pub fn scope_name(scope: Scope) -> String {
+    match scope {
+        Scope::Partition(p) => p.to_string(),
+        Scope::Ca => "ca".to_owned(),
+    }
+}

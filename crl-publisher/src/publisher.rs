@@ -1,0 +1,642 @@
+//! The publisher: builds, checks, writes and schedules the CRLs of both hierarchies.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use der::asn1::{OctetString, Uint};
+use der::{Decode, Encode};
+use indicatif::{ProgressBar, ProgressStyle};
+use policies::profile::{crl_dp_names, Scope};
+use policies::{Hierarchy, Policy, Signer};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
+use x509_cert::ext::pkix::name::DistributionPointName;
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
+use x509_cert::ext::{Extension, ToExtension};
+use x509_cert::name::Name;
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate, X509Version};
+
+use crate::encode::CrlEncoder;
+use crate::store::{Clock, Published, Source, State, StateStore};
+use crate::{scope_name, Error};
+
+/// OID of the issuingDistributionPoint CRL extension (RFC 5280 §5.2.5).
+const OID_IDP: &str = "2.5.29.28";
+
+/// Tunables of the publisher that the policy file does not (yet) carry.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// An entry is dropped once its certificate's notAfter plus this margin has passed. Must be
+    /// at least the CRL validity (`crl.next_update_hours`), so that every entry appears on at
+    /// least one CRL issued after its certificate expired (RFC 5280 §3.3). Default: 1 day.
+    pub expired_margin: time::Duration,
+    /// A partition marked dirty is re-published within this bound. Default: 60 s.
+    pub dirty_bound: std::time::Duration,
+    /// After a mark, wait this long to collect further revocations into the same build
+    /// (at most `dirty_bound`). Default: 2 s.
+    pub batch_delay: std::time::Duration,
+    /// Every CRL is re-signed this long before its nextUpdate. Default: 6 h.
+    pub resign_margin: time::Duration,
+    /// Show progress bars (only ever drawn when stderr is a terminal). Default: true.
+    pub progress: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            expired_margin: time::Duration::days(1),
+            dirty_bound: std::time::Duration::from_secs(60),
+            batch_delay: std::time::Duration::from_secs(2),
+            resign_margin: time::Duration::hours(6),
+            progress: true,
+        }
+    }
+}
+
+impl Settings {
+    fn validate(&self, policy: &Policy) -> Result<(), Error> {
+        let bad = |field, problem: String| Err(Error::Settings { field, problem });
+        let validity = time::Duration::hours(i64::from(policy.crl.next_update_hours));
+        if self.expired_margin < validity {
+            return bad("expired_margin", format!("must be at least the CRL validity ({validity}), got {}", self.expired_margin));
+        }
+        if self.dirty_bound.is_zero() {
+            return bad("dirty_bound", "must be positive".into());
+        }
+        if self.batch_delay > self.dirty_bound {
+            return bad("batch_delay", format!("must not exceed dirty_bound ({:?})", self.dirty_bound));
+        }
+        if self.resign_margin <= time::Duration::ZERO || self.resign_margin >= validity {
+            return bad("resign_margin", format!("must be positive and below the CRL validity ({validity})"));
+        }
+        Ok(())
+    }
+}
+
+/// The signing roots of both hierarchies.
+pub struct Roots {
+    pub signing: Arc<dyn Signer>,
+    pub auth: Arc<dyn Signer>,
+}
+
+/// What the publisher takes from a root certificate.
+struct Root {
+    signer: Arc<dyn Signer>,
+    /// The subject Name, DER, byte for byte as in the certificate: the CRL's issuer.
+    subject: Vec<u8>,
+    name: Name,
+    /// The subjectKeyIdentifier: the CRL's authorityKeyIdentifier (RFC 5280 §5.2.1).
+    ski: Vec<u8>,
+}
+
+impl Root {
+    fn new(h: Hierarchy, signer: Arc<dyn Signer>) -> Result<Root, Error> {
+        let bad = |problem: String| Error::Root { hierarchy: h, problem };
+        let (_, cert) = X509Certificate::from_der(signer.certificate()).map_err(|e| bad(format!("cannot parse: {e}")))?;
+        let mut ski = None;
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => ski = Some(k.0.to_vec()),
+                ParsedExtension::KeyUsage(ku) if !ku.crl_sign() => {
+                    return Err(bad("keyUsage lacks cRLSign".into()));
+                }
+                _ => {}
+            }
+        }
+        let ski = ski.ok_or_else(|| bad("has no subjectKeyIdentifier, which the CRL's AKI must repeat".into()))?;
+        let subject = cert.tbs_certificate.subject.as_raw().to_vec();
+        let name = Name::from_der(&subject).map_err(|e| bad(format!("subject: {e}")))?;
+        Ok(Root { signer, subject, name, ski })
+    }
+}
+
+/// One signed CRL, as built and checked.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    pub hierarchy: Hierarchy,
+    pub scope: Scope,
+    pub number: u64,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+    pub entries: u64,
+    /// The DER CertificateList.
+    pub der: Bytes,
+    pub sha256: [u8; 32],
+    /// DER of the issuingDistributionPoint extension value.
+    pub idp: Vec<u8>,
+}
+
+impl Crl {
+    fn published(&self) -> Published {
+        Published {
+            number: self.number,
+            this_update: self.this_update,
+            next_update: self.next_update,
+            entries: self.entries,
+            size: self.der.len() as u64,
+            sha256: hex::encode(self.sha256),
+            idp: hex::encode(&self.idp),
+        }
+    }
+}
+
+/// The outcome of one pass of the pipeline ([`Publisher::tick`]).
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// `(hierarchy, scope, number)` of every CRL published.
+    pub published: Vec<(Hierarchy, Scope, u64)>,
+    /// Scopes whose build or write failed; their previous file is still served.
+    pub failed: Vec<(Hierarchy, Scope, Error)>,
+}
+
+/// One line of `index.json` (see [`Publisher::publish_all`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexEntry {
+    /// Relative to the output directory, e.g. `signing/7.crl`.
+    pub file: String,
+    pub hierarchy: Hierarchy,
+    /// The partition number, or `ca`.
+    pub partition: String,
+    pub number: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_update: OffsetDateTime,
+    pub entries: u64,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One row of [`Publisher::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub hierarchy: Hierarchy,
+    pub scope: Scope,
+    /// `None` until the scope's first CRL is written.
+    pub published: Option<Published>,
+    /// `now - thisUpdate` of the last CRL.
+    pub age: Option<time::Duration>,
+}
+
+/// A served file and what HTTP says about it.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) der: Bytes,
+    pub(crate) etag: String,
+    pub(crate) last_modified: OffsetDateTime,
+    pub(crate) next_update: OffsetDateTime,
+}
+
+impl Served {
+    pub(crate) fn new(der: Bytes, sha256: &[u8], this_update: OffsetDateTime, next_update: OffsetDateTime) -> Served {
+        Served { der, etag: format!("\"{}\"", hex::encode(&sha256[..16])), last_modified: this_update, next_update }
+    }
+}
+
+/// Builds, self-checks, writes and serves the CRLs of both hierarchies.
+///
+/// All CRLs live under one directory that maps to the URL path `/crl/`:
+/// `<dir>/<hierarchy>/<partition>.crl` and `<dir>/<hierarchy>/ca.crl`.
+pub struct Publisher {
+    pub(crate) policy: Policy,
+    settings: Settings,
+    signing: Root,
+    auth: Root,
+    source: Arc<dyn Source>,
+    pub(crate) state: Arc<dyn StateStore>,
+    pub(crate) dir: PathBuf,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Wakes [`Publisher::run`] when a scope is marked dirty.
+    wake: Notify,
+    /// One build at a time: numbers and files of a scope must not interleave.
+    build: Mutex<()>,
+    pub(crate) cache: RwLock<HashMap<(Hierarchy, Scope), Arc<Served>>>,
+}
+
+impl Publisher {
+    pub fn new(
+        policy: Policy,
+        settings: Settings,
+        roots: Roots,
+        source: Arc<dyn Source>,
+        state: Arc<dyn StateStore>,
+        dir: impl Into<PathBuf>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Publisher, Error> {
+        settings.validate(&policy)?;
+        Ok(Publisher {
+            signing: Root::new(Hierarchy::Signing, roots.signing)?,
+            auth: Root::new(Hierarchy::Auth, roots.auth)?,
+            policy,
+            settings,
+            source,
+            state,
+            dir: dir.into(),
+            clock,
+            wake: Notify::new(),
+            build: Mutex::new(()),
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn root(&self, h: Hierarchy) -> &Root {
+        match h {
+            Hierarchy::Signing => &self.signing,
+            Hierarchy::Auth => &self.auth,
+        }
+    }
+
+    /// Every CRL scope: each hierarchy's partitions, then its CA-level CRL.
+    pub fn scopes(&self) -> Vec<(Hierarchy, Scope)> {
+        let partitions = self.policy.crl.partitions;
+        Hierarchy::ALL
+            .into_iter()
+            .flat_map(|h| (0..partitions).map(Scope::Partition).chain([Scope::Ca]).map(move |s| (h, s)))
+            .collect()
+    }
+
+    /// The file of a scope relative to the CRL directory, as in its URL: `signing/7.crl`.
+    pub fn file_name(h: Hierarchy, scope: Scope) -> String {
+        format!("{}/{}.crl", h.as_str(), scope_name(scope))
+    }
+
+    /// Records that a revocation changed `(h, scope)`: durably (the state store's flag) and
+    /// for the running pipeline. Call it after the revocation itself is stored.
+    pub fn mark_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), Error> {
+        self.state.set_dirty(h, scope).map_err(Error::state(h, scope))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn load(&self, h: Hierarchy, scope: Scope) -> Result<State, Error> {
+        Ok(self.state.load(h, scope).map_err(Error::state(h, scope))?.unwrap_or_default())
+    }
+
+    /// Builds, signs and self-checks the next CRL of `(h, scope)` as of `now`, without
+    /// writing it. Its number is reserved durably first, so it is never handed out again.
+    pub fn build(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
+        self.build_with(h, scope, now, &ProgressBar::hidden())
+    }
+
+    fn build_with(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime, bar: &ProgressBar) -> Result<Crl, Error> {
+        let sname = || scope_name(scope);
+        let root = self.root(h);
+        let mut state = self.load(h, scope)?;
+        let number = state.last_number.checked_add(1).ok_or_else(|| Error::SelfCheck {
+            hierarchy: h,
+            scope: sname(),
+            number: state.last_number,
+            problem: "CRL numbers exhausted".into(),
+        })?;
+        state.last_number = number;
+        self.state.save(h, scope, &state).map_err(Error::state(h, scope))?;
+
+        let idp = IssuingDistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(crl_dp_names(&self.policy, h, scope)?)),
+            only_contains_user_certs: matches!(scope, Scope::Partition(_)),
+            only_contains_ca_certs: false,
+            only_some_reasons: None,
+            indirect_crl: false,
+            only_contains_attribute_certs: false,
+        }
+        .to_der()
+        .map_err(Error::der("issuingDistributionPoint"))?;
+        let check = |problem: String| Error::SelfCheck { hierarchy: h, scope: sname(), number, problem };
+        if let Some(prev) = &state.published {
+            if prev.idp != hex::encode(&idp) {
+                return Err(check("issuingDistributionPoint differs from the partition's last CRL".into()));
+            }
+        }
+
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(root.ski.clone()).map_err(Error::der("AKI"))?),
+            ..Default::default()
+        };
+        let der_err = Error::der("CRL extensions");
+        let extensions = vec![
+            aki.to_extension(&root.name, &[]).map_err(Error::der("AKI"))?,
+            CrlNumber(Uint::new(&number.to_be_bytes()).map_err(Error::der("cRLNumber"))?)
+                .to_extension(&root.name, &[])
+                .map_err(Error::der("cRLNumber"))?,
+            Extension {
+                extn_id: der::asn1::ObjectIdentifier::new_unwrap(OID_IDP),
+                critical: true,
+                extn_value: OctetString::new(idp.clone()).map_err(Error::der("issuingDistributionPoint"))?,
+            },
+        ]
+        .to_der()
+        .map_err(der_err)?;
+
+        let this_update = now.replace_nanosecond(0).unwrap_or(now);
+        let next_update = this_update + time::Duration::hours(i64::from(self.policy.crl.next_update_hours));
+        let hint = self.source.count_hint(h, scope).unwrap_or(0);
+        let mut enc = CrlEncoder::new(&root.subject, this_update, next_update, hint)?;
+        let mut failure = None;
+        let mut dropped = 0u64;
+        let mut seen = 0u64;
+        self.source
+            .for_each(h, scope, &mut |e| {
+                seen += 1;
+                if seen % 65_536 == 0 {
+                    bar.set_message(format!("{h}/{}: {seen} entries", scope_name(scope)));
+                }
+                if failure.is_some() {
+                    return;
+                }
+                if e.not_after + self.settings.expired_margin < this_update {
+                    dropped += 1;
+                } else if let Err(err) = enc.push(e) {
+                    failure = Some(err);
+                }
+            })
+            .map_err(|source| Error::Source { hierarchy: h, scope: sname(), source })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        let entries = enc.entries();
+        let der = enc.finish(&extensions, |tbs| {
+            root.signer.sign(tbs).map_err(|source| Error::Sign { hierarchy: h, source })
+        })?;
+        self.self_check(h, &der, number, &idp, entries, this_update, next_update, state.published.as_ref())
+            .map_err(check)?;
+        tracing::debug!(hierarchy = %h, scope = %sname(), number, entries, dropped, size = der.len(), "CRL built");
+        let sha256 = Sha256::digest(&der).into();
+        Ok(Crl { hierarchy: h, scope, number, this_update, next_update, entries, der, sha256, idp })
+    }
+
+    /// Parses the CRL back with a second decoder (x509-parser), verifies its signature with the
+    /// root's public key and checks every field the publisher promised.
+    #[allow(clippy::too_many_arguments)]
+    fn self_check(
+        &self,
+        h: Hierarchy,
+        der: &[u8],
+        number: u64,
+        idp: &[u8],
+        entries: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        prev: Option<&Published>,
+    ) -> Result<(), String> {
+        let root = self.root(h);
+        let (_, cert) = X509Certificate::from_der(root.signer.certificate()).map_err(|e| format!("root: {e}"))?;
+        let (rest, crl) = x509_parser::parse_x509_crl(der).map_err(|e| format!("does not parse: {e}"))?;
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the CRL", rest.len()));
+        }
+        crl.verify_signature(cert.public_key()).map_err(|e| format!("signature does not verify with the root key: {e}"))?;
+        if crl.version() != Some(X509Version::V2) {
+            return Err("not a v2 CRL".into());
+        }
+        if crl.issuer().as_raw() != root.subject.as_slice() {
+            return Err("issuer differs from the root's subject".into());
+        }
+        let ts = |t: x509_parser::time::ASN1Time| t.timestamp();
+        if ts(crl.last_update()) != this_update.unix_timestamp()
+            || crl.next_update().map(ts) != Some(next_update.unix_timestamp())
+            || next_update <= this_update
+        {
+            return Err("thisUpdate/nextUpdate are not the intended times".into());
+        }
+        let got = crl.crl_number().map(|n| n.to_bytes_be());
+        let want = Uint::new(&number.to_be_bytes()).map(|u| u.as_bytes().to_vec()).map_err(|e| e.to_string())?;
+        if got.as_deref() != Some(want.as_slice()) {
+            return Err(format!("cRLNumber is {got:?}, expected {number}"));
+        }
+        let (mut seen_idp, mut seen_aki) = (false, false);
+        for ext in crl.extensions() {
+            match ext.oid.to_id_string().as_str() {
+                OID_IDP => seen_idp = ext.critical && ext.value == idp,
+                "2.5.29.35" => {
+                    seen_aki = matches!(ext.parsed_extension(),
+                        ParsedExtension::AuthorityKeyIdentifier(a)
+                            if a.key_identifier.as_ref().map(|k| k.0) == Some(root.ski.as_slice()));
+                }
+                _ => {}
+            }
+        }
+        if !seen_idp {
+            return Err("issuingDistributionPoint missing, not critical or not the partition's".into());
+        }
+        if !seen_aki {
+            return Err("authorityKeyIdentifier does not equal the root's subjectKeyIdentifier".into());
+        }
+        let listed = crl.iter_revoked_certificates().count() as u64;
+        if listed != entries {
+            return Err(format!("{listed} entries listed, {entries} written"));
+        }
+        if let Some(prev) = prev {
+            if number <= prev.number {
+                return Err(format!("number {number} is not above the last published {}", prev.number));
+            }
+            if prev.idp != hex::encode(idp) {
+                return Err("issuingDistributionPoint differs from the last published CRL".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes `(h, scope)` into `dir` if `force`, if it is dirty, or if it is due for
+    /// re-signing; returns the CRL written, or `None` when nothing was due.
+    fn publish_due(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        now: OffsetDateTime,
+        dir: &Path,
+        force: bool,
+        bar: &ProgressBar,
+    ) -> Result<Option<Crl>, Error> {
+        let _guard = self.build.lock().unwrap_or_else(PoisonError::into_inner);
+        // Cleared before the source is read: a revocation stored after this point sets the
+        // flag again and lands in the next CRL; one stored before is read by this build.
+        let dirty = self.state.take_dirty(h, scope).map_err(Error::state(h, scope))?;
+        let result = (|| {
+            let state = self.load(h, scope)?;
+            let stale = state.published.as_ref().is_none_or(|p| now >= p.next_update - self.settings.resign_margin);
+            if !(force || dirty || stale) {
+                return Ok(None);
+            }
+            let crl = self.build_with(h, scope, now, bar)?;
+            let path = dir.join(Publisher::file_name(h, scope));
+            write_atomic(&path, &crl.der).map_err(|source| Error::Write { path, source })?;
+            let state = State { last_number: crl.number, published: Some(crl.published()) };
+            self.state.save(h, scope, &state).map_err(Error::state(h, scope))?;
+            if dir == self.dir {
+                let served = Served::new(crl.der.clone(), &crl.sha256, crl.this_update, crl.next_update);
+                self.cache.write().unwrap_or_else(PoisonError::into_inner).insert((h, scope), Arc::new(served));
+            }
+            tracing::info!(hierarchy = %h, scope = %scope_name(scope), number = crl.number, entries = crl.entries,
+                size = crl.der.len(), dirty, "CRL published");
+            Ok(Some(crl))
+        })();
+        if result.is_err() && dirty {
+            // not published: keep the revocation pending
+            if let Err(e) = self.state.set_dirty(h, scope) {
+                tracing::error!(hierarchy = %h, scope = %scope_name(scope), error = %e, "cannot re-mark CRL dirty");
+            }
+        }
+        result
+    }
+
+    /// Builds and writes the next CRL of `(h, scope)` into the publisher's directory now,
+    /// whether or not it is due. A failure leaves the previous file in place.
+    pub fn publish(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
+        let crl = self.publish_due(h, scope, now, &self.dir, true, &ProgressBar::hidden())?;
+        // force = true always builds
+        crl.ok_or_else(|| Error::Task("forced publication built nothing".into()))
+    }
+
+    /// One pass of the pipeline: publishes every scope that is dirty, was never published, or
+    /// is within `resign_margin` of its nextUpdate. Other scopes are not touched.
+    pub fn tick(&self, now: OffsetDateTime) -> TickReport {
+        let mut report = TickReport::default();
+        for (h, scope) in self.scopes() {
+            match self.publish_due(h, scope, now, &self.dir, false, &ProgressBar::hidden()) {
+                Ok(Some(crl)) => report.published.push((h, scope, crl.number)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(hierarchy = %h, scope = %scope_name(scope), error = %e, "CRL not published");
+                    report.failed.push((h, scope, e));
+                }
+            }
+        }
+        report
+    }
+
+    /// How long the pipeline may sleep after `now`: until the earliest re-signing is due,
+    /// at most `dirty_bound` (to pick up dirty flags set behind its back).
+    fn next_wait(&self, now: OffsetDateTime) -> std::time::Duration {
+        let mut wait = self.settings.dirty_bound;
+        for (h, scope) in self.scopes() {
+            let due = match self.state.load(h, scope) {
+                Ok(Some(State { published: Some(p), .. })) => p.next_update - self.settings.resign_margin - now,
+                _ => time::Duration::ZERO,
+            };
+            let due = std::time::Duration::try_from(due).unwrap_or_default();
+            wait = wait.min(due);
+        }
+        // after a failure (due in the past) retry no faster than the batch delay
+        wait.max(self.settings.batch_delay).max(std::time::Duration::from_millis(50))
+    }
+
+    /// The pipeline: publishes what is due, then sleeps until the next re-signing, a
+    /// [`mark_dirty`](Publisher::mark_dirty) (plus `batch_delay`) or `dirty_bound`, whichever
+    /// comes first; returns when `shutdown` completes. Builds run on tokio's blocking pool.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let this = Arc::clone(&self);
+            let pass = tokio::task::spawn_blocking(move || {
+                let now = this.clock.now();
+                let report = this.tick(now);
+                (report, this.next_wait(this.clock.now()))
+            });
+            let wait = match pass.await {
+                Ok((report, wait)) => {
+                    if !report.published.is_empty() || !report.failed.is_empty() {
+                        tracing::debug!(published = report.published.len(), failed = report.failed.len(), "CRL pass");
+                    }
+                    wait
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "CRL pass panicked");
+                    self.settings.batch_delay
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(wait) => {}
+                () = self.wake.notified() => {
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(self.settings.batch_delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every CRL of both hierarchies into `out` (a directory for a static web server or
+    /// a CDN: `<out>/<hierarchy>/<partition>.crl`) plus `<out>/index.json`, each with new
+    /// numbers. Stops at the first failure (files already written stay; no index is written).
+    pub fn publish_all(&self, out: &Path, now: OffsetDateTime) -> Result<Vec<IndexEntry>, Error> {
+        let scopes = self.scopes();
+        let bar = if self.settings.progress && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(scopes.len() as u64);
+            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} CRLs {elapsed} {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut index = Vec::with_capacity(scopes.len());
+        for (h, scope) in scopes {
+            bar.set_message(format!("{h}/{}", scope_name(scope)));
+            let crl = self
+                .publish_due(h, scope, now, out, true, &bar)?
+                .ok_or_else(|| Error::Task("forced publication built nothing".into()))?;
+            index.push(IndexEntry {
+                file: Publisher::file_name(h, scope),
+                hierarchy: h,
+                partition: scope_name(scope),
+                number: crl.number,
+                this_update: crl.this_update,
+                next_update: crl.next_update,
+                entries: crl.entries,
+                size: crl.der.len() as u64,
+                sha256: hex::encode(crl.sha256),
+            });
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let path = out.join("index.json");
+        let json = serde_json::to_vec_pretty(&index)
+            .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+        write_atomic(&path, &json).map_err(|source| Error::Write { path, source })?;
+        Ok(index)
+    }
+
+    /// Number, age, entry count and size of every scope's last CRL (`jpki crl status`).
+    pub fn status(&self, now: OffsetDateTime) -> Result<Vec<Status>, Error> {
+        self.scopes()
+            .into_iter()
+            .map(|(h, scope)| {
+                let published = self.load(h, scope)?.published;
+                let age = published.as_ref().map(|p| now - p.this_update);
+                Ok(Status { hierarchy: h, scope, published, age })
+            })
+            .collect()
+    }
+}
+
+/// Replaces `path` with `data` so that readers see the old or the new file, never a part:
+/// a temporary file in the same directory, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no directory"))?;
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        // best effort: the temporary file may not even exist
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

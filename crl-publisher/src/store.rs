@@ -1,0 +1,183 @@
+//! The narrow interfaces the publisher needs from the CA: where revoked entries come from
+//! ([`Source`]), where each CRL's durable state lives ([`StateStore`]) and what time it is
+//! ([`Clock`]) — plus in-memory implementations for tests and benchmarks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use policies::profile::Scope;
+use policies::{Hierarchy, Reason};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::BoxError;
+
+/// One revoked (or held) certificate as the CRL lists it (RFC 5280 §5.1.2.6, §5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The certificate's serial number: the big-endian content octets of its INTEGER
+    /// (leading zero octets are tolerated and normalised away).
+    pub serial: Vec<u8>,
+    /// When the CA revoked (or suspended) it: the CRL's revocationDate.
+    pub revoked_at: OffsetDateTime,
+    /// The CRLReason; `Unspecified` is written by leaving reasonCode out (RFC 5280 §5.3.1),
+    /// `CertificateHold` lists a suspended certificate.
+    pub reason: Reason,
+    /// When the key is known or suspected to have been compromised (RFC 5280 §5.3.2).
+    pub invalidity: Option<OffsetDateTime>,
+    /// The certificate's notAfter: the entry is dropped once this plus
+    /// [`Settings::expired_margin`](crate::Settings::expired_margin) has passed.
+    pub not_after: OffsetDateTime,
+}
+
+/// The revoked certificates of one CRL scope. The CA implements it over its store.
+pub trait Source: Send + Sync {
+    /// Calls `each` once for every revoked or held certificate whose CRL is `(h, scope)`.
+    /// Entries are streamed so that a million of them need not be copied into a `Vec`;
+    /// `each` may be called in any order.
+    fn for_each(&self, h: Hierarchy, scope: Scope, each: &mut dyn FnMut(&Entry)) -> Result<(), BoxError>;
+
+    /// How many entries `for_each` is about to yield, if cheaply known (lets the encoder
+    /// allocate once). Only a hint: it may be wrong.
+    fn count_hint(&self, _h: Hierarchy, _scope: Scope) -> Option<usize> {
+        None
+    }
+}
+
+/// What was last published for one CRL scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub number: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub this_update: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_update: OffsetDateTime,
+    pub entries: u64,
+    /// Size of the DER file in bytes.
+    pub size: u64,
+    /// SHA-256 of the DER file, lowercase hex.
+    pub sha256: String,
+    /// The DER of the issuingDistributionPoint extension value, hex: a partition's IDP must
+    /// never change (relying parties match it against their certificates).
+    pub idp: String,
+}
+
+/// The durable state of one CRL scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// The highest CRL number ever handed out for this scope, published or not. It is saved
+    /// before the CRL carrying it is written, so a number is never reused after a restart.
+    pub last_number: u64,
+    /// The last CRL written for this scope.
+    pub published: Option<Published>,
+}
+
+/// Durable per-`(hierarchy, scope)` state. The CA keeps it in its store (serialise
+/// [`State`] with serde); every method that changes something returns only once the change
+/// is durable (for sled: after `flush()`).
+pub trait StateStore: Send + Sync {
+    fn load(&self, h: Hierarchy, scope: Scope) -> Result<Option<State>, BoxError>;
+    fn save(&self, h: Hierarchy, scope: Scope, state: &State) -> Result<(), BoxError>;
+    /// Sets the scope's dirty flag (a revocation changed its content). Independent of
+    /// [`State`]: `save` must not clear it.
+    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), BoxError>;
+    /// Clears the dirty flag and says whether it was set, atomically with respect to
+    /// concurrent `set_dirty` calls.
+    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError>;
+}
+
+/// Where the publisher gets the time from; tests move it by hand.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(at: OffsetDateTime) -> ManualClock {
+        ManualClock(Mutex::new(at))
+    }
+
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An in-memory [`Source`] and [`StateStore`] (nothing is durable): for tests, benchmarks and
+/// as the reference for what the CA's implementation must do.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: RwLock<BTreeMap<(Hierarchy, Scope), Vec<Entry>>>,
+    states: Mutex<BTreeMap<(Hierarchy, Scope), State>>,
+    dirty: Mutex<BTreeSet<(Hierarchy, Scope)>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Adds a revoked entry to `(h, scope)`; the caller marks the scope dirty.
+    pub fn revoke(&self, h: Hierarchy, scope: Scope, entry: Entry) {
+        let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry((h, scope)).or_default().push(entry);
+    }
+}
+
+impl Source for MemoryStore {
+    fn for_each(&self, h: Hierarchy, scope: Scope, each: &mut dyn FnMut(&Entry)) -> Result<(), BoxError> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        for e in map.get(&(h, scope)).into_iter().flatten() {
+            each(e);
+        }
+        Ok(())
+    }
+
+    fn count_hint(&self, h: Hierarchy, scope: Scope) -> Option<usize> {
+        let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        Some(map.get(&(h, scope)).map_or(0, Vec::len))
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn load(&self, h: Hierarchy, scope: Scope) -> Result<Option<State>, BoxError> {
+        Ok(self.states.lock().unwrap_or_else(PoisonError::into_inner).get(&(h, scope)).cloned())
+    }
+
+    fn save(&self, h: Hierarchy, scope: Scope, state: &State) -> Result<(), BoxError> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner).insert((h, scope), state.clone());
+        Ok(())
+    }
+
+    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), BoxError> {
+        self.dirty.lock().unwrap_or_else(PoisonError::into_inner).insert((h, scope));
+        Ok(())
+    }
+
+    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError> {
+        Ok(self.dirty.lock().unwrap_or_else(PoisonError::into_inner).remove(&(h, scope)))
+    }
+}
