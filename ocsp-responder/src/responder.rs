@@ -1,0 +1,926 @@
+//! The OCSP engine: issuer matching, status lookup, signing, the pre-signed cache.
+//!
+//! Answer paths, cheapest first:
+//! 1. **Rejects** (`malformedRequest`, `unauthorized`) are constant byte strings encoded once.
+//! 2. **Cache hit**: a nonce-less request for one CertID whose answer was signed before and is
+//!    still inside its validity is served from memory: no status lookup, no signature.
+//! 3. **Live**: a request with a nonce, several CertIDs, a cache miss or an `unknown` serial
+//!    looks the status up and is signed now, on the blocking pool, holding one permit of a
+//!    semaphore. Only `live_concurrency` signatures run at once, so signing can never occupy
+//!    every runtime worker and cached answers keep flowing; a request that waits longer than
+//!    `live_wait` for a permit gets `tryLater`.
+//!
+//! ## Cache consistency
+//! The CA calls [`Responder::refresh`] after it has committed a revocation or hold and before it
+//! acknowledges it. `refresh` first removes the cached answers of that serial (so queries from
+//! then on go live and read the already updated store), then re-signs them. A live query that
+//! read the store *before* the refresh must not put its stale answer back: every record carries
+//! the sequence number of its last refresh, a live query notes the sequence number before it
+//! reads the store, and its answer is cached only if no refresh happened in between.
+//!
+//! `unknown` answers are never cached: the serial may be issued a moment later (and the set of
+//! never-issued serials is unbounded, so caching them would let anyone fill memory).
+//!
+//! The background re-signer ([`Responder::run_resigner`]) re-signs cached answers that were
+//! used since they were signed and expire within `resign_margin`, and drops the unused ones, so
+//! the signing load follows the set of serials actually asked about.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::digest;
+use bytes::Bytes;
+use der07::asn1::{BitString, GeneralizedTime, Null, OctetString};
+use der07::{Decode, Encode};
+use policies::{Hierarchy, Policy, Reason, Signer};
+use spki07::{AlgorithmIdentifierOwned, ObjectIdentifier};
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use x509_cert_02::ext::pkix::CrlReason;
+use x509_cert_02::ext::Extension;
+use x509_cert_02::serial_number::SerialNumber;
+use x509_cert_02::Certificate;
+use x509_ocsp::{
+    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspResponse, ResponderId,
+    ResponseData, RevokedInfo, SingleResponse, Version,
+};
+
+use crate::metrics::{Cause, Metrics, ResponseStatus};
+use crate::request::{self, Parsed};
+use crate::source::{Clock, SourceError, Status, StatusSource};
+use crate::Error;
+
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const SHARDS: usize = 64;
+/// Serial numbers longer than this (x509-cert 0.2 accepts at most 21 octets) are never cached.
+const MAX_KEY: usize = 48;
+
+/// Tunables. Start from [`Settings::from_policy`] and adjust fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// nextUpdate − thisUpdate (policy `ocsp.next_update_minutes`).
+    pub validity: time::Duration,
+    /// Cached answers expiring within this margin are re-signed by the background task.
+    pub resign_margin: time::Duration,
+    /// More CertIDs than this in one request is `malformedRequest`.
+    pub max_cert_ids: usize,
+    /// Largest accepted request (POST body, decoded GET path), in bytes.
+    pub max_body: usize,
+    /// Live signatures running at once.
+    pub live_concurrency: usize,
+    /// How long a live request may wait for a signing slot before `tryLater`.
+    pub live_wait: std::time::Duration,
+    /// Most cached answers; beyond it, misses are answered live and not stored.
+    pub cache_capacity: usize,
+    /// Time allowed to send the request head (and, with TLS, to finish the handshake).
+    pub header_timeout: std::time::Duration,
+    /// Time allowed to send the request body.
+    pub body_timeout: std::time::Duration,
+    /// The HTTP path of the responder (`/ocsp`, from the policy's OCSP URL).
+    pub path: String,
+}
+
+impl Settings {
+    pub fn from_policy(policy: &Policy) -> Settings {
+        let validity = time::Duration::minutes(i64::from(policy.ocsp.next_update_minutes));
+        let url = policy.ocsp_url();
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let path = after_scheme
+            .find('/')
+            .map_or("/ocsp", |i| &after_scheme[i..]);
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Settings {
+            validity,
+            resign_margin: validity / 3,
+            max_cert_ids: 64,
+            max_body: 8 * 1024,
+            live_concurrency: cpus.div_ceil(2).max(1),
+            live_wait: std::time::Duration::from_secs(2),
+            cache_capacity: 4 << 20,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(10),
+            path: path.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+/// One hierarchy served: its root certificate and the delegated OCSP signer it issued.
+///
+/// `signer.certificate()` must be the OCSP-signer certificate (extendedKeyUsage
+/// id-kp-OCSPSigning, id-pkix-ocsp-nocheck), issued by `root`; it is included in every response
+/// (`certs`) so that clients can verify the delegation (RFC 6960 §4.2.2.2).
+#[derive(Clone)]
+pub struct Issuer {
+    pub hierarchy: Hierarchy,
+    /// DER of the root (issuer) certificate.
+    pub root: Vec<u8>,
+    pub signer: Arc<dyn Signer>,
+}
+
+/// A CertID hash algorithm we can compute (RFC 6960 §4.1.1 leaves it open; clients use SHA-1
+/// or SHA-256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    const ALL: [HashAlg; 4] = [
+        HashAlg::Sha1,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+    ];
+
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            HashAlg::Sha1 => ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
+            HashAlg::Sha256 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1"),
+            HashAlg::Sha384 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2"),
+            HashAlg::Sha512 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3"),
+        }
+    }
+
+    fn from_oid(oid: &ObjectIdentifier) -> Option<HashAlg> {
+        HashAlg::ALL.into_iter().find(|a| a.oid() == *oid)
+    }
+
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        let alg = match self {
+            HashAlg::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            HashAlg::Sha256 => &digest::SHA256,
+            HashAlg::Sha384 => &digest::SHA384,
+            HashAlg::Sha512 => &digest::SHA512,
+        };
+        digest::digest(alg, data).as_ref().to_vec()
+    }
+}
+
+struct IssuerState {
+    hierarchy: Hierarchy,
+    /// issuerNameHash / issuerKeyHash per [`HashAlg`], in `HashAlg::ALL` order.
+    name_hash: Vec<Vec<u8>>,
+    key_hash: Vec<Vec<u8>>,
+    /// KeyHash of the responder (RFC 6960 §4.2.1: SHA-1 of the BIT STRING subjectPublicKey).
+    responder_key: OctetString,
+    signer: Arc<dyn Signer>,
+    signer_cert: Certificate,
+    root_der: Vec<u8>,
+}
+
+impl IssuerState {
+    fn new(issuer: Issuer) -> Result<IssuerState, Error> {
+        let root = Certificate::from_der(&issuer.root).map_err(|source| Error::Certificate {
+            what: "root",
+            source,
+        })?;
+        let signer_cert = Certificate::from_der(issuer.signer.certificate()).map_err(|source| {
+            Error::Certificate {
+                what: "OCSP signer",
+                source,
+            }
+        })?;
+        let name = root.tbs_certificate.subject.to_der()?;
+        let key = root
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        let signer_key = signer_cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        Ok(IssuerState {
+            hierarchy: issuer.hierarchy,
+            name_hash: HashAlg::ALL.iter().map(|a| a.digest(&name)).collect(),
+            key_hash: HashAlg::ALL.iter().map(|a| a.digest(key)).collect(),
+            responder_key: OctetString::new(HashAlg::Sha1.digest(signer_key))?,
+            signer: issuer.signer,
+            signer_cert,
+            root_der: issuer.root,
+        })
+    }
+
+    fn matches(&self, id: &CertId) -> bool {
+        let Some(alg) = HashAlg::from_oid(&id.hash_algorithm.oid) else {
+            return false;
+        };
+        let i = alg as usize;
+        self.name_hash[i] == id.issuer_name_hash.as_bytes()
+            && self.key_hash[i] == id.issuer_key_hash.as_bytes()
+    }
+
+    fn cert_id(&self, alg: HashAlg, serial: &[u8]) -> Result<CertId, Error> {
+        let i = alg as usize;
+        Ok(CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: alg.oid(),
+                parameters: Some(Null.into()),
+            },
+            issuer_name_hash: OctetString::new(self.name_hash[i].clone())?,
+            issuer_key_hash: OctetString::new(self.key_hash[i].clone())?,
+            serial_number: SerialNumber::new(serial)?,
+        })
+    }
+}
+
+/// The three times of a signed answer (whole seconds, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub produced_at: OffsetDateTime,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+}
+
+/// One answer, ready to send.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The DER `OCSPResponse`.
+    pub der: Bytes,
+    pub status: ResponseStatus,
+    pub cause: Cause,
+    /// For successful answers without a nonce: the times and an entity tag, so that HTTP GET
+    /// can carry RFC 5019 caching headers.
+    pub cacheable: Option<(Times, Arc<str>)>,
+}
+
+struct Entry {
+    cert_id: CertId,
+    der: Bytes,
+    times: Times,
+    etag: Arc<str>,
+    /// Asked for since it was signed: the re-signer keeps it, else drops it.
+    used: AtomicBool,
+}
+
+#[derive(Default)]
+struct Record {
+    /// Sequence number of the last `refresh` of this serial.
+    epoch: u64,
+    entries: Vec<Arc<Entry>>,
+}
+
+type Shard = RwLock<HashMap<Vec<u8>, Record>>;
+
+struct Cache {
+    shards: Vec<Shard>,
+    hasher: std::collections::hash_map::RandomState,
+    seq: AtomicU64,
+    len: AtomicUsize,
+}
+
+/// Cache key: hierarchy tag then the serial's INTEGER content octets.
+fn key(h: Hierarchy, serial: &[u8], buf: &mut [u8; MAX_KEY]) -> Option<usize> {
+    let n = serial.len() + 1;
+    if n > MAX_KEY {
+        return None;
+    }
+    buf[0] = h.tag();
+    buf[1..n].copy_from_slice(serial);
+    Some(n)
+}
+
+impl Cache {
+    fn new() -> Cache {
+        Cache {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            seq: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> &Shard {
+        // hash_one returns u64; the modulo keeps the index in range.
+        &self.shards[(self.hasher.hash_one(key) % SHARDS as u64) as usize]
+    }
+
+    fn lookup(&self, key: &[u8], id: &CertId, now: OffsetDateTime) -> Option<Arc<Entry>> {
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        let entry = shard.get(key)?.entries.iter().find(|e| e.cert_id == *id)?;
+        if now >= entry.times.next_update
+            || now < entry.times.this_update - time::Duration::minutes(5)
+        {
+            return None;
+        }
+        if !entry.used.load(Ordering::Relaxed) {
+            entry.used.store(true, Ordering::Relaxed);
+        }
+        Some(entry.clone())
+    }
+
+    /// Stores `entry` unless a refresh of the serial happened after `started`; replaces an
+    /// entry `replacing` (by identity) or one with the same CertID.
+    fn insert(&self, key: &[u8], started: u64, entry: Arc<Entry>, capacity: usize) -> bool {
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        let rec = shard.entry(key.to_vec()).or_default();
+        if rec.epoch > started {
+            return false;
+        }
+        if let Some(slot) = rec.entries.iter_mut().find(|e| e.cert_id == entry.cert_id) {
+            *slot = entry;
+            return true;
+        }
+        if self.len.load(Ordering::Relaxed) >= capacity {
+            return false;
+        }
+        rec.entries.push(entry);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn remove(&self, key: &[u8], entry: &Arc<Entry>) -> bool {
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        let Some(rec) = shard.get_mut(key) else {
+            return false;
+        };
+        let before = rec.entries.len();
+        rec.entries.retain(|e| !Arc::ptr_eq(e, entry));
+        let removed = before - rec.entries.len();
+        if rec.entries.is_empty() && rec.epoch == 0 {
+            shard.remove(key);
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed > 0
+    }
+}
+
+struct Errors {
+    malformed: Bytes,
+    unauthorized: Bytes,
+    try_later: Bytes,
+    internal: Bytes,
+}
+
+struct Inner {
+    settings: Settings,
+    issuers: Vec<IssuerState>,
+    source: Arc<dyn StatusSource>,
+    clock: Arc<dyn Clock>,
+    cache: Cache,
+    live: Arc<Semaphore>,
+    metrics: Metrics,
+    errors: Errors,
+}
+
+/// The OCSP responder. Cheap to clone (one `Arc`); share it between the HTTP server, the
+/// re-signer task and the CA's revoke path.
+#[derive(Clone)]
+pub struct Responder {
+    inner: Arc<Inner>,
+}
+
+enum Prepared {
+    Done(Answer),
+    Live(Parsed, Vec<Option<usize>>),
+}
+
+fn gtime(t: OffsetDateTime) -> Result<OcspGeneralizedTime, Error> {
+    let secs = u64::try_from(t.unix_timestamp()).map_err(|_| Error::Time(t))?;
+    let g = GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(secs))
+        .map_err(|_| Error::Time(t))?;
+    Ok(OcspGeneralizedTime(g))
+}
+
+fn crl_reason(r: Reason) -> CrlReason {
+    match r {
+        Reason::Unspecified => CrlReason::Unspecified,
+        Reason::KeyCompromise => CrlReason::KeyCompromise,
+        Reason::CaCompromise => CrlReason::CaCompromise,
+        Reason::AffiliationChanged => CrlReason::AffiliationChanged,
+        Reason::Superseded => CrlReason::Superseded,
+        Reason::CessationOfOperation => CrlReason::CessationOfOperation,
+        Reason::CertificateHold => CrlReason::CertificateHold,
+        Reason::RemoveFromCrl => CrlReason::RemoveFromCRL,
+        Reason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
+        Reason::AaCompromise => CrlReason::AaCompromise,
+    }
+}
+
+fn cert_status(s: Status) -> Result<CertStatus, Error> {
+    Ok(match s {
+        Status::Good => CertStatus::good(),
+        Status::Unknown => CertStatus::unknown(),
+        Status::Revoked { at, reason } => CertStatus::revoked(RevokedInfo {
+            revocation_time: gtime(at)?,
+            // RFC 5280 §5.3.1: unspecified is better expressed by leaving the reason out.
+            revocation_reason: (reason != Reason::Unspecified).then(|| crl_reason(reason)),
+        }),
+    })
+}
+
+fn etag(der: &[u8]) -> Arc<str> {
+    let d = digest::digest(&digest::SHA256, der);
+    let hex: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Arc::from(format!("\"{hex}\""))
+}
+
+impl Responder {
+    /// Builds a responder for the given hierarchies (at most one issuer per hierarchy).
+    pub fn new(
+        settings: Settings,
+        issuers: Vec<Issuer>,
+        source: Arc<dyn StatusSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Responder, Error> {
+        if issuers.is_empty() {
+            return Err(Error::NoIssuer);
+        }
+        let mut states: Vec<IssuerState> = Vec::new();
+        for issuer in issuers {
+            if states.iter().any(|s| s.hierarchy == issuer.hierarchy) {
+                return Err(Error::DuplicateIssuer(issuer.hierarchy));
+            }
+            states.push(IssuerState::new(issuer)?);
+        }
+        if settings.live_concurrency == 0 || settings.max_cert_ids == 0 {
+            return Err(Error::Settings(
+                "live_concurrency and max_cert_ids must be at least 1".into(),
+            ));
+        }
+        if settings.validity <= time::Duration::ZERO || settings.resign_margin >= settings.validity
+        {
+            return Err(Error::Settings(
+                "validity must be positive and larger than resign_margin".into(),
+            ));
+        }
+        let errors = Errors {
+            malformed: OcspResponse::malformed_request().to_der()?.into(),
+            unauthorized: OcspResponse::unauthorized().to_der()?.into(),
+            try_later: OcspResponse::try_later().to_der()?.into(),
+            internal: OcspResponse::internal_error().to_der()?.into(),
+        };
+        Ok(Responder {
+            inner: Arc::new(Inner {
+                live: Arc::new(Semaphore::new(settings.live_concurrency)),
+                settings,
+                issuers: states,
+                source,
+                clock,
+                cache: Cache::new(),
+                metrics: Metrics::default(),
+                errors,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The injected clock's time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// Number of cached answers.
+    pub fn cached(&self) -> usize {
+        self.inner.cache.len.load(Ordering::Relaxed)
+    }
+
+    /// The root certificates served, by hierarchy.
+    pub fn roots(&self) -> impl Iterator<Item = (Hierarchy, &[u8])> {
+        self.inner
+            .issuers
+            .iter()
+            .map(|i| (i.hierarchy, i.root_der.as_slice()))
+    }
+
+    /// Answers one DER `OCSPRequest`, counting it in the metrics.
+    pub async fn answer(&self, der: &[u8]) -> Answer {
+        let now = self.now();
+        let answer = match self.prepare(der, now) {
+            Prepared::Done(a) => a,
+            Prepared::Live(parsed, targets) => self.live(parsed, targets).await,
+        };
+        self.count(&answer);
+        answer
+    }
+
+    /// Synchronous [`Responder::answer`] without the concurrency limit (for tools, tests and the
+    /// fuzz target; servers use `answer`).
+    pub fn answer_blocking(&self, der: &[u8]) -> Answer {
+        let now = self.now();
+        let answer = match self.prepare(der, now) {
+            Prepared::Done(a) => a,
+            Prepared::Live(parsed, targets) => self.sign_request(parsed, targets, now),
+        };
+        self.count(&answer);
+        answer
+    }
+
+    fn count(&self, a: &Answer) {
+        let m = &self.inner.metrics;
+        m.status(a.status);
+        m.cause(a.cause);
+    }
+
+    fn reject(&self, status: ResponseStatus, cause: Cause) -> Answer {
+        let e = &self.inner.errors;
+        let der = match status {
+            ResponseStatus::MalformedRequest => e.malformed.clone(),
+            ResponseStatus::Unauthorized => e.unauthorized.clone(),
+            ResponseStatus::TryLater => e.try_later.clone(),
+            ResponseStatus::InternalError | ResponseStatus::Successful => e.internal.clone(),
+        };
+        let status = if status == ResponseStatus::Successful {
+            ResponseStatus::InternalError
+        } else {
+            status
+        };
+        Answer {
+            der,
+            status,
+            cause,
+            cacheable: None,
+        }
+    }
+
+    fn prepare(&self, der: &[u8], now: OffsetDateTime) -> Prepared {
+        let parsed = match request::parse(der, self.inner.settings.max_cert_ids) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed OCSP request");
+                return Prepared::Done(
+                    self.reject(ResponseStatus::MalformedRequest, Cause::Malformed),
+                );
+            }
+        };
+        let targets: Vec<Option<usize>> = parsed
+            .cert_ids
+            .iter()
+            .map(|id| self.inner.issuers.iter().position(|i| i.matches(id)))
+            .collect();
+        if targets.iter().all(Option::is_none) {
+            return Prepared::Done(self.reject(ResponseStatus::Unauthorized, Cause::Unauthorized));
+        }
+        if let ([id], [Some(i)], None) = (
+            parsed.cert_ids.as_slice(),
+            targets.as_slice(),
+            &parsed.nonce,
+        ) {
+            let mut buf = [0u8; MAX_KEY];
+            let h = self.inner.issuers[*i].hierarchy;
+            if let Some(n) = key(h, id.serial_number.as_bytes(), &mut buf) {
+                if let Some(e) = self.inner.cache.lookup(&buf[..n], id, now) {
+                    return Prepared::Done(Answer {
+                        der: e.der.clone(),
+                        status: ResponseStatus::Successful,
+                        cause: Cause::CacheHit,
+                        cacheable: Some((e.times, e.etag.clone())),
+                    });
+                }
+            }
+        }
+        Prepared::Live(parsed, targets)
+    }
+
+    async fn live(&self, parsed: Parsed, targets: Vec<Option<usize>>) -> Answer {
+        let sem = self.inner.live.clone();
+        let permit =
+            match tokio::time::timeout(self.inner.settings.live_wait, sem.acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return self.reject(ResponseStatus::TryLater, Cause::Overloaded),
+            };
+        let me = self.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let now = me.now();
+            me.sign_request(parsed, targets, now)
+        });
+        match job.await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "live signing task failed");
+                self.reject(ResponseStatus::InternalError, Cause::LiveSigned)
+            }
+        }
+    }
+
+    fn times(&self, now: OffsetDateTime) -> Times {
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        Times {
+            produced_at: now,
+            this_update: now,
+            next_update: now + self.inner.settings.validity,
+        }
+    }
+
+    /// Looks up and signs every CertID of a request (the live path).
+    fn sign_request(
+        &self,
+        parsed: Parsed,
+        targets: Vec<Option<usize>>,
+        now: OffsetDateTime,
+    ) -> Answer {
+        let inner = &self.inner;
+        let started = inner.cache.seq.load(Ordering::SeqCst);
+        // The first served issuer signs. CertIDs of another issuer (foreign, or the other
+        // hierarchy, for which this delegated signer is not authorised) are answered `unknown`:
+        // RFC 6960 §2.2, "an unrecognized issuer that is not served by this responder".
+        let Some(signing) = targets.iter().flatten().next().copied() else {
+            return self.reject(ResponseStatus::Unauthorized, Cause::Unauthorized);
+        };
+        let issuer = &inner.issuers[signing];
+        let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
+        for (id, target) in parsed.cert_ids.iter().zip(&targets) {
+            let status = if *target == Some(signing) {
+                match inner
+                    .source
+                    .status(issuer.hierarchy, id.serial_number.as_bytes())
+                {
+                    Ok(s) => s,
+                    Err(SourceError(e)) => {
+                        tracing::warn!(error = %e, hierarchy = %issuer.hierarchy, "status source failed");
+                        return self.reject(ResponseStatus::TryLater, Cause::SourceFailed);
+                    }
+                }
+            } else {
+                Status::Unknown
+            };
+            statuses.push(status);
+        }
+        let unknown = statuses.iter().filter(|s| **s == Status::Unknown).count();
+        for _ in 0..unknown {
+            inner.metrics.cause(Cause::Unknown);
+        }
+        let times = self.times(now);
+        let cacheable = parsed.nonce.is_none();
+        let single = parsed.cert_ids.len() == 1;
+        let pairs: Vec<(CertId, Status)> = parsed.cert_ids.into_iter().zip(statuses).collect();
+        let der = match sign(issuer, &pairs, parsed.nonce, times) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, hierarchy = %issuer.hierarchy, "signing an OCSP response failed");
+                return self.reject(ResponseStatus::InternalError, Cause::LiveSigned);
+            }
+        };
+        let tag = etag(&der);
+        if cacheable && single && pairs[0].1 != Status::Unknown {
+            let mut buf = [0u8; MAX_KEY];
+            if let Some(n) = key(
+                issuer.hierarchy,
+                pairs[0].0.serial_number.as_bytes(),
+                &mut buf,
+            ) {
+                let entry = Arc::new(Entry {
+                    cert_id: pairs[0].0.clone(),
+                    der: der.clone(),
+                    times,
+                    etag: tag.clone(),
+                    used: AtomicBool::new(false),
+                });
+                inner
+                    .cache
+                    .insert(&buf[..n], started, entry, inner.settings.cache_capacity);
+            }
+        }
+        Answer {
+            der,
+            status: ResponseStatus::Successful,
+            cause: Cause::LiveSigned,
+            cacheable: cacheable.then_some((times, tag)),
+        }
+    }
+
+    fn issuer(&self, h: Hierarchy) -> Option<&IssuerState> {
+        self.inner.issuers.iter().find(|i| i.hierarchy == h)
+    }
+
+    /// Replaces the cached answers for one certificate, synchronously. The CA calls this after
+    /// committing a revocation or hold and before acknowledging it, so the very next query sees
+    /// the new status. Returns how many cached answers were re-signed (0 when none was cached:
+    /// the next query then reads the store anyway). Blocking (signs): from async code, call it
+    /// inside `spawn_blocking`.
+    pub fn refresh(
+        &self,
+        h: Hierarchy,
+        serial: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<usize, Error> {
+        let cache = &self.inner.cache;
+        let mut buf = [0u8; MAX_KEY];
+        let Some(n) = key(h, serial, &mut buf) else {
+            return Ok(0);
+        };
+        let k = &buf[..n];
+        let epoch = cache.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let old = {
+            let mut shard = cache.shard(k).write().unwrap_or_else(|p| p.into_inner());
+            let rec = shard.entry(k.to_vec()).or_default();
+            rec.epoch = epoch;
+            let old = std::mem::take(&mut rec.entries);
+            cache.len.fetch_sub(old.len(), Ordering::Relaxed);
+            old
+        };
+        let Some(issuer) = self.issuer(h) else {
+            return Ok(0);
+        };
+        let status = self.inner.source.status(h, serial)?;
+        if old.is_empty() || status == Status::Unknown {
+            return Ok(0);
+        }
+        let times = self.times(now);
+        let mut fresh = Vec::with_capacity(old.len());
+        for e in &old {
+            let der = sign(issuer, &[(e.cert_id.clone(), status)], None, times)?;
+            fresh.push(Arc::new(Entry {
+                cert_id: e.cert_id.clone(),
+                etag: etag(&der),
+                der,
+                times,
+                used: AtomicBool::new(true),
+            }));
+        }
+        let count = fresh.len();
+        let mut shard = cache.shard(k).write().unwrap_or_else(|p| p.into_inner());
+        if let Some(rec) = shard.get_mut(k) {
+            if rec.epoch == epoch && rec.entries.is_empty() {
+                cache.len.fetch_add(count, Ordering::Relaxed);
+                rec.entries = fresh;
+            }
+        }
+        self.inner.metrics.resigned(count as u64);
+        Ok(count)
+    }
+
+    /// Pre-signs the SHA-1 and SHA-256 CertID answers of one certificate (the CertID forms
+    /// clients send: hashAlgorithm with NULL parameters). Returns false for a serial the
+    /// source does not know (nothing is cached then).
+    pub fn warm(&self, h: Hierarchy, serial: &[u8], now: OffsetDateTime) -> Result<bool, Error> {
+        let Some(issuer) = self.issuer(h) else {
+            return Ok(false);
+        };
+        let cache = &self.inner.cache;
+        let mut buf = [0u8; MAX_KEY];
+        let Some(n) = key(h, serial, &mut buf) else {
+            return Ok(false);
+        };
+        let started = cache.seq.load(Ordering::SeqCst);
+        let status = self.inner.source.status(h, serial)?;
+        if status == Status::Unknown {
+            return Ok(false);
+        }
+        let times = self.times(now);
+        for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+            let id = issuer.cert_id(alg, serial)?;
+            let der = sign(issuer, &[(id.clone(), status)], None, times)?;
+            let entry = Arc::new(Entry {
+                cert_id: id,
+                etag: etag(&der),
+                der,
+                times,
+                used: AtomicBool::new(true),
+            });
+            cache.insert(
+                &buf[..n],
+                started,
+                entry,
+                self.inner.settings.cache_capacity,
+            );
+        }
+        Ok(true)
+    }
+
+    /// One pass of the re-signer: cached answers that expire within `resign_margin` of `now`
+    /// are re-signed if they were used since they were signed, dropped otherwise. Returns
+    /// (re-signed, dropped). Blocking.
+    pub fn resign_due(&self, now: OffsetDateTime) -> Result<(usize, usize), Error> {
+        let inner = &self.inner;
+        let cache = &inner.cache;
+        let horizon = now + inner.settings.resign_margin;
+        let (mut resigned, mut dropped) = (0, 0);
+        for shard in &cache.shards {
+            let due: Vec<(Vec<u8>, Arc<Entry>)> = {
+                let map = shard.read().unwrap_or_else(|p| p.into_inner());
+                map.iter()
+                    .flat_map(|(k, rec)| rec.entries.iter().map(move |e| (k, e)))
+                    .filter(|(_, e)| e.times.next_update <= horizon)
+                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .collect()
+            };
+            for (k, e) in due {
+                let issuer = Hierarchy::from_tag(k[0]).and_then(|h| self.issuer(h));
+                let keep = e.used.load(Ordering::Relaxed) && issuer.is_some();
+                let (Some(issuer), true) = (issuer, keep) else {
+                    dropped += usize::from(cache.remove(&k, &e));
+                    continue;
+                };
+                let started = cache.seq.load(Ordering::SeqCst);
+                let status = inner.source.status(issuer.hierarchy, &k[1..])?;
+                if status == Status::Unknown {
+                    dropped += usize::from(cache.remove(&k, &e));
+                    continue;
+                }
+                let times = self.times(now);
+                let der = sign(issuer, &[(e.cert_id.clone(), status)], None, times)?;
+                let fresh = Arc::new(Entry {
+                    cert_id: e.cert_id.clone(),
+                    etag: etag(&der),
+                    der,
+                    times,
+                    used: AtomicBool::new(false),
+                });
+                if cache.insert(&k, started, fresh, usize::MAX) {
+                    resigned += 1;
+                }
+            }
+        }
+        inner.metrics.resigned(resigned as u64);
+        inner.metrics.evicted(dropped as u64);
+        Ok((resigned, dropped))
+    }
+
+    /// The background re-signer: runs [`Responder::resign_due`] on the blocking pool every
+    /// `validity / 20` (between 1 s and 60 s) until `shutdown` completes.
+    pub async fn run_resigner(&self, shutdown: impl Future<Output = ()>) {
+        let period = (self.inner.settings.validity / 20i32)
+            .clamp(time::Duration::seconds(1), time::Duration::seconds(60))
+            .unsigned_abs();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.resign_due(me.now())).await {
+                Ok(Ok((r, d))) if r + d > 0 => {
+                    tracing::debug!(resigned = r, dropped = d, "re-signer pass")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "re-signer pass failed; retrying next period")
+                }
+                Err(e) => tracing::error!(error = %e, "re-signer task failed"),
+            }
+        }
+    }
+}
+
+/// Builds and signs a BasicOCSPResponse (RFC 6960 §4.2.1) and wraps it in an OCSPResponse:
+///
+/// ```text
+/// BasicOCSPResponse ::= SEQUENCE {
+///    tbsResponseData      ResponseData,
+///    signatureAlgorithm   AlgorithmIdentifier,
+///    signature            BIT STRING,
+///    certs            [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL }
+/// ResponseData ::= SEQUENCE {
+///    version              [0] EXPLICIT Version DEFAULT v1,
+///    responderID              ResponderID,
+///    producedAt               GeneralizedTime,
+///    responses                SEQUENCE OF SingleResponse,
+///    responseExtensions   [1] EXPLICIT Extensions OPTIONAL }
+/// ```
+fn sign(
+    issuer: &IssuerState,
+    pairs: &[(CertId, Status)],
+    nonce: Option<Extension>,
+    t: Times,
+) -> Result<Bytes, Error> {
+    let mut responses = Vec::with_capacity(pairs.len());
+    for (id, status) in pairs {
+        responses.push(SingleResponse {
+            cert_id: id.clone(),
+            cert_status: cert_status(*status)?,
+            this_update: gtime(t.this_update)?,
+            next_update: Some(gtime(t.next_update)?),
+            single_extensions: None,
+        });
+    }
+    let tbs = ResponseData {
+        version: Version::V1,
+        responder_id: ResponderId::ByKey(issuer.responder_key.clone()),
+        produced_at: gtime(t.produced_at)?,
+        responses,
+        response_extensions: nonce.map(|n| vec![n]),
+    };
+    let tbs_der = tbs.to_der()?;
+    let signature = issuer.signer.sign(&tbs_der)?;
+    let basic = BasicOcspResponse {
+        tbs_response_data: tbs,
+        signature_algorithm: AlgorithmIdentifierOwned {
+            oid: SHA256_WITH_RSA,
+            parameters: Some(Null.into()),
+        },
+        signature: BitString::from_bytes(&signature)?,
+        certs: Some(vec![issuer.signer_cert.clone()]),
+    };
+    Ok(OcspResponse::successful(basic)?.to_der()?.into())
+}

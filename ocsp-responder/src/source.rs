@@ -1,0 +1,98 @@
+//! Where certificate status comes from: a narrow trait the CA implements over its store.
+//!
+//! The responder knows nothing of sled. The CA answers, for one hierarchy and one serial,
+//! whether it issued the certificate and whether it is revoked or held; the responder turns that
+//! into OCSP `CertStatus` (RFC 6960 §2.2).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use policies::{Hierarchy, Reason};
+use time::OffsetDateTime;
+
+/// The status of one certificate as the issuing CA knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Issued by this CA and neither revoked nor held.
+    Good,
+    /// Revoked, or held (`reason` = [`Reason::CertificateHold`]), at `at`.
+    Revoked { at: OffsetDateTime, reason: Reason },
+    /// Never issued by this CA (found in no issuance record).
+    Unknown,
+}
+
+/// The store could not answer; the responder replies `tryLater` (RFC 6960 §2.3).
+#[derive(Debug, thiserror::Error)]
+#[error("status source failed: {0}")]
+pub struct SourceError(pub String);
+
+/// Certificate status for the responder.
+///
+/// `serial` is the content octets of the DER INTEGER `serialNumber` exactly as it appears in the
+/// certificate (big-endian, with a leading zero octet when the top bit is set) — the same bytes
+/// the CertID of an OCSP request carries.
+pub trait StatusSource: Send + Sync {
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Status, SourceError>;
+}
+
+/// An in-memory [`StatusSource`] for tests, examples and the benchmark.
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    map: RwLock<HashMap<(Hierarchy, Vec<u8>), Status>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl MemorySource {
+    pub fn new() -> MemorySource {
+        MemorySource::default()
+    }
+
+    /// Records a certificate as issued (and good).
+    pub fn issue(&self, h: Hierarchy, serial: &[u8]) {
+        self.set(h, serial, Status::Good);
+    }
+
+    /// Marks a certificate revoked (or held, with [`Reason::CertificateHold`]).
+    pub fn revoke(&self, h: Hierarchy, serial: &[u8], at: OffsetDateTime, reason: Reason) {
+        self.set(h, serial, Status::Revoked { at, reason });
+    }
+
+    pub fn set(&self, h: Hierarchy, serial: &[u8], status: Status) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        map.insert((h, serial.to_vec()), status);
+    }
+
+    /// Makes every following lookup fail (to exercise `tryLater`), or succeed again.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl StatusSource for MemorySource {
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Status, SourceError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SourceError("memory source set to fail".into()));
+        }
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        Ok(map
+            .get(&(h, serial.to_vec()))
+            .copied()
+            .unwrap_or(Status::Unknown))
+    }
+}
+
+/// The time source, injected so that tests control thisUpdate/nextUpdate and expiry.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
