@@ -163,6 +163,10 @@ impl Token {
         slot.pin.tries_left -= 1;
         let remaining = slot.pin.tries_left;
         lock.write(&self.path, &self.body, false)?;
+        #[cfg(test)]
+        if tests::CRASH_BEFORE_CHECK.with(|c| c.get()) {
+            return Err(Error::Crypto("simulated crash before the PIN check"));
+        }
 
         let slot = self.body.slot(kind);
         let kek = crypto::derive(pin, &slot.pin.kdf)?;
@@ -327,4 +331,82 @@ fn pin_slot(
 
 fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// Makes [`Token::verify`] stop right after the durable decrement, as a kill would.
+        pub(crate) static CRASH_BEFORE_CHECK: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn token(dir: &Path) -> Token {
+        Token::create(&dir.join("t.json"), "ABC123", "1234").unwrap()
+    }
+
+    #[test]
+    fn the_try_is_spent_on_disk_before_the_pin_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = token(dir.path());
+        CRASH_BEFORE_CHECK.with(|c| c.set(true));
+        // even the right PIN: the process "dies" after the decrement, before the check
+        assert!(t.login("1234", b"c").is_err());
+        CRASH_BEFORE_CHECK.with(|c| c.set(false));
+        assert_eq!(Token::open(t.path()).unwrap().status().auth.tries_left, 2);
+        // the next good PIN restores the counter
+        t.login("1234", b"c").unwrap();
+        assert_eq!(Token::open(t.path()).unwrap().status().auth.tries_left, 3);
+    }
+
+    #[test]
+    fn blobs_moved_between_slots_fail_authentication() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = token(dir.path());
+        let path = t.path().to_owned();
+        // an attacker who rewrites the file (checksum recomputed) swaps the sealed keys
+        let mut body = file::read(&path).unwrap();
+        std::mem::swap(&mut body.signing.private_key, &mut body.auth.private_key);
+        DirLock::acquire(&path)
+            .unwrap()
+            .write(&path, &body, false)
+            .unwrap();
+        let err = t.login("1234", b"c").unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        // swapping the wrapped data keys instead looks like a wrong PIN: it cannot unlock
+        let mut body = file::read(&path).unwrap();
+        std::mem::swap(&mut body.signing.private_key, &mut body.auth.private_key);
+        std::mem::swap(&mut body.auth.pin.own_key, &mut body.auth.pin.other_key);
+        body.auth.pin.tries_left = 3;
+        DirLock::acquire(&path)
+            .unwrap()
+            .write(&path, &body, false)
+            .unwrap();
+        assert!(matches!(t.login("1234", b"c"), Err(Error::WrongPin { .. })));
+        // a public key replaced by another valid one breaks the private key's binding
+        let mut body = file::read(&path).unwrap();
+        std::mem::swap(&mut body.auth.pin.own_key, &mut body.auth.pin.other_key);
+        body.auth.pin.tries_left = 3;
+        body.auth.public_key = body.signing.public_key.clone();
+        DirLock::acquire(&path)
+            .unwrap()
+            .write(&path, &body, false)
+            .unwrap();
+        assert!(matches!(t.login("1234", b"c"), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn status_reports_counters_without_a_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = token(dir.path());
+        let s = t.status();
+        assert_eq!((s.signing.tries_left, s.signing.max_tries), (5, 5));
+        assert_eq!((s.auth.tries_left, s.auth.max_tries), (3, 3));
+        assert!(!s.signing.locked && !s.auth.locked);
+        assert_ne!(s.signing.key_fingerprint, s.auth.key_fingerprint);
+        assert!(s.signing.certificate_subject.is_none());
+    }
 }

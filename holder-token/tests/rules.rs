@@ -280,3 +280,19 @@ fn damaged_files_are_refused_and_left_alone() {
     assert!(matches!(t.login(AUTH, b"c"), Err(Error::Corrupt { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), &good[..100]);
 }
+
+#[test]
+fn concurrent_wrong_pins_each_spend_a_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = new_token(dir.path());
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || wrong(Token::open(&path).unwrap().login("0000", b"c")))
+        })
+        .collect();
+    let mut left: Vec<u8> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, [0, 1, 2]);
+    assert!(Token::open(&path).unwrap().status().auth.locked);
+}

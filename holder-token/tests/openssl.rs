@@ -1,0 +1,551 @@
+//! The token's outputs checked by an outside implementation: OpenSSL 3 verifies the CSR, the
+//! CMS signatures (detached and attached) and the login signature. The test plays the CA
+//! with `openssl x509 -req` from the token's own request.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use holder_token::{Encapsulation, Error, Token, TokenCommand};
+use policies::Hierarchy;
+use time::macros::datetime;
+
+const SIGN: &str = "TAX2026";
+const AUTH: &str = "4321";
+
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let (success, text) = openssl(dir, args);
+    assert!(success, "openssl {args:?} failed:\n{text}");
+    text
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap()
+}
+
+/// A root made by openssl, and the token's certificate for `kind` issued from its CSR.
+struct Fixture {
+    dir: tempfile::TempDir,
+    token: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("card.json");
+        Token::create(&token, SIGN, AUTH).unwrap();
+        ok(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "root.key",
+                "-out",
+                "root.pem",
+                "-subj",
+                "/C=JP/O=Test/CN=Test Root",
+                "-days",
+                "30",
+            ],
+        );
+        Fixture { dir, token }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn issue(&self, kind: Hierarchy, pin: &str, serial: &str) -> PathBuf {
+        let mut t = Token::open(&self.token).unwrap();
+        let csr = t.csr(kind, pin).unwrap();
+        let name = kind.as_str();
+        std::fs::write(
+            self.path(&format!("{name}.csr")),
+            pem("CERTIFICATE REQUEST", &csr),
+        )
+        .unwrap();
+        ok(
+            self.dir.path(),
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "root.pem",
+                "-CAkey",
+                "root.key",
+                "-set_serial",
+                serial,
+                "-days",
+                "10",
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+        self.path(&format!("{name}.pem"))
+    }
+}
+
+#[test]
+fn csr_verifies_with_openssl_and_carries_the_token_key() {
+    let f = Fixture::new();
+    let mut t = Token::open(&f.token).unwrap();
+    for kind in Hierarchy::ALL {
+        let pin = if kind == Hierarchy::Signing {
+            SIGN
+        } else {
+            AUTH
+        };
+        let csr = t.csr(kind, pin).unwrap();
+        std::fs::write(f.path("r.csr"), pem("CERTIFICATE REQUEST", &csr)).unwrap();
+        let text = ok(
+            f.dir.path(),
+            &["req", "-in", "r.csr", "-verify", "-noout", "-subject"],
+        );
+        // OpenSSL 3.0 `req -verify` exits 0 even when the signature is bad: read the verdict
+        assert!(text.contains("self-signature verify OK"), "{text}");
+        assert!(text.contains("C = JP"), "{text}");
+        // the request's public key is the token's
+        ok(
+            f.dir.path(),
+            &[
+                "req",
+                "-in",
+                "r.csr",
+                "-pubkey",
+                "-noout",
+                "-out",
+                "csr-pub.pem",
+            ],
+        );
+        ok(
+            f.dir.path(),
+            &[
+                "pkey",
+                "-pubin",
+                "-in",
+                "csr-pub.pem",
+                "-outform",
+                "DER",
+                "-out",
+                "csr-pub.der",
+            ],
+        );
+        assert_eq!(
+            std::fs::read(f.path("csr-pub.der")).unwrap(),
+            t.public_key(kind)
+        );
+        // a tampered request fails
+        let mut bad = csr.clone();
+        let n = bad.len() - 10;
+        bad[n] ^= 1;
+        std::fs::write(f.path("bad.csr"), pem("CERTIFICATE REQUEST", &bad)).unwrap();
+        let (_, text) = openssl(
+            f.dir.path(),
+            &["req", "-in", "bad.csr", "-verify", "-noout"],
+        );
+        assert!(
+            !text.contains("verify OK") && text.contains("verify failure"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn cms_signatures_verify_with_openssl() {
+    let f = Fixture::new();
+    let cert = f.issue(Hierarchy::Signing, SIGN, "4660");
+    let mut t = Token::open(&f.token).unwrap();
+    // no certificate yet: refused before the PIN, no try spent
+    assert!(matches!(
+        t.sign_cms(
+            SIGN,
+            b"x",
+            Encapsulation::Detached,
+            datetime!(2026-11-27 12:00 UTC)
+        ),
+        Err(Error::NoCertificate {
+            kind: Hierarchy::Signing
+        })
+    ));
+    assert!(matches!(
+        t.sign_cms(
+            "WRONG1",
+            b"x",
+            Encapsulation::Detached,
+            datetime!(2026-11-27 12:00 UTC)
+        ),
+        Err(Error::NoCertificate { .. })
+    ));
+    assert_eq!(t.status().signing.tries_left, 5);
+    assert_eq!(
+        t.import_cert(&std::fs::read(&cert).unwrap()).unwrap(),
+        Hierarchy::Signing
+    );
+    assert_eq!(
+        t.status().signing.certificate_serial.as_deref(),
+        Some("1234")
+    );
+
+    let doc = "令和8年分 確定申告書\nincome: 5,000,000 JPY\n".as_bytes();
+    std::fs::write(f.path("doc.txt"), doc).unwrap();
+    let detached = t
+        .sign_cms(
+            "tax2026",
+            doc,
+            Encapsulation::Detached,
+            datetime!(2026-11-27 12:00 UTC),
+        )
+        .unwrap();
+    std::fs::write(f.path("doc.p7s"), &detached).unwrap();
+    let text = ok(
+        f.dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "doc.p7s",
+            "-content",
+            "doc.txt",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+    );
+    assert!(text.contains("Verification successful"), "{text}");
+    // the structure carries what the profile asks for
+    let dump = ok(
+        f.dir.path(),
+        &[
+            "cms", "-cmsout", "-print", "-inform", "DER", "-in", "doc.p7s", "-noout",
+        ],
+    );
+    for needle in [
+        "contentType",
+        "messageDigest",
+        "signingTime",
+        "sha256",
+        "sha256WithRSAEncryption",
+        "UTCTIME:Nov 27 12:00:00 2026 GMT",
+        "serialNumber: 4660",
+        "eContent: <ABSENT>",
+    ] {
+        assert!(dump.contains(needle), "{needle} missing:\n{dump}");
+    }
+
+    // a changed document fails
+    std::fs::write(f.path("doc2.txt"), b"income: 1 JPY\n").unwrap();
+    let (verified, text) = openssl(
+        f.dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "doc.p7s",
+            "-content",
+            "doc2.txt",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+    );
+    assert!(!verified, "{text}");
+
+    // attached: the content comes out of the SignedData
+    let attached = t
+        .sign_cms(
+            SIGN,
+            doc,
+            Encapsulation::Attached,
+            datetime!(2026-11-27 12:00 UTC),
+        )
+        .unwrap();
+    std::fs::write(f.path("att.p7s"), &attached).unwrap();
+    ok(
+        f.dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "att.p7s",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "any",
+            "-out",
+            "extracted.txt",
+        ],
+    );
+    assert_eq!(std::fs::read(f.path("extracted.txt")).unwrap(), doc);
+
+    // a signature from another root's world does not verify
+    ok(
+        f.dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "o.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/CN=Other",
+            "-days",
+            "1",
+        ],
+    );
+    assert!(
+        !openssl(
+            f.dir.path(),
+            &[
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                "att.p7s",
+                "-CAfile",
+                "other.pem",
+                "-purpose",
+                "any",
+                "-out",
+                "/dev/null"
+            ],
+        )
+        .0
+    );
+}
+
+#[test]
+fn login_signature_verifies_with_openssl() {
+    let f = Fixture::new();
+    let mut t = Token::open(&f.token).unwrap();
+    let challenge = b"nonce=8f3a; origin=https://myna.example";
+    std::fs::write(f.path("challenge.bin"), challenge).unwrap();
+    let sig = t.login(AUTH, challenge).unwrap();
+    assert_eq!(sig.len(), 256);
+    std::fs::write(f.path("login.sig"), &sig).unwrap();
+    std::fs::write(
+        f.path("pub.pem"),
+        pem("PUBLIC KEY", t.public_key(Hierarchy::Auth)),
+    )
+    .unwrap();
+    let text = ok(
+        f.dir.path(),
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "pub.pem",
+            "-signature",
+            "login.sig",
+            "challenge.bin",
+        ],
+    );
+    assert!(text.contains("Verified OK"), "{text}");
+    // the signing key did not make it
+    std::fs::write(
+        f.path("spub.pem"),
+        pem("PUBLIC KEY", t.public_key(Hierarchy::Signing)),
+    )
+    .unwrap();
+    assert!(
+        !openssl(
+            f.dir.path(),
+            &[
+                "dgst",
+                "-sha256",
+                "-verify",
+                "spub.pem",
+                "-signature",
+                "login.sig",
+                "challenge.bin"
+            ],
+        )
+        .0
+    );
+}
+
+#[test]
+fn import_cert_tells_the_kind_and_refuses_strangers() {
+    let f = Fixture::new();
+    let auth_pem = f.issue(Hierarchy::Auth, AUTH, "7");
+    let mut t = Token::open(&f.token).unwrap();
+    // DER works as well as PEM
+    ok(
+        f.dir.path(),
+        &[
+            "x509", "-in", "auth.pem", "-outform", "DER", "-out", "auth.der",
+        ],
+    );
+    assert_eq!(
+        t.import_cert(&std::fs::read(f.path("auth.der")).unwrap())
+            .unwrap(),
+        Hierarchy::Auth
+    );
+    assert_eq!(
+        t.import_cert(&std::fs::read(&auth_pem).unwrap()).unwrap(),
+        Hierarchy::Auth
+    );
+    let reopened = Token::open(&f.token).unwrap();
+    assert_eq!(
+        reopened.certificate(Hierarchy::Auth).unwrap(),
+        std::fs::read(f.path("auth.der")).unwrap()
+    );
+    assert!(reopened.certificate(Hierarchy::Signing).is_none());
+    // the root certificate is for neither key
+    assert!(matches!(
+        t.import_cert(&std::fs::read(f.path("root.pem")).unwrap()),
+        Err(Error::CertMismatch)
+    ));
+    assert!(matches!(
+        t.import_cert(b"not a certificate"),
+        Err(Error::Certificate(_))
+    ));
+}
+
+#[test]
+fn cli_commands_end_to_end() {
+    let f = Fixture::new();
+    let token = f.path("cli.json");
+    let p = |name: &str| f.path(name);
+    holder_token::run(TokenCommand::New {
+        out: token.clone(),
+        sign_pin: Some("cli2026".into()),
+        auth_pin: Some("1357".into()),
+    })
+    .unwrap();
+    holder_token::run(TokenCommand::Csr {
+        token: token.clone(),
+        kind: Hierarchy::Signing,
+        pin: Some("CLI2026".into()),
+        out: p("cli.csr"),
+    })
+    .unwrap();
+    let text = ok(
+        f.dir.path(),
+        &["req", "-in", "cli.csr", "-verify", "-noout"],
+    );
+    assert!(text.contains("self-signature verify OK"), "{text}");
+    ok(
+        f.dir.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "cli.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-set_serial",
+            "99",
+            "-days",
+            "5",
+            "-out",
+            "cli.pem",
+        ],
+    );
+    holder_token::run(TokenCommand::ImportCert {
+        token: token.clone(),
+        cert: p("cli.pem"),
+    })
+    .unwrap();
+    std::fs::write(p("return.xml"), b"<return/>").unwrap();
+    holder_token::run(TokenCommand::Sign {
+        token: token.clone(),
+        pin: Some("cli2026".into()),
+        input: p("return.xml"),
+        out: p("return.p7s"),
+        attached: false,
+    })
+    .unwrap();
+    ok(
+        f.dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            "return.p7s",
+            "-content",
+            "return.xml",
+            "-CAfile",
+            "root.pem",
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+    );
+    std::fs::write(p("ch.bin"), b"challenge").unwrap();
+    let login = |pin: &str| {
+        holder_token::run(TokenCommand::Login {
+            token: token.clone(),
+            pin: Some(pin.into()),
+            challenge: p("ch.bin"),
+            out: p("ch.sig"),
+        })
+    };
+    for _ in 0..3 {
+        assert!(matches!(login("0000"), Err(Error::WrongPin { .. })));
+    }
+    assert!(matches!(login("1357"), Err(Error::Locked { .. })));
+    holder_token::run(TokenCommand::Reset {
+        token: token.clone(),
+        kind: Hierarchy::Auth,
+        other_pin: Some("cli2026".into()),
+        new_pin: Some("2468".into()),
+    })
+    .unwrap();
+    login("2468").unwrap();
+    holder_token::run(TokenCommand::Show {
+        token: token.clone(),
+    })
+    .unwrap();
+    assert!(matches!(
+        holder_token::run(TokenCommand::Show {
+            token: p("missing.json")
+        }),
+        Err(Error::Io { .. })
+    ));
+}
