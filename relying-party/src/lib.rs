@@ -1,0 +1,51 @@
+//! # relying-party — verifying what a JPKI holder signed
+//!
+//! The relying party's side of jpki (issue #6): an e-filing service receiving a signed
+//! document, a portal logging a holder in. Given the hierarchy's root as the trust anchor it
+//! answers "was this signed by a valid JPKI signing (or authentication) certificate, and
+//! whose?", with every check named in a [`Report`]:
+//!
+//! * [`cms`] — CMS SignedData (RFC 5652): attached/detached, DER/PEM/BER, signed attributes;
+//! * [`path`] — a strict RFC 5280 §6 validation for the one-tier hierarchy;
+//! * [`kind`] — signing vs authentication certificate (policy OID, keyUsage), and the four
+//!   holder attributes from the subjectAltName otherNames;
+//! * [`crl`] / [`ocsp`] — status from a partition CRL or an OCSP responder, hard-fail unless
+//!   soft-fail is asked for;
+//! * [`verify`] — the [`Verifier`] that runs the checks; [`cli`] — `jpki verify` and
+//!   `jpki verify-login` (clap `Args` + `run_*`), wired in by the root `jpki` binary.
+//!
+//! ## Dependencies, and why
+//! * `cms =0.3.0-rc.0` (types only; a release candidate, hence the exact pin) with `der`'s
+//!   `ber` feature for `openssl cms -stream` output (crate-notes §6).
+//! * `x509-parser` (`verify-aws`): certificate and CRL parsing and signature checks; not
+//!   rustls-webpki, which refuses JPKI's critical certificatePolicies (crate-notes pitfall 6).
+//! * `aws-lc-rs`: the RSA PKCS#1 v1.5 SHA-256 checks, SHA-256/SHA-1 digests, the nonce RNG.
+//! * `x509-ocsp` 0.2 with its own `der` 0.7 / `x509-cert` 0.2 / `spki` 0.7 (renamed
+//!   `der07`, `x509-cert-02`, `spki07`): RFC 6960 types; the `ocsp` crate panics on
+//!   some inputs (crate-notes §5). Only bytes cross between the two RustCrypto stacks.
+//! * `hyper` + `hyper-util` (legacy client) + `tokio`: the OCSP POST and CRL GET.
+//! * `policies`: the era of the date of birth, reason names, the operator's policy OIDs.
+
+pub mod cert;
+pub mod cli;
+pub mod cms;
+pub mod crl;
+pub mod error;
+pub mod http;
+pub mod kind;
+pub mod ocsp;
+pub mod path;
+pub mod report;
+pub mod verify;
+
+pub use cli::{run_verify, run_verify_login, StatusArgs, VerifyArgs, VerifyLoginArgs};
+pub use error::Error;
+pub use report::{Check, Outcome, Report, Verdict};
+pub use verify::{StatusSource, Verifier};
+
+/// The transport used for OCSP and CRL downloads: `(url, Some((content_type, body)))` POSTs,
+/// `(url, None)` GETs; returns the body of a 200 answer.
+pub type Fetch = std::sync::Arc<dyn Fn(&str, Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> + Send + Sync>;
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -1,0 +1,183 @@
+//! CMS SignedData (RFC 5652 §5) as written by `openssl cms -sign` and the holder token:
+//! attached or detached, DER, PEM, or BER (`-stream`), one signer with signed attributes.
+//!
+//! cms 0.3 has types only, no verification (crate-notes §6), so the four steps are here:
+//! find the signer's certificate, check the signed attributes (contentType,
+//! messageDigest, optional signingTime), then the RSA PKCS#1 v1.5 SHA-256 signature over
+//! the DER of the `SET OF Attribute` (RFC 5652 §5.4: the `[0] IMPLICIT` tag is replaced by
+//! the universal SET tag).
+//!
+//! ```text
+//! SignerInfo ::= SEQUENCE {
+//!   version CMSVersion, sid SignerIdentifier, digestAlgorithm DigestAlgorithmIdentifier,
+//!   signedAttrs [0] IMPLICIT SignedAttributes OPTIONAL,
+//!   signatureAlgorithm SignatureAlgorithmIdentifier, signature SignatureValue,
+//!   unsignedAttrs [1] IMPLICIT UnsignedAttributes OPTIONAL }
+//! ```
+
+use cms::cert::CertificateChoices;
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedData, SignerIdentifier};
+use der::asn1::{ObjectIdentifier, OctetString};
+use der::{Decode, Encode, Tag, Tagged};
+use ::time::OffsetDateTime;
+
+use crate::Error;
+
+const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+
+/// A parsed, structurally checked SignedData with one signer. Nothing is verified yet.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// DER of the signer's certificate, taken from `SignedData.certificates`.
+    pub signer_der: Vec<u8>,
+    /// The encapsulated content, if attached.
+    pub attached: Option<Vec<u8>>,
+    /// The signingTime attribute (RFC 5652 §11.3), if any.
+    pub signing_time: Option<OffsetDateTime>,
+    message_digest: Vec<u8>,
+    signed_attrs_der: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// Decodes DER, PEM (`CMS`/`PKCS7`) or BER input and checks its shape.
+pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
+    let bytes = crate::cert::der_from_pem_or_der(input);
+    let syntax = |e: der::Error| Error::CmsSyntax(e.to_string());
+    let ci = match ContentInfo::from_der(&bytes) {
+        Ok(ci) => ci,
+        Err(_) => ContentInfo::from_ber(&bytes).map_err(syntax)?,
+    };
+    if ci.content_type != ID_SIGNED_DATA {
+        return Err(Error::CmsSyntax(format!("content type {} is not signedData", ci.content_type)));
+    }
+    let sd: SignedData = match ci.content.decode_as() {
+        Ok(sd) => sd,
+        Err(_) => SignedData::from_ber(&ci.content.to_der().map_err(syntax)?).map_err(syntax)?,
+    };
+    let signers: Vec<_> = sd.signer_infos.0.iter().collect();
+    let si = match signers.as_slice() {
+        [one] => *one,
+        [] => return Err(Error::CmsSyntax("no SignerInfo".into())),
+        many => return Err(Error::CmsUnsupported(format!("{} signers; exactly one is supported", many.len()))),
+    };
+    if si.digest_alg.oid != ID_SHA256 {
+        return Err(Error::CmsUnsupported(format!("digest algorithm {}; only SHA-256 is accepted", si.digest_alg.oid)));
+    }
+    let alg = si.signature_algorithm.oid;
+    if alg != RSA_ENCRYPTION && alg != SHA256_WITH_RSA {
+        return Err(Error::CmsUnsupported(format!("signature algorithm {alg}; only RSA PKCS#1 v1.5 is accepted")));
+    }
+
+    let certs: Vec<&x509_cert::Certificate> = sd
+        .certificates
+        .iter()
+        .flat_map(|s| s.0.iter())
+        .filter_map(|c| match c {
+            CertificateChoices::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let signer = certs
+        .iter()
+        .find(|c| match &si.sid {
+            SignerIdentifier::IssuerAndSerialNumber(isn) => {
+                c.tbs_certificate().issuer() == &isn.issuer && c.tbs_certificate().serial_number() == &isn.serial_number
+            }
+            SignerIdentifier::SubjectKeyIdentifier(ski) => c.to_der().ok().is_some_and(|d| {
+                crate::cert::parse(&d, "certificate").ok().and_then(|x| crate::cert::ski(&x).map(|s| s.to_vec()))
+                    == Some(ski.0.as_bytes().to_vec())
+            }),
+        })
+        .ok_or(Error::SignerNotIncluded)?;
+    let signer_der = signer.to_der().map_err(syntax)?;
+
+    let attrs = si
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| Error::CmsUnsupported("no signed attributes (messageDigest, contentType)".into()))?;
+    let mut message_digest = None;
+    let mut content_type = None;
+    let mut signing_time = None;
+    for attr in attrs.iter() {
+        let mut values = attr.values.iter();
+        let (Some(v), None) = (values.next(), values.next()) else {
+            return Err(Error::CmsSyntax(format!("attribute {} must have exactly one value", attr.oid)));
+        };
+        if attr.oid == ID_MESSAGE_DIGEST {
+            message_digest = Some(v.decode_as::<OctetString>().map_err(syntax)?.as_bytes().to_vec());
+        } else if attr.oid == ID_CONTENT_TYPE {
+            content_type = Some(v.decode_as::<ObjectIdentifier>().map_err(syntax)?);
+        } else if attr.oid == ID_SIGNING_TIME {
+            let t: x509_cert::time::Time = v.decode_as().map_err(syntax)?;
+            let secs = i64::try_from(t.to_unix_duration().as_secs())
+                .map_err(|_| Error::CmsSyntax("signingTime out of range".into()))?;
+            signing_time = Some(
+                OffsetDateTime::from_unix_timestamp(secs).map_err(|_| Error::CmsSyntax("signingTime out of range".into()))?,
+            );
+        }
+    }
+    let message_digest = message_digest.ok_or_else(|| Error::CmsSyntax("messageDigest attribute missing".into()))?;
+    let content_type = content_type.ok_or_else(|| Error::CmsSyntax("contentType attribute missing".into()))?;
+    if content_type != sd.encap_content_info.econtent_type {
+        return Err(Error::ContentTypeMismatch {
+            attr: content_type.to_string(),
+            econtent: sd.encap_content_info.econtent_type.to_string(),
+        });
+    }
+    let attached = match &sd.encap_content_info.econtent {
+        None => None,
+        Some(any) if any.tag() == Tag::OctetString => Some(any.value().to_vec()),
+        Some(any) => Some(
+            OctetString::from_ber(&any.to_der().map_err(syntax)?)
+                .map_err(|e| Error::CmsSyntax(format!("eContent: {e}")))?
+                .as_bytes()
+                .to_vec(),
+        ),
+    };
+    Ok(Envelope {
+        signer_der,
+        attached,
+        signing_time,
+        message_digest,
+        signed_attrs_der: attrs.to_der().map_err(syntax)?,
+        signature: si.signature.as_bytes().to_vec(),
+    })
+}
+
+impl Envelope {
+    /// The content that was signed: the attached one, or `detached` (both given: they must agree).
+    pub fn content<'a>(&'a self, detached: Option<&'a [u8]>) -> Result<&'a [u8], Error> {
+        match (&self.attached, detached) {
+            (Some(a), Some(d)) if a.as_slice() != d => Err(Error::ContentMismatch),
+            (Some(a), _) => Ok(a),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(Error::ContentMissing),
+        }
+    }
+
+    /// messageDigest = SHA-256(content), then the signature over the signed attributes with
+    /// the signer certificate's key (`spki_key`: the subjectPublicKey bits, an RSAPublicKey).
+    pub fn verify(&self, detached: Option<&[u8]>, spki_key: &[u8]) -> Result<(), Error> {
+        let content = self.content(detached)?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, content);
+        if digest.as_ref() != self.message_digest.as_slice() {
+            return Err(Error::DigestMismatch);
+        }
+        rsa_verify(spki_key, &self.signed_attrs_der, &self.signature)
+    }
+}
+
+/// RSA PKCS#1 v1.5 with SHA-256, 2048–8192-bit keys.
+pub fn rsa_verify(rsa_public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), Error> {
+    use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, rsa_public_key)
+        .verify(msg, sig)
+        .map_err(|_| Error::BadSignature)
+}

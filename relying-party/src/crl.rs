@@ -1,0 +1,220 @@
+//! Certificate status from a CRL (RFC 5280 §5, §6.3), parsed once and kept as a serial index
+//! so that a cached 10^5-entry partition CRL answers in a hash lookup.
+//!
+//! Checked when loading: issuer name = anchor subject, AKI = anchor SKI (if both present),
+//! signature by the anchor's key (sha256WithRSAEncryption), no delta CRL, every critical
+//! CRL and entry extension understood. Checked per certificate: freshness (thisUpdate not in
+//! the future, nextUpdate present and not passed), scope (the issuingDistributionPoint's
+//! fullName shares a name with the certificate's cRLDistributionPoints, URI or
+//! directoryName; onlyCACerts / onlySomeReasons / indirectCRL / attribute CRLs refused),
+//! then the serial lookup; `certificateHold` counts as not valid.
+
+use std::collections::HashMap;
+
+use ::time::OffsetDateTime;
+use x509_parser::oid_registry as oids;
+use x509_parser::prelude::*;
+
+use crate::cert::fmt_time;
+use crate::Error;
+
+/// Tolerated clock difference for thisUpdate in the future.
+pub const SKEW: ::time::Duration = ::time::Duration::minutes(5);
+
+/// The certificate status learned from a CRL or OCSP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Good,
+    Revoked { date: OffsetDateTime, reason: Option<u8> },
+}
+
+impl Status {
+    /// `Ok` only for good; revoked and held become their errors.
+    pub fn into_result(self) -> Result<(), Error> {
+        match self {
+            Status::Good => Ok(()),
+            Status::Revoked { date, reason: Some(6) } => Err(Error::Held { date: fmt_time(date) }),
+            Status::Revoked { date, reason } => Err(Error::Revoked {
+                date: fmt_time(date),
+                reason: reason
+                    .map(|c| policies::Reason::from_code(c).map_or_else(|| format!("code {c}"), |r| r.as_str().to_string()))
+                    .unwrap_or_else(|| "unspecified".into()),
+            }),
+        }
+    }
+}
+
+/// A name of a distribution point, comparable between a certificate and a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpName {
+    Uri(String),
+    /// DER of the Name.
+    Directory(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    date: OffsetDateTime,
+    reason: Option<u8>,
+}
+
+/// A verified CRL, indexed by serial.
+#[derive(Debug, Clone)]
+pub struct RevocationList {
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    /// fullName of the issuingDistributionPoint; empty for a CRL without one (complete CRL).
+    scope: Vec<DpName>,
+    entries: HashMap<Vec<u8>, Entry>,
+}
+
+const OID_DELTA_CRL: &str = "2.5.29.27";
+
+impl RevocationList {
+    /// Parses (DER or PEM) and verifies a CRL against the trust anchor.
+    pub fn load(input: &[u8], root: &X509Certificate<'_>) -> Result<RevocationList, Error> {
+        let der = crate::cert::der_from_pem_or_der(input);
+        let (rest, crl) = CertificateRevocationList::from_der(&der).map_err(|e| Error::CrlSyntax(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(Error::CrlSyntax("trailing bytes after the CRL".into()));
+        }
+        if crl.issuer().as_raw() != root.subject().as_raw() {
+            return Err(Error::CrlIssuer(format!("issuer {} is not {}", crl.issuer(), root.subject())));
+        }
+        if crl.signature_algorithm.algorithm != oids::OID_PKCS1_SHA256WITHRSA {
+            return Err(Error::CrlSyntax(format!(
+                "signature algorithm {} (only sha256WithRSAEncryption)",
+                crl.signature_algorithm.algorithm.to_id_string()
+            )));
+        }
+        crl.verify_signature(root.public_key()).map_err(|_| Error::CrlSignature)?;
+        let mut scope = Vec::new();
+        for ext in crl.extensions() {
+            let id = ext.oid.to_id_string();
+            match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    if let (Some(k), Some(s)) = (&aki.key_identifier, crate::cert::ski(root)) {
+                        if k.0 != s {
+                            return Err(Error::CrlIssuer(format!(
+                                "authorityKeyIdentifier {} is not the anchor's {}",
+                                hex::encode(k.0),
+                                hex::encode(s)
+                            )));
+                        }
+                    }
+                }
+                ParsedExtension::IssuingDistributionPoint(idp) => {
+                    if idp.only_contains_ca_certs {
+                        return Err(Error::CrlScope("the CRL covers CA certificates only".into()));
+                    }
+                    if idp.only_some_reasons.is_some() {
+                        return Err(Error::CrlScope("onlySomeReasons CRLs are not supported".into()));
+                    }
+                    if idp.indirect_crl {
+                        return Err(Error::CrlScope("indirect CRLs are not supported".into()));
+                    }
+                    if idp.only_contains_attribute_certs {
+                        return Err(Error::CrlScope("attribute-certificate CRL".into()));
+                    }
+                    match &idp.distribution_point {
+                        Some(DistributionPointName::FullName(names)) => scope.extend(names.iter().filter_map(dp_name)),
+                        Some(DistributionPointName::NameRelativeToCRLIssuer(_)) => {
+                            return Err(Error::CrlScope("nameRelativeToCRLIssuer is not supported".into()))
+                        }
+                        None => {}
+                    }
+                }
+                ParsedExtension::ParseError { error } => {
+                    return Err(Error::CrlSyntax(format!("extension {id}: {error}")));
+                }
+                _ if id == OID_DELTA_CRL => return Err(Error::CrlCriticalExtension(format!("{id} (delta CRL)"))),
+                _ if ext.critical && ext.oid != oids::OID_X509_EXT_CRL_NUMBER => {
+                    return Err(Error::CrlCriticalExtension(id))
+                }
+                _ => {}
+            }
+        }
+        let next_update = crl
+            .next_update()
+            .ok_or_else(|| Error::CrlSyntax("no nextUpdate (freshness cannot be judged)".into()))?
+            .to_datetime();
+        let mut entries = HashMap::new();
+        for r in crl.iter_revoked_certificates() {
+            for ext in r.extensions() {
+                let understood = ext.oid == oids::OID_X509_EXT_REASON_CODE || ext.oid == oids::OID_X509_EXT_INVALIDITY_DATE;
+                if ext.critical && !understood {
+                    return Err(Error::CrlCriticalExtension(format!("{} in an entry", ext.oid.to_id_string())));
+                }
+            }
+            let reason = r.reason_code().map(|(_, c)| c.0);
+            entries.insert(r.raw_serial().to_vec(), Entry { date: r.revocation_date.to_datetime(), reason });
+        }
+        Ok(RevocationList { this_update: crl.last_update().to_datetime(), next_update, scope, entries })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The status of `leaf` at `now` (wall clock: freshness is about the CRL, not the signature).
+    pub fn status(&self, leaf: &X509Certificate<'_>, now: OffsetDateTime) -> Result<Status, Error> {
+        if self.this_update > now + SKEW {
+            return Err(Error::FutureCrl { this_update: fmt_time(self.this_update), now: fmt_time(now) });
+        }
+        if now > self.next_update {
+            return Err(Error::StaleCrl { next_update: fmt_time(self.next_update), now: fmt_time(now) });
+        }
+        if !self.scope.is_empty() {
+            let dps = crl_dp_names(leaf)?;
+            if !dps.iter().any(|n| self.scope.contains(n)) {
+                return Err(Error::CrlScope(
+                    "its issuingDistributionPoint names none of the certificate's CRL distribution points (another partition)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(match self.entries.get(leaf.raw_serial()) {
+            // removeFromCRL (8) only belongs in delta CRLs, which are refused at load.
+            None => Status::Good,
+            Some(e) => Status::Revoked { date: e.date, reason: e.reason },
+        })
+    }
+}
+
+fn dp_name(gn: &GeneralName<'_>) -> Option<DpName> {
+    match gn {
+        GeneralName::URI(u) => Some(DpName::Uri(u.to_string())),
+        GeneralName::DirectoryName(n) => Some(DpName::Directory(n.as_raw().to_vec())),
+        _ => None,
+    }
+}
+
+/// Every fullName of the certificate's cRLDistributionPoints.
+pub fn crl_dp_names(leaf: &X509Certificate<'_>) -> Result<Vec<DpName>, Error> {
+    let mut out = Vec::new();
+    for ext in leaf.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(dps) = ext.parsed_extension() {
+            for dp in dps.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &dp.distribution_point {
+                    out.extend(names.iter().filter_map(dp_name));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The first http:// CRL distribution point of the certificate.
+pub fn crl_url(leaf: &X509Certificate<'_>) -> Result<String, Error> {
+    crl_dp_names(leaf)?
+        .into_iter()
+        .find_map(|n| match n {
+            DpName::Uri(u) if u.starts_with("http://") => Some(u),
+            _ => None,
+        })
+        .ok_or(Error::NoCrlUrl)
+}

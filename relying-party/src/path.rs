@@ -1,0 +1,133 @@
+//! A small, strict RFC 5280 §6 path validation for JPKI's one-tier hierarchies:
+//! trust anchor (root) → end-entity certificate, nothing in between.
+//!
+//! rustls-webpki cannot be used: it refuses the critical certificatePolicies every JPKI
+//! signing certificate carries (`crate-notes.md` §1, pitfall 6). Each rule below is one
+//! function with its own error, in the order of RFC 5280 §6.1.3:
+//!
+//! * (a)(1) the signature of the certificate verifies with the anchor's key, and it is
+//!   sha256WithRSAEncryption (the only algorithm of the JPKI profile);
+//! * (a)(2) validity of the certificate — and, as JPKI relying parties do, of the anchor — at
+//!   the time of the check;
+//! * (a)(4) issuer name = anchor subject, compared byte for byte on the DER (JPKI names are
+//!   written one way only; a re-encoded name is a different issuer for us);
+//! * §4.2.1.1 authorityKeyIdentifier = anchor subjectKeyIdentifier, when both are present;
+//! * §6.1.4 (k), (n) on the anchor: basicConstraints cA and keyUsage keyCertSign (a JPKI root
+//!   carries both; an anchor without them is refused);
+//! * §4.2.1.9: the end-entity certificate is not a CA;
+//! * §6.1.5 (f) / §4.2: every critical extension of the end-entity certificate is one this
+//!   module processes, and every known extension parses.
+//!
+//! The policy part (§6.1.3 (d), one explicit policy expected) is in [`crate::kind`].
+
+use ::time::OffsetDateTime;
+use x509_parser::oid_registry::{self as oids, Oid};
+use x509_parser::prelude::*;
+
+use crate::cert::fmt_time;
+use crate::Error;
+
+/// Extensions this module (with [`crate::kind`]) understands well enough to accept as critical.
+const UNDERSTOOD_CRITICAL: [&Oid<'static>; 5] = [
+    &oids::OID_X509_EXT_KEY_USAGE,
+    &oids::OID_X509_EXT_CERTIFICATE_POLICIES,
+    &oids::OID_X509_EXT_BASIC_CONSTRAINTS,
+    &oids::OID_X509_EXT_EXTENDED_KEY_USAGE,
+    &oids::OID_X509_EXT_SUBJECT_ALT_NAME,
+];
+
+/// Runs every rule; the first failure is returned.
+pub fn validate(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>, at: OffsetDateTime) -> Result<(), Error> {
+    version3(leaf, "end-entity")?;
+    version3(root, "trust anchor")?;
+    anchor_is_ca(root)?;
+    issuer_is_anchor(leaf, root)?;
+    key_id_matches(leaf, root)?;
+    signed_by_anchor(leaf, root)?;
+    within_validity(root, "trust anchor", at)?;
+    within_validity(leaf, "end-entity", at)?;
+    not_a_ca(leaf)?;
+    critical_extensions_understood(leaf)?;
+    Ok(())
+}
+
+pub fn version3(cert: &X509Certificate<'_>, which: &'static str) -> Result<(), Error> {
+    if cert.version() == X509Version::V3 {
+        Ok(())
+    } else {
+        Err(Error::NotV3 { which })
+    }
+}
+
+pub fn issuer_is_anchor(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
+    if leaf.issuer().as_raw() == root.subject().as_raw() {
+        Ok(())
+    } else {
+        Err(Error::IssuerMismatch)
+    }
+}
+
+pub fn key_id_matches(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
+    let aki = leaf.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0),
+        _ => None,
+    });
+    match (aki, crate::cert::ski(root)) {
+        (Some(a), Some(s)) if a != s => Err(Error::KeyIdMismatch { aki: hex::encode(a), ski: hex::encode(s) }),
+        _ => Ok(()),
+    }
+}
+
+pub fn signed_by_anchor(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
+    if leaf.signature_algorithm.algorithm != oids::OID_PKCS1_SHA256WITHRSA {
+        return Err(Error::SignatureAlgorithm { which: "end-entity", oid: leaf.signature_algorithm.algorithm.to_id_string() });
+    }
+    leaf.verify_signature(Some(root.public_key())).map_err(|_| Error::BadCertificateSignature)
+}
+
+pub fn within_validity(cert: &X509Certificate<'_>, which: &'static str, at: OffsetDateTime) -> Result<(), Error> {
+    let v = cert.validity();
+    let (nb, na) = (v.not_before.to_datetime(), v.not_after.to_datetime());
+    if at < nb {
+        return Err(Error::NotYetValid { which, not_before: fmt_time(nb), at: fmt_time(at) });
+    }
+    if at > na {
+        return Err(Error::Expired { which, not_after: fmt_time(na), at: fmt_time(at) });
+    }
+    Ok(())
+}
+
+pub fn anchor_is_ca(root: &X509Certificate<'_>) -> Result<(), Error> {
+    let bad = |e: X509Error| Error::BadExtension { oid: "basicConstraints/keyUsage".into(), detail: e.to_string() };
+    match root.basic_constraints().map_err(bad)? {
+        Some(bc) if bc.value.ca => {}
+        _ => return Err(Error::RootNotCa),
+    }
+    match root.key_usage().map_err(bad)? {
+        Some(ku) if ku.value.key_cert_sign() => Ok(()),
+        _ => Err(Error::RootKeyUsage),
+    }
+}
+
+pub fn not_a_ca(leaf: &X509Certificate<'_>) -> Result<(), Error> {
+    let bc = leaf
+        .basic_constraints()
+        .map_err(|e| Error::BadExtension { oid: "basicConstraints".into(), detail: e.to_string() })?;
+    let ku_cert_sign = leaf.key_usage().ok().flatten().is_some_and(|k| k.value.key_cert_sign());
+    if bc.is_some_and(|b| b.value.ca) || ku_cert_sign {
+        return Err(Error::LeafIsCa);
+    }
+    Ok(())
+}
+
+pub fn critical_extensions_understood(leaf: &X509Certificate<'_>) -> Result<(), Error> {
+    for ext in leaf.extensions() {
+        if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
+            return Err(Error::BadExtension { oid: ext.oid.to_id_string(), detail: error.to_string() });
+        }
+        if ext.critical && !UNDERSTOOD_CRITICAL.contains(&&ext.oid) {
+            return Err(Error::UnknownCriticalExtension(ext.oid.to_id_string()));
+        }
+    }
+    Ok(())
+}
