@@ -1,0 +1,491 @@
+//! The `jpki` command line. Each subcommand parses its arguments into the authority's own
+//! types, calls one [`Authority`] operation and prints the result, as one JSON object with
+//! `--json`. Errors print one line naming the problem and exit non-zero; a refused operation
+//! changes nothing.
+//!
+//! `--data DIR` defaults to `$JPKI_DATA`, else `./jpki-data`. The key passphrase comes from
+//! `$JPKI_PASSPHRASE` or `--passphrase-file FILE`. `$JPKI_TEST_NOW` (RFC 3339) replaces the
+//! system clock — for tests that need to move time; never set it in production.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use policies::{Hierarchy, Reason, Sex};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime};
+
+use crate::authority::{parse_serial, Authority, Event, NewResident};
+use crate::clock::{Clock, FixedClock, SystemClock};
+use crate::error::{Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(name = "jpki", version, about = "A JPKI-style certification authority: two hierarchies, a resident register, rule-driven revocation.")]
+pub struct Cli {
+    /// Data directory (default: $JPKI_DATA, else ./jpki-data).
+    #[arg(long, global = true, env = "JPKI_DATA", default_value = "jpki-data")]
+    pub data: PathBuf,
+    /// File holding the key passphrase (default: $JPKI_PASSPHRASE).
+    #[arg(long, global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create both hierarchies, their OCSP signers and the store in a new data directory.
+    Init {
+        /// Policy file (TOML); default: the embedded policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Print a root certificate (PEM).
+    Root {
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Hierarchy,
+    },
+    /// The resident register and its events.
+    #[command(subcommand)]
+    Resident(ResidentCommand),
+    /// Issue a certificate to a resident from a CSR (PEM or DER).
+    Issue {
+        #[arg(long)]
+        resident: String,
+        #[arg(long, value_parser = parse_hierarchy)]
+        kind: Hierarchy,
+        #[arg(long)]
+        csr: PathBuf,
+        /// Also write the certificate (PEM) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a certificate, or every serial listed in a file (one per line, printing each
+    /// acknowledgement as it becomes durable).
+    Revoke {
+        #[arg(long, required_unless_present = "batch")]
+        serial: Option<String>,
+        #[arg(long, conflicts_with = "serial")]
+        batch: Option<PathBuf>,
+        #[arg(long, value_parser = parse_reason)]
+        reason: Reason,
+        #[arg(long, value_parser = parse_time)]
+        invalidity_date: Option<OffsetDateTime>,
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Option<Hierarchy>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a certificate on hold (certificateHold; never released for card certificates).
+    Hold {
+        #[arg(long)]
+        serial: String,
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Option<Hierarchy>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Run the whole story in a temporary directory.
+    Demo {
+        /// Keep the data here instead of a temporary directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Benchmarks (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResidentCommand {
+    /// Register a resident.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_date)]
+        birth: Date,
+        #[arg(long, value_parser = parse_sex)]
+        sex: Sex,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        prefecture: String,
+        #[arg(long)]
+        municipality: String,
+        #[arg(long, value_parser = parse_date)]
+        card_expiry: Date,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a resident, their certificates and history.
+    Show {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A move (転居/転出): the signing certificate is revoked (affiliationChanged).
+    Move {
+        #[command(flatten)]
+        who: Who,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        prefecture: Option<String>,
+        #[arg(long)]
+        municipality: Option<String>,
+    },
+    /// A change of name: the signing certificate is revoked.
+    Rename {
+        #[command(flatten)]
+        who: Who,
+        #[arg(long)]
+        name: String,
+    },
+    /// A correction of any of the four attributes: the signing certificate is revoked.
+    Correct {
+        #[command(flatten)]
+        who: Who,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = parse_date)]
+        birth: Option<Date>,
+        #[arg(long, value_parser = parse_sex)]
+        sex: Option<Sex>,
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Death: both certificates are revoked.
+    Death {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Emigration: the signing certificate is revoked at the departure date.
+    Emigrate {
+        #[command(flatten)]
+        who: Who,
+        /// Departure date (default: today); a future date schedules the revocation.
+        #[arg(long, value_parser = parse_date)]
+        date: Option<Date>,
+    },
+    /// Card lost: both certificates are put on hold.
+    CardLost {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Lost card found: held certificates are revoked (never released); issue anew.
+    CardFound {
+        #[command(flatten)]
+        who: Who,
+    },
+    /// New card: both certificates are superseded.
+    CardRenew {
+        #[command(flatten)]
+        who: Who,
+        #[arg(long, value_parser = parse_date)]
+        card_expiry: Date,
+    },
+    /// The holder asks for revocation (cessationOfOperation).
+    Withdraw {
+        #[command(flatten)]
+        who: Who,
+        /// Only this kind (default: both).
+        #[arg(long, value_parser = parse_hierarchy)]
+        kind: Option<Hierarchy>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct Who {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCommand {
+    Show {
+        #[arg(long)]
+        serial: String,
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Option<Hierarchy>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        resident: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain: detects a changed, inserted or removed record.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the records.
+    Log {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Issuance throughput (CSR in, durable certificate out) beside the raw RSA signing rate.
+    Issue {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+fn parse_hierarchy(s: &str) -> std::result::Result<Hierarchy, String> {
+    s.parse()
+}
+fn parse_reason(s: &str) -> std::result::Result<Reason, String> {
+    s.parse()
+}
+fn parse_sex(s: &str) -> std::result::Result<Sex, String> {
+    s.parse()
+}
+pub fn parse_date(s: &str) -> std::result::Result<Date, String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(s, &fmt).map_err(|_| format!("`{s}` is not a valid date (YYYY-MM-DD)"))
+}
+fn parse_time(s: &str) -> std::result::Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|_| format!("`{s}` is not an RFC 3339 time"))
+}
+
+/// The clock: the system's, or `$JPKI_TEST_NOW`.
+pub fn clock() -> Result<Arc<dyn Clock>> {
+    match std::env::var("JPKI_TEST_NOW") {
+        Ok(t) => Ok(Arc::new(FixedClock::new(parse_time(&t).map_err(|e| Error::Invalid(format!("JPKI_TEST_NOW: {e}")))?))),
+        Err(_) => Ok(Arc::new(SystemClock)),
+    }
+}
+
+/// The key passphrase from `--passphrase-file` or `$JPKI_PASSPHRASE`.
+pub fn passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
+    if let Some(f) = file {
+        let mut bytes = std::fs::read(f).map_err(Error::io(format!("read passphrase file {}", f.display())))?;
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        return Ok(Some(bytes));
+    }
+    Ok(std::env::var("JPKI_PASSPHRASE").ok().map(String::into_bytes))
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+    let text = if json { serde_json::to_string(value).map_err(|e| Error::Invalid(e.to_string()))? } else { human(value) };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(Error::io("write to stdout"))
+}
+
+/// Entry point of the `jpki` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jpki: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(cli: &Cli) -> Result<Authority> {
+    Authority::open(&cli.data, passphrase(cli.passphrase_file.as_deref())?, clock()?)
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Init { policy } => {
+            let text = match policy {
+                Some(p) => std::fs::read_to_string(p).map_err(Error::io(format!("read policy {}", p.display())))?,
+                None => policies::policy::DEFAULT_POLICY.to_owned(),
+            };
+            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let a = Authority::init(&cli.data, &text, &pass, clock()?)?;
+            println!("initialised {}", a.dir().display());
+            for h in Hierarchy::ALL {
+                let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der).map_err(|e| Error::Store(e.to_string()))?;
+                println!("  {h} root: {}", c.subject());
+            }
+            Ok(())
+        }
+        Command::Root { hierarchy } => {
+            let a = open(&cli)?;
+            print!("{}", crate::records::pem(&a.root(*hierarchy).der));
+            Ok(())
+        }
+        Command::Resident(rc) => resident(&cli, rc),
+        Command::Issue { resident, kind, csr, out, json } => {
+            let a = open(&cli)?;
+            let bytes = std::fs::read(csr).map_err(Error::io(format!("read CSR {}", csr.display())))?;
+            let issued = a.issue(resident, *kind, &bytes)?;
+            if let Some(path) = out {
+                std::fs::write(path, &issued.pem).map_err(Error::io(format!("write {}", path.display())))?;
+            }
+            print(*json, &issued, |i| {
+                let mut s = format!("issued {} certificate {} to {} (notAfter {}, set by {:?})", i.hierarchy, i.serial, i.resident, i.not_after, i.bound);
+                if let Some(old) = &i.superseded {
+                    s.push_str(&format!("; {old} superseded"));
+                }
+                if out.is_none() {
+                    s.push('\n');
+                    s.push_str(i.pem.trim_end());
+                }
+                s
+            })
+        }
+        Command::Revoke { serial, batch, reason, invalidity_date, hierarchy, json } => {
+            let a = open(&cli)?;
+            if let Some(file) = batch {
+                let text = std::fs::read_to_string(file).map_err(Error::io(format!("read {}", file.display())))?;
+                let serials: Vec<Vec<u8>> = text.lines().filter(|l| !l.trim().is_empty()).map(parse_serial).collect::<Result<_>>()?;
+                let mut out = std::io::stdout().lock();
+                for s in serials {
+                    let r = a.revoke(&s, *hierarchy, *reason, *invalidity_date)?;
+                    writeln!(out, "revoked {}:{}", r.hierarchy, r.serial).and_then(|_| out.flush()).map_err(Error::io("write to stdout"))?;
+                }
+                return Ok(());
+            }
+            let serial = parse_serial(serial.as_deref().unwrap_or_default())?;
+            let r = a.revoke(&serial, *hierarchy, *reason, *invalidity_date)?;
+            print(*json, &r, |r| format!("{} {}:{} ({}) at {}", r.status.as_str(), r.hierarchy, r.serial, r.reason, r.revoked_at))
+        }
+        Command::Hold { serial, hierarchy, json } => {
+            let a = open(&cli)?;
+            let r = a.hold(&parse_serial(serial)?, *hierarchy)?;
+            print(*json, &r, |r| format!("held {}:{} at {}", r.hierarchy, r.serial, r.revoked_at))
+        }
+        Command::Cert(CertCommand::Show { serial, hierarchy, json }) => {
+            let a = open(&cli)?;
+            let v = a.cert_show(&parse_serial(serial)?, *hierarchy)?;
+            print(*json, &v, |v| {
+                format!(
+                    "{} {} {}\n  status: {}{}\n  holder: {}\n  valid: {} .. {}\n{}",
+                    v.hierarchy,
+                    v.kind.as_str(),
+                    v.serial,
+                    v.status.as_str(),
+                    v.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                    v.holder.as_deref().unwrap_or("-"),
+                    v.not_before,
+                    v.not_after,
+                    v.pem.trim_end()
+                )
+            })
+        }
+        Command::Cert(CertCommand::List { resident, json }) => {
+            let a = open(&cli)?;
+            let list = a.cert_list(resident.as_deref())?;
+            print(*json, &serde_json::json!({ "certificates": list }), |_| {
+                list.iter()
+                    .map(|v| format!("{:<8} {:<12} {:<34} {:<8} {}", v.hierarchy, v.kind.as_str(), v.serial, v.status.as_str(), v.holder.as_deref().unwrap_or("-")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Audit(AuditCommand::Verify { json }) => {
+            let a = open(&cli)?;
+            let n = a.audit_verify()?;
+            print(*json, &serde_json::json!({ "records": n, "intact": true }), |_| format!("audit chain intact: {n} records"))
+        }
+        Command::Audit(AuditCommand::Log { json }) => {
+            let a = open(&cli)?;
+            let records = crate::audit::records(a.store().as_ref())?;
+            print(*json, &serde_json::json!({ "records": records }), |_| {
+                records.iter().map(|r| format!("{:>6} {} {:<18} {} {}", r.seq, r.at, r.action, r.subject, r.detail)).collect::<Vec<_>>().join("\n")
+            })
+        }
+        Command::Demo { keep } => crate::demo::run(keep.as_deref()),
+        Command::Bench(BenchCommand::Issue { count, threads }) => crate::bench::issue(*count, *threads),
+    }
+}
+
+fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
+    let a = open(cli)?;
+    let (who, event) = match rc {
+        ResidentCommand::Add { name, birth, sex, address, prefecture, municipality, card_expiry, json } => {
+            let id = a.resident_add(&NewResident {
+                name: name.clone(),
+                birth: *birth,
+                sex: *sex,
+                address: address.clone(),
+                prefecture: prefecture.clone(),
+                municipality: municipality.clone(),
+                card_expiry: *card_expiry,
+            })?;
+            return print(*json, &serde_json::json!({ "id": id }), |_| format!("registered resident {id}"));
+        }
+        ResidentCommand::Show { id, json } => {
+            let v = a.resident_view(id)?;
+            return print(*json, &v, |v| {
+                let mut s = format!(
+                    "{}  {:?}\n  name: {}\n  birth: {} ({})\n  sex: {}\n  address: {}\n  {} / {}\n  card expiry: {}{}",
+                    v.id,
+                    v.state,
+                    v.name,
+                    v.birth,
+                    v.birth_era,
+                    v.sex.digit(),
+                    v.address,
+                    v.prefecture,
+                    v.municipality,
+                    v.card_expiry,
+                    if v.card_lost { " (reported lost)" } else { "" }
+                );
+                for c in &v.certificates {
+                    s.push_str(&format!("\n  {:<8} {} {}{}", c.hierarchy, c.serial, c.status.as_str(), c.reason.map(|r| format!(" ({r})")).unwrap_or_default()));
+                }
+                s
+            });
+        }
+        ResidentCommand::Move { who, address, prefecture, municipality } => {
+            (who, Event::Move { address: address.clone(), prefecture: prefecture.clone(), municipality: municipality.clone() })
+        }
+        ResidentCommand::Rename { who, name } => (who, Event::Rename { name: name.clone() }),
+        ResidentCommand::Correct { who, name, birth, sex, address } => (who, Event::Correct { name: name.clone(), birth: *birth, sex: *sex, address: address.clone() }),
+        ResidentCommand::Death { who } => (who, Event::Death),
+        ResidentCommand::Emigrate { who, date } => (who, Event::Emigrate { departure: *date }),
+        ResidentCommand::CardLost { who } => (who, Event::CardLost),
+        ResidentCommand::CardFound { who } => (who, Event::CardFound),
+        ResidentCommand::CardRenew { who, card_expiry } => (who, Event::CardRenew { card_expiry: *card_expiry }),
+        ResidentCommand::Withdraw { who, kind } => (who, Event::Withdraw { kind: *kind }),
+    };
+    let outcome = a.event(&who.id, &event)?;
+    print(who.json, &outcome, |o| {
+        let mut s = format!("{}: {} recorded", o.resident, o.event);
+        if let Some(d) = o.scheduled {
+            s.push_str(&format!("; signing certificate will be revoked on the departure date {d}"));
+        }
+        for r in &o.revocations {
+            s.push_str(&format!("\n  {} {}:{} ({})", r.status.as_str(), r.hierarchy, r.serial, r.reason));
+        }
+        s
+    })
+}

@@ -1,0 +1,64 @@
+//! The crate's one error type: every variant says what went wrong, in a line an operator can act on.
+
+use policies::{Hierarchy, Reason};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("data directory {0} already exists and is not empty; refusing to touch it")]
+    DataDirExists(String),
+    #[error("data directory {0} does not exist or was not made by `jpki init`")]
+    NoDataDir(String),
+    #[error("the data directory is in use by another process (a running `jpki serve`?): {0}")]
+    Locked(String),
+    #[error("no key passphrase: set JPKI_PASSPHRASE or pass --passphrase-file FILE")]
+    NoPassphrase,
+    #[error("wrong key passphrase (cannot decrypt {0})")]
+    WrongPassphrase(String),
+    #[error("key file {path}: {detail}")]
+    KeyFile { path: String, detail: String },
+    #[error("{0}")]
+    Policy(#[from] policies::Error),
+    #[error("CSR: {0}")]
+    Csr(String),
+    #[error("certificate refused: {0}")]
+    Refused(String),
+    #[error("unknown resident `{0}`")]
+    UnknownResident(String),
+    #[error("unknown serial {0}")]
+    UnknownSerial(String),
+    #[error("serial {0} exists in both hierarchies; add --hierarchy signing|auth")]
+    AmbiguousSerial(String),
+    #[error("serial {serial} ({hierarchy}) is already revoked ({reason})")]
+    AlreadyRevoked { serial: String, hierarchy: Hierarchy, reason: Reason },
+    #[error("serial {0} is on hold; a held card certificate is never released (revoke it and issue anew)")]
+    Held(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("store: {0}")]
+    Store(String),
+    /// A transaction met a concurrent one; the store re-runs it (never reaches a caller).
+    #[error("transaction conflict")]
+    Retry,
+    #[error("audit chain broken at record {seq}: {problem}")]
+    AuditBroken { seq: u64, problem: String },
+    #[error("signing failed: {0}")]
+    Sign(#[from] policies::SignError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
