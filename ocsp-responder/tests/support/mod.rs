@@ -102,6 +102,9 @@ fn leaf(issuer: &rcgen::Issuer<'_, KeyPair>, cn: &str, serial: &[u8]) -> Vec<u8>
     p.signed_by(&key, issuer).unwrap().der().to_vec()
 }
 
+/// (hierarchy, file prefix, serial tag, leaves by name and serial)
+type Spec = (Hierarchy, &'static str, u8, &'static [(&'static str, u16)]);
+
 /// Builds the PKI in `dir`. Statuses in the source: signing `good` 0x1001, `revoked` 0x1002
 /// (not yet revoked: tests revoke it), `held` 0x1003 (held), `unissued` 0x1004 (a certificate
 /// exists but the CA never recorded it), `late` 0x1005 (good); auth `auth-good` 0x2001;
@@ -112,7 +115,7 @@ pub fn pki(dir: &Path) -> Pki {
     let mut issuers = Vec::new();
     let mut leaves = HashMap::new();
     let mut roots = HashMap::new();
-    let specs: [(Hierarchy, &'static str, u8, &[(&'static str, u16)]); 2] = [
+    let specs: [Spec; 2] = [
         (
             Hierarchy::Signing,
             "signing",
