@@ -36,8 +36,9 @@ use crate::{Entry, Error};
 
 /// AlgorithmIdentifier for sha256WithRSAEncryption with NULL parameters (RFC 4055 §5):
 /// `SEQUENCE { OID 1.2.840.113549.1.1.11, NULL }`.
-pub(crate) const SHA256_WITH_RSA: [u8; 15] =
-    [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00];
+pub(crate) const SHA256_WITH_RSA: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+];
 
 /// `Version ::= INTEGER { v1(0), v2(1) }` — v2, because the CRL carries extensions.
 const VERSION_V2: [u8; 3] = [0x02, 0x01, 0x01];
@@ -68,7 +69,10 @@ fn header(tag: u8, len: usize) -> Option<([u8; MAX_HEADER], usize)> {
 }
 
 fn push_tlv_header(out: &mut Vec<u8>, tag: u8, len: usize) -> Result<(), Error> {
-    let (h, n) = header(tag, len).ok_or(Error::Der { what: "length", source: der::ErrorKind::Overflow.into() })?;
+    let (h, n) = header(tag, len).ok_or(Error::Der {
+        what: "length",
+        source: der::ErrorKind::Overflow.into(),
+    })?;
     out.extend_from_slice(&h[..n]);
     Ok(())
 }
@@ -81,8 +85,14 @@ fn two_digits(out: &mut Vec<u8>, v: u8) {
 /// `Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }` as RFC 5280 §5.1.2.4
 /// asks: UTCTime `YYMMDDHHMMSSZ` for 1950–2049, GeneralizedTime `YYYYMMDDHHMMSSZ` from 2050,
 /// whole seconds in UTC. `generalized` forces GeneralizedTime (invalidityDate, §5.3.2).
-pub(crate) fn push_time(out: &mut Vec<u8>, t: OffsetDateTime, generalized: bool) -> Result<(), String> {
-    let t = t.checked_to_offset(UtcOffset::UTC).ok_or_else(|| format!("{t} has no UTC equivalent"))?;
+pub(crate) fn push_time(
+    out: &mut Vec<u8>,
+    t: OffsetDateTime,
+    generalized: bool,
+) -> Result<(), String> {
+    let t = t
+        .checked_to_offset(UtcOffset::UTC)
+        .ok_or_else(|| format!("{t} has no UTC equivalent"))?;
     let year = t.year();
     if !(1950..=9999).contains(&year) {
         return Err(format!("year {year} cannot be written as an RFC 5280 time"));
@@ -126,18 +136,25 @@ fn integer(serial: &[u8]) -> (bool, &[u8]) {
 
 /// `reasonCode` entry extension (RFC 5280 §5.3.1), non-critical:
 /// `SEQUENCE { OID 2.5.29.21, OCTET STRING { ENUMERATED code } }`.
-const REASON_EXT: [u8; 11] = [0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01];
+const REASON_EXT: [u8; 11] = [
+    0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01,
+];
 /// `invalidityDate` entry extension (RFC 5280 §5.3.2), non-critical:
 /// `SEQUENCE { OID 2.5.29.24, OCTET STRING { GeneralizedTime } }`.
 const INVALIDITY_EXT: [u8; 9] = [0x30, 0x18, 0x06, 0x03, 0x55, 0x1d, 0x18, 0x04, 0x11];
 
 /// Appends one `revokedCertificates` element.
 pub(crate) fn push_entry(out: &mut Vec<u8>, e: &Entry) -> Result<(), Error> {
-    let bad = |problem: String| Error::Entry { serial: hex::encode(&e.serial), problem };
+    let bad = |problem: String| Error::Entry {
+        serial: hex::encode(&e.serial),
+        problem,
+    };
     let (pad, mag) = integer(&e.serial);
     let int_len = mag.len() + usize::from(pad);
     if int_len > MAX_SERIAL {
-        return Err(bad(format!("serial number is {int_len} octets, RFC 5280 allows 20")));
+        return Err(bad(format!(
+            "serial number is {int_len} octets, RFC 5280 allows 20"
+        )));
     }
     let reason = (e.reason != Reason::Unspecified).then(|| e.reason.code());
     let mut exts_len = 0;
@@ -203,7 +220,12 @@ impl CrlEncoder {
         // extensions and signature; only a hint.
         let mut buf = Vec::with_capacity(gap + expected_entries.saturating_mul(44) + 2048);
         buf.resize(gap, 0);
-        Ok(CrlEncoder { buf, prefix, gap, entries: 0 })
+        Ok(CrlEncoder {
+            buf,
+            prefix,
+            gap,
+            entries: 0,
+        })
     }
 
     pub(crate) fn push(&mut self, e: &Entry) -> Result<(), Error> {
@@ -223,7 +245,10 @@ impl CrlEncoder {
         extensions: &[u8],
         sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, Error>,
     ) -> Result<Bytes, Error> {
-        let overflow = || Error::Der { what: "CRL length", source: der::ErrorKind::Overflow.into() };
+        let overflow = || Error::Der {
+            what: "CRL length",
+            source: der::ErrorKind::Overflow.into(),
+        };
         let entries_len = self.buf.len() - self.gap;
         push_tlv_header(&mut self.buf, 0xa0, extensions.len())?;
         self.buf.extend_from_slice(extensions);
@@ -364,7 +389,9 @@ mod tests {
     #[test]
     fn matches_x509_cert_encoding() {
         let issuer: Name = "CN=Test Root,O=JPKI-TEST,C=JP".parse().unwrap();
-        let exts = vec![CrlNumber(Uint::new(&[1, 0]).unwrap()).to_extension(&issuer, &[]).unwrap()];
+        let exts = vec![CrlNumber(Uint::new(&[1, 0]).unwrap())
+            .to_extension(&issuer, &[])
+            .unwrap()];
         let gt = datetime!(2026-11-20 00:00:01 UTC);
         let cases: Vec<Vec<Entry>> = vec![
             vec![],
@@ -375,11 +402,18 @@ mod tests {
                 entry(&[0xff; 16], Reason::AaCompromise, Some(gt)),
                 entry(&[0x00, 0x80], Reason::Superseded, None),
             ],
-            (0u32..300).map(|i| entry(&i.to_be_bytes(), Reason::KeyCompromise, None)).collect(),
+            (0u32..300)
+                .map(|i| entry(&i.to_be_bytes(), Reason::KeyCompromise, None))
+                .collect(),
         ];
         for entries in cases {
             let (tbs, der) = ours(&issuer, &entries, &exts);
-            assert_eq!(tbs, reference(&issuer, &entries, exts.clone()), "{} entries", entries.len());
+            assert_eq!(
+                tbs,
+                reference(&issuer, &entries, exts.clone()),
+                "{} entries",
+                entries.len()
+            );
             // and the whole signed structure is canonical DER for x509-cert
             let back: CertificateList = CertificateList::from_der(&der).unwrap();
             assert_eq!(back.to_der().unwrap(), der);
@@ -407,7 +441,10 @@ mod tests {
 
         let e = push_entry(&mut out, &entry(&[0x80; 20], Reason::KeyCompromise, None)).unwrap_err();
         assert!(e.to_string().contains("21 octets"), "{e}");
-        let old = Entry { revoked_at: datetime!(1949-12-31 0:00 UTC), ..entry(&[1], Reason::Superseded, None) };
+        let old = Entry {
+            revoked_at: datetime!(1949-12-31 0:00 UTC),
+            ..entry(&[1], Reason::Superseded, None)
+        };
         assert!(push_entry(&mut out, &old).is_err());
     }
 }

@@ -25,8 +25,9 @@ use crate::publisher::{Publisher, Served};
 use crate::{Error, State};
 
 /// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
-const HTTP_DATE: &[BorrowedFormatItem<'_>] =
-    format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+const HTTP_DATE: &[BorrowedFormatItem<'_>] = format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
 
 fn http_date(t: OffsetDateTime) -> Option<HeaderValue> {
     let text = t.to_offset(time::UtcOffset::UTC).format(HTTP_DATE).ok()?;
@@ -41,7 +42,10 @@ fn parse_http_date(v: &HeaderValue) -> Option<OffsetDateTime> {
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -60,14 +64,21 @@ impl Publisher {
         if stem == "ca" {
             return Some((h, Scope::Ca));
         }
-        let canonical = !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()) && (stem == "0" || !stem.starts_with('0'));
+        let canonical = !stem.is_empty()
+            && stem.bytes().all(|b| b.is_ascii_digit())
+            && (stem == "0" || !stem.starts_with('0'));
         let p: u16 = stem.parse().ok().filter(|_| canonical)?;
         (p < self.policy.crl.partitions).then_some((h, Scope::Partition(p)))
     }
 
     /// The file currently published for a scope, from the cache or from disk.
     async fn served(&self, h: Hierarchy, scope: Scope) -> Result<Option<Arc<Served>>, Error> {
-        if let Some(s) = self.cache.read().unwrap_or_else(PoisonError::into_inner).get(&(h, scope)) {
+        if let Some(s) = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(h, scope))
+        {
             return Ok(Some(Arc::clone(s)));
         }
         let path = self.dir.join(Publisher::file_name(h, scope));
@@ -79,14 +90,17 @@ impl Publisher {
         let sha256: [u8; 32] = Sha256::digest(&der).into();
         let state = self.state.load(h, scope).map_err(Error::state(h, scope))?;
         let served = match state {
-            Some(State { published: Some(p), .. }) if p.sha256 == hex::encode(sha256) => {
+            Some(State {
+                published: Some(p), ..
+            }) if p.sha256 == hex::encode(sha256) => {
                 Served::new(der, &sha256, p.this_update, p.next_update)
             }
             _ => {
                 // written by another run or tool: read its times from the file itself
                 let der2 = der.clone();
                 let times = tokio::task::spawn_blocking(move || {
-                    let (_, crl) = CertificateRevocationList::from_der(&der2).map_err(|e| e.to_string())?;
+                    let (_, crl) =
+                        CertificateRevocationList::from_der(&der2).map_err(|e| e.to_string())?;
                     let this = crl.last_update().to_datetime();
                     let next = crl.next_update().ok_or("no nextUpdate")?.to_datetime();
                     Ok::<_, String>((this, next))
@@ -98,7 +112,10 @@ impl Publisher {
             }
         };
         let served = Arc::new(served);
-        self.cache.write().unwrap_or_else(PoisonError::into_inner).insert((h, scope), Arc::clone(&served));
+        self.cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((h, scope), Arc::clone(&served));
         Ok(Some(served))
     }
 
@@ -113,7 +130,8 @@ impl Publisher {
         let head = req.method() == Method::HEAD;
         if !head && req.method() != Method::GET {
             let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
         let served = match self.served(h, scope).await {
@@ -130,9 +148,15 @@ impl Publisher {
         // RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since.
         let not_modified = if let Some(inm) = req.headers().get(header::IF_NONE_MATCH) {
             inm.to_str().is_ok_and(|v| {
-                v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == served.etag)
+                v.split(',')
+                    .map(str::trim)
+                    .any(|t| t == "*" || t.trim_start_matches("W/") == served.etag)
             })
-        } else if let Some(ims) = req.headers().get(header::IF_MODIFIED_SINCE).and_then(parse_http_date) {
+        } else if let Some(ims) = req
+            .headers()
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(parse_http_date)
+        {
             served.last_modified.unix_timestamp() <= ims.unix_timestamp()
         } else {
             false
@@ -143,10 +167,17 @@ impl Publisher {
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             r
         } else {
-            let body = if head { Bytes::new() } else { served.der.clone() };
+            let body = if head {
+                Bytes::new()
+            } else {
+                served.der.clone()
+            };
             let mut r = Response::new(Full::new(body));
             let headers = r.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pkix-crl"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pkix-crl"),
+            );
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(served.der.len()));
             r
         };
@@ -157,7 +188,9 @@ impl Publisher {
         if let Some(v) = http_date(served.last_modified) {
             headers.insert(header::LAST_MODIFIED, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}, public, no-transform, must-revalidate")) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "max-age={max_age}, public, no-transform, must-revalidate"
+        )) {
             headers.insert(header::CACHE_CONTROL, v);
         }
         if let Some(v) = http_date(served.next_update) {
@@ -187,7 +220,10 @@ impl Publisher {
                     let this = Arc::clone(&this);
                     async move { Ok::<_, std::convert::Infallible>(this.handle(req).await) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await {
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await
+                {
                     tracing::debug!(%peer, error = %e, "HTTP connection ended");
                 }
             });

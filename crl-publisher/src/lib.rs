@@ -51,7 +51,9 @@ mod store;
 
 pub use error::{BoxError, Error};
 pub use publisher::{Crl, IndexEntry, Publisher, Roots, Settings, Status, TickReport};
-pub use store::{Clock, Entry, ManualClock, MemoryStore, Published, Source, State, StateStore, SystemClock};
+pub use store::{
+    Clock, Entry, ManualClock, MemoryStore, Published, Source, State, StateStore, SystemClock,
+};
 
 use policies::profile::Scope;
 

@@ -65,16 +65,28 @@ impl Settings {
         let bad = |field, problem: String| Err(Error::Settings { field, problem });
         let validity = time::Duration::hours(i64::from(policy.crl.next_update_hours));
         if self.expired_margin < validity {
-            return bad("expired_margin", format!("must be at least the CRL validity ({validity}), got {}", self.expired_margin));
+            return bad(
+                "expired_margin",
+                format!(
+                    "must be at least the CRL validity ({validity}), got {}",
+                    self.expired_margin
+                ),
+            );
         }
         if self.dirty_bound.is_zero() {
             return bad("dirty_bound", "must be positive".into());
         }
         if self.batch_delay > self.dirty_bound {
-            return bad("batch_delay", format!("must not exceed dirty_bound ({:?})", self.dirty_bound));
+            return bad(
+                "batch_delay",
+                format!("must not exceed dirty_bound ({:?})", self.dirty_bound),
+            );
         }
         if self.resign_margin <= time::Duration::ZERO || self.resign_margin >= validity {
-            return bad("resign_margin", format!("must be positive and below the CRL validity ({validity})"));
+            return bad(
+                "resign_margin",
+                format!("must be positive and below the CRL validity ({validity})"),
+            );
         }
         Ok(())
     }
@@ -98,8 +110,12 @@ struct Root {
 
 impl Root {
     fn new(h: Hierarchy, signer: Arc<dyn Signer>) -> Result<Root, Error> {
-        let bad = |problem: String| Error::Root { hierarchy: h, problem };
-        let (_, cert) = X509Certificate::from_der(signer.certificate()).map_err(|e| bad(format!("cannot parse: {e}")))?;
+        let bad = |problem: String| Error::Root {
+            hierarchy: h,
+            problem,
+        };
+        let (_, cert) = X509Certificate::from_der(signer.certificate())
+            .map_err(|e| bad(format!("cannot parse: {e}")))?;
         let mut ski = None;
         for ext in cert.extensions() {
             match ext.parsed_extension() {
@@ -110,10 +126,17 @@ impl Root {
                 _ => {}
             }
         }
-        let ski = ski.ok_or_else(|| bad("has no subjectKeyIdentifier, which the CRL's AKI must repeat".into()))?;
+        let ski = ski.ok_or_else(|| {
+            bad("has no subjectKeyIdentifier, which the CRL's AKI must repeat".into())
+        })?;
         let subject = cert.tbs_certificate.subject.as_raw().to_vec();
         let name = Name::from_der(&subject).map_err(|e| bad(format!("subject: {e}")))?;
-        Ok(Root { signer, subject, name, ski })
+        Ok(Root {
+            signer,
+            subject,
+            name,
+            ski,
+        })
     }
 }
 
@@ -196,8 +219,18 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    pub(crate) fn new(der: Bytes, sha256: &[u8], this_update: OffsetDateTime, next_update: OffsetDateTime) -> Served {
-        Served { der, etag: format!("\"{}\"", hex::encode(&sha256[..16])), last_modified: this_update, next_update }
+    pub(crate) fn new(
+        der: Bytes,
+        sha256: &[u8],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Served {
+        Served {
+            der,
+            etag: format!("\"{}\"", hex::encode(&sha256[..16])),
+            last_modified: this_update,
+            next_update,
+        }
     }
 }
 
@@ -259,7 +292,12 @@ impl Publisher {
         let partitions = self.policy.crl.partitions;
         Hierarchy::ALL
             .into_iter()
-            .flat_map(|h| (0..partitions).map(Scope::Partition).chain([Scope::Ca]).map(move |s| (h, s)))
+            .flat_map(|h| {
+                (0..partitions)
+                    .map(Scope::Partition)
+                    .chain([Scope::Ca])
+                    .map(move |s| (h, s))
+            })
             .collect()
     }
 
@@ -271,13 +309,19 @@ impl Publisher {
     /// Records that a revocation changed `(h, scope)`: durably (the state store's flag) and
     /// for the running pipeline. Call it after the revocation itself is stored.
     pub fn mark_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), Error> {
-        self.state.set_dirty(h, scope).map_err(Error::state(h, scope))?;
+        self.state
+            .set_dirty(h, scope)
+            .map_err(Error::state(h, scope))?;
         self.wake.notify_one();
         Ok(())
     }
 
     fn load(&self, h: Hierarchy, scope: Scope) -> Result<State, Error> {
-        Ok(self.state.load(h, scope).map_err(Error::state(h, scope))?.unwrap_or_default())
+        Ok(self
+            .state
+            .load(h, scope)
+            .map_err(Error::state(h, scope))?
+            .unwrap_or_default())
     }
 
     /// Builds, signs and self-checks the next CRL of `(h, scope)` as of `now`, without
@@ -286,21 +330,36 @@ impl Publisher {
         self.build_with(h, scope, now, &ProgressBar::hidden())
     }
 
-    fn build_with(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime, bar: &ProgressBar) -> Result<Crl, Error> {
+    fn build_with(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        now: OffsetDateTime,
+        bar: &ProgressBar,
+    ) -> Result<Crl, Error> {
         let sname = || scope_name(scope);
         let root = self.root(h);
         let mut state = self.load(h, scope)?;
-        let number = state.last_number.checked_add(1).ok_or_else(|| Error::SelfCheck {
-            hierarchy: h,
-            scope: sname(),
-            number: state.last_number,
-            problem: "CRL numbers exhausted".into(),
-        })?;
+        let number = state
+            .last_number
+            .checked_add(1)
+            .ok_or_else(|| Error::SelfCheck {
+                hierarchy: h,
+                scope: sname(),
+                number: state.last_number,
+                problem: "CRL numbers exhausted".into(),
+            })?;
         state.last_number = number;
-        self.state.save(h, scope, &state).map_err(Error::state(h, scope))?;
+        self.state
+            .save(h, scope, &state)
+            .map_err(Error::state(h, scope))?;
 
         let idp = IssuingDistributionPoint {
-            distribution_point: Some(DistributionPointName::FullName(crl_dp_names(&self.policy, h, scope)?)),
+            distribution_point: Some(DistributionPointName::FullName(crl_dp_names(
+                &self.policy,
+                h,
+                scope,
+            )?)),
             only_contains_user_certs: matches!(scope, Scope::Partition(_)),
             only_contains_ca_certs: false,
             only_some_reasons: None,
@@ -309,10 +368,17 @@ impl Publisher {
         }
         .to_der()
         .map_err(Error::der("issuingDistributionPoint"))?;
-        let check = |problem: String| Error::SelfCheck { hierarchy: h, scope: sname(), number, problem };
+        let check = |problem: String| Error::SelfCheck {
+            hierarchy: h,
+            scope: sname(),
+            number,
+            problem,
+        };
         if let Some(prev) = &state.published {
             if prev.idp != hex::encode(&idp) {
-                return Err(check("issuingDistributionPoint differs from the partition's last CRL".into()));
+                return Err(check(
+                    "issuingDistributionPoint differs from the partition's last CRL".into(),
+                ));
             }
         }
 
@@ -322,21 +388,24 @@ impl Publisher {
         };
         let der_err = Error::der("CRL extensions");
         let extensions = vec![
-            aki.to_extension(&root.name, &[]).map_err(Error::der("AKI"))?,
+            aki.to_extension(&root.name, &[])
+                .map_err(Error::der("AKI"))?,
             CrlNumber(Uint::new(&number.to_be_bytes()).map_err(Error::der("cRLNumber"))?)
                 .to_extension(&root.name, &[])
                 .map_err(Error::der("cRLNumber"))?,
             Extension {
                 extn_id: der::asn1::ObjectIdentifier::new_unwrap(OID_IDP),
                 critical: true,
-                extn_value: OctetString::new(idp.clone()).map_err(Error::der("issuingDistributionPoint"))?,
+                extn_value: OctetString::new(idp.clone())
+                    .map_err(Error::der("issuingDistributionPoint"))?,
             },
         ]
         .to_der()
         .map_err(der_err)?;
 
         let this_update = now.replace_nanosecond(0).unwrap_or(now);
-        let next_update = this_update + time::Duration::hours(i64::from(self.policy.crl.next_update_hours));
+        let next_update =
+            this_update + time::Duration::hours(i64::from(self.policy.crl.next_update_hours));
         let hint = self.source.count_hint(h, scope).unwrap_or(0);
         let mut enc = CrlEncoder::new(&root.subject, this_update, next_update, hint)?;
         let mut failure = None;
@@ -345,7 +414,7 @@ impl Publisher {
         self.source
             .for_each(h, scope, &mut |e| {
                 seen += 1;
-                if seen % 65_536 == 0 {
+                if seen & 0xffff == 0 {
                     bar.set_message(format!("{h}/{}: {seen} entries", scope_name(scope)));
                 }
                 if failure.is_some() {
@@ -357,19 +426,45 @@ impl Publisher {
                     failure = Some(err);
                 }
             })
-            .map_err(|source| Error::Source { hierarchy: h, scope: sname(), source })?;
+            .map_err(|source| Error::Source {
+                hierarchy: h,
+                scope: sname(),
+                source,
+            })?;
         if let Some(err) = failure {
             return Err(err);
         }
         let entries = enc.entries();
         let der = enc.finish(&extensions, |tbs| {
-            root.signer.sign(tbs).map_err(|source| Error::Sign { hierarchy: h, source })
+            root.signer.sign(tbs).map_err(|source| Error::Sign {
+                hierarchy: h,
+                source,
+            })
         })?;
-        self.self_check(h, &der, number, &idp, entries, this_update, next_update, state.published.as_ref())
-            .map_err(check)?;
+        self.self_check(
+            h,
+            &der,
+            number,
+            &idp,
+            entries,
+            this_update,
+            next_update,
+            state.published.as_ref(),
+        )
+        .map_err(check)?;
         tracing::debug!(hierarchy = %h, scope = %sname(), number, entries, dropped, size = der.len(), "CRL built");
         let sha256 = Sha256::digest(&der).into();
-        Ok(Crl { hierarchy: h, scope, number, this_update, next_update, entries, der, sha256, idp })
+        Ok(Crl {
+            hierarchy: h,
+            scope,
+            number,
+            this_update,
+            next_update,
+            entries,
+            der,
+            sha256,
+            idp,
+        })
     }
 
     /// Parses the CRL back with a second decoder (x509-parser), verifies its signature with the
@@ -387,12 +482,15 @@ impl Publisher {
         prev: Option<&Published>,
     ) -> Result<(), String> {
         let root = self.root(h);
-        let (_, cert) = X509Certificate::from_der(root.signer.certificate()).map_err(|e| format!("root: {e}"))?;
-        let (rest, crl) = x509_parser::parse_x509_crl(der).map_err(|e| format!("does not parse: {e}"))?;
+        let (_, cert) = X509Certificate::from_der(root.signer.certificate())
+            .map_err(|e| format!("root: {e}"))?;
+        let (rest, crl) =
+            x509_parser::parse_x509_crl(der).map_err(|e| format!("does not parse: {e}"))?;
         if !rest.is_empty() {
             return Err(format!("{} bytes after the CRL", rest.len()));
         }
-        crl.verify_signature(cert.public_key()).map_err(|e| format!("signature does not verify with the root key: {e}"))?;
+        crl.verify_signature(cert.public_key())
+            .map_err(|e| format!("signature does not verify with the root key: {e}"))?;
         if crl.version() != Some(X509Version::V2) {
             return Err("not a v2 CRL".into());
         }
@@ -407,7 +505,9 @@ impl Publisher {
             return Err("thisUpdate/nextUpdate are not the intended times".into());
         }
         let got = crl.crl_number().map(|n| n.to_bytes_be());
-        let want = Uint::new(&number.to_be_bytes()).map(|u| u.as_bytes().to_vec()).map_err(|e| e.to_string())?;
+        let want = Uint::new(&number.to_be_bytes())
+            .map(|u| u.as_bytes().to_vec())
+            .map_err(|e| e.to_string())?;
         if got.as_deref() != Some(want.as_slice()) {
             return Err(format!("cRLNumber is {got:?}, expected {number}"));
         }
@@ -424,10 +524,14 @@ impl Publisher {
             }
         }
         if !seen_idp {
-            return Err("issuingDistributionPoint missing, not critical or not the partition's".into());
+            return Err(
+                "issuingDistributionPoint missing, not critical or not the partition's".into(),
+            );
         }
         if !seen_aki {
-            return Err("authorityKeyIdentifier does not equal the root's subjectKeyIdentifier".into());
+            return Err(
+                "authorityKeyIdentifier does not equal the root's subjectKeyIdentifier".into(),
+            );
         }
         let listed = crl.iter_revoked_certificates().count() as u64;
         if listed != entries {
@@ -435,7 +539,10 @@ impl Publisher {
         }
         if let Some(prev) = prev {
             if number <= prev.number {
-                return Err(format!("number {number} is not above the last published {}", prev.number));
+                return Err(format!(
+                    "number {number} is not above the last published {}",
+                    prev.number
+                ));
             }
             if prev.idp != hex::encode(idp) {
                 return Err("issuingDistributionPoint differs from the last published CRL".into());
@@ -458,21 +565,40 @@ impl Publisher {
         let _guard = self.build.lock().unwrap_or_else(PoisonError::into_inner);
         // Cleared before the source is read: a revocation stored after this point sets the
         // flag again and lands in the next CRL; one stored before is read by this build.
-        let dirty = self.state.take_dirty(h, scope).map_err(Error::state(h, scope))?;
+        let dirty = self
+            .state
+            .take_dirty(h, scope)
+            .map_err(Error::state(h, scope))?;
         let result = (|| {
             let state = self.load(h, scope)?;
-            let stale = state.published.as_ref().is_none_or(|p| now >= p.next_update - self.settings.resign_margin);
+            let stale = state
+                .published
+                .as_ref()
+                .is_none_or(|p| now >= p.next_update - self.settings.resign_margin);
             if !(force || dirty || stale) {
                 return Ok(None);
             }
             let crl = self.build_with(h, scope, now, bar)?;
             let path = dir.join(Publisher::file_name(h, scope));
             write_atomic(&path, &crl.der).map_err(|source| Error::Write { path, source })?;
-            let state = State { last_number: crl.number, published: Some(crl.published()) };
-            self.state.save(h, scope, &state).map_err(Error::state(h, scope))?;
+            let state = State {
+                last_number: crl.number,
+                published: Some(crl.published()),
+            };
+            self.state
+                .save(h, scope, &state)
+                .map_err(Error::state(h, scope))?;
             if dir == self.dir {
-                let served = Served::new(crl.der.clone(), &crl.sha256, crl.this_update, crl.next_update);
-                self.cache.write().unwrap_or_else(PoisonError::into_inner).insert((h, scope), Arc::new(served));
+                let served = Served::new(
+                    crl.der.clone(),
+                    &crl.sha256,
+                    crl.this_update,
+                    crl.next_update,
+                );
+                self.cache
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((h, scope), Arc::new(served));
             }
             tracing::info!(hierarchy = %h, scope = %scope_name(scope), number = crl.number, entries = crl.entries,
                 size = crl.der.len(), dirty, "CRL published");
@@ -518,14 +644,17 @@ impl Publisher {
         let mut wait = self.settings.dirty_bound;
         for (h, scope) in self.scopes() {
             let due = match self.state.load(h, scope) {
-                Ok(Some(State { published: Some(p), .. })) => p.next_update - self.settings.resign_margin - now,
+                Ok(Some(State {
+                    published: Some(p), ..
+                })) => p.next_update - self.settings.resign_margin - now,
                 _ => time::Duration::ZERO,
             };
             let due = std::time::Duration::try_from(due).unwrap_or_default();
             wait = wait.min(due);
         }
         // after a failure (due in the past) retry no faster than the batch delay
-        wait.max(self.settings.batch_delay).max(std::time::Duration::from_millis(50))
+        wait.max(self.settings.batch_delay)
+            .max(std::time::Duration::from_millis(50))
     }
 
     /// The pipeline: publishes what is due, then sleeps until the next re-signing, a
@@ -543,7 +672,11 @@ impl Publisher {
             let wait = match pass.await {
                 Ok((report, wait)) => {
                     if !report.published.is_empty() || !report.failed.is_empty() {
-                        tracing::debug!(published = report.published.len(), failed = report.failed.len(), "CRL pass");
+                        tracing::debug!(
+                            published = report.published.len(),
+                            failed = report.failed.len(),
+                            "CRL pass"
+                        );
                     }
                     wait
                 }
@@ -572,7 +705,9 @@ impl Publisher {
         let scopes = self.scopes();
         let bar = if self.settings.progress && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(scopes.len() as u64);
-            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} CRLs {elapsed} {msg}") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:40} {pos}/{len} CRLs {elapsed} {msg}")
+            {
                 bar.set_style(style);
             }
             bar
@@ -600,8 +735,10 @@ impl Publisher {
         }
         bar.finish_and_clear();
         let path = out.join("index.json");
-        let json = serde_json::to_vec_pretty(&index)
-            .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+        let json = serde_json::to_vec_pretty(&index).map_err(|e| Error::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         write_atomic(&path, &json).map_err(|source| Error::Write { path, source })?;
         Ok(index)
     }
@@ -613,7 +750,12 @@ impl Publisher {
             .map(|(h, scope)| {
                 let published = self.load(h, scope)?.published;
                 let age = published.as_ref().map(|p| now - p.this_update);
-                Ok(Status { hierarchy: h, scope, published, age })
+                Ok(Status {
+                    hierarchy: h,
+                    scope,
+                    published,
+                    age,
+                })
             })
             .collect()
     }
@@ -622,12 +764,20 @@ impl Publisher {
 /// Replaces `path` with `data` so that readers see the old or the new file, never a part:
 /// a temporary file in the same directory, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("path has no directory"))?;
     fs::create_dir_all(dir)?;
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);

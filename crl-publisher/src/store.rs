@@ -35,7 +35,12 @@ pub trait Source: Send + Sync {
     /// Calls `each` once for every revoked or held certificate whose CRL is `(h, scope)`.
     /// Entries are streamed so that a million of them need not be copied into a `Vec`;
     /// `each` may be called in any order.
-    fn for_each(&self, h: Hierarchy, scope: Scope, each: &mut dyn FnMut(&Entry)) -> Result<(), BoxError>;
+    fn for_each(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        each: &mut dyn FnMut(&Entry),
+    ) -> Result<(), BoxError>;
 
     /// How many entries `for_each` is about to yield, if cheaply known (lets the encoder
     /// allocate once). Only a hint: it may be wrong.
@@ -148,7 +153,12 @@ impl MemoryStore {
 }
 
 impl Source for MemoryStore {
-    fn for_each(&self, h: Hierarchy, scope: Scope, each: &mut dyn FnMut(&Entry)) -> Result<(), BoxError> {
+    fn for_each(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        each: &mut dyn FnMut(&Entry),
+    ) -> Result<(), BoxError> {
         let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         for e in map.get(&(h, scope)).into_iter().flatten() {
             each(e);
@@ -164,20 +174,35 @@ impl Source for MemoryStore {
 
 impl StateStore for MemoryStore {
     fn load(&self, h: Hierarchy, scope: Scope) -> Result<Option<State>, BoxError> {
-        Ok(self.states.lock().unwrap_or_else(PoisonError::into_inner).get(&(h, scope)).cloned())
+        Ok(self
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(h, scope))
+            .cloned())
     }
 
     fn save(&self, h: Hierarchy, scope: Scope, state: &State) -> Result<(), BoxError> {
-        self.states.lock().unwrap_or_else(PoisonError::into_inner).insert((h, scope), state.clone());
+        self.states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((h, scope), state.clone());
         Ok(())
     }
 
     fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), BoxError> {
-        self.dirty.lock().unwrap_or_else(PoisonError::into_inner).insert((h, scope));
+        self.dirty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((h, scope));
         Ok(())
     }
 
     fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError> {
-        Ok(self.dirty.lock().unwrap_or_else(PoisonError::into_inner).remove(&(h, scope)))
+        Ok(self
+            .dirty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(h, scope)))
     }
 }
