@@ -99,7 +99,9 @@ fn verifier(trust: &Path, status: &StatusArgs) -> Result<Verifier, Error> {
     };
     let source = match (&status.ocsp, &status.crl) {
         (Some(url), _) => StatusSource::Ocsp(url.clone()),
-        (None, Some(c)) if c.starts_with("http://") || c.starts_with("https://") => StatusSource::CrlUrl(c.clone()),
+        (None, Some(c)) if c.starts_with("http://") || c.starts_with("https://") => {
+            StatusSource::CrlUrl(c.clone())
+        }
         (None, Some(file)) => StatusSource::CrlBytes(Arc::new(read(Path::new(file))?)),
         (None, None) => StatusSource::DistributionPoint,
     };

@@ -20,6 +20,7 @@ use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier};
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Tag, Tagged};
+
 use ::time::OffsetDateTime;
 
 use crate::Error;
@@ -50,29 +51,45 @@ pub struct Envelope {
 pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
     let bytes = crate::cert::der_from_pem_or_der(input);
     let syntax = |e: der::Error| Error::CmsSyntax(e.to_string());
-    let ci = match ContentInfo::from_der(&bytes) {
-        Ok(ci) => ci,
-        Err(_) => ContentInfo::from_ber(&bytes).map_err(syntax)?,
+    let (ci, ber) = match ContentInfo::from_der(&bytes) {
+        Ok(ci) => (ci, false),
+        Err(_) => (ContentInfo::from_ber(&bytes).map_err(syntax)?, true),
     };
     if ci.content_type != ID_SIGNED_DATA {
-        return Err(Error::CmsSyntax(format!("content type {} is not signedData", ci.content_type)));
+        return Err(Error::CmsSyntax(format!(
+            "content type {} is not signedData",
+            ci.content_type
+        )));
     }
-    let sd: SignedData = match ci.content.decode_as() {
-        Ok(sd) => sd,
-        Err(_) => SignedData::from_ber(&ci.content.to_der().map_err(syntax)?).map_err(syntax)?,
+    let (sd, ber) = match ci.content.decode_as::<SignedData>() {
+        Ok(sd) => (sd, ber),
+        Err(_) => (
+            SignedData::from_ber(&ci.content.to_der().map_err(syntax)?).map_err(syntax)?,
+            true,
+        ),
     };
     let signers: Vec<_> = sd.signer_infos.0.iter().collect();
     let si = match signers.as_slice() {
         [one] => *one,
         [] => return Err(Error::CmsSyntax("no SignerInfo".into())),
-        many => return Err(Error::CmsUnsupported(format!("{} signers; exactly one is supported", many.len()))),
+        many => {
+            return Err(Error::CmsUnsupported(format!(
+                "{} signers; exactly one is supported",
+                many.len()
+            )))
+        }
     };
     if si.digest_alg.oid != ID_SHA256 {
-        return Err(Error::CmsUnsupported(format!("digest algorithm {}; only SHA-256 is accepted", si.digest_alg.oid)));
+        return Err(Error::CmsUnsupported(format!(
+            "digest algorithm {}; only SHA-256 is accepted",
+            si.digest_alg.oid
+        )));
     }
     let alg = si.signature_algorithm.oid;
     if alg != RSA_ENCRYPTION && alg != SHA256_WITH_RSA {
-        return Err(Error::CmsUnsupported(format!("signature algorithm {alg}; only RSA PKCS#1 v1.5 is accepted")));
+        return Err(Error::CmsUnsupported(format!(
+            "signature algorithm {alg}; only RSA PKCS#1 v1.5 is accepted"
+        )));
     }
 
     let certs: Vec<&x509_cert::Certificate> = sd
@@ -88,30 +105,40 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
         .iter()
         .find(|c| match &si.sid {
             SignerIdentifier::IssuerAndSerialNumber(isn) => {
-                c.tbs_certificate().issuer() == &isn.issuer && c.tbs_certificate().serial_number() == &isn.serial_number
+                c.tbs_certificate().issuer() == &isn.issuer
+                    && c.tbs_certificate().serial_number() == &isn.serial_number
             }
             SignerIdentifier::SubjectKeyIdentifier(ski) => c.to_der().ok().is_some_and(|d| {
-                crate::cert::parse(&d, "certificate").ok().and_then(|x| crate::cert::ski(&x).map(|s| s.to_vec()))
+                crate::cert::parse(&d, "certificate")
+                    .ok()
+                    .and_then(|x| crate::cert::ski(&x).map(|s| s.to_vec()))
                     == Some(ski.0.as_bytes().to_vec())
             }),
         })
         .ok_or(Error::SignerNotIncluded)?;
     let signer_der = signer.to_der().map_err(syntax)?;
 
-    let attrs = si
-        .signed_attrs
-        .as_ref()
-        .ok_or_else(|| Error::CmsUnsupported("no signed attributes (messageDigest, contentType)".into()))?;
+    let attrs = si.signed_attrs.as_ref().ok_or_else(|| {
+        Error::CmsUnsupported("no signed attributes (messageDigest, contentType)".into())
+    })?;
     let mut message_digest = None;
     let mut content_type = None;
     let mut signing_time = None;
     for attr in attrs.iter() {
         let mut values = attr.values.iter();
         let (Some(v), None) = (values.next(), values.next()) else {
-            return Err(Error::CmsSyntax(format!("attribute {} must have exactly one value", attr.oid)));
+            return Err(Error::CmsSyntax(format!(
+                "attribute {} must have exactly one value",
+                attr.oid
+            )));
         };
         if attr.oid == ID_MESSAGE_DIGEST {
-            message_digest = Some(v.decode_as::<OctetString>().map_err(syntax)?.as_bytes().to_vec());
+            message_digest = Some(
+                v.decode_as::<OctetString>()
+                    .map_err(syntax)?
+                    .as_bytes()
+                    .to_vec(),
+            );
         } else if attr.oid == ID_CONTENT_TYPE {
             content_type = Some(v.decode_as::<ObjectIdentifier>().map_err(syntax)?);
         } else if attr.oid == ID_SIGNING_TIME {
@@ -119,12 +146,15 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
             let secs = i64::try_from(t.to_unix_duration().as_secs())
                 .map_err(|_| Error::CmsSyntax("signingTime out of range".into()))?;
             signing_time = Some(
-                OffsetDateTime::from_unix_timestamp(secs).map_err(|_| Error::CmsSyntax("signingTime out of range".into()))?,
+                OffsetDateTime::from_unix_timestamp(secs)
+                    .map_err(|_| Error::CmsSyntax("signingTime out of range".into()))?,
             );
         }
     }
-    let message_digest = message_digest.ok_or_else(|| Error::CmsSyntax("messageDigest attribute missing".into()))?;
-    let content_type = content_type.ok_or_else(|| Error::CmsSyntax("contentType attribute missing".into()))?;
+    let message_digest =
+        message_digest.ok_or_else(|| Error::CmsSyntax("messageDigest attribute missing".into()))?;
+    let content_type =
+        content_type.ok_or_else(|| Error::CmsSyntax("contentType attribute missing".into()))?;
     if content_type != sd.encap_content_info.econtent_type {
         return Err(Error::ContentTypeMismatch {
             attr: content_type.to_string(),
@@ -133,13 +163,17 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
     }
     let attached = match &sd.encap_content_info.econtent {
         None => None,
-        Some(any) if any.tag() == Tag::OctetString => Some(any.value().to_vec()),
-        Some(any) => Some(
-            OctetString::from_ber(&any.to_der().map_err(syntax)?)
-                .map_err(|e| Error::CmsSyntax(format!("eContent: {e}")))?
-                .as_bytes()
-                .to_vec(),
-        ),
+        Some(any) if any.tag() == Tag::OctetString => Some(if ber {
+            segments(any.value()).unwrap_or_else(|| any.value().to_vec())
+        } else {
+            any.value().to_vec()
+        }),
+        Some(any) => {
+            return Err(Error::CmsSyntax(format!(
+                "eContent is a {}, not an OCTET STRING",
+                any.tag()
+            )))
+        }
     };
     Ok(Envelope {
         signer_der,
@@ -149,6 +183,21 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
         signed_attrs_der: attrs.to_der().map_err(syntax)?,
         signature: si.signature.as_bytes().to_vec(),
     })
+}
+
+/// BER input (`openssl cms -stream -nodetach`) carries the content as a constructed
+/// OCTET STRING; der 0.8 reads its tag as OCTET STRING and keeps the segments' TLVs as the
+/// value. Joins them, or `None` if the value is not a run of OCTET STRING segments (then it was
+/// a primitive OCTET STRING). A wrong guess cannot accept anything: the joined bytes must
+/// still match the signed messageDigest.
+fn segments(value: &[u8]) -> Option<Vec<u8>> {
+    use der::{EncodingRules, Reader, SliceReader};
+    let mut r = SliceReader::new_with_encoding_rules(value, EncodingRules::Ber).ok()?;
+    let mut out = Vec::new();
+    while !r.is_finished() {
+        out.extend_from_slice(OctetString::decode(&mut r).ok()?.as_bytes());
+    }
+    Some(out)
 }
 
 impl Envelope {

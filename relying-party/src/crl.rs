@@ -25,7 +25,10 @@ pub const SKEW: ::time::Duration = ::time::Duration::minutes(5);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Good,
-    Revoked { date: OffsetDateTime, reason: Option<u8> },
+    Revoked {
+        date: OffsetDateTime,
+        reason: Option<u8>,
+    },
 }
 
 impl Status {
@@ -33,11 +36,19 @@ impl Status {
     pub fn into_result(self) -> Result<(), Error> {
         match self {
             Status::Good => Ok(()),
-            Status::Revoked { date, reason: Some(6) } => Err(Error::Held { date: fmt_time(date) }),
+            Status::Revoked {
+                date,
+                reason: Some(6),
+            } => Err(Error::Held {
+                date: fmt_time(date),
+            }),
             Status::Revoked { date, reason } => Err(Error::Revoked {
                 date: fmt_time(date),
                 reason: reason
-                    .map(|c| policies::Reason::from_code(c).map_or_else(|| format!("code {c}"), |r| r.as_str().to_string()))
+                    .map(|c| {
+                        policies::Reason::from_code(c)
+                            .map_or_else(|| format!("code {c}"), |r| r.as_str().to_string())
+                    })
                     .unwrap_or_else(|| "unspecified".into()),
             }),
         }
@@ -74,12 +85,17 @@ impl RevocationList {
     /// Parses (DER or PEM) and verifies a CRL against the trust anchor.
     pub fn load(input: &[u8], root: &X509Certificate<'_>) -> Result<RevocationList, Error> {
         let der = crate::cert::der_from_pem_or_der(input);
-        let (rest, crl) = CertificateRevocationList::from_der(&der).map_err(|e| Error::CrlSyntax(e.to_string()))?;
+        let (rest, crl) = CertificateRevocationList::from_der(&der)
+            .map_err(|e| Error::CrlSyntax(e.to_string()))?;
         if !rest.is_empty() {
             return Err(Error::CrlSyntax("trailing bytes after the CRL".into()));
         }
         if crl.issuer().as_raw() != root.subject().as_raw() {
-            return Err(Error::CrlIssuer(format!("issuer {} is not {}", crl.issuer(), root.subject())));
+            return Err(Error::CrlIssuer(format!(
+                "issuer {} is not {}",
+                crl.issuer(),
+                root.subject()
+            )));
         }
         if crl.signature_algorithm.algorithm != oids::OID_PKCS1_SHA256WITHRSA {
             return Err(Error::CrlSyntax(format!(
@@ -87,7 +103,8 @@ impl RevocationList {
                 crl.signature_algorithm.algorithm.to_id_string()
             )));
         }
-        crl.verify_signature(root.public_key()).map_err(|_| Error::CrlSignature)?;
+        crl.verify_signature(root.public_key())
+            .map_err(|_| Error::CrlSignature)?;
         let mut scope = Vec::new();
         for ext in crl.extensions() {
             let id = ext.oid.to_id_string();
@@ -105,10 +122,14 @@ impl RevocationList {
                 }
                 ParsedExtension::IssuingDistributionPoint(idp) => {
                     if idp.only_contains_ca_certs {
-                        return Err(Error::CrlScope("the CRL covers CA certificates only".into()));
+                        return Err(Error::CrlScope(
+                            "the CRL covers CA certificates only".into(),
+                        ));
                     }
                     if idp.only_some_reasons.is_some() {
-                        return Err(Error::CrlScope("onlySomeReasons CRLs are not supported".into()));
+                        return Err(Error::CrlScope(
+                            "onlySomeReasons CRLs are not supported".into(),
+                        ));
                     }
                     if idp.indirect_crl {
                         return Err(Error::CrlScope("indirect CRLs are not supported".into()));
@@ -117,9 +138,13 @@ impl RevocationList {
                         return Err(Error::CrlScope("attribute-certificate CRL".into()));
                     }
                     match &idp.distribution_point {
-                        Some(DistributionPointName::FullName(names)) => scope.extend(names.iter().filter_map(dp_name)),
+                        Some(DistributionPointName::FullName(names)) => {
+                            scope.extend(names.iter().filter_map(dp_name))
+                        }
                         Some(DistributionPointName::NameRelativeToCRLIssuer(_)) => {
-                            return Err(Error::CrlScope("nameRelativeToCRLIssuer is not supported".into()))
+                            return Err(Error::CrlScope(
+                                "nameRelativeToCRLIssuer is not supported".into(),
+                            ))
                         }
                         None => {}
                     }
@@ -127,7 +152,9 @@ impl RevocationList {
                 ParsedExtension::ParseError { error } => {
                     return Err(Error::CrlSyntax(format!("extension {id}: {error}")));
                 }
-                _ if id == OID_DELTA_CRL => return Err(Error::CrlCriticalExtension(format!("{id} (delta CRL)"))),
+                _ if id == OID_DELTA_CRL => {
+                    return Err(Error::CrlCriticalExtension(format!("{id} (delta CRL)")))
+                }
                 _ if ext.critical && ext.oid != oids::OID_X509_EXT_CRL_NUMBER => {
                     return Err(Error::CrlCriticalExtension(id))
                 }
@@ -141,15 +168,30 @@ impl RevocationList {
         let mut entries = HashMap::new();
         for r in crl.iter_revoked_certificates() {
             for ext in r.extensions() {
-                let understood = ext.oid == oids::OID_X509_EXT_REASON_CODE || ext.oid == oids::OID_X509_EXT_INVALIDITY_DATE;
+                let understood = ext.oid == oids::OID_X509_EXT_REASON_CODE
+                    || ext.oid == oids::OID_X509_EXT_INVALIDITY_DATE;
                 if ext.critical && !understood {
-                    return Err(Error::CrlCriticalExtension(format!("{} in an entry", ext.oid.to_id_string())));
+                    return Err(Error::CrlCriticalExtension(format!(
+                        "{} in an entry",
+                        ext.oid.to_id_string()
+                    )));
                 }
             }
             let reason = r.reason_code().map(|(_, c)| c.0);
-            entries.insert(r.raw_serial().to_vec(), Entry { date: r.revocation_date.to_datetime(), reason });
+            entries.insert(
+                r.raw_serial().to_vec(),
+                Entry {
+                    date: r.revocation_date.to_datetime(),
+                    reason,
+                },
+            );
         }
-        Ok(RevocationList { this_update: crl.last_update().to_datetime(), next_update, scope, entries })
+        Ok(RevocationList {
+            this_update: crl.last_update().to_datetime(),
+            next_update,
+            scope,
+            entries,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -163,10 +205,16 @@ impl RevocationList {
     /// The status of `leaf` at `now` (wall clock: freshness is about the CRL, not the signature).
     pub fn status(&self, leaf: &X509Certificate<'_>, now: OffsetDateTime) -> Result<Status, Error> {
         if self.this_update > now + SKEW {
-            return Err(Error::FutureCrl { this_update: fmt_time(self.this_update), now: fmt_time(now) });
+            return Err(Error::FutureCrl {
+                this_update: fmt_time(self.this_update),
+                now: fmt_time(now),
+            });
         }
         if now > self.next_update {
-            return Err(Error::StaleCrl { next_update: fmt_time(self.next_update), now: fmt_time(now) });
+            return Err(Error::StaleCrl {
+                next_update: fmt_time(self.next_update),
+                now: fmt_time(now),
+            });
         }
         if !self.scope.is_empty() {
             let dps = crl_dp_names(leaf)?;
@@ -180,7 +228,10 @@ impl RevocationList {
         Ok(match self.entries.get(leaf.raw_serial()) {
             // removeFromCRL (8) only belongs in delta CRLs, which are refused at load.
             None => Status::Good,
-            Some(e) => Status::Revoked { date: e.date, reason: e.reason },
+            Some(e) => Status::Revoked {
+                date: e.date,
+                reason: e.reason,
+            },
         })
     }
 }

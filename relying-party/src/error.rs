@@ -8,7 +8,10 @@ use std::path::PathBuf;
 pub enum Error {
     // ---- input ----
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{what} is not a certificate (PEM or DER): {detail}")]
     NotACertificate { what: &'static str, detail: String },
     #[error("policy file: {0}")]
@@ -29,7 +32,9 @@ pub enum Error {
     ContentMismatch,
     #[error("messageDigest does not match the content (content altered or wrong file)")]
     DigestMismatch,
-    #[error("contentType attribute {attr} does not match the encapsulated content type {econtent}")]
+    #[error(
+        "contentType attribute {attr} does not match the encapsulated content type {econtent}"
+    )]
     ContentTypeMismatch { attr: String, econtent: String },
     #[error("the RSA signature does not verify with the signer's public key")]
     BadSignature,
@@ -44,9 +49,17 @@ pub enum Error {
     #[error("{which} certificate is signed with {oid}; only sha256WithRSAEncryption is accepted")]
     SignatureAlgorithm { which: &'static str, oid: String },
     #[error("{which} certificate is not valid before {not_before} (checked at {at})")]
-    NotYetValid { which: &'static str, not_before: String, at: String },
+    NotYetValid {
+        which: &'static str,
+        not_before: String,
+        at: String,
+    },
     #[error("{which} certificate expired at {not_after} (checked at {at})")]
-    Expired { which: &'static str, not_after: String, at: String },
+    Expired {
+        which: &'static str,
+        not_after: String,
+        at: String,
+    },
     #[error("the trust anchor is not a CA (basicConstraints cA missing or false)")]
     RootNotCa,
     #[error("the trust anchor's keyUsage lacks keyCertSign")]
@@ -61,12 +74,23 @@ pub enum Error {
     BadExtension { oid: String, detail: String },
 
     // ---- kind and policy ----
-    #[error("not a {expected} certificate: it carries the {found} policy {oid}")]
-    WrongKind { expected: &'static str, found: &'static str, oid: String },
+    #[error("certificate kind is {found} (policy {oid}); {expected} required")]
+    WrongKind {
+        expected: &'static str,
+        found: &'static str,
+        oid: String,
+    },
     #[error("no accepted {expected} policy in certificatePolicies (found: {found})")]
-    PolicyMismatch { expected: &'static str, found: String },
-    #[error("keyUsage {found} does not allow a {kind} certificate (needs {needed})")]
-    KeyUsage { kind: &'static str, found: String, needed: &'static str },
+    PolicyMismatch {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("keyUsage {found} does not fit the {kind} kind (needs {needed})")]
+    KeyUsage {
+        kind: &'static str,
+        found: String,
+        needed: &'static str,
+    },
     #[error("holder attributes: {0}")]
     Attributes(String),
 
@@ -115,6 +139,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn read(path: &std::path::Path, source: std::io::Error) -> Error {
-        Error::Read { path: path.to_path_buf(), source }
+        Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

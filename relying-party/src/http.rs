@@ -15,7 +15,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// GET `url` (no body) or POST `body` with `content_type`; the body of a 200 answer.
 pub fn fetch(url: &str, post: Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> {
-    let fail = |detail: String| Error::Http { url: url.to_string(), detail };
+    let fail = |detail: String| Error::Http {
+        url: url.to_string(),
+        detail,
+    };
     if !url.starts_with("http://") {
         return Err(fail("only http:// URLs are supported".into()));
     }
@@ -25,15 +28,18 @@ pub fn fetch(url: &str, post: Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> {
         .build()
         .map_err(|e| fail(format!("runtime: {e}")))?;
     rt.block_on(async {
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Full<Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
         let builder = http::Request::builder().uri(uri);
         let req = match post {
             Some((ct, body)) => builder
                 .method(http::Method::POST)
                 .header(http::header::CONTENT_TYPE, ct)
                 .body(Full::new(Bytes::copy_from_slice(body))),
-            None => builder.method(http::Method::GET).body(Full::new(Bytes::new())),
+            None => builder
+                .method(http::Method::GET)
+                .body(Full::new(Bytes::new())),
         }
         .map_err(|e| fail(format!("request: {e}")))?;
         let resp = tokio::time::timeout(TIMEOUT, client.request(req))
@@ -43,10 +49,11 @@ pub fn fetch(url: &str, post: Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> {
         if resp.status() != http::StatusCode::OK {
             return Err(fail(format!("status {}", resp.status())));
         }
-        let body = tokio::time::timeout(TIMEOUT, Limited::new(resp.into_body(), MAX_BODY).collect())
-            .await
-            .map_err(|_| fail(format!("body not received within {TIMEOUT:?}")))?
-            .map_err(|e| fail(format!("body: {e}")))?;
+        let body =
+            tokio::time::timeout(TIMEOUT, Limited::new(resp.into_body(), MAX_BODY).collect())
+                .await
+                .map_err(|_| fail(format!("body not received within {TIMEOUT:?}")))?
+                .map_err(|e| fail(format!("body: {e}")))?;
         Ok(body.to_bytes().to_vec())
     })
 }

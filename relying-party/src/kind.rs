@@ -57,22 +57,44 @@ fn label(h: Hierarchy) -> &'static str {
 }
 
 /// Checks the policy and keyUsage of `leaf` for kind `want`; returns the matched policy OID.
-pub fn check(leaf: &X509Certificate<'_>, want: Hierarchy, expected: &Expected) -> Result<String, Error> {
+pub fn check(
+    leaf: &X509Certificate<'_>,
+    want: Hierarchy,
+    expected: &Expected,
+) -> Result<String, Error> {
     let other = match want {
         Hierarchy::Signing => Hierarchy::Auth,
         Hierarchy::Auth => Hierarchy::Signing,
     };
     let found = policy_oids(leaf)?;
-    if let Some(o) = found.iter().find(|o| expected.oids(other).contains(o) || all_known(other).contains(&o.as_str())) {
-        return Err(Error::WrongKind { expected: label(want), found: label(other), oid: o.clone() });
+    if let Some(o) = found
+        .iter()
+        .find(|o| expected.oids(other).contains(o) || all_known(other).contains(&o.as_str()))
+    {
+        return Err(Error::WrongKind {
+            expected: label(want),
+            found: label(other),
+            oid: o.clone(),
+        });
     }
-    let matched = found.iter().find(|o| expected.oids(want).contains(o)).cloned().ok_or_else(|| Error::PolicyMismatch {
-        expected: label(want),
-        found: if found.is_empty() { "none".into() } else { found.join(", ") },
-    })?;
+    let matched = found
+        .iter()
+        .find(|o| expected.oids(want).contains(o))
+        .cloned()
+        .ok_or_else(|| Error::PolicyMismatch {
+            expected: label(want),
+            found: if found.is_empty() {
+                "none".into()
+            } else {
+                found.join(", ")
+            },
+        })?;
     let ku = leaf
         .key_usage()
-        .map_err(|e| Error::BadExtension { oid: "keyUsage".into(), detail: e.to_string() })?
+        .map_err(|e| Error::BadExtension {
+            oid: "keyUsage".into(),
+            detail: e.to_string(),
+        })?
         .map(|k| *k.value);
     let flags = ku.map(|k| ku_flags(&k)).unwrap_or_else(|| "absent".into());
     let ok = match (want, ku) {
@@ -85,7 +107,11 @@ pub fn check(leaf: &X509Certificate<'_>, want: Hierarchy, expected: &Expected) -
             Hierarchy::Signing => "digitalSignature and nonRepudiation",
             Hierarchy::Auth => "digitalSignature without nonRepudiation",
         };
-        return Err(Error::KeyUsage { kind: label(want), found: flags, needed });
+        return Err(Error::KeyUsage {
+            kind: label(want),
+            found: flags,
+            needed,
+        });
     }
     Ok(matched)
 }
@@ -117,7 +143,11 @@ fn ku_flags(k: &KeyUsage) -> String {
         (k.key_cert_sign(), "keyCertSign"),
         (k.crl_sign(), "cRLSign"),
     ];
-    let set: Vec<&str> = names.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
     if set.is_empty() {
         "none".into()
     } else {
@@ -183,23 +213,42 @@ pub fn attributes(leaf: &X509Certificate<'_>) -> Result<HolderAttributes, Error>
             }
         }
     }
-    let take = |oid: &str| values.iter().find(|(o, _)| o == oid).map(|(_, v)| v.clone());
-    let need = |oid: &str, what: &str| take(oid).ok_or_else(|| Error::Attributes(format!("{what} ({oid}) missing")));
+    let take = |oid: &str| {
+        values
+            .iter()
+            .find(|(o, _)| o == oid)
+            .map(|(_, v)| v.clone())
+    };
+    let need = |oid: &str, what: &str| {
+        take(oid).ok_or_else(|| Error::Attributes(format!("{what} ({oid}) missing")))
+    };
     let raw_birth = need(OID_BIRTH, "date of birth")?;
-    let date = policies::era::decode_birth(&raw_birth)
-        .ok_or_else(|| Error::Attributes(format!("date of birth `{raw_birth}` is not EYYYYMMDD with a matching era digit")))?;
+    let date = policies::era::decode_birth(&raw_birth).ok_or_else(|| {
+        Error::Attributes(format!(
+            "date of birth `{raw_birth}` is not EYYYYMMDD with a matching era digit"
+        ))
+    })?;
     let era_digit = raw_birth.as_bytes()[0] - b'0';
     let code = need(OID_SEX, "sex")?;
     let label = match code.as_str() {
         "1" => "male (男)",
         "2" => "female (女)",
         "3" | "9" => "not known (不明)",
-        other => return Err(Error::Attributes(format!("sex code `{other}` is not 1, 2, 3 or 9"))),
+        other => {
+            return Err(Error::Attributes(format!(
+                "sex code `{other}` is not 1, 2, 3 or 9"
+            )))
+        }
     };
     Ok(HolderAttributes {
         name: need(OID_NAME, "name")?,
         birth: Birth {
-            date: format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day()),
+            date: format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ),
             era: policies::era::era_name(era_digit),
             raw: raw_birth,
         },
@@ -214,9 +263,18 @@ pub fn attributes(leaf: &X509Certificate<'_>) -> Result<HolderAttributes, Error>
 /// (crate-notes §7): `A0 len 0C len utf8…`.
 fn other_name_utf8(raw: &[u8]) -> Result<String, Error> {
     use der::{Decode, Tagged};
-    let outer = der::asn1::AnyRef::from_der(raw).map_err(|e| Error::Attributes(format!("otherName value: {e}")))?;
-    if outer.tag() != (der::Tag::ContextSpecific { constructed: true, number: der::TagNumber(0) }) {
-        return Err(Error::Attributes(format!("otherName value has tag {} instead of [0]", outer.tag())));
+    let outer = der::asn1::AnyRef::from_der(raw)
+        .map_err(|e| Error::Attributes(format!("otherName value: {e}")))?;
+    if outer.tag()
+        != (der::Tag::ContextSpecific {
+            constructed: true,
+            number: der::TagNumber(0),
+        })
+    {
+        return Err(Error::Attributes(format!(
+            "otherName value has tag {} instead of [0]",
+            outer.tag()
+        )));
     }
     let s = der::asn1::Utf8StringRef::from_der(outer.value())
         .map_err(|e| Error::Attributes(format!("otherName value is not a UTF8String: {e}")))?;

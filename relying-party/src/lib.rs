@@ -45,7 +45,8 @@ pub use verify::{StatusSource, Verifier};
 
 /// The transport used for OCSP and CRL downloads: `(url, Some((content_type, body)))` POSTs,
 /// `(url, None)` GETs; returns the body of a 200 answer.
-pub type Fetch = std::sync::Arc<dyn Fn(&str, Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> + Send + Sync>;
+pub type Fetch =
+    std::sync::Arc<dyn Fn(&str, Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> + Send + Sync>;
 
 #[cfg(test)]
 pub(crate) mod testutil;

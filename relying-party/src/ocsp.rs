@@ -17,10 +17,13 @@
 //! plus [`MAX_AGE_WITHOUT_NEXT_UPDATE`]) has not passed. The x509-ocsp types sit on der 0.7
 //! (crate-notes pitfall 10): only bytes cross to the rest of the crate.
 
+use ::time::OffsetDateTime;
 use der07::asn1::{Null, ObjectIdentifier, OctetString};
 use der07::{Decode, Encode};
-use ::time::OffsetDateTime;
-use x509_ocsp::{BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request, TbsRequest};
+use x509_ocsp::{
+    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request,
+    TbsRequest,
+};
 use x509_parser::prelude::*;
 
 use crate::cert::fmt_time;
@@ -56,20 +59,37 @@ impl Query {
     /// Builds the request for `leaf` issued by `root`, with a random nonce.
     pub fn new(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<Query, Error> {
         let mut nonce = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::OcspRequest("no randomness for the nonce".into()))?;
+        aws_lc_rs::rand::fill(&mut nonce)
+            .map_err(|_| Error::OcspRequest("no randomness for the nonce".into()))?;
         Query::with_nonce(leaf, root, &nonce)
     }
 
     /// Builds the request with a given nonce (tests).
-    pub fn with_nonce(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>, nonce: &[u8]) -> Result<Query, Error> {
-        let sha1 = |b: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, b).as_ref().to_vec();
-        let cert_id = CertId {
-            hash_algorithm: spki07::AlgorithmIdentifierOwned { oid: ID_SHA1, parameters: Some(Null.into()) },
-            issuer_name_hash: OctetString::new(sha1(root.subject().as_raw())).map_err(req_err)?,
-            issuer_key_hash: OctetString::new(sha1(&root.public_key().subject_public_key.data)).map_err(req_err)?,
-            serial_number: x509_cert_02::serial_number::SerialNumber::new(leaf.raw_serial()).map_err(req_err)?,
+    pub fn with_nonce(
+        leaf: &X509Certificate<'_>,
+        root: &X509Certificate<'_>,
+        nonce: &[u8],
+    ) -> Result<Query, Error> {
+        let sha1 = |b: &[u8]| {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, b)
+                .as_ref()
+                .to_vec()
         };
-        let nonce_value = OctetString::new(nonce.to_vec()).map_err(req_err)?.to_der().map_err(req_err)?;
+        let cert_id = CertId {
+            hash_algorithm: spki07::AlgorithmIdentifierOwned {
+                oid: ID_SHA1,
+                parameters: Some(Null.into()),
+            },
+            issuer_name_hash: OctetString::new(sha1(root.subject().as_raw())).map_err(req_err)?,
+            issuer_key_hash: OctetString::new(sha1(&root.public_key().subject_public_key.data))
+                .map_err(req_err)?,
+            serial_number: x509_cert_02::serial_number::SerialNumber::new(leaf.raw_serial())
+                .map_err(req_err)?,
+        };
+        let nonce_value = OctetString::new(nonce.to_vec())
+            .map_err(req_err)?
+            .to_der()
+            .map_err(req_err)?;
         let ext = x509_cert_02::ext::Extension {
             extn_id: ID_NONCE,
             critical: false,
@@ -79,37 +99,69 @@ impl Query {
             tbs_request: TbsRequest {
                 version: x509_ocsp::Version::V1,
                 requestor_name: None,
-                request_list: vec![Request { req_cert: cert_id.clone(), single_request_extensions: None }],
+                request_list: vec![Request {
+                    req_cert: cert_id.clone(),
+                    single_request_extensions: None,
+                }],
                 request_extensions: Some(vec![ext]),
             },
             optional_signature: None,
         };
-        Ok(Query { der: req.to_der().map_err(req_err)?, cert_id, nonce_value })
+        Ok(Query {
+            der: req.to_der().map_err(req_err)?,
+            cert_id,
+            nonce_value,
+        })
     }
 
     /// Checks a DER OCSPResponse against this query, the anchor, and `now`.
-    pub fn check(&self, response: &[u8], root: &X509Certificate<'_>, now: OffsetDateTime) -> Result<Status, Error> {
+    pub fn check(
+        &self,
+        response: &[u8],
+        root: &X509Certificate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Status, Error> {
         let resp = OcspResponse::from_der(response).map_err(syn_err)?;
         if resp.response_status != OcspResponseStatus::Successful {
             return Err(Error::OcspStatus(format!("{:?}", resp.response_status)));
         }
-        let bytes = resp.response_bytes.ok_or_else(|| syn_err("successful response without responseBytes"))?;
+        let bytes = resp
+            .response_bytes
+            .ok_or_else(|| syn_err("successful response without responseBytes"))?;
         if bytes.response_type != ID_BASIC {
-            return Err(syn_err(format!("response type {} is not id-pkix-ocsp-basic", bytes.response_type)));
+            return Err(syn_err(format!(
+                "response type {} is not id-pkix-ocsp-basic",
+                bytes.response_type
+            )));
         }
         let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(syn_err)?;
         if basic.signature_algorithm.oid != SHA256_WITH_RSA {
-            return Err(syn_err(format!("signature algorithm {} (only sha256WithRSAEncryption)", basic.signature_algorithm.oid)));
+            return Err(syn_err(format!(
+                "signature algorithm {} (only sha256WithRSAEncryption)",
+                basic.signature_algorithm.oid
+            )));
         }
         let tbs = basic.tbs_response_data.to_der().map_err(syn_err)?;
         let sig = basic.signature.raw_bytes();
-        authorised_signature(&tbs, sig, basic.certs.as_deref().unwrap_or_default(), root, now)?;
+        authorised_signature(
+            &tbs,
+            sig,
+            basic.certs.as_deref().unwrap_or_default(),
+            root,
+            now,
+        )?;
 
         let data = &basic.tbs_response_data;
-        let nonce = data.response_extensions.iter().flatten().find(|e| e.extn_id == ID_NONCE);
+        let nonce = data
+            .response_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == ID_NONCE);
         match nonce {
             None => return Err(Error::NonceMissing),
-            Some(e) if e.extn_value.as_bytes() != self.nonce_value.as_slice() => return Err(Error::NonceMismatch),
+            Some(e) if e.extn_value.as_bytes() != self.nonce_value.as_slice() => {
+                return Err(Error::NonceMismatch)
+            }
             Some(_) => {}
         }
         let single = data
@@ -131,14 +183,22 @@ impl Query {
         };
         let this_update = time(&single.this_update)?;
         if this_update > now + SKEW {
-            return Err(Error::OcspStale(format!("thisUpdate {} is in the future (now {})", fmt_time(this_update), fmt_time(now))));
+            return Err(Error::OcspStale(format!(
+                "thisUpdate {} is in the future (now {})",
+                fmt_time(this_update),
+                fmt_time(now)
+            )));
         }
         let expires = match &single.next_update {
             Some(n) => time(n)?,
             None => this_update + MAX_AGE_WITHOUT_NEXT_UPDATE,
         };
         if now > expires {
-            return Err(Error::OcspStale(format!("valid until {} (now {})", fmt_time(expires), fmt_time(now))));
+            return Err(Error::OcspStale(format!(
+                "valid until {} (now {})",
+                fmt_time(expires),
+                fmt_time(now)
+            )));
         }
         match &single.cert_status {
             CertStatus::Good(_) => Ok(Status::Good),
@@ -165,12 +225,21 @@ fn authorised_signature(
     }
     for c in certs {
         let Ok(der) = c.to_der() else { continue };
-        let Ok(responder) = crate::cert::parse(&der, "OCSP responder certificate") else { continue };
+        let Ok(responder) = crate::cert::parse(&der, "OCSP responder certificate") else {
+            continue;
+        };
         let authorised = crate::path::issuer_is_anchor(&responder, root).is_ok()
             && crate::path::signed_by_anchor(&responder, root).is_ok()
             && crate::path::within_validity(&responder, "OCSP responder", now).is_ok()
-            && responder.extended_key_usage().ok().flatten().is_some_and(|e| e.value.ocsp_signing);
-        if authorised && crate::cms::rsa_verify(&responder.public_key().subject_public_key.data, tbs, sig).is_ok() {
+            && responder
+                .extended_key_usage()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.value.ocsp_signing);
+        if authorised
+            && crate::cms::rsa_verify(&responder.public_key().subject_public_key.data, tbs, sig)
+                .is_ok()
+        {
             return Ok(());
         }
     }

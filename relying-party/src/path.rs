@@ -37,7 +37,11 @@ const UNDERSTOOD_CRITICAL: [&Oid<'static>; 5] = [
 ];
 
 /// Runs every rule; the first failure is returned.
-pub fn validate(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>, at: OffsetDateTime) -> Result<(), Error> {
+pub fn validate(
+    leaf: &X509Certificate<'_>,
+    root: &X509Certificate<'_>,
+    at: OffsetDateTime,
+) -> Result<(), Error> {
     version3(leaf, "end-entity")?;
     version3(root, "trust anchor")?;
     anchor_is_ca(root)?;
@@ -59,7 +63,10 @@ pub fn version3(cert: &X509Certificate<'_>, which: &'static str) -> Result<(), E
     }
 }
 
-pub fn issuer_is_anchor(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
+pub fn issuer_is_anchor(
+    leaf: &X509Certificate<'_>,
+    root: &X509Certificate<'_>,
+) -> Result<(), Error> {
     if leaf.issuer().as_raw() == root.subject().as_raw() {
         Ok(())
     } else {
@@ -68,37 +75,65 @@ pub fn issuer_is_anchor(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) 
 }
 
 pub fn key_id_matches(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
-    let aki = leaf.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0),
-        _ => None,
-    });
+    let aki = leaf
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0),
+            _ => None,
+        });
     match (aki, crate::cert::ski(root)) {
-        (Some(a), Some(s)) if a != s => Err(Error::KeyIdMismatch { aki: hex::encode(a), ski: hex::encode(s) }),
+        (Some(a), Some(s)) if a != s => Err(Error::KeyIdMismatch {
+            aki: hex::encode(a),
+            ski: hex::encode(s),
+        }),
         _ => Ok(()),
     }
 }
 
-pub fn signed_by_anchor(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
+pub fn signed_by_anchor(
+    leaf: &X509Certificate<'_>,
+    root: &X509Certificate<'_>,
+) -> Result<(), Error> {
     if leaf.signature_algorithm.algorithm != oids::OID_PKCS1_SHA256WITHRSA {
-        return Err(Error::SignatureAlgorithm { which: "end-entity", oid: leaf.signature_algorithm.algorithm.to_id_string() });
+        return Err(Error::SignatureAlgorithm {
+            which: "end-entity",
+            oid: leaf.signature_algorithm.algorithm.to_id_string(),
+        });
     }
-    leaf.verify_signature(Some(root.public_key())).map_err(|_| Error::BadCertificateSignature)
+    leaf.verify_signature(Some(root.public_key()))
+        .map_err(|_| Error::BadCertificateSignature)
 }
 
-pub fn within_validity(cert: &X509Certificate<'_>, which: &'static str, at: OffsetDateTime) -> Result<(), Error> {
+pub fn within_validity(
+    cert: &X509Certificate<'_>,
+    which: &'static str,
+    at: OffsetDateTime,
+) -> Result<(), Error> {
     let v = cert.validity();
     let (nb, na) = (v.not_before.to_datetime(), v.not_after.to_datetime());
     if at < nb {
-        return Err(Error::NotYetValid { which, not_before: fmt_time(nb), at: fmt_time(at) });
+        return Err(Error::NotYetValid {
+            which,
+            not_before: fmt_time(nb),
+            at: fmt_time(at),
+        });
     }
     if at > na {
-        return Err(Error::Expired { which, not_after: fmt_time(na), at: fmt_time(at) });
+        return Err(Error::Expired {
+            which,
+            not_after: fmt_time(na),
+            at: fmt_time(at),
+        });
     }
     Ok(())
 }
 
 pub fn anchor_is_ca(root: &X509Certificate<'_>) -> Result<(), Error> {
-    let bad = |e: X509Error| Error::BadExtension { oid: "basicConstraints/keyUsage".into(), detail: e.to_string() };
+    let bad = |e: X509Error| Error::BadExtension {
+        oid: "basicConstraints/keyUsage".into(),
+        detail: e.to_string(),
+    };
     match root.basic_constraints().map_err(bad)? {
         Some(bc) if bc.value.ca => {}
         _ => return Err(Error::RootNotCa),
@@ -110,10 +145,15 @@ pub fn anchor_is_ca(root: &X509Certificate<'_>) -> Result<(), Error> {
 }
 
 pub fn not_a_ca(leaf: &X509Certificate<'_>) -> Result<(), Error> {
-    let bc = leaf
-        .basic_constraints()
-        .map_err(|e| Error::BadExtension { oid: "basicConstraints".into(), detail: e.to_string() })?;
-    let ku_cert_sign = leaf.key_usage().ok().flatten().is_some_and(|k| k.value.key_cert_sign());
+    let bc = leaf.basic_constraints().map_err(|e| Error::BadExtension {
+        oid: "basicConstraints".into(),
+        detail: e.to_string(),
+    })?;
+    let ku_cert_sign = leaf
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.value.key_cert_sign());
     if bc.is_some_and(|b| b.value.ca) || ku_cert_sign {
         return Err(Error::LeafIsCa);
     }
@@ -123,7 +163,10 @@ pub fn not_a_ca(leaf: &X509Certificate<'_>) -> Result<(), Error> {
 pub fn critical_extensions_understood(leaf: &X509Certificate<'_>) -> Result<(), Error> {
     for ext in leaf.extensions() {
         if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
-            return Err(Error::BadExtension { oid: ext.oid.to_id_string(), detail: error.to_string() });
+            return Err(Error::BadExtension {
+                oid: ext.oid.to_id_string(),
+                detail: error.to_string(),
+            });
         }
         if ext.critical && !UNDERSTOOD_CRITICAL.contains(&&ext.oid) {
             return Err(Error::UnknownCriticalExtension(ext.oid.to_id_string()));

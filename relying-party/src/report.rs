@@ -71,21 +71,37 @@ impl Report {
         }
     }
 
-    pub(crate) fn record(&mut self, name: &'static str, result: Result<String, crate::Error>) -> bool {
+    pub(crate) fn record(
+        &mut self,
+        name: &'static str,
+        result: Result<String, crate::Error>,
+    ) -> bool {
         let (outcome, reason) = match result {
             Ok(r) => (Outcome::Pass, r),
             Err(e) => (Outcome::Fail, e.to_string()),
         };
-        self.checks.push(Check { name, outcome, reason });
+        self.checks.push(Check {
+            name,
+            outcome,
+            reason,
+        });
         outcome == Outcome::Pass
     }
 
     pub(crate) fn push(&mut self, name: &'static str, outcome: Outcome, reason: impl Into<String>) {
-        self.checks.push(Check { name, outcome, reason: reason.into() });
+        self.checks.push(Check {
+            name,
+            outcome,
+            reason: reason.into(),
+        });
     }
 
     pub(crate) fn finish(mut self) -> Report {
-        let ok = !self.checks.is_empty() && self.checks.iter().all(|c| matches!(c.outcome, Outcome::Pass | Outcome::Warn));
+        let ok = !self.checks.is_empty()
+            && self
+                .checks
+                .iter()
+                .all(|c| matches!(c.outcome, Outcome::Pass | Outcome::Warn));
         self.verdict = if ok { Verdict::Valid } else { Verdict::Invalid };
         self
     }
@@ -112,7 +128,8 @@ impl Report {
     pub fn render(&self, json: bool) -> String {
         if json {
             // Serialising plain strings and enums cannot fail.
-            return serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            return serde_json::to_string_pretty(self)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         }
         let mut out = format!(
             "{}: {}\nchecked at {} ({})\n",

@@ -21,8 +21,16 @@ pub const NAME: &str = "山田\u{3000}太郎";
 pub const ADDRESS: &str = "東京都清瀬市中里一丁目１番地";
 
 pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -84,19 +92,41 @@ impl Pki {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("openssl.cnf"), config(&dir)).expect("write config");
-        for (sub, ou) in [("sign", "JPKI for digital signature"), ("auth", "JPKI for user authentication")] {
+        for (sub, ou) in [
+            ("sign", "JPKI for digital signature"),
+            ("auth", "JPKI for user authentication"),
+        ] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d).expect("mkdir");
             std::fs::write(d.join("index.txt"), "").expect("index");
             std::fs::write(d.join("serial"), "1000\n").expect("serial");
             std::fs::write(d.join("crlnumber"), "01\n").expect("crlnumber");
-            let subj = format!("/C=JP/O=JPKI-TEST/OU={ou}/OU=Japan Agency for Local Authority Information Systems");
-            openssl(&dir, &["genrsa", "-out", &format!("{sub}/root.key"), "2048"]);
+            let subj = format!(
+                "/C=JP/O=JPKI-TEST/OU={ou}/OU=Japan Agency for Local Authority Information Systems"
+            );
+            openssl(
+                &dir,
+                &["genrsa", "-out", &format!("{sub}/root.key"), "2048"],
+            );
             openssl(
                 &dir,
                 &[
-                    "req", "-config", "openssl.cnf", "-new", "-x509", "-key", &format!("{sub}/root.key"), "-subj", &subj,
-                    "-days", "3650", "-sha256", "-extensions", "root_ext", "-out", &format!("{sub}/root.pem"),
+                    "req",
+                    "-config",
+                    "openssl.cnf",
+                    "-new",
+                    "-x509",
+                    "-key",
+                    &format!("{sub}/root.key"),
+                    "-subj",
+                    &subj,
+                    "-days",
+                    "3650",
+                    "-sha256",
+                    "-extensions",
+                    "root_ext",
+                    "-out",
+                    &format!("{sub}/root.pem"),
                 ],
             );
         }
@@ -104,7 +134,13 @@ impl Pki {
         pki.leaf("sign", "ca_sign", "good", "sign_ext", None);
         pki.leaf("sign", "ca_sign", "revoked", "sign_ext", None);
         pki.leaf("sign", "ca_sign", "held", "sign_ext", None);
-        pki.leaf("sign", "ca_sign", "expired", "sign_ext", Some(("20200101000000Z", "20210101000000Z")));
+        pki.leaf(
+            "sign",
+            "ca_sign",
+            "expired",
+            "sign_ext",
+            Some(("20200101000000Z", "20210101000000Z")),
+        );
         pki.leaf("sign", "ca_sign", "other", "other_ext", None);
         pki.leaf("sign", "ca_sign", "ocsp", "ocsp_ext", None);
         pki.leaf("auth", "ca_auth", "auth", "auth_ext", None);
@@ -113,10 +149,26 @@ impl Pki {
             all.extend_from_slice(args);
             openssl(&pki.dir, &all);
         };
-        ca(&["-revoke", "sign/revoked.pem", "-crl_reason", "keyCompromise"]);
-        ca(&["-revoke", "sign/held.pem", "-crl_hold", "holdInstructionReject"]);
+        ca(&[
+            "-revoke",
+            "sign/revoked.pem",
+            "-crl_reason",
+            "keyCompromise",
+        ]);
+        ca(&[
+            "-revoke",
+            "sign/held.pem",
+            "-crl_hold",
+            "holdInstructionReject",
+        ]);
         ca(&["-gencrl", "-crlexts", "crl_ext", "-out", "sign/crl.pem"]);
-        ca(&["-gencrl", "-crlexts", "crl_ext_other", "-out", "sign/crl-other.pem"]);
+        ca(&[
+            "-gencrl",
+            "-crlexts",
+            "crl_ext_other",
+            "-out",
+            "sign/crl-other.pem",
+        ]);
         std::fs::write(pki.path("doc.txt"), "確定申告書 2026\n").expect("doc");
         pki
     }
@@ -130,11 +182,37 @@ impl Pki {
             format!("/C=JP/CN={name}0001")
         };
         openssl(&self.dir, &["genrsa", "-out", &key, "2048"]);
-        openssl(&self.dir, &["req", "-config", "openssl.cnf", "-new", "-key", &key, "-subj", &subj, "-out", &csr]);
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-config",
+                "openssl.cnf",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &subj,
+                "-out",
+                &csr,
+            ],
+        );
         let out = format!("{sub}/{name}.pem");
         let mut args = vec![
-            "ca", "-batch", "-config", "openssl.cnf", "-name", ca, "-preserveDN", "-notext", "-extensions", ext, "-in", &csr,
-            "-out", &out,
+            "ca",
+            "-batch",
+            "-config",
+            "openssl.cnf",
+            "-name",
+            ca,
+            "-preserveDN",
+            "-notext",
+            "-extensions",
+            ext,
+            "-in",
+            &csr,
+            "-out",
+            &out,
         ];
         if let Some((from, to)) = dates {
             args.extend_from_slice(&["-startdate", from, "-enddate", to]);
@@ -146,7 +224,10 @@ impl Pki {
     pub fn sign(&self, sub: &str, name: &str, extra: &[&str]) -> Vec<u8> {
         let signer = format!("{sub}/{name}.pem");
         let key = format!("{sub}/{name}.key");
-        let mut args = vec!["cms", "-sign", "-binary", "-md", "sha256", "-in", "doc.txt", "-signer", &signer, "-inkey", &key];
+        let mut args = vec![
+            "cms", "-sign", "-binary", "-md", "sha256", "-in", "doc.txt", "-signer", &signer,
+            "-inkey", &key,
+        ];
         if !extra.contains(&"-outform") {
             args.extend_from_slice(&["-outform", "DER"]);
         }
@@ -167,8 +248,19 @@ impl Pki {
         };
         let (req_s, resp_s) = (req.display().to_string(), resp.display().to_string());
         let mut args = vec![
-            "ocsp", "-index", "sign/index.txt", "-CA", "sign/root.pem", "-rsigner", &rsigner, "-rkey", &rkey, "-reqin", &req_s,
-            "-respout", &resp_s,
+            "ocsp",
+            "-index",
+            "sign/index.txt",
+            "-CA",
+            "sign/root.pem",
+            "-rsigner",
+            &rsigner,
+            "-rkey",
+            &rkey,
+            "-reqin",
+            &req_s,
+            "-respout",
+            &resp_s,
         ];
         args.extend_from_slice(extra);
         openssl(&self.dir, &args);

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use policies::{Hierarchy, Policy};
 use ::time::OffsetDateTime;
+use policies::{Hierarchy, Policy};
 use x509_parser::prelude::*;
 
 use crate::cert::{fmt_time, serial_hex};
@@ -43,10 +43,20 @@ pub struct Verifier {
 impl Verifier {
     /// `root` is the trust anchor (PEM or DER); `policy` narrows the accepted policy OIDs to
     /// the operator's (without it: production and test signing policies, the auth policy).
-    pub fn new(root: &[u8], policy: Option<&Policy>, status: StatusSource) -> Result<Verifier, Error> {
+    pub fn new(
+        root: &[u8],
+        policy: Option<&Policy>,
+        status: StatusSource,
+    ) -> Result<Verifier, Error> {
         let root_der = crate::cert::certificate_der(root, "trust anchor")?;
         let expected = policy.map_or_else(Expected::jpki, Expected::from_policy);
-        Ok(Verifier { root_der, expected, status, soft_fail: false, fetch: Arc::new(crate::http::fetch) })
+        Ok(Verifier {
+            root_der,
+            expected,
+            status,
+            soft_fail: false,
+            fetch: Arc::new(crate::http::fetch),
+        })
     }
 
     /// Status that cannot be learned becomes a warning instead of a failure.
@@ -87,11 +97,24 @@ impl Verifier {
             Ok(env) => env,
             Err(e) => {
                 report.record("cms", Err(e));
-                skip(&mut report, &["content-signature", "chain", "kind", "attributes", "status"]);
+                skip(
+                    &mut report,
+                    &["content-signature", "chain", "kind", "attributes", "status"],
+                );
                 return report.finish();
             }
         };
-        report.record("cms", Ok(format!("SignedData, {}", if env.attached.is_some() { "attached" } else { "detached" })));
+        report.record(
+            "cms",
+            Ok(format!(
+                "SignedData, {}",
+                if env.attached.is_some() {
+                    "attached"
+                } else {
+                    "detached"
+                }
+            )),
+        );
         let (at, source) = match (at, env.signing_time) {
             (Some(t), _) => (t, "--at"),
             (None, Some(t)) => (t, "signingTime attribute"),
@@ -111,7 +134,10 @@ impl Verifier {
         report.record(
             "content-signature",
             env.verify(content, &leaf.public_key().subject_public_key.data)
-                .map(|()| "messageDigest matches the content; RSA PKCS#1 v1.5 SHA-256 signature verifies".into()),
+                .map(|()| {
+                    "messageDigest matches the content; RSA PKCS#1 v1.5 SHA-256 signature verifies"
+                        .into()
+                }),
         );
         self.certificate_checks(&mut report, &leaf, &root, Hierarchy::Signing, at, now);
         report.finish()
@@ -143,7 +169,10 @@ impl Verifier {
             Ok(l) => l,
             Err(e) => {
                 report.record("certificate", Err(e));
-                skip(&mut report, &["challenge-signature", "chain", "kind", "status"]);
+                skip(
+                    &mut report,
+                    &["challenge-signature", "chain", "kind", "status"],
+                );
                 return report.finish();
             }
         };
@@ -171,7 +200,12 @@ impl Verifier {
     ) {
         let chain_ok = report.record(
             "chain",
-            crate::path::validate(leaf, root, at).map(|()| format!("issued by the trust anchor, within validity at {}", fmt_time(at))),
+            crate::path::validate(leaf, root, at).map(|()| {
+                format!(
+                    "issued by the trust anchor, within validity at {}",
+                    fmt_time(at)
+                )
+            }),
         );
         let kind = crate::kind::check(leaf, want, &self.expected);
         if let (Ok(p), Some(s)) = (&kind, report.signer.as_mut()) {
@@ -181,11 +215,17 @@ impl Verifier {
             Hierarchy::Signing => "signing",
             Hierarchy::Auth => "authentication",
         };
-        report.record("kind", kind.map(|p| format!("{label} certificate (policy {p})")));
+        report.record(
+            "kind",
+            kind.map(|p| format!("{label} certificate (policy {p})")),
+        );
         if want == Hierarchy::Signing {
             match crate::kind::attributes(leaf) {
                 Ok(a) => {
-                    report.record("attributes", Ok("name, date of birth, sex and address decoded".into()));
+                    report.record(
+                        "attributes",
+                        Ok("name, date of birth, sex and address decoded".into()),
+                    );
                     report.attributes = Some(a);
                 }
                 Err(e) => {
@@ -195,24 +235,44 @@ impl Verifier {
         }
         // Status is only worth asking about a certificate that chains to our anchor.
         if !chain_ok {
-            report.push("status", Outcome::Skipped, "not checked: the certificate does not chain to the trust anchor");
+            report.push(
+                "status",
+                Outcome::Skipped,
+                "not checked: the certificate does not chain to the trust anchor",
+            );
             return;
         }
         match self.status(leaf, root, now) {
-            Ok((Status::Good, how)) => report.push("status", Outcome::Pass, format!("good ({how})")),
+            Ok((Status::Good, how)) => {
+                report.push("status", Outcome::Pass, format!("good ({how})"))
+            }
             Ok((bad, how)) => {
-                let reason = bad.into_result().err().map_or_else(String::new, |e| e.to_string());
+                let reason = bad
+                    .into_result()
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string());
                 report.push("status", Outcome::Fail, format!("{reason} ({how})"));
             }
-            Err(e) if self.soft_fail => {
-                report.push("status", Outcome::Warn, format!("status unknown, accepted by --soft-fail: {e}"))
-            }
-            Err(e) => report.push("status", Outcome::Fail, format!("status unknown (hard fail): {e}")),
+            Err(e) if self.soft_fail => report.push(
+                "status",
+                Outcome::Warn,
+                format!("status unknown, accepted by --soft-fail: {e}"),
+            ),
+            Err(e) => report.push(
+                "status",
+                Outcome::Fail,
+                format!("status unknown (hard fail): {e}"),
+            ),
         }
     }
 
     /// The status and a note of where it came from; `Err` = it could not be learned.
-    fn status(&self, leaf: &X509Certificate<'_>, root: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(Status, String), Error> {
+    fn status(
+        &self,
+        leaf: &X509Certificate<'_>,
+        root: &X509Certificate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(Status, String), Error> {
         match &self.status {
             StatusSource::Ocsp(url) => {
                 let q = Query::new(leaf, root)?;
@@ -220,15 +280,24 @@ impl Verifier {
                 Ok((q.check(&resp, root, now)?, format!("OCSP {url}")))
             }
             StatusSource::Crl(list) => Ok((list.status(leaf, now)?, "cached CRL".into())),
-            StatusSource::CrlBytes(b) => Ok((RevocationList::load(b, root)?.status(leaf, now)?, "CRL file".into())),
+            StatusSource::CrlBytes(b) => Ok((
+                RevocationList::load(b, root)?.status(leaf, now)?,
+                "CRL file".into(),
+            )),
             StatusSource::CrlUrl(url) => {
                 let b = (self.fetch)(url, None)?;
-                Ok((RevocationList::load(&b, root)?.status(leaf, now)?, format!("CRL {url}")))
+                Ok((
+                    RevocationList::load(&b, root)?.status(leaf, now)?,
+                    format!("CRL {url}"),
+                ))
             }
             StatusSource::DistributionPoint => {
                 let url = crate::crl::crl_url(leaf)?;
                 let b = (self.fetch)(&url, None)?;
-                Ok((RevocationList::load(&b, root)?.status(leaf, now)?, format!("CRL {url}")))
+                Ok((
+                    RevocationList::load(&b, root)?.status(leaf, now)?,
+                    format!("CRL {url}"),
+                ))
             }
         }
     }
@@ -258,7 +327,12 @@ mod tests {
     use crate::testutil::Pki;
 
     fn crl_verifier(pki: &Pki) -> Verifier {
-        Verifier::new(&pki.read("sign/root.pem"), None, StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem")))).unwrap()
+        Verifier::new(
+            &pki.read("sign/root.pem"),
+            None,
+            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+        )
+        .unwrap()
     }
 
     fn now() -> OffsetDateTime {
@@ -266,15 +340,23 @@ mod tests {
     }
 
     fn reason<'a>(r: &'a Report, name: &str) -> &'a str {
-        &r.check(name).unwrap_or_else(|| panic!("check {name} missing: {r:?}")).reason
+        &r.check(name)
+            .unwrap_or_else(|| panic!("check {name} missing: {r:?}"))
+            .reason
     }
 
     fn failed(r: &Report, name: &str, needle: &str) {
         assert!(!r.is_valid(), "{}", r.render(false));
         assert_eq!(r.exit_code(), 1);
-        let c = r.check(name).unwrap_or_else(|| panic!("no check {name}: {}", r.render(false)));
+        let c = r
+            .check(name)
+            .unwrap_or_else(|| panic!("no check {name}: {}", r.render(false)));
         assert_eq!(c.outcome, Outcome::Fail, "{}", r.render(false));
-        assert!(c.reason.contains(needle), "{name}: `{}` lacks `{needle}`", c.reason);
+        assert!(
+            c.reason.contains(needle),
+            "{name}: `{}` lacks `{needle}`",
+            c.reason
+        );
     }
 
     #[test]
@@ -291,10 +373,427 @@ mod tests {
         assert_eq!(a.birth.era, "昭和");
         assert_eq!(a.sex.code, "1");
         assert_eq!(a.address, crate::testutil::ADDRESS);
-        assert_eq!(r.signer.as_ref().unwrap().policy.as_deref(), Some("1.2.392.200149.8.5.1.1.20"));
+        assert_eq!(
+            r.signer.as_ref().unwrap().policy.as_deref(),
+            Some("1.2.392.200149.8.5.1.1.20")
+        );
         assert!(reason(&r, "status").contains("good"));
         let json: serde_json::Value = serde_json::from_str(&r.render(true)).unwrap();
         assert_eq!(json["verdict"], "valid");
         assert_eq!(json["attributes"]["birth"]["era"], "昭和");
+    }
+
+    fn doc() -> Vec<u8> {
+        Pki::get().read("doc.txt")
+    }
+
+    fn ocsp_verifier(fetch: Fetch) -> Verifier {
+        let pki = Pki::get();
+        Verifier::new(
+            &pki.read("sign/root.pem"),
+            None,
+            StatusSource::Ocsp("http://responder.test/ocsp".into()),
+        )
+        .unwrap()
+        .with_fetch(fetch)
+    }
+
+    /// A responder answering with `openssl ocsp -index`, signed by `signer` (None = root).
+    fn openssl_responder(signer: Option<&'static str>) -> Fetch {
+        Arc::new(move |_url: &str, post: Option<(&str, &[u8])>| {
+            let (ct, body) = post.expect("OCSP is a POST");
+            assert_eq!(ct, "application/ocsp-request");
+            Ok(Pki::get().ocsp_answer(body, signer, &["-nmin", "60"]))
+        })
+    }
+
+    fn leaf_der(name: &str) -> Vec<u8> {
+        crate::cert::certificate_der(&Pki::get().read(name), "test").unwrap()
+    }
+
+    #[test]
+    fn attached_pem_and_streamed_ber_signatures_verify() {
+        let pki = Pki::get();
+        let v = crl_verifier(pki);
+        let cases: [(&[&str], bool); 5] = [
+            (&["-nodetach"], false),
+            (&["-outform", "PEM"], true),
+            (&["-stream"], false), // DER + -stream: attached, constructed indefinite-length eContent
+            (&["-stream", "-outform", "PEM"], true),
+            (&["-stream", "-nodetach"], false),
+        ];
+        for (extra, needs_content) in cases {
+            let sig = pki.sign("sign", "good", extra);
+            let content = needs_content.then(doc);
+            let r = v.verify_document(&sig, content.as_deref(), None, now());
+            assert!(r.is_valid(), "{extra:?}: {}", r.render(false));
+        }
+        // An attached signature with a different --content is refused.
+        let sig = pki.sign("sign", "good", &["-nodetach"]);
+        failed(
+            &v.verify_document(&sig, Some(b"other"), None, now()),
+            "content-signature",
+            "differs",
+        );
+        // A detached one without content cannot be checked.
+        let sig = pki.sign("sign", "good", &[]);
+        failed(
+            &v.verify_document(&sig, None, None, now()),
+            "content-signature",
+            "--content",
+        );
+    }
+
+    #[test]
+    fn garbage_and_truncated_cms_fail_in_the_cms_check() {
+        let pki = Pki::get();
+        let v = crl_verifier(pki);
+        failed(
+            &v.verify_document(b"not a signature at all", Some(&doc()), None, now()),
+            "cms",
+            "not a CMS SignedData",
+        );
+        let sig = pki.sign("sign", "good", &[]);
+        for cut in [1, 10, sig.len() / 2, sig.len() - 1] {
+            let r = v.verify_document(&sig[..cut], Some(&doc()), None, now());
+            failed(&r, "cms", "not a CMS SignedData");
+            assert_eq!(r.check("chain").unwrap().outcome, Outcome::Skipped);
+        }
+    }
+
+    #[test]
+    fn tampered_content_fails_the_content_signature() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "good", &[]);
+        let mut content = doc();
+        content[0] ^= 1;
+        let r = crl_verifier(pki).verify_document(&sig, Some(&content), None, now());
+        failed(&r, "content-signature", "messageDigest does not match");
+        assert_eq!(r.check("chain").unwrap().outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn a_flipped_signature_byte_fails_the_content_signature() {
+        let pki = Pki::get();
+        let mut sig = pki.sign("sign", "good", &[]);
+        let n = sig.len();
+        sig[n - 5] ^= 0x40; // inside the RSA signature, the last field of the SignerInfo
+        failed(
+            &crl_verifier(pki).verify_document(&sig, Some(&doc()), None, now()),
+            "content-signature",
+            "RSA signature",
+        );
+    }
+
+    #[test]
+    fn a_wrong_trust_anchor_fails_the_chain() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "good", &[]);
+        let v = Verifier::new(
+            &pki.read("auth/root.pem"),
+            None,
+            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+        )
+        .unwrap();
+        let r = v.verify_document(&sig, Some(&doc()), None, now());
+        failed(&r, "chain", "issuer name is not the trust anchor's subject");
+        assert_eq!(r.check("status").unwrap().outcome, Outcome::Skipped);
+    }
+
+    #[test]
+    fn an_authentication_certificate_cannot_sign_a_document() {
+        let pki = Pki::get();
+        let sig = pki.sign("auth", "auth", &[]);
+        // Against its own root the chain holds, but the kind is wrong.
+        let v = Verifier::new(
+            &pki.read("auth/root.pem"),
+            None,
+            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+        )
+        .unwrap();
+        let r = v.verify_document(&sig, Some(&doc()), None, now());
+        failed(&r, "kind", "certificate kind is authentication (policy 1.2.392.200149.8.5.1.3.30); signing required");
+        failed(&r, "attributes", "no subjectAltName");
+        // Against the signing root it does not even chain.
+        let r = crl_verifier(pki).verify_document(&sig, Some(&doc()), None, now());
+        failed(&r, "chain", "issuer name");
+        failed(&r, "kind", "kind is authentication");
+    }
+
+    #[test]
+    fn an_expired_certificate_fails_the_chain() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "expired", &[]);
+        failed(
+            &crl_verifier(pki).verify_document(&sig, Some(&doc()), None, now()),
+            "chain",
+            "end-entity certificate expired at 2021-01-01",
+        );
+    }
+
+    #[test]
+    fn at_overrides_the_signing_time() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "good", &[]);
+        let later = now() + ::time::Duration::days(400);
+        let r = crl_verifier(pki).verify_document(&sig, Some(&doc()), Some(later), now());
+        assert_eq!(r.time_source, "--at");
+        failed(&r, "chain", "expired");
+    }
+
+    #[test]
+    fn revoked_and_held_certificates_fail_the_status_by_crl() {
+        let pki = Pki::get();
+        let v = crl_verifier(pki);
+        let r = v.verify_document(&pki.sign("sign", "revoked", &[]), Some(&doc()), None, now());
+        failed(&r, "status", "revoked at");
+        failed(&r, "status", "keyCompromise");
+        let r = v.verify_document(&pki.sign("sign", "held", &[]), Some(&doc()), None, now());
+        failed(&r, "status", "on hold");
+        // Soft-fail does not soften a known revocation.
+        let r = v.clone().soft_fail(true).verify_document(
+            &pki.sign("sign", "revoked", &[]),
+            Some(&doc()),
+            None,
+            now(),
+        );
+        failed(&r, "status", "revoked");
+    }
+
+    #[test]
+    fn a_stale_crl_hard_fails_unless_soft_fail() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "good", &[]);
+        let later = now() + ::time::Duration::days(2);
+        let at = Some(now());
+        failed(
+            &crl_verifier(pki).verify_document(&sig, Some(&doc()), at, later),
+            "status",
+            "stale CRL",
+        );
+        let r = crl_verifier(pki)
+            .soft_fail(true)
+            .verify_document(&sig, Some(&doc()), at, later);
+        assert!(r.is_valid(), "{}", r.render(false));
+        assert_eq!(r.check("status").unwrap().outcome, Outcome::Warn);
+    }
+
+    #[test]
+    fn another_partitions_crl_does_not_answer() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "good", &[]);
+        let v = Verifier::new(
+            &pki.read("sign/root.pem"),
+            None,
+            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl-other.pem"))),
+        )
+        .unwrap();
+        failed(
+            &v.verify_document(&sig, Some(&doc()), None, now()),
+            "status",
+            "does not cover this certificate",
+        );
+        // ... while the certificate of that partition is answered by it.
+        let sig = pki.sign("sign", "other", &[]);
+        let r = v.verify_document(&sig, Some(&doc()), None, now());
+        assert!(r.is_valid(), "{}", r.render(false));
+    }
+
+    #[test]
+    fn the_distribution_point_is_fetched_when_no_source_is_given() {
+        let pki = Pki::get();
+        let fetch: Fetch = Arc::new(|url: &str, post: Option<(&str, &[u8])>| {
+            assert!(post.is_none());
+            assert_eq!(url, crate::testutil::CRL_URL);
+            Ok(Pki::get().read("sign/crl.pem"))
+        });
+        let v = Verifier::new(
+            &pki.read("sign/root.pem"),
+            None,
+            StatusSource::DistributionPoint,
+        )
+        .unwrap()
+        .with_fetch(fetch);
+        let r = v.verify_document(&pki.sign("sign", "good", &[]), Some(&doc()), None, now());
+        assert!(r.is_valid(), "{}", r.render(false));
+        assert!(reason(&r, "status").contains(crate::testutil::CRL_URL));
+    }
+
+    #[test]
+    fn an_unreachable_status_source_hard_fails_unless_soft_fail() {
+        let pki = Pki::get();
+        let sig = pki.sign("sign", "good", &[]);
+        // Port 9 (discard) on loopback: nothing listens there in the test environment.
+        let src = || StatusSource::Ocsp("http://127.0.0.1:9/ocsp".into());
+        let v = Verifier::new(&pki.read("sign/root.pem"), None, src()).unwrap();
+        failed(
+            &v.verify_document(&sig, Some(&doc()), None, now()),
+            "status",
+            "status unknown (hard fail)",
+        );
+        let v = Verifier::new(&pki.read("sign/root.pem"), None, src())
+            .unwrap()
+            .soft_fail(true);
+        let r = v.verify_document(&sig, Some(&doc()), None, now());
+        assert!(r.is_valid(), "{}", r.render(false));
+        assert!(reason(&r, "status").contains("--soft-fail"));
+    }
+
+    #[test]
+    fn ocsp_good_revoked_and_held_from_the_root_and_a_delegated_responder() {
+        let pki = Pki::get();
+        for signer in [None, Some("sign/ocsp")] {
+            let v = ocsp_verifier(openssl_responder(signer));
+            let r = v.verify_document(&pki.sign("sign", "good", &[]), Some(&doc()), None, now());
+            assert!(r.is_valid(), "{signer:?}: {}", r.render(false));
+            assert!(reason(&r, "status").contains("OCSP"));
+            let r = v.verify_document(&pki.sign("sign", "revoked", &[]), Some(&doc()), None, now());
+            failed(&r, "status", "keyCompromise");
+            let r = v.verify_document(&pki.sign("sign", "held", &[]), Some(&doc()), None, now());
+            failed(&r, "status", "on hold");
+        }
+    }
+
+    #[test]
+    fn an_ocsp_answer_signed_by_an_unauthorised_key_is_refused() {
+        let pki = Pki::get();
+        // The holder's own certificate has no id-kp-OCSPSigning.
+        let v = ocsp_verifier(openssl_responder(Some("sign/good")));
+        failed(
+            &v.verify_document(&pki.sign("sign", "good", &[]), Some(&doc()), None, now()),
+            "status",
+            "OCSP response signature",
+        );
+    }
+
+    #[test]
+    fn an_ocsp_answer_for_another_serial_is_refused() {
+        let pki = Pki::get();
+        let fetch: Fetch = Arc::new(|_url: &str, post: Option<(&str, &[u8])>| {
+            let pki = Pki::get();
+            let (_, body) = post.unwrap();
+            let req = <x509_ocsp::OcspRequest as der07::Decode>::from_der(body).unwrap();
+            let nonce = req.nonce().unwrap().0.as_bytes().to_vec();
+            let (other, root) = (leaf_der("sign/other.pem"), leaf_der("sign/root.pem"));
+            let q = Query::with_nonce(
+                &crate::cert::parse(&other, "t").unwrap(),
+                &crate::cert::parse(&root, "t").unwrap(),
+                &nonce,
+            )
+            .unwrap();
+            Ok(pki.ocsp_answer(&q.der, None, &["-nmin", "60"]))
+        });
+        failed(
+            &ocsp_verifier(fetch).verify_document(
+                &pki.sign("sign", "good", &[]),
+                Some(&doc()),
+                None,
+                now(),
+            ),
+            "status",
+            "not for this certificate",
+        );
+    }
+
+    #[test]
+    fn an_ocsp_answer_with_another_nonce_is_refused() {
+        let pki = Pki::get();
+        let fetch: Fetch = Arc::new(|_url: &str, _post: Option<(&str, &[u8])>| {
+            let pki = Pki::get();
+            let (leaf, root) = (leaf_der("sign/good.pem"), leaf_der("sign/root.pem"));
+            let q = Query::new(
+                &crate::cert::parse(&leaf, "t").unwrap(),
+                &crate::cert::parse(&root, "t").unwrap(),
+            )
+            .unwrap();
+            Ok(pki.ocsp_answer(&q.der, None, &["-nmin", "60"]))
+        });
+        failed(
+            &ocsp_verifier(fetch).verify_document(
+                &pki.sign("sign", "good", &[]),
+                Some(&doc()),
+                None,
+                now(),
+            ),
+            "status",
+            "nonce mismatch",
+        );
+    }
+
+    #[test]
+    fn a_stale_ocsp_answer_is_refused() {
+        let pki = Pki::get();
+        let v = ocsp_verifier(openssl_responder(None));
+        let later = now() + ::time::Duration::hours(2);
+        failed(
+            &v.verify_document(
+                &pki.sign("sign", "good", &[]),
+                Some(&doc()),
+                Some(now()),
+                later,
+            ),
+            "status",
+            "stale OCSP",
+        );
+    }
+
+    fn login(pki: &Pki, sub: &str, name: &str, challenge: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let t = tempfile::tempdir().unwrap();
+        let c = t.path().join("challenge");
+        std::fs::write(&c, challenge).unwrap();
+        let key = pki.path(&format!("{sub}/{name}.key")).display().to_string();
+        let sig = crate::testutil::openssl(
+            &pki.dir,
+            &["dgst", "-sha256", "-sign", &key, &c.display().to_string()],
+        );
+        (pki.read(&format!("{sub}/{name}.pem")), sig)
+    }
+
+    #[test]
+    fn a_login_gives_the_serial_as_account_key() {
+        let pki = Pki::get();
+        let (cert, sig) = login(pki, "auth", "auth", b"nonce-1234");
+        let v = Verifier::new(
+            &pki.read("auth/root.pem"),
+            None,
+            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+        )
+        .unwrap();
+        // The auth hierarchy's CRL is not in the fixtures: with soft-fail the login passes with a warning.
+        let r = v
+            .clone()
+            .soft_fail(true)
+            .verify_login(&cert, b"nonce-1234", &sig, None, now());
+        assert!(r.is_valid(), "{}", r.render(false));
+        let serial =
+            crate::cert::serial_hex(&crate::cert::parse(&leaf_der("auth/auth.pem"), "t").unwrap());
+        assert_eq!(r.account_key.as_deref(), Some(serial.as_str()));
+        assert!(r.render(false).contains(&serial));
+        // Another challenge does not verify.
+        let r = v
+            .clone()
+            .soft_fail(true)
+            .verify_login(&cert, b"nonce-5678", &sig, None, now());
+        failed(&r, "challenge-signature", "does not verify");
+        assert!(r.account_key.is_none());
+        // Hard fail: the signing hierarchy's CRL cannot speak for the auth certificate.
+        failed(
+            &v.verify_login(&cert, b"nonce-1234", &sig, None, now()),
+            "status",
+            "status unknown",
+        );
+    }
+
+    #[test]
+    fn a_signing_certificate_cannot_log_in() {
+        let pki = Pki::get();
+        let (cert, sig) = login(pki, "sign", "good", b"nonce");
+        let r = crl_verifier(pki).verify_login(&cert, b"nonce", &sig, None, now());
+        failed(
+            &r,
+            "kind",
+            "kind is signing (policy 1.2.392.200149.8.5.1.1.20); authentication required",
+        );
+        assert!(r.account_key.is_none());
     }
 }
