@@ -158,9 +158,14 @@ fn describe(k: &KeyStatus) -> String {
     format!("{:<8} {state}; key sha256:{fp}…; {cert}", k.kind.as_str())
 }
 
-/// Runs one `jpki token` command. Results go to the `--out` files and a one-line summary to
-/// stdout; the signing time of `sign` is the system clock's.
+/// Runs one `jpki token` command with the system clock. Results go to the `--out` files and
+/// a one-line summary to stdout.
 pub fn run(cmd: TokenCommand) -> Result<(), Error> {
+    run_at(cmd, OffsetDateTime::now_utc())
+}
+
+/// [`run`] with an injected clock: `now` is the signingTime of `sign`.
+pub fn run_at(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
     match cmd {
         TokenCommand::New {
             out,
@@ -212,7 +217,7 @@ pub fn run(cmd: TokenCommand) -> Result<(), Error> {
             } else {
                 Encapsulation::Detached
             };
-            let der = t.sign_cms(&p, &content, encapsulation, OffsetDateTime::now_utc())?;
+            let der = t.sign_cms(&p, &content, encapsulation, now)?;
             write(&out, &der)?;
             println!("wrote signature to {}", out.display());
         }

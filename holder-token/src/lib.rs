@@ -97,15 +97,16 @@ use std::path::PathBuf;
 
 use policies::Hierarchy;
 
-pub use cli::{run, TokenCommand};
+pub use cli::{run, run_at, TokenCommand};
 pub use file::{FORMAT, VERSION};
 pub use pkcs::CSR_SUBJECT;
 pub use token::{KeyStatus, Status, Token};
 
 /// Whether a CMS SignedData carries the signed content (RFC 5652 §5.2 eContent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encapsulation {
     /// The content travels separately (`openssl cms -verify -content FILE`).
+    #[default]
     Detached,
     /// The content is inside the SignedData.
     Attached,
