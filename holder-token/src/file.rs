@@ -346,7 +346,15 @@ impl DirLock {
         file.sync_all().map_err(io_at(&tmp))?;
         drop(file);
         if no_clobber {
-            let linked = std::fs::hard_link(&tmp, path);
+            let linked = match std::fs::hard_link(&tmp, path) {
+                // a file system without hard links: the directory lock still keeps other
+                // jpki processes out between the check and the rename
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && !path.exists() => {
+                    tracing::debug!(error = %e, "hard link refused; renaming instead");
+                    std::fs::rename(&tmp, path)
+                }
+                other => other,
+            };
             // the temporary name goes either way; an error removing it is secondary
             let _ = std::fs::remove_file(&tmp);
             linked.map_err(io_at(path))?;

@@ -68,7 +68,8 @@ fn signing_password_has_five_tries_then_locks() {
 fn auth_pin_has_three_tries_then_locks() {
     let dir = tempfile::tempdir().unwrap();
     let (path, mut t) = new_token(dir.path());
-    assert_eq!(wrong(t.login("0000", b"c")), 2);
+    let msg = t.login("0000", b"c").unwrap_err().to_string();
+    assert_eq!(msg, "wrong authentication PIN: 2 tries left");
     assert_eq!(wrong(t.login("0000", b"c")), 1);
     t.login(AUTH, b"c").unwrap();
     assert_eq!(tries(&path, Hierarchy::Auth), 3);
