@@ -269,3 +269,143 @@ pub fn crl_url(leaf: &X509Certificate<'_>) -> Result<String, Error> {
         })
         .ok_or(Error::NoCrlUrl)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{openssl, Pki};
+
+    fn p(der: &[u8]) -> X509Certificate<'_> {
+        crate::cert::parse(der, "test").unwrap()
+    }
+
+    #[test]
+    fn the_partition_crl_loads_and_answers() {
+        let pki = Pki::get();
+        let root = pki.der("sign/root.pem");
+        let list = RevocationList::load(&pki.read("sign/crl.pem"), &p(&root)).unwrap();
+        assert_eq!(list.len(), 2);
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(
+            list.status(&p(&pki.der("sign/good.pem")), now).unwrap(),
+            Status::Good
+        );
+        let revoked = list.status(&p(&pki.der("sign/revoked.pem")), now).unwrap();
+        assert!(
+            matches!(
+                revoked,
+                Status::Revoked {
+                    reason: Some(1),
+                    ..
+                }
+            ),
+            "{revoked:?}"
+        );
+        assert!(matches!(revoked.into_result(), Err(Error::Revoked { .. })));
+        let held = list.status(&p(&pki.der("sign/held.pem")), now).unwrap();
+        assert!(matches!(held.into_result(), Err(Error::Held { .. })));
+    }
+
+    #[test]
+    fn a_crl_from_another_issuer_or_key_is_refused() {
+        let pki = Pki::get();
+        let crl = pki.read("sign/crl.pem");
+        let auth_root = pki.der("auth/root.pem");
+        assert!(matches!(
+            RevocationList::load(&crl, &p(&auth_root)),
+            Err(Error::CrlIssuer(_))
+        ));
+        // Same name, other key, no SKI: only the signature tells them apart.
+        let impostor = pki.fake_root(
+            "basicConstraints = critical, CA:true\nkeyUsage = critical, keyCertSign, cRLSign",
+            true,
+        );
+        assert!(matches!(
+            RevocationList::load(&crl, &p(&impostor)),
+            Err(Error::CrlSignature)
+        ));
+        // Garbage.
+        assert!(matches!(
+            RevocationList::load(b"garbage", &p(&auth_root)),
+            Err(Error::CrlSyntax(_))
+        ));
+    }
+
+    #[test]
+    fn a_tampered_crl_fails_its_signature() {
+        let pki = Pki::get();
+        let root = pki.der("sign/root.pem");
+        let mut der = crate::cert::der_from_pem_or_der(&pki.read("sign/crl.pem"));
+        let n = der.len();
+        der[n - 10] ^= 1;
+        assert!(matches!(
+            RevocationList::load(&der, &p(&root)),
+            Err(Error::CrlSignature)
+        ));
+    }
+
+    #[test]
+    fn freshness_is_judged_at_now() {
+        let pki = Pki::get();
+        let root = pki.der("sign/root.pem");
+        let list = RevocationList::load(&pki.read("sign/crl.pem"), &p(&root)).unwrap();
+        let leaf = pki.der("sign/good.pem");
+        let late = OffsetDateTime::now_utc() + ::time::Duration::hours(25);
+        assert!(matches!(
+            list.status(&p(&leaf), late),
+            Err(Error::StaleCrl { .. })
+        ));
+        let early = OffsetDateTime::now_utc() - ::time::Duration::hours(1);
+        assert!(matches!(
+            list.status(&p(&leaf), early),
+            Err(Error::FutureCrl { .. })
+        ));
+    }
+
+    #[test]
+    fn a_crl_for_ca_certificates_or_with_reasons_is_refused() {
+        let pki = Pki::get();
+        let root = pki.der("sign/root.pem");
+        let t = tempfile::tempdir().unwrap();
+        for (idp, needle) in [
+            ("onlyCA = TRUE", "CA certificates only"),
+            ("onlysomereasons = keyCompromise", "onlySomeReasons"),
+        ] {
+            let cnf = t.path().join("crl.cnf");
+            let base = std::fs::read_to_string(pki.path("openssl.cnf")).unwrap();
+            std::fs::write(&cnf, format!("{base}\n[x_ext]\nissuingDistributionPoint = critical, @x_idp\n[x_idp]\nfullname = URI:{}\n{idp}\n", crate::testutil::CRL_URL)).unwrap();
+            let out = t.path().join("x.crl");
+            openssl(
+                &pki.dir,
+                &[
+                    "ca",
+                    "-batch",
+                    "-config",
+                    &cnf.display().to_string(),
+                    "-name",
+                    "ca_sign",
+                    "-gencrl",
+                    "-crlexts",
+                    "x_ext",
+                    "-out",
+                    &out.display().to_string(),
+                ],
+            );
+            let e = RevocationList::load(&std::fs::read(&out).unwrap(), &p(&root)).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn distribution_points_are_read_from_the_certificate() {
+        let pki = Pki::get();
+        let leaf = pki.der("sign/good.pem");
+        let names = crl_dp_names(&p(&leaf)).unwrap();
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[0], DpName::Uri(crate::testutil::CRL_URL.into()));
+        assert!(matches!(names[1], DpName::Directory(_)));
+        assert_eq!(crl_url(&p(&leaf)).unwrap(), crate::testutil::CRL_URL);
+        let root = pki.der("sign/root.pem");
+        assert!(matches!(crl_url(&p(&root)), Err(Error::NoCrlUrl)));
+    }
+}

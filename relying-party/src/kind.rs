@@ -280,3 +280,162 @@ fn other_name_utf8(raw: &[u8]) -> Result<String, Error> {
         .map_err(|e| Error::Attributes(format!("otherName value is not a UTF8String: {e}")))?;
     Ok(s.as_str().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Pki;
+
+    fn p(der: &[u8]) -> X509Certificate<'_> {
+        crate::cert::parse(der, "test").unwrap()
+    }
+
+    const SAN: &str = "subjectAltName = otherName:1.2.392.200149.8.5.5.1;UTF8:YAMADA, otherName:1.2.392.200149.8.5.5.4;UTF8:319800217, otherName:1.2.392.200149.8.5.5.3;UTF8:2, otherName:1.2.392.200149.8.5.5.5;UTF8:TOKYO";
+
+    #[test]
+    fn signing_and_auth_fixtures_are_recognised() {
+        let pki = Pki::get();
+        let (sign, auth) = (pki.der("sign/good.pem"), pki.der("auth/auth.pem"));
+        assert_eq!(
+            check(&p(&sign), Hierarchy::Signing, &Expected::jpki()).unwrap(),
+            "1.2.392.200149.8.5.1.1.20"
+        );
+        assert_eq!(
+            check(&p(&auth), Hierarchy::Auth, &Expected::jpki()).unwrap(),
+            "1.2.392.200149.8.5.1.3.30"
+        );
+        let e = check(&p(&auth), Hierarchy::Signing, &Expected::jpki()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::WrongKind {
+                    found: "authentication",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = check(&p(&sign), Hierarchy::Auth, &Expected::jpki()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::WrongKind {
+                    found: "signing",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_test_environment_policy_is_accepted_unless_a_policy_file_says_otherwise() {
+        let pki = Pki::get();
+        let test_env = pki.issue(
+            "sign/root",
+            "keyUsage = critical, digitalSignature, nonRepudiation\ncertificatePolicies = critical, 1.2.392.200149.8.5.1.0.20",
+            &[],
+        );
+        assert_eq!(
+            check(&p(&test_env), Hierarchy::Signing, &Expected::jpki()).unwrap(),
+            "1.2.392.200149.8.5.1.0.20"
+        );
+        let production = Expected::from_policy(&Policy::default_policy());
+        let e = check(&p(&test_env), Hierarchy::Signing, &production).unwrap_err();
+        assert!(matches!(e, Error::PolicyMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("1.2.392.200149.8.5.1.0.20"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_or_foreign_policy_is_refused() {
+        let pki = Pki::get();
+        let none = pki.issue(
+            "sign/root",
+            "keyUsage = critical, digitalSignature, nonRepudiation",
+            &[],
+        );
+        let e = check(&p(&none), Hierarchy::Signing, &Expected::jpki()).unwrap_err();
+        assert!(e.to_string().contains("found: none"), "{e}");
+        let foreign = pki.issue("sign/root", "keyUsage = critical, digitalSignature, nonRepudiation\ncertificatePolicies = 2.5.29.32.0", &[]);
+        assert!(matches!(
+            check(&p(&foreign), Hierarchy::Signing, &Expected::jpki()),
+            Err(Error::PolicyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn key_usage_must_fit_the_kind() {
+        let pki = Pki::get();
+        let no_nr = pki.issue(
+            "sign/root",
+            "keyUsage = critical, digitalSignature\ncertificatePolicies = critical, 1.2.392.200149.8.5.1.1.20",
+            &[],
+        );
+        let e = check(&p(&no_nr), Hierarchy::Signing, &Expected::jpki()).unwrap_err();
+        assert!(
+            matches!(&e, Error::KeyUsage { found, .. } if found == "digitalSignature"),
+            "{e}"
+        );
+        let auth_with_nr = pki.issue(
+            "sign/root",
+            "keyUsage = critical, digitalSignature, nonRepudiation\ncertificatePolicies = 1.2.392.200149.8.5.1.3.30",
+            &[],
+        );
+        assert!(matches!(
+            check(&p(&auth_with_nr), Hierarchy::Auth, &Expected::jpki()),
+            Err(Error::KeyUsage { .. })
+        ));
+        let no_ku = pki.issue(
+            "sign/root",
+            "certificatePolicies = critical, 1.2.392.200149.8.5.1.1.20",
+            &[],
+        );
+        let e = check(&p(&no_ku), Hierarchy::Signing, &Expected::jpki()).unwrap_err();
+        assert!(e.to_string().contains("absent"), "{e}");
+    }
+
+    #[test]
+    fn attributes_decode_and_bad_values_are_named() {
+        let pki = Pki::get();
+        let a = attributes(&p(&pki.issue("sign/root", SAN, &[]))).unwrap();
+        assert_eq!(
+            (
+                a.name.as_str(),
+                a.birth.date.as_str(),
+                a.birth.era,
+                a.sex.code.as_str()
+            ),
+            ("YAMADA", "1980-02-17", "昭和", "2")
+        );
+        assert_eq!(a.address, "TOKYO");
+        assert_eq!(a.name_flags, None);
+        // Era digit 4 (Heisei) with a Showa date.
+        let bad_era = pki.issue("sign/root", &SAN.replace("319800217", "419800217"), &[]);
+        let e = attributes(&p(&bad_era)).unwrap_err();
+        assert!(e.to_string().contains("419800217"), "{e}");
+        let bad_sex = pki.issue("sign/root", &SAN.replace("UTF8:2", "UTF8:7"), &[]);
+        assert!(attributes(&p(&bad_sex))
+            .unwrap_err()
+            .to_string()
+            .contains("sex code"));
+        let no_address = pki.issue(
+            "sign/root",
+            &SAN.replace(", otherName:1.2.392.200149.8.5.5.5;UTF8:TOKYO", ""),
+            &[],
+        );
+        assert!(attributes(&p(&no_address))
+            .unwrap_err()
+            .to_string()
+            .contains("address"));
+        // A value that is not a UTF8String.
+        let ia5 = pki.issue(
+            "sign/root",
+            &SAN.replace("5.5.1;UTF8:YAMADA", "5.5.1;IA5:YAMADA"),
+            &[],
+        );
+        assert!(attributes(&p(&ia5))
+            .unwrap_err()
+            .to_string()
+            .contains("not a UTF8String"));
+    }
+}

@@ -174,3 +174,197 @@ pub fn critical_extensions_understood(leaf: &X509Certificate<'_>) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Pki;
+
+    const LEAF_EXT: &str = "keyUsage = critical, digitalSignature, nonRepudiation\ncertificatePolicies = critical, 1.2.392.200149.8.5.1.1.20\nauthorityKeyIdentifier = keyid";
+    const ROOT_EXT: &str = "basicConstraints = critical, CA:true\nkeyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn p(der: &[u8]) -> X509Certificate<'_> {
+        crate::cert::parse(der, "test").unwrap()
+    }
+
+    fn root() -> Vec<u8> {
+        Pki::get().der("sign/root.pem")
+    }
+
+    #[test]
+    fn the_fixture_leaf_passes_every_rule() {
+        let (leaf, root) = (Pki::get().der("sign/good.pem"), root());
+        validate(&p(&leaf), &p(&root), now()).unwrap();
+        // The ad-hoc issuer used below makes valid certificates too.
+        let leaf = Pki::get().issue("sign/root", LEAF_EXT, &[]);
+        validate(&p(&leaf), &p(&root), now()).unwrap();
+    }
+
+    #[test]
+    fn version_1_is_refused() {
+        let (leaf, root) = (Pki::get().issue("sign/root", "", &[]), root());
+        assert!(matches!(
+            version3(&p(&leaf), "end-entity"),
+            Err(Error::NotV3 { .. })
+        ));
+        assert!(matches!(
+            validate(&p(&leaf), &p(&root), now()),
+            Err(Error::NotV3 { .. })
+        ));
+    }
+
+    #[test]
+    fn issuer_must_be_the_anchor_subject_byte_for_byte() {
+        let pki = Pki::get();
+        let (leaf, auth_root) = (pki.der("sign/good.pem"), pki.der("auth/root.pem"));
+        assert!(matches!(
+            issuer_is_anchor(&p(&leaf), &p(&auth_root)),
+            Err(Error::IssuerMismatch)
+        ));
+        // An anchor named differently but holding the same key is still another issuer.
+        let renamed = pki.fake_root(ROOT_EXT, false);
+        assert!(matches!(
+            validate(&p(&leaf), &p(&renamed), now()),
+            Err(Error::IssuerMismatch)
+        ));
+    }
+
+    #[test]
+    fn aki_must_be_the_anchor_ski() {
+        let pki = Pki::get();
+        // Same subject name, another key: the name chains, the key identifier does not.
+        let impostor = pki.fake_root(ROOT_EXT, true);
+        let leaf = pki.der("sign/good.pem");
+        assert!(matches!(
+            key_id_matches(&p(&leaf), &p(&impostor)),
+            Err(Error::KeyIdMismatch { .. })
+        ));
+        assert!(matches!(
+            validate(&p(&leaf), &p(&impostor), now()),
+            Err(Error::KeyIdMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_signature_must_verify_with_the_anchor_key() {
+        let pki = Pki::get();
+        // Without AKI, a same-named impostor root is caught by the signature.
+        let impostor = pki.fake_root(
+            "basicConstraints = critical, CA:true\nkeyUsage = critical, keyCertSign",
+            true,
+        );
+        let leaf = pki.issue(
+            "sign/root",
+            "keyUsage = critical, digitalSignature, nonRepudiation\nauthorityKeyIdentifier = none\nsubjectKeyIdentifier = none",
+            &[],
+        );
+        assert!(key_id_matches(&p(&leaf), &p(&impostor)).is_ok());
+        assert!(matches!(
+            signed_by_anchor(&p(&leaf), &p(&impostor)),
+            Err(Error::BadCertificateSignature)
+        ));
+        assert!(matches!(
+            validate(&p(&leaf), &p(&impostor), now()),
+            Err(Error::BadCertificateSignature)
+        ));
+    }
+
+    #[test]
+    fn only_sha256_with_rsa_is_accepted() {
+        let leaf = Pki::get().issue("sign/root", LEAF_EXT, &["-sha384"]);
+        let e = signed_by_anchor(&p(&leaf), &p(&root())).unwrap_err();
+        assert!(matches!(e, Error::SignatureAlgorithm { .. }), "{e}");
+    }
+
+    #[test]
+    fn validity_is_checked_at_the_given_time_for_leaf_and_anchor() {
+        let pki = Pki::get();
+        let (leaf, root) = (pki.der("sign/good.pem"), root());
+        let before = now() - ::time::Duration::days(2);
+        assert!(matches!(
+            within_validity(&p(&leaf), "end-entity", before),
+            Err(Error::NotYetValid { .. })
+        ));
+        let e = validate(&p(&leaf), &p(&root), before).unwrap_err();
+        assert!(e.to_string().contains("not valid before"), "{e}");
+        // 20 years on, the anchor (10 years) has expired as well: it is checked first.
+        let late = now() + ::time::Duration::days(365 * 20);
+        let e = validate(&p(&leaf), &p(&root), late).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Expired {
+                    which: "trust anchor",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let expired = pki.der("sign/expired.pem");
+        assert!(matches!(
+            within_validity(&p(&expired), "end-entity", now()),
+            Err(Error::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn the_anchor_must_be_a_ca_with_key_cert_sign() {
+        let pki = Pki::get();
+        let leaf = pki.der("sign/good.pem");
+        // A leaf is no anchor.
+        assert!(matches!(anchor_is_ca(&p(&leaf)), Err(Error::RootNotCa)));
+        let no_bc = pki.fake_root("keyUsage = critical, keyCertSign", true);
+        assert!(matches!(anchor_is_ca(&p(&no_bc)), Err(Error::RootNotCa)));
+        let no_ku = pki.fake_root(
+            "basicConstraints = critical, CA:true\nkeyUsage = critical, cRLSign",
+            true,
+        );
+        assert!(matches!(anchor_is_ca(&p(&no_ku)), Err(Error::RootKeyUsage)));
+        anchor_is_ca(&p(&root())).unwrap();
+    }
+
+    #[test]
+    fn the_leaf_must_not_be_a_ca() {
+        let pki = Pki::get();
+        let ca = pki.issue("sign/root", "basicConstraints = critical, CA:true\nkeyUsage = critical, digitalSignature, nonRepudiation", &[]);
+        assert!(matches!(not_a_ca(&p(&ca)), Err(Error::LeafIsCa)));
+        let cert_sign = pki.issue(
+            "sign/root",
+            "keyUsage = critical, digitalSignature, keyCertSign",
+            &[],
+        );
+        assert!(matches!(not_a_ca(&p(&cert_sign)), Err(Error::LeafIsCa)));
+        assert!(matches!(
+            validate(&p(&ca), &p(&root()), now()),
+            Err(Error::LeafIsCa)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_critical_extension_is_refused_a_known_one_accepted() {
+        let pki = Pki::get();
+        let odd = pki.issue(
+            "sign/root",
+            &format!("{LEAF_EXT}\n1.2.3.4 = critical, ASN1:NULL"),
+            &[],
+        );
+        let e = critical_extensions_understood(&p(&odd)).unwrap_err();
+        assert!(
+            matches!(&e, Error::UnknownCriticalExtension(o) if o == "1.2.3.4"),
+            "{e}"
+        );
+        // The same extension non-critical is ignored, as RFC 5280 §4.2 allows.
+        let benign = pki.issue(
+            "sign/root",
+            &format!("{LEAF_EXT}\n1.2.3.4 = ASN1:NULL"),
+            &[],
+        );
+        critical_extensions_understood(&p(&benign)).unwrap();
+        // A critical certificatePolicies (every JPKI signing certificate) is understood.
+        critical_extensions_understood(&p(&pki.der("sign/good.pem"))).unwrap();
+    }
+}

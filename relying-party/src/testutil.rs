@@ -266,4 +266,93 @@ impl Pki {
         openssl(&self.dir, &args);
         std::fs::read(&resp).expect("response")
     }
+
+    /// An ad-hoc certificate for the good leaf's key, issued by `ca` (e.g. `sign/root`) with
+    /// `openssl x509 -req`; `ext` is the body of an `[e]` extension section (empty = v1).
+    pub fn issue(&self, ca: &str, ext: &str, extra: &[&str]) -> Vec<u8> {
+        let t = tempfile::tempdir().expect("tempdir");
+        let extfile = t.path().join("ext.cnf");
+        std::fs::write(&extfile, format!("[e]\n{ext}\n")).expect("ext");
+        let out = t.path().join("out.der");
+        let (cacert, cakey) = (format!("{ca}.pem"), format!("{ca}.key"));
+        let (extfile, out_s) = (extfile.display().to_string(), out.display().to_string());
+        let serial = format!(
+            "0x{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos())
+        );
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            "sign/good.csr",
+            "-CA",
+            &cacert,
+            "-CAkey",
+            &cakey,
+            "-set_serial",
+            &serial,
+            "-days",
+            "30",
+            "-outform",
+            "DER",
+            "-out",
+            &out_s,
+        ];
+        if !ext.is_empty() {
+            args.extend_from_slice(&["-extfile", &extfile, "-extensions", "e"]);
+        }
+        args.extend_from_slice(extra);
+        openssl(&self.dir, &args);
+        std::fs::read(&out).expect("issued")
+    }
+
+    /// A self-signed "root" with the given extensions and the signing root's subject name
+    /// (`same_name`) or another; key of the `other` leaf.
+    pub fn fake_root(&self, ext: &str, same_name: bool) -> Vec<u8> {
+        let t = tempfile::tempdir().expect("tempdir");
+        let cnf = t.path().join("r.cnf");
+        std::fs::write(
+            &cnf,
+            format!("[req]\ndistinguished_name = dn\nstring_mask = utf8only\n[dn]\n[e]\n{ext}\n"),
+        )
+        .expect("cnf");
+        let out = t.path().join("root.der");
+        let subj = if same_name {
+            "/C=JP/O=JPKI-TEST/OU=JPKI for digital signature/OU=Japan Agency for Local Authority Information Systems"
+        } else {
+            "/C=JP/O=Elsewhere"
+        };
+        let (cnf_s, out_s) = (cnf.display().to_string(), out.display().to_string());
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-config",
+                &cnf_s,
+                "-new",
+                "-x509",
+                "-key",
+                "sign/other.key",
+                "-subj",
+                subj,
+                "-days",
+                "30",
+                "-sha256",
+                "-extensions",
+                "e",
+                "-outform",
+                "DER",
+                "-out",
+                &out_s,
+            ],
+        );
+        std::fs::read(&out).expect("root")
+    }
+
+    /// The DER of a PEM fixture.
+    pub fn der(&self, rel: &str) -> Vec<u8> {
+        crate::cert::certificate_der(&self.read(rel), "fixture").expect("fixture certificate")
+    }
 }
