@@ -30,7 +30,7 @@ use crate::csr;
 use crate::error::{Error, Result};
 use crate::keys::{self, CaSigner};
 use crate::records::*;
-use crate::store::{SledStore, Store, Table, Txn, TxResult};
+use crate::store::{SledStore, Store, Table, TxResult, Txn};
 
 /// Paths inside a data directory.
 pub struct Layout {
@@ -82,12 +82,19 @@ pub fn serial_hex(serial: &[u8]) -> String {
 /// Parses a serial given in hex (`0x` prefix, colons and case allowed) into its canonical
 /// bytes (no leading zeros).
 pub fn parse_serial(text: &str) -> Result<Vec<u8>> {
-    let t = text.trim().trim_start_matches("0x").trim_start_matches("0X").replace(':', "");
+    let t = text
+        .trim()
+        .trim_start_matches("0x")
+        .trim_start_matches("0X")
+        .replace(':', "");
     let t = if t.len() % 2 == 1 { format!("0{t}") } else { t };
-    let bytes = hex::decode(&t).map_err(|_| Error::Invalid(format!("serial `{text}` is not hexadecimal")))?;
+    let bytes = hex::decode(&t)
+        .map_err(|_| Error::Invalid(format!("serial `{text}` is not hexadecimal")))?;
     let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     if start == bytes.len() || bytes.len() - start > 20 {
-        return Err(Error::Invalid(format!("serial `{text}` is not a positive number of at most 20 octets")));
+        return Err(Error::Invalid(format!(
+            "serial `{text}` is not a positive number of at most 20 octets"
+        )));
     }
     Ok(bytes[start..].to_vec())
 }
@@ -179,15 +186,32 @@ pub struct NewResident {
 /// A resident-register event with its data.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Move { address: String, prefecture: Option<String>, municipality: Option<String> },
-    Rename { name: String },
-    Correct { name: Option<String>, birth: Option<Date>, sex: Option<Sex>, address: Option<String> },
+    Move {
+        address: String,
+        prefecture: Option<String>,
+        municipality: Option<String>,
+    },
+    Rename {
+        name: String,
+    },
+    Correct {
+        name: Option<String>,
+        birth: Option<Date>,
+        sex: Option<Sex>,
+        address: Option<String>,
+    },
     Death,
-    Emigrate { departure: Option<Date> },
-    CardRenew { card_expiry: Date },
+    Emigrate {
+        departure: Option<Date>,
+    },
+    CardRenew {
+        card_expiry: Date,
+    },
     CardLost,
     CardFound,
-    Withdraw { kind: Option<Hierarchy> },
+    Withdraw {
+        kind: Option<Hierarchy>,
+    },
 }
 
 impl Event {
@@ -214,6 +238,7 @@ pub struct EventOutcome {
     pub state: ResidentState,
     pub revocations: Vec<Revocation>,
     /// For an emigration reported ahead of the departure date: when the revocation will happen.
+    #[serde(with = "policies::model::iso_date::option")]
     pub scheduled: Option<Date>,
 }
 
@@ -222,15 +247,18 @@ pub struct EventOutcome {
 pub struct ResidentView {
     pub id: String,
     pub name: String,
+    #[serde(with = "policies::model::iso_date")]
     pub birth: Date,
     pub birth_era: String,
     pub sex: Sex,
     pub address: String,
     pub prefecture: String,
     pub municipality: String,
+    #[serde(with = "policies::model::iso_date")]
     pub card_expiry: Date,
     pub card_lost: bool,
     pub state: ResidentState,
+    #[serde(with = "policies::model::iso_date::option")]
     pub departure: Option<Date>,
     pub certificates: Vec<CertSummary>,
     pub history: Vec<HistoryLine>,
@@ -249,7 +277,9 @@ pub struct CertSummary {
 fn check_place(field: &str, v: &str) -> Result<()> {
     let n = v.chars().count();
     if v.trim().is_empty() || n > 64 || v.chars().any(char::is_control) {
-        return Err(Error::Invalid(format!("{field}: must be 1 to 64 printable characters")));
+        return Err(Error::Invalid(format!(
+            "{field}: must be 1 to 64 printable characters"
+        )));
     }
     Ok(())
 }
@@ -258,10 +288,17 @@ impl Authority {
     /// Creates a data directory: both hierarchies (root key and certificate), a delegated OCSP
     /// signer per hierarchy, the policy in force and the store. Refuses a non-empty directory;
     /// on failure removes what it made.
-    pub fn init(dir: &Path, policy_text: &str, passphrase: &[u8], clock: Arc<dyn Clock>) -> Result<Authority> {
+    pub fn init(
+        dir: &Path,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
         let policy = Policy::from_toml(policy_text)?;
         if passphrase.len() < 8 {
-            return Err(Error::Invalid("the key passphrase must have at least 8 characters".into()));
+            return Err(Error::Invalid(
+                "the key passphrase must have at least 8 characters".into(),
+            ));
         }
         let created = match fs::read_dir(dir) {
             Ok(mut it) => {
@@ -278,19 +315,32 @@ impl Authority {
                 let _ = fs::remove_dir_all(dir);
             } else if let Ok(entries) = fs::read_dir(dir) {
                 for e in entries.flatten() {
-                    let _ = if e.path().is_dir() { fs::remove_dir_all(e.path()) } else { fs::remove_file(e.path()) };
+                    let _ = if e.path().is_dir() {
+                        fs::remove_dir_all(e.path())
+                    } else {
+                        fs::remove_file(e.path())
+                    };
                 }
             }
         }
         result
     }
 
-    fn init_inner(dir: &Path, policy: &Policy, policy_text: &str, passphrase: &[u8], clock: Arc<dyn Clock>) -> Result<Authority> {
-        let layout = Layout { dir: dir.to_path_buf() };
+    fn init_inner(
+        dir: &Path,
+        policy: &Policy,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let layout = Layout {
+            dir: dir.to_path_buf(),
+        };
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
         for d in [dir.to_path_buf(), dir.join("keys"), dir.join("certs")] {
-            b.create(&d).map_err(Error::io(format!("create {}", d.display())))?;
+            b.create(&d)
+                .map_err(Error::io(format!("create {}", d.display())))?;
         }
         keys::write_private(&layout.policy(), policy_text.as_bytes())?;
         let store = SledStore::open(&layout.db())?;
@@ -302,7 +352,9 @@ impl Authority {
             let mut next_serial = || -> Result<Vec<u8>> {
                 counters[h.tag() as usize] += 1;
                 match policy.ca.serials {
-                    policies::policy::SerialScheme::Sequential => Ok(counter_serial(counters[h.tag() as usize])),
+                    policies::policy::SerialScheme::Sequential => {
+                        Ok(counter_serial(counters[h.tag() as usize]))
+                    }
                     policies::policy::SerialScheme::Random => random_serial(&rng),
                 }
             };
@@ -310,32 +362,83 @@ impl Authority {
             let root_key = keys::generate()?;
             let serial = next_serial()?;
             let end = validity::end_of_day_jst(
-                validity::jst_date(now).replace_year(validity::jst_date(now).year() + policy.ca.root_validity_years as i32).map_err(|e| Error::Invalid(e.to_string()))?,
+                validity::jst_date(now)
+                    .replace_year(
+                        validity::jst_date(now).year() + policy.ca.root_validity_years as i32,
+                    )
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
             );
-            let w = Window { serial: &serial, not_before: now, not_after: end };
+            let w = Window {
+                serial: &serial,
+                not_before: now,
+                not_after: end,
+            };
             let tbs = profile::root_tbs(policy, h, w, &root_key.spki)?;
-            lint::check(policy, &tbs, &Expect { hierarchy: h, shape: Shape::Root, issuer_key_id: None })?;
+            lint::check(
+                policy,
+                &tbs,
+                &Expect {
+                    hierarchy: h,
+                    shape: Shape::Root,
+                    issuer_key_id: None,
+                },
+            )?;
             let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
             let root_der = profile::assemble(&tbs, &sig)?;
             check_signature(&root_key.spki, &root_der)?;
             let root_id = profile::key_identifier(&root_key.spki)?;
             keys::write_encrypted(&layout.key(h, "root"), &root_key, passphrase)?;
-            fs::write(layout.cert(h, "root"), pem(&root_der)).map_err(Error::io("write root certificate"))?;
-            records.push(CertRecord { hierarchy: h, serial, kind: CertKind::Root, holder: None, partition: None, not_before: now, not_after: end, der: root_der });
+            fs::write(layout.cert(h, "root"), pem(&root_der))
+                .map_err(Error::io("write root certificate"))?;
+            records.push(CertRecord {
+                hierarchy: h,
+                serial,
+                kind: CertKind::Root,
+                holder: None,
+                partition: None,
+                not_before: now,
+                not_after: end,
+                der: root_der,
+            });
 
             // Delegated OCSP signer.
             let ocsp_key = keys::generate()?;
             let serial = next_serial()?;
-            let end = validity::end_of_day_jst(validity::jst_date(now) + time::Duration::days(policy.validity.ocsp_signer_days as i64));
-            let w = Window { serial: &serial, not_before: now, not_after: end };
+            let end = validity::end_of_day_jst(
+                validity::jst_date(now)
+                    + time::Duration::days(policy.validity.ocsp_signer_days as i64),
+            );
+            let w = Window {
+                serial: &serial,
+                not_before: now,
+                not_after: end,
+            };
             let tbs = profile::ocsp_signer_tbs(policy, h, w, &ocsp_key.spki, &root_id)?;
-            lint::check(policy, &tbs, &Expect { hierarchy: h, shape: Shape::OcspSigner, issuer_key_id: Some(&root_id) })?;
+            lint::check(
+                policy,
+                &tbs,
+                &Expect {
+                    hierarchy: h,
+                    shape: Shape::OcspSigner,
+                    issuer_key_id: Some(&root_id),
+                },
+            )?;
             let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
             let der = profile::assemble(&tbs, &sig)?;
             check_signature(&root_key.spki, &der)?;
             keys::write_encrypted(&layout.key(h, "ocsp"), &ocsp_key, passphrase)?;
-            fs::write(layout.cert(h, "ocsp"), pem(&der)).map_err(Error::io("write OCSP signer certificate"))?;
-            records.push(CertRecord { hierarchy: h, serial, kind: CertKind::OcspSigner, holder: None, partition: None, not_before: now, not_after: end, der });
+            fs::write(layout.cert(h, "ocsp"), pem(&der))
+                .map_err(Error::io("write OCSP signer certificate"))?;
+            records.push(CertRecord {
+                hierarchy: h,
+                serial,
+                kind: CertKind::OcspSigner,
+                holder: None,
+                partition: None,
+                not_before: now,
+                not_after: end,
+                der,
+            });
         }
         store.transact(&|t| {
             for r in &records {
@@ -344,25 +447,51 @@ impl Authority {
                 t.insert(Table::Status, &key, &json(&StatusRecord::GOOD)?)?;
             }
             for h in Hierarchy::ALL {
-                t.insert(Table::Meta, &counter_key(h), &counters[h.tag() as usize].to_be_bytes())?;
+                t.insert(
+                    Table::Meta,
+                    &counter_key(h),
+                    &counters[h.tag() as usize].to_be_bytes(),
+                )?;
             }
-            let serials: Vec<String> = records.iter().map(|r| format!("{}:{}", r.hierarchy, serial_hex(&r.serial))).collect();
-            audit::append(t, now, "init", &serials.join(","), "roots and OCSP signers created")
+            let serials: Vec<String> = records
+                .iter()
+                .map(|r| format!("{}:{}", r.hierarchy, serial_hex(&r.serial)))
+                .collect();
+            audit::append(
+                t,
+                now,
+                "init",
+                &serials.join(","),
+                "roots and OCSP signers created",
+            )
         })?;
         drop(store);
         Authority::open(dir, Some(passphrase.to_vec()), clock)
     }
 
     /// Opens an existing data directory. The passphrase is needed only for operations that sign.
-    pub fn open(dir: &Path, passphrase: Option<Vec<u8>>, clock: Arc<dyn Clock>) -> Result<Authority> {
-        let layout = Layout { dir: dir.to_path_buf() };
-        let policy_text = fs::read_to_string(layout.policy()).map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
+    pub fn open(
+        dir: &Path,
+        passphrase: Option<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let layout = Layout {
+            dir: dir.to_path_buf(),
+        };
+        let policy_text = fs::read_to_string(layout.policy())
+            .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
         let policy = Policy::from_toml(&policy_text)?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&layout.db())?);
         Self::with_store(layout, policy, store, passphrase, clock)
     }
 
-    fn with_store(layout: Layout, policy: Policy, store: Arc<dyn Store>, passphrase: Option<Vec<u8>>, clock: Arc<dyn Clock>) -> Result<Authority> {
+    fn with_store(
+        layout: Layout,
+        policy: Policy,
+        store: Arc<dyn Store>,
+        passphrase: Option<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
         let mut roots = BTreeMap::new();
         for item in store.scan(Table::Certs, b"") {
             let (_, v) = item?;
@@ -370,7 +499,14 @@ impl Authority {
             if r.kind == CertKind::Root {
                 let spki = spki_of(&r.der)?;
                 let key_id = profile::key_identifier(&spki)?;
-                roots.insert(r.hierarchy, Root { der: r.der, spki, key_id });
+                roots.insert(
+                    r.hierarchy,
+                    Root {
+                        der: r.der,
+                        spki,
+                        key_id,
+                    },
+                );
             }
         }
         if roots.len() != 2 {
@@ -378,11 +514,18 @@ impl Authority {
         }
         let counter = |h: Hierarchy| -> Result<u64> {
             Ok(match store.get(Table::Meta, &counter_key(h))? {
-                Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| Error::Store("corrupt serial counter".into()))?),
+                Some(b) => u64::from_be_bytes(
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| Error::Store("corrupt serial counter".into()))?,
+                ),
                 None => 0,
             })
         };
-        let counters = [AtomicU64::new(counter(Hierarchy::Signing)?), AtomicU64::new(counter(Hierarchy::Auth)?)];
+        let counters = [
+            AtomicU64::new(counter(Hierarchy::Signing)?),
+            AtomicU64::new(counter(Hierarchy::Auth)?),
+        ];
         let a = Authority {
             layout,
             policy,
@@ -417,7 +560,10 @@ impl Authority {
     }
 
     fn passphrase(&self) -> Result<&[u8]> {
-        self.passphrase.as_deref().map(|v| v.as_slice()).ok_or(Error::NoPassphrase)
+        self.passphrase
+            .as_deref()
+            .map(|v| v.as_slice())
+            .ok_or(Error::NoPassphrase)
     }
 
     /// The root signer of a hierarchy (decrypted on first use).
@@ -429,7 +575,10 @@ impl Authority {
         let pair = keys::read_encrypted(&self.layout.key(h, "root"), self.passphrase()?)?;
         let signer = Arc::new(CaSigner::new(pair, self.root(h).der.clone()));
         if signer.spki()? != self.root(h).spki {
-            return Err(Error::KeyFile { path: self.layout.key(h, "root").display().to_string(), detail: "the key does not match the root certificate".into() });
+            return Err(Error::KeyFile {
+                path: self.layout.key(h, "root").display().to_string(),
+                detail: "the key does not match the root certificate".into(),
+            });
         }
         Ok(slot.get_or_init(|| signer).clone())
     }
@@ -441,15 +590,21 @@ impl Authority {
             return Ok(s.clone());
         }
         let pair = keys::read_encrypted(&self.layout.key(h, "ocsp"), self.passphrase()?)?;
-        let cert_pem = fs::read(self.layout.cert(h, "ocsp")).map_err(Error::io("read OCSP signer certificate"))?;
-        let (_, p) = x509_parser::pem::parse_x509_pem(&cert_pem).map_err(|e| Error::Store(format!("OCSP signer certificate: {e}")))?;
-        Ok(slot.get_or_init(|| Arc::new(CaSigner::new(pair, p.contents))).clone())
+        let cert_pem = fs::read(self.layout.cert(h, "ocsp"))
+            .map_err(Error::io("read OCSP signer certificate"))?;
+        let (_, p) = x509_parser::pem::parse_x509_pem(&cert_pem)
+            .map_err(|e| Error::Store(format!("OCSP signer certificate: {e}")))?;
+        Ok(slot
+            .get_or_init(|| Arc::new(CaSigner::new(pair, p.contents)))
+            .clone())
     }
 
     fn new_serial(&self, h: Hierarchy) -> Result<Vec<u8>> {
         match self.policy.ca.serials {
             policies::policy::SerialScheme::Random => random_serial(&self.rng),
-            policies::policy::SerialScheme::Sequential => Ok(counter_serial(self.counters[h.tag() as usize].fetch_add(1, Ordering::SeqCst) + 1)),
+            policies::policy::SerialScheme::Sequential => Ok(counter_serial(
+                self.counters[h.tag() as usize].fetch_add(1, Ordering::SeqCst) + 1,
+            )),
         }
     }
 
@@ -458,14 +613,26 @@ impl Authority {
     pub fn resident_add(&self, r: &NewResident) -> Result<String> {
         let now = self.clock.now();
         let today = validity::jst_date(now);
-        let attributes = Attributes::new(&r.name, r.birth, r.sex, &r.address, &self.policy.limits, today)?;
+        let attributes = Attributes::new(
+            &r.name,
+            r.birth,
+            r.sex,
+            &r.address,
+            &self.policy.limits,
+            today,
+        )?;
         check_place("prefecture", &r.prefecture)?;
         check_place("municipality", &r.municipality)?;
         if r.card_expiry < today {
-            return Err(Error::Invalid(format!("card expiry {} has already passed", r.card_expiry)));
+            return Err(Error::Invalid(format!(
+                "card expiry {} has already passed",
+                r.card_expiry
+            )));
         }
         let mut idb = [0u8; 8];
-        self.rng.fill(&mut idb).map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+        self.rng
+            .fill(&mut idb)
+            .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
         let id = format!("R{}", hex::encode_upper(idb));
         let resident = Resident {
             id: id.clone(),
@@ -477,7 +644,11 @@ impl Authority {
             card_lost: false,
             departure: None,
             version: 0,
-            history: vec![HistoryLine { at: now, event: "registered".into(), certificates: vec![] }],
+            history: vec![HistoryLine {
+                at: now,
+                event: "registered".into(),
+                certificates: vec![],
+            }],
         };
         self.store.transact(&|t| {
             t.insert(Table::Residents, id.as_bytes(), &json(&resident)?)?;
@@ -498,14 +669,24 @@ impl Authority {
         let certificates = self
             .holder_certs(id)?
             .into_iter()
-            .map(|(c, s)| CertSummary { serial: serial_hex(&c.serial), hierarchy: c.hierarchy, status: s.state, reason: s.reason, not_after: c.not_after })
+            .map(|(c, s)| CertSummary {
+                serial: serial_hex(&c.serial),
+                hierarchy: c.hierarchy,
+                status: s.state,
+                reason: s.reason,
+                not_after: c.not_after,
+            })
             .collect();
         let birth = r.attributes.birth();
         Ok(ResidentView {
             id: r.id,
             name: r.attributes.name().to_owned(),
             birth,
-            birth_era: format!("{} ({})", policies::era::encode_birth(birth), policies::era::era_name(policies::era::era_digit(birth))),
+            birth_era: format!(
+                "{} ({})",
+                policies::era::encode_birth(birth),
+                policies::era::era_name(policies::era::era_digit(birth))
+            ),
             sex: r.attributes.sex(),
             address: r.attributes.address().to_owned(),
             prefecture: r.prefecture,
@@ -526,9 +707,15 @@ impl Authority {
         for item in self.store.scan(Table::ByHolder, &prefix) {
             let (k, _) = item?;
             let rest = &k[prefix.len()..];
-            let h = rest.first().and_then(|t| Hierarchy::from_tag(*t)).ok_or_else(|| Error::Store("corrupt holder index".into()))?;
+            let h = rest
+                .first()
+                .and_then(|t| Hierarchy::from_tag(*t))
+                .ok_or_else(|| Error::Store("corrupt holder index".into()))?;
             let key = cert_key(h, &rest[1..]);
-            let cert: CertRecord = from_json(&self.store.get(Table::Certs, &key)?.ok_or_else(|| Error::Store("holder index names a missing certificate".into()))?)?;
+            let cert: CertRecord =
+                from_json(&self.store.get(Table::Certs, &key)?.ok_or_else(|| {
+                    Error::Store("holder index names a missing certificate".into())
+                })?)?;
             let status = self.status_of(&key)?;
             out.push((cert, status));
         }
@@ -554,7 +741,9 @@ impl Authority {
                 other => return other,
             }
         }
-        Err(Error::Invalid("the resident kept changing concurrently; try again".into()))
+        Err(Error::Invalid(
+            "the resident kept changing concurrently; try again".into(),
+        ))
     }
 
     fn event_once(&self, id: &str, event: &Event) -> Result<EventOutcome> {
@@ -562,7 +751,9 @@ impl Authority {
         let today = validity::jst_date(now);
         let before = self.resident(id)?;
         if before.state == ResidentState::Deceased {
-            return Err(Error::Invalid(format!("resident {id} is deceased; no further events")));
+            return Err(Error::Invalid(format!(
+                "resident {id} is deceased; no further events"
+            )));
         }
         let kind = event.kind();
         let mut after = before.clone();
@@ -571,8 +762,13 @@ impl Authority {
         let mut revoke_at = now;
         let mut scheduled = None;
         match event {
-            Event::Move { address, prefecture, municipality } => {
-                after.attributes = Attributes::new(a.name(), a.birth(), a.sex(), address, limits, today)?;
+            Event::Move {
+                address,
+                prefecture,
+                municipality,
+            } => {
+                after.attributes =
+                    Attributes::new(a.name(), a.birth(), a.sex(), address, limits, today)?;
                 if let Some(p) = prefecture {
                     check_place("prefecture", p)?;
                     after.prefecture = p.clone();
@@ -582,10 +778,20 @@ impl Authority {
                     after.municipality = m.clone();
                 }
             }
-            Event::Rename { name } => after.attributes = Attributes::new(name, a.birth(), a.sex(), a.address(), limits, today)?,
-            Event::Correct { name, birth, sex, address } => {
+            Event::Rename { name } => {
+                after.attributes =
+                    Attributes::new(name, a.birth(), a.sex(), a.address(), limits, today)?
+            }
+            Event::Correct {
+                name,
+                birth,
+                sex,
+                address,
+            } => {
                 if name.is_none() && birth.is_none() && sex.is_none() && address.is_none() {
-                    return Err(Error::Invalid("correct: give at least one of --name, --birth, --sex, --address".into()));
+                    return Err(Error::Invalid(
+                        "correct: give at least one of --name, --birth, --sex, --address".into(),
+                    ));
                 }
                 after.attributes = Attributes::new(
                     name.as_deref().unwrap_or(a.name()),
@@ -599,11 +805,15 @@ impl Authority {
             Event::Death => after.state = ResidentState::Deceased,
             Event::Emigrate { departure } => {
                 if before.state == ResidentState::Emigrated {
-                    return Err(Error::Invalid(format!("resident {id} has already emigrated")));
+                    return Err(Error::Invalid(format!(
+                        "resident {id} has already emigrated"
+                    )));
                 }
                 let d = departure.unwrap_or(today);
                 after.departure = Some(d);
-                let start = time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT).assume_offset(validity::JST).to_offset(time::UtcOffset::UTC);
+                let start = time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT)
+                    .assume_offset(validity::JST)
+                    .to_offset(time::UtcOffset::UTC);
                 if start > now {
                     after.state = ResidentState::Emigrating;
                     scheduled = Some(d);
@@ -614,7 +824,9 @@ impl Authority {
             }
             Event::CardRenew { card_expiry } => {
                 if *card_expiry < today {
-                    return Err(Error::Invalid(format!("card expiry {card_expiry} has already passed")));
+                    return Err(Error::Invalid(format!(
+                        "card expiry {card_expiry} has already passed"
+                    )));
                 }
                 after.card_expiry = *card_expiry;
                 after.card_lost = false;
@@ -639,52 +851,109 @@ impl Authority {
                 }
                 let action = match kind.action(c.hierarchy) {
                     Some(Action::Revoke(r)) => Some((State::Revoked, r)),
-                    Some(Action::Hold) if s.state == State::Good => Some((State::Held, Reason::CertificateHold)),
-                    Some(Action::RevokeHeld(r)) if s.state == State::Held => Some((State::Revoked, r)),
+                    Some(Action::Hold) if s.state == State::Good => {
+                        Some((State::Held, Reason::CertificateHold))
+                    }
+                    Some(Action::RevokeHeld(r)) if s.state == State::Held => {
+                        Some((State::Revoked, r))
+                    }
                     _ => None,
                 };
                 if let Some((state, reason)) = action {
-                    let at = if revoke_at < c.not_before { c.not_before } else { revoke_at };
-                    plan.push((c.clone(), s.state, Revocation { serial: serial_hex(&c.serial), hierarchy: c.hierarchy, status: state, reason, revoked_at: at }));
+                    let at = if revoke_at < c.not_before {
+                        c.not_before
+                    } else {
+                        revoke_at
+                    };
+                    plan.push((
+                        c.clone(),
+                        s.state,
+                        Revocation {
+                            serial: serial_hex(&c.serial),
+                            hierarchy: c.hierarchy,
+                            status: state,
+                            reason,
+                            revoked_at: at,
+                        },
+                    ));
                 }
             }
         }
-        after.history.push(HistoryLine { at: now, event: kind.as_str().into(), certificates: plan.iter().map(|(_, _, r)| format!("{}:{}", r.hierarchy, r.serial)).collect() });
+        after.history.push(HistoryLine {
+            at: now,
+            event: kind.as_str().into(),
+            certificates: plan
+                .iter()
+                .map(|(_, _, r)| format!("{}:{}", r.hierarchy, r.serial))
+                .collect(),
+        });
         let departure_key = scheduled.map(|d| {
-            let at = time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT).assume_offset(validity::JST);
+            let at =
+                time::PrimitiveDateTime::new(d, time::Time::MIDNIGHT).assume_offset(validity::JST);
             let mut k = at.unix_timestamp().to_be_bytes().to_vec();
             k.extend_from_slice(id.as_bytes());
             k
         });
         self.store.transact(&|t| {
-            let current: Resident = from_json(&t.get(Table::Residents, id.as_bytes())?.ok_or_else(|| Error::UnknownResident(id.to_owned()))?)?;
+            let current: Resident = from_json(
+                &t.get(Table::Residents, id.as_bytes())?
+                    .ok_or_else(|| Error::UnknownResident(id.to_owned()))?,
+            )?;
             if current.version != before.version {
                 return Err(Error::Retry);
             }
             t.insert(Table::Residents, id.as_bytes(), &json(&after)?)?;
-            audit::append(t, now, &format!("event:{}", kind.as_str()), id, &format!("{} certificate(s) affected", plan.len()))?;
+            audit::append(
+                t,
+                now,
+                &format!("event:{}", kind.as_str()),
+                id,
+                &format!("{} certificate(s) affected", plan.len()),
+            )?;
             for (c, seen, rev) in &plan {
                 let key = cert_key(c.hierarchy, &c.serial);
-                let status: StatusRecord = from_json(&t.get(Table::Status, &key)?.ok_or_else(|| Error::Store("certificate without status".into()))?)?;
+                let status: StatusRecord = from_json(
+                    &t.get(Table::Status, &key)?
+                        .ok_or_else(|| Error::Store("certificate without status".into()))?,
+                )?;
                 if status.state != *seen {
                     return Err(Error::Retry);
                 }
                 self.write_status(t, c, rev.status, rev.reason, rev.revoked_at, None)?;
-                audit::append(t, now, if rev.status == State::Held { "hold" } else { "revoke" }, &format!("{}:{}", c.hierarchy, rev.serial), rev.reason.as_str())?;
+                audit::append(
+                    t,
+                    now,
+                    if rev.status == State::Held {
+                        "hold"
+                    } else {
+                        "revoke"
+                    },
+                    &format!("{}:{}", c.hierarchy, rev.serial),
+                    rev.reason.as_str(),
+                )?;
             }
             if let Some(k) = &departure_key {
                 t.insert(Table::Scheduled, k, b"emigrate")?;
             }
             Ok(())
         })?;
-        Ok(EventOutcome { resident: id.to_owned(), event: kind.as_str(), state: after.state, revocations: plan.into_iter().map(|(_, _, r)| r).collect(), scheduled })
+        Ok(EventOutcome {
+            resident: id.to_owned(),
+            event: kind.as_str(),
+            state: after.state,
+            revocations: plan.into_iter().map(|(_, _, r)| r).collect(),
+            scheduled,
+        })
     }
 
     /// Carries out scheduled emigrations whose departure has come.
     pub fn apply_due(&self) -> Result<Vec<EventOutcome>> {
         let now = self.clock.now();
         let end = (now.unix_timestamp() + 1).to_be_bytes();
-        let due: Vec<Pair> = self.store.range(Table::Scheduled, &[0u8; 0], &end).collect::<Result<_>>()?;
+        let due: Vec<Pair> = self
+            .store
+            .range(Table::Scheduled, &[0u8; 0], &end)
+            .collect::<Result<_>>()?;
         let mut out = Vec::new();
         for (k, _) in due {
             let id = String::from_utf8_lossy(&k[8..]).into_owned();
@@ -698,7 +967,12 @@ impl Authority {
                     t.insert(Table::Residents, id.as_bytes(), &json(&pending)?)?;
                     Ok(())
                 })?;
-                outcome = Some(self.event(&id, &Event::Emigrate { departure: r.departure })?);
+                outcome = Some(self.event(
+                    &id,
+                    &Event::Emigrate {
+                        departure: r.departure,
+                    },
+                )?);
             }
             self.store.transact(&|t| t.remove(Table::Scheduled, &k))?;
             out.extend(outcome);
@@ -706,13 +980,35 @@ impl Authority {
         Ok(out)
     }
 
-    fn write_status(&self, t: &dyn Txn, c: &CertRecord, state: State, reason: Reason, at: OffsetDateTime, invalidity: Option<OffsetDateTime>) -> TxResult<()> {
+    fn write_status(
+        &self,
+        t: &dyn Txn,
+        c: &CertRecord,
+        state: State,
+        reason: Reason,
+        at: OffsetDateTime,
+        invalidity: Option<OffsetDateTime>,
+    ) -> TxResult<()> {
         let key = cert_key(c.hierarchy, &c.serial);
-        let status = StatusRecord { state, reason: Some(reason), since: Some(at), invalidity };
+        let status = StatusRecord {
+            state,
+            reason: Some(reason),
+            since: Some(at),
+            invalidity,
+        };
         t.insert(Table::Status, &key, &json(&status)?)?;
         let scope = c.partition.unwrap_or(CA_SCOPE);
-        let entry = RevokedEntry { reason, revoked_at: ts(at), invalidity: invalidity.map(ts), not_after: ts(c.not_after) };
-        t.insert(Table::Revoked, &revoked_key(c.hierarchy, scope, &c.serial), &entry.encode())?;
+        let entry = RevokedEntry {
+            reason,
+            revoked_at: ts(at),
+            invalidity: invalidity.map(ts),
+            not_after: ts(c.not_after),
+        };
+        t.insert(
+            Table::Revoked,
+            &revoked_key(c.hierarchy, scope, &c.serial),
+            &entry.encode(),
+        )?;
         Ok(())
     }
 
@@ -727,10 +1023,17 @@ impl Authority {
                 other => return other,
             }
         }
-        Err(Error::Invalid("the resident kept changing concurrently; try again".into()))
+        Err(Error::Invalid(
+            "the resident kept changing concurrently; try again".into(),
+        ))
     }
 
-    fn issue_once(&self, resident_id: &str, h: Hierarchy, csr: &csr::VerifiedCsr) -> Result<Issued> {
+    fn issue_once(
+        &self,
+        resident_id: &str,
+        h: Hierarchy,
+        csr: &csr::VerifiedCsr,
+    ) -> Result<Issued> {
         let now = self.clock.now();
         let resident = self.resident(resident_id)?;
         match resident.state {
@@ -748,37 +1051,80 @@ impl Authority {
         key_owner.push(h.tag());
         if let Some(owner) = self.store.get(Table::Keys, &fp)? {
             if owner != key_owner {
-                return Err(Error::Refused("this public key is already certified to another holder or for the other kind".into()));
+                return Err(Error::Refused(
+                    "this public key is already certified to another holder or for the other kind"
+                        .into(),
+                ));
             }
         }
         let certs = self.holder_certs(resident_id)?;
-        let live = |k: Hierarchy| certs.iter().find(|(c, s)| c.hierarchy == k && s.state == State::Good && c.not_after > now).map(|(c, _)| c.clone());
+        let live = |k: Hierarchy| {
+            certs
+                .iter()
+                .find(|(c, s)| c.hierarchy == k && s.state == State::Good && c.not_after > now)
+                .map(|(c, _)| c.clone())
+        };
         let previous = live(h);
-        let auth_not_after = if h == Hierarchy::Signing { live(Hierarchy::Auth).map(|c| c.not_after) } else { None };
+        let auth_not_after = if h == Hierarchy::Signing {
+            live(Hierarchy::Auth).map(|c| c.not_after)
+        } else {
+            None
+        };
         let (not_after, bound) = validity::not_after(
             &self.policy.validity,
-            &ValidityInput { issued_at: now, birth: resident.attributes.birth(), card_expiry: resident.card_expiry, renewing: previous.as_ref().map(|c| c.not_after), auth_not_after },
+            &ValidityInput {
+                issued_at: now,
+                birth: resident.attributes.birth(),
+                card_expiry: resident.card_expiry,
+                renewing: previous.as_ref().map(|c| c.not_after),
+                auth_not_after,
+            },
         )?;
         let serial = self.new_serial(h)?;
         let cn = self.opaque_id(now)?;
         let holder = match h {
-            Hierarchy::Signing => Holder::Signing { prefecture: &resident.prefecture, municipality: &resident.municipality, attributes: &resident.attributes },
+            Hierarchy::Signing => Holder::Signing {
+                prefecture: &resident.prefecture,
+                municipality: &resident.municipality,
+                attributes: &resident.attributes,
+            },
             Hierarchy::Auth => Holder::Auth,
         };
         let root = self.root(h);
-        let w = Window { serial: &serial, not_before: now, not_after };
+        let w = Window {
+            serial: &serial,
+            not_before: now,
+            not_after,
+        };
         let tbs = profile::leaf_tbs(&self.policy, &holder, &cn, w, &csr.spki, &root.key_id)?;
         let shape = match holder {
             Holder::Signing { attributes, .. } => Shape::Signing { attributes },
             Holder::Auth => Shape::Auth,
         };
-        lint::check(&self.policy, &tbs, &Expect { hierarchy: h, shape, issuer_key_id: Some(&root.key_id) })?;
+        lint::check(
+            &self.policy,
+            &tbs,
+            &Expect {
+                hierarchy: h,
+                shape,
+                issuer_key_id: Some(&root.key_id),
+            },
+        )?;
         let signer = self.signer(h)?;
         let sig = policies::Signer::sign(signer.as_ref(), &tbs)?;
         let der = profile::assemble(&tbs, &sig)?;
         check_signature(&root.spki, &der)?;
         let partition = self.policy.partition_of(&serial);
-        let record = CertRecord { hierarchy: h, serial: serial.clone(), kind: CertKind::of(h), holder: Some(resident_id.to_owned()), partition: Some(partition), not_before: now, not_after, der: der.clone() };
+        let record = CertRecord {
+            hierarchy: h,
+            serial: serial.clone(),
+            kind: CertKind::of(h),
+            holder: Some(resident_id.to_owned()),
+            partition: Some(partition),
+            not_before: now,
+            not_after,
+            der: der.clone(),
+        };
         let key = cert_key(h, &serial);
         let record_json = json(&record)?;
         let good = json(&StatusRecord::GOOD)?;
@@ -840,9 +1186,19 @@ impl Authority {
     fn opaque_id(&self, now: OffsetDateTime) -> Result<String> {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         let mut r = [0u8; 10];
-        self.rng.fill(&mut r).map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+        self.rng
+            .fill(&mut r)
+            .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
         let t = now.to_offset(validity::JST);
-        let mut s = format!("{:02}{:02}{:02}{:02}{:02}{:02}", t.year() % 100, u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second());
+        let mut s = format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}",
+            t.year() % 100,
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
         s.extend(r.iter().map(|b| ALPHABET[(*b % 32) as usize] as char));
         Ok(s)
     }
@@ -851,7 +1207,9 @@ impl Authority {
 
     /// Finds a certificate by serial, in `h` or in whichever hierarchy has it.
     pub fn find(&self, serial: &[u8], h: Option<Hierarchy>) -> Result<CertRecord> {
-        let hs: Vec<Hierarchy> = h.map(|h| vec![h]).unwrap_or_else(|| Hierarchy::ALL.to_vec());
+        let hs: Vec<Hierarchy> = h
+            .map(|h| vec![h])
+            .unwrap_or_else(|| Hierarchy::ALL.to_vec());
         let mut found = Vec::new();
         for h in hs {
             if let Some(b) = self.store.get(Table::Certs, &cert_key(h, serial))? {
@@ -866,31 +1224,73 @@ impl Authority {
     }
 
     /// Revokes a certificate (`certificateHold` puts it on hold instead).
-    pub fn revoke(&self, serial: &[u8], h: Option<Hierarchy>, reason: Reason, invalidity: Option<OffsetDateTime>) -> Result<Revocation> {
+    pub fn revoke(
+        &self,
+        serial: &[u8],
+        h: Option<Hierarchy>,
+        reason: Reason,
+        invalidity: Option<OffsetDateTime>,
+    ) -> Result<Revocation> {
         if reason == Reason::RemoveFromCrl {
-            return Err(Error::Invalid("removeFromCRL is a delta-CRL reason; held card certificates are never released".into()));
+            return Err(Error::Invalid(
+                "removeFromCRL is a delta-CRL reason; held card certificates are never released"
+                    .into(),
+            ));
         }
         let c = self.find(serial, h)?;
         let now = self.clock.now();
         if let Some(inv) = invalidity {
             if inv > now {
-                return Err(Error::Invalid("the invalidity date is in the future".into()));
+                return Err(Error::Invalid(
+                    "the invalidity date is in the future".into(),
+                ));
             }
         }
-        let target = if reason == Reason::CertificateHold { State::Held } else { State::Revoked };
+        let target = if reason == Reason::CertificateHold {
+            State::Held
+        } else {
+            State::Revoked
+        };
         let key = cert_key(c.hierarchy, &c.serial);
         let hexs = serial_hex(&c.serial);
         self.store.transact(&|t| {
-            let st: StatusRecord = from_json(&t.get(Table::Status, &key)?.ok_or_else(|| Error::Store("certificate without status".into()))?)?;
+            let st: StatusRecord = from_json(
+                &t.get(Table::Status, &key)?
+                    .ok_or_else(|| Error::Store("certificate without status".into()))?,
+            )?;
             match (st.state, target) {
-                (State::Revoked, _) => return Err(Error::AlreadyRevoked { serial: hexs.clone(), hierarchy: c.hierarchy, reason: st.reason.unwrap_or(Reason::Unspecified) }),
-                (State::Held, State::Held) => return Err(Error::Invalid(format!("serial {hexs} is already on hold"))),
+                (State::Revoked, _) => {
+                    return Err(Error::AlreadyRevoked {
+                        serial: hexs.clone(),
+                        hierarchy: c.hierarchy,
+                        reason: st.reason.unwrap_or(Reason::Unspecified),
+                    })
+                }
+                (State::Held, State::Held) => {
+                    return Err(Error::Invalid(format!("serial {hexs} is already on hold")))
+                }
                 _ => {}
             }
             self.write_status(t, &c, target, reason, now, invalidity)?;
-            audit::append(t, now, if target == State::Held { "hold" } else { "revoke" }, &format!("{}:{hexs}", c.hierarchy), reason.as_str())
+            audit::append(
+                t,
+                now,
+                if target == State::Held {
+                    "hold"
+                } else {
+                    "revoke"
+                },
+                &format!("{}:{hexs}", c.hierarchy),
+                reason.as_str(),
+            )
         })?;
-        Ok(Revocation { serial: hexs, hierarchy: c.hierarchy, status: target, reason, revoked_at: now })
+        Ok(Revocation {
+            serial: hexs,
+            hierarchy: c.hierarchy,
+            status: target,
+            reason,
+            revoked_at: now,
+        })
     }
 
     /// Puts a certificate on hold (certificateHold). Card certificates are never released.
@@ -927,14 +1327,105 @@ impl Authority {
         match resident {
             Some(id) => {
                 self.resident(id)?;
-                self.holder_certs(id)?.into_iter().map(|(c, _)| self.cert_view(c)).collect()
+                self.holder_certs(id)?
+                    .into_iter()
+                    .map(|(c, _)| self.cert_view(c))
+                    .collect()
             }
-            None => self.store.scan(Table::Certs, b"").map(|r| r.and_then(|(_, v)| from_json(&v)).and_then(|c| self.cert_view(c))).collect(),
+            None => self
+                .store
+                .scan(Table::Certs, b"")
+                .map(|r| {
+                    r.and_then(|(_, v)| from_json(&v))
+                        .and_then(|c| self.cert_view(c))
+                })
+                .collect(),
         }
     }
 
     pub fn audit_verify(&self) -> Result<u64> {
         audit::verify(self.store.as_ref())
+    }
+
+    /// Checks that every certificate has its index entries: a status, a holder index entry
+    /// (end-entity certificates), a revoked entry matching a revoked or held status, a key
+    /// index entry; and that no index entry points at a missing certificate. Returns the
+    /// number of certificates checked.
+    pub fn check_indexes(&self) -> Result<usize> {
+        let broken = |what: String| Error::Store(format!("index check: {what}"));
+        let mut n = 0;
+        for item in self.store.scan(Table::Certs, b"") {
+            let (k, v) = item?;
+            let c: CertRecord = from_json(&v)?;
+            let hexs = serial_hex(&c.serial);
+            let st = match self.store.get(Table::Status, &k)? {
+                Some(b) => from_json::<StatusRecord>(&b)?,
+                None => return Err(broken(format!("{hexs} has no status"))),
+            };
+            let rk = revoked_key(c.hierarchy, c.partition.unwrap_or(CA_SCOPE), &c.serial);
+            match (st.state, self.store.get(Table::Revoked, &rk)?) {
+                (State::Good, None) => {}
+                (State::Good, Some(_)) => {
+                    return Err(broken(format!("{hexs} is good but listed as revoked")))
+                }
+                (_, None) => {
+                    return Err(broken(format!(
+                        "{hexs} is {} but has no revoked entry",
+                        st.state.as_str()
+                    )))
+                }
+                (_, Some(e)) => {
+                    if Some(RevokedEntry::decode(&e)?.reason) != st.reason {
+                        return Err(broken(format!(
+                            "{hexs}: revoked entry and status disagree on the reason"
+                        )));
+                    }
+                }
+            }
+            if let Some(holder) = &c.holder {
+                if self
+                    .store
+                    .get(Table::ByHolder, &holder_key(holder, c.hierarchy, &c.serial))?
+                    .is_none()
+                {
+                    return Err(broken(format!("{hexs} is missing from its holder's index")));
+                }
+                let spki = spki_of(&c.der)?;
+                if self
+                    .store
+                    .get(Table::Keys, &key_fingerprint(&spki))?
+                    .is_none()
+                {
+                    return Err(broken(format!(
+                        "{hexs}: its key is missing from the key index"
+                    )));
+                }
+            }
+            n += 1;
+        }
+        for item in self.store.scan(Table::ByHolder, b"") {
+            let (k, _) = item?;
+            let zero = k
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| broken("malformed holder index key".into()))?;
+            let rest = &k[zero + 1..];
+            let h = rest
+                .first()
+                .and_then(|t| Hierarchy::from_tag(*t))
+                .ok_or_else(|| broken("malformed holder index key".into()))?;
+            if self
+                .store
+                .get(Table::Certs, &cert_key(h, &rest[1..]))?
+                .is_none()
+            {
+                return Err(broken(format!(
+                    "holder index names a missing certificate {}",
+                    serial_hex(&rest[1..])
+                )));
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -942,7 +1433,8 @@ type Pair = crate::store::Pair;
 
 fn random_serial(rng: &SystemRandom) -> Result<Vec<u8>> {
     let mut b = vec![0u8; 16];
-    rng.fill(&mut b).map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+    rng.fill(&mut b)
+        .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
     // Positive and exactly 16 octets: 0x01..=0x7F in the first byte (≥ 120 random bits).
     b[0] &= 0x7F;
     if b[0] == 0 {
@@ -953,16 +1445,25 @@ fn random_serial(rng: &SystemRandom) -> Result<Vec<u8>> {
 
 /// The SubjectPublicKeyInfo DER of a certificate.
 pub fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>> {
-    let (_, c) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| Error::Store(format!("stored certificate does not parse: {e}")))?;
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::Store(format!("stored certificate does not parse: {e}")))?;
     Ok(c.tbs_certificate.subject_pki.raw.to_vec())
 }
 
 /// Verifies a freshly signed certificate with the issuer's key before anyone sees it (a
 /// faulty RSA signature can leak the key).
 fn check_signature(issuer_spki: &[u8], cert_der: &[u8]) -> Result<()> {
-    let (_, c) = x509_parser::parse_x509_certificate(cert_der).map_err(|e| Error::Invalid(format!("issued certificate does not parse: {e}")))?;
-    let (_, spki) = <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(issuer_spki).map_err(|e| Error::Invalid(format!("issuer key: {e}")))?;
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, spki.subject_public_key.data.as_ref())
-        .verify(c.tbs_certificate.as_ref(), c.signature_value.data.as_ref())
-        .map_err(|_| Error::Invalid("the new signature does not verify; nothing was issued".into()))
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::Invalid(format!("issued certificate does not parse: {e}")))?;
+    let (_, spki) =
+        <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(
+            issuer_spki,
+        )
+        .map_err(|e| Error::Invalid(format!("issuer key: {e}")))?;
+    UnparsedPublicKey::new(
+        &RSA_PKCS1_2048_8192_SHA256,
+        spki.subject_public_key.data.as_ref(),
+    )
+    .verify(c.tbs_certificate.as_ref(), c.signature_value.data.as_ref())
+    .map_err(|_| Error::Invalid("the new signature does not verify; nothing was issued".into()))
 }

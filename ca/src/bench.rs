@@ -33,9 +33,17 @@ fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<f64> {
 pub fn issue(count: usize, threads: usize) -> Result<()> {
     let threads = threads.max(1);
     let tmp = tempfile::tempdir().map_err(Error::io("create a temporary directory"))?;
-    let a = Arc::new(Authority::init(&tmp.path().join("data"), policies::policy::DEFAULT_POLICY, b"benchmark-passphrase", Arc::new(SystemClock))?);
+    let a = Arc::new(Authority::init(
+        &tmp.path().join("data"),
+        policies::policy::DEFAULT_POLICY,
+        b"benchmark-passphrase",
+        Arc::new(SystemClock),
+    )?);
     let holders = 50usize.min(count.div_ceil(2)).max(1);
-    eprintln!("preparing {holders} residents and {} holder keys ...", holders * 2);
+    eprintln!(
+        "preparing {holders} residents and {} holder keys ...",
+        holders * 2
+    );
     let mut tasks = Vec::new();
     for i in 0..holders {
         let id = a.resident_add(&NewResident {
@@ -74,7 +82,9 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
     let raw_after = raw_rate(signer.as_ref(), threads, 2000)?;
     let failed = failures.load(Ordering::Relaxed);
     if failed > 0 {
-        return Err(Error::Invalid(format!("{failed} issuances failed during the benchmark")));
+        return Err(Error::Invalid(format!(
+            "{failed} issuances failed during the benchmark"
+        )));
     }
     let rate = count as f64 / elapsed;
     let raw = (raw_before + raw_after) / 2.0;

@@ -23,7 +23,11 @@ use crate::clock::{Clock, FixedClock, SystemClock};
 use crate::error::{Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(name = "jpki", version, about = "A JPKI-style certification authority: two hierarchies, a resident register, rule-driven revocation.")]
+#[command(
+    name = "jpki",
+    version,
+    about = "A JPKI-style certification authority: two hierarchies, a resident register, rule-driven revocation."
+)]
 pub struct Cli {
     /// Data directory (default: $JPKI_DATA, else ./jpki-data).
     #[arg(long, global = true, env = "JPKI_DATA", default_value = "jpki-data")]
@@ -277,7 +281,11 @@ fn parse_time(s: &str) -> std::result::Result<OffsetDateTime, String> {
 /// The clock: the system's, or `$JPKI_TEST_NOW`.
 pub fn clock() -> Result<Arc<dyn Clock>> {
     match std::env::var("JPKI_TEST_NOW") {
-        Ok(t) => Ok(Arc::new(FixedClock::new(parse_time(&t).map_err(|e| Error::Invalid(format!("JPKI_TEST_NOW: {e}")))?))),
+        Ok(t) => {
+            Ok(Arc::new(FixedClock::new(parse_time(&t).map_err(|e| {
+                Error::Invalid(format!("JPKI_TEST_NOW: {e}"))
+            })?)))
+        }
         Err(_) => Ok(Arc::new(SystemClock)),
     }
 }
@@ -285,26 +293,60 @@ pub fn clock() -> Result<Arc<dyn Clock>> {
 /// The key passphrase from `--passphrase-file` or `$JPKI_PASSPHRASE`.
 pub fn passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
     if let Some(f) = file {
-        let mut bytes = std::fs::read(f).map_err(Error::io(format!("read passphrase file {}", f.display())))?;
+        let mut bytes =
+            std::fs::read(f).map_err(Error::io(format!("read passphrase file {}", f.display())))?;
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             bytes.pop();
         }
         return Ok(Some(bytes));
     }
-    Ok(std::env::var("JPKI_PASSPHRASE").ok().map(String::into_bytes))
+    Ok(std::env::var("JPKI_PASSPHRASE")
+        .ok()
+        .map(String::into_bytes))
 }
 
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
-    let text = if json { serde_json::to_string(value).map_err(|e| Error::Invalid(e.to_string()))? } else { human(value) };
+    let text = if json {
+        serde_json::to_string(value).map_err(|e| Error::Invalid(e.to_string()))?
+    } else {
+        human(value)
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").map_err(Error::io("write to stdout"))
 }
 
 /// Entry point of the `jpki` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp
+                    | clap::error::ErrorKind::DisplayVersion
+                    | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, like every other error: clap's first line names the problem.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("jpki: error: {first}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
@@ -317,21 +359,27 @@ pub fn main() -> ExitCode {
 }
 
 fn open(cli: &Cli) -> Result<Authority> {
-    Authority::open(&cli.data, passphrase(cli.passphrase_file.as_deref())?, clock()?)
+    Authority::open(
+        &cli.data,
+        passphrase(cli.passphrase_file.as_deref())?,
+        clock()?,
+    )
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Init { policy } => {
             let text = match policy {
-                Some(p) => std::fs::read_to_string(p).map_err(Error::io(format!("read policy {}", p.display())))?,
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(Error::io(format!("read policy {}", p.display())))?,
                 None => policies::policy::DEFAULT_POLICY.to_owned(),
             };
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
             let a = Authority::init(&cli.data, &text, &pass, clock()?)?;
             println!("initialised {}", a.dir().display());
             for h in Hierarchy::ALL {
-                let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der).map_err(|e| Error::Store(e.to_string()))?;
+                let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+                    .map_err(|e| Error::Store(e.to_string()))?;
                 println!("  {h} root: {}", c.subject());
             }
             Ok(())
@@ -342,15 +390,26 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Resident(rc) => resident(&cli, rc),
-        Command::Issue { resident, kind, csr, out, json } => {
+        Command::Issue {
+            resident,
+            kind,
+            csr,
+            out,
+            json,
+        } => {
             let a = open(&cli)?;
-            let bytes = std::fs::read(csr).map_err(Error::io(format!("read CSR {}", csr.display())))?;
+            let bytes =
+                std::fs::read(csr).map_err(Error::io(format!("read CSR {}", csr.display())))?;
             let issued = a.issue(resident, *kind, &bytes)?;
             if let Some(path) = out {
-                std::fs::write(path, &issued.pem).map_err(Error::io(format!("write {}", path.display())))?;
+                std::fs::write(path, &issued.pem)
+                    .map_err(Error::io(format!("write {}", path.display())))?;
             }
             print(*json, &issued, |i| {
-                let mut s = format!("issued {} certificate {} to {} (notAfter {}, set by {:?})", i.hierarchy, i.serial, i.resident, i.not_after, i.bound);
+                let mut s = format!(
+                    "issued {} certificate {} to {} (notAfter {}, set by {:?})",
+                    i.hierarchy, i.serial, i.resident, i.not_after, i.bound
+                );
                 if let Some(old) = &i.superseded {
                     s.push_str(&format!("; {old} superseded"));
                 }
@@ -361,28 +420,61 @@ pub fn run(cli: Cli) -> Result<()> {
                 s
             })
         }
-        Command::Revoke { serial, batch, reason, invalidity_date, hierarchy, json } => {
+        Command::Revoke {
+            serial,
+            batch,
+            reason,
+            invalidity_date,
+            hierarchy,
+            json,
+        } => {
             let a = open(&cli)?;
             if let Some(file) = batch {
-                let text = std::fs::read_to_string(file).map_err(Error::io(format!("read {}", file.display())))?;
-                let serials: Vec<Vec<u8>> = text.lines().filter(|l| !l.trim().is_empty()).map(parse_serial).collect::<Result<_>>()?;
+                let text = std::fs::read_to_string(file)
+                    .map_err(Error::io(format!("read {}", file.display())))?;
+                let serials: Vec<Vec<u8>> = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(parse_serial)
+                    .collect::<Result<_>>()?;
                 let mut out = std::io::stdout().lock();
                 for s in serials {
                     let r = a.revoke(&s, *hierarchy, *reason, *invalidity_date)?;
-                    writeln!(out, "revoked {}:{}", r.hierarchy, r.serial).and_then(|_| out.flush()).map_err(Error::io("write to stdout"))?;
+                    writeln!(out, "revoked {}:{}", r.hierarchy, r.serial)
+                        .and_then(|_| out.flush())
+                        .map_err(Error::io("write to stdout"))?;
                 }
                 return Ok(());
             }
             let serial = parse_serial(serial.as_deref().unwrap_or_default())?;
             let r = a.revoke(&serial, *hierarchy, *reason, *invalidity_date)?;
-            print(*json, &r, |r| format!("{} {}:{} ({}) at {}", r.status.as_str(), r.hierarchy, r.serial, r.reason, r.revoked_at))
+            print(*json, &r, |r| {
+                format!(
+                    "{} {}:{} ({}) at {}",
+                    r.status.as_str(),
+                    r.hierarchy,
+                    r.serial,
+                    r.reason,
+                    r.revoked_at
+                )
+            })
         }
-        Command::Hold { serial, hierarchy, json } => {
+        Command::Hold {
+            serial,
+            hierarchy,
+            json,
+        } => {
             let a = open(&cli)?;
             let r = a.hold(&parse_serial(serial)?, *hierarchy)?;
-            print(*json, &r, |r| format!("held {}:{} at {}", r.hierarchy, r.serial, r.revoked_at))
+            print(*json, &r, |r| {
+                format!("held {}:{} at {}", r.hierarchy, r.serial, r.revoked_at)
+            })
         }
-        Command::Cert(CertCommand::Show { serial, hierarchy, json }) => {
+        Command::Cert(CertCommand::Show {
+            serial,
+            hierarchy,
+            json,
+        }) => {
             let a = open(&cli)?;
             let v = a.cert_show(&parse_serial(serial)?, *hierarchy)?;
             print(*json, &v, |v| {
@@ -405,7 +497,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let list = a.cert_list(resident.as_deref())?;
             print(*json, &serde_json::json!({ "certificates": list }), |_| {
                 list.iter()
-                    .map(|v| format!("{:<8} {:<12} {:<34} {:<8} {}", v.hierarchy, v.kind.as_str(), v.serial, v.status.as_str(), v.holder.as_deref().unwrap_or("-")))
+                    .map(|v| {
+                        format!(
+                            "{:<8} {:<12} {:<34} {:<8} {}",
+                            v.hierarchy,
+                            v.kind.as_str(),
+                            v.serial,
+                            v.status.as_str(),
+                            v.holder.as_deref().unwrap_or("-")
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -413,24 +514,51 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(AuditCommand::Verify { json }) => {
             let a = open(&cli)?;
             let n = a.audit_verify()?;
-            print(*json, &serde_json::json!({ "records": n, "intact": true }), |_| format!("audit chain intact: {n} records"))
+            let certs = a.check_indexes()?;
+            print(
+                *json,
+                &serde_json::json!({ "records": n, "intact": true, "certificates_checked": certs }),
+                |_| {
+                    format!("audit chain intact: {n} records; indexes consistent for {certs} certificates")
+                },
+            )
         }
         Command::Audit(AuditCommand::Log { json }) => {
             let a = open(&cli)?;
             let records = crate::audit::records(a.store().as_ref())?;
             print(*json, &serde_json::json!({ "records": records }), |_| {
-                records.iter().map(|r| format!("{:>6} {} {:<18} {} {}", r.seq, r.at, r.action, r.subject, r.detail)).collect::<Vec<_>>().join("\n")
+                records
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{:>6} {} {:<18} {} {}",
+                            r.seq, r.at, r.action, r.subject, r.detail
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
-        Command::Bench(BenchCommand::Issue { count, threads }) => crate::bench::issue(*count, *threads),
+        Command::Bench(BenchCommand::Issue { count, threads }) => {
+            crate::bench::issue(*count, *threads)
+        }
     }
 }
 
 fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
     let a = open(cli)?;
     let (who, event) = match rc {
-        ResidentCommand::Add { name, birth, sex, address, prefecture, municipality, card_expiry, json } => {
+        ResidentCommand::Add {
+            name,
+            birth,
+            sex,
+            address,
+            prefecture,
+            municipality,
+            card_expiry,
+            json,
+        } => {
             let id = a.resident_add(&NewResident {
                 name: name.clone(),
                 birth: *birth,
@@ -440,7 +568,9 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                 municipality: municipality.clone(),
                 card_expiry: *card_expiry,
             })?;
-            return print(*json, &serde_json::json!({ "id": id }), |_| format!("registered resident {id}"));
+            return print(*json, &serde_json::json!({ "id": id }), |_| {
+                format!("registered resident {id}")
+            });
         }
         ResidentCommand::Show { id, json } => {
             let v = a.resident_view(id)?;
@@ -460,31 +590,74 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                     if v.card_lost { " (reported lost)" } else { "" }
                 );
                 for c in &v.certificates {
-                    s.push_str(&format!("\n  {:<8} {} {}{}", c.hierarchy, c.serial, c.status.as_str(), c.reason.map(|r| format!(" ({r})")).unwrap_or_default()));
+                    s.push_str(&format!(
+                        "\n  {:<8} {} {}{}",
+                        c.hierarchy,
+                        c.serial,
+                        c.status.as_str(),
+                        c.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                    ));
                 }
                 s
             });
         }
-        ResidentCommand::Move { who, address, prefecture, municipality } => {
-            (who, Event::Move { address: address.clone(), prefecture: prefecture.clone(), municipality: municipality.clone() })
-        }
+        ResidentCommand::Move {
+            who,
+            address,
+            prefecture,
+            municipality,
+        } => (
+            who,
+            Event::Move {
+                address: address.clone(),
+                prefecture: prefecture.clone(),
+                municipality: municipality.clone(),
+            },
+        ),
         ResidentCommand::Rename { who, name } => (who, Event::Rename { name: name.clone() }),
-        ResidentCommand::Correct { who, name, birth, sex, address } => (who, Event::Correct { name: name.clone(), birth: *birth, sex: *sex, address: address.clone() }),
+        ResidentCommand::Correct {
+            who,
+            name,
+            birth,
+            sex,
+            address,
+        } => (
+            who,
+            Event::Correct {
+                name: name.clone(),
+                birth: *birth,
+                sex: *sex,
+                address: address.clone(),
+            },
+        ),
         ResidentCommand::Death { who } => (who, Event::Death),
         ResidentCommand::Emigrate { who, date } => (who, Event::Emigrate { departure: *date }),
         ResidentCommand::CardLost { who } => (who, Event::CardLost),
         ResidentCommand::CardFound { who } => (who, Event::CardFound),
-        ResidentCommand::CardRenew { who, card_expiry } => (who, Event::CardRenew { card_expiry: *card_expiry }),
+        ResidentCommand::CardRenew { who, card_expiry } => (
+            who,
+            Event::CardRenew {
+                card_expiry: *card_expiry,
+            },
+        ),
         ResidentCommand::Withdraw { who, kind } => (who, Event::Withdraw { kind: *kind }),
     };
     let outcome = a.event(&who.id, &event)?;
     print(who.json, &outcome, |o| {
         let mut s = format!("{}: {} recorded", o.resident, o.event);
         if let Some(d) = o.scheduled {
-            s.push_str(&format!("; signing certificate will be revoked on the departure date {d}"));
+            s.push_str(&format!(
+                "; signing certificate will be revoked on the departure date {d}"
+            ));
         }
         for r in &o.revocations {
-            s.push_str(&format!("\n  {} {}:{} ({})", r.status.as_str(), r.hierarchy, r.serial, r.reason));
+            s.push_str(&format!(
+                "\n  {} {}:{} ({})",
+                r.status.as_str(),
+                r.hierarchy,
+                r.serial,
+                r.reason
+            ));
         }
         s
     })

@@ -26,9 +26,13 @@ const SHA512_RSA: &str = "1.2.840.113549.1.1.13";
 pub fn verify(input: &[u8], min_bits: usize) -> Result<VerifiedCsr> {
     let der;
     let bytes: &[u8] = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(input).map_err(|e| Error::Csr(format!("not a PEM file: {e}")))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(input)
+            .map_err(|e| Error::Csr(format!("not a PEM file: {e}")))?;
         if pem.label != "CERTIFICATE REQUEST" && pem.label != "NEW CERTIFICATE REQUEST" {
-            return Err(Error::Csr(format!("PEM label is `{}`, expected CERTIFICATE REQUEST", pem.label)));
+            return Err(Error::Csr(format!(
+                "PEM label is `{}`, expected CERTIFICATE REQUEST",
+                pem.label
+            )));
         }
         der = pem.contents;
         &der
@@ -38,13 +42,19 @@ pub fn verify(input: &[u8], min_bits: usize) -> Result<VerifiedCsr> {
     if bytes.is_empty() {
         return Err(Error::Csr("the file is empty".into()));
     }
-    let (rest, csr) = X509CertificationRequest::from_der(bytes).map_err(|e| Error::Csr(format!("not a PKCS#10 request (truncated or garbage): {e}")))?;
+    let (rest, csr) = X509CertificationRequest::from_der(bytes)
+        .map_err(|e| Error::Csr(format!("not a PKCS#10 request (truncated or garbage): {e}")))?;
     if !rest.is_empty() {
-        return Err(Error::Csr(format!("{} bytes after the request", rest.len())));
+        return Err(Error::Csr(format!(
+            "{} bytes after the request",
+            rest.len()
+        )));
     }
     let alg = csr.signature_algorithm.algorithm.to_id_string();
     if ![SHA256_RSA, SHA384_RSA, SHA512_RSA].contains(&alg.as_str()) {
-        return Err(Error::Csr(format!("signature algorithm {alg} is not RSA with SHA-256/384/512")));
+        return Err(Error::Csr(format!(
+            "signature algorithm {alg} is not RSA with SHA-256/384/512"
+        )));
     }
     let info = &csr.certification_request_info;
     let (bits, exponent) = match info.subject_pki.parsed() {
@@ -53,16 +63,25 @@ pub fn verify(input: &[u8], min_bits: usize) -> Result<VerifiedCsr> {
         Err(e) => return Err(Error::Csr(format!("unreadable public key: {e}"))),
     };
     if bits < min_bits {
-        return Err(Error::Csr(format!("RSA-{bits} key is too small (at least {min_bits} bits)")));
+        return Err(Error::Csr(format!(
+            "RSA-{bits} key is too small (at least {min_bits} bits)"
+        )));
     }
     if bits > 8192 {
-        return Err(Error::Csr(format!("RSA-{bits} key is too large (at most 8192 bits)")));
+        return Err(Error::Csr(format!(
+            "RSA-{bits} key is too large (at most 8192 bits)"
+        )));
     }
     if exponent != Some(65537) {
         return Err(Error::Csr("RSA public exponent must be 65537".into()));
     }
-    csr.verify_signature().map_err(|_| Error::Csr("signature does not verify (no proof of possession of the private key)".into()))?;
-    Ok(VerifiedCsr { spki: info.subject_pki.raw.to_vec(), bits })
+    csr.verify_signature().map_err(|_| {
+        Error::Csr("signature does not verify (no proof of possession of the private key)".into())
+    })?;
+    Ok(VerifiedCsr {
+        spki: info.subject_pki.raw.to_vec(),
+        bits,
+    })
 }
 
 #[cfg(test)]
@@ -72,7 +91,12 @@ mod tests {
 
     fn csr_der(bits: rcgen::RsaKeySize) -> Vec<u8> {
         let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, bits).unwrap();
-        CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap().der().to_vec()
+        CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec()
     }
 
     #[test]
@@ -84,14 +108,29 @@ mod tests {
         let mut tampered = der.clone();
         let n = tampered.len();
         tampered[n - 10] ^= 1;
-        assert!(verify(&tampered, 2048).unwrap_err().to_string().contains("proof of possession"));
-        assert!(verify(&der[..der.len() / 2], 2048).unwrap_err().to_string().contains("truncated"));
+        assert!(verify(&tampered, 2048)
+            .unwrap_err()
+            .to_string()
+            .contains("proof of possession"));
+        assert!(verify(&der[..der.len() / 2], 2048)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
         assert!(verify(b"garbage", 2048).is_err());
         assert!(verify(b"", 2048).unwrap_err().to_string().contains("empty"));
         let mut trailing = der.clone();
         trailing.push(0);
-        assert!(verify(&trailing, 2048).unwrap_err().to_string().contains("after the request"));
-        let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der));
-        assert!(verify(pem.as_bytes(), 2048).unwrap_err().to_string().contains("label"));
+        assert!(verify(&trailing, 2048)
+            .unwrap_err()
+            .to_string()
+            .contains("after the request"));
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+        );
+        assert!(verify(pem.as_bytes(), 2048)
+            .unwrap_err()
+            .to_string()
+            .contains("label"));
     }
 }

@@ -37,17 +37,27 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         Some(d) => d.to_path_buf(),
         None => tmp.path().join("data"),
     };
-    let mut s = Story { step: 0, started: Instant::now() };
+    let mut s = Story {
+        step: 0,
+        started: Instant::now(),
+    };
     println!("jpki demo — a JPKI-style CA from card issuance to revocation");
     println!("data directory: {}", dir.display());
 
     s.step("Initialise both hierarchies (signing, user authentication) and their OCSP signers");
     let mut pass = [0u8; 24];
-    aws_lc_rs::rand::fill(&mut pass).map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut pass)
+        .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
     let pass = hex::encode(pass);
-    let a = Authority::init(&dir, policies::policy::DEFAULT_POLICY, pass.as_bytes(), Arc::new(SystemClock))?;
+    let a = Authority::init(
+        &dir,
+        policies::policy::DEFAULT_POLICY,
+        pass.as_bytes(),
+        Arc::new(SystemClock),
+    )?;
     for h in Hierarchy::ALL {
-        let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der).map_err(|e| Error::Store(e.to_string()))?;
+        let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+            .map_err(|e| Error::Store(e.to_string()))?;
         s.line(format!("{h:<8} root  {}", c.subject()));
     }
     if keep.is_some() {
@@ -74,7 +84,9 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         card_expiry: date!(2033 - 02 - 28),
     })?;
     s.line(format!("山田 花子 → {hanako}"));
-    s.line(format!("髙橋 一郎 → {ichiro} (髙 is outside JIS X 0208: written as 〓 with its substitute flag)"));
+    s.line(format!(
+        "髙橋 一郎 → {ichiro} (髙 is outside JIS X 0208: written as 〓 with its substitute flag)"
+    ));
 
     s.step("Each card makes its two key pairs and CSRs; the CA issues from the CSRs");
     let bar = indicatif::ProgressBar::new(4).with_message("issuing");
@@ -89,24 +101,53 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     }
     bar.finish_and_clear();
     for i in &issued {
-        s.line(format!("{:<8} {} → {}  notAfter {} ({:?})", i.hierarchy, i.serial, i.resident, i.not_after, i.bound));
+        s.line(format!(
+            "{:<8} {} → {}  notAfter {} ({:?})",
+            i.hierarchy, i.serial, i.resident, i.not_after, i.bound
+        ));
     }
-    let sign = issued.iter().find(|i| i.resident == hanako && i.hierarchy == Hierarchy::Signing).ok_or_else(|| Error::Invalid("demo: no signing certificate".into()))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&sign.der).map_err(|e| Error::Store(e.to_string()))?;
-    s.line(format!("signing certificate subject: {} (no name in it)", cert.subject()));
+    let sign = issued
+        .iter()
+        .find(|i| i.resident == hanako && i.hierarchy == Hierarchy::Signing)
+        .ok_or_else(|| Error::Invalid("demo: no signing certificate".into()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&sign.der).map_err(|e| Error::Store(e.to_string()))?;
+    s.line(format!(
+        "signing certificate subject: {} (no name in it)",
+        cert.subject()
+    ));
     s.line("its subjectAltName carries the four attributes as otherNames 1.2.392.200149.8.5.5.1/.4/.3/.5/.2/.6");
 
     s.step("山田 花子 moves to Yokohama: the register revokes her signing certificate by rule");
-    let out = a.event(&hanako, &Event::Move { address: "神奈川県横浜市中区日本大通１番地".into(), prefecture: Some("Kanagawa".into()), municipality: Some("Yokohama-shi".into()) })?;
+    let out = a.event(
+        &hanako,
+        &Event::Move {
+            address: "神奈川県横浜市中区日本大通１番地".into(),
+            prefecture: Some("Kanagawa".into()),
+            municipality: Some("Yokohama-shi".into()),
+        },
+    )?;
     for r in &out.revocations {
-        s.line(format!("{} {}:{} ({})", r.status.as_str(), r.hierarchy, r.serial, r.reason));
+        s.line(format!(
+            "{} {}:{} ({})",
+            r.status.as_str(),
+            r.hierarchy,
+            r.serial,
+            r.reason
+        ));
     }
     s.line("her authentication certificate stays valid (it carries no personal data)");
 
     s.step("髙橋 一郎 reports his card lost: both certificates go on hold");
     let out = a.event(&ichiro, &Event::CardLost)?;
     for r in &out.revocations {
-        s.line(format!("{} {}:{} ({})", r.status.as_str(), r.hierarchy, r.serial, r.reason));
+        s.line(format!(
+            "{} {}:{} ({})",
+            r.status.as_str(),
+            r.hierarchy,
+            r.serial,
+            r.reason
+        ));
     }
 
     s.step("Audit trail");
@@ -114,12 +155,27 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     s.line(format!("hash chain intact: {n} records"));
 
     println!("\nSummary");
-    println!("    {:<12} {:<8} {:<34} {:<8} {}", "resident", "kind", "serial", "status", "reason");
+    println!(
+        "    {:<12} {:<8} {:<34} {:<8} {}",
+        "resident", "kind", "serial", "status", "reason"
+    );
     for id in [&hanako, &ichiro] {
         for v in a.cert_list(Some(id))? {
-            println!("    {:<12} {:<8} {:<34} {:<8} {}", &id[..id.len().min(12)], v.hierarchy, v.serial, v.status.as_str(), v.reason.map(|r| r.to_string()).unwrap_or_else(|| "-".into()));
+            println!(
+                "    {:<12} {:<8} {:<34} {:<8} {}",
+                &id[..id.len().min(12)],
+                v.hierarchy,
+                v.serial,
+                v.status.as_str(),
+                v.reason
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
         }
     }
-    println!("\ndemo finished in {:.1} s", s.started.elapsed().as_secs_f64());
+    println!(
+        "\ndemo finished in {:.1} s",
+        s.started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

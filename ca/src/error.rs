@@ -30,7 +30,11 @@ pub enum Error {
     #[error("serial {0} exists in both hierarchies; add --hierarchy signing|auth")]
     AmbiguousSerial(String),
     #[error("serial {serial} ({hierarchy}) is already revoked ({reason})")]
-    AlreadyRevoked { serial: String, hierarchy: Hierarchy, reason: Reason },
+    AlreadyRevoked {
+        serial: String,
+        hierarchy: Hierarchy,
+        reason: Reason,
+    },
     #[error("serial {0} is on hold; a held card certificate is never released (revoke it and issue anew)")]
     Held(String),
     #[error("{0}")]
@@ -45,7 +49,10 @@ pub enum Error {
     #[error("signing failed: {0}")]
     Sign(#[from] policies::SignError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {

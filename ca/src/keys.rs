@@ -31,15 +31,21 @@ pub struct NewKey {
 }
 
 pub fn generate() -> Result<NewKey> {
-    let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| Error::Invalid(format!("RSA key generation failed: {e}")))?;
-    let pkcs8: Pkcs8V1Der<'static> = pair.as_der().map_err(|e| Error::Invalid(format!("PKCS#8 encoding failed: {e}")))?;
+    let pair = KeyPair::generate(KeySize::Rsa2048)
+        .map_err(|e| Error::Invalid(format!("RSA key generation failed: {e}")))?;
+    let pkcs8: Pkcs8V1Der<'static> = pair
+        .as_der()
+        .map_err(|e| Error::Invalid(format!("PKCS#8 encoding failed: {e}")))?;
     let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
     let spki = public_key_der(&pair)?;
     Ok(NewKey { pair, pkcs8, spki })
 }
 
 fn public_key_der(pair: &KeyPair) -> Result<Vec<u8>> {
-    let spki: PublicKeyX509Der<'static> = pair.public_key().as_der().map_err(|e| Error::Invalid(format!("public key encoding failed: {e}")))?;
+    let spki: PublicKeyX509Der<'static> = pair
+        .public_key()
+        .as_der()
+        .map_err(|e| Error::Invalid(format!("public key encoding failed: {e}")))?;
     Ok(spki.as_ref().to_vec())
 }
 
@@ -48,10 +54,15 @@ pub fn write_encrypted(path: &Path, key: &NewKey, passphrase: &[u8]) -> Result<(
     let rng = SystemRandom::new();
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
-    rng.fill(&mut salt).and_then(|_| rng.fill(&mut iv)).map_err(|_| Error::Invalid("OS random generator failed".into()))?;
-    let params = scrypt::Params::new(SCRYPT_LOG_N, 8, 1).map_err(|e| Error::Invalid(format!("scrypt parameters: {e}")))?;
-    let pbes2 = pbes2::Parameters::generate_scrypt_aes256cbc(params, &salt, iv).map_err(|e| Error::Invalid(format!("PBES2 parameters: {e}")))?;
-    let info = pkcs8::PrivateKeyInfoRef::from_der(&key.pkcs8).map_err(|e| Error::Invalid(format!("PKCS#8: {e}")))?;
+    rng.fill(&mut salt)
+        .and_then(|_| rng.fill(&mut iv))
+        .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+    let params = scrypt::Params::new(SCRYPT_LOG_N, 8, 1)
+        .map_err(|e| Error::Invalid(format!("scrypt parameters: {e}")))?;
+    let pbes2 = pbes2::Parameters::generate_scrypt_aes256cbc(params, &salt, iv)
+        .map_err(|e| Error::Invalid(format!("PBES2 parameters: {e}")))?;
+    let info = pkcs8::PrivateKeyInfoRef::from_der(&key.pkcs8)
+        .map_err(|e| Error::Invalid(format!("PKCS#8: {e}")))?;
     let doc = info
         .encrypt_with_params(pbes2, passphrase)
         .map_err(|e| Error::Invalid(format!("key encryption failed: {e}")))?;
@@ -69,21 +80,31 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(Error::io(format!("create {}", path.display())))?;
-    f.write_all(bytes).map_err(Error::io(format!("write {}", path.display())))?;
-    f.sync_all().map_err(Error::io(format!("sync {}", path.display())))
+    f.write_all(bytes)
+        .map_err(Error::io(format!("write {}", path.display())))?;
+    f.sync_all()
+        .map_err(Error::io(format!("sync {}", path.display())))
 }
 
 /// Reads and decrypts a key file.
 pub fn read_encrypted(path: &Path, passphrase: &[u8]) -> Result<KeyPair> {
     let text = fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
-    let key_file = || Error::KeyFile { path: path.display().to_string(), detail: "not an ENCRYPTED PRIVATE KEY PEM file".into() };
+    let key_file = || Error::KeyFile {
+        path: path.display().to_string(),
+        detail: "not an ENCRYPTED PRIVATE KEY PEM file".into(),
+    };
     let (label, der_bytes) = der::pem::decode_vec(text.as_bytes()).map_err(|_| key_file())?;
     if label != "ENCRYPTED PRIVATE KEY" {
         return Err(key_file());
     }
     let info = EncryptedPrivateKeyInfoRef::from_der(&der_bytes).map_err(|_| key_file())?;
-    let secret = info.decrypt(passphrase).map_err(|_| Error::WrongPassphrase(path.display().to_string()))?;
-    KeyPair::from_pkcs8(secret.as_bytes()).map_err(|e| Error::KeyFile { path: path.display().to_string(), detail: format!("not an RSA key: {e}") })
+    let secret = info
+        .decrypt(passphrase)
+        .map_err(|_| Error::WrongPassphrase(path.display().to_string()))?;
+    KeyPair::from_pkcs8(secret.as_bytes()).map_err(|e| Error::KeyFile {
+        path: path.display().to_string(),
+        detail: format!("not an RSA key: {e}"),
+    })
 }
 
 /// A CA signing key with its certificate: the [`policies::Signer`] the CA, the CRL publisher
@@ -96,7 +117,11 @@ pub struct CaSigner {
 
 impl CaSigner {
     pub fn new(pair: KeyPair, cert: Vec<u8>) -> CaSigner {
-        CaSigner { pair, cert, rng: SystemRandom::new() }
+        CaSigner {
+            pair,
+            cert,
+            rng: SystemRandom::new(),
+        }
     }
 
     pub fn spki(&self) -> Result<Vec<u8>> {
@@ -105,9 +130,14 @@ impl CaSigner {
 }
 
 /// Signs with an aws-lc-rs key pair (sha256WithRSAEncryption, PKCS#1 v1.5).
-pub fn sign_with(pair: &KeyPair, rng: &SystemRandom, message: &[u8]) -> Result<Vec<u8>, policies::SignError> {
+pub fn sign_with(
+    pair: &KeyPair,
+    rng: &SystemRandom,
+    message: &[u8],
+) -> Result<Vec<u8>, policies::SignError> {
     let mut sig = vec![0u8; pair.public_modulus_len()];
-    pair.sign(&RSA_PKCS1_SHA256, rng, message, &mut sig).map_err(|e| policies::SignError(e.to_string()))?;
+    pair.sign(&RSA_PKCS1_SHA256, rng, message, &mut sig)
+        .map_err(|e| policies::SignError(e.to_string()))?;
     Ok(sig)
 }
 
@@ -132,7 +162,10 @@ mod tests {
         let key = generate().unwrap();
         write_encrypted(&path, &key, b"correct horse").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let back = read_encrypted(&path, b"correct horse").unwrap();
         assert_eq!(public_key_der(&back).unwrap(), key.spki);
         let e = read_encrypted(&path, b"wrong").err().unwrap();
@@ -145,7 +178,11 @@ mod tests {
             .arg(&path)
             .output();
         if let Ok(out) = out {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

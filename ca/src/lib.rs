@@ -38,7 +38,8 @@ pub use error::{Error, Result};
 /// A stand-in holder's CSR (RSA-2048 made by rcgen), for the demo and the benchmark until
 /// the holder token is wired in.
 pub(crate) fn demo_holder_csr() -> Result<Vec<u8>> {
-    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).map_err(|e| Error::Invalid(format!("holder key: {e}")))?;
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .map_err(|e| Error::Invalid(format!("holder key: {e}")))?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .and_then(|p| p.serialize_request(&key))
         .map_err(|e| Error::Invalid(format!("holder CSR: {e}")))?;

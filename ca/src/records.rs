@@ -42,7 +42,9 @@ mod b64 {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -111,7 +113,12 @@ pub struct StatusRecord {
 }
 
 impl StatusRecord {
-    pub const GOOD: StatusRecord = StatusRecord { state: State::Good, reason: None, since: None, invalidity: None };
+    pub const GOOD: StatusRecord = StatusRecord {
+        state: State::Good,
+        reason: None,
+        since: None,
+        invalidity: None,
+    };
 }
 
 /// One CRL entry, in a fixed 26-byte layout so that a partition of 10^6 entries can be read
@@ -145,7 +152,11 @@ impl RevokedEntry {
         if b.len() != Self::LEN {
             return Err(bad());
         }
-        let i64_at = |o: usize| -> Result<i64> { Ok(i64::from_be_bytes(b[o..o + 8].try_into().map_err(|_| bad())?)) };
+        let i64_at = |o: usize| -> Result<i64> {
+            Ok(i64::from_be_bytes(
+                b[o..o + 8].try_into().map_err(|_| bad())?,
+            ))
+        };
         Ok(RevokedEntry {
             reason: Reason::from_code(b[0]).ok_or_else(bad)?,
             revoked_at: i64_at(1)?,
@@ -182,10 +193,12 @@ pub struct Resident {
     pub attributes: Attributes,
     pub prefecture: String,
     pub municipality: String,
+    #[serde(with = "policies::model::iso_date")]
     pub card_expiry: Date,
     pub state: ResidentState,
     /// Set once the card is reported lost; cleared by card renewal.
     pub card_lost: bool,
+    #[serde(with = "policies::model::iso_date::option")]
     pub departure: Option<Date>,
     /// Bumped on every change: issuance checks it did not move underneath.
     pub version: u64,
@@ -241,13 +254,29 @@ mod tests {
     #[test]
     fn revoked_entries_round_trip() {
         for e in [
-            RevokedEntry { reason: Reason::KeyCompromise, revoked_at: 1_700_000_000, invalidity: Some(1_690_000_000), not_after: 1_900_000_000 },
-            RevokedEntry { reason: Reason::CertificateHold, revoked_at: -5, invalidity: None, not_after: 0 },
+            RevokedEntry {
+                reason: Reason::KeyCompromise,
+                revoked_at: 1_700_000_000,
+                invalidity: Some(1_690_000_000),
+                not_after: 1_900_000_000,
+            },
+            RevokedEntry {
+                reason: Reason::CertificateHold,
+                revoked_at: -5,
+                invalidity: None,
+                not_after: 0,
+            },
         ] {
             assert_eq!(RevokedEntry::decode(&e.encode()).unwrap(), e);
         }
         assert!(RevokedEntry::decode(&[0u8; 3]).is_err());
-        let mut bad = RevokedEntry { reason: Reason::Superseded, revoked_at: 0, invalidity: None, not_after: 0 }.encode();
+        let mut bad = RevokedEntry {
+            reason: Reason::Superseded,
+            revoked_at: 0,
+            invalidity: None,
+            not_after: 0,
+        }
+        .encode();
         bad[0] = 7;
         assert!(RevokedEntry::decode(&bad).is_err());
     }

@@ -101,7 +101,12 @@ pub trait Store: Send + Sync {
     /// Pairs whose key starts with `prefix`, in key order.
     fn scan(&self, t: Table, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_>;
     /// Pairs with `start <= key < end`, in key order.
-    fn range(&self, t: Table, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_>;
+    fn range(
+        &self,
+        t: Table,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair>> + '_>;
     /// Runs `body` atomically over all tables and returns after the result is durable. The
     /// body may run more than once (on a conflict); it must have no other side effects.
     fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()>;
@@ -124,13 +129,25 @@ impl SledStore {
     /// Opens (or creates) the database in `dir`. A second process gets [`Error::Locked`].
     pub fn open(dir: &Path) -> Result<SledStore> {
         let db = sled::Config::new().path(dir).open().map_err(|e| match &e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
                 Error::Locked(format!("{}: {e}", dir.display()))
             }
             _ => Error::Store(format!("open {}: {e}", dir.display())),
         })?;
-        let trees = Table::ALL.iter().map(|t| db.open_tree(t.name())).collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(SledStore { db, trees, committed: AtomicU64::new(0), flushed: AtomicU64::new(0), flush_lock: Mutex::new(()) })
+        let trees = Table::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(SledStore {
+            db,
+            trees,
+            committed: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flush_lock: Mutex::new(()),
+        })
     }
 
     fn tree(&self, t: Table) -> &sled::Tree {
@@ -167,7 +184,10 @@ fn tx_err(e: sled::transaction::UnabortableTransactionError) -> Error {
 
 impl Txn for SledTxn<'_> {
     fn get(&self, t: Table, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
-        Ok(self.trees[t.index()].get(key).map_err(tx_err)?.map(|v| v.to_vec()))
+        Ok(self.trees[t.index()]
+            .get(key)
+            .map_err(tx_err)?
+            .map(|v| v.to_vec()))
     }
     fn insert(&self, t: Table, key: &[u8], value: &[u8]) -> TxResult<()> {
         self.trees[t.index()].insert(key, value).map_err(tx_err)?;
@@ -185,23 +205,36 @@ impl Store for SledStore {
     }
 
     fn scan(&self, t: Table, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
-        Box::new(self.tree(t).scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Error::from)))
+        Box::new(self.tree(t).scan_prefix(prefix).map(|r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(Error::from)
+        }))
     }
 
-    fn range(&self, t: Table, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
-        Box::new(self.tree(t).range(start.to_vec()..end.to_vec()).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Error::from)))
+    fn range(
+        &self,
+        t: Table,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
+        Box::new(self.tree(t).range(start.to_vec()..end.to_vec()).map(|r| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(Error::from)
+        }))
     }
 
     fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()> {
         let refs: Vec<&sled::Tree> = self.trees.iter().collect();
-        let result = refs.as_slice().transaction(|trees: &Vec<TransactionalTree>| {
-            let txn = SledTxn { trees };
-            match body(&txn) {
-                Ok(()) => Ok(()),
-                Err(Error::Retry) => Err(ConflictableTransactionError::Conflict),
-                Err(e) => Err(ConflictableTransactionError::Abort(e)),
-            }
-        });
+        let result = refs
+            .as_slice()
+            .transaction(|trees: &Vec<TransactionalTree>| {
+                let txn = SledTxn { trees };
+                match body(&txn) {
+                    Ok(()) => Ok(()),
+                    Err(Error::Retry) => Err(ConflictableTransactionError::Conflict),
+                    Err(e) => Err(ConflictableTransactionError::Abort(e)),
+                }
+            });
         match result {
             Ok(()) => self.sync(),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -235,7 +268,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::Invalid(_)));
         assert_eq!(s.get(Table::Certs, b"b").unwrap(), None);
-        assert_eq!(s.get(Table::Status, b"a").unwrap().as_deref(), Some(&b"good"[..]));
+        assert_eq!(
+            s.get(Table::Status, b"a").unwrap().as_deref(),
+            Some(&b"good"[..])
+        );
         assert_eq!(s.scan(Table::Certs, b"").count(), 1);
     }
 

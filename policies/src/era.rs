@@ -17,7 +17,10 @@ const ERAS: [(Date, u8); 5] = [
 ];
 
 pub fn era_digit(d: Date) -> u8 {
-    ERAS.iter().find(|(start, _)| d >= *start).map(|(_, e)| *e).unwrap_or(0)
+    ERAS.iter()
+        .find(|(start, _)| d >= *start)
+        .map(|(_, e)| *e)
+        .unwrap_or(0)
 }
 
 /// The era's name in Japanese, for display.
@@ -34,7 +37,13 @@ pub fn era_name(digit: u8) -> &'static str {
 
 /// `EYYYYMMDD`.
 pub fn encode_birth(d: Date) -> String {
-    format!("{}{:04}{:02}{:02}", era_digit(d), d.year(), u8::from(d.month()), d.day())
+    format!(
+        "{}{:04}{:02}{:02}",
+        era_digit(d),
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    )
 }
 
 /// Reads `EYYYYMMDD` back; `None` unless the era digit matches the date.

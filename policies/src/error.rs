@@ -12,13 +12,19 @@ pub enum Error {
     PolicySyntax(String),
     /// A holder attribute is out of range (name, birth date, sex, address).
     #[error("{field}: {problem}")]
-    Attribute { field: &'static str, problem: String },
+    Attribute {
+        field: &'static str,
+        problem: String,
+    },
     /// A date computation left the representable range.
     #[error("date out of range: {0}")]
     Date(String),
     /// A DER structure could not be encoded.
     #[error("DER encoding of {what}: {source}")]
-    Der { what: &'static str, source: der::Error },
+    Der {
+        what: &'static str,
+        source: der::Error,
+    },
     /// A to-be-signed certificate broke its profile; `rule` names the rule.
     #[error("lint {rule}: {detail}")]
     Lint { rule: &'static str, detail: String },

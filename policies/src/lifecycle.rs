@@ -50,11 +50,17 @@ impl EventKind {
     pub fn action(self, kind: Hierarchy) -> Option<Action> {
         use Hierarchy::*;
         match (self, kind) {
-            (EventKind::Move | EventKind::Rename | EventKind::Correct | EventKind::Emigrate, Signing) => {
-                Some(Action::Revoke(Reason::AffiliationChanged))
+            (
+                EventKind::Move | EventKind::Rename | EventKind::Correct | EventKind::Emigrate,
+                Signing,
+            ) => Some(Action::Revoke(Reason::AffiliationChanged)),
+            (
+                EventKind::Move | EventKind::Rename | EventKind::Correct | EventKind::Emigrate,
+                Auth,
+            ) => None,
+            (EventKind::Death | EventKind::Withdraw, _) => {
+                Some(Action::Revoke(Reason::CessationOfOperation))
             }
-            (EventKind::Move | EventKind::Rename | EventKind::Correct | EventKind::Emigrate, Auth) => None,
-            (EventKind::Death | EventKind::Withdraw, _) => Some(Action::Revoke(Reason::CessationOfOperation)),
             (EventKind::CardRenew, _) => Some(Action::Revoke(Reason::Superseded)),
             (EventKind::CardLost, _) => Some(Action::Hold),
             (EventKind::CardFound, _) => Some(Action::RevokeHeld(Reason::CessationOfOperation)),
@@ -63,7 +69,10 @@ impl EventKind {
 
     /// Whether the event changes one of the four attributes written in signing certificates.
     pub fn changes_attributes(self) -> bool {
-        matches!(self, EventKind::Move | EventKind::Rename | EventKind::Correct | EventKind::Emigrate)
+        matches!(
+            self,
+            EventKind::Move | EventKind::Rename | EventKind::Correct | EventKind::Emigrate
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -87,8 +96,16 @@ mod tests {
 
     #[test]
     fn attribute_changes_revoke_only_the_signing_certificate() {
-        for e in [EventKind::Move, EventKind::Rename, EventKind::Correct, EventKind::Emigrate] {
-            assert_eq!(e.action(Hierarchy::Signing), Some(Action::Revoke(Reason::AffiliationChanged)));
+        for e in [
+            EventKind::Move,
+            EventKind::Rename,
+            EventKind::Correct,
+            EventKind::Emigrate,
+        ] {
+            assert_eq!(
+                e.action(Hierarchy::Signing),
+                Some(Action::Revoke(Reason::AffiliationChanged))
+            );
             assert_eq!(e.action(Hierarchy::Auth), None);
             assert!(e.changes_attributes());
         }
@@ -97,10 +114,19 @@ mod tests {
     #[test]
     fn death_renewal_and_loss_touch_both() {
         for h in Hierarchy::ALL {
-            assert_eq!(EventKind::Death.action(h), Some(Action::Revoke(Reason::CessationOfOperation)));
-            assert_eq!(EventKind::CardRenew.action(h), Some(Action::Revoke(Reason::Superseded)));
+            assert_eq!(
+                EventKind::Death.action(h),
+                Some(Action::Revoke(Reason::CessationOfOperation))
+            );
+            assert_eq!(
+                EventKind::CardRenew.action(h),
+                Some(Action::Revoke(Reason::Superseded))
+            );
             assert_eq!(EventKind::CardLost.action(h), Some(Action::Hold));
-            assert_eq!(EventKind::CardFound.action(h), Some(Action::RevokeHeld(Reason::CessationOfOperation)));
+            assert_eq!(
+                EventKind::CardFound.action(h),
+                Some(Action::RevokeHeld(Reason::CessationOfOperation))
+            );
         }
     }
 }

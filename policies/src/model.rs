@@ -214,6 +214,7 @@ impl FromStr for Sex {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
     name: String,
+    #[serde(with = "iso_date")]
     birth: Date,
     sex: Sex,
     address: String,
@@ -353,13 +354,80 @@ mod tests {
     fn attributes_enforce_limits() {
         let limits = crate::Policy::default_policy().limits.clone();
         let today = date!(2026 - 11 - 27);
-        let ok = Attributes::new("山田　花子", date!(1980 - 02 - 17), Sex::Female, "東京都", &limits, today);
+        let ok = Attributes::new(
+            "山田　花子",
+            date!(1980 - 02 - 17),
+            Sex::Female,
+            "東京都",
+            &limits,
+            today,
+        );
         assert!(ok.is_ok());
         let long = "あ".repeat(201);
-        let e = Attributes::new("山田", date!(1980 - 02 - 17), Sex::Female, &long, &limits, today).unwrap_err();
+        let e = Attributes::new(
+            "山田",
+            date!(1980 - 02 - 17),
+            Sex::Female,
+            &long,
+            &limits,
+            today,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("address"), "{e}");
-        let e = Attributes::new("山田", date!(2027 - 01 - 01), Sex::Male, "東京都", &limits, today).unwrap_err();
+        let e = Attributes::new(
+            "山田",
+            date!(2027 - 01 - 01),
+            Sex::Male,
+            "東京都",
+            &limits,
+            today,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("future"), "{e}");
-        assert!(Attributes::new(" ", date!(1980 - 01 - 01), Sex::Male, "東京都", &limits, today).is_err());
+        assert!(Attributes::new(
+            " ",
+            date!(1980 - 01 - 01),
+            Sex::Male,
+            "東京都",
+            &limits,
+            today
+        )
+        .is_err());
+    }
+}
+
+/// Serde for dates as `YYYY-MM-DD` (ISO 8601), used wherever a date leaves the program.
+pub mod iso_date {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Date;
+
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]");
+
+    pub fn serialize<S: Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.format(FORMAT).map_err(serde::ser::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        let s = String::deserialize(d)?;
+        Date::parse(&s, FORMAT).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for `Option<Date>`.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(d: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+            let s: Option<String> = Option::deserialize(d)?;
+            s.map(|s| Date::parse(&s, FORMAT).map_err(serde::de::Error::custom))
+                .transpose()
+        }
     }
 }

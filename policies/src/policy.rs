@@ -98,7 +98,8 @@ fn field(field: &str, problem: impl Into<String>) -> Error {
 impl Policy {
     /// Parses and validates a policy file.
     pub fn from_toml(text: &str) -> Result<Policy, Error> {
-        let policy: Policy = toml::from_str(text).map_err(|e| Error::PolicySyntax(e.to_string()))?;
+        let policy: Policy =
+            toml::from_str(text).map_err(|e| Error::PolicySyntax(e.to_string()))?;
         policy.validate()?;
         Ok(policy)
     }
@@ -111,13 +112,19 @@ impl Policy {
 
     fn validate(&self) -> Result<(), Error> {
         let ca = &self.ca;
-        for (name, value) in [("ca.organization", &ca.organization), ("ca.operator", &ca.operator)] {
+        for (name, value) in [
+            ("ca.organization", &ca.organization),
+            ("ca.operator", &ca.operator),
+        ] {
             if value.trim().is_empty() || value.chars().count() > 64 {
                 return Err(field(name, "must be 1 to 64 characters"));
             }
         }
         if !(1..=30).contains(&ca.root_validity_years) {
-            return Err(field("ca.root_validity_years", format!("must be 1 to 30, got {}", ca.root_validity_years)));
+            return Err(field(
+                "ca.root_validity_years",
+                format!("must be 1 to 30, got {}", ca.root_validity_years),
+            ));
         }
         check_url("ca.base_url", &ca.base_url)?;
         if ca.base_url.ends_with('/') {
@@ -131,28 +138,49 @@ impl Policy {
         parse_oid("auth.policy_oid", &self.auth.policy_oid)?;
         let v = &self.validity;
         if !(1..=10).contains(&v.birthdays) {
-            return Err(field("validity.birthdays", format!("must be 1 to 10, got {}", v.birthdays)));
+            return Err(field(
+                "validity.birthdays",
+                format!("must be 1 to 10, got {}", v.birthdays),
+            ));
         }
         if v.renewal_birthdays < v.birthdays || v.renewal_birthdays > v.birthdays + 1 {
             return Err(field(
                 "validity.renewal_birthdays",
-                format!("must be validity.birthdays or one more, got {}", v.renewal_birthdays),
+                format!(
+                    "must be validity.birthdays or one more, got {}",
+                    v.renewal_birthdays
+                ),
             ));
         }
         if !(0..=12).contains(&v.renewal_window_months) {
-            return Err(field("validity.renewal_window_months", format!("must be 0 to 12, got {}", v.renewal_window_months)));
+            return Err(field(
+                "validity.renewal_window_months",
+                format!("must be 0 to 12, got {}", v.renewal_window_months),
+            ));
         }
         if !(1..=3650).contains(&v.ocsp_signer_days) {
-            return Err(field("validity.ocsp_signer_days", format!("must be 1 to 3650, got {}", v.ocsp_signer_days)));
+            return Err(field(
+                "validity.ocsp_signer_days",
+                format!("must be 1 to 3650, got {}", v.ocsp_signer_days),
+            ));
         }
         if !(1..=4096).contains(&self.crl.partitions) {
-            return Err(field("crl.partitions", format!("must be 1 to 4096, got {}", self.crl.partitions)));
+            return Err(field(
+                "crl.partitions",
+                format!("must be 1 to 4096, got {}", self.crl.partitions),
+            ));
         }
         if !(1..=24 * 31).contains(&self.crl.next_update_hours) {
-            return Err(field("crl.next_update_hours", format!("must be 1 to 744, got {}", self.crl.next_update_hours)));
+            return Err(field(
+                "crl.next_update_hours",
+                format!("must be 1 to 744, got {}", self.crl.next_update_hours),
+            ));
         }
         if !(1..=7 * 24 * 60).contains(&self.ocsp.next_update_minutes) {
-            return Err(field("ocsp.next_update_minutes", format!("must be 1 to 10080, got {}", self.ocsp.next_update_minutes)));
+            return Err(field(
+                "ocsp.next_update_minutes",
+                format!("must be 1 to 10080, got {}", self.ocsp.next_update_minutes),
+            ));
         }
         let l = &self.limits;
         if !(1..=1000).contains(&l.name_max_chars) {
@@ -162,7 +190,10 @@ impl Policy {
             return Err(field("limits.address_max_chars", "must be 1 to 1000"));
         }
         if !(2048..=8192).contains(&l.min_rsa_bits) {
-            return Err(field("limits.min_rsa_bits", format!("must be 2048 to 8192, got {}", l.min_rsa_bits)));
+            return Err(field(
+                "limits.min_rsa_bits",
+                format!("must be 2048 to 8192, got {}", l.min_rsa_bits),
+            ));
         }
         Ok(())
     }
@@ -197,7 +228,9 @@ impl Policy {
     /// certificate can compute it.
     pub fn partition_of(&self, serial: &[u8]) -> u16 {
         let n = u32::from(self.crl.partitions);
-        let rem = serial.iter().fold(0u32, |acc, b| ((acc << 8) | u32::from(*b)) % n);
+        let rem = serial
+            .iter()
+            .fold(0u32, |acc, b| ((acc << 8) | u32::from(*b)) % n);
         rem as u16
     }
 }
@@ -206,8 +239,16 @@ fn check_url(name: &str, url: &str) -> Result<(), Error> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| field(name, format!("must start with http:// or https://, got `{url}`")))?;
-    if rest.is_empty() || rest.starts_with('/') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        .ok_or_else(|| {
+            field(
+                name,
+                format!("must start with http:// or https://, got `{url}`"),
+            )
+        })?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(field(name, format!("is not a usable URL: `{url}`")));
     }
     Ok(())
@@ -226,7 +267,10 @@ mod tests {
         let p = Policy::from_toml(DEFAULT_POLICY).unwrap();
         assert_eq!(p.ca.organization, "JPKI-TEST");
         assert_eq!(p.crl.partitions, 64);
-        assert_eq!(p.crl_url(Hierarchy::Signing, 7), "http://127.0.0.1:8080/crl/signing/7.crl");
+        assert_eq!(
+            p.crl_url(Hierarchy::Signing, 7),
+            "http://127.0.0.1:8080/crl/signing/7.crl"
+        );
     }
 
     fn with(from: &str, to: &str) -> Result<Policy, Error> {
@@ -238,18 +282,34 @@ mod tests {
     fn a_bad_value_names_its_field() {
         let cases = [
             ("partitions = 64", "partitions = 0", "crl.partitions"),
-            ("base_url = \"http://127.0.0.1:8080\"", "base_url = \"ftp://x\"", "ca.base_url"),
+            (
+                "base_url = \"http://127.0.0.1:8080\"",
+                "base_url = \"ftp://x\"",
+                "ca.base_url",
+            ),
             ("birthdays = 5", "birthdays = 0", "validity.birthdays"),
-            ("policy_oid = \"1.2.392.200149.8.5.1.1.20\"", "policy_oid = \"1.2.x\"", "signing.policy_oid"),
-            ("min_rsa_bits = 2048", "min_rsa_bits = 1024", "limits.min_rsa_bits"),
+            (
+                "policy_oid = \"1.2.392.200149.8.5.1.1.20\"",
+                "policy_oid = \"1.2.x\"",
+                "signing.policy_oid",
+            ),
+            (
+                "min_rsa_bits = 2048",
+                "min_rsa_bits = 1024",
+                "limits.min_rsa_bits",
+            ),
         ];
         for (from, to, name) in cases {
             let e = with(from, to).unwrap_err().to_string();
             assert!(e.contains(name), "{e} should name {name}");
         }
-        let e = with("serials = \"random\"", "serials = \"dice\"").unwrap_err().to_string();
+        let e = with("serials = \"random\"", "serials = \"dice\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("serials"), "{e}");
-        let e = with("[limits]", "[limits]\nbogus = 1").unwrap_err().to_string();
+        let e = with("[limits]", "[limits]\nbogus = 1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
     }
 

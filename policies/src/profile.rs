@@ -14,8 +14,9 @@ use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName, OtherName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CertificatePolicies,
-    CrlDistributionPoints, ExtendedKeyUsage, IssuerAltName, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, IssuerAltName, KeyUsage,
+    KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
@@ -39,12 +40,16 @@ pub fn name(attrs: &[(Oid, &str)]) -> Result<Name, Error> {
     let mut seq = RdnSequence::default();
     for (oid, value) in attrs {
         let any = if *oid == oid::AT_C {
-            Any::new(Tag::PrintableString, value.as_bytes()).map_err(Error::der("PrintableString"))?
+            Any::new(Tag::PrintableString, value.as_bytes())
+                .map_err(Error::der("PrintableString"))?
         } else {
             Any::new(Tag::Utf8String, value.as_bytes()).map_err(Error::der("UTF8String"))?
         };
-        let rdn = RelativeDistinguishedName::try_from(vec![AttributeTypeAndValue { oid: *oid, value: any }])
-            .map_err(Error::der("RDN"))?;
+        let rdn = RelativeDistinguishedName::try_from(vec![AttributeTypeAndValue {
+            oid: *oid,
+            value: any,
+        }])
+        .map_err(Error::der("RDN"))?;
         seq.push(rdn);
     }
     let der = seq.to_der().map_err(Error::der("Name"))?;
@@ -76,7 +81,11 @@ pub fn root_name_ja(h: Hierarchy) -> Result<Name, Error> {
 /// `crl.directory_name` is set (the CA-level CRL uses the root's own DN, as J-LIS's roots do).
 /// The same list is the fullName of the certificate's cRLDistributionPoints and of the
 /// CRL's issuingDistributionPoint, so that they match (RFC 5280 §5.2.5, §6.3.3 (b)(2)).
-pub fn crl_dp_names(policy: &Policy, h: Hierarchy, scope: Scope) -> Result<Vec<GeneralName>, Error> {
+pub fn crl_dp_names(
+    policy: &Policy,
+    h: Hierarchy,
+    scope: Scope,
+) -> Result<Vec<GeneralName>, Error> {
     let url = match scope {
         Scope::Partition(p) => policy.crl_url(h, p),
         Scope::Ca => policy.ca_crl_url(h),
@@ -115,18 +124,26 @@ pub fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// `Time` as RFC 5280 §4.1.2.5 asks: UTCTime through 2049, GeneralizedTime from 2050.
 pub fn x509_time(t: time::OffsetDateTime) -> Result<Time, Error> {
-    let secs = u64::try_from(t.unix_timestamp()).map_err(|_| Error::Date(format!("{t} is before 1970")))?;
+    let secs = u64::try_from(t.unix_timestamp())
+        .map_err(|_| Error::Date(format!("{t} is before 1970")))?;
     let d = core::time::Duration::from_secs(secs);
     if t.year() < 2050 {
-        Ok(Time::UtcTime(UtcTime::from_unix_duration(d).map_err(Error::der("UTCTime"))?))
+        Ok(Time::UtcTime(
+            UtcTime::from_unix_duration(d).map_err(Error::der("UTCTime"))?,
+        ))
     } else {
-        Ok(Time::GeneralTime(GeneralizedTime::from_unix_duration(d).map_err(Error::der("GeneralizedTime"))?))
+        Ok(Time::GeneralTime(
+            GeneralizedTime::from_unix_duration(d).map_err(Error::der("GeneralizedTime"))?,
+        ))
     }
 }
 
 /// sha256WithRSAEncryption with NULL parameters (RFC 4055 §5: the parameters MUST be NULL).
 pub fn sha256_with_rsa() -> AlgorithmIdentifierOwned {
-    AlgorithmIdentifierOwned { oid: oid::SHA256_WITH_RSA, parameters: Some(Any::from(Null)) }
+    AlgorithmIdentifierOwned {
+        oid: oid::SHA256_WITH_RSA,
+        parameters: Some(Any::from(Null)),
+    }
 }
 
 /// RFC 5280 §4.1:
@@ -183,26 +200,45 @@ pub fn assemble(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>, Error> {
     .map_err(Error::der("Certificate"))
 }
 
-fn ext<T: Encode>(id: Oid, critical: bool, value: &T, what: &'static str) -> Result<Extension, Error> {
+fn ext<T: Encode>(
+    id: Oid,
+    critical: bool,
+    value: &T,
+    what: &'static str,
+) -> Result<Extension, Error> {
     Ok(Extension {
         extn_id: id,
         critical,
-        extn_value: OctetString::new(value.to_der().map_err(Error::der(what))?).map_err(Error::der(what))?,
+        extn_value: OctetString::new(value.to_der().map_err(Error::der(what))?)
+            .map_err(Error::der(what))?,
     })
 }
 
 fn key_usage(flags: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension, Error> {
-    ext(oid::EXT_KEY_USAGE, true, &KeyUsage(flags.into()), "keyUsage")
+    ext(
+        oid::EXT_KEY_USAGE,
+        true,
+        &KeyUsage(flags.into()),
+        "keyUsage",
+    )
 }
 
 fn ski(spki_der: &[u8]) -> Result<Extension, Error> {
-    let id = OctetString::new(key_identifier(spki_der)?).map_err(Error::der("subjectKeyIdentifier"))?;
-    ext(oid::EXT_SKI, false, &SubjectKeyIdentifier(id), "subjectKeyIdentifier")
+    let id =
+        OctetString::new(key_identifier(spki_der)?).map_err(Error::der("subjectKeyIdentifier"))?;
+    ext(
+        oid::EXT_SKI,
+        false,
+        &SubjectKeyIdentifier(id),
+        "subjectKeyIdentifier",
+    )
 }
 
 fn aki(issuer_key_id: &[u8]) -> Result<Extension, Error> {
     let value = AuthorityKeyIdentifier {
-        key_identifier: Some(OctetString::new(issuer_key_id).map_err(Error::der("authorityKeyIdentifier"))?),
+        key_identifier: Some(
+            OctetString::new(issuer_key_id).map_err(Error::der("authorityKeyIdentifier"))?,
+        ),
         authority_cert_issuer: None,
         authority_cert_serial_number: None,
     };
@@ -211,20 +247,36 @@ fn aki(issuer_key_id: &[u8]) -> Result<Extension, Error> {
 
 fn crl_dp(policy: &Policy, h: Hierarchy, scope: Scope) -> Result<Extension, Error> {
     let dp = DistributionPoint {
-        distribution_point: Some(DistributionPointName::FullName(crl_dp_names(policy, h, scope)?)),
+        distribution_point: Some(DistributionPointName::FullName(crl_dp_names(
+            policy, h, scope,
+        )?)),
         reasons: None,
         crl_issuer: None,
     };
-    ext(oid::EXT_CRL_DP, false, &CrlDistributionPoints(vec![dp]), "cRLDistributionPoints")
+    ext(
+        oid::EXT_CRL_DP,
+        false,
+        &CrlDistributionPoints(vec![dp]),
+        "cRLDistributionPoints",
+    )
 }
 
 fn policies_ext(policy: &Policy, h: Hierarchy, critical: bool) -> Result<Extension, Error> {
-    let cps = Any::new(Tag::Ia5String, policy.ca.cps_uri.as_bytes()).map_err(Error::der("CPS URI"))?;
+    let cps =
+        Any::new(Tag::Ia5String, policy.ca.cps_uri.as_bytes()).map_err(Error::der("CPS URI"))?;
     let info = PolicyInformation {
         policy_identifier: policy.policy_oid(h),
-        policy_qualifiers: Some(vec![PolicyQualifierInfo { policy_qualifier_id: oid::QT_CPS, qualifier: Some(cps) }]),
+        policy_qualifiers: Some(vec![PolicyQualifierInfo {
+            policy_qualifier_id: oid::QT_CPS,
+            qualifier: Some(cps),
+        }]),
     };
-    ext(oid::EXT_CERT_POLICIES, critical, &CertificatePolicies(vec![info]), "certificatePolicies")
+    ext(
+        oid::EXT_CERT_POLICIES,
+        critical,
+        &CertificatePolicies(vec![info]),
+        "certificatePolicies",
+    )
 }
 
 fn aia(policy: &Policy) -> Result<Extension, Error> {
@@ -262,7 +314,10 @@ fn serial_uint(serial: &[u8]) -> Result<Uint, Error> {
 }
 
 fn spki_any(spki_der: &[u8]) -> Result<Any, Error> {
-    Any::from_der(spki_der).map_err(|e| Error::Parse { what: "subjectPublicKeyInfo", detail: e.to_string() })
+    Any::from_der(spki_der).map_err(|e| Error::Parse {
+        what: "subjectPublicKeyInfo",
+        detail: e.to_string(),
+    })
 }
 
 fn encode_tbs(tbs: TbsCertificate) -> Result<Vec<u8>, Error> {
@@ -279,19 +334,40 @@ pub struct Window<'a> {
 
 impl Window<'_> {
     fn validity(&self) -> Result<Validity, Error> {
-        Ok(Validity::new(x509_time(self.not_before)?, x509_time(self.not_after)?))
+        Ok(Validity::new(
+            x509_time(self.not_before)?,
+            x509_time(self.not_after)?,
+        ))
     }
 }
 
 /// A self-signed root (reference §1, "Root certificate extensions"): critical keyUsage
 /// {keyCertSign, cRLSign}; subjectAltName directoryName in Japanese; critical basicConstraints
 /// cA without pathLen; cRLDistributionPoints naming the CA-level CRL; subjectKeyIdentifier.
-pub fn root_tbs(policy: &Policy, h: Hierarchy, w: Window<'_>, spki_der: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn root_tbs(
+    policy: &Policy,
+    h: Hierarchy,
+    w: Window<'_>,
+    spki_der: &[u8],
+) -> Result<Vec<u8>, Error> {
     let subject = root_name(policy, h)?;
     let extensions = vec![
         key_usage(KeyUsages::KeyCertSign | KeyUsages::CRLSign)?,
-        ext(oid::EXT_SAN, false, &SubjectAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]), "subjectAltName")?,
-        ext(oid::EXT_BASIC_CONSTRAINTS, true, &BasicConstraints { ca: true, path_len_constraint: None }, "basicConstraints")?,
+        ext(
+            oid::EXT_SAN,
+            false,
+            &SubjectAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]),
+            "subjectAltName",
+        )?,
+        ext(
+            oid::EXT_BASIC_CONSTRAINTS,
+            true,
+            &BasicConstraints {
+                ca: true,
+                path_len_constraint: None,
+            },
+            "basicConstraints",
+        )?,
         crl_dp(policy, h, Scope::Ca)?,
         ski(spki_der)?,
     ];
@@ -311,7 +387,11 @@ pub fn root_tbs(policy: &Policy, h: Hierarchy, w: Window<'_>, spki_der: &[u8]) -
 #[derive(Debug, Clone, Copy)]
 pub enum Holder<'a> {
     /// Signing certificate: `C=JP, L=<prefecture>, L=<municipality>, CN=<id>` and the four attributes.
-    Signing { prefecture: &'a str, municipality: &'a str, attributes: &'a Attributes },
+    Signing {
+        prefecture: &'a str,
+        municipality: &'a str,
+        attributes: &'a Attributes,
+    },
     /// User-authentication certificate: `C=JP, CN=<id>`, no personal data.
     Auth,
 }
@@ -328,9 +408,16 @@ impl Holder<'_> {
 /// The subject of an end-entity certificate.
 pub fn leaf_subject(holder: &Holder<'_>, cn: &str) -> Result<Name, Error> {
     match holder {
-        Holder::Signing { prefecture, municipality, .. } => {
-            name(&[(oid::AT_C, "JP"), (oid::AT_L, prefecture), (oid::AT_L, municipality), (oid::AT_CN, cn)])
-        }
+        Holder::Signing {
+            prefecture,
+            municipality,
+            ..
+        } => name(&[
+            (oid::AT_C, "JP"),
+            (oid::AT_L, prefecture),
+            (oid::AT_L, municipality),
+            (oid::AT_CN, cn),
+        ]),
         Holder::Auth => name(&[(oid::AT_C, "JP"), (oid::AT_CN, cn)]),
     }
 }
@@ -349,8 +436,15 @@ pub fn leaf_tbs(
     let mut extensions = Vec::with_capacity(8);
     match holder {
         Holder::Signing { attributes, .. } => {
-            extensions.push(key_usage(KeyUsages::DigitalSignature | KeyUsages::NonRepudiation)?);
-            extensions.push(ext(oid::EXT_SAN, false, &SubjectAltName(attribute_names(attributes)?), "subjectAltName")?);
+            extensions.push(key_usage(
+                KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
+            )?);
+            extensions.push(ext(
+                oid::EXT_SAN,
+                false,
+                &SubjectAltName(attribute_names(attributes)?),
+                "subjectAltName",
+            )?);
             extensions.push(policies_ext(policy, h, true)?);
         }
         Holder::Auth => {
@@ -358,7 +452,12 @@ pub fn leaf_tbs(
             extensions.push(policies_ext(policy, h, policy.auth.critical_policies)?);
         }
     }
-    extensions.push(ext(oid::EXT_IAN, false, &IssuerAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]), "issuerAltName")?);
+    extensions.push(ext(
+        oid::EXT_IAN,
+        false,
+        &IssuerAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]),
+        "issuerAltName",
+    )?);
     extensions.push(crl_dp(policy, h, Scope::Partition(partition))?);
     extensions.push(aki(issuer_key_id)?);
     extensions.push(ski(spki_der)?);
@@ -391,15 +490,27 @@ pub fn ocsp_signer_name(policy: &Policy, h: Hierarchy) -> Result<Name, Error> {
 /// A delegated OCSP responder certificate (RFC 6960 §4.2.2.2): critical keyUsage
 /// digitalSignature, extendedKeyUsage id-kp-OCSPSigning, id-pkix-ocsp-nocheck (§4.2.2.2.1),
 /// AKI, SKI.
-pub fn ocsp_signer_tbs(policy: &Policy, h: Hierarchy, w: Window<'_>, spki_der: &[u8], issuer_key_id: &[u8]) -> Result<Vec<u8>, Error> {
+pub fn ocsp_signer_tbs(
+    policy: &Policy,
+    h: Hierarchy,
+    w: Window<'_>,
+    spki_der: &[u8],
+    issuer_key_id: &[u8],
+) -> Result<Vec<u8>, Error> {
     let nocheck = Extension {
         extn_id: oid::OCSP_NOCHECK,
         critical: false,
-        extn_value: OctetString::new(Null.to_der().map_err(Error::der("NULL"))?).map_err(Error::der("ocsp-nocheck"))?,
+        extn_value: OctetString::new(Null.to_der().map_err(Error::der("NULL"))?)
+            .map_err(Error::der("ocsp-nocheck"))?,
     };
     let extensions = vec![
         key_usage(KeyUsages::DigitalSignature)?,
-        ext(oid::EXT_EKU, false, &ExtendedKeyUsage(vec![oid::KP_OCSP_SIGNING]), "extendedKeyUsage")?,
+        ext(
+            oid::EXT_EKU,
+            false,
+            &ExtendedKeyUsage(vec![oid::KP_OCSP_SIGNING]),
+            "extendedKeyUsage",
+        )?,
         nocheck,
         aki(issuer_key_id)?,
         ski(spki_der)?,

@@ -27,7 +27,9 @@ pub fn jst_date(t: OffsetDateTime) -> Date {
 
 /// 23:59:59 JST on `d`, i.e. 14:59:59Z (reference §1: the convention used everywhere in JPKI).
 pub fn end_of_day_jst(d: Date) -> OffsetDateTime {
-    PrimitiveDateTime::new(d, Time::from_hms(23, 59, 59).expect("valid time")).assume_offset(JST).to_offset(UtcOffset::UTC)
+    PrimitiveDateTime::new(d, Time::from_hms(23, 59, 59).expect("valid time"))
+        .assume_offset(JST)
+        .to_offset(UtcOffset::UTC)
 }
 
 /// The birthday of someone born on `birth` in `year`.
@@ -44,7 +46,11 @@ pub fn birthday_in(birth: Date, year: i32) -> Result<Date, Error> {
 /// The `n`-th birthday strictly after `issued` (n ≥ 1).
 pub fn nth_birthday_after(birth: Date, issued: Date, n: u32) -> Result<Date, Error> {
     let this_year = birthday_in(birth, issued.year())?;
-    let first = if this_year > issued { issued.year() } else { issued.year() + 1 };
+    let first = if this_year > issued {
+        issued.year()
+    } else {
+        issued.year() + 1
+    };
     birthday_in(birth, first + n as i32 - 1)
 }
 
@@ -80,7 +86,10 @@ pub enum Bound {
 
 /// notAfter and the rule that set it. Errors when the result would not be after notBefore
 /// (an expired card, an expired authentication certificate).
-pub fn not_after(rules: &ValiditySection, input: &ValidityInput) -> Result<(OffsetDateTime, Bound), Error> {
+pub fn not_after(
+    rules: &ValiditySection,
+    input: &ValidityInput,
+) -> Result<(OffsetDateTime, Bound), Error> {
     let issued = jst_date(input.issued_at);
     let early_renewal = match input.renewing {
         Some(old) => {
@@ -89,8 +98,15 @@ pub fn not_after(rules: &ValiditySection, input: &ValidityInput) -> Result<(Offs
         }
         None => false,
     };
-    let n = if early_renewal { rules.renewal_birthdays } else { rules.birthdays };
-    let mut best = (end_of_day_jst(nth_birthday_after(input.birth, issued, n)?), Bound::Birthday);
+    let n = if early_renewal {
+        rules.renewal_birthdays
+    } else {
+        rules.birthdays
+    };
+    let mut best = (
+        end_of_day_jst(nth_birthday_after(input.birth, issued, n)?),
+        Bound::Birthday,
+    );
     let card = end_of_day_jst(input.card_expiry);
     if card < best.0 {
         best = (card, Bound::CardExpiry);
@@ -148,8 +164,14 @@ mod tests {
 
     #[test]
     fn leap_day_birthdays_fall_on_28_february() {
-        assert_eq!(nth_birthday_after(date!(2000 - 02 - 29), date!(2026 - 01 - 01), 1).unwrap(), date!(2026 - 02 - 28));
-        assert_eq!(nth_birthday_after(date!(2000 - 02 - 29), date!(2026 - 01 - 01), 3).unwrap(), date!(2028 - 02 - 29));
+        assert_eq!(
+            nth_birthday_after(date!(2000 - 02 - 29), date!(2026 - 01 - 01), 1).unwrap(),
+            date!(2026 - 02 - 28)
+        );
+        assert_eq!(
+            nth_birthday_after(date!(2000 - 02 - 29), date!(2026 - 01 - 01), 3).unwrap(),
+            date!(2028 - 02 - 29)
+        );
     }
 
     #[test]
@@ -161,9 +183,18 @@ mod tests {
             renewing: Some(datetime!(2027-02-17 14:59:59 UTC)),
             auth_not_after: None,
         };
-        assert_eq!(not_after(&rules(), &base).unwrap().0, datetime!(2032-02-17 14:59:59 UTC));
-        let not_yet = ValidityInput { renewing: Some(datetime!(2028-02-17 14:59:59 UTC)), ..base };
-        assert_eq!(not_after(&rules(), &not_yet).unwrap().0, datetime!(2031-02-17 14:59:59 UTC));
+        assert_eq!(
+            not_after(&rules(), &base).unwrap().0,
+            datetime!(2032-02-17 14:59:59 UTC)
+        );
+        let not_yet = ValidityInput {
+            renewing: Some(datetime!(2028-02-17 14:59:59 UTC)),
+            ..base
+        };
+        assert_eq!(
+            not_after(&rules(), &not_yet).unwrap().0,
+            datetime!(2031-02-17 14:59:59 UTC)
+        );
     }
 
     #[test]
@@ -175,10 +206,22 @@ mod tests {
             renewing: None,
             auth_not_after: None,
         };
-        assert_eq!(not_after(&rules(), &base).unwrap(), (datetime!(2029-06-30 14:59:59 UTC), Bound::CardExpiry));
-        let capped = ValidityInput { auth_not_after: Some(datetime!(2028-01-01 14:59:59 UTC)), ..base };
-        assert_eq!(not_after(&rules(), &capped).unwrap().1, Bound::AuthCertificate);
-        let expired = ValidityInput { card_expiry: date!(2026 - 11 - 26), ..base };
+        assert_eq!(
+            not_after(&rules(), &base).unwrap(),
+            (datetime!(2029-06-30 14:59:59 UTC), Bound::CardExpiry)
+        );
+        let capped = ValidityInput {
+            auth_not_after: Some(datetime!(2028-01-01 14:59:59 UTC)),
+            ..base
+        };
+        assert_eq!(
+            not_after(&rules(), &capped).unwrap().1,
+            Bound::AuthCertificate
+        );
+        let expired = ValidityInput {
+            card_expiry: date!(2026 - 11 - 26),
+            ..base
+        };
         assert!(not_after(&rules(), &expired).is_err());
     }
 }

@@ -1,0 +1,189 @@
+//! Helpers for the end-to-end tests: run the real `jpki` binary, make holder keys and CSRs
+//! with `openssl req`, and snapshot the store through the CLI's read commands.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASS: &str = "e2e-test-passphrase";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub now: Option<String>,
+}
+
+impl Env {
+    /// A fresh temporary directory with an initialised data directory `data/`.
+    pub fn init() -> Env {
+        let env = Env::empty();
+        env.ok(&["init"]);
+        env
+    }
+
+    pub fn empty() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            now: None,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_jpki"));
+        c.args(args)
+            .arg("--data")
+            .arg(self.data())
+            .env("JPKI_PASSPHRASE", PASS)
+            .env_remove("JPKI_DATA")
+            .env_remove("JPKI_TEST_NOW");
+        if let Some(now) = &self.now {
+            c.env("JPKI_TEST_NOW", now);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "jpki {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure with a one-line error containing `needle`.
+    pub fn fails(&self, args: &[&str], needle: &str) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "jpki {args:?} should have failed");
+        assert!(
+            err.contains(needle),
+            "jpki {args:?}: error `{err}` does not mention `{needle}`"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "error is not one line: {err}"
+        );
+        err
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Everything the store shows: certificates with status, the audit log, and residents.
+    pub fn snapshot(&self, residents: &[&str]) -> String {
+        let mut s = self.ok(&["cert", "list", "--json"]);
+        s.push_str(&self.ok(&["audit", "log", "--json"]));
+        for r in residents {
+            s.push_str(&self.ok(&["resident", "show", "--id", r, "--json"]));
+        }
+        s
+    }
+
+    pub fn add_resident(&self, name: &str, birth: &str) -> String {
+        let v = self.json(&[
+            "resident",
+            "add",
+            "--name",
+            name,
+            "--birth",
+            birth,
+            "--sex",
+            "2",
+            "--address",
+            "東京都千代田区霞が関２－１－２",
+            "--prefecture",
+            "Tokyo",
+            "--municipality",
+            "Chiyoda-ku",
+            "--card-expiry",
+            "2036-01-01",
+        ]);
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A holder key and CSR made by `openssl req` (RSA of `bits`); returns (key, csr) paths.
+    pub fn csr(&self, name: &str, bits: u32) -> (PathBuf, PathBuf) {
+        let key = self.path(&format!("{name}.key"));
+        let csr = self.path(&format!("{name}.csr"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            &format!("rsa:{bits}"),
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=Requested Name/O=Ignored",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        (key, csr)
+    }
+
+    pub fn issue(&self, resident: &str, kind: &str, csr: &Path) -> serde_json::Value {
+        self.json(&[
+            "issue",
+            "--resident",
+            resident,
+            "--kind",
+            kind,
+            "--csr",
+            csr.to_str().unwrap(),
+        ])
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+pub fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn openssl_result(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

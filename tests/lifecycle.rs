@@ -1,0 +1,205 @@
+//! Resident-register events revoke by rule (reference §4): death, emigration at the
+//! departure date (time moved with JPKI_TEST_NOW), card loss, a found card, card renewal,
+//! the holder's own request.
+
+mod common;
+use common::*;
+
+fn statuses(env: &Env, id: &str) -> Vec<(String, String, String)> {
+    let v = env.json(&["cert", "list", "--resident", id]);
+    v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["hierarchy"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                c["reason"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn with_both(env: &Env, name: &str) -> String {
+    let id = env.add_resident(name, "1980-02-17");
+    let (_a, auth) = env.csr(&format!("{name}-a"), 2048);
+    let (_s, sign) = env.csr(&format!("{name}-s"), 2048);
+    env.issue(&id, "auth", &auth);
+    env.issue(&id, "signing", &sign);
+    id
+}
+
+#[test]
+fn death_revokes_both_and_ends_the_record() {
+    let env = Env::init();
+    let id = with_both(&env, "死亡　太郎");
+    env.ok(&["resident", "death", "--id", &id]);
+    for (_, status, reason) in statuses(&env, &id) {
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("revoked", "cessationOfOperation")
+        );
+    }
+    env.fails(
+        &["resident", "move", "--id", &id, "--address", "x"],
+        "deceased",
+    );
+}
+
+#[test]
+fn card_lost_holds_both_and_a_found_card_revokes_them() {
+    let env = Env::init();
+    let id = with_both(&env, "紛失　花子");
+    env.ok(&["resident", "card-lost", "--id", &id]);
+    assert!(statuses(&env, &id)
+        .iter()
+        .all(|(_, s, r)| s == "held" && r == "certificateHold"));
+    let (_k, csr) = env.csr("new", 2048);
+    env.fails(
+        &[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "auth",
+            "--csr",
+            csr.to_str().unwrap(),
+        ],
+        "reported lost",
+    );
+    env.ok(&["resident", "card-found", "--id", &id]);
+    assert!(statuses(&env, &id)
+        .iter()
+        .all(|(_, s, r)| s == "revoked" && r == "cessationOfOperation"));
+    env.issue(&id, "auth", &csr);
+}
+
+#[test]
+fn card_renewal_supersedes_both() {
+    let env = Env::init();
+    let id = with_both(&env, "更新　次郎");
+    env.ok(&[
+        "resident",
+        "card-renew",
+        "--id",
+        &id,
+        "--card-expiry",
+        "2040-02-17",
+    ]);
+    assert!(statuses(&env, &id)
+        .iter()
+        .all(|(_, s, r)| s == "revoked" && r == "superseded"));
+}
+
+#[test]
+fn withdrawal_of_one_kind() {
+    let env = Env::init();
+    let id = with_both(&env, "撤回　三郎");
+    env.ok(&["resident", "withdraw", "--id", &id, "--kind", "signing"]);
+    let s = statuses(&env, &id);
+    assert!(s.contains(&(
+        "signing".into(),
+        "revoked".into(),
+        "cessationOfOperation".into()
+    )));
+    assert!(s.contains(&("auth".into(), "good".into(), "-".into())));
+}
+
+#[test]
+fn emigration_revokes_the_signing_certificate_on_the_departure_date() {
+    let mut env = Env::empty();
+    env.now = Some("2026-12-01T01:00:00Z".into());
+    env.ok(&["init"]);
+    let id = with_both(&env, "出国　四郎");
+    let out = env.json(&["resident", "emigrate", "--id", &id, "--date", "2026-12-20"]);
+    assert_eq!(out["scheduled"], "2026-12-20");
+    assert!(
+        statuses(&env, &id).iter().all(|(_, s, _)| s == "good"),
+        "nothing is revoked before the departure"
+    );
+    env.now = Some("2026-12-19T14:59:00Z".into()); // 23:59 JST the day before
+    assert!(statuses(&env, &id).iter().all(|(_, s, _)| s == "good"));
+    env.now = Some("2026-12-19T15:00:01Z".into()); // 00:00:01 JST on the departure date
+    let s = statuses(&env, &id);
+    assert!(
+        s.contains(&(
+            "signing".into(),
+            "revoked".into(),
+            "affiliationChanged".into()
+        )),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&("auth".into(), "good".into(), "-".into())),
+        "{s:?}"
+    );
+    let sign = env.json(&["cert", "list", "--resident", &id]);
+    let revoked = sign["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "revoked")
+        .unwrap()
+        .clone();
+    assert_eq!(revoked["revoked_at"], "2026-12-19T15:00:00Z");
+    let (_k, csr) = env.csr("after", 2048);
+    env.fails(
+        &[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "signing",
+            "--csr",
+            csr.to_str().unwrap(),
+        ],
+        "emigrated",
+    );
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn validity_is_capped_by_the_card_and_the_auth_certificate() {
+    let mut env = Env::empty();
+    env.now = Some("2026-11-27T01:00:00Z".into());
+    env.ok(&["init"]);
+    let v = env.json(&[
+        "resident",
+        "add",
+        "--name",
+        "期限　五郎",
+        "--birth",
+        "1980-02-17",
+        "--sex",
+        "1",
+        "--address",
+        "東京都",
+        "--prefecture",
+        "Tokyo",
+        "--municipality",
+        "Chiyoda-ku",
+        "--card-expiry",
+        "2029-06-30",
+    ]);
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (_a, auth) = env.csr("a", 2048);
+    let a = env.issue(&id, "auth", &auth);
+    assert_eq!(a["not_after"], "2029-06-30T14:59:59Z");
+    assert_eq!(a["bound"], "card-expiry");
+    env.ok(&[
+        "resident",
+        "card-renew",
+        "--id",
+        &id,
+        "--card-expiry",
+        "2040-01-01",
+    ]);
+    let (_a2, auth2) = env.csr("a2", 2048);
+    let a2 = env.issue(&id, "auth", &auth2);
+    assert_eq!(a2["not_after"], "2031-02-17T14:59:59Z");
+    env.now = Some("2026-12-01T01:00:00Z".into());
+    let (_s, sign) = env.csr("s", 2048);
+    let s = env.issue(&id, "signing", &sign);
+    assert_eq!(s["not_after"], "2031-02-17T14:59:59Z");
+}
