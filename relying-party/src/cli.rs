@@ -131,3 +131,185 @@ pub fn run_verify_login(args: &VerifyLoginArgs) -> Result<Report, Error> {
     let at = at(&args.at)?;
     Ok(v.verify_login(&cert, &challenge, &sig, at, SystemClock::now()))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::testutil::Pki;
+
+    #[derive(Parser)]
+    enum Cmd {
+        Verify(VerifyArgs),
+        VerifyLogin(VerifyLoginArgs),
+    }
+
+    fn parse(args: &[&str]) -> Cmd {
+        Cmd::try_parse_from(std::iter::once("jpki").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn verify_runs_from_files_and_reports_json() {
+        let pki = Pki::get();
+        let t = tempfile::tempdir().unwrap();
+        let sig = t.path().join("doc.p7s");
+        std::fs::write(&sig, pki.sign("sign", "good", &[])).unwrap();
+        let (root, crl, doc, sig) = (
+            pki.path("sign/root.pem").display().to_string(),
+            pki.path("sign/crl.pem").display().to_string(),
+            pki.path("doc.txt").display().to_string(),
+            sig.display().to_string(),
+        );
+        let Cmd::Verify(a) = parse(&[
+            "verify",
+            "--trust",
+            &root,
+            "--sig",
+            &sig,
+            "--content",
+            &doc,
+            "--crl",
+            &crl,
+            "--json",
+        ]) else {
+            panic!("verify expected")
+        };
+        assert!(a.json);
+        let r = run_verify(&a).unwrap();
+        assert!(r.is_valid(), "{}", r.render(false));
+        let json: serde_json::Value = serde_json::from_str(&r.render(true)).unwrap();
+        assert_eq!(json["verdict"], "valid");
+        assert_eq!(json["checks"].as_array().unwrap().len(), 6);
+        assert!(json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "pass"));
+        // A wrong document: Ok(report) with an invalid verdict and exit code 1.
+        let Cmd::Verify(a) = parse(&[
+            "verify",
+            "--trust",
+            &root,
+            "--sig",
+            &sig,
+            "--content",
+            &root,
+            "--crl",
+            &crl,
+        ]) else {
+            panic!("verify expected")
+        };
+        let r = run_verify(&a).unwrap();
+        assert_eq!(r.exit_code(), 1);
+        assert!(
+            r.render(false).contains("[FAIL] content-signature"),
+            "{}",
+            r.render(false)
+        );
+        // --ocsp and --crl together are refused by clap.
+        assert!(Cmd::try_parse_from([
+            "jpki", "verify", "--trust", "r", "--sig", "s", "--ocsp", "http://x", "--crl", "c"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn unusable_arguments_are_errors() {
+        let pki = Pki::get();
+        let root = pki.path("sign/root.pem").display().to_string();
+        let Cmd::Verify(a) = parse(&["verify", "--trust", &root, "--sig", "/nonexistent.p7s"])
+        else {
+            panic!()
+        };
+        assert!(matches!(run_verify(&a), Err(Error::Read { .. })));
+        let doc = pki.path("doc.txt").display().to_string();
+        let Cmd::Verify(a) = parse(&["verify", "--trust", &doc, "--sig", &doc]) else {
+            panic!()
+        };
+        assert!(matches!(run_verify(&a), Err(Error::NotACertificate { .. })));
+        let Cmd::Verify(a) = parse(&[
+            "verify",
+            "--trust",
+            &root,
+            "--sig",
+            &doc,
+            "--at",
+            "yesterday",
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(run_verify(&a), Err(Error::BadTime(_))));
+        let Cmd::VerifyLogin(a) = parse(&[
+            "verify-login",
+            "--trust",
+            &root,
+            "--cert",
+            &root,
+            "--challenge",
+            &doc,
+            "--sig",
+            &doc,
+            "--policy",
+            &doc,
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(run_verify_login(&a), Err(Error::Policy(_))));
+    }
+
+    #[test]
+    fn verify_login_prints_the_account_key() {
+        let pki = Pki::get();
+        let t = tempfile::tempdir().unwrap();
+        let challenge = t.path().join("challenge");
+        std::fs::write(&challenge, b"login 42").unwrap();
+        let key = pki.path("auth/auth.key").display().to_string();
+        let sig = t.path().join("sig");
+        std::fs::write(
+            &sig,
+            crate::testutil::openssl(
+                &pki.dir,
+                &[
+                    "dgst",
+                    "-sha256",
+                    "-sign",
+                    &key,
+                    &challenge.display().to_string(),
+                ],
+            ),
+        )
+        .unwrap();
+        let (root, cert) = (
+            pki.path("auth/root.pem").display().to_string(),
+            pki.path("auth/auth.pem").display().to_string(),
+        );
+        let (challenge, sig) = (challenge.display().to_string(), sig.display().to_string());
+        let Cmd::VerifyLogin(a) = parse(&[
+            "verify-login",
+            "--trust",
+            &root,
+            "--cert",
+            &cert,
+            "--challenge",
+            &challenge,
+            "--sig",
+            &sig,
+            "--ocsp",
+            "http://127.0.0.1:9/ocsp",
+            "--soft-fail",
+            "--at",
+            "2027-01-01T00:00:00+09:00",
+        ]) else {
+            panic!()
+        };
+        let r = run_verify_login(&a).unwrap();
+        assert!(r.is_valid(), "{}", r.render(false));
+        assert_eq!(r.time_source, "--at");
+        let key = r.account_key.clone().unwrap();
+        assert!(!key.is_empty() && key.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(r
+            .render(false)
+            .contains(&format!("account key (certificate serial): {key}")));
+    }
+}

@@ -57,3 +57,114 @@ pub fn fetch(url: &str, post: Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> {
         Ok(body.to_bytes().to_vec())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+
+    use super::*;
+    use crate::testutil::Pki;
+    use crate::{Outcome, StatusSource, Verifier};
+
+    async fn handle(
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Full<Bytes>>, Infallible> {
+        let pki = Pki::get();
+        let (status, body) = match (req.method().clone(), req.uri().path().to_string()) {
+            (http::Method::POST, p) if p == "/ocsp" => match req.into_body().collect().await {
+                Ok(b) => (200, pki.ocsp_answer(&b.to_bytes(), None, &["-nmin", "60"])),
+                Err(_) => (400, Vec::new()),
+            },
+            (http::Method::GET, p) if p == "/crl/signing/1.crl" => (
+                200,
+                crate::cert::der_from_pem_or_der(&pki.read("sign/crl.pem")),
+            ),
+            _ => (404, b"not here".to_vec()),
+        };
+        let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        Ok(resp)
+    }
+
+    /// A tiny OCSP + CRL server on 127.0.0.1, port 0, answering with openssl.
+    fn serve() -> SocketAddr {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, hyper::service::service_fn(handle))
+                            .await;
+                    });
+                }
+            });
+        });
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn ocsp_and_crl_over_real_http() {
+        let pki = Pki::get();
+        let addr = serve();
+        let doc = pki.read("doc.txt");
+        let now = time::OffsetDateTime::now_utc();
+        let root = pki.read("sign/root.pem");
+        let by_ocsp = Verifier::new(
+            &root,
+            None,
+            StatusSource::Ocsp(format!("http://{addr}/ocsp")),
+        )
+        .unwrap();
+        let by_crl = Verifier::new(
+            &root,
+            None,
+            StatusSource::CrlUrl(format!("http://{addr}/crl/signing/1.crl")),
+        )
+        .unwrap();
+        for v in [&by_ocsp, &by_crl] {
+            let r = v.verify_document(&pki.sign("sign", "good", &[]), Some(&doc), None, now);
+            assert!(r.is_valid(), "{}", r.render(false));
+            let r = v.verify_document(&pki.sign("sign", "revoked", &[]), Some(&doc), None, now);
+            assert!(!r.is_valid());
+            assert!(
+                r.check("status").unwrap().reason.contains("keyCompromise"),
+                "{}",
+                r.render(false)
+            );
+        }
+        let missing = Verifier::new(
+            &root,
+            None,
+            StatusSource::CrlUrl(format!("http://{addr}/crl/signing/9.crl")),
+        )
+        .unwrap();
+        let r = missing.verify_document(&pki.sign("sign", "good", &[]), Some(&doc), None, now);
+        let c = r.check("status").unwrap();
+        assert_eq!(c.outcome, Outcome::Fail);
+        assert!(c.reason.contains("status 404"), "{}", c.reason);
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_fetched() {
+        let e = fetch("https://127.0.0.1/ocsp", None).unwrap_err();
+        assert!(e.to_string().contains("only http://"), "{e}");
+        let e = fetch("http://[::1", None).unwrap_err();
+        assert!(e.to_string().contains("bad URL"), "{e}");
+    }
+}
