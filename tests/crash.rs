@@ -1,0 +1,123 @@
+//! Crash safety: a child `jpki revoke --batch` revokes certificates and prints each
+//! acknowledgement once it is durable; it is killed with SIGKILL at a random moment. The
+//! store is then reopened: every acknowledged revocation must be there, every certificate
+//! must have its index entries, and the audit chain must be intact. Repeated many times.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ca::clock::SystemClock;
+use ca::Authority;
+use policies::{Hierarchy, Sex};
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// xorshift: enough randomness for kill times, without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn acknowledged_revocations_survive_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let mut serials = Vec::new();
+    {
+        let a = Authority::init(&base, policies::policy::DEFAULT_POLICY, common::PASS.as_bytes(), Arc::new(SystemClock)).unwrap();
+        for i in 0..12 {
+            let id = a
+                .resident_add(&ca::authority::NewResident {
+                    name: format!("試験　{i}"),
+                    birth: time::macros::date!(1980 - 01 - 01),
+                    sex: Sex::Female,
+                    address: "東京都".into(),
+                    prefecture: "Tokyo".into(),
+                    municipality: "Chiyoda-ku".into(),
+                    card_expiry: time::macros::date!(2036 - 01 - 01),
+                })
+                .unwrap();
+            for h in Hierarchy::ALL {
+                let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+                let csr = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap();
+                serials.push(a.issue(&id, h, csr.der()).unwrap().serial);
+            }
+        }
+    }
+    let list = tmp.path().join("serials.txt");
+    std::fs::write(&list, serials.join("\n")).unwrap();
+
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    // Time one uninterrupted batch, so that kills land across its whole run.
+    let full = {
+        let dir = tmp.path().join("timing");
+        copy_dir(&base, &dir);
+        let t0 = Instant::now();
+        let st = Command::new(env!("CARGO_BIN_EXE_jpki")).args(["revoke", "--reason", "keyCompromise", "--batch"]).arg(&list).arg("--data").arg(&dir).stdout(Stdio::null()).status().unwrap();
+        assert!(st.success());
+        t0.elapsed().as_millis() as u64 + 1
+    };
+    println!("an uninterrupted batch takes {full} ms");
+    let started = Instant::now();
+    let (mut rounds, mut partial) = (0, 0);
+    while rounds < 150 && started.elapsed() < Duration::from_secs(30) {
+        rounds += 1;
+        let dir = tmp.path().join(format!("round{rounds}"));
+        copy_dir(&base, &dir);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jpki"))
+            .args(["revoke", "--reason", "keyCompromise", "--batch"])
+            .arg(&list)
+            .arg("--data")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.next() % full));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let mut out = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let acked: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("revoked ")).collect();
+        if !acked.is_empty() && acked.len() < serials.len() {
+            partial += 1;
+        }
+
+        let a = Authority::open(&dir, None, Arc::new(SystemClock)).unwrap();
+        for line in &acked {
+            let (h, serial) = line.split_once(':').unwrap();
+            let h: Hierarchy = h.parse().unwrap();
+            let v = a.cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h)).unwrap();
+            assert_eq!(v.status, ca::records::State::Revoked, "round {rounds}: acknowledged revocation of {serial} lost");
+        }
+        assert_eq!(a.check_indexes().unwrap(), serials.len() + 4, "round {rounds}");
+        a.audit_verify().unwrap();
+        drop(a);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    println!("{rounds} rounds, {partial} killed mid-batch");
+    assert!(rounds >= 10);
+    assert!(partial >= 1, "no round was killed in the middle of the batch");
+}
