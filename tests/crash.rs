@@ -44,7 +44,13 @@ fn acknowledged_revocations_survive_sigkill() {
     let base = tmp.path().join("base");
     let mut serials = Vec::new();
     {
-        let a = Authority::init(&base, policies::policy::DEFAULT_POLICY, common::PASS.as_bytes(), Arc::new(SystemClock)).unwrap();
+        let a = Authority::init(
+            &base,
+            policies::policy::DEFAULT_POLICY,
+            common::PASS.as_bytes(),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
         for i in 0..12 {
             let id = a
                 .resident_add(&ca::authority::NewResident {
@@ -58,8 +64,15 @@ fn acknowledged_revocations_survive_sigkill() {
                 })
                 .unwrap();
             for h in Hierarchy::ALL {
-                let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
-                let csr = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap();
+                let key = rcgen::KeyPair::generate_rsa_for(
+                    &rcgen::PKCS_RSA_SHA256,
+                    rcgen::RsaKeySize::_2048,
+                )
+                .unwrap();
+                let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+                    .unwrap()
+                    .serialize_request(&key)
+                    .unwrap();
                 serials.push(a.issue(&id, h, csr.der()).unwrap().serial);
             }
         }
@@ -67,7 +80,11 @@ fn acknowledged_revocations_survive_sigkill() {
     let list = tmp.path().join("serials.txt");
     std::fs::write(&list, serials.join("\n")).unwrap();
 
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     println!("seed {seed}");
     let mut rng = Rng(seed);
     // Time one uninterrupted batch, so that kills land across its whole run.
@@ -75,7 +92,14 @@ fn acknowledged_revocations_survive_sigkill() {
         let dir = tmp.path().join("timing");
         copy_dir(&base, &dir);
         let t0 = Instant::now();
-        let st = Command::new(env!("CARGO_BIN_EXE_jpki")).args(["revoke", "--reason", "keyCompromise", "--batch"]).arg(&list).arg("--data").arg(&dir).stdout(Stdio::null()).status().unwrap();
+        let st = Command::new(env!("CARGO_BIN_EXE_jpki"))
+            .args(["revoke", "--reason", "keyCompromise", "--batch"])
+            .arg(&list)
+            .arg("--data")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
         assert!(st.success());
         t0.elapsed().as_millis() as u64 + 1
     };
@@ -99,8 +123,16 @@ fn acknowledged_revocations_survive_sigkill() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let mut out = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        let acked: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("revoked ")).collect();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let acked: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("revoked "))
+            .collect();
         if !acked.is_empty() && acked.len() < serials.len() {
             partial += 1;
         }
@@ -109,15 +141,28 @@ fn acknowledged_revocations_survive_sigkill() {
         for line in &acked {
             let (h, serial) = line.split_once(':').unwrap();
             let h: Hierarchy = h.parse().unwrap();
-            let v = a.cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h)).unwrap();
-            assert_eq!(v.status, ca::records::State::Revoked, "round {rounds}: acknowledged revocation of {serial} lost");
+            let v = a
+                .cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h))
+                .unwrap();
+            assert_eq!(
+                v.status,
+                ca::records::State::Revoked,
+                "round {rounds}: acknowledged revocation of {serial} lost"
+            );
         }
-        assert_eq!(a.check_indexes().unwrap(), serials.len() + 4, "round {rounds}");
+        assert_eq!(
+            a.check_indexes().unwrap(),
+            serials.len() + 4,
+            "round {rounds}"
+        );
         a.audit_verify().unwrap();
         drop(a);
         std::fs::remove_dir_all(&dir).unwrap();
     }
     println!("{rounds} rounds, {partial} killed mid-batch");
     assert!(rounds >= 10);
-    assert!(partial >= 1, "no round was killed in the middle of the batch");
+    assert!(
+        partial >= 1,
+        "no round was killed in the middle of the batch"
+    );
 }

@@ -72,6 +72,14 @@ pub struct Authority {
     /// Last sequential serial handed out, per hierarchy.
     counters: [AtomicU64; 2],
     rng: SystemRandom,
+    listener: OnceLock<Arc<dyn Listener>>,
+}
+
+/// Told of every revocation and hold once it is durable and before the operation returns:
+/// `jpki serve` replaces the OCSP answer and marks the CRL partition dirty here, so the next
+/// query already sees it.
+pub trait Listener: Send + Sync {
+    fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], partition: Option<u16>);
 }
 
 /// Upper-case hex of a serial.
@@ -119,7 +127,7 @@ fn ts(t: OffsetDateTime) -> i64 {
 }
 
 /// A certificate as the read commands show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CertView {
     pub serial: String,
     pub hierarchy: Hierarchy,
@@ -140,7 +148,7 @@ pub struct CertView {
 }
 
 /// The answer to an issuance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Issued {
     pub serial: String,
     pub hierarchy: Hierarchy,
@@ -156,12 +164,12 @@ pub struct Issued {
     /// The serial this certificate superseded, if any.
     pub superseded: Option<String>,
     pub pem: String,
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub der: Vec<u8>,
 }
 
 /// A revocation or hold that happened.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Revocation {
     pub serial: String,
     pub hierarchy: Hierarchy,
@@ -172,19 +180,22 @@ pub struct Revocation {
 }
 
 /// A new resident.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NewResident {
     pub name: String,
+    #[serde(with = "policies::model::iso_date")]
     pub birth: Date,
     pub sex: Sex,
     pub address: String,
     pub prefecture: String,
     pub municipality: String,
+    #[serde(with = "policies::model::iso_date")]
     pub card_expiry: Date,
 }
 
 /// A resident-register event with its data.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     Move {
         address: String,
@@ -196,15 +207,18 @@ pub enum Event {
     },
     Correct {
         name: Option<String>,
+        #[serde(with = "policies::model::iso_date::option", default)]
         birth: Option<Date>,
         sex: Option<Sex>,
         address: Option<String>,
     },
     Death,
     Emigrate {
+        #[serde(with = "policies::model::iso_date::option", default)]
         departure: Option<Date>,
     },
     CardRenew {
+        #[serde(with = "policies::model::iso_date")]
         card_expiry: Date,
     },
     CardLost,
@@ -231,10 +245,10 @@ impl Event {
 }
 
 /// What an event did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EventOutcome {
     pub resident: String,
-    pub event: &'static str,
+    pub event: String,
     pub state: ResidentState,
     pub revocations: Vec<Revocation>,
     /// For an emigration reported ahead of the departure date: when the revocation will happen.
@@ -243,7 +257,7 @@ pub struct EventOutcome {
 }
 
 /// A resident as `jpki resident show` prints it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ResidentView {
     pub id: String,
     pub name: String,
@@ -264,7 +278,7 @@ pub struct ResidentView {
     pub history: Vec<HistoryLine>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CertSummary {
     pub serial: String,
     pub hierarchy: Hierarchy,
@@ -537,9 +551,23 @@ impl Authority {
             ocsp_signers: [OnceLock::new(), OnceLock::new()],
             counters,
             rng: SystemRandom::new(),
+            listener: OnceLock::new(),
         };
         a.apply_due()?;
         Ok(a)
+    }
+
+    /// Installs the revocation listener (once).
+    pub fn set_listener(&self, l: Arc<dyn Listener>) -> Result<()> {
+        self.listener
+            .set(l)
+            .map_err(|_| Error::Invalid("a revocation listener is already installed".into()))
+    }
+
+    fn notify(&self, c: &CertRecord) {
+        if let Some(l) = self.listener.get() {
+            l.revoked(c.hierarchy, &c.serial, c.partition);
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -939,7 +967,7 @@ impl Authority {
         })?;
         Ok(EventOutcome {
             resident: id.to_owned(),
-            event: kind.as_str(),
+            event: kind.as_str().to_owned(),
             state: after.state,
             revocations: plan.into_iter().map(|(_, _, r)| r).collect(),
             scheduled,
@@ -1166,6 +1194,9 @@ impl Authority {
             }
             Ok(())
         })?;
+        if let Some(old) = &previous {
+            self.notify(old);
+        }
         Ok(Issued {
             serial: serial_hex(&serial),
             hierarchy: h,

@@ -18,7 +18,11 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
-use crate::authority::{parse_serial, Authority, Event, NewResident};
+use crate::api::Request;
+use crate::authority::{
+    parse_serial, Authority, CertView, Event, EventOutcome, Issued, NewResident, ResidentView,
+    Revocation,
+};
 use crate::clock::{Clock, FixedClock, SystemClock};
 use crate::error::{Error, Result};
 
@@ -100,6 +104,9 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The holder's token (the My Number card's stand-in): keys under PINs.
+    #[command(subcommand)]
+    Token(holder_token::TokenCommand),
     /// Run the whole story in a temporary directory.
     Demo {
         /// Keep the data here instead of a temporary directory.
@@ -358,15 +365,37 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn open(cli: &Cli) -> Result<Authority> {
-    Authority::open(
+/// Runs a request in-process, or through the admin socket of a running `jpki serve`.
+fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
+    match Authority::open(
         &cli.data,
         passphrase(cli.passphrase_file.as_deref())?,
         clock()?,
-    )
+    ) {
+        Ok(a) => a.handle(req),
+        Err(Error::Locked(_)) => crate::api::call_remote(&cli.data, &req),
+        Err(e) => Err(e),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("unexpected answer: {e}")))
+}
+
+fn when(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let cli = match cli.command {
+        // The token works on its own file; it needs no data directory.
+        Command::Token(cmd) => return Ok(holder_token::run(cmd)?),
+        command => Cli {
+            command,
+            data: cli.data,
+            passphrase_file: cli.passphrase_file,
+        },
+    };
     match &cli.command {
         Command::Init { policy } => {
             let text = match policy {
@@ -385,8 +414,13 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Root { hierarchy } => {
-            let a = open(&cli)?;
-            print!("{}", crate::records::pem(&a.root(*hierarchy).der));
+            let v = call(
+                &cli,
+                Request::Root {
+                    hierarchy: *hierarchy,
+                },
+            )?;
+            print!("{}", v["pem"].as_str().unwrap_or_default());
             Ok(())
         }
         Command::Resident(rc) => resident(&cli, rc),
@@ -397,18 +431,30 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             json,
         } => {
-            let a = open(&cli)?;
             let bytes =
                 std::fs::read(csr).map_err(Error::io(format!("read CSR {}", csr.display())))?;
-            let issued = a.issue(resident, *kind, &bytes)?;
+            let csr_base64 =
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+            let issued: Issued = typed(call(
+                &cli,
+                Request::Issue {
+                    resident: resident.clone(),
+                    kind: *kind,
+                    csr_base64,
+                },
+            )?)?;
             if let Some(path) = out {
                 std::fs::write(path, &issued.pem)
                     .map_err(Error::io(format!("write {}", path.display())))?;
             }
             print(*json, &issued, |i| {
                 let mut s = format!(
-                    "issued {} certificate {} to {} (notAfter {}, set by {:?})",
-                    i.hierarchy, i.serial, i.resident, i.not_after, i.bound
+                    "issued {} certificate {} to {} (notAfter {}, set by the {:?} rule)",
+                    i.hierarchy,
+                    i.serial,
+                    i.resident,
+                    when(i.not_after),
+                    i.bound
                 );
                 if let Some(old) = &i.superseded {
                     s.push_str(&format!("; {old} superseded"));
@@ -428,26 +474,45 @@ pub fn run(cli: Cli) -> Result<()> {
             hierarchy,
             json,
         } => {
-            let a = open(&cli)?;
+            let revoke = |serial: String| Request::Revoke {
+                serial,
+                hierarchy: *hierarchy,
+                reason: *reason,
+                invalidity: *invalidity_date,
+            };
             if let Some(file) = batch {
                 let text = std::fs::read_to_string(file)
                     .map_err(Error::io(format!("read {}", file.display())))?;
-                let serials: Vec<Vec<u8>> = text
+                let serials: Vec<String> = text
                     .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(parse_serial)
-                    .collect::<Result<_>>()?;
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                for s in &serials {
+                    parse_serial(s)?;
+                }
+                // One authority for the whole batch (or the server's): each answer is durable.
+                let local = match Authority::open(&cli.data, None, clock()?) {
+                    Ok(a) => Some(a),
+                    Err(Error::Locked(_)) => None,
+                    Err(e) => return Err(e),
+                };
                 let mut out = std::io::stdout().lock();
                 for s in serials {
-                    let r = a.revoke(&s, *hierarchy, *reason, *invalidity_date)?;
-                    writeln!(out, "revoked {}:{}", r.hierarchy, r.serial)
+                    let v = match &local {
+                        Some(a) => a.handle(revoke(s))?,
+                        None => crate::api::call_remote(&cli.data, &revoke(s))?,
+                    };
+                    let r: Revocation = typed(v)?;
+                    writeln!(out, "{} {}:{}", r.status.as_str(), r.hierarchy, r.serial)
                         .and_then(|_| out.flush())
                         .map_err(Error::io("write to stdout"))?;
                 }
                 return Ok(());
             }
-            let serial = parse_serial(serial.as_deref().unwrap_or_default())?;
-            let r = a.revoke(&serial, *hierarchy, *reason, *invalidity_date)?;
+            let serial = serial.clone().unwrap_or_default();
+            let r: Revocation = typed(call(&cli, revoke(serial))?)?;
             print(*json, &r, |r| {
                 format!(
                     "{} {}:{} ({}) at {}",
@@ -455,7 +520,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     r.hierarchy,
                     r.serial,
                     r.reason,
-                    r.revoked_at
+                    when(r.revoked_at)
                 )
             })
         }
@@ -464,10 +529,22 @@ pub fn run(cli: Cli) -> Result<()> {
             hierarchy,
             json,
         } => {
-            let a = open(&cli)?;
-            let r = a.hold(&parse_serial(serial)?, *hierarchy)?;
+            let r: Revocation = typed(call(
+                &cli,
+                Request::Revoke {
+                    serial: serial.clone(),
+                    hierarchy: *hierarchy,
+                    reason: Reason::CertificateHold,
+                    invalidity: None,
+                },
+            )?)?;
             print(*json, &r, |r| {
-                format!("held {}:{} at {}", r.hierarchy, r.serial, r.revoked_at)
+                format!(
+                    "held {}:{} at {}",
+                    r.hierarchy,
+                    r.serial,
+                    when(r.revoked_at)
+                )
             })
         }
         Command::Cert(CertCommand::Show {
@@ -475,36 +552,47 @@ pub fn run(cli: Cli) -> Result<()> {
             hierarchy,
             json,
         }) => {
-            let a = open(&cli)?;
-            let v = a.cert_show(&parse_serial(serial)?, *hierarchy)?;
+            let v: CertView = typed(call(
+                &cli,
+                Request::CertShow {
+                    serial: serial.clone(),
+                    hierarchy: *hierarchy,
+                },
+            )?)?;
             print(*json, &v, |v| {
                 format!(
-                    "{} {} {}\n  status: {}{}\n  holder: {}\n  valid: {} .. {}\n{}",
+                    "{} {} {}\n  status: {}{}\n  holder: {}\n  partition: {}\n  valid: {} .. {}\n{}",
                     v.hierarchy,
                     v.kind.as_str(),
                     v.serial,
                     v.status.as_str(),
-                    v.reason.map(|r| format!(" ({r})")).unwrap_or_default(),
+                    v.reason.map(|r| format!(" ({r}) since {}", v.revoked_at.map(when).unwrap_or_default())).unwrap_or_default(),
                     v.holder.as_deref().unwrap_or("-"),
-                    v.not_before,
-                    v.not_after,
+                    v.partition.map(|p| p.to_string()).unwrap_or_else(|| "CA".into()),
+                    when(v.not_before),
+                    when(v.not_after),
                     v.pem.trim_end()
                 )
             })
         }
         Command::Cert(CertCommand::List { resident, json }) => {
-            let a = open(&cli)?;
-            let list = a.cert_list(resident.as_deref())?;
-            print(*json, &serde_json::json!({ "certificates": list }), |_| {
+            let v = call(
+                &cli,
+                Request::CertList {
+                    resident: resident.clone(),
+                },
+            )?;
+            let list: Vec<CertView> = typed(v["certificates"].clone())?;
+            print(*json, &v, |_| {
                 list.iter()
-                    .map(|v| {
+                    .map(|c| {
                         format!(
                             "{:<8} {:<12} {:<34} {:<8} {}",
-                            v.hierarchy,
-                            v.kind.as_str(),
-                            v.serial,
-                            v.status.as_str(),
-                            v.holder.as_deref().unwrap_or("-")
+                            c.hierarchy,
+                            c.kind.as_str(),
+                            c.serial,
+                            c.status.as_str(),
+                            c.holder.as_deref().unwrap_or("-")
                         )
                     })
                     .collect::<Vec<_>>()
@@ -512,33 +600,36 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Audit(AuditCommand::Verify { json }) => {
-            let a = open(&cli)?;
-            let n = a.audit_verify()?;
-            let certs = a.check_indexes()?;
-            print(
-                *json,
-                &serde_json::json!({ "records": n, "intact": true, "certificates_checked": certs }),
-                |_| {
-                    format!("audit chain intact: {n} records; indexes consistent for {certs} certificates")
-                },
-            )
+            let v = call(&cli, Request::AuditVerify)?;
+            print(*json, &v, |v| {
+                format!(
+                    "audit chain intact: {} records; indexes consistent for {} certificates",
+                    v["records"], v["certificates_checked"]
+                )
+            })
         }
         Command::Audit(AuditCommand::Log { json }) => {
-            let a = open(&cli)?;
-            let records = crate::audit::records(a.store().as_ref())?;
-            print(*json, &serde_json::json!({ "records": records }), |_| {
+            let v = call(&cli, Request::AuditLog)?;
+            let records: Vec<crate::audit::Record> = typed(v["records"].clone())?;
+            print(*json, &v, |_| {
                 records
                     .iter()
                     .map(|r| {
                         format!(
                             "{:>6} {} {:<18} {} {}",
-                            r.seq, r.at, r.action, r.subject, r.detail
+                            r.seq,
+                            when(r.at),
+                            r.action,
+                            r.subject,
+                            r.detail
                         )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
             })
         }
+        // Token commands were dispatched above, before any store is opened.
+        Command::Token(_) => Ok(()),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
         Command::Bench(BenchCommand::Issue { count, threads }) => {
             crate::bench::issue(*count, *threads)
@@ -547,7 +638,6 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
-    let a = open(cli)?;
     let (who, event) = match rc {
         ResidentCommand::Add {
             name,
@@ -559,21 +649,27 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
             card_expiry,
             json,
         } => {
-            let id = a.resident_add(&NewResident {
-                name: name.clone(),
-                birth: *birth,
-                sex: *sex,
-                address: address.clone(),
-                prefecture: prefecture.clone(),
-                municipality: municipality.clone(),
-                card_expiry: *card_expiry,
-            })?;
-            return print(*json, &serde_json::json!({ "id": id }), |_| {
-                format!("registered resident {id}")
+            let v = call(
+                cli,
+                Request::ResidentAdd(NewResident {
+                    name: name.clone(),
+                    birth: *birth,
+                    sex: *sex,
+                    address: address.clone(),
+                    prefecture: prefecture.clone(),
+                    municipality: municipality.clone(),
+                    card_expiry: *card_expiry,
+                }),
+            )?;
+            return print(*json, &v, |v| {
+                format!(
+                    "registered resident {}",
+                    v["id"].as_str().unwrap_or_default()
+                )
             });
         }
         ResidentCommand::Show { id, json } => {
-            let v = a.resident_view(id)?;
+            let v: ResidentView = typed(call(cli, Request::ResidentShow { id: id.clone() })?)?;
             return print(*json, &v, |v| {
                 let mut s = format!(
                     "{}  {:?}\n  name: {}\n  birth: {} ({})\n  sex: {}\n  address: {}\n  {} / {}\n  card expiry: {}{}",
@@ -642,7 +738,13 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ),
         ResidentCommand::Withdraw { who, kind } => (who, Event::Withdraw { kind: *kind }),
     };
-    let outcome = a.event(&who.id, &event)?;
+    let outcome: EventOutcome = typed(call(
+        cli,
+        Request::Event {
+            id: who.id.clone(),
+            event,
+        },
+    )?)?;
     print(who.json, &outcome, |o| {
         let mut s = format!("{}: {} recorded", o.resident, o.event);
         if let Some(d) = o.scheduled {

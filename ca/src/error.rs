@@ -48,6 +48,11 @@ pub enum Error {
     AuditBroken { seq: u64, problem: String },
     #[error("signing failed: {0}")]
     Sign(#[from] policies::SignError),
+    /// An error reported by the running server over the admin socket.
+    #[error("{0}")]
+    Remote(String),
+    #[error("{0}")]
+    Token(#[from] holder_token::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -20,6 +20,7 @@
 //! * `rcgen` — only the demo's and the benchmark's stand-in holders make CSRs with it.
 //! * `zeroize` — passphrases and key material are wiped from memory when dropped.
 
+pub mod api;
 pub mod audit;
 pub mod authority;
 mod bench;

@@ -76,7 +76,7 @@ pub struct ValidityInput {
 }
 
 /// Why the notAfter is what it is (reported in `jpki issue --json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Bound {
     Birthday,
