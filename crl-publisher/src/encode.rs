@@ -30,7 +30,7 @@
 
 use bytes::Bytes;
 use policies::Reason;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use crate::{Entry, Error};
 
@@ -82,6 +82,22 @@ fn two_digits(out: &mut Vec<u8>, v: u8) {
     out.push(b'0' + v % 10);
 }
 
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`): a few integer operations, against `time`'s offset conversion and
+/// component accessors, for a function called once or twice per revoked entry.
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    // d in 1..=31 and m in 1..=12 by construction
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// `Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }` as RFC 5280 §5.1.2.4
 /// asks: UTCTime `YYMMDDHHMMSSZ` for 1950–2049, GeneralizedTime `YYYYMMDDHHMMSSZ` from 2050,
 /// whole seconds in UTC. `generalized` forces GeneralizedTime (invalidityDate, §5.3.2).
@@ -90,14 +106,13 @@ pub(crate) fn push_time(
     t: OffsetDateTime,
     generalized: bool,
 ) -> Result<(), String> {
-    let t = t
-        .checked_to_offset(UtcOffset::UTC)
-        .ok_or_else(|| format!("{t} has no UTC equivalent"))?;
-    let year = t.year();
+    let ts = t.unix_timestamp();
+    let (year, month, day) = civil_from_days(ts.div_euclid(86_400));
+    let sod = ts.rem_euclid(86_400);
     if !(1950..=9999).contains(&year) {
         return Err(format!("year {year} cannot be written as an RFC 5280 time"));
     }
-    // 1950..=9999: the casts below are exact
+    // 1950..=9999 and 0..86400: the casts below are exact
     let (century, yy) = ((year / 100) as u8, (year % 100) as u8);
     if generalized || year >= 2050 {
         out.extend_from_slice(&[0x18, 15]);
@@ -106,17 +121,20 @@ pub(crate) fn push_time(
         out.extend_from_slice(&[0x17, 13]);
     }
     two_digits(out, yy);
-    two_digits(out, u8::from(t.month()));
-    two_digits(out, t.day());
-    two_digits(out, t.hour());
-    two_digits(out, t.minute());
-    two_digits(out, t.second());
+    two_digits(out, month);
+    two_digits(out, day);
+    two_digits(out, (sod / 3600) as u8);
+    two_digits(out, (sod / 60 % 60) as u8);
+    two_digits(out, (sod % 60) as u8);
     out.push(b'Z');
     Ok(())
 }
 
+/// 2050-01-01T00:00:00Z: from here on RFC 5280 times are GeneralizedTime.
+const Y2050: i64 = 2_524_608_000;
+
 fn time_len(t: OffsetDateTime, generalized: bool) -> usize {
-    if generalized || t.year() >= 2050 {
+    if generalized || t.unix_timestamp() >= Y2050 {
         17
     } else {
         15
@@ -291,6 +309,7 @@ mod tests {
     use der::asn1::{GeneralizedTime, OctetString, Uint};
     use der::{Decode, Encode};
     use time::macros::datetime;
+    use time::Duration;
     use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
     use x509_cert::ext::pkix::{CrlNumber, CrlReason};
     use x509_cert::ext::{Extension, ToExtension};
@@ -418,6 +437,32 @@ mod tests {
             let back: CertificateList = CertificateList::from_der(&der).unwrap();
             assert_eq!(back.to_der().unwrap(), der);
             assert_eq!(back.tbs_cert_list.to_der().unwrap(), tbs);
+        }
+    }
+
+    #[test]
+    fn times_match_the_time_crate() {
+        let mut t = datetime!(1970-01-01 0:00 UTC);
+        while t.year() < 2200 {
+            let mut ours = Vec::new();
+            push_time(&mut ours, t, false).unwrap();
+            let reference = policies::profile::x509_time(t).unwrap().to_der().unwrap();
+            assert_eq!(ours, reference, "{t}");
+            assert_eq!(ours.len(), time_len(t, false), "{t}");
+            t += Duration::seconds(7_777_777);
+        }
+        for t in [
+            datetime!(2049-12-31 23:59:59 UTC),
+            datetime!(2050-01-01 0:00 UTC),
+            datetime!(2000-02-29 12:00 +09:00),
+        ] {
+            let mut ours = Vec::new();
+            push_time(&mut ours, t, false).unwrap();
+            assert_eq!(
+                ours,
+                policies::profile::x509_time(t).unwrap().to_der().unwrap(),
+                "{t}"
+            );
         }
     }
 

@@ -31,8 +31,11 @@
 //!   `x509_cert::builder::CrlBuilder` takes the wrong AKI (crate-notes §3.4–3.5); the entries
 //!   themselves are streamed as DER by [`encode`](crate) to keep a million-entry CRL near its own
 //!   size in memory.
-//! * `x509-parser` (feature `verify-aws`): an independent decoder for the self-check, and the
-//!   signature verification against the root key.
+//! * `x509-parser`: reads the root certificates (subject, SKI, key usage, key) and CRL files
+//!   written by another run; the tests use it as an independent decoder.
+//! * `aws-lc-rs` + `spki`: the self-check verifies each CRL's signature with the root's key
+//!   while streaming through the CRL with `der` (x509-parser's CRL parser keeps every entry
+//!   in memory: +130 MiB for a million, crate-notes §7).
 //! * `hyper`/`hyper-util`/`http-body-util`/`bytes`: the HTTP endpoint; `Bytes` lets the cache,
 //!   the encoder and the response share one copy of each CRL.
 //! * `indicatif`: progress of `publish_all` on a terminal.
@@ -43,6 +46,7 @@
 //! and is in the next. A certificate issued before partitions existed is still covered, because
 //! its partition is computed from its serial, not read from a stored field.
 
+mod check;
 mod encode;
 mod error;
 mod http;

@@ -21,14 +21,11 @@ use x509_cert::ext::pkix::name::DistributionPointName;
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::Name;
-use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate, X509Version};
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 use crate::encode::CrlEncoder;
 use crate::store::{Clock, Published, Source, State, StateStore};
 use crate::{scope_name, Error};
-
-/// OID of the issuingDistributionPoint CRL extension (RFC 5280 §5.2.5).
-const OID_IDP: &str = "2.5.29.28";
 
 /// Tunables of the publisher that the policy file does not (yet) carry.
 #[derive(Debug, Clone)]
@@ -106,6 +103,8 @@ struct Root {
     name: Name,
     /// The subjectKeyIdentifier: the CRL's authorityKeyIdentifier (RFC 5280 §5.2.1).
     ski: Vec<u8>,
+    /// The SubjectPublicKeyInfo, DER: checks each CRL's signature.
+    spki: Vec<u8>,
 }
 
 impl Root {
@@ -131,11 +130,13 @@ impl Root {
         })?;
         let subject = cert.tbs_certificate.subject.as_raw().to_vec();
         let name = Name::from_der(&subject).map_err(|e| bad(format!("subject: {e}")))?;
+        let spki = cert.tbs_certificate.subject_pki.raw.to_vec();
         Ok(Root {
             signer,
             subject,
             name,
             ski,
+            spki,
         })
     }
 }
@@ -154,6 +155,10 @@ pub struct Crl {
     pub sha256: [u8; 32],
     /// DER of the issuingDistributionPoint extension value.
     pub idp: Vec<u8>,
+    /// Time spent reading the source, encoding and signing (for metrics and benchmarks).
+    pub build_time: std::time::Duration,
+    /// Time spent on the self-check.
+    pub check_time: std::time::Duration,
 }
 
 impl Crl {
@@ -394,7 +399,7 @@ impl Publisher {
                 .to_extension(&root.name, &[])
                 .map_err(Error::der("cRLNumber"))?,
             Extension {
-                extn_id: der::asn1::ObjectIdentifier::new_unwrap(OID_IDP),
+                extn_id: crate::check::OID_IDP,
                 critical: true,
                 extn_value: OctetString::new(idp.clone())
                     .map_err(Error::der("issuingDistributionPoint"))?,
@@ -406,6 +411,7 @@ impl Publisher {
         let this_update = now.replace_nanosecond(0).unwrap_or(now);
         let next_update =
             this_update + time::Duration::hours(i64::from(self.policy.crl.next_update_hours));
+        let started = std::time::Instant::now();
         let hint = self.source.count_hint(h, scope).unwrap_or(0);
         let mut enc = CrlEncoder::new(&root.subject, this_update, next_update, hint)?;
         let mut failure = None;
@@ -441,6 +447,8 @@ impl Publisher {
                 source,
             })
         })?;
+        let build_time = started.elapsed();
+        let started = std::time::Instant::now();
         self.self_check(
             h,
             &der,
@@ -452,6 +460,7 @@ impl Publisher {
             state.published.as_ref(),
         )
         .map_err(check)?;
+        let check_time = started.elapsed();
         tracing::debug!(hierarchy = %h, scope = %sname(), number, entries, dropped, size = der.len(), "CRL built");
         let sha256 = Sha256::digest(&der).into();
         Ok(Crl {
@@ -464,11 +473,13 @@ impl Publisher {
             der,
             sha256,
             idp,
+            build_time,
+            check_time,
         })
     }
 
-    /// Parses the CRL back with a second decoder (x509-parser), verifies its signature with the
-    /// root's public key and checks every field the publisher promised.
+    /// The self-check (module `check`): a streaming strict-DER decode, the signature verified
+    /// with the root's key, every promised field compared; plus continuity with the last CRL.
     #[allow(clippy::too_many_arguments)]
     fn self_check(
         &self,
@@ -482,60 +493,22 @@ impl Publisher {
         prev: Option<&Published>,
     ) -> Result<(), String> {
         let root = self.root(h);
-        let (_, cert) = X509Certificate::from_der(root.signer.certificate())
-            .map_err(|e| format!("root: {e}"))?;
-        let (rest, crl) =
-            x509_parser::parse_x509_crl(der).map_err(|e| format!("does not parse: {e}"))?;
-        if !rest.is_empty() {
-            return Err(format!("{} bytes after the CRL", rest.len()));
-        }
-        crl.verify_signature(cert.public_key())
-            .map_err(|e| format!("signature does not verify with the root key: {e}"))?;
-        if crl.version() != Some(X509Version::V2) {
-            return Err("not a v2 CRL".into());
-        }
-        if crl.issuer().as_raw() != root.subject.as_slice() {
-            return Err("issuer differs from the root's subject".into());
-        }
-        let ts = |t: x509_parser::time::ASN1Time| t.timestamp();
-        if ts(crl.last_update()) != this_update.unix_timestamp()
-            || crl.next_update().map(ts) != Some(next_update.unix_timestamp())
-            || next_update <= this_update
-        {
-            return Err("thisUpdate/nextUpdate are not the intended times".into());
-        }
-        let got = crl.crl_number().map(|n| n.to_bytes_be());
-        let want = Uint::new(&number.to_be_bytes())
-            .map(|u| u.as_bytes().to_vec())
-            .map_err(|e| e.to_string())?;
-        if got.as_deref() != Some(want.as_slice()) {
-            return Err(format!("cRLNumber is {got:?}, expected {number}"));
-        }
-        let (mut seen_idp, mut seen_aki) = (false, false);
-        for ext in crl.extensions() {
-            match ext.oid.to_id_string().as_str() {
-                OID_IDP => seen_idp = ext.critical && ext.value == idp,
-                "2.5.29.35" => {
-                    seen_aki = matches!(ext.parsed_extension(),
-                        ParsedExtension::AuthorityKeyIdentifier(a)
-                            if a.key_identifier.as_ref().map(|k| k.0) == Some(root.ski.as_slice()));
-                }
-                _ => {}
-            }
-        }
-        if !seen_idp {
-            return Err(
-                "issuingDistributionPoint missing, not critical or not the partition's".into(),
-            );
-        }
-        if !seen_aki {
-            return Err(
-                "authorityKeyIdentifier does not equal the root's subjectKeyIdentifier".into(),
-            );
-        }
-        let listed = crl.iter_revoked_certificates().count() as u64;
-        if listed != entries {
-            return Err(format!("{listed} entries listed, {entries} written"));
+        let want_number = Uint::new(&number.to_be_bytes()).map_err(|e| e.to_string())?;
+        crate::check::check(
+            der,
+            &crate::check::Expect {
+                spki: &root.spki,
+                issuer: &root.subject,
+                ski: &root.ski,
+                number: want_number.as_bytes(),
+                idp,
+                this_update: this_update.unix_timestamp(),
+                next_update: next_update.unix_timestamp(),
+                entries,
+            },
+        )?;
+        if next_update <= this_update {
+            return Err("nextUpdate is not after thisUpdate".into());
         }
         if let Some(prev) = prev {
             if number <= prev.number {
