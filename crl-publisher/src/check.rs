@@ -205,3 +205,202 @@ fn entry_extension<'a>(r: &mut SliceReader<'a>) -> Result<(), Problem> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::CrlEncoder;
+    use crate::Entry;
+    use der::asn1::Uint;
+    use der::Encode;
+    use policies::Reason;
+    use rcgen::{KeyPair, PublicKeyData, SigningKey};
+    use time::macros::datetime;
+    use x509_cert::ext::ToExtension;
+
+    const ISSUER: &str = "CN=Check Root,O=JPKI-TEST,C=JP";
+    const SKI: &[u8] = &[7; 20];
+    const IDP: &[u8] = &[0x30, 0x03, 0x81, 0x01, 0xff];
+
+    struct Made {
+        der: Vec<u8>,
+        spki: Vec<u8>,
+        issuer: Vec<u8>,
+    }
+
+    fn make(key: &KeyPair, number: u8, entries: &[Entry], raw: &[&[u8]], extra: &[u8]) -> Made {
+        let issuer: Name = ISSUER.parse().unwrap();
+        let issuer_der = issuer.to_der().unwrap();
+        let mut enc = CrlEncoder::new(
+            &issuer_der,
+            datetime!(2026-11-27 0:00 UTC),
+            datetime!(2026-11-28 0:00 UTC),
+            0,
+        )
+        .unwrap();
+        for e in entries {
+            enc.push(e).unwrap();
+        }
+        for r in raw {
+            enc.push_raw(r);
+        }
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(SKI).unwrap()),
+            ..Default::default()
+        };
+        let exts = vec![
+            aki.to_extension(&issuer, &[]).unwrap(),
+            CrlNumber(Uint::new(&[number]).unwrap())
+                .to_extension(&issuer, &[])
+                .unwrap(),
+            Extension {
+                extn_id: OID_IDP,
+                critical: true,
+                extn_value: OctetString::new(IDP).unwrap(),
+            },
+        ];
+        let der = enc
+            .finish(&exts.to_der().unwrap(), |tbs| Ok(key.sign(tbs).unwrap()))
+            .unwrap();
+        let mut der = der.to_vec();
+        der.extend_from_slice(extra);
+        Made {
+            der,
+            spki: key.subject_public_key_info(),
+            issuer: issuer_der,
+        }
+    }
+
+    fn expect<'a>(m: &'a Made, entries: u64) -> Expect<'a> {
+        Expect {
+            spki: &m.spki,
+            issuer: &m.issuer,
+            ski: SKI,
+            number: &[5],
+            idp: IDP,
+            this_update: datetime!(2026-11-27 0:00 UTC).unix_timestamp(),
+            next_update: datetime!(2026-11-28 0:00 UTC).unix_timestamp(),
+            entries,
+        }
+    }
+
+    fn entry(serial: u8, reason: Reason) -> Entry {
+        Entry {
+            serial: vec![serial],
+            revoked_at: datetime!(2026-11-26 0:00 UTC),
+            reason,
+            invalidity: Some(datetime!(2026-11-25 0:00 UTC)),
+            not_after: datetime!(2030-01-01 0:00 UTC),
+        }
+    }
+
+    #[test]
+    fn accepts_what_the_encoder_writes_and_rejects_every_deviation() {
+        let key =
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+        let entries = [
+            entry(1, Reason::KeyCompromise),
+            entry(2, Reason::Unspecified),
+            entry(3, Reason::CertificateHold),
+        ];
+        let good = make(&key, 5, &entries, &[], &[]);
+        check(&good.der, &expect(&good, 3)).unwrap();
+        let empty = make(&key, 5, &[], &[], &[]);
+        check(&empty.der, &expect(&empty, 0)).unwrap();
+
+        let err = |m: &Made, want: Expect<'_>| check(&m.der, &want).unwrap_err();
+        assert!(err(&good, expect(&good, 2)).contains("3 entries listed"));
+        assert!(err(
+            &good,
+            Expect {
+                number: &[6],
+                ..expect(&good, 3)
+            }
+        )
+        .contains("cRLNumber"));
+        assert!(err(
+            &good,
+            Expect {
+                idp: &[0x30, 0x00],
+                ..expect(&good, 3)
+            }
+        )
+        .contains("issuingDistributionPoint"));
+        assert!(err(
+            &good,
+            Expect {
+                ski: &[8; 20],
+                ..expect(&good, 3)
+            }
+        )
+        .contains("authorityKeyIdentifier"));
+        assert!(err(
+            &good,
+            Expect {
+                this_update: 0,
+                ..expect(&good, 3)
+            }
+        )
+        .contains("thisUpdate"));
+        assert!(err(
+            &good,
+            Expect {
+                issuer: &[0x30, 0x00],
+                ..expect(&good, 3)
+            }
+        )
+        .contains("issuer"));
+        let other =
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+        let spki = other.subject_public_key_info();
+        assert!(err(
+            &good,
+            Expect {
+                spki: &spki,
+                ..expect(&good, 3)
+            }
+        )
+        .contains("signature"));
+
+        let mut flipped = make(&key, 5, &entries, &[], &[]);
+        let last = flipped.der.len() - 1;
+        flipped.der[last] ^= 1;
+        assert!(err(&flipped, expect(&flipped, 3)).contains("signature"));
+        let trailing = make(&key, 5, &entries, &[], &[0]);
+        assert!(err(&trailing, expect(&trailing, 3)).contains("trailing"));
+
+        // entries the encoder never writes, signed all the same
+        let unspecified: &[u8] = &[
+            0x30, 0x20, 0x02, 0x01, 0x09, 0x17, 0x0d, b'2', b'6', b'1', b'1', b'2', b'6', b'0',
+            b'0', b'0', b'0', b'0', b'0', b'Z', 0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d,
+            0x15, 0x04, 0x03, 0x0a, 0x01, 0x00,
+        ];
+        let m = make(&key, 5, &[], &[unspecified], &[]);
+        assert!(
+            err(&m, expect(&m, 1)).contains("unspecified"),
+            "{}",
+            err(&m, expect(&m, 1))
+        );
+        let critical: &[u8] = &[
+            0x30, 0x23, 0x02, 0x01, 0x09, 0x17, 0x0d, b'2', b'6', b'1', b'1', b'2', b'6', b'0',
+            b'0', b'0', b'0', b'0', b'0', b'Z', 0x30, 0x0f, 0x30, 0x0d, 0x06, 0x03, 0x55, 0x1d,
+            0x15, 0x01, 0x01, 0xff, 0x04, 0x03, 0x0a, 0x01, 0x01,
+        ];
+        let m = make(&key, 5, &[], &[critical], &[]);
+        assert!(
+            err(&m, expect(&m, 1)).contains("critical"),
+            "{}",
+            err(&m, expect(&m, 1))
+        );
+        let negative: &[u8] = &[
+            0x30, 0x12, 0x02, 0x01, 0x89, 0x17, 0x0d, b'2', b'6', b'1', b'1', b'2', b'6', b'0',
+            b'0', b'0', b'0', b'0', b'0', b'Z',
+        ];
+        let m = make(&key, 5, &[], &[negative], &[]);
+        assert!(
+            err(&m, expect(&m, 1)).contains("negative"),
+            "{}",
+            err(&m, expect(&m, 1))
+        );
+    }
+}

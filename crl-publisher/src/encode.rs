@@ -252,6 +252,13 @@ impl CrlEncoder {
         Ok(())
     }
 
+    /// Appends an already encoded entry (tests craft malformed ones).
+    #[cfg(test)]
+    pub(crate) fn push_raw(&mut self, der: &[u8]) {
+        self.buf.extend_from_slice(der);
+        self.entries += 1;
+    }
+
     pub(crate) fn entries(&self) -> u64 {
         self.entries
     }
