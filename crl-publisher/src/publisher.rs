@@ -554,13 +554,6 @@ impl Publisher {
             let crl = self.build_with(h, scope, now, bar)?;
             let path = dir.join(Publisher::file_name(h, scope));
             write_atomic(&path, &crl.der).map_err(|source| Error::Write { path, source })?;
-            let state = State {
-                last_number: crl.number,
-                published: Some(crl.published()),
-            };
-            self.state
-                .save(h, scope, &state)
-                .map_err(Error::state(h, scope))?;
             if dir == self.dir {
                 let served = Served::new(
                     crl.der.clone(),
@@ -573,6 +566,13 @@ impl Publisher {
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert((h, scope), Arc::new(served));
             }
+            let state = State {
+                last_number: crl.number,
+                published: Some(crl.published()),
+            };
+            self.state
+                .save(h, scope, &state)
+                .map_err(Error::state(h, scope))?;
             tracing::info!(hierarchy = %h, scope = %scope_name(scope), number = crl.number, entries = crl.entries,
                 size = crl.der.len(), dirty, "CRL published");
             Ok(Some(crl))
