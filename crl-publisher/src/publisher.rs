@@ -332,6 +332,7 @@ impl Publisher {
     /// Builds, signs and self-checks the next CRL of `(h, scope)` as of `now`, without
     /// writing it. Its number is reserved durably first, so it is never handed out again.
     pub fn build(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
+        let _guard = self.build.lock().unwrap_or_else(PoisonError::into_inner);
         self.build_with(h, scope, now, &ProgressBar::hidden())
     }
 
@@ -426,7 +427,11 @@ impl Publisher {
                 if failure.is_some() {
                     return;
                 }
-                if e.not_after + self.settings.expired_margin < this_update {
+                let expired = e
+                    .not_after
+                    .checked_add(self.settings.expired_margin)
+                    .is_some_and(|t| t < this_update);
+                if expired {
                     dropped += 1;
                 } else if let Err(err) = enc.push(e) {
                     failure = Some(err);
@@ -547,7 +552,7 @@ impl Publisher {
             let stale = state
                 .published
                 .as_ref()
-                .is_none_or(|p| now >= p.next_update - self.settings.resign_margin);
+                .is_none_or(|p| now >= resign_at(p, self.settings.resign_margin));
             if !(force || dirty || stale) {
                 return Ok(None);
             }
@@ -619,7 +624,7 @@ impl Publisher {
             let due = match self.state.load(h, scope) {
                 Ok(Some(State {
                     published: Some(p), ..
-                })) => p.next_update - self.settings.resign_margin - now,
+                })) => resign_at(&p, self.settings.resign_margin) - now,
                 _ => time::Duration::ZERO,
             };
             let due = std::time::Duration::try_from(due).unwrap_or_default();
@@ -732,6 +737,11 @@ impl Publisher {
             })
             .collect()
     }
+}
+
+/// When a published CRL is due for re-signing: `margin` before its nextUpdate.
+fn resign_at(p: &Published, margin: time::Duration) -> OffsetDateTime {
+    p.next_update.checked_sub(margin).unwrap_or(p.next_update)
 }
 
 /// Replaces `path` with `data` so that readers see the old or the new file, never a part:
