@@ -9,6 +9,7 @@
 //!   fresh nonce, so every answer is signed live by a delegated OCSP signer);
 //! * `openssl cms -verify` on the same inputs, with and without `-crl_check` on the same CRL,
 //!   and `openssl cms -verify` + `openssl ocsp` client (same responder) per document.
+//!
 //! Results go to stdout; record them in `BENCHMARKS.md`.
 
 use std::path::Path;
