@@ -474,6 +474,50 @@ mod tests {
     }
 
     #[test]
+    fn random_entries_match_x509_cert_encoding() {
+        // xorshift: deterministic, no extra dependency
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let reasons = [
+            Reason::Unspecified,
+            Reason::KeyCompromise,
+            Reason::CertificateHold,
+            Reason::Superseded,
+            Reason::AaCompromise,
+        ];
+        let issuer: Name = "CN=Random Root,C=JP".parse().unwrap();
+        let exts = vec![CrlNumber(Uint::new(&[9]).unwrap())
+            .to_extension(&issuer, &[])
+            .unwrap()];
+        let entries: Vec<Entry> = (0..2000)
+            .map(|_| {
+                let len = 1 + (next() % 19) as usize;
+                let mut serial: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if next() % 4 == 0 {
+                    serial[0] = 0; // leading zero octets are normalised away
+                }
+                let at = |n: u64| {
+                    OffsetDateTime::from_unix_timestamp((n % 4_000_000_000) as i64).unwrap()
+                };
+                Entry {
+                    serial,
+                    revoked_at: at(next()),
+                    reason: reasons[(next() % 5) as usize],
+                    invalidity: (next() % 2 == 0).then(|| at(next())),
+                    not_after: at(next()),
+                }
+            })
+            .collect();
+        let (tbs, _) = ours(&issuer, &entries, &exts);
+        assert_eq!(tbs, reference(&issuer, &entries, exts));
+    }
+
+    #[test]
     fn long_lengths_and_limits() {
         let (h, n) = header(0x30, 0x1234_5678).unwrap();
         assert_eq!(&h[..n], &[0x30, 0x84, 0x12, 0x34, 0x56, 0x78]);

@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use policies::profile::Scope;
 use policies::Hierarchy;
 use sha2::{Digest, Sha256};
@@ -220,7 +220,10 @@ impl Publisher {
                     let this = Arc::clone(&this);
                     async move { Ok::<_, std::convert::Infallible>(this.handle(req).await) }
                 });
+                // the timer turns on hyper's header read timeout (30 s): a client that
+                // trickles its request cannot hold a connection forever
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await
                 {
