@@ -75,9 +75,27 @@ crlDistributionPoints = URI:http://127.0.0.1:9/crl/auth/1.crl\n\n",
 }
 
 impl Pki {
+    /// The fixtures; with `RP_KEEP_FIXTURES=DIR` set they are also copied to DIR (to run the
+    /// external judges on the very same files).
     pub fn get() -> &'static Pki {
         static PKI: OnceLock<Pki> = OnceLock::new();
-        PKI.get_or_init(Pki::build)
+        PKI.get_or_init(|| {
+            let pki = Pki::build();
+            if let Some(out) = std::env::var_os("RP_KEEP_FIXTURES") {
+                let out = PathBuf::from(out);
+                for sub in ["sign", "auth"] {
+                    std::fs::create_dir_all(out.join(sub)).expect("mkdir");
+                    for e in std::fs::read_dir(pki.dir.join(sub))
+                        .expect("read_dir")
+                        .flatten()
+                    {
+                        std::fs::copy(e.path(), out.join(sub).join(e.file_name())).expect("copy");
+                    }
+                }
+                std::fs::copy(pki.path("doc.txt"), out.join("doc.txt")).expect("copy");
+            }
+            pki
+        })
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
