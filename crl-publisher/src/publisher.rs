@@ -543,10 +543,15 @@ impl Publisher {
         let _guard = self.build.lock().unwrap_or_else(PoisonError::into_inner);
         // Cleared before the source is read: a revocation stored after this point sets the
         // flag again and lands in the next CRL; one stored before is read by this build.
-        let dirty = self
-            .state
-            .take_dirty(h, scope)
-            .map_err(Error::state(h, scope))?;
+        // Only the publisher's own directory (the served one) consumes dirty flags and
+        // records what it published; a copy elsewhere (`publish_all` to a CDN folder) must not
+        // make the served CRLs look fresher than they are.
+        let own = dir == self.dir;
+        let dirty = own
+            && self
+                .state
+                .take_dirty(h, scope)
+                .map_err(Error::state(h, scope))?;
         let result = (|| {
             let state = self.load(h, scope)?;
             let stale = state
@@ -559,7 +564,7 @@ impl Publisher {
             let crl = self.build_with(h, scope, now, bar)?;
             let path = dir.join(Publisher::file_name(h, scope));
             write_atomic(&path, &crl.der).map_err(|source| Error::Write { path, source })?;
-            if dir == self.dir {
+            if own {
                 let served = Served::new(
                     crl.der.clone(),
                     &crl.sha256,
@@ -570,14 +575,14 @@ impl Publisher {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert((h, scope), Arc::new(served));
+                let state = State {
+                    last_number: crl.number,
+                    published: Some(crl.published()),
+                };
+                self.state
+                    .save(h, scope, &state)
+                    .map_err(Error::state(h, scope))?;
             }
-            let state = State {
-                last_number: crl.number,
-                published: Some(crl.published()),
-            };
-            self.state
-                .save(h, scope, &state)
-                .map_err(Error::state(h, scope))?;
             tracing::info!(hierarchy = %h, scope = %scope_name(scope), number = crl.number, entries = crl.entries,
                 size = crl.der.len(), dirty, "CRL published");
             Ok(Some(crl))
@@ -679,6 +684,9 @@ impl Publisher {
     /// Writes every CRL of both hierarchies into `out` (a directory for a static web server or
     /// a CDN: `<out>/<hierarchy>/<partition>.crl`) plus `<out>/index.json`, each with new
     /// numbers. Stops at the first failure (files already written stay; no index is written).
+    /// When `out` is not the publisher's own directory the set is a copy: it takes numbers
+    /// (never reused) but neither clears dirty flags nor counts as the served CRL in
+    /// [`status`](Publisher::status) and the re-signing schedule.
     pub fn publish_all(&self, out: &Path, now: OffsetDateTime) -> Result<Vec<IndexEntry>, Error> {
         let scopes = self.scopes();
         let bar = if self.settings.progress && std::io::stderr().is_terminal() {

@@ -563,12 +563,27 @@ fn publish_all_writes_every_crl_and_an_index() {
     assert_eq!(rows[64]["partition"], "ca");
     assert_eq!(rows[64]["file"], "signing/ca.crl");
 
+    // a copy elsewhere does not count as the served CRL, nor consume dirty flags
+    let status = publisher.status(clock.now()).unwrap();
+    assert!(status.iter().all(|s| s.published.is_none()));
+    publisher
+        .mark_dirty(Hierarchy::Auth, Scope::Partition(1))
+        .unwrap();
+    publisher.publish_all(out.path(), clock.now()).unwrap();
+    assert!(fx
+        .store
+        .take_dirty(Hierarchy::Auth, Scope::Partition(1))
+        .unwrap());
+
+    // into its own directory: served, and listed by status
+    let own = publisher.publish_all(fx.dir.path(), clock.now()).unwrap();
+    assert!(own.iter().all(|e| e.number == 3));
     clock.advance(Duration::hours(2));
     let status = publisher.status(clock.now()).unwrap();
     assert_eq!(status.len(), 130);
     assert!(status
         .iter()
-        .all(|s| s.age == Some(Duration::hours(2)) && s.published.as_ref().unwrap().number == 1));
+        .all(|s| s.age == Some(Duration::hours(2)) && s.published.as_ref().unwrap().number == 3));
 }
 
 #[test]
