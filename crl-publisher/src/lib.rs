@@ -40,6 +40,37 @@
 //!   the encoder and the response share one copy of each CRL.
 //! * `indicatif`: progress of `publish_all` on a terminal.
 //!
+//! ## Wiring it in
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use crl_publisher::{MemoryStore, Publisher, Roots, Settings, SystemClock};
+//! use policies::profile::Scope;
+//! use policies::{Hierarchy, Policy, Signer};
+//!
+//! async fn serve(signing: Arc<dyn Signer>, auth: Arc<dyn Signer>) -> Result<(), Box<dyn std::error::Error>> {
+//!     // the CA passes its sled-backed Source and StateStore here
+//!     let store = Arc::new(MemoryStore::new());
+//!     let publisher = Arc::new(Publisher::new(
+//!         Policy::default_policy(),
+//!         Settings::default(),
+//!         Roots { signing, auth },
+//!         store.clone(),
+//!         store,
+//!         "/var/lib/jpki/crl",
+//!         Arc::new(SystemClock),
+//!     )?);
+//!     // the pipeline: first pass publishes everything, then dirty partitions and re-signing
+//!     tokio::spawn(publisher.clone().run(std::future::pending()));
+//!     // after a revocation has been stored:
+//!     publisher.mark_dirty(Hierarchy::Signing, Scope::Partition(7))?;
+//!     // HTTP: route `/crl/...` to `publisher.handle(req).await`, or let it serve alone
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     publisher.serve(listener, std::future::pending()).await;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ## What the CA must do
 //! Store the revocation first, then call [`Publisher::mark_dirty`] for its scope: a revocation
 //! stored before a build reads the source is in that CRL; one stored after sets the flag again
