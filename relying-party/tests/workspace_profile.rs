@@ -1,0 +1,289 @@
+//! The verifier against certificates shaped exactly as jpki issues them — built with
+//! `policies::profile` (URI + directoryName CRL distribution points, issuerAltName, AIA,
+//! critical certificatePolicies), CRLs from `crl-publisher` and OCSP answers from
+//! `ocsp-responder` — with the document signed by `openssl cms -sign`. Nothing here is
+//! rcgen- or openssl-ca-shaped.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use policies::profile::{self, Holder, Scope, Window};
+use policies::{Attributes, Hierarchy, Policy, Reason, Sex};
+use relying_party::{Fetch, Outcome, StatusSource, Verifier};
+use time::{Duration, OffsetDateTime};
+
+struct Key {
+    pair: aws_lc_rs::signature::RsaKeyPair,
+    spki: Vec<u8>,
+    cert: Vec<u8>,
+}
+
+impl policies::Signer for Key {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, policies::SignError> {
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                msg,
+                &mut sig,
+            )
+            .map_err(|_| policies::SignError("rsa".into()))?;
+        Ok(sig)
+    }
+    fn certificate(&self) -> &[u8] {
+        &self.cert
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// An RSA-2048 key made by openssl (`NAME.key`, PEM) and loaded into aws-lc-rs.
+fn key(dir: &Path, name: &str) -> Key {
+    let pem = format!("{name}.key");
+    openssl(dir, &["genrsa", "-out", &pem, "2048"]);
+    let pkcs8 = openssl(
+        dir,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", &pem, "-outform", "DER",
+        ],
+    );
+    let spki = openssl(dir, &["pkey", "-in", &pem, "-pubout", "-outform", "DER"]);
+    Key {
+        pair: aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&pkcs8).unwrap(),
+        spki,
+        cert: Vec::new(),
+    }
+}
+
+fn signed(tbs: Vec<u8>, by: &Key) -> Vec<u8> {
+    profile::assemble(&tbs, &policies::Signer::sign(by, &tbs).unwrap()).unwrap()
+}
+
+fn write_pem(dir: &Path, name: &str, der: &[u8]) {
+    std::fs::write(dir.join(format!("{name}.der")), der).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            &format!("{name}.der"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+#[test]
+fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let policy = Policy::default_policy();
+    let now = OffsetDateTime::now_utc();
+    let w = |serial: &'static [u8], years: i64| Window {
+        serial,
+        not_before: now - Duration::hours(1),
+        not_after: now + Duration::days(365 * years),
+    };
+
+    let mut roots = Vec::new();
+    for (h, name) in [(Hierarchy::Signing, "sroot"), (Hierarchy::Auth, "aroot")] {
+        let mut k = key(dir, name);
+        let tbs = profile::root_tbs(&policy, h, w(&[1], 10), &k.spki).unwrap();
+        k.cert = signed(tbs, &k);
+        write_pem(dir, name, &k.cert);
+        roots.push(Arc::new(k));
+    }
+    let (sroot, aroot) = (roots[0].clone(), roots[1].clone());
+    let root_kid = profile::key_identifier(&sroot.spki).unwrap();
+
+    let attrs = Attributes::new(
+        "山田　太郎",
+        time::macros::date!(1980 - 02 - 17),
+        Sex::Male,
+        "東京都清瀬市中里一丁目1番地",
+        &policy.limits,
+        now.date(),
+    )
+    .unwrap();
+    let holder = Holder::Signing {
+        prefecture: "Tokyo-to",
+        municipality: "Kiyose-shi",
+        attributes: &attrs,
+    };
+    for (name, serial) in [("good", &[0x10, 0x01][..]), ("revoked", &[0x10, 0x41][..])] {
+        let k = key(dir, name);
+        let serial: &'static [u8] = Box::leak(serial.to_vec().into_boxed_slice());
+        let tbs = profile::leaf_tbs(
+            &policy,
+            &holder,
+            &format!("{name}0001"),
+            w(serial, 5),
+            &k.spki,
+            &root_kid,
+        )
+        .unwrap();
+        write_pem(dir, name, &signed(tbs, &sroot));
+    }
+    std::fs::write(dir.join("doc.txt"), "確定申告書\n").unwrap();
+    let sign = |name: &str| {
+        openssl(
+            dir,
+            &[
+                "cms",
+                "-sign",
+                "-binary",
+                "-md",
+                "sha256",
+                "-in",
+                "doc.txt",
+                "-signer",
+                &format!("{name}.pem"),
+                "-inkey",
+                &format!("{name}.key"),
+                "-outform",
+                "DER",
+            ],
+        )
+    };
+    let doc = std::fs::read(dir.join("doc.txt")).unwrap();
+    let root_pem = std::fs::read(dir.join("sroot.pem")).unwrap();
+
+    // Both leaves fall in partition 1 (0x1001 % 64 = 1, 0x1041 % 64 = 1): one CRL covers them.
+    let partition = policy.partition_of(&[0x10, 0x01]);
+    assert_eq!(partition, policy.partition_of(&[0x10, 0x41]));
+    let store = Arc::new(crl_publisher::MemoryStore::new());
+    store.revoke(
+        Hierarchy::Signing,
+        Scope::Partition(partition),
+        crl_publisher::Entry {
+            serial: vec![0x10, 0x41],
+            revoked_at: now - Duration::minutes(5),
+            reason: Reason::KeyCompromise,
+            invalidity: None,
+            not_after: now + Duration::days(365 * 5),
+        },
+    );
+    let publisher = crl_publisher::Publisher::new(
+        policy.clone(),
+        crl_publisher::Settings {
+            progress: false,
+            ..Default::default()
+        },
+        crl_publisher::Roots {
+            signing: sroot.clone(),
+            auth: aroot.clone(),
+        },
+        store.clone(),
+        store,
+        dir.join("crl"),
+        Arc::new(crl_publisher::SystemClock),
+    )
+    .unwrap();
+    let crl = publisher
+        .build(Hierarchy::Signing, Scope::Partition(partition), now)
+        .unwrap();
+    let by_crl = Verifier::new(
+        &root_pem,
+        Some(&policy),
+        StatusSource::CrlBytes(Arc::new(crl.der.to_vec())),
+    )
+    .unwrap();
+    let r = by_crl.verify_document(&sign("good"), Some(&doc), None, now);
+    assert!(r.is_valid(), "{}", r.render(false));
+    let a = r.attributes.as_ref().unwrap();
+    assert_eq!(
+        (a.name.as_str(), a.birth.date.as_str(), a.birth.era),
+        ("山田　太郎", "1980-02-17", "昭和")
+    );
+    assert_eq!(a.address, "東京都清瀬市中里一丁目1番地");
+    assert_eq!(a.name_flags.as_deref(), Some("00000"));
+    let r = by_crl.verify_document(&sign("revoked"), Some(&doc), None, now);
+    assert_eq!(
+        r.check("status").unwrap().outcome,
+        Outcome::Fail,
+        "{}",
+        r.render(false)
+    );
+    assert!(r.check("status").unwrap().reason.contains("keyCompromise"));
+    // Another partition's CRL does not speak for these certificates.
+    let other = publisher
+        .build(Hierarchy::Signing, Scope::Partition(partition + 1), now)
+        .unwrap();
+    let v = Verifier::new(
+        &root_pem,
+        Some(&policy),
+        StatusSource::CrlBytes(Arc::new(other.der.to_vec())),
+    )
+    .unwrap();
+    let r = v.verify_document(&sign("good"), Some(&doc), None, now);
+    assert!(
+        r.check("status").unwrap().reason.contains("does not cover"),
+        "{}",
+        r.render(false)
+    );
+
+    // OCSP from the ocsp-responder crate with its delegated signer.
+    let mut ocsp_key = key(dir, "ocsp");
+    let tbs = profile::ocsp_signer_tbs(
+        &policy,
+        Hierarchy::Signing,
+        w(&[2], 1),
+        &ocsp_key.spki,
+        &root_kid,
+    )
+    .unwrap();
+    ocsp_key.cert = signed(tbs, &sroot);
+    let source = Arc::new(ocsp_responder::MemorySource::new());
+    source.issue(Hierarchy::Signing, &[0x10, 0x01]);
+    source.revoke(
+        Hierarchy::Signing,
+        &[0x10, 0x41],
+        now - Duration::minutes(5),
+        Reason::CertificateHold,
+    );
+    let responder = ocsp_responder::Responder::new(
+        ocsp_responder::Settings::from_policy(&policy),
+        vec![ocsp_responder::Issuer {
+            hierarchy: Hierarchy::Signing,
+            root: sroot.cert.clone(),
+            signer: Arc::new(ocsp_key),
+        }],
+        source,
+        Arc::new(ocsp_responder::SystemClock),
+    )
+    .unwrap();
+    let fetch: Fetch = Arc::new(move |_url: &str, post: Option<(&str, &[u8])>| {
+        Ok(responder.answer_blocking(post.unwrap().1).der.to_vec())
+    });
+    let by_ocsp = Verifier::new(
+        &root_pem,
+        Some(&policy),
+        StatusSource::Ocsp(policy.ocsp_url()),
+    )
+    .unwrap()
+    .with_fetch(fetch);
+    let r = by_ocsp.verify_document(&sign("good"), Some(&doc), None, now);
+    assert!(r.is_valid(), "{}", r.render(false));
+    let r = by_ocsp.verify_document(&sign("revoked"), Some(&doc), None, now);
+    assert!(
+        r.check("status").unwrap().reason.contains("on hold"),
+        "{}",
+        r.render(false)
+    );
+}
