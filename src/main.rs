@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    ca::cli::main()
+    jpki::cli::main()
 }

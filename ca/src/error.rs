@@ -51,8 +51,6 @@ pub enum Error {
     /// An error reported by the running server over the admin socket.
     #[error("{0}")]
     Remote(String),
-    #[error("{0}")]
-    Token(#[from] holder_token::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -61,7 +59,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
     }

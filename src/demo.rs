@@ -7,9 +7,9 @@ use std::time::Instant;
 use policies::{Hierarchy, Sex};
 use time::macros::date;
 
-use crate::authority::{Authority, Event, NewResident};
-use crate::clock::SystemClock;
-use crate::error::{Error, Result};
+use ca::authority::{Authority, Event, NewResident};
+use ca::clock::SystemClock;
+use ca::error::{Error, Result};
 
 struct Story {
     step: usize,
@@ -26,9 +26,14 @@ impl Story {
     }
 }
 
-/// A holder's key pair and CSR, made the way a card would (the key never reaches the CA).
-fn holder_csr() -> Result<Vec<u8>> {
-    crate::demo_holder_csr()
+/// A stand-in holder's key pair and CSR (RSA-2048 made by rcgen): the key never reaches the CA.
+pub(crate) fn holder_csr() -> Result<Vec<u8>> {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .map_err(|e| Error::Invalid(format!("holder key: {e}")))?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .map_err(|e| Error::Invalid(format!("holder CSR: {e}")))?;
+    Ok(csr.der().to_vec())
 }
 
 pub fn run(keep: Option<&Path>) -> Result<()> {

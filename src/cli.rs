@@ -18,13 +18,15 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
-use crate::api::Request;
-use crate::authority::{
+use ca::api::Request;
+use ca::authority::{
     parse_serial, Authority, CertView, Event, EventOutcome, Issued, NewResident, ResidentView,
     Revocation,
 };
-use crate::clock::{Clock, FixedClock, SystemClock};
-use crate::error::{Error, Result};
+use ca::clock::{Clock, FixedClock, SystemClock};
+use ca::error::Error;
+
+use crate::Result;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -319,7 +321,7 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) 
         human(value)
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").map_err(Error::io("write to stdout"))
+    Ok(writeln!(out, "{text}").map_err(Error::io("write to stdout"))?)
 }
 
 /// Entry point of the `jpki` binary.
@@ -372,14 +374,14 @@ fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
         passphrase(cli.passphrase_file.as_deref())?,
         clock()?,
     ) {
-        Ok(a) => a.handle(req),
-        Err(Error::Locked(_)) => crate::api::call_remote(&cli.data, &req),
-        Err(e) => Err(e),
+        Ok(a) => Ok(a.handle(req)?),
+        Err(Error::Locked(_)) => Ok(ca::api::call_remote(&cli.data, &req)?),
+        Err(e) => Err(e.into()),
     }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("unexpected answer: {e}")))
+    Ok(serde_json::from_value(v).map_err(|e| Error::Invalid(format!("unexpected answer: {e}")))?)
 }
 
 fn when(t: OffsetDateTime) -> String {
@@ -496,13 +498,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 let local = match Authority::open(&cli.data, None, clock()?) {
                     Ok(a) => Some(a),
                     Err(Error::Locked(_)) => None,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 };
                 let mut out = std::io::stdout().lock();
                 for s in serials {
                     let v = match &local {
                         Some(a) => a.handle(revoke(s))?,
-                        None => crate::api::call_remote(&cli.data, &revoke(s))?,
+                        None => ca::api::call_remote(&cli.data, &revoke(s))?,
                     };
                     let r: Revocation = typed(v)?;
                     writeln!(out, "{} {}:{}", r.status.as_str(), r.hierarchy, r.serial)
@@ -610,7 +612,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(AuditCommand::Log { json }) => {
             let v = call(&cli, Request::AuditLog)?;
-            let records: Vec<crate::audit::Record> = typed(v["records"].clone())?;
+            let records: Vec<ca::audit::Record> = typed(v["records"].clone())?;
             print(*json, &v, |_| {
                 records
                     .iter()
@@ -630,9 +632,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         // Token commands were dispatched above, before any store is opened.
         Command::Token(_) => Ok(()),
-        Command::Demo { keep } => crate::demo::run(keep.as_deref()),
+        Command::Demo { keep } => Ok(crate::demo::run(keep.as_deref())?),
         Command::Bench(BenchCommand::Issue { count, threads }) => {
-            crate::bench::issue(*count, *threads)
+            Ok(crate::bench::issue(*count, *threads)?)
         }
     }
 }

@@ -9,9 +9,9 @@ use std::time::Instant;
 use policies::{Hierarchy, Sex, Signer};
 use time::macros::date;
 
-use crate::authority::{Authority, NewResident};
-use crate::clock::SystemClock;
-use crate::error::{Error, Result};
+use ca::authority::{Authority, NewResident};
+use ca::clock::SystemClock;
+use ca::error::{Error, Result};
 
 /// Raw signatures per second with `threads` threads over a TBS-sized message.
 fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<f64> {
@@ -56,7 +56,7 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
             card_expiry: date!(2040 - 01 - 01),
         })?;
         for h in [Hierarchy::Auth, Hierarchy::Signing] {
-            tasks.push((id.clone(), h, crate::demo_holder_csr()?));
+            tasks.push((id.clone(), h, crate::demo::holder_csr()?));
         }
     }
     let signer = a.signer(Hierarchy::Signing)?;

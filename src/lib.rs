@@ -1,0 +1,31 @@
+//! # jpki — the command line and the one-process server
+//!
+//! The `jpki` binary (`src/main.rs`, a thin main) calls [`cli::main`]. This package is where
+//! the components meet: the authority ([`ca`]), the holder token, the CRL publisher, the
+//! OCSP responder and the relying-party verifier. Keeping the wiring here, rather than in
+//! `ca`, lets each component stay a library that knows nothing of the others (the design's
+//! dependency direction), while the CLI and `jpki serve` see all of them.
+//!
+//! * [`cli`] — argument parsing and printing; every CA operation goes through
+//!   [`ca::api::Request`], in-process or over a running server's admin socket;
+//! * `demo` — `jpki demo`, the whole story; `bench` — `jpki bench …`.
+//!
+//! ## Dependencies
+//! * `clap` (derive) for the command line, `tracing-subscriber` for logs on stderr,
+//!   `indicatif` for progress, `rcgen` for the demo's and benchmark's stand-in holders.
+
+mod bench;
+pub mod cli;
+mod demo;
+
+/// What can go wrong in a `jpki` command: an error of the component that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Ca(#[from] ca::Error),
+    #[error(transparent)]
+    Token(#[from] holder_token::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
