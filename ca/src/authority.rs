@@ -627,6 +627,28 @@ impl Authority {
             .clone())
     }
 
+    /// Generates an RSA-2048 key and stores it encrypted under the authority's passphrase as
+    /// `keys/<name>.key` (refusing to overwrite). For CA keys outside the two hierarchies,
+    /// such as the platform-operator CA.
+    pub fn create_key(&self, name: &str) -> Result<keys::NewKey> {
+        check_key_name(name)?;
+        let key = keys::generate()?;
+        keys::write_encrypted(&self.layout.dir.join("keys").join(format!("{name}.key")), &key, self.passphrase()?)?;
+        Ok(key)
+    }
+
+    /// Loads `keys/<name>.key` as a signer for the certificate `cert_der`.
+    pub fn key_signer(&self, name: &str, cert_der: Vec<u8>) -> Result<CaSigner> {
+        check_key_name(name)?;
+        let pair = keys::read_encrypted(&self.layout.dir.join("keys").join(format!("{name}.key")), self.passphrase()?)?;
+        Ok(CaSigner::new(pair, cert_der))
+    }
+
+    /// A random serial of 16 octets (positive), from the OS RNG.
+    pub fn random_serial(&self) -> Result<Vec<u8>> {
+        random_serial(&self.rng)
+    }
+
     fn new_serial(&self, h: Hierarchy) -> Result<Vec<u8>> {
         match self.policy.ca.serials {
             policies::policy::SerialScheme::Random => random_serial(&self.rng),
@@ -1461,6 +1483,13 @@ impl Authority {
 }
 
 type Pair = crate::store::Pair;
+
+fn check_key_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::Invalid(format!("key name `{name}` must be letters, digits and -")));
+    }
+    Ok(())
+}
 
 fn random_serial(rng: &SystemRandom) -> Result<Vec<u8>> {
     let mut b = vec![0u8; 16];
