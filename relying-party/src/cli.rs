@@ -30,7 +30,9 @@ pub struct StatusArgs {
     /// CRL distribution point is fetched.
     #[arg(long, value_name = "FILE|URL")]
     pub crl: Option<String>,
-    /// Accept a certificate whose status cannot be learned (reported as a warning).
+    /// Accept a certificate whose status cannot be learned — responder or CRL unreachable,
+    /// stale, badly signed, wrong nonce, unknown — as a warning. A known revocation or hold
+    /// still fails.
     #[arg(long)]
     pub soft_fail: bool,
     /// Policy file: accept exactly its certificatePolicies OIDs (default: JPKI production and test).
@@ -50,7 +52,8 @@ pub struct VerifyArgs {
     /// The signed content, for a detached signature.
     #[arg(long, value_name = "FILE")]
     pub content: Option<PathBuf>,
-    /// Judge validity at this RFC 3339 time instead of the signingTime attribute / now.
+    /// Judge validity at this RFC 3339 time. Default: the signingTime attribute (asserted by
+    /// the signer, not a trusted timestamp), else now. Revocation is always judged now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     #[command(flatten)]
@@ -112,24 +115,35 @@ fn at(s: &Option<String>) -> Result<Option<OffsetDateTime>, Error> {
     s.as_deref().map(crate::cert::parse_time).transpose()
 }
 
-/// Runs `jpki verify`. `Err` only for unusable arguments (unreadable files, bad trust
-/// anchor, bad time); a bad signature is an `Ok` report with an invalid verdict.
+/// Runs `jpki verify` on the system clock. `Err` only for unusable arguments (unreadable
+/// files, bad trust anchor, bad time, bad policy file); a bad signature is an `Ok` report
+/// with an invalid verdict.
 pub fn run_verify(args: &VerifyArgs) -> Result<Report, Error> {
+    run_verify_at(args, SystemClock::now())
+}
+
+/// [`run_verify`] with the wall clock given (e.g. the CLI's `$JPKI_TEST_NOW` clock).
+pub fn run_verify_at(args: &VerifyArgs, now: OffsetDateTime) -> Result<Report, Error> {
     let v = verifier(&args.trust, &args.status)?;
     let sig = read(&args.sig)?;
     let content = args.content.as_deref().map(read).transpose()?;
     let at = at(&args.at)?;
-    Ok(v.verify_document(&sig, content.as_deref(), at, SystemClock::now()))
+    Ok(v.verify_document(&sig, content.as_deref(), at, now))
 }
 
-/// Runs `jpki verify-login`; same error contract as [`run_verify`].
+/// Runs `jpki verify-login` on the system clock; same error contract as [`run_verify`].
 pub fn run_verify_login(args: &VerifyLoginArgs) -> Result<Report, Error> {
+    run_verify_login_at(args, SystemClock::now())
+}
+
+/// [`run_verify_login`] with the wall clock given.
+pub fn run_verify_login_at(args: &VerifyLoginArgs, now: OffsetDateTime) -> Result<Report, Error> {
     let v = verifier(&args.trust, &args.status)?;
     let cert = read(&args.cert)?;
     let challenge = read(&args.challenge)?;
     let sig = read(&args.sig)?;
     let at = at(&args.at)?;
-    Ok(v.verify_login(&cert, &challenge, &sig, at, SystemClock::now()))
+    Ok(v.verify_login(&cert, &challenge, &sig, at, now))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub fn fetch(url: &str, post: Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> {
         return Err(fail("only http:// URLs are supported".into()));
     }
     let uri: hyper::Uri = url.parse().map_err(|e| fail(format!("bad URL: {e}")))?;
+    tracing::debug!(%url, post = post.is_some(), "fetching");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

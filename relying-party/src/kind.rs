@@ -66,7 +66,7 @@ pub fn check(
         Hierarchy::Signing => Hierarchy::Auth,
         Hierarchy::Auth => Hierarchy::Signing,
     };
-    let found = policy_oids(leaf)?;
+    let found = policy_oids(leaf);
     if let Some(o) = found
         .iter()
         .find(|o| expected.oids(other).contains(o) || all_known(other).contains(&o.as_str()))
@@ -123,14 +123,14 @@ fn all_known(h: Hierarchy) -> &'static [&'static str] {
     }
 }
 
-fn policy_oids(leaf: &X509Certificate<'_>) -> Result<Vec<String>, Error> {
+fn policy_oids(leaf: &X509Certificate<'_>) -> Vec<String> {
     let mut out = Vec::new();
     for ext in leaf.extensions() {
         if let ParsedExtension::CertificatePolicies(cp) = ext.parsed_extension() {
             out.extend(cp.iter().map(|p| p.policy_id.to_id_string()));
         }
     }
-    Ok(out)
+    out
 }
 
 fn ku_flags(k: &KeyUsage) -> String {

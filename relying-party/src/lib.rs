@@ -14,6 +14,19 @@
 //! * [`verify`] — the [`Verifier`] that runs the checks; [`cli`] — `jpki verify` and
 //!   `jpki verify-login` (clap `Args` + `run_*`), wired in by the root `jpki` binary.
 //!
+//! ## Decisions
+//! * **Time.** Validity is judged at `--at`, else the signingTime attribute, else now.
+//!   signingTime is the signer's claim, not a trusted timestamp, so revocation is judged at
+//!   *now*: a revoked or held certificate fails whatever its revocation date, and CRL/OCSP
+//!   freshness is measured against the wall clock. The clock is passed in (`now`); only
+//!   [`cli::SystemClock`] reads it.
+//! * **Hard fail.** Status that cannot be learned (no answer, stale, bad signature, wrong
+//!   nonce or CertID, unknown) fails the `status` check unless soft-fail is asked for; a
+//!   known revocation or hold fails always.
+//! * **Strictness.** One signer, SHA-256, RSA PKCS#1 v1.5 (rsaEncryption or
+//!   sha256WithRSAEncryption), signed attributes required; only sha256WithRSAEncryption on
+//!   certificates, CRLs and OCSP responses; no delta or indirect CRLs.
+//!
 //! ## Dependencies, and why
 //! * `cms =0.3.0-rc.0` (types only; a release candidate, hence the exact pin) with `der`'s
 //!   `ber` feature for `openssl cms -stream` output (crate-notes §6).
@@ -38,7 +51,10 @@ pub mod path;
 pub mod report;
 pub mod verify;
 
-pub use cli::{run_verify, run_verify_login, StatusArgs, VerifyArgs, VerifyLoginArgs};
+pub use cli::{
+    run_verify, run_verify_at, run_verify_login, run_verify_login_at, StatusArgs, VerifyArgs,
+    VerifyLoginArgs,
+};
 pub use error::Error;
 pub use report::{Check, Outcome, Report, Verdict};
 pub use verify::{StatusSource, Verifier};

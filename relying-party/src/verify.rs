@@ -131,6 +131,10 @@ impl Verifier {
             }
         };
         report.signer = Some(signer_info(&leaf));
+        tracing::debug!(
+            attached = env.attached.is_some(),
+            "verifying a CMS SignedData"
+        );
         report.record(
             "content-signature",
             env.verify(content, &leaf.public_key().subject_public_key.data)
