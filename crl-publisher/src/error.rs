@@ -37,9 +37,6 @@ pub enum Error {
         what: &'static str,
         source: der::Error,
     },
-    /// The CRL grew beyond what a 4-octet DER length can describe.
-    #[error("CRL for {hierarchy}/{scope} is larger than 4 GiB")]
-    TooLarge { hierarchy: Hierarchy, scope: String },
     /// The root's signer refused or failed.
     #[error("signing the {hierarchy} CRL: {source}")]
     Sign {

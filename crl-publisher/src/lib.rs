@@ -12,8 +12,9 @@
 //!   the root's SKI, a CRL number that strictly increases and is durably reserved before the
 //!   CRL exists, reasonCode (left out for unspecified), invalidityDate, certificateHold entries;
 //!   entries of certificates expired for longer than [`Settings::expired_margin`] are dropped.
-//!   Each CRL is parsed back and its signature verified before it replaces the previous file
-//!   (atomically: temp file, fsync, rename, fsync of the directory).
+//!   Each CRL is decoded again, its signature verified against the root and its number and
+//!   IDP compared with the scope's last CRL before it replaces the previous file (atomically:
+//!   temp file, fsync, rename, fsync of the directory).
 //! * **Pipeline** ([`Publisher::mark_dirty`], [`Publisher::run`], [`Publisher::tick`]): only
 //!   dirty partitions are rebuilt, within [`Settings::dirty_bound`]; every CRL is re-signed
 //!   [`Settings::resign_margin`] before its nextUpdate.
@@ -29,8 +30,9 @@
 //! * `x509-cert`/`der`: the typed CRL extensions (IDP with a directoryName fullName, AKI, CRL
 //!   number). rcgen's CRL writer cannot express a directoryName IDP, and
 //!   `x509_cert::builder::CrlBuilder` takes the wrong AKI (crate-notes §3.4–3.5); the entries
-//!   themselves are streamed as DER by [`encode`](crate) to keep a million-entry CRL near its own
-//!   size in memory.
+//!   themselves are written as DER bytes straight into the output buffer (module `encode`),
+//!   which keeps a million-entry CRL at about its own size in memory (`BENCHMARKS.md`). The
+//!   self-check decodes the result again with `der`'s strict reader and x509-cert's types.
 //! * `x509-parser`: reads the root certificates (subject, SKI, key usage, key) and CRL files
 //!   written by another run; the tests use it as an independent decoder.
 //! * `aws-lc-rs` + `spki`: the self-check verifies each CRL's signature with the root's key
