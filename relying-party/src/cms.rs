@@ -230,3 +230,88 @@ pub fn rsa_verify(rsa_public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), E
         .verify(msg, sig)
         .map_err(|_| Error::BadSignature)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Pki;
+
+    fn key(pki: &Pki) -> Vec<u8> {
+        let der = pki.der("sign/good.pem");
+        let leaf = crate::cert::parse(&der, "t").unwrap();
+        leaf.public_key().subject_public_key.data.to_vec()
+    }
+
+    #[test]
+    fn a_signer_named_by_subject_key_identifier_is_found() {
+        let pki = Pki::get();
+        let env = parse(&pki.sign("sign", "good", &["-keyid"])).unwrap();
+        assert_eq!(env.signer_der, pki.der("sign/good.pem"));
+        env.verify(Some(&pki.read("doc.txt")), &key(pki)).unwrap();
+        assert!(env.signing_time.is_some());
+    }
+
+    #[test]
+    fn unsupported_shapes_are_named() {
+        let pki = Pki::get();
+        let cases: [(&[&str], &str); 3] = [
+            (&["-noattr"], "no signed attributes"),
+            (&["-md", "sha1"], "only SHA-256"),
+            (
+                &["-signer", "sign/other.pem", "-inkey", "sign/other.key"],
+                "2 signers",
+            ),
+        ];
+        for (extra, needle) in cases {
+            let e = parse(&pki.sign("sign", "good", extra)).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra:?}: {e}");
+        }
+        assert!(matches!(
+            parse(&pki.sign("sign", "good", &["-nocerts"])),
+            Err(Error::SignerNotIncluded)
+        ));
+    }
+
+    #[test]
+    fn the_signature_must_be_over_the_signed_attributes_with_the_signer_key() {
+        let pki = Pki::get();
+        let env = parse(&pki.sign("sign", "good", &[])).unwrap();
+        let other = pki.der("sign/other.pem");
+        let other = crate::cert::parse(&other, "t").unwrap();
+        assert!(matches!(
+            env.verify(
+                Some(&pki.read("doc.txt")),
+                &other.public_key().subject_public_key.data
+            ),
+            Err(Error::BadSignature)
+        ));
+        assert!(matches!(
+            env.verify(None, &key(pki)),
+            Err(Error::ContentMissing)
+        ));
+    }
+
+    #[test]
+    fn other_content_types_are_refused() {
+        let pki = Pki::get();
+        // A certs-only PKCS#7 is SignedData without signers.
+        let p7 = crate::testutil::openssl(
+            &pki.dir,
+            &[
+                "crl2pkcs7",
+                "-nocrl",
+                "-certfile",
+                "sign/good.pem",
+                "-outform",
+                "DER",
+            ],
+        );
+        let e = parse(&p7).unwrap_err();
+        assert!(e.to_string().contains("no SignerInfo"), "{e}");
+        // A certificate is not a ContentInfo.
+        assert!(matches!(
+            parse(&pki.read("sign/good.pem")),
+            Err(Error::CmsSyntax(_))
+        ));
+    }
+}

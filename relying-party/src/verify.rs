@@ -800,4 +800,64 @@ mod tests {
         );
         assert!(r.account_key.is_none());
     }
+
+    #[test]
+    fn ocsp_unknown_unsuccessful_and_nonceless_answers_are_refused() {
+        let pki = Pki::get();
+        // A certificate the responder's index does not list: status unknown.
+        let stranger = pki.issue("sign/root", "keyUsage = critical, digitalSignature, nonRepudiation\ncertificatePolicies = critical, 1.2.392.200149.8.5.1.1.20", &[]);
+        let root = leaf_der("sign/root.pem");
+        let q = Query::new(
+            &crate::cert::parse(&stranger, "t").unwrap(),
+            &crate::cert::parse(&root, "t").unwrap(),
+        )
+        .unwrap();
+        let answer = pki.ocsp_answer(&q.der, None, &["-nmin", "60"]);
+        assert!(matches!(
+            q.check(&answer, &crate::cert::parse(&root, "t").unwrap(), now()),
+            Err(Error::OcspUnknown)
+        ));
+
+        let try_later: Fetch = Arc::new(|_: &str, _: Option<(&str, &[u8])>| {
+            Ok(der07::Encode::to_der(&x509_ocsp::OcspResponse::try_later()).unwrap())
+        });
+        let sig = pki.sign("sign", "good", &[]);
+        failed(
+            &ocsp_verifier(try_later).verify_document(&sig, Some(&doc()), None, now()),
+            "status",
+            "answered TryLater",
+        );
+
+        // An answer to a request without nonce (openssl -no_nonce) cannot be tied to ours.
+        let nonceless: Fetch = Arc::new(|_: &str, _: Option<(&str, &[u8])>| {
+            let pki = Pki::get();
+            let req = crate::testutil::openssl(
+                &pki.dir,
+                &[
+                    "ocsp",
+                    "-issuer",
+                    "sign/root.pem",
+                    "-cert",
+                    "sign/good.pem",
+                    "-no_nonce",
+                    "-reqout",
+                    "/dev/stdout",
+                ],
+            );
+            Ok(pki.ocsp_answer(&req, None, &["-nmin", "60"]))
+        });
+        failed(
+            &ocsp_verifier(nonceless).verify_document(&sig, Some(&doc()), None, now()),
+            "status",
+            "carries no nonce",
+        );
+
+        let garbage: Fetch =
+            Arc::new(|_: &str, _: Option<(&str, &[u8])>| Ok(b"<html>oops</html>".to_vec()));
+        failed(
+            &ocsp_verifier(garbage).verify_document(&sig, Some(&doc()), None, now()),
+            "status",
+            "OCSP response malformed",
+        );
+    }
 }
