@@ -1,8 +1,8 @@
 //! The verifier against certificates shaped exactly as jpki issues them — built with
 //! `policies::profile` (URI + directoryName CRL distribution points, issuerAltName, AIA,
 //! critical certificatePolicies), CRLs from `crl-publisher` and OCSP answers from
-//! `ocsp-responder` — with the document signed by `openssl cms -sign`. Nothing here is
-//! rcgen- or openssl-ca-shaped.
+//! `ocsp-responder` — with the document signed by `openssl cms -sign` or by the
+//! `holder-token` (the card's stand-in). Nothing here is rcgen- or openssl-ca-shaped.
 
 use std::path::Path;
 use std::process::Command;
@@ -286,4 +286,107 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
         "{}",
         r.render(false)
     );
+}
+
+#[test]
+fn the_holder_tokens_document_signature_and_login_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let policy = Policy::default_policy();
+    let now = OffsetDateTime::now_utc();
+    let w = |serial: &'static [u8]| Window {
+        serial,
+        not_before: now - Duration::hours(1),
+        not_after: now + Duration::days(365),
+    };
+    let mut roots = Vec::new();
+    for (h, name) in [(Hierarchy::Signing, "sroot"), (Hierarchy::Auth, "aroot")] {
+        let mut k = key(dir, name);
+        k.cert = signed(profile::root_tbs(&policy, h, w(&[1]), &k.spki).unwrap(), &k);
+        roots.push(Arc::new(k));
+    }
+    let mut token =
+        holder_token::Token::create(&dir.join("card.json"), "PASSWORD1", "1234").unwrap();
+    let attrs = Attributes::new(
+        "鈴木　花子",
+        time::macros::date!(1990 - 05 - 01),
+        Sex::Female,
+        "大阪府大阪市北区1-1",
+        &policy.limits,
+        now.date(),
+    )
+    .unwrap();
+    let holders = [
+        Holder::Signing {
+            prefecture: "Osaka-fu",
+            municipality: "Osaka-shi",
+            attributes: &attrs,
+        },
+        Holder::Auth,
+    ];
+    for (i, holder) in holders.iter().enumerate() {
+        let root = &roots[i];
+        let kid = profile::key_identifier(&root.spki).unwrap();
+        let spki = token.public_key(holder.hierarchy()).to_vec();
+        let serial: &'static [u8] = if i == 0 { &[0x20, 0x01] } else { &[0x20, 0x02] };
+        let cert = signed(
+            profile::leaf_tbs(&policy, holder, "card0001", w(serial), &spki, &kid).unwrap(),
+            root,
+        );
+        assert_eq!(token.import_cert(&cert).unwrap(), holder.hierarchy());
+    }
+    let good = |root: &Key, h: Hierarchy| {
+        // Status from an (empty) CRL of the right partition, made by crl-publisher.
+        let store = Arc::new(crl_publisher::MemoryStore::new());
+        let publisher = crl_publisher::Publisher::new(
+            policy.clone(),
+            crl_publisher::Settings {
+                progress: false,
+                ..Default::default()
+            },
+            crl_publisher::Roots {
+                signing: roots[0].clone(),
+                auth: roots[1].clone(),
+            },
+            store.clone(),
+            store,
+            dir.join("crl"),
+            Arc::new(crl_publisher::SystemClock),
+        )
+        .unwrap();
+        let serial: &[u8] = if h == Hierarchy::Signing {
+            &[0x20, 0x01]
+        } else {
+            &[0x20, 0x02]
+        };
+        let crl = publisher
+            .build(h, Scope::Partition(policy.partition_of(serial)), now)
+            .unwrap();
+        Verifier::new(
+            &root.cert,
+            Some(&policy),
+            StatusSource::CrlBytes(Arc::new(crl.der.to_vec())),
+        )
+        .unwrap()
+    };
+    let content = "令和8年分 確定申告書".as_bytes();
+    for enc in [
+        holder_token::Encapsulation::Detached,
+        holder_token::Encapsulation::Attached,
+    ] {
+        let sig = token.sign_cms("PASSWORD1", content, enc, now).unwrap();
+        let r = good(&roots[0], Hierarchy::Signing).verify_document(&sig, Some(content), None, now);
+        assert!(r.is_valid(), "{enc:?}: {}", r.render(false));
+        let a = r.attributes.unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.birth.era, a.sex.code.as_str()),
+            ("鈴木　花子", "平成", "2")
+        );
+    }
+    let challenge = b"login challenge 0001";
+    let sig = token.login("1234", challenge).unwrap();
+    let cert = token.certificate(Hierarchy::Auth).unwrap().to_vec();
+    let r = good(&roots[1], Hierarchy::Auth).verify_login(&cert, challenge, &sig, None, now);
+    assert!(r.is_valid(), "{}", r.render(false));
+    assert_eq!(r.account_key.as_deref(), Some("2002"));
 }
