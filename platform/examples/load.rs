@@ -1,0 +1,2 @@
+// Placeholder so the workspace manifest parses until the platform load client lands.
+fn main() {}

@@ -1,0 +1,228 @@
+//! Administrative requests for the PF registry, in the shape of `ca::api::Request`: the CLI
+//! builds a [`Request`], and runs [`handle`] in-process or sends it over the admin socket of
+//! a running `jpki serve`, which tries `ca::api::Request` first and then this type. Every
+//! `op` starts with `pf-` so the two never collide.
+
+use base64::Engine;
+use ca::Authority;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::operator_ca::{self, OperatorCa};
+use crate::registry::{self, PfState, Scope};
+
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::Validity]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum Request {
+    /// Registers a PF and issues its TLS client certificate, for the key of `csr_base64`
+    /// (PKCS#10, DER or PEM, base64) or for a fresh key returned as `key_pem`.
+    /// Answer: `{id, name, serial, not_after, cert_pem, key_pem?, root_pem}`.
+    #[serde(rename = "pf-operator-add")]
+    OperatorAdd {
+        name: String,
+        #[serde(default = "default_scopes")]
+        scopes: Vec<Scope>,
+        #[serde(default)]
+        csr_base64: Option<String>,
+    },
+    /// Registers a certificate the PF brings, by its key (SHA-256 of the SPKI): adds the key
+    /// to the PF `name`, or creates that PF with `scopes`.
+    #[serde(rename = "pf-operator-register-cert")]
+    OperatorRegisterCert {
+        name: String,
+        cert_pem: String,
+        #[serde(default = "default_scopes")]
+        scopes: Vec<Scope>,
+    },
+    #[serde(rename = "pf-operator-list")]
+    OperatorList,
+    #[serde(rename = "pf-operator-suspend")]
+    OperatorSuspend { name: String },
+    #[serde(rename = "pf-operator-reactivate")]
+    OperatorReactivate { name: String },
+    #[serde(rename = "pf-operator-revoke")]
+    OperatorRevoke { name: String },
+    /// Registers an SP under the PF `pf` (by name). Answer: `{id, ...}`.
+    #[serde(rename = "pf-sp-add")]
+    SpAdd {
+        pf: String,
+        name: String,
+        scopes: Vec<Scope>,
+    },
+    #[serde(rename = "pf-sp-list")]
+    SpList,
+    /// Who read a holder's data. Answer: `{resident, accesses: [...]}`.
+    #[serde(rename = "pf-access-log")]
+    AccessLog { resident: String },
+    /// The operator CA certificate. Answer: `{pem}`.
+    #[serde(rename = "pf-operator-root")]
+    OperatorRoot,
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(format!("encode result: {e}")))
+}
+
+/// Whether `cert` names the operator root as issuer and carries its signature.
+fn chains_to(root_der: &[u8], cert_der: &[u8]) -> bool {
+    let (Ok((_, root)), Ok((_, cert))) = (
+        x509_parser::parse_x509_certificate(root_der),
+        x509_parser::parse_x509_certificate(cert_der),
+    ) else {
+        return false;
+    };
+    cert.issuer().as_raw() == root.subject().as_raw()
+        && cert.verify_signature(Some(root.public_key())).is_ok()
+}
+
+/// Carries out one request.
+pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
+    let now = authority.clock().now();
+    match req {
+        Request::OperatorAdd {
+            name,
+            scopes,
+            csr_base64,
+        } => {
+            registry::check_name("operator name", &name)?;
+            match registry::operator_named(authority, &name) {
+                Ok(_) => return Err(Error::OperatorExists(name)),
+                Err(Error::UnknownOperator(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let (spki, key_pem) = match csr_base64 {
+                Some(b) => {
+                    let csr = base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .map_err(|_| Error::BadRequest("csr_base64: not base64".into()))?;
+                    (ca::csr::verify(&csr, 2048)?.spki, None)
+                }
+                None => {
+                    let k = operator_ca::generate_client_key()?;
+                    (k.spki, Some(k.pkcs8_pem))
+                }
+            };
+            let ca = OperatorCa::load(authority)?;
+            let der = ca.issue_client(authority, &name, &spki, now)?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
+            let serial = ca::authority::serial_hex(cert.raw_serial());
+            let not_after = cert.validity().not_after.to_string();
+            let op = registry::operator_add(authority, &name, scopes, &spki, Some(serial.clone()), now)?;
+            Ok(json!({
+                "id": op.id,
+                "name": op.name,
+                "scopes": op.scopes,
+                "serial": serial,
+                "not_after": not_after,
+                "key_fingerprint": registry::fingerprint(&spki),
+                "cert_pem": ca::records::pem(&der),
+                "key_pem": key_pem,
+                "root_pem": ca::records::pem(ca.der()),
+            }))
+        }
+        Request::OperatorRegisterCert {
+            name,
+            cert_pem,
+            scopes,
+        } => {
+            let der = crate::service::cert_der(&cert_pem)?;
+            let spki = ca::authority::spki_of(&der)
+                .map_err(|e| Error::BadCertificate(e.to_string()))?;
+            let op = match registry::operator_named(authority, &name) {
+                Ok(_) => registry::operator_add_key(authority, &name, &spki, None, now)?,
+                Err(Error::UnknownOperator(_)) => {
+                    registry::operator_add(authority, &name, scopes, &spki, None, now)?
+                }
+                Err(e) => return Err(e),
+            };
+            let chains = chains_to(&operator_ca::ensure(authority)?, &der);
+            Ok(json!({
+                "id": op.id,
+                "name": op.name,
+                "key_fingerprint": registry::fingerprint(&spki),
+                "chains_to_operator_ca": chains,
+                "note": if chains { Value::Null } else { json!(
+                    "the key is registered, but the API's TLS handshake accepts only certificates \
+                     issued by the operator CA: use this key with a certificate from `jpki operator add --csr`") },
+            }))
+        }
+        Request::OperatorList => Ok(json!({ "operators": registry::operators(authority)? })),
+        Request::OperatorSuspend { name } => to_value(registry::operator_set_state(
+            authority,
+            &name,
+            PfState::Suspended,
+            now,
+        )?),
+        Request::OperatorReactivate { name } => to_value(registry::operator_set_state(
+            authority,
+            &name,
+            PfState::Active,
+            now,
+        )?),
+        Request::OperatorRevoke { name } => to_value(registry::operator_set_state(
+            authority,
+            &name,
+            PfState::Revoked,
+            now,
+        )?),
+        Request::SpAdd { pf, name, scopes } => {
+            to_value(registry::sp_add(authority, &pf, &name, scopes, now)?)
+        }
+        Request::SpList => Ok(json!({
+            "service_providers": registry::service_providers(authority)?
+        })),
+        Request::AccessLog { resident } => Ok(json!({
+            "resident": resident,
+            "accesses": registry::access_log(authority, &resident)?,
+        })),
+        Request::OperatorRoot => Ok(json!({
+            "pem": ca::records::pem(&operator_ca::ensure(authority)?)
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_do_not_collide_with_the_ca_requests() {
+        let ca_ops = [
+            "root",
+            "resident-add",
+            "resident-show",
+            "event",
+            "issue",
+            "revoke",
+            "cert-show",
+            "cert-list",
+            "audit-verify",
+            "audit-log",
+        ];
+        for r in [
+            Request::OperatorList,
+            Request::SpList,
+            Request::OperatorRoot,
+            Request::AccessLog {
+                resident: "R1".into(),
+            },
+        ] {
+            let v = serde_json::to_value(&r).unwrap();
+            let op = v["op"].as_str().unwrap();
+            assert!(op.starts_with("pf-") && !ca_ops.contains(&op), "{op}");
+            // A platform request is not a CA request.
+            assert!(serde_json::from_value::<ca::api::Request>(v).is_err());
+        }
+        let back: Request = serde_json::from_str(
+            r#"{"op":"pf-sp-add","pf":"P","name":"Bank","scopes":["validity","four-attributes"]}"#,
+        )
+        .unwrap();
+        assert!(matches!(back, Request::SpAdd { scopes, .. } if scopes.len() == 2));
+    }
+}

@@ -1,0 +1,327 @@
+//! Clap subcommands the `jpki` binary embeds (`jpki operator …`, `jpki sp …`,
+//! `jpki resident access-log`), how each becomes an [`api::Request`], and how an answer is
+//! shown. Files (`--csr`, `--cert`, `--cert-out`, `--key-out`) are read and written here, on
+//! the client side; the server only sees and returns their contents. `--data` and the
+//! passphrase options belong to the embedding command.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::api::Request;
+use crate::error::{Error, Result};
+use crate::registry::Scope;
+
+/// `jpki operator …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum OperatorCommand {
+    /// Register a platform operator and issue its TLS client certificate from the operator CA.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: validity, four-attributes, successor.
+        #[arg(long, default_value = "validity")]
+        scopes: String,
+        /// A PKCS#10 request with the operator's own key; without it a key is generated and
+        /// written to --key-out (unencrypted PKCS#8, mode 0600, for curl and TLS clients).
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        #[arg(long)]
+        cert_out: PathBuf,
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a certificate the operator brings, by its key.
+    RegisterCert {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long, default_value = "validity")]
+        scopes: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List platform operators.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a platform operator (its API calls get 403 until reactivated).
+    Suspend {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reactivate a suspended platform operator.
+    Reactivate {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a platform operator's accreditation (final).
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `jpki sp …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SpCommand {
+    /// Register a service provider under one platform operator.
+    Add {
+        /// The platform operator's name.
+        #[arg(long)]
+        pf: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: validity, four-attributes, successor.
+        #[arg(long)]
+        scopes: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List service providers.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `jpki resident access-log --id ID`
+#[derive(Debug, Clone, Args)]
+pub struct AccessLogArgs {
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(Error::io(format!("read {}", path.display())))
+}
+
+/// Builds the request for an operator command (reads `--csr` / `--cert`).
+pub fn operator_request(cmd: &OperatorCommand) -> Result<Request> {
+    Ok(match cmd {
+        OperatorCommand::Add {
+            name,
+            scopes,
+            csr,
+            key_out,
+            ..
+        } => {
+            if csr.is_none() && key_out.is_none() {
+                return Err(Error::BadRequest(
+                    "without --csr a key is generated: give --key-out FILE".into(),
+                ));
+            }
+            if let Some(k) = key_out {
+                if k.exists() {
+                    return Err(Error::BadRequest(format!("{} already exists", k.display())));
+                }
+            }
+            Request::OperatorAdd {
+                name: name.clone(),
+                scopes: Scope::parse_list(scopes)?,
+                csr_base64: csr
+                    .as_deref()
+                    .map(read)
+                    .transpose()?
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+            }
+        }
+        OperatorCommand::RegisterCert {
+            name, cert, scopes, ..
+        } => Request::OperatorRegisterCert {
+            name: name.clone(),
+            cert_pem: String::from_utf8(read(cert)?)
+                .map_err(|_| Error::BadCertificate("--cert: not a PEM text file".into()))?,
+            scopes: Scope::parse_list(scopes)?,
+        },
+        OperatorCommand::List { .. } => Request::OperatorList,
+        OperatorCommand::Suspend { name, .. } => Request::OperatorSuspend { name: name.clone() },
+        OperatorCommand::Reactivate { name, .. } => {
+            Request::OperatorReactivate { name: name.clone() }
+        }
+        OperatorCommand::Revoke { name, .. } => Request::OperatorRevoke { name: name.clone() },
+    })
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(Error::io(format!("create {}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(Error::io(format!("write {}", path.display())))
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn list(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `--cert-out` / `--key-out` from the answer and returns what to print.
+pub fn operator_output(cmd: &OperatorCommand, v: &Value) -> Result<String> {
+    match cmd {
+        OperatorCommand::Add {
+            cert_out,
+            key_out,
+            json,
+            ..
+        } => {
+            if let (Some(path), Some(key)) = (key_out, v.get("key_pem").and_then(Value::as_str)) {
+                write_file(path, key, 0o600)?;
+            }
+            write_file(cert_out, s(v, "cert_pem"), 0o644)?;
+            if *json {
+                let mut shown = v.clone();
+                if let Some(o) = shown.as_object_mut() {
+                    o.remove("key_pem");
+                }
+                return Ok(pretty(&shown));
+            }
+            Ok(format!(
+                "platform operator {} ({}) registered; client certificate {} valid until {} written to {}\n",
+                s(v, "name"),
+                s(v, "id"),
+                s(v, "serial"),
+                s(v, "not_after"),
+                cert_out.display()
+            ))
+        }
+        OperatorCommand::List { json: false } => {
+            let mut out = String::new();
+            for o in v["operators"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    s(o, "id"),
+                    s(o, "state"),
+                    list(&o["scopes"]),
+                    s(o, "name")
+                ));
+            }
+            Ok(out)
+        }
+        OperatorCommand::RegisterCert { json: false, .. } => Ok(format!(
+            "key {} registered to platform operator {} ({}){}\n",
+            s(v, "key_fingerprint"),
+            s(v, "name"),
+            s(v, "id"),
+            v.get("note")
+                .and_then(Value::as_str)
+                .map(|n| format!("\nnote: {n}"))
+                .unwrap_or_default()
+        )),
+        OperatorCommand::Suspend { json: false, .. }
+        | OperatorCommand::Reactivate { json: false, .. }
+        | OperatorCommand::Revoke { json: false, .. } => Ok(format!(
+            "platform operator {} ({}) is now {}\n",
+            s(v, "name"),
+            s(v, "id"),
+            s(v, "state")
+        )),
+        _ => Ok(pretty(v)),
+    }
+}
+
+/// Builds the request for an SP command.
+pub fn sp_request(cmd: &SpCommand) -> Result<Request> {
+    Ok(match cmd {
+        SpCommand::Add {
+            pf, name, scopes, ..
+        } => Request::SpAdd {
+            pf: pf.clone(),
+            name: name.clone(),
+            scopes: Scope::parse_list(scopes)?,
+        },
+        SpCommand::List { .. } => Request::SpList,
+    })
+}
+
+/// What to print for an SP command's answer.
+pub fn sp_output(cmd: &SpCommand, v: &Value) -> Result<String> {
+    Ok(match cmd {
+        SpCommand::Add { json: true, .. } | SpCommand::List { json: true } => pretty(v),
+        SpCommand::Add { .. } => format!(
+            "service provider {} ({}) registered under {} with {}\n",
+            s(v, "name"),
+            s(v, "id"),
+            s(v, "pf"),
+            list(&v["scopes"])
+        ),
+        SpCommand::List { .. } => {
+            let mut out = String::new();
+            for o in v["service_providers"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    s(o, "id"),
+                    s(o, "pf"),
+                    list(&o["scopes"]),
+                    s(o, "name")
+                ));
+            }
+            out
+        }
+    })
+}
+
+/// The request for `jpki resident access-log`.
+pub fn access_log_request(args: &AccessLogArgs) -> Request {
+    Request::AccessLog {
+        resident: args.id.clone(),
+    }
+}
+
+/// What to print for `jpki resident access-log`.
+pub fn access_log_output(args: &AccessLogArgs, v: &Value) -> Result<String> {
+    if args.json {
+        return Ok(pretty(v));
+    }
+    let mut out = String::new();
+    for a in v["accesses"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{}\t{} ({})\t{} ({})\t{}\t{}\n",
+            s(a, "at"),
+            s(a, "pf_name"),
+            s(a, "pf"),
+            s(a, "sp_name"),
+            s(a, "sp"),
+            s(a, "operation"),
+            s(a, "outcome")
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("no access recorded\n");
+    }
+    Ok(out)
+}

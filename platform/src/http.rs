@@ -1,0 +1,413 @@
+//! The HTTPS API for platform operators: hyper 1 over tokio-rustls, mutual TLS.
+//!
+//! The TLS layer requires a client certificate that chains to the operator CA
+//! (`WebPkiClientVerifier`, TLS 1.2 and 1.3); no certificate, or one from another CA, ends the
+//! handshake. Every request then finds the PF by the SHA-256 of the client certificate's
+//! SubjectPublicKeyInfo, and the PF must be active (else 403) — so a suspension takes effect
+//! on the next request, even on an open keep-alive connection. Endpoints: see `API.md`.
+//! Paths under `/crl/` and `/ocsp` go to the fallback the server is given (the CRL
+//! publisher and the OCSP responder), after the same PF check.
+//!
+//! Every `/v1` call is recorded (access log + audit chain) before it is answered, through the
+//! group-committing [`Recorder`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ca::Authority;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::access::Recorder;
+use crate::error::{Error, Result};
+use crate::operator_ca::{self, OperatorCa};
+use crate::registry::{self, Access, Operator, PfState};
+use crate::service::{self, Anchors, Call};
+
+/// Largest request body accepted (413 above).
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// Time allowed for a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time open connections get to finish after shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A boxed response future, as the fallback returns it.
+pub type BoxResponse = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+/// Serves `/crl/...` and `/ocsp...` (the CRL publisher and OCSP responder).
+pub type Fallback = Arc<dyn Fn(Request<Bytes>) -> BoxResponse + Send + Sync>;
+
+/// The PF API server.
+pub struct Api {
+    authority: Arc<Authority>,
+    tls: Arc<ServerConfig>,
+    fallback: Option<Fallback>,
+    recorder: Recorder,
+    anchors: Arc<Anchors>,
+}
+
+/// Issues a short-lived server certificate from the operator CA for the given DNS names or
+/// IP addresses (EKU serverAuth) with a fresh key: the chain (server certificate, operator
+/// root) and the key, ready for [`Api::new`]. Needs the authority's passphrase.
+pub fn server_identity(
+    authority: &Authority,
+    hostnames: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let ca = OperatorCa::load(authority)?;
+    let key = operator_ca::generate_client_key()?;
+    let der = ca.issue_server(authority, hostnames, &key.spki, authority.clock().now())?;
+    Ok((
+        vec![CertificateDer::from(der), CertificateDer::from(ca.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der)),
+    ))
+}
+
+/// The TLS configuration: client certificates required, chaining to `operator_root`.
+pub fn tls_config(
+    operator_root: &[u8],
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(operator_root.to_vec()))
+        .map_err(|e| Error::Tls(format!("operator root: {e}")))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Which operation a `/v1` request asks for.
+enum Route {
+    Validity,
+    ConsentGrant,
+    ConsentDelete(String),
+    ConsentWithdraw(String),
+    FourAttributes,
+    Successor,
+}
+
+impl Route {
+    fn operation(&self) -> &'static str {
+        match self {
+            Route::Validity => "validity",
+            Route::ConsentGrant => "consent",
+            Route::ConsentDelete(_) | Route::ConsentWithdraw(_) => "consent-withdraw",
+            Route::FourAttributes => "four-attributes",
+            Route::Successor => "successor",
+        }
+    }
+
+    fn of(method: &Method, path: &str) -> Result<Route> {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let route = match segs.as_slice() {
+            ["v1", "validity"] => (Method::POST, Route::Validity),
+            ["v1", "consents"] => (Method::POST, Route::ConsentGrant),
+            ["v1", "consents", id] => (Method::DELETE, Route::ConsentDelete((*id).to_owned())),
+            ["v1", "consents", id, "withdraw"] => {
+                (Method::POST, Route::ConsentWithdraw((*id).to_owned()))
+            }
+            ["v1", "four-attributes"] => (Method::POST, Route::FourAttributes),
+            ["v1", "successor"] => (Method::POST, Route::Successor),
+            _ => return Err(Error::NotFound(path.to_owned())),
+        };
+        if *method != route.0 {
+            return Err(Error::MethodNotAllowed);
+        }
+        Ok(route.1)
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error_response(e: &Error) -> Response<Full<Bytes>> {
+    let status = e.status();
+    if status.is_server_error() {
+        tracing::error!(error = %e, "PF API internal error");
+    }
+    json_response(
+        status,
+        &json!({"error": {"code": e.code(), "message": e.to_string()}}),
+    )
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// The caller of a request that named no registered PF, for the audit record.
+fn unknown_operator() -> Operator {
+    Operator {
+        id: "-".into(),
+        name: "-".into(),
+        state: PfState::Revoked,
+        scopes: vec![],
+        keys: vec![],
+        certificates: vec![],
+        created: time::OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes)> {
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > BODY_LIMIT as u64 {
+            return Err(Error::TooLarge(BODY_LIMIT));
+        }
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(c) => Ok((parts, c.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(BODY_LIMIT)),
+        Err(e) => Err(Error::BadRequest(format!("reading the body: {e}"))),
+    }
+}
+
+impl Api {
+    /// A server over `authority` with the TLS identity `chain`/`key` (see
+    /// [`server_identity`]) and an optional fallback for `/crl/` and `/ocsp`. Creates the
+    /// operator CA if the data directory has none (needs the passphrase then).
+    pub fn new(
+        authority: Arc<Authority>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        fallback: Option<Fallback>,
+    ) -> Result<Api> {
+        let root = operator_ca::ensure(&authority)?;
+        let tls = Arc::new(tls_config(&root, chain, key)?);
+        Ok(Api {
+            anchors: Arc::new(Anchors::new(&authority)?),
+            recorder: Recorder::start(authority.clone())?,
+            authority,
+            tls,
+            fallback,
+        })
+    }
+
+    /// Accepts connections on `listener` until `shutdown` completes, then lets open
+    /// connections finish (at most 5 s).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let acceptor = TlsAcceptor::from(self.tls.clone());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Out of descriptors and the like: pause instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let api = self.clone();
+                    let acceptor = acceptor.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(t)) => t,
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "PF TLS handshake refused");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let spki = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| ca::authority::spki_of(c.as_ref()).ok());
+                        // The verifier requires a client certificate, so there is one.
+                        let Some(spki) = spki else { return };
+                        let spki = Arc::new(spki);
+                        let svc = service_fn(move |req| {
+                            let api = api.clone();
+                            let spki = spki.clone();
+                            async move { Ok::<_, Infallible>(api.handle(req, spki).await) }
+                        });
+                        let conn = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(tls), svc)
+                            .into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(%peer, error = %e, "PF connection ended");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("PF API: connections still open after the drain timeout");
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: Request<Incoming>, spki: Arc<Vec<u8>>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        if let Some(fallback) = self.fallback.as_ref().filter(|_| {
+            path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/")
+        }) {
+            return self.forward(fallback.clone(), req, spki).await;
+        }
+        let route = Route::of(req.method(), &path);
+        let query = req.uri().query().map(str::to_owned);
+        let body = read_body(req).await;
+        let authority = self.authority.clone();
+        let anchors = self.anchors.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            run(&authority, &anchors, &spki, route, query.as_deref(), body)
+        })
+        .await;
+        let (result, accesses) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                return error_response(&Error::Internal(format!("handler failed: {e}")))
+            }
+        };
+        if let Err(e) = self.recorder.record(accesses).await {
+            return error_response(&e);
+        }
+        match result {
+            Ok((status, v)) => json_response(status, &v),
+            Err(e) => error_response(&e),
+        }
+    }
+
+    async fn forward(
+        &self,
+        fallback: Fallback,
+        req: Request<Incoming>,
+        spki: Arc<Vec<u8>>,
+    ) -> Response<Full<Bytes>> {
+        let authority = self.authority.clone();
+        let pf = tokio::task::spawn_blocking(move || active_operator(&authority, &spki)).await;
+        match pf {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return error_response(&e),
+            Err(e) => return error_response(&Error::Internal(e.to_string())),
+        }
+        match read_body(req).await {
+            Ok((parts, body)) => fallback(Request::from_parts(parts, body)).await,
+            Err(e) => error_response(&e),
+        }
+    }
+}
+
+/// The PF a client key belongs to, if it is active.
+fn active_operator(a: &Authority, spki: &[u8]) -> Result<Operator> {
+    let op = registry::operator_by_key(a, spki)?.ok_or(Error::UnregisteredClient)?;
+    if op.state != PfState::Active {
+        return Err(Error::OperatorNotActive {
+            name: op.name,
+            state: op.state.as_str(),
+        });
+    }
+    Ok(op)
+}
+
+type Answer = (Result<(StatusCode, Value)>, Vec<Access>);
+
+/// One `/v1` call on a blocking thread: identify the PF, run the operation, and say what to
+/// record.
+fn run(
+    a: &Authority,
+    anchors: &Anchors,
+    spki: &[u8],
+    route: Result<Route>,
+    query: Option<&str>,
+    body: Result<(http::request::Parts, Bytes)>,
+) -> Answer {
+    let operation = route.as_ref().map(Route::operation).unwrap_or("unknown");
+    let pf = match active_operator(a, spki) {
+        Ok(pf) => pf,
+        Err(e) => {
+            let known = registry::operator_by_key(a, spki).ok().flatten();
+            let who = known.unwrap_or_else(unknown_operator);
+            let accesses = Call::new(a, anchors, &who, operation).accesses(e.code());
+            return (Err(e), accesses);
+        }
+    };
+    let mut call = Call::new(a, anchors, &pf, operation);
+    let result: Result<(StatusCode, Value)> = (|| {
+        let route = route?;
+        let (_, body) = body?;
+        Ok(match route {
+            Route::Validity => (StatusCode::OK, service::validity(&mut call, &body)?),
+            Route::ConsentGrant => (
+                StatusCode::CREATED,
+                service::consent_grant(&mut call, &body)?,
+            ),
+            Route::ConsentDelete(id) => {
+                let sp = match query_param(query, "sp") {
+                    Some(sp) => sp,
+                    None => service::sp_of_body(&body)?,
+                };
+                (
+                    StatusCode::OK,
+                    service::consent_withdraw_by_sp(&mut call, &id, &sp)?,
+                )
+            }
+            Route::ConsentWithdraw(id) => (
+                StatusCode::OK,
+                service::consent_withdraw_by_holder(&mut call, &id, &body)?,
+            ),
+            Route::FourAttributes => (StatusCode::OK, service::four_attributes(&mut call, &body)?),
+            Route::Successor => (StatusCode::OK, service::successor(&mut call, &body)?),
+        })
+    })();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    let accesses = call.accesses(outcome);
+    (result, accesses)
+}

@@ -1,0 +1,527 @@
+//! What each API call does, over the store, without HTTP: the handlers in [`crate::http`]
+//! decode the request, run one of these on a blocking thread, and record [`Call::accesses`].
+
+use base64::Engine;
+use ca::records::{cert_key, from_json, CertKind, CertRecord, ResidentState, State, StatusRecord};
+use ca::store::Table;
+use ca::Authority;
+use policies::{Hierarchy, Reason};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use x509_parser::certificate::X509Certificate;
+
+use crate::error::{Error, Result};
+use crate::registry::{self, Access, Consent, Operator, Scope, ServiceProvider};
+
+/// Most certificates in one validity request.
+pub const MAX_BATCH: usize = 1000;
+/// Longest consent accepted.
+pub const MAX_CONSENT: Duration = Duration::days(3653);
+
+/// Parsed trust anchors of the two hierarchies.
+pub(crate) struct Anchors {
+    signing_der: Vec<u8>,
+    subjects: [(Hierarchy, Vec<u8>); 2],
+}
+
+impl Anchors {
+    pub(crate) fn new(a: &Authority) -> Result<Anchors> {
+        let subject = |h: Hierarchy| -> Result<Vec<u8>> {
+            let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+                .map_err(|e| Error::Internal(format!("root does not parse: {e}")))?;
+            Ok(c.subject().as_raw().to_vec())
+        };
+        Ok(Anchors {
+            signing_der: a.root(Hierarchy::Signing).der.clone(),
+            subjects: [
+                (Hierarchy::Signing, subject(Hierarchy::Signing)?),
+                (Hierarchy::Auth, subject(Hierarchy::Auth)?),
+            ],
+        })
+    }
+
+    fn hierarchy_of(&self, c: &X509Certificate<'_>) -> Option<Hierarchy> {
+        let issuer = c.issuer().as_raw();
+        self.subjects
+            .iter()
+            .find(|(_, s)| s.as_slice() == issuer)
+            .map(|(h, _)| *h)
+    }
+}
+
+/// One API call in progress: who calls, for which SP, which holders it touched.
+pub(crate) struct Call<'a> {
+    pub a: &'a Authority,
+    pub anchors: &'a Anchors,
+    pub pf: &'a Operator,
+    pub now: OffsetDateTime,
+    pub operation: &'static str,
+    sp: Option<ServiceProvider>,
+    holders: Vec<String>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(
+        a: &'a Authority,
+        anchors: &'a Anchors,
+        pf: &'a Operator,
+        operation: &'static str,
+    ) -> Call<'a> {
+        Call {
+            a,
+            anchors,
+            pf,
+            now: a.clock().now(),
+            operation,
+            sp: None,
+            holders: Vec::new(),
+        }
+    }
+
+    /// The access-log entries of this call: one per holder touched (or one without a holder,
+    /// which goes to the audit chain only).
+    pub(crate) fn accesses(&self, outcome: &str) -> Vec<Access> {
+        let (sp, sp_name) = self
+            .sp
+            .as_ref()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .unwrap_or_default();
+        let entry = |holder: &str| Access {
+            at: self.now,
+            holder: holder.to_owned(),
+            pf: self.pf.id.clone(),
+            pf_name: self.pf.name.clone(),
+            sp: sp.clone(),
+            sp_name: sp_name.clone(),
+            operation: self.operation.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        if self.holders.is_empty() {
+            vec![entry("")]
+        } else {
+            self.holders.iter().map(|h| entry(h)).collect()
+        }
+    }
+
+    fn touch(&mut self, holder: &Option<String>) {
+        if let Some(h) = holder {
+            if !self.holders.contains(h) {
+                self.holders.push(h.clone());
+            }
+        }
+    }
+
+    /// The SP named in the request: it must exist, be delegated to this PF, and both must
+    /// have `scope`.
+    fn sp(&mut self, id: &str, scope: Scope) -> Result<ServiceProvider> {
+        let sp = registry::service_provider(self.a, id)?
+            .ok_or_else(|| Error::UnknownSp(id.to_owned()))?;
+        if sp.pf != self.pf.id {
+            return Err(Error::SpNotDelegated(id.to_owned()));
+        }
+        self.sp = Some(sp.clone());
+        if !self.pf.scopes.contains(&scope) {
+            return Err(Error::OperatorScopeMissing(scope.as_str()));
+        }
+        if !sp.scopes.contains(&scope) {
+            return Err(Error::ScopeMissing {
+                sp: sp.id,
+                scope: scope.as_str(),
+            });
+        }
+        Ok(sp)
+    }
+
+    /// A certificate this authority issued, found from its DER; `None` for the hierarchy
+    /// when the issuer is neither root.
+    fn our_cert(&self, der: &[u8]) -> Result<CertRecord> {
+        let (_, c) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| Error::BadCertificate(format!("not an X.509 certificate: {e}")))?;
+        let serial = ca::authority::serial_hex(c.raw_serial());
+        let h = self
+            .anchors
+            .hierarchy_of(&c)
+            .ok_or_else(|| Error::UnknownCertificate(serial.clone()))?;
+        let rec = self
+            .a
+            .find(&ca::authority::parse_serial(&serial)?, Some(h))
+            .map_err(|_| Error::UnknownCertificate(serial.clone()))?;
+        if rec.der != der {
+            return Err(Error::UnknownCertificate(serial));
+        }
+        Ok(rec)
+    }
+
+    fn status(&self, c: &CertRecord) -> Result<StatusRecord> {
+        let b = self
+            .a
+            .store()
+            .get(Table::Status, &cert_key(c.hierarchy, &c.serial))?
+            .ok_or_else(|| Error::Internal("certificate without status".into()))?;
+        Ok(from_json(&b)?)
+    }
+}
+
+/// Decodes a certificate given as PEM or base64 DER.
+pub(crate) fn cert_der(text: &str) -> Result<Vec<u8>> {
+    let t = text.trim();
+    if t.starts_with("-----BEGIN") {
+        crate::operator_ca::der_of_pem(t.as_bytes())
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|_| Error::BadCertificate("neither PEM nor base64 DER".into()))
+    }
+}
+
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::BadRequest(e.to_string()))
+}
+
+fn rfc3339(t: OffsetDateTime) -> Value {
+    t.format(&Rfc3339).map(Value::String).unwrap_or(Value::Null)
+}
+
+// ----- validity -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Text(String),
+    Ref { issuer: Hierarchy, serial: String },
+}
+
+#[derive(Deserialize)]
+struct ValidityRequest {
+    sp: String,
+    certificates: Vec<Item>,
+}
+
+/// `POST /v1/validity`.
+pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
+    let req: ValidityRequest = parse(body)?;
+    call.sp(&req.sp, Scope::Validity)?;
+    if req.certificates.is_empty() || req.certificates.len() > MAX_BATCH {
+        return Err(Error::BadRequest(format!(
+            "certificates: 1 to {MAX_BATCH} items"
+        )));
+    }
+    let mut results = Vec::with_capacity(req.certificates.len());
+    for item in &req.certificates {
+        let found = match item {
+            Item::Text(t) => cert_der(t).and_then(|der| call.our_cert(&der)),
+            Item::Ref { issuer, serial } => {
+                let s = ca::authority::parse_serial(serial)?;
+                call.a
+                    .find(&s, Some(*issuer))
+                    .map_err(|_| Error::UnknownCertificate(serial.clone()))
+            }
+        };
+        let rec = match found {
+            Ok(r) => r,
+            Err(e @ (Error::UnknownCertificate(_) | Error::BadCertificate(_))) => {
+                results.push(json!({"status": "unknown", "error": {"code": e.code(), "message": e.to_string()}}));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !matches!(rec.kind, CertKind::Signing | CertKind::Auth) {
+            results.push(json!({"serial": ca::authority::serial_hex(&rec.serial), "status": "unknown",
+                "error": {"code": "not_end_entity", "message": "not a holder certificate"}}));
+            continue;
+        }
+        call.touch(&rec.holder);
+        let st = call.status(&rec)?;
+        let expired = rec.not_after < call.now;
+        results.push(json!({
+            "serial": ca::authority::serial_hex(&rec.serial),
+            "issuer": rec.hierarchy.as_str(),
+            "status": st.state.as_str(),
+            "reason": st.reason.map(Reason::as_str),
+            "revoked_at": st.since.map(rfc3339),
+            "not_after": rfc3339(rec.not_after),
+            "expired": expired,
+            "valid": st.state == State::Good && !expired && rec.not_before <= call.now,
+            "attributes_changed": rec.hierarchy == Hierarchy::Signing
+                && st.state == State::Revoked
+                && st.reason == Some(Reason::AffiliationChanged),
+        }));
+    }
+    Ok(json!({ "checked_at": rfc3339(call.now), "results": results }))
+}
+
+// ----- consents ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ConsentRequest {
+    sp: String,
+    cms: String,
+}
+
+/// The statement the holder signs.
+#[derive(Deserialize)]
+struct Statement {
+    sp: String,
+    scope: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires: OffsetDateTime,
+    nonce: String,
+}
+
+#[derive(Deserialize)]
+struct Withdrawal {
+    withdraw: String,
+}
+
+/// A verified holder signature: the signed content and the signing certificate's record.
+struct Signed {
+    content: Vec<u8>,
+    cert: CertRecord,
+}
+
+/// Verifies CMS SignedData (base64 DER) made with a holder's currently valid signing
+/// certificate issued by our signing root.
+fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
+    let refused = |m: String| Error::ConsentRefused(m);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cms_b64.trim())
+        .map_err(|_| Error::BadRequest("cms: not base64".into()))?;
+    let env = relying_party::cms::parse(&bytes).map_err(|e| refused(e.to_string()))?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&env.signer_der)
+        .map_err(|e| refused(format!("signer certificate: {e}")))?;
+    let (_, root) = x509_parser::parse_x509_certificate(&call.anchors.signing_der)
+        .map_err(|e| Error::Internal(format!("signing root: {e}")))?;
+    relying_party::path::validate(&leaf, &root, call.now)
+        .map_err(|e| refused(format!("the signer is not a valid signing certificate: {e}")))?;
+    let rec = call
+        .a
+        .find(leaf.raw_serial(), Some(Hierarchy::Signing))
+        .ok()
+        .filter(|r| r.der == env.signer_der && r.kind == CertKind::Signing)
+        .ok_or_else(|| refused("the signing certificate was not issued by this authority".into()))?;
+    call.touch(&rec.holder);
+    let st = call.status(&rec)?;
+    if st.state != State::Good {
+        return Err(refused(format!(
+            "the signing certificate is {} ({})",
+            st.state.as_str(),
+            st.reason.map(Reason::as_str).unwrap_or("unspecified")
+        )));
+    }
+    env.verify(None, &leaf.public_key().subject_public_key.data)
+        .map_err(|e| refused(e.to_string()))?;
+    let content = env.content(None).map_err(|e| refused(e.to_string()))?.to_vec();
+    Ok(Signed { content, cert: rec })
+}
+
+/// `POST /v1/consents`.
+pub(crate) fn consent_grant(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
+    let req: ConsentRequest = parse(body)?;
+    let sp = call.sp(&req.sp, Scope::FourAttributes)?;
+    let signed = holder_signature(call, &req.cms)?;
+    let st: Statement = serde_json::from_slice(&signed.content)
+        .map_err(|e| Error::ConsentRefused(format!("the signed statement is not valid JSON: {e}")))?;
+    if st.sp != sp.id {
+        return Err(Error::ConsentRefused(format!(
+            "the statement names service provider {}, not {}",
+            st.sp, sp.id
+        )));
+    }
+    if st.scope != Scope::FourAttributes.as_str() {
+        return Err(Error::ConsentRefused(format!(
+            "scope `{}` (only four-attributes is consented to)",
+            st.scope
+        )));
+    }
+    if st.expires <= call.now {
+        return Err(Error::ConsentRefused("the statement has already expired".into()));
+    }
+    if st.expires > call.now + MAX_CONSENT {
+        return Err(Error::ConsentRefused("expiry more than 10 years ahead".into()));
+    }
+    if st.nonce.is_empty() || st.nonce.len() > 128 || st.nonce.chars().any(char::is_control) {
+        return Err(Error::ConsentRefused("nonce: 1 to 128 printable bytes".into()));
+    }
+    let holder = signed
+        .cert
+        .holder
+        .clone()
+        .ok_or_else(|| Error::Internal("signing certificate without holder".into()))?;
+    let c = Consent {
+        id: registry::new_consent_id(call.a)?,
+        holder,
+        sp: sp.id.clone(),
+        scope: Scope::FourAttributes,
+        expires: st.expires,
+        nonce: st.nonce,
+        granted_at: call.now,
+        withdrawn_at: None,
+        withdrawn_by: None,
+        signer_serial: ca::authority::serial_hex(&signed.cert.serial),
+        statement_sha256: hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &signed.content,
+        )),
+    };
+    registry::consent_add(call.a, &c)?;
+    Ok(json!({
+        "id": c.id, "sp": c.sp, "scope": c.scope, "expires": rfc3339(c.expires),
+        "granted_at": rfc3339(c.granted_at), "signer_serial": c.signer_serial,
+    }))
+}
+
+#[derive(Deserialize)]
+struct SpOnly {
+    sp: String,
+}
+
+fn consent_of_sp(call: &mut Call<'_>, id: &str, sp: &str) -> Result<Consent> {
+    let sp = call.sp(sp, Scope::FourAttributes)?;
+    let c = registry::consent(call.a, id)?;
+    if c.sp != sp.id {
+        // Do not reveal other SPs' consents.
+        return Err(Error::UnknownConsent(id.to_owned()));
+    }
+    call.touch(&Some(c.holder.clone()));
+    Ok(c)
+}
+
+/// `DELETE /v1/consents/{id}` by the SP (`sp` in the body or the query).
+pub(crate) fn consent_withdraw_by_sp(call: &mut Call<'_>, id: &str, sp: &str) -> Result<Value> {
+    consent_of_sp(call, id, sp)?;
+    let c = registry::consent_withdraw(call.a, id, "sp", call.now)?;
+    Ok(json!({"id": c.id, "withdrawn_at": c.withdrawn_at.map(rfc3339), "withdrawn_by": "sp"}))
+}
+
+/// `DELETE /v1/consents/{id}` with the SP from the JSON body.
+pub(crate) fn sp_of_body(body: &[u8]) -> Result<String> {
+    Ok(parse::<SpOnly>(body)?.sp)
+}
+
+/// `POST /v1/consents/{id}/withdraw`: CMS over `{"withdraw": ID}` by the holder.
+pub(crate) fn consent_withdraw_by_holder(
+    call: &mut Call<'_>,
+    id: &str,
+    body: &[u8],
+) -> Result<Value> {
+    let req: ConsentRequest = parse(body)?;
+    let c = consent_of_sp(call, id, &req.sp)?;
+    let signed = holder_signature(call, &req.cms)?;
+    let w: Withdrawal = serde_json::from_slice(&signed.content).map_err(|e| {
+        Error::ConsentRefused(format!("the signed withdrawal is not valid JSON: {e}"))
+    })?;
+    if w.withdraw != id {
+        return Err(Error::ConsentRefused(format!(
+            "the signed withdrawal names consent {}, not {id}",
+            w.withdraw
+        )));
+    }
+    if signed.cert.holder.as_deref() != Some(c.holder.as_str()) {
+        return Err(Error::ConsentRefused(
+            "signed by someone other than the consenting holder".into(),
+        ));
+    }
+    let c = registry::consent_withdraw(call.a, id, "holder", call.now)?;
+    Ok(json!({"id": c.id, "withdrawn_at": c.withdrawn_at.map(rfc3339), "withdrawn_by": "holder"}))
+}
+
+// ----- four attributes ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct FourRequest {
+    sp: String,
+    certificate: String,
+}
+
+/// `POST /v1/four-attributes`: the holder's latest attributes from the register.
+pub(crate) fn four_attributes(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
+    let req: FourRequest = parse(body)?;
+    let sp = call.sp(&req.sp, Scope::FourAttributes)?;
+    let rec = call.our_cert(&cert_der(&req.certificate)?)?;
+    if rec.kind != CertKind::Signing {
+        return Err(Error::BadCertificate(
+            "the four attributes are looked up from a signing certificate".into(),
+        ));
+    }
+    call.touch(&rec.holder);
+    let holder = rec
+        .holder
+        .clone()
+        .ok_or_else(|| Error::Internal("signing certificate without holder".into()))?;
+    let consent = registry::live_consent(call.a, &holder, &sp.id, call.now)?;
+    let r = call.a.resident(&holder)?;
+    let st = call.status(&rec)?;
+    let status = match r.state {
+        ResidentState::Active | ResidentState::Emigrating => "active",
+        ResidentState::Emigrated => "emigrated",
+        ResidentState::Deceased => "deceased",
+    };
+    Ok(json!({
+        "name": r.attributes.name(),
+        "birth": r.attributes.birth().to_string(),
+        "sex": r.attributes.sex(),
+        "address": r.attributes.address(),
+        "status": status,
+        "departure": r.departure.map(|d| d.to_string()),
+        "certificate": {
+            "serial": ca::authority::serial_hex(&rec.serial),
+            "status": st.state.as_str(),
+            "reason": st.reason.map(Reason::as_str),
+            "attributes_changed": st.state == State::Revoked
+                && st.reason == Some(Reason::AffiliationChanged),
+        },
+        "consent": consent.id,
+        "as_of": rfc3339(call.now),
+    }))
+}
+
+// ----- successor ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct SuccessorRequest {
+    sp: String,
+    serial: String,
+}
+
+/// `POST /v1/successor`: for an authentication-certificate serial, the holder's current one
+/// (good and within its validity; the newest if several). Our design: the real service's
+/// form is unconfirmed.
+pub(crate) fn successor(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
+    let req: SuccessorRequest = parse(body)?;
+    call.sp(&req.sp, Scope::Successor)?;
+    let serial = ca::authority::parse_serial(&req.serial)?;
+    let old = call
+        .a
+        .find(&serial, Some(Hierarchy::Auth))
+        .map_err(|_| Error::UnknownCertificate(req.serial.clone()))?;
+    call.touch(&old.holder);
+    let holder = old
+        .holder
+        .clone()
+        .ok_or_else(|| Error::UnknownCertificate(req.serial.clone()))?;
+    let current = call
+        .a
+        .holder_certs(&holder)?
+        .into_iter()
+        .filter(|(c, s)| {
+            c.hierarchy == Hierarchy::Auth
+                && s.state == State::Good
+                && c.not_before <= call.now
+                && call.now <= c.not_after
+        })
+        .max_by_key(|(c, _)| c.not_before);
+    let st = call.status(&old)?;
+    Ok(json!({
+        "serial": ca::authority::serial_hex(&old.serial),
+        "status": st.state.as_str(),
+        "reason": st.reason.map(Reason::as_str),
+        "current": current.map(|(c, _)| json!({
+            "serial": ca::authority::serial_hex(&c.serial),
+            "not_before": rfc3339(c.not_before),
+            "not_after": rfc3339(c.not_after),
+            "same": c.serial == old.serial,
+        })),
+    }))
+}
