@@ -106,6 +106,19 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve CRLs and OCSP (and the platform-operator API) from one process; the CLI's
+    /// commands reach it through its admin socket while it runs. See docs/serve.md.
+    Serve {
+        /// Configuration file (TOML, docs/serve.md); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Serve CRLs and OCSP over HTTP here (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        http: Option<String>,
+        /// Serve the platform-operator API over mutual TLS here.
+        #[arg(long)]
+        pf_https: Option<String>,
+    },
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(holder_token::TokenCommand),
@@ -629,6 +642,29 @@ pub fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join("\n")
             })
+        }
+        Command::Serve {
+            config,
+            http,
+            pf_https,
+        } => {
+            let mut cfg = match config {
+                Some(p) => crate::serve::Config::load(p)?,
+                None => crate::serve::Config::default(),
+            };
+            if http.is_some() {
+                cfg.listen.http = http.clone();
+            }
+            if pf_https.is_some() {
+                cfg.listen.pf_https = pf_https.clone();
+            }
+            let policy_path = cli.data.join("policy.toml");
+            let policy_text = std::fs::read_to_string(&policy_path)
+                .map_err(|_| Error::NoDataDir(cli.data.display().to_string()))?;
+            let policy = policies::Policy::from_toml(&policy_text).map_err(Error::from)?;
+            let settings = cfg.validate(&cli.data, &policy)?;
+            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            crate::serve::run(&cli.data, Some(pass), settings)
         }
         // Token commands were dispatched above, before any store is opened.
         Command::Token(_) => Ok(()),

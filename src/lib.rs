@@ -17,6 +17,7 @@
 mod bench;
 pub mod cli;
 mod demo;
+pub mod serve;
 
 /// What can go wrong in a `jpki` command: an error of the component that failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,14 @@ pub enum Error {
     Ca(#[from] ca::Error),
     #[error(transparent)]
     Token(#[from] holder_token::Error),
+    #[error(transparent)]
+    Verify(#[from] relying_party::Error),
+    /// A bad `jpki serve` configuration; the message names the field.
+    #[error("{0}")]
+    Config(String),
+    /// The server could not start or run (a port in use, a socket that cannot be made).
+    #[error("{0}")]
+    Serve(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

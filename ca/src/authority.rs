@@ -633,14 +633,21 @@ impl Authority {
     pub fn create_key(&self, name: &str) -> Result<keys::NewKey> {
         check_key_name(name)?;
         let key = keys::generate()?;
-        keys::write_encrypted(&self.layout.dir.join("keys").join(format!("{name}.key")), &key, self.passphrase()?)?;
+        keys::write_encrypted(
+            &self.layout.dir.join("keys").join(format!("{name}.key")),
+            &key,
+            self.passphrase()?,
+        )?;
         Ok(key)
     }
 
     /// Loads `keys/<name>.key` as a signer for the certificate `cert_der`.
     pub fn key_signer(&self, name: &str, cert_der: Vec<u8>) -> Result<CaSigner> {
         check_key_name(name)?;
-        let pair = keys::read_encrypted(&self.layout.dir.join("keys").join(format!("{name}.key")), self.passphrase()?)?;
+        let pair = keys::read_encrypted(
+            &self.layout.dir.join("keys").join(format!("{name}.key")),
+            self.passphrase()?,
+        )?;
         Ok(CaSigner::new(pair, cert_der))
     }
 
@@ -987,6 +994,9 @@ impl Authority {
             }
             Ok(())
         })?;
+        for (c, _, _) in &plan {
+            self.notify(c);
+        }
         Ok(EventOutcome {
             resident: id.to_owned(),
             event: kind.as_str().to_owned(),
@@ -1337,6 +1347,7 @@ impl Authority {
                 reason.as_str(),
             )
         })?;
+        self.notify(&c);
         Ok(Revocation {
             serial: hexs,
             hierarchy: c.hierarchy,
@@ -1486,7 +1497,9 @@ type Pair = crate::store::Pair;
 
 fn check_key_name(name: &str) -> Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(Error::Invalid(format!("key name `{name}` must be letters, digits and -")));
+        return Err(Error::Invalid(format!(
+            "key name `{name}` must be letters, digits and -"
+        )));
     }
     Ok(())
 }

@@ -1,0 +1,176 @@
+//! The server's listeners: the public HTTP endpoint (CRLs and OCSP) and the local admin socket.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ca::Authority;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::{Error, Result};
+
+/// Longest admin request line accepted (a CSR in base64 is a few KB).
+const MAX_ADMIN_LINE: usize = 1 << 20;
+
+/// Binds `DIR/admin.sock`, only for the owner (the data directory is 0700 as well). A stale
+/// socket from a killed server is replaced; one that answers means another server runs.
+pub fn admin_listener(data: &Path) -> Result<UnixListener> {
+    let path = ca::api::socket_path(data);
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(Error::Serve(format!(
+                "another server answers on {}",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(&path).map_err(|e| {
+            Error::Serve(format!("remove the stale socket {}: {e}", path.display()))
+        })?;
+    }
+    let l = UnixListener::bind(&path).map_err(|e| {
+        Error::Serve(format!(
+            "cannot create the admin socket {}: {e}",
+            path.display()
+        ))
+    })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::Serve(format!("chmod {}: {e}", path.display())))?;
+    Ok(l)
+}
+
+/// Serves admin requests: one JSON request per line, one JSON answer per line, each run by
+/// the same [`Authority::handle`] the CLI uses in-process.
+pub async fn serve_admin(
+    listener: UnixListener,
+    authority: Arc<Authority>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let authority = Arc::clone(&authority);
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read.take(MAX_ADMIN_LINE as u64 * 64));
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match lines.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) if n > MAX_ADMIN_LINE => {
+                        let _ = write
+                            .write_all(
+                                ca::api::encode_reply(Err(ca::Error::Invalid(
+                                    "admin request too long".into(),
+                                )))
+                                .as_bytes(),
+                            )
+                            .await;
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+                let reply = match serde_json::from_str::<ca::api::Request>(&line) {
+                    Ok(req) => {
+                        let a = Arc::clone(&authority);
+                        match tokio::task::spawn_blocking(move || a.handle(req)).await {
+                            Ok(r) => ca::api::encode_reply(r),
+                            Err(e) => ca::api::encode_reply(Err(ca::Error::Invalid(format!(
+                                "request failed: {e}"
+                            )))),
+                        }
+                    }
+                    Err(e) => ca::api::encode_reply(Err(ca::Error::Invalid(format!(
+                        "not an admin request: {e}"
+                    )))),
+                };
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Serves CRLs (`/crl/...`) and OCSP (`/ocsp`, `/healthz`, `/metrics`) on one listener.
+pub async fn serve_public(
+    listener: TcpListener,
+    publisher: Arc<crl_publisher::Publisher>,
+    responder: ocsp_responder::Responder,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
+        let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
+            async move {
+                let resp = if req.uri().path().starts_with("/crl/") {
+                    publisher.handle(req).await
+                } else {
+                    responder.handle(req).await
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 5 s; dropping them");
+    }
+}

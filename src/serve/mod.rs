@@ -1,0 +1,304 @@
+//! `jpki serve`: the CRL publisher, the OCSP responder and (when built in) the platform-operator
+//! API in one process that owns the store, plus a local admin socket through which the `jpki`
+//! CLI's commands reach the same [`ca::Authority`] while the server runs.
+//!
+//! Start-up: the configuration file ([`Config`], `docs/serve.md`) is read and validated (a bad
+//! value names its field and stops the program); the store is opened (its lock keeps other
+//! processes out); the CRL publisher and OCSP responder get the roots and delegated OCSP signers;
+//! the authority's revocation listener is set so that every revocation replaces the cached OCSP
+//! answer and marks its CRL partition dirty before the revoking call returns. Each listener is
+//! logged with the address it actually bound. SIGINT or SIGTERM stops accepting, lets in-flight
+//! requests finish, and closes the store (a clean close flushes sled).
+
+pub mod adapters;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ca::Authority;
+use policies::Hierarchy;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::{Error, Result};
+
+/// The `jpki serve` configuration file (TOML). Every field is optional; command-line flags
+/// override the file. See `docs/serve.md`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub crl: CrlConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP, e.g. `127.0.0.1:8080`.
+    pub http: Option<String>,
+    /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
+    pub pf_https: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlConfig {
+    /// Where the served CRL files live; relative paths are inside the data directory.
+    pub dir: PathBuf,
+    /// A partition marked dirty by a revocation is re-published within this many seconds.
+    pub dirty_bound_seconds: u64,
+    /// Revocations arriving within this many seconds of the first are built into one CRL.
+    pub batch_delay_seconds: u64,
+    /// Every CRL is re-signed this many hours before its nextUpdate.
+    pub resign_margin_hours: u32,
+}
+
+impl Default for CrlConfig {
+    fn default() -> CrlConfig {
+        CrlConfig {
+            dir: PathBuf::from("crl"),
+            dirty_bound_seconds: 60,
+            batch_delay_seconds: 2,
+            resign_margin_hours: 6,
+        }
+    }
+}
+
+/// A configuration value is wrong; `field` is its dotted path.
+fn field(field: &str, problem: impl std::fmt::Display) -> Error {
+    Error::Config(format!("serve configuration field `{field}`: {problem}"))
+}
+
+fn parse_addr(name: &str, v: &Option<String>) -> Result<Option<SocketAddr>> {
+    v.as_deref()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| field(name, format!("`{s}` is not an IP address and port")))
+        })
+        .transpose()
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: Option<SocketAddr>,
+    pub pf_https: Option<SocketAddr>,
+    pub crl_dir: PathBuf,
+    pub crl: crl_publisher::Settings,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))
+    }
+
+    pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
+        let http = parse_addr("listen.http", &self.listen.http)?;
+        let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
+        if http.is_none() && pf_https.is_none() {
+            return Err(field(
+                "listen",
+                "give at least one of listen.http (--http) and listen.pf_https (--pf-https)",
+            ));
+        }
+        let c = &self.crl;
+        if !(1..=3600).contains(&c.dirty_bound_seconds) {
+            return Err(field(
+                "crl.dirty_bound_seconds",
+                format!("must be 1 to 3600, got {}", c.dirty_bound_seconds),
+            ));
+        }
+        if c.batch_delay_seconds > c.dirty_bound_seconds {
+            return Err(field(
+                "crl.batch_delay_seconds",
+                "must not exceed crl.dirty_bound_seconds",
+            ));
+        }
+        if c.resign_margin_hours == 0 || c.resign_margin_hours >= policy.crl.next_update_hours {
+            return Err(field(
+                "crl.resign_margin_hours",
+                format!(
+                    "must be 1 to {} (below the policy's crl.next_update_hours)",
+                    policy.crl.next_update_hours.saturating_sub(1)
+                ),
+            ));
+        }
+        let crl = crl_publisher::Settings {
+            dirty_bound: std::time::Duration::from_secs(c.dirty_bound_seconds),
+            batch_delay: std::time::Duration::from_secs(c.batch_delay_seconds),
+            resign_margin: time::Duration::hours(i64::from(c.resign_margin_hours)),
+            ..crl_publisher::Settings::default()
+        };
+        let crl_dir = if c.dir.is_absolute() {
+            c.dir.clone()
+        } else {
+            data.join(&c.dir)
+        };
+        Ok(Settings {
+            http,
+            pf_https,
+            crl_dir,
+            crl,
+        })
+    }
+}
+
+/// The parts of a running server.
+pub struct Parts {
+    pub authority: Arc<Authority>,
+    pub publisher: Arc<crl_publisher::Publisher>,
+    pub responder: ocsp_responder::Responder,
+}
+
+/// Builds the publishers over an open authority and installs the revocation listener.
+pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts> {
+    let store = adapters::store_of(&authority);
+    let clock = Arc::clone(authority.clock());
+    let roots = crl_publisher::Roots {
+        signing: authority.signer(Hierarchy::Signing)?,
+        auth: authority.signer(Hierarchy::Auth)?,
+    };
+    let crl_store = Arc::new(adapters::CrlStore(Arc::clone(&store)));
+    let publisher = Arc::new(
+        crl_publisher::Publisher::new(
+            authority.policy().clone(),
+            settings.crl.clone(),
+            roots,
+            crl_store.clone(),
+            crl_store,
+            settings.crl_dir.clone(),
+            Arc::new(adapters::Clock(Arc::clone(&clock))),
+        )
+        .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?,
+    );
+    let issuers = Hierarchy::ALL
+        .iter()
+        .map(|&h| -> Result<ocsp_responder::Issuer> {
+            Ok(ocsp_responder::Issuer {
+                hierarchy: h,
+                root: authority.root(h).der.clone(),
+                signer: authority.ocsp_signer(h)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let responder = ocsp_responder::Responder::new(
+        ocsp_responder::Settings::from_policy(authority.policy()),
+        issuers,
+        Arc::new(adapters::OcspStatus(store)),
+        Arc::new(adapters::Clock(Arc::clone(&clock))),
+    )
+    .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+    authority.set_listener(Arc::new(adapters::Notifier {
+        publisher: Arc::clone(&publisher),
+        responder: responder.clone(),
+        clock,
+    }))?;
+    Ok(Parts {
+        authority,
+        publisher,
+        responder,
+    })
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Serve(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Result<()> {
+    let authority = Arc::new(Authority::open(data, passphrase, crate::cli::clock()?)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Serve(format!("start the runtime: {e}")))?;
+    let result = rt.block_on(async move {
+        let parts = assemble(Arc::clone(&authority), &settings)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+
+        let admin = http::admin_listener(data)?;
+        eprintln!(
+            "jpki serve: admin socket {}",
+            ca::api::socket_path(data).display()
+        );
+        tasks.spawn(http::serve_admin(
+            admin,
+            Arc::clone(&parts.authority),
+            stopped(stop_rx.clone()),
+        ));
+
+        // Publish every CRL once at start (what is due), then keep them current.
+        {
+            let p = Arc::clone(&parts.publisher);
+            let now = parts.authority.clock().now();
+            let report = tokio::task::spawn_blocking(move || p.tick(now))
+                .await
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            if !report.failed.is_empty() {
+                return Err(Error::Serve(format!(
+                    "{} CRL(s) could not be published at start",
+                    report.failed.len()
+                )));
+            }
+        }
+        tasks.spawn(Arc::clone(&parts.publisher).run(stopped(stop_rx.clone())));
+        {
+            let r = parts.responder.clone();
+            let rx = stop_rx.clone();
+            tasks.spawn(async move { r.run_resigner(stopped(rx)).await });
+        }
+        if let Some(addr) = settings.http {
+            let listener = bind("CRL and OCSP (http)", addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            eprintln!("jpki serve: CRLs at http://{local}/crl/, OCSP at http://{local}/ocsp");
+            tracing::info!(%local, "CRL and OCSP listener");
+            tasks.spawn(http::serve_public(
+                listener,
+                Arc::clone(&parts.publisher),
+                parts.responder.clone(),
+                stopped(stop_rx.clone()),
+            ));
+        }
+        if let Some(addr) = settings.pf_https {
+            return Err(Error::Serve(format!(
+                "listen.pf_https ({addr}): the platform-operator API is not part of this build yet"
+            )));
+        }
+        eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
+        wait_for_signal().await?;
+        eprintln!("jpki serve: stopping (finishing in-flight requests)");
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(ca::api::socket_path(data));
+        Ok::<(), Error>(())
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::Serve(format!("install the SIGTERM handler: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Serve(format!("install the SIGINT handler: {e}")))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
