@@ -1,0 +1,304 @@
+//! `jpki serve` end to end: OCSP with `openssl ocsp` (good, revoked on the very next query
+//! after `jpki revoke` run through the admin socket, held, unknown, foreign issuer), partition
+//! CRLs checked with `openssl verify -crl_check`, clean stop on SIGTERM, a port in use.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(env: &Env) -> Server {
+        let mut child = env
+            .cmd(&["serve", "--http", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut base = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("jpki serve: CRLs at ") {
+                base = Some(rest.split("/crl/").next().unwrap().to_owned());
+            }
+            if line.contains("running;") {
+                break;
+            }
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base: base.expect("the server printed its address"),
+        }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn ocsp(root: &str, cert: &str, url: &str) -> String {
+    let (_, out) = openssl_result(&[
+        "ocsp", "-issuer", root, "-cert", cert, "-url", url, "-CAfile", root, "-timeout", "10",
+    ]);
+    out
+}
+
+#[test]
+fn ocsp_and_crls_follow_revocations_at_once() {
+    let env = Env::init();
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (_k1, c1) = env.csr("a", 2048);
+    let (_k2, c2) = env.csr("b", 2048);
+    let server = Server::start(&env);
+    let url = format!("{}/ocsp", server.base);
+
+    // Issued through the admin socket while the server holds the store.
+    let a = env.issue(&id, "auth", &c1);
+    let s = env.issue(&id, "signing", &c2);
+    let apem = env.write("a.pem", a["pem"].as_str().unwrap().as_bytes());
+    let spem = env.write("s.pem", s["pem"].as_str().unwrap().as_bytes());
+    let aroot = env.write(
+        "aroot.pem",
+        env.ok(&["root", "--hierarchy", "auth"]).as_bytes(),
+    );
+    let sroot = env.write(
+        "sroot.pem",
+        env.ok(&["root", "--hierarchy", "signing"]).as_bytes(),
+    );
+    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_owned();
+
+    let out = ocsp(&p(&aroot), &p(&apem), &url);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    // Cached now; the revocation must replace it before `jpki revoke` returns.
+    let out = ocsp(&p(&aroot), &p(&apem), &url);
+    assert!(out.contains(": good"), "{out}");
+    env.ok(&[
+        "revoke",
+        "--serial",
+        a["serial"].as_str().unwrap(),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let out = ocsp(&p(&aroot), &p(&apem), &url);
+    assert!(
+        out.contains("Response verify OK")
+            && out.contains(": revoked")
+            && out.contains("keyCompromise"),
+        "{out}"
+    );
+
+    // A hold answers revoked with certificateHold.
+    env.ok(&["hold", "--serial", s["serial"].as_str().unwrap()]);
+    let out = ocsp(&p(&sroot), &p(&spem), &url);
+    assert!(
+        out.contains(": revoked") && out.contains("certificateHold"),
+        "{out}"
+    );
+
+    // A serial never issued is unknown; a foreign issuer is unauthorized.
+    let (ok, out) = openssl_result(&[
+        "ocsp",
+        "-issuer",
+        &p(&aroot),
+        "-serial",
+        "0x0123456789",
+        "-url",
+        &url,
+        "-CAfile",
+        &p(&aroot),
+    ]);
+    assert!(ok && out.contains("unknown"), "{out}");
+    let foreign_key = env.path("f.key");
+    let foreign = env.path("f.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p(&foreign_key),
+        "-subj",
+        "/CN=Foreign CA",
+        "-out",
+        &p(&foreign),
+        "-days",
+        "2",
+    ]);
+    let (_, out) = openssl_result(&[
+        "ocsp",
+        "-issuer",
+        &p(&foreign),
+        "-serial",
+        "0x01",
+        "-url",
+        &url,
+    ]);
+    assert!(out.to_lowercase().contains("unauthorized"), "{out}");
+
+    // The partition CRLs list both within the rebuild bound.
+    let crl_url = |pem: &serde_json::Value, h: &str| {
+        format!("{}/crl/{h}/{}.crl", server.base, pem["partition"])
+    };
+    let fetch = |u: &str, name: &str| -> std::path::PathBuf {
+        let der = env.path(&format!("{name}.der"));
+        let pem = env.path(&format!("{name}.pem"));
+        let t0 = Instant::now();
+        loop {
+            let st = Command::new("curl")
+                .args(["-sf", "-o"])
+                .arg(&der)
+                .arg(u)
+                .status()
+                .unwrap();
+            assert!(st.success(), "GET {u}");
+            let text = openssl(&[
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                der.to_str().unwrap(),
+                "-noout",
+                "-text",
+            ]);
+            if text.contains("Serial Number") {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the CRL at {u} was not rebuilt in time"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        openssl(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            der.to_str().unwrap(),
+            "-out",
+            pem.to_str().unwrap(),
+        ]);
+        pem
+    };
+    let acrl = fetch(&crl_url(&a, "auth"), "acrl");
+    let (ok, out) = openssl_result(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &p(&acrl),
+        "-CAfile",
+        &p(&aroot),
+        &p(&apem),
+    ]);
+    assert!(!ok && out.contains("revoked"), "{out}");
+    let scrl = fetch(&crl_url(&s, "signing"), "scrl");
+    let (ok, out) = openssl_result(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &p(&scrl),
+        "-CAfile",
+        &p(&sroot),
+        &p(&spem),
+    ]);
+    assert!(
+        !ok && out.contains("revoked"),
+        "held certificates are listed: {out}"
+    );
+
+    // A good certificate passes against its partition's CRL.
+    let (_k3, c3) = env.csr("c", 2048);
+    let other = env.add_resident("佐藤　二郎", "1970-01-01");
+    let g = env.issue(&other, "auth", &c3);
+    let gpem = env.write("g.pem", g["pem"].as_str().unwrap().as_bytes());
+    let gder = env.path("g.der");
+    let st = Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&gder)
+        .arg(crl_url(&g, "auth"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gcrl = env.path("g.crl.pem");
+    openssl(&["crl", "-inform", "DER", "-in", &p(&gder), "-out", &p(&gcrl)]);
+    openssl(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &p(&gcrl),
+        "-CAfile",
+        &p(&aroot),
+        &p(&gpem),
+    ]);
+
+    // SIGTERM stops it cleanly; the store is intact and usable directly again.
+    let st = server.stop();
+    assert!(st.success(), "serve exited with {st}");
+    let v = env.json(&["audit", "verify"]);
+    assert_eq!(v["intact"], true);
+    let c = env.json(&["cert", "show", "--serial", a["serial"].as_str().unwrap()]);
+    assert_eq!(c["status"], "revoked");
+    assert!(!env.data().join("admin.sock").exists());
+}
+
+#[test]
+fn a_port_in_use_and_a_bad_config_are_clear_errors() {
+    let env = Env::init();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = env.cmd(&["serve", "--http", &addr]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen") && err.contains(&addr),
+        "{err}"
+    );
+    let cfg = env.write("serve.toml", b"[crl]\ndir = \"crl\"\ndirty_bound_seconds = 0\nbatch_delay_seconds = 0\nresign_margin_hours = 6\n[listen]\nhttp = \"127.0.0.1:0\"\n");
+    env.fails(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        "crl.dirty_bound_seconds",
+    );
+    let cfg = env.write("serve2.toml", b"[listen]\nhttp = \"nowhere\"\n");
+    env.fails(&["serve", "--config", cfg.to_str().unwrap()], "listen.http");
+    let cfg = env.write("serve3.toml", b"[listen]\nbogus = 1\n");
+    env.fails(&["serve", "--config", cfg.to_str().unwrap()], "bogus");
+}
