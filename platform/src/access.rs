@@ -7,7 +7,7 @@
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use ca::store::Table;
 use ca::Authority;
 use tokio::sync::oneshot;
 
@@ -54,7 +54,9 @@ impl Recorder {
 }
 
 fn run(authority: &Authority, rx: mpsc::Receiver<Job>) {
-    let rng = SystemRandom::new();
+    // Orders entries of the same instant in the order they were written; starting from the
+    // table's size keeps it increasing across restarts (only stored entries count).
+    let mut counter = authority.store().count(Table::Access) as u64;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut n = jobs[0].entries.len();
@@ -67,7 +69,7 @@ fn run(authority: &Authority, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let result = write(authority, &rng, &jobs);
+        let result = write(authority, &mut counter, &jobs);
         if let Err(e) = &result {
             tracing::error!(error = %e, "access log write failed");
         }
@@ -80,20 +82,23 @@ fn run(authority: &Authority, rx: mpsc::Receiver<Job>) {
 
 fn write(
     authority: &Authority,
-    rng: &SystemRandom,
+    counter: &mut u64,
     jobs: &[Job],
 ) -> std::result::Result<(), String> {
     let mut keyed = Vec::new();
+    let mut next = *counter;
     for j in jobs {
         for a in &j.entries {
-            let mut nonce = [0u8; 4];
-            rng.fill(&mut nonce)
-                .map_err(|_| "OS random generator failed".to_owned())?;
-            keyed.push((access_key(&a.holder, a.at, nonce), a.clone()));
+            if !a.holder.is_empty() {
+                next += 1;
+            }
+            keyed.push((access_key(&a.holder, a.at, next), a.clone()));
         }
     }
     authority
         .store()
         .transact(&|t| write_access(t, &keyed))
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    *counter = next;
+    Ok(())
 }

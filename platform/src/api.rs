@@ -113,7 +113,8 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
                 .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
             let serial = ca::authority::serial_hex(cert.raw_serial());
             let not_after = cert.validity().not_after.to_string();
-            let op = registry::operator_add(authority, &name, scopes, &spki, Some(serial.clone()), now)?;
+            let op =
+                registry::operator_add(authority, &name, scopes, &spki, Some(serial.clone()), now)?;
             Ok(json!({
                 "id": op.id,
                 "name": op.name,
@@ -132,8 +133,8 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             scopes,
         } => {
             let der = crate::service::cert_der(&cert_pem)?;
-            let spki = ca::authority::spki_of(&der)
-                .map_err(|e| Error::BadCertificate(e.to_string()))?;
+            let spki =
+                ca::authority::spki_of(&der).map_err(|e| Error::BadCertificate(e.to_string()))?;
             let op = match registry::operator_named(authority, &name) {
                 Ok(_) => registry::operator_add_key(authority, &name, &spki, None, now)?,
                 Err(Error::UnknownOperator(_)) => {

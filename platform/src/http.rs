@@ -70,7 +70,10 @@ pub fn server_identity(
     let key = operator_ca::generate_client_key()?;
     let der = ca.issue_server(authority, hostnames, &key.spki, authority.clock().now())?;
     Ok((
-        vec![CertificateDer::from(der), CertificateDer::from(ca.der().to_vec())],
+        vec![
+            CertificateDer::from(der),
+            CertificateDer::from(ca.der().to_vec()),
+        ],
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.pkcs8_der)),
     ))
 }
@@ -293,9 +296,11 @@ impl Api {
 
     async fn handle(&self, req: Request<Incoming>, spki: Arc<Vec<u8>>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
-        if let Some(fallback) = self.fallback.as_ref().filter(|_| {
-            path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/")
-        }) {
+        if let Some(fallback) = self
+            .fallback
+            .as_ref()
+            .filter(|_| path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/"))
+        {
             return self.forward(fallback.clone(), req, spki).await;
         }
         let route = Route::of(req.method(), &path);
@@ -309,9 +314,7 @@ impl Api {
         .await;
         let (result, accesses) = match joined {
             Ok(x) => x,
-            Err(e) => {
-                return error_response(&Error::Internal(format!("handler failed: {e}")))
-            }
+            Err(e) => return error_response(&Error::Internal(format!("handler failed: {e}"))),
         };
         if let Err(e) = self.recorder.record(accesses).await {
             return error_response(&e);

@@ -32,6 +32,7 @@
 pub mod access;
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod error;
 pub mod http;
 pub mod operator_ca;

@@ -150,7 +150,12 @@ fn key_usage(flags: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension>
 
 fn ski(spki: &[u8]) -> Result<Extension> {
     let id = OctetString::new(key_identifier(spki)?).map_err(der_err("subjectKeyIdentifier"))?;
-    ext(EXT_SKI, false, &SubjectKeyIdentifier(id), "subjectKeyIdentifier")
+    ext(
+        EXT_SKI,
+        false,
+        &SubjectKeyIdentifier(id),
+        "subjectKeyIdentifier",
+    )
 }
 
 fn aki(issuer_key_id: &[u8]) -> Result<Extension> {
@@ -398,8 +403,9 @@ fn check_signature(root_der: &[u8], cert_der: &[u8]) -> Result<()> {
         .map_err(|e| Error::Internal(format!("operator root does not parse: {e}")))?;
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
         .map_err(|e| Error::Internal(format!("issued certificate does not parse: {e}")))?;
-    cert.verify_signature(Some(root.public_key()))
-        .map_err(|_| Error::Internal("the new signature does not verify; nothing was issued".into()))
+    cert.verify_signature(Some(root.public_key())).map_err(|_| {
+        Error::Internal("the new signature does not verify; nothing was issued".into())
+    })
 }
 
 /// A freshly generated RSA-2048 key for a PF: SubjectPublicKeyInfo DER and the unencrypted
@@ -424,8 +430,9 @@ pub fn generate_client_key() -> Result<ClientKey> {
         .public_key()
         .as_der()
         .map_err(|e| Error::Internal(format!("public key: {e}")))?;
-    let pkcs8_pem = der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, pkcs8.as_ref())
-        .map_err(|e| Error::Internal(format!("PEM: {e}")))?;
+    let pkcs8_pem =
+        der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, pkcs8.as_ref())
+            .map_err(|e| Error::Internal(format!("PEM: {e}")))?;
     Ok(ClientKey {
         spki: spki.as_ref().to_vec(),
         pkcs8_der: pkcs8.as_ref().to_vec(),

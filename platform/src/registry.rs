@@ -13,7 +13,7 @@
 //! | consents | `c/` id | [`Consent`] (JSON) |
 //! | consents | `h/` holder `\0` SP id `\0` consent id | empty |
 //! | consents | `n/` SP id `\0` nonce | consent id |
-//! | access | holder `\0` time (i128 BE ns) · 4 random bytes | [`Access`] (JSON) |
+//! | access | holder `\0` time (i128 BE ns) · sequence (u64 BE) | [`Access`] (JSON) |
 
 use std::fmt;
 
@@ -225,7 +225,11 @@ fn access_prefix(holder: &str) -> Vec<u8> {
     k
 }
 
-fn get_json<T: for<'de> Deserialize<'de>>(t: &dyn Txn, table: Table, key: &[u8]) -> Result<Option<T>, ca::Error> {
+fn get_json<T: for<'de> Deserialize<'de>>(
+    t: &dyn Txn,
+    table: Table,
+    key: &[u8],
+) -> Result<Option<T>, ca::Error> {
     t.get(table, key)?.map(|b| from_json(&b)).transpose()
 }
 
@@ -440,12 +444,18 @@ pub fn sp_add(
     let exists = std::cell::Cell::new(false);
     authority.store().transact(&|t| {
         exists.set(false);
-        if t.get(Table::Operators, &sp_name_key(&pf.id, name))?.is_some() {
+        if t.get(Table::Operators, &sp_name_key(&pf.id, name))?
+            .is_some()
+        {
             exists.set(true);
             return Ok(());
         }
         t.insert(Table::Operators, &sp_key(&sp.id), &json(&sp)?)?;
-        t.insert(Table::Operators, &sp_name_key(&pf.id, name), sp.id.as_bytes())?;
+        t.insert(
+            Table::Operators,
+            &sp_name_key(&pf.id, name),
+            sp.id.as_bytes(),
+        )?;
         let scopes: Vec<&str> = sp.scopes.iter().map(|s| s.as_str()).collect();
         ca::audit::append(
             t,
@@ -590,11 +600,11 @@ pub fn live_consent(
     })
 }
 
-/// The key under which an access entry is stored; `nonce` makes simultaneous entries distinct.
-pub(crate) fn access_key(holder: &str, at: OffsetDateTime, nonce: [u8; 4]) -> Vec<u8> {
+/// The key under which an access entry is stored; `seq` orders entries of the same instant.
+pub(crate) fn access_key(holder: &str, at: OffsetDateTime, seq: u64) -> Vec<u8> {
     let mut k = access_prefix(holder);
     k.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
-    k.extend_from_slice(&nonce);
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 

@@ -228,8 +228,10 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             Err(e) => return Err(e),
         };
         if !matches!(rec.kind, CertKind::Signing | CertKind::Auth) {
-            results.push(json!({"serial": ca::authority::serial_hex(&rec.serial), "status": "unknown",
-                "error": {"code": "not_end_entity", "message": "not a holder certificate"}}));
+            results.push(
+                json!({"serial": ca::authority::serial_hex(&rec.serial), "status": "unknown",
+                "error": {"code": "not_end_entity", "message": "not a holder certificate"}}),
+            );
             continue;
         }
         call.touch(&rec.holder);
@@ -293,14 +295,19 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
         .map_err(|e| refused(format!("signer certificate: {e}")))?;
     let (_, root) = x509_parser::parse_x509_certificate(&call.anchors.signing_der)
         .map_err(|e| Error::Internal(format!("signing root: {e}")))?;
-    relying_party::path::validate(&leaf, &root, call.now)
-        .map_err(|e| refused(format!("the signer is not a valid signing certificate: {e}")))?;
+    relying_party::path::validate(&leaf, &root, call.now).map_err(|e| {
+        refused(format!(
+            "the signer is not a valid signing certificate: {e}"
+        ))
+    })?;
     let rec = call
         .a
         .find(leaf.raw_serial(), Some(Hierarchy::Signing))
         .ok()
         .filter(|r| r.der == env.signer_der && r.kind == CertKind::Signing)
-        .ok_or_else(|| refused("the signing certificate was not issued by this authority".into()))?;
+        .ok_or_else(|| {
+            refused("the signing certificate was not issued by this authority".into())
+        })?;
     call.touch(&rec.holder);
     let st = call.status(&rec)?;
     if st.state != State::Good {
@@ -312,7 +319,10 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
     }
     env.verify(None, &leaf.public_key().subject_public_key.data)
         .map_err(|e| refused(e.to_string()))?;
-    let content = env.content(None).map_err(|e| refused(e.to_string()))?.to_vec();
+    let content = env
+        .content(None)
+        .map_err(|e| refused(e.to_string()))?
+        .to_vec();
     Ok(Signed { content, cert: rec })
 }
 
@@ -321,8 +331,9 @@ pub(crate) fn consent_grant(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
     let req: ConsentRequest = parse(body)?;
     let sp = call.sp(&req.sp, Scope::FourAttributes)?;
     let signed = holder_signature(call, &req.cms)?;
-    let st: Statement = serde_json::from_slice(&signed.content)
-        .map_err(|e| Error::ConsentRefused(format!("the signed statement is not valid JSON: {e}")))?;
+    let st: Statement = serde_json::from_slice(&signed.content).map_err(|e| {
+        Error::ConsentRefused(format!("the signed statement is not valid JSON: {e}"))
+    })?;
     if st.sp != sp.id {
         return Err(Error::ConsentRefused(format!(
             "the statement names service provider {}, not {}",
@@ -336,13 +347,19 @@ pub(crate) fn consent_grant(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
         )));
     }
     if st.expires <= call.now {
-        return Err(Error::ConsentRefused("the statement has already expired".into()));
+        return Err(Error::ConsentRefused(
+            "the statement has already expired".into(),
+        ));
     }
     if st.expires > call.now + MAX_CONSENT {
-        return Err(Error::ConsentRefused("expiry more than 10 years ahead".into()));
+        return Err(Error::ConsentRefused(
+            "expiry more than 10 years ahead".into(),
+        ));
     }
     if st.nonce.is_empty() || st.nonce.len() > 128 || st.nonce.chars().any(char::is_control) {
-        return Err(Error::ConsentRefused("nonce: 1 to 128 printable bytes".into()));
+        return Err(Error::ConsentRefused(
+            "nonce: 1 to 128 printable bytes".into(),
+        ));
     }
     let holder = signed
         .cert

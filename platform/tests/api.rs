@@ -1,0 +1,933 @@
+//! End-to-end tests of the PF API: the real server on 127.0.0.1:0 over mutual TLS, with
+//! `curl` and the Rust client; holder keys from `openssl req`, consents signed with
+//! `openssl cms -sign`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine;
+use ca::authority::{Event, NewResident};
+use ca::clock::{Clock, FixedClock};
+use ca::Authority;
+use http::StatusCode;
+use hyper::body::Bytes;
+use platform::client::{self, Client};
+use platform::{Api, Request};
+use policies::{Hierarchy, Sex};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+const PASS: &str = "test passphrase";
+
+struct Pf {
+    cert_pem: String,
+    key_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+struct Holder {
+    id: String,
+    sign_cert: PathBuf,
+    sign_key: PathBuf,
+    sign_pem: String,
+    auth_cert: PathBuf,
+    auth_key: PathBuf,
+    auth_serial: String,
+}
+
+struct H {
+    dir: tempfile::TempDir,
+    a: Arc<Authority>,
+    clock: Arc<FixedClock>,
+    addr: SocketAddr,
+    root_pem: String,
+    root: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn now_s() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap()
+}
+
+impl H {
+    async fn start() -> H {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FixedClock::new(now_s()));
+        let a = Arc::new(
+            Authority::init(
+                &dir.path().join("data"),
+                policies::policy::DEFAULT_POLICY,
+                PASS.as_bytes(),
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        platform::operator_ca::create(&a).unwrap();
+        let (chain, key) =
+            platform::server_identity(&a, &["127.0.0.1".into(), "localhost".into()]).unwrap();
+        let fallback: platform::Fallback = Arc::new(|req: http::Request<Bytes>| {
+            Box::pin(async move {
+                http::Response::new(http_body_util::Full::new(Bytes::from(format!(
+                    "fallback {}",
+                    req.uri().path()
+                ))))
+            })
+        });
+        let api = Arc::new(Api::new(a.clone(), chain, key, Some(fallback)).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            api.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let root_pem = ca::records::pem(&platform::operator_ca::root(&a).unwrap());
+        let root = dir.path().join("operator-root.pem");
+        std::fs::write(&root, &root_pem).unwrap();
+        H {
+            dir,
+            a,
+            clock,
+            addr,
+            root_pem,
+            root,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.await.unwrap();
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn admin(&self, req: Request) -> platform::Result<Value> {
+        platform::handle(&self.a, req)
+    }
+
+    fn pf(&self, name: &str, scopes: &str) -> Pf {
+        let v = self
+            .admin(Request::OperatorAdd {
+                name: name.into(),
+                scopes: platform::registry::Scope::parse_list(scopes).unwrap(),
+                csr_base64: None,
+            })
+            .unwrap();
+        let cert = self.path(&format!("{name}.pem"));
+        let key = self.path(&format!("{name}.key"));
+        std::fs::write(&cert, v["cert_pem"].as_str().unwrap()).unwrap();
+        std::fs::write(&key, v["key_pem"].as_str().unwrap()).unwrap();
+        Pf {
+            cert_pem: v["cert_pem"].as_str().unwrap().into(),
+            key_pem: v["key_pem"].as_str().unwrap().into(),
+            cert,
+            key,
+        }
+    }
+
+    fn sp(&self, pf: &str, name: &str, scopes: &str) -> String {
+        self.admin(Request::SpAdd {
+            pf: pf.into(),
+            name: name.into(),
+            scopes: platform::registry::Scope::parse_list(scopes).unwrap(),
+        })
+        .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A key and CSR by `openssl req`, issued as `h`; returns (cert path, key path, PEM, serial).
+    fn issue(&self, resident: &str, h: Hierarchy, tag: &str) -> (PathBuf, PathBuf, String, String) {
+        let key = self.path(&format!("{tag}.key"));
+        let csr = self.path(&format!("{tag}.csr"));
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=holder",
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        let issued = self
+            .a
+            .issue(resident, h, &std::fs::read(&csr).unwrap())
+            .unwrap();
+        let cert = self.path(&format!("{tag}.pem"));
+        std::fs::write(&cert, &issued.pem).unwrap();
+        (cert, key, issued.pem, issued.serial)
+    }
+
+    fn holder(&self, tag: &str) -> Holder {
+        let id = self
+            .a
+            .resident_add(&NewResident {
+                name: "山田　花子".into(),
+                birth: time::macros::date!(1985 - 04 - 01),
+                sex: Sex::Female,
+                address: "東京都千代田区霞が関二丁目1番2号".into(),
+                prefecture: "Tokyo".into(),
+                municipality: "Chiyoda-ku".into(),
+                card_expiry: time::macros::date!(2034 - 04 - 01),
+            })
+            .unwrap();
+        let (sign_cert, sign_key, sign_pem, _) =
+            self.issue(&id, Hierarchy::Signing, &format!("{tag}-sign"));
+        let (auth_cert, auth_key, _, auth_serial) =
+            self.issue(&id, Hierarchy::Auth, &format!("{tag}-auth"));
+        Holder {
+            id,
+            sign_cert,
+            sign_key,
+            sign_pem,
+            auth_cert,
+            auth_key,
+            auth_serial,
+        }
+    }
+
+    /// `openssl cms -sign` over `content`; base64 DER.
+    fn cms(&self, content: &str, cert: &Path, key: &Path) -> String {
+        let input = self.path("content.json");
+        let out = self.path("content.cms");
+        std::fs::write(&input, content).unwrap();
+        openssl(&[
+            "cms",
+            "-sign",
+            "-binary",
+            "-md",
+            "sha256",
+            "-nodetach",
+            "-outform",
+            "DER",
+            "-signer",
+            cert.to_str().unwrap(),
+            "-inkey",
+            key.to_str().unwrap(),
+            "-in",
+            input.to_str().unwrap(),
+            "-out",
+            out.to_str().unwrap(),
+        ]);
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(out).unwrap())
+    }
+
+    fn statement(&self, sp: &str, expires: OffsetDateTime, nonce: &str) -> String {
+        json!({"sp": sp, "scope": "four-attributes", "expires": expires.format(&Rfc3339).unwrap(), "nonce": nonce}).to_string()
+    }
+
+    async fn client(&self, pf: &Pf) -> Client {
+        let cfg = client::tls_config(&self.root_pem, &pf.cert_pem, &pf.key_pem).unwrap();
+        Client::connect(self.addr, "127.0.0.1", cfg).await.unwrap()
+    }
+
+    /// curl with the PF's certificate; returns (HTTP status, JSON body).
+    fn curl(&self, pf: &Pf, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let body_file = self.path("curl-body.json");
+        std::fs::write(&body_file, body).unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "--cert"])
+            .arg(&pf.cert)
+            .arg("--key")
+            .arg(&pf.key)
+            .arg("--cacert")
+            .arg(&self.root)
+            .args([
+                "-X",
+                method,
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", body_file.display()))
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("https://127.0.0.1:{}{path}", self.addr.port()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_needs_an_operator_ca_client_certificate() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity");
+    let url = format!("https://127.0.0.1:{}/v1/validity", h.addr.port());
+    // No client certificate: the handshake fails (curl exit code, not an HTTP status).
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&h.root)
+        .args(["-d", "{}", &url])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A certificate from another CA (self-signed by openssl): refused in the handshake.
+    let key = h.path("other.key");
+    let cert = h.path("other.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+        "-subj",
+        "/CN=Other CA PF",
+        "-days",
+        "30",
+    ]);
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&h.root)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .args(["-d", "{}", &url])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The same with the Rust client, over TLS 1.3 (the refusal shows on first use).
+    let other = client::tls_config(
+        &h.root_pem,
+        &std::fs::read_to_string(&cert).unwrap(),
+        &std::fs::read_to_string(&key).unwrap(),
+    )
+    .unwrap();
+    let refused = match Client::connect(h.addr, "127.0.0.1", other).await {
+        Err(_) => true,
+        Ok(mut c) => c.post("/v1/validity", &json!({})).await.is_err(),
+    };
+    assert!(refused);
+    // The registered PF gets through (and is told its SP is unknown).
+    let (status, v) = h.curl(
+        &pf,
+        "POST",
+        "/v1/validity",
+        r#"{"sp":"SPX","certificates":[]}"#,
+    );
+    assert_eq!((status, code(&v)), (403, "sp_unknown"), "{v}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_must_be_registered_and_active() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity");
+    let sp = h.sp("PF One", "Bank", "validity");
+    let holder = h.holder("h1");
+    let body = json!({"sp": sp, "certificates": [holder.sign_pem]});
+    let mut c = h.client(&pf).await;
+    let (s, v) = c.post("/v1/validity", &body).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["status"], "good");
+
+    // Suspended: 403 on the same keep-alive connection.
+    h.admin(Request::OperatorSuspend {
+        name: "PF One".into(),
+    })
+    .unwrap();
+    let (s, v) = c.post("/v1/validity", &body).await.unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "operator_suspended"),
+        "{v}"
+    );
+    h.admin(Request::OperatorReactivate {
+        name: "PF One".into(),
+    })
+    .unwrap();
+    let (s, _) = c.post("/v1/validity", &body).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    h.admin(Request::OperatorRevoke {
+        name: "PF One".into(),
+    })
+    .unwrap();
+    let (s, v) = c.post("/v1/validity", &body).await.unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "operator_revoked"),
+        "{v}"
+    );
+    assert!(h
+        .admin(Request::OperatorReactivate {
+            name: "PF One".into()
+        })
+        .is_err());
+
+    // A certificate from the operator CA whose key was never registered: unknown PF.
+    let ca = platform::operator_ca::OperatorCa::load(&h.a).unwrap();
+    let k = platform::operator_ca::generate_client_key().unwrap();
+    let der = ca
+        .issue_client(&h.a, "Stranger", &k.spki, h.clock.now())
+        .unwrap();
+    let stranger = Pf {
+        cert_pem: ca::records::pem(&der),
+        key_pem: k.pkcs8_pem.clone(),
+        cert: h.path("stranger.pem"),
+        key: h.path("stranger.key"),
+    };
+    std::fs::write(&stranger.cert, &stranger.cert_pem).unwrap();
+    std::fs::write(&stranger.key, &stranger.key_pem).unwrap();
+    let (s, v) = h.curl(&stranger, "POST", "/v1/validity", &body.to_string());
+    assert_eq!((s, code(&v)), (403, "operator_unknown"), "{v}");
+
+    // Registering that certificate by its key lets it in.
+    let r = h
+        .admin(Request::OperatorRegisterCert {
+            name: "Stranger".into(),
+            cert_pem: stranger.cert_pem.clone(),
+            scopes: vec![platform::registry::Scope::Validity],
+        })
+        .unwrap();
+    assert_eq!(r["chains_to_operator_ca"], true);
+    let sp2 = h.sp("Stranger", "Broker", "validity");
+    let (s, v) = h.curl(
+        &stranger,
+        "POST",
+        "/v1/validity",
+        &json!({"sp": sp2, "certificates": [holder.sign_pem]}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_providers_must_be_delegated_and_scoped() {
+    let h = H::start().await;
+    let pf1 = h.pf("PF One", "validity,four-attributes,successor");
+    h.pf("PF Two", "validity");
+    let mine = h.sp("PF One", "Bank", "validity");
+    let theirs = h.sp("PF Two", "Broker", "validity");
+    // An SP cannot have a scope its PF lacks.
+    assert!(h
+        .admin(Request::SpAdd {
+            pf: "PF Two".into(),
+            name: "X".into(),
+            scopes: vec![platform::registry::Scope::Successor]
+        })
+        .is_err());
+    let holder = h.holder("h1");
+    let mut c = h.client(&pf1).await;
+    let (s, v) = c
+        .post(
+            "/v1/validity",
+            &json!({"sp": theirs, "certificates": [holder.sign_pem]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "sp_not_delegated"),
+        "{v}"
+    );
+    let (s, v) = c
+        .post(
+            "/v1/four-attributes",
+            &json!({"sp": mine, "certificate": holder.sign_pem}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "scope_missing"),
+        "{v}"
+    );
+    let (s, v) = c
+        .post(
+            "/v1/successor",
+            &json!({"sp": mine, "serial": holder.auth_serial}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "scope_missing"),
+        "{v}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_and_oversized_requests() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity");
+    let sp = h.sp("PF One", "Bank", "validity");
+    let (s, v) = h.curl(&pf, "POST", "/v1/validity", "{not json");
+    assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+    let (s, v) = h.curl(&pf, "POST", "/v1/validity", r#"{"sp": 5}"#);
+    assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+    let big = json!({"sp": sp, "certificates": ["x".repeat(300 * 1024)]}).to_string();
+    let (s, v) = h.curl(&pf, "POST", "/v1/validity", &big);
+    assert_eq!((s, code(&v)), (413, "body_too_large"), "{v}");
+    // Chunked (no Content-Length) oversized body through the Rust client is cut off too.
+    let mut c = h.client(&pf).await;
+    let (s, _) = c
+        .send(http::Method::POST, "/v1/validity", big.into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, v) = h.curl(&pf, "POST", "/v1/nothing", "{}");
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    let (s, v) = h.curl(&pf, "GET", "/v1/validity", "");
+    assert_eq!((s, code(&v)), (405, "method_not_allowed"), "{v}");
+    // Garbage certificates are answered per item.
+    let (s, v) = h.curl(
+        &pf,
+        "POST",
+        "/v1/validity",
+        &json!({"sp": sp, "certificates": ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "!!"]}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["results"][0]["status"], "unknown");
+    assert_eq!(v["results"][1]["error"]["code"], "bad_certificate");
+    // The fallback (CRL, OCSP) is reached through the same listener.
+    let out = Command::new("curl")
+        .args(["-sS", "--cert"])
+        .arg(&pf.cert)
+        .arg("--key")
+        .arg(&pf.key)
+        .arg("--cacert")
+        .arg(&h.root)
+        .arg(format!(
+            "https://127.0.0.1:{}/crl/signing/p0000.crl",
+            h.addr.port()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "fallback /crl/signing/p0000.crl"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consents_are_verified_and_enforced() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity,four-attributes");
+    let sp = h.sp("PF One", "Bank", "validity,four-attributes");
+    let other_sp = h.sp("PF One", "Insurer", "four-attributes");
+    let holder = h.holder("h1");
+    let mut c = h.client(&pf).await;
+    let four = json!({"sp": sp, "certificate": holder.sign_pem});
+    let now = h.clock.now();
+
+    // No consent yet.
+    let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_missing"),
+        "{v}"
+    );
+
+    // Signed with the authentication key: refused.
+    let stmt = h.statement(&sp, now + Duration::days(365), "n-auth");
+    let cms = h.cms(&stmt, &holder.auth_cert, &holder.auth_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_invalid"),
+        "{v}"
+    );
+
+    // A forged signature: refused.
+    let stmt = h.statement(&sp, now + Duration::days(365), "n-forged");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let mut der = base64::engine::general_purpose::STANDARD
+        .decode(&cms)
+        .unwrap();
+    let n = der.len();
+    der[n - 20] ^= 0x01;
+    let forged = base64::engine::general_purpose::STANDARD.encode(der);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": forged}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_invalid"),
+        "{v}"
+    );
+
+    // A statement for another SP, or already expired: refused.
+    let stmt = h.statement(&other_sp, now + Duration::days(365), "n-other");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_invalid"),
+        "{v}"
+    );
+    let stmt = h.statement(&sp, now - Duration::days(1), "n-past");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_invalid"),
+        "{v}"
+    );
+
+    // A good consent, valid for one day.
+    let stmt = h.statement(&sp, now + Duration::days(1), "n-1");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let consent1 = v["id"].as_str().unwrap().to_owned();
+    // The nonce cannot be used again.
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "nonce_reused"), "{v}");
+
+    let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["name"], "山田　花子");
+    assert_eq!(v["birth"], "1985-04-01");
+    assert_eq!(v["sex"], "2");
+    assert_eq!(v["status"], "active");
+    // The consent is for this SP only.
+    let (s, v) = c
+        .post(
+            "/v1/four-attributes",
+            &json!({"sp": other_sp, "certificate": holder.sign_pem}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_missing"),
+        "{v}"
+    );
+
+    // Two days later it has expired.
+    h.clock.advance(Duration::days(2));
+    let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_expired"),
+        "{v}"
+    );
+
+    // A new consent, withdrawn by the SP (query form).
+    let now = h.clock.now();
+    let stmt = h.statement(&sp, now + Duration::days(30), "n-2");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let consent2 = v["id"].as_str().unwrap().to_owned();
+    let (s, _) = c.post("/v1/four-attributes", &four).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    // Another SP cannot withdraw it.
+    let (s, v) = c
+        .call(
+            http::Method::DELETE,
+            &format!("/v1/consents/{consent2}?sp={other_sp}"),
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::NOT_FOUND, "consent_unknown"),
+        "{v}"
+    );
+    let (s, v) = h.curl(
+        &pf,
+        "DELETE",
+        &format!("/v1/consents/{consent2}"),
+        &json!({"sp": sp}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_withdrawn"),
+        "{v}"
+    );
+    let (s, v) = c
+        .call(
+            http::Method::DELETE,
+            &format!("/v1/consents/{consent2}?sp={sp}"),
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "consent_already_withdrawn"),
+        "{v}"
+    );
+
+    // A third, withdrawn by the holder's signature.
+    let stmt = h.statement(&sp, now + Duration::days(30), "n-3");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let consent3 = v["id"].as_str().unwrap().to_owned();
+    let wrong = h.cms(
+        &json!({"withdraw": consent1}).to_string(),
+        &holder.sign_cert,
+        &holder.sign_key,
+    );
+    let (s, v) = c
+        .post(
+            &format!("/v1/consents/{consent3}/withdraw"),
+            &json!({"sp": sp, "cms": wrong}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_invalid"),
+        "{v}"
+    );
+    let w = h.cms(
+        &json!({"withdraw": consent3}).to_string(),
+        &holder.sign_cert,
+        &holder.sign_key,
+    );
+    let (s, v) = c
+        .post(
+            &format!("/v1/consents/{consent3}/withdraw"),
+            &json!({"sp": sp, "cms": w}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["withdrawn_by"], "holder");
+    let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_withdrawn"),
+        "{v}"
+    );
+
+    // A revoked signing certificate cannot consent.
+    h.a.revoke(
+        &ca::authority::parse_serial(&serial_of(&holder.sign_pem)).unwrap(),
+        Some(Hierarchy::Signing),
+        policies::Reason::KeyCompromise,
+        None,
+    )
+    .unwrap();
+    let stmt = h.statement(&sp, now + Duration::days(30), "n-4");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = c
+        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "consent_invalid"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("revoked"),
+        "{v}"
+    );
+    h.stop().await;
+}
+
+fn serial_of(pem: &str) -> String {
+    let der = platform::operator_ca::der_of_pem(pem.as_bytes()).unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+    ca::authority::serial_hex(c.raw_serial())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consent_then_move_then_the_new_address() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity,four-attributes,successor");
+    let sp = h.sp("PF One", "Bank", "validity,four-attributes,successor");
+    let holder = h.holder("h1");
+    let mut c = h.client(&pf).await;
+    let now = h.clock.now();
+    let stmt = h.statement(&sp, now + Duration::days(3650), "story");
+    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let (s, v) = h.curl(
+        &pf,
+        "POST",
+        "/v1/consents",
+        &json!({"sp": sp, "cms": cms}).to_string(),
+    );
+    assert_eq!(s, 201, "{v}");
+
+    // The holder moves: the register changes and the signing certificate is revoked.
+    h.clock.advance(Duration::hours(1));
+    let out =
+        h.a.event(
+            &holder.id,
+            &Event::Move {
+                address: "大阪府大阪市北区中之島一丁目3番20号".into(),
+                prefecture: Some("Osaka".into()),
+                municipality: Some("Osaka-shi".into()),
+            },
+        )
+        .unwrap();
+    assert!(!out.revocations.is_empty());
+
+    // Validity: revoked, affiliationChanged, attributes changed.
+    let (s, v) = c
+        .post(
+            "/v1/validity",
+            &json!({"sp": sp, "certificates": [holder.sign_pem,
+                {"issuer": "auth", "serial": holder.auth_serial}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["status"], "revoked", "{v}");
+    assert_eq!(v["results"][0]["reason"], "affiliationChanged");
+    assert_eq!(v["results"][0]["attributes_changed"], true);
+    assert_eq!(v["results"][1]["status"], "good", "{v}");
+    assert_eq!(v["results"][1]["attributes_changed"], false);
+
+    // The PF still gets the NEW address from the revoked certificate.
+    let (s, v) = h.curl(
+        &pf,
+        "POST",
+        "/v1/four-attributes",
+        &json!({"sp": sp, "certificate": holder.sign_pem}).to_string(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["address"], "大阪府大阪市北区中之島一丁目3番20号");
+    assert_eq!(v["certificate"]["status"], "revoked");
+    assert_eq!(v["certificate"]["attributes_changed"], true);
+
+    // Successor: a new authentication certificate supersedes the old one.
+    let (_, _, _, new_auth) = h.issue(&holder.id, Hierarchy::Auth, "h1-auth2");
+    let (s, v) = c
+        .post(
+            "/v1/successor",
+            &json!({"sp": sp, "serial": holder.auth_serial}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["current"]["serial"], new_auth.as_str(), "{v}");
+
+    // Death: the answer says so.
+    h.a.event(&holder.id, &Event::Death).unwrap();
+    let (s, v) = c
+        .post(
+            "/v1/four-attributes",
+            &json!({"sp": sp, "certificate": holder.sign_pem}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "deceased");
+
+    // The holder can see who read their data; the audit chain is intact.
+    let log = h
+        .admin(Request::AccessLog {
+            resident: holder.id.clone(),
+        })
+        .unwrap();
+    let entries = log["accesses"].as_array().unwrap();
+    let ops: Vec<&str> = entries
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "consent",
+            "validity",
+            "four-attributes",
+            "successor",
+            "four-attributes"
+        ],
+        "{log}"
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e["pf_name"] == "PF One" && e["sp_name"] == "Bank"));
+    let audit = ca::audit::records(h.a.store().as_ref()).unwrap();
+    assert!(audit.iter().filter(|r| r.action == "pf-access").count() >= 5);
+    assert!(audit
+        .iter()
+        .all(|r| !r.detail.contains("大阪") && !r.subject.contains("山田")));
+    h.a.audit_verify().unwrap();
+    h.stop().await;
+}
