@@ -31,6 +31,8 @@ const NOW: OffsetDateTime = datetime!(2026-11-27 00:00 UTC);
 struct Synthetic {
     n: u64,
     spread: bool,
+    /// Also holds and invalidity dates (for the judge sample, not the timed cases).
+    mixed: bool,
 }
 
 impl Synthetic {
@@ -72,6 +74,13 @@ impl Source for Synthetic {
         };
         for i in self.indices(h, scope) {
             fill(&mut e, i);
+            if self.mixed {
+                e.invalidity =
+                    (e.reason == Reason::KeyCompromise).then_some(NOW - time::Duration::days(40));
+                if i % 5 == 1 {
+                    e.reason = Reason::CertificateHold;
+                }
+            }
             each(&e);
         }
         Ok(())
@@ -102,6 +111,14 @@ struct Setup {
 }
 
 fn setup(n: u64, spread: bool) -> Setup {
+    setup_with(Synthetic {
+        n,
+        spread,
+        mixed: false,
+    })
+}
+
+fn setup_with(source: Synthetic) -> Setup {
     let signing = TestRoot::new(S);
     let auth = TestRoot::new(Hierarchy::Auth);
     let state = Arc::new(MemoryStore::new());
@@ -117,7 +134,7 @@ fn setup(n: u64, spread: bool) -> Setup {
             signing: signing.clone(),
             auth,
         },
-        Arc::new(Synthetic { n, spread }),
+        Arc::new(source),
         state.clone() as Arc<dyn StateStore>,
         dir.path(),
         Arc::new(ManualClock::new(NOW)),
@@ -197,6 +214,26 @@ fn child_spread(n: u64) {
         ms(all),
         ms(times[times.len() / 2]),
         ms(times[times.len() - 1])
+    );
+}
+
+/// Writes `root.pem` and `partition.crl` (`n` entries with keyCompromise + invalidityDate,
+/// certificateHold and unspecified) into `dir`, for `../shared/judges/judge-crl` by hand.
+fn sample(dir: &str, n: u64) {
+    let s = setup_with(Synthetic {
+        n,
+        spread: false,
+        mixed: true,
+    });
+    let now = OffsetDateTime::now_utc();
+    let crl = s.publisher.build(S, Scope::Partition(0), now).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(std::path::Path::new(dir).join("root.pem"), s.signing.pem()).unwrap();
+    std::fs::write(std::path::Path::new(dir).join("partition.crl"), &crl.der).unwrap();
+    println!(
+        "wrote {dir}/partition.crl ({} entries, {} bytes) and {dir}/root.pem",
+        crl.entries,
+        crl.der.len()
     );
 }
 
@@ -294,6 +331,7 @@ fn main() {
     {
         ["child-single", n] => return child_single(n.parse().unwrap()),
         ["child-spread", n] => return child_spread(n.parse().unwrap()),
+        ["sample", dir, n] => return sample(dir, n.parse().unwrap()),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "quick");
