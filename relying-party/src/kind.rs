@@ -228,6 +228,7 @@ pub fn attributes(leaf: &X509Certificate<'_>) -> Result<HolderAttributes, Error>
             "date of birth `{raw_birth}` is not EYYYYMMDD with a matching era digit"
         ))
     })?;
+    // decode_birth accepted exactly nine ASCII digits, so byte 0 exists and is a digit.
     let era_digit = raw_birth.as_bytes()[0] - b'0';
     let code = need(OID_SEX, "sex")?;
     let label = match code.as_str() {

@@ -86,6 +86,7 @@ impl Verifier {
         now: OffsetDateTime,
     ) -> Report {
         let mut report = Report::new("verify");
+        report.checked_at = fmt_time(now);
         let root = match self.root() {
             Ok(r) => r,
             Err(e) => {
