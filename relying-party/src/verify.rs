@@ -861,4 +861,93 @@ mod tests {
             "OCSP response malformed",
         );
     }
+
+    /// `openssl cms -verify -crl_check` as an outside oracle on the same inputs.
+    fn openssl_accepts(pki: &Pki, sig: &[u8], content: &[u8], root: &str, crl: bool) -> bool {
+        let t = tempfile::tempdir().unwrap();
+        let (s, c, ca) = (
+            t.path().join("s.der"),
+            t.path().join("c"),
+            t.path().join("ca.pem"),
+        );
+        std::fs::write(&s, sig).unwrap();
+        std::fs::write(&c, content).unwrap();
+        let crl_pem = if crl {
+            pki.read("sign/crl.pem")
+        } else {
+            Vec::new()
+        };
+        std::fs::write(&ca, [pki.read(root), crl_pem].concat()).unwrap();
+        let path = |p: &std::path::Path| p.display().to_string();
+        std::process::Command::new("openssl")
+            .args([
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                &path(&s),
+                "-content",
+                &path(&c),
+                "-CAfile",
+                &path(&ca),
+            ])
+            .args(if crl {
+                &["-crl_check", "-out", "/dev/null"][..]
+            } else {
+                &["-out", "/dev/null"][..]
+            })
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    #[test]
+    fn openssl_cms_verify_agrees_on_the_same_inputs() {
+        let pki = Pki::get();
+        let mut tampered = doc();
+        tampered[3] ^= 1;
+        let cases: [(&str, &str, Vec<u8>, &str, bool); 6] = [
+            ("good", "good", doc(), "sign/root.pem", true),
+            ("tampered", "good", tampered, "sign/root.pem", false),
+            ("wrong anchor", "good", doc(), "auth/root.pem", false),
+            ("expired", "expired", doc(), "sign/root.pem", false),
+            ("revoked", "revoked", doc(), "sign/root.pem", false),
+            ("held", "held", doc(), "sign/root.pem", false),
+        ];
+        for (what, leaf, content, root, valid) in cases {
+            let sig = pki.sign("sign", leaf, &[]);
+            let v = Verifier::new(
+                &pki.read(root),
+                None,
+                StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+            )
+            .unwrap();
+            let ours = v
+                .verify_document(&sig, Some(&content), None, now())
+                .is_valid();
+            let theirs = openssl_accepts(pki, &sig, &content, root, true);
+            assert_eq!(
+                (ours, theirs),
+                (valid, valid),
+                "{what}: ours {ours}, openssl {theirs}"
+            );
+        }
+        // Where we are stricter by design: OpenSSL knows no JPKI kinds and accepts a document
+        // signed with an authentication certificate; we refuse it.
+        let sig = pki.sign("auth", "auth", &[]);
+        let v = Verifier::new(
+            &pki.read("auth/root.pem"),
+            None,
+            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+        )
+        .unwrap()
+        .soft_fail(true);
+        assert!(!v
+            .verify_document(&sig, Some(&doc()), None, now())
+            .is_valid());
+        assert!(openssl_accepts(pki, &sig, &doc(), "auth/root.pem", false));
+    }
 }
