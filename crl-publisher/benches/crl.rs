@@ -149,34 +149,55 @@ fn setup_with(source: Synthetic) -> Setup {
 }
 
 /// Child: one partition of `n` entries.
+fn median(mut v: Vec<StdDuration>) -> StdDuration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Child: one partition of `n` entries; times are the median of `RUNS` builds.
 fn child_single(n: u64) {
+    const RUNS: usize = 3;
     let s = setup(n, false);
     let base = status_kib("VmRSS:");
-    let t = Instant::now();
-    let crl = s.publisher.build(S, Scope::Partition(0), NOW).unwrap();
-    let build = t.elapsed();
-    let hwm = status_kib("VmHWM:");
+    let (mut encode, mut check, mut build) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut last, mut hwm) = (None, None);
+    for _ in 0..RUNS {
+        drop(last.take());
+        let t = Instant::now();
+        let crl = s.publisher.build(S, Scope::Partition(0), NOW).unwrap();
+        build.push(t.elapsed());
+        encode.push(crl.build_time);
+        check.push(crl.check_time);
+        last = Some(crl);
+        // peak of one build (later runs can reuse heap the allocator kept from the first)
+        hwm.get_or_insert_with(|| status_kib("VmHWM:"));
+    }
+    let hwm = hwm.unwrap_or(0);
+    let crl = last.unwrap();
     // for comparison, what a consumer pays: x509-parser's eager parse + signature verification
     let t = Instant::now();
     let (_, parsed) =
         x509_parser::revocation_list::CertificateRevocationList::from_der(&crl.der).unwrap();
     let (_, root) = x509_parser::certificate::X509Certificate::from_der(&s.signing.der).unwrap();
     parsed.verify_signature(root.public_key()).unwrap();
-    let check = t.elapsed();
+    let consumer = t.elapsed();
     drop(parsed);
-    let t = Instant::now();
-    s.publisher.publish(S, Scope::Partition(0), NOW).unwrap();
-    let publish = t.elapsed();
+    let mut publish = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        s.publisher.publish(S, Scope::Partition(0), NOW).unwrap();
+        publish.push(t.elapsed());
+    }
     println!(
         "RESULT single n={n} entries={} size={} encode_sign_ms={:.1} self_check_ms={:.1} build_ms={:.1} \
          publish_ms={:.1} x509_parser_ms={:.1} base_kib={base} hwm_kib={hwm}",
         crl.entries,
         crl.der.len(),
-        ms(crl.build_time),
-        ms(crl.check_time),
-        ms(build),
-        ms(publish),
-        ms(check)
+        ms(median(encode)),
+        ms(median(check)),
+        ms(median(build)),
+        ms(median(publish)),
+        ms(consumer)
     );
 }
 
@@ -270,32 +291,36 @@ fn openssl_peer(n: u64) -> String {
          crl_extensions = crl_ext\n[crl_ext]\nauthorityKeyIdentifier = keyid:always\n",
     )
     .unwrap();
-    let t = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args([
-            "-f",
-            "MAXRSS_KIB=%M",
-            "openssl",
-            "ca",
-            "-config",
-            "ca.cnf",
-            "-gencrl",
-            "-out",
-            "crl.pem",
-            "-batch",
-        ])
-        .current_dir(d)
-        .output()
-        .unwrap();
-    let took = t.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let rss = err
-        .lines()
-        .find_map(|l| l.strip_prefix("MAXRSS_KIB="))
-        .unwrap_or("?")
-        .trim()
-        .to_owned();
+    let (mut times, mut rss) = (Vec::new(), String::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args([
+                "-f",
+                "MAXRSS_KIB=%M",
+                "openssl",
+                "ca",
+                "-config",
+                "ca.cnf",
+                "-gencrl",
+                "-out",
+                "crl.pem",
+                "-batch",
+            ])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        times.push(t.elapsed());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        rss = err
+            .lines()
+            .find_map(|l| l.strip_prefix("MAXRSS_KIB="))
+            .unwrap_or("?")
+            .trim()
+            .to_owned();
+    }
+    let took = median(times);
     let size = std::fs::metadata(d.join("crl.pem")).unwrap().len();
     format!(
         "RESULT openssl n={n} ms={:.1} maxrss_kib={rss} pem_size={size}",
