@@ -16,14 +16,21 @@ use policies::{Hierarchy, Policy, Reason};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().ok_or("usage: demo_responder DIR [ADDR]")?);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8089".into());
     std::fs::create_dir_all(&dir)?;
     let pki = support::pki(&dir);
     let now = time::OffsetDateTime::now_utc();
-    pki.source.revoke(Hierarchy::Signing, &pki.leaf("revoked").serial, now, Reason::KeyCompromise);
+    pki.source.revoke(
+        Hierarchy::Signing,
+        &pki.leaf("revoked").serial,
+        now,
+        Reason::KeyCompromise,
+    );
     let responder = Responder::new(
         Settings::from_policy(&Policy::default_policy()),
         pki.issuers.clone(),
@@ -31,7 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(SystemClock),
     )?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("serving http://{}/ocsp for the PKI in {}", listener.local_addr()?, dir.display());
+    println!(
+        "serving http://{}/ocsp for the PKI in {}",
+        listener.local_addr()?,
+        dir.display()
+    );
     let r = responder.clone();
     let resigner = tokio::spawn(async move { r.run_resigner(std::future::pending()).await });
     responder

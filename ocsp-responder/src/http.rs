@@ -184,9 +184,19 @@ impl Responder {
                 "request body too large\n",
             ));
         }
-        let body = Limited::new(req.into_body(), limit);
-        let bytes = match tokio::time::timeout(self.settings().body_timeout, body.collect()).await {
-            Ok(Ok(c)) => c.to_bytes(),
+        let read = read_body(Limited::new(req.into_body(), limit));
+        // Small OCSP bodies usually arrive with the head: poll once before arming a timer
+        // (a timer per request costs more than the rest of a cached answer).
+        let mut read = std::pin::pin!(read);
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx))).await;
+        let read = match first {
+            std::task::Poll::Ready(r) => Ok(r),
+            std::task::Poll::Pending => {
+                tokio::time::timeout(self.settings().body_timeout, read).await
+            }
+        };
+        let bytes = match read {
+            Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()
@@ -297,6 +307,34 @@ impl Responder {
     }
 }
 
+/// The whole body; a single data frame (the usual case) is returned without copying.
+async fn read_body<B>(body: B) -> Result<Bytes, Box<dyn std::error::Error + Send + Sync>>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use bytes::Buf;
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame.map_err(Into::into)?.into_data() else {
+            continue;
+        };
+        let chunk = data.copy_to_bytes(data.remaining());
+        match &first {
+            None if more.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(f) = first.take() {
+                    more.extend_from_slice(&f);
+                }
+                more.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(more)))
+}
+
 fn close(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -359,10 +397,35 @@ fn ocsp_response(
                 return r;
             }
         }
+        (Some(_), None) => {} // POST answers are not cached by HTTP caches anyway
         _ => {
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
     *r.body_mut() = Full::new(a.der);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_segment_decoding() {
+        let der = [0x30u8, 0x03, 0xfb, 0xff, 0x3e];
+        // standard alphabet: "MAP7/z4=" ; URL-safe: "MAP7_z4"
+        assert_eq!(decode_get("MAP7/z4=").unwrap(), der);
+        assert_eq!(decode_get("MAP7%2Fz4%3D").unwrap(), der);
+        assert_eq!(decode_get("MAP7%2fz4").unwrap(), der);
+        assert_eq!(decode_get("MAP7_z4").unwrap(), der);
+        assert!(decode_get("MAP7%2").is_none());
+        assert!(decode_get("%zz").is_none());
+        assert!(decode_get("***").is_none());
+    }
+
+    #[test]
+    fn imf_fixdate() {
+        let t = time::macros::datetime!(2026-11-27 01:02:03 UTC);
+        assert_eq!(http_date(t).unwrap(), "Fri, 27 Nov 2026 01:02:03 GMT");
+    }
 }

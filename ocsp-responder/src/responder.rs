@@ -6,9 +6,9 @@
 //!    still inside its validity is served from memory: no status lookup, no signature.
 //! 3. **Live**: a request with a nonce, several CertIDs, a cache miss or an `unknown` serial
 //!    looks the status up and is signed now, on the blocking pool, holding one permit of a
-//!    semaphore. Only `live_concurrency` signatures run at once, so signing can never occupy
-//!    every runtime worker and cached answers keep flowing; a request that waits longer than
-//!    `live_wait` for a permit gets `tryLater`.
+//!    semaphore. Signing never runs on a runtime worker, so cached answers keep flowing while
+//!    signatures are made; only `live_concurrency` run at once, bounding the CPU a nonce flood
+//!    can take; a request that waits longer than `live_wait` for a permit gets `tryLater`.
 //!
 //! ## Cache consistency
 //! The CA calls [`Responder::refresh`] after it has committed a revocation or hold and before it
@@ -70,7 +70,9 @@ pub struct Settings {
     pub max_cert_ids: usize,
     /// Largest accepted request (POST body, decoded GET path), in bytes.
     pub max_body: usize,
-    /// Live signatures running at once.
+    /// Live signatures running at once (default: the number of CPUs). They run on the blocking
+    /// pool, never on the runtime workers, so cached answers are served meanwhile; the limit
+    /// bounds the CPU and queueing that nonce floods can cause.
     pub live_concurrency: usize,
     /// How long a live request may wait for a signing slot before `tryLater`.
     pub live_wait: std::time::Duration,
@@ -98,7 +100,7 @@ impl Settings {
             resign_margin: validity / 3,
             max_cert_ids: 64,
             max_body: 8 * 1024,
-            live_concurrency: cpus.div_ceil(2).max(1),
+            live_concurrency: cpus,
             live_wait: std::time::Duration::from_secs(2),
             cache_capacity: 4 << 20,
             header_timeout: std::time::Duration::from_secs(10),
@@ -303,7 +305,14 @@ impl Cache {
         &self.shards[(self.hasher.hash_one(key) % SHARDS as u64) as usize]
     }
 
-    fn lookup(&self, key: &[u8], id: &CertId, now: OffsetDateTime) -> Option<Arc<Entry>> {
+    /// The cached answer's bytes, times and tag (copied under the read lock: cloning the
+    /// `Arc<Entry>` would add one more contended reference count per hit).
+    fn lookup(
+        &self,
+        key: &[u8],
+        id: &CertId,
+        now: OffsetDateTime,
+    ) -> Option<(Bytes, Times, Arc<str>)> {
         let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
         let entry = shard.get(key)?.entries.iter().find(|e| e.cert_id == *id)?;
         if now >= entry.times.next_update
@@ -314,7 +323,7 @@ impl Cache {
         if !entry.used.load(Ordering::Relaxed) {
             entry.used.store(true, Ordering::Relaxed);
         }
-        Some(entry.clone())
+        Some((entry.der.clone(), entry.times, entry.etag.clone()))
     }
 
     /// Stores `entry` unless a refresh of the serial happened after `started`; replaces an
@@ -577,12 +586,12 @@ impl Responder {
             let mut buf = [0u8; MAX_KEY];
             let h = self.inner.issuers[*i].hierarchy;
             if let Some(n) = key(h, id.serial_number.as_bytes(), &mut buf) {
-                if let Some(e) = self.inner.cache.lookup(&buf[..n], id, now) {
+                if let Some((der, times, tag)) = self.inner.cache.lookup(&buf[..n], id, now) {
                     return Prepared::Done(Answer {
-                        der: e.der.clone(),
+                        der,
                         status: ResponseStatus::Successful,
                         cause: Cause::CacheHit,
-                        cacheable: Some((e.times, e.etag.clone())),
+                        cacheable: Some((times, tag)),
                     });
                 }
             }
@@ -706,7 +715,8 @@ impl Responder {
     /// committing a revocation or hold and before acknowledging it, so the very next query sees
     /// the new status. Returns how many cached answers were re-signed (0 when none was cached:
     /// the next query then reads the store anyway). Blocking (signs): from async code, call it
-    /// inside `spawn_blocking`.
+    /// inside `spawn_blocking`. If the store lookup fails, the cached answers stay removed
+    /// (queries then go live) and the error is returned.
     pub fn refresh(
         &self,
         h: Hierarchy,

@@ -44,6 +44,8 @@ pub struct Pki {
     pub leaves: HashMap<&'static str, Leaf>,
     /// DER of the roots: signing, auth, foreign.
     pub roots: HashMap<&'static str, Vec<u8>>,
+    /// PKCS#8 PEM of the OCSP signer keys: signing, auth (for `openssl ocsp -rkey`).
+    pub signer_keys: HashMap<&'static str, String>,
 }
 
 impl Pki {
@@ -115,6 +117,7 @@ pub fn pki(dir: &Path) -> Pki {
     let mut issuers = Vec::new();
     let mut leaves = HashMap::new();
     let mut roots = HashMap::new();
+    let mut signer_keys = HashMap::new();
     let specs: [Spec; 2] = [
         (
             Hierarchy::Signing,
@@ -136,6 +139,7 @@ pub fn pki(dir: &Path) -> Pki {
         roots.insert(name, root_der.clone());
         // delegated OCSP signer: id-kp-OCSPSigning + id-pkix-ocsp-nocheck (NULL)
         let skey = rsa();
+        signer_keys.insert(name, skey.serialize_pem());
         let mut p = params(&format!("Test {name} OCSP signer"), &[tag, 0xEE]);
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
@@ -203,5 +207,6 @@ pub fn pki(dir: &Path) -> Pki {
         source,
         leaves,
         roots,
+        signer_keys,
     }
 }
