@@ -99,7 +99,7 @@ fn civil_from_days(days: i64) -> (i64, u8, u8) {
 }
 
 /// `Time ::= CHOICE { utcTime UTCTime, generalTime GeneralizedTime }` as RFC 5280 §5.1.2.4
-/// asks: UTCTime `YYMMDDHHMMSSZ` for 1950–2049, GeneralizedTime `YYYYMMDDHHMMSSZ` from 2050,
+/// asks: UTCTime `YYMMDDHHMMSSZ` through 2049, GeneralizedTime `YYYYMMDDHHMMSSZ` from 2050;
 /// whole seconds in UTC. `generalized` forces GeneralizedTime (invalidityDate, §5.3.2).
 pub(crate) fn push_time(
     out: &mut Vec<u8>,
@@ -109,10 +109,10 @@ pub(crate) fn push_time(
     let ts = t.unix_timestamp();
     let (year, month, day) = civil_from_days(ts.div_euclid(86_400));
     let sod = ts.rem_euclid(86_400);
-    if !(1950..=9999).contains(&year) {
+    if !(1970..=9999).contains(&year) {
         return Err(format!("year {year} cannot be written as an RFC 5280 time"));
     }
-    // 1950..=9999 and 0..86400: the casts below are exact
+    // 1970..=9999 and 0..86400: the casts below are exact
     let (century, yy) = ((year / 100) as u8, (year % 100) as u8);
     if generalized || year >= 2050 {
         out.extend_from_slice(&[0x18, 15]);
@@ -538,7 +538,7 @@ mod tests {
         let e = push_entry(&mut out, &entry(&[0x80; 20], Reason::KeyCompromise, None)).unwrap_err();
         assert!(e.to_string().contains("21 octets"), "{e}");
         let old = Entry {
-            revoked_at: datetime!(1949-12-31 0:00 UTC),
+            revoked_at: datetime!(1969-12-31 23:59:59 UTC),
             ..entry(&[1], Reason::Superseded, None)
         };
         assert!(push_entry(&mut out, &old).is_err());
