@@ -415,6 +415,7 @@ impl Publisher {
         let started = std::time::Instant::now();
         let hint = self.source.count_hint(h, scope).unwrap_or(0);
         let mut enc = CrlEncoder::new(&root.subject, this_update, next_update, hint)?;
+        let cutoff = this_update.checked_sub(self.settings.expired_margin);
         let mut failure = None;
         let mut dropped = 0u64;
         let mut seen = 0u64;
@@ -427,11 +428,8 @@ impl Publisher {
                 if failure.is_some() {
                     return;
                 }
-                let expired = e
-                    .not_after
-                    .checked_add(self.settings.expired_margin)
-                    .is_some_and(|t| t < this_update);
-                if expired {
+                // not_after + margin < thisUpdate, with the subtraction done once
+                if cutoff.is_some_and(|c| e.not_after < c) {
                     dropped += 1;
                 } else if let Err(err) = enc.push(e) {
                     failure = Some(err);
