@@ -119,6 +119,13 @@ pub enum Command {
         #[arg(long)]
         pf_https: Option<String>,
     },
+    /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
+    Verify(relying_party::VerifyArgs),
+    /// Verify a login: a challenge signed with an authentication key.
+    VerifyLogin(relying_party::VerifyLoginArgs),
+    /// CRLs: publish the whole set once, or show each partition's state.
+    #[command(subcommand)]
+    Crl(CrlCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(holder_token::TokenCommand),
@@ -273,6 +280,23 @@ pub enum AuditCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum CrlCommand {
+    /// Write every CRL of both hierarchies into DIR (for a static web server or a CDN), plus
+    /// index.json. Needs the store: stop `jpki serve` first (it publishes by itself).
+    Publish {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each partition's CRL number, age, entries and size.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Issuance throughput (CSR in, durable certificate out) beside the raw RSA signing rate.
     Issue {
@@ -378,6 +402,43 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a relying-party report; an invalid verdict is an error (non-zero exit).
+fn verdict(report: relying_party::Report, json: bool) -> Result<()> {
+    report.print(json);
+    if report.is_valid() {
+        return Ok(());
+    }
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == relying_party::Outcome::Fail)
+        .map(|c| c.name)
+        .collect();
+    Err(crate::Error::Verdict(format!(
+        "not valid (failed: {})",
+        failed.join(", ")
+    )))
+}
+
+/// A CRL publisher over the store opened in this process.
+fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
+    let a = match Authority::open(&cli.data, passphrase(cli.passphrase_file.as_deref())?, clock()?) {
+        Ok(a) => Arc::new(a),
+        Err(Error::Locked(_)) => {
+            return Err(crate::Error::Serve("the store is held by a running `jpki serve`, which publishes the CRLs itself (fetch them from its /crl/ URLs), or stop it first".into()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let cfg = crate::serve::Config::default();
+    let settings = crate::serve::Settings {
+        http: None,
+        pf_https: None,
+        crl_dir: cli.data.join(&cfg.crl.dir),
+        crl: crl_publisher::Settings::default(),
+    };
+    Ok(crate::serve::assemble(a, &settings)?.publisher)
 }
 
 /// Runs a request in-process, or through the admin socket of a running `jpki serve`.
@@ -665,6 +726,74 @@ pub fn run(cli: Cli) -> Result<()> {
             let settings = cfg.validate(&cli.data, &policy)?;
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
             crate::serve::run(&cli.data, Some(pass), settings)
+        }
+        Command::Verify(args) => verdict(
+            relying_party::run_verify_at(args, clock()?.now())?,
+            args.json,
+        ),
+        Command::VerifyLogin(args) => verdict(
+            relying_party::run_verify_login_at(args, clock()?.now())?,
+            args.json,
+        ),
+        Command::Crl(CrlCommand::Publish { out, json }) => {
+            let publisher = local_publisher(&cli)?;
+            let now = clock()?.now();
+            let index = publisher
+                .publish_all(out, now)
+                .map_err(|e| crate::Error::Serve(format!("CRL publication: {e}")))?;
+            print(*json, &serde_json::json!({ "crls": index }), |_| {
+                let entries: u64 = index.iter().map(|i| i.entries).sum();
+                format!(
+                    "published {} CRLs ({entries} entries) and index.json to {}",
+                    index.len(),
+                    out.display()
+                )
+            })
+        }
+        Command::Crl(CrlCommand::Status { json }) => {
+            let publisher = local_publisher(&cli)?;
+            let now = clock()?.now();
+            let status = publisher
+                .status(now)
+                .map_err(|e| crate::Error::Serve(format!("CRL status: {e}")))?;
+            let rows: Vec<serde_json::Value> = status
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "hierarchy": s.hierarchy,
+                        "partition": crl_publisher::scope_name(s.scope),
+                        "number": s.published.as_ref().map(|p| p.number),
+                        "age_seconds": s.age.map(|a| a.whole_seconds()),
+                        "entries": s.published.as_ref().map(|p| p.entries),
+                        "size": s.published.as_ref().map(|p| p.size),
+                        "next_update": s.published.as_ref().map(|p| when(p.next_update)),
+                    })
+                })
+                .collect();
+            print(*json, &serde_json::json!({ "crls": rows }), |_| {
+                let mut out = format!(
+                    "{:<8} {:>9} {:>7} {:>9} {:>8} {:>9}",
+                    "kind", "partition", "number", "age (s)", "entries", "bytes"
+                );
+                for r in &rows {
+                    let cell = |k: &str| {
+                        r[k].as_u64()
+                            .map(|n| n.to_string())
+                            .or_else(|| r[k].as_i64().map(|n| n.to_string()))
+                            .unwrap_or_else(|| "-".into())
+                    };
+                    out.push_str(&format!(
+                        "\n{:<8} {:>9} {:>7} {:>9} {:>8} {:>9}",
+                        r["hierarchy"].as_str().unwrap_or_default(),
+                        r["partition"].as_str().unwrap_or_default(),
+                        cell("number"),
+                        cell("age_seconds"),
+                        cell("entries"),
+                        cell("size")
+                    ));
+                }
+                out
+            })
         }
         // Token commands were dispatched above, before any store is opened.
         Command::Token(_) => Ok(()),

@@ -35,6 +35,9 @@ pub enum Error {
     /// The server could not start or run (a port in use, a socket that cannot be made).
     #[error("{0}")]
     Serve(String),
+    /// A relying-party verification ended in an invalid verdict.
+    #[error("{0}")]
+    Verdict(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -307,20 +307,33 @@ impl CardText {
     pub fn from_register(value: &str) -> CardText {
         let mut text = String::with_capacity(value.len());
         let mut flags = String::with_capacity(value.chars().count());
-        let mut buf = [0u8; 4];
         for c in value.chars() {
-            let s: &str = c.encode_utf8(&mut buf);
-            let (_, _, unmappable) = encoding_rs::SHIFT_JIS.encode(s);
-            if unmappable {
-                text.push('〓');
-                flags.push('1');
-            } else {
+            if in_repertoire(c) {
                 text.push(c);
                 flags.push('0');
+            } else {
+                text.push('〓');
+                flags.push('1');
             }
         }
         CardText { text, flags }
     }
+}
+
+/// ASCII, or a character of JIS X 0208. encoding_rs's Shift_JIS is the WHATWG one (Windows-31J),
+/// which also maps the NEC and IBM extension rows; those, and user-defined characters, are
+/// told apart by the lead byte: JIS X 0208 rows 1–8 are 0x81–0x84, rows 16–84 are 0x88–0x9F and
+/// 0xE0–0xEA. Half-width katakana (JIS X 0201) are outside the card's full-width repertoire.
+fn in_repertoire(c: char) -> bool {
+    if c.is_ascii() {
+        return !c.is_ascii_control();
+    }
+    let mut buf = [0u8; 4];
+    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(c.encode_utf8(&mut buf));
+    if unmappable || bytes.len() != 2 {
+        return false;
+    }
+    matches!(bytes[0], 0x81..=0x84 | 0x88..=0x9F | 0xE0..=0xEA)
 }
 
 #[cfg(test)]
@@ -345,6 +358,8 @@ mod tests {
         // 髙 (U+9AD9) is not in JIS X 0208.
         assert_eq!(t.text, "〓橋　太郎");
         assert_eq!(t.flags, "10000");
+        // NEC row 13 (①) and half-width katakana are outside it too.
+        assert_eq!(CardText::from_register("①ｱ").flags, "11");
         let t = CardText::from_register("東京都千代田区霞が関２－１－２");
         assert!(t.flags.chars().all(|c| c == '0'));
         assert_eq!(t.flags.chars().count(), t.text.chars().count());
