@@ -706,6 +706,7 @@ impl Authority {
                 event: "registered".into(),
                 certificates: vec![],
             }],
+            current: Default::default(),
         };
         self.store.transact(&|t| {
             t.insert(Table::Residents, id.as_bytes(), &json(&resident)?)?;
@@ -1117,19 +1118,18 @@ impl Authority {
                 ));
             }
         }
-        let certs = self.holder_certs(resident_id)?;
-        let live = |k: Hierarchy| {
-            certs
-                .iter()
-                .find(|(c, s)| c.hierarchy == k && s.state == State::Good && c.not_after > now)
-                .map(|(c, _)| c.clone())
+        // The holder's newest certificate of each kind, if still good: O(1), not a scan of the
+        // holder's whole history.
+        let live = |k: Hierarchy| -> Result<Option<CertRecord>> {
+            let Some(serial) = resident.current.get(&k) else { return Ok(None) };
+            let key = cert_key(k, &parse_serial(serial)?);
+            let Some(b) = self.store.get(Table::Certs, &key)? else { return Ok(None) };
+            let c: CertRecord = from_json(&b)?;
+            let good = self.status_of(&key)?.state == State::Good && c.not_after > now;
+            Ok(good.then_some(c))
         };
-        let previous = live(h);
-        let auth_not_after = if h == Hierarchy::Signing {
-            live(Hierarchy::Auth).map(|c| c.not_after)
-        } else {
-            None
-        };
+        let previous = live(h)?;
+        let auth_not_after = if h == Hierarchy::Signing { live(Hierarchy::Auth)?.map(|c| c.not_after) } else { None };
         let (not_after, bound) = validity::not_after(
             &self.policy.validity,
             &ValidityInput {
@@ -1205,6 +1205,7 @@ impl Authority {
             // Bump the resident's version so that a concurrent event or issuance retries.
             let mut bumped = current;
             bumped.version += 1;
+            bumped.current.insert(h, serial_hex(&serial));
             t.insert(Table::Residents, resident_id.as_bytes(), &json(&bumped)?)?;
             t.insert(Table::Certs, &key, &record_json)?;
             t.insert(Table::Status, &key, &good)?;

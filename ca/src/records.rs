@@ -203,6 +203,9 @@ pub struct Resident {
     /// Bumped on every change: issuance checks it did not move underneath.
     pub version: u64,
     pub history: Vec<HistoryLine>,
+    /// The newest certificate issued to the holder of each kind (hex serial).
+    #[serde(default)]
+    pub current: std::collections::BTreeMap<Hierarchy, String>,
 }
 
 /// `hierarchy · serial`.
