@@ -111,7 +111,10 @@ impl Responder {
             }
             _ => {}
         }
-        let rest = path.strip_prefix(base);
+        // `<base>` and `<base>/...` are ours; `<base>xyz` is another path.
+        let rest = path
+            .strip_prefix(base)
+            .filter(|r| r.is_empty() || r.starts_with('/'));
         match (req.method().clone(), rest) {
             (Method::POST, Some("" | "/")) => self.post(req).await,
             (Method::GET, Some(seg)) if seg.len() > 1 && seg.starts_with('/') => {

@@ -308,6 +308,7 @@ async fn bad_input_gets_the_right_status_quickly() {
 
     // other paths and methods
     assert_eq!(get(s.addr, "/nope", "").await.status, 404);
+    assert_eq!(get(s.addr, "/ocspx/AAAA", "").await.status, 404);
     assert_eq!(
         raw(
             s.addr,
