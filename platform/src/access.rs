@@ -1,11 +1,14 @@
 //! The access recorder: every API call is written to the access log and the audit chain
 //! before its answer leaves the server. Calls arriving together share one store transaction
-//! (group commit): a single writer thread takes everything queued, writes it in one durable
+//! (group commit): a writer thread takes everything queued, writes it in one durable
 //! transaction, then releases all the waiting calls. No call is answered before its record
 //! is on disk, and there is no loss window; concurrency only makes the batches larger.
+//!
+//! Two writer threads take turns: while one waits for the journal fsync, the other runs the
+//! next batch's transaction, and the store's own group commit lets them share fsyncs.
 
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use ca::store::Table;
 use ca::Authority;
@@ -16,26 +19,44 @@ use crate::registry::{access_key, write_access, Access};
 
 /// Most entries in one transaction.
 const MAX_BATCH: usize = 512;
+/// Writer threads.
+const WRITERS: usize = 2;
 
 struct Job {
     entries: Vec<Access>,
     done: oneshot::Sender<std::result::Result<(), String>>,
 }
 
-/// Handle to the writer thread; cheap to clone. The thread ends when every handle is dropped.
+/// Handle to the writer threads; cheap to clone. The threads end when every handle is dropped.
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Job>,
 }
 
+struct Shared {
+    authority: Arc<Authority>,
+    rx: Mutex<mpsc::Receiver<Job>>,
+    /// Orders entries of the same instant in the order they were queued; starting from the
+    /// table's size keeps it increasing across restarts.
+    counter: AtomicU64,
+}
+
 impl Recorder {
-    /// Starts the writer thread.
+    /// Starts the writer threads.
     pub fn start(authority: Arc<Authority>) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("pf-access-log".into())
-            .spawn(move || run(&authority, rx))
-            .map_err(Error::io("start the access-log writer"))?;
+        let shared = Arc::new(Shared {
+            counter: AtomicU64::new(authority.store().count(Table::Access) as u64),
+            authority,
+            rx: Mutex::new(rx),
+        });
+        for i in 0..WRITERS {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("pf-access-log-{i}"))
+                .spawn(move || run(&shared))
+                .map_err(Error::io("start the access-log writer"))?;
+        }
         Ok(Recorder { tx })
     }
 
@@ -53,23 +74,38 @@ impl Recorder {
     }
 }
 
-fn run(authority: &Authority, rx: mpsc::Receiver<Job>) {
-    // Orders entries of the same instant in the order they were written; starting from the
-    // table's size keeps it increasing across restarts (only stored entries count).
-    let mut counter = authority.store().count(Table::Access) as u64;
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut n = jobs[0].entries.len();
-        while n < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => {
-                    n += j.entries.len();
-                    jobs.push(j);
-                }
-                Err(_) => break,
+/// Takes a batch: blocks for the first job, then whatever else is queued.
+fn take(shared: &Shared) -> Option<Vec<Job>> {
+    let rx = shared.rx.lock().unwrap_or_else(|p| p.into_inner());
+    let first = rx.recv().ok()?;
+    let mut n = first.entries.len();
+    let mut jobs = vec![first];
+    while n < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => {
+                n += j.entries.len();
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+fn run(shared: &Shared) {
+    while let Some(jobs) = take(shared) {
+        let mut keyed = Vec::new();
+        for j in &jobs {
+            for a in &j.entries {
+                let seq = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
+                keyed.push((access_key(&a.holder, a.at, seq), a.clone()));
             }
         }
-        let result = write(authority, &mut counter, &jobs);
+        let result = shared
+            .authority
+            .store()
+            .transact(&|t| write_access(t, &keyed))
+            .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "access log write failed");
         }
@@ -78,27 +114,4 @@ fn run(authority: &Authority, rx: mpsc::Receiver<Job>) {
             let _ = j.done.send(result.clone());
         }
     }
-}
-
-fn write(
-    authority: &Authority,
-    counter: &mut u64,
-    jobs: &[Job],
-) -> std::result::Result<(), String> {
-    let mut keyed = Vec::new();
-    let mut next = *counter;
-    for j in jobs {
-        for a in &j.entries {
-            if !a.holder.is_empty() {
-                next += 1;
-            }
-            keyed.push((access_key(&a.holder, a.at, next), a.clone()));
-        }
-    }
-    authority
-        .store()
-        .transact(&|t| write_access(t, &keyed))
-        .map_err(|e| e.to_string())?;
-    *counter = next;
-    Ok(())
 }

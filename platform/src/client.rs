@@ -75,11 +75,23 @@ impl Client {
         Ok(Client { sender })
     }
 
-    /// Sends one request; returns the status and the raw body.
+    /// Sends one JSON request; returns the status and the raw body.
     pub async fn send(
         &mut self,
         method: Method,
         path: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Bytes)> {
+        self.send_typed(method, path, "application/json", body)
+            .await
+    }
+
+    /// Sends one request with the given content type; returns the status and the raw body.
+    pub async fn send_typed(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes)> {
         self.sender.ready().await.map_err(|e| Error::Io {
@@ -90,7 +102,7 @@ impl Client {
             .method(method)
             .uri(path)
             .header(http::header::HOST, "pf-api")
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::BadRequest(e.to_string()))?;
         let resp = self.sender.send_request(req).await.map_err(|e| Error::Io {

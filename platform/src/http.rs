@@ -306,15 +306,35 @@ impl Api {
         let route = Route::of(req.method(), &path);
         let query = req.uri().query().map(str::to_owned);
         let body = read_body(req).await;
-        let authority = self.authority.clone();
-        let anchors = self.anchors.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            run(&authority, &anchors, &spki, route, query.as_deref(), body)
-        })
-        .await;
-        let (result, accesses) = match joined {
-            Ok(x) => x,
-            Err(e) => return error_response(&Error::Internal(format!("handler failed: {e}"))),
+        let writes = matches!(
+            route,
+            Ok(Route::ConsentGrant | Route::ConsentDelete(_) | Route::ConsentWithdraw(_))
+        );
+        let (result, accesses) = if writes {
+            // Consent changes wait for their own durable transaction: off the runtime.
+            let authority = self.authority.clone();
+            let anchors = self.anchors.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                run(&authority, &anchors, &spki, route, query.as_deref(), body)
+            })
+            .await;
+            match joined {
+                Ok(x) => x,
+                Err(e) => return error_response(&Error::Internal(format!("handler failed: {e}"))),
+            }
+        } else {
+            // Read-only lookups (a few sled reads, served from its page cache, and CPU work
+            // of tens of microseconds) run in place: a hop to the blocking pool and back
+            // costs more than the lookup. Their one durable write, the access record, is
+            // done by the recorder's threads below.
+            run(
+                &self.authority,
+                &self.anchors,
+                &spki,
+                route,
+                query.as_deref(),
+                body,
+            )
         };
         if let Err(e) = self.recorder.record(accesses).await {
             return error_response(&e);

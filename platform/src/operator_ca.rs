@@ -439,3 +439,131 @@ pub fn generate_client_key() -> Result<ClientKey> {
         pkcs8_pem,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::sync::Arc;
+
+    fn authority(dir: &std::path::Path) -> Authority {
+        Authority::init(
+            &dir.join("data"),
+            policies::policy::DEFAULT_POLICY,
+            b"test passphrase",
+            Arc::new(ca::clock::SystemClock),
+        )
+        .unwrap()
+    }
+
+    fn openssl(args: &[&str]) -> String {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Issues a root, client and server certificates and checks them with `openssl verify`
+    /// and `openssl x509 -text`. With `PLATFORM_KEEP_CERTS=DIR` the files are copied there
+    /// (for the external judges).
+    #[test]
+    fn certificates_verify_with_openssl() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = authority(tmp.path());
+        // Lazily created, then stable.
+        let root_der = ensure(&a).unwrap();
+        assert_eq!(root(&a).unwrap(), root_der);
+        assert!(create(&a).is_err());
+        let ca = OperatorCa::load(&a).unwrap();
+        let now = a.clock().now();
+        let key = generate_client_key().unwrap();
+        let client = ca
+            .issue_client(&a, "Example PF K.K.", &key.spki, now)
+            .unwrap();
+        let server = ca
+            .issue_server(
+                &a,
+                &["127.0.0.1".into(), "pf.example".into()],
+                &key.spki,
+                now,
+            )
+            .unwrap();
+        let d = tmp.path();
+        let write = |name: &str, der: &[u8]| {
+            let p = d.join(name);
+            std::fs::write(&p, ca::records::pem(der)).unwrap();
+            p.to_str().unwrap().to_owned()
+        };
+        let r = write("operator-root.pem", &root_der);
+        let c = write("pf-client.pem", &client);
+        let s = write("pf-server.pem", &server);
+        assert!(openssl(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            &r,
+            &c
+        ])
+        .contains("OK"));
+        assert!(openssl(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            &r,
+            &s
+        ])
+        .contains("OK"));
+        let text = openssl(&["x509", "-noout", "-text", "-in", &c]);
+        assert!(
+            text.contains("Subject: C = JP, O = Example PF K.K., CN = Example PF K.K."),
+            "{text}"
+        );
+        assert!(text.contains("TLS Web Client Authentication"), "{text}");
+        assert!(text.contains("14:59:59 20"), "{text}");
+        let text = openssl(&["x509", "-noout", "-text", "-in", &r]);
+        assert!(
+            text.contains("OU = JPKI Platform Operators, CN = JPKI-TEST Operator CA"),
+            "{text}"
+        );
+        assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+        let text = openssl(&["x509", "-noout", "-text", "-in", &s]);
+        assert!(
+            text.contains("IP Address:127.0.0.1, DNS:pf.example"),
+            "{text}"
+        );
+        // The client certificate is not accepted as a server certificate.
+        let out = Command::new("openssl")
+            .args(["verify", "-purpose", "sslserver", "-CAfile", &r, &c])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        if let Ok(keep) = std::env::var("PLATFORM_KEEP_CERTS") {
+            for f in ["operator-root.pem", "pf-client.pem", "pf-server.pem"] {
+                std::fs::copy(d.join(f), std::path::Path::new(&keep).join(f)).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_certificate_is_remade_from_the_existing_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = authority(tmp.path());
+        let first = ensure(&a).unwrap();
+        fs::remove_file(path(&a)).unwrap();
+        let second = ensure(&a).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            ca::authority::spki_of(&first).unwrap(),
+            ca::authority::spki_of(&second).unwrap()
+        );
+        OperatorCa::load(&a).unwrap();
+    }
+}
