@@ -643,3 +643,46 @@ async fn a_query_racing_a_revocation_cannot_cache_the_old_status() {
         "the fresh answer is cached"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_absolute_form_uri() {
+    use http_body_util::{BodyExt, Full};
+    let s = start(|_| {}).await;
+    let der = request(
+        vec![cert_id(&s.pki, "signing", &s.pki.leaf("good").serial)],
+        None,
+    );
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+    for req in [
+        http::Request::post(format!("http://{}/ocsp", s.addr))
+            .header("content-type", "application/ocsp-request")
+            .body(Full::new(bytes::Bytes::from(der.clone())))
+            .unwrap(),
+        http::Request::get(format!(
+            "http://{}/ocsp/{}",
+            s.addr,
+            b64.replace('/', "%2F")
+        ))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap(),
+    ] {
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let o = OcspResponse::from_der(&body).unwrap();
+        let b = BasicOcspResponse::from_der(o.response_bytes.unwrap().response.as_bytes()).unwrap();
+        assert_eq!(
+            b.tbs_response_data.responses[0].cert_status,
+            CertStatus::good()
+        );
+    }
+}
