@@ -325,3 +325,151 @@ pub fn access_log_output(args: &AccessLogArgs, v: &Value) -> Result<String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[derive(Parser)]
+    struct Top {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(Subcommand)]
+    enum Sub {
+        #[command(subcommand)]
+        Operator(OperatorCommand),
+        #[command(subcommand)]
+        Sp(SpCommand),
+        AccessLog(AccessLogArgs),
+    }
+
+    fn parse(args: &[&str]) -> Sub {
+        Top::try_parse_from(std::iter::once("jpki").chain(args.iter().copied()))
+            .unwrap()
+            .cmd
+    }
+
+    #[test]
+    fn operator_add_writes_the_files_client_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("pf.pem");
+        let key = dir.path().join("pf.key");
+        let Sub::Operator(cmd) = parse(&[
+            "operator",
+            "add",
+            "--name",
+            "Example PF",
+            "--scopes",
+            "validity,four-attributes",
+            "--cert-out",
+            cert.to_str().unwrap(),
+            "--key-out",
+            key.to_str().unwrap(),
+        ]) else {
+            panic!()
+        };
+        let req = operator_request(&cmd).unwrap();
+        assert!(
+            matches!(&req, Request::OperatorAdd { scopes, csr_base64: None, .. }
+            if scopes == &[Scope::Validity, Scope::FourAttributes])
+        );
+        let answer = serde_json::json!({
+            "id": "PF1", "name": "Example PF", "serial": "0A", "not_after": "2027",
+            "cert_pem": "CERT", "key_pem": "KEY",
+        });
+        let text = operator_output(&cmd, &answer).unwrap();
+        assert!(text.contains("PF1") && text.contains("0A"), "{text}");
+        assert_eq!(fs::read_to_string(&cert).unwrap(), "CERT");
+        assert_eq!(fs::read_to_string(&key).unwrap(), "KEY");
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Files are never overwritten.
+        assert!(operator_request(&cmd).is_err());
+        assert!(operator_output(&cmd, &answer).is_err());
+    }
+
+    #[test]
+    fn operator_add_needs_a_key_destination_or_a_csr() {
+        let Sub::Operator(cmd) = parse(&["operator", "add", "--name", "X", "--cert-out", "/tmp/x"])
+        else {
+            panic!()
+        };
+        assert!(operator_request(&cmd).is_err());
+        let Sub::Operator(cmd) = parse(&[
+            "operator",
+            "add",
+            "--name",
+            "X",
+            "--cert-out",
+            "/tmp/x",
+            "--csr",
+            "/nonexistent.csr",
+        ]) else {
+            panic!()
+        };
+        let e = operator_request(&cmd).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent.csr"), "{e}");
+    }
+
+    #[test]
+    fn sp_add_json_prints_the_id() {
+        let Sub::Sp(cmd) = parse(&[
+            "sp",
+            "add",
+            "--pf",
+            "PF",
+            "--name",
+            "Bank",
+            "--scopes",
+            "validity,four-attributes,successor",
+            "--json",
+        ]) else {
+            panic!()
+        };
+        assert!(
+            matches!(sp_request(&cmd).unwrap(), Request::SpAdd { scopes, .. } if scopes.len() == 3)
+        );
+        let v =
+            serde_json::json!({"id": "SP1", "name": "Bank", "pf": "PF1", "scopes": ["validity"]});
+        let out: Value = serde_json::from_str(&sp_output(&cmd, &v).unwrap()).unwrap();
+        assert_eq!(out["id"], "SP1");
+        let Sub::Sp(bad) = parse(&[
+            "sp",
+            "add",
+            "--pf",
+            "P",
+            "--name",
+            "B",
+            "--scopes",
+            "everything",
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&bad), Err(Error::UnknownScope(s)) if s == "everything"));
+    }
+
+    #[test]
+    fn access_log_lists_who_read_what() {
+        let Sub::AccessLog(args) = parse(&["access-log", "--id", "R1"]) else {
+            panic!()
+        };
+        assert!(
+            matches!(access_log_request(&args), Request::AccessLog { resident } if resident == "R1")
+        );
+        let v = serde_json::json!({"resident": "R1", "accesses": [
+            {"at": "2026-11-27T00:00:00Z", "pf": "PF1", "pf_name": "Example PF", "sp": "SP1",
+             "sp_name": "Bank", "operation": "four-attributes", "outcome": "ok"}]});
+        let text = access_log_output(&args, &v).unwrap();
+        assert!(
+            text.contains("Example PF (PF1)") && text.contains("four-attributes"),
+            "{text}"
+        );
+        let none = access_log_output(&args, &serde_json::json!({"accesses": []})).unwrap();
+        assert_eq!(none, "no access recorded\n");
+    }
+}

@@ -637,3 +637,161 @@ pub fn access_log(authority: &Authority, holder: &str) -> Result<Vec<Access>> {
         .map(|r| Ok(from_json(&r?.1)?))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ca::clock::Clock;
+    use std::sync::Arc;
+
+    fn authority(dir: &std::path::Path) -> (Authority, Arc<ca::clock::FixedClock>) {
+        let clock = Arc::new(ca::clock::FixedClock::new(
+            time::macros::datetime!(2026-11-27 03:00 UTC),
+        ));
+        let a = Authority::init(
+            &dir.join("data"),
+            policies::policy::DEFAULT_POLICY,
+            b"test passphrase",
+            clock.clone(),
+        )
+        .unwrap();
+        (a, clock)
+    }
+
+    #[test]
+    fn names_and_scopes_are_checked() {
+        assert!(check_name("n", "Example PF").is_ok());
+        assert!(check_name("n", &"字".repeat(64)).is_ok());
+        for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
+            assert!(
+                matches!(check_name("n", bad), Err(Error::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Scope::parse_list("successor, validity,validity").unwrap(),
+            [Scope::Validity, Scope::Successor]
+        );
+        assert!(Scope::parse_list("").is_err());
+        assert!(
+            matches!(Scope::parse_list("validity,all"), Err(Error::UnknownScope(s)) if s == "all")
+        );
+    }
+
+    #[test]
+    fn registry_operations_are_audited_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, clock) = authority(tmp.path());
+        let now = clock.now();
+        let pf = operator_add(
+            &a,
+            "PF",
+            vec![Scope::Validity, Scope::FourAttributes],
+            b"key-1",
+            None,
+            now,
+        )
+        .unwrap();
+        assert_eq!(operator_by_key(&a, b"key-1").unwrap().unwrap().id, pf.id);
+        assert!(operator_by_key(&a, b"key-2").unwrap().is_none());
+        assert!(matches!(
+            operator_add(&a, "PF", vec![Scope::Validity], b"key-2", None, now),
+            Err(Error::OperatorExists(_))
+        ));
+        assert!(matches!(
+            operator_add(&a, "PF2", vec![Scope::Validity], b"key-1", None, now),
+            Err(Error::KeyTaken(_))
+        ));
+        assert!(matches!(
+            sp_add(&a, "PF", "Bank", vec![Scope::Successor], now),
+            Err(Error::OperatorScopeMissing("successor"))
+        ));
+        let sp = sp_add(&a, "PF", "Bank", vec![Scope::FourAttributes], now).unwrap();
+        assert!(matches!(
+            sp_add(&a, "PF", "Bank", vec![Scope::Validity], now),
+            Err(Error::SpExists(_))
+        ));
+        assert!(matches!(
+            sp_add(&a, "Nobody", "Bank", vec![Scope::Validity], now),
+            Err(Error::UnknownOperator(_))
+        ));
+        assert_eq!(service_providers(&a).unwrap(), [sp.clone()]);
+
+        // Consents: none, live, expired, withdrawn.
+        let consent = |id: &str, nonce: &str, expires: OffsetDateTime| Consent {
+            id: id.into(),
+            holder: "R1".into(),
+            sp: sp.id.clone(),
+            scope: Scope::FourAttributes,
+            expires,
+            nonce: nonce.into(),
+            granted_at: clock.now(),
+            withdrawn_at: None,
+            withdrawn_by: None,
+            signer_serial: "01".into(),
+            statement_sha256: "00".into(),
+        };
+        assert!(matches!(
+            live_consent(&a, "R1", &sp.id, now),
+            Err(Error::NoConsent)
+        ));
+        consent_add(&a, &consent("C1", "n1", now + time::Duration::days(1))).unwrap();
+        assert!(matches!(
+            consent_add(&a, &consent("C2", "n1", now + time::Duration::days(1))),
+            Err(Error::NonceReused)
+        ));
+        assert_eq!(live_consent(&a, "R1", &sp.id, now).unwrap().id, "C1");
+        assert!(matches!(
+            live_consent(&a, "R1", "SP-other", now),
+            Err(Error::NoConsent)
+        ));
+        assert!(matches!(
+            live_consent(&a, "R1", &sp.id, now + time::Duration::days(2)),
+            Err(Error::ConsentExpired)
+        ));
+        consent_withdraw(&a, "C1", "sp", now).unwrap();
+        assert!(matches!(
+            consent_withdraw(&a, "C1", "sp", now),
+            Err(Error::ConsentWithdrawn(_))
+        ));
+        assert!(matches!(
+            live_consent(&a, "R1", &sp.id, now),
+            Err(Error::ConsentWithdrawnByHolder)
+        ));
+        assert!(matches!(
+            consent_withdraw(&a, "C9", "sp", now),
+            Err(Error::UnknownConsent(_))
+        ));
+
+        // State changes; revoked is final.
+        assert_eq!(
+            operator_set_state(&a, "PF", PfState::Suspended, now)
+                .unwrap()
+                .state,
+            PfState::Suspended
+        );
+        operator_set_state(&a, "PF", PfState::Revoked, now).unwrap();
+        assert!(operator_set_state(&a, "PF", PfState::Active, now).is_err());
+        assert!(operator_add_key(&a, "PF", b"key-3", None, now).is_err());
+
+        let actions: Vec<String> = ca::audit::records(a.store().as_ref())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        for want in [
+            "pf-add",
+            "sp-add",
+            "consent-grant",
+            "consent-withdraw",
+            "pf-suspend",
+            "pf-revoke",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == want),
+                "{want} missing from {actions:?}"
+            );
+        }
+        a.audit_verify().unwrap();
+    }
+}
