@@ -715,7 +715,7 @@ mod tests {
             sp_add(&a, "Nobody", "Bank", vec![Scope::Validity], now),
             Err(Error::UnknownOperator(_))
         ));
-        assert_eq!(service_providers(&a).unwrap(), [sp.clone()]);
+        assert_eq!(service_providers(&a).unwrap(), std::slice::from_ref(&sp));
 
         // Consents: none, live, expired, withdrawn.
         let consent = |id: &str, nonce: &str, expires: OffsetDateTime| Consent {
