@@ -367,6 +367,89 @@ async fn handshake_needs_an_operator_ca_client_certificate() {
         r#"{"sp":"SPX","certificates":[]}"#,
     );
     assert_eq!((status, code(&v)), (403, "sp_unknown"), "{v}");
+
+    // A PF that brings its own key as a CSR (openssl req); TLS 1.2 and HTTP/1.1 work too.
+    let key = h.path("own.key");
+    let csr = h.path("own.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=ignored",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    let v = h
+        .admin(Request::OperatorAdd {
+            name: "PF Own Key".into(),
+            scopes: vec![platform::registry::Scope::Validity],
+            csr_base64: Some(
+                base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap()),
+            ),
+        })
+        .unwrap();
+    assert!(v["key_pem"].is_null());
+    let own = Pf {
+        cert_pem: v["cert_pem"].as_str().unwrap().into(),
+        key_pem: std::fs::read_to_string(&key).unwrap(),
+        cert: h.path("own.pem"),
+        key,
+    };
+    std::fs::write(&own.cert, &own.cert_pem).unwrap();
+    let sp = h.sp("PF Own Key", "Bank", "validity");
+    let holder = h.holder("h1");
+    for flags in [
+        ["--tls-max", "1.2"],
+        ["--http1.1", "--tlsv1.3"],
+        ["--http2", "--tlsv1.3"],
+    ] {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                "--cert",
+            ])
+            .arg(&own.cert)
+            .arg("--key")
+            .arg(&own.key)
+            .arg("--cacert")
+            .arg(&h.root)
+            .args(flags)
+            .args([
+                "-d",
+                &json!({"sp": sp, "certificates": [holder.sign_pem]}).to_string(),
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.starts_with("200 "),
+            "{flags:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if flags[0] == "--http2" {
+            assert_eq!(text, "200 2");
+        }
+    }
+    // A key can belong to one PF only.
+    let again = h.admin(Request::OperatorRegisterCert {
+        name: "PF One".into(),
+        cert_pem: own.cert_pem.clone(),
+        scopes: vec![platform::registry::Scope::Validity],
+    });
+    assert!(
+        matches!(again, Err(platform::Error::KeyTaken(_))),
+        "{again:?}"
+    );
     h.stop().await;
 }
 
