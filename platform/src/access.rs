@@ -4,8 +4,9 @@
 //! transaction, then releases all the waiting calls. No call is answered before its record
 //! is on disk, and there is no loss window; concurrency only makes the batches larger.
 //!
-//! Two writer threads take turns: while one waits for the journal fsync, the other runs the
-//! next batch's transaction, and the store's own group commit lets them share fsyncs.
+//! One writer thread: measured on 2 cores, a second writer (overlapping one batch's
+//! transaction with the other's fsync) made batches smaller and cost more CPU per record than
+//! it saved in latency (`BENCHMARKS.md`). `WRITERS` can be raised on larger machines.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -20,14 +21,14 @@ use crate::registry::{access_key, write_access, Access};
 /// Most entries in one transaction.
 const MAX_BATCH: usize = 512;
 /// Writer threads.
-const WRITERS: usize = 2;
+const WRITERS: usize = 1;
 
 struct Job {
     entries: Vec<Access>,
     done: oneshot::Sender<std::result::Result<(), String>>,
 }
 
-/// Handle to the writer threads; cheap to clone. The threads end when every handle is dropped.
+/// Handle to the writer thread(s); cheap to clone. The threads end when every handle is dropped.
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Job>,

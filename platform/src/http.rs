@@ -22,7 +22,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -42,6 +42,8 @@ use crate::service::{self, Anchors, Call};
 pub const BODY_LIMIT: usize = 256 * 1024;
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to send a request's head, and then its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time open connections get to finish after shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -196,7 +198,10 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
             return Err(Error::TooLarge(BODY_LIMIT));
         }
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
+    let collected = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, BODY_LIMIT).collect())
+        .await
+        .map_err(|_| Error::BadRequest("the request body did not arrive in time".into()))?;
+    match collected {
         Ok(c) => Ok((parts, c.to_bytes())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(BODY_LIMIT)),
         Err(e) => Err(Error::BadRequest(format!("reading the body: {e}"))),
@@ -273,9 +278,13 @@ impl Api {
                             let spki = spki.clone();
                             async move { Ok::<_, Infallible>(api.handle(req, spki).await) }
                         });
-                        let conn = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection(TokioIo::new(tls), svc)
-                            .into_owned();
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        builder
+                            .http1()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(READ_TIMEOUT);
+                        builder.http2().timer(TokioTimer::new());
+                        let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(%peer, error = %e, "PF connection ended");
                         }
