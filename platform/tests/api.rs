@@ -464,6 +464,26 @@ async fn operators_must_be_registered_and_active() {
     let (s, v) = c.post("/v1/validity", &body).await.unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["results"][0]["status"], "good");
+    assert_eq!(v["results"][0]["valid"], true);
+    // Base64 DER and issuer+serial forms; a card reported lost puts both on hold.
+    let der = platform::operator_ca::der_of_pem(holder.sign_pem.as_bytes()).unwrap();
+    h.a.event(&holder.id, &Event::CardLost).unwrap();
+    let (s, v) = c
+        .post(
+            "/v1/validity",
+            &json!({"sp": sp, "certificates": [
+                base64::engine::general_purpose::STANDARD.encode(&der),
+                {"issuer": "auth", "serial": holder.auth_serial},
+                {"issuer": "signing", "serial": holder.auth_serial}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["status"], "held", "{v}");
+    assert_eq!(v["results"][0]["reason"], "certificateHold");
+    assert_eq!(v["results"][0]["valid"], false);
+    assert_eq!(v["results"][1]["status"], "held", "{v}");
+    assert_eq!(v["results"][2]["status"], "unknown", "{v}");
 
     // Suspended: 403 on the same keep-alive connection.
     h.admin(Request::OperatorSuspend {
