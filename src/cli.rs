@@ -797,7 +797,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         // Token commands were dispatched above, before any store is opened.
         Command::Token(_) => Ok(()),
-        Command::Demo { keep } => Ok(crate::demo::run(keep.as_deref())?),
+        Command::Demo { keep } => crate::demo::run(keep.as_deref()),
         Command::Bench(BenchCommand::Issue { count, threads }) => {
             Ok(crate::bench::issue(*count, *threads)?)
         }

@@ -1,19 +1,23 @@
-//! `jpki demo`: the whole story in a temporary directory, step by step.
+//! `jpki demo`: the whole story in a temporary directory, step by step — cards, a signed tax
+//! return verified by a relying party, a move that revokes the signing certificate (OCSP at
+//! once, then the CRL), a lost card — with the CRL and OCSP services running in this process.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ca::authority::{Authority, Event, NewResident};
+use ca::clock::SystemClock;
+use holder_token::{Encapsulation, Token};
 use policies::{Hierarchy, Sex};
 use time::macros::date;
 
-use ca::authority::{Authority, Event, NewResident};
-use ca::clock::SystemClock;
-use ca::error::{Error, Result};
+use crate::{Error, Result};
 
 struct Story {
     step: usize,
     started: Instant,
+    rows: Vec<(String, String)>,
 }
 
 impl Story {
@@ -24,27 +28,57 @@ impl Story {
     fn line(&self, text: impl AsRef<str>) {
         println!("    {}", text.as_ref());
     }
+    fn result(&mut self, what: &str, outcome: impl Into<String>) {
+        self.rows.push((what.to_owned(), outcome.into()));
+    }
 }
 
-/// A stand-in holder's key pair and CSR (RSA-2048 made by rcgen): the key never reaches the CA.
-pub(crate) fn holder_csr() -> Result<Vec<u8>> {
+fn demo_err(what: &str) -> impl FnOnce(String) -> Error + '_ {
+    move |e| Error::Serve(format!("demo: {what}: {e}"))
+}
+
+/// A stand-in holder's key pair and CSR (RSA-2048 made by rcgen), for the benchmark.
+pub(crate) fn holder_csr() -> ca::Result<Vec<u8>> {
     let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        .map_err(|e| Error::Invalid(format!("holder key: {e}")))?;
+        .map_err(|e| ca::Error::Invalid(format!("holder key: {e}")))?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .and_then(|p| p.serialize_request(&key))
-        .map_err(|e| Error::Invalid(format!("holder CSR: {e}")))?;
+        .map_err(|e| ca::Error::Invalid(format!("holder CSR: {e}")))?;
     Ok(csr.der().to_vec())
 }
 
+/// A card: a holder token with both keys, certificates issued from its CSRs and imported back.
+fn card(
+    a: &Authority,
+    dir: &Path,
+    id: &str,
+    sign_pin: &str,
+    auth_pin: &str,
+) -> Result<(Token, Vec<ca::authority::Issued>)> {
+    let mut token = Token::create(&dir.join(format!("{id}.token")), sign_pin, auth_pin)?;
+    let mut issued = Vec::new();
+    for (h, pin) in [(Hierarchy::Auth, auth_pin), (Hierarchy::Signing, sign_pin)] {
+        let csr = token.csr(h, pin)?;
+        let i = a.issue(id, h, &csr)?;
+        token.import_cert(&i.der)?;
+        issued.push(i);
+    }
+    Ok((token, issued))
+}
+
 pub fn run(keep: Option<&Path>) -> Result<()> {
-    let tmp = tempfile::tempdir().map_err(Error::io("create a temporary directory"))?;
-    let dir = match keep {
+    let tmp = tempfile::tempdir().map_err(|e| demo_err("temporary directory")(e.to_string()))?;
+    let base = match keep {
         Some(d) => d.to_path_buf(),
-        None => tmp.path().join("data"),
+        None => tmp.path().to_path_buf(),
     };
+    let dir = base.join("data");
+    let cards = base.join("cards");
+    std::fs::create_dir_all(&cards).map_err(|e| demo_err("cards directory")(e.to_string()))?;
     let mut s = Story {
         step: 0,
         started: Instant::now(),
+        rows: Vec::new(),
     };
     println!("jpki demo — a JPKI-style CA from card issuance to revocation");
     println!("data directory: {}", dir.display());
@@ -52,22 +86,30 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     s.step("Initialise both hierarchies (signing, user authentication) and their OCSP signers");
     let mut pass = [0u8; 24];
     aws_lc_rs::rand::fill(&mut pass)
-        .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+        .map_err(|_| demo_err("random")("OS random generator failed".into()))?;
     let pass = hex::encode(pass);
-    let a = Authority::init(
+    let a = Arc::new(Authority::init(
         &dir,
         policies::policy::DEFAULT_POLICY,
         pass.as_bytes(),
         Arc::new(SystemClock),
-    )?;
+    )?);
     for h in Hierarchy::ALL {
         let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
-            .map_err(|e| Error::Store(e.to_string()))?;
+            .map_err(|e| demo_err("root")(e.to_string()))?;
         s.line(format!("{h:<8} root  {}", c.subject()));
     }
     if keep.is_some() {
-        s.line(format!("key passphrase (keep it): {pass}"));
+        s.line(format!("CA key passphrase (kept for you): {pass}"));
     }
+
+    s.step("Start the CRL and OCSP services (in this process, on 127.0.0.1)");
+    let services = Services::start(Arc::clone(&a), &dir)?;
+    s.line(format!(
+        "OCSP {}   CRLs {}/crl/",
+        services.ocsp_url(),
+        services.base
+    ));
 
     s.step("Register two residents at their municipalities");
     let hanako = a.resident_add(&NewResident {
@@ -89,39 +131,59 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         card_expiry: date!(2033 - 02 - 28),
     })?;
     s.line(format!("山田 花子 → {hanako}"));
-    s.line(format!(
-        "髙橋 一郎 → {ichiro} (髙 is outside JIS X 0208: written as 〓 with its substitute flag)"
-    ));
+    s.line(format!("髙橋 一郎 → {ichiro} (髙 is outside JIS X 0208: the card writes 〓 and sets its substitute flag)"));
 
-    s.step("Each card makes its two key pairs and CSRs; the CA issues from the CSRs");
-    let bar = indicatif::ProgressBar::new(4).with_message("issuing");
-    let mut issued = Vec::new();
-    for id in [&hanako, &ichiro] {
-        for h in [Hierarchy::Auth, Hierarchy::Signing] {
-            let csr = holder_csr()?;
-            let i = a.issue(id, h, &csr)?;
-            bar.inc(1);
-            issued.push(i);
-        }
-    }
+    s.step("Each card makes its key pairs under its PINs; the CA issues from the CSRs");
+    let bar = indicatif::ProgressBar::new(2).with_message("cards");
+    let (mut hanako_card, hanako_certs) = card(&a, &cards, &hanako, "TAXRETURN1", "4321")?;
+    bar.inc(1);
+    let (_ichiro_card, ichiro_certs) = card(&a, &cards, &ichiro, "OSAKA2026", "9876")?;
     bar.finish_and_clear();
-    for i in &issued {
+    for i in hanako_certs.iter().chain(&ichiro_certs) {
         s.line(format!(
-            "{:<8} {} → {}  notAfter {} ({:?})",
-            i.hierarchy, i.serial, i.resident, i.not_after, i.bound
+            "{:<8} {}  {}  notAfter {} ({:?})",
+            i.hierarchy,
+            i.serial,
+            i.resident,
+            i.not_after.date(),
+            i.bound
         ));
     }
-    let sign = issued
+    let old_sign = hanako_certs
         .iter()
-        .find(|i| i.resident == hanako && i.hierarchy == Hierarchy::Signing)
-        .ok_or_else(|| Error::Invalid("demo: no signing certificate".into()))?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&sign.der).map_err(|e| Error::Store(e.to_string()))?;
+        .find(|i| i.hierarchy == Hierarchy::Signing)
+        .ok_or_else(|| demo_err("issue")("no signing certificate".into()))?
+        .clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(&old_sign.der)
+        .map_err(|e| demo_err("parse")(e.to_string()))?;
+    s.line(format!("signing certificate subject: {} — no name in it; the four attributes are otherNames in its SAN", cert.subject()));
+    s.result("certificates issued from card CSRs", "4");
+
+    s.step("山田 花子 signs her tax return with her card; the tax office verifies it");
+    let ret = "<申告書><年分>令和8年</年分><所得金額>5,000,000</所得金額></申告書>".as_bytes();
+    let sig = hanako_card.sign_cms("TAXRETURN1", ret, Encapsulation::Detached, a.clock().now())?;
+    let sroot = crate::records_pem(&a.root(Hierarchy::Signing).der);
+    let verifier = relying_party::Verifier::new(
+        sroot.as_bytes(),
+        Some(a.policy()),
+        relying_party::StatusSource::Ocsp(services.ocsp_url()),
+    )?;
+    let report = verifier.verify_document(&sig, Some(ret), None, a.clock().now());
     s.line(format!(
-        "signing certificate subject: {} (no name in it)",
-        cert.subject()
+        "verdict: {:?} — {}",
+        report.verdict,
+        checks(&report)
     ));
-    s.line("its subjectAltName carries the four attributes as otherNames 1.2.392.200149.8.5.5.1/.4/.3/.5/.2/.6");
+    if let Some(at) = &report.attributes {
+        s.line(format!(
+            "signer: {}, born {} ({}), {}",
+            at.name, at.birth.date, at.birth.era, at.address
+        ));
+    }
+    s.result(
+        "tax return verified (OCSP)",
+        format!("{:?}", report.verdict),
+    );
 
     s.step("山田 花子 moves to Yokohama: the register revokes her signing certificate by rule");
     let out = a.event(
@@ -142,8 +204,43 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         ));
     }
     s.line("her authentication certificate stays valid (it carries no personal data)");
+    let ocsp = ocsp_status(&a, &services, Hierarchy::Signing, &old_sign.der)?;
+    s.line(format!("OCSP, on the very next query: {ocsp}"));
+    s.result("OCSP right after the move", ocsp);
+    let listed = services.wait_for_crl(Hierarchy::Signing, old_sign.partition, &old_sign.serial)?;
+    s.line(format!(
+        "partition CRL {}/crl/signing/{}.crl lists it: {listed}",
+        services.base, old_sign.partition
+    ));
+    s.result("next CRL lists the revoked certificate", listed.to_string());
 
-    s.step("髙橋 一郎 reports his card lost: both certificates go on hold");
+    s.step("She signs again with the old certificate: the relying party refuses it");
+    let sig2 = hanako_card.sign_cms("TAXRETURN1", ret, Encapsulation::Detached, a.clock().now())?;
+    let report = verifier.verify_document(&sig2, Some(ret), None, a.clock().now());
+    s.line(format!(
+        "verdict: {:?} — {}",
+        report.verdict,
+        checks(&report)
+    ));
+    s.result(
+        "new signature with the old certificate",
+        format!("{:?}", report.verdict),
+    );
+
+    s.step("Her card gets a new signing certificate with the new address");
+    let csr = hanako_card.csr(Hierarchy::Signing, "TAXRETURN1")?;
+    let new_sign = a.issue(&hanako, Hierarchy::Signing, &csr)?;
+    hanako_card.import_cert(&new_sign.der)?;
+    let sig3 = hanako_card.sign_cms("TAXRETURN1", ret, Encapsulation::Detached, a.clock().now())?;
+    let report = verifier.verify_document(&sig3, Some(ret), None, a.clock().now());
+    if let Some(at) = &report.attributes {
+        s.line(format!(
+            "verdict: {:?}; address now {}",
+            report.verdict, at.address
+        ));
+    }
+
+    s.step("髙橋 一郎 reports his card lost: both certificates go on hold (never released)");
     let out = a.event(&ichiro, &Event::CardLost)?;
     for r in &out.revocations {
         s.line(format!(
@@ -154,21 +251,37 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
             r.reason
         ));
     }
+    let ichiro_auth = ichiro_certs
+        .iter()
+        .find(|i| i.hierarchy == Hierarchy::Auth)
+        .ok_or_else(|| demo_err("issue")("no auth certificate".into()))?;
+    let held = ocsp_status(&a, &services, Hierarchy::Auth, &ichiro_auth.der)?;
+    s.line(format!("OCSP for his authentication certificate: {held}"));
+    s.result("lost card: OCSP", held);
 
     s.step("Audit trail");
     let n = a.audit_verify()?;
-    s.line(format!("hash chain intact: {n} records"));
+    let certs = a.check_indexes()?;
+    s.line(format!(
+        "hash chain intact: {n} records; indexes consistent for {certs} certificates"
+    ));
+    services.stop();
 
     println!("\nSummary");
+    println!("    {:<44} {}", "what", "result");
+    for (what, outcome) in &s.rows {
+        println!("    {what:<44} {outcome}");
+    }
+    println!();
     println!(
-        "    {:<12} {:<8} {:<34} {:<8} {}",
-        "resident", "kind", "serial", "status", "reason"
+        "    {:<18} {:<8} {:<34} {:<8} reason",
+        "resident", "kind", "serial", "status"
     );
     for id in [&hanako, &ichiro] {
         for v in a.cert_list(Some(id))? {
             println!(
-                "    {:<12} {:<8} {:<34} {:<8} {}",
-                &id[..id.len().min(12)],
+                "    {:<18} {:<8} {:<34} {:<8} {}",
+                id,
                 v.hierarchy,
                 v.serial,
                 v.status.as_str(),
@@ -182,5 +295,135 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         "\ndemo finished in {:.1} s",
         s.started.elapsed().as_secs_f64()
     );
+    if let Some(k) = keep {
+        println!(
+            "data kept in {} (cards in {})",
+            dir.display(),
+            k.join("cards").display()
+        );
+    }
     Ok(())
+}
+
+fn checks(r: &relying_party::Report) -> String {
+    r.checks
+        .iter()
+        .map(|c| format!("{} {:?}", c.name, c.outcome).to_lowercase())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The OCSP answer for a certificate, asked over HTTP like any client.
+fn ocsp_status(a: &Authority, services: &Services, h: Hierarchy, cert: &[u8]) -> Result<String> {
+    let root = crate::records_pem(&a.root(h).der);
+    let v = relying_party::Verifier::new(
+        root.as_bytes(),
+        Some(a.policy()),
+        relying_party::StatusSource::Ocsp(services.ocsp_url()),
+    )?;
+    let report = v.verify_login(cert, b"probe", b"", None, a.clock().now());
+    let status = report
+        .checks
+        .iter()
+        .find(|c| c.name == "status")
+        .map(|c| c.reason.clone())
+        .unwrap_or_else(|| "no answer".into());
+    let status = status
+        .split(" (OCSP ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    Ok(status)
+}
+
+/// The CRL and OCSP services of `jpki serve`, run in this process for the demo.
+struct Services {
+    rt: tokio::runtime::Runtime,
+    base: String,
+    publisher: Arc<crl_publisher::Publisher>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Services {
+    fn start(a: Arc<Authority>, dir: &Path) -> Result<Services> {
+        let settings = crate::serve::Settings {
+            http: None,
+            pf_https: None,
+            crl_dir: dir.join("crl"),
+            crl: crl_publisher::Settings {
+                batch_delay: std::time::Duration::from_millis(200),
+                progress: false,
+                ..crl_publisher::Settings::default()
+            },
+        };
+        let parts = crate::serve::assemble(a, &settings)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| demo_err("runtime")(e.to_string()))?;
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let publisher = Arc::clone(&parts.publisher);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| demo_err("listen")(e.to_string()))?;
+        let base = format!(
+            "http://{}",
+            listener
+                .local_addr()
+                .map_err(|e| demo_err("listen")(e.to_string()))?
+        );
+        let now = parts.authority.clock().now();
+        publisher.tick(now);
+        rt.spawn(Arc::clone(&parts.publisher).run(stopped(rx.clone())));
+        rt.spawn(crate::serve::http_public(
+            listener,
+            Arc::clone(&parts.publisher),
+            parts.responder.clone(),
+            stopped(rx),
+        ));
+        Ok(Services {
+            rt,
+            base,
+            publisher,
+            stop,
+        })
+    }
+
+    fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.base)
+    }
+
+    /// Waits (at most 10 s) until the partition's CRL, fetched over HTTP, lists `serial`.
+    fn wait_for_crl(&self, h: Hierarchy, partition: u16, serial: &str) -> Result<bool> {
+        let url = format!("{}/crl/{}/{partition}.crl", self.base, h.as_str());
+        let want = ca::authority::parse_serial(serial)?;
+        let t0 = Instant::now();
+        while t0.elapsed() < std::time::Duration::from_secs(10) {
+            if let Ok(der) = relying_party::http::fetch(&url, None) {
+                if let Ok((_, crl)) = x509_parser::parse_x509_crl(&der) {
+                    if crl.iter_revoked_certificates().any(|r| {
+                        r.raw_serial()
+                            .iter()
+                            .skip_while(|b| **b == 0)
+                            .copied()
+                            .eq(want.iter().copied())
+                    }) {
+                        return Ok(true);
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = &self.publisher;
+        Ok(false)
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(true);
+        self.rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    }
 }

@@ -13,6 +13,8 @@
 pub mod adapters;
 mod http;
 
+pub use http::serve_public as http_public;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

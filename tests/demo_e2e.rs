@@ -1,0 +1,48 @@
+//! `jpki demo` runs the whole story and its summary says what happened.
+
+mod common;
+
+#[test]
+fn the_demo_tells_the_whole_story() {
+    let keep = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args(["demo", "--keep"])
+        .arg(keep.path())
+        .env_remove("JPKI_TEST_NOW")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = text.split("\nSummary").nth(1).expect("a summary");
+    for (what, result) in [
+        ("certificates issued from card CSRs", "4"),
+        ("tax return verified (OCSP)", "Valid"),
+        ("OCSP right after the move", "revoked"),
+        ("next CRL lists the revoked certificate", "true"),
+        ("new signature with the old certificate", "Invalid"),
+        ("lost card: OCSP", "certificateHold"),
+    ] {
+        let line = summary
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no `{what}` in\n{summary}"));
+        assert!(line.contains(result), "`{line}` should say {result}");
+    }
+    assert!(summary.contains("affiliationChanged") && summary.contains("held"));
+    // The kept data directory is a working CA.
+    let data = keep.path().join("data");
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args(["audit", "verify", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+}
