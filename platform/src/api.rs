@@ -188,9 +188,93 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
     }
 }
 
+/// Server side of the admin socket: if `line` is a platform [`Request`], carries it out and
+/// returns the reply line (`{"ok": …}` or `{"error": "…"}`, newline-terminated, the
+/// protocol of `ca::api`); `None` if the line is not a platform request (then it is the CA's).
+pub fn handle_line(authority: &Authority, line: &str) -> Option<String> {
+    let req: Request = serde_json::from_str(line.trim()).ok()?;
+    let reply = match handle(authority, req) {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let mut s = reply.to_string();
+    s.push('\n');
+    Some(s)
+}
+
+/// Client side: sends a platform request to a running `jpki serve` over its admin socket
+/// (`ca::api::socket_path(data)`) and returns the result.
+pub fn call_remote(data: &std::path::Path, req: &Request) -> Result<Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let path = ca::api::socket_path(data);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path)
+        .map_err(Error::io(format!("connect to {}", path.display())))?;
+    let mut line = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .map_err(Error::io("send to the admin socket"))?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(Error::io("read from the admin socket"))?;
+    decode_reply(&reply)
+}
+
+fn decode_reply(line: &str) -> Result<Value> {
+    let mut v: Value = serde_json::from_str(line)
+        .map_err(|_| Error::Internal("the admin socket answered garbage".into()))?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return Err(Error::Ca(ca::Error::Remote(e.to_owned())));
+    }
+    v.get_mut("ok")
+        .map(Value::take)
+        .ok_or_else(|| Error::Internal("the admin socket answered without a result".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_socket_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let a = Authority::init(
+            &data,
+            policies::policy::DEFAULT_POLICY,
+            b"test passphrase",
+            std::sync::Arc::new(ca::clock::SystemClock),
+        )
+        .unwrap();
+        // A CA request is not ours.
+        assert!(handle_line(&a, r#"{"op":"audit-verify"}"#).is_none());
+        let listener = std::os::unix::net::UnixListener::bind(ca::api::socket_path(&data)).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader, Write};
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).unwrap();
+                let reply = handle_line(&a, &line).unwrap();
+                s.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        let v = call_remote(&data, &Request::OperatorRoot).unwrap();
+        assert!(v["pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        let e = call_remote(
+            &data,
+            &Request::OperatorSuspend {
+                name: "nobody".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "unknown platform operator `nobody`");
+        server.join().unwrap();
+    }
 
     #[test]
     fn ops_do_not_collide_with_the_ca_requests() {

@@ -1,5 +1,5 @@
 //! Clap subcommands the `jpki` binary embeds (`jpki operator …`, `jpki sp …`,
-//! `jpki resident access-log`), how each becomes an [`api::Request`], and how an answer is
+//! `jpki resident access-log`), how each becomes an [`crate::api::Request`], and how an answer is
 //! shown. Files (`--csr`, `--cert`, `--cert-out`, `--key-out`) are read and written here, on
 //! the client side; the server only sees and returns their contents. `--data` and the
 //! passphrase options belong to the embedding command.

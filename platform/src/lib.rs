@@ -17,6 +17,24 @@
 //! It builds only on `ca`'s public API (`Authority`, the store and its audit chain) and on
 //! `relying-party` for CMS and RFC 5280 path checks of the holder's consent signature.
 //!
+//! ## Wiring (the `jpki` binary)
+//!
+//! * `jpki init`: after `Authority::init`, [`operator_ca::create`]`(&authority)` (data
+//!   directories made without it get it lazily from [`operator_ca::ensure`]).
+//! * `jpki root --hierarchy operator`: [`operator_ca::root`] (DER), or
+//!   [`handle`]`(&a, Request::OperatorRoot)` → `{"pem"}`.
+//! * `jpki operator …` / `jpki sp …` / `jpki resident access-log`: embed
+//!   [`cli::OperatorCommand`], [`cli::SpCommand`], [`cli::AccessLogArgs`]; build the request
+//!   with [`cli::operator_request`] / [`cli::sp_request`] / [`cli::access_log_request`], run
+//!   it with [`handle`] (store opened in-process) or [`api::call_remote`] (a server holds the
+//!   store), and print [`cli::operator_output`] / [`cli::sp_output`] /
+//!   [`cli::access_log_output`] (which also writes `--cert-out` / `--key-out`).
+//! * Admin socket of `jpki serve`: a line that is not a `ca::api::Request` goes to
+//!   [`api::handle_line`].
+//! * `jpki serve --pf-https ADDR`: [`server_identity`]`(&a, &[host])` → `(chain, key)`;
+//!   [`Api::new`]`(authority, chain, key, Some(fallback))` with a [`Fallback`] serving `/crl/…`
+//!   and `/ocsp`; then `Arc::new(api).serve(listener, shutdown)`.
+//!
 //! ## Dependencies
 //! * `rustls` 0.23 + `tokio-rustls`, aws-lc-rs provider — the TLS stack hyper serves on;
 //!   `WebPkiClientVerifier` enforces the client certificate chain (`crate-notes.md` §12).
