@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ca::Authority;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -40,6 +40,8 @@ use crate::service::{self, Anchors, Call};
 
 /// Largest request body accepted (413 above).
 pub const BODY_LIMIT: usize = 256 * 1024;
+/// Up to this size an oversized body is read and discarded before the 413 answer.
+const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to send a request's head, and then its body.
@@ -187,25 +189,42 @@ fn unknown_operator() -> Operator {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes)> {
-    let (parts, body) = req.into_parts();
-    if let Some(len) = parts
+    let (parts, mut body) = req.into_parts();
+    let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > BODY_LIMIT as u64 {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > DRAIN_LIMIT as u64) {
+        // Far too large: answer at once; the connection is closed behind the answer.
+        return Err(Error::TooLarge(BODY_LIMIT));
+    }
+    // Reads the body; past the limit it keeps reading, discarding, up to DRAIN_LIMIT, so that
+    // a client still sending gets the 413 answer instead of a reset connection.
+    let read = async {
+        let mut buf = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::BadRequest(format!("reading the body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                total += data.len();
+                if total > DRAIN_LIMIT {
+                    break;
+                }
+                if total <= BODY_LIMIT {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+        if total > BODY_LIMIT {
             return Err(Error::TooLarge(BODY_LIMIT));
         }
-    }
-    let collected = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, BODY_LIMIT).collect())
+        Ok(Bytes::from(buf))
+    };
+    let bytes = tokio::time::timeout(READ_TIMEOUT, read)
         .await
-        .map_err(|_| Error::BadRequest("the request body did not arrive in time".into()))?;
-    match collected {
-        Ok(c) => Ok((parts, c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge(BODY_LIMIT)),
-        Err(e) => Err(Error::BadRequest(format!("reading the body: {e}"))),
-    }
+        .map_err(|_| Error::BadRequest("the request body did not arrive in time".into()))??;
+    Ok((parts, bytes))
 }
 
 impl Api {
