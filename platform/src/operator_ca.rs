@@ -321,13 +321,15 @@ impl OperatorCa {
                 not_after: end_of_day_jst(end),
                 extensions: vec![],
             },
+            KeyUsages::DigitalSignature.into(),
             KP_CLIENT_AUTH,
             None,
         )
     }
 
     /// A short-lived (30 days) TLS server certificate for the API listener, with the given
-    /// DNS names / IP addresses as subjectAltName and EKU serverAuth.
+    /// DNS names / IP addresses as subjectAltName, keyUsage digitalSignature and
+    /// keyEncipherment (critical), EKU serverAuth.
     pub fn issue_server(
         &self,
         authority: &Authority,
@@ -371,13 +373,21 @@ impl OperatorCa {
                 not_after: now + Duration::days(SERVER_DAYS),
                 extensions: vec![],
             },
+            // keyEncipherment too: NSS refuses an RSA server certificate without it.
+            KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment,
             KP_SERVER_AUTH,
             Some(SubjectAltName(san)),
         )
     }
 
-    fn leaf(&self, mut d: Draft<'_>, eku: Oid, san: Option<SubjectAltName>) -> Result<Vec<u8>> {
-        let mut exts = vec![key_usage(KeyUsages::DigitalSignature)?];
+    fn leaf(
+        &self,
+        mut d: Draft<'_>,
+        usage: flagset::FlagSet<KeyUsages>,
+        eku: Oid,
+        san: Option<SubjectAltName>,
+    ) -> Result<Vec<u8>> {
+        let mut exts = vec![key_usage(usage)?];
         exts.push(ext(
             EXT_EKU,
             false,
