@@ -291,11 +291,12 @@ impl Api {
                             .and_then(|c| ca::authority::spki_of(c.as_ref()).ok());
                         // The verifier requires a client certificate, so there is one.
                         let Some(spki) = spki else { return };
-                        let spki = Arc::new(spki);
+                        // The PF is looked up by this on every request (see the module docs).
+                        let key: Arc<str> = registry::fingerprint(&spki).into();
                         let svc = service_fn(move |req| {
                             let api = api.clone();
-                            let spki = spki.clone();
-                            async move { Ok::<_, Infallible>(api.handle(req, spki).await) }
+                            let key = key.clone();
+                            async move { Ok::<_, Infallible>(api.handle(req, key).await) }
                         });
                         let mut builder = auto::Builder::new(TokioExecutor::new());
                         builder
@@ -322,14 +323,14 @@ impl Api {
         Ok(())
     }
 
-    async fn handle(&self, req: Request<Incoming>, spki: Arc<Vec<u8>>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, key: Arc<str>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
         if let Some(fallback) = self
             .fallback
             .as_ref()
             .filter(|_| path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/"))
         {
-            return self.forward(fallback.clone(), req, spki).await;
+            return self.forward(fallback.clone(), req, key).await;
         }
         let route = Route::of(req.method(), &path);
         let query = req.uri().query().map(str::to_owned);
@@ -343,7 +344,7 @@ impl Api {
             let authority = self.authority.clone();
             let anchors = self.anchors.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                run(&authority, &anchors, &spki, route, query.as_deref(), body)
+                run(&authority, &anchors, &key, route, query.as_deref(), body)
             })
             .await;
             match joined {
@@ -358,7 +359,7 @@ impl Api {
             run(
                 &self.authority,
                 &self.anchors,
-                &spki,
+                &key,
                 route,
                 query.as_deref(),
                 body,
@@ -377,10 +378,10 @@ impl Api {
         &self,
         fallback: Fallback,
         req: Request<Incoming>,
-        spki: Arc<Vec<u8>>,
+        key: Arc<str>,
     ) -> Response<Full<Bytes>> {
         let authority = self.authority.clone();
-        let pf = tokio::task::spawn_blocking(move || active_operator(&authority, &spki)).await;
+        let pf = tokio::task::spawn_blocking(move || active_operator(&authority, &key)).await;
         match pf {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return error_response(&e),
@@ -393,9 +394,9 @@ impl Api {
     }
 }
 
-/// The PF a client key belongs to, if it is active.
-fn active_operator(a: &Authority, spki: &[u8]) -> Result<Operator> {
-    let op = registry::operator_by_key(a, spki)?.ok_or(Error::UnregisteredClient)?;
+/// The PF a client key (its [`registry::fingerprint`]) belongs to, if it is active.
+fn active_operator(a: &Authority, key: &str) -> Result<Operator> {
+    let op = registry::operator_by_fingerprint(a, key)?.ok_or(Error::UnregisteredClient)?;
     if op.state != PfState::Active {
         return Err(Error::OperatorNotActive {
             name: op.name,
@@ -412,16 +413,16 @@ type Answer = (Result<(StatusCode, Value)>, Vec<Access>);
 fn run(
     a: &Authority,
     anchors: &Anchors,
-    spki: &[u8],
+    key: &str,
     route: Result<Route>,
     query: Option<&str>,
     body: Result<(http::request::Parts, Bytes)>,
 ) -> Answer {
     let operation = route.as_ref().map(Route::operation).unwrap_or("unknown");
-    let pf = match active_operator(a, spki) {
+    let pf = match active_operator(a, key) {
         Ok(pf) => pf,
         Err(e) => {
-            let known = registry::operator_by_key(a, spki).ok().flatten();
+            let known = registry::operator_by_fingerprint(a, key).ok().flatten();
             let who = known.unwrap_or_else(unknown_operator);
             let accesses = Call::new(a, anchors, &who, operation).accesses(e.code());
             return (Err(e), accesses);

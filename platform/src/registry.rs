@@ -405,10 +405,12 @@ pub fn operator(authority: &Authority, id: &str) -> Result<Option<Operator>> {
 
 /// The PF a client key (SubjectPublicKeyInfo DER) is registered to.
 pub fn operator_by_key(authority: &Authority, spki: &[u8]) -> Result<Option<Operator>> {
-    match authority
-        .store()
-        .get(Table::Operators, &key_key(&fingerprint(spki)))?
-    {
+    operator_by_fingerprint(authority, &fingerprint(spki))
+}
+
+/// The PF a client key is registered to, by the key's [`fingerprint`].
+pub fn operator_by_fingerprint(authority: &Authority, fp: &str) -> Result<Option<Operator>> {
+    match authority.store().get(Table::Operators, &key_key(fp))? {
         Some(id) => operator(authority, &String::from_utf8_lossy(&id)),
         None => Ok(None),
     }
