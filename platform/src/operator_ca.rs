@@ -358,6 +358,7 @@ impl OperatorCa {
             });
         }
         let serial = authority.random_serial()?;
+        // Not empty: checked above.
         let cn = &hostnames[0];
         self.leaf(
             Draft {

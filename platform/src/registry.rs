@@ -183,7 +183,9 @@ pub fn fingerprint(spki: &[u8]) -> String {
 
 fn new_id(authority: &Authority, prefix: &str, len: usize) -> Result<String> {
     let r = authority.random_serial()?;
-    Ok(format!("{prefix}{}", hex::encode_upper(&r[1..1 + len])))
+    // `random_serial` gives 16 random octets (the first only 7 bits): callers take 8 or 12.
+    let bytes = r.get(1..1 + len).ok_or_else(|| Error::Internal("short random".into()))?;
+    Ok(format!("{prefix}{}", hex::encode_upper(bytes)))
 }
 
 fn pf_key(id: &str) -> Vec<u8> {
