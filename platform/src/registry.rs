@@ -184,7 +184,9 @@ pub fn fingerprint(spki: &[u8]) -> String {
 fn new_id(authority: &Authority, prefix: &str, len: usize) -> Result<String> {
     let r = authority.random_serial()?;
     // `random_serial` gives 16 random octets (the first only 7 bits): callers take 8 or 12.
-    let bytes = r.get(1..1 + len).ok_or_else(|| Error::Internal("short random".into()))?;
+    let bytes = r
+        .get(1..1 + len)
+        .ok_or_else(|| Error::Internal("short random".into()))?;
     Ok(format!("{prefix}{}", hex::encode_upper(bytes)))
 }
 

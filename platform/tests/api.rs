@@ -540,6 +540,14 @@ async fn operators_must_be_registered_and_active() {
     std::fs::write(&stranger.key, &stranger.key_pem).unwrap();
     let (s, v) = h.curl(&stranger, "POST", "/v1/validity", &body.to_string());
     assert_eq!((s, code(&v)), (403, "operator_unknown"), "{v}");
+    // Refused calls are audited too.
+    let audit = ca::audit::records(h.a.store().as_ref()).unwrap();
+    assert!(audit.iter().any(|r| r.action == "pf-access"
+        && r.detail.contains("pf=- ")
+        && r.detail.ends_with("outcome=operator_unknown")));
+    assert!(audit
+        .iter()
+        .any(|r| r.action == "pf-access" && r.detail.ends_with("outcome=operator_suspended")));
 
     // Registering that certificate by its key lets it in.
     let r = h
