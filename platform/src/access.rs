@@ -61,7 +61,8 @@ impl Recorder {
         Ok(Recorder { tx })
     }
 
-    /// Records the entries; returns once they are durable.
+    /// Records one API call: its entries (one per holder touched, or one with an empty holder)
+    /// go to the access log, and one audit record names the call; returns once durable.
     pub async fn record(&self, entries: Vec<Access>) -> Result<()> {
         let (done, wait) = oneshot::channel();
         self.tx
@@ -95,17 +96,22 @@ fn take(shared: &Shared) -> Option<Vec<Job>> {
 
 fn run(shared: &Shared) {
     while let Some(jobs) = take(shared) {
-        let mut keyed = Vec::new();
-        for j in &jobs {
-            for a in &j.entries {
-                let seq = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
-                keyed.push((access_key(&a.holder, a.at, seq), a.clone()));
-            }
-        }
+        let calls: Vec<Vec<(Vec<u8>, Access)>> = jobs
+            .iter()
+            .map(|j| {
+                j.entries
+                    .iter()
+                    .map(|a| {
+                        let seq = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        (access_key(&a.holder, a.at, seq), a.clone())
+                    })
+                    .collect()
+            })
+            .collect();
         let result = shared
             .authority
             .store()
-            .transact(&|t| write_access(t, &keyed))
+            .transact(&|t| write_access(t, &calls))
             .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "access log write failed");

@@ -614,20 +614,33 @@ pub(crate) fn access_key(holder: &str, at: OffsetDateTime, seq: u64) -> Vec<u8> 
     k
 }
 
-/// Writes access entries inside a transaction, each with its audit record.
-pub(crate) fn write_access(t: &dyn Txn, entries: &[(Vec<u8>, Access)]) -> Result<(), ca::Error> {
-    for (key, a) in entries {
-        if !a.holder.is_empty() {
-            t.insert(Table::Access, key, &json(a)?)?;
+/// Writes the access entries of API calls inside a transaction: per call, one entry per
+/// holder it touched, and one `pf-access` audit record naming those holders (`-` if none).
+pub(crate) fn write_access(t: &dyn Txn, calls: &[Vec<(Vec<u8>, Access)>]) -> Result<(), ca::Error> {
+    for entries in calls {
+        let Some((_, first)) = entries.first() else {
+            continue;
+        };
+        let mut holders = Vec::with_capacity(entries.len());
+        for (key, a) in entries {
+            if !a.holder.is_empty() {
+                t.insert(Table::Access, key, &json(a)?)?;
+                holders.push(a.holder.as_str());
+            }
         }
+        let subject = if holders.is_empty() {
+            "-".to_owned()
+        } else {
+            holders.join(",")
+        };
         ca::audit::append(
             t,
-            a.at,
+            first.at,
             "pf-access",
-            if a.holder.is_empty() { "-" } else { &a.holder },
+            &subject,
             &format!(
                 "pf={} sp={} op={} outcome={}",
-                a.pf, a.sp, a.operation, a.outcome
+                first.pf, first.sp, first.operation, first.outcome
             ),
         )?;
     }
