@@ -32,6 +32,8 @@ fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<f64> {
 
 pub fn issue(count: usize, threads: usize) -> Result<()> {
     let threads = threads.max(1);
+    // The signing ceiling is that of the cores: one signing thread per core.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let tmp = tempfile::tempdir().map_err(Error::io("create a temporary directory"))?;
     let a = Arc::new(Authority::init(
         &tmp.path().join("data"),
@@ -59,8 +61,11 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
             tasks.push((id.clone(), h, crate::demo::holder_csr()?));
         }
     }
+    // Holder-interleaved order: concurrent threads issue to different residents, as a CA
+    // serving many municipalities does (issuances for one resident serialise on its record).
+    tasks.sort_by_key(|(_, h, _)| *h);
     let signer = a.signer(Hierarchy::Signing)?;
-    let raw_before = raw_rate(signer.as_ref(), threads, 2000)?;
+    let raw_before = raw_rate(signer.as_ref(), cores, 4000)?;
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let t0 = Instant::now();
@@ -79,7 +84,7 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
         }
     });
     let elapsed = t0.elapsed().as_secs_f64();
-    let raw_after = raw_rate(signer.as_ref(), threads, 2000)?;
+    let raw_after = raw_rate(signer.as_ref(), cores, 4000)?;
     let failed = failures.load(Ordering::Relaxed);
     if failed > 0 {
         return Err(Error::Invalid(format!(
@@ -88,8 +93,8 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
     }
     let rate = count as f64 / elapsed;
     let raw = (raw_before + raw_after) / 2.0;
-    println!("issuance: {count} certificates with {threads} threads in {elapsed:.2} s = {rate:.0}/s (each renews the holder's previous one)");
-    println!("raw RSA-2048 signing, same key, {threads} threads: {raw:.0}/s (before {raw_before:.0}, after {raw_after:.0})");
+    println!("issuance: {count} certificates, {threads} concurrent clients on {cores} cores, in {elapsed:.2} s = {rate:.0}/s (CSR in, durable certificate out; each renews the holder's previous one)");
+    println!("raw RSA-2048 signing ceiling, same key, {cores} threads: {raw:.0}/s (before {raw_before:.0}, after {raw_after:.0})");
     println!("ratio: {:.0}% of the signing ceiling", 100.0 * rate / raw);
     Ok(())
 }

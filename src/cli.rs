@@ -302,7 +302,8 @@ pub enum BenchCommand {
     Issue {
         #[arg(long, default_value_t = 10_000)]
         count: usize,
-        #[arg(long, default_value_t = 2)]
+        /// Concurrent issuing clients (the signing ceiling is measured with one thread per core).
+        #[arg(long, default_value_t = 16)]
         threads: usize,
     },
 }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::records::{from_json, json};
-use crate::store::{Store, Table, TxResult, Txn};
+use crate::store::{AuditIntent, Store, Table, TxResult, Txn};
 
 const HEAD: &[u8] = b"audit_head";
 
@@ -62,7 +62,8 @@ fn digest(r: &Unsigned<'_>) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Appends a record inside `txn` (the caller's transaction).
+/// Appends a record inside `txn` (the caller's transaction); the store links it into the
+/// chain when the transaction commits.
 pub fn append(
     txn: &dyn Txn,
     at: OffsetDateTime,
@@ -70,6 +71,23 @@ pub fn append(
     subject: &str,
     detail: &str,
 ) -> TxResult<()> {
+    txn.audit(AuditIntent {
+        at,
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        detail: detail.to_owned(),
+    })
+}
+
+/// Links one record into the chain: reads the head, writes the record and the new head.
+/// Called by the store while committing.
+pub(crate) fn chain(txn: &dyn Txn, a: &AuditIntent) -> TxResult<()> {
+    let (at, action, subject, detail) = (
+        a.at,
+        a.action.as_str(),
+        a.subject.as_str(),
+        a.detail.as_str(),
+    );
     let head: Option<Head> = txn
         .get(Table::Meta, HEAD)?
         .map(|b| from_json(&b))

@@ -1078,7 +1078,7 @@ impl Authority {
     /// Issues a certificate of `h` to a resident from a CSR (PEM or DER).
     pub fn issue(&self, resident_id: &str, h: Hierarchy, csr_bytes: &[u8]) -> Result<Issued> {
         let csr = csr::verify(csr_bytes, self.policy.limits.min_rsa_bits)?;
-        for _ in 0..5 {
+        for _ in 0..10 {
             match self.issue_once(resident_id, h, &csr) {
                 Err(Error::Retry) => continue,
                 other => return other,
@@ -1121,15 +1121,23 @@ impl Authority {
         // The holder's newest certificate of each kind, if still good: O(1), not a scan of the
         // holder's whole history.
         let live = |k: Hierarchy| -> Result<Option<CertRecord>> {
-            let Some(serial) = resident.current.get(&k) else { return Ok(None) };
+            let Some(serial) = resident.current.get(&k) else {
+                return Ok(None);
+            };
             let key = cert_key(k, &parse_serial(serial)?);
-            let Some(b) = self.store.get(Table::Certs, &key)? else { return Ok(None) };
+            let Some(b) = self.store.get(Table::Certs, &key)? else {
+                return Ok(None);
+            };
             let c: CertRecord = from_json(&b)?;
             let good = self.status_of(&key)?.state == State::Good && c.not_after > now;
             Ok(good.then_some(c))
         };
         let previous = live(h)?;
-        let auth_not_after = if h == Hierarchy::Signing { live(Hierarchy::Auth)?.map(|c| c.not_after) } else { None };
+        let auth_not_after = if h == Hierarchy::Signing {
+            live(Hierarchy::Auth)?.map(|c| c.not_after)
+        } else {
+            None
+        };
         let (not_after, bound) = validity::not_after(
             &self.policy.validity,
             &ValidityInput {

@@ -41,9 +41,13 @@ pub enum Error {
     Invalid(String),
     #[error("store: {0}")]
     Store(String),
-    /// A transaction met a concurrent one; the store re-runs it (never reaches a caller).
-    #[error("transaction conflict")]
+    /// What a transaction read changed underneath it (a resident's version, a status): the
+    /// operation re-reads and tries again (never reaches a caller of `Authority`).
+    #[error("the data changed during the operation; try again")]
     Retry,
+    /// sled saw a concurrent transaction; the store re-runs the body (never leaves the store).
+    #[error("transaction conflict")]
+    Conflict,
     #[error("audit chain broken at record {seq}: {problem}")]
     AuditBroken { seq: u64, problem: String },
     #[error("signing failed: {0}")]
