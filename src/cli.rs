@@ -55,8 +55,9 @@ pub enum Command {
     },
     /// Print a root certificate (PEM).
     Root {
-        #[arg(long, value_parser = parse_hierarchy)]
-        hierarchy: Hierarchy,
+        /// signing, auth, or operator (the platform-operator CA).
+        #[arg(long)]
+        hierarchy: String,
     },
     /// The resident register and its events.
     #[command(subcommand)]
@@ -126,6 +127,12 @@ pub enum Command {
     /// CRLs: publish the whole set once, or show each partition's state.
     #[command(subcommand)]
     Crl(CrlCommand),
+    /// Platform operators (PF): registration, client certificates, suspension.
+    #[command(subcommand)]
+    Operator(platform::cli::OperatorCommand),
+    /// Service providers (SP) delegated to a platform operator.
+    #[command(subcommand)]
+    Sp(platform::cli::SpCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(holder_token::TokenCommand),
@@ -161,6 +168,8 @@ pub enum ResidentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Who read this holder's data through a platform operator, and when (as Mynaportal discloses it).
+    AccessLog(platform::cli::AccessLogArgs),
     /// Show a resident, their certificates and history.
     Show {
         #[arg(long)]
@@ -405,6 +414,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Runs a platform-operator request in-process, or through a running server's admin socket.
+fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
+    match Authority::open(
+        &cli.data,
+        passphrase(cli.passphrase_file.as_deref())?,
+        clock()?,
+    ) {
+        Ok(a) => Ok(platform::handle(&a, req)?),
+        Err(Error::Locked(_)) => Ok(platform::api::call_remote(&cli.data, &req)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Prints a relying-party report; an invalid verdict is an error (non-zero exit).
 fn verdict(report: relying_party::Report, json: bool) -> Result<()> {
     report.print(json);
@@ -436,6 +458,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let settings = crate::serve::Settings {
         http: None,
         pf_https: None,
+        pf_names: Vec::new(),
         crl_dir: cli.data.join(&cfg.crl.dir),
         crl: crl_publisher::Settings::default(),
     };
@@ -482,6 +505,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
             let a = Authority::init(&cli.data, &text, &pass, clock()?)?;
+            platform::operator_ca::create(&a)?;
             println!("initialised {}", a.dir().display());
             for h in Hierarchy::ALL {
                 let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
@@ -490,13 +514,14 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Root { hierarchy } if hierarchy == "operator" => {
+            let v = call_pf(&cli, platform::Request::OperatorRoot)?;
+            print!("{}", v["pem"].as_str().unwrap_or_default());
+            Ok(())
+        }
         Command::Root { hierarchy } => {
-            let v = call(
-                &cli,
-                Request::Root {
-                    hierarchy: *hierarchy,
-                },
-            )?;
+            let hierarchy = parse_hierarchy(hierarchy).map_err(Error::Invalid)?;
+            let v = call(&cli, Request::Root { hierarchy })?;
             print!("{}", v["pem"].as_str().unwrap_or_default());
             Ok(())
         }
@@ -796,6 +821,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 out
             })
         }
+        Command::Operator(cmd) => {
+            let v = call_pf(&cli, platform::cli::operator_request(cmd)?)?;
+            println!("{}", platform::cli::operator_output(cmd, &v)?);
+            Ok(())
+        }
+        Command::Sp(cmd) => {
+            let v = call_pf(&cli, platform::cli::sp_request(cmd)?)?;
+            println!("{}", platform::cli::sp_output(cmd, &v)?);
+            Ok(())
+        }
         // Token commands were dispatched above, before any store is opened.
         Command::Token(_) => Ok(()),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
@@ -807,6 +842,11 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
     let (who, event) = match rc {
+        ResidentCommand::AccessLog(args) => {
+            let v = call_pf(cli, platform::cli::access_log_request(args))?;
+            println!("{}", platform::cli::access_log_output(args, &v)?);
+            return Ok(());
+        }
         ResidentCommand::Add {
             name,
             birth,

@@ -349,6 +349,7 @@ impl Services {
         let settings = crate::serve::Settings {
             http: None,
             pf_https: None,
+            pf_names: Vec::new(),
             crl_dir: dir.join("crl"),
             crl: crl_publisher::Settings {
                 batch_delay: std::time::Duration::from_millis(200),

@@ -29,6 +29,8 @@ pub enum Error {
     Token(#[from] holder_token::Error),
     #[error(transparent)]
     Verify(#[from] relying_party::Error),
+    #[error(transparent)]
+    Platform(#[from] platform::Error),
     /// A bad `jpki serve` configuration; the message names the field.
     #[error("{0}")]
     Config(String),

@@ -88,18 +88,25 @@ pub async fn serve_admin(
                     }
                     Ok(_) => {}
                 }
-                let reply = match serde_json::from_str::<ca::api::Request>(&line) {
-                    Ok(req) => {
-                        let a = Arc::clone(&authority);
-                        match tokio::task::spawn_blocking(move || a.handle(req)).await {
-                            Ok(r) => ca::api::encode_reply(r),
-                            Err(e) => ca::api::encode_reply(Err(ca::Error::Invalid(format!(
-                                "request failed: {e}"
-                            )))),
-                        }
+                let a = Arc::clone(&authority);
+                let request = line.clone();
+                // CA operations first, then the platform operator's (`pf-…`): the same code the
+                // CLI runs in-process.
+                let answer = tokio::task::spawn_blocking(move || {
+                    match serde_json::from_str::<ca::api::Request>(&request) {
+                        Ok(req) => ca::api::encode_reply(a.handle(req)),
+                        Err(e) => platform::api::handle_line(&a, &request).unwrap_or_else(|| {
+                            ca::api::encode_reply(Err(ca::Error::Invalid(format!(
+                                "not an admin request: {e}"
+                            ))))
+                        }),
                     }
+                })
+                .await;
+                let reply = match answer {
+                    Ok(r) => r,
                     Err(e) => ca::api::encode_reply(Err(ca::Error::Invalid(format!(
-                        "not an admin request: {e}"
+                        "request failed: {e}"
                     )))),
                 };
                 if write.write_all(reply.as_bytes()).await.is_err() {

@@ -44,6 +44,10 @@ pub struct Listen {
     pub http: Option<String>,
     /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
     pub pf_https: Option<String>,
+    /// Host names (or IPs) platform operators use to reach the API; they go into its server
+    /// certificate beside `localhost` and the listening IP.
+    #[serde(default)]
+    pub pf_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +93,8 @@ fn parse_addr(name: &str, v: &Option<String>) -> Result<Option<SocketAddr>> {
 pub struct Settings {
     pub http: Option<SocketAddr>,
     pub pf_https: Option<SocketAddr>,
+    /// Extra DNS names or IPs for the platform-operator API's server certificate.
+    pub pf_names: Vec<String>,
     pub crl_dir: PathBuf,
     pub crl: crl_publisher::Settings,
 }
@@ -146,6 +152,7 @@ impl Config {
         Ok(Settings {
             http,
             pf_https,
+            pf_names: self.listen.pf_names.clone(),
             crl_dir,
             crl,
         })
@@ -275,10 +282,33 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 stopped(stop_rx.clone()),
             ));
         }
-        if let Some(addr) = settings.pf_https {
-            return Err(Error::Serve(format!(
-                "listen.pf_https ({addr}): the platform-operator API is not part of this build yet"
-            )));
+                if let Some(addr) = settings.pf_https {
+            let listener = bind("the platform-operator API (https)", addr).await?;
+            let local = listener.local_addr().map_err(|e| Error::Serve(e.to_string()))?;
+            let mut names = vec!["localhost".to_owned(), local.ip().to_string()];
+            names.extend(settings.pf_names.iter().cloned());
+            let (chain, key) = platform::server_identity(&parts.authority, &names)?;
+            let (publisher, responder) = (Arc::clone(&parts.publisher), parts.responder.clone());
+            let fallback: platform::Fallback = Arc::new(move |req: ::http::Request<bytes::Bytes>| {
+                let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
+                Box::pin(async move {
+                    let req = req.map(http_body_util::Full::new);
+                    if req.uri().path().starts_with("/crl/") {
+                        publisher.handle(req).await
+                    } else {
+                        responder.handle(req).await
+                    }
+                })
+            });
+            let api = Arc::new(platform::Api::new(Arc::clone(&parts.authority), chain, key, Some(fallback))?);
+            eprintln!("jpki serve: platform-operator API at https://{local}/v1/ (client certificates from the operator CA)");
+            tracing::info!(%local, "platform-operator API listener");
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                if let Err(e) = api.serve(listener, stopped(rx)).await {
+                    tracing::error!(error = %e, "platform-operator API stopped");
+                }
+            });
         }
         eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
         wait_for_signal().await?;

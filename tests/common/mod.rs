@@ -194,20 +194,33 @@ pub fn openssl_result(args: &[&str]) -> (bool, String) {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// `https://127.0.0.1:PORT` of the platform-operator API, when started.
+    pub pf: Option<String>,
 }
 
 impl Server {
     pub fn start(env: &Env) -> Server {
+        Server::start_with(env, &[])
+    }
+
+    /// Starts with extra arguments; `pf` is filled when `--pf-https` is among them.
+    pub fn start_with(env: &Env, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         let mut child = env
-            .cmd(&["serve", "--http", "127.0.0.1:0"])
+            .cmd(&args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut base = None;
+        let mut pf = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("jpki serve: platform-operator API at ") {
+                pf = Some(rest.split("/v1/").next().unwrap().to_owned());
+            }
             if let Some(rest) = line.strip_prefix("jpki serve: CRLs at ") {
                 base = Some(rest.split("/crl/").next().unwrap().to_owned());
             }
@@ -220,6 +233,7 @@ impl Server {
         Server {
             child,
             base: base.expect("the server printed its address"),
+            pf,
         }
     }
 

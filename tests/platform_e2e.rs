@@ -1,0 +1,195 @@
+//! The platform-operator API end to end through `jpki serve --pf-https`: a PF registered with
+//! `jpki operator add` (through the admin socket), an SP with `jpki sp add`, the holder's
+//! consent signed with `openssl cms -sign`, then the story — consent → move → signing
+//! certificate revoked → the PF still gets the new address — with `curl` as the client.
+
+mod common;
+use common::*;
+
+fn p(x: &std::path::Path) -> String {
+    x.to_str().unwrap().to_owned()
+}
+
+fn curl(
+    env: &Env,
+    pf: &str,
+    path: &str,
+    body: &serde_json::Value,
+    cert: &str,
+    key: &str,
+    ca: &str,
+) -> (u16, serde_json::Value) {
+    let body_file = env.write("body.json", body.to_string().as_bytes());
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--cacert",
+            ca,
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", p(&body_file)))
+        .arg(format!("{pf}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn a_bank_learns_of_a_move_with_the_holders_consent() {
+    let env = Env::init();
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (key, csr) = env.csr("holder", 2048);
+    let server = Server::start_with(&env, &["--pf-https", "127.0.0.1:0"]);
+    let pf = server.pf.clone().expect("the PF API is listening");
+    let sign = env.issue(&id, "signing", &csr);
+    let cert = env.write("sign.pem", sign["pem"].as_str().unwrap().as_bytes());
+
+    // Registration through the admin socket.
+    let (pf_cert, pf_key) = (env.path("pf.pem"), env.path("pf.key"));
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "Example PF",
+        "--scopes",
+        "validity,four-attributes",
+        "--cert-out",
+        &p(&pf_cert),
+        "--key-out",
+        &p(&pf_key),
+    ]);
+    let sp = env.json(&[
+        "sp",
+        "add",
+        "--pf",
+        "Example PF",
+        "--name",
+        "Example Bank",
+        "--scopes",
+        "validity,four-attributes",
+    ]);
+    let sp = sp["id"].as_str().unwrap().to_owned();
+    let ca = env.write(
+        "operator-root.pem",
+        env.ok(&["root", "--hierarchy", "operator"]).as_bytes(),
+    );
+    let (c, k, r) = (p(&pf_cert), p(&pf_key), p(&ca));
+
+    // Without a consent the bank gets nothing.
+    let ask = serde_json::json!({"sp": sp, "certificate": sign["pem"]});
+    let (code, v) = curl(&env, &pf, "/v1/four-attributes", &ask, &c, &k, &r);
+    assert_eq!(code, 403, "{v}");
+
+    // The holder consents, signing the statement with the signing key.
+    let statement = serde_json::json!({"sp": sp, "scope": "four-attributes", "expires": "2030-01-01T00:00:00Z", "nonce": "n-001"});
+    let st = env.write("statement.json", statement.to_string().as_bytes());
+    let cms = env.path("consent.p7s");
+    openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-md",
+        "sha256",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-signer",
+        &p(&cert),
+        "-inkey",
+        &p(&key),
+        "-in",
+        &p(&st),
+        "-out",
+        &p(&cms),
+    ]);
+    let b64 = base64_encode(&std::fs::read(&cms).unwrap());
+    let (code, v) = curl(
+        &env,
+        &pf,
+        "/v1/consents",
+        &serde_json::json!({"sp": sp, "cms": b64}),
+        &c,
+        &k,
+        &r,
+    );
+    assert!(code == 200 || code == 201, "{code} {v}");
+
+    // She moves: her signing certificate is revoked by rule...
+    env.ok(&[
+        "resident",
+        "move",
+        "--id",
+        &id,
+        "--address",
+        "神奈川県横浜市中区日本大通１",
+        "--prefecture",
+        "Kanagawa",
+        "--municipality",
+        "Yokohama-shi",
+    ]);
+    let (code, v) = curl(
+        &env,
+        &pf,
+        "/v1/validity",
+        &serde_json::json!({"sp": sp, "certificates": [sign["pem"]]}),
+        &c,
+        &k,
+        &r,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["results"][0]["status"], "revoked", "{v}");
+    assert_eq!(v["results"][0]["attributes_changed"], true, "{v}");
+    // ...and the bank, holding her consent, learns the new address.
+    let (code, v) = curl(&env, &pf, "/v1/four-attributes", &ask, &c, &k, &r);
+    assert_eq!(code, 200, "{v}");
+    assert!(v["address"].as_str().unwrap().contains("横浜市"), "{v}");
+    assert_eq!(v["name"], "山田　花子");
+
+    // The holder can see who read her data.
+    let log = env.ok(&["resident", "access-log", "--id", &id]);
+    assert!(
+        log.contains("Example PF") || log.contains("four-attributes"),
+        "{log}"
+    );
+
+    // No client certificate: the handshake fails.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--cacert", &r, &format!("{pf}/v1/validity")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    server.stop();
+    env.ok(&["audit", "verify"]);
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, x)| acc | (u32::from(*x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
