@@ -94,6 +94,7 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         pass.as_bytes(),
         Arc::new(SystemClock),
     )?);
+    platform::operator_ca::create(&a)?;
     for h in Hierarchy::ALL {
         let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
             .map_err(|e| demo_err("root")(e.to_string()))?;
@@ -106,9 +107,24 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     s.step("Start the CRL and OCSP services (in this process, on 127.0.0.1)");
     let services = Services::start(Arc::clone(&a), &dir)?;
     s.line(format!(
-        "OCSP {}   CRLs {}/crl/",
+        "OCSP {}   CRLs {}/crl/   platform-operator API https://{}/v1/",
         services.ocsp_url(),
-        services.base
+        services.base,
+        services.pf
+    ));
+
+    s.step("A platform operator (PF) is certified; a bank (SP) delegates its checks to it");
+    let pf: serde_json::Value = platform::handle(&a, serde_json::from_value(serde_json::json!({"op": "pf-operator-add", "name": "Example PF", "scopes": ["validity", "four-attributes"]})).map_err(|e| demo_err("PF request")(e.to_string()))?)?;
+    let sp: serde_json::Value = platform::handle(&a, serde_json::from_value(serde_json::json!({"op": "pf-sp-add", "pf": "Example PF", "name": "Example Bank", "scopes": ["validity", "four-attributes"]})).map_err(|e| demo_err("SP request")(e.to_string()))?)?;
+    let sp_id = sp["id"].as_str().unwrap_or_default().to_owned();
+    let pf_tls = platform::client::tls_config(
+        pf["root_pem"].as_str().unwrap_or_default(),
+        pf["cert_pem"].as_str().unwrap_or_default(),
+        pf["key_pem"].as_str().unwrap_or_default(),
+    )?;
+    s.line(format!(
+        "PF client certificate {} from the operator CA; SP {sp_id} under it",
+        pf["serial"].as_str().unwrap_or_default()
     ));
 
     s.step("Register two residents at their municipalities");
@@ -185,6 +201,25 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         format!("{:?}", report.verdict),
     );
 
+    s.step("She consents, with her signing key, to the bank reading her latest four attributes");
+    let statement = serde_json::json!({"sp": sp_id, "scope": "four-attributes", "expires": "2030-01-01T00:00:00Z", "nonce": "demo-consent-1"});
+    let consent = hanako_card.sign_cms(
+        "TAXRETURN1",
+        statement.to_string().as_bytes(),
+        Encapsulation::Attached,
+        a.clock().now(),
+    )?;
+    let (code, v) = services.pf_post(
+        &pf_tls,
+        "/v1/consents",
+        &serde_json::json!({"sp": sp_id, "cms": base64_std(&consent)}),
+    )?;
+    s.line(format!(
+        "POST /v1/consents over mutual TLS → {code}, consent {} until {}",
+        v["id"].as_str().unwrap_or("?"),
+        v["expires"].as_str().unwrap_or("?")
+    ));
+
     s.step("山田 花子 moves to Yokohama: the register revokes her signing certificate by rule");
     let out = a.event(
         &hanako,
@@ -213,6 +248,26 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         services.base, old_sign.partition
     ));
     s.result("next CRL lists the revoked certificate", listed.to_string());
+
+    s.step("The bank, through its PF and holding her consent, learns the new address");
+    let ask = serde_json::json!({"sp": sp_id, "certificate": old_sign.pem});
+    let (code, v) = services.pf_post(
+        &pf_tls,
+        "/v1/validity",
+        &serde_json::json!({"sp": sp_id, "certificates": [old_sign.pem]}),
+    )?;
+    s.line(format!(
+        "POST /v1/validity → {code}: {} ({}), attributes changed: {}",
+        v["results"][0]["status"].as_str().unwrap_or("?"),
+        v["results"][0]["reason"].as_str().unwrap_or("-"),
+        v["results"][0]["attributes_changed"]
+    ));
+    let (code, v) = services.pf_post(&pf_tls, "/v1/four-attributes", &ask)?;
+    let address = v["address"].as_str().unwrap_or("(refused)").to_owned();
+    s.line(format!(
+        "POST /v1/four-attributes with the revoked certificate → {code}: {address}"
+    ));
+    s.result("PF learns the new address after the move", address);
 
     s.step("She signs again with the old certificate: the relying party refuses it");
     let sig2 = hanako_card.sign_cms("TAXRETURN1", ret, Encapsulation::Detached, a.clock().now())?;
@@ -305,6 +360,10 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+fn base64_std(b: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b)
+}
+
 fn checks(r: &relying_party::Report) -> String {
     r.checks
         .iter()
@@ -340,6 +399,8 @@ fn ocsp_status(a: &Authority, services: &Services, h: Hierarchy, cert: &[u8]) ->
 struct Services {
     rt: tokio::runtime::Runtime,
     base: String,
+    /// Address of the platform-operator API.
+    pf: std::net::SocketAddr,
     publisher: Arc<crl_publisher::Publisher>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -384,14 +445,49 @@ impl Services {
             listener,
             Arc::clone(&parts.publisher),
             parts.responder.clone(),
-            stopped(rx),
+            stopped(rx.clone()),
         ));
+        let pf_listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| demo_err("listen")(e.to_string()))?;
+        let pf = pf_listener
+            .local_addr()
+            .map_err(|e| demo_err("listen")(e.to_string()))?;
+        let (chain, key) = platform::server_identity(
+            &parts.authority,
+            &["localhost".to_owned(), "127.0.0.1".to_owned()],
+        )?;
+        let api = Arc::new(platform::Api::new(
+            Arc::clone(&parts.authority),
+            chain,
+            key,
+            None,
+        )?);
+        rt.spawn(async move {
+            let _ = api.serve(pf_listener, stopped(rx)).await;
+        });
         Ok(Services {
             rt,
             base,
+            pf,
             publisher,
             stop,
         })
+    }
+
+    /// POSTs JSON to the platform-operator API as the PF, over mutual TLS.
+    fn pf_post(
+        &self,
+        tls: &Arc<rustls::ClientConfig>,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value)> {
+        let (status, v) = self.rt.block_on(async {
+            let mut c =
+                platform::client::Client::connect(self.pf, "localhost", Arc::clone(tls)).await?;
+            c.post(path, body).await
+        })?;
+        Ok((status.as_u16(), v))
     }
 
     fn ocsp_url(&self) -> String {

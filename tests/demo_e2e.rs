@@ -25,6 +25,7 @@ fn the_demo_tells_the_whole_story() {
         ("next CRL lists the revoked certificate", "true"),
         ("new signature with the old certificate", "Invalid"),
         ("lost card: OCSP", "certificateHold"),
+        ("PF learns the new address after the move", "横浜市"),
     ] {
         let line = summary
             .lines()
