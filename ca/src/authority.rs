@@ -479,8 +479,16 @@ impl Authority {
                 "roots and OCSP signers created",
             )
         })?;
-        drop(store);
-        Authority::open(dir, Some(passphrase.to_vec()), clock)
+        // Keep the open store: closing and reopening it would race a child process forked
+        // meanwhile by another thread, which briefly shares the lock file's descriptor.
+        let store: Arc<dyn Store> = Arc::new(store);
+        Self::with_store(
+            layout,
+            policy.clone(),
+            store,
+            Some(passphrase.to_vec()),
+            clock,
+        )
     }
 
     /// Opens an existing data directory. The passphrase is needed only for operations that sign.

@@ -345,12 +345,22 @@ impl SledStore {
             "create the lock file in {}",
             dir.display()
         )))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked(dir.display().to_string()))
+        // A lock just released by this process can still be held for a moment by a child that
+        // another thread forked before the release (the descriptor is shared until its exec):
+        // retry briefly before concluding that another process owns the store.
+        let mut tries = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked(dir.display().to_string()))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock the store")(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock the store")(e)),
         }
         let journal_path = dir.join("journal");
         let mut file = OpenOptions::new()
