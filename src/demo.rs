@@ -323,7 +323,7 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     services.stop();
 
     println!("\nSummary");
-    println!("    {:<44} {}", "what", "result");
+    println!("    {:<44} result", "what");
     for (what, outcome) in &s.rows {
         println!("    {what:<44} {outcome}");
     }

@@ -234,8 +234,17 @@ fn decode_payload(p: &[u8]) -> Option<Vec<Op>> {
     (at == p.len()).then_some(ops)
 }
 
+/// A journal record: its sequence number and write set.
+type Record = (u64, Vec<Op>);
+
+/// A value read by a transaction body, kept to validate at commit.
+type ReadValue = (Table, Vec<u8>, Option<Vec<u8>>);
+
+/// A transaction's own writes, by (table, key), for reading them back.
+type Written = std::collections::HashMap<(usize, Vec<u8>), Option<Vec<u8>>>;
+
 /// Reads every whole record; returns them with the offset where the valid journal ends.
-fn read_journal(file: &mut File) -> Result<(Vec<(u64, Vec<Op>)>, u64)> {
+fn read_journal(file: &mut File) -> Result<(Vec<Record>, u64)> {
     file.seek(SeekFrom::Start(0))
         .map_err(Error::io("read the journal"))?;
     let mut r = BufReader::with_capacity(1 << 20, &mut *file);
@@ -262,7 +271,7 @@ fn read_journal(file: &mut File) -> Result<(Vec<(u64, Vec<Op>)>, u64)> {
         };
         if records
             .last()
-            .is_some_and(|(last, _): &(u64, Vec<Op>)| seq != last + 1)
+            .is_some_and(|(last, _): &Record| seq != last + 1)
         {
             return Err(Error::Store(format!(
                 "journal sequence jumps to {seq} at offset {good_end}"
@@ -594,7 +603,7 @@ impl Txn for SledTxn<'_> {
 /// One transaction on its way to the committer: what its body read (to validate), wrote and
 /// audited, and where to send the answer.
 struct Submission {
-    reads: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+    reads: Vec<ReadValue>,
     writes: Vec<Op>,
     audits: Vec<AuditIntent>,
     reply: mpsc::Sender<Result<()>>,
@@ -604,9 +613,9 @@ struct Submission {
 /// validation at commit), writes and audit records are buffered; the body reads its own writes.
 struct BufferedTxn<'a> {
     store: &'a SledStore,
-    reads: RefCell<Vec<(Table, Vec<u8>, Option<Vec<u8>>)>>,
+    reads: RefCell<Vec<ReadValue>>,
     writes: RefCell<Vec<Op>>,
-    local: RefCell<std::collections::HashMap<(usize, Vec<u8>), Option<Vec<u8>>>>,
+    local: RefCell<Written>,
     audits: RefCell<Vec<AuditIntent>>,
 }
 

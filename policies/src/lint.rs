@@ -52,7 +52,7 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
     let mut out = Vec::new();
     let mut fail = |rule: &'static str, detail: String| out.push(Violation { rule, detail });
     let tbs = match TbsCertificate::from_der(tbs_der) {
-        Ok((rest, tbs)) if rest.is_empty() => tbs,
+        Ok(([], tbs)) => tbs,
         Ok(_) => {
             fail(
                 "der.trailing-bytes",
@@ -272,13 +272,13 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                     );
                 }
             }
-            ParsedExtension::BasicConstraints(bc) => {
-                if !bc.ca || bc.path_len_constraint.is_some() {
-                    fail(
-                        "profile.basic-constraints",
-                        "root must be cA=TRUE without pathLen".into(),
-                    );
-                }
+            ParsedExtension::BasicConstraints(bc)
+                if (!bc.ca || bc.path_len_constraint.is_some()) =>
+            {
+                fail(
+                    "profile.basic-constraints",
+                    "root must be cA=TRUE without pathLen".into(),
+                );
             }
             ParsedExtension::CertificatePolicies(cp) => {
                 let want = policy.policy_oid(h).to_string();
@@ -381,18 +381,17 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                     );
                 }
             }
-            ParsedExtension::ExtendedKeyUsage(eku) => {
+            ParsedExtension::ExtendedKeyUsage(eku)
                 if !(eku.ocsp_signing
                     && eku.other.is_empty()
                     && !eku.any
                     && !eku.server_auth
-                    && !eku.client_auth)
-                {
-                    fail(
-                        "profile.ocsp-signer-eku",
-                        "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
-                    );
-                }
+                    && !eku.client_auth) =>
+            {
+                fail(
+                    "profile.ocsp-signer-eku",
+                    "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
+                );
             }
             ParsedExtension::ParseError { error } => {
                 fail("der.extension", format!("{}: {error}", e.oid))
@@ -446,10 +445,7 @@ fn lint_attributes(
             format!("`{birth}` is not EYYYYMMDD of the holder's birth date"),
         );
     }
-    if sex.len() != 1
-        || !matches!(sex, "1" | "2" | "9")
-        || sex.chars().next() != Some(attrs.sex().digit())
-    {
+    if sex.len() != 1 || !matches!(sex, "1" | "2" | "9") || !sex.starts_with(attrs.sex().digit()) {
         fail(
             "profile.sex",
             format!("`{sex}` is not the holder's one-digit sex"),
