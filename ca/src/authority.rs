@@ -73,6 +73,9 @@ pub struct Authority {
     counters: [AtomicU64; 2],
     rng: SystemRandom,
     listener: OnceLock<Arc<dyn Listener>>,
+    /// Operations on one resident run one at a time in this process (striped by id), so that
+    /// concurrent requests for the same holder queue instead of invalidating each other.
+    resident_locks: Vec<std::sync::Mutex<()>>,
 }
 
 /// Told of every revocation and hold once it is durable and before the operation returns:
@@ -560,9 +563,19 @@ impl Authority {
             counters,
             rng: SystemRandom::new(),
             listener: OnceLock::new(),
+            resident_locks: (0..64).map(|_| std::sync::Mutex::new(())).collect(),
         };
         a.apply_due()?;
         Ok(a)
+    }
+
+    fn lock_resident(&self, id: &str) -> std::sync::MutexGuard<'_, ()> {
+        let h = id.bytes().fold(0usize, |acc, b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        self.resident_locks[h % self.resident_locks.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Installs the revocation listener (once).
@@ -801,6 +814,7 @@ impl Authority {
         // The holder's certificates are listed outside the transaction (sled cannot scan in
         // one); the resident's version, bumped by issuance and by every event, detects a
         // concurrent change, and the transaction is then retried.
+        let _one_at_a_time = self.lock_resident(id);
         for _ in 0..5 {
             match self.event_once(id, event) {
                 Err(Error::Retry) => continue,
@@ -1086,6 +1100,7 @@ impl Authority {
     /// Issues a certificate of `h` to a resident from a CSR (PEM or DER).
     pub fn issue(&self, resident_id: &str, h: Hierarchy, csr_bytes: &[u8]) -> Result<Issued> {
         let csr = csr::verify(csr_bytes, self.policy.limits.min_rsa_bits)?;
+        let _one_at_a_time = self.lock_resident(resident_id);
         for _ in 0..10 {
             match self.issue_once(resident_id, h, &csr) {
                 Err(Error::Retry) => continue,
