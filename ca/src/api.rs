@@ -112,6 +112,12 @@ pub fn socket_path(data: &Path) -> std::path::PathBuf {
 
 /// Sends a request to a running `jpki serve` over its admin socket.
 pub fn call_remote(data: &Path, req: &Request) -> Result<Value> {
+    call_json(data, req)
+}
+
+/// The admin-socket transport for any request type (the platform crate's too): one JSON line
+/// out, one `{"ok"}`/`{"error"}` line back.
+pub fn call_json<T: Serialize>(data: &Path, req: &T) -> Result<Value> {
     let path = socket_path(data);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         Error::Locked(format!(
@@ -133,6 +139,11 @@ pub fn call_remote(data: &Path, req: &Request) -> Result<Value> {
 
 /// Encodes an answer as one admin-protocol line.
 pub fn encode_reply(result: Result<Value>) -> String {
+    reply_line(result)
+}
+
+/// Encodes any component's answer as one admin-protocol line.
+pub fn reply_line<E: std::fmt::Display>(result: std::result::Result<Value, E>) -> String {
     let v = match result {
         Ok(v) => json!({ "ok": v }),
         Err(e) => json!({ "error": e.to_string() }),

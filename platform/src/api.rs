@@ -193,43 +193,13 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
 /// protocol of `ca::api`); `None` if the line is not a platform request (then it is the CA's).
 pub fn handle_line(authority: &Authority, line: &str) -> Option<String> {
     let req: Request = serde_json::from_str(line.trim()).ok()?;
-    let reply = match handle(authority, req) {
-        Ok(v) => json!({ "ok": v }),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    let mut s = reply.to_string();
-    s.push('\n');
-    Some(s)
+    Some(ca::api::reply_line(handle(authority, req)))
 }
 
 /// Client side: sends a platform request to a running `jpki serve` over its admin socket
 /// (`ca::api::socket_path(data)`) and returns the result.
 pub fn call_remote(data: &std::path::Path, req: &Request) -> Result<Value> {
-    use std::io::{BufRead, BufReader, Write};
-    let path = ca::api::socket_path(data);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path)
-        .map_err(Error::io(format!("connect to {}", path.display())))?;
-    let mut line = serde_json::to_vec(req).map_err(|e| Error::Internal(e.to_string()))?;
-    line.push(b'\n');
-    stream
-        .write_all(&line)
-        .map_err(Error::io("send to the admin socket"))?;
-    let mut reply = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut reply)
-        .map_err(Error::io("read from the admin socket"))?;
-    decode_reply(&reply)
-}
-
-fn decode_reply(line: &str) -> Result<Value> {
-    let mut v: Value = serde_json::from_str(line)
-        .map_err(|_| Error::Internal("the admin socket answered garbage".into()))?;
-    if let Some(e) = v.get("error").and_then(Value::as_str) {
-        return Err(Error::Ca(ca::Error::Remote(e.to_owned())));
-    }
-    v.get_mut("ok")
-        .map(Value::take)
-        .ok_or_else(|| Error::Internal("the admin socket answered without a result".into()))
+    Ok(ca::api::call_json(data, req)?)
 }
 
 #[cfg(test)]
