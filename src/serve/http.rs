@@ -1,6 +1,5 @@
 //! The server's listeners: the public HTTP endpoint (CRLs and OCSP) and the local admin socket.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -8,10 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ca::Authority;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 
@@ -119,65 +114,24 @@ pub async fn serve_admin(
 
 use tokio::io::AsyncReadExt as _;
 
-/// Serves CRLs (`/crl/...`) and OCSP (`/ocsp`, `/healthz`, `/metrics`) on one listener.
+/// Serves CRLs (`/crl/...`) and OCSP (`/ocsp`, `/healthz`, `/metrics`) on one listener, with
+/// the OCSP responder's server loop.
 pub async fn serve_public(
     listener: TcpListener,
     publisher: Arc<crl_publisher::Publisher>,
     responder: ocsp_responder::Responder,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let route = move |req: hyper::Request<hyper::body::Incoming>| {
         let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-        let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-            async move {
-                let resp = if req.uri().path().starts_with("/crl/") {
-                    publisher.handle(req).await
-                } else {
-                    responder.handle(req).await
-                };
-                Ok::<_, Infallible>(resp)
+        async move {
+            if req.uri().path().starts_with("/crl/") {
+                publisher.handle(req).await
+            } else {
+                responder.handle(req).await
             }
-        });
-        let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 5 s; dropping them");
-    }
+        }
+    };
+    ocsp_responder::http::serve_with(listener, None, Duration::from_secs(10), shutdown, route)
+        .await;
 }
