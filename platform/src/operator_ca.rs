@@ -28,12 +28,11 @@ use std::path::PathBuf;
 use ca::keys::CaSigner;
 use ca::Authority;
 use const_oid::ObjectIdentifier as Oid;
-use der::asn1::{Any, Ia5String, OctetString, Uint};
-use der::{Decode, Encode, Sequence};
-use policies::profile::{self, key_identifier, sha256_with_rsa, x509_time};
+use der::asn1::{Ia5String, OctetString};
+use der::Encode;
+use policies::profile::{self, key_identifier, Draft};
 use policies::validity::{add_months, end_of_day_jst, jst_date};
 use policies::Signer;
-use spki::AlgorithmIdentifierOwned;
 use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
@@ -42,7 +41,6 @@ use x509_cert::ext::pkix::{
 };
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
-use x509_cert::time::Validity;
 
 use crate::error::{Error, Result};
 
@@ -66,32 +64,12 @@ const EXT_EKU: Oid = Oid::new_unwrap("2.5.29.37");
 const KP_SERVER_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.1");
 const KP_CLIENT_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.2");
 
-/// RFC 5280 §4.1 (see the module docs); always v3, no unique identifiers.
-#[derive(Sequence)]
-struct TbsCertificate {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
-    version: u8,
-    serial_number: Uint,
-    signature: AlgorithmIdentifierOwned,
-    issuer: Name,
-    validity: Validity,
-    subject: Name,
-    subject_public_key_info: Any,
-    #[asn1(context_specific = "3", tag_mode = "EXPLICIT")]
-    extensions: Vec<Extension>,
-}
-
 fn der_err(what: &'static str) -> impl Fn(der::Error) -> Error {
     move |e| Error::Internal(format!("{what}: {e}"))
 }
 
 fn ext<T: Encode>(id: Oid, critical: bool, value: &T, what: &'static str) -> Result<Extension> {
-    Ok(Extension {
-        extn_id: id,
-        critical,
-        extn_value: OctetString::new(value.to_der().map_err(der_err(what))?)
-            .map_err(der_err(what))?,
-    })
+    profile::ext(id, critical, value, what).map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn path(authority: &Authority) -> PathBuf {
@@ -113,31 +91,10 @@ pub fn root_name(authority: &Authority) -> Result<Name> {
     ])?)
 }
 
-/// A certificate about to be signed.
-struct Draft<'a> {
-    serial: &'a [u8],
-    issuer: Name,
-    subject: Name,
-    spki: &'a [u8],
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    extensions: Vec<Extension>,
-}
-
 fn sign(draft: Draft<'_>, signer: &dyn Signer) -> Result<Vec<u8>> {
-    let tbs = TbsCertificate {
-        version: 2,
-        serial_number: Uint::new(draft.serial).map_err(der_err("serialNumber"))?,
-        signature: sha256_with_rsa(),
-        issuer: draft.issuer,
-        validity: Validity::new(x509_time(draft.not_before)?, x509_time(draft.not_after)?),
-        subject: draft.subject,
-        subject_public_key_info: Any::from_der(draft.spki)
-            .map_err(|e| Error::BadCertificate(format!("subjectPublicKeyInfo: {e}")))?,
-        extensions: draft.extensions,
-    }
-    .to_der()
-    .map_err(der_err("TBSCertificate"))?;
+    let tbs = draft
+        .tbs()
+        .map_err(|e| Error::BadCertificate(e.to_string()))?;
     let sig = signer
         .sign(&tbs)
         .map_err(|e| Error::Internal(format!("signing: {e}")))?;

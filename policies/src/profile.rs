@@ -200,7 +200,8 @@ pub fn assemble(tbs_der: &[u8], signature: &[u8]) -> Result<Vec<u8>, Error> {
     .map_err(Error::der("Certificate"))
 }
 
-fn ext<T: Encode>(
+/// An extension with `value`'s DER as its extnValue (RFC 5280 §4.1, `Extension`).
+pub fn ext<T: Encode>(
     id: Oid,
     critical: bool,
     value: &T,
@@ -318,6 +319,34 @@ fn spki_any(spki_der: &[u8]) -> Result<Any, Error> {
         what: "subjectPublicKeyInfo",
         detail: e.to_string(),
     })
+}
+
+/// A certificate about to be signed, for profiles outside the two hierarchies (the platform
+/// operators' CA uses it): v3, sha256WithRSAEncryption, the extensions in the given order.
+pub struct Draft<'a> {
+    pub serial: &'a [u8],
+    pub issuer: Name,
+    pub subject: Name,
+    pub spki: &'a [u8],
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub extensions: Vec<Extension>,
+}
+
+impl Draft<'_> {
+    /// The DER TBSCertificate.
+    pub fn tbs(self) -> Result<Vec<u8>, Error> {
+        encode_tbs(TbsCertificate {
+            version: 2,
+            serial_number: serial_uint(self.serial)?,
+            signature: sha256_with_rsa(),
+            issuer: self.issuer,
+            validity: Validity::new(x509_time(self.not_before)?, x509_time(self.not_after)?),
+            subject: self.subject,
+            subject_public_key_info: spki_any(self.spki)?,
+            extensions: self.extensions,
+        })
+    }
 }
 
 fn encode_tbs(tbs: TbsCertificate) -> Result<Vec<u8>, Error> {
