@@ -58,7 +58,7 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
             card_expiry: date!(2040 - 01 - 01),
         })?;
         for h in [Hierarchy::Auth, Hierarchy::Signing] {
-            tasks.push((id.clone(), h, crate::demo::holder_csr()?));
+            tasks.push((id.clone(), h, holder_csr()?));
         }
     }
     // Holder-interleaved order: concurrent threads issue to different residents, as a CA
@@ -97,4 +97,14 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
     println!("raw RSA-2048 signing ceiling, same key, {cores} threads: {raw:.0}/s (before {raw_before:.0}, after {raw_after:.0})");
     println!("ratio: {:.0}% of the signing ceiling", 100.0 * rate / raw);
     Ok(())
+}
+
+/// A stand-in holder's key pair and CSR (RSA-2048 made by rcgen): the benchmark's holders.
+pub(crate) fn holder_csr() -> ca::Result<Vec<u8>> {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .map_err(|e| ca::Error::Invalid(format!("holder key: {e}")))?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .map_err(|e| ca::Error::Invalid(format!("holder CSR: {e}")))?;
+    Ok(csr.der().to_vec())
 }

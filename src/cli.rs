@@ -414,16 +414,33 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a platform-operator request in-process, or through a running server's admin socket.
-fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
+/// The store opened in this process, or `None` when a running `jpki serve` holds it (then
+/// the request goes over its admin socket and runs the same code there).
+fn open_local(cli: &Cli) -> Result<Option<Authority>> {
     match Authority::open(
         &cli.data,
         passphrase(cli.passphrase_file.as_deref())?,
         clock()?,
     ) {
-        Ok(a) => Ok(platform::handle(&a, req)?),
-        Err(Error::Locked(_)) => Ok(platform::api::call_remote(&cli.data, &req)?),
+        Ok(a) => Ok(Some(a)),
+        Err(Error::Locked(_)) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a request in-process, or through the admin socket of a running `jpki serve`.
+fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
+    match open_local(cli)? {
+        Some(a) => Ok(a.handle(req)?),
+        None => Ok(ca::api::call_remote(&cli.data, &req)?),
+    }
+}
+
+/// The same for a platform-operator request.
+fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
+    match open_local(cli)? {
+        Some(a) => Ok(platform::handle(&a, req)?),
+        None => Ok(platform::api::call_remote(&cli.data, &req)?),
     }
 }
 
@@ -447,13 +464,10 @@ fn verdict(report: relying_party::Report, json: bool) -> Result<()> {
 
 /// A CRL publisher over the store opened in this process.
 fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
-    let a = match Authority::open(&cli.data, passphrase(cli.passphrase_file.as_deref())?, clock()?) {
-        Ok(a) => Arc::new(a),
-        Err(Error::Locked(_)) => {
-            return Err(crate::Error::Serve("the store is held by a running `jpki serve`, which publishes the CRLs itself (fetch them from its /crl/ URLs), or stop it first".into()))
-        }
-        Err(e) => return Err(e.into()),
+    let Some(a) = open_local(cli)? else {
+        return Err(crate::Error::Serve("the store is held by a running `jpki serve`, which publishes the CRLs itself (fetch them from its /crl/ URLs), or stop it first".into()));
     };
+    let a = Arc::new(a);
     let cfg = crate::serve::Config::default();
     let settings = crate::serve::Settings {
         http: None,
@@ -463,19 +477,6 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         crl: crl_publisher::Settings::default(),
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
-}
-
-/// Runs a request in-process, or through the admin socket of a running `jpki serve`.
-fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
-    match Authority::open(
-        &cli.data,
-        passphrase(cli.passphrase_file.as_deref())?,
-        clock()?,
-    ) {
-        Ok(a) => Ok(a.handle(req)?),
-        Err(Error::Locked(_)) => Ok(ca::api::call_remote(&cli.data, &req)?),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
@@ -595,11 +596,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     parse_serial(s)?;
                 }
                 // One authority for the whole batch (or the server's): each answer is durable.
-                let local = match Authority::open(&cli.data, None, clock()?) {
-                    Ok(a) => Some(a),
-                    Err(Error::Locked(_)) => None,
-                    Err(e) => return Err(e.into()),
-                };
+                let local = open_local(&cli)?;
                 let mut out = std::io::stdout().lock();
                 for s in serials {
                     let v = match &local {

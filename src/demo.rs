@@ -37,16 +37,6 @@ fn demo_err(what: &str) -> impl FnOnce(String) -> Error + '_ {
     move |e| Error::Serve(format!("demo: {what}: {e}"))
 }
 
-/// A stand-in holder's key pair and CSR (RSA-2048 made by rcgen), for the benchmark.
-pub(crate) fn holder_csr() -> ca::Result<Vec<u8>> {
-    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        .map_err(|e| ca::Error::Invalid(format!("holder key: {e}")))?;
-    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-        .and_then(|p| p.serialize_request(&key))
-        .map_err(|e| ca::Error::Invalid(format!("holder CSR: {e}")))?;
-    Ok(csr.der().to_vec())
-}
-
 /// A card: a holder token with both keys, certificates issued from its CSRs and imported back.
 fn card(
     a: &Authority,
@@ -178,7 +168,7 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     s.step("山田 花子 signs her tax return with her card; the tax office verifies it");
     let ret = "<申告書><年分>令和8年</年分><所得金額>5,000,000</所得金額></申告書>".as_bytes();
     let sig = hanako_card.sign_cms("TAXRETURN1", ret, Encapsulation::Detached, a.clock().now())?;
-    let sroot = crate::records_pem(&a.root(Hierarchy::Signing).der);
+    let sroot = ca::records::pem(&a.root(Hierarchy::Signing).der);
     let verifier = relying_party::Verifier::new(
         sroot.as_bytes(),
         Some(a.policy()),
@@ -374,7 +364,7 @@ fn checks(r: &relying_party::Report) -> String {
 
 /// The OCSP answer for a certificate, asked over HTTP like any client.
 fn ocsp_status(a: &Authority, services: &Services, h: Hierarchy, cert: &[u8]) -> Result<String> {
-    let root = crate::records_pem(&a.root(h).der);
+    let root = ca::records::pem(&a.root(h).der);
     let v = relying_party::Verifier::new(
         root.as_bytes(),
         Some(a.policy()),

@@ -43,8 +43,3 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A certificate as PEM.
-pub(crate) fn records_pem(der: &[u8]) -> String {
-    ca::records::pem(der)
-}

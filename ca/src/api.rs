@@ -137,11 +137,6 @@ pub fn call_json<T: Serialize>(data: &Path, req: &T) -> Result<Value> {
     decode_reply(&reply)
 }
 
-/// Encodes an answer as one admin-protocol line.
-pub fn encode_reply(result: Result<Value>) -> String {
-    reply_line(result)
-}
-
 /// Encodes any component's answer as one admin-protocol line.
 pub fn reply_line<E: std::fmt::Display>(result: std::result::Result<Value, E>) -> String {
     let v = match result {
@@ -193,12 +188,12 @@ mod tests {
 
     #[test]
     fn replies_carry_errors_as_one_line() {
-        let line = encode_reply(Err(Error::UnknownSerial("0A".into())));
+        let line = reply_line(Err(Error::UnknownSerial("0A".into())));
         assert_eq!(line.lines().count(), 1);
         let e = decode_reply(&line).unwrap_err();
         assert_eq!(e.to_string(), "unknown serial 0A");
         assert_eq!(
-            decode_reply(&encode_reply(Ok(json!({"id": "x"})))).unwrap()["id"],
+            decode_reply(&reply_line::<Error>(Ok(json!({"id": "x"})))).unwrap()["id"],
             "x"
         );
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use ca::records::{cert_key, from_json, json, RevokedEntry, State, StatusRecord, CA_SCOPE};
 use ca::store::{Store, Table};
-use ca::Authority;
 use policies::profile::Scope;
 use policies::Hierarchy;
 use time::OffsetDateTime;
@@ -182,9 +181,4 @@ impl ca::authority::Listener for Notifier {
             tracing::error!(error = %e, %h, "could not mark the CRL partition dirty; the periodic re-signing will pick it up");
         }
     }
-}
-
-/// For `Authority` users that need the store of a running authority.
-pub fn store_of(a: &Authority) -> Arc<dyn Store> {
-    Arc::clone(a.store())
 }

@@ -73,7 +73,7 @@ pub async fn serve_admin(
                     Ok(n) if n > MAX_ADMIN_LINE => {
                         let _ = write
                             .write_all(
-                                ca::api::encode_reply(Err(ca::Error::Invalid(
+                                ca::api::reply_line(Err(ca::Error::Invalid(
                                     "admin request too long".into(),
                                 )))
                                 .as_bytes(),
@@ -89,9 +89,9 @@ pub async fn serve_admin(
                 // CLI runs in-process.
                 let answer = tokio::task::spawn_blocking(move || {
                     match serde_json::from_str::<ca::api::Request>(&request) {
-                        Ok(req) => ca::api::encode_reply(a.handle(req)),
+                        Ok(req) => ca::api::reply_line(a.handle(req)),
                         Err(e) => platform::api::handle_line(&a, &request).unwrap_or_else(|| {
-                            ca::api::encode_reply(Err(ca::Error::Invalid(format!(
+                            ca::api::reply_line(Err(ca::Error::Invalid(format!(
                                 "not an admin request: {e}"
                             ))))
                         }),
@@ -100,9 +100,9 @@ pub async fn serve_admin(
                 .await;
                 let reply = match answer {
                     Ok(r) => r,
-                    Err(e) => ca::api::encode_reply(Err(ca::Error::Invalid(format!(
-                        "request failed: {e}"
-                    )))),
+                    Err(e) => {
+                        ca::api::reply_line(Err(ca::Error::Invalid(format!("request failed: {e}"))))
+                    }
                 };
                 if write.write_all(reply.as_bytes()).await.is_err() {
                     return;

@@ -168,7 +168,7 @@ pub struct Parts {
 
 /// Builds the publishers over an open authority and installs the revocation listener.
 pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts> {
-    let store = adapters::store_of(&authority);
+    let store = Arc::clone(authority.store());
     let clock = Arc::clone(authority.clock());
     let roots = crl_publisher::Roots {
         signing: authority.signer(Hierarchy::Signing)?,
