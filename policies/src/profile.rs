@@ -10,12 +10,10 @@ use der::{Decode, Encode, Sequence, Tag};
 use spki::AlgorithmIdentifierOwned;
 use time::OffsetDateTime;
 use x509_cert::attr::AttributeTypeAndValue;
-use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName, OtherName};
 use x509_cert::ext::pkix::{
-    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
-    CertificatePolicies, CrlDistributionPoints, ExtendedKeyUsage, IssuerAltName, KeyUsage,
+    AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage,
     KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
@@ -262,33 +260,6 @@ fn crl_dp(policy: &Policy, h: Hierarchy, scope: Scope) -> Result<Extension, Erro
     )
 }
 
-fn policies_ext(policy: &Policy, h: Hierarchy, critical: bool) -> Result<Extension, Error> {
-    let cps =
-        Any::new(Tag::Ia5String, policy.ca.cps_uri.as_bytes()).map_err(Error::der("CPS URI"))?;
-    let info = PolicyInformation {
-        policy_identifier: policy.policy_oid(h),
-        policy_qualifiers: Some(vec![PolicyQualifierInfo {
-            policy_qualifier_id: oid::QT_CPS,
-            qualifier: Some(cps),
-        }]),
-    };
-    ext(
-        oid::EXT_CERT_POLICIES,
-        critical,
-        &CertificatePolicies(vec![info]),
-        "certificatePolicies",
-    )
-}
-
-fn aia(policy: &Policy) -> Result<Extension, Error> {
-    let url = Ia5String::new(&policy.ocsp_url()).map_err(Error::der("OCSP URL"))?;
-    let value = AuthorityInfoAccessSyntax(vec![AccessDescription {
-        access_method: oid::AD_OCSP,
-        access_location: GeneralName::UniformResourceIdentifier(url),
-    }]);
-    ext(oid::EXT_AIA, false, &value, "authorityInfoAccess")
-}
-
 fn utf8_other_name(type_id: Oid, value: &str) -> Result<GeneralName, Error> {
     Ok(GeneralName::OtherName(OtherName {
         type_id,
@@ -452,6 +423,13 @@ pub fn leaf_subject(holder: &Holder<'_>, cn: &str) -> Result<Name, Error> {
 }
 
 /// An end-entity certificate issued directly by its hierarchy's root (reference §2, §3).
+///
+/// This is the issuance hot path, so the DER is written directly by the small writer in
+/// [`der_out`] instead of through the typed `x509-cert` structures the other profiles use:
+/// one buffer, no intermediate `Name`/`Extension` values, no encode-then-decode of names.
+/// The bytes are exactly those of the typed builder (the tests compare the two on many
+/// inputs), and the fallible steps run in the same order, so the same input fails with the
+/// same error.
 pub fn leaf_tbs(
     policy: &Policy,
     holder: &Holder<'_>,
@@ -460,49 +438,358 @@ pub fn leaf_tbs(
     spki_der: &[u8],
     issuer_key_id: &[u8],
 ) -> Result<Vec<u8>, Error> {
+    use der_out::{oid as put_oid, tlv};
+
     let h = holder.hierarchy();
     let partition = policy.partition_of(w.serial);
-    let mut extensions = Vec::with_capacity(8);
-    match holder {
-        Holder::Signing { attributes, .. } => {
-            extensions.push(key_usage(
-                KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
-            )?);
-            extensions.push(ext(
-                oid::EXT_SAN,
-                false,
-                &SubjectAltName(attribute_names(attributes)?),
-                "subjectAltName",
-            )?);
-            extensions.push(policies_ext(policy, h, true)?);
-        }
-        Holder::Auth => {
-            extensions.push(key_usage(KeyUsages::DigitalSignature)?);
-            extensions.push(policies_ext(policy, h, policy.auth.critical_policies)?);
-        }
-    }
-    extensions.push(ext(
-        oid::EXT_IAN,
-        false,
-        &IssuerAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]),
-        "issuerAltName",
-    )?);
-    extensions.push(crl_dp(policy, h, Scope::Partition(partition))?);
-    extensions.push(aki(issuer_key_id)?);
-    extensions.push(ski(spki_der)?);
+    let critical_policies = match holder {
+        Holder::Signing { .. } => true,
+        Holder::Auth => policy.auth.critical_policies,
+    };
+    let policy_oid = policy.policy_oid(h);
+
+    // The fallible steps, in the order the typed builder runs them: the CRL URL (an
+    // IA5String), the subject key (SKI), the OCSP URL, the serial number, the two times.
+    check_ia5(
+        &policy.ca.base_url,
+        || policy.crl_url(h, partition),
+        "CRL URL",
+    )?;
+    let ski = key_identifier(spki_der)?;
     if policy.ca.ocsp_url_in_certificates {
-        extensions.push(aia(policy)?);
+        check_ia5(&policy.ca.base_url, || policy.ocsp_url(), "OCSP URL")?;
     }
-    encode_tbs(TbsCertificate {
-        version: 2,
-        serial_number: serial_uint(w.serial)?,
-        signature: sha256_with_rsa(),
-        issuer: root_name(policy, h)?,
-        validity: w.validity()?,
-        subject: leaf_subject(holder, cn)?,
-        subject_public_key_info: spki_any(spki_der)?,
-        extensions,
-    })
+    let serial = der::asn1::UintRef::new(w.serial).map_err(Error::der("serialNumber"))?;
+    let not_before = x509_time(w.not_before)?;
+    let not_after = x509_time(w.not_after)?;
+    der::asn1::AnyRef::from_der(spki_der).map_err(|e| Error::Parse {
+        what: "subjectPublicKeyInfo",
+        detail: e.to_string(),
+    })?;
+
+    let mut out = Vec::with_capacity(1024 + spki_der.len());
+    let tbs = der_out::open(&mut out, 0x30);
+    // version [0] EXPLICIT INTEGER 2 (v3)
+    out.extend_from_slice(&[0xA0, 0x03, 0x02, 0x01, 0x02]);
+    serial
+        .encode_to_vec(&mut out)
+        .map_err(Error::der("TBSCertificate"))?;
+    out.extend_from_slice(SHA256_WITH_RSA_NULL);
+    write_root_name(&mut out, policy, h);
+    let validity = der_out::open(&mut out, 0x30);
+    not_before
+        .encode_to_vec(&mut out)
+        .map_err(Error::der("TBSCertificate"))?;
+    not_after
+        .encode_to_vec(&mut out)
+        .map_err(Error::der("TBSCertificate"))?;
+    der_out::close(&mut out, validity);
+    {
+        let o = &mut out;
+        match holder {
+            Holder::Signing {
+                prefecture,
+                municipality,
+                ..
+            } => der_out::name(
+                o,
+                &[
+                    (oid::AT_C, "JP"),
+                    (oid::AT_L, prefecture),
+                    (oid::AT_L, municipality),
+                    (oid::AT_CN, cn),
+                ],
+            ),
+            Holder::Auth => der_out::name(o, &[(oid::AT_C, "JP"), (oid::AT_CN, cn)]),
+        }
+        o.extend_from_slice(spki_der);
+        // extensions [3] EXPLICIT SEQUENCE OF Extension
+        tlv(o, 0xA3, |o| {
+            tlv(o, 0x30, |o| {
+                match holder {
+                    Holder::Signing { attributes, .. } => {
+                        // keyUsage {digitalSignature, nonRepudiation}
+                        der_out::ext(o, &oid::EXT_KEY_USAGE, true, |o| {
+                            o.extend_from_slice(&[0x03, 0x02, 0x06, 0xC0]);
+                        });
+                        der_out::ext(o, &oid::EXT_SAN, false, |o| {
+                            write_attribute_names(o, attributes);
+                        });
+                    }
+                    Holder::Auth => {
+                        // keyUsage {digitalSignature}
+                        der_out::ext(o, &oid::EXT_KEY_USAGE, true, |o| {
+                            o.extend_from_slice(&[0x03, 0x02, 0x07, 0x80]);
+                        });
+                    }
+                }
+                der_out::ext(o, &oid::EXT_CERT_POLICIES, critical_policies, |o| {
+                    tlv(o, 0x30, |o| {
+                        tlv(o, 0x30, |o| {
+                            put_oid(o, &policy_oid);
+                            tlv(o, 0x30, |o| {
+                                tlv(o, 0x30, |o| {
+                                    put_oid(o, &oid::QT_CPS);
+                                    tlv(o, 0x16, |o| {
+                                        o.extend_from_slice(policy.ca.cps_uri.as_bytes())
+                                    });
+                                });
+                            });
+                        });
+                    });
+                });
+                der_out::ext(o, &oid::EXT_IAN, false, |o| {
+                    tlv(o, 0x30, |o| tlv(o, 0xA4, |o| write_root_name_ja(o, h)));
+                });
+                der_out::ext(o, &oid::EXT_CRL_DP, false, |o| {
+                    tlv(o, 0x30, |o| {
+                        tlv(o, 0x30, |o| {
+                            tlv(o, 0xA0, |o| {
+                                tlv(o, 0xA0, |o| {
+                                    write_crl_dp_names(o, policy, h, Scope::Partition(partition))
+                                })
+                            })
+                        })
+                    });
+                });
+                der_out::ext(o, &oid::EXT_AKI, false, |o| {
+                    tlv(o, 0x30, |o| {
+                        tlv(o, 0x80, |o| o.extend_from_slice(issuer_key_id))
+                    });
+                });
+                der_out::ext(o, &oid::EXT_SKI, false, |o| {
+                    tlv(o, 0x04, |o| o.extend_from_slice(&ski));
+                });
+                if policy.ca.ocsp_url_in_certificates {
+                    der_out::ext(o, &oid::EXT_AIA, false, |o| {
+                        tlv(o, 0x30, |o| {
+                            tlv(o, 0x30, |o| {
+                                put_oid(o, &oid::AD_OCSP);
+                                tlv(o, 0x86, |o| {
+                                    o.extend_from_slice(policy.ca.base_url.as_bytes());
+                                    o.extend_from_slice(b"/ocsp");
+                                });
+                            })
+                        });
+                    });
+                }
+            })
+        })
+    }
+    der_out::close(&mut out, tbs);
+    Ok(out)
+}
+
+/// `AlgorithmIdentifier { sha256WithRSAEncryption, NULL }`, the DER of [`sha256_with_rsa`].
+const SHA256_WITH_RSA_NULL: &[u8] = &[
+    0x30, 0x0D, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B, 0x05, 0x00,
+];
+
+/// Fails as `Ia5String::new(&make_url())` would, without building the URL when it cannot fail:
+/// every URL of the policy is `base` followed by ASCII, so it is an IA5String exactly when
+/// `base` is ASCII.
+fn check_ia5(
+    base: &str,
+    make_url: impl FnOnce() -> String,
+    what: &'static str,
+) -> Result<(), Error> {
+    if base.is_ascii() {
+        return Ok(());
+    }
+    Ia5String::new(&make_url()).map_err(Error::der(what))?;
+    Ok(())
+}
+
+/// The DER of [`root_name`] (the leaves' issuer), appended to `out`.
+pub(crate) fn write_root_name(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy) {
+    der_out::name(
+        out,
+        &[
+            (oid::AT_C, "JP"),
+            (oid::AT_O, &policy.ca.organization),
+            (oid::AT_OU, h.root_ou()),
+            (oid::AT_OU, &policy.ca.operator),
+        ],
+    );
+}
+
+/// The DER of [`root_name_ja`], appended to `out`.
+fn write_root_name_ja(out: &mut Vec<u8>, h: Hierarchy) {
+    der_out::name(
+        out,
+        &[
+            (oid::AT_C, "JP"),
+            (oid::AT_O, "公的個人認証サービス"),
+            (oid::AT_OU, h.root_ou_ja()),
+            (oid::AT_OU, "地方公共団体情報システム機構"),
+        ],
+    );
+}
+
+/// The text of the first name of [`crl_dp_names`] (the CRL's URL), appended to `out`: the
+/// bytes of [`Policy::crl_url`] or [`Policy::ca_crl_url`].
+pub(crate) fn write_crl_url(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: Scope) {
+    out.extend_from_slice(policy.ca.base_url.as_bytes());
+    out.extend_from_slice(b"/crl/");
+    out.extend_from_slice(h.as_str().as_bytes());
+    match scope {
+        Scope::Partition(p) => {
+            out.push(b'/');
+            der_out::decimal(out, p, 1);
+            out.extend_from_slice(b".crl");
+        }
+        Scope::Ca => out.extend_from_slice(b"/ca.crl"),
+    }
+}
+
+/// The DER of the directoryName of [`crl_dp_names`] (present when `crl.directory_name` is
+/// set), appended to `out`.
+pub(crate) fn write_crl_dn(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: Scope) {
+    match scope {
+        Scope::Partition(p) => {
+            // `P{p:04} CRLDP`: at most 1 + 5 + 6 ASCII bytes.
+            let mut buf = Vec::with_capacity(12);
+            buf.push(b'P');
+            der_out::decimal(&mut buf, p, 4);
+            buf.extend_from_slice(b" CRLDP");
+            // Only ASCII was written, so this is never the empty default.
+            let cn = core::str::from_utf8(&buf).unwrap_or_default();
+            der_out::name(
+                out,
+                &[
+                    (oid::AT_C, "JP"),
+                    (oid::AT_O, &policy.ca.organization),
+                    (oid::AT_OU, h.root_ou()),
+                    (oid::AT_OU, "CRL Distribution Points"),
+                    (oid::AT_CN, cn),
+                ],
+            )
+        }
+        Scope::Ca => write_root_name(out, policy, h),
+    }
+}
+
+/// The GeneralNames of [`crl_dp_names`] (URI `[6]`, directoryName `[4]`), appended to `out`
+/// without the enclosing SEQUENCE header. The URL must have been checked to be ASCII.
+fn write_crl_dp_names(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: Scope) {
+    der_out::tlv(out, 0x86, |o| write_crl_url(o, policy, h, scope));
+    if policy.crl.directory_name {
+        der_out::tlv(out, 0xA4, |o| write_crl_dn(o, policy, h, scope));
+    }
+}
+
+/// The DER of `SubjectAltName(attribute_names(attrs))`, appended to `out`.
+fn write_attribute_names(out: &mut Vec<u8>, attrs: &Attributes) {
+    let name = CardText::from_register(attrs.name());
+    let address = CardText::from_register(attrs.address());
+    let birth = era::encode_birth(attrs.birth());
+    let mut sex = [0u8; 4];
+    let sex = attrs.sex().digit().encode_utf8(&mut sex);
+    der_out::tlv(out, 0x30, |o| {
+        for (type_id, value) in [
+            (oid::NAME, name.text.as_str()),
+            (oid::BIRTH, birth.as_str()),
+            (oid::SEX, &*sex),
+            (oid::ADDRESS, address.text.as_str()),
+            (oid::NAME_FLAGS, name.flags.as_str()),
+            (oid::ADDRESS_FLAGS, address.flags.as_str()),
+        ] {
+            // otherName [0] IMPLICIT SEQUENCE { type-id, value [0] EXPLICIT UTF8String }
+            der_out::tlv(o, 0xA0, |o| {
+                der_out::oid(o, &type_id);
+                der_out::tlv(o, 0xA0, |o| {
+                    der_out::tlv(o, 0x0C, |o| o.extend_from_slice(value.as_bytes()))
+                });
+            });
+        }
+    });
+}
+
+/// A minimal DER writer for the issuance hot path: definite lengths in the shortest form,
+/// written into one growing buffer. A constructed value is opened with a one-byte length
+/// placeholder and closed once its contents are known; the contents are moved right when
+/// the length needs the long form.
+pub(crate) mod der_out {
+    use const_oid::ObjectIdentifier as Oid;
+
+    /// Where an open value's contents start.
+    #[must_use]
+    pub struct Open(usize);
+
+    pub fn open(out: &mut Vec<u8>, tag: u8) -> Open {
+        out.extend_from_slice(&[tag, 0]);
+        Open(out.len())
+    }
+
+    pub fn close(out: &mut Vec<u8>, open: Open) {
+        let start = open.0;
+        let len = out.len() - start;
+        if len < 0x80 {
+            out[start - 1] = len as u8;
+            return;
+        }
+        let be = (len as u64).to_be_bytes();
+        let skip = be.iter().take_while(|b| **b == 0).count();
+        let n = be.len() - skip;
+        out[start - 1] = 0x80 | n as u8;
+        out.splice(start..start, be[skip..].iter().copied());
+    }
+
+    /// A value with `tag` whose contents `body` writes.
+    pub fn tlv<R>(out: &mut Vec<u8>, tag: u8, body: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let open = open(out, tag);
+        let r = body(out);
+        close(out, open);
+        r
+    }
+
+    pub fn oid(out: &mut Vec<u8>, oid: &Oid) {
+        tlv(out, 0x06, |o| o.extend_from_slice(oid.as_bytes()));
+    }
+
+    /// `Extension { extnID, critical DEFAULT FALSE, extnValue OCTET STRING }`.
+    pub fn ext(out: &mut Vec<u8>, id: &Oid, critical: bool, value: impl FnOnce(&mut Vec<u8>)) {
+        tlv(out, 0x30, |o| {
+            oid(o, id);
+            if critical {
+                o.extend_from_slice(&[0x01, 0x01, 0xFF]);
+            }
+            tlv(o, 0x04, value);
+        });
+    }
+
+    /// A Name of single-attribute RDNs, as [`super::name`] writes it: `C` a PrintableString,
+    /// the rest UTF8Strings.
+    pub fn name(out: &mut Vec<u8>, attrs: &[(Oid, &str)]) {
+        tlv(out, 0x30, |o| {
+            for (id, value) in attrs {
+                let tag = if *id == crate::oid::AT_C { 0x13 } else { 0x0C };
+                tlv(o, 0x31, |o| {
+                    tlv(o, 0x30, |o| {
+                        oid(o, id);
+                        tlv(o, tag, |o| o.extend_from_slice(value.as_bytes()));
+                    })
+                });
+            }
+        });
+    }
+
+    /// `n` in decimal, zero-padded to at least `width` digits.
+    pub fn decimal(out: &mut Vec<u8>, n: u16, width: usize) {
+        let mut buf = [b'0'; 5];
+        let mut i = buf.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let start = i.min(buf.len() - width.min(buf.len()));
+        out.extend_from_slice(&buf[start..]);
+    }
 }
 
 /// The subject of a hierarchy's delegated OCSP responder.
@@ -554,4 +841,307 @@ pub fn ocsp_signer_tbs(
         subject_public_key_info: spki_any(spki_der)?,
         extensions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_cert::ext::pkix::certpolicy::{PolicyInformation, PolicyQualifierInfo};
+    use x509_cert::ext::pkix::{
+        AccessDescription, AuthorityInfoAccessSyntax, CertificatePolicies, IssuerAltName,
+    };
+
+    // The typed builder `leaf_tbs` replaced (the code of commit bc196a9), kept as the
+    // reference the direct DER writer must match byte for byte.
+    fn policies_ext(policy: &Policy, h: Hierarchy, critical: bool) -> Result<Extension, Error> {
+        let cps = Any::new(Tag::Ia5String, policy.ca.cps_uri.as_bytes())
+            .map_err(Error::der("CPS URI"))?;
+        let info = PolicyInformation {
+            policy_identifier: policy.policy_oid(h),
+            policy_qualifiers: Some(vec![PolicyQualifierInfo {
+                policy_qualifier_id: oid::QT_CPS,
+                qualifier: Some(cps),
+            }]),
+        };
+        ext(
+            oid::EXT_CERT_POLICIES,
+            critical,
+            &CertificatePolicies(vec![info]),
+            "certificatePolicies",
+        )
+    }
+
+    fn aia(policy: &Policy) -> Result<Extension, Error> {
+        let url = Ia5String::new(&policy.ocsp_url()).map_err(Error::der("OCSP URL"))?;
+        let value = AuthorityInfoAccessSyntax(vec![AccessDescription {
+            access_method: oid::AD_OCSP,
+            access_location: GeneralName::UniformResourceIdentifier(url),
+        }]);
+        ext(oid::EXT_AIA, false, &value, "authorityInfoAccess")
+    }
+
+    /// An end-entity certificate issued directly by its hierarchy's root (reference §2, §3).
+    pub(super) fn leaf_tbs_typed(
+        policy: &Policy,
+        holder: &Holder<'_>,
+        cn: &str,
+        w: Window<'_>,
+        spki_der: &[u8],
+        issuer_key_id: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let h = holder.hierarchy();
+        let partition = policy.partition_of(w.serial);
+        let mut extensions = Vec::with_capacity(8);
+        match holder {
+            Holder::Signing { attributes, .. } => {
+                extensions.push(key_usage(
+                    KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
+                )?);
+                extensions.push(ext(
+                    oid::EXT_SAN,
+                    false,
+                    &SubjectAltName(attribute_names(attributes)?),
+                    "subjectAltName",
+                )?);
+                extensions.push(policies_ext(policy, h, true)?);
+            }
+            Holder::Auth => {
+                extensions.push(key_usage(KeyUsages::DigitalSignature)?);
+                extensions.push(policies_ext(policy, h, policy.auth.critical_policies)?);
+            }
+        }
+        extensions.push(ext(
+            oid::EXT_IAN,
+            false,
+            &IssuerAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]),
+            "issuerAltName",
+        )?);
+        extensions.push(crl_dp(policy, h, Scope::Partition(partition))?);
+        extensions.push(aki(issuer_key_id)?);
+        extensions.push(ski(spki_der)?);
+        if policy.ca.ocsp_url_in_certificates {
+            extensions.push(aia(policy)?);
+        }
+        encode_tbs(TbsCertificate {
+            version: 2,
+            serial_number: serial_uint(w.serial)?,
+            signature: sha256_with_rsa(),
+            issuer: root_name(policy, h)?,
+            validity: w.validity()?,
+            subject: leaf_subject(holder, cn)?,
+            subject_public_key_info: spki_any(spki_der)?,
+            extensions,
+        })
+    }
+
+    /// A fixed RSA-2048 SubjectPublicKeyInfo (the same key as `benches/issue_parts.rs`).
+    const SPKI: &[u8] = &[
+        0x30, 0x82, 0x01, 0x22, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+        0x01, 0x01, 0x05, 0x00, 0x03, 0x82, 0x01, 0x0f, 0x00, 0x30, 0x82, 0x01, 0x0a, 0x02, 0x82,
+        0x01, 0x01, 0x00, 0xaf, 0xb6, 0x1b, 0x50, 0xb2, 0x58, 0x4c, 0x68, 0x92, 0xae, 0x87, 0x1c,
+        0xf3, 0xec, 0x8b, 0x1b, 0xea, 0x04, 0x83, 0xcd, 0x3a, 0x62, 0x16, 0xf8, 0xf5, 0x3b, 0x3a,
+        0x0c, 0x39, 0x12, 0x46, 0x43, 0x39, 0xd3, 0x99, 0xf1, 0xa4, 0xb3, 0x1e, 0x50, 0xc2, 0x16,
+        0x2a, 0xf4, 0x7d, 0x77, 0x62, 0x2d, 0x27, 0x86, 0xbb, 0xb7, 0xe2, 0x5a, 0xad, 0x16, 0x41,
+        0x92, 0x46, 0xcf, 0x87, 0x65, 0xbe, 0xa3, 0x11, 0x5f, 0x8f, 0xa4, 0xe4, 0xac, 0xda, 0x59,
+        0xc4, 0xc9, 0xb6, 0x30, 0x23, 0x4b, 0xe4, 0x39, 0xf0, 0x3c, 0x56, 0x44, 0xfe, 0xbb, 0x23,
+        0x2b, 0xb7, 0xee, 0x1a, 0x2c, 0x88, 0x05, 0x57, 0xfa, 0x57, 0xda, 0xc4, 0x01, 0x8e, 0xa6,
+        0xbe, 0xd0, 0x19, 0x04, 0xcd, 0x9d, 0x9b, 0x83, 0xa2, 0x88, 0x7c, 0x35, 0x4f, 0x94, 0x9f,
+        0x9e, 0x6d, 0xec, 0xa1, 0xf7, 0xb8, 0xc1, 0xe3, 0x9d, 0xb6, 0xa6, 0x12, 0x3b, 0xa6, 0x35,
+        0xf5, 0x9f, 0x0a, 0xe8, 0xc1, 0x81, 0xa9, 0xfb, 0x6b, 0x09, 0xcb, 0xb1, 0x01, 0x27, 0xd5,
+        0xd7, 0x08, 0xb6, 0xf8, 0xbf, 0x92, 0x7c, 0xc2, 0x5e, 0x8e, 0x5e, 0xe9, 0x6c, 0xc8, 0xe2,
+        0x47, 0x8b, 0xcd, 0xc3, 0xe2, 0xdf, 0x9e, 0x60, 0x1c, 0x41, 0x5c, 0x2b, 0xf2, 0x0a, 0x8d,
+        0x73, 0xb0, 0x02, 0x99, 0x0a, 0x7b, 0xec, 0x8e, 0xf1, 0x96, 0x2b, 0x32, 0xa7, 0x1d, 0x90,
+        0x41, 0xe8, 0x44, 0xb6, 0x06, 0x5a, 0x16, 0x01, 0x16, 0x7f, 0x49, 0x69, 0xdf, 0xe7, 0x84,
+        0xb2, 0x33, 0x94, 0x46, 0x84, 0xcb, 0xbc, 0x30, 0xf5, 0x53, 0x55, 0xcb, 0x59, 0x1a, 0xaf,
+        0x4c, 0xfd, 0x4a, 0x26, 0x61, 0xb1, 0xce, 0x71, 0xed, 0xa1, 0x36, 0x70, 0x34, 0x5e, 0x04,
+        0x2f, 0x5e, 0xcf, 0x54, 0xaa, 0xf3, 0xc6, 0x0e, 0x91, 0x6c, 0xc3, 0xb3, 0xf3, 0x5c, 0xa0,
+        0xc2, 0x92, 0xdf, 0x29, 0x02, 0x03, 0x01, 0x00, 0x01,
+    ];
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn attributes(policy: &Policy, name: &str, address: &str) -> Attributes {
+        Attributes::new(
+            name,
+            time::macros::date!(1980 - 02 - 17),
+            crate::Sex::Male,
+            address,
+            &policy.limits,
+            time::macros::date!(2026 - 01 - 01),
+        )
+        .unwrap()
+    }
+
+    /// The TBS bytes for fixed inputs, as SHA-256, captured from the typed builder before
+    /// `leaf_tbs` wrote DER directly.
+    #[test]
+    fn leaf_tbs_bytes_are_unchanged() {
+        let policy = Policy::default_policy();
+        let attrs = attributes(&policy, "山田　太郎", "東京都清瀬市中里一丁目1番地");
+        let kid = key_identifier(SPKI).unwrap();
+        let serial = [
+            0x41, 0x0f, 0x3c, 0x77, 0x19, 0xa2, 0x5e, 0x60, 0x0d, 0x8b, 0x21, 0x93, 0x4e, 0x7a,
+            0x33, 0x05,
+        ];
+        let w = Window {
+            serial: &serial,
+            not_before: time::macros::datetime!(2026-01-05 01:02:03 UTC),
+            not_after: time::macros::datetime!(2030-02-16 14:59:59 UTC),
+        };
+        let signing = Holder::Signing {
+            prefecture: "東京都",
+            municipality: "清瀬市",
+            attributes: &attrs,
+        };
+        let cn = "260105100203ABCDEFGHIJ";
+        let got = [
+            sha256_hex(&leaf_tbs(&policy, &signing, cn, w, SPKI, &kid).unwrap()),
+            sha256_hex(&leaf_tbs(&policy, &Holder::Auth, cn, w, SPKI, &kid).unwrap()),
+        ];
+        assert_eq!(got, GOLDEN);
+        let typed = [
+            sha256_hex(&leaf_tbs_typed(&policy, &signing, cn, w, SPKI, &kid).unwrap()),
+            sha256_hex(&leaf_tbs_typed(&policy, &Holder::Auth, cn, w, SPKI, &kid).unwrap()),
+        ];
+        assert_eq!(typed, GOLDEN);
+    }
+
+    const GOLDEN: [&str; 2] = [
+        "ff92217b9306e31ef8d37ace8bd897b99105cc463ca7f40ac6982c11dea4499b",
+        "94fe8c30a87a995ba1e6d9d57e22e607a35ce95e962b0e632dbc4dba50279fa0",
+    ];
+
+    /// The direct writer against the typed builder over the inputs that change the shape of
+    /// the DER: policy switches, long (multi-byte length) names and URLs, serials with leading
+    /// zeros or the high bit set, UTCTime and GeneralizedTime, every partition width.
+    #[test]
+    fn leaf_tbs_matches_the_typed_builder() {
+        let base = Policy::default_policy();
+        let mut policies = vec![base.clone()];
+        let mut p = base.clone();
+        p.ca.ocsp_url_in_certificates = false;
+        p.crl.directory_name = false;
+        p.auth.critical_policies = true;
+        policies.push(p);
+        let mut p = base.clone();
+        p.ca.organization = "組織".repeat(32);
+        p.ca.operator = "o".repeat(64);
+        p.ca.base_url = format!("https://{}.example", "x".repeat(300));
+        p.ca.cps_uri = format!("https://{}.example/cps", "c".repeat(200));
+        p.crl.partitions = 4096;
+        p.signing.policy_oid = "1.2.3.4.5.6.7.8.9.4294967295.128.16384".into();
+        policies.push(p);
+        let mut p = base.clone();
+        p.crl.partitions = 1;
+        policies.push(p);
+
+        let short = attributes(&base, "A", "B");
+        let typical = attributes(&base, "髙橋　太郎", "東京都千代田区霞が関２－１－２");
+        let long = attributes(&base, &"名".repeat(100), &"住所①".repeat(66));
+        let serials: [&[u8]; 7] = [
+            &[0x01],
+            &[0x7f],
+            &[0x80],
+            &[0x00, 0x00, 0x05],
+            &[0x00, 0x80, 0x01],
+            &[0xff; 20],
+            &[
+                0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x11, 0x22, 0x33, 0x44, 0x55,
+            ],
+        ];
+        let times = [
+            (
+                time::macros::datetime!(2026-01-05 01:02:03.999 UTC),
+                time::macros::datetime!(2030-02-16 14:59:59 UTC),
+            ),
+            (
+                time::macros::datetime!(2049-12-31 23:59:59 UTC),
+                time::macros::datetime!(2050-01-01 00:00:00 UTC),
+            ),
+            (
+                time::macros::datetime!(1970-01-01 00:00:00 UTC),
+                time::macros::datetime!(9999-12-31 14:59:59 UTC),
+            ),
+        ];
+        let kids: [&[u8]; 3] = [&[0xAB; 20], &[], &[0x01; 200]];
+        let mut n = 0;
+        for policy in &policies {
+            for attrs in [&short, &typical, &long] {
+                for (pref, muni, cn) in [
+                    ("東京都", "清瀬市", "260105100203ABCDEFGHIJ"),
+                    ("", "", ""),
+                    ("Tokyo-to", &*"m".repeat(130), &*"c".repeat(300)),
+                ] {
+                    let holders = [
+                        Holder::Signing {
+                            prefecture: pref,
+                            municipality: muni,
+                            attributes: attrs,
+                        },
+                        Holder::Auth,
+                    ];
+                    for holder in &holders {
+                        for (i, serial) in serials.iter().enumerate() {
+                            let (nb, na) = times[i % times.len()];
+                            let kid = kids[i % kids.len()];
+                            let w = Window {
+                                serial,
+                                not_before: nb,
+                                not_after: na,
+                            };
+                            let want = leaf_tbs_typed(policy, holder, cn, w, SPKI, kid).unwrap();
+                            let got = leaf_tbs(policy, holder, cn, w, SPKI, kid).unwrap();
+                            assert_eq!(got, want, "{holder:?} {cn} {serial:02x?}");
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 4 * 3 * 3 * 2 * 7);
+    }
+
+    /// Bad inputs fail with the same error as the typed builder.
+    #[test]
+    fn leaf_tbs_fails_like_the_typed_builder() {
+        let policy = Policy::default_policy();
+        let kid = [1u8; 20];
+        let w = Window {
+            serial: &[0x01],
+            not_before: time::macros::datetime!(2026-01-05 01:02:03 UTC),
+            not_after: time::macros::datetime!(2030-02-16 14:59:59 UTC),
+        };
+        let same = |policy: &Policy, w: Window<'_>, spki: &[u8]| {
+            let want = leaf_tbs_typed(policy, &Holder::Auth, "x", w, spki, &kid).unwrap_err();
+            let got = leaf_tbs(policy, &Holder::Auth, "x", w, spki, &kid).unwrap_err();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"));
+        };
+        let mut non_ascii = policy.clone();
+        non_ascii.ca.base_url = "http://例え.jp".into();
+        same(&non_ascii, w, SPKI);
+        let mut no_ocsp = non_ascii.clone();
+        no_ocsp.ca.ocsp_url_in_certificates = false;
+        same(&no_ocsp, w, SPKI);
+        same(&policy, w, &SPKI[..100]);
+        same(&policy, w, b"");
+        let mut trailing = SPKI.to_vec();
+        trailing.push(0);
+        same(&policy, w, &trailing);
+        let early = Window {
+            not_before: time::macros::datetime!(1969-12-31 23:59:59 UTC),
+            ..w
+        };
+        same(&policy, early, SPKI);
+        let late = Window {
+            not_after: time::macros::datetime!(1960-01-01 00:00:00 UTC),
+            ..w
+        };
+        same(&policy, late, SPKI);
+    }
 }
