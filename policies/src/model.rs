@@ -328,9 +328,14 @@ fn in_repertoire(c: char) -> bool {
     if c.is_ascii() {
         return !c.is_ascii_control();
     }
-    let mut buf = [0u8; 4];
-    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(c.encode_utf8(&mut buf));
-    if unmappable || bytes.len() != 2 {
+    // What `SHIFT_JIS.encode` would answer, without its allocation: an encoder writing into
+    // a stack buffer (one character is at most two Shift_JIS bytes, so it cannot fill up).
+    let mut utf8 = [0u8; 4];
+    let mut bytes = [0u8; 8];
+    let (result, _, written) = encoding_rs::SHIFT_JIS
+        .new_encoder()
+        .encode_from_utf8_without_replacement(c.encode_utf8(&mut utf8), &mut bytes, true);
+    if result != encoding_rs::EncoderResult::InputEmpty || written != 2 {
         return false;
     }
     matches!(bytes[0], 0x81..=0x84 | 0x88..=0x9F | 0xE0..=0xEA)
@@ -363,6 +368,29 @@ mod tests {
         let t = CardText::from_register("東京都千代田区霞が関２－１－２");
         assert!(t.flags.chars().all(|c| c == '0'));
         assert_eq!(t.flags.chars().count(), t.text.chars().count());
+    }
+
+    /// The allocation-free repertoire test answers as `SHIFT_JIS.encode` did, for every
+    /// character of the Basic Multilingual Plane and a sample beyond it.
+    #[test]
+    fn repertoire_matches_encoding_rs_encode() {
+        fn by_encode(c: char) -> bool {
+            if c.is_ascii() {
+                return !c.is_ascii_control();
+            }
+            let mut buf = [0u8; 4];
+            let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(c.encode_utf8(&mut buf));
+            if unmappable || bytes.len() != 2 {
+                return false;
+            }
+            matches!(bytes[0], 0x81..=0x84 | 0x88..=0x9F | 0xE0..=0xEA)
+        }
+        for c in (0..=0xFFFFu32)
+            .chain((0x10000..=0x10FFFF).step_by(97))
+            .filter_map(char::from_u32)
+        {
+            assert_eq!(in_repertoire(c), by_encode(c), "{c:?} U+{:04X}", c as u32);
+        }
     }
 
     #[test]
