@@ -70,6 +70,81 @@ impl CertRecord {
     pub fn pem(&self) -> String {
         pem(&self.der)
     }
+
+    /// The record as the store keeps it: `1 · JSON length (u32 BE) · JSON of every field but
+    /// the certificate · the certificate's DER`. The DER stays binary (no base64 to encode
+    /// and decode on every issuance and lookup).
+    pub fn to_store(&self) -> Result<Vec<u8>> {
+        let head = serde_json::to_vec(&Head::from(self))
+            .map_err(|e| Error::Store(format!("encode a certificate record: {e}")))?;
+        let len = u32::try_from(head.len())
+            .map_err(|_| Error::Store("certificate record too large".into()))?;
+        let mut out = Vec::with_capacity(5 + head.len() + self.der.len());
+        out.push(STORE_FORMAT);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&self.der);
+        Ok(out)
+    }
+
+    /// Reads a record written by [`CertRecord::to_store`].
+    pub fn from_store(b: &[u8]) -> Result<CertRecord> {
+        let corrupt = |what: &str| Error::Store(format!("corrupt certificate record: {what}"));
+        let (&format, rest) = b.split_first().ok_or_else(|| corrupt("empty"))?;
+        if format != STORE_FORMAT {
+            return Err(corrupt("unknown format"));
+        }
+        let (len, rest) = rest
+            .split_at_checked(4)
+            .ok_or_else(|| corrupt("truncated"))?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt("truncated"))?) as usize;
+        let (head, der) = rest
+            .split_at_checked(len)
+            .ok_or_else(|| corrupt("truncated"))?;
+        let head: Head = serde_json::from_slice(head).map_err(|e| corrupt(&e.to_string()))?;
+        Ok(CertRecord {
+            hierarchy: head.hierarchy,
+            serial: head.serial,
+            kind: head.kind,
+            holder: head.holder,
+            partition: head.partition,
+            not_before: head.not_before,
+            not_after: head.not_after,
+            der: der.to_vec(),
+        })
+    }
+}
+
+/// Format byte of [`CertRecord::to_store`].
+const STORE_FORMAT: u8 = 1;
+
+/// A [`CertRecord`] without its DER, as stored.
+#[derive(Serialize, Deserialize)]
+struct Head {
+    hierarchy: Hierarchy,
+    #[serde(with = "hex::serde")]
+    serial: Vec<u8>,
+    kind: CertKind,
+    holder: Option<String>,
+    partition: Option<u16>,
+    #[serde(with = "time::serde::rfc3339")]
+    not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: OffsetDateTime,
+}
+
+impl From<&CertRecord> for Head {
+    fn from(c: &CertRecord) -> Head {
+        Head {
+            hierarchy: c.hierarchy,
+            serial: c.serial.clone(),
+            kind: c.kind,
+            holder: c.holder.clone(),
+            partition: c.partition,
+            not_before: c.not_before,
+            not_after: c.not_after,
+        }
+    }
 }
 
 pub fn pem(der: &[u8]) -> String {

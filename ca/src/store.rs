@@ -6,7 +6,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | certs | hierarchy · serial | [`crate::records::CertRecord`] (JSON) |
+//! | certs | hierarchy · serial | [`crate::records::CertRecord`] (format byte · JSON head · DER, [`crate::records::CertRecord::to_store`]) |
 //! | by_holder | holder id · 0x00 · hierarchy · serial | empty |
 //! | status | hierarchy · serial | [`crate::records::StatusRecord`] (JSON) |
 //! | revoked | hierarchy · scope (u16 BE, 0xFFFF = CA-level) · serial | [`crate::records::RevokedEntry`] (fixed 26 bytes) |
@@ -20,19 +20,25 @@
 //! **Durability: a journal in front of sled.** sled 0.34 can fail to reopen after a process is
 //! killed at the wrong moment (our crash test met "Read corrupted data" about once in 300
 //! SIGKILLs; sled issues #1533, #1527). So [`SledStore`] keeps its own write-ahead journal
-//! (`journal` beside the `sled/` directory): every committed transaction's write set is
-//! appended as one checksummed record, and [`Store::transact`] returns only after the journal
-//! is fsynced. sled holds the indexed state and records, in the same transaction, the sequence
-//! number of the last journal record it contains. On open, records sled has not seen are
-//! replayed; if sled does not open, or is ahead of the journal (it holds a transaction that was
-//! never acknowledged), it is set aside (`sled.corrupt-<time>`) and rebuilt from the journal.
-//! A torn last record — a crash during its append, before any acknowledgement — is cut off.
+//! (`journal` beside the `sled/` directory): every committed batch of transactions is
+//! appended as one checksummed record and fsynced **before** sled sees it, and
+//! [`Store::transact`] returns only after that fsync and after the batch is applied to sled.
+//! The batch is then applied to sled, its last write (in `meta`) recording the sequence number
+//! of the journal record; readers are kept out while a batch is applied, so they see it
+//! entirely or not at all. On open, records sled has not seen are replayed (a
+//! replay is idempotent: records hold the values written, not increments); if sled does not
+//! open, or is ahead of the journal, it is set aside (`sled.corrupt-<time>`) and rebuilt from
+//! the journal. A torn last record — a crash during its append, before any acknowledgement —
+//! is cut off. sled itself is flushed every few seconds: its flushes only bound the replay.
 //!
-//! Journal fsyncs are group-committed: writers whose records were appended before an fsync
-//! began share it, so throughput scales with concurrency while every acknowledgement stays
-//! durable. Commit order and journal order are the same (one lock covers both), so replaying
-//! the journal reproduces the store exactly. The journal is append-only; it is also a
-//! complete, replayable history of the store.
+//! Transactions are optimistic and group-committed. A transaction body runs against the
+//! current state, its reads remembered and its writes buffered; a single committer (whichever
+//! waiting thread finds no other) takes every waiting transaction, checks that each one's reads
+//! still hold (counting the batch's earlier writes), stages the valid ones in order, links
+//! their audit records into the chain, and writes one journal record with one fsync for the
+//! whole batch; a transaction whose reads changed runs again. Commit order and journal order
+//! are the same, so replaying the journal reproduces the store exactly. The journal is
+//! append-only; it is also a complete, replayable history of the store.
 //!
 //! Record: `magic "JPKJ" · seq u64 · length u32 · SHA-256[..8] of the payload · payload`;
 //! payload: `count u32 · (table u8 · op u8 (1 put, 2 delete) · key len u32 · key · value len u32 · value)*`.
@@ -42,11 +48,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 
 use crate::error::{Error, Result};
 
@@ -298,7 +302,10 @@ pub struct SledStore {
     queue: Mutex<Vec<Submission>>,
     /// Held by the thread committing batches.
     leader: Mutex<()>,
-    /// Set when a journal append failed after sled committed.
+    /// Taken for writing while a journaled batch is applied to sled's tables, for reading
+    /// around every read: a reader sees a batch entirely or not at all.
+    visible: RwLock<()>,
+    /// Set when a journal write failed, or a journaled batch could not be applied to sled.
     poisoned: std::sync::atomic::AtomicBool,
     /// Kept open for its exclusive lock on the directory.
     _lock: File,
@@ -330,19 +337,29 @@ fn applied_seq(trees: &[sled::Tree]) -> Result<u64> {
     })
 }
 
-fn apply(trees: &[sled::Tree], ops: &[Op]) -> Result<()> {
-    let refs: Vec<&sled::Tree> = trees.iter().collect();
-    refs.as_slice()
-        .transaction(|tx: &Vec<TransactionalTree>| {
-            for op in ops {
-                match op {
-                    Op::Put(t, k, v) => tx[t.index()].insert(k.as_slice(), v.as_slice())?,
-                    Op::Del(t, k) => tx[t.index()].remove(k.as_slice())?,
-                };
+/// Applies a write set to sled, in order, with the journal position (in `meta`) last. Plain
+/// inserts, not `Tree::apply_batch`: sled seals and writes out its log buffer at the end of
+/// every batch (a write and a `sync_file_range` per table per commit), which cost more CPU
+/// than all the rest of an issuance's storage. Atomicity comes from the journal instead:
+/// sled recovers a prefix of its log, so if it holds the position it holds everything before,
+/// and anything after the position it holds is replayed.
+fn apply_ops(trees: &[sled::Tree], ops: &[Op]) -> Result<()> {
+    let mut position = None;
+    for op in ops {
+        match op {
+            Op::Put(Table::Meta, k, v) if k == APPLIED => position = Some(v),
+            Op::Put(t, k, v) => {
+                trees[t.index()].insert(k.as_slice(), v.as_slice())?;
             }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        })
-        .map_err(|e| Error::Store(format!("replay: {e:?}")))
+            Op::Del(t, k) => {
+                trees[t.index()].remove(k.as_slice())?;
+            }
+        }
+    }
+    if let Some(v) = position {
+        trees[Table::Meta.index()].insert(APPLIED, v.as_slice())?;
+    }
+    Ok(())
 }
 
 impl SledStore {
@@ -416,7 +433,7 @@ impl SledStore {
         let applied = applied_seq(&trees)?;
         let mut replayed = 0;
         for (seq, ops) in records.iter().filter(|(seq, _)| *seq > applied) {
-            apply(&trees, ops)?;
+            apply_ops(&trees, ops)?;
             debug_assert!(ops.iter().any(|o| matches!(o, Op::Put(Table::Meta, k, v) if k == APPLIED && v == &seq.to_be_bytes())));
             replayed += 1;
         }
@@ -433,6 +450,7 @@ impl SledStore {
             }),
             queue: Mutex::new(Vec::new()),
             leader: Mutex::new(()),
+            visible: RwLock::new(()),
             poisoned: std::sync::atomic::AtomicBool::new(false),
             _lock: lock,
         })
@@ -450,32 +468,38 @@ impl SledStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(sub);
-        loop {
-            if let Ok(guard) = self.leader.try_lock() {
-                loop {
-                    let batch =
-                        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-                    if batch.is_empty() {
-                        break;
-                    }
-                    self.commit_batch(batch);
+        // Whoever holds the leader lock empties the queue and looks at it again after letting
+        // go: a submission queued while a leader was finishing (whose submitter failed to take
+        // the lock, and so sleeps) is then committed by that same leader. No submission waits
+        // in the queue with nobody to commit it, so the others can block without polling.
+        while let Ok(guard) = self.leader.try_lock() {
+            loop {
+                let batch =
+                    std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+                if batch.is_empty() {
+                    break;
                 }
-                drop(guard);
+                self.commit_batch(batch);
             }
-            match rx.recv_timeout(std::time::Duration::from_millis(1)) {
-                Ok(r) => return r,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Store("the committing thread went away".into()))
-                }
+            drop(guard);
+            if self
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                break;
             }
         }
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::Store("the committing thread went away".into())))
     }
 
-    /// Commits a batch: each submission's reads are validated against the current state (a
-    /// changed read sends it back to be re-run), valid writes and audit records are applied in
-    /// order, then the batch is journaled and fsynced before anyone is answered.
-    fn commit_batch(&self, batch: Vec<Submission>) {
+    /// Commits a batch: each submission's reads are validated against the current state plus
+    /// the batch's earlier writes (a changed read sends it back to be re-run); valid writes and
+    /// audit records are staged in order; the batch is journaled and fsynced; only then is it
+    /// applied to sled (write-ahead) and everyone answered.
+    fn commit_batch(&self, mut batch: Vec<Submission>) {
         let answer_all = |batch: &[Submission], e: &Error| {
             for sub in batch {
                 let _ = sub.reply.send(Err(Error::Store(e.to_string())));
@@ -492,69 +516,98 @@ impl SledStore {
             return;
         }
         let seq = journal.next_seq;
-        let ops = RefCell::new(Vec::new());
-        let valid = RefCell::new(Vec::with_capacity(batch.len()));
-        let refs: Vec<&sled::Tree> = self.trees.iter().collect();
-        let result = refs
-            .as_slice()
-            .transaction(|trees: &Vec<TransactionalTree>| {
-                ops.borrow_mut().clear();
-                valid.borrow_mut().clear();
-                let txn = SledTxn { trees, ops: &ops };
-                let run = || -> TxResult<()> {
-                    for sub in &batch {
-                        let mut ok = true;
-                        for (t, k, v) in &sub.reads {
-                            if txn.get(*t, k)? != *v {
-                                ok = false;
-                                break;
-                            }
-                        }
-                        valid.borrow_mut().push(ok);
-                        if !ok {
-                            continue;
-                        }
-                        for op in &sub.writes {
-                            match op {
-                                Op::Put(t, k, v) => txn.insert(*t, k, v)?,
-                                Op::Del(t, k) => txn.remove(*t, k)?,
-                            }
-                        }
-                        for a in &sub.audits {
-                            crate::audit::chain(&txn, a)?;
-                        }
-                    }
-                    txn.insert(Table::Meta, APPLIED, &seq.to_be_bytes())
-                };
-                match run() {
-                    Ok(()) => Ok(()),
-                    Err(Error::Conflict) => Err(ConflictableTransactionError::Conflict),
-                    Err(e) => Err(ConflictableTransactionError::Abort(e)),
+        let staged = Staged {
+            store: self,
+            at: RefCell::new(std::collections::HashMap::new()),
+            ops: RefCell::new(Vec::new()),
+        };
+        let mut valid = Vec::with_capacity(batch.len());
+        let mut run = || -> TxResult<()> {
+            for sub in batch.iter_mut() {
+                let ok = sub
+                    .reads
+                    .iter()
+                    .try_fold(true, |ok, (t, k, v)| -> TxResult<bool> {
+                        Ok(ok && staged.matches(*t, k, v.as_deref())?)
+                    })?;
+                valid.push(ok);
+                if !ok {
+                    continue;
                 }
-            });
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Abort(e)) => return answer_all(&batch, &e),
-            Err(TransactionError::Storage(e)) => return answer_all(&batch, &e.into()),
+                for op in std::mem::take(&mut sub.writes) {
+                    staged.stage(op);
+                }
+                for a in &sub.audits {
+                    crate::audit::chain(&staged, a)?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            return answer_all(&batch, &e);
         }
-        let record = encode_record(seq, &ops.borrow());
-        if let Err(e) = journal.file.write_all(&record) {
-            // sled now holds a transaction the journal does not. Refuse every later write in
-            // this process; the next open sees sled ahead of the journal and rebuilds it.
-            self.poisoned.store(true, Ordering::SeqCst);
-            return answer_all(&batch, &Error::io("append to the journal")(e));
-        }
-        journal.next_seq += 1;
-        if let Err(e) = journal.file.sync_data() {
-            self.poisoned.store(true, Ordering::SeqCst);
-            return answer_all(&batch, &Error::io("sync the journal")(e));
+        let mut ops = staged.ops.into_inner();
+        if !ops.is_empty() {
+            ops.push(Op::Put(
+                Table::Meta,
+                APPLIED.to_vec(),
+                seq.to_be_bytes().to_vec(),
+            ));
+            let record = encode_record(seq, &ops);
+            if let Err(e) = journal.file.write_all(&record) {
+                // The journal may now end in a torn record: appending after it would hide
+                // later records from replay. Refuse every later write in this process; the
+                // next open cuts the torn tail off.
+                self.poisoned.store(true, Ordering::SeqCst);
+                return answer_all(&batch, &Error::io("append to the journal")(e));
+            }
+            if let Err(e) = journal.file.sync_data() {
+                self.poisoned.store(true, Ordering::SeqCst);
+                return answer_all(&batch, &Error::io("sync the journal")(e));
+            }
+            journal.next_seq += 1;
+            if let Err(e) = self.apply(&ops) {
+                // Durable in the journal, so the next open replays it; this process can no
+                // longer trust sled to match the journal.
+                self.poisoned.store(true, Ordering::SeqCst);
+                return answer_all(
+                    &batch,
+                    &Error::Store(format!(
+                        "journaled but not applied ({e}); restart to replay the journal"
+                    )),
+                );
+            }
         }
         drop(journal);
-        for (sub, ok) in batch.iter().zip(valid.borrow().iter()) {
+        for (sub, ok) in batch.iter().zip(valid) {
             let _ = sub
                 .reply
-                .send(if *ok { Ok(()) } else { Err(Error::Conflict) });
+                .send(if ok { Ok(()) } else { Err(Error::Conflict) });
         }
+    }
+
+    /// Applies a journaled write set to sled: one atomic batch per table, all of them under
+    /// the visibility lock, so that a reader sees either none or all of the write set.
+    fn apply(&self, ops: &[Op]) -> Result<()> {
+        let _all_or_nothing = self.visible.write().unwrap_or_else(|p| p.into_inner());
+        apply_ops(&self.trees, ops)
+    }
+
+    /// A sled iterator whose every step runs under the visibility lock.
+    fn locked_iter(&self, mut it: sled::Iter) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
+        Box::new(std::iter::from_fn(move || {
+            let _seen = self.visible.read().unwrap_or_else(|p| p.into_inner());
+            it.next().map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(Error::from)
+            })
+        }))
+    }
+
+    /// Reads under the visibility lock (see [`SledStore::apply`]).
+    fn read(&self, t: Table, key: &[u8]) -> Result<Option<sled::IVec>> {
+        let _seen = self.visible.read().unwrap_or_else(|p| p.into_inner());
+        Ok(self.tree(t).get(key)?)
     }
 
     /// Path of the journal of a store directory.
@@ -563,36 +616,62 @@ impl SledStore {
     }
 }
 
-struct SledTxn<'a> {
-    trees: &'a [TransactionalTree],
-    ops: &'a RefCell<Vec<Op>>,
+/// A batch being validated and staged by the committer: its write set for the journal
+/// (`ops`, one write per key — a key written again within the batch, such as the audit
+/// chain's head, keeps only its last value), and where each key's write is (`at`), so the
+/// batch reads its own writes over sled's state.
+struct Staged<'a> {
+    store: &'a SledStore,
+    at: RefCell<std::collections::HashMap<(usize, Vec<u8>), usize>>,
+    ops: RefCell<Vec<Op>>,
 }
 
-/// A read or write inside a transaction failed: a conflict (sled re-runs the body) or storage.
-fn tx_err(e: sled::transaction::UnabortableTransactionError) -> Error {
-    match e {
-        sled::transaction::UnabortableTransactionError::Conflict => Error::Conflict,
-        other => Error::Store(other.to_string()),
+impl Staged<'_> {
+    /// The batch's own write of `key`, if any: `Some(None)` for a removal.
+    fn staged(&self, t: Table, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let i = *self.at.borrow().get(&(t.index(), key.to_vec()))?;
+        Some(match &self.ops.borrow()[i] {
+            Op::Put(_, _, v) => Some(v.clone()),
+            Op::Del(..) => None,
+        })
+    }
+
+    /// Whether the current value of `key` is `expect` (no copy of sled's value).
+    fn matches(&self, t: Table, key: &[u8], expect: Option<&[u8]>) -> TxResult<bool> {
+        if let Some(v) = self.staged(t, key) {
+            return Ok(v.as_deref() == expect);
+        }
+        Ok(self.store.read(t, key)?.as_deref() == expect)
+    }
+
+    fn stage(&self, op: Op) {
+        let (t, key) = match &op {
+            Op::Put(t, k, _) | Op::Del(t, k) => (t.index(), k.clone()),
+        };
+        let mut ops = self.ops.borrow_mut();
+        match self.at.borrow_mut().entry((t, key)) {
+            std::collections::hash_map::Entry::Occupied(e) => ops[*e.get()] = op,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(ops.len());
+                ops.push(op);
+            }
+        }
     }
 }
 
-impl Txn for SledTxn<'_> {
+impl Txn for Staged<'_> {
     fn get(&self, t: Table, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
-        Ok(self.trees[t.index()]
-            .get(key)
-            .map_err(tx_err)?
-            .map(|v| v.to_vec()))
+        if let Some(v) = self.staged(t, key) {
+            return Ok(v);
+        }
+        Ok(self.store.read(t, key)?.map(|v| v.to_vec()))
     }
     fn insert(&self, t: Table, key: &[u8], value: &[u8]) -> TxResult<()> {
-        self.trees[t.index()].insert(key, value).map_err(tx_err)?;
-        self.ops
-            .borrow_mut()
-            .push(Op::Put(t, key.to_vec(), value.to_vec()));
+        self.stage(Op::Put(t, key.to_vec(), value.to_vec()));
         Ok(())
     }
     fn remove(&self, t: Table, key: &[u8]) -> TxResult<()> {
-        self.trees[t.index()].remove(key).map_err(tx_err)?;
-        self.ops.borrow_mut().push(Op::Del(t, key.to_vec()));
+        self.stage(Op::Del(t, key.to_vec()));
         Ok(())
     }
     fn audit(&self, record: AuditIntent) -> TxResult<()> {
@@ -624,7 +703,7 @@ impl Txn for BufferedTxn<'_> {
         if let Some(v) = self.local.borrow().get(&(t.index(), key.to_vec())) {
             return Ok(v.clone());
         }
-        let v = self.store.tree(t).get(key)?.map(|v| v.to_vec());
+        let v = self.store.read(t, key)?.map(|v| v.to_vec());
         let mut reads = self.reads.borrow_mut();
         if !reads.iter().any(|(rt, rk, _)| *rt == t && rk == key) {
             reads.push((t, key.to_vec(), v.clone()));
@@ -655,14 +734,11 @@ impl Txn for BufferedTxn<'_> {
 
 impl Store for SledStore {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree(t).get(key)?.map(|v| v.to_vec()))
+        Ok(self.read(t, key)?.map(|v| v.to_vec()))
     }
 
     fn scan(&self, t: Table, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
-        Box::new(self.tree(t).scan_prefix(prefix).map(|r| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(Error::from)
-        }))
+        self.locked_iter(self.tree(t).scan_prefix(prefix))
     }
 
     fn range(
@@ -671,10 +747,7 @@ impl Store for SledStore {
         start: &[u8],
         end: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
-        Box::new(self.tree(t).range(start.to_vec()..end.to_vec()).map(|r| {
-            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(Error::from)
-        }))
+        self.locked_iter(self.tree(t).range(start.to_vec()..end.to_vec()))
     }
 
     fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()> {
