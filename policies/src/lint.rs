@@ -85,25 +85,20 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
             "serial must be a positive integer of at most 20 octets".into(),
         );
     }
-    if tbs.signature.algorithm.to_id_string() != oid::SHA256_WITH_RSA.to_string() {
+    if !oid_eq(&tbs.signature.algorithm, &oid::SHA256_WITH_RSA) {
         fail(
             "profile.signature-algorithm",
             format!("{} is not sha256WithRSAEncryption", tbs.signature.algorithm),
         );
     }
-    let root_dn = profile::root_name(policy, h).and_then(|n| {
-        der::Encode::to_der(&n).map_err(|e| Error::Der {
-            what: "Name",
-            source: e,
-        })
-    });
-    match &root_dn {
-        Ok(dn) if tbs.issuer().as_raw() == dn.as_slice() => {}
-        Ok(_) => fail(
+    // The DER of `profile::root_name`, written without building a typed Name.
+    let mut scratch = Vec::with_capacity(256);
+    profile::write_root_name(&mut scratch, policy, h);
+    if tbs.issuer().as_raw() != scratch.as_slice() {
+        fail(
             "profile.issuer",
             format!("issuer `{}` is not the {h} root", tbs.issuer()),
-        ),
-        Err(e) => fail("profile.issuer", e.to_string()),
+        );
     }
     let (nb, na) = (
         tbs.validity().not_before.to_datetime(),
@@ -130,21 +125,13 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
         Shape::Auth => &["C", "CN"],
         Shape::OcspSigner => &["C", "O", "OU", "OU", "CN"],
     };
-    let mut seen = Vec::new();
+    let mut seen = Vec::with_capacity(8);
     for rdn in tbs.subject().iter_rdn() {
-        let attrs: Vec<_> = rdn.iter().collect();
-        if attrs.len() != 1 {
+        if rdn.iter().count() != 1 {
             fail("profile.subject", "multi-valued RDN".into());
         }
-        for a in attrs {
-            let short = match a.attr_type().to_id_string().as_str() {
-                "2.5.4.6" => "C",
-                "2.5.4.10" => "O",
-                "2.5.4.11" => "OU",
-                "2.5.4.7" => "L",
-                "2.5.4.3" => "CN",
-                _ => "?",
-            };
+        for a in rdn.iter() {
+            let short = short_name(a.attr_type());
             let tag = a.attr_value().tag();
             let want = if short == "C" {
                 der_parser::ber::Tag::PrintableString
@@ -198,16 +185,6 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
 
     // Extensions (RFC 5280 §4.2: each at most once; the profile fixes the set and order).
     let exts = tbs.extensions();
-    let ids: Vec<String> = exts.iter().map(|e| e.oid.to_id_string()).collect();
-    let mut sorted = ids.clone();
-    sorted.sort();
-    sorted.dedup();
-    if sorted.len() != ids.len() {
-        fail(
-            "rfc5280.duplicate-extension",
-            "an extension appears twice".into(),
-        );
-    }
     let ocsp = policy.ca.ocsp_url_in_certificates;
     let mut want: Vec<(const_oid::ObjectIdentifier, bool)> = match expect.shape {
         Shape::Root => vec![
@@ -245,16 +222,36 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
     if ocsp && matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
         want.push((oid::EXT_AIA, false));
     }
-    let got: Vec<(String, bool)> = exts
-        .iter()
-        .map(|e| (e.oid.to_id_string(), e.critical))
-        .collect();
-    let want_s: Vec<(String, bool)> = want.iter().map(|(o, c)| (o.to_string(), *c)).collect();
-    if got != want_s {
-        fail(
-            "profile.extensions",
-            format!("extensions (oid, critical) {got:?}, expected {want_s:?}"),
-        );
+    // Fast path: the extensions are exactly `want`, byte for byte. `want` holds distinct
+    // OIDs, so then no extension appears twice and the dotted forms compared below agree
+    // too; only when this fails are the dotted strings built.
+    let as_wanted = exts.len() == want.len()
+        && exts
+            .iter()
+            .zip(&want)
+            .all(|(e, (o, c))| e.oid.as_bytes() == o.as_bytes() && e.critical == *c);
+    if !as_wanted {
+        let ids: Vec<String> = exts.iter().map(|e| e.oid.to_id_string()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != ids.len() {
+            fail(
+                "rfc5280.duplicate-extension",
+                "an extension appears twice".into(),
+            );
+        }
+        let got: Vec<(String, bool)> = exts
+            .iter()
+            .map(|e| (e.oid.to_id_string(), e.critical))
+            .collect();
+        let want_s: Vec<(String, bool)> = want.iter().map(|(o, c)| (o.to_string(), *c)).collect();
+        if got != want_s {
+            fail(
+                "profile.extensions",
+                format!("extensions (oid, critical) {got:?}, expected {want_s:?}"),
+            );
+        }
     }
 
     for e in exts {
@@ -281,8 +278,8 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                 );
             }
             ParsedExtension::CertificatePolicies(cp) => {
-                let want = policy.policy_oid(h).to_string();
-                if cp.len() != 1 || cp[0].policy_id.to_id_string() != want {
+                let want = profile::policy_oid(policy, h);
+                if cp.len() != 1 || !oid_eq(&cp[0].policy_id, &want) {
                     fail(
                         "profile.policy",
                         format!("certificatePolicies must be exactly {want}"),
@@ -290,9 +287,8 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                 } else {
                     let cps_ok = cp[0].policy_qualifiers.as_ref().is_some_and(|q| {
                         q.len() == 1
-                            && q[0].policy_qualifier_id.to_id_string() == oid::QT_CPS.to_string()
-                            && ia5_value(q[0].qualifier).as_deref()
-                                == Some(policy.ca.cps_uri.as_bytes())
+                            && oid_eq(&q[0].policy_qualifier_id, &oid::QT_CPS)
+                            && ia5_is(q[0].qualifier, policy.ca.cps_uri.as_bytes())
                     });
                     if !cps_ok {
                         fail(
@@ -345,36 +341,39 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                     Shape::Root => Scope::Ca,
                     _ => Scope::Partition(policy.partition_of(serial)),
                 };
-                // Compared as bytes: URIs as text, directory names as their DER.
-                let want = profile::crl_dp_names(policy, h, scope).ok().map(|names| {
-                    names
-                        .iter()
-                        .map(|n| match n {
-                            x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(
-                                u,
-                            ) => u.as_bytes().to_vec(),
-                            x509_cert::ext::pkix::name::GeneralName::DirectoryName(d) => {
-                                der::Encode::to_der(d).unwrap_or_default()
-                            }
-                            _ => Vec::new(),
-                        })
-                        .collect::<Vec<_>>()
-                });
-                let got = match dps.points.as_slice() {
-                    [dp] => match &dp.distribution_point {
-                        Some(DistributionPointName::FullName(names)) => names
-                            .iter()
-                            .map(|n| match n {
-                                GeneralName::URI(u) => u.as_bytes().to_vec(),
-                                GeneralName::DirectoryName(d) => d.as_raw().to_vec(),
-                                _ => b"?".to_vec(),
-                            })
-                            .collect::<Vec<_>>(),
-                        _ => vec![],
-                    },
-                    _ => vec![],
+                // Compared as bytes: URIs as text, directory names as their DER. The
+                // expected names are those of `profile::crl_dp_names`, which has none when
+                // the URL is not an IA5String (a base URL that is not ASCII).
+                scratch.clear();
+                profile::write_crl_url(&mut scratch, policy, h, scope);
+                let url_len = scratch.len();
+                if policy.crl.directory_name {
+                    profile::write_crl_dn(&mut scratch, policy, h, scope);
+                }
+                let (url, dn) = scratch.split_at(url_len);
+                let want: &[&[u8]] = if policy.crl.directory_name {
+                    &[url, dn]
+                } else {
+                    &[url]
                 };
-                if Some(&got) != want.as_ref() {
+                let got: &[GeneralName<'_>] = match dps.points.as_slice() {
+                    [dp] => match &dp.distribution_point {
+                        Some(DistributionPointName::FullName(names)) => names,
+                        _ => &[],
+                    },
+                    _ => &[],
+                };
+                let matches = policy.ca.base_url.is_ascii()
+                    && got.len() == want.len()
+                    && got.iter().zip(want).all(|(n, w)| {
+                        let n: &[u8] = match n {
+                            GeneralName::URI(u) => u.as_bytes(),
+                            GeneralName::DirectoryName(d) => d.as_raw(),
+                            _ => b"?",
+                        };
+                        n == *w
+                    });
+                if !matches {
                     fail(
                         "profile.crl-distribution-point",
                         "the distribution point names are not the partition's URL and directoryName".into(),
@@ -411,11 +410,11 @@ fn lint_attributes(
     attrs: &Attributes,
     fail: &mut impl FnMut(&'static str, String),
 ) {
-    let mut values = Vec::new();
+    let mut values = Vec::with_capacity(names.len());
     for n in names {
         match n {
             GeneralName::OtherName(id, raw) => match utf8_in_explicit0(raw) {
-                Some(v) => values.push((id.to_id_string(), v)),
+                Some(v) => values.push((id, v)),
                 None => fail(
                     "profile.san-encoding",
                     format!("otherName {id} is not [0] EXPLICIT UTF8String"),
@@ -427,18 +426,22 @@ fn lint_attributes(
             ),
         }
     }
-    let order: Vec<String> = oid::SAN_ORDER.iter().map(|o| o.to_string()).collect();
-    let got: Vec<&String> = values.iter().map(|(o, _)| o).collect();
-    if got != order.iter().collect::<Vec<_>>() {
-        fail(
-            "profile.san-order",
-            format!("otherNames {got:?}, expected {order:?}"),
-        );
-        return;
+    let in_order = values.len() == oid::SAN_ORDER.len()
+        && values
+            .iter()
+            .zip(&oid::SAN_ORDER)
+            .all(|((id, _), o)| oid_eq(id, o));
+    let [(_, name), (_, birth), (_, sex), (_, address), (_, name_flags), (_, address_flags)] =
+        values.as_slice()
+    else {
+        // Not six: reported just below.
+        return order_violation(&values, fail);
+    };
+    if !in_order {
+        return order_violation(&values, fail);
     }
-    let v: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
     let (name, birth, sex, address, name_flags, address_flags) =
-        (v[0], v[1], v[2], v[3], v[4], v[5]);
+        (*name, *birth, *sex, *address, *name_flags, *address_flags);
     if era::decode_birth(birth) != Some(attrs.birth()) {
         fail(
             "profile.birth",
@@ -489,21 +492,775 @@ fn lint_attributes(
     }
 }
 
-/// The value of a DER IA5String (x509-parser hands policy qualifiers over with their tag).
-fn ia5_value(raw: &[u8]) -> Option<Vec<u8>> {
-    der::asn1::Ia5StringRef::from_der(raw)
-        .ok()
-        .map(|s| s.as_bytes().to_vec())
+/// Whether `raw` is a DER IA5String with the value `want` (x509-parser hands policy
+/// qualifiers over with their tag).
+fn ia5_is(raw: &[u8], want: &[u8]) -> bool {
+    der::asn1::Ia5StringRef::from_der(raw).is_ok_and(|s| s.as_bytes() == want)
+}
+
+/// Whether x509-parser's `a` is `b`, judged as before by the dotted forms; equal DER contents
+/// settle it without building them (equal encodings always have equal dotted forms).
+fn oid_eq(a: &x509_parser::oid_registry::Oid<'_>, b: &const_oid::ObjectIdentifier) -> bool {
+    a.as_bytes() == b.as_bytes() || a.to_id_string() == b.to_string()
+}
+
+/// The short name of a subject attribute type (`?` for one the profiles never use).
+fn short_name(t: &x509_parser::oid_registry::Oid<'_>) -> &'static str {
+    const SHORT: [(const_oid::ObjectIdentifier, &str); 5] = [
+        (oid::AT_C, "C"),
+        (oid::AT_O, "O"),
+        (oid::AT_OU, "OU"),
+        (oid::AT_L, "L"),
+        (oid::AT_CN, "CN"),
+    ];
+    if let Some((_, short)) = SHORT.iter().find(|(o, _)| t.as_bytes() == o.as_bytes()) {
+        return short;
+    }
+    match t.to_id_string().as_str() {
+        "2.5.4.6" => "C",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.7" => "L",
+        "2.5.4.3" => "CN",
+        _ => "?",
+    }
+}
+
+/// The `profile.san-order` violation: the otherName types found, against SAN_ORDER.
+fn order_violation(
+    values: &[(&x509_parser::oid_registry::Oid<'_>, &str)],
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let order: Vec<String> = oid::SAN_ORDER.iter().map(|o| o.to_string()).collect();
+    let got: Vec<String> = values.iter().map(|(o, _)| o.to_id_string()).collect();
+    fail(
+        "profile.san-order",
+        format!("otherNames {got:?}, expected {order:?}"),
+    );
 }
 
 /// Reads `[0] EXPLICIT UTF8String` (x509-parser leaves the explicit tag on otherName values,
 /// crate-notes §7).
-fn utf8_in_explicit0(raw: &[u8]) -> Option<String> {
+fn utf8_in_explicit0(raw: &[u8]) -> Option<&str> {
     // 0xA0: context-specific, constructed, tag number 0.
     if raw.first() != Some(&0xA0) {
         return None;
     }
     let any = der::asn1::AnyRef::from_der(raw).ok()?;
     let s = der::asn1::Utf8StringRef::from_der(any.value()).ok()?;
-    Some(s.as_str().to_owned())
+    Some(s.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Holder, Window};
+    use crate::Sex;
+    use time::macros::{date, datetime};
+
+    /// The lint as it was before it avoided building strings and names (commit bc196a9),
+    /// kept as the reference the faster one must agree with, violation for violation.
+    mod reference {
+        use der::Decode as _;
+        use x509_parser::certificate::TbsCertificate;
+        use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+
+        use super::super::{Expect, Shape, Violation};
+        use crate::profile::{self, Scope};
+        use crate::{era, oid, validity, Attributes, Error, Policy};
+
+        /// All violations of `tbs_der` against its profile.
+        pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violation> {
+            let mut out = Vec::new();
+            let mut fail =
+                |rule: &'static str, detail: String| out.push(Violation { rule, detail });
+            let tbs = match TbsCertificate::from_der(tbs_der) {
+                Ok(([], tbs)) => tbs,
+                Ok(_) => {
+                    fail(
+                        "der.trailing-bytes",
+                        "bytes after the TBSCertificate".into(),
+                    );
+                    return out;
+                }
+                Err(e) => {
+                    fail("der.decode", e.to_string());
+                    return out;
+                }
+            };
+            let h = expect.hierarchy;
+
+            // RFC 5280 §4.1.2.1 – §4.1.2.6.
+            if tbs.version().0 != 2 {
+                fail(
+                    "rfc5280.version",
+                    format!("version {} is not v3", tbs.version().0 + 1),
+                );
+            }
+            let serial = tbs.raw_serial();
+            if serial.is_empty()
+                || serial.len() > 20
+                || serial[0] & 0x80 != 0
+                || serial.iter().all(|b| *b == 0)
+            {
+                fail(
+                    "rfc5280.serial",
+                    "serial must be a positive integer of at most 20 octets".into(),
+                );
+            }
+            if tbs.signature.algorithm.to_id_string() != oid::SHA256_WITH_RSA.to_string() {
+                fail(
+                    "profile.signature-algorithm",
+                    format!("{} is not sha256WithRSAEncryption", tbs.signature.algorithm),
+                );
+            }
+            let root_dn = profile::root_name(policy, h).and_then(|n| {
+                der::Encode::to_der(&n).map_err(|e| Error::Der {
+                    what: "Name",
+                    source: e,
+                })
+            });
+            match &root_dn {
+                Ok(dn) if tbs.issuer().as_raw() == dn.as_slice() => {}
+                Ok(_) => fail(
+                    "profile.issuer",
+                    format!("issuer `{}` is not the {h} root", tbs.issuer()),
+                ),
+                Err(e) => fail("profile.issuer", e.to_string()),
+            }
+            let (nb, na) = (
+                tbs.validity().not_before.to_datetime(),
+                tbs.validity().not_after.to_datetime(),
+            );
+            if nb >= na {
+                fail(
+                    "rfc5280.validity",
+                    "notBefore is not before notAfter".into(),
+                );
+            }
+            let na_jst = na.to_offset(validity::JST);
+            if (na_jst.hour(), na_jst.minute(), na_jst.second()) != (23, 59, 59) {
+                fail(
+                    "jpki.not-after-end-of-day",
+                    format!("notAfter {na} is not 23:59:59 JST"),
+                );
+            }
+
+            // Subject (reference §1–§3).
+            let expected_subject: &[&str] = match expect.shape {
+                Shape::Root => &["C", "O", "OU", "OU"],
+                Shape::Signing { .. } => &["C", "L", "L", "CN"],
+                Shape::Auth => &["C", "CN"],
+                Shape::OcspSigner => &["C", "O", "OU", "OU", "CN"],
+            };
+            let mut seen = Vec::new();
+            for rdn in tbs.subject().iter_rdn() {
+                let attrs: Vec<_> = rdn.iter().collect();
+                if attrs.len() != 1 {
+                    fail("profile.subject", "multi-valued RDN".into());
+                }
+                for a in attrs {
+                    let short = match a.attr_type().to_id_string().as_str() {
+                        "2.5.4.6" => "C",
+                        "2.5.4.10" => "O",
+                        "2.5.4.11" => "OU",
+                        "2.5.4.7" => "L",
+                        "2.5.4.3" => "CN",
+                        _ => "?",
+                    };
+                    let tag = a.attr_value().tag();
+                    let want = if short == "C" {
+                        der_parser::ber::Tag::PrintableString
+                    } else {
+                        der_parser::ber::Tag::Utf8String
+                    };
+                    if tag != want {
+                        fail(
+                            "profile.subject-encoding",
+                            format!("{short} is {tag:?}, expected {want:?}"),
+                        );
+                    }
+                    seen.push(short);
+                }
+            }
+            if seen != expected_subject {
+                fail(
+                    "profile.subject",
+                    format!("subject attributes {seen:?}, expected {expected_subject:?}"),
+                );
+            }
+            if matches!(expect.shape, Shape::Root)
+                && tbs.subject().as_raw() != tbs.issuer().as_raw()
+            {
+                fail(
+                    "profile.root-self-issued",
+                    "root subject differs from issuer".into(),
+                );
+            }
+
+            // Key (reference §1, "Crypto").
+            match tbs.public_key().parsed() {
+                Ok(PublicKey::RSA(rsa)) => {
+                    if rsa.key_size() < policy.limits.min_rsa_bits {
+                        fail(
+                            "profile.key-size",
+                            format!(
+                                "RSA-{} is below {}",
+                                rsa.key_size(),
+                                policy.limits.min_rsa_bits
+                            ),
+                        );
+                    }
+                    if rsa.try_exponent().ok() != Some(65537) {
+                        fail(
+                            "profile.key-exponent",
+                            "public exponent is not 65537".into(),
+                        );
+                    }
+                }
+                _ => fail("profile.key-type", "subject key is not RSA".into()),
+            }
+
+            // Extensions (RFC 5280 §4.2: each at most once; the profile fixes the set and order).
+            let exts = tbs.extensions();
+            let ids: Vec<String> = exts.iter().map(|e| e.oid.to_id_string()).collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            sorted.dedup();
+            if sorted.len() != ids.len() {
+                fail(
+                    "rfc5280.duplicate-extension",
+                    "an extension appears twice".into(),
+                );
+            }
+            let ocsp = policy.ca.ocsp_url_in_certificates;
+            let mut want: Vec<(const_oid::ObjectIdentifier, bool)> = match expect.shape {
+                Shape::Root => vec![
+                    (oid::EXT_KEY_USAGE, true),
+                    (oid::EXT_SAN, false),
+                    (oid::EXT_BASIC_CONSTRAINTS, true),
+                    (oid::EXT_CRL_DP, false),
+                    (oid::EXT_SKI, false),
+                ],
+                Shape::Signing { .. } => vec![
+                    (oid::EXT_KEY_USAGE, true),
+                    (oid::EXT_SAN, false),
+                    (oid::EXT_CERT_POLICIES, true),
+                    (oid::EXT_IAN, false),
+                    (oid::EXT_CRL_DP, false),
+                    (oid::EXT_AKI, false),
+                    (oid::EXT_SKI, false),
+                ],
+                Shape::Auth => vec![
+                    (oid::EXT_KEY_USAGE, true),
+                    (oid::EXT_CERT_POLICIES, policy.auth.critical_policies),
+                    (oid::EXT_IAN, false),
+                    (oid::EXT_CRL_DP, false),
+                    (oid::EXT_AKI, false),
+                    (oid::EXT_SKI, false),
+                ],
+                Shape::OcspSigner => vec![
+                    (oid::EXT_KEY_USAGE, true),
+                    (oid::EXT_EKU, false),
+                    (oid::OCSP_NOCHECK, false),
+                    (oid::EXT_AKI, false),
+                    (oid::EXT_SKI, false),
+                ],
+            };
+            if ocsp && matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
+                want.push((oid::EXT_AIA, false));
+            }
+            let got: Vec<(String, bool)> = exts
+                .iter()
+                .map(|e| (e.oid.to_id_string(), e.critical))
+                .collect();
+            let want_s: Vec<(String, bool)> =
+                want.iter().map(|(o, c)| (o.to_string(), *c)).collect();
+            if got != want_s {
+                fail(
+                    "profile.extensions",
+                    format!("extensions (oid, critical) {got:?}, expected {want_s:?}"),
+                );
+            }
+
+            for e in exts {
+                match e.parsed_extension() {
+                    ParsedExtension::KeyUsage(ku) => {
+                        let want = match expect.shape {
+                            Shape::Root => 0b110_0000,
+                            Shape::Signing { .. } => 0b11,
+                            Shape::Auth | Shape::OcspSigner => 0b1,
+                        };
+                        if ku.flags != want {
+                            fail(
+                                "profile.key-usage",
+                                format!("keyUsage bits {:#b}, expected {want:#b}", ku.flags),
+                            );
+                        }
+                    }
+                    ParsedExtension::BasicConstraints(bc)
+                        if (!bc.ca || bc.path_len_constraint.is_some()) =>
+                    {
+                        fail(
+                            "profile.basic-constraints",
+                            "root must be cA=TRUE without pathLen".into(),
+                        );
+                    }
+                    ParsedExtension::CertificatePolicies(cp) => {
+                        let want = policy.policy_oid(h).to_string();
+                        if cp.len() != 1 || cp[0].policy_id.to_id_string() != want {
+                            fail(
+                                "profile.policy",
+                                format!("certificatePolicies must be exactly {want}"),
+                            );
+                        } else {
+                            let cps_ok = cp[0].policy_qualifiers.as_ref().is_some_and(|q| {
+                                q.len() == 1
+                                    && q[0].policy_qualifier_id.to_id_string()
+                                        == oid::QT_CPS.to_string()
+                                    && ia5_value(q[0].qualifier).as_deref()
+                                        == Some(policy.ca.cps_uri.as_bytes())
+                            });
+                            if !cps_ok {
+                                fail(
+                                    "profile.policy-cps",
+                                    "the CPS qualifier is missing or wrong".into(),
+                                );
+                            }
+                        }
+                    }
+                    ParsedExtension::SubjectAlternativeName(san) => match expect.shape {
+                        Shape::Signing { attributes } => {
+                            lint_attributes(policy, &san.general_names, attributes, &mut fail)
+                        }
+                        Shape::Root => {
+                            if !matches!(
+                                san.general_names.as_slice(),
+                                [GeneralName::DirectoryName(_)]
+                            ) {
+                                fail(
+                                    "profile.root-san",
+                                    "root subjectAltName must be one directoryName".into(),
+                                );
+                            }
+                        }
+                        _ => fail(
+                            "profile.no-personal-data",
+                            "only signing certificates carry a subjectAltName".into(),
+                        ),
+                    },
+                    ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                        let got = aki.key_identifier.as_ref().map(|k| k.0);
+                        if got.is_none() || got != expect.issuer_key_id {
+                            fail(
+                                "rfc5280.aki",
+                                "authorityKeyIdentifier does not match the issuer's key identifier"
+                                    .into(),
+                            );
+                        }
+                    }
+                    ParsedExtension::SubjectKeyIdentifier(ski) => {
+                        match profile::key_identifier(tbs.public_key().raw) {
+                            Ok(id) if id == ski.0 => {}
+                            _ => fail(
+                                "rfc5280.ski",
+                                "subjectKeyIdentifier is not the SHA-1 of the subject key".into(),
+                            ),
+                        }
+                    }
+                    ParsedExtension::CRLDistributionPoints(dps) => {
+                        let scope = match expect.shape {
+                            Shape::Root => Scope::Ca,
+                            _ => Scope::Partition(policy.partition_of(serial)),
+                        };
+                        // Compared as bytes: URIs as text, directory names as their DER.
+                        let want = profile::crl_dp_names(policy, h, scope).ok().map(|names| {
+                            names
+                                .iter()
+                                .map(|n| match n {
+                                    x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(
+                                        u,
+                                    ) => u.as_bytes().to_vec(),
+                                    x509_cert::ext::pkix::name::GeneralName::DirectoryName(d) => {
+                                        der::Encode::to_der(d).unwrap_or_default()
+                                    }
+                                    _ => Vec::new(),
+                                })
+                                .collect::<Vec<_>>()
+                        });
+                        let got = match dps.points.as_slice() {
+                            [dp] => match &dp.distribution_point {
+                                Some(DistributionPointName::FullName(names)) => names
+                                    .iter()
+                                    .map(|n| match n {
+                                        GeneralName::URI(u) => u.as_bytes().to_vec(),
+                                        GeneralName::DirectoryName(d) => d.as_raw().to_vec(),
+                                        _ => b"?".to_vec(),
+                                    })
+                                    .collect::<Vec<_>>(),
+                                _ => vec![],
+                            },
+                            _ => vec![],
+                        };
+                        if Some(&got) != want.as_ref() {
+                            fail(
+                                "profile.crl-distribution-point",
+                                "the distribution point names are not the partition's URL and directoryName".into(),
+                            );
+                        }
+                    }
+                    ParsedExtension::ExtendedKeyUsage(eku)
+                        if !(eku.ocsp_signing
+                            && eku.other.is_empty()
+                            && !eku.any
+                            && !eku.server_auth
+                            && !eku.client_auth) =>
+                    {
+                        fail(
+                            "profile.ocsp-signer-eku",
+                            "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
+                        );
+                    }
+                    ParsedExtension::ParseError { error } => {
+                        fail("der.extension", format!("{}: {error}", e.oid))
+                    }
+                    _ => {}
+                }
+            }
+            out
+        }
+
+        /// The six otherNames (reference §2): order, UTF8String, values, flags.
+        fn lint_attributes(
+            policy: &Policy,
+            names: &[GeneralName<'_>],
+            attrs: &Attributes,
+            fail: &mut impl FnMut(&'static str, String),
+        ) {
+            let mut values = Vec::new();
+            for n in names {
+                match n {
+                    GeneralName::OtherName(id, raw) => match utf8_in_explicit0(raw) {
+                        Some(v) => values.push((id.to_id_string(), v)),
+                        None => fail(
+                            "profile.san-encoding",
+                            format!("otherName {id} is not [0] EXPLICIT UTF8String"),
+                        ),
+                    },
+                    _ => fail(
+                        "profile.san",
+                        "subjectAltName of a signing certificate holds only the six otherNames"
+                            .into(),
+                    ),
+                }
+            }
+            let order: Vec<String> = oid::SAN_ORDER.iter().map(|o| o.to_string()).collect();
+            let got: Vec<&String> = values.iter().map(|(o, _)| o).collect();
+            if got != order.iter().collect::<Vec<_>>() {
+                fail(
+                    "profile.san-order",
+                    format!("otherNames {got:?}, expected {order:?}"),
+                );
+                return;
+            }
+            let v: Vec<&str> = values.iter().map(|(_, v)| v.as_str()).collect();
+            let (name, birth, sex, address, name_flags, address_flags) =
+                (v[0], v[1], v[2], v[3], v[4], v[5]);
+            if era::decode_birth(birth) != Some(attrs.birth()) {
+                fail(
+                    "profile.birth",
+                    format!("`{birth}` is not EYYYYMMDD of the holder's birth date"),
+                );
+            }
+            if sex.len() != 1
+                || !matches!(sex, "1" | "2" | "9")
+                || !sex.starts_with(attrs.sex().digit())
+            {
+                fail(
+                    "profile.sex",
+                    format!("`{sex}` is not the holder's one-digit sex"),
+                );
+            }
+            if address.chars().count() > policy.limits.address_max_chars {
+                fail(
+                    "profile.address-length",
+                    "address longer than the limit".into(),
+                );
+            }
+            for (label, text, flags) in [
+                ("name", name, name_flags),
+                ("address", address, address_flags),
+            ] {
+                if flags.chars().count() != text.chars().count()
+                    || !flags.chars().all(|c| c == '0' || c == '1')
+                {
+                    fail(
+                        "profile.substitute-flags",
+                        format!("{label} flags must be one 0/1 digit per character"),
+                    );
+                }
+                for (c, f) in text.chars().zip(flags.chars()) {
+                    if (c == '〓') != (f == '1') {
+                        fail(
+                            "profile.substitute-flags",
+                            format!("{label} flag does not match its character"),
+                        );
+                        break;
+                    }
+                }
+            }
+            let card_name = crate::model::CardText::from_register(attrs.name());
+            let card_address = crate::model::CardText::from_register(attrs.address());
+            if name != card_name.text || address != card_address.text {
+                fail(
+                    "profile.attributes",
+                    "name or address differs from the register".into(),
+                );
+            }
+        }
+
+        /// The value of a DER IA5String (x509-parser hands policy qualifiers over with their tag).
+        fn ia5_value(raw: &[u8]) -> Option<Vec<u8>> {
+            der::asn1::Ia5StringRef::from_der(raw)
+                .ok()
+                .map(|s| s.as_bytes().to_vec())
+        }
+
+        /// Reads `[0] EXPLICIT UTF8String` (x509-parser leaves the explicit tag on otherName values,
+        /// crate-notes §7).
+        fn utf8_in_explicit0(raw: &[u8]) -> Option<String> {
+            // 0xA0: context-specific, constructed, tag number 0.
+            if raw.first() != Some(&0xA0) {
+                return None;
+            }
+            let any = der::asn1::AnyRef::from_der(raw).ok()?;
+            let s = der::asn1::Utf8StringRef::from_der(any.value()).ok()?;
+            Some(s.as_str().to_owned())
+        }
+    }
+
+    const SPKI: &[u8] = &[
+        0x30, 0x82, 0x01, 0x22, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+        0x01, 0x01, 0x05, 0x00, 0x03, 0x82, 0x01, 0x0f, 0x00, 0x30, 0x82, 0x01, 0x0a, 0x02, 0x82,
+        0x01, 0x01, 0x00, 0xaf, 0xb6, 0x1b, 0x50, 0xb2, 0x58, 0x4c, 0x68, 0x92, 0xae, 0x87, 0x1c,
+        0xf3, 0xec, 0x8b, 0x1b, 0xea, 0x04, 0x83, 0xcd, 0x3a, 0x62, 0x16, 0xf8, 0xf5, 0x3b, 0x3a,
+        0x0c, 0x39, 0x12, 0x46, 0x43, 0x39, 0xd3, 0x99, 0xf1, 0xa4, 0xb3, 0x1e, 0x50, 0xc2, 0x16,
+        0x2a, 0xf4, 0x7d, 0x77, 0x62, 0x2d, 0x27, 0x86, 0xbb, 0xb7, 0xe2, 0x5a, 0xad, 0x16, 0x41,
+        0x92, 0x46, 0xcf, 0x87, 0x65, 0xbe, 0xa3, 0x11, 0x5f, 0x8f, 0xa4, 0xe4, 0xac, 0xda, 0x59,
+        0xc4, 0xc9, 0xb6, 0x30, 0x23, 0x4b, 0xe4, 0x39, 0xf0, 0x3c, 0x56, 0x44, 0xfe, 0xbb, 0x23,
+        0x2b, 0xb7, 0xee, 0x1a, 0x2c, 0x88, 0x05, 0x57, 0xfa, 0x57, 0xda, 0xc4, 0x01, 0x8e, 0xa6,
+        0xbe, 0xd0, 0x19, 0x04, 0xcd, 0x9d, 0x9b, 0x83, 0xa2, 0x88, 0x7c, 0x35, 0x4f, 0x94, 0x9f,
+        0x9e, 0x6d, 0xec, 0xa1, 0xf7, 0xb8, 0xc1, 0xe3, 0x9d, 0xb6, 0xa6, 0x12, 0x3b, 0xa6, 0x35,
+        0xf5, 0x9f, 0x0a, 0xe8, 0xc1, 0x81, 0xa9, 0xfb, 0x6b, 0x09, 0xcb, 0xb1, 0x01, 0x27, 0xd5,
+        0xd7, 0x08, 0xb6, 0xf8, 0xbf, 0x92, 0x7c, 0xc2, 0x5e, 0x8e, 0x5e, 0xe9, 0x6c, 0xc8, 0xe2,
+        0x47, 0x8b, 0xcd, 0xc3, 0xe2, 0xdf, 0x9e, 0x60, 0x1c, 0x41, 0x5c, 0x2b, 0xf2, 0x0a, 0x8d,
+        0x73, 0xb0, 0x02, 0x99, 0x0a, 0x7b, 0xec, 0x8e, 0xf1, 0x96, 0x2b, 0x32, 0xa7, 0x1d, 0x90,
+        0x41, 0xe8, 0x44, 0xb6, 0x06, 0x5a, 0x16, 0x01, 0x16, 0x7f, 0x49, 0x69, 0xdf, 0xe7, 0x84,
+        0xb2, 0x33, 0x94, 0x46, 0x84, 0xcb, 0xbc, 0x30, 0xf5, 0x53, 0x55, 0xcb, 0x59, 0x1a, 0xaf,
+        0x4c, 0xfd, 0x4a, 0x26, 0x61, 0xb1, 0xce, 0x71, 0xed, 0xa1, 0x36, 0x70, 0x34, 0x5e, 0x04,
+        0x2f, 0x5e, 0xcf, 0x54, 0xaa, 0xf3, 0xc6, 0x0e, 0x91, 0x6c, 0xc3, 0xb3, 0xf3, 0x5c, 0xa0,
+        0xc2, 0x92, 0xdf, 0x29, 0x02, 0x03, 0x01, 0x00, 0x01,
+    ];
+
+    struct Case {
+        label: String,
+        tbs: Vec<u8>,
+        hierarchy: Hierarchy,
+        shape: Shape<'static>,
+        kid: Option<Vec<u8>>,
+    }
+
+    fn attrs() -> &'static Attributes {
+        let policy = Policy::default_policy();
+        Box::leak(Box::new(
+            Attributes::new(
+                "髙橋　太郎",
+                date!(1980 - 02 - 17),
+                Sex::Male,
+                "東京都清瀬市中里一丁目1番地",
+                &policy.limits,
+                date!(2026 - 01 - 01),
+            )
+            .unwrap(),
+        ))
+    }
+
+    /// Certificates of every shape built under `built`, to be linted under other policies.
+    fn cases(built: &Policy) -> Vec<Case> {
+        let a = attrs();
+        let kid = profile::key_identifier(SPKI).unwrap();
+        let w = |serial: &'static [u8]| Window {
+            serial,
+            not_before: datetime!(2026-01-05 01:02:03 UTC),
+            not_after: datetime!(2030-02-16 14:59:59 UTC),
+        };
+        let signing = Holder::Signing {
+            prefecture: "東京都",
+            municipality: "清瀬市",
+            attributes: a,
+        };
+        let mut out = Vec::new();
+        for h in Hierarchy::ALL {
+            out.push(Case {
+                label: format!("root {h}"),
+                tbs: profile::root_tbs(built, h, w(&[1]), SPKI).unwrap(),
+                hierarchy: h,
+                shape: Shape::Root,
+                kid: None,
+            });
+            out.push(Case {
+                label: format!("ocsp {h}"),
+                tbs: profile::ocsp_signer_tbs(built, h, w(&[0x02, 0x03]), SPKI, &kid).unwrap(),
+                hierarchy: h,
+                shape: Shape::OcspSigner,
+                kid: Some(kid.clone()),
+            });
+        }
+        for serial in [&[0x41, 0x0f, 0x3c][..], &[0x80, 0x01][..]] {
+            out.push(Case {
+                label: format!("signing {serial:02x?}"),
+                tbs: profile::leaf_tbs(built, &signing, "CN1", w(serial), SPKI, &kid).unwrap(),
+                hierarchy: Hierarchy::Signing,
+                shape: Shape::Signing { attributes: a },
+                kid: Some(kid.clone()),
+            });
+            out.push(Case {
+                label: format!("auth {serial:02x?}"),
+                tbs: profile::leaf_tbs(built, &Holder::Auth, "CN2", w(serial), SPKI, &kid).unwrap(),
+                hierarchy: Hierarchy::Auth,
+                shape: Shape::Auth,
+                kid: Some(kid.clone()),
+            });
+        }
+        out
+    }
+
+    fn policies() -> Vec<Policy> {
+        let base = Policy::default_policy();
+        let mut all = vec![base.clone()];
+        let mut p = base.clone();
+        p.ca.ocsp_url_in_certificates = false;
+        p.crl.directory_name = false;
+        p.auth.critical_policies = true;
+        all.push(p);
+        let mut p = base.clone();
+        p.ca.organization = "組織".into();
+        p.ca.cps_uri = "http://example.jp/cps".into();
+        p.crl.partitions = 7;
+        p.signing.policy_oid = "1.2.392.200149.8.5.1.3.30".into();
+        p.auth.policy_oid = "1.2.392.200149.8.5.1.1.20".into();
+        p.limits.min_rsa_bits = 4096;
+        p.limits.address_max_chars = 5;
+        all.push(p);
+        let mut p = base.clone();
+        p.ca.base_url = "http://例え.jp".into();
+        all.push(p);
+        all
+    }
+
+    fn both(policy: &Policy, tbs: &[u8], expect: &Expect<'_>) -> (Vec<Violation>, Vec<Violation>) {
+        (
+            lint(policy, tbs, expect),
+            reference::lint(policy, tbs, expect),
+        )
+    }
+
+    #[test]
+    fn good_certificates_pass() {
+        let policy = Policy::default_policy();
+        for c in cases(&policy) {
+            let expect = Expect {
+                hierarchy: c.hierarchy,
+                shape: c.shape,
+                issuer_key_id: c.kid.as_deref(),
+            };
+            assert_eq!(lint(&policy, &c.tbs, &expect), vec![], "{}", c.label);
+            assert!(check(&policy, &c.tbs, &expect).is_ok());
+        }
+    }
+
+    /// Every certificate against every policy, shape, hierarchy and issuer key: the same
+    /// violations, in the same order, with the same details as the reference lint.
+    #[test]
+    fn agrees_with_the_reference_on_mismatched_profiles() {
+        let policies = policies();
+        let other_kid = [0x55; 20];
+        let mut compared = 0;
+        let mut failing = 0;
+        for built in &policies {
+            if !built.ca.base_url.is_ascii() {
+                continue; // leaf_tbs refuses to build under this policy
+            }
+            let cs = cases(built);
+            let a = attrs();
+            let other_attrs: &'static Attributes = Box::leak(Box::new(
+                Attributes::new(
+                    "山田　花子",
+                    date!(1990 - 05 - 01),
+                    Sex::Female,
+                    "大阪府",
+                    &Policy::default_policy().limits,
+                    date!(2026 - 01 - 01),
+                )
+                .unwrap(),
+            ));
+            for c in &cs {
+                for policy in &policies {
+                    for h in Hierarchy::ALL {
+                        for shape in [
+                            Shape::Root,
+                            Shape::Signing { attributes: a },
+                            Shape::Signing {
+                                attributes: other_attrs,
+                            },
+                            Shape::Auth,
+                            Shape::OcspSigner,
+                        ] {
+                            for kid in [c.kid.as_deref(), None, Some(&other_kid[..])] {
+                                let expect = Expect {
+                                    hierarchy: h,
+                                    shape,
+                                    issuer_key_id: kid,
+                                };
+                                let (got, want) = both(policy, &c.tbs, &expect);
+                                assert_eq!(got, want, "{} {expect:?}", c.label);
+                                compared += 1;
+                                failing += usize::from(!got.is_empty());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            compared > 1000 && failing > compared / 2,
+            "{compared} {failing}"
+        );
+    }
+
+    /// Each byte of each certificate flipped: the same violations as the reference lint.
+    #[test]
+    fn agrees_with_the_reference_on_corrupted_bytes() {
+        let policy = Policy::default_policy();
+        let mut failing = 0;
+        for c in cases(&policy) {
+            let expect = Expect {
+                hierarchy: c.hierarchy,
+                shape: c.shape,
+                issuer_key_id: c.kid.as_deref(),
+            };
+            for i in 0..c.tbs.len() {
+                for x in [0x01, 0x80, 0xFF] {
+                    let mut tbs = c.tbs.clone();
+                    tbs[i] ^= x;
+                    let (got, want) = both(&policy, &tbs, &expect);
+                    assert_eq!(got, want, "{} byte {i} ^ {x:#x}", c.label);
+                    failing += usize::from(!got.is_empty());
+                }
+            }
+        }
+        assert!(failing > 1000, "{failing}");
+    }
 }

@@ -446,7 +446,7 @@ pub fn leaf_tbs(
         Holder::Signing { .. } => true,
         Holder::Auth => policy.auth.critical_policies,
     };
-    let policy_oid = policy.policy_oid(h);
+    let policy_oid = policy_oid(policy, h);
 
     // The fallible steps, in the order the typed builder runs them: the CRL URL (an
     // IA5String), the subject key (SKI), the OCSP URL, the serial number, the two times.
@@ -578,6 +578,30 @@ pub fn leaf_tbs(
     }
     der_out::close(&mut out, tbs);
     Ok(out)
+}
+
+/// [`Policy::policy_oid`], parsed once per thread and policy text rather than on every call:
+/// the last text seen for each hierarchy is kept with its OID and compared on each call.
+pub(crate) fn policy_oid(policy: &Policy, h: Hierarchy) -> Oid {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<[Option<(String, Oid)>; 2]> = const { RefCell::new([None, None]) };
+    }
+    let text = match h {
+        Hierarchy::Signing => &policy.signing.policy_oid,
+        Hierarchy::Auth => &policy.auth.policy_oid,
+    };
+    LAST.with(|last| {
+        let slot = &mut last.borrow_mut()[h.tag() as usize];
+        match slot {
+            Some((t, oid)) if t == text => *oid,
+            _ => {
+                let oid = policy.policy_oid(h);
+                *slot = Some((text.clone(), oid));
+                oid
+            }
+        }
+    })
 }
 
 /// `AlgorithmIdentifier { sha256WithRSAEncryption, NULL }`, the DER of [`sha256_with_rsa`].
