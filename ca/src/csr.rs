@@ -19,6 +19,11 @@ pub struct VerifiedCsr {
 const SHA256_RSA: &str = "1.2.840.113549.1.1.11";
 const SHA384_RSA: &str = "1.2.840.113549.1.1.12";
 const SHA512_RSA: &str = "1.2.840.113549.1.1.13";
+const SIGNATURE_ALGORITHMS: [const_oid::ObjectIdentifier; 3] = [
+    const_oid::ObjectIdentifier::new_unwrap(SHA256_RSA),
+    const_oid::ObjectIdentifier::new_unwrap(SHA384_RSA),
+    const_oid::ObjectIdentifier::new_unwrap(SHA512_RSA),
+];
 
 /// Reads a PEM (`CERTIFICATE REQUEST` or `NEW CERTIFICATE REQUEST`) or DER request and checks
 /// it: well-formed with no trailing bytes, signed with SHA-2 RSA by its own key (proof of
@@ -50,11 +55,19 @@ pub fn verify(input: &[u8], min_bits: usize) -> Result<VerifiedCsr> {
             rest.len()
         )));
     }
-    let alg = csr.signature_algorithm.algorithm.to_id_string();
-    if ![SHA256_RSA, SHA384_RSA, SHA512_RSA].contains(&alg.as_str()) {
-        return Err(Error::Csr(format!(
-            "signature algorithm {alg} is not RSA with SHA-256/384/512"
-        )));
+    // Compared by DER contents first (equal encodings have equal dotted forms), so an
+    // accepted request builds no string; the dotted form decides otherwise, as it always did.
+    let alg = &csr.signature_algorithm.algorithm;
+    if !SIGNATURE_ALGORITHMS
+        .iter()
+        .any(|known| alg.as_bytes() == known.as_bytes())
+    {
+        let alg = alg.to_id_string();
+        if ![SHA256_RSA, SHA384_RSA, SHA512_RSA].contains(&alg.as_str()) {
+            return Err(Error::Csr(format!(
+                "signature algorithm {alg} is not RSA with SHA-256/384/512"
+            )));
+        }
     }
     let info = &csr.certification_request_info;
     let (bits, exponent) = match info.subject_pki.parsed() {
