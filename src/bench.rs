@@ -48,7 +48,7 @@ fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<(f64, Optio
     Ok((rate, cpu))
 }
 
-pub fn issue(count: usize, threads: usize) -> Result<()> {
+pub fn issue(count: usize, threads: usize, residents: usize) -> Result<()> {
     let threads = threads.max(1);
     // The signing ceiling is that of the cores: one signing thread per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -59,11 +59,31 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
         b"benchmark-passphrase",
         Arc::new(SystemClock),
     )?);
-    let holders = 50usize.min(count.div_ceil(2)).max(1);
+    let holders = residents.min(count.div_ceil(2)).max(1);
     eprintln!(
         "preparing {holders} residents and {} holder keys ...",
         holders * 2
     );
+    // Holder keys in parallel (RSA key generation is the slow part of the preparation).
+    let made = AtomicUsize::new(0);
+    let csrs: Vec<Result<Vec<u8>>> = std::thread::scope(|sc| {
+        let workers: Vec<_> = (0..cores)
+            .map(|_| {
+                sc.spawn(|| {
+                    let mut mine = Vec::new();
+                    while made.fetch_add(1, Ordering::Relaxed) < holders * 2 {
+                        mine.push(holder_csr());
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut csrs = csrs.into_iter();
     let mut tasks = Vec::new();
     for i in 0..holders {
         let id = a.resident_add(&NewResident {
@@ -76,7 +96,10 @@ pub fn issue(count: usize, threads: usize) -> Result<()> {
             card_expiry: date!(2040 - 01 - 01),
         })?;
         for h in [Hierarchy::Auth, Hierarchy::Signing] {
-            tasks.push((id.clone(), h, holder_csr()?));
+            let csr = csrs
+                .next()
+                .ok_or_else(|| Error::Invalid("a key generator thread failed".into()))??;
+            tasks.push((id.clone(), h, csr));
         }
     }
     // Holder-interleaved order: concurrent threads issue to different residents, as a CA

@@ -314,6 +314,10 @@ pub enum BenchCommand {
         /// Concurrent issuing clients (the signing ceiling is measured with one thread per core).
         #[arg(long, default_value_t = 16)]
         threads: usize,
+        /// Residents to spread the issuances over (each has a signing and an auth key). Keep
+        /// it above the number of clients: issuances for one resident run one at a time.
+        #[arg(long, default_value_t = 100)]
+        residents: usize,
     },
 }
 
@@ -831,9 +835,11 @@ pub fn run(cli: Cli) -> Result<()> {
         // Token commands were dispatched above, before any store is opened.
         Command::Token(_) => Ok(()),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
-        Command::Bench(BenchCommand::Issue { count, threads }) => {
-            Ok(crate::bench::issue(*count, *threads)?)
-        }
+        Command::Bench(BenchCommand::Issue {
+            count,
+            threads,
+            residents,
+        }) => Ok(crate::bench::issue(*count, *threads, *residents)?),
     }
 }
 
