@@ -171,6 +171,29 @@ pub struct Issued {
     pub der: Vec<u8>,
 }
 
+/// An issuance signed and ready to commit: what its transaction writes and its answer needs.
+struct Prepared {
+    resident_id: String,
+    h: Hierarchy,
+    /// The resident's record version the issuance was built from.
+    resident_version: u64,
+    now: OffsetDateTime,
+    /// SHA-256 of the SubjectPublicKeyInfo, and who may hold it.
+    fp: Vec<u8>,
+    key_owner: Vec<u8>,
+    key: Vec<u8>,
+    serial: Vec<u8>,
+    not_after: OffsetDateTime,
+    bound: Bound,
+    partition: u16,
+    record_bytes: Vec<u8>,
+    good: Vec<u8>,
+    counter: u64,
+    /// The holder's live certificate of the kind, which this one supersedes.
+    previous: Option<CertRecord>,
+    der: Vec<u8>,
+}
+
 /// A revocation or hold that happened.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Revocation {
@@ -1102,9 +1125,11 @@ impl Authority {
         let csr = csr::verify(csr_bytes, self.policy.limits.min_rsa_bits)?;
         let _one_at_a_time = self.lock_resident(resident_id);
         for _ in 0..10 {
-            match self.issue_once(resident_id, h, &csr) {
+            let p = self.prepare(resident_id, h, &csr)?;
+            match self.store.transact(&|t| self.commit_issue(&p, t)) {
                 Err(Error::Retry) => continue,
-                other => return other,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(self.issued(p)),
             }
         }
         Err(Error::Invalid(
@@ -1112,12 +1137,9 @@ impl Authority {
         ))
     }
 
-    fn issue_once(
-        &self,
-        resident_id: &str,
-        h: Hierarchy,
-        csr: &csr::VerifiedCsr,
-    ) -> Result<Issued> {
+    /// Everything an issuance does before its transaction: the resident's state and rules,
+    /// the validity, the TBS, the lint and the signature.
+    fn prepare(&self, resident_id: &str, h: Hierarchy, csr: &csr::VerifiedCsr) -> Result<Prepared> {
         let now = self.clock.now();
         let resident = self.resident(resident_id)?;
         match resident.state {
@@ -1224,60 +1246,120 @@ impl Authority {
         let record_bytes = record.to_store()?;
         let good = json(&StatusRecord::GOOD)?;
         let counter = self.counters[h.tag() as usize].load(Ordering::SeqCst);
-        self.store.transact(&|t| {
-            let current: Resident = from_json(&t.get(Table::Residents, resident_id.as_bytes())?.ok_or_else(|| Error::UnknownResident(resident_id.to_owned()))?)?;
-            if current.version != resident.version {
-                return Err(Error::Retry);
-            }
-            if let Some(owner) = t.get(Table::Keys, &fp)? {
-                if owner != key_owner {
-                    return Err(Error::Refused("this public key is already certified to another holder or for the other kind".into()));
-                }
-            }
-            if t.get(Table::Certs, &key)?.is_some() {
-                return Err(Error::Retry);
-            }
-            // Bump the resident's version so that a concurrent event or issuance retries.
-            let mut bumped = current;
-            bumped.version += 1;
-            bumped.current.insert(h, serial_hex(&serial));
-            t.insert(Table::Residents, resident_id.as_bytes(), &json(&bumped)?)?;
-            t.insert(Table::Certs, &key, &record_bytes)?;
-            t.insert(Table::Status, &key, &good)?;
-            t.insert(Table::ByHolder, &holder_key(resident_id, h, &serial), b"")?;
-            t.insert(Table::Keys, &fp, &key_owner)?;
-            if self.policy.ca.serials == policies::policy::SerialScheme::Sequential {
-                let ck = counter_key(h);
-                let stored = t.get(Table::Meta, &ck)?.and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
-                t.insert(Table::Meta, &ck, &stored.max(counter).to_be_bytes())?;
-            }
-            audit::append(t, now, "issue", &format!("{h}:{}", serial_hex(&serial)), &format!("{} for {resident_id}, notAfter {not_after}", CertKind::of(h).as_str()))?;
-            if let Some(old) = &previous {
-                let okey = cert_key(h, &old.serial);
-                let st: StatusRecord = from_json(&t.get(Table::Status, &okey)?.ok_or_else(|| Error::Store("certificate without status".into()))?)?;
-                if st.state == State::Good {
-                    self.write_status(t, old, State::Revoked, Reason::Superseded, now, None)?;
-                    audit::append(t, now, "revoke", &format!("{h}:{}", serial_hex(&old.serial)), "superseded")?;
-                }
-            }
-            Ok(())
-        })?;
-        if let Some(old) = &previous {
-            self.notify(old);
-        }
-        Ok(Issued {
-            serial: serial_hex(&serial),
-            hierarchy: h,
-            kind: CertKind::of(h),
-            resident: resident_id.to_owned(),
-            not_before: now,
+        Ok(Prepared {
+            resident_id: resident_id.to_owned(),
+            h,
+            resident_version: resident.version,
+            now,
+            fp,
+            key_owner,
+            key,
+            serial,
             not_after,
             bound,
             partition,
-            superseded: previous.map(|c| serial_hex(&c.serial)),
-            pem: pem(&der),
+            record_bytes,
+            good,
+            counter,
+            previous,
             der,
         })
+    }
+
+    /// The issuance's transaction: checks that nothing it relied on changed, then records the
+    /// certificate, its indexes and status, the resident's new current certificate, the
+    /// superseded predecessor's revocation and the audit records.
+    fn commit_issue(&self, p: &Prepared, t: &dyn Txn) -> TxResult<()> {
+        let current: Resident = from_json(
+            &t.get(Table::Residents, p.resident_id.as_bytes())?
+                .ok_or_else(|| Error::UnknownResident(p.resident_id.clone()))?,
+        )?;
+        if current.version != p.resident_version {
+            return Err(Error::Retry);
+        }
+        if let Some(owner) = t.get(Table::Keys, &p.fp)? {
+            if owner != p.key_owner {
+                return Err(Error::Refused(
+                    "this public key is already certified to another holder or for the other kind"
+                        .into(),
+                ));
+            }
+        }
+        if t.get(Table::Certs, &p.key)?.is_some() {
+            return Err(Error::Retry);
+        }
+        // Bump the resident's version so that a concurrent event or issuance retries.
+        let mut bumped = current;
+        bumped.version += 1;
+        bumped.current.insert(p.h, serial_hex(&p.serial));
+        t.insert(Table::Residents, p.resident_id.as_bytes(), &json(&bumped)?)?;
+        t.insert(Table::Certs, &p.key, &p.record_bytes)?;
+        t.insert(Table::Status, &p.key, &p.good)?;
+        t.insert(
+            Table::ByHolder,
+            &holder_key(&p.resident_id, p.h, &p.serial),
+            b"",
+        )?;
+        t.insert(Table::Keys, &p.fp, &p.key_owner)?;
+        if self.policy.ca.serials == policies::policy::SerialScheme::Sequential {
+            let ck = counter_key(p.h);
+            let stored = t
+                .get(Table::Meta, &ck)?
+                .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0);
+            t.insert(Table::Meta, &ck, &stored.max(p.counter).to_be_bytes())?;
+        }
+        audit::append(
+            t,
+            p.now,
+            "issue",
+            &format!("{}:{}", p.h, serial_hex(&p.serial)),
+            &format!(
+                "{} for {}, notAfter {}",
+                CertKind::of(p.h).as_str(),
+                p.resident_id,
+                p.not_after
+            ),
+        )?;
+        if let Some(old) = &p.previous {
+            let okey = cert_key(p.h, &old.serial);
+            let st: StatusRecord = from_json(
+                &t.get(Table::Status, &okey)?
+                    .ok_or_else(|| Error::Store("certificate without status".into()))?,
+            )?;
+            if st.state == State::Good {
+                self.write_status(t, old, State::Revoked, Reason::Superseded, p.now, None)?;
+                audit::append(
+                    t,
+                    p.now,
+                    "revoke",
+                    &format!("{}:{}", p.h, serial_hex(&old.serial)),
+                    "superseded",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer to a committed issuance (and the revocation listener told of the
+    /// superseded certificate).
+    fn issued(&self, p: Prepared) -> Issued {
+        if let Some(old) = &p.previous {
+            self.notify(old);
+        }
+        Issued {
+            serial: serial_hex(&p.serial),
+            hierarchy: p.h,
+            kind: CertKind::of(p.h),
+            resident: p.resident_id,
+            not_before: p.now,
+            not_after: p.not_after,
+            bound: p.bound,
+            partition: p.partition,
+            superseded: p.previous.map(|c| serial_hex(&c.serial)),
+            pem: pem(&p.der),
+            der: p.der,
+        }
     }
 
     /// An opaque subject CN: the issuance time (JST) and 10 random base-32 characters — never

@@ -162,8 +162,29 @@ pub trait Store: Send + Sync {
     /// Runs `body` atomically over all tables and returns after the result is durable. The
     /// body may run more than once (on a conflict); it must have no other side effects.
     fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()>;
+    /// Runs `body` once against the current state and queues its writes for commit without
+    /// waiting, so that a caller can prepare more work while the commit is on its way. The
+    /// [`Ticket`] answers as [`Store::transact`] does, except that a conflict is returned as
+    /// [`Error::Conflict`]: the caller runs the body again (or calls `transact`).
+    fn submit(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<Ticket>;
     /// Number of records in a table.
     fn count(&self, t: Table) -> usize;
+}
+
+/// A queued transaction: [`Store::submit`].
+#[must_use = "a submitted transaction is only known to be durable once its ticket is waited for"]
+pub struct Ticket {
+    answer: mpsc::Receiver<Result<()>>,
+}
+
+impl Ticket {
+    /// Waits until the transaction is durable (`Ok`), refused, or in conflict with one committed
+    /// before it ([`Error::Conflict`]).
+    pub fn wait(self) -> Result<()> {
+        self.answer
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Store("the committing thread went away".into())))
+    }
 }
 
 /// One write of a transaction.
@@ -493,8 +514,8 @@ impl Shared {
         &self.trees[t.index()]
     }
 
-    /// Queues a transaction for the committing thread and waits for its answer.
-    fn submit(&self, sub: Submission, rx: &mpsc::Receiver<Result<()>>) -> Result<()> {
+    /// Queues a transaction for the committing thread.
+    fn enqueue(&self, sub: Submission) -> Result<()> {
         {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if q.closed {
@@ -503,8 +524,7 @@ impl Shared {
             q.waiting.push(sub);
         }
         self.queued.notify_one();
-        rx.recv()
-            .unwrap_or_else(|_| Err(Error::Store("the committing thread went away".into())))
+        Ok(())
     }
 
     /// The committing thread: takes everything queued as one batch (one journal record, one
@@ -789,22 +809,7 @@ impl Store for SledStore {
                     50 * u64::from(attempt.min(40)),
                 ));
             }
-            let buffered = BufferedTxn {
-                store: &self.shared,
-                reads: RefCell::new(Vec::new()),
-                writes: RefCell::new(Vec::new()),
-                local: RefCell::new(std::collections::HashMap::new()),
-                audits: RefCell::new(Vec::new()),
-            };
-            body(&buffered)?;
-            let (tx, rx) = mpsc::channel();
-            let sub = Submission {
-                reads: buffered.reads.into_inner(),
-                writes: buffered.writes.into_inner(),
-                audits: buffered.audits.into_inner(),
-                reply: tx,
-            };
-            match self.shared.submit(sub, &rx) {
+            match self.submit(body)?.wait() {
                 Err(Error::Conflict) => continue,
                 other => return other,
             }
@@ -812,6 +817,25 @@ impl Store for SledStore {
         Err(Error::Store(
             "a transaction kept conflicting with concurrent ones".into(),
         ))
+    }
+
+    fn submit(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<Ticket> {
+        let buffered = BufferedTxn {
+            store: &self.shared,
+            reads: RefCell::new(Vec::new()),
+            writes: RefCell::new(Vec::new()),
+            local: RefCell::new(std::collections::HashMap::new()),
+            audits: RefCell::new(Vec::new()),
+        };
+        body(&buffered)?;
+        let (reply, answer) = mpsc::channel();
+        self.shared.enqueue(Submission {
+            reads: buffered.reads.into_inner(),
+            writes: buffered.writes.into_inner(),
+            audits: buffered.audits.into_inner(),
+            reply,
+        })?;
+        Ok(Ticket { answer })
     }
 
     fn count(&self, t: Table) -> usize {
