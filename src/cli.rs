@@ -107,6 +107,9 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The store's maintenance (docs/store.md).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Serve CRLs and OCSP (and the platform-operator API) from one process; the CLI's
     /// commands reach it through its admin socket while it runs. See docs/serve.md.
     Serve {
@@ -269,6 +272,17 @@ pub enum CertCommand {
     List {
         #[arg(long)]
         resident: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Write a snapshot of the store and drop the journal records it holds, so the journal
+    /// stays bounded. Safe while `jpki serve` runs (it goes through the admin socket); commits
+    /// pause only while the journal's tail is copied.
+    Compact {
         #[arg(long)]
         json: bool,
     },
@@ -700,6 +714,18 @@ pub fn run(cli: Cli) -> Result<()> {
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            })
+        }
+        Command::Store(StoreCommand::Compact { json }) => {
+            let v = call(&cli, Request::StoreCompact)?;
+            print(*json, &v, |v| {
+                format!(
+                    "snapshot at journal record {} ({} bytes); journal {} -> {} bytes",
+                    v["position"],
+                    v["snapshot_bytes"],
+                    v["journal_bytes_before"],
+                    v["journal_bytes_after"]
+                )
             })
         }
         Command::Audit(AuditCommand::Verify { json }) => {

@@ -55,6 +55,8 @@ pub enum Request {
     },
     AuditVerify,
     AuditLog,
+    /// Snapshot the store and drop the journal records the snapshot holds.
+    StoreCompact,
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -101,6 +103,7 @@ impl Authority {
             Request::AuditLog => {
                 Ok(json!({ "records": crate::audit::records(self.store().as_ref())? }))
             }
+            Request::StoreCompact => to_value(self.store().compact()?),
         }
     }
 }
