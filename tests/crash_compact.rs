@@ -1,0 +1,571 @@
+//! Crash safety of store compaction under `jpki serve`: in each round a server holds a fresh
+//! copy of a prepared store; a `jpki revoke --batch` client revokes certificates through the
+//! admin socket and prints each durable acknowledgement, while `jpki store compact` clients
+//! compact the store over and over. The *server* is killed with SIGKILL at a random moment
+//! (then the clients). The store is reopened in-process — in some rounds after deleting
+//! `db/sled`, so that it is rebuilt from the snapshot and the journal alone — and every
+//! acknowledged revocation must be there, every certificate must have its index entries and the
+//! audit chain must be intact. Rounds whose sled was kept are checked a second time with sled
+//! deleted: whatever the crash left, snapshot + journal must hold the whole store.
+//!
+//! `JPKI_CRASH_SEED=N` replays a seed's kill times and choices (the interleaving itself is not
+//! reproducible). A failing round's store, as the crash left it, is kept and its path printed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ca::clock::SystemClock;
+use ca::Authority;
+use policies::{Hierarchy, Sex};
+
+/// Residents with a certificate in each hierarchy: the certificates the batch revokes.
+const HOLDERS: usize = 24;
+/// Residents without certificates: bulk, so that a compaction takes long enough to be killed in.
+const BULK: usize = 400;
+/// No round starts after this much of the test has passed (the whole test stays under ~40 s).
+const BUDGET: Duration = Duration::from_secs(30);
+const MAX_ROUNDS: usize = 60;
+/// Loops of `jpki store compact` clients per round. One: each client waits for its answer
+/// before the next starts, so compactions run one after another (two overlapping
+/// compactions share `snapshot.tmp` and the journal offset, which `compact` does not guard).
+const COMPACTORS: usize = 1;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), &target).unwrap();
+        } // a stale socket or the like: not part of the store
+    }
+}
+
+/// xorshift: enough randomness for kill times, without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn jpki(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jpki"));
+    c.arg("--data")
+        .arg(data)
+        .env("JPKI_PASSPHRASE", common::PASS)
+        .env_remove("JPKI_DATA")
+        .env_remove("JPKI_TEST_NOW")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// `jpki serve` on a data directory, listening on 127.0.0.1 (port 0) and its admin socket.
+/// Killed when dropped.
+struct Serve {
+    child: Child,
+    /// Its stderr, for the report of a failing round.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(data: &Path) -> Serve {
+        let mut child = jpki(data)
+            .args(["serve", "--http", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            let err = child.stderr.take().unwrap();
+            // Keeps draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("running;") {
+                        let _ = ready_tx.send(());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut s = Serve { child, log };
+        let t0 = Instant::now();
+        let sock = data.join("admin.sock");
+        // Ready once it says so and its admin socket exists; bounded, so a hung start fails.
+        let mut running = false;
+        loop {
+            if running {
+                std::thread::sleep(Duration::from_millis(5));
+            } else {
+                running = ready.recv_timeout(Duration::from_millis(20)).is_ok();
+            }
+            if running && sock.exists() {
+                break;
+            }
+            if let Some(st) = s.child.try_wait().unwrap() {
+                panic!("jpki serve exited at start ({st}): {}", s.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "jpki serve not ready after 30 s: {}",
+                s.log()
+            );
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one loop of `jpki store compact` clients saw.
+#[derive(Default)]
+struct Compactions {
+    /// Compactions the server answered as done.
+    done: usize,
+    /// A compaction client was still waiting for its answer when the round stopped.
+    in_flight: bool,
+    /// Failures while the server was alive (there must be none), with the client's stderr.
+    failed_alive: Vec<String>,
+}
+
+/// Runs `jpki store compact --json` clients one after another until `stop` is set; the client
+/// running then is killed.
+fn compact_loop(data: PathBuf, stop: Arc<AtomicBool>) -> Compactions {
+    let mut seen = Compactions::default();
+    while !stop.load(Ordering::SeqCst) {
+        let mut child = jpki(&data)
+            .args(["store", "compact", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if stop.load(Ordering::SeqCst) {
+                let _ = child.kill();
+                child.wait().unwrap();
+                seen.in_flight = true;
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let Some(status) = status else { break };
+        let (mut out, mut err) = (String::new(), String::new());
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        // `stop` is set before the server is killed: a failure seen while it is still clear
+        // happened while the server was alive.
+        if status.success() {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert!(v["position"].as_u64().is_some(), "{out}");
+            seen.done += 1;
+        } else if !stop.load(Ordering::SeqCst) {
+            seen.failed_alive.push(err);
+        }
+    }
+    seen
+}
+
+/// One round's clients and what they printed.
+struct Round {
+    revoker: Child,
+    compactors: Vec<std::thread::JoinHandle<Compactions>>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Outcome {
+    acked: Vec<String>,
+    /// The revoke client exited on its own (finished, or failed while the server was alive).
+    revoker_exit: Option<(bool, String)>,
+    compactions: Vec<Compactions>,
+}
+
+impl Round {
+    fn start(data: &Path, list: &Path, compactors: usize) -> Round {
+        let revoker = jpki(data)
+            .args(["revoke", "--reason", "keyCompromise", "--batch"])
+            .arg(list)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let compactors = (0..compactors)
+            .map(|_| {
+                let (data, stop) = (data.to_owned(), Arc::clone(&stop));
+                std::thread::spawn(move || compact_loop(data, stop))
+            })
+            .collect();
+        Round {
+            revoker,
+            compactors,
+            stop,
+        }
+    }
+
+    /// Stops the clients after `kill` (SIGKILL of the server) has run.
+    fn finish(mut self, kill: impl FnOnce()) -> Outcome {
+        // Whether the batch had ended before the kill, judged before anything is killed.
+        let before = self.revoker.try_wait().unwrap();
+        self.stop.store(true, Ordering::SeqCst);
+        kill();
+        let _ = self.revoker.kill();
+        self.revoker.wait().unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        if let Some(mut stdout) = self.revoker.stdout.take() {
+            stdout.read_to_string(&mut out).unwrap();
+        }
+        self.revoker
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let compactions = self
+            .compactors
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        Outcome {
+            acked: out
+                .lines()
+                .filter_map(|l| l.strip_prefix("revoked "))
+                .map(str::to_owned)
+                .collect(),
+            revoker_exit: before.map(|st| (st.success(), err)),
+            compactions,
+        }
+    }
+}
+
+/// Reopens the store in this process and checks it: every acknowledged revocation, the
+/// indexes of every certificate, the audit chain.
+fn check(data: &Path, acked: &[String], certs: usize) -> Result<(), String> {
+    let a = Authority::open(data, None, Arc::new(SystemClock))
+        .map_err(|e| format!("the store does not reopen: {e}"))?;
+    for line in acked {
+        let (h, serial) = line
+            .split_once(':')
+            .ok_or_else(|| format!("odd acknowledgement {line:?}"))?;
+        let h: Hierarchy = h.parse().map_err(|_| format!("hierarchy in {line:?}"))?;
+        let v = a
+            .cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h))
+            .map_err(|e| format!("acknowledged {serial}: {e}"))?;
+        if v.status != ca::records::State::Revoked {
+            return Err(format!(
+                "acknowledged revocation of {h}:{serial} lost (status {:?})",
+                v.status
+            ));
+        }
+    }
+    let n = a
+        .check_indexes()
+        .map_err(|e| format!("check_indexes: {e}"))?;
+    if n != certs {
+        return Err(format!("check_indexes saw {n} certificates, not {certs}"));
+    }
+    a.audit_verify().map_err(|e| format!("audit_verify: {e}"))?;
+    Ok(())
+}
+
+/// The base store: CA, holders with a certificate in each hierarchy, bulk residents; compacted
+/// once halfway, so that every round starts with a snapshot and a non-empty journal.
+fn prepare(base: &Path) -> Vec<String> {
+    let a = Authority::init(
+        base,
+        policies::policy::DEFAULT_POLICY,
+        common::PASS.as_bytes(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let resident = |name: String| ca::authority::NewResident {
+        name,
+        birth: time::macros::date!(1980 - 01 - 01),
+        sex: Sex::Female,
+        address: "東京都千代田区霞が関２－１－２".into(),
+        prefecture: "Tokyo".into(),
+        municipality: "Chiyoda-ku".into(),
+        card_expiry: time::macros::date!(2036 - 01 - 01),
+    };
+    // Holder keys on both cores.
+    let csrs: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let half = |n: usize| {
+            s.spawn(move || {
+                (0..n)
+                    .map(|_| {
+                        let key = rcgen::KeyPair::generate_rsa_for(
+                            &rcgen::PKCS_RSA_SHA256,
+                            rcgen::RsaKeySize::_2048,
+                        )
+                        .unwrap();
+                        rcgen::CertificateParams::new(Vec::<String>::new())
+                            .unwrap()
+                            .serialize_request(&key)
+                            .unwrap()
+                            .der()
+                            .to_vec()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let total = HOLDERS * Hierarchy::ALL.len();
+        let (x, y) = (half(total / 2), half(total - total / 2));
+        let mut v = x.join().unwrap();
+        v.extend(y.join().unwrap());
+        v
+    });
+    // Bulk residents from a few threads: the store's group commit batches them.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (a, resident) = (&a, &resident);
+            s.spawn(move || {
+                for i in 0..BULK / 4 {
+                    a.resident_add(&resident(format!("住民　{t}-{i}"))).unwrap();
+                }
+            });
+        }
+    });
+    a.handle(ca::api::Request::StoreCompact).unwrap();
+    let mut csrs = csrs.into_iter();
+    let mut serials = Vec::new();
+    for i in 0..HOLDERS {
+        let id = a.resident_add(&resident(format!("試験　{i}"))).unwrap();
+        for h in Hierarchy::ALL {
+            serials.push(a.issue(&id, h, &csrs.next().unwrap()).unwrap().serial);
+        }
+    }
+    serials
+}
+
+#[test]
+fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
+    let test_start = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let serials = prepare(&base);
+    let certs = serials.len() + 4; // plus both roots and both OCSP signers
+    let list = tmp.path().join("serials.txt");
+    std::fs::write(&list, serials.join("\n")).unwrap();
+    assert!(base.join("db/snapshot").is_file() && base.join("db/sled").is_dir());
+    println!(
+        "prepared {} certificates and {} residents in {} ms",
+        serials.len(),
+        HOLDERS + BULK,
+        test_start.elapsed().as_millis()
+    );
+
+    let seed = std::env::var("JPKI_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    println!("seed {seed} (JPKI_CRASH_SEED={seed} replays its choices)");
+    let mut rng = Rng(seed);
+
+    // One uninterrupted round, stopped cleanly: how long the batch takes under compaction, so
+    // that kills land across its whole run, and a check that nothing fails without a crash.
+    let (first_ack, full) = {
+        let data = tmp.path().join("timing");
+        copy_dir(&base, &data);
+        let mut serve = Serve::start(&data);
+        let t0 = Instant::now();
+        let mut round = Round::start(&data, &list, COMPACTORS);
+        let mut acked = Vec::new();
+        let mut first_ack = None;
+        for line in BufReader::new(round.revoker.stdout.take().unwrap()).lines() {
+            first_ack.get_or_insert(t0.elapsed().as_millis() as u64);
+            acked.extend(line.unwrap().strip_prefix("revoked ").map(str::to_owned));
+        }
+        let st = round.revoker.wait().unwrap();
+        let full = t0.elapsed().as_millis() as u64 + 1;
+        let out = round.finish(|| {
+            common::unsafe_kill(serve.child.id(), "TERM");
+            let st = serve.child.wait().unwrap();
+            assert!(st.success(), "serve: {st}: {}", serve.log());
+        });
+        assert!(
+            st.success(),
+            "revoke --batch failed: {:?}",
+            out.revoker_exit
+        );
+        assert_eq!(acked.len(), serials.len());
+        for c in &out.compactions {
+            assert!(c.failed_alive.is_empty(), "{:?}", c.failed_alive);
+        }
+        let first_ack = first_ack.unwrap();
+        println!(
+            "an uninterrupted batch through serve takes {full} ms (first acknowledgement after \
+             {first_ack} ms); {} compactions ran meanwhile",
+            out.compactions.iter().map(|c| c.done).sum::<usize>()
+        );
+        check(&data, &acked, certs).unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        (first_ack, full)
+    };
+
+    let (mut rounds, mut partial, mut mid_compaction, mut in_flight) = (0, 0, 0, 0);
+    let (mut rebuilt, mut rebuilt_from_snapshot, mut compactions, mut aimed) = (0, 0, 0, 0);
+    while rounds < MAX_ROUNDS && test_start.elapsed() < BUDGET {
+        rounds += 1;
+        let data = tmp.path().join(format!("round{rounds}"));
+        copy_dir(&base, &data);
+        let mut serve = Serve::start(&data);
+        let db = data.join("db");
+        let round = Round::start(&data, &list, COMPACTORS);
+        let t0 = Instant::now();
+        // A third of the rounds anywhere from the start to a little after the batch
+        // (compactions alone), a third while acknowledgements are coming, a third aimed at a
+        // compaction: once the server has begun writing a snapshot, up to 12 ms later (writing
+        // it, renaming it, shortening the journal).
+        let how = match rng.next() % 3 {
+            0 => {
+                std::thread::sleep(Duration::from_millis(rng.next() % (full + full / 4)));
+                "at random"
+            }
+            1 => {
+                let d = first_ack + rng.next() % (full - first_ack).max(1);
+                std::thread::sleep(Duration::from_millis(d));
+                "during the acknowledgements"
+            }
+            _ => {
+                let extra = Duration::from_micros(rng.next() % 12_000);
+                let deadline = Duration::from_millis(2 * full + 500);
+                while !db.join("snapshot.tmp").exists() && t0.elapsed() < deadline {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                if t0.elapsed() < deadline {
+                    aimed += 1;
+                }
+                std::thread::sleep(extra);
+                "aimed at a compaction"
+            }
+        };
+        let out = round.finish(|| serve.sigkill());
+        let delay = t0.elapsed().as_millis();
+        let server_log = serve.log();
+        drop(serve);
+
+        let context = format!(
+            "seed {seed}, round {rounds}: serve killed {how}, {delay} ms after the clients started"
+        );
+        if let Some((ok, err)) = &out.revoker_exit {
+            assert!(
+                ok,
+                "{context}: revoke --batch failed while serve ran: {err}"
+            );
+        }
+        for c in &out.compactions {
+            assert!(
+                c.failed_alive.is_empty(),
+                "{context}: store compact failed while serve ran: {:?}\nserve: {server_log}",
+                c.failed_alive
+            );
+            compactions += c.done;
+        }
+        if !out.acked.is_empty() && out.acked.len() < serials.len() {
+            partial += 1;
+        }
+        if out.compactions.iter().any(|c| c.in_flight) {
+            in_flight += 1;
+        }
+        // A compaction's files, unfinished: the kill landed inside one.
+        if db.join("snapshot.tmp").exists() || db.join("journal.tmp").exists() {
+            mid_compaction += 1;
+        }
+        // Keep what the crash left, for the report of a failure.
+        let evidence = tmp.path().join(format!("round{rounds}-as-killed"));
+        copy_dir(&data, &evidence);
+
+        let rebuild = rng.next().is_multiple_of(2);
+        let result = if rebuild {
+            rebuilt += 1;
+            if db.join("snapshot").exists() {
+                rebuilt_from_snapshot += 1;
+            }
+            std::fs::remove_dir_all(db.join("sled")).unwrap();
+            check(&data, &out.acked, certs)
+                .map_err(|e| format!("{e} (sled deleted after the kill)"))
+        } else {
+            check(&data, &out.acked, certs).and_then(|()| {
+                // Snapshot + journal alone must hold the store too.
+                std::fs::remove_dir_all(db.join("sled")).unwrap();
+                check(&data, &out.acked, certs)
+                    .map_err(|e| format!("{e} (second open, sled deleted after a clean reopen)"))
+            })
+        };
+        if let Err(e) = result {
+            let kept = tmp.keep();
+            panic!(
+                "{context}: {e}\n{} acknowledged; the store as killed is kept in {}\nserve: {server_log}",
+                out.acked.len(),
+                kept.join(format!("round{rounds}-as-killed")).display()
+            );
+        }
+        std::fs::remove_dir_all(&data).unwrap();
+        std::fs::remove_dir_all(&evidence).unwrap();
+    }
+    println!(
+        "{rounds} rounds in {} ms: {partial} killed mid-batch, {aimed} aimed at a compaction, \
+         {mid_compaction} left a compaction's files unfinished, {in_flight} with a compaction \
+         client running; {compactions} compactions acknowledged; {rebuilt} rebuilt after the \
+         kill ({rebuilt_from_snapshot} from a snapshot)",
+        test_start.elapsed().as_millis()
+    );
+    assert!(rounds >= 8, "only {rounds} rounds");
+    assert!(
+        partial >= 1,
+        "no round was killed in the middle of the batch"
+    );
+    assert!(rebuilt >= 1, "no round rebuilt the store after the kill");
+    assert!(
+        aimed >= 1,
+        "no round was killed while a snapshot was being written"
+    );
+}
