@@ -200,6 +200,8 @@ const MAGIC: &[u8; 4] = b"JPKJ";
 /// The snapshot file of a compacted store, and its name while being written.
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// The shortened journal while a compaction writes it.
+const JOURNAL_TMP: &str = "journal.tmp";
 const HEADER: usize = 4 + 8 + 4 + 8;
 /// The meta key under which sled records the last journal sequence it contains.
 const APPLIED: &[u8] = b"journal_seq";
@@ -426,6 +428,9 @@ struct Queue {
 struct Shared {
     /// The store's directory.
     dir: PathBuf,
+    /// Held for the whole of a compaction: two at once would write the same temporary files
+    /// and copy the journal from stale offsets.
+    compacting: Mutex<()>,
     db: sled::Db,
     trees: Vec<sled::Tree>,
     /// Serialises commit + append, so that journal order is commit order.
@@ -543,12 +548,13 @@ impl SledStore {
                 .map_err(Error::io("cut the journal's torn tail"))?;
             file.sync_all().map_err(Error::io("sync the journal"))?;
         }
-        // A compaction that did not finish left its snapshot unnamed: the old one (or none) and
-        // the whole journal still hold everything.
-        let unfinished = dir.join(SNAPSHOT_TMP);
-        if unfinished.exists() {
-            fs::remove_file(&unfinished)
-                .map_err(Error::io(format!("remove {}", unfinished.display())))?;
+        // A compaction that did not finish left its new snapshot or journal unnamed: the old
+        // snapshot (or none) and the old journal still hold everything.
+        for unfinished in [dir.join(SNAPSHOT_TMP), dir.join(JOURNAL_TMP)] {
+            if unfinished.exists() {
+                fs::remove_file(&unfinished)
+                    .map_err(Error::io(format!("remove {}", unfinished.display())))?;
+            }
         }
         let snapshot = dir.join(SNAPSHOT);
         // The store is the snapshot (position `base`, 0 without one) plus the journal's records,
@@ -624,6 +630,7 @@ impl SledStore {
         }
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            compacting: Mutex::new(()),
             db,
             trees,
             journal: Mutex::new(Journal {
@@ -672,6 +679,8 @@ impl SledStore {
 
 impl Shared {
     fn compact(&self) -> Result<Compaction> {
+        // One at a time: a second caller waits, then compacts what has come since.
+        let _one = self.compacting.lock().unwrap_or_else(|p| p.into_inner());
         // Everything up to `position` is in sled (a batch is applied before the journal lock is
         // released); the journal's records after it start at `offset`.
         let (position, offset) = {
@@ -743,7 +752,7 @@ impl Shared {
             .seek(SeekFrom::Start(offset))
             .and_then(|_| j.file.read_to_end(&mut tail))
             .map_err(Error::io("read the journal's tail"))?;
-        let new_path = self.dir.join("journal.tmp");
+        let new_path = self.dir.join(JOURNAL_TMP);
         let mut new = private_file(&new_path)?;
         new.write_all(&tail)
             .and_then(|_| new.sync_all())
@@ -1382,12 +1391,15 @@ mod tests {
                         }
                     });
                 }
-                sc.spawn(|| {
-                    for _ in 0..5 {
-                        s.compact().unwrap();
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                });
+                // Two compacting threads: compactions must not overlap.
+                for _ in 0..2 {
+                    sc.spawn(|| {
+                        for _ in 0..5 {
+                            s.compact().unwrap();
+                            std::thread::sleep(std::time::Duration::from_millis(3));
+                        }
+                    });
+                }
             });
             assert_eq!(counter(&s), 600);
         }
