@@ -144,6 +144,16 @@ pub fn issue(count: usize, threads: usize, residents: usize) -> Result<()> {
     println!("issuance: {count} certificates, {threads} concurrent clients on {cores} cores, in {elapsed:.2} s = {rate:.0}/s (CSR in, durable certificate out; each renews the holder's previous one)");
     println!("raw RSA-2048 signing ceiling, same key, {cores} threads: {raw:.0}/s (before {raw_before:.0}, after {raw_after:.0})");
     println!("ratio: {:.0}% of the signing ceiling", 100.0 * rate / raw);
+    // What it takes to bound the journal that run left behind.
+    let t1 = Instant::now();
+    let c = a.store().compact()?;
+    println!(
+        "compaction afterwards: {:.0} ms, journal {:.1} MB -> {:.1} MB, snapshot {:.1} MB",
+        t1.elapsed().as_secs_f64() * 1e3,
+        c.journal_bytes_before as f64 / 1e6,
+        c.journal_bytes_after as f64 / 1e6,
+        c.snapshot_bytes as f64 / 1e6
+    );
     // CPU time per operation does not depend on what else the machine runs: it says what an
     // issuance costs beside its signature even when the wall-clock ratio is disturbed.
     if let (Some(i), Some(b), Some(a)) = (cpu_issue, cpu_before, cpu_after) {
