@@ -604,10 +604,12 @@ impl SledStore {
                     }
                     aside = dir.join(format!("sled.corrupt-{stamp}.{n}"));
                 }
-                tracing::warn!(reason = %why, aside = %aside.display(), "rebuilding the store from its snapshot and journal");
                 if sled_dir.exists() {
+                    tracing::warn!(reason = %why, aside = %aside.display(), "rebuilding the store from its snapshot and journal");
                     fs::rename(&sled_dir, &aside)
                         .map_err(Error::io("set the damaged sled directory aside"))?;
+                } else if base > 0 || !records.is_empty() {
+                    tracing::warn!(reason = %why, "rebuilding the store from its snapshot and journal");
                 }
                 let (db, trees) = open_sled(&sled_dir)
                     .map_err(|e| Error::Store(format!("create {}: {e}", sled_dir.display())))?;
