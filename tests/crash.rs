@@ -14,30 +14,6 @@ use ca::clock::SystemClock;
 use ca::Authority;
 use policies::{Hierarchy, Sex};
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
-/// xorshift: enough randomness for kill times, without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn acknowledged_revocations_survive_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
@@ -86,11 +62,11 @@ fn acknowledged_revocations_survive_sigkill() {
         .as_nanos() as u64
         | 1;
     println!("seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     // Time one uninterrupted batch, so that kills land across its whole run.
     let full = {
         let dir = tmp.path().join("timing");
-        copy_dir(&base, &dir);
+        common::copy_dir(&base, &dir);
         let t0 = Instant::now();
         let st = Command::new(env!("CARGO_BIN_EXE_jpki"))
             .args(["revoke", "--reason", "keyCompromise", "--batch"])
@@ -109,7 +85,7 @@ fn acknowledged_revocations_survive_sigkill() {
     while rounds < 150 && started.elapsed() < Duration::from_secs(30) {
         rounds += 1;
         let dir = tmp.path().join(format!("round{rounds}"));
-        copy_dir(&base, &dir);
+        common::copy_dir(&base, &dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_jpki"))
             .args(["revoke", "--reason", "keyCompromise", "--batch"])
             .arg(&list)

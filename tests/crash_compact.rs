@@ -35,31 +35,6 @@ const MAX_ROUNDS: usize = 60;
 /// while another runs (the store runs them one at a time).
 const COMPACTORS: usize = 2;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        let ty = e.file_type().unwrap();
-        if ty.is_dir() {
-            copy_dir(&e.path(), &target);
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), &target).unwrap();
-        } // a stale socket or the like: not part of the store
-    }
-}
-
-/// xorshift: enough randomness for kill times, without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn jpki(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_jpki"));
     c.arg("--data")
@@ -406,13 +381,13 @@ fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
         })
         | 1;
     println!("seed {seed} (JPKI_CRASH_SEED={seed} replays its choices)");
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
 
     // One uninterrupted round, stopped cleanly: how long the batch takes under compaction, so
     // that kills land across its whole run, and a check that nothing fails without a crash.
     let (first_ack, full) = {
         let data = tmp.path().join("timing");
-        copy_dir(&base, &data);
+        common::copy_dir(&base, &data);
         let mut serve = Serve::start(&data);
         let t0 = Instant::now();
         let mut round = Round::start(&data, &list, COMPACTORS);
@@ -454,7 +429,7 @@ fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
     while rounds < MAX_ROUNDS && test_start.elapsed() < BUDGET {
         rounds += 1;
         let data = tmp.path().join(format!("round{rounds}"));
-        copy_dir(&base, &data);
+        common::copy_dir(&base, &data);
         let mut serve = Serve::start(&data);
         let db = data.join("db");
         let round = Round::start(&data, &list, COMPACTORS);
@@ -520,7 +495,7 @@ fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
         }
         // Keep what the crash left, for the report of a failure.
         let evidence = tmp.path().join(format!("round{rounds}-as-killed"));
-        copy_dir(&data, &evidence);
+        common::copy_dir(&data, &evidence);
 
         let rebuild = rng.next().is_multiple_of(2);
         let result = if rebuild {
