@@ -493,6 +493,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         pf_names: Vec::new(),
         crl_dir: cli.data.join(&cfg.crl.dir),
         crl: crl_publisher::Settings::default(),
+        compact_journal_bytes: None,
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }

@@ -407,6 +407,7 @@ impl Services {
                 progress: false,
                 ..crl_publisher::Settings::default()
             },
+            compact_journal_bytes: None,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -238,4 +238,52 @@ fn a_port_in_use_and_a_bad_config_are_clear_errors() {
     env.fails(&["serve", "--config", cfg.to_str().unwrap()], "listen.http");
     let cfg = env.write("serve3.toml", b"[listen]\nbogus = 1\n");
     env.fails(&["serve", "--config", cfg.to_str().unwrap()], "bogus");
+    let cfg = env.write(
+        "serve4.toml",
+        b"[listen]\nhttp = \"127.0.0.1:0\"\n[store]\ncompact_journal_kib = 10\n",
+    );
+    env.fails(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        "store.compact_journal_kib",
+    );
+}
+
+/// With `store.compact_journal_kib` set, the server compacts the store by itself once the
+/// journal passes it, and the store stays whole.
+#[test]
+fn the_server_compacts_the_store_when_the_journal_grows() {
+    let env = Env::init();
+    let cfg = env.write(
+        "serve.toml",
+        b"[listen]\nhttp = \"127.0.0.1:0\"\n[store]\ncompact_journal_kib = 64\n",
+    );
+    let before = env.json(&["audit", "verify"])["records"].as_u64().unwrap();
+    let server = Server::start_with(&env, &["--config", cfg.to_str().unwrap()]);
+    let journal = env.data().join("db").join("journal");
+    // Register residents through the admin socket, at least until the journal passes 64 KiB.
+    let mut added = 0;
+    while added < 20 || std::fs::metadata(&journal).unwrap().len() < 64 * 1024 {
+        env.add_resident(&format!("試験　{added}"), "1980-01-01");
+        added += 1;
+        assert!(added < 2000, "the journal does not grow");
+    }
+    let snapshot = env.data().join("db").join("snapshot");
+    let t0 = std::time::Instant::now();
+    while !snapshot.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no compaction within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let after = std::time::Instant::now();
+    while std::fs::metadata(&journal).unwrap().len() >= 64 * 1024 {
+        assert!(after.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(server.stop().success());
+    // Everything is still there, and a lost sled is rebuilt from the snapshot and journal.
+    std::fs::remove_dir_all(env.data().join("db").join("sled")).unwrap();
+    let v = env.json(&["audit", "verify"]);
+    assert_eq!(v["records"], before + added);
 }

@@ -171,6 +171,8 @@ pub trait Store: Send + Sync {
     fn count(&self, t: Table) -> usize;
     /// Bounds the store's write-ahead history (see [`SledStore::compact`]).
     fn compact(&self) -> Result<Compaction>;
+    /// Size of the write-ahead history that [`Store::compact`] would drop, in bytes.
+    fn journal_bytes(&self) -> Result<u64>;
 }
 
 /// A queued transaction: [`Store::submit`].
@@ -1118,6 +1120,18 @@ impl Store for SledStore {
 
     fn compact(&self) -> Result<Compaction> {
         self.shared.compact()
+    }
+
+    fn journal_bytes(&self) -> Result<u64> {
+        let j = self
+            .shared
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(j.file
+            .metadata()
+            .map_err(Error::io("stat the journal"))?
+            .len())
     }
 }
 

@@ -35,7 +35,28 @@ pub struct Config {
     pub listen: Listen,
     #[serde(default)]
     pub crl: CrlConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Compact the store (snapshot + shortened journal, docs/store.md) when its journal passes
+    /// this many KiB; 0 never (run `jpki store compact` from cron instead).
+    pub compact_journal_kib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            compact_journal_kib: 256 * 1024,
+        }
+    }
+}
+
+/// How often `jpki serve` looks at the journal's size.
+const COMPACT_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +118,8 @@ pub struct Settings {
     pub pf_names: Vec<String>,
     pub crl_dir: PathBuf,
     pub crl: crl_publisher::Settings,
+    /// Compact the store when its journal passes this many bytes; `None`: never.
+    pub compact_journal_bytes: Option<u64>,
 }
 
 impl Config {
@@ -144,6 +167,13 @@ impl Config {
             resign_margin: time::Duration::hours(i64::from(c.resign_margin_hours)),
             ..crl_publisher::Settings::default()
         };
+        let kib = self.store.compact_journal_kib;
+        if kib != 0 && !(64..=64 * 1024 * 1024).contains(&kib) {
+            return Err(field(
+                "store.compact_journal_kib",
+                format!("must be 0 (never) or 64 to 67108864, got {kib}"),
+            ));
+        }
         let crl_dir = if c.dir.is_absolute() {
             c.dir.clone()
         } else {
@@ -155,6 +185,7 @@ impl Config {
             pf_names: self.listen.pf_names.clone(),
             crl_dir,
             crl,
+            compact_journal_bytes: (kib != 0).then_some(kib * 1024),
         })
     }
 }
@@ -263,6 +294,13 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             }
         }
         tasks.spawn(Arc::clone(&parts.publisher).run(stopped(stop_rx.clone())));
+        if let Some(limit) = settings.compact_journal_bytes {
+            tasks.spawn(compact_when_due(
+                Arc::clone(parts.authority.store()),
+                limit,
+                stopped(stop_rx.clone()),
+            ));
+        }
         {
             let r = parts.responder.clone();
             let rx = stop_rx.clone();
@@ -320,6 +358,44 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+/// Compacts the store whenever its journal has passed `limit` bytes (checked every
+/// [`COMPACT_CHECK`]), until `stop` resolves. A failed compaction is logged and tried again at
+/// the next check; the store stays complete either way (docs/store.md).
+async fn compact_when_due(
+    store: Arc<dyn ca::store::Store>,
+    limit: u64,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut every = tokio::time::interval(COMPACT_CHECK);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => {}
+        }
+        let store = Arc::clone(&store);
+        let done =
+            tokio::task::spawn_blocking(move || -> ca::Result<Option<ca::store::Compaction>> {
+                if store.journal_bytes()? < limit {
+                    return Ok(None);
+                }
+                store.compact().map(Some)
+            })
+            .await;
+        match done {
+            Ok(Ok(Some(c))) => tracing::info!(
+                position = c.position,
+                journal_bytes_before = c.journal_bytes_before,
+                snapshot_bytes = c.snapshot_bytes,
+                "compacted the store"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "store compaction failed; retrying later"),
+            Err(e) => tracing::error!(error = %e, "store compaction task failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {
