@@ -425,12 +425,12 @@ pub fn leaf_subject(holder: &Holder<'_>, cn: &str) -> Result<Name, Error> {
 /// An end-entity certificate issued directly by its hierarchy's root (reference §2, §3).
 ///
 /// This is the issuance hot path, so the TBSCertificate is streamed into one buffer by
-/// [`der_out`], a streaming writer over the `der` crate's encoders (every tag, length and
+/// `der_out`, a streaming writer over the `der` crate's encoders (every tag, length and
 /// value is encoded by `der`), chosen over assembling the typed `x509-cert` structures the
 /// other profiles use because it is several times faster: no intermediate `Name`/`Extension`
 /// values, no encode-then-decode of names. The parts only the policy and hierarchy decide
 /// (issuer, keyUsage, certificatePolicies, issuerAltName, authorityInfoAccess) are encoded
-/// once per thread and policy ([`LeafParts`]) and copied. The bytes are exactly those of the
+/// once per thread and policy (`LeafParts`) and copied. The bytes are exactly those of the
 /// typed builder (the tests compare the two byte for byte on many inputs), and the fallible
 /// steps run in the same order, so the same input fails with the same error.
 pub fn leaf_tbs(
