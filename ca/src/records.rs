@@ -358,4 +358,51 @@ mod tests {
         bad[0] = 7;
         assert!(RevokedEntry::decode(&bad).is_err());
     }
+
+    #[test]
+    fn certificate_records_round_trip_and_damage_is_named() {
+        let c = CertRecord {
+            hierarchy: Hierarchy::Signing,
+            serial: vec![0x4c, 0x0c, 0x27],
+            kind: CertKind::Signing,
+            holder: Some("R0123".into()),
+            partition: Some(7),
+            not_before: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            not_after: OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
+            der: vec![0x30, 0x82, 0x01, 0x00, 0xAA, 0xBB],
+        };
+        let b = c.to_store().unwrap();
+        let back = CertRecord::from_store(&b).unwrap();
+        assert_eq!(
+            (back.serial, back.holder, back.partition, back.der),
+            (
+                c.serial.clone(),
+                c.holder.clone(),
+                c.partition,
+                c.der.clone()
+            )
+        );
+        assert_eq!(
+            (back.not_before, back.not_after),
+            (c.not_before, c.not_after)
+        );
+        for (bytes, what) in [
+            (Vec::new(), "empty"),
+            (vec![9, 0, 0, 0, 0], "unknown format"),
+            (b[..3].to_vec(), "truncated"),
+            ([&b[..5], b"{}"].concat(), "truncated"),
+        ] {
+            let e = CertRecord::from_store(&bytes).unwrap_err().to_string();
+            assert!(
+                e.contains("corrupt certificate record") && e.contains(what),
+                "{e}"
+            );
+        }
+        let mut bad_head = b.clone();
+        bad_head[6] = b'!';
+        assert!(CertRecord::from_store(&bad_head)
+            .unwrap_err()
+            .to_string()
+            .contains("corrupt certificate record"));
+    }
 }
