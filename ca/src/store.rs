@@ -21,14 +21,13 @@
 //! killed at the wrong moment (our crash test met "Read corrupted data" about once in 300
 //! SIGKILLs; sled issues #1533, #1527). So [`SledStore`] keeps its own write-ahead journal
 //! (`journal` beside the `sled/` directory): every committed batch of transactions is
-//! appended as one checksummed record and fsynced **before** sled sees it, and
-//! [`Store::transact`] returns only after that fsync and after the batch is applied to sled.
-//! The batch is then applied to sled, its last write (in `meta`) recording the sequence number
-//! of the journal record; readers are kept out while a batch is applied, so they see it
-//! entirely or not at all. On open, records sled has not seen are replayed (a
+//! appended as one checksummed record and fsynced **before** sled sees it; then the batch is
+//! applied to sled, its last write (in `meta`) recording the sequence number of the journal
+//! record, and only then does [`Store::transact`] return. Readers are kept out while a batch
+//! is applied, so they see it entirely or not at all. On open, records sled has not seen are replayed (a
 //! replay is idempotent: records hold the values written, not increments); if sled does not
 //! open, or is ahead of the journal, it is set aside (`sled.corrupt-<time>`) and rebuilt from
-//! the journal. A torn last record — a crash during its append, before any acknowledgement —
+//! the snapshot and the journal. A torn last record — a crash during its append, before any acknowledgement —
 //! is cut off. sled itself is flushed every few seconds: its flushes only bound the replay.
 //!
 //! Transactions are optimistic and group-committed. A transaction body runs against the
@@ -38,7 +37,7 @@
 //! their audit records into the chain, and writes one journal record with one fsync for the
 //! whole batch; a transaction whose reads changed runs again. Commit order and journal order
 //! are the same, so replaying the journal reproduces the store exactly. The journal is
-//! append-only; it is also a complete, replayable history of the store.
+//! append-only until [`SledStore::compact`] replaces the records a snapshot holds.
 //!
 //! Record: `magic "JPKJ" · seq u64 · length u32 · SHA-256[..8] of the payload · payload`;
 //! payload: `count u32 · (table u8 · op u8 (1 put, 2 delete) · key len u32 · key · value len u32 · value)*`.
@@ -162,33 +161,12 @@ pub trait Store: Send + Sync {
     /// Runs `body` atomically over all tables and returns after the result is durable. The
     /// body may run more than once (on a conflict); it must have no other side effects.
     fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()>;
-    /// Runs `body` once against the current state and queues its writes for commit without
-    /// waiting, so that a caller can prepare more work while the commit is on its way. The
-    /// [`Ticket`] answers as [`Store::transact`] does, except that a conflict is returned as
-    /// [`Error::Conflict`]: the caller runs the body again (or calls `transact`).
-    fn submit(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<Ticket>;
     /// Number of records in a table.
     fn count(&self, t: Table) -> usize;
     /// Bounds the store's write-ahead history (see [`SledStore::compact`]).
     fn compact(&self) -> Result<Compaction>;
     /// Size of the write-ahead history that [`Store::compact`] would drop, in bytes.
     fn journal_bytes(&self) -> Result<u64>;
-}
-
-/// A queued transaction: [`Store::submit`].
-#[must_use = "a submitted transaction is only known to be durable once its ticket is waited for"]
-pub struct Ticket {
-    answer: mpsc::Receiver<Result<()>>,
-}
-
-impl Ticket {
-    /// Waits until the transaction is durable (`Ok`), refused, or in conflict with one committed
-    /// before it ([`Error::Conflict`]).
-    pub fn wait(self) -> Result<()> {
-        self.answer
-            .recv()
-            .unwrap_or_else(|_| Err(Error::Store("the committing thread went away".into())))
-    }
 }
 
 /// One write of a transaction.
@@ -274,8 +252,38 @@ type Record = (u64, Vec<Op>);
 /// A value read by a transaction body, kept to validate at commit.
 type ReadValue = (Table, Vec<u8>, Option<Vec<u8>>);
 
-/// A transaction's own writes, by (table, key), for reading them back.
-type Written = std::collections::HashMap<(usize, Vec<u8>), Option<Vec<u8>>>;
+/// Writes in order, one per key (a key written again keeps only its last value, in its first
+/// place), with where each key's write is, so that whoever writes can read its own writes.
+/// A transaction body's buffer and the committer's batch are both one.
+#[derive(Default)]
+struct WriteSet {
+    ops: Vec<Op>,
+    at: std::collections::HashMap<(usize, Vec<u8>), usize>,
+}
+
+impl WriteSet {
+    /// The set's own write of `key`, if any: `Some(None)` for a removal.
+    fn get(&self, t: Table, key: &[u8]) -> Option<Option<&[u8]>> {
+        let i = *self.at.get(&(t.index(), key.to_vec()))?;
+        Some(match &self.ops[i] {
+            Op::Put(_, _, v) => Some(v.as_slice()),
+            Op::Del(..) => None,
+        })
+    }
+
+    fn push(&mut self, op: Op) {
+        let (t, key) = match &op {
+            Op::Put(t, k, _) | Op::Del(t, k) => (t.index(), k.clone()),
+        };
+        match self.at.entry((t, key)) {
+            std::collections::hash_map::Entry::Occupied(e) => self.ops[*e.get()] = op,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.ops.len());
+                self.ops.push(op);
+            }
+        }
+    }
+}
 
 /// Reads whole records from the start of `file`, giving each to `each`; returns the offset
 /// where the valid records end (a torn or damaged record, or the end of the file).
@@ -846,8 +854,7 @@ impl Shared {
         let seq = journal.next_seq;
         let staged = Staged {
             store: self,
-            at: RefCell::new(std::collections::HashMap::new()),
-            ops: RefCell::new(Vec::new()),
+            writes: RefCell::new(WriteSet::default()),
         };
         let mut valid = Vec::with_capacity(batch.len());
         let mut run = || -> TxResult<()> {
@@ -862,9 +869,11 @@ impl Shared {
                 if !ok {
                     continue;
                 }
+                let mut writes = staged.writes.borrow_mut();
                 for op in std::mem::take(&mut sub.writes) {
-                    staged.stage(op);
+                    writes.push(op);
                 }
+                drop(writes);
                 for a in &sub.audits {
                     crate::audit::chain(&staged, a)?;
                 }
@@ -874,7 +883,7 @@ impl Shared {
         if let Err(e) = run() {
             return answer_all(&batch, &e);
         }
-        let mut ops = staged.ops.into_inner();
+        let mut ops = staged.writes.into_inner().ops;
         if !ops.is_empty() {
             ops.push(Op::Put(
                 Table::Meta,
@@ -914,8 +923,8 @@ impl Shared {
         }
     }
 
-    /// Applies a journaled write set to sled: one atomic batch per table, all of them under
-    /// the visibility lock, so that a reader sees either none or all of the write set.
+    /// Applies a journaled write set to sled under the visibility lock, so that a reader sees
+    /// either none or all of it.
     fn apply(&self, ops: &[Op]) -> Result<()> {
         let _all_or_nothing = self.visible.write().unwrap_or_else(|p| p.into_inner());
         apply_ops(&self.trees, ops)
@@ -932,69 +941,45 @@ impl Shared {
         }))
     }
 
-    /// Reads under the visibility lock (see [`SledStore::apply`]).
+    /// Reads under the visibility lock (see [`Shared::apply`]).
     fn read(&self, t: Table, key: &[u8]) -> Result<Option<sled::IVec>> {
         let _seen = self.visible.read().unwrap_or_else(|p| p.into_inner());
         Ok(self.tree(t).get(key)?)
     }
 }
 
-/// A batch being validated and staged by the committer: its write set for the journal
-/// (`ops`, one write per key — a key written again within the batch, such as the audit
-/// chain's head, keeps only its last value), and where each key's write is (`at`), so the
-/// batch reads its own writes over sled's state.
+/// A batch being validated and staged by the committer: its write set (for the journal, and
+/// read back over sled's state by the batch's later transactions and audit records).
 struct Staged<'a> {
     store: &'a Shared,
-    at: RefCell<std::collections::HashMap<(usize, Vec<u8>), usize>>,
-    ops: RefCell<Vec<Op>>,
+    writes: RefCell<WriteSet>,
 }
 
 impl Staged<'_> {
-    /// The batch's own write of `key`, if any: `Some(None)` for a removal.
-    fn staged(&self, t: Table, key: &[u8]) -> Option<Option<Vec<u8>>> {
-        let i = *self.at.borrow().get(&(t.index(), key.to_vec()))?;
-        Some(match &self.ops.borrow()[i] {
-            Op::Put(_, _, v) => Some(v.clone()),
-            Op::Del(..) => None,
-        })
-    }
-
     /// Whether the current value of `key` is `expect` (no copy of sled's value).
     fn matches(&self, t: Table, key: &[u8], expect: Option<&[u8]>) -> TxResult<bool> {
-        if let Some(v) = self.staged(t, key) {
-            return Ok(v.as_deref() == expect);
+        if let Some(v) = self.writes.borrow().get(t, key) {
+            return Ok(v == expect);
         }
         Ok(self.store.read(t, key)?.as_deref() == expect)
-    }
-
-    fn stage(&self, op: Op) {
-        let (t, key) = match &op {
-            Op::Put(t, k, _) | Op::Del(t, k) => (t.index(), k.clone()),
-        };
-        let mut ops = self.ops.borrow_mut();
-        match self.at.borrow_mut().entry((t, key)) {
-            std::collections::hash_map::Entry::Occupied(e) => ops[*e.get()] = op,
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(ops.len());
-                ops.push(op);
-            }
-        }
     }
 }
 
 impl Txn for Staged<'_> {
     fn get(&self, t: Table, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
-        if let Some(v) = self.staged(t, key) {
-            return Ok(v);
+        if let Some(v) = self.writes.borrow().get(t, key) {
+            return Ok(v.map(<[u8]>::to_vec));
         }
         Ok(self.store.read(t, key)?.map(|v| v.to_vec()))
     }
     fn insert(&self, t: Table, key: &[u8], value: &[u8]) -> TxResult<()> {
-        self.stage(Op::Put(t, key.to_vec(), value.to_vec()));
+        self.writes
+            .borrow_mut()
+            .push(Op::Put(t, key.to_vec(), value.to_vec()));
         Ok(())
     }
     fn remove(&self, t: Table, key: &[u8]) -> TxResult<()> {
-        self.stage(Op::Del(t, key.to_vec()));
+        self.writes.borrow_mut().push(Op::Del(t, key.to_vec()));
         Ok(())
     }
     fn audit(&self, record: AuditIntent) -> TxResult<()> {
@@ -1016,15 +1001,14 @@ struct Submission {
 struct BufferedTxn<'a> {
     store: &'a Shared,
     reads: RefCell<Vec<ReadValue>>,
-    writes: RefCell<Vec<Op>>,
-    local: RefCell<Written>,
+    writes: RefCell<WriteSet>,
     audits: RefCell<Vec<AuditIntent>>,
 }
 
 impl Txn for BufferedTxn<'_> {
     fn get(&self, t: Table, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
-        if let Some(v) = self.local.borrow().get(&(t.index(), key.to_vec())) {
-            return Ok(v.clone());
+        if let Some(v) = self.writes.borrow().get(t, key) {
+            return Ok(v.map(<[u8]>::to_vec));
         }
         let v = self.store.read(t, key)?.map(|v| v.to_vec());
         let mut reads = self.reads.borrow_mut();
@@ -1037,16 +1021,10 @@ impl Txn for BufferedTxn<'_> {
         self.writes
             .borrow_mut()
             .push(Op::Put(t, key.to_vec(), value.to_vec()));
-        self.local
-            .borrow_mut()
-            .insert((t.index(), key.to_vec()), Some(value.to_vec()));
         Ok(())
     }
     fn remove(&self, t: Table, key: &[u8]) -> TxResult<()> {
         self.writes.borrow_mut().push(Op::Del(t, key.to_vec()));
-        self.local
-            .borrow_mut()
-            .insert((t.index(), key.to_vec()), None);
         Ok(())
     }
     fn audit(&self, record: AuditIntent) -> TxResult<()> {
@@ -1085,7 +1063,24 @@ impl Store for SledStore {
                     50 * u64::from(attempt.min(40)),
                 ));
             }
-            match self.submit(body)?.wait() {
+            let buffered = BufferedTxn {
+                store: &self.shared,
+                reads: RefCell::new(Vec::new()),
+                writes: RefCell::new(WriteSet::default()),
+                audits: RefCell::new(Vec::new()),
+            };
+            body(&buffered)?;
+            let (reply, answer) = mpsc::channel();
+            self.shared.enqueue(Submission {
+                reads: buffered.reads.into_inner(),
+                writes: buffered.writes.into_inner().ops,
+                audits: buffered.audits.into_inner(),
+                reply,
+            })?;
+            match answer
+                .recv()
+                .unwrap_or_else(|_| Err(Error::Store("the committing thread went away".into())))
+            {
                 Err(Error::Conflict) => continue,
                 other => return other,
             }
@@ -1093,25 +1088,6 @@ impl Store for SledStore {
         Err(Error::Store(
             "a transaction kept conflicting with concurrent ones".into(),
         ))
-    }
-
-    fn submit(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<Ticket> {
-        let buffered = BufferedTxn {
-            store: &self.shared,
-            reads: RefCell::new(Vec::new()),
-            writes: RefCell::new(Vec::new()),
-            local: RefCell::new(std::collections::HashMap::new()),
-            audits: RefCell::new(Vec::new()),
-        };
-        body(&buffered)?;
-        let (reply, answer) = mpsc::channel();
-        self.shared.enqueue(Submission {
-            reads: buffered.reads.into_inner(),
-            writes: buffered.writes.into_inner(),
-            audits: buffered.audits.into_inner(),
-            reply,
-        })?;
-        Ok(Ticket { answer })
     }
 
     fn count(&self, t: Table) -> usize {
