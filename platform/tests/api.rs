@@ -63,6 +63,23 @@ fn openssl(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// `openssl req -new`: a fresh RSA key at `key` and its CSR at `csr`.
+fn new_key_and_csr(key: &Path, csr: &Path, subj: &str) {
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        subj,
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+}
+
 fn now_s() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(0).unwrap()
@@ -171,19 +188,7 @@ impl H {
     fn issue(&self, resident: &str, h: Hierarchy, tag: &str) -> (PathBuf, PathBuf, String, String) {
         let key = self.path(&format!("{tag}.key"));
         let csr = self.path(&format!("{tag}.csr"));
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            key.to_str().unwrap(),
-            "-subj",
-            "/CN=holder",
-            "-out",
-            csr.to_str().unwrap(),
-        ]);
+        new_key_and_csr(&key, &csr, "/CN=holder");
         let issued = self
             .a
             .issue(resident, h, &std::fs::read(&csr).unwrap())
@@ -247,6 +252,22 @@ impl H {
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(out).unwrap())
     }
 
+    /// `cms` signed with the holder's signing key.
+    fn signed(&self, holder: &Holder, content: &str) -> String {
+        self.cms(content, &holder.sign_cert, &holder.sign_key)
+    }
+
+    /// A consent statement for `sp`, signed with the holder's signing key.
+    fn consent_cms(
+        &self,
+        holder: &Holder,
+        sp: &str,
+        expires: OffsetDateTime,
+        nonce: &str,
+    ) -> String {
+        self.signed(holder, &self.statement(sp, expires, nonce))
+    }
+
     fn statement(&self, sp: &str, expires: OffsetDateTime, nonce: &str) -> String {
         json!({"sp": sp, "scope": "four-attributes", "expires": expires.format(&Rfc3339).unwrap(), "nonce": nonce}).to_string()
     }
@@ -256,17 +277,24 @@ impl H {
         Client::connect(self.addr, "127.0.0.1", cfg).await.unwrap()
     }
 
+    /// A `curl -sS` command presenting `cert` and `key`, trusting the operator root.
+    fn curl_as(&self, cert: &Path, key: &Path) -> Command {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--cacert")
+            .arg(&self.root);
+        cmd
+    }
+
     /// curl with the PF's certificate; returns (HTTP status, JSON body).
     fn curl(&self, pf: &Pf, method: &str, path: &str, body: &str) -> (u16, Value) {
         let body_file = self.path("curl-body.json");
         std::fs::write(&body_file, body).unwrap();
-        let out = Command::new("curl")
-            .args(["-sS", "--cert"])
-            .arg(&pf.cert)
-            .arg("--key")
-            .arg(&pf.key)
-            .arg("--cacert")
-            .arg(&self.root)
+        let out = self
+            .curl_as(&pf.cert, &pf.key)
             .args([
                 "-X",
                 method,
@@ -295,6 +323,47 @@ impl H {
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The answer is an error: `status`, with `error.code` equal to `error`.
+#[track_caller]
+fn assert_error<S: PartialEq + std::fmt::Debug>(s: S, v: &Value, status: S, error: &str) {
+    assert_eq!((s, code(v)), (status, error), "{v}");
+}
+
+/// `POST /v1/consents` through the Rust client.
+async fn post_consent(c: &mut Client, sp: &str, cms: &str) -> (StatusCode, Value) {
+    c.post("/v1/consents", &json!({"sp": sp, "cms": cms}))
+        .await
+        .unwrap()
+}
+
+/// `POST /v1/consents` that must be accepted (201); returns the consent's id.
+async fn consent_created(c: &mut Client, sp: &str, cms: &str) -> String {
+    let (s, v) = post_consent(c, sp, cms).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// `DELETE /v1/consents/{id}?sp=…`: withdrawal by the SP, query form.
+async fn withdraw_by_sp(c: &mut Client, id: &str, sp: &str) -> (StatusCode, Value) {
+    c.call(
+        http::Method::DELETE,
+        &format!("/v1/consents/{id}?sp={sp}"),
+        &json!({}),
+    )
+    .await
+    .unwrap()
+}
+
+/// `POST /v1/consents/{id}/withdraw` with the holder's signed withdrawal.
+async fn withdraw_by_holder(c: &mut Client, sp: &str, id: &str, cms: &str) -> (StatusCode, Value) {
+    c.post(
+        &format!("/v1/consents/{id}/withdraw"),
+        &json!({"sp": sp, "cms": cms}),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -332,13 +401,8 @@ async fn handshake_needs_an_operator_ca_client_certificate() {
         "-days",
         "30",
     ]);
-    let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(&h.root)
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
+    let out = h
+        .curl_as(&cert, &key)
         .args(["-d", "{}", &url])
         .output()
         .unwrap();
@@ -366,24 +430,12 @@ async fn handshake_needs_an_operator_ca_client_certificate() {
         "/v1/validity",
         r#"{"sp":"SPX","certificates":[]}"#,
     );
-    assert_eq!((status, code(&v)), (403, "sp_unknown"), "{v}");
+    assert_error(status, &v, 403, "sp_unknown");
 
     // A PF that brings its own key as a CSR (openssl req); TLS 1.2 and HTTP/1.1 work too.
     let key = h.path("own.key");
     let csr = h.path("own.csr");
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-subj",
-        "/CN=ignored",
-        "-out",
-        csr.to_str().unwrap(),
-    ]);
+    new_key_and_csr(&key, &csr, "/CN=ignored");
     let v = h
         .admin(Request::OperatorAdd {
             name: "PF Own Key".into(),
@@ -408,20 +460,9 @@ async fn handshake_needs_an_operator_ca_client_certificate() {
         ["--http1.1", "--tlsv1.3"],
         ["--http2", "--tlsv1.3"],
     ] {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{http_version}",
-                "--cert",
-            ])
-            .arg(&own.cert)
-            .arg("--key")
-            .arg(&own.key)
-            .arg("--cacert")
-            .arg(&h.root)
+        let out = h
+            .curl_as(&own.cert, &own.key)
+            .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
             .args(flags)
             .args([
                 "-d",
@@ -497,11 +538,7 @@ async fn operators_must_be_registered_and_active() {
     })
     .unwrap();
     let (s, v) = c.post("/v1/validity", &body).await.unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "operator_suspended"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "operator_suspended");
     h.admin(Request::OperatorReactivate {
         name: "PF One".into(),
     })
@@ -513,11 +550,7 @@ async fn operators_must_be_registered_and_active() {
     })
     .unwrap();
     let (s, v) = c.post("/v1/validity", &body).await.unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "operator_revoked"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "operator_revoked");
     assert!(h
         .admin(Request::OperatorReactivate {
             name: "PF One".into()
@@ -539,7 +572,7 @@ async fn operators_must_be_registered_and_active() {
     std::fs::write(&stranger.cert, &stranger.cert_pem).unwrap();
     std::fs::write(&stranger.key, &stranger.key_pem).unwrap();
     let (s, v) = h.curl(&stranger, "POST", "/v1/validity", &body.to_string());
-    assert_eq!((s, code(&v)), (403, "operator_unknown"), "{v}");
+    assert_error(s, &v, 403, "operator_unknown");
     // Refused calls are audited too.
     let audit = ca::audit::records(h.a.store().as_ref()).unwrap();
     assert!(audit.iter().any(|r| r.action == "pf-access"
@@ -593,11 +626,7 @@ async fn service_providers_must_be_delegated_and_scoped() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "sp_not_delegated"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "sp_not_delegated");
     let (s, v) = c
         .post(
             "/v1/four-attributes",
@@ -605,11 +634,7 @@ async fn service_providers_must_be_delegated_and_scoped() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "scope_missing"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "scope_missing");
     let (s, v) = c
         .post(
             "/v1/successor",
@@ -617,11 +642,7 @@ async fn service_providers_must_be_delegated_and_scoped() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "scope_missing"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "scope_missing");
     h.stop().await;
 }
 
@@ -631,12 +652,12 @@ async fn malformed_and_oversized_requests() {
     let pf = h.pf("PF One", "validity");
     let sp = h.sp("PF One", "Bank", "validity");
     let (s, v) = h.curl(&pf, "POST", "/v1/validity", "{not json");
-    assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+    assert_error(s, &v, 400, "malformed_request");
     let (s, v) = h.curl(&pf, "POST", "/v1/validity", r#"{"sp": 5}"#);
-    assert_eq!((s, code(&v)), (400, "malformed_request"), "{v}");
+    assert_error(s, &v, 400, "malformed_request");
     let big = json!({"sp": sp, "certificates": ["x".repeat(300 * 1024)]}).to_string();
     let (s, v) = h.curl(&pf, "POST", "/v1/validity", &big);
-    assert_eq!((s, code(&v)), (413, "body_too_large"), "{v}");
+    assert_error(s, &v, 413, "body_too_large");
     // Over 1 MiB the answer comes at once, without reading the body: curl's HTTP/1.1
     // `Expect: 100-continue` then never sends it. (Over HTTP/2 the stream is reset after the
     // 413 headers, which curl reports as a framing error.)
@@ -646,21 +667,9 @@ async fn malformed_and_oversized_requests() {
         json!({"sp": sp, "certificates": ["x".repeat(3 << 20)]}).to_string(),
     )
     .unwrap();
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--http1.1",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--cert",
-        ])
-        .arg(&pf.cert)
-        .arg("--key")
-        .arg(&pf.key)
-        .arg("--cacert")
-        .arg(&h.root)
+    let out = h
+        .curl_as(&pf.cert, &pf.key)
+        .args(["--http1.1", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg("--data-binary")
         .arg(format!("@{}", huge.display()))
         .arg(format!("https://127.0.0.1:{}/v1/validity", h.addr.port()))
@@ -680,9 +689,9 @@ async fn malformed_and_oversized_requests() {
         .unwrap();
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let (s, v) = h.curl(&pf, "POST", "/v1/nothing", "{}");
-    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    assert_error(s, &v, 404, "not_found");
     let (s, v) = h.curl(&pf, "GET", "/v1/validity", "");
-    assert_eq!((s, code(&v)), (405, "method_not_allowed"), "{v}");
+    assert_error(s, &v, 405, "method_not_allowed");
     // Garbage certificates are answered per item.
     let (s, v) = h.curl(
         &pf,
@@ -694,13 +703,8 @@ async fn malformed_and_oversized_requests() {
     assert_eq!(v["results"][0]["status"], "unknown");
     assert_eq!(v["results"][1]["error"]["code"], "bad_certificate");
     // The fallback (CRL, OCSP) is reached through the same listener.
-    let out = Command::new("curl")
-        .args(["-sS", "--cert"])
-        .arg(&pf.cert)
-        .arg("--key")
-        .arg(&pf.key)
-        .arg("--cacert")
-        .arg(&h.root)
+    let out = h
+        .curl_as(&pf.cert, &pf.key)
         .arg(format!(
             "https://127.0.0.1:{}/crl/signing/p0000.crl",
             h.addr.port()
@@ -727,83 +731,39 @@ async fn consents_are_verified_and_enforced() {
 
     // No consent yet.
     let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_missing"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_missing");
 
     // Signed with the authentication key: refused.
     let stmt = h.statement(&sp, now + Duration::days(365), "n-auth");
     let cms = h.cms(&stmt, &holder.auth_cert, &holder.auth_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_invalid"),
-        "{v}"
-    );
+    let (s, v) = post_consent(&mut c, &sp, &cms).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_invalid");
 
     // A forged signature: refused.
-    let stmt = h.statement(&sp, now + Duration::days(365), "n-forged");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(365), "n-forged");
     let mut der = base64::engine::general_purpose::STANDARD
         .decode(&cms)
         .unwrap();
     let n = der.len();
     der[n - 20] ^= 0x01;
     let forged = base64::engine::general_purpose::STANDARD.encode(der);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": forged}))
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_invalid"),
-        "{v}"
-    );
+    let (s, v) = post_consent(&mut c, &sp, &forged).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_invalid");
 
     // A statement for another SP, or already expired: refused.
-    let stmt = h.statement(&other_sp, now + Duration::days(365), "n-other");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_invalid"),
-        "{v}"
-    );
-    let stmt = h.statement(&sp, now - Duration::days(1), "n-past");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_invalid"),
-        "{v}"
-    );
+    let cms = h.consent_cms(&holder, &other_sp, now + Duration::days(365), "n-other");
+    let (s, v) = post_consent(&mut c, &sp, &cms).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_invalid");
+    let cms = h.consent_cms(&holder, &sp, now - Duration::days(1), "n-past");
+    let (s, v) = post_consent(&mut c, &sp, &cms).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_invalid");
 
     // A good consent, valid for one day.
-    let stmt = h.statement(&sp, now + Duration::days(1), "n-1");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let consent1 = v["id"].as_str().unwrap().to_owned();
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(1), "n-1");
+    let consent1 = consent_created(&mut c, &sp, &cms).await;
     // The nonce cannot be used again.
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "nonce_reused"), "{v}");
+    let (s, v) = post_consent(&mut c, &sp, &cms).await;
+    assert_error(s, &v, StatusCode::CONFLICT, "nonce_reused");
 
     let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -819,47 +779,22 @@ async fn consents_are_verified_and_enforced() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_missing"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_missing");
 
     // Two days later it has expired.
     h.clock.advance(Duration::days(2));
     let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_expired"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_expired");
 
     // A new consent, withdrawn by the SP (query form).
     let now = h.clock.now();
-    let stmt = h.statement(&sp, now + Duration::days(30), "n-2");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let consent2 = v["id"].as_str().unwrap().to_owned();
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(30), "n-2");
+    let consent2 = consent_created(&mut c, &sp, &cms).await;
     let (s, _) = c.post("/v1/four-attributes", &four).await.unwrap();
     assert_eq!(s, StatusCode::OK);
     // Another SP cannot withdraw it.
-    let (s, v) = c
-        .call(
-            http::Method::DELETE,
-            &format!("/v1/consents/{consent2}?sp={other_sp}"),
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::NOT_FOUND, "consent_unknown"),
-        "{v}"
-    );
+    let (s, v) = withdraw_by_sp(&mut c, &consent2, &other_sp).await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "consent_unknown");
     let (s, v) = h.curl(
         &pf,
         "DELETE",
@@ -868,71 +803,22 @@ async fn consents_are_verified_and_enforced() {
     );
     assert_eq!(s, 200, "{v}");
     let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_withdrawn"),
-        "{v}"
-    );
-    let (s, v) = c
-        .call(
-            http::Method::DELETE,
-            &format!("/v1/consents/{consent2}?sp={sp}"),
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::CONFLICT, "consent_already_withdrawn"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_withdrawn");
+    let (s, v) = withdraw_by_sp(&mut c, &consent2, &sp).await;
+    assert_error(s, &v, StatusCode::CONFLICT, "consent_already_withdrawn");
 
     // A third, withdrawn by the holder's signature.
-    let stmt = h.statement(&sp, now + Duration::days(30), "n-3");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let consent3 = v["id"].as_str().unwrap().to_owned();
-    let wrong = h.cms(
-        &json!({"withdraw": consent1}).to_string(),
-        &holder.sign_cert,
-        &holder.sign_key,
-    );
-    let (s, v) = c
-        .post(
-            &format!("/v1/consents/{consent3}/withdraw"),
-            &json!({"sp": sp, "cms": wrong}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_invalid"),
-        "{v}"
-    );
-    let w = h.cms(
-        &json!({"withdraw": consent3}).to_string(),
-        &holder.sign_cert,
-        &holder.sign_key,
-    );
-    let (s, v) = c
-        .post(
-            &format!("/v1/consents/{consent3}/withdraw"),
-            &json!({"sp": sp, "cms": w}),
-        )
-        .await
-        .unwrap();
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(30), "n-3");
+    let consent3 = consent_created(&mut c, &sp, &cms).await;
+    let wrong = h.signed(&holder, &json!({"withdraw": consent1}).to_string());
+    let (s, v) = withdraw_by_holder(&mut c, &sp, &consent3, &wrong).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_invalid");
+    let w = h.signed(&holder, &json!({"withdraw": consent3}).to_string());
+    let (s, v) = withdraw_by_holder(&mut c, &sp, &consent3, &w).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["withdrawn_by"], "holder");
     let (s, v) = c.post("/v1/four-attributes", &four).await.unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_withdrawn"),
-        "{v}"
-    );
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_withdrawn");
 
     // A revoked signing certificate cannot consent.
     h.a.revoke(
@@ -942,17 +828,9 @@ async fn consents_are_verified_and_enforced() {
         None,
     )
     .unwrap();
-    let stmt = h.statement(&sp, now + Duration::days(30), "n-4");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
-    let (s, v) = c
-        .post("/v1/consents", &json!({"sp": sp, "cms": cms}))
-        .await
-        .unwrap();
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::FORBIDDEN, "consent_invalid"),
-        "{v}"
-    );
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(30), "n-4");
+    let (s, v) = post_consent(&mut c, &sp, &cms).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "consent_invalid");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("revoked"),
         "{v}"
@@ -974,8 +852,7 @@ async fn consent_then_move_then_the_new_address() {
     let holder = h.holder("h1");
     let mut c = h.client(&pf).await;
     let now = h.clock.now();
-    let stmt = h.statement(&sp, now + Duration::days(3650), "story");
-    let cms = h.cms(&stmt, &holder.sign_cert, &holder.sign_key);
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(3650), "story");
     let (s, v) = h.curl(
         &pf,
         "POST",
