@@ -53,6 +53,51 @@ crlDistributionPoints = URI:http://127.0.0.1:9/crl/signing/0.crl\nauthorityKeyId
     )
 }
 
+/// A fresh key `NAME.key` and a certificate `NAME.pem` for it, issued by the root (section
+/// `ca_sign`) with the extensions of section `ext`.
+fn issue(dir: &Path, name: &str, subj: &str, ext: &str) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(dir, &["genrsa", "-out", &key, "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-config",
+            "openssl.cnf",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            subj,
+            "-out",
+            &csr,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "openssl.cnf",
+            "-name",
+            "ca_sign",
+            "-preserveDN",
+            "-notext",
+            "-extensions",
+            ext,
+            "-in",
+            &csr,
+            "-out",
+            &pem,
+        ],
+    );
+}
+
 /// The delegated OCSP signer's key, for the ocsp-responder crate.
 struct KeySigner {
     key: aws_lc_rs::signature::RsaKeyPair,
@@ -133,41 +178,7 @@ fn main() {
             "root.pem",
         ],
     );
-    openssl(dir, &["genrsa", "-out", "leaf.key", "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-config",
-            "openssl.cnf",
-            "-new",
-            "-key",
-            "leaf.key",
-            "-subj",
-            "/C=JP/L=Tokyo-to/CN=bench",
-            "-out",
-            "leaf.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "ca",
-            "-batch",
-            "-config",
-            "openssl.cnf",
-            "-name",
-            "ca_sign",
-            "-preserveDN",
-            "-notext",
-            "-extensions",
-            "sign_ext",
-            "-in",
-            "leaf.csr",
-            "-out",
-            "leaf.pem",
-        ],
-    );
+    issue(dir, "leaf", "/C=JP/L=Tokyo-to/CN=bench", "sign_ext");
     let t = Instant::now();
     openssl(
         dir,
@@ -249,7 +260,7 @@ fn main() {
     );
 
     // A local OCSP responder: the ocsp-responder crate on 127.0.0.1, port 0.
-    openssl(dir, &["genrsa", "-out", "ocsp.key", "2048"]);
+    issue(dir, "ocsp", "/C=JP/CN=OCSP signer", "ocsp_ext");
     openssl(
         dir,
         &[
@@ -262,40 +273,6 @@ fn main() {
             "DER",
             "-out",
             "ocsp.key.der",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-config",
-            "openssl.cnf",
-            "-new",
-            "-key",
-            "ocsp.key",
-            "-subj",
-            "/C=JP/CN=OCSP signer",
-            "-out",
-            "ocsp.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "ca",
-            "-batch",
-            "-config",
-            "openssl.cnf",
-            "-name",
-            "ca_sign",
-            "-preserveDN",
-            "-notext",
-            "-extensions",
-            "ocsp_ext",
-            "-in",
-            "ocsp.csr",
-            "-out",
-            "ocsp.pem",
         ],
     );
     let leaf_der = relying_party::cert::certificate_der(&read("leaf.pem"), "leaf").expect("leaf");

@@ -71,8 +71,16 @@ impl Verifier {
         self
     }
 
-    fn root(&self) -> Result<X509Certificate<'_>, Error> {
-        crate::cert::parse(&self.root_der, "trust anchor")
+    /// The parsed trust anchor; `None` once its failure is recorded as the "trust-anchor"
+    /// check (the report then ends there).
+    fn root_or_record(&self, report: &mut Report) -> Option<X509Certificate<'_>> {
+        match crate::cert::parse(&self.root_der, "trust anchor") {
+            Ok(r) => Some(r),
+            Err(e) => {
+                report.record("trust-anchor", Err(e));
+                None
+            }
+        }
     }
 
     /// Verifies a CMS SignedData. `content` is the detached content (if any); `at` overrides
@@ -87,12 +95,8 @@ impl Verifier {
     ) -> Report {
         let mut report = Report::new("verify");
         report.checked_at = fmt_time(now);
-        let root = match self.root() {
-            Ok(r) => r,
-            Err(e) => {
-                report.record("trust-anchor", Err(e));
-                return report.finish();
-            }
+        let Some(root) = self.root_or_record(&mut report) else {
+            return report.finish();
         };
         let env = match crate::cms::parse(sig) {
             Ok(env) => env,
@@ -159,12 +163,8 @@ impl Verifier {
         now: OffsetDateTime,
     ) -> Report {
         let mut report = Report::new("verify-login");
-        let root = match self.root() {
-            Ok(r) => r,
-            Err(e) => {
-                report.record("trust-anchor", Err(e));
-                return report.finish();
-            }
+        let Some(root) = self.root_or_record(&mut report) else {
+            return report.finish();
         };
         let (at, source) = at.map_or((now, "now"), |t| (t, "--at"));
         report.checked_at = fmt_time(at);
@@ -289,22 +289,26 @@ impl Verifier {
                 RevocationList::load(b, root)?.status(leaf, now)?,
                 "CRL file".into(),
             )),
-            StatusSource::CrlUrl(url) => {
-                let b = (self.fetch)(url, None)?;
-                Ok((
-                    RevocationList::load(&b, root)?.status(leaf, now)?,
-                    format!("CRL {url}"),
-                ))
-            }
+            StatusSource::CrlUrl(url) => self.fetched_crl_status(url, leaf, root, now),
             StatusSource::DistributionPoint => {
-                let url = crate::crl::crl_url(leaf)?;
-                let b = (self.fetch)(&url, None)?;
-                Ok((
-                    RevocationList::load(&b, root)?.status(leaf, now)?,
-                    format!("CRL {url}"),
-                ))
+                self.fetched_crl_status(&crate::crl::crl_url(leaf)?, leaf, root, now)
             }
         }
+    }
+
+    /// The status from the CRL downloaded from `url`, verified against `root`.
+    fn fetched_crl_status(
+        &self,
+        url: &str,
+        leaf: &X509Certificate<'_>,
+        root: &X509Certificate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(Status, String), Error> {
+        let b = (self.fetch)(url, None)?;
+        Ok((
+            RevocationList::load(&b, root)?.status(leaf, now)?,
+            format!("CRL {url}"),
+        ))
     }
 }
 
@@ -331,13 +335,18 @@ mod tests {
     use super::*;
     use crate::testutil::Pki;
 
-    fn crl_verifier(pki: &Pki) -> Verifier {
+    /// A verifier anchored at `root`, with status from the CRL file `crl` (both fixture names).
+    fn crl_bytes_verifier(pki: &Pki, root: &str, crl: &str) -> Verifier {
         Verifier::new(
-            &pki.read("sign/root.pem"),
+            &pki.read(root),
             None,
-            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
+            StatusSource::CrlBytes(Arc::new(pki.read(crl))),
         )
         .unwrap()
+    }
+
+    fn crl_verifier(pki: &Pki) -> Verifier {
+        crl_bytes_verifier(pki, "sign/root.pem", "sign/crl.pem")
     }
 
     fn now() -> OffsetDateTime {
@@ -494,12 +503,7 @@ mod tests {
     fn a_wrong_trust_anchor_fails_the_chain() {
         let pki = Pki::get();
         let sig = pki.sign("sign", "good", &[]);
-        let v = Verifier::new(
-            &pki.read("auth/root.pem"),
-            None,
-            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
-        )
-        .unwrap();
+        let v = crl_bytes_verifier(pki, "auth/root.pem", "sign/crl.pem");
         let r = v.verify_document(&sig, Some(&doc()), None, now());
         failed(&r, "chain", "issuer name is not the trust anchor's subject");
         assert_eq!(r.check("status").unwrap().outcome, Outcome::Skipped);
@@ -510,12 +514,7 @@ mod tests {
         let pki = Pki::get();
         let sig = pki.sign("auth", "auth", &[]);
         // Against its own root the chain holds, but the kind is wrong.
-        let v = Verifier::new(
-            &pki.read("auth/root.pem"),
-            None,
-            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
-        )
-        .unwrap();
+        let v = crl_bytes_verifier(pki, "auth/root.pem", "sign/crl.pem");
         let r = v.verify_document(&sig, Some(&doc()), None, now());
         failed(&r, "kind", "certificate kind is authentication (policy 1.2.392.200149.8.5.1.3.30); signing required");
         failed(&r, "attributes", "no subjectAltName");
@@ -587,12 +586,7 @@ mod tests {
     fn another_partitions_crl_does_not_answer() {
         let pki = Pki::get();
         let sig = pki.sign("sign", "good", &[]);
-        let v = Verifier::new(
-            &pki.read("sign/root.pem"),
-            None,
-            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl-other.pem"))),
-        )
-        .unwrap();
+        let v = crl_bytes_verifier(pki, "sign/root.pem", "sign/crl-other.pem");
         failed(
             &v.verify_document(&sig, Some(&doc()), None, now()),
             "status",
@@ -671,22 +665,30 @@ mod tests {
         );
     }
 
+    /// The root's `openssl ocsp` answer to a query of ours for the fixture `cert`, made with
+    /// `nonce` (None: a fresh one, as `Query::new` draws).
+    fn answer_to_a_query_for(cert: &str, nonce: Option<&[u8]>) -> Vec<u8> {
+        let (leaf, root) = (leaf_der(cert), leaf_der("sign/root.pem"));
+        let (leaf, root) = (
+            crate::cert::parse(&leaf, "t").unwrap(),
+            crate::cert::parse(&root, "t").unwrap(),
+        );
+        let q = match nonce {
+            Some(n) => Query::with_nonce(&leaf, &root, n),
+            None => Query::new(&leaf, &root),
+        }
+        .unwrap();
+        Pki::get().ocsp_answer(&q.der, None, &["-nmin", "60"])
+    }
+
     #[test]
     fn an_ocsp_answer_for_another_serial_is_refused() {
         let pki = Pki::get();
         let fetch: Fetch = Arc::new(|_url: &str, post: Option<(&str, &[u8])>| {
-            let pki = Pki::get();
             let (_, body) = post.unwrap();
             let req = <x509_ocsp::OcspRequest as der07::Decode>::from_der(body).unwrap();
             let nonce = req.nonce().unwrap().0.as_bytes().to_vec();
-            let (other, root) = (leaf_der("sign/other.pem"), leaf_der("sign/root.pem"));
-            let q = Query::with_nonce(
-                &crate::cert::parse(&other, "t").unwrap(),
-                &crate::cert::parse(&root, "t").unwrap(),
-                &nonce,
-            )
-            .unwrap();
-            Ok(pki.ocsp_answer(&q.der, None, &["-nmin", "60"]))
+            Ok(answer_to_a_query_for("sign/other.pem", Some(&nonce)))
         });
         failed(
             &ocsp_verifier(fetch).verify_document(
@@ -704,14 +706,7 @@ mod tests {
     fn an_ocsp_answer_with_another_nonce_is_refused() {
         let pki = Pki::get();
         let fetch: Fetch = Arc::new(|_url: &str, _post: Option<(&str, &[u8])>| {
-            let pki = Pki::get();
-            let (leaf, root) = (leaf_der("sign/good.pem"), leaf_der("sign/root.pem"));
-            let q = Query::new(
-                &crate::cert::parse(&leaf, "t").unwrap(),
-                &crate::cert::parse(&root, "t").unwrap(),
-            )
-            .unwrap();
-            Ok(pki.ocsp_answer(&q.der, None, &["-nmin", "60"]))
+            Ok(answer_to_a_query_for("sign/good.pem", None))
         });
         failed(
             &ocsp_verifier(fetch).verify_document(
@@ -758,12 +753,7 @@ mod tests {
     fn a_login_gives_the_serial_as_account_key() {
         let pki = Pki::get();
         let (cert, sig) = login(pki, "auth", "auth", b"nonce-1234");
-        let v = Verifier::new(
-            &pki.read("auth/root.pem"),
-            None,
-            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
-        )
-        .unwrap();
+        let v = crl_bytes_verifier(pki, "auth/root.pem", "sign/crl.pem");
         // The auth hierarchy's CRL is not in the fixtures: with soft-fail the login passes with a warning.
         let r = v
             .clone()
@@ -919,12 +909,7 @@ mod tests {
         ];
         for (what, leaf, content, root, valid) in cases {
             let sig = pki.sign("sign", leaf, &[]);
-            let v = Verifier::new(
-                &pki.read(root),
-                None,
-                StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
-            )
-            .unwrap();
+            let v = crl_bytes_verifier(pki, root, "sign/crl.pem");
             let ours = v
                 .verify_document(&sig, Some(&content), None, now())
                 .is_valid();
@@ -938,13 +923,7 @@ mod tests {
         // Where we are stricter by design: OpenSSL knows no JPKI kinds and accepts a document
         // signed with an authentication certificate; we refuse it.
         let sig = pki.sign("auth", "auth", &[]);
-        let v = Verifier::new(
-            &pki.read("auth/root.pem"),
-            None,
-            StatusSource::CrlBytes(Arc::new(pki.read("sign/crl.pem"))),
-        )
-        .unwrap()
-        .soft_fail(true);
+        let v = crl_bytes_verifier(pki, "auth/root.pem", "sign/crl.pem").soft_fail(true);
         assert!(!v
             .verify_document(&sig, Some(&doc()), None, now())
             .is_valid());

@@ -89,6 +89,41 @@ fn write_pem(dir: &Path, name: &str, der: &[u8]) {
     );
 }
 
+/// A crl-publisher over `store` for the signing and auth roots, on the system clock.
+fn publisher(
+    policy: &Policy,
+    [signing, auth]: [&Arc<Key>; 2],
+    store: Arc<crl_publisher::MemoryStore>,
+    dir: &Path,
+) -> crl_publisher::Publisher {
+    crl_publisher::Publisher::new(
+        policy.clone(),
+        crl_publisher::Settings {
+            progress: false,
+            ..Default::default()
+        },
+        crl_publisher::Roots {
+            signing: signing.clone(),
+            auth: auth.clone(),
+        },
+        store.clone(),
+        store,
+        dir.join("crl"),
+        Arc::new(crl_publisher::SystemClock),
+    )
+    .unwrap()
+}
+
+/// A verifier for `policy` anchored at `root`, with status from the CRL `crl` (DER).
+fn crl_verifier(root: &[u8], policy: &Policy, crl: &[u8]) -> Verifier {
+    Verifier::new(
+        root,
+        Some(policy),
+        StatusSource::CrlBytes(Arc::new(crl.to_vec())),
+    )
+    .unwrap()
+}
+
 #[test]
 fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
     let t = tempfile::tempdir().unwrap();
@@ -179,31 +214,11 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
             not_after: now + Duration::days(365 * 5),
         },
     );
-    let publisher = crl_publisher::Publisher::new(
-        policy.clone(),
-        crl_publisher::Settings {
-            progress: false,
-            ..Default::default()
-        },
-        crl_publisher::Roots {
-            signing: sroot.clone(),
-            auth: aroot.clone(),
-        },
-        store.clone(),
-        store,
-        dir.join("crl"),
-        Arc::new(crl_publisher::SystemClock),
-    )
-    .unwrap();
+    let publisher = publisher(&policy, [&sroot, &aroot], store, dir);
     let crl = publisher
         .build(Hierarchy::Signing, Scope::Partition(partition), now)
         .unwrap();
-    let by_crl = Verifier::new(
-        &root_pem,
-        Some(&policy),
-        StatusSource::CrlBytes(Arc::new(crl.der.to_vec())),
-    )
-    .unwrap();
+    let by_crl = crl_verifier(&root_pem, &policy, &crl.der);
     let r = by_crl.verify_document(&sign("good"), Some(&doc), None, now);
     assert!(r.is_valid(), "{}", r.render(false));
     let a = r.attributes.as_ref().unwrap();
@@ -225,12 +240,7 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
     let other = publisher
         .build(Hierarchy::Signing, Scope::Partition(partition + 1), now)
         .unwrap();
-    let v = Verifier::new(
-        &root_pem,
-        Some(&policy),
-        StatusSource::CrlBytes(Arc::new(other.der.to_vec())),
-    )
-    .unwrap();
+    let v = crl_verifier(&root_pem, &policy, &other.der);
     let r = v.verify_document(&sign("good"), Some(&doc), None, now);
     assert!(
         r.check("status").unwrap().reason.contains("does not cover"),
@@ -338,22 +348,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
     let good = |root: &Key, h: Hierarchy| {
         // Status from an (empty) CRL of the right partition, made by crl-publisher.
         let store = Arc::new(crl_publisher::MemoryStore::new());
-        let publisher = crl_publisher::Publisher::new(
-            policy.clone(),
-            crl_publisher::Settings {
-                progress: false,
-                ..Default::default()
-            },
-            crl_publisher::Roots {
-                signing: roots[0].clone(),
-                auth: roots[1].clone(),
-            },
-            store.clone(),
-            store,
-            dir.join("crl"),
-            Arc::new(crl_publisher::SystemClock),
-        )
-        .unwrap();
+        let publisher = publisher(&policy, [&roots[0], &roots[1]], store, dir);
         let serial: &[u8] = if h == Hierarchy::Signing {
             &[0x20, 0x01]
         } else {
@@ -362,12 +357,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
         let crl = publisher
             .build(h, Scope::Partition(policy.partition_of(serial)), now)
             .unwrap();
-        Verifier::new(
-            &root.cert,
-            Some(&policy),
-            StatusSource::CrlBytes(Arc::new(crl.der.to_vec())),
-        )
-        .unwrap()
+        crl_verifier(&root.cert, &policy, &crl.der)
     };
     let content = "令和8年分 確定申告書".as_bytes();
     for enc in [
