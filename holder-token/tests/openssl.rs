@@ -36,6 +36,62 @@ fn pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap()
 }
 
+/// `openssl req -x509`: a self-signed RSA certificate `cert` with its key `key`.
+fn self_signed<'a>(key: &'a str, cert: &'a str, subj: &'a str, days: &'a str) -> [&'a str; 13] {
+    [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-subj",
+        subj, "-days", days,
+    ]
+}
+
+/// `openssl x509 -req`: `csr` signed by the test root into `out`.
+fn sign_csr<'a>(csr: &'a str, serial: &'a str, days: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-set_serial",
+        serial,
+        "-days",
+        days,
+        "-out",
+        out,
+    ]
+}
+
+/// `openssl cms -verify` of the DER `p7s` (detached when `content` is given) against `ca_file`.
+fn cms_verify<'a>(
+    p7s: &'a str,
+    content: Option<&'a str>,
+    ca_file: &'a str,
+    out: &'a str,
+) -> Vec<&'a str> {
+    let mut args = vec!["cms", "-verify", "-binary", "-inform", "DER", "-in", p7s];
+    if let Some(content) = content {
+        args.extend(["-content", content]);
+    }
+    args.extend(["-CAfile", ca_file, "-purpose", "any", "-out", out]);
+    args
+}
+
+/// `openssl dgst -sha256 -verify` of `login.sig` over `challenge.bin` with `pubkey`.
+fn login_verify(pubkey: &str) -> [&str; 7] {
+    [
+        "dgst",
+        "-sha256",
+        "-verify",
+        pubkey,
+        "-signature",
+        "login.sig",
+        "challenge.bin",
+    ]
+}
+
 /// A root made by openssl, and the token's certificate for `kind` issued from its CSR.
 struct Fixture {
     dir: tempfile::TempDir,
@@ -49,27 +105,23 @@ impl Fixture {
         Token::create(&token, SIGN, AUTH).unwrap();
         ok(
             dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "root.key",
-                "-out",
-                "root.pem",
-                "-subj",
-                "/C=JP/O=Test/CN=Test Root",
-                "-days",
-                "30",
-            ],
+            &self_signed("root.key", "root.pem", "/C=JP/O=Test/CN=Test Root", "30"),
         );
         Fixture { dir, token }
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// `openssl` in the fixture's directory: (success, stdout and stderr).
+    fn openssl(&self, args: &[&str]) -> (bool, String) {
+        openssl(self.dir.path(), args)
+    }
+
+    /// `openssl` in the fixture's directory, which must succeed; stdout and stderr.
+    fn ok(&self, args: &[&str]) -> String {
+        ok(self.dir.path(), args)
     }
 
     fn issue(&self, kind: Hierarchy, pin: &str, serial: &str) -> PathBuf {
@@ -81,25 +133,12 @@ impl Fixture {
             pem("CERTIFICATE REQUEST", &csr),
         )
         .unwrap();
-        ok(
-            self.dir.path(),
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "root.pem",
-                "-CAkey",
-                "root.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "10",
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
+        self.ok(&sign_csr(
+            &format!("{name}.csr"),
+            serial,
+            "10",
+            &format!("{name}.pem"),
+        ));
         self.path(&format!("{name}.pem"))
     }
 }
@@ -116,39 +155,30 @@ fn csr_verifies_with_openssl_and_carries_the_token_key() {
         };
         let csr = t.csr(kind, pin).unwrap();
         std::fs::write(f.path("r.csr"), pem("CERTIFICATE REQUEST", &csr)).unwrap();
-        let text = ok(
-            f.dir.path(),
-            &["req", "-in", "r.csr", "-verify", "-noout", "-subject"],
-        );
+        let text = f.ok(&["req", "-in", "r.csr", "-verify", "-noout", "-subject"]);
         // OpenSSL 3.0 `req -verify` exits 0 even when the signature is bad: read the verdict
         assert!(text.contains("self-signature verify OK"), "{text}");
         assert!(text.contains("C = JP"), "{text}");
         // the request's public key is the token's
-        ok(
-            f.dir.path(),
-            &[
-                "req",
-                "-in",
-                "r.csr",
-                "-pubkey",
-                "-noout",
-                "-out",
-                "csr-pub.pem",
-            ],
-        );
-        ok(
-            f.dir.path(),
-            &[
-                "pkey",
-                "-pubin",
-                "-in",
-                "csr-pub.pem",
-                "-outform",
-                "DER",
-                "-out",
-                "csr-pub.der",
-            ],
-        );
+        f.ok(&[
+            "req",
+            "-in",
+            "r.csr",
+            "-pubkey",
+            "-noout",
+            "-out",
+            "csr-pub.pem",
+        ]);
+        f.ok(&[
+            "pkey",
+            "-pubin",
+            "-in",
+            "csr-pub.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "csr-pub.der",
+        ]);
         assert_eq!(
             std::fs::read(f.path("csr-pub.der")).unwrap(),
             t.public_key(kind)
@@ -158,10 +188,7 @@ fn csr_verifies_with_openssl_and_carries_the_token_key() {
         let n = bad.len() - 10;
         bad[n] ^= 1;
         std::fs::write(f.path("bad.csr"), pem("CERTIFICATE REQUEST", &bad)).unwrap();
-        let (_, text) = openssl(
-            f.dir.path(),
-            &["req", "-in", "bad.csr", "-verify", "-noout"],
-        );
+        let (_, text) = f.openssl(&["req", "-in", "bad.csr", "-verify", "-noout"]);
         assert!(
             !text.contains("verify OK") && text.contains("verify failure"),
             "{text}"
@@ -216,34 +243,17 @@ fn cms_signatures_verify_with_openssl() {
         )
         .unwrap();
     std::fs::write(f.path("doc.p7s"), &detached).unwrap();
-    let text = ok(
-        f.dir.path(),
-        &[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            "doc.p7s",
-            "-content",
-            "doc.txt",
-            "-CAfile",
-            "root.pem",
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ],
-    );
+    let text = f.ok(&cms_verify(
+        "doc.p7s",
+        Some("doc.txt"),
+        "root.pem",
+        "/dev/null",
+    ));
     assert!(text.contains("Verification successful"), "{text}");
     // the structure carries what the profile asks for
-    let dump = ok(
-        f.dir.path(),
-        &[
-            "cms", "-cmsout", "-print", "-inform", "DER", "-in", "doc.p7s", "-noout",
-        ],
-    );
+    let dump = f.ok(&[
+        "cms", "-cmsout", "-print", "-inform", "DER", "-in", "doc.p7s", "-noout",
+    ]);
     for needle in [
         "contentType",
         "messageDigest",
@@ -259,26 +269,12 @@ fn cms_signatures_verify_with_openssl() {
 
     // a changed document fails
     std::fs::write(f.path("doc2.txt"), b"income: 1 JPY\n").unwrap();
-    let (verified, text) = openssl(
-        f.dir.path(),
-        &[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            "doc.p7s",
-            "-content",
-            "doc2.txt",
-            "-CAfile",
-            "root.pem",
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ],
-    );
+    let (verified, text) = f.openssl(&cms_verify(
+        "doc.p7s",
+        Some("doc2.txt"),
+        "root.pem",
+        "/dev/null",
+    ));
     assert!(!verified, "{text}");
 
     // attached: the content comes out of the SignedData
@@ -291,65 +287,14 @@ fn cms_signatures_verify_with_openssl() {
         )
         .unwrap();
     std::fs::write(f.path("att.p7s"), &attached).unwrap();
-    ok(
-        f.dir.path(),
-        &[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            "att.p7s",
-            "-CAfile",
-            "root.pem",
-            "-purpose",
-            "any",
-            "-out",
-            "extracted.txt",
-        ],
-    );
+    f.ok(&cms_verify("att.p7s", None, "root.pem", "extracted.txt"));
     assert_eq!(std::fs::read(f.path("extracted.txt")).unwrap(), doc);
 
     // a signature from another root's world does not verify
-    ok(
-        f.dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "o.key",
-            "-out",
-            "other.pem",
-            "-subj",
-            "/CN=Other",
-            "-days",
-            "1",
-        ],
-    );
+    f.ok(&self_signed("o.key", "other.pem", "/CN=Other", "1"));
     assert!(
-        !openssl(
-            f.dir.path(),
-            &[
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-in",
-                "att.p7s",
-                "-CAfile",
-                "other.pem",
-                "-purpose",
-                "any",
-                "-out",
-                "/dev/null"
-            ],
-        )
-        .0
+        !f.openssl(&cms_verify("att.p7s", None, "other.pem", "/dev/null"))
+            .0
     );
 }
 
@@ -367,18 +312,7 @@ fn login_signature_verifies_with_openssl() {
         pem("PUBLIC KEY", t.public_key(Hierarchy::Auth)),
     )
     .unwrap();
-    let text = ok(
-        f.dir.path(),
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            "pub.pem",
-            "-signature",
-            "login.sig",
-            "challenge.bin",
-        ],
-    );
+    let text = f.ok(&login_verify("pub.pem"));
     assert!(text.contains("Verified OK"), "{text}");
     // the signing key did not make it
     std::fs::write(
@@ -386,21 +320,7 @@ fn login_signature_verifies_with_openssl() {
         pem("PUBLIC KEY", t.public_key(Hierarchy::Signing)),
     )
     .unwrap();
-    assert!(
-        !openssl(
-            f.dir.path(),
-            &[
-                "dgst",
-                "-sha256",
-                "-verify",
-                "spub.pem",
-                "-signature",
-                "login.sig",
-                "challenge.bin"
-            ],
-        )
-        .0
-    );
+    assert!(!f.openssl(&login_verify("spub.pem")).0);
 }
 
 #[test]
@@ -409,12 +329,9 @@ fn import_cert_tells_the_kind_and_refuses_strangers() {
     let auth_pem = f.issue(Hierarchy::Auth, AUTH, "7");
     let mut t = Token::open(&f.token).unwrap();
     // DER works as well as PEM
-    ok(
-        f.dir.path(),
-        &[
-            "x509", "-in", "auth.pem", "-outform", "DER", "-out", "auth.der",
-        ],
-    );
+    f.ok(&[
+        "x509", "-in", "auth.pem", "-outform", "DER", "-out", "auth.der",
+    ]);
     assert_eq!(
         t.import_cert(&std::fs::read(f.path("auth.der")).unwrap())
             .unwrap(),
@@ -459,30 +376,9 @@ fn cli_commands_end_to_end() {
         out: p("cli.csr"),
     })
     .unwrap();
-    let text = ok(
-        f.dir.path(),
-        &["req", "-in", "cli.csr", "-verify", "-noout"],
-    );
+    let text = f.ok(&["req", "-in", "cli.csr", "-verify", "-noout"]);
     assert!(text.contains("self-signature verify OK"), "{text}");
-    ok(
-        f.dir.path(),
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "cli.csr",
-            "-CA",
-            "root.pem",
-            "-CAkey",
-            "root.key",
-            "-set_serial",
-            "99",
-            "-days",
-            "5",
-            "-out",
-            "cli.pem",
-        ],
-    );
+    f.ok(&sign_csr("cli.csr", "99", "5", "cli.pem"));
     holder_token::run(TokenCommand::ImportCert {
         token: token.clone(),
         cert: p("cli.pem"),
@@ -497,26 +393,12 @@ fn cli_commands_end_to_end() {
         attached: false,
     })
     .unwrap();
-    ok(
-        f.dir.path(),
-        &[
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-in",
-            "return.p7s",
-            "-content",
-            "return.xml",
-            "-CAfile",
-            "root.pem",
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ],
-    );
+    f.ok(&cms_verify(
+        "return.p7s",
+        Some("return.xml"),
+        "root.pem",
+        "/dev/null",
+    ));
     std::fs::write(p("ch.bin"), b"challenge").unwrap();
     let login = |pin: &str| {
         holder_token::run(TokenCommand::Login {
