@@ -182,6 +182,8 @@ const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 /// The shortened journal while a compaction writes it.
 const JOURNAL_TMP: &str = "journal.tmp";
+/// Where a lost or damaged sled is rebuilt before it is put in place.
+const SLED_REBUILDING: &str = "sled.rebuilding";
 const HEADER: usize = 4 + 8 + 4 + 8;
 /// The meta key under which sled records the last journal sequence it contains.
 const APPLIED: &[u8] = b"journal_seq";
@@ -547,25 +549,6 @@ impl SledStore {
                 .map_err(Error::io(format!("open {}", journal_path.display())))?
         };
         let (records, good_end) = read_journal(&mut file)?;
-        if good_end
-            < file
-                .metadata()
-                .map_err(Error::io("stat the journal"))?
-                .len()
-        {
-            // A torn record from a crash during its append: it was never acknowledged.
-            file.set_len(good_end)
-                .map_err(Error::io("cut the journal's torn tail"))?;
-            file.sync_all().map_err(Error::io("sync the journal"))?;
-        }
-        // A compaction that did not finish left its new snapshot or journal unnamed: the old
-        // snapshot (or none) and the old journal still hold everything.
-        for unfinished in [dir.join(SNAPSHOT_TMP), dir.join(JOURNAL_TMP)] {
-            if unfinished.exists() {
-                fs::remove_file(&unfinished)
-                    .map_err(Error::io(format!("remove {}", unfinished.display())))?;
-            }
-        }
         let snapshot = dir.join(SNAPSHOT);
         // The store is the snapshot (position `base`, 0 without one) plus the journal's records,
         // which must follow on from it.
@@ -577,6 +560,25 @@ impl SledStore {
             )));
         }
         let last = records.last().map_or(base, |(s, _)| *s).max(base);
+        // Checked, so repair what a crash left: a torn last record (a crash during its
+        // append, never acknowledged) and the files of a compaction that did not finish (the
+        // old snapshot, or none, and the old journal still hold everything).
+        if good_end
+            < file
+                .metadata()
+                .map_err(Error::io("stat the journal"))?
+                .len()
+        {
+            file.set_len(good_end)
+                .map_err(Error::io("cut the journal's torn tail"))?;
+            file.sync_all().map_err(Error::io("sync the journal"))?;
+        }
+        for unfinished in [dir.join(SNAPSHOT_TMP), dir.join(JOURNAL_TMP)] {
+            if unfinished.exists() {
+                fs::remove_file(&unfinished)
+                    .map_err(Error::io(format!("remove {}", unfinished.display())))?;
+            }
+        }
         let sled_dir = dir.join("sled");
         let opened = if sled_dir.exists() {
             open_sled(&sled_dir).map_err(|e| format!("sled does not open: {e}"))
@@ -606,27 +608,47 @@ impl SledStore {
             (opened, why) => {
                 let why = why.err().unwrap_or_default();
                 drop(opened);
-                let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-                let mut aside = dir.join(format!("sled.corrupt-{stamp}"));
-                for n in 1.. {
-                    if !aside.exists() {
-                        break;
-                    }
-                    aside = dir.join(format!("sled.corrupt-{stamp}.{n}"));
-                }
-                if sled_dir.exists() {
-                    tracing::warn!(reason = %why, aside = %aside.display(), "rebuilding the store from its snapshot and journal");
-                    fs::rename(&sled_dir, &aside)
-                        .map_err(Error::io("set the damaged sled directory aside"))?;
-                } else if base > 0 || !records.is_empty() {
+                if sled_dir.exists() || base > 0 || !records.is_empty() {
                     tracing::warn!(reason = %why, "rebuilding the store from its snapshot and journal");
                 }
-                let (db, trees) = open_sled(&sled_dir)
-                    .map_err(|e| Error::Store(format!("create {}: {e}", sled_dir.display())))?;
-                if base > 0 {
-                    load_snapshot(&snapshot, base, &trees)?;
+                // Built beside the old one and put in place only once the snapshot has loaded:
+                // a snapshot that cannot be loaded changes nothing.
+                let rebuilding = dir.join(SLED_REBUILDING);
+                if rebuilding.exists() {
+                    fs::remove_dir_all(&rebuilding)
+                        .map_err(Error::io(format!("remove {}", rebuilding.display())))?;
                 }
-                (db, trees)
+                let (db, trees) = open_sled(&rebuilding)
+                    .map_err(|e| Error::Store(format!("create {}: {e}", rebuilding.display())))?;
+                let loaded = if base > 0 {
+                    load_snapshot(&snapshot, base, &trees)
+                } else {
+                    Ok(())
+                }
+                .and_then(|()| Ok(db.flush().map(|_| ())?));
+                drop((db, trees));
+                if let Err(e) = loaded {
+                    let _ = fs::remove_dir_all(&rebuilding);
+                    return Err(e);
+                }
+                if sled_dir.exists() {
+                    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let mut aside = dir.join(format!("sled.corrupt-{stamp}"));
+                    for n in 1.. {
+                        if !aside.exists() {
+                            break;
+                        }
+                        aside = dir.join(format!("sled.corrupt-{stamp}.{n}"));
+                    }
+                    tracing::warn!(aside = %aside.display(), "the damaged sled directory is kept aside");
+                    fs::rename(&sled_dir, &aside)
+                        .map_err(Error::io("set the damaged sled directory aside"))?;
+                }
+                fs::rename(&rebuilding, &sled_dir)
+                    .map_err(Error::io("put the rebuilt sled directory in place"))?;
+                sync_dir(dir)?;
+                open_sled(&sled_dir)
+                    .map_err(|e| Error::Store(format!("open {}: {e}", sled_dir.display())))?
             }
         };
         let applied = applied_seq(&trees)?;
@@ -1447,19 +1469,41 @@ mod tests {
         bad[n - 5] ^= 0xFF;
         fs::write(&snap, &bad).unwrap();
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
+        // Everything in the store's directory but its lock file, with contents.
+        let state = || {
+            let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name() != "lock")
+                .map(|e| {
+                    let body = if e.path().is_file() {
+                        fs::read(e.path()).unwrap()
+                    } else {
+                        Vec::new()
+                    };
+                    (e.file_name().to_string_lossy().into_owned(), body)
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let before = state();
         let e = SledStore::open(dir.path())
             .err()
             .expect("a damaged snapshot must not rebuild");
         assert!(e.to_string().contains("damaged"), "{e}");
+        assert_eq!(state(), before, "a refused open changes nothing");
         // A snapshot older than the journal's first record: records are missing.
         fs::write(&snap, &good).unwrap();
         let mut old = good.clone();
         old[4..12].copy_from_slice(&5u64.to_be_bytes());
         fs::write(&snap, &old).unwrap();
+        let before = state();
         let e = SledStore::open(dir.path())
             .err()
             .expect("a gap must be refused");
         assert!(e.to_string().contains("missing"), "{e}");
+        assert_eq!(state(), before, "a refused open changes nothing");
     }
 
     #[test]
