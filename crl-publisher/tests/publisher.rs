@@ -691,6 +691,14 @@ mod http {
         )
     }
 
+    /// `GET /crl/signing/1.crl` with one (conditional) request header.
+    async fn get_partition_1_with(
+        addr: std::net::SocketAddr,
+        header: (&str, &str),
+    ) -> (StatusCode, hyper::HeaderMap, Bytes) {
+        fetch(addr, "GET", "/crl/signing/1.crl", &[header]).await
+    }
+
     #[tokio::test]
     async fn serves_crls_with_cache_headers_and_conditional_requests() {
         let fx = Fixture::new();
@@ -720,38 +728,18 @@ mod http {
         let etag = h["etag"].to_str().unwrap().to_owned();
         assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
 
-        let (status, h, body) = fetch(
-            addr,
-            "GET",
-            "/crl/signing/1.crl",
-            &[("if-none-match", &etag)],
-        )
-        .await;
+        let (status, h, body) = get_partition_1_with(addr, ("if-none-match", &etag)).await;
         assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
         assert_eq!(h["etag"].to_str().unwrap(), etag);
-        let (status, ..) = fetch(
-            addr,
-            "GET",
-            "/crl/signing/1.crl",
-            &[("if-none-match", "\"other\"")],
-        )
-        .await;
+        let (status, ..) = get_partition_1_with(addr, ("if-none-match", "\"other\"")).await;
         assert_eq!(status, StatusCode::OK);
-        let (status, ..) = fetch(
-            addr,
-            "GET",
-            "/crl/signing/1.crl",
-            &[("if-modified-since", "Fri, 27 Nov 2026 03:00:00 GMT")],
-        )
-        .await;
+        let (status, ..) =
+            get_partition_1_with(addr, ("if-modified-since", "Fri, 27 Nov 2026 03:00:00 GMT"))
+                .await;
         assert_eq!(status, StatusCode::NOT_MODIFIED);
-        let (status, ..) = fetch(
-            addr,
-            "GET",
-            "/crl/signing/1.crl",
-            &[("if-modified-since", "Fri, 27 Nov 2026 02:59:59 GMT")],
-        )
-        .await;
+        let (status, ..) =
+            get_partition_1_with(addr, ("if-modified-since", "Fri, 27 Nov 2026 02:59:59 GMT"))
+                .await;
         assert_eq!(status, StatusCode::OK);
 
         let (status, h, body) = fetch(addr, "HEAD", "/crl/signing/1.crl", &[]).await;
@@ -784,13 +772,7 @@ mod http {
         let newer = publisher
             .publish(S, Scope::Partition(1), clock.now())
             .unwrap();
-        let (status, h, body) = fetch(
-            addr,
-            "GET",
-            "/crl/signing/1.crl",
-            &[("if-none-match", &etag)],
-        )
-        .await;
+        let (status, h, body) = get_partition_1_with(addr, ("if-none-match", &etag)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, newer.der);
         assert_ne!(h["etag"].to_str().unwrap(), etag);
