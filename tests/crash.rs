@@ -56,13 +56,7 @@ fn acknowledged_revocations_survive_sigkill() {
     let list = tmp.path().join("serials.txt");
     std::fs::write(&list, serials.join("\n")).unwrap();
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
-    let mut rng = common::Rng(seed);
+    let mut rng = common::Rng::seeded();
     // Time one uninterrupted batch, so that kills land across its whole run.
     let full = {
         let dir = tmp.path().join("timing");

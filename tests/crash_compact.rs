@@ -370,18 +370,8 @@ fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
         test_start.elapsed().as_millis()
     );
 
-    let seed = std::env::var("JPKI_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-        | 1;
-    println!("seed {seed} (JPKI_CRASH_SEED={seed} replays its choices)");
-    let mut rng = common::Rng(seed);
+    let mut rng = common::Rng::seeded();
+    let seed = rng.0;
 
     // One uninterrupted round, stopped cleanly: how long the batch takes under compaction, so
     // that kills land across its whole run, and a check that nothing fails without a crash.

@@ -285,6 +285,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// xorshift: enough randomness for kill times, without a dependency.
 pub struct Rng(pub u64);
 impl Rng {
+    /// Seeded from `$JPKI_CRASH_SEED` (to replay a run's choices) or the clock; prints the seed.
+    pub fn seeded() -> Rng {
+        let seed = std::env::var("JPKI_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            })
+            | 1;
+        println!("seed {seed} (JPKI_CRASH_SEED={seed} replays its choices)");
+        Rng(seed)
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
