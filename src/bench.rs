@@ -12,6 +12,7 @@ use time::macros::date;
 use ca::authority::{Authority, NewResident};
 use ca::clock::SystemClock;
 use ca::error::{Error, Result};
+use ca::store::CommitStats;
 
 /// CPU time this process has used (user + system), in seconds, from `/proc/self/stat`
 /// (fields 14 and 15, in clock ticks of 1/100 s on Linux); `None` elsewhere.
@@ -48,7 +49,7 @@ fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<(f64, Optio
     Ok((rate, cpu))
 }
 
-pub fn issue(count: usize, threads: usize, residents: usize) -> Result<()> {
+pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> Result<()> {
     let threads = threads.max(1);
     // The signing ceiling is that of the cores: one signing thread per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -109,41 +110,77 @@ pub fn issue(count: usize, threads: usize, residents: usize) -> Result<()> {
     // purpose; it must not be counted as issuance).
     a.signer(Hierarchy::Auth)?;
     let signer = a.signer(Hierarchy::Signing)?;
-    let (raw_before, cpu_before) = raw_rate(signer.as_ref(), cores, 4000)?;
-    let next = AtomicUsize::new(0);
-    let failures = AtomicUsize::new(0);
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    std::thread::scope(|sc| {
-        for _ in 0..threads {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    break;
-                }
-                let (id, h, csr) = &tasks[i % tasks.len()];
-                if a.issue(id, *h, csr).is_err() {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+    let rounds = rounds.clamp(1, count.max(1));
+    let mut ceilings = vec![raw_rate(signer.as_ref(), cores, 4000)?];
+    let mut results: Vec<Round> = Vec::with_capacity(rounds);
+    let mut done = 0;
+    for r in 0..rounds {
+        let n = (count - done) / (rounds - r);
+        let before = a.store().commit_stats();
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        let failed = issue_all(&a, &tasks, done, n, threads);
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu = cpu0
+            .zip(cpu_seconds())
+            .map(|(a, b)| (b - a) * 1e6 / n as f64);
+        let stats = a.store().commit_stats().since(&before);
+        if failed > 0 {
+            return Err(Error::Invalid(format!(
+                "{failed} issuances failed during the benchmark"
+            )));
         }
-    });
-    let elapsed = t0.elapsed().as_secs_f64();
-    let cpu_issue = cpu0
-        .zip(cpu_seconds())
-        .map(|(a, b)| (b - a) * 1e6 / count as f64);
-    let (raw_after, cpu_after) = raw_rate(signer.as_ref(), cores, 4000)?;
-    let failed = failures.load(Ordering::Relaxed);
-    if failed > 0 {
-        return Err(Error::Invalid(format!(
-            "{failed} issuances failed during the benchmark"
-        )));
+        ceilings.push(raw_rate(signer.as_ref(), cores, 4000)?);
+        let ceiling = (ceilings[r].0 + ceilings[r + 1].0) / 2.0;
+        let round = Round {
+            n,
+            elapsed,
+            ceiling,
+            cpu,
+            stats,
+        };
+        println!(
+            "round {}: {n} issued in {elapsed:.2} s = {:.0}/s; ceiling {ceiling:.0}/s; ratio {:.1}%; {}",
+            r + 1,
+            round.rate(),
+            100.0 * round.ratio(),
+            round.detail(cores)
+        );
+        results.push(round);
+        done += n;
     }
-    let rate = count as f64 / elapsed;
-    let raw = (raw_before + raw_after) / 2.0;
-    println!("issuance: {count} certificates, {threads} concurrent clients on {cores} cores, in {elapsed:.2} s = {rate:.0}/s (CSR in, durable certificate out; each renews the holder's previous one)");
-    println!("raw RSA-2048 signing ceiling, same key, {cores} threads: {raw:.0}/s (before {raw_before:.0}, after {raw_after:.0})");
-    println!("ratio: {:.0}% of the signing ceiling", 100.0 * rate / raw);
+    let median = |f: &dyn Fn(&Round) -> f64| {
+        let mut v: Vec<f64> = results.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let elapsed: f64 = results.iter().map(|r| r.elapsed).sum();
+    println!("issuance: {count} certificates, {threads} concurrent clients on {cores} cores, {rounds} rounds, in {elapsed:.2} s = {:.0}/s (CSR in, durable certificate out; each renews the holder's previous one)", count as f64 / elapsed);
+    println!(
+        "raw RSA-2048 signing ceiling, same key, {cores} threads, measured around every round: {:.0}/s (median)",
+        median(&|r| r.ceiling)
+    );
+    println!(
+        "ratio: {:.0}% of the signing ceiling (median round; rounds {})",
+        100.0 * median(&|r| r.ratio()),
+        results
+            .iter()
+            .map(|r| format!("{:.0}%", 100.0 * r.ratio()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // CPU time per operation does not depend on what else the machine runs: it says what an
+    // issuance costs beside its signature even when the wall-clock ratio is disturbed.
+    let per_sig: Vec<f64> = ceilings.iter().filter_map(|c| c.1).collect();
+    if results.iter().all(|r| r.cpu.is_some()) && !per_sig.is_empty() {
+        let sig = per_sig.iter().sum::<f64>() / per_sig.len() as f64;
+        let cpu = median(&|r| r.cpu.unwrap_or(0.0));
+        println!(
+            "CPU per issuance {cpu:.0} µs (median round), per raw signature {sig:.0} µs: the signature is {:.0}% of an issuance's CPU; the cores were {:.0}% busy (median round)",
+            100.0 * sig / cpu,
+            100.0 * median(&|r| r.busy(cores))
+        );
+    }
     // What it takes to bound the journal that run left behind.
     let t1 = Instant::now();
     let c = a.store().compact()?;
@@ -154,16 +191,76 @@ pub fn issue(count: usize, threads: usize, residents: usize) -> Result<()> {
         c.journal_bytes_after as f64 / 1e6,
         c.snapshot_bytes as f64 / 1e6
     );
-    // CPU time per operation does not depend on what else the machine runs: it says what an
-    // issuance costs beside its signature even when the wall-clock ratio is disturbed.
-    if let (Some(i), Some(b), Some(a)) = (cpu_issue, cpu_before, cpu_after) {
-        let sig = (a + b) / 2.0;
-        println!(
-            "CPU per issuance {i:.0} µs, per raw signature {sig:.0} µs: the signature is {:.0}% of an issuance's CPU",
-            100.0 * sig / i
-        );
-    }
     Ok(())
+}
+
+/// Issues `n` certificates, tasks `from..from + n` (cycling), with `threads` clients; returns
+/// how many failed.
+fn issue_all(
+    a: &Authority,
+    tasks: &[(String, Hierarchy, Vec<u8>)],
+    from: usize,
+    n: usize,
+    threads: usize,
+) -> usize {
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let (id, h, csr) = &tasks[(from + i) % tasks.len()];
+                if a.issue(id, *h, csr).is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    failures.load(Ordering::Relaxed)
+}
+
+/// One round of issuances and what was measured around it.
+struct Round {
+    n: usize,
+    elapsed: f64,
+    /// The raw signing rate, the mean of the measurements before and after the round.
+    ceiling: f64,
+    /// CPU µs per issuance.
+    cpu: Option<f64>,
+    stats: CommitStats,
+}
+
+impl Round {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.elapsed
+    }
+
+    fn ratio(&self) -> f64 {
+        self.rate() / self.ceiling
+    }
+
+    /// Share of the cores' time the process used.
+    fn busy(&self, cores: usize) -> f64 {
+        self.cpu.unwrap_or(0.0) * self.n as f64 / 1e6 / self.elapsed / cores as f64
+    }
+
+    fn detail(&self, cores: usize) -> String {
+        let s = &self.stats;
+        let per = |us: u64| us as f64 / s.batches.max(1) as f64;
+        format!(
+            "CPU {:.0} µs per issuance, cores {:.0}% busy; commits: {} batches of {:.1}, per batch {:.0} µs staging, {:.0} µs fsync, {:.0} µs applying to sled",
+            self.cpu.unwrap_or(f64::NAN),
+            100.0 * self.busy(cores),
+            s.batches,
+            s.transactions as f64 / s.batches.max(1) as f64,
+            per(s.stage_us),
+            per(s.sync_us),
+            per(s.apply_us)
+        )
+    }
 }
 
 /// A stand-in holder's key pair and CSR (RSA-2048 made by rcgen): the benchmark's holders.

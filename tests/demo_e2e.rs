@@ -47,3 +47,40 @@ fn the_demo_tells_the_whole_story() {
         String::from_utf8_lossy(&audit.stderr)
     );
 }
+
+/// `jpki bench issue` runs its rounds, counts every issuance and says what bounds it (the
+/// figures themselves go to BENCHMARKS.md, not into a timed test).
+#[test]
+fn the_issuance_benchmark_runs_its_rounds() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args([
+            "bench",
+            "issue",
+            "--count",
+            "30",
+            "--threads",
+            "3",
+            "--residents",
+            "4",
+            "--rounds",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for r in 1..=3 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("round {r}: 10 issued")))
+            .unwrap_or_else(|| panic!("no round {r} in\n{text}"));
+        // Every issuance went through the committing thread.
+        assert!(line.contains("commits: "), "{line}");
+    }
+    assert!(text.contains("issuance: 30 certificates, 3 concurrent clients"));
+    assert!(text.contains("ratio: ") && text.contains("% of the signing ceiling"));
+}

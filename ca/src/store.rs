@@ -46,8 +46,9 @@ use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
@@ -167,6 +168,8 @@ pub trait Store: Send + Sync {
     fn compact(&self) -> Result<Compaction>;
     /// Size of the write-ahead history that [`Store::compact`] would drop, in bytes.
     fn journal_bytes(&self) -> Result<u64>;
+    /// What the committing thread has done since the store opened.
+    fn commit_stats(&self) -> CommitStats;
 }
 
 /// One write of a transaction.
@@ -416,6 +419,66 @@ pub struct Compaction {
     pub journal_bytes_after: u64,
 }
 
+/// What the committing thread has done since the store opened: how large its batches are and
+/// where its time goes (wall-clock, so waiting for the CPU counts too). `jpki bench issue`
+/// prints it to say what bounds issuance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CommitStats {
+    /// Batches committed: one journal record and one fsync each.
+    pub batches: u64,
+    /// Transactions submitted in them (including those sent back to be re-run).
+    pub transactions: u64,
+    /// Validating reads, staging writes and audit records, encoding and writing the journal
+    /// record, in µs.
+    pub stage_us: u64,
+    /// Waiting for the journal's fsync, in µs.
+    pub sync_us: u64,
+    /// Applying batches to sled, in µs.
+    pub apply_us: u64,
+}
+
+impl CommitStats {
+    /// The counters accumulated since `earlier`.
+    pub fn since(&self, earlier: &CommitStats) -> CommitStats {
+        CommitStats {
+            batches: self.batches - earlier.batches,
+            transactions: self.transactions - earlier.transactions,
+            stage_us: self.stage_us - earlier.stage_us,
+            sync_us: self.sync_us - earlier.sync_us,
+            apply_us: self.apply_us - earlier.apply_us,
+        }
+    }
+}
+
+/// [`CommitStats`] as the committing thread updates them.
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    transactions: AtomicU64,
+    stage_us: AtomicU64,
+    sync_us: AtomicU64,
+    apply_us: AtomicU64,
+}
+
+impl Counters {
+    fn add(c: &AtomicU64, since: Instant) {
+        c.fetch_add(
+            u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn snapshot(&self) -> CommitStats {
+        CommitStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+            stage_us: self.stage_us.load(Ordering::Relaxed),
+            sync_us: self.sync_us.load(Ordering::Relaxed),
+            apply_us: self.apply_us.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct Journal {
     file: File,
     next_seq: u64,
@@ -455,6 +518,7 @@ struct Shared {
     visible: RwLock<()>,
     /// Set when a journal write failed, or a journaled batch could not be applied to sled.
     poisoned: std::sync::atomic::AtomicBool,
+    counters: Counters,
     /// Kept open for its exclusive lock on the directory.
     _lock: File,
 }
@@ -675,6 +739,7 @@ impl SledStore {
             queued: Condvar::new(),
             visible: RwLock::new(()),
             poisoned: std::sync::atomic::AtomicBool::new(false),
+            counters: Counters::default(),
             _lock: lock,
         });
         let committer = {
@@ -858,6 +923,12 @@ impl Shared {
     /// audit records are staged in order; the batch is journaled and fsynced; only then is it
     /// applied to sled (write-ahead) and everyone answered.
     fn commit_batch(&self, mut batch: Vec<Submission>) {
+        let started = Instant::now();
+        let counters = &self.counters;
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .transactions
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let answer_all = |batch: &[Submission], e: &Error| {
             for sub in batch {
                 let _ = sub.reply.send(Err(Error::Store(e.to_string())));
@@ -920,12 +991,19 @@ impl Shared {
                 self.poisoned.store(true, Ordering::SeqCst);
                 return answer_all(&batch, &Error::io("append to the journal")(e));
             }
-            if let Err(e) = journal.file.sync_data() {
+            Counters::add(&counters.stage_us, started);
+            let syncing = Instant::now();
+            let synced = journal.file.sync_data();
+            Counters::add(&counters.sync_us, syncing);
+            if let Err(e) = synced {
                 self.poisoned.store(true, Ordering::SeqCst);
                 return answer_all(&batch, &Error::io("sync the journal")(e));
             }
             journal.next_seq += 1;
-            if let Err(e) = self.apply(&ops) {
+            let applying = Instant::now();
+            let applied = self.apply(&ops);
+            Counters::add(&counters.apply_us, applying);
+            if let Err(e) = applied {
                 // Durable in the journal, so the next open replays it; this process can no
                 // longer trust sled to match the journal.
                 self.poisoned.store(true, Ordering::SeqCst);
@@ -1120,6 +1198,10 @@ impl Store for SledStore {
         self.shared.compact()
     }
 
+    fn commit_stats(&self) -> CommitStats {
+        self.shared.counters.snapshot()
+    }
+
     fn journal_bytes(&self) -> Result<u64> {
         let j = self
             .shared
@@ -1136,6 +1218,26 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_stats_count_batches_and_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let start = s.commit_stats();
+        assert_eq!(start, CommitStats::default());
+        for k in [b"a", b"b", b"c"] {
+            s.transact(&|t| t.insert(Table::Certs, k, b"1")).unwrap();
+        }
+        // An aborted transaction never reaches the committing thread.
+        s.transact(&|_| Err(Error::Invalid("no".into())))
+            .unwrap_err();
+        let after = s.commit_stats();
+        assert_eq!((after.batches, after.transactions), (3, 3));
+        s.transact(&|t| t.insert(Table::Certs, b"d", b"1")).unwrap();
+        let more = s.commit_stats().since(&after);
+        assert_eq!((more.batches, more.transactions), (1, 1));
+        assert!(more.sync_us <= s.commit_stats().sync_us);
+    }
 
     #[test]
     fn transactions_are_atomic_and_aborts_change_nothing() {
