@@ -438,14 +438,14 @@ pub struct CommitStats {
 }
 
 impl CommitStats {
-    /// The counters accumulated since `earlier`.
+    /// The counters accumulated since `earlier` (zero where `earlier` is ahead).
     pub fn since(&self, earlier: &CommitStats) -> CommitStats {
         CommitStats {
-            batches: self.batches - earlier.batches,
-            transactions: self.transactions - earlier.transactions,
-            stage_us: self.stage_us - earlier.stage_us,
-            sync_us: self.sync_us - earlier.sync_us,
-            apply_us: self.apply_us - earlier.apply_us,
+            batches: self.batches.saturating_sub(earlier.batches),
+            transactions: self.transactions.saturating_sub(earlier.transactions),
+            stage_us: self.stage_us.saturating_sub(earlier.stage_us),
+            sync_us: self.sync_us.saturating_sub(earlier.sync_us),
+            apply_us: self.apply_us.saturating_sub(earlier.apply_us),
         }
     }
 }
