@@ -2,21 +2,33 @@
 
 mod common;
 
-#[test]
-fn the_demo_tells_the_whole_story() {
-    let keep = tempfile::tempdir().unwrap();
+use std::ffi::OsStr;
+
+/// Runs `jpki` with the real clock and returns its standard output; fails the test, showing
+/// both outputs, if it does not succeed.
+fn jpki_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
-        .args(["demo", "--keep"])
-        .arg(keep.path())
+        .args(args)
         .env_remove("JPKI_TEST_NOW")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+#[test]
+fn the_demo_tells_the_whole_story() {
+    let keep = tempfile::tempdir().unwrap();
+    let text = jpki_ok(&[
+        OsStr::new("demo"),
+        OsStr::new("--keep"),
+        keep.path().as_os_str(),
+    ]);
     let summary = text.split("\nSummary").nth(1).expect("a summary");
     for (what, result) in [
         ("certificates issued from card CSRs", "4"),
@@ -36,43 +48,30 @@ fn the_demo_tells_the_whole_story() {
     assert!(summary.contains("affiliationChanged") && summary.contains("held"));
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
-    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
-        .args(["audit", "verify", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        audit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&audit.stderr)
-    );
+    jpki_ok(&[
+        OsStr::new("audit"),
+        OsStr::new("verify"),
+        OsStr::new("--data"),
+        data.as_os_str(),
+    ]);
 }
 
 /// `jpki bench issue` runs its rounds, counts every issuance and says what bounds it (the
 /// figures themselves go to BENCHMARKS.md, not into a timed test).
 #[test]
 fn the_issuance_benchmark_runs_its_rounds() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
-        .args([
-            "bench",
-            "issue",
-            "--count",
-            "30",
-            "--threads",
-            "3",
-            "--residents",
-            "4",
-            "--rounds",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = jpki_ok(&[
+        "bench",
+        "issue",
+        "--count",
+        "30",
+        "--threads",
+        "3",
+        "--residents",
+        "4",
+        "--rounds",
+        "3",
+    ]);
     for r in 1..=3 {
         let line = text
             .lines()
