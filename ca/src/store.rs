@@ -180,6 +180,8 @@ enum Op {
 }
 
 const MAGIC: &[u8; 4] = b"JPKJ";
+/// The journal file in a store directory.
+const JOURNAL: &str = "journal";
 /// The snapshot file of a compacted store, and its name while being written.
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
@@ -274,6 +276,14 @@ impl WriteSet {
             Op::Put(_, _, v) => Some(v.as_slice()),
             Op::Del(..) => None,
         })
+    }
+
+    fn put(&mut self, t: Table, key: &[u8], value: &[u8]) {
+        self.push(Op::Put(t, key.to_vec(), value.to_vec()));
+    }
+
+    fn del(&mut self, t: Table, key: &[u8]) {
+        self.push(Op::Del(t, key.to_vec()));
     }
 
     fn push(&mut self, op: Op) {
@@ -414,7 +424,9 @@ fn private_file(path: &Path) -> Result<File> {
 pub struct Compaction {
     /// The journal position the new snapshot holds the store at.
     pub position: u64,
+    /// Size of the new snapshot.
     pub snapshot_bytes: u64,
+    /// Size of the journal before and after (the records the snapshot does not hold).
     pub journal_bytes_before: u64,
     pub journal_bytes_after: u64,
 }
@@ -482,6 +494,17 @@ impl Counters {
 struct Journal {
     file: File,
     next_seq: u64,
+}
+
+impl Journal {
+    /// The journal's size in bytes.
+    fn len(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(Error::io("stat the journal"))?
+            .len())
+    }
 }
 
 /// sled behind [`Store`], with the write-ahead journal described in the module docs.
@@ -601,7 +624,7 @@ impl SledStore {
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock the store")(e)),
             }
         }
-        let journal_path = dir.join("journal");
+        let journal_path = Self::journal_path(dir);
         let mut file = {
             use std::os::unix::fs::OpenOptionsExt;
             OpenOptions::new()
@@ -757,7 +780,7 @@ impl SledStore {
 
     /// Path of the journal of a store directory.
     pub fn journal_path(dir: &Path) -> PathBuf {
-        dir.join("journal")
+        dir.join(JOURNAL)
     }
 
     /// Bounds the journal: writes a snapshot of the store (`snapshot`, replacing the previous
@@ -784,12 +807,7 @@ impl Shared {
         // released); the journal's records after it start at `offset`.
         let (position, offset) = {
             let j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-            let len = j
-                .file
-                .metadata()
-                .map_err(Error::io("stat the journal"))?
-                .len();
-            (j.next_seq - 1, len)
+            (j.next_seq - 1, j.len()?)
         };
         // sled durably holds `position` before any record up to it leaves the journal.
         self.db.flush()?;
@@ -836,16 +854,8 @@ impl Shared {
 
         // Keep only the records after `position`: pause commits and copy the tail.
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Store(
-                "an earlier journal write failed; restart to recover the store".into(),
-            ));
-        }
-        let before = j
-            .file
-            .metadata()
-            .map_err(Error::io("stat the journal"))?
-            .len();
+        self.usable()?;
+        let before = j.len()?;
         let mut tail = Vec::with_capacity((before - offset) as usize);
         j.file
             .seek(SeekFrom::Start(offset))
@@ -864,7 +874,7 @@ impl Shared {
             .append(true)
             .open(&new_path)
             .map_err(Error::io("open the shortened journal"))?;
-        fs::rename(&new_path, self.dir.join("journal"))
+        fs::rename(&new_path, self.dir.join(JOURNAL))
             .map_err(Error::io("put the shortened journal in place"))?;
         j.file = appender;
         if let Err(e) = sync_dir(&self.dir) {
@@ -879,6 +889,17 @@ impl Shared {
             journal_bytes_before: before,
             journal_bytes_after: tail.len() as u64,
         })
+    }
+
+    /// Refuses writes once a journal write failed or a journaled batch could not be applied
+    /// (see [`Shared::poisoned`](Shared)).
+    fn usable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Store(
+                "an earlier journal write failed; restart to recover the store".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn tree(&self, t: Table) -> &sled::Tree {
@@ -935,14 +956,8 @@ impl Shared {
             }
         };
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        if self.poisoned.load(Ordering::SeqCst) {
-            answer_all(
-                &batch,
-                &Error::Store(
-                    "an earlier journal write failed; restart to recover the store".into(),
-                ),
-            );
-            return;
+        if let Err(e) = self.usable() {
+            return answer_all(&batch, &e);
         }
         let seq = journal.next_seq;
         let staged = Staged {
@@ -1073,13 +1088,11 @@ impl Txn for Staged<'_> {
         Ok(self.store.read(t, key)?.map(|v| v.to_vec()))
     }
     fn insert(&self, t: Table, key: &[u8], value: &[u8]) -> TxResult<()> {
-        self.writes
-            .borrow_mut()
-            .push(Op::Put(t, key.to_vec(), value.to_vec()));
+        self.writes.borrow_mut().put(t, key, value);
         Ok(())
     }
     fn remove(&self, t: Table, key: &[u8]) -> TxResult<()> {
-        self.writes.borrow_mut().push(Op::Del(t, key.to_vec()));
+        self.writes.borrow_mut().del(t, key);
         Ok(())
     }
     fn audit(&self, record: AuditIntent) -> TxResult<()> {
@@ -1118,13 +1131,11 @@ impl Txn for BufferedTxn<'_> {
         Ok(v)
     }
     fn insert(&self, t: Table, key: &[u8], value: &[u8]) -> TxResult<()> {
-        self.writes
-            .borrow_mut()
-            .push(Op::Put(t, key.to_vec(), value.to_vec()));
+        self.writes.borrow_mut().put(t, key, value);
         Ok(())
     }
     fn remove(&self, t: Table, key: &[u8]) -> TxResult<()> {
-        self.writes.borrow_mut().push(Op::Del(t, key.to_vec()));
+        self.writes.borrow_mut().del(t, key);
         Ok(())
     }
     fn audit(&self, record: AuditIntent) -> TxResult<()> {
@@ -1203,15 +1214,32 @@ impl Store for SledStore {
     }
 
     fn journal_bytes(&self) -> Result<u64> {
-        let j = self
-            .shared
+        self.shared
             .journal
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        Ok(j.file
-            .metadata()
-            .map_err(Error::io("stat the journal"))?
-            .len())
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+impl Drop for SledStore {
+    /// A clean close lets the committer finish what is queued, then flushes sled, so the next
+    /// open has nothing to replay.
+    fn drop(&mut self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
+        self.shared.queued.notify_all();
+        if let Some(c) = self.committer.take() {
+            if c.join().is_err() {
+                tracing::warn!("the store's committing thread panicked");
+            }
+        }
+        if let Err(e) = self.shared.db.flush() {
+            tracing::warn!(error = %e, "sled flush on close failed; the journal will be replayed");
+        }
     }
 }
 
@@ -1618,136 +1646,5 @@ mod tests {
         assert_eq!(&rec[..4], MAGIC);
         assert_eq!(decode_payload(&rec[HEADER..]).unwrap(), ops);
         assert!(decode_payload(&rec[HEADER..rec.len() - 1]).is_none());
-    }
-}
-
-impl Drop for SledStore {
-    /// A clean close lets the committer finish what is queued, then flushes sled, so the next
-    /// open has nothing to replay.
-    fn drop(&mut self) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .closed = true;
-        self.shared.queued.notify_all();
-        if let Some(c) = self.committer.take() {
-            if c.join().is_err() {
-                tracing::warn!("the store's committing thread panicked");
-            }
-        }
-        if let Err(e) = self.shared.db.flush() {
-            tracing::warn!(error = %e, "sled flush on close failed; the journal will be replayed");
-        }
-    }
-}
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    /// CPU seconds used by this process so far (`/proc/self/stat`, ticks of 1/100 s).
-    fn cpu() -> f64 {
-        let stat = fs::read_to_string("/proc/self/stat").unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<f64> = rest
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|x| x.parse().unwrap())
-            .collect();
-        (f[0] + f[1]) / 100.0
-    }
-
-    /// The write pattern of one issuance that renews a certificate, from 16 threads: CPU time
-    /// per transaction (the store's share of an issuance's cost).
-    /// `cargo test -p ca --release store::speed::issuance_pattern -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn issuance_pattern() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-        let cert = vec![0x30u8; 1450];
-        let resident = vec![b'r'; 420];
-        let n = 20_000usize;
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let (c0, t0) = (cpu(), std::time::Instant::now());
-        std::thread::scope(|sc| {
-            for _ in 0..16 {
-                sc.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let holder = format!("holder-{:03}", i % 100);
-                    let serial = {
-                        let mut r = [0u8; 16];
-                        r[..8].copy_from_slice(&(i as u64).to_be_bytes());
-                        r[8..].copy_from_slice(&((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_be_bytes());
-                        r
-                    };
-                    s.transact(&|t| {
-                        t.get(Table::Residents, holder.as_bytes())?;
-                        t.get(Table::Keys, &serial)?;
-                        t.get(Table::Certs, &serial)?;
-                        t.insert(Table::Residents, holder.as_bytes(), &resident)?;
-                        t.insert(Table::Certs, &serial, &cert)?;
-                        t.insert(Table::Status, &serial, b"{\"state\":\"good\"}")?;
-                        t.insert(Table::ByHolder, &[holder.as_bytes(), &serial].concat(), b"")?;
-                        t.insert(Table::Keys, &serial, holder.as_bytes())?;
-                        crate::audit::append(t, time::OffsetDateTime::UNIX_EPOCH, "issue", "signing:0123456789abcdef", "signing for holder, notAfter 2031-01-01")?;
-                        t.get(Table::Status, &serial[..15])?;
-                        t.insert(Table::Status, &serial[..15], b"{\"state\":\"revoked\",\"reason\":\"superseded\",\"at\":\"2026-11-27T00:00:00Z\"}")?;
-                        t.insert(Table::Revoked, &serial[..15], &[0u8; 26])?;
-                        crate::audit::append(t, time::OffsetDateTime::UNIX_EPOCH, "revoke", "signing:0123456789abcdef", "superseded")
-                    })
-                    .unwrap();
-                });
-            }
-        });
-        let (c, e) = (cpu() - c0, t0.elapsed().as_secs_f64());
-        println!(
-            "issuance pattern, 16 threads: {:.0} transactions/s, CPU {:.1} µs per transaction",
-            n as f64 / e,
-            c * 1e6 / n as f64
-        );
-    }
-
-    /// `cargo test -p ca --release store::speed -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn transact_rate() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-        let value = vec![7u8; 4000];
-        for threads in [1usize, 8] {
-            let n = 4000;
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let t0 = std::time::Instant::now();
-            std::thread::scope(|sc| {
-                for _ in 0..threads {
-                    sc.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            break;
-                        }
-                        let k = (i as u64 + threads as u64 * 1_000_000).to_be_bytes();
-                        s.transact(&|t| {
-                            t.insert(Table::Certs, &k, &value)?;
-                            t.insert(Table::Status, &k, b"good")?;
-                            t.get(Table::Meta, b"x")?;
-                            Ok(())
-                        })
-                        .unwrap();
-                    });
-                }
-            });
-            let e = t0.elapsed().as_secs_f64();
-            println!(
-                "{threads} threads: {:.0} transactions/s ({:.1} µs each)",
-                n as f64 / e,
-                e * 1e6 / n as f64
-            );
-        }
     }
 }
