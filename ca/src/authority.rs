@@ -171,6 +171,17 @@ pub struct Issued {
     pub der: Vec<u8>,
 }
 
+/// Refuses a public key already certified to someone else: `owner` is the key's entry in the
+/// `keys` table, if any, and `key_owner` the holder and kind asking.
+fn key_is_theirs(owner: Option<Vec<u8>>, key_owner: &[u8]) -> Result<()> {
+    match owner {
+        Some(owner) if owner != key_owner => Err(Error::Refused(
+            "this public key is already certified to another holder or for the other kind".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// An issuance signed and ready to commit: what its transaction writes and its answer needs.
 struct Prepared {
     resident_id: String,
@@ -1155,14 +1166,8 @@ impl Authority {
         let fp = key_fingerprint(&csr.spki);
         let mut key_owner = holder_prefix(resident_id);
         key_owner.push(h.tag());
-        if let Some(owner) = self.store.get(Table::Keys, &fp)? {
-            if owner != key_owner {
-                return Err(Error::Refused(
-                    "this public key is already certified to another holder or for the other kind"
-                        .into(),
-                ));
-            }
-        }
+        // Checked before signing, and again in the transaction.
+        key_is_theirs(self.store.get(Table::Keys, &fp)?, &key_owner)?;
         // The holder's newest certificate of each kind, if still good: O(1), not a scan of the
         // holder's whole history.
         let live = |k: Hierarchy| -> Result<Option<CertRecord>> {
@@ -1277,14 +1282,7 @@ impl Authority {
         if current.version != p.resident_version {
             return Err(Error::Retry);
         }
-        if let Some(owner) = t.get(Table::Keys, &p.fp)? {
-            if owner != p.key_owner {
-                return Err(Error::Refused(
-                    "this public key is already certified to another holder or for the other kind"
-                        .into(),
-                ));
-            }
-        }
+        key_is_theirs(t.get(Table::Keys, &p.fp)?, &p.key_owner)?;
         if t.get(Table::Certs, &p.key)?.is_some() {
             return Err(Error::Retry);
         }
