@@ -56,8 +56,8 @@ pub enum Command {
     /// Print a root certificate (PEM).
     Root {
         /// signing, auth, or operator (the platform-operator CA).
-        #[arg(long)]
-        hierarchy: String,
+        #[arg(long, value_parser = parse_root)]
+        hierarchy: RootOf,
     },
     /// The resident register and its events.
     #[command(subcommand)]
@@ -342,6 +342,24 @@ pub enum BenchCommand {
 fn parse_hierarchy(s: &str) -> std::result::Result<Hierarchy, String> {
     s.parse()
 }
+
+/// Whose root certificate `jpki root` prints.
+#[derive(Debug, Clone, Copy)]
+pub enum RootOf {
+    /// One of the two JPKI hierarchies.
+    Ca(Hierarchy),
+    /// The platform-operator CA.
+    Operator,
+}
+
+fn parse_root(s: &str) -> std::result::Result<RootOf, String> {
+    match s {
+        "operator" => Ok(RootOf::Operator),
+        _ => parse_hierarchy(s)
+            .map(RootOf::Ca)
+            .map_err(|_| format!("unknown hierarchy `{s}` (expected signing, auth or operator)")),
+    }
+}
 fn parse_reason(s: &str) -> std::result::Result<Reason, String> {
     s.parse()
 }
@@ -538,14 +556,11 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Root { hierarchy } if hierarchy == "operator" => {
-            let v = call_pf(&cli, platform::Request::OperatorRoot)?;
-            print!("{}", v["pem"].as_str().unwrap_or_default());
-            Ok(())
-        }
         Command::Root { hierarchy } => {
-            let hierarchy = parse_hierarchy(hierarchy).map_err(Error::Invalid)?;
-            let v = call(&cli, Request::Root { hierarchy })?;
+            let v = match *hierarchy {
+                RootOf::Operator => call_pf(&cli, platform::Request::OperatorRoot)?,
+                RootOf::Ca(hierarchy) => call(&cli, Request::Root { hierarchy })?,
+            };
             print!("{}", v["pem"].as_str().unwrap_or_default());
             Ok(())
         }
