@@ -26,27 +26,38 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU µs per operation for `n` operations since `cpu0` (a [`cpu_seconds`] reading).
+fn cpu_per_op(cpu0: Option<f64>, n: usize) -> Option<f64> {
+    cpu0.zip(cpu_seconds())
+        .map(|(a, b)| (b - a) * 1e6 / n as f64)
+}
+
 /// Raw signatures per second with `threads` threads over a TBS-sized message, and the CPU
 /// time per signature in µs.
 fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<(f64, Option<f64>)> {
     let msg = vec![0x5au8; 1200];
     let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     std::thread::scope(|sc| {
         for _ in 0..threads {
             sc.spawn(|| {
                 while next.fetch_add(1, Ordering::Relaxed) < n {
-                    let _ = signer.sign(&msg);
+                    if signer.sign(&msg).is_err() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             });
         }
     });
     let rate = n as f64 / t0.elapsed().as_secs_f64();
-    let cpu = cpu0
-        .zip(cpu_seconds())
-        .map(|(a, b)| (b - a) * 1e6 / n as f64);
-    Ok((rate, cpu))
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok((rate, cpu_per_op(cpu0, n))),
+        f => Err(Error::Invalid(format!(
+            "{f} of the peer's raw signatures failed"
+        ))),
+    }
 }
 
 pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> Result<()> {
@@ -121,9 +132,7 @@ pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> R
         let t0 = Instant::now();
         let failed = issue_all(&a, &tasks, done, n, threads);
         let elapsed = t0.elapsed().as_secs_f64();
-        let cpu = cpu0
-            .zip(cpu_seconds())
-            .map(|(a, b)| (b - a) * 1e6 / n as f64);
+        let cpu = cpu_per_op(cpu0, n);
         let stats = a.store().commit_stats().since(&before);
         if failed > 0 {
             return Err(Error::Invalid(format!(
