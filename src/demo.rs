@@ -9,6 +9,7 @@ use std::time::Instant;
 use ca::authority::{Authority, Event, NewResident};
 use ca::clock::SystemClock;
 use holder_token::{Encapsulation, Token};
+use platform::registry::Scope;
 use policies::{Hierarchy, Sex};
 use time::macros::date;
 
@@ -104,8 +105,23 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     ));
 
     s.step("A platform operator (PF) is certified; a bank (SP) delegates its checks to it");
-    let pf: serde_json::Value = platform::handle(&a, serde_json::from_value(serde_json::json!({"op": "pf-operator-add", "name": "Example PF", "scopes": ["validity", "four-attributes"]})).map_err(|e| demo_err("PF request")(e.to_string()))?)?;
-    let sp: serde_json::Value = platform::handle(&a, serde_json::from_value(serde_json::json!({"op": "pf-sp-add", "pf": "Example PF", "name": "Example Bank", "scopes": ["validity", "four-attributes"]})).map_err(|e| demo_err("SP request")(e.to_string()))?)?;
+    let scopes = vec![Scope::Validity, Scope::FourAttributes];
+    let pf = platform::handle(
+        &a,
+        platform::Request::OperatorAdd {
+            name: "Example PF".into(),
+            scopes: scopes.clone(),
+            csr_base64: None,
+        },
+    )?;
+    let sp = platform::handle(
+        &a,
+        platform::Request::SpAdd {
+            pf: "Example PF".into(),
+            name: "Example Bank".into(),
+            scopes,
+        },
+    )?;
     let sp_id = sp["id"].as_str().unwrap_or_default().to_owned();
     let pf_tls = platform::client::tls_config(
         pf["root_pem"].as_str().unwrap_or_default(),
