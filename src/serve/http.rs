@@ -42,7 +42,7 @@ pub fn admin_listener(data: &Path) -> Result<UnixListener> {
 }
 
 /// Serves admin requests: one JSON request per line, one JSON answer per line, each run by
-/// the same [`Authority::handle`] the CLI uses in-process.
+/// the same [`Authority::handle`] (or `platform::api::handle_line`) the CLI uses in-process.
 pub async fn serve_admin(
     listener: UnixListener,
     authority: Arc<Authority>,
@@ -84,7 +84,7 @@ pub async fn serve_admin(
                     Ok(_) => {}
                 }
                 let a = Arc::clone(&authority);
-                let request = line.clone();
+                let request = std::mem::take(&mut line);
                 // CA operations first, then the platform operator's (`pf-…`): the same code the
                 // CLI runs in-process.
                 let answer = tokio::task::spawn_blocking(move || {
@@ -122,16 +122,28 @@ pub async fn serve_public(
     responder: ocsp_responder::Responder,
     shutdown: impl Future<Output = ()>,
 ) {
-    let route = move |req: hyper::Request<hyper::body::Incoming>| {
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
         let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-        async move {
-            if req.uri().path().starts_with("/crl/") {
-                publisher.handle(req).await
-            } else {
-                responder.handle(req).await
-            }
-        }
+        async move { route(&publisher, &responder, req).await }
     };
-    ocsp_responder::http::serve_with(listener, None, Duration::from_secs(10), shutdown, route)
+    ocsp_responder::http::serve_with(listener, None, Duration::from_secs(10), shutdown, handler)
         .await;
+}
+
+/// `/crl/...` to the CRL publisher, the rest to the OCSP responder: the public listener's
+/// routing, also the platform-operator API's fallback.
+pub async fn route<B>(
+    publisher: &crl_publisher::Publisher,
+    responder: &ocsp_responder::Responder,
+    req: hyper::Request<B>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if req.uri().path().starts_with("/crl/") {
+        publisher.handle(req).await
+    } else {
+        responder.handle(req).await
+    }
 }

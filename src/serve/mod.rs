@@ -320,26 +320,31 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 stopped(stop_rx.clone()),
             ));
         }
-                if let Some(addr) = settings.pf_https {
+        if let Some(addr) = settings.pf_https {
             let listener = bind("the platform-operator API (https)", addr).await?;
-            let local = listener.local_addr().map_err(|e| Error::Serve(e.to_string()))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Serve(e.to_string()))?;
             let mut names = vec!["localhost".to_owned(), local.ip().to_string()];
             names.extend(settings.pf_names.iter().cloned());
             let (chain, key) = platform::server_identity(&parts.authority, &names)?;
             let (publisher, responder) = (Arc::clone(&parts.publisher), parts.responder.clone());
-            let fallback: platform::Fallback = Arc::new(move |req: ::http::Request<bytes::Bytes>| {
-                let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-                Box::pin(async move {
+            let fallback: platform::Fallback =
+                Arc::new(move |req: ::http::Request<bytes::Bytes>| {
+                    let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
                     let req = req.map(http_body_util::Full::new);
-                    if req.uri().path().starts_with("/crl/") {
-                        publisher.handle(req).await
-                    } else {
-                        responder.handle(req).await
-                    }
-                })
-            });
-            let api = Arc::new(platform::Api::new(Arc::clone(&parts.authority), chain, key, Some(fallback))?);
-            eprintln!("jpki serve: platform-operator API at https://{local}/v1/ (client certificates from the operator CA)");
+                    Box::pin(async move { http::route(&publisher, &responder, req).await })
+                });
+            let api = Arc::new(platform::Api::new(
+                Arc::clone(&parts.authority),
+                chain,
+                key,
+                Some(fallback),
+            )?);
+            eprintln!(
+                "jpki serve: platform-operator API at https://{local}/v1/ \
+                 (client certificates from the operator CA)"
+            );
             tracing::info!(%local, "platform-operator API listener");
             let rx = stop_rx.clone();
             tasks.spawn(async move {
