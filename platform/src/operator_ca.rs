@@ -30,6 +30,10 @@ use ca::Authority;
 use const_oid::ObjectIdentifier as Oid;
 use der::asn1::{Ia5String, OctetString};
 use der::Encode;
+use policies::oid::{
+    AT_C, AT_CN, AT_O, AT_OU, EXT_AKI, EXT_BASIC_CONSTRAINTS, EXT_EKU, EXT_KEY_USAGE, EXT_SAN,
+    EXT_SKI,
+};
 use policies::profile::{self, key_identifier, Draft};
 use policies::validity::{add_months, end_of_day_jst, jst_date};
 use policies::Signer;
@@ -51,16 +55,6 @@ const ROOT_YEARS: u32 = 20;
 /// Days of validity of a server certificate made by [`OperatorCa::issue_server`].
 const SERVER_DAYS: i64 = 30;
 
-const AT_C: Oid = Oid::new_unwrap("2.5.4.6");
-const AT_O: Oid = Oid::new_unwrap("2.5.4.10");
-const AT_OU: Oid = Oid::new_unwrap("2.5.4.11");
-const AT_CN: Oid = Oid::new_unwrap("2.5.4.3");
-const EXT_SKI: Oid = Oid::new_unwrap("2.5.29.14");
-const EXT_KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.15");
-const EXT_SAN: Oid = Oid::new_unwrap("2.5.29.17");
-const EXT_BASIC_CONSTRAINTS: Oid = Oid::new_unwrap("2.5.29.19");
-const EXT_AKI: Oid = Oid::new_unwrap("2.5.29.35");
-const EXT_EKU: Oid = Oid::new_unwrap("2.5.29.37");
 const KP_SERVER_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.1");
 const KP_CLIENT_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.2");
 
