@@ -460,16 +460,7 @@ impl Services {
         let pf = pf_listener
             .local_addr()
             .map_err(|e| demo_err("listen")(e.to_string()))?;
-        let (chain, key) = platform::server_identity(
-            &parts.authority,
-            &["localhost".to_owned(), "127.0.0.1".to_owned()],
-        )?;
-        let api = Arc::new(platform::Api::new(
-            Arc::clone(&parts.authority),
-            chain,
-            key,
-            None,
-        )?);
+        let api = parts.pf_api(pf, &[])?;
         rt.spawn(async move {
             let _ = api.serve(pf_listener, stopped(rx)).await;
         });

@@ -197,6 +197,33 @@ pub struct Parts {
     pub responder: ocsp_responder::Responder,
 }
 
+impl Parts {
+    /// The platform-operator API for a listener at `local`: its server certificate from the
+    /// operator CA names localhost, the listener's address and `names`; paths outside `/v1/`
+    /// go to the CRLs and OCSP.
+    pub fn pf_api(
+        &self,
+        local: std::net::SocketAddr,
+        names: &[String],
+    ) -> Result<Arc<platform::Api>> {
+        let mut all = vec!["localhost".to_owned(), local.ip().to_string()];
+        all.extend(names.iter().cloned());
+        let (chain, key) = platform::server_identity(&self.authority, &all)?;
+        let (publisher, responder) = (Arc::clone(&self.publisher), self.responder.clone());
+        let fallback: platform::Fallback = Arc::new(move |req: ::http::Request<bytes::Bytes>| {
+            let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
+            let req = req.map(http_body_util::Full::new);
+            Box::pin(async move { http::route(&publisher, &responder, req).await })
+        });
+        Ok(Arc::new(platform::Api::new(
+            Arc::clone(&self.authority),
+            chain,
+            key,
+            Some(fallback),
+        )?))
+    }
+}
+
 /// Builds the publishers over an open authority and installs the revocation listener.
 pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts> {
     let store = Arc::clone(authority.store());
@@ -325,22 +352,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let local = listener
                 .local_addr()
                 .map_err(|e| Error::Serve(e.to_string()))?;
-            let mut names = vec!["localhost".to_owned(), local.ip().to_string()];
-            names.extend(settings.pf_names.iter().cloned());
-            let (chain, key) = platform::server_identity(&parts.authority, &names)?;
-            let (publisher, responder) = (Arc::clone(&parts.publisher), parts.responder.clone());
-            let fallback: platform::Fallback =
-                Arc::new(move |req: ::http::Request<bytes::Bytes>| {
-                    let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-                    let req = req.map(http_body_util::Full::new);
-                    Box::pin(async move { http::route(&publisher, &responder, req).await })
-                });
-            let api = Arc::new(platform::Api::new(
-                Arc::clone(&parts.authority),
-                chain,
-                key,
-                Some(fallback),
-            )?);
+            let api = parts.pf_api(local, &settings.pf_names)?;
             eprintln!(
                 "jpki serve: platform-operator API at https://{local}/v1/ \
                  (client certificates from the operator CA)"
