@@ -433,17 +433,19 @@ fn lint_attributes(
             .iter()
             .zip(&oid::SAN_ORDER)
             .all(|((id, _), o)| oid_eq(id, o));
-    let [(_, name), (_, birth), (_, sex), (_, address), (_, name_flags), (_, address_flags)] =
-        values.as_slice()
+    let (
+        &[(_, name), (_, birth), (_, sex), (_, address), (_, name_flags), (_, address_flags)],
+        true,
+    ) = (values.as_slice(), in_order)
     else {
-        // Not six: reported just below.
-        return order_violation(&values, fail);
+        let order: Vec<String> = oid::SAN_ORDER.iter().map(|o| o.to_string()).collect();
+        let got: Vec<String> = values.iter().map(|(o, _)| o.to_id_string()).collect();
+        fail(
+            "profile.san-order",
+            format!("otherNames {got:?}, expected {order:?}"),
+        );
+        return;
     };
-    if !in_order {
-        return order_violation(&values, fail);
-    }
-    let (name, birth, sex, address, name_flags, address_flags) =
-        (*name, *birth, *sex, *address, *name_flags, *address_flags);
     if era::decode_birth(birth) != Some(attrs.birth()) {
         fail(
             "profile.birth",
@@ -515,30 +517,15 @@ fn short_name(t: &x509_parser::oid_registry::Oid<'_>) -> &'static str {
         (oid::AT_L, "L"),
         (oid::AT_CN, "CN"),
     ];
-    if let Some((_, short)) = SHORT.iter().find(|(o, _)| t.as_bytes() == o.as_bytes()) {
-        return short;
-    }
-    match t.to_id_string().as_str() {
-        "2.5.4.6" => "C",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "2.5.4.7" => "L",
-        "2.5.4.3" => "CN",
-        _ => "?",
-    }
-}
-
-/// The `profile.san-order` violation: the otherName types found, against SAN_ORDER.
-fn order_violation(
-    values: &[(&x509_parser::oid_registry::Oid<'_>, &str)],
-    fail: &mut impl FnMut(&'static str, String),
-) {
-    let order: Vec<String> = oid::SAN_ORDER.iter().map(|o| o.to_string()).collect();
-    let got: Vec<String> = values.iter().map(|(o, _)| o.to_id_string()).collect();
-    fail(
-        "profile.san-order",
-        format!("otherNames {got:?}, expected {order:?}"),
-    );
+    // By the DER contents first, then (as `oid_eq`) by the dotted form, built once.
+    let found = SHORT
+        .iter()
+        .find(|(o, _)| t.as_bytes() == o.as_bytes())
+        .or_else(|| {
+            let dotted = t.to_id_string();
+            SHORT.iter().find(|(o, _)| o.to_string() == dotted)
+        });
+    found.map_or("?", |(_, short)| short)
 }
 
 /// Reads `[0] EXPLICIT UTF8String` (x509-parser leaves the explicit tag on otherName values,
@@ -556,9 +543,9 @@ fn utf8_in_explicit0(raw: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Holder, Window};
+    use crate::profile::Holder;
     use crate::Sex;
-    use time::macros::{date, datetime};
+    use time::macros::date;
 
     /// The lint as it was before it avoided building strings and names (commit bc196a9),
     /// kept as the reference the faster one must agree with, violation for violation.
@@ -1043,7 +1030,7 @@ mod tests {
         }
     }
 
-    use crate::profile::tests::SPKI;
+    use crate::profile::tests::{attributes, window, SPKI};
 
     struct Case {
         label: String,
@@ -1055,28 +1042,17 @@ mod tests {
 
     fn attrs() -> &'static Attributes {
         let policy = Policy::default_policy();
-        Box::leak(Box::new(
-            Attributes::new(
-                "髙橋　太郎",
-                date!(1980 - 02 - 17),
-                Sex::Male,
-                "東京都清瀬市中里一丁目1番地",
-                &policy.limits,
-                date!(2026 - 01 - 01),
-            )
-            .unwrap(),
-        ))
+        Box::leak(Box::new(attributes(
+            &policy,
+            "髙橋　太郎",
+            "東京都清瀬市中里一丁目1番地",
+        )))
     }
 
     /// Certificates of every shape built under `built`, to be linted under other policies.
     fn cases(built: &Policy) -> Vec<Case> {
         let a = attrs();
         let kid = profile::key_identifier(SPKI).unwrap();
-        let w = |serial: &'static [u8]| Window {
-            serial,
-            not_before: datetime!(2026-01-05 01:02:03 UTC),
-            not_after: datetime!(2030-02-16 14:59:59 UTC),
-        };
         let signing = Holder::Signing {
             prefecture: "東京都",
             municipality: "清瀬市",
@@ -1086,14 +1062,14 @@ mod tests {
         for h in Hierarchy::ALL {
             out.push(Case {
                 label: format!("root {h}"),
-                tbs: profile::root_tbs(built, h, w(&[1]), SPKI).unwrap(),
+                tbs: profile::root_tbs(built, h, window(&[1]), SPKI).unwrap(),
                 hierarchy: h,
                 shape: Shape::Root,
                 kid: None,
             });
             out.push(Case {
                 label: format!("ocsp {h}"),
-                tbs: profile::ocsp_signer_tbs(built, h, w(&[0x02, 0x03]), SPKI, &kid).unwrap(),
+                tbs: profile::ocsp_signer_tbs(built, h, window(&[0x02, 0x03]), SPKI, &kid).unwrap(),
                 hierarchy: h,
                 shape: Shape::OcspSigner,
                 kid: Some(kid.clone()),
@@ -1102,14 +1078,15 @@ mod tests {
         for serial in [&[0x41, 0x0f, 0x3c][..], &[0x80, 0x01][..]] {
             out.push(Case {
                 label: format!("signing {serial:02x?}"),
-                tbs: profile::leaf_tbs(built, &signing, "CN1", w(serial), SPKI, &kid).unwrap(),
+                tbs: profile::leaf_tbs(built, &signing, "CN1", window(serial), SPKI, &kid).unwrap(),
                 hierarchy: Hierarchy::Signing,
                 shape: Shape::Signing { attributes: a },
                 kid: Some(kid.clone()),
             });
             out.push(Case {
                 label: format!("auth {serial:02x?}"),
-                tbs: profile::leaf_tbs(built, &Holder::Auth, "CN2", w(serial), SPKI, &kid).unwrap(),
+                tbs: profile::leaf_tbs(built, &Holder::Auth, "CN2", window(serial), SPKI, &kid)
+                    .unwrap(),
                 hierarchy: Hierarchy::Auth,
                 shape: Shape::Auth,
                 kid: Some(kid.clone()),

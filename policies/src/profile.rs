@@ -56,22 +56,32 @@ pub fn name(attrs: &[(Oid, &str)]) -> Result<Name, Error> {
 
 /// `C=JP, O=<org>, OU=<JPKI for …>, OU=<operator>` — the root's subject and every leaf's issuer.
 pub fn root_name(policy: &Policy, h: Hierarchy) -> Result<Name, Error> {
-    name(&[
+    name(&root_attrs(policy, h))
+}
+
+/// The attributes of [`root_name`] (also written by `write_root_name`).
+fn root_attrs(policy: &Policy, h: Hierarchy) -> [(Oid, &str); 4] {
+    [
         (oid::AT_C, "JP"),
         (oid::AT_O, &policy.ca.organization),
         (oid::AT_OU, h.root_ou()),
         (oid::AT_OU, &policy.ca.operator),
-    ])
+    ]
 }
 
 /// The root's subjectAltName / the leaves' issuerAltName directoryName, in Japanese.
 pub fn root_name_ja(h: Hierarchy) -> Result<Name, Error> {
-    name(&[
+    name(&root_ja_attrs(h))
+}
+
+/// The attributes of [`root_name_ja`] (also written by `write_root_name_ja`).
+fn root_ja_attrs(h: Hierarchy) -> [(Oid, &'static str); 4] {
+    [
         (oid::AT_C, "JP"),
         (oid::AT_O, "公的個人認証サービス"),
         (oid::AT_OU, h.root_ou_ja()),
         (oid::AT_OU, "地方公共団体情報システム機構"),
-    ])
+    ]
 }
 
 /// The names of one CRL distribution point: the HTTP URL, plus the JPKI-style directoryName
@@ -92,22 +102,33 @@ pub fn crl_dp_names(
         Ia5String::new(&url).map_err(Error::der("CRL URL"))?,
     )];
     if policy.crl.directory_name {
-        let dn = match scope {
-            Scope::Partition(p) => {
-                let cn = format!("P{p:04} CRLDP");
-                name(&[
-                    (oid::AT_C, "JP"),
-                    (oid::AT_O, &policy.ca.organization),
-                    (oid::AT_OU, h.root_ou()),
-                    (oid::AT_OU, "CRL Distribution Points"),
-                    (oid::AT_CN, &cn),
-                ])?
-            }
-            Scope::Ca => root_name(policy, h)?,
-        };
+        let dn = with_crl_dn_attrs(policy, h, scope, name)?;
         names.push(GeneralName::DirectoryName(dn));
     }
     Ok(names)
+}
+
+/// Hands `f` the attributes of the directoryName of [`crl_dp_names`] (also written by
+/// `write_crl_dn`).
+fn with_crl_dn_attrs<R>(
+    policy: &Policy,
+    h: Hierarchy,
+    scope: Scope,
+    f: impl FnOnce(&[(Oid, &str)]) -> R,
+) -> R {
+    match scope {
+        Scope::Partition(p) => {
+            let cn = format!("P{p:04} CRLDP");
+            f(&[
+                (oid::AT_C, "JP"),
+                (oid::AT_O, &policy.ca.organization),
+                (oid::AT_OU, h.root_ou()),
+                (oid::AT_OU, "CRL Distribution Points"),
+                (oid::AT_CN, &cn),
+            ])
+        }
+        Scope::Ca => f(&root_attrs(policy, h)),
+    }
 }
 
 /// RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's value.
@@ -407,18 +428,27 @@ impl Holder<'_> {
 
 /// The subject of an end-entity certificate.
 pub fn leaf_subject(holder: &Holder<'_>, cn: &str) -> Result<Name, Error> {
+    with_leaf_subject_attrs(holder, cn, name)
+}
+
+/// Hands `f` the attributes of [`leaf_subject`] (also written by [`leaf_tbs`]).
+fn with_leaf_subject_attrs<R>(
+    holder: &Holder<'_>,
+    cn: &str,
+    f: impl FnOnce(&[(Oid, &str)]) -> R,
+) -> R {
     match holder {
         Holder::Signing {
             prefecture,
             municipality,
             ..
-        } => name(&[
+        } => f(&[
             (oid::AT_C, "JP"),
             (oid::AT_L, prefecture),
             (oid::AT_L, municipality),
             (oid::AT_CN, cn),
         ]),
-        Holder::Auth => name(&[(oid::AT_C, "JP"), (oid::AT_CN, cn)]),
+        Holder::Auth => f(&[(oid::AT_C, "JP"), (oid::AT_CN, cn)]),
     }
 }
 
@@ -481,22 +511,7 @@ pub fn leaf_tbs(
                 put(o, &not_before, "notBefore")?;
                 put(o, &not_after, "notAfter")
             })?;
-            match holder {
-                Holder::Signing {
-                    prefecture,
-                    municipality,
-                    ..
-                } => der_out::name(
-                    o,
-                    &[
-                        (oid::AT_C, "JP"),
-                        (oid::AT_L, prefecture),
-                        (oid::AT_L, municipality),
-                        (oid::AT_CN, cn),
-                    ],
-                )?,
-                Holder::Auth => der_out::name(o, &[(oid::AT_C, "JP"), (oid::AT_CN, cn)])?,
-            }
+            with_leaf_subject_attrs(holder, cn, |a| der_out::name(o, a))?;
             put(o, &spki, "subjectPublicKeyInfo")?;
             // extensions [3] EXPLICIT SEQUENCE OF Extension
             tlv(o, ctx(3, true), "extensions", |o| {
@@ -749,44 +764,24 @@ pub(crate) fn write_root_name(
     policy: &Policy,
     h: Hierarchy,
 ) -> Result<(), Error> {
-    der_out::name(
-        out,
-        &[
-            (oid::AT_C, "JP"),
-            (oid::AT_O, &policy.ca.organization),
-            (oid::AT_OU, h.root_ou()),
-            (oid::AT_OU, &policy.ca.operator),
-        ],
-    )
+    der_out::name(out, &root_attrs(policy, h))
 }
 
 /// The DER of [`root_name_ja`], appended to `out`.
 fn write_root_name_ja(out: &mut Vec<u8>, h: Hierarchy) -> Result<(), Error> {
-    der_out::name(
-        out,
-        &[
-            (oid::AT_C, "JP"),
-            (oid::AT_O, "公的個人認証サービス"),
-            (oid::AT_OU, h.root_ou_ja()),
-            (oid::AT_OU, "地方公共団体情報システム機構"),
-        ],
-    )
+    der_out::name(out, &root_ja_attrs(h))
 }
 
 /// The text of the first name of [`crl_dp_names`] (the CRL's URL), appended to `out`: the
-/// bytes of [`Policy::crl_url`] or [`Policy::ca_crl_url`].
+/// bytes of [`Policy::crl_url`] or [`Policy::ca_crl_url`], without building the String.
 pub(crate) fn write_crl_url(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: Scope) {
-    out.extend_from_slice(policy.ca.base_url.as_bytes());
-    out.extend_from_slice(b"/crl/");
-    out.extend_from_slice(h.as_str().as_bytes());
-    match scope {
-        Scope::Partition(p) => {
-            out.push(b'/');
-            decimal(out, p, 1);
-            out.extend_from_slice(b".crl");
-        }
-        Scope::Ca => out.extend_from_slice(b"/ca.crl"),
-    }
+    use std::io::Write as _;
+    let (base, h) = (&policy.ca.base_url, h.as_str());
+    // Writing to a Vec cannot fail.
+    let _ = match scope {
+        Scope::Partition(p) => write!(out, "{base}/crl/{h}/{p}.crl"),
+        Scope::Ca => write!(out, "{base}/crl/{h}/ca.crl"),
+    };
 }
 
 /// The DER of the directoryName of [`crl_dp_names`] (present when `crl.directory_name` is
@@ -797,28 +792,7 @@ pub(crate) fn write_crl_dn(
     h: Hierarchy,
     scope: Scope,
 ) -> Result<(), Error> {
-    match scope {
-        Scope::Partition(p) => {
-            // `P{p:04} CRLDP`: at most 1 + 5 + 6 ASCII bytes.
-            let mut buf = Vec::with_capacity(12);
-            buf.push(b'P');
-            decimal(&mut buf, p, 4);
-            buf.extend_from_slice(b" CRLDP");
-            // Only ASCII was written, so this is never the empty default.
-            let cn = core::str::from_utf8(&buf).unwrap_or_default();
-            der_out::name(
-                out,
-                &[
-                    (oid::AT_C, "JP"),
-                    (oid::AT_O, &policy.ca.organization),
-                    (oid::AT_OU, h.root_ou()),
-                    (oid::AT_OU, "CRL Distribution Points"),
-                    (oid::AT_CN, cn),
-                ],
-            )
-        }
-        Scope::Ca => write_root_name(out, policy, h),
-    }
+    with_crl_dn_attrs(policy, h, scope, |a| der_out::name(out, a))
 }
 
 /// The GeneralNames of [`crl_dp_names`] (URI `[6]`, directoryName `[4]`), appended to `out`
@@ -863,24 +837,6 @@ fn write_attribute_names(out: &mut Vec<u8>, attrs: &Attributes) -> Result<(), Er
         }
         Ok(())
     })
-}
-
-/// `n` in decimal, zero-padded to at least `width` digits (text, not DER: the partition
-/// numbers in CRL URLs and CRL directory names).
-fn decimal(out: &mut Vec<u8>, n: u16, width: usize) {
-    let mut buf = [b'0'; 5];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let start = i.min(buf.len() - width.min(buf.len()));
-    out.extend_from_slice(&buf[start..]);
 }
 
 /// A streaming DER writer over the `der` crate's encoders, for the issuance hot path
@@ -1249,7 +1205,9 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn attributes(policy: &Policy, name: &str, address: &str) -> Attributes {
+    /// A man born 1980-02-17, as the register would hold him on 2026-01-01; also used by
+    /// the lint's tests.
+    pub(crate) fn attributes(policy: &Policy, name: &str, address: &str) -> Attributes {
         Attributes::new(
             name,
             time::macros::date!(1980 - 02 - 17),
@@ -1259,6 +1217,15 @@ pub(crate) mod tests {
             time::macros::date!(2026 - 01 - 01),
         )
         .unwrap()
+    }
+
+    /// The window of the fixed test certificates, also used by the lint's tests.
+    pub(crate) fn window(serial: &[u8]) -> Window<'_> {
+        Window {
+            serial,
+            not_before: time::macros::datetime!(2026-01-05 01:02:03 UTC),
+            not_after: time::macros::datetime!(2030-02-16 14:59:59 UTC),
+        }
     }
 
     /// The TBS bytes for fixed inputs, as SHA-256, captured from the typed builder before
@@ -1272,11 +1239,7 @@ pub(crate) mod tests {
             0x41, 0x0f, 0x3c, 0x77, 0x19, 0xa2, 0x5e, 0x60, 0x0d, 0x8b, 0x21, 0x93, 0x4e, 0x7a,
             0x33, 0x05,
         ];
-        let w = Window {
-            serial: &serial,
-            not_before: time::macros::datetime!(2026-01-05 01:02:03 UTC),
-            not_after: time::macros::datetime!(2030-02-16 14:59:59 UTC),
-        };
+        let w = window(&serial);
         let signing = Holder::Signing {
             prefecture: "東京都",
             municipality: "清瀬市",
@@ -1395,11 +1358,7 @@ pub(crate) mod tests {
     fn leaf_tbs_fails_like_the_typed_builder() {
         let policy = Policy::default_policy();
         let kid = [1u8; 20];
-        let w = Window {
-            serial: &[0x01],
-            not_before: time::macros::datetime!(2026-01-05 01:02:03 UTC),
-            not_after: time::macros::datetime!(2030-02-16 14:59:59 UTC),
-        };
+        let w = window(&[0x01]);
         let same = |policy: &Policy, w: Window<'_>, spki: &[u8]| {
             let want = leaf_tbs_typed(policy, &Holder::Auth, "x", w, spki, &kid).unwrap_err();
             let got = leaf_tbs(policy, &Holder::Auth, "x", w, spki, &kid).unwrap_err();
