@@ -30,19 +30,13 @@ use ca::Authority;
 use const_oid::ObjectIdentifier as Oid;
 use der::asn1::{Ia5String, OctetString};
 use der::Encode;
-use policies::oid::{
-    AT_C, AT_CN, AT_O, AT_OU, EXT_AKI, EXT_BASIC_CONSTRAINTS, EXT_EKU, EXT_KEY_USAGE, EXT_SAN,
-    EXT_SKI,
-};
-use policies::profile::{self, key_identifier, Draft};
+use policies::oid::{AT_C, AT_CN, AT_O, AT_OU, EXT_BASIC_CONSTRAINTS, EXT_EKU, EXT_SAN};
+use policies::profile::{self, aki, key_identifier, key_usage, ski, Draft};
 use policies::validity::{add_months, end_of_day_jst, jst_date};
 use policies::Signer;
 use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
-    SubjectAltName, SubjectKeyIdentifier,
-};
+use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsages, SubjectAltName};
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
 
@@ -93,31 +87,6 @@ fn sign(draft: Draft<'_>, signer: &dyn Signer) -> Result<Vec<u8>> {
         .sign(&tbs)
         .map_err(|e| Error::Internal(format!("signing: {e}")))?;
     Ok(profile::assemble(&tbs, &sig)?)
-}
-
-fn key_usage(flags: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension> {
-    ext(EXT_KEY_USAGE, true, &KeyUsage(flags.into()), "keyUsage")
-}
-
-fn ski(spki: &[u8]) -> Result<Extension> {
-    let id = OctetString::new(key_identifier(spki)?).map_err(der_err("subjectKeyIdentifier"))?;
-    ext(
-        EXT_SKI,
-        false,
-        &SubjectKeyIdentifier(id),
-        "subjectKeyIdentifier",
-    )
-}
-
-fn aki(issuer_key_id: &[u8]) -> Result<Extension> {
-    let value = AuthorityKeyIdentifier {
-        key_identifier: Some(
-            OctetString::new(issuer_key_id).map_err(der_err("authorityKeyIdentifier"))?,
-        ),
-        authority_cert_issuer: None,
-        authority_cert_serial_number: None,
-    };
-    ext(EXT_AKI, false, &value, "authorityKeyIdentifier")
 }
 
 /// The operator root's certificate (DER), creating key and certificate if missing: data

@@ -234,7 +234,8 @@ pub fn ext<T: Encode>(
     })
 }
 
-fn key_usage(flags: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension, Error> {
+/// A critical keyUsage extension (RFC 5280 §4.2.1.3).
+pub fn key_usage(flags: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension, Error> {
     ext(
         oid::EXT_KEY_USAGE,
         true,
@@ -243,7 +244,8 @@ fn key_usage(flags: impl Into<flagset::FlagSet<KeyUsages>>) -> Result<Extension,
     )
 }
 
-fn ski(spki_der: &[u8]) -> Result<Extension, Error> {
+/// The subjectKeyIdentifier of a key (RFC 5280 §4.2.1.2, method 1: SHA-1 of the key bits).
+pub fn ski(spki_der: &[u8]) -> Result<Extension, Error> {
     let id =
         OctetString::new(key_identifier(spki_der)?).map_err(Error::der("subjectKeyIdentifier"))?;
     ext(
@@ -254,7 +256,8 @@ fn ski(spki_der: &[u8]) -> Result<Extension, Error> {
     )
 }
 
-fn aki(issuer_key_id: &[u8]) -> Result<Extension, Error> {
+/// An authorityKeyIdentifier naming the issuer's key identifier (RFC 5280 §4.2.1.1).
+pub fn aki(issuer_key_id: &[u8]) -> Result<Extension, Error> {
     let value = AuthorityKeyIdentifier {
         key_identifier: Some(
             OctetString::new(issuer_key_id).map_err(Error::der("authorityKeyIdentifier"))?,
