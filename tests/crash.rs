@@ -40,16 +40,7 @@ fn acknowledged_revocations_survive_sigkill() {
                 })
                 .unwrap();
             for h in Hierarchy::ALL {
-                let key = rcgen::KeyPair::generate_rsa_for(
-                    &rcgen::PKCS_RSA_SHA256,
-                    rcgen::RsaKeySize::_2048,
-                )
-                .unwrap();
-                let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-                    .unwrap()
-                    .serialize_request(&key)
-                    .unwrap();
-                serials.push(a.issue(&id, h, csr.der()).unwrap().serial);
+                serials.push(a.issue(&id, h, &common::rsa_csr()).unwrap().serial);
             }
         }
     }
@@ -107,26 +98,8 @@ fn acknowledged_revocations_survive_sigkill() {
             partial += 1;
         }
 
-        let a = Authority::open(&dir, None, Arc::new(SystemClock)).unwrap();
-        for line in &acked {
-            let (h, serial) = line.split_once(':').unwrap();
-            let h: Hierarchy = h.parse().unwrap();
-            let v = a
-                .cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h))
-                .unwrap();
-            assert_eq!(
-                v.status,
-                ca::records::State::Revoked,
-                "round {rounds}: acknowledged revocation of {serial} lost"
-            );
-        }
-        assert_eq!(
-            a.check_indexes().unwrap(),
-            serials.len() + 4,
-            "round {rounds}"
-        );
-        a.audit_verify().unwrap();
-        drop(a);
+        common::check_store(&dir, &acked, serials.len() + 4)
+            .unwrap_or_else(|e| panic!("round {rounds}: {e}"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
     println!("{rounds} rounds, {partial} killed mid-batch");

@@ -79,27 +79,17 @@ impl Serve {
             });
         }
         let mut s = Serve { child, log };
-        let t0 = Instant::now();
-        let sock = data.join("admin.sock");
-        // Ready once it says so and its admin socket exists; bounded, so a hung start fails.
-        let mut running = false;
-        loop {
-            if running {
-                std::thread::sleep(Duration::from_millis(5));
-            } else {
-                running = ready.recv_timeout(Duration::from_millis(20)).is_ok();
-            }
-            if running && sock.exists() {
-                break;
-            }
-            if let Some(st) = s.child.try_wait().unwrap() {
+        // Ready once it says so (its admin socket is bound before); bounded, so a hung start
+        // fails. Its stderr closing first means it exited.
+        match ready.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let st = s.child.wait().unwrap();
                 panic!("jpki serve exited at start ({st}): {}", s.log());
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "jpki serve not ready after 30 s: {}",
-                s.log()
-            );
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("jpki serve not ready after 30 s: {}", s.log())
+            }
         }
         s
     }
@@ -254,36 +244,6 @@ impl Round {
     }
 }
 
-/// Reopens the store in this process and checks it: every acknowledged revocation, the
-/// indexes of every certificate, the audit chain.
-fn check(data: &Path, acked: &[String], certs: usize) -> Result<(), String> {
-    let a = Authority::open(data, None, Arc::new(SystemClock))
-        .map_err(|e| format!("the store does not reopen: {e}"))?;
-    for line in acked {
-        let (h, serial) = line
-            .split_once(':')
-            .ok_or_else(|| format!("odd acknowledgement {line:?}"))?;
-        let h: Hierarchy = h.parse().map_err(|_| format!("hierarchy in {line:?}"))?;
-        let v = a
-            .cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h))
-            .map_err(|e| format!("acknowledged {serial}: {e}"))?;
-        if v.status != ca::records::State::Revoked {
-            return Err(format!(
-                "acknowledged revocation of {h}:{serial} lost (status {:?})",
-                v.status
-            ));
-        }
-    }
-    let n = a
-        .check_indexes()
-        .map_err(|e| format!("check_indexes: {e}"))?;
-    if n != certs {
-        return Err(format!("check_indexes saw {n} certificates, not {certs}"));
-    }
-    a.audit_verify().map_err(|e| format!("audit_verify: {e}"))?;
-    Ok(())
-}
-
 /// The base store: CA, holders with a certificate in each hierarchy, bulk residents; compacted
 /// once halfway, so that every round starts with a snapshot and a non-empty journal.
 fn prepare(base: &Path) -> Vec<String> {
@@ -305,25 +265,8 @@ fn prepare(base: &Path) -> Vec<String> {
     };
     // Holder keys on both cores.
     let csrs: Vec<Vec<u8>> = std::thread::scope(|s| {
-        let half = |n: usize| {
-            s.spawn(move || {
-                (0..n)
-                    .map(|_| {
-                        let key = rcgen::KeyPair::generate_rsa_for(
-                            &rcgen::PKCS_RSA_SHA256,
-                            rcgen::RsaKeySize::_2048,
-                        )
-                        .unwrap();
-                        rcgen::CertificateParams::new(Vec::<String>::new())
-                            .unwrap()
-                            .serialize_request(&key)
-                            .unwrap()
-                            .der()
-                            .to_vec()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        };
+        let half =
+            |n: usize| s.spawn(move || (0..n).map(|_| common::rsa_csr()).collect::<Vec<_>>());
         let total = HOLDERS * Hierarchy::ALL.len();
         let (x, y) = (half(total / 2), half(total - total / 2));
         let mut v = x.join().unwrap();
@@ -409,7 +352,7 @@ fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
              {first_ack} ms); {} compactions ran meanwhile",
             out.compactions.iter().map(|c| c.done).sum::<usize>()
         );
-        check(&data, &acked, certs).unwrap();
+        common::check_store(&data, &acked, certs).unwrap();
         std::fs::remove_dir_all(&data).unwrap();
         (first_ack, full)
     };
@@ -494,13 +437,13 @@ fn compaction_under_serve_never_loses_an_acknowledged_revocation() {
                 rebuilt_from_snapshot += 1;
             }
             std::fs::remove_dir_all(db.join("sled")).unwrap();
-            check(&data, &out.acked, certs)
+            common::check_store(&data, &out.acked, certs)
                 .map_err(|e| format!("{e} (sled deleted after the kill)"))
         } else {
-            check(&data, &out.acked, certs).and_then(|()| {
+            common::check_store(&data, &out.acked, certs).and_then(|()| {
                 // Snapshot + journal alone must hold the store too.
                 std::fs::remove_dir_all(db.join("sled")).unwrap();
-                check(&data, &out.acked, certs)
+                common::check_store(&data, &out.acked, certs)
                     .map_err(|e| format!("{e} (second open, sled deleted after a clean reopen)"))
             })
         };

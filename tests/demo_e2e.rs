@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::ffi::OsStr;
-
 /// Runs `jpki` with the real clock and returns its standard output; fails the test, showing
 /// both outputs, if it does not succeed.
-fn jpki_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
+fn jpki_ok(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"))
         .args(args)
         .env_remove("JPKI_TEST_NOW")
@@ -24,11 +22,7 @@ fn jpki_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
 #[test]
 fn the_demo_tells_the_whole_story() {
     let keep = tempfile::tempdir().unwrap();
-    let text = jpki_ok(&[
-        OsStr::new("demo"),
-        OsStr::new("--keep"),
-        keep.path().as_os_str(),
-    ]);
+    let text = jpki_ok(&["demo", "--keep", &common::p(keep.path())]);
     let summary = text.split("\nSummary").nth(1).expect("a summary");
     for (what, result) in [
         ("certificates issued from card CSRs", "4"),
@@ -48,12 +42,7 @@ fn the_demo_tells_the_whole_story() {
     assert!(summary.contains("affiliationChanged") && summary.contains("held"));
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
-    jpki_ok(&[
-        OsStr::new("audit"),
-        OsStr::new("verify"),
-        OsStr::new("--data"),
-        data.as_os_str(),
-    ]);
+    jpki_ok(&["audit", "verify", "--data", &common::p(&data)]);
 }
 
 /// `jpki bench issue` runs its rounds, counts every issuance and says what bounds it (the

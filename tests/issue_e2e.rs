@@ -37,7 +37,6 @@ fn issue_both_kinds_and_check_them_with_openssl_and_x509_parser() {
     );
 
     // Chains: each leaf verifies under its own root and not under the other.
-    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_owned();
     let out = openssl(&[
         "verify",
         "-x509_strict",

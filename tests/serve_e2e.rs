@@ -37,7 +37,6 @@ fn ocsp_and_crls_follow_revocations_at_once() {
         "sroot.pem",
         env.ok(&["root", "--hierarchy", "signing"]).as_bytes(),
     );
-    let p = |x: &std::path::PathBuf| x.to_str().unwrap().to_owned();
 
     let out = ocsp(&p(&aroot), &p(&apem), &url);
     assert!(
@@ -268,18 +267,18 @@ fn the_server_compacts_the_store_when_the_journal_grows() {
         assert!(added < 2000, "the journal does not grow");
     }
     let snapshot = env.data().join("db").join("snapshot");
-    let t0 = std::time::Instant::now();
+    let t0 = Instant::now();
     while !snapshot.exists() {
         assert!(
-            t0.elapsed() < std::time::Duration::from_secs(30),
+            t0.elapsed() < Duration::from_secs(30),
             "no compaction within 30 s"
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let after = std::time::Instant::now();
+    let after = Instant::now();
     while std::fs::metadata(&journal).unwrap().len() >= 64 * 1024 {
-        assert!(after.elapsed() < std::time::Duration::from_secs(10));
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(after.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert!(server.stop().success());
     // Everything is still there, and a lost sled is rebuilt from the snapshot and journal.

@@ -6,10 +6,6 @@
 mod common;
 use common::*;
 
-fn p(x: &std::path::Path) -> String {
-    x.to_str().unwrap().to_owned()
-}
-
 #[test]
 fn pins_count_down_lock_and_reset() {
     let env = Env::empty();

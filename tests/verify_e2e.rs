@@ -7,10 +7,6 @@ use common::*;
 
 use std::time::{Duration, Instant};
 
-fn p(x: &std::path::Path) -> String {
-    x.to_str().unwrap().to_owned()
-}
-
 /// Waits until the CRL at `url` lists `serial`, and saves it as `out`.
 fn crl_listing(env: &Env, url: &str, serial: &str, out: &str) -> std::path::PathBuf {
     let der = env.path(out);

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 pub const PASS: &str = "e2e-test-passphrase";
 
+/// A path as a `&str` argument, owned.
+pub fn p(x: &Path) -> String {
+    x.to_str().unwrap().to_owned()
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub now: Option<String>,
@@ -307,4 +312,49 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+}
+
+/// A fresh RSA-2048 key's CSR (DER), made in-process by rcgen.
+pub fn rsa_csr() -> Vec<u8> {
+    let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap();
+    rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec()
+}
+
+/// Reopens the store at `data` in this process and checks it: every acknowledged revocation
+/// (`hierarchy:serial`, as `jpki revoke --batch` prints them) is there, `check_indexes` sees
+/// `certs` certificates, the audit chain verifies.
+pub fn check_store(data: &Path, acked: &[impl AsRef<str>], certs: usize) -> Result<(), String> {
+    use policies::Hierarchy;
+    let a = ca::Authority::open(data, None, std::sync::Arc::new(ca::clock::SystemClock))
+        .map_err(|e| format!("the store does not reopen: {e}"))?;
+    for line in acked {
+        let line = line.as_ref();
+        let (h, serial) = line
+            .split_once(':')
+            .ok_or_else(|| format!("odd acknowledgement {line:?}"))?;
+        let h: Hierarchy = h.parse().map_err(|_| format!("hierarchy in {line:?}"))?;
+        let v = a
+            .cert_show(&ca::authority::parse_serial(serial).unwrap(), Some(h))
+            .map_err(|e| format!("acknowledged {serial}: {e}"))?;
+        if v.status != ca::records::State::Revoked {
+            return Err(format!(
+                "acknowledged revocation of {h}:{serial} lost (status {:?})",
+                v.status
+            ));
+        }
+    }
+    let n = a
+        .check_indexes()
+        .map_err(|e| format!("check_indexes: {e}"))?;
+    if n != certs {
+        return Err(format!("check_indexes saw {n} certificates, not {certs}"));
+    }
+    a.audit_verify().map_err(|e| format!("audit_verify: {e}"))?;
+    Ok(())
 }
