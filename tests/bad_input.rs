@@ -159,6 +159,10 @@ fn revocation_errors_change_nothing() {
     let out = env.run(&["revoke", "--serial", serial, "--reason", "lost"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown revocation reason"));
+    let out = env.run(&["root", "--hierarchy", "bogus"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("unknown hierarchy `bogus` (expected signing, auth or operator)"));
     assert_eq!(before, env.snapshot(&[&id]));
 }
 
