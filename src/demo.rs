@@ -482,7 +482,7 @@ impl Services {
     ) -> Result<(u16, serde_json::Value)> {
         let (status, v) = self.rt.block_on(async {
             let mut c =
-                platform::client::Client::connect(self.pf, "localhost", Arc::clone(tls)).await?;
+                platform::client::Client::connect(self.pf, "127.0.0.1", Arc::clone(tls)).await?;
             c.post(path, body).await
         })?;
         Ok((status.as_u16(), v))

@@ -66,7 +66,7 @@ pub struct Listen {
     /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
     pub pf_https: Option<String>,
     /// Host names (or IPs) platform operators use to reach the API; they go into its server
-    /// certificate beside `localhost` and the listening IP.
+    /// certificate beside the listening IP.
     #[serde(default)]
     pub pf_names: Vec<String>,
 }
@@ -199,14 +199,24 @@ pub struct Parts {
 
 impl Parts {
     /// The platform-operator API for a listener at `local`: its server certificate from the
-    /// operator CA names localhost, the listener's address and `names`; paths outside `/v1/`
-    /// go to the CRLs and OCSP.
+    /// operator CA names the listener's address (the loopback address for a wildcard one) and
+    /// `names`; paths outside `/v1/` go to the CRLs and OCSP. No `localhost`: a single-label
+    /// dNSName is refused by certificate linters (pkilint `pkix.invalid_domain_name_syntax`).
     pub fn pf_api(
         &self,
         local: std::net::SocketAddr,
         names: &[String],
     ) -> Result<Arc<platform::Api>> {
-        let mut all = vec!["localhost".to_owned(), local.ip().to_string()];
+        let ip = match local.ip() {
+            std::net::IpAddr::V4(a) if a.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(a) if a.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        let mut all = vec![ip.to_string()];
         all.extend(names.iter().cloned());
         let (chain, key) = platform::server_identity(&self.authority, &all)?;
         let (publisher, responder) = (Arc::clone(&self.publisher), self.responder.clone());
