@@ -12,7 +12,7 @@ use time::macros::date;
 use ca::authority::{Authority, NewResident};
 use ca::clock::SystemClock;
 use ca::error::{Error, Result};
-use ca::store::CommitStats;
+use ca::storage::CommitStats;
 
 /// CPU time this process has used (user + system), in seconds, from `/proc/self/stat`
 /// (fields 14 and 15, in clock ticks of 1/100 s on Linux); `None` elsewhere.
@@ -127,13 +127,13 @@ pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> R
     let mut done = 0;
     for r in 0..rounds {
         let n = (count - done) / (rounds - r);
-        let before = a.store().commit_stats();
+        let before = a.storage().commit_stats();
         let cpu0 = cpu_seconds();
         let t0 = Instant::now();
         let failed = issue_all(&a, &tasks, done, n, threads);
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = cpu_per_op(cpu0, n);
-        let stats = a.store().commit_stats().since(&before);
+        let stats = a.storage().commit_stats().since(&before);
         if failed > 0 {
             return Err(Error::Invalid(format!(
                 "{failed} issuances failed during the benchmark"
@@ -192,7 +192,7 @@ pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> R
     }
     // What it takes to bound the journal that run left behind.
     let t1 = Instant::now();
-    let c = a.store().compact()?;
+    let c = a.storage().compact()?;
     println!(
         "compaction afterwards: {:.0} ms, journal {:.1} MB -> {:.1} MB, snapshot {:.1} MB",
         t1.elapsed().as_secs_f64() * 1e3,

@@ -110,6 +110,9 @@ pub enum Command {
     /// The store's maintenance (docs/store.md).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Scheduled register events (docs/lifecycle.md).
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Serve CRLs and OCSP (and the platform-operator API) from one process; the CLI's
     /// commands reach it through its admin socket while it runs. See docs/serve.md.
     Serve {
@@ -283,6 +286,17 @@ pub enum StoreCommand {
     /// stays bounded. Safe while `jpki serve` runs (it goes through the admin socket); commits
     /// pause only while the journal's tail is copied.
     Compact {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// Carry out the scheduled events that have fallen due (an emigration at its departure
+    /// date). `jpki serve` does this by itself; run this from cron on an install without a
+    /// server, e.g. every minute.
+    ApplyDue {
         #[arg(long)]
         json: bool,
     },
@@ -746,6 +760,27 @@ pub fn run(cli: Cli) -> Result<()> {
                     v["journal_bytes_before"],
                     v["journal_bytes_after"]
                 )
+            })
+        }
+        Command::Events(EventsCommand::ApplyDue { json }) => {
+            let v = call(&cli, Request::ApplyDue)?;
+            let applied: Vec<EventOutcome> = typed(v["applied"].clone())?;
+            print(*json, &v, |_| {
+                if applied.is_empty() {
+                    return "no scheduled event is due".to_owned();
+                }
+                applied
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "{} {}: {} certificate(s) revoked",
+                            o.resident,
+                            o.event,
+                            o.revocations.len()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
         Command::Audit(AuditCommand::Verify { json }) => {

@@ -119,8 +119,17 @@ fn emigration_revokes_the_signing_certificate_on_the_departure_date() {
         "nothing is revoked before the departure"
     );
     env.now = Some("2026-12-19T14:59:00Z".into()); // 23:59 JST the day before
+    let none = env.json(&["events", "apply-due"]);
+    assert_eq!(none["applied"], serde_json::json!([]), "nothing is due yet");
     assert!(statuses(&env, &id).iter().all(|(_, s, _)| s == "good"));
     env.now = Some("2026-12-19T15:00:01Z".into()); // 00:00:01 JST on the departure date
+                                                   // Opening the store applies nothing: the scheduled emigration waits for `jpki serve`'s
+                                                   // timer or `jpki events apply-due` (cron on a server-less install).
+    assert!(statuses(&env, &id).iter().all(|(_, s, _)| s == "good"));
+    let applied = env.json(&["events", "apply-due"]);
+    assert_eq!(applied["applied"][0]["event"], "emigrate", "{applied}");
+    let again = env.json(&["events", "apply-due"]);
+    assert_eq!(again["applied"], serde_json::json!([]), "applied once only");
     let s = statuses(&env, &id);
     assert!(
         s.contains(&(

@@ -57,6 +57,8 @@ pub enum Request {
     AuditLog,
     /// Snapshot the store and drop the journal records the snapshot holds.
     StoreCompact,
+    /// Carry out the scheduled register events that have fallen due.
+    ApplyDue,
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -101,9 +103,10 @@ impl Authority {
                 Ok(json!({ "records": records, "intact": true, "certificates_checked": certs }))
             }
             Request::AuditLog => {
-                Ok(json!({ "records": crate::audit::records(self.store().as_ref())? }))
+                Ok(json!({ "records": self.audit_records()? }))
             }
-            Request::StoreCompact => to_value(self.store().compact()?),
+            Request::StoreCompact => to_value(self.storage().compact()?),
+            Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
         }
     }
 }

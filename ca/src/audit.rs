@@ -1,8 +1,12 @@
 //! The audit trail: every issuance, revocation and resident event appends a record to a
 //! hash chain, in the same transaction as the change it records. Each record carries the
 //! SHA-256 of its predecessor and its own hash over `prev || canonical JSON of the record`;
-//! the chain's head (sequence, hash) is kept in the meta table, so a changed, inserted or
+//! the chain's head (sequence, hash) is stored beside the records, so a changed, inserted or
 //! removed record — including one cut off the end — breaks `jpki audit verify`.
+//!
+//! Pure code: [`link`] makes the next record from the head and what to record (every storage
+//! engine calls it when it commits), [`verify`] walks records and checks them against the
+//! head. Nothing here touches storage.
 //!
 //! Records name certificates by serial and residents by their opaque id; they never hold the
 //! four attributes (those live only in the register).
@@ -12,10 +16,15 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::records::{from_json, json};
-use crate::store::{AuditIntent, Store, Table, TxResult, Txn};
 
-const HEAD: &[u8] = b"audit_head";
+/// An audit record to append: what happened, when, to what. Linked into the chain at commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditIntent {
+    pub at: OffsetDateTime,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
 
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -46,95 +55,65 @@ struct Unsigned<'a> {
     prev: &'a str,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Head {
-    seq: u64,
-    hash: String,
+/// The chain's head: the last record's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
 }
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn digest(r: &Unsigned<'_>) -> Result<String> {
-    let body = json(r)?;
+    let body =
+        serde_json::to_vec(r).map_err(|e| Error::Store(format!("encode an audit record: {e}")))?;
     let mut h = Sha256::new();
     h.update(r.prev.as_bytes());
     h.update(&body);
     Ok(hex::encode(h.finalize()))
 }
 
-/// Appends a record inside `txn` (the caller's transaction); the store links it into the
-/// chain when the transaction commits.
-pub fn append(
-    txn: &dyn Txn,
-    at: OffsetDateTime,
-    action: &str,
-    subject: &str,
-    detail: &str,
-) -> TxResult<()> {
-    txn.audit(AuditIntent {
-        at,
-        action: action.to_owned(),
-        subject: subject.to_owned(),
-        detail: detail.to_owned(),
-    })
-}
-
-/// Links one record into the chain: reads the head, writes the record and the new head.
-/// Called by the store while committing.
-pub(crate) fn chain(txn: &dyn Txn, a: &AuditIntent) -> TxResult<()> {
-    let (at, action, subject, detail) = (
-        a.at,
-        a.action.as_str(),
-        a.subject.as_str(),
-        a.detail.as_str(),
-    );
-    let head: Option<Head> = txn
-        .get(Table::Meta, HEAD)?
-        .map(|b| from_json(&b))
-        .transpose()?;
+/// The record that follows `head` (the first one when there is no head) for `a`, and the
+/// chain's new head. Every storage engine links records with this when it commits.
+pub fn link(head: Option<&Head>, a: &AuditIntent) -> Result<(Record, Head)> {
     let (seq, prev) = match head {
-        Some(h) => (h.seq + 1, h.hash),
+        Some(h) => (h.seq + 1, h.hash.clone()),
         None => (0, GENESIS.to_owned()),
     };
-    let unsigned = Unsigned {
+    let hash = digest(&Unsigned {
         seq,
-        at,
-        action,
-        subject,
-        detail,
+        at: a.at,
+        action: &a.action,
+        subject: &a.subject,
+        detail: &a.detail,
         prev: &prev,
-    };
-    let hash = digest(&unsigned)?;
+    })?;
     let record = Record {
         seq,
-        at,
-        action: action.into(),
-        subject: subject.into(),
-        detail: detail.into(),
+        at: a.at,
+        action: a.action.clone(),
+        subject: a.subject.clone(),
+        detail: a.detail.clone(),
         prev,
         hash: hash.clone(),
     };
-    txn.insert(Table::Audit, &seq.to_be_bytes(), &json(&record)?)?;
-    txn.insert(Table::Meta, HEAD, &json(&Head { seq, hash })?)?;
-    Ok(())
+    Ok((record, Head { seq, hash }))
 }
 
-/// Walks the chain; returns the number of records, or where it breaks.
-pub fn verify(store: &dyn Store) -> Result<u64> {
+/// Walks the chain: `records` in storage order, `head` as stored. Returns the number of
+/// records, or where the chain breaks.
+pub fn verify(
+    records: impl IntoIterator<Item = Result<Record>>,
+    head: Option<Head>,
+) -> Result<u64> {
     let mut expect_seq = 0u64;
     let mut prev = GENESIS.to_owned();
-    for item in store.scan(Table::Audit, b"") {
-        let (k, v) = item?;
-        let key_seq =
-            u64::from_be_bytes(k.as_slice().try_into().map_err(|_| Error::AuditBroken {
-                seq: expect_seq,
-                problem: "malformed key".into(),
-            })?);
-        let r: Record = from_json(&v).map_err(|_| Error::AuditBroken {
-            seq: key_seq,
-            problem: "record does not decode".into(),
+    for r in records {
+        let r = r.map_err(|e| Error::AuditBroken {
+            seq: expect_seq,
+            problem: format!("record does not decode ({e})"),
         })?;
-        if key_seq != expect_seq || r.seq != key_seq {
+        if r.seq != expect_seq {
             return Err(Error::AuditBroken {
                 seq: expect_seq,
                 problem: format!(
@@ -168,10 +147,6 @@ pub fn verify(store: &dyn Store) -> Result<u64> {
         prev = r.hash;
         expect_seq += 1;
     }
-    let head: Option<Head> = store
-        .get(Table::Meta, HEAD)?
-        .map(|b| from_json(&b))
-        .transpose()?;
     match head {
         None if expect_seq == 0 => Ok(0),
         Some(h) if h.seq + 1 == expect_seq && h.hash == prev => Ok(expect_seq),
@@ -190,100 +165,85 @@ pub fn verify(store: &dyn Store) -> Result<u64> {
     }
 }
 
-/// All records, in order.
-pub fn records(store: &dyn Store) -> Result<Vec<Record>> {
-    store
-        .scan(Table::Audit, b"")
-        .map(|r| r.and_then(|(_, v)| from_json(&v)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SledStore;
     use time::macros::datetime;
 
-    fn chain(n: u64) -> (tempfile::TempDir, SledStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+    fn chain(n: u64) -> (Vec<Record>, Option<Head>) {
+        let mut head = None;
+        let mut out = Vec::new();
         for i in 0..n {
-            s.transact(&|t| {
-                append(
-                    t,
-                    datetime!(2026-11-27 00:00 UTC),
-                    "issue",
-                    &format!("serial-{i}"),
-                    "signing",
-                )
-            })
+            let (r, h) = link(
+                head.as_ref(),
+                &AuditIntent {
+                    at: datetime!(2026-11-27 00:00 UTC),
+                    action: "issue".into(),
+                    subject: format!("serial-{i}"),
+                    detail: "signing".into(),
+                },
+            )
             .unwrap();
+            out.push(r);
+            head = Some(h);
         }
-        (dir, s)
+        (out, head)
+    }
+
+    fn check(records: &[Record], head: Option<Head>) -> Result<u64> {
+        verify(records.iter().cloned().map(Ok), head)
     }
 
     #[test]
     fn an_intact_chain_verifies() {
-        let (_d, s) = chain(5);
-        assert_eq!(verify(&s).unwrap(), 5);
+        let (r, h) = chain(5);
+        assert_eq!(check(&r, h).unwrap(), 5);
+        assert_eq!(check(&[], None).unwrap(), 0);
     }
 
     #[test]
     fn a_changed_record_is_detected() {
-        let (_d, s) = chain(5);
-        let k = 2u64.to_be_bytes();
-        let mut r: Record = from_json(&s.get(Table::Audit, &k).unwrap().unwrap()).unwrap();
-        r.detail = "auth".into();
-        s.transact(&|t| t.insert(Table::Audit, &k, &json(&r)?))
-            .unwrap();
-        let e = verify(&s).unwrap_err().to_string();
+        let (mut r, h) = chain(5);
+        r[2].detail = "auth".into();
+        let e = check(&r, h).unwrap_err().to_string();
         assert!(e.contains("record 2") && e.contains("changed"), "{e}");
     }
 
     #[test]
     fn a_removed_record_is_detected() {
-        let (_d, s) = chain(5);
-        s.transact(&|t| t.remove(Table::Audit, &1u64.to_be_bytes()))
-            .unwrap();
-        assert!(verify(&s).is_err());
-        let (_d, s) = chain(5);
-        s.transact(&|t| t.remove(Table::Audit, &4u64.to_be_bytes()))
-            .unwrap();
-        let e = verify(&s).unwrap_err().to_string();
+        let (mut r, h) = chain(5);
+        r.remove(1);
+        assert!(check(&r, h).is_err());
+        let (mut r, h) = chain(5);
+        r.pop();
+        let e = check(&r, h).unwrap_err().to_string();
         assert!(e.contains("cut off"), "{e}");
+        let (r, _) = chain(2);
+        assert!(check(&r, None)
+            .unwrap_err()
+            .to_string()
+            .contains("head is missing"));
     }
 
     #[test]
     fn an_inserted_record_is_detected() {
-        let (_d, s) = chain(3);
-        // Re-number: move record 2 to 3 and insert a forged record 2 that links to record 1.
-        let r1: Record =
-            from_json(&s.get(Table::Audit, &1u64.to_be_bytes()).unwrap().unwrap()).unwrap();
-        let unsigned = Unsigned {
-            seq: 2,
-            at: r1.at,
-            action: "revoke",
-            subject: "x",
-            detail: "forged",
-            prev: &r1.hash,
-        };
-        let forged = Record {
-            seq: 2,
-            at: r1.at,
-            action: "revoke".into(),
-            subject: "x".into(),
-            detail: "forged".into(),
-            prev: r1.hash.clone(),
-            hash: digest(&unsigned).unwrap(),
-        };
-        let mut r2: Record =
-            from_json(&s.get(Table::Audit, &2u64.to_be_bytes()).unwrap().unwrap()).unwrap();
-        r2.seq = 3;
-        s.transact(&|t| {
-            t.insert(Table::Audit, &2u64.to_be_bytes(), &json(&forged)?)?;
-            t.insert(Table::Audit, &3u64.to_be_bytes(), &json(&r2)?)
-        })
+        let (mut r, h) = chain(3);
+        // A forged record 2 that links to record 1, the real record 2 renumbered to 3.
+        let (forged, _) = link(
+            Some(&Head {
+                seq: 1,
+                hash: r[1].hash.clone(),
+            }),
+            &AuditIntent {
+                at: r[1].at,
+                action: "revoke".into(),
+                subject: "x".into(),
+                detail: "forged".into(),
+            },
+        )
         .unwrap();
-        assert!(verify(&s).is_err());
+        r[2].seq = 3;
+        r.insert(2, forged);
+        assert!(check(&r, h).is_err());
     }
 }

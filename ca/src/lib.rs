@@ -6,16 +6,20 @@
 //! and a hash-chained audit trail. The `jpki` command (the root package) drives it through
 //! [`api::Request`], in-process or over a running server's admin socket.
 //!
-//! * [`authority`] — the operations; every mutation is one transaction, acknowledged after flush;
-//! * [`store`] — the project's store trait and its sled implementation (group commit);
-//! * [`records`] — what the store holds; [`audit`] — the hash chain;
-//! * [`keys`] — CA keys (aws-lc-rs), encrypted PKCS#8 files; [`csr`] — PKCS#10 intake;
+//! * [`authority`] — the operations, one module per flow (init, issue, revoke, events,
+//!   query); every mutation is one unit of work, acknowledged once durable;
+//! * [`storage`] — the storage authority: the domain-level boundary between the CA and its
+//!   database, with the sled engine (the embedded default), an in-memory engine, and one
+//!   conformance suite both pass;
+//! * [`records`] — what the storage holds, as types; [`audit`] — the hash chain (pure);
+//! * [`keys`] — CA keys (aws-lc-rs), encrypted PKCS#8 files; [`signers`] — the key files as
+//!   signers; [`datadir`] — paths in a data directory; [`csr`] — PKCS#10 intake;
 //! * [`api`] — one request type for every operation, and the admin-socket client;
 //! * [`clock`] — the injectable clock.
 //!
 //! ## Dependencies
-//! * `sled` 0.34 — the requested embedded store; used only behind [`store::Store`], flushed
-//!   before every acknowledgement (`crate-notes.md` §11).
+//! * `sled` 0.34 — the requested embedded store; used only inside [`storage::sled`], behind
+//!   its own write-ahead journal (`crate-notes.md` §11).
 //! * `aws-lc-rs` — every private-key operation: constant time and ~4× faster than `rsa`.
 //! * `pkcs8` (with `encryption`) — encrypted key files that OpenSSL also reads.
 //! * `x509-parser` (`verify-aws`) — CSR and certificate decoding and signature checks.
@@ -26,10 +30,12 @@ pub mod audit;
 pub mod authority;
 pub mod clock;
 pub mod csr;
+pub mod datadir;
 pub mod error;
 pub mod keys;
 pub mod records;
-pub mod store;
+pub mod signers;
+pub mod storage;
 
 pub use authority::Authority;
 pub use error::{Error, Result};

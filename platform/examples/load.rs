@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ca::authority::NewResident;
-use ca::records::{cert_key, from_json, State, StatusRecord};
-use ca::store::Table;
+use ca::records::State;
 use ca::Authority;
 use http::Method;
 use http_body_util::BodyExt;
@@ -42,18 +41,14 @@ impl ocsp_responder::StatusSource for StoreSource {
         serial: &[u8],
     ) -> Result<ocsp_responder::Status, ocsp_responder::SourceError> {
         let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
-        let key = cert_key(h, &serial[start..]);
         let err = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
-        match self.0.store().get(Table::Status, &key).map_err(err)? {
+        match self.0.storage().status(h, &serial[start..]).map_err(err)? {
             None => Ok(ocsp_responder::Status::Unknown),
-            Some(b) => {
-                let s: StatusRecord = from_json(&b).map_err(err)?;
-                Ok(match (s.state, s.since, s.reason) {
-                    (State::Good, _, _) => ocsp_responder::Status::Good,
-                    (_, Some(at), Some(reason)) => ocsp_responder::Status::Revoked { at, reason },
-                    _ => return Err(ocsp_responder::SourceError("revoked without time".into())),
-                })
-            }
+            Some(s) => Ok(match (s.state, s.since, s.reason) {
+                (State::Good, _, _) => ocsp_responder::Status::Good,
+                (_, Some(at), Some(reason)) => ocsp_responder::Status::Revoked { at, reason },
+                _ => return Err(ocsp_responder::SourceError("revoked without time".into())),
+            }),
         }
     }
 }
@@ -463,12 +458,12 @@ async fn main() -> Res<()> {
         run_phase(addr, cfg.clone(), p, secs, conc).await?;
     }
     recorder_alone(a.clone(), secs, conc).await?;
-    let audit = ca::audit::records(a.store().as_ref())?;
+    let audit = a.audit_records()?;
     println!(
         "audit records: {} (pf-access {}), access-log entries: {}",
         audit.len(),
         audit.iter().filter(|r| r.action == "pf-access").count(),
-        a.store().count(Table::Access)
+        a.storage().access_count()?
     );
     let _ = stop.send(());
     server.await??;

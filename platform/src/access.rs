@@ -11,12 +11,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use ca::store::Table;
 use ca::Authority;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::registry::{access_key, write_access, Access};
+use crate::registry::{write_access, Access};
 
 /// Most entries in one transaction.
 const MAX_BATCH: usize = 512;
@@ -47,7 +46,7 @@ impl Recorder {
     pub fn start(authority: Arc<Authority>) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel::<Job>();
         let shared = Arc::new(Shared {
-            counter: AtomicU64::new(authority.store().count(Table::Access) as u64),
+            counter: AtomicU64::new(authority.storage().access_count()?),
             authority,
             rx: Mutex::new(rx),
         });
@@ -96,21 +95,21 @@ fn take(shared: &Shared) -> Option<Vec<Job>> {
 
 fn run(shared: &Shared) {
     while let Some(jobs) = take(shared) {
-        let calls: Vec<Vec<(Vec<u8>, Access)>> = jobs
+        let calls: Vec<Vec<(u64, Access)>> = jobs
             .iter()
             .map(|j| {
                 j.entries
                     .iter()
                     .map(|a| {
                         let seq = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
-                        (access_key(&a.holder, a.at, seq), a.clone())
+                        (seq, a.clone())
                     })
                     .collect()
             })
             .collect();
         let result = shared
             .authority
-            .store()
+            .storage()
             .transact(&|t| write_access(t, &calls))
             .map_err(|e| e.to_string());
         if let Err(e) = &result {

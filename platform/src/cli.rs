@@ -15,7 +15,6 @@ use serde_json::Value;
 
 use crate::api::Request;
 use crate::error::{Error, Result};
-use crate::registry::Scope;
 
 /// `jpki operator …`
 #[derive(Debug, Clone, Subcommand)]
@@ -135,7 +134,7 @@ pub fn operator_request(cmd: &OperatorCommand) -> Result<Request> {
             }
             Request::OperatorAdd {
                 name: name.clone(),
-                scopes: Scope::parse_list(scopes)?,
+                scopes: crate::registry::parse_scopes(scopes)?,
                 csr_base64: csr
                     .as_deref()
                     .map(read)
@@ -149,7 +148,7 @@ pub fn operator_request(cmd: &OperatorCommand) -> Result<Request> {
             name: name.clone(),
             cert_pem: String::from_utf8(read(cert)?)
                 .map_err(|_| Error::BadCertificate("--cert: not a PEM text file".into()))?,
-            scopes: Scope::parse_list(scopes)?,
+            scopes: crate::registry::parse_scopes(scopes)?,
         },
         OperatorCommand::List { .. } => Request::OperatorList,
         OperatorCommand::Suspend { name, .. } => Request::OperatorSuspend { name: name.clone() },
@@ -262,7 +261,7 @@ pub fn sp_request(cmd: &SpCommand) -> Result<Request> {
         } => Request::SpAdd {
             pf: pf.clone(),
             name: name.clone(),
-            scopes: Scope::parse_list(scopes)?,
+            scopes: crate::registry::parse_scopes(scopes)?,
         },
         SpCommand::List { .. } => Request::SpList,
     })
@@ -374,7 +373,7 @@ mod tests {
         let req = operator_request(&cmd).unwrap();
         assert!(
             matches!(&req, Request::OperatorAdd { scopes, csr_base64: None, .. }
-            if scopes == &[Scope::Validity, Scope::FourAttributes])
+            if scopes == &[crate::registry::Scope::Validity, crate::registry::Scope::FourAttributes])
         );
         let answer = serde_json::json!({
             "id": "PF1", "name": "Example PF", "serial": "0A", "not_after": "2027",

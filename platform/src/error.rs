@@ -148,3 +148,9 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ca::records::platform::UnknownScope> for Error {
+    fn from(e: ca::records::platform::UnknownScope) -> Error {
+        Error::UnknownScope(e.0)
+    }
+}

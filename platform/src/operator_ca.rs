@@ -4,7 +4,7 @@
 //! certificate must never open the PF API.
 //!
 //! Files in the data directory: `keys/operator-root.key` (encrypted under the authority's
-//! passphrase, through [`Authority::create_key`]) and `certs/operator-root.pem`.
+//! passphrase, through [`ca::signers::Signers::create`]) and `certs/operator-root.pem`.
 //!
 //! The TBSCertificate is built here from RustCrypto types, as `policies::profile` does for
 //! the JPKI hierarchies (RFC 5280 §4.1):
@@ -61,11 +61,15 @@ fn ext<T: Encode>(id: Oid, critical: bool, value: &T, what: &'static str) -> Res
 }
 
 fn path(authority: &Authority) -> PathBuf {
-    authority.dir().join("certs").join("operator-root.pem")
+    authority
+        .data_dir()
+        .dir
+        .join("certs")
+        .join("operator-root.pem")
 }
 
 fn key_path(authority: &Authority) -> PathBuf {
-    authority.dir().join("keys").join(format!("{KEY_NAME}.key"))
+    authority.data_dir().named_key(KEY_NAME)
 }
 
 /// `C=JP, O=<org>, OU=JPKI Platform Operators, CN=<org> Operator CA`.
@@ -120,9 +124,9 @@ fn make(authority: &Authority) -> Result<Vec<u8>> {
     // A key left by an interrupted earlier attempt is reused: the certificate is only
     // written after the key is on disk.
     if !key_path(authority).exists() {
-        authority.create_key(KEY_NAME)?;
+        authority.signers().create(KEY_NAME)?;
     }
-    let signer = authority.key_signer(KEY_NAME, Vec::new())?;
+    let signer = authority.signers().named(KEY_NAME, Vec::new())?;
     let spki = signer.spki()?;
     let now = authority.clock().now();
     let serial = authority.random_serial()?;
@@ -161,8 +165,8 @@ fn make(authority: &Authority) -> Result<Vec<u8>> {
         fs::rename(&tmp, &p)
     };
     write().map_err(Error::io(format!("write {}", p.display())))?;
-    authority.store().transact(&|t| {
-        ca::audit::append(
+    authority.storage().transact(&|t| {
+        ca::storage::audit(
             t,
             now,
             "operator-ca-create",
@@ -199,7 +203,7 @@ impl OperatorCa {
     /// Loads (creating if needed, see [`ensure`]) the operator CA; needs the passphrase.
     pub fn load(authority: &Authority) -> Result<OperatorCa> {
         let der = ensure(authority)?;
-        let signer = authority.key_signer(KEY_NAME, der.clone())?;
+        let signer = authority.signers().named(KEY_NAME, der.clone())?;
         let spki = ca::authority::spki_of(&der)?;
         if signer.spki()? != spki {
             return Err(Error::Ca(ca::Error::KeyFile {

@@ -1,57 +1,26 @@
 //! The registry of platform operators (PF) and service providers (SP), the holders' consents
-//! and the access log, in the store tables the CA reserves for them
-//! (`Table::Operators`, `Table::Consents`, `Table::Access`). Every write is one transaction
-//! with its audit record; audit records name ids, serials and key fingerprints only.
-//!
-//! | table | key | value |
-//! |---|---|---|
-//! | operators | `pf/` id | [`Operator`] (JSON) |
-//! | operators | `pfname/` name | PF id |
-//! | operators | `key/` hex SHA-256 of a client SubjectPublicKeyInfo | PF id |
-//! | operators | `sp/` id | [`ServiceProvider`] (JSON) |
-//! | operators | `spname/` PF id `/` name | SP id |
-//! | consents | `c/` id | [`Consent`] (JSON) |
-//! | consents | `h/` holder `\0` SP id `\0` consent id | empty |
-//! | consents | `n/` SP id `\0` nonce | consent id |
-//! | access | holder `\0` time (i128 BE ns) · sequence (u64 BE) | [`Access`] (JSON) |
+//! and the access log, kept by the storage authority's platform part
+//! ([`ca::storage::Storage`]). Every write is one unit of work with its audit record; audit
+//! records name ids, serials and key fingerprints only.
 
-use std::fmt;
-
-use ca::records::{from_json, json};
-use ca::store::{Table, Txn};
+use ca::storage::{self, Tx};
 use ca::Authority;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 
-/// What a PF, and an SP under it, may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scope {
-    Validity,
-    FourAttributes,
-    Successor,
-}
+pub use ca::records::platform::{
+    Access, Consent, Operator, PfState, Scope, ServiceProvider, UnknownScope,
+};
 
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Validity => "validity",
-            Scope::FourAttributes => "four-attributes",
-            Scope::Successor => "successor",
-        }
+/// Parses `validity,four-attributes,...` (duplicates removed, order kept sorted).
+pub fn parse_scopes(text: &str) -> Result<Vec<Scope>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        out.push(part.parse()?);
     }
-
-    /// Parses `validity,four-attributes,...` (duplicates removed, order kept sorted).
-    pub fn parse_list(text: &str) -> Result<Vec<Scope>> {
-        let mut out = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            out.push(part.parse()?);
-        }
-        normalize(out)
-    }
+    normalize(out)
 }
 
 fn normalize(mut scopes: Vec<Scope>) -> Result<Vec<Scope>> {
@@ -61,111 +30,6 @@ fn normalize(mut scopes: Vec<Scope>) -> Result<Vec<Scope>> {
         return Err(Error::UnknownScope(String::new()));
     }
     Ok(scopes)
-}
-
-impl std::str::FromStr for Scope {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Scope> {
-        match s {
-            "validity" => Ok(Scope::Validity),
-            "four-attributes" => Ok(Scope::FourAttributes),
-            "successor" => Ok(Scope::Successor),
-            other => Err(Error::UnknownScope(other.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A PF's accreditation state. `Revoked` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PfState {
-    Active,
-    Suspended,
-    Revoked,
-}
-
-impl PfState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PfState::Active => "active",
-            PfState::Suspended => "suspended",
-            PfState::Revoked => "revoked",
-        }
-    }
-}
-
-/// A platform operator.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Operator {
-    pub id: String,
-    pub name: String,
-    pub state: PfState,
-    pub scopes: Vec<Scope>,
-    /// Hex SHA-256 of each registered client key's SubjectPublicKeyInfo.
-    pub keys: Vec<String>,
-    /// Serials (hex) of the client certificates the operator CA issued to it.
-    pub certificates: Vec<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created: OffsetDateTime,
-}
-
-/// A service provider, delegated to exactly one PF.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ServiceProvider {
-    pub id: String,
-    pub name: String,
-    /// The PF's id.
-    pub pf: String,
-    pub scopes: Vec<Scope>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created: OffsetDateTime,
-}
-
-/// A holder's consent that an SP may read the holder's latest four attributes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Consent {
-    pub id: String,
-    pub holder: String,
-    pub sp: String,
-    pub scope: Scope,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires: OffsetDateTime,
-    pub nonce: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub granted_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    pub withdrawn_at: Option<OffsetDateTime>,
-    /// `holder` (a signed withdrawal) or `sp`.
-    #[serde(default)]
-    pub withdrawn_by: Option<String>,
-    /// Serial (hex) of the signing certificate that signed the statement.
-    pub signer_serial: String,
-    /// Hex SHA-256 of the signed statement.
-    pub statement_sha256: String,
-}
-
-/// One access to a holder's data, as disclosed to the holder.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Access {
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub holder: String,
-    /// PF id and name.
-    pub pf: String,
-    pub pf_name: String,
-    /// SP id and name (empty when the request named no valid SP).
-    pub sp: String,
-    pub sp_name: String,
-    /// `validity`, `consent`, `consent-withdraw`, `four-attributes`, `successor`.
-    pub operation: String,
-    /// `ok` or the error code.
-    pub outcome: String,
 }
 
 /// Checks a PF or SP name: 1 to 64 characters, not blank, no control characters.
@@ -188,53 +52,6 @@ fn new_id(authority: &Authority, prefix: &str, len: usize) -> Result<String> {
         .get(1..1 + len)
         .ok_or_else(|| Error::Internal("short random".into()))?;
     Ok(format!("{prefix}{}", hex::encode_upper(bytes)))
-}
-
-fn pf_key(id: &str) -> Vec<u8> {
-    format!("pf/{id}").into_bytes()
-}
-fn pf_name_key(name: &str) -> Vec<u8> {
-    format!("pfname/{name}").into_bytes()
-}
-fn key_key(fp: &str) -> Vec<u8> {
-    format!("key/{fp}").into_bytes()
-}
-fn sp_key(id: &str) -> Vec<u8> {
-    format!("sp/{id}").into_bytes()
-}
-fn sp_name_key(pf: &str, name: &str) -> Vec<u8> {
-    format!("spname/{pf}/{name}").into_bytes()
-}
-fn consent_key(id: &str) -> Vec<u8> {
-    format!("c/{id}").into_bytes()
-}
-fn holder_consent_prefix(holder: &str, sp: &str) -> Vec<u8> {
-    let mut k = b"h/".to_vec();
-    k.extend_from_slice(holder.as_bytes());
-    k.push(0);
-    k.extend_from_slice(sp.as_bytes());
-    k.push(0);
-    k
-}
-fn nonce_key(sp: &str, nonce: &str) -> Vec<u8> {
-    let mut k = b"n/".to_vec();
-    k.extend_from_slice(sp.as_bytes());
-    k.push(0);
-    k.extend_from_slice(nonce.as_bytes());
-    k
-}
-fn access_prefix(holder: &str) -> Vec<u8> {
-    let mut k = holder.as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
-fn get_json<T: for<'de> Deserialize<'de>>(
-    t: &dyn Txn,
-    table: Table,
-    key: &[u8],
-) -> Result<Option<T>, ca::Error> {
-    t.get(table, key)?.map(|b| from_json(&b)).transpose()
 }
 
 /// Registers a new PF with its first client key (and the serial of the certificate the
@@ -260,20 +77,19 @@ pub fn operator_add(
         created: now,
     };
     let outcome = std::cell::RefCell::new(None);
-    authority.store().transact(&|t| {
+    authority.storage().transact(&|t| {
         *outcome.borrow_mut() = None;
-        if t.get(Table::Operators, &pf_name_key(name))?.is_some() {
+        if t.operator_named(name)?.is_some() {
             *outcome.borrow_mut() = Some(Error::OperatorExists(name.to_owned()));
             return Ok(());
         }
-        if let Some(other) = t.get(Table::Operators, &key_key(&fp))? {
-            *outcome.borrow_mut() = Some(Error::KeyTaken(String::from_utf8_lossy(&other).into()));
+        if let Some(other) = t.operator_by_key(&fp)? {
+            *outcome.borrow_mut() = Some(Error::KeyTaken(other));
             return Ok(());
         }
-        t.insert(Table::Operators, &pf_key(&op.id), &json(&op)?)?;
-        t.insert(Table::Operators, &pf_name_key(name), op.id.as_bytes())?;
-        t.insert(Table::Operators, &key_key(&fp), op.id.as_bytes())?;
-        ca::audit::append(
+        t.put_operator(&op)?;
+        t.bind_operator_key(&fp, &op.id)?;
+        storage::audit(
             t,
             now,
             "pf-add",
@@ -303,9 +119,9 @@ pub fn operator_add_key(
                 state: op.state.as_str(),
             });
         }
-        if let Some(other) = t.get(Table::Operators, &key_key(&fp)).map_err(Error::Ca)? {
-            if other != op.id.as_bytes() {
-                return Err(Error::KeyTaken(String::from_utf8_lossy(&other).into()));
+        if let Some(other) = t.operator_by_key(&fp).map_err(Error::Ca)? {
+            if other != op.id {
+                return Err(Error::KeyTaken(other));
             }
         }
         if !op.keys.contains(&fp) {
@@ -314,8 +130,7 @@ pub fn operator_add_key(
         if let Some(s) = &cert_serial {
             op.certificates.push(s.clone());
         }
-        t.insert(Table::Operators, &key_key(&fp), op.id.as_bytes())
-            .map_err(Error::Ca)?;
+        t.bind_operator_key(&fp, &op.id).map_err(Error::Ca)?;
         Ok(format!("key={fp}"))
     })
 }
@@ -344,7 +159,7 @@ pub fn operator_set_state(
     })
 }
 
-type Change<'a> = dyn Fn(&mut Operator, &dyn Txn) -> Result<String> + 'a;
+type Change<'a> = dyn Fn(&mut Operator, &dyn Tx) -> Result<String> + 'a;
 
 fn update_operator(
     authority: &Authority,
@@ -354,19 +169,19 @@ fn update_operator(
     change: &Change<'_>,
 ) -> Result<Operator> {
     let result = std::cell::RefCell::new(None);
-    authority.store().transact(&|t| {
+    authority.storage().transact(&|t| {
         *result.borrow_mut() = None;
-        let Some(id) = t.get(Table::Operators, &pf_name_key(name))? else {
+        let Some(id) = t.operator_named(name)? else {
             *result.borrow_mut() = Some(Err(Error::UnknownOperator(name.to_owned())));
             return Ok(());
         };
-        let id = String::from_utf8_lossy(&id).into_owned();
-        let mut op: Operator = get_json(t, Table::Operators, &pf_key(&id))?
+        let mut op = t
+            .operator(&id)?
             .ok_or_else(|| ca::Error::Store(format!("operator {id} index without record")))?;
         match change(&mut op, t) {
             Ok(detail) => {
-                t.insert(Table::Operators, &pf_key(&id), &json(&op)?)?;
-                ca::audit::append(t, now, action, &id, &detail)?;
+                t.put_operator(&op)?;
+                storage::audit(t, now, action, &id, &detail)?;
                 *result.borrow_mut() = Some(Ok(op));
             }
             Err(Error::Ca(e)) => return Err(e),
@@ -381,30 +196,21 @@ fn update_operator(
 
 /// Every PF.
 pub fn operators(authority: &Authority) -> Result<Vec<Operator>> {
-    authority
-        .store()
-        .scan(Table::Operators, b"pf/")
-        .map(|r| Ok(from_json(&r?.1)?))
-        .collect()
+    Ok(authority.storage().operators()?)
 }
 
 /// A PF by name.
 pub fn operator_named(authority: &Authority, name: &str) -> Result<Operator> {
     let id = authority
-        .store()
-        .get(Table::Operators, &pf_name_key(name))?
+        .storage()
+        .operator_named(name)?
         .ok_or_else(|| Error::UnknownOperator(name.to_owned()))?;
-    operator(authority, &String::from_utf8_lossy(&id))?
-        .ok_or_else(|| Error::UnknownOperator(name.to_owned()))
+    operator(authority, &id)?.ok_or_else(|| Error::UnknownOperator(name.to_owned()))
 }
 
 /// A PF by id.
 pub fn operator(authority: &Authority, id: &str) -> Result<Option<Operator>> {
-    Ok(authority
-        .store()
-        .get(Table::Operators, &pf_key(id))?
-        .map(|b| from_json(&b))
-        .transpose()?)
+    Ok(authority.storage().operator(id)?)
 }
 
 /// The PF a client key (SubjectPublicKeyInfo DER) is registered to.
@@ -414,8 +220,8 @@ pub fn operator_by_key(authority: &Authority, spki: &[u8]) -> Result<Option<Oper
 
 /// The PF a client key is registered to, by the key's [`fingerprint`].
 pub fn operator_by_fingerprint(authority: &Authority, fp: &str) -> Result<Option<Operator>> {
-    match authority.store().get(Table::Operators, &key_key(fp))? {
-        Some(id) => operator(authority, &String::from_utf8_lossy(&id)),
+    match authority.storage().operator_by_key(fp)? {
+        Some(id) => operator(authority, &id),
         None => Ok(None),
     }
 }
@@ -448,22 +254,15 @@ pub fn sp_add(
         created: now,
     };
     let exists = std::cell::Cell::new(false);
-    authority.store().transact(&|t| {
+    authority.storage().transact(&|t| {
         exists.set(false);
-        if t.get(Table::Operators, &sp_name_key(&pf.id, name))?
-            .is_some()
-        {
+        if t.service_provider_named(&pf.id, name)?.is_some() {
             exists.set(true);
             return Ok(());
         }
-        t.insert(Table::Operators, &sp_key(&sp.id), &json(&sp)?)?;
-        t.insert(
-            Table::Operators,
-            &sp_name_key(&pf.id, name),
-            sp.id.as_bytes(),
-        )?;
+        t.put_service_provider(&sp)?;
         let scopes: Vec<&str> = sp.scopes.iter().map(|s| s.as_str()).collect();
-        ca::audit::append(
+        storage::audit(
             t,
             now,
             "sp-add",
@@ -479,20 +278,12 @@ pub fn sp_add(
 
 /// Every SP.
 pub fn service_providers(authority: &Authority) -> Result<Vec<ServiceProvider>> {
-    authority
-        .store()
-        .scan(Table::Operators, b"sp/")
-        .map(|r| Ok(from_json(&r?.1)?))
-        .collect()
+    Ok(authority.storage().service_providers()?)
 }
 
 /// An SP by id.
 pub fn service_provider(authority: &Authority, id: &str) -> Result<Option<ServiceProvider>> {
-    Ok(authority
-        .store()
-        .get(Table::Operators, &sp_key(id))?
-        .map(|b| from_json(&b))
-        .transpose()?)
+    Ok(authority.storage().service_provider(id)?)
 }
 
 /// A fresh consent id.
@@ -503,19 +294,14 @@ pub fn new_consent_id(authority: &Authority) -> Result<String> {
 /// Records a verified consent; a nonce may be used once per SP.
 pub fn consent_add(authority: &Authority, c: &Consent) -> Result<()> {
     let reused = std::cell::Cell::new(false);
-    authority.store().transact(&|t| {
+    authority.storage().transact(&|t| {
         reused.set(false);
-        let nk = nonce_key(&c.sp, &c.nonce);
-        if t.get(Table::Consents, &nk)?.is_some() {
+        if t.consent_nonce_used(&c.sp, &c.nonce)? {
             reused.set(true);
             return Ok(());
         }
-        t.insert(Table::Consents, &nk, c.id.as_bytes())?;
-        t.insert(Table::Consents, &consent_key(&c.id), &json(c)?)?;
-        let mut hk = holder_consent_prefix(&c.holder, &c.sp);
-        hk.extend_from_slice(c.id.as_bytes());
-        t.insert(Table::Consents, &hk, b"")?;
-        ca::audit::append(
+        t.put_consent(c)?;
+        storage::audit(
             t,
             c.granted_at,
             "consent-grant",
@@ -535,10 +321,8 @@ pub fn consent_add(authority: &Authority, c: &Consent) -> Result<()> {
 /// A consent by id.
 pub fn consent(authority: &Authority, id: &str) -> Result<Consent> {
     authority
-        .store()
-        .get(Table::Consents, &consent_key(id))?
-        .map(|b| from_json(&b))
-        .transpose()?
+        .storage()
+        .consent(id)?
         .ok_or_else(|| Error::UnknownConsent(id.to_owned()))
 }
 
@@ -550,9 +334,9 @@ pub fn consent_withdraw(
     now: OffsetDateTime,
 ) -> Result<Consent> {
     let result = std::cell::RefCell::new(None);
-    authority.store().transact(&|t| {
+    authority.storage().transact(&|t| {
         *result.borrow_mut() = None;
-        let Some(mut c) = get_json::<Consent>(t, Table::Consents, &consent_key(id))? else {
+        let Some(mut c) = t.consent(id)? else {
             *result.borrow_mut() = Some(Err(Error::UnknownConsent(id.to_owned())));
             return Ok(());
         };
@@ -562,8 +346,8 @@ pub fn consent_withdraw(
         }
         c.withdrawn_at = Some(now);
         c.withdrawn_by = Some(by.to_owned());
-        t.insert(Table::Consents, &consent_key(id), &json(&c)?)?;
-        ca::audit::append(
+        t.put_consent(&c)?;
+        storage::audit(
             t,
             now,
             "consent-withdraw",
@@ -586,12 +370,8 @@ pub fn live_consent(
     sp: &str,
     now: OffsetDateTime,
 ) -> Result<Consent> {
-    let prefix = holder_consent_prefix(holder, sp);
     let mut latest: Option<Consent> = None;
-    for item in authority.store().scan(Table::Consents, &prefix) {
-        let (k, _) = item?;
-        let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-        let c = consent(authority, &id)?;
+    for c in authority.storage().consents_of(holder, sp)? {
         if c.withdrawn_at.is_none() && c.expires > now {
             return Ok(c);
         }
@@ -606,25 +386,17 @@ pub fn live_consent(
     })
 }
 
-/// The key under which an access entry is stored; `seq` orders entries of the same instant.
-pub(crate) fn access_key(holder: &str, at: OffsetDateTime, seq: u64) -> Vec<u8> {
-    let mut k = access_prefix(holder);
-    k.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
 /// Writes the access entries of API calls inside a transaction: per call, one entry per
 /// holder it touched, and one `pf-access` audit record naming those holders (`-` if none).
-pub(crate) fn write_access(t: &dyn Txn, calls: &[Vec<(Vec<u8>, Access)>]) -> Result<(), ca::Error> {
+pub(crate) fn write_access(t: &dyn Tx, calls: &[Vec<(u64, Access)>]) -> Result<(), ca::Error> {
     for entries in calls {
         let Some((_, first)) = entries.first() else {
             continue;
         };
         let mut holders = Vec::with_capacity(entries.len());
-        for (key, a) in entries {
+        for (seq, a) in entries {
             if !a.holder.is_empty() {
-                t.insert(Table::Access, key, &json(a)?)?;
+                t.append_access(a, *seq)?;
                 holders.push(a.holder.as_str());
             }
         }
@@ -633,7 +405,7 @@ pub(crate) fn write_access(t: &dyn Txn, calls: &[Vec<(Vec<u8>, Access)>]) -> Res
         } else {
             holders.join(",")
         };
-        ca::audit::append(
+        storage::audit(
             t,
             first.at,
             "pf-access",
@@ -650,11 +422,7 @@ pub(crate) fn write_access(t: &dyn Txn, calls: &[Vec<(Vec<u8>, Access)>]) -> Res
 /// Who read a holder's data and when, oldest first.
 pub fn access_log(authority: &Authority, holder: &str) -> Result<Vec<Access>> {
     authority.resident(holder)?;
-    authority
-        .store()
-        .scan(Table::Access, &access_prefix(holder))
-        .map(|r| Ok(from_json(&r?.1)?))
-        .collect()
+    Ok(authority.storage().access_log(holder)?)
 }
 
 #[cfg(test)]
@@ -688,13 +456,11 @@ mod tests {
             );
         }
         assert_eq!(
-            Scope::parse_list("successor, validity,validity").unwrap(),
+            parse_scopes("successor, validity,validity").unwrap(),
             [Scope::Validity, Scope::Successor]
         );
-        assert!(Scope::parse_list("").is_err());
-        assert!(
-            matches!(Scope::parse_list("validity,all"), Err(Error::UnknownScope(s)) if s == "all")
-        );
+        assert!(parse_scopes("").is_err());
+        assert!(matches!(parse_scopes("validity,all"), Err(Error::UnknownScope(s)) if s == "all"));
     }
 
     #[test]
@@ -793,7 +559,8 @@ mod tests {
         assert!(operator_set_state(&a, "PF", PfState::Active, now).is_err());
         assert!(operator_add_key(&a, "PF", b"key-3", None, now).is_err());
 
-        let actions: Vec<String> = ca::audit::records(a.store().as_ref())
+        let actions: Vec<String> = a
+            .audit_records()
             .unwrap()
             .into_iter()
             .map(|r| r.action)

@@ -2,8 +2,7 @@
 //! decode the request, run one of these on a blocking thread, and record [`Call::accesses`].
 
 use base64::Engine;
-use ca::records::{cert_key, from_json, CertKind, CertRecord, ResidentState, State, StatusRecord};
-use ca::store::Table;
+use ca::records::{CertKind, CertRecord, ResidentState, State, StatusRecord};
 use ca::Authority;
 use policies::{Hierarchy, Reason};
 use serde::Deserialize;
@@ -155,12 +154,10 @@ impl<'a> Call<'a> {
     }
 
     fn status(&self, c: &CertRecord) -> Result<StatusRecord> {
-        let b = self
-            .a
-            .store()
-            .get(Table::Status, &cert_key(c.hierarchy, &c.serial))?
-            .ok_or_else(|| Error::Internal("certificate without status".into()))?;
-        Ok(from_json(&b)?)
+        self.a
+            .storage()
+            .status(c.hierarchy, &c.serial)?
+            .ok_or_else(|| Error::Internal("certificate without status".into()))
     }
 }
 

@@ -156,7 +156,7 @@ impl H {
         let v = self
             .admin(Request::OperatorAdd {
                 name: name.into(),
-                scopes: platform::registry::Scope::parse_list(scopes).unwrap(),
+                scopes: platform::registry::parse_scopes(scopes).unwrap(),
                 csr_base64: None,
             })
             .unwrap();
@@ -176,7 +176,7 @@ impl H {
         self.admin(Request::SpAdd {
             pf: pf.into(),
             name: name.into(),
-            scopes: platform::registry::Scope::parse_list(scopes).unwrap(),
+            scopes: platform::registry::parse_scopes(scopes).unwrap(),
         })
         .unwrap()["id"]
             .as_str()
@@ -574,7 +574,7 @@ async fn operators_must_be_registered_and_active() {
     let (s, v) = h.curl(&stranger, "POST", "/v1/validity", &body.to_string());
     assert_error(s, &v, 403, "operator_unknown");
     // Refused calls are audited too.
-    let audit = ca::audit::records(h.a.store().as_ref()).unwrap();
+    let audit = h.a.audit_records().unwrap();
     assert!(audit.iter().any(|r| r.action == "pf-access"
         && r.detail.contains("pf=- ")
         && r.detail.ends_with("outcome=operator_unknown")));
@@ -952,7 +952,7 @@ async fn consent_then_move_then_the_new_address() {
     assert!(entries
         .iter()
         .all(|e| e["pf_name"] == "PF One" && e["sp_name"] == "Bank"));
-    let audit = ca::audit::records(h.a.store().as_ref()).unwrap();
+    let audit = h.a.audit_records().unwrap();
     assert!(audit.iter().filter(|r| r.action == "pf-access").count() >= 5);
     assert!(audit
         .iter()

@@ -1,33 +1,14 @@
-//! The CA's store seen through the publishers' narrow traits: revoked entries and CRL state
+//! The storage authority seen through the publishers' narrow traits: revoked entries and CRL state
 //! for the CRL publisher, certificate status for the OCSP responder, and the revocation
 //! listener that keeps both current.
 
 use std::sync::Arc;
 
-use ca::records::{cert_key, from_json, json, RevokedEntry, State, StatusRecord, CA_SCOPE};
-use ca::store::{Store, Table};
+use ca::records::State;
+use ca::storage::Storage;
 use policies::profile::Scope;
 use policies::Hierarchy;
 use time::OffsetDateTime;
-
-fn scope_code(scope: Scope) -> u16 {
-    match scope {
-        Scope::Partition(p) => p,
-        Scope::Ca => CA_SCOPE,
-    }
-}
-
-fn scope_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
-    let mut k = vec![h.tag()];
-    k.extend_from_slice(&scope_code(scope).to_be_bytes());
-    k
-}
-
-fn dirty_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
-    let mut k = scope_key(h, scope);
-    k.extend_from_slice(b"/dirty");
-    k
-}
 
 fn boxed(e: ca::Error) -> crl_publisher::BoxError {
     Box::new(e)
@@ -37,8 +18,9 @@ fn time_of(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// The CA store as the CRL publisher's [`crl_publisher::Source`] and [`crl_publisher::StateStore`].
-pub struct CrlStore(pub Arc<dyn Store>);
+/// The storage authority as the CRL publisher's [`crl_publisher::Source`] and
+/// [`crl_publisher::StateStore`].
+pub struct CrlStore(pub Arc<dyn Storage>);
 
 impl crl_publisher::Source for CrlStore {
     fn for_each(
@@ -47,19 +29,18 @@ impl crl_publisher::Source for CrlStore {
         scope: Scope,
         each: &mut dyn FnMut(&crl_publisher::Entry),
     ) -> Result<(), crl_publisher::BoxError> {
-        let prefix = scope_key(h, scope);
-        for item in self.0.scan(Table::Revoked, &prefix) {
-            let (k, v) = item.map_err(boxed)?;
-            let e = RevokedEntry::decode(&v).map_err(boxed)?;
-            each(&crl_publisher::Entry {
-                serial: k[prefix.len()..].to_vec(),
-                revoked_at: time_of(e.revoked_at),
-                reason: e.reason,
-                invalidity: e.invalidity.map(time_of),
-                not_after: time_of(e.not_after),
-            });
-        }
-        Ok(())
+        self.0
+            .for_each_revoked(h, scope, &mut |r| {
+                each(&crl_publisher::Entry {
+                    serial: r.serial,
+                    revoked_at: time_of(r.entry.revoked_at),
+                    reason: r.entry.reason,
+                    invalidity: r.entry.invalidity.map(time_of),
+                    not_after: time_of(r.entry.not_after),
+                });
+                Ok(())
+            })
+            .map_err(boxed)
     }
 }
 
@@ -69,12 +50,8 @@ impl crl_publisher::StateStore for CrlStore {
         h: Hierarchy,
         scope: Scope,
     ) -> Result<Option<crl_publisher::State>, crl_publisher::BoxError> {
-        match self
-            .0
-            .get(Table::Crl, &scope_key(h, scope))
-            .map_err(boxed)?
-        {
-            Some(b) => Ok(Some(from_json(&b).map_err(boxed)?)),
+        match self.0.crl_state(h, scope).map_err(boxed)? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
             None => Ok(None),
         }
     }
@@ -85,32 +62,26 @@ impl crl_publisher::StateStore for CrlStore {
         scope: Scope,
         state: &crl_publisher::State,
     ) -> Result<(), crl_publisher::BoxError> {
-        let value = json(state).map_err(boxed)?;
-        let key = scope_key(h, scope);
+        let value = serde_json::to_vec(state)?;
         self.0
-            .transact(&|t| t.insert(Table::Crl, &key, &value))
+            .transact(&|t| t.put_crl_state(h, scope, &value))
             .map_err(boxed)
     }
 
     fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), crl_publisher::BoxError> {
-        let key = dirty_key(h, scope);
         self.0
-            .transact(&|t| t.insert(Table::Crl, &key, b"1"))
+            .transact(&|t| t.set_crl_dirty(h, scope))
             .map_err(boxed)
     }
 
     fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
-        let key = dirty_key(h, scope);
-        if self.0.get(Table::Crl, &key).map_err(boxed)?.is_none() {
-            return Ok(false);
-        }
         let was = std::sync::atomic::AtomicBool::new(false);
         self.0
             .transact(&|t| {
-                let set = t.get(Table::Crl, &key)?.is_some();
+                let set = t.crl_dirty(h, scope)?;
                 was.store(set, std::sync::atomic::Ordering::SeqCst);
                 if set {
-                    t.remove(Table::Crl, &key)?;
+                    t.clear_crl_dirty(h, scope)?;
                 }
                 Ok(())
             })
@@ -119,9 +90,9 @@ impl crl_publisher::StateStore for CrlStore {
     }
 }
 
-/// Certificate status for the OCSP responder: `unknown` for a serial never issued (looked up
-/// in the issuance records), held certificates as revoked with certificateHold.
-pub struct OcspStatus(pub Arc<dyn Store>);
+/// Certificate status for the OCSP responder: `unknown` for a serial never issued, held
+/// certificates as revoked with certificateHold.
+pub struct OcspStatus(pub Arc<dyn Storage>);
 
 impl ocsp_responder::StatusSource for OcspStatus {
     fn status(
@@ -130,11 +101,9 @@ impl ocsp_responder::StatusSource for OcspStatus {
         serial: &[u8],
     ) -> Result<ocsp_responder::Status, ocsp_responder::SourceError> {
         let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
-        let key = cert_key(h, serial);
-        let Some(b) = self.0.get(Table::Status, &key).map_err(fail)? else {
+        let Some(st) = self.0.status(h, serial).map_err(fail)? else {
             return Ok(ocsp_responder::Status::Unknown);
         };
-        let st: StatusRecord = from_json(&b).map_err(fail)?;
         Ok(match (st.state, st.reason, st.since) {
             (State::Good, _, _) => ocsp_responder::Status::Good,
             (_, Some(reason), Some(at)) => ocsp_responder::Status::Revoked { at, reason },

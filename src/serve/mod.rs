@@ -236,7 +236,7 @@ impl Parts {
 
 /// Builds the publishers over an open authority and installs the revocation listener.
 pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts> {
-    let store = Arc::clone(authority.store());
+    let store = Arc::clone(authority.storage());
     let clock = Arc::clone(authority.clock());
     let roots = crl_publisher::Roots {
         signing: authority.signer(Hierarchy::Signing)?,
@@ -331,9 +331,13 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             }
         }
         tasks.spawn(Arc::clone(&parts.publisher).run(stopped(stop_rx.clone())));
+        tasks.spawn(apply_due_events(
+            Arc::clone(&parts.authority),
+            stopped(stop_rx.clone()),
+        ));
         if let Some(limit) = settings.compact_journal_bytes {
             tasks.spawn(compact_when_due(
-                Arc::clone(parts.authority.store()),
+                Arc::clone(parts.authority.storage()),
                 limit,
                 stopped(stop_rx.clone()),
             ));
@@ -387,11 +391,58 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
     result
 }
 
+/// The longest `jpki serve` sleeps between looks at the register's schedule: an event
+/// scheduled meanwhile (through the admin socket) is seen within this.
+const SCHEDULE_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Carries out scheduled register events (an emigration at its departure) at the minute they
+/// fall due, until `stop` resolves: applies what is due, then sleeps until the next event (by
+/// the authority's clock) or [`SCHEDULE_CHECK`], whichever is sooner. Each event revokes as of
+/// its due time, and the revocation reaches OCSP and the CRL partition like any other.
+async fn apply_due_events(authority: Arc<Authority>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let a = Arc::clone(&authority);
+        let next = tokio::task::spawn_blocking(move || -> ca::Result<_> {
+            for done in a.apply_due()? {
+                tracing::info!(
+                    event = %done.event,
+                    revocations = done.revocations.len(),
+                    "scheduled register event applied"
+                );
+            }
+            a.storage().next_event()
+        })
+        .await;
+        let wait = match next {
+            Ok(Ok(Some(next))) => {
+                let left = next.at - authority.clock().now();
+                std::time::Duration::try_from(left)
+                    .unwrap_or_default()
+                    .clamp(std::time::Duration::from_secs(1), SCHEDULE_CHECK)
+            }
+            Ok(Ok(None)) => SCHEDULE_CHECK,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "applying due register events failed; trying again");
+                SCHEDULE_CHECK
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the due-events task failed; trying again");
+                SCHEDULE_CHECK
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// Compacts the store whenever its journal has passed `limit` bytes (checked every
 /// [`COMPACT_CHECK`]), until `stop` resolves. A failed compaction is logged and tried again at
 /// the next check; the store stays complete either way (docs/store.md).
 async fn compact_when_due(
-    store: Arc<dyn ca::store::Store>,
+    store: Arc<dyn ca::storage::Storage>,
     limit: u64,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -404,7 +455,7 @@ async fn compact_when_due(
         }
         let store = Arc::clone(&store);
         let done =
-            tokio::task::spawn_blocking(move || -> ca::Result<Option<ca::store::Compaction>> {
+            tokio::task::spawn_blocking(move || -> ca::Result<Option<ca::storage::Compaction>> {
                 if store.journal_bytes()? < limit {
                     return Ok(None);
                 }

@@ -17,6 +17,8 @@ pub fn p(x: &Path) -> String {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub now: Option<String>,
+    /// `JPKI_TEST_START`: every command's clock starts here and runs on.
+    pub start: Option<String>,
 }
 
 impl Env {
@@ -31,6 +33,7 @@ impl Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
             now: None,
+            start: None,
         }
     }
 
@@ -49,9 +52,13 @@ impl Env {
             .arg(self.data())
             .env("JPKI_PASSPHRASE", PASS)
             .env_remove("JPKI_DATA")
-            .env_remove("JPKI_TEST_NOW");
+            .env_remove("JPKI_TEST_NOW")
+            .env_remove("JPKI_TEST_START");
         if let Some(now) = &self.now {
             c.env("JPKI_TEST_NOW", now);
+        }
+        if let Some(start) = &self.start {
+            c.env("JPKI_TEST_START", start);
         }
         c
     }

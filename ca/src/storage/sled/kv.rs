@@ -1,29 +1,15 @@
-//! The store: the project's own trait over an ordered key-value database, with a sled
-//! implementation (sled 0.34, the requested engine; `crate-notes.md` §11 explains its limits,
-//! which is why it sits behind this trait).
-//!
-//! Tables (the design's trees, `design.md` "Store"):
-//!
-//! | table | key | value |
-//! |---|---|---|
-//! | certs | hierarchy · serial | [`crate::records::CertRecord`] (format byte · JSON head · DER, [`crate::records::CertRecord::to_store`]) |
-//! | by_holder | holder id · 0x00 · hierarchy · serial | empty |
-//! | status | hierarchy · serial | [`crate::records::StatusRecord`] (JSON) |
-//! | revoked | hierarchy · scope (u16 BE, 0xFFFF = CA-level) · serial | [`crate::records::RevokedEntry`] (fixed 26 bytes) |
-//! | keys | SHA-256 of the SubjectPublicKeyInfo | holder id · 0x00 · hierarchy |
-//! | residents | holder id | [`crate::records::Resident`] (JSON) |
-//! | scheduled | due time (i64 BE) · holder id | event (JSON) |
-//! | meta | name | counters, the audit head |
-//! | audit | sequence (u64 BE) | [`crate::audit::Record`] (JSON) |
-//! | crl | hierarchy · scope | CRL publisher state |
+//! The sled engine's key-value core: ordered tables in sled 0.34 (the requested engine;
+//! `crate-notes.md` §11 explains its limits), a write-ahead journal in front of it, group
+//! commit, snapshots and recovery. It knows tables and bytes only; what the keys and values
+//! mean is in [`super::layout`], and the domain calls in [`super`].
 //!
 //! **Durability: a journal in front of sled.** sled 0.34 can fail to reopen after a process is
 //! killed at the wrong moment (our crash test met "Read corrupted data" about once in 300
-//! SIGKILLs; sled issues #1533, #1527). So [`SledStore`] keeps its own write-ahead journal
+//! SIGKILLs; sled issues #1533, #1527). So [`Kv`] keeps its own write-ahead journal
 //! (`journal` beside the `sled/` directory): every committed batch of transactions is
 //! appended as one checksummed record and fsynced **before** sled sees it; then the batch is
 //! applied to sled, its last write (in `meta`) recording the sequence number of the journal
-//! record, and only then does [`Store::transact`] return. Readers are kept out while a batch
+//! record, and only then does [`Kv::transact`] return. Readers are kept out while a batch
 //! is applied, so they see it entirely or not at all. On open, records sled has not seen are replayed (a
 //! replay is idempotent: records hold the values written, not increments); if sled does not
 //! open, or is ahead of the journal, it is set aside (`sled.corrupt-<time>`) and rebuilt from
@@ -33,11 +19,12 @@
 //! Transactions are optimistic and group-committed. A transaction body runs against the
 //! current state, its reads remembered and its writes buffered; the store's committing thread
 //! takes every waiting transaction, checks that each one's reads
-//! still hold (counting the batch's earlier writes), stages the valid ones in order, links
-//! their audit records into the chain, and writes one journal record with one fsync for the
+//! still hold (counting the batch's earlier writes), stages the valid ones in order, runs
+//! their deferred writes (the audit chain's links, the serial counters: writes that depend on
+//! the batch's order, so that concurrent transactions do not conflict on them), and writes one journal record with one fsync for the
 //! whole batch; a transaction whose reads changed runs again. Commit order and journal order
 //! are the same, so replaying the journal reproduces the store exactly. The journal is
-//! append-only until [`SledStore::compact`] replaces the records a snapshot holds.
+//! append-only until [`Kv::compact`] replaces the records a snapshot holds.
 //!
 //! Record: `magic "JPKJ" · seq u64 · length u32 · SHA-256[..8] of the payload · payload`;
 //! payload: `count u32 · (table u8 · op u8 (1 put, 2 delete) · key len u32 · key · value len u32 · value)*`.
@@ -53,10 +40,11 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::storage::{CommitStats, Compaction};
 
-/// The tables of the store.
+/// The tables of the store (their keys and values: [`super::layout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
+pub(crate) enum Table {
     Certs,
     ByHolder,
     Status,
@@ -76,7 +64,7 @@ pub enum Table {
 }
 
 impl Table {
-    const ALL: [Table; 13] = [
+    pub(crate) const ALL: [Table; 13] = [
         Table::Certs,
         Table::ByHolder,
         Table::Status,
@@ -121,56 +109,25 @@ impl Table {
 
 /// Why a transaction body stopped: a domain error (the transaction is rolled back and the
 /// error returned), or a store failure.
-pub type TxResult<T> = std::result::Result<T, Error>;
+pub(crate) type TxResult<T> = std::result::Result<T, Error>;
+
+/// A write resolved by the committer against the batch's state, in commit order: the audit
+/// chain's links and the serial counters, which every transaction would otherwise read and
+/// so conflict on.
+pub(crate) type Deferred = Box<dyn Fn(&dyn Txn) -> TxResult<()> + Send + Sync>;
 
 /// Reads and writes inside one transaction. Writes become visible, all together, when the
 /// body returns `Ok`.
-pub trait Txn {
+pub(crate) trait Txn {
     fn get(&self, t: Table, key: &[u8]) -> TxResult<Option<Vec<u8>>>;
     fn insert(&self, t: Table, key: &[u8], value: &[u8]) -> TxResult<()>;
     fn remove(&self, t: Table, key: &[u8]) -> TxResult<()>;
-    /// Appends a record to the audit chain with the transaction (the store links it into the
-    /// chain when it commits, so concurrent transactions do not conflict on the chain's head).
-    fn audit(&self, record: AuditIntent) -> TxResult<()>;
-}
-
-/// An audit record to append: see [`crate::audit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditIntent {
-    pub at: time::OffsetDateTime,
-    pub action: String,
-    pub subject: String,
-    pub detail: String,
+    /// Runs `write` at commit, after the batch's earlier transactions (in the committer).
+    fn defer(&self, write: Deferred) -> TxResult<()>;
 }
 
 /// A key-value pair from a scan.
-pub type Pair = (Vec<u8>, Vec<u8>);
-
-/// The project's store interface. Implementations must make `transact` atomic across tables
-/// and durable before it returns.
-pub trait Store: Send + Sync {
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Pairs whose key starts with `prefix`, in key order.
-    fn scan(&self, t: Table, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_>;
-    /// Pairs with `start <= key < end`, in key order.
-    fn range(
-        &self,
-        t: Table,
-        start: &[u8],
-        end: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<Pair>> + '_>;
-    /// Runs `body` atomically over all tables and returns after the result is durable. The
-    /// body may run more than once (on a conflict); it must have no other side effects.
-    fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()>;
-    /// Number of records in a table.
-    fn count(&self, t: Table) -> usize;
-    /// Bounds the store's write-ahead history (see [`SledStore::compact`]).
-    fn compact(&self) -> Result<Compaction>;
-    /// Size of the write-ahead history that [`Store::compact`] would drop, in bytes.
-    fn journal_bytes(&self) -> Result<u64>;
-    /// What the committing thread has done since the store opened.
-    fn commit_stats(&self) -> CommitStats;
-}
+pub(crate) type Pair = (Vec<u8>, Vec<u8>);
 
 /// One write of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,49 +376,6 @@ fn private_file(path: &Path) -> Result<File> {
         .map_err(Error::io(format!("create {}", path.display())))
 }
 
-/// What [`SledStore::compact`] did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Compaction {
-    /// The journal position the new snapshot holds the store at.
-    pub position: u64,
-    /// Size of the new snapshot.
-    pub snapshot_bytes: u64,
-    /// Size of the journal before and after (the records the snapshot does not hold).
-    pub journal_bytes_before: u64,
-    pub journal_bytes_after: u64,
-}
-
-/// What the committing thread has done since the store opened: how large its batches are and
-/// where its time goes (wall-clock, so waiting for the CPU counts too). `jpki bench issue`
-/// prints it to say what bounds issuance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CommitStats {
-    /// Batches committed: one journal record and one fsync each.
-    pub batches: u64,
-    /// Transactions submitted in them (including those sent back to be re-run).
-    pub transactions: u64,
-    /// Validating reads, staging writes and audit records, encoding and writing the journal
-    /// record, in µs.
-    pub stage_us: u64,
-    /// Waiting for the journal's fsync, in µs.
-    pub sync_us: u64,
-    /// Applying batches to sled, in µs.
-    pub apply_us: u64,
-}
-
-impl CommitStats {
-    /// The counters accumulated since `earlier` (zero where `earlier` is ahead).
-    pub fn since(&self, earlier: &CommitStats) -> CommitStats {
-        CommitStats {
-            batches: self.batches.saturating_sub(earlier.batches),
-            transactions: self.transactions.saturating_sub(earlier.transactions),
-            stage_us: self.stage_us.saturating_sub(earlier.stage_us),
-            sync_us: self.sync_us.saturating_sub(earlier.sync_us),
-            apply_us: self.apply_us.saturating_sub(earlier.apply_us),
-        }
-    }
-}
-
 /// [`CommitStats`] as the committing thread updates them.
 #[derive(Default)]
 struct Counters {
@@ -507,8 +421,8 @@ impl Journal {
     }
 }
 
-/// sled behind [`Store`], with the write-ahead journal described in the module docs.
-pub struct SledStore {
+/// sled behind the engine, with the write-ahead journal described in the module docs.
+pub(crate) struct Kv {
     shared: Arc<Shared>,
     /// The committing thread (see [`Shared::commit_loop`]); joined on drop.
     committer: Option<std::thread::JoinHandle<()>>,
@@ -598,10 +512,10 @@ fn apply_ops(trees: &[sled::Tree], ops: &[Op]) -> Result<()> {
     Ok(())
 }
 
-impl SledStore {
+impl Kv {
     /// Opens (or creates) the store in `dir` (`dir/journal`, `dir/sled/`), replaying or
     /// rebuilding from the journal as needed. A second process gets [`Error::Locked`].
-    pub fn open(dir: &Path) -> Result<SledStore> {
+    pub(crate) fn open(dir: &Path) -> Result<Kv> {
         fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let lock = File::create(dir.join("lock")).map_err(Error::io(format!(
             "create the lock file in {}",
@@ -772,14 +686,14 @@ impl SledStore {
                 .spawn(move || shared.commit_loop())
                 .map_err(Error::io("start the store's committing thread"))?
         };
-        Ok(SledStore {
+        Ok(Kv {
             shared,
             committer: Some(committer),
         })
     }
 
     /// Path of the journal of a store directory.
-    pub fn journal_path(dir: &Path) -> PathBuf {
+    pub(crate) fn journal_path(dir: &Path) -> PathBuf {
         dir.join(JOURNAL)
     }
 
@@ -794,7 +708,7 @@ impl SledStore {
     /// sled is flushed before any journal record is dropped, and the shortened journal is
     /// fsynced and renamed over the old one, so at every moment either the old journal, or the
     /// new snapshot and the new journal, hold everything.
-    pub fn compact(&self) -> Result<Compaction> {
+    pub(crate) fn compact(&self) -> Result<Compaction> {
         self.shared.compact()
     }
 }
@@ -982,8 +896,8 @@ impl Shared {
                     writes.push(op);
                 }
                 drop(writes);
-                for a in &sub.audits {
-                    crate::audit::chain(&staged, a)?;
+                for write in &sub.deferred {
+                    write(&staged)?;
                 }
             }
             Ok(())
@@ -1095,8 +1009,8 @@ impl Txn for Staged<'_> {
         self.writes.borrow_mut().del(t, key);
         Ok(())
     }
-    fn audit(&self, record: AuditIntent) -> TxResult<()> {
-        crate::audit::chain(self, &record)
+    fn defer(&self, write: Deferred) -> TxResult<()> {
+        write(self)
     }
 }
 
@@ -1105,17 +1019,17 @@ impl Txn for Staged<'_> {
 struct Submission {
     reads: Vec<ReadValue>,
     writes: Vec<Op>,
-    audits: Vec<AuditIntent>,
+    deferred: Vec<Deferred>,
     reply: mpsc::Sender<Result<()>>,
 }
 
 /// Runs a transaction body outside sled: reads come from the store (and are remembered for
-/// validation at commit), writes and audit records are buffered; the body reads its own writes.
+/// validation at commit), writes and deferred writes are buffered; the body reads its own writes.
 struct BufferedTxn<'a> {
     store: &'a Shared,
     reads: RefCell<Vec<ReadValue>>,
     writes: RefCell<WriteSet>,
-    audits: RefCell<Vec<AuditIntent>>,
+    deferred: RefCell<Vec<Deferred>>,
 }
 
 impl Txn for BufferedTxn<'_> {
@@ -1138,23 +1052,27 @@ impl Txn for BufferedTxn<'_> {
         self.writes.borrow_mut().del(t, key);
         Ok(())
     }
-    fn audit(&self, record: AuditIntent) -> TxResult<()> {
-        self.audits.borrow_mut().push(record);
+    fn defer(&self, write: Deferred) -> TxResult<()> {
+        self.deferred.borrow_mut().push(write);
         Ok(())
     }
 }
 
-impl Store for SledStore {
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+impl Kv {
+    pub(crate) fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.shared.read(t, key)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, t: Table, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
+    pub(crate) fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Pair>> + '_> {
         let s = &self.shared;
         s.locked_iter(s.tree(t).scan_prefix(prefix))
     }
 
-    fn range(
+    pub(crate) fn range(
         &self,
         t: Table,
         start: &[u8],
@@ -1164,7 +1082,7 @@ impl Store for SledStore {
         s.locked_iter(s.tree(t).range(start.to_vec()..end.to_vec()))
     }
 
-    fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()> {
+    pub(crate) fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()> {
         // Optimistic concurrency: run the body against the current state, then let the
         // committer validate its reads and apply it; a changed read runs the body again.
         for attempt in 0..1000u32 {
@@ -1178,14 +1096,14 @@ impl Store for SledStore {
                 store: &self.shared,
                 reads: RefCell::new(Vec::new()),
                 writes: RefCell::new(WriteSet::default()),
-                audits: RefCell::new(Vec::new()),
+                deferred: RefCell::new(Vec::new()),
             };
             body(&buffered)?;
             let (reply, answer) = mpsc::channel();
             self.shared.enqueue(Submission {
                 reads: buffered.reads.into_inner(),
                 writes: buffered.writes.into_inner().ops,
-                audits: buffered.audits.into_inner(),
+                deferred: buffered.deferred.into_inner(),
                 reply,
             })?;
             match answer
@@ -1201,19 +1119,15 @@ impl Store for SledStore {
         ))
     }
 
-    fn count(&self, t: Table) -> usize {
+    pub(crate) fn count(&self, t: Table) -> usize {
         self.shared.tree(t).len()
     }
 
-    fn compact(&self) -> Result<Compaction> {
-        self.shared.compact()
-    }
-
-    fn commit_stats(&self) -> CommitStats {
+    pub(crate) fn commit_stats(&self) -> CommitStats {
         self.shared.counters.snapshot()
     }
 
-    fn journal_bytes(&self) -> Result<u64> {
+    pub(crate) fn journal_bytes(&self) -> Result<u64> {
         self.shared
             .journal
             .lock()
@@ -1222,7 +1136,7 @@ impl Store for SledStore {
     }
 }
 
-impl Drop for SledStore {
+impl Drop for Kv {
     /// A clean close lets the committer finish what is queued, then flushes sled, so the next
     /// open has nothing to replay.
     fn drop(&mut self) {
@@ -1246,11 +1160,36 @@ impl Drop for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditIntent;
+    use crate::storage::sled::layout;
+
+    /// Appends an audit record the way the sled engine does: linked at commit.
+    fn append(t: &dyn Txn, subject: &str) -> TxResult<()> {
+        let a = AuditIntent {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            action: "count".into(),
+            subject: subject.to_owned(),
+            detail: String::new(),
+        };
+        t.defer(Box::new(move |t: &dyn Txn| layout::link_audit(t, &a)))
+    }
+
+    /// Walks the audit chain kept in the store.
+    fn verify(s: &Kv) -> Result<u64> {
+        let records = s
+            .scan(Table::Audit, b"")
+            .map(|r| r.and_then(|(k, v)| layout::audit_from_store(&k, &v)));
+        let head = s
+            .get(Table::Meta, layout::AUDIT_HEAD)?
+            .map(|b| layout::audit_head_from_store(&b))
+            .transpose()?;
+        crate::audit::verify(records, head)
+    }
 
     #[test]
     fn commit_stats_count_batches_and_transactions() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         let start = s.commit_stats();
         assert_eq!(start, CommitStats::default());
         for k in [b"a", b"b", b"c"] {
@@ -1270,7 +1209,7 @@ mod tests {
     #[test]
     fn transactions_are_atomic_and_aborts_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         s.transact(&|t| {
             t.insert(Table::Certs, b"a", b"1")?;
             t.insert(Table::Status, b"a", b"good")
@@ -1294,7 +1233,7 @@ mod tests {
     #[test]
     fn a_second_opener_is_told_the_store_is_locked() {
         let dir = tempfile::tempdir().unwrap();
-        let _s = SledStore::open(dir.path()).unwrap();
+        let _s = Kv::open(dir.path()).unwrap();
         // sled's lock is per process (flock), so probe from a child process: the test binary
         // re-run with a filter that only opens the store.
         if std::env::var("JPKI_LOCK_PROBE").is_ok() {
@@ -1313,7 +1252,7 @@ mod tests {
     #[test]
     fn lock_probe() {
         if let Ok(dir) = std::env::var("JPKI_LOCK_DIR") {
-            match SledStore::open(Path::new(&dir)) {
+            match Kv::open(Path::new(&dir)) {
                 Err(Error::Locked(_)) => println!("LOCKED"),
                 Err(e) => println!("OTHER {e}"),
                 Ok(_) => println!("OPENED"),
@@ -1321,7 +1260,7 @@ mod tests {
         }
     }
 
-    fn put(s: &SledStore, k: &str, v: &str) {
+    fn put(s: &Kv, k: &str, v: &str) {
         s.transact(&|t| t.insert(Table::Certs, k.as_bytes(), v.as_bytes()))
             .unwrap();
     }
@@ -1330,7 +1269,7 @@ mod tests {
     fn the_journal_rebuilds_a_lost_or_damaged_sled() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             put(&s, "a", "1");
             put(&s, "b", "2");
             s.transact(&|t| t.remove(Table::Certs, b"a")).unwrap();
@@ -1338,7 +1277,7 @@ mod tests {
         // sled gone entirely: rebuilt from the journal.
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             assert_eq!(s.get(Table::Certs, b"a").unwrap(), None);
             assert_eq!(
                 s.get(Table::Certs, b"b").unwrap().as_deref(),
@@ -1353,7 +1292,7 @@ mod tests {
                 fs::write(&p, b"garbage garbage garbage").unwrap();
             }
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(
             s.get(Table::Certs, b"c").unwrap().as_deref(),
             Some(&b"3"[..])
@@ -1373,11 +1312,11 @@ mod tests {
     fn a_torn_last_record_is_cut_off_and_sled_ahead_of_the_journal_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             put(&s, "a", "1");
             put(&s, "b", "2");
         }
-        let jp = SledStore::journal_path(dir.path());
+        let jp = Kv::journal_path(dir.path());
         let len = fs::metadata(&jp).unwrap().len();
         // Tear the last record: sled now holds a transaction (b) the journal lacks.
         OpenOptions::new()
@@ -1386,7 +1325,7 @@ mod tests {
             .unwrap()
             .set_len(len - 3)
             .unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(
             s.get(Table::Certs, b"a").unwrap().as_deref(),
             Some(&b"1"[..])
@@ -1398,7 +1337,7 @@ mod tests {
         );
         put(&s, "c", "3");
         drop(s);
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(
             s.get(Table::Certs, b"c").unwrap().as_deref(),
             Some(&b"3"[..])
@@ -1408,7 +1347,7 @@ mod tests {
     #[test]
     fn concurrent_read_modify_writes_are_serialisable() {
         let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let s = std::sync::Arc::new(Kv::open(dir.path()).unwrap());
         std::thread::scope(|sc| {
             for _ in 0..8 {
                 sc.spawn(|| {
@@ -1419,13 +1358,7 @@ mod tests {
                                 .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
                                 .unwrap_or(0);
                             t.insert(Table::Meta, b"counter", &(n + 1).to_be_bytes())?;
-                            crate::audit::append(
-                                t,
-                                time::OffsetDateTime::UNIX_EPOCH,
-                                "count",
-                                &n.to_string(),
-                                "",
-                            )
+                            append(t, &n.to_string())
                         })
                         .unwrap();
                     }
@@ -1441,14 +1374,14 @@ mod tests {
         );
         assert_eq!(n, 400, "no increment lost");
         assert_eq!(
-            crate::audit::verify(s.as_ref()).unwrap(),
+            verify(s.as_ref()).unwrap(),
             400,
             "one audit record per transaction, chained"
         );
         drop(s);
         // And the journal replays to the same state.
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(
             u64::from_be_bytes(
                 s.get(Table::Meta, b"counter")
@@ -1459,23 +1392,23 @@ mod tests {
             ),
             400
         );
-        assert_eq!(crate::audit::verify(&s).unwrap(), 400);
+        assert_eq!(verify(&s).unwrap(), 400);
     }
 
-    fn counter(s: &SledStore) -> u64 {
+    fn counter(s: &Kv) -> u64 {
         s.get(Table::Meta, b"counter")
             .unwrap()
             .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap()))
     }
 
-    fn increment(s: &SledStore) {
+    fn increment(s: &Kv) {
         s.transact(&|t| {
             let n = t
                 .get(Table::Meta, b"counter")?
                 .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap()));
             t.insert(Table::Meta, b"counter", &(n + 1).to_be_bytes())?;
             t.insert(Table::Certs, &n.to_be_bytes(), &[7u8; 300])?;
-            crate::audit::append(t, time::OffsetDateTime::UNIX_EPOCH, "count", "", "")
+            append(t, "")
         })
         .unwrap();
     }
@@ -1483,9 +1416,9 @@ mod tests {
     #[test]
     fn compaction_bounds_the_journal_and_the_store_reopens_and_rebuilds() {
         let dir = tempfile::tempdir().unwrap();
-        let jp = SledStore::journal_path(dir.path());
+        let jp = Kv::journal_path(dir.path());
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             for _ in 0..200 {
                 increment(&s);
             }
@@ -1501,32 +1434,32 @@ mod tests {
         }
         // Reopens from sled with the shortened journal.
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             assert_eq!(counter(&s), 250);
-            assert_eq!(crate::audit::verify(&s).unwrap(), 250);
+            assert_eq!(verify(&s).unwrap(), 250);
             increment(&s);
         }
         // sled lost: rebuilt from the snapshot and the journal after it.
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(counter(&s), 251);
         assert_eq!(s.count(Table::Certs), 251);
-        assert_eq!(crate::audit::verify(&s).unwrap(), 251);
+        assert_eq!(verify(&s).unwrap(), 251);
         // A second compaction replaces the first snapshot.
         let c = s.compact().unwrap();
         assert_eq!(c.position, 251);
         drop(s);
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(counter(&s), 251);
-        assert_eq!(crate::audit::verify(&s).unwrap(), 251);
+        assert_eq!(verify(&s).unwrap(), 251);
     }
 
     #[test]
     fn compaction_while_transactions_commit_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             std::thread::scope(|sc| {
                 for _ in 0..4 {
                     sc.spawn(|| {
@@ -1548,19 +1481,19 @@ mod tests {
             assert_eq!(counter(&s), 600);
         }
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(counter(&s), 600);
         assert_eq!(s.count(Table::Certs), 600);
-        assert_eq!(crate::audit::verify(&s).unwrap(), 600);
+        assert_eq!(verify(&s).unwrap(), 600);
     }
 
     #[test]
     fn a_crash_during_compaction_leaves_a_complete_store() {
         let dir = tempfile::tempdir().unwrap();
-        let jp = SledStore::journal_path(dir.path());
+        let jp = Kv::journal_path(dir.path());
         let full_journal;
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             for _ in 0..30 {
                 increment(&s);
             }
@@ -1573,9 +1506,9 @@ mod tests {
         // And an unfinished snapshot of a later compaction lies around.
         fs::write(dir.path().join(SNAPSHOT_TMP), b"half a snapshot").unwrap();
         fs::remove_dir_all(dir.path().join("sled")).unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let s = Kv::open(dir.path()).unwrap();
         assert_eq!(counter(&s), 30);
-        assert_eq!(crate::audit::verify(&s).unwrap(), 30);
+        assert_eq!(verify(&s).unwrap(), 30);
         assert!(!dir.path().join(SNAPSHOT_TMP).exists());
         increment(&s);
         assert_eq!(counter(&s), 31);
@@ -1585,7 +1518,7 @@ mod tests {
     fn a_damaged_snapshot_or_a_journal_gap_is_refused_not_papered_over() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = SledStore::open(dir.path()).unwrap();
+            let s = Kv::open(dir.path()).unwrap();
             for _ in 0..10 {
                 increment(&s);
             }
@@ -1618,7 +1551,7 @@ mod tests {
             files
         };
         let before = state();
-        let e = SledStore::open(dir.path())
+        let e = Kv::open(dir.path())
             .err()
             .expect("a damaged snapshot must not rebuild");
         assert!(e.to_string().contains("damaged"), "{e}");
@@ -1629,9 +1562,7 @@ mod tests {
         old[4..12].copy_from_slice(&5u64.to_be_bytes());
         fs::write(&snap, &old).unwrap();
         let before = state();
-        let e = SledStore::open(dir.path())
-            .err()
-            .expect("a gap must be refused");
+        let e = Kv::open(dir.path()).err().expect("a gap must be refused");
         assert!(e.to_string().contains("missing"), "{e}");
         assert_eq!(state(), before, "a refused open changes nothing");
     }

@@ -1,0 +1,238 @@
+//! Initialisation: a new data directory with both hierarchies (root key and certificate), a
+//! delegated OCSP signer per hierarchy, the policy in force and the store; and opening an
+//! existing one on the sled engine.
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use policies::lint::{self, Expect, Shape};
+use policies::profile::{self, Window};
+use policies::{validity, Hierarchy, Policy};
+
+use super::{counter_serial, random_serial, serial_hex, Authority};
+use crate::clock::Clock;
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::records::{pem, CertKind, CertRecord};
+use crate::signers::Signers;
+use crate::storage::{self, sled::SledStorage, Storage};
+
+impl Authority {
+    /// Creates a data directory: both hierarchies (root key and certificate), a delegated OCSP
+    /// signer per hierarchy, the policy in force and the store. Refuses a non-empty directory;
+    /// on failure removes what it made.
+    pub fn init(
+        dir: &Path,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let policy = Policy::from_toml(policy_text)?;
+        if passphrase.len() < 8 {
+            return Err(Error::Invalid(
+                "the key passphrase must have at least 8 characters".into(),
+            ));
+        }
+        let created = match fs::read_dir(dir) {
+            Ok(mut it) => {
+                if it.next().is_some() {
+                    return Err(Error::DataDirExists(dir.display().to_string()));
+                }
+                false
+            }
+            Err(_) => true,
+        };
+        let result = Self::init_inner(dir, &policy, policy_text, passphrase, clock);
+        if result.is_err() {
+            if created {
+                let _ = fs::remove_dir_all(dir);
+            } else if let Ok(entries) = fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let _ = if e.path().is_dir() {
+                        fs::remove_dir_all(e.path())
+                    } else {
+                        fs::remove_file(e.path())
+                    };
+                }
+            }
+        }
+        result
+    }
+
+    fn init_inner(
+        dir: &Path,
+        policy: &Policy,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let layout = DataDir::new(dir);
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true).mode(0o700);
+        for d in [dir.to_path_buf(), dir.join("keys"), dir.join("certs")] {
+            b.create(&d)
+                .map_err(Error::io(format!("create {}", d.display())))?;
+        }
+        keys::write_private(&layout.policy(), policy_text.as_bytes())?;
+        let store = SledStorage::open(&layout.db())?;
+        let now = clock.now();
+        let rng = SystemRandom::new();
+        let mut records = Vec::new();
+        let mut counters = [0u64; 2];
+        for h in Hierarchy::ALL {
+            let mut next_serial = || -> Result<Vec<u8>> {
+                counters[h.tag() as usize] += 1;
+                match policy.ca.serials {
+                    policies::policy::SerialScheme::Sequential => {
+                        Ok(counter_serial(counters[h.tag() as usize]))
+                    }
+                    policies::policy::SerialScheme::Random => random_serial(&rng),
+                }
+            };
+            // Root.
+            let root_key = keys::generate()?;
+            let serial = next_serial()?;
+            let end = validity::end_of_day_jst(
+                validity::jst_date(now)
+                    .replace_year(
+                        validity::jst_date(now).year() + policy.ca.root_validity_years as i32,
+                    )
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            );
+            let w = Window {
+                serial: &serial,
+                not_before: now,
+                not_after: end,
+            };
+            let tbs = profile::root_tbs(policy, h, w, &root_key.spki)?;
+            lint::check(
+                policy,
+                &tbs,
+                &Expect {
+                    hierarchy: h,
+                    shape: Shape::Root,
+                    issuer_key_id: None,
+                },
+            )?;
+            let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
+            let root_der = profile::assemble(&tbs, &sig)?;
+            check_signature(&root_key.spki, &root_der)?;
+            let root_id = profile::key_identifier(&root_key.spki)?;
+            keys::write_encrypted(&layout.key(h, "root"), &root_key, passphrase)?;
+            fs::write(layout.cert(h, "root"), pem(&root_der))
+                .map_err(Error::io("write root certificate"))?;
+            records.push(CertRecord {
+                hierarchy: h,
+                serial,
+                kind: CertKind::Root,
+                holder: None,
+                partition: None,
+                not_before: now,
+                not_after: end,
+                der: root_der,
+            });
+
+            // Delegated OCSP signer.
+            let ocsp_key = keys::generate()?;
+            let serial = next_serial()?;
+            let end = validity::end_of_day_jst(
+                validity::jst_date(now)
+                    + time::Duration::days(policy.validity.ocsp_signer_days as i64),
+            );
+            let w = Window {
+                serial: &serial,
+                not_before: now,
+                not_after: end,
+            };
+            let tbs = profile::ocsp_signer_tbs(policy, h, w, &ocsp_key.spki, &root_id)?;
+            lint::check(
+                policy,
+                &tbs,
+                &Expect {
+                    hierarchy: h,
+                    shape: Shape::OcspSigner,
+                    issuer_key_id: Some(&root_id),
+                },
+            )?;
+            let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
+            let der = profile::assemble(&tbs, &sig)?;
+            check_signature(&root_key.spki, &der)?;
+            keys::write_encrypted(&layout.key(h, "ocsp"), &ocsp_key, passphrase)?;
+            fs::write(layout.cert(h, "ocsp"), pem(&der))
+                .map_err(Error::io("write OCSP signer certificate"))?;
+            records.push(CertRecord {
+                hierarchy: h,
+                serial,
+                kind: CertKind::OcspSigner,
+                holder: None,
+                partition: None,
+                not_before: now,
+                not_after: end,
+                der,
+            });
+        }
+        store.transact(&|t| {
+            for r in &records {
+                t.add_certificate(r, None)?;
+            }
+            for h in Hierarchy::ALL {
+                t.note_serial(h, counters[h.tag() as usize])?;
+            }
+            let serials: Vec<String> = records
+                .iter()
+                .map(|r| format!("{}:{}", r.hierarchy, serial_hex(&r.serial)))
+                .collect();
+            storage::audit(
+                t,
+                now,
+                "init",
+                &serials.join(","),
+                "roots and OCSP signers created",
+            )
+        })?;
+        // Keep the open store: closing and reopening it would race a child process forked
+        // meanwhile by another thread, which briefly shares the lock file's descriptor.
+        let signers = Signers::new(layout, Some(passphrase.to_vec()));
+        Authority::new(Arc::new(store), signers, policy.clone(), clock)
+    }
+
+    /// Opens an existing data directory on the sled engine. The passphrase is needed only for
+    /// operations that sign. Applies nothing: due events wait for [`Authority::apply_due`].
+    pub fn open(
+        dir: &Path,
+        passphrase: Option<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let layout = DataDir::new(dir);
+        let policy_text = fs::read_to_string(layout.policy())
+            .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
+        let policy = Policy::from_toml(&policy_text)?;
+        let store = SledStorage::open(&layout.db())?;
+        let signers = Signers::new(layout, passphrase);
+        Authority::new(Arc::new(store), signers, policy, clock)
+            .map_err(|_| Error::NoDataDir(dir.display().to_string()))
+    }
+}
+
+/// Verifies a freshly signed certificate with the issuer's key before anyone sees it (a
+/// faulty RSA signature can leak the key).
+fn check_signature(issuer_spki: &[u8], cert_der: &[u8]) -> Result<()> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::Invalid(format!("issued certificate does not parse: {e}")))?;
+    let (_, spki) =
+        <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(
+            issuer_spki,
+        )
+        .map_err(|e| Error::Invalid(format!("issuer key: {e}")))?;
+    UnparsedPublicKey::new(
+        &RSA_PKCS1_2048_8192_SHA256,
+        spki.subject_public_key.data.as_ref(),
+    )
+    .verify(c.tbs_certificate.as_ref(), c.signature_value.data.as_ref())
+    .map_err(|_| Error::Invalid("the new signature does not verify; nothing was issued".into()))
+}

@@ -1,0 +1,241 @@
+//! The authority: the CA's operations over a [`Storage`], its [`Signers`], the [`Policy`] and
+//! a [`Clock`], split by job — each flow reads top-down in its own module:
+//!
+//! * [`init`] — a new data directory (roots, OCSP signers), and opening an existing one;
+//! * [`issue`] — a certificate from a holder's CSR;
+//! * [`revoke`] — revocations and holds;
+//! * [`events`] — the resident register and its events, and events that fall due;
+//! * [`query`] — what the read commands show.
+//!
+//! [`Authority::new`] does no I/O of its own and opening applies nothing: due register events
+//! are applied by [`Authority::apply_due`], which `jpki serve` runs on a timer and
+//! `jpki events apply-due` runs for an install without a server. Every mutation is one unit of
+//! work on the storage and returns only after it is durable.
+
+pub mod events;
+pub mod init;
+pub mod issue;
+pub mod query;
+pub mod revoke;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use policies::{profile, Hierarchy, Policy};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::keys::CaSigner;
+use crate::records::{CertKind, CertRecord};
+use crate::signers::Signers;
+use crate::storage::Storage;
+
+pub use events::{Event, EventOutcome, NewResident};
+pub use issue::Issued;
+pub use query::{CertSummary, CertView, ResidentView};
+pub use revoke::Revocation;
+
+/// What the authority knows of a root without its private key.
+#[derive(Clone)]
+pub struct Root {
+    pub der: Vec<u8>,
+    pub spki: Vec<u8>,
+    pub key_id: Vec<u8>,
+}
+
+pub struct Authority {
+    policy: Policy,
+    storage: Arc<dyn Storage>,
+    signers: Signers,
+    clock: Arc<dyn Clock>,
+    roots: BTreeMap<Hierarchy, Root>,
+    /// Last sequential serial handed out, per hierarchy (the storage keeps the highest one
+    /// committed: [`crate::storage::Tx::note_serial`]).
+    counters: [AtomicU64; 2],
+    rng: SystemRandom,
+    listener: OnceLock<Arc<dyn Listener>>,
+    /// Operations on one resident run one at a time in this process (striped by id), so that
+    /// concurrent requests for the same holder queue instead of invalidating each other.
+    resident_locks: Vec<std::sync::Mutex<()>>,
+}
+
+/// Told of every revocation and hold once it is durable and before the operation returns:
+/// `jpki serve` replaces the OCSP answer and wakes the CRL publisher here (the CRL partition
+/// itself was marked dirty by the revocation's own transaction).
+pub trait Listener: Send + Sync {
+    fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], partition: Option<u16>);
+}
+
+/// Upper-case hex of a serial.
+pub fn serial_hex(serial: &[u8]) -> String {
+    hex::encode_upper(serial)
+}
+
+/// Parses a serial given in hex (`0x` prefix, colons and case allowed) into its canonical
+/// bytes (no leading zeros).
+pub fn parse_serial(text: &str) -> Result<Vec<u8>> {
+    let t = text
+        .trim()
+        .trim_start_matches("0x")
+        .trim_start_matches("0X")
+        .replace(':', "");
+    let t = if t.len() % 2 == 1 { format!("0{t}") } else { t };
+    let bytes = hex::decode(&t)
+        .map_err(|_| Error::Invalid(format!("serial `{text}` is not hexadecimal")))?;
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    if start == bytes.len() || bytes.len() - start > 20 {
+        return Err(Error::Invalid(format!(
+            "serial `{text}` is not a positive number of at most 20 octets"
+        )));
+    }
+    Ok(bytes[start..].to_vec())
+}
+
+/// The SubjectPublicKeyInfo DER of a certificate.
+pub fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| Error::Store(format!("stored certificate does not parse: {e}")))?;
+    Ok(c.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+/// Serial bytes from a counter value: big-endian, no leading zeros.
+fn counter_serial(n: u64) -> Vec<u8> {
+    let b = n.to_be_bytes();
+    let start = b.iter().position(|x| *x != 0).unwrap_or(7);
+    b[start..].to_vec()
+}
+
+fn random_serial(rng: &SystemRandom) -> Result<Vec<u8>> {
+    let mut b = vec![0u8; 16];
+    rng.fill(&mut b)
+        .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
+    // Positive and exactly 16 octets: 0x01..=0x7F in the first byte (≥ 120 random bits).
+    b[0] &= 0x7F;
+    if b[0] == 0 {
+        b[0] = 0x01;
+    }
+    Ok(b)
+}
+
+impl Authority {
+    /// The authority over `storage`, which must hold both hierarchies' roots (`jpki init`).
+    /// Reads the roots and serial counters; does nothing else.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        signers: Signers,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let mut roots = BTreeMap::new();
+        storage.for_each_certificate(&mut |r: CertRecord| {
+            if r.kind == CertKind::Root {
+                let spki = spki_of(&r.der)?;
+                let key_id = profile::key_identifier(&spki)?;
+                roots.insert(
+                    r.hierarchy,
+                    Root {
+                        der: r.der,
+                        spki,
+                        key_id,
+                    },
+                );
+            }
+            Ok(())
+        })?;
+        if roots.len() != Hierarchy::ALL.len() {
+            return Err(Error::Invalid(
+                "the store holds no roots: it was not made by `jpki init`".into(),
+            ));
+        }
+        let counters = [
+            AtomicU64::new(storage.serial_counter(Hierarchy::Signing)?),
+            AtomicU64::new(storage.serial_counter(Hierarchy::Auth)?),
+        ];
+        Ok(Authority {
+            policy,
+            storage,
+            signers,
+            clock,
+            roots,
+            counters,
+            rng: SystemRandom::new(),
+            listener: OnceLock::new(),
+            resident_locks: (0..1024).map(|_| std::sync::Mutex::new(())).collect(),
+        })
+    }
+
+    fn lock_resident(&self, id: &str) -> std::sync::MutexGuard<'_, ()> {
+        let h = id.bytes().fold(0usize, |acc, b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        self.resident_locks[h % self.resident_locks.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs the revocation listener (once).
+    pub fn set_listener(&self, l: Arc<dyn Listener>) -> Result<()> {
+        self.listener
+            .set(l)
+            .map_err(|_| Error::Invalid("a revocation listener is already installed".into()))
+    }
+
+    fn notify(&self, c: &CertRecord) {
+        if let Some(l) = self.listener.get() {
+            l.revoked(c.hierarchy, &c.serial, c.partition);
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn signers(&self) -> &Signers {
+        &self.signers
+    }
+    /// The data directory of the authority's keys and certificates.
+    pub fn data_dir(&self) -> &crate::datadir::DataDir {
+        self.signers.data_dir()
+    }
+    pub fn dir(&self) -> &std::path::Path {
+        &self.signers.data_dir().dir
+    }
+    pub fn root(&self, h: Hierarchy) -> &Root {
+        // Both roots are checked present in `new`.
+        &self.roots[&h]
+    }
+
+    /// The root signer of a hierarchy (decrypted on first use).
+    pub fn signer(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
+        let root = self.root(h);
+        self.signers.root(h, &root.der, &root.spki)
+    }
+
+    /// The delegated OCSP signer of a hierarchy (decrypted on first use).
+    pub fn ocsp_signer(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
+        self.signers.ocsp(h)
+    }
+
+    /// A random serial of 16 octets (positive), from the OS RNG.
+    pub fn random_serial(&self) -> Result<Vec<u8>> {
+        random_serial(&self.rng)
+    }
+
+    /// The next serial of a hierarchy, and the counter value it came from (0 for random).
+    fn new_serial(&self, h: Hierarchy) -> Result<(Vec<u8>, u64)> {
+        match self.policy.ca.serials {
+            policies::policy::SerialScheme::Random => Ok((random_serial(&self.rng)?, 0)),
+            policies::policy::SerialScheme::Sequential => {
+                let n = self.counters[h.tag() as usize].fetch_add(1, Ordering::SeqCst) + 1;
+                Ok((counter_serial(n), n))
+            }
+        }
+    }
+}

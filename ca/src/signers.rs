@@ -1,0 +1,107 @@
+//! The CA's private keys as signers: each hierarchy's root and delegated OCSP signer, and
+//! named keys outside the hierarchies (the platform-operator CA), read from the data
+//! directory's encrypted key files ([`crate::keys`]) and decrypted on first use. The
+//! authority signs through this and never reads a key file itself.
+
+use std::fs;
+use std::sync::{Arc, OnceLock};
+
+use policies::Hierarchy;
+use zeroize::Zeroizing;
+
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::keys::{self, CaSigner};
+
+/// The key files of a data directory, under one passphrase.
+pub struct Signers {
+    dir: DataDir,
+    passphrase: Option<Zeroizing<Vec<u8>>>,
+    roots: [OnceLock<Arc<CaSigner>>; 2],
+    ocsp: [OnceLock<Arc<CaSigner>>; 2],
+}
+
+impl Signers {
+    /// The keys of `dir`; without a passphrase every signing call fails with
+    /// [`Error::NoPassphrase`] (read-only use).
+    pub fn new(dir: DataDir, passphrase: Option<Vec<u8>>) -> Signers {
+        Signers {
+            dir,
+            passphrase: passphrase.map(Zeroizing::new),
+            roots: [OnceLock::new(), OnceLock::new()],
+            ocsp: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The data directory the keys are in.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    fn passphrase(&self) -> Result<&[u8]> {
+        self.passphrase
+            .as_deref()
+            .map(|v| v.as_slice())
+            .ok_or(Error::NoPassphrase)
+    }
+
+    /// The root signer of a hierarchy for the root certificate `root_der`: the key file must
+    /// hold the certificate's key.
+    pub fn root(&self, h: Hierarchy, root_der: &[u8], root_spki: &[u8]) -> Result<Arc<CaSigner>> {
+        let slot = &self.roots[h.tag() as usize];
+        if let Some(s) = slot.get() {
+            return Ok(s.clone());
+        }
+        let path = self.dir.key(h, "root");
+        let pair = keys::read_encrypted(&path, self.passphrase()?)?;
+        let signer = Arc::new(CaSigner::new(pair, root_der.to_vec()));
+        if signer.spki()? != root_spki {
+            return Err(Error::KeyFile {
+                path: path.display().to_string(),
+                detail: "the key does not match the root certificate".into(),
+            });
+        }
+        Ok(slot.get_or_init(|| signer).clone())
+    }
+
+    /// The delegated OCSP signer of a hierarchy, with its certificate.
+    pub fn ocsp(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
+        let slot = &self.ocsp[h.tag() as usize];
+        if let Some(s) = slot.get() {
+            return Ok(s.clone());
+        }
+        let pair = keys::read_encrypted(&self.dir.key(h, "ocsp"), self.passphrase()?)?;
+        let cert_pem = fs::read(self.dir.cert(h, "ocsp"))
+            .map_err(Error::io("read OCSP signer certificate"))?;
+        let (_, p) = x509_parser::pem::parse_x509_pem(&cert_pem)
+            .map_err(|e| Error::Store(format!("OCSP signer certificate: {e}")))?;
+        Ok(slot
+            .get_or_init(|| Arc::new(CaSigner::new(pair, p.contents)))
+            .clone())
+    }
+
+    /// Generates an RSA-2048 key and stores it encrypted as `keys/<name>.key` (refusing to
+    /// overwrite): for CA keys outside the two hierarchies, such as the platform-operator CA.
+    pub fn create(&self, name: &str) -> Result<keys::NewKey> {
+        check_key_name(name)?;
+        let key = keys::generate()?;
+        keys::write_encrypted(&self.dir.named_key(name), &key, self.passphrase()?)?;
+        Ok(key)
+    }
+
+    /// Loads `keys/<name>.key` as a signer for the certificate `cert_der`.
+    pub fn named(&self, name: &str, cert_der: Vec<u8>) -> Result<CaSigner> {
+        check_key_name(name)?;
+        let pair = keys::read_encrypted(&self.dir.named_key(name), self.passphrase()?)?;
+        Ok(CaSigner::new(pair, cert_der))
+    }
+}
+
+fn check_key_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::Invalid(format!(
+            "key name `{name}` must be letters, digits and -"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The storage authority: the one boundary between the CA and its database.
+//!
+//! Modelled on Let's Encrypt Boulder's storage authority (`sa`: `GetCertificateStatus`,
+//! `RevokeCertificate`, `GetRevokedCertsByShard`, `LeaseCRLShard` …) and smallstep's `AuthDB`:
+//! callers speak the domain — certificates, statuses, residents, CRL partitions, audit records,
+//! platform operators — never keys and bytes. How an engine lays its data out is its own
+//! business (the sled engine's layouts are all in [`sled::layout`]).
+//!
+//! * [`Storage`] — reads, and [`Storage::transact`], which runs one unit of work atomically
+//!   and returns only once it is durable;
+//! * [`Tx`] — what a unit of work may read and write. Setting a status to revoked or held
+//!   **marks the certificate's CRL partition dirty in the same transaction**, so a revocation
+//!   made with no server running is still published when one starts;
+//! * audit records are handed to [`Tx::audit`] and linked into the hash chain by the engine at
+//!   commit with the pure [`crate::audit::link`], so concurrent transactions do not conflict
+//!   on the chain's head;
+//! * engines: [`sled::SledStorage`] (the embedded default: journal, snapshot, compaction,
+//!   recovery) and [`memory::MemoryStorage`] (unit tests). [`conformance`] is one test suite,
+//!   generic over the engine, that every engine passes.
+//!
+//! A transaction body may run more than once (an engine may re-run it when what it read
+//! changed underneath it), so it must have no side effects other than through its [`Tx`].
+//! A body that returns an error changes nothing; [`Error::Retry`](crate::Error::Retry) is how
+//! a body says "what I planned from changed: re-plan" to its caller.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod memory;
+pub mod sled;
+
+use policies::profile::Scope;
+use policies::Hierarchy;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditIntent, Head, Record};
+use crate::error::Result;
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
+
+/// Who a certified public key belongs to: a key is certified to one holder, for one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyOwner {
+    pub holder: String,
+    pub hierarchy: Hierarchy,
+}
+
+/// SHA-256 of a SubjectPublicKeyInfo: how the key index names a key.
+pub type KeyFingerprint = [u8; 32];
+
+/// A register event scheduled for a future instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduledKind {
+    /// An emigration reported ahead of its departure date: revoke at the departure.
+    Emigrate,
+}
+
+impl ScheduledKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduledKind::Emigrate => "emigrate",
+        }
+    }
+}
+
+/// A register event that falls due at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub at: OffsetDateTime,
+    pub resident: String,
+    pub kind: ScheduledKind,
+}
+
+/// What [`Storage::compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Compaction {
+    /// The position (last committed unit of work) the new snapshot holds the store at.
+    pub position: u64,
+    /// Size of the new snapshot.
+    pub snapshot_bytes: u64,
+    /// Size of the write-ahead history before and after (what the snapshot does not hold).
+    pub journal_bytes_before: u64,
+    pub journal_bytes_after: u64,
+}
+
+/// What an engine's committer has done since it opened: batch sizes and where the time goes
+/// (wall-clock). `jpki bench issue` prints it to say what bounds issuance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CommitStats {
+    /// Batches committed: one durable write (journal record and fsync) each.
+    pub batches: u64,
+    /// Transactions submitted in them (including those sent back to be re-run).
+    pub transactions: u64,
+    /// Validating reads, staging writes and audit records, encoding and writing, in µs.
+    pub stage_us: u64,
+    /// Waiting for the durable write (fsync), in µs.
+    pub sync_us: u64,
+    /// Applying batches to the engine's tables, in µs.
+    pub apply_us: u64,
+}
+
+impl CommitStats {
+    /// The counters accumulated since `earlier` (zero where `earlier` is ahead).
+    pub fn since(&self, earlier: &CommitStats) -> CommitStats {
+        CommitStats {
+            batches: self.batches.saturating_sub(earlier.batches),
+            transactions: self.transactions.saturating_sub(earlier.transactions),
+            stage_us: self.stage_us.saturating_sub(earlier.stage_us),
+            sync_us: self.sync_us.saturating_sub(earlier.sync_us),
+            apply_us: self.apply_us.saturating_sub(earlier.apply_us),
+        }
+    }
+}
+
+/// One revoked (or held) certificate as its CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub serial: Vec<u8>,
+    pub entry: RevokedEntry,
+}
+
+/// The storage authority. Every engine gives the same answers; [`conformance`] checks it.
+pub trait Storage: Send + Sync {
+    // ----- certificates ------------------------------------------------------------------
+
+    /// A certificate by hierarchy and serial.
+    fn certificate(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<CertRecord>>;
+    /// Every certificate, in (hierarchy, serial) order.
+    fn for_each_certificate(&self, each: &mut dyn FnMut(CertRecord) -> Result<()>) -> Result<()>;
+    /// A holder's certificates with their statuses, in (hierarchy, serial) order.
+    fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>>;
+    /// A certificate's revocation status (`None` for a serial never issued).
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>>;
+    /// Who a public key (by [`KeyFingerprint`]) is certified to.
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>>;
+    /// The highest sequential serial handed out in a hierarchy (0: none).
+    fn serial_counter(&self, h: Hierarchy) -> Result<u64>;
+
+    // ----- CRL partitions ----------------------------------------------------------------
+
+    /// Calls `each` for every revoked or held certificate listed by the CRL `(h, scope)`, in
+    /// serial order. Streamed: a partition may hold a million entries.
+    fn for_each_revoked(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        each: &mut dyn FnMut(Revoked) -> Result<()>,
+    ) -> Result<()>;
+    /// The CRLs whose content changed since they were last published (dirty), in order.
+    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>>;
+    /// The CRL publisher's state of one CRL (its own encoding: number, last publication).
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>>;
+
+    // ----- the resident register ---------------------------------------------------------
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>>;
+    /// Scheduled events due at or before `until`, earliest first.
+    fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>>;
+    /// The earliest scheduled event, if any.
+    fn next_event(&self) -> Result<Option<Scheduled>>;
+
+    // ----- the audit trail ---------------------------------------------------------------
+
+    /// The chain's head: the last record's sequence number and hash.
+    fn audit_head(&self) -> Result<Option<Head>>;
+    /// Up to `limit` audit records from sequence `from` on, in order.
+    fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>>;
+
+    // ----- platform operators, service providers, consents, access log -------------------
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>>;
+    /// The id of the operator of this name.
+    fn operator_named(&self, name: &str) -> Result<Option<String>>;
+    /// The id of the operator a client key (hex SHA-256 of its SPKI) is registered to.
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>>;
+    fn operators(&self) -> Result<Vec<Operator>>;
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>>;
+    fn service_providers(&self) -> Result<Vec<ServiceProvider>>;
+    fn consent(&self, id: &str) -> Result<Option<Consent>>;
+    /// A holder's consents for one service provider, in id order.
+    fn consents_of(&self, holder: &str, sp: &str) -> Result<Vec<Consent>>;
+    /// Who read a holder's data, oldest first.
+    fn access_log(&self, holder: &str) -> Result<Vec<Access>>;
+    /// Number of access-log entries of all holders.
+    fn access_count(&self) -> Result<u64>;
+
+    // ----- units of work -----------------------------------------------------------------
+
+    /// Runs `body` as one atomic unit of work and returns once it is durable. The body may run
+    /// more than once; an error from it changes nothing and is returned.
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()>;
+
+    // ----- the engine itself -------------------------------------------------------------
+
+    /// Checks that the engine's indexes agree with its records (every certificate has its
+    /// status, holder and key entries, revoked entries match statuses, no index entry names
+    /// a missing certificate); returns the number of certificates checked.
+    fn check_consistency(&self) -> Result<u64>;
+    /// Bounds the engine's write-ahead history (snapshot + shortened journal for sled).
+    fn compact(&self) -> Result<Compaction>;
+    /// Size of the write-ahead history that [`Storage::compact`] would drop, in bytes.
+    fn journal_bytes(&self) -> Result<u64>;
+    /// What the committer has done since the engine opened.
+    fn commit_stats(&self) -> CommitStats;
+}
+
+/// What one unit of work reads and writes. Reads see the unit's own writes.
+pub trait Tx {
+    // ----- reads -------------------------------------------------------------------------
+
+    fn certificate_exists(&self, h: Hierarchy, serial: &[u8]) -> Result<bool>;
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>>;
+    fn resident(&self, id: &str) -> Result<Option<Resident>>;
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>>;
+    /// Whether the CRL `(h, scope)` is marked dirty.
+    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool>;
+    fn operator(&self, id: &str) -> Result<Option<Operator>>;
+    fn operator_named(&self, name: &str) -> Result<Option<String>>;
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>>;
+    /// The id of the service provider of this name under operator `pf`.
+    fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>>;
+    fn consent(&self, id: &str) -> Result<Option<Consent>>;
+    /// Whether a consent with this nonce was already recorded for the service provider.
+    fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool>;
+
+    // ----- writes ------------------------------------------------------------------------
+
+    /// Records a new certificate with status good, in its holder's list, and (for a holder's
+    /// certificate) its key as certified to that holder for that kind.
+    fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()>;
+    /// Sets a certificate's status. A revoked or held status also puts the certificate on its
+    /// CRL (partition, or the CA-level CRL) and marks that CRL dirty.
+    fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()>;
+    /// Raises the hierarchy's serial counter to at least `n` (resolved at commit, so that
+    /// concurrent issuances do not conflict on it).
+    fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()>;
+    fn put_resident(&self, r: &Resident) -> Result<()>;
+    fn schedule(&self, s: &Scheduled) -> Result<()>;
+    fn unschedule(&self, s: &Scheduled) -> Result<()>;
+    /// Appends a record to the audit chain (linked at commit).
+    fn audit(&self, record: AuditIntent) -> Result<()>;
+    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
+    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
+    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;
+    /// Writes an operator (record and name index).
+    fn put_operator(&self, op: &Operator) -> Result<()>;
+    /// Registers a client key (hex SHA-256 of its SPKI) to an operator.
+    fn bind_operator_key(&self, fp: &str, operator: &str) -> Result<()>;
+    /// Writes a service provider (record and its name index under its operator).
+    fn put_service_provider(&self, sp: &ServiceProvider) -> Result<()>;
+    /// Writes a consent (record, holder index, nonce).
+    fn put_consent(&self, c: &Consent) -> Result<()>;
+    /// Appends an access-log entry; `seq` orders entries of the same instant.
+    fn append_access(&self, a: &Access, seq: u64) -> Result<()>;
+}
+
+/// Appends an audit record inside a unit of work.
+pub fn audit(
+    t: &dyn Tx,
+    at: OffsetDateTime,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<()> {
+    t.audit(AuditIntent {
+        at,
+        action: action.to_owned(),
+        subject: subject.to_owned(),
+        detail: detail.to_owned(),
+    })
+}
+
+/// The CRL a certificate is listed on when revoked: its partition, or the CA-level CRL.
+pub fn scope_of(c: &CertRecord) -> Scope {
+    c.partition.map_or(Scope::Ca, Scope::Partition)
+}
+
+/// The [`KeyFingerprint`] of a SubjectPublicKeyInfo (DER).
+pub fn fingerprint(spki: &[u8]) -> KeyFingerprint {
+    use sha2::Digest;
+    sha2::Sha256::digest(spki).into()
+}
+
+/// The CRL entry a status puts a certificate on: `None` for good, else the reason, time and
+/// invalidity date of the status with the certificate's notAfter. A revoked or held status
+/// without a reason or a time is refused (the CRL and OCSP could not say it).
+pub fn revoked_entry(c: &CertRecord, s: &StatusRecord) -> Result<Option<RevokedEntry>> {
+    use crate::records::State;
+    if s.state == State::Good {
+        return Ok(None);
+    }
+    let (Some(reason), Some(since)) = (s.reason, s.since) else {
+        return Err(crate::Error::Invalid(format!(
+            "a {} status needs a reason and a time",
+            s.state.as_str()
+        )));
+    };
+    Ok(Some(RevokedEntry {
+        reason,
+        revoked_at: since.unix_timestamp(),
+        invalidity: s.invalidity.map(OffsetDateTime::unix_timestamp),
+        not_after: c.not_after.unix_timestamp(),
+    }))
+}

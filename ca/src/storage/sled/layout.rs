@@ -1,0 +1,524 @@
+//! Every key layout and record encoding of the sled engine, and nothing else: what the
+//! tables of [`super::kv`] hold.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | certs | hierarchy · serial | [`CertRecord`]: format byte · JSON head · DER ([`cert_to_store`]) |
+//! | by_holder | holder id · 0x00 · hierarchy · serial | empty |
+//! | status | hierarchy · serial | [`StatusRecord`] (JSON) |
+//! | revoked | hierarchy · scope (u16 BE, 0xFFFF = CA-level) · serial | [`RevokedEntry`] (fixed 26 bytes) |
+//! | keys | SHA-256 of the SubjectPublicKeyInfo | holder id · 0x00 · hierarchy |
+//! | residents | holder id | [`Resident`] (JSON) |
+//! | scheduled | due time (i64 BE, unix seconds) · holder id | event kind (`emigrate`) |
+//! | meta | `serial/<h>` · `audit_head` · `journal_seq` | counter (u64 BE) · [`Head`] (JSON) · journal position |
+//! | audit | sequence (u64 BE) | [`Record`] (JSON) |
+//! | crl | hierarchy · scope · (`/dirty`) | the publisher's state · `1` while the CRL is dirty |
+//! | operators | `pf/` id · `pfname/` name · `key/` hex SHA-256 of a client SPKI · `sp/` id · `spname/` PF id `/` name | [`Operator`] (JSON) · PF id · PF id · [`ServiceProvider`] (JSON) · SP id |
+//! | consents | `c/` id · `h/` holder `\0` SP id `\0` consent id · `n/` SP id `\0` nonce | [`Consent`] (JSON) · empty · consent id |
+//! | access | holder `\0` time (i128 BE ns) · sequence (u64 BE) | [`Access`] (JSON) |
+
+use policies::profile::Scope;
+use policies::{Hierarchy, Reason};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::kv::{Table, TxResult, Txn};
+use crate::audit::{AuditIntent, Head, Record};
+use crate::error::{Error, Result};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::{CertKind, CertRecord, Resident, RevokedEntry, StatusRecord};
+use crate::storage::{KeyFingerprint, KeyOwner, Scheduled, ScheduledKind};
+
+pub fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Store(format!("encode: {e}")))
+}
+
+pub fn from_json<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| Error::Store(format!("corrupt record: {e}")))
+}
+
+// ----- certificates ----------------------------------------------------------------------
+
+/// The record as the store keeps it: `1 · JSON length (u32 BE) · JSON of every field but
+/// the certificate · the certificate's DER`. The DER stays binary (no base64 to encode
+/// and decode on every issuance and lookup).
+pub fn cert_to_store(c: &CertRecord) -> Result<Vec<u8>> {
+    let head = serde_json::to_vec(&CertHead::from(c))
+        .map_err(|e| Error::Store(format!("encode a certificate record: {e}")))?;
+    let len = u32::try_from(head.len())
+        .map_err(|_| Error::Store("certificate record too large".into()))?;
+    let mut out = Vec::with_capacity(5 + head.len() + c.der.len());
+    out.push(STORE_FORMAT);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&c.der);
+    Ok(out)
+}
+
+/// Reads a record written by [`cert_to_store`].
+pub fn cert_from_store(b: &[u8]) -> Result<CertRecord> {
+    let corrupt = |what: &str| Error::Store(format!("corrupt certificate record: {what}"));
+    let (&format, rest) = b.split_first().ok_or_else(|| corrupt("empty"))?;
+    if format != STORE_FORMAT {
+        return Err(corrupt("unknown format"));
+    }
+    let (len, rest) = rest
+        .split_at_checked(4)
+        .ok_or_else(|| corrupt("truncated"))?;
+    let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt("truncated"))?) as usize;
+    let (head, der) = rest
+        .split_at_checked(len)
+        .ok_or_else(|| corrupt("truncated"))?;
+    let head: CertHead = serde_json::from_slice(head).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(CertRecord {
+        hierarchy: head.hierarchy,
+        serial: head.serial,
+        kind: head.kind,
+        holder: head.holder,
+        partition: head.partition,
+        not_before: head.not_before,
+        not_after: head.not_after,
+        der: der.to_vec(),
+    })
+}
+
+/// Format byte of [`cert_to_store`].
+const STORE_FORMAT: u8 = 1;
+
+/// A [`CertRecord`] without its DER, as stored.
+#[derive(Serialize, Deserialize)]
+struct CertHead {
+    hierarchy: Hierarchy,
+    #[serde(with = "hex::serde")]
+    serial: Vec<u8>,
+    kind: CertKind,
+    holder: Option<String>,
+    partition: Option<u16>,
+    #[serde(with = "time::serde::rfc3339")]
+    not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: OffsetDateTime,
+}
+
+impl From<&CertRecord> for CertHead {
+    fn from(c: &CertRecord) -> CertHead {
+        CertHead {
+            hierarchy: c.hierarchy,
+            serial: c.serial.clone(),
+            kind: c.kind,
+            holder: c.holder.clone(),
+            partition: c.partition,
+            not_before: c.not_before,
+            not_after: c.not_after,
+        }
+    }
+}
+
+/// `hierarchy · serial`: the key of a certificate in `certs` and `status`.
+pub fn cert_key(h: Hierarchy, serial: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + serial.len());
+    k.push(h.tag());
+    k.extend_from_slice(serial);
+    k
+}
+
+/// Splits a `hierarchy · serial` key.
+pub fn split_cert_key(k: &[u8]) -> Result<(Hierarchy, &[u8])> {
+    k.split_first()
+        .and_then(|(t, s)| Some((Hierarchy::from_tag(*t)?, s)))
+        .ok_or_else(|| Error::Store("malformed certificate key".into()))
+}
+
+/// `holder · 0x00 · hierarchy · serial`.
+pub fn holder_key(holder: &str, h: Hierarchy, serial: &[u8]) -> Vec<u8> {
+    let mut k = holder_prefix(holder);
+    k.extend_from_slice(&cert_key(h, serial));
+    k
+}
+
+pub fn holder_prefix(holder: &str) -> Vec<u8> {
+    let mut k = holder.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The certificate a `by_holder` key names.
+pub fn split_holder_key(k: &[u8]) -> Result<(Hierarchy, &[u8])> {
+    let zero = k
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| Error::Store("malformed holder index key".into()))?;
+    split_cert_key(&k[zero + 1..])
+}
+
+pub fn status_to_store(s: &StatusRecord) -> Result<Vec<u8>> {
+    json(s)
+}
+
+pub fn status_from_store(b: &[u8]) -> Result<StatusRecord> {
+    from_json(b)
+}
+
+/// The value of a key in `keys`: `holder · 0x00 · hierarchy`.
+pub fn key_owner_to_store(o: &KeyOwner) -> Vec<u8> {
+    let mut v = holder_prefix(&o.holder);
+    v.push(o.hierarchy.tag());
+    v
+}
+
+pub fn key_owner_from_store(b: &[u8]) -> Result<KeyOwner> {
+    let bad = || Error::Store("corrupt key index entry".into());
+    let (tag, rest) = b.split_last().ok_or_else(bad)?;
+    let holder = rest.strip_suffix(&[0]).ok_or_else(bad)?;
+    Ok(KeyOwner {
+        holder: String::from_utf8(holder.to_vec()).map_err(|_| bad())?,
+        hierarchy: Hierarchy::from_tag(*tag).ok_or_else(bad)?,
+    })
+}
+
+pub fn key_key(fp: &KeyFingerprint) -> &[u8] {
+    fp
+}
+
+/// The `meta` key of a hierarchy's serial counter.
+pub fn counter_key(h: Hierarchy) -> Vec<u8> {
+    format!("serial/{h}").into_bytes()
+}
+
+pub fn counter_from_store(b: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(b.try_into().map_err(|_| {
+        Error::Store("corrupt serial counter".into())
+    })?))
+}
+
+/// Raises a serial counter to `n` at commit (see [`crate::storage::Tx::note_serial`]).
+pub(crate) fn raise_counter(t: &dyn Txn, h: Hierarchy, n: u64) -> TxResult<()> {
+    let k = counter_key(h);
+    let stored = t
+        .get(Table::Meta, &k)?
+        .map(|b| counter_from_store(&b))
+        .transpose()?
+        .unwrap_or(0);
+    if n > stored {
+        t.insert(Table::Meta, &k, &n.to_be_bytes())?;
+    }
+    Ok(())
+}
+
+// ----- CRLs ------------------------------------------------------------------------------
+
+/// Scope code of the CA-level CRL.
+pub const CA_SCOPE: u16 = 0xFFFF;
+
+pub fn scope_code(scope: Scope) -> u16 {
+    match scope {
+        Scope::Partition(p) => p,
+        Scope::Ca => CA_SCOPE,
+    }
+}
+
+pub fn scope_of_code(code: u16) -> Scope {
+    if code == CA_SCOPE {
+        Scope::Ca
+    } else {
+        Scope::Partition(code)
+    }
+}
+
+/// `hierarchy · scope`: the prefix of a CRL's revoked entries, and its state's key in `crl`.
+pub fn scope_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
+    let mut k = vec![h.tag()];
+    k.extend_from_slice(&scope_code(scope).to_be_bytes());
+    k
+}
+
+/// `hierarchy · scope · serial`.
+pub fn revoked_key(h: Hierarchy, scope: Scope, serial: &[u8]) -> Vec<u8> {
+    let mut k = scope_key(h, scope);
+    k.extend_from_slice(serial);
+    k
+}
+
+const DIRTY: &[u8] = b"/dirty";
+
+/// The `crl` key set while a CRL is dirty.
+pub fn dirty_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
+    let mut k = scope_key(h, scope);
+    k.extend_from_slice(DIRTY);
+    k
+}
+
+/// The CRL a `crl` key marks dirty, if it is a dirty flag.
+pub fn split_dirty_key(k: &[u8]) -> Option<(Hierarchy, Scope)> {
+    let body = k.strip_suffix(DIRTY)?;
+    let [tag, a, b] = body else { return None };
+    Some((
+        Hierarchy::from_tag(*tag)?,
+        scope_of_code(u16::from_be_bytes([*a, *b])),
+    ))
+}
+
+// ----- revoked entries --------------------------------------------------------------
+
+/// `reason (u8) · revoked_at (i64 BE, unix seconds) · has_invalidity (u8) · invalidity (i64 BE)
+/// · not_after (i64 BE)`: fixed, so that a partition of 10^6 entries is read without JSON.
+/// Length of an encoded [`RevokedEntry`].
+pub const REVOKED_LEN: usize = 26;
+
+pub fn revoked_encode(e: &RevokedEntry) -> [u8; REVOKED_LEN] {
+    let mut b = [0u8; REVOKED_LEN];
+    b[0] = e.reason.code();
+    b[1..9].copy_from_slice(&e.revoked_at.to_be_bytes());
+    if let Some(t) = e.invalidity {
+        b[9] = 1;
+        b[10..18].copy_from_slice(&t.to_be_bytes());
+    }
+    b[18..26].copy_from_slice(&e.not_after.to_be_bytes());
+    b
+}
+
+pub fn revoked_decode(b: &[u8]) -> Result<RevokedEntry> {
+    let bad = || Error::Store("corrupt revoked entry".into());
+    if b.len() != REVOKED_LEN {
+        return Err(bad());
+    }
+    let i64_at = |o: usize| -> Result<i64> {
+        Ok(i64::from_be_bytes(
+            b[o..o + 8].try_into().map_err(|_| bad())?,
+        ))
+    };
+    Ok(RevokedEntry {
+        reason: Reason::from_code(b[0]).ok_or_else(bad)?,
+        revoked_at: i64_at(1)?,
+        invalidity: if b[9] == 1 { Some(i64_at(10)?) } else { None },
+        not_after: i64_at(18)?,
+    })
+}
+
+// ----- the register ----------------------------------------------------------------------
+
+pub fn resident_to_store(r: &Resident) -> Result<Vec<u8>> {
+    json(r)
+}
+
+pub fn resident_from_store(b: &[u8]) -> Result<Resident> {
+    from_json(b)
+}
+
+/// `due time (i64 BE) · holder id`.
+pub fn scheduled_key(s: &Scheduled) -> Vec<u8> {
+    let mut k = s.at.unix_timestamp().to_be_bytes().to_vec();
+    k.extend_from_slice(s.resident.as_bytes());
+    k
+}
+
+/// The end of the `scheduled` keys due at or before `until`.
+pub fn scheduled_end(until: OffsetDateTime) -> [u8; 8] {
+    (until.unix_timestamp() + 1).to_be_bytes()
+}
+
+pub fn scheduled_from_store(k: &[u8], v: &[u8]) -> Result<Scheduled> {
+    let bad = || Error::Store("corrupt scheduled event".into());
+    let (at, id) = k.split_at_checked(8).ok_or_else(bad)?;
+    let at = i64::from_be_bytes(at.try_into().map_err(|_| bad())?);
+    let kind = match v {
+        b"emigrate" => ScheduledKind::Emigrate,
+        _ => return Err(bad()),
+    };
+    Ok(Scheduled {
+        at: OffsetDateTime::from_unix_timestamp(at).map_err(|_| bad())?,
+        resident: String::from_utf8(id.to_vec()).map_err(|_| bad())?,
+        kind,
+    })
+}
+
+pub fn scheduled_value(kind: ScheduledKind) -> &'static [u8] {
+    kind.as_str().as_bytes()
+}
+
+// ----- the audit trail -------------------------------------------------------------------
+
+/// The `meta` key of the audit chain's head.
+pub const AUDIT_HEAD: &[u8] = b"audit_head";
+
+pub fn audit_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn audit_head_from_store(b: &[u8]) -> Result<Head> {
+    from_json(b)
+}
+
+/// Reads an audit record; its key must be its sequence number.
+pub fn audit_from_store(k: &[u8], v: &[u8]) -> Result<Record> {
+    let r: Record = from_json(v)?;
+    if k != r.seq.to_be_bytes() {
+        return Err(Error::AuditBroken {
+            seq: r.seq,
+            problem: "the record is stored under another sequence number".into(),
+        });
+    }
+    Ok(r)
+}
+
+/// Links an audit record into the chain at commit: reads the head, writes the record and the
+/// new head.
+pub(crate) fn link_audit(t: &dyn Txn, a: &AuditIntent) -> TxResult<()> {
+    let head = t
+        .get(Table::Meta, AUDIT_HEAD)?
+        .map(|b| audit_head_from_store(&b))
+        .transpose()?;
+    let (record, head) = crate::audit::link(head.as_ref(), a)?;
+    t.insert(Table::Audit, &audit_key(record.seq), &json(&record)?)?;
+    t.insert(Table::Meta, AUDIT_HEAD, &json(&head)?)
+}
+
+// ----- platform --------------------------------------------------------------------------
+
+pub fn pf_key(id: &str) -> Vec<u8> {
+    format!("pf/{id}").into_bytes()
+}
+pub const PF_PREFIX: &[u8] = b"pf/";
+pub fn pf_name_key(name: &str) -> Vec<u8> {
+    format!("pfname/{name}").into_bytes()
+}
+pub fn pf_client_key(fp: &str) -> Vec<u8> {
+    format!("key/{fp}").into_bytes()
+}
+pub fn sp_key(id: &str) -> Vec<u8> {
+    format!("sp/{id}").into_bytes()
+}
+pub const SP_PREFIX: &[u8] = b"sp/";
+pub fn sp_name_key(pf: &str, name: &str) -> Vec<u8> {
+    format!("spname/{pf}/{name}").into_bytes()
+}
+pub fn consent_key(id: &str) -> Vec<u8> {
+    format!("c/{id}").into_bytes()
+}
+pub fn holder_consent_prefix(holder: &str, sp: &str) -> Vec<u8> {
+    let mut k = b"h/".to_vec();
+    k.extend_from_slice(holder.as_bytes());
+    k.push(0);
+    k.extend_from_slice(sp.as_bytes());
+    k.push(0);
+    k
+}
+pub fn holder_consent_key(c: &Consent) -> Vec<u8> {
+    let mut k = holder_consent_prefix(&c.holder, &c.sp);
+    k.extend_from_slice(c.id.as_bytes());
+    k
+}
+pub fn nonce_key(sp: &str, nonce: &str) -> Vec<u8> {
+    let mut k = b"n/".to_vec();
+    k.extend_from_slice(sp.as_bytes());
+    k.push(0);
+    k.extend_from_slice(nonce.as_bytes());
+    k
+}
+pub fn access_prefix(holder: &str) -> Vec<u8> {
+    holder_prefix(holder)
+}
+/// `holder · 0x00 · time (i128 BE ns) · seq (u64 BE)`.
+pub fn access_key(a: &Access, seq: u64) -> Vec<u8> {
+    let mut k = access_prefix(&a.holder);
+    k.extend_from_slice(&a.at.unix_timestamp_nanos().to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+pub fn operator_from_store(b: &[u8]) -> Result<Operator> {
+    from_json(b)
+}
+pub fn sp_from_store(b: &[u8]) -> Result<ServiceProvider> {
+    from_json(b)
+}
+pub fn consent_from_store(b: &[u8]) -> Result<Consent> {
+    from_json(b)
+}
+pub fn access_from_store(b: &[u8]) -> Result<Access> {
+    from_json(b)
+}
+pub fn id_from_store(b: &[u8]) -> Result<String> {
+    String::from_utf8(b.to_vec()).map_err(|_| Error::Store("corrupt index entry".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::CertKind;
+
+    #[test]
+    fn revoked_entries_round_trip() {
+        for e in [
+            RevokedEntry {
+                reason: Reason::KeyCompromise,
+                revoked_at: 1_700_000_000,
+                invalidity: Some(1_690_000_000),
+                not_after: 1_900_000_000,
+            },
+            RevokedEntry {
+                reason: Reason::CertificateHold,
+                revoked_at: -5,
+                invalidity: None,
+                not_after: 0,
+            },
+        ] {
+            assert_eq!(revoked_decode(&revoked_encode(&e)).unwrap(), e);
+        }
+        assert!(revoked_decode(&[0u8; 3]).is_err());
+        let mut bad = revoked_encode(&RevokedEntry {
+            reason: Reason::Superseded,
+            revoked_at: 0,
+            invalidity: None,
+            not_after: 0,
+        });
+        bad[0] = 7;
+        assert!(revoked_decode(&bad).is_err());
+    }
+
+    #[test]
+    fn certificate_records_round_trip_and_damage_is_named() {
+        let c = CertRecord {
+            hierarchy: Hierarchy::Signing,
+            serial: vec![0x4c, 0x0c, 0x27],
+            kind: CertKind::Signing,
+            holder: Some("R0123".into()),
+            partition: Some(7),
+            not_before: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            not_after: OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
+            der: vec![0x30, 0x82, 0x01, 0x00, 0xAA, 0xBB],
+        };
+        let b = cert_to_store(&c).unwrap();
+        let back = cert_from_store(&b).unwrap();
+        assert_eq!(
+            (back.serial, back.holder, back.partition, back.der),
+            (
+                c.serial.clone(),
+                c.holder.clone(),
+                c.partition,
+                c.der.clone()
+            )
+        );
+        assert_eq!(
+            (back.not_before, back.not_after),
+            (c.not_before, c.not_after)
+        );
+        for (bytes, what) in [
+            (Vec::new(), "empty"),
+            (vec![9, 0, 0, 0, 0], "unknown format"),
+            (b[..3].to_vec(), "truncated"),
+            ([&b[..5], b"{}"].concat(), "truncated"),
+        ] {
+            let e = cert_from_store(&bytes).unwrap_err().to_string();
+            assert!(
+                e.contains("corrupt certificate record") && e.contains(what),
+                "{e}"
+            );
+        }
+        let mut bad_head = b.clone();
+        bad_head[6] = b'!';
+        assert!(cert_from_store(&bad_head)
+            .unwrap_err()
+            .to_string()
+            .contains("corrupt certificate record"));
+    }
+}

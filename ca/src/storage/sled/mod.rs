@@ -1,0 +1,504 @@
+//! The sled engine: the embedded default. [`kv`] is its key-value core (write-ahead journal,
+//! group commit, snapshots, recovery: docs/store.md), [`layout`] every key and record
+//! encoding, and this module the storage authority's domain calls over them.
+
+mod kv;
+pub mod layout;
+
+use std::path::{Path, PathBuf};
+
+use policies::profile::Scope;
+use policies::Hierarchy;
+use time::OffsetDateTime;
+
+use self::kv::{Kv, Table, Txn};
+use self::layout as l;
+use crate::audit::{AuditIntent, Head, Record};
+use crate::error::{Error, Result};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::{CertRecord, Resident, State, StatusRecord};
+use crate::storage::{
+    CommitStats, Compaction, KeyFingerprint, KeyOwner, Revoked, Scheduled, Storage, Tx,
+};
+
+/// The storage authority on sled (see the module docs).
+pub struct SledStorage {
+    kv: Kv,
+}
+
+impl SledStorage {
+    /// Opens (or creates) the store in `dir` (`dir/journal`, `dir/sled/`), replaying or
+    /// rebuilding from the journal as needed. A second process gets [`Error::Locked`].
+    pub fn open(dir: &Path) -> Result<SledStorage> {
+        Ok(SledStorage { kv: Kv::open(dir)? })
+    }
+
+    /// Path of the journal of a store directory.
+    pub fn journal_path(dir: &Path) -> PathBuf {
+        Kv::journal_path(dir)
+    }
+
+    fn scan_values<T>(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.kv
+            .scan(t, prefix)
+            .map(|r| r.and_then(|(_, v)| decode(&v)))
+            .collect()
+    }
+
+    fn get_with<T>(
+        &self,
+        t: Table,
+        key: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.kv.get(t, key)?.map(|b| decode(&b)).transpose()
+    }
+}
+
+impl Storage for SledStorage {
+    fn certificate(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<CertRecord>> {
+        self.get_with(Table::Certs, &l::cert_key(h, serial), l::cert_from_store)
+    }
+
+    fn for_each_certificate(&self, each: &mut dyn FnMut(CertRecord) -> Result<()>) -> Result<()> {
+        for item in self.kv.scan(Table::Certs, b"") {
+            each(l::cert_from_store(&item?.1)?)?;
+        }
+        Ok(())
+    }
+
+    fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
+        let mut out = Vec::new();
+        for item in self.kv.scan(Table::ByHolder, &l::holder_prefix(holder)) {
+            let (k, _) = item?;
+            let (h, serial) = l::split_holder_key(&k)?;
+            let cert = self
+                .certificate(h, serial)?
+                .ok_or_else(|| Error::Store("holder index names a missing certificate".into()))?;
+            let status = Storage::status(self, h, serial)?
+                .ok_or_else(|| Error::Store("certificate without status".into()))?;
+            out.push((cert, status));
+        }
+        Ok(out)
+    }
+
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.get_with(Table::Status, &l::cert_key(h, serial), l::status_from_store)
+    }
+
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.get_with(Table::Keys, l::key_key(fp), l::key_owner_from_store)
+    }
+
+    fn serial_counter(&self, h: Hierarchy) -> Result<u64> {
+        Ok(self
+            .get_with(Table::Meta, &l::counter_key(h), l::counter_from_store)?
+            .unwrap_or(0))
+    }
+
+    fn for_each_revoked(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        each: &mut dyn FnMut(Revoked) -> Result<()>,
+    ) -> Result<()> {
+        let prefix = l::scope_key(h, scope);
+        for item in self.kv.scan(Table::Revoked, &prefix) {
+            let (k, v) = item?;
+            each(Revoked {
+                serial: k[prefix.len()..].to_vec(),
+                entry: l::revoked_decode(&v)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+        let mut out = Vec::new();
+        for item in self.kv.scan(Table::Crl, b"") {
+            let (k, _) = item?;
+            out.extend(l::split_dirty_key(&k));
+        }
+        Ok(out)
+    }
+
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        self.kv.get(Table::Crl, &l::scope_key(h, scope))
+    }
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>> {
+        self.get_with(Table::Residents, id.as_bytes(), l::resident_from_store)
+    }
+
+    fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>> {
+        self.kv
+            .range(Table::Scheduled, &[], &l::scheduled_end(until))
+            .map(|r| r.and_then(|(k, v)| l::scheduled_from_store(&k, &v)))
+            .collect()
+    }
+
+    fn next_event(&self) -> Result<Option<Scheduled>> {
+        self.kv
+            .scan(Table::Scheduled, b"")
+            .next()
+            .map(|r| r.and_then(|(k, v)| l::scheduled_from_store(&k, &v)))
+            .transpose()
+    }
+
+    fn audit_head(&self) -> Result<Option<Head>> {
+        self.get_with(Table::Meta, l::AUDIT_HEAD, l::audit_head_from_store)
+    }
+
+    fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
+        self.kv
+            .range(Table::Audit, &l::audit_key(from), &[0xFF; 9])
+            .take(limit)
+            .map(|r| r.and_then(|(k, v)| l::audit_from_store(&k, &v)))
+            .collect()
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>> {
+        self.get_with(Table::Operators, &l::pf_key(id), l::operator_from_store)
+    }
+
+    fn operator_named(&self, name: &str) -> Result<Option<String>> {
+        self.get_with(Table::Operators, &l::pf_name_key(name), l::id_from_store)
+    }
+
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.get_with(Table::Operators, &l::pf_client_key(fp), l::id_from_store)
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>> {
+        self.scan_values(Table::Operators, l::PF_PREFIX, l::operator_from_store)
+    }
+
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        self.get_with(Table::Operators, &l::sp_key(id), l::sp_from_store)
+    }
+
+    fn service_providers(&self) -> Result<Vec<ServiceProvider>> {
+        self.scan_values(Table::Operators, l::SP_PREFIX, l::sp_from_store)
+    }
+
+    fn consent(&self, id: &str) -> Result<Option<Consent>> {
+        self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
+    }
+
+    fn consents_of(&self, holder: &str, sp: &str) -> Result<Vec<Consent>> {
+        let prefix = l::holder_consent_prefix(holder, sp);
+        let mut out = Vec::new();
+        for item in self.kv.scan(Table::Consents, &prefix) {
+            let (k, _) = item?;
+            let id = l::id_from_store(&k[prefix.len()..])?;
+            out.push(
+                Storage::consent(self, &id)?
+                    .ok_or_else(|| Error::Store(format!("consent index names a missing {id}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn access_log(&self, holder: &str) -> Result<Vec<Access>> {
+        self.scan_values(
+            Table::Access,
+            &l::access_prefix(holder),
+            l::access_from_store,
+        )
+    }
+
+    fn access_count(&self) -> Result<u64> {
+        Ok(self.kv.count(Table::Access) as u64)
+    }
+
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
+        self.kv.transact(&|t| body(&SledTx(t)))
+    }
+
+    fn check_consistency(&self) -> Result<u64> {
+        let broken = |what: String| Error::Store(format!("index check: {what}"));
+        let mut n = 0;
+        for item in self.kv.scan(Table::Certs, b"") {
+            let (k, v) = item?;
+            let c = l::cert_from_store(&v)?;
+            let hexs = hex::encode_upper(&c.serial);
+            let st = match self.kv.get(Table::Status, &k)? {
+                Some(b) => l::status_from_store(&b)?,
+                None => return Err(broken(format!("{hexs} has no status"))),
+            };
+            let rk = l::revoked_key(c.hierarchy, crate::storage::scope_of(&c), &c.serial);
+            match (st.state, self.kv.get(Table::Revoked, &rk)?) {
+                (State::Good, None) => {}
+                (State::Good, Some(_)) => {
+                    return Err(broken(format!("{hexs} is good but listed as revoked")))
+                }
+                (_, None) => {
+                    return Err(broken(format!(
+                        "{hexs} is {} but has no revoked entry",
+                        st.state.as_str()
+                    )))
+                }
+                (_, Some(e)) => {
+                    if Some(l::revoked_decode(&e)?.reason) != st.reason {
+                        return Err(broken(format!(
+                            "{hexs}: revoked entry and status disagree on the reason"
+                        )));
+                    }
+                }
+            }
+            if let Some(holder) = &c.holder {
+                if self
+                    .kv
+                    .get(
+                        Table::ByHolder,
+                        &l::holder_key(holder, c.hierarchy, &c.serial),
+                    )?
+                    .is_none()
+                {
+                    return Err(broken(format!("{hexs} is missing from its holder's index")));
+                }
+                let fp = crate::storage::fingerprint(&c.spki()?);
+                if self.kv.get(Table::Keys, l::key_key(&fp))?.is_none() {
+                    return Err(broken(format!(
+                        "{hexs}: its key is missing from the key index"
+                    )));
+                }
+            }
+            n += 1;
+        }
+        for item in self.kv.scan(Table::ByHolder, b"") {
+            let (k, _) = item?;
+            let (h, serial) = l::split_holder_key(&k).map_err(|e| broken(e.to_string()))?;
+            if self
+                .kv
+                .get(Table::Certs, &l::cert_key(h, serial))?
+                .is_none()
+            {
+                return Err(broken(format!(
+                    "holder index names a missing certificate {}",
+                    hex::encode_upper(serial)
+                )));
+            }
+        }
+        Ok(n)
+    }
+
+    fn compact(&self) -> Result<Compaction> {
+        self.kv.compact()
+    }
+
+    fn journal_bytes(&self) -> Result<u64> {
+        self.kv.journal_bytes()
+    }
+
+    fn commit_stats(&self) -> CommitStats {
+        self.kv.commit_stats()
+    }
+}
+
+/// A unit of work on sled: the domain writes as key-value writes of [`layout`].
+struct SledTx<'a>(&'a dyn Txn);
+
+impl SledTx<'_> {
+    fn get_with<T>(
+        &self,
+        t: Table,
+        key: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.0.get(t, key)?.map(|b| decode(&b)).transpose()
+    }
+}
+
+impl Tx for SledTx<'_> {
+    fn certificate_exists(&self, h: Hierarchy, serial: &[u8]) -> Result<bool> {
+        Ok(self.0.get(Table::Certs, &l::cert_key(h, serial))?.is_some())
+    }
+
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.get_with(Table::Status, &l::cert_key(h, serial), l::status_from_store)
+    }
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>> {
+        self.get_with(Table::Residents, id.as_bytes(), l::resident_from_store)
+    }
+
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.get_with(Table::Keys, l::key_key(fp), l::key_owner_from_store)
+    }
+
+    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
+        Ok(self.0.get(Table::Crl, &l::dirty_key(h, scope))?.is_some())
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>> {
+        self.get_with(Table::Operators, &l::pf_key(id), l::operator_from_store)
+    }
+
+    fn operator_named(&self, name: &str) -> Result<Option<String>> {
+        self.get_with(Table::Operators, &l::pf_name_key(name), l::id_from_store)
+    }
+
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.get_with(Table::Operators, &l::pf_client_key(fp), l::id_from_store)
+    }
+
+    fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>> {
+        self.get_with(
+            Table::Operators,
+            &l::sp_name_key(pf, name),
+            l::id_from_store,
+        )
+    }
+
+    fn consent(&self, id: &str) -> Result<Option<Consent>> {
+        self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
+    }
+
+    fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .get(Table::Consents, &l::nonce_key(sp, nonce))?
+            .is_some())
+    }
+
+    fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
+        let k = l::cert_key(c.hierarchy, &c.serial);
+        self.0.insert(Table::Certs, &k, &l::cert_to_store(c)?)?;
+        self.0
+            .insert(Table::Status, &k, &l::status_to_store(&StatusRecord::GOOD)?)?;
+        if let Some(holder) = &c.holder {
+            self.0.insert(
+                Table::ByHolder,
+                &l::holder_key(holder, c.hierarchy, &c.serial),
+                b"",
+            )?;
+            if let Some(fp) = key {
+                let owner = KeyOwner {
+                    holder: holder.clone(),
+                    hierarchy: c.hierarchy,
+                };
+                self.0
+                    .insert(Table::Keys, l::key_key(fp), &l::key_owner_to_store(&owner))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()> {
+        let scope = crate::storage::scope_of(c);
+        self.0.insert(
+            Table::Status,
+            &l::cert_key(c.hierarchy, &c.serial),
+            &l::status_to_store(status)?,
+        )?;
+        let rk = l::revoked_key(c.hierarchy, scope, &c.serial);
+        match crate::storage::revoked_entry(c, status)? {
+            Some(entry) => self
+                .0
+                .insert(Table::Revoked, &rk, &l::revoked_encode(&entry))?,
+            None => self.0.remove(Table::Revoked, &rk)?,
+        }
+        self.set_crl_dirty(c.hierarchy, scope)
+    }
+
+    fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()> {
+        self.0
+            .defer(Box::new(move |t: &dyn Txn| l::raise_counter(t, h, n)))
+    }
+
+    fn put_resident(&self, r: &Resident) -> Result<()> {
+        self.0
+            .insert(Table::Residents, r.id.as_bytes(), &l::resident_to_store(r)?)
+    }
+
+    fn schedule(&self, s: &Scheduled) -> Result<()> {
+        self.0.insert(
+            Table::Scheduled,
+            &l::scheduled_key(s),
+            l::scheduled_value(s.kind),
+        )
+    }
+
+    fn unschedule(&self, s: &Scheduled) -> Result<()> {
+        self.0.remove(Table::Scheduled, &l::scheduled_key(s))
+    }
+
+    fn audit(&self, record: AuditIntent) -> Result<()> {
+        self.0
+            .defer(Box::new(move |t: &dyn Txn| l::link_audit(t, &record)))
+    }
+
+    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        self.0.insert(Table::Crl, &l::dirty_key(h, scope), b"1")
+    }
+
+    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        self.0.remove(Table::Crl, &l::dirty_key(h, scope))
+    }
+
+    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
+        self.0.insert(Table::Crl, &l::scope_key(h, scope), state)
+    }
+
+    fn put_operator(&self, op: &Operator) -> Result<()> {
+        self.0
+            .insert(Table::Operators, &l::pf_key(&op.id), &l::json(op)?)?;
+        self.0.insert(
+            Table::Operators,
+            &l::pf_name_key(&op.name),
+            op.id.as_bytes(),
+        )
+    }
+
+    fn bind_operator_key(&self, fp: &str, operator: &str) -> Result<()> {
+        self.0
+            .insert(Table::Operators, &l::pf_client_key(fp), operator.as_bytes())
+    }
+
+    fn put_service_provider(&self, sp: &ServiceProvider) -> Result<()> {
+        self.0
+            .insert(Table::Operators, &l::sp_key(&sp.id), &l::json(sp)?)?;
+        self.0.insert(
+            Table::Operators,
+            &l::sp_name_key(&sp.pf, &sp.name),
+            sp.id.as_bytes(),
+        )
+    }
+
+    fn put_consent(&self, c: &Consent) -> Result<()> {
+        self.0.insert(
+            Table::Consents,
+            &l::nonce_key(&c.sp, &c.nonce),
+            c.id.as_bytes(),
+        )?;
+        self.0
+            .insert(Table::Consents, &l::consent_key(&c.id), &l::json(c)?)?;
+        self.0
+            .insert(Table::Consents, &l::holder_consent_key(c), b"")
+    }
+
+    fn append_access(&self, a: &Access, seq: u64) -> Result<()> {
+        self.0
+            .insert(Table::Access, &l::access_key(a, seq), &l::json(a)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SledStorage;
+    use crate::storage::conformance::Fixture;
+
+    fn fresh() -> Fixture<SledStorage> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let storage = SledStorage::open(dir.path()).expect("open a fresh sled store");
+        Fixture::keeping(storage, dir)
+    }
+
+    crate::storage_conformance!(fresh);
+}
