@@ -251,7 +251,7 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
             crl_store.clone(),
             crl_store,
             settings.crl_dir.clone(),
-            Arc::new(adapters::Clock(Arc::clone(&clock))),
+            Arc::clone(&clock),
         )
         .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?,
     );
@@ -269,7 +269,7 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
         ocsp_responder::Settings::from_policy(authority.policy()),
         issuers,
         Arc::new(adapters::OcspStatus(store)),
-        Arc::new(adapters::Clock(Arc::clone(&clock))),
+        Arc::clone(&clock),
     )
     .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
     authority.set_listener(Arc::new(adapters::Notifier {
