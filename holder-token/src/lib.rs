@@ -86,6 +86,7 @@
 //! * `rpassword` — PIN prompts without echo, read from the terminal.
 //! * `serde`/`serde_json`/`base64` — the file format; `clap` — [`TokenCommand`].
 
+mod b64;
 pub mod cli;
 mod crypto;
 mod file;
