@@ -1,8 +1,8 @@
-//! Clap subcommands the `jpki` binary embeds (`jpki operator …`, `jpki sp …`,
-//! `jpki resident access-log`), how each becomes an [`crate::api::Request`], and how an answer is
-//! shown. Files (`--csr`, `--cert`, `--cert-out`, `--key-out`) are read and written here, on
-//! the client side; the server only sees and returns their contents. `--data` and the
-//! passphrase options belong to the embedding command.
+//! The platform's commands (`jpki operator …`, `jpki sp …`, `jpki resident access-log`): how
+//! each becomes a [`platform::Request`], and how an answer is shown. Files (`--csr`,
+//! `--cert`, `--cert-out`, `--key-out`) are read and written here, on the client side; the
+//! server only sees and returns their contents. Errors are the platform's own ([`platform::Error`]), so
+//! the messages are those of the API.
 
 use std::fs;
 use std::io::Write;
@@ -13,9 +13,8 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::api::Request;
-use crate::error::{Error, Result};
-use crate::registry::Scope;
+use platform::registry::Scope;
+use platform::{Error, Request, Result};
 
 /// `jpki operator …`
 #[derive(Debug, Clone, Subcommand)]
@@ -109,8 +108,13 @@ pub struct AccessLogArgs {
     pub json: bool,
 }
 
+/// `Error::Io` with `context`.
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(Error::io(format!("read {}", path.display())))
+    fs::read(path).map_err(io(format!("read {}", path.display())))
 }
 
 /// Builds the request for an operator command (reads `--csr` / `--cert`).
@@ -166,9 +170,9 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(Error::io(format!("create {}", path.display())))?;
+        .map_err(io(format!("create {}", path.display())))?;
     f.write_all(text.as_bytes())
-        .map_err(Error::io(format!("write {}", path.display())))
+        .map_err(io(format!("write {}", path.display())))
 }
 
 fn pretty(v: &Value) -> String {
