@@ -6,16 +6,21 @@
 //! `ca`, lets each component stay a library that knows nothing of the others (the design's
 //! dependency direction), while the CLI and `jpki serve` see all of them.
 //!
-//! * [`cli`] — argument parsing and printing; every CA operation goes through
-//!   [`ca::api::Request`], in-process or over a running server's admin socket;
+//! * [`cli`] — argument parsing and printing, for every component (the library crates have
+//!   no command-line parser); every CA operation goes through [`ca::api::Request`],
+//!   in-process or over a running server's admin socket;
+//! * [`clock`] — the clock of the commands and the server (`JPKI_TEST_NOW`,
+//!   `JPKI_TEST_START`); `serve` — `jpki serve`;
 //! * `demo` — `jpki demo`, the whole story; `bench` — `jpki bench …`.
 //!
 //! ## Dependencies
-//! * `clap` (derive) for the command line, `tracing-subscriber` for logs on stderr,
+//! * `clap` (derive) for the command line of every component (PIN prompts come from
+//!   `holder_token::prompt`), `tracing-subscriber` for logs on stderr,
 //!   `indicatif` for progress, `rcgen` for the demo's and benchmark's stand-in holders.
 
 mod bench;
 pub mod cli;
+pub mod clock;
 mod demo;
 pub mod serve;
 

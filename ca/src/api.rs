@@ -102,9 +102,7 @@ impl Authority {
                 let certs = self.check_indexes()?;
                 Ok(json!({ "records": records, "intact": true, "certificates_checked": certs }))
             }
-            Request::AuditLog => {
-                Ok(json!({ "records": self.audit_records()? }))
-            }
+            Request::AuditLog => Ok(json!({ "records": self.audit_records()? })),
             Request::StoreCompact => to_value(self.storage().compact()?),
             Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use crl_publisher::{
-    Entry, ManualClock, MemoryStore, Publisher, Roots, Settings, Source, StateStore,
+    Entry, FixedClock, MemoryStore, Publisher, Roots, Settings, Source, StateStore,
 };
 use policies::profile::Scope;
 use policies::{Hierarchy, Policy, Reason};
@@ -137,7 +137,7 @@ fn setup_with(source: Synthetic) -> Setup {
         Arc::new(source),
         state.clone() as Arc<dyn StateStore>,
         dir.path(),
-        Arc::new(ManualClock::new(NOW)),
+        Arc::new(FixedClock::new(NOW)),
     )
     .unwrap();
     Setup {

@@ -87,10 +87,10 @@ mod publisher;
 mod store;
 
 pub use error::{BoxError, Error};
+/// The clock is jpki's one clock (`policies::clock`), re-exported for the publisher's callers.
+pub use policies::clock::{Clock, FixedClock, SystemClock};
 pub use publisher::{Crl, IndexEntry, Publisher, Roots, Settings, Status, TickReport};
-pub use store::{
-    Clock, Entry, ManualClock, MemoryStore, Published, Source, State, StateStore, SystemClock,
-};
+pub use store::{Entry, MemoryStore, Published, Source, State, StateStore};
 
 use policies::profile::Scope;
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use der::asn1::{OctetString, Uint};
 use der::{Decode, Encode};
 use indicatif::{ProgressBar, ProgressStyle};
+use policies::clock::Clock;
 use policies::profile::{crl_dp_names, Scope};
 use policies::{Hierarchy, Policy, Signer};
 use serde::Serialize;
@@ -24,7 +25,7 @@ use x509_cert::name::Name;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 use crate::encode::CrlEncoder;
-use crate::store::{Clock, Published, Source, State, StateStore};
+use crate::store::{Published, Source, State, StateStore};
 use crate::{scope_name, Error};
 
 /// Tunables of the publisher that the policy file does not (yet) carry.

@@ -1,6 +1,7 @@
 //! The narrow interfaces the publisher needs from the CA: where revoked entries come from
-//! ([`Source`]), where each CRL's durable state lives ([`StateStore`]) and what time it is
-//! ([`Clock`]) — plus in-memory implementations for tests and benchmarks.
+//! ([`Source`]) and where each CRL's durable state lives ([`StateStore`]) — plus in-memory
+//! implementations for tests and benchmarks. What time it is comes from
+//! `policies::clock::Clock`, the clock every jpki crate shares.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError, RwLock};
@@ -89,46 +90,6 @@ pub trait StateStore: Send + Sync {
     /// Clears the dirty flag and says whether it was set, atomically with respect to
     /// concurrent `set_dirty` calls.
     fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError>;
-}
-
-/// Where the publisher gets the time from; tests move it by hand.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The operating system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
-/// A clock that only moves when told to.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<OffsetDateTime>);
-
-impl ManualClock {
-    pub fn new(at: OffsetDateTime) -> ManualClock {
-        ManualClock(Mutex::new(at))
-    }
-
-    pub fn set(&self, at: OffsetDateTime) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
-    }
-
-    pub fn advance(&self, by: time::Duration) {
-        let mut t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *t += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// An in-memory [`Source`] and [`StateStore`] (nothing is durable): for tests, benchmarks and

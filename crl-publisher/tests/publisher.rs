@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crl_publisher::{
-    Clock, Entry, Error, ManualClock, MemoryStore, Publisher, Roots, Settings, Source, StateStore,
+    Clock, Entry, Error, FixedClock, MemoryStore, Publisher, Roots, Settings, Source, StateStore,
     SystemClock,
 };
 use policies::profile::Scope;
@@ -305,7 +305,7 @@ fn webpki_agrees_on_url_partitioned_crls() {
 fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
     let fx = Fixture::new();
     let t0 = datetime!(2026-11-27 00:00 UTC);
-    let clock = Arc::new(ManualClock::new(t0));
+    let clock = Arc::new(FixedClock::new(t0));
     let publisher = fx.publisher(clock.clone());
     let all = publisher.scopes().len();
     assert_eq!(all, 2 * (64 + 1));
@@ -375,7 +375,7 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
 #[test]
 fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     let fx = Fixture::new();
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-27 00:00 UTC)));
+    let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
     let publisher = fx.publisher(clock.clone());
     let scope = Scope::Partition(0);
     assert!(publisher.tick(clock.now()).failed.is_empty());
@@ -439,7 +439,7 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
 #[test]
 fn a_signing_failure_publishes_nothing() {
     let fx = Fixture::new();
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-27 00:00 UTC)));
+    let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
     let publisher = fx.publisher(clock.clone());
     let scope = Scope::Partition(7);
     publisher.publish(S, scope, clock.now()).unwrap();
@@ -475,7 +475,7 @@ impl Source for Slow {
 #[test]
 fn concurrent_revocations_during_builds_are_not_lost() {
     let fx = Fixture::new();
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-27 00:00 UTC)));
+    let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
     let publisher = Arc::new(fx.publisher_with(
         Settings::default(),
         clock.clone(),
@@ -526,7 +526,7 @@ fn concurrent_revocations_during_builds_are_not_lost() {
 #[test]
 fn publish_all_writes_every_crl_and_an_index() {
     let fx = Fixture::new();
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-27 00:00 UTC)));
+    let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
     for k in 0..50u32 {
         fx.revoke(
             Hierarchy::Auth,
@@ -703,7 +703,7 @@ mod http {
     async fn serves_crls_with_cache_headers_and_conditional_requests() {
         let fx = Fixture::new();
         let t0 = datetime!(2026-11-27 03:00 UTC);
-        let clock = Arc::new(ManualClock::new(t0));
+        let clock = Arc::new(FixedClock::new(t0));
         let publisher = Arc::new(fx.publisher(clock.clone()));
         let crl = publisher.publish(S, Scope::Partition(1), t0).unwrap();
         publisher.publish(Hierarchy::Auth, Scope::Ca, t0).unwrap();
@@ -795,7 +795,7 @@ mod http {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_rebuilds_a_dirty_partition_within_the_bound() {
         let fx = Fixture::new();
-        let clock = Arc::new(ManualClock::new(datetime!(2026-11-27 00:00 UTC)));
+        let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
         let settings = Settings {
             dirty_bound: std::time::Duration::from_millis(500),
             batch_delay: std::time::Duration::from_millis(50),

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use spki::SubjectPublicKeyInfoRef;
 use x509_cert::Certificate;
 
-use crate::crypto::{self, KEY_LEN};
+use crate::b64;
+use crate::crypto::{self, Kdf, Sealed, KEY_LEN};
 use crate::pin::max_tries;
 use crate::Error;
 
@@ -66,12 +67,12 @@ impl Body {
 #[serde(deny_unknown_fields)]
 pub struct Slot {
     /// SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7), in the clear.
-    #[serde(with = "b64")]
+    #[serde(with = "b64::plain")]
     pub public_key: Vec<u8>,
     /// PKCS#8 DER sealed under this slot's data key.
     pub private_key: Sealed,
     /// The certificate issued for this key, DER, once imported.
-    #[serde(with = "b64_opt")]
+    #[serde(with = "b64::opt")]
     pub certificate: Option<Vec<u8>>,
     pub pin: PinSlot,
 }
@@ -88,71 +89,6 @@ pub struct PinSlot {
     /// The other slot's data key, sealed under this PIN's KEK: it lets this PIN reset the
     /// other one (the kiosk flow of reference §7).
     pub other_key: Sealed,
-}
-
-/// argon2id parameters (RFC 9106 §3.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Kdf {
-    pub algorithm: String,
-    /// Argon2 version number, 19 (0x13).
-    pub version: u32,
-    pub m_kib: u32,
-    pub t: u32,
-    pub p: u32,
-    #[serde(with = "b64")]
-    pub salt: Vec<u8>,
-}
-
-impl Kdf {
-    pub const ARGON2ID: &'static str = "argon2id";
-    pub const V13: u32 = 0x13;
-
-    /// Bounds that keep a hostile file from asking for gigabytes or hours.
-    fn check(&self) -> Result<(), String> {
-        if self.algorithm != Self::ARGON2ID || self.version != Self::V13 {
-            return Err(format!(
-                "unsupported KDF {} version {}",
-                self.algorithm, self.version
-            ));
-        }
-        if !(1..=8).contains(&self.p)
-            || !(1..=16).contains(&self.t)
-            || self.m_kib < 8 * self.p
-            || self.m_kib > 1 << 20
-        {
-            return Err(format!(
-                "argon2id parameters out of bounds (m={} KiB, t={}, p={})",
-                self.m_kib, self.t, self.p
-            ));
-        }
-        if !(16..=64).contains(&self.salt.len()) {
-            return Err("KDF salt has the wrong length".into());
-        }
-        Ok(())
-    }
-}
-
-/// An AES-256-GCM ciphertext with its nonce; the 16-byte tag ends `ciphertext`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sealed {
-    #[serde(with = "b64")]
-    pub nonce: Vec<u8>,
-    #[serde(with = "b64")]
-    pub ciphertext: Vec<u8>,
-}
-
-impl Sealed {
-    fn check(&self, what: &str, min_plain: usize) -> Result<(), String> {
-        if self.nonce.len() != aws_lc_rs::aead::NONCE_LEN {
-            return Err(format!("{what}: nonce has the wrong length"));
-        }
-        if self.ciphertext.len() < min_plain + 16 {
-            return Err(format!("{what}: ciphertext is too short"));
-        }
-        Ok(())
-    }
 }
 
 /// Associated data of a slot's sealed private key: binds it to the format version, its kind
@@ -369,43 +305,5 @@ fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
-    }
-}
-
-mod b64 {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
-}
-
-mod b64_opt {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(b) => s.serialize_some(&STANDARD.encode(b)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            Some(text) => STANDARD
-                .decode(text)
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-            None => Ok(None),
-        }
     }
 }

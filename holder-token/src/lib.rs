@@ -13,8 +13,9 @@
 //! * [`Token::reset`] — the municipal counter / kiosk flow: a new PIN for one key after the
 //!   *other* key's PIN is verified; [`Token::status`] — counters and certificates.
 //!
-//! [`cli`] holds `jpki token …` ([`TokenCommand`], [`run`]); the `jpki` binary only adds
-//! `Token(TokenCommand)` to its subcommands.
+//! [`prompt::pin`] asks for a PIN on the terminal. The `jpki token …` commands (their clap
+//! arguments and printing) live in the `jpki` binary (`src/cli/token.rs`): this crate is a
+//! library of types and functions only, with no command-line parser.
 //!
 //! ## PIN rules
 //! A PIN of the wrong shape is refused before the file is touched: no try is spent. Otherwise
@@ -84,22 +85,22 @@
 //! * `rustix` — `flock` on the token directory (std's `File::lock` needs Rust 1.89; the
 //!   workspace supports 1.85).
 //! * `rpassword` — PIN prompts without echo, read from the terminal.
-//! * `serde`/`serde_json`/`base64` — the file format; `clap` — [`TokenCommand`].
+//! * `serde`/`serde_json`/`base64` — the file format.
 
-pub mod cli;
+mod b64;
 mod crypto;
 mod file;
 pub mod pin;
 mod pkcs;
+pub mod prompt;
 mod token;
 
 use std::path::PathBuf;
 
 use policies::Hierarchy;
 
-pub use cli::{run, run_at, TokenCommand};
 pub use file::{FORMAT, VERSION};
-pub use pkcs::CSR_SUBJECT;
+pub use pkcs::{csr_pem, CSR_SUBJECT};
 pub use token::{KeyStatus, Status, Token};
 
 /// Whether a CMS SignedData carries the signed content (RFC 5652 §5.2 eContent).

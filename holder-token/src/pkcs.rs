@@ -93,6 +93,13 @@ fn attribute(oid: Oid, value: Any) -> Result<Attribute, Error> {
     })
 }
 
+/// The PEM text (RFC 7468, label `CERTIFICATE REQUEST`, LF line ends) of a PKCS#10 request
+/// made by [`crate::Token::csr`]: what `jpki token csr` writes and `jpki issue --csr` reads.
+pub fn csr_pem(der: &[u8]) -> Result<String, Error> {
+    der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, der)
+        .map_err(|e| Error::Der(der::Error::from(e)))
+}
+
 /// CMS SignedData (RFC 5652 §5.1, §5.3) in a ContentInfo (§3):
 /// ```text
 /// SignedData ::= SEQUENCE {

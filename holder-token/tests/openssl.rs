@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use holder_token::{Encapsulation, Error, Token, TokenCommand};
+use holder_token::{Encapsulation, Error, Token};
 use policies::Hierarchy;
 use time::macros::datetime;
 
@@ -355,79 +355,5 @@ fn import_cert_tells_the_kind_and_refuses_strangers() {
     assert!(matches!(
         t.import_cert(b"not a certificate"),
         Err(Error::Certificate(_))
-    ));
-}
-
-#[test]
-fn cli_commands_end_to_end() {
-    let f = Fixture::new();
-    let token = f.path("cli.json");
-    let p = |name: &str| f.path(name);
-    holder_token::run(TokenCommand::New {
-        out: token.clone(),
-        sign_pin: Some("cli2026".into()),
-        auth_pin: Some("1357".into()),
-    })
-    .unwrap();
-    holder_token::run(TokenCommand::Csr {
-        token: token.clone(),
-        kind: Hierarchy::Signing,
-        pin: Some("CLI2026".into()),
-        out: p("cli.csr"),
-    })
-    .unwrap();
-    let text = f.ok(&["req", "-in", "cli.csr", "-verify", "-noout"]);
-    assert!(text.contains("self-signature verify OK"), "{text}");
-    f.ok(&sign_csr("cli.csr", "99", "5", "cli.pem"));
-    holder_token::run(TokenCommand::ImportCert {
-        token: token.clone(),
-        cert: p("cli.pem"),
-    })
-    .unwrap();
-    std::fs::write(p("return.xml"), b"<return/>").unwrap();
-    holder_token::run(TokenCommand::Sign {
-        token: token.clone(),
-        pin: Some("cli2026".into()),
-        input: p("return.xml"),
-        out: p("return.p7s"),
-        attached: false,
-    })
-    .unwrap();
-    f.ok(&cms_verify(
-        "return.p7s",
-        Some("return.xml"),
-        "root.pem",
-        "/dev/null",
-    ));
-    std::fs::write(p("ch.bin"), b"challenge").unwrap();
-    let login = |pin: &str| {
-        holder_token::run(TokenCommand::Login {
-            token: token.clone(),
-            pin: Some(pin.into()),
-            challenge: p("ch.bin"),
-            out: p("ch.sig"),
-        })
-    };
-    for _ in 0..3 {
-        assert!(matches!(login("0000"), Err(Error::WrongPin { .. })));
-    }
-    assert!(matches!(login("1357"), Err(Error::Locked { .. })));
-    holder_token::run(TokenCommand::Reset {
-        token: token.clone(),
-        kind: Hierarchy::Auth,
-        other_pin: Some("cli2026".into()),
-        new_pin: Some("2468".into()),
-    })
-    .unwrap();
-    login("2468").unwrap();
-    holder_token::run(TokenCommand::Show {
-        token: token.clone(),
-    })
-    .unwrap();
-    assert!(matches!(
-        holder_token::run(TokenCommand::Show {
-            token: p("missing.json")
-        }),
-        Err(Error::Io { .. })
     ));
 }

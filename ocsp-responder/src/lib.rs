@@ -37,5 +37,7 @@ pub mod tls;
 
 pub use error::Error;
 pub use metrics::{Cause, ResponseStatus};
+/// The clock is jpki's one clock (`policies::clock`), re-exported for the responder's callers.
+pub use policies::clock::{Clock, FixedClock, SystemClock};
 pub use responder::{Answer, HashAlg, Issuer, Responder, Settings, Times};
-pub use source::{Clock, MemorySource, SourceError, Status, StatusSource, SystemClock};
+pub use source::{MemorySource, SourceError, Status, StatusSource};

@@ -35,6 +35,7 @@ use aws_lc_rs::digest;
 use bytes::Bytes;
 use der07::asn1::{BitString, GeneralizedTime, Null, OctetString};
 use der07::{Decode, Encode};
+use policies::clock::Clock;
 use policies::{Hierarchy, Policy, Reason, Signer};
 use spki07::{AlgorithmIdentifierOwned, ObjectIdentifier};
 use time::OffsetDateTime;
@@ -50,7 +51,7 @@ use x509_ocsp::{
 
 use crate::metrics::{Cause, Metrics, ResponseStatus};
 use crate::request::{self, Parsed};
-use crate::source::{Clock, SourceError, Status, StatusSource};
+use crate::source::{SourceError, Status, StatusSource};
 use crate::Error;
 
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");

@@ -81,18 +81,3 @@ impl StatusSource for MemorySource {
             .unwrap_or(Status::Unknown))
     }
 }
-
-/// The time source, injected so that tests control thisUpdate/nextUpdate and expiry.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}

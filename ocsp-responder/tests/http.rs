@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use der07::asn1::{Null, OctetString};
 use der07::{Decode, Encode};
-use ocsp_responder::{Cause, HashAlg, Responder, ResponseStatus, Settings, SystemClock};
+use ocsp_responder::{
+    Cause, Clock, FixedClock, HashAlg, Responder, ResponseStatus, Settings, SystemClock,
+};
 use policies::{Hierarchy, Policy};
 use spki07::AlgorithmIdentifierOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -507,9 +509,7 @@ async fn source_failure_is_try_later_and_overload_is_try_later() {
 async fn warm_and_resign() {
     let dir = tempfile::tempdir().unwrap();
     let pki = support::pki(dir.path());
-    let clock = Arc::new(ManualClock(std::sync::Mutex::new(
-        time::OffsetDateTime::now_utc(),
-    )));
+    let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
     let settings = Settings::from_policy(&Policy::default_policy());
     let r = Responder::new(
         settings,
@@ -546,21 +546,6 @@ async fn warm_and_resign() {
     // and an expired entry is never served
     clock.advance(time::Duration::minutes(61));
     assert_eq!(r.answer(&req).await.cause, Cause::LiveSigned);
-}
-
-struct ManualClock(std::sync::Mutex<time::OffsetDateTime>);
-impl ManualClock {
-    fn now(&self) -> time::OffsetDateTime {
-        *self.0.lock().unwrap()
-    }
-    fn advance(&self, d: time::Duration) {
-        *self.0.lock().unwrap() += d;
-    }
-}
-impl ocsp_responder::Clock for ManualClock {
-    fn now(&self) -> time::OffsetDateTime {
-        ManualClock::now(self)
-    }
 }
 
 /// A source that, once armed, holds the next lookup until released: lets a test put a refresh

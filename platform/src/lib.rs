@@ -11,11 +11,13 @@
 //! * [`http`] — the mutual-TLS JSON API (`API.md`): validity checks, consent registration and
 //!   withdrawal, the latest four attributes, successor lookup; CRL and OCSP through the same
 //!   listener; every call recorded ([`access`]) before it is answered;
-//! * [`api`] / [`cli`] — administrative requests and the `jpki operator`, `jpki sp`,
-//!   `jpki resident access-log` subcommands the `jpki` binary embeds.
+//! * [`api`] — administrative requests (what `jpki operator`, `jpki sp` and
+//!   `jpki resident access-log` send; those commands' arguments and printing are the `jpki`
+//!   binary's, in `src/cli/platform.rs`: this crate has no command-line parser).
 //!
 //! It builds only on `ca`'s public API (`Authority`, the store and its audit chain) and on
-//! `relying-party` for CMS and RFC 5280 path checks of the holder's consent signature.
+//! `signed-data` for CMS and RFC 5280 path checks of the holder's consent signature (not on
+//! `relying-party`, which needs OCSP and CRL clients the platform does not).
 //!
 //! ## Wiring (the `jpki` binary)
 //!
@@ -23,12 +25,10 @@
 //!   directories made without it get it lazily from [`operator_ca::ensure`]).
 //! * `jpki root --hierarchy operator`: [`operator_ca::root`] (DER), or
 //!   [`handle`]`(&a, Request::OperatorRoot)` → `{"pem"}`.
-//! * `jpki operator …` / `jpki sp …` / `jpki resident access-log`: embed
-//!   [`cli::OperatorCommand`], [`cli::SpCommand`], [`cli::AccessLogArgs`]; build the request
-//!   with [`cli::operator_request`] / [`cli::sp_request`] / [`cli::access_log_request`], run
-//!   it with [`handle`] (store opened in-process) or [`api::call_remote`] (a server holds the
-//!   store), and print [`cli::operator_output`] / [`cli::sp_output`] /
-//!   [`cli::access_log_output`] (which also writes `--cert-out` / `--key-out`).
+//! * `jpki operator …` / `jpki sp …` / `jpki resident access-log`: build a [`Request`]
+//!   (reading `--csr` / `--cert` client-side), run it with [`handle`] (store opened
+//!   in-process) or [`api::call_remote`] (a server holds the store), and print the answer
+//!   (writing `--cert-out` / `--key-out` client-side).
 //! * Admin socket of `jpki serve`: a line that is not a `ca::api::Request` goes to
 //!   [`api::handle_line`].
 //! * `jpki serve --pf-https ADDR`: [`server_identity`]`(&a, &[host])` → `(chain, key)`;
@@ -44,12 +44,11 @@
 //! * `x509-cert`/`der`/`spki`/`const-oid` + `flagset` — certificates are assembled from
 //!   RustCrypto types like `policies::profile` does (rcgen cannot be told the exact
 //!   extensions); `x509-parser` reads client and holder certificates.
-//! * `aws-lc-rs` — PF and server key generation; `relying-party` — CMS SignedData
+//! * `aws-lc-rs` — PF and server key generation; `signed-data` — CMS SignedData
 //!   verification and one-tier path validation of the consent signer.
 
 pub mod access;
 pub mod api;
-pub mod cli;
 pub mod client;
 pub mod error;
 pub mod http;

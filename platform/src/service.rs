@@ -287,12 +287,12 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(cms_b64.trim())
         .map_err(|_| Error::BadRequest("cms: not base64".into()))?;
-    let env = relying_party::cms::parse(&bytes).map_err(|e| refused(e.to_string()))?;
+    let env = signed_data::cms::parse(&bytes).map_err(|e| refused(e.to_string()))?;
     let (_, leaf) = x509_parser::parse_x509_certificate(&env.signer_der)
         .map_err(|e| refused(format!("signer certificate: {e}")))?;
     let (_, root) = x509_parser::parse_x509_certificate(&call.anchors.signing_der)
         .map_err(|e| Error::Internal(format!("signing root: {e}")))?;
-    relying_party::path::validate(&leaf, &root, call.now).map_err(|e| {
+    signed_data::path::validate(&leaf, &root, call.now).map_err(|e| {
         refused(format!(
             "the signer is not a valid signing certificate: {e}"
         ))

@@ -13,7 +13,9 @@
 //!   authentication and OCSP-signer certificates) as DER;
 //! * [`lint`] — the pre-issuance check of a to-be-signed certificate against its profile and
 //!   the RFC 5280 basics, run before the real signature;
-//! * [`signer`] — the narrow signing trait the CA, the CRL publisher and the OCSP responder share.
+//! * [`signer`] — the narrow signing trait the CA, the CRL publisher and the OCSP responder share;
+//! * [`clock`] — the one injectable [`Clock`](clock::Clock) of every crate, with the system's,
+//!   a fixed and a started clock.
 //!
 //! Facts and their sources are in `../shared/jpki-reference.md`; the section numbers below
 //! (`reference §2`) point there.
@@ -30,6 +32,7 @@
 //!   `fast-kanji-encode` (the same mapping through a lookup table instead of a linear search).
 //! * `sha1`: RFC 5280 §4.2.1.2 method (1) key identifiers.
 
+pub mod clock;
 pub mod era;
 pub mod error;
 pub mod lifecycle;

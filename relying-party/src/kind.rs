@@ -91,7 +91,7 @@ pub fn check(
         })?;
     let ku = leaf
         .key_usage()
-        .map_err(|e| Error::BadExtension {
+        .map_err(|e| signed_data::Error::BadExtension {
             oid: "keyUsage".into(),
             detail: e.to_string(),
         })?

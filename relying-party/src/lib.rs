@@ -7,19 +7,23 @@
 //!
 //! * [`cms`] — CMS SignedData (RFC 5652): attached/detached, DER/PEM/BER, signed attributes;
 //! * [`path`] — a strict RFC 5280 §6 validation for the one-tier hierarchy;
+//!   both (with [`cert`]) are the `signed-data` crate's, re-exported here: the platform checks
+//!   a holder's signed consent with them without depending on the relying party;
 //! * [`kind`] — signing vs authentication certificate (policy OID, keyUsage), and the four
 //!   holder attributes from the subjectAltName otherNames;
 //! * [`crl`] / [`ocsp`] — status from a partition CRL or an OCSP responder, hard-fail unless
 //!   soft-fail is asked for;
-//! * [`verify`] — the [`Verifier`] that runs the checks; [`cli`] — `jpki verify` and
-//!   `jpki verify-login` (clap `Args` + `run_*`), wired in by the root `jpki` binary.
+//! * [`verify`] — the [`Verifier`] that runs the checks; [`files`] — the same from files and
+//!   a status source named by path or URL ([`verify_document`], [`verify_login`]), which the
+//!   `jpki verify` and `jpki verify-login` commands of the root `jpki` binary call (the clap
+//!   arguments and printing are the binary's; this crate has no command-line parser).
 //!
 //! ## Decisions
 //! * **Time.** Validity is judged at `--at`, else the signingTime attribute, else now.
 //!   signingTime is the signer's claim, not a trusted timestamp, so revocation is judged at
 //!   *now*: a revoked or held certificate fails whatever its revocation date, and CRL/OCSP
-//!   freshness is measured against the wall clock. The clock is passed in (`now`); only
-//!   [`cli::SystemClock`] reads it.
+//!   freshness is measured against the wall clock. The clock is passed in (`now`); this
+//!   crate never reads it.
 //! * **Hard fail.** Status that cannot be learned (no answer, stale, bad signature, wrong
 //!   nonce or CertID, unknown) fails the `status` check unless soft-fail is asked for; a
 //!   known revocation or hold fails always.
@@ -28,8 +32,7 @@
 //!   certificates, CRLs and OCSP responses; no delta or indirect CRLs.
 //!
 //! ## Dependencies, and why
-//! * `cms =0.3.0-rc.0` (types only; a release candidate, hence the exact pin) with `der`'s
-//!   `ber` feature for `openssl cms -stream` output (crate-notes §6).
+//! * `signed-data`: CMS SignedData, the one-tier path validation and certificate loading.
 //! * `x509-parser` (`verify-aws`): certificate and CRL parsing and signature checks; not
 //!   rustls-webpki, which refuses JPKI's critical certificatePolicies (crate-notes pitfall 6).
 //! * `aws-lc-rs`: the RSA PKCS#1 v1.5 SHA-256 checks, SHA-256/SHA-1 digests, the nonce RNG.
@@ -39,24 +42,19 @@
 //! * `hyper` + `hyper-util` (legacy client) + `tokio`: the OCSP POST and CRL GET.
 //! * `policies`: the era of the date of birth, reason names, the operator's policy OIDs.
 
-pub mod cert;
-pub mod cli;
-pub mod cms;
 pub mod crl;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod kind;
 pub mod ocsp;
-pub mod path;
 pub mod report;
 pub mod verify;
 
-pub use cli::{
-    run_verify, run_verify_at, run_verify_login, run_verify_login_at, StatusArgs, VerifyArgs,
-    VerifyLoginArgs,
-};
 pub use error::Error;
+pub use files::{verify_document, verify_login, DocumentFiles, LoginFiles, StatusOptions};
 pub use report::{Check, Outcome, Report, Verdict};
+pub use signed_data::{cert, cms, path};
 pub use verify::{StatusSource, Verifier};
 
 /// The transport used for OCSP and CRL downloads: `(url, Some((content_type, body)))` POSTs,
@@ -65,4 +63,4 @@ pub type Fetch =
     std::sync::Arc<dyn Fn(&str, Option<(&str, &[u8])>) -> Result<Vec<u8>, Error> + Send + Sync>;
 
 #[cfg(test)]
-pub(crate) mod testutil;
+pub(crate) use signed_data::testutil;

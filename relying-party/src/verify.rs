@@ -77,7 +77,7 @@ impl Verifier {
         match crate::cert::parse(&self.root_der, "trust anchor") {
             Ok(r) => Some(r),
             Err(e) => {
-                report.record("trust-anchor", Err(e));
+                report.record("trust-anchor", Err(e.into()));
                 None
             }
         }
@@ -101,7 +101,7 @@ impl Verifier {
         let env = match crate::cms::parse(sig) {
             Ok(env) => env,
             Err(e) => {
-                report.record("cms", Err(e));
+                report.record("cms", Err(e.into()));
                 skip(
                     &mut report,
                     &["content-signature", "chain", "kind", "attributes", "status"],
@@ -130,7 +130,7 @@ impl Verifier {
         let leaf = match crate::cert::parse(&env.signer_der, "signer certificate") {
             Ok(l) => l,
             Err(e) => {
-                report.record("content-signature", Err(e));
+                report.record("content-signature", Err(e.into()));
                 skip(&mut report, &["chain", "kind", "attributes", "status"]);
                 return report.finish();
             }
@@ -143,6 +143,7 @@ impl Verifier {
         report.record(
             "content-signature",
             env.verify(content, &leaf.public_key().subject_public_key.data)
+                .map_err(Error::from)
                 .map(|()| {
                     "messageDigest matches the content; RSA PKCS#1 v1.5 SHA-256 signature verifies"
                         .into()
@@ -173,7 +174,7 @@ impl Verifier {
         let leaf = match crate::cert::parse(&der, "authentication certificate") {
             Ok(l) => l,
             Err(e) => {
-                report.record("certificate", Err(e));
+                report.record("certificate", Err(e.into()));
                 skip(
                     &mut report,
                     &["challenge-signature", "chain", "kind", "status"],
@@ -185,6 +186,7 @@ impl Verifier {
         report.record(
             "challenge-signature",
             crate::cms::rsa_verify(&leaf.public_key().subject_public_key.data, challenge, sig)
+                .map_err(Error::from)
                 .map(|()| "RSA PKCS#1 v1.5 SHA-256 signature over the challenge verifies".into()),
         );
         self.certificate_checks(&mut report, &leaf, &root, Hierarchy::Auth, at, now);
@@ -205,12 +207,14 @@ impl Verifier {
     ) {
         let chain_ok = report.record(
             "chain",
-            crate::path::validate(leaf, root, at).map(|()| {
-                format!(
-                    "issued by the trust anchor, within validity at {}",
-                    fmt_time(at)
-                )
-            }),
+            crate::path::validate(leaf, root, at)
+                .map_err(Error::from)
+                .map(|()| {
+                    format!(
+                        "issued by the trust anchor, within validity at {}",
+                        fmt_time(at)
+                    )
+                }),
         );
         let kind = crate::kind::check(leaf, want, &self.expected);
         if let (Ok(p), Some(s)) = (&kind, report.signer.as_mut()) {

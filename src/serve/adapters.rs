@@ -116,21 +116,6 @@ impl ocsp_responder::StatusSource for OcspStatus {
     }
 }
 
-/// The clock of both publishers: the authority's.
-pub struct Clock(pub Arc<dyn ca::clock::Clock>);
-
-impl crl_publisher::Clock for Clock {
-    fn now(&self) -> OffsetDateTime {
-        self.0.now()
-    }
-}
-
-impl ocsp_responder::Clock for Clock {
-    fn now(&self) -> OffsetDateTime {
-        self.0.now()
-    }
-}
-
 /// Keeps OCSP and CRLs current: called by the authority after every durable revocation or hold,
 /// before the operation answers.
 pub struct Notifier {

@@ -251,7 +251,7 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
             crl_store.clone(),
             crl_store,
             settings.crl_dir.clone(),
-            Arc::new(adapters::Clock(Arc::clone(&clock))),
+            Arc::clone(&clock),
         )
         .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?,
     );
@@ -269,7 +269,7 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
         ocsp_responder::Settings::from_policy(authority.policy()),
         issuers,
         Arc::new(adapters::OcspStatus(store)),
-        Arc::new(adapters::Clock(Arc::clone(&clock))),
+        Arc::clone(&clock),
     )
     .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
     authority.set_listener(Arc::new(adapters::Notifier {
@@ -292,7 +292,7 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Result<()> {
-    let authority = Arc::new(Authority::open(data, passphrase, crate::cli::clock()?)?);
+    let authority = Arc::new(Authority::open(data, passphrase, crate::clock::clock()?)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,8 +4,19 @@
 //! changes nothing.
 //!
 //! `--data DIR` defaults to `$JPKI_DATA`, else `./jpki-data`. The key passphrase comes from
-//! `$JPKI_PASSPHRASE` or `--passphrase-file FILE`. `$JPKI_TEST_NOW` (RFC 3339) replaces the
-//! system clock — for tests that need to move time; never set it in production.
+//! `$JPKI_PASSPHRASE` or `--passphrase-file FILE`. The clock ([`crate::clock`]) is the
+//! system's, except for tests: `$JPKI_TEST_NOW` (RFC 3339) stops it at that instant;
+//! `$JPKI_TEST_START` (RFC 3339) starts it at that instant and lets it run with real time
+//! (`JPKI_TEST_NOW` wins if both are set). Never set either in production.
+//!
+//! The subcommands of the other components are in submodules: [`token`] (`jpki token …`),
+//! [`verify`] (`jpki verify`, `jpki verify-login`) and [`operator`] (`jpki operator …`,
+//! `jpki sp …`, `jpki resident access-log`). The library crates have no command-line parser;
+//! all of clap is here.
+
+pub mod operator;
+pub mod token;
+pub mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,9 +34,9 @@ use ca::authority::{
     parse_serial, Authority, CertView, Event, EventOutcome, Issued, NewResident, ResidentView,
     Revocation,
 };
-use ca::clock::{Clock, FixedClock, SystemClock};
 use ca::error::Error;
 
+use crate::clock::clock;
 use crate::Result;
 
 #[derive(Parser, Debug)]
@@ -127,21 +138,21 @@ pub enum Command {
         pf_https: Option<String>,
     },
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
-    Verify(relying_party::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Verify a login: a challenge signed with an authentication key.
-    VerifyLogin(relying_party::VerifyLoginArgs),
+    VerifyLogin(verify::VerifyLoginArgs),
     /// CRLs: publish the whole set once, or show each partition's state.
     #[command(subcommand)]
     Crl(CrlCommand),
     /// Platform operators (PF): registration, client certificates, suspension.
     #[command(subcommand)]
-    Operator(platform::cli::OperatorCommand),
+    Operator(operator::OperatorCommand),
     /// Service providers (SP) delegated to a platform operator.
     #[command(subcommand)]
-    Sp(platform::cli::SpCommand),
+    Sp(operator::SpCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
-    Token(holder_token::TokenCommand),
+    Token(token::TokenCommand),
     /// Run the whole story in a temporary directory.
     Demo {
         /// Keep the data here instead of a temporary directory.
@@ -175,7 +186,7 @@ pub enum ResidentCommand {
         json: bool,
     },
     /// Who read this holder's data through a platform operator, and when (as Mynaportal discloses it).
-    AccessLog(platform::cli::AccessLogArgs),
+    AccessLog(operator::AccessLogArgs),
     /// Show a resident, their certificates and history.
     Show {
         #[arg(long)]
@@ -388,18 +399,6 @@ fn parse_time(s: &str) -> std::result::Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|_| format!("`{s}` is not an RFC 3339 time"))
 }
 
-/// The clock: the system's, or `$JPKI_TEST_NOW`.
-pub fn clock() -> Result<Arc<dyn Clock>> {
-    match std::env::var("JPKI_TEST_NOW") {
-        Ok(t) => {
-            Ok(Arc::new(FixedClock::new(parse_time(&t).map_err(|e| {
-                Error::Invalid(format!("JPKI_TEST_NOW: {e}"))
-            })?)))
-        }
-        Err(_) => Ok(Arc::new(SystemClock)),
-    }
-}
-
 /// The key passphrase from `--passphrase-file` or `$JPKI_PASSPHRASE`.
 pub fn passphrase(file: Option<&Path>) -> Result<Option<Vec<u8>>> {
     if let Some(f) = file {
@@ -498,24 +497,6 @@ fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     }
 }
 
-/// Prints a relying-party report; an invalid verdict is an error (non-zero exit).
-fn verdict(report: relying_party::Report, json: bool) -> Result<()> {
-    report.print(json);
-    if report.is_valid() {
-        return Ok(());
-    }
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| c.outcome == relying_party::Outcome::Fail)
-        .map(|c| c.name)
-        .collect();
-    Err(crate::Error::Verdict(format!(
-        "not valid (failed: {})",
-        failed.join(", ")
-    )))
-}
-
 /// A CRL publisher over the store opened in this process.
 fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let Some(a) = open_local(cli)? else {
@@ -545,7 +526,7 @@ fn when(t: OffsetDateTime) -> String {
 pub fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         // The token works on its own file; it needs no data directory.
-        Command::Token(cmd) => return Ok(holder_token::run(cmd)?),
+        Command::Token(cmd) => return Ok(token::run(cmd, OffsetDateTime::now_utc())?),
         command => Cli {
             command,
             data: cli.data,
@@ -835,14 +816,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
             crate::serve::run(&cli.data, Some(pass), settings)
         }
-        Command::Verify(args) => verdict(
-            relying_party::run_verify_at(args, clock()?.now())?,
-            args.json,
-        ),
-        Command::VerifyLogin(args) => verdict(
-            relying_party::run_verify_login_at(args, clock()?.now())?,
-            args.json,
-        ),
+        Command::Verify(args) => verify::verify(args, clock()?.now()),
+        Command::VerifyLogin(args) => verify::verify_login(args, clock()?.now()),
         Command::Crl(CrlCommand::Publish { out, json }) => {
             let publisher = local_publisher(&cli)?;
             let now = clock()?.now();
@@ -904,13 +879,13 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Operator(cmd) => {
-            let v = call_pf(&cli, platform::cli::operator_request(cmd)?)?;
-            println!("{}", platform::cli::operator_output(cmd, &v)?);
+            let v = call_pf(&cli, operator::operator_request(cmd)?)?;
+            println!("{}", operator::operator_output(cmd, &v)?);
             Ok(())
         }
         Command::Sp(cmd) => {
-            let v = call_pf(&cli, platform::cli::sp_request(cmd)?)?;
-            println!("{}", platform::cli::sp_output(cmd, &v)?);
+            let v = call_pf(&cli, operator::sp_request(cmd)?)?;
+            println!("{}", operator::sp_output(cmd, &v)?);
             Ok(())
         }
         // Token commands were dispatched above, before any store is opened.
@@ -928,8 +903,8 @@ pub fn run(cli: Cli) -> Result<()> {
 fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
     let (who, event) = match rc {
         ResidentCommand::AccessLog(args) => {
-            let v = call_pf(cli, platform::cli::access_log_request(args))?;
-            println!("{}", platform::cli::access_log_output(args, &v)?);
+            let v = call_pf(cli, operator::access_log_request(args))?;
+            println!("{}", operator::access_log_output(args, &v)?);
             return Ok(());
         }
         ResidentCommand::Add {

@@ -1,15 +1,14 @@
-//! `jpki token …`: the command-line face of the token. The `jpki` binary adds
-//! `Token(TokenCommand)` to its subcommands and calls [`run`].
+//! `jpki token …`: the command-line face of the holder token ([`holder_token`]). The token
+//! works on its own file; these commands need no data directory and no authority.
 
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use holder_token::pin::{max_tries, other, pin_name};
+use holder_token::prompt::pin;
+use holder_token::{Encapsulation, Error, KeyStatus, Token};
 use policies::Hierarchy;
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
-
-use crate::pin::{max_tries, pin_name, rule};
-use crate::{Encapsulation, Error, KeyStatus, Token};
 
 /// Parses `signing` or `auth`.
 fn parse_kind(s: &str) -> Result<Hierarchy, String> {
@@ -103,30 +102,6 @@ pub enum TokenCommand {
     },
 }
 
-/// A PIN from its option, or from the terminal; new PINs are asked twice.
-fn pin(
-    given: Option<String>,
-    kind: Hierarchy,
-    what: &str,
-    confirm: bool,
-) -> Result<Zeroizing<String>, Error> {
-    if let Some(p) = given {
-        return Ok(Zeroizing::new(p));
-    }
-    let prompt = format!("{what} {} ({}): ", pin_name(kind), rule(kind));
-    let first = Zeroizing::new(rpassword::prompt_password(&prompt).map_err(Error::Prompt)?);
-    if confirm {
-        let again = Zeroizing::new(
-            rpassword::prompt_password(format!("{what} {} again: ", pin_name(kind)))
-                .map_err(Error::Prompt)?,
-        );
-        if *first != *again {
-            return Err(Error::PinMismatch);
-        }
-    }
-    Ok(first)
-}
-
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_owned(),
@@ -158,14 +133,10 @@ fn describe(k: &KeyStatus) -> String {
     format!("{:<8} {state}; key sha256:{fp}…; {cert}", k.kind.as_str())
 }
 
-/// Runs one `jpki token` command with the system clock. Results go to the `--out` files and
-/// a one-line summary to stdout.
-pub fn run(cmd: TokenCommand) -> Result<(), Error> {
-    run_at(cmd, OffsetDateTime::now_utc())
-}
-
-/// [`run`] with an injected clock: `now` is the signingTime of `sign`.
-pub fn run_at(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
+/// Runs one `jpki token` command. Results go to the `--out` files and a one-line summary to
+/// stdout; `now` is the signingTime of `sign` (the caller reads the system clock: the token
+/// has always signed with the real time, whatever `JPKI_TEST_NOW` says).
+pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
     match cmd {
         TokenCommand::New {
             out,
@@ -191,9 +162,7 @@ pub fn run_at(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             let mut t = Token::open(&token)?;
             let p = pin(p, kind, "the", false)?;
             let der = t.csr(kind, &p)?;
-            let pem =
-                der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der)
-                    .map_err(der::Error::from)?;
+            let pem = holder_token::csr_pem(&der)?;
             write(&out, pem.as_bytes())?;
             println!("wrote {} request to {}", kind.as_str(), out.display());
         }
@@ -241,7 +210,7 @@ pub fn run_at(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             new_pin,
         } => {
             let mut t = Token::open(&token)?;
-            let o = pin(other_pin, crate::pin::other(kind), "the", false)?;
+            let o = pin(other_pin, other(kind), "the", false)?;
             let n = pin(new_pin, kind, "new", true)?;
             t.reset(kind, &o, &n)?;
             println!("the {} is reset; {} tries", pin_name(kind), max_tries(kind));
@@ -255,4 +224,163 @@ pub fn run_at(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// `openssl ARGS` in `dir`, which must succeed; its stdout and stderr.
+    fn openssl(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl must be installed");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "openssl {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Every command in turn, checked by OpenSSL playing the CA and the relying party.
+    #[test]
+    fn commands_end_to_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let p = |name: &str| d.join(name);
+        let run = |cmd| run(cmd, OffsetDateTime::now_utc());
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "root.key",
+                "-out",
+                "root.pem",
+                "-subj",
+                "/C=JP/O=Test/CN=Test Root",
+                "-days",
+                "30",
+            ],
+        );
+        let token = p("cli.json");
+        run(TokenCommand::New {
+            out: token.clone(),
+            sign_pin: Some("cli2026".into()),
+            auth_pin: Some("1357".into()),
+        })
+        .unwrap();
+        run(TokenCommand::Csr {
+            token: token.clone(),
+            kind: Hierarchy::Signing,
+            pin: Some("CLI2026".into()),
+            out: p("cli.csr"),
+        })
+        .unwrap();
+        let text = openssl(d, &["req", "-in", "cli.csr", "-verify", "-noout"]);
+        assert!(text.contains("self-signature verify OK"), "{text}");
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "cli.csr",
+                "-CA",
+                "root.pem",
+                "-CAkey",
+                "root.key",
+                "-set_serial",
+                "99",
+                "-days",
+                "5",
+                "-out",
+                "cli.pem",
+            ],
+        );
+        run(TokenCommand::ImportCert {
+            token: token.clone(),
+            cert: p("cli.pem"),
+        })
+        .unwrap();
+        std::fs::write(p("return.xml"), b"<return/>").unwrap();
+        run(TokenCommand::Sign {
+            token: token.clone(),
+            pin: Some("cli2026".into()),
+            input: p("return.xml"),
+            out: p("return.p7s"),
+            attached: false,
+        })
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                "return.p7s",
+                "-content",
+                "return.xml",
+                "-CAfile",
+                "root.pem",
+                "-purpose",
+                "any",
+                "-out",
+                "/dev/null",
+            ],
+        );
+        std::fs::write(p("ch.bin"), b"challenge").unwrap();
+        let login = |pin: &str| {
+            run(TokenCommand::Login {
+                token: token.clone(),
+                pin: Some(pin.into()),
+                challenge: p("ch.bin"),
+                out: p("ch.sig"),
+            })
+        };
+        for _ in 0..3 {
+            assert!(matches!(login("0000"), Err(Error::WrongPin { .. })));
+        }
+        assert!(matches!(login("1357"), Err(Error::Locked { .. })));
+        run(TokenCommand::Reset {
+            token: token.clone(),
+            kind: Hierarchy::Auth,
+            other_pin: Some("cli2026".into()),
+            new_pin: Some("2468".into()),
+        })
+        .unwrap();
+        login("2468").unwrap();
+        run(TokenCommand::Show {
+            token: token.clone(),
+        })
+        .unwrap();
+        assert!(matches!(
+            run(TokenCommand::Show {
+                token: p("missing.json")
+            }),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn kind_is_signing_or_auth() {
+        assert_eq!(parse_kind("auth"), Ok(Hierarchy::Auth));
+        assert_eq!(
+            parse_kind("operator"),
+            Err("expected `signing` or `auth`, not `operator`".into())
+        );
+    }
 }

@@ -18,7 +18,8 @@
 //! * §6.1.5 (f) / §4.2: every critical extension of the end-entity certificate is one this
 //!   module processes, and every known extension parses.
 //!
-//! The policy part (§6.1.3 (d), one explicit policy expected) is in [`crate::kind`].
+//! The policy part (§6.1.3 (d), one explicit policy expected) is the relying party's
+//! (`relying_party::kind`).
 
 use ::time::OffsetDateTime;
 use x509_parser::oid_registry::{self as oids, Oid};
@@ -27,7 +28,7 @@ use x509_parser::prelude::*;
 use crate::cert::fmt_time;
 use crate::Error;
 
-/// Extensions this module (with [`crate::kind`]) understands well enough to accept as critical.
+/// Extensions this module (with `relying_party::kind`) understands well enough to accept as critical.
 const UNDERSTOOD_CRITICAL: [&Oid<'static>; 5] = [
     &oids::OID_X509_EXT_KEY_USAGE,
     &oids::OID_X509_EXT_CERTIFICATE_POLICIES,

@@ -1,8 +1,8 @@
-//! Clap subcommands the `jpki` binary embeds (`jpki operator …`, `jpki sp …`,
-//! `jpki resident access-log`), how each becomes an [`crate::api::Request`], and how an answer is
-//! shown. Files (`--csr`, `--cert`, `--cert-out`, `--key-out`) are read and written here, on
-//! the client side; the server only sees and returns their contents. `--data` and the
-//! passphrase options belong to the embedding command.
+//! The platform's commands (`jpki operator …`, `jpki sp …`, `jpki resident access-log`): how
+//! each becomes a [`platform::Request`], and how an answer is shown. Files (`--csr`,
+//! `--cert`, `--cert-out`, `--key-out`) are read and written here, on the client side; the
+//! server only sees and returns their contents. Errors are the platform's own ([`platform::Error`]), so
+//! the messages are those of the API.
 
 use std::fs;
 use std::io::Write;
@@ -13,8 +13,8 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::api::Request;
-use crate::error::{Error, Result};
+use platform::registry::parse_scopes;
+use platform::{Error, Request, Result};
 
 /// `jpki operator …`
 #[derive(Debug, Clone, Subcommand)]
@@ -108,8 +108,13 @@ pub struct AccessLogArgs {
     pub json: bool,
 }
 
+/// `Error::Io` with `context`.
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(Error::io(format!("read {}", path.display())))
+    fs::read(path).map_err(io(format!("read {}", path.display())))
 }
 
 /// Builds the request for an operator command (reads `--csr` / `--cert`).
@@ -134,7 +139,7 @@ pub fn operator_request(cmd: &OperatorCommand) -> Result<Request> {
             }
             Request::OperatorAdd {
                 name: name.clone(),
-                scopes: crate::registry::parse_scopes(scopes)?,
+                scopes: parse_scopes(scopes)?,
                 csr_base64: csr
                     .as_deref()
                     .map(read)
@@ -148,7 +153,7 @@ pub fn operator_request(cmd: &OperatorCommand) -> Result<Request> {
             name: name.clone(),
             cert_pem: String::from_utf8(read(cert)?)
                 .map_err(|_| Error::BadCertificate("--cert: not a PEM text file".into()))?,
-            scopes: crate::registry::parse_scopes(scopes)?,
+            scopes: parse_scopes(scopes)?,
         },
         OperatorCommand::List { .. } => Request::OperatorList,
         OperatorCommand::Suspend { name, .. } => Request::OperatorSuspend { name: name.clone() },
@@ -165,9 +170,9 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(Error::io(format!("create {}", path.display())))?;
+        .map_err(io(format!("create {}", path.display())))?;
     f.write_all(text.as_bytes())
-        .map_err(Error::io(format!("write {}", path.display())))
+        .map_err(io(format!("write {}", path.display())))
 }
 
 fn pretty(v: &Value) -> String {
@@ -261,7 +266,7 @@ pub fn sp_request(cmd: &SpCommand) -> Result<Request> {
         } => Request::SpAdd {
             pf: pf.clone(),
             name: name.clone(),
-            scopes: crate::registry::parse_scopes(scopes)?,
+            scopes: parse_scopes(scopes)?,
         },
         SpCommand::List { .. } => Request::SpList,
     })
@@ -329,6 +334,7 @@ pub fn access_log_output(args: &AccessLogArgs, v: &Value) -> Result<String> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use platform::registry::Scope;
     use std::os::unix::fs::PermissionsExt;
 
     #[derive(Parser)]
@@ -373,7 +379,7 @@ mod tests {
         let req = operator_request(&cmd).unwrap();
         assert!(
             matches!(&req, Request::OperatorAdd { scopes, csr_base64: None, .. }
-            if scopes == &[crate::registry::Scope::Validity, crate::registry::Scope::FourAttributes])
+            if scopes == &[Scope::Validity, Scope::FourAttributes])
         );
         let answer = serde_json::json!({
             "id": "PF1", "name": "Example PF", "serial": "0A", "not_after": "2027",
