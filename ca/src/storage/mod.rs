@@ -64,7 +64,8 @@ impl ScheduledKind {
     }
 }
 
-/// A register event that falls due at `at`.
+/// A register event that falls due at `at` (kept to the second: register events fall due at
+/// midnight JST).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scheduled {
     pub at: OffsetDateTime,

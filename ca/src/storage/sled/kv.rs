@@ -970,6 +970,18 @@ impl Shared {
         }))
     }
 
+    /// Whether every value in `reads` is still current, checked under one visibility guard
+    /// (so against one committed state).
+    fn reads_hold(&self, reads: &[ReadValue]) -> Result<bool> {
+        let _seen = self.visible.read().unwrap_or_else(|p| p.into_inner());
+        for (t, k, v) in reads {
+            if self.tree(*t).get(k)?.as_deref() != v.as_deref() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Reads under the visibility lock (see [`Shared::apply`]).
     fn read(&self, t: Table, key: &[u8]) -> Result<Option<sled::IVec>> {
         let _seen = self.visible.read().unwrap_or_else(|p| p.into_inner());
@@ -1098,7 +1110,15 @@ impl Kv {
                 writes: RefCell::new(WriteSet::default()),
                 deferred: RefCell::new(Vec::new()),
             };
-            body(&buffered)?;
+            if let Err(e) = body(&buffered) {
+                // The body decided from what it read; if that changed underneath it, it may
+                // have read a state that never existed (half of one commit): run it again.
+                // Otherwise its error stands, from one consistent state.
+                if self.shared.reads_hold(&buffered.reads.borrow())? {
+                    return Err(e);
+                }
+                continue;
+            }
             let (reply, answer) = mpsc::channel();
             self.shared.enqueue(Submission {
                 reads: buffered.reads.into_inner(),
@@ -1120,6 +1140,11 @@ impl Kv {
     }
 
     pub(crate) fn count(&self, t: Table) -> usize {
+        let _seen = self
+            .shared
+            .visible
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         self.shared.tree(t).len()
     }
 
@@ -1241,7 +1266,11 @@ mod tests {
         }
         let exe = std::env::current_exe().unwrap();
         let out = std::process::Command::new(exe)
-            .args(["--exact", "store::tests::lock_probe", "--nocapture"])
+            .args([
+                "--exact",
+                "storage::sled::kv::tests::lock_probe",
+                "--nocapture",
+            ])
             .env("JPKI_LOCK_DIR", dir.path())
             .output()
             .unwrap();

@@ -1,0 +1,2100 @@
+//! The storage conformance suite: one set of checks, written once, generic over the engine,
+//! that every [`Storage`] engine must pass.
+//!
+//! **Test-support code.** It is compiled for the crate's tests and, with the `conformance`
+//! feature, for other crates' tests; it asserts and panics freely and must never be called
+//! by production code.
+//!
+//! Each check is a `pub fn name<S: Storage>(s: &S)` run on a fresh, empty engine. An engine
+//! runs them all in one of two ways:
+//!
+//! * [`storage_conformance!`](crate::storage_conformance) — one `#[test]` per check, so that
+//!   a failure names its check:
+//!
+//!   ```ignore
+//!   fn fresh() -> Fixture<MyStorage> { Fixture::new(MyStorage::new()) }
+//!   crate::storage_conformance!(fresh);
+//!   ```
+//!
+//! * [`run`] — every check in one call; names the checks that failed.
+//!
+//! A [`Fixture`] holds the engine and whatever keeps it alive (a temporary directory for the
+//! sled engine); the engine is dropped first.
+//!
+//! What is checked: every read and write of [`Storage`] and [`Tx`] (certificates, statuses
+//! and CRL entries, dirty CRLs, CRL state, serial counters, residents, scheduled events, the
+//! audit chain, operators, service providers, consents, the access log), the order of every
+//! listing, atomicity (a body that fails changes nothing, for every kind of write, and its
+//! error comes back as it was), reads of a body's own writes, serialisability under
+//! concurrency (no lost update, audit chain intact), and the engine's consistency check,
+//! compaction and counters.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use policies::profile::Scope;
+use policies::{Hierarchy, Reason};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::{AuditIntent, Head};
+use crate::error::{Error, Result};
+use crate::records::platform::{Access, Consent, Operator, PfState, ServiceProvider};
+use crate::records::{CertKind, CertRecord, HistoryLine, Resident, State, StatusRecord};
+use crate::storage::{
+    fingerprint, revoked_entry, KeyFingerprint, KeyOwner, Revoked, Scheduled, ScheduledKind,
+    Storage, Tx,
+};
+
+const SIGNING: Hierarchy = Hierarchy::Signing;
+const AUTH: Hierarchy = Hierarchy::Auth;
+
+// ----- running the suite -------------------------------------------------------------------
+
+/// An engine under test and whatever keeps it alive (dropped after the engine).
+pub struct Fixture<S: Storage> {
+    pub storage: S,
+    _keep: Option<Box<dyn Any>>,
+}
+
+impl<S: Storage> Fixture<S> {
+    /// An engine that needs nothing else (the memory engine).
+    pub fn new(storage: S) -> Fixture<S> {
+        Fixture {
+            storage,
+            _keep: None,
+        }
+    }
+
+    /// An engine that lives in `keep` (a `TempDir`), which outlives it.
+    pub fn keeping(storage: S, keep: impl Any) -> Fixture<S> {
+        Fixture {
+            storage,
+            _keep: Some(Box::new(keep)),
+        }
+    }
+}
+
+/// Generates one `#[test]` per conformance check, each on a fresh engine from `$make` (a
+/// function or closure returning a [`Fixture`](crate::storage::conformance::Fixture)).
+#[macro_export]
+macro_rules! storage_conformance {
+    ($make:expr) => {
+        $crate::storage_conformance!(@checks $make;
+            certificates,
+            holder_certificates,
+            key_owners,
+            status_lifecycle,
+            revoked_listing,
+            many_entries_stream_in_order,
+            callbacks_may_use_the_store,
+            dirty_marking,
+            crl_state,
+            serial_counter,
+            residents,
+            scheduling,
+            audit_chain,
+            aborted_audit_leaves_no_trace,
+            operators,
+            service_providers,
+            consents,
+            access_log,
+            failed_body_changes_nothing,
+            error_comes_back_unchanged,
+            reads_see_own_writes,
+            incomplete_status_is_refused,
+            concurrent_read_modify_write,
+            body_errors_come_from_one_state,
+            concurrent_audit_appends,
+            concurrent_serial_notes,
+            consistency,
+            engine_counters,
+        );
+    };
+    (@checks $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let fixture = ($make)();
+                $crate::storage::conformance::$check(&fixture.storage);
+            }
+        )*
+
+        #[test]
+        fn every_conformance_check_has_a_test() {
+            $crate::storage::conformance::assert_listed(&$make, &[$(stringify!($check)),*]);
+        }
+    };
+}
+
+/// One check: it panics when the engine fails it.
+pub type Check<S> = fn(&S);
+
+/// Every check, by name, in the order [`run`] runs them.
+pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
+    vec![
+        ("certificates", certificates::<S>),
+        ("holder_certificates", holder_certificates::<S>),
+        ("key_owners", key_owners::<S>),
+        ("status_lifecycle", status_lifecycle::<S>),
+        ("revoked_listing", revoked_listing::<S>),
+        (
+            "many_entries_stream_in_order",
+            many_entries_stream_in_order::<S>,
+        ),
+        (
+            "callbacks_may_use_the_store",
+            callbacks_may_use_the_store::<S>,
+        ),
+        ("dirty_marking", dirty_marking::<S>),
+        ("crl_state", crl_state::<S>),
+        ("serial_counter", serial_counter::<S>),
+        ("residents", residents::<S>),
+        ("scheduling", scheduling::<S>),
+        ("audit_chain", audit_chain::<S>),
+        (
+            "aborted_audit_leaves_no_trace",
+            aborted_audit_leaves_no_trace::<S>,
+        ),
+        ("operators", operators::<S>),
+        ("service_providers", service_providers::<S>),
+        ("consents", consents::<S>),
+        ("access_log", access_log::<S>),
+        (
+            "failed_body_changes_nothing",
+            failed_body_changes_nothing::<S>,
+        ),
+        (
+            "error_comes_back_unchanged",
+            error_comes_back_unchanged::<S>,
+        ),
+        ("reads_see_own_writes", reads_see_own_writes::<S>),
+        (
+            "incomplete_status_is_refused",
+            incomplete_status_is_refused::<S>,
+        ),
+        (
+            "concurrent_read_modify_write",
+            concurrent_read_modify_write::<S>,
+        ),
+        (
+            "body_errors_come_from_one_state",
+            body_errors_come_from_one_state::<S>,
+        ),
+        ("concurrent_audit_appends", concurrent_audit_appends::<S>),
+        ("concurrent_serial_notes", concurrent_serial_notes::<S>),
+        ("consistency", consistency::<S>),
+        ("engine_counters", engine_counters::<S>),
+    ]
+}
+
+/// Runs every check, each on a fresh engine from `make`; panics naming the checks that failed.
+pub fn run<S: Storage>(make: &dyn Fn() -> Fixture<S>) {
+    let mut failed = Vec::new();
+    for (name, check) in checks::<S>() {
+        let fixture = make();
+        if catch_unwind(AssertUnwindSafe(|| check(&fixture.storage))).is_err() {
+            eprintln!("storage conformance: {name} FAILED");
+            failed.push(name);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "storage conformance: {} check(s) failed: {}",
+        failed.len(),
+        failed.join(", ")
+    );
+}
+
+/// Used by [`storage_conformance!`](crate::storage_conformance): the macro's list of checks
+/// is [`checks`].
+pub fn assert_listed<S: Storage>(_make: &dyn Fn() -> Fixture<S>, names: &[&str]) {
+    let all: Vec<&str> = checks::<S>().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        all.as_slice(),
+        "the macro and `checks` list different checks"
+    );
+}
+
+// ----- helpers -----------------------------------------------------------------------------
+
+/// Commits a body; panics with the error if it fails.
+fn commit<S: Storage>(s: &S, body: &dyn Fn(&dyn Tx) -> Result<()>) {
+    if let Err(e) = s.transact(body) {
+        panic!("transaction failed: {e}");
+    }
+}
+
+/// Unwraps a storage result.
+fn ok<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("storage call failed: {e}"))
+}
+
+/// `t0 + secs` seconds; `t0` is 2026-04-01 00:00 UTC.
+pub fn at(secs: i64) -> OffsetDateTime {
+    datetime!(2026-04-01 00:00 UTC) + Duration::seconds(secs)
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serialise")
+}
+
+/// A minimal DER TLV.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    match n {
+        0..=0x7F => out.push(n as u8),
+        0x80..=0xFF => out.extend([0x81, n as u8]),
+        _ => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A parseable X.509 certificate (not validly signed) whose Ed25519 key is derived from
+/// `seed`: enough for [`CertRecord::spki`], no crypto needed.
+pub fn certificate_der(seed: &[u8]) -> Vec<u8> {
+    let ed25519 = tlv(0x30, &tlv(0x06, &[0x2B, 0x65, 0x70]));
+    let cn = [
+        tlv(0x06, &[0x55, 0x04, 0x03]),
+        tlv(0x0C, b"storage conformance"),
+    ]
+    .concat();
+    let name = tlv(0x30, &tlv(0x31, &tlv(0x30, &cn)));
+    let validity = tlv(
+        0x30,
+        &[tlv(0x17, b"260101000000Z"), tlv(0x17, b"360101000000Z")].concat(),
+    );
+    let key: [u8; 32] = Sha256::digest(seed).into();
+    let spki = tlv(
+        0x30,
+        &[ed25519.clone(), tlv(0x03, &[&[0u8][..], &key].concat())].concat(),
+    );
+    let tbs = tlv(
+        0x30,
+        &[
+            tlv(0xA0, &tlv(0x02, &[2])),
+            tlv(0x02, &[1]),
+            ed25519.clone(),
+            name.clone(),
+            validity,
+            name,
+            spki,
+        ]
+        .concat(),
+    );
+    tlv(0x30, &[tbs, ed25519, tlv(0x03, &[0u8; 65])].concat())
+}
+
+/// A holder's certificate of `h` in CRL partition `partition`, with its own key.
+pub fn holder_cert(h: Hierarchy, serial: &[u8], holder: &str, partition: u16) -> CertRecord {
+    let seed = [&[h.tag()][..], serial, holder.as_bytes()].concat();
+    CertRecord {
+        hierarchy: h,
+        serial: serial.to_vec(),
+        kind: CertKind::of(h),
+        holder: Some(holder.to_owned()),
+        partition: Some(partition),
+        not_before: at(0),
+        not_after: at(86_400 * 365),
+        der: certificate_der(&seed),
+    }
+}
+
+/// A CA-level certificate of `h` (an OCSP signer): no holder, on the CA-level CRL.
+pub fn ca_cert(h: Hierarchy, serial: &[u8]) -> CertRecord {
+    CertRecord {
+        hierarchy: h,
+        serial: serial.to_vec(),
+        kind: CertKind::OcspSigner,
+        holder: None,
+        partition: None,
+        not_before: at(0),
+        not_after: at(86_400 * 30),
+        der: certificate_der(&[&[h.tag(), 0xCA][..], serial].concat()),
+    }
+}
+
+/// The [`KeyFingerprint`] of a certificate's key.
+pub fn key_of(c: &CertRecord) -> KeyFingerprint {
+    fingerprint(&ok(c.spki()))
+}
+
+/// Adds certificates in one transaction, holder certificates with their keys.
+fn add<S: Storage>(s: &S, certs: &[&CertRecord]) {
+    commit(s, &|t| {
+        for c in certs {
+            let key = c.holder.is_some().then(|| key_of(c));
+            t.add_certificate(c, key.as_ref())?;
+        }
+        Ok(())
+    });
+}
+
+fn set_status<S: Storage>(s: &S, c: &CertRecord, st: StatusRecord) {
+    commit(s, &|t| t.set_status(c, &st));
+}
+
+fn revoked(reason: Reason, secs: i64) -> StatusRecord {
+    StatusRecord {
+        state: State::Revoked,
+        reason: Some(reason),
+        since: Some(at(secs)),
+        invalidity: Some(at(secs - 3600)),
+    }
+}
+
+fn held(secs: i64) -> StatusRecord {
+    StatusRecord {
+        state: State::Held,
+        reason: Some(Reason::CertificateHold),
+        since: Some(at(secs)),
+        invalidity: None,
+    }
+}
+
+/// The CRL entry a status gives a certificate.
+fn entry(c: &CertRecord, st: &StatusRecord) -> Revoked {
+    Revoked {
+        serial: c.serial.clone(),
+        entry: ok(revoked_entry(c, st)).expect("a revoked status has an entry"),
+    }
+}
+
+fn revoked_list<S: Storage>(s: &S, h: Hierarchy, scope: Scope) -> Vec<Revoked> {
+    let mut out = Vec::new();
+    ok(s.for_each_revoked(h, scope, &mut |r| {
+        out.push(r);
+        Ok(())
+    }));
+    out
+}
+
+fn all_certificates<S: Storage>(s: &S) -> Vec<(Hierarchy, Vec<u8>)> {
+    let mut out = Vec::new();
+    ok(s.for_each_certificate(&mut |c| {
+        out.push((c.hierarchy, c.serial));
+        Ok(())
+    }));
+    out
+}
+
+fn resident(id: &str, version: u64) -> Resident {
+    Resident {
+        id: id.to_owned(),
+        attributes: serde_json::from_value(serde_json::json!({
+            "name": "試験 花子",
+            "birth": "1990-02-03",
+            "sex": "2",
+            "address": "東京都千代田区霞が関2-1-2",
+        }))
+        .expect("attributes"),
+        prefecture: "東京都".into(),
+        municipality: "千代田区".into(),
+        card_expiry: time::macros::date!(2031 - 02 - 03),
+        state: crate::records::ResidentState::Active,
+        card_lost: false,
+        departure: None,
+        version,
+        history: vec![HistoryLine {
+            at: at(version as i64),
+            event: format!("v{version}"),
+            certificates: vec![format!("signing:{version:02X}")],
+        }],
+        current: Default::default(),
+    }
+}
+
+fn operator(id: &str, name: &str) -> Operator {
+    Operator {
+        id: id.into(),
+        name: name.into(),
+        state: PfState::Active,
+        scopes: vec![crate::records::platform::Scope::Validity],
+        keys: vec![],
+        certificates: vec![],
+        created: at(1),
+    }
+}
+
+fn sp(id: &str, pf: &str, name: &str) -> ServiceProvider {
+    ServiceProvider {
+        id: id.into(),
+        name: name.into(),
+        pf: pf.into(),
+        scopes: vec![crate::records::platform::Scope::FourAttributes],
+        created: at(2),
+    }
+}
+
+fn consent(id: &str, holder: &str, sp: &str, nonce: &str) -> Consent {
+    Consent {
+        id: id.into(),
+        holder: holder.into(),
+        sp: sp.into(),
+        scope: crate::records::platform::Scope::FourAttributes,
+        expires: at(86_400),
+        nonce: nonce.into(),
+        granted_at: at(3),
+        withdrawn_at: None,
+        withdrawn_by: None,
+        signer_serial: "0A".into(),
+        statement_sha256: "00".repeat(32),
+    }
+}
+
+fn access(holder: &str, secs: i64, operation: &str) -> Access {
+    Access {
+        at: at(secs),
+        holder: holder.into(),
+        pf: "pf-1".into(),
+        pf_name: "PF One".into(),
+        sp: "sp-1".into(),
+        sp_name: "SP One".into(),
+        operation: operation.into(),
+        outcome: "ok".into(),
+    }
+}
+
+fn intent(action: &str, subject: &str) -> AuditIntent {
+    AuditIntent {
+        at: at(10),
+        action: action.into(),
+        subject: subject.into(),
+        detail: format!("detail of {subject}"),
+    }
+}
+
+/// The whole chain, checked with [`crate::audit::verify`] against the head; its subjects.
+fn verified_chain<S: Storage>(s: &S) -> Vec<String> {
+    let records = ok(s.audit_records(0, usize::MAX));
+    let head = ok(s.audit_head());
+    let n = crate::audit::verify(records.iter().cloned().map(Ok), head.clone())
+        .unwrap_or_else(|e| panic!("the audit chain does not verify: {e}"));
+    assert_eq!(n, records.len() as u64);
+    match (records.last(), head) {
+        (None, None) => {}
+        (Some(last), Some(h)) => assert_eq!(
+            h,
+            Head {
+                seq: last.seq,
+                hash: last.hash.clone()
+            }
+        ),
+        (last, head) => panic!("records end with {last:?} but the head is {head:?}"),
+    }
+    records.into_iter().map(|r| r.subject).collect()
+}
+
+fn all_scopes() -> Vec<(Hierarchy, Scope)> {
+    let mut out = Vec::new();
+    for h in Hierarchy::ALL {
+        for p in [0, 1, 2, 3, 7] {
+            out.push((h, Scope::Partition(p)));
+        }
+        out.push((h, Scope::Ca));
+    }
+    out
+}
+
+/// Names that [`observe`] looks up besides what it can list.
+struct Probe {
+    residents: &'static [&'static str],
+    holders: &'static [&'static str],
+    operator_names: &'static [&'static str],
+    operator_keys: &'static [&'static str],
+    sp_names: &'static [(&'static str, &'static str)],
+    consents: &'static [&'static str],
+    nonces: &'static [(&'static str, &'static str)],
+    consents_of: &'static [(&'static str, &'static str)],
+    keys: Vec<KeyFingerprint>,
+}
+
+/// Everything a caller can see of the store (for [`Probe`]'s names), through [`Storage`] and
+/// a read-only [`Tx`], one line per fact.
+fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
+    let mut out = Vec::new();
+    ok(s.for_each_certificate(&mut |c| {
+        let st = s.status(c.hierarchy, &c.serial)?;
+        out.push(format!("cert {} status {st:?}", json(&c)));
+        Ok(())
+    }));
+    for h in p.holders {
+        out.push(format!("holder {h}: {:?}", ok(s.holder_certificates(h))));
+    }
+    for fp in &p.keys {
+        out.push(format!(
+            "key {}: {:?}",
+            hex::encode(fp),
+            ok(s.key_owner(fp))
+        ));
+    }
+    for h in Hierarchy::ALL {
+        out.push(format!("counter {h}: {}", ok(s.serial_counter(h))));
+    }
+    for (h, scope) in all_scopes() {
+        out.push(format!(
+            "crl {h} {scope:?}: {:?}",
+            revoked_list(s, h, scope)
+        ));
+        out.push(format!(
+            "crl state {h} {scope:?}: {:?}",
+            ok(s.crl_state(h, scope))
+        ));
+    }
+    out.push(format!("dirty: {:?}", ok(s.dirty_partitions())));
+    for id in p.residents {
+        out.push(format!(
+            "resident {id}: {:?}",
+            ok(s.resident(id)).map(|r| json(&r))
+        ));
+    }
+    out.push(format!("due: {:?}", ok(s.due_events(at(10_000_000)))));
+    out.push(format!("next: {:?}", ok(s.next_event())));
+    out.push(format!("audit head: {:?}", ok(s.audit_head())));
+    out.push(format!("audit: {:?}", ok(s.audit_records(0, usize::MAX))));
+    out.push(format!("operators: {:?}", ok(s.operators())));
+    for name in p.operator_names {
+        out.push(format!(
+            "operator named {name}: {:?}",
+            ok(s.operator_named(name))
+        ));
+    }
+    for fp in p.operator_keys {
+        out.push(format!(
+            "operator key {fp}: {:?}",
+            ok(s.operator_by_key(fp))
+        ));
+    }
+    out.push(format!("sps: {:?}", ok(s.service_providers())));
+    for id in p.consents {
+        out.push(format!("consent {id}: {:?}", ok(s.consent(id))));
+    }
+    for (h, sp) in p.consents_of {
+        out.push(format!(
+            "consents of {h} {sp}: {:?}",
+            ok(s.consents_of(h, sp))
+        ));
+    }
+    for h in p.holders {
+        out.push(format!("access {h}: {:?}", ok(s.access_log(h))));
+    }
+    out.push(format!("access count: {}", ok(s.access_count())));
+    // What only a unit of work can read.
+    let seen = RefCell::new(Vec::new());
+    commit(s, &|t| {
+        let mut v = seen.borrow_mut();
+        v.clear();
+        for (h, scope) in all_scopes() {
+            v.push(format!(
+                "tx dirty {h} {scope:?}: {}",
+                t.crl_dirty(h, scope)?
+            ));
+        }
+        for (pf, name) in p.sp_names {
+            v.push(format!(
+                "tx sp {pf}/{name}: {:?}",
+                t.service_provider_named(pf, name)?
+            ));
+        }
+        for (sp, nonce) in p.nonces {
+            v.push(format!(
+                "tx nonce {sp}/{nonce}: {}",
+                t.consent_nonce_used(sp, nonce)?
+            ));
+        }
+        Ok(())
+    });
+    out.extend(seen.into_inner());
+    out
+}
+
+// ----- certificates ------------------------------------------------------------------------
+
+/// add_certificate, certificate, status, for_each_certificate's order, certificate_exists.
+pub fn certificates<S: Storage>(s: &S) {
+    assert!(all_certificates(s).is_empty());
+    let serials: [&[u8]; 4] = [&[0x02], &[0x00, 0xFF], &[0x01, 0x00], &[0x01]];
+    let mut certs = Vec::new();
+    for h in [AUTH, SIGNING] {
+        for (i, serial) in serials.iter().enumerate() {
+            certs.push(if i % 2 == 0 {
+                holder_cert(h, serial, "R1", 1)
+            } else {
+                ca_cert(h, serial)
+            });
+        }
+    }
+    let auth_only = holder_cert(AUTH, &[0x09], "R2", 0);
+    certs.push(auth_only.clone());
+    // Two transactions, the second out of order.
+    add(s, &certs[..3].iter().collect::<Vec<_>>());
+    add(s, &certs[3..].iter().rev().collect::<Vec<_>>());
+    for c in &certs {
+        let got = ok(s.certificate(c.hierarchy, &c.serial))
+            .unwrap_or_else(|| panic!("{} {:02X?} not found", c.hierarchy, c.serial));
+        assert_eq!(json(&got), json(c), "the record comes back as written");
+        assert_eq!(
+            ok(s.status(c.hierarchy, &c.serial)),
+            Some(StatusRecord::GOOD)
+        );
+    }
+    for (h, serial) in [
+        (SIGNING, &[0x09][..]),
+        (SIGNING, &[0x03][..]),
+        (SIGNING, &[0x01, 0x00, 0x00][..]),
+        (SIGNING, &[0x00][..]),
+        (SIGNING, &[][..]),
+    ] {
+        assert!(ok(s.certificate(h, serial)).is_none(), "{h} {serial:02X?}");
+        assert!(ok(s.status(h, serial)).is_none(), "{h} {serial:02X?}");
+    }
+    let order: Vec<(Hierarchy, Vec<u8>)> = [SIGNING, AUTH]
+        .into_iter()
+        .flat_map(|h| {
+            [
+                &[0x00, 0xFF][..],
+                &[0x01][..],
+                &[0x01, 0x00][..],
+                &[0x02][..],
+            ]
+            .into_iter()
+            .map(move |s| (h, s.to_vec()))
+        })
+        .chain([(AUTH, vec![0x09])])
+        .collect();
+    assert_eq!(
+        all_certificates(s),
+        order,
+        "for_each_certificate lists in (hierarchy, serial bytes) order"
+    );
+    commit(s, &|t| {
+        assert!(t.certificate_exists(SIGNING, &[0x01])?);
+        assert!(t.certificate_exists(SIGNING, &[0x01, 0x00])?);
+        assert!(t.certificate_exists(AUTH, &[0x09])?);
+        assert!(!t.certificate_exists(SIGNING, &[0x09])?);
+        assert!(!t.certificate_exists(SIGNING, &[0x01, 0x00, 0x00])?);
+        assert_eq!(t.status(AUTH, &[0x09])?, Some(StatusRecord::GOOD));
+        assert_eq!(t.status(SIGNING, &[0x09])?, None);
+        Ok(())
+    });
+    assert!(
+        ok(s.dirty_partitions()).is_empty(),
+        "adding a good certificate changes no CRL"
+    );
+}
+
+/// holder_certificates: a holder's certificates, in (hierarchy, serial) order, with statuses.
+pub fn holder_certificates<S: Storage>(s: &S) {
+    let a = holder_cert(SIGNING, &[0x05], "R1", 1);
+    let b = holder_cert(AUTH, &[0x03], "R1", 1);
+    let c = holder_cert(SIGNING, &[0x01], "R1", 2);
+    let other = holder_cert(SIGNING, &[0x02], "R10", 1);
+    let short = holder_cert(AUTH, &[0x04], "R", 1);
+    let ca = ca_cert(SIGNING, &[0x06]);
+    add(s, &[&a, &b, &c, &other, &short, &ca]);
+    let st = revoked(Reason::KeyCompromise, 50);
+    set_status(s, &a, st);
+    let got = ok(s.holder_certificates("R1"));
+    let summary: Vec<_> = got
+        .iter()
+        .map(|(c, st)| (c.hierarchy, c.serial.clone(), *st))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (SIGNING, vec![0x01], StatusRecord::GOOD),
+            (SIGNING, vec![0x05], st),
+            (AUTH, vec![0x03], StatusRecord::GOOD),
+        ]
+    );
+    for ((got, _), want) in got.iter().zip([&c, &a, &b]) {
+        assert_eq!(json(got), json(want));
+    }
+    let only = |h: &str| -> Vec<Vec<u8>> {
+        ok(s.holder_certificates(h))
+            .into_iter()
+            .map(|(c, _)| c.serial)
+            .collect()
+    };
+    assert_eq!(only("R10"), vec![vec![0x02]], "R10 is not R1");
+    assert_eq!(only("R"), vec![vec![0x04]], "R is not R1");
+    assert!(only("R2").is_empty());
+    assert!(only("").is_empty(), "a CA-level certificate has no holder");
+}
+
+/// key_owner after add_certificate with and without a key; CA-level certificates have none.
+pub fn key_owners<S: Storage>(s: &S) {
+    let c1 = holder_cert(SIGNING, &[0x01], "R1", 0);
+    let c2 = holder_cert(AUTH, &[0x01], "R2", 0);
+    let c3 = holder_cert(AUTH, &[0x02], "R3", 0);
+    let ca = ca_cert(SIGNING, &[0x09]);
+    let given: KeyFingerprint = [7; 32];
+    commit(s, &|t| {
+        t.add_certificate(&c1, Some(&key_of(&c1)))?;
+        t.add_certificate(&c2, Some(&given))?;
+        t.add_certificate(&c3, None)?;
+        t.add_certificate(&ca, Some(&key_of(&ca)))
+    });
+    let owner = |holder: &str, hierarchy| {
+        Some(KeyOwner {
+            holder: holder.into(),
+            hierarchy,
+        })
+    };
+    assert_eq!(ok(s.key_owner(&key_of(&c1))), owner("R1", SIGNING));
+    assert_eq!(
+        ok(s.key_owner(&given)),
+        owner("R2", AUTH),
+        "the key given is indexed"
+    );
+    assert_eq!(ok(s.key_owner(&key_of(&c2))), None);
+    assert_eq!(ok(s.key_owner(&key_of(&c3))), None, "no key given");
+    assert_eq!(
+        ok(s.key_owner(&key_of(&ca))),
+        None,
+        "a CA-level certificate's key is certified to no holder"
+    );
+    assert_eq!(ok(s.key_owner(&[0; 32])), None);
+    commit(s, &|t| {
+        assert_eq!(t.key_owner(&key_of(&c1))?, owner("R1", SIGNING));
+        assert_eq!(t.key_owner(&given)?, owner("R2", AUTH));
+        assert_eq!(t.key_owner(&key_of(&c3))?, None);
+        Ok(())
+    });
+}
+
+// ----- statuses and CRLs -------------------------------------------------------------------
+
+/// good → held → revoked → good: status, Tx::status, the CRL entry and the holder list.
+pub fn status_lifecycle<S: Storage>(s: &S) {
+    let c = holder_cert(SIGNING, &[0x10], "R1", 3);
+    add(s, &[&c]);
+    assert!(revoked_list(s, SIGNING, Scope::Partition(3)).is_empty());
+
+    let hold = held(100);
+    set_status(s, &c, hold);
+    assert_eq!(ok(s.status(SIGNING, &c.serial)), Some(hold));
+    let listed = revoked_list(s, SIGNING, Scope::Partition(3));
+    assert_eq!(listed, vec![entry(&c, &hold)]);
+    let e = listed[0].entry;
+    assert_eq!(
+        (e.reason, e.revoked_at, e.invalidity, e.not_after),
+        (
+            Reason::CertificateHold,
+            at(100).unix_timestamp(),
+            None,
+            c.not_after.unix_timestamp()
+        )
+    );
+    commit(s, &|t| {
+        assert_eq!(t.status(SIGNING, &c.serial)?, Some(hold));
+        Ok(())
+    });
+
+    let rev = revoked(Reason::KeyCompromise, 200);
+    set_status(s, &c, rev);
+    assert_eq!(ok(s.status(SIGNING, &c.serial)), Some(rev));
+    let listed = revoked_list(s, SIGNING, Scope::Partition(3));
+    assert_eq!(
+        listed,
+        vec![entry(&c, &rev)],
+        "the entry follows the status"
+    );
+    assert_eq!(
+        listed[0].entry.invalidity,
+        Some(at(200 - 3600).unix_timestamp())
+    );
+    assert_eq!(ok(s.holder_certificates("R1"))[0].1, rev);
+
+    set_status(s, &c, StatusRecord::GOOD);
+    assert_eq!(ok(s.status(SIGNING, &c.serial)), Some(StatusRecord::GOOD));
+    assert!(
+        revoked_list(s, SIGNING, Scope::Partition(3)).is_empty(),
+        "good again: off the CRL"
+    );
+    assert_eq!(ok(s.holder_certificates("R1"))[0].1, StatusRecord::GOOD);
+}
+
+/// for_each_revoked: by hierarchy and CRL (partition or CA-level), in serial order.
+pub fn revoked_listing<S: Storage>(s: &S) {
+    let p3: Vec<CertRecord> = [&[0x30][..], &[0x05][..], &[0x20, 0x00][..], &[0x20][..]]
+        .iter()
+        .map(|serial| holder_cert(SIGNING, serial, "R1", 3))
+        .collect();
+    let good_p3 = holder_cert(SIGNING, &[0x50], "R1", 3);
+    let p4 = holder_cert(SIGNING, &[0x40], "R2", 4);
+    let p2 = holder_cert(SIGNING, &[0x21], "R2", 2);
+    let p0 = holder_cert(SIGNING, &[0x01], "R3", 0);
+    let high = holder_cert(SIGNING, &[0x02], "R3", u16::MAX - 1);
+    let auth_p3 = holder_cert(AUTH, &[0x31], "R1", 3);
+    let ca_s = ca_cert(SIGNING, &[0x60]);
+    let ca_a = ca_cert(AUTH, &[0x61]);
+    let mut all: Vec<&CertRecord> = p3.iter().collect();
+    all.extend([&good_p3, &p4, &p2, &p0, &high, &auth_p3, &ca_s, &ca_a]);
+    add(s, &all);
+    let rev = revoked(Reason::Superseded, 10);
+    let hold = held(20);
+    let ca_rev = revoked(Reason::CaCompromise, 30);
+    commit(s, &|t| {
+        for c in &p3 {
+            t.set_status(c, &rev)?;
+        }
+        for c in [&p4, &p0, &high, &auth_p3] {
+            t.set_status(c, &rev)?;
+        }
+        t.set_status(&p2, &hold)?;
+        t.set_status(&ca_s, &ca_rev)?;
+        t.set_status(&ca_a, &ca_rev)
+    });
+    let serials = |h, scope| -> Vec<Vec<u8>> {
+        revoked_list(s, h, scope)
+            .into_iter()
+            .map(|r| r.serial)
+            .collect()
+    };
+    assert_eq!(
+        serials(SIGNING, Scope::Partition(3)),
+        vec![vec![0x05], vec![0x20], vec![0x20, 0x00], vec![0x30]],
+        "partition 3 in serial order, without the good certificate or other hierarchies"
+    );
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(3)),
+        [&p3[1], &p3[3], &p3[2], &p3[0]]
+            .map(|c| entry(c, &rev))
+            .to_vec()
+    );
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(2)),
+        vec![entry(&p2, &hold)]
+    );
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(4)),
+        vec![entry(&p4, &rev)]
+    );
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(0)),
+        vec![entry(&p0, &rev)]
+    );
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(u16::MAX - 1)),
+        vec![entry(&high, &rev)]
+    );
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Ca),
+        vec![entry(&ca_s, &ca_rev)],
+        "a certificate without a partition is on the CA-level CRL, and only there"
+    );
+    assert_eq!(
+        revoked_list(s, AUTH, Scope::Partition(3)),
+        vec![entry(&auth_p3, &rev)]
+    );
+    assert_eq!(
+        revoked_list(s, AUTH, Scope::Ca),
+        vec![entry(&ca_a, &ca_rev)]
+    );
+    for (h, p) in [
+        (SIGNING, 1),
+        (SIGNING, 5),
+        (SIGNING, u16::MAX - 2),
+        (AUTH, 0),
+        (AUTH, 4),
+    ] {
+        assert!(
+            serials(h, Scope::Partition(p)).is_empty(),
+            "{h} partition {p}"
+        );
+    }
+}
+
+/// Listings longer than any engine's internal chunk come out whole and in order.
+pub fn many_entries_stream_in_order<S: Storage>(s: &S) {
+    const N: u16 = 700;
+    let certs: Vec<CertRecord> = (0..N)
+        .rev()
+        .map(|i| holder_cert(AUTH, &i.to_be_bytes(), "R1", 6))
+        .collect();
+    let rev = revoked(Reason::Unspecified, 5);
+    commit(s, &|t| {
+        for c in &certs {
+            t.add_certificate(c, Some(&key_of(c)))?;
+            t.set_status(c, &rev)?;
+        }
+        Ok(())
+    });
+    let want: Vec<Vec<u8>> = (0..N).map(|i| i.to_be_bytes().to_vec()).collect();
+    let listed: Vec<Vec<u8>> = all_certificates(s).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(listed, want);
+    let revoked: Vec<Vec<u8>> = revoked_list(s, AUTH, Scope::Partition(6))
+        .into_iter()
+        .map(|r| r.serial)
+        .collect();
+    assert_eq!(revoked, want);
+    assert_eq!(ok(s.holder_certificates("R1")).len(), usize::from(N));
+}
+
+/// A for_each callback may read and write the store; its error stops the walk and comes back.
+pub fn callbacks_may_use_the_store<S: Storage>(s: &S) {
+    let certs: Vec<CertRecord> = (1..=5u8)
+        .map(|i| holder_cert(SIGNING, &[i], "R1", 1))
+        .collect();
+    add(s, &certs.iter().collect::<Vec<_>>());
+    let mut seen = 0;
+    ok(s.for_each_certificate(&mut |c| {
+        assert!(s.certificate(c.hierarchy, &c.serial)?.is_some());
+        assert_eq!(s.status(c.hierarchy, &c.serial)?, Some(StatusRecord::GOOD));
+        seen += 1;
+        Ok(())
+    }));
+    assert_eq!(seen, 5);
+    let mut calls = 0;
+    let e = s
+        .for_each_certificate(&mut |_| {
+            calls += 1;
+            if calls == 2 {
+                return Err(Error::Invalid("stop here".into()));
+            }
+            Ok(())
+        })
+        .expect_err("the callback's error comes back");
+    assert!(matches!(&e, Error::Invalid(m) if m == "stop here"), "{e:?}");
+    assert_eq!(calls, 2, "the walk stops at the error");
+
+    let rev = revoked(Reason::KeyCompromise, 1);
+    commit(s, &|t| {
+        for c in &certs {
+            t.set_status(c, &rev)?;
+        }
+        Ok(())
+    });
+    let mut seen = 0;
+    ok(s.for_each_revoked(SIGNING, Scope::Partition(1), &mut |r| {
+        seen += 1;
+        // A write from inside the walk (the CRL publisher clears what it published).
+        s.transact(&|t| t.put_crl_state(SIGNING, Scope::Partition(1), &r.serial))?;
+        assert_eq!(s.status(SIGNING, &r.serial)?, Some(rev));
+        Ok(())
+    }));
+    assert_eq!(seen, 5);
+    assert_eq!(ok(s.crl_state(SIGNING, Scope::Partition(1))), Some(vec![5]));
+    let mut calls = 0;
+    let e = s
+        .for_each_revoked(SIGNING, Scope::Partition(1), &mut |_| {
+            calls += 1;
+            Err(Error::Retry)
+        })
+        .expect_err("the callback's error comes back");
+    assert!(matches!(e, Error::Retry), "{e:?}");
+    assert_eq!(calls, 1);
+}
+
+/// set_status marks exactly its CRL dirty, in the same unit of work; clear_crl_dirty clears;
+/// Tx::crl_dirty reads it; dirty_partitions lists in (hierarchy, partitions, CA-level) order.
+pub fn dirty_marking<S: Storage>(s: &S) {
+    let c = holder_cert(SIGNING, &[0x31], "R1", 3);
+    let a = holder_cert(AUTH, &[0x01], "R1", 0);
+    let ca = ca_cert(AUTH, &[0x02]);
+    add(s, &[&c, &a, &ca]);
+    assert!(ok(s.dirty_partitions()).is_empty());
+    let clear = |h, scope| commit(s, &|t| t.clear_crl_dirty(h, scope));
+
+    commit(s, &|t| {
+        for (h, scope) in all_scopes() {
+            assert!(
+                !t.crl_dirty(h, scope)?,
+                "{h} {scope:?} dirty before anything"
+            );
+        }
+        t.set_status(&c, &revoked(Reason::KeyCompromise, 1))?;
+        for (h, scope) in all_scopes() {
+            let want = (h, scope) == (SIGNING, Scope::Partition(3));
+            assert_eq!(
+                t.crl_dirty(h, scope)?,
+                want,
+                "{h} {scope:?} in the same body"
+            );
+        }
+        Ok(())
+    });
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![(SIGNING, Scope::Partition(3))]
+    );
+    commit(s, &|t| {
+        assert!(t.crl_dirty(SIGNING, Scope::Partition(3))?);
+        assert!(!t.crl_dirty(AUTH, Scope::Partition(3))?);
+        assert!(!t.crl_dirty(SIGNING, Scope::Ca)?);
+        Ok(())
+    });
+    clear(SIGNING, Scope::Partition(3));
+    assert!(ok(s.dirty_partitions()).is_empty());
+    commit(s, &|t| {
+        assert!(!t.crl_dirty(SIGNING, Scope::Partition(3))?);
+        Ok(())
+    });
+
+    set_status(s, &a, held(2));
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![(AUTH, Scope::Partition(0))],
+        "a hold"
+    );
+    clear(AUTH, Scope::Partition(0));
+    set_status(s, &c, StatusRecord::GOOD);
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![(SIGNING, Scope::Partition(3))],
+        "taking a certificate off its CRL changes the CRL"
+    );
+    clear(SIGNING, Scope::Partition(3));
+    set_status(s, &ca, revoked(Reason::CaCompromise, 3));
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![(AUTH, Scope::Ca)],
+        "a CA-level revocation"
+    );
+    clear(AUTH, Scope::Ca);
+    assert!(ok(s.dirty_partitions()).is_empty());
+
+    let marks = [
+        (AUTH, Scope::Ca),
+        (SIGNING, Scope::Partition(10)),
+        (AUTH, Scope::Partition(0)),
+        (SIGNING, Scope::Ca),
+        (SIGNING, Scope::Partition(2)),
+        (SIGNING, Scope::Partition(256)),
+    ];
+    commit(s, &|t| {
+        for (h, scope) in marks {
+            t.set_crl_dirty(h, scope)?;
+        }
+        t.set_crl_dirty(SIGNING, Scope::Partition(2))
+    });
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![
+            (SIGNING, Scope::Partition(2)),
+            (SIGNING, Scope::Partition(10)),
+            (SIGNING, Scope::Partition(256)),
+            (SIGNING, Scope::Ca),
+            (AUTH, Scope::Partition(0)),
+            (AUTH, Scope::Ca),
+        ]
+    );
+    clear(SIGNING, Scope::Partition(10));
+    clear(AUTH, Scope::Partition(5));
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![
+            (SIGNING, Scope::Partition(2)),
+            (SIGNING, Scope::Partition(256)),
+            (SIGNING, Scope::Ca),
+            (AUTH, Scope::Partition(0)),
+            (AUTH, Scope::Ca),
+        ]
+    );
+    // The CRL's state and its dirty mark are separate.
+    commit(s, &|t| {
+        t.put_crl_state(SIGNING, Scope::Partition(2), b"published")
+    });
+    assert_eq!(
+        ok(s.dirty_partitions()).len(),
+        5,
+        "a state write marks nothing"
+    );
+    clear(SIGNING, Scope::Partition(2));
+    assert_eq!(
+        ok(s.crl_state(SIGNING, Scope::Partition(2))),
+        Some(b"published".to_vec()),
+        "clearing the mark keeps the state"
+    );
+    assert_eq!(ok(s.dirty_partitions()).len(), 4);
+}
+
+/// put_crl_state and crl_state, per (hierarchy, scope).
+pub fn crl_state<S: Storage>(s: &S) {
+    for (h, scope) in all_scopes() {
+        assert_eq!(ok(s.crl_state(h, scope)), None);
+    }
+    commit(s, &|t| {
+        t.put_crl_state(SIGNING, Scope::Partition(0), b"one")
+    });
+    for (h, scope) in all_scopes() {
+        let want = ((h, scope) == (SIGNING, Scope::Partition(0))).then(|| b"one".to_vec());
+        assert_eq!(ok(s.crl_state(h, scope)), want, "{h} {scope:?}");
+    }
+    let binary = vec![0u8, 0xFF, b'/', b'd', 0, 1];
+    commit(s, &|t| {
+        t.put_crl_state(SIGNING, Scope::Partition(0), b"two")?;
+        t.put_crl_state(SIGNING, Scope::Ca, b"")?;
+        t.put_crl_state(AUTH, Scope::Partition(1), &binary)
+    });
+    assert_eq!(
+        ok(s.crl_state(SIGNING, Scope::Partition(0))),
+        Some(b"two".to_vec())
+    );
+    assert_eq!(
+        ok(s.crl_state(SIGNING, Scope::Ca)),
+        Some(Vec::new()),
+        "an empty state is a state"
+    );
+    assert_eq!(ok(s.crl_state(AUTH, Scope::Partition(1))), Some(binary));
+    assert_eq!(ok(s.crl_state(AUTH, Scope::Partition(0))), None);
+    assert_eq!(ok(s.crl_state(AUTH, Scope::Ca)), None);
+    assert!(ok(s.dirty_partitions()).is_empty());
+}
+
+/// note_serial raises the counter to the highest value noted, never lowers it; per hierarchy.
+pub fn serial_counter<S: Storage>(s: &S) {
+    assert_eq!(
+        (ok(s.serial_counter(SIGNING)), ok(s.serial_counter(AUTH))),
+        (0, 0)
+    );
+    commit(s, &|t| t.note_serial(SIGNING, 5));
+    assert_eq!(ok(s.serial_counter(SIGNING)), 5);
+    assert_eq!(ok(s.serial_counter(AUTH)), 0);
+    commit(s, &|t| t.note_serial(SIGNING, 3));
+    assert_eq!(ok(s.serial_counter(SIGNING)), 5, "never lowered");
+    commit(s, &|t| {
+        t.note_serial(SIGNING, 9)?;
+        t.note_serial(SIGNING, 7)?;
+        t.note_serial(AUTH, 2)
+    });
+    assert_eq!(
+        ok(s.serial_counter(SIGNING)),
+        9,
+        "the highest of one unit of work"
+    );
+    assert_eq!(ok(s.serial_counter(AUTH)), 2);
+    let e = s.transact(&|t| {
+        t.note_serial(SIGNING, 100)?;
+        Err(Error::Retry)
+    });
+    assert!(matches!(e, Err(Error::Retry)));
+    assert_eq!(
+        ok(s.serial_counter(SIGNING)),
+        9,
+        "an aborted note changes nothing"
+    );
+    commit(s, &|t| t.note_serial(AUTH, u64::MAX));
+    assert_eq!(ok(s.serial_counter(AUTH)), u64::MAX);
+    assert_eq!(ok(s.serial_counter(SIGNING)), 9);
+}
+
+// ----- the register ------------------------------------------------------------------------
+
+/// put_resident, resident (Storage and Tx).
+pub fn residents<S: Storage>(s: &S) {
+    assert!(ok(s.resident("R1")).is_none());
+    let r1 = resident("R1", 0);
+    commit(s, &|t| t.put_resident(&r1));
+    assert_eq!(ok(s.resident("R1")).map(|r| json(&r)), Some(json(&r1)));
+    assert!(ok(s.resident("R10")).is_none());
+    assert!(ok(s.resident("R")).is_none());
+    let mut r1b = resident("R1", 1);
+    r1b.card_lost = true;
+    r1b.departure = Some(time::macros::date!(2027 - 01 - 02));
+    r1b.current.insert(SIGNING, "0A".into());
+    let r10 = resident("R10", 4);
+    commit(s, &|t| {
+        assert_eq!(t.resident("R1")?.map(|r| json(&r)), Some(json(&r1)));
+        t.put_resident(&r1b)?;
+        t.put_resident(&r10)
+    });
+    assert_eq!(ok(s.resident("R1")).map(|r| json(&r)), Some(json(&r1b)));
+    assert_eq!(ok(s.resident("R10")).map(|r| json(&r)), Some(json(&r10)));
+    commit(s, &|t| {
+        assert_eq!(t.resident("R1")?.map(|r| r.version), Some(1));
+        assert!(t.resident("R2")?.is_none());
+        Ok(())
+    });
+}
+
+/// schedule, unschedule, due_events (inclusive, earliest first, then resident id),
+/// next_event.
+pub fn scheduling<S: Storage>(s: &S) {
+    assert_eq!(ok(s.next_event()), None);
+    assert!(ok(s.due_events(at(1_000_000))).is_empty());
+    let ev = |secs, id: &str| Scheduled {
+        at: at(secs),
+        resident: id.into(),
+        kind: ScheduledKind::Emigrate,
+    };
+    let (b5, a5, c10, a20) = (ev(5, "B"), ev(5, "A"), ev(10, "C"), ev(20, "A"));
+    commit(s, &|t| {
+        t.schedule(&c10)?;
+        t.schedule(&b5)?;
+        t.schedule(&a20)
+    });
+    commit(s, &|t| t.schedule(&a5));
+    assert_eq!(ok(s.next_event()), Some(a5.clone()));
+    assert!(ok(s.due_events(at(4))).is_empty());
+    assert_eq!(
+        ok(s.due_events(at(5))),
+        vec![a5.clone(), b5.clone()],
+        "due at `until` is due"
+    );
+    assert_eq!(
+        ok(s.due_events(at(19))),
+        vec![a5.clone(), b5.clone(), c10.clone()]
+    );
+    assert_eq!(
+        ok(s.due_events(at(1_000_000))),
+        vec![a5.clone(), b5.clone(), c10.clone(), a20.clone()]
+    );
+    commit(s, &|t| {
+        t.unschedule(&a5)?;
+        t.unschedule(&ev(7, "Z")) // not scheduled: nothing to do
+    });
+    assert_eq!(ok(s.next_event()), Some(b5.clone()));
+    assert_eq!(ok(s.due_events(at(10))), vec![b5.clone(), c10.clone()]);
+    commit(s, &|t| {
+        t.unschedule(&b5)?;
+        t.unschedule(&c10)?;
+        t.unschedule(&a20)
+    });
+    assert_eq!(ok(s.next_event()), None);
+    assert!(ok(s.due_events(at(1_000_000))).is_empty());
+}
+
+// ----- the audit trail ---------------------------------------------------------------------
+
+/// Records appended over several units of work form one chain that verifies against the head;
+/// audit_records pages by sequence.
+pub fn audit_chain<S: Storage>(s: &S) {
+    assert_eq!(ok(s.audit_head()), None);
+    assert!(ok(s.audit_records(0, 10)).is_empty());
+    assert!(verified_chain(s).is_empty());
+    commit(s, &|t| {
+        crate::storage::audit(t, at(1), "init", "a", "first")
+    });
+    commit(s, &|t| {
+        t.audit(intent("issue", "b"))?;
+        t.audit(intent("issue", "c"))?;
+        t.audit(intent("revoke", "d"))
+    });
+    commit(s, &|t| t.put_crl_state(SIGNING, Scope::Ca, b"no audit"));
+    commit(s, &|t| {
+        t.audit(intent("hold", "e"))?;
+        t.note_serial(SIGNING, 1)?;
+        t.audit(intent("event:emigrate", "f"))
+    });
+    assert_eq!(verified_chain(s), ["a", "b", "c", "d", "e", "f"]);
+    let all = ok(s.audit_records(0, usize::MAX));
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        (all[0].at, all[0].action.as_str(), all[0].detail.as_str()),
+        (at(1), "init", "first")
+    );
+    assert_eq!(
+        (
+            all[3].at,
+            all[3].action.as_str(),
+            all[3].subject.as_str(),
+            all[3].detail.as_str()
+        ),
+        (at(10), "revoke", "d", "detail of d")
+    );
+    let page = |from, limit| -> Vec<u64> {
+        ok(s.audit_records(from, limit))
+            .into_iter()
+            .map(|r| r.seq)
+            .collect()
+    };
+    assert_eq!(page(2, 2), [2, 3]);
+    assert_eq!(page(5, 10), [5]);
+    assert!(page(6, 10).is_empty());
+    assert!(page(0, 0).is_empty());
+    assert!(page(u64::MAX, 1).is_empty());
+    assert_eq!(ok(s.audit_records(4, 1)), vec![all[4].clone()]);
+}
+
+/// Audit records of a unit of work that fails never appear; the chain goes on after it.
+pub fn aborted_audit_leaves_no_trace<S: Storage>(s: &S) {
+    commit(s, &|t| {
+        t.audit(intent("init", "a"))?;
+        t.audit(intent("issue", "b"))
+    });
+    let head = ok(s.audit_head());
+    let e = s.transact(&|t| {
+        t.audit(intent("issue", "lost-1"))?;
+        t.audit(intent("issue", "lost-2"))?;
+        Err(Error::Invalid("planned".into()))
+    });
+    assert!(matches!(e, Err(Error::Invalid(_))));
+    assert_eq!(ok(s.audit_head()), head, "the head did not move");
+    assert_eq!(ok(s.audit_records(0, 100)).len(), 2);
+    commit(s, &|t| t.audit(intent("revoke", "c")));
+    assert_eq!(verified_chain(s), ["a", "b", "c"]);
+    assert_eq!(ok(s.audit_head()).map(|h| h.seq), Some(2));
+}
+
+// ----- platform ----------------------------------------------------------------------------
+
+/// put_operator, operator, operator_named, operators (id order), bind_operator_key,
+/// operator_by_key; Storage and Tx.
+pub fn operators<S: Storage>(s: &S) {
+    assert!(ok(s.operators()).is_empty());
+    let b = operator("pf-b", "Beta");
+    let a = operator("pf-a", "Alpha");
+    commit(s, &|t| {
+        assert!(t.operator("pf-b")?.is_none());
+        t.put_operator(&b)?;
+        t.put_operator(&a)
+    });
+    // Something of every other platform kind, which operators() must not list.
+    commit(s, &|t| {
+        t.put_service_provider(&sp("sp-1", "pf-a", "Shop"))?;
+        t.put_consent(&consent("c-1", "R1", "sp-1", "n-1"))?;
+        t.append_access(&access("R1", 1, "validity"), 0)
+    });
+    assert_eq!(ok(s.operator("pf-b")), Some(b.clone()));
+    assert_eq!(ok(s.operator("pf-")), None);
+    assert_eq!(ok(s.operators()), vec![a.clone(), b.clone()], "id order");
+    assert_eq!(ok(s.operator_named("Alpha")), Some("pf-a".into()));
+    assert_eq!(ok(s.operator_named("Beta")), Some("pf-b".into()));
+    assert_eq!(ok(s.operator_named("pf-a")), None);
+    assert_eq!(ok(s.operator_by_key("ab12")), None);
+    commit(s, &|t| {
+        assert_eq!(t.operator("pf-a")?, Some(a.clone()));
+        assert_eq!(t.operator_named("Beta")?, Some("pf-b".into()));
+        t.bind_operator_key("ab12", "pf-a")?;
+        t.bind_operator_key("cd34", "pf-b")?;
+        assert_eq!(t.operator_by_key("ab12")?, Some("pf-a".into()));
+        Ok(())
+    });
+    assert_eq!(ok(s.operator_by_key("ab12")), Some("pf-a".into()));
+    assert_eq!(ok(s.operator_by_key("cd34")), Some("pf-b".into()));
+    assert_eq!(ok(s.operator_by_key("ab")), None);
+    let mut b2 = b.clone();
+    b2.state = PfState::Suspended;
+    b2.keys = vec!["cd34".into()];
+    commit(s, &|t| t.put_operator(&b2));
+    assert_eq!(ok(s.operator("pf-b")), Some(b2.clone()));
+    assert_eq!(ok(s.operators()), vec![a, b2]);
+    commit(s, &|t| {
+        assert_eq!(t.operator_by_key("cd34")?, Some("pf-b".into()));
+        assert_eq!(t.operator_named("Gamma")?, None);
+        Ok(())
+    });
+}
+
+/// put_service_provider, service_provider, service_providers (id order),
+/// service_provider_named per operator.
+pub fn service_providers<S: Storage>(s: &S) {
+    assert!(ok(s.service_providers()).is_empty());
+    let x = sp("sp-2", "pf-1", "Shop");
+    let y = sp("sp-1", "pf-2", "Shop");
+    let z = sp("sp-3", "pf-1", "Bank");
+    commit(s, &|t| {
+        t.put_operator(&operator("pf-1", "One"))?;
+        t.put_service_provider(&x)?;
+        t.put_service_provider(&y)?;
+        assert_eq!(
+            t.service_provider_named("pf-1", "Shop")?,
+            Some("sp-2".into())
+        );
+        t.put_service_provider(&z)
+    });
+    assert_eq!(ok(s.service_provider("sp-2")), Some(x.clone()));
+    assert_eq!(ok(s.service_provider("sp-9")), None);
+    assert_eq!(
+        ok(s.service_providers()),
+        vec![y.clone(), x.clone(), z.clone()]
+    );
+    commit(s, &|t| {
+        assert_eq!(
+            t.service_provider_named("pf-1", "Shop")?,
+            Some("sp-2".into())
+        );
+        assert_eq!(
+            t.service_provider_named("pf-2", "Shop")?,
+            Some("sp-1".into())
+        );
+        assert_eq!(
+            t.service_provider_named("pf-1", "Bank")?,
+            Some("sp-3".into())
+        );
+        assert_eq!(t.service_provider_named("pf-2", "Bank")?, None);
+        assert_eq!(t.service_provider_named("pf-1", "Sho")?, None);
+        assert_eq!(t.service_provider_named("pf", "1/Shop")?, None);
+        Ok(())
+    });
+    let mut x2 = x.clone();
+    x2.scopes.push(crate::records::platform::Scope::Successor);
+    commit(s, &|t| t.put_service_provider(&x2));
+    assert_eq!(ok(s.service_provider("sp-2")), Some(x2.clone()));
+    assert_eq!(ok(s.service_providers()), vec![y, x2, z]);
+    assert_eq!(
+        ok(s.operators()).len(),
+        1,
+        "service providers are not operators"
+    );
+}
+
+/// put_consent, consent, consents_of (per holder and SP, id order), consent_nonce_used.
+pub fn consents<S: Storage>(s: &S) {
+    let c2 = consent("c-2", "R1", "sp-1", "n-2");
+    let c1 = consent("c-1", "R1", "sp-1", "n-1");
+    let other_sp = consent("c-3", "R1", "sp-10", "n-3");
+    let other_holder = consent("c-4", "R10", "sp-1", "n-4");
+    commit(s, &|t| {
+        assert!(!t.consent_nonce_used("sp-1", "n-2")?);
+        t.put_consent(&c2)?;
+        assert!(t.consent_nonce_used("sp-1", "n-2")?);
+        assert_eq!(t.consent("c-2")?, Some(c2.clone()));
+        t.put_consent(&c1)?;
+        t.put_consent(&other_sp)?;
+        t.put_consent(&other_holder)
+    });
+    assert_eq!(ok(s.consent("c-1")), Some(c1.clone()));
+    assert_eq!(ok(s.consent("c-")), None);
+    assert_eq!(
+        ok(s.consents_of("R1", "sp-1")),
+        vec![c1.clone(), c2.clone()],
+        "id order"
+    );
+    assert_eq!(ok(s.consents_of("R1", "sp-10")), vec![other_sp.clone()]);
+    assert_eq!(ok(s.consents_of("R10", "sp-1")), vec![other_holder]);
+    assert!(ok(s.consents_of("R1", "sp-2")).is_empty());
+    assert!(ok(s.consents_of("R", "sp-1")).is_empty());
+    commit(s, &|t| {
+        assert!(t.consent_nonce_used("sp-1", "n-1")?);
+        assert!(t.consent_nonce_used("sp-10", "n-3")?);
+        assert!(!t.consent_nonce_used("sp-10", "n-1")?, "a nonce is per SP");
+        assert!(!t.consent_nonce_used("sp-1", "n-")?);
+        assert_eq!(t.consent("c-3")?, Some(other_sp.clone()));
+        Ok(())
+    });
+    let mut c1w = c1.clone();
+    c1w.withdrawn_at = Some(at(50));
+    c1w.withdrawn_by = Some("holder".into());
+    commit(s, &|t| t.put_consent(&c1w));
+    assert_eq!(ok(s.consent("c-1")), Some(c1w.clone()));
+    assert_eq!(
+        ok(s.consents_of("R1", "sp-1")),
+        vec![c1w, c2],
+        "rewriting a consent keeps one entry"
+    );
+}
+
+/// append_access, access_log (per holder, by time then sequence), access_count.
+pub fn access_log<S: Storage>(s: &S) {
+    assert!(ok(s.access_log("R1")).is_empty());
+    assert_eq!(ok(s.access_count()), 0);
+    let late = access("R1", 2, "validity");
+    let early_b = access("R1", 1, "four-attributes");
+    let early_a = access("R1", 1, "consent");
+    let other = access("R10", 0, "successor");
+    let before_epoch_offset = access("R1", -5, "consent-withdraw");
+    commit(s, &|t| {
+        t.append_access(&late, 0)?;
+        t.append_access(&early_b, 5)?;
+        t.append_access(&other, 0)
+    });
+    commit(s, &|t| {
+        t.append_access(&early_a, 2)?;
+        t.append_access(&before_epoch_offset, 9)
+    });
+    assert_eq!(
+        ok(s.access_log("R1")),
+        vec![before_epoch_offset, early_a, early_b, late],
+        "oldest first; one instant by sequence"
+    );
+    assert_eq!(ok(s.access_log("R10")), vec![other]);
+    assert!(ok(s.access_log("R")).is_empty());
+    assert!(ok(s.access_log("R2")).is_empty());
+    assert_eq!(ok(s.access_count()), 5);
+}
+
+// ----- atomicity ---------------------------------------------------------------------------
+
+/// The names [`failed_body_changes_nothing`] observes.
+fn atomicity_probe(certs: &[&CertRecord]) -> Probe {
+    Probe {
+        residents: &["R1", "R2"],
+        holders: &["R1", "R2"],
+        operator_names: &["PF One", "PF Two"],
+        operator_keys: &["aa", "bb"],
+        sp_names: &[("pf-1", "SP One"), ("pf-1", "SP Two")],
+        consents: &["c-1", "c-2"],
+        nonces: &[("sp-1", "n-1"), ("sp-2", "n-2")],
+        consents_of: &[("R1", "sp-1"), ("R2", "sp-2")],
+        keys: certs.iter().map(|c| key_of(c)).collect(),
+    }
+}
+
+/// A body that writes (one kind of write at a time, then all of them) and then fails changes
+/// nothing, and its error comes back.
+pub fn failed_body_changes_nothing<S: Storage>(s: &S) {
+    let good = holder_cert(SIGNING, &[0x01], "R1", 1);
+    let on_hold = holder_cert(AUTH, &[0x02], "R1", 2);
+    let ca = ca_cert(SIGNING, &[0x03]);
+    let fresh = holder_cert(AUTH, &[0x04], "R2", 3);
+    let pending = Scheduled {
+        at: at(100),
+        resident: "R1".into(),
+        kind: ScheduledKind::Emigrate,
+    };
+    add(s, &[&good, &on_hold, &ca]);
+    commit(s, &|t| {
+        t.set_status(&on_hold, &held(5))?;
+        t.note_serial(SIGNING, 5)?;
+        t.put_resident(&resident("R1", 1))?;
+        t.schedule(&pending)?;
+        t.audit(intent("init", "x"))?;
+        t.audit(intent("issue", "y"))?;
+        t.put_crl_state(SIGNING, Scope::Partition(1), b"state")?;
+        t.put_operator(&operator("pf-1", "PF One"))?;
+        t.bind_operator_key("aa", "pf-1")?;
+        t.put_service_provider(&sp("sp-1", "pf-1", "SP One"))?;
+        t.put_consent(&consent("c-1", "R1", "sp-1", "n-1"))?;
+        t.append_access(&access("R1", 1, "validity"), 0)
+    });
+    let probe = atomicity_probe(&[&good, &on_hold, &ca, &fresh]);
+    let before = observe(s, &probe);
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains("tx dirty auth Partition(2): true")),
+        "the probe sees the setup: {before:#?}"
+    );
+
+    type Write<'a> = (&'static str, Box<dyn Fn(&dyn Tx) -> Result<()> + 'a>);
+    let writes: Vec<Write> = vec![
+        (
+            "add_certificate",
+            Box::new(|t| t.add_certificate(&fresh, Some(&key_of(&fresh)))),
+        ),
+        (
+            "set_status revoked",
+            Box::new(|t| t.set_status(&good, &revoked(Reason::KeyCompromise, 9))),
+        ),
+        (
+            "set_status good",
+            Box::new(|t| t.set_status(&on_hold, &StatusRecord::GOOD)),
+        ),
+        (
+            "set_status CA-level",
+            Box::new(|t| t.set_status(&ca, &revoked(Reason::CaCompromise, 9))),
+        ),
+        ("note_serial", Box::new(|t| t.note_serial(SIGNING, 99))),
+        (
+            "put_resident new",
+            Box::new(|t| t.put_resident(&resident("R2", 0))),
+        ),
+        (
+            "put_resident update",
+            Box::new(|t| t.put_resident(&resident("R1", 2))),
+        ),
+        (
+            "schedule",
+            Box::new(|t| {
+                t.schedule(&Scheduled {
+                    at: at(50),
+                    resident: "R2".into(),
+                    kind: ScheduledKind::Emigrate,
+                })
+            }),
+        ),
+        ("unschedule", Box::new(|t| t.unschedule(&pending))),
+        ("audit", Box::new(|t| t.audit(intent("revoke", "z")))),
+        (
+            "set_crl_dirty",
+            Box::new(|t| t.set_crl_dirty(SIGNING, Scope::Partition(7))),
+        ),
+        (
+            "clear_crl_dirty",
+            Box::new(|t| t.clear_crl_dirty(AUTH, Scope::Partition(2))),
+        ),
+        (
+            "put_crl_state update",
+            Box::new(|t| t.put_crl_state(SIGNING, Scope::Partition(1), b"changed")),
+        ),
+        (
+            "put_crl_state new",
+            Box::new(|t| t.put_crl_state(AUTH, Scope::Ca, b"new")),
+        ),
+        (
+            "put_operator new",
+            Box::new(|t| t.put_operator(&operator("pf-2", "PF Two"))),
+        ),
+        (
+            "put_operator update",
+            Box::new(|t| {
+                let mut op = operator("pf-1", "PF One");
+                op.state = PfState::Revoked;
+                t.put_operator(&op)
+            }),
+        ),
+        (
+            "bind_operator_key",
+            Box::new(|t| t.bind_operator_key("bb", "pf-1")),
+        ),
+        (
+            "put_service_provider",
+            Box::new(|t| t.put_service_provider(&sp("sp-2", "pf-1", "SP Two"))),
+        ),
+        (
+            "put_consent new",
+            Box::new(|t| t.put_consent(&consent("c-2", "R2", "sp-2", "n-2"))),
+        ),
+        (
+            "put_consent update",
+            Box::new(|t| {
+                let mut c = consent("c-1", "R1", "sp-1", "n-1");
+                c.withdrawn_at = Some(at(7));
+                t.put_consent(&c)
+            }),
+        ),
+        (
+            "append_access",
+            Box::new(|t| t.append_access(&access("R2", 3, "consent"), 1)),
+        ),
+    ];
+    let fail = |what: &str, body: &dyn Fn(&dyn Tx) -> Result<()>| {
+        let message = format!("planned failure after {what}");
+        match s.transact(&|t| {
+            body(t)?;
+            Err(Error::Invalid(message.clone()))
+        }) {
+            Err(Error::Invalid(m)) if m == message => {}
+            other => panic!("{what}: the body's error must come back, got {other:?}"),
+        }
+        assert_eq!(observe(s, &probe), before, "{what} left a trace");
+    };
+    for (what, write) in &writes {
+        fail(what, write.as_ref());
+    }
+    fail("every write", &|t| {
+        for (_, write) in &writes {
+            write(t)?;
+        }
+        // The writes were made (the body sees them) before it failed.
+        assert!(t.certificate_exists(AUTH, &fresh.serial)?);
+        assert_eq!(t.resident("R2")?.map(|r| r.version), Some(0));
+        assert!(t.crl_dirty(SIGNING, Scope::Partition(7))?);
+        Ok(())
+    });
+    // The same writes, committed, do show (so the probe would have seen them).
+    commit(s, &|t| {
+        for (_, write) in &writes {
+            write(t)?;
+        }
+        Ok(())
+    });
+    let after = observe(s, &probe);
+    let changed = after.iter().filter(|l| !before.contains(l)).count();
+    assert!(changed >= 20, "only {changed} lines changed: {after:#?}");
+}
+
+/// An error from a body comes back as it was, whatever its variant.
+pub fn error_comes_back_unchanged<S: Storage>(s: &S) {
+    commit(s, &|t| t.put_resident(&resident("R1", 0)));
+    let e = s.transact(&|t| {
+        t.put_resident(&resident("R1", 1))?;
+        Err(Error::Retry)
+    });
+    assert!(matches!(e, Err(Error::Retry)), "{e:?}");
+    let e = s.transact(&|_| {
+        Err(Error::AlreadyRevoked {
+            serial: "0A".into(),
+            hierarchy: AUTH,
+            reason: Reason::Superseded,
+        })
+    });
+    assert!(
+        matches!(
+            &e,
+            Err(Error::AlreadyRevoked { serial, hierarchy: AUTH, reason: Reason::Superseded })
+                if serial == "0A"
+        ),
+        "{e:?}"
+    );
+    let e = s.transact(&|t| {
+        t.audit(intent("x", "y"))?;
+        Err(Error::UnknownResident("R9".into()))
+    });
+    assert!(
+        matches!(&e, Err(Error::UnknownResident(id)) if id == "R9"),
+        "{e:?}"
+    );
+    let e = s.transact(&|t| {
+        t.note_serial(AUTH, 3)?;
+        Err(Error::Refused("no".into()))
+    });
+    assert!(matches!(&e, Err(Error::Refused(m)) if m == "no"), "{e:?}");
+    assert_eq!(ok(s.resident("R1")).map(|r| r.version), Some(0));
+    assert_eq!(ok(s.audit_head()), None);
+    assert_eq!(ok(s.serial_counter(AUTH)), 0);
+}
+
+/// Reads inside a body see the body's own writes, including overwrites and removals; what
+/// the body left at its end is what commits.
+pub fn reads_see_own_writes<S: Storage>(s: &S) {
+    let c = holder_cert(SIGNING, &[0x01], "R1", 4);
+    let ca = ca_cert(AUTH, &[0x02]);
+    let ev = Scheduled {
+        at: at(9),
+        resident: "R1".into(),
+        kind: ScheduledKind::Emigrate,
+    };
+    let rev = revoked(Reason::AffiliationChanged, 8);
+    commit(s, &|t| {
+        assert!(!t.certificate_exists(SIGNING, &c.serial)?);
+        assert_eq!(t.status(SIGNING, &c.serial)?, None);
+        t.add_certificate(&c, Some(&key_of(&c)))?;
+        t.add_certificate(&ca, None)?;
+        assert!(t.certificate_exists(SIGNING, &c.serial)?);
+        assert!(t.certificate_exists(AUTH, &ca.serial)?);
+        assert_eq!(t.status(SIGNING, &c.serial)?, Some(StatusRecord::GOOD));
+        assert_eq!(
+            t.key_owner(&key_of(&c))?,
+            Some(KeyOwner {
+                holder: "R1".into(),
+                hierarchy: SIGNING
+            })
+        );
+        t.set_status(&c, &held(7))?;
+        assert_eq!(t.status(SIGNING, &c.serial)?, Some(held(7)));
+        t.set_status(&c, &rev)?;
+        assert_eq!(t.status(SIGNING, &c.serial)?, Some(rev));
+        assert!(t.crl_dirty(SIGNING, Scope::Partition(4))?);
+        t.set_status(&ca, &held(7))?;
+        t.set_status(&ca, &StatusRecord::GOOD)?;
+        assert!(t.crl_dirty(AUTH, Scope::Ca)?);
+        t.clear_crl_dirty(AUTH, Scope::Ca)?;
+        assert!(!t.crl_dirty(AUTH, Scope::Ca)?);
+        t.set_crl_dirty(AUTH, Scope::Partition(9))?;
+        assert!(t.crl_dirty(AUTH, Scope::Partition(9))?);
+
+        t.put_resident(&resident("R1", 0))?;
+        t.put_resident(&resident("R1", 1))?;
+        assert_eq!(t.resident("R1")?.map(|r| r.version), Some(1));
+        t.schedule(&ev)?;
+        t.unschedule(&ev)?;
+
+        let mut op = operator("pf-1", "PF One");
+        t.put_operator(&op)?;
+        assert_eq!(t.operator("pf-1")?, Some(op.clone()));
+        assert_eq!(t.operator_named("PF One")?, Some("pf-1".into()));
+        op.state = PfState::Suspended;
+        t.put_operator(&op)?;
+        assert_eq!(
+            t.operator("pf-1")?.map(|o| o.state),
+            Some(PfState::Suspended)
+        );
+        t.bind_operator_key("k1", "pf-1")?;
+        assert_eq!(t.operator_by_key("k1")?, Some("pf-1".into()));
+        t.put_service_provider(&sp("sp-1", "pf-1", "Shop"))?;
+        assert_eq!(
+            t.service_provider_named("pf-1", "Shop")?,
+            Some("sp-1".into())
+        );
+        let cs = consent("c-1", "R1", "sp-1", "n-1");
+        t.put_consent(&cs)?;
+        assert_eq!(t.consent("c-1")?, Some(cs));
+        assert!(t.consent_nonce_used("sp-1", "n-1")?);
+        Ok(())
+    });
+    // What the body left is what committed.
+    assert_eq!(ok(s.status(SIGNING, &c.serial)), Some(rev));
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(4)),
+        vec![entry(&c, &rev)]
+    );
+    assert_eq!(ok(s.status(AUTH, &ca.serial)), Some(StatusRecord::GOOD));
+    assert!(revoked_list(s, AUTH, Scope::Ca).is_empty());
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        vec![(SIGNING, Scope::Partition(4)), (AUTH, Scope::Partition(9))]
+    );
+    assert_eq!(ok(s.resident("R1")).map(|r| r.version), Some(1));
+    assert_eq!(
+        ok(s.next_event()),
+        None,
+        "scheduled and unscheduled: nothing"
+    );
+    assert_eq!(
+        ok(s.operator("pf-1")).map(|o| o.state),
+        Some(PfState::Suspended)
+    );
+    assert_eq!(ok(s.consents_of("R1", "sp-1")).len(), 1);
+}
+
+/// A revoked or held status without a reason or a time is refused, and changes nothing.
+pub fn incomplete_status_is_refused<S: Storage>(s: &S) {
+    let c = holder_cert(SIGNING, &[0x01], "R1", 1);
+    add(s, &[&c]);
+    for bad in [
+        StatusRecord {
+            reason: None,
+            ..revoked(Reason::KeyCompromise, 1)
+        },
+        StatusRecord {
+            since: None,
+            ..held(1)
+        },
+    ] {
+        let e = s.transact(&|t| t.set_status(&c, &bad));
+        assert!(matches!(e, Err(Error::Invalid(_))), "{bad:?}: {e:?}");
+        assert_eq!(ok(s.status(SIGNING, &c.serial)), Some(StatusRecord::GOOD));
+        assert!(revoked_list(s, SIGNING, Scope::Partition(1)).is_empty());
+        assert!(ok(s.dirty_partitions()).is_empty());
+    }
+}
+
+// ----- concurrency -------------------------------------------------------------------------
+
+const THREADS: u64 = 8;
+const PER_THREAD: u64 = 50;
+
+/// 8 threads × 50 units of work, each reading a counter (a resident's version), handing out
+/// the next serial, noting it, bumping the version and auditing it, as issuance does (a body
+/// that finds its serial taken asks to be re-planned with [`Error::Retry`]): a lost update
+/// shows as a short count, a missing serial, or an audit trail out of order.
+pub fn concurrent_read_modify_write<S: Storage>(s: &S) {
+    commit(s, &|t| t.put_resident(&resident("counter", 0)));
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for _ in 0..PER_THREAD {
+                    let mut attempts = 0;
+                    loop {
+                        attempts += 1;
+                        assert!(attempts < 1000, "kept being told to retry");
+                        match s.transact(&|t| {
+                            let mut r = t
+                                .resident("counter")?
+                                .ok_or_else(|| Error::UnknownResident("counter".into()))?;
+                            let n = r.version + 1;
+                            let serial = n.to_be_bytes();
+                            if t.certificate_exists(SIGNING, &serial)? {
+                                return Err(Error::Retry);
+                            }
+                            t.add_certificate(&ca_cert(SIGNING, &serial), None)?;
+                            t.note_serial(SIGNING, n)?;
+                            r.version = n;
+                            t.put_resident(&r)?;
+                            t.audit(intent("issue", &n.to_string()))
+                        }) {
+                            Ok(()) => break,
+                            Err(Error::Retry) => continue,
+                            Err(e) => panic!("transaction failed: {e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let total = THREADS * PER_THREAD;
+    assert_eq!(
+        ok(s.resident("counter")).map(|r| r.version),
+        Some(total),
+        "lost updates"
+    );
+    assert_eq!(ok(s.serial_counter(SIGNING)), total);
+    let serials: Vec<Vec<u8>> = all_certificates(s).into_iter().map(|(_, s)| s).collect();
+    let want: Vec<Vec<u8>> = (1..=total).map(|n| n.to_be_bytes().to_vec()).collect();
+    assert_eq!(serials, want);
+    let subjects = verified_chain(s);
+    let want: Vec<String> = (1..=total).map(|n| n.to_string()).collect();
+    assert_eq!(subjects, want, "the audit trail is in commit order");
+}
+
+/// A body's error is returned only if what the body read held together: a body that reads
+/// one resident, sees another unit of work commit, then reads a second resident that unit
+/// changed, read a state that never existed; an engine must re-run it (as it would at commit)
+/// rather than hand the error that view produced to the caller.
+///
+/// The other unit of work is started from inside the body and waited for at most 300 ms: an
+/// engine that locks out writers during a body (the memory engine) makes it wait, and the
+/// body then reads one state.
+pub fn body_errors_come_from_one_state<S: Storage>(s: &S) {
+    commit(s, &|t| {
+        t.put_resident(&resident("A", 0))?;
+        t.put_resident(&resident("B", 0))
+    });
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if go_rx.recv().is_ok() {
+                commit(s, &|t| {
+                    t.put_resident(&resident("A", 1))?;
+                    t.put_resident(&resident("B", 1))
+                });
+                let _ = done_tx.send(());
+            }
+        });
+        let first = std::cell::Cell::new(true);
+        let runs = std::cell::Cell::new(0);
+        let r = s.transact(&|t| {
+            runs.set(runs.get() + 1);
+            let version = |id: &str| -> Result<u64> {
+                t.resident(id)?
+                    .map(|r| r.version)
+                    .ok_or_else(|| Error::UnknownResident(id.into()))
+            };
+            let a = version("A")?;
+            if first.replace(false) {
+                let _ = go.send(());
+                let _ = done.recv_timeout(std::time::Duration::from_millis(300));
+            }
+            let b = version("B")?;
+            if a != b {
+                return Err(Error::Invalid(format!(
+                    "torn read: A at version {a}, B at version {b}"
+                )));
+            }
+            t.put_crl_state(SIGNING, Scope::Ca, &[a as u8])
+        });
+        assert!(
+            r.is_ok(),
+            "the body's error came from a state that never existed ({} run(s)): {r:?}",
+            runs.get()
+        );
+    });
+    assert_eq!(ok(s.resident("A")).map(|r| r.version), Some(1));
+    assert_eq!(ok(s.resident("B")).map(|r| r.version), Some(1));
+}
+
+/// Many threads appending audit records at once: one intact chain with every record exactly
+/// once, each thread's (and each unit of work's) records in order.
+pub fn concurrent_audit_appends<S: Storage>(s: &S) {
+    const UNITS: u64 = 25;
+    std::thread::scope(|scope| {
+        for th in 0..THREADS {
+            scope.spawn(move || {
+                for i in 0..UNITS {
+                    commit(s, &|t| {
+                        t.audit(intent("issue", &format!("{th}/{i}/0")))?;
+                        t.audit(intent("issue", &format!("{th}/{i}/1")))
+                    });
+                }
+            });
+        }
+    });
+    let subjects = verified_chain(s);
+    assert_eq!(subjects.len() as u64, THREADS * UNITS * 2);
+    let unique: BTreeSet<&String> = subjects.iter().collect();
+    assert_eq!(unique.len(), subjects.len(), "a record appears twice");
+    for th in 0..THREADS {
+        let mine: Vec<&String> = subjects
+            .iter()
+            .filter(|s| s.starts_with(&format!("{th}/")))
+            .collect();
+        let want: Vec<String> = (0..UNITS)
+            .flat_map(|i| [format!("{th}/{i}/0"), format!("{th}/{i}/1")])
+            .collect();
+        assert_eq!(
+            mine,
+            want.iter().collect::<Vec<_>>(),
+            "thread {th} out of order"
+        );
+    }
+}
+
+/// Concurrent note_serial calls (no reads): the counter ends at the highest value noted.
+pub fn concurrent_serial_notes<S: Storage>(s: &S) {
+    std::thread::scope(|scope| {
+        for th in 0..THREADS {
+            scope.spawn(move || {
+                for i in 0..PER_THREAD {
+                    // Each thread's values rise and fall; thread 3 holds the maximum.
+                    let n = if th == 3 && i == 17 {
+                        1_000_000
+                    } else {
+                        th * 1000 + (i * 7) % PER_THREAD
+                    };
+                    commit(s, &|t| {
+                        t.note_serial(AUTH, n)?;
+                        t.note_serial(SIGNING, i)
+                    });
+                }
+            });
+        }
+    });
+    assert_eq!(ok(s.serial_counter(AUTH)), 1_000_000);
+    assert_eq!(ok(s.serial_counter(SIGNING)), PER_THREAD - 1);
+}
+
+// ----- the engine --------------------------------------------------------------------------
+
+/// check_consistency passes on a store built through the API, and counts its certificates.
+pub fn consistency<S: Storage>(s: &S) {
+    assert_eq!(ok(s.check_consistency()), 0);
+    let certs = [
+        holder_cert(SIGNING, &[0x01], "R1", 0),
+        holder_cert(AUTH, &[0x01], "R1", 0),
+        holder_cert(SIGNING, &[0x02], "R2", 1),
+        holder_cert(AUTH, &[0x03], "R2", 1),
+        holder_cert(AUTH, &[0x04], "R3", 7),
+        ca_cert(SIGNING, &[0x10]),
+        ca_cert(AUTH, &[0x11]),
+    ];
+    add(s, &certs.iter().collect::<Vec<_>>());
+    commit(s, &|t| {
+        t.set_status(&certs[1], &held(1))?;
+        t.set_status(&certs[2], &revoked(Reason::KeyCompromise, 2))?;
+        t.set_status(&certs[3], &held(3))?;
+        t.set_status(&certs[6], &revoked(Reason::CaCompromise, 4))
+    });
+    commit(s, &|t| {
+        t.set_status(&certs[3], &revoked(Reason::Superseded, 5))?;
+        t.set_status(&certs[1], &StatusRecord::GOOD)
+    });
+    assert_eq!(ok(s.check_consistency()), certs.len() as u64);
+    ok(s.compact());
+    assert_eq!(
+        ok(s.check_consistency()),
+        certs.len() as u64,
+        "after compaction"
+    );
+}
+
+/// compact keeps every answer the same and the store writable; commit_stats counts; the
+/// write-ahead history's size is readable.
+pub fn engine_counters<S: Storage>(s: &S) {
+    let start = s.commit_stats();
+    let certs = [
+        holder_cert(SIGNING, &[0x01], "R1", 1),
+        ca_cert(AUTH, &[0x02]),
+    ];
+    add(s, &[&certs[0]]);
+    add(s, &[&certs[1]]);
+    commit(s, &|t| t.set_status(&certs[0], &held(1)));
+    commit(s, &|t| t.audit(intent("issue", "a")));
+    commit(s, &|t| t.put_resident(&resident("R1", 3)));
+    let done = s.commit_stats().since(&start);
+    assert!(done.transactions >= 5, "{done:?}");
+    assert!(
+        done.batches >= 1 && done.batches <= done.transactions,
+        "{done:?}"
+    );
+    ok(s.journal_bytes());
+
+    let probe = atomicity_probe(&[&certs[0], &certs[1]]);
+    let before = observe(s, &probe);
+    let c = ok(s.compact());
+    assert!(
+        c.position >= 1,
+        "the position counts what was committed: {c:?}"
+    );
+    assert!(c.journal_bytes_after <= c.journal_bytes_before, "{c:?}");
+    assert_eq!(observe(s, &probe), before, "compaction changes no answer");
+    commit(s, &|t| t.audit(intent("revoke", "b")));
+    let again = ok(s.compact());
+    assert!(again.position >= c.position, "{again:?} after {c:?}");
+    assert_eq!(verified_chain(s), ["a", "b"]);
+    assert_eq!(ok(s.check_consistency()), 2);
+}

@@ -1,0 +1,785 @@
+//! The in-memory engine, for unit tests: typed maps behind one [`Mutex`], no encoding and no
+//! durability.
+//!
+//! A unit of work holds the lock from start to commit, so transactions are serialised and a
+//! body runs exactly once. Its writes go straight to the maps and are recorded in an undo log;
+//! when the body returns an error (or panics) the log is played backwards and the store is as
+//! it was. Serial counters and audit records are resolved at commit, in the order the body
+//! asked for them, as the sled engine does.
+//!
+//! A [`Storage`] read or a nested [`Storage::transact`] from inside a body (on the thread that
+//! holds the lock) is refused with an error rather than deadlocking: a body reads through its
+//! [`Tx`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::ThreadId;
+
+use policies::profile::Scope;
+use policies::Hierarchy;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditIntent, Head, Record};
+use crate::error::{Error, Result};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::{CertRecord, Resident, RevokedEntry, State, StatusRecord};
+use crate::storage::{
+    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
+    Revoked, Scheduled, ScheduledKind, Storage, Tx,
+};
+
+/// A certificate: hierarchy and serial.
+type CertKey = (Hierarchy, Vec<u8>);
+/// A CRL: hierarchy and scope (partitions in number order, then the CA-level CRL).
+type CrlKey = (Hierarchy, Scope);
+
+/// Everything the store holds. Sets are maps to `()`, so that one undo mechanism serves all.
+#[derive(Default)]
+struct Tables {
+    certs: BTreeMap<CertKey, CertRecord>,
+    status: BTreeMap<CertKey, StatusRecord>,
+    /// Holder id, hierarchy, serial.
+    by_holder: BTreeMap<(String, Hierarchy, Vec<u8>), ()>,
+    /// Hierarchy, scope, serial.
+    revoked: BTreeMap<(Hierarchy, Scope, Vec<u8>), RevokedEntry>,
+    keys: BTreeMap<KeyFingerprint, KeyOwner>,
+    counters: BTreeMap<Hierarchy, u64>,
+    dirty: BTreeMap<CrlKey, ()>,
+    crl_state: BTreeMap<CrlKey, Vec<u8>>,
+    residents: BTreeMap<String, Resident>,
+    /// Due time, resident id.
+    scheduled: BTreeMap<(OffsetDateTime, String), ScheduledKind>,
+    audit: BTreeMap<u64, Record>,
+    /// The audit chain's head (a map of at most one entry, key `()`).
+    audit_head: BTreeMap<(), Head>,
+    operators: BTreeMap<String, Operator>,
+    operator_names: BTreeMap<String, String>,
+    operator_keys: BTreeMap<String, String>,
+    sps: BTreeMap<String, ServiceProvider>,
+    /// Operator id, SP name → SP id.
+    sp_names: BTreeMap<(String, String), String>,
+    consents: BTreeMap<String, Consent>,
+    /// Holder, SP, consent id.
+    holder_consents: BTreeMap<(String, String, String), ()>,
+    /// SP, nonce → consent id.
+    nonces: BTreeMap<(String, String), String>,
+    /// Holder, time (ns), sequence.
+    access: BTreeMap<(String, i128, u64), Access>,
+}
+
+/// The in-memory storage authority (see the module docs).
+#[derive(Default)]
+pub struct MemoryStorage {
+    tables: Mutex<Tables>,
+    /// Transactions committed (the position [`Storage::compact`] reports).
+    committed: AtomicU64,
+    /// The thread running a transaction body, if any (to refuse re-entry instead of
+    /// deadlocking).
+    owner: Mutex<Option<ThreadId>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> MemoryStorage {
+        MemoryStorage::default()
+    }
+
+    /// The lock, for a read or a transaction; refused on the thread running a body.
+    fn lock(&self) -> Result<MutexGuard<'_, Tables>> {
+        let me = std::thread::current().id();
+        if *self.owner.lock().unwrap_or_else(|p| p.into_inner()) == Some(me) {
+            return Err(Error::Store(
+                "the memory engine was used from inside a transaction body (read through the Tx)"
+                    .into(),
+            ));
+        }
+        Ok(self.tables.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Tables) -> T) -> Result<T> {
+        Ok(f(&*self.lock()?))
+    }
+
+    /// Streams the values of `field` whose keys fall in `range`, without holding the lock
+    /// while `each` runs (so that `each` may use the store): the lock is taken per chunk.
+    fn stream<K, V, T>(
+        &self,
+        field: impl Fn(&Tables) -> &BTreeMap<K, V>,
+        from: Bound<K>,
+        to: Bound<K>,
+        convert: impl Fn(&K, &V) -> T,
+        each: &mut dyn FnMut(T) -> Result<()>,
+    ) -> Result<()>
+    where
+        K: Ord + Clone,
+    {
+        const CHUNK: usize = 256;
+        let mut from = from;
+        loop {
+            let chunk: Vec<(K, T)> = self.read(|t| {
+                field(t)
+                    .range((from.clone(), to.clone()))
+                    .take(CHUNK)
+                    .map(|(k, v)| (k.clone(), convert(k, v)))
+                    .collect()
+            })?;
+            let full = chunk.len() == CHUNK;
+            let mut last = None;
+            for (k, item) in chunk {
+                each(item)?;
+                last = Some(k);
+            }
+            match last {
+                Some(k) if full => from = Bound::Excluded(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn certificate(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<CertRecord>> {
+        self.read(|t| t.certs.get(&(h, serial.to_vec())).cloned())
+    }
+
+    fn for_each_certificate(&self, each: &mut dyn FnMut(CertRecord) -> Result<()>) -> Result<()> {
+        self.stream(
+            |t| &t.certs,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            |_, c| c.clone(),
+            each,
+        )
+    }
+
+    fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
+        let t = self.lock()?;
+        let from = (holder.to_owned(), Hierarchy::Signing, Vec::new());
+        t.by_holder
+            .range(from..)
+            .take_while(|((who, _, _), _)| who == holder)
+            .map(|((_, h, serial), _)| {
+                let k = (*h, serial.clone());
+                let cert = t.certs.get(&k).cloned().ok_or_else(|| {
+                    Error::Store("holder index names a missing certificate".into())
+                })?;
+                let status = t
+                    .status
+                    .get(&k)
+                    .copied()
+                    .ok_or_else(|| Error::Store("certificate without status".into()))?;
+                Ok((cert, status))
+            })
+            .collect()
+    }
+
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.read(|t| t.status.get(&(h, serial.to_vec())).copied())
+    }
+
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.read(|t| t.keys.get(fp).cloned())
+    }
+
+    fn serial_counter(&self, h: Hierarchy) -> Result<u64> {
+        self.read(|t| t.counters.get(&h).copied().unwrap_or(0))
+    }
+
+    fn for_each_revoked(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        each: &mut dyn FnMut(Revoked) -> Result<()>,
+    ) -> Result<()> {
+        let from = (h, scope, Vec::new());
+        // Serials are unbounded byte strings: the scope ends before the next scope's start.
+        let to = match scope {
+            Scope::Partition(p) if p < u16::MAX => {
+                Bound::Excluded((h, Scope::Partition(p + 1), Vec::new()))
+            }
+            Scope::Partition(_) => Bound::Excluded((h, Scope::Ca, Vec::new())),
+            Scope::Ca => match Hierarchy::ALL.iter().find(|n| **n > h) {
+                Some(next) => Bound::Excluded((*next, Scope::Partition(0), Vec::new())),
+                None => Bound::Unbounded,
+            },
+        };
+        self.stream(
+            |t| &t.revoked,
+            Bound::Included(from),
+            to,
+            |(_, _, serial), entry| Revoked {
+                serial: serial.clone(),
+                entry: *entry,
+            },
+            each,
+        )
+    }
+
+    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+        self.read(|t| t.dirty.keys().copied().collect())
+    }
+
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        self.read(|t| t.crl_state.get(&(h, scope)).cloned())
+    }
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>> {
+        self.read(|t| t.residents.get(id).cloned())
+    }
+
+    fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>> {
+        self.read(|t| {
+            t.scheduled
+                .iter()
+                .take_while(|((at, _), _)| *at <= until)
+                .map(scheduled)
+                .collect()
+        })
+    }
+
+    fn next_event(&self) -> Result<Option<Scheduled>> {
+        self.read(|t| t.scheduled.iter().next().map(scheduled))
+    }
+
+    fn audit_head(&self) -> Result<Option<Head>> {
+        self.read(|t| t.audit_head.get(&()).cloned())
+    }
+
+    fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
+        self.read(|t| {
+            t.audit
+                .range(from..)
+                .take(limit)
+                .map(|(_, r)| r.clone())
+                .collect()
+        })
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>> {
+        self.read(|t| t.operators.get(id).cloned())
+    }
+
+    fn operator_named(&self, name: &str) -> Result<Option<String>> {
+        self.read(|t| t.operator_names.get(name).cloned())
+    }
+
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.read(|t| t.operator_keys.get(fp).cloned())
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>> {
+        self.read(|t| t.operators.values().cloned().collect())
+    }
+
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        self.read(|t| t.sps.get(id).cloned())
+    }
+
+    fn service_providers(&self) -> Result<Vec<ServiceProvider>> {
+        self.read(|t| t.sps.values().cloned().collect())
+    }
+
+    fn consent(&self, id: &str) -> Result<Option<Consent>> {
+        self.read(|t| t.consents.get(id).cloned())
+    }
+
+    fn consents_of(&self, holder: &str, sp: &str) -> Result<Vec<Consent>> {
+        let t = self.lock()?;
+        let from = (holder.to_owned(), sp.to_owned(), String::new());
+        t.holder_consents
+            .range(from..)
+            .take_while(|((h, s, _), _)| h == holder && s == sp)
+            .map(|((_, _, id), _)| {
+                t.consents
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| Error::Store(format!("consent index names a missing {id}")))
+            })
+            .collect()
+    }
+
+    fn access_log(&self, holder: &str) -> Result<Vec<Access>> {
+        self.read(|t| {
+            t.access
+                .range((holder.to_owned(), i128::MIN, 0)..)
+                .take_while(|((h, _, _), _)| h == holder)
+                .map(|(_, a)| a.clone())
+                .collect()
+        })
+    }
+
+    fn access_count(&self) -> Result<u64> {
+        self.read(|t| t.access.len() as u64)
+    }
+
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
+        let mut tables = self.lock()?;
+        let _owner = Owner::claim(&self.owner);
+        let tx = MemoryTx {
+            tables: RefCell::new(&mut *tables),
+            undo: RefCell::new(Vec::new()),
+            at_commit: RefCell::new(Vec::new()),
+            done: Cell::new(false),
+        };
+        body(&tx)?;
+        tx.commit()?;
+        self.committed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn check_consistency(&self) -> Result<u64> {
+        let broken = |what: String| Error::Store(format!("index check: {what}"));
+        let t = self.lock()?;
+        let mut n = 0;
+        for (k, c) in &t.certs {
+            let hexs = hex::encode_upper(&c.serial);
+            if *k != (c.hierarchy, c.serial.clone()) {
+                return Err(broken(format!("{hexs} is stored under another key")));
+            }
+            let Some(st) = t.status.get(k) else {
+                return Err(broken(format!("{hexs} has no status")));
+            };
+            let listed = t.revoked.get(&(c.hierarchy, scope_of(c), c.serial.clone()));
+            match (st.state, listed) {
+                (State::Good, None) => {}
+                (State::Good, Some(_)) => {
+                    return Err(broken(format!("{hexs} is good but listed as revoked")))
+                }
+                (_, None) => {
+                    return Err(broken(format!(
+                        "{hexs} is {} but has no revoked entry",
+                        st.state.as_str()
+                    )))
+                }
+                (_, Some(e)) => {
+                    if Some(e.reason) != st.reason {
+                        return Err(broken(format!(
+                            "{hexs}: revoked entry and status disagree on the reason"
+                        )));
+                    }
+                }
+            }
+            if let Some(holder) = &c.holder {
+                if !t
+                    .by_holder
+                    .contains_key(&(holder.clone(), c.hierarchy, c.serial.clone()))
+                {
+                    return Err(broken(format!("{hexs} is missing from its holder's index")));
+                }
+                if !t.keys.contains_key(&fingerprint(&c.spki()?)) {
+                    return Err(broken(format!(
+                        "{hexs}: its key is missing from the key index"
+                    )));
+                }
+            }
+            n += 1;
+        }
+        for (_, h, serial) in t.by_holder.keys() {
+            if !t.certs.contains_key(&(*h, serial.clone())) {
+                return Err(broken(format!(
+                    "holder index names a missing certificate {}",
+                    hex::encode_upper(serial)
+                )));
+            }
+        }
+        for (h, scope, serial) in t.revoked.keys() {
+            let hexs = hex::encode_upper(serial);
+            match t.certs.get(&(*h, serial.clone())) {
+                None => {
+                    return Err(broken(format!(
+                        "a revoked entry names a missing certificate {hexs}"
+                    )))
+                }
+                Some(c) if scope_of(c) != *scope => {
+                    return Err(broken(format!(
+                        "{hexs} is listed on another CRL than its own"
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(n)
+    }
+
+    fn compact(&self) -> Result<Compaction> {
+        Ok(Compaction {
+            position: self.committed.load(Ordering::SeqCst),
+            ..Compaction::default()
+        })
+    }
+
+    fn journal_bytes(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn commit_stats(&self) -> CommitStats {
+        let committed = self.committed.load(Ordering::SeqCst);
+        CommitStats {
+            batches: committed,
+            transactions: committed,
+            ..CommitStats::default()
+        }
+    }
+}
+
+fn scheduled(((at, resident), kind): (&(OffsetDateTime, String), &ScheduledKind)) -> Scheduled {
+    Scheduled {
+        at: *at,
+        resident: resident.clone(),
+        kind: *kind,
+    }
+}
+
+/// Marks the current thread as running a body until dropped.
+struct Owner<'a>(&'a Mutex<Option<ThreadId>>);
+
+impl<'a> Owner<'a> {
+    fn claim(slot: &'a Mutex<Option<ThreadId>>) -> Owner<'a> {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::current().id());
+        Owner(slot)
+    }
+}
+
+impl Drop for Owner<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Restores one value a transaction overwrote.
+type Undo = Box<dyn FnOnce(&mut Tables)>;
+
+/// A write resolved at commit, in the order the body asked for it.
+enum AtCommit {
+    Serial(Hierarchy, u64),
+    Audit(AuditIntent),
+}
+
+/// A unit of work on the locked tables: writes applied in place and logged for undo.
+struct MemoryTx<'a> {
+    tables: RefCell<&'a mut Tables>,
+    undo: RefCell<Vec<Undo>>,
+    at_commit: RefCell<Vec<AtCommit>>,
+    /// Set once committed: dropping an uncommitted unit of work undoes it.
+    done: Cell<bool>,
+}
+
+impl MemoryTx<'_> {
+    fn get<K, V, Q>(&self, field: fn(&Tables) -> &BTreeMap<K, V>, key: &Q) -> Option<V>
+    where
+        K: Ord + std::borrow::Borrow<Q>,
+        V: Clone,
+        Q: Ord + ?Sized,
+    {
+        let tables = self.tables.borrow();
+        field(&tables).get(key).cloned()
+    }
+
+    fn has<K, V, Q>(&self, field: fn(&Tables) -> &BTreeMap<K, V>, key: &Q) -> bool
+    where
+        K: Ord + std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let tables = self.tables.borrow();
+        field(&tables).contains_key(key)
+    }
+
+    /// Sets `key` to `value` (`None`: removes it), logging the old value.
+    fn set<K, V>(&self, field: fn(&mut Tables) -> &mut BTreeMap<K, V>, key: K, value: Option<V>)
+    where
+        K: Ord + Clone + 'static,
+        V: 'static,
+    {
+        let mut tables = self.tables.borrow_mut();
+        let map = field(&mut tables);
+        let old = match value {
+            Some(v) => map.insert(key.clone(), v),
+            None => map.remove(&key),
+        };
+        self.undo.borrow_mut().push(Box::new(move |t: &mut Tables| {
+            let map = field(t);
+            match old {
+                Some(v) => map.insert(key, v),
+                None => map.remove(&key),
+            };
+        }));
+    }
+
+    /// Resolves the serial counters and links the audit records, in order; then the unit of
+    /// work stands.
+    fn commit(self) -> Result<()> {
+        let at_commit = std::mem::take(&mut *self.at_commit.borrow_mut());
+        for w in at_commit {
+            match w {
+                AtCommit::Serial(h, n) => {
+                    let stored = self.get(|t| &t.counters, &h).unwrap_or(0);
+                    if n > stored {
+                        self.set(|t| &mut t.counters, h, Some(n));
+                    }
+                }
+                AtCommit::Audit(a) => {
+                    let head = self.get(|t| &t.audit_head, &());
+                    let (record, head) = crate::audit::link(head.as_ref(), &a)?;
+                    self.set(|t| &mut t.audit, record.seq, Some(record));
+                    self.set(|t| &mut t.audit_head, (), Some(head));
+                }
+            }
+        }
+        self.done.set(true);
+        Ok(())
+    }
+}
+
+impl Drop for MemoryTx<'_> {
+    /// An error or a panic in the body (or at commit): play the undo log backwards.
+    fn drop(&mut self) {
+        if self.done.get() {
+            return;
+        }
+        let tables: &mut Tables = self.tables.get_mut();
+        for undo in self.undo.get_mut().drain(..).rev() {
+            undo(tables);
+        }
+    }
+}
+
+impl Tx for MemoryTx<'_> {
+    fn certificate_exists(&self, h: Hierarchy, serial: &[u8]) -> Result<bool> {
+        Ok(self.has(|t| &t.certs, &(h, serial.to_vec())))
+    }
+
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        Ok(self.get(|t| &t.status, &(h, serial.to_vec())))
+    }
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>> {
+        Ok(self.get(|t| &t.residents, id))
+    }
+
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        Ok(self.get(|t| &t.keys, fp))
+    }
+
+    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
+        Ok(self.has(|t| &t.dirty, &(h, scope)))
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>> {
+        Ok(self.get(|t| &t.operators, id))
+    }
+
+    fn operator_named(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(|t| &t.operator_names, name))
+    }
+
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
+        Ok(self.get(|t| &t.operator_keys, fp))
+    }
+
+    fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>> {
+        Ok(self.get(|t| &t.sp_names, &(pf.to_owned(), name.to_owned())))
+    }
+
+    fn consent(&self, id: &str) -> Result<Option<Consent>> {
+        Ok(self.get(|t| &t.consents, id))
+    }
+
+    fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool> {
+        Ok(self.has(|t| &t.nonces, &(sp.to_owned(), nonce.to_owned())))
+    }
+
+    fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
+        let k = (c.hierarchy, c.serial.clone());
+        self.set(|t| &mut t.certs, k.clone(), Some(c.clone()));
+        self.set(|t| &mut t.status, k, Some(StatusRecord::GOOD));
+        if let Some(holder) = &c.holder {
+            self.set(
+                |t| &mut t.by_holder,
+                (holder.clone(), c.hierarchy, c.serial.clone()),
+                Some(()),
+            );
+            if let Some(fp) = key {
+                let owner = KeyOwner {
+                    holder: holder.clone(),
+                    hierarchy: c.hierarchy,
+                };
+                self.set(|t| &mut t.keys, *fp, Some(owner));
+            }
+        }
+        Ok(())
+    }
+
+    fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()> {
+        let scope = scope_of(c);
+        self.set(
+            |t| &mut t.status,
+            (c.hierarchy, c.serial.clone()),
+            Some(*status),
+        );
+        let entry = revoked_entry(c, status)?;
+        self.set(
+            |t| &mut t.revoked,
+            (c.hierarchy, scope, c.serial.clone()),
+            entry,
+        );
+        self.set_crl_dirty(c.hierarchy, scope)
+    }
+
+    fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Serial(h, n));
+        Ok(())
+    }
+
+    fn put_resident(&self, r: &Resident) -> Result<()> {
+        self.set(|t| &mut t.residents, r.id.clone(), Some(r.clone()));
+        Ok(())
+    }
+
+    fn schedule(&self, s: &Scheduled) -> Result<()> {
+        self.set(
+            |t| &mut t.scheduled,
+            (s.at, s.resident.clone()),
+            Some(s.kind),
+        );
+        Ok(())
+    }
+
+    fn unschedule(&self, s: &Scheduled) -> Result<()> {
+        self.set(|t| &mut t.scheduled, (s.at, s.resident.clone()), None);
+        Ok(())
+    }
+
+    fn audit(&self, record: AuditIntent) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Audit(record));
+        Ok(())
+    }
+
+    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        self.set(|t| &mut t.dirty, (h, scope), Some(()));
+        Ok(())
+    }
+
+    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        self.set(|t| &mut t.dirty, (h, scope), None);
+        Ok(())
+    }
+
+    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
+        self.set(|t| &mut t.crl_state, (h, scope), Some(state.to_vec()));
+        Ok(())
+    }
+
+    fn put_operator(&self, op: &Operator) -> Result<()> {
+        self.set(|t| &mut t.operators, op.id.clone(), Some(op.clone()));
+        self.set(
+            |t| &mut t.operator_names,
+            op.name.clone(),
+            Some(op.id.clone()),
+        );
+        Ok(())
+    }
+
+    fn bind_operator_key(&self, fp: &str, operator: &str) -> Result<()> {
+        self.set(
+            |t| &mut t.operator_keys,
+            fp.to_owned(),
+            Some(operator.to_owned()),
+        );
+        Ok(())
+    }
+
+    fn put_service_provider(&self, sp: &ServiceProvider) -> Result<()> {
+        self.set(|t| &mut t.sps, sp.id.clone(), Some(sp.clone()));
+        self.set(
+            |t| &mut t.sp_names,
+            (sp.pf.clone(), sp.name.clone()),
+            Some(sp.id.clone()),
+        );
+        Ok(())
+    }
+
+    fn put_consent(&self, c: &Consent) -> Result<()> {
+        self.set(
+            |t| &mut t.nonces,
+            (c.sp.clone(), c.nonce.clone()),
+            Some(c.id.clone()),
+        );
+        self.set(|t| &mut t.consents, c.id.clone(), Some(c.clone()));
+        self.set(
+            |t| &mut t.holder_consents,
+            (c.holder.clone(), c.sp.clone(), c.id.clone()),
+            Some(()),
+        );
+        Ok(())
+    }
+
+    fn append_access(&self, a: &Access, seq: u64) -> Result<()> {
+        self.set(
+            |t| &mut t.access,
+            (a.holder.clone(), a.at.unix_timestamp_nanos(), seq),
+            Some(a.clone()),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryStorage;
+    use crate::storage::conformance::Fixture;
+    use crate::storage::Storage;
+
+    fn fresh() -> Fixture<MemoryStorage> {
+        Fixture::new(MemoryStorage::new())
+    }
+
+    crate::storage_conformance!(fresh);
+
+    #[test]
+    fn the_whole_suite_runs_in_one_call() {
+        crate::storage::conformance::run(&fresh);
+    }
+
+    #[test]
+    fn a_storage_call_inside_a_body_is_refused_not_deadlocked() {
+        let s = MemoryStorage::new();
+        let e = s
+            .transact(&|_| s.resident("R1").map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside a transaction body"), "{e}");
+        let e = s
+            .transact(&|_| s.transact(&|_| Ok(())))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside a transaction body"), "{e}");
+        // The lock and the owner mark are released: the store is usable again.
+        assert!(s.resident("R1").unwrap().is_none());
+        s.transact(&|_| Ok(())).unwrap();
+    }
+
+    #[test]
+    fn a_panicking_body_changes_nothing() {
+        let s = MemoryStorage::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = s.transact(&|t| {
+                t.put_crl_state(
+                    policies::Hierarchy::Auth,
+                    policies::profile::Scope::Ca,
+                    b"x",
+                )?;
+                panic!("planned");
+            });
+        }));
+        assert!(r.is_err());
+        assert_eq!(
+            s.crl_state(policies::Hierarchy::Auth, policies::profile::Scope::Ca)
+                .unwrap(),
+            None
+        );
+        s.transact(&|_| Ok(())).unwrap();
+    }
+}
