@@ -286,3 +286,52 @@ fn the_server_compacts_the_store_when_the_journal_grows() {
     let v = env.json(&["audit", "verify"]);
     assert_eq!(v["records"], before + added);
 }
+
+/// Errors cross the admin socket typed, with their codes: the CLI prints the same message
+/// whether it ran the command in-process or through a running server, and changes nothing.
+#[test]
+fn errors_read_the_same_in_process_and_through_the_server() {
+    let env = Env::init();
+    let id = env.add_resident("誤り　一郎", "1970-01-01");
+    let (_k, csr) = env.csr("e", 2048);
+    let cert = env.issue(&id, "auth", &csr);
+    let serial = cert["serial"].as_str().unwrap().to_owned();
+    env.ok(&["revoke", "--serial", &serial, "--reason", "keyCompromise"]);
+    let bad: Vec<Vec<&str>> = vec![
+        vec![
+            "revoke",
+            "--serial",
+            "7FFFFFFF01",
+            "--reason",
+            "keyCompromise",
+        ],
+        vec!["revoke", "--serial", &serial, "--reason", "superseded"],
+        vec!["cert", "show", "--serial", "7FFFFFFF01"],
+        vec!["resident", "show", "--id", "RNOSUCHRESIDENT"],
+        vec!["resident", "death", "--id", "RNOSUCHRESIDENT"],
+        vec!["revoke", "--serial", &serial, "--reason", "removeFromCRL"],
+    ];
+    let stderr = |args: &[&str]| {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let direct: Vec<String> = bad.iter().map(|a| stderr(a)).collect();
+    let before = env.snapshot(&[&id]);
+    let server = Server::start(&env);
+    for (args, want) in bad.iter().zip(&direct) {
+        assert_eq!(&stderr(args), want, "{args:?}");
+    }
+    assert!(
+        direct[0].contains("unknown serial 7FFFFFFF01"),
+        "{}",
+        direct[0]
+    );
+    assert!(direct[1].contains("already revoked"), "{}", direct[1]);
+    assert!(server.stop().success());
+    assert_eq!(
+        env.snapshot(&[&id]),
+        before,
+        "refused commands changed nothing"
+    );
+}

@@ -5,7 +5,10 @@
 //! `handle`. One code path, two transports.
 //!
 //! Admin protocol: one JSON [`Request`] per line in, one JSON line out:
-//! `{"ok": <result>}` or `{"error": "<one-line message>"}`.
+//! `{"ok": <result>}` or `{"error": {"code": "<stable code>", "message": "<one line>",
+//! "subject": …, "fields": {…}}}` ([`WireError`]). The client turns the error back into the
+//! same typed [`Error`] the server had ([`Error::from`]), so the CLI prints the same message,
+//! and a program can tell `unknown_serial` from `store`, in-process or through a server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -141,11 +144,115 @@ pub fn call_json<T: Serialize>(data: &Path, req: &T) -> Result<Value> {
     decode_reply(&reply)
 }
 
+/// An error as the admin socket carries it: its stable code ([`Error::code`]), its one-line
+/// message, and what a typed variant needs to be rebuilt (the serial, id or text it names, in
+/// `subject`; structured fields in `fields`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Value>,
+}
+
+/// An error that can cross the admin socket.
+pub trait Coded: std::fmt::Display {
+    fn wire(&self) -> WireError;
+}
+
+impl Coded for Error {
+    fn wire(&self) -> WireError {
+        let subject = match self {
+            Error::DataDirExists(s)
+            | Error::NoDataDir(s)
+            | Error::Locked(s)
+            | Error::WrongPassphrase(s)
+            | Error::Csr(s)
+            | Error::Refused(s)
+            | Error::UnknownResident(s)
+            | Error::UnknownSerial(s)
+            | Error::AmbiguousSerial(s)
+            | Error::Held(s)
+            | Error::Invalid(s)
+            | Error::Store(s) => Some(s.clone()),
+            _ => None,
+        };
+        let fields = match self {
+            Error::KeyFile { path, detail } => Some(json!({ "path": path, "detail": detail })),
+            Error::AlreadyRevoked {
+                serial,
+                hierarchy,
+                reason,
+            } => Some(json!({ "serial": serial, "hierarchy": hierarchy, "reason": reason })),
+            Error::AuditBroken { seq, problem } => Some(json!({ "seq": seq, "problem": problem })),
+            _ => None,
+        };
+        WireError {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            subject,
+            fields,
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    /// The typed error a [`WireError`] stands for; [`Error::Remote`] (code and message kept)
+    /// where it has no typed variant here or does not carry what the variant needs.
+    fn from(w: WireError) -> Error {
+        let field = |name: &str| w.fields.as_ref().and_then(|f| f.get(name)).cloned();
+        let typed = |w: &WireError| -> Option<Error> {
+            let s = w.subject.clone();
+            Some(match w.code.as_str() {
+                "data_dir_exists" => Error::DataDirExists(s?),
+                "no_data_dir" => Error::NoDataDir(s?),
+                "locked" => Error::Locked(s?),
+                "no_passphrase" => Error::NoPassphrase,
+                "wrong_passphrase" => Error::WrongPassphrase(s?),
+                "key_file" => Error::KeyFile {
+                    path: serde_json::from_value(field("path")?).ok()?,
+                    detail: serde_json::from_value(field("detail")?).ok()?,
+                },
+                "csr" => Error::Csr(s?),
+                "refused" => Error::Refused(s?),
+                "unknown_resident" => Error::UnknownResident(s?),
+                "unknown_serial" => Error::UnknownSerial(s?),
+                "ambiguous_serial" => Error::AmbiguousSerial(s?),
+                "already_revoked" => Error::AlreadyRevoked {
+                    serial: serde_json::from_value(field("serial")?).ok()?,
+                    hierarchy: serde_json::from_value(field("hierarchy")?).ok()?,
+                    reason: serde_json::from_value(field("reason")?).ok()?,
+                },
+                "held" => Error::Held(s?),
+                "invalid" => Error::Invalid(s?),
+                "store" => Error::Store(s?),
+                "retry" => Error::Retry,
+                "conflict" => Error::Conflict,
+                "audit_broken" => Error::AuditBroken {
+                    seq: serde_json::from_value(field("seq")?).ok()?,
+                    problem: serde_json::from_value(field("problem")?).ok()?,
+                },
+                _ => return None,
+            })
+        };
+        match typed(&w) {
+            // Only when it says exactly what the server said.
+            Some(e) if e.to_string() == w.message => e,
+            _ => Error::Remote {
+                code: w.code,
+                message: w.message,
+            },
+        }
+    }
+}
+
 /// Encodes any component's answer as one admin-protocol line.
-pub fn reply_line<E: std::fmt::Display>(result: std::result::Result<Value, E>) -> String {
+pub fn reply_line<E: Coded>(result: std::result::Result<Value, E>) -> String {
     let v = match result {
         Ok(v) => json!({ "ok": v }),
-        Err(e) => json!({ "error": e.to_string() }),
+        Err(e) => json!({ "error": e.wire() }),
     };
     let mut s = v.to_string();
     s.push('\n');
@@ -155,8 +262,11 @@ pub fn reply_line<E: std::fmt::Display>(result: std::result::Result<Value, E>) -
 fn decode_reply(line: &str) -> Result<Value> {
     let mut v: Value = serde_json::from_str(line)
         .map_err(|_| Error::Invalid("the admin socket answered garbage".into()))?;
-    if let Some(e) = v.get("error").and_then(Value::as_str) {
-        return Err(Error::Remote(e.to_owned()));
+    if let Some(e) = v.get_mut("error").map(Value::take) {
+        let wire: WireError = serde_json::from_value(e).map_err(|_| {
+            Error::Invalid("the admin socket answered an error without a code".into())
+        })?;
+        return Err(wire.into());
     }
     v.get_mut("ok")
         .map(Value::take)
@@ -196,9 +306,65 @@ mod tests {
         assert_eq!(line.lines().count(), 1);
         let e = decode_reply(&line).unwrap_err();
         assert_eq!(e.to_string(), "unknown serial 0A");
+        assert!(matches!(&e, Error::UnknownSerial(s) if s == "0A"), "{e:?}");
         assert_eq!(
             decode_reply(&reply_line::<Error>(Ok(json!({"id": "x"})))).unwrap()["id"],
             "x"
         );
+    }
+
+    #[test]
+    fn every_error_crosses_the_socket_with_its_code_and_message() {
+        use policies::{Hierarchy, Reason};
+        let typed = [
+            Error::DataDirExists("d".into()),
+            Error::NoDataDir("d".into()),
+            Error::Locked("d".into()),
+            Error::NoPassphrase,
+            Error::WrongPassphrase("k".into()),
+            Error::KeyFile {
+                path: "p".into(),
+                detail: "bad".into(),
+            },
+            Error::Csr("not base64".into()),
+            Error::Refused("deceased".into()),
+            Error::UnknownResident("R1".into()),
+            Error::UnknownSerial("0A".into()),
+            Error::AmbiguousSerial("0B".into()),
+            Error::AlreadyRevoked {
+                serial: "0C".into(),
+                hierarchy: Hierarchy::Auth,
+                reason: Reason::KeyCompromise,
+            },
+            Error::Held("0D".into()),
+            Error::Invalid("no".into()),
+            Error::Store("disk full".into()),
+            Error::Retry,
+            Error::Conflict,
+            Error::AuditBroken {
+                seq: 3,
+                problem: "changed".into(),
+            },
+        ];
+        for e in typed {
+            let (code, message) = (e.code().to_owned(), e.to_string());
+            let back = decode_reply(&reply_line::<Error>(Err(e))).unwrap_err();
+            assert_eq!(back.code(), code);
+            assert_eq!(back.to_string(), message);
+            assert!(
+                !matches!(back, Error::Remote { .. }),
+                "{code} came back untyped"
+            );
+        }
+        // What has no typed variant on this side keeps its code and message.
+        let io = Error::io("read the journal")(std::io::Error::other("gone"));
+        let back = decode_reply(&reply_line::<Error>(Err(io))).unwrap_err();
+        assert!(
+            matches!(&back, Error::Remote { code, message } if code == "io" && message == "read the journal: gone"),
+            "{back:?}"
+        );
+        // A line without a code is refused, not guessed.
+        let e = decode_reply(r#"{"error": "plain text"}"#).unwrap_err();
+        assert!(e.to_string().contains("without a code"), "{e}");
     }
 }

@@ -52,9 +52,11 @@ pub enum Error {
     AuditBroken { seq: u64, problem: String },
     #[error("signing failed: {0}")]
     Sign(#[from] policies::SignError),
-    /// An error reported by the running server over the admin socket.
-    #[error("{0}")]
-    Remote(String),
+    /// An error reported by the running server over the admin socket that has no typed
+    /// variant here (another component's, or one carrying a source that does not cross the
+    /// socket): its stable code and its message.
+    #[error("{message}")]
+    Remote { code: String, message: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -63,6 +65,35 @@ pub enum Error {
 }
 
 impl Error {
+    /// The stable, machine-readable code of the error: what the admin socket carries beside
+    /// the message, so that a client can tell "unknown serial" from "store unavailable".
+    pub fn code(&self) -> &str {
+        match self {
+            Error::DataDirExists(_) => "data_dir_exists",
+            Error::NoDataDir(_) => "no_data_dir",
+            Error::Locked(_) => "locked",
+            Error::NoPassphrase => "no_passphrase",
+            Error::WrongPassphrase(_) => "wrong_passphrase",
+            Error::KeyFile { .. } => "key_file",
+            Error::Policy(_) => "policy",
+            Error::Csr(_) => "csr",
+            Error::Refused(_) => "refused",
+            Error::UnknownResident(_) => "unknown_resident",
+            Error::UnknownSerial(_) => "unknown_serial",
+            Error::AmbiguousSerial(_) => "ambiguous_serial",
+            Error::AlreadyRevoked { .. } => "already_revoked",
+            Error::Held(_) => "held",
+            Error::Invalid(_) => "invalid",
+            Error::Store(_) => "store",
+            Error::Retry => "retry",
+            Error::Conflict => "conflict",
+            Error::AuditBroken { .. } => "audit_broken",
+            Error::Sign(_) => "sign",
+            Error::Remote { code, .. } => code,
+            Error::Io { .. } => "io",
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();

@@ -154,3 +154,19 @@ impl From<ca::records::platform::UnknownScope> for Error {
         Error::UnknownScope(e.0)
     }
 }
+
+impl ca::api::Coded for Error {
+    /// A CA error crosses the admin socket as itself (the client rebuilds the typed error);
+    /// the platform's own with the code the HTTPS API uses.
+    fn wire(&self) -> ca::api::WireError {
+        match self {
+            Error::Ca(e) => e.wire(),
+            other => ca::api::WireError {
+                code: other.code().to_owned(),
+                message: other.to_string(),
+                subject: None,
+                fields: None,
+            },
+        }
+    }
+}
