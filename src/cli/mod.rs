@@ -424,8 +424,19 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) 
     Ok(writeln!(out, "{text}").map_err(Error::io("write to stdout"))?)
 }
 
+/// Everything jpki creates is readable by its owner only, whatever umask it was started with:
+/// directories 0700, files 0600 (the resident register lives in the store's files).
+fn private_by_default() {
+    // SAFETY: umask(2) only sets this process's file-mode creation mask and cannot fail; it is
+    // called first thing in main, before any thread that creates files is started.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Entry point of the `jpki` binary.
 pub fn main() -> ExitCode {
+    private_by_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)

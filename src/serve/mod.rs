@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Compact the store (snapshot + shortened journal, docs/store.md) when its journal passes
     /// this many KiB; 0 never (run `jpki store compact` from cron instead).
@@ -72,7 +72,7 @@ pub struct Listen {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CrlConfig {
     /// Where the served CRL files live; relative paths are inside the data directory.
     pub dir: PathBuf,
@@ -487,4 +487,33 @@ async fn wait_for_signal() -> Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_tables_take_any_subset_of_their_fields() {
+        let c: Config = toml::from_str(
+            "[crl]\ndirty_bound_seconds = 5\n[store]\n[listen]\nhttp = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.crl.dirty_bound_seconds, 5);
+        assert_eq!(
+            c.crl.batch_delay_seconds,
+            CrlConfig::default().batch_delay_seconds
+        );
+        assert_eq!(
+            c.store.compact_journal_kib,
+            StoreConfig::default().compact_journal_kib
+        );
+        let s = c
+            .validate(Path::new("/data"), &policies::Policy::default_policy())
+            .unwrap();
+        assert_eq!(s.crl.dirty_bound, std::time::Duration::from_secs(5));
+        // A misspelt field is still refused, by name.
+        let e = toml::from_str::<Config>("[crl]\ndirty_bound = 5\n").unwrap_err();
+        assert!(e.to_string().contains("dirty_bound"), "{e}");
+    }
 }

@@ -195,6 +195,8 @@ impl Authority {
                 "roots and OCSP signers created",
             )
         })?;
+        // An existing (empty) directory keeps the mode it was made with: make it private.
+        say_tightened(&layout, layout.make_private()?);
         // Keep the open store: closing and reopening it would race a child process forked
         // meanwhile by another thread, which briefly shares the lock file's descriptor.
         let signers = Signers::new(layout, Some(passphrase.to_vec()));
@@ -212,10 +214,24 @@ impl Authority {
         let policy_text = fs::read_to_string(layout.policy())
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
         let policy = Policy::from_toml(&policy_text)?;
+        say_tightened(&layout, layout.make_private()?);
         let store = SledStorage::open(&layout.db())?;
         let signers = Signers::new(layout, passphrase);
         Authority::new(Arc::new(store), signers, policy, clock)
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))
+    }
+}
+
+/// Says (as a warning) that a data directory was readable by others and has been made private.
+fn say_tightened(dir: &DataDir, t: crate::datadir::Tightened) {
+    if let Some((path, mode)) = t.first {
+        tracing::warn!(
+            data = %dir.dir.display(),
+            entries = t.entries,
+            first = %path.display(),
+            mode = format!("{mode:o}"),
+            "the data directory was readable by other users; made it private (0700 directories, 0600 files)"
+        );
     }
 }
 
