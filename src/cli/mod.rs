@@ -580,6 +580,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let bytes =
                 std::fs::read(csr).map_err(Error::io(format!("read CSR {}", csr.display())))?;
+            ca::csr::check_size(&bytes)?;
             let csr_base64 =
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
             let issued: Issued = typed(call(
