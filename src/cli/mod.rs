@@ -522,6 +522,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         crl_dir: cli.data.join(&cfg.crl.dir),
         crl: crl_publisher::Settings::default(),
         compact_journal_bytes: None,
+        limits: conn_guard::Limits::default(),
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }

@@ -37,6 +37,60 @@ pub struct Config {
     pub crl: CrlConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections per listener at most (lowered to fit the descriptor limit).
+    pub max_connections: usize,
+    /// Open connections per client address and listener at most.
+    pub max_per_client: usize,
+    /// A connection that sends nothing for this many seconds is closed.
+    pub idle_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        let d = conn_guard::Limits::default();
+        LimitsConfig {
+            max_connections: d.max_connections,
+            max_per_client: d.max_per_client,
+            idle_seconds: d.idle.as_secs(),
+        }
+    }
+}
+
+/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket.
+const LISTENERS: usize = 3;
+
+/// Raises this process's soft limit on open descriptors to its hard limit and returns it:
+/// the listeners' caps are fitted under it.
+fn descriptor_limit() -> usize {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer, which
+    // lives on this stack frame for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 1024;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                l.rlim_cur = l.rlim_max;
+            }
+        }
+    }
+    usize::try_from(l.rlim_cur).unwrap_or(usize::MAX)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +174,8 @@ pub struct Settings {
     pub crl: crl_publisher::Settings,
     /// Compact the store when its journal passes this many bytes; `None`: never.
     pub compact_journal_bytes: Option<u64>,
+    /// What each listener admits (fitted to the descriptor limit).
+    pub limits: conn_guard::Limits,
 }
 
 impl Config {
@@ -174,6 +230,30 @@ impl Config {
                 format!("must be 0 (never) or 64 to 67108864, got {kib}"),
             ));
         }
+        let l = &self.limits;
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            return Err(field(
+                "limits.max_connections",
+                format!("must be 1 to 1000000, got {}", l.max_connections),
+            ));
+        }
+        if l.max_per_client == 0 || l.max_per_client > l.max_connections {
+            return Err(field(
+                "limits.max_per_client",
+                "must be 1 to limits.max_connections",
+            ));
+        }
+        if !(1..=3600).contains(&l.idle_seconds) {
+            return Err(field(
+                "limits.idle_seconds",
+                format!("must be 1 to 3600, got {}", l.idle_seconds),
+            ));
+        }
+        let limits = conn_guard::Limits {
+            max_connections: l.max_connections,
+            max_per_client: l.max_per_client,
+            idle: std::time::Duration::from_secs(l.idle_seconds),
+        };
         let crl_dir = if c.dir.is_absolute() {
             c.dir.clone()
         } else {
@@ -186,6 +266,7 @@ impl Config {
             crl_dir,
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
+            limits,
         })
     }
 }
@@ -304,6 +385,14 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let limits = settings.limits.fitted(descriptor_limit(), LISTENERS);
+        if limits != settings.limits {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                max_per_client = limits.max_per_client,
+                "connection caps lowered to fit the descriptor limit"
+            );
+        }
 
         let admin = http::admin_listener(data)?;
         eprintln!(
@@ -313,6 +402,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         tasks.spawn(http::serve_admin(
             admin,
             Arc::clone(&parts.authority),
+            conn_guard::Gate::new(limits),
             stopped(stop_rx.clone()),
         ));
 
@@ -356,6 +446,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tracing::info!(%local, "CRL and OCSP listener");
             tasks.spawn(http::serve_public(
                 listener,
+                conn_guard::Gate::new(limits),
                 Arc::clone(&parts.publisher),
                 parts.responder.clone(),
                 stopped(stop_rx.clone()),
@@ -374,7 +465,8 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tracing::info!(%local, "platform-operator API listener");
             let rx = stop_rx.clone();
             tasks.spawn(async move {
-                if let Err(e) = api.serve(listener, stopped(rx)).await {
+                let gate = conn_guard::Gate::new(limits);
+                if let Err(e) = api.serve_guarded(listener, gate, stopped(rx)).await {
                     tracing::error!(error = %e, "platform-operator API stopped");
                 }
             });
