@@ -100,6 +100,9 @@ pub enum Command {
         invalidity_date: Option<OffsetDateTime>,
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
+        /// With --batch: check every line and say what would be done, changing nothing.
+        #[arg(long, requires = "batch")]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -508,6 +511,127 @@ fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     }
 }
 
+/// `jpki revoke --batch FILE`: every line is checked first (a serial, once, of a certificate
+/// that exists, unambiguously, and is not already revoked); if any line is wrong, all the
+/// problems are listed with their line numbers and nothing is revoked. Then each revocation is
+/// printed as it becomes durable, and a summary at the end (should one fail meanwhile — a
+/// concurrent revocation — the summary says how far the batch got).
+fn revoke_batch(
+    cli: &Cli,
+    file: &Path,
+    hierarchy: Option<Hierarchy>,
+    dry_run: bool,
+    json: bool,
+    revoke: impl Fn(String) -> Request,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(Error::io(format!("read {}", file.display())))?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    // One authority for the whole batch (or the server's): each answer is durable.
+    let local = open_local(cli)?;
+    let run = |req: Request| -> Result<serde_json::Value> {
+        Ok(match &local {
+            Some(a) => a.handle(req)?,
+            None => ca::api::call_remote(&cli.data, &req)?,
+        })
+    };
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    let mut todo = Vec::new();
+    for (n, line) in &lines {
+        let serial = match parse_serial(line) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("line {n}: {e}"));
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert(serial.clone(), *n) {
+            problems.push(format!(
+                "line {n}: serial {line} is already on line {first}"
+            ));
+            continue;
+        }
+        match run(Request::CertShow {
+            serial: line.to_string(),
+            hierarchy,
+        })
+        .and_then(typed::<CertView>)
+        {
+            Ok(v) if v.status == ca::records::State::Revoked => {
+                problems.push(format!("line {n}: serial {} is already revoked", v.serial))
+            }
+            Ok(v) => todo.push((*n, v)),
+            Err(e) => problems.push(format!("line {n}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} of {} lines of {} are wrong; nothing was revoked: {}",
+            problems.len(),
+            lines.len(),
+            file.display(),
+            problems.join("; ")
+        ))
+        .into());
+    }
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| {
+        writeln!(out, "{line}")
+            .and_then(|_| out.flush())
+            .map_err(Error::io("write to stdout"))
+    };
+    if dry_run {
+        for (n, v) in &todo {
+            say(format!(
+                "line {n}: would revoke {}:{} ({})",
+                v.hierarchy,
+                v.serial,
+                v.status.as_str()
+            ))?;
+        }
+        say(format!(
+            "dry run: {} certificate(s) checked, nothing changed",
+            todo.len()
+        ))?;
+        return Ok(());
+    }
+    let mut done: Vec<Revocation> = Vec::new();
+    for (n, v) in &todo {
+        let r: Revocation = match run(revoke(v.serial.clone())).and_then(typed) {
+            Ok(r) => r,
+            Err(e) => {
+                say(format!(
+                    "stopped at line {n}: {e}; {} of {} revoked before it",
+                    done.len(),
+                    todo.len()
+                ))?;
+                return Err(e);
+            }
+        };
+        if !json {
+            say(format!(
+                "{} {}:{}",
+                r.status.as_str(),
+                r.hierarchy,
+                r.serial
+            ))?;
+        }
+        done.push(r);
+    }
+    if json {
+        say(serde_json::json!({ "revocations": done, "count": done.len() }).to_string())?;
+    } else {
+        say(format!("{} certificate(s) revoked or held", done.len()))?;
+    }
+    Ok(())
+}
+
 /// A CRL publisher over the store opened in this process.
 fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let Some(a) = open_local(cli)? else {
@@ -621,6 +745,7 @@ pub fn run(cli: Cli) -> Result<()> {
             reason,
             invalidity_date,
             hierarchy,
+            dry_run,
             json,
         } => {
             let revoke = |serial: String| Request::Revoke {
@@ -630,31 +755,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 invalidity: *invalidity_date,
             };
             if let Some(file) = batch {
-                let text = std::fs::read_to_string(file)
-                    .map_err(Error::io(format!("read {}", file.display())))?;
-                let serials: Vec<String> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                for s in &serials {
-                    parse_serial(s)?;
-                }
-                // One authority for the whole batch (or the server's): each answer is durable.
-                let local = open_local(&cli)?;
-                let mut out = std::io::stdout().lock();
-                for s in serials {
-                    let v = match &local {
-                        Some(a) => a.handle(revoke(s))?,
-                        None => ca::api::call_remote(&cli.data, &revoke(s))?,
-                    };
-                    let r: Revocation = typed(v)?;
-                    writeln!(out, "{} {}:{}", r.status.as_str(), r.hierarchy, r.serial)
-                        .and_then(|_| out.flush())
-                        .map_err(Error::io("write to stdout"))?;
-                }
-                return Ok(());
+                return revoke_batch(&cli, file, *hierarchy, *dry_run, *json, revoke);
             }
             let serial = serial.clone().unwrap_or_default();
             let r: Revocation = typed(call(&cli, revoke(serial))?)?;
