@@ -80,5 +80,29 @@ fn everything_jpki_makes_is_private_and_a_readable_directory_is_made_private() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("readable by other users"), "{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "no colour codes into a pipe: {err:?}"
+    );
     assert_eq!(loose(&env.data()), vec![]);
+
+    // The same warning as one JSON object per line, for log collectors.
+    Command::new("chmod")
+        .args(["-R", "go+rX"])
+        .arg(env.data())
+        .status()
+        .unwrap();
+    let out = env.run(&["--log-format", "json", "cert", "list", "--json"]);
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "WARN", "{line}");
+    assert!(v["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("readable by other users"));
 }

@@ -52,6 +52,10 @@ pub struct Cli {
     /// File holding the key passphrase (default: $JPKI_PASSPHRASE).
     #[arg(long, global = true)]
     pub passphrase_file: Option<PathBuf>,
+    /// Log lines on stderr: `text` (colour only on a terminal) or `json` (one object per line,
+    /// for log collectors). Verbosity: $JPKI_LOG (default `warn`).
+    #[arg(long, global = true, env = "JPKI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -465,13 +469,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        // Colour codes only where a person reads them, never into files and pipes.
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -667,6 +676,7 @@ pub fn run(cli: Cli) -> Result<()> {
             command,
             data: cli.data,
             passphrase_file: cli.passphrase_file,
+            log_format: cli.log_format,
         },
     };
     match &cli.command {

@@ -443,6 +443,10 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 .local_addr()
                 .map_err(|e| Error::Serve(e.to_string()))?;
             eprintln!("jpki serve: CRLs at http://{local}/crl/, OCSP at http://{local}/ocsp");
+            if let Some(why) = base_url_mismatch(&parts.authority.policy().ca.base_url, local) {
+                eprintln!("jpki serve: warning: {why}");
+                tracing::warn!(%local, "{why}");
+            }
             tracing::info!(%local, "CRL and OCSP listener");
             tasks.spawn(http::serve_public(
                 listener,
@@ -481,6 +485,32 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+/// Why the policy's `ca.base_url`, which every certificate names for its CRLs and OCSP, does
+/// not lead to the listener at `local` — its port differs, or it names another IP address —
+/// or `None` when it may (a host name is taken on trust: a proxy or DNS may route it here).
+fn base_url_mismatch(base_url: &str, local: SocketAddr) -> Option<String> {
+    let (scheme, rest) = base_url.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, p.parse::<u16>().ok()?),
+        _ => (authority, if scheme == "https" { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let say = |what: String| {
+        Some(format!(
+            "the policy's ca.base_url {base_url} {what}, but this server listens on {local}: \
+             certificates send relying parties to that URL for CRLs and OCSP"
+        ))
+    };
+    if port != local.port() {
+        return say(format!("names port {port}"));
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if !local.ip().is_unspecified() && ip != local.ip() => say(format!("names {ip}")),
+        _ => None,
+    }
 }
 
 /// The longest `jpki serve` sleeps between looks at the register's schedule: an event
@@ -584,6 +614,29 @@ async fn wait_for_signal() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_that_does_not_lead_here_is_named() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(base_url_mismatch("http://127.0.0.1:8080", local), None);
+        assert_eq!(base_url_mismatch("http://127.0.0.1:8080/pki", local), None);
+        assert_eq!(base_url_mismatch("http://ca.example:8080", local), None);
+        let e = base_url_mismatch("http://127.0.0.1:9090", local).unwrap();
+        assert!(
+            e.contains("names port 9090") && e.contains("127.0.0.1:8080"),
+            "{e}"
+        );
+        let e = base_url_mismatch("http://10.0.0.5:8080", local).unwrap();
+        assert!(e.contains("names 10.0.0.5"), "{e}");
+        assert!(
+            base_url_mismatch("http://ca.example", local).is_some(),
+            "port 80"
+        );
+        let any: SocketAddr = "0.0.0.0:80".parse().unwrap();
+        assert_eq!(base_url_mismatch("http://192.0.2.7", any), None);
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert_eq!(base_url_mismatch("http://[::1]:8080", v6), None);
+    }
 
     #[test]
     fn config_tables_take_any_subset_of_their_fields() {
