@@ -73,6 +73,9 @@ pub enum Command {
         /// signing, auth, or operator (the platform-operator CA).
         #[arg(long, value_parser = parse_root)]
         hierarchy: RootOf,
+        /// One JSON object: {"pem": "..."}.
+        #[arg(long)]
+        json: bool,
     },
     /// The resident register and its events.
     #[command(subcommand)]
@@ -697,12 +700,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Root { hierarchy } => {
+        Command::Root { hierarchy, json } => {
             let v = match *hierarchy {
                 RootOf::Operator => call_pf(&cli, platform::Request::OperatorRoot)?,
                 RootOf::Ca(hierarchy) => call(&cli, Request::Root { hierarchy })?,
             };
-            print!("{}", v["pem"].as_str().unwrap_or_default());
+            if *json {
+                println!("{}", serde_json::json!({ "pem": v["pem"] }));
+            } else {
+                print!("{}", v["pem"].as_str().unwrap_or_default());
+            }
             Ok(())
         }
         Command::Resident(rc) => resident(&cli, rc),
