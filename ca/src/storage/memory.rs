@@ -456,6 +456,7 @@ type Undo = Box<dyn FnOnce(&mut Tables)>;
 enum AtCommit {
     Serial(Hierarchy, u64),
     Audit(AuditIntent),
+    Import(Record),
 }
 
 /// A unit of work on the locked tables: writes applied in place and logged for undo.
@@ -523,6 +524,12 @@ impl MemoryTx<'_> {
                 AtCommit::Audit(a) => {
                     let head = self.get(|t| &t.audit_head, &());
                     let (record, head) = crate::audit::link(head.as_ref(), &a)?;
+                    self.set(|t| &mut t.audit, record.seq, Some(record));
+                    self.set(|t| &mut t.audit_head, (), Some(head));
+                }
+                AtCommit::Import(record) => {
+                    let head = self.get(|t| &t.audit_head, &());
+                    let head = crate::audit::follow(head.as_ref(), &record)?;
                     self.set(|t| &mut t.audit, record.seq, Some(record));
                     self.set(|t| &mut t.audit_head, (), Some(head));
                 }
@@ -654,6 +661,11 @@ impl Tx for MemoryTx<'_> {
 
     fn audit(&self, record: AuditIntent) -> Result<()> {
         self.at_commit.borrow_mut().push(AtCommit::Audit(record));
+        Ok(())
+    }
+
+    fn import_audit(&self, record: Record) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Import(record));
         Ok(())
     }
 

@@ -241,6 +241,10 @@ pub trait Tx {
     fn unschedule(&self, s: &Scheduled) -> Result<()>;
     /// Appends a record to the audit chain (linked at commit).
     fn audit(&self, record: AuditIntent) -> Result<()>;
+    /// Appends a record copied verbatim from another store (`jpki store migrate`), at commit
+    /// and in order with [`Tx::audit`]: it must follow the chain's head
+    /// ([`crate::audit::follow`]); its hash is kept, not recomputed.
+    fn import_audit(&self, record: Record) -> Result<()>;
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;

@@ -434,6 +434,11 @@ impl Tx for SledTx<'_> {
             .defer(Box::new(move |t: &dyn Txn| l::link_audit(t, &record)))
     }
 
+    fn import_audit(&self, record: Record) -> Result<()> {
+        self.0
+            .defer(Box::new(move |t: &dyn Txn| l::import_audit(t, &record)))
+    }
+
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
         self.0.insert(Table::Crl, &l::dirty_key(h, scope), b"1")
     }
