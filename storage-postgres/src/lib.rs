@@ -715,6 +715,26 @@ impl Storage for PgStorage {
             .transpose()
     }
 
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.query(
+                "SELECT id, record FROM residents \
+                 WHERE $1::text IS NULL OR id COLLATE \"C\" > $1 \
+                 ORDER BY id COLLATE \"C\" LIMIT $2",
+                &[&after, &CHUNK],
+            )?;
+            let full = rows.len() as i64 == CHUNK;
+            for row in &rows {
+                after = Some(row.get(0));
+                each(json(row, "record")?)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>> {
         self.query(
             "SELECT at_ns, resident, kind FROM scheduled_events WHERE at_ns <= $1 \

@@ -34,8 +34,9 @@ pub const MIGRATION_LOCK: i64 = 0x6A70_6B69_0001;
 // the CRL entry's times, in seconds as the CRL says them. Records with nested parts
 // (residents with their history, operators, service providers, consents, access entries)
 // keep their full serde form in a jsonb `record` column beside the columns they are looked
-// up or ordered by.
-const V1: &str = "
+// up or ordered by. Text keys that listings are ordered by are `COLLATE "C"` (byte order, as
+// the other engines order them), whatever the database's default collation.
+const V1: &str = r#"
 CREATE TABLE certificates (
     hierarchy     smallint NOT NULL,
     serial        bytea    NOT NULL,
@@ -114,7 +115,7 @@ CREATE TABLE crl_state (
 );
 
 CREATE TABLE residents (
-    id      text   PRIMARY KEY,
+    id      text   COLLATE "C" PRIMARY KEY,
     state   text   NOT NULL,
     version bigint NOT NULL,
     record  jsonb  NOT NULL
@@ -122,7 +123,7 @@ CREATE TABLE residents (
 
 CREATE TABLE scheduled_events (
     at_ns    bigint NOT NULL,
-    resident text   NOT NULL,
+    resident text   COLLATE "C" NOT NULL,
     kind     text   NOT NULL,
     PRIMARY KEY (at_ns, resident)
 );
@@ -145,7 +146,7 @@ CREATE TABLE audit_head (
 );
 
 CREATE TABLE operators (
-    id     text  PRIMARY KEY,
+    id     text  COLLATE "C" PRIMARY KEY,
     name   text  NOT NULL,
     record jsonb NOT NULL
 );
@@ -159,7 +160,7 @@ CREATE TABLE operator_keys (
 );
 
 CREATE TABLE service_providers (
-    id     text  PRIMARY KEY,
+    id     text  COLLATE "C" PRIMARY KEY,
     pf     text  NOT NULL,
     name   text  NOT NULL,
     record jsonb NOT NULL
@@ -172,7 +173,7 @@ CREATE TABLE service_provider_names (
 );
 
 CREATE TABLE consents (
-    id     text  PRIMARY KEY,
+    id     text  COLLATE "C" PRIMARY KEY,
     holder text  NOT NULL,
     sp     text  NOT NULL,
     record jsonb NOT NULL
@@ -193,6 +194,6 @@ CREATE TABLE access_log (
     PRIMARY KEY (holder, at_ns, seq)
 );
 
--- Every unit of work locks this (empty) table first: see the crate docs, \"Isolation\".
+-- Every unit of work locks this (empty) table first: see the crate docs, "Isolation".
 CREATE TABLE writer_lock ();
-";
+"#;

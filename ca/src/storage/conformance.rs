@@ -1240,6 +1240,15 @@ pub fn residents<S: Storage>(s: &S) {
         assert!(t.resident("R2")?.is_none());
         Ok(())
     });
+    // Every resident, in id order (byte order: "R1" < "R10" < "R9").
+    let r9 = resident("R9", 2);
+    commit(s, &|t| t.put_resident(&r9));
+    let mut all = Vec::new();
+    ok(s.for_each_resident(&mut |r| {
+        all.push(json(&r));
+        Ok(())
+    }));
+    assert_eq!(all, [json(&r1b), json(&r10), json(&r9)]);
 }
 
 /// schedule, unschedule, due_events (inclusive, earliest first, then resident id),
@@ -1412,7 +1421,11 @@ pub fn audit_import<S: Storage>(s: &S) {
     assert_eq!(all[3].prev, source[2].hash);
     assert_eq!(verified_chain(s), ["a", "b", "c", "d"]);
     // Verbatim: a changed record keeps its (now wrong) hash, and verify says so.
-    let mut tampered = ok(crate::audit::link(ok(s.audit_head()).as_ref(), &intent("x", "e"))).0;
+    let mut tampered = ok(crate::audit::link(
+        ok(s.audit_head()).as_ref(),
+        &intent("x", "e"),
+    ))
+    .0;
     tampered.detail = "changed".into();
     commit(s, &|t| t.import_audit(tampered.clone()));
     assert_eq!(ok(s.audit_records(4, 1)), vec![tampered.clone()]);

@@ -155,6 +155,16 @@ impl Storage for MemoryStorage {
         )
     }
 
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        self.stream(
+            |t| &t.residents,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            |_, r| r.clone(),
+            each,
+        )
+    }
+
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
         let t = self.lock()?;
         let from = (holder.to_owned(), Hierarchy::Signing, Vec::new());

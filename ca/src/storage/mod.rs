@@ -156,6 +156,8 @@ pub trait Storage: Send + Sync {
     // ----- the resident register ---------------------------------------------------------
 
     fn resident(&self, id: &str) -> Result<Option<Resident>>;
+    /// Every resident, in id order (byte order of the id), streamed (`jpki store migrate`).
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()>;
     /// Scheduled events due at or before `until`, earliest first.
     fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>>;
     /// The earliest scheduled event, if any.

@@ -72,6 +72,13 @@ impl Storage for SledStorage {
         Ok(())
     }
 
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        for item in self.kv.scan(Table::Residents, b"") {
+            each(l::resident_from_store(&item?.1)?)?;
+        }
+        Ok(())
+    }
+
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
         let mut out = Vec::new();
         for item in self.kv.scan(Table::ByHolder, &l::holder_prefix(holder)) {
