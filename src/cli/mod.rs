@@ -67,6 +67,10 @@ pub enum Command {
         /// Policy file (TOML); default: the embedded policy.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Keep the store in this PostgreSQL database (postgres://…, empty) instead of sled in
+        /// the data directory; remembered in DIR/store.toml (docs/store.md).
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Print a root certificate (PEM).
     Root {
@@ -310,6 +314,16 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the data directory's sled store into an empty PostgreSQL database through the
+    /// storage boundary (audit records verbatim), check it, and switch the directory to it.
+    /// Stop `jpki serve` first.
+    Migrate {
+        /// The target database, postgres://…
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -496,7 +510,7 @@ pub fn main() -> ExitCode {
 /// The store opened in this process, or `None` when a running `jpki serve` holds it (then
 /// the request goes over its admin socket and runs the same code there).
 fn open_local(cli: &Cli) -> Result<Option<Authority>> {
-    match Authority::open(
+    match crate::store::open(
         &cli.data,
         passphrase(cli.passphrase_file.as_deref())?,
         clock()?,
@@ -683,14 +697,14 @@ pub fn run(cli: Cli) -> Result<()> {
         },
     };
     match &cli.command {
-        Command::Init { policy } => {
+        Command::Init { policy, store } => {
             let text = match policy {
                 Some(p) => std::fs::read_to_string(p)
                     .map_err(Error::io(format!("read policy {}", p.display())))?,
                 None => policies::policy::DEFAULT_POLICY.to_owned(),
             };
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
-            let a = Authority::init(&cli.data, &text, &pass, clock()?)?;
+            let a = crate::store::init(&cli.data, store.as_deref(), &text, &pass, clock()?)?;
             platform::operator_ca::create(&a)?;
             println!("initialised {}", a.dir().display());
             for h in Hierarchy::ALL {
@@ -871,6 +885,28 @@ pub fn run(cli: Cli) -> Result<()> {
                     v["snapshot_bytes"],
                     v["journal_bytes_before"],
                     v["journal_bytes_after"]
+                )
+            })
+        }
+        Command::Store(StoreCommand::Migrate { to, json }) => {
+            let n = crate::store::migrate(&cli.data, to)?;
+            print(*json, &n, |n| {
+                format!(
+                    "copied {} certificates ({} revoked or held), {} residents, {} scheduled events, \
+                     {} audit records, {} operators, {} service providers, {} consents, \
+                     {} access-log entries, {} CRL states; {} now uses PostgreSQL (store.toml); \
+                     the sled store in db/ is left as it was, unused",
+                    n.certificates,
+                    n.revoked_or_held,
+                    n.residents,
+                    n.scheduled,
+                    n.audit_records,
+                    n.operators,
+                    n.service_providers,
+                    n.consents,
+                    n.access_entries,
+                    n.crl_states,
+                    cli.data.display()
                 )
             })
         }

@@ -373,7 +373,11 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Result<()> {
-    let authority = Arc::new(Authority::open(data, passphrase, crate::clock::clock()?)?);
+    let authority = Arc::new(crate::store::open(
+        data,
+        passphrase,
+        crate::clock::clock()?,
+    )?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

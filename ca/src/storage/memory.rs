@@ -155,6 +155,16 @@ impl Storage for MemoryStorage {
         )
     }
 
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        self.stream(
+            |t| &t.residents,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            |_, r| r.clone(),
+            each,
+        )
+    }
+
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
         let t = self.lock()?;
         let from = (holder.to_owned(), Hierarchy::Signing, Vec::new());
@@ -438,6 +448,7 @@ type Undo = Box<dyn FnOnce(&mut Tables)>;
 enum AtCommit {
     Serial(Hierarchy, u64),
     Audit(AuditIntent),
+    Import(Record),
 }
 
 /// A unit of work on the locked tables: writes applied in place and logged for undo.
@@ -505,6 +516,12 @@ impl MemoryTx<'_> {
                 AtCommit::Audit(a) => {
                     let head = self.get(|t| &t.audit_head, &());
                     let (record, head) = crate::audit::link(head.as_ref(), &a)?;
+                    self.set(|t| &mut t.audit, record.seq, Some(record));
+                    self.set(|t| &mut t.audit_head, (), Some(head));
+                }
+                AtCommit::Import(record) => {
+                    let head = self.get(|t| &t.audit_head, &());
+                    let head = crate::audit::follow(head.as_ref(), &record)?;
                     self.set(|t| &mut t.audit, record.seq, Some(record));
                     self.set(|t| &mut t.audit_head, (), Some(head));
                 }
@@ -636,6 +653,11 @@ impl Tx for MemoryTx<'_> {
 
     fn audit(&self, record: AuditIntent) -> Result<()> {
         self.at_commit.borrow_mut().push(AtCommit::Audit(record));
+        Ok(())
+    }
+
+    fn import_audit(&self, record: Record) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Import(record));
         Ok(())
     }
 

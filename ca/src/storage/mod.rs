@@ -156,6 +156,8 @@ pub trait Storage: Send + Sync {
     // ----- the resident register ---------------------------------------------------------
 
     fn resident(&self, id: &str) -> Result<Option<Resident>>;
+    /// Every resident, in id order (byte order of the id), streamed (`jpki store migrate`).
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()>;
     /// Scheduled events due at or before `until`, earliest first.
     fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>>;
     /// The earliest scheduled event, if any.
@@ -241,6 +243,10 @@ pub trait Tx {
     fn unschedule(&self, s: &Scheduled) -> Result<()>;
     /// Appends a record to the audit chain (linked at commit).
     fn audit(&self, record: AuditIntent) -> Result<()>;
+    /// Appends a record copied verbatim from another store (`jpki store migrate`), at commit
+    /// and in order with [`Tx::audit`]: it must follow the chain's head
+    /// ([`crate::audit::follow`]); its hash is kept, not recomputed.
+    fn import_audit(&self, record: Record) -> Result<()>;
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;

@@ -112,6 +112,13 @@ impl Storage for SledStorage {
         Ok(())
     }
 
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        for item in self.kv.scan(Table::Residents, b"") {
+            each(l::resident_from_store(&item?.1)?)?;
+        }
+        Ok(())
+    }
+
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
         let mut out = Vec::new();
         for item in self.kv.scan(Table::ByHolder, &l::holder_prefix(holder)) {
@@ -451,6 +458,11 @@ impl Tx for SledTx<'_> {
     fn audit(&self, record: AuditIntent) -> Result<()> {
         self.0
             .defer(Box::new(move |t: &dyn Txn| l::link_audit(t, &record)))
+    }
+
+    fn import_audit(&self, record: Record) -> Result<()> {
+        self.0
+            .defer(Box::new(move |t: &dyn Txn| l::import_audit(t, &record)))
     }
 
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
