@@ -33,6 +33,7 @@ pub enum Request {
     ResidentShow {
         id: String,
     },
+    ResidentSearch(crate::authority::ResidentQuery),
     Event {
         id: String,
         event: Event,
@@ -77,6 +78,7 @@ impl Authority {
             }
             Request::ResidentAdd(r) => Ok(json!({ "id": self.resident_add(&r)? })),
             Request::ResidentShow { id } => to_value(self.resident_view(&id)?),
+            Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
             Request::Issue {
                 resident,

@@ -208,6 +208,28 @@ pub enum ResidentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Find residents (e.g. for the loss hotline: by name and birth date), a page at a time.
+    Search {
+        /// Part of the name; spaces are ignored (山田花子 finds 山田　花子).
+        #[arg(long)]
+        name: Option<String>,
+        /// Date of birth, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_date)]
+        birth: Option<Date>,
+        #[arg(long)]
+        municipality: Option<String>,
+        /// active, emigrating, emigrated or deceased.
+        #[arg(long, value_parser = parse_resident_state)]
+        state: Option<ca::records::ResidentState>,
+        /// The `next` of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+        /// Residents per page, 1 to 1000.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// A move (転居/転出): the signing certificate is revoked (affiliationChanged).
     Move {
         #[command(flatten)]
@@ -677,6 +699,11 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }
 
+fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentState, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}`: expected active, emigrating, emigrated or deceased"))
+}
+
 fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     Ok(serde_json::from_value(v).map_err(|e| Error::Invalid(format!("unexpected answer: {e}")))?)
 }
@@ -1101,6 +1128,48 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                     "registered resident {}",
                     v["id"].as_str().unwrap_or_default()
                 )
+            });
+        }
+        ResidentCommand::Search {
+            name,
+            birth,
+            municipality,
+            state,
+            after,
+            limit,
+            json,
+        } => {
+            let q = ca::authority::ResidentQuery {
+                name: name.clone(),
+                birth: *birth,
+                municipality: municipality.clone(),
+                state: *state,
+                after: after.clone(),
+                limit: *limit,
+            };
+            let page: ca::authority::ResidentPage = typed(call(cli, Request::ResidentSearch(q))?)?;
+            return print(*json, &page, |p| {
+                let mut lines: Vec<String> = p
+                    .residents
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}  {}  {}  {} / {}  {:?}{}",
+                            r.id,
+                            r.name,
+                            r.birth,
+                            r.prefecture,
+                            r.municipality,
+                            r.state,
+                            if r.card_lost { " (card lost)" } else { "" }
+                        )
+                    })
+                    .collect();
+                lines.push(match &p.next {
+                    Some(n) => format!("{} shown; more with --after {n}", p.residents.len()),
+                    None => format!("{} found", p.residents.len()),
+                });
+                lines.join("\n")
             });
         }
         ResidentCommand::Show { id, json } => {

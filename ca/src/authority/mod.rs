@@ -34,7 +34,9 @@ use crate::storage::Storage;
 
 pub use events::{Event, EventOutcome, NewResident};
 pub use issue::Issued;
-pub use query::{CertSummary, CertView, ResidentView};
+pub use query::{
+    CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary, ResidentView,
+};
 pub use revoke::Revocation;
 
 /// What the authority knows of a root without its private key.
