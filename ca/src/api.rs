@@ -54,6 +54,13 @@ pub enum Request {
         serial: String,
         hierarchy: Option<Hierarchy>,
     },
+    /// Checks a list of serials for revocation without changing anything: for each, the
+    /// certificate it names (hierarchy, serial, status) or why it cannot be revoked. One
+    /// request for a whole `revoke --batch` file.
+    RevocationCheck {
+        serials: Vec<String>,
+        hierarchy: Option<Hierarchy>,
+    },
     CertList {
         resident: Option<String>,
     },
@@ -98,6 +105,26 @@ impl Authority {
             } => to_value(self.revoke(&parse_serial(&serial)?, hierarchy, reason, invalidity)?),
             Request::CertShow { serial, hierarchy } => {
                 to_value(self.cert_show(&parse_serial(&serial)?, hierarchy)?)
+            }
+            Request::RevocationCheck { serials, hierarchy } => {
+                let checked: Vec<Value> = serials
+                    .iter()
+                    .map(|text| {
+                        let found = parse_serial(text).and_then(|s| self.find(&s, hierarchy));
+                        match found.and_then(|c| Ok((self.status_of(&c)?, c))) {
+                            Ok((st, _)) if st.state == crate::records::State::Revoked => {
+                                json!({ "error": format!("serial {} is already revoked", text.trim()) })
+                            }
+                            Ok((st, c)) => json!({
+                                "hierarchy": c.hierarchy,
+                                "serial": crate::authority::serial_hex(&c.serial),
+                                "status": st.state,
+                            }),
+                            Err(e) => json!({ "error": e.to_string() }),
+                        }
+                    })
+                    .collect();
+                Ok(json!({ "checked": checked }))
             }
             Request::CertList { resident } => {
                 Ok(json!({ "certificates": self.cert_list(resident.as_deref())? }))

@@ -590,32 +590,40 @@ fn revoke_batch(
     };
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    let mut todo = Vec::new();
+    let mut candidates = Vec::new();
     for (n, line) in &lines {
-        let serial = match parse_serial(line) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(format!("line {n}: {e}"));
-                continue;
-            }
-        };
-        if let Some(first) = seen.insert(serial.clone(), *n) {
-            problems.push(format!(
-                "line {n}: serial {line} is already on line {first}"
-            ));
-            continue;
-        }
-        match run(Request::CertShow {
-            serial: line.to_string(),
-            hierarchy,
-        })
-        .and_then(typed::<CertView>)
-        {
-            Ok(v) if v.status == ca::records::State::Revoked => {
-                problems.push(format!("line {n}: serial {} is already revoked", v.serial))
-            }
-            Ok(v) => todo.push((*n, v)),
+        match parse_serial(line) {
             Err(e) => problems.push(format!("line {n}: {e}")),
+            Ok(serial) => match seen.insert(serial, *n) {
+                Some(first) => problems.push(format!(
+                    "line {n}: serial {line} is already on line {first}"
+                )),
+                None => candidates.push((*n, line.to_string())),
+            },
+        }
+    }
+    // One request checks every candidate (one round trip through a server, not one per line).
+    let checked = run(Request::RevocationCheck {
+        serials: candidates.iter().map(|(_, l)| l.clone()).collect(),
+        hierarchy,
+    })?;
+    let checked = checked["checked"].as_array().cloned().unwrap_or_default();
+    if checked.len() != candidates.len() {
+        return Err(Error::Invalid(
+            "the revocation check answered another number of serials".into(),
+        )
+        .into());
+    }
+    let mut todo = Vec::new();
+    for ((n, _), c) in candidates.iter().zip(checked) {
+        match c["error"].as_str() {
+            Some(e) => problems.push(format!("line {n}: {e}")),
+            None => todo.push((
+                *n,
+                c["hierarchy"].as_str().unwrap_or_default().to_owned(),
+                c["serial"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )),
         }
     }
     if !problems.is_empty() {
@@ -635,13 +643,8 @@ fn revoke_batch(
             .map_err(Error::io("write to stdout"))
     };
     if dry_run {
-        for (n, v) in &todo {
-            say(format!(
-                "line {n}: would revoke {}:{} ({})",
-                v.hierarchy,
-                v.serial,
-                v.status.as_str()
-            ))?;
+        for (n, h, serial, status) in &todo {
+            say(format!("line {n}: would revoke {h}:{serial} ({status})"))?;
         }
         say(format!(
             "dry run: {} certificate(s) checked, nothing changed",
@@ -650,8 +653,8 @@ fn revoke_batch(
         return Ok(());
     }
     let mut done: Vec<Revocation> = Vec::new();
-    for (n, v) in &todo {
-        let r: Revocation = match run(revoke(v.serial.clone())).and_then(typed) {
+    for (n, _, serial, _) in &todo {
+        let r: Revocation = match run(revoke(serial.clone())).and_then(typed) {
             Ok(r) => r,
             Err(e) => {
                 say(format!(
