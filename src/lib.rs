@@ -11,7 +11,9 @@
 //!   in-process or over a running server's admin socket;
 //! * [`clock`] — the clock of the commands and the server (`JPKI_TEST_NOW`,
 //!   `JPKI_TEST_START`); `serve` — `jpki serve`;
-//! * `demo` — `jpki demo`, the whole story; `bench` — `jpki bench …`.
+//! * `demo` — `jpki demo`, the whole story; `bench` — `jpki bench …`;
+//! * [`store`] — which storage engine a data directory uses (sled, or PostgreSQL through
+//!   the `storage-postgres` crate) and `jpki store migrate`.
 //!
 //! ## Dependencies
 //! * `clap` (derive) for the command line of every component (PIN prompts come from
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod clock;
 mod demo;
 pub mod serve;
+pub mod store;
 
 /// What can go wrong in a `jpki` command: an error of the component that failed.
 #[derive(Debug, thiserror::Error)]

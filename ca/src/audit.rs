@@ -100,6 +100,27 @@ pub fn link(head: Option<&Head>, a: &AuditIntent) -> Result<(Record, Head)> {
     Ok((record, Head { seq, hash }))
 }
 
+/// The head after appending `record` verbatim (as copied from another store): it must follow
+/// `head` (the next sequence number, `prev` the head's hash). Its hash is not recomputed, so a
+/// copied chain is byte for byte the original and [`verify`] judges it as it judged the source.
+/// Every storage engine calls this for [`crate::storage::Tx::import_audit`] at commit.
+pub fn follow(head: Option<&Head>, record: &Record) -> Result<Head> {
+    let (seq, prev) = match head {
+        Some(h) => (h.seq + 1, h.hash.as_str()),
+        None => (0, GENESIS),
+    };
+    if record.seq != seq || record.prev != prev {
+        return Err(Error::Store(format!(
+            "imported audit record {} does not follow the chain's head (expected record {seq})",
+            record.seq
+        )));
+    }
+    Ok(Head {
+        seq,
+        hash: record.hash.clone(),
+    })
+}
+
 /// Walks the chain: `records` in storage order, `head` as stored. Returns the number of
 /// records, or where the chain breaks.
 pub fn verify(

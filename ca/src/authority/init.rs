@@ -32,6 +32,49 @@ impl Authority {
         passphrase: &[u8],
         clock: Arc<dyn Clock>,
     ) -> Result<Authority> {
+        Self::init_on(dir, policy_text, passphrase, clock, &|layout| {
+            Ok(Arc::new(SledStorage::open(&layout.db())?))
+        })
+    }
+
+    /// [`Authority::init`] with the store on `storage` (another engine, e.g. PostgreSQL)
+    /// instead of sled in the data directory, which then holds the keys, certificates and
+    /// policy only. `storage` must be empty: a store another `init` filled is refused.
+    pub fn init_with(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let mut any = false;
+        storage.for_each_certificate(&mut |_| {
+            any = true;
+            Ok(())
+        })?;
+        if any || storage.audit_head()?.is_some() {
+            return Err(Error::Invalid(
+                "the store already holds an authority (made by another `jpki init`); \
+                 refusing to initialise over it"
+                    .into(),
+            ));
+        }
+        Self::init_on(
+            dir,
+            policy_text,
+            passphrase,
+            clock,
+            &|_| Ok(storage.clone()),
+        )
+    }
+
+    fn init_on(
+        dir: &Path,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+        open_store: &dyn Fn(&DataDir) -> Result<Arc<dyn Storage>>,
+    ) -> Result<Authority> {
         let policy = Policy::from_toml(policy_text)?;
         if passphrase.len() < 8 {
             return Err(Error::Invalid(
@@ -47,7 +90,7 @@ impl Authority {
             }
             Err(_) => true,
         };
-        let result = Self::init_inner(dir, &policy, policy_text, passphrase, clock);
+        let result = Self::init_inner(dir, &policy, policy_text, passphrase, clock, open_store);
         if result.is_err() {
             if created {
                 let _ = fs::remove_dir_all(dir);
@@ -70,6 +113,7 @@ impl Authority {
         policy_text: &str,
         passphrase: &[u8],
         clock: Arc<dyn Clock>,
+        open_store: &dyn Fn(&DataDir) -> Result<Arc<dyn Storage>>,
     ) -> Result<Authority> {
         let layout = DataDir::new(dir);
         let mut b = fs::DirBuilder::new();
@@ -79,7 +123,7 @@ impl Authority {
                 .map_err(Error::io(format!("create {}", d.display())))?;
         }
         keys::write_private(&layout.policy(), policy_text.as_bytes())?;
-        let store = SledStorage::open(&layout.db())?;
+        let store = open_store(&layout)?;
         let now = clock.now();
         let rng = SystemRandom::new();
         let mut records = Vec::new();
@@ -193,10 +237,12 @@ impl Authority {
                 "roots and OCSP signers created",
             )
         })?;
+        // An existing (empty) directory keeps the mode it was made with: make it private.
+        say_tightened(&layout, layout.make_private()?);
         // Keep the open store: closing and reopening it would race a child process forked
         // meanwhile by another thread, which briefly shares the lock file's descriptor.
         let signers = Signers::new(layout, Some(passphrase.to_vec()));
-        Authority::new(Arc::new(store), signers, policy.clone(), clock)
+        Authority::new(store, signers, policy.clone(), clock)
     }
 
     /// Opens an existing data directory on the sled engine. The passphrase is needed only for
@@ -209,11 +255,56 @@ impl Authority {
         let layout = DataDir::new(dir);
         let policy_text = fs::read_to_string(layout.policy())
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
-        let policy = Policy::from_toml(&policy_text)?;
+        // The policy is read (and checked) before the store is opened, so that a directory
+        // `jpki init` did not make gets no store created in it.
+        Policy::from_toml(&policy_text)?;
+        say_tightened(&layout, layout.make_private()?);
         let store = SledStorage::open(&layout.db())?;
+        Self::open_on(dir, Arc::new(store), passphrase, clock)
+    }
+
+    /// Opens an existing data directory (its keys, certificates and policy) with its store on
+    /// `storage` (another engine, as given to [`Authority::init_with`]).
+    pub fn open_with(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        passphrase: Option<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let layout = DataDir::new(dir);
+        if !layout.policy().exists() {
+            return Err(Error::NoDataDir(dir.display().to_string()));
+        }
+        say_tightened(&layout, layout.make_private()?);
+        Self::open_on(dir, storage, passphrase, clock)
+    }
+
+    fn open_on(
+        dir: &Path,
+        store: Arc<dyn Storage>,
+        passphrase: Option<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        let layout = DataDir::new(dir);
+        let policy_text = fs::read_to_string(layout.policy())
+            .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
+        let policy = Policy::from_toml(&policy_text)?;
         let signers = Signers::new(layout, passphrase);
-        Authority::new(Arc::new(store), signers, policy, clock)
+        Authority::new(store, signers, policy, clock)
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))
+    }
+}
+
+/// Says (as a warning) that a data directory was readable by others and has been made private.
+fn say_tightened(dir: &DataDir, t: crate::datadir::Tightened) {
+    if let Some((path, mode)) = t.first {
+        tracing::warn!(
+            data = %dir.dir.display(),
+            entries = t.entries,
+            first = %path.display(),
+            mode = format!("{mode:o}"),
+            "the data directory was readable by other users; made it private (0700 directories, 0600 files)"
+        );
     }
 }
 

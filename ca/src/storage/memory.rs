@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
-use crate::records::{CertRecord, Resident, RevokedEntry, State, StatusRecord};
+use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
     Revoked, Scheduled, ScheduledKind, Storage, Tx,
@@ -151,6 +151,16 @@ impl Storage for MemoryStorage {
             Bound::Unbounded,
             Bound::Unbounded,
             |_, c| c.clone(),
+            each,
+        )
+    }
+
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        self.stream(
+            |t| &t.residents,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            |_, r| r.clone(),
             each,
         )
     }
@@ -343,25 +353,7 @@ impl Storage for MemoryStorage {
                 return Err(broken(format!("{hexs} has no status")));
             };
             let listed = t.revoked.get(&(c.hierarchy, scope_of(c), c.serial.clone()));
-            match (st.state, listed) {
-                (State::Good, None) => {}
-                (State::Good, Some(_)) => {
-                    return Err(broken(format!("{hexs} is good but listed as revoked")))
-                }
-                (_, None) => {
-                    return Err(broken(format!(
-                        "{hexs} is {} but has no revoked entry",
-                        st.state.as_str()
-                    )))
-                }
-                (_, Some(e)) => {
-                    if Some(e.reason) != st.reason {
-                        return Err(broken(format!(
-                            "{hexs}: revoked entry and status disagree on the reason"
-                        )));
-                    }
-                }
-            }
+            crate::storage::check_listing(c, st, listed)?;
             if let Some(holder) = &c.holder {
                 if !t
                     .by_holder
@@ -456,6 +448,7 @@ type Undo = Box<dyn FnOnce(&mut Tables)>;
 enum AtCommit {
     Serial(Hierarchy, u64),
     Audit(AuditIntent),
+    Import(Record),
 }
 
 /// A unit of work on the locked tables: writes applied in place and logged for undo.
@@ -523,6 +516,12 @@ impl MemoryTx<'_> {
                 AtCommit::Audit(a) => {
                     let head = self.get(|t| &t.audit_head, &());
                     let (record, head) = crate::audit::link(head.as_ref(), &a)?;
+                    self.set(|t| &mut t.audit, record.seq, Some(record));
+                    self.set(|t| &mut t.audit_head, (), Some(head));
+                }
+                AtCommit::Import(record) => {
+                    let head = self.get(|t| &t.audit_head, &());
+                    let head = crate::audit::follow(head.as_ref(), &record)?;
                     self.set(|t| &mut t.audit, record.seq, Some(record));
                     self.set(|t| &mut t.audit_head, (), Some(head));
                 }
@@ -654,6 +653,11 @@ impl Tx for MemoryTx<'_> {
 
     fn audit(&self, record: AuditIntent) -> Result<()> {
         self.at_commit.borrow_mut().push(AtCommit::Audit(record));
+        Ok(())
+    }
+
+    fn import_audit(&self, record: Record) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Import(record));
         Ok(())
     }
 

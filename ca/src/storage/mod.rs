@@ -156,6 +156,8 @@ pub trait Storage: Send + Sync {
     // ----- the resident register ---------------------------------------------------------
 
     fn resident(&self, id: &str) -> Result<Option<Resident>>;
+    /// Every resident, in id order (byte order of the id), streamed (`jpki store migrate`).
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()>;
     /// Scheduled events due at or before `until`, earliest first.
     fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>>;
     /// The earliest scheduled event, if any.
@@ -241,6 +243,10 @@ pub trait Tx {
     fn unschedule(&self, s: &Scheduled) -> Result<()>;
     /// Appends a record to the audit chain (linked at commit).
     fn audit(&self, record: AuditIntent) -> Result<()>;
+    /// Appends a record copied verbatim from another store (`jpki store migrate`), at commit
+    /// and in order with [`Tx::audit`]: it must follow the chain's head
+    /// ([`crate::audit::follow`]); its hash is kept, not recomputed.
+    fn import_audit(&self, record: Record) -> Result<()>;
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;
@@ -303,4 +309,29 @@ pub fn revoked_entry(c: &CertRecord, s: &StatusRecord) -> Result<Option<RevokedE
         invalidity: s.invalidity.map(OffsetDateTime::unix_timestamp),
         not_after: c.not_after.unix_timestamp(),
     }))
+}
+
+/// The consistency rule every engine's [`Storage::check_consistency`] applies to one
+/// certificate: a good certificate is on no CRL; a revoked or held one is, with the reason of
+/// its status. `listed` is the certificate's entry on its CRL, if any.
+pub fn check_listing(
+    c: &CertRecord,
+    status: &StatusRecord,
+    listed: Option<&RevokedEntry>,
+) -> Result<()> {
+    use crate::records::State;
+    let hexs = hex::encode_upper(&c.serial);
+    let broken = |what: String| crate::Error::Store(format!("index check: {hexs}{what}"));
+    match (status.state, listed) {
+        (State::Good, None) => Ok(()),
+        (State::Good, Some(_)) => Err(broken(" is good but listed as revoked".into())),
+        (state, None) => Err(broken(format!(
+            " is {} but has no revoked entry",
+            state.as_str()
+        ))),
+        (_, Some(e)) if Some(e.reason) != status.reason => Err(broken(
+            ": revoked entry and status disagree on the reason".into(),
+        )),
+        (_, Some(_)) => Ok(()),
+    }
 }

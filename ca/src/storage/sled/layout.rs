@@ -373,6 +373,17 @@ pub(crate) fn link_audit(t: &dyn Txn, a: &AuditIntent) -> TxResult<()> {
     t.insert(Table::Meta, AUDIT_HEAD, &json(&head)?)
 }
 
+/// Appends a record copied verbatim: it must follow the head ([`crate::audit::follow`]).
+pub(crate) fn import_audit(t: &dyn Txn, record: &crate::audit::Record) -> TxResult<()> {
+    let head = t
+        .get(Table::Meta, AUDIT_HEAD)?
+        .map(|b| audit_head_from_store(&b))
+        .transpose()?;
+    let head = crate::audit::follow(head.as_ref(), record)?;
+    t.insert(Table::Audit, &audit_key(record.seq), &json(record)?)?;
+    t.insert(Table::Meta, AUDIT_HEAD, &json(&head)?)
+}
+
 // ----- platform --------------------------------------------------------------------------
 
 pub fn pf_key(id: &str) -> Vec<u8> {

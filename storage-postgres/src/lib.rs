@@ -1,0 +1,1398 @@
+//! The PostgreSQL engine of jpki's storage authority: [`PgStorage`] implements
+//! [`ca::storage::Storage`] and its units of work [`ca::storage::Tx`] on a relational schema
+//! ([`schema`]), so that an installation that outgrows one machine runs on a proven database
+//! rather than on the embedded sled store. It passes the same conformance suite
+//! (`ca::storage::conformance`) as the sled and in-memory engines.
+//!
+//! # Dependencies, and why
+//!
+//! * **tokio-postgres + deadpool-postgres**, with a small dedicated tokio runtime owned by the
+//!   engine. The storage traits are synchronous (the CA calls them from plain threads and from
+//!   `spawn_blocking`), so each call drives its future with the engine's runtime
+//!   (`Runtime::block_on`, callable from many threads at once); the connections' I/O tasks run
+//!   on the runtime's one worker thread. The blocking `postgres` crate was the alternative:
+//!   it hides a current-thread runtime per connection, which gives no pool (deadpool-postgres
+//!   is async), and its `block_on` panics when called from a thread that is inside a runtime
+//!   exactly as ours would; owning one runtime keeps a single, visible place where async
+//!   meets sync, and the pool bounds the connections a CA node opens. The consequence, for
+//!   both: a storage call must not be made from an async task's own thread (jpki makes them
+//!   from `spawn_blocking`, as it must for sled's blocking I/O anyway).
+//! * No TLS to the database yet (`NoTls`): connect over a Unix socket or a trusted network.
+//!   This is a documented limitation, not a default to keep.
+//! * No ORM, no query macros: plain SQL strings, prepared once per connection
+//!   (`prepare_cached`).
+//!
+//! # Isolation
+//!
+//! Every unit of work runs `BEGIN ISOLATION LEVEL SERIALIZABLE` and then, **before its first
+//! query**, `LOCK TABLE writer_lock IN EXCLUSIVE MODE`. A SERIALIZABLE transaction's snapshot is
+//! taken at its first query, not at `BEGIN` or `LOCK`, so the body reads the state left by the
+//! last writer to commit. Why one lock rather than SERIALIZABLE alone: every audited unit of
+//! work (issuance, revocation, register events — nearly all of them) updates the audit chain's
+//! head, and issuance raises the serial counter; under SSI alone every pair of concurrent
+//! writers would conflict on that row and all but one would fail with SQLSTATE 40001 and run
+//! again, so concurrency would buy retries, not throughput. The lock makes writers queue
+//! instead (CA writes are a few per second on average; a unit of work holds the lock for a
+//! few round trips, never while signing: issuance signs before its transaction). Readers
+//! (`Storage` reads outside a unit of work) never take it and see the last committed state.
+//! This holds across CA nodes sharing the database: the lock is the database's, not the
+//! process's. SERIALIZABLE stays as the safety net for anything that writes without the lock
+//! (a DBA's hand, a later engine version), and a serialization failure (40001) or deadlock
+//! (40P01) — including one reported at `COMMIT` — rolls back and **re-runs the body**, as the
+//! trait allows, up to [`MAX_ATTEMPTS`] times.
+//!
+//! `Tx::audit` records and `Tx::import_audit` copies are linked at commit, in the order the
+//! body asked for them, with the pure `ca::audit::link` / `ca::audit::follow`, reading the
+//! head in the same transaction; `Tx::note_serial` raises the counter with `GREATEST`.
+//! `set_status` writes the status, the CRL entry, the dirty mark and a row of the append-only
+//! `revocation_log` in the same transaction.
+//!
+//! # Durability
+//!
+//! Committed is durable: the engine sets `synchronous_commit = on` on every connection, so
+//! `COMMIT` returns after the WAL is flushed (on a primary with synchronous standbys, after
+//! they confirm as configured). If the connection drops *during* `COMMIT`, the outcome is
+//! unknown; the engine then reports an error and does not re-run the body (it might run
+//! twice), as any client of a database must.
+//!
+//! # Migrations
+//!
+//! [`schema::MIGRATIONS`] are applied at [`PgStorage::open`], under an advisory lock; a
+//! database already at a newer version than the binary knows is refused with
+//! [`PgError::SchemaTooNew`].
+
+pub mod schema;
+pub mod testing;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ca::audit::{AuditIntent, Head, Record};
+use ca::records::platform::{Access, Consent, Operator, ServiceProvider};
+use ca::records::{CertKind, CertRecord, Resident, RevokedEntry, State, StatusRecord};
+use ca::storage::{
+    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
+    Revoked, Scheduled, ScheduledKind, Storage, Tx,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use policies::profile::Scope;
+use policies::{Hierarchy, Reason};
+use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{NoTls, Row};
+
+/// How often a unit of work is run before a serialization failure is given up on.
+pub const MAX_ATTEMPTS: u32 = 20;
+
+/// The crate's errors; at the storage boundary each becomes `ca::Error::Store` with its
+/// message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgError {
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    #[error("cannot start the database runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error(
+        "the database's schema is at version {found}, newer than this binary knows ({known}): \
+         upgrade jpki before using this database"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error("the database holds a value this engine cannot read: {0}")]
+    Decode(String),
+    #[error("gave up after {0} serialization failures in a row")]
+    TooManyRetries(u32),
+    #[error("the connection failed during COMMIT: the outcome is unknown ({0})")]
+    CommitUnknown(tokio_postgres::Error),
+}
+
+impl From<PgError> for ca::Error {
+    fn from(e: PgError) -> ca::Error {
+        ca::Error::Store(format!("postgres: {e}"))
+    }
+}
+
+type Result<T> = ca::Result<T>;
+
+fn db(e: tokio_postgres::Error) -> ca::Error {
+    PgError::Db(e).into()
+}
+
+fn decode(what: impl Into<String>) -> ca::Error {
+    PgError::Decode(what.into()).into()
+}
+
+// ----- encodings ---------------------------------------------------------------------------
+
+fn h_code(h: Hierarchy) -> i16 {
+    i16::from(h.tag())
+}
+
+fn h_from(v: i16) -> Result<Hierarchy> {
+    Hierarchy::ALL
+        .into_iter()
+        .find(|h| h_code(*h) == v)
+        .ok_or_else(|| decode(format!("hierarchy {v}")))
+}
+
+/// The CA-level CRL's scope number: after every partition.
+const CA_SCOPE: i32 = 1 << 16;
+
+fn scope_code(s: Scope) -> i32 {
+    match s {
+        Scope::Partition(p) => i32::from(p),
+        Scope::Ca => CA_SCOPE,
+    }
+}
+
+fn scope_from(v: i32) -> Result<Scope> {
+    if v == CA_SCOPE {
+        return Ok(Scope::Ca);
+    }
+    u16::try_from(v)
+        .map(Scope::Partition)
+        .map_err(|_| decode(format!("CRL scope {v}")))
+}
+
+fn ns(t: OffsetDateTime) -> Result<i64> {
+    i64::try_from(t.unix_timestamp_nanos())
+        .map_err(|_| ca::Error::Invalid(format!("instant {t} is out of the storable range")))
+}
+
+fn from_ns(v: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v))
+        .map_err(|e| decode(format!("instant {v}: {e}")))
+}
+
+fn opt_ns(t: Option<OffsetDateTime>) -> Result<Option<i64>> {
+    t.map(ns).transpose()
+}
+
+fn opt_from_ns(v: Option<i64>) -> Result<Option<OffsetDateTime>> {
+    v.map(from_ns).transpose()
+}
+
+fn kind_from(s: &str) -> Result<CertKind> {
+    [
+        CertKind::Root,
+        CertKind::OcspSigner,
+        CertKind::Signing,
+        CertKind::Auth,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+    .ok_or_else(|| decode(format!("certificate kind {s}")))
+}
+
+fn state_from(s: &str) -> Result<State> {
+    [State::Good, State::Held, State::Revoked]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| decode(format!("status {s}")))
+}
+
+fn reason_from(v: i16) -> Result<Reason> {
+    u8::try_from(v)
+        .ok()
+        .and_then(Reason::from_code)
+        .ok_or_else(|| decode(format!("reason code {v}")))
+}
+
+fn sched_kind_from(s: &str) -> Result<ScheduledKind> {
+    match s {
+        "emigrate" => Ok(ScheduledKind::Emigrate),
+        other => Err(decode(format!("scheduled event kind {other}"))),
+    }
+}
+
+fn u64_of(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| decode(format!("negative {what}")))
+}
+
+fn i64_of(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| ca::Error::Invalid(format!("{what} {v} is too large to store")))
+}
+
+/// A serial counter (the whole u64 range) as a bigint, order kept: `n - 2^63`.
+fn counter_code(n: u64) -> i64 {
+    (n ^ (1 << 63)) as i64
+}
+
+fn counter_from(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row, col: &str) -> Result<T> {
+    let Json(v) = row
+        .try_get::<_, Json<T>>(col)
+        .map_err(|e| decode(format!("{col}: {e}")))?;
+    Ok(v)
+}
+
+const CERT_COLS: &str =
+    "c.hierarchy, c.serial, c.kind, c.holder, c.crl_partition, c.not_before_ns, c.not_after_ns, c.der";
+
+fn cert_from(row: &Row) -> Result<CertRecord> {
+    Ok(CertRecord {
+        hierarchy: h_from(row.get(0))?,
+        serial: row.get(1),
+        kind: kind_from(row.get(2))?,
+        holder: row.get(3),
+        partition: row
+            .get::<_, Option<i32>>(4)
+            .map(|p| u16::try_from(p).map_err(|_| decode(format!("CRL partition {p}"))))
+            .transpose()?,
+        not_before: from_ns(row.get(5))?,
+        not_after: from_ns(row.get(6))?,
+        der: row.get(7),
+    })
+}
+
+const STATUS_COLS: &str = "s.state, s.reason, s.since_ns, s.invalidity_ns";
+
+/// A status from four columns starting at `at`.
+fn status_from(row: &Row, at: usize) -> Result<StatusRecord> {
+    Ok(StatusRecord {
+        state: state_from(row.get(at))?,
+        reason: row
+            .get::<_, Option<i16>>(at + 1)
+            .map(reason_from)
+            .transpose()?,
+        since: opt_from_ns(row.get(at + 2))?,
+        invalidity: opt_from_ns(row.get(at + 3))?,
+    })
+}
+
+fn scheduled_from(row: &Row) -> Result<Scheduled> {
+    Ok(Scheduled {
+        at: from_ns(row.get(0))?,
+        resident: row.get(1),
+        kind: sched_kind_from(row.get(2))?,
+    })
+}
+
+fn audit_from(row: &Row) -> Result<Record> {
+    let at: String = row.get(1);
+    Ok(Record {
+        seq: u64_of(row.get(0), "audit sequence")?,
+        at: OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| decode(format!("audit time {at}: {e}")))?,
+        action: row.get(2),
+        subject: row.get(3),
+        detail: row.get(4),
+        prev: row.get(5),
+        hash: row.get(6),
+    })
+}
+
+fn rfc3339(t: OffsetDateTime) -> Result<String> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| ca::Error::Invalid(format!("audit time {t}: {e}")))
+}
+
+fn head_from(row: &Row) -> Result<Head> {
+    Ok(Head {
+        seq: u64_of(row.get(0), "audit head")?,
+        hash: row.get(1),
+    })
+}
+
+// ----- the engine --------------------------------------------------------------------------
+
+/// What the engine counts (see [`Storage::commit_stats`]).
+#[derive(Default)]
+struct Stats {
+    batches: AtomicU64,
+    transactions: AtomicU64,
+    stage_us: AtomicU64,
+    sync_us: AtomicU64,
+}
+
+/// The PostgreSQL storage authority (see the crate docs).
+pub struct PgStorage {
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    stats: Stats,
+    /// Whatever must live as long as the engine (a data directory's lock).
+    keep: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; from inside another runtime's task that panics.
+        // `shutdown_background` never blocks; the pool's connections close with their tasks.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Connections the pool opens at most.
+const POOL_SIZE: usize = 16;
+
+impl PgStorage {
+    /// Connects to `url` (`postgres://user@host/db`, or `postgresql:///db?host=/socket/dir`),
+    /// applies the missing migrations and checks the schema's version.
+    pub fn open(url: &str) -> std::result::Result<PgStorage, PgError> {
+        let mut config =
+            tokio_postgres::Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))?;
+        config.options("-c synchronous_commit=on");
+        if config.get_application_name().is_none() {
+            config.application_name("jpki");
+        }
+        config.connect_timeout(Duration::from_secs(10));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("jpki-postgres")
+            .enable_all()
+            .build()
+            .map_err(PgError::Runtime)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| PgError::Connect(e.to_string()))?;
+        let store = PgStorage {
+            rt: Some(rt),
+            pool,
+            stats: Stats::default(),
+            keep: Vec::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Keeps `v` alive as long as the engine (e.g. a lock on the data directory).
+    pub fn keep_alive(&mut self, v: Box<dyn Any + Send + Sync>) {
+        self.keep.push(v);
+    }
+
+    /// The schema version of the database (after [`PgStorage::open`]: [`schema::latest`]).
+    pub fn schema_version(&self) -> std::result::Result<i32, PgError> {
+        self.block(async {
+            let c = self.client().await?;
+            let row = c
+                .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        // Only `Drop` takes it.
+        self.rt.as_ref().expect("the runtime lives until drop")
+    }
+
+    fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt().block_on(f)
+    }
+
+    async fn client(&self) -> std::result::Result<Object, PgError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| PgError::Connect(e.to_string()))
+    }
+
+    fn migrate(&self) -> std::result::Result<(), PgError> {
+        self.block(async {
+            let mut c = self.client().await?;
+            c.batch_execute(schema::VERSION_TABLE).await?;
+            c.execute("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
+                .await?;
+            let result = async {
+                let found: i32 = c
+                    .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+                    .await?
+                    .get(0);
+                if found > schema::latest() {
+                    return Err(PgError::SchemaTooNew {
+                        found,
+                        known: schema::latest(),
+                    });
+                }
+                for (version, what, sql) in schema::MIGRATIONS {
+                    if *version <= found {
+                        continue;
+                    }
+                    let t = c.transaction().await?;
+                    t.batch_execute(sql).await?;
+                    t.execute(
+                        "INSERT INTO schema_version (version, description) VALUES ($1, $2)",
+                        &[version, what],
+                    )
+                    .await?;
+                    t.commit().await?;
+                    tracing::info!(version, what, "applied a schema migration");
+                }
+                Ok(())
+            }
+            .await;
+            c.execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
+                .await?;
+            result
+        })
+    }
+
+    /// Runs one query outside a unit of work.
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.block(async {
+            let c = self.client().await?;
+            let st = c.prepare_cached(sql).await.map_err(db)?;
+            c.query(&st, params).await.map_err(db)
+        })
+    }
+
+    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let mut rows = self.query(sql, params)?;
+        if rows.len() > 1 {
+            return Err(decode("a lookup by key found several rows"));
+        }
+        Ok(rows.pop())
+    }
+
+    /// Runs a unit of work once: BEGIN, the writer lock, the body, the writes resolved at
+    /// commit, COMMIT.
+    fn one_attempt(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Attempt {
+        let started = Instant::now();
+        let mut conn = match self.block(self.client()) {
+            Ok(c) => Conn(Some(c), false),
+            Err(e) => return Attempt::Failed(e.into()),
+        };
+        let Some(client) = conn.0.as_ref() else {
+            return Attempt::Failed(decode("no connection"));
+        };
+        let begun = self.block(client.batch_execute(
+            "BEGIN ISOLATION LEVEL SERIALIZABLE; LOCK TABLE writer_lock IN EXCLUSIVE MODE",
+        ));
+        if let Err(e) = begun {
+            return self.abandon(conn, Err(e));
+        }
+        let tx = PgTx {
+            store: self,
+            client,
+            first_error: RefCell::new(None),
+            at_commit: RefCell::new(Vec::new()),
+        };
+        let outcome = body(&tx).and_then(|()| tx.commit_writes());
+        let first_error = tx.first_error.take();
+        drop(tx);
+        if let Some(e) = first_error {
+            return self.abandon(conn, Err(e));
+        }
+        if let Err(e) = outcome {
+            return self.abandon(conn, Ok(e));
+        }
+        let staged = started.elapsed();
+        let committed = self.block(client.batch_execute("COMMIT"));
+        let synced = started.elapsed().saturating_sub(staged);
+        self.stats
+            .stage_us
+            .fetch_add(staged.as_micros() as u64, Ordering::Relaxed);
+        self.stats
+            .sync_us
+            .fetch_add(synced.as_micros() as u64, Ordering::Relaxed);
+        match committed {
+            Ok(()) => {
+                conn.1 = true;
+                Attempt::Committed
+            }
+            // A failed COMMIT ends the transaction; the connection is clean.
+            Err(e) if retryable(&e) => {
+                conn.1 = true;
+                Attempt::Retry
+            }
+            Err(e) if e.code().is_none() => Attempt::Failed(PgError::CommitUnknown(e).into()),
+            Err(e) => {
+                conn.1 = true;
+                Attempt::Failed(db(e))
+            }
+        }
+    }
+
+    /// Rolls back after a database error (`Err`) or the body's own error (`Ok`): a
+    /// serialization failure means run again; anything else fails the unit of work. A
+    /// connection that does not roll back cleanly is dropped, never pooled.
+    fn abandon(
+        &self,
+        mut conn: Conn,
+        why: std::result::Result<ca::Error, tokio_postgres::Error>,
+    ) -> Attempt {
+        if let Some(c) = conn.0.as_ref() {
+            conn.1 = self.block(c.batch_execute("ROLLBACK")).is_ok();
+        }
+        match why {
+            Ok(body_error) => Attempt::Failed(body_error),
+            Err(e) if retryable(&e) => Attempt::Retry,
+            Err(e) => Attempt::Failed(db(e)),
+        }
+    }
+}
+
+/// A pooled connection and whether it is clean (outside any transaction). An unclean one —
+/// the body panicked, or ROLLBACK failed — is taken out of the pool and closed on drop.
+struct Conn(Option<Object>, bool);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.1 {
+            if let Some(o) = self.0.take() {
+                drop(Object::take(o));
+            }
+        }
+    }
+}
+
+/// How one run of a unit of work ended.
+enum Attempt {
+    Committed,
+    /// A serialization failure or deadlock: rolled back, run the body again.
+    Retry,
+    Failed(ca::Error),
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// Rows streamed per query by the `for_each_*` reads.
+const CHUNK: i64 = 512;
+
+impl Storage for PgStorage {
+    fn certificate(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<CertRecord>> {
+        self.query_opt(
+            &format!("SELECT {CERT_COLS} FROM certificates c WHERE hierarchy = $1 AND serial = $2"),
+            &[&h_code(h), &serial],
+        )?
+        .as_ref()
+        .map(cert_from)
+        .transpose()
+    }
+
+    fn for_each_certificate(&self, each: &mut dyn FnMut(CertRecord) -> Result<()>) -> Result<()> {
+        let mut after: (i16, Vec<u8>) = (-1, Vec::new());
+        loop {
+            let rows = self.query(
+                &format!(
+                    "SELECT {CERT_COLS} FROM certificates c WHERE (hierarchy, serial) > ($1, $2) \
+                     ORDER BY hierarchy, serial LIMIT $3"
+                ),
+                &[&after.0, &after.1, &CHUNK],
+            )?;
+            let full = rows.len() as i64 == CHUNK;
+            for row in &rows {
+                let c = cert_from(row)?;
+                after = (h_code(c.hierarchy), c.serial.clone());
+                each(c)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
+        self.query(
+            &format!(
+                "SELECT {CERT_COLS}, {STATUS_COLS} FROM certificates c \
+                 JOIN statuses s USING (hierarchy, serial) \
+                 WHERE c.holder = $1 ORDER BY c.hierarchy, c.serial"
+            ),
+            &[&holder],
+        )?
+        .iter()
+        .map(|row| Ok((cert_from(row)?, status_from(row, 8)?)))
+        .collect()
+    }
+
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.query_opt(
+            &format!("SELECT {STATUS_COLS} FROM statuses s WHERE hierarchy = $1 AND serial = $2"),
+            &[&h_code(h), &serial],
+        )?
+        .map(|row| status_from(&row, 0))
+        .transpose()
+    }
+
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.query_opt(
+            "SELECT holder, hierarchy FROM key_owners WHERE fingerprint = $1",
+            &[&&fp[..]],
+        )?
+        .map(|row| {
+            Ok(KeyOwner {
+                holder: row.get(0),
+                hierarchy: h_from(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+
+    fn serial_counter(&self, h: Hierarchy) -> Result<u64> {
+        match self.query_opt(
+            "SELECT value FROM serial_counters WHERE hierarchy = $1",
+            &[&h_code(h)],
+        )? {
+            Some(row) => Ok(counter_from(row.get(0))),
+            None => Ok(0),
+        }
+    }
+
+    fn for_each_revoked(
+        &self,
+        h: Hierarchy,
+        scope: Scope,
+        each: &mut dyn FnMut(Revoked) -> Result<()>,
+    ) -> Result<()> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.query(
+                "SELECT serial, reason, revoked_at, invalidity, not_after FROM revoked \
+                 WHERE hierarchy = $1 AND crl_scope = $2 AND ($3::bytea IS NULL OR serial > $3) \
+                 ORDER BY serial LIMIT $4",
+                &[&h_code(h), &scope_code(scope), &after, &CHUNK],
+            )?;
+            let full = rows.len() as i64 == CHUNK;
+            for row in &rows {
+                let serial: Vec<u8> = row.get(0);
+                after = Some(serial.clone());
+                each(Revoked {
+                    serial,
+                    entry: RevokedEntry {
+                        reason: reason_from(row.get(1))?,
+                        revoked_at: row.get(2),
+                        invalidity: row.get(3),
+                        not_after: row.get(4),
+                    },
+                })?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+        self.query(
+            "SELECT hierarchy, crl_scope FROM crl_dirty ORDER BY hierarchy, crl_scope",
+            &[],
+        )?
+        .iter()
+        .map(|row| Ok((h_from(row.get(0))?, scope_from(row.get(1))?)))
+        .collect()
+    }
+
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .query_opt(
+                "SELECT state FROM crl_state WHERE hierarchy = $1 AND crl_scope = $2",
+                &[&h_code(h), &scope_code(scope)],
+            )?
+            .map(|row| row.get(0)))
+    }
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>> {
+        self.query_opt("SELECT record FROM residents WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.query(
+                "SELECT id, record FROM residents \
+                 WHERE $1::text IS NULL OR id COLLATE \"C\" > $1 \
+                 ORDER BY id COLLATE \"C\" LIMIT $2",
+                &[&after, &CHUNK],
+            )?;
+            let full = rows.len() as i64 == CHUNK;
+            for row in &rows {
+                after = Some(row.get(0));
+                each(json(row, "record")?)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>> {
+        self.query(
+            "SELECT at_ns, resident, kind FROM scheduled_events WHERE at_ns <= $1 \
+             ORDER BY at_ns, resident",
+            &[&ns(until)?],
+        )?
+        .iter()
+        .map(scheduled_from)
+        .collect()
+    }
+
+    fn next_event(&self) -> Result<Option<Scheduled>> {
+        self.query_opt(
+            "SELECT at_ns, resident, kind FROM scheduled_events ORDER BY at_ns, resident LIMIT 1",
+            &[],
+        )?
+        .map(|row| scheduled_from(&row))
+        .transpose()
+    }
+
+    fn audit_head(&self) -> Result<Option<Head>> {
+        self.query_opt("SELECT seq, hash FROM audit_head", &[])?
+            .map(|row| head_from(&row))
+            .transpose()
+    }
+
+    fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT seq, at, action, subject, detail, prev, hash FROM audit_records \
+             WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            &[&from, &limit],
+        )?
+        .iter()
+        .map(audit_from)
+        .collect()
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>> {
+        self.query_opt("SELECT record FROM operators WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn operator_named(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .query_opt(
+                "SELECT operator FROM operator_names WHERE name = $1",
+                &[&name],
+            )?
+            .map(|row| row.get(0)))
+    }
+
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
+        Ok(self
+            .query_opt(
+                "SELECT operator FROM operator_keys WHERE fingerprint = $1",
+                &[&fp],
+            )?
+            .map(|row| row.get(0)))
+    }
+
+    fn operators(&self) -> Result<Vec<Operator>> {
+        self.query(
+            "SELECT record FROM operators ORDER BY id COLLATE \"C\"",
+            &[],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
+    }
+
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        self.query_opt("SELECT record FROM service_providers WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn service_providers(&self) -> Result<Vec<ServiceProvider>> {
+        self.query(
+            "SELECT record FROM service_providers ORDER BY id COLLATE \"C\"",
+            &[],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
+    }
+
+    fn consent(&self, id: &str) -> Result<Option<Consent>> {
+        self.query_opt("SELECT record FROM consents WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn consents_of(&self, holder: &str, sp: &str) -> Result<Vec<Consent>> {
+        self.query(
+            "SELECT record FROM consents WHERE holder = $1 AND sp = $2 ORDER BY id COLLATE \"C\"",
+            &[&holder, &sp],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
+    }
+
+    fn access_log(&self, holder: &str) -> Result<Vec<Access>> {
+        self.query(
+            "SELECT record FROM access_log WHERE holder = $1 ORDER BY at_ns, seq",
+            &[&holder],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
+    }
+
+    fn access_count(&self) -> Result<u64> {
+        let rows = self.query("SELECT count(*) FROM access_log", &[])?;
+        let n: i64 = rows.first().map_or(0, |r| r.get(0));
+        u64_of(n, "count")
+    }
+
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
+        let mut backoff = Duration::from_millis(1);
+        for _ in 0..MAX_ATTEMPTS {
+            self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+            match self.one_attempt(body) {
+                Attempt::Committed => {
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Attempt::Failed(e) => return Err(e),
+                Attempt::Retry => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+        Err(PgError::TooManyRetries(MAX_ATTEMPTS).into())
+    }
+
+    fn check_consistency(&self) -> Result<u64> {
+        let broken = |what: String| ca::Error::Store(format!("index check: {what}"));
+        const _: () = assert!(CA_SCOPE == 65536);
+        let problems: &[(&str, &str)] = &[
+            (
+                "SELECT c.serial FROM certificates c LEFT JOIN statuses s USING (hierarchy, serial) \
+                 WHERE s.state IS NULL LIMIT 1",
+                "has no status",
+            ),
+            (
+                "SELECT s.serial FROM statuses s JOIN certificates c USING (hierarchy, serial) \
+                 LEFT JOIN revoked r ON r.hierarchy = s.hierarchy AND r.serial = s.serial \
+                 WHERE s.state <> 'good' AND r.serial IS NULL LIMIT 1",
+                "is revoked or held but has no revoked entry",
+            ),
+            (
+                "SELECT s.serial FROM statuses s JOIN revoked r USING (hierarchy, serial) \
+                 WHERE s.state = 'good' LIMIT 1",
+                "is good but listed as revoked",
+            ),
+            (
+                "SELECT s.serial FROM statuses s JOIN revoked r USING (hierarchy, serial) \
+                 WHERE s.reason IS DISTINCT FROM r.reason LIMIT 1",
+                "revoked entry and status disagree on the reason",
+            ),
+            (
+                // 65536: CA_SCOPE, the CA-level CRL.
+                "SELECT r.serial FROM revoked r JOIN certificates c USING (hierarchy, serial) \
+                 WHERE r.crl_scope <> coalesce(c.crl_partition, 65536) LIMIT 1",
+                "is listed on another CRL than its own",
+            ),
+        ];
+        for (sql, what) in problems {
+            if let Some(row) = self.query_opt(sql, &[])? {
+                let serial: Vec<u8> = row.get(0);
+                return Err(broken(format!("{} {what}", hex_upper(&serial))));
+            }
+        }
+        // Every holder's certificate has its key in the key index.
+        let mut n = 0u64;
+        let mut missing_key = None;
+        self.for_each_certificate(&mut |c| {
+            n += 1;
+            if c.holder.is_some() && missing_key.is_none() {
+                let fp = fingerprint(&c.spki()?);
+                if self.key_owner(&fp)?.is_none() {
+                    missing_key = Some(hex_upper(&c.serial));
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(s) = missing_key {
+            return Err(broken(format!(
+                "{s}: its key is missing from the key index"
+            )));
+        }
+        Ok(n)
+    }
+
+    fn compact(&self) -> Result<Compaction> {
+        // PostgreSQL bounds its own write-ahead log (checkpoints); nothing to do here.
+        Ok(Compaction {
+            position: self.stats.batches.load(Ordering::Relaxed),
+            ..Compaction::default()
+        })
+    }
+
+    fn journal_bytes(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            transactions: self.stats.transactions.load(Ordering::Relaxed),
+            stage_us: self.stats.stage_us.load(Ordering::Relaxed),
+            sync_us: self.stats.sync_us.load(Ordering::Relaxed),
+            apply_us: 0,
+        }
+    }
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
+
+// ----- units of work -----------------------------------------------------------------------
+
+/// A write resolved at commit, in the order the body asked for it.
+enum AtCommit {
+    Serial(Hierarchy, u64),
+    Audit(AuditIntent),
+    Import(Record),
+}
+
+/// One run of a unit of work on one connection inside `BEGIN … COMMIT`.
+struct PgTx<'a> {
+    store: &'a PgStorage,
+    client: &'a Object,
+    /// The first database error: once a statement fails the transaction is aborted, and this
+    /// (not whatever the body made of it) decides whether to run again.
+    first_error: RefCell<Option<tokio_postgres::Error>>,
+    at_commit: RefCell<Vec<AtCommit>>,
+}
+
+impl PgTx<'_> {
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let r = self.store.block(async {
+            let st = self.client.prepare_cached(sql).await?;
+            self.client.query(&st, params).await
+        });
+        r.map_err(|e| {
+            let shown = db_ref(&e);
+            self.first_error.borrow_mut().get_or_insert(e);
+            shown
+        })
+    }
+
+    fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        self.query(sql, params).map(|_| ())
+    }
+
+    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let mut rows = self.query(sql, params)?;
+        if rows.len() > 1 {
+            return Err(decode("a lookup by key found several rows"));
+        }
+        Ok(rows.pop())
+    }
+
+    fn exists(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<bool> {
+        Ok(!self.query(sql, params)?.is_empty())
+    }
+
+    fn string(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<String>> {
+        Ok(self.query_opt(sql, params)?.map(|r| r.get(0)))
+    }
+
+    fn head(&self) -> Result<Option<Head>> {
+        self.query_opt("SELECT seq, hash FROM audit_head", &[])?
+            .map(|row| head_from(&row))
+            .transpose()
+    }
+
+    fn append_audit(&self, record: &Record, head: &Head) -> Result<()> {
+        self.exec(
+            "INSERT INTO audit_records (seq, at, action, subject, detail, prev, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &i64_of(record.seq, "audit sequence")?,
+                &rfc3339(record.at)?,
+                &record.action,
+                &record.subject,
+                &record.detail,
+                &record.prev,
+                &record.hash,
+            ],
+        )?;
+        self.exec(
+            "INSERT INTO audit_head (one, seq, hash) VALUES (true, $1, $2) \
+             ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
+            &[&i64_of(head.seq, "audit sequence")?, &head.hash],
+        )
+    }
+
+    /// The writes deferred to commit, in order.
+    fn commit_writes(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.at_commit.borrow_mut());
+        for w in pending {
+            match w {
+                AtCommit::Serial(h, n) => self.exec(
+                    "INSERT INTO serial_counters (hierarchy, value) VALUES ($1, $2) \
+                     ON CONFLICT (hierarchy) DO UPDATE \
+                     SET value = GREATEST(serial_counters.value, EXCLUDED.value)",
+                    &[&h_code(h), &counter_code(n)],
+                )?,
+                AtCommit::Audit(a) => {
+                    let (record, head) = ca::audit::link(self.head()?.as_ref(), &a)?;
+                    self.append_audit(&record, &head)?;
+                }
+                AtCommit::Import(record) => {
+                    let head = ca::audit::follow(self.head()?.as_ref(), &record)?;
+                    self.append_audit(&record, &head)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error as the body sees it (the original is kept to decide on a retry).
+fn db_ref(e: &tokio_postgres::Error) -> ca::Error {
+    match e.code() {
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            ca::Error::Conflict
+        }
+        _ => ca::Error::Store(format!("postgres: {e}")),
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn certificate_exists(&self, h: Hierarchy, serial: &[u8]) -> Result<bool> {
+        self.exists(
+            "SELECT 1 FROM certificates WHERE hierarchy = $1 AND serial = $2",
+            &[&h_code(h), &serial],
+        )
+    }
+
+    fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.query_opt(
+            &format!("SELECT {STATUS_COLS} FROM statuses s WHERE hierarchy = $1 AND serial = $2"),
+            &[&h_code(h), &serial],
+        )?
+        .map(|row| status_from(&row, 0))
+        .transpose()
+    }
+
+    fn resident(&self, id: &str) -> Result<Option<Resident>> {
+        self.query_opt("SELECT record FROM residents WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.query_opt(
+            "SELECT holder, hierarchy FROM key_owners WHERE fingerprint = $1",
+            &[&&fp[..]],
+        )?
+        .map(|row| {
+            Ok(KeyOwner {
+                holder: row.get(0),
+                hierarchy: h_from(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+
+    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
+        self.exists(
+            "SELECT 1 FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2",
+            &[&h_code(h), &scope_code(scope)],
+        )
+    }
+
+    fn operator(&self, id: &str) -> Result<Option<Operator>> {
+        self.query_opt("SELECT record FROM operators WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn operator_named(&self, name: &str) -> Result<Option<String>> {
+        self.string(
+            "SELECT operator FROM operator_names WHERE name = $1",
+            &[&name],
+        )
+    }
+
+    fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.string(
+            "SELECT operator FROM operator_keys WHERE fingerprint = $1",
+            &[&fp],
+        )
+    }
+
+    fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>> {
+        self.string(
+            "SELECT sp FROM service_provider_names WHERE pf = $1 AND name = $2",
+            &[&pf, &name],
+        )
+    }
+
+    fn consent(&self, id: &str) -> Result<Option<Consent>> {
+        self.query_opt("SELECT record FROM consents WHERE id = $1", &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+
+    fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool> {
+        self.exists(
+            "SELECT 1 FROM consent_nonces WHERE sp = $1 AND nonce = $2",
+            &[&sp, &nonce],
+        )
+    }
+
+    fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
+        let h = h_code(c.hierarchy);
+        let partition = c.partition.map(i32::from);
+        self.exec(
+            "INSERT INTO certificates \
+             (hierarchy, serial, kind, holder, crl_partition, not_before_ns, not_after_ns, der) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (hierarchy, serial) DO UPDATE SET kind = EXCLUDED.kind, \
+             holder = EXCLUDED.holder, crl_partition = EXCLUDED.crl_partition, \
+             not_before_ns = EXCLUDED.not_before_ns, not_after_ns = EXCLUDED.not_after_ns, \
+             der = EXCLUDED.der",
+            &[
+                &h,
+                &c.serial,
+                &c.kind.as_str(),
+                &c.holder,
+                &partition,
+                &ns(c.not_before)?,
+                &ns(c.not_after)?,
+                &c.der,
+            ],
+        )?;
+        self.exec(
+            "INSERT INTO statuses (hierarchy, serial, state) VALUES ($1, $2, 'good') \
+             ON CONFLICT (hierarchy, serial) DO UPDATE SET state = 'good', reason = NULL, \
+             since_ns = NULL, invalidity_ns = NULL",
+            &[&h, &c.serial],
+        )?;
+        if let (Some(holder), Some(fp)) = (&c.holder, key) {
+            self.exec(
+                "INSERT INTO key_owners (fingerprint, holder, hierarchy) VALUES ($1, $2, $3) \
+                 ON CONFLICT (fingerprint) DO UPDATE SET holder = EXCLUDED.holder, \
+                 hierarchy = EXCLUDED.hierarchy",
+                &[&&fp[..], holder, &h],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()> {
+        let h = h_code(c.hierarchy);
+        let scope = scope_of(c);
+        let entry = revoked_entry(c, status)?;
+        let reason = status.reason.map(|r| i16::from(r.code()));
+        let since = opt_ns(status.since)?;
+        let invalidity = opt_ns(status.invalidity)?;
+        self.exec(
+            "INSERT INTO statuses (hierarchy, serial, state, reason, since_ns, invalidity_ns) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (hierarchy, serial) DO UPDATE SET state = EXCLUDED.state, \
+             reason = EXCLUDED.reason, since_ns = EXCLUDED.since_ns, \
+             invalidity_ns = EXCLUDED.invalidity_ns",
+            &[
+                &h,
+                &c.serial,
+                &status.state.as_str(),
+                &reason,
+                &since,
+                &invalidity,
+            ],
+        )?;
+        match entry {
+            Some(e) => self.exec(
+                "INSERT INTO revoked \
+                 (hierarchy, crl_scope, serial, reason, revoked_at, invalidity, not_after) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (hierarchy, crl_scope, serial) DO UPDATE SET \
+                 reason = EXCLUDED.reason, revoked_at = EXCLUDED.revoked_at, \
+                 invalidity = EXCLUDED.invalidity, not_after = EXCLUDED.not_after",
+                &[
+                    &h,
+                    &scope_code(scope),
+                    &c.serial,
+                    &i16::from(e.reason.code()),
+                    &e.revoked_at,
+                    &e.invalidity,
+                    &e.not_after,
+                ],
+            )?,
+            None => self.exec(
+                "DELETE FROM revoked WHERE hierarchy = $1 AND crl_scope = $2 AND serial = $3",
+                &[&h, &scope_code(scope), &c.serial],
+            )?,
+        }
+        self.exec(
+            "INSERT INTO revocation_log \
+             (hierarchy, serial, state, reason, since_ns, invalidity_ns) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &h,
+                &c.serial,
+                &status.state.as_str(),
+                &reason,
+                &since,
+                &invalidity,
+            ],
+        )?;
+        self.set_crl_dirty(c.hierarchy, scope)
+    }
+
+    fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Serial(h, n));
+        Ok(())
+    }
+
+    fn put_resident(&self, r: &Resident) -> Result<()> {
+        let state = serde_json::to_value(r.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.exec(
+            "INSERT INTO residents (id, state, version, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+             version = EXCLUDED.version, record = EXCLUDED.record",
+            &[
+                &r.id,
+                &state,
+                &i64_of(r.version, "resident version")?,
+                &Json(r),
+            ],
+        )
+    }
+
+    fn schedule(&self, s: &Scheduled) -> Result<()> {
+        self.exec(
+            "INSERT INTO scheduled_events (at_ns, resident, kind) VALUES ($1, $2, $3) \
+             ON CONFLICT (at_ns, resident) DO UPDATE SET kind = EXCLUDED.kind",
+            &[&ns(s.at)?, &s.resident, &s.kind.as_str()],
+        )
+    }
+
+    fn unschedule(&self, s: &Scheduled) -> Result<()> {
+        self.exec(
+            "DELETE FROM scheduled_events WHERE at_ns = $1 AND resident = $2",
+            &[&ns(s.at)?, &s.resident],
+        )
+    }
+
+    fn audit(&self, record: AuditIntent) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Audit(record));
+        Ok(())
+    }
+
+    fn import_audit(&self, record: Record) -> Result<()> {
+        self.at_commit.borrow_mut().push(AtCommit::Import(record));
+        Ok(())
+    }
+
+    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        self.exec(
+            "INSERT INTO crl_dirty (hierarchy, crl_scope) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&h_code(h), &scope_code(scope)],
+        )
+    }
+
+    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        self.exec(
+            "DELETE FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2",
+            &[&h_code(h), &scope_code(scope)],
+        )
+    }
+
+    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
+        self.exec(
+            "INSERT INTO crl_state (hierarchy, crl_scope, state) VALUES ($1, $2, $3) \
+             ON CONFLICT (hierarchy, crl_scope) DO UPDATE SET state = EXCLUDED.state",
+            &[&h_code(h), &scope_code(scope), &state],
+        )
+    }
+
+    fn put_operator(&self, op: &Operator) -> Result<()> {
+        self.exec(
+            "INSERT INTO operators (id, name, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, record = EXCLUDED.record",
+            &[&op.id, &op.name, &Json(op)],
+        )?;
+        self.exec(
+            "INSERT INTO operator_names (name, operator) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET operator = EXCLUDED.operator",
+            &[&op.name, &op.id],
+        )
+    }
+
+    fn bind_operator_key(&self, fp: &str, operator: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO operator_keys (fingerprint, operator) VALUES ($1, $2) \
+             ON CONFLICT (fingerprint) DO UPDATE SET operator = EXCLUDED.operator",
+            &[&fp, &operator],
+        )
+    }
+
+    fn put_service_provider(&self, sp: &ServiceProvider) -> Result<()> {
+        self.exec(
+            "INSERT INTO service_providers (id, pf, name, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET pf = EXCLUDED.pf, name = EXCLUDED.name, \
+             record = EXCLUDED.record",
+            &[&sp.id, &sp.pf, &sp.name, &Json(sp)],
+        )?;
+        self.exec(
+            "INSERT INTO service_provider_names (pf, name, sp) VALUES ($1, $2, $3) \
+             ON CONFLICT (pf, name) DO UPDATE SET sp = EXCLUDED.sp",
+            &[&sp.pf, &sp.name, &sp.id],
+        )
+    }
+
+    fn put_consent(&self, c: &Consent) -> Result<()> {
+        self.exec(
+            "INSERT INTO consent_nonces (sp, nonce, consent) VALUES ($1, $2, $3) \
+             ON CONFLICT (sp, nonce) DO UPDATE SET consent = EXCLUDED.consent",
+            &[&c.sp, &c.nonce, &c.id],
+        )?;
+        self.exec(
+            "INSERT INTO consents (id, holder, sp, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, sp = EXCLUDED.sp, \
+             record = EXCLUDED.record",
+            &[&c.id, &c.holder, &c.sp, &Json(c)],
+        )
+    }
+
+    fn append_access(&self, a: &Access, seq: u64) -> Result<()> {
+        self.exec(
+            "INSERT INTO access_log (holder, at_ns, seq, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (holder, at_ns, seq) DO UPDATE SET record = EXCLUDED.record",
+            &[
+                &a.holder,
+                &ns(a.at)?,
+                &i64_of(seq, "access sequence")?,
+                &Json(a),
+            ],
+        )
+    }
+}

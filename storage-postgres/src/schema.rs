@@ -1,0 +1,199 @@
+//! The schema, as numbered migrations applied in order at start-up.
+//!
+//! `schema_version` holds one row per migration applied. [`MIGRATIONS`] is append-only:
+//! a released migration is never edited; a change of schema is a new entry. On start-up the
+//! engine takes an advisory lock (so that two nodes starting together do not both migrate),
+//! refuses a database whose highest version is newer than [`MIGRATIONS`] knows (a newer
+//! binary migrated it: running an older one against it could misread it), and applies the
+//! missing migrations, each in its own transaction.
+
+/// The migrations: (version, what it does, SQL). Versions start at 1 and have no gaps.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "the storage authority's tables", V1)];
+
+/// The version this binary brings a database to.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Created before any migration; never changed by one.
+pub const VERSION_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)";
+
+/// The key of the advisory lock held while migrating.
+pub const MIGRATION_LOCK: i64 = 0x6A70_6B69_0001;
+
+// Conventions: hierarchy is a smallint (0 signing, 1 auth: `Hierarchy::tag`); a CRL scope is an
+// integer, the partition number for an end-entity partition and 65536 for the CA-level CRL
+// (so that ordering by it gives partitions in number order, then the CA-level CRL); instants
+// are bigint nanoseconds since the Unix epoch (exact: the records round-trip to the
+// nanosecond), except the audit record's `at`, kept as the RFC 3339 text its hash covers, and
+// the CRL entry's times, in seconds as the CRL says them. Records with nested parts
+// (residents with their history, operators, service providers, consents, access entries)
+// keep their full serde form in a jsonb `record` column beside the columns they are looked
+// up or ordered by. Text keys that listings are ordered by are `COLLATE "C"` (byte order, as
+// the other engines order them), whatever the database's default collation.
+const V1: &str = r#"
+CREATE TABLE certificates (
+    hierarchy     smallint NOT NULL,
+    serial        bytea    NOT NULL,
+    kind          text     NOT NULL,
+    holder        text,
+    crl_partition integer,
+    not_before_ns bigint   NOT NULL,
+    not_after_ns  bigint   NOT NULL,
+    der           bytea    NOT NULL,
+    PRIMARY KEY (hierarchy, serial)
+);
+CREATE INDEX certificates_by_holder ON certificates (holder, hierarchy, serial) WHERE holder IS NOT NULL;
+
+CREATE TABLE statuses (
+    hierarchy     smallint NOT NULL,
+    serial        bytea    NOT NULL,
+    state         text     NOT NULL CHECK (state IN ('good', 'held', 'revoked')),
+    reason        smallint,
+    since_ns      bigint,
+    invalidity_ns bigint,
+    PRIMARY KEY (hierarchy, serial),
+    FOREIGN KEY (hierarchy, serial) REFERENCES certificates
+);
+
+-- The CRL entries, by (hierarchy, CRL scope): what for_each_revoked streams.
+CREATE TABLE revoked (
+    hierarchy    smallint NOT NULL,
+    crl_scope    integer  NOT NULL,
+    serial       bytea    NOT NULL,
+    reason       smallint NOT NULL,
+    revoked_at   bigint   NOT NULL,
+    invalidity   bigint,
+    not_after    bigint   NOT NULL,
+    PRIMARY KEY (hierarchy, crl_scope, serial),
+    FOREIGN KEY (hierarchy, serial) REFERENCES certificates
+);
+
+-- Append-only: one row per status change, written by set_status in the same transaction.
+-- seq comes from a sequence, so it grows with commit order only approximately (a follower
+-- must allow for a gap that fills in shortly after).
+CREATE TABLE revocation_log (
+    seq           bigserial PRIMARY KEY,
+    hierarchy     smallint NOT NULL,
+    serial        bytea    NOT NULL,
+    state         text     NOT NULL,
+    reason        smallint,
+    since_ns      bigint,
+    invalidity_ns bigint,
+    logged_at     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE key_owners (
+    fingerprint bytea    PRIMARY KEY,
+    holder      text     NOT NULL,
+    hierarchy   smallint NOT NULL
+);
+
+-- value is the counter minus 2^63 (the counter spans the whole u64 range; this keeps the
+-- order, so GREATEST works on it): 0 is stored as -9223372036854775808.
+CREATE TABLE serial_counters (
+    hierarchy smallint PRIMARY KEY,
+    value     bigint   NOT NULL
+);
+
+CREATE TABLE crl_dirty (
+    hierarchy smallint NOT NULL,
+    crl_scope integer  NOT NULL,
+    PRIMARY KEY (hierarchy, crl_scope)
+);
+
+CREATE TABLE crl_state (
+    hierarchy smallint NOT NULL,
+    crl_scope integer  NOT NULL,
+    state     bytea    NOT NULL,
+    PRIMARY KEY (hierarchy, crl_scope)
+);
+
+CREATE TABLE residents (
+    id      text   COLLATE "C" PRIMARY KEY,
+    state   text   NOT NULL,
+    version bigint NOT NULL,
+    record  jsonb  NOT NULL
+);
+
+CREATE TABLE scheduled_events (
+    at_ns    bigint NOT NULL,
+    resident text   COLLATE "C" NOT NULL,
+    kind     text   NOT NULL,
+    PRIMARY KEY (at_ns, resident)
+);
+
+CREATE TABLE audit_records (
+    seq     bigint PRIMARY KEY,
+    at      text   NOT NULL,
+    action  text   NOT NULL,
+    subject text   NOT NULL,
+    detail  text   NOT NULL,
+    prev    text   NOT NULL,
+    hash    text   NOT NULL
+);
+
+-- The chain's head: at most one row.
+CREATE TABLE audit_head (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+    seq  bigint  NOT NULL,
+    hash text    NOT NULL
+);
+
+CREATE TABLE operators (
+    id     text  COLLATE "C" PRIMARY KEY,
+    name   text  NOT NULL,
+    record jsonb NOT NULL
+);
+CREATE TABLE operator_names (
+    name     text PRIMARY KEY,
+    operator text NOT NULL
+);
+CREATE TABLE operator_keys (
+    fingerprint text PRIMARY KEY,
+    operator    text NOT NULL
+);
+
+CREATE TABLE service_providers (
+    id     text  COLLATE "C" PRIMARY KEY,
+    pf     text  NOT NULL,
+    name   text  NOT NULL,
+    record jsonb NOT NULL
+);
+CREATE TABLE service_provider_names (
+    pf   text NOT NULL,
+    name text NOT NULL,
+    sp   text NOT NULL,
+    PRIMARY KEY (pf, name)
+);
+
+CREATE TABLE consents (
+    id     text  COLLATE "C" PRIMARY KEY,
+    holder text  NOT NULL,
+    sp     text  NOT NULL,
+    record jsonb NOT NULL
+);
+CREATE INDEX consents_by_holder ON consents (holder, sp, id);
+CREATE TABLE consent_nonces (
+    sp      text NOT NULL,
+    nonce   text NOT NULL,
+    consent text NOT NULL,
+    PRIMARY KEY (sp, nonce)
+);
+
+CREATE TABLE access_log (
+    holder text   NOT NULL,
+    at_ns  bigint NOT NULL,
+    seq    bigint NOT NULL,
+    record jsonb  NOT NULL,
+    PRIMARY KEY (holder, at_ns, seq)
+);
+
+-- Every unit of work locks this (empty) table first: see the crate docs, "Isolation".
+CREATE TABLE writer_lock ();
+"#;

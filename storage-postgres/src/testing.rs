@@ -1,0 +1,272 @@
+//! **Test support**: a throwaway PostgreSQL cluster for tests and benchmarks. Not used by the
+//! engine itself.
+//!
+//! [`Cluster::start`] finds the PostgreSQL binaries (`$JPKI_PG_BIN`, else the newest
+//! `/usr/lib/postgresql/*/bin`, else `initdb` on `PATH`), runs `initdb` into a temporary
+//! directory and starts `postgres` on a Unix socket in that directory only
+//! (`listen_addresses=''`: no TCP port to pick or collide on), spawned directly as a child so
+//! that stopping it is immediate. `initdb` refuses to run as root, so as root both run as the
+//! `postgres` user (the directory is chowned to it; the uid is set in the child before exec).
+//! Dropping the cluster stops the server and removes the directory. [`shared`] keeps one
+//! cluster per test binary, stopped when the process exits; each check then takes a fresh
+//! database ([`Cluster::database`]).
+//!
+//! Where the binaries are missing, `start` prints a banner saying the tests were skipped and
+//! returns `None`.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A running throwaway cluster.
+pub struct Cluster {
+    child: Child,
+    socket_dir: PathBuf,
+    next_db: AtomicU64,
+    // Dropped after the server is stopped (field order does not matter: Drop stops first).
+    dir: tempfile::TempDir,
+}
+
+/// Durability of a throwaway cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// `fsync=on`, `synchronous_commit=on`: what production runs (benchmarks).
+    On,
+    /// `fsync=off`: fast, for functional tests only.
+    Off,
+}
+
+/// Where `initdb` and `postgres` are, if anywhere.
+pub fn binaries() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("JPKI_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return dir.join("initdb").exists().then_some(dir);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Some(bin);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find(|d| d.join("initdb").exists() && d.join("postgres").exists())
+}
+
+fn skipped_banner(why: &str) {
+    eprintln!(
+        "\n\
+         ************************************************************************\n\
+         *  PostgreSQL tests SKIPPED: {why}\n\
+         *  Install PostgreSQL (Debian: apt-get install postgresql) or set\n\
+         *  JPKI_PG_BIN to the directory holding initdb and postgres. CI has it.\n\
+         ************************************************************************\n"
+    );
+}
+
+/// The uid and gid of the `postgres` user, from /etc/passwd.
+fn postgres_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&"postgres") && f.len() > 3)
+            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+impl Cluster {
+    /// Starts a cluster, or says loudly why not and returns `None` (binaries missing). Other
+    /// failures (initdb or the server failing) are errors: a machine with PostgreSQL must run
+    /// the tests.
+    pub fn start(fsync: Fsync) -> io::Result<Option<Cluster>> {
+        let Some(bin) = binaries() else {
+            skipped_banner("no initdb/postgres binaries found");
+            return Ok(None);
+        };
+        let dir = tempfile::Builder::new().prefix("jpki-pg-").tempdir()?;
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("s");
+        std::fs::create_dir(&socket_dir)?;
+        // As root, run as `postgres` (initdb refuses root).
+        let as_user = if std::fs::metadata(dir.path())?.uid() == 0 {
+            let Some((uid, gid)) = postgres_user() else {
+                skipped_banner("running as root and there is no `postgres` user to run as");
+                return Ok(None);
+            };
+            for p in [dir.path(), &socket_dir] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
+            }
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let command = |program: &str| {
+            let mut c = Command::new(bin.join(program));
+            if let Some((uid, gid)) = as_user {
+                c.uid(uid).gid(gid);
+            }
+            c.current_dir(dir.path());
+            c
+        };
+        let out = command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .arg("--locale=C")
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let mut server = command("postgres");
+        server
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&socket_dir)
+            .args(["-c", "listen_addresses=", "-c", "max_connections=200"])
+            .args(["-c", "shared_buffers=64MB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("log"))?));
+        if fsync == Fsync::Off {
+            server.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        }
+        let child = server.spawn()?;
+        let mut cluster = Cluster {
+            child,
+            socket_dir,
+            next_db: AtomicU64::new(0),
+            dir,
+        };
+        cluster.wait_ready()?;
+        Ok(Some(cluster))
+    }
+
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The URL of database `db` on this cluster.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgresql://postgres@{}/{db}",
+            percent_encode(&self.socket_dir.display().to_string())
+        )
+    }
+
+    fn wait_ready(&mut self) -> io::Result<()> {
+        let socket = self.socket_dir.join(".s.PGSQL.5432");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "postgres exited ({status}) at start: {log}"
+                )));
+            }
+            if socket.exists() && self.sql("postgres", "SELECT 1").is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(io::Error::other("postgres did not start within 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs SQL on database `db` (a plain connection, outside any engine).
+    pub fn sql(&self, db: &str, sql: &str) -> io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let url = self.url(db);
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(io::Error::other)?;
+            let task = tokio::spawn(conn);
+            let r = client.batch_execute(sql).await.map_err(io::Error::other);
+            drop(client);
+            let _ = task.await;
+            r
+        })
+    }
+
+    /// A new, empty database; its URL.
+    pub fn database(&self) -> io::Result<String> {
+        let n = self.next_db.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}_{n}", std::process::id());
+        self.sql("postgres", &format!("CREATE DATABASE {name}"))?;
+        Ok(self.url(&name))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SIGKILL: immediate. The backends notice their postmaster is gone and exit; the
+        // directory (with the shared-memory key file) goes with the TempDir.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The test binary's one cluster (`fsync=off`), started on first use and stopped when the
+/// process exits; `None` (after the banner) where PostgreSQL is missing.
+pub fn shared() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<&'static Cluster>> = OnceLock::new();
+    *CLUSTER.get_or_init(|| {
+        let cluster = Cluster::start(Fsync::Off)
+            .unwrap_or_else(|e| panic!("cannot start a PostgreSQL cluster for the tests: {e}"))?;
+        let cluster: &'static Cluster = Box::leak(Box::new(cluster));
+        register_stop(cluster);
+        Some(cluster)
+    })
+}
+
+/// The shared cluster to stop at exit (statics are never dropped).
+static AT_EXIT: Mutex<Option<usize>> = Mutex::new(None);
+
+fn register_stop(cluster: &'static Cluster) {
+    *AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster as *const Cluster as usize);
+    extern "C" fn stop() {
+        let ptr = AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(p) = ptr {
+            // SAFETY: the pointer came from `Box::leak` in `shared`, is taken out of AT_EXIT
+            // once, and nothing uses the cluster after the process started exiting.
+            let cluster = unsafe { Box::from_raw(p as *mut Cluster) };
+            drop(cluster);
+        }
+    }
+    // SAFETY: `stop` is a plain extern "C" function with no arguments, as atexit requires.
+    unsafe {
+        libc::atexit(stop);
+    }
+}

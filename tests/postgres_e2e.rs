@@ -1,0 +1,162 @@
+//! The PostgreSQL engine end to end, with the real binary: `jpki init --store postgres://…`,
+//! issue, revoke (with no server, then through `jpki serve`'s admin socket), OCSP answers
+//! `revoked` (checked by `openssl ocsp`), `jpki audit verify`; and `jpki store migrate`
+//! copying a sled store into PostgreSQL, after which the same data answers the same. One
+//! throwaway cluster for this test binary (`storage_postgres::testing`); skipped, loudly,
+//! where the PostgreSQL binaries are missing.
+
+mod common;
+use common::*;
+
+use storage_postgres::testing;
+
+fn ocsp(root: &str, cert: &str, url: &str) -> String {
+    let (_, out) = openssl_result(&[
+        "ocsp", "-issuer", root, "-cert", cert, "-url", url, "-CAfile", root, "-timeout", "10",
+    ]);
+    out
+}
+
+fn database() -> Option<String> {
+    let cluster = testing::shared()?;
+    Some(cluster.database().expect("create a test database"))
+}
+
+#[test]
+fn init_issue_revoke_serve_and_verify_on_postgres() {
+    let Some(url) = database() else {
+        return;
+    };
+    let env = Env::empty();
+    env.ok(&["init", "--store", &url]);
+    let store_toml = env.data().join("store.toml");
+    let text = std::fs::read_to_string(&store_toml).unwrap();
+    assert!(text.contains("[store]") && text.contains(&url), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&store_toml).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !env.data().join("db").exists(),
+        "no sled store is made beside PostgreSQL"
+    );
+
+    let id = env.add_resident("郵便　花子", "1984-05-06");
+    let (_k1, c1) = env.csr("a", 2048);
+    let (_k2, c2) = env.csr("b", 2048);
+    let a = env.issue(&id, "auth", &c1);
+    let s = env.issue(&id, "signing", &c2);
+    let a_serial = a["serial"].as_str().unwrap().to_owned();
+    let s_serial = s["serial"].as_str().unwrap().to_owned();
+    // Revoked with no server running: straight on the database.
+    env.ok(&["revoke", "--serial", &a_serial, "--reason", "keyCompromise"]);
+    let shown = env.json(&["cert", "show", "--serial", &a_serial]);
+    assert_eq!(shown["status"], "revoked", "{shown}");
+
+    let apem = env.write("a.pem", a["pem"].as_str().unwrap().as_bytes());
+    let spem = env.write("s.pem", s["pem"].as_str().unwrap().as_bytes());
+    let aroot = env.write(
+        "aroot.pem",
+        env.ok(&["root", "--hierarchy", "auth"]).as_bytes(),
+    );
+    let sroot = env.write(
+        "sroot.pem",
+        env.ok(&["root", "--hierarchy", "signing"]).as_bytes(),
+    );
+
+    let server = Server::start(&env);
+    let ocsp_url = format!("{}/ocsp", server.base);
+    let out = ocsp(&p(&aroot), &p(&apem), &ocsp_url);
+    assert!(
+        out.contains("Response verify OK")
+            && out.contains(": revoked")
+            && out.contains("keyCompromise"),
+        "{out}"
+    );
+    let out = ocsp(&p(&sroot), &p(&spem), &ocsp_url);
+    assert!(out.contains(": good"), "{out}");
+    // While the server runs, the CLI goes through its admin socket (the data directory's
+    // lock is held by the server), and the answer changes at once.
+    env.ok(&[
+        "revoke",
+        "--serial",
+        &s_serial,
+        "--reason",
+        "affiliationChanged",
+    ]);
+    let out = ocsp(&p(&sroot), &p(&spem), &ocsp_url);
+    assert!(
+        out.contains(": revoked") && out.contains("affiliationChanged"),
+        "{out}"
+    );
+    let through_server = env.json(&["audit", "verify"]);
+    assert!(
+        through_server["records"].as_u64().unwrap_or(0) >= 7,
+        "{through_server}"
+    );
+    assert!(server.stop().success());
+
+    // Without the server: the chain verifies on the database itself.
+    assert_eq!(env.json(&["audit", "verify"]), through_server);
+
+    // A second init on the same database is refused and leaves it alone.
+    let other = Env::empty();
+    other.fails(&["init", "--store", &url], "already holds an authority");
+    assert!(!other.data().exists());
+}
+
+#[test]
+fn a_sled_store_migrates_to_postgres_and_verifies() {
+    let Some(url) = database() else {
+        return;
+    };
+    let env = Env::init();
+    let id = env.add_resident("移行　次郎", "1970-01-02");
+    let (_k1, c1) = env.csr("a", 2048);
+    let (_k2, c2) = env.csr("b", 2048);
+    let a = env.issue(&id, "auth", &c1);
+    let a_serial = a["serial"].as_str().unwrap().to_owned();
+    env.issue(&id, "signing", &c2);
+    env.ok(&["revoke", "--serial", &a_serial, "--reason", "keyCompromise"]);
+    env.ok(&[
+        "resident",
+        "move",
+        "--id",
+        &id,
+        "--address",
+        "大阪府大阪市北区",
+    ]);
+    let before_verify = env.json(&["audit", "verify"]);
+    let before_certs = env.json(&["cert", "list"]);
+    let before_resident = env.json(&["resident", "show", "--id", &id]);
+
+    let out = env.json(&["store", "migrate", "--to", &url]);
+    // Both roots and OCSP signers, and the two issued.
+    assert!(out["certificates"].as_u64().unwrap() >= 6, "{out}");
+    assert!(out["audit_records"].as_u64().unwrap() >= 5, "{out}");
+    assert!(env.data().join("store.toml").exists());
+
+    // The directory now reads PostgreSQL, and it says what sled said.
+    assert_eq!(env.json(&["audit", "verify"]), before_verify);
+    assert_eq!(env.json(&["cert", "list"]), before_certs);
+    assert_eq!(
+        env.json(&["resident", "show", "--id", &id]),
+        before_resident
+    );
+    let shown = env.json(&["cert", "show", "--serial", &a_serial]);
+    assert_eq!(shown["status"], "revoked", "{shown}");
+    // And it goes on: a new issuance follows the copied chain and serial counters.
+    let (_k3, c3) = env.csr("c", 2048);
+    env.issue(&id, "auth", &c3);
+    let after = env.json(&["audit", "verify"]);
+    assert!(
+        after["records"].as_u64() > before_verify["records"].as_u64(),
+        "{after}"
+    );
+    // Migrating again is refused.
+    env.fails(
+        &["store", "migrate", "--to", &url],
+        "already uses PostgreSQL",
+    );
+}
