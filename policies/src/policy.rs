@@ -41,20 +41,27 @@ pub struct CaSection {
     pub serials: SerialScheme,
     pub base_url: String,
     pub cps_uri: String,
-    pub ocsp_url_in_certificates: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
     pub policy_oid: String,
+    /// Write authorityInfoAccess (OCSP) into signing certificates: a jpki addition for open
+    /// deployments — no real signing certificate has been seen with one (reference §2).
+    pub ocsp_url: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     pub policy_oid: String,
+    /// Mark certificatePolicies critical, as the real certificate does (reference §3); off
+    /// only for relying parties built on rustls-webpki, which refuses it.
     pub critical_policies: bool,
+    /// Write authorityInfoAccess (OCSP) into authentication certificates, as the real
+    /// certificate does (reference §3, REAL-AUTH: `http://ocspauthnorm.jpki.go.jp`).
+    pub ocsp_url: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +77,10 @@ pub struct ValiditySection {
 #[serde(deny_unknown_fields)]
 pub struct CrlSection {
     pub partitions: u16,
+    /// Write the CRL's HTTP URL into CRL distribution points: a jpki addition for open
+    /// deployments (real distribution points are directoryNames only, reference §3).
+    pub uri: bool,
+    /// Write the JPKI-style directoryName into CRL distribution points.
     pub directory_name: bool,
     pub next_update_hours: u32,
 }
@@ -170,6 +181,12 @@ impl Policy {
                 format!("must be 1 to 4096, got {}", self.crl.partitions),
             ));
         }
+        if !self.crl.uri && !self.crl.directory_name {
+            return Err(field(
+                "crl.directory_name",
+                "crl.uri and crl.directory_name cannot both be false: the distribution point would name nothing",
+            ));
+        }
         if !(1..=24 * 31).contains(&self.crl.next_update_hours) {
             return Err(field(
                 "crl.next_update_hours",
@@ -216,6 +233,14 @@ impl Policy {
     /// The CRL covering the CA certificates of a hierarchy (an ARL).
     pub fn ca_crl_url(&self, h: Hierarchy) -> String {
         format!("{}/crl/{}/ca.crl", self.ca.base_url, h.as_str())
+    }
+
+    /// Whether a hierarchy's end-entity certificates carry authorityInfoAccess (OCSP).
+    pub fn ocsp_url_in(&self, h: Hierarchy) -> bool {
+        match h {
+            Hierarchy::Signing => self.signing.ocsp_url,
+            Hierarchy::Auth => self.auth.ocsp_url,
+        }
     }
 
     /// The OCSP responder of both hierarchies.
@@ -303,10 +328,14 @@ mod tests {
             let e = with(from, to).unwrap_err().to_string();
             assert!(e.contains(name), "{e} should name {name}");
         }
-        let e = with("serials = \"random\"", "serials = \"dice\"")
+        let e = with("serials = \"sequential\"", "serials = \"dice\"")
             .unwrap_err()
             .to_string();
         assert!(e.contains("serials"), "{e}");
+        let e = with("directory_name = true", "directory_name = false")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("crl.directory_name"), "{e}");
         let e = with("[limits]", "[limits]\nbogus = 1")
             .unwrap_err()
             .to_string();

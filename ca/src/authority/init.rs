@@ -141,13 +141,7 @@ impl Authority {
             // Root.
             let root_key = keys::generate()?;
             let serial = next_serial()?;
-            let end = validity::end_of_day_jst(
-                validity::jst_date(now)
-                    .replace_year(
-                        validity::jst_date(now).year() + policy.ca.root_validity_years as i32,
-                    )
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            );
+            let end = validity::root_not_after(now, policy.ca.root_validity_years)?;
             let w = Window {
                 serial: &serial,
                 not_before: now,
@@ -160,13 +154,14 @@ impl Authority {
                 &Expect {
                     hierarchy: h,
                     shape: Shape::Root,
-                    issuer_key_id: None,
+                    issuer: None,
                 },
             )?;
             let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
             let root_der = profile::assemble(&tbs, &sig)?;
             check_signature(&root_key.spki, &root_der)?;
             let root_id = profile::key_identifier(&root_key.spki)?;
+            let root_serial = serial.clone();
             keys::write_encrypted(&layout.key(h, "root"), &root_key, passphrase)?;
             fs::write(layout.cert(h, "root"), pem(&root_der))
                 .map_err(Error::io("write root certificate"))?;
@@ -200,7 +195,10 @@ impl Authority {
                 &Expect {
                     hierarchy: h,
                     shape: Shape::OcspSigner,
-                    issuer_key_id: Some(&root_id),
+                    issuer: Some(profile::Issuer {
+                        key_id: &root_id,
+                        serial: &root_serial,
+                    }),
                 },
             )?;
             let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;

@@ -45,6 +45,8 @@ pub struct Root {
     pub der: Vec<u8>,
     pub spki: Vec<u8>,
     pub key_id: Vec<u8>,
+    /// The root certificate's serial (leaves name it in their authorityKeyIdentifier).
+    pub serial: Vec<u8>,
 }
 
 pub struct Authority {
@@ -136,6 +138,7 @@ impl Authority {
                         der: r.der,
                         spki,
                         key_id,
+                        serial: r.serial,
                     },
                 );
             }
