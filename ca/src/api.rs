@@ -176,7 +176,9 @@ impl Coded for Error {
             | Error::AmbiguousSerial(s)
             | Error::Held(s)
             | Error::Invalid(s)
-            | Error::Store(s) => Some(s.clone()),
+            | Error::Store(s)
+            | Error::KeyBlocked(s)
+            | Error::NotHolderCertificate(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -228,6 +230,8 @@ impl From<WireError> for Error {
                 "held" => Error::Held(s?),
                 "invalid" => Error::Invalid(s?),
                 "store" => Error::Store(s?),
+                "key_blocked" => Error::KeyBlocked(s?),
+                "not_holder_certificate" => Error::NotHolderCertificate(s?),
                 "retry" => Error::Retry,
                 "conflict" => Error::Conflict,
                 "audit_broken" => Error::AuditBroken {
@@ -345,6 +349,8 @@ mod tests {
                 seq: 3,
                 problem: "changed".into(),
             },
+            Error::KeyBlocked("ab".into()),
+            Error::NotHolderCertificate("01".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

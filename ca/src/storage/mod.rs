@@ -204,6 +204,12 @@ pub trait Storage: Send + Sync {
     fn journal_bytes(&self) -> Result<u64>;
     /// What the committer has done since the engine opened.
     fn commit_stats(&self) -> CommitStats;
+
+    // ----- the key blocklist -------------------------------------------------------------
+
+    /// Whether a public key (by [`KeyFingerprint`]) is refused forever: a certificate of it
+    /// was revoked for keyCompromise ([`Tx::block_key`]).
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool>;
 }
 
 /// What one unit of work reads and writes. Reads see the unit's own writes.
@@ -254,6 +260,13 @@ pub trait Tx {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     /// Appends an access-log entry; `seq` orders entries of the same instant.
     fn append_access(&self, a: &Access, seq: u64) -> Result<()>;
+
+    // ----- the key blocklist -------------------------------------------------------------
+
+    /// Whether a public key is on the blocklist (this unit's own writes included).
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool>;
+    /// Puts a public key on the blocklist, for every holder and for ever (there is no unblock).
+    fn block_key(&self, fp: &KeyFingerprint) -> Result<()>;
 }
 
 /// Appends an audit record inside a unit of work.
