@@ -62,6 +62,17 @@ pub enum Request {
     StoreCompact,
     /// Carry out the scheduled register events that have fallen due.
     ApplyDue,
+    /// Renew the delegated OCSP signer of one hierarchy, or of both; with `if_due`, only
+    /// those within the policy's `validity.ocsp_signer_renew_days` of their notAfter.
+    /// Answer: `{renewed: [Renewed], expiries: [Expiry]}`.
+    OcspSignerRenew {
+        #[serde(default)]
+        hierarchy: Option<Hierarchy>,
+        #[serde(default)]
+        if_due: bool,
+    },
+    /// The roots' and OCSP signers' expiries. Answer: `{expiries: [Expiry]}`.
+    Expiries,
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -108,6 +119,22 @@ impl Authority {
             Request::AuditLog => Ok(json!({ "records": self.audit_records()? })),
             Request::StoreCompact => to_value(self.storage().compact()?),
             Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
+            Request::OcspSignerRenew { hierarchy, if_due } => {
+                let now = self.clock().now();
+                let mut renewed = Vec::new();
+                for h in hierarchy.map_or(Hierarchy::ALL.to_vec(), |h| vec![h]) {
+                    let e = self
+                        .expiries()?
+                        .into_iter()
+                        .find(|e| e.what == "ocsp-signer" && e.hierarchy == Some(h))
+                        .ok_or_else(|| Error::Store(format!("no OCSP signer for {h}")))?;
+                    if !if_due || e.due(now) {
+                        renewed.push(self.renew_ocsp_signer(h)?);
+                    }
+                }
+                Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
+            }
+            Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
         }
     }
 }
