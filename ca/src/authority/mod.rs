@@ -231,7 +231,9 @@ impl Authority {
     /// The delegated OCSP signer of a hierarchy (decrypted on first use; the newest after a
     /// renewal, see [`renew`]).
     pub fn ocsp_signer(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
-        self.finish_ocsp_renewal(h)?;
+        // Under the renewal lock: a first load never sees a renewal half-way through.
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.finish_locked(h)?;
         self.signers.ocsp(h)
     }
 

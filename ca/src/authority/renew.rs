@@ -144,7 +144,13 @@ impl Authority {
     /// The delegated OCSP signer certificate in force for a hierarchy (DER), read from
     /// `certs/<h>-ocsp.pem` (an interrupted renewal is finished first). Needs no passphrase.
     pub fn ocsp_signer_certificate(&self, h: Hierarchy) -> Result<Vec<u8>> {
-        self.finish_ocsp_renewal(h)?;
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.signer_certificate_locked(h)
+    }
+
+    /// [`Authority::ocsp_signer_certificate`] with the renewal lock held.
+    fn signer_certificate_locked(&self, h: Hierarchy) -> Result<Vec<u8>> {
+        self.finish_locked(h)?;
         let path = self.data_dir().cert(h, "ocsp");
         let text = fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
         der_of_pem(&text, "OCSP signer certificate")
@@ -194,8 +200,7 @@ impl Authority {
     /// passphrase; a wrong one changes nothing.
     pub fn renew_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.finish_ocsp_renewal(h)?;
-        let old = self.ocsp_signer_certificate(h)?;
+        let old = self.signer_certificate_locked(h)?;
         let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
         // The root key first: a wrong passphrase stops here, before anything is written.
         let root = self.signer(h)?;
@@ -275,8 +280,14 @@ impl Authority {
 
     /// Completes or undoes a renewal a crash interrupted (see the module docs): staged files
     /// whose certificate the store holds are put in place, others removed. Cheap when there is
-    /// nothing staged (two failed `stat`s).
+    /// nothing staged (two failed `stat`s). Takes the renewal lock, so it never mistakes a
+    /// renewal in progress in this process for an interrupted one.
     pub fn finish_ocsp_renewal(&self, h: Hierarchy) -> Result<()> {
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.finish_locked(h)
+    }
+
+    pub(super) fn finish_locked(&self, h: Hierarchy) -> Result<()> {
         let layout = self.data_dir();
         let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
         let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
