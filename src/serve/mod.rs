@@ -4,10 +4,13 @@
 //!
 //! Start-up: the configuration file ([`Config`], `docs/serve.md`) is read and validated (a bad
 //! value names its field and stops the program); the store is opened (its lock keeps other
-//! processes out); the CRL publisher and OCSP responder get the roots and delegated OCSP signers;
+//! processes out); OCSP signers within their renewal margin are renewed ([`renew`]); the CRL
+//! publisher and OCSP responder get the roots and delegated OCSP signers;
 //! the authority's revocation listener is set so that every revocation replaces the cached OCSP
 //! answer and marks its CRL partition dirty before the revoking call returns. Each listener is
-//! logged with the address it actually bound. SIGINT or SIGTERM stops accepting, lets in-flight
+//! logged with the address it actually bound. While running, [`renew::Watch`] renews the OCSP
+//! signers and the platform API's server certificate in place and exports every dependency's
+//! expiry in `/metrics` (docs/operations.md). SIGINT or SIGTERM stops accepting, lets in-flight
 //! requests finish, and closes the store (a clean close flushes sled).
 
 pub mod adapters;
