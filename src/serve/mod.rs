@@ -322,6 +322,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             }
         }
         let parts = assemble(Arc::clone(&authority), &settings)?;
+        watch.set_responder(parts.responder.clone());
         {
             let w = Arc::clone(&watch);
             parts

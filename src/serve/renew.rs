@@ -45,6 +45,9 @@ struct Pf {
 /// The renewals and expiry gauges of a running server (see the module docs).
 pub struct Watch {
     authority: Arc<Authority>,
+    /// The OCSP responder served: `/metrics` reads its signers live, so a renewal made through
+    /// the admin socket shows at once.
+    responder: std::sync::OnceLock<ocsp_responder::Responder>,
     pf: Mutex<Option<Pf>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
@@ -54,9 +57,15 @@ impl Watch {
     pub fn new(authority: Arc<Authority>) -> Arc<Watch> {
         Arc::new(Watch {
             authority,
+            responder: std::sync::OnceLock::new(),
             pf: Mutex::new(None),
             seen: RwLock::new(Vec::new()),
         })
+    }
+
+    /// The responder whose signers `/metrics` reports (once).
+    pub fn set_responder(&self, responder: ocsp_responder::Responder) {
+        let _ = self.responder.set(responder);
     }
 
     /// Watches the platform API's server certificate too (issued for `names`).
@@ -169,7 +178,18 @@ impl Watch {
     /// The gauges, in the Prometheus text format, at the authority's time.
     pub fn render(&self) -> String {
         let now = self.authority.clock().now();
-        let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(r) = self.responder.get() {
+            for e in seen.iter_mut().filter(|e| e.what == "ocsp-signer") {
+                let live = e
+                    .hierarchy
+                    .and_then(|h| r.signer_certificate(h))
+                    .and_then(|der| Expiry::of(&e.what, e.hierarchy, &der, e.margin_days).ok());
+                if let Some(live) = live {
+                    *e = live;
+                }
+            }
+        }
         let mut out = String::new();
         let label = |e: &Expiry| {
             format!(
@@ -273,6 +293,7 @@ mod tests {
         let local: std::net::SocketAddr = "127.0.0.1:9443".parse().unwrap();
         let api = parts.pf_api(local, &[]).unwrap();
         let watch = Watch::new(Arc::clone(&a));
+        watch.set_responder(parts.responder.clone());
         watch.set_pf(Arc::clone(&api), crate::serve::pf_server_names(local, &[]));
         let seen = watch.check().unwrap();
         assert!(seen.iter().all(|e| !e.due(t0)), "{seen:?}");
@@ -338,6 +359,13 @@ mod tests {
             2
         );
         a.audit_verify().unwrap();
+        // A renewal by hand (the admin socket's path) shows in the gauges at once.
+        let r = a.renew_ocsp_signer(Hierarchy::Auth).unwrap();
+        assert!(
+            watch.render().contains(&format!("serial=\"{}\"", r.serial)),
+            "{}",
+            watch.render()
+        );
         let seen = watch.check().unwrap();
         let now = t0 + time::Duration::days(340);
         assert!(
