@@ -480,3 +480,128 @@ fn a_renewal_with_a_wrong_passphrase_changes_nothing() {
     let out = env.ok(&["ocsp-signer", "renew", "--hierarchy", "signing"]);
     assert!(out.contains("signing: OCSP signer"), "{out}");
 }
+
+#[test]
+fn operator_renewal_refuses_bad_input_and_changes_nothing() {
+    let env = Env::init();
+    let (cert, key) = (env.path("pf.pem"), env.path("pf.key"));
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "PF One",
+        "--cert-out",
+        &p(&cert),
+        "--key-out",
+        &p(&key),
+    ]);
+    let (other, other_key) = (env.path("two.pem"), env.path("two.key"));
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "PF Two",
+        "--cert-out",
+        &p(&other),
+        "--key-out",
+        &p(&other_key),
+    ]);
+    let before = env.snapshot(&[]);
+    let (new, new_key) = (p(&env.path("new.pem")), p(&env.path("new.key")));
+    env.fails(
+        &[
+            "operator",
+            "renew",
+            "--name",
+            "Nobody",
+            "--cert-out",
+            &new,
+            "--key-out",
+            &new_key,
+        ],
+        "unknown platform operator `Nobody`",
+    );
+    env.fails(
+        &["operator", "renew", "--name", "PF One", "--cert-out", &new],
+        "give --key-out",
+    );
+    env.fails(
+        &[
+            "operator",
+            "renew",
+            "--name",
+            "PF One",
+            "--cert-out",
+            &p(&cert),
+            "--key-out",
+            &new_key,
+        ],
+        "already exists",
+    );
+    // Another operator's key, by CSR.
+    let csr = env.path("two.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p(&other_key),
+        "-subj",
+        "/CN=two",
+        "-out",
+        &p(&csr),
+    ]);
+    env.fails(
+        &[
+            "operator",
+            "renew",
+            "--name",
+            "PF One",
+            "--csr",
+            &p(&csr),
+            "--cert-out",
+            &new,
+        ],
+        "already registered to platform operator",
+    );
+    env.ok(&["operator", "revoke", "--name", "PF Two"]);
+    let before_revoked = env.snapshot(&[]);
+    assert_ne!(before, before_revoked);
+    env.fails(
+        &[
+            "operator",
+            "renew",
+            "--name",
+            "PF Two",
+            "--cert-out",
+            &new,
+            "--key-out",
+            &new_key,
+        ],
+        "is revoked",
+    );
+    assert_eq!(env.snapshot(&[]), before_revoked, "nothing changed");
+    assert!(!env.path("new.pem").exists() && !env.path("new.key").exists());
+    // Renewing with the same key (by CSR) is allowed: both certificates carry it.
+    let csr = env.path("one.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p(&key),
+        "-subj",
+        "/CN=one",
+        "-out",
+        &p(&csr),
+    ]);
+    let out = env.ok(&[
+        "operator",
+        "renew",
+        "--name",
+        "PF One",
+        "--csr",
+        &p(&csr),
+        "--cert-out",
+        &new,
+    ]);
+    assert!(out.contains("PF One") && out.contains("renewed"), "{out}");
+}
