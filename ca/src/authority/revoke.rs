@@ -1,6 +1,9 @@
 //! Revocation and holds: find the certificate, check its status in the unit of work, set
 //! the new status (which puts it on its CRL and marks that CRL dirty) with the audit record,
-//! then tell the listener (OCSP cache, CRL publisher) once it is durable.
+//! then tell the listener (OCSP cache, CRL publisher) once it is durable. Only holders'
+//! certificates are revoked here: a root or an OCSP signer is refused
+//! ([`Error::NotHolderCertificate`]). A keyCompromise revocation also puts the key on the
+//! store's blocklist in the same unit of work, so no holder can have it certified again.
 
 use policies::{Hierarchy, Reason};
 use serde::Serialize;

@@ -11,6 +11,10 @@
 //! * [`Tx`] — what a unit of work may read and write. Setting a status to revoked or held
 //!   **marks the certificate's CRL partition dirty in the same transaction**, so a revocation
 //!   made with no server running is still published when one starts;
+//! * the **key blocklist** ([`Storage::key_blocked`], [`Tx::block_key`]): public keys revoked
+//!   for keyCompromise, by SPKI SHA-256, never removed. It is kept apart from the key index
+//!   (`key_owner`), which says who a key is certified to: a blocked key stays indexed to its
+//!   holder, and the consistency check of the index is unchanged;
 //! * audit records are handed to [`Tx::audit`] and linked into the hash chain by the engine at
 //!   commit with the pure [`crate::audit::link`], so concurrent transactions do not conflict
 //!   on the chain's head;
