@@ -2143,4 +2143,16 @@ pub fn key_blocklist<S: Storage>(s: &S) {
         Ok(())
     });
     assert_eq!(ok(s.check_consistency()), 1);
+    // Listed in fingerprint order, once each; the callback may use the store.
+    let low: KeyFingerprint = [0; 32];
+    commit(s, &|t| t.block_key(&low));
+    let mut listed = Vec::new();
+    ok(s.for_each_blocked_key(&mut |fp| {
+        assert!(s.key_blocked(&fp)?);
+        listed.push(fp);
+        Ok(())
+    }));
+    let mut expected = vec![low, k1];
+    expected.sort();
+    assert_eq!(listed, expected);
 }

@@ -429,6 +429,18 @@ impl Storage for MemoryStorage {
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
         self.read(|t| t.blocked_keys.contains_key(fp))
     }
+
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()> {
+        // Copied out first, so that `each` may use the store.
+        let all: Vec<KeyFingerprint> = self.read(|t| t.blocked_keys.keys().copied().collect())?;
+        for fp in all {
+            each(fp)?;
+        }
+        Ok(())
+    }
 }
 
 fn scheduled(((at, resident), kind): (&(OffsetDateTime, String), &ScheduledKind)) -> Scheduled {

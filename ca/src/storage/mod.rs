@@ -214,6 +214,12 @@ pub trait Storage: Send + Sync {
     /// Whether a public key (by [`KeyFingerprint`]) is refused forever: a certificate of it
     /// was revoked for keyCompromise ([`Tx::block_key`]).
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool>;
+    /// Every blocked key, in fingerprint order (what a copy of the store to another engine
+    /// must carry over).
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()>;
 }
 
 /// What one unit of work reads and writes. Reads see the unit's own writes.

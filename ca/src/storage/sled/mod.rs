@@ -303,6 +303,21 @@ impl Storage for SledStorage {
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
         Ok(self.kv.get(Table::BlockedKeys, l::key_key(fp))?.is_some())
     }
+
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()> {
+        for item in self.kv.scan(Table::BlockedKeys, b"") {
+            let (k, _) = item?;
+            let fp: KeyFingerprint = k
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Store("a blocked key that is not 32 octets".into()))?;
+            each(fp)?;
+        }
+        Ok(())
+    }
 }
 
 /// A unit of work on sled: the domain writes as key-value writes of [`layout`].
