@@ -70,6 +70,17 @@ pub enum Request {
     StoreCompact,
     /// Carry out the scheduled register events that have fallen due.
     ApplyDue,
+    /// Renew the delegated OCSP signer of one hierarchy, or of both; with `if_due`, only
+    /// those within the policy's `validity.ocsp_signer_renew_days` of their notAfter.
+    /// Answer: `{renewed: [Renewed], expiries: [Expiry]}`.
+    OcspSignerRenew {
+        #[serde(default)]
+        hierarchy: Option<Hierarchy>,
+        #[serde(default)]
+        if_due: bool,
+    },
+    /// The roots' and OCSP signers' expiries. Answer: `{expiries: [Expiry]}`.
+    Expiries,
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -137,6 +148,22 @@ impl Authority {
             Request::AuditLog => Ok(json!({ "records": self.audit_records()? })),
             Request::StoreCompact => to_value(self.storage().compact()?),
             Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
+            Request::OcspSignerRenew { hierarchy, if_due } => {
+                let now = self.clock().now();
+                let mut renewed = Vec::new();
+                for h in hierarchy.map_or(Hierarchy::ALL.to_vec(), |h| vec![h]) {
+                    let e = self
+                        .expiries()?
+                        .into_iter()
+                        .find(|e| e.what == "ocsp-signer" && e.hierarchy == Some(h))
+                        .ok_or_else(|| Error::Store(format!("no OCSP signer for {h}")))?;
+                    if !if_due || e.due(now) {
+                        renewed.push(self.renew_ocsp_signer(h)?);
+                    }
+                }
+                Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
+            }
+            Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
         }
     }
 }
@@ -235,7 +262,9 @@ impl Coded for Error {
             | Error::AmbiguousSerial(s)
             | Error::Held(s)
             | Error::Invalid(s)
-            | Error::Store(s) => Some(s.clone()),
+            | Error::Store(s)
+            | Error::KeyBlocked(s)
+            | Error::NotHolderCertificate(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -287,6 +316,8 @@ impl From<WireError> for Error {
                 "held" => Error::Held(s?),
                 "invalid" => Error::Invalid(s?),
                 "store" => Error::Store(s?),
+                "key_blocked" => Error::KeyBlocked(s?),
+                "not_holder_certificate" => Error::NotHolderCertificate(s?),
                 "retry" => Error::Retry,
                 "conflict" => Error::Conflict,
                 "audit_broken" => Error::AuditBroken {
@@ -404,6 +435,8 @@ mod tests {
                 seq: 3,
                 problem: "changed".into(),
             },
+            Error::KeyBlocked("ab".into()),
+            Error::NotHolderCertificate("01".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

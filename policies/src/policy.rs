@@ -71,6 +71,20 @@ pub struct ValiditySection {
     pub renewal_birthdays: u32,
     pub renewal_window_months: u32,
     pub ocsp_signer_days: u32,
+    /// Renew an OCSP signer certificate this many days before its notAfter (absent in policy
+    /// files written before renewal existed: see [`ValiditySection::ocsp_signer_renew_days`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_signer_renew_days: Option<u32>,
+}
+
+impl ValiditySection {
+    /// Days before an OCSP signer's notAfter at which it is renewed: the policy's
+    /// `validity.ocsp_signer_renew_days`, else 30 days capped at a third of
+    /// `ocsp_signer_days` (at least 1).
+    pub fn ocsp_signer_renew_days(&self) -> u32 {
+        self.ocsp_signer_renew_days
+            .unwrap_or_else(|| (self.ocsp_signer_days / 3).clamp(1, 30))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,10 +183,31 @@ impl Policy {
                 format!("must be 0 to 12, got {}", v.renewal_window_months),
             ));
         }
-        if !(1..=3650).contains(&v.ocsp_signer_days) {
+        if !(2..=3650).contains(&v.ocsp_signer_days) {
             return Err(field(
                 "validity.ocsp_signer_days",
-                format!("must be 1 to 3650, got {}", v.ocsp_signer_days),
+                format!("must be 2 to 3650, got {}", v.ocsp_signer_days),
+            ));
+        }
+        let renew = v.ocsp_signer_renew_days();
+        if renew == 0 || renew >= v.ocsp_signer_days {
+            return Err(field(
+                "validity.ocsp_signer_renew_days",
+                format!(
+                    "must be 1 to validity.ocsp_signer_days - 1 ({}), got {renew}",
+                    v.ocsp_signer_days.saturating_sub(1)
+                ),
+            ));
+        }
+        // Answers signed by a signer stay in caches until their nextUpdate: they must expire
+        // before the signer they were signed by, so the margin must exceed their lifetime.
+        if u64::from(renew) * 24 * 60 <= u64::from(self.ocsp.next_update_minutes) {
+            return Err(field(
+                "validity.ocsp_signer_renew_days",
+                format!(
+                    "must be longer than an OCSP answer's life (ocsp.next_update_minutes = {}), got {renew} days",
+                    self.ocsp.next_update_minutes
+                ),
             ));
         }
         if !(1..=4096).contains(&self.crl.partitions) {
@@ -328,6 +363,35 @@ mod tests {
             let e = with(from, to).unwrap_err().to_string();
             assert!(e.contains(name), "{e} should name {name}");
         }
+        let e = with(
+            "ocsp_signer_renew_days = 30",
+            "ocsp_signer_renew_days = 365",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("validity.ocsp_signer_renew_days"), "{e}");
+        // Cached answers must expire before their signer: the margin exceeds an answer's life.
+        let e = Policy::from_toml(
+            &DEFAULT_POLICY
+                .replace("ocsp_signer_renew_days = 30", "ocsp_signer_renew_days = 7")
+                .replace("next_update_minutes = 60", "next_update_minutes = 10080"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("validity.ocsp_signer_renew_days") && e.contains("answer's life"),
+            "{e}"
+        );
+        // Absent (policy files older than renewal): 30 days, a third of a short life.
+        let p = with("ocsp_signer_renew_days = 30\n", "").unwrap();
+        assert_eq!(p.validity.ocsp_signer_renew_days(), 30);
+        let p = Policy::from_toml(
+            &DEFAULT_POLICY
+                .replace("ocsp_signer_renew_days = 30\n", "")
+                .replace("ocsp_signer_days = 365", "ocsp_signer_days = 12"),
+        )
+        .unwrap();
+        assert_eq!(p.validity.ocsp_signer_renew_days(), 4);
         let e = with("serials = \"sequential\"", "serials = \"dice\"")
             .unwrap_err()
             .to_string();

@@ -176,6 +176,31 @@ pub enum Command {
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The delegated OCSP signers: renew by hand or from cron (`jpki serve` renews them by
+    /// itself), show how long each certificate the service depends on has left.
+    #[command(subcommand)]
+    OcspSigner(OcspSignerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OcspSignerCommand {
+    /// Make a new OCSP signer key and certificate (signed by the root) and put them in force;
+    /// through a running `jpki serve`, its responder signs with the new one at once.
+    Renew {
+        /// One hierarchy (default: both).
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Option<Hierarchy>,
+        /// Only signers within the policy's `validity.ocsp_signer_renew_days` of expiry (cron).
+        #[arg(long)]
+        if_due: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The roots' and OCSP signers' notAfter and renewal margins.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -924,7 +949,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 format!(
                     "copied {} certificates ({} revoked or held), {} residents, {} scheduled events, \
                      {} audit records, {} operators, {} service providers, {} consents, \
-                     {} access-log entries, {} CRL states; {} now uses PostgreSQL (store.toml); \
+                     {} access-log entries, {} CRL states, {} blocked keys; {} now uses PostgreSQL \
+                     (store.toml); \
                      the sled store in db/ is left as it was, unused",
                     n.certificates,
                     n.revoked_or_held,
@@ -936,8 +962,64 @@ pub fn run(cli: Cli) -> Result<()> {
                     n.consents,
                     n.access_entries,
                     n.crl_states,
+                    n.blocked_keys,
                     cli.data.display()
                 )
+            })
+        }
+        Command::OcspSigner(OcspSignerCommand::Renew {
+            hierarchy,
+            if_due,
+            json,
+        }) => {
+            let v = call(
+                &cli,
+                Request::OcspSignerRenew {
+                    hierarchy: *hierarchy,
+                    if_due: *if_due,
+                },
+            )?;
+            let renewed: Vec<ca::authority::Renewed> = typed(v["renewed"].clone())?;
+            print(*json, &v, |_| {
+                if renewed.is_empty() {
+                    return "no OCSP signer is due for renewal".to_owned();
+                }
+                renewed
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}: OCSP signer {} replaces {}, valid until {}",
+                            r.hierarchy,
+                            r.serial,
+                            r.replaced,
+                            when(r.not_after)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::OcspSigner(OcspSignerCommand::Status { json }) => {
+            let v = call(&cli, Request::Expiries)?;
+            let all: Vec<ca::authority::Expiry> = typed(v["expiries"].clone())?;
+            let now = clock()?.now();
+            print(*json, &v, |_| {
+                all.iter()
+                    .map(|e| {
+                        format!(
+                            "{}\t{}\tnotAfter {}\t{}",
+                            e.label(),
+                            e.serial,
+                            when(e.not_after),
+                            if e.due(now) {
+                                format!("WITHIN the {}-day margin", e.margin_days)
+                            } else {
+                                format!("{}-day margin", e.margin_days)
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
         Command::Events(EventsCommand::ApplyDue { json }) => {

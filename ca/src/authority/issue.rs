@@ -113,6 +113,9 @@ impl Authority {
             hierarchy: h,
         };
         // Checked before signing, and again in the transaction.
+        if self.storage.key_blocked(&fp)? {
+            return Err(Error::KeyBlocked(hex::encode(fp)));
+        }
         key_is_theirs(self.storage.key_owner(&fp)?, &key_owner)?;
         // The holder's newest certificate of each kind, if still good: O(1), not a scan of the
         // holder's whole history.
@@ -223,6 +226,9 @@ impl Authority {
             .ok_or_else(|| Error::UnknownResident(p.resident_id.clone()))?;
         if current.version != p.resident_version {
             return Err(Error::Retry);
+        }
+        if t.key_blocked(&p.fp)? {
+            return Err(Error::KeyBlocked(hex::encode(p.fp)));
         }
         key_is_theirs(t.key_owner(&p.fp)?, &p.key_owner)?;
         if t.certificate_exists(p.h, &p.serial)? {
