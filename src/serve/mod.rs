@@ -394,6 +394,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         .build()
         .map_err(|e| Error::Serve(format!("start the runtime: {e}")))?;
     let result = rt.block_on(async move {
+        let signals = StopSignals::install()?;
         // Renew what is due before anything signs with it (the OCSP responder is built from
         // the signers in force afterwards).
         let watch = renew::Watch::new(Arc::clone(&authority));
@@ -522,7 +523,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tasks.spawn(Arc::clone(&watch).run(stopped(stop_rx.clone())));
         }
         eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
-        wait_for_signal().await?;
+        signals.wait().await;
         eprintln!("jpki serve: stopping (finishing in-flight requests)");
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
@@ -644,17 +645,31 @@ async fn compact_when_due(
     }
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Error::Serve(format!("install the SIGTERM handler: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| Error::Serve(format!("install the SIGINT handler: {e}")))?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment the server starts: installed before anything
+/// is announced, so that a stop requested as soon as "running" is printed is a clean stop,
+/// not the default action (death by the signal).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| Error::Serve(format!("install the SIGTERM handler: {e}")))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| Error::Serve(format!("install the SIGINT handler: {e}")))?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[cfg(test)]
