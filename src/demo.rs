@@ -424,6 +424,7 @@ impl Services {
                 ..crl_publisher::Settings::default()
             },
             compact_journal_bytes: None,
+            limits: conn_guard::Limits::default(),
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -450,6 +451,7 @@ impl Services {
         rt.spawn(Arc::clone(&parts.publisher).run(stopped(rx.clone())));
         rt.spawn(crate::serve::http_public(
             listener,
+            conn_guard::Gate::new(conn_guard::Limits::default()),
             Arc::clone(&parts.publisher),
             parts.responder.clone(),
             stopped(rx.clone()),

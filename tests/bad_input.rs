@@ -233,3 +233,79 @@ fn a_wrong_passphrase_and_a_bad_policy_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key passphrase"));
     fresh.fails(&["cert", "list"], "does not exist");
 }
+
+#[test]
+fn a_revocation_batch_is_checked_whole_before_anything_is_revoked() {
+    let env = Env::init();
+    let id = env.add_resident("一括　次郎", "1966-06-06");
+    let (_k1, c1) = env.csr("b1", 2048);
+    let (_k2, c2) = env.csr("b2", 2048);
+    let a = env.issue(&id, "auth", &c1)["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let s = env.issue(&id, "signing", &c2)["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = env.snapshot(&[&id]);
+
+    // A good line, a garbage line, an unknown serial and a repeated one: every problem is
+    // named with its line number, and nothing is revoked.
+    let bad = env.write(
+        "bad.txt",
+        format!("{a}\nnot-a-serial\n\n7FFFFFFF0A\n{a}\n").as_bytes(),
+    );
+    let err = env.fails(
+        &["revoke", "--reason", "keyCompromise", "--batch", &p(&bad)],
+        "nothing was revoked",
+    );
+    for want in [
+        "3 of 4 lines",
+        "line 2: serial `not-a-serial` is not hexadecimal",
+        "line 4: unknown serial 7FFFFFFF0A",
+        "line 5: serial",
+        "already on line 1",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert_eq!(
+        env.snapshot(&[&id]),
+        before,
+        "a refused batch changes nothing"
+    );
+
+    // A dry run says what would be done and changes nothing.
+    let good = env.write("good.txt", format!("{a}\n{s}\n").as_bytes());
+    let dry = env.ok(&[
+        "revoke",
+        "--reason",
+        "keyCompromise",
+        "--batch",
+        &p(&good),
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains(&format!("line 1: would revoke auth:{a}")),
+        "{dry}"
+    );
+    assert!(dry.contains("nothing changed"), "{dry}");
+    assert_eq!(env.snapshot(&[&id]), before);
+
+    // The real run acknowledges each line as it becomes durable, then sums up.
+    let out = env.ok(&["revoke", "--reason", "keyCompromise", "--batch", &p(&good)]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("revoked auth:{a}").as_str(),
+            format!("revoked signing:{s}").as_str(),
+            "2 certificate(s) revoked or held",
+        ]
+    );
+    // Run again: both are already revoked, and the batch is refused whole.
+    env.fails(
+        &["revoke", "--reason", "keyCompromise", "--batch", &p(&good)],
+        "already revoked",
+    );
+}

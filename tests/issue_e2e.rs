@@ -35,6 +35,11 @@ fn issue_both_kinds_and_check_them_with_openssl_and_x509_parser() {
         "aroot.pem",
         env.ok(&["root", "--hierarchy", "auth"]).as_bytes(),
     );
+    assert_eq!(
+        env.json(&["root", "--hierarchy", "auth"])["pem"].as_str(),
+        Some(std::fs::read_to_string(&aroot).unwrap().as_str()),
+        "root --json carries the same PEM"
+    );
 
     // Chains: each leaf verifies under its own root and not under the other.
     let out = openssl(&[

@@ -212,3 +212,61 @@ fn validity_is_capped_by_the_card_and_the_auth_certificate() {
     let s = env.issue(&id, "signing", &sign);
     assert_eq!(s["not_after"], "2031-02-17T14:59:59Z");
 }
+
+#[test]
+fn the_register_is_searched_by_name_and_birth_a_page_at_a_time() {
+    let env = Env::init();
+    let a = env.add_resident("検索　花子", "1985-04-12");
+    let b = env.add_resident("検索　花子", "1990-01-01");
+    let c = env.add_resident("別人　太郎", "1985-04-12");
+    env.ok(&["resident", "death", "--id", &c]);
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["residents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Spaces do not matter; the birth date narrows it to one.
+    let v = env.json(&[
+        "resident",
+        "search",
+        "--name",
+        "検索花子",
+        "--birth",
+        "1985-04-12",
+    ]);
+    assert_eq!(ids(&v), vec![a.clone()], "{v}");
+    assert_eq!(v["next"], serde_json::Value::Null);
+    let v = env.json(&["resident", "search", "--state", "deceased"]);
+    assert_eq!(ids(&v), vec![c.clone()]);
+    // Pages of one, in id order, until there is no next.
+    let mut all = vec![a, b, c];
+    all.sort();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["resident", "search", "--limit", "1"];
+        if let Some(x) = &after {
+            args.extend(["--after", x.as_str()]);
+        }
+        let v = env.json(&args);
+        seen.extend(ids(&v));
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all);
+    // Bad input is named.
+    env.fails(
+        &["resident", "search", "--limit", "0"],
+        "limit must be 1 to 1000",
+    );
+    env.fails(
+        &["resident", "search", "--state", "gone"],
+        "expected active",
+    );
+    env.fails(&["resident", "search", "--name", " 　"], "name");
+}

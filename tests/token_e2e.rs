@@ -53,6 +53,14 @@ fn pins_count_down_lock_and_reset() {
     // Three wrong authentication PINs, each in its own process: 2, 1, then locked.
     let o = login("0000");
     assert!(err(&o).contains("2 tries left"), "{}", err(&o));
+    let shown = t(&["show", "--token", &p(&token), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        (&v["auth"]["tries_left"], &v["auth"]["locked"]),
+        (&serde_json::json!(2), &serde_json::json!(false)),
+        "{v}"
+    );
+    assert_eq!(v["signing"]["max_tries"], 5, "{v}");
     let o = login("0000");
     assert!(
         err(&o).contains("1 try left") || err(&o).contains("1 tries left"),

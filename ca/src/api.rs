@@ -33,6 +33,7 @@ pub enum Request {
     ResidentShow {
         id: String,
     },
+    ResidentSearch(crate::authority::ResidentQuery),
     Event {
         id: String,
         event: Event,
@@ -77,6 +78,7 @@ impl Authority {
             }
             Request::ResidentAdd(r) => Ok(json!({ "id": self.resident_add(&r)? })),
             Request::ResidentShow { id } => to_value(self.resident_view(&id)?),
+            Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
             Request::Issue {
                 resident,
@@ -126,12 +128,7 @@ pub fn call_remote(data: &Path, req: &Request) -> Result<Value> {
 /// out, one `{"ok"}`/`{"error"}` line back.
 pub fn call_json<T: Serialize>(data: &Path, req: &T) -> Result<Value> {
     let path = socket_path(data);
-    let mut stream = UnixStream::connect(&path).map_err(|e| {
-        Error::Locked(format!(
-            "the store is held by another process and its admin socket {} does not answer ({e})",
-            path.display()
-        ))
-    })?;
+    let mut stream = connect(&path)?;
     let mut line = serde_json::to_vec(req).map_err(|e| Error::Invalid(e.to_string()))?;
     line.push(b'\n');
     stream
@@ -141,7 +138,42 @@ pub fn call_json<T: Serialize>(data: &Path, req: &T) -> Result<Value> {
     BufReader::new(&stream)
         .read_line(&mut reply)
         .map_err(Error::io("read from the admin socket"))?;
+    if reply.is_empty() {
+        return Err(Error::Store(
+            "the server closed the admin connection without answering (did it stop or crash?): \
+             the request may or may not have been carried out; check before repeating it"
+                .into(),
+        ));
+    }
     decode_reply(&reply)
+}
+
+/// How long a command waits for the admin socket of a server that holds the store but is
+/// still starting (it takes the store's lock before it binds the socket).
+const STARTING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects to the admin socket, waiting up to [`STARTING`] for a server that is starting.
+fn connect(path: &Path) -> Result<UnixStream> {
+    let started = std::time::Instant::now();
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) && started.elapsed() < STARTING =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(Error::Locked(format!(
+                    "the store is held by another process and its admin socket {} does not answer ({e})",
+                    path.display()
+                )))
+            }
+        }
+    }
 }
 
 /// An error as the admin socket carries it: its stable code ([`Error::code`]), its one-line
@@ -366,5 +398,38 @@ mod tests {
         // A line without a code is refused, not guessed.
         let e = decode_reply(r#"{"error": "plain text"}"#).unwrap_err();
         assert!(e.to_string().contains("without a code"), "{e}");
+    }
+
+    #[test]
+    fn a_starting_server_is_waited_for_and_a_dead_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(dir.path());
+        // The server binds its socket a moment after the command starts, then dies before
+        // answering.
+        let server = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+                let (conn, _) = l.accept().unwrap();
+                let mut line = String::new();
+                BufReader::new(&conn).read_line(&mut line).unwrap();
+                assert!(line.contains("audit-verify"), "{line}");
+                drop(conn);
+            })
+        };
+        let e = call_remote(dir.path(), &Request::AuditVerify).unwrap_err();
+        server.join().unwrap();
+        assert!(
+            e.to_string()
+                .contains("closed the admin connection without answering"),
+            "{e}"
+        );
+        // Nothing listening at all: after the wait, the store is said to be held.
+        std::fs::remove_file(&path).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = call_remote(dir.path(), &Request::AuditVerify).unwrap_err();
+        assert!(matches!(e, Error::Locked(_)), "{e:?}");
+        assert!(t0.elapsed() >= STARTING);
     }
 }

@@ -25,14 +25,37 @@ const SIGNATURE_ALGORITHMS: [const_oid::ObjectIdentifier; 3] = [
     const_oid::ObjectIdentifier::new_unwrap(SHA512_RSA),
 ];
 
+/// The largest request accepted, in bytes, PEM or DER: an RSA-4096 request is under 2 KiB. The
+/// same limit applies in-process and through a server's admin socket (whose line limit is far
+/// above it), so a request is judged the same way on both paths.
+pub const MAX_BYTES: usize = 16 * 1024;
+
+/// Refuses a request larger than [`MAX_BYTES`] before anything else is done with it.
+pub fn check_size(input: &[u8]) -> Result<()> {
+    if input.len() > MAX_BYTES {
+        return Err(Error::Csr(format!(
+            "the request is {} bytes; a CSR is at most {MAX_BYTES}",
+            input.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a PEM (`CERTIFICATE REQUEST` or `NEW CERTIFICATE REQUEST`) or DER request and checks
 /// it: well-formed with no trailing bytes, signed with SHA-2 RSA by its own key (proof of
 /// possession), RSA with at least `min_bits` and e = 65537.
 pub fn verify(input: &[u8], min_bits: usize) -> Result<VerifiedCsr> {
+    check_size(input)?;
     let der;
     let bytes: &[u8] = if input.trim_ascii_start().starts_with(b"-----BEGIN") {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(input)
+        let (rest, pem) = x509_parser::pem::parse_x509_pem(input)
             .map_err(|e| Error::Csr(format!("not a PEM file: {e}")))?;
+        if !rest.trim_ascii().is_empty() {
+            return Err(Error::Csr(format!(
+                "{} bytes after the PEM request (one request per file)",
+                rest.trim_ascii().len()
+            )));
+        }
         if pem.label != "CERTIFICATE REQUEST" && pem.label != "NEW CERTIFICATE REQUEST" {
             return Err(Error::Csr(format!(
                 "PEM label is `{}`, expected CERTIFICATE REQUEST",
@@ -117,6 +140,21 @@ mod tests {
         let der = csr_der(rcgen::RsaKeySize::_2048);
         let ok = verify(&der, 2048).unwrap();
         assert_eq!(ok.bits, 2048);
+
+        // PEM: trailing whitespace is fine, anything else after the request is refused.
+        let pem = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+        );
+        assert_eq!(verify(format!("{pem}\n  \n").as_bytes(), 2048).unwrap(), ok);
+        let e = verify(format!("{pem}junk").as_bytes(), 2048).unwrap_err();
+        assert!(
+            e.to_string().contains("4 bytes after the PEM request"),
+            "{e}"
+        );
+        let huge = format!("{pem}{}", " ".repeat(MAX_BYTES));
+        let e = verify(huge.as_bytes(), 2048).unwrap_err();
+        assert!(e.to_string().contains("a CSR is at most"), "{e}");
 
         let mut tampered = der.clone();
         let n = tampered.len();

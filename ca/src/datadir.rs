@@ -30,3 +30,117 @@ impl DataDir {
         self.dir.join("certs").join(format!("{h}-{what}.pem"))
     }
 }
+
+/// What [`DataDir::make_private`] tightened: entries that group or others could reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tightened {
+    /// How many files and directories had group or other permission bits.
+    pub entries: usize,
+    /// The first of them and its mode before, to name in the warning.
+    pub first: Option<(PathBuf, u32)>,
+}
+
+impl DataDir {
+    /// Makes the data directory private by construction: every directory below it 0700 and
+    /// every file 0600 (the resident register, keys and journal must not be readable by other
+    /// local users, whatever umask or copy made them). Returns what was tightened, so the
+    /// caller can say so; refuses a directory this user does not own, since its owner could
+    /// loosen it again. Symbolic links are neither followed nor changed; sockets are left as
+    /// they are (the admin socket is made 0600 by the server).
+    pub fn make_private(&self) -> crate::Result<Tightened> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let me = std::fs::metadata(&self.dir)
+            .map_err(crate::Error::io(format!("inspect {}", self.dir.display())))?;
+        let uid = current_uid()?;
+        if me.uid() != uid {
+            return Err(crate::Error::Invalid(format!(
+                "data directory {} belongs to uid {}, not to this user (uid {uid}): refusing to use it",
+                self.dir.display(),
+                me.uid()
+            )));
+        }
+        let mut out = Tightened::default();
+        let mut stack = vec![self.dir.clone()];
+        while let Some(path) = stack.pop() {
+            let m = std::fs::symlink_metadata(&path)
+                .map_err(crate::Error::io(format!("inspect {}", path.display())))?;
+            let ft = m.file_type();
+            let want = if ft.is_dir() {
+                0o700
+            } else if ft.is_file() {
+                0o600
+            } else {
+                continue;
+            };
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & want))
+                    .map_err(crate::Error::io(format!("make {} private", path.display())))?;
+                out.entries += 1;
+                out.first.get_or_insert((path.clone(), mode));
+            }
+            if ft.is_dir() {
+                for e in std::fs::read_dir(&path)
+                    .map_err(crate::Error::io(format!("read {}", path.display())))?
+                {
+                    stack.push(
+                        e.map_err(crate::Error::io(format!("read {}", path.display())))?
+                            .path(),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The effective user id of this process, as the owner of the files it creates.
+fn current_uid() -> crate::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file this process creates is its effective uid: read it off a fresh
+    // temporary file rather than calling into libc.
+    let probe = tempfile::tempfile().map_err(crate::Error::io("create a temporary file"))?;
+    Ok(probe
+        .metadata()
+        .map_err(crate::Error::io("inspect a temporary file"))?
+        .uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_readable_data_directory_is_made_private_and_said_so() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("data");
+        std::fs::create_dir_all(dir.join("db/sled")).unwrap();
+        std::fs::write(dir.join("db/sled/conf"), b"x").unwrap();
+        std::fs::write(dir.join("policy.toml"), b"y").unwrap();
+        for (p, m) in [
+            (dir.clone(), 0o755),
+            (dir.join("db"), 0o755),
+            (dir.join("db/sled"), 0o750),
+            (dir.join("db/sled/conf"), 0o644),
+            (dir.join("policy.toml"), 0o600),
+        ] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        let d = DataDir::new(&dir);
+        let t1 = d.make_private().unwrap();
+        assert_eq!(t1.entries, 4, "{t1:?}");
+        assert_eq!(t1.first.as_ref().map(|(_, m)| *m), Some(0o755));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("db")), 0o700);
+        assert_eq!(mode(&dir.join("db/sled")), 0o700);
+        assert_eq!(mode(&dir.join("db/sled/conf")), 0o600);
+        assert_eq!(mode(&dir.join("policy.toml")), 0o600);
+        // Already private: nothing to say.
+        assert_eq!(d.make_private().unwrap(), Tightened::default());
+    }
+}

@@ -250,14 +250,33 @@ impl Responder {
     }
 }
 
-/// The server loop behind [`Responder::serve`], for any handler: HTTP/1.1 and HTTP/2 (auto),
-/// a header-read timeout (also the TLS handshake timeout), back-off on accept errors, and a
-/// graceful stop that lets open connections finish for up to 5 s. `jpki serve` uses it for
-/// its public listener, which routes `/crl/` to the CRL publisher and the rest here.
+/// The server loop behind [`Responder::serve`], for any handler, with the default
+/// [`conn_guard::Limits`]: see [`serve_guarded`].
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let gate = conn_guard::Gate::new(conn_guard::Limits::default());
+    serve_guarded(listener, tls, header_timeout, gate, shutdown, handler).await
+}
+
+/// The server loop for any handler: HTTP/1.1 and HTTP/2 (auto), a header-read timeout (also
+/// the TLS handshake timeout), connections admitted through `gate` (caps in all and per
+/// client address; one over a cap is closed at once) and closed when the client has sent
+/// nothing for the gate's idle time, back-off on accept errors, and a graceful stop that lets
+/// open connections finish for up to 5 s. `jpki serve` uses it for its public listener, which
+/// routes `/crl/` to the CRL publisher and the rest here.
+pub async fn serve_guarded<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    header_timeout: std::time::Duration,
+    gate: Arc<conn_guard::Gate>,
     shutdown: impl Future<Output = ()>,
     handler: H,
 ) where
@@ -275,6 +294,7 @@ pub async fn serve_with<H, F>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
+    let idle = gate.limits().idle;
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -290,7 +310,12 @@ pub async fn serve_with<H, F>(
                 }
             },
         };
+        let Some(ticket) = gate.admit(Some(peer.ip())) else {
+            tracing::debug!(%peer, "connection over the listener's caps closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let (stream, heard) = conn_guard::Idle::new(stream);
         let handler = handler.clone();
         let svc = service_fn(move |req| {
             let answer = handler(req);
@@ -298,36 +323,46 @@ pub async fn serve_with<H, F>(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        match tls.clone() {
-            None => {
-                tokio::spawn(async move {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _ticket = ticket;
+            let served = async {
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
                     }
-                });
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    let tls =
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::info!(%peer, error = %e, "TLS handshake refused");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::info!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    Some(acceptor) => {
+                        let tls =
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::info!(%peer, error = %e, "TLS handshake refused");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::info!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
                     }
-                });
+                }
+            };
+            tokio::select! {
+                () = served => {}
+                () = heard.silent_for(idle) => {
+                    tracing::debug!(%peer, "idle connection closed");
+                }
             }
-        }
+        });
     }
     drop(listener);
     if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())

@@ -255,6 +255,20 @@ impl Api {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
+        let gate = conn_guard::Gate::new(conn_guard::Limits::default());
+        self.serve_guarded(listener, gate, shutdown).await
+    }
+
+    /// [`Api::serve`] with connections admitted through `gate` (caps in all and per client
+    /// address, checked before the TLS handshake) and closed when the client has sent nothing
+    /// for the gate's idle time — authenticated operators included.
+    pub async fn serve_guarded(
+        self: Arc<Self>,
+        listener: TcpListener,
+        gate: Arc<conn_guard::Gate>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let idle = gate.limits().idle;
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -270,11 +284,18 @@ impl Api {
                             continue;
                         }
                     };
+                    let Some(ticket) = gate.admit(Some(peer.ip())) else {
+                        tracing::debug!(%peer, "PF connection over the listener's caps closed");
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
+                    let (tcp, heard) = conn_guard::Idle::new(tcp);
                     let api = self.clone();
                     let acceptor = acceptor.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
+                      let _ticket = ticket;
+                      let served = async move {
                         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(t)) => t,
                             Ok(Err(e)) => {
@@ -308,6 +329,13 @@ impl Api {
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(%peer, error = %e, "PF connection ended");
                         }
+                      };
+                      tokio::select! {
+                          () = served => {}
+                          () = heard.silent_for(idle) => {
+                              tracing::debug!(%peer, "idle PF connection closed");
+                          }
+                      }
                     });
                 }
                 () = &mut shutdown => break,

@@ -58,6 +58,9 @@ pub(crate) struct Call<'a> {
     pub now: OffsetDateTime,
     pub operation: &'static str,
     sp: Option<ServiceProvider>,
+    /// The SP id the request named, kept even when it was refused (unknown, not delegated),
+    /// so that the refusal's audit record names what was asked for.
+    requested_sp: Option<String>,
     holders: Vec<String>,
 }
 
@@ -75,6 +78,7 @@ impl<'a> Call<'a> {
             now: a.clock().now(),
             operation,
             sp: None,
+            requested_sp: None,
             holders: Vec::new(),
         }
     }
@@ -82,11 +86,12 @@ impl<'a> Call<'a> {
     /// The access-log entries of this call: one per holder touched (or one without a holder,
     /// which goes to the audit chain only).
     pub(crate) fn accesses(&self, outcome: &str) -> Vec<Access> {
-        let (sp, sp_name) = self
-            .sp
-            .as_ref()
-            .map(|s| (s.id.clone(), s.name.clone()))
-            .unwrap_or_default();
+        let (sp, sp_name) = match (&self.sp, &self.requested_sp) {
+            (Some(s), _) => (s.id.clone(), s.name.clone()),
+            // Refused before the SP was accepted: its id as asked, no name.
+            (None, Some(id)) => (id.clone(), String::new()),
+            (None, None) => Default::default(),
+        };
         let entry = |holder: &str| Access {
             at: self.now,
             holder: holder.to_owned(),
@@ -115,6 +120,7 @@ impl<'a> Call<'a> {
     /// The SP named in the request: it must exist, be delegated to this PF, and both must
     /// have `scope`.
     fn sp(&mut self, id: &str, scope: Scope) -> Result<ServiceProvider> {
+        self.requested_sp = Some(id.to_owned());
         let sp = registry::service_provider(self.a, id)?
             .ok_or_else(|| Error::UnknownSp(id.to_owned()))?;
         if sp.pf != self.pf.id {

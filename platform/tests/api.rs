@@ -627,6 +627,22 @@ async fn service_providers_must_be_delegated_and_scoped() {
         .await
         .unwrap();
     assert_error(s, &v, StatusCode::FORBIDDEN, "sp_not_delegated");
+    // The refusal's audit record names the SP that was asked for.
+    let named = |sp: &str| {
+        h.a.audit_records().unwrap().iter().any(|r| {
+            r.action == "pf-access"
+                && r.detail.contains(&format!("sp={sp} "))
+                && r.detail.ends_with("outcome=sp_not_delegated")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !named(&theirs) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        named(&theirs),
+        "the refused call's audit record names {theirs}"
+    );
     let (s, v) = c
         .post(
             "/v1/four-attributes",

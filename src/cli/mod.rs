@@ -52,6 +52,10 @@ pub struct Cli {
     /// File holding the key passphrase (default: $JPKI_PASSPHRASE).
     #[arg(long, global = true)]
     pub passphrase_file: Option<PathBuf>,
+    /// Log lines on stderr: `text` (colour only on a terminal) or `json` (one object per line,
+    /// for log collectors). Verbosity: $JPKI_LOG (default `warn`).
+    #[arg(long, global = true, env = "JPKI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,6 +77,9 @@ pub enum Command {
         /// signing, auth, or operator (the platform-operator CA).
         #[arg(long, value_parser = parse_root)]
         hierarchy: RootOf,
+        /// One JSON object: {"pem": "..."}.
+        #[arg(long)]
+        json: bool,
     },
     /// The resident register and its events.
     #[command(subcommand)]
@@ -104,6 +111,9 @@ pub enum Command {
         invalidity_date: Option<OffsetDateTime>,
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
+        /// With --batch: check every line and say what would be done, changing nothing.
+        #[arg(long, requires = "batch")]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -195,6 +205,28 @@ pub enum ResidentCommand {
     Show {
         #[arg(long)]
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find residents (e.g. for the loss hotline: by name and birth date), a page at a time.
+    Search {
+        /// Part of the name; spaces are ignored (山田花子 finds 山田　花子).
+        #[arg(long)]
+        name: Option<String>,
+        /// Date of birth, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_date)]
+        birth: Option<Date>,
+        #[arg(long)]
+        municipality: Option<String>,
+        /// active, emigrating, emigrated or deceased.
+        #[arg(long, value_parser = parse_resident_state)]
+        state: Option<ca::records::ResidentState>,
+        /// The `next` of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+        /// Residents per page, 1 to 1000.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
         #[arg(long)]
         json: bool,
     },
@@ -442,8 +474,19 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) 
     Ok(writeln!(out, "{text}").map_err(Error::io("write to stdout"))?)
 }
 
+/// Everything jpki creates is readable by its owner only, whatever umask it was started with:
+/// directories 0700, files 0600 (the resident register lives in the store's files).
+fn private_by_default() {
+    // SAFETY: umask(2) only sets this process's file-mode creation mask and cannot fail; it is
+    // called first thing in main, before any thread that creates files is started.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Entry point of the `jpki` binary.
 pub fn main() -> ExitCode {
+    private_by_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e)
@@ -469,13 +512,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JPKI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        // Colour codes only where a person reads them, never into files and pipes.
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -515,6 +563,127 @@ fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     }
 }
 
+/// `jpki revoke --batch FILE`: every line is checked first (a serial, once, of a certificate
+/// that exists, unambiguously, and is not already revoked); if any line is wrong, all the
+/// problems are listed with their line numbers and nothing is revoked. Then each revocation is
+/// printed as it becomes durable, and a summary at the end (should one fail meanwhile — a
+/// concurrent revocation — the summary says how far the batch got).
+fn revoke_batch(
+    cli: &Cli,
+    file: &Path,
+    hierarchy: Option<Hierarchy>,
+    dry_run: bool,
+    json: bool,
+    revoke: impl Fn(String) -> Request,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(Error::io(format!("read {}", file.display())))?;
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    // One authority for the whole batch (or the server's): each answer is durable.
+    let local = open_local(cli)?;
+    let run = |req: Request| -> Result<serde_json::Value> {
+        Ok(match &local {
+            Some(a) => a.handle(req)?,
+            None => ca::api::call_remote(&cli.data, &req)?,
+        })
+    };
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    let mut todo = Vec::new();
+    for (n, line) in &lines {
+        let serial = match parse_serial(line) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("line {n}: {e}"));
+                continue;
+            }
+        };
+        if let Some(first) = seen.insert(serial.clone(), *n) {
+            problems.push(format!(
+                "line {n}: serial {line} is already on line {first}"
+            ));
+            continue;
+        }
+        match run(Request::CertShow {
+            serial: line.to_string(),
+            hierarchy,
+        })
+        .and_then(typed::<CertView>)
+        {
+            Ok(v) if v.status == ca::records::State::Revoked => {
+                problems.push(format!("line {n}: serial {} is already revoked", v.serial))
+            }
+            Ok(v) => todo.push((*n, v)),
+            Err(e) => problems.push(format!("line {n}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} of {} lines of {} are wrong; nothing was revoked: {}",
+            problems.len(),
+            lines.len(),
+            file.display(),
+            problems.join("; ")
+        ))
+        .into());
+    }
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| {
+        writeln!(out, "{line}")
+            .and_then(|_| out.flush())
+            .map_err(Error::io("write to stdout"))
+    };
+    if dry_run {
+        for (n, v) in &todo {
+            say(format!(
+                "line {n}: would revoke {}:{} ({})",
+                v.hierarchy,
+                v.serial,
+                v.status.as_str()
+            ))?;
+        }
+        say(format!(
+            "dry run: {} certificate(s) checked, nothing changed",
+            todo.len()
+        ))?;
+        return Ok(());
+    }
+    let mut done: Vec<Revocation> = Vec::new();
+    for (n, v) in &todo {
+        let r: Revocation = match run(revoke(v.serial.clone())).and_then(typed) {
+            Ok(r) => r,
+            Err(e) => {
+                say(format!(
+                    "stopped at line {n}: {e}; {} of {} revoked before it",
+                    done.len(),
+                    todo.len()
+                ))?;
+                return Err(e);
+            }
+        };
+        if !json {
+            say(format!(
+                "{} {}:{}",
+                r.status.as_str(),
+                r.hierarchy,
+                r.serial
+            ))?;
+        }
+        done.push(r);
+    }
+    if json {
+        say(serde_json::json!({ "revocations": done, "count": done.len() }).to_string())?;
+    } else {
+        say(format!("{} certificate(s) revoked or held", done.len()))?;
+    }
+    Ok(())
+}
+
 /// A CRL publisher over the store opened in this process.
 fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let Some(a) = open_local(cli)? else {
@@ -529,8 +698,14 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         crl_dir: cli.data.join(&cfg.crl.dir),
         crl: crl_publisher::Settings::default(),
         compact_journal_bytes: None,
+        limits: conn_guard::Limits::default(),
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
+}
+
+fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentState, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("`{s}`: expected active, emigrating, emigrated or deceased"))
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
@@ -549,6 +724,7 @@ pub fn run(cli: Cli) -> Result<()> {
             command,
             data: cli.data,
             passphrase_file: cli.passphrase_file,
+            log_format: cli.log_format,
         },
     };
     match &cli.command {
@@ -569,12 +745,16 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Root { hierarchy } => {
+        Command::Root { hierarchy, json } => {
             let v = match *hierarchy {
                 RootOf::Operator => call_pf(&cli, platform::Request::OperatorRoot)?,
                 RootOf::Ca(hierarchy) => call(&cli, Request::Root { hierarchy })?,
             };
-            print!("{}", v["pem"].as_str().unwrap_or_default());
+            if *json {
+                println!("{}", serde_json::json!({ "pem": v["pem"] }));
+            } else {
+                print!("{}", v["pem"].as_str().unwrap_or_default());
+            }
             Ok(())
         }
         Command::Resident(rc) => resident(&cli, rc),
@@ -587,6 +767,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let bytes =
                 std::fs::read(csr).map_err(Error::io(format!("read CSR {}", csr.display())))?;
+            ca::csr::check_size(&bytes)?;
             let csr_base64 =
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
             let issued: Issued = typed(call(
@@ -626,6 +807,7 @@ pub fn run(cli: Cli) -> Result<()> {
             reason,
             invalidity_date,
             hierarchy,
+            dry_run,
             json,
         } => {
             let revoke = |serial: String| Request::Revoke {
@@ -635,31 +817,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 invalidity: *invalidity_date,
             };
             if let Some(file) = batch {
-                let text = std::fs::read_to_string(file)
-                    .map_err(Error::io(format!("read {}", file.display())))?;
-                let serials: Vec<String> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                for s in &serials {
-                    parse_serial(s)?;
-                }
-                // One authority for the whole batch (or the server's): each answer is durable.
-                let local = open_local(&cli)?;
-                let mut out = std::io::stdout().lock();
-                for s in serials {
-                    let v = match &local {
-                        Some(a) => a.handle(revoke(s))?,
-                        None => ca::api::call_remote(&cli.data, &revoke(s))?,
-                    };
-                    let r: Revocation = typed(v)?;
-                    writeln!(out, "{} {}:{}", r.status.as_str(), r.hierarchy, r.serial)
-                        .and_then(|_| out.flush())
-                        .map_err(Error::io("write to stdout"))?;
-                }
-                return Ok(());
+                return revoke_batch(&cli, file, *hierarchy, *dry_run, *json, revoke);
             }
             let serial = serial.clone().unwrap_or_default();
             let r: Revocation = typed(call(&cli, revoke(serial))?)?;
@@ -977,6 +1135,48 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                     "registered resident {}",
                     v["id"].as_str().unwrap_or_default()
                 )
+            });
+        }
+        ResidentCommand::Search {
+            name,
+            birth,
+            municipality,
+            state,
+            after,
+            limit,
+            json,
+        } => {
+            let q = ca::authority::ResidentQuery {
+                name: name.clone(),
+                birth: *birth,
+                municipality: municipality.clone(),
+                state: *state,
+                after: after.clone(),
+                limit: *limit,
+            };
+            let page: ca::authority::ResidentPage = typed(call(cli, Request::ResidentSearch(q))?)?;
+            return print(*json, &page, |p| {
+                let mut lines: Vec<String> = p
+                    .residents
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}  {}  {}  {} / {}  {:?}{}",
+                            r.id,
+                            r.name,
+                            r.birth,
+                            r.prefecture,
+                            r.municipality,
+                            r.state,
+                            if r.card_lost { " (card lost)" } else { "" }
+                        )
+                    })
+                    .collect();
+                lines.push(match &p.next {
+                    Some(n) => format!("{} shown; more with --after {n}", p.residents.len()),
+                    None => format!("{} found", p.residents.len()),
+                });
+                lines.join("\n")
             });
         }
         ResidentCommand::Show { id, json } => {

@@ -99,6 +99,9 @@ pub enum TokenCommand {
     Show {
         #[arg(long)]
         token: PathBuf,
+        /// One JSON object: the token's path and each key's counters, lock and certificate.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -215,12 +218,34 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             t.reset(kind, &o, &n)?;
             println!("the {} is reset; {} tries", pin_name(kind), max_tries(kind));
         }
-        TokenCommand::Show { token } => {
+        TokenCommand::Show { token, json } => {
             let t = Token::open(&token)?;
             let status = t.status();
-            println!("{}", t.path().display());
-            println!("  {}", describe(&status.signing));
-            println!("  {}", describe(&status.auth));
+            if json {
+                let key = |k: &KeyStatus| {
+                    serde_json::json!({
+                        "kind": k.kind,
+                        "tries_left": k.tries_left,
+                        "max_tries": k.max_tries,
+                        "locked": k.locked,
+                        "key_sha256": hex::encode(k.key_fingerprint),
+                        "certificate_subject": k.certificate_subject,
+                        "certificate_serial": k.certificate_serial,
+                    })
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "token": t.path().display().to_string(),
+                        "signing": key(&status.signing),
+                        "auth": key(&status.auth),
+                    })
+                );
+            } else {
+                println!("{}", t.path().display());
+                println!("  {}", describe(&status.signing));
+                println!("  {}", describe(&status.auth));
+            }
         }
     }
     Ok(())
@@ -363,13 +388,17 @@ mod tests {
         })
         .unwrap();
         login("2468").unwrap();
-        run(TokenCommand::Show {
-            token: token.clone(),
-        })
-        .unwrap();
+        for json in [false, true] {
+            run(TokenCommand::Show {
+                token: token.clone(),
+                json,
+            })
+            .unwrap();
+        }
         assert!(matches!(
             run(TokenCommand::Show {
-                token: p("missing.json")
+                token: p("missing.json"),
+                json: true,
             }),
             Err(Error::Io { .. })
         ));

@@ -43,11 +43,17 @@ pub fn admin_listener(data: &Path) -> Result<UnixListener> {
 
 /// Serves admin requests: one JSON request per line, one JSON answer per line, each run by
 /// the same [`Authority::handle`] (or `platform::api::handle_line`) the CLI uses in-process.
+///
+/// Connections are admitted through `gate` (a cap on open connections; the socket is the
+/// owner's only, so there is no per-client cap), and one that sends no request for the gate's
+/// idle time is closed; a request being carried out is never cut short.
 pub async fn serve_admin(
     listener: UnixListener,
     authority: Arc<Authority>,
+    gate: Arc<conn_guard::Gate>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let idle = gate.limits().idle;
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -61,27 +67,35 @@ pub async fn serve_admin(
                 }
             },
         };
+        let Some(ticket) = gate.admit(None) else {
+            tracing::warn!("admin connection over the cap closed");
+            continue;
+        };
         let authority = Arc::clone(&authority);
         tokio::spawn(async move {
+            let _ticket = ticket;
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read.take(MAX_ADMIN_LINE as u64 * 64));
             let mut line = String::new();
             loop {
                 line.clear();
-                match lines.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) if n > MAX_ADMIN_LINE => {
-                        let _ = write
-                            .write_all(
-                                ca::api::reply_line(Err(ca::Error::Invalid(
-                                    "admin request too long".into(),
-                                )))
-                                .as_bytes(),
-                            )
-                            .await;
-                        return;
-                    }
-                    Ok(_) => {}
+                match tokio::time::timeout(idle, lines.read_line(&mut line)).await {
+                    Err(_) => return, // silent for the idle time: closed
+                    Ok(read) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) if n > MAX_ADMIN_LINE => {
+                            let _ = write
+                                .write_all(
+                                    ca::api::reply_line(Err(ca::Error::Invalid(
+                                        "admin request too long".into(),
+                                    )))
+                                    .as_bytes(),
+                                )
+                                .await;
+                            return;
+                        }
+                        Ok(_) => {}
+                    },
                 }
                 let a = Arc::clone(&authority);
                 let request = std::mem::take(&mut line);
@@ -118,6 +132,7 @@ use tokio::io::AsyncReadExt as _;
 /// the OCSP responder's server loop.
 pub async fn serve_public(
     listener: TcpListener,
+    gate: Arc<conn_guard::Gate>,
     publisher: Arc<crl_publisher::Publisher>,
     responder: ocsp_responder::Responder,
     shutdown: impl Future<Output = ()>,
@@ -126,8 +141,15 @@ pub async fn serve_public(
         let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
         async move { route(&publisher, &responder, req).await }
     };
-    ocsp_responder::http::serve_with(listener, None, Duration::from_secs(10), shutdown, handler)
-        .await;
+    ocsp_responder::http::serve_guarded(
+        listener,
+        None,
+        Duration::from_secs(10),
+        gate,
+        shutdown,
+        handler,
+    )
+    .await;
 }
 
 /// `/crl/...` to the CRL publisher, the rest to the OCSP responder: the public listener's

@@ -37,10 +37,64 @@ pub struct Config {
     pub crl: CrlConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections per listener at most (lowered to fit the descriptor limit).
+    pub max_connections: usize,
+    /// Open connections per client address and listener at most.
+    pub max_per_client: usize,
+    /// A connection that sends nothing for this many seconds is closed.
+    pub idle_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        let d = conn_guard::Limits::default();
+        LimitsConfig {
+            max_connections: d.max_connections,
+            max_per_client: d.max_per_client,
+            idle_seconds: d.idle.as_secs(),
+        }
+    }
+}
+
+/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket.
+const LISTENERS: usize = 3;
+
+/// Raises this process's soft limit on open descriptors to its hard limit and returns it:
+/// the listeners' caps are fitted under it.
+fn descriptor_limit() -> usize {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer, which
+    // lives on this stack frame for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 1024;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                l.rlim_cur = l.rlim_max;
+            }
+        }
+    }
+    usize::try_from(l.rlim_cur).unwrap_or(usize::MAX)
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Compact the store (snapshot + shortened journal, docs/store.md) when its journal passes
     /// this many KiB; 0 never (run `jpki store compact` from cron instead).
@@ -72,7 +126,7 @@ pub struct Listen {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CrlConfig {
     /// Where the served CRL files live; relative paths are inside the data directory.
     pub dir: PathBuf,
@@ -120,6 +174,8 @@ pub struct Settings {
     pub crl: crl_publisher::Settings,
     /// Compact the store when its journal passes this many bytes; `None`: never.
     pub compact_journal_bytes: Option<u64>,
+    /// What each listener admits (fitted to the descriptor limit).
+    pub limits: conn_guard::Limits,
 }
 
 impl Config {
@@ -174,6 +230,30 @@ impl Config {
                 format!("must be 0 (never) or 64 to 67108864, got {kib}"),
             ));
         }
+        let l = &self.limits;
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            return Err(field(
+                "limits.max_connections",
+                format!("must be 1 to 1000000, got {}", l.max_connections),
+            ));
+        }
+        if l.max_per_client == 0 || l.max_per_client > l.max_connections {
+            return Err(field(
+                "limits.max_per_client",
+                "must be 1 to limits.max_connections",
+            ));
+        }
+        if !(1..=3600).contains(&l.idle_seconds) {
+            return Err(field(
+                "limits.idle_seconds",
+                format!("must be 1 to 3600, got {}", l.idle_seconds),
+            ));
+        }
+        let limits = conn_guard::Limits {
+            max_connections: l.max_connections,
+            max_per_client: l.max_per_client,
+            idle: std::time::Duration::from_secs(l.idle_seconds),
+        };
         let crl_dir = if c.dir.is_absolute() {
             c.dir.clone()
         } else {
@@ -186,6 +266,7 @@ impl Config {
             crl_dir,
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
+            limits,
         })
     }
 }
@@ -308,6 +389,14 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let limits = settings.limits.fitted(descriptor_limit(), LISTENERS);
+        if limits != settings.limits {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                max_per_client = limits.max_per_client,
+                "connection caps lowered to fit the descriptor limit"
+            );
+        }
 
         let admin = http::admin_listener(data)?;
         eprintln!(
@@ -317,6 +406,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         tasks.spawn(http::serve_admin(
             admin,
             Arc::clone(&parts.authority),
+            conn_guard::Gate::new(limits),
             stopped(stop_rx.clone()),
         ));
 
@@ -357,9 +447,14 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 .local_addr()
                 .map_err(|e| Error::Serve(e.to_string()))?;
             eprintln!("jpki serve: CRLs at http://{local}/crl/, OCSP at http://{local}/ocsp");
+            if let Some(why) = base_url_mismatch(&parts.authority.policy().ca.base_url, local) {
+                eprintln!("jpki serve: warning: {why}");
+                tracing::warn!(%local, "{why}");
+            }
             tracing::info!(%local, "CRL and OCSP listener");
             tasks.spawn(http::serve_public(
                 listener,
+                conn_guard::Gate::new(limits),
                 Arc::clone(&parts.publisher),
                 parts.responder.clone(),
                 stopped(stop_rx.clone()),
@@ -378,7 +473,8 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tracing::info!(%local, "platform-operator API listener");
             let rx = stop_rx.clone();
             tasks.spawn(async move {
-                if let Err(e) = api.serve(listener, stopped(rx)).await {
+                let gate = conn_guard::Gate::new(limits);
+                if let Err(e) = api.serve_guarded(listener, gate, stopped(rx)).await {
                     tracing::error!(error = %e, "platform-operator API stopped");
                 }
             });
@@ -393,6 +489,32 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+/// Why the policy's `ca.base_url`, which every certificate names for its CRLs and OCSP, does
+/// not lead to the listener at `local` — its port differs, or it names another IP address —
+/// or `None` when it may (a host name is taken on trust: a proxy or DNS may route it here).
+fn base_url_mismatch(base_url: &str, local: SocketAddr) -> Option<String> {
+    let (scheme, rest) = base_url.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, p.parse::<u16>().ok()?),
+        _ => (authority, if scheme == "https" { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let say = |what: String| {
+        Some(format!(
+            "the policy's ca.base_url {base_url} {what}, but this server listens on {local}: \
+             certificates send relying parties to that URL for CRLs and OCSP"
+        ))
+    };
+    if port != local.port() {
+        return say(format!("names port {port}"));
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if !local.ip().is_unspecified() && ip != local.ip() => say(format!("names {ip}")),
+        _ => None,
+    }
 }
 
 /// The longest `jpki serve` sleeps between looks at the register's schedule: an event
@@ -491,4 +613,56 @@ async fn wait_for_signal() -> Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_url_that_does_not_lead_here_is_named() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(base_url_mismatch("http://127.0.0.1:8080", local), None);
+        assert_eq!(base_url_mismatch("http://127.0.0.1:8080/pki", local), None);
+        assert_eq!(base_url_mismatch("http://ca.example:8080", local), None);
+        let e = base_url_mismatch("http://127.0.0.1:9090", local).unwrap();
+        assert!(
+            e.contains("names port 9090") && e.contains("127.0.0.1:8080"),
+            "{e}"
+        );
+        let e = base_url_mismatch("http://10.0.0.5:8080", local).unwrap();
+        assert!(e.contains("names 10.0.0.5"), "{e}");
+        assert!(
+            base_url_mismatch("http://ca.example", local).is_some(),
+            "port 80"
+        );
+        let any: SocketAddr = "0.0.0.0:80".parse().unwrap();
+        assert_eq!(base_url_mismatch("http://192.0.2.7", any), None);
+        let v6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert_eq!(base_url_mismatch("http://[::1]:8080", v6), None);
+    }
+
+    #[test]
+    fn config_tables_take_any_subset_of_their_fields() {
+        let c: Config = toml::from_str(
+            "[crl]\ndirty_bound_seconds = 5\n[store]\n[listen]\nhttp = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.crl.dirty_bound_seconds, 5);
+        assert_eq!(
+            c.crl.batch_delay_seconds,
+            CrlConfig::default().batch_delay_seconds
+        );
+        assert_eq!(
+            c.store.compact_journal_kib,
+            StoreConfig::default().compact_journal_kib
+        );
+        let s = c
+            .validate(Path::new("/data"), &policies::Policy::default_policy())
+            .unwrap();
+        assert_eq!(s.crl.dirty_bound, std::time::Duration::from_secs(5));
+        // A misspelt field is still refused, by name.
+        let e = toml::from_str::<Config>("[crl]\ndirty_bound = 5\n").unwrap_err();
+        assert!(e.to_string().contains("dirty_bound"), "{e}");
+    }
 }

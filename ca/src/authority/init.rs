@@ -239,6 +239,8 @@ impl Authority {
                 "roots and OCSP signers created",
             )
         })?;
+        // An existing (empty) directory keeps the mode it was made with: make it private.
+        say_tightened(&layout, layout.make_private()?);
         // Keep the open store: closing and reopening it would race a child process forked
         // meanwhile by another thread, which briefly shares the lock file's descriptor.
         let signers = Signers::new(layout, Some(passphrase.to_vec()));
@@ -258,6 +260,7 @@ impl Authority {
         // The policy is read (and checked) before the store is opened, so that a directory
         // `jpki init` did not make gets no store created in it.
         Policy::from_toml(&policy_text)?;
+        say_tightened(&layout, layout.make_private()?);
         let store = SledStorage::open(&layout.db())?;
         Self::open_on(dir, Arc::new(store), passphrase, clock)
     }
@@ -274,6 +277,7 @@ impl Authority {
         if !layout.policy().exists() {
             return Err(Error::NoDataDir(dir.display().to_string()));
         }
+        say_tightened(&layout, layout.make_private()?);
         Self::open_on(dir, storage, passphrase, clock)
     }
 
@@ -290,6 +294,19 @@ impl Authority {
         let signers = Signers::new(layout, passphrase);
         Authority::new(store, signers, policy, clock)
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))
+    }
+}
+
+/// Says (as a warning) that a data directory was readable by others and has been made private.
+fn say_tightened(dir: &DataDir, t: crate::datadir::Tightened) {
+    if let Some((path, mode)) = t.first {
+        tracing::warn!(
+            data = %dir.dir.display(),
+            entries = t.entries,
+            first = %path.display(),
+            mode = format!("{mode:o}"),
+            "the data directory was readable by other users; made it private (0700 directories, 0600 files)"
+        );
     }
 }
 

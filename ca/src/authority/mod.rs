@@ -34,7 +34,9 @@ use crate::storage::Storage;
 
 pub use events::{Event, EventOutcome, NewResident};
 pub use issue::Issued;
-pub use query::{CertSummary, CertView, ResidentView};
+pub use query::{
+    CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary, ResidentView,
+};
 pub use revoke::Revocation;
 
 /// What the authority knows of a root without its private key.
@@ -93,12 +95,7 @@ pub fn parse_serial(text: &str) -> Result<Vec<u8>> {
     Ok(bytes[start..].to_vec())
 }
 
-/// The SubjectPublicKeyInfo DER of a certificate.
-pub fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>> {
-    let (_, c) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| Error::Store(format!("stored certificate does not parse: {e}")))?;
-    Ok(c.tbs_certificate.subject_pki.raw.to_vec())
-}
+pub use crate::records::spki_of;
 
 /// Serial bytes from a counter value: big-endian, no leading zeros.
 fn counter_serial(n: u64) -> Vec<u8> {

@@ -33,6 +33,45 @@ pub struct CertView {
     pub pem: String,
 }
 
+/// What a clerk searches the register by (every field optional; all given must match).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct ResidentQuery {
+    /// Part of the name; spaces (ASCII or ideographic) are ignored on both sides.
+    pub name: Option<String>,
+    #[serde(with = "policies::model::iso_date::option", default)]
+    pub birth: Option<Date>,
+    pub municipality: Option<String>,
+    pub state: Option<ResidentState>,
+    /// Only residents whose id sorts after this one (the previous page's last id).
+    pub after: Option<String>,
+    /// At most this many (1 to 1000).
+    pub limit: usize,
+}
+
+/// One line of a register search.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ResidentSummary {
+    pub id: String,
+    pub name: String,
+    #[serde(with = "policies::model::iso_date")]
+    pub birth: Date,
+    pub prefecture: String,
+    pub municipality: String,
+    pub state: ResidentState,
+    pub card_lost: bool,
+}
+
+/// A page of a register search: `next` is the `after` of the next page, if there is one.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ResidentPage {
+    pub residents: Vec<ResidentSummary>,
+    pub next: Option<String>,
+}
+
+fn without_spaces(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 /// A resident as `jpki resident show` prints it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ResidentView {
@@ -106,6 +145,58 @@ impl Authority {
             certificates,
             history: r.history,
         })
+    }
+
+    /// Residents matching `q`, in id order, a page at a time. Reads the whole register (a
+    /// full scan: fine for a municipality's store; an index by name and birth date is the
+    /// national-scale follow-up).
+    pub fn resident_search(&self, q: &ResidentQuery) -> Result<ResidentPage> {
+        if !(1..=1000).contains(&q.limit) {
+            return Err(Error::Invalid(format!(
+                "limit must be 1 to 1000, got {}",
+                q.limit
+            )));
+        }
+        let name = q.name.as_deref().map(without_spaces);
+        if name.as_deref() == Some("") {
+            return Err(Error::Invalid("name: give at least one character".into()));
+        }
+        let mut residents = Vec::new();
+        let mut more = false;
+        self.storage.for_each_resident(&mut |r: Resident| {
+            if more || q.after.as_deref().is_some_and(|a| r.id.as_str() <= a) {
+                return Ok(());
+            }
+            let a = &r.attributes;
+            let hit = name
+                .as_deref()
+                .is_none_or(|n| without_spaces(a.name()).contains(n))
+                && q.birth.is_none_or(|b| a.birth() == b)
+                && q.municipality
+                    .as_deref()
+                    .is_none_or(|m| r.municipality == m)
+                && q.state.is_none_or(|s| r.state == s);
+            if hit {
+                if residents.len() == q.limit {
+                    more = true;
+                } else {
+                    residents.push(ResidentSummary {
+                        id: r.id.clone(),
+                        name: a.name().to_owned(),
+                        birth: a.birth(),
+                        prefecture: r.prefecture.clone(),
+                        municipality: r.municipality.clone(),
+                        state: r.state,
+                        card_lost: r.card_lost,
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        let next = more
+            .then(|| residents.last().map(|r| r.id.clone()))
+            .flatten();
+        Ok(ResidentPage { residents, next })
     }
 
     /// Every certificate of a holder with its status.

@@ -74,10 +74,15 @@ impl CertRecord {
 
     /// The certificate's SubjectPublicKeyInfo (DER).
     pub fn spki(&self) -> crate::Result<Vec<u8>> {
-        let (_, c) = x509_parser::parse_x509_certificate(&self.der)
-            .map_err(|e| crate::Error::Store(format!("stored certificate does not parse: {e}")))?;
-        Ok(c.tbs_certificate.subject_pki.raw.to_vec())
+        spki_of(&self.der)
     }
+}
+
+/// The SubjectPublicKeyInfo DER of a certificate.
+pub fn spki_of(cert_der: &[u8]) -> crate::Result<Vec<u8>> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| crate::Error::Store(format!("stored certificate does not parse: {e}")))?;
+    Ok(c.tbs_certificate.subject_pki.raw.to_vec())
 }
 
 pub fn pem(der: &[u8]) -> String {

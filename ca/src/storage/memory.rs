@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
-use crate::records::{CertRecord, Resident, RevokedEntry, State, StatusRecord};
+use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
     Revoked, Scheduled, ScheduledKind, Storage, Tx,
@@ -353,25 +353,7 @@ impl Storage for MemoryStorage {
                 return Err(broken(format!("{hexs} has no status")));
             };
             let listed = t.revoked.get(&(c.hierarchy, scope_of(c), c.serial.clone()));
-            match (st.state, listed) {
-                (State::Good, None) => {}
-                (State::Good, Some(_)) => {
-                    return Err(broken(format!("{hexs} is good but listed as revoked")))
-                }
-                (_, None) => {
-                    return Err(broken(format!(
-                        "{hexs} is {} but has no revoked entry",
-                        st.state.as_str()
-                    )))
-                }
-                (_, Some(e)) => {
-                    if Some(e.reason) != st.reason {
-                        return Err(broken(format!(
-                            "{hexs}: revoked entry and status disagree on the reason"
-                        )));
-                    }
-                }
-            }
+            crate::storage::check_listing(c, st, listed)?;
             if let Some(holder) = &c.holder {
                 if !t
                     .by_holder

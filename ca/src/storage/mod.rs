@@ -312,3 +312,28 @@ pub fn revoked_entry(c: &CertRecord, s: &StatusRecord) -> Result<Option<RevokedE
         not_after: c.not_after.unix_timestamp(),
     }))
 }
+
+/// The consistency rule every engine's [`Storage::check_consistency`] applies to one
+/// certificate: a good certificate is on no CRL; a revoked or held one is, with the reason of
+/// its status. `listed` is the certificate's entry on its CRL, if any.
+pub fn check_listing(
+    c: &CertRecord,
+    status: &StatusRecord,
+    listed: Option<&RevokedEntry>,
+) -> Result<()> {
+    use crate::records::State;
+    let hexs = hex::encode_upper(&c.serial);
+    let broken = |what: String| crate::Error::Store(format!("index check: {hexs}{what}"));
+    match (status.state, listed) {
+        (State::Good, None) => Ok(()),
+        (State::Good, Some(_)) => Err(broken(" is good but listed as revoked".into())),
+        (state, None) => Err(broken(format!(
+            " is {} but has no revoked entry",
+            state.as_str()
+        ))),
+        (_, Some(e)) if Some(e.reason) != status.reason => Err(broken(
+            ": revoked entry and status disagree on the reason".into(),
+        )),
+        (_, Some(_)) => Ok(()),
+    }
+}

@@ -460,6 +460,26 @@ struct Shared {
     _lock: File,
 }
 
+/// Opens a sled directory that this process may have just closed (a reopened store, a rebuilt
+/// one put in place). sled's background threads can hold
+/// the rebuilt database's file lock for a moment after it is dropped (seen under load:
+/// `could not acquire lock`), so a lock refusal is retried for up to two seconds.
+fn reopen_sled(dir: &Path) -> std::result::Result<(sled::Db, Vec<sled::Tree>), sled::Error> {
+    let mut tries = 0;
+    loop {
+        match open_sled(dir) {
+            // sled reports it as ErrorKind::Other with this text (sled 0.34 config.rs).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock") && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn open_sled(dir: &Path) -> std::result::Result<(sled::Db, Vec<sled::Tree>), sled::Error> {
     // sled's own flushes are not what makes an answer durable (the journal is), so they run
     // only every 5 s: less I/O competing with the journal's fsyncs, a bounded replay after a
@@ -582,7 +602,7 @@ impl Kv {
         }
         let sled_dir = dir.join("sled");
         let opened = if sled_dir.exists() {
-            open_sled(&sled_dir).map_err(|e| format!("sled does not open: {e}"))
+            reopen_sled(&sled_dir).map_err(|e| format!("sled does not open: {e}"))
         } else {
             Err("there is no sled directory".to_owned())
         };
@@ -648,7 +668,7 @@ impl Kv {
                 fs::rename(&rebuilding, &sled_dir)
                     .map_err(Error::io("put the rebuilt sled directory in place"))?;
                 sync_dir(dir)?;
-                open_sled(&sled_dir)
+                reopen_sled(&sled_dir)
                     .map_err(|e| Error::Store(format!("open {}: {e}", sled_dir.display())))?
             }
         };

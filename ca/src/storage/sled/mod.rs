@@ -16,7 +16,7 @@ use self::layout as l;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
-use crate::records::{CertRecord, Resident, State, StatusRecord};
+use crate::records::{CertRecord, Resident, StatusRecord};
 use crate::storage::{
     CommitStats, Compaction, KeyFingerprint, KeyOwner, Revoked, Scheduled, Storage, Tx,
 };
@@ -49,6 +49,12 @@ impl SledStorage {
             .map(|r| r.and_then(|(_, v)| decode(&v)))
             .collect()
     }
+}
+
+/// The domain reads that the storage and a unit of work both make, over one key-value `get`
+/// (the store's, or the transaction's, which remembers what it read).
+trait Reads {
+    fn raw(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     fn get_with<T>(
         &self,
@@ -56,13 +62,47 @@ impl SledStorage {
         key: &[u8],
         decode: impl Fn(&[u8]) -> Result<T>,
     ) -> Result<Option<T>> {
-        self.kv.get(t, key)?.map(|b| decode(&b)).transpose()
+        self.raw(t, key)?.map(|b| decode(&b)).transpose()
+    }
+    fn status_of(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.get_with(Table::Status, &l::cert_key(h, serial), l::status_from_store)
+    }
+    fn resident_of(&self, id: &str) -> Result<Option<Resident>> {
+        self.get_with(Table::Residents, id.as_bytes(), l::resident_from_store)
+    }
+    fn owner_of(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.get_with(Table::Keys, l::key_key(fp), l::key_owner_from_store)
+    }
+    fn operator_of(&self, id: &str) -> Result<Option<Operator>> {
+        self.get_with(Table::Operators, &l::pf_key(id), l::operator_from_store)
+    }
+    fn operator_id_named(&self, name: &str) -> Result<Option<String>> {
+        self.get_with(Table::Operators, &l::pf_name_key(name), l::id_from_store)
+    }
+    fn operator_id_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.get_with(Table::Operators, &l::pf_client_key(fp), l::id_from_store)
+    }
+    fn consent_of(&self, id: &str) -> Result<Option<Consent>> {
+        self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
+    }
+}
+
+impl Reads for Kv {
+    fn raw(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(t, key)
+    }
+}
+
+impl Reads for SledTx<'_> {
+    fn raw(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.0.get(t, key)
     }
 }
 
 impl Storage for SledStorage {
     fn certificate(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<CertRecord>> {
-        self.get_with(Table::Certs, &l::cert_key(h, serial), l::cert_from_store)
+        self.kv
+            .get_with(Table::Certs, &l::cert_key(h, serial), l::cert_from_store)
     }
 
     fn for_each_certificate(&self, each: &mut dyn FnMut(CertRecord) -> Result<()>) -> Result<()> {
@@ -95,15 +135,16 @@ impl Storage for SledStorage {
     }
 
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
-        self.get_with(Table::Status, &l::cert_key(h, serial), l::status_from_store)
+        self.kv.status_of(h, serial)
     }
 
     fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
-        self.get_with(Table::Keys, l::key_key(fp), l::key_owner_from_store)
+        self.kv.owner_of(fp)
     }
 
     fn serial_counter(&self, h: Hierarchy) -> Result<u64> {
         Ok(self
+            .kv
             .get_with(Table::Meta, &l::counter_key(h), l::counter_from_store)?
             .unwrap_or(0))
     }
@@ -139,7 +180,7 @@ impl Storage for SledStorage {
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
-        self.get_with(Table::Residents, id.as_bytes(), l::resident_from_store)
+        self.kv.resident_of(id)
     }
 
     fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>> {
@@ -158,7 +199,8 @@ impl Storage for SledStorage {
     }
 
     fn audit_head(&self) -> Result<Option<Head>> {
-        self.get_with(Table::Meta, l::AUDIT_HEAD, l::audit_head_from_store)
+        self.kv
+            .get_with(Table::Meta, l::AUDIT_HEAD, l::audit_head_from_store)
     }
 
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
@@ -170,15 +212,15 @@ impl Storage for SledStorage {
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
-        self.get_with(Table::Operators, &l::pf_key(id), l::operator_from_store)
+        self.kv.operator_of(id)
     }
 
     fn operator_named(&self, name: &str) -> Result<Option<String>> {
-        self.get_with(Table::Operators, &l::pf_name_key(name), l::id_from_store)
+        self.kv.operator_id_named(name)
     }
 
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
-        self.get_with(Table::Operators, &l::pf_client_key(fp), l::id_from_store)
+        self.kv.operator_id_by_key(fp)
     }
 
     fn operators(&self) -> Result<Vec<Operator>> {
@@ -186,7 +228,8 @@ impl Storage for SledStorage {
     }
 
     fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
-        self.get_with(Table::Operators, &l::sp_key(id), l::sp_from_store)
+        self.kv
+            .get_with(Table::Operators, &l::sp_key(id), l::sp_from_store)
     }
 
     fn service_providers(&self) -> Result<Vec<ServiceProvider>> {
@@ -194,7 +237,7 @@ impl Storage for SledStorage {
     }
 
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
-        self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
+        self.kv.consent_of(id)
     }
 
     fn consents_of(&self, holder: &str, sp: &str) -> Result<Vec<Consent>> {
@@ -239,25 +282,12 @@ impl Storage for SledStorage {
                 None => return Err(broken(format!("{hexs} has no status"))),
             };
             let rk = l::revoked_key(c.hierarchy, crate::storage::scope_of(&c), &c.serial);
-            match (st.state, self.kv.get(Table::Revoked, &rk)?) {
-                (State::Good, None) => {}
-                (State::Good, Some(_)) => {
-                    return Err(broken(format!("{hexs} is good but listed as revoked")))
-                }
-                (_, None) => {
-                    return Err(broken(format!(
-                        "{hexs} is {} but has no revoked entry",
-                        st.state.as_str()
-                    )))
-                }
-                (_, Some(e)) => {
-                    if Some(l::revoked_decode(&e)?.reason) != st.reason {
-                        return Err(broken(format!(
-                            "{hexs}: revoked entry and status disagree on the reason"
-                        )));
-                    }
-                }
-            }
+            let listed = self
+                .kv
+                .get(Table::Revoked, &rk)?
+                .map(|e| l::revoked_decode(&e))
+                .transpose()?;
+            crate::storage::check_listing(&c, &st, listed.as_ref())?;
             if let Some(holder) = &c.holder {
                 if self
                     .kv
@@ -311,32 +341,21 @@ impl Storage for SledStorage {
 /// A unit of work on sled: the domain writes as key-value writes of [`layout`].
 struct SledTx<'a>(&'a dyn Txn);
 
-impl SledTx<'_> {
-    fn get_with<T>(
-        &self,
-        t: Table,
-        key: &[u8],
-        decode: impl Fn(&[u8]) -> Result<T>,
-    ) -> Result<Option<T>> {
-        self.0.get(t, key)?.map(|b| decode(&b)).transpose()
-    }
-}
-
 impl Tx for SledTx<'_> {
     fn certificate_exists(&self, h: Hierarchy, serial: &[u8]) -> Result<bool> {
         Ok(self.0.get(Table::Certs, &l::cert_key(h, serial))?.is_some())
     }
 
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
-        self.get_with(Table::Status, &l::cert_key(h, serial), l::status_from_store)
+        self.status_of(h, serial)
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
-        self.get_with(Table::Residents, id.as_bytes(), l::resident_from_store)
+        self.resident_of(id)
     }
 
     fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
-        self.get_with(Table::Keys, l::key_key(fp), l::key_owner_from_store)
+        self.owner_of(fp)
     }
 
     fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
@@ -344,15 +363,15 @@ impl Tx for SledTx<'_> {
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
-        self.get_with(Table::Operators, &l::pf_key(id), l::operator_from_store)
+        self.operator_of(id)
     }
 
     fn operator_named(&self, name: &str) -> Result<Option<String>> {
-        self.get_with(Table::Operators, &l::pf_name_key(name), l::id_from_store)
+        self.operator_id_named(name)
     }
 
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
-        self.get_with(Table::Operators, &l::pf_client_key(fp), l::id_from_store)
+        self.operator_id_by_key(fp)
     }
 
     fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>> {
@@ -364,7 +383,7 @@ impl Tx for SledTx<'_> {
     }
 
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
-        self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
+        self.consent_of(id)
     }
 
     fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool> {

@@ -1,0 +1,322 @@
+//! # conn-guard — connection discipline for jpki's listeners
+//!
+//! A hostile client must not starve a server by opening connections and sending nothing
+//! (issue #19 measured 20,600 idle sockets taking the public listener to 0 % success). Every
+//! listener of `jpki serve` (public HTTP, the platform-operator API, the admin socket) admits a
+//! connection only through a [`Gate`] and serves it through [`Idle`]:
+//!
+//! * **caps** — at most [`Limits::max_connections`] open connections per listener and
+//!   [`Limits::max_per_client`] per client address; a connection over either cap is closed at
+//!   once, before any TLS or HTTP work, so a flood from one address cannot take the slots a
+//!   well-behaved client needs;
+//! * **idle timeout** — a connection from which nothing has been read for [`Limits::idle`] is
+//!   closed: a socket that never sends a byte, an HTTP/1.1 keep-alive connection left open, an
+//!   HTTP/2 connection with no stream (a client that sent only the preface). Partial requests
+//!   are cut sooner by hyper's header timeout; this covers the silence around them.
+//! * **descriptors in reserve** — [`Limits::fitted`] shrinks the caps to what the process's
+//!   descriptor limit allows after keeping [`RESERVED_FDS`] for the store, CRL files and the
+//!   admin socket, so a flood up to the caps never makes `accept` or the store fail.
+//!
+//! Only tokio, which every server here already uses: no other dependency.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Descriptors kept out of the listeners' reach: the store (sled's files, the journal), CRL
+/// files being written, the admin socket and its clients, the runtime's own.
+pub const RESERVED_FDS: usize = 256;
+
+/// What one listener admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections from one client address at most.
+    pub max_per_client: usize,
+    /// A connection from which nothing has been read for this long is closed.
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 4096,
+            max_per_client: 256,
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// These limits shrunk so that `listeners` listeners at their caps fit in `fd_limit`
+    /// descriptors with [`RESERVED_FDS`] kept back (at least one connection each).
+    pub fn fitted(self, fd_limit: usize, listeners: usize) -> Limits {
+        let room = fd_limit.saturating_sub(RESERVED_FDS) / listeners.max(1);
+        let max_connections = self.max_connections.min(room).max(1);
+        Limits {
+            max_connections,
+            max_per_client: self.max_per_client.min(max_connections),
+            idle: self.idle,
+        }
+    }
+}
+
+/// Admission to one listener: counts open connections, in all and per client address.
+#[derive(Debug)]
+pub struct Gate {
+    limits: Limits,
+    open: AtomicUsize,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    refused: AtomicU64,
+}
+
+/// An admitted connection's place at its [`Gate`]; dropping it frees the place.
+#[derive(Debug)]
+pub struct Ticket {
+    gate: Arc<Gate>,
+    client: Option<IpAddr>,
+}
+
+impl Gate {
+    pub fn new(limits: Limits) -> Arc<Gate> {
+        Arc::new(Gate {
+            limits,
+            open: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A place for a connection from `client` (`None`: a local socket, counted in all only),
+    /// or `None` when a cap is reached — close the connection then.
+    pub fn admit(self: &Arc<Self>, client: Option<IpAddr>) -> Option<Ticket> {
+        let refuse = || {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        if self
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limits.max_connections).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return refuse();
+        }
+        if let Some(ip) = client {
+            let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per.entry(ip).or_insert(0);
+            if *n >= self.limits.max_per_client {
+                drop(per);
+                self.open.fetch_sub(1, Ordering::SeqCst);
+                return refuse();
+            }
+            *n += 1;
+        }
+        Some(Ticket {
+            gate: Arc::clone(self),
+            client,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Connections refused at a cap since the gate was made.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(ip) = self.client {
+            let mut per = self
+                .gate
+                .per_client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per.remove(&ip);
+                }
+            }
+        }
+        self.gate.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection's I/O that notes when something was last read from the client.
+#[derive(Debug)]
+pub struct Idle<T> {
+    inner: T,
+    heard: Arc<Heard>,
+}
+
+/// When a connection last read something, shared between its [`Idle`] and its watch.
+#[derive(Debug)]
+pub struct Heard {
+    start: Instant,
+    /// Milliseconds from `start` to the last read that returned data.
+    last_ms: AtomicU64,
+}
+
+impl Heard {
+    fn since_last(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once nothing has been read for `idle`.
+    pub async fn silent_for(&self, idle: Duration) {
+        loop {
+            let quiet = self.since_last();
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    }
+}
+
+impl<T> Idle<T> {
+    /// Wraps `inner`; the returned [`Heard`] resolves [`Heard::silent_for`] when the client
+    /// has gone quiet.
+    pub fn new(inner: T) -> (Idle<T>, Arc<Heard>) {
+        let heard = Arc::new(Heard {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        });
+        (
+            Idle {
+                inner,
+                heard: Arc::clone(&heard),
+            },
+            heard,
+        )
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let ms = u64::try_from(self.heard.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.heard.last_ms.store(ms, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn caps_hold_in_all_and_per_client_and_places_come_back() {
+        let g = Gate::new(Limits {
+            max_connections: 3,
+            max_per_client: 2,
+            idle: Duration::from_secs(1),
+        });
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let t1 = g.admit(Some(a)).unwrap();
+        let _t2 = g.admit(Some(a)).unwrap();
+        assert!(g.admit(Some(a)).is_none(), "third from one client");
+        let _t3 = g.admit(Some(b)).unwrap();
+        assert!(g.admit(Some(b)).is_none(), "over the listener's cap");
+        assert!(g.admit(None).is_none());
+        assert_eq!((g.open(), g.refused()), (3, 3));
+        drop(t1);
+        assert_eq!(g.open(), 2);
+        let _t4 = g.admit(Some(a)).unwrap();
+    }
+
+    #[test]
+    fn limits_fit_the_descriptor_limit() {
+        let l = Limits::default().fitted(1024, 3);
+        assert_eq!(l.max_connections, (1024 - RESERVED_FDS) / 3);
+        assert!(l.max_per_client <= l.max_connections);
+        assert_eq!(Limits::default().fitted(100, 3).max_connections, 1);
+        assert_eq!(Limits::default().fitted(1 << 20, 1), Limits::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_is_noticed_and_reading_puts_it_off() {
+        let (client, server) = tokio::io::duplex(64);
+        let (mut io, heard) = Idle::new(server);
+        let mut client = client;
+        let idle = Duration::from_secs(10);
+        // Data read within the window puts the deadline off.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        client.write_all(b"GET").await.unwrap();
+        let mut b = [0u8; 3];
+        io.read_exact(&mut b).await.unwrap();
+        let t0 = tokio::time::Instant::now();
+        heard.silent_for(idle).await;
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(9) && waited <= Duration::from_secs(11),
+            "{waited:?}"
+        );
+        // Writing to the client is not hearing from it.
+        io.write_all(b"HTTP").await.unwrap();
+        tokio::time::timeout(Duration::from_millis(1), heard.silent_for(idle))
+            .await
+            .unwrap();
+    }
+}

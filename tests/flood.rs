@@ -1,0 +1,94 @@
+//! Connection discipline of `jpki serve` (conn-guard): a flood of connections that send
+//! nothing, or only the HTTP/2 preface, from one address does not starve a well-behaved
+//! client on another, is capped per client address, and is closed after the idle time.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[test]
+fn idle_and_preface_floods_are_capped_and_closed_and_do_not_starve_others() {
+    let env = Env::init();
+    let cfg = env.write(
+        "serve.toml",
+        b"[limits]\nmax_per_client = 40\nidle_seconds = 2\n",
+    );
+    let server = Server::start_with(&env, &["--config", &p(&cfg)]);
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // 120 connections from 127.0.0.2: 100 silent, 20 that send only the HTTP/2 preface.
+        let mut flood = Vec::new();
+        for i in 0..120 {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let mut c = s.connect(addr).await.unwrap();
+            if i % 6 == 0 {
+                c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+            flood.push(c);
+        }
+        let t0 = Instant::now();
+
+        // A well-behaved client on 127.0.0.1 is served throughout.
+        let mut ok = 0;
+        for _ in 0..50 {
+            let out = Command::new("curl")
+                .args(["-sf", "-m", "5", &format!("{}/healthz", server.base)])
+                .output()
+                .unwrap();
+            ok += usize::from(out.status.success());
+        }
+        assert_eq!(ok, 50, "the well-behaved client got {ok} of 50 answers");
+
+        // Every flood connection is closed by the server: those over the per-client cap at
+        // once, the rest after the idle time.
+        let mut closed = 0;
+        for mut c in flood {
+            let mut b = [0u8; 256];
+            loop {
+                let left = Duration::from_secs(2 + 5).saturating_sub(t0.elapsed());
+                match tokio::time::timeout(left, c.read(&mut b)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        closed += 1;
+                        break;
+                    }
+                    // An HTTP/2 server's SETTINGS frame: keep reading until it closes.
+                    Ok(Ok(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+        assert_eq!(
+            closed, 120,
+            "idle flood connections still open after the idle time"
+        );
+    });
+    assert!(server.stop().success());
+}
+
+#[test]
+fn bad_limits_are_refused_by_name() {
+    let env = Env::init();
+    for (text, field) in [
+        ("[limits]\nmax_per_client = 0\n", "limits.max_per_client"),
+        ("[limits]\nidle_seconds = 0\n", "limits.idle_seconds"),
+        ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+        ("[limits]\nidle = 5\n", "idle"),
+    ] {
+        let cfg = env.write("bad.toml", text.as_bytes());
+        env.fails(
+            &["serve", "--http", "127.0.0.1:0", "--config", &p(&cfg)],
+            field,
+        );
+    }
+}
