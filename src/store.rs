@@ -197,6 +197,8 @@ pub struct Migrated {
     pub consents: u64,
     pub access_entries: u64,
     pub crl_states: u64,
+    /// Keys never to be certified again (revoked for keyCompromise).
+    pub blocked_keys: u64,
 }
 
 /// Units of work of at most this many records.
@@ -335,6 +337,14 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
             })?;
         }
     }
+    // The blocklist of compromised keys.
+    let mut blocked = Vec::new();
+    from.for_each_blocked_key(&mut |fp| {
+        blocked.push(fp);
+        Ok(())
+    })?;
+    n.blocked_keys = blocked.len() as u64;
+    in_batches(to, &blocked, &|t, fp| t.block_key(fp))?;
     // The audit chain, verbatim.
     let mut from_seq = 0u64;
     loop {

@@ -236,7 +236,11 @@ fn a_wrong_passphrase_and_a_bad_policy_are_refused() {
 
 #[test]
 fn a_revocation_batch_is_checked_whole_before_anything_is_revoked() {
-    let env = Env::init();
+    // Random serials: a batch names serials without their hierarchy, and sequential ones
+    // (the default) repeat across hierarchies.
+    let env = Env::empty();
+    let pf = env.write("policy.toml", random_serials_policy().as_bytes());
+    env.ok(&["init", "--policy", pf.to_str().unwrap()]);
     let id = env.add_resident("一括　次郎", "1966-06-06");
     let (_k1, c1) = env.csr("b1", 2048);
     let (_k2, c2) = env.csr("b2", 2048);

@@ -20,9 +20,12 @@ fn acknowledged_revocations_survive_sigkill() {
     let base = tmp.path().join("base");
     let mut serials = Vec::new();
     {
+        // Random serials: the batch names serials without their hierarchy, and sequential
+        // counters (the default) repeat the same serials in both hierarchies.
+        let policy = common::random_serials_policy();
         let a = Authority::init(
             &base,
-            policies::policy::DEFAULT_POLICY,
+            &policy,
             common::PASS.as_bytes(),
             Arc::new(SystemClock),
         )

@@ -247,9 +247,12 @@ impl Round {
 /// The base store: CA, holders with a certificate in each hierarchy, bulk residents; compacted
 /// once halfway, so that every round starts with a snapshot and a non-empty journal.
 fn prepare(base: &Path) -> Vec<String> {
+    // Random serials: the batch names serials without their hierarchy, and sequential
+    // counters (the default) repeat the same serials in both hierarchies.
+    let policy = common::random_serials_policy();
     let a = Authority::init(
         base,
-        policies::policy::DEFAULT_POLICY,
+        &policy,
         common::PASS.as_bytes(),
         Arc::new(SystemClock),
     )

@@ -82,11 +82,9 @@ fn issue_both_kinds_and_check_them_with_openssl_and_x509_parser() {
         "X509v3 Subject Alternative Name",
         "X509v3 Issuer Alternative Name",
         "X509v3 CRL Distribution Points",
-        "/crl/signing/",
-        "CRL Distribution Points",
+        "OU = CRL Distribution Points",
         "X509v3 Authority Key Identifier",
         "X509v3 Subject Key Identifier",
-        "OCSP - URI:http://127.0.0.1:8080/ocsp",
         "Signature Algorithm: sha256WithRSAEncryption",
         "Public-Key: (2048 bit)",
         "Subject: CN=",
@@ -101,8 +99,43 @@ fn issue_both_kinds_and_check_them_with_openssl_and_x509_parser() {
         !text.contains("Requested Name") && !text.contains("CA:TRUE"),
         "requested names or extensions were copied:\n{text}"
     );
+    // The real profile: distribution points name a directory only, and the signing
+    // certificate carries no OCSP URL (both are policy options, off by default).
+    assert!(
+        !text.contains("URI:http") && !text.contains("Authority Information Access"),
+        "{text}"
+    );
     let auth_text = openssl(&["x509", "-noout", "-text", "-in", &p(&auth_pem)]);
     assert!(auth_text.contains("Policy: 1.2.392.200149.8.5.1.3.30"));
+    for needle in [
+        "X509v3 Extended Key Usage: \n                TLS Web Client Authentication",
+        "X509v3 Certificate Policies: critical",
+        "OCSP - URI:http://127.0.0.1:8080/ocsp",
+    ] {
+        assert!(
+            auth_text.contains(needle),
+            "missing `{needle}` in\n{auth_text}"
+        );
+    }
+    // The subjectKeyIdentifier is the last extension of both (reference §3), and the
+    // authorityKeyIdentifier names the root's key id, DN and serial.
+    for pem in [&sign_pem, &auth_pem] {
+        let der = pem_der(&std::fs::read(pem).unwrap());
+        let (_, cert) = parse_x509_certificate(&der).unwrap();
+        let last = cert.extensions().last().unwrap();
+        assert_eq!(last.oid.to_id_string(), "2.5.29.14");
+        let x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) =
+            cert.extensions()[cert.extensions().len() - 2].parsed_extension()
+        else {
+            panic!("the AKI comes before the SKI");
+        };
+        assert!(aki.key_identifier.is_some());
+        assert_eq!(aki.authority_cert_serial, Some(&[0x01][..]));
+        assert!(matches!(
+            aki.authority_cert_issuer.as_deref(),
+            Some([GeneralName::DirectoryName(n)]) if n.as_raw() == cert.issuer().as_raw()
+        ));
+    }
     assert!(auth_text.contains("Digital Signature") && !auth_text.contains("Non Repudiation"));
     assert!(
         !auth_text.contains("Subject Alternative Name"),
@@ -162,10 +195,24 @@ fn issue_both_kinds_and_check_them_with_openssl_and_x509_parser() {
         "Yokohama-shi",
     ]);
     assert_eq!(out["revocations"].as_array().unwrap().len(), 1);
-    let s = env.json(&["cert", "show", "--serial", sign["serial"].as_str().unwrap()]);
+    let s = env.json(&[
+        "cert",
+        "show",
+        "--serial",
+        sign["serial"].as_str().unwrap(),
+        "--hierarchy",
+        "signing",
+    ]);
     assert_eq!(s["status"], "revoked");
     assert_eq!(s["reason"], "affiliationChanged");
-    let a = env.json(&["cert", "show", "--serial", auth["serial"].as_str().unwrap()]);
+    let a = env.json(&[
+        "cert",
+        "show",
+        "--serial",
+        auth["serial"].as_str().unwrap(),
+        "--hierarchy",
+        "auth",
+    ]);
     assert_eq!(a["status"], "good");
 
     // A new signing certificate carries the new address; the audit chain is intact.
@@ -223,17 +270,30 @@ fn renewal_supersedes_and_keys_stay_with_their_holder() {
 }
 
 #[test]
-fn sequential_serials_when_the_policy_asks() {
-    let env = Env::empty();
-    let policy = policies::policy::DEFAULT_POLICY
-        .replace("serials = \"random\"", "serials = \"sequential\"");
-    let pf = env.write("policy.toml", policy.as_bytes());
-    env.ok(&["init", "--policy", pf.to_str().unwrap()]);
+fn serials_are_sequential_per_hierarchy_by_default() {
+    let env = Env::init();
     let id = env.add_resident("田中　三郎", "1960-06-30");
     let (_k, csr) = env.csr("k", 2048);
     let c = env.issue(&id, "auth", &csr);
     // Serial 1 is the root, 2 the OCSP signer.
     assert_eq!(c["serial"], "03");
+    let (_k, csr) = env.csr("s", 2048);
+    let c = env.issue(&id, "signing", &csr);
+    assert_eq!(c["serial"], "03", "one counter per hierarchy");
+}
+
+#[test]
+fn random_serials_when_the_policy_asks() {
+    let env = Env::empty();
+    let pf = env.write("policy.toml", random_serials_policy().as_bytes());
+    env.ok(&["init", "--policy", pf.to_str().unwrap()]);
+    let id = env.add_resident("田中　三郎", "1960-06-30");
+    let (_k, csr) = env.csr("k", 2048);
+    let c = env.issue(&id, "auth", &csr);
+    // 16 octets, the first below 0x80.
+    let serial = c["serial"].as_str().unwrap();
+    assert_eq!(serial.len(), 32, "{serial}");
+    assert!(serial.as_bytes()[0] <= b'7', "{serial}");
 }
 
 /// PEM or DER bytes → DER.

@@ -50,8 +50,16 @@ fn init_issue_revoke_serve_and_verify_on_postgres() {
     let a_serial = a["serial"].as_str().unwrap().to_owned();
     let s_serial = s["serial"].as_str().unwrap().to_owned();
     // Revoked with no server running: straight on the database.
-    env.ok(&["revoke", "--serial", &a_serial, "--reason", "keyCompromise"]);
-    let shown = env.json(&["cert", "show", "--serial", &a_serial]);
+    env.ok(&[
+        "revoke",
+        "--serial",
+        &a_serial,
+        "--hierarchy",
+        "auth",
+        "--reason",
+        "keyCompromise",
+    ]);
+    let shown = env.json(&["cert", "show", "--serial", &a_serial, "--hierarchy", "auth"]);
     assert_eq!(shown["status"], "revoked", "{shown}");
 
     let apem = env.write("a.pem", a["pem"].as_str().unwrap().as_bytes());
@@ -82,6 +90,8 @@ fn init_issue_revoke_serve_and_verify_on_postgres() {
         "revoke",
         "--serial",
         &s_serial,
+        "--hierarchy",
+        "signing",
         "--reason",
         "affiliationChanged",
     ]);
@@ -118,7 +128,15 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     let a = env.issue(&id, "auth", &c1);
     let a_serial = a["serial"].as_str().unwrap().to_owned();
     env.issue(&id, "signing", &c2);
-    env.ok(&["revoke", "--serial", &a_serial, "--reason", "keyCompromise"]);
+    env.ok(&[
+        "revoke",
+        "--serial",
+        &a_serial,
+        "--hierarchy",
+        "auth",
+        "--reason",
+        "keyCompromise",
+    ]);
     env.ok(&[
         "resident",
         "move",
@@ -144,7 +162,7 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
         env.json(&["resident", "show", "--id", &id]),
         before_resident
     );
-    let shown = env.json(&["cert", "show", "--serial", &a_serial]);
+    let shown = env.json(&["cert", "show", "--serial", &a_serial, "--hierarchy", "auth"]);
     assert_eq!(shown["status"], "revoked", "{shown}");
     // And it goes on: a new issuance follows the copied chain and serial counters.
     let (_k3, c3) = env.csr("c", 2048);

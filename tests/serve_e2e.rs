@@ -46,10 +46,13 @@ fn ocsp_and_crls_follow_revocations_at_once() {
     // Cached now; the revocation must replace it before `jpki revoke` returns.
     let out = ocsp(&p(&aroot), &p(&apem), &url);
     assert!(out.contains(": good"), "{out}");
+    // Serials are sequential per hierarchy, so both certificates may carry the same one.
     env.ok(&[
         "revoke",
         "--serial",
         a["serial"].as_str().unwrap(),
+        "--hierarchy",
+        "auth",
         "--reason",
         "keyCompromise",
     ]);
@@ -62,7 +65,13 @@ fn ocsp_and_crls_follow_revocations_at_once() {
     );
 
     // A hold answers revoked with certificateHold.
-    env.ok(&["hold", "--serial", s["serial"].as_str().unwrap()]);
+    env.ok(&[
+        "hold",
+        "--serial",
+        s["serial"].as_str().unwrap(),
+        "--hierarchy",
+        "signing",
+    ]);
     let out = ocsp(&p(&sroot), &p(&spem), &url);
     assert!(
         out.contains(": revoked") && out.contains("certificateHold"),
@@ -211,7 +220,14 @@ fn ocsp_and_crls_follow_revocations_at_once() {
     assert!(st.success(), "serve exited with {st}");
     let v = env.json(&["audit", "verify"]);
     assert_eq!(v["intact"], true);
-    let c = env.json(&["cert", "show", "--serial", a["serial"].as_str().unwrap()]);
+    let c = env.json(&[
+        "cert",
+        "show",
+        "--serial",
+        a["serial"].as_str().unwrap(),
+        "--hierarchy",
+        "auth",
+    ]);
     assert_eq!(c["status"], "revoked");
     assert!(!env.data().join("admin.sock").exists());
 }

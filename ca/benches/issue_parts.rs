@@ -74,7 +74,7 @@ fn main() {
         not_before: datetime!(2026-01-05 01:02:03 UTC),
         not_after: datetime!(2030-02-16 14:59:59 UTC),
     };
-    let cn = "260105100203ABCDEFGHIJ";
+    let cn = "2601ABCDEFGHIJ05100203A";
     let signing = Holder::Signing {
         prefecture: "東京都",
         municipality: "清瀬市",
@@ -98,11 +98,15 @@ fn main() {
     ];
     let mut signing_tbs = Vec::new();
     for (label, holder, h, shape) in cases {
-        let tbs = profile::leaf_tbs(&policy, &holder, cn, w, &spki, &root_kid).expect("TBS");
+        let issuer = profile::Issuer {
+            key_id: &root_kid,
+            serial: &[0x01],
+        };
+        let tbs = profile::leaf_tbs(&policy, &holder, cn, w, &spki, issuer).expect("TBS");
         let expect = Expect {
             hierarchy: h,
             shape,
-            issuer_key_id: Some(&root_kid),
+            issuer: Some(issuer),
         };
         lint::check(&policy, &tbs, &expect).expect("lint passes");
         bench(&format!("leaf_tbs ({label})"), 20_000, || {
@@ -113,7 +117,7 @@ fn main() {
                     black_box(cn),
                     w,
                     black_box(&spki),
-                    &root_kid,
+                    issuer,
                 )
                 .expect("TBS"),
             );

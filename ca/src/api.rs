@@ -54,6 +54,13 @@ pub enum Request {
         serial: String,
         hierarchy: Option<Hierarchy>,
     },
+    /// Checks a list of serials for revocation without changing anything: for each, the
+    /// certificate it names (hierarchy, serial, status) or why it cannot be revoked. One
+    /// request for a whole `revoke --batch` file.
+    RevocationCheck {
+        serials: Vec<String>,
+        hierarchy: Option<Hierarchy>,
+    },
     CertList {
         resident: Option<String>,
     },
@@ -63,6 +70,17 @@ pub enum Request {
     StoreCompact,
     /// Carry out the scheduled register events that have fallen due.
     ApplyDue,
+    /// Renew the delegated OCSP signer of one hierarchy, or of both; with `if_due`, only
+    /// those within the policy's `validity.ocsp_signer_renew_days` of their notAfter.
+    /// Answer: `{renewed: [Renewed], expiries: [Expiry]}`.
+    OcspSignerRenew {
+        #[serde(default)]
+        hierarchy: Option<Hierarchy>,
+        #[serde(default)]
+        if_due: bool,
+    },
+    /// The roots' and OCSP signers' expiries. Answer: `{expiries: [Expiry]}`.
+    Expiries,
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -99,6 +117,26 @@ impl Authority {
             Request::CertShow { serial, hierarchy } => {
                 to_value(self.cert_show(&parse_serial(&serial)?, hierarchy)?)
             }
+            Request::RevocationCheck { serials, hierarchy } => {
+                let checked: Vec<Value> = serials
+                    .iter()
+                    .map(|text| {
+                        let found = parse_serial(text).and_then(|s| self.find(&s, hierarchy));
+                        match found.and_then(|c| Ok((self.status_of(&c)?, c))) {
+                            Ok((st, _)) if st.state == crate::records::State::Revoked => {
+                                json!({ "error": format!("serial {} is already revoked", text.trim()) })
+                            }
+                            Ok((st, c)) => json!({
+                                "hierarchy": c.hierarchy,
+                                "serial": crate::authority::serial_hex(&c.serial),
+                                "status": st.state,
+                            }),
+                            Err(e) => json!({ "error": e.to_string() }),
+                        }
+                    })
+                    .collect();
+                Ok(json!({ "checked": checked }))
+            }
             Request::CertList { resident } => {
                 Ok(json!({ "certificates": self.cert_list(resident.as_deref())? }))
             }
@@ -110,6 +148,22 @@ impl Authority {
             Request::AuditLog => Ok(json!({ "records": self.audit_records()? })),
             Request::StoreCompact => to_value(self.storage().compact()?),
             Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
+            Request::OcspSignerRenew { hierarchy, if_due } => {
+                let now = self.clock().now();
+                let mut renewed = Vec::new();
+                for h in hierarchy.map_or(Hierarchy::ALL.to_vec(), |h| vec![h]) {
+                    let e = self
+                        .expiries()?
+                        .into_iter()
+                        .find(|e| e.what == "ocsp-signer" && e.hierarchy == Some(h))
+                        .ok_or_else(|| Error::Store(format!("no OCSP signer for {h}")))?;
+                    if !if_due || e.due(now) {
+                        renewed.push(self.renew_ocsp_signer(h)?);
+                    }
+                }
+                Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
+            }
+            Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
         }
     }
 }
@@ -208,7 +262,9 @@ impl Coded for Error {
             | Error::AmbiguousSerial(s)
             | Error::Held(s)
             | Error::Invalid(s)
-            | Error::Store(s) => Some(s.clone()),
+            | Error::Store(s)
+            | Error::KeyBlocked(s)
+            | Error::NotHolderCertificate(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -260,6 +316,8 @@ impl From<WireError> for Error {
                 "held" => Error::Held(s?),
                 "invalid" => Error::Invalid(s?),
                 "store" => Error::Store(s?),
+                "key_blocked" => Error::KeyBlocked(s?),
+                "not_holder_certificate" => Error::NotHolderCertificate(s?),
                 "retry" => Error::Retry,
                 "conflict" => Error::Conflict,
                 "audit_broken" => Error::AuditBroken {
@@ -377,6 +435,8 @@ mod tests {
                 seq: 3,
                 problem: "changed".into(),
             },
+            Error::KeyBlocked("ab".into()),
+            Error::NotHolderCertificate("01".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

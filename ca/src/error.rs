@@ -62,6 +62,14 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    /// The public key (hex SPKI SHA-256) is on the blocklist: a certificate of it was revoked
+    /// for keyCompromise, so it is never certified again, to anyone.
+    #[error("certificate refused: public key {0} (SPKI SHA-256) was revoked for keyCompromise and can never be certified again; make a new key")]
+    KeyBlocked(String),
+    /// A root or OCSP-signer serial given to `revoke`/`hold`, which act on holders'
+    /// certificates only.
+    #[error("serial {0} is an infrastructure certificate (a root or an OCSP signer), not a holder's certificate: `jpki revoke` and `jpki hold` cannot touch it")]
+    NotHolderCertificate(String),
 }
 
 impl Error {
@@ -91,6 +99,8 @@ impl Error {
             Error::Sign(_) => "sign",
             Error::Remote { code, .. } => code,
             Error::Io { .. } => "io",
+            Error::KeyBlocked(_) => "key_blocked",
+            Error::NotHolderCertificate(_) => "not_holder_certificate",
         }
     }
 

@@ -4,7 +4,7 @@
 //! authority signs through this and never reads a key file itself.
 
 use std::fs;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use policies::Hierarchy;
 use zeroize::Zeroizing;
@@ -18,7 +18,8 @@ pub struct Signers {
     dir: DataDir,
     passphrase: Option<Zeroizing<Vec<u8>>>,
     roots: [OnceLock<Arc<CaSigner>>; 2],
-    ocsp: [OnceLock<Arc<CaSigner>>; 2],
+    /// The delegated OCSP signers in use; replaced when one is renewed ([`Signers::set_ocsp`]).
+    ocsp: [RwLock<Option<Arc<CaSigner>>>; 2],
 }
 
 impl Signers {
@@ -29,7 +30,7 @@ impl Signers {
             dir,
             passphrase: passphrase.map(Zeroizing::new),
             roots: [OnceLock::new(), OnceLock::new()],
-            ocsp: [OnceLock::new(), OnceLock::new()],
+            ocsp: [RwLock::new(None), RwLock::new(None)],
         }
     }
 
@@ -64,20 +65,44 @@ impl Signers {
         Ok(slot.get_or_init(|| signer).clone())
     }
 
-    /// The delegated OCSP signer of a hierarchy, with its certificate.
+    /// The delegated OCSP signer of a hierarchy, with its certificate: the one installed by
+    /// [`Signers::set_ocsp`], else `keys/<h>-ocsp.key` with `certs/<h>-ocsp.pem` (the key
+    /// must hold the certificate's key).
     pub fn ocsp(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
         let slot = &self.ocsp[h.tag() as usize];
-        if let Some(s) = slot.get() {
+        if let Some(s) = slot.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(s.clone());
         }
-        let pair = keys::read_encrypted(&self.dir.key(h, "ocsp"), self.passphrase()?)?;
+        let path = self.dir.key(h, "ocsp");
+        let pair = keys::read_encrypted(&path, self.passphrase()?)?;
         let cert_pem = fs::read(self.dir.cert(h, "ocsp"))
             .map_err(Error::io("read OCSP signer certificate"))?;
         let (_, p) = x509_parser::pem::parse_x509_pem(&cert_pem)
             .map_err(|e| Error::Store(format!("OCSP signer certificate: {e}")))?;
-        Ok(slot
-            .get_or_init(|| Arc::new(CaSigner::new(pair, p.contents)))
-            .clone())
+        let signer = Arc::new(CaSigner::new(pair, p.contents));
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(policies::Signer::certificate(signer.as_ref()))
+                .map_err(|e| Error::Store(format!("OCSP signer certificate: {e}")))?;
+        if signer.spki()? != cert.tbs_certificate.subject_pki.raw {
+            return Err(Error::KeyFile {
+                path: path.display().to_string(),
+                detail: "the key does not match the OCSP signer certificate".into(),
+            });
+        }
+        let mut w = slot.write().unwrap_or_else(|p| p.into_inner());
+        Ok(w.get_or_insert(signer).clone())
+    }
+
+    /// Installs a renewed OCSP signer: every later [`Signers::ocsp`] returns it.
+    pub fn set_ocsp(&self, h: Hierarchy, signer: Arc<CaSigner>) {
+        *self.ocsp[h.tag() as usize]
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(signer);
+    }
+
+    /// The passphrase the key files are encrypted under (for a renewed key).
+    pub(crate) fn key_passphrase(&self) -> Result<&[u8]> {
+        self.passphrase()
     }
 
     /// Generates an RSA-2048 key and stores it encrypted as `keys/<name>.key` (refusing to

@@ -32,8 +32,13 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        // With the CRL's URL in the distribution points (`crl.uri`, off in the real profile):
+        // rustls-webpki matches distribution points by URI only, and the openssl check reads
+        // the URL back. Directory-name-only points are checked end to end (tests/serve_e2e.rs).
+        let mut policy = Policy::default_policy();
+        policy.crl.uri = true;
         Fixture {
-            policy: Policy::default_policy(),
+            policy,
             signing: TestRoot::new(Hierarchy::Signing),
             auth: TestRoot::new(Hierarchy::Auth),
             store: Arc::new(MemoryStore::new()),

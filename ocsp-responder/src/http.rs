@@ -102,7 +102,7 @@ impl Responder {
         match (req.method(), path.as_str()) {
             (&Method::GET, "/healthz") => return plain(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics") => {
-                let mut r = Response::new(Full::new(Bytes::from(m.render(self.cached()))));
+                let mut r = Response::new(Full::new(Bytes::from(self.render_metrics())));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),

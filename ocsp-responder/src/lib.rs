@@ -5,8 +5,9 @@
 //! (`ca`, `jpki serve`) builds a [`Responder`] from each root certificate and its delegated
 //! OCSP signer ([`Issuer`]), hands it a [`StatusSource`] over its store, mounts
 //! [`Responder::handle`] (or runs [`Responder::serve`]) and calls [`Responder::refresh`] before a
-//! revoke or hold returns, so the very next query sees it. This crate knows nothing of the
-//! store.
+//! revoke or hold returns, so the very next query sees it. When the CA renews a delegated
+//! signer it calls [`Responder::replace_signer`]: one swap, no restart, no gap in answers. This
+//! crate knows nothing of the store.
 //!
 //! * [`request`] — request parsing and the malformed-request rules;
 //! * [`responder`] — issuer matching, signing, the pre-signed cache and its re-signer;

@@ -108,6 +108,7 @@ pub struct Metrics {
     not_modified: AtomicU64,
     resigned: AtomicU64,
     evicted: AtomicU64,
+    signers_replaced: AtomicU64,
 }
 
 impl Metrics {
@@ -128,6 +129,10 @@ impl Metrics {
     }
     pub fn evicted(&self, n: u64) {
         self.evicted.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A delegated signer was replaced (renewed) while running.
+    pub fn signer_replaced(&self) {
+        self.signers_replaced.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_status(&self, s: ResponseStatus) -> u64 {
@@ -197,6 +202,12 @@ impl Metrics {
             out,
             "ocsp_cache_evicted_total {}",
             self.evicted.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE ocsp_signer_replacements_total counter");
+        let _ = writeln!(
+            out,
+            "ocsp_signer_replacements_total {}",
+            self.signers_replaced.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# TYPE ocsp_cache_entries gauge");
         let _ = writeln!(out, "ocsp_cache_entries {cache_entries}");

@@ -171,11 +171,44 @@ struct IssuerState {
     /// issuerNameHash / issuerKeyHash per [`HashAlg`], in `HashAlg::ALL` order.
     name_hash: Vec<Vec<u8>>,
     key_hash: Vec<Vec<u8>>,
+    /// The delegated signer in force; replaced whole by [`Responder::replace_signer`].
+    signing: RwLock<Arc<Signing>>,
+    root_der: Vec<u8>,
+    /// The root's subject (DER): a new signer certificate must name it as its issuer.
+    root_name: Vec<u8>,
+}
+
+/// A delegated OCSP signer as answers use it.
+struct Signing {
     /// KeyHash of the responder (RFC 6960 §4.2.1: SHA-1 of the BIT STRING subjectPublicKey).
     responder_key: OctetString,
     signer: Arc<dyn Signer>,
     signer_cert: Certificate,
-    root_der: Vec<u8>,
+}
+
+impl Signing {
+    fn new(signer: Arc<dyn Signer>, root_name: &[u8]) -> Result<Signing, Error> {
+        let signer_cert =
+            Certificate::from_der(signer.certificate()).map_err(|source| Error::Certificate {
+                what: "OCSP signer",
+                source,
+            })?;
+        if signer_cert.tbs_certificate.issuer.to_der()? != root_name {
+            return Err(Error::Settings(
+                "the OCSP signer certificate was not issued by the root it serves".into(),
+            ));
+        }
+        let signer_key = signer_cert
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
+        Ok(Signing {
+            responder_key: OctetString::new(HashAlg::Sha1.digest(signer_key))?,
+            signer,
+            signer_cert,
+        })
+    }
 }
 
 impl IssuerState {
@@ -184,19 +217,8 @@ impl IssuerState {
             what: "root",
             source,
         })?;
-        let signer_cert = Certificate::from_der(issuer.signer.certificate()).map_err(|source| {
-            Error::Certificate {
-                what: "OCSP signer",
-                source,
-            }
-        })?;
         let name = root.tbs_certificate.subject.to_der()?;
         let key = root
-            .tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes();
-        let signer_key = signer_cert
             .tbs_certificate
             .subject_public_key_info
             .subject_public_key
@@ -205,11 +227,18 @@ impl IssuerState {
             hierarchy: issuer.hierarchy,
             name_hash: HashAlg::ALL.iter().map(|a| a.digest(&name)).collect(),
             key_hash: HashAlg::ALL.iter().map(|a| a.digest(key)).collect(),
-            responder_key: OctetString::new(HashAlg::Sha1.digest(signer_key))?,
-            signer: issuer.signer,
-            signer_cert,
+            signing: RwLock::new(Arc::new(Signing::new(issuer.signer, &name)?)),
             root_der: issuer.root,
+            root_name: name,
         })
+    }
+
+    /// The signer in force (one `Arc` clone under a read lock, taken once per signature).
+    fn signing(&self) -> Arc<Signing> {
+        self.signing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn matches(&self, id: &CertId) -> bool {
@@ -379,7 +408,12 @@ struct Inner {
     live: Arc<Semaphore>,
     metrics: Metrics,
     errors: Errors,
+    /// More Prometheus text appended to `/metrics` (the server's own gauges).
+    extra_metrics: std::sync::OnceLock<MetricsHook>,
 }
+
+/// Renders more Prometheus text for `/metrics`: see [`Responder::add_metrics`].
+pub type MetricsHook = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The OCSP responder. Cheap to clone (one `Arc`); share it between the HTTP server, the
 /// re-signer task and the CA's revoke path.
@@ -481,6 +515,7 @@ impl Responder {
                 cache: Cache::new(),
                 metrics: Metrics::default(),
                 errors,
+                extra_metrics: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -491,6 +526,24 @@ impl Responder {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Installs (once) a function whose Prometheus text `/metrics` appends to the responder's
+    /// own: how a server exports its gauges on the same endpoint.
+    pub fn add_metrics(&self, hook: MetricsHook) -> Result<(), Error> {
+        self.inner
+            .extra_metrics
+            .set(hook)
+            .map_err(|_| Error::Settings("a metrics hook is already installed".into()))
+    }
+
+    /// The `/metrics` text: the responder's counters, then the installed hook's.
+    pub fn render_metrics(&self) -> String {
+        let mut text = self.inner.metrics.render(self.cached());
+        if let Some(hook) = self.inner.extra_metrics.get() {
+            text.push_str(&hook());
+        }
+        text
     }
 
     /// The injected clock's time.
@@ -712,6 +765,26 @@ impl Responder {
         self.inner.issuers.iter().find(|i| i.hierarchy == h)
     }
 
+    /// Replaces a hierarchy's delegated OCSP signer (a renewal) atomically: every answer
+    /// signed from now on is signed by `signer` and carries its certificate, which must be
+    /// issued by the hierarchy's root. Answers already cached stay until the re-signer
+    /// replaces them (within `resign_margin` of their nextUpdate, by the new signer): they
+    /// remain verifiable, because the CA renews a signer more than an answer's lifetime
+    /// before the old one expires (policy `validity.ocsp_signer_renew_days`).
+    pub fn replace_signer(&self, h: Hierarchy, signer: Arc<dyn Signer>) -> Result<(), Error> {
+        let issuer = self.issuer(h).ok_or(Error::NoIssuer)?;
+        let fresh = Arc::new(Signing::new(signer, &issuer.root_name)?);
+        *issuer.signing.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.inner.metrics.signer_replaced();
+        Ok(())
+    }
+
+    /// The certificate (DER) of the OCSP signer in force for a hierarchy.
+    pub fn signer_certificate(&self, h: Hierarchy) -> Option<Vec<u8>> {
+        self.issuer(h)
+            .map(|i| i.signing().signer.certificate().to_vec())
+    }
+
     /// Replaces the cached answers for one certificate, synchronously. The CA calls this after
     /// committing a revocation or hold and before acknowledging it, so the very next query sees
     /// the new status. Returns how many cached answers were re-signed (0 when none was cached:
@@ -915,15 +988,16 @@ fn sign(
             single_extensions: None,
         });
     }
+    let signing = issuer.signing();
     let tbs = ResponseData {
         version: Version::V1,
-        responder_id: ResponderId::ByKey(issuer.responder_key.clone()),
+        responder_id: ResponderId::ByKey(signing.responder_key.clone()),
         produced_at: gtime(t.produced_at)?,
         responses,
         response_extensions: nonce.map(|n| vec![n]),
     };
     let tbs_der = tbs.to_der()?;
-    let signature = issuer.signer.sign(&tbs_der)?;
+    let signature = signing.signer.sign(&tbs_der)?;
     let basic = BasicOcspResponse {
         tbs_response_data: tbs,
         signature_algorithm: AlgorithmIdentifierOwned {
@@ -931,7 +1005,7 @@ fn sign(
             parameters: Some(Null.into()),
         },
         signature: BitString::from_bytes(&signature)?,
-        certs: Some(vec![issuer.signer_cert.clone()]),
+        certs: Some(vec![signing.signer_cert.clone()]),
     };
     Ok(OcspResponse::successful(basic)?.to_der()?.into())
 }

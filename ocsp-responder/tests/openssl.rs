@@ -175,3 +175,38 @@ async fn held_unknown_foreign_auth_multi_and_sha256() {
     let out = ocsp(&s, "signing", &["good"], &["-sha256", "-no_nonce"]).await;
     assert!(line_for(&out, "good").ends_with(": good"), "{out}");
 }
+
+/// A renewal: the signing hierarchy's delegated signer is replaced while the responder runs;
+/// answers from then on carry (and are signed by) the new signer and verify against the root;
+/// a signer issued by another root is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_signer_signs_from_then_on_and_a_foreign_one_is_refused() {
+    let s = start().await;
+    let before = s.responder.signer_certificate(Hierarchy::Signing).unwrap();
+    let foreign = s.pki.next_signers["auth"].clone();
+    assert!(s
+        .responder
+        .replace_signer(Hierarchy::Signing, foreign)
+        .is_err());
+    assert_eq!(
+        s.responder.signer_certificate(Hierarchy::Signing).unwrap(),
+        before
+    );
+    let next = s.pki.next_signers["signing"].clone();
+    s.responder
+        .replace_signer(Hierarchy::Signing, next.clone())
+        .unwrap();
+    assert_eq!(
+        s.responder.signer_certificate(Hierarchy::Signing).unwrap(),
+        next.certificate()
+    );
+    let out = ocsp(&s, "signing", &["good"], &["-resp_text"]).await;
+    assert!(out.contains("Response verify OK"), "{out}");
+    assert!(line_for(&out, "good").ends_with(": good"), "{out}");
+    // The new signer's serial (10:EF) is the one in the answer's certificate.
+    assert!(out.contains("4335 (0x10ef)"), "{out}");
+    assert!(s
+        .responder
+        .render_metrics()
+        .contains("ocsp_signer_replacements_total 1"));
+}

@@ -62,6 +62,15 @@ pub enum Request {
     /// The operator CA certificate. Answer: `{pem}`.
     #[serde(rename = "pf-operator-root")]
     OperatorRoot,
+    /// Issues an existing PF a new TLS client certificate (one year), for the key of
+    /// `csr_base64` or a fresh key returned as `key_pem`; earlier certificates keep working
+    /// until their own notAfter. Answer: as for `pf-operator-add`.
+    #[serde(rename = "pf-operator-renew")]
+    OperatorRenew {
+        name: String,
+        #[serde(default)]
+        csr_base64: Option<String>,
+    },
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -95,18 +104,7 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
                 Err(Error::UnknownOperator(_)) => {}
                 Err(e) => return Err(e),
             }
-            let (spki, key_pem) = match csr_base64 {
-                Some(b) => {
-                    let csr = base64::engine::general_purpose::STANDARD
-                        .decode(b.trim())
-                        .map_err(|_| Error::BadRequest("csr_base64: not base64".into()))?;
-                    (ca::csr::verify(&csr, 2048)?.spki, None)
-                }
-                None => {
-                    let k = operator_ca::generate_client_key()?;
-                    (k.spki, Some(k.pkcs8_pem))
-                }
-            };
+            let (spki, key_pem) = client_key(csr_base64)?;
             let ca = OperatorCa::load(authority)?;
             let der = ca.issue_client(authority, &name, &spki, now)?;
             let (_, cert) = x509_parser::parse_x509_certificate(&der)
@@ -185,7 +183,57 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
         Request::OperatorRoot => Ok(json!({
             "pem": ca::records::pem(&operator_ca::ensure(authority)?)
         })),
+        Request::OperatorRenew { name, csr_base64 } => {
+            let op = registry::operator_named(authority, &name)?;
+            if op.state == PfState::Revoked {
+                return Err(Error::OperatorNotActive {
+                    name: op.name,
+                    state: op.state.as_str(),
+                });
+            }
+            let (spki, key_pem) = client_key(csr_base64)?;
+            if let Some(other) = registry::operator_by_key(authority, &spki)? {
+                if other.id != op.id {
+                    return Err(Error::KeyTaken(other.id));
+                }
+            }
+            let ca = OperatorCa::load(authority)?;
+            let der = ca.issue_client(authority, &op.name, &spki, now)?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
+            let serial = ca::authority::serial_hex(cert.raw_serial());
+            let not_after = cert.validity().not_after.to_string();
+            let op = registry::operator_renew(authority, &op.name, &spki, serial.clone(), now)?;
+            Ok(json!({
+                "id": op.id,
+                "name": op.name,
+                "scopes": op.scopes,
+                "serial": serial,
+                "not_after": not_after,
+                "key_fingerprint": registry::fingerprint(&spki),
+                "cert_pem": ca::records::pem(&der),
+                "key_pem": key_pem,
+                "root_pem": ca::records::pem(ca.der()),
+            }))
+        }
     }
+}
+
+/// The key of a new client certificate: the CSR's (signature checked, RSA ≥ 2048), or a fresh
+/// one whose PKCS#8 PEM is returned to the caller.
+fn client_key(csr_base64: Option<String>) -> Result<(Vec<u8>, Option<String>)> {
+    Ok(match csr_base64 {
+        Some(b) => {
+            let csr = base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|_| Error::BadRequest("csr_base64: not base64".into()))?;
+            (ca::csr::verify(&csr, 2048)?.spki, None)
+        }
+        None => {
+            let k = operator_ca::generate_client_key()?;
+            (k.spki, Some(k.pkcs8_pem))
+        }
+    })
 }
 
 /// Server side of the admin socket: if `line` is a platform [`Request`], carries it out and

@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ca::Authority;
@@ -25,8 +25,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::time_provider::TimeProvider;
 use rustls::{RootCertStore, ServerConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -58,6 +61,9 @@ pub type Fallback = Arc<dyn Fn(Request<Bytes>) -> BoxResponse + Send + Sync>;
 pub struct Api {
     authority: Arc<Authority>,
     tls: Arc<ServerConfig>,
+    /// The server certificate every new handshake gets; replaced by
+    /// [`Api::replace_identity`] (renewal) without a restart.
+    identity: Arc<Identity>,
     fallback: Option<Fallback>,
     recorder: Recorder,
     anchors: Arc<Anchors>,
@@ -82,11 +88,94 @@ pub fn server_identity(
     ))
 }
 
-/// The TLS configuration: client certificates required, chaining to `operator_root`.
+/// The API's server certificate and key, replaceable while the server runs: each TLS
+/// handshake takes the one in force (rustls [`ResolvesServerCert`]); connections already open
+/// keep the one they started with.
+#[derive(Debug)]
+pub struct Identity(RwLock<Arc<CertifiedKey>>);
+
+impl Identity {
+    /// An identity from a chain (leaf first) and its key; refuses a key that does not match.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Identity> {
+        Ok(Identity(RwLock::new(certified(chain, key)?)))
+    }
+
+    /// Replaces the certificate and key for every later handshake.
+    pub fn replace(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<()> {
+        let fresh = certified(chain, key)?;
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The server certificate in force (DER).
+    pub fn certificate(&self) -> Vec<u8> {
+        let k = self.0.read().unwrap_or_else(|p| p.into_inner());
+        k.cert.first().map(|c| c.to_vec()).unwrap_or_default()
+    }
+}
+
+impl ResolvesServerCert for Identity {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>> {
+    if chain.is_empty() {
+        return Err(Error::Tls("an empty server certificate chain".into()));
+    }
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// The server's clock as rustls' source of time: client certificates are checked at the
+/// authority's time (the same clock as every other check; tests move it).
+struct ClockTime(Arc<dyn policies::clock::Clock>);
+
+impl std::fmt::Debug for ClockTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClockTime")
+    }
+}
+
+impl TimeProvider for ClockTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        let secs = u64::try_from(self.0.now().unix_timestamp()).ok()?;
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(secs)))
+    }
+}
+
+/// The TLS configuration: client certificates required, chaining to `operator_root`, checked
+/// at the system's time; the server certificate and key fixed.
 pub fn tls_config(
     operator_root: &[u8],
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig> {
+    tls_config_with(
+        operator_root,
+        Arc::new(Identity::new(chain, key)?),
+        Arc::new(rustls::time_provider::DefaultTimeProvider),
+    )
+}
+
+/// The TLS configuration with a replaceable server identity and a source of time.
+pub fn tls_config_with(
+    operator_root: &[u8],
+    identity: Arc<Identity>,
+    time: Arc<dyn TimeProvider>,
 ) -> Result<ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
@@ -96,12 +185,11 @@ pub fn tls_config(
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::Tls(e.to_string()))?;
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let mut cfg = ServerConfig::builder_with_details(provider, time)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .with_cert_resolver(identity);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -238,14 +326,35 @@ impl Api {
         fallback: Option<Fallback>,
     ) -> Result<Api> {
         let root = operator_ca::ensure(&authority)?;
-        let tls = Arc::new(tls_config(&root, chain, key)?);
+        let identity = Arc::new(Identity::new(chain, key)?);
+        let tls = Arc::new(tls_config_with(
+            &root,
+            Arc::clone(&identity),
+            Arc::new(ClockTime(Arc::clone(authority.clock()))),
+        )?);
         Ok(Api {
             anchors: Arc::new(Anchors::new(&authority)?),
             recorder: Recorder::start(authority.clone())?,
             authority,
             tls,
+            identity,
             fallback,
         })
+    }
+
+    /// Replaces the server certificate and key (a renewal, see [`server_identity`]): every
+    /// handshake from now on gets the new one; open connections are not disturbed.
+    pub fn replace_identity(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<()> {
+        self.identity.replace(chain, key)
+    }
+
+    /// The server certificate in force (DER).
+    pub fn server_certificate(&self) -> Vec<u8> {
+        self.identity.certificate()
     }
 
     /// Accepts connections on `listener` until `shutdown` completes, then lets open

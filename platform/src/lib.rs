@@ -58,4 +58,4 @@ mod service;
 
 pub use api::{handle, Request};
 pub use error::{Error, Result};
-pub use http::{server_identity, Api, Fallback};
+pub use http::{server_identity, Api, Fallback, Identity};

@@ -23,6 +23,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use ca::keys::CaSigner;
@@ -159,7 +160,12 @@ fn make(authority: &Authority) -> Result<Vec<u8>> {
     let p = path(authority);
     let tmp = p.with_extension("pem.tmp");
     let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(ca::records::pem(&der).as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, &p)

@@ -111,8 +111,32 @@ pub fn operator_add_key(
     cert_serial: Option<String>,
     now: OffsetDateTime,
 ) -> Result<Operator> {
+    add_key(authority, name, spki, cert_serial, now, "pf-add-key")
+}
+
+/// Records a renewed client certificate of a PF (audit `pf-renew`): its key is bound to the PF
+/// (a new key, or the same one again) and its serial listed. The keys of earlier certificates
+/// stay bound, so each earlier certificate keeps opening the API until its own notAfter.
+pub fn operator_renew(
+    authority: &Authority,
+    name: &str,
+    spki: &[u8],
+    cert_serial: String,
+    now: OffsetDateTime,
+) -> Result<Operator> {
+    add_key(authority, name, spki, Some(cert_serial), now, "pf-renew")
+}
+
+fn add_key(
+    authority: &Authority,
+    name: &str,
+    spki: &[u8],
+    cert_serial: Option<String>,
+    now: OffsetDateTime,
+    action: &str,
+) -> Result<Operator> {
     let fp = fingerprint(spki);
-    update_operator(authority, name, now, "pf-add-key", &|op, t| {
+    update_operator(authority, name, now, action, &|op, t| {
         if op.state == PfState::Revoked {
             return Err(Error::OperatorNotActive {
                 name: op.name.clone(),
@@ -131,7 +155,10 @@ pub fn operator_add_key(
             op.certificates.push(s.clone());
         }
         t.bind_operator_key(&fp, &op.id).map_err(Error::Ca)?;
-        Ok(format!("key={fp}"))
+        Ok(match &cert_serial {
+            Some(serial) => format!("key={fp} cert={serial}"),
+            None => format!("key={fp}"),
+        })
     })
 }
 

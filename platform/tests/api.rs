@@ -521,7 +521,9 @@ async fn operators_must_be_registered_and_active() {
             &json!({"sp": sp, "certificates": [
                 base64::engine::general_purpose::STANDARD.encode(&der),
                 {"issuer": "auth", "serial": holder.auth_serial},
-                {"issuer": "signing", "serial": holder.auth_serial}]}),
+                // Never issued (sequential serials repeat across hierarchies, so the auth
+                // serial may well exist in the signing hierarchy too).
+                {"issuer": "signing", "serial": "7FFFFFFF01"}]}),
         )
         .await
         .unwrap();

@@ -20,6 +20,19 @@
 //! Facts and their sources are in `../shared/jpki-reference.md`; the section numbers below
 //! (`reference §2`) point there.
 //!
+//! ## The real profile is the default
+//!
+//! A real authentication certificate (reference §3, REAL-AUTH; a copy in
+//! `tests/fixtures/real-jpki/`) settles the leaf profile, and `tests/real_certificate.rs`
+//! holds jpki to it extension by extension: keyUsage, extendedKeyUsage clientAuth,
+//! critical certificatePolicies with the CPS qualifier, issuerAltName, a directoryName-only CRL
+//! distribution point, authorityInfoAccess (OCSP), the full authorityKeyIdentifier (key id,
+//! root name, root serial) and the subjectKeyIdentifier **last**, a 23-character CN
+//! ([`profile::leaf_cn`]), sequential serials per hierarchy. The signing leaf, never seen,
+//! gets the same tail and nothing invented (no extendedKeyUsage, no OCSP URL). What jpki adds
+//! for open deployments is a policy option, off by default: the CRL's URL in distribution
+//! points (`crl.uri`), an OCSP URL in signing certificates (`signing.ocsp_url`).
+//!
 //! ## Dependencies
 //! * `x509-cert`/`der`/`spki`/`const-oid` (RustCrypto formats): typed DER for every structure
 //!   rcgen cannot express (repeated OU/L, otherName SANs, critical certificatePolicies,
@@ -28,8 +41,11 @@
 //!   Leaf certificates are streamed through `der`'s encoders (`profile::der_out`) rather than
 //!   built as typed structures first: several times faster, and checked byte for byte against
 //!   the typed builder in the tests.
-//! * `encoding_rs`: the JIS X 0208 repertoire test behind the substitute-character flags, with
-//!   `fast-kanji-encode` (the same mapping through a lookup table instead of a linear search).
+//! * `encoding_rs`: the card repertoire behind the substitute-character flags — JIS X 0208
+//!   through its Shift_JIS encoder (with `fast-kanji-encode`, a lookup table instead of a
+//!   linear search), JIS X 0212 through its EUC-JP decoder, which reads the three-byte
+//!   `8F xx xx` sequences: the set is decoded once on first use rather than copied into the
+//!   source (`model::CardText`).
 //! * `sha1`: RFC 5280 §4.2.1.2 method (1) key identifiers.
 
 pub mod clock;

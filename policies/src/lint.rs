@@ -25,8 +25,57 @@ pub enum Shape<'a> {
 pub struct Expect<'a> {
     pub hierarchy: Hierarchy,
     pub shape: Shape<'a>,
-    /// The issuer's key identifier (SKI of the root); `None` for a self-signed root.
-    pub issuer_key_id: Option<&'a [u8]>,
+    /// The issuing root (its key identifier and serial); `None` for a self-signed root.
+    /// End-entity certificates must name all of it in their authorityKeyIdentifier, OCSP
+    /// signers its key identifier only.
+    pub issuer: Option<profile::Issuer<'a>>,
+}
+
+/// The extensions a shape must carry under `policy`, as (OID, critical), in order
+/// (RFC 5280 §4.2: each at most once; the profile fixes the set and order). Leaves follow
+/// the real certificate: see [`profile::leaf_tbs`].
+pub fn expected_extensions(
+    policy: &Policy,
+    expect: &Expect<'_>,
+) -> Vec<(const_oid::ObjectIdentifier, bool)> {
+    let h = expect.hierarchy;
+    let mut want = Vec::with_capacity(8);
+    match expect.shape {
+        Shape::Root => {
+            return vec![
+                (oid::EXT_KEY_USAGE, true),
+                (oid::EXT_SAN, false),
+                (oid::EXT_BASIC_CONSTRAINTS, true),
+                (oid::EXT_CRL_DP, false),
+                (oid::EXT_SKI, false),
+            ]
+        }
+        Shape::OcspSigner => {
+            return vec![
+                (oid::EXT_KEY_USAGE, true),
+                (oid::EXT_EKU, false),
+                (oid::OCSP_NOCHECK, false),
+                (oid::EXT_AKI, false),
+                (oid::EXT_SKI, false),
+            ]
+        }
+        Shape::Signing { .. } => want.extend([
+            (oid::EXT_KEY_USAGE, true),
+            (oid::EXT_SAN, false),
+            (oid::EXT_CERT_POLICIES, true),
+        ]),
+        Shape::Auth => want.extend([
+            (oid::EXT_KEY_USAGE, true),
+            (oid::EXT_EKU, false),
+            (oid::EXT_CERT_POLICIES, policy.auth.critical_policies),
+        ]),
+    }
+    want.extend([(oid::EXT_IAN, false), (oid::EXT_CRL_DP, false)]);
+    if policy.ocsp_url_in(h) {
+        want.push((oid::EXT_AIA, false));
+    }
+    want.extend([(oid::EXT_AKI, false), (oid::EXT_SKI, false)]);
+    want
 }
 
 /// One broken rule.
@@ -154,6 +203,19 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
             format!("subject attributes {seen:?}, expected {expected_subject:?}"),
         );
     }
+    if matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
+        let cn = tbs
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok());
+        if !cn.is_some_and(profile::is_leaf_cn) {
+            fail(
+                "profile.subject-cn",
+                format!("subject CN {cn:?} is not of the shape \\d{{4}}[0-9A-Z]{{10}}\\d{{8}}A"),
+            );
+        }
+    }
     if matches!(expect.shape, Shape::Root) && tbs.subject().as_raw() != tbs.issuer().as_raw() {
         fail(
             "profile.root-self-issued",
@@ -186,43 +248,7 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
 
     // Extensions (RFC 5280 §4.2: each at most once; the profile fixes the set and order).
     let exts = tbs.extensions();
-    let ocsp = policy.ca.ocsp_url_in_certificates;
-    let mut want: Vec<(const_oid::ObjectIdentifier, bool)> = match expect.shape {
-        Shape::Root => vec![
-            (oid::EXT_KEY_USAGE, true),
-            (oid::EXT_SAN, false),
-            (oid::EXT_BASIC_CONSTRAINTS, true),
-            (oid::EXT_CRL_DP, false),
-            (oid::EXT_SKI, false),
-        ],
-        Shape::Signing { .. } => vec![
-            (oid::EXT_KEY_USAGE, true),
-            (oid::EXT_SAN, false),
-            (oid::EXT_CERT_POLICIES, true),
-            (oid::EXT_IAN, false),
-            (oid::EXT_CRL_DP, false),
-            (oid::EXT_AKI, false),
-            (oid::EXT_SKI, false),
-        ],
-        Shape::Auth => vec![
-            (oid::EXT_KEY_USAGE, true),
-            (oid::EXT_CERT_POLICIES, policy.auth.critical_policies),
-            (oid::EXT_IAN, false),
-            (oid::EXT_CRL_DP, false),
-            (oid::EXT_AKI, false),
-            (oid::EXT_SKI, false),
-        ],
-        Shape::OcspSigner => vec![
-            (oid::EXT_KEY_USAGE, true),
-            (oid::EXT_EKU, false),
-            (oid::OCSP_NOCHECK, false),
-            (oid::EXT_AKI, false),
-            (oid::EXT_SKI, false),
-        ],
-    };
-    if ocsp && matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
-        want.push((oid::EXT_AIA, false));
-    }
+    let want = expected_extensions(policy, expect);
     // Fast path: the extensions are exactly `want`, byte for byte. `want` holds distinct
     // OIDs, so then no extension appears twice and the dotted forms compared below agree
     // too; only when this fails are the dotted strings built.
@@ -321,10 +347,41 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
             },
             ParsedExtension::AuthorityKeyIdentifier(aki) => {
                 let got = aki.key_identifier.as_ref().map(|k| k.0);
-                if got.is_none() || got != expect.issuer_key_id {
+                if got.is_none() || got != expect.issuer.map(|i| i.key_id) {
                     fail(
                         "rfc5280.aki",
                         "authorityKeyIdentifier does not match the issuer's key identifier".into(),
+                    );
+                }
+                // Leaves: the root's name and serial too (reference §3); others: key id only.
+                let full = matches!(expect.shape, Shape::Signing { .. } | Shape::Auth);
+                let issuer_ok = match (&aki.authority_cert_issuer, full) {
+                    (None, false) => true,
+                    (Some(names), true) => {
+                        scratch.clear();
+                        let encoded = profile::write_root_name(&mut scratch, policy, h).is_ok();
+                        encoded
+                            && matches!(names.as_slice(),
+                                [GeneralName::DirectoryName(n)] if n.as_raw() == scratch.as_slice())
+                    }
+                    _ => false,
+                };
+                let serial_ok = match (aki.authority_cert_serial, full) {
+                    (None, false) => true,
+                    (Some(got), true) => expect
+                        .issuer
+                        .is_some_and(|i| unsigned(got) == unsigned(i.serial)),
+                    _ => false,
+                };
+                if !issuer_ok || !serial_ok {
+                    fail(
+                        "profile.aki-form",
+                        if full {
+                            "authorityKeyIdentifier must name the root's key id, name and serial"
+                        } else {
+                            "authorityKeyIdentifier must name the issuer's key id only"
+                        }
+                        .into(),
                     );
                 }
             }
@@ -346,16 +403,18 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                 // expected names are those of `profile::crl_dp_names`, which has none when
                 // the URL is not an IA5String (a base URL that is not ASCII).
                 scratch.clear();
-                profile::write_crl_url(&mut scratch, policy, h, scope);
+                if policy.crl.uri {
+                    profile::write_crl_url(&mut scratch, policy, h, scope);
+                }
                 let url_len = scratch.len();
                 // A directory name too long to encode matches none.
                 let encoded = !policy.crl.directory_name
                     || profile::write_crl_dn(&mut scratch, policy, h, scope).is_ok();
                 let (url, dn) = scratch.split_at(url_len);
-                let want: &[&[u8]] = if policy.crl.directory_name {
-                    &[url, dn]
-                } else {
-                    &[url]
+                let want: &[&[u8]] = match (policy.crl.uri, policy.crl.directory_name) {
+                    (true, true) => &[url, dn],
+                    (true, false) => &[url],
+                    (false, _) => &[dn],
                 };
                 let got: &[GeneralName<'_>] = match dps.points.as_slice() {
                     [dp] => match &dp.distribution_point {
@@ -365,7 +424,7 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                     _ => &[],
                 };
                 let matches = encoded
-                    && policy.ca.base_url.is_ascii()
+                    && (!policy.crl.uri || policy.ca.base_url.is_ascii())
                     && got.len() == want.len()
                     && got.iter().zip(want).all(|(n, w)| {
                         let n: &[u8] = match n {
@@ -382,17 +441,29 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                     );
                 }
             }
-            ParsedExtension::ExtendedKeyUsage(eku)
-                if !(eku.ocsp_signing
-                    && eku.other.is_empty()
-                    && !eku.any
-                    && !eku.server_auth
-                    && !eku.client_auth) =>
-            {
-                fail(
-                    "profile.ocsp-signer-eku",
-                    "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
-                );
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                let only = |ocsp: bool, client: bool| {
+                    eku.ocsp_signing == ocsp
+                        && eku.client_auth == client
+                        && eku.other.is_empty()
+                        && !eku.any
+                        && !eku.server_auth
+                        && !eku.code_signing
+                        && !eku.email_protection
+                        && !eku.time_stamping
+                };
+                match expect.shape {
+                    Shape::Auth if !only(false, true) => fail(
+                        "profile.auth-eku",
+                        "extendedKeyUsage must be id-kp-clientAuth only".into(),
+                    ),
+                    Shape::Auth => {}
+                    _ if !only(true, false) => fail(
+                        "profile.ocsp-signer-eku",
+                        "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
+                    ),
+                    _ => {}
+                }
             }
             ParsedExtension::ParseError { error } => {
                 fail("der.extension", format!("{}: {error}", e.oid))
@@ -404,6 +475,13 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
 }
 
 use der::Decode as _;
+
+/// An unsigned big-endian integer without its leading zero octets, to compare serials
+/// however they were padded.
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
 
 /// The six otherNames (reference §2): order, UTF8String, values, flags.
 fn lint_attributes(
@@ -680,6 +758,31 @@ mod tests {
                     format!("subject attributes {seen:?}, expected {expected_subject:?}"),
                 );
             }
+            if matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
+                let cn = tbs
+                    .subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|a| a.as_str().ok());
+                let shaped = cn.is_some_and(|cn| {
+                    let c: Vec<char> = cn.chars().collect();
+                    c.len() == 23
+                        && c[..4].iter().all(|c| c.is_ascii_digit())
+                        && c[4..14]
+                            .iter()
+                            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+                        && c[14..22].iter().all(|c| c.is_ascii_digit())
+                        && c[22] == 'A'
+                });
+                if !shaped {
+                    fail(
+                        "profile.subject-cn",
+                        format!(
+                            "subject CN {cn:?} is not of the shape \\d{{4}}[0-9A-Z]{{10}}\\d{{8}}A"
+                        ),
+                    );
+                }
+            }
             if matches!(expect.shape, Shape::Root)
                 && tbs.subject().as_raw() != tbs.issuer().as_raw()
             {
@@ -724,7 +827,7 @@ mod tests {
                     "an extension appears twice".into(),
                 );
             }
-            let ocsp = policy.ca.ocsp_url_in_certificates;
+            let ocsp = policy.ocsp_url_in(h);
             let mut want: Vec<(const_oid::ObjectIdentifier, bool)> = match expect.shape {
                 Shape::Root => vec![
                     (oid::EXT_KEY_USAGE, true),
@@ -739,16 +842,13 @@ mod tests {
                     (oid::EXT_CERT_POLICIES, true),
                     (oid::EXT_IAN, false),
                     (oid::EXT_CRL_DP, false),
-                    (oid::EXT_AKI, false),
-                    (oid::EXT_SKI, false),
                 ],
                 Shape::Auth => vec![
                     (oid::EXT_KEY_USAGE, true),
+                    (oid::EXT_EKU, false),
                     (oid::EXT_CERT_POLICIES, policy.auth.critical_policies),
                     (oid::EXT_IAN, false),
                     (oid::EXT_CRL_DP, false),
-                    (oid::EXT_AKI, false),
-                    (oid::EXT_SKI, false),
                 ],
                 Shape::OcspSigner => vec![
                     (oid::EXT_KEY_USAGE, true),
@@ -758,8 +858,12 @@ mod tests {
                     (oid::EXT_SKI, false),
                 ],
             };
-            if ocsp && matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
-                want.push((oid::EXT_AIA, false));
+            if matches!(expect.shape, Shape::Signing { .. } | Shape::Auth) {
+                if ocsp {
+                    want.push((oid::EXT_AIA, false));
+                }
+                want.push((oid::EXT_AKI, false));
+                want.push((oid::EXT_SKI, false));
             }
             let got: Vec<(String, bool)> = exts
                 .iter()
@@ -842,11 +946,43 @@ mod tests {
                     },
                     ParsedExtension::AuthorityKeyIdentifier(aki) => {
                         let got = aki.key_identifier.as_ref().map(|k| k.0);
-                        if got.is_none() || got != expect.issuer_key_id {
+                        if got.is_none() || got != expect.issuer.map(|i| i.key_id) {
                             fail(
                                 "rfc5280.aki",
                                 "authorityKeyIdentifier does not match the issuer's key identifier"
                                     .into(),
+                            );
+                        }
+                        let full = matches!(expect.shape, Shape::Signing { .. } | Shape::Auth);
+                        let trim = |b: &[u8]| -> Vec<u8> {
+                            b.iter().copied().skip_while(|x| *x == 0).collect()
+                        };
+                        let ok = if full {
+                            let name_ok = match (&aki.authority_cert_issuer, &root_dn) {
+                                (Some(names), Ok(dn)) => {
+                                    names.len() == 1
+                                        && matches!(&names[0], GeneralName::DirectoryName(n) if n.as_raw() == dn.as_slice())
+                                }
+                                _ => false,
+                            };
+                            let serial_ok = match (aki.authority_cert_serial, expect.issuer) {
+                                (Some(got), Some(i)) => trim(got) == trim(i.serial),
+                                _ => false,
+                            };
+                            name_ok && serial_ok
+                        } else {
+                            aki.authority_cert_issuer.is_none()
+                                && aki.authority_cert_serial.is_none()
+                        };
+                        if !ok {
+                            fail(
+                                "profile.aki-form",
+                                if full {
+                                    "authorityKeyIdentifier must name the root's key id, name and serial"
+                                } else {
+                                    "authorityKeyIdentifier must name the issuer's key id only"
+                                }
+                                .into(),
                             );
                         }
                     }
@@ -900,17 +1036,26 @@ mod tests {
                             );
                         }
                     }
-                    ParsedExtension::ExtendedKeyUsage(eku)
-                        if !(eku.ocsp_signing
-                            && eku.other.is_empty()
-                            && !eku.any
-                            && !eku.server_auth
-                            && !eku.client_auth) =>
-                    {
-                        fail(
-                            "profile.ocsp-signer-eku",
-                            "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
-                        );
+                    ParsedExtension::ExtendedKeyUsage(eku) => {
+                        let others = !eku.other.is_empty()
+                            || eku.any
+                            || eku.server_auth
+                            || eku.code_signing
+                            || eku.email_protection
+                            || eku.time_stamping;
+                        if matches!(expect.shape, Shape::Auth) {
+                            if others || eku.ocsp_signing || !eku.client_auth {
+                                fail(
+                                    "profile.auth-eku",
+                                    "extendedKeyUsage must be id-kp-clientAuth only".into(),
+                                );
+                            }
+                        } else if others || eku.client_auth || !eku.ocsp_signing {
+                            fail(
+                                "profile.ocsp-signer-eku",
+                                "extendedKeyUsage must be id-kp-OCSPSigning only".into(),
+                            );
+                        }
                     }
                     ParsedExtension::ParseError { error } => {
                         fail("der.extension", format!("{}: {error}", e.oid))
@@ -1031,6 +1176,19 @@ mod tests {
     }
 
     use crate::profile::tests::{attributes, window, SPKI};
+    use crate::profile::Issuer;
+
+    const CN1: &str = "2601ABCDEFGHIJ05100203A";
+    const CN2: &str = "2601ZZ234567AB05100203A";
+    /// The serial of the root the test leaves name in their authorityKeyIdentifier.
+    const ROOT_SERIAL: &[u8] = &[0x01];
+
+    fn issuer(kid: &[u8]) -> Issuer<'_> {
+        Issuer {
+            key_id: kid,
+            serial: ROOT_SERIAL,
+        }
+    }
 
     struct Case {
         label: String,
@@ -1078,15 +1236,23 @@ mod tests {
         for serial in [&[0x41, 0x0f, 0x3c][..], &[0x80, 0x01][..]] {
             out.push(Case {
                 label: format!("signing {serial:02x?}"),
-                tbs: profile::leaf_tbs(built, &signing, "CN1", window(serial), SPKI, &kid).unwrap(),
+                tbs: profile::leaf_tbs(built, &signing, CN1, window(serial), SPKI, issuer(&kid))
+                    .unwrap(),
                 hierarchy: Hierarchy::Signing,
                 shape: Shape::Signing { attributes: a },
                 kid: Some(kid.clone()),
             });
             out.push(Case {
                 label: format!("auth {serial:02x?}"),
-                tbs: profile::leaf_tbs(built, &Holder::Auth, "CN2", window(serial), SPKI, &kid)
-                    .unwrap(),
+                tbs: profile::leaf_tbs(
+                    built,
+                    &Holder::Auth,
+                    CN2,
+                    window(serial),
+                    SPKI,
+                    issuer(&kid),
+                )
+                .unwrap(),
                 hierarchy: Hierarchy::Auth,
                 shape: Shape::Auth,
                 kid: Some(kid.clone()),
@@ -1099,9 +1265,11 @@ mod tests {
         let base = Policy::default_policy();
         let mut all = vec![base.clone()];
         let mut p = base.clone();
-        p.ca.ocsp_url_in_certificates = false;
+        p.auth.ocsp_url = false;
+        p.signing.ocsp_url = true;
+        p.crl.uri = true;
         p.crl.directory_name = false;
-        p.auth.critical_policies = true;
+        p.auth.critical_policies = false;
         all.push(p);
         let mut p = base.clone();
         p.ca.organization = "組織".into();
@@ -1132,7 +1300,7 @@ mod tests {
             let expect = Expect {
                 hierarchy: c.hierarchy,
                 shape: c.shape,
-                issuer_key_id: c.kid.as_deref(),
+                issuer: c.kid.as_deref().map(issuer),
             };
             assert_eq!(lint(&policy, &c.tbs, &expect), vec![], "{}", c.label);
             assert!(check(&policy, &c.tbs, &expect).is_ok());
@@ -1176,11 +1344,20 @@ mod tests {
                             Shape::Auth,
                             Shape::OcspSigner,
                         ] {
-                            for kid in [c.kid.as_deref(), None, Some(&other_kid[..])] {
+                            let kids = [
+                                c.kid.as_deref().map(issuer),
+                                None,
+                                Some(issuer(&other_kid[..])),
+                                c.kid.as_deref().map(|k| Issuer {
+                                    key_id: k,
+                                    serial: &[0x00, 0x01, 0x00],
+                                }),
+                            ];
+                            for kid in kids {
                                 let expect = Expect {
                                     hierarchy: h,
                                     shape,
-                                    issuer_key_id: kid,
+                                    issuer: kid,
                                 };
                                 let (got, want) = both(policy, &c.tbs, &expect);
                                 assert_eq!(got, want, "{} {expect:?}", c.label);
@@ -1207,7 +1384,7 @@ mod tests {
             let expect = Expect {
                 hierarchy: c.hierarchy,
                 shape: c.shape,
-                issuer_key_id: c.kid.as_deref(),
+                issuer: c.kid.as_deref().map(issuer),
             };
             for i in 0..c.tbs.len() {
                 for x in [0x01, 0x80, 0xFF] {

@@ -294,9 +294,11 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Error>
 /// replaced by the substitute character 〓 (U+3013) and flagged `1` (reference §2,
 /// substitute-character flags; Mito city FAQ).
 ///
-/// The repertoire test is JIS X 0208 plus ASCII (what Shift_JIS can encode). JIS X 0212
-/// 補助漢字 are treated as outside it — a conservative choice: they are substituted rather
-/// than written in a form a card reader may not show.
+/// The repertoire is the card's (reference §2, Mito city FAQ): ASCII, JIS X 0208 levels 1–2
+/// and JIS X 0212 補助漢字: 鷗 (U+9DD7, JIS X 0212 `8F ECBF` in EUC-JP) is kept, while
+/// characters in neither are substituted — 髙 (U+9AD9: an IBM extension of Windows-31J and
+/// JIS X 0213, not JIS X 0208 or 0212), NEC row 13 such as ①, half-width katakana, and
+/// characters beyond the BMP such as 𠮷 (U+20BB7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardText {
     pub text: String,
@@ -320,11 +322,60 @@ impl CardText {
     }
 }
 
+/// ASCII, or a character of JIS X 0208 or JIS X 0212.
+fn in_repertoire(c: char) -> bool {
+    in_jis_x_0208(c) || in_jis_x_0212(c)
+}
+
+/// Whether `c` is a character of JIS X 0212 (補助漢字 and the supplementary symbols).
+///
+/// encoding_rs encodes nothing into JIS X 0212 (the WHATWG EUC-JP encoder writes JIS X 0208
+/// only), but its EUC-JP decoder reads JIS X 0212 as the three-byte sequences `8F A1A1` …
+/// `8F FEFE`, through the WHATWG `index-jis0212` table. The set is built once, on first use,
+/// by decoding every one of those 94 × 94 sequences: the same table every browser uses, with
+/// no copy of it in this repository to drift; it costs about 8,800 small decodes once and an
+/// 8 KiB bit set (every JIS X 0212 character is in the Basic Multilingual Plane). The
+/// alternative — a generated table in the source — would be faster to start but a second
+/// source of truth.
+fn in_jis_x_0212(c: char) -> bool {
+    use std::sync::OnceLock;
+    static SET: OnceLock<Box<[u64; 1024]>> = OnceLock::new();
+    let set = SET.get_or_init(|| {
+        let mut set = Box::new([0u64; 1024]);
+        let mut out = [0u8; 16];
+        for lead in 0xA1..=0xFEu8 {
+            for trail in 0xA1..=0xFEu8 {
+                // One decoder per sequence: a decoder is finished once given `last`.
+                let mut decoder = encoding_rs::EUC_JP.new_decoder_without_bom_handling();
+                let (result, _, written) = decoder.decode_to_utf8_without_replacement(
+                    &[0x8F, lead, trail],
+                    &mut out,
+                    true,
+                );
+                if result != encoding_rs::DecoderResult::InputEmpty {
+                    continue; // unmapped
+                }
+                let decoded = std::str::from_utf8(&out[..written]).ok();
+                let mut chars = decoded.into_iter().flat_map(str::chars);
+                if let (Some(ch), None) = (chars.next(), chars.next()) {
+                    let cp = ch as usize;
+                    if cp < 0x10000 {
+                        set[cp / 64] |= 1 << (cp % 64);
+                    }
+                }
+            }
+        }
+        set
+    });
+    let cp = c as usize;
+    cp < 0x10000 && set[cp / 64] & (1 << (cp % 64)) != 0
+}
+
 /// ASCII, or a character of JIS X 0208. encoding_rs's Shift_JIS is the WHATWG one (Windows-31J),
 /// which also maps the NEC and IBM extension rows; those, and user-defined characters, are
 /// told apart by the lead byte: JIS X 0208 rows 1–8 are 0x81–0x84, rows 16–84 are 0x88–0x9F and
 /// 0xE0–0xEA. Half-width katakana (JIS X 0201) are outside the card's full-width repertoire.
-fn in_repertoire(c: char) -> bool {
+fn in_jis_x_0208(c: char) -> bool {
     if c.is_ascii() {
         return !c.is_ascii_control();
     }
@@ -358,16 +409,38 @@ mod tests {
     }
 
     #[test]
-    fn substitute_flags_mark_characters_outside_jis_x_0208() {
-        let t = CardText::from_register("髙橋　太郎");
-        // 髙 (U+9AD9) is not in JIS X 0208.
-        assert_eq!(t.text, "〓橋　太郎");
+    fn substitute_flags_mark_characters_outside_jis_x_0208_and_0212() {
+        // 鷗 (U+9DD7) is JIS X 0212, not JIS X 0208: kept, flagged 0.
+        assert!(!in_jis_x_0208('鷗') && in_jis_x_0212('鷗'));
+        let t = CardText::from_register("森　鷗外");
+        assert_eq!(t.text, "森　鷗外");
+        assert_eq!(t.flags, "0000");
+        // 髙 (U+9AD9, an IBM extension and JIS X 0213) and 𠮷 (U+20BB7) are in neither:
+        // substituted, flagged 1.
+        assert!(!in_jis_x_0208('髙') && !in_jis_x_0212('髙'));
+        let t = CardText::from_register("髙橋　鷗");
+        assert_eq!(t.text, "〓橋　鷗");
+        assert_eq!(t.flags, "1000");
+        let t = CardText::from_register("𠮷田　太郎");
+        assert_eq!(t.text, "〓田　太郎");
         assert_eq!(t.flags, "10000");
-        // NEC row 13 (①) and half-width katakana are outside it too.
-        assert_eq!(CardText::from_register("①ｱ").flags, "11");
+        // NEC row 13 (①), half-width katakana and control characters are outside both too.
+        assert_eq!(CardText::from_register("①ｱ\u{7}").flags, "111");
         let t = CardText::from_register("東京都千代田区霞が関２－１－２");
         assert!(t.flags.chars().all(|c| c == '0'));
         assert_eq!(t.flags.chars().count(), t.text.chars().count());
+    }
+
+    /// The JIS X 0212 set decoded from encoding_rs's EUC-JP holds the standard's 6,067
+    /// characters (5,801 kanji, 266 non-kanji), the Basic Multilingual Plane only.
+    #[test]
+    fn jis_x_0212_has_its_6067_characters() {
+        let n = (0..=0xFFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| in_jis_x_0212(*c))
+            .count();
+        assert_eq!(n, 6067);
+        assert!(!in_jis_x_0212('𠮷') && !in_jis_x_0212('A') && !in_jis_x_0212('①'));
     }
 
     /// The allocation-free repertoire test answers as `SHIFT_JIS.encode` did, for every
@@ -389,7 +462,7 @@ mod tests {
             .chain((0x10000..=0x10FFFF).step_by(97))
             .filter_map(char::from_u32)
         {
-            assert_eq!(in_repertoire(c), by_encode(c), "{c:?} U+{:04X}", c as u32);
+            assert_eq!(in_jis_x_0208(c), by_encode(c), "{c:?} U+{:04X}", c as u32);
         }
     }
 

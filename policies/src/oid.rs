@@ -25,6 +25,8 @@ pub const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
 pub const QT_CPS: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.2.1");
 /// id-ad-ocsp (RFC 5280 §4.2.2.1).
 pub const AD_OCSP: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.48.1");
+/// id-kp-clientAuth (RFC 5280 §4.2.1.12), on authentication certificates (reference §3).
+pub const KP_CLIENT_AUTH: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.2");
 /// id-kp-OCSPSigning (RFC 5280 §4.2.1.12).
 pub const KP_OCSP_SIGNING: Oid = Oid::new_unwrap("1.3.6.1.5.5.7.3.9");
 /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1).

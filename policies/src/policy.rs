@@ -41,20 +41,27 @@ pub struct CaSection {
     pub serials: SerialScheme,
     pub base_url: String,
     pub cps_uri: String,
-    pub ocsp_url_in_certificates: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSection {
     pub policy_oid: String,
+    /// Write authorityInfoAccess (OCSP) into signing certificates: a jpki addition for open
+    /// deployments — no real signing certificate has been seen with one (reference §2).
+    pub ocsp_url: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     pub policy_oid: String,
+    /// Mark certificatePolicies critical, as the real certificate does (reference §3); off
+    /// only for relying parties built on rustls-webpki, which refuses it.
     pub critical_policies: bool,
+    /// Write authorityInfoAccess (OCSP) into authentication certificates, as the real
+    /// certificate does (reference §3, REAL-AUTH: `http://ocspauthnorm.jpki.go.jp`).
+    pub ocsp_url: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,12 +71,30 @@ pub struct ValiditySection {
     pub renewal_birthdays: u32,
     pub renewal_window_months: u32,
     pub ocsp_signer_days: u32,
+    /// Renew an OCSP signer certificate this many days before its notAfter (absent in policy
+    /// files written before renewal existed: see [`ValiditySection::ocsp_signer_renew_days`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_signer_renew_days: Option<u32>,
+}
+
+impl ValiditySection {
+    /// Days before an OCSP signer's notAfter at which it is renewed: the policy's
+    /// `validity.ocsp_signer_renew_days`, else 30 days capped at a third of
+    /// `ocsp_signer_days` (at least 1).
+    pub fn ocsp_signer_renew_days(&self) -> u32 {
+        self.ocsp_signer_renew_days
+            .unwrap_or_else(|| (self.ocsp_signer_days / 3).clamp(1, 30))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrlSection {
     pub partitions: u16,
+    /// Write the CRL's HTTP URL into CRL distribution points: a jpki addition for open
+    /// deployments (real distribution points are directoryNames only, reference §3).
+    pub uri: bool,
+    /// Write the JPKI-style directoryName into CRL distribution points.
     pub directory_name: bool,
     pub next_update_hours: u32,
 }
@@ -158,16 +183,43 @@ impl Policy {
                 format!("must be 0 to 12, got {}", v.renewal_window_months),
             ));
         }
-        if !(1..=3650).contains(&v.ocsp_signer_days) {
+        if !(2..=3650).contains(&v.ocsp_signer_days) {
             return Err(field(
                 "validity.ocsp_signer_days",
-                format!("must be 1 to 3650, got {}", v.ocsp_signer_days),
+                format!("must be 2 to 3650, got {}", v.ocsp_signer_days),
+            ));
+        }
+        let renew = v.ocsp_signer_renew_days();
+        if renew == 0 || renew >= v.ocsp_signer_days {
+            return Err(field(
+                "validity.ocsp_signer_renew_days",
+                format!(
+                    "must be 1 to validity.ocsp_signer_days - 1 ({}), got {renew}",
+                    v.ocsp_signer_days.saturating_sub(1)
+                ),
+            ));
+        }
+        // Answers signed by a signer stay in caches until their nextUpdate: they must expire
+        // before the signer they were signed by, so the margin must exceed their lifetime.
+        if u64::from(renew) * 24 * 60 <= u64::from(self.ocsp.next_update_minutes) {
+            return Err(field(
+                "validity.ocsp_signer_renew_days",
+                format!(
+                    "must be longer than an OCSP answer's life (ocsp.next_update_minutes = {}), got {renew} days",
+                    self.ocsp.next_update_minutes
+                ),
             ));
         }
         if !(1..=4096).contains(&self.crl.partitions) {
             return Err(field(
                 "crl.partitions",
                 format!("must be 1 to 4096, got {}", self.crl.partitions),
+            ));
+        }
+        if !self.crl.uri && !self.crl.directory_name {
+            return Err(field(
+                "crl.directory_name",
+                "crl.uri and crl.directory_name cannot both be false: the distribution point would name nothing",
             ));
         }
         if !(1..=24 * 31).contains(&self.crl.next_update_hours) {
@@ -216,6 +268,14 @@ impl Policy {
     /// The CRL covering the CA certificates of a hierarchy (an ARL).
     pub fn ca_crl_url(&self, h: Hierarchy) -> String {
         format!("{}/crl/{}/ca.crl", self.ca.base_url, h.as_str())
+    }
+
+    /// Whether a hierarchy's end-entity certificates carry authorityInfoAccess (OCSP).
+    pub fn ocsp_url_in(&self, h: Hierarchy) -> bool {
+        match h {
+            Hierarchy::Signing => self.signing.ocsp_url,
+            Hierarchy::Auth => self.auth.ocsp_url,
+        }
     }
 
     /// The OCSP responder of both hierarchies.
@@ -303,10 +363,43 @@ mod tests {
             let e = with(from, to).unwrap_err().to_string();
             assert!(e.contains(name), "{e} should name {name}");
         }
-        let e = with("serials = \"random\"", "serials = \"dice\"")
+        let e = with(
+            "ocsp_signer_renew_days = 30",
+            "ocsp_signer_renew_days = 365",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("validity.ocsp_signer_renew_days"), "{e}");
+        // Cached answers must expire before their signer: the margin exceeds an answer's life.
+        let e = Policy::from_toml(
+            &DEFAULT_POLICY
+                .replace("ocsp_signer_renew_days = 30", "ocsp_signer_renew_days = 7")
+                .replace("next_update_minutes = 60", "next_update_minutes = 10080"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("validity.ocsp_signer_renew_days") && e.contains("answer's life"),
+            "{e}"
+        );
+        // Absent (policy files older than renewal): 30 days, a third of a short life.
+        let p = with("ocsp_signer_renew_days = 30\n", "").unwrap();
+        assert_eq!(p.validity.ocsp_signer_renew_days(), 30);
+        let p = Policy::from_toml(
+            &DEFAULT_POLICY
+                .replace("ocsp_signer_renew_days = 30\n", "")
+                .replace("ocsp_signer_days = 365", "ocsp_signer_days = 12"),
+        )
+        .unwrap();
+        assert_eq!(p.validity.ocsp_signer_renew_days(), 4);
+        let e = with("serials = \"sequential\"", "serials = \"dice\"")
             .unwrap_err()
             .to_string();
         assert!(e.contains("serials"), "{e}");
+        let e = with("directory_name = true", "directory_name = false")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("crl.directory_name"), "{e}");
         let e = with("[limits]", "[limits]\nbogus = 1")
             .unwrap_err()
             .to_string();

@@ -2,7 +2,8 @@
 //!
 //! rcgen cannot write JPKI's names (two OU, two L) or its extensions faithfully
 //! (`crate-notes.md` §1, pitfalls 1–3), so the TBSCertificate is assembled here from
-//! RustCrypto types, in the extension order real cards use, and signed by the caller.
+//! RustCrypto types, in the extension order of the real certificate (see [`leaf_tbs`]:
+//! subjectKeyIdentifier last), and signed by the caller.
 
 use const_oid::ObjectIdentifier as Oid;
 use der::asn1::{Any, BitString, GeneralizedTime, Ia5String, Null, OctetString, Uint, UtcTime};
@@ -84,9 +85,11 @@ fn root_ja_attrs(h: Hierarchy) -> [(Oid, &'static str); 4] {
     ]
 }
 
-/// The names of one CRL distribution point: the HTTP URL, plus the JPKI-style directoryName
+/// The names of one CRL distribution point: the JPKI-style directoryName
 /// `C=JP, O=<org>, OU=<JPKI for …>, OU=CRL Distribution Points, CN=P<nnnn> CRLDP` when
-/// `crl.directory_name` is set (the CA-level CRL uses the root's own DN, as J-LIS's roots do).
+/// `crl.directory_name` is set (the CA-level CRL uses the root's own DN, as J-LIS's roots do),
+/// preceded by the HTTP URL when `crl.uri` is set. The real profile names a directory only
+/// (reference §3); the URL is jpki's addition for open deployments.
 /// The same list is the fullName of the certificate's cRLDistributionPoints and of the
 /// CRL's issuingDistributionPoint, so that they match (RFC 5280 §5.2.5, §6.3.3 (b)(2)).
 pub fn crl_dp_names(
@@ -94,13 +97,16 @@ pub fn crl_dp_names(
     h: Hierarchy,
     scope: Scope,
 ) -> Result<Vec<GeneralName>, Error> {
-    let url = match scope {
-        Scope::Partition(p) => policy.crl_url(h, p),
-        Scope::Ca => policy.ca_crl_url(h),
-    };
-    let mut names = vec![GeneralName::UniformResourceIdentifier(
-        Ia5String::new(&url).map_err(Error::der("CRL URL"))?,
-    )];
+    let mut names = Vec::with_capacity(2);
+    if policy.crl.uri {
+        let url = match scope {
+            Scope::Partition(p) => policy.crl_url(h, p),
+            Scope::Ca => policy.ca_crl_url(h),
+        };
+        names.push(GeneralName::UniformResourceIdentifier(
+            Ia5String::new(&url).map_err(Error::der("CRL URL"))?,
+        ));
+    }
     if policy.crl.directory_name {
         let dn = with_crl_dn_attrs(policy, h, scope, name)?;
         names.push(GeneralName::DirectoryName(dn));
@@ -256,7 +262,48 @@ pub fn ski(spki_der: &[u8]) -> Result<Extension, Error> {
     )
 }
 
-/// An authorityKeyIdentifier naming the issuer's key identifier (RFC 5280 §4.2.1.1).
+/// The issuing root as an end-entity certificate's authorityKeyIdentifier names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issuer<'a> {
+    /// The root's key identifier (its subjectKeyIdentifier).
+    pub key_id: &'a [u8],
+    /// The root certificate's serial number, big-endian as in the certificate.
+    pub serial: &'a [u8],
+}
+
+/// The full authorityKeyIdentifier of end-entity certificates (RFC 5280 §4.2.1.1):
+/// ```text
+/// AuthorityKeyIdentifier ::= SEQUENCE {
+///     keyIdentifier             [0] KeyIdentifier           OPTIONAL,
+///     authorityCertIssuer       [1] GeneralNames            OPTIONAL,
+///     authorityCertSerialNumber [2] CertificateSerialNumber OPTIONAL  }
+/// ```
+/// with all three: the root's key identifier, its name as one directoryName and its serial,
+/// as the real authentication certificate has it (reference §3). All generations of a root
+/// share one DN, so the serial (or the key id) is what picks the generation.
+pub fn aki_full(policy: &Policy, h: Hierarchy, issuer: Issuer<'_>) -> Result<Extension, Error> {
+    let what = "authorityKeyIdentifier";
+    let value = AuthorityKeyIdentifier {
+        key_identifier: Some(OctetString::new(issuer.key_id).map_err(Error::der(what))?),
+        authority_cert_issuer: Some(vec![GeneralName::DirectoryName(root_name(policy, h)?)]),
+        authority_cert_serial_number: Some(issuer_serial(issuer.serial)?),
+    };
+    ext(oid::EXT_AKI, false, &value, what)
+}
+
+/// The issuer's serial as a `SerialNumber`: a positive integer of at most 20 octets once
+/// encoded, and not empty (der would write an empty INTEGER).
+fn issuer_serial(serial: &[u8]) -> Result<x509_cert::serial_number::SerialNumber, Error> {
+    let what = "authorityKeyIdentifier";
+    if serial.is_empty() {
+        let kind = der::ErrorKind::Length { tag: Tag::Integer };
+        return Err(Error::der(what)(kind.into()));
+    }
+    x509_cert::serial_number::SerialNumber::new(serial).map_err(Error::der(what))
+}
+
+/// An authorityKeyIdentifier naming the issuer's key identifier only (RFC 5280 §4.2.1.1),
+/// for the certificates outside the real profile (OCSP signers, the operator CA's).
 pub fn aki(issuer_key_id: &[u8]) -> Result<Extension, Error> {
     let value = AuthorityKeyIdentifier {
         key_identifier: Some(
@@ -429,6 +476,55 @@ impl Holder<'_> {
     }
 }
 
+/// The base-32 alphabet of the random part of [`leaf_cn`] (RFC 4648 §6), a subset of the
+/// `[0-9A-Z]` the real CNs use, so that each random byte gives one unbiased character.
+const CN_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// The subject CN of an end-entity certificate: 23 characters in the shape of the real ones,
+/// `\d{4}[0-9A-Z]{10}\d{8}A` (reference §3: `840444E37PAFHN08220003A`, test card
+/// `997794E9AGCIEG13221003A`).
+///
+/// What the real parts mean is not published: the reference confirms the shape only, and
+/// the digits of the real example do not read as its issuance date (2019-07-25). jpki fills
+/// the shape with what its CN carried before, never anything of the holder: the issuance
+/// instant in JST as `YYMM` + ten random base-32 characters (50 bits) + `DDhhmmss`, and the
+/// constant `A` both known examples end with.
+pub fn leaf_cn(issued_at: OffsetDateTime, random: &[u8; 10]) -> String {
+    let t = issued_at.to_offset(crate::validity::JST);
+    let mut s = String::with_capacity(23);
+    s.push_str(&format!(
+        "{:02}{:02}",
+        t.year().rem_euclid(100),
+        u8::from(t.month())
+    ));
+    s.extend(
+        random
+            .iter()
+            .map(|b| char::from(CN_ALPHABET[usize::from(b % 32)])),
+    );
+    s.push_str(&format!(
+        "{:02}{:02}{:02}{:02}A",
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ));
+    s
+}
+
+/// Whether `cn` has the shape of a real end-entity CN, `\d{4}[0-9A-Z]{10}\d{8}A` (the lint's
+/// rule `profile.subject-cn`).
+pub fn is_leaf_cn(cn: &str) -> bool {
+    let b = cn.as_bytes();
+    b.len() == 23
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4..14]
+            .iter()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        && b[14..22].iter().all(u8::is_ascii_digit)
+        && b[22] == b'A'
+}
+
 /// The subject of an end-entity certificate.
 pub fn leaf_subject(holder: &Holder<'_>, cn: &str) -> Result<Name, Error> {
     with_leaf_subject_attrs(holder, cn, name)
@@ -455,7 +551,26 @@ fn with_leaf_subject_attrs<R>(
     }
 }
 
-/// An end-entity certificate issued directly by its hierarchy's root (reference §2, §3).
+/// An end-entity certificate issued directly by its hierarchy's root (reference §2, §3),
+/// with the extensions in the real certificate's order — subjectKeyIdentifier last, because
+/// relying-party code written for real certificates hashes the TBS up to the SKI on one side
+/// and appends the SKI on the other:
+///
+/// | signing | authentication |
+/// |---|---|
+/// | keyUsage (critical) | keyUsage (critical) |
+/// | subjectAltName (the four attributes) | extendedKeyUsage id-kp-clientAuth |
+/// | certificatePolicies (critical) | certificatePolicies (critical by default) |
+/// | issuerAltName | issuerAltName |
+/// | cRLDistributionPoints | cRLDistributionPoints |
+/// | authorityInfoAccess (only with `signing.ocsp_url`) | authorityInfoAccess (`auth.ocsp_url`, on by default) |
+/// | authorityKeyIdentifier (key id, issuer name, issuer serial) | the same |
+/// | subjectKeyIdentifier | subjectKeyIdentifier |
+///
+/// The authentication column is the real certificate's (reference §3, REAL-AUTH). The signing
+/// certificate's tail has not been seen; it gets the same tail and nothing invented: no
+/// extendedKeyUsage (none is reported for it, and a signing key has no TLS purpose) and no
+/// OCSP URL unless the policy asks (reference §2 reports none).
 ///
 /// This is the issuance hot path, so the TBSCertificate is streamed into one buffer by
 /// `der_out`, a streaming writer over the `der` crate's encoders (every tag, length and
@@ -472,25 +587,30 @@ pub fn leaf_tbs(
     cn: &str,
     w: Window<'_>,
     spki_der: &[u8],
-    issuer_key_id: &[u8],
+    issuer: Issuer<'_>,
 ) -> Result<Vec<u8>, Error> {
     use der::asn1::{AnyRef, OctetStringRef};
+    use der::EncodeValue as _;
     use der_out::{ctx, put, tlv};
 
     let h = holder.hierarchy();
     let partition = policy.partition_of(w.serial);
 
     // The fallible steps, in the order the typed builder runs them: the CRL URL (an
-    // IA5String), the subject key (SKI), the OCSP URL, the serial number, the two times.
-    check_ia5(
-        &policy.ca.base_url,
-        || policy.crl_url(h, partition),
-        "CRL URL",
-    )?;
-    let ski = key_identifier(spki_der)?;
-    if policy.ca.ocsp_url_in_certificates {
+    // IA5String), the OCSP URL, the issuer's serial, the subject key (SKI), the serial
+    // number, the two times.
+    if policy.crl.uri {
+        check_ia5(
+            &policy.ca.base_url,
+            || policy.crl_url(h, partition),
+            "CRL URL",
+        )?;
+    }
+    if policy.ocsp_url_in(h) {
         check_ia5(&policy.ca.base_url, || policy.ocsp_url(), "OCSP URL")?;
     }
+    let issuer_serial = aki_serial(issuer.serial)?;
+    let ski = key_identifier(spki_der)?;
     let serial = der::asn1::UintRef::new(w.serial).map_err(Error::der("serialNumber"))?;
     let not_before = x509_time(w.not_before)?;
     let not_after = x509_time(w.not_after)?;
@@ -519,6 +639,7 @@ pub fn leaf_tbs(
             // extensions [3] EXPLICIT SEQUENCE OF Extension
             tlv(o, ctx(3, true), "extensions", |o| {
                 tlv(o, Tag::Sequence, "extensions", |o| {
+                    // keyUsage, and extendedKeyUsage on authentication certificates.
                     o.extend_from_slice(&parts.key_usage);
                     if let Holder::Signing { attributes, .. } = holder {
                         der_out::ext(o, &oid::EXT_SAN, false, "subjectAltName", |o| {
@@ -540,13 +661,20 @@ pub fn leaf_tbs(
                             })
                         })
                     })?;
+                    o.extend_from_slice(&parts.aia);
                     let aki = "authorityKeyIdentifier";
                     der_out::ext(o, &oid::EXT_AKI, false, aki, |o| {
                         tlv(o, Tag::Sequence, aki, |o| {
                             // keyIdentifier [0] IMPLICIT OCTET STRING
-                            let kid = AnyRef::new(ctx(0, false), issuer_key_id)
-                                .map_err(Error::der("keyIdentifier"))?;
-                            put(o, &kid, "keyIdentifier")
+                            let kid = AnyRef::new(ctx(0, false), issuer.key_id)
+                                .map_err(Error::der(aki))?;
+                            put(o, &kid, "keyIdentifier")?;
+                            // authorityCertIssuer [1] IMPLICIT GeneralNames: one directoryName
+                            o.extend_from_slice(&parts.aki_issuer);
+                            // authorityCertSerialNumber [2] IMPLICIT CertificateSerialNumber
+                            tlv(o, ctx(2, false), aki, |o| {
+                                issuer_serial.encode_value(o).map_err(Error::der(aki))
+                            })
                         })
                     })?;
                     let what = "subjectKeyIdentifier";
@@ -557,13 +685,21 @@ pub fn leaf_tbs(
                             what,
                         )
                     })?;
-                    o.extend_from_slice(&parts.aia);
                     Ok(())
                 })
             })
         })?;
         Ok(out)
     })
+}
+
+/// The issuer's serial as `x509_cert`'s `SerialNumber::new` takes it (the typed builder's
+/// check): a positive integer of at most 20 octets once encoded.
+fn aki_serial(serial: &[u8]) -> Result<der::asn1::UintRef<'_>, Error> {
+    let what = "authorityKeyIdentifier";
+    // The typed builder's own checks, so that the same serial fails with the same error.
+    issuer_serial(serial)?;
+    der::asn1::UintRef::new(serial).map_err(Error::der(what))
 }
 
 thread_local! {
@@ -584,19 +720,22 @@ struct LeafParts {
     base_url: String,
     policy_oid: Oid,
     critical_policies: bool,
-    ocsp_url_in_certificates: bool,
+    ocsp_url: bool,
     // The DER.
     /// `version [0] EXPLICIT v3`.
     version: Vec<u8>,
     /// `signature` (sha256WithRSAEncryption, NULL) and `issuer` ([`root_name`]).
     signature_and_issuer: Vec<u8>,
-    /// The keyUsage extension.
+    /// The keyUsage extension, and on authentication certificates the extendedKeyUsage
+    /// extension (id-kp-clientAuth, non-critical, reference §3) that follows it.
     key_usage: Vec<u8>,
     /// The certificatePolicies and issuerAltName extensions.
     policies_and_ian: Vec<u8>,
-    /// The authorityInfoAccess extension, or nothing when `ca.ocsp_url_in_certificates`
-    /// is off.
+    /// The authorityInfoAccess extension, or nothing when the hierarchy's `ocsp_url` is off.
     aia: Vec<u8>,
+    /// `authorityCertIssuer [1] IMPLICIT GeneralNames` of the authorityKeyIdentifier: the
+    /// root's name as one directoryName.
+    aki_issuer: Vec<u8>,
 }
 
 impl LeafParts {
@@ -614,7 +753,7 @@ impl LeafParts {
             && self.base_url == policy.ca.base_url
             && self.policy_oid == policy_oid(policy, h)
             && self.critical_policies == Self::critical_policies(policy, h)
-            && self.ocsp_url_in_certificates == policy.ca.ocsp_url_in_certificates
+            && self.ocsp_url == policy.ocsp_url_in(h)
     }
 
     fn new(policy: &Policy, h: Hierarchy) -> Result<Self, Error> {
@@ -649,6 +788,12 @@ impl LeafParts {
         der_out::ext(&mut key_usage, &oid::EXT_KEY_USAGE, true, "keyUsage", |o| {
             put(o, &KeyUsage(usages), "keyUsage")
         })?;
+        if h == Hierarchy::Auth {
+            let what = "extendedKeyUsage";
+            der_out::ext(&mut key_usage, &oid::EXT_EKU, false, what, |o| {
+                put(o, &ExtendedKeyUsage(vec![oid::KP_CLIENT_AUTH]), what)
+            })?;
+        }
 
         let mut policies_and_ian = Vec::new();
         let o = &mut policies_and_ian;
@@ -679,7 +824,8 @@ impl LeafParts {
         })?;
 
         let mut aia = Vec::new();
-        if policy.ca.ocsp_url_in_certificates {
+        let ocsp_url = policy.ocsp_url_in(h);
+        if ocsp_url {
             let what = "authorityInfoAccess";
             der_out::ext(&mut aia, &oid::EXT_AIA, false, what, |o| {
                 tlv(o, Tag::Sequence, what, |o| {
@@ -697,6 +843,14 @@ impl LeafParts {
             })?;
         }
 
+        let mut aki_issuer = Vec::new();
+        // authorityCertIssuer [1] IMPLICIT GeneralNames, directoryName [4] EXPLICIT Name
+        tlv(&mut aki_issuer, ctx(1, true), "authorityCertIssuer", |o| {
+            tlv(o, ctx(4, true), "authorityCertIssuer", |o| {
+                write_root_name(o, policy, h)
+            })
+        })?;
+
         Ok(LeafParts {
             organization: policy.ca.organization.clone(),
             operator: policy.ca.operator.clone(),
@@ -704,12 +858,13 @@ impl LeafParts {
             base_url: policy.ca.base_url.clone(),
             policy_oid,
             critical_policies,
-            ocsp_url_in_certificates: policy.ca.ocsp_url_in_certificates,
+            ocsp_url,
             version,
             signature_and_issuer,
             key_usage,
             policies_and_ian,
             aia,
+            aki_issuer,
         })
     }
 }
@@ -798,19 +953,22 @@ pub(crate) fn write_crl_dn(
     with_crl_dn_attrs(policy, h, scope, |a| der_out::name(out, a))
 }
 
-/// The GeneralNames of [`crl_dp_names`] (URI `[6]`, directoryName `[4]`), appended to `out`
-/// without the enclosing SEQUENCE header. The URL must have been checked to be ASCII.
+/// The GeneralNames of [`crl_dp_names`] (URI `[6]` with `crl.uri`, directoryName `[4]` with
+/// `crl.directory_name`), appended to `out` without the enclosing SEQUENCE header. The URL
+/// must have been checked to be ASCII.
 fn write_crl_dp_names(
     out: &mut Vec<u8>,
     policy: &Policy,
     h: Hierarchy,
     scope: Scope,
 ) -> Result<(), Error> {
-    // uniformResourceIdentifier [6] IMPLICIT IA5String: the URL's ASCII text.
-    der_out::tlv(out, der_out::ctx(6, false), "CRL URL", |o| {
-        write_crl_url(o, policy, h, scope);
-        Ok(())
-    })?;
+    if policy.crl.uri {
+        // uniformResourceIdentifier [6] IMPLICIT IA5String: the URL's ASCII text.
+        der_out::tlv(out, der_out::ctx(6, false), "CRL URL", |o| {
+            write_crl_url(o, policy, h, scope);
+            Ok(())
+        })?;
+    }
     if policy.crl.directory_name {
         // directoryName [4] EXPLICIT Name
         der_out::tlv(out, der_out::ctx(4, true), "CRL directoryName", |o| {
@@ -1094,7 +1252,8 @@ pub(crate) mod tests {
     };
 
     // The typed builder `leaf_tbs` replaced (the code of commit bc196a9), kept as the
-    // reference the direct DER writer must match byte for byte.
+    // reference the direct DER writer must match byte for byte; since moved to the real
+    // certificate's profile (extendedKeyUsage, the full AKI, the SKI last) with it.
     fn policies_ext(policy: &Policy, h: Hierarchy, critical: bool) -> Result<Extension, Error> {
         let cps = Any::new(Tag::Ia5String, policy.ca.cps_uri.as_bytes())
             .map_err(Error::der("CPS URI"))?;
@@ -1129,7 +1288,7 @@ pub(crate) mod tests {
         cn: &str,
         w: Window<'_>,
         spki_der: &[u8],
-        issuer_key_id: &[u8],
+        issuer: Issuer<'_>,
     ) -> Result<Vec<u8>, Error> {
         let h = holder.hierarchy();
         let partition = policy.partition_of(w.serial);
@@ -1149,6 +1308,12 @@ pub(crate) mod tests {
             }
             Holder::Auth => {
                 extensions.push(key_usage(KeyUsages::DigitalSignature)?);
+                extensions.push(ext(
+                    oid::EXT_EKU,
+                    false,
+                    &ExtendedKeyUsage(vec![oid::KP_CLIENT_AUTH]),
+                    "extendedKeyUsage",
+                )?);
                 extensions.push(policies_ext(policy, h, policy.auth.critical_policies)?);
             }
         }
@@ -1159,11 +1324,11 @@ pub(crate) mod tests {
             "issuerAltName",
         )?);
         extensions.push(crl_dp(policy, h, Scope::Partition(partition))?);
-        extensions.push(aki(issuer_key_id)?);
-        extensions.push(ski(spki_der)?);
-        if policy.ca.ocsp_url_in_certificates {
+        if policy.ocsp_url_in(h) {
             extensions.push(aia(policy)?);
         }
+        extensions.push(aki_full(policy, h, issuer)?);
+        extensions.push(ski(spki_der)?);
         encode_tbs(TbsCertificate {
             version: 2,
             serial_number: serial_uint(w.serial)?,
@@ -1231,39 +1396,41 @@ pub(crate) mod tests {
         }
     }
 
-    /// The TBS bytes for fixed inputs, as SHA-256, captured from the typed builder before
-    /// `leaf_tbs` wrote DER directly.
+    /// The TBS bytes for fixed inputs, as SHA-256: first captured from the typed builder
+    /// before `leaf_tbs` wrote DER directly, captured again when both moved to the real
+    /// certificate's profile (EKU, full AKI, SKI last, sequential serial, 23-character CN).
     #[test]
     fn leaf_tbs_bytes_are_unchanged() {
         let policy = Policy::default_policy();
         let attrs = attributes(&policy, "山田　太郎", "東京都清瀬市中里一丁目1番地");
         let kid = key_identifier(SPKI).unwrap();
-        let serial = [
-            0x41, 0x0f, 0x3c, 0x77, 0x19, 0xa2, 0x5e, 0x60, 0x0d, 0x8b, 0x21, 0x93, 0x4e, 0x7a,
-            0x33, 0x05,
-        ];
+        let issuer = Issuer {
+            key_id: &kid,
+            serial: &[0x01],
+        };
+        let serial = [0x01, 0x2d, 0x57, 0xca];
         let w = window(&serial);
         let signing = Holder::Signing {
             prefecture: "東京都",
             municipality: "清瀬市",
             attributes: &attrs,
         };
-        let cn = "260105100203ABCDEFGHIJ";
+        let cn = "2601ABCDEFGHIJ05100203A";
         let got = [
-            sha256_hex(&leaf_tbs(&policy, &signing, cn, w, SPKI, &kid).unwrap()),
-            sha256_hex(&leaf_tbs(&policy, &Holder::Auth, cn, w, SPKI, &kid).unwrap()),
+            sha256_hex(&leaf_tbs(&policy, &signing, cn, w, SPKI, issuer).unwrap()),
+            sha256_hex(&leaf_tbs(&policy, &Holder::Auth, cn, w, SPKI, issuer).unwrap()),
         ];
         assert_eq!(got, GOLDEN);
         let typed = [
-            sha256_hex(&leaf_tbs_typed(&policy, &signing, cn, w, SPKI, &kid).unwrap()),
-            sha256_hex(&leaf_tbs_typed(&policy, &Holder::Auth, cn, w, SPKI, &kid).unwrap()),
+            sha256_hex(&leaf_tbs_typed(&policy, &signing, cn, w, SPKI, issuer).unwrap()),
+            sha256_hex(&leaf_tbs_typed(&policy, &Holder::Auth, cn, w, SPKI, issuer).unwrap()),
         ];
         assert_eq!(typed, GOLDEN);
     }
 
     const GOLDEN: [&str; 2] = [
-        "ff92217b9306e31ef8d37ace8bd897b99105cc463ca7f40ac6982c11dea4499b",
-        "94fe8c30a87a995ba1e6d9d57e22e607a35ce95e962b0e632dbc4dba50279fa0",
+        "49a256e6d864b1a62c293ea64290198e9f51757dff4b1480918325c45c72f0e3",
+        "422f28b2805b161c544450e5e2359511f50110e91668162f759023997459c88d",
     ];
 
     /// The direct writer against the typed builder over the inputs that change the shape of
@@ -1274,11 +1441,15 @@ pub(crate) mod tests {
         let base = Policy::default_policy();
         let mut policies = vec![base.clone()];
         let mut p = base.clone();
-        p.ca.ocsp_url_in_certificates = false;
+        p.auth.ocsp_url = false;
+        p.signing.ocsp_url = true;
+        p.crl.uri = true;
         p.crl.directory_name = false;
-        p.auth.critical_policies = true;
+        p.auth.critical_policies = false;
         policies.push(p);
         let mut p = base.clone();
+        p.crl.uri = true;
+        p.signing.ocsp_url = true;
         p.ca.organization = "組織".repeat(32);
         p.ca.operator = "o".repeat(64);
         p.ca.base_url = format!("https://{}.example", "x".repeat(300));
@@ -1319,11 +1490,12 @@ pub(crate) mod tests {
             ),
         ];
         let kids: [&[u8]; 3] = [&[0xAB; 20], &[], &[0x01; 200]];
+        let issuer_serials: [&[u8]; 4] = [&[0x01], &[0x06, 0xd1, 0x80, 0x06], &[0x80], &[0x7f; 20]];
         let mut n = 0;
         for policy in &policies {
             for attrs in [&short, &typical, &long] {
                 for (pref, muni, cn) in [
-                    ("東京都", "清瀬市", "260105100203ABCDEFGHIJ"),
+                    ("東京都", "清瀬市", "2601ABCDEFGHIJ05100203A"),
                     ("", "", ""),
                     ("Tokyo-to", &*"m".repeat(130), &*"c".repeat(300)),
                 ] {
@@ -1338,14 +1510,17 @@ pub(crate) mod tests {
                     for holder in &holders {
                         for (i, serial) in serials.iter().enumerate() {
                             let (nb, na) = times[i % times.len()];
-                            let kid = kids[i % kids.len()];
+                            let issuer = Issuer {
+                                key_id: kids[i % kids.len()],
+                                serial: issuer_serials[i % issuer_serials.len()],
+                            };
                             let w = Window {
                                 serial,
                                 not_before: nb,
                                 not_after: na,
                             };
-                            let want = leaf_tbs_typed(policy, holder, cn, w, SPKI, kid).unwrap();
-                            let got = leaf_tbs(policy, holder, cn, w, SPKI, kid).unwrap();
+                            let want = leaf_tbs_typed(policy, holder, cn, w, SPKI, issuer).unwrap();
+                            let got = leaf_tbs(policy, holder, cn, w, SPKI, issuer).unwrap();
                             assert_eq!(got, want, "{holder:?} {cn} {serial:02x?}");
                             n += 1;
                         }
@@ -1361,18 +1536,37 @@ pub(crate) mod tests {
     fn leaf_tbs_fails_like_the_typed_builder() {
         let policy = Policy::default_policy();
         let kid = [1u8; 20];
+        let issuer = Issuer {
+            key_id: &kid,
+            serial: &[0x01],
+        };
         let w = window(&[0x01]);
-        let same = |policy: &Policy, w: Window<'_>, spki: &[u8]| {
-            let want = leaf_tbs_typed(policy, &Holder::Auth, "x", w, spki, &kid).unwrap_err();
-            let got = leaf_tbs(policy, &Holder::Auth, "x", w, spki, &kid).unwrap_err();
+        let same_as = |policy: &Policy, w: Window<'_>, spki: &[u8], issuer: Issuer<'_>| {
+            let want = leaf_tbs_typed(policy, &Holder::Auth, "x", w, spki, issuer).unwrap_err();
+            let got = leaf_tbs(policy, &Holder::Auth, "x", w, spki, issuer).unwrap_err();
             assert_eq!(format!("{got:?}"), format!("{want:?}"));
         };
+        let same = |policy: &Policy, w: Window<'_>, spki: &[u8]| same_as(policy, w, spki, issuer);
         let mut non_ascii = policy.clone();
         non_ascii.ca.base_url = "http://例え.jp".into();
+        non_ascii.crl.uri = true;
         same(&non_ascii, w, SPKI);
+        let mut no_crl_url = non_ascii.clone();
+        no_crl_url.crl.uri = false;
+        same(&no_crl_url, w, SPKI);
         let mut no_ocsp = non_ascii.clone();
-        no_ocsp.ca.ocsp_url_in_certificates = false;
+        no_ocsp.auth.ocsp_url = false;
         same(&no_ocsp, w, SPKI);
+        let too_long = Issuer {
+            key_id: &kid,
+            serial: &[0x80; 20],
+        };
+        same_as(&policy, w, SPKI, too_long);
+        let empty = Issuer {
+            key_id: &kid,
+            serial: &[],
+        };
+        same_as(&policy, w, SPKI, empty);
         same(&policy, w, &SPKI[..100]);
         same(&policy, w, b"");
         let mut trailing = SPKI.to_vec();

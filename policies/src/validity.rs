@@ -20,6 +20,28 @@ pub const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
     Err(_) => panic!("UTC+9 is a valid offset"),
 };
 
+/// A root's notAfter: 23:59:59 JST on the day **before** the `years`-th anniversary of its
+/// issuance date in JST (reference §1 and "What a faithful implementation should do" 1: the
+/// real roots of 2023-07-16 end on 2033-07-15). A root made on 29 February has its
+/// anniversary on 1 March in a common year, so it ends on 28 February (an assumption).
+pub fn root_not_after(issued_at: OffsetDateTime, years: u32) -> Result<OffsetDateTime, Error> {
+    let d = jst_date(issued_at);
+    let year = i32::try_from(years)
+        .ok()
+        .and_then(|y| d.year().checked_add(y))
+        .ok_or_else(|| Error::Date(format!("{years} years after {d}")))?;
+    let anniversary = match d.replace_year(year) {
+        Ok(a) => a,
+        // 29 February in a common year: the anniversary is 1 March.
+        Err(_) => Date::from_calendar_date(year, Month::March, 1)
+            .map_err(|e| Error::Date(format!("{years} years after {d}: {e}")))?,
+    };
+    let last = anniversary
+        .previous_day()
+        .ok_or_else(|| Error::Date(format!("the day before {anniversary}")))?;
+    Ok(end_of_day_jst(last))
+}
+
 /// The issuance date in JST.
 pub fn jst_date(t: OffsetDateTime) -> Date {
     t.to_offset(JST).date()
@@ -223,5 +245,23 @@ mod tests {
             ..base
         };
         assert!(not_after(&rules(), &expired).is_err());
+    }
+
+    #[test]
+    fn roots_end_the_day_before_the_anniversary() {
+        use time::macros::datetime;
+        // The real generation-3 roots: issued 2023-07-16 (JST), notAfter 2033-07-15 14:59:59Z.
+        let end = root_not_after(datetime!(2023-07-16 00:50:27 UTC), 10).unwrap();
+        assert_eq!(end, datetime!(2033-07-15 14:59:59 UTC));
+        let end = root_not_after(datetime!(2015-10-20 02:40:28 UTC), 10).unwrap();
+        assert_eq!(end, datetime!(2025-10-19 14:59:59 UTC));
+        // 15:00Z is already the next day in JST.
+        let end = root_not_after(datetime!(2023-07-15 15:00:00 UTC), 10).unwrap();
+        assert_eq!(end, datetime!(2033-07-15 14:59:59 UTC));
+        // 29 February: the anniversary in a common year is 1 March.
+        let end = root_not_after(datetime!(2024-02-29 03:00:00 UTC), 10).unwrap();
+        assert_eq!(end, datetime!(2034-02-28 14:59:59 UTC));
+        let end = root_not_after(datetime!(2024-02-29 03:00:00 UTC), 4).unwrap();
+        assert_eq!(end, datetime!(2028-02-28 14:59:59 UTC));
     }
 }

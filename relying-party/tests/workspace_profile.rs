@@ -167,10 +167,13 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
         let tbs = profile::leaf_tbs(
             &policy,
             &holder,
-            &format!("{name}0001"),
+            &format!("2601ABCDEFGH{name:>2.2}05100203A").to_uppercase(),
             w(serial, 5),
             &k.spki,
-            &root_kid,
+            profile::Issuer {
+                key_id: &root_kid,
+                serial: &[1],
+            },
         )
         .unwrap();
         write_pem(dir, name, &signed(tbs, &sroot));
@@ -340,7 +343,18 @@ fn the_holder_tokens_document_signature_and_login_verify() {
         let spki = token.public_key(holder.hierarchy()).to_vec();
         let serial: &'static [u8] = if i == 0 { &[0x20, 0x01] } else { &[0x20, 0x02] };
         let cert = signed(
-            profile::leaf_tbs(&policy, holder, "card0001", w(serial), &spki, &kid).unwrap(),
+            profile::leaf_tbs(
+                &policy,
+                holder,
+                "2601CARD00000105100203A",
+                w(serial),
+                &spki,
+                profile::Issuer {
+                    key_id: &kid,
+                    serial: &[1],
+                },
+            )
+            .unwrap(),
             root,
         );
         assert_eq!(token.import_cert(&cert).unwrap(), holder.hierarchy());

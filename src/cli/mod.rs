@@ -176,6 +176,31 @@ pub enum Command {
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The delegated OCSP signers: renew by hand or from cron (`jpki serve` renews them by
+    /// itself), show how long each certificate the service depends on has left.
+    #[command(subcommand)]
+    OcspSigner(OcspSignerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OcspSignerCommand {
+    /// Make a new OCSP signer key and certificate (signed by the root) and put them in force;
+    /// through a running `jpki serve`, its responder signs with the new one at once.
+    Renew {
+        /// One hierarchy (default: both).
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Option<Hierarchy>,
+        /// Only signers within the policy's `validity.ocsp_signer_renew_days` of expiry (cron).
+        #[arg(long)]
+        if_due: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The roots' and OCSP signers' notAfter and renewal margins.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -594,32 +619,40 @@ fn revoke_batch(
     };
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    let mut todo = Vec::new();
+    let mut candidates = Vec::new();
     for (n, line) in &lines {
-        let serial = match parse_serial(line) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(format!("line {n}: {e}"));
-                continue;
-            }
-        };
-        if let Some(first) = seen.insert(serial.clone(), *n) {
-            problems.push(format!(
-                "line {n}: serial {line} is already on line {first}"
-            ));
-            continue;
-        }
-        match run(Request::CertShow {
-            serial: line.to_string(),
-            hierarchy,
-        })
-        .and_then(typed::<CertView>)
-        {
-            Ok(v) if v.status == ca::records::State::Revoked => {
-                problems.push(format!("line {n}: serial {} is already revoked", v.serial))
-            }
-            Ok(v) => todo.push((*n, v)),
+        match parse_serial(line) {
             Err(e) => problems.push(format!("line {n}: {e}")),
+            Ok(serial) => match seen.insert(serial, *n) {
+                Some(first) => problems.push(format!(
+                    "line {n}: serial {line} is already on line {first}"
+                )),
+                None => candidates.push((*n, line.to_string())),
+            },
+        }
+    }
+    // One request checks every candidate (one round trip through a server, not one per line).
+    let checked = run(Request::RevocationCheck {
+        serials: candidates.iter().map(|(_, l)| l.clone()).collect(),
+        hierarchy,
+    })?;
+    let checked = checked["checked"].as_array().cloned().unwrap_or_default();
+    if checked.len() != candidates.len() {
+        return Err(Error::Invalid(
+            "the revocation check answered another number of serials".into(),
+        )
+        .into());
+    }
+    let mut todo = Vec::new();
+    for ((n, _), c) in candidates.iter().zip(checked) {
+        match c["error"].as_str() {
+            Some(e) => problems.push(format!("line {n}: {e}")),
+            None => todo.push((
+                *n,
+                c["hierarchy"].as_str().unwrap_or_default().to_owned(),
+                c["serial"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )),
         }
     }
     if !problems.is_empty() {
@@ -639,13 +672,8 @@ fn revoke_batch(
             .map_err(Error::io("write to stdout"))
     };
     if dry_run {
-        for (n, v) in &todo {
-            say(format!(
-                "line {n}: would revoke {}:{} ({})",
-                v.hierarchy,
-                v.serial,
-                v.status.as_str()
-            ))?;
+        for (n, h, serial, status) in &todo {
+            say(format!("line {n}: would revoke {h}:{serial} ({status})"))?;
         }
         say(format!(
             "dry run: {} certificate(s) checked, nothing changed",
@@ -654,8 +682,8 @@ fn revoke_batch(
         return Ok(());
     }
     let mut done: Vec<Revocation> = Vec::new();
-    for (n, v) in &todo {
-        let r: Revocation = match run(revoke(v.serial.clone())).and_then(typed) {
+    for (n, _, serial, _) in &todo {
+        let r: Revocation = match run(revoke(serial.clone())).and_then(typed) {
             Ok(r) => r,
             Err(e) => {
                 say(format!(
@@ -925,7 +953,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 format!(
                     "copied {} certificates ({} revoked or held), {} residents, {} scheduled events, \
                      {} audit records, {} operators, {} service providers, {} consents, \
-                     {} access-log entries, {} CRL states; {} now uses PostgreSQL (store.toml); \
+                     {} access-log entries, {} CRL states, {} blocked keys; {} now uses PostgreSQL \
+                     (store.toml); \
                      the sled store in db/ is left as it was, unused",
                     n.certificates,
                     n.revoked_or_held,
@@ -937,8 +966,64 @@ pub fn run(cli: Cli) -> Result<()> {
                     n.consents,
                     n.access_entries,
                     n.crl_states,
+                    n.blocked_keys,
                     cli.data.display()
                 )
+            })
+        }
+        Command::OcspSigner(OcspSignerCommand::Renew {
+            hierarchy,
+            if_due,
+            json,
+        }) => {
+            let v = call(
+                &cli,
+                Request::OcspSignerRenew {
+                    hierarchy: *hierarchy,
+                    if_due: *if_due,
+                },
+            )?;
+            let renewed: Vec<ca::authority::Renewed> = typed(v["renewed"].clone())?;
+            print(*json, &v, |_| {
+                if renewed.is_empty() {
+                    return "no OCSP signer is due for renewal".to_owned();
+                }
+                renewed
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}: OCSP signer {} replaces {}, valid until {}",
+                            r.hierarchy,
+                            r.serial,
+                            r.replaced,
+                            when(r.not_after)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::OcspSigner(OcspSignerCommand::Status { json }) => {
+            let v = call(&cli, Request::Expiries)?;
+            let all: Vec<ca::authority::Expiry> = typed(v["expiries"].clone())?;
+            let now = clock()?.now();
+            print(*json, &v, |_| {
+                all.iter()
+                    .map(|e| {
+                        format!(
+                            "{}\t{}\tnotAfter {}\t{}",
+                            e.label(),
+                            e.serial,
+                            when(e.not_after),
+                            if e.due(now) {
+                                format!("WITHIN the {}-day margin", e.margin_days)
+                            } else {
+                                format!("{}-day margin", e.margin_days)
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
         Command::Events(EventsCommand::ApplyDue { json }) => {

@@ -74,6 +74,22 @@ pub enum OperatorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Issue a registered operator a new client certificate before the old one expires (the
+    /// old one keeps working until its own notAfter).
+    Renew {
+        #[arg(long)]
+        name: String,
+        /// A PKCS#10 request with the operator's (new or same) key; without it a key is
+        /// generated and written to --key-out (unencrypted PKCS#8, mode 0600).
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        #[arg(long)]
+        cert_out: PathBuf,
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `jpki sp …`
@@ -161,7 +177,40 @@ pub fn operator_request(cmd: &OperatorCommand) -> Result<Request> {
             Request::OperatorReactivate { name: name.clone() }
         }
         OperatorCommand::Revoke { name, .. } => Request::OperatorRevoke { name: name.clone() },
+        OperatorCommand::Renew {
+            name,
+            csr,
+            cert_out,
+            key_out,
+            ..
+        } => {
+            check_outputs(csr.as_deref(), cert_out, key_out.as_deref())?;
+            Request::OperatorRenew {
+                name: name.clone(),
+                csr_base64: csr
+                    .as_deref()
+                    .map(read)
+                    .transpose()?
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+            }
+        }
     })
+}
+
+/// Refuses, before anything is issued, outputs that could not be written: a missing
+/// `--key-out` without `--csr`, or a file that already exists.
+fn check_outputs(csr: Option<&Path>, cert_out: &Path, key_out: Option<&Path>) -> Result<()> {
+    if csr.is_none() && key_out.is_none() {
+        return Err(Error::BadRequest(
+            "without --csr a key is generated: give --key-out FILE".into(),
+        ));
+    }
+    for p in std::iter::once(cert_out).chain(key_out) {
+        if p.exists() {
+            return Err(Error::BadRequest(format!("{} already exists", p.display())));
+        }
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
@@ -202,6 +251,12 @@ pub fn operator_output(cmd: &OperatorCommand, v: &Value) -> Result<String> {
             key_out,
             json,
             ..
+        }
+        | OperatorCommand::Renew {
+            cert_out,
+            key_out,
+            json,
+            ..
         } => {
             if let (Some(path), Some(key)) = (key_out, v.get("key_pem").and_then(Value::as_str)) {
                 write_file(path, key, 0o600)?;
@@ -215,9 +270,14 @@ pub fn operator_output(cmd: &OperatorCommand, v: &Value) -> Result<String> {
                 return Ok(pretty(&shown));
             }
             Ok(format!(
-                "platform operator {} ({}) registered; client certificate {} valid until {} written to {}\n",
+                "platform operator {} ({}) {}; client certificate {} valid until {} written to {}\n",
                 s(v, "name"),
                 s(v, "id"),
+                if matches!(cmd, OperatorCommand::Renew { .. }) {
+                    "renewed"
+                } else {
+                    "registered"
+                },
                 s(v, "serial"),
                 s(v, "not_after"),
                 cert_out.display()

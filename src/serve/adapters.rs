@@ -135,4 +135,15 @@ impl ca::authority::Listener for Notifier {
             tracing::error!(error = %e, %h, "could not mark the CRL partition dirty; the periodic re-signing will pick it up");
         }
     }
+
+    fn ocsp_signer_renewed(&self, h: Hierarchy, signer: Arc<ca::keys::CaSigner>) {
+        match self.responder.replace_signer(h, signer) {
+            Ok(()) => tracing::info!(%h, "OCSP responder now signs with the renewed signer"),
+            // The renewal is durable and on disk; a restart picks the new signer up. The old
+            // one keeps answering meanwhile (renewal happens well before its expiry).
+            Err(e) => {
+                tracing::error!(error = %e, %h, "could not install the renewed OCSP signer in the responder")
+            }
+        }
+    }
 }

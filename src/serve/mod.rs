@@ -4,14 +4,18 @@
 //!
 //! Start-up: the configuration file ([`Config`], `docs/serve.md`) is read and validated (a bad
 //! value names its field and stops the program); the store is opened (its lock keeps other
-//! processes out); the CRL publisher and OCSP responder get the roots and delegated OCSP signers;
+//! processes out); OCSP signers within their renewal margin are renewed ([`renew`]); the CRL
+//! publisher and OCSP responder get the roots and delegated OCSP signers;
 //! the authority's revocation listener is set so that every revocation replaces the cached OCSP
 //! answer and marks its CRL partition dirty before the revoking call returns. Each listener is
-//! logged with the address it actually bound. SIGINT or SIGTERM stops accepting, lets in-flight
+//! logged with the address it actually bound. While running, [`renew::Watch`] renews the OCSP
+//! signers and the platform API's server certificate in place and exports every dependency's
+//! expiry in `/metrics` (docs/operations.md). SIGINT or SIGTERM stops accepting, lets in-flight
 //! requests finish, and closes the store (a clean close flushes sled).
 
 pub mod adapters;
 mod http;
+pub mod renew;
 
 pub use http::serve_public as http_public;
 
@@ -288,17 +292,7 @@ impl Parts {
         local: std::net::SocketAddr,
         names: &[String],
     ) -> Result<Arc<platform::Api>> {
-        let ip = match local.ip() {
-            std::net::IpAddr::V4(a) if a.is_unspecified() => {
-                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-            }
-            std::net::IpAddr::V6(a) if a.is_unspecified() => {
-                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-            }
-            ip => ip,
-        };
-        let mut all = vec![ip.to_string()];
-        all.extend(names.iter().cloned());
+        let all = pf_server_names(local, names);
         let (chain, key) = platform::server_identity(&self.authority, &all)?;
         let (publisher, responder) = (Arc::clone(&self.publisher), self.responder.clone());
         let fallback: platform::Fallback = Arc::new(move |req: ::http::Request<bytes::Bytes>| {
@@ -313,6 +307,23 @@ impl Parts {
             Some(fallback),
         )?))
     }
+}
+
+/// The names the platform API's server certificate carries for a listener at `local`: its
+/// address (the loopback address for a wildcard one), then `names`.
+pub fn pf_server_names(local: std::net::SocketAddr, names: &[String]) -> Vec<String> {
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(a) if a.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    let mut all = vec![ip.to_string()];
+    all.extend(names.iter().cloned());
+    all
 }
 
 /// Builds the publishers over an open authority and installs the revocation listener.
@@ -383,7 +394,27 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         .build()
         .map_err(|e| Error::Serve(format!("start the runtime: {e}")))?;
     let result = rt.block_on(async move {
+        // Renew what is due before anything signs with it (the OCSP responder is built from
+        // the signers in force afterwards).
+        let watch = renew::Watch::new(Arc::clone(&authority));
+        {
+            let a = Arc::clone(&authority);
+            let renewed = tokio::task::spawn_blocking(move || a.renew_ocsp_signers_due())
+                .await
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            if let Err(e) = renewed {
+                tracing::error!(error = %e, "OCSP signer renewal at start failed; retrying while running");
+            }
+        }
         let parts = assemble(Arc::clone(&authority), &settings)?;
+        watch.set_responder(parts.responder.clone());
+        {
+            let w = Arc::clone(&watch);
+            parts
+                .responder
+                .add_metrics(Arc::new(move || w.render()))
+                .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -466,6 +497,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 .local_addr()
                 .map_err(|e| Error::Serve(e.to_string()))?;
             let api = parts.pf_api(local, &settings.pf_names)?;
+            watch.set_pf(Arc::clone(&api), pf_server_names(local, &settings.pf_names));
             eprintln!(
                 "jpki serve: platform-operator API at https://{local}/v1/ \
                  (client certificates from the operator CA)"
@@ -478,6 +510,16 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                     tracing::error!(error = %e, "platform-operator API stopped");
                 }
             });
+        }
+        {
+            let w = Arc::clone(&watch);
+            let checked = tokio::task::spawn_blocking(move || w.check())
+                .await
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            if let Err(e) = checked {
+                tracing::error!(error = %e, "certificate check at start failed; retrying while running");
+            }
+            tasks.spawn(Arc::clone(&watch).run(stopped(stop_rx.clone())));
         }
         eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
         wait_for_signal().await?;

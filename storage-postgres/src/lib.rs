@@ -646,6 +646,34 @@ impl Storage for PgStorage {
         .transpose()
     }
 
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM blocked_keys WHERE fingerprint = $1",
+                &[&&fp[..]],
+            )?
+            .is_some())
+    }
+
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()> {
+        let rows = self.query(
+            "SELECT fingerprint FROM blocked_keys ORDER BY fingerprint",
+            &[],
+        )?;
+        for row in &rows {
+            let b: Vec<u8> = row.get(0);
+            let fp: KeyFingerprint = b
+                .as_slice()
+                .try_into()
+                .map_err(|_| ca::Error::Store("a blocked key is not 32 bytes".into()))?;
+            each(fp)?;
+        }
+        Ok(())
+    }
+
     fn serial_counter(&self, h: Hierarchy) -> Result<u64> {
         match self.query_opt(
             "SELECT value FROM serial_counters WHERE hierarchy = $1",
@@ -1123,6 +1151,20 @@ impl Tx for PgTx<'_> {
             })
         })
         .transpose()
+    }
+
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        self.exists(
+            "SELECT 1 FROM blocked_keys WHERE fingerprint = $1",
+            &[&&fp[..]],
+        )
+    }
+
+    fn block_key(&self, fp: &KeyFingerprint) -> Result<()> {
+        self.exec(
+            "INSERT INTO blocked_keys (fingerprint) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&&fp[..]],
+        )
     }
 
     fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {

@@ -8,7 +8,10 @@
 //! missing migrations, each in its own transaction.
 
 /// The migrations: (version, what it does, SQL). Versions start at 1 and have no gaps.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "the storage authority's tables", V1)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "the storage authority's tables", V1),
+    (2, "the blocklist of compromised keys", V2),
+];
 
 /// The version this binary brings a database to.
 pub fn latest() -> i32 {
@@ -196,4 +199,12 @@ CREATE TABLE access_log (
 
 -- Every unit of work locks this (empty) table first: see the crate docs, "Isolation".
 CREATE TABLE writer_lock ();
+"#;
+
+/// Version 2: public keys never to be certified again (revoked for keyCompromise), by the
+/// SHA-256 of their SubjectPublicKeyInfo, for every holder.
+const V2: &str = r#"
+CREATE TABLE blocked_keys (
+    fingerprint bytea PRIMARY KEY CHECK (octet_length(fingerprint) = 32)
+);
 "#;

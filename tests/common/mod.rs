@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 pub const PASS: &str = "e2e-test-passphrase";
 
+/// The default policy with random serials instead of the default sequential ones.
+pub fn random_serials_policy() -> String {
+    let from = "serials = \"sequential\"";
+    assert!(policies::policy::DEFAULT_POLICY.contains(from));
+    policies::policy::DEFAULT_POLICY.replace(from, "serials = \"random\"")
+}
+
 /// A path as a `&str` argument, owned.
 pub fn p(x: &Path) -> String {
     x.to_str().unwrap().to_owned()

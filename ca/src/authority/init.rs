@@ -141,13 +141,7 @@ impl Authority {
             // Root.
             let root_key = keys::generate()?;
             let serial = next_serial()?;
-            let end = validity::end_of_day_jst(
-                validity::jst_date(now)
-                    .replace_year(
-                        validity::jst_date(now).year() + policy.ca.root_validity_years as i32,
-                    )
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            );
+            let end = validity::root_not_after(now, policy.ca.root_validity_years)?;
             let w = Window {
                 serial: &serial,
                 not_before: now,
@@ -160,16 +154,15 @@ impl Authority {
                 &Expect {
                     hierarchy: h,
                     shape: Shape::Root,
-                    issuer_key_id: None,
+                    issuer: None,
                 },
             )?;
             let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
             let root_der = profile::assemble(&tbs, &sig)?;
             check_signature(&root_key.spki, &root_der)?;
-            let root_id = profile::key_identifier(&root_key.spki)?;
+            let root_serial = serial.clone();
             keys::write_encrypted(&layout.key(h, "root"), &root_key, passphrase)?;
-            fs::write(layout.cert(h, "root"), pem(&root_der))
-                .map_err(Error::io("write root certificate"))?;
+            keys::write_private(&layout.cert(h, "root"), pem(&root_der).as_bytes())?;
             records.push(CertRecord {
                 hierarchy: h,
                 serial,
@@ -181,34 +174,20 @@ impl Authority {
                 der: root_der,
             });
 
-            // Delegated OCSP signer.
+            // Delegated OCSP signer (renewed later by `renew`, through the same function).
             let ocsp_key = keys::generate()?;
             let serial = next_serial()?;
-            let end = validity::end_of_day_jst(
-                validity::jst_date(now)
-                    + time::Duration::days(policy.validity.ocsp_signer_days as i64),
-            );
-            let w = Window {
-                serial: &serial,
-                not_before: now,
-                not_after: end,
-            };
-            let tbs = profile::ocsp_signer_tbs(policy, h, w, &ocsp_key.spki, &root_id)?;
-            lint::check(
+            let (der, end) = ocsp_signer_certificate(
                 policy,
-                &tbs,
-                &Expect {
-                    hierarchy: h,
-                    shape: Shape::OcspSigner,
-                    issuer_key_id: Some(&root_id),
-                },
+                h,
+                now,
+                &serial,
+                &ocsp_key.spki,
+                (&root_key.spki, &root_serial),
+                &|tbs| keys::sign_with(&root_key.pair, &rng, tbs),
             )?;
-            let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
-            let der = profile::assemble(&tbs, &sig)?;
-            check_signature(&root_key.spki, &der)?;
             keys::write_encrypted(&layout.key(h, "ocsp"), &ocsp_key, passphrase)?;
-            fs::write(layout.cert(h, "ocsp"), pem(&der))
-                .map_err(Error::io("write OCSP signer certificate"))?;
+            keys::write_private(&layout.cert(h, "ocsp"), pem(&der).as_bytes())?;
             records.push(CertRecord {
                 hierarchy: h,
                 serial,
@@ -310,9 +289,54 @@ fn say_tightened(dir: &DataDir, t: crate::datadir::Tightened) {
     }
 }
 
+/// Signs a TBSCertificate with the root's key.
+pub(crate) type SignWith<'a> =
+    dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, policies::SignError> + 'a;
+
+/// A delegated OCSP signer certificate for `spki`, valid from `now` to the end (23:59:59
+/// JST) of the day `validity.ocsp_signer_days` later, built by the profile, checked by the
+/// lint, signed by the root (`sign`) and verified with the root's key before it is returned:
+/// the one path for `jpki init` and for every renewal. Returns the DER and its notAfter.
+pub(crate) fn ocsp_signer_certificate(
+    policy: &Policy,
+    h: Hierarchy,
+    now: time::OffsetDateTime,
+    serial: &[u8],
+    spki: &[u8],
+    (root_spki, root_serial): (&[u8], &[u8]),
+    sign: &SignWith<'_>,
+) -> Result<(Vec<u8>, time::OffsetDateTime)> {
+    let root_id = profile::key_identifier(root_spki)?;
+    let end = validity::end_of_day_jst(
+        validity::jst_date(now) + time::Duration::days(i64::from(policy.validity.ocsp_signer_days)),
+    );
+    let w = Window {
+        serial,
+        not_before: now,
+        not_after: end,
+    };
+    let tbs = profile::ocsp_signer_tbs(policy, h, w, spki, &root_id)?;
+    lint::check(
+        policy,
+        &tbs,
+        &Expect {
+            hierarchy: h,
+            shape: Shape::OcspSigner,
+            issuer: Some(profile::Issuer {
+                key_id: &root_id,
+                serial: root_serial,
+            }),
+        },
+    )?;
+    let sig = sign(&tbs)?;
+    let der = profile::assemble(&tbs, &sig)?;
+    check_signature(root_spki, &der)?;
+    Ok((der, end))
+}
+
 /// Verifies a freshly signed certificate with the issuer's key before anyone sees it (a
 /// faulty RSA signature can leak the key).
-fn check_signature(issuer_spki: &[u8], cert_der: &[u8]) -> Result<()> {
+pub(crate) fn check_signature(issuer_spki: &[u8], cert_der: &[u8]) -> Result<()> {
     let (_, c) = x509_parser::parse_x509_certificate(cert_der)
         .map_err(|e| Error::Invalid(format!("issued certificate does not parse: {e}")))?;
     let (_, spki) =

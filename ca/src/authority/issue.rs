@@ -113,6 +113,9 @@ impl Authority {
             hierarchy: h,
         };
         // Checked before signing, and again in the transaction.
+        if self.storage.key_blocked(&fp)? {
+            return Err(Error::KeyBlocked(hex::encode(fp)));
+        }
         key_is_theirs(self.storage.key_owner(&fp)?, &key_owner)?;
         // The holder's newest certificate of each kind, if still good: O(1), not a scan of the
         // holder's whole history.
@@ -159,7 +162,11 @@ impl Authority {
             not_before: now,
             not_after,
         };
-        let tbs = profile::leaf_tbs(&self.policy, &holder, &cn, w, &csr.spki, &root.key_id)?;
+        let issuer = profile::Issuer {
+            key_id: &root.key_id,
+            serial: &root.serial,
+        };
+        let tbs = profile::leaf_tbs(&self.policy, &holder, &cn, w, &csr.spki, issuer)?;
         let shape = match holder {
             Holder::Signing { attributes, .. } => Shape::Signing { attributes },
             Holder::Auth => Shape::Auth,
@@ -170,7 +177,7 @@ impl Authority {
             &Expect {
                 hierarchy: h,
                 shape,
-                issuer_key_id: Some(&root.key_id),
+                issuer: Some(issuer),
             },
         )?;
         let signer = self.signer(h)?;
@@ -219,6 +226,9 @@ impl Authority {
             .ok_or_else(|| Error::UnknownResident(p.resident_id.clone()))?;
         if current.version != p.resident_version {
             return Err(Error::Retry);
+        }
+        if t.key_blocked(&p.fp)? {
+            return Err(Error::KeyBlocked(hex::encode(p.fp)));
         }
         key_is_theirs(t.key_owner(&p.fp)?, &p.key_owner)?;
         if t.certificate_exists(p.h, &p.serial)? {
@@ -292,25 +302,13 @@ impl Authority {
         }
     }
 
-    /// An opaque subject CN: the issuance time (JST) and 10 random base-32 characters — never
-    /// the holder's name (reference §2).
+    /// An opaque subject CN in the real certificates' shape ([`profile::leaf_cn`]): the
+    /// issuance time (JST) around 10 random characters — never the holder's name.
     fn opaque_id(&self, now: OffsetDateTime) -> Result<String> {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
         let mut r = [0u8; 10];
         self.rng
             .fill(&mut r)
             .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
-        let t = now.to_offset(validity::JST);
-        let mut s = format!(
-            "{:02}{:02}{:02}{:02}{:02}{:02}",
-            t.year() % 100,
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
-        s.extend(r.iter().map(|b| ALPHABET[(*b % 32) as usize] as char));
-        Ok(s)
+        Ok(profile::leaf_cn(now, &r))
     }
 }

@@ -5,7 +5,9 @@
 //! * [`issue`] — a certificate from a holder's CSR;
 //! * [`revoke`] — revocations and holds;
 //! * [`events`] — the resident register and its events, and events that fall due;
-//! * [`query`] — what the read commands show.
+//! * [`query`] — what the read commands show;
+//! * [`renew`] — the infrastructure certificates' renewal (delegated OCSP signers) and the
+//!   expiry of everything a server depends on.
 //!
 //! [`Authority::new`] does no I/O of its own and opening applies nothing: due register events
 //! are applied by [`Authority::apply_due`], which `jpki serve` runs on a timer and
@@ -16,6 +18,7 @@ pub mod events;
 pub mod init;
 pub mod issue;
 pub mod query;
+pub mod renew;
 pub mod revoke;
 
 use std::collections::BTreeMap;
@@ -37,6 +40,7 @@ pub use issue::Issued;
 pub use query::{
     CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary, ResidentView,
 };
+pub use renew::{Expiry, Renewed};
 pub use revoke::Revocation;
 
 /// What the authority knows of a root without its private key.
@@ -45,6 +49,8 @@ pub struct Root {
     pub der: Vec<u8>,
     pub spki: Vec<u8>,
     pub key_id: Vec<u8>,
+    /// The root certificate's serial (leaves name it in their authorityKeyIdentifier).
+    pub serial: Vec<u8>,
 }
 
 pub struct Authority {
@@ -61,6 +67,8 @@ pub struct Authority {
     /// Operations on one resident run one at a time in this process (striped by id), so that
     /// concurrent requests for the same holder queue instead of invalidating each other.
     resident_locks: Vec<std::sync::Mutex<()>>,
+    /// Renewals of infrastructure certificates run one at a time in this process.
+    renew_lock: std::sync::Mutex<()>,
 }
 
 /// Told of every revocation and hold once it is durable and before the operation returns:
@@ -68,6 +76,9 @@ pub struct Authority {
 /// itself was marked dirty by the revocation's own transaction).
 pub trait Listener: Send + Sync {
     fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], partition: Option<u16>);
+    /// A hierarchy's delegated OCSP signer was renewed (durable, files in place): the
+    /// responder signs with `signer` from now on. Does nothing unless a server listens.
+    fn ocsp_signer_renewed(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
 }
 
 /// Upper-case hex of a serial.
@@ -136,6 +147,7 @@ impl Authority {
                         der: r.der,
                         spki,
                         key_id,
+                        serial: r.serial,
                     },
                 );
             }
@@ -160,6 +172,7 @@ impl Authority {
             rng: SystemRandom::new(),
             listener: OnceLock::new(),
             resident_locks: (0..1024).map(|_| std::sync::Mutex::new(())).collect(),
+            renew_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -215,8 +228,12 @@ impl Authority {
         self.signers.root(h, &root.der, &root.spki)
     }
 
-    /// The delegated OCSP signer of a hierarchy (decrypted on first use).
+    /// The delegated OCSP signer of a hierarchy (decrypted on first use; the newest after a
+    /// renewal, see [`renew`]).
     pub fn ocsp_signer(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
+        // Under the renewal lock: a first load never sees a renewal half-way through.
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.finish_locked(h)?;
         self.signers.ocsp(h)
     }
 

@@ -1,6 +1,9 @@
 //! Revocation and holds: find the certificate, check its status in the unit of work, set
 //! the new status (which puts it on its CRL and marks that CRL dirty) with the audit record,
-//! then tell the listener (OCSP cache, CRL publisher) once it is durable.
+//! then tell the listener (OCSP cache, CRL publisher) once it is durable. Only holders'
+//! certificates are revoked here: a root or an OCSP signer is refused
+//! ([`Error::NotHolderCertificate`]). A keyCompromise revocation also puts the key on the
+//! store's blocklist in the same unit of work, so no holder can have it certified again.
 
 use policies::{Hierarchy, Reason};
 use serde::Serialize;
@@ -8,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::{serial_hex, Authority};
 use crate::error::{Error, Result};
-use crate::records::{CertRecord, State, StatusRecord};
+use crate::records::{CertKind, CertRecord, State, StatusRecord};
 use crate::storage;
 
 /// A revocation or hold that happened.
@@ -54,6 +57,16 @@ impl Authority {
             ));
         }
         let c = self.find(serial, h)?;
+        if c.holder.is_none() || matches!(c.kind, CertKind::Root | CertKind::OcspSigner) {
+            return Err(Error::NotHolderCertificate(serial_hex(&c.serial)));
+        }
+        // A key revoked for keyCompromise is blocked for every holder, for ever, in the same
+        // unit of work as the revocation.
+        let blocked = if reason == Reason::KeyCompromise {
+            Some(storage::fingerprint(&super::spki_of(&c.der)?))
+        } else {
+            None
+        };
         let now = self.clock.now();
         if let Some(inv) = invalidity {
             if inv > now {
@@ -94,6 +107,16 @@ impl Authority {
                     invalidity,
                 },
             )?;
+            if let Some(fp) = &blocked {
+                t.block_key(fp)?;
+                storage::audit(
+                    t,
+                    now,
+                    "key-block",
+                    &hex::encode(fp),
+                    &format!("{}:{hexs} revoked for keyCompromise", c.hierarchy),
+                )?;
+            }
             storage::audit(
                 t,
                 now,

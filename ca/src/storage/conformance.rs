@@ -114,6 +114,7 @@ macro_rules! storage_conformance {
             concurrent_serial_notes,
             consistency,
             engine_counters,
+            key_blocklist,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -215,6 +216,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("concurrent_serial_notes", concurrent_serial_notes::<S>),
         ("consistency", consistency::<S>),
         ("engine_counters", engine_counters::<S>),
+        ("key_blocklist", key_blocklist::<S>),
     ]
 }
 
@@ -2195,4 +2197,60 @@ pub fn engine_counters<S: Storage>(s: &S) {
     assert!(again.position >= c.position, "{again:?} after {c:?}");
     assert_eq!(verified_chain(s), ["a", "b"]);
     assert_eq!(ok(s.check_consistency()), 2);
+}
+
+/// key_blocked / block_key: a blocked key stays blocked (committed, seen by later units of
+/// work, blocking again is harmless), a unit of work sees its own block, a failed unit leaves
+/// no block, and the blocklist is independent of the key index (blocking does not certify,
+/// certifying does not block).
+pub fn key_blocklist<S: Storage>(s: &S) {
+    let c1 = holder_cert(SIGNING, &[0x01], "R1", 0);
+    let k1 = key_of(&c1);
+    let other: KeyFingerprint = [9; 32];
+    add(s, &[&c1]);
+    assert!(!ok(s.key_blocked(&k1)), "certified is not blocked");
+    commit(s, &|t| {
+        assert!(!t.key_blocked(&k1)?);
+        t.block_key(&k1)?;
+        assert!(t.key_blocked(&k1)?, "a unit of work sees its own block");
+        Ok(())
+    });
+    assert!(ok(s.key_blocked(&k1)));
+    assert!(!ok(s.key_blocked(&other)));
+    assert_eq!(
+        ok(s.key_owner(&k1)),
+        Some(KeyOwner {
+            holder: "R1".into(),
+            hierarchy: SIGNING,
+        }),
+        "blocking keeps who the key was certified to"
+    );
+    assert_eq!(ok(s.key_owner(&other)), None);
+    // A failed unit of work blocks nothing.
+    let e = s.transact(&|t| {
+        t.block_key(&other)?;
+        Err(Error::Invalid("changed my mind".into()))
+    });
+    assert!(e.is_err());
+    assert!(!ok(s.key_blocked(&other)));
+    // Blocking again is harmless; later units of work see the block.
+    commit(s, &|t| t.block_key(&k1));
+    commit(s, &|t| {
+        assert!(t.key_blocked(&k1)?);
+        assert!(!t.key_blocked(&other)?);
+        Ok(())
+    });
+    assert_eq!(ok(s.check_consistency()), 1);
+    // Listed in fingerprint order, once each; the callback may use the store.
+    let low: KeyFingerprint = [0; 32];
+    commit(s, &|t| t.block_key(&low));
+    let mut listed = Vec::new();
+    ok(s.for_each_blocked_key(&mut |fp| {
+        assert!(s.key_blocked(&fp)?);
+        listed.push(fp);
+        Ok(())
+    }));
+    let mut expected = vec![low, k1];
+    expected.sort();
+    assert_eq!(listed, expected);
 }

@@ -68,6 +68,8 @@ struct Tables {
     nonces: BTreeMap<(String, String), String>,
     /// Holder, time (ns), sequence.
     access: BTreeMap<(String, i128, u64), Access>,
+    /// Public keys refused forever (revoked for keyCompromise).
+    blocked_keys: BTreeMap<KeyFingerprint, ()>,
 }
 
 /// The in-memory storage authority (see the module docs).
@@ -415,6 +417,22 @@ impl Storage for MemoryStorage {
             ..CommitStats::default()
         }
     }
+
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        self.read(|t| t.blocked_keys.contains_key(fp))
+    }
+
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()> {
+        // Copied out first, so that `each` may use the store.
+        let all: Vec<KeyFingerprint> = self.read(|t| t.blocked_keys.keys().copied().collect())?;
+        for fp in all {
+            each(fp)?;
+        }
+        Ok(())
+    }
 }
 
 fn scheduled(((at, resident), kind): (&(OffsetDateTime, String), &ScheduledKind)) -> Scheduled {
@@ -726,6 +744,15 @@ impl Tx for MemoryTx<'_> {
             (a.holder.clone(), a.at.unix_timestamp_nanos(), seq),
             Some(a.clone()),
         );
+        Ok(())
+    }
+
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        Ok(self.has(|t| &t.blocked_keys, fp))
+    }
+
+    fn block_key(&self, fp: &KeyFingerprint) -> Result<()> {
+        self.set(|t| &mut t.blocked_keys, *fp, Some(()));
         Ok(())
     }
 }

@@ -11,6 +11,10 @@
 //! * [`Tx`] — what a unit of work may read and write. Setting a status to revoked or held
 //!   **marks the certificate's CRL partition dirty in the same transaction**, so a revocation
 //!   made with no server running is still published when one starts;
+//! * the **key blocklist** ([`Storage::key_blocked`], [`Tx::block_key`]): public keys revoked
+//!   for keyCompromise, by SPKI SHA-256, never removed. It is kept apart from the key index
+//!   (`key_owner`), which says who a key is certified to: a blocked key stays indexed to its
+//!   holder, and the consistency check of the index is unchanged;
 //! * audit records are handed to [`Tx::audit`] and linked into the hash chain by the engine at
 //!   commit with the pure [`crate::audit::link`], so concurrent transactions do not conflict
 //!   on the chain's head;
@@ -208,6 +212,18 @@ pub trait Storage: Send + Sync {
     fn journal_bytes(&self) -> Result<u64>;
     /// What the committer has done since the engine opened.
     fn commit_stats(&self) -> CommitStats;
+
+    // ----- the key blocklist -------------------------------------------------------------
+
+    /// Whether a public key (by [`KeyFingerprint`]) is refused forever: a certificate of it
+    /// was revoked for keyCompromise ([`Tx::block_key`]).
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool>;
+    /// Every blocked key, in fingerprint order (what a copy of the store to another engine
+    /// must carry over).
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()>;
 }
 
 /// What one unit of work reads and writes. Reads see the unit's own writes.
@@ -262,6 +278,13 @@ pub trait Tx {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     /// Appends an access-log entry; `seq` orders entries of the same instant.
     fn append_access(&self, a: &Access, seq: u64) -> Result<()>;
+
+    // ----- the key blocklist -------------------------------------------------------------
+
+    /// Whether a public key is on the blocklist (this unit's own writes included).
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool>;
+    /// Puts a public key on the blocklist, for every holder and for ever (there is no unblock).
+    fn block_key(&self, fp: &KeyFingerprint) -> Result<()>;
 }
 
 /// Appends an audit record inside a unit of work.

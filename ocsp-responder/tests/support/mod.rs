@@ -46,6 +46,8 @@ pub struct Pki {
     pub roots: HashMap<&'static str, Vec<u8>>,
     /// PKCS#8 PEM of the OCSP signer keys: signing, auth (for `openssl ocsp -rkey`).
     pub signer_keys: HashMap<&'static str, String>,
+    /// A second delegated signer per root (signing, auth): what a renewal installs.
+    pub next_signers: HashMap<&'static str, Arc<dyn Signer>>,
 }
 
 impl Pki {
@@ -118,6 +120,7 @@ pub fn pki(dir: &Path) -> Pki {
     let mut leaves = HashMap::new();
     let mut roots = HashMap::new();
     let mut signer_keys = HashMap::new();
+    let mut next_signers: HashMap<&'static str, Arc<dyn Signer>> = HashMap::new();
     let specs: [Spec; 2] = [
         (
             Hierarchy::Signing,
@@ -140,14 +143,34 @@ pub fn pki(dir: &Path) -> Pki {
         // delegated OCSP signer: id-kp-OCSPSigning + id-pkix-ocsp-nocheck (NULL)
         let skey = rsa();
         signer_keys.insert(name, skey.serialize_pem());
-        let mut p = params(&format!("Test {name} OCSP signer"), &[tag, 0xEE]);
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
-        p.custom_extensions = vec![CustomExtension::from_oid_content(
-            &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
-            vec![5, 0],
-        )];
-        let scert = p.signed_by(&skey, &issuer).unwrap().der().to_vec();
+        let signer_params = |serial: u8| {
+            let mut p = params(&format!("Test {name} OCSP signer"), &[tag, serial]);
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+            p.custom_extensions = vec![CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
+                vec![5, 0],
+            )];
+            p
+        };
+        let scert = signer_params(0xEE)
+            .signed_by(&skey, &issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        let next_key = rsa();
+        let next_cert = signer_params(0xEF)
+            .signed_by(&next_key, &issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        next_signers.insert(
+            name,
+            Arc::new(KeySigner {
+                key: next_key,
+                cert: next_cert,
+            }),
+        );
         write_pem(&dir.join(format!("{name}-signer.pem")), &scert);
         for (leaf_name, serial) in names {
             let serial = serial.to_be_bytes().to_vec();
@@ -208,5 +231,6 @@ pub fn pki(dir: &Path) -> Pki {
         leaves,
         roots,
         signer_keys,
+        next_signers,
     }
 }

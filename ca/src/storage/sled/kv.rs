@@ -61,10 +61,13 @@ pub(crate) enum Table {
     Consents,
     /// Who read which holder's data (disclosed to the holder).
     Access,
+    /// Public keys refused forever (revoked for keyCompromise), by SPKI SHA-256. Appended
+    /// last: a table's index is written into journal records.
+    BlockedKeys,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 13] = [
+    pub(crate) const ALL: [Table; 14] = [
         Table::Certs,
         Table::ByHolder,
         Table::Status,
@@ -78,6 +81,7 @@ impl Table {
         Table::Operators,
         Table::Consents,
         Table::Access,
+        Table::BlockedKeys,
     ];
 
     fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Table {
             Table::Operators => "operators",
             Table::Consents => "consents",
             Table::Access => "access",
+            Table::BlockedKeys => "blocked_keys",
         }
     }
 

@@ -180,6 +180,9 @@ pub fn key_key(fp: &KeyFingerprint) -> &[u8] {
     fp
 }
 
+/// The `blocked_keys` table: key the SPKI SHA-256, value this marker (one byte: version 1).
+pub const BLOCKED: &[u8] = &[1];
+
 /// The `meta` key of a hierarchy's serial counter.
 pub fn counter_key(h: Hierarchy) -> Vec<u8> {
     format!("serial/{h}").into_bytes()

@@ -336,6 +336,25 @@ impl Storage for SledStorage {
     fn commit_stats(&self) -> CommitStats {
         self.kv.commit_stats()
     }
+
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        Ok(self.kv.get(Table::BlockedKeys, l::key_key(fp))?.is_some())
+    }
+
+    fn for_each_blocked_key(
+        &self,
+        each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
+    ) -> Result<()> {
+        for item in self.kv.scan(Table::BlockedKeys, b"") {
+            let (k, _) = item?;
+            let fp: KeyFingerprint = k
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Store("a blocked key that is not 32 octets".into()))?;
+            each(fp)?;
+        }
+        Ok(())
+    }
 }
 
 /// A unit of work on sled: the domain writes as key-value writes of [`layout`].
@@ -517,6 +536,15 @@ impl Tx for SledTx<'_> {
     fn append_access(&self, a: &Access, seq: u64) -> Result<()> {
         self.0
             .insert(Table::Access, &l::access_key(a, seq), &l::json(a)?)
+    }
+
+    fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        Ok(self.0.get(Table::BlockedKeys, l::key_key(fp))?.is_some())
+    }
+
+    fn block_key(&self, fp: &KeyFingerprint) -> Result<()> {
+        self.0
+            .insert(Table::BlockedKeys, l::key_key(fp), l::BLOCKED)
     }
 }
 

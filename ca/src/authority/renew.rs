@@ -1,0 +1,479 @@
+//! Infrastructure certificates that renew themselves: each hierarchy's delegated OCSP signer,
+//! and what a server needs to know of every certificate it depends on (its expiry).
+//!
+//! ## Renewing an OCSP signer ([`Authority::renew_ocsp_signer`])
+//! A new RSA key and a new certificate from the same function `jpki init` uses (profile, lint,
+//! signed by the root, verified with the root's key), then:
+//!
+//! 1. the key (encrypted under the CA passphrase) and the certificate are written beside the
+//!    ones in force as `keys/<h>-ocsp.key.new` and `certs/<h>-ocsp.pem.new` (0600, fsynced);
+//! 2. one unit of work records the certificate ([`crate::storage::Tx::add_certificate`]) and
+//!    the audit record `ocsp-signer-renew`; it is durable when it returns;
+//! 3. the staged files are renamed over the old ones (key first) and the directories fsynced;
+//!    the old key is gone — answers it signed stay verifiable through the old certificate,
+//!    which travels inside each answer;
+//! 4. the new signer is installed in [`crate::signers::Signers`] and handed to the revocation
+//!    [`Listener`](super::Listener), through which a running `jpki serve` swaps it into its OCSP
+//!    responder at once.
+//!
+//! A crash anywhere leaves a state [`Authority::finish_ocsp_renewal`] completes or undoes
+//! before the signer is next loaded: staged files whose certificate the store holds are put in
+//! place (the renewal was committed), staged files it does not hold are removed (it was not).
+//! A wrong passphrase fails before anything is written (the root key is decrypted first).
+//!
+//! ## When
+//! `policy.validity.ocsp_signer_renew_days` before the signer's notAfter. The policy checks
+//! that this margin is longer than an OCSP answer's life, so an answer signed by the old signer
+//! just before the swap — which the responder's cache may keep serving until its nextUpdate —
+//! always expires before the old signer certificate does: no answer ever carries an expired
+//! signer. Renewals run one at a time in a process; a renewal never removes an answer.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use policies::Hierarchy;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{serial_hex, Authority};
+use crate::error::{Error, Result};
+use crate::keys::{self, CaSigner};
+use crate::records::{pem, CertKind, CertRecord};
+use crate::storage;
+
+/// Roots are not renewed here (a root rollover is its own operation); a server warns when a
+/// root has less than this left.
+pub const ROOT_WARN_DAYS: i64 = 365;
+
+/// An OCSP signer renewal that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewed {
+    pub hierarchy: Hierarchy,
+    /// The new signer certificate's serial (hex).
+    pub serial: String,
+    /// The serial of the certificate it replaces.
+    pub replaced: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+/// How long a certificate a server depends on has left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// `root`, `ocsp-signer`, `operator-ca`, `pf-server`.
+    pub what: String,
+    /// The hierarchy, for roots and OCSP signers.
+    pub hierarchy: Option<Hierarchy>,
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// Days before notAfter from which it is renewed (or warned about).
+    pub margin_days: i64,
+}
+
+impl Expiry {
+    /// The expiry of a certificate (DER).
+    pub fn of(
+        what: &str,
+        hierarchy: Option<Hierarchy>,
+        der: &[u8],
+        margin_days: i64,
+    ) -> Result<Expiry> {
+        let (_, c) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| Error::Store(format!("{what} certificate does not parse: {e}")))?;
+        let not_after = OffsetDateTime::from_unix_timestamp(c.validity().not_after.timestamp())
+            .map_err(|e| Error::Store(format!("{what} certificate notAfter: {e}")))?;
+        Ok(Expiry {
+            what: what.to_owned(),
+            hierarchy,
+            serial: hex::encode_upper(c.raw_serial()),
+            not_after,
+            margin_days,
+        })
+    }
+
+    /// Seconds from `now` to notAfter (negative once expired).
+    pub fn seconds_left(&self, now: OffsetDateTime) -> i64 {
+        (self.not_after - now).whole_seconds()
+    }
+
+    /// Whether `now` is within the margin (or past notAfter).
+    pub fn due(&self, now: OffsetDateTime) -> bool {
+        self.not_after - now <= time::Duration::days(self.margin_days)
+    }
+
+    /// `ocsp-signer signing`, `root auth`, `pf-server`: how logs and metrics name it.
+    pub fn label(&self) -> String {
+        match self.hierarchy {
+            Some(h) => format!("{} {h}", self.what),
+            None => self.what.clone(),
+        }
+    }
+}
+
+fn staged(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".new");
+    PathBuf::from(s)
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(format!("sync {}", dir.display())))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("remove {}", path.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn der_of_pem(text: &[u8], what: &str) -> Result<Vec<u8>> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(text)
+        .map_err(|e| Error::Store(format!("{what}: not a PEM certificate: {e}")))?;
+    Ok(p.contents)
+}
+
+impl Authority {
+    /// The delegated OCSP signer certificate in force for a hierarchy (DER), read from
+    /// `certs/<h>-ocsp.pem` (an interrupted renewal is finished first). Needs no passphrase.
+    pub fn ocsp_signer_certificate(&self, h: Hierarchy) -> Result<Vec<u8>> {
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.signer_certificate_locked(h)
+    }
+
+    /// [`Authority::ocsp_signer_certificate`] with the renewal lock held.
+    fn signer_certificate_locked(&self, h: Hierarchy) -> Result<Vec<u8>> {
+        self.finish_locked(h)?;
+        let path = self.data_dir().cert(h, "ocsp");
+        let text = fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
+        der_of_pem(&text, "OCSP signer certificate")
+    }
+
+    /// The roots and OCSP signers, with their margins: the OCSP signers' is the policy's
+    /// `validity.ocsp_signer_renew_days`, the roots' [`ROOT_WARN_DAYS`].
+    pub fn expiries(&self) -> Result<Vec<Expiry>> {
+        let mut out = Vec::new();
+        for h in Hierarchy::ALL {
+            out.push(Expiry::of(
+                "root",
+                Some(h),
+                &self.root(h).der,
+                ROOT_WARN_DAYS,
+            )?);
+            out.push(Expiry::of(
+                "ocsp-signer",
+                Some(h),
+                &self.ocsp_signer_certificate(h)?,
+                i64::from(self.policy.validity.ocsp_signer_renew_days()),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Renews every OCSP signer that is within its margin (what `jpki serve`'s timer and
+    /// `jpki ocsp-signer renew --if-due` run). Returns the renewals made.
+    pub fn renew_ocsp_signers_due(&self) -> Result<Vec<Renewed>> {
+        let now = self.clock.now();
+        let mut done = Vec::new();
+        for h in Hierarchy::ALL {
+            let e = Expiry::of(
+                "ocsp-signer",
+                Some(h),
+                &self.ocsp_signer_certificate(h)?,
+                i64::from(self.policy.validity.ocsp_signer_renew_days()),
+            )?;
+            if e.due(now) {
+                done.push(self.renew_ocsp_signer(h)?);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Renews a hierarchy's delegated OCSP signer now (see the module docs). Needs the CA
+    /// passphrase; a wrong one changes nothing.
+    pub fn renew_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.signer_certificate_locked(h)?;
+        let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
+        // The root key first: a wrong passphrase stops here, before anything is written.
+        let root = self.signer(h)?;
+        let passphrase = self.signers.key_passphrase()?;
+        let now = self.clock.now();
+        let key = keys::generate()?;
+        let (serial, counter) = self.new_serial(h)?;
+        let (der, not_after) = super::init::ocsp_signer_certificate(
+            &self.policy,
+            h,
+            now,
+            &serial,
+            &key.spki,
+            (&self.root(h).spki, &self.root(h).serial),
+            &|tbs| policies::Signer::sign(root.as_ref(), tbs),
+        )?;
+        let layout = self.data_dir();
+        let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
+        let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
+        remove_if_present(&key_new)?;
+        remove_if_present(&cert_new)?;
+        keys::write_encrypted(&key_new, &key, passphrase)?;
+        keys::write_private(&cert_new, pem(&der).as_bytes())?;
+        let record = CertRecord {
+            hierarchy: h,
+            serial: serial.clone(),
+            kind: CertKind::OcspSigner,
+            holder: None,
+            partition: None,
+            not_before: now,
+            not_after,
+            der: der.clone(),
+        };
+        let hexs = serial_hex(&serial);
+        let committed = self.storage.transact(&|t| {
+            t.add_certificate(&record, None)?;
+            if counter > 0 {
+                t.note_serial(h, counter)?;
+            }
+            storage::audit(
+                t,
+                now,
+                "ocsp-signer-renew",
+                &format!("{h}:{hexs}"),
+                &format!(
+                    "replaces {replaced}; notAfter {}",
+                    not_after.unix_timestamp()
+                ),
+            )
+        });
+        if let Err(e) = committed {
+            let _ = fs::remove_file(&key_new);
+            let _ = fs::remove_file(&cert_new);
+            return Err(e);
+        }
+        self.promote(&key_new, &key_path, &cert_new, &cert_path)?;
+        let signer = Arc::new(CaSigner::new(key.pair, der));
+        self.signers.set_ocsp(h, Arc::clone(&signer));
+        if let Some(l) = self.listener.get() {
+            l.ocsp_signer_renewed(h, signer);
+        }
+        tracing::info!(hierarchy = %h, serial = %hexs, %replaced, "OCSP signer renewed");
+        Ok(Renewed {
+            hierarchy: h,
+            serial: hexs,
+            replaced,
+            not_after,
+        })
+    }
+
+    fn promote(&self, key_new: &Path, key: &Path, cert_new: &Path, cert: &Path) -> Result<()> {
+        fs::rename(key_new, key).map_err(Error::io(format!("rename {}", key_new.display())))?;
+        sync_dir(key)?;
+        fs::rename(cert_new, cert).map_err(Error::io(format!("rename {}", cert_new.display())))?;
+        sync_dir(cert)
+    }
+
+    /// Completes or undoes a renewal a crash interrupted (see the module docs): staged files
+    /// whose certificate the store holds are put in place, others removed. Cheap when there is
+    /// nothing staged (two failed `stat`s). Takes the renewal lock, so it never mistakes a
+    /// renewal in progress in this process for an interrupted one.
+    pub fn finish_ocsp_renewal(&self, h: Hierarchy) -> Result<()> {
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.finish_locked(h)
+    }
+
+    pub(super) fn finish_locked(&self, h: Hierarchy) -> Result<()> {
+        let layout = self.data_dir();
+        let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
+        let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
+        let (has_key, has_cert) = (key_new.exists(), cert_new.exists());
+        if !has_key && !has_cert {
+            return Ok(());
+        }
+        let committed = if has_cert {
+            let text =
+                fs::read(&cert_new).map_err(Error::io(format!("read {}", cert_new.display())))?;
+            match der_of_pem(&text, "staged OCSP signer certificate") {
+                Ok(der) => {
+                    let (_, c) = x509_parser::parse_x509_certificate(&der)
+                        .map_err(|e| Error::Store(format!("staged OCSP signer: {e}")))?;
+                    let serial = super::parse_serial(&hex::encode(c.raw_serial()))?;
+                    self.storage
+                        .certificate(h, &serial)?
+                        .is_some_and(|r| r.der == der)
+                }
+                Err(_) => false,
+            }
+        } else {
+            false
+        };
+        if committed {
+            if has_key {
+                fs::rename(&key_new, &key_path)
+                    .map_err(Error::io(format!("rename {}", key_new.display())))?;
+                sync_dir(&key_path)?;
+            }
+            fs::rename(&cert_new, &cert_path)
+                .map_err(Error::io(format!("rename {}", cert_new.display())))?;
+            sync_dir(&cert_path)?;
+            tracing::warn!(hierarchy = %h, "finished an interrupted OCSP signer renewal");
+        } else {
+            remove_if_present(&key_new)?;
+            remove_if_present(&cert_new)?;
+            tracing::warn!(hierarchy = %h, "removed an uncommitted OCSP signer renewal");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FixedClock;
+
+    fn init(dir: &Path, at: OffsetDateTime, pass: &[u8]) -> Authority {
+        Authority::init(
+            &dir.join("data"),
+            policies::policy::DEFAULT_POLICY,
+            pass,
+            Arc::new(FixedClock::new(at)),
+        )
+        .unwrap()
+    }
+
+    fn open(dir: &Path, at: OffsetDateTime, pass: &[u8]) -> Authority {
+        Authority::open(
+            &dir.join("data"),
+            Some(pass.to_vec()),
+            Arc::new(FixedClock::new(at)),
+        )
+        .unwrap()
+    }
+
+    fn files(a: &Authority) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for sub in ["keys", "certs"] {
+            for e in fs::read_dir(a.dir().join(sub)).unwrap() {
+                let p = e.unwrap().path();
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn renewal_replaces_the_signer_durably_and_is_audited() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let a = init(tmp.path(), t0, b"renew passphrase");
+        let e = &a.expiries().unwrap();
+        let signer = e.iter().find(|e| e.what == "ocsp-signer").unwrap();
+        assert!(!signer.due(t0));
+        assert_eq!(signer.margin_days, 30);
+        assert!(a.renew_ocsp_signers_due().unwrap().is_empty());
+        drop(a);
+
+        // 340 days later the signing hierarchy's signer is within the 30-day margin.
+        let t1 = t0 + time::Duration::days(340);
+        let a = open(tmp.path(), t1, b"renew passphrase");
+        let old = a.ocsp_signer(Hierarchy::Signing).unwrap();
+        let done = a.renew_ocsp_signers_due().unwrap();
+        assert_eq!(done.len(), 2);
+        let new = a.ocsp_signer(Hierarchy::Signing).unwrap();
+        assert_ne!(
+            policies::Signer::certificate(old.as_ref()),
+            policies::Signer::certificate(new.as_ref())
+        );
+        let r = &done[0];
+        assert_eq!(
+            r.replaced,
+            Expiry::of("x", None, policies::Signer::certificate(old.as_ref()), 0)
+                .unwrap()
+                .serial
+        );
+        assert!(r.not_after > t1 + time::Duration::days(364));
+        for (p, _) in files(&a) {
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{}",
+                p.display()
+            );
+            assert!(!p.to_string_lossy().ends_with(".new"));
+        }
+        let audit = a.audit_records().unwrap();
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|r| r.action == "ocsp-signer-renew")
+                .count(),
+            2
+        );
+        a.audit_verify().unwrap();
+        a.check_indexes().unwrap();
+        drop(a);
+
+        // Reopened: the new signer is the one on disk, and its key matches.
+        let a = open(tmp.path(), t1, b"renew passphrase");
+        let again = a.ocsp_signer(Hierarchy::Signing).unwrap();
+        assert_eq!(
+            policies::Signer::certificate(again.as_ref()),
+            policies::Signer::certificate(new.as_ref())
+        );
+        assert!(a.renew_ocsp_signers_due().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_wrong_passphrase_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let a = init(tmp.path(), t0, b"right passphrase");
+        let before = (files(&a), a.audit_records().unwrap().len());
+        drop(a);
+        let a = open(tmp.path(), t0, b"wrong passphrase");
+        let e = a.renew_ocsp_signer(Hierarchy::Auth).unwrap_err();
+        assert!(matches!(e, Error::WrongPassphrase(_)), "{e}");
+        assert_eq!((files(&a), a.audit_records().unwrap().len()), before);
+    }
+
+    #[test]
+    fn an_interrupted_renewal_is_finished_or_undone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let a = init(tmp.path(), t0, b"crash passphrase");
+        let h = Hierarchy::Auth;
+        let (key, cert) = (a.data_dir().key(h, "ocsp"), a.data_dir().cert(h, "ocsp"));
+        // Staged but never committed (a crash before the unit of work): removed.
+        let before = files(&a);
+        fs::copy(&key, staged(&key)).unwrap();
+        fs::copy(&cert, staged(&cert)).unwrap();
+        let other = a.ocsp_signer_certificate(Hierarchy::Signing).unwrap();
+        fs::write(staged(&cert), pem(&other)).unwrap();
+        a.finish_ocsp_renewal(h).unwrap();
+        assert_eq!(files(&a), before);
+        // Committed, crash after the key was renamed and before the certificate was: the
+        // certificate is put in place and key and certificate match again.
+        let r = a.renew_ocsp_signer(h).unwrap();
+        let (k, c) = (fs::read(&key).unwrap(), fs::read(&cert).unwrap());
+        fs::write(staged(&cert), &c).unwrap();
+        let old = before.iter().find(|(p, _)| *p == cert).unwrap().1.clone();
+        fs::write(&cert, old).unwrap();
+        drop(a);
+        let a = open(tmp.path(), t0, b"crash passphrase");
+        let s = a.ocsp_signer(h).unwrap();
+        assert_eq!((fs::read(&key).unwrap(), fs::read(&cert).unwrap()), (k, c));
+        assert_eq!(
+            Expiry::of("x", None, policies::Signer::certificate(s.as_ref()), 0)
+                .unwrap()
+                .serial,
+            r.serial
+        );
+    }
+}

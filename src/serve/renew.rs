@@ -1,0 +1,377 @@
+//! The certificates `jpki serve` depends on, kept current while it runs.
+//!
+//! Every [`CHECK`] (and once at start, before the listeners open) the [`Watch`]:
+//!
+//! * renews each delegated OCSP signer within the policy's `validity.ocsp_signer_renew_days`
+//!   of its notAfter ([`ca::Authority::renew_ocsp_signers_due`]: new key and certificate from
+//!   the root, stored and audited in one unit of work); the authority's listener swaps the new
+//!   signer into the running OCSP responder ([`ocsp_responder::Responder::replace_signer`]), so
+//!   there is no restart and no gap: every answer is signed by the old signer or the new one,
+//!   and answers cached from the old one expire before it does (docs/operations.md);
+//! * renews the platform-operator API's server certificate within [`PF_SERVER_MARGIN_DAYS`]
+//!   of its notAfter (a fresh key and a 30-day certificate from the operator CA, audited
+//!   `pf-server-renew`) and installs it in the running TLS acceptor
+//!   ([`platform::Api::replace_identity`]): new handshakes get it, open connections are left
+//!   alone;
+//! * logs a warning for every certificate within its margin — the roots and the operator CA
+//!   ([`ca::authority::renew::ROOT_WARN_DAYS`]: they are not renewed here), or a renewable
+//!   one whose renewal failed — and keeps the expiries for `/metrics`:
+//!   `jpki_certificate_expiry_seconds{certificate, hierarchy, serial}` (seconds to notAfter)
+//!   and `jpki_certificate_within_margin{…}` (1 within the margin).
+//!
+//! A failed renewal is logged and tried again at the next check; the old certificate keeps
+//! serving meanwhile (the margins are days, the checks a minute apart).
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ca::authority::renew::ROOT_WARN_DAYS;
+use ca::authority::Expiry;
+use ca::Authority;
+
+use crate::Result;
+
+/// How often the watch looks at the certificates.
+pub const CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// The platform API's server certificate (30 days) is renewed this many days before expiry.
+pub const PF_SERVER_MARGIN_DAYS: i64 = 10;
+
+/// The platform API being served, and the names its server certificate carries.
+struct Pf {
+    api: Arc<platform::Api>,
+    names: Vec<String>,
+}
+
+/// The renewals and expiry gauges of a running server (see the module docs).
+pub struct Watch {
+    authority: Arc<Authority>,
+    /// The OCSP responder served: `/metrics` reads its signers live, so a renewal made through
+    /// the admin socket shows at once.
+    responder: std::sync::OnceLock<ocsp_responder::Responder>,
+    pf: Mutex<Option<Pf>>,
+    /// What the last check saw.
+    seen: RwLock<Vec<Expiry>>,
+}
+
+impl Watch {
+    pub fn new(authority: Arc<Authority>) -> Arc<Watch> {
+        Arc::new(Watch {
+            authority,
+            responder: std::sync::OnceLock::new(),
+            pf: Mutex::new(None),
+            seen: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// The responder whose signers `/metrics` reports (once).
+    pub fn set_responder(&self, responder: ocsp_responder::Responder) {
+        let _ = self.responder.set(responder);
+    }
+
+    /// Watches the platform API's server certificate too (issued for `names`).
+    pub fn set_pf(&self, api: Arc<platform::Api>, names: Vec<String>) {
+        *self.pf.lock().unwrap_or_else(|p| p.into_inner()) = Some(Pf { api, names });
+    }
+
+    /// One look: renew what is due, note every expiry, warn about what is within its margin.
+    /// Blocking (signs, writes). Errors of one renewal do not stop the others; the first is
+    /// returned after all were tried.
+    pub fn check(&self) -> Result<Vec<Expiry>> {
+        let a = &self.authority;
+        let mut first_error: Option<crate::Error> = None;
+        match a.renew_ocsp_signers_due() {
+            Ok(done) => {
+                for r in done {
+                    tracing::warn!(
+                        hierarchy = %r.hierarchy,
+                        serial = %r.serial,
+                        replaced = %r.replaced,
+                        "renewed the OCSP signer certificate"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP signer renewal failed; retrying at the next check");
+                first_error.get_or_insert(e.into());
+            }
+        }
+        if let Err(e) = self.renew_pf_server() {
+            tracing::error!(error = %e, "platform API server certificate renewal failed; retrying at the next check");
+            first_error.get_or_insert(e);
+        }
+        let all = self.expiries()?;
+        let now = a.clock().now();
+        for e in all.iter().filter(|e| e.due(now)) {
+            tracing::warn!(
+                certificate = %e.label(),
+                serial = %e.serial,
+                not_after = %e.not_after,
+                margin_days = e.margin_days,
+                "a certificate jpki serve depends on is within its margin of expiry"
+            );
+        }
+        *self.seen.write().unwrap_or_else(|p| p.into_inner()) = all.clone();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    }
+
+    fn renew_pf_server(&self) -> Result<()> {
+        let pf = self.pf.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pf) = pf.as_ref() else {
+            return Ok(());
+        };
+        let a = &self.authority;
+        let old = Expiry::of(
+            "pf-server",
+            None,
+            &pf.api.server_certificate(),
+            PF_SERVER_MARGIN_DAYS,
+        )?;
+        let now = a.clock().now();
+        if !old.due(now) {
+            return Ok(());
+        }
+        let (chain, key) = platform::server_identity(a, &pf.names)?;
+        let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
+        let new = Expiry::of("pf-server", None, &leaf, PF_SERVER_MARGIN_DAYS)?;
+        a.storage().transact(&|t| {
+            ca::storage::audit(
+                t,
+                now,
+                "pf-server-renew",
+                &new.serial,
+                &format!(
+                    "replaces {}; notAfter {}",
+                    old.serial,
+                    new.not_after.unix_timestamp()
+                ),
+            )
+        })?;
+        pf.api.replace_identity(chain, key)?;
+        tracing::warn!(serial = %new.serial, replaced = %old.serial, "renewed the platform API server certificate");
+        Ok(())
+    }
+
+    /// The roots, OCSP signers, the operator CA (if the data directory has one) and the
+    /// platform API's server certificate (if served).
+    fn expiries(&self) -> Result<Vec<Expiry>> {
+        let a = &self.authority;
+        let mut all = a.expiries()?;
+        let operator_root = a.dir().join("certs").join("operator-root.pem");
+        if operator_root.exists() {
+            let der = platform::operator_ca::root(a)?;
+            all.push(Expiry::of("operator-ca", None, &der, ROOT_WARN_DAYS)?);
+        }
+        if let Some(pf) = self.pf.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            all.push(Expiry::of(
+                "pf-server",
+                None,
+                &pf.api.server_certificate(),
+                PF_SERVER_MARGIN_DAYS,
+            )?);
+        }
+        Ok(all)
+    }
+
+    /// The gauges, in the Prometheus text format, at the authority's time.
+    pub fn render(&self) -> String {
+        let now = self.authority.clock().now();
+        let mut seen = self.seen.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(r) = self.responder.get() {
+            for e in seen.iter_mut().filter(|e| e.what == "ocsp-signer") {
+                let live = e
+                    .hierarchy
+                    .and_then(|h| r.signer_certificate(h))
+                    .and_then(|der| Expiry::of(&e.what, e.hierarchy, &der, e.margin_days).ok());
+                if let Some(live) = live {
+                    *e = live;
+                }
+            }
+        }
+        let mut out = String::new();
+        let label = |e: &Expiry| {
+            format!(
+                "certificate=\"{}\",hierarchy=\"{}\",serial=\"{}\"",
+                e.what,
+                e.hierarchy.map(|h| h.as_str()).unwrap_or(""),
+                e.serial
+            )
+        };
+        let _ = writeln!(
+            out,
+            "# HELP jpki_certificate_expiry_seconds Seconds until notAfter of each certificate jpki serve depends on."
+        );
+        let _ = writeln!(out, "# TYPE jpki_certificate_expiry_seconds gauge");
+        for e in seen.iter() {
+            let _ = writeln!(
+                out,
+                "jpki_certificate_expiry_seconds{{{}}} {}",
+                label(e),
+                e.seconds_left(now)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP jpki_certificate_within_margin 1 when the certificate is within its renewal (or warning) margin."
+        );
+        let _ = writeln!(out, "# TYPE jpki_certificate_within_margin gauge");
+        for e in seen.iter() {
+            let _ = writeln!(
+                out,
+                "jpki_certificate_within_margin{{{}}} {}",
+                label(e),
+                u8::from(e.due(now))
+            );
+        }
+        out
+    }
+
+    /// Checks every [`CHECK`] until `stop` resolves.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(CHECK) => {}
+            }
+            let me = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || me.check()).await {
+                tracing::error!(error = %e, "the certificate watch task failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policies::Hierarchy;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use time::OffsetDateTime;
+
+    /// A clock the test turns.
+    struct Dial(AtomicI64);
+
+    impl policies::clock::Clock for Dial {
+        fn now(&self) -> OffsetDateTime {
+            OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst))
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        }
+    }
+
+    impl Dial {
+        fn set(&self, t: OffsetDateTime) {
+            self.0.store(t.unix_timestamp(), Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_running_server_renews_its_certificates_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+        let clock = Arc::new(Dial(AtomicI64::new(t0.unix_timestamp())));
+        let a = Arc::new(
+            Authority::init(
+                &tmp.path().join("data"),
+                policies::policy::DEFAULT_POLICY,
+                b"watch passphrase",
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        let settings = crate::serve::Settings {
+            http: None,
+            pf_https: None,
+            pf_names: Vec::new(),
+            crl_dir: tmp.path().join("crl"),
+            crl: crl_publisher::Settings::default(),
+            compact_journal_bytes: None,
+            limits: conn_guard::Limits::default(),
+        };
+        let parts = crate::serve::assemble(Arc::clone(&a), &settings).unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:9443".parse().unwrap();
+        let api = parts.pf_api(local, &[]).unwrap();
+        let watch = Watch::new(Arc::clone(&a));
+        watch.set_responder(parts.responder.clone());
+        watch.set_pf(Arc::clone(&api), crate::serve::pf_server_names(local, &[]));
+        let seen = watch.check().unwrap();
+        assert!(seen.iter().all(|e| !e.due(t0)), "{seen:?}");
+        assert!(seen.iter().any(|e| e.what == "operator-ca"));
+        let gauges = watch.render();
+        assert!(
+            gauges.contains("jpki_certificate_expiry_seconds{certificate=\"pf-server\""),
+            "{gauges}"
+        );
+        let (pf0, signer0) = (
+            api.server_certificate(),
+            parts
+                .responder
+                .signer_certificate(Hierarchy::Signing)
+                .unwrap(),
+        );
+
+        // 21 days on: the 30-day server certificate is within its 10-day margin.
+        clock.set(t0 + time::Duration::days(21));
+        watch.check().unwrap();
+        let pf1 = api.server_certificate();
+        assert_ne!(pf1, pf0, "renewed in the running acceptor");
+        assert_eq!(
+            parts
+                .responder
+                .signer_certificate(Hierarchy::Signing)
+                .unwrap(),
+            signer0
+        );
+
+        // 340 days on: both OCSP signers are within their 30-day margin and are swapped into
+        // the running responder; the server certificate has been renewed again meanwhile.
+        clock.set(t0 + time::Duration::days(340));
+        watch.check().unwrap();
+        for h in Hierarchy::ALL {
+            let live = parts.responder.signer_certificate(h).unwrap();
+            assert_eq!(
+                live,
+                a.ocsp_signer_certificate(h).unwrap(),
+                "the responder signs with the certificate on disk"
+            );
+        }
+        assert_ne!(
+            parts
+                .responder
+                .signer_certificate(Hierarchy::Signing)
+                .unwrap(),
+            signer0
+        );
+        assert_ne!(api.server_certificate(), pf1);
+        let actions: Vec<String> = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        assert_eq!(
+            actions.iter().filter(|x| *x == "ocsp-signer-renew").count(),
+            2
+        );
+        assert_eq!(
+            actions.iter().filter(|x| *x == "pf-server-renew").count(),
+            2
+        );
+        a.audit_verify().unwrap();
+        // A renewal by hand (the admin socket's path) shows in the gauges at once.
+        let r = a.renew_ocsp_signer(Hierarchy::Auth).unwrap();
+        assert!(
+            watch.render().contains(&format!("serial=\"{}\"", r.serial)),
+            "{}",
+            watch.render()
+        );
+        let seen = watch.check().unwrap();
+        let now = t0 + time::Duration::days(340);
+        assert!(
+            seen.iter().all(|e| !e.due(now)),
+            "nothing left within its margin: {seen:?}"
+        );
+    }
+}
