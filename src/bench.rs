@@ -1,6 +1,7 @@
 //! `jpki bench issue`: issuance throughput end to end — CSR in, certificate durable in the
 //! store — beside the raw RSA-2048 signing rate of the same root key, measured in the same
-//! run with the same number of threads. Figures go to BENCHMARKS.md.
+//! run with the same number of threads, then the revocation rate of the live certificates;
+//! on each `--store` in turn (sled, PostgreSQL). Figures go to BENCHMARKS.md.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,17 +61,69 @@ fn raw_rate(signer: &dyn Signer, threads: usize, n: usize) -> Result<(f64, Optio
     }
 }
 
-pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> Result<()> {
+/// `jpki bench issue` on each of `stores` in turn, in one run: `sled` (a temporary data
+/// directory), `postgres` (a throwaway local PostgreSQL cluster with `fsync=on`, as
+/// `storage_postgres::testing` starts one), or a `postgres://…` URL (an empty database).
+pub fn issue_on(
+    stores: &[String],
+    count: usize,
+    threads: usize,
+    residents: usize,
+    rounds: usize,
+) -> Result<()> {
+    let default = ["sled".to_owned()];
+    let stores = if stores.is_empty() {
+        &default[..]
+    } else {
+        stores
+    };
+    for store in stores {
+        println!("== store: {store}");
+        let mut cluster = None;
+        let url = match store.as_str() {
+            "sled" => None,
+            "postgres" => {
+                let c =
+                    storage_postgres::testing::Cluster::start(storage_postgres::testing::Fsync::On)
+                        .map_err(Error::io("start a PostgreSQL cluster"))?
+                        .ok_or_else(|| {
+                            Error::Invalid("no PostgreSQL binaries on this machine".into())
+                        })?;
+                let url = c.database().map_err(Error::io("create a database"))?;
+                cluster = Some(c);
+                Some(url)
+            }
+            url if crate::store::is_postgres(url) => Some(url.to_owned()),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown store `{other}` (sled, postgres, or postgres://…)"
+                )))
+            }
+        };
+        let tmp = tempfile::tempdir().map_err(Error::io("create a temporary directory"))?;
+        let a = Arc::new(crate::store::init(
+            &tmp.path().join("data"),
+            url.as_deref(),
+            policies::policy::DEFAULT_POLICY,
+            b"benchmark-passphrase",
+            Arc::new(SystemClock),
+        )?);
+        issue(a, count, threads, residents, rounds)?;
+        drop(cluster);
+    }
+    Ok(())
+}
+
+fn issue(
+    a: Arc<Authority>,
+    count: usize,
+    threads: usize,
+    residents: usize,
+    rounds: usize,
+) -> Result<()> {
     let threads = threads.max(1);
     // The signing ceiling is that of the cores: one signing thread per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let tmp = tempfile::tempdir().map_err(Error::io("create a temporary directory"))?;
-    let a = Arc::new(Authority::init(
-        &tmp.path().join("data"),
-        policies::policy::DEFAULT_POLICY,
-        b"benchmark-passphrase",
-        Arc::new(SystemClock),
-    )?);
     let holders = residents.min(count.div_ceil(2)).max(1);
     eprintln!(
         "preparing {holders} residents and {} holder keys ...",
@@ -190,6 +243,7 @@ pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> R
             100.0 * median(&|r| r.busy(cores))
         );
     }
+    revoke_all(&a, &tasks, threads, rounds)?;
     // What it takes to bound the journal that run left behind.
     let t1 = Instant::now();
     let c = a.storage().compact()?;
@@ -199,6 +253,77 @@ pub fn issue(count: usize, threads: usize, residents: usize, rounds: usize) -> R
         c.journal_bytes_before as f64 / 1e6,
         c.journal_bytes_after as f64 / 1e6,
         c.snapshot_bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// Revokes every holder's live certificates (the newest of each kind: the benchmark's
+/// issuances superseded the others), in `rounds` rounds with `threads` clients; prints the
+/// rate per round and the median.
+fn revoke_all(
+    a: &Authority,
+    tasks: &[(String, Hierarchy, Vec<u8>)],
+    threads: usize,
+    rounds: usize,
+) -> Result<()> {
+    let mut live = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, _, _) in tasks {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        for (c, s) in a.storage().holder_certificates(id)? {
+            if s.state == ca::records::State::Good {
+                live.push((c.hierarchy, c.serial));
+            }
+        }
+    }
+    let total = live.len();
+    let rounds = rounds.clamp(1, total.max(1));
+    let mut rates = Vec::new();
+    let mut done = 0;
+    let t_all = Instant::now();
+    for r in 0..rounds {
+        let n = (total - done) / (rounds - r);
+        let batch = &live[done..done + n];
+        let next = AtomicUsize::new(0);
+        let failures = AtomicUsize::new(0);
+        let t0 = Instant::now();
+        std::thread::scope(|sc| {
+            for _ in 0..threads {
+                sc.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((h, serial)) = batch.get(i) else {
+                        break;
+                    };
+                    if a.revoke(serial, Some(*h), policies::Reason::KeyCompromise, None)
+                        .is_err()
+                    {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let elapsed = t0.elapsed().as_secs_f64();
+        if failures.load(Ordering::Relaxed) > 0 {
+            return Err(Error::Invalid(format!(
+                "{} revocations failed during the benchmark",
+                failures.load(Ordering::Relaxed)
+            )));
+        }
+        let rate = n as f64 / elapsed;
+        println!(
+            "revocation round {}: {n} revoked in {elapsed:.2} s = {rate:.0}/s",
+            r + 1
+        );
+        rates.push(rate);
+        done += n;
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "revocation: {total} live certificates revoked, {threads} concurrent clients, {rounds} rounds, in {:.2} s; median round {:.0}/s (durable, audited, CRL partition marked dirty)",
+        t_all.elapsed().as_secs_f64(),
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
     );
     Ok(())
 }

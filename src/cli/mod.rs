@@ -432,6 +432,10 @@ pub enum BenchCommand {
         /// after the last: the host's speed drifts, so the median round's ratio is the figure.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// The store to run on, repeatable (one after the other, same run): sled (default),
+        /// postgres (a throwaway local cluster, fsync on), or postgres://… (an empty database).
+        #[arg(long)]
+        store: Vec<String>,
     },
 }
 
@@ -1175,7 +1179,10 @@ pub fn run(cli: Cli) -> Result<()> {
             threads,
             residents,
             rounds,
-        }) => Ok(crate::bench::issue(*count, *threads, *residents, *rounds)?),
+            store,
+        }) => Ok(crate::bench::issue_on(
+            store, *count, *threads, *residents, *rounds,
+        )?),
     }
 }
 

@@ -66,7 +66,10 @@ pub fn binaries() -> Option<PathBuf> {
 }
 
 fn skipped_banner(why: &str) {
-    eprintln!(
+    // Straight to the process's stderr: the test harness captures `eprintln!` (and shows it
+    // only for a failing test), and this must be seen when the tests pass.
+    use std::io::Write;
+    let banner = format!(
         "\n\
          ************************************************************************\n\
          *  PostgreSQL tests SKIPPED: {why}\n\
@@ -74,6 +77,7 @@ fn skipped_banner(why: &str) {
          *  JPKI_PG_BIN to the directory holding initdb and postgres. CI has it.\n\
          ************************************************************************\n"
     );
+    let _ = std::io::stderr().write_all(banner.as_bytes());
 }
 
 /// The uid and gid of the `postgres` user, from /etc/passwd.

@@ -21,6 +21,8 @@
 //! * engines: [`sled::SledStorage`] (the embedded default: journal, snapshot, compaction,
 //!   recovery) and [`memory::MemoryStorage`] (unit tests). [`conformance`] is one test suite,
 //!   generic over the engine, that every engine passes.
+//!   The PostgreSQL engine lives outside `ca`, in the `storage-postgres` crate (chosen by the
+//!   `jpki` package; `ca` takes it as an `Arc<dyn Storage>` in `Authority::init_with`/`open_with`).
 //!
 //! A transaction body may run more than once (an engine may re-run it when what it read
 //! changed underneath it), so it must have no side effects other than through its [`Tx`].
