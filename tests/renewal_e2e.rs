@@ -293,10 +293,7 @@ fn years_of_operation_renew_what_the_service_depends_on() {
     let server = serve_at(&mut env, tb, true);
     assert_eq!(audit_count(&env, "ocsp-signer-renew"), 2);
     let signers1 = signer_serials(&env);
-    assert!(
-        renewed(&signers0, &signers1),
-        "{signers0:?} {signers1:?}"
-    );
+    assert!(renewed(&signers0, &signers1), "{signers0:?} {signers1:?}");
     check(&env, &server, tb);
     let out = ocsp_status(&server, &f, tb);
     // The answer carries the renewed signer certificate. OpenSSL prints a serial that fits
