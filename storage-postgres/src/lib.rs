@@ -576,6 +576,79 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 /// Rows streamed per query by the `for_each_*` reads.
 const CHUNK: i64 = 512;
 
+/// The domain reads that the storage and a unit of work both make, over one way of running a
+/// query (outside a unit of work, or inside it, where a failure aborts the transaction).
+trait Reads {
+    fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>>;
+
+    /// The one row a lookup by key finds, if any.
+    fn row(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let mut rows = self.rows(sql, params)?;
+        if rows.len() > 1 {
+            return Err(decode("a lookup by key found several rows"));
+        }
+        Ok(rows.pop())
+    }
+    fn status_of(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
+        self.row(
+            &format!("SELECT {STATUS_COLS} FROM statuses s WHERE hierarchy = $1 AND serial = $2"),
+            &[&h_code(h), &serial],
+        )?
+        .map(|row| status_from(&row, 0))
+        .transpose()
+    }
+    fn owner_of(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
+        self.row(
+            "SELECT holder, hierarchy FROM key_owners WHERE fingerprint = $1",
+            &[&&fp[..]],
+        )?
+        .map(|row| {
+            Ok(KeyOwner {
+                holder: row.get(0),
+                hierarchy: h_from(row.get(1))?,
+            })
+        })
+        .transpose()
+    }
+    fn blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM blocked_keys WHERE fingerprint = $1",
+                &[&&fp[..]],
+            )?
+            .is_some())
+    }
+    fn record_of<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        id: &str,
+    ) -> Result<Option<T>> {
+        self.row(&format!("SELECT record FROM {table} WHERE id = $1"), &[&id])?
+            .map(|row| json(&row, "record"))
+            .transpose()
+    }
+    fn operator_id(&self, index: &str, column: &str, value: &str) -> Result<Option<String>> {
+        Ok(self
+            .row(
+                &format!("SELECT operator FROM {index} WHERE {column} = $1"),
+                &[&value],
+            )?
+            .map(|row| row.get(0)))
+    }
+}
+
+impl Reads for PgStorage {
+    fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.query(sql, params)
+    }
+}
+
+impl Reads for PgTx<'_> {
+    fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.query(sql, params)
+    }
+}
+
 impl Storage for PgStorage {
     fn certificate(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<CertRecord>> {
         self.query_opt(
@@ -624,35 +697,15 @@ impl Storage for PgStorage {
     }
 
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
-        self.query_opt(
-            &format!("SELECT {STATUS_COLS} FROM statuses s WHERE hierarchy = $1 AND serial = $2"),
-            &[&h_code(h), &serial],
-        )?
-        .map(|row| status_from(&row, 0))
-        .transpose()
+        self.status_of(h, serial)
     }
 
     fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
-        self.query_opt(
-            "SELECT holder, hierarchy FROM key_owners WHERE fingerprint = $1",
-            &[&&fp[..]],
-        )?
-        .map(|row| {
-            Ok(KeyOwner {
-                holder: row.get(0),
-                hierarchy: h_from(row.get(1))?,
-            })
-        })
-        .transpose()
+        self.owner_of(fp)
     }
 
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM blocked_keys WHERE fingerprint = $1",
-                &[&&fp[..]],
-            )?
-            .is_some())
+        self.blocked(fp)
     }
 
     fn for_each_blocked_key(
@@ -745,9 +798,7 @@ impl Storage for PgStorage {
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
-        self.query_opt("SELECT record FROM residents WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("residents", id)
     }
 
     fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
@@ -813,27 +864,15 @@ impl Storage for PgStorage {
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
-        self.query_opt("SELECT record FROM operators WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("operators", id)
     }
 
     fn operator_named(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
-            .query_opt(
-                "SELECT operator FROM operator_names WHERE name = $1",
-                &[&name],
-            )?
-            .map(|row| row.get(0)))
+        self.operator_id("operator_names", "name", name)
     }
 
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
-        Ok(self
-            .query_opt(
-                "SELECT operator FROM operator_keys WHERE fingerprint = $1",
-                &[&fp],
-            )?
-            .map(|row| row.get(0)))
+        self.operator_id("operator_keys", "fingerprint", fp)
     }
 
     fn operators(&self) -> Result<Vec<Operator>> {
@@ -863,9 +902,7 @@ impl Storage for PgStorage {
     }
 
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
-        self.query_opt("SELECT record FROM consents WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("consents", id)
     }
 
     fn consents_of(&self, holder: &str, sp: &str) -> Result<Vec<Consent>> {
@@ -1125,39 +1162,19 @@ impl Tx for PgTx<'_> {
     }
 
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>> {
-        self.query_opt(
-            &format!("SELECT {STATUS_COLS} FROM statuses s WHERE hierarchy = $1 AND serial = $2"),
-            &[&h_code(h), &serial],
-        )?
-        .map(|row| status_from(&row, 0))
-        .transpose()
+        self.status_of(h, serial)
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
-        self.query_opt("SELECT record FROM residents WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("residents", id)
     }
 
     fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
-        self.query_opt(
-            "SELECT holder, hierarchy FROM key_owners WHERE fingerprint = $1",
-            &[&&fp[..]],
-        )?
-        .map(|row| {
-            Ok(KeyOwner {
-                holder: row.get(0),
-                hierarchy: h_from(row.get(1))?,
-            })
-        })
-        .transpose()
+        self.owner_of(fp)
     }
 
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
-        self.exists(
-            "SELECT 1 FROM blocked_keys WHERE fingerprint = $1",
-            &[&&fp[..]],
-        )
+        self.blocked(fp)
     }
 
     fn block_key(&self, fp: &KeyFingerprint) -> Result<()> {
@@ -1175,23 +1192,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
-        self.query_opt("SELECT record FROM operators WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("operators", id)
     }
 
     fn operator_named(&self, name: &str) -> Result<Option<String>> {
-        self.string(
-            "SELECT operator FROM operator_names WHERE name = $1",
-            &[&name],
-        )
+        self.operator_id("operator_names", "name", name)
     }
 
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
-        self.string(
-            "SELECT operator FROM operator_keys WHERE fingerprint = $1",
-            &[&fp],
-        )
+        self.operator_id("operator_keys", "fingerprint", fp)
     }
 
     fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>> {
@@ -1202,9 +1211,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
-        self.query_opt("SELECT record FROM consents WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("consents", id)
     }
 
     fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool> {
