@@ -1,6 +1,7 @@
 //! Connection discipline of `jpki serve` (conn-guard): a flood of connections that send
-//! nothing, or only the HTTP/2 preface, from one address does not starve a well-behaved
-//! client on another, is capped per client address, and is closed after the idle time.
+//! nothing, or only the HTTP/2 preface, from other addresses does not starve a well-behaved
+//! client — even when it fills the listener, whose quietest connection then makes room — is
+//! capped per client address, and is closed after the idle time.
 
 mod common;
 use common::*;
@@ -15,7 +16,7 @@ fn idle_and_preface_floods_are_capped_and_closed_and_do_not_starve_others() {
     let env = Env::init();
     let cfg = env.write(
         "serve.toml",
-        b"[limits]\nmax_per_client = 40\nidle_seconds = 2\n",
+        b"[limits]\nmax_connections = 60\nmax_per_client = 40\nidle_seconds = 2\n",
     );
     let server = Server::start_with(&env, &["--config", &p(&cfg)]);
     let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
@@ -24,11 +25,17 @@ fn idle_and_preface_floods_are_capped_and_closed_and_do_not_starve_others() {
         .build()
         .unwrap();
     rt.block_on(async {
-        // 120 connections from 127.0.0.2: 100 silent, 20 that send only the HTTP/2 preface.
+        // 120 connections from 127.0.0.2 and 127.0.0.3: 100 silent, 20 that send only the
+        // HTTP/2 preface. 80 pass the per-client cap, more than the listener's 60 places.
         let mut flood = Vec::new();
         for i in 0..120 {
             let s = tokio::net::TcpSocket::new_v4().unwrap();
-            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let from = if i % 2 == 0 {
+                "127.0.0.2:0"
+            } else {
+                "127.0.0.3:0"
+            };
+            s.bind(from.parse().unwrap()).unwrap();
             let mut c = s.connect(addr).await.unwrap();
             if i % 6 == 0 {
                 c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
@@ -38,6 +45,8 @@ fn idle_and_preface_floods_are_capped_and_closed_and_do_not_starve_others() {
             flood.push(c);
         }
         let t0 = Instant::now();
+        // Quiet long enough to be evicted for a newcomer (conn_guard::MIN_QUIET).
+        tokio::time::sleep(Duration::from_millis(700)).await;
 
         // A well-behaved client on 127.0.0.1 is served throughout.
         let mut ok = 0;
@@ -51,7 +60,7 @@ fn idle_and_preface_floods_are_capped_and_closed_and_do_not_starve_others() {
         assert_eq!(ok, 50, "the well-behaved client got {ok} of 50 answers");
 
         // Every flood connection is closed by the server: those over the per-client cap at
-        // once, the rest after the idle time.
+        // once, some evicted for the well-behaved client, the rest after the idle time.
         let mut closed = 0;
         for mut c in flood {
             let mut b = [0u8; 256];

@@ -5,10 +5,12 @@
 //! listener of `jpki serve` (public HTTP, the platform-operator API, the admin socket) admits a
 //! connection only through a [`Gate`] and serves it through [`Idle`]:
 //!
-//! * **caps** — at most [`Limits::max_connections`] open connections per listener and
-//!   [`Limits::max_per_client`] per client address; a connection over either cap is closed at
-//!   once, before any TLS or HTTP work, so a flood from one address cannot take the slots a
-//!   well-behaved client needs;
+//! * **caps** — at most [`Limits::max_per_client`] open connections per client address (one
+//!   over it is closed at once, before any TLS or HTTP work) and about
+//!   [`Limits::max_connections`] per listener: when a listener is full, a new connection takes
+//!   the place of the one that has been quiet the longest (evicted), so a flood from many
+//!   addresses cannot hold every place against a well-behaved client; only when every open
+//!   connection has spoken within [`MIN_QUIET`] is the newcomer refused;
 //! * **idle timeout** — a connection from which nothing has been read for [`Limits::idle`] is
 //!   closed: a socket that never sends a byte, an HTTP/1.1 keep-alive connection left open, an
 //!   HTTP/2 connection with no stream (a client that sent only the preface). Partial requests
@@ -35,6 +37,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Descriptors kept out of the listeners' reach: the store (sled's files, the journal), CRL
 /// files being written, the admin socket and its clients, the runtime's own.
 pub const RESERVED_FDS: usize = 256;
+
+/// A connection that has sent something this recently is never evicted for a newcomer.
+pub const MIN_QUIET: Duration = Duration::from_millis(500);
 
 /// What one listener admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +83,21 @@ pub struct Gate {
     open: AtomicUsize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
     refused: AtomicU64,
+    evicted: AtomicU64,
+    /// The open connections' watches, to pick whom to evict when full.
+    conns: Mutex<HashMap<u64, Arc<Heard>>>,
+    next_id: AtomicU64,
 }
 
-/// An admitted connection's place at its [`Gate`]; dropping it frees the place.
+/// An admitted connection's place at its [`Gate`]; dropping it frees the place. Serve the
+/// connection's I/O through [`Ticket::io`] and stop serving it when [`Ticket::closing`]
+/// resolves (silent for the idle time, or evicted for a newcomer).
 #[derive(Debug)]
 pub struct Ticket {
     gate: Arc<Gate>,
     client: Option<IpAddr>,
+    id: u64,
+    heard: Arc<Heard>,
 }
 
 impl Gate {
@@ -94,6 +107,9 @@ impl Gate {
             open: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
         })
     }
 
@@ -102,35 +118,80 @@ impl Gate {
     }
 
     /// A place for a connection from `client` (`None`: a local socket, counted in all only),
-    /// or `None` when a cap is reached — close the connection then.
+    /// or `None` when it must be closed: its address is at [`Limits::max_per_client`], or the
+    /// listener is full and every open connection spoke within [`MIN_QUIET`]. When the
+    /// listener is full, the connection quiet the longest is evicted to make room.
     pub fn admit(self: &Arc<Self>, client: Option<IpAddr>) -> Option<Ticket> {
         let refuse = || {
             self.refused.fetch_add(1, Ordering::Relaxed);
             None
         };
-        if self
-            .open
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.limits.max_connections).then_some(n + 1)
-            })
-            .is_err()
-        {
-            return refuse();
-        }
         if let Some(ip) = client {
             let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
             let n = per.entry(ip).or_insert(0);
             if *n >= self.limits.max_per_client {
-                drop(per);
-                self.open.fetch_sub(1, Ordering::SeqCst);
                 return refuse();
             }
             *n += 1;
         }
+        let full = self
+            .open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limits.max_connections).then_some(n + 1)
+            })
+            .is_err();
+        if full {
+            if self.evict_quietest() {
+                self.open.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.release_client(client);
+                return refuse();
+            }
+        }
+        let heard = Arc::new(Heard::new());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::clone(&heard));
         Some(Ticket {
             gate: Arc::clone(self),
             client,
+            id,
+            heard,
         })
+    }
+
+    /// Evicts the open connection that has been quiet the longest, if it has been quiet for
+    /// at least [`MIN_QUIET`] and is not being evicted already; says whether it did.
+    fn evict_quietest(&self) -> bool {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let quietest = conns
+            .values()
+            .filter(|h| !h.evicted.load(Ordering::SeqCst))
+            .map(|h| (h.since_last(), h))
+            .max_by_key(|(quiet, _)| *quiet);
+        match quietest {
+            Some((quiet, h)) if quiet >= MIN_QUIET => {
+                h.evicted.store(true, Ordering::SeqCst);
+                h.evict.notify_one();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn release_client(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per.remove(&ip);
+                }
+            }
+        }
     }
 
     /// Connections open now.
@@ -142,23 +203,40 @@ impl Gate {
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
+
+    /// Connections evicted to make room for newcomers since the gate was made.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
+
+impl Ticket {
+    /// The connection's I/O, noting when something is read from the client.
+    pub fn io<T>(&self, inner: T) -> Idle<T> {
+        Idle {
+            inner,
+            heard: Arc::clone(&self.heard),
+        }
+    }
+
+    /// Resolves when the connection must be closed: nothing read for the listener's idle
+    /// time, or evicted for a newcomer.
+    pub async fn closing(&self) {
+        tokio::select! {
+            () = self.heard.silent_for(self.gate.limits.idle) => {}
+            () = self.heard.evict.notified() => {}
+        }
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(ip) = self.client {
-            let mut per = self
-                .gate
-                .per_client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = per.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    per.remove(&ip);
-                }
-            }
-        }
+        self.gate
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        self.gate.release_client(self.client);
         self.gate.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -176,9 +254,21 @@ pub struct Heard {
     start: Instant,
     /// Milliseconds from `start` to the last read that returned data.
     last_ms: AtomicU64,
+    /// Signalled when the connection is evicted for a newcomer.
+    evict: tokio::sync::Notify,
+    evicted: std::sync::atomic::AtomicBool,
 }
 
 impl Heard {
+    fn new() -> Heard {
+        Heard {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            evict: tokio::sync::Notify::new(),
+            evicted: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     fn since_last(&self) -> Duration {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         self.start.elapsed().saturating_sub(last)
@@ -200,10 +290,7 @@ impl<T> Idle<T> {
     /// Wraps `inner`; the returned [`Heard`] resolves [`Heard::silent_for`] when the client
     /// has gone quiet.
     pub fn new(inner: T) -> (Idle<T>, Arc<Heard>) {
-        let heard = Arc::new(Heard {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        });
+        let heard = Arc::new(Heard::new());
         (
             Idle {
                 inner,
@@ -284,6 +371,37 @@ mod tests {
         drop(t1);
         assert_eq!(g.open(), 2);
         let _t4 = g.admit(Some(a)).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_listener_evicts_its_quietest_connection_for_a_newcomer() {
+        let g = Gate::new(Limits {
+            max_connections: 2,
+            max_per_client: 2,
+            idle: Duration::from_secs(60),
+        });
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let quiet = g.admit(Some(a)).unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let talking = g.admit(Some(a)).unwrap();
+        // Full, but the first has been quiet for 2 s: it makes room for a newcomer.
+        let (mut client, server) = tokio::io::duplex(16);
+        let mut io = talking.io(server);
+        client.write_all(b"x").await.unwrap();
+        io.read_exact(&mut [0u8; 1]).await.unwrap();
+        let newcomer = g.admit(Some(b)).expect("the quietest is evicted");
+        tokio::time::timeout(Duration::from_millis(1), quiet.closing())
+            .await
+            .expect("the evicted connection is told to close");
+        assert_eq!(g.evicted(), 1);
+        drop(quiet);
+        assert_eq!(g.open(), 2);
+        // Everyone spoke within MIN_QUIET: a further newcomer is refused, nobody evicted.
+        assert!(g.admit(Some(b)).is_none());
+        assert_eq!((g.evicted(), g.refused()), (1, 1));
+        drop((talking, newcomer));
+        assert_eq!(g.open(), 0);
     }
 
     #[test]

@@ -267,9 +267,9 @@ pub async fn serve_with<H, F>(
 }
 
 /// The server loop for any handler: HTTP/1.1 and HTTP/2 (auto), a header-read timeout (also
-/// the TLS handshake timeout), connections admitted through `gate` (caps in all and per
-/// client address; one over a cap is closed at once) and closed when the client has sent
-/// nothing for the gate's idle time, back-off on accept errors, and a graceful stop that lets
+/// the TLS handshake timeout), connections admitted through `gate` (a cap per client
+/// address; a full listener evicts its quietest connection for a newcomer) and closed when the
+/// client has sent nothing for the gate's idle time, back-off on accept errors, and a graceful stop that lets
 /// open connections finish for up to 5 s. `jpki serve` uses it for its public listener, which
 /// routes `/crl/` to the CRL publisher and the rest here.
 pub async fn serve_guarded<H, F>(
@@ -294,7 +294,6 @@ pub async fn serve_guarded<H, F>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let idle = gate.limits().idle;
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -315,7 +314,7 @@ pub async fn serve_guarded<H, F>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (stream, heard) = conn_guard::Idle::new(stream);
+        let stream = ticket.io(stream);
         let handler = handler.clone();
         let svc = service_fn(move |req| {
             let answer = handler(req);
@@ -325,7 +324,6 @@ pub async fn serve_guarded<H, F>(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _ticket = ticket;
             let served = async {
                 match tls {
                     None => {
@@ -358,8 +356,8 @@ pub async fn serve_guarded<H, F>(
             };
             tokio::select! {
                 () = served => {}
-                () = heard.silent_for(idle) => {
-                    tracing::debug!(%peer, "idle connection closed");
+                () = ticket.closing() => {
+                    tracing::debug!(%peer, "idle or evicted connection closed");
                 }
             }
         });

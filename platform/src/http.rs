@@ -377,7 +377,6 @@ impl Api {
         gate: Arc<conn_guard::Gate>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        let idle = gate.limits().idle;
         let acceptor = TlsAcceptor::from(self.tls.clone());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -398,13 +397,12 @@ impl Api {
                         continue;
                     };
                     let _ = tcp.set_nodelay(true);
-                    let (tcp, heard) = conn_guard::Idle::new(tcp);
+                    let tcp = ticket.io(tcp);
                     let api = self.clone();
                     let acceptor = acceptor.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                      let _ticket = ticket;
-                      let served = async move {
+                                            let served = async move {
                         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(t)) => t,
                             Ok(Err(e)) => {
@@ -441,8 +439,8 @@ impl Api {
                       };
                       tokio::select! {
                           () = served => {}
-                          () = heard.silent_for(idle) => {
-                              tracing::debug!(%peer, "idle PF connection closed");
+                          () = ticket.closing() => {
+                              tracing::debug!(%peer, "idle or evicted PF connection closed");
                           }
                       }
                     });
