@@ -618,6 +618,16 @@ trait Reads {
             )?
             .is_some())
     }
+    /// Every record of `table`, in id order (byte order).
+    fn records_in<T: serde::de::DeserializeOwned>(&self, table: &str) -> Result<Vec<T>> {
+        self.rows(
+            &format!("SELECT record FROM {table} ORDER BY id COLLATE \"C\""),
+            &[],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
+    }
     fn record_of<T: serde::de::DeserializeOwned>(
         &self,
         table: &str,
@@ -876,29 +886,15 @@ impl Storage for PgStorage {
     }
 
     fn operators(&self) -> Result<Vec<Operator>> {
-        self.query(
-            "SELECT record FROM operators ORDER BY id COLLATE \"C\"",
-            &[],
-        )?
-        .iter()
-        .map(|row| json(row, "record"))
-        .collect()
+        self.records_in("operators")
     }
 
     fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
-        self.query_opt("SELECT record FROM service_providers WHERE id = $1", &[&id])?
-            .map(|row| json(&row, "record"))
-            .transpose()
+        self.record_of("service_providers", id)
     }
 
     fn service_providers(&self) -> Result<Vec<ServiceProvider>> {
-        self.query(
-            "SELECT record FROM service_providers ORDER BY id COLLATE \"C\"",
-            &[],
-        )?
-        .iter()
-        .map(|row| json(row, "record"))
-        .collect()
+        self.records_in("service_providers")
     }
 
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
