@@ -85,7 +85,7 @@ fn card_renewal_supersedes_both() {
         "--id",
         &id,
         "--card-expiry",
-        "2040-02-17",
+        "2036-02-17",
     ]);
     assert!(statuses(&env, &id)
         .iter()
@@ -202,7 +202,7 @@ fn validity_is_capped_by_the_card_and_the_auth_certificate() {
         "--id",
         &id,
         "--card-expiry",
-        "2040-01-01",
+        "2036-01-01",
     ]);
     let (_a2, auth2) = env.csr("a2", 2048);
     let a2 = env.issue(&id, "auth", &auth2);

@@ -30,6 +30,18 @@ pub enum Request {
         hierarchy: Hierarchy,
     },
     ResidentAdd(NewResident),
+    /// A registration with options: a duplicate allowed with its reason.
+    ResidentAddWith {
+        resident: NewResident,
+        #[serde(default)]
+        allow_duplicate: Option<String>,
+    },
+    /// Many registrations, all or none (`jpki resident import`).
+    ResidentImport {
+        rows: Vec<NewResident>,
+        #[serde(default)]
+        dry_run: bool,
+    },
     ResidentShow {
         id: String,
     },
@@ -42,6 +54,8 @@ pub enum Request {
         resident: String,
         kind: Hierarchy,
         csr_base64: String,
+        #[serde(default)]
+        overrides: crate::authority::IssueOverrides,
     },
     Revoke {
         serial: String,
@@ -95,6 +109,23 @@ impl Authority {
                 Ok(json!({ "pem": crate::records::pem(&self.root(hierarchy).der) }))
             }
             Request::ResidentAdd(r) => Ok(json!({ "id": self.resident_add(&r)? })),
+            Request::ResidentAddWith {
+                resident,
+                allow_duplicate,
+            } => Ok(json!({
+                "id": self.resident_add_with(&resident, allow_duplicate.as_deref())?
+            })),
+            Request::ResidentImport { rows, dry_run } => Ok(match self.resident_import(&rows, dry_run) {
+                Ok(ids) => json!({ "accepted": ids, "refused": [], "dry_run": dry_run }),
+                Err(refused) => json!({
+                    "accepted": [],
+                    "refused": refused
+                        .iter()
+                        .map(|(row, e)| json!({ "row": row + 1, "code": e.code(), "error": e.to_string() }))
+                        .collect::<Vec<_>>(),
+                    "dry_run": dry_run,
+                }),
+            }),
             Request::ResidentShow { id } => to_value(self.resident_view(&id)?),
             Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
@@ -102,11 +133,12 @@ impl Authority {
                 resident,
                 kind,
                 csr_base64,
+                overrides,
             } => {
                 let csr = base64::engine::general_purpose::STANDARD
                     .decode(csr_base64)
                     .map_err(|_| Error::Csr("not base64".into()))?;
-                to_value(self.issue(&resident, kind, &csr)?)
+                to_value(self.issue_with(&resident, kind, &csr, &overrides)?)
             }
             Request::Revoke {
                 serial,

@@ -70,6 +70,12 @@ pub enum Error {
     /// certificates only.
     #[error("serial {0} is an infrastructure certificate (a root or an OCSP signer), not a holder's certificate: `jpki revoke` and `jpki hold` cannot touch it")]
     NotHolderCertificate(String),
+    /// An eligibility rule of the policy's `[eligibility]` section refuses the request.
+    #[error("refused: {0}")]
+    Ineligible(policies::eligibility::Ineligible),
+    /// Someone with the same name, date of birth and address is already registered.
+    #[error("resident {0} is already registered with the same name, date of birth and address; pass --allow-duplicate REASON if this is a different person")]
+    DuplicateResident(String),
 }
 
 impl Error {
@@ -101,6 +107,14 @@ impl Error {
             Error::Io { .. } => "io",
             Error::KeyBlocked(_) => "key_blocked",
             Error::NotHolderCertificate(_) => "not_holder_certificate",
+            Error::Ineligible(i) => match i {
+                policies::eligibility::Ineligible::TooYoungToSign { .. } => "too_young_to_sign",
+                policies::eligibility::Ineligible::CardTooLong { .. } => "card_too_long",
+                policies::eligibility::Ineligible::OutsideRenewalWindow { .. } => {
+                    "outside_renewal_window"
+                }
+            },
+            Error::DuplicateResident(_) => "duplicate_resident",
         }
     }
 

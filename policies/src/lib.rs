@@ -6,6 +6,8 @@
 //! * [`policy`] — the operator's policy file (TOML, an embedded default), validated at load;
 //! * [`model`] — hierarchies, certificate kinds, revocation reasons, the four attributes;
 //! * [`era`] — the era digit of the `EYYYYMMDD` date of birth;
+//! * [`eligibility`] — who may have which certificate and when: the signing age, the card's
+//!   life by age, the renewal window;
 //! * [`validity`] — notAfter: the 5th (6th) birthday rule, capped by the card and the
 //!   authentication certificate;
 //! * [`lifecycle`] — which resident-register event revokes which certificate, with which reason;
@@ -49,6 +51,7 @@
 //! * `sha1`: RFC 5280 §4.2.1.2 method (1) key identifiers.
 
 pub mod clock;
+pub mod eligibility;
 pub mod era;
 pub mod error;
 pub mod lifecycle;

@@ -30,6 +30,9 @@ pub struct Policy {
     pub crl: CrlSection,
     pub ocsp: OcspSection,
     pub limits: Limits,
+    /// Absent in policy files written before it existed: the real service's rules.
+    #[serde(default)]
+    pub eligibility: crate::eligibility::EligibilitySection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,6 +162,7 @@ impl Policy {
         if !ca.cps_uri.is_ascii() {
             return Err(field("ca.cps_uri", "must be ASCII (it is an IA5String)"));
         }
+        self.eligibility.validate()?;
         parse_oid("signing.policy_oid", &self.signing.policy_oid)?;
         parse_oid("auth.policy_oid", &self.auth.policy_oid)?;
         let v = &self.validity;

@@ -14,6 +14,7 @@
 //! `jpki sp …`, `jpki resident access-log`). The library crates have no command-line parser;
 //! all of clap is here.
 
+pub mod import;
 pub mod operator;
 pub mod token;
 pub mod verify;
@@ -95,6 +96,15 @@ pub enum Command {
         /// Also write the certificate (PEM) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Issue a signing certificate to a holder under the signing age (policy
+        /// `eligibility.signing_min_age`, 15 by default), with the reason, e.g. "application by
+        /// legal representative"; audited.
+        #[arg(long, value_name = "REASON")]
+        minor_signing: Option<String>,
+        /// Issue while the holder's current certificate of the kind has more than the renewal
+        /// window (policy `validity.renewal_window_months`) to run, with the reason; audited.
+        #[arg(long, value_name = "REASON")]
+        early_renewal: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -176,6 +186,12 @@ pub enum Command {
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script, e.g. `jpki completions bash > /etc/bash_completion.d/jpki`
+    /// or `jpki completions zsh > "${fpath[1]}/_jpki"`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The delegated OCSP signers: renew by hand or from cron (`jpki serve` renews them by
     /// itself), show how long each certificate the service depends on has left.
     #[command(subcommand)]
@@ -219,8 +235,27 @@ pub enum ResidentCommand {
         prefecture: String,
         #[arg(long)]
         municipality: String,
+        /// The card's expiry, YYYY-MM-DD: at most the holder's 10th birthday after today (the
+        /// 5th for a minor), as the policy's `[eligibility]` says.
         #[arg(long, value_parser = parse_date)]
         card_expiry: Date,
+        /// Register even though someone with the same name, date of birth and address is
+        /// registered (e.g. "different person: namesake at the same care home"); the reason is
+        /// kept in the history and the audit trail.
+        #[arg(long, value_name = "REASON")]
+        allow_duplicate: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register many residents from a CSV file, all or none: every row is checked first and
+    /// a report of accepted and refused rows printed. Header row:
+    /// name,birth,sex,address,prefecture,municipality,card_expiry (dates YYYY-MM-DD, sex 1/2/9).
+    Import {
+        /// The CSV file (UTF-8).
+        file: PathBuf,
+        /// Check every row against the register and print the report, registering nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -748,6 +783,12 @@ pub fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         // The token works on its own file; it needs no data directory.
         Command::Token(cmd) => return Ok(token::run(cmd, OffsetDateTime::now_utc())?),
+        // Completions describe the command line; they need no data directory either.
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "jpki", &mut std::io::stdout());
+            return Ok(());
+        }
         command => Cli {
             command,
             data: cli.data,
@@ -791,6 +832,8 @@ pub fn run(cli: Cli) -> Result<()> {
             kind,
             csr,
             out,
+            minor_signing,
+            early_renewal,
             json,
         } => {
             let bytes =
@@ -804,6 +847,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     resident: resident.clone(),
                     kind: *kind,
                     csr_base64,
+                    overrides: ca::authority::IssueOverrides {
+                        minor_signing: minor_signing.clone(),
+                        early_renewal: early_renewal.clone(),
+                    },
                 },
             )?)?;
             if let Some(path) = out {
@@ -1171,8 +1218,8 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", operator::sp_output(cmd, &v)?);
             Ok(())
         }
-        // Token commands were dispatched above, before any store is opened.
-        Command::Token(_) => Ok(()),
+        // Token and completions commands were dispatched above, before any store is opened.
+        Command::Token(_) | Command::Completions { .. } => Ok(()),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
         Command::Bench(BenchCommand::Issue {
             count,
@@ -1201,19 +1248,23 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
             prefecture,
             municipality,
             card_expiry,
+            allow_duplicate,
             json,
         } => {
             let v = call(
                 cli,
-                Request::ResidentAdd(NewResident {
-                    name: name.clone(),
-                    birth: *birth,
-                    sex: *sex,
-                    address: address.clone(),
-                    prefecture: prefecture.clone(),
-                    municipality: municipality.clone(),
-                    card_expiry: *card_expiry,
-                }),
+                Request::ResidentAddWith {
+                    resident: NewResident {
+                        name: name.clone(),
+                        birth: *birth,
+                        sex: *sex,
+                        address: address.clone(),
+                        prefecture: prefecture.clone(),
+                        municipality: municipality.clone(),
+                        card_expiry: *card_expiry,
+                    },
+                    allow_duplicate: allow_duplicate.clone(),
+                },
             )?;
             return print(*json, &v, |v| {
                 format!(
@@ -1221,6 +1272,56 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                     v["id"].as_str().unwrap_or_default()
                 )
             });
+        }
+        ResidentCommand::Import {
+            file,
+            dry_run,
+            json,
+        } => {
+            let report = match import::read(file)? {
+                Err(refused) => serde_json::json!({ "accepted": [], "refused": refused, "dry_run": dry_run }),
+                Ok(rows) => call(
+                    cli,
+                    Request::ResidentImport {
+                        rows,
+                        dry_run: *dry_run,
+                    },
+                )?,
+            };
+            let refused = report["refused"].as_array().map_or(0, Vec::len);
+            print(*json, &report, |r| {
+                let mut s = String::new();
+                for x in r["refused"].as_array().into_iter().flatten() {
+                    s.push_str(&format!(
+                        "row {}: {}\n",
+                        x["row"],
+                        x["error"].as_str().unwrap_or_default()
+                    ));
+                }
+                let accepted = r["accepted"].as_array().map_or(0, Vec::len);
+                s.push_str(&if refused > 0 {
+                    format!("{refused} row(s) refused; nothing was registered")
+                } else if *dry_run {
+                    format!("{accepted} row(s) would be registered (dry run: nothing was registered)")
+                } else {
+                    let ids: Vec<&str> = r["accepted"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                        .collect();
+                    format!("registered {accepted} resident(s): {}", ids.join(" "))
+                });
+                s
+            })?;
+            if refused > 0 {
+                return Err(Error::Invalid(format!(
+                    "{}: {refused} row(s) refused; nothing was registered",
+                    file.display()
+                ))
+                .into());
+            }
+            return Ok(());
         }
         ResidentCommand::Search {
             name,

@@ -11,7 +11,7 @@ use aws_lc_rs::rand::SecureRandom;
 
 use super::{serial_hex, Authority, Revocation};
 use crate::error::{Error, Result};
-use crate::records::{HistoryLine, Resident, ResidentState, State, StatusRecord};
+use crate::records::{Change, HistoryLine, Resident, ResidentState, State, StatusRecord};
 use crate::storage::{self, Scheduled, ScheduledKind};
 
 /// A new resident.
@@ -91,6 +91,17 @@ pub struct EventOutcome {
     pub scheduled: Option<Date>,
 }
 
+/// An override's reason: what the audit trail keeps of why a rule was set aside.
+pub(crate) fn check_reason(why: &str) -> Result<()> {
+    let n = why.trim().chars().count();
+    if !(3..=200).contains(&n) || why.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "an override needs a reason of 3 to 200 printable characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_place(field: &str, v: &str) -> Result<()> {
     let n = v.chars().count();
     if v.trim().is_empty() || n > 64 || v.chars().any(char::is_control) {
@@ -101,8 +112,109 @@ fn check_place(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Two registrations of the same person: the same name (spaces ignored), date of birth and
+/// address.
+fn same_person(a: &Attributes, b: &Attributes) -> bool {
+    let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    a.birth() == b.birth()
+        && squeeze(a.name()) == squeeze(b.name())
+        && squeeze(a.address()) == squeeze(b.address())
+}
+
 impl Authority {
+    /// Registers a resident (see [`Authority::resident_add_with`]); a second registration of
+    /// the same person is refused.
     pub fn resident_add(&self, r: &NewResident) -> Result<String> {
+        self.resident_add_with(r, None)
+    }
+
+    /// Registers a resident: the four attributes checked, the card's expiry within its life
+    /// for the holder's age (policy `[eligibility]`), and no one already registered with the
+    /// same name, date of birth and address — unless `allow_duplicate` gives the reason
+    /// (recorded in the history and the audit trail).
+    pub fn resident_add_with(&self, r: &NewResident, allow_duplicate: Option<&str>) -> Result<String> {
+        let resident = self.new_resident(r, allow_duplicate)?;
+        let id = resident.id.clone();
+        // One registration at a time in this process, so two clerks registering the same
+        // person at once cannot both pass the duplicate check.
+        let _one_at_a_time = self
+            .registration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if allow_duplicate.is_none() {
+            self.refuse_duplicate(&resident.attributes)?;
+        }
+        let now = resident.history[0].at;
+        let detail = allow_duplicate
+            .map(|why| format!("duplicate allowed: {why}"))
+            .unwrap_or_default();
+        self.storage.transact(&|t| {
+            t.put_resident(&resident)?;
+            storage::audit(t, now, "resident-add", &id, &detail)
+        })?;
+        Ok(id)
+    }
+
+    /// Registers many residents at once (a company applying for its staff): every row is
+    /// checked first — attributes, card expiry, duplicates in the register and within the
+    /// rows — and then all are written in one unit of work, or none (`dry_run`: none, after
+    /// the same checks). Returns the new ids in row order, or every refused row (0-based)
+    /// with its reason.
+    pub fn resident_import(
+        &self,
+        rows: &[NewResident],
+        dry_run: bool,
+    ) -> std::result::Result<Vec<String>, Vec<(usize, Error)>> {
+        let mut refused = Vec::new();
+        let mut ready = Vec::new();
+        let _one_at_a_time = self
+            .registration
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (i, r) in rows.iter().enumerate() {
+            let checked = self.new_resident(r, None).and_then(|res| {
+                self.refuse_duplicate(&res.attributes)?;
+                if let Some(j) = ready
+                    .iter()
+                    .position(|(_, o): &(usize, Resident)| same_person(&o.attributes, &res.attributes))
+                {
+                    return Err(Error::Invalid(format!(
+                        "the same person as row {} (same name, date of birth and address)",
+                        ready[j].0 + 1
+                    )));
+                }
+                Ok(res)
+            });
+            match checked {
+                Ok(res) => ready.push((i, res)),
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        if ready.is_empty() {
+            return Err(vec![(0, Error::Invalid("the file has no residents".into()))]);
+        }
+        if dry_run {
+            return Ok(ready.into_iter().map(|(_, r)| r.id).collect());
+        }
+        let now = self.clock.now();
+        let written = self.storage.transact(&|t| {
+            for (_, res) in &ready {
+                t.put_resident(res)?;
+                storage::audit(t, now, "resident-add", &res.id, "bulk import")?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(ready.into_iter().map(|(_, r)| r.id).collect()),
+            Err(e) => Err(vec![(0, e)]),
+        }
+    }
+
+    /// The register record of a new resident, checked but not yet written.
+    fn new_resident(&self, r: &NewResident, override_reason: Option<&str>) -> Result<Resident> {
         let now = self.clock.now();
         let today = validity::jst_date(now);
         let attributes = Attributes::new(
@@ -121,13 +233,20 @@ impl Authority {
                 r.card_expiry
             )));
         }
+        self.policy
+            .eligibility
+            .card_expiry(r.birth, today, r.card_expiry)
+            .map_err(Error::Ineligible)?;
+        if let Some(why) = override_reason {
+            check_reason(why)?;
+        }
         let mut idb = [0u8; 8];
         self.rng
             .fill(&mut idb)
             .map_err(|_| Error::Invalid("OS random generator failed".into()))?;
         let id = format!("R{}", hex::encode_upper(idb));
-        let resident = Resident {
-            id: id.clone(),
+        Ok(Resident {
+            id,
             attributes,
             prefecture: r.prefecture.clone(),
             municipality: r.municipality.clone(),
@@ -140,14 +259,32 @@ impl Authority {
                 at: now,
                 event: "registered".into(),
                 certificates: vec![],
+                changes: vec![],
+                office: Some(r.municipality.clone()),
+                override_reason: override_reason.map(str::to_owned),
             }],
             current: Default::default(),
-        };
-        self.storage.transact(&|t| {
-            t.put_resident(&resident)?;
-            storage::audit(t, now, "resident-add", &id, "")
+        })
+    }
+
+    /// Refuses a registration of someone already in the register (same name, date of birth
+    /// and address; a deceased resident's record does not count). A scan of the register: an
+    /// index by name and birth date is the national-scale follow-up, as for the search.
+    fn refuse_duplicate(&self, new: &Attributes) -> Result<()> {
+        let mut existing = None;
+        self.storage.for_each_resident(&mut |r: Resident| {
+            if existing.is_none()
+                && r.state != ResidentState::Deceased
+                && same_person(&r.attributes, new)
+            {
+                existing = Some(r.id);
+            }
+            Ok(())
         })?;
-        Ok(id)
+        match existing {
+            Some(id) => Err(Error::DuplicateResident(id)),
+            None => Ok(()),
+        }
     }
 
     /// Applies a resident-register event and the revocations its rule demands, in one
@@ -268,6 +405,10 @@ impl Authority {
                         "card expiry {card_expiry} has already passed"
                     )));
                 }
+                self.policy
+                    .eligibility
+                    .card_expiry(a.birth(), today, *card_expiry)
+                    .map_err(Error::Ineligible)?;
                 after.card_expiry = *card_expiry;
                 after.card_lost = false;
             }
@@ -326,6 +467,9 @@ impl Authority {
                 .iter()
                 .map(|(_, _, r)| format!("{}:{}", r.hierarchy, r.serial))
                 .collect(),
+            changes: Change::between(&before, &after),
+            office: Some(after.municipality.clone()),
+            override_reason: None,
         });
         let departure = scheduled.map(|d| Scheduled {
             at: departure_instant(d),

@@ -41,6 +41,19 @@ pub struct Issued {
     pub der: Vec<u8>,
 }
 
+/// Eligibility rules an operator sets aside for one issuance, each with the reason the audit
+/// trail keeps (policy `[eligibility]`, [`policies::eligibility`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IssueOverrides {
+    /// A signing certificate for a holder under the signing age: the legal representative's
+    /// application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor_signing: Option<String>,
+    /// A new certificate while the current one of the kind is outside the renewal window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_renewal: Option<String>,
+}
+
 /// Refuses a public key already certified to someone else: `owner` is whom the key is
 /// certified to, if anyone, and `asking` the holder and kind asking.
 fn key_is_theirs(owner: Option<KeyOwner>, asking: &KeyOwner) -> Result<()> {
@@ -71,16 +84,36 @@ struct Prepared {
     counter: u64,
     /// The holder's live certificate of the kind, which this one supersedes.
     previous: Option<CertRecord>,
+    /// The eligibility rules set aside, with their reasons, for the audit record.
+    overridden: Vec<String>,
     der: Vec<u8>,
 }
 
 impl Authority {
     /// Issues a certificate of `h` to a resident from a CSR (PEM or DER).
     pub fn issue(&self, resident_id: &str, h: Hierarchy, csr_bytes: &[u8]) -> Result<Issued> {
+        self.issue_with(resident_id, h, csr_bytes, &IssueOverrides::default())
+    }
+
+    /// [`Authority::issue`], with eligibility rules set aside as `overrides` says (each
+    /// reason is recorded in the issuance's audit record).
+    pub fn issue_with(
+        &self,
+        resident_id: &str,
+        h: Hierarchy,
+        csr_bytes: &[u8],
+        overrides: &IssueOverrides,
+    ) -> Result<Issued> {
+        for why in [&overrides.minor_signing, &overrides.early_renewal]
+            .into_iter()
+            .flatten()
+        {
+            super::events::check_reason(why)?;
+        }
         let csr = csr::verify(csr_bytes, self.policy.limits.min_rsa_bits)?;
         let _one_at_a_time = self.lock_resident(resident_id);
         for _ in 0..10 {
-            let p = self.prepare(resident_id, h, &csr)?;
+            let p = self.prepare(resident_id, h, &csr, overrides)?;
             match self.storage.transact(&|t| self.commit_issue(&p, t)) {
                 Err(Error::Retry) => continue,
                 Err(e) => return Err(e),
@@ -94,7 +127,13 @@ impl Authority {
 
     /// Everything an issuance does before its transaction: the resident's state and rules,
     /// the validity, the TBS, the lint and the signature.
-    fn prepare(&self, resident_id: &str, h: Hierarchy, csr: &csr::VerifiedCsr) -> Result<Prepared> {
+    fn prepare(
+        &self,
+        resident_id: &str,
+        h: Hierarchy,
+        csr: &csr::VerifiedCsr,
+        overrides: &IssueOverrides,
+    ) -> Result<Prepared> {
         let now = self.clock.now();
         let resident: Resident = self.resident(resident_id)?;
         match resident.state {
@@ -131,6 +170,7 @@ impl Authority {
             Ok(good.then_some(c))
         };
         let previous = live(h)?;
+        let overridden = self.eligible(&resident, h, previous.as_ref(), now, overrides)?;
         let auth_not_after = if h == Hierarchy::Signing {
             live(Hierarchy::Auth)?.map(|c| c.not_after)
         } else {
@@ -213,8 +253,52 @@ impl Authority {
             record,
             counter,
             previous,
+            overridden,
             der,
         })
+    }
+
+    /// The eligibility rules (policy `[eligibility]`): the signing age and the renewal window,
+    /// each refused unless `overrides` gives a reason. Returns the rules set aside.
+    fn eligible(
+        &self,
+        resident: &Resident,
+        h: Hierarchy,
+        previous: Option<&CertRecord>,
+        now: OffsetDateTime,
+        overrides: &IssueOverrides,
+    ) -> Result<Vec<String>> {
+        let rules = &self.policy.eligibility;
+        let mut overridden = Vec::new();
+        let mut check = |verdict: std::result::Result<(), policies::eligibility::Ineligible>,
+                         reason: &Option<String>,
+                         rule: &str| {
+            match (verdict, reason) {
+                (Ok(()), _) => Ok(()),
+                (Err(_), Some(why)) => {
+                    overridden.push(format!("{rule} overridden: {why}"));
+                    Ok(())
+                }
+                (Err(e), None) => Err(Error::Ineligible(e)),
+            }
+        };
+        if h == Hierarchy::Signing {
+            let today = validity::jst_date(now);
+            check(
+                rules.may_sign(resident.attributes.birth(), today),
+                &overrides.minor_signing,
+                "signing age",
+            )?;
+        }
+        if let Some(prev) = previous {
+            let window = self.policy.validity.renewal_window_months;
+            check(
+                rules.renewal(prev.not_after, now, window),
+                &overrides.early_renewal,
+                "renewal window",
+            )?;
+        }
+        Ok(overridden)
     }
 
     /// The issuance's transaction: checks that nothing it relied on changed, then records the
@@ -249,10 +333,14 @@ impl Authority {
             "issue",
             &format!("{}:{}", p.h, serial_hex(&p.serial)),
             &format!(
-                "{} for {}, notAfter {}",
+                "{} for {}, notAfter {}{}",
                 CertKind::of(p.h).as_str(),
                 p.resident_id,
-                p.not_after
+                p.not_after,
+                p.overridden
+                    .iter()
+                    .map(|o| format!("; {o}"))
+                    .collect::<String>()
             ),
         )?;
         if let Some(old) = &p.previous {

@@ -36,7 +36,7 @@ use crate::signers::Signers;
 use crate::storage::Storage;
 
 pub use events::{Event, EventOutcome, NewResident};
-pub use issue::Issued;
+pub use issue::{IssueOverrides, Issued};
 pub use query::{
     CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary, ResidentView,
 };
@@ -69,6 +69,9 @@ pub struct Authority {
     resident_locks: Vec<std::sync::Mutex<()>>,
     /// Renewals of infrastructure certificates run one at a time in this process.
     renew_lock: std::sync::Mutex<()>,
+    /// Registrations run one at a time in this process (the duplicate check reads the
+    /// register before writing).
+    registration: std::sync::Mutex<()>,
 }
 
 /// Told of every revocation and hold once it is durable and before the operation returns:
@@ -173,6 +176,7 @@ impl Authority {
             listener: OnceLock::new(),
             resident_locks: (0..1024).map(|_| std::sync::Mutex::new(())).collect(),
             renew_lock: std::sync::Mutex::new(()),
+            registration: std::sync::Mutex::new(()),
         })
     }
 

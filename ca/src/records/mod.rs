@@ -154,13 +154,71 @@ pub enum ResidentState {
     Deceased,
 }
 
-/// One line of a resident's history: which event, when, which certificates it touched.
+/// One line of a resident's history: which event, when, which certificates it touched, what
+/// changed (before → after) and which municipal office acted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryLine {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub event: String,
     pub certificates: Vec<String>,
+    /// The register fields the event changed (absent in records written before this existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// The municipality whose office recorded the event: the holder's municipality after it
+    /// (for a move, the office of the new address, which takes the 転入届).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office: Option<String>,
+    /// Why an eligibility rule was overridden or a duplicate registration allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
+}
+
+/// One register field an event changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub field: String,
+    pub before: String,
+    pub after: String,
+}
+
+impl Change {
+    /// The fields that differ between two versions of a resident, in a fixed order.
+    pub fn between(before: &Resident, after: &Resident) -> Vec<Change> {
+        let (a, b) = (&before.attributes, &after.attributes);
+        let sex = |s: policies::Sex| s.digit().to_string();
+        let state = |s: ResidentState| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{s:?}"))
+        };
+        let pairs = [
+            ("name", a.name().to_owned(), b.name().to_owned()),
+            ("birth", a.birth().to_string(), b.birth().to_string()),
+            ("sex", sex(a.sex()), sex(b.sex())),
+            ("address", a.address().to_owned(), b.address().to_owned()),
+            ("prefecture", before.prefecture.clone(), after.prefecture.clone()),
+            ("municipality", before.municipality.clone(), after.municipality.clone()),
+            ("card_expiry", before.card_expiry.to_string(), after.card_expiry.to_string()),
+            ("state", state(before.state), state(after.state)),
+            ("card_lost", before.card_lost.to_string(), after.card_lost.to_string()),
+            (
+                "departure",
+                before.departure.map(|d| d.to_string()).unwrap_or_default(),
+                after.departure.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, x, y)| x != y)
+            .map(|(f, x, y)| Change {
+                field: f.to_owned(),
+                before: x,
+                after: y,
+            })
+            .collect()
+    }
 }
 
 /// A resident-register record (住民基本台帳 / 戸籍の附票 for emigrants).

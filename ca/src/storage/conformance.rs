@@ -434,6 +434,9 @@ fn resident(id: &str, version: u64) -> Resident {
             at: at(version as i64),
             event: format!("v{version}"),
             certificates: vec![format!("signing:{version:02X}")],
+            changes: vec![],
+            office: None,
+            override_reason: None,
         }],
         current: Default::default(),
     }
