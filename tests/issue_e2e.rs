@@ -232,7 +232,18 @@ fn renewal_supersedes_and_keys_stay_with_their_holder() {
     let b = env.add_resident("鈴木　二", "1971-01-01");
     let (_k, csr) = env.csr("k", 2048);
     let first = env.issue(&a, "auth", &csr);
-    let second = env.issue(&a, "auth", &csr);
+    // Years before the renewal window opens: an early renewal needs a reason.
+    let second = env.json(&[
+        "issue",
+        "--resident",
+        &a,
+        "--kind",
+        "auth",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--early-renewal",
+        "card chip replaced",
+    ]);
     assert_eq!(second["superseded"], first["serial"]);
     let old = env.json(&[
         "cert",

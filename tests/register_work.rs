@@ -6,7 +6,13 @@
 mod common;
 use common::*;
 
-fn add(env: &Env, name: &str, birth: &str, card_expiry: &str, extra: &[&str]) -> std::process::Output {
+fn add(
+    env: &Env,
+    name: &str,
+    birth: &str,
+    card_expiry: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let mut args = vec![
         "resident",
         "add",
@@ -46,11 +52,20 @@ fn the_same_person_twice_is_refused_unless_a_reason_is_given() {
     let out = add(&env, "重複 太郎", "1980-02-17", "2036-01-01", &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&first) && err.contains("--allow-duplicate"), "{err}");
-    assert_eq!(env.snapshot(&[&first]), before, "a refused registration changed the store");
+    assert!(
+        err.contains(&first) && err.contains("--allow-duplicate"),
+        "{err}"
+    );
+    assert_eq!(
+        env.snapshot(&[&first]),
+        before,
+        "a refused registration changed the store"
+    );
 
     // A different birth date is a different person.
-    assert!(add(&env, "重複　太郎", "1981-02-17", "2036-01-01", &[]).status.success());
+    assert!(add(&env, "重複　太郎", "1981-02-17", "2036-01-01", &[])
+        .status
+        .success());
 
     let out = add(
         &env,
@@ -59,7 +74,11 @@ fn the_same_person_twice_is_refused_unless_a_reason_is_given() {
         "2036-01-01",
         &["--allow-duplicate", "namesake at the same care home"],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = id["id"].as_str().unwrap();
     let show = env.json(&["resident", "show", "--id", id]);
@@ -70,7 +89,13 @@ fn the_same_person_twice_is_refused_unless_a_reason_is_given() {
     let audit = env.ok(&["audit", "log", "--json"]);
     assert!(audit.contains("duplicate allowed: namesake at the same care home"));
     // The reason must say something.
-    let out = add(&env, "重複　太郎", "1980-02-17", "2036-01-01", &["--allow-duplicate", " "]);
+    let out = add(
+        &env,
+        "重複　太郎",
+        "1980-02-17",
+        "2036-01-01",
+        &["--allow-duplicate", " "],
+    );
     assert!(!out.status.success());
 }
 
@@ -80,7 +105,10 @@ fn a_card_cannot_outlive_its_holders_tenth_birthday_or_a_minors_fifth() {
     let out = add(&env, "長期　一郎", "1980-02-17", "2099-01-01", &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2099-01-01") && err.contains("10th birthday"), "{err}");
+    assert!(
+        err.contains("2099-01-01") && err.contains("10th birthday"),
+        "{err}"
+    );
     // A minor's card runs five birthdays.
     let out = add(&env, "未成年　二郎", "2015-01-01", "2033-01-01", &[]);
     assert!(!out.status.success());
@@ -90,7 +118,14 @@ fn a_card_cannot_outlive_its_holders_tenth_birthday_or_a_minors_fifth() {
     // Card renewal is held to the same rule.
     let id = env.add_resident("更新　三郎", "1980-02-17");
     env.fails(
-        &["resident", "card-renew", "--id", &id, "--card-expiry", "2099-01-01"],
+        &[
+            "resident",
+            "card-renew",
+            "--id",
+            &id,
+            "--card-expiry",
+            "2099-01-01",
+        ],
         "2099-01-01",
     );
 }
@@ -104,7 +139,15 @@ fn a_signing_certificate_needs_fifteen_years_unless_a_representative_applies() {
     let (_k, csr) = env.csr("child-s", 2048);
     let before = env.snapshot(&[&id]);
     let err = env.fails(
-        &["issue", "--resident", &id, "--kind", "signing", "--csr", &p(&csr)],
+        &[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "signing",
+            "--csr",
+            &p(&csr),
+        ],
         "needs 15",
     );
     assert!(err.contains("11 years old"), "{err}");
@@ -138,15 +181,30 @@ fn renewal_opens_three_months_before_expiry() {
     let (_b, csr2) = env.csr("b", 2048);
     let before = env.snapshot(&[&id]);
     env.fails(
-        &["issue", "--resident", &id, "--kind", "auth", "--csr", &p(&csr2)],
+        &[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "auth",
+            "--csr",
+            &p(&csr2),
+        ],
         "renewal opens on",
     );
-    assert_eq!(env.snapshot(&[&id]), before, "a refused renewal changed the store");
+    assert_eq!(
+        env.snapshot(&[&id]),
+        before,
+        "a refused renewal changed the store"
+    );
     // Inside the window (two months before notAfter) it is an ordinary renewal.
     let t = time::OffsetDateTime::parse(&not_after, &time::format_description::well_known::Rfc3339)
         .unwrap()
         - time::Duration::days(60);
-    env.now = Some(t.format(&time::format_description::well_known::Rfc3339).unwrap());
+    env.now = Some(
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+    );
     let second = env.issue(&id, "auth", &csr2);
     assert_eq!(second["superseded"], first["serial"]);
     // Outside it again for the new certificate: only with a reason.
@@ -186,7 +244,10 @@ fn history_shows_what_changed_and_which_office_acted() {
     assert_eq!(line["event"], "move");
     assert_eq!(line["office"], "Osaka-shi");
     let changes = line["changes"].as_array().unwrap();
-    let fields: Vec<&str> = changes.iter().map(|c| c["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = changes
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["address", "prefecture", "municipality"]);
     assert_eq!(changes[0]["before"], "東京都千代田区霞が関２－１－２");
     assert_eq!(changes[0]["after"], "大阪府大阪市北区中之島１－３－２０");
@@ -205,9 +266,7 @@ fn bulk_registration_is_all_or_none() {
     );
     // A bad date, a duplicate of someone registered and a row repeated in the file: all
     // reported, nothing registered.
-    let bad = format!(
-        "{good}社員　三号,1987-02-30,1,東京都港区1-3,Tokyo,Minato-ku,2035-01-01\n"
-    );
+    let bad = format!("{good}社員　三号,1987-02-30,1,東京都港区1-3,Tokyo,Minato-ku,2035-01-01\n");
     let f = env.write("bad.csv", bad.as_bytes());
     let before = env.snapshot(&[&existing]);
     let err = env.fails(&["resident", "import", &p(&f)], "nothing was registered");
@@ -232,12 +291,20 @@ fn bulk_registration_is_all_or_none() {
         .as_str()
         .unwrap()
         .contains("same person as row 1"));
-    assert_eq!(env.snapshot(&[&existing]), before, "a refused import changed the store");
+    assert_eq!(
+        env.snapshot(&[&existing]),
+        before,
+        "a refused import changed the store"
+    );
 
     let f = env.write("good.csv", good.as_bytes());
     let dry = env.json(&["resident", "import", &p(&f), "--dry-run"]);
     assert_eq!(dry["accepted"].as_array().unwrap().len(), 2);
-    assert_eq!(env.snapshot(&[&existing]), before, "a dry run changed the store");
+    assert_eq!(
+        env.snapshot(&[&existing]),
+        before,
+        "a dry run changed the store"
+    );
     let done = env.json(&["resident", "import", &p(&f)]);
     let ids = done["accepted"].as_array().unwrap();
     assert_eq!(ids.len(), 2);

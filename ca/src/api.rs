@@ -115,17 +115,19 @@ impl Authority {
             } => Ok(json!({
                 "id": self.resident_add_with(&resident, allow_duplicate.as_deref())?
             })),
-            Request::ResidentImport { rows, dry_run } => Ok(match self.resident_import(&rows, dry_run) {
-                Ok(ids) => json!({ "accepted": ids, "refused": [], "dry_run": dry_run }),
-                Err(refused) => json!({
-                    "accepted": [],
-                    "refused": refused
-                        .iter()
-                        .map(|(row, e)| json!({ "row": row + 1, "code": e.code(), "error": e.to_string() }))
-                        .collect::<Vec<_>>(),
-                    "dry_run": dry_run,
-                }),
-            }),
+            Request::ResidentImport { rows, dry_run } => {
+                Ok(match self.resident_import(&rows, dry_run) {
+                    Ok(ids) => json!({ "accepted": ids, "refused": [], "dry_run": dry_run }),
+                    Err(refused) => json!({
+                        "accepted": [],
+                        "refused": refused
+                            .iter()
+                            .map(|(row, e)| json!({ "row": row + 1, "code": e.code(), "error": e.to_string() }))
+                            .collect::<Vec<_>>(),
+                        "dry_run": dry_run,
+                    }),
+                })
+            }
             Request::ResidentShow { id } => to_value(self.resident_view(&id)?),
             Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),

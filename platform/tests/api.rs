@@ -189,9 +189,15 @@ impl H {
         let key = self.path(&format!("{tag}.key"));
         let csr = self.path(&format!("{tag}.csr"));
         new_key_and_csr(&key, &csr, "/CN=holder");
+        // Some stories supersede a certificate years before its end: an early renewal, which
+        // the eligibility rules (tested in tests/register_work.rs) allow with a reason.
+        let early = ca::authority::IssueOverrides {
+            early_renewal: Some("platform test: successor certificate".into()),
+            ..Default::default()
+        };
         let issued = self
             .a
-            .issue(resident, h, &std::fs::read(&csr).unwrap())
+            .issue_with(resident, h, &std::fs::read(&csr).unwrap(), &early)
             .unwrap();
         let cert = self.path(&format!("{tag}.pem"));
         std::fs::write(&cert, &issued.pem).unwrap();

@@ -197,11 +197,26 @@ mod tests {
 
     #[test]
     fn age_counts_whole_years_and_leap_birthdays() {
-        assert_eq!(age_on(date!(2000 - 05 - 17), date!(2026 - 05 - 16)).unwrap(), 25);
-        assert_eq!(age_on(date!(2000 - 05 - 17), date!(2026 - 05 - 17)).unwrap(), 26);
-        assert_eq!(age_on(date!(2004 - 02 - 29), date!(2027 - 02 - 27)).unwrap(), 22);
-        assert_eq!(age_on(date!(2004 - 02 - 29), date!(2027 - 02 - 28)).unwrap(), 23);
-        assert_eq!(age_on(date!(2030 - 01 - 01), date!(2026 - 01 - 01)).unwrap(), 0);
+        assert_eq!(
+            age_on(date!(2000 - 05 - 17), date!(2026 - 05 - 16)).unwrap(),
+            25
+        );
+        assert_eq!(
+            age_on(date!(2000 - 05 - 17), date!(2026 - 05 - 17)).unwrap(),
+            26
+        );
+        assert_eq!(
+            age_on(date!(2004 - 02 - 29), date!(2027 - 02 - 27)).unwrap(),
+            22
+        );
+        assert_eq!(
+            age_on(date!(2004 - 02 - 29), date!(2027 - 02 - 28)).unwrap(),
+            23
+        );
+        assert_eq!(
+            age_on(date!(2030 - 01 - 01), date!(2026 - 01 - 01)).unwrap(),
+            0
+        );
     }
 
     #[test]
@@ -210,7 +225,10 @@ mod tests {
         let birth = date!(2011 - 12 - 06);
         assert_eq!(
             e.may_sign(birth, date!(2026 - 12 - 05)),
-            Err(Ineligible::TooYoungToSign { age: 14, min_age: 15 })
+            Err(Ineligible::TooYoungToSign {
+                age: 14,
+                min_age: 15
+            })
         );
         assert_eq!(e.may_sign(birth, date!(2026 - 12 - 06)), Ok(()));
     }
@@ -220,7 +238,10 @@ mod tests {
         let e = EligibilitySection::default();
         let adult = date!(1980 - 02 - 17);
         let today = date!(2026 - 12 - 05);
-        assert_eq!(e.latest_card_expiry(adult, today).unwrap(), date!(2036 - 02 - 17));
+        assert_eq!(
+            e.latest_card_expiry(adult, today).unwrap(),
+            date!(2036 - 02 - 17)
+        );
         assert!(e.card_expiry(adult, today, date!(2036 - 02 - 17)).is_ok());
         assert_eq!(
             e.card_expiry(adult, today, date!(2099 - 01 - 01)),
@@ -230,7 +251,10 @@ mod tests {
             })
         );
         let minor = date!(2010 - 06 - 01);
-        assert_eq!(e.latest_card_expiry(minor, today).unwrap(), date!(2031 - 06 - 01));
+        assert_eq!(
+            e.latest_card_expiry(minor, today).unwrap(),
+            date!(2031 - 06 - 01)
+        );
         assert!(e.card_expiry(minor, today, date!(2031 - 06 - 02)).is_err());
     }
 
@@ -246,13 +270,19 @@ mod tests {
                 opens: date!(2029 - 11 - 17)
             })
         );
-        assert!(e.renewal(not_after, datetime!(2029-11-17 00:00 UTC), 3).is_ok());
-        assert!(e.renewal(not_after, datetime!(2030-02-17 00:00 UTC), 3).is_ok());
+        assert!(e
+            .renewal(not_after, datetime!(2029-11-17 00:00 UTC), 3)
+            .is_ok());
+        assert!(e
+            .renewal(not_after, datetime!(2030-02-17 00:00 UTC), 3)
+            .is_ok());
         let off = EligibilitySection {
             renewal_window: false,
             ..EligibilitySection::default()
         };
-        assert!(off.renewal(not_after, datetime!(2026-12-05 00:00 UTC), 3).is_ok());
+        assert!(off
+            .renewal(not_after, datetime!(2026-12-05 00:00 UTC), 3)
+            .is_ok());
     }
 
     #[test]

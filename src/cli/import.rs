@@ -38,8 +38,7 @@ pub struct Refused {
 
 /// Reads and checks the shape of every row; returns the residents, or every refused row.
 pub fn read(path: &Path) -> Result<Result<Vec<NewResident>, Vec<Refused>>, Error> {
-    let meta =
-        std::fs::metadata(path).map_err(Error::io(format!("read {}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(Error::io(format!("read {}", path.display())))?;
     if meta.len() > MAX_BYTES {
         return Err(Error::Invalid(format!(
             "{}: {} bytes is more than the {} a bulk registration may have; split the file",

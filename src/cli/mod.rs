@@ -561,14 +561,7 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line, like every other error: clap's first line names the problem.
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            eprintln!("jpki: error: {first}");
+            eprintln!("jpki: error: {}", one_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -591,6 +584,44 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A clap error as one line, like every other error: clap's first line names the problem,
+/// and its suggestions ("did you mean", the possible values) follow on the same line instead
+/// of being cut off.
+fn one_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.to_string();
+    let mut line = text
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_owned();
+    let values = |v: &ContextValue| match v {
+        ContextValue::String(s) => vec![s.clone()],
+        ContextValue::Strings(v) => v.clone(),
+        other => vec![other.to_string()],
+    };
+    for (kind, label) in [
+        (ContextKind::SuggestedSubcommand, "did you mean"),
+        (ContextKind::SuggestedArg, "did you mean"),
+        (ContextKind::SuggestedValue, "did you mean"),
+        (ContextKind::ValidValue, "possible values"),
+        (ContextKind::ValidSubcommand, "possible subcommands"),
+    ] {
+        if let Some(v) = e.get(kind) {
+            let list = values(v)
+                .iter()
+                .map(|x| format!("`{x}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !list.is_empty() {
+                line.push_str(&format!(" ({label} {list})"));
+            }
+        }
+    }
+    line
 }
 
 /// The store opened in this process, or `None` when a running `jpki serve` holds it (then
@@ -1279,7 +1310,9 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
             json,
         } => {
             let report = match import::read(file)? {
-                Err(refused) => serde_json::json!({ "accepted": [], "refused": refused, "dry_run": dry_run }),
+                Err(refused) => {
+                    serde_json::json!({ "accepted": [], "refused": refused, "dry_run": dry_run })
+                }
                 Ok(rows) => call(
                     cli,
                     Request::ResidentImport {
@@ -1302,7 +1335,9 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                 s.push_str(&if refused > 0 {
                     format!("{refused} row(s) refused; nothing was registered")
                 } else if *dry_run {
-                    format!("{accepted} row(s) would be registered (dry run: nothing was registered)")
+                    format!(
+                        "{accepted} row(s) would be registered (dry run: nothing was registered)"
+                    )
                 } else {
                     let ids: Vec<&str> = r["accepted"]
                         .as_array()

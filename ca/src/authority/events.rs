@@ -132,15 +132,16 @@ impl Authority {
     /// for the holder's age (policy `[eligibility]`), and no one already registered with the
     /// same name, date of birth and address — unless `allow_duplicate` gives the reason
     /// (recorded in the history and the audit trail).
-    pub fn resident_add_with(&self, r: &NewResident, allow_duplicate: Option<&str>) -> Result<String> {
+    pub fn resident_add_with(
+        &self,
+        r: &NewResident,
+        allow_duplicate: Option<&str>,
+    ) -> Result<String> {
         let resident = self.new_resident(r, allow_duplicate)?;
         let id = resident.id.clone();
         // One registration at a time in this process, so two clerks registering the same
         // person at once cannot both pass the duplicate check.
-        let _one_at_a_time = self
-            .registration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.registration.lock().unwrap_or_else(|p| p.into_inner());
         if allow_duplicate.is_none() {
             self.refuse_duplicate(&resident.attributes)?;
         }
@@ -167,17 +168,13 @@ impl Authority {
     ) -> std::result::Result<Vec<String>, Vec<(usize, Error)>> {
         let mut refused = Vec::new();
         let mut ready = Vec::new();
-        let _one_at_a_time = self
-            .registration
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.registration.lock().unwrap_or_else(|p| p.into_inner());
         for (i, r) in rows.iter().enumerate() {
             let checked = self.new_resident(r, None).and_then(|res| {
                 self.refuse_duplicate(&res.attributes)?;
-                if let Some(j) = ready
-                    .iter()
-                    .position(|(_, o): &(usize, Resident)| same_person(&o.attributes, &res.attributes))
-                {
+                if let Some(j) = ready.iter().position(|(_, o): &(usize, Resident)| {
+                    same_person(&o.attributes, &res.attributes)
+                }) {
                     return Err(Error::Invalid(format!(
                         "the same person as row {} (same name, date of birth and address)",
                         ready[j].0 + 1
@@ -194,7 +191,10 @@ impl Authority {
             return Err(refused);
         }
         if ready.is_empty() {
-            return Err(vec![(0, Error::Invalid("the file has no residents".into()))]);
+            return Err(vec![(
+                0,
+                Error::Invalid("the file has no residents".into()),
+            )]);
         }
         if dry_run {
             return Ok(ready.into_iter().map(|(_, r)| r.id).collect());

@@ -198,11 +198,27 @@ impl Change {
             ("birth", a.birth().to_string(), b.birth().to_string()),
             ("sex", sex(a.sex()), sex(b.sex())),
             ("address", a.address().to_owned(), b.address().to_owned()),
-            ("prefecture", before.prefecture.clone(), after.prefecture.clone()),
-            ("municipality", before.municipality.clone(), after.municipality.clone()),
-            ("card_expiry", before.card_expiry.to_string(), after.card_expiry.to_string()),
+            (
+                "prefecture",
+                before.prefecture.clone(),
+                after.prefecture.clone(),
+            ),
+            (
+                "municipality",
+                before.municipality.clone(),
+                after.municipality.clone(),
+            ),
+            (
+                "card_expiry",
+                before.card_expiry.to_string(),
+                after.card_expiry.to_string(),
+            ),
             ("state", state(before.state), state(after.state)),
-            ("card_lost", before.card_lost.to_string(), after.card_lost.to_string()),
+            (
+                "card_lost",
+                before.card_lost.to_string(),
+                after.card_lost.to_string(),
+            ),
             (
                 "departure",
                 before.departure.map(|d| d.to_string()).unwrap_or_default(),
