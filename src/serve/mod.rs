@@ -15,6 +15,7 @@
 
 pub mod adapters;
 mod http;
+pub mod portal;
 pub mod renew;
 
 pub use http::serve_public as http_public;
@@ -68,8 +69,9 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket.
-const LISTENERS: usize = 3;
+/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket,
+/// the holder portal.
+const LISTENERS: usize = 4;
 
 /// Raises this process's soft limit on open descriptors to its hard limit and returns it:
 /// the listeners' caps are fitted under it.
@@ -127,6 +129,12 @@ pub struct Listen {
     /// certificate beside the listening IP.
     #[serde(default)]
     pub pf_names: Vec<String>,
+    /// The holder portal over HTTPS, e.g. `127.0.0.1:8443` (docs/portal.md).
+    pub portal: Option<String>,
+    /// Host names (or IPs) holders use to reach the portal; they go into its server
+    /// certificate beside the listening IP.
+    #[serde(default)]
+    pub portal_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +182,9 @@ pub struct Settings {
     pub pf_https: Option<SocketAddr>,
     /// Extra DNS names or IPs for the platform-operator API's server certificate.
     pub pf_names: Vec<String>,
+    /// The holder portal's address, and extra names for its server certificate.
+    pub portal: Option<SocketAddr>,
+    pub portal_names: Vec<String>,
     pub crl_dir: PathBuf,
     pub crl: crl_publisher::Settings,
     /// Compact the store when its journal passes this many bytes; `None`: never.
@@ -193,10 +204,12 @@ impl Config {
     pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
         let http = parse_addr("listen.http", &self.listen.http)?;
         let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
-        if http.is_none() && pf_https.is_none() {
+        let portal = parse_addr("listen.portal", &self.listen.portal)?;
+        if http.is_none() && pf_https.is_none() && portal.is_none() {
             return Err(field(
                 "listen",
-                "give at least one of listen.http (--http) and listen.pf_https (--pf-https)",
+                "give at least one of listen.http (--http), listen.pf_https (--pf-https) \
+                 and listen.portal (--portal)",
             ));
         }
         let c = &self.crl;
@@ -267,6 +280,8 @@ impl Config {
             http,
             pf_https,
             pf_names: self.listen.pf_names.clone(),
+            portal,
+            portal_names: self.listen.portal_names.clone(),
             crl_dir,
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
@@ -511,6 +526,19 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                     tracing::error!(error = %e, "platform-operator API stopped");
                 }
             });
+        }
+        if let Some(addr) = settings.portal {
+            let listener = bind("the holder portal (https)", addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            let names = pf_server_names(local, &settings.portal_names);
+            let portal = portal::Portal::new(Arc::clone(&parts.authority), &names)?;
+            watch.set_portal(Arc::clone(&portal), names);
+            eprintln!("jpki serve: holder portal at https://{local}/");
+            tracing::info!(%local, "holder portal listener");
+            let gate = conn_guard::Gate::new(limits);
+            tasks.spawn(portal.serve(listener, gate, stopped(stop_rx.clone())));
         }
         {
             let w = Arc::clone(&watch);
