@@ -404,6 +404,7 @@ mod tests {
                 pin: Some(pin.into()),
                 challenge: p("ch.bin"),
                 out: p("ch.sig"),
+                pem: false,
             })
         };
         for _ in 0..3 {
@@ -418,6 +419,20 @@ mod tests {
         })
         .unwrap();
         login("2468").unwrap();
+        // --pem needs the authentication certificate on the token (tests/portal_e2e.rs logs
+        // in with one).
+        assert!(matches!(
+            run(TokenCommand::Login {
+                token: token.clone(),
+                pin: Some("2468".into()),
+                challenge: p("ch.bin"),
+                out: p("ch.pem"),
+                pem: true,
+            }),
+            Err(Error::NoCertificate {
+                kind: Hierarchy::Auth
+            })
+        ));
         for json in [false, true] {
             run(TokenCommand::Show {
                 token: token.clone(),

@@ -1009,7 +1009,7 @@ impl Portal {
                 out.push((c, row));
             }
         }
-        out.sort_by(|a, b| b.1.granted.cmp(&a.1.granted));
+        out.sort_by_key(|(_, row)| std::cmp::Reverse(row.granted));
         Ok(out)
     }
 
