@@ -250,6 +250,20 @@ fn a_holder_sees_and_acts_on_their_data_in_a_browser() {
         &p(&d_csr),
     ]);
     let d_cert = env.issue(&d, "auth", &d_csr);
+    // D also has a signing certificate, revoked by the register when D moves.
+    let (_, _, d_sign_serial) = holder_cert(&env, &d, "d-sign", "signing");
+    env.ok(&[
+        "resident",
+        "move",
+        "--id",
+        &d,
+        "--address",
+        "神奈川県横浜市中区日本大通１",
+        "--prefecture",
+        "Kanagawa",
+        "--municipality",
+        "Yokohama-shi",
+    ]);
     let d_pem = env.write("d-auth.pem", d_cert["pem"].as_str().unwrap().as_bytes());
     env.ok(&[
         "token",
@@ -457,7 +471,32 @@ fn a_holder_sees_and_acts_on_their_data_in_a_browser() {
     let d_serial = d_cert["serial"].as_str().unwrap();
     assert_eq!(
         shown_serials(&text("d_certs")),
-        [format!("auth:{d_serial}")],
+        [
+            format!("signing:{d_sign_serial}"),
+            format!("auth:{d_serial}")
+        ],
+        "{seen}"
+    );
+    // Why, in plain words, with the day (JST) of the move.
+    let shown = env.json(&["resident", "show", "--id", &d]);
+    let moved = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|h| h["event"] == "move")
+        .map(|h| h["at"].as_str().unwrap().to_owned())
+        .unwrap();
+    let at = time::OffsetDateTime::parse(&moved, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .to_offset(time::macros::offset!(+9));
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day()
+    );
+    assert!(
+        text("d_certs").contains(&format!("{day}に住所が変わったため、失効しました。")),
         "{seen}"
     );
 

@@ -132,6 +132,7 @@ async function csrfOf(page) {
       await page.waitForLoadState('load');
       seen.d_url = page.url();
       seen.d_certs = await mainText(page);
+      await shot(page, 'certificates-revoked');
       await ctx.close();
     }
 
