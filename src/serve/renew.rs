@@ -441,4 +441,40 @@ mod tests {
             "nothing left within its margin: {seen:?}"
         );
     }
+
+    #[test]
+    fn the_portal_certificate_is_renewed_like_the_platform_apis() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+        let clock = Arc::new(Dial(AtomicI64::new(t0.unix_timestamp())));
+        let a = Arc::new(
+            Authority::init(
+                &tmp.path().join("data"),
+                policies::policy::DEFAULT_POLICY,
+                b"watch passphrase",
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        let names = vec!["127.0.0.1".to_owned()];
+        let portal = crate::serve::portal::Portal::new(Arc::clone(&a), &names).unwrap();
+        let watch = Watch::new(Arc::clone(&a));
+        watch.set_portal(Arc::clone(&portal), names);
+        watch.check().unwrap();
+        let first = portal.server_certificate();
+        assert!(watch
+            .render()
+            .contains("jpki_certificate_expiry_seconds{certificate=\"portal-server\""));
+        clock.set(t0 + time::Duration::days(21));
+        watch.check().unwrap();
+        assert_ne!(portal.server_certificate(), first, "renewed in place");
+        let renewals = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action == "portal-server-renew")
+            .count();
+        assert_eq!(renewals, 1);
+        a.audit_verify().unwrap();
+    }
 }
