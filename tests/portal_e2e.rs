@@ -621,3 +621,143 @@ fn a_holder_sees_and_acts_on_their_data_in_a_browser() {
         assert!(!log.contains(personal), "`{personal}` in the server log");
     }
 }
+
+/// `jpki demo --keep DIR` ends with the command that serves the portal on the kept data and
+/// how to log in as 山田 花子; following it (on port 0) logs her in by challenge–response, with
+/// curl as the browser.
+#[test]
+fn the_demo_says_how_to_look_at_the_portal() {
+    let keep = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args(["demo", "--keep", &p(keep.path())])
+        .env_remove("JPKI_TEST_NOW")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hint = text
+        .split("The holder portal on this data")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no portal hint in\n{text}"));
+    let serve_line = hint
+        .lines()
+        .find(|l| l.trim_start().starts_with("jpki --data"))
+        .unwrap_or_else(|| panic!("no serve command in\n{hint}"));
+    let login_line = hint
+        .lines()
+        .find(|l| l.trim_start().starts_with("jpki token login"))
+        .unwrap_or_else(|| panic!("no login command in\n{hint}"));
+
+    // The printed serve command, on port 0.
+    let args: Vec<String> = serve_line
+        .split_whitespace()
+        .skip(1)
+        .map(|a| a.replace("127.0.0.1:8443", "127.0.0.1:0"))
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args(&args)
+        .env_remove("JPKI_TEST_NOW")
+        .env_remove("JPKI_PASSPHRASE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut portal = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("jpki serve: holder portal at ") {
+            portal = Some(rest.trim_end_matches('/').to_owned());
+        }
+        if line.contains("running;") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let portal = portal.expect("the portal is listening");
+
+    // The login page: its CSRF token and challenge.
+    let jar = keep.path().join("cookies.txt");
+    let page = Command::new("curl")
+        .args(["-s", "-k", "-c"])
+        .arg(&jar)
+        .arg(format!("{portal}/login"))
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout).into_owned();
+    let after = |marker: &str, len: usize| -> String {
+        let i = page
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker} in {page}"));
+        page[i + marker.len()..].chars().take(len).collect()
+    };
+    let csrf = after("name=\"csrf\" value=\"", 64);
+    let challenge = format!("jpki-portal-login:{}", after("jpki-portal-login:", 64));
+    let challenge_file = keep.path().join("challenge.txt");
+    std::fs::write(&challenge_file, &challenge).unwrap();
+
+    // Her card signs it, as printed (the paths are the demo's).
+    let login_file = keep.path().join("login.txt");
+    let login_args: Vec<String> = login_line
+        .split_whitespace()
+        .skip(1)
+        .map(|a| match a {
+            "challenge.txt" => p(&challenge_file),
+            "login.txt" => p(&login_file),
+            other => other.to_owned(),
+        })
+        .collect();
+    let signed = Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args(&login_args)
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+
+    let posted = Command::new("curl")
+        .args(["-s", "-k", "-b"])
+        .arg(&jar)
+        .arg("-c")
+        .arg(&jar)
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "-H",
+        ])
+        .arg(format!("Origin: {portal}"))
+        .arg("--data-urlencode")
+        .arg(format!("csrf={csrf}"))
+        .arg("--data-urlencode")
+        .arg(format!("response@{}", p(&login_file)))
+        .arg(format!("{portal}/login/challenge"))
+        .output()
+        .unwrap();
+    let posted = String::from_utf8_lossy(&posted.stdout).into_owned();
+    assert!(
+        posted.starts_with("303 ") && posted.ends_with("/certificates"),
+        "{posted}"
+    );
+    let certs = Command::new("curl")
+        .args(["-s", "-k", "-b"])
+        .arg(&jar)
+        .arg(format!("{portal}/certificates"))
+        .output()
+        .unwrap();
+    let certs = String::from_utf8_lossy(&certs.stdout).into_owned();
+    // Her signing certificate was revoked when she moved; the page says so in plain words.
+    assert!(
+        certs.contains("住所が変わったため、失効しました"),
+        "{certs}"
+    );
+    unsafe_kill(child.id(), "TERM");
+    let _ = child.wait();
+}
