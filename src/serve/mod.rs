@@ -69,9 +69,9 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket,
-/// the holder portal.
-const LISTENERS: usize = 4;
+/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket
+/// (and the holder portal when configured, counted where the caps are fitted).
+const LISTENERS: usize = 3;
 
 /// Raises this process's soft limit on open descriptors to its hard limit and returns it:
 /// the listeners' caps are fitted under it.
@@ -436,7 +436,8 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let limits = settings.limits.fitted(descriptor_limit(), LISTENERS);
+        let listeners = LISTENERS + usize::from(settings.portal.is_some());
+        let limits = settings.limits.fitted(descriptor_limit(), listeners);
         if limits != settings.limits {
             tracing::warn!(
                 max_connections = limits.max_connections,
