@@ -482,7 +482,7 @@ pub fn lost(lang: Lang, csrf: &str) -> String {
                 "Both your signing and your authentication certificates will be put on hold at once. They cannot be released if the card turns up: a new card is issued at your municipality's office. You will be logged out.")) }
             form method="post" action="/lost" {
                 input type="hidden" name="csrf" value=(csrf);
-                p {
+                p.check {
                     input #confirm type="checkbox" name="confirm" value="yes" required;
                     " "
                     label for="confirm" { (lang.t("カードを紛失したことを確認します", "I confirm that my card is lost")) }
@@ -509,7 +509,8 @@ a { color: var(--accent); } :focus-visible { outline: 3px solid #e8a200; outline
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; } dd { margin: 0; overflow-wrap: anywhere; }
 .status[data-status=held], .status[data-status=revoked], .error { color: var(--bad); font-weight: bold; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f4f4f4; padding: 8px; border: 1px solid #ccc; }
-label { display: block; margin-top: 12px; font-weight: bold; } textarea { width: 100%; font-family: monospace; }
+label { display: block; margin-top: 12px; font-weight: bold; }
+.check { display: flex; gap: 8px; align-items: center; } .check label { margin: 0; } .check input { width: 24px; height: 24px; } textarea { width: 100%; font-family: monospace; }
 button, .button { display: inline-block; margin-top: 12px; padding: 10px 16px; min-height: 44px; background: var(--accent); color: #fff; border: 0; border-radius: 4px; font-size: 1rem; text-decoration: none; cursor: pointer; }
 button.danger { background: var(--bad); } .logout button { margin: 0; padding: 6px 12px; min-height: 36px; }
 .scroll { overflow-x: auto; } table { border-collapse: collapse; width: 100%; } th, td { text-align: left; padding: 6px; border-bottom: 1px solid #ddd; vertical-align: top; }
