@@ -758,6 +758,34 @@ fn the_demo_says_how_to_look_at_the_portal() {
         certs.contains("住所が変わったため、失効しました"),
         "{certs}"
     );
+
+    // A clerk revokes her authentication certificate (through the running server): her
+    // session ends at once.
+    let serial = openssl(&["x509", "-noout", "-serial", "-in", &p(&login_file)]);
+    let serial = serial.trim().trim_start_matches("serial=").to_owned();
+    let data_dir = &args[args.iter().position(|a| a == "--data").unwrap() + 1];
+    let revoked = Command::new(env!("CARGO_BIN_EXE_jpki"))
+        .args(["--data", data_dir, "revoke", "--serial", &serial])
+        .args(["--hierarchy", "auth", "--reason", "keyCompromise"])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let after = Command::new("curl")
+        .args(["-s", "-k", "-b"])
+        .arg(&jar)
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .arg(format!("{portal}/certificates"))
+        .output()
+        .unwrap();
+    let after = String::from_utf8_lossy(&after.stdout).into_owned();
+    assert!(
+        after.starts_with("303 ") && after.ends_with("/login"),
+        "{after}"
+    );
     unsafe_kill(child.id(), "TERM");
     let _ = child.wait();
 }
