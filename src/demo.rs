@@ -362,7 +362,46 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
             dir.display(),
             k.join("cards").display()
         );
+        portal_hint(k, &dir, &pass, &hanako)?;
     }
+    Ok(())
+}
+
+/// The last lines of `jpki demo --keep DIR`: how to serve the holder portal on the kept data
+/// and log in as 山田 花子 (her authentication certificate is still good; her card's PINs are
+/// the demo's). The CA passphrase goes to `DIR/passphrase` (0600) for `--passphrase-file`.
+fn portal_hint(keep: &Path, data: &Path, pass: &str, hanako: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let pass_file = keep.join("passphrase");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&pass_file)
+        .and_then(|mut f| f.write_all(pass.as_bytes()))
+        .map_err(|e| demo_err("passphrase file")(e.to_string()))?;
+    let token = keep.join("cards").join(format!("{hanako}.token"));
+    println!("\nThe holder portal on this data (docs/portal.md):");
+    println!(
+        "    jpki --data {} --passphrase-file {} serve --portal 127.0.0.1:8443",
+        data.display(),
+        pass_file.display()
+    );
+    println!(
+        "    then open https://127.0.0.1:8443/ (its certificate is from the operator CA, {})",
+        data.join("certs").join("operator-root.pem").display()
+    );
+    println!(
+        "    and log in as 山田 花子 ({hanako}): save the page's challenge as challenge.txt, run"
+    );
+    println!(
+        "    jpki token login --token {} --pin 4321 --challenge challenge.txt --out login.txt --pem",
+        token.display()
+    );
+    println!("    and paste login.txt (or choose the file). Her signing password, to withdraw her");
+    println!("    consent to Example Bank with `jpki token sign`, is TAXRETURN1.");
     Ok(())
 }
 
@@ -417,6 +456,8 @@ impl Services {
             http: None,
             pf_https: None,
             pf_names: Vec::new(),
+            portal: None,
+            portal_names: Vec::new(),
             crl_dir: dir.join("crl"),
             crl: crl_publisher::Settings {
                 batch_delay: std::time::Duration::from_millis(200),

@@ -160,6 +160,9 @@ pub enum Command {
         /// Serve the platform-operator API over mutual TLS here.
         #[arg(long)]
         pf_https: Option<String>,
+        /// Serve the holder portal over HTTPS here (docs/portal.md).
+        #[arg(long)]
+        portal: Option<String>,
     },
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
@@ -789,6 +792,8 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         http: None,
         pf_https: None,
         pf_names: Vec::new(),
+        portal: None,
+        portal_names: Vec::new(),
         crl_dir: cli.data.join(&cfg.crl.dir),
         crl: crl_publisher::Settings::default(),
         compact_journal_bytes: None,
@@ -1158,6 +1163,7 @@ pub fn run(cli: Cli) -> Result<()> {
             config,
             http,
             pf_https,
+            portal,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -1168,6 +1174,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if pf_https.is_some() {
                 cfg.listen.pf_https = pf_https.clone();
+            }
+            if portal.is_some() {
+                cfg.listen.portal = portal.clone();
             }
             let policy_path = cli.data.join("policy.toml");
             let policy_text = std::fs::read_to_string(&policy_path)

@@ -80,6 +80,10 @@ pub enum TokenCommand {
         challenge: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Write the authentication certificate and the signature as PEM text (what the
+        /// holder portal's login page takes) instead of the raw signature.
+        #[arg(long)]
+        pem: bool,
     },
     /// Set a new PIN for a (locked or forgotten) key after verifying the OTHER key's PIN.
     Reset {
@@ -117,6 +121,19 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// A PEM block (RFC 7468: base64 in 64-character lines).
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 fn describe(k: &KeyStatus) -> String {
@@ -198,12 +215,25 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             pin: p,
             challenge,
             out,
+            pem,
         } => {
             let mut t = Token::open(&token)?;
             let challenge = read(&challenge)?;
             let p = pin(p, Hierarchy::Auth, "the", false)?;
             let sig = t.login(&p, &challenge)?;
-            write(&out, &sig)?;
+            if pem {
+                let cert = t.certificate(Hierarchy::Auth).ok_or(Error::NoCertificate {
+                    kind: Hierarchy::Auth,
+                })?;
+                let text = format!(
+                    "{}{}",
+                    pem_block("CERTIFICATE", cert),
+                    pem_block("JPKI LOGIN SIGNATURE", &sig)
+                );
+                write(&out, text.as_bytes())?;
+            } else {
+                write(&out, &sig)?;
+            }
             println!("wrote login signature to {}", out.display());
         }
         TokenCommand::Reset {
@@ -374,6 +404,7 @@ mod tests {
                 pin: Some(pin.into()),
                 challenge: p("ch.bin"),
                 out: p("ch.sig"),
+                pem: false,
             })
         };
         for _ in 0..3 {
@@ -388,6 +419,20 @@ mod tests {
         })
         .unwrap();
         login("2468").unwrap();
+        // --pem needs the authentication certificate on the token (tests/portal_e2e.rs logs
+        // in with one).
+        assert!(matches!(
+            run(TokenCommand::Login {
+                token: token.clone(),
+                pin: Some("2468".into()),
+                challenge: p("ch.bin"),
+                out: p("ch.pem"),
+                pem: true,
+            }),
+            Err(Error::NoCertificate {
+                kind: Hierarchy::Auth
+            })
+        ));
         for json in [false, true] {
             run(TokenCommand::Show {
                 token: token.clone(),

@@ -15,6 +15,7 @@
 
 pub mod adapters;
 mod http;
+pub mod portal;
 pub mod renew;
 
 pub use http::serve_public as http_public;
@@ -68,7 +69,8 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket.
+/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket
+/// (and the holder portal when configured, counted where the caps are fitted).
 const LISTENERS: usize = 3;
 
 /// Raises this process's soft limit on open descriptors to its hard limit and returns it:
@@ -127,6 +129,12 @@ pub struct Listen {
     /// certificate beside the listening IP.
     #[serde(default)]
     pub pf_names: Vec<String>,
+    /// The holder portal over HTTPS, e.g. `127.0.0.1:8443` (docs/portal.md).
+    pub portal: Option<String>,
+    /// Host names (or IPs) holders use to reach the portal; they go into its server
+    /// certificate beside the listening IP.
+    #[serde(default)]
+    pub portal_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +182,9 @@ pub struct Settings {
     pub pf_https: Option<SocketAddr>,
     /// Extra DNS names or IPs for the platform-operator API's server certificate.
     pub pf_names: Vec<String>,
+    /// The holder portal's address, and extra names for its server certificate.
+    pub portal: Option<SocketAddr>,
+    pub portal_names: Vec<String>,
     pub crl_dir: PathBuf,
     pub crl: crl_publisher::Settings,
     /// Compact the store when its journal passes this many bytes; `None`: never.
@@ -193,10 +204,12 @@ impl Config {
     pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
         let http = parse_addr("listen.http", &self.listen.http)?;
         let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
-        if http.is_none() && pf_https.is_none() {
+        let portal = parse_addr("listen.portal", &self.listen.portal)?;
+        if http.is_none() && pf_https.is_none() && portal.is_none() {
             return Err(field(
                 "listen",
-                "give at least one of listen.http (--http) and listen.pf_https (--pf-https)",
+                "give at least one of listen.http (--http), listen.pf_https (--pf-https) \
+                 and listen.portal (--portal)",
             ));
         }
         let c = &self.crl;
@@ -267,6 +280,8 @@ impl Config {
             http,
             pf_https,
             pf_names: self.listen.pf_names.clone(),
+            portal,
+            portal_names: self.listen.portal_names.clone(),
             crl_dir,
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
@@ -421,7 +436,8 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let limits = settings.limits.fitted(descriptor_limit(), LISTENERS);
+        let listeners = LISTENERS + usize::from(settings.portal.is_some());
+        let limits = settings.limits.fitted(descriptor_limit(), listeners);
         if limits != settings.limits {
             tracing::warn!(
                 max_connections = limits.max_connections,
@@ -511,6 +527,19 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                     tracing::error!(error = %e, "platform-operator API stopped");
                 }
             });
+        }
+        if let Some(addr) = settings.portal {
+            let listener = bind("the holder portal (https)", addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            let names = pf_server_names(local, &settings.portal_names);
+            let portal = portal::Portal::new(Arc::clone(&parts.authority), &names)?;
+            watch.set_portal(Arc::clone(&portal), names);
+            eprintln!("jpki serve: holder portal at https://{local}/");
+            tracing::info!(%local, "holder portal listener");
+            let gate = conn_guard::Gate::new(limits);
+            tasks.spawn(portal.serve(listener, gate, stopped(stop_rx.clone())));
         }
         {
             let w = Arc::clone(&watch);

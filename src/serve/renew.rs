@@ -49,6 +49,8 @@ pub struct Watch {
     /// the admin socket shows at once.
     responder: std::sync::OnceLock<ocsp_responder::Responder>,
     pf: Mutex<Option<Pf>>,
+    /// The holder portal being served and its server certificate's names.
+    portal: Mutex<Option<(Arc<super::portal::Portal>, Vec<String>)>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
 }
@@ -59,6 +61,7 @@ impl Watch {
             authority,
             responder: std::sync::OnceLock::new(),
             pf: Mutex::new(None),
+            portal: Mutex::new(None),
             seen: RwLock::new(Vec::new()),
         })
     }
@@ -71,6 +74,12 @@ impl Watch {
     /// Watches the platform API's server certificate too (issued for `names`).
     pub fn set_pf(&self, api: Arc<platform::Api>, names: Vec<String>) {
         *self.pf.lock().unwrap_or_else(|p| p.into_inner()) = Some(Pf { api, names });
+    }
+
+    /// Watches the holder portal's server certificate too (issued for `names`); it is
+    /// renewed like the platform API's, [`PF_SERVER_MARGIN_DAYS`] before its notAfter.
+    pub fn set_portal(&self, portal: Arc<super::portal::Portal>, names: Vec<String>) {
+        *self.portal.lock().unwrap_or_else(|p| p.into_inner()) = Some((portal, names));
     }
 
     /// One look: renew what is due, note every expiry, warn about what is within its margin.
@@ -97,6 +106,10 @@ impl Watch {
         }
         if let Err(e) = self.renew_pf_server() {
             tracing::error!(error = %e, "platform API server certificate renewal failed; retrying at the next check");
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self.renew_portal_server() {
+            tracing::error!(error = %e, "holder portal server certificate renewal failed; retrying at the next check");
             first_error.get_or_insert(e);
         }
         let all = self.expiries()?;
@@ -154,6 +167,45 @@ impl Watch {
         Ok(())
     }
 
+    /// The portal's server certificate, renewed like the platform API's (audit
+    /// `portal-server-renew`).
+    fn renew_portal_server(&self) -> Result<()> {
+        let portal = self.portal.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((portal, names)) = portal.as_ref() else {
+            return Ok(());
+        };
+        let a = &self.authority;
+        let old = Expiry::of(
+            "portal-server",
+            None,
+            &portal.server_certificate(),
+            PF_SERVER_MARGIN_DAYS,
+        )?;
+        let now = a.clock().now();
+        if !old.due(now) {
+            return Ok(());
+        }
+        let (chain, key) = platform::server_identity(a, names)?;
+        let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
+        let new = Expiry::of("portal-server", None, &leaf, PF_SERVER_MARGIN_DAYS)?;
+        a.storage().transact(&|t| {
+            ca::storage::audit(
+                t,
+                now,
+                "portal-server-renew",
+                &new.serial,
+                &format!(
+                    "replaces {}; notAfter {}",
+                    old.serial,
+                    new.not_after.unix_timestamp()
+                ),
+            )
+        })?;
+        portal.replace_identity(chain, key)?;
+        tracing::warn!(serial = %new.serial, replaced = %old.serial, "renewed the holder portal server certificate");
+        Ok(())
+    }
+
     /// The roots, OCSP signers, the operator CA (if the data directory has one) and the
     /// platform API's server certificate (if served).
     fn expiries(&self) -> Result<Vec<Expiry>> {
@@ -169,6 +221,19 @@ impl Watch {
                 "pf-server",
                 None,
                 &pf.api.server_certificate(),
+                PF_SERVER_MARGIN_DAYS,
+            )?);
+        }
+        if let Some((portal, _)) = self
+            .portal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            all.push(Expiry::of(
+                "portal-server",
+                None,
+                &portal.server_certificate(),
                 PF_SERVER_MARGIN_DAYS,
             )?);
         }
@@ -285,6 +350,8 @@ mod tests {
             http: None,
             pf_https: None,
             pf_names: Vec::new(),
+            portal: None,
+            portal_names: Vec::new(),
             crl_dir: tmp.path().join("crl"),
             crl: crl_publisher::Settings::default(),
             compact_journal_bytes: None,
@@ -373,5 +440,41 @@ mod tests {
             seen.iter().all(|e| !e.due(now)),
             "nothing left within its margin: {seen:?}"
         );
+    }
+
+    #[test]
+    fn the_portal_certificate_is_renewed_like_the_platform_apis() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+        let clock = Arc::new(Dial(AtomicI64::new(t0.unix_timestamp())));
+        let a = Arc::new(
+            Authority::init(
+                &tmp.path().join("data"),
+                policies::policy::DEFAULT_POLICY,
+                b"watch passphrase",
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        let names = vec!["127.0.0.1".to_owned()];
+        let portal = crate::serve::portal::Portal::new(Arc::clone(&a), &names).unwrap();
+        let watch = Watch::new(Arc::clone(&a));
+        watch.set_portal(Arc::clone(&portal), names);
+        watch.check().unwrap();
+        let first = portal.server_certificate();
+        assert!(watch
+            .render()
+            .contains("jpki_certificate_expiry_seconds{certificate=\"portal-server\""));
+        clock.set(t0 + time::Duration::days(21));
+        watch.check().unwrap();
+        assert_ne!(portal.server_certificate(), first, "renewed in place");
+        let renewals = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action == "portal-server-renew")
+            .count();
+        assert_eq!(renewals, 1);
+        a.audit_verify().unwrap();
     }
 }
