@@ -78,6 +78,8 @@ pub enum Request {
     CertList {
         resident: Option<String>,
     },
+    /// `cert list` with filters, a page at a time.
+    CertPage(crate::authority::CertQuery),
     AuditVerify,
     AuditLog,
     /// Snapshot the store and drop the journal records the snapshot holds.
@@ -171,6 +173,7 @@ impl Authority {
                     .collect();
                 Ok(json!({ "checked": checked }))
             }
+            Request::CertPage(q) => to_value(self.cert_page(&q)?),
             Request::CertList { resident } => {
                 Ok(json!({ "certificates": self.cert_list(resident.as_deref())? }))
             }

@@ -383,11 +383,52 @@ pub enum CertCommand {
         json: bool,
     },
     List {
+        /// Only this resident's certificates.
         #[arg(long)]
         resident: Option<String>,
+        /// signing or auth.
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Option<Hierarchy>,
+        /// root, ocsp-signer, signing or auth.
+        #[arg(long, value_parser = parse_cert_kind)]
+        kind: Option<ca::records::CertKind>,
+        /// good, held or revoked.
+        #[arg(long, value_parser = parse_state)]
+        status: Option<ca::records::State>,
+        /// Only certificates whose notAfter is before this RFC 3339 time, e.g.
+        /// 2027-03-31T15:00:00Z (certificates expiring soon).
+        #[arg(long, value_parser = parse_time)]
+        expiring_before: Option<OffsetDateTime>,
+        /// The `next` printed by the previous page (hierarchy:SERIAL).
+        #[arg(long)]
+        after: Option<String>,
+        /// Certificates per page, 1 to 10000.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_cert_kind(s: &str) -> std::result::Result<ca::records::CertKind, String> {
+    use ca::records::CertKind;
+    [
+        CertKind::Root,
+        CertKind::OcspSigner,
+        CertKind::Signing,
+        CertKind::Auth,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+    .ok_or_else(|| format!("unknown kind `{s}` (expected root, ocsp-signer, signing or auth)"))
+}
+
+fn parse_state(s: &str) -> std::result::Result<ca::records::State, String> {
+    use ca::records::State;
+    [State::Good, State::Held, State::Revoked]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown status `{s}` (expected good, held or revoked)"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -994,14 +1035,30 @@ pub fn run(cli: Cli) -> Result<()> {
                 )
             })
         }
-        Command::Cert(CertCommand::List { resident, json }) => {
+        Command::Cert(CertCommand::List {
+            resident,
+            hierarchy,
+            kind,
+            status,
+            expiring_before,
+            after,
+            limit,
+            json,
+        }) => {
             let v = call(
                 &cli,
-                Request::CertList {
+                Request::CertPage(ca::authority::CertQuery {
                     resident: resident.clone(),
-                },
+                    hierarchy: *hierarchy,
+                    kind: *kind,
+                    status: *status,
+                    expiring_before: *expiring_before,
+                    after: after.clone(),
+                    limit: *limit,
+                }),
             )?;
             let list: Vec<CertView> = typed(v["certificates"].clone())?;
+            let next = v["next"].as_str().map(str::to_owned);
             print(*json, &v, |_| {
                 list.iter()
                     .map(|c| {
@@ -1014,6 +1071,7 @@ pub fn run(cli: Cli) -> Result<()> {
                             c.holder.as_deref().unwrap_or("-")
                         )
                     })
+                    .chain(next.iter().map(|n| format!("more: --after {n}")))
                     .collect::<Vec<_>>()
                     .join("\n")
             })

@@ -38,7 +38,8 @@ use crate::storage::Storage;
 pub use events::{Event, EventOutcome, NewResident};
 pub use issue::{IssueOverrides, Issued};
 pub use query::{
-    CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary, ResidentView,
+    CertPage, CertQuery, CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary,
+    ResidentView,
 };
 pub use renew::{Expiry, Renewed};
 pub use revoke::Revocation;

@@ -33,6 +33,43 @@ pub struct CertView {
     pub pem: String,
 }
 
+/// What `jpki cert list` filters by (every field optional; all given must match).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CertQuery {
+    pub resident: Option<String>,
+    pub hierarchy: Option<Hierarchy>,
+    pub kind: Option<CertKind>,
+    pub status: Option<State>,
+    /// Only certificates whose notAfter is before this instant (certificates expiring soon).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub expiring_before: Option<OffsetDateTime>,
+    /// The previous page's `next`: `hierarchy:SERIAL`.
+    pub after: Option<String>,
+    /// At most this many (1 to 10,000).
+    pub limit: usize,
+}
+
+/// A page of certificates: `next` is the `after` of the next page, if there is one.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CertPage {
+    pub certificates: Vec<CertView>,
+    pub next: Option<String>,
+}
+
+/// A `cert list` cursor, `hierarchy:SERIAL` (hex), as the ordering key: hierarchy, then the
+/// serial's numeric order (a shorter minimal encoding is a smaller number).
+fn parse_cursor(text: &str) -> Result<(u8, usize, Vec<u8>)> {
+    let bad = || {
+        Error::Invalid(format!(
+            "cursor `{text}` is not a `next` value of cert list (hierarchy:SERIAL)"
+        ))
+    };
+    let (h, serial) = text.split_once(':').ok_or_else(bad)?;
+    let h: Hierarchy = h.parse().map_err(|_| bad())?;
+    let serial = super::parse_serial(serial).map_err(|_| bad())?;
+    Ok((h.tag(), serial.len(), serial))
+}
+
 /// What a clerk searches the register by (every field optional; all given must match).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ResidentQuery {
@@ -250,6 +287,66 @@ impl Authority {
                 Ok(out)
             }
         }
+    }
+
+    /// Certificates matching `q`, a page at a time in (hierarchy, serial) order. Memory is
+    /// bounded by the page: the walk keeps the `limit + 1` smallest matches beyond the cursor,
+    /// whatever order the engine yields them in.
+    pub fn cert_page(&self, q: &CertQuery) -> Result<CertPage> {
+        if !(1..=10_000).contains(&q.limit) {
+            return Err(Error::Invalid(format!(
+                "limit must be 1 to 10000, got {}",
+                q.limit
+            )));
+        }
+        let after = match &q.after {
+            None => None,
+            Some(text) => Some(parse_cursor(text)?),
+        };
+        let mut page: std::collections::BTreeMap<(u8, usize, Vec<u8>), CertView> =
+            Default::default();
+        let mut consider = |c: CertRecord| -> Result<()> {
+            let key = (c.hierarchy.tag(), c.serial.len(), c.serial.clone());
+            if after.as_ref().is_some_and(|a| &key <= a)
+                || q.hierarchy.is_some_and(|h| h != c.hierarchy)
+                || q.kind.is_some_and(|k| k != c.kind)
+                || q.expiring_before.is_some_and(|t| c.not_after >= t)
+            {
+                return Ok(());
+            }
+            if page.len() > q.limit && page.keys().next_back().is_some_and(|last| &key > last) {
+                return Ok(());
+            }
+            let view = self.cert_view(c)?;
+            if q.status.is_some_and(|s| s != view.status) {
+                return Ok(());
+            }
+            page.insert(key, view);
+            if page.len() > q.limit + 1 {
+                page.pop_last();
+            }
+            Ok(())
+        };
+        match &q.resident {
+            Some(id) => {
+                self.resident(id)?;
+                for (c, _) in self.holder_certs(id)? {
+                    consider(c)?;
+                }
+            }
+            None => self.storage.for_each_certificate(&mut consider)?,
+        }
+        let more = page.len() > q.limit;
+        let mut certificates: Vec<CertView> = page.into_values().collect();
+        certificates.truncate(q.limit);
+        let next = if more {
+            certificates
+                .last()
+                .map(|c| format!("{}:{}", c.hierarchy, c.serial))
+        } else {
+            None
+        };
+        Ok(CertPage { certificates, next })
     }
 
     /// Walks the audit chain (a page at a time) and checks it against its head.
