@@ -79,6 +79,10 @@ pub trait Listener: Send + Sync {
     /// A hierarchy's delegated OCSP signer was renewed (durable, files in place): the
     /// responder signs with `signer` from now on. Does nothing unless a server listens.
     fn ocsp_signer_renewed(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
+    /// A hierarchy's delegated OCSP signer was compromised, revoked and replaced by `signer`
+    /// (durable, files in place): the responder signs with `signer` from now on and must never
+    /// serve an answer of the old key again (cached ones included).
+    fn ocsp_signer_compromised(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
 }
 
 /// Upper-case hex of a serial.
