@@ -81,6 +81,11 @@ pub enum Request {
     },
     /// The roots' and OCSP signers' expiries. Answer: `{expiries: [Expiry]}`.
     Expiries,
+    /// A hierarchy's OCSP signer key is compromised: revoke it (keyCompromise), block its key
+    /// and put a new signer in force at once. Answer: `{replaced: Renewed}`.
+    OcspSignerCompromise {
+        hierarchy: Hierarchy,
+    },
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -164,6 +169,9 @@ impl Authority {
                 Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
             }
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
+            Request::OcspSignerCompromise { hierarchy } => {
+                Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
+            }
         }
     }
 }
@@ -373,6 +381,7 @@ mod tests {
             id: "R1".into(),
             event: Event::Emigrate {
                 departure: Some(time::macros::date!(2026 - 12 - 20)),
+                continued_use: true,
             },
         };
         let text = serde_json::to_string(&r).unwrap();
@@ -384,7 +393,10 @@ mod tests {
         assert!(matches!(
             back,
             Request::Event {
-                event: Event::Emigrate { departure: Some(_) },
+                event: Event::Emigrate {
+                    departure: Some(_),
+                    continued_use: true
+                },
                 ..
             }
         ));

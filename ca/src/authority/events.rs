@@ -51,6 +51,10 @@ pub enum Event {
     Emigrate {
         #[serde(with = "policies::model::iso_date::option", default)]
         departure: Option<Date>,
+        /// The continued-use procedure was done: the card stays usable abroad and a signing
+        /// certificate for emigrants can be issued after the departure (reference §8).
+        #[serde(default)]
+        continued_use: bool,
     },
     CardRenew {
         #[serde(with = "policies::model::iso_date")]
@@ -135,6 +139,7 @@ impl Authority {
             state: ResidentState::Active,
             card_lost: false,
             departure: None,
+            continued_use: false,
             version: 0,
             history: vec![HistoryLine {
                 at: now,
@@ -209,6 +214,13 @@ impl Authority {
                 prefecture,
                 municipality,
             } => {
+                if before.state == ResidentState::Emigrated {
+                    // Back in Japan (転入): a resident again; the annex certificate is revoked by
+                    // the rule below like any signing certificate.
+                    after.state = ResidentState::Active;
+                    after.departure = None;
+                    after.continued_use = false;
+                }
                 after.attributes =
                     Attributes::new(a.name(), a.birth(), a.sex(), address, limits, today)?;
                 if let Some(p) = prefecture {
@@ -245,7 +257,10 @@ impl Authority {
                 )?;
             }
             Event::Death => after.state = ResidentState::Deceased,
-            Event::Emigrate { departure } => {
+            Event::Emigrate {
+                departure,
+                continued_use,
+            } => {
                 if before.state == ResidentState::Emigrated {
                     return Err(Error::Invalid(format!(
                         "resident {id} has already emigrated"
@@ -253,6 +268,7 @@ impl Authority {
                 }
                 let d = departure.unwrap_or(today);
                 after.departure = Some(d);
+                after.continued_use = *continued_use;
                 let start = departure_instant(d);
                 if start > now {
                     after.state = ResidentState::Emigrating;
@@ -411,6 +427,7 @@ impl Authority {
                         &due.resident,
                         &Event::Emigrate {
                             departure: r.departure,
+                            continued_use: r.continued_use,
                         },
                         Some(&due),
                     )?);

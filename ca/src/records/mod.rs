@@ -177,6 +177,11 @@ pub struct Resident {
     pub card_lost: bool,
     #[serde(with = "policies::model::iso_date::option")]
     pub departure: Option<Date>,
+    /// The continued-use procedure was done before emigration: the card stays usable abroad
+    /// and an emigrant signing certificate can be issued from the family-register annex
+    /// (reference §8). Absent in records written before it existed (false).
+    #[serde(default)]
+    pub continued_use: bool,
     /// Bumped on every change: issuance checks it did not move underneath.
     pub version: u64,
     pub history: Vec<HistoryLine>,
