@@ -188,19 +188,33 @@ impl Authority {
         Ok(out)
     }
 
-    /// Renews every OCSP signer that is within its margin (what `jpki serve`'s timer and
-    /// `jpki ocsp-signer renew --if-due` run). Returns the renewals made.
+    /// The hex serial of the OCSP signer certificate `der` if the store holds it as revoked.
+    pub(super) fn revoked_signer(&self, h: Hierarchy, der: &[u8]) -> Result<Option<String>> {
+        let serial = Expiry::of("ocsp-signer", Some(h), der, 0)?.serial;
+        let Some(record) = self
+            .storage
+            .certificate(h, &super::parse_serial(&serial)?)?
+        else {
+            return Ok(None);
+        };
+        Ok((self.status_of(&record)?.state == State::Revoked).then_some(serial))
+    }
+
+    /// Renews every OCSP signer that is within its margin, or whose certificate is revoked
+    /// (files restored from before a compromise), which is what `jpki serve`'s timer and
+    /// `jpki ocsp-signer renew --if-due` run. Returns the renewals made.
     pub fn renew_ocsp_signers_due(&self) -> Result<Vec<Renewed>> {
         let now = self.clock.now();
         let mut done = Vec::new();
         for h in Hierarchy::ALL {
+            let der = self.ocsp_signer_certificate(h)?;
             let e = Expiry::of(
                 "ocsp-signer",
                 Some(h),
-                &self.ocsp_signer_certificate(h)?,
+                &der,
                 i64::from(self.policy.validity.ocsp_signer_renew_days()),
             )?;
-            if e.due(now) {
+            if e.due(now) || self.revoked_signer(h, &der)?.is_some() {
                 done.push(self.renew_ocsp_signer(h)?);
             }
         }
@@ -614,5 +628,29 @@ mod tests {
             policies::Signer::certificate(a.ocsp_signer(h).unwrap().as_ref()),
             in_force.as_slice()
         );
+    }
+
+    #[test]
+    fn a_signer_restored_from_before_its_compromise_is_never_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let a = init(tmp.path(), t0, b"restore passphrase");
+        let h = Hierarchy::Signing;
+        let (key, cert) = (a.data_dir().key(h, "ocsp"), a.data_dir().cert(h, "ocsp"));
+        let backup = (fs::read(&key).unwrap(), fs::read(&cert).unwrap());
+        let r = a.compromise_ocsp_signer(h).unwrap();
+        drop(a);
+        // The key files come back from a backup taken before the compromise.
+        fs::write(&key, &backup.0).unwrap();
+        fs::write(&cert, &backup.1).unwrap();
+        let a = open(tmp.path(), t0, b"restore passphrase");
+        let e = a.ocsp_signer(h).err().expect("a revoked signer is refused");
+        assert!(e.to_string().contains(&r.replaced), "{e}");
+        assert!(e.to_string().contains("never used again"), "{e}");
+        // What `jpki serve` runs at start replaces it (and only it).
+        let done = a.renew_ocsp_signers_due().unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].hierarchy, &done[0].replaced), (h, &r.replaced));
+        assert!(a.ocsp_signer(h).is_ok());
     }
 }
