@@ -320,6 +320,46 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     s.line(format!("OCSP for his authentication certificate: {held}"));
     s.result("lost card: OCSP", held);
 
+    s.step("山田 花子 moves abroad after the continued-use procedure and signs from abroad");
+    let out = a.event(
+        &hanako,
+        &Event::Emigrate {
+            departure: None,
+            continued_use: true,
+        },
+    )?;
+    for r in &out.revocations {
+        s.line(format!(
+            "{} {}:{} ({}) — the departure revokes the domestic signing certificate",
+            r.status.as_str(),
+            r.hierarchy,
+            r.serial,
+            r.reason
+        ));
+    }
+    let csr = hanako_card.csr(Hierarchy::Signing, "TAXRETURN1")?;
+    let abroad = a.issue(&hanako, Hierarchy::Signing, &csr)?;
+    hanako_card.import_cert(&abroad.der)?;
+    s.line(format!(
+        "signing certificate for emigrants {} from the family-register annex",
+        abroad.serial
+    ));
+    let sig4 = hanako_card.sign_cms("TAXRETURN1", ret, Encapsulation::Detached, a.clock().now())?;
+    let report = verifier.verify_document(&sig4, Some(ret), None, a.clock().now());
+    let address = report
+        .attributes
+        .as_ref()
+        .map(|at| at.address.clone())
+        .unwrap_or_default();
+    s.line(format!(
+        "verdict: {:?}; address attribute: {address} (no address, the emigrant marker and departure date)",
+        report.verdict
+    ));
+    s.result(
+        "signature from abroad (emigrant certificate)",
+        format!("{:?} {address}", report.verdict),
+    );
+
     s.step("Audit trail");
     let n = a.audit_verify()?;
     let certs = a.check_indexes()?;

@@ -32,6 +32,10 @@ fn the_demo_tells_the_whole_story() {
         ("new signature with the old certificate", "Invalid"),
         ("lost card: OCSP", "certificateHold"),
         ("PF learns the new address after the move", "横浜市"),
+        (
+            "signature from abroad (emigrant certificate)",
+            "Valid 国外転出者（",
+        ),
     ] {
         let line = summary
             .lines()

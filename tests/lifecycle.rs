@@ -270,3 +270,146 @@ fn the_register_is_searched_by_name_and_birth_a_page_at_a_time() {
     );
     env.fails(&["resident", "search", "--name", " 　"], "name");
 }
+
+/// The continued-use procedure (reference §8): the signing certificate is revoked as of the
+/// departure date, the auth certificate and the card stay usable, and a signing certificate for
+/// emigrants is issued from the family-register annex — no address, the emigrant marker and
+/// the departure date in the address attribute; annex changes revoke it by rule.
+#[test]
+fn an_emigrant_keeps_the_card_and_gets_a_signing_certificate_from_the_annex() {
+    let mut env = Env::empty();
+    env.now = Some("2026-12-01T01:00:00Z".into());
+    env.ok(&["init"]);
+    let id = with_both(&env, "在外　五郎");
+    let (_k, csr) = env.csr("abroad", 2048);
+    let issue = |env: &Env| {
+        env.run(&[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "signing",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    env.json(&[
+        "resident",
+        "emigrate",
+        "--id",
+        &id,
+        "--date",
+        "2026-12-20",
+        "--continued-use",
+    ]);
+    // Before the departure: refused, nothing changes.
+    env.fails(
+        &[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "signing",
+            "--csr",
+            csr.to_str().unwrap(),
+        ],
+        "leaves Japan on 2026-12-20",
+    );
+    env.now = Some("2026-12-20T03:00:00Z".into());
+    env.json(&["events", "apply-due"]);
+    let s = statuses(&env, &id);
+    assert!(s.contains(&(
+        "signing".into(),
+        "revoked".into(),
+        "affiliationChanged".into()
+    )));
+    assert!(s.contains(&("auth".into(), "good".into(), "-".into())));
+    let out = issue(&env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let issued: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pem = env.write("emigrant.pem", issued["pem"].as_str().unwrap().as_bytes());
+    let root = env.path("signing-root.pem");
+    std::fs::write(&root, env.ok(&["root", "--hierarchy", "signing"])).unwrap();
+    // At 2026-12-21 (the test clock, which may be ahead of the real one).
+    let verified = openssl(&[
+        "verify",
+        "-attime",
+        "1797811200",
+        "-CAfile",
+        &p(&root),
+        &p(&pem),
+    ]);
+    assert!(verified.contains(": OK"), "{verified}");
+    // The address otherName holds the marker and the departure date, never an address.
+    let body: String = issued["pem"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64_decode(&body);
+    let marker = "国外転出者（2026年12月20日転出）".as_bytes();
+    assert!(
+        der.windows(marker.len()).any(|w| w == marker),
+        "the emigrant address is in the certificate"
+    );
+    let home = "東京都".as_bytes();
+    assert!(
+        !der.windows(home.len()).any(|w| w == home),
+        "no domestic address"
+    );
+    let audit = env.ok(&["audit", "log"]);
+    assert!(audit.contains("signing (emigrant)"), "{audit}");
+    // An annex change (a corrected name) revokes it by rule, as register changes do.
+    env.ok(&["resident", "rename", "--id", &id, "--name", "在外　五朗"]);
+    let serial = issued["serial"].as_str().unwrap();
+    let shown = env.json(&["cert", "show", "--serial", serial, "--hierarchy", "signing"]);
+    assert_eq!(shown["status"], "revoked", "{shown}");
+    assert_eq!(shown["reason"], "affiliationChanged", "{shown}");
+    // Coming back to Japan makes the holder a resident again with a domestic address.
+    env.ok(&[
+        "resident",
+        "move",
+        "--id",
+        &id,
+        "--address",
+        "大阪府大阪市北区",
+    ]);
+    let r = env.json(&["resident", "show", "--id", &id]);
+    assert_eq!(r["state"], "active", "{r}");
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn without_the_continued_use_procedure_no_emigrant_certificate_is_issued() {
+    let mut env = Env::empty();
+    env.now = Some("2026-12-01T01:00:00Z".into());
+    env.ok(&["init"]);
+    let id = with_both(&env, "出国　六郎");
+    env.ok(&["resident", "emigrate", "--id", &id]);
+    let before = env.json(&["cert", "list", "--resident", &id]);
+    let (_k, csr) = env.csr("no-cont", 2048);
+    env.fails(
+        &[
+            "issue",
+            "--resident",
+            &id,
+            "--kind",
+            "signing",
+            "--csr",
+            csr.to_str().unwrap(),
+        ],
+        "without the continued-use procedure",
+    );
+    assert_eq!(env.json(&["cert", "list", "--resident", &id]), before);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}

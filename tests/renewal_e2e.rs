@@ -614,3 +614,75 @@ fn operator_renewal_refuses_bad_input_and_changes_nothing() {
     ]);
     assert!(out.contains("PF One") && out.contains("renewed"), "{out}");
 }
+
+/// `jpki ocsp-signer compromise` through a running server: the old signer is revoked
+/// (keyCompromise, answered as such by OCSP), the very next answer — even for a request whose
+/// answer was cached — is signed by the replacement, and the audit chain verifies.
+#[test]
+fn a_compromised_ocsp_signer_is_replaced_at_once_and_never_signs_again() {
+    let env = Env::init();
+    let a = env.add_resident("山田　花子", "1985-04-12");
+    let (_, csr) = env.csr("holder", 2048);
+    let cert = env.issue(&a, "auth", &csr);
+    let leaf = env.write("leaf.pem", cert["pem"].as_str().unwrap().as_bytes());
+    let root = env.write(
+        "root.pem",
+        env.ok(&["root", "--hierarchy", "auth"]).as_bytes(),
+    );
+    let old_signer = env.path("old-signer.pem");
+    std::fs::copy(env.data().join("certs/auth-ocsp.pem"), &old_signer).unwrap();
+    let old_serial = signer_serials(&env)[1].clone();
+    let server = Server::start(&env);
+    // `openssl ocsp` fails (and `openssl` panics) unless the answer verifies against the root.
+    let query = |cert: &std::path::Path| {
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &p(&root),
+            "-cert",
+            &p(cert),
+            "-url",
+            &format!("{}/ocsp", server.base),
+            "-CAfile",
+            &p(&root),
+            "-no_nonce",
+            "-timeout",
+            "10",
+            "-resp_text",
+        ])
+    };
+    // Serial as `openssl -text` prints a short one: `N (0xN)`.
+    let printed = |hex: &str| {
+        let n = u64::from_str_radix(hex, 16).unwrap();
+        format!("Serial Number: {n} (0x{n:x})")
+    };
+    let out = query(&leaf);
+    assert!(out.contains(": good"), "{out}");
+    assert!(out.contains(&printed(&old_serial)), "{out}");
+    let again = query(&leaf);
+    assert!(again.contains(&printed(&old_serial)), "{again}");
+
+    let v = env.json(&["ocsp-signer", "compromise", "--hierarchy", "auth"]);
+    assert_eq!(v["replaced"]["replaced"], old_serial.as_str(), "{v}");
+    let new_serial = v["replaced"]["serial"].as_str().unwrap().to_owned();
+    assert_eq!(signer_serials(&env)[1], new_serial);
+    assert_eq!(audit_count(&env, "ocsp-signer-compromise"), 1);
+
+    // The cached answer of the old key is gone: the same request is answered by the new one.
+    let out = query(&leaf);
+    assert!(out.contains(": good"), "{out}");
+    assert!(out.contains(&printed(&new_serial)), "{out}");
+    assert!(!out.contains(&printed(&old_serial)), "{out}");
+    // The old signer itself is revoked for keyCompromise.
+    let out = query(&old_signer);
+    assert!(out.contains(": revoked"), "{out}");
+    assert!(out.contains("Reason: keyCompromise"), "{out}");
+    // It cannot be compromised "again" as a leaf either, and the audit chain holds.
+    env.fails(
+        &["hold", "--serial", &old_serial, "--hierarchy", "auth"],
+        "infrastructure certificate",
+    );
+    let v = env.json(&["audit", "verify"]);
+    assert_eq!(v["intact"], true, "{v}");
+    server.stop();
+}

@@ -97,6 +97,11 @@ pub enum Request {
     },
     /// The roots' and OCSP signers' expiries. Answer: `{expiries: [Expiry]}`.
     Expiries,
+    /// A hierarchy's OCSP signer key is compromised: revoke it (keyCompromise), block its key
+    /// and put a new signer in force at once. Answer: `{replaced: Renewed}`.
+    OcspSignerCompromise {
+        hierarchy: Hierarchy,
+    },
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -201,6 +206,9 @@ impl Authority {
                 Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
             }
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
+            Request::OcspSignerCompromise { hierarchy } => {
+                Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
+            }
         }
     }
 }
@@ -410,6 +418,7 @@ mod tests {
             id: "R1".into(),
             event: Event::Emigrate {
                 departure: Some(time::macros::date!(2026 - 12 - 20)),
+                continued_use: true,
             },
         };
         let text = serde_json::to_string(&r).unwrap();
@@ -421,7 +430,10 @@ mod tests {
         assert!(matches!(
             back,
             Request::Event {
-                event: Event::Emigrate { departure: Some(_) },
+                event: Event::Emigrate {
+                    departure: Some(_),
+                    continued_use: true
+                },
                 ..
             }
         ));

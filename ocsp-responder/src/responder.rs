@@ -307,6 +307,9 @@ struct Cache {
     hasher: std::collections::hash_map::RandomState,
     seq: AtomicU64,
     len: AtomicUsize,
+    /// Per hierarchy tag: answers signed before this sequence number are never cached (set
+    /// when a compromised signer is replaced, [`Responder::replace_compromised_signer`]).
+    floor: [AtomicU64; 2],
 }
 
 /// Cache key: hierarchy tag then the serial's INTEGER content octets.
@@ -327,7 +330,37 @@ impl Cache {
             hasher: Default::default(),
             seq: AtomicU64::new(0),
             len: AtomicUsize::new(0),
+            floor: [AtomicU64::new(0), AtomicU64::new(0)],
         }
+    }
+
+    fn floor(&self, key: &[u8]) -> u64 {
+        key.first()
+            .and_then(|t| self.floor.get(usize::from(*t)))
+            .map_or(0, |f| f.load(Ordering::SeqCst))
+    }
+
+    /// Removes every cached answer of hierarchy tag `tag` and refuses any answer whose signing
+    /// started before now (it may carry the old signer). Returns how many were removed.
+    fn purge(&self, tag: u8) -> usize {
+        let epoch = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(f) = self.floor.get(usize::from(tag)) {
+            f.fetch_max(epoch, Ordering::SeqCst);
+        }
+        let mut removed = 0;
+        for shard in &self.shards {
+            let mut map = shard.write().unwrap_or_else(|p| p.into_inner());
+            map.retain(|k, rec| {
+                if k.first() == Some(&tag) {
+                    removed += rec.entries.len();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
     }
 
     fn shard(&self, key: &[u8]) -> &Shard {
@@ -360,6 +393,9 @@ impl Cache {
     /// entry `replacing` (by identity) or one with the same CertID.
     fn insert(&self, key: &[u8], started: u64, entry: Arc<Entry>, capacity: usize) -> bool {
         let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        if started < self.floor(key) {
+            return false;
+        }
         let rec = shard.entry(key.to_vec()).or_default();
         if rec.epoch > started {
             return false;
@@ -777,6 +813,20 @@ impl Responder {
         *issuer.signing.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.inner.metrics.signer_replaced();
         Ok(())
+    }
+
+    /// Replaces a hierarchy's delegated OCSP signer whose key is compromised: as
+    /// [`Responder::replace_signer`], and then every cached answer of the hierarchy is removed
+    /// and no answer whose signing began before the swap is cached, so the old key's answers
+    /// are never served again (the next query of each certificate is signed live by `signer`).
+    /// Returns how many cached answers were removed.
+    pub fn replace_compromised_signer(
+        &self,
+        h: Hierarchy,
+        signer: Arc<dyn Signer>,
+    ) -> Result<usize, Error> {
+        self.replace_signer(h, signer)?;
+        Ok(self.inner.cache.purge(h.tag()))
     }
 
     /// The certificate (DER) of the OCSP signer in force for a hierarchy.

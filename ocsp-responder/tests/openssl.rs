@@ -210,3 +210,34 @@ async fn a_replaced_signer_signs_from_then_on_and_a_foreign_one_is_refused() {
         .render_metrics()
         .contains("ocsp_signer_replacements_total 1"));
 }
+
+/// A compromised signer: a plain replacement leaves the cached answers of the old signer in
+/// place (they stay verifiable), a compromised one removes them, so the next answer for the
+/// same request is signed by the new signer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compromised_signer_leaves_no_cached_answer_behind() {
+    let s = start().await;
+    let out = ocsp(&s, "signing", &["good"], &["-no_nonce", "-resp_text"]).await;
+    assert!(line_for(&out, "good").ends_with(": good"), "{out}");
+    assert!(!out.contains("4335 (0x10ef)"), "{out}");
+    let next = s.pki.next_signers["signing"].clone();
+    s.responder
+        .replace_signer(Hierarchy::Signing, next.clone())
+        .unwrap();
+    // Renewal: the cached answer (old signer) is still served.
+    let out = ocsp(&s, "signing", &["good"], &["-no_nonce", "-resp_text"]).await;
+    assert!(out.contains("Response verify OK"), "{out}");
+    assert!(!out.contains("4335 (0x10ef)"), "{out}");
+    let removed = s
+        .responder
+        .replace_compromised_signer(Hierarchy::Signing, next)
+        .unwrap();
+    assert!(removed >= 1, "{removed}");
+    let out = ocsp(&s, "signing", &["good"], &["-no_nonce", "-resp_text"]).await;
+    assert!(out.contains("Response verify OK"), "{out}");
+    assert!(line_for(&out, "good").ends_with(": good"), "{out}");
+    assert!(out.contains("4335 (0x10ef)"), "{out}");
+    // The other hierarchy's cache is untouched by the purge.
+    let out = ocsp(&s, "auth", &["auth-good"], &["-no_nonce"]).await;
+    assert!(line_for(&out, "auth-good").ends_with(": good"), "{out}");
+}

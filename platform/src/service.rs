@@ -482,7 +482,7 @@ pub(crate) fn four_attributes(call: &mut Call<'_>, body: &[u8]) -> Result<Value>
         "name": r.attributes.name(),
         "birth": r.attributes.birth().to_string(),
         "sex": r.attributes.sex(),
-        "address": r.attributes.address(),
+        "address": r.register_address(),
         "status": status,
         "departure": r.departure.map(|d| d.to_string()),
         "certificate": {

@@ -267,6 +267,26 @@ impl Attributes {
     }
 }
 
+/// The emigrants' marker (国外転出者, "a person who has moved abroad"): what the family-register
+/// annex (戸籍の附票) records as an emigrant's address (住民基本台帳法 Art. 17 item 3,
+/// "国外転出者である旨"; reference §8).
+pub const EMIGRANT_MARKER: &str = "国外転出者";
+
+/// The address attribute of a signing certificate for emigrants: no address at all, but the
+/// emigrant marker and the departure date, `国外転出者（YYYY年M月D日転出）` — e.g.
+/// `国外転出者（2027年4月1日転出）`. The real J-LIS string is unconfirmed (reference §8, open
+/// items); this one holds the two annex items the law names (the fact of emigration, item 3,
+/// and the departure date, item 4) in the card's repertoire (JIS X 0208 and ASCII digits,
+/// Gregorian date as in the annex's 転出日 column written out), so it needs no substitution.
+pub fn emigrant_address(departure: Date) -> String {
+    format!(
+        "{EMIGRANT_MARKER}（{}年{}月{}日転出）",
+        departure.year(),
+        u8::from(departure.month()),
+        departure.day()
+    )
+}
+
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Error> {
     let chars = value.chars().count();
     if value.trim().is_empty() {
@@ -395,6 +415,15 @@ fn in_jis_x_0208(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_emigrant_address_is_the_marker_and_the_departure_date_in_the_repertoire() {
+        let a = emigrant_address(time::macros::date!(2027 - 04 - 01));
+        assert_eq!(a, "国外転出者（2027年4月1日転出）");
+        let card = CardText::from_register(&a);
+        assert_eq!(card.text, a);
+        assert!(card.flags.chars().all(|f| f == '0'), "{}", card.flags);
+    }
     use time::macros::date;
 
     #[test]

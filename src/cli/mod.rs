@@ -220,6 +220,16 @@ pub enum OcspSignerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The OCSP signer key of a hierarchy is compromised: revoke its certificate
+    /// (keyCompromise, on the CA-level CRL), block the key for ever and put a new signer in
+    /// force at once; a running server drops every answer the old key signed. See
+    /// docs/operations.md.
+    Compromise {
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Hierarchy,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -336,6 +346,11 @@ pub enum ResidentCommand {
         /// Departure date (default: today); a future date schedules the revocation.
         #[arg(long, value_parser = parse_date)]
         date: Option<Date>,
+        /// The continued-use procedure was done before departure: the card stays usable
+        /// abroad and, from the departure date, `jpki issue --kind signing` issues a signing
+        /// certificate for emigrants (no address: the emigrant marker and departure date).
+        #[arg(long)]
+        continued_use: bool,
     },
     /// Card lost: both certificates are put on hold.
     CardLost {
@@ -1144,6 +1159,25 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n")
             })
         }
+        Command::OcspSigner(OcspSignerCommand::Compromise { hierarchy, json }) => {
+            let v = call(
+                &cli,
+                Request::OcspSignerCompromise {
+                    hierarchy: *hierarchy,
+                },
+            )?;
+            let r: ca::authority::Renewed = typed(v["replaced"].clone())?;
+            print(*json, &v, |_| {
+                format!(
+                    "{}: OCSP signer {} revoked (keyCompromise) and its key blocked; \
+                     OCSP signer {} in force, valid until {}",
+                    r.hierarchy,
+                    r.replaced,
+                    r.serial,
+                    when(r.not_after)
+                )
+            })
+        }
         Command::OcspSigner(OcspSignerCommand::Status { json }) => {
             let v = call(&cli, Request::Expiries)?;
             let all: Vec<ca::authority::Expiry> = typed(v["expiries"].clone())?;
@@ -1526,7 +1560,17 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
             },
         ),
         ResidentCommand::Death { who } => (who, Event::Death),
-        ResidentCommand::Emigrate { who, date } => (who, Event::Emigrate { departure: *date }),
+        ResidentCommand::Emigrate {
+            who,
+            date,
+            continued_use,
+        } => (
+            who,
+            Event::Emigrate {
+                departure: *date,
+                continued_use: *continued_use,
+            },
+        ),
         ResidentCommand::CardLost { who } => (who, Event::CardLost),
         ResidentCommand::CardFound { who } => (who, Event::CardFound),
         ResidentCommand::CardRenew { who, card_expiry } => (

@@ -136,6 +136,19 @@ impl ca::authority::Listener for Notifier {
         }
     }
 
+    fn ocsp_signer_compromised(&self, h: Hierarchy, signer: Arc<ca::keys::CaSigner>) {
+        match self.responder.replace_compromised_signer(h, signer) {
+            Ok(removed) => {
+                tracing::warn!(%h, removed, "OCSP responder now signs with the replacement of the compromised signer; its cached answers are gone")
+            }
+            // The revocation is durable and the new signer on disk, but this responder could
+            // not take it: stop answering rather than sign with a revoked key.
+            Err(e) => {
+                tracing::error!(error = %e, %h, "could not install the replacement of a compromised OCSP signer; restart jpki serve")
+            }
+        }
+    }
+
     fn ocsp_signer_renewed(&self, h: Hierarchy, signer: Arc<ca::keys::CaSigner>) {
         match self.responder.replace_signer(h, signer) {
             Ok(()) => tracing::info!(%h, "OCSP responder now signs with the renewed signer"),

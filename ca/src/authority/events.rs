@@ -51,6 +51,10 @@ pub enum Event {
     Emigrate {
         #[serde(with = "policies::model::iso_date::option", default)]
         departure: Option<Date>,
+        /// The continued-use procedure was done: the card stays usable abroad and a signing
+        /// certificate for emigrants can be issued after the departure (reference §8).
+        #[serde(default)]
+        continued_use: bool,
     },
     CardRenew {
         #[serde(with = "policies::model::iso_date")]
@@ -254,6 +258,7 @@ impl Authority {
             state: ResidentState::Active,
             card_lost: false,
             departure: None,
+            continued_use: false,
             version: 0,
             history: vec![HistoryLine {
                 at: now,
@@ -346,6 +351,13 @@ impl Authority {
                 prefecture,
                 municipality,
             } => {
+                if before.state == ResidentState::Emigrated {
+                    // Back in Japan (転入): a resident again; the annex certificate is revoked by
+                    // the rule below like any signing certificate.
+                    after.state = ResidentState::Active;
+                    after.departure = None;
+                    after.continued_use = false;
+                }
                 after.attributes =
                     Attributes::new(a.name(), a.birth(), a.sex(), address, limits, today)?;
                 if let Some(p) = prefecture {
@@ -382,7 +394,10 @@ impl Authority {
                 )?;
             }
             Event::Death => after.state = ResidentState::Deceased,
-            Event::Emigrate { departure } => {
+            Event::Emigrate {
+                departure,
+                continued_use,
+            } => {
                 if before.state == ResidentState::Emigrated {
                     return Err(Error::Invalid(format!(
                         "resident {id} has already emigrated"
@@ -390,6 +405,7 @@ impl Authority {
                 }
                 let d = departure.unwrap_or(today);
                 after.departure = Some(d);
+                after.continued_use = *continued_use;
                 let start = departure_instant(d);
                 if start > now {
                     after.state = ResidentState::Emigrating;
@@ -555,6 +571,7 @@ impl Authority {
                         &due.resident,
                         &Event::Emigrate {
                             departure: r.departure,
+                            continued_use: r.continued_use,
                         },
                         Some(&due),
                     )?);

@@ -87,6 +87,8 @@ struct Prepared {
     /// The eligibility rules set aside, with their reasons, for the audit record.
     overridden: Vec<String>,
     der: Vec<u8>,
+    /// A signing certificate for an emigrant (from the family-register annex).
+    emigrant: bool,
 }
 
 impl Authority {
@@ -136,10 +138,29 @@ impl Authority {
     ) -> Result<Prepared> {
         let now = self.clock.now();
         let resident: Resident = self.resident(resident_id)?;
-        match resident.state {
-            ResidentState::Deceased => return Err(Error::Refused(format!("resident {resident_id} is deceased"))),
-            ResidentState::Emigrated | ResidentState::Emigrating if h == Hierarchy::Signing => {
-                return Err(Error::Refused(format!("resident {resident_id} has emigrated; signing certificates for emigrants are not supported")))
+        // A signing certificate for an emigrant comes from the family-register annex: the
+        // register's name, birth and sex, and instead of an address the emigrant marker and
+        // the departure date (policies::model::emigrant_address; reference §8).
+        let mut emigrant = None;
+        match (resident.state, h) {
+            (ResidentState::Deceased, _) => return Err(Error::Refused(format!("resident {resident_id} is deceased"))),
+            (ResidentState::Emigrating, Hierarchy::Signing) => {
+                return Err(Error::Refused(format!("resident {resident_id} leaves Japan on {}: the signing certificate for emigrants can be issued from that date", resident.departure.map(|d| d.to_string()).unwrap_or_default())))
+            }
+            (ResidentState::Emigrated, Hierarchy::Signing) if !resident.continued_use => {
+                return Err(Error::Refused(format!("resident {resident_id} emigrated without the continued-use procedure; a signing certificate for emigrants needs it (resident emigrate --continued-use)")))
+            }
+            (ResidentState::Emigrated, Hierarchy::Signing) => {
+                let departure = resident.departure.ok_or_else(|| Error::Store(format!("emigrated resident {resident_id} without a departure date")))?;
+                let a = &resident.attributes;
+                emigrant = Some(policies::Attributes::new(
+                    a.name(),
+                    a.birth(),
+                    a.sex(),
+                    &policies::model::emigrant_address(departure),
+                    &self.policy.limits,
+                    validity::jst_date(now),
+                )?);
             }
             _ => {}
         }
@@ -192,7 +213,7 @@ impl Authority {
             Hierarchy::Signing => Holder::Signing {
                 prefecture: &resident.prefecture,
                 municipality: &resident.municipality,
-                attributes: &resident.attributes,
+                attributes: emigrant.as_ref().unwrap_or(&resident.attributes),
             },
             Hierarchy::Auth => Holder::Auth,
         };
@@ -255,6 +276,7 @@ impl Authority {
             previous,
             overridden,
             der,
+            emigrant: emigrant.is_some(),
         })
     }
 
@@ -333,8 +355,9 @@ impl Authority {
             "issue",
             &format!("{}:{}", p.h, serial_hex(&p.serial)),
             &format!(
-                "{} for {}, notAfter {}{}",
+                "{}{} for {}, notAfter {}{}",
                 CertKind::of(p.h).as_str(),
+                if p.emigrant { " (emigrant)" } else { "" },
                 p.resident_id,
                 p.not_after,
                 p.overridden

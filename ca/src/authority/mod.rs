@@ -83,6 +83,10 @@ pub trait Listener: Send + Sync {
     /// A hierarchy's delegated OCSP signer was renewed (durable, files in place): the
     /// responder signs with `signer` from now on. Does nothing unless a server listens.
     fn ocsp_signer_renewed(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
+    /// A hierarchy's delegated OCSP signer was compromised, revoked and replaced by `signer`
+    /// (durable, files in place): the responder signs with `signer` from now on and must never
+    /// serve an answer of the old key again (cached ones included).
+    fn ocsp_signer_compromised(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
 }
 
 /// Upper-case hex of a serial.
@@ -234,12 +238,27 @@ impl Authority {
     }
 
     /// The delegated OCSP signer of a hierarchy (decrypted on first use; the newest after a
-    /// renewal, see [`renew`]).
+    /// renewal, see [`renew`]). A signer whose certificate the store holds as revoked — key
+    /// files restored from a backup older than `jpki ocsp-signer compromise` — is refused:
+    /// its key is never used again.
     pub fn ocsp_signer(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
         // Under the renewal lock: a first load never sees a renewal half-way through.
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.finish_locked(h)?;
-        self.signers.ocsp(h)
+        let signer = self.signers.ocsp(h)?;
+        if let Some(serial) =
+            self.revoked_signer(h, policies::Signer::certificate(signer.as_ref()))?
+        {
+            return Err(Error::KeyFile {
+                path: self.data_dir().key(h, "ocsp").display().to_string(),
+                detail: format!(
+                    "the OCSP signer certificate {serial} it belongs to is revoked; its key is \
+                     never used again: `jpki ocsp-signer renew --hierarchy {h}` (or `jpki serve`) \
+                     puts a new signer in force"
+                ),
+            });
+        }
+        Ok(signer)
     }
 
     /// A random serial of 16 octets (positive), from the OS RNG.

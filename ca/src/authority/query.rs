@@ -127,6 +127,9 @@ pub struct ResidentView {
     pub state: ResidentState,
     #[serde(with = "policies::model::iso_date::option")]
     pub departure: Option<Date>,
+    /// Emigrated after the continued-use procedure (the card stays usable abroad).
+    #[serde(default)]
+    pub continued_use: bool,
     pub certificates: Vec<CertSummary>,
     pub history: Vec<HistoryLine>,
 }
@@ -179,6 +182,7 @@ impl Authority {
             card_lost: r.card_lost,
             state: r.state,
             departure: r.departure,
+            continued_use: r.continued_use,
             certificates,
             history: r.history,
         })

@@ -21,6 +21,17 @@
 //! place (the renewal was committed), staged files it does not hold are removed (it was not).
 //! A wrong passphrase fails before anything is written (the root key is decrypted first).
 //!
+//! ## Compromise ([`Authority::compromise_ocsp_signer`], `jpki ocsp-signer compromise`)
+//! The same replacement, with three more writes in the same unit of work: the old signer
+//! certificate's status becomes revoked/keyCompromise (so it is listed on the hierarchy's
+//! CA-level CRL, and OCSP answers `revoked` for it), its key goes on the blocklist (no CSR can
+//! ever have it certified), and the audit record `ocsp-signer-compromise`. After the files are
+//! renamed the old key exists nowhere; the listener's
+//! [`Listener::ocsp_signer_compromised`](super::Listener::ocsp_signer_compromised) swaps the
+//! responder's signer and drops every answer the old key signed, cached ones included, so the
+//! key is never used again. Renewing is for expiry; compromise is for a key that must stop at
+//! once — the consequences for relying parties are in docs/operations.md.
+//!
 //! ## When
 //! `policy.validity.ocsp_signer_renew_days` before the signer's notAfter. The policy checks
 //! that this margin is longer than an OCSP answer's life, so an answer signed by the old signer
@@ -32,14 +43,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use policies::Hierarchy;
+use policies::{Hierarchy, Reason};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{serial_hex, Authority};
 use crate::error::{Error, Result};
 use crate::keys::{self, CaSigner};
-use crate::records::{pem, CertKind, CertRecord};
+use crate::records::{pem, CertKind, CertRecord, State, StatusRecord};
 use crate::storage;
 
 /// Roots are not renewed here (a root rollover is its own operation); a server warns when a
@@ -177,19 +188,33 @@ impl Authority {
         Ok(out)
     }
 
-    /// Renews every OCSP signer that is within its margin (what `jpki serve`'s timer and
-    /// `jpki ocsp-signer renew --if-due` run). Returns the renewals made.
+    /// The hex serial of the OCSP signer certificate `der` if the store holds it as revoked.
+    pub(super) fn revoked_signer(&self, h: Hierarchy, der: &[u8]) -> Result<Option<String>> {
+        let serial = Expiry::of("ocsp-signer", Some(h), der, 0)?.serial;
+        let Some(record) = self
+            .storage
+            .certificate(h, &super::parse_serial(&serial)?)?
+        else {
+            return Ok(None);
+        };
+        Ok((self.status_of(&record)?.state == State::Revoked).then_some(serial))
+    }
+
+    /// Renews every OCSP signer that is within its margin, or whose certificate is revoked
+    /// (files restored from before a compromise), which is what `jpki serve`'s timer and
+    /// `jpki ocsp-signer renew --if-due` run. Returns the renewals made.
     pub fn renew_ocsp_signers_due(&self) -> Result<Vec<Renewed>> {
         let now = self.clock.now();
         let mut done = Vec::new();
         for h in Hierarchy::ALL {
+            let der = self.ocsp_signer_certificate(h)?;
             let e = Expiry::of(
                 "ocsp-signer",
                 Some(h),
-                &self.ocsp_signer_certificate(h)?,
+                &der,
                 i64::from(self.policy.validity.ocsp_signer_renew_days()),
             )?;
-            if e.due(now) {
+            if e.due(now) || self.revoked_signer(h, &der)?.is_some() {
                 done.push(self.renew_ocsp_signer(h)?);
             }
         }
@@ -199,9 +224,33 @@ impl Authority {
     /// Renews a hierarchy's delegated OCSP signer now (see the module docs). Needs the CA
     /// passphrase; a wrong one changes nothing.
     pub fn renew_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
+        self.replace_ocsp_signer(h, false)
+    }
+
+    /// A hierarchy's delegated OCSP signer key is compromised (or suspected to be): the signer
+    /// certificate is revoked (keyCompromise) and its key blocked for ever, and a new signer is
+    /// put in force — in one unit of work, as a renewal (see the module docs, "Compromise").
+    /// Needs the CA passphrase; a wrong one changes nothing.
+    pub fn compromise_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
+        self.replace_ocsp_signer(h, true)
+    }
+
+    fn replace_ocsp_signer(&self, h: Hierarchy, compromised: bool) -> Result<Renewed> {
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.signer_certificate_locked(h)?;
         let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
+        // The record of the signer being replaced (its status is set on compromise).
+        let old_record = if compromised {
+            let serial = super::parse_serial(&replaced)?;
+            let r = self.storage.certificate(h, &serial)?.ok_or_else(|| {
+                Error::Store(format!(
+                    "the OCSP signer {replaced} in force is not in the store"
+                ))
+            })?;
+            Some((r, storage::fingerprint(&super::spki_of(&old)?)))
+        } else {
+            None
+        };
         // The root key first: a wrong passphrase stops here, before anything is written.
         let root = self.signer(h)?;
         let passphrase = self.signers.key_passphrase()?;
@@ -240,6 +289,30 @@ impl Authority {
             if counter > 0 {
                 t.note_serial(h, counter)?;
             }
+            if let Some((r, fp)) = &old_record {
+                let st = t
+                    .status(h, &r.serial)?
+                    .ok_or_else(|| Error::Store("certificate without status".into()))?;
+                if st.state != State::Revoked {
+                    t.set_status(
+                        r,
+                        &StatusRecord {
+                            state: State::Revoked,
+                            reason: Some(Reason::KeyCompromise),
+                            since: Some(now),
+                            invalidity: None,
+                        },
+                    )?;
+                }
+                t.block_key(fp)?;
+                storage::audit(
+                    t,
+                    now,
+                    "ocsp-signer-compromise",
+                    &format!("{h}:{replaced}"),
+                    &format!("revoked keyCompromise, key {} blocked", hex::encode(fp)),
+                )?;
+            }
             storage::audit(
                 t,
                 now,
@@ -260,9 +333,20 @@ impl Authority {
         let signer = Arc::new(CaSigner::new(key.pair, der));
         self.signers.set_ocsp(h, Arc::clone(&signer));
         if let Some(l) = self.listener.get() {
-            l.ocsp_signer_renewed(h, signer);
+            match &old_record {
+                Some((r, _)) => {
+                    l.ocsp_signer_compromised(h, signer);
+                    // The revoked signer goes on the hierarchy's CA-level CRL.
+                    l.revoked(h, &r.serial, None);
+                }
+                None => l.ocsp_signer_renewed(h, signer),
+            }
         }
-        tracing::info!(hierarchy = %h, serial = %hexs, %replaced, "OCSP signer renewed");
+        if compromised {
+            tracing::warn!(hierarchy = %h, serial = %hexs, %replaced, "compromised OCSP signer revoked and replaced");
+        } else {
+            tracing::info!(hierarchy = %h, serial = %hexs, %replaced, "OCSP signer renewed");
+        }
         Ok(Renewed {
             hierarchy: h,
             serial: hexs,
@@ -475,5 +559,98 @@ mod tests {
                 .serial,
             r.serial
         );
+    }
+
+    #[test]
+    fn a_compromised_signer_is_revoked_blocked_and_replaced_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let a = init(tmp.path(), t0, b"compromise passphrase");
+        let h = Hierarchy::Auth;
+        let old = a.ocsp_signer_certificate(h).unwrap();
+        let old_serial = Expiry::of("x", None, &old, 0).unwrap().serial;
+        let other = a.ocsp_signer_certificate(Hierarchy::Signing).unwrap();
+        drop(a);
+
+        // A wrong passphrase changes nothing.
+        let a = open(tmp.path(), t0, b"wrong passphrase");
+        let before = (files(&a), a.audit_records().unwrap().len());
+        let e = a.compromise_ocsp_signer(h).unwrap_err();
+        assert!(matches!(e, Error::WrongPassphrase(_)), "{e}");
+        assert_eq!((files(&a), a.audit_records().unwrap().len()), before);
+        let serial = crate::authority::parse_serial(&old_serial).unwrap();
+        let rec = a.storage().certificate(h, &serial).unwrap().unwrap();
+        assert_eq!(a.status_of(&rec).unwrap().state, State::Good);
+        drop(a);
+
+        let a = open(tmp.path(), t0, b"compromise passphrase");
+        let r = a.compromise_ocsp_signer(h).unwrap();
+        assert_eq!(r.replaced, old_serial);
+        assert_ne!(r.serial, old_serial);
+        // The old certificate is revoked for keyCompromise, its key blocked for ever.
+        let st = a.status_of(&rec).unwrap();
+        assert_eq!(
+            (st.state, st.reason),
+            (State::Revoked, Some(Reason::KeyCompromise))
+        );
+        let fp = storage::fingerprint(&crate::records::spki_of(&old).unwrap());
+        assert!(a.storage().key_blocked(&fp).unwrap());
+        // The new signer is in force, in memory and on disk; the other hierarchy's is untouched.
+        let now = a.ocsp_signer(h).unwrap();
+        let in_force = policies::Signer::certificate(now.as_ref()).to_vec();
+        assert_ne!(in_force, old);
+        assert_eq!(a.ocsp_signer_certificate(h).unwrap(), in_force);
+        assert_eq!(
+            a.ocsp_signer_certificate(Hierarchy::Signing).unwrap(),
+            other
+        );
+        let actions: Vec<String> = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        assert!(actions.contains(&"ocsp-signer-compromise".to_owned()));
+        a.audit_verify().unwrap();
+        a.check_indexes().unwrap();
+        // Neither signer can be revoked or held as a leaf.
+        for s in [&old_serial, &r.serial] {
+            let serial = crate::authority::parse_serial(s).unwrap();
+            assert!(matches!(
+                a.hold(&serial, Some(h)).unwrap_err(),
+                Error::NotHolderCertificate(_)
+            ));
+        }
+        drop(a);
+        // Reopened: the replacement, never the revoked key.
+        let a = open(tmp.path(), t0, b"compromise passphrase");
+        assert_eq!(
+            policies::Signer::certificate(a.ocsp_signer(h).unwrap().as_ref()),
+            in_force.as_slice()
+        );
+    }
+
+    #[test]
+    fn a_signer_restored_from_before_its_compromise_is_never_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let a = init(tmp.path(), t0, b"restore passphrase");
+        let h = Hierarchy::Signing;
+        let (key, cert) = (a.data_dir().key(h, "ocsp"), a.data_dir().cert(h, "ocsp"));
+        let backup = (fs::read(&key).unwrap(), fs::read(&cert).unwrap());
+        let r = a.compromise_ocsp_signer(h).unwrap();
+        drop(a);
+        // The key files come back from a backup taken before the compromise.
+        fs::write(&key, &backup.0).unwrap();
+        fs::write(&cert, &backup.1).unwrap();
+        let a = open(tmp.path(), t0, b"restore passphrase");
+        let e = a.ocsp_signer(h).err().expect("a revoked signer is refused");
+        assert!(e.to_string().contains(&r.replaced), "{e}");
+        assert!(e.to_string().contains("never used again"), "{e}");
+        // What `jpki serve` runs at start replaces it (and only it).
+        let done = a.renew_ocsp_signers_due().unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].hierarchy, &done[0].replaced), (h, &r.replaced));
+        assert!(a.ocsp_signer(h).is_ok());
     }
 }

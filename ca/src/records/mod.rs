@@ -251,10 +251,49 @@ pub struct Resident {
     pub card_lost: bool,
     #[serde(with = "policies::model::iso_date::option")]
     pub departure: Option<Date>,
+    /// The continued-use procedure was done before emigration: the card stays usable abroad
+    /// and an emigrant signing certificate can be issued from the family-register annex
+    /// (reference §8). Absent in records written before it existed (false).
+    #[serde(default)]
+    pub continued_use: bool,
     /// Bumped on every change: issuance checks it did not move underneath.
     pub version: u64,
     pub history: Vec<HistoryLine>,
     /// The newest certificate issued to the holder of each kind (hex serial).
     #[serde(default)]
     pub current: std::collections::BTreeMap<Hierarchy, String>,
+}
+
+impl Resident {
+    /// The address the register gives today: the resident record's, or for an emigrant (after
+    /// the departure) the family-register annex's — the emigrant marker and departure date
+    /// ([`policies::model::emigrant_address`]), never the last domestic address.
+    pub fn register_address(&self) -> String {
+        match (self.state, self.departure) {
+            (ResidentState::Emigrated, Some(d)) => policies::model::emigrant_address(d),
+            _ => self.attributes.address().to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emigrant_s_register_address_is_the_annex_marker() {
+        let mut r: Resident = serde_json::from_value(serde_json::json!({
+            "id": "R1",
+            "attributes": {"name": "在外 花子", "birth": "1990-02-03", "sex": "2",
+                           "address": "東京都千代田区霞が関2-1-2"},
+            "prefecture": "Tokyo", "municipality": "Chiyoda-ku",
+            "card_expiry": "2031-02-03", "state": "emigrating", "card_lost": false,
+            "departure": "2027-04-01", "version": 0, "history": []
+        }))
+        .unwrap();
+        assert!(!r.continued_use, "absent in older records: false");
+        assert_eq!(r.register_address(), "東京都千代田区霞が関2-1-2");
+        r.state = ResidentState::Emigrated;
+        assert_eq!(r.register_address(), "国外転出者（2027年4月1日転出）");
+    }
 }

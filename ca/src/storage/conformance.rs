@@ -429,6 +429,7 @@ fn resident(id: &str, version: u64) -> Resident {
         state: crate::records::ResidentState::Active,
         card_lost: false,
         departure: None,
+        continued_use: false,
         version,
         history: vec![HistoryLine {
             at: at(version as i64),
@@ -1231,6 +1232,9 @@ pub fn residents<S: Storage>(s: &S) {
     let mut r1b = resident("R1", 1);
     r1b.card_lost = true;
     r1b.departure = Some(time::macros::date!(2027 - 01 - 02));
+    // An emigrant after the continued-use procedure (reference §8): the annex record.
+    r1b.state = crate::records::ResidentState::Emigrated;
+    r1b.continued_use = true;
     r1b.current.insert(SIGNING, "0A".into());
     let r10 = resident("R10", 4);
     commit(s, &|t| {
