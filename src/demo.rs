@@ -416,6 +416,7 @@ impl Services {
         let settings = crate::serve::Settings {
             http: None,
             pf_https: None,
+            tsa: None,
             pf_names: Vec::new(),
             crl_dir: dir.join("crl"),
             crl: crl_publisher::Settings {

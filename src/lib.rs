@@ -26,6 +26,7 @@ pub mod clock;
 mod demo;
 pub mod serve;
 pub mod store;
+pub mod timestamp;
 
 /// What can go wrong in a `jpki` command: an error of the component that failed.
 #[derive(Debug, thiserror::Error)]

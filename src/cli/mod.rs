@@ -150,6 +150,9 @@ pub enum Command {
         /// Serve the platform-operator API over mutual TLS here.
         #[arg(long)]
         pf_https: Option<String>,
+        /// Serve the RFC 3161 time-stamping authority over HTTP here (docs/tsa.md).
+        #[arg(long, value_name = "ADDR")]
+        tsa: Option<String>,
     },
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
@@ -722,6 +725,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let settings = crate::serve::Settings {
         http: None,
         pf_https: None,
+        tsa: None,
         pf_names: Vec::new(),
         crl_dir: cli.data.join(&cfg.crl.dir),
         crl: crl_publisher::Settings::default(),
@@ -1080,6 +1084,7 @@ pub fn run(cli: Cli) -> Result<()> {
             config,
             http,
             pf_https,
+            tsa,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -1090,6 +1095,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if pf_https.is_some() {
                 cfg.listen.pf_https = pf_https.clone();
+            }
+            if tsa.is_some() {
+                cfg.listen.tsa = tsa.clone();
             }
             let policy_path = cli.data.join("policy.toml");
             let policy_text = std::fs::read_to_string(&policy_path)

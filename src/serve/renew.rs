@@ -284,6 +284,7 @@ mod tests {
         let settings = crate::serve::Settings {
             http: None,
             pf_https: None,
+            tsa: None,
             pf_names: Vec::new(),
             crl_dir: tmp.path().join("crl"),
             crl: crl_publisher::Settings::default(),
