@@ -111,7 +111,8 @@ fn openssl_tsa(dir: &Path) {
 }
 
 fn der_of_pem(path: &Path) -> Vec<u8> {
-    let (label, der) = der::pem::decode_vec(&std::fs::read(path).unwrap()).unwrap();
+    let pem = std::fs::read(path).unwrap();
+    let (label, der) = der::pem::decode_vec(&pem).unwrap();
     assert_eq!(label, "CERTIFICATE");
     der
 }
