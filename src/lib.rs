@@ -21,6 +21,7 @@
 //!   `indicatif` for progress, `rcgen` for the demo's and benchmark's stand-in holders.
 
 mod bench;
+mod bench_evidence;
 pub mod cli;
 pub mod clock;
 mod demo;

@@ -410,6 +410,9 @@ impl Verifier {
 // from is a check of its own ("time"): a verified signature time-stamp (trusted), the
 // signingTime (the signer's claim: a warning), or, without either, now (a warning saying so).
 
+/// CRLReason certificateHold (RFC 5280 §5.3.1): the one revocation that can be undone.
+const HOLD: u8 = 6;
+
 impl Verifier {
     /// Verifies a CMS SignedData as of `when`; `tsa_roots` (DER) are the TSA roots trusted
     /// for signature time-stamps; `now` is the wall clock (freshness of what is fetched).
@@ -604,7 +607,10 @@ impl Verifier {
         };
         let produced = info.produced;
         *kept = Some(info);
-        if produced < at {
+        // A revocation (not a hold) at or before `at` is final: even information older than
+        // `at` proves it. Anything else needs information issued at or after `at`.
+        let permanent = matches!(status, Status::Revoked { date, reason } if date <= at && reason != Some(HOLD));
+        if produced < at && !permanent {
             report.record(
                 "status",
                 Err(Error::RevocationTooOld {

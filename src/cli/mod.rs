@@ -440,6 +440,28 @@ pub enum BenchCommand {
         #[arg(long)]
         store: Vec<String>,
     },
+    /// Evidence re-checks per second (`jpki verify --evidence`, in process and one process
+    /// each) beside `openssl cms -verify` + `openssl ts -verify` on the same signature.
+    Evidence {
+        /// The evidence file (written by `jpki verify --evidence-out`).
+        #[arg(long)]
+        evidence: PathBuf,
+        /// The time-stamped signature the evidence is about, its content, and the roots.
+        #[arg(long)]
+        sig: PathBuf,
+        #[arg(long)]
+        content: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+        #[arg(long)]
+        tsa_root: PathBuf,
+        /// Verifications per measurement.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Measurements (each side once per round, alternating); the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 fn parse_hierarchy(s: &str) -> std::result::Result<Hierarchy, String> {
@@ -1191,6 +1213,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => Ok(crate::bench::issue_on(
             store, *count, *threads, *residents, *rounds,
         )?),
+        Command::Bench(BenchCommand::Evidence {
+            evidence,
+            sig,
+            content,
+            trust,
+            tsa_root,
+            count,
+            rounds,
+        }) => crate::bench_evidence::run(evidence, sig, content, trust, tsa_root, *count, *rounds),
     }
 }
 

@@ -16,7 +16,7 @@
 pub mod adapters;
 mod http;
 pub mod renew;
-mod tsa_http;
+pub(crate) mod tsa_http;
 
 pub use http::serve_public as http_public;
 
