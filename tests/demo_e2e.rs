@@ -32,6 +32,8 @@ fn the_demo_tells_the_whole_story() {
         ("new signature with the old certificate", "Invalid"),
         ("lost card: OCSP", "certificateHold"),
         ("PF learns the new address after the move", "横浜市"),
+        ("filed return as of its time-stamp, after the move", "Valid"),
+        ("fresh signature with the old certificate, as of its time-stamp", "Invalid"),
     ] {
         let line = summary
             .lines()
@@ -40,6 +42,11 @@ fn the_demo_tells_the_whole_story() {
         assert!(line.contains(result), "`{line}` should say {result}");
     }
     assert!(summary.contains("affiliationChanged") && summary.contains("held"));
+    let filed = summary
+        .lines()
+        .find(|l| l.contains("filed return as of its time-stamp"))
+        .unwrap_or_default();
+    assert!(!filed.contains("Invalid"), "{filed}");
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
     jpki_ok(&["audit", "verify", "--data", &common::p(&data)]);
