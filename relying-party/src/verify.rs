@@ -647,7 +647,7 @@ impl Verifier {
                 report.push(
                     "status",
                     Outcome::Fail,
-                    format!("{reason}, before the time judged {} ({how})", fmt_time(at)),
+                    format!("{reason}, at or before the time judged {} ({how})", fmt_time(at)),
                 );
             }
         }
