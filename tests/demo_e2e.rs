@@ -33,7 +33,10 @@ fn the_demo_tells_the_whole_story() {
         ("lost card: OCSP", "certificateHold"),
         ("PF learns the new address after the move", "横浜市"),
         ("filed return as of its time-stamp, after the move", "Valid"),
-        ("fresh signature with the old certificate, as of its time-stamp", "Invalid"),
+        (
+            "fresh signature with the old certificate, as of its time-stamp",
+            "Invalid",
+        ),
     ] {
         let line = summary
             .lines()
