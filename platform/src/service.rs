@@ -212,7 +212,7 @@ struct ValidityRequest {
 fn status_as_of(st: &StatusRecord, at: OffsetDateTime) -> StatusRecord {
     match st.since {
         Some(since) if st.state != State::Good && since > at => StatusRecord::GOOD,
-        _ => st.clone(),
+        _ => *st,
     }
 }
 
