@@ -233,3 +233,50 @@ pub fn recheck(file: &[u8], trust: Option<&[u8]>) -> Result<Report, Error> {
     j.report.command = "verify --evidence";
     Ok(j.report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(line: &str) -> Vec<u8> {
+        let seal = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            line.as_bytes(),
+        ));
+        format!("{line}\nsha256:{seal}\n").into_bytes()
+    }
+
+    fn refused(file: &[u8], needle: &str) {
+        let e = recheck(file, None).unwrap_err();
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_sealed_evidence_is_named() {
+        refused(b"\xff\xfe", "not UTF-8");
+        refused(b"{}", "not two lines");
+        refused(b"{}\nmd5:00\n", "sha256:");
+        refused(b"{}\nsha256:00\n", "altered");
+        let mut f = sealed("{}");
+        let n = f.len() - 3;
+        f[n] ^= 1;
+        refused(&f, "altered");
+        refused(&sealed("{}"), "body");
+        let body = serde_json::json!({
+            "format": "jpki-evidence/0", "verdict": "valid", "when": "timestamp",
+            "judged_at": "2026-01-01T00:00:00Z", "verified_at": "2026-01-01T00:00:00Z",
+            "document_sha256": "00", "signature": "", "signer_certificate": "", "root": "",
+            "tsa_roots": [], "revocation": null, "checks": []
+        });
+        refused(&sealed(&body.to_string()), "format `jpki-evidence/0`");
+    }
+
+    #[test]
+    fn when_reads_its_three_spellings() {
+        assert_eq!(When::parse("timestamp").unwrap(), When::Timestamp);
+        assert_eq!(When::parse("signing-time").unwrap(), When::SigningTime);
+        let t = When::parse("2026-12-05T00:00:00Z").unwrap();
+        assert_eq!(When::parse(&t.spec()).unwrap(), t);
+        assert!(When::parse("yesterday").is_err());
+    }
+}
