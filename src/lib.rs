@@ -21,11 +21,13 @@
 //!   `indicatif` for progress, `rcgen` for the demo's and benchmark's stand-in holders.
 
 mod bench;
+mod bench_evidence;
 pub mod cli;
 pub mod clock;
 mod demo;
 pub mod serve;
 pub mod store;
+pub mod timestamp;
 
 /// What can go wrong in a `jpki` command: an error of the component that failed.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,11 @@ fn the_demo_tells_the_whole_story() {
             "signature from abroad (emigrant certificate)",
             "Valid 国外転出者（",
         ),
+        ("filed return as of its time-stamp, after the move", "Valid"),
+        (
+            "fresh signature with the old certificate, as of its time-stamp",
+            "Invalid",
+        ),
     ] {
         let line = summary
             .lines()
@@ -44,6 +49,11 @@ fn the_demo_tells_the_whole_story() {
         assert!(line.contains(result), "`{line}` should say {result}");
     }
     assert!(summary.contains("affiliationChanged") && summary.contains("held"));
+    let filed = summary
+        .lines()
+        .find(|l| l.contains("filed return as of its time-stamp"))
+        .unwrap_or_default();
+    assert!(!filed.contains("Invalid"), "{filed}");
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
     jpki_ok(&["audit", "verify", "--data", &common::p(&data)]);

@@ -119,6 +119,11 @@ fn a_bank_learns_of_a_move_with_the_holders_consent() {
     let (code, v) = post("/v1/consents", &serde_json::json!({"sp": sp, "cms": b64}));
     assert!(code == 200 || code == 201, "{code} {v}");
 
+    // A moment before the move (whole-second times: the move falls in a later second).
+    let before = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // She moves: her signing certificate is revoked by rule...
     env.ok(&[
         "resident",
@@ -139,6 +144,21 @@ fn a_bank_learns_of_a_move_with_the_holders_consent() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["results"][0]["status"], "revoked", "{v}");
     assert_eq!(v["results"][0]["attributes_changed"], true, "{v}");
+    // As of a moment before the move (issue #18) it was good; a future `at` is refused.
+    let (code, v) = post(
+        "/v1/validity",
+        &serde_json::json!({"sp": sp, "certificates": [sign["pem"]], "at": before}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["results"][0]["status"], "good", "{v}");
+    assert_eq!(v["results"][0]["valid"], true, "{v}");
+    assert_eq!(v["results"][0]["status_now"], "revoked", "{v}");
+    let (code, v) = post(
+        "/v1/validity",
+        &serde_json::json!({"sp": sp, "certificates": [sign["pem"]], "at": "2099-01-01T00:00:00Z"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v.to_string().contains("in the future"), "{v}");
     // ...and the bank, holding her consent, learns the new address.
     let (code, v) = post("/v1/four-attributes", &ask);
     assert_eq!(code, 200, "{v}");

@@ -200,12 +200,34 @@ enum Item {
 struct ValidityRequest {
     sp: String,
     certificates: Vec<Item>,
+    /// Judge as of this past moment (RFC 3339) instead of now (issue #18).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    at: Option<OffsetDateTime>,
+}
+
+/// The status as of `at` from the store's status record: a revocation or hold recorded after
+/// `at` had not happened yet. The store keeps the current status with the time it began
+/// (`since`), not every change: a hold that was released again before now cannot be seen and
+/// reads good inside its period.
+fn status_as_of(st: &StatusRecord, at: OffsetDateTime) -> StatusRecord {
+    match st.since {
+        Some(since) if st.state != State::Good && since > at => StatusRecord::GOOD,
+        _ => *st,
+    }
 }
 
 /// `POST /v1/validity`.
 pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
     let req: ValidityRequest = parse(body)?;
     call.sp(&req.sp, Scope::Validity)?;
+    let at = req.at.unwrap_or(call.now);
+    if at > call.now {
+        return Err(Error::BadRequest(format!(
+            "at: {} is in the future (now {})",
+            rfc3339(at),
+            rfc3339(call.now)
+        )));
+    }
     if req.certificates.is_empty() || req.certificates.len() > MAX_BATCH {
         return Err(Error::BadRequest(format!(
             "certificates: 1 to {MAX_BATCH} items"
@@ -238,8 +260,9 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             continue;
         }
         call.touch(&rec.holder);
-        let st = call.status(&rec)?;
-        let expired = rec.not_after < call.now;
+        let now_st = call.status(&rec)?;
+        let st = status_as_of(&now_st, at);
+        let expired = rec.not_after < at;
         results.push(json!({
             "serial": ca::authority::serial_hex(&rec.serial),
             "issuer": rec.hierarchy.as_str(),
@@ -248,13 +271,14 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             "revoked_at": st.since.map(rfc3339),
             "not_after": rfc3339(rec.not_after),
             "expired": expired,
-            "valid": st.state == State::Good && !expired && rec.not_before <= call.now,
+            "valid": st.state == State::Good && !expired && rec.not_before <= at,
             "attributes_changed": rec.hierarchy == Hierarchy::Signing
-                && st.state == State::Revoked
-                && st.reason == Some(Reason::AffiliationChanged),
+                && now_st.state == State::Revoked
+                && now_st.reason == Some(Reason::AffiliationChanged),
+            "status_now": now_st.state.as_str(),
         }));
     }
-    Ok(json!({ "checked_at": rfc3339(call.now), "results": results }))
+    Ok(json!({ "checked_at": rfc3339(at), "results": results }))
 }
 
 // ----- consents ---------------------------------------------------------------------------

@@ -202,6 +202,11 @@ impl RevocationList {
         self.entries.is_empty()
     }
 
+    /// thisUpdate: when the information was issued (judging as of a time needs it later).
+    pub fn this_update(&self) -> OffsetDateTime {
+        self.this_update
+    }
+
     /// The status of `leaf` at `now` (wall clock: freshness is about the CRL, not the signature).
     pub fn status(&self, leaf: &X509Certificate<'_>, now: OffsetDateTime) -> Result<Status, Error> {
         if self.this_update > now + SKEW {

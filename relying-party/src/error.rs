@@ -82,6 +82,17 @@ pub enum Error {
     OcspUnknown,
     #[error("HTTP {url}: {detail}")]
     Http { url: String, detail: String },
+    // ---- verification as of a time (jpki verify --at) ----
+    /// The signature time-stamp does not verify (other content, untrusted TSA, bad token).
+    #[error(transparent)]
+    Timestamp(#[from] tsa::Error),
+    /// Revocation information issued before the time judged says nothing about it
+    /// (RFC 5280 §6.3.3, ETSI EN 319 102-1 §5.2.5).
+    #[error("revocation information is older than the time judged: issued {produced}, judged as of {at}")]
+    RevocationTooOld { produced: String, at: String },
+    /// An evidence file that is unreadable, altered or inconsistent.
+    #[error("evidence file: {0}")]
+    Evidence(String),
 }
 
 impl Error {

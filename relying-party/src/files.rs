@@ -64,7 +64,7 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::read(path, e))
 }
 
-fn verifier(trust: &Path, status: &StatusOptions) -> Result<Verifier, Error> {
+pub fn verifier(trust: &Path, status: &StatusOptions) -> Result<Verifier, Error> {
     let policy = match &status.policy_file {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::read(p, e))?;

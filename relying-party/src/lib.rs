@@ -44,6 +44,7 @@
 
 pub mod crl;
 pub mod error;
+pub mod evidence;
 pub mod files;
 pub mod http;
 pub mod kind;
@@ -55,7 +56,9 @@ pub use error::Error;
 pub use files::{verify_document, verify_login, DocumentFiles, LoginFiles, StatusOptions};
 pub use report::{Check, Outcome, Report, Verdict};
 pub use signed_data::{cert, cms, path};
-pub use verify::{StatusSource, Verifier};
+pub use verify::{
+    Content, Judgement, RevocationInfo, RevocationKind, StatusSource, Verifier, When,
+};
 
 /// The transport used for OCSP and CRL downloads: `(url, Some((content_type, body)))` POSTs,
 /// `(url, None)` GETs; returns the body of a 200 answer.

@@ -45,6 +45,8 @@ pub struct Query {
     cert_id: CertId,
     /// extnValue of our nonce extension: `OCTET STRING (16 bytes)`.
     nonce_value: Vec<u8>,
+    /// The nonce itself (kept in evidence files, to check the stored answer again).
+    pub nonce: Vec<u8>,
 }
 
 fn req_err(e: impl std::fmt::Display) -> Error {
@@ -111,6 +113,7 @@ impl Query {
             der: req.to_der().map_err(req_err)?,
             cert_id,
             nonce_value,
+            nonce: nonce.to_vec(),
         })
     }
 
@@ -121,6 +124,16 @@ impl Query {
         root: &X509Certificate<'_>,
         now: OffsetDateTime,
     ) -> Result<Status, Error> {
+        self.check_dated(response, root, now).map(|(s, _)| s)
+    }
+
+    /// [`Query::check`], with the answer's thisUpdate (when the status was known true).
+    pub fn check_dated(
+        &self,
+        response: &[u8],
+        root: &X509Certificate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(Status, OffsetDateTime), Error> {
         let resp = OcspResponse::from_der(response).map_err(syn_err)?;
         if resp.response_status != OcspResponseStatus::Successful {
             return Err(Error::OcspStatus(format!("{:?}", resp.response_status)));
@@ -200,14 +213,15 @@ impl Query {
                 fmt_time(now)
             )));
         }
-        match &single.cert_status {
-            CertStatus::Good(_) => Ok(Status::Good),
-            CertStatus::Revoked(info) => Ok(Status::Revoked {
+        let status = match &single.cert_status {
+            CertStatus::Good(_) => Status::Good,
+            CertStatus::Revoked(info) => Status::Revoked {
                 date: time(&info.revocation_time)?,
                 reason: info.revocation_reason.map(|r| r as u8),
-            }),
-            CertStatus::Unknown(_) => Err(Error::OcspUnknown),
-        }
+            },
+            CertStatus::Unknown(_) => return Err(Error::OcspUnknown),
+        };
+        Ok((status, this_update))
     }
 }
 

@@ -28,6 +28,83 @@ pub enum StatusSource {
     CrlUrl(String),
     /// Download the CRL named by the certificate's HTTP cRLDistributionPoint.
     DistributionPoint,
+    /// Revocation information kept earlier (an evidence file), checked again offline.
+    Stored(RevocationInfo),
+}
+
+/// When a document is judged (`jpki verify --at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// A moment the caller names.
+    Time(OffsetDateTime),
+    /// The signingTime signed attribute: the signer's own claim, not a trusted time.
+    SigningTime,
+    /// genTime of the signature time-stamp (RFC 3161, CAdES-T): a trusted time.
+    Timestamp,
+}
+
+impl When {
+    /// `signing-time`, `timestamp` or an RFC 3339 time.
+    pub fn parse(s: &str) -> Result<When, Error> {
+        Ok(match s {
+            "signing-time" => When::SigningTime,
+            "timestamp" => When::Timestamp,
+            t => When::Time(crate::cert::parse_time(t)?),
+        })
+    }
+
+    /// The spelling [`When::parse`] reads.
+    pub fn spec(&self) -> String {
+        match self {
+            When::Time(t) => fmt_time(*t),
+            When::SigningTime => "signing-time".into(),
+            When::Timestamp => "timestamp".into(),
+        }
+    }
+}
+
+/// Which kind of revocation information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationKind {
+    Ocsp,
+    Crl,
+}
+
+/// Revocation information a verdict rested on, as it was obtained.
+#[derive(Debug, Clone)]
+pub struct RevocationInfo {
+    pub kind: RevocationKind,
+    /// The DER OCSPResponse or CRL (empty for a CRL cached parsed, [`StatusSource::Crl`]).
+    pub der: Vec<u8>,
+    /// The OCSP request's nonce, to check the stored answer again.
+    pub nonce: Option<Vec<u8>>,
+    /// thisUpdate of the CRL or of the OCSP SingleResponse.
+    pub produced: OffsetDateTime,
+}
+
+/// What the signed document was checked against.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    /// The detached content if any (else the attached one is used).
+    Bytes(Option<&'a [u8]>),
+    /// Only the content's SHA-256 is known (an evidence file).
+    Sha256(&'a [u8]),
+}
+
+/// A verdict as of a time, and everything it rested on (for an evidence file).
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub report: Report,
+    /// The time judged.
+    pub at: OffsetDateTime,
+    /// SHA-256 of the signed content, when it was known.
+    pub content_sha256: Option<Vec<u8>>,
+    /// The signer's certificate (DER), when the CMS parsed.
+    pub signer: Option<Vec<u8>>,
+    /// The trust anchor (DER).
+    pub root: Vec<u8>,
+    /// The revocation information the status check used.
+    pub revocation: Option<RevocationInfo>,
 }
 
 /// A configured relying party: one trust anchor, accepted policies, a status source.
@@ -149,7 +226,7 @@ impl Verifier {
                         .into()
                 }),
         );
-        self.certificate_checks(&mut report, &leaf, &root, Hierarchy::Signing, at, now);
+        self.certificate_checks(&mut report, &leaf, &root, Hierarchy::Signing, at, now, None);
         report.finish()
     }
 
@@ -189,13 +266,16 @@ impl Verifier {
                 .map_err(Error::from)
                 .map(|()| "RSA PKCS#1 v1.5 SHA-256 signature over the challenge verifies".into()),
         );
-        self.certificate_checks(&mut report, &leaf, &root, Hierarchy::Auth, at, now);
+        self.certificate_checks(&mut report, &leaf, &root, Hierarchy::Auth, at, now, None);
         if report.checks.iter().all(|c| c.outcome != Outcome::Fail) {
             report.account_key = Some(serial_hex(&leaf));
         }
         report.finish()
     }
 
+    // The checks' inputs are all different things (leaf, anchor, kind, two times, where the
+    // as-of status goes); a struct for them would only be built here.
+    #[allow(clippy::too_many_arguments)]
     fn certificate_checks(
         &self,
         report: &mut Report,
@@ -204,6 +284,7 @@ impl Verifier {
         want: Hierarchy,
         at: OffsetDateTime,
         now: OffsetDateTime,
+        as_of: Option<&mut Option<RevocationInfo>>,
     ) {
         let chain_ok = report.record(
             "chain",
@@ -249,6 +330,10 @@ impl Verifier {
                 Outcome::Skipped,
                 "not checked: the certificate does not chain to the trust anchor",
             );
+            return;
+        }
+        if let Some(judged) = as_of {
+            self.status_as_of(report, leaf, root, at, now, judged);
             return;
         }
         match self.status(leaf, root, now) {
@@ -297,6 +382,9 @@ impl Verifier {
             StatusSource::DistributionPoint => {
                 self.fetched_crl_status(&crate::crl::crl_url(leaf)?, leaf, root, now)
             }
+            StatusSource::Stored(_) => self
+                .status_info(leaf, root, now)
+                .map(|(s, how, _)| (s, how)),
         }
     }
 
@@ -313,6 +401,333 @@ impl Verifier {
             RevocationList::load(&b, root)?.status(leaf, now)?,
             format!("CRL {url}"),
         ))
+    }
+}
+
+// ---- Verification as of a time (`jpki verify --at`, evidence files) ----
+//
+// The chain and validity periods are judged at the time `at`; the status too: a certificate
+// revoked after `at` was valid then, one revoked (or put on hold) at or before it was not.
+// Only revocation information issued at or after `at` can say that (RFC 5280 §6.3.3,
+// ETSI EN 319 102-1 §5.2.5): older information is a failure named as such. Where `at` comes
+// from is a check of its own ("time"): a verified signature time-stamp (trusted), the
+// signingTime (the signer's claim: a warning), or, without either, now (a warning saying so).
+
+/// CRLReason certificateHold (RFC 5280 §5.3.1): the one revocation that can be undone.
+const HOLD: u8 = 6;
+
+impl Verifier {
+    /// Verifies a CMS SignedData as of `when`; `tsa_roots` (DER) are the TSA roots trusted
+    /// for signature time-stamps; `now` is the wall clock (freshness of what is fetched).
+    pub fn verify_document_as_of(
+        &self,
+        sig: &[u8],
+        content: Content<'_>,
+        when: When,
+        tsa_roots: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Judgement {
+        let mut report = Report::new("verify");
+        let mut judgement = Judgement {
+            report: Report::new("verify"),
+            at: now,
+            content_sha256: None,
+            signer: None,
+            root: self.root_der.clone(),
+            revocation: None,
+        };
+        report.checked_at = fmt_time(now);
+        let Some(root) = self.root_or_record(&mut report) else {
+            judgement.report = report.finish();
+            return judgement;
+        };
+        let env = match crate::cms::parse(sig) {
+            Ok(env) => env,
+            Err(e) => {
+                report.record("cms", Err(e.into()));
+                skip(
+                    &mut report,
+                    &[
+                        "content-signature",
+                        "time",
+                        "chain",
+                        "kind",
+                        "attributes",
+                        "status",
+                    ],
+                );
+                judgement.report = report.finish();
+                return judgement;
+            }
+        };
+        report.record("cms", Ok("SignedData".into()));
+        judgement.signer = Some(env.signer_der.clone());
+        let leaf = match crate::cert::parse(&env.signer_der, "signer certificate") {
+            Ok(l) => l,
+            Err(e) => {
+                report.record("content-signature", Err(e.into()));
+                skip(
+                    &mut report,
+                    &["time", "chain", "kind", "attributes", "status"],
+                );
+                judgement.report = report.finish();
+                return judgement;
+            }
+        };
+        report.signer = Some(signer_info(&leaf));
+        let key = &leaf.public_key().subject_public_key.data;
+        let signed = match content {
+            Content::Bytes(detached) => env.content(detached).map(|c| {
+                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c);
+                judgement.content_sha256 = Some(d.as_ref().to_vec());
+                env.verify(detached, key)
+            }),
+            Content::Sha256(d) => {
+                judgement.content_sha256 = Some(d.to_vec());
+                Ok(env.verify_digest(d, key))
+            }
+        };
+        report.record(
+            "content-signature",
+            signed.and_then(|r| r).map_err(Error::from).map(|()| {
+                "messageDigest matches the content; RSA PKCS#1 v1.5 SHA-256 signature verifies"
+                    .into()
+            }),
+        );
+        let at = self.judged_time(&mut report, &env, when, tsa_roots, now);
+        judgement.at = at;
+        report.checked_at = fmt_time(at);
+        let mut revocation = None;
+        self.certificate_checks(
+            &mut report,
+            &leaf,
+            &root,
+            Hierarchy::Signing,
+            at,
+            now,
+            Some(&mut revocation),
+        );
+        judgement.revocation = revocation;
+        judgement.report = report.finish();
+        judgement
+    }
+
+    /// The time to judge at, recorded as the "time" check (and `time_source`).
+    fn judged_time(
+        &self,
+        report: &mut Report,
+        env: &crate::cms::Envelope,
+        when: When,
+        tsa_roots: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> OffsetDateTime {
+        match when {
+            When::Time(t) => {
+                report.time_source = "--at";
+                report.push(
+                    "time",
+                    Outcome::Pass,
+                    format!("as of {} (given)", fmt_time(t)),
+                );
+                t
+            }
+            When::SigningTime => match env.signing_time {
+                Some(t) => {
+                    report.time_source = "signingTime attribute";
+                    report.push(
+                        "time",
+                        Outcome::Warn,
+                        format!(
+                            "as of the signingTime {}: the signer's own claim, not a trusted time",
+                            fmt_time(t)
+                        ),
+                    );
+                    t
+                }
+                None => {
+                    report.time_source = "now";
+                    report.push(
+                        "time",
+                        Outcome::Warn,
+                        "no signingTime attribute: no trusted time, judged as of now",
+                    );
+                    now
+                }
+            },
+            When::Timestamp => {
+                let Some(token) = env.timestamp_tokens.first() else {
+                    report.time_source = "now";
+                    report.push(
+                        "time",
+                        Outcome::Warn,
+                        "no signature time-stamp: no trusted time, judged as of now",
+                    );
+                    return now;
+                };
+                match tsa::token::verify(token, env.signature_value(), tsa_roots) {
+                    Ok(stamp) => {
+                        report.time_source = "signature time-stamp";
+                        report.push(
+                            "time",
+                            Outcome::Pass,
+                            format!(
+                                "signature time-stamp {} (±{} s) by {}, serial {}, policy {}",
+                                fmt_time(stamp.gen_time),
+                                stamp.accuracy_seconds,
+                                stamp.tsa,
+                                stamp.serial,
+                                stamp.policy
+                            ),
+                        );
+                        stamp.gen_time
+                    }
+                    Err(e) => {
+                        report.time_source = "now";
+                        report.record("time", Err(Error::from(e)));
+                        now
+                    }
+                }
+            }
+        }
+    }
+
+    /// The "status" check as of `at`; what it rested on goes to `kept`.
+    fn status_as_of(
+        &self,
+        report: &mut Report,
+        leaf: &X509Certificate<'_>,
+        root: &X509Certificate<'_>,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+        kept: &mut Option<RevocationInfo>,
+    ) {
+        let (status, how, info) = match self.status_info(leaf, root, now) {
+            Ok(r) => r,
+            Err(e) => {
+                report.push("status", Outcome::Fail, format!("status unknown: {e}"));
+                return;
+            }
+        };
+        let produced = info.produced;
+        *kept = Some(info);
+        // A revocation (not a hold) at or before `at` is final: even information older than
+        // `at` proves it. Anything else needs information issued at or after `at`.
+        let permanent = matches!(status, Status::Revoked { date, reason } if date <= at && reason != Some(HOLD));
+        if produced < at && !permanent {
+            report.record(
+                "status",
+                Err(Error::RevocationTooOld {
+                    produced: fmt_time(produced),
+                    at: fmt_time(at),
+                }),
+            );
+            return;
+        }
+        match status {
+            Status::Good => report.push(
+                "status",
+                Outcome::Pass,
+                format!(
+                    "good as of {} ({how}, issued {})",
+                    fmt_time(at),
+                    fmt_time(produced)
+                ),
+            ),
+            Status::Revoked { date, .. } if date > at => report.push(
+                "status",
+                Outcome::Pass,
+                format!(
+                    "good as of {}: revoked only later, at {} ({how})",
+                    fmt_time(at),
+                    fmt_time(date)
+                ),
+            ),
+            bad => {
+                let reason = bad
+                    .into_result()
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string());
+                report.push(
+                    "status",
+                    Outcome::Fail,
+                    format!(
+                        "{reason}, at or before the time judged {} ({how})",
+                        fmt_time(at)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The status, where it came from, and the information itself.
+    fn status_info(
+        &self,
+        leaf: &X509Certificate<'_>,
+        root: &X509Certificate<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(Status, String, RevocationInfo), Error> {
+        let crl = |der: Vec<u8>, how: String| -> Result<(Status, String, RevocationInfo), Error> {
+            let list = RevocationList::load(&der, root)?;
+            Ok((
+                list.status(leaf, now)?,
+                how,
+                RevocationInfo {
+                    kind: RevocationKind::Crl,
+                    produced: list.this_update(),
+                    der,
+                    nonce: None,
+                },
+            ))
+        };
+        let ocsp = |q: Query,
+                    der: Vec<u8>,
+                    how: String|
+         -> Result<(Status, String, RevocationInfo), Error> {
+            let (status, produced) = q.check_dated(&der, root, now)?;
+            Ok((
+                status,
+                how,
+                RevocationInfo {
+                    kind: RevocationKind::Ocsp,
+                    der,
+                    nonce: Some(q.nonce),
+                    produced,
+                },
+            ))
+        };
+        match &self.status {
+            StatusSource::Ocsp(url) => {
+                let q = Query::new(leaf, root)?;
+                let resp = (self.fetch)(url, Some(("application/ocsp-request", &q.der)))?;
+                ocsp(q, resp, format!("OCSP {url}"))
+            }
+            StatusSource::Crl(list) => Ok((
+                list.status(leaf, now)?,
+                "cached CRL".into(),
+                RevocationInfo {
+                    kind: RevocationKind::Crl,
+                    der: Vec::new(),
+                    nonce: None,
+                    produced: list.this_update(),
+                },
+            )),
+            StatusSource::CrlBytes(b) => crl(b.to_vec(), "CRL file".into()),
+            StatusSource::CrlUrl(url) => crl((self.fetch)(url, None)?, format!("CRL {url}")),
+            StatusSource::DistributionPoint => {
+                let url = crate::crl::crl_url(leaf)?;
+                crl((self.fetch)(&url, None)?, format!("CRL {url}"))
+            }
+            StatusSource::Stored(info) => match info.kind {
+                RevocationKind::Crl => crl(info.der.clone(), "kept CRL".into()),
+                RevocationKind::Ocsp => {
+                    let nonce = info.nonce.as_deref().ok_or_else(|| {
+                        Error::Evidence("a kept OCSP answer without its request's nonce".into())
+                    })?;
+                    let q = Query::with_nonce(leaf, root, nonce)?;
+                    ocsp(q, info.der.clone(), "kept OCSP answer".into())
+                }
+            },
+        }
     }
 }
 

@@ -30,6 +30,9 @@ const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 const ID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 const ID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+/// id-aa-signatureTimeStampToken (RFC 3161 Appendix A), the CAdES-T unsigned attribute.
+pub const ID_SIGNATURE_TIME_STAMP_TOKEN: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.14");
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
@@ -42,6 +45,11 @@ pub struct Envelope {
     pub attached: Option<Vec<u8>>,
     /// The signingTime attribute (RFC 5652 §11.3), if any.
     pub signing_time: Option<OffsetDateTime>,
+    /// The encapsulated content's type (id-data for a document, id-ct-TSTInfo for a
+    /// time-stamp token).
+    pub econtent_type: ObjectIdentifier,
+    /// DER of each signatureTimeStampToken unsigned attribute value (a ContentInfo), in order.
+    pub timestamp_tokens: Vec<Vec<u8>>,
     message_digest: Vec<u8>,
     signed_attrs_der: Vec<u8>,
     signature: Vec<u8>,
@@ -175,14 +183,61 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
             )))
         }
     };
+    let mut timestamp_tokens = Vec::new();
+    for attr in si.unsigned_attrs.iter().flat_map(|a| a.iter()) {
+        if attr.oid == ID_SIGNATURE_TIME_STAMP_TOKEN {
+            for v in attr.values.iter() {
+                timestamp_tokens.push(v.to_der().map_err(syntax)?);
+            }
+        }
+    }
     Ok(Envelope {
         signer_der,
         attached,
         signing_time,
+        econtent_type: sd.encap_content_info.econtent_type,
+        timestamp_tokens,
         message_digest,
         signed_attrs_der: attrs.to_der().map_err(syntax)?,
         signature: si.signature.as_bytes().to_vec(),
     })
+}
+
+/// Adds `token` (a DER ContentInfo: an RFC 3161 TimeStampToken over the signature value) as
+/// the id-aa-signatureTimeStampToken unsigned attribute of the single signer of the DER
+/// SignedData `cms` (CAdES-T, ETSI EN 319 122-1 §5.3). The signed part is not touched: the
+/// signature still verifies. Input must be DER (as the holder token writes it).
+pub fn add_signature_timestamp(cms: &[u8], token: &[u8]) -> Result<Vec<u8>, Error> {
+    use der::asn1::SetOfVec;
+    let syntax = |e: der::Error| Error::CmsSyntax(e.to_string());
+    let bytes = crate::cert::der_from_pem_or_der(cms);
+    let mut ci = ContentInfo::from_der(&bytes).map_err(syntax)?;
+    if ci.content_type != ID_SIGNED_DATA {
+        return Err(Error::CmsSyntax("not a SignedData".into()));
+    }
+    let mut sd: SignedData = ci.content.decode_as().map_err(syntax)?;
+    let mut infos: Vec<_> = sd.signer_infos.0.iter().cloned().collect();
+    let [si] = infos.as_mut_slice() else {
+        return Err(Error::CmsUnsupported(format!(
+            "{} signers; exactly one is supported",
+            infos.len()
+        )));
+    };
+    let value = der::Any::from_der(token).map_err(syntax)?;
+    let attr = x509_cert::attr::Attribute {
+        oid: ID_SIGNATURE_TIME_STAMP_TOKEN,
+        values: SetOfVec::try_from(vec![value]).map_err(syntax)?,
+    };
+    let mut unsigned: Vec<_> = si
+        .unsigned_attrs
+        .take()
+        .map(|a| a.into_vec())
+        .unwrap_or_default();
+    unsigned.push(attr);
+    si.unsigned_attrs = Some(SetOfVec::try_from(unsigned).map_err(syntax)?);
+    sd.signer_infos = cms::signed_data::SignerInfos(SetOfVec::try_from(infos).map_err(syntax)?);
+    ci.content = der::Any::encode_from(&sd).map_err(syntax)?;
+    ci.to_der().map_err(syntax)
 }
 
 /// BER input (`openssl cms -stream -nodetach`) carries the content as a constructed
@@ -201,6 +256,11 @@ fn segments(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Envelope {
+    /// The signer's signature value (what a signature time-stamp is over).
+    pub fn signature_value(&self) -> &[u8] {
+        &self.signature
+    }
+
     /// The content that was signed: the attached one, or `detached` (both given: they must agree).
     pub fn content<'a>(&'a self, detached: Option<&'a [u8]>) -> Result<&'a [u8], Error> {
         match (&self.attached, detached) {
@@ -216,7 +276,13 @@ impl Envelope {
     pub fn verify(&self, detached: Option<&[u8]>, spki_key: &[u8]) -> Result<(), Error> {
         let content = self.content(detached)?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, content);
-        if digest.as_ref() != self.message_digest.as_slice() {
+        self.verify_digest(digest.as_ref(), spki_key)
+    }
+
+    /// [`Envelope::verify`] given the content's SHA-256 instead of the content (an evidence
+    /// file keeps the document's hash, not the document).
+    pub fn verify_digest(&self, sha256: &[u8], spki_key: &[u8]) -> Result<(), Error> {
+        if sha256 != self.message_digest.as_slice() {
             return Err(Error::DigestMismatch);
         }
         rsa_verify(spki_key, &self.signed_attrs_der, &self.signature)

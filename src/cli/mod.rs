@@ -163,6 +163,9 @@ pub enum Command {
         /// Serve the holder portal over HTTPS here (docs/portal.md).
         #[arg(long)]
         portal: Option<String>,
+        /// Serve the RFC 3161 time-stamping authority over HTTP here (docs/tsa.md).
+        #[arg(long, value_name = "ADDR")]
+        tsa: Option<String>,
     },
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
@@ -531,6 +534,28 @@ pub enum BenchCommand {
         #[arg(long)]
         store: Vec<String>,
     },
+    /// Evidence re-checks per second (`jpki verify --evidence`, in process and one process
+    /// each) beside `openssl cms -verify` + `openssl ts -verify` on the same signature.
+    Evidence {
+        /// The evidence file (written by `jpki verify --evidence-out`).
+        #[arg(long)]
+        evidence: PathBuf,
+        /// The time-stamped signature the evidence is about, its content, and the roots.
+        #[arg(long)]
+        sig: PathBuf,
+        #[arg(long)]
+        content: PathBuf,
+        #[arg(long)]
+        trust: PathBuf,
+        #[arg(long)]
+        tsa_root: PathBuf,
+        /// Verifications per measurement.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// Measurements (each side once per round, alternating); the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 fn parse_hierarchy(s: &str) -> std::result::Result<Hierarchy, String> {
@@ -847,6 +872,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let settings = crate::serve::Settings {
         http: None,
         pf_https: None,
+        tsa: None,
         pf_names: Vec::new(),
         portal: None,
         portal_names: Vec::new(),
@@ -1256,6 +1282,7 @@ pub fn run(cli: Cli) -> Result<()> {
             http,
             pf_https,
             portal,
+            tsa,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -1269,6 +1296,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if portal.is_some() {
                 cfg.listen.portal = portal.clone();
+            }
+            if tsa.is_some() {
+                cfg.listen.tsa = tsa.clone();
             }
             let policy_path = cli.data.join("policy.toml");
             let policy_text = std::fs::read_to_string(&policy_path)
@@ -1362,6 +1392,15 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => Ok(crate::bench::issue_on(
             store, *count, *threads, *residents, *rounds,
         )?),
+        Command::Bench(BenchCommand::Evidence {
+            evidence,
+            sig,
+            content,
+            trust,
+            tsa_root,
+            count,
+            rounds,
+        }) => crate::bench_evidence::run(evidence, sig, content, trust, tsa_root, *count, *rounds),
     }
 }
 

@@ -68,6 +68,10 @@ pub enum TokenCommand {
         /// Carry the content inside the SignedData.
         #[arg(long)]
         attached: bool,
+        /// Ask this RFC 3161 TSA (http://…) for a time-stamp over the signature value and add
+        /// it as the signatureTimeStampToken unsigned attribute (CAdES-T; docs/tsa.md).
+        #[arg(long, value_name = "URL")]
+        timestamp: Option<String>,
     },
     /// Sign a login challenge with the authentication key (raw PKCS#1 v1.5 SHA-256).
     Login {
@@ -197,6 +201,7 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             input,
             out,
             attached,
+            timestamp,
         } => {
             let mut t = Token::open(&token)?;
             let content = read(&input)?;
@@ -207,6 +212,13 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
                 Encapsulation::Detached
             };
             let der = t.sign_cms(&p, &content, encapsulation, now)?;
+            let der = match &timestamp {
+                Some(url) => crate::timestamp::stamp(&der, url).map_err(|e| Error::Io {
+                    path: PathBuf::from(url),
+                    source: std::io::Error::other(e),
+                })?,
+                None => der,
+            };
             write(&out, &der)?;
             println!("wrote signature to {}", out.display());
         }
@@ -375,6 +387,7 @@ mod tests {
             input: p("return.xml"),
             out: p("return.p7s"),
             attached: false,
+            timestamp: None,
         })
         .unwrap();
         openssl(

@@ -33,19 +33,34 @@ pub struct StatusArgs {
 /// `jpki verify`: a CMS SignedData (attached or detached; DER, PEM or BER).
 #[derive(clap::Args, Debug, Clone)]
 pub struct VerifyArgs {
-    /// The trust anchor: the signing hierarchy's root certificate (PEM or DER).
-    #[arg(long, value_name = "ROOT.pem")]
-    pub trust: PathBuf,
+    /// The trust anchor: the signing hierarchy's root certificate (PEM or DER). With
+    /// --evidence: optional, and then it must be the evidence's.
+    #[arg(long, value_name = "ROOT.pem", required_unless_present = "evidence")]
+    pub trust: Option<PathBuf>,
     /// The signature (CMS SignedData, .p7s).
-    #[arg(long, value_name = "FILE.p7s")]
-    pub sig: PathBuf,
+    #[arg(long, value_name = "FILE.p7s", required_unless_present = "evidence")]
+    pub sig: Option<PathBuf>,
     /// The signed content, for a detached signature.
     #[arg(long, value_name = "FILE")]
     pub content: Option<PathBuf>,
-    /// Judge validity at this RFC 3339 time. Default: the signingTime attribute (asserted by
-    /// the signer, not a trusted timestamp), else now. Revocation is always judged now.
-    #[arg(long, value_name = "TIME")]
+    /// Judge chain, validity and revocation as of this moment: an RFC 3339 TIME, the
+    /// `signing-time` attribute (the signer's claim), or the signature `timestamp` (trusted,
+    /// needs --tsa-root). Revocation information must then be issued after it. Without a
+    /// trusted time the report says so and judges as of now. Without --at: validity at the
+    /// signingTime (else now), revocation now.
+    #[arg(long, value_name = "TIME|signing-time|timestamp")]
     pub at: Option<String>,
+    /// A TSA root certificate trusted for signature time-stamps (PEM or DER); repeatable.
+    #[arg(long, value_name = "TSA-ROOT.pem")]
+    pub tsa_root: Vec<PathBuf>,
+    /// Write everything the verdict rested on to FILE (docs/evidence.md); implies --at
+    /// timestamp unless --at is given.
+    #[arg(long, value_name = "FILE", conflicts_with = "evidence")]
+    pub evidence_out: Option<PathBuf>,
+    /// Check an evidence file again, offline (no server needed, also after the certificates
+    /// expired); the verdict must be the recorded one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sig", "content", "at", "tsa_root"])]
+    pub evidence: Option<PathBuf>,
     #[command(flatten)]
     pub status: StatusArgs,
     /// Print the report as JSON.
@@ -92,8 +107,8 @@ impl From<&StatusArgs> for StatusOptions {
 impl From<&VerifyArgs> for DocumentFiles {
     fn from(a: &VerifyArgs) -> DocumentFiles {
         DocumentFiles {
-            trust: a.trust.clone(),
-            sig: a.sig.clone(),
+            trust: a.trust.clone().unwrap_or_default(),
+            sig: a.sig.clone().unwrap_or_default(),
             content: a.content.clone(),
             at: a.at.clone(),
             status: (&a.status).into(),
@@ -116,10 +131,68 @@ impl From<&VerifyLoginArgs> for LoginFiles {
 
 /// Runs `jpki verify` at `now` and prints the report.
 pub fn verify(args: &VerifyArgs, now: OffsetDateTime) -> Result<()> {
-    verdict(
-        relying_party::verify_document(&args.into(), now)?,
-        args.json,
-    )
+    if let Some(file) = &args.evidence {
+        let trust = args.trust.as_deref().map(read).transpose()?;
+        let report = relying_party::evidence::recheck(&read(file)?, trust.as_deref())?;
+        return verdict(report, args.json);
+    }
+    if args.at.is_none() && args.evidence_out.is_none() {
+        return verdict(
+            relying_party::verify_document(&args.into(), now)?,
+            args.json,
+        );
+    }
+    verify_as_of(args, now)
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| relying_party::Error::Read {
+            path: path.to_owned(),
+            source: e,
+        })
+        .map_err(Into::into)
+}
+
+/// `jpki verify --at …` / `--evidence-out`: judged as of a time, with what it rested on.
+fn verify_as_of(args: &VerifyArgs, now: OffsetDateTime) -> Result<()> {
+    use relying_party::{Content, When};
+    let files = DocumentFiles::from(args);
+    let when = match &args.at {
+        Some(s) => When::parse(s)?,
+        None => When::Timestamp,
+    };
+    let v = relying_party::files::verifier(&files.trust, &files.status)?;
+    let sig = read(&files.sig)?;
+    let content = files.content.as_deref().map(read).transpose()?;
+    let tsa_roots = args
+        .tsa_root
+        .iter()
+        .map(|p| {
+            read(p).and_then(|b| {
+                relying_party::cert::certificate_der(&b, "TSA root")
+                    .map_err(|e| relying_party::Error::from(e).into())
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let j = v.verify_document_as_of(
+        &sig,
+        Content::Bytes(content.as_deref()),
+        when,
+        &tsa_roots,
+        now,
+    );
+    if let Some(out) = &args.evidence_out {
+        let bytes = relying_party::evidence::write(&j, &sig, when, &tsa_roots, now)?;
+        std::fs::write(out, bytes).map_err(|e| {
+            crate::Error::Verify(relying_party::Error::Evidence(format!(
+                "cannot write {}: {e}",
+                out.display()
+            )))
+        })?;
+        eprintln!("evidence written to {}", out.display());
+    }
+    verdict(j.report, args.json)
 }
 
 /// Runs `jpki verify-login` at `now` and prints the report.

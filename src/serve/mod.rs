@@ -17,6 +17,7 @@ pub mod adapters;
 mod http;
 pub mod portal;
 pub mod renew;
+pub(crate) mod tsa_http;
 
 pub use http::serve_public as http_public;
 
@@ -69,9 +70,10 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket
-/// (and the holder portal when configured, counted where the caps are fitted).
-const LISTENERS: usize = 3;
+/// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket,
+/// the time-stamping authority (and the holder portal when configured, counted where the caps
+/// are fitted).
+const LISTENERS: usize = 4;
 
 /// Raises this process's soft limit on open descriptors to its hard limit and returns it:
 /// the listeners' caps are fitted under it.
@@ -125,6 +127,9 @@ pub struct Listen {
     pub http: Option<String>,
     /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
     pub pf_https: Option<String>,
+    /// The RFC 3161 time-stamping authority over plain HTTP, e.g. `127.0.0.1:3180`
+    /// (its own listener: docs/tsa.md says why).
+    pub tsa: Option<String>,
     /// Host names (or IPs) platform operators use to reach the API; they go into its server
     /// certificate beside the listening IP.
     #[serde(default)]
@@ -180,6 +185,8 @@ fn parse_addr(name: &str, v: &Option<String>) -> Result<Option<SocketAddr>> {
 pub struct Settings {
     pub http: Option<SocketAddr>,
     pub pf_https: Option<SocketAddr>,
+    /// The time-stamping authority's listener (docs/tsa.md).
+    pub tsa: Option<SocketAddr>,
     /// Extra DNS names or IPs for the platform-operator API's server certificate.
     pub pf_names: Vec<String>,
     /// The holder portal's address, and extra names for its server certificate.
@@ -205,11 +212,12 @@ impl Config {
         let http = parse_addr("listen.http", &self.listen.http)?;
         let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
         let portal = parse_addr("listen.portal", &self.listen.portal)?;
-        if http.is_none() && pf_https.is_none() && portal.is_none() {
+        let tsa = parse_addr("listen.tsa", &self.listen.tsa)?;
+        if http.is_none() && pf_https.is_none() && portal.is_none() && tsa.is_none() {
             return Err(field(
                 "listen",
-                "give at least one of listen.http (--http), listen.pf_https (--pf-https) \
-                 and listen.portal (--portal)",
+                "give at least one of listen.http (--http), listen.pf_https (--pf-https), \
+                 listen.portal (--portal) and listen.tsa (--tsa)",
             ));
         }
         let c = &self.crl;
@@ -279,6 +287,7 @@ impl Config {
         Ok(Settings {
             http,
             pf_https,
+            tsa,
             pf_names: self.listen.pf_names.clone(),
             portal,
             portal_names: self.listen.portal_names.clone(),
@@ -540,6 +549,24 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tracing::info!(%local, "holder portal listener");
             let gate = conn_guard::Gate::new(limits);
             tasks.spawn(portal.serve(listener, gate, stopped(stop_rx.clone())));
+        }
+        if let Some(addr) = settings.tsa {
+            let tsa = Arc::new(
+                tokio::task::block_in_place(|| tsa::server::Tsa::load(Arc::clone(&parts.authority)))
+                    .map_err(|e| Error::Serve(format!("time-stamping authority: {e}")))?,
+            );
+            let listener = bind("the time-stamping authority (http)", addr).await?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Serve(e.to_string()))?;
+            eprintln!("jpki serve: time-stamping authority (RFC 3161) at http://{local}/tsa");
+            tracing::info!(%local, "TSA listener");
+            tasks.spawn(tsa_http::serve(
+                listener,
+                conn_guard::Gate::new(limits),
+                tsa,
+                stopped(stop_rx.clone()),
+            ));
         }
         {
             let w = Arc::clone(&watch);

@@ -349,6 +349,7 @@ mod tests {
         let settings = crate::serve::Settings {
             http: None,
             pf_https: None,
+            tsa: None,
             pf_names: Vec::new(),
             portal: None,
             portal_names: Vec::new(),

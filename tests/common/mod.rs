@@ -215,6 +215,8 @@ pub struct Server {
     pub base: String,
     /// `https://127.0.0.1:PORT` of the platform-operator API, when started.
     pub pf: Option<String>,
+    /// `http://127.0.0.1:PORT/tsa` of the time-stamping authority, when started (`--tsa`).
+    pub tsa: Option<String>,
 }
 
 impl Server {
@@ -235,8 +237,14 @@ impl Server {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut base = None;
         let mut pf = None;
+        let mut tsa = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
+            if let Some(rest) =
+                line.strip_prefix("jpki serve: time-stamping authority (RFC 3161) at ")
+            {
+                tsa = Some(rest.to_owned());
+            }
             if let Some(rest) = line.strip_prefix("jpki serve: platform-operator API at ") {
                 pf = Some(rest.split("/v1/").next().unwrap().to_owned());
             }
@@ -253,6 +261,7 @@ impl Server {
             child,
             base: base.expect("the server printed its address"),
             pf,
+            tsa,
         }
     }
 
