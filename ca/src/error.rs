@@ -70,6 +70,20 @@ pub enum Error {
     /// certificates only.
     #[error("serial {0} is an infrastructure certificate (a root or an OCSP signer), not a holder's certificate: `jpki revoke` and `jpki hold` cannot touch it")]
     NotHolderCertificate(String),
+    /// The actor may not do this (its role, or another municipality's resident).
+    #[error("forbidden: {actor} may not {action}")]
+    Forbidden { actor: String, action: String },
+    /// No officer is registered by this name or key.
+    #[error("unknown officer {0}")]
+    UnknownOfficer(String),
+    /// The officer is suspended or revoked.
+    #[error("officer {name} is {state}")]
+    OfficerNotActive { name: String, state: &'static str },
+    /// The officer's client certificate is outside its validity.
+    #[error("{0}")]
+    OfficerCertificate(String),
+    #[error("an officer named `{0}` already exists")]
+    OfficerExists(String),
 }
 
 impl Error {
@@ -101,6 +115,11 @@ impl Error {
             Error::Io { .. } => "io",
             Error::KeyBlocked(_) => "key_blocked",
             Error::NotHolderCertificate(_) => "not_holder_certificate",
+            Error::Forbidden { .. } => "forbidden",
+            Error::UnknownOfficer(_) => "unknown_officer",
+            Error::OfficerNotActive { .. } => "officer_not_active",
+            Error::OfficerCertificate(_) => "officer_certificate",
+            Error::OfficerExists(_) => "officer_exists",
         }
     }
 

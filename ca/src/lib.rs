@@ -15,6 +15,7 @@
 //! * [`keys`] — CA keys (aws-lc-rs), encrypted PKCS#8 files; [`signers`] — the key files as
 //!   signers; [`datadir`] — paths in a data directory; [`csr`] — PKCS#10 intake;
 //! * [`api`] — one request type for every operation, and the admin-socket client;
+//! * [`officers`] — officers, roles, who is acting, and the one place that authorises;
 //! * [`clock`] — the injectable clock.
 //!
 //! ## Dependencies
@@ -33,6 +34,7 @@ pub mod csr;
 pub mod datadir;
 pub mod error;
 pub mod keys;
+pub mod officers;
 pub mod records;
 pub mod signers;
 pub mod storage;
