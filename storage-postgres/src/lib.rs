@@ -291,7 +291,7 @@ fn audit_from(row: &Row) -> Result<Record> {
         detail: row.get(4),
         prev: row.get(5),
         hash: row.get(6),
-        v: u32::try_from(row.get::<_, i32>(7)).map_err(|_| decode("audit format".into()))?,
+        v: u32::try_from(row.get::<_, i32>(7)).map_err(|_| decode("audit format"))?,
         actor: row.get(8),
     })
 }

@@ -594,6 +594,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
     out.push(format!("audit head: {:?}", ok(s.audit_head())));
     out.push(format!("audit: {:?}", ok(s.audit_records(0, usize::MAX))));
     out.push(format!("operators: {:?}", ok(s.operators())));
+    out.push(format!("officers: {:?}", ok(s.officers())));
     for name in p.operator_names {
         out.push(format!(
             "operator named {name}: {:?}",
