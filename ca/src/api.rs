@@ -372,7 +372,11 @@ impl Coded for Error {
             | Error::NotHolderCertificate(s)
             | Error::UnknownOfficer(s)
             | Error::OfficerCertificate(s)
-            | Error::OfficerExists(s) => Some(s.clone()),
+            | Error::OfficerExists(s)
+            | Error::HsmModule(s)
+            | Error::HsmPin(s)
+            | Error::HsmNoKey(s)
+            | Error::Hsm(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -433,6 +437,10 @@ impl From<WireError> for Error {
                 "unknown_officer" => Error::UnknownOfficer(s?),
                 "officer_certificate" => Error::OfficerCertificate(s?),
                 "officer_exists" => Error::OfficerExists(s?),
+                "hsm_module" => Error::HsmModule(s?),
+                "hsm_pin" => Error::HsmPin(s?),
+                "hsm_no_key" => Error::HsmNoKey(s?),
+                "hsm" => Error::Hsm(s?),
                 "forbidden" => Error::Forbidden {
                     actor: serde_json::from_value(field("actor")?).ok()?,
                     action: serde_json::from_value(field("action")?).ok()?,
@@ -576,6 +584,10 @@ mod tests {
             },
             Error::OfficerCertificate("expired".into()),
             Error::OfficerExists("Sato".into()),
+            Error::HsmModule("m".into()),
+            Error::HsmPin("wrong".into()),
+            Error::HsmNoKey("k".into()),
+            Error::Hsm("h".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

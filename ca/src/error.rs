@@ -84,6 +84,18 @@ pub enum Error {
     OfficerCertificate(String),
     #[error("an officer named `{0}` already exists")]
     OfficerExists(String),
+    /// The PKCS#11 module does not load or initialise.
+    #[error("HSM: {0}")]
+    HsmModule(String),
+    /// The token refused the PIN.
+    #[error("HSM: {0}")]
+    HsmPin(String),
+    /// The token holds no key of that label.
+    #[error("HSM: {0}")]
+    HsmNoKey(String),
+    /// Any other PKCS#11 failure (no such token, a refused operation).
+    #[error("HSM: {0}")]
+    Hsm(String),
 }
 
 impl Error {
@@ -120,6 +132,10 @@ impl Error {
             Error::OfficerNotActive { .. } => "officer_not_active",
             Error::OfficerCertificate(_) => "officer_certificate",
             Error::OfficerExists(_) => "officer_exists",
+            Error::HsmModule(_) => "hsm_module",
+            Error::HsmPin(_) => "hsm_pin",
+            Error::HsmNoKey(_) => "hsm_no_key",
+            Error::Hsm(_) => "hsm",
         }
     }
 
