@@ -11,8 +11,8 @@
 //!
 //! Every request runs **as an [`Actor`]**: an officer (remote admin API), the person at the
 //! host's shell (`root-on-host`: the local CLI and the admin socket, which only the data
-//! directory's owner can open — the emergency path, recorded as such), or the server itself
-//! (`system:…`: timers). [`authorize`] is the one place that decides whether an actor may do
+//! directory's owner can open — the emergency path, recorded as such), the server itself
+//! (`system:…`: timers), or a platform operator on the PF API (its consent writes). [`authorize`] is the one place that decides whether an actor may do
 //! an [`Action`]; [`crate::Authority::handle_as`] calls it for every request, records a
 //! refusal in the audit trail, and runs what is allowed inside [`acting_as`].
 //!
@@ -136,6 +136,9 @@ pub enum Actor {
     Officer(Officer),
     /// The server itself (`scheduler`, `ocsp-renewal`, …): timers, never a request.
     System(&'static str),
+    /// A platform operator on the PF API (consents), by its client key's fingerprint. It
+    /// has no admin powers: [`authorize`] refuses it everything.
+    PlatformOperator(String),
 }
 
 impl Actor {
@@ -156,6 +159,7 @@ impl Actor {
                 None => format!("officer:{}({})", o.id, o.role),
             },
             Actor::System(what) => format!("system:{what}"),
+            Actor::PlatformOperator(key) => format!("platform-operator:key={key}"),
         }
     }
 }
@@ -258,6 +262,12 @@ pub fn authorize(actor: &Actor, action: &Action) -> Result<()> {
     let officer = match actor {
         Actor::RootOnHost { .. } | Actor::System(_) => return Ok(()),
         Actor::Officer(o) => o,
+        Actor::PlatformOperator(_) => {
+            return Err(Error::Forbidden {
+                actor: actor.label(),
+                action: action.describe(),
+            })
+        }
     };
     if officer.state != OfficerState::Active {
         return Err(Error::OfficerNotActive {
@@ -561,6 +571,12 @@ mod tests {
         // The host's owner and the server's timers may do everything.
         authorize(&Actor::root_on_host(), &register("Minato-ku")).unwrap();
         authorize(&Actor::System("scheduler"), &Action::Maintain).unwrap();
+        // A platform operator has no admin powers at all.
+        let pf = Actor::PlatformOperator("ab".into());
+        assert_eq!(
+            authorize(&pf, &Action::ReadCertificates).unwrap_err().code(),
+            "forbidden"
+        );
     }
 
     #[test]
