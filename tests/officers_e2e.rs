@@ -229,3 +229,31 @@ fn unsafe_uid() -> u32 {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn a_bad_first_officer_is_refused_before_anything_is_made() {
+    let env = Env::empty();
+    let garbage = env.write("garbage.csr", b"not a CSR");
+    env.fails(&["init", "--first-officer-csr", &p(&garbage)], "CSR");
+    assert!(!env.data().exists(), "no data directory was made");
+    env.fails(&["init", "--first-officer", "../escape"], "plain name");
+    env.fails(&["init", "--first-officer", ""], "officer name");
+    assert!(!env.data().exists(), "no data directory was made");
+    // With the officer's own key: its certificate, no key file.
+    let (key, csr) = env.csr("sato", 2048);
+    env.ok(&[
+        "init",
+        "--first-officer",
+        "sato",
+        "--first-officer-csr",
+        &p(&csr),
+    ]);
+    let cert = env.data().join("officers").join("sato.pem");
+    assert!(!env.data().join("officers").join("sato.key").exists());
+    let root = operator_root(&env);
+    verifies_as_client(&root, &cert);
+    assert_eq!(
+        openssl(&["x509", "-in", &p(&cert), "-noout", "-pubkey"]),
+        openssl(&["pkey", "-in", &p(&key), "-pubout"])
+    );
+}

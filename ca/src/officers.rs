@@ -574,7 +574,9 @@ mod tests {
         // A platform operator has no admin powers at all.
         let pf = Actor::PlatformOperator("ab".into());
         assert_eq!(
-            authorize(&pf, &Action::ReadCertificates).unwrap_err().code(),
+            authorize(&pf, &Action::ReadCertificates)
+                .unwrap_err()
+                .code(),
             "forbidden"
         );
     }

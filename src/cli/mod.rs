@@ -605,22 +605,25 @@ fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     }
 }
 
-/// `DIR/officers/NAME` (without extension) for the first officer's files; the directory is
-/// made 0700. Refuses a name that is not a plain file name.
-fn first_officer_files(a: &Authority, name: &str) -> Result<PathBuf> {
-    if name.is_empty()
-        || name.starts_with('.')
-        || name.contains(['/', '\\', '\0'])
-        || name.chars().any(char::is_control)
-    {
+/// Checks `--first-officer NAME` before anything is made: a valid officer name that is also
+/// a plain file name (it names DIR/officers/NAME.pem and NAME.key).
+fn check_first_officer(name: &str) -> Result<()> {
+    ca::officers::check(&ca::officers::NewOfficer {
+        name: name.to_owned(),
+        role: ca::officers::Role::CaOfficer,
+        municipality: None,
+        spki: Vec::new(),
+        certificate: None,
+        not_before: None,
+        not_after: None,
+    })?;
+    if name.starts_with('.') || name.contains(['/', '\\']) {
         return Err(Error::Invalid(format!(
             "--first-officer `{name}`: give a plain name (it names DIR/officers/NAME.pem)"
         ))
         .into());
     }
-    let dir = a.dir().join("officers");
-    std::fs::create_dir_all(&dir).map_err(Error::io(format!("create {}", dir.display())))?;
-    Ok(dir.join(name))
+    Ok(())
 }
 
 /// `jpki revoke --batch FILE`: every line is checked first (a serial, once, of a certificate
@@ -803,16 +806,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 None => policies::policy::DEFAULT_POLICY.to_owned(),
             };
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
-            let a = crate::store::init(&cli.data, store.as_deref(), &text, &pass, clock()?)?;
-            platform::operator_ca::create(&a)?;
-            let officer_file = first_officer_files(&a, first_officer)?;
+            // The first officer's name and CSR are checked before anything is made.
+            check_first_officer(first_officer)?;
             let csr_base64 = match first_officer_csr {
-                Some(p) => Some(base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    std::fs::read(p).map_err(Error::io(format!("read {}", p.display())))?,
-                )),
+                Some(p) => {
+                    let bytes =
+                        std::fs::read(p).map_err(Error::io(format!("read {}", p.display())))?;
+                    ca::csr::verify(&bytes, 2048)?;
+                    Some(base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        bytes,
+                    ))
+                }
                 None => None,
             };
+            let a = crate::store::init(&cli.data, store.as_deref(), &text, &pass, clock()?)?;
+            platform::operator_ca::create(&a)?;
+            let officers_dir = a.dir().join("officers");
+            std::fs::create_dir_all(&officers_dir)
+                .map_err(Error::io(format!("create {}", officers_dir.display())))?;
+            let cert_out = officers_dir.join(format!("{first_officer}.pem"));
+            let key_out = officers_dir.join(format!("{first_officer}.key"));
             let v = platform::api::officer_add(
                 &a,
                 first_officer,
@@ -820,13 +834,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 None,
                 csr_base64,
             )?;
-            let key_out = officer_file.with_extension("key");
-            officer::write_credentials(&v, &officer_file.with_extension("pem"), Some(&key_out))?;
+            officer::write_credentials(&v, &cert_out, Some(&key_out))?;
             println!("initialised {}", a.dir().display());
             println!(
                 "  first ca-officer {}: {} (move its key off this host)",
                 first_officer,
-                officer_file.with_extension("pem").display()
+                cert_out.display()
             );
             for h in Hierarchy::ALL {
                 let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
