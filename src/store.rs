@@ -199,6 +199,8 @@ pub struct Migrated {
     pub crl_states: u64,
     /// Keys never to be certified again (revoked for keyCompromise).
     pub blocked_keys: u64,
+    /// The CA's officers (`ca::officers`).
+    pub officers: u64,
 }
 
 /// Units of work of at most this many records.
@@ -293,6 +295,10 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
                 None => Ok(()),
             })
     })?;
+    // Officers (record, name and key indexes in one write each).
+    let officers = from.officers()?;
+    n.officers = officers.len() as u64;
+    in_batches(to, &officers, &|t, o| t.put_officer(o))?;
     let sps = from.service_providers()?;
     n.service_providers = sps.len() as u64;
     in_batches(to, &sps, &|t, sp| t.put_service_provider(sp))?;

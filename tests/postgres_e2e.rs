@@ -148,8 +148,10 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     let before_verify = env.json(&["audit", "verify"]);
     let before_certs = env.json(&["cert", "list"]);
     let before_resident = env.json(&["resident", "show", "--id", &id]);
+    let before_officers = env.json(&["officer", "list"]);
 
     let out = env.json(&["store", "migrate", "--to", &url]);
+    assert_eq!(out["officers"], 1, "the first ca-officer: {out}");
     // Both roots and OCSP signers, and the two issued.
     assert!(out["certificates"].as_u64().unwrap() >= 6, "{out}");
     assert!(out["audit_records"].as_u64().unwrap() >= 5, "{out}");
@@ -158,6 +160,7 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     // The directory now reads PostgreSQL, and it says what sled said.
     assert_eq!(env.json(&["audit", "verify"]), before_verify);
     assert_eq!(env.json(&["cert", "list"]), before_certs);
+    assert_eq!(env.json(&["officer", "list"]), before_officers);
     assert_eq!(
         env.json(&["resident", "show", "--id", &id]),
         before_resident

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use crate::authority::{parse_serial, Authority, Event, NewResident};
 use crate::error::{Error, Result};
+use crate::officers::{self, Action, Actor, OfficerState};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -102,6 +103,98 @@ pub enum Request {
     OcspSignerCompromise {
         hierarchy: Hierarchy,
     },
+    /// Every officer. Answer: `{officers: [Officer]}`.
+    OfficerList,
+    /// Suspends an officer (reactivate undoes it). Answer: the officer.
+    OfficerSuspend {
+        name: String,
+    },
+    OfficerReactivate {
+        name: String,
+    },
+    /// Revokes an officer for good. Answer: the officer.
+    OfficerRevoke {
+        name: String,
+    },
+}
+
+impl Request {
+    /// The request's `op` (what audit records of a refusal name).
+    pub fn op(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("op").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// What the request does, for [`officers::authorize`]: the municipality of the resident
+    /// (or the certificate's holder) it concerns is read from the register.
+    pub fn action(&self, authority: &Authority) -> Result<Action> {
+        let municipality_of =
+            |id: &str| -> Result<String> { Ok(authority.resident(id)?.municipality) };
+        Ok(match self {
+            Request::Root { .. }
+            | Request::CertShow { .. }
+            | Request::CertList { .. }
+            | Request::CertPage(_)
+            | Request::RevocationCheck { .. }
+            | Request::Expiries => Action::ReadCertificates,
+            Request::AuditVerify | Request::AuditLog => Action::ReadAudit,
+            Request::ResidentShow { id } => Action::ReadRegister {
+                municipality: Some(municipality_of(id)?),
+            },
+            Request::ResidentSearch(q) => Action::ReadRegister {
+                municipality: q.municipality.clone(),
+            },
+            Request::ResidentAdd(r) => Action::Register {
+                municipality: r.municipality.clone(),
+            },
+            Request::ResidentAddWith { resident, .. } => Action::Register {
+                municipality: resident.municipality.clone(),
+            },
+            // A clerk imports rows of its own municipality only: a file that mixes
+            // municipalities is for an officer of each (or root on the host).
+            Request::ResidentImport { rows, .. } => {
+                let mut places = rows.iter().map(|r| r.municipality.as_str());
+                let first = places.next().unwrap_or_default().to_owned();
+                Action::Register {
+                    municipality: if places.all(|m| m == first) {
+                        first
+                    } else {
+                        "several municipalities".into()
+                    },
+                }
+            }
+            Request::Event { id, .. } => Action::Register {
+                municipality: municipality_of(id)?,
+            },
+            Request::Issue { .. } => Action::Issue,
+            Request::Revoke {
+                serial,
+                hierarchy,
+                reason: Reason::CertificateHold,
+                ..
+            } => {
+                let c = authority.find(&parse_serial(serial)?, *hierarchy)?;
+                match &c.holder {
+                    Some(holder) => Action::Hold {
+                        municipality: municipality_of(holder)?,
+                    },
+                    // Infrastructure certificates: refused by `hold` itself, for anyone.
+                    None => Action::Revoke,
+                }
+            }
+            Request::Revoke { .. } => Action::Revoke,
+            Request::StoreCompact
+            | Request::ApplyDue
+            | Request::OcspSignerRenew { .. }
+            | Request::OcspSignerCompromise { .. } => Action::Maintain,
+            Request::OfficerList
+            | Request::OfficerSuspend { .. }
+            | Request::OfficerReactivate { .. }
+            | Request::OfficerRevoke { .. } => Action::ManageOfficers,
+        })
+    }
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -109,7 +202,25 @@ fn to_value<T: Serialize>(v: T) -> Result<Value> {
 }
 
 impl Authority {
-    /// Carries out one request; the result is the operation's answer as JSON.
+    /// Carries out one request as `actor`: authorised first ([`officers::authorize`], the one
+    /// place roles are enforced), a refusal recorded in the audit trail and returned as a
+    /// typed error ([`Error::Forbidden`] …) with nothing else changed; what is allowed runs
+    /// with `actor` stamped on every audit record it makes.
+    pub fn handle_as(&self, actor: &Actor, req: Request) -> Result<Value> {
+        let allowed = req
+            .action(self)
+            .and_then(|action| officers::authorize(actor, &action));
+        if let Err(e) = allowed {
+            if matches!(e, Error::Forbidden { .. } | Error::OfficerNotActive { .. }) {
+                officers::audit_refusal(self, actor, &req.op(), &e)?;
+            }
+            return Err(e);
+        }
+        officers::acting_as(actor, || self.handle(req))
+    }
+
+    /// Carries out one request with no authorisation, as whatever actor the calling scope
+    /// set ([`officers::acting_as`]); the transports call [`Authority::handle_as`].
     pub fn handle(&self, req: Request) -> Result<Value> {
         match req {
             Request::Root { hierarchy } => {
@@ -208,6 +319,18 @@ impl Authority {
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
             Request::OcspSignerCompromise { hierarchy } => {
                 Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
+            }
+            Request::OfficerList => {
+                Ok(json!({ "officers": officers::list(self.storage().as_ref())? }))
+            }
+            Request::OfficerSuspend { name } => {
+                to_value(officers::set_state(self, &name, OfficerState::Suspended)?)
+            }
+            Request::OfficerReactivate { name } => {
+                to_value(officers::set_state(self, &name, OfficerState::Active)?)
+            }
+            Request::OfficerRevoke { name } => {
+                to_value(officers::set_state(self, &name, OfficerState::Revoked)?)
             }
         }
     }
@@ -309,7 +432,14 @@ impl Coded for Error {
             | Error::Invalid(s)
             | Error::Store(s)
             | Error::KeyBlocked(s)
-            | Error::NotHolderCertificate(s) => Some(s.clone()),
+            | Error::NotHolderCertificate(s)
+            | Error::UnknownOfficer(s)
+            | Error::OfficerCertificate(s)
+            | Error::OfficerExists(s)
+            | Error::HsmModule(s)
+            | Error::HsmPin(s)
+            | Error::HsmNoKey(s)
+            | Error::Hsm(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -320,6 +450,10 @@ impl Coded for Error {
                 reason,
             } => Some(json!({ "serial": serial, "hierarchy": hierarchy, "reason": reason })),
             Error::AuditBroken { seq, problem } => Some(json!({ "seq": seq, "problem": problem })),
+            Error::Forbidden { actor, action } => Some(json!({ "actor": actor, "action": action })),
+            Error::OfficerNotActive { name, state } => {
+                Some(json!({ "name": name, "state": state }))
+            }
             _ => None,
         };
         WireError {
@@ -363,6 +497,26 @@ impl From<WireError> for Error {
                 "store" => Error::Store(s?),
                 "key_blocked" => Error::KeyBlocked(s?),
                 "not_holder_certificate" => Error::NotHolderCertificate(s?),
+                "unknown_officer" => Error::UnknownOfficer(s?),
+                "officer_certificate" => Error::OfficerCertificate(s?),
+                "officer_exists" => Error::OfficerExists(s?),
+                "hsm_module" => Error::HsmModule(s?),
+                "hsm_pin" => Error::HsmPin(s?),
+                "hsm_no_key" => Error::HsmNoKey(s?),
+                "hsm" => Error::Hsm(s?),
+                "forbidden" => Error::Forbidden {
+                    actor: serde_json::from_value(field("actor")?).ok()?,
+                    action: serde_json::from_value(field("action")?).ok()?,
+                },
+                "officer_not_active" => Error::OfficerNotActive {
+                    name: serde_json::from_value(field("name")?).ok()?,
+                    state: match field("state")?.as_str()? {
+                        "suspended" => "suspended",
+                        "revoked" => "revoked",
+                        "active" => "active",
+                        _ => return None,
+                    },
+                },
                 "retry" => Error::Retry,
                 "conflict" => Error::Conflict,
                 "audit_broken" => Error::AuditBroken {
@@ -486,6 +640,21 @@ mod tests {
             },
             Error::KeyBlocked("ab".into()),
             Error::NotHolderCertificate("01".into()),
+            Error::Forbidden {
+                actor: "officer:OF01(auditor)".into(),
+                action: "issue certificates".into(),
+            },
+            Error::UnknownOfficer("key ab".into()),
+            Error::OfficerNotActive {
+                name: "Sato".into(),
+                state: "suspended",
+            },
+            Error::OfficerCertificate("expired".into()),
+            Error::OfficerExists("Sato".into()),
+            Error::HsmModule("m".into()),
+            Error::HsmPin("wrong".into()),
+            Error::HsmNoKey("k".into()),
+            Error::Hsm("h".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

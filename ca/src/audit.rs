@@ -10,6 +10,16 @@
 //!
 //! Records name certificates by serial and residents by their opaque id; they never hold the
 //! four attributes (those live only in the register).
+//!
+//! ## Record formats
+//! * **1** — stores made before officers existed: `{seq, at, action, subject, detail, prev}`
+//!   is hashed; no actor.
+//! * **2** — every record made now: `{v: 2, seq, at, actor, action, subject, detail, prev}` is
+//!   hashed, so the actor ([`crate::officers::Actor::label`]) is as tamper-evident as the rest.
+//!
+//! A format-1 record hashes exactly as it did, so old chains still verify; once a chain holds
+//! a format-2 record, a format-1 record after it is refused (an actor cannot be stripped by
+//! "downgrading" a record).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,22 +27,41 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 
-/// An audit record to append: what happened, when, to what. Linked into the chain at commit.
+/// The record format [`link`] writes.
+pub const FORMAT: u32 = 2;
+
+/// An audit record to append: who did what, when, to what. Linked into the chain at commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditIntent {
     pub at: OffsetDateTime,
+    /// Who acted ([`crate::officers::Actor::label`]).
+    pub actor: String,
     pub action: String,
     pub subject: String,
     pub detail: String,
 }
 
+fn format_1() -> u32 {
+    1
+}
+
+fn is_format_1(v: &u32) -> bool {
+    *v == 1
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
+    /// The record format (see the module docs); absent in format 1.
+    #[serde(default = "format_1", skip_serializing_if = "is_format_1")]
+    pub v: u32,
     pub seq: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// `init`, `issue`, `revoke`, `hold`, `resident-add`, `event:<kind>`, ...
+    /// Who acted (format 2 on); `None` in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// `init`, `issue`, `revoke`, `hold`, `resident-add`, `event:<kind>`, `refused`, ...
     pub action: String,
     /// The serials or resident id concerned.
     pub subject: String,
@@ -44,15 +73,46 @@ pub struct Record {
     pub hash: String,
 }
 
+/// What is hashed: in format 1 `v` and `actor` are absent (skipped), so the bytes are those
+/// earlier versions hashed.
 #[derive(Serialize)]
 struct Unsigned<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<u32>,
     seq: u64,
     #[serde(with = "time::serde::rfc3339")]
     at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
     action: &'a str,
     subject: &'a str,
     detail: &'a str,
     prev: &'a str,
+}
+
+impl<'a> Unsigned<'a> {
+    fn of(r: &'a Record) -> Result<Unsigned<'a>> {
+        let (v, actor) = match (r.v, r.actor.as_deref()) {
+            (1, None) => (None, None),
+            (2, Some(actor)) => (Some(2), Some(actor)),
+            (v, _) => {
+                return Err(Error::AuditBroken {
+                    seq: r.seq,
+                    problem: format!("record format {v} is unknown or lacks its actor"),
+                })
+            }
+        };
+        Ok(Unsigned {
+            v,
+            seq: r.seq,
+            at: r.at,
+            actor,
+            action: &r.action,
+            subject: &r.subject,
+            detail: &r.detail,
+            prev: &r.prev,
+        })
+    }
 }
 
 /// The chain's head: the last record's sequence number and hash.
@@ -80,23 +140,19 @@ pub fn link(head: Option<&Head>, a: &AuditIntent) -> Result<(Record, Head)> {
         Some(h) => (h.seq + 1, h.hash.clone()),
         None => (0, GENESIS.to_owned()),
     };
-    let hash = digest(&Unsigned {
+    let mut record = Record {
+        v: FORMAT,
         seq,
         at: a.at,
-        action: &a.action,
-        subject: &a.subject,
-        detail: &a.detail,
-        prev: &prev,
-    })?;
-    let record = Record {
-        seq,
-        at: a.at,
+        actor: Some(a.actor.clone()),
         action: a.action.clone(),
         subject: a.subject.clone(),
         detail: a.detail.clone(),
         prev,
-        hash: hash.clone(),
+        hash: String::new(),
     };
+    record.hash = digest(&Unsigned::of(&record)?)?;
+    let hash = record.hash.clone();
     Ok((record, Head { seq, hash }))
 }
 
@@ -129,6 +185,7 @@ pub fn verify(
 ) -> Result<u64> {
     let mut expect_seq = 0u64;
     let mut prev = GENESIS.to_owned();
+    let mut format = 1u32;
     for r in records {
         let r = r.map_err(|e| Error::AuditBroken {
             seq: expect_seq,
@@ -151,15 +208,17 @@ pub fn verify(
                         .into(),
             });
         }
-        let unsigned = Unsigned {
-            seq: r.seq,
-            at: r.at,
-            action: &r.action,
-            subject: &r.subject,
-            detail: &r.detail,
-            prev: &r.prev,
-        };
-        if digest(&unsigned)? != r.hash {
+        if r.v < format {
+            return Err(Error::AuditBroken {
+                seq: r.seq,
+                problem: format!(
+                    "a format-{} record after a format-{format} one (an actor was stripped?)",
+                    r.v
+                ),
+            });
+        }
+        format = r.v;
+        if digest(&Unsigned::of(&r)?)? != r.hash {
             return Err(Error::AuditBroken {
                 seq: r.seq,
                 problem: "record hash does not match its content (the record was changed)".into(),
@@ -199,6 +258,7 @@ mod tests {
                 head.as_ref(),
                 &AuditIntent {
                     at: datetime!(2026-11-27 00:00 UTC),
+                    actor: "root-on-host(uid=0)".into(),
                     action: "issue".into(),
                     subject: format!("serial-{i}"),
                     detail: "signing".into(),
@@ -257,6 +317,7 @@ mod tests {
             }),
             &AuditIntent {
                 at: r[1].at,
+                actor: "officer:OF01(ca-officer)".into(),
                 action: "revoke".into(),
                 subject: "x".into(),
                 detail: "forged".into(),
@@ -265,6 +326,70 @@ mod tests {
         .unwrap();
         r[2].seq = 3;
         r.insert(2, forged);
+        assert!(check(&r, h).is_err());
+    }
+
+    /// Two records as the audit trail stored them before officers existed (format 1, no
+    /// actor), hashes as those versions computed them.
+    const FORMAT_1: [&str; 2] = [
+        r#"{"seq":0,"at":"2026-11-27T00:00:00Z","action":"issue","subject":"serial-0","detail":"signing","prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":"81eba728052e0d5125a932c3b5a8b758b9a2ead028c8c6858597c80ead1c19a4"}"#,
+        r#"{"seq":1,"at":"2026-11-27T00:00:00Z","action":"issue","subject":"serial-1","detail":"signing","prev":"81eba728052e0d5125a932c3b5a8b758b9a2ead028c8c6858597c80ead1c19a4","hash":"d51b89dc0ff5f1ca2c0178329f70b3b162f85145bb17fbe03b171f99ad625e7a"}"#,
+    ];
+
+    fn old_chain() -> Vec<Record> {
+        FORMAT_1
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_made_before_officers_still_verifies_and_grows_with_actors() {
+        let mut r = old_chain();
+        assert!(r.iter().all(|r| r.v == 1 && r.actor.is_none()));
+        // Stored again unchanged: format 1 has no `v` or `actor` field.
+        assert_eq!(serde_json::to_string(&r[0]).unwrap(), FORMAT_1[0]);
+        let head = Head {
+            seq: 1,
+            hash: r[1].hash.clone(),
+        };
+        assert_eq!(check(&r, Some(head.clone())).unwrap(), 2);
+        let (next, head) = link(
+            Some(&head),
+            &AuditIntent {
+                at: datetime!(2026-12-01 00:00 UTC),
+                actor: "root-on-host(uid=0)".into(),
+                action: "revoke".into(),
+                subject: "serial-0".into(),
+                detail: "keyCompromise".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(next.v, 2);
+        r.push(next);
+        assert_eq!(check(&r, Some(head)).unwrap(), 3);
+    }
+
+    #[test]
+    fn the_actor_is_covered_by_the_hash_and_cannot_be_stripped() {
+        let (mut r, h) = chain(3);
+        r[1].actor = Some("officer:OF02(auditor)".into());
+        let e = check(&r, h.clone()).unwrap_err().to_string();
+        assert!(e.contains("record 1") && e.contains("changed"), "{e}");
+        // Downgraded to format 1 (actor removed, hash recomputed the old way): refused.
+        let (mut r, h) = chain(3);
+        r[2].v = 1;
+        r[2].actor = None;
+        r[2].hash = digest(&Unsigned::of(&r[2]).unwrap()).unwrap();
+        let h = h.map(|h| Head {
+            hash: r[2].hash.clone(),
+            ..h
+        });
+        let e = check(&r, h).unwrap_err().to_string();
+        assert!(e.contains("format-1 record after a format-2"), "{e}");
+        // A format-2 record without its actor does not verify.
+        let (mut r, h) = chain(1);
+        r[0].actor = None;
         assert!(check(&r, h).is_err());
     }
 }

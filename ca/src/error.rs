@@ -76,6 +76,32 @@ pub enum Error {
     /// Someone with the same name, date of birth and address is already registered.
     #[error("resident {0} is already registered with the same name, date of birth and address; pass --allow-duplicate REASON if this is a different person")]
     DuplicateResident(String),
+    /// The actor may not do this (its role, or another municipality's resident).
+    #[error("forbidden: {actor} may not {action}")]
+    Forbidden { actor: String, action: String },
+    /// No officer is registered by this name or key.
+    #[error("unknown officer {0}")]
+    UnknownOfficer(String),
+    /// The officer is suspended or revoked.
+    #[error("officer {name} is {state}")]
+    OfficerNotActive { name: String, state: &'static str },
+    /// The officer's client certificate is outside its validity.
+    #[error("{0}")]
+    OfficerCertificate(String),
+    #[error("an officer named `{0}` already exists")]
+    OfficerExists(String),
+    /// The PKCS#11 module does not load or initialise.
+    #[error("HSM: {0}")]
+    HsmModule(String),
+    /// The token refused the PIN.
+    #[error("HSM: {0}")]
+    HsmPin(String),
+    /// The token holds no key of that label.
+    #[error("HSM: {0}")]
+    HsmNoKey(String),
+    /// Any other PKCS#11 failure (no such token, a refused operation).
+    #[error("HSM: {0}")]
+    Hsm(String),
 }
 
 impl Error {
@@ -115,6 +141,15 @@ impl Error {
                 }
             },
             Error::DuplicateResident(_) => "duplicate_resident",
+            Error::Forbidden { .. } => "forbidden",
+            Error::UnknownOfficer(_) => "unknown_officer",
+            Error::OfficerNotActive { .. } => "officer_not_active",
+            Error::OfficerCertificate(_) => "officer_certificate",
+            Error::OfficerExists(_) => "officer_exists",
+            Error::HsmModule(_) => "hsm_module",
+            Error::HsmPin(_) => "hsm_pin",
+            Error::HsmNoKey(_) => "hsm_no_key",
+            Error::Hsm(_) => "hsm",
         }
     }
 

@@ -108,24 +108,42 @@ pub fn read_encrypted(path: &Path, passphrase: &[u8]) -> Result<KeyPair> {
 }
 
 /// A CA signing key with its certificate: the [`policies::Signer`] the CA, the CRL publisher
-/// and the OCSP responder use.
+/// and the OCSP responder use. The key is an aws-lc-rs key pair decrypted from its file (the
+/// default), or a key inside a PKCS#11 token ([`crate::hsm::TokenKey`]) that never leaves it.
 pub struct CaSigner {
-    pair: KeyPair,
+    key: Key,
     cert: Vec<u8>,
     rng: SystemRandom,
+}
+
+enum Key {
+    File(KeyPair),
+    Token(crate::hsm::TokenKey),
 }
 
 impl CaSigner {
     pub fn new(pair: KeyPair, cert: Vec<u8>) -> CaSigner {
         CaSigner {
-            pair,
+            key: Key::File(pair),
+            cert,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// A signer whose key is in a token: every signature is made there.
+    pub fn in_token(key: crate::hsm::TokenKey, cert: Vec<u8>) -> CaSigner {
+        CaSigner {
+            key: Key::Token(key),
             cert,
             rng: SystemRandom::new(),
         }
     }
 
     pub fn spki(&self) -> Result<Vec<u8>> {
-        public_key_der(&self.pair)
+        match &self.key {
+            Key::File(pair) => public_key_der(pair),
+            Key::Token(key) => Ok(key.spki().to_vec()),
+        }
     }
 }
 
@@ -143,7 +161,12 @@ pub fn sign_with(
 
 impl policies::Signer for CaSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, policies::SignError> {
-        sign_with(&self.pair, &self.rng, message)
+        match &self.key {
+            Key::File(pair) => sign_with(pair, &self.rng, message),
+            Key::Token(key) => key
+                .sign(message)
+                .map_err(|e| policies::SignError(e.to_string())),
+        }
     }
 
     fn certificate(&self) -> &[u8] {

@@ -15,6 +15,8 @@
 //! * [`keys`] — CA keys (aws-lc-rs), encrypted PKCS#8 files; [`signers`] — the key files as
 //!   signers; [`datadir`] — paths in a data directory; [`csr`] — PKCS#10 intake;
 //! * [`api`] — one request type for every operation, and the admin-socket client;
+//! * [`hsm`] — CA keys in a PKCS#11 token (`cryptoki`): generated inside, non-extractable;
+//! * [`officers`] — officers, roles, who is acting, and the one place that authorises;
 //! * [`clock`] — the injectable clock.
 //!
 //! ## Dependencies
@@ -24,6 +26,8 @@
 //! * `pkcs8` (with `encryption`) — encrypted key files that OpenSSL also reads.
 //! * `x509-parser` (`verify-aws`) — CSR and certificate decoding and signature checks.
 //! * `zeroize` — passphrases and key material are wiped from memory when dropped.
+//! * `cryptoki` — PKCS#11 for keys in an HSM ([`hsm`]): the Parsec project's maintained
+//!   binding, pre-generated bindings (no C toolchain); checked against SoftHSM2.
 
 pub mod api;
 pub mod audit;
@@ -32,7 +36,9 @@ pub mod clock;
 pub mod csr;
 pub mod datadir;
 pub mod error;
+pub mod hsm;
 pub mod keys;
+pub mod officers;
 pub mod records;
 pub mod signers;
 pub mod storage;

@@ -71,6 +71,74 @@ pub enum Request {
         #[serde(default)]
         csr_base64: Option<String>,
     },
+    /// Registers a CA officer (`ca::officers`) and issues its TLS client certificate from the
+    /// operator CA, for the key of `csr_base64` or a fresh key returned as `key_pem`.
+    /// Answer: `{id, name, role, municipality, serial, not_after, cert_pem, key_pem?, root_pem}`.
+    #[serde(rename = "officer-add")]
+    OfficerAdd {
+        name: String,
+        role: ca::officers::Role,
+        #[serde(default)]
+        municipality: Option<String>,
+        #[serde(default)]
+        csr_base64: Option<String>,
+    },
+}
+
+/// Registers a CA officer with a client certificate from the operator CA (see
+/// [`Request::OfficerAdd`]). Checks the officer's fields before anything is issued.
+pub fn officer_add(
+    authority: &Authority,
+    name: &str,
+    role: ca::officers::Role,
+    municipality: Option<String>,
+    csr_base64: Option<String>,
+) -> Result<Value> {
+    use ca::officers::{self, NewOfficer};
+    let mut new = NewOfficer {
+        name: name.to_owned(),
+        role,
+        municipality,
+        spki: Vec::new(),
+        certificate: None,
+        not_before: None,
+        not_after: None,
+    };
+    officers::check(&new)?;
+    if authority
+        .storage()
+        .officers()?
+        .iter()
+        .any(|o| o.name == name)
+    {
+        return Err(ca::Error::OfficerExists(name.to_owned()).into());
+    }
+    let (spki, key_pem) = client_key(csr_base64)?;
+    let ca = OperatorCa::load(authority)?;
+    let der = ca.issue_client(authority, name, &spki, authority.clock().now())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .map_err(|e| Error::Internal(format!("certificate time: {e}")))
+    };
+    new.spki = spki;
+    new.certificate = Some(ca::authority::serial_hex(cert.raw_serial()));
+    new.not_before = Some(time(cert.validity().not_before)?);
+    new.not_after = Some(time(cert.validity().not_after)?);
+    let o = officers::add(authority, &new)?;
+    Ok(json!({
+        "id": o.id,
+        "name": o.name,
+        "role": o.role,
+        "municipality": o.municipality,
+        "serial": o.certificate,
+        "not_after": cert.validity().not_after.to_string(),
+        "key_fingerprint": o.key,
+        "cert_pem": ca::records::pem(&der),
+        "key_pem": key_pem,
+        "root_pem": ca::records::pem(ca.der()),
+    }))
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -93,6 +161,12 @@ fn chains_to(root_der: &[u8], cert_der: &[u8]) -> bool {
 pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
     let now = authority.clock().now();
     match req {
+        Request::OfficerAdd {
+            name,
+            role,
+            municipality,
+            csr_base64,
+        } => officer_add(authority, &name, role, municipality, csr_base64),
         Request::OperatorAdd {
             name,
             scopes,

@@ -479,7 +479,11 @@ impl Api {
             let authority = self.authority.clone();
             let anchors = self.anchors.clone();
             let joined = tokio::task::spawn_blocking(move || {
-                run(&authority, &anchors, &key, route, query.as_deref(), body)
+                // Audit records of consent changes name the operator's client key.
+                let actor = ca::officers::Actor::PlatformOperator(key.to_string());
+                ca::officers::acting_as(&actor, || {
+                    run(&authority, &anchors, &key, route, query.as_deref(), body)
+                })
             })
             .await;
             match joined {

@@ -15,6 +15,7 @@
 //! all of clap is here.
 
 pub mod import;
+pub mod officer;
 pub mod operator;
 pub mod token;
 pub mod verify;
@@ -36,6 +37,7 @@ use ca::authority::{
     Revocation,
 };
 use ca::error::Error;
+use ca::officers::{acting_as, Actor};
 
 use crate::clock::clock;
 use crate::Result;
@@ -72,6 +74,14 @@ pub enum Command {
         /// the data directory; remembered in DIR/store.toml (docs/store.md).
         #[arg(long)]
         store: Option<String>,
+        /// The first ca-officer's name (`ca::officers`): its client certificate and key are
+        /// written to DIR/officers/NAME.pem and NAME.key (0600) unless --first-officer-csr.
+        #[arg(long, default_value = "ca-officer")]
+        first_officer: String,
+        /// A PKCS#10 request with the first ca-officer's own key (its certificate goes to
+        /// DIR/officers/NAME.pem; no key is generated).
+        #[arg(long)]
+        first_officer_csr: Option<PathBuf>,
     },
     /// Print a root certificate (PEM).
     Root {
@@ -180,6 +190,9 @@ pub enum Command {
     /// Service providers (SP) delegated to a platform operator.
     #[command(subcommand)]
     Sp(operator::SpCommand),
+    /// The CA's officers and their roles (ca-officer, municipal-clerk, auditor).
+    #[command(subcommand)]
+    Officer(officer::OfficerCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -661,7 +674,8 @@ pub fn main() -> ExitCode {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
-    match run(cli) {
+    // Whatever this process records in-process is done by the person at this host's shell.
+    match acting_as(&Actor::root_on_host(), || run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jpki: error: {e}");
@@ -722,10 +736,11 @@ fn open_local(cli: &Cli) -> Result<Option<Authority>> {
     }
 }
 
-/// Runs a request in-process, or through the admin socket of a running `jpki serve`.
+/// Runs a request in-process (as `root-on-host`: the person at this host's shell), or
+/// through the admin socket of a running `jpki serve` (which records the same).
 fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
     match open_local(cli)? {
-        Some(a) => Ok(a.handle(req)?),
+        Some(a) => Ok(a.handle_as(&Actor::root_on_host(), req)?),
         None => Ok(ca::api::call_remote(&cli.data, &req)?),
     }
 }
@@ -733,9 +748,32 @@ fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
 /// The same for a platform-operator request.
 fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     match open_local(cli)? {
-        Some(a) => Ok(platform::handle(&a, req)?),
+        Some(a) => Ok(acting_as(&Actor::root_on_host(), || {
+            platform::handle(&a, req)
+        })?),
         None => Ok(platform::api::call_remote(&cli.data, &req)?),
     }
+}
+
+/// Checks `--first-officer NAME` before anything is made: a valid officer name that is also
+/// a plain file name (it names DIR/officers/NAME.pem and NAME.key).
+fn check_first_officer(name: &str) -> Result<()> {
+    ca::officers::check(&ca::officers::NewOfficer {
+        name: name.to_owned(),
+        role: ca::officers::Role::CaOfficer,
+        municipality: None,
+        spki: Vec::new(),
+        certificate: None,
+        not_before: None,
+        not_after: None,
+    })?;
+    if name.starts_with('.') || name.contains(['/', '\\']) {
+        return Err(Error::Invalid(format!(
+            "--first-officer `{name}`: give a plain name (it names DIR/officers/NAME.pem)"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `jpki revoke --batch FILE`: every line is checked first (a serial, once, of a certificate
@@ -763,7 +801,7 @@ fn revoke_batch(
     let local = open_local(cli)?;
     let run = |req: Request| -> Result<serde_json::Value> {
         Ok(match &local {
-            Some(a) => a.handle(req)?,
+            Some(a) => a.handle_as(&Actor::root_on_host(), req)?,
             None => ca::api::call_remote(&cli.data, &req)?,
         })
     };
@@ -915,16 +953,53 @@ pub fn run(cli: Cli) -> Result<()> {
         },
     };
     match &cli.command {
-        Command::Init { policy, store } => {
+        Command::Init {
+            policy,
+            store,
+            first_officer,
+            first_officer_csr,
+        } => {
             let text = match policy {
                 Some(p) => std::fs::read_to_string(p)
                     .map_err(Error::io(format!("read policy {}", p.display())))?,
                 None => policies::policy::DEFAULT_POLICY.to_owned(),
             };
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            // The first officer's name and CSR are checked before anything is made.
+            check_first_officer(first_officer)?;
+            let csr_base64 = match first_officer_csr {
+                Some(p) => {
+                    let bytes =
+                        std::fs::read(p).map_err(Error::io(format!("read {}", p.display())))?;
+                    ca::csr::verify(&bytes, 2048)?;
+                    Some(base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        bytes,
+                    ))
+                }
+                None => None,
+            };
             let a = crate::store::init(&cli.data, store.as_deref(), &text, &pass, clock()?)?;
             platform::operator_ca::create(&a)?;
+            let officers_dir = a.dir().join("officers");
+            std::fs::create_dir_all(&officers_dir)
+                .map_err(Error::io(format!("create {}", officers_dir.display())))?;
+            let cert_out = officers_dir.join(format!("{first_officer}.pem"));
+            let key_out = officers_dir.join(format!("{first_officer}.key"));
+            let v = platform::api::officer_add(
+                &a,
+                first_officer,
+                ca::officers::Role::CaOfficer,
+                None,
+                csr_base64,
+            )?;
+            officer::write_credentials(&v, &cert_out, Some(&key_out))?;
             println!("initialised {}", a.dir().display());
+            println!(
+                "  first ca-officer {}: {} (move its key off this host)",
+                first_officer,
+                cert_out.display()
+            );
             for h in Hierarchy::ALL {
                 let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
                     .map_err(|e| Error::Store(e.to_string()))?;
@@ -1265,12 +1340,13 @@ pub fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|r| {
                         format!(
-                            "{:>6} {} {:<18} {} {}",
+                            "{:>6} {} {:<18} {} {} [{}]",
                             r.seq,
                             when(r.at),
                             r.action,
                             r.subject,
-                            r.detail
+                            r.detail,
+                            r.actor.as_deref().unwrap_or("-")
                         )
                     })
                     .collect::<Vec<_>>()
@@ -1369,6 +1445,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 out
             })
+        }
+        Command::Officer(cmd) => {
+            let v = match officer::request(cmd)? {
+                officer::OfficerRequest::Add(req) => call_pf(&cli, req)?,
+                officer::OfficerRequest::Ca(req) => call(&cli, req)?,
+            };
+            println!("{}", officer::output(cmd, &v)?);
+            Ok(())
         }
         Command::Operator(cmd) => {
             let v = call_pf(&cli, operator::operator_request(cmd)?)?;

@@ -42,7 +42,8 @@ pub fn admin_listener(data: &Path) -> Result<UnixListener> {
 }
 
 /// Serves admin requests: one JSON request per line, one JSON answer per line, each run by
-/// the same [`Authority::handle`] (or `platform::api::handle_line`) the CLI uses in-process.
+/// the same [`Authority::handle_as`] (or `platform::api::handle_line`) the CLI uses in-process,
+/// as `root-on-host` with the peer's uid.
 ///
 /// Connections are admitted through `gate` (a cap on open connections; the socket is the
 /// owner's only, so there is no per-client cap), and one that sends no request for the gate's
@@ -72,6 +73,12 @@ pub async fn serve_admin(
             continue;
         };
         let authority = Arc::clone(&authority);
+        // Who is at the other end: the socket is mode 0600, so the data directory's owner
+        // (root-on-host, recorded with the peer's uid as the kernel reports it).
+        let actor = match stream.peer_cred() {
+            Ok(cred) => ca::officers::Actor::RootOnHost { uid: cred.uid() },
+            Err(_) => ca::officers::Actor::root_on_host(),
+        };
         tokio::spawn(async move {
             let _ticket = ticket;
             let (read, mut write) = stream.into_split();
@@ -98,13 +105,17 @@ pub async fn serve_admin(
                     },
                 }
                 let a = Arc::clone(&authority);
+                let actor = actor.clone();
                 let request = std::mem::take(&mut line);
                 // CA operations first, then the platform operator's (`pf-…`): the same code the
                 // CLI runs in-process.
                 let answer = tokio::task::spawn_blocking(move || {
                     match serde_json::from_str::<ca::api::Request>(&request) {
-                        Ok(req) => ca::api::reply_line(a.handle(req)),
-                        Err(e) => platform::api::handle_line(&a, &request).unwrap_or_else(|| {
+                        Ok(req) => ca::api::reply_line(a.handle_as(&actor, req)),
+                        Err(e) => ca::officers::acting_as(&actor, || {
+                            platform::api::handle_line(&a, &request)
+                        })
+                        .unwrap_or_else(|| {
                             ca::api::reply_line(Err(ca::Error::Invalid(format!(
                                 "not an admin request: {e}"
                             ))))

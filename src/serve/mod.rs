@@ -424,7 +424,11 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         let watch = renew::Watch::new(Arc::clone(&authority));
         {
             let a = Arc::clone(&authority);
-            let renewed = tokio::task::spawn_blocking(move || a.renew_ocsp_signers_due())
+            let renewed = tokio::task::spawn_blocking(move || {
+                ca::officers::acting_as(&ca::officers::Actor::System("ocsp-renewal"), || {
+                    a.renew_ocsp_signers_due()
+                })
+            })
                 .await
                 .map_err(|e| Error::Serve(e.to_string()))?;
             if let Err(e) = renewed {
@@ -629,7 +633,8 @@ async fn apply_due_events(authority: Arc<Authority>, stop: impl std::future::Fut
     loop {
         let a = Arc::clone(&authority);
         let next = tokio::task::spawn_blocking(move || -> ca::Result<_> {
-            for done in a.apply_due()? {
+            let scheduler = ca::officers::Actor::System("scheduler");
+            for done in ca::officers::acting_as(&scheduler, || a.apply_due())? {
                 tracing::info!(
                     event = %done.event,
                     revocations = done.revocations.len(),

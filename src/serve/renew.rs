@@ -88,7 +88,8 @@ impl Watch {
     pub fn check(&self) -> Result<Vec<Expiry>> {
         let a = &self.authority;
         let mut first_error: Option<crate::Error> = None;
-        match a.renew_ocsp_signers_due() {
+        let renewal = ca::officers::Actor::System("ocsp-renewal");
+        match ca::officers::acting_as(&renewal, || a.renew_ocsp_signers_due()) {
             Ok(done) => {
                 for r in done {
                     tracing::warn!(

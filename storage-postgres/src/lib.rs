@@ -71,6 +71,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ca::audit::{AuditIntent, Head, Record};
+use ca::officers::Officer;
 use ca::records::platform::{Access, Consent, Operator, ServiceProvider};
 use ca::records::{CertKind, CertRecord, Resident, RevokedEntry, State, StatusRecord};
 use ca::storage::{
@@ -290,6 +291,8 @@ fn audit_from(row: &Row) -> Result<Record> {
         detail: row.get(4),
         prev: row.get(5),
         hash: row.get(6),
+        v: u32::try_from(row.get::<_, i32>(7)).map_err(|_| decode("audit format"))?,
+        actor: row.get(8),
     })
 }
 
@@ -637,6 +640,15 @@ trait Reads {
             .map(|row| json(&row, "record"))
             .transpose()
     }
+    /// The id of the officer whose `column` (name, key) is `value`.
+    fn officer_id(&self, column: &str, value: &str) -> Result<Option<String>> {
+        Ok(self
+            .row(
+                &format!("SELECT id FROM officers WHERE {column} = $1"),
+                &[&value],
+            )?
+            .map(|row| row.get(0)))
+    }
     fn operator_id(&self, index: &str, column: &str, value: &str) -> Result<Option<String>> {
         Ok(self
             .row(
@@ -864,7 +876,7 @@ impl Storage for PgStorage {
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
-            "SELECT seq, at, action, subject, detail, prev, hash FROM audit_records \
+            "SELECT seq, at, action, subject, detail, prev, hash, v, actor FROM audit_records \
              WHERE seq >= $1 ORDER BY seq LIMIT $2",
             &[&from, &limit],
         )?
@@ -887,6 +899,18 @@ impl Storage for PgStorage {
 
     fn operators(&self) -> Result<Vec<Operator>> {
         self.records_in("operators")
+    }
+
+    fn officer(&self, id: &str) -> Result<Option<Officer>> {
+        self.record_of("officers", id)
+    }
+
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.officer_id("key", fp)
+    }
+
+    fn officers(&self) -> Result<Vec<Officer>> {
+        self.records_in("officers")
     }
 
     fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
@@ -1092,8 +1116,8 @@ impl PgTx<'_> {
 
     fn append_audit(&self, record: &Record, head: &Head) -> Result<()> {
         self.exec(
-            "INSERT INTO audit_records (seq, at, action, subject, detail, prev, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit_records (seq, at, action, subject, detail, prev, hash, v, actor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &i64_of(record.seq, "audit sequence")?,
                 &rfc3339(record.at)?,
@@ -1102,6 +1126,9 @@ impl PgTx<'_> {
                 &record.detail,
                 &record.prev,
                 &record.hash,
+                &i32::try_from(record.v)
+                    .map_err(|_| ca::Error::Invalid("audit format out of range".into()))?,
+                &record.actor,
             ],
         )?;
         self.exec(
@@ -1197,6 +1224,18 @@ impl Tx for PgTx<'_> {
 
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>> {
         self.operator_id("operator_keys", "fingerprint", fp)
+    }
+
+    fn officer(&self, id: &str) -> Result<Option<Officer>> {
+        self.record_of("officers", id)
+    }
+
+    fn officer_named(&self, name: &str) -> Result<Option<String>> {
+        self.officer_id("name", name)
+    }
+
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.officer_id("key", fp)
     }
 
     fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>> {
@@ -1397,6 +1436,14 @@ impl Tx for PgTx<'_> {
             "INSERT INTO operator_names (name, operator) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET operator = EXCLUDED.operator",
             &[&op.name, &op.id],
+        )
+    }
+
+    fn put_officer(&self, o: &Officer) -> Result<()> {
+        self.exec(
+            "INSERT INTO officers (id, name, key, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+            &[&o.id, &o.name, &o.key, &Json(o)],
         )
     }
 

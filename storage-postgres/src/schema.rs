@@ -11,6 +11,7 @@
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "the storage authority's tables", V1),
     (2, "the blocklist of compromised keys", V2),
+    (3, "officers, and the actor of audit records", V3),
 ];
 
 /// The version this binary brings a database to.
@@ -207,4 +208,19 @@ const V2: &str = r#"
 CREATE TABLE blocked_keys (
     fingerprint bytea PRIMARY KEY CHECK (octet_length(fingerprint) = 32)
 );
+"#;
+
+/// Version 3: the CA's officers (record, unique name and client-key fingerprint), and audit
+/// records of format 2 (`v`, `actor`; records of format 1 keep `v = 1` and no actor, as
+/// `ca::audit` describes).
+const V3: &str = r#"
+CREATE TABLE officers (
+    id     text  COLLATE "C" PRIMARY KEY,
+    name   text  NOT NULL UNIQUE,
+    key    text  NOT NULL UNIQUE,
+    record jsonb NOT NULL
+);
+
+ALTER TABLE audit_records ADD COLUMN v integer NOT NULL DEFAULT 1;
+ALTER TABLE audit_records ADD COLUMN actor text;
 "#;

@@ -23,7 +23,8 @@
 //!
 //! What is checked: every read and write of [`Storage`] and [`Tx`] (certificates, statuses
 //! and CRL entries, dirty CRLs, CRL state, serial counters, residents, scheduled events, the
-//! audit chain, operators, service providers, consents, the access log), the order of every
+//! audit chain with its actors and record formats, operators, service providers, consents,
+//! the access log, officers), the order of every
 //! listing, atomicity (a body that fails changes nothing, for every kind of write, and its
 //! error comes back as it was), reads of a body's own writes, serialisability under
 //! concurrency (no lost update, audit chain intact), and the engine's consistency check,
@@ -115,6 +116,8 @@ macro_rules! storage_conformance {
             consistency,
             engine_counters,
             key_blocklist,
+            officers,
+            audit_actors_and_formats,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -217,6 +220,8 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("consistency", consistency::<S>),
         ("engine_counters", engine_counters::<S>),
         ("key_blocklist", key_blocklist::<S>),
+        ("officers", officers::<S>),
+        ("audit_actors_and_formats", audit_actors_and_formats::<S>),
     ]
 }
 
@@ -497,6 +502,7 @@ fn access(holder: &str, secs: i64, operation: &str) -> Access {
 fn intent(action: &str, subject: &str) -> AuditIntent {
     AuditIntent {
         at: at(10),
+        actor: format!("officer:OF-{action}(ca-officer)"),
         action: action.into(),
         subject: subject.into(),
         detail: format!("detail of {subject}"),
@@ -592,6 +598,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
     out.push(format!("audit head: {:?}", ok(s.audit_head())));
     out.push(format!("audit: {:?}", ok(s.audit_records(0, usize::MAX))));
     out.push(format!("operators: {:?}", ok(s.operators())));
+    out.push(format!("officers: {:?}", ok(s.officers())));
     for name in p.operator_names {
         out.push(format!(
             "operator named {name}: {:?}",
@@ -2260,4 +2267,112 @@ pub fn key_blocklist<S: Storage>(s: &S) {
     let mut expected = vec![low, k1];
     expected.sort();
     assert_eq!(listed, expected);
+}
+
+// ----- officers and actors -----------------------------------------------------------------
+
+fn officer(
+    id: &str,
+    name: &str,
+    key: &str,
+    role: crate::officers::Role,
+) -> crate::officers::Officer {
+    crate::officers::Officer {
+        id: id.into(),
+        name: name.into(),
+        role,
+        municipality: (role == crate::officers::Role::MunicipalClerk).then(|| "Chiyoda-ku".into()),
+        state: crate::officers::OfficerState::Active,
+        key: key.into(),
+        certificate: Some("0A1B".into()),
+        not_before: Some(at(0)),
+        not_after: Some(at(86_400)),
+        created: at(5),
+    }
+}
+
+/// put_officer, officer, officer_named, officer_by_key (Storage and Tx), officers (id order);
+/// an update keeps the indexes; a failed body leaves no officer behind.
+pub fn officers<S: Storage>(s: &S) {
+    use crate::officers::{OfficerState, Role};
+    assert!(ok(s.officers()).is_empty());
+    let b = officer("OF-b", "Suzuki", "kb", Role::MunicipalClerk);
+    let a = officer("OF-a", "Sato", "ka", Role::CaOfficer);
+    commit(s, &|t| {
+        assert!(t.officer("OF-b")?.is_none());
+        t.put_officer(&b)?;
+        // The unit's own write is visible to it, by id, name and key.
+        assert_eq!(t.officer("OF-b")?, Some(b.clone()));
+        assert_eq!(t.officer_named("Suzuki")?.as_deref(), Some("OF-b"));
+        assert_eq!(t.officer_by_key("kb")?.as_deref(), Some("OF-b"));
+        t.put_officer(&a)
+    });
+    // Operators are another register: they list no officer, and officers no operator.
+    commit(s, &|t| t.put_operator(&operator("pf-a", "Sato")));
+    assert_eq!(ok(s.officers()), vec![a.clone(), b.clone()]);
+    assert_eq!(ok(s.officer("OF-a")), Some(a.clone()));
+    assert_eq!(ok(s.officer_by_key("ka")).as_deref(), Some("OF-a"));
+    assert_eq!(ok(s.officer_by_key("nobody")), None);
+    assert_eq!(ok(s.officer("pf-a")), None);
+    let mut suspended = b.clone();
+    suspended.state = OfficerState::Suspended;
+    commit(s, &|t| t.put_officer(&suspended));
+    assert_eq!(ok(s.officer("OF-b")), Some(suspended.clone()));
+    assert_eq!(ok(s.officer_by_key("kb")).as_deref(), Some("OF-b"));
+    commit(s, &|t| {
+        assert_eq!(t.officer_named("Suzuki")?.as_deref(), Some("OF-b"));
+        assert_eq!(t.officer_named("Tanaka")?, None);
+        Ok(())
+    });
+    let e = s.transact(&|t| {
+        t.put_officer(&officer("OF-c", "Tanaka", "kc", Role::Auditor))?;
+        Err(Error::Invalid("planned".into()))
+    });
+    assert!(matches!(e, Err(Error::Invalid(_))));
+    assert_eq!(ok(s.officers()).len(), 2);
+    assert_eq!(ok(s.officer_by_key("kc")), None);
+    commit(s, &|t| {
+        assert_eq!(t.officer_named("Tanaka")?, None);
+        Ok(())
+    });
+}
+
+/// Audit records keep their actor (format 2), [`crate::storage::audit`] stamps the acting
+/// scope's actor (`unattributed` outside one), and a chain copied from a store made before
+/// officers (format 1, no actor) keeps verifying as new records follow it.
+pub fn audit_actors_and_formats<S: Storage>(s: &S) {
+    use crate::officers::{acting_as, Actor, UNATTRIBUTED};
+    let old: Vec<crate::audit::Record> = [
+        r#"{"seq":0,"at":"2026-11-27T00:00:00Z","action":"issue","subject":"serial-0","detail":"signing","prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":"81eba728052e0d5125a932c3b5a8b758b9a2ead028c8c6858597c80ead1c19a4"}"#,
+        r#"{"seq":1,"at":"2026-11-27T00:00:00Z","action":"issue","subject":"serial-1","detail":"signing","prev":"81eba728052e0d5125a932c3b5a8b758b9a2ead028c8c6858597c80ead1c19a4","hash":"d51b89dc0ff5f1ca2c0178329f70b3b162f85145bb17fbe03b171f99ad625e7a"}"#,
+    ]
+    .iter()
+    .map(|t| serde_json::from_str(t).unwrap_or_else(|e| panic!("{e}")))
+    .collect();
+    commit(s, &|t| {
+        t.import_audit(old[0].clone())?;
+        t.import_audit(old[1].clone())
+    });
+    commit(s, &|t| crate::storage::audit(t, at(1), "init", "a", ""));
+    acting_as(&Actor::System("scheduler"), || {
+        commit(s, &|t| {
+            crate::storage::audit(t, at(2), "apply-due", "b", "")
+        })
+    });
+    commit(s, &|t| t.audit(intent("revoke", "c")));
+    let all = ok(s.audit_records(0, 10));
+    assert_eq!(all[..2], old[..], "format-1 records come back as they were");
+    let actors: Vec<Option<&str>> = all.iter().map(|r| r.actor.as_deref()).collect();
+    assert_eq!(
+        actors,
+        [
+            None,
+            None,
+            Some(UNATTRIBUTED),
+            Some("system:scheduler"),
+            Some("officer:OF-revoke(ca-officer)")
+        ]
+    );
+    assert_eq!(all.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 1, 2, 2, 2]);
+    assert_eq!(verified_chain(s), ["serial-0", "serial-1", "a", "b", "c"]);
 }

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
+use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{
@@ -70,6 +71,10 @@ struct Tables {
     access: BTreeMap<(String, i128, u64), Access>,
     /// Public keys refused forever (revoked for keyCompromise).
     blocked_keys: BTreeMap<KeyFingerprint, ()>,
+    officers: BTreeMap<String, Officer>,
+    /// Officer name → id; client-key fingerprint → id.
+    officer_names: BTreeMap<String, String>,
+    officer_keys: BTreeMap<String, String>,
 }
 
 /// The in-memory storage authority (see the module docs).
@@ -284,6 +289,18 @@ impl Storage for MemoryStorage {
 
     fn operators(&self) -> Result<Vec<Operator>> {
         self.read(|t| t.operators.values().cloned().collect())
+    }
+
+    fn officer(&self, id: &str) -> Result<Option<Officer>> {
+        self.read(|t| t.officers.get(id).cloned())
+    }
+
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.read(|t| t.officer_keys.get(fp).cloned())
+    }
+
+    fn officers(&self) -> Result<Vec<Officer>> {
+        self.read(|t| t.officers.values().cloned().collect())
     }
 
     fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
@@ -608,6 +625,18 @@ impl Tx for MemoryTx<'_> {
         Ok(self.has(|t| &t.nonces, &(sp.to_owned(), nonce.to_owned())))
     }
 
+    fn officer(&self, id: &str) -> Result<Option<Officer>> {
+        Ok(self.get(|t| &t.officers, id))
+    }
+
+    fn officer_named(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(|t| &t.officer_names, name))
+    }
+
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>> {
+        Ok(self.get(|t| &t.officer_keys, fp))
+    }
+
     fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
         let k = (c.hierarchy, c.serial.clone());
         self.set(|t| &mut t.certs, k.clone(), Some(c.clone()));
@@ -744,6 +773,13 @@ impl Tx for MemoryTx<'_> {
             (a.holder.clone(), a.at.unix_timestamp_nanos(), seq),
             Some(a.clone()),
         );
+        Ok(())
+    }
+
+    fn put_officer(&self, o: &Officer) -> Result<()> {
+        self.set(|t| &mut t.officers, o.id.clone(), Some(o.clone()));
+        self.set(|t| &mut t.officer_names, o.name.clone(), Some(o.id.clone()));
+        self.set(|t| &mut t.officer_keys, o.key.clone(), Some(o.id.clone()));
         Ok(())
     }
 

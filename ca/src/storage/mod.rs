@@ -41,6 +41,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::Result;
+use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 
@@ -194,6 +195,14 @@ pub trait Storage: Send + Sync {
     /// Number of access-log entries of all holders.
     fn access_count(&self) -> Result<u64>;
 
+    // ----- officers ----------------------------------------------------------------------
+
+    fn officer(&self, id: &str) -> Result<Option<Officer>>;
+    /// The id of the officer a client key (hex SHA-256 of its SPKI) belongs to.
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>>;
+    /// Every officer, in id order.
+    fn officers(&self) -> Result<Vec<Officer>>;
+
     // ----- units of work -----------------------------------------------------------------
 
     /// Runs `body` as one atomic unit of work and returns once it is durable. The body may run
@@ -244,6 +253,11 @@ pub trait Tx {
     fn consent(&self, id: &str) -> Result<Option<Consent>>;
     /// Whether a consent with this nonce was already recorded for the service provider.
     fn consent_nonce_used(&self, sp: &str, nonce: &str) -> Result<bool>;
+    fn officer(&self, id: &str) -> Result<Option<Officer>>;
+    /// The id of the officer of this name.
+    fn officer_named(&self, name: &str) -> Result<Option<String>>;
+    /// The id of the officer a client key (hex SHA-256 of its SPKI) belongs to.
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>>;
 
     // ----- writes ------------------------------------------------------------------------
 
@@ -278,6 +292,9 @@ pub trait Tx {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     /// Appends an access-log entry; `seq` orders entries of the same instant.
     fn append_access(&self, a: &Access, seq: u64) -> Result<()>;
+    /// Writes an officer: its record, its name index and its key index (name and key never
+    /// change once registered).
+    fn put_officer(&self, o: &Officer) -> Result<()>;
 
     // ----- the key blocklist -------------------------------------------------------------
 
@@ -287,7 +304,8 @@ pub trait Tx {
     fn block_key(&self, fp: &KeyFingerprint) -> Result<()>;
 }
 
-/// Appends an audit record inside a unit of work.
+/// Appends an audit record inside a unit of work, by the actor of the current scope
+/// ([`crate::officers::acting_as`]).
 pub fn audit(
     t: &dyn Tx,
     at: OffsetDateTime,
@@ -297,6 +315,7 @@ pub fn audit(
 ) -> Result<()> {
     t.audit(AuditIntent {
         at,
+        actor: crate::officers::current_label(),
         action: action.to_owned(),
         subject: subject.to_owned(),
         detail: detail.to_owned(),

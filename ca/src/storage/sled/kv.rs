@@ -64,10 +64,12 @@ pub(crate) enum Table {
     /// Public keys refused forever (revoked for keyCompromise), by SPKI SHA-256. Appended
     /// last: a table's index is written into journal records.
     BlockedKeys,
+    /// The CA's officers (appended after BlockedKeys, for the same reason).
+    Officers,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 14] = [
+    pub(crate) const ALL: [Table; 15] = [
         Table::Certs,
         Table::ByHolder,
         Table::Status,
@@ -82,6 +84,7 @@ impl Table {
         Table::Consents,
         Table::Access,
         Table::BlockedKeys,
+        Table::Officers,
     ];
 
     fn name(self) -> &'static str {
@@ -100,6 +103,7 @@ impl Table {
             Table::Consents => "consents",
             Table::Access => "access",
             Table::BlockedKeys => "blocked_keys",
+            Table::Officers => "officers",
         }
     }
 
@@ -1217,6 +1221,7 @@ mod tests {
     fn append(t: &dyn Txn, subject: &str) -> TxResult<()> {
         let a = AuditIntent {
             at: time::OffsetDateTime::UNIX_EPOCH,
+            actor: "system:test".into(),
             action: "count".into(),
             subject: subject.to_owned(),
             detail: String::new(),

@@ -16,6 +16,7 @@
 //! | operators | `pf/` id · `pfname/` name · `key/` hex SHA-256 of a client SPKI · `sp/` id · `spname/` PF id `/` name | [`Operator`] (JSON) · PF id · PF id · [`ServiceProvider`] (JSON) · SP id |
 //! | consents | `c/` id · `h/` holder `\0` SP id `\0` consent id · `n/` SP id `\0` nonce | [`Consent`] (JSON) · empty · consent id |
 //! | access | holder `\0` time (i128 BE ns) · sequence (u64 BE) | [`Access`] (JSON) |
+//! | officers | `o/` id · `name/` name · `key/` hex SHA-256 of a client SPKI | [`Officer`] (JSON) · officer id · officer id |
 
 use policies::profile::Scope;
 use policies::{Hierarchy, Reason};
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use super::kv::{Table, TxResult, Txn};
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
+use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
 use crate::records::{CertKind, CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{KeyFingerprint, KeyOwner, Scheduled, ScheduledKind};
@@ -451,6 +453,22 @@ pub fn consent_from_store(b: &[u8]) -> Result<Consent> {
 pub fn access_from_store(b: &[u8]) -> Result<Access> {
     from_json(b)
 }
+// ----- officers -----------------------------------------------------------------------------
+
+pub fn officer_key(id: &str) -> Vec<u8> {
+    format!("o/{id}").into_bytes()
+}
+pub const OFFICER_PREFIX: &[u8] = b"o/";
+pub fn officer_name_key(name: &str) -> Vec<u8> {
+    format!("name/{name}").into_bytes()
+}
+pub fn officer_client_key(fp: &str) -> Vec<u8> {
+    format!("key/{fp}").into_bytes()
+}
+pub fn officer_from_store(b: &[u8]) -> Result<Officer> {
+    from_json(b)
+}
+
 pub fn id_from_store(b: &[u8]) -> Result<String> {
     String::from_utf8(b.to_vec()).map_err(|_| Error::Store("corrupt index entry".into()))
 }

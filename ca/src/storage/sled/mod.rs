@@ -15,6 +15,7 @@ use self::kv::{Kv, Table, Txn};
 use self::layout as l;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
+use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
 use crate::records::{CertRecord, Resident, StatusRecord};
 use crate::storage::{
@@ -84,6 +85,16 @@ trait Reads {
     }
     fn consent_of(&self, id: &str) -> Result<Option<Consent>> {
         self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
+    }
+    fn officer_of(&self, id: &str) -> Result<Option<Officer>> {
+        self.get_with(Table::Officers, &l::officer_key(id), l::officer_from_store)
+    }
+    fn officer_id_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.get_with(
+            Table::Officers,
+            &l::officer_client_key(fp),
+            l::id_from_store,
+        )
     }
 }
 
@@ -225,6 +236,18 @@ impl Storage for SledStorage {
 
     fn operators(&self) -> Result<Vec<Operator>> {
         self.scan_values(Table::Operators, l::PF_PREFIX, l::operator_from_store)
+    }
+
+    fn officer(&self, id: &str) -> Result<Option<Officer>> {
+        self.kv.officer_of(id)
+    }
+
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.kv.officer_id_by_key(fp)
+    }
+
+    fn officers(&self) -> Result<Vec<Officer>> {
+        self.scan_values(Table::Officers, l::OFFICER_PREFIX, l::officer_from_store)
     }
 
     fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
@@ -412,6 +435,22 @@ impl Tx for SledTx<'_> {
             .is_some())
     }
 
+    fn officer(&self, id: &str) -> Result<Option<Officer>> {
+        self.officer_of(id)
+    }
+
+    fn officer_named(&self, name: &str) -> Result<Option<String>> {
+        self.get_with(
+            Table::Officers,
+            &l::officer_name_key(name),
+            l::id_from_store,
+        )
+    }
+
+    fn officer_by_key(&self, fp: &str) -> Result<Option<String>> {
+        self.officer_id_by_key(fp)
+    }
+
     fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
         let k = l::cert_key(c.hierarchy, &c.serial);
         self.0.insert(Table::Certs, &k, &l::cert_to_store(c)?)?;
@@ -509,6 +548,21 @@ impl Tx for SledTx<'_> {
     fn bind_operator_key(&self, fp: &str, operator: &str) -> Result<()> {
         self.0
             .insert(Table::Operators, &l::pf_client_key(fp), operator.as_bytes())
+    }
+
+    fn put_officer(&self, o: &Officer) -> Result<()> {
+        self.0
+            .insert(Table::Officers, &l::officer_key(&o.id), &l::json(o)?)?;
+        self.0.insert(
+            Table::Officers,
+            &l::officer_name_key(&o.name),
+            o.id.as_bytes(),
+        )?;
+        self.0.insert(
+            Table::Officers,
+            &l::officer_client_key(&o.key),
+            o.id.as_bytes(),
+        )
     }
 
     fn put_service_provider(&self, sp: &ServiceProvider) -> Result<()> {
