@@ -35,7 +35,8 @@ fn resident(municipality: &str) -> Request {
         name: "山田 花子".into(),
         birth: date!(1990 - 04 - 01),
         sex: "2".parse().unwrap(),
-        address: "東京都千代田区霞が関２－１－２".into(),
+        // One person per municipality (the register refuses the same person twice).
+        address: format!("東京都{municipality}霞が関２－１－２"),
         prefecture: "Tokyo".into(),
         municipality: municipality.into(),
         card_expiry: date!(2036 - 01 - 01),
