@@ -1267,8 +1267,8 @@ mod tests {
 
     #[test]
     fn a_removal_carrying_a_value_is_not_a_record() {
-        // table 0, op 2 (delete), key "k", value "v": the round-trip check of the fuzz entry
-        // point caught the decoder taking it (and dropping the value)
+        // table 0, op 2 (delete), key "k", value "v": the decoder took it and dropped the value,
+        // which the round-trip check of the fuzz entry point refuses
         let mut bad = 1u32.to_be_bytes().to_vec();
         bad.extend_from_slice(&[0, 2, 0, 0, 0, 1, b'k', 0, 0, 0, 1, b'v']);
         assert_eq!(decode_payload(&bad), None);
