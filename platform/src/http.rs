@@ -398,6 +398,7 @@ impl Api {
                     };
                     let _ = tcp.set_nodelay(true);
                     let tcp = ticket.io(tcp);
+                    let requests = ticket.requests();
                     let api = self.clone();
                     let acceptor = acceptor.clone();
                     let watcher = graceful.watcher();
@@ -424,14 +425,23 @@ impl Api {
                         let svc = service_fn(move |req| {
                             let api = api.clone();
                             let key = key.clone();
-                            async move { Ok::<_, Infallible>(api.handle(req, key).await) }
+                            let in_flight = requests.begin();
+                            async move {
+                                let answer = api.handle(req, key).await;
+                                drop(in_flight);
+                                Ok::<_, Infallible>(answer)
+                            }
                         });
                         let mut builder = auto::Builder::new(TokioExecutor::new());
                         builder
                             .http1()
                             .timer(TokioTimer::new())
                             .header_read_timeout(READ_TIMEOUT);
-                        builder.http2().timer(TokioTimer::new());
+                        builder
+                            .http2()
+                            .timer(TokioTimer::new())
+                            .keep_alive_interval(ocsp_responder::http::H2_PING_INTERVAL)
+                            .keep_alive_timeout(ocsp_responder::http::H2_PING_TIMEOUT);
                         let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(%peer, error = %e, "PF connection ended");
