@@ -152,7 +152,10 @@ fn slowloris_under_a_low_descriptor_limit_leaves_room_for_clients_and_the_admin_
             }
         }
         dribble.abort();
-        assert_eq!(closed, 80, "slowloris connections still open after the idle time");
+        assert_eq!(
+            closed, 80,
+            "slowloris connections still open after the idle time"
+        );
     });
     assert!(server.stop().success());
 }

@@ -94,11 +94,19 @@ fn ocsp_request_seeds() {
 fn relying_party_seeds() {
     use relying_party::cert;
     let fixture = |f: &str| {
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("relying-party/fuzz").join(f))
-            .unwrap()
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("relying-party/fuzz")
+                .join(f),
+        )
+        .unwrap()
     };
-    let (root_pem, leaf_pem, content) = (fixture("root.pem"), fixture("leaf.pem"), fixture("doc.txt"));
-    let (root_der, leaf_der) = (cert::der_from_pem_or_der(&root_pem), cert::der_from_pem_or_der(&leaf_pem));
+    let (root_pem, leaf_pem, content) =
+        (fixture("root.pem"), fixture("leaf.pem"), fixture("doc.txt"));
+    let (root_der, leaf_der) = (
+        cert::der_from_pem_or_der(&root_pem),
+        cert::der_from_pem_or_der(&leaf_pem),
+    );
     let root = cert::parse(&root_der, "root").unwrap();
     let leaf = cert::parse(&leaf_der, "leaf").unwrap();
     let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
@@ -110,7 +118,9 @@ fn relying_party_seeds() {
     )
     .unwrap();
     for (_, bytes) in seeds("relying-party/fuzz/seeds/cms") {
-        let _ = v.verify_document(&bytes, Some(&content), None, now).render(true);
+        let _ = v
+            .verify_document(&bytes, Some(&content), None, now)
+            .render(true);
         let _ = v.verify_document(&bytes, None, None, now);
     }
     for (name, bytes) in seeds("relying-party/fuzz/seeds/crl") {

@@ -550,7 +550,11 @@ mod tests {
             () = chatter => unreachable!(),
             () = ticket.closing() => {}
         }
-        assert!(t0.elapsed() <= Duration::from_secs(11), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() <= Duration::from_secs(11),
+            "{:?}",
+            t0.elapsed()
+        );
         // a request in flight keeps it (while it reads), and the idle time runs from its end
         let in_flight = requests.begin();
         let chatter = async {

@@ -40,8 +40,7 @@ pub fn admin_request(data: &[u8]) -> bool {
             }
             match req {
                 ca::api::Request::Issue { csr_base64, .. } => {
-                    if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(csr_base64)
-                    {
+                    if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(csr_base64) {
                         return csr(&der);
                     }
                     false
@@ -68,8 +67,7 @@ pub fn platform_json(data: &[u8]) -> bool {
 
 /// The `jpki serve --config` file.
 pub fn config(data: &[u8]) -> bool {
-    std::str::from_utf8(data)
-        .is_ok_and(|text| toml::from_str::<serve_config::Config>(text).is_ok())
+    std::str::from_utf8(data).is_ok_and(|text| toml::from_str::<serve_config::Config>(text).is_ok())
 }
 
 /// The store's journal or snapshot file as it is read on open (and a record payload).

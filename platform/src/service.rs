@@ -191,9 +191,8 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
 /// the body decoded.
 #[doc(hidden)]
 pub fn fuzz_decode(route: u8, body: &[u8]) -> bool {
-    let cert = |text: &str| {
-        cert_der(text).map(|der| x509_parser::parse_x509_certificate(&der).is_ok())
-    };
+    let cert =
+        |text: &str| cert_der(text).map(|der| x509_parser::parse_x509_certificate(&der).is_ok());
     let cms = |b64: &str| {
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
             return;

@@ -62,10 +62,8 @@ fn descriptor_limit() -> usize {
     usize::try_from(l.rlim_cur).unwrap_or(usize::MAX)
 }
 
-
 /// How often `jpki serve` looks at the journal's size.
 const COMPACT_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
-
 
 /// A configuration value is wrong; `field` is its dotted path.
 fn field(field: &str, problem: impl std::fmt::Display) -> Error {

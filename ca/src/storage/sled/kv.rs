@@ -345,7 +345,11 @@ pub fn fuzz_read_records(bytes: &[u8]) -> usize {
     };
     let good_end = usize::try_from(good_end).unwrap_or(usize::MAX);
     assert!(good_end <= bytes.len(), "valid records end past the input");
-    assert_eq!(reencode(&records), bytes[..good_end], "records do not round-trip");
+    assert_eq!(
+        reencode(&records),
+        bytes[..good_end],
+        "records do not round-trip"
+    );
     let mut framed = Vec::with_capacity(HEADER + bytes.len());
     framed.extend_from_slice(MAGIC);
     framed.extend_from_slice(&7u64.to_be_bytes());
