@@ -304,7 +304,8 @@ fn read_journal<F: Read + Seek>(file: &mut F) -> Result<(Vec<Record>, u64)> {
     let mut records: Vec<Record> = Vec::new();
     let good_end = read_records(file, |seq, ops| {
         if let Some((last, _)) = records.last() {
-            if seq != last + 1 {
+            // checked: a damaged journal may hold u64::MAX (found by the `journal` fuzz target)
+            if last.checked_add(1) != Some(seq) {
                 return Err(Error::Store(format!(
                     "journal sequence jumps from {last} to {seq}"
                 )));
@@ -639,6 +640,14 @@ impl Kv {
         // The store is the snapshot (position `base`, 0 without one) plus the journal's records,
         // which must follow on from it.
         let base = snapshot_seq(&snapshot)?.unwrap_or(0);
+        // No store reaches 2^64 - 1 transactions: such a position is damage, and `+ 1` below
+        // would overflow on it.
+        if base == u64::MAX || records.last().is_some_and(|(s, _)| *s == u64::MAX) {
+            return Err(Error::Store(format!(
+                "{}: a record at position 2^64 - 1: the journal or snapshot is damaged",
+                dir.display()
+            )));
+        }
         let start = records.first().map_or(base + 1, |(s, _)| *s);
         if start > base + 1 {
             return Err(Error::Store(format!(
@@ -1287,6 +1296,16 @@ mod tests {
         let del = Op::Del(Table::ALL[0], b"k".to_vec());
         assert_eq!(decode_payload(&good), Some(vec![del.clone()]));
         assert_eq!(fuzz_read_records(&encode_record(3, &[del])), 1);
+    }
+
+    #[test]
+    fn a_sequence_at_its_maximum_is_a_jump_not_an_overflow() {
+        let op = || vec![Op::Put(Table::ALL[0], b"k".to_vec(), b"v".to_vec())];
+        let mut bytes = encode_record(u64::MAX, &op());
+        bytes.extend(encode_record(0, &op()));
+        let e = read_journal(&mut std::io::Cursor::new(&bytes)).unwrap_err();
+        assert!(e.to_string().contains("jumps"), "{e}");
+        assert_eq!(fuzz_read_records(&bytes), 0);
     }
 
     /// Appends an audit record the way the sled engine does: linked at commit.
