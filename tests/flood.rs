@@ -85,6 +85,81 @@ fn idle_and_preface_floods_are_capped_and_closed_and_do_not_starve_others() {
     assert!(server.stop().success());
 }
 
+/// Slowloris clients (a request started, one more header byte every 300 ms) against a server
+/// with a low descriptor limit: the caps fitted under it hold, a well-behaved client is
+/// served (a client that never completes a request is quiet, so it makes room), the admin
+/// socket carries a state change, and every slowloris connection is closed after the idle
+/// time although it keeps sending.
+#[test]
+fn slowloris_under_a_low_descriptor_limit_leaves_room_for_clients_and_the_admin_socket() {
+    let env = Env::init();
+    let cfg = env.write("serve.toml", b"[limits]\nidle_seconds = 2\n");
+    // 320 descriptors: 256 kept in reserve (conn_guard::RESERVED_FDS), ~21 places per listener
+    let server = Server::start_limited(&env, &["--config", &p(&cfg)], 320);
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut readers, mut writers) = (Vec::new(), Vec::new());
+        for i in 0..80 {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind(format!("127.0.0.{}:0", 2 + i % 4).parse().unwrap())
+                .unwrap();
+            let c = s.connect(addr).await.unwrap();
+            let (r, mut w) = c.into_split();
+            let _ = w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-").await;
+            readers.push(r);
+            writers.push(w);
+        }
+        let t0 = Instant::now();
+        let dribble = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                for w in &mut writers {
+                    let _ = w.write_all(b"a").await;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+
+        let mut ok = 0;
+        for _ in 0..30 {
+            let out = Command::new("curl")
+                .args(["-sf", "-m", "5", &format!("{}/healthz", server.base)])
+                .output()
+                .unwrap();
+            ok += usize::from(out.status.success());
+        }
+        assert_eq!(ok, 30, "the well-behaved client got {ok} of 30 answers");
+        // through the admin socket, while the listener is flooded
+        env.add_resident("氾濫　試験", "1990-01-01");
+
+        let mut closed = 0;
+        for mut r in readers {
+            let mut b = [0u8; 256];
+            loop {
+                let left = Duration::from_secs(2 + 5).saturating_sub(t0.elapsed());
+                match tokio::time::timeout(left, r.read(&mut b)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        closed += 1;
+                        break;
+                    }
+                    Ok(Ok(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        }
+        dribble.abort();
+        assert_eq!(
+            closed, 80,
+            "slowloris connections still open after the idle time"
+        );
+    });
+    assert!(server.stop().success());
+}
+
 #[test]
 fn bad_limits_are_refused_by_name() {
     let env = Env::init();

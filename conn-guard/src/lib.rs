@@ -10,11 +10,16 @@
 //!   [`Limits::max_connections`] per listener: when a listener is full, a new connection takes
 //!   the place of the one that has been quiet the longest (evicted), so a flood from many
 //!   addresses cannot hold every place against a well-behaved client; only when every open
-//!   connection has spoken within [`MIN_QUIET`] is the newcomer refused;
+//!   connection has spoken (or, where requests are reported, had a request in flight) within
+//!   [`MIN_QUIET`] is the newcomer refused;
 //! * **idle timeout** — a connection from which nothing has been read for [`Limits::idle`] is
 //!   closed: a socket that never sends a byte, an HTTP/1.1 keep-alive connection left open, an
 //!   HTTP/2 connection with no stream (a client that sent only the preface). Partial requests
-//!   are cut sooner by hyper's header timeout; this covers the silence around them.
+//!   are cut sooner by hyper's header timeout; this covers the silence around them. An HTTP
+//!   server that reports its requests ([`Ticket::requests`]) also has a connection closed
+//!   when no request has been in flight for the idle time, however much else it reads: an
+//!   HTTP/2 client answering the server's keep-alive pings (or sending its own, or window
+//!   updates) without ever asking anything does not keep its place.
 //! * **descriptors in reserve** — [`Limits::fitted`] shrinks the caps to what the process's
 //!   descriptor limit allows after keeping [`RESERVED_FDS`] for the store, CRL files and the
 //!   admin socket, so a flood up to the caps never makes `accept` or the store fail.
@@ -169,7 +174,7 @@ impl Gate {
         let quietest = conns
             .values()
             .filter(|h| !h.evicted.load(Ordering::SeqCst))
-            .map(|h| (h.since_last(), h))
+            .map(|h| (h.quiet(), h))
             .max_by_key(|(quiet, _)| *quiet);
         match quietest {
             Some((quiet, h)) if quiet >= MIN_QUIET => {
@@ -220,12 +225,47 @@ impl Ticket {
     }
 
     /// Resolves when the connection must be closed: nothing read for the listener's idle
-    /// time, or evicted for a newcomer.
+    /// time, no request for that long (if the server reports them, [`Ticket::requests`]), or
+    /// evicted for a newcomer.
     pub async fn closing(&self) {
+        let idle = self.gate.limits.idle;
         tokio::select! {
-            () = self.heard.silent_for(self.gate.limits.idle) => {}
+            () = self.heard.silent_for(idle) => {}
+            () = self.heard.no_request_for(idle) => {}
             () = self.heard.evict.notified() => {}
         }
+    }
+
+    /// The connection's requests, for a server to report each one's start and end
+    /// ([`Requests::begin`]); from then on a connection with no request in flight for the idle
+    /// time is closed even if it keeps sending other frames.
+    pub fn requests(&self) -> Requests {
+        self.heard.tracked.store(true, Ordering::SeqCst);
+        Requests(Arc::clone(&self.heard))
+    }
+}
+
+/// Reports a connection's requests to its [`Ticket`] (see [`Ticket::requests`]).
+#[derive(Debug, Clone)]
+pub struct Requests(Arc<Heard>);
+
+impl Requests {
+    /// A request starts; it is in flight until the returned guard is dropped.
+    pub fn begin(&self) -> InFlight {
+        self.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.0.request_seen();
+        InFlight(Arc::clone(&self.0))
+    }
+}
+
+/// A request in flight on its connection; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight(Arc<Heard>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_seen();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -257,6 +297,12 @@ pub struct Heard {
     /// Signalled when the connection is evicted for a newcomer.
     evict: tokio::sync::Notify,
     evicted: std::sync::atomic::AtomicBool,
+    /// Whether the server reports requests ([`Ticket::requests`]).
+    tracked: std::sync::atomic::AtomicBool,
+    /// Requests begun and not yet ended.
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the last start or end of a request.
+    last_request_ms: AtomicU64,
 }
 
 impl Heard {
@@ -266,6 +312,47 @@ impl Heard {
             last_ms: AtomicU64::new(0),
             evict: tokio::sync::Notify::new(),
             evicted: std::sync::atomic::AtomicBool::new(false),
+            tracked: std::sync::atomic::AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            last_request_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn request_seen(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_request_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    /// How long the connection has been without a request in flight, if requests are
+    /// reported; zero otherwise.
+    fn without_request(&self) -> Duration {
+        if !self.tracked.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_request_ms.load(Ordering::SeqCst));
+        self.start.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once requests are reported and none has been in flight for `idle` (a
+    /// request in flight puts the check off by up to `idle`).
+    async fn no_request_for(&self, idle: Duration) {
+        loop {
+            let quiet = self.without_request();
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    }
+
+    /// How quiet the connection is, for eviction: the time without a request in flight if the
+    /// server reports requests (a slowloris client sending a header byte at a time is quiet:
+    /// it never completes a request), else the time since anything was read.
+    fn quiet(&self) -> Duration {
+        if self.tracked.load(Ordering::SeqCst) {
+            self.without_request()
+        } else {
+            self.since_last()
         }
     }
 
@@ -436,5 +523,100 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), heard.silent_for(idle))
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_requests_is_closed_however_much_it_sends() {
+        let idle = Duration::from_secs(10);
+        let gate = Gate::new(Limits {
+            idle,
+            ..Limits::default()
+        });
+        let ticket = gate.admit(None).unwrap();
+        let (client, server) = tokio::io::duplex(64);
+        let (mut client, mut io) = (client, ticket.io(server));
+        let requests = ticket.requests();
+        // something read every 3 s (pings answered), no request: closed after the idle time
+        let chatter = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                client.write_all(b"p").await.unwrap();
+                let mut b = [0u8; 1];
+                io.read_exact(&mut b).await.unwrap();
+            }
+        };
+        let t0 = tokio::time::Instant::now();
+        tokio::select! {
+            () = chatter => unreachable!(),
+            () = ticket.closing() => {}
+        }
+        assert!(
+            t0.elapsed() <= Duration::from_secs(11),
+            "{:?}",
+            t0.elapsed()
+        );
+        // a request in flight keeps it (while it reads), and the idle time runs from its end
+        let in_flight = requests.begin();
+        let chatter = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                client.write_all(b"p").await.unwrap();
+                let mut b = [0u8; 1];
+                io.read_exact(&mut b).await.unwrap();
+            }
+        };
+        tokio::select! {
+            () = chatter => unreachable!(),
+            () = ticket.closing() => panic!("closed with a request in flight"),
+            () = tokio::time::sleep(Duration::from_secs(25)) => {}
+        }
+        drop(in_flight);
+        let t0 = tokio::time::Instant::now();
+        let chatter = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                client.write_all(b"p").await.unwrap();
+                let mut b = [0u8; 1];
+                io.read_exact(&mut b).await.unwrap();
+            }
+        };
+        tokio::select! {
+            () = chatter => unreachable!(),
+            () = ticket.closing() => {}
+        }
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(9) && waited <= Duration::from_secs(11),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_talker_that_never_completes_a_request_is_evicted_one_with_a_request_is_not() {
+        let g = Gate::new(Limits {
+            max_connections: 2,
+            max_per_client: 2,
+            idle: Duration::from_secs(60),
+        });
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let busy = g.admit(Some(a)).unwrap();
+        let _in_flight = busy.requests().begin();
+        let loris = g.admit(Some(a)).unwrap();
+        let _ = loris.requests();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // the slowloris client has just sent a header byte; the busy one has sent nothing
+        let (mut client, server) = tokio::io::duplex(16);
+        let mut io = loris.io(server);
+        client.write_all(b"x").await.unwrap();
+        io.read_exact(&mut [0u8; 1]).await.unwrap();
+        let _newcomer = g
+            .admit(Some("127.0.0.3".parse().unwrap()))
+            .expect("the slowloris connection makes room");
+        tokio::time::timeout(Duration::from_millis(1), loris.closing())
+            .await
+            .expect("the slowloris connection is evicted");
+        tokio::time::timeout(Duration::from_millis(1), busy.closing())
+            .await
+            .expect_err("the connection with a request in flight is kept");
     }
 }

@@ -266,10 +266,19 @@ pub async fn serve_with<H, F>(
     serve_guarded(listener, tls, header_timeout, gate, shutdown, handler).await
 }
 
+/// An HTTP/2 connection silent this long is sent a PING ([RFC 9113 §6.7]); one that does not
+/// answer within [`H2_PING_TIMEOUT`] is closed: a peer gone without a FIN (a dead host, a cut
+/// path) is found in 20 s, sooner than the gate's idle time. A peer that answers pings but asks
+/// nothing does not keep its place: the gate counts requests ([`conn_guard::Ticket::requests`]).
+pub const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// See [`H2_PING_INTERVAL`].
+pub const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The server loop for any handler: HTTP/1.1 and HTTP/2 (auto), a header-read timeout (also
 /// the TLS handshake timeout), connections admitted through `gate` (a cap per client
 /// address; a full listener evicts its quietest connection for a newcomer) and closed when the
-/// client has sent nothing for the gate's idle time, back-off on accept errors, and a graceful stop that lets
+/// client has sent nothing, or asked nothing, for the gate's idle time, HTTP/2 keep-alive
+/// pings ([`H2_PING_INTERVAL`]), back-off on accept errors, and a graceful stop that lets
 /// open connections finish for up to 5 s. `jpki serve` uses it for its public listener, which
 /// routes `/crl/` to the CRL publisher and the rest here.
 pub async fn serve_guarded<H, F>(
@@ -292,6 +301,8 @@ pub async fn serve_guarded<H, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
@@ -316,9 +327,15 @@ pub async fn serve_guarded<H, F>(
         let _ = stream.set_nodelay(true);
         let stream = ticket.io(stream);
         let handler = handler.clone();
+        let requests = ticket.requests();
         let svc = service_fn(move |req| {
+            let in_flight = requests.begin();
             let answer = handler(req);
-            async move { Ok::<_, Infallible>(answer.await) }
+            async move {
+                let answer = answer.await;
+                drop(in_flight);
+                Ok::<_, Infallible>(answer)
+            }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

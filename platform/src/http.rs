@@ -45,6 +45,12 @@ use crate::service::{self, Anchors, Call};
 pub const BODY_LIMIT: usize = 256 * 1024;
 /// Up to this size an oversized body is read and discarded before the 413 answer.
 const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
+/// An HTTP/2 connection silent this long is sent a PING; one that does not answer within
+/// [`H2_PING_TIMEOUT`] is closed (a peer gone without closing). The same as the public
+/// listener's (`ocsp_responder::http::H2_PING_INTERVAL`, not a dependency of this crate).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(10);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Time allowed for a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to send a request's head, and then its body.
@@ -398,6 +404,7 @@ impl Api {
                     };
                     let _ = tcp.set_nodelay(true);
                     let tcp = ticket.io(tcp);
+                    let requests = ticket.requests();
                     let api = self.clone();
                     let acceptor = acceptor.clone();
                     let watcher = graceful.watcher();
@@ -424,14 +431,23 @@ impl Api {
                         let svc = service_fn(move |req| {
                             let api = api.clone();
                             let key = key.clone();
-                            async move { Ok::<_, Infallible>(api.handle(req, key).await) }
+                            let in_flight = requests.begin();
+                            async move {
+                                let answer = api.handle(req, key).await;
+                                drop(in_flight);
+                                Ok::<_, Infallible>(answer)
+                            }
                         });
                         let mut builder = auto::Builder::new(TokioExecutor::new());
                         builder
                             .http1()
                             .timer(TokioTimer::new())
                             .header_read_timeout(READ_TIMEOUT);
-                        builder.http2().timer(TokioTimer::new());
+                        builder
+                            .http2()
+                            .timer(TokioTimer::new())
+                            .keep_alive_interval(H2_PING_INTERVAL)
+                            .keep_alive_timeout(H2_PING_TIMEOUT);
                         let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
                         if let Err(e) = watcher.watch(conn).await {
                             tracing::debug!(%peer, error = %e, "PF connection ended");

@@ -55,6 +55,8 @@ pub mod http;
 pub mod operator_ca;
 pub mod registry;
 mod service;
+#[doc(hidden)]
+pub use service::fuzz_decode;
 
 pub use api::{handle, Request};
 pub use error::{Error, Result};

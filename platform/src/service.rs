@@ -183,6 +183,60 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::BadRequest(e.to_string()))
 }
 
+/// The fuzz targets' entry point (`fuzz/`, and the seed replay in `tests/fuzz_seeds.rs`):
+/// decodes `body` as the `/v1` call `route` (0 validity, 1 consent grant and withdrawal,
+/// 2 withdrawal by the SP, 3 four attributes, 4 successor; other values: the platform
+/// requests of the admin socket) as far as it goes without a store: the JSON, the
+/// certificates, serials and CMS it carries, the statement a holder signs. Returns whether
+/// the body decoded.
+#[doc(hidden)]
+pub fn fuzz_decode(route: u8, body: &[u8]) -> bool {
+    let cert =
+        |text: &str| cert_der(text).map(|der| x509_parser::parse_x509_certificate(&der).is_ok());
+    let cms = |b64: &str| {
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+            return;
+        };
+        if let Ok(env) = signed_data::cms::parse(&bytes) {
+            let _ = x509_parser::parse_x509_certificate(&env.signer_der);
+            if let Some(content) = env.attached.as_deref() {
+                let _ = serde_json::from_slice::<Statement>(content);
+                let _ = serde_json::from_slice::<Withdrawal>(content);
+            }
+        }
+    };
+    match route {
+        0 => parse::<ValidityRequest>(body).is_ok_and(|r| {
+            for item in &r.certificates {
+                match item {
+                    Item::Text(t) => {
+                        let _ = cert(t);
+                    }
+                    Item::Ref { serial, .. } => {
+                        let _ = ca::authority::parse_serial(serial);
+                    }
+                }
+            }
+            true
+        }),
+        1 => parse::<ConsentRequest>(body).is_ok_and(|r| {
+            cms(&r.cms);
+            true
+        }),
+        2 => sp_of_body(body).is_ok(),
+        3 => parse::<FourRequest>(body).is_ok_and(|r| {
+            let _ = cert(&r.certificate);
+            true
+        }),
+        4 => parse::<SuccessorRequest>(body)
+            .is_ok_and(|r| ca::authority::parse_serial(&r.serial).is_ok()),
+        _ => std::str::from_utf8(body)
+            .ok()
+            .and_then(|l| serde_json::from_str::<crate::Request>(l.trim()).ok())
+            .is_some(),
+    }
+}
+
 fn rfc3339(t: OffsetDateTime) -> Value {
     t.format(&Rfc3339).map(Value::String).unwrap_or(Value::Null)
 }

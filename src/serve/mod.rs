@@ -16,10 +16,14 @@
 pub mod adapters;
 mod http;
 pub mod portal;
+mod memory;
 pub mod renew;
 pub(crate) mod tsa_http;
 
 pub use http::serve_public as http_public;
+
+mod config;
+pub use config::{Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,48 +31,9 @@ use std::sync::Arc;
 
 use ca::Authority;
 use policies::Hierarchy;
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::{Error, Result};
-
-/// The `jpki serve` configuration file (TOML). Every field is optional; command-line flags
-/// override the file. See `docs/serve.md`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub listen: Listen,
-    #[serde(default)]
-    pub crl: CrlConfig,
-    #[serde(default)]
-    pub store: StoreConfig,
-    #[serde(default)]
-    pub limits: LimitsConfig,
-}
-
-/// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Open connections per listener at most (lowered to fit the descriptor limit).
-    pub max_connections: usize,
-    /// Open connections per client address and listener at most.
-    pub max_per_client: usize,
-    /// A connection that sends nothing for this many seconds is closed.
-    pub idle_seconds: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> LimitsConfig {
-        let d = conn_guard::Limits::default();
-        LimitsConfig {
-            max_connections: d.max_connections,
-            max_per_client: d.max_per_client,
-            idle_seconds: d.idle.as_secs(),
-        }
-    }
-}
 
 /// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket,
 /// the time-stamping authority (and the holder portal when configured, counted where the caps
@@ -101,70 +66,8 @@ fn descriptor_limit() -> usize {
     usize::try_from(l.rlim_cur).unwrap_or(usize::MAX)
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// Compact the store (snapshot + shortened journal, docs/store.md) when its journal passes
-    /// this many KiB; 0 never (run `jpki store compact` from cron instead).
-    pub compact_journal_kib: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> StoreConfig {
-        StoreConfig {
-            compact_journal_kib: 256 * 1024,
-        }
-    }
-}
-
 /// How often `jpki serve` looks at the journal's size.
 const COMPACT_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Listen {
-    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP, e.g. `127.0.0.1:8080`.
-    pub http: Option<String>,
-    /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
-    pub pf_https: Option<String>,
-    /// The RFC 3161 time-stamping authority over plain HTTP, e.g. `127.0.0.1:3180`
-    /// (its own listener: docs/tsa.md says why).
-    pub tsa: Option<String>,
-    /// Host names (or IPs) platform operators use to reach the API; they go into its server
-    /// certificate beside the listening IP.
-    #[serde(default)]
-    pub pf_names: Vec<String>,
-    /// The holder portal over HTTPS, e.g. `127.0.0.1:8443` (docs/portal.md).
-    pub portal: Option<String>,
-    /// Host names (or IPs) holders use to reach the portal; they go into its server
-    /// certificate beside the listening IP.
-    #[serde(default)]
-    pub portal_names: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CrlConfig {
-    /// Where the served CRL files live; relative paths are inside the data directory.
-    pub dir: PathBuf,
-    /// A partition marked dirty by a revocation is re-published within this many seconds.
-    pub dirty_bound_seconds: u64,
-    /// Revocations arriving within this many seconds of the first are built into one CRL.
-    pub batch_delay_seconds: u64,
-    /// Every CRL is re-signed this many hours before its nextUpdate.
-    pub resign_margin_hours: u32,
-}
-
-impl Default for CrlConfig {
-    fn default() -> CrlConfig {
-        CrlConfig {
-            dir: PathBuf::from("crl"),
-            dirty_bound_seconds: 60,
-            batch_delay_seconds: 2,
-            resign_margin_hours: 6,
-        }
-    }
-}
 
 /// A configuration value is wrong; `field` is its dotted path.
 fn field(field: &str, problem: impl std::fmt::Display) -> Error {
@@ -581,6 +484,9 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 tracing::error!(error = %e, "certificate check at start failed; retrying while running");
             }
             tasks.spawn(Arc::clone(&watch).run(stopped(stop_rx.clone())));
+        }
+        if let Some(period) = memory::period() {
+            tasks.spawn(memory::trim_periodically(period, stopped(stop_rx.clone())));
         }
         eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
         signals.wait().await;

@@ -228,8 +228,31 @@ impl Server {
     pub fn start_with(env: &Env, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = env
-            .cmd(&args)
+        Server::spawn(env.cmd(&args))
+    }
+
+    /// Starts with at most `nofile` open descriptors (soft and hard limit, set by
+    /// `prlimit(1)`), as on a host with a low limit.
+    pub fn start_limited(env: &Env, extra: &[&str], nofile: u32) -> Server {
+        let mut args = vec!["serve", "--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let jpki = env.cmd(&args);
+        let mut c = Command::new("prlimit");
+        c.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(jpki.get_program())
+            .args(jpki.get_args());
+        for (k, v) in jpki.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        Server::spawn(c)
+    }
+
+    fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -3,6 +3,8 @@
 //! encoding, and this module the storage authority's domain calls over them.
 
 mod kv;
+#[doc(hidden)]
+pub use kv::fuzz_read_records;
 pub mod layout;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,107 @@
+//! The `jpki serve` configuration file's types: only serde and plain data, so that the fuzz
+//! target `config` (`fuzz/`) and its seed replay (`tests/fuzz_seeds.rs`) read a file exactly
+//! as `jpki serve` does. Checking the values is [`super::Config::validate`]'s.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The `jpki serve` configuration file (TOML). Every field is optional; command-line flags
+/// override the file. See `docs/serve.md`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub crl: CrlConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections per listener at most (lowered to fit the descriptor limit).
+    pub max_connections: usize,
+    /// Open connections per client address and listener at most.
+    pub max_per_client: usize,
+    /// A connection that sends nothing for this many seconds is closed.
+    pub idle_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        let d = conn_guard::Limits::default();
+        LimitsConfig {
+            max_connections: d.max_connections,
+            max_per_client: d.max_per_client,
+            idle_seconds: d.idle.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Compact the store (snapshot + shortened journal, docs/store.md) when its journal passes
+    /// this many KiB; 0 never (run `jpki store compact` from cron instead).
+    pub compact_journal_kib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            compact_journal_kib: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP, e.g. `127.0.0.1:8080`.
+    pub http: Option<String>,
+    /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
+    pub pf_https: Option<String>,
+    /// The RFC 3161 time-stamping authority over plain HTTP, e.g. `127.0.0.1:3180`
+    /// (its own listener: docs/tsa.md says why).
+    pub tsa: Option<String>,
+    /// Host names (or IPs) platform operators use to reach the API; they go into its server
+    /// certificate beside the listening IP.
+    #[serde(default)]
+    pub pf_names: Vec<String>,
+    /// The holder portal over HTTPS, e.g. `127.0.0.1:8443` (docs/portal.md).
+    pub portal: Option<String>,
+    /// Host names (or IPs) holders use to reach the portal; they go into its server
+    /// certificate beside the listening IP.
+    #[serde(default)]
+    pub portal_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrlConfig {
+    /// Where the served CRL files live; relative paths are inside the data directory.
+    pub dir: PathBuf,
+    /// A partition marked dirty by a revocation is re-published within this many seconds.
+    pub dirty_bound_seconds: u64,
+    /// Revocations arriving within this many seconds of the first are built into one CRL.
+    pub batch_delay_seconds: u64,
+    /// Every CRL is re-signed this many hours before its nextUpdate.
+    pub resign_margin_hours: u32,
+}
+
+impl Default for CrlConfig {
+    fn default() -> CrlConfig {
+        CrlConfig {
+            dir: PathBuf::from("crl"),
+            dirty_bound_seconds: 60,
+            batch_delay_seconds: 2,
+            resign_margin_hours: 6,
+        }
+    }
+}
