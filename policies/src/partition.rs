@@ -35,12 +35,9 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// What follows the municipality in the partition's CN.
 pub const CN_SUFFIX: &str = " CRLDP";
 
-/// Characters kept as they are in a partition's path segment: RFC 3986 unreserved.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+/// Characters kept as they are in a partition's path segment: RFC 3986 unreserved but `.`,
+/// so that no segment is `.` or `..` (the path is also a file name below the CRL directory).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
 
 /// The place a municipal CRL partition is named after: the holder's prefecture and
 /// municipality at issuance, as the distribution point's `OU=<prefecture>` and
@@ -84,7 +81,8 @@ impl Municipality {
 
     /// The partition's path below its hierarchy, in URLs and file names:
     /// `<prefecture>/<municipality>`, each segment percent-encoded outside RFC 3986's
-    /// unreserved characters (`Ibaraki-ken/Tsukuba-shi`; `千代田区` becomes `%E5%8D%83…`).
+    /// unreserved characters other than `.` (`Ibaraki-ken/Tsukuba-shi`; `千代田区` becomes
+    /// `%E5%8D%83…`, `..` becomes `%2E%2E`): safe as a file name, never climbing out.
     pub fn path(&self) -> String {
         format!(
             "{}/{}",
@@ -119,6 +117,16 @@ impl Municipality {
             )));
         }
         Ok(place)
+    }
+
+    /// A bound for ranges over places: ordered right after `self` and before every other
+    /// place [`Municipality::new`] accepts (its municipality ends in NUL, which no accepted
+    /// name contains). Not a place itself: use it only as an excluded range end.
+    pub fn range_end(&self) -> Municipality {
+        Municipality {
+            prefecture: self.prefecture.clone(),
+            municipality: format!("{}\0", self.municipality),
+        }
     }
 
     /// Reads the municipality off a distribution point's CN (`Tsukuba-shi CRLDP`).
@@ -184,6 +192,10 @@ mod tests {
         let spaced = Municipality::new("Tokyo-to", "Some town/x").unwrap();
         assert_eq!(spaced.path(), "Tokyo-to/Some%20town%2Fx");
         assert_eq!(Municipality::from_path(&spaced.path()).unwrap(), spaced);
+        let dots = Municipality::new("..", ".").unwrap();
+        assert_eq!(dots.path(), "%2E%2E/%2E");
+        assert_eq!(Municipality::from_path("%2E%2E/%2E").unwrap(), dots);
+        assert!(Municipality::from_path("../x").is_err(), "not canonical");
     }
 
     #[test]

@@ -77,6 +77,41 @@ impl Scope {
     }
 }
 
+/// How records and answers write a scope: a serial partition as its number (the form
+/// certificate records had before municipal partitions, so that they still read), a
+/// municipal one as `{"prefecture": …, "municipality": …}`, the CA-level CRL as `"ca"`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum ScopeRepr {
+    Serial(u16),
+    Municipal(crate::Municipality),
+    Named(String),
+}
+
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Scope::Partition(p) => ScopeRepr::Serial(*p),
+            Scope::Municipal(m) => ScopeRepr::Municipal(m.clone()),
+            Scope::Ca => ScopeRepr::Named("ca".into()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match ScopeRepr::deserialize(d)? {
+            ScopeRepr::Serial(p) => Ok(Scope::Partition(p)),
+            ScopeRepr::Municipal(m) => Ok(Scope::Municipal(m)),
+            ScopeRepr::Named(n) if n == "ca" => Ok(Scope::Ca),
+            ScopeRepr::Named(n) => Err(serde::de::Error::custom(format!(
+                "CRL scope {n:?}: expected a partition number, a municipality or \"ca\""
+            ))),
+        }
+    }
+}
+
 /// Builds a Name from attributes in DER order (most general first). `C` is written as a
 /// PrintableString, everything else as UTF8String (reference §1, "Attribute encodings").
 pub fn name(attrs: &[(Oid, &str)]) -> Result<Name, Error> {
