@@ -904,7 +904,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     v.status.as_str(),
                     v.reason.map(|r| format!(" ({r}) since {}", v.revoked_at.map(when).unwrap_or_default())).unwrap_or_default(),
                     v.holder.as_deref().unwrap_or("-"),
-                    v.partition.map(|p| p.to_string()).unwrap_or_else(|| "CA".into()),
+                    v.partition.as_ref().map_or_else(|| "CA".into(), |p| p.path()),
                     when(v.not_before),
                     when(v.not_after),
                     v.pem.trim_end()
@@ -1127,7 +1127,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map(|s| {
                     serde_json::json!({
                         "hierarchy": s.hierarchy,
-                        "partition": crl_publisher::scope_name(s.scope),
+                        "partition": crl_publisher::scope_name(&s.scope),
                         "number": s.published.as_ref().map(|p| p.number),
                         "age_seconds": s.age.map(|a| a.whole_seconds()),
                         "entries": s.published.as_ref().map(|p| p.entries),
