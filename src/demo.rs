@@ -248,7 +248,8 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     let ocsp = ocsp_status(&a, &services, Hierarchy::Signing, &old_sign.der)?;
     s.line(format!("OCSP, on the very next query: {ocsp}"));
     s.result("OCSP right after the move", ocsp);
-    let listed = services.wait_for_crl(Hierarchy::Signing, &old_sign.partition, &old_sign.serial)?;
+    let listed =
+        services.wait_for_crl(Hierarchy::Signing, &old_sign.partition, &old_sign.serial)?;
     s.line(format!(
         "partition CRL {}/crl/signing/{}.crl lists it: {listed}",
         services.base,
@@ -496,7 +497,12 @@ impl Services {
     }
 
     /// Waits (at most 10 s) until the partition's CRL, fetched over HTTP, lists `serial`.
-    fn wait_for_crl(&self, h: Hierarchy, partition: &policies::profile::Scope, serial: &str) -> Result<bool> {
+    fn wait_for_crl(
+        &self,
+        h: Hierarchy,
+        partition: &policies::profile::Scope,
+        serial: &str,
+    ) -> Result<bool> {
         let url = format!("{}/crl/{}/{}.crl", self.base, h.as_str(), partition.path());
         let want = ca::authority::parse_serial(serial)?;
         let t0 = Instant::now();

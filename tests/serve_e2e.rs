@@ -121,7 +121,11 @@ fn ocsp_and_crls_follow_revocations_at_once() {
 
     // The partition CRLs list both within the rebuild bound.
     let crl_url = |pem: &serde_json::Value, h: &str| {
-        format!("{}/crl/{h}/{}.crl", server.base, pem["partition"])
+        format!(
+            "{}/crl/{h}/{}.crl",
+            server.base,
+            common::partition_path(&pem["partition"])
+        )
     };
     let fetch = |u: &str, name: &str| -> std::path::PathBuf {
         let der = env.path(&format!("{name}.der"));

@@ -28,6 +28,9 @@ pub enum StatusSource {
     CrlUrl(String),
     /// Download the CRL named by the certificate's HTTP cRLDistributionPoint.
     DistributionPoint,
+    /// Find the certificate's CRL through a publisher's `index.json` (URL or path), by its
+    /// distribution point's directoryName or URL (`crate::crl::from_index`).
+    CrlIndex(String),
 }
 
 /// A configured relying party: one trust anchor, accepted policies, a status source.
@@ -296,6 +299,10 @@ impl Verifier {
             StatusSource::CrlUrl(url) => self.fetched_crl_status(url, leaf, root, now),
             StatusSource::DistributionPoint => {
                 self.fetched_crl_status(&crate::crl::crl_url(leaf)?, leaf, root, now)
+            }
+            StatusSource::CrlIndex(at) => {
+                let (crl, from) = crate::crl::from_index(at, leaf, &self.fetch)?;
+                Ok((RevocationList::load(&crl, root)?.status(leaf, now)?, from))
             }
         }
     }

@@ -245,14 +245,14 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
         Scope::Municipal(Municipality::new("Tokyo-to", "Higashimurayama-shi").unwrap()),
         Scope::Partition(policy.partition_of(&[0x10, 0x01])),
     ] {
-    let other = publisher.build(Hierarchy::Signing, other, now).unwrap();
-    let v = crl_verifier(&root_pem, &policy, &other.der);
-    let r = v.verify_document(&sign("good"), Some(&doc), None, now);
-    assert!(
-        r.check("status").unwrap().reason.contains("does not cover"),
-        "{}",
-        r.render(false)
-    );
+        let other = publisher.build(Hierarchy::Signing, other, now).unwrap();
+        let v = crl_verifier(&root_pem, &policy, &other.der);
+        let r = v.verify_document(&sign("good"), Some(&doc), None, now);
+        assert!(
+            r.check("status").unwrap().reason.contains("does not cover"),
+            "{}",
+            r.render(false)
+        );
     }
 
     // OCSP from the ocsp-responder crate with its delegated signer.
