@@ -333,7 +333,7 @@ impl Publisher {
     /// The file of a scope relative to the CRL directory, as in its URL: `signing/7.crl`,
     /// `auth/Ibaraki-ken/Tsukuba-shi.crl`, `auth/ca.crl`.
     pub fn file_name(h: Hierarchy, scope: &Scope) -> String {
-        format!("{}/{}.crl", h.as_str(), scope_name(&scope))
+        format!("{}/{}.crl", h.as_str(), scope_name(scope))
     }
 
     /// Records that a revocation changed `(h, scope.clone())`: durably (the state store's flag) and
