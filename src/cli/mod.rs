@@ -98,8 +98,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a certificate, or every serial listed in a file (one per line, printing each
-    /// acknowledgement as it becomes durable).
+    /// Revoke a certificate, or every serial listed in a file (one per line, optionally
+    /// `auth:SERIAL` or `signing:SERIAL`; printing each acknowledgement as it becomes durable).
     Revoke {
         #[arg(long, required_unless_present = "batch")]
         serial: Option<String>,
