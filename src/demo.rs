@@ -258,10 +258,12 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     let ocsp = ocsp_status(&a, &services, Hierarchy::Signing, &old_sign.der)?;
     s.line(format!("OCSP, on the very next query: {ocsp}"));
     s.result("OCSP right after the move", ocsp);
-    let listed = services.wait_for_crl(Hierarchy::Signing, old_sign.partition, &old_sign.serial)?;
+    let listed =
+        services.wait_for_crl(Hierarchy::Signing, &old_sign.partition, &old_sign.serial)?;
     s.line(format!(
         "partition CRL {}/crl/signing/{}.crl lists it: {listed}",
-        services.base, old_sign.partition
+        services.base,
+        old_sign.partition.path()
     ));
     s.result("next CRL lists the revoked certificate", listed.to_string());
 
@@ -653,8 +655,13 @@ impl Services {
     }
 
     /// Waits (at most 10 s) until the partition's CRL, fetched over HTTP, lists `serial`.
-    fn wait_for_crl(&self, h: Hierarchy, partition: u16, serial: &str) -> Result<bool> {
-        let url = format!("{}/crl/{}/{partition}.crl", self.base, h.as_str());
+    fn wait_for_crl(
+        &self,
+        h: Hierarchy,
+        partition: &policies::profile::Scope,
+        serial: &str,
+    ) -> Result<bool> {
+        let url = format!("{}/crl/{}/{}.crl", self.base, h.as_str(), partition.path());
         let want = ca::authority::parse_serial(serial)?;
         let t0 = Instant::now();
         while t0.elapsed() < std::time::Duration::from_secs(10) {

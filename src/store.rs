@@ -322,26 +322,30 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
             n.access_entries
         )));
     }
-    // CRL state and dirty marks, as the source has them.
-    let mut scopes: Vec<Scope> = (0..policy.crl.partitions).map(Scope::Partition).collect();
-    scopes.push(Scope::Ca);
-    let dirty = from.dirty_partitions()?;
+    // CRL state and dirty marks, as the source has them: every CRL it knows (serial and
+    // municipal partitions, CA-level CRLs) and the policy's serial partitions.
+    let mut scopes: std::collections::BTreeSet<(Hierarchy, Scope)> =
+        from.crl_scopes()?.into_iter().collect();
     for h in Hierarchy::ALL {
-        for scope in &scopes {
-            let state = from.crl_state(h, *scope)?;
-            n.crl_states += u64::from(state.is_some());
-            let is_dirty = dirty.contains(&(h, *scope));
-            to.transact(&|t| {
-                if let Some(s) = &state {
-                    t.put_crl_state(h, *scope, s)?;
-                }
-                if is_dirty {
-                    t.set_crl_dirty(h, *scope)
-                } else {
-                    t.clear_crl_dirty(h, *scope)
-                }
-            })?;
-        }
+        scopes.extend((0..policy.crl.partitions).map(|p| (h, Scope::Partition(p))));
+        scopes.insert((h, Scope::Ca));
+    }
+    let dirty = from.dirty_partitions()?;
+    for (h, scope) in &scopes {
+        let h = *h;
+        let state = from.crl_state(h, scope.clone())?;
+        n.crl_states += u64::from(state.is_some());
+        let is_dirty = dirty.contains(&(h, scope.clone()));
+        to.transact(&|t| {
+            if let Some(s) = &state {
+                t.put_crl_state(h, scope.clone(), s)?;
+            }
+            if is_dirty {
+                t.set_crl_dirty(h, scope.clone())
+            } else {
+                t.clear_crl_dirty(h, scope.clone())
+            }
+        })?;
     }
     // The blocklist of compromised keys.
     let mut blocked = Vec::new();

@@ -193,7 +193,7 @@ fn years_of_operation_renew_what_the_service_depends_on() {
     let id = env.add_resident("山田　花子", "1985-04-12");
     let (key, csr) = env.csr("holder", 2048);
     let sign = env.issue(&id, "signing", &csr);
-    let partition = sign["partition"].clone();
+    let partition = common::partition_path(&sign["partition"]);
     let cert = env.write("sign.pem", sign["pem"].as_str().unwrap().as_bytes());
     let root = env.write(
         "root.pem",

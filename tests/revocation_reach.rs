@@ -30,7 +30,13 @@ fn a_revocation_made_with_no_server_is_published_when_serve_starts() {
     let (_k, csr) = env.csr("a", 2048);
     let cert = env.issue(&id, "auth", &csr);
     let serial = cert["serial"].as_str().unwrap().to_owned();
-    let url = |server: &Server| format!("{}/crl/auth/{}.crl", server.base, cert["partition"]);
+    let url = |server: &Server| {
+        format!(
+            "{}/crl/auth/{}.crl",
+            server.base,
+            common::partition_path(&cert["partition"])
+        )
+    };
 
     // The partition's CRL is published once, empty, and the server stops.
     let server = Server::start(&env);

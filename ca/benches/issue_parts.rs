@@ -102,11 +102,16 @@ fn main() {
             key_id: &root_kid,
             serial: &[0x01],
         };
-        let tbs = profile::leaf_tbs(&policy, &holder, cn, w, &spki, issuer).expect("TBS");
+        let crl = policy.new_partition(
+            &serial,
+            &policies::Municipality::new("Tokyo-to", "Kiyose-shi").expect("a place"),
+        );
+        let tbs = profile::leaf_tbs(&policy, &holder, cn, w, &crl, &spki, issuer).expect("TBS");
         let expect = Expect {
             hierarchy: h,
             shape,
             issuer: Some(issuer),
+            crl: Some(&crl),
         };
         lint::check(&policy, &tbs, &expect).expect("lint passes");
         bench(&format!("leaf_tbs ({label})"), 20_000, || {
@@ -116,6 +121,7 @@ fn main() {
                     black_box(&holder),
                     black_box(cn),
                     w,
+                    black_box(&crl),
                     black_box(&spki),
                     issuer,
                 )

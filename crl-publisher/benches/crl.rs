@@ -31,12 +31,21 @@ const NOW: OffsetDateTime = datetime!(2026-11-27 00:00 UTC);
 struct Synthetic {
     n: u64,
     spread: bool,
+    /// Entry `i` is in municipal partition `i % m` (`P<k % 47>-ken/M<k>-shi`) instead.
+    municipal: Option<u64>,
     /// Also holds and invalidity dates (for the judge sample, not the timed cases).
     mixed: bool,
 }
 
 impl Synthetic {
     fn indices(&self, h: Hierarchy, scope: Scope) -> Box<dyn Iterator<Item = u64>> {
+        if let (Some(m), Hierarchy::Signing, Scope::Municipal(place)) = (self.municipal, h, &scope)
+        {
+            let k: u64 = place.municipality()[1..place.municipality().len() - 4]
+                .parse()
+                .unwrap();
+            return Box::new((k..self.n).step_by(m as usize));
+        }
         match (h, scope, self.spread) {
             (Hierarchy::Signing, Scope::Partition(p), true) => {
                 Box::new((u64::from(p)..self.n).step_by(64))
@@ -114,8 +123,16 @@ fn setup(n: u64, spread: bool) -> Setup {
     setup_with(Synthetic {
         n,
         spread,
+        municipal: None,
         mixed: false,
     })
+}
+
+/// Municipal partition `k` of the municipal case.
+fn place(k: u64) -> Scope {
+    Scope::Municipal(
+        policies::Municipality::new(&format!("P{:02}-ken", k % 47), &format!("M{k}-shi")).unwrap(),
+    )
 }
 
 fn setup_with(source: Synthetic) -> Setup {
@@ -127,8 +144,14 @@ fn setup_with(source: Synthetic) -> Setup {
         progress: false,
         ..Settings::default()
     };
+    // Serial partitions unless the case is municipal: the serial cases measure the scheme
+    // jpki used before municipal partitions (and that older certificates keep).
+    let mut policy = Policy::default_policy();
+    if source.municipal.is_none() {
+        policy.crl.partition_by = policies::policy::PartitionScheme::Serial;
+    }
     let publisher = Publisher::new(
-        Policy::default_policy(),
+        policy,
         settings,
         Roots {
             signing: signing.clone(),
@@ -238,12 +261,59 @@ fn child_spread(n: u64) {
     );
 }
 
+/// Child: the same `n` entries over `m` municipal partitions (each flagged by its first
+/// certificate, as issuance does); then the republish of one dirty partition.
+fn child_municipal(n: u64, m: u64) {
+    let s = setup_with(Synthetic {
+        n,
+        spread: false,
+        municipal: Some(m),
+        mixed: false,
+    });
+    for k in 0..m {
+        s.publisher.mark_dirty(S, place(k)).unwrap();
+    }
+    let base = status_kib("VmRSS:");
+    let t = Instant::now();
+    let report = s.publisher.tick(NOW);
+    let all = t.elapsed();
+    assert!(report.failed.is_empty() && report.published.len() as u64 == m + 2);
+    let hwm = status_kib("VmHWM:");
+    let size: u64 = (0..m)
+        .map(|k| {
+            s.state
+                .load(S, place(k))
+                .unwrap()
+                .unwrap()
+                .published
+                .unwrap()
+                .size
+        })
+        .sum();
+    let mut times = Vec::new();
+    for k in 1..=7 {
+        s.publisher.mark_dirty(S, place(5)).unwrap();
+        let t = Instant::now();
+        let report = s.publisher.tick(NOW + time::Duration::minutes(k));
+        times.push(t.elapsed());
+        assert_eq!(report.published.len(), 1);
+    }
+    times.sort();
+    println!(
+        "RESULT municipal n={n} m={m} size_all={size} all_ms={:.1} republish_median_ms={:.1} republish_max_ms={:.1} base_kib={base} hwm_kib={hwm}",
+        ms(all),
+        ms(times[times.len() / 2]),
+        ms(times[times.len() - 1])
+    );
+}
+
 /// Writes `root.pem` and `partition.crl` (`n` entries with keyCompromise + invalidityDate,
 /// certificateHold and unspecified) into `dir`, for `../shared/judges/judge-crl` by hand.
 fn sample(dir: &str, n: u64) {
     let s = setup_with(Synthetic {
         n,
         spread: false,
+        municipal: None,
         mixed: true,
     });
     let now = OffsetDateTime::now_utc();
@@ -356,6 +426,9 @@ fn main() {
     {
         ["child-single", n] => return child_single(n.parse().unwrap()),
         ["child-spread", n] => return child_spread(n.parse().unwrap()),
+        ["child-municipal", n, m] => {
+            return child_municipal(n.parse().unwrap(), m.parse().unwrap())
+        }
         ["sample", dir, n] => return sample(dir, n.parse().unwrap()),
         _ => {}
     }
@@ -371,4 +444,13 @@ fn main() {
     }
     let spread = if quick { 100_000 } else { 1_000_000 };
     println!("{}", run_child(&["child-spread", &spread.to_string()]));
+    // The same entries by municipality: as many partitions as the serial scheme, and as many
+    // as Japan has municipalities (1,741).
+    for m in [64, 1741] {
+        println!(
+            "{}",
+            run_child(&["child-municipal", &spread.to_string(), &m.to_string()])
+        );
+    }
+    println!("{}", openssl_peer(spread));
 }

@@ -90,10 +90,11 @@ impl Error {
         move |source| Error::Der { what, source }
     }
 
-    pub(crate) fn state(h: Hierarchy, scope: Scope) -> impl FnOnce(BoxError) -> Error {
+    pub(crate) fn state(h: Hierarchy, scope: &Scope) -> impl FnOnce(BoxError) -> Error {
+        let scope = crate::scope_name(scope);
         move |source| Error::State {
             hierarchy: h,
-            scope: crate::scope_name(scope),
+            scope,
             source,
         }
     }

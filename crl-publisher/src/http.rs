@@ -1,5 +1,5 @@
-//! Serving the CRLs over HTTP (hyper 1): `GET`/`HEAD /crl/<hierarchy>/<partition>.crl` and
-//! `/crl/<hierarchy>/ca.crl`, with the caching headers of RFC 9111 / RFC 5019 §6 so that a
+//! Serving the CRLs over HTTP (hyper 1): `GET`/`HEAD /crl/<hierarchy>/<partition>.crl`,
+//! `/crl/<hierarchy>/<prefecture>/<municipality>.crl` and `/crl/<hierarchy>/ca.crl`, with the caching headers of RFC 9111 / RFC 5019 §6 so that a
 //! CDN or relying party can hold a CRL until its nextUpdate.
 
 use std::future::Future;
@@ -50,8 +50,11 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
 }
 
 impl Publisher {
-    /// Which CRL a request path names: `/crl/<signing|auth>/<n>.crl` with `n` a partition in
-    /// canonical decimal, or `/crl/<…>/ca.crl`.
+    /// Which CRL a request path names: `/crl/<signing|auth>/<n>.crl` with `n` a serial
+    /// partition in canonical decimal, `/crl/<…>/<prefecture>/<municipality>.crl` in the
+    /// canonical percent-encoding of [`policies::Municipality::path`] (uppercase hex, only
+    /// what must be encoded), or `/crl/<…>/ca.crl`. Anything else, and a municipal partition
+    /// with no published CRL, answers 404.
     pub fn route(&self, path: &str) -> Option<(Hierarchy, Scope)> {
         let rest = path.strip_prefix("/crl/")?;
         let (h, file) = rest.split_once('/')?;
@@ -63,6 +66,12 @@ impl Publisher {
         let stem = file.strip_suffix(".crl")?;
         if stem == "ca" {
             return Some((h, Scope::Ca));
+        }
+        if stem.contains('/') {
+            return match Scope::from_path(stem) {
+                Ok(scope @ Scope::Municipal(_)) => Some((h, scope)),
+                _ => None,
+            };
         }
         let canonical = !stem.is_empty()
             && stem.bytes().all(|b| b.is_ascii_digit())
@@ -77,18 +86,21 @@ impl Publisher {
             .cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&(h, scope))
+            .get(&(h, scope.clone()))
         {
             return Ok(Some(Arc::clone(s)));
         }
-        let path = self.dir.join(Publisher::file_name(h, scope));
+        let path = self.dir.join(Publisher::file_name(h, &scope));
         let der = match tokio::fs::read(&path).await {
             Ok(der) => Bytes::from(der),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(Error::Read { path, source }),
         };
         let sha256: [u8; 32] = Sha256::digest(&der).into();
-        let state = self.state.load(h, scope).map_err(Error::state(h, scope))?;
+        let state = self
+            .state
+            .load(h, scope.clone())
+            .map_err(Error::state(h, &scope))?;
         let served = match state {
             Some(State {
                 published: Some(p), ..
@@ -115,8 +127,38 @@ impl Publisher {
         self.cache
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((h, scope), Arc::clone(&served));
+            .insert((h, scope.clone()), Arc::clone(&served));
         Ok(Some(served))
+    }
+
+    /// `/crl/index.json`: every published CRL with its distribution point names and file
+    /// ([`Publisher::index`]), not cached (it changes with every publication).
+    fn index_response(&self, head: bool) -> Response<Full<Bytes>> {
+        let json = match self.index().map(|i| serde_json::to_vec_pretty(&i)) {
+            Ok(Ok(json)) => json,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot encode the CRL index");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "index unavailable\n");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the CRLs");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "index unavailable\n");
+            }
+        };
+        let len = json.len();
+        let mut resp = Response::new(Full::new(if head {
+            Bytes::new()
+        } else {
+            Bytes::from(json)
+        }));
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        resp
     }
 
     /// Answers one HTTP request for a CRL: `200` with the DER (`application/pkix-crl`),
@@ -124,6 +166,11 @@ impl Publisher {
     /// `304` for a matching `If-None-Match` or a not-older `If-Modified-Since`; `HEAD`;
     /// `404` for any other path, `405` for other methods. Usable as a hyper `service_fn`.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/crl/index.json"
+            && matches!(*req.method(), Method::GET | Method::HEAD)
+        {
+            return self.index_response(req.method() == Method::HEAD);
+        }
         let Some((h, scope)) = self.route(req.uri().path()) else {
             return plain(StatusCode::NOT_FOUND, "not found\n");
         };
@@ -134,7 +181,7 @@ impl Publisher {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
-        let served = match self.served(h, scope).await {
+        let served = match self.served(h, scope.clone()).await {
             Ok(Some(s)) => s,
             Ok(None) => return plain(StatusCode::NOT_FOUND, "CRL not published yet\n"),
             Err(e) => {

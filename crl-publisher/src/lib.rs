@@ -3,11 +3,20 @@
 //! Relying parties check JPKI certificates offline against CRLs. This crate turns the CA's
 //! revocation records into those CRLs and keeps them fresh:
 //!
-//! * **Scopes.** Each hierarchy has `crl.partitions` end-entity partitions (a certificate's
-//!   partition is its serial modulo the count, `Policy::partition_of`) and one CA-level CRL
-//!   covering the root and OCSP-signer certificates. Each CRL carries a critical
-//!   issuingDistributionPoint whose fullName is exactly the certificates' CRL distribution
-//!   point names (`policies::profile::crl_dp_names`), with onlyContainsUserCerts on partitions.
+//! * **Scopes.** Each hierarchy has end-entity partitions and one CA-level CRL covering the
+//!   root and OCSP-signer certificates. A certificate's partition is fixed at issuance: by
+//!   default its holder's municipality (`Scope::Municipal`, named
+//!   `…, OU=CRL Distribution Points, OU=<prefecture>, CN=<municipality> CRLDP` as the real
+//!   certificate names it), or under `crl.partition_by = "serial"` — and for every certificate
+//!   issued before municipal partitions — its serial modulo `crl.partitions`
+//!   (`Scope::Partition`, `CN=P00NN CRLDP`). Which scopes exist ([`Publisher::scopes`]): the
+//!   CA-level CRLs, the serial partitions when the policy issues into them, and every scope
+//!   the [`StateStore`] knows (a municipal partition is flagged dirty by its first
+//!   certificate; a serial partition of an older store keeps its state), so a store made
+//!   before municipal partitions keeps publishing its old partitions. Each CRL carries a
+//!   critical issuingDistributionPoint whose fullName is exactly the certificates' CRL
+//!   distribution point names (`policies::profile::crl_dp_names`), with
+//!   onlyContainsUserCerts on partitions.
 //! * **Content** ([`Publisher::build`]): v2, sha256WithRSA by the hierarchy's root, AKI equal to
 //!   the root's SKI, a CRL number that strictly increases and is durably reserved before the
 //!   CRL exists, reasonCode (left out for unspecified), invalidityDate, certificateHold entries;
@@ -18,8 +27,11 @@
 //! * **Pipeline** ([`Publisher::mark_dirty`], [`Publisher::run`], [`Publisher::tick`]): only
 //!   dirty partitions are rebuilt, within [`Settings::dirty_bound`]; every CRL is re-signed
 //!   [`Settings::resign_margin`] before its nextUpdate.
-//! * **Serving** ([`Publisher::handle`]): hyper 1, `/crl/<hierarchy>/<partition>.crl`, with
-//!   cache headers; [`Publisher::publish_all`] writes a static set plus `index.json`.
+//! * **Serving** ([`Publisher::handle`]): hyper 1, `/crl/<hierarchy>/<partition>.crl` and
+//!   `/crl/<hierarchy>/<prefecture>/<municipality>.crl`, with cache headers;
+//!   [`Publisher::publish_all`] writes a static set plus `index.json`, which maps each CRL's
+//!   distribution point names (directoryName as an RFC 4514 string and as DER, URL) to its
+//!   file, so that a relying party holding a certificate without a URL finds its CRL.
 //!
 //! The crate knows nothing of the CA's database: it reads revoked entries through
 //! [`Source`] and keeps each scope's number, times and dirty flag in a [`StateStore`], both
@@ -76,8 +88,9 @@
 //! ## What the CA must do
 //! Store the revocation first, then call [`Publisher::mark_dirty`] for its scope: a revocation
 //! stored before a build reads the source is in that CRL; one stored after sets the flag again
-//! and is in the next. A certificate issued before partitions existed is still covered, because
-//! its partition is computed from its serial, not read from a stored field.
+//! and is in the next. The CA stores each certificate's partition with it at issuance and lists
+//! its revocation there, so a certificate stays on the partition its distribution point names
+//! for its whole life, whatever the policy says later.
 
 mod check;
 mod encode;
@@ -94,10 +107,8 @@ pub use store::{Entry, MemoryStore, Published, Source, State, StateStore};
 
 use policies::profile::Scope;
 
-/// The name of a scope in file names, URLs and `index.json`: the partition number or `ca`.
-pub fn scope_name(scope: Scope) -> String {
-    match scope {
-        Scope::Partition(p) => p.to_string(),
-        Scope::Ca => "ca".to_owned(),
-    }
+/// The name of a scope in file names, URLs and `index.json` ([`Scope::path`]): the serial
+/// partition's number, `<prefecture>/<municipality>` (percent-encoded) or `ca`.
+pub fn scope_name(scope: &Scope) -> String {
+    scope.path()
 }

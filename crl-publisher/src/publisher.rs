@@ -11,6 +11,7 @@ use der::asn1::{OctetString, Uint};
 use der::{Decode, Encode};
 use indicatif::{ProgressBar, ProgressStyle};
 use policies::clock::Clock;
+use policies::policy::PartitionScheme;
 use policies::profile::{crl_dp_names, Scope};
 use policies::{Hierarchy, Policy, Signer};
 use serde::Serialize;
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
-use x509_cert::ext::pkix::name::DistributionPointName;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{AuthorityKeyIdentifier, CrlNumber};
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::Name;
@@ -183,17 +184,31 @@ pub struct TickReport {
     pub published: Vec<(Hierarchy, Scope, u64)>,
     /// Scopes whose build or write failed; their previous file is still served.
     pub failed: Vec<(Hierarchy, Scope, Error)>,
+    /// The scopes could not be listed (the state store failed): nothing was published.
+    pub listing: Option<Error>,
 }
 
 /// One line of `index.json` (see [`Publisher::publish_all`]).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexEntry {
-    /// Relative to the output directory, e.g. `signing/7.crl`.
+    /// Relative to the output directory, e.g. `auth/Ibaraki-ken/Tsukuba-shi.crl`.
     pub file: String,
     pub hierarchy: Hierarchy,
-    /// The partition number, or `ca`.
+    /// The scope's path ([`Scope::path`]): a serial partition's number,
+    /// `<prefecture>/<municipality>`, or `ca`.
     pub partition: String,
+    /// The directoryName certificates on this CRL name in their cRLDistributionPoints (and
+    /// the CRL in its issuingDistributionPoint), as text (`C=JP, O=JPKI, …, CN=Tsukuba-shi
+    /// CRLDP`); absent when the policy writes no directoryName.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_name: Option<String>,
+    /// The same name as hex DER: what a relying party compares with the certificate's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_name_der: Option<String>,
+    /// The CRL's URL, when the policy writes URLs into distribution points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub number: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub this_update: OffsetDateTime,
@@ -293,31 +308,40 @@ impl Publisher {
         }
     }
 
-    /// Every CRL scope: each hierarchy's partitions, then its CA-level CRL.
-    pub fn scopes(&self) -> Vec<(Hierarchy, Scope)> {
-        let partitions = self.policy.crl.partitions;
-        Hierarchy::ALL
-            .into_iter()
-            .flat_map(|h| {
-                (0..partitions)
-                    .map(Scope::Partition)
-                    .chain([Scope::Ca])
-                    .map(move |s| (h, s))
-            })
-            .collect()
+    /// Every CRL scope, in order: each hierarchy's CA-level CRL, its serial partitions when
+    /// the policy issues into them (`crl.partition_by = "serial"`), and every scope the state
+    /// store knows — municipal partitions (flagged by their first certificate) and the serial
+    /// partitions of a store made before municipal partitions, published until the store
+    /// forgets them.
+    pub fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, Error> {
+        let mut all = std::collections::BTreeSet::new();
+        for h in Hierarchy::ALL {
+            all.insert((h, Scope::Ca));
+            if self.policy.crl.partition_by == PartitionScheme::Serial {
+                all.extend((0..self.policy.crl.partitions).map(|p| (h, Scope::Partition(p))));
+            }
+        }
+        let known = self.state.scopes().map_err(|source| Error::State {
+            hierarchy: Hierarchy::Signing,
+            scope: "(listing every CRL)".into(),
+            source,
+        })?;
+        all.extend(known);
+        Ok(all.into_iter().collect())
     }
 
-    /// The file of a scope relative to the CRL directory, as in its URL: `signing/7.crl`.
-    pub fn file_name(h: Hierarchy, scope: Scope) -> String {
+    /// The file of a scope relative to the CRL directory, as in its URL: `signing/7.crl`,
+    /// `auth/Ibaraki-ken/Tsukuba-shi.crl`, `auth/ca.crl`.
+    pub fn file_name(h: Hierarchy, scope: &Scope) -> String {
         format!("{}/{}.crl", h.as_str(), scope_name(scope))
     }
 
-    /// Records that a revocation changed `(h, scope)`: durably (the state store's flag) and
+    /// Records that a revocation changed `(h, scope.clone())`: durably (the state store's flag) and
     /// for the running pipeline. Call it after the revocation itself is stored.
     pub fn mark_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), Error> {
         self.state
-            .set_dirty(h, scope)
-            .map_err(Error::state(h, scope))?;
+            .set_dirty(h, scope.clone())
+            .map_err(Error::state(h, &scope))?;
         self.wake.notify_one();
         Ok(())
     }
@@ -325,16 +349,16 @@ impl Publisher {
     fn load(&self, h: Hierarchy, scope: Scope) -> Result<State, Error> {
         Ok(self
             .state
-            .load(h, scope)
-            .map_err(Error::state(h, scope))?
+            .load(h, scope.clone())
+            .map_err(Error::state(h, &scope))?
             .unwrap_or_default())
     }
 
-    /// Builds, signs and self-checks the next CRL of `(h, scope)` as of `now`, without
+    /// Builds, signs and self-checks the next CRL of `(h, scope.clone())` as of `now`, without
     /// writing it. Its number is reserved durably first, so it is never handed out again.
     pub fn build(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
         let _guard = self.build.lock().unwrap_or_else(PoisonError::into_inner);
-        self.build_with(h, scope, now, &ProgressBar::hidden())
+        self.build_with(h, scope.clone(), now, &ProgressBar::hidden())
     }
 
     fn build_with(
@@ -344,9 +368,9 @@ impl Publisher {
         now: OffsetDateTime,
         bar: &ProgressBar,
     ) -> Result<Crl, Error> {
-        let sname = || scope_name(scope);
+        let sname = || scope_name(&scope);
         let root = self.root(h);
-        let mut state = self.load(h, scope)?;
+        let mut state = self.load(h, scope.clone())?;
         let number = state
             .last_number
             .checked_add(1)
@@ -358,16 +382,16 @@ impl Publisher {
             })?;
         state.last_number = number;
         self.state
-            .save(h, scope, &state)
-            .map_err(Error::state(h, scope))?;
+            .save(h, scope.clone(), &state)
+            .map_err(Error::state(h, &scope))?;
 
         let idp = IssuingDistributionPoint {
             distribution_point: Some(DistributionPointName::FullName(crl_dp_names(
                 &self.policy,
                 h,
-                scope,
+                scope.clone(),
             )?)),
-            only_contains_user_certs: matches!(scope, Scope::Partition(_)),
+            only_contains_user_certs: scope.is_end_entity(),
             only_contains_ca_certs: false,
             only_some_reasons: None,
             indirect_crl: false,
@@ -414,17 +438,17 @@ impl Publisher {
         let next_update =
             this_update + time::Duration::hours(i64::from(self.policy.crl.next_update_hours));
         let started = std::time::Instant::now();
-        let hint = self.source.count_hint(h, scope).unwrap_or(0);
+        let hint = self.source.count_hint(h, scope.clone()).unwrap_or(0);
         let mut enc = CrlEncoder::new(&root.subject, this_update, next_update, hint)?;
         let cutoff = this_update.checked_sub(self.settings.expired_margin);
         let mut failure = None;
         let mut dropped = 0u64;
         let mut seen = 0u64;
         self.source
-            .for_each(h, scope, &mut |e| {
+            .for_each(h, scope.clone(), &mut |e| {
                 seen += 1;
                 if seen & 0xffff == 0 {
-                    bar.set_message(format!("{h}/{}: {seen} entries", scope_name(scope)));
+                    bar.set_message(format!("{h}/{}: {seen} entries", scope_name(&scope)));
                 }
                 if failure.is_some() {
                     return;
@@ -528,7 +552,7 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes `(h, scope)` into `dir` if `force`, if it is dirty, or if it is due for
+    /// Publishes `(h, scope.clone())` into `dir` if `force`, if it is dirty, or if it is due for
     /// re-signing; returns the CRL written, or `None` when nothing was due.
     fn publish_due(
         &self,
@@ -549,10 +573,10 @@ impl Publisher {
         let dirty = own
             && self
                 .state
-                .take_dirty(h, scope)
-                .map_err(Error::state(h, scope))?;
+                .take_dirty(h, scope.clone())
+                .map_err(Error::state(h, &scope))?;
         let result = (|| {
-            let state = self.load(h, scope)?;
+            let state = self.load(h, scope.clone())?;
             let stale = state
                 .published
                 .as_ref()
@@ -560,8 +584,8 @@ impl Publisher {
             if !(force || dirty || stale) {
                 return Ok(None);
             }
-            let crl = self.build_with(h, scope, now, bar)?;
-            let path = dir.join(Publisher::file_name(h, scope));
+            let crl = self.build_with(h, scope.clone(), now, bar)?;
+            let path = dir.join(Publisher::file_name(h, &scope));
             write_atomic(&path, &crl.der).map_err(|source| Error::Write { path, source })?;
             if own {
                 let served = Served::new(
@@ -573,32 +597,39 @@ impl Publisher {
                 self.cache
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert((h, scope), Arc::new(served));
+                    .insert((h, scope.clone()), Arc::new(served));
                 let state = State {
                     last_number: crl.number,
                     published: Some(crl.published()),
                 };
                 self.state
-                    .save(h, scope, &state)
-                    .map_err(Error::state(h, scope))?;
+                    .save(h, scope.clone(), &state)
+                    .map_err(Error::state(h, &scope))?;
             }
-            tracing::info!(hierarchy = %h, scope = %scope_name(scope), number = crl.number, entries = crl.entries,
+            tracing::info!(hierarchy = %h, scope = %scope_name(&scope), number = crl.number, entries = crl.entries,
                 size = crl.der.len(), dirty, "CRL published");
             Ok(Some(crl))
         })();
         if result.is_err() && dirty {
             // not published: keep the revocation pending
-            if let Err(e) = self.state.set_dirty(h, scope) {
-                tracing::error!(hierarchy = %h, scope = %scope_name(scope), error = %e, "cannot re-mark CRL dirty");
+            if let Err(e) = self.state.set_dirty(h, scope.clone()) {
+                tracing::error!(hierarchy = %h, scope = %scope_name(&scope), error = %e, "cannot re-mark CRL dirty");
             }
         }
         result
     }
 
-    /// Builds and writes the next CRL of `(h, scope)` into the publisher's directory now,
+    /// Builds and writes the next CRL of `(h, scope.clone())` into the publisher's directory now,
     /// whether or not it is due. A failure leaves the previous file in place.
     pub fn publish(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
-        let crl = self.publish_due(h, scope, now, &self.dir, true, &ProgressBar::hidden())?;
+        let crl = self.publish_due(
+            h,
+            scope.clone(),
+            now,
+            &self.dir,
+            true,
+            &ProgressBar::hidden(),
+        )?;
         // force = true always builds
         crl.ok_or_else(|| Error::Task("forced publication built nothing".into()))
     }
@@ -607,13 +638,28 @@ impl Publisher {
     /// is within `resign_margin` of its nextUpdate. Other scopes are not touched.
     pub fn tick(&self, now: OffsetDateTime) -> TickReport {
         let mut report = TickReport::default();
-        for (h, scope) in self.scopes() {
-            match self.publish_due(h, scope, now, &self.dir, false, &ProgressBar::hidden()) {
-                Ok(Some(crl)) => report.published.push((h, scope, crl.number)),
+        let scopes = match self.scopes() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the CRLs; nothing published this pass");
+                report.listing = Some(e);
+                return report;
+            }
+        };
+        for (h, scope) in scopes {
+            match self.publish_due(
+                h,
+                scope.clone(),
+                now,
+                &self.dir,
+                false,
+                &ProgressBar::hidden(),
+            ) {
+                Ok(Some(crl)) => report.published.push((h, scope.clone(), crl.number)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(hierarchy = %h, scope = %scope_name(scope), error = %e, "CRL not published");
-                    report.failed.push((h, scope, e));
+                    tracing::error!(hierarchy = %h, scope = %scope_name(&scope), error = %e, "CRL not published");
+                    report.failed.push((h, scope.clone(), e));
                 }
             }
         }
@@ -624,8 +670,9 @@ impl Publisher {
     /// at most `dirty_bound` (to pick up dirty flags set behind its back).
     fn next_wait(&self, now: OffsetDateTime) -> std::time::Duration {
         let mut wait = self.settings.dirty_bound;
-        for (h, scope) in self.scopes() {
-            let due = match self.state.load(h, scope) {
+        // A store that cannot list its CRLs is retried after the batch delay.
+        for (h, scope) in self.scopes().unwrap_or_default() {
+            let due = match self.state.load(h, scope.clone()) {
                 Ok(Some(State {
                     published: Some(p), ..
                 })) => resign_at(&p, self.settings.resign_margin) - now,
@@ -687,7 +734,7 @@ impl Publisher {
     /// (never reused) but neither clears dirty flags nor counts as the served CRL in
     /// [`status`](Publisher::status) and the re-signing schedule.
     pub fn publish_all(&self, out: &Path, now: OffsetDateTime) -> Result<Vec<IndexEntry>, Error> {
-        let scopes = self.scopes();
+        let scopes = self.scopes()?;
         let bar = if self.settings.progress && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(scopes.len() as u64);
             if let Ok(style) =
@@ -701,14 +748,18 @@ impl Publisher {
         };
         let mut index = Vec::with_capacity(scopes.len());
         for (h, scope) in scopes {
-            bar.set_message(format!("{h}/{}", scope_name(scope)));
+            bar.set_message(format!("{h}/{}", scope_name(&scope)));
             let crl = self
-                .publish_due(h, scope, now, out, true, &bar)?
+                .publish_due(h, scope.clone(), now, out, true, &bar)?
                 .ok_or_else(|| Error::Task("forced publication built nothing".into()))?;
+            let (directory_name, directory_name_der, url) = self.dp_names(h, &scope)?;
             index.push(IndexEntry {
-                file: Publisher::file_name(h, scope),
+                file: Publisher::file_name(h, &scope),
                 hierarchy: h,
-                partition: scope_name(scope),
+                partition: scope_name(&scope),
+                directory_name,
+                directory_name_der,
+                url,
                 number: crl.number,
                 this_update: crl.this_update,
                 next_update: crl.next_update,
@@ -728,12 +779,63 @@ impl Publisher {
         Ok(index)
     }
 
+    /// The names of a scope's distribution point, for `index.json`: the directoryName as text
+    /// and as hex DER, and the URL.
+    #[allow(clippy::type_complexity)]
+    fn dp_names(
+        &self,
+        h: Hierarchy,
+        scope: &Scope,
+    ) -> Result<(Option<String>, Option<String>, Option<String>), Error> {
+        let (mut text, mut der, mut url) = (None, None, None);
+        for name in crl_dp_names(&self.policy, h, scope.clone())? {
+            match name {
+                GeneralName::DirectoryName(n) => {
+                    text = Some(dn_text(&n));
+                    der = Some(hex::encode(
+                        n.to_der().map_err(Error::der("directoryName"))?,
+                    ));
+                }
+                GeneralName::UniformResourceIdentifier(u) => url = Some(u.to_string()),
+                _ => {}
+            }
+        }
+        Ok((text, der, url))
+    }
+
+    /// What `index.json` says of the CRLs last published into the publisher's own directory:
+    /// one entry per published scope, with its file and distribution point names.
+    pub fn index(&self) -> Result<Vec<IndexEntry>, Error> {
+        let mut index = Vec::new();
+        for (h, scope) in self.scopes()? {
+            let Some(p) = self.load(h, scope.clone())?.published else {
+                continue;
+            };
+            let (directory_name, directory_name_der, url) = self.dp_names(h, &scope)?;
+            index.push(IndexEntry {
+                file: Publisher::file_name(h, &scope),
+                hierarchy: h,
+                partition: scope_name(&scope),
+                directory_name,
+                directory_name_der,
+                url,
+                number: p.number,
+                this_update: p.this_update,
+                next_update: p.next_update,
+                entries: p.entries,
+                size: p.size,
+                sha256: p.sha256,
+            });
+        }
+        Ok(index)
+    }
+
     /// Number, age, entry count and size of every scope's last CRL (`jpki crl status`).
     pub fn status(&self, now: OffsetDateTime) -> Result<Vec<Status>, Error> {
-        self.scopes()
+        self.scopes()?
             .into_iter()
             .map(|(h, scope)| {
-                let published = self.load(h, scope)?.published;
+                let published = self.load(h, scope.clone())?.published;
                 let age = published.as_ref().map(|p| now - p.this_update);
                 Ok(Status {
                     hierarchy: h,
@@ -779,4 +881,26 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A Name as `C=JP, O=JPKI, OU=…, CN=…`: in DER order (as OpenSSL prints it), short names for
+/// the attribute types jpki writes, values as their strings.
+fn dn_text(n: &x509_cert::name::Name) -> String {
+    use policies::oid::{AT_C, AT_CN, AT_L, AT_O, AT_OU};
+    n.iter_rdn()
+        .flat_map(|rdn| rdn.iter())
+        .map(|a| {
+            let key = match a.oid {
+                o if o == AT_C => "C".to_owned(),
+                o if o == AT_O => "O".to_owned(),
+                o if o == AT_OU => "OU".to_owned(),
+                o if o == AT_CN => "CN".to_owned(),
+                o if o == AT_L => "L".to_owned(),
+                other => other.to_string(),
+            };
+            let value = std::str::from_utf8(a.value.value()).unwrap_or("?");
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -90,6 +90,10 @@ pub trait StateStore: Send + Sync {
     /// Clears the dirty flag and says whether it was set, atomically with respect to
     /// concurrent `set_dirty` calls.
     fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError>;
+    /// Every scope with a saved state or a dirty flag, in order: what the publisher keeps
+    /// publishing besides the scopes the policy names (a municipal partition exists once its
+    /// first certificate flagged it; a store's serial partitions keep their state).
+    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, BoxError>;
 }
 
 /// An in-memory [`Source`] and [`StateStore`] (nothing is durable): for tests, benchmarks and
@@ -165,5 +169,31 @@ impl StateStore for MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(h, scope)))
+    }
+
+    /// Saved states, dirty flags, and the scopes entries were revoked into.
+    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, BoxError> {
+        let mut all: BTreeSet<(Hierarchy, Scope)> = self
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        all.extend(
+            self.dirty
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        all.extend(
+            self.entries
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keys()
+                .cloned(),
+        );
+        Ok(all.into_iter().collect())
     }
 }

@@ -12,8 +12,9 @@ use crl_publisher::{
     Clock, Entry, Error, FixedClock, MemoryStore, Publisher, Roots, Settings, Source, StateStore,
     SystemClock,
 };
+use policies::policy::PartitionScheme;
 use policies::profile::Scope;
-use policies::{Hierarchy, Policy, Reason};
+use policies::{Hierarchy, Municipality, Policy, Reason};
 use support::{pem_of, TestRoot};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -35,8 +36,12 @@ impl Fixture {
         // With the CRL's URL in the distribution points (`crl.uri`, off in the real profile):
         // rustls-webpki matches distribution points by URI only, and the openssl check reads
         // the URL back. Directory-name-only points are checked end to end (tests/serve_e2e.rs).
+        // These tests exercise serial partitions (`crl.partition_by = "serial"`, jpki's
+        // scheme before municipal partitions, which older certificates keep); municipal
+        // partitions are tested in `municipal_partitions_are_published_and_indexed`.
         let mut policy = Policy::default_policy();
         policy.crl.uri = true;
+        policy.crl.partition_by = PartitionScheme::Serial;
         Fixture {
             policy,
             signing: TestRoot::new(Hierarchy::Signing),
@@ -82,12 +87,12 @@ impl Fixture {
             invalidity: (reason == Reason::KeyCompromise).then(|| at - Duration::days(2)),
             not_after: at + Duration::days(365),
         };
-        self.store.revoke(h, scope, entry);
+        self.store.revoke(h, scope.clone(), entry);
         scope
     }
 
     fn file(&self, h: Hierarchy, scope: Scope) -> std::path::PathBuf {
-        self.dir.path().join(Publisher::file_name(h, scope))
+        self.dir.path().join(Publisher::file_name(h, &scope))
     }
 }
 
@@ -151,7 +156,7 @@ fn openssl_verifies_the_crl_and_rejects_revoked_and_held_leaves() {
     // long expired: dropped
     fx.store.revoke(
         S,
-        scope,
+        scope.clone(),
         Entry {
             serial: serial_in(&fx.policy, p, 9),
             revoked_at: now - Duration::days(400),
@@ -161,9 +166,12 @@ fn openssl_verifies_the_crl_and_rejects_revoked_and_held_leaves() {
         },
     );
     let publisher = fx.publisher(Arc::new(SystemClock));
-    let crl = publisher.publish(S, scope, now).unwrap();
+    let crl = publisher.publish(S, scope.clone(), now).unwrap();
     assert_eq!(crl.entries, 3);
-    assert_eq!(std::fs::read(fx.file(S, scope)).unwrap(), crl.der.to_vec());
+    assert_eq!(
+        std::fs::read(fx.file(S, scope.clone())).unwrap(),
+        crl.der.to_vec()
+    );
 
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
@@ -214,7 +222,7 @@ fn openssl_verifies_the_crl_and_rejects_revoked_and_held_leaves() {
         (&held, "held", false),
         (&good, "good", true),
     ] {
-        let leaf = fx.signing.leaf(&fx.policy, S, scope, serial);
+        let leaf = fx.signing.leaf(&fx.policy, S, scope.clone(), serial);
         std::fs::write(w.join(format!("{name}.pem")), pem_of("CERTIFICATE", &leaf)).unwrap();
         let (ok, text) = openssl(
             w,
@@ -262,7 +270,7 @@ fn webpki_agrees_on_url_partitioned_crls() {
         now - Duration::minutes(5),
     );
     let publisher = fx.publisher(Arc::new(SystemClock));
-    let crl = publisher.publish(S, scope, now).unwrap();
+    let crl = publisher.publish(S, scope.clone(), now).unwrap();
     let crl = CertRevocationList::Owned(OwnedCertRevocationList::from_der(&crl.der).unwrap());
     let crls = [&crl];
     let root = CertificateDer::from(fx.signing.der.clone());
@@ -289,14 +297,17 @@ fn webpki_agrees_on_url_partitioned_crls() {
         .map(|_| ())
     };
     assert_eq!(
-        check(fx.signing.leaf(&fx.policy, S, scope, &revoked)),
+        check(fx.signing.leaf(&fx.policy, S, scope.clone(), &revoked)),
         Err(webpki::Error::CertRevoked)
     );
     assert_eq!(
-        check(fx.signing.leaf(&fx.policy, S, scope, &held)),
+        check(fx.signing.leaf(&fx.policy, S, scope.clone(), &held)),
         Err(webpki::Error::CertRevoked)
     );
-    assert_eq!(check(fx.signing.leaf(&fx.policy, S, scope, &good)), Ok(()));
+    assert_eq!(
+        check(fx.signing.leaf(&fx.policy, S, scope.clone(), &good)),
+        Ok(())
+    );
     // a certificate of another partition: this CRL is not authoritative for it
     let other = serial_in(&fx.policy, p + 1, 1);
     let res = check(
@@ -312,7 +323,7 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
     let t0 = datetime!(2026-11-27 00:00 UTC);
     let clock = Arc::new(FixedClock::new(t0));
     let publisher = fx.publisher(clock.clone());
-    let all = publisher.scopes().len();
+    let all = publisher.scopes().unwrap().len();
     assert_eq!(all, 2 * (64 + 1));
 
     let report = publisher.tick(clock.now());
@@ -332,11 +343,11 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
 
     // one revocation: only its partition is rebuilt
     let scope = fx.revoke(S, &[0x01, 0x03], Reason::KeyCompromise, clock.now());
-    publisher.mark_dirty(S, scope).unwrap();
+    publisher.mark_dirty(S, scope.clone()).unwrap();
     let report = publisher.tick(clock.now());
-    assert_eq!(report.published, vec![(S, scope, 2)]);
+    assert_eq!(report.published, vec![(S, scope.clone(), 2)]);
     assert_eq!(
-        serials_of(&std::fs::read(fx.file(S, scope)).unwrap()),
+        serials_of(&std::fs::read(fx.file(S, scope.clone())).unwrap()),
         vec![vec![0x01, 0x03]]
     );
 
@@ -351,7 +362,10 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
         "all but the one rebuilt at t0+1h"
     );
     clock.set(t0 + Duration::hours(19));
-    assert_eq!(publisher.tick(clock.now()).published, vec![(S, scope, 3)]);
+    assert_eq!(
+        publisher.tick(clock.now()).published,
+        vec![(S, scope.clone(), 3)]
+    );
 
     // the served CRL never expires: thisUpdate moved, nextUpdate is a day later
     let der = std::fs::read(fx.file(Hierarchy::Auth, Scope::Ca)).unwrap();
@@ -370,11 +384,14 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
     // out by build() but never published is not reused either
     drop(publisher);
     let publisher = fx.publisher(clock.clone());
-    let unpublished = publisher.build(S, scope, clock.now()).unwrap();
+    let unpublished = publisher.build(S, scope.clone(), clock.now()).unwrap();
     assert_eq!(unpublished.number, 4);
-    let crl = publisher.publish(S, scope, clock.now()).unwrap();
+    let crl = publisher.publish(S, scope.clone(), clock.now()).unwrap();
     assert_eq!(crl.number, 5);
-    assert_eq!(number_of(&std::fs::read(fx.file(S, scope)).unwrap()), 5);
+    assert_eq!(
+        number_of(&std::fs::read(fx.file(S, scope.clone())).unwrap()),
+        5
+    );
 }
 
 #[test]
@@ -384,13 +401,13 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     let publisher = fx.publisher(clock.clone());
     let scope = Scope::Partition(0);
     assert!(publisher.tick(clock.now()).failed.is_empty());
-    let before = std::fs::read(fx.file(S, scope)).unwrap();
+    let before = std::fs::read(fx.file(S, scope.clone())).unwrap();
 
     // the temporary file's name is taken by a directory: create() fails even for root
-    let blocker = fx.file(S, scope).with_file_name(".0.crl.tmp");
+    let blocker = fx.file(S, scope.clone()).with_file_name(".0.crl.tmp");
     std::fs::create_dir(&blocker).unwrap();
     fx.revoke(S, &[0x40], Reason::KeyCompromise, clock.now());
-    publisher.mark_dirty(S, scope).unwrap();
+    publisher.mark_dirty(S, scope.clone()).unwrap();
     clock.advance(Duration::minutes(1));
     let report = publisher.tick(clock.now());
     assert!(report.published.is_empty());
@@ -400,7 +417,7 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
         report.failed
     );
     assert_eq!(
-        std::fs::read(fx.file(S, scope)).unwrap(),
+        std::fs::read(fx.file(S, scope.clone())).unwrap(),
         before,
         "old CRL untouched"
     );
@@ -410,11 +427,11 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     let report = publisher.tick(clock.now());
     assert_eq!(
         report.published,
-        vec![(S, scope, 3)],
+        vec![(S, scope.clone(), 3)],
         "number 2 was burnt by the failed attempt"
     );
     assert_eq!(
-        serials_of(&std::fs::read(fx.file(S, scope)).unwrap()),
+        serials_of(&std::fs::read(fx.file(S, scope.clone())).unwrap()),
         vec![vec![0x40]]
     );
 
@@ -436,7 +453,7 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     )
     .unwrap();
     assert!(matches!(
-        other.publish(Hierarchy::Auth, scope, clock.now()),
+        other.publish(Hierarchy::Auth, scope.clone(), clock.now()),
         Err(Error::Write { .. })
     ));
 }
@@ -447,13 +464,15 @@ fn a_signing_failure_publishes_nothing() {
     let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
     let publisher = fx.publisher(clock.clone());
     let scope = Scope::Partition(7);
-    publisher.publish(S, scope, clock.now()).unwrap();
-    let before = std::fs::read(fx.file(S, scope)).unwrap();
+    publisher.publish(S, scope.clone(), clock.now()).unwrap();
+    let before = std::fs::read(fx.file(S, scope.clone())).unwrap();
     fx.signing.fail.store(true, Ordering::SeqCst);
-    let err = publisher.publish(S, scope, clock.now()).unwrap_err();
+    let err = publisher
+        .publish(S, scope.clone(), clock.now())
+        .unwrap_err();
     assert!(matches!(err, Error::Sign { .. }), "{err}");
-    assert_eq!(std::fs::read(fx.file(S, scope)).unwrap(), before);
-    let leftovers: Vec<_> = std::fs::read_dir(fx.file(S, scope).parent().unwrap())
+    assert_eq!(std::fs::read(fx.file(S, scope.clone())).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(fx.file(S, scope.clone()).parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))
@@ -473,7 +492,7 @@ impl Source for Slow {
         each: &mut dyn FnMut(&Entry),
     ) -> Result<(), crl_publisher::BoxError> {
         std::thread::sleep(std::time::Duration::from_millis(2));
-        self.0.for_each(h, scope, each)
+        self.0.for_each(h, scope.clone(), each)
     }
 }
 
@@ -487,7 +506,7 @@ fn concurrent_revocations_during_builds_are_not_lost() {
         Arc::new(Slow(fx.store.clone())),
     ));
     let scope = Scope::Partition(3);
-    publisher.publish(S, scope, clock.now()).unwrap();
+    publisher.publish(S, scope.clone(), clock.now()).unwrap();
     let total = 400u32;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let builder = {
@@ -503,7 +522,7 @@ fn concurrent_revocations_during_builds_are_not_lost() {
     for k in 0..total {
         let serial = serial_in(&fx.policy, 3, k);
         fx.revoke(S, &serial, Reason::KeyCompromise, clock.now());
-        publisher.mark_dirty(S, scope).unwrap();
+        publisher.mark_dirty(S, scope.clone()).unwrap();
         if k % 16 == 0 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -516,7 +535,7 @@ fn concurrent_revocations_during_builds_are_not_lost() {
     );
     // whatever the last concurrent build missed is still marked dirty
     publisher.tick(clock.now());
-    let listed = serials_of(&std::fs::read(fx.file(S, scope)).unwrap());
+    let listed = serials_of(&std::fs::read(fx.file(S, scope.clone())).unwrap());
     assert_eq!(
         listed.len(),
         total as usize,
@@ -834,11 +853,11 @@ mod http {
                 number(Hierarchy::Auth, Scope::Ca) == Some(1)
             });
             let scope = fx.revoke(S, &[0x07, 0x77], Reason::KeyCompromise, clock.now());
-            publisher.mark_dirty(S, scope).unwrap();
-            let took = wait_for("rebuild", &|| number(S, scope) == Some(2));
+            publisher.mark_dirty(S, scope.clone()).unwrap();
+            let took = wait_for("rebuild", &|| number(S, scope.clone()) == Some(2));
             assert!(took < std::time::Duration::from_secs(5), "{took:?}");
             assert_eq!(
-                number(S, Scope::Partition((scope_index(scope) + 1) % 64)),
+                number(S, Scope::Partition((scope_index(scope.clone()) + 1) % 64)),
                 Some(1),
                 "others untouched"
             );
@@ -850,7 +869,231 @@ mod http {
     fn scope_index(s: Scope) -> u16 {
         match s {
             Scope::Partition(p) => p,
-            Scope::Ca => 0,
+            Scope::Municipal(_) | Scope::Ca => 0,
         }
     }
+}
+
+/// Municipal partitions (the default `crl.partition_by`): a store that issued under serial
+/// partitions and then under municipal ones publishes both — the old partitions from their
+/// state, the municipal ones once flagged —; each CRL's issuingDistributionPoint is the
+/// directoryName its certificates carry (`…, OU=CRL Distribution Points, OU=Ibaraki-ken,
+/// CN=Tsukuba-shi CRLDP`, no URL); `index.json` and the HTTP server map that name to the
+/// file; OpenSSL checks a certificate against it; bad partition paths answer 404.
+#[tokio::test]
+async fn municipal_partitions_are_published_and_indexed() {
+    let mut fx = Fixture::new();
+    fx.policy.crl.uri = false;
+    // Now: OpenSSL judges the CRL's freshness at the real time.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let clock = Arc::new(FixedClock::new(now));
+
+    // Before: serial partitions. One revocation in partition 5, published.
+    let old_serial = serial_in(&fx.policy, 5, 1);
+    let old_scope = fx.revoke(S, &old_serial, Reason::KeyCompromise, now);
+    let legacy = fx.publisher(clock.clone());
+    legacy.publish(S, old_scope.clone(), now).unwrap();
+    let old_idp = {
+        let der = std::fs::read(fx.file(S, old_scope.clone())).unwrap();
+        idp_of(&der)
+    };
+
+    // After the upgrade: municipal partitions by default; the old partition stays known.
+    fx.policy.crl.partition_by = PartitionScheme::Municipality;
+    let tsukuba = Scope::Municipal(Municipality::new("Ibaraki-ken", "Tsukuba-shi").unwrap());
+    let chiyoda = Scope::Municipal(Municipality::new("東京都", "千代田区").unwrap());
+    let revoked = [0x01, 0x2d, 0x57, 0xca];
+    fx.store.revoke(
+        S,
+        tsukuba.clone(),
+        Entry {
+            serial: revoked.to_vec(),
+            revoked_at: now,
+            reason: Reason::AffiliationChanged,
+            invalidity: None,
+            not_after: now + Duration::days(365),
+        },
+    );
+    let publisher = fx.publisher(clock.clone());
+    publisher.mark_dirty(S, tsukuba.clone()).unwrap();
+    publisher.mark_dirty(S, chiyoda.clone()).unwrap();
+    let scopes = publisher.scopes().unwrap();
+    for want in [&old_scope, &tsukuba, &chiyoda] {
+        assert!(
+            scopes.contains(&(S, want.clone())),
+            "{want:?} in {scopes:?}"
+        );
+    }
+    assert!(
+        !scopes.contains(&(S, Scope::Partition(6))),
+        "no serial partition is published that nothing was issued into"
+    );
+    let report = publisher.tick(now);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(report.listing.is_none());
+
+    // The old partition is republished with the same IDP (the self-check compares it).
+    let der = std::fs::read(fx.file(S, old_scope.clone())).unwrap();
+    assert_eq!(idp_of(&der), old_idp);
+    assert_eq!(serials_of(&der).len(), 1, "the old entry is still listed");
+
+    // The municipal CRL: its file, IDP = the certificates' distribution point.
+    let file = fx.file(S, tsukuba.clone());
+    assert!(
+        file.ends_with("signing/Ibaraki-ken/Tsukuba-shi.crl"),
+        "{file:?}"
+    );
+    let der = std::fs::read(&file).unwrap();
+    assert_eq!(serials_of(&der), vec![revoked.to_vec()]);
+    let leaf = fx.signing.leaf(&fx.policy, S, tsukuba.clone(), &revoked);
+    let good = fx
+        .signing
+        .leaf(&fx.policy, S, tsukuba.clone(), &[0x01, 0x2d, 0x57, 0xcb]);
+    let dp = {
+        let (_, c) = x509_parser::certificate::X509Certificate::from_der(&leaf).unwrap();
+        let names = c
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CRLDistributionPoints(d) => {
+                    Some(d.points[0].distribution_point.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        match names {
+            Some(x509_parser::extensions::DistributionPointName::FullName(n)) => match &n[..] {
+                [x509_parser::extensions::GeneralName::DirectoryName(dn)] => dn.as_raw().to_vec(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        idp_of(&der),
+        dp,
+        "IDP fullName = the certificate's directoryName"
+    );
+
+    // index.json, written by publish_all and served live, maps the name to the file.
+    let out = tempfile::tempdir().unwrap();
+    let index = publisher.publish_all(out.path(), now).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
+    let entry = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["directoryNameDer"] == hex::encode(&dp))
+        .expect("the certificate's directoryName is in index.json");
+    assert_eq!(entry["file"], "signing/Ibaraki-ken/Tsukuba-shi.crl");
+    assert_eq!(
+        entry["directoryName"],
+        "C=JP, O=JPKI-TEST, OU=JPKI for digital signature, OU=CRL Distribution Points, \
+         OU=Ibaraki-ken, CN=Tsukuba-shi CRLDP"
+    );
+    assert!(entry.get("url").is_none(), "no URL in the real profile");
+    assert!(out
+        .path()
+        .join("signing/Ibaraki-ken/Tsukuba-shi.crl")
+        .exists());
+    let chiyoda_entry = index
+        .iter()
+        .find(|e| e.partition == chiyoda.path())
+        .expect("the Japanese-named partition");
+    assert_eq!(
+        chiyoda_entry.file,
+        "signing/%E6%9D%B1%E4%BA%AC%E9%83%BD/%E5%8D%83%E4%BB%A3%E7%94%B0%E5%8C%BA.crl"
+    );
+    assert_eq!(chiyoda_entry.entries, 0);
+
+    let get = |path: &str| {
+        let req = hyper::Request::get(path).body(()).unwrap();
+        let publisher = &publisher;
+        async move { publisher.handle(req).await }
+    };
+    let resp = get("/crl/signing/Ibaraki-ken/Tsukuba-shi.crl").await;
+    assert_eq!(resp.status(), 200);
+    let resp = get("/crl/index.json").await;
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let live: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(live
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["directoryNameDer"] == hex::encode(&dp)
+            && e["file"] == "signing/Ibaraki-ken/Tsukuba-shi.crl"));
+    for bad in [
+        "/crl/signing/Ibaraki-ken/Mito-shi.crl", // no such partition
+        "/crl/signing/Ibaraki%2Dken/Tsukuba-shi.crl", // not canonical
+        "/crl/signing/../Tsukuba-shi.crl",
+        "/crl/signing/a/b/c.crl",
+        "/crl/signing/%FF/x.crl",
+        "/crl/signing/Ibaraki-ken/%0A.crl",
+    ] {
+        assert_eq!(get(bad).await.status(), 404, "{bad}");
+    }
+
+    // OpenSSL: the CRL verifies; the revoked certificate is refused and the good one accepted.
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("root.pem"), fx.signing.pem()).unwrap();
+    std::fs::write(w.join("crl.pem"), pem_of("X509 CRL", &der)).unwrap();
+    if let Ok(keep) = std::env::var("CRL_PUBLISHER_KEEP") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(Path::new(&keep).join("root.pem"), fx.signing.pem()).unwrap();
+        std::fs::write(Path::new(&keep).join("municipal.crl"), &der).unwrap();
+    }
+    let (ok, text) = openssl(
+        w,
+        &[
+            "crl", "-in", "crl.pem", "-CAfile", "root.pem", "-noout", "-text",
+        ],
+    );
+    assert!(ok && text.contains("verify OK"), "{text}");
+    assert!(
+        text.contains("OU = Ibaraki-ken, CN = Tsukuba-shi CRLDP"),
+        "{text}"
+    );
+    for (name, cert, expect_ok) in [("revoked", &leaf, false), ("good", &good, true)] {
+        std::fs::write(w.join(format!("{name}.pem")), pem_of("CERTIFICATE", cert)).unwrap();
+        let (ok, text) = openssl(
+            w,
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                "root.pem",
+                "-CRLfile",
+                "crl.pem",
+                &format!("{name}.pem"),
+            ],
+        );
+        assert_eq!(ok, expect_ok, "{name}: {text}");
+    }
+}
+
+/// The DER of the fullName directoryName of a CRL's issuingDistributionPoint.
+fn idp_of(crl_der: &[u8]) -> Vec<u8> {
+    let (_, crl) = CertificateRevocationList::from_der(crl_der).unwrap();
+    for ext in crl.extensions() {
+        if let x509_parser::extensions::ParsedExtension::IssuingDistributionPoint(idp) =
+            ext.parsed_extension()
+        {
+            if let Some(x509_parser::extensions::DistributionPointName::FullName(n)) =
+                &idp.distribution_point
+            {
+                for g in n {
+                    if let x509_parser::extensions::GeneralName::DirectoryName(dn) = g {
+                        return dn.as_raw().to_vec();
+                    }
+                }
+            }
+        }
+    }
+    panic!("no directoryName IDP")
 }

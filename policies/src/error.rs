@@ -28,6 +28,9 @@ pub enum Error {
     /// A to-be-signed certificate broke its profile; `rule` names the rule.
     #[error("lint {rule}: {detail}")]
     Lint { rule: &'static str, detail: String },
+    /// A CRL partition's name (a path, a distribution point's CN) does not parse.
+    #[error("CRL partition {name:?}: {problem}")]
+    Partition { name: String, problem: String },
     /// A certificate or key could not be parsed.
     #[error("cannot parse {what}: {detail}")]
     Parse { what: &'static str, detail: String },

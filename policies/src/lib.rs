@@ -15,6 +15,7 @@
 //!   authentication and OCSP-signer certificates) as DER;
 //! * [`lint`] — the pre-issuance check of a to-be-signed certificate against its profile and
 //!   the RFC 5280 basics, run before the real signature;
+//! * [`partition`] — the identity of a municipal CRL partition ([`Municipality`]);
 //! * [`signer`] — the narrow signing trait the CA, the CRL publisher and the OCSP responder share;
 //! * [`clock`] — the one injectable [`Clock`](clock::Clock) of every crate, with the system's,
 //!   a fixed and a started clock.
@@ -48,6 +49,8 @@
 //!   linear search), JIS X 0212 through its EUC-JP decoder, which reads the three-byte
 //!   `8F xx xx` sequences: the set is decoded once on first use rather than copied into the
 //!   source (`model::CardText`).
+//! * `percent-encoding`: a municipal partition's path segments in URLs and file names
+//!   (already in the build through hyper's URL handling).
 //! * `sha1`: RFC 5280 §4.2.1.2 method (1) key identifiers.
 
 pub mod clock;
@@ -58,6 +61,7 @@ pub mod lifecycle;
 pub mod lint;
 pub mod model;
 pub mod oid;
+pub mod partition;
 pub mod policy;
 pub mod profile;
 pub mod signer;
@@ -65,5 +69,6 @@ pub mod validity;
 
 pub use error::Error;
 pub use model::{Attributes, Hierarchy, Reason, Sex};
+pub use partition::Municipality;
 pub use policy::Policy;
 pub use signer::{SignError, Signer};

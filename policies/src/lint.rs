@@ -29,6 +29,11 @@ pub struct Expect<'a> {
     /// End-entity certificates must name all of it in their authorityKeyIdentifier, OCSP
     /// signers its key identifier only.
     pub issuer: Option<profile::Issuer<'a>>,
+    /// The CRL an end-entity certificate's distribution point must name (its partition,
+    /// chosen at issuance: [`Policy::new_partition`]); roots name their CA-level CRL
+    /// whatever this says, and an end-entity certificate with `None` matches no
+    /// distribution point.
+    pub crl: Option<&'a Scope>,
 }
 
 /// The extensions a shape must carry under `policy`, as (OID, critical), in order
@@ -396,12 +401,17 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
             }
             ParsedExtension::CRLDistributionPoints(dps) => {
                 let scope = match expect.shape {
-                    Shape::Root => Scope::Ca,
-                    _ => Scope::Partition(policy.partition_of(serial)),
+                    Shape::Root => Some(&Scope::Ca),
+                    _ => expect.crl,
                 };
                 // Compared as bytes: URIs as text, directory names as their DER. The
                 // expected names are those of `profile::crl_dp_names`, which has none when
                 // the URL is not an IA5String (a base URL that is not ASCII).
+                let none = Scope::Ca;
+                let (expected, scope) = match scope {
+                    Some(s) => (true, s),
+                    None => (false, &none),
+                };
                 scratch.clear();
                 if policy.crl.uri {
                     profile::write_crl_url(&mut scratch, policy, h, scope);
@@ -423,7 +433,8 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                     },
                     _ => &[],
                 };
-                let matches = encoded
+                let matches = expected
+                    && encoded
                     && (!policy.crl.uri || policy.ca.base_url.is_ascii())
                     && got.len() == want.len()
                     && got.iter().zip(want).all(|(n, w)| {
@@ -997,11 +1008,12 @@ mod tests {
                     }
                     ParsedExtension::CRLDistributionPoints(dps) => {
                         let scope = match expect.shape {
-                            Shape::Root => Scope::Ca,
-                            _ => Scope::Partition(policy.partition_of(serial)),
+                            Shape::Root => Some(&Scope::Ca),
+                            _ => expect.crl,
                         };
                         // Compared as bytes: URIs as text, directory names as their DER.
-                        let want = profile::crl_dp_names(policy, h, scope).ok().map(|names| {
+                        let names = scope.map(|s| profile::crl_dp_names(policy, h, s.clone()));
+                        let want = names.and_then(Result::ok).map(|names| {
                             names
                                 .iter()
                                 .map(|n| match n {
@@ -1196,6 +1208,7 @@ mod tests {
         hierarchy: Hierarchy,
         shape: Shape<'static>,
         kid: Option<Vec<u8>>,
+        crl: Option<Scope>,
     }
 
     fn attrs() -> &'static Attributes {
@@ -1224,6 +1237,7 @@ mod tests {
                 hierarchy: h,
                 shape: Shape::Root,
                 kid: None,
+                crl: None,
             });
             out.push(Case {
                 label: format!("ocsp {h}"),
@@ -1231,16 +1245,33 @@ mod tests {
                 hierarchy: h,
                 shape: Shape::OcspSigner,
                 kid: Some(kid.clone()),
+                crl: None,
             });
         }
-        for serial in [&[0x41, 0x0f, 0x3c][..], &[0x80, 0x01][..]] {
+        let tsukuba = crate::Municipality::new("Ibaraki-ken", "Tsukuba-shi").unwrap();
+        for (serial, crl) in [
+            (&[0x41, 0x0f, 0x3c][..], Scope::Municipal(tsukuba)),
+            (
+                &[0x80, 0x01][..],
+                Scope::Partition(built.partition_of(&[0x80, 0x01])),
+            ),
+        ] {
             out.push(Case {
                 label: format!("signing {serial:02x?}"),
-                tbs: profile::leaf_tbs(built, &signing, CN1, window(serial), SPKI, issuer(&kid))
-                    .unwrap(),
+                tbs: profile::leaf_tbs(
+                    built,
+                    &signing,
+                    CN1,
+                    window(serial),
+                    &crl,
+                    SPKI,
+                    issuer(&kid),
+                )
+                .unwrap(),
                 hierarchy: Hierarchy::Signing,
                 shape: Shape::Signing { attributes: a },
                 kid: Some(kid.clone()),
+                crl: Some(crl.clone()),
             });
             out.push(Case {
                 label: format!("auth {serial:02x?}"),
@@ -1249,6 +1280,7 @@ mod tests {
                     &Holder::Auth,
                     CN2,
                     window(serial),
+                    &crl,
                     SPKI,
                     issuer(&kid),
                 )
@@ -1256,6 +1288,7 @@ mod tests {
                 hierarchy: Hierarchy::Auth,
                 shape: Shape::Auth,
                 kid: Some(kid.clone()),
+                crl: Some(crl.clone()),
             });
         }
         out
@@ -1301,6 +1334,7 @@ mod tests {
                 hierarchy: c.hierarchy,
                 shape: c.shape,
                 issuer: c.kid.as_deref().map(issuer),
+                crl: c.crl.as_ref(),
             };
             assert_eq!(lint(&policy, &c.tbs, &expect), vec![], "{}", c.label);
             assert!(check(&policy, &c.tbs, &expect).is_ok());
@@ -1358,6 +1392,7 @@ mod tests {
                                     hierarchy: h,
                                     shape,
                                     issuer: kid,
+                                    crl: c.crl.as_ref(),
                                 };
                                 let (got, want) = both(policy, &c.tbs, &expect);
                                 assert_eq!(got, want, "{} {expect:?}", c.label);
@@ -1385,6 +1420,7 @@ mod tests {
                 hierarchy: c.hierarchy,
                 shape: c.shape,
                 issuer: c.kid.as_deref().map(issuer),
+                crl: c.crl.as_ref(),
             };
             for i in 0..c.tbs.len() {
                 for x in [0x01, 0x80, 0xFF] {

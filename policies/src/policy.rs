@@ -5,7 +5,8 @@
 use const_oid::ObjectIdentifier;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Hierarchy};
+use crate::profile::Scope;
+use crate::{Error, Hierarchy, Municipality};
 
 /// The embedded default policy text.
 pub const DEFAULT_POLICY: &str = include_str!("../default-policy.toml");
@@ -90,9 +91,29 @@ impl ValiditySection {
     }
 }
 
+/// How new certificates are assigned to CRL partitions (policy field `crl.partition_by`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionScheme {
+    /// One partition per (hierarchy, prefecture, municipality of the holder at issuance),
+    /// named `OU=<prefecture>, CN=<municipality> CRLDP` as the real certificate names it
+    /// (reference §3). The default, also for policy files written before the field existed.
+    #[default]
+    Municipality,
+    /// The serial number modulo `crl.partitions`, `CN=P00NN CRLDP`: the scheme of jpki
+    /// before municipal partitions. Certificates issued under it keep their partition either
+    /// way; this switch only decides where new certificates go.
+    Serial,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrlSection {
+    /// Where new end-entity certificates are listed (see [`PartitionScheme`]).
+    #[serde(default)]
+    pub partition_by: PartitionScheme,
+    /// The number of serial partitions per hierarchy (`partition_by = "serial"`, and the
+    /// partitions of certificates issued before municipal partitions).
     pub partitions: u16,
     /// Write the CRL's HTTP URL into CRL distribution points: a jpki addition for open
     /// deployments (real distribution points are directoryNames only, reference §3).
@@ -264,9 +285,24 @@ impl Policy {
         ObjectIdentifier::new(text).expect("policy OID validated at load")
     }
 
-    /// The CRL of one end-entity partition: `<base_url>/crl/<hierarchy>/<partition>.crl`.
+    /// The CRL of one serial partition: `<base_url>/crl/<hierarchy>/<partition>.crl`.
     pub fn crl_url(&self, h: Hierarchy, partition: u16) -> String {
         format!("{}/crl/{}/{}.crl", self.ca.base_url, h.as_str(), partition)
+    }
+
+    /// The CRL of one municipal partition:
+    /// `<base_url>/crl/<hierarchy>/<prefecture>/<municipality>.crl` ([`Municipality::path`]).
+    pub fn municipal_crl_url(&self, h: Hierarchy, m: &Municipality) -> String {
+        format!("{}/crl/{}/{}.crl", self.ca.base_url, h.as_str(), m.path())
+    }
+
+    /// The CRL partition a new end-entity certificate is listed on, under
+    /// `crl.partition_by`: its holder's municipality, or its serial modulo `crl.partitions`.
+    pub fn new_partition(&self, serial: &[u8], place: &Municipality) -> Scope {
+        match self.crl.partition_by {
+            PartitionScheme::Municipality => Scope::Municipal(place.clone()),
+            PartitionScheme::Serial => Scope::Partition(self.partition_of(serial)),
+        }
     }
 
     /// The CRL covering the CA certificates of a hierarchy (an ARL).

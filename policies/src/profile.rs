@@ -24,13 +24,92 @@ use x509_cert::time::{Time, Validity};
 use crate::model::CardText;
 use crate::{era, oid, Attributes, Error, Hierarchy, Policy};
 
-/// Which CRL a certificate's distribution point names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which CRL of a hierarchy a certificate's distribution point names. With the hierarchy it
+/// identifies one CRL everywhere: in the store, the publisher, file names, URLs and
+/// `index.json`. Ordered serial partitions first (by number), then municipal partitions (by
+/// prefecture and municipality), then the CA-level CRL, as every storage engine orders them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
-    /// An end-entity partition (`crl.partitions` per hierarchy).
+    /// A serial partition, `CN=P00NN CRLDP`: the serial modulo `crl.partitions`, jpki's
+    /// scheme before municipal partitions (`crl.partition_by = "serial"`). Certificates
+    /// issued under it stay on it until they expire.
     Partition(u16),
+    /// A municipal partition, `OU=<prefecture>, CN=<municipality> CRLDP`: the holder's
+    /// municipality at issuance, as the real certificate names its CRL (reference §3).
+    Municipal(crate::Municipality),
     /// The CRL that covers the hierarchy's CA-level certificates (root, OCSP signers).
     Ca,
+}
+
+impl Scope {
+    /// The scope's name below its hierarchy in file names, URLs and `index.json`:
+    /// `7` for a serial partition, `<prefecture>/<municipality>` (percent-encoded,
+    /// [`crate::Municipality::path`]) for a municipal one, `ca` for the CA-level CRL.
+    pub fn path(&self) -> String {
+        match self {
+            Scope::Partition(p) => p.to_string(),
+            Scope::Municipal(m) => m.path(),
+            Scope::Ca => "ca".to_owned(),
+        }
+    }
+
+    /// Reads a [`Scope::path`] back, refusing anything it would not write (a number with a
+    /// leading zero or above 65535, a malformed municipal path).
+    pub fn from_path(path: &str) -> Result<Scope, Error> {
+        if path == "ca" {
+            return Ok(Scope::Ca);
+        }
+        if path.contains('/') {
+            return crate::Municipality::from_path(path).map(Scope::Municipal);
+        }
+        match path.parse::<u16>() {
+            Ok(p) if p.to_string() == path => Ok(Scope::Partition(p)),
+            _ => Err(Error::Partition {
+                name: path.to_owned(),
+                problem: "expected a partition number, <prefecture>/<municipality> or ca".into(),
+            }),
+        }
+    }
+
+    /// Whether the scope lists end-entity certificates (its IDP says onlyContainsUserCerts).
+    pub fn is_end_entity(&self) -> bool {
+        !matches!(self, Scope::Ca)
+    }
+}
+
+/// How records and answers write a scope: a serial partition as its number (the form
+/// certificate records had before municipal partitions, so that they still read), a
+/// municipal one as `{"prefecture": …, "municipality": …}`, the CA-level CRL as `"ca"`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum ScopeRepr {
+    Serial(u16),
+    Municipal(crate::Municipality),
+    Named(String),
+}
+
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Scope::Partition(p) => ScopeRepr::Serial(*p),
+            Scope::Municipal(m) => ScopeRepr::Municipal(m.clone()),
+            Scope::Ca => ScopeRepr::Named("ca".into()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match ScopeRepr::deserialize(d)? {
+            ScopeRepr::Serial(p) => Ok(Scope::Partition(p)),
+            ScopeRepr::Municipal(m) => Ok(Scope::Municipal(m)),
+            ScopeRepr::Named(n) if n == "ca" => Ok(Scope::Ca),
+            ScopeRepr::Named(n) => Err(serde::de::Error::custom(format!(
+                "CRL scope {n:?}: expected a partition number, a municipality or \"ca\""
+            ))),
+        }
+    }
 }
 
 /// Builds a Name from attributes in DER order (most general first). `C` is written as a
@@ -99,8 +178,9 @@ pub fn crl_dp_names(
 ) -> Result<Vec<GeneralName>, Error> {
     let mut names = Vec::with_capacity(2);
     if policy.crl.uri {
-        let url = match scope {
-            Scope::Partition(p) => policy.crl_url(h, p),
+        let url = match &scope {
+            Scope::Partition(p) => policy.crl_url(h, *p),
+            Scope::Municipal(m) => policy.municipal_crl_url(h, m),
             Scope::Ca => policy.ca_crl_url(h),
         };
         names.push(GeneralName::UniformResourceIdentifier(
@@ -108,18 +188,21 @@ pub fn crl_dp_names(
         ));
     }
     if policy.crl.directory_name {
-        let dn = with_crl_dn_attrs(policy, h, scope, name)?;
+        let dn = with_crl_dn_attrs(policy, h, &scope, name)?;
         names.push(GeneralName::DirectoryName(dn));
     }
     Ok(names)
 }
+
+/// The OU every end-entity partition's directoryName carries before its own name.
+pub const CRL_DP_OU: &str = "CRL Distribution Points";
 
 /// Hands `f` the attributes of the directoryName of [`crl_dp_names`] (also written by
 /// `write_crl_dn`).
 fn with_crl_dn_attrs<R>(
     policy: &Policy,
     h: Hierarchy,
-    scope: Scope,
+    scope: &Scope,
     f: impl FnOnce(&[(Oid, &str)]) -> R,
 ) -> R {
     match scope {
@@ -129,10 +212,19 @@ fn with_crl_dn_attrs<R>(
                 (oid::AT_C, "JP"),
                 (oid::AT_O, &policy.ca.organization),
                 (oid::AT_OU, h.root_ou()),
-                (oid::AT_OU, "CRL Distribution Points"),
+                (oid::AT_OU, CRL_DP_OU),
                 (oid::AT_CN, &cn),
             ])
         }
+        // REAL-AUTH: `…, OU=CRL Distribution Points, OU=Ibaraki-ken, CN=Tsukuba-shi CRLDP`.
+        Scope::Municipal(m) => f(&[
+            (oid::AT_C, "JP"),
+            (oid::AT_O, &policy.ca.organization),
+            (oid::AT_OU, h.root_ou()),
+            (oid::AT_OU, CRL_DP_OU),
+            (oid::AT_OU, m.prefecture()),
+            (oid::AT_CN, &m.cn()),
+        ]),
         Scope::Ca => f(&root_attrs(policy, h)),
     }
 }
@@ -586,6 +678,7 @@ pub fn leaf_tbs(
     holder: &Holder<'_>,
     cn: &str,
     w: Window<'_>,
+    crl: &Scope,
     spki_der: &[u8],
     issuer: Issuer<'_>,
 ) -> Result<Vec<u8>, Error> {
@@ -594,7 +687,6 @@ pub fn leaf_tbs(
     use der_out::{ctx, put, tlv};
 
     let h = holder.hierarchy();
-    let partition = policy.partition_of(w.serial);
 
     // The fallible steps, in the order the typed builder runs them: the CRL URL (an
     // IA5String), the OCSP URL, the issuer's serial, the subject key (SKI), the serial
@@ -602,7 +694,11 @@ pub fn leaf_tbs(
     if policy.crl.uri {
         check_ia5(
             &policy.ca.base_url,
-            || policy.crl_url(h, partition),
+            || {
+                let mut url = Vec::new();
+                write_crl_url(&mut url, policy, h, crl);
+                String::from_utf8_lossy(&url).into_owned()
+            },
             "CRL URL",
         )?;
     }
@@ -654,8 +750,7 @@ pub fn leaf_tbs(
                                 // distributionPoint [0] EXPLICIT, fullName [0] IMPLICIT
                                 tlv(o, ctx(0, true), "distributionPoint", |o| {
                                     tlv(o, ctx(0, true), "fullName", |o| {
-                                        let scope = Scope::Partition(partition);
-                                        write_crl_dp_names(o, policy, h, scope)
+                                        write_crl_dp_names(o, policy, h, crl)
                                     })
                                 })
                             })
@@ -932,12 +1027,13 @@ fn write_root_name_ja(out: &mut Vec<u8>, h: Hierarchy) -> Result<(), Error> {
 
 /// The text of the first name of [`crl_dp_names`] (the CRL's URL), appended to `out`: the
 /// bytes of [`Policy::crl_url`] or [`Policy::ca_crl_url`], without building the String.
-pub(crate) fn write_crl_url(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: Scope) {
+pub(crate) fn write_crl_url(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: &Scope) {
     use std::io::Write as _;
     let (base, h) = (&policy.ca.base_url, h.as_str());
     // Writing to a Vec cannot fail.
     let _ = match scope {
         Scope::Partition(p) => write!(out, "{base}/crl/{h}/{p}.crl"),
+        Scope::Municipal(m) => write!(out, "{base}/crl/{h}/{}.crl", m.path()),
         Scope::Ca => write!(out, "{base}/crl/{h}/ca.crl"),
     };
 }
@@ -948,7 +1044,7 @@ pub(crate) fn write_crl_dn(
     out: &mut Vec<u8>,
     policy: &Policy,
     h: Hierarchy,
-    scope: Scope,
+    scope: &Scope,
 ) -> Result<(), Error> {
     with_crl_dn_attrs(policy, h, scope, |a| der_out::name(out, a))
 }
@@ -960,7 +1056,7 @@ fn write_crl_dp_names(
     out: &mut Vec<u8>,
     policy: &Policy,
     h: Hierarchy,
-    scope: Scope,
+    scope: &Scope,
 ) -> Result<(), Error> {
     if policy.crl.uri {
         // uniformResourceIdentifier [6] IMPLICIT IA5String: the URL's ASCII text.
@@ -1287,11 +1383,11 @@ pub(crate) mod tests {
         holder: &Holder<'_>,
         cn: &str,
         w: Window<'_>,
+        crl: &Scope,
         spki_der: &[u8],
         issuer: Issuer<'_>,
     ) -> Result<Vec<u8>, Error> {
         let h = holder.hierarchy();
-        let partition = policy.partition_of(w.serial);
         let mut extensions = Vec::with_capacity(8);
         match holder {
             Holder::Signing { attributes, .. } => {
@@ -1323,7 +1419,7 @@ pub(crate) mod tests {
             &IssuerAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]),
             "issuerAltName",
         )?);
-        extensions.push(crl_dp(policy, h, Scope::Partition(partition))?);
+        extensions.push(crl_dp(policy, h, crl.clone())?);
         if policy.ocsp_url_in(h) {
             extensions.push(aia(policy)?);
         }
@@ -1416,14 +1512,16 @@ pub(crate) mod tests {
             attributes: &attrs,
         };
         let cn = "2601ABCDEFGHIJ05100203A";
+        // The golden bytes predate municipal partitions: a serial partition keeps them.
+        let crl = Scope::Partition(policy.partition_of(&serial));
         let got = [
-            sha256_hex(&leaf_tbs(&policy, &signing, cn, w, SPKI, issuer).unwrap()),
-            sha256_hex(&leaf_tbs(&policy, &Holder::Auth, cn, w, SPKI, issuer).unwrap()),
+            sha256_hex(&leaf_tbs(&policy, &signing, cn, w, &crl, SPKI, issuer).unwrap()),
+            sha256_hex(&leaf_tbs(&policy, &Holder::Auth, cn, w, &crl, SPKI, issuer).unwrap()),
         ];
         assert_eq!(got, GOLDEN);
         let typed = [
-            sha256_hex(&leaf_tbs_typed(&policy, &signing, cn, w, SPKI, issuer).unwrap()),
-            sha256_hex(&leaf_tbs_typed(&policy, &Holder::Auth, cn, w, SPKI, issuer).unwrap()),
+            sha256_hex(&leaf_tbs_typed(&policy, &signing, cn, w, &crl, SPKI, issuer).unwrap()),
+            sha256_hex(&leaf_tbs_typed(&policy, &Holder::Auth, cn, w, &crl, SPKI, issuer).unwrap()),
         ];
         assert_eq!(typed, GOLDEN);
     }
@@ -1491,6 +1589,10 @@ pub(crate) mod tests {
         ];
         let kids: [&[u8]; 3] = [&[0xAB; 20], &[], &[0x01; 200]];
         let issuer_serials: [&[u8]; 4] = [&[0x01], &[0x06, 0xd1, 0x80, 0x06], &[0x80], &[0x7f; 20]];
+        let places = [
+            Scope::Municipal(crate::Municipality::new("Ibaraki-ken", "Tsukuba-shi").unwrap()),
+            Scope::Municipal(crate::Municipality::new(&"県".repeat(64), &"村".repeat(58)).unwrap()),
+        ];
         let mut n = 0;
         for policy in &policies {
             for attrs in [&short, &typical, &long] {
@@ -1519,9 +1621,14 @@ pub(crate) mod tests {
                                 not_before: nb,
                                 not_after: na,
                             };
-                            let want = leaf_tbs_typed(policy, holder, cn, w, SPKI, issuer).unwrap();
-                            let got = leaf_tbs(policy, holder, cn, w, SPKI, issuer).unwrap();
-                            assert_eq!(got, want, "{holder:?} {cn} {serial:02x?}");
+                            let crl = match i % 3 {
+                                0 => Scope::Partition(policy.partition_of(serial)),
+                                k => places[k - 1].clone(),
+                            };
+                            let want =
+                                leaf_tbs_typed(policy, holder, cn, w, &crl, SPKI, issuer).unwrap();
+                            let got = leaf_tbs(policy, holder, cn, w, &crl, SPKI, issuer).unwrap();
+                            assert_eq!(got, want, "{holder:?} {cn} {serial:02x?} {crl:?}");
                             n += 1;
                         }
                     }
@@ -1542,8 +1649,10 @@ pub(crate) mod tests {
         };
         let w = window(&[0x01]);
         let same_as = |policy: &Policy, w: Window<'_>, spki: &[u8], issuer: Issuer<'_>| {
-            let want = leaf_tbs_typed(policy, &Holder::Auth, "x", w, spki, issuer).unwrap_err();
-            let got = leaf_tbs(policy, &Holder::Auth, "x", w, spki, issuer).unwrap_err();
+            let crl = Scope::Municipal(crate::Municipality::new("A-ken", "B-shi").unwrap());
+            let want =
+                leaf_tbs_typed(policy, &Holder::Auth, "x", w, &crl, spki, issuer).unwrap_err();
+            let got = leaf_tbs(policy, &Holder::Auth, "x", w, &crl, spki, issuer).unwrap_err();
             assert_eq!(format!("{got:?}"), format!("{want:?}"));
         };
         let same = |policy: &Policy, w: Window<'_>, spki: &[u8]| same_as(policy, w, spki, issuer);

@@ -7,8 +7,8 @@
 //! only the URLs (jpki's own responder) and the CRL partition's name differ.
 
 use policies::policy::Policy;
-use policies::profile::{self, Holder, Issuer, Window};
-use policies::{lint, oid, Attributes, Hierarchy, Sex};
+use policies::profile::{self, Holder, Issuer, Scope, Window};
+use policies::{lint, oid, Attributes, Hierarchy, Municipality, Sex};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension, X509Extension};
 use x509_parser::prelude::FromDer;
@@ -124,12 +124,23 @@ fn jpki_auth_leaf(
         key_id: &root_kid,
         serial: root.raw_serial(),
     };
-    let tbs = profile::leaf_tbs(policy, &Holder::Auth, cn, w, real.public_key().raw, issuer)
-        .expect("TBS");
+    // The real holder's municipality, as its distribution point names it.
+    let crl = Scope::Municipal(Municipality::new("Ibaraki-ken", "Tsukuba-shi").unwrap());
+    let tbs = profile::leaf_tbs(
+        policy,
+        &Holder::Auth,
+        cn,
+        w,
+        &crl,
+        real.public_key().raw,
+        issuer,
+    )
+    .expect("TBS");
     let expect = lint::Expect {
         hierarchy: Hierarchy::Auth,
         shape: lint::Shape::Auth,
         issuer: Some(issuer),
+        crl: Some(&crl),
     };
     assert_eq!(lint::lint(policy, &tbs, &expect), vec![]);
     tbs
@@ -233,9 +244,14 @@ fn the_authentication_leaf_has_the_real_extensions() {
     );
 
     // cRLDistributionPoints: one point, a directoryName only (no URI), under the hierarchy's
-    // `OU=CRL Distribution Points`, its CN ending in ` CRLDP`. The real name then has the
-    // holder's prefecture (OU) and municipality (CN); jpki's names its partition until CRLs
-    // are partitioned by municipality (issue #15 item 2).
+    // `OU=CRL Distribution Points`, then the holder's prefecture (OU) and municipality (CN
+    // `<municipality> CRLDP`): the municipal partition, byte for byte the real extension
+    // (C PrintableString, the rest UTF8String).
+    assert_eq!(
+        ext(oe, &oid::EXT_CRL_DP).value,
+        ext(re, &oid::EXT_CRL_DP).value,
+        "the municipal distribution point is the real one"
+    );
     let real_dn = crl_dp_directory(ext(re, &oid::EXT_CRL_DP));
     let our_dn = crl_dp_directory(ext(oe, &oid::EXT_CRL_DP));
     let (c, o, ou, cn) = ("2.5.4.6", "2.5.4.10", "2.5.4.11", "2.5.4.3");
@@ -252,6 +268,7 @@ fn the_authentication_leaf_has_the_real_extensions() {
         assert!(*t == cn && v.ends_with(" CRLDP"), "{dn:?}");
     }
     assert_eq!(real_dn[4], (ou.to_owned(), "Ibaraki-ken".to_owned()));
+    assert_eq!(our_dn, real_dn);
 }
 
 #[test]
@@ -283,11 +300,13 @@ fn the_signing_leaf_has_the_same_tail_and_aki_form() {
         not_before: real_auth.validity().not_before.to_datetime(),
         not_after: real_auth.validity().not_after.to_datetime(),
     };
+    let crl = Scope::Municipal(Municipality::new("Ibaraki-ken", "Tsukuba-shi").unwrap());
     let tbs_der = profile::leaf_tbs(
         &policy,
         &holder,
         "840444E37PAFHN08220004A",
         w,
+        &crl,
         real_auth.public_key().raw,
         issuer,
     )
@@ -296,6 +315,7 @@ fn the_signing_leaf_has_the_same_tail_and_aki_form() {
         hierarchy: Hierarchy::Signing,
         shape: lint::Shape::Signing { attributes: &attrs },
         issuer: Some(issuer),
+        crl: Some(&crl),
     };
     assert_eq!(lint::lint(&policy, &tbs_der, &expect), vec![]);
     let (_, ours) = x509_parser::certificate::TbsCertificate::from_der(&tbs_der).unwrap();
@@ -340,6 +360,7 @@ fn the_signing_leaf_has_the_same_tail_and_aki_form() {
         &holder,
         "840444E37PAFHN08220004A",
         w,
+        &crl,
         real_auth.public_key().raw,
         issuer,
     )

@@ -275,6 +275,87 @@ pub fn crl_url(leaf: &X509Certificate<'_>) -> Result<String, Error> {
         .ok_or(Error::NoCrlUrl)
 }
 
+/// One line of a CRL publisher's `index.json` (crl-publisher's `IndexEntry`), what a
+/// relying party needs of it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexLine {
+    file: String,
+    #[serde(default)]
+    directory_name_der: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// The file, relative to the index, of the CRL that covers `leaf`: the entry whose
+/// directoryName (compared as DER) or URL is one of the certificate's distribution point
+/// names. This is how a certificate with a directoryName-only distribution point (the real
+/// profile: `…, OU=CRL Distribution Points, OU=<prefecture>, CN=<municipality> CRLDP`) finds
+/// its CRL. The CRL itself is still checked against the certificate (its IDP) when loaded.
+pub fn file_in_index(leaf: &X509Certificate<'_>, index: &[u8], at: &str) -> Result<String, Error> {
+    let bad = |problem: String| Error::CrlIndex {
+        at: at.to_owned(),
+        problem,
+    };
+    let lines: Vec<IndexLine> =
+        serde_json::from_slice(index).map_err(|e| bad(format!("not a CRL index: {e}")))?;
+    let names = crl_dp_names(leaf)?;
+    if names.is_empty() {
+        return Err(bad("the certificate has no CRL distribution point".into()));
+    }
+    for line in &lines {
+        let hit = names.iter().any(|n| match n {
+            DpName::Directory(der) => line
+                .directory_name_der
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&hex::encode(der))),
+            DpName::Uri(u) => line.url.as_deref() == Some(u.as_str()),
+        });
+        if hit {
+            // The file name comes from the index: it must stay below it.
+            let safe = !line.file.is_empty()
+                && !line.file.starts_with('/')
+                && line
+                    .file
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            if !safe {
+                return Err(bad(format!("unsafe file name {:?}", line.file)));
+            }
+            return Ok(line.file.clone());
+        }
+    }
+    Err(bad(
+        "no CRL in the index for the certificate's distribution point".into(),
+    ))
+}
+
+/// The CRL of `leaf` found through a publisher's `index.json` at `at` (an http(s) URL or a
+/// local path; the CRL files lie beside it, as `publish_all` and `jpki serve` lay them out):
+/// its bytes and where they came from.
+pub fn from_index(
+    at: &str,
+    leaf: &X509Certificate<'_>,
+    fetch: &crate::Fetch,
+) -> Result<(Vec<u8>, String), Error> {
+    let remote = at.starts_with("http://") || at.starts_with("https://");
+    let index = if remote {
+        fetch(at, None)?
+    } else {
+        std::fs::read(at).map_err(|e| Error::read(std::path::Path::new(at), e))?
+    };
+    let file = file_in_index(leaf, &index, at)?;
+    let base = at.rsplit_once('/').map_or("", |(dir, _)| dir);
+    if remote {
+        let url = format!("{base}/{file}");
+        Ok((fetch(&url, None)?, format!("CRL {url} (via {at})")))
+    } else {
+        let path = std::path::Path::new(if base.is_empty() { "." } else { base }).join(&file);
+        let der = std::fs::read(&path).map_err(|e| Error::read(&path, e))?;
+        Ok((der, format!("CRL {} (via {at})", path.display())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,8 +60,11 @@ pub enum Error {
     CrlScope(String),
     #[error("CRL: unsupported critical extension {0}")]
     CrlCriticalExtension(String),
-    #[error("no HTTP CRL distribution point in the certificate; give --crl or --ocsp")]
+    #[error("no HTTP CRL distribution point in the certificate (a directoryName-only point, as in real JPKI certificates, is found through the publisher's index: give --crl <.../crl/index.json>); or give --crl <CRL> or --ocsp")]
     NoCrlUrl,
+    /// A CRL publisher's `index.json` is unreadable or names no CRL for the certificate.
+    #[error("CRL index {at}: {problem}")]
+    CrlIndex { at: String, problem: String },
     #[error("OCSP request: {0}")]
     OcspRequest(String),
     #[error("OCSP response malformed: {0}")]

@@ -18,8 +18,10 @@ use crate::Error;
 pub struct StatusOptions {
     /// OCSP responder URL (http://…); a fresh nonce is sent and must be echoed.
     pub ocsp: Option<String>,
-    /// CRL file (DER or PEM) or http:// URL. Without --ocsp and --crl, the certificate's HTTP
-    /// CRL distribution point is fetched.
+    /// CRL file (DER or PEM) or http:// URL, or a CRL publisher's `index.json` (file or URL:
+    /// the certificate's CRL is looked up there by its distribution point's directoryName,
+    /// which is all a real-profile certificate names). Without --ocsp and --crl, the
+    /// certificate's HTTP CRL distribution point is fetched.
     pub crl: Option<String>,
     /// Accept a certificate whose status cannot be learned — responder or CRL unreachable,
     /// stale, badly signed, wrong nonce, unknown — as a warning. A known revocation or hold
@@ -74,6 +76,8 @@ pub fn verifier(trust: &Path, status: &StatusOptions) -> Result<Verifier, Error>
     };
     let source = match (&status.ocsp, &status.crl) {
         (Some(url), _) => StatusSource::Ocsp(url.clone()),
+        // A publisher's index: the certificate's CRL is found by its distribution point.
+        (None, Some(c)) if c.ends_with("index.json") => StatusSource::CrlIndex(c.clone()),
         (None, Some(c)) if c.starts_with("http://") || c.starts_with("https://") => {
             StatusSource::CrlUrl(c.clone())
         }

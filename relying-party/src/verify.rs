@@ -30,6 +30,9 @@ pub enum StatusSource {
     DistributionPoint,
     /// Revocation information kept earlier (an evidence file), checked again offline.
     Stored(RevocationInfo),
+    /// Find the certificate's CRL through a publisher's `index.json` (URL or path), by its
+    /// distribution point's directoryName or URL (`crate::crl::from_index`).
+    CrlIndex(String),
 }
 
 /// When a document is judged (`jpki verify --at`).
@@ -385,6 +388,10 @@ impl Verifier {
             StatusSource::Stored(_) => self
                 .status_info(leaf, root, now)
                 .map(|(s, how, _)| (s, how)),
+            StatusSource::CrlIndex(at) => {
+                let (crl, from) = crate::crl::from_index(at, leaf, &self.fetch)?;
+                Ok((RevocationList::load(&crl, root)?.status(leaf, now)?, from))
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use policies::profile::{self, Holder, Scope, Window};
-use policies::{Attributes, Hierarchy, Policy, Reason, Sex};
+use policies::{Attributes, Hierarchy, Municipality, Policy, Reason, Sex};
 use relying_party::{Fetch, Outcome, StatusSource, Verifier};
 use time::{Duration, OffsetDateTime};
 
@@ -161,6 +161,8 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
         municipality: "Kiyose-shi",
         attributes: &attrs,
     };
+    // Both holders live in Kiyose: one municipal CRL partition covers them.
+    let kiyose = Scope::Municipal(Municipality::new("Tokyo-to", "Kiyose-shi").unwrap());
     for (name, serial) in [("good", &[0x10, 0x01][..]), ("revoked", &[0x10, 0x41][..])] {
         let k = key(dir, name);
         let serial: &'static [u8] = Box::leak(serial.to_vec().into_boxed_slice());
@@ -169,6 +171,7 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
             &holder,
             &format!("2601ABCDEFGH{name:>2.2}05100203A").to_uppercase(),
             w(serial, 5),
+            &kiyose,
             &k.spki,
             profile::Issuer {
                 key_id: &root_kid,
@@ -202,13 +205,10 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
     let doc = std::fs::read(dir.join("doc.txt")).unwrap();
     let root_pem = std::fs::read(dir.join("sroot.pem")).unwrap();
 
-    // Both leaves fall in partition 1 (0x1001 % 64 = 1, 0x1041 % 64 = 1): one CRL covers them.
-    let partition = policy.partition_of(&[0x10, 0x01]);
-    assert_eq!(partition, policy.partition_of(&[0x10, 0x41]));
     let store = Arc::new(crl_publisher::MemoryStore::new());
     store.revoke(
         Hierarchy::Signing,
-        Scope::Partition(partition),
+        kiyose.clone(),
         crl_publisher::Entry {
             serial: vec![0x10, 0x41],
             revoked_at: now - Duration::minutes(5),
@@ -219,7 +219,7 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
     );
     let publisher = publisher(&policy, [&sroot, &aroot], store, dir);
     let crl = publisher
-        .build(Hierarchy::Signing, Scope::Partition(partition), now)
+        .build(Hierarchy::Signing, kiyose.clone(), now)
         .unwrap();
     let by_crl = crl_verifier(&root_pem, &policy, &crl.der);
     let r = by_crl.verify_document(&sign("good"), Some(&doc), None, now);
@@ -239,17 +239,21 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
         r.render(false)
     );
     assert!(r.check("status").unwrap().reason.contains("keyCompromise"));
-    // Another partition's CRL does not speak for these certificates.
-    let other = publisher
-        .build(Hierarchy::Signing, Scope::Partition(partition + 1), now)
-        .unwrap();
-    let v = crl_verifier(&root_pem, &policy, &other.der);
-    let r = v.verify_document(&sign("good"), Some(&doc), None, now);
-    assert!(
-        r.check("status").unwrap().reason.contains("does not cover"),
-        "{}",
-        r.render(false)
-    );
+    // Another municipality's CRL, and a serial partition's, do not speak for these
+    // certificates.
+    for other in [
+        Scope::Municipal(Municipality::new("Tokyo-to", "Higashimurayama-shi").unwrap()),
+        Scope::Partition(policy.partition_of(&[0x10, 0x01])),
+    ] {
+        let other = publisher.build(Hierarchy::Signing, other, now).unwrap();
+        let v = crl_verifier(&root_pem, &policy, &other.der);
+        let r = v.verify_document(&sign("good"), Some(&doc), None, now);
+        assert!(
+            r.check("status").unwrap().reason.contains("does not cover"),
+            "{}",
+            r.render(false)
+        );
+    }
 
     // OCSP from the ocsp-responder crate with its delegated signer.
     let mut ocsp_key = key(dir, "ocsp");
@@ -337,6 +341,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
         },
         Holder::Auth,
     ];
+    let osaka = Scope::Municipal(Municipality::new("Osaka-fu", "Osaka-shi").unwrap());
     for (i, holder) in holders.iter().enumerate() {
         let root = &roots[i];
         let kid = profile::key_identifier(&root.spki).unwrap();
@@ -348,6 +353,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
                 holder,
                 "2601CARD00000105100203A",
                 w(serial),
+                &osaka,
                 &spki,
                 profile::Issuer {
                     key_id: &kid,
@@ -363,14 +369,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
         // Status from an (empty) CRL of the right partition, made by crl-publisher.
         let store = Arc::new(crl_publisher::MemoryStore::new());
         let publisher = publisher(&policy, [&roots[0], &roots[1]], store, dir);
-        let serial: &[u8] = if h == Hierarchy::Signing {
-            &[0x20, 0x01]
-        } else {
-            &[0x20, 0x02]
-        };
-        let crl = publisher
-            .build(h, Scope::Partition(policy.partition_of(serial)), now)
-            .unwrap();
+        let crl = publisher.build(h, osaka.clone(), now).unwrap();
         crl_verifier(&root.cert, &policy, &crl.der)
     };
     let content = "令和8年分 確定申告書".as_bytes();

@@ -118,8 +118,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a certificate, or every serial listed in a file (one per line, printing each
-    /// acknowledgement as it becomes durable).
+    /// Revoke a certificate, or every serial listed in a file (one per line, optionally
+    /// `auth:SERIAL` or `signing:SERIAL`; printing each acknowledgement as it becomes durable).
     Revoke {
         #[arg(long, required_unless_present = "batch")]
         serial: Option<String>,
@@ -787,7 +787,7 @@ fn revoke_batch(
     hierarchy: Option<Hierarchy>,
     dry_run: bool,
     json: bool,
-    revoke: impl Fn(String) -> Request,
+    revoke: impl Fn(String, Option<Hierarchy>) -> Request,
 ) -> Result<()> {
     let text =
         std::fs::read_to_string(file).map_err(Error::io(format!("read {}", file.display())))?;
@@ -807,32 +807,59 @@ fn revoke_batch(
     };
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    let mut candidates = Vec::new();
+    // (line number, serial text, the line's hierarchy or --hierarchy)
+    let mut candidates: Vec<(usize, String, Option<Hierarchy>)> = Vec::new();
     for (n, line) in &lines {
-        match parse_serial(line) {
+        // `auth:012D57CA` / `signing:…` names the hierarchy on the line: sequential serials
+        // repeat across the two hierarchies.
+        let (h, serial_text) = match line.split_once(':') {
+            Some((h, s)) => match parse_hierarchy(h.trim()) {
+                Ok(h) => (Some(h), s.trim()),
+                Err(e) => {
+                    problems.push(format!("line {n}: {e}"));
+                    continue;
+                }
+            },
+            None => (hierarchy, *line),
+        };
+        match parse_serial(serial_text) {
             Err(e) => problems.push(format!("line {n}: {e}")),
-            Ok(serial) => match seen.insert(serial, *n) {
+            Ok(serial) => match seen.insert((h, serial), *n) {
                 Some(first) => problems.push(format!(
                     "line {n}: serial {line} is already on line {first}"
                 )),
-                None => candidates.push((*n, line.to_string())),
+                None => candidates.push((*n, serial_text.to_owned(), h)),
             },
         }
     }
-    // One request checks every candidate (one round trip through a server, not one per line).
-    let checked = run(Request::RevocationCheck {
-        serials: candidates.iter().map(|(_, l)| l.clone()).collect(),
-        hierarchy,
-    })?;
-    let checked = checked["checked"].as_array().cloned().unwrap_or_default();
-    if checked.len() != candidates.len() {
-        return Err(Error::Invalid(
-            "the revocation check answered another number of serials".into(),
-        )
-        .into());
+    // One request per hierarchy named checks every candidate (one round trip through a
+    // server per group, not one per line); answers come back in the lines' order.
+    let mut checked: Vec<Option<serde_json::Value>> = vec![None; candidates.len()];
+    let mut groups: Vec<Option<Hierarchy>> = candidates.iter().map(|c| c.2).collect();
+    groups.sort();
+    groups.dedup();
+    for group in groups {
+        let idx: Vec<usize> = (0..candidates.len())
+            .filter(|i| candidates[*i].2 == group)
+            .collect();
+        let answer = run(Request::RevocationCheck {
+            serials: idx.iter().map(|i| candidates[*i].1.clone()).collect(),
+            hierarchy: group,
+        })?;
+        let answer = answer["checked"].as_array().cloned().unwrap_or_default();
+        if answer.len() != idx.len() {
+            return Err(Error::Invalid(
+                "the revocation check answered another number of serials".into(),
+            )
+            .into());
+        }
+        for (i, a) in idx.into_iter().zip(answer) {
+            checked[i] = Some(a);
+        }
     }
+    let checked: Vec<serde_json::Value> = checked.into_iter().flatten().collect();
     let mut todo = Vec::new();
-    for ((n, _), c) in candidates.iter().zip(checked) {
+    for ((n, _, _), c) in candidates.iter().zip(checked) {
         match c["error"].as_str() {
             Some(e) => problems.push(format!("line {n}: {e}")),
             None => todo.push((
@@ -870,8 +897,9 @@ fn revoke_batch(
         return Ok(());
     }
     let mut done: Vec<Revocation> = Vec::new();
-    for (n, _, serial, _) in &todo {
-        let r: Revocation = match run(revoke(serial.clone())).and_then(typed) {
+    for (n, h, serial, _) in &todo {
+        let h = parse_hierarchy(h).map_err(Error::Invalid)?;
+        let r: Revocation = match run(revoke(serial.clone(), Some(h))).and_then(typed) {
             Ok(r) => r,
             Err(e) => {
                 say(format!(
@@ -1085,7 +1113,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 invalidity: *invalidity_date,
             };
             if let Some(file) = batch {
-                return revoke_batch(&cli, file, *hierarchy, *dry_run, *json, revoke);
+                let revoke_in = |serial: String, h: Option<Hierarchy>| Request::Revoke {
+                    serial,
+                    hierarchy: h,
+                    reason: *reason,
+                    invalidity: *invalidity_date,
+                };
+                return revoke_batch(&cli, file, *hierarchy, *dry_run, *json, revoke_in);
             }
             let serial = serial.clone().unwrap_or_default();
             let r: Revocation = typed(call(&cli, revoke(serial))?)?;
@@ -1144,7 +1178,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     v.status.as_str(),
                     v.reason.map(|r| format!(" ({r}) since {}", v.revoked_at.map(when).unwrap_or_default())).unwrap_or_default(),
                     v.holder.as_deref().unwrap_or("-"),
-                    v.partition.map(|p| p.to_string()).unwrap_or_else(|| "CA".into()),
+                    v.partition.as_ref().map_or_else(|| "CA".into(), |p| p.path()),
                     when(v.not_before),
                     when(v.not_after),
                     v.pem.trim_end()
@@ -1412,7 +1446,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map(|s| {
                     serde_json::json!({
                         "hierarchy": s.hierarchy,
-                        "partition": crl_publisher::scope_name(s.scope),
+                        "partition": crl_publisher::scope_name(&s.scope),
                         "number": s.published.as_ref().map(|p| p.number),
                         "age_seconds": s.age.map(|a| a.whole_seconds()),
                         "entries": s.published.as_ref().map(|p| p.entries),

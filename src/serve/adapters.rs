@@ -45,12 +45,16 @@ impl crl_publisher::Source for CrlStore {
 }
 
 impl crl_publisher::StateStore for CrlStore {
+    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, crl_publisher::BoxError> {
+        self.0.crl_scopes().map_err(boxed)
+    }
+
     fn load(
         &self,
         h: Hierarchy,
         scope: Scope,
     ) -> Result<Option<crl_publisher::State>, crl_publisher::BoxError> {
-        match self.0.crl_state(h, scope).map_err(boxed)? {
+        match self.0.crl_state(h, scope.clone()).map_err(boxed)? {
             Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
             None => Ok(None),
         }
@@ -64,13 +68,13 @@ impl crl_publisher::StateStore for CrlStore {
     ) -> Result<(), crl_publisher::BoxError> {
         let value = serde_json::to_vec(state)?;
         self.0
-            .transact(&|t| t.put_crl_state(h, scope, &value))
+            .transact(&|t| t.put_crl_state(h, scope.clone(), &value))
             .map_err(boxed)
     }
 
     fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), crl_publisher::BoxError> {
         self.0
-            .transact(&|t| t.set_crl_dirty(h, scope))
+            .transact(&|t| t.set_crl_dirty(h, scope.clone()))
             .map_err(boxed)
     }
 
@@ -78,10 +82,10 @@ impl crl_publisher::StateStore for CrlStore {
         let was = std::sync::atomic::AtomicBool::new(false);
         self.0
             .transact(&|t| {
-                let set = t.crl_dirty(h, scope)?;
+                let set = t.crl_dirty(h, scope.clone())?;
                 was.store(set, std::sync::atomic::Ordering::SeqCst);
                 if set {
-                    t.clear_crl_dirty(h, scope)?;
+                    t.clear_crl_dirty(h, scope.clone())?;
                 }
                 Ok(())
             })
@@ -125,13 +129,12 @@ pub struct Notifier {
 }
 
 impl ca::authority::Listener for Notifier {
-    fn revoked(&self, h: Hierarchy, serial: &[u8], partition: Option<u16>) {
-        tracing::debug!(%h, ?partition, "revocation: refreshing OCSP, marking the CRL dirty");
+    fn revoked(&self, h: Hierarchy, serial: &[u8], scope: &Scope) {
+        tracing::debug!(%h, scope = %scope.path(), "revocation: refreshing OCSP, marking the CRL dirty");
         if let Err(e) = self.responder.refresh(h, serial, self.clock.now()) {
             tracing::error!(error = %e, %h, "OCSP cache refresh failed; the entry will be re-signed on the next query");
         }
-        let scope = partition.map(Scope::Partition).unwrap_or(Scope::Ca);
-        if let Err(e) = self.publisher.mark_dirty(h, scope) {
+        if let Err(e) = self.publisher.mark_dirty(h, scope.clone()) {
             tracing::error!(error = %e, %h, "could not mark the CRL partition dirty; the periodic re-signing will pick it up");
         }
     }

@@ -146,21 +146,41 @@ fn h_from(v: i16) -> Result<Hierarchy> {
 
 /// The CA-level CRL's scope number: after every partition.
 const CA_SCOPE: i32 = 1 << 16;
+/// A municipal partition's scope number, with its names beside it (migration 3): after the
+/// serial partitions (the policy allows up to 4096), before the CA-level CRL.
+const MUNICIPAL_SCOPE: i32 = (1 << 16) - 1;
 
-fn scope_code(s: Scope) -> i32 {
+/// A scope as its three columns: (crl_scope, crl_prefecture, crl_municipality).
+fn scope_cols(s: &Scope) -> (i32, &str, &str) {
     match s {
-        Scope::Partition(p) => i32::from(p),
-        Scope::Ca => CA_SCOPE,
+        Scope::Partition(p) => (i32::from(*p), "", ""),
+        Scope::Municipal(m) => (MUNICIPAL_SCOPE, m.prefecture(), m.municipality()),
+        Scope::Ca => (CA_SCOPE, "", ""),
     }
 }
 
-fn scope_from(v: i32) -> Result<Scope> {
-    if v == CA_SCOPE {
-        return Ok(Scope::Ca);
+fn scope_from(v: i32, prefecture: &str, municipality: &str) -> Result<Scope> {
+    match v {
+        CA_SCOPE => Ok(Scope::Ca),
+        MUNICIPAL_SCOPE => policies::Municipality::new(prefecture, municipality)
+            .map(Scope::Municipal)
+            .map_err(|e| decode(format!("CRL scope: {e}"))),
+        _ => u16::try_from(v)
+            .ok()
+            .filter(|p| i32::from(*p) < MUNICIPAL_SCOPE)
+            .map(Scope::Partition)
+            .ok_or_else(|| decode(format!("CRL scope {v}"))),
     }
-    u16::try_from(v)
-        .map(Scope::Partition)
-        .map_err(|_| decode(format!("CRL scope {v}")))
+}
+
+/// The scope of a scope-keyed row whose columns `i`, `i + 1`, `i + 2` are crl_scope,
+/// crl_prefecture, crl_municipality.
+fn scope_at(row: &Row, i: usize) -> Result<Scope> {
+    scope_from(
+        row.get(i),
+        row.get::<_, &str>(i + 1),
+        row.get::<_, &str>(i + 2),
+    )
 }
 
 fn ns(t: OffsetDateTime) -> Result<i64> {
@@ -239,7 +259,11 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row, col: &str) -> Result<T> {
 }
 
 const CERT_COLS: &str =
-    "c.hierarchy, c.serial, c.kind, c.holder, c.crl_partition, c.not_before_ns, c.not_after_ns, c.der";
+    "c.hierarchy, c.serial, c.kind, c.holder, c.crl_partition, c.not_before_ns, c.not_after_ns, c.der, \
+     c.crl_prefecture, c.crl_municipality";
+
+/// How many columns [`CERT_COLS`] selects (where the columns after them start).
+const CERT_COL_COUNT: usize = 10;
 
 fn cert_from(row: &Row) -> Result<CertRecord> {
     Ok(CertRecord {
@@ -249,7 +273,10 @@ fn cert_from(row: &Row) -> Result<CertRecord> {
         holder: row.get(3),
         partition: row
             .get::<_, Option<i32>>(4)
-            .map(|p| u16::try_from(p).map_err(|_| decode(format!("CRL partition {p}"))))
+            .map(|p| {
+                let names: (Option<&str>, Option<&str>) = (row.get(8), row.get(9));
+                scope_from(p, names.0.unwrap_or(""), names.1.unwrap_or(""))
+            })
             .transpose()?,
         not_before: from_ns(row.get(5))?,
         not_after: from_ns(row.get(6))?,
@@ -714,7 +741,7 @@ impl Storage for PgStorage {
             &[&holder],
         )?
         .iter()
-        .map(|row| Ok((cert_from(row)?, status_from(row, 8)?)))
+        .map(|row| Ok((cert_from(row)?, status_from(row, CERT_COL_COUNT)?)))
         .collect()
     }
 
@@ -770,14 +797,16 @@ impl Storage for PgStorage {
         // time.
         let mut after: Vec<u8> = Vec::new();
         let mut op = ">=";
+        let (sc, pref, muni) = scope_cols(&scope);
         loop {
             let rows = self.query(
                 &format!(
                     "SELECT serial, reason, revoked_at, invalidity, not_after FROM revoked \
-                     WHERE hierarchy = $1 AND crl_scope = $2 AND serial {op} $3 \
-                     ORDER BY serial LIMIT $4"
+                     WHERE hierarchy = $1 AND crl_scope = $2 AND crl_prefecture = $3 \
+                     AND crl_municipality = $4 AND serial {op} $5 \
+                     ORDER BY serial LIMIT $6"
                 ),
-                &[&h_code(h), &scope_code(scope), &after, &CHUNK],
+                &[&h_code(h), &sc, &pref, &muni, &after, &CHUNK],
             )?;
             op = ">";
             let full = rows.len() as i64 == CHUNK;
@@ -802,21 +831,36 @@ impl Storage for PgStorage {
 
     fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
         self.query(
-            "SELECT hierarchy, crl_scope FROM crl_dirty ORDER BY hierarchy, crl_scope",
+            "SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality FROM crl_dirty \
+             ORDER BY hierarchy, crl_scope, crl_prefecture, crl_municipality",
             &[],
         )?
         .iter()
-        .map(|row| Ok((h_from(row.get(0))?, scope_from(row.get(1))?)))
+        .map(|row| Ok((h_from(row.get(0))?, scope_at(row, 1)?)))
         .collect()
     }
 
     fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        let (sc, pref, muni) = scope_cols(&scope);
         Ok(self
             .query_opt(
-                "SELECT state FROM crl_state WHERE hierarchy = $1 AND crl_scope = $2",
-                &[&h_code(h), &scope_code(scope)],
+                "SELECT state FROM crl_state WHERE hierarchy = $1 AND crl_scope = $2 \
+                 AND crl_prefecture = $3 AND crl_municipality = $4",
+                &[&h_code(h), &sc, &pref, &muni],
             )?
             .map(|row| row.get(0)))
+    }
+
+    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+        self.query(
+            "SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality FROM crl_state \
+             UNION SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality FROM crl_dirty \
+             ORDER BY 1, 2, 3, 4",
+            &[],
+        )?
+        .iter()
+        .map(|row| Ok((h_from(row.get(0))?, scope_at(row, 1)?)))
+        .collect()
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
@@ -998,7 +1042,9 @@ impl Storage for PgStorage {
             (
                 // 65536: CA_SCOPE, the CA-level CRL.
                 "SELECT r.serial FROM revoked r JOIN certificates c USING (hierarchy, serial) \
-                 WHERE r.crl_scope <> coalesce(c.crl_partition, 65536) LIMIT 1",
+                 WHERE (r.crl_scope, r.crl_prefecture, r.crl_municipality) IS DISTINCT FROM \
+                 (coalesce(c.crl_partition, 65536), coalesce(c.crl_prefecture, ''), \
+                 coalesce(c.crl_municipality, '')) LIMIT 1",
                 "is listed on another CRL than its own",
             ),
         ];
@@ -1208,9 +1254,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
+        let (sc, pref, muni) = scope_cols(&scope);
         self.exists(
-            "SELECT 1 FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2",
-            &[&h_code(h), &scope_code(scope)],
+            "SELECT 1 FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2 \
+             AND crl_prefecture = $3 AND crl_municipality = $4",
+            &[&h_code(h), &sc, &pref, &muni],
         )
     }
 
@@ -1258,15 +1306,22 @@ impl Tx for PgTx<'_> {
 
     fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
         let h = h_code(c.hierarchy);
-        let partition = c.partition.map(i32::from);
+        let cols = c.partition.as_ref().map(scope_cols);
+        let partition = cols.map(|c| c.0);
+        let (pref, muni) = match &c.partition {
+            Some(Scope::Municipal(m)) => (Some(m.prefecture()), Some(m.municipality())),
+            _ => (None, None),
+        };
         self.exec(
             "INSERT INTO certificates \
-             (hierarchy, serial, kind, holder, crl_partition, not_before_ns, not_after_ns, der) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             (hierarchy, serial, kind, holder, crl_partition, not_before_ns, not_after_ns, der, \
+             crl_prefecture, crl_municipality) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (hierarchy, serial) DO UPDATE SET kind = EXCLUDED.kind, \
              holder = EXCLUDED.holder, crl_partition = EXCLUDED.crl_partition, \
              not_before_ns = EXCLUDED.not_before_ns, not_after_ns = EXCLUDED.not_after_ns, \
-             der = EXCLUDED.der",
+             der = EXCLUDED.der, crl_prefecture = EXCLUDED.crl_prefecture, \
+             crl_municipality = EXCLUDED.crl_municipality",
             &[
                 &h,
                 &c.serial,
@@ -1276,6 +1331,8 @@ impl Tx for PgTx<'_> {
                 &ns(c.not_before)?,
                 &ns(c.not_after)?,
                 &c.der,
+                &pref,
+                &muni,
             ],
         )?;
         self.exec(
@@ -1298,6 +1355,7 @@ impl Tx for PgTx<'_> {
     fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()> {
         let h = h_code(c.hierarchy);
         let scope = scope_of(c);
+        let (sc, pref, muni) = scope_cols(&scope);
         let entry = revoked_entry(c, status)?;
         let reason = status.reason.map(|r| i16::from(r.code()));
         let since = opt_ns(status.since)?;
@@ -1320,24 +1378,29 @@ impl Tx for PgTx<'_> {
         match entry {
             Some(e) => self.exec(
                 "INSERT INTO revoked \
-                 (hierarchy, crl_scope, serial, reason, revoked_at, invalidity, not_after) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (hierarchy, crl_scope, serial) DO UPDATE SET \
+                 (hierarchy, crl_scope, crl_prefecture, crl_municipality, serial, reason, \
+                 revoked_at, invalidity, not_after) \
+                 VALUES ($1, $2, $8, $9, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality, serial) \
+                 DO UPDATE SET \
                  reason = EXCLUDED.reason, revoked_at = EXCLUDED.revoked_at, \
                  invalidity = EXCLUDED.invalidity, not_after = EXCLUDED.not_after",
                 &[
                     &h,
-                    &scope_code(scope),
+                    &sc,
                     &c.serial,
                     &i16::from(e.reason.code()),
                     &e.revoked_at,
                     &e.invalidity,
                     &e.not_after,
+                    &pref,
+                    &muni,
                 ],
             )?,
             None => self.exec(
-                "DELETE FROM revoked WHERE hierarchy = $1 AND crl_scope = $2 AND serial = $3",
-                &[&h, &scope_code(scope), &c.serial],
+                "DELETE FROM revoked WHERE hierarchy = $1 AND crl_scope = $2 \
+                 AND crl_prefecture = $4 AND crl_municipality = $5 AND serial = $3",
+                &[&h, &sc, &c.serial, &pref, &muni],
             )?,
         }
         self.exec(
@@ -1405,24 +1468,31 @@ impl Tx for PgTx<'_> {
     }
 
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
-            "INSERT INTO crl_dirty (hierarchy, crl_scope) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&h_code(h), &scope_code(scope)],
+            "INSERT INTO crl_dirty (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&h_code(h), &sc, &pref, &muni],
         )
     }
 
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+        let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
-            "DELETE FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2",
-            &[&h_code(h), &scope_code(scope)],
+            "DELETE FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2 \
+             AND crl_prefecture = $3 AND crl_municipality = $4",
+            &[&h_code(h), &sc, &pref, &muni],
         )
     }
 
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
+        let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
-            "INSERT INTO crl_state (hierarchy, crl_scope, state) VALUES ($1, $2, $3) \
-             ON CONFLICT (hierarchy, crl_scope) DO UPDATE SET state = EXCLUDED.state",
-            &[&h_code(h), &scope_code(scope), &state],
+            "INSERT INTO crl_state (hierarchy, crl_scope, crl_prefecture, crl_municipality, state) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
+             DO UPDATE SET state = EXCLUDED.state",
+            &[&h_code(h), &sc, &pref, &muni, &state],
         )
     }
 

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "the storage authority's tables", V1),
     (2, "the blocklist of compromised keys", V2),
     (3, "officers, and the actor of audit records", V3),
+    (4, "municipal CRL partitions", V4),
 ];
 
 /// The version this binary brings a database to.
@@ -223,4 +224,35 @@ CREATE TABLE officers (
 
 ALTER TABLE audit_records ADD COLUMN v integer NOT NULL DEFAULT 1;
 ALTER TABLE audit_records ADD COLUMN actor text;
+"#;
+
+/// Version 4: municipal CRL partitions. A CRL scope becomes (crl_scope, crl_prefecture,
+/// crl_municipality): serial partitions and the CA-level CRL keep their number and empty
+/// names (every row written before stays as it was), a municipal partition is crl_scope
+/// 65535 with its names — so that ordering by the three gives serial partitions, municipal
+/// partitions by prefecture then municipality (byte order), then the CA-level CRL.
+/// Certificates name their municipal partition in crl_prefecture/crl_municipality beside
+/// crl_partition = 65535 (NULL for the other kinds).
+const V4: &str = r#"
+ALTER TABLE certificates
+    ADD COLUMN crl_prefecture   text COLLATE "C",
+    ADD COLUMN crl_municipality text COLLATE "C";
+
+ALTER TABLE revoked
+    ADD COLUMN crl_prefecture   text COLLATE "C" NOT NULL DEFAULT '',
+    ADD COLUMN crl_municipality text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE revoked DROP CONSTRAINT revoked_pkey,
+    ADD PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality, serial);
+
+ALTER TABLE crl_dirty
+    ADD COLUMN crl_prefecture   text COLLATE "C" NOT NULL DEFAULT '',
+    ADD COLUMN crl_municipality text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE crl_dirty DROP CONSTRAINT crl_dirty_pkey,
+    ADD PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality);
+
+ALTER TABLE crl_state
+    ADD COLUMN crl_prefecture   text COLLATE "C" NOT NULL DEFAULT '',
+    ADD COLUMN crl_municipality text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE crl_state DROP CONSTRAINT crl_state_pkey,
+    ADD PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality);
 "#;

@@ -131,3 +131,117 @@ fn a_serialization_failure_runs_the_body_again() {
         Some(b"v2".to_vec())
     );
 }
+
+/// A database made before municipal CRL partitions (schema 2, rows in serial partitions)
+/// keeps working after the upgrade to schema 3: its certificate stays on its old partition
+/// (record, listing, consistency), its CRL state and dirty flag are kept, and certificates
+/// on municipal partitions live beside it.
+#[test]
+fn a_schema_2_database_keeps_its_serial_partitions() {
+    let Some((cluster, url)) = database() else {
+        return;
+    };
+    let db = db_name(&url);
+    cluster
+        .sql(db, schema::VERSION_TABLE)
+        .expect("version table");
+    for (v, what, sql) in &schema::MIGRATIONS[..2] {
+        cluster.sql(db, sql).expect("an old migration");
+        cluster
+            .sql(
+                db,
+                &format!(
+                    "INSERT INTO schema_version (version, description) VALUES ({v}, '{}')",
+                    what.replace('\'', "''")
+                ),
+            )
+            .expect("record it");
+    }
+    let old = holder_cert(Hierarchy::Signing, &[0x66, 0x01], "R1", 7);
+    let hex = |b: &[u8]| format!("'\\x{}'", hex::encode(b));
+    // As the schema-2 engine wrote them: revoked for keyCompromise (1) at second 10.
+    cluster
+        .sql(
+            db,
+            &format!(
+                "INSERT INTO certificates (hierarchy, serial, kind, holder, crl_partition, \
+                 not_before_ns, not_after_ns, der) VALUES (0, {s}, 'signing', 'R1', 7, {nb}, {na}, {der});
+                 INSERT INTO statuses (hierarchy, serial, state, reason, since_ns) \
+                 VALUES (0, {s}, 'revoked', 1, 10000000000);
+                 INSERT INTO revoked (hierarchy, crl_scope, serial, reason, revoked_at, not_after) \
+                 VALUES (0, 7, {s}, 1, 10, {na_s});
+                 INSERT INTO crl_state (hierarchy, crl_scope, state) VALUES (0, 7, '\\x6f6c64');
+                 INSERT INTO crl_dirty (hierarchy, crl_scope) VALUES (0, 7);
+                 INSERT INTO key_owners (fingerprint, holder, hierarchy) VALUES ({fp}, 'R1', 0);",
+                fp = hex(&key_of(&old)),
+                s = hex(&old.serial),
+                nb = old.not_before.unix_timestamp_nanos(),
+                na = old.not_after.unix_timestamp_nanos(),
+                na_s = old.not_after.unix_timestamp(),
+                der = hex(&old.der),
+            ),
+        )
+        .expect("old rows");
+
+    let s = PgStorage::open(&url).expect("open migrates to the latest schema");
+    assert_eq!(s.schema_version().expect("version"), schema::latest());
+    let back = s
+        .certificate(Hierarchy::Signing, &old.serial)
+        .expect("read")
+        .expect("kept");
+    assert_eq!(back.partition, Some(Scope::Partition(7)));
+    let mut listed = Vec::new();
+    s.for_each_revoked(Hierarchy::Signing, Scope::Partition(7), &mut |r| {
+        listed.push(r.serial);
+        Ok(())
+    })
+    .expect("list");
+    assert_eq!(
+        listed,
+        vec![old.serial.clone()],
+        "still on its old partition"
+    );
+    assert_eq!(
+        s.crl_state(Hierarchy::Signing, Scope::Partition(7))
+            .expect("state"),
+        Some(b"old".to_vec())
+    );
+    assert_eq!(
+        s.crl_scopes().expect("scopes"),
+        vec![(Hierarchy::Signing, Scope::Partition(7))]
+    );
+    assert_eq!(s.check_consistency().expect("consistent"), 1);
+
+    // A certificate on a municipal partition beside it.
+    let tsukuba = ca::storage::conformance::place("Ibaraki-ken", "Tsukuba-shi");
+    let new =
+        ca::storage::conformance::municipal_cert(Hierarchy::Signing, &[0x66, 0x02], "R2", &tsukuba);
+    s.transact(&|t| {
+        t.add_certificate(&new, Some(&key_of(&new)))?;
+        t.set_status(
+            &new,
+            &StatusRecord {
+                state: ca::records::State::Revoked,
+                reason: Some(Reason::AffiliationChanged),
+                since: Some(at(20)),
+                invalidity: None,
+            },
+        )
+    })
+    .expect("issue and revoke");
+    let mut listed = Vec::new();
+    s.for_each_revoked(Hierarchy::Signing, tsukuba.clone(), &mut |r| {
+        listed.push(r.serial);
+        Ok(())
+    })
+    .expect("list");
+    assert_eq!(listed, vec![new.serial.clone()]);
+    assert_eq!(
+        s.dirty_partitions().expect("dirty"),
+        vec![
+            (Hierarchy::Signing, Scope::Partition(7)),
+            (Hierarchy::Signing, tsukuba)
+        ]
+    );
+    assert_eq!(s.check_consistency().expect("consistent"), 2);
+}

@@ -404,3 +404,26 @@ pub fn check_store(data: &Path, acked: &[impl AsRef<str>], certs: usize) -> Resu
     a.audit_verify().map_err(|e| format!("audit_verify: {e}"))?;
     Ok(())
 }
+
+/// A certificate's CRL partition as `jpki` prints it in JSON (`"partition"`), as the path of
+/// its CRL below the hierarchy: a serial partition's number, or `<prefecture>/<municipality>`
+/// (percent-encoded as `policies::Municipality::path` does; the test residents' names need
+/// none).
+#[allow(dead_code)]
+pub fn partition_path(p: &serde_json::Value) -> String {
+    match p {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Object(o) => {
+            let part = |k: &str| o[k].as_str().expect("a name").to_owned();
+            let (pref, muni) = (part("prefecture"), part("municipality"));
+            for s in [&pref, &muni] {
+                assert!(
+                    s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                    "{s} would need percent-encoding"
+                );
+            }
+            format!("{pref}/{muni}")
+        }
+        other => panic!("not a partition: {other}"),
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use policies::lint::{self, Expect, Shape};
-use policies::profile::{self, Window};
+use policies::profile::{self, Scope, Window};
 use policies::{validity, Hierarchy, Policy};
 
 use super::{counter_serial, random_serial, serial_hex, Authority};
@@ -155,6 +155,7 @@ impl Authority {
                     hierarchy: h,
                     shape: Shape::Root,
                     issuer: None,
+                    crl: Some(&Scope::Ca),
                 },
             )?;
             let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
@@ -326,6 +327,7 @@ pub(crate) fn ocsp_signer_certificate(
                 key_id: &root_id,
                 serial: root_serial,
             }),
+            crl: None,
         },
     )?;
     let sig = sign(&tbs)?;

@@ -6,9 +6,9 @@
 //! unit of work that first checks nothing it relied on changed.
 
 use policies::lint::{self, Expect, Shape};
-use policies::profile::{self, Holder, Window};
+use policies::profile::{self, Holder, Scope, Window};
 use policies::validity::{self, Bound, ValidityInput};
-use policies::{Hierarchy, Reason};
+use policies::{Hierarchy, Municipality, Reason};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -33,7 +33,8 @@ pub struct Issued {
     pub not_after: OffsetDateTime,
     /// Which rule set notAfter.
     pub bound: Bound,
-    pub partition: u16,
+    /// The CRL partition the certificate names.
+    pub partition: Scope,
     /// The serial this certificate superseded, if any.
     pub superseded: Option<String>,
     pub pem: String,
@@ -78,7 +79,9 @@ struct Prepared {
     serial: Vec<u8>,
     not_after: OffsetDateTime,
     bound: Bound,
-    partition: u16,
+    partition: Scope,
+    /// The partition had no CRL yet when the issuance was prepared.
+    new_partition: bool,
     record: CertRecord,
     /// The sequential counter value the serial came from (0 for a random serial).
     counter: u64,
@@ -208,6 +211,11 @@ impl Authority {
             },
         )?;
         let (serial, counter) = self.new_serial(h)?;
+        // The CRL partition, fixed now for the certificate's life: the holder's
+        // municipality at issuance (or the serial's partition under the old scheme).
+        let place = Municipality::new(&resident.prefecture, &resident.municipality)?;
+        let partition = self.policy.new_partition(&serial, &place);
+        let new_partition = self.storage.crl_state(h, partition.clone())?.is_none();
         let cn = self.opaque_id(now)?;
         let holder = match h {
             Hierarchy::Signing => Holder::Signing {
@@ -227,7 +235,7 @@ impl Authority {
             key_id: &root.key_id,
             serial: &root.serial,
         };
-        let tbs = profile::leaf_tbs(&self.policy, &holder, &cn, w, &csr.spki, issuer)?;
+        let tbs = profile::leaf_tbs(&self.policy, &holder, &cn, w, &partition, &csr.spki, issuer)?;
         let shape = match holder {
             Holder::Signing { attributes, .. } => Shape::Signing { attributes },
             Holder::Auth => Shape::Auth,
@@ -239,6 +247,7 @@ impl Authority {
                 hierarchy: h,
                 shape,
                 issuer: Some(issuer),
+                crl: Some(&partition),
             },
         )?;
         let signer = self.signer(h)?;
@@ -249,13 +258,12 @@ impl Authority {
         // verification here would only repeat that check; the tests verify issued
         // certificates with OpenSSL and x509-parser.
         let der = profile::assemble(&tbs, &sig)?;
-        let partition = self.policy.partition_of(&serial);
         let record = CertRecord {
             hierarchy: h,
             serial: serial.clone(),
             kind: CertKind::of(h),
             holder: Some(resident_id.to_owned()),
-            partition: Some(partition),
+            partition: Some(partition.clone()),
             not_before: now,
             not_after,
             der: der.clone(),
@@ -271,6 +279,7 @@ impl Authority {
             not_after,
             bound,
             partition,
+            new_partition,
             record,
             counter,
             previous,
@@ -346,6 +355,12 @@ impl Authority {
         bumped.current.insert(p.h, serial_hex(&p.serial));
         t.put_resident(&bumped)?;
         t.add_certificate(&p.record, Some(&p.fp))?;
+        // A municipal partition comes into being with its first certificate: flagged dirty,
+        // the publisher publishes its (empty) CRL, so that relying parties find one. Setting
+        // the flag twice (two first issuances at once) is harmless.
+        if p.new_partition {
+            t.set_crl_dirty(p.h, p.partition.clone())?;
+        }
         if p.counter > 0 {
             t.note_serial(p.h, p.counter)?;
         }

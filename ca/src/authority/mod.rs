@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use policies::profile::Scope;
 use policies::{profile, Hierarchy, Policy};
 
 use crate::clock::Clock;
@@ -79,7 +80,8 @@ pub struct Authority {
 /// `jpki serve` replaces the OCSP answer and wakes the CRL publisher here (the CRL partition
 /// itself was marked dirty by the revocation's own transaction).
 pub trait Listener: Send + Sync {
-    fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], partition: Option<u16>);
+    /// `scope` is the CRL the certificate is listed on (its partition, or the CA-level CRL).
+    fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], scope: &Scope);
     /// A hierarchy's delegated OCSP signer was renewed (durable, files in place): the
     /// responder signs with `signer` from now on. Does nothing unless a server listens.
     fn ocsp_signer_renewed(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
@@ -203,7 +205,7 @@ impl Authority {
 
     fn notify(&self, c: &CertRecord) {
         if let Some(l) = self.listener.get() {
-            l.revoked(c.hierarchy, &c.serial, c.partition);
+            l.revoked(c.hierarchy, &c.serial, &crate::storage::scope_of(c));
         }
     }
 

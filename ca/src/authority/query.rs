@@ -25,7 +25,7 @@ pub struct CertView {
     #[serde(with = "time::serde::rfc3339::option")]
     pub invalidity_date: Option<OffsetDateTime>,
     pub holder: Option<String>,
-    pub partition: Option<u16>,
+    pub partition: Option<policies::profile::Scope>,
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -261,7 +261,7 @@ impl Authority {
             revoked_at: s.since,
             invalidity_date: s.invalidity,
             holder: c.holder.clone(),
-            partition: c.partition,
+            partition: c.partition.clone(),
             not_before: c.not_before,
             not_after: c.not_after,
             pem: c.pem(),

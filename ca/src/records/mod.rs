@@ -57,8 +57,10 @@ pub struct CertRecord {
     pub serial: Vec<u8>,
     pub kind: CertKind,
     pub holder: Option<String>,
-    /// CRL partition; `None` for CA-level certificates (root, OCSP signer).
-    pub partition: Option<u16>,
+    /// The CRL partition the certificate names (fixed at issuance: a municipal partition,
+    /// or a serial partition for certificates issued under `crl.partition_by = "serial"` or
+    /// before municipal partitions); `None` for CA-level certificates (root, OCSP signer).
+    pub partition: Option<policies::profile::Scope>,
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]

@@ -91,6 +91,7 @@ macro_rules! storage_conformance {
             key_owners,
             status_lifecycle,
             revoked_listing,
+            municipal_partitions,
             many_entries_stream_in_order,
             callbacks_may_use_the_store,
             dirty_marking,
@@ -171,6 +172,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("key_owners", key_owners::<S>),
         ("status_lifecycle", status_lifecycle::<S>),
         ("revoked_listing", revoked_listing::<S>),
+        ("municipal_partitions", municipal_partitions::<S>),
         (
             "many_entries_stream_in_order",
             many_entries_stream_in_order::<S>,
@@ -333,7 +335,7 @@ pub fn holder_cert(h: Hierarchy, serial: &[u8], holder: &str, partition: u16) ->
         serial: serial.to_vec(),
         kind: CertKind::of(h),
         holder: Some(holder.to_owned()),
-        partition: Some(partition),
+        partition: Some(Scope::Partition(partition)),
         not_before: at(0),
         not_after: at(86_400 * 365),
         der: certificate_der(&seed),
@@ -536,9 +538,35 @@ fn all_scopes() -> Vec<(Hierarchy, Scope)> {
         for p in [0, 1, 2, 3, 7] {
             out.push((h, Scope::Partition(p)));
         }
+        for (pref, muni) in PLACES {
+            out.push((h, place(pref, muni)));
+        }
         out.push((h, Scope::Ca));
     }
     out
+}
+
+/// Municipal partitions the checks use: names that are prefixes of one another, the same
+/// municipality name in two prefectures, Japanese names.
+const PLACES: [(&str, &str); 5] = [
+    ("Ibaraki-ken", "Tsukuba-shi"),
+    ("Ibaraki-ken", "Tsukuba"),
+    ("Ibaraki-ken", "Tsukubamirai-shi"),
+    ("Ibaraki", "Tsukuba-shi"),
+    ("東京都", "千代田区"),
+];
+
+/// The municipal partition of a place.
+pub fn place(prefecture: &str, municipality: &str) -> Scope {
+    Scope::Municipal(policies::Municipality::new(prefecture, municipality).expect("a valid place"))
+}
+
+/// A holder's certificate of `h` on a municipal partition.
+pub fn municipal_cert(h: Hierarchy, serial: &[u8], holder: &str, scope: &Scope) -> CertRecord {
+    CertRecord {
+        partition: Some(scope.clone()),
+        ..holder_cert(h, serial, holder, 0)
+    }
 }
 
 /// Names that [`observe`] looks up besides what it can list.
@@ -579,14 +607,15 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
     for (h, scope) in all_scopes() {
         out.push(format!(
             "crl {h} {scope:?}: {:?}",
-            revoked_list(s, h, scope)
+            revoked_list(s, h, scope.clone())
         ));
         out.push(format!(
             "crl state {h} {scope:?}: {:?}",
-            ok(s.crl_state(h, scope))
+            ok(s.crl_state(h, scope.clone()))
         ));
     }
     out.push(format!("dirty: {:?}", ok(s.dirty_partitions())));
+    out.push(format!("crl scopes: {:?}", ok(s.crl_scopes())));
     for id in p.residents {
         out.push(format!(
             "resident {id}: {:?}",
@@ -633,7 +662,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
         for (h, scope) in all_scopes() {
             v.push(format!(
                 "tx dirty {h} {scope:?}: {}",
-                t.crl_dirty(h, scope)?
+                t.crl_dirty(h, scope.clone())?
             ));
         }
         for (pf, name) in p.sp_names {
@@ -861,6 +890,106 @@ pub fn status_lifecycle<S: Storage>(s: &S) {
     assert_eq!(ok(s.holder_certificates("R1"))[0].1, StatusRecord::GOOD);
 }
 
+/// Municipal partitions beside serial ones (a store made before municipal partitions, with
+/// certificates issued since): each lists its own entries only, in serial order — names
+/// that are prefixes of one another or repeat across prefectures do not bleed —, certificate
+/// records keep their partition, dirty flags and CRL state work per partition, and
+/// `crl_scopes` lists every CRL with a state or a flag in [`Scope`]'s order.
+pub fn municipal_partitions<S: Storage>(s: &S) {
+    let scopes: Vec<Scope> = PLACES.iter().map(|(p, m)| place(p, m)).collect();
+    let mut certs = Vec::new();
+    for (i, scope) in scopes.iter().enumerate() {
+        for (j, h) in Hierarchy::ALL.into_iter().enumerate() {
+            let i = u8::try_from(i).expect("few places");
+            let j = u8::try_from(j).expect("two hierarchies");
+            // Serials repeat across hierarchies, as sequential serials do.
+            for serial in [vec![0x10 + i, 0x01], vec![0x10 + i], vec![0x05, i, j]] {
+                certs.push(municipal_cert(h, &serial, &format!("R{i}"), scope));
+            }
+        }
+    }
+    let old = holder_cert(SIGNING, &[0x66, 0x01], "R9", 7);
+    let good = municipal_cert(SIGNING, &[0x7F], "R1", &scopes[0]);
+    let mut all: Vec<&CertRecord> = certs.iter().collect();
+    all.extend([&old, &good]);
+    add(s, &all);
+    for c in &all {
+        let back = ok(s.certificate(c.hierarchy, &c.serial)).expect("stored");
+        assert_eq!(
+            back.partition, c.partition,
+            "the record keeps its partition"
+        );
+    }
+    let rev = revoked(Reason::KeyCompromise, 10);
+    let hold = held(20);
+    commit(s, &|t| {
+        for (k, c) in certs.iter().enumerate() {
+            t.set_status(c, if k % 2 == 0 { &rev } else { &hold })?;
+        }
+        t.set_status(&old, &rev)
+    });
+    for (i, scope) in scopes.iter().enumerate() {
+        for h in Hierarchy::ALL {
+            let mut want: Vec<Revoked> = certs
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.hierarchy == h && c.partition.as_ref() == Some(scope))
+                .map(|(k, c)| entry(c, if k % 2 == 0 { &rev } else { &hold }))
+                .collect();
+            want.sort_by(|a, b| a.serial.cmp(&b.serial));
+            assert_eq!(want.len(), 3, "{h} {scope:?}");
+            assert_eq!(
+                revoked_list(s, h, scope.clone()),
+                want,
+                "{h} {} ({i}): its own entries, in serial order",
+                scope.path()
+            );
+        }
+    }
+    assert_eq!(
+        revoked_list(s, SIGNING, Scope::Partition(7)),
+        vec![entry(&old, &rev)],
+        "the serial partition of a certificate issued under the old scheme"
+    );
+    assert!(revoked_list(s, SIGNING, place("Ibaraki-ken", "Mito-shi")).is_empty());
+    assert!(revoked_list(s, SIGNING, Scope::Ca).is_empty());
+
+    // Dirty flags: every partition that got an entry, in Scope order (serial partitions,
+    // municipal partitions by prefecture then municipality, then the CA-level CRL).
+    let mut want: Vec<(Hierarchy, Scope)> = Hierarchy::ALL
+        .into_iter()
+        .flat_map(|h| scopes.iter().map(move |sc| (h, sc.clone())))
+        .chain([(SIGNING, Scope::Partition(7))])
+        .collect();
+    want.sort();
+    assert_eq!(ok(s.dirty_partitions()), want);
+    assert_eq!(ok(s.crl_scopes()), want, "dirty CRLs are known CRLs");
+    for (h, sc) in &want {
+        commit(s, &|t| {
+            t.put_crl_state(*h, sc.clone(), format!("{h} {}", sc.path()).as_bytes())?;
+            t.clear_crl_dirty(*h, sc.clone())
+        });
+    }
+    assert_eq!(ok(s.dirty_partitions()), vec![]);
+    assert_eq!(ok(s.crl_scopes()), want, "published CRLs stay known");
+    for (h, sc) in &want {
+        assert_eq!(
+            ok(s.crl_state(*h, sc.clone())),
+            Some(format!("{h} {}", sc.path()).into_bytes())
+        );
+    }
+    let new = place("Ibaraki-ken", "Mito-shi");
+    commit(s, &|t| t.set_crl_dirty(AUTH, new.clone()));
+    assert_eq!(ok(s.dirty_partitions()), vec![(AUTH, new.clone())]);
+    assert!(ok(s.crl_scopes()).contains(&(AUTH, new.clone())));
+    assert_eq!(ok(s.crl_state(AUTH, new)), None);
+    // A good certificate is on no list; the indexes agree.
+    assert!(!revoked_list(s, SIGNING, scopes[0].clone())
+        .iter()
+        .any(|r| r.serial == good.serial));
+    assert_eq!(ok(s.check_consistency()), all.len() as u64);
+}
+
 /// for_each_revoked: by hierarchy and CRL (partition or CA-level), in serial order.
 pub fn revoked_listing<S: Storage>(s: &S) {
     let p3: Vec<CertRecord> = [&[0x30][..], &[0x05][..], &[0x20, 0x00][..], &[0x20][..]]
@@ -871,7 +1000,8 @@ pub fn revoked_listing<S: Storage>(s: &S) {
     let p4 = holder_cert(SIGNING, &[0x40], "R2", 4);
     let p2 = holder_cert(SIGNING, &[0x21], "R2", 2);
     let p0 = holder_cert(SIGNING, &[0x01], "R3", 0);
-    let high = holder_cert(SIGNING, &[0x02], "R3", u16::MAX - 1);
+    // The highest serial partition the policy allows (crl.partitions ≤ 4096).
+    let high = holder_cert(SIGNING, &[0x02], "R3", 4095);
     let auth_p3 = holder_cert(AUTH, &[0x31], "R1", 3);
     let ca_s = ca_cert(SIGNING, &[0x60]);
     let ca_a = ca_cert(AUTH, &[0x61]);
@@ -892,8 +1022,8 @@ pub fn revoked_listing<S: Storage>(s: &S) {
         t.set_status(&ca_s, &ca_rev)?;
         t.set_status(&ca_a, &ca_rev)
     });
-    let serials = |h, scope| -> Vec<Vec<u8>> {
-        revoked_list(s, h, scope)
+    let serials = |h, scope: Scope| -> Vec<Vec<u8>> {
+        revoked_list(s, h, scope.clone())
             .into_iter()
             .map(|r| r.serial)
             .collect()
@@ -922,7 +1052,7 @@ pub fn revoked_listing<S: Storage>(s: &S) {
         vec![entry(&p0, &rev)]
     );
     assert_eq!(
-        revoked_list(s, SIGNING, Scope::Partition(u16::MAX - 1)),
+        revoked_list(s, SIGNING, Scope::Partition(4095)),
         vec![entry(&high, &rev)]
     );
     assert_eq!(
@@ -941,7 +1071,7 @@ pub fn revoked_listing<S: Storage>(s: &S) {
     for (h, p) in [
         (SIGNING, 1),
         (SIGNING, 5),
-        (SIGNING, u16::MAX - 2),
+        (SIGNING, 4094),
         (AUTH, 0),
         (AUTH, 4),
     ] {
@@ -1041,20 +1171,20 @@ pub fn dirty_marking<S: Storage>(s: &S) {
     let ca = ca_cert(AUTH, &[0x02]);
     add(s, &[&c, &a, &ca]);
     assert!(ok(s.dirty_partitions()).is_empty());
-    let clear = |h, scope| commit(s, &|t| t.clear_crl_dirty(h, scope));
+    let clear = |h, scope: Scope| commit(s, &|t| t.clear_crl_dirty(h, scope.clone()));
 
     commit(s, &|t| {
         for (h, scope) in all_scopes() {
             assert!(
-                !t.crl_dirty(h, scope)?,
+                !t.crl_dirty(h, scope.clone())?,
                 "{h} {scope:?} dirty before anything"
             );
         }
         t.set_status(&c, &revoked(Reason::KeyCompromise, 1))?;
         for (h, scope) in all_scopes() {
-            let want = (h, scope) == (SIGNING, Scope::Partition(3));
+            let want = h == SIGNING && scope == Scope::Partition(3);
             assert_eq!(
-                t.crl_dirty(h, scope)?,
+                t.crl_dirty(h, scope.clone())?,
                 want,
                 "{h} {scope:?} in the same body"
             );
@@ -1110,8 +1240,8 @@ pub fn dirty_marking<S: Storage>(s: &S) {
         (SIGNING, Scope::Partition(256)),
     ];
     commit(s, &|t| {
-        for (h, scope) in marks {
-            t.set_crl_dirty(h, scope)?;
+        for (h, scope) in marks.clone() {
+            t.set_crl_dirty(h, scope.clone())?;
         }
         t.set_crl_dirty(SIGNING, Scope::Partition(2))
     });
@@ -1159,14 +1289,14 @@ pub fn dirty_marking<S: Storage>(s: &S) {
 /// put_crl_state and crl_state, per (hierarchy, scope).
 pub fn crl_state<S: Storage>(s: &S) {
     for (h, scope) in all_scopes() {
-        assert_eq!(ok(s.crl_state(h, scope)), None);
+        assert_eq!(ok(s.crl_state(h, scope.clone())), None);
     }
     commit(s, &|t| {
         t.put_crl_state(SIGNING, Scope::Partition(0), b"one")
     });
     for (h, scope) in all_scopes() {
-        let want = ((h, scope) == (SIGNING, Scope::Partition(0))).then(|| b"one".to_vec());
-        assert_eq!(ok(s.crl_state(h, scope)), want, "{h} {scope:?}");
+        let want = (h == SIGNING && scope == Scope::Partition(0)).then(|| b"one".to_vec());
+        assert_eq!(ok(s.crl_state(h, scope.clone())), want, "{h} {scope:?}");
     }
     let binary = vec![0u8, 0xFF, b'/', b'd', 0, 1];
     commit(s, &|t| {

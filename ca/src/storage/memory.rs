@@ -211,18 +211,21 @@ impl Storage for MemoryStorage {
         scope: Scope,
         each: &mut dyn FnMut(Revoked) -> Result<()>,
     ) -> Result<()> {
-        let from = (h, scope, Vec::new());
         // Serials are unbounded byte strings: the scope ends before the next scope's start.
-        let to = match scope {
-            Scope::Partition(p) if p < u16::MAX => {
+        let to = match &scope {
+            Scope::Partition(p) if *p < u16::MAX => {
                 Bound::Excluded((h, Scope::Partition(p + 1), Vec::new()))
             }
             Scope::Partition(_) => Bound::Excluded((h, Scope::Ca, Vec::new())),
+            Scope::Municipal(m) => {
+                Bound::Excluded((h, Scope::Municipal(m.range_end()), Vec::new()))
+            }
             Scope::Ca => match Hierarchy::ALL.iter().find(|n| **n > h) {
                 Some(next) => Bound::Excluded((*next, Scope::Partition(0), Vec::new())),
                 None => Bound::Unbounded,
             },
         };
+        let from = (h, scope, Vec::new());
         self.stream(
             |t| &t.revoked,
             Bound::Included(from),
@@ -236,7 +239,15 @@ impl Storage for MemoryStorage {
     }
 
     fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
-        self.read(|t| t.dirty.keys().copied().collect())
+        self.read(|t| t.dirty.keys().cloned().collect())
+    }
+
+    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+        self.read(|t| {
+            let all: std::collections::BTreeSet<_> =
+                t.dirty.keys().chain(t.crl_state.keys()).cloned().collect();
+            all.into_iter().collect()
+        })
     }
 
     fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
@@ -668,7 +679,7 @@ impl Tx for MemoryTx<'_> {
         let entry = revoked_entry(c, status)?;
         self.set(
             |t| &mut t.revoked,
-            (c.hierarchy, scope, c.serial.clone()),
+            (c.hierarchy, scope.clone(), c.serial.clone()),
             entry,
         );
         self.set_crl_dirty(c.hierarchy, scope)

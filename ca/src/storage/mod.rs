@@ -159,6 +159,11 @@ pub trait Storage: Send + Sync {
     fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>>;
     /// The CRL publisher's state of one CRL (its own encoding: number, last publication).
     fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>>;
+    /// Every CRL with a publisher's state or a dirty flag, in order: what the publisher
+    /// keeps publishing besides the scopes the policy names (municipal partitions come into
+    /// being with their first certificate, [`Tx::set_crl_dirty`]; serial partitions of a
+    /// store made before municipal partitions keep being published from their state).
+    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>>;
 
     // ----- the resident register ---------------------------------------------------------
 
@@ -324,7 +329,7 @@ pub fn audit(
 
 /// The CRL a certificate is listed on when revoked: its partition, or the CA-level CRL.
 pub fn scope_of(c: &CertRecord) -> Scope {
-    c.partition.map_or(Scope::Ca, Scope::Partition)
+    c.partition.clone().unwrap_or(Scope::Ca)
 }
 
 /// The [`KeyFingerprint`] of a SubjectPublicKeyInfo (DER).

@@ -6,7 +6,7 @@
 //! | certs | hierarchy · serial | [`CertRecord`]: format byte · JSON head · DER ([`cert_to_store`]) |
 //! | by_holder | holder id · 0x00 · hierarchy · serial | empty |
 //! | status | hierarchy · serial | [`StatusRecord`] (JSON) |
-//! | revoked | hierarchy · scope (u16 BE, 0xFFFF = CA-level) · serial | [`RevokedEntry`] (fixed 26 bytes) |
+//! | revoked | hierarchy · scope ([`scope_key`]: u16 BE partition, 0xFFFE · prefecture · 0 · municipality · 0, or 0xFFFF = CA-level) · serial | [`RevokedEntry`] (fixed 26 bytes) |
 //! | keys | SHA-256 of the SubjectPublicKeyInfo | holder id · 0x00 · hierarchy |
 //! | residents | holder id | [`Resident`] (JSON) |
 //! | scheduled | due time (i64 BE, unix seconds) · holder id | event kind (`emigrate`) |
@@ -95,7 +95,7 @@ struct CertHead {
     serial: Vec<u8>,
     kind: CertKind,
     holder: Option<String>,
-    partition: Option<u16>,
+    partition: Option<Scope>,
     #[serde(with = "time::serde::rfc3339")]
     not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -109,7 +109,7 @@ impl From<&CertRecord> for CertHead {
             serial: c.serial.clone(),
             kind: c.kind,
             holder: c.holder.clone(),
-            partition: c.partition,
+            partition: c.partition.clone(),
             not_before: c.not_before,
             not_after: c.not_after,
         }
@@ -214,31 +214,59 @@ pub(crate) fn raise_counter(t: &dyn Txn, h: Hierarchy, n: u64) -> TxResult<()> {
 
 /// Scope code of the CA-level CRL.
 pub const CA_SCOPE: u16 = 0xFFFF;
-
-pub fn scope_code(scope: Scope) -> u16 {
-    match scope {
-        Scope::Partition(p) => p,
-        Scope::Ca => CA_SCOPE,
-    }
-}
-
-pub fn scope_of_code(code: u16) -> Scope {
-    if code == CA_SCOPE {
-        Scope::Ca
-    } else {
-        Scope::Partition(code)
-    }
-}
+/// Scope code of a municipal partition, followed by its names.
+pub const MUNICIPAL_SCOPE: u16 = 0xFFFE;
 
 /// `hierarchy · scope`: the prefix of a CRL's revoked entries, and its state's key in `crl`.
-pub fn scope_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
+/// The scope is a u16 BE code: a serial partition's number (the policy allows up to 4096),
+/// [`MUNICIPAL_SCOPE`] followed by `prefecture · 0x00 · municipality · 0x00` (names have no
+/// control characters, so the terminator keeps byte order equal to [`Scope`]'s order and no
+/// scope's key is a prefix of another's), or [`CA_SCOPE`]. Keys written before municipal
+/// partitions (serial partitions and the CA-level CRL) are unchanged.
+pub fn scope_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
     let mut k = vec![h.tag()];
-    k.extend_from_slice(&scope_code(scope).to_be_bytes());
+    match scope {
+        Scope::Partition(p) => {
+            debug_assert!(*p < MUNICIPAL_SCOPE, "serial partition {p} out of range");
+            k.extend_from_slice(&p.to_be_bytes());
+        }
+        Scope::Municipal(m) => {
+            k.extend_from_slice(&MUNICIPAL_SCOPE.to_be_bytes());
+            for name in [m.prefecture(), m.municipality()] {
+                k.extend_from_slice(name.as_bytes());
+                k.push(0);
+            }
+        }
+        Scope::Ca => k.extend_from_slice(&CA_SCOPE.to_be_bytes()),
+    }
     k
 }
 
+/// Reads a whole [`scope_key`] back; `None` if `k` is not exactly one.
+pub fn split_scope_key(k: &[u8]) -> Option<(Hierarchy, Scope)> {
+    let (&tag, rest) = k.split_first()?;
+    let h = Hierarchy::from_tag(tag)?;
+    let (code, names) = rest.split_at_checked(2)?;
+    let code = u16::from_be_bytes([code[0], code[1]]);
+    let scope = match code {
+        CA_SCOPE if names.is_empty() => Scope::Ca,
+        MUNICIPAL_SCOPE => {
+            let names = names.strip_suffix(&[0])?;
+            let (p, m) = names.split_at(names.iter().position(|b| *b == 0)?);
+            let (p, m) = (
+                std::str::from_utf8(p).ok()?,
+                std::str::from_utf8(&m[1..]).ok()?,
+            );
+            Scope::Municipal(policies::Municipality::new(p, m).ok()?)
+        }
+        p if p < MUNICIPAL_SCOPE && names.is_empty() => Scope::Partition(p),
+        _ => return None,
+    };
+    Some((h, scope))
+}
+
 /// `hierarchy · scope · serial`.
-pub fn revoked_key(h: Hierarchy, scope: Scope, serial: &[u8]) -> Vec<u8> {
+pub fn revoked_key(h: Hierarchy, scope: &Scope, serial: &[u8]) -> Vec<u8> {
     let mut k = scope_key(h, scope);
     k.extend_from_slice(serial);
     k
@@ -247,7 +275,7 @@ pub fn revoked_key(h: Hierarchy, scope: Scope, serial: &[u8]) -> Vec<u8> {
 const DIRTY: &[u8] = b"/dirty";
 
 /// The `crl` key set while a CRL is dirty.
-pub fn dirty_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
+pub fn dirty_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
     let mut k = scope_key(h, scope);
     k.extend_from_slice(DIRTY);
     k
@@ -255,12 +283,7 @@ pub fn dirty_key(h: Hierarchy, scope: Scope) -> Vec<u8> {
 
 /// The CRL a `crl` key marks dirty, if it is a dirty flag.
 pub fn split_dirty_key(k: &[u8]) -> Option<(Hierarchy, Scope)> {
-    let body = k.strip_suffix(DIRTY)?;
-    let [tag, a, b] = body else { return None };
-    Some((
-        Hierarchy::from_tag(*tag)?,
-        scope_of_code(u16::from_be_bytes([*a, *b])),
-    ))
+    split_scope_key(k.strip_suffix(DIRTY)?)
 }
 
 // ----- revoked entries --------------------------------------------------------------
@@ -514,7 +537,7 @@ mod tests {
             serial: vec![0x4c, 0x0c, 0x27],
             kind: CertKind::Signing,
             holder: Some("R0123".into()),
-            partition: Some(7),
+            partition: Some(Scope::Partition(7)),
             not_before: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
             not_after: OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
             der: vec![0x30, 0x82, 0x01, 0x00, 0xAA, 0xBB],

@@ -168,7 +168,7 @@ impl Storage for SledStorage {
         scope: Scope,
         each: &mut dyn FnMut(Revoked) -> Result<()>,
     ) -> Result<()> {
-        let prefix = l::scope_key(h, scope);
+        let prefix = l::scope_key(h, &scope);
         for item in self.kv.scan(Table::Revoked, &prefix) {
             let (k, v) = item?;
             each(Revoked {
@@ -189,7 +189,22 @@ impl Storage for SledStorage {
     }
 
     fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
-        self.kv.get(Table::Crl, &l::scope_key(h, scope))
+        self.kv.get(Table::Crl, &l::scope_key(h, &scope))
+    }
+
+    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+        // `crl` holds each CRL's state under its scope key and its dirty flag under the
+        // scope key + `/dirty`: both name the CRL.
+        let mut out = std::collections::BTreeSet::new();
+        for item in self.kv.scan(Table::Crl, b"") {
+            let (k, _) = item?;
+            let scope = l::split_dirty_key(&k).or_else(|| l::split_scope_key(&k));
+            out.insert(
+                scope
+                    .ok_or_else(|| Error::Store(format!("corrupt CRL key {}", hex::encode(&k))))?,
+            );
+        }
+        Ok(out.into_iter().collect())
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
@@ -306,7 +321,7 @@ impl Storage for SledStorage {
                 Some(b) => l::status_from_store(&b)?,
                 None => return Err(broken(format!("{hexs} has no status"))),
             };
-            let rk = l::revoked_key(c.hierarchy, crate::storage::scope_of(&c), &c.serial);
+            let rk = l::revoked_key(c.hierarchy, &crate::storage::scope_of(&c), &c.serial);
             let listed = self
                 .kv
                 .get(Table::Revoked, &rk)?
@@ -403,7 +418,7 @@ impl Tx for SledTx<'_> {
     }
 
     fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
-        Ok(self.0.get(Table::Crl, &l::dirty_key(h, scope))?.is_some())
+        Ok(self.0.get(Table::Crl, &l::dirty_key(h, &scope))?.is_some())
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
@@ -483,7 +498,7 @@ impl Tx for SledTx<'_> {
             &l::cert_key(c.hierarchy, &c.serial),
             &l::status_to_store(status)?,
         )?;
-        let rk = l::revoked_key(c.hierarchy, scope, &c.serial);
+        let rk = l::revoked_key(c.hierarchy, &scope, &c.serial);
         match crate::storage::revoked_entry(c, status)? {
             Some(entry) => self
                 .0
@@ -526,15 +541,15 @@ impl Tx for SledTx<'_> {
     }
 
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
-        self.0.insert(Table::Crl, &l::dirty_key(h, scope), b"1")
+        self.0.insert(Table::Crl, &l::dirty_key(h, &scope), b"1")
     }
 
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
-        self.0.remove(Table::Crl, &l::dirty_key(h, scope))
+        self.0.remove(Table::Crl, &l::dirty_key(h, &scope))
     }
 
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
-        self.0.insert(Table::Crl, &l::scope_key(h, scope), state)
+        self.0.insert(Table::Crl, &l::scope_key(h, &scope), state)
     }
 
     fn put_operator(&self, op: &Operator) -> Result<()> {
