@@ -724,6 +724,10 @@ impl Verifier {
                 let url = crate::crl::crl_url(leaf)?;
                 crl((self.fetch)(&url, None)?, format!("CRL {url}"))
             }
+            StatusSource::CrlIndex(at) => {
+                let (der, from) = crate::crl::from_index(at, leaf, &self.fetch)?;
+                crl(der, from)
+            }
             StatusSource::Stored(info) => match info.kind {
                 RevocationKind::Crl => crl(info.der.clone(), "kept CRL".into()),
                 RevocationKind::Ocsp => {

@@ -337,7 +337,7 @@ impl Authority {
                 Some((r, _)) => {
                     l.ocsp_signer_compromised(h, signer);
                     // The revoked signer goes on the hierarchy's CA-level CRL.
-                    l.revoked(h, &r.serial, None);
+                    l.revoked(h, &r.serial, &policies::profile::Scope::Ca);
                 }
                 None => l.ocsp_signer_renewed(h, signer),
             }
