@@ -11,6 +11,7 @@
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "the storage authority's tables", V1),
     (2, "the blocklist of compromised keys", V2),
+    (3, "platform usage counters", V3),
 ];
 
 /// The version this binary brings a database to.
@@ -206,5 +207,19 @@ CREATE TABLE writer_lock ();
 const V2: &str = r#"
 CREATE TABLE blocked_keys (
     fingerprint bytea PRIMARY KEY CHECK (octet_length(fingerprint) = 32)
+);
+"#;
+
+/// Version 3: the platform API's usage counters (checks per month, PF, SP, endpoint and
+/// certificate type), added to by each recorded call.
+const V3: &str = r#"
+CREATE TABLE usage_counts (
+    month     text   COLLATE "C" NOT NULL,
+    pf        text   COLLATE "C" NOT NULL,
+    sp        text   COLLATE "C" NOT NULL,
+    endpoint  text   COLLATE "C" NOT NULL,
+    cert_type text   COLLATE "C" NOT NULL,
+    count     bigint NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (month, pf, sp, endpoint, cert_type)
 );
 "#;

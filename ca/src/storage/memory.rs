@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
-use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
@@ -70,6 +70,21 @@ struct Tables {
     access: BTreeMap<(String, i128, u64), Access>,
     /// Public keys refused forever (revoked for keyCompromise).
     blocked_keys: BTreeMap<KeyFingerprint, ()>,
+    /// Month, PF, SP, endpoint, certificate type → count.
+    usage: BTreeMap<UsageKey, u64>,
+}
+
+/// The key of a usage counter.
+type UsageKey = (String, String, String, String, String);
+
+fn usage_key(u: &Usage) -> UsageKey {
+    (
+        u.month.clone(),
+        u.pf.clone(),
+        u.sp.clone(),
+        u.endpoint.clone(),
+        u.cert_type.clone(),
+    )
 }
 
 /// The in-memory storage authority (see the module docs).
@@ -325,6 +340,51 @@ impl Storage for MemoryStorage {
 
     fn access_count(&self) -> Result<u64> {
         self.read(|t| t.access.len() as u64)
+    }
+
+    fn sp_consents(&self, sp: &str, after: Option<&str>, limit: usize) -> Result<Vec<Consent>> {
+        let t = self.lock()?;
+        let from = (sp.to_owned(), after.unwrap_or_default().to_owned());
+        let lower = match after {
+            Some(_) => Bound::Excluded(from),
+            None => Bound::Included(from),
+        };
+        t.nonces
+            .range((lower, Bound::Unbounded))
+            .take_while(|((s, _), _)| s == sp)
+            .take(limit)
+            .map(|(_, id)| {
+                t.consents
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| Error::Store(format!("nonce index names a missing {id}")))
+            })
+            .collect()
+    }
+
+    fn usage(&self, month: &str) -> Result<Vec<Usage>> {
+        self.read(|t| {
+            t.usage
+                .range(
+                    (
+                        month.to_owned(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )..,
+                )
+                .take_while(|(k, _)| k.0 == month)
+                .map(|((month, pf, sp, endpoint, cert_type), n)| Usage {
+                    month: month.clone(),
+                    pf: pf.clone(),
+                    sp: sp.clone(),
+                    endpoint: endpoint.clone(),
+                    cert_type: cert_type.clone(),
+                    count: *n,
+                })
+                .collect()
+        })
     }
 
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
@@ -600,6 +660,10 @@ impl Tx for MemoryTx<'_> {
         Ok(self.get(|t| &t.sp_names, &(pf.to_owned(), name.to_owned())))
     }
 
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        Ok(self.get(|t| &t.sps, id))
+    }
+
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
         Ok(self.get(|t| &t.consents, id))
     }
@@ -744,6 +808,16 @@ impl Tx for MemoryTx<'_> {
             (a.holder.clone(), a.at.unix_timestamp_nanos(), seq),
             Some(a.clone()),
         );
+        Ok(())
+    }
+
+    fn add_usage(&self, u: &Usage) -> Result<()> {
+        let key = usage_key(u);
+        let now = self.get(|t| &t.usage, &key).unwrap_or(0);
+        let total = now
+            .checked_add(u.count)
+            .ok_or_else(|| Error::Store("usage counter overflow".into()))?;
+        self.set(|t| &mut t.usage, key, Some(total));
         Ok(())
     }
 
