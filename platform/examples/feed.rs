@@ -159,7 +159,10 @@ async fn main() -> Res<()> {
         )?;
     }
     for (_, serial) in holders.iter().skip(tenth).take(tenth) {
-        a.hold(&ca::authority::parse_serial(serial)?, Some(Hierarchy::Signing))?;
+        a.hold(
+            &ca::authority::parse_serial(serial)?,
+            Some(Hierarchy::Signing),
+        )?;
     }
     let records = a.storage().audit_head()?.map_or(0, |h| h.seq + 1);
     eprintln!("store: {records} audit records; {tenth} moves and {tenth} holds to find");
@@ -190,7 +193,11 @@ async fn main() -> Res<()> {
         let t = Instant::now();
         let (mut since, mut n_pages, mut n_changes) = (String::from("0"), 0, 0);
         loop {
-            let v = get(&mut c, &format!("/v1/changes?sp={sp}&since={since}&limit=1000")).await?;
+            let v = get(
+                &mut c,
+                &format!("/v1/changes?sp={sp}&since={since}&limit=1000"),
+            )
+            .await?;
             n_pages += 1;
             n_changes += v["changes"].as_array().map_or(0, Vec::len);
             since = v["next"].as_str().ok_or("no next")?.to_owned();

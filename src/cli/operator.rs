@@ -729,4 +729,119 @@ mod tests {
         let none = access_log_output(&args, &serde_json::json!({"accesses": []})).unwrap();
         assert_eq!(none, "no access recorded\n");
     }
+
+    #[test]
+    fn sp_state_changes_name_the_sp_and_the_actor() {
+        let Sub::Sp(cmd) = parse(&["sp", "suspend", "--id", "SP01", "--actor", "alice"]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&cmd).unwrap(),
+            Request::SpSuspend { sp, actor } if sp == "SP01" && actor == "alice"));
+        let v = serde_json::json!({"id": "SP01", "name": "Bank", "state": "suspended",
+                                   "scopes": ["validity"]});
+        assert_eq!(
+            sp_output(&cmd, &v).unwrap(),
+            "service provider Bank (SP01) is suspended with validity\n"
+        );
+        for (verb, want) in [("resume", "pf-sp-resume"), ("remove", "pf-sp-remove")] {
+            let Sub::Sp(cmd) = parse(&["sp", verb, "--id", "SP01", "--actor", "bob"]) else {
+                panic!()
+            };
+            let req = serde_json::to_value(sp_request(&cmd).unwrap()).unwrap();
+            assert_eq!(req["op"], want);
+            assert_eq!(req["actor"], "bob");
+        }
+        let Sub::Sp(cmd) = parse(&[
+            "sp",
+            "rescope",
+            "--id",
+            "SP01",
+            "--scopes",
+            "successor,validity",
+            "--actor",
+            "c",
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&cmd).unwrap(),
+            Request::SpRescope { scopes, .. } if scopes == [Scope::Validity, Scope::Successor]));
+        let Sub::Sp(bad) = parse(&[
+            "sp", "rescope", "--id", "S", "--scopes", "all", "--actor", "c",
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&bad), Err(Error::UnknownScope(s)) if s == "all"));
+        let Sub::Sp(blank) = parse(&["sp", "remove", "--id", "S", "--actor", " "]) else {
+            panic!()
+        };
+        assert!(sp_request(&blank)
+            .unwrap_err()
+            .to_string()
+            .contains("--actor"));
+    }
+
+    #[test]
+    fn usage_report_prices_the_counts_under_the_tariff() {
+        #[derive(Parser)]
+        struct R {
+            #[command(subcommand)]
+            cmd: ReportCommand,
+        }
+        let report = |args: &[&str]| {
+            R::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
+                .unwrap()
+                .cmd
+        };
+        let v = serde_json::json!({"month": "2026-11", "usage": [
+            {"month": "2026-11", "pf": "PF1", "sp": "SP1", "endpoint": "validity",
+             "cert_type": "auth", "count": 10},
+            {"month": "2026-11", "pf": "PF1", "sp": "SP1", "endpoint": "validity",
+             "cert_type": "signing", "count": 3}]});
+        let csv = report_output(&report(&["usage", "--month", "2026-11", "--csv"]), &v).unwrap();
+        assert_eq!(
+            csv,
+            "month,pf,sp,endpoint,cert_type,count,unit_yen,list_yen,charged_yen\n\
+             2026-11,PF1,SP1,validity,auth,10,2,20,0\n\
+             2026-11,PF1,SP1,validity,signing,3,20,60,0\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tariff = dir.path().join("tariff.toml");
+        fs::write(
+            &tariff,
+            "signing_yen = 25\nauth_yen = 3\nzero_rated = false\n",
+        )
+        .unwrap();
+        let cmd = report(&[
+            "usage",
+            "--month",
+            "2026-11",
+            "--json",
+            "--tariff",
+            tariff.to_str().unwrap(),
+        ]);
+        let out: Value = serde_json::from_str(&report_output(&cmd, &v).unwrap()).unwrap();
+        assert_eq!(
+            out["total"],
+            serde_json::json!({"count": 13, "list_yen": 105, "charged_yen": 105})
+        );
+        assert_eq!(out["tariff"]["signing_yen"], 25);
+        let text = report_output(&report(&["usage", "--month", "2026-11"]), &v).unwrap();
+        assert!(
+            text.contains("zero-rated")
+                && text.contains("total\t13 checks\tlist 80 yen\tcharged 0 yen"),
+            "{text}"
+        );
+        // Bad input: a month that is not YYYY-MM, a tariff file with a typo.
+        for bad in ["2026-13", "26-11", "2026-1", "2026/11", "１９９９-01"] {
+            let e = report_request(&report(&["usage", "--month", bad])).unwrap_err();
+            assert!(e.to_string().contains("YYYY-MM"), "{bad}: {e}");
+        }
+        fs::write(
+            &tariff,
+            "signing_yen = 20\nauth_yen = 2\nzero_rate = true\n",
+        )
+        .unwrap();
+        let e = report_output(&cmd, &v).unwrap_err().to_string();
+        assert!(e.contains("not a tariff"), "{e}");
+    }
 }

@@ -185,7 +185,11 @@ fn the_validator_refuses_what_it_should() {
     let d = Doc(&doc);
     let t = serde_json::json!({"$ref": "#/components/schemas/T"});
     assert!(d
-        .check(&t, &serde_json::json!({"a": "2026-11-27T03:00:00Z", "b": null}), "$")
+        .check(
+            &t,
+            &serde_json::json!({"a": "2026-11-27T03:00:00Z", "b": null}),
+            "$"
+        )
         .is_empty());
     for bad in [
         serde_json::json!({"a": "yesterday"}),
@@ -198,7 +202,10 @@ fn the_validator_refuses_what_it_should() {
     }
     let o = serde_json::json!({"$ref": "#/components/schemas/O"});
     assert!(d.check(&o, &serde_json::json!("y"), "$").is_empty());
-    assert!(!d.check(&o, &serde_json::json!("x"), "$").is_empty(), "both match");
+    assert!(
+        !d.check(&o, &serde_json::json!("x"), "$").is_empty(),
+        "both match"
+    );
     let unknown = std::panic::catch_unwind(|| {
         Doc(&serde_json::json!({})).check(
             &serde_json::json!({"pattern": "a+"}),
