@@ -941,6 +941,21 @@ impl Storage for PgStorage {
         .collect()
     }
 
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()> {
+        // One month at a time: a month's counters are few (PFs × SPs × endpoints × types).
+        let months = self.query(
+            "SELECT DISTINCT month FROM usage_counts ORDER BY month",
+            &[],
+        )?;
+        for row in months {
+            let month: String = row.get(0);
+            for u in Storage::usage(self, &month)? {
+                each(u)?;
+            }
+        }
+        Ok(())
+    }
+
     fn usage(&self, month: &str) -> Result<Vec<Usage>> {
         self.query(
             "SELECT month, pf, sp, endpoint, cert_type, count FROM usage_counts WHERE month = $1 \

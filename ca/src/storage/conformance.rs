@@ -1755,6 +1755,15 @@ pub fn usage_counters<S: Storage>(s: &S) {
         "the failed body added nothing"
     );
     assert!(ok(s.usage("2026")).is_empty());
+    let mut all = Vec::new();
+    ok(s.for_each_usage(&mut |u| {
+        all.push(u);
+        Ok(())
+    }));
+    let mut want = ok(s.usage("2026-1"));
+    want.extend(ok(s.usage("2026-11")));
+    want.extend(ok(s.usage("2026-12")));
+    assert_eq!(all, want, "every month, in key order");
 }
 
 // ----- atomicity ---------------------------------------------------------------------------

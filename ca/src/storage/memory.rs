@@ -362,6 +362,24 @@ impl Storage for MemoryStorage {
             .collect()
     }
 
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()> {
+        // Copied out first: `each` may use the store.
+        let all = self.read(|t| {
+            t.usage
+                .iter()
+                .map(|((month, pf, sp, endpoint, cert_type), n)| Usage {
+                    month: month.clone(),
+                    pf: pf.clone(),
+                    sp: sp.clone(),
+                    endpoint: endpoint.clone(),
+                    cert_type: cert_type.clone(),
+                    count: *n,
+                })
+                .collect::<Vec<_>>()
+        })?;
+        all.into_iter().try_for_each(each)
+    }
+
     fn usage(&self, month: &str) -> Result<Vec<Usage>> {
         self.read(|t| {
             t.usage

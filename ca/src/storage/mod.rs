@@ -199,6 +199,9 @@ pub trait Storage: Send + Sync {
     /// The usage counters of one month (`YYYY-MM`), ordered by (PF, SP, endpoint,
     /// certificate type).
     fn usage(&self, month: &str) -> Result<Vec<Usage>>;
+    /// Every usage counter of every month, in (month, PF, SP, endpoint, certificate type)
+    /// order (what a copy of the store to another engine must carry over).
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()>;
 
     // ----- units of work -----------------------------------------------------------------
 

@@ -298,6 +298,14 @@ impl Storage for SledStorage {
         Ok(out)
     }
 
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()> {
+        for item in self.kv.scan(Table::Operators, b"u/") {
+            let (k, v) = item?;
+            each(l::usage_from_store(&k, &v)?)?;
+        }
+        Ok(())
+    }
+
     fn usage(&self, month: &str) -> Result<Vec<Usage>> {
         self.kv
             .scan(Table::Operators, &l::usage_prefix(month))
