@@ -314,6 +314,13 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
         n.access_entries += log.len() as u64;
         in_batches(to, &log, &|t, (seq, a)| t.append_access(a, *seq))?;
     }
+    // The platform's usage counters.
+    let mut usage = Vec::new();
+    from.for_each_usage(&mut |u| {
+        usage.push(u);
+        Ok(())
+    })?;
+    in_batches(to, &usage, &|t, u| t.add_usage(u))?;
     if n.access_entries != from.access_count()? {
         return Err(Error::Store(format!(
             "the source's access log has {} entries, {} of them by registered residents: \

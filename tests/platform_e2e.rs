@@ -172,6 +172,47 @@ fn a_bank_learns_of_a_move_with_the_holders_consent() {
         "{log}"
     );
 
+    // The platform operator's daily work through the admin socket of the running server:
+    // the month's usage, then the SP suspended (its calls refused), resumed, removed.
+    let log = env.json(&["resident", "access-log", "--id", &id]);
+    let month = log["accesses"][0]["at"].as_str().unwrap()[..7].to_owned();
+    let usage = env.ok(&["report", "usage", "--month", &month, "--csv"]);
+    assert!(
+        usage.contains(&format!(",{sp},validity,signing,1,20,20,0")),
+        "{usage}"
+    );
+    env.fails(&["report", "usage", "--month", "2026-13"], "YYYY-MM");
+    let v = env.json(&["sp", "suspend", "--id", &sp, "--actor", "ops"]);
+    assert_eq!(v["state"], "suspended", "{v}");
+    env.fails(
+        &["sp", "suspend", "--id", &sp, "--actor", "ops"],
+        "already suspended",
+    );
+    let check = serde_json::json!({"sp": sp, "certificates": [sign["pem"]]});
+    let (code, v) = post("/v1/validity", &check);
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("sp_suspended")),
+        "{v}"
+    );
+    env.ok(&["sp", "resume", "--id", &sp, "--actor", "ops"]);
+    assert_eq!(post("/v1/validity", &check).0, 200);
+    env.ok(&["sp", "remove", "--id", &sp, "--actor", "ops"]);
+    env.fails(
+        &["sp", "remove", "--id", &sp, "--actor", "ops"],
+        "is removed",
+    );
+    env.fails(
+        &["sp", "suspend", "--id", "SP00", "--actor", "ops"],
+        "unknown service provider",
+    );
+    let (code, v) = post("/v1/validity", &check);
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("sp_removed")),
+        "{v}"
+    );
+
     // No client certificate: the handshake fails.
     let out = std::process::Command::new("curl")
         .args(["-s", "--cacert", &r, &format!("{pf}/v1/validity")])

@@ -201,7 +201,7 @@ async fn recorder_alone(a: Arc<Authority>, secs: u64, conc: usize) -> Res<()> {
                     operation: "validity".into(),
                     outcome: "ok".into(),
                 };
-                if rec.record(vec![e]).await.is_ok() {
+                if rec.record(vec![e], Vec::new()).await.is_ok() {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -15,7 +15,7 @@ use ca::Authority;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::registry::{write_access, Access};
+use crate::registry::{write_access, Access, Usage};
 
 /// Most entries in one transaction.
 const MAX_BATCH: usize = 512;
@@ -24,6 +24,7 @@ const WRITERS: usize = 1;
 
 struct Job {
     entries: Vec<Access>,
+    usage: Vec<Usage>,
     done: oneshot::Sender<std::result::Result<(), String>>,
 }
 
@@ -61,11 +62,16 @@ impl Recorder {
     }
 
     /// Records one API call: its entries (one per holder touched, or one with an empty holder)
-    /// go to the access log, and one audit record names the call; returns once durable.
-    pub async fn record(&self, entries: Vec<Access>) -> Result<()> {
+    /// go to the access log, one audit record names the call, and its usage is added to the
+    /// counters; returns once durable.
+    pub async fn record(&self, entries: Vec<Access>, usage: Vec<Usage>) -> Result<()> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { entries, done })
+            .send(Job {
+                entries,
+                usage,
+                done,
+            })
             .map_err(|_| Error::Internal("the access-log writer stopped".into()))?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
@@ -107,10 +113,14 @@ fn run(shared: &Shared) {
                     .collect()
             })
             .collect();
+        let usage = merge_usage(jobs.iter().flat_map(|j| j.usage.iter()));
         let result = shared
             .authority
             .storage()
-            .transact(&|t| write_access(t, &calls))
+            .transact(&|t| {
+                write_access(t, &calls)?;
+                usage.iter().try_for_each(|u| t.add_usage(u))
+            })
             .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "access log write failed");
@@ -119,5 +129,48 @@ fn run(shared: &Shared) {
             // A caller that went away (connection closed) no longer waits.
             let _ = j.done.send(result.clone());
         }
+    }
+}
+
+/// The usage of a batch of calls, one counter update per key (a batch of many calls of one
+/// SP adds to one counter once).
+fn merge_usage<'a>(all: impl Iterator<Item = &'a Usage>) -> Vec<Usage> {
+    let mut merged: std::collections::BTreeMap<Usage, u64> = Default::default();
+    for u in all {
+        let key = Usage {
+            count: 0,
+            ..u.clone()
+        };
+        *merged.entry(key).or_default() += u.count;
+    }
+    merged
+        .into_iter()
+        .map(|(k, count)| Usage { count, ..k })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_of_a_batch_is_merged_per_key() {
+        let u = |sp: &str, t: &str, n| Usage {
+            month: "2026-11".into(),
+            pf: "PF1".into(),
+            sp: sp.into(),
+            endpoint: "validity".into(),
+            cert_type: t.into(),
+            count: n,
+        };
+        let all = [
+            u("SP1", "signing", 3),
+            u("SP2", "auth", 1),
+            u("SP1", "signing", 4),
+        ];
+        assert_eq!(
+            merge_usage(all.iter()),
+            vec![u("SP1", "signing", 7), u("SP2", "auth", 1)]
+        );
     }
 }

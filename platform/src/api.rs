@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::operator_ca::{self, OperatorCa};
-use crate::registry::{self, PfState, Scope};
+use crate::registry::{self, PfState, Scope, SpState};
 
 fn default_scopes() -> Vec<Scope> {
     vec![Scope::Validity]
@@ -56,6 +56,27 @@ pub enum Request {
     },
     #[serde(rename = "pf-sp-list")]
     SpList,
+    /// Suspends an SP (by id): its API calls are refused with `sp_suspended` until resumed.
+    /// `actor` is who asks (named in the audit record). Answer: the SP.
+    #[serde(rename = "pf-sp-suspend")]
+    SpSuspend { sp: String, actor: String },
+    /// Resumes a suspended SP. Answer: the SP.
+    #[serde(rename = "pf-sp-resume")]
+    SpResume { sp: String, actor: String },
+    /// Removes an SP for good: its calls are refused with `sp_removed`; its consents and
+    /// access log are kept. Answer: the SP.
+    #[serde(rename = "pf-sp-remove")]
+    SpRemove { sp: String, actor: String },
+    /// Replaces an SP's scopes (each must be among its PF's). Answer: the SP.
+    #[serde(rename = "pf-sp-rescope")]
+    SpRescope {
+        sp: String,
+        scopes: Vec<Scope>,
+        actor: String,
+    },
+    /// The usage counters of a month (`YYYY-MM`, UTC). Answer: `{month, usage: [...]}`.
+    #[serde(rename = "pf-usage")]
+    Usage { month: String },
     /// Who read a holder's data. Answer: `{resident, accesses: [...]}`.
     #[serde(rename = "pf-access-log")]
     AccessLog { resident: String },
@@ -250,6 +271,37 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
         Request::SpList => Ok(json!({
             "service_providers": registry::service_providers(authority)?
         })),
+        Request::SpSuspend { sp, actor } => to_value(registry::sp_set_state(
+            authority,
+            &sp,
+            SpState::Suspended,
+            &actor,
+            now,
+        )?),
+        Request::SpResume { sp, actor } => to_value(registry::sp_set_state(
+            authority,
+            &sp,
+            SpState::Active,
+            &actor,
+            now,
+        )?),
+        Request::SpRemove { sp, actor } => to_value(registry::sp_set_state(
+            authority,
+            &sp,
+            SpState::Removed,
+            &actor,
+            now,
+        )?),
+        Request::SpRescope { sp, scopes, actor } => {
+            to_value(registry::sp_rescope(authority, &sp, scopes, &actor, now)?)
+        }
+        Request::Usage { month } => {
+            check_month(&month)?;
+            Ok(json!({
+                "month": month,
+                "usage": authority.storage().usage(&month)?,
+            }))
+        }
         Request::AccessLog { resident } => Ok(json!({
             "resident": resident,
             "accesses": registry::access_log(authority, &resident)?,
@@ -290,6 +342,27 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
                 "root_pem": ca::records::pem(ca.der()),
             }))
         }
+    }
+}
+
+/// Checks a month as `YYYY-MM` (a real month, year 2000 to 9999).
+pub fn check_month(month: &str) -> Result<()> {
+    let ok = month.len() == 7
+        && month.as_bytes()[4] == b'-'
+        && month[..4]
+            .parse::<u16>()
+            .is_ok_and(|y| (2000..=9999).contains(&y))
+        && month[..4].bytes().all(|b| b.is_ascii_digit())
+        && month[5..].bytes().all(|b| b.is_ascii_digit())
+        && month[5..]
+            .parse::<u8>()
+            .is_ok_and(|m| (1..=12).contains(&m));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "month `{month}`: expected YYYY-MM, e.g. 2026-11"
+        )))
     }
 }
 

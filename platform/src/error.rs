@@ -29,6 +29,14 @@ pub enum Error {
     SpExists(String),
     #[error("unknown service provider `{0}`")]
     UnknownSp(String),
+    #[error("service provider {sp} is {state}")]
+    SpNotActive { sp: String, state: &'static str },
+    #[error("service provider {sp} is already {state}")]
+    SpStateUnchanged { sp: String, state: &'static str },
+    #[error("cursor `{0}`: not a cursor this API gave out (use the `next` of an earlier answer)")]
+    BadCursor(String),
+    #[error("cursor `{cursor}` is ahead of the feed (its last position is {head}): not a cursor this API gave out")]
+    UnknownCursor { cursor: String, head: u64 },
     #[error("service provider {0} is not delegated to this platform operator")]
     SpNotDelegated(String),
     #[error("service provider {sp} does not have the `{scope}` scope")]
@@ -98,6 +106,13 @@ impl Error {
             Error::SpExists(_) => "sp_exists",
             Error::UnknownSp(_) => "sp_unknown",
             Error::SpNotDelegated(_) => "sp_not_delegated",
+            Error::SpNotActive { state, .. } => match *state {
+                "suspended" => "sp_suspended",
+                _ => "sp_removed",
+            },
+            Error::SpStateUnchanged { .. } => "sp_state_unchanged",
+            Error::BadCursor(_) => "cursor_invalid",
+            Error::UnknownCursor { .. } => "cursor_unknown",
             Error::ScopeMissing { .. } => "scope_missing",
             Error::OperatorScopeMissing(_) => "operator_scope_missing",
             Error::BadCertificate(_) => "bad_certificate",
@@ -123,6 +138,7 @@ impl Error {
             Error::OperatorNotActive { .. }
             | Error::UnregisteredClient
             | Error::SpNotDelegated(_)
+            | Error::SpNotActive { .. }
             | Error::ScopeMissing { .. }
             | Error::OperatorScopeMissing(_)
             | Error::NoConsent
@@ -130,7 +146,9 @@ impl Error {
             | Error::ConsentWithdrawnByHolder => StatusCode::FORBIDDEN,
             Error::ConsentRefused(_) => StatusCode::FORBIDDEN,
             Error::UnknownSp(_) => StatusCode::FORBIDDEN,
-            Error::NonceReused | Error::ConsentWithdrawn(_) => StatusCode::CONFLICT,
+            Error::NonceReused | Error::ConsentWithdrawn(_) | Error::SpStateUnchanged { .. } => {
+                StatusCode::CONFLICT
+            }
             Error::UnknownConsent(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::UnknownCertificate(_) | Error::Ca(ca::Error::UnknownSerial(_)) => {
                 StatusCode::NOT_FOUND
@@ -141,6 +159,8 @@ impl Error {
             | Error::BadCertificate(_)
             | Error::BadName { .. }
             | Error::UnknownScope(_)
+            | Error::BadCursor(_)
+            | Error::UnknownCursor { .. }
             | Error::Ca(ca::Error::Invalid(_)) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

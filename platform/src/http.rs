@@ -38,7 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::Recorder;
 use crate::error::{Error, Result};
 use crate::operator_ca::{self, OperatorCa};
-use crate::registry::{self, Access, Operator, PfState};
+use crate::registry::{self, Access, Operator, PfState, Usage};
 use crate::service::{self, Anchors, Call};
 
 /// Largest request body accepted (413 above).
@@ -204,40 +204,65 @@ pub fn tls_config_with(
 enum Route {
     Validity,
     ConsentGrant,
+    ConsentList,
     ConsentDelete(String),
     ConsentWithdraw(String),
     FourAttributes,
     Successor,
+    Changes,
 }
+
+/// Every route the server answers: method and path template (`{id}`: one path segment).
+/// `platform/openapi.json` documents exactly these (`tests/openapi.rs` checks both ways).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/validity"),
+    ("POST", "/v1/consents"),
+    ("GET", "/v1/consents"),
+    ("DELETE", "/v1/consents/{id}"),
+    ("POST", "/v1/consents/{id}/withdraw"),
+    ("POST", "/v1/four-attributes"),
+    ("POST", "/v1/successor"),
+    ("GET", "/v1/changes"),
+];
 
 impl Route {
     fn operation(&self) -> &'static str {
         match self {
             Route::Validity => "validity",
             Route::ConsentGrant => "consent",
+            Route::ConsentList => "consent-list",
             Route::ConsentDelete(_) | Route::ConsentWithdraw(_) => "consent-withdraw",
             Route::FourAttributes => "four-attributes",
             Route::Successor => "successor",
+            Route::Changes => "changes",
         }
     }
 
     fn of(method: &Method, path: &str) -> Result<Route> {
         let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let route = match segs.as_slice() {
-            ["v1", "validity"] => (Method::POST, Route::Validity),
-            ["v1", "consents"] => (Method::POST, Route::ConsentGrant),
-            ["v1", "consents", id] => (Method::DELETE, Route::ConsentDelete((*id).to_owned())),
-            ["v1", "consents", id, "withdraw"] => {
-                (Method::POST, Route::ConsentWithdraw((*id).to_owned()))
+        // The methods the path allows, and the route of each.
+        let routes: Vec<(Method, Route)> = match segs.as_slice() {
+            ["v1", "validity"] => vec![(Method::POST, Route::Validity)],
+            ["v1", "consents"] => vec![
+                (Method::POST, Route::ConsentGrant),
+                (Method::GET, Route::ConsentList),
+            ],
+            ["v1", "consents", id] => {
+                vec![(Method::DELETE, Route::ConsentDelete((*id).to_owned()))]
             }
-            ["v1", "four-attributes"] => (Method::POST, Route::FourAttributes),
-            ["v1", "successor"] => (Method::POST, Route::Successor),
+            ["v1", "consents", id, "withdraw"] => {
+                vec![(Method::POST, Route::ConsentWithdraw((*id).to_owned()))]
+            }
+            ["v1", "four-attributes"] => vec![(Method::POST, Route::FourAttributes)],
+            ["v1", "successor"] => vec![(Method::POST, Route::Successor)],
+            ["v1", "changes"] => vec![(Method::GET, Route::Changes)],
             _ => return Err(Error::NotFound(path.to_owned())),
         };
-        if *method != route.0 {
-            return Err(Error::MethodNotAllowed);
-        }
-        Ok(route.1)
+        routes
+            .into_iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, r)| r)
+            .ok_or(Error::MethodNotAllowed)
     }
 }
 
@@ -260,13 +285,6 @@ fn error_response(e: &Error) -> Response<Full<Bytes>> {
         status,
         &json!({"error": {"code": e.code(), "message": e.to_string()}}),
     )
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| v.to_owned())
-    })
 }
 
 /// The caller of a request that named no registered PF, for the audit record.
@@ -484,13 +502,13 @@ impl Api {
             return self.forward(fallback.clone(), req, key).await;
         }
         let route = Route::of(req.method(), &path);
-        let query = req.uri().query().map(str::to_owned);
+        let query = req.uri().query().map(Query::parse);
         let body = read_body(req).await;
         let writes = matches!(
             route,
             Ok(Route::ConsentGrant | Route::ConsentDelete(_) | Route::ConsentWithdraw(_))
         );
-        let (result, accesses) = if writes {
+        let (result, accesses, usage) = if writes {
             // Consent changes wait for their own durable transaction: off the runtime.
             let authority = self.authority.clone();
             let anchors = self.anchors.clone();
@@ -498,7 +516,7 @@ impl Api {
                 // Audit records of consent changes name the operator's client key.
                 let actor = ca::officers::Actor::PlatformOperator(key.to_string());
                 ca::officers::acting_as(&actor, || {
-                    run(&authority, &anchors, &key, route, query.as_deref(), body)
+                    run(&authority, &anchors, &key, route, query.as_ref(), body)
                 })
             })
             .await;
@@ -516,11 +534,11 @@ impl Api {
                 &self.anchors,
                 &key,
                 route,
-                query.as_deref(),
+                query.as_ref(),
                 body,
             )
         };
-        if let Err(e) = self.recorder.record(accesses).await {
+        if let Err(e) = self.recorder.record(accesses, usage).await {
             return error_response(&e);
         }
         match result {
@@ -561,7 +579,72 @@ fn active_operator(a: &Authority, key: &str) -> Result<Operator> {
     Ok(op)
 }
 
-type Answer = (Result<(StatusCode, Value)>, Vec<Access>);
+type Answer = (Result<(StatusCode, Value)>, Vec<Access>, Vec<Usage>);
+
+/// The query parameters of a paged `GET` (`cursor` is also accepted as `since`).
+fn page_query(q: Option<&Query>) -> service::PageQuery<'_> {
+    let get = |name: &str| q.and_then(|q| q.get(name));
+    service::PageQuery {
+        sp: get("sp"),
+        cursor: get("since").or_else(|| get("cursor")),
+        limit: get("limit"),
+    }
+}
+
+/// A request's query string, split into names and percent-decoded values; a name given
+/// twice keeps its first value.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: &str) -> Query {
+        Query(
+            q.split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `%XX` decoding (and `+` as a space, as forms send it); a malformed escape is kept as it is,
+/// and bytes that are not UTF-8 become U+FFFD — either way the value then fails the
+/// parameter's own check with a message naming it.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// One `/v1` call on a blocking thread: identify the PF, run the operation, and say what to
 /// record.
@@ -570,7 +653,7 @@ fn run(
     anchors: &Anchors,
     key: &str,
     route: Result<Route>,
-    query: Option<&str>,
+    query: Option<&Query>,
     body: Result<(http::request::Parts, Bytes)>,
 ) -> Answer {
     let operation = route.as_ref().map(Route::operation).unwrap_or("unknown");
@@ -580,7 +663,7 @@ fn run(
             let known = registry::operator_by_fingerprint(a, key).ok().flatten();
             let who = known.unwrap_or_else(unknown_operator);
             let accesses = Call::new(a, anchors, &who, operation).accesses(e.code());
-            return (Err(e), accesses);
+            return (Err(e), accesses, Vec::new());
         }
     };
     let mut call = Call::new(a, anchors, &pf, operation);
@@ -594,8 +677,8 @@ fn run(
                 service::consent_grant(&mut call, &body)?,
             ),
             Route::ConsentDelete(id) => {
-                let sp = match query_param(query, "sp") {
-                    Some(sp) => sp,
+                let sp = match query.and_then(|q| q.get("sp")) {
+                    Some(sp) => sp.to_owned(),
                     None => service::sp_of_body(&body)?,
                 };
                 (
@@ -609,6 +692,14 @@ fn run(
             ),
             Route::FourAttributes => (StatusCode::OK, service::four_attributes(&mut call, &body)?),
             Route::Successor => (StatusCode::OK, service::successor(&mut call, &body)?),
+            Route::ConsentList => (
+                StatusCode::OK,
+                service::consents_list(&mut call, &page_query(query))?,
+            ),
+            Route::Changes => (
+                StatusCode::OK,
+                service::changes(&mut call, &page_query(query))?,
+            ),
         })
     })();
     let outcome = match &result {
@@ -616,5 +707,6 @@ fn run(
         Err(e) => e.code(),
     };
     let accesses = call.accesses(outcome);
-    (result, accesses)
+    let usage = call.usage(outcome);
+    (result, accesses, usage)
 }

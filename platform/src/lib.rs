@@ -9,8 +9,11 @@
 //! * [`registry`] — PFs (state, scopes, client keys), SPs (one PF each, scopes), the holders'
 //!   signed consents and the per-holder access log, in the store tables `ca` reserves;
 //! * [`http`] — the mutual-TLS JSON API (`API.md`): validity checks, consent registration and
-//!   withdrawal, the latest four attributes, successor lookup; CRL and OCSP through the same
+//!   withdrawal and listing, the latest four attributes, successor lookup, the change feed;
+//!   the routes are documented in `openapi.json` (OpenAPI 3.1); CRL and OCSP through the same
 //!   listener; every call recorded ([`access`]) before it is answered;
+//! * [`usage`] — the usage counters every answered call adds to, and the tariff a month's
+//!   counts are priced under (`jpki report usage`);
 //! * [`api`] — administrative requests (what `jpki operator`, `jpki sp` and
 //!   `jpki resident access-log` send; those commands' arguments and printing are the `jpki`
 //!   binary's, in `src/cli/platform.rs`: this crate has no command-line parser).
@@ -57,6 +60,7 @@ pub mod registry;
 mod service;
 #[doc(hidden)]
 pub use service::fuzz_decode;
+pub mod usage;
 
 pub use api::{handle, Request};
 pub use error::{Error, Result};

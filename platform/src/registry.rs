@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 
 pub use ca::records::platform::{
-    Access, Consent, Operator, PfState, Scope, ServiceProvider, UnknownScope,
+    Access, Consent, Operator, PfState, Scope, ServiceProvider, SpState, UnknownScope, Usage,
 };
 
 /// Parses `validity,four-attributes,...` (duplicates removed, order kept sorted).
@@ -279,6 +279,7 @@ pub fn sp_add(
         pf: pf.id.clone(),
         scopes,
         created: now,
+        state: SpState::Active,
     };
     let exists = std::cell::Cell::new(false);
     authority.storage().transact(&|t| {
@@ -301,6 +302,120 @@ pub fn sp_add(
         return Err(Error::SpExists(name.to_owned()));
     }
     Ok(sp)
+}
+
+/// Suspends (`Suspended`), resumes (`Active`) or removes (`Removed`, final) an SP, on behalf
+/// of `actor` (named in the audit record). A suspended or removed SP's API calls are refused
+/// (`sp_suspended`, `sp_removed`); its consents and access log are kept. Refused, changing
+/// nothing: an unknown SP, a removed one, or one already in the target state.
+pub fn sp_set_state(
+    authority: &Authority,
+    id: &str,
+    target: SpState,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<ServiceProvider> {
+    check_name("actor", actor)?;
+    let action = match target {
+        SpState::Active => "sp-resume",
+        SpState::Suspended => "sp-suspend",
+        SpState::Removed => "sp-remove",
+    };
+    update_sp(authority, id, now, action, &|sp, _| {
+        match (sp.state, target) {
+            (SpState::Removed, _) => {
+                return Err(Error::SpNotActive {
+                    sp: sp.id.clone(),
+                    state: "removed",
+                })
+            }
+            (from, to) if from == to => {
+                return Err(Error::SpStateUnchanged {
+                    sp: sp.id.clone(),
+                    state: to.as_str(),
+                })
+            }
+            _ => {}
+        }
+        let detail = format!(
+            "by={actor} from={} to={}",
+            sp.state.as_str(),
+            target.as_str()
+        );
+        sp.state = target;
+        Ok(detail)
+    })
+}
+
+/// Replaces an SP's scopes on behalf of `actor`; each must be among its PF's scopes
+/// (`operator_scope_missing` otherwise). A removed SP is refused.
+pub fn sp_rescope(
+    authority: &Authority,
+    id: &str,
+    scopes: Vec<Scope>,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<ServiceProvider> {
+    check_name("actor", actor)?;
+    let scopes = normalize(scopes)?;
+    let names = |v: &[Scope]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+    update_sp(authority, id, now, "sp-rescope", &|sp, t| {
+        if sp.state == SpState::Removed {
+            return Err(Error::SpNotActive {
+                sp: sp.id.clone(),
+                state: "removed",
+            });
+        }
+        let pf = t.operator(&sp.pf)?.ok_or_else(|| {
+            ca::Error::Store(format!("SP {} names a missing PF {}", sp.id, sp.pf))
+        })?;
+        if let Some(s) = scopes.iter().find(|s| !pf.scopes.contains(s)) {
+            return Err(Error::OperatorScopeMissing(s.as_str()));
+        }
+        let detail = format!(
+            "by={actor} from={} to={}",
+            names(&sp.scopes),
+            names(&scopes)
+        );
+        sp.scopes = scopes.clone();
+        Ok(detail)
+    })
+}
+
+type SpChange<'a> = dyn Fn(&mut ServiceProvider, &dyn Tx) -> Result<String> + 'a;
+
+/// Reads an SP, applies `change` and writes it back with its audit record, in one unit of
+/// work; an error from `change` writes nothing.
+fn update_sp(
+    authority: &Authority,
+    id: &str,
+    now: OffsetDateTime,
+    action: &str,
+    change: &SpChange<'_>,
+) -> Result<ServiceProvider> {
+    let result = std::cell::RefCell::new(None);
+    authority.storage().transact(&|t| {
+        *result.borrow_mut() = None;
+        let Some(mut sp) = t.service_provider(id)? else {
+            *result.borrow_mut() = Some(Err(Error::UnknownSp(id.to_owned())));
+            return Ok(());
+        };
+        match change(&mut sp, t) {
+            Ok(detail) => {
+                t.put_service_provider(&sp)?;
+                storage::audit(t, now, action, &sp.id, &detail)?;
+                *result.borrow_mut() = Some(Ok(sp));
+            }
+            Err(Error::Ca(e)) => return Err(e),
+            Err(e) => *result.borrow_mut() = Some(Err(e)),
+        }
+        Ok(())
+    })?;
+    result.into_inner().unwrap_or_else(|| {
+        Err(Error::Internal(
+            "service provider update did not run".into(),
+        ))
+    })
 }
 
 /// Every SP.

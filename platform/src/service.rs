@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
 
 use crate::error::{Error, Result};
-use crate::registry::{self, Access, Consent, Operator, Scope, ServiceProvider};
+use crate::registry::{self, Access, Consent, Operator, Scope, ServiceProvider, SpState, Usage};
 
 /// Most certificates in one validity request.
 pub const MAX_BATCH: usize = 1000;
@@ -62,6 +62,8 @@ pub(crate) struct Call<'a> {
     /// so that the refusal's audit record names what was asked for.
     requested_sp: Option<String>,
     holders: Vec<String>,
+    /// Checks made, by certificate type (`signing`, `auth`, `none`): the usage counters.
+    metered: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl<'a> Call<'a> {
@@ -80,7 +82,34 @@ impl<'a> Call<'a> {
             sp: None,
             requested_sp: None,
             holders: Vec::new(),
+            metered: Default::default(),
         }
+    }
+
+    /// Counts one check of a certificate of `cert_type` (`signing`, `auth`, or `none`).
+    fn meter(&mut self, cert_type: &'static str) {
+        *self.metered.entry(cert_type).or_default() += 1;
+    }
+
+    /// The usage counters of this call: only for an answered call (`ok`) made for an accepted
+    /// SP; a call that checked no certificate counts once as `none`.
+    pub(crate) fn usage(&self, outcome: &str) -> Vec<Usage> {
+        let Some(sp) = self.sp.as_ref().filter(|_| outcome == "ok") else {
+            return Vec::new();
+        };
+        let month = format!("{:04}-{:02}", self.now.year(), u8::from(self.now.month()));
+        let usage = |cert_type: &str, count: u64| Usage {
+            month: month.clone(),
+            pf: self.pf.id.clone(),
+            sp: sp.id.clone(),
+            endpoint: self.operation.to_owned(),
+            cert_type: cert_type.to_owned(),
+            count,
+        };
+        if self.metered.is_empty() {
+            return vec![usage("none", 1)];
+        }
+        self.metered.iter().map(|(t, n)| usage(t, *n)).collect()
     }
 
     /// The access-log entries of this call: one per holder touched (or one without a holder,
@@ -125,6 +154,12 @@ impl<'a> Call<'a> {
             .ok_or_else(|| Error::UnknownSp(id.to_owned()))?;
         if sp.pf != self.pf.id {
             return Err(Error::SpNotDelegated(id.to_owned()));
+        }
+        if sp.state != SpState::Active {
+            return Err(Error::SpNotActive {
+                sp: sp.id,
+                state: sp.state.as_str(),
+            });
         }
         self.sp = Some(sp.clone());
         if !self.pf.scopes.contains(&scope) {
@@ -301,12 +336,14 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
         let rec = match found {
             Ok(r) => r,
             Err(e @ (Error::UnknownCertificate(_) | Error::BadCertificate(_))) => {
+                call.meter("none");
                 results.push(json!({"status": "unknown", "error": {"code": e.code(), "message": e.to_string()}}));
                 continue;
             }
             Err(e) => return Err(e),
         };
         if !matches!(rec.kind, CertKind::Signing | CertKind::Auth) {
+            call.meter("none");
             results.push(
                 json!({"serial": ca::authority::serial_hex(&rec.serial), "status": "unknown",
                 "error": {"code": "not_end_entity", "message": "not a holder certificate"}}),
@@ -314,6 +351,7 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             continue;
         }
         call.touch(&rec.holder);
+        call.meter(rec.hierarchy.as_str());
         let now_st = call.status(&rec)?;
         let st = status_as_of(&now_st, at);
         let expired = rec.not_after < at;
@@ -390,6 +428,7 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
             refused("the signing certificate was not issued by this authority".into())
         })?;
     call.touch(&rec.holder);
+    call.meter("signing");
     let st = call.status(&rec)?;
     if st.state != State::Good {
         return Err(refused(format!(
@@ -544,6 +583,7 @@ pub(crate) fn four_attributes(call: &mut Call<'_>, body: &[u8]) -> Result<Value>
         ));
     }
     call.touch(&rec.holder);
+    call.meter("signing");
     let holder = rec
         .holder
         .clone()
@@ -595,6 +635,7 @@ pub(crate) fn successor(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
         .find(&serial, Some(Hierarchy::Auth))
         .map_err(|_| Error::UnknownCertificate(req.serial.clone()))?;
     call.touch(&old.holder);
+    call.meter("auth");
     let holder = old
         .holder
         .clone()
@@ -621,5 +662,236 @@ pub(crate) fn successor(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             "not_after": rfc3339(c.not_after),
             "same": c.serial == old.serial,
         })),
+    }))
+}
+
+// ----- paging --------------------------------------------------------------------------------
+
+/// Items in a page when the request does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most items in one page.
+pub const MAX_PAGE: usize = 1000;
+
+/// The `limit` query parameter: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+fn page_limit(limit: Option<&str>) -> Result<usize> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(Error::BadRequest(format!(
+                "limit `{l}`: a whole number from 1 to {MAX_PAGE}"
+            ))),
+        },
+    }
+}
+
+/// The query parameters of a `GET`: `sp`, and the page's position and size.
+pub(crate) struct PageQuery<'q> {
+    pub sp: Option<&'q str>,
+    pub cursor: Option<&'q str>,
+    pub limit: Option<&'q str>,
+}
+
+fn required_sp<'q>(q: &PageQuery<'q>) -> Result<&'q str> {
+    q.sp.ok_or_else(|| Error::BadRequest("the query needs `sp=SP…`".into()))
+}
+
+// ----- consents of an SP ----------------------------------------------------------------------
+
+/// A consent's state now: `live`, `expired` or `withdrawn`.
+fn consent_state(c: &Consent, now: OffsetDateTime) -> &'static str {
+    if c.withdrawn_at.is_some() {
+        "withdrawn"
+    } else if c.expires <= now {
+        "expired"
+    } else {
+        "live"
+    }
+}
+
+/// `GET /v1/consents?sp=SP&cursor=C&limit=N`: the consents given to the calling SP, a page at
+/// a time. The cursor is the position after the page's last consent (base64url of its nonce,
+/// an order every engine keeps: [`ca::storage::Storage::sp_consents`]). Holders' ids are not
+/// shown: the SP knows a consent by its id.
+pub(crate) fn consents_list(call: &mut Call<'_>, q: &PageQuery<'_>) -> Result<Value> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let sp = call.sp(required_sp(q)?, Scope::FourAttributes)?;
+    let limit = page_limit(q.limit)?;
+    let after = match q.cursor {
+        None => None,
+        Some(c) => Some(
+            URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| Error::BadCursor(c.to_owned()))?,
+        ),
+    };
+    // One more than asked tells whether a next page exists.
+    let mut page = call
+        .a
+        .storage()
+        .sp_consents(&sp.id, after.as_deref(), limit + 1)?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = match (more, page.last()) {
+        (true, Some(last)) => Value::String(URL_SAFE_NO_PAD.encode(last.nonce.as_bytes())),
+        _ => Value::Null,
+    };
+    let consents: Vec<Value> = page
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id, "scope": c.scope, "state": consent_state(c, call.now),
+                "granted_at": rfc3339(c.granted_at), "expires": rfc3339(c.expires),
+                "withdrawn_at": c.withdrawn_at.map(rfc3339), "withdrawn_by": c.withdrawn_by,
+                "signer_serial": c.signer_serial,
+            })
+        })
+        .collect();
+    Ok(json!({ "consents": consents, "next": next }))
+}
+
+// ----- the change feed -------------------------------------------------------------------------
+
+/// Audit records read for one page of the change feed at most, whatever their kind: a page
+/// ends after this many even if it found fewer changes than asked (its `next` then moves on
+/// by that much), so a page's cost is bounded in a chain of mostly other records.
+pub const FEED_SCAN: usize = 4096;
+
+/// What an audit record says changed for a holder, if it is a change the feed reports: a
+/// certificate revoked or put on hold (`revoke`, `hold`: subject `hierarchy:SERIAL`, detail
+/// the reason), or the register's attributes changed (`event:move`, `event:rename`,
+/// `event:correct`: subject the resident id). Everything else (issuance, access records,
+/// other events) is not a change of this feed.
+enum Change {
+    Certificate {
+        kind: &'static str,
+        hierarchy: Hierarchy,
+        serial: Vec<u8>,
+        reason: String,
+    },
+    Attributes {
+        holder: String,
+    },
+}
+
+fn change_of(r: &ca::audit::Record) -> Option<Change> {
+    let kind = match r.action.as_str() {
+        "revoke" => "revoked",
+        "hold" => "held",
+        "event:move" | "event:rename" | "event:correct" => {
+            return Some(Change::Attributes {
+                holder: r.subject.clone(),
+            })
+        }
+        _ => return None,
+    };
+    let (h, serial) = r.subject.split_once(':')?;
+    Some(Change::Certificate {
+        kind,
+        hierarchy: h.parse().ok()?,
+        serial: hex::decode(serial).ok()?,
+        reason: r.detail.clone(),
+    })
+}
+
+/// `GET /v1/changes?sp=SP&since=CURSOR&limit=N`: for the holders who have a live consent for
+/// the calling SP, the certificates revoked or held and the attribute changes recorded since
+/// `since`, oldest first.
+///
+/// The sequence is the audit chain's (`ca::storage::Storage::audit_records`): every
+/// revocation, hold and register event is written there by the storage authority in the
+/// unit of work that makes it, numbered at commit, durable and never renumbered — so the
+/// cursor (the position after the last record a page read) is monotonic and survives
+/// restarts, on every engine. A cursor ahead of the chain, or one that is not a number, was
+/// not given out by this API and is refused.
+pub(crate) fn changes(call: &mut Call<'_>, q: &PageQuery<'_>) -> Result<Value> {
+    let sp = call.sp(required_sp(q)?, Scope::Validity)?;
+    let limit = page_limit(q.limit)?;
+    let storage = call.a.storage();
+    let end = storage.audit_head()?.map_or(0, |h| h.seq + 1);
+    let since = match q.cursor {
+        None => 0,
+        Some(c) => {
+            let n: u64 = c
+                .parse()
+                .ok()
+                .filter(|_| c.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| Error::BadCursor(c.to_owned()))?;
+            if n > end {
+                return Err(Error::UnknownCursor {
+                    cursor: c.to_owned(),
+                    head: end,
+                });
+            }
+            n
+        }
+    };
+    // The SP's holders: those with a live consent now, by holder (the consent the SP knows).
+    let mut holders: std::collections::BTreeMap<String, String> = Default::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = storage.sp_consents(&sp.id, after.as_deref(), MAX_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.nonce.clone());
+        for c in &page {
+            if consent_state(c, call.now) == "live" {
+                holders.insert(c.holder.clone(), c.id.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut next = since;
+    let records = if holders.is_empty() {
+        // Nobody to report on: the page moves to the end at once.
+        next = end;
+        Vec::new()
+    } else {
+        storage.audit_records(since, FEED_SCAN)?
+    };
+    for r in &records {
+        if out.len() == limit {
+            break;
+        }
+        next = r.seq + 1;
+        let Some(change) = change_of(r) else { continue };
+        match change {
+            Change::Attributes { holder } => {
+                if let Some(consent) = holders.get(&holder) {
+                    call.touch(&Some(holder.clone()));
+                    out.push(
+                        json!({"seq": r.seq, "at": rfc3339(r.at), "change": "attributes_changed",
+                        "consent": consent}),
+                    );
+                }
+            }
+            Change::Certificate {
+                kind,
+                hierarchy,
+                serial,
+                reason,
+            } => {
+                let Some(c) = storage.certificate(hierarchy, &serial)? else {
+                    continue;
+                };
+                let Some(consent) = c.holder.as_ref().and_then(|h| holders.get(h)) else {
+                    continue;
+                };
+                call.touch(&c.holder);
+                out.push(json!({"seq": r.seq, "at": rfc3339(r.at), "change": kind,
+                    "consent": consent, "issuer": hierarchy.as_str(),
+                    "serial": ca::authority::serial_hex(&serial), "reason": reason,
+                    "attributes_changed": hierarchy == Hierarchy::Signing && kind == "revoked"
+                        && reason == Reason::AffiliationChanged.as_str()}));
+            }
+        }
+    }
+    Ok(json!({
+        "changes": out,
+        "next": next.to_string(),
+        "more": next < end,
+        "as_of": rfc3339(call.now),
     }))
 }

@@ -2,6 +2,8 @@
 //! `curl` and the Rust client; holder keys from `openssl req`, consents signed with
 //! `openssl cms -sign`.
 
+mod openapi_check;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -982,5 +984,676 @@ async fn consent_then_move_then_the_new_address() {
         .iter()
         .all(|r| !r.detail.contains("大阪") && !r.subject.contains("山田")));
     h.a.audit_verify().unwrap();
+    h.stop().await;
+}
+
+// ----- platform operators' daily work, and the OpenAPI document ------------------------------
+
+/// `platform/openapi.json`, parsed.
+fn openapi() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"))
+        .expect("platform/openapi.json");
+    serde_json::from_str(&text).expect("openapi.json is JSON")
+}
+
+/// Calls `method path` (an instance of the document's `template`) and checks the answer
+/// against the document's schema for its status.
+async fn checked(
+    c: &mut Client,
+    method: &str,
+    template: &str,
+    path: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let (s, v) = c.call(method.parse().unwrap(), path, body).await.unwrap();
+    let doc = openapi();
+    let schema = openapi_check::answer_schema(&doc, method, template, s.as_u16());
+    let errors = openapi_check::Doc(&doc).check(schema, &v, "$");
+    assert!(
+        errors.is_empty(),
+        "{method} {path} → {s}: the answer does not match openapi.json: {errors:?}\n{v}"
+    );
+    (s, v)
+}
+
+async fn get(c: &mut Client, template: &str, path: &str) -> (StatusCode, Value) {
+    checked(c, "GET", template, path, &json!({})).await
+}
+
+fn actions(a: &Authority) -> Vec<(String, String, String)> {
+    a.audit_records()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.action, r.subject, r.detail))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_providers_are_suspended_resumed_removed_and_rescoped() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity,four-attributes");
+    let sp = h.sp("PF One", "Bank", "validity");
+    let other = h.sp("PF One", "Shop", "validity");
+    let holder = h.holder("h1");
+    let mut c = h.client(&pf).await;
+    let validity = json!({"sp": sp, "certificates": [holder.sign_pem]});
+    let (s, _) = checked(&mut c, "POST", "/v1/validity", "/v1/validity", &validity).await;
+    assert_eq!(s, StatusCode::OK);
+    let by = |a: &str| a.to_owned();
+    let suspend = |id: &str| Request::SpSuspend {
+        sp: id.into(),
+        actor: by("alice"),
+    };
+    let resume = |id: &str| Request::SpResume {
+        sp: id.into(),
+        actor: by("alice"),
+    };
+    let remove = |id: &str| Request::SpRemove {
+        sp: id.into(),
+        actor: by("bob"),
+    };
+    let rescope = |id: &str, scopes: &str| Request::SpRescope {
+        sp: id.into(),
+        scopes: platform::registry::parse_scopes(scopes).unwrap(),
+        actor: by("carol"),
+    };
+    let err = |r: platform::Result<Value>| r.unwrap_err();
+
+    // Bad input changes nothing: unknown SP, no actor, a scope the PF lacks.
+    let before = actions(&h.a).len();
+    for req in [
+        suspend("SP0000"),
+        resume("SP0000"),
+        remove("SP0000"),
+        rescope("SP0000", "validity"),
+    ] {
+        assert_eq!(err(h.admin(req)).code(), "sp_unknown");
+    }
+    let e = err(h.admin(Request::SpSuspend {
+        sp: sp.clone(),
+        actor: " ".into(),
+    }));
+    assert_eq!(e.code(), "bad_name", "{e}");
+    let e = err(h.admin(rescope(&sp, "validity,successor")));
+    assert_eq!(e.code(), "operator_scope_missing", "{e}");
+    assert_eq!(
+        e.to_string(),
+        "platform operator does not have the `successor` scope"
+    );
+    assert_eq!(err(h.admin(resume(&sp))).code(), "sp_state_unchanged");
+    assert_eq!(
+        actions(&h.a).len(),
+        before,
+        "refused changes are not recorded"
+    );
+
+    // Suspended: refused with sp_suspended; another SP of the PF is not affected.
+    let v = h.admin(suspend(&sp)).unwrap();
+    assert_eq!(v["state"], "suspended");
+    let e = err(h.admin(suspend(&sp)));
+    assert_eq!(
+        (e.code(), e.to_string().as_str()),
+        (
+            "sp_state_unchanged",
+            &*format!("service provider {sp} is already suspended")
+        )
+    );
+    let (s, v) = checked(&mut c, "POST", "/v1/validity", "/v1/validity", &validity).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "sp_suspended");
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/validity",
+        "/v1/validity",
+        &json!({"sp": other, "certificates": [holder.sign_pem]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = get(&mut c, "/v1/changes", &format!("/v1/changes?sp={sp}")).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "sp_suspended");
+
+    // Resumed: served again.
+    assert_eq!(h.admin(resume(&sp)).unwrap()["state"], "active");
+    let (s, _) = checked(&mut c, "POST", "/v1/validity", "/v1/validity", &validity).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Re-scoped: the old scope is gone, the new one works.
+    let v = h.admin(rescope(&sp, "four-attributes")).unwrap();
+    assert_eq!(v["scopes"], json!(["four-attributes"]));
+    let (s, v) = checked(&mut c, "POST", "/v1/validity", "/v1/validity", &validity).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "scope_missing");
+    let (s, v) = get(&mut c, "/v1/consents", &format!("/v1/consents?sp={sp}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.admin(rescope(&sp, "validity,four-attributes")).unwrap();
+
+    // Removed: final, refused with sp_removed, and removing twice is refused.
+    assert_eq!(h.admin(remove(&sp)).unwrap()["state"], "removed");
+    let (s, v) = checked(&mut c, "POST", "/v1/validity", "/v1/validity", &validity).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "sp_removed");
+    for req in [
+        remove(&sp),
+        resume(&sp),
+        suspend(&sp),
+        rescope(&sp, "validity"),
+    ] {
+        let e = err(h.admin(req));
+        assert_eq!(
+            (e.code(), e.status()),
+            ("sp_removed", StatusCode::FORBIDDEN),
+            "{e}"
+        );
+    }
+    let listed = h.admin(Request::SpList).unwrap();
+    let states: Vec<(&str, &str)> = listed["service_providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert!(
+        states.contains(&(sp.as_str(), "removed")) && states.contains(&(other.as_str(), "active")),
+        "{states:?}"
+    );
+
+    // Each change is one audit record naming the SP and the actor; the chain is intact.
+    let changes: Vec<(String, String)> = actions(&h.a)
+        .into_iter()
+        .filter(|(a, s, _)| a.starts_with("sp-") && a != "sp-add" && *s == sp)
+        .map(|(a, _, d)| (a, d))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                "sp-suspend".into(),
+                "by=alice from=active to=suspended".into()
+            ),
+            (
+                "sp-resume".into(),
+                "by=alice from=suspended to=active".into()
+            ),
+            (
+                "sp-rescope".into(),
+                "by=carol from=validity to=four-attributes".into()
+            ),
+            (
+                "sp-rescope".into(),
+                "by=carol from=four-attributes to=validity,four-attributes".into()
+            ),
+            ("sp-remove".into(), "by=bob from=active to=removed".into()),
+        ]
+    );
+    h.a.audit_verify().unwrap();
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consents_are_listed_per_sp_and_changes_fed_with_a_cursor() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity,four-attributes,successor");
+    let sp = h.sp("PF One", "Bank", "validity,four-attributes");
+    let other = h.sp("PF One", "Shop", "validity,four-attributes");
+    let mut c = h.client(&pf).await;
+    let now = h.clock.now();
+    let alice = h.holder("alice");
+    let bob = h.holder("bob");
+    let carol = h.holder("carol");
+    let mut ids = Vec::new();
+    for (holder, nonce) in [(&alice, "n-1"), (&bob, "n-2"), (&alice, "n-3")] {
+        let cms = h.consent_cms(holder, &sp, now + Duration::days(365), nonce);
+        ids.push(consent_created(&mut c, &sp, &cms).await);
+    }
+    let cms = h.consent_cms(&carol, &other, now + Duration::days(365), "n-1");
+    let carols = consent_created(&mut c, &other, &cms).await;
+    // Bob withdraws: his consent is listed as withdrawn and he leaves the feed.
+    let (s, _) = withdraw_by_sp(&mut c, &ids[1], &sp).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Consents: pages of two, each SP sees its own only.
+    let (s, v) = get(
+        &mut c,
+        "/v1/consents",
+        &format!("/v1/consents?sp={sp}&limit=2"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["consents"].as_array().unwrap().len(), 2);
+    let next = v["next"].as_str().unwrap().to_owned();
+    let mut listed: Vec<Value> = v["consents"].as_array().unwrap().clone();
+    let (_, v) = get(
+        &mut c,
+        "/v1/consents",
+        &format!("/v1/consents?sp={sp}&limit=2&cursor={next}"),
+    )
+    .await;
+    assert!(v["next"].is_null(), "{v}");
+    listed.extend(v["consents"].as_array().unwrap().iter().cloned());
+    let mut got: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (ids[0].as_str(), "live"),
+        (ids[1].as_str(), "withdrawn"),
+        (ids[2].as_str(), "live"),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        listed.iter().all(|c| c.get("holder").is_none()),
+        "holder ids are not shown"
+    );
+    let (_, v) = get(&mut c, "/v1/consents", &format!("/v1/consents?sp={other}")).await;
+    assert_eq!(v["consents"][0]["id"], carols.as_str());
+    assert_eq!(v["consents"].as_array().unwrap().len(), 1);
+    for (path, code) in [
+        (format!("/v1/consents?sp={sp}&cursor=a!b"), "cursor_invalid"),
+        (format!("/v1/consents?sp={sp}&limit=0"), "malformed_request"),
+        (
+            format!("/v1/consents?sp={sp}&limit=1001"),
+            "malformed_request",
+        ),
+        ("/v1/consents".to_owned(), "malformed_request"),
+        ("/v1/consents?sp=SP0000".to_owned(), "sp_unknown"),
+    ] {
+        let (s, v) = get(&mut c, "/v1/consents", &path).await;
+        assert_eq!(code, v["error"]["code"], "{path}: {s} {v}");
+    }
+
+    // The feed from the beginning: nothing revoked yet.
+    let (s, v) = get(&mut c, "/v1/changes", &format!("/v1/changes?sp={sp}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"], json!([]), "{v}");
+    assert_eq!(v["more"], false, "a short chain fits one page");
+    let mut cursor = v["next"].as_str().unwrap().to_owned();
+
+    // Alice's authentication certificate is held, then she moves (signing revoked, attributes
+    // changed); Bob (withdrawn) and Carol (another SP's) move too.
+    h.clock.advance(Duration::hours(1));
+    let auth = ca::authority::parse_serial(&alice.auth_serial).unwrap();
+    h.a.hold(&auth, Some(Hierarchy::Auth)).unwrap();
+    let move_to = || Event::Move {
+        address: "大阪府大阪市北区中之島一丁目3番20号".into(),
+        prefecture: Some("Osaka".into()),
+        municipality: Some("Osaka-shi".into()),
+    };
+    for who in [&bob, &alice, &carol] {
+        h.a.event(&who.id, &move_to()).unwrap();
+    }
+    let (_, v) = get(
+        &mut c,
+        "/v1/changes",
+        &format!("/v1/changes?sp={sp}&since={cursor}"),
+    )
+    .await;
+    let changes = v["changes"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["change"].as_str().unwrap(),
+                c["consent"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Alice's latest live consent names her.
+    let alice_consent = kinds.first().map(|k| k.1).unwrap();
+    assert!(
+        alice_consent == ids[0] || alice_consent == ids[2],
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().map(|k| k.0).collect::<Vec<_>>(),
+        vec!["held", "attributes_changed", "revoked"],
+        "{v}"
+    );
+    assert_eq!(changes[0]["serial"], alice.auth_serial.as_str());
+    assert_eq!(changes[2]["reason"], "affiliationChanged");
+    assert_eq!(changes[2]["attributes_changed"], true);
+    assert!(changes
+        .windows(2)
+        .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
+    let next = v["next"].as_str().unwrap().to_owned();
+    assert!(next.parse::<u64>().unwrap() > cursor.parse::<u64>().unwrap());
+    cursor = next;
+    // Paged: one change at a time from the same start gives the same changes.
+    let mut paged = Vec::new();
+    let mut at = v["changes"][0]["seq"].as_u64().unwrap().to_string();
+    loop {
+        let (_, p) = get(
+            &mut c,
+            "/v1/changes",
+            &format!("/v1/changes?sp={sp}&since={at}&limit=1"),
+        )
+        .await;
+        paged.extend(
+            p["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["seq"].clone()),
+        );
+        at = p["next"].as_str().unwrap().to_owned();
+        if p["changes"].as_array().unwrap().is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        paged,
+        changes.iter().map(|c| c["seq"].clone()).collect::<Vec<_>>()
+    );
+    // Nothing new since the cursor.
+    // (The feed's own calls add access records to the chain: the cursor moves past them.)
+    let (_, v) = get(
+        &mut c,
+        "/v1/changes",
+        &format!("/v1/changes?sp={sp}&since={cursor}"),
+    )
+    .await;
+    assert_eq!(v["changes"], json!([]));
+    assert!(v["next"].as_str().unwrap().parse::<u64>().unwrap() >= cursor.parse::<u64>().unwrap());
+    // Garbage and unknown cursors are refused.
+    for (since, want) in [
+        ("abc", "cursor_invalid"),
+        ("-1", "cursor_invalid"),
+        ("+5", "cursor_invalid"),
+        ("99999999", "cursor_unknown"),
+        ("", "cursor_invalid"),
+    ] {
+        let (s, v) = get(
+            &mut c,
+            "/v1/changes",
+            &format!("/v1/changes?sp={sp}&since={since}"),
+        )
+        .await;
+        assert_error(s, &v, StatusCode::BAD_REQUEST, want);
+    }
+
+    // Usage: counted per endpoint and certificate type for this month.
+    let month = format!("{:04}-{:02}", now.year(), u8::from(now.month()));
+    let usage = h
+        .admin(Request::Usage {
+            month: month.clone(),
+        })
+        .unwrap();
+    let count = |endpoint: &str, t: &str| -> u64 {
+        usage["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["sp"] == sp.as_str() && u["endpoint"] == endpoint && u["cert_type"] == t)
+            .map(|u| u["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(count("consent", "signing"), 3, "{usage}");
+    assert!(count("changes", "none") >= 3, "{usage}");
+    assert_eq!(
+        count("consent-list", "none"),
+        2,
+        "two pages answered; refusals are not counted: {usage}"
+    );
+    assert_eq!(count("consent-withdraw", "none"), 1, "{usage}");
+    assert_eq!(
+        h.admin(Request::Usage {
+            month: "2026-13".into()
+        })
+        .unwrap_err()
+        .code(),
+        "malformed_request"
+    );
+    h.stop().await;
+}
+
+/// The change feed's cursor is the store's: it survives a restart of the server and of the
+/// store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_change_feed_cursor_survives_a_restart() {
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity,four-attributes");
+    let sp = h.sp("PF One", "Bank", "validity,four-attributes");
+    let holder = h.holder("h1");
+    let mut c = h.client(&pf).await;
+    let cms = h.consent_cms(&holder, &sp, h.clock.now() + Duration::days(30), "n");
+    consent_created(&mut c, &sp, &cms).await;
+    let (_, v) = get(&mut c, "/v1/changes", &format!("/v1/changes?sp={sp}")).await;
+    let cursor = v["next"].as_str().unwrap().to_owned();
+    let data = h.dir.path().join("data");
+    let H {
+        dir,
+        a,
+        stop,
+        server,
+        ..
+    } = h;
+    drop(c);
+    let _ = stop.map(|s| s.send(()));
+    if let Some(s) = server {
+        s.await.unwrap();
+    }
+    drop(a);
+    // Reopened: the holder's certificate is revoked; the old cursor still works and shows it.
+    let a = Arc::new(
+        Authority::open(
+            &data,
+            Some(PASS.as_bytes().to_vec()),
+            Arc::new(FixedClock::new(now_s())),
+        )
+        .unwrap(),
+    );
+    let serial = ca::authority::parse_serial(&serial_of(&holder.sign_pem)).unwrap();
+    a.revoke(
+        &serial,
+        Some(Hierarchy::Signing),
+        policies::Reason::KeyCompromise,
+        None,
+    )
+    .unwrap();
+    let (chain, key) = platform::server_identity(&a, &["127.0.0.1".into()]).unwrap();
+    let api = Arc::new(Api::new(a.clone(), chain, key, None).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        api.serve(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let root_pem = ca::records::pem(&platform::operator_ca::root(&a).unwrap());
+    let cfg = client::tls_config(&root_pem, &pf.cert_pem, &pf.key_pem).unwrap();
+    let mut c = Client::connect(addr, "127.0.0.1", cfg).await.unwrap();
+    let (s, v) = get(
+        &mut c,
+        "/v1/changes",
+        &format!("/v1/changes?sp={sp}&since={cursor}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["changes"][0]["change"], "revoked");
+    assert_eq!(v["changes"][0]["reason"], "keyCompromise");
+    let _ = stop.send(());
+    server.await.unwrap();
+    drop(dir);
+}
+
+/// `platform/openapi.json` documents exactly the server's routes, and the server's real
+/// answers — successes and refusals of every route — match its schemas (each call here and
+/// in the tests above goes through [`checked`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openapi_document_matches_the_server() {
+    let doc = openapi();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_ascii_uppercase(), path.clone()))
+        })
+        .collect();
+    let mut served: Vec<(String, String)> = platform::http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(
+        documented, served,
+        "every route is documented, and only those"
+    );
+    // API.md points to the document.
+    let api_md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/API.md")).unwrap();
+    assert!(api_md.contains("openapi.json"));
+
+    let h = H::start().await;
+    let pf = h.pf("PF One", "validity,four-attributes,successor");
+    let sp = h.sp("PF One", "Bank", "validity,four-attributes,successor");
+    let holder = h.holder("h1");
+    let mut c = h.client(&pf).await;
+    // Every route, as the tests above do not already cover it, success first.
+    let now = h.clock.now();
+    let (s, _) = checked(&mut c, "POST", "/v1/validity", "/v1/validity",
+        &json!({"sp": sp, "certificates": [holder.sign_pem, {"issuer": "auth", "serial": holder.auth_serial},
+                "MIIBAA==", {"issuer": "signing", "serial": "0F0F"}]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(30), "n-1");
+    let (s, v) = checked(
+        &mut c,
+        "POST",
+        "/v1/consents",
+        "/v1/consents",
+        &json!({"sp": sp, "cms": cms}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let first = v["id"].as_str().unwrap().to_owned();
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/consents",
+        "/v1/consents",
+        &json!({"sp": sp, "cms": cms}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/four-attributes",
+        "/v1/four-attributes",
+        &json!({"sp": sp, "certificate": holder.sign_pem}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/successor",
+        "/v1/successor",
+        &json!({"sp": sp, "serial": holder.auth_serial}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/successor",
+        "/v1/successor",
+        &json!({"sp": sp, "serial": "0F0F0F"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = checked(
+        &mut c,
+        "DELETE",
+        "/v1/consents/{id}",
+        &format!("/v1/consents/{first}?sp={sp}"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = checked(
+        &mut c,
+        "DELETE",
+        "/v1/consents/{id}",
+        &format!("/v1/consents/{first}"),
+        &json!({"sp": sp}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = checked(
+        &mut c,
+        "DELETE",
+        "/v1/consents/{id}",
+        &format!("/v1/consents/C00?sp={sp}"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let cms = h.consent_cms(&holder, &sp, now + Duration::days(30), "n-2");
+    let second = consent_created(&mut c, &sp, &cms).await;
+    let w = h.signed(&holder, &json!({"withdraw": second}).to_string());
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/consents/{id}/withdraw",
+        &format!("/v1/consents/{second}/withdraw"),
+        &json!({"sp": sp, "cms": w}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = get(&mut c, "/v1/consents", &format!("/v1/consents?sp={sp}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = get(&mut c, "/v1/changes", &format!("/v1/changes?sp={sp}")).await;
+    assert_eq!(s, StatusCode::OK);
+    // Refusals: malformed, a method the route does not have, too large.
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/validity",
+        "/v1/validity",
+        &json!({"sp": sp}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let error_schema = json!({"$ref": "#/components/schemas/Error"});
+    let (s, v) = c
+        .call(http::Method::PUT, "/v1/consents", &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        openapi_check::Doc(&doc)
+            .check(&error_schema, &v, "$")
+            .is_empty(),
+        "{v}"
+    );
+    let (s, _) = checked(
+        &mut c,
+        "POST",
+        "/v1/four-attributes",
+        "/v1/four-attributes",
+        &json!({"sp": sp, "certificate": "x".repeat(300 * 1024)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // A path that is no route: 404 with the error body.
+    let (s, v) = c
+        .call(http::Method::GET, "/v1/nothing", &json!({}))
+        .await
+        .unwrap();
+    assert_error(s, &v, StatusCode::NOT_FOUND, "not_found");
+    assert!(
+        openapi_check::Doc(&doc)
+            .check(&error_schema, &v, "$")
+            .is_empty(),
+        "{v}"
+    );
     h.stop().await;
 }

@@ -193,6 +193,9 @@ pub enum Command {
     /// The CA's officers and their roles (ca-officer, municipal-clerk, auditor).
     #[command(subcommand)]
     Officer(officer::OfficerCommand),
+    /// Reports: platform API usage per month.
+    #[command(subcommand)]
+    Report(operator::ReportCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -1491,6 +1494,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Operator(cmd) => {
             let v = call_pf(&cli, operator::operator_request(cmd)?)?;
             println!("{}", operator::operator_output(cmd, &v)?);
+            Ok(())
+        }
+        Command::Report(cmd) => {
+            let v = call_pf(&cli, operator::report_request(cmd)?)?;
+            print!("{}", operator::report_output(cmd, &v)?);
             Ok(())
         }
         Command::Sp(cmd) => {

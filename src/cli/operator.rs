@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use platform::registry::parse_scopes;
+use platform::usage::Tariff;
 use platform::{Error, Request, Result};
 
 /// `jpki operator …`
@@ -112,6 +113,64 @@ pub enum SpCommand {
     List {
         #[arg(long)]
         json: bool,
+    },
+    /// Suspend a service provider: its API calls are refused (403 sp_suspended) until resumed.
+    Suspend {
+        #[command(flatten)]
+        target: SpTarget,
+    },
+    /// Resume a suspended service provider.
+    Resume {
+        #[command(flatten)]
+        target: SpTarget,
+    },
+    /// Remove a service provider for good (403 sp_removed); its consents and access log are kept.
+    Remove {
+        #[command(flatten)]
+        target: SpTarget,
+    },
+    /// Replace a service provider's scopes (each must be among its platform operator's).
+    Rescope {
+        #[command(flatten)]
+        target: SpTarget,
+        /// Comma-separated, the new full set: validity, four-attributes, successor.
+        #[arg(long)]
+        scopes: String,
+    },
+}
+
+/// Which SP a state change is for, and who makes it.
+#[derive(Debug, Clone, Args)]
+pub struct SpTarget {
+    /// The service provider's id (SP…, as `jpki sp list` shows it).
+    #[arg(long)]
+    pub id: String,
+    /// Who makes the change, named in the audit record (default: $JPKI_ACTOR, else $USER).
+    #[arg(long, env = "JPKI_ACTOR")]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jpki report …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReportCommand {
+    /// Platform API usage of a month: checks per platform operator, service provider,
+    /// endpoint and certificate type, priced under the tariff.
+    Usage {
+        /// The month, YYYY-MM (UTC), e.g. 2026-11.
+        #[arg(long)]
+        month: String,
+        /// A TOML tariff (`signing_yen = 20`, `auth_yen = 2`, `zero_rated = true`: the
+        /// default, the real service's prices, charged at 0 today).
+        #[arg(long)]
+        tariff: Option<PathBuf>,
+        /// One JSON object: the month, the tariff and the lines.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV with a header line.
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -329,13 +388,56 @@ pub fn sp_request(cmd: &SpCommand) -> Result<Request> {
             scopes: parse_scopes(scopes)?,
         },
         SpCommand::List { .. } => Request::SpList,
+        SpCommand::Suspend { target } => Request::SpSuspend {
+            sp: target.id.clone(),
+            actor: actor(target)?,
+        },
+        SpCommand::Resume { target } => Request::SpResume {
+            sp: target.id.clone(),
+            actor: actor(target)?,
+        },
+        SpCommand::Remove { target } => Request::SpRemove {
+            sp: target.id.clone(),
+            actor: actor(target)?,
+        },
+        SpCommand::Rescope { target, scopes } => Request::SpRescope {
+            sp: target.id.clone(),
+            scopes: parse_scopes(scopes)?,
+            actor: actor(target)?,
+        },
     })
+}
+
+/// The actor of an SP change: `--actor` / `$JPKI_ACTOR`, else the login name in `$USER`.
+fn actor(target: &SpTarget) -> Result<String> {
+    target
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| Error::BadRequest("say who makes the change: --actor NAME".into()))
 }
 
 /// What to print for an SP command's answer.
 pub fn sp_output(cmd: &SpCommand, v: &Value) -> Result<String> {
     Ok(match cmd {
         SpCommand::Add { json: true, .. } | SpCommand::List { json: true } => pretty(v),
+        SpCommand::Suspend { target }
+        | SpCommand::Resume { target }
+        | SpCommand::Remove { target }
+        | SpCommand::Rescope { target, .. } => {
+            if target.json {
+                pretty(v)
+            } else {
+                format!(
+                    "service provider {} ({}) is {} with {}\n",
+                    s(v, "name"),
+                    s(v, "id"),
+                    s(v, "state"),
+                    list(&v["scopes"])
+                )
+            }
+        }
         SpCommand::Add { .. } => format!(
             "service provider {} ({}) registered under {} with {}\n",
             s(v, "name"),
@@ -347,9 +449,10 @@ pub fn sp_output(cmd: &SpCommand, v: &Value) -> Result<String> {
             let mut out = String::new();
             for o in v["service_providers"].as_array().into_iter().flatten() {
                 out.push_str(&format!(
-                    "{}\t{}\t{}\t{}\n",
+                    "{}\t{}\t{}\t{}\t{}\n",
                     s(o, "id"),
                     s(o, "pf"),
+                    o.get("state").and_then(Value::as_str).unwrap_or("active"),
                     list(&o["scopes"]),
                     s(o, "name")
                 ));
@@ -357,6 +460,95 @@ pub fn sp_output(cmd: &SpCommand, v: &Value) -> Result<String> {
             out
         }
     })
+}
+
+/// The request for `jpki report usage` (the month checked here, before anything is asked).
+pub fn report_request(cmd: &ReportCommand) -> Result<Request> {
+    let ReportCommand::Usage { month, .. } = cmd;
+    platform::api::check_month(month)?;
+    Ok(Request::Usage {
+        month: month.clone(),
+    })
+}
+
+/// The tariff of `jpki report usage`: the file's, or the default.
+fn tariff(path: Option<&Path>) -> Result<Tariff> {
+    let Some(path) = path else {
+        return Ok(Tariff::default());
+    };
+    let text = String::from_utf8(read(path)?)
+        .map_err(|_| Error::BadRequest(format!("{}: not UTF-8 text", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        Error::BadRequest(format!(
+            "{}: not a tariff (signing_yen, auth_yen, zero_rated): {}",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
+/// What to print for `jpki report usage`: a table, CSV, or JSON with the tariff.
+pub fn report_output(cmd: &ReportCommand, v: &Value) -> Result<String> {
+    let ReportCommand::Usage {
+        month,
+        tariff: tariff_file,
+        json,
+        csv,
+    } = cmd;
+    let tariff = tariff(tariff_file.as_deref())?;
+    let usage: Vec<platform::registry::Usage> = serde_json::from_value(v["usage"].clone())
+        .map_err(|e| Error::Internal(format!("usage answer: {e}")))?;
+    let lines = platform::usage::report(&usage, &tariff);
+    let total =
+        |f: fn(&platform::usage::Line) -> u64| lines.iter().map(f).fold(0u64, u64::saturating_add);
+    if *json {
+        return Ok(serde_json::json!({
+            "month": month, "tariff": tariff, "lines": lines,
+            "total": {"count": total(|l| l.count), "list_yen": total(|l| l.list_yen),
+                      "charged_yen": total(|l| l.charged_yen)},
+        })
+        .to_string());
+    }
+    let mut out = String::new();
+    if *csv {
+        out.push_str("month,pf,sp,endpoint,cert_type,count,unit_yen,list_yen,charged_yen\n");
+    } else {
+        out.push_str(&format!(
+            "usage {month} (tariff: signing {} yen, auth {} yen{})\n",
+            tariff.signing_yen,
+            tariff.auth_yen,
+            if tariff.zero_rated {
+                ", zero-rated"
+            } else {
+                ""
+            }
+        ));
+    }
+    let sep = if *csv { "," } else { "\t" };
+    for l in &lines {
+        let cols = [
+            l.month.clone(),
+            l.pf.clone(),
+            l.sp.clone(),
+            l.endpoint.clone(),
+            l.cert_type.clone(),
+            l.count.to_string(),
+            l.unit_yen.to_string(),
+            l.list_yen.to_string(),
+            l.charged_yen.to_string(),
+        ];
+        out.push_str(&cols.join(sep));
+        out.push('\n');
+    }
+    if !*csv {
+        out.push_str(&format!(
+            "total\t{} checks\tlist {} yen\tcharged {} yen\n",
+            total(|l| l.count),
+            total(|l| l.list_yen),
+            total(|l| l.charged_yen)
+        ));
+    }
+    Ok(out)
 }
 
 /// The request for `jpki resident access-log`.
@@ -536,5 +728,120 @@ mod tests {
         );
         let none = access_log_output(&args, &serde_json::json!({"accesses": []})).unwrap();
         assert_eq!(none, "no access recorded\n");
+    }
+
+    #[test]
+    fn sp_state_changes_name_the_sp_and_the_actor() {
+        let Sub::Sp(cmd) = parse(&["sp", "suspend", "--id", "SP01", "--actor", "alice"]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&cmd).unwrap(),
+            Request::SpSuspend { sp, actor } if sp == "SP01" && actor == "alice"));
+        let v = serde_json::json!({"id": "SP01", "name": "Bank", "state": "suspended",
+                                   "scopes": ["validity"]});
+        assert_eq!(
+            sp_output(&cmd, &v).unwrap(),
+            "service provider Bank (SP01) is suspended with validity\n"
+        );
+        for (verb, want) in [("resume", "pf-sp-resume"), ("remove", "pf-sp-remove")] {
+            let Sub::Sp(cmd) = parse(&["sp", verb, "--id", "SP01", "--actor", "bob"]) else {
+                panic!()
+            };
+            let req = serde_json::to_value(sp_request(&cmd).unwrap()).unwrap();
+            assert_eq!(req["op"], want);
+            assert_eq!(req["actor"], "bob");
+        }
+        let Sub::Sp(cmd) = parse(&[
+            "sp",
+            "rescope",
+            "--id",
+            "SP01",
+            "--scopes",
+            "successor,validity",
+            "--actor",
+            "c",
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&cmd).unwrap(),
+            Request::SpRescope { scopes, .. } if scopes == [Scope::Validity, Scope::Successor]));
+        let Sub::Sp(bad) = parse(&[
+            "sp", "rescope", "--id", "S", "--scopes", "all", "--actor", "c",
+        ]) else {
+            panic!()
+        };
+        assert!(matches!(sp_request(&bad), Err(Error::UnknownScope(s)) if s == "all"));
+        let Sub::Sp(blank) = parse(&["sp", "remove", "--id", "S", "--actor", " "]) else {
+            panic!()
+        };
+        assert!(sp_request(&blank)
+            .unwrap_err()
+            .to_string()
+            .contains("--actor"));
+    }
+
+    #[test]
+    fn usage_report_prices_the_counts_under_the_tariff() {
+        #[derive(Parser)]
+        struct R {
+            #[command(subcommand)]
+            cmd: ReportCommand,
+        }
+        let report = |args: &[&str]| {
+            R::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
+                .unwrap()
+                .cmd
+        };
+        let v = serde_json::json!({"month": "2026-11", "usage": [
+            {"month": "2026-11", "pf": "PF1", "sp": "SP1", "endpoint": "validity",
+             "cert_type": "auth", "count": 10},
+            {"month": "2026-11", "pf": "PF1", "sp": "SP1", "endpoint": "validity",
+             "cert_type": "signing", "count": 3}]});
+        let csv = report_output(&report(&["usage", "--month", "2026-11", "--csv"]), &v).unwrap();
+        assert_eq!(
+            csv,
+            "month,pf,sp,endpoint,cert_type,count,unit_yen,list_yen,charged_yen\n\
+             2026-11,PF1,SP1,validity,auth,10,2,20,0\n\
+             2026-11,PF1,SP1,validity,signing,3,20,60,0\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tariff = dir.path().join("tariff.toml");
+        fs::write(
+            &tariff,
+            "signing_yen = 25\nauth_yen = 3\nzero_rated = false\n",
+        )
+        .unwrap();
+        let cmd = report(&[
+            "usage",
+            "--month",
+            "2026-11",
+            "--json",
+            "--tariff",
+            tariff.to_str().unwrap(),
+        ]);
+        let out: Value = serde_json::from_str(&report_output(&cmd, &v).unwrap()).unwrap();
+        assert_eq!(
+            out["total"],
+            serde_json::json!({"count": 13, "list_yen": 105, "charged_yen": 105})
+        );
+        assert_eq!(out["tariff"]["signing_yen"], 25);
+        let text = report_output(&report(&["usage", "--month", "2026-11"]), &v).unwrap();
+        assert!(
+            text.contains("zero-rated")
+                && text.contains("total\t13 checks\tlist 80 yen\tcharged 0 yen"),
+            "{text}"
+        );
+        // Bad input: a month that is not YYYY-MM, a tariff file with a typo.
+        for bad in ["2026-13", "26-11", "2026-1", "2026/11", "１９９９-01"] {
+            let e = report_request(&report(&["usage", "--month", bad])).unwrap_err();
+            assert!(e.to_string().contains("YYYY-MM"), "{bad}: {e}");
+        }
+        fs::write(
+            &tariff,
+            "signing_yen = 20\nauth_yen = 2\nzero_rate = true\n",
+        )
+        .unwrap();
+        let e = report_output(&cmd, &v).unwrap_err().to_string();
+        assert!(e.contains("not a tariff"), "{e}");
     }
 }

@@ -72,7 +72,7 @@ use std::time::{Duration, Instant};
 
 use ca::audit::{AuditIntent, Head, Record};
 use ca::officers::Officer;
-use ca::records::platform::{Access, Consent, Operator, ServiceProvider};
+use ca::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use ca::records::{CertKind, CertRecord, Resident, RevokedEntry, State, StatusRecord};
 use ca::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
@@ -995,6 +995,55 @@ impl Storage for PgStorage {
         u64_of(n, "count")
     }
 
+    fn sp_consents(&self, sp: &str, after: Option<&str>, limit: usize) -> Result<Vec<Consent>> {
+        let limit = i64_of(limit as u64, "limit")?;
+        // Nonces in byte order (COLLATE "C"), as the other engines order them.
+        self.query(
+            "SELECT c.record FROM consent_nonces n JOIN consents c ON c.id = n.consent \
+             WHERE n.sp = $1 AND ($2::text IS NULL OR n.nonce COLLATE \"C\" > $2 COLLATE \"C\") \
+             ORDER BY n.nonce COLLATE \"C\" LIMIT $3",
+            &[&sp, &after, &limit],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
+    }
+
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()> {
+        // One month at a time: a month's counters are few (PFs × SPs × endpoints × types).
+        let months = self.query(
+            "SELECT DISTINCT month FROM usage_counts ORDER BY month",
+            &[],
+        )?;
+        for row in months {
+            let month: String = row.get(0);
+            for u in Storage::usage(self, &month)? {
+                each(u)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn usage(&self, month: &str) -> Result<Vec<Usage>> {
+        self.query(
+            "SELECT month, pf, sp, endpoint, cert_type, count FROM usage_counts WHERE month = $1 \
+             ORDER BY pf, sp, endpoint, cert_type",
+            &[&month],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(Usage {
+                month: row.get(0),
+                pf: row.get(1),
+                sp: row.get(2),
+                endpoint: row.get(3),
+                cert_type: row.get(4),
+                count: u64_of(row.get(5), "usage count")?,
+            })
+        })
+        .collect()
+    }
+
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
         let mut backoff = Duration::from_millis(1);
         for _ in 0..MAX_ATTEMPTS {
@@ -1293,6 +1342,10 @@ impl Tx for PgTx<'_> {
         )
     }
 
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        self.record_of("service_providers", id)
+    }
+
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
         self.record_of("consents", id)
     }
@@ -1550,6 +1603,22 @@ impl Tx for PgTx<'_> {
              ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, sp = EXCLUDED.sp, \
              record = EXCLUDED.record",
             &[&c.id, &c.holder, &c.sp, &Json(c)],
+        )
+    }
+
+    fn add_usage(&self, u: &Usage) -> Result<()> {
+        self.exec(
+            "INSERT INTO usage_counts (month, pf, sp, endpoint, cert_type, count) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (month, pf, sp, endpoint, cert_type) \
+             DO UPDATE SET count = usage_counts.count + EXCLUDED.count",
+            &[
+                &u.month,
+                &u.pf,
+                &u.sp,
+                &u.endpoint,
+                &u.cert_type,
+                &i64_of(u.count, "usage count")?,
+            ],
         )
     }
 

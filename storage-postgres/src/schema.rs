@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "the blocklist of compromised keys", V2),
     (3, "officers, and the actor of audit records", V3),
     (4, "municipal CRL partitions", V4),
+    (5, "platform usage counters", V5),
 ];
 
 /// The version this binary brings a database to.
@@ -255,4 +256,18 @@ ALTER TABLE crl_state
     ADD COLUMN crl_municipality text COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE crl_state DROP CONSTRAINT crl_state_pkey,
     ADD PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality);
+"#;
+
+/// Version 5: the platform API's usage counters (checks per month, PF, SP, endpoint and
+/// certificate type), added to by each recorded call.
+const V5: &str = r#"
+CREATE TABLE usage_counts (
+    month     text   COLLATE "C" NOT NULL,
+    pf        text   COLLATE "C" NOT NULL,
+    sp        text   COLLATE "C" NOT NULL,
+    endpoint  text   COLLATE "C" NOT NULL,
+    cert_type text   COLLATE "C" NOT NULL,
+    count     bigint NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (month, pf, sp, endpoint, cert_type)
+);
 "#;

@@ -93,6 +93,45 @@ pub struct ServiceProvider {
     pub scopes: Vec<Scope>,
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// Records written before SPs had a state are active.
+    #[serde(default)]
+    pub state: SpState,
+}
+
+/// A service provider's state. `Removed` is final; neither suspended nor removed SPs' calls
+/// are served, and their records (consents, access log) are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpState {
+    #[default]
+    Active,
+    Suspended,
+    Removed,
+}
+
+impl SpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpState::Active => "active",
+            SpState::Suspended => "suspended",
+            SpState::Removed => "removed",
+        }
+    }
+}
+
+/// A usage counter: how many checks of one certificate type a service provider asked one
+/// endpoint for, through one platform operator, in one calendar month (UTC, `YYYY-MM`).
+/// [`crate::storage::Tx::add_usage`] adds `count` to the stored counter of the same key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Usage {
+    pub month: String,
+    pub pf: String,
+    pub sp: String,
+    /// The API operation (`validity`, `four-attributes`, ...).
+    pub endpoint: String,
+    /// `signing`, `auth`, or `none` (a call about no certificate of ours).
+    pub cert_type: String,
+    pub count: u64,
 }
 
 /// A holder's consent that an SP may read the holder's latest four attributes.

@@ -44,7 +44,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::audit::{AuditIntent, Head};
 use crate::error::{Error, Result};
-use crate::records::platform::{Access, Consent, Operator, PfState, ServiceProvider};
+use crate::records::platform::{
+    Access, Consent, Operator, PfState, ServiceProvider, SpState, Usage,
+};
 use crate::records::{CertKind, CertRecord, HistoryLine, Resident, State, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, KeyFingerprint, KeyOwner, Revoked, Scheduled, ScheduledKind,
@@ -106,6 +108,8 @@ macro_rules! storage_conformance {
             service_providers,
             consents,
             access_log,
+            sp_consents_paging,
+            usage_counters,
             failed_body_changes_nothing,
             error_comes_back_unchanged,
             reads_see_own_writes,
@@ -196,6 +200,8 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("service_providers", service_providers::<S>),
         ("consents", consents::<S>),
         ("access_log", access_log::<S>),
+        ("sp_consents_paging", sp_consents_paging::<S>),
+        ("usage_counters", usage_counters::<S>),
         (
             "failed_body_changes_nothing",
             failed_body_changes_nothing::<S>,
@@ -469,6 +475,7 @@ fn sp(id: &str, pf: &str, name: &str) -> ServiceProvider {
         pf: pf.into(),
         scopes: vec![crate::records::platform::Scope::FourAttributes],
         created: at(2),
+        state: SpState::Active,
     }
 }
 
@@ -1675,7 +1682,14 @@ pub fn service_providers<S: Storage>(s: &S) {
     });
     let mut x2 = x.clone();
     x2.scopes.push(crate::records::platform::Scope::Successor);
-    commit(s, &|t| t.put_service_provider(&x2));
+    x2.state = SpState::Suspended;
+    commit(s, &|t| {
+        assert_eq!(t.service_provider("sp-2")?, Some(x.clone()));
+        assert_eq!(t.service_provider("sp-9")?, None);
+        t.put_service_provider(&x2)?;
+        assert_eq!(t.service_provider("sp-2")?, Some(x2.clone()), "own write");
+        Ok(())
+    });
     assert_eq!(ok(s.service_provider("sp-2")), Some(x2.clone()));
     assert_eq!(ok(s.service_providers()), vec![y, x2, z]);
     assert_eq!(
@@ -1758,6 +1772,142 @@ pub fn access_log<S: Storage>(s: &S) {
     assert!(ok(s.access_log("R")).is_empty());
     assert!(ok(s.access_log("R2")).is_empty());
     assert_eq!(ok(s.access_count()), 5);
+}
+
+/// sp_consents: one SP's consents only, in byte order of the nonce, paged after a nonce.
+pub fn sp_consents_paging<S: Storage>(s: &S) {
+    assert!(ok(s.sp_consents("sp-1", None, 10)).is_empty());
+    // Nonces chosen so that byte order differs from insertion and id order, with a prefix
+    // ("n") of another ("n-"), and a neighbouring SP id that extends this one's.
+    let nonces = ["n-b", "n", "n-a", "N", "n-ab", "é"];
+    let mine: Vec<Consent> = nonces
+        .iter()
+        .enumerate()
+        .map(|(i, n)| consent(&format!("c-{i}"), &format!("R{i}"), "sp-1", n))
+        .collect();
+    let theirs = consent("c-9", "R1", "sp-10", "n-a");
+    let shorter = consent("c-8", "R1", "sp-", "a");
+    commit(s, &|t| {
+        for c in &mine {
+            t.put_consent(c)?;
+        }
+        t.put_consent(&theirs)?;
+        t.put_consent(&shorter)
+    });
+    let mut sorted: Vec<&str> = nonces.to_vec();
+    sorted.sort();
+    let nonces_of = |v: Vec<Consent>| v.into_iter().map(|c| c.nonce).collect::<Vec<_>>();
+    assert_eq!(nonces_of(ok(s.sp_consents("sp-1", None, 100))), sorted);
+    // Pages of two, each after the last nonce of the one before.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ok(s.sp_consents("sp-1", after.as_deref(), 2));
+        assert!(page.len() <= 2);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|c| c.nonce.clone());
+        seen.extend(nonces_of(page));
+    }
+    assert_eq!(seen, sorted, "pages cover every consent once, in order");
+    assert_eq!(
+        nonces_of(ok(s.sp_consents("sp-1", Some("n-a"), 10))),
+        vec!["n-ab", "n-b", "é"],
+        "strictly after"
+    );
+    assert_eq!(
+        nonces_of(ok(s.sp_consents("sp-1", Some("m"), 1))),
+        vec!["n"],
+        "after a nonce never used"
+    );
+    assert!(ok(s.sp_consents("sp-1", Some("é"), 10)).is_empty());
+    assert!(ok(s.sp_consents("sp-1", None, 0)).is_empty());
+    assert_eq!(ok(s.sp_consents("sp-10", None, 10)), vec![theirs]);
+    assert_eq!(ok(s.sp_consents("sp-", None, 10)), vec![shorter]);
+    assert!(ok(s.sp_consents("sp", None, 10)).is_empty());
+    // A withdrawn consent is rewritten in place, not listed twice.
+    let mut w = mine[0].clone();
+    w.withdrawn_at = Some(at(60));
+    w.withdrawn_by = Some("sp".into());
+    commit(s, &|t| t.put_consent(&w));
+    let all = ok(s.sp_consents("sp-1", None, 100));
+    assert_eq!(all.len(), nonces.len());
+    assert!(all.contains(&w));
+}
+
+fn usage(month: &str, pf: &str, sp: &str, endpoint: &str, cert_type: &str, n: u64) -> Usage {
+    Usage {
+        month: month.into(),
+        pf: pf.into(),
+        sp: sp.into(),
+        endpoint: endpoint.into(),
+        cert_type: cert_type.into(),
+        count: n,
+    }
+}
+
+/// add_usage adds to one counter per (month, PF, SP, endpoint, type); usage lists a month in
+/// key order; a failed body adds nothing.
+pub fn usage_counters<S: Storage>(s: &S) {
+    assert!(ok(s.usage("2026-11")).is_empty());
+    commit(s, &|t| {
+        t.add_usage(&usage("2026-11", "pf-2", "sp-1", "validity", "signing", 3))?;
+        t.add_usage(&usage(
+            "2026-11", "pf-1", "sp-1", "validity", "signing", 1000,
+        ))?;
+        t.add_usage(&usage("2026-11", "pf-1", "sp-1", "validity", "auth", 2))?;
+        // The unit of work sees its own additions.
+        t.add_usage(&usage("2026-11", "pf-1", "sp-1", "validity", "signing", 5))
+    });
+    commit(s, &|t| {
+        t.add_usage(&usage("2026-11", "pf-1", "sp-1", "validity", "signing", 1))?;
+        t.add_usage(&usage("2026-11", "pf-1", "sp-10", "successor", "auth", 1))?;
+        t.add_usage(&usage("2026-12", "pf-1", "sp-1", "validity", "signing", 7))?;
+        t.add_usage(&usage("2026-1", "pf-1", "sp-1", "validity", "signing", 9))
+    });
+    let failed = s.transact(&|t| {
+        t.add_usage(&usage(
+            "2026-11", "pf-1", "sp-1", "validity", "signing", 100,
+        ))?;
+        t.add_usage(&usage(
+            "2026-10", "pf-1", "sp-1", "validity", "signing", 100,
+        ))?;
+        Err(crate::Error::Invalid("no".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        ok(s.usage("2026-11")),
+        vec![
+            usage("2026-11", "pf-1", "sp-1", "validity", "auth", 2),
+            usage("2026-11", "pf-1", "sp-1", "validity", "signing", 1006),
+            usage("2026-11", "pf-1", "sp-10", "successor", "auth", 1),
+            usage("2026-11", "pf-2", "sp-1", "validity", "signing", 3),
+        ]
+    );
+    assert_eq!(
+        ok(s.usage("2026-12")),
+        vec![usage("2026-12", "pf-1", "sp-1", "validity", "signing", 7)]
+    );
+    assert_eq!(
+        ok(s.usage("2026-1")).len(),
+        1,
+        "a month is not a prefix match"
+    );
+    assert!(
+        ok(s.usage("2026-10")).is_empty(),
+        "the failed body added nothing"
+    );
+    assert!(ok(s.usage("2026")).is_empty());
+    let mut all = Vec::new();
+    ok(s.for_each_usage(&mut |u| {
+        all.push(u);
+        Ok(())
+    }));
+    let mut want = ok(s.usage("2026-1"));
+    want.extend(ok(s.usage("2026-11")));
+    want.extend(ok(s.usage("2026-12")));
+    assert_eq!(all, want, "every month, in key order");
 }
 
 // ----- atomicity ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
-use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
@@ -75,6 +75,21 @@ struct Tables {
     /// Officer name → id; client-key fingerprint → id.
     officer_names: BTreeMap<String, String>,
     officer_keys: BTreeMap<String, String>,
+    /// Month, PF, SP, endpoint, certificate type → count.
+    usage: BTreeMap<UsageKey, u64>,
+}
+
+/// The key of a usage counter.
+type UsageKey = (String, String, String, String, String);
+
+fn usage_key(u: &Usage) -> UsageKey {
+    (
+        u.month.clone(),
+        u.pf.clone(),
+        u.sp.clone(),
+        u.endpoint.clone(),
+        u.cert_type.clone(),
+    )
 }
 
 /// The in-memory storage authority (see the module docs).
@@ -355,6 +370,69 @@ impl Storage for MemoryStorage {
         self.read(|t| t.access.len() as u64)
     }
 
+    fn sp_consents(&self, sp: &str, after: Option<&str>, limit: usize) -> Result<Vec<Consent>> {
+        let t = self.lock()?;
+        let from = (sp.to_owned(), after.unwrap_or_default().to_owned());
+        let lower = match after {
+            Some(_) => Bound::Excluded(from),
+            None => Bound::Included(from),
+        };
+        t.nonces
+            .range((lower, Bound::Unbounded))
+            .take_while(|((s, _), _)| s == sp)
+            .take(limit)
+            .map(|(_, id)| {
+                t.consents
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| Error::Store(format!("nonce index names a missing {id}")))
+            })
+            .collect()
+    }
+
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()> {
+        // Copied out first: `each` may use the store.
+        let all = self.read(|t| {
+            t.usage
+                .iter()
+                .map(|((month, pf, sp, endpoint, cert_type), n)| Usage {
+                    month: month.clone(),
+                    pf: pf.clone(),
+                    sp: sp.clone(),
+                    endpoint: endpoint.clone(),
+                    cert_type: cert_type.clone(),
+                    count: *n,
+                })
+                .collect::<Vec<_>>()
+        })?;
+        all.into_iter().try_for_each(each)
+    }
+
+    fn usage(&self, month: &str) -> Result<Vec<Usage>> {
+        self.read(|t| {
+            t.usage
+                .range(
+                    (
+                        month.to_owned(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )..,
+                )
+                .take_while(|(k, _)| k.0 == month)
+                .map(|((month, pf, sp, endpoint, cert_type), n)| Usage {
+                    month: month.clone(),
+                    pf: pf.clone(),
+                    sp: sp.clone(),
+                    endpoint: endpoint.clone(),
+                    cert_type: cert_type.clone(),
+                    count: *n,
+                })
+                .collect()
+        })
+    }
+
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
         let mut tables = self.lock()?;
         let _owner = Owner::claim(&self.owner);
@@ -628,6 +706,10 @@ impl Tx for MemoryTx<'_> {
         Ok(self.get(|t| &t.sp_names, &(pf.to_owned(), name.to_owned())))
     }
 
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        Ok(self.get(|t| &t.sps, id))
+    }
+
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
         Ok(self.get(|t| &t.consents, id))
     }
@@ -791,6 +873,16 @@ impl Tx for MemoryTx<'_> {
         self.set(|t| &mut t.officers, o.id.clone(), Some(o.clone()));
         self.set(|t| &mut t.officer_names, o.name.clone(), Some(o.id.clone()));
         self.set(|t| &mut t.officer_keys, o.key.clone(), Some(o.id.clone()));
+        Ok(())
+    }
+
+    fn add_usage(&self, u: &Usage) -> Result<()> {
+        let key = usage_key(u);
+        let now = self.get(|t| &t.usage, &key).unwrap_or(0);
+        let total = now
+            .checked_add(u.count)
+            .ok_or_else(|| Error::Store("usage counter overflow".into()))?;
+        self.set(|t| &mut t.usage, key, Some(total));
         Ok(())
     }
 

@@ -42,7 +42,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::Result;
 use crate::officers::Officer;
-use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 
 /// Who a certified public key belongs to: a key is certified to one holder, for one kind.
@@ -199,6 +199,15 @@ pub trait Storage: Send + Sync {
     fn access_log(&self, holder: &str) -> Result<Vec<Access>>;
     /// Number of access-log entries of all holders.
     fn access_count(&self) -> Result<u64>;
+    /// Up to `limit` consents given to service provider `sp`, in byte order of their nonce
+    /// (unique per SP), starting after the nonce `after` (a page of `GET /v1/consents`).
+    fn sp_consents(&self, sp: &str, after: Option<&str>, limit: usize) -> Result<Vec<Consent>>;
+    /// The usage counters of one month (`YYYY-MM`), ordered by (PF, SP, endpoint,
+    /// certificate type).
+    fn usage(&self, month: &str) -> Result<Vec<Usage>>;
+    /// Every usage counter of every month, in (month, PF, SP, endpoint, certificate type)
+    /// order (what a copy of the store to another engine must carry over).
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()>;
 
     // ----- officers ----------------------------------------------------------------------
 
@@ -253,6 +262,7 @@ pub trait Tx {
     fn operator(&self, id: &str) -> Result<Option<Operator>>;
     fn operator_named(&self, name: &str) -> Result<Option<String>>;
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>>;
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>>;
     /// The id of the service provider of this name under operator `pf`.
     fn service_provider_named(&self, pf: &str, name: &str) -> Result<Option<String>>;
     fn consent(&self, id: &str) -> Result<Option<Consent>>;
@@ -300,6 +310,9 @@ pub trait Tx {
     /// Writes an officer: its record, its name index and its key index (name and key never
     /// change once registered).
     fn put_officer(&self, o: &Officer) -> Result<()>;
+    /// Adds `u.count` to the usage counter of `u`'s (month, PF, SP, endpoint, certificate
+    /// type), creating it at zero first.
+    fn add_usage(&self, u: &Usage) -> Result<()>;
 
     // ----- the key blocklist -------------------------------------------------------------
 

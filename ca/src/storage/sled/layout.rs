@@ -13,7 +13,7 @@
 //! | meta | `serial/<h>` · `audit_head` · `journal_seq` | counter (u64 BE) · [`Head`] (JSON) · journal position |
 //! | audit | sequence (u64 BE) | [`Record`] (JSON) |
 //! | crl | hierarchy · scope · (`/dirty`) | the publisher's state · `1` while the CRL is dirty |
-//! | operators | `pf/` id · `pfname/` name · `key/` hex SHA-256 of a client SPKI · `sp/` id · `spname/` PF id `/` name | [`Operator`] (JSON) · PF id · PF id · [`ServiceProvider`] (JSON) · SP id |
+//! | operators | `pf/` id · `pfname/` name · `key/` hex SHA-256 of a client SPKI · `sp/` id · `spname/` PF id `/` name · `u/` month `\0` PF `\0` SP `\0` endpoint `\0` certificate type | [`Operator`] (JSON) · PF id · PF id · [`ServiceProvider`] (JSON) · SP id · usage count (u64 BE) |
 //! | consents | `c/` id · `h/` holder `\0` SP id `\0` consent id · `n/` SP id `\0` nonce | [`Consent`] (JSON) · empty · consent id |
 //! | access | holder `\0` time (i128 BE ns) · sequence (u64 BE) | [`Access`] (JSON) |
 //! | officers | `o/` id · `name/` name · `key/` hex SHA-256 of a client SPKI | [`Officer`] (JSON) · officer id · officer id |
@@ -27,7 +27,7 @@ use super::kv::{Table, TxResult, Txn};
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
-use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertKind, CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{KeyFingerprint, KeyOwner, Scheduled, ScheduledKind};
 
@@ -453,6 +453,55 @@ pub fn nonce_key(sp: &str, nonce: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(nonce.as_bytes());
     k
+}
+/// `n/` SP id `\0`: the start of an SP's nonce index (its consents in nonce order).
+pub fn sp_nonce_prefix(sp: &str) -> Vec<u8> {
+    nonce_key(sp, "")
+}
+/// `u/` month `\0`: the start of one month's usage counters.
+pub fn usage_prefix(month: &str) -> Vec<u8> {
+    let mut k = b"u/".to_vec();
+    k.extend_from_slice(month.as_bytes());
+    k.push(0);
+    k
+}
+/// `u/` month `\0` PF `\0` SP `\0` endpoint `\0` certificate type.
+pub fn usage_key(u: &Usage) -> Vec<u8> {
+    let mut k = usage_prefix(&u.month);
+    for part in [&u.pf, &u.sp, &u.endpoint] {
+        k.extend_from_slice(part.as_bytes());
+        k.push(0);
+    }
+    k.extend_from_slice(u.cert_type.as_bytes());
+    k
+}
+/// A usage counter from its key and value.
+pub fn usage_from_store(k: &[u8], v: &[u8]) -> Result<Usage> {
+    let corrupt = || Error::Store("corrupt usage counter".into());
+    let parts: Vec<&[u8]> = k
+        .strip_prefix(b"u/")
+        .ok_or_else(corrupt)?
+        .split(|b| *b == 0)
+        .collect();
+    let [month, pf, sp, endpoint, cert_type] = parts.as_slice() else {
+        return Err(corrupt());
+    };
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt());
+    Ok(Usage {
+        month: text(month)?,
+        pf: text(pf)?,
+        sp: text(sp)?,
+        endpoint: text(endpoint)?,
+        cert_type: text(cert_type)?,
+        count: count_from_store(v)?,
+    })
+}
+/// A usage count (u64 BE).
+pub fn count_from_store(v: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(
+        v.try_into()
+            .map_err(|_| Error::Store("corrupt usage count".into()))?,
+    ))
 }
 pub fn access_prefix(holder: &str) -> Vec<u8> {
     holder_prefix(holder)

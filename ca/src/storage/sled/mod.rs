@@ -18,7 +18,7 @@ use self::layout as l;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
-use crate::records::platform::{Access, Consent, Operator, ServiceProvider};
+use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, StatusRecord};
 use crate::storage::{
     CommitStats, Compaction, KeyFingerprint, KeyOwner, Revoked, Scheduled, Storage, Tx,
@@ -84,6 +84,9 @@ trait Reads {
     }
     fn operator_id_by_key(&self, fp: &str) -> Result<Option<String>> {
         self.get_with(Table::Operators, &l::pf_client_key(fp), l::id_from_store)
+    }
+    fn sp_of(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        self.get_with(Table::Operators, &l::sp_key(id), l::sp_from_store)
     }
     fn consent_of(&self, id: &str) -> Result<Option<Consent>> {
         self.get_with(Table::Consents, &l::consent_key(id), l::consent_from_store)
@@ -306,6 +309,50 @@ impl Storage for SledStorage {
         Ok(self.kv.count(Table::Access) as u64)
     }
 
+    fn sp_consents(&self, sp: &str, after: Option<&str>, limit: usize) -> Result<Vec<Consent>> {
+        let prefix = l::sp_nonce_prefix(sp);
+        let start = match after {
+            // The first key after `after`'s: the same key with a 0 byte appended.
+            Some(n) => {
+                let mut k = l::nonce_key(sp, n);
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut end = prefix.clone();
+        // The SP's keys end before `n/` SP `\x01`.
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let mut out = Vec::new();
+        for item in self.kv.range(Table::Consents, &start, &end).take(limit) {
+            let (_, id) = item?;
+            let id = l::id_from_store(&id)?;
+            out.push(
+                self.kv
+                    .consent_of(&id)?
+                    .ok_or_else(|| Error::Store(format!("nonce index names a missing {id}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn for_each_usage(&self, each: &mut dyn FnMut(Usage) -> Result<()>) -> Result<()> {
+        for item in self.kv.scan(Table::Operators, b"u/") {
+            let (k, v) = item?;
+            each(l::usage_from_store(&k, &v)?)?;
+        }
+        Ok(())
+    }
+
+    fn usage(&self, month: &str) -> Result<Vec<Usage>> {
+        self.kv
+            .scan(Table::Operators, &l::usage_prefix(month))
+            .map(|r| r.and_then(|(k, v)| l::usage_from_store(&k, &v)))
+            .collect()
+    }
+
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<()>) -> Result<()> {
         self.kv.transact(&|t| body(&SledTx(t)))
     }
@@ -439,6 +486,10 @@ impl Tx for SledTx<'_> {
             &l::sp_name_key(pf, name),
             l::id_from_store,
         )
+    }
+
+    fn service_provider(&self, id: &str) -> Result<Option<ServiceProvider>> {
+        self.sp_of(id)
     }
 
     fn consent(&self, id: &str) -> Result<Option<Consent>> {
@@ -607,6 +658,18 @@ impl Tx for SledTx<'_> {
     fn append_access(&self, a: &Access, seq: u64) -> Result<()> {
         self.0
             .insert(Table::Access, &l::access_key(a, seq), &l::json(a)?)
+    }
+
+    fn add_usage(&self, u: &Usage) -> Result<()> {
+        let key = l::usage_key(u);
+        let now = match self.0.get(Table::Operators, &key)? {
+            Some(v) => l::count_from_store(&v)?,
+            None => 0,
+        };
+        let total = now
+            .checked_add(u.count)
+            .ok_or_else(|| Error::Store("usage counter overflow".into()))?;
+        self.0.insert(Table::Operators, &key, &total.to_be_bytes())
     }
 
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool> {
