@@ -15,8 +15,8 @@
 
 pub mod adapters;
 mod http;
-pub mod portal;
 mod memory;
+pub mod portal;
 pub mod renew;
 pub(crate) mod tsa_http;
 
