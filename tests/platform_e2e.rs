@@ -178,7 +178,8 @@ fn a_bank_learns_of_a_move_with_the_holders_consent() {
     let month = log["accesses"][0]["at"].as_str().unwrap()[..7].to_owned();
     let usage = env.ok(&["report", "usage", "--month", &month, "--csv"]);
     assert!(
-        usage.contains(&format!(",{sp},validity,signing,1,20,20,0")),
+        // Two validity checks answered: now and as of a past time (one in the future was refused).
+        usage.contains(&format!(",{sp},validity,signing,2,20,40,0")),
         "{usage}"
     );
     env.fails(&["report", "usage", "--month", "2026-13"], "YYYY-MM");

@@ -49,7 +49,7 @@ impl Holder {
         t(&["import-cert", "--token", &p(&token), "--cert", &p(&pem)]);
         Holder {
             token,
-            partition: s["partition"].to_string().trim_matches('"').to_owned(),
+            partition: common::partition_path(&s["partition"]),
         }
     }
 

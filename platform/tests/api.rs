@@ -213,7 +213,8 @@ impl H {
                 name: "山田　花子".into(),
                 birth: time::macros::date!(1985 - 04 - 01),
                 sex: Sex::Female,
-                address: "東京都千代田区霞が関二丁目1番2号".into(),
+                // One person per holder (the register refuses the same person twice).
+                address: format!("東京都千代田区霞が関二丁目1番2号 {tag}"),
                 prefecture: "Tokyo".into(),
                 municipality: "Chiyoda-ku".into(),
                 card_expiry: time::macros::date!(2034 - 04 - 01),

@@ -261,8 +261,11 @@ impl Server {
         let mut base = None;
         let mut pf = None;
         let mut tsa = None;
+        let mut said = String::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
+            said.push_str(&line);
+            said.push('\n');
             if let Some(rest) =
                 line.strip_prefix("jpki serve: time-stamping authority (RFC 3161) at ")
             {
@@ -282,7 +285,7 @@ impl Server {
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,
-            base: base.expect("the server printed its address"),
+            base: base.unwrap_or_else(|| panic!("the server printed no address:\n{said}")),
             pf,
             tsa,
         }
