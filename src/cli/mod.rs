@@ -427,15 +427,10 @@ pub enum CertCommand {
 
 fn parse_cert_kind(s: &str) -> std::result::Result<ca::records::CertKind, String> {
     use ca::records::CertKind;
-    [
-        CertKind::Root,
-        CertKind::OcspSigner,
-        CertKind::Signing,
-        CertKind::Auth,
-    ]
-    .into_iter()
+    CertKind::ALL
+        .into_iter()
     .find(|k| k.as_str() == s)
-    .ok_or_else(|| format!("unknown kind `{s}` (expected root, ocsp-signer, signing or auth)"))
+    .ok_or_else(|| format!("unknown kind `{s}` (expected root, ocsp-signer, signing, auth, phone-signing or phone-auth)"))
 }
 
 fn parse_state(s: &str) -> std::result::Result<ca::records::State, String> {

@@ -440,6 +440,8 @@ fn resident(id: &str, version: u64) -> Resident {
             override_reason: None,
         }],
         current: Default::default(),
+            phone: Default::default(),
+            phone_challenge: None,
     }
 }
 
