@@ -78,7 +78,12 @@ fn phone(w: &World, name: &str) -> (Token, Vec<u8>, Vec<u8>) {
 }
 
 /// The card's authorisation of an application (what `jpki token authorise-phone` makes).
-fn authorise(card: &mut Token, challenge: &str, auth: Option<&[u8]>, sig: Option<&[u8]>) -> Vec<u8> {
+fn authorise(
+    card: &mut Token,
+    challenge: &str,
+    auth: Option<&[u8]>,
+    sig: Option<&[u8]>,
+) -> Vec<u8> {
     let m = authorisation_message(&hex::decode(challenge).unwrap(), auth, sig).unwrap();
     card.login(AUTH_PIN, &m).unwrap()
 }
@@ -128,9 +133,11 @@ fn policy_oids(der: &[u8]) -> Vec<String> {
     c.extensions()
         .iter()
         .filter_map(|e| match e.parsed_extension() {
-            ParsedExtension::CertificatePolicies(p) => {
-                Some(p.iter().map(|i| i.policy_id.to_id_string()).collect::<Vec<_>>())
-            }
+            ParsedExtension::CertificatePolicies(p) => Some(
+                p.iter()
+                    .map(|i| i.policy_id.to_id_string())
+                    .collect::<Vec<_>>(),
+            ),
             _ => None,
         })
         .flatten()
@@ -190,7 +197,12 @@ fn bad_applications_are_refused_and_change_nothing() {
     // Signed by the phone's own key, not the card's.
     let m = authorisation_message(&hex::decode(&ch).unwrap(), Some(&auth), Some(&signing)).unwrap();
     let forged = phone_token.login(AUTH_PIN, &m).unwrap();
-    fn app<'a>(auth: &'a [u8], signing: &'a [u8], ch: &'a str, sig: &'a [u8]) -> PhoneApplication<'a> {
+    fn app<'a>(
+        auth: &'a [u8],
+        signing: &'a [u8],
+        ch: &'a str,
+        sig: &'a [u8],
+    ) -> PhoneApplication<'a> {
         PhoneApplication {
             auth_csr: Some(auth),
             signing_csr: Some(signing),
@@ -199,19 +211,24 @@ fn bad_applications_are_refused_and_change_nothing() {
         }
     }
     let app = |sig| app(&auth, &signing, &ch, sig);
-    let e = w.a.phone_issue(&w.id, &app(&forged)).unwrap_err().to_string();
+    let e =
+        w.a.phone_issue(&w.id, &app(&forged))
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("not authorised by the card"), "{e}");
     // The card signed other CSRs: these are not authorised.
     let (_o, other_auth, _) = phone(&w, "other.json");
     let other = authorise(&mut w.card, &ch, Some(&other_auth), Some(&signing));
-    let e = w.a.phone_issue(&w.id, &app(&other)).unwrap_err().to_string();
+    let e =
+        w.a.phone_issue(&w.id, &app(&other))
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("not authorised by the card"), "{e}");
     // A challenge the CA never gave.
     let wrong = "00".repeat(32);
     let sig = authorise(&mut w.card, &wrong, Some(&auth), Some(&signing));
-    let e = w
-        .a
-        .phone_issue(
+    let e =
+        w.a.phone_issue(
             &w.id,
             &PhoneApplication {
                 challenge: &wrong,
@@ -254,7 +271,9 @@ fn bad_applications_are_refused_and_change_nothing() {
 
     // A key already certified (the card's own key) is refused.
     let card_csr = w.card.csr(Hierarchy::Auth, AUTH_PIN).unwrap();
-    let e = apply(&mut w, Some(&card_csr), None).unwrap_err().to_string();
+    let e = apply(&mut w, Some(&card_csr), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already certified"), "{e}");
     w.a.check_indexes().unwrap();
 }
@@ -314,16 +333,22 @@ fn a_new_phone_supersedes_the_old_one_and_a_racing_second_phone_changes_nothing(
     let wins: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(wins.len(), 1, "{results:?}");
     let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
-    assert!(loser.to_string().contains("no open phone challenge"), "{loser}");
-    let good_phone: Vec<_> = w
-        .a
-        .holder_certs(&w.id)
-        .unwrap()
-        .into_iter()
-        .filter(|(c, s)| c.kind.is_phone() && s.state == State::Good)
-        .map(|(c, _)| ca::authority::serial_hex(&c.serial))
+    assert!(
+        loser.to_string().contains("no open phone challenge"),
+        "{loser}"
+    );
+    let good_phone: Vec<_> =
+        w.a.holder_certs(&w.id)
+            .unwrap()
+            .into_iter()
+            .filter(|(c, s)| c.kind.is_phone() && s.state == State::Good)
+            .map(|(c, _)| ca::authority::serial_hex(&c.serial))
+            .collect();
+    let mut won: Vec<_> = wins[0]
+        .certificates
+        .iter()
+        .map(|c| c.serial.clone())
         .collect();
-    let mut won: Vec<_> = wins[0].certificates.iter().map(|c| c.serial.clone()).collect();
     let mut seen = good_phone.clone();
     won.sort();
     seen.sort();
@@ -348,13 +373,20 @@ fn phone_lost_holds_found_releases_auth_and_signing_is_reissued_and_card_renewal
     let (pa, ps) = (serial(Hierarchy::Auth), serial(Hierarchy::Signing));
     w.a.phone_lost(&w.id).unwrap();
     for (h, s) in [(Hierarchy::Auth, &pa), (Hierarchy::Signing, &ps)] {
-        assert_eq!(status(&w.a, h, s), (State::Held, Some(Reason::CertificateHold)));
+        assert_eq!(
+            status(&w.a, h, s),
+            (State::Held, Some(Reason::CertificateHold))
+        );
     }
     // A held phone cannot re-issue its signing certificate before it is found.
     let resign = p.csr(Hierarchy::Signing, SIGN_PIN).unwrap();
     assert!(apply(&mut w, None, Some(&resign)).is_err());
     w.a.phone_found(&w.id).unwrap();
-    assert_eq!(status(&w.a, Hierarchy::Auth, &pa).0, State::Good, "auth hold lifted");
+    assert_eq!(
+        status(&w.a, Hierarchy::Auth, &pa).0,
+        State::Good,
+        "auth hold lifted"
+    );
     assert_eq!(
         status(&w.a, Hierarchy::Signing, &ps),
         (State::Revoked, Some(Reason::CessationOfOperation))
@@ -362,8 +394,13 @@ fn phone_lost_holds_found_releases_auth_and_signing_is_reissued_and_card_renewal
     // Found twice: nothing left to do, refused.
     assert!(w.a.phone_found(&w.id).is_err());
     // Re-issue the signing certificate for the same phone (a new key).
-    let mut p2 = Token::create_kind(&w.dir.join("p-new.json"), SIGN_PIN, AUTH_PIN, TokenKind::Phone)
-        .unwrap();
+    let mut p2 = Token::create_kind(
+        &w.dir.join("p-new.json"),
+        SIGN_PIN,
+        AUTH_PIN,
+        TokenKind::Phone,
+    )
+    .unwrap();
     let new_signing = p2.csr(Hierarchy::Signing, SIGN_PIN).unwrap();
     let re = apply(&mut w, None, Some(&new_signing)).unwrap();
     assert_eq!(re.certificates.len(), 1);
@@ -372,7 +409,13 @@ fn phone_lost_holds_found_releases_auth_and_signing_is_reissued_and_card_renewal
 
     // Renewing the card ends the phone certificates.
     let expiry = w.a.resident(&w.id).unwrap().card_expiry;
-    w.a.event(&w.id, &Event::CardRenew { card_expiry: expiry }).unwrap();
+    w.a.event(
+        &w.id,
+        &Event::CardRenew {
+            card_expiry: expiry,
+        },
+    )
+    .unwrap();
     assert_eq!(
         status(&w.a, Hierarchy::Auth, &pa),
         (State::Revoked, Some(Reason::Superseded))
@@ -383,7 +426,10 @@ fn phone_lost_holds_found_releases_auth_and_signing_is_reissued_and_card_renewal
     );
     // And without a valid card no challenge is given.
     let e = w.a.phone_challenge(&w.id).unwrap_err().to_string();
-    assert!(e.contains("no valid card authentication certificate"), "{e}");
+    assert!(
+        e.contains("no valid card authentication certificate"),
+        "{e}"
+    );
     w.a.check_indexes().unwrap();
     w.a.audit_verify().unwrap();
 }

@@ -9,9 +9,7 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 use crate::crypto::{self, SecretKey};
-use crate::file::{
-    self, aad_data_key, aad_private_key, Body, DirLock, PinSlot, Slot, TokenKind,
-};
+use crate::file::{self, aad_data_key, aad_private_key, Body, DirLock, PinSlot, Slot, TokenKind};
 use crate::pin::{max_tries, normalize, other};
 use crate::{pkcs, Encapsulation, Error};
 

@@ -16,6 +16,7 @@
 
 pub mod import;
 pub mod operator;
+pub mod phone;
 pub mod token;
 pub mod verify;
 
@@ -180,6 +181,9 @@ pub enum Command {
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Smartphone certificates, issued on the card's authority.
+    #[command(subcommand)]
+    Phone(phone::PhoneCommand),
     /// Run the whole story in a temporary directory.
     Demo {
         /// Keep the data here instead of a temporary directory.
@@ -870,6 +874,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         // The token works on its own file; it needs no data directory.
         Command::Token(cmd) => return Ok(token::run(cmd, OffsetDateTime::now_utc())?),
+        // The card's authorisation of a phone application needs only the card token.
+        Command::Phone(cmd @ phone::PhoneCommand::Authorise { .. }) => {
+            return phone::authorise(&cmd)
+        }
         // Completions describe the command line; they need no data directory either.
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -914,6 +922,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Resident(rc) => resident(&cli, rc),
+        Command::Phone(cmd) => phone::run(&cli, cmd),
         Command::Issue {
             resident,
             kind,

@@ -260,15 +260,20 @@ impl Authority {
                 r.id
             )));
         }
-        self.live_of(r.current.get(&Hierarchy::Auth), Hierarchy::Auth, now, &[State::Good])?
-            .map(|(c, _)| c)
-            .ok_or_else(|| {
-                Error::Refused(format!(
-                    "resident {} has no valid card authentication certificate; phone \
+        self.live_of(
+            r.current.get(&Hierarchy::Auth),
+            Hierarchy::Auth,
+            now,
+            &[State::Good],
+        )?
+        .map(|(c, _)| c)
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "resident {} has no valid card authentication certificate; phone \
                      certificates are issued only on a valid card",
-                    r.id
-                ))
-            })
+                r.id
+            ))
+        })
     }
 
     /// The certificate `serial` (hex, from a resident record) of `h` if its status is one of
@@ -339,9 +344,8 @@ impl Authority {
             )
         })?;
         let new_phone = app.auth_csr.is_some();
-        let live_phone = |h: Hierarchy, states: &[State]| {
-            self.live_of(resident.phone.get(&h), h, now, states)
-        };
+        let live_phone =
+            |h: Hierarchy, states: &[State]| self.live_of(resident.phone.get(&h), h, now, states);
         let mut supersede = Vec::new();
         if new_phone {
             for h in Hierarchy::ALL {
@@ -647,12 +651,7 @@ impl Authority {
         let resident = self.resident(id)?;
         let mut plan = Vec::new();
         for h in Hierarchy::ALL {
-            let live = self.live_of(
-                resident.phone.get(&h),
-                h,
-                now,
-                &[State::Good, State::Held],
-            )?;
+            let live = self.live_of(resident.phone.get(&h), h, now, &[State::Good, State::Held])?;
             if let Some((c, st)) = live {
                 if let Some(mut new) = rule(h, st) {
                     if new.state != State::Good {

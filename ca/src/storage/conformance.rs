@@ -440,8 +440,8 @@ fn resident(id: &str, version: u64) -> Resident {
             override_reason: None,
         }],
         current: Default::default(),
-            phone: Default::default(),
-            phone_challenge: None,
+        phone: Default::default(),
+        phone_challenge: None,
     }
 }
 
@@ -754,7 +754,10 @@ pub fn holder_certificates<S: Storage>(s: &S) {
         assert_eq!(json(got), json(want));
     }
     assert_eq!(got[2].0.kind, CertKind::PhoneAuth);
-    assert_eq!(ok(s.certificate(AUTH, &[0x03])).map(|c| c.kind), Some(CertKind::PhoneAuth));
+    assert_eq!(
+        ok(s.certificate(AUTH, &[0x03])).map(|c| c.kind),
+        Some(CertKind::PhoneAuth)
+    );
     let only = |h: &str| -> Vec<Vec<u8>> {
         ok(s.holder_certificates(h))
             .into_iter()
