@@ -433,3 +433,160 @@ fn phone_lost_holds_found_releases_auth_and_signing_is_reissued_and_card_renewal
     w.a.check_indexes().unwrap();
     w.a.audit_verify().unwrap();
 }
+
+/// The command line: `jpki token new --phone`, `jpki phone challenge|authorise|issue|lost|
+/// found`; the certificates pass `openssl verify` and, where installed, the outside judge
+/// `judge-cert`.
+#[test]
+fn the_phone_commands_work_end_to_end() {
+    let env = common::Env::init();
+    let id = env.add_resident("携帯　花子", "1990-02-03");
+    let card = env.path("card.json");
+    let ph = env.path("phone.json");
+    let s = |p: &std::path::Path| common::p(p);
+    env.ok(&[
+        "token",
+        "new",
+        "--out",
+        &s(&card),
+        "--sign-pin",
+        SIGN_PIN,
+        "--auth-pin",
+        AUTH_PIN,
+    ]);
+    env.ok(&[
+        "token",
+        "new",
+        "--phone",
+        "--out",
+        &s(&ph),
+        "--sign-pin",
+        SIGN_PIN,
+        "--auth-pin",
+        AUTH_PIN,
+    ]);
+    assert_eq!(Token::open(&ph).unwrap().kind(), TokenKind::Phone);
+    for (kind, pin) in [("signing", SIGN_PIN), ("auth", AUTH_PIN)] {
+        let csr = env.path(&format!("card-{kind}.csr"));
+        env.ok(&[
+            "token",
+            "csr",
+            "--token",
+            &s(&card),
+            "--kind",
+            kind,
+            "--pin",
+            pin,
+            "--out",
+            &s(&csr),
+        ]);
+        env.issue(&id, kind, &csr);
+        let pcsr = env.path(&format!("phone-{kind}.csr"));
+        env.ok(&[
+            "token",
+            "csr",
+            "--token",
+            &s(&ph),
+            "--kind",
+            kind,
+            "--pin",
+            pin,
+            "--out",
+            &s(&pcsr),
+        ]);
+    }
+    let (pa, ps) = (env.path("phone-auth.csr"), env.path("phone-signing.csr"));
+    let ch = env.json(&["phone", "challenge", "--resident", &id])["challenge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sig = env.path("auth.sig");
+    // The phone cannot authorise itself.
+    env.ok(&[
+        "phone",
+        "authorise",
+        "--token",
+        &s(&ph),
+        "--pin",
+        AUTH_PIN,
+        "--challenge",
+        &ch,
+        "--auth-csr",
+        &s(&pa),
+        "--signing-csr",
+        &s(&ps),
+        "--out",
+        &s(&sig),
+    ]);
+    let issue = [
+        "phone",
+        "issue",
+        "--resident",
+        &id,
+        "--challenge",
+        &ch,
+        "--authorisation",
+        &s(&sig),
+        "--auth-csr",
+        &s(&pa),
+        "--signing-csr",
+        &s(&ps),
+        "--out-dir",
+        &s(env.dir.path()),
+    ];
+    env.fails(&issue, "not authorised by the card");
+    env.ok(&[
+        "phone",
+        "authorise",
+        "--token",
+        &s(&card),
+        "--pin",
+        AUTH_PIN,
+        "--challenge",
+        &ch,
+        "--auth-csr",
+        &s(&pa),
+        "--signing-csr",
+        &s(&ps),
+        "--out",
+        &s(&sig),
+    ]);
+    let v = env.json(&issue);
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2);
+    env.fails(&issue, "no open phone challenge");
+    let judge = std::path::Path::new("/work/shared/judges/judge-cert");
+    for (kind, h) in [("phone-auth", "auth"), ("phone-signing", "signing")] {
+        let leaf = env.path(&format!("{kind}.pem"));
+        let root = env.path(&format!("root-{h}.pem"));
+        std::fs::write(&root, env.ok(&["root", "--hierarchy", h])).unwrap();
+        let out = common::openssl(&["verify", "-CAfile", &s(&root), &s(&leaf)]);
+        assert!(out.contains(": OK"), "{out}");
+        // Card certificates: `cert list --kind` tells phone certificates apart.
+        let listed = env.ok(&["cert", "list", "--kind", kind, "--json"]);
+        assert!(listed.contains(kind), "{listed}");
+        if judge.exists() {
+            let out = std::process::Command::new(judge)
+                .args([s(&leaf), "--issuer".into(), s(&root)])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "judge-cert {kind}: {text}");
+            eprintln!(
+                "judge-cert {kind}: {}",
+                text.lines().last().unwrap_or_default()
+            );
+        }
+    }
+    assert!(env
+        .ok(&["phone", "lost", "--resident", &id])
+        .contains("held"));
+    let found = env.ok(&["phone", "found", "--resident", &id]);
+    assert!(
+        found.contains("good") && found.contains("revoked"),
+        "{found}"
+    );
+    env.fails(
+        &["phone", "found", "--resident", &id],
+        "no phone certificate",
+    );
+}
