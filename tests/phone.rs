@@ -590,3 +590,27 @@ fn the_phone_commands_work_end_to_end() {
         "no phone certificate",
     );
 }
+
+#[test]
+fn losing_the_card_holds_the_phone_certificates_and_they_never_come_back() {
+    let mut w = world();
+    let (_p, auth, signing) = phone(&w, "phone.json");
+    let got = apply(&mut w, Some(&auth), Some(&signing)).unwrap();
+    w.a.event(&w.id, &Event::CardLost).unwrap();
+    for c in &got.certificates {
+        assert_eq!(status(&w.a, c.hierarchy, &c.serial).0, State::Held);
+    }
+    let e = w.a.phone_challenge(&w.id).unwrap_err().to_string();
+    assert!(e.contains("reported lost"), "{e}");
+    // The card found: held certificates are revoked (the card rule), the phone's too.
+    w.a.event(&w.id, &Event::CardFound).unwrap();
+    for c in &got.certificates {
+        assert_eq!(
+            status(&w.a, c.hierarchy, &c.serial),
+            (State::Revoked, Some(Reason::CessationOfOperation))
+        );
+    }
+    // Nothing for `phone found` to release.
+    assert!(w.a.phone_found(&w.id).is_err());
+    w.a.check_indexes().unwrap();
+}
