@@ -44,6 +44,43 @@ pub struct Envelope {
 pub struct Body {
     pub signing: Slot,
     pub auth: Slot,
+    /// What the token stands for: the card (absent, so card files written before this field
+    /// existed keep their checksum) or a smartphone's secure element.
+    #[serde(default, skip_serializing_if = "TokenKind::is_card")]
+    pub kind: TokenKind,
+}
+
+/// What a holder token stands for (reference §6: EF `0006` names the token).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// The My Number card (`JPKIAPICCTOKEN2`).
+    #[default]
+    Card,
+    /// A smartphone's secure element holding the phone certificates' keys
+    /// (`JPKIAPGPSETOKEN`, Android).
+    Phone,
+}
+
+impl TokenKind {
+    pub fn is_card(&self) -> bool {
+        *self == TokenKind::Card
+    }
+
+    /// The token name the real token answers in EF `0006`.
+    pub fn token_name(self) -> &'static str {
+        match self {
+            TokenKind::Card => "JPKIAPICCTOKEN2",
+            TokenKind::Phone => "JPKIAPGPSETOKEN",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Card => "card",
+            TokenKind::Phone => "phone",
+        }
+    }
 }
 
 impl Body {

@@ -99,7 +99,7 @@ use std::path::PathBuf;
 
 use policies::Hierarchy;
 
-pub use file::{FORMAT, VERSION};
+pub use file::{TokenKind, FORMAT, VERSION};
 pub use pkcs::{csr_pem, CSR_SUBJECT};
 pub use token::{KeyStatus, Status, Token};
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 use crate::crypto::{self, SecretKey};
-use crate::file::{self, aad_data_key, aad_private_key, Body, DirLock, PinSlot, Slot};
+use crate::file::{self, aad_data_key, aad_private_key, Body, DirLock, PinSlot, Slot, TokenKind};
 use crate::pin::{max_tries, normalize, other};
 use crate::{pkcs, Encapsulation, Error};
 
@@ -50,6 +50,19 @@ impl Token {
     /// Creates a token at `path` (which must not exist) with fresh RSA-2048 signing and
     /// authentication keys under the two PINs. Both PINs are shape-checked first.
     pub fn create(path: &Path, sign_pin: &str, auth_pin: &str) -> Result<Token, Error> {
+        Self::create_kind(path, sign_pin, auth_pin, TokenKind::Card)
+    }
+
+    /// [`Token::create`] for a token of `kind`: [`TokenKind::Phone`] stands for a smartphone's
+    /// secure element, whose keys get the phone certificates (same keys, PINs and operations
+    /// as the card; only the token name differs).
+    pub fn create_kind(
+        path: &Path,
+        sign_pin: &str,
+        auth_pin: &str,
+        kind: TokenKind,
+    ) -> Result<Token, Error> {
+        let token_kind = kind;
         let pins = [
             normalize(Hierarchy::Signing, sign_pin)?,
             normalize(Hierarchy::Auth, auth_pin)?,
@@ -77,7 +90,11 @@ impl Token {
         let (Some(signing), Some(auth)) = (signing, auth) else {
             return Err(Error::Crypto("internal: slot construction"));
         };
-        let body = Body { signing, auth };
+        let body = Body {
+            signing,
+            auth,
+            kind: token_kind,
+        };
         let lock = DirLock::acquire(path)?;
         lock.write(path, &body, true)?;
         tracing::info!(path = %path.display(), "holder token created");
@@ -95,6 +112,11 @@ impl Token {
             path: path.to_owned(),
             body,
         })
+    }
+
+    /// What the token stands for (card or smartphone).
+    pub fn kind(&self) -> TokenKind {
+        self.body.kind
     }
 
     /// Where the token lives.
@@ -346,6 +368,26 @@ pub(crate) mod tests {
 
     fn token(dir: &Path) -> Token {
         Token::create(&dir.join("t.json"), "ABC123", "1234").unwrap()
+    }
+
+    #[test]
+    fn a_phone_token_says_so_and_a_card_file_keeps_its_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = token(dir.path());
+        assert_eq!(card.kind(), TokenKind::Card);
+        let text = std::fs::read_to_string(dir.path().join("t.json")).unwrap();
+        assert!(!text.contains("\"kind\""), "card files are unchanged");
+        let p = dir.path().join("phone.json");
+        let mut phone = Token::create_kind(&p, "ABC123", "1234", TokenKind::Phone).unwrap();
+        assert_eq!(phone.kind().token_name(), "JPKIAPGPSETOKEN");
+        let reopened = Token::open(&p).unwrap();
+        assert_eq!(reopened.kind(), TokenKind::Phone);
+        // A phone answers the same operations with its own keys.
+        assert!(!phone.csr(Hierarchy::Auth, "1234").unwrap().is_empty());
+        assert_ne!(
+            reopened.public_key(Hierarchy::Auth),
+            card.public_key(Hierarchy::Auth)
+        );
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub enum Bound {
     Birthday,
     CardExpiry,
     AuthCertificate,
+    /// A smartphone certificate: capped by the card certificates it was issued on.
+    CardCertificate,
 }
 
 /// notAfter and the rule that set it. Errors when the result would not be after notBefore
@@ -146,6 +148,7 @@ pub fn not_after(
                 Bound::CardExpiry => "the card's expiry",
                 Bound::AuthCertificate => "the authentication certificate's notAfter",
                 Bound::Birthday => "the birthday bound",
+                Bound::CardCertificate => "the card certificate's notAfter",
             }
         )));
     }

@@ -156,7 +156,7 @@ mod tests {
     fn a_file_without_the_columns_is_refused_as_a_whole() {
         let e = parse(b"name,birth\nx,1990-01-01\n").unwrap_err();
         assert!(e.contains("no `sex` column"), "{e}");
-        let e = parse(format!("{}", HEADER.replace('\n', ",shoe_size\n")).as_bytes()).unwrap_err();
+        let e = parse(HEADER.replace('\n', ",shoe_size\n").as_bytes()).unwrap_err();
         assert!(e.contains("unknown column `shoe_size`"), "{e}");
         let e = parse(HEADER.as_bytes()).unwrap_err();
         assert!(e.contains("no residents"), "{e}");

@@ -17,6 +17,7 @@
 pub mod import;
 pub mod officer;
 pub mod operator;
+pub mod phone;
 pub mod token;
 pub mod verify;
 
@@ -199,6 +200,9 @@ pub enum Command {
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Smartphone certificates, issued on the card's authority.
+    #[command(subcommand)]
+    Phone(phone::PhoneCommand),
     /// Run the whole story in a temporary directory.
     Demo {
         /// Keep the data here instead of a temporary directory.
@@ -446,15 +450,10 @@ pub enum CertCommand {
 
 fn parse_cert_kind(s: &str) -> std::result::Result<ca::records::CertKind, String> {
     use ca::records::CertKind;
-    [
-        CertKind::Root,
-        CertKind::OcspSigner,
-        CertKind::Signing,
-        CertKind::Auth,
-    ]
-    .into_iter()
+    CertKind::ALL
+        .into_iter()
     .find(|k| k.as_str() == s)
-    .ok_or_else(|| format!("unknown kind `{s}` (expected root, ocsp-signer, signing or auth)"))
+    .ok_or_else(|| format!("unknown kind `{s}` (expected root, ocsp-signer, signing, auth, phone-signing or phone-auth)"))
 }
 
 fn parse_state(s: &str) -> std::result::Result<ca::records::State, String> {
@@ -970,6 +969,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         // The token works on its own file; it needs no data directory.
         Command::Token(cmd) => return Ok(token::run(cmd, OffsetDateTime::now_utc())?),
+        // The card's authorisation of a phone application needs only the card token.
+        Command::Phone(cmd @ phone::PhoneCommand::Authorise { .. }) => {
+            return phone::authorise(&cmd)
+        }
         // Completions describe the command line; they need no data directory either.
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -1051,6 +1054,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Resident(rc) => resident(&cli, rc),
+        Command::Phone(cmd) => phone::run(&cli, cmd),
         Command::Issue {
             resident,
             kind,

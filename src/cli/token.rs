@@ -33,6 +33,10 @@ pub enum TokenCommand {
         /// Authentication PIN: 4 digits.
         #[arg(long)]
         auth_pin: Option<String>,
+        /// A smartphone's secure element instead of a card (token name JPKIAPGPSETOKEN):
+        /// its keys get the phone certificates (`jpki phone`).
+        #[arg(long)]
+        phone: bool,
     },
     /// Write a PKCS#10 certificate request (PEM) for one of the keys.
     Csr {
@@ -166,10 +170,16 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             out,
             sign_pin,
             auth_pin,
+            phone,
         } => {
             let s = pin(sign_pin, Hierarchy::Signing, "new", true)?;
             let a = pin(auth_pin, Hierarchy::Auth, "new", true)?;
-            let token = Token::create(&out, &s, &a)?;
+            let kind = if phone {
+                holder_token::TokenKind::Phone
+            } else {
+                holder_token::TokenKind::Card
+            };
+            let token = Token::create_kind(&out, &s, &a, kind)?;
             println!(
                 "created {} (signing: {} tries, auth: {} tries)",
                 token.path().display(),
@@ -345,6 +355,7 @@ mod tests {
             out: token.clone(),
             sign_pin: Some("cli2026".into()),
             auth_pin: Some("1357".into()),
+            phone: false,
         })
         .unwrap();
         run(TokenCommand::Csr {

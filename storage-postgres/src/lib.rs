@@ -202,15 +202,10 @@ fn opt_from_ns(v: Option<i64>) -> Result<Option<OffsetDateTime>> {
 }
 
 fn kind_from(s: &str) -> Result<CertKind> {
-    [
-        CertKind::Root,
-        CertKind::OcspSigner,
-        CertKind::Signing,
-        CertKind::Auth,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == s)
-    .ok_or_else(|| decode(format!("certificate kind {s}")))
+    CertKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| decode(format!("certificate kind {s}")))
 }
 
 fn state_from(s: &str) -> Result<State> {

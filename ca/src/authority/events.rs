@@ -269,6 +269,8 @@ impl Authority {
                 override_reason: override_reason.map(str::to_owned),
             }],
             current: Default::default(),
+            phone: Default::default(),
+            phone_challenge: None,
         })
     }
 

@@ -430,7 +430,7 @@ impl Authority {
 
     /// An opaque subject CN in the real certificates' shape ([`profile::leaf_cn`]): the
     /// issuance time (JST) around 10 random characters — never the holder's name.
-    fn opaque_id(&self, now: OffsetDateTime) -> Result<String> {
+    pub(super) fn opaque_id(&self, now: OffsetDateTime) -> Result<String> {
         let mut r = [0u8; 10];
         self.rng
             .fill(&mut r)

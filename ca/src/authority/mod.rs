@@ -6,6 +6,7 @@
 //! * [`revoke`] — revocations and holds;
 //! * [`events`] — the resident register and its events, and events that fall due;
 //! * [`query`] — what the read commands show;
+//! * [`phone`] — smartphone certificates, issued on the card's authority;
 //! * [`renew`] — the infrastructure certificates' renewal (delegated OCSP signers) and the
 //!   expiry of everything a server depends on.
 //!
@@ -17,6 +18,7 @@
 pub mod events;
 pub mod init;
 pub mod issue;
+pub mod phone;
 pub mod query;
 pub mod renew;
 pub mod revoke;

@@ -16,6 +16,11 @@ pub enum CertKind {
     OcspSigner,
     Signing,
     Auth,
+    /// A smartphone's signing certificate (スマホ用署名用電子証明書), issued on the card's
+    /// authority ([`crate::authority::phone`]).
+    PhoneSigning,
+    /// A smartphone's user-authentication certificate (スマホ用利用者証明用電子証明書).
+    PhoneAuth,
 }
 
 impl CertKind {
@@ -25,6 +30,8 @@ impl CertKind {
             CertKind::OcspSigner => "ocsp-signer",
             CertKind::Signing => "signing",
             CertKind::Auth => "auth",
+            CertKind::PhoneSigning => "phone-signing",
+            CertKind::PhoneAuth => "phone-auth",
         }
     }
     pub fn of(h: Hierarchy) -> CertKind {
@@ -33,6 +40,26 @@ impl CertKind {
             Hierarchy::Auth => CertKind::Auth,
         }
     }
+    /// The smartphone kind of a hierarchy.
+    pub fn phone(h: Hierarchy) -> CertKind {
+        match h {
+            Hierarchy::Signing => CertKind::PhoneSigning,
+            Hierarchy::Auth => CertKind::PhoneAuth,
+        }
+    }
+    /// Whether this is a smartphone certificate.
+    pub fn is_phone(self) -> bool {
+        matches!(self, CertKind::PhoneSigning | CertKind::PhoneAuth)
+    }
+    /// Every kind, in a fixed order (parsers of `as_str`).
+    pub const ALL: [CertKind; 6] = [
+        CertKind::Root,
+        CertKind::OcspSigner,
+        CertKind::Signing,
+        CertKind::Auth,
+        CertKind::PhoneSigning,
+        CertKind::PhoneAuth,
+    ];
 }
 
 mod b64 {
@@ -264,6 +291,24 @@ pub struct Resident {
     /// The newest certificate issued to the holder of each kind (hex serial).
     #[serde(default)]
     pub current: std::collections::BTreeMap<Hierarchy, String>,
+    /// The newest smartphone certificate of each hierarchy (hex serial): one phone at a time
+    /// ([`crate::authority::phone`]). Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phone: std::collections::BTreeMap<Hierarchy, String>,
+    /// The one open challenge a phone application must answer (one use; replaced by a newer
+    /// one, cleared by the issuance that uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_challenge: Option<PhoneChallenge>,
+}
+
+/// A challenge the CA issued for a smartphone application: the card's authentication key
+/// signs it together with the phone's CSRs ([`crate::authority::phone`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneChallenge {
+    /// 32 random octets, lower-case hex.
+    pub value: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
 }
 
 impl Resident {

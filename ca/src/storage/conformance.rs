@@ -453,6 +453,8 @@ fn resident(id: &str, version: u64) -> Resident {
             override_reason: None,
         }],
         current: Default::default(),
+        phone: Default::default(),
+        phone_challenge: None,
     }
 }
 
@@ -768,7 +770,9 @@ pub fn certificates<S: Storage>(s: &S) {
 /// holder_certificates: a holder's certificates, in (hierarchy, serial) order, with statuses.
 pub fn holder_certificates<S: Storage>(s: &S) {
     let a = holder_cert(SIGNING, &[0x05], "R1", 1);
-    let b = holder_cert(AUTH, &[0x03], "R1", 1);
+    // A smartphone certificate: its own kind, read back as such (every engine keeps it).
+    let mut b = holder_cert(AUTH, &[0x03], "R1", 1);
+    b.kind = CertKind::PhoneAuth;
     let c = holder_cert(SIGNING, &[0x01], "R1", 2);
     let other = holder_cert(SIGNING, &[0x02], "R10", 1);
     let short = holder_cert(AUTH, &[0x04], "R", 1);
@@ -792,6 +796,11 @@ pub fn holder_certificates<S: Storage>(s: &S) {
     for ((got, _), want) in got.iter().zip([&c, &a, &b]) {
         assert_eq!(json(got), json(want));
     }
+    assert_eq!(got[2].0.kind, CertKind::PhoneAuth);
+    assert_eq!(
+        ok(s.certificate(AUTH, &[0x03])).map(|c| c.kind),
+        Some(CertKind::PhoneAuth)
+    );
     let only = |h: &str| -> Vec<Vec<u8>> {
         ok(s.holder_certificates(h))
             .into_iter()
@@ -1380,6 +1389,12 @@ pub fn residents<S: Storage>(s: &S) {
     r1b.state = crate::records::ResidentState::Emigrated;
     r1b.continued_use = true;
     r1b.current.insert(SIGNING, "0A".into());
+    // A holder with a phone (its certificates apart from the card's) and an open challenge.
+    r1b.phone.insert(AUTH, "0B".into());
+    r1b.phone_challenge = Some(crate::records::PhoneChallenge {
+        value: "ab".repeat(32),
+        issued_at: at(7),
+    });
     let r10 = resident("R10", 4);
     commit(s, &|t| {
         assert_eq!(t.resident("R1")?.map(|r| json(&r)), Some(json(&r1)));
