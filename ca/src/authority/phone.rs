@@ -153,6 +153,8 @@ struct PhoneCert {
     counter: u64,
     bound: Bound,
     record: CertRecord,
+    /// The CRL partition had no CRL yet when the certificate was prepared.
+    new_partition: bool,
 }
 
 /// A phone issuance signed and ready to commit.
@@ -462,7 +464,12 @@ impl Authority {
             not_before: now,
             not_after,
         };
-        let tbs = profile::leaf_tbs(&policy, &holder, &cn, w, spki, issuer)?;
+        // The CRL partition, fixed for the certificate's life, as for card certificates: the
+        // holder's municipality at issuance (or the serial's under the old scheme).
+        let place = policies::Municipality::new(&resident.prefecture, &resident.municipality)?;
+        let partition = self.policy.new_partition(&serial, &place);
+        let new_partition = self.storage.crl_state(h, partition.clone())?.is_none();
+        let tbs = profile::leaf_tbs(&policy, &holder, &cn, w, &partition, spki, issuer)?;
         let shape = match holder {
             Holder::Signing { attributes, .. } => Shape::Signing { attributes },
             Holder::Auth => Shape::Auth,
@@ -474,12 +481,12 @@ impl Authority {
                 hierarchy: h,
                 shape,
                 issuer: Some(issuer),
+                crl: Some(&partition),
             },
         )?;
         let signer = self.signer(h)?;
         let sig = policies::Signer::sign(signer.as_ref(), &tbs)?;
         let der = profile::assemble(&tbs, &sig)?;
-        let partition = self.policy.partition_of(&serial);
         Ok(PhoneCert {
             h,
             fp,
@@ -496,6 +503,7 @@ impl Authority {
                 not_after,
                 der,
             },
+            new_partition,
         })
     }
 
@@ -527,6 +535,12 @@ impl Authority {
             }
             after.phone.insert(c.h, serial_hex(&c.serial));
             t.add_certificate(&c.record, Some(&c.fp))?;
+            if c.new_partition {
+                if let Some(scope) = &c.record.partition {
+                    // The partition's first (empty) CRL gets published.
+                    t.set_crl_dirty(c.h, scope.clone())?;
+                }
+            }
             if c.counter > 0 {
                 t.note_serial(c.h, c.counter)?;
             }
@@ -596,7 +610,11 @@ impl Authority {
                 not_before: p.now,
                 not_after: c.record.not_after,
                 bound: c.bound,
-                partition: c.record.partition.unwrap_or_default(),
+                partition: c
+                    .record
+                    .partition
+                    .clone()
+                    .unwrap_or(policies::profile::Scope::Ca),
                 superseded: None,
                 pem: pem(&c.record.der),
                 der: c.record.der,
