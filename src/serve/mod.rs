@@ -338,7 +338,9 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 tracing::error!(error = %e, "OCSP signer renewal at start failed; retrying while running");
             }
         }
-        let parts = assemble(Arc::clone(&authority), &settings)?;
+        // Assembling reads the store (the OCSP signers' status): a PostgreSQL store blocks
+        // on its own runtime, which must not happen on this one's worker.
+        let parts = tokio::task::block_in_place(|| assemble(Arc::clone(&authority), &settings))?;
         watch.set_responder(parts.responder.clone());
         {
             let w = Arc::clone(&watch);
@@ -450,7 +452,10 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 .local_addr()
                 .map_err(|e| Error::Serve(e.to_string()))?;
             let names = pf_server_names(local, &settings.portal_names);
-            let portal = portal::Portal::new(Arc::clone(&parts.authority), &names)?;
+            // Issuing its server certificate writes the store (see `assemble`).
+            let portal = tokio::task::block_in_place(|| {
+                portal::Portal::new(Arc::clone(&parts.authority), &names)
+            })?;
             watch.set_portal(Arc::clone(&portal), names);
             eprintln!("jpki serve: holder portal at https://{local}/");
             tracing::info!(%local, "holder portal listener");
