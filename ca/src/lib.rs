@@ -29,6 +29,7 @@
 //! * `cryptoki` — PKCS#11 for keys in an HSM ([`hsm`]): the Parsec project's maintained
 //!   binding, pre-generated bindings (no C toolchain); checked against SoftHSM2.
 
+pub mod actor;
 pub mod api;
 pub mod audit;
 pub mod authority;

@@ -14,40 +14,11 @@
 //! A holder born on 29 February has the birthday on 28 February in common years, as in
 //! [`crate::validity`].
 
-use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
+pub use crate::policy::EligibilitySection;
 use crate::validity::{add_months, birthday_in, nth_birthday_after};
 use crate::Error;
-
-/// The policy's `[eligibility]` section (absent in policy files written before it existed:
-/// the defaults are the real service's rules).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EligibilitySection {
-    /// Youngest age, in years on the day of issuance, for a signing certificate without an
-    /// override.
-    pub signing_min_age: u32,
-    /// Age from which a card runs `card_birthdays_adult` birthdays, else `card_birthdays_minor`.
-    pub adult_age: u32,
-    pub card_birthdays_adult: u32,
-    pub card_birthdays_minor: u32,
-    /// Refuse a new certificate while the current one of the kind has more than
-    /// `validity.renewal_window_months` left (unless overridden with a reason).
-    pub renewal_window: bool,
-}
-
-impl Default for EligibilitySection {
-    fn default() -> Self {
-        EligibilitySection {
-            signing_min_age: 15,
-            adult_age: 18,
-            card_birthdays_adult: 10,
-            card_birthdays_minor: 5,
-            renewal_window: true,
-        }
-    }
-}
 
 /// Why someone is not eligible: each names the rule and the dates it compared.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use const_oid::ObjectIdentifier;
 use serde::{Deserialize, Serialize};
 
-use crate::profile::Scope;
+use crate::partition::Scope;
 use crate::{Error, Hierarchy, Municipality};
 
 /// The embedded default policy text.
@@ -33,7 +33,7 @@ pub struct Policy {
     pub limits: Limits,
     /// Absent in policy files written before it existed: the real service's rules.
     #[serde(default)]
-    pub eligibility: crate::eligibility::EligibilitySection,
+    pub eligibility: EligibilitySection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +135,36 @@ pub struct Limits {
     pub name_max_chars: usize,
     pub address_max_chars: usize,
     pub min_rsa_bits: usize,
+}
+
+/// The policy's `[eligibility]` section (absent in policy files written before it existed:
+/// the defaults are the real service's rules); the rules themselves are in
+/// [`crate::eligibility`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EligibilitySection {
+    /// Youngest age, in years on the day of issuance, for a signing certificate without an
+    /// override.
+    pub signing_min_age: u32,
+    /// Age from which a card runs `card_birthdays_adult` birthdays, else `card_birthdays_minor`.
+    pub adult_age: u32,
+    pub card_birthdays_adult: u32,
+    pub card_birthdays_minor: u32,
+    /// Refuse a new certificate while the current one of the kind has more than
+    /// `validity.renewal_window_months` left (unless overridden with a reason).
+    pub renewal_window: bool,
+}
+
+impl Default for EligibilitySection {
+    fn default() -> Self {
+        EligibilitySection {
+            signing_min_age: 15,
+            adult_age: 18,
+            card_birthdays_adult: 10,
+            card_birthdays_minor: 5,
+            renewal_window: true,
+        }
+    }
 }
 
 fn field(field: &str, problem: impl Into<String>) -> Error {

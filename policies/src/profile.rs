@@ -22,95 +22,10 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::time::{Time, Validity};
 
 use crate::model::CardText;
+/// Which CRL a distribution point names: defined beside [`crate::Municipality`] so that the
+/// policy can choose one without importing the profile.
+pub use crate::partition::Scope;
 use crate::{era, oid, Attributes, Error, Hierarchy, Policy};
-
-/// Which CRL of a hierarchy a certificate's distribution point names. With the hierarchy it
-/// identifies one CRL everywhere: in the store, the publisher, file names, URLs and
-/// `index.json`. Ordered serial partitions first (by number), then municipal partitions (by
-/// prefecture and municipality), then the CA-level CRL, as every storage engine orders them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    /// A serial partition, `CN=P00NN CRLDP`: the serial modulo `crl.partitions`, jpki's
-    /// scheme before municipal partitions (`crl.partition_by = "serial"`). Certificates
-    /// issued under it stay on it until they expire.
-    Partition(u16),
-    /// A municipal partition, `OU=<prefecture>, CN=<municipality> CRLDP`: the holder's
-    /// municipality at issuance, as the real certificate names its CRL (reference §3).
-    Municipal(crate::Municipality),
-    /// The CRL that covers the hierarchy's CA-level certificates (root, OCSP signers).
-    Ca,
-}
-
-impl Scope {
-    /// The scope's name below its hierarchy in file names, URLs and `index.json`:
-    /// `7` for a serial partition, `<prefecture>/<municipality>` (percent-encoded,
-    /// [`crate::Municipality::path`]) for a municipal one, `ca` for the CA-level CRL.
-    pub fn path(&self) -> String {
-        match self {
-            Scope::Partition(p) => p.to_string(),
-            Scope::Municipal(m) => m.path(),
-            Scope::Ca => "ca".to_owned(),
-        }
-    }
-
-    /// Reads a [`Scope::path`] back, refusing anything it would not write (a number with a
-    /// leading zero or above 65535, a malformed municipal path).
-    pub fn from_path(path: &str) -> Result<Scope, Error> {
-        if path == "ca" {
-            return Ok(Scope::Ca);
-        }
-        if path.contains('/') {
-            return crate::Municipality::from_path(path).map(Scope::Municipal);
-        }
-        match path.parse::<u16>() {
-            Ok(p) if p.to_string() == path => Ok(Scope::Partition(p)),
-            _ => Err(Error::Partition {
-                name: path.to_owned(),
-                problem: "expected a partition number, <prefecture>/<municipality> or ca".into(),
-            }),
-        }
-    }
-
-    /// Whether the scope lists end-entity certificates (its IDP says onlyContainsUserCerts).
-    pub fn is_end_entity(&self) -> bool {
-        !matches!(self, Scope::Ca)
-    }
-}
-
-/// How records and answers write a scope: a serial partition as its number (the form
-/// certificate records had before municipal partitions, so that they still read), a
-/// municipal one as `{"prefecture": …, "municipality": …}`, the CA-level CRL as `"ca"`.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-enum ScopeRepr {
-    Serial(u16),
-    Municipal(crate::Municipality),
-    Named(String),
-}
-
-impl serde::Serialize for Scope {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Scope::Partition(p) => ScopeRepr::Serial(*p),
-            Scope::Municipal(m) => ScopeRepr::Municipal(m.clone()),
-            Scope::Ca => ScopeRepr::Named("ca".into()),
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Scope {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match ScopeRepr::deserialize(d)? {
-            ScopeRepr::Serial(p) => Ok(Scope::Partition(p)),
-            ScopeRepr::Municipal(m) => Ok(Scope::Municipal(m)),
-            ScopeRepr::Named(n) if n == "ca" => Ok(Scope::Ca),
-            ScopeRepr::Named(n) => Err(serde::de::Error::custom(format!(
-                "CRL scope {n:?}: expected a partition number, a municipality or \"ca\""
-            ))),
-        }
-    }
-}
 
 /// Builds a Name from attributes in DER order (most general first). `C` is written as a
 /// PrintableString, everything else as UTF8String (reference §1, "Attribute encodings").

@@ -39,9 +39,9 @@ use policies::Hierarchy;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::actor::Officer;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::Result;
-use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 
@@ -323,7 +323,7 @@ pub trait Tx {
 }
 
 /// Appends an audit record inside a unit of work, by the actor of the current scope
-/// ([`crate::officers::acting_as`]).
+/// ([`crate::actor::acting_as`]).
 pub fn audit(
     t: &dyn Tx,
     at: OffsetDateTime,
@@ -333,7 +333,7 @@ pub fn audit(
 ) -> Result<()> {
     t.audit(AuditIntent {
         at,
-        actor: crate::officers::current_label(),
+        actor: crate::actor::current_label(),
         action: action.to_owned(),
         subject: subject.to_owned(),
         detail: detail.to_owned(),
