@@ -117,6 +117,7 @@ fn a_card_cannot_outlive_its_holders_tenth_birthday_or_a_minors_fifth() {
     assert!(minor.status.success());
     // Card renewal is held to the same rule.
     let id = env.add_resident("更新　三郎", "1980-02-17");
+    let before = env.snapshot(&[&id]);
     env.fails(
         &[
             "resident",
@@ -127,6 +128,11 @@ fn a_card_cannot_outlive_its_holders_tenth_birthday_or_a_minors_fifth() {
             "2099-01-01",
         ],
         "2099-01-01",
+    );
+    assert_eq!(
+        env.snapshot(&[&id]),
+        before,
+        "a refused card renewal changed the store"
     );
 }
 
