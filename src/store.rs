@@ -189,6 +189,8 @@ pub fn open(
 pub struct Migrated {
     pub certificates: u64,
     pub revoked_or_held: u64,
+    /// Entries of the certificates' status histories (issue #18).
+    pub status_changes: u64,
     pub residents: u64,
     pub scheduled: u64,
     pub audit_records: u64,
@@ -261,6 +263,16 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
     }
     n.revoked_or_held = statuses.len() as u64;
     in_batches(to, &statuses, &|t, (c, s)| t.set_status(c, s))?;
+    // Each certificate's status history, change by change, so that a verification as of a
+    // past moment answers the same on the new engine.
+    let mut history = Vec::new();
+    for c in &certs {
+        for change in from.status_history(c.hierarchy, &c.serial)? {
+            history.push((c.clone(), change));
+        }
+    }
+    n.status_changes = history.len() as u64;
+    in_batches(to, &history, &|t, (c, change)| t.log_status(c, change))?;
     drop(certs);
     // Serial counters.
     to.transact(&|t| {

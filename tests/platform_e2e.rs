@@ -223,3 +223,113 @@ fn a_bank_learns_of_a_move_with_the_holders_consent() {
     server.stop();
     env.ok(&["audit", "verify"]);
 }
+
+/// A moment as RFC 3339 (whole seconds), then a pause, so that what follows falls in a later
+/// second.
+fn moment_then_pause() -> String {
+    let t = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    t
+}
+
+/// Issue #18: the validity check as of a past moment is answered from the certificate's
+/// status history, not from its current status alone. A card reported lost (hold) and then
+/// found (revoked): as of a moment inside the hold the authentication certificate was held
+/// (invalid) although its revocation came later; before the loss it was good. The clerk sees
+/// the same history in `jpki cert show`.
+#[test]
+fn a_hold_then_a_revocation_are_judged_each_as_of_its_time() {
+    let env = Env::init();
+    let id = env.add_resident("履歴　保留", "1979-09-30");
+    let (_key, csr) = env.csr("holder", 2048);
+    let server = Server::start_with(&env, &["--pf-https", "127.0.0.1:0"]);
+    let pf = server.pf.clone().expect("the PF API is listening");
+    let auth = env.issue(&id, "auth", &csr);
+    let (pf_cert, pf_key) = (env.path("pf.pem"), env.path("pf.key"));
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "History PF",
+        "--scopes",
+        "validity",
+        "--cert-out",
+        &p(&pf_cert),
+        "--key-out",
+        &p(&pf_key),
+    ]);
+    let sp = env.json(&[
+        "sp",
+        "add",
+        "--pf",
+        "History PF",
+        "--name",
+        "Clinic",
+        "--scopes",
+        "validity",
+    ]);
+    let sp = sp["id"].as_str().unwrap().to_owned();
+    let ca = env.write(
+        "operator-root.pem",
+        env.ok(&["root", "--hierarchy", "operator"]).as_bytes(),
+    );
+    let (c, k, r) = (p(&pf_cert), p(&pf_key), p(&ca));
+    let check = |at: &str| {
+        let (code, v) = curl(
+            &env,
+            &pf,
+            "/v1/validity",
+            &serde_json::json!({"sp": sp, "certificates": [auth["pem"]], "at": at}),
+            &c,
+            &k,
+            &r,
+        );
+        assert_eq!(code, 200, "{v}");
+        v["results"][0].clone()
+    };
+
+    let before_loss = moment_then_pause();
+    env.ok(&["resident", "card-lost", "--id", &id]);
+    let during_hold = moment_then_pause();
+    env.ok(&["resident", "card-found", "--id", &id]);
+    let after = moment_then_pause();
+
+    let v = check(&before_loss);
+    assert_eq!(
+        (v["status"].as_str(), v["valid"].as_bool()),
+        (Some("good"), Some(true)),
+        "{v}"
+    );
+    let v = check(&during_hold);
+    assert_eq!(
+        (v["status"].as_str(), v["valid"].as_bool()),
+        (Some("held"), Some(false)),
+        "{v}"
+    );
+    assert_eq!(v["reason"], "certificateHold", "{v}");
+    assert_eq!(v["status_now"], "revoked", "{v}");
+    let v = check(&after);
+    assert_eq!(
+        (v["status"].as_str(), v["valid"].as_bool()),
+        (Some("revoked"), Some(false)),
+        "{v}"
+    );
+
+    let serial = auth["serial"].as_str().unwrap();
+    let shown = env.json(&["cert", "show", "--serial", serial, "--hierarchy", "auth"]);
+    let states: Vec<&str> = shown["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|c| c["status"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["held", "revoked"], "{shown}");
+    let text = env.ok(&["cert", "show", "--serial", serial, "--hierarchy", "auth"]);
+    assert!(
+        text.contains("history:") && text.contains("held (certificateHold)"),
+        "{text}"
+    );
+    drop(server);
+}

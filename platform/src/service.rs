@@ -294,17 +294,6 @@ struct ValidityRequest {
     at: Option<OffsetDateTime>,
 }
 
-/// The status as of `at` from the store's status record: a revocation or hold recorded after
-/// `at` had not happened yet. The store keeps the current status with the time it began
-/// (`since`), not every change: a hold that was released again before now cannot be seen and
-/// reads good inside its period.
-fn status_as_of(st: &StatusRecord, at: OffsetDateTime) -> StatusRecord {
-    match st.since {
-        Some(since) if st.state != State::Good && since > at => StatusRecord::GOOD,
-        _ => *st,
-    }
-}
-
 /// `POST /v1/validity`.
 pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
     let req: ValidityRequest = parse(body)?;
@@ -353,7 +342,11 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
         call.touch(&rec.holder);
         call.meter(rec.hierarchy.as_str());
         let now_st = call.status(&rec)?;
-        let st = status_as_of(&now_st, at);
+        let st = if at == call.now {
+            now_st
+        } else {
+            call.a.status_at(&rec, at)?
+        };
         let expired = rec.not_after < at;
         results.push(json!({
             "serial": ca::authority::serial_hex(&rec.serial),

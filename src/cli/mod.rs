@@ -1177,8 +1177,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?)?;
             print(*json, &v, |v| {
+                let history: String = v
+                    .history
+                    .iter()
+                    .map(|c| {
+                        let reason = c.status.reason.map(|r| format!(" ({r})"));
+                        format!(
+                            "\n    {} {}{}",
+                            when(c.at),
+                            c.status.state.as_str(),
+                            reason.unwrap_or_default()
+                        )
+                    })
+                    .collect();
                 format!(
-                    "{} {} {}\n  status: {}{}\n  holder: {}\n  partition: {}\n  valid: {} .. {}\n{}",
+                    "{} {} {}\n  status: {}{}\n  holder: {}\n  partition: {}\n  valid: {} .. {}{}\n{}",
                     v.hierarchy,
                     v.kind.as_str(),
                     v.serial,
@@ -1188,6 +1201,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     v.partition.as_ref().map_or_else(|| "CA".into(), |p| p.path()),
                     when(v.not_before),
                     when(v.not_after),
+                    if history.is_empty() { String::new() } else { format!("\n  history:{history}") },
                     v.pem.trim_end()
                 )
             })
@@ -1249,13 +1263,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let n = crate::store::migrate(&cli.data, to)?;
             print(*json, &n, |n| {
                 format!(
-                    "copied {} certificates ({} revoked or held), {} residents, {} scheduled events, \
+                    "copied {} certificates ({} revoked or held, {} status changes), {} residents, {} scheduled events, \
                      {} audit records, {} operators, {} service providers, {} consents, \
                      {} access-log entries, {} CRL states, {} blocked keys; {} now uses PostgreSQL \
                      (store.toml); \
                      the sled store in db/ is left as it was, unused",
                     n.certificates,
                     n.revoked_or_held,
+                    n.status_changes,
                     n.residents,
                     n.scheduled,
                     n.audit_records,

@@ -73,7 +73,9 @@ use std::time::{Duration, Instant};
 use ca::audit::{AuditIntent, Head, Record};
 use ca::officers::Officer;
 use ca::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
-use ca::records::{CertKind, CertRecord, Resident, RevokedEntry, State, StatusRecord};
+use ca::records::{
+    CertKind, CertRecord, Resident, RevokedEntry, State, StatusChange, StatusRecord,
+};
 use ca::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
     Revoked, Scheduled, ScheduledKind, Storage, Tx,
@@ -744,6 +746,22 @@ impl Storage for PgStorage {
         self.status_of(h, serial)
     }
 
+    fn status_history(&self, h: Hierarchy, serial: &[u8]) -> Result<Vec<StatusChange>> {
+        let rows = self.query(
+            "SELECT at_ns, state, reason, since_ns, invalidity_ns FROM status_history \
+             WHERE hierarchy = $1 AND serial = $2 ORDER BY at_ns",
+            &[&h_code(h), &serial],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatusChange {
+                    at: from_ns(row.get(0))?,
+                    status: status_from(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
     fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>> {
         self.owner_of(fp)
     }
@@ -1294,6 +1312,27 @@ impl Tx for PgTx<'_> {
         self.exec(
             "INSERT INTO blocked_keys (fingerprint) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&&fp[..]],
+        )
+    }
+
+    fn log_status(&self, c: &CertRecord, change: &StatusChange) -> Result<()> {
+        let st = &change.status;
+        self.exec(
+            "INSERT INTO status_history \
+             (hierarchy, serial, at_ns, state, reason, since_ns, invalidity_ns) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (hierarchy, serial, at_ns) DO UPDATE SET state = EXCLUDED.state, \
+             reason = EXCLUDED.reason, since_ns = EXCLUDED.since_ns, \
+             invalidity_ns = EXCLUDED.invalidity_ns",
+            &[
+                &h_code(c.hierarchy),
+                &c.serial,
+                &ns(change.at)?,
+                &st.state.as_str(),
+                &st.reason.map(|r| i16::from(r.code())),
+                &opt_ns(st.since)?,
+                &opt_ns(st.invalidity)?,
+            ],
         )
     }
 

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "officers, and the actor of audit records", V3),
     (4, "municipal CRL partitions", V4),
     (5, "platform usage counters", V5),
+    (11, "the status history of every certificate", V11),
 ];
 
 /// The version this binary brings a database to.
@@ -269,5 +270,21 @@ CREATE TABLE usage_counts (
     cert_type text   COLLATE "C" NOT NULL,
     count     bigint NOT NULL CHECK (count >= 0),
     PRIMARY KEY (month, pf, sp, endpoint, cert_type)
+);
+"#;
+
+const V11: &str = r#"
+-- Every change of a certificate's status at the authority's clock (issue #18), the record a
+-- verification as of a past moment is judged from. Unlike revocation_log (a feed for edges,
+-- stamped by the database's clock), it is keyed by the certificate and kept for ever.
+CREATE TABLE status_history (
+    hierarchy     smallint NOT NULL,
+    serial        bytea    NOT NULL,
+    at_ns         bigint   NOT NULL,
+    state         text     NOT NULL,
+    reason        smallint,
+    since_ns      bigint,
+    invalidity_ns bigint,
+    PRIMARY KEY (hierarchy, serial, at_ns)
 );
 "#;

@@ -520,7 +520,7 @@ impl Authority {
                 if status.state != *seen {
                     return Err(Error::Retry);
                 }
-                t.set_status(
+                t.change_status(
                     c,
                     &StatusRecord {
                         state: rev.status,
@@ -528,6 +528,7 @@ impl Authority {
                         since: Some(rev.revoked_at),
                         invalidity: None,
                     },
+                    rev.revoked_at,
                 )?;
                 storage::audit(
                     t,

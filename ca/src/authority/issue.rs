@@ -386,7 +386,7 @@ impl Authority {
                 .status(old.hierarchy, &old.serial)?
                 .ok_or_else(|| Error::Store("certificate without status".into()))?;
             if st.state == State::Good {
-                t.set_status(
+                t.change_status(
                     old,
                     &StatusRecord {
                         state: State::Revoked,
@@ -394,6 +394,7 @@ impl Authority {
                         since: Some(p.now),
                         invalidity: None,
                     },
+                    p.now,
                 )?;
                 storage::audit(
                     t,

@@ -564,7 +564,7 @@ impl Authority {
             if st.state != *seen {
                 return Err(Error::Retry);
             }
-            t.set_status(old, &revoked(Reason::Superseded, p.now))?;
+            t.change_status(old, &revoked(Reason::Superseded, p.now), p.now)?;
             storage::audit(
                 t,
                 p.now,
@@ -716,7 +716,7 @@ impl Authority {
                         "a phone certificate changed concurrently; try again".into(),
                     ));
                 }
-                t.set_status(c, new)?;
+                t.change_status(c, new, now)?;
                 let action = match new.state {
                     State::Good => "release",
                     State::Held => "hold",

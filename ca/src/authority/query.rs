@@ -9,7 +9,7 @@ use super::{serial_hex, Authority};
 use crate::audit;
 use crate::error::{Error, Result};
 use crate::records::{
-    CertKind, CertRecord, HistoryLine, Resident, ResidentState, State, StatusRecord,
+    CertKind, CertRecord, HistoryLine, Resident, ResidentState, State, StatusChange, StatusRecord,
 };
 
 /// A certificate as the read commands show it.
@@ -31,6 +31,9 @@ pub struct CertView {
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     pub pem: String,
+    /// Every change of the status, oldest first (`cert show` only; issue #18).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StatusChange>,
 }
 
 /// What `jpki cert list` filters by (every field optional; all given must match).
@@ -245,6 +248,28 @@ impl Authority {
         self.storage.holder_certificates(id)
     }
 
+    /// A certificate's status as of `at` (issue #18): from its status history, the last
+    /// change at or before `at` (good before the first). A store made before the history was
+    /// kept has only the current status record: then a revocation or hold that began after
+    /// `at` reads good, and a hold released before now cannot be seen (docs/evidence.md).
+    pub fn status_at(&self, c: &CertRecord, at: OffsetDateTime) -> Result<StatusRecord> {
+        let history = self.storage.status_history(c.hierarchy, &c.serial)?;
+        if !history.is_empty() {
+            return Ok(StatusChange::as_of(&history, at));
+        }
+        let now = self.status_of(c)?;
+        Ok(match now.since {
+            Some(since) if now.state != State::Good && since > at => StatusRecord::GOOD,
+            _ => now,
+        })
+    }
+
+    /// Every change of a certificate's status, oldest first ([`crate::storage::Storage::
+    /// status_history`]).
+    pub fn status_history(&self, c: &CertRecord) -> Result<Vec<StatusChange>> {
+        self.storage.status_history(c.hierarchy, &c.serial)
+    }
+
     pub(crate) fn status_of(&self, c: &CertRecord) -> Result<StatusRecord> {
         self.storage
             .status(c.hierarchy, &c.serial)?
@@ -265,12 +290,16 @@ impl Authority {
             not_before: c.not_before,
             not_after: c.not_after,
             pem: c.pem(),
+            history: Vec::new(),
         })
     }
 
     pub fn cert_show(&self, serial: &[u8], h: Option<Hierarchy>) -> Result<CertView> {
         let c = self.find(serial, h)?;
-        self.cert_view(c)
+        let history = self.status_history(&c)?;
+        let mut view = self.cert_view(c)?;
+        view.history = history;
+        Ok(view)
     }
 
     pub fn cert_list(&self, resident: Option<&str>) -> Result<Vec<CertView>> {

@@ -294,7 +294,7 @@ impl Authority {
                     .status(h, &r.serial)?
                     .ok_or_else(|| Error::Store("certificate without status".into()))?;
                 if st.state != State::Revoked {
-                    t.set_status(
+                    t.change_status(
                         r,
                         &StatusRecord {
                             state: State::Revoked,
@@ -302,6 +302,7 @@ impl Authority {
                             since: Some(now),
                             invalidity: None,
                         },
+                        now,
                     )?;
                 }
                 t.block_key(fp)?;

@@ -98,7 +98,7 @@ impl Authority {
                 }
                 _ => {}
             }
-            t.set_status(
+            t.change_status(
                 &c,
                 &StatusRecord {
                     state: target,
@@ -106,6 +106,7 @@ impl Authority {
                     since: Some(now),
                     invalidity,
                 },
+                now,
             )?;
             if let Some(fp) = &blocked {
                 t.block_key(fp)?;

@@ -163,6 +163,31 @@ impl StatusRecord {
     };
 }
 
+/// One change of a certificate's status, as the status history keeps it (issue #18): the
+/// status that held from `at` until the next change. A certificate with no change was good
+/// from issuance. `at` is the authority's clock when the change was made, which is also when it
+/// took effect; `status.since` stays what the CRL and OCSP say (they agree for revocations
+/// and holds; a released hold is `good` with no `since`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub status: StatusRecord,
+}
+
+impl StatusChange {
+    /// The status as of `t` from a certificate's history (in the order [`crate::storage::
+    /// Storage::status_history`] gives it): the last change at or before `t`, or good when
+    /// there is none (a certificate is good from issuance until its first change).
+    pub fn as_of(history: &[StatusChange], t: OffsetDateTime) -> StatusRecord {
+        history
+            .iter()
+            .rev()
+            .find(|c| c.at <= t)
+            .map_or(StatusRecord::GOOD, |c| c.status)
+    }
+}
+
 /// One CRL entry: times in unix seconds, so that a partition of 10^6 entries is cheap to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RevokedEntry {

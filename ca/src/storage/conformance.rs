@@ -47,7 +47,9 @@ use crate::error::{Error, Result};
 use crate::records::platform::{
     Access, Consent, Operator, PfState, ServiceProvider, SpState, Usage,
 };
-use crate::records::{CertKind, CertRecord, HistoryLine, Resident, State, StatusRecord};
+use crate::records::{
+    CertKind, CertRecord, HistoryLine, Resident, State, StatusChange, StatusRecord,
+};
 use crate::storage::{
     fingerprint, revoked_entry, KeyFingerprint, KeyOwner, Revoked, Scheduled, ScheduledKind,
     Storage, Tx,
@@ -123,6 +125,7 @@ macro_rules! storage_conformance {
             key_blocklist,
             officers,
             audit_actors_and_formats,
+            status_history,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -230,6 +233,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("key_blocklist", key_blocklist::<S>),
         ("officers", officers::<S>),
         ("audit_actors_and_formats", audit_actors_and_formats::<S>),
+        ("status_history", status_history::<S>),
     ]
 }
 
@@ -2670,4 +2674,83 @@ pub fn audit_actors_and_formats<S: Storage>(s: &S) {
     );
     assert_eq!(all.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 1, 2, 2, 2]);
     assert_eq!(verified_chain(s), ["serial-0", "serial-1", "a", "b", "c"]);
+}
+
+/// status_history / change_status / log_status (issue #18): every change is kept with its
+/// time, oldest first, whatever order the units of work logged them in; a certificate whose
+/// serial extends another's has its own history; a failed unit of work leaves none; a second
+/// change at one instant replaces the first; and the status as of any moment follows
+/// (a hold released again reads held only inside its period).
+pub fn status_history<S: Storage>(s: &S) {
+    let c = holder_cert(SIGNING, &[0x05], "R1", 0);
+    let longer = holder_cert(SIGNING, &[0x05, 0x01], "R1", 0);
+    let other = holder_cert(AUTH, &[0x05], "R1", 0);
+    add(s, &[&c, &longer, &other]);
+    assert!(ok(s.status_history(SIGNING, &c.serial)).is_empty());
+    commit(s, &|t| t.change_status(&c, &held(100), at(100)));
+    let released = StatusRecord::GOOD;
+    commit(s, &|t| t.change_status(&c, &released, at(200)));
+    commit(s, &|t| {
+        t.change_status(&longer, &held(150), at(150))?;
+        t.change_status(&c, &revoked(Reason::AffiliationChanged, 300), at(300))
+    });
+    // Logged late, for an earlier moment (as `jpki store migrate` copies): kept in time order.
+    commit(s, &|t| {
+        t.log_status(
+            &other,
+            &StatusChange {
+                at: at(90),
+                status: held(90),
+            },
+        )
+    });
+    commit(s, &|t| {
+        t.log_status(
+            &other,
+            &StatusChange {
+                at: at(50),
+                status: held(50),
+            },
+        )
+    });
+    let h = ok(s.status_history(SIGNING, &c.serial));
+    let times: Vec<OffsetDateTime> = h.iter().map(|x| x.at).collect();
+    assert_eq!(times, [at(100), at(200), at(300)]);
+    assert_eq!(h[0].status, held(100));
+    assert_eq!(h[1].status, StatusRecord::GOOD);
+    assert_eq!(h[2].status, revoked(Reason::AffiliationChanged, 300));
+    assert_eq!(
+        ok(s.status(SIGNING, &c.serial)),
+        Some(revoked(Reason::AffiliationChanged, 300)),
+        "change_status sets the current status too"
+    );
+    let as_of = |secs| StatusChange::as_of(&h, at(secs)).state;
+    assert_eq!(as_of(99), State::Good);
+    assert_eq!(as_of(100), State::Held);
+    assert_eq!(as_of(199), State::Held);
+    assert_eq!(as_of(250), State::Good, "released again");
+    assert_eq!(as_of(300), State::Revoked);
+    let longer_h = ok(s.status_history(SIGNING, &longer.serial));
+    assert_eq!(longer_h.len(), 1, "{longer_h:?}");
+    assert_eq!(longer_h[0].at, at(150));
+    let other_h = ok(s.status_history(AUTH, &other.serial));
+    assert_eq!(
+        other_h.iter().map(|x| x.at).collect::<Vec<_>>(),
+        [at(50), at(90)]
+    );
+    // A failed unit of work leaves no change behind, in the history or the status.
+    let e = s.transact(&|t| {
+        t.change_status(&c, &StatusRecord::GOOD, at(400))?;
+        Err(Error::Invalid("changed my mind".into()))
+    });
+    assert!(e.is_err());
+    assert_eq!(ok(s.status_history(SIGNING, &c.serial)).len(), 3);
+    // Two changes at one instant in one unit of work: the last is what held.
+    commit(s, &|t| {
+        t.change_status(&other, &held(500), at(500))?;
+        t.change_status(&other, &revoked(Reason::KeyCompromise, 500), at(500))
+    });
+    let other_h = ok(s.status_history(AUTH, &other.serial));
+    assert_eq!(other_h.len(), 3);
+    assert_eq!(other_h[2].status, revoked(Reason::KeyCompromise, 500));
 }

@@ -26,7 +26,7 @@ use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
-use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
+use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
     Revoked, Scheduled, ScheduledKind, Storage, Tx,
@@ -71,6 +71,8 @@ struct Tables {
     access: BTreeMap<(String, i128, u64), Access>,
     /// Public keys refused forever (revoked for keyCompromise).
     blocked_keys: BTreeMap<KeyFingerprint, ()>,
+    /// Status history: hierarchy, serial, time of the change (ns) → the change.
+    status_log: BTreeMap<(Hierarchy, Vec<u8>, i128), StatusChange>,
     officers: BTreeMap<String, Officer>,
     /// Officer name → id; client-key fingerprint → id.
     officer_names: BTreeMap<String, String>,
@@ -185,6 +187,12 @@ impl Storage for MemoryStorage {
             |_, r| r.clone(),
             each,
         )
+    }
+
+    fn status_history(&self, h: Hierarchy, serial: &[u8]) -> Result<Vec<StatusChange>> {
+        let from = (h, serial.to_vec(), i128::MIN);
+        let to = (h, serial.to_vec(), i128::MAX);
+        self.read(|t| t.status_log.range(from..=to).map(|(_, c)| *c).collect())
     }
 
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
@@ -892,6 +900,16 @@ impl Tx for MemoryTx<'_> {
 
     fn block_key(&self, fp: &KeyFingerprint) -> Result<()> {
         self.set(|t| &mut t.blocked_keys, *fp, Some(()));
+        Ok(())
+    }
+
+    fn log_status(&self, c: &CertRecord, change: &StatusChange) -> Result<()> {
+        let key = (
+            c.hierarchy,
+            c.serial.clone(),
+            change.at.unix_timestamp_nanos(),
+        );
+        self.set(|t| &mut t.status_log, key, Some(*change));
         Ok(())
     }
 }

@@ -43,7 +43,7 @@ use crate::actor::Officer;
 use crate::audit::{AuditIntent, Head, Record};
 use crate::error::Result;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
-use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
+use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
 
 /// Who a certified public key belongs to: a key is certified to one holder, for one kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -138,6 +138,11 @@ pub trait Storage: Send + Sync {
     fn for_each_certificate(&self, each: &mut dyn FnMut(CertRecord) -> Result<()>) -> Result<()>;
     /// A holder's certificates with their statuses, in (hierarchy, serial) order.
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>>;
+    /// Every change of a certificate's status, oldest first (by `at`; changes of one instant
+    /// in the order they were made): the history that a verification as of a past moment is
+    /// judged from (issue #18). Empty for a certificate that never changed, and for changes
+    /// made before the history was kept (the current status record is then all there is).
+    fn status_history(&self, h: Hierarchy, serial: &[u8]) -> Result<Vec<StatusChange>>;
     /// A certificate's revocation status (`None` for a serial never issued).
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>>;
     /// Who a public key (by [`KeyFingerprint`]) is certified to.
@@ -282,6 +287,27 @@ pub trait Tx {
     /// Sets a certificate's status. A revoked or held status also puts the certificate on its
     /// CRL (partition, or the CA-level CRL) and marks that CRL dirty.
     fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()>;
+    /// Appends a change to the certificate's status history (see
+    /// [`Storage::status_history`]); a second change of the same certificate at the same
+    /// instant in one unit of work replaces the first. Callers use [`Tx::change_status`].
+    fn log_status(&self, c: &CertRecord, change: &StatusChange) -> Result<()>;
+    /// Sets a certificate's status ([`Tx::set_status`]) and records the change in its history
+    /// at `at`, the authority's clock: the one call the authority makes to change a status.
+    fn change_status(
+        &self,
+        c: &CertRecord,
+        status: &StatusRecord,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.set_status(c, status)?;
+        self.log_status(
+            c,
+            &StatusChange {
+                at,
+                status: *status,
+            },
+        )
+    }
     /// Raises the hierarchy's serial counter to at least `n` (resolved at commit, so that
     /// concurrent issuances do not conflict on it).
     fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()>;

@@ -66,10 +66,12 @@ pub(crate) enum Table {
     BlockedKeys,
     /// The CA's officers (appended after BlockedKeys, for the same reason).
     Officers,
+    /// Every change of a certificate's status (issue #18), appended for the same reason.
+    StatusLog,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 15] = [
+    pub(crate) const ALL: [Table; 16] = [
         Table::Certs,
         Table::ByHolder,
         Table::Status,
@@ -85,6 +87,7 @@ impl Table {
         Table::Access,
         Table::BlockedKeys,
         Table::Officers,
+        Table::StatusLog,
     ];
 
     fn name(self) -> &'static str {
@@ -104,6 +107,7 @@ impl Table {
             Table::Access => "access",
             Table::BlockedKeys => "blocked_keys",
             Table::Officers => "officers",
+            Table::StatusLog => "status_log",
         }
     }
 

@@ -28,7 +28,7 @@ use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
-use crate::records::{CertKind, CertRecord, Resident, RevokedEntry, StatusRecord};
+use crate::records::{CertKind, CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
 use crate::storage::{KeyFingerprint, KeyOwner, Scheduled, ScheduledKind};
 
 pub fn json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -151,6 +151,29 @@ pub fn split_holder_key(k: &[u8]) -> Result<(Hierarchy, &[u8])> {
         .position(|b| *b == 0)
         .ok_or_else(|| Error::Store("malformed holder index key".into()))?;
     split_cert_key(&k[zero + 1..])
+}
+
+/// The key of a status change: `hierarchy · serial · time of the change (i128 ns, BE)`. A
+/// scan by [`cert_key`] also meets longer serials that start with the same octets: they are
+/// told apart by the key's length ([`status_change_time`]).
+pub fn status_change_key(h: Hierarchy, serial: &[u8], at: OffsetDateTime) -> Vec<u8> {
+    let mut k = cert_key(h, serial);
+    k.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
+    k
+}
+
+/// Whether `k` (found by a scan over `cert_key(h, serial)`) is a change of that very
+/// certificate, not of a longer serial with the same first octets.
+pub fn is_status_change_of(k: &[u8], h: Hierarchy, serial: &[u8]) -> bool {
+    k.len() == 1 + serial.len() + 16 && k[0] == h.tag() && &k[1..1 + serial.len()] == serial
+}
+
+pub fn status_change_to_store(c: &StatusChange) -> Result<Vec<u8>> {
+    json(c)
+}
+
+pub fn status_change_from_store(b: &[u8]) -> Result<StatusChange> {
+    from_json(b)
 }
 
 pub fn status_to_store(s: &StatusRecord) -> Result<Vec<u8>> {

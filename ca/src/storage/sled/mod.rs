@@ -19,7 +19,7 @@ use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
-use crate::records::{CertRecord, Resident, StatusRecord};
+use crate::records::{CertRecord, Resident, StatusChange, StatusRecord};
 use crate::storage::{
     CommitStats, Compaction, KeyFingerprint, KeyOwner, Revoked, Scheduled, Storage, Tx,
 };
@@ -133,6 +133,17 @@ impl Storage for SledStorage {
             each(l::resident_from_store(&item?.1)?)?;
         }
         Ok(())
+    }
+
+    fn status_history(&self, h: Hierarchy, serial: &[u8]) -> Result<Vec<StatusChange>> {
+        let mut out = Vec::new();
+        for item in self.kv.scan(Table::StatusLog, &l::cert_key(h, serial)) {
+            let (k, v) = item?;
+            if l::is_status_change_of(&k, h, serial) {
+                out.push(l::status_change_from_store(&v)?);
+            }
+        }
+        Ok(out)
     }
 
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
@@ -679,6 +690,14 @@ impl Tx for SledTx<'_> {
     fn block_key(&self, fp: &KeyFingerprint) -> Result<()> {
         self.0
             .insert(Table::BlockedKeys, l::key_key(fp), l::BLOCKED)
+    }
+
+    fn log_status(&self, c: &CertRecord, change: &StatusChange) -> Result<()> {
+        self.0.insert(
+            Table::StatusLog,
+            &l::status_change_key(c.hierarchy, &c.serial, change.at),
+            &l::status_change_to_store(change)?,
+        )
     }
 }
 
