@@ -51,6 +51,9 @@ pub struct Envelope {
     /// DER of each signatureTimeStampToken unsigned attribute value (a ContentInfo), in order.
     pub timestamp_tokens: Vec<Vec<u8>>,
     message_digest: Vec<u8>,
+    /// Every signed attribute: its type and the DER of its one value (checked above), for
+    /// callers that read attributes this module does not (e.g. ESS signingCertificate).
+    signed_attributes: Vec<(ObjectIdentifier, Vec<u8>)>,
     signed_attrs_der: Vec<u8>,
     signature: Vec<u8>,
 }
@@ -132,6 +135,7 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
     let mut message_digest = None;
     let mut content_type = None;
     let mut signing_time = None;
+    let mut signed_attributes = Vec::new();
     for attr in attrs.iter() {
         let mut values = attr.values.iter();
         let (Some(v), None) = (values.next(), values.next()) else {
@@ -140,6 +144,13 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
                 attr.oid
             )));
         };
+        if signed_attributes.iter().any(|(o, _)| *o == attr.oid) {
+            return Err(Error::CmsSyntax(format!(
+                "attribute {} appears twice (RFC 5652 §5.3)",
+                attr.oid
+            )));
+        }
+        signed_attributes.push((attr.oid, v.to_der().map_err(syntax)?));
         if attr.oid == ID_MESSAGE_DIGEST {
             message_digest = Some(
                 v.decode_as::<OctetString>()
@@ -198,6 +209,7 @@ pub fn parse(input: &[u8]) -> Result<Envelope, Error> {
         econtent_type: sd.encap_content_info.econtent_type,
         timestamp_tokens,
         message_digest,
+        signed_attributes,
         signed_attrs_der: attrs.to_der().map_err(syntax)?,
         signature: si.signature.as_bytes().to_vec(),
     })
@@ -256,6 +268,15 @@ fn segments(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Envelope {
+    /// The DER of the value of the signed attribute `oid`, if the signer included it. Only
+    /// verified once [`Envelope::verify`] has succeeded.
+    pub fn signed_attribute(&self, oid: ObjectIdentifier) -> Option<&[u8]> {
+        self.signed_attributes
+            .iter()
+            .find(|(o, _)| *o == oid)
+            .map(|(_, v)| v.as_slice())
+    }
+
     /// The signer's signature value (what a signature time-stamp is over).
     pub fn signature_value(&self) -> &[u8] {
         &self.signature

@@ -7,7 +7,9 @@ use der::{Decode, Encode};
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_parser::prelude::*;
 
-use crate::asn1::{MessageImprint, TimeStampReq, TimeStampResp, TstInfo};
+use crate::asn1::{
+    MessageImprint, SigningCertificate, SigningCertificateV2, TimeStampReq, TimeStampResp, TstInfo,
+};
 use crate::error::{der_err, Error, Result};
 use crate::oid;
 
@@ -126,6 +128,11 @@ pub fn verify(token: &[u8], data: &[u8], trusted_roots: &[Vec<u8>]) -> Result<St
     let (_, tsa) = X509Certificate::from_der(&env.signer_der)
         .map_err(|e| Error::BadToken(format!("TSA certificate: {e}")))?;
     env.verify(None, &tsa.public_key().subject_public_key.data)?;
+    names_its_signer(
+        env.signed_attribute(oid::SIGNING_CERTIFICATE_V2),
+        env.signed_attribute(oid::SIGNING_CERTIFICATE),
+        &env.signer_der,
+    )?;
     match tsa.extended_key_usage() {
         Ok(Some(eku))
             if eku.critical
@@ -189,7 +196,142 @@ pub fn verify(token: &[u8], data: &[u8], trusted_roots: &[Vec<u8>]) -> Result<St
     })
 }
 
+/// RFC 3161 §2.4.1 (and RFC 5816 §2.2.1 for the V2 form): a token's signed attributes must
+/// name the TSA's certificate — ESS signingCertificateV2 (SHA-256 by default, or SHA-384/512)
+/// or signingCertificate (SHA-1) — and the first ESSCertID(v2) is the signer's. Without it a
+/// certificate for the same key but with other contents (another validity, another
+/// extKeyUsage) could be put in the token's place; the signature alone would not notice.
+/// `v2`, `v1`: the DER of the attributes' values; `signer`: the certificate the signature was
+/// verified with.
+pub fn names_its_signer(v2: Option<&[u8]>, v1: Option<&[u8]>, signer: &[u8]) -> Result<()> {
+    use aws_lc_rs::digest::{digest, SHA1_FOR_LEGACY_USE_ONLY, SHA256, SHA384, SHA512};
+    let (alg, named) = match (v2, v1) {
+        (Some(der), _) => {
+            let sc = SigningCertificateV2::from_der(der)
+                .map_err(|e| Error::BadToken(format!("signingCertificateV2 attribute: {e}")))?;
+            let first = sc.certs.first().ok_or_else(|| {
+                Error::BadToken("signingCertificateV2 attribute names no certificate".into())
+            })?;
+            let alg = first.hash_algorithm.as_ref().map_or(oid::SHA256, |a| a.oid);
+            let alg = match alg {
+                a if a == oid::SHA256 => &SHA256,
+                a if a == oid::SHA384 => &SHA384,
+                a if a == oid::SHA512 => &SHA512,
+                a => {
+                    return Err(Error::BadToken(format!(
+                        "signingCertificateV2 uses hash {a}; SHA-256, SHA-384 or SHA-512 expected"
+                    )))
+                }
+            };
+            (alg, first.cert_hash.as_bytes().to_vec())
+        }
+        (None, Some(der)) => {
+            let sc = SigningCertificate::from_der(der)
+                .map_err(|e| Error::BadToken(format!("signingCertificate attribute: {e}")))?;
+            let first = sc.certs.first().ok_or_else(|| {
+                Error::BadToken("signingCertificate attribute names no certificate".into())
+            })?;
+            (
+                &SHA1_FOR_LEGACY_USE_ONLY,
+                first.cert_hash.as_bytes().to_vec(),
+            )
+        }
+        (None, None) => {
+            return Err(Error::BadToken(
+                "no ESS signingCertificate(V2) attribute: RFC 3161 §2.4.1 requires a token to \
+                 name its TSA's certificate"
+                    .into(),
+            ))
+        }
+    };
+    if digest(alg, signer).as_ref() != named.as_slice() {
+        return Err(Error::BadToken(
+            "the ESS signingCertificate attribute names another certificate than the one the \
+             token was verified with"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn fmt(t: OffsetDateTime) -> String {
     t.format(&::time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asn1::{EssCertId, EssCertIdV2};
+    use aws_lc_rs::digest::{digest, SHA1_FOR_LEGACY_USE_ONLY, SHA256, SHA384};
+
+    fn v2(hash: &[u8], alg: Option<const_oid::ObjectIdentifier>) -> Vec<u8> {
+        SigningCertificateV2 {
+            certs: vec![EssCertIdV2 {
+                hash_algorithm: alg.map(|oid| AlgorithmIdentifierOwned {
+                    oid,
+                    parameters: None,
+                }),
+                cert_hash: OctetString::new(hash).unwrap(),
+                issuer_serial: None,
+            }],
+            policies: None,
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    fn v1(hash: &[u8]) -> Vec<u8> {
+        SigningCertificate {
+            certs: vec![EssCertId {
+                cert_hash: OctetString::new(hash).unwrap(),
+                issuer_serial: None,
+            }],
+            policies: None,
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_attribute_must_name_the_signer() {
+        let (cert, other) = (b"the TSA's certificate".as_slice(), b"another".as_slice());
+        let h256 = digest(&SHA256, cert);
+        let h384 = digest(&SHA384, cert);
+        let h1 = digest(&SHA1_FOR_LEGACY_USE_ONLY, cert);
+        // Named, with the default hash, an explicit one, or the SHA-1 form.
+        names_its_signer(Some(&v2(h256.as_ref(), None)), None, cert).unwrap();
+        names_its_signer(Some(&v2(h384.as_ref(), Some(oid::SHA384))), None, cert).unwrap();
+        names_its_signer(None, Some(&v1(h1.as_ref())), cert).unwrap();
+        // Another certificate, a missing attribute, a hash that does not fit, junk.
+        for (v2a, v1a, says) in [
+            (
+                Some(v2(h256.as_ref(), None)),
+                None,
+                "names another certificate",
+            ),
+            (None, Some(v1(h1.as_ref())), "names another certificate"),
+            (None, None, "RFC 3161 §2.4.1"),
+            (
+                Some(v2(h256.as_ref(), Some(oid::SHA1))),
+                None,
+                "SHA-256, SHA-384 or SHA-512",
+            ),
+            (
+                Some(vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+                None,
+                "signingCertificateV2 attribute",
+            ),
+        ] {
+            let e = names_its_signer(v2a.as_deref(), v1a.as_deref(), other)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e} should say {says}");
+        }
+        // The first ESSCertIDv2 is the signer's: a SHA-256 of the right certificate under a
+        // SHA-384 label does not pass.
+        let e =
+            names_its_signer(Some(&v2(h256.as_ref(), Some(oid::SHA384))), None, cert).unwrap_err();
+        assert!(e.to_string().contains("another certificate"), "{e}");
+    }
 }
