@@ -143,3 +143,110 @@ fn openssl_asks_our_tsa_and_verifies_the_answer() {
     }
     server.stop();
 }
+
+/// Issue #18: the TSA unit renews itself. Years later (the clock moved into the policy's
+/// `tsa.renew_days_before` of the unit certificate's end), `jpki serve --tsa` makes a new
+/// unit (new key, certificate "TSA 2" from the same TSA root) before it answers, signs with
+/// it, deletes the retired key, and records `tsa-renew`; a token of the old unit still
+/// verifies with `openssl ts -verify`. `jpki tsa renew --if-due` then has nothing to do and
+/// `jpki tsa renew` makes generation 3 by hand.
+#[test]
+fn the_tsa_unit_renews_itself_and_old_tokens_still_verify() {
+    let mut env = Env::init();
+    let doc = env.write("return.xml", "<申告書/>".as_bytes());
+    let q = env.path("q.tsq");
+    openssl(&[
+        "ts",
+        "-query",
+        "-data",
+        &p(&doc),
+        "-sha256",
+        "-cert",
+        "-out",
+        &p(&q),
+    ]);
+    let root = env.data().join("certs/tsa-root.pem");
+
+    // Today: generation 1 answers.
+    let server = Server::start_with(&env, &["--tsa", "127.0.0.1:0"]);
+    let old = env.path("old.tsr");
+    post(server.tsa.as_deref().unwrap(), &q, &old);
+    server.stop();
+    let shown = env.json(&["tsa", "show"]);
+    assert_eq!(shown["renewal_due"], false, "{shown}");
+    assert!(
+        shown["subject"].as_str().unwrap().ends_with("TSA 1"),
+        "{shown}"
+    );
+    let first_serial = shown["serial"].as_str().unwrap().to_owned();
+
+    // 4 years and 8 months on: within 180 days of the 5-year certificate's end.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(1700);
+    let later_s = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    env.now = Some(later_s);
+    let shown = env.json(&["tsa", "show"]);
+    assert_eq!(shown["renewal_due"], true, "{shown}");
+    let server = Server::start_with(&env, &["--tsa", "127.0.0.1:0"]);
+    let new = env.path("new.tsr");
+    post(server.tsa.as_deref().unwrap(), &q, &new);
+    server.stop();
+    let text = openssl(&["ts", "-reply", "-in", &p(&new), "-token_out", "-text"]);
+    assert!(text.contains("TSA 2") || !text.contains("TSA 1"), "{text}");
+    let attime = later.unix_timestamp().to_string();
+    let out = openssl(&[
+        "ts",
+        "-verify",
+        "-in",
+        &p(&new),
+        "-data",
+        &p(&doc),
+        "-CAfile",
+        &p(&root),
+        "-attime",
+        &attime,
+    ]);
+    assert!(out.contains("Verification: OK"), "{out}");
+    let cert2 = env.data().join("certs/tsa-2.pem");
+    let subject = openssl(&["x509", "-in", &p(&cert2), "-noout", "-subject"]);
+    assert!(subject.contains("TSA 2"), "{subject}");
+    assert!(
+        !env.data().join("keys/tsa.key").exists(),
+        "the retired key is deleted"
+    );
+    assert!(env.data().join("keys/tsa-2.key").exists());
+    let audit = env.ok(&["audit", "log", "--json"]);
+    assert!(
+        audit.contains("tsa-renew") && audit.contains(&first_serial),
+        "{audit}"
+    );
+    // The old unit's token: still verifiable today, against the same root.
+    let out = openssl(&[
+        "ts",
+        "-verify",
+        "-in",
+        &p(&old),
+        "-data",
+        &p(&doc),
+        "-CAfile",
+        &p(&root),
+    ]);
+    assert!(out.contains("Verification: OK"), "{out}");
+
+    // By hand: nothing due right after a renewal; forced, generation 3.
+    let v = env.json(&["tsa", "renew", "--if-due"]);
+    assert_eq!(v["renewed"], false, "{v}");
+    let v = env.json(&["tsa", "renew"]);
+    assert_eq!(
+        (v["renewed"].as_bool(), v["generation"].as_u64()),
+        (Some(true), Some(3)),
+        "{v}"
+    );
+    assert!(!env.data().join("keys/tsa-2.key").exists());
+    let shown = env.json(&["tsa", "show"]);
+    assert!(
+        shown["subject"].as_str().unwrap().ends_with("TSA 3"),
+        "{shown}"
+    );
+}

@@ -34,6 +34,36 @@ pub struct Policy {
     /// Absent in policy files written before it existed: the real service's rules.
     #[serde(default)]
     pub eligibility: EligibilitySection,
+    /// Absent in policy files written before it existed: the defaults below.
+    #[serde(default)]
+    pub tsa: TsaSection,
+}
+
+/// The policy's `[tsa]` section: the time-stamping authority (`jpki serve --tsa`,
+/// docs/tsa.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsaSection {
+    /// The TSA policy every token is issued under (RFC 3161 §2.4.2 `policy`; requests naming
+    /// another are refused with unacceptedPolicy). The default is RFC 7229's
+    /// id-TEST-certPolicyEight, an OID for tests: an operator going live sets one from its
+    /// own arc.
+    pub policy_oid: String,
+    /// Validity of each TSA unit certificate, in years.
+    pub unit_validity_years: u32,
+    /// `jpki serve` replaces the TSA unit's key and certificate this many days before the
+    /// certificate ends (and `jpki tsa renew --if-due` does from then on).
+    pub renew_days_before: u32,
+}
+
+impl Default for TsaSection {
+    fn default() -> Self {
+        TsaSection {
+            policy_oid: "1.3.6.1.5.5.7.13.8".into(),
+            unit_validity_years: 5,
+            renew_days_before: 180,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +244,23 @@ impl Policy {
             return Err(field("ca.cps_uri", "must be ASCII (it is an IA5String)"));
         }
         self.eligibility.validate()?;
+        parse_oid("tsa.policy_oid", &self.tsa.policy_oid)?;
+        if !(1..=10).contains(&self.tsa.unit_validity_years) {
+            return Err(field(
+                "tsa.unit_validity_years",
+                format!("must be 1 to 10, got {}", self.tsa.unit_validity_years),
+            ));
+        }
+        if u64::from(self.tsa.renew_days_before) * 2 > u64::from(self.tsa.unit_validity_years) * 365
+        {
+            return Err(field(
+                "tsa.renew_days_before",
+                format!(
+                    "must be at most half of tsa.unit_validity_years, got {} days",
+                    self.tsa.renew_days_before
+                ),
+            ));
+        }
         parse_oid("signing.policy_oid", &self.signing.policy_oid)?;
         parse_oid("auth.policy_oid", &self.auth.policy_oid)?;
         let v = &self.validity;
@@ -315,6 +362,12 @@ impl Policy {
         ObjectIdentifier::new(text).expect("policy OID validated at load")
     }
 
+    /// The TSA policy OID of every time-stamp token.
+    pub fn tsa_policy_oid(&self) -> ObjectIdentifier {
+        // Validated in `validate`.
+        ObjectIdentifier::new(&self.tsa.policy_oid).expect("TSA policy OID validated at load")
+    }
+
     /// The CRL of one serial partition: `<base_url>/crl/<hierarchy>/<partition>.crl`.
     pub fn crl_url(&self, h: Hierarchy, partition: u16) -> String {
         format!("{}/crl/{}/{}.crl", self.ca.base_url, h.as_str(), partition)
@@ -409,6 +462,20 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_without_a_tsa_section_gets_the_defaults() {
+        let start = DEFAULT_POLICY.find("[tsa]").expect("a [tsa] section");
+        let p = Policy::from_toml(&DEFAULT_POLICY[..start]).unwrap();
+        assert_eq!(p.tsa, TsaSection::default());
+        assert_eq!(p.tsa_policy_oid().to_string(), "1.3.6.1.5.5.7.13.8");
+        let p = with(
+            "policy_oid = \"1.3.6.1.5.5.7.13.8\"",
+            "policy_oid = \"1.2.392.99999.1\"",
+        )
+        .unwrap();
+        assert_eq!(p.tsa_policy_oid().to_string(), "1.2.392.99999.1");
+    }
+
+    #[test]
     fn a_bad_value_names_its_field() {
         let cases = [
             ("partitions = 64", "partitions = 0", "crl.partitions"),
@@ -427,6 +494,21 @@ mod tests {
                 "min_rsa_bits = 2048",
                 "min_rsa_bits = 1024",
                 "limits.min_rsa_bits",
+            ),
+            (
+                "policy_oid = \"1.3.6.1.5.5.7.13.8\"",
+                "policy_oid = \"test\"",
+                "tsa.policy_oid",
+            ),
+            (
+                "unit_validity_years = 5",
+                "unit_validity_years = 0",
+                "tsa.unit_validity_years",
+            ),
+            (
+                "renew_days_before = 180",
+                "renew_days_before = 1000",
+                "tsa.renew_days_before",
             ),
         ];
         for (from, to, name) in cases {

@@ -19,6 +19,7 @@ pub mod officer;
 pub mod operator;
 pub mod phone;
 pub mod token;
+pub mod tsa;
 pub mod verify;
 
 use std::io::Write;
@@ -222,6 +223,10 @@ pub enum Command {
     /// itself), show how long each certificate the service depends on has left.
     #[command(subcommand)]
     OcspSigner(OcspSignerCommand),
+    /// The time-stamping authority's unit: show it, renew it by hand or from cron
+    /// (`jpki serve --tsa` renews it by itself). See docs/tsa.md.
+    #[command(subcommand)]
+    Tsa(tsa::TsaCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -1055,6 +1060,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Resident(rc) => resident(&cli, rc),
         Command::Phone(cmd) => phone::run(&cli, cmd),
+        Command::Tsa(cmd) => tsa::run(&cli, cmd),
         Command::Issue {
             resident,
             kind,

@@ -471,6 +471,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let local = listener
                 .local_addr()
                 .map_err(|e| Error::Serve(e.to_string()))?;
+            watch.set_tsa(Arc::clone(&tsa));
             eprintln!("jpki serve: time-stamping authority (RFC 3161) at http://{local}/tsa");
             tracing::info!(%local, "TSA listener");
             tasks.spawn(tsa_http::serve(

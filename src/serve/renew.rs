@@ -13,6 +13,10 @@
 //!   `pf-server-renew`) and installs it in the running TLS acceptor
 //!   ([`platform::Api::replace_identity`]): new handshakes get it, open connections are left
 //!   alone;
+//! * renews the time-stamping authority's unit (a new key and certificate from the TSA root)
+//!   within the policy's `tsa.renew_days_before` of its notAfter and swaps it into the running
+//!   TSA ([`tsa::server::Tsa::renew_if_due`], audited `tsa-renew`; the retired unit's key is
+//!   deleted);
 //! * logs a warning for every certificate within its margin — the roots and the operator CA
 //!   ([`ca::authority::renew::ROOT_WARN_DAYS`]: they are not renewed here), or a renewable
 //!   one whose renewal failed — and keeps the expiries for `/metrics`:
@@ -51,6 +55,8 @@ pub struct Watch {
     pf: Mutex<Option<Pf>>,
     /// The holder portal being served and its server certificate's names.
     portal: Mutex<Option<(Arc<super::portal::Portal>, Vec<String>)>>,
+    /// The time-stamping authority being served.
+    tsa: Mutex<Option<Arc<tsa::server::Tsa>>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
 }
@@ -62,6 +68,7 @@ impl Watch {
             responder: std::sync::OnceLock::new(),
             pf: Mutex::new(None),
             portal: Mutex::new(None),
+            tsa: Mutex::new(None),
             seen: RwLock::new(Vec::new()),
         })
     }
@@ -80,6 +87,12 @@ impl Watch {
     /// renewed like the platform API's, [`PF_SERVER_MARGIN_DAYS`] before its notAfter.
     pub fn set_portal(&self, portal: Arc<super::portal::Portal>, names: Vec<String>) {
         *self.portal.lock().unwrap_or_else(|p| p.into_inner()) = Some((portal, names));
+    }
+
+    /// Watches the time-stamping authority's unit certificate too (renewed within the
+    /// policy's `tsa.renew_days_before`).
+    pub fn set_tsa(&self, tsa: Arc<tsa::server::Tsa>) {
+        *self.tsa.lock().unwrap_or_else(|p| p.into_inner()) = Some(tsa);
     }
 
     /// One look: renew what is due, note every expiry, warn about what is within its margin.
@@ -112,6 +125,14 @@ impl Watch {
         if let Err(e) = self.renew_portal_server() {
             tracing::error!(error = %e, "holder portal server certificate renewal failed; retrying at the next check");
             first_error.get_or_insert(e);
+        }
+        let tsa = self.tsa.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(tsa) = tsa {
+            let renewal = ca::officers::Actor::System("tsa-renewal");
+            if let Err(e) = ca::officers::acting_as(&renewal, || tsa.renew_if_due()) {
+                tracing::error!(error = %e, "TSA unit renewal failed; retrying at the next check");
+                first_error.get_or_insert(crate::Error::Serve(format!("TSA renewal: {e}")));
+            }
         }
         let all = self.expiries()?;
         let now = a.clock().now();
@@ -237,6 +258,12 @@ impl Watch {
                 &portal.server_certificate(),
                 PF_SERVER_MARGIN_DAYS,
             )?);
+        }
+        let tsa = self.tsa.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(tsa) = tsa {
+            let margin = i64::from(a.policy().tsa.renew_days_before);
+            all.push(Expiry::of("tsa", None, &tsa.certificate(), margin)?);
+            all.push(Expiry::of("tsa-root", None, tsa.root(), ROOT_WARN_DAYS)?);
         }
         Ok(all)
     }

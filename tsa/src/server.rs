@@ -12,10 +12,24 @@
 //! --tsa-root`).
 //!
 //! TSA unit certificate (RFC 3161 §2.3): keyUsage digitalSignature (critical), extKeyUsage
-//! id-kp-timeStamping only and **critical**, AKI, SKI; five years.
+//! id-kp-timeStamping only and **critical**, AKI, SKI; the policy's `tsa.unit_validity_years`
+//! (five by default).
+//!
+//! ## Unit generations and renewal
+//! The first unit is `tsa` (`keys/tsa.key`, `certs/tsa.pem`, CN "… TSA 1"); each renewal makes
+//! generation N+1 (`keys/tsa-N.key`, `certs/tsa-N.pem`, CN "… TSA N"): a **new key** and a
+//! certificate from the TSA root, written key first, certificate last — the certificate's
+//! atomic write is the commit point, so an interrupted renewal leaves the old unit in use and
+//! the next attempt reuses the key. The unit in use is always the newest generation whose
+//! certificate exists. Then the retired unit's **private key file is deleted**: tokens it
+//! made stay verifiable (they carry or name its certificate, kept in `certs/`), but nobody can
+//! make new tokens with an old genTime from it. `jpki serve` renews within the policy's
+//! `tsa.renew_days_before` of the certificate's end and swaps the new unit in without a
+//! restart ([`Tsa::renew_if_due`]); `jpki tsa renew [--if-due]` does it by hand. Audited
+//! `tsa-renew`. The TSA root (twenty years) is not renewed here.
 //!
 //! ## A token
-//! TSTInfo with [`POLICY`], the request's messageImprint, a random 128-bit serial, genTime
+//! TSTInfo with the policy's `tsa.policy_oid` (default [`POLICY`]), the request's messageImprint, a random 128-bit serial, genTime
 //! from the authority's injectable clock (whole seconds), accuracy ±1 s, the request's
 //! nonce echoed, ordering false. It is signed as CMS SignedData (eContentType
 //! id-ct-TSTInfo) with signed attributes contentType, messageDigest and
@@ -59,7 +73,7 @@ use crate::asn1::{
 use crate::error::{der_err, Error, Result};
 use crate::oid;
 
-/// The TSA policy under which every token is issued (RFC 3161 §2.4.2 `policy`):
+/// The default TSA policy (`tsa.policy_oid` of the policy file; RFC 3161 §2.4.2 `policy`):
 /// id-TEST-certPolicyEight of RFC 7229, an OID registered for test policies. The project
 /// has no arc of its own (no enterprise number; a `2.25` UUID arc does not fit `const-oid`'s
 /// 32-bit arcs), and J-LIS's arc is not ours to extend; an operator going live replaces it
@@ -78,7 +92,24 @@ const SYSTEM_FAILURE_RESPONSE: [u8; 14] = [
 const ROOT_KEY: &str = "tsa-root";
 const UNIT_KEY: &str = "tsa";
 const ROOT_YEARS: i64 = 20;
-const UNIT_YEARS: i64 = 5;
+
+/// The key and certificate name of unit generation `n` (1: `tsa`, then `tsa-2`, `tsa-3`, …).
+fn unit_name(n: u32) -> String {
+    if n <= 1 {
+        UNIT_KEY.to_owned()
+    } else {
+        format!("{UNIT_KEY}-{n}")
+    }
+}
+
+/// The newest unit generation whose certificate exists (1 if none beyond the first).
+fn current_generation(authority: &Authority) -> Result<u32> {
+    let mut n = 1;
+    while cert_path(authority, &unit_name(n + 1)).exists() {
+        n += 1;
+    }
+    Ok(n)
+}
 
 fn cert_path(authority: &Authority, name: &str) -> PathBuf {
     authority
@@ -141,7 +172,7 @@ fn read_cert(authority: &Authority, name: &str) -> Result<Option<Vec<u8>>> {
     }
 }
 
-fn names(authority: &Authority) -> Result<(Name, Name)> {
+fn names(authority: &Authority, generation: u32) -> Result<(Name, Name)> {
     let org = &authority.policy().ca.organization;
     let root = profile::name(&[
         (AT_C, "JP"),
@@ -153,7 +184,7 @@ fn names(authority: &Authority) -> Result<(Name, Name)> {
         (AT_C, "JP"),
         (AT_O, org),
         (AT_OU, "JPKI Time-Stamping"),
-        (AT_CN, &format!("{org} TSA 1")),
+        (AT_CN, &format!("{org} TSA {generation}")),
     ])?;
     Ok((root, unit))
 }
@@ -179,7 +210,7 @@ pub fn ensure(authority: &Authority) -> Result<(Vec<u8>, Vec<u8>)> {
         }
     }
     let now = authority.clock().now();
-    let (root_name, unit_name) = names(authority)?;
+    let (root_name, _) = names(authority, 1)?;
     let root_signer = authority.signers().named(ROOT_KEY, Vec::new())?;
     let root_spki = root_signer.spki()?;
     let root_der = match read_cert(authority, ROOT_KEY)? {
@@ -214,16 +245,52 @@ pub fn ensure(authority: &Authority) -> Result<(Vec<u8>, Vec<u8>)> {
             der
         }
     };
-    let unit_spki = authority.signers().named(UNIT_KEY, Vec::new())?.spki()?;
+    let unit_der = unit_certificate(authority, 1, &root_signer, now)?;
+    write_cert(authority, UNIT_KEY, &unit_der)?;
+    authority.storage().transact(&|t| {
+        ca::storage::audit(
+            t,
+            now,
+            "tsa-create",
+            &serial_of(&unit_der)?,
+            "TSA root and unit certificates",
+        )
+    })?;
+    tracing::info!("TSA hierarchy created");
+    Ok((root_der, unit_der))
+}
+
+fn serial_of(der: &[u8]) -> ca::Result<String> {
+    let c = Certificate::from_der(der)
+        .map_err(|e| ca::Error::Store(format!("TSA certificate: {e}")))?;
+    Ok(ca::authority::serial_hex(
+        c.tbs_certificate().serial_number().as_bytes(),
+    ))
+}
+
+/// The certificate of unit generation `generation` (its key must exist), signed by the root.
+fn unit_certificate(
+    authority: &Authority,
+    generation: u32,
+    root_signer: &CaSigner,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>> {
+    let (root_name, unit_name_dn) = names(authority, generation)?;
+    let root_spki = root_signer.spki()?;
+    let unit_spki = authority
+        .signers()
+        .named(&unit_name(generation), Vec::new())?
+        .spki()?;
     let serial = authority.random_serial()?;
-    let unit_der = sign_cert(
+    let years = i64::from(authority.policy().tsa.unit_validity_years);
+    sign_cert(
         Draft {
             serial: &serial,
             issuer: root_name,
-            subject: unit_name,
+            subject: unit_name_dn,
             spki: &unit_spki,
             not_before: now,
-            not_after: now + Duration::days(365 * UNIT_YEARS),
+            not_after: now + Duration::days(365 * years),
             extensions: vec![
                 key_usage(KeyUsages::DigitalSignature)?,
                 ext(
@@ -236,54 +303,166 @@ pub fn ensure(authority: &Authority) -> Result<(Vec<u8>, Vec<u8>)> {
                 ski(&unit_spki)?,
             ],
         },
-        &root_signer,
-    )?;
-    write_cert(authority, UNIT_KEY, &unit_der)?;
+        root_signer,
+    )
+}
+
+/// A renewal of the TSA unit: the certificates (DER) before and after.
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    pub generation: u32,
+    pub old_serial: String,
+    pub new_serial: String,
+    pub new_cert: Vec<u8>,
+}
+
+/// Whether the unit certificate `der` is within the policy's `tsa.renew_days_before` of its
+/// end at `now`.
+pub fn due(authority: &Authority, der: &[u8], now: OffsetDateTime) -> Result<bool> {
+    let c = Certificate::from_der(der).map_err(der_err("TSA certificate"))?;
+    let end = c
+        .tbs_certificate()
+        .validity()
+        .not_after
+        .to_unix_duration()
+        .as_secs();
+    let margin = u64::from(authority.policy().tsa.renew_days_before) * 86_400;
+    let now = u64::try_from(now.unix_timestamp())
+        .map_err(|_| Error::Internal("clock before 1970".into()))?;
+    Ok(now.saturating_add(margin) >= end)
+}
+
+/// Replaces the TSA unit with a new generation (new key, new certificate from the TSA root)
+/// when `force` or when the current certificate is due ([`due`]); `None` when nothing was
+/// due. Needs the passphrase (the root signs). See the module docs for the order of writes.
+pub fn renew(authority: &Authority, force: bool) -> Result<Option<Renewed>> {
+    let (_, old_der) = ensure(authority)?;
+    let n = current_generation(authority)?;
+    let old_der = match n {
+        1 => old_der,
+        _ => read_cert(authority, &unit_name(n))?
+            .ok_or_else(|| Error::Internal(format!("certs/{}.pem vanished", unit_name(n))))?,
+    };
+    let now = authority.clock().now();
+    if !force && !due(authority, &old_der, now)? {
+        return Ok(None);
+    }
+    let root_signer = authority.signers().named(ROOT_KEY, Vec::new())?;
+    let next = n + 1;
+    let name = unit_name(next);
+    if !authority.data_dir().named_key(&name).exists() {
+        authority.signers().create(&name)?;
+    }
+    let new_der = unit_certificate(authority, next, &root_signer, now)?;
+    let (old_serial, new_serial) = (serial_of(&old_der)?, serial_of(&new_der)?);
+    // The audit record first: a renewal that is recorded but not written is retried (and
+    // recorded again); one written but unrecorded would be a change without an actor.
     authority.storage().transact(&|t| {
         ca::storage::audit(
             t,
             now,
-            "tsa-create",
-            &ca::authority::serial_hex(&serial),
-            "TSA root and unit certificates",
+            "tsa-renew",
+            &new_serial,
+            &format!("TSA unit generation {next} replaces {old_serial}"),
         )
     })?;
-    tracing::info!("TSA hierarchy created");
-    Ok((root_der, unit_der))
+    write_cert(authority, &name, &new_der)?;
+    let retired = authority.data_dir().named_key(&unit_name(n));
+    match fs::remove_file(&retired) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!(key = %retired.display(), error = %e, "could not delete the retired TSA unit key");
+        }
+    }
+    tracing::warn!(generation = next, serial = %new_serial, replaced = %old_serial, "renewed the TSA unit");
+    Ok(Some(Renewed {
+        generation: next,
+        old_serial,
+        new_serial,
+        new_cert: new_der,
+    }))
+}
+
+/// The unit that signs: its key and certificate, replaced whole on renewal.
+struct Unit {
+    signer: CaSigner,
+    cert: Certificate,
+    cert_der: Vec<u8>,
+}
+
+impl Unit {
+    fn load(authority: &Authority) -> Result<Unit> {
+        let n = current_generation(authority)?;
+        let name = unit_name(n);
+        let cert_der = read_cert(authority, &name)?
+            .ok_or_else(|| Error::Internal(format!("certs/{name}.pem is missing")))?;
+        let signer = authority.signers().named(&name, cert_der.clone())?;
+        if signer.spki()? != ca::authority::spki_of(&cert_der)? {
+            return Err(Error::Internal(format!(
+                "keys/{name}.key does not match certs/{name}.pem"
+            )));
+        }
+        let cert = Certificate::from_der(&cert_der).map_err(der_err("TSA certificate"))?;
+        Ok(Unit {
+            signer,
+            cert,
+            cert_der,
+        })
+    }
 }
 
 /// A loaded TSA, ready to answer requests.
 pub struct Tsa {
     authority: std::sync::Arc<Authority>,
-    signer: CaSigner,
-    cert: Certificate,
-    cert_der: Vec<u8>,
+    unit: std::sync::RwLock<std::sync::Arc<Unit>>,
     root_der: Vec<u8>,
+    policy: Oid,
 }
 
 impl Tsa {
     /// Loads (making it if needed) the TSA; needs the passphrase.
     pub fn load(authority: std::sync::Arc<Authority>) -> Result<Tsa> {
-        let (root_der, cert_der) = ensure(&authority)?;
-        let signer = authority.signers().named(UNIT_KEY, cert_der.clone())?;
-        if signer.spki()? != ca::authority::spki_of(&cert_der)? {
-            return Err(Error::Internal(
-                "keys/tsa.key does not match certs/tsa.pem".into(),
-            ));
-        }
-        let cert = Certificate::from_der(&cert_der).map_err(der_err("TSA certificate"))?;
+        let (root_der, _) = ensure(&authority)?;
+        let unit = Unit::load(&authority)?;
+        let policy = authority.policy().tsa_policy_oid();
         Ok(Tsa {
             authority,
-            signer,
-            cert,
-            cert_der,
+            unit: std::sync::RwLock::new(std::sync::Arc::new(unit)),
             root_der,
+            policy,
         })
     }
 
-    /// The TSA unit certificate (DER).
-    pub fn certificate(&self) -> &[u8] {
-        &self.cert_der
+    fn unit(&self) -> std::sync::Arc<Unit> {
+        std::sync::Arc::clone(&self.unit.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The TSA unit certificate in use (DER).
+    pub fn certificate(&self) -> Vec<u8> {
+        self.unit().cert_der.clone()
+    }
+
+    /// Whether the unit certificate `der` is within the policy's renewal margin now.
+    pub fn renewal_due(&self, der: &[u8]) -> Result<bool> {
+        due(&self.authority, der, self.authority.clock().now())
+    }
+
+    /// The TSA policy of every token.
+    pub fn policy(&self) -> Oid {
+        self.policy
+    }
+
+    /// Renews the unit when its certificate is within the policy's margin ([`renew`]) and
+    /// swaps the new one in: requests already signing finish with the old unit, the next
+    /// ones get the new. `None` when nothing was due.
+    pub fn renew_if_due(&self) -> Result<Option<Renewed>> {
+        let done = renew(&self.authority, false)?;
+        if done.is_some() {
+            let unit = Unit::load(&self.authority)?;
+            *self.unit.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(unit);
+        }
+        Ok(done)
     }
 
     /// The TSA root certificate (DER).
@@ -354,10 +533,13 @@ impl Tsa {
             ));
         }
         if let Some(p) = req.req_policy {
-            if p != POLICY {
+            if p != self.policy {
                 return Err((
                     UNACCEPTED_POLICY,
-                    Error::BadRequest(format!("policy {p} (this TSA issues under {POLICY})")),
+                    Error::BadRequest(format!(
+                        "policy {p} (this TSA issues under {})",
+                        self.policy
+                    )),
                 ));
             }
         }
@@ -368,7 +550,8 @@ impl Tsa {
             ));
         }
         let now = self.authority.clock().now();
-        let validity = self.cert.tbs_certificate().validity();
+        let unit = self.unit();
+        let validity = unit.cert.tbs_certificate().validity();
         let inside = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
         let unix = now.unix_timestamp();
         if unix < inside(&validity.not_before) || unix > inside(&validity.not_after) {
@@ -377,10 +560,10 @@ impl Tsa {
                 Error::Internal("the TSA certificate is not valid now".into()),
             ));
         }
-        self.sign(&req, now).map_err(|e| (SYSTEM_FAILURE, e))
+        self.sign(&unit, &req, now).map_err(|e| (SYSTEM_FAILURE, e))
     }
 
-    fn sign(&self, req: &TimeStampReq, now: OffsetDateTime) -> Result<ContentInfo> {
+    fn sign(&self, unit: &Unit, req: &TimeStampReq, now: OffsetDateTime) -> Result<ContentInfo> {
         let serial = self.serial()?;
         let gen_time = GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(
             u64::try_from(now.unix_timestamp())
@@ -389,7 +572,7 @@ impl Tsa {
         .map_err(der_err("genTime"))?;
         let info = TstInfo {
             version: 1,
-            policy: POLICY,
+            policy: self.policy,
             message_imprint: req.message_imprint.clone(),
             serial_number: Int::new(&serial).map_err(der_err("serialNumber"))?,
             gen_time,
@@ -405,7 +588,7 @@ impl Tsa {
         };
         let info_der = info.to_der().map_err(der_err("TSTInfo"))?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &info_der);
-        let cert_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.cert_der);
+        let cert_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &unit.cert_der);
         let signing_cert = SigningCertificateV2 {
             certs: vec![EssCertIdV2 {
                 hash_algorithm: None,
@@ -423,11 +606,11 @@ impl Tsa {
             attribute(oid::SIGNING_CERTIFICATE_V2, Any::encode_from(&signing_cert))?,
         ])
         .map_err(der_err("signedAttrs"))?;
-        let signature = self
+        let signature = unit
             .signer
             .sign(&signed_attrs.to_der().map_err(der_err("signedAttrs"))?)
             .map_err(|e| Error::Internal(format!("signing: {e}")))?;
-        let tbs = self.cert.tbs_certificate();
+        let tbs = unit.cert.tbs_certificate();
         let signer = SignerInfo {
             version: CmsVersion::V1,
             sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
@@ -442,7 +625,7 @@ impl Tsa {
         };
         let certificates = if req.cert_req {
             Some(CertificateSet(
-                SetOfVec::try_from(vec![CertificateChoices::Certificate(self.cert.clone())])
+                SetOfVec::try_from(vec![CertificateChoices::Certificate(unit.cert.clone())])
                     .map_err(der_err("certificates"))?,
             ))
         } else {
