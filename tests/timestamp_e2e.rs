@@ -250,7 +250,38 @@ fn a_time_stamped_return_stays_valid_as_of_its_time_stamp_after_the_move() {
     // (e) no time-stamp at all: said so, judged as of now.
     let (_, v) = run(base(&p(&plain)), &["--ocsp", &ocsp, "--at", "timestamp"]);
     assert!(reason(&v, "time").contains("no trusted time"), "{v}");
+    // (f) a verifier with its own policy file (accepting another signing policy OID): the
+    // verdict is invalid, and the evidence keeps the policy, so the re-check judges alike.
+    let default_policy = include_str!("../policies/default-policy.toml");
+    let at = default_policy.find("policy_oid = \"").unwrap();
+    let end = at + default_policy[at..].find('\n').unwrap();
+    let own = format!(
+        "{}policy_oid = \"1.2.392.99999.1\"{}",
+        &default_policy[..at],
+        &default_policy[end..]
+    );
+    let own_policy = env.write("own-policy.toml", own.as_bytes());
+    let own_evidence = env.path("own.evidence");
+    let (ok, v) = run(
+        base(&sig_s),
+        &[
+            "--ocsp",
+            &ocsp,
+            "--at",
+            "timestamp",
+            "--policy",
+            &p(&own_policy),
+            "--evidence-out",
+            &p(&own_evidence),
+        ],
+    );
+    assert!(!ok && v["verdict"] == "invalid", "{v}");
     server.stop();
+    let (ok, v) = verify(&env, &["--evidence", &p(&own_evidence), "--trust", &root_s]);
+    assert!(
+        !ok && v["verdict"] == "invalid",
+        "the re-check uses the kept policy: {v}"
+    );
 
     // Years later: no server, the certificates expired; the evidence gives the same verdict.
     env.now = Some("2045-06-01T00:00:00Z".into());

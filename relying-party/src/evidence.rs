@@ -15,7 +15,9 @@
 //! itself is not kept); `signature` (the CMS SignedData, with its signature time-stamp);
 //! `signer_certificate`; `root` (the trust anchor); `tsa_roots` (the trusted TSA roots);
 //! `revocation` (`kind` `ocsp` or `crl`, `der`, the OCSP request's `nonce` in hex, `issued`);
-//! `checks` (name, outcome, reason of each check, for people).
+//! `checks` (name, outcome, reason of each check, for people); `policy` (optional: the text of
+//! the policy file the original check accepted certificatePolicies by, `jpki verify
+//! --policy`; the re-check uses the same, else the JPKI defaults).
 //!
 //! Why JSON with a digest line and not a CAdES-LT SignedData: every object in it is already
 //! signed by its issuer (the CMS, the certificates, the OCSP answer or CRL, the time-stamp),
@@ -51,6 +53,8 @@ struct Body {
     tsa_roots: Vec<String>,
     revocation: Option<Revocation>,
     checks: Vec<CheckLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,13 +83,15 @@ fn verdict_str(v: Verdict) -> &'static str {
     }
 }
 
-/// The evidence file for `judgement` (made by [`Verifier::verify_document_as_of`] on `sig`).
+/// The evidence file for `judgement` (made by [`Verifier::verify_document_as_of`] on `sig`);
+/// `policy`: the text of the policy file the verifier was made with, if not the defaults.
 pub fn write(
     judgement: &Judgement,
     sig: &[u8],
     when: When,
     tsa_roots: &[Vec<u8>],
     verified_at: OffsetDateTime,
+    policy: Option<&str>,
 ) -> Result<Vec<u8>, Error> {
     let content = judgement
         .content_sha256
@@ -135,6 +141,7 @@ pub fn write(
                 reason: c.reason.clone(),
             })
             .collect(),
+        policy: policy.map(str::to_owned),
     };
     let line = serde_json::to_string(&body).map_err(|e| bad(e.to_string()))?;
     let seal = hex::encode(aws_lc_rs::digest::digest(
@@ -215,7 +222,12 @@ pub fn recheck(file: &[u8], trust: Option<&[u8]>) -> Result<Report, Error> {
             produced: verified_at,
         }),
     };
-    let v = Verifier::new(&root, None, status)?;
+    let policy = body
+        .policy
+        .as_deref()
+        .map(policies::Policy::from_toml)
+        .transpose()?;
+    let v = Verifier::new(&root, policy.as_ref(), status)?;
     let mut j = v.verify_document_as_of(
         &sig,
         Content::Sha256(&content),

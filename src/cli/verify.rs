@@ -183,7 +183,21 @@ fn verify_as_of(args: &VerifyArgs, now: OffsetDateTime) -> Result<()> {
         now,
     );
     if let Some(out) = &args.evidence_out {
-        let bytes = relying_party::evidence::write(&j, &sig, when, &tsa_roots, now)?;
+        let policy = files
+            .status
+            .policy_file
+            .as_deref()
+            .map(|p| {
+                std::fs::read_to_string(p).map_err(|e| {
+                    crate::Error::Verify(relying_party::Error::Evidence(format!(
+                        "cannot read {}: {e}",
+                        p.display()
+                    )))
+                })
+            })
+            .transpose()?;
+        let bytes =
+            relying_party::evidence::write(&j, &sig, when, &tsa_roots, now, policy.as_deref())?;
         std::fs::write(out, bytes).map_err(|e| {
             crate::Error::Verify(relying_party::Error::Evidence(format!(
                 "cannot write {}: {e}",
