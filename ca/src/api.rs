@@ -85,6 +85,12 @@ pub enum Request {
     AuditLog,
     /// Snapshot the store and drop the journal records the snapshot holds.
     StoreCompact,
+    /// Write a consistent copy of the store into the new directory `to` (an absolute path on
+    /// the server's host; `jpki store backup`). Only for the person at the host (the admin
+    /// socket or the local CLI): it writes files where it is told. Answer: [`crate::storage::Backup`].
+    StoreBackup {
+        to: std::path::PathBuf,
+    },
     /// Carry out the scheduled register events that have fallen due.
     ApplyDue,
     /// Renew the delegated OCSP signer of one hierarchy, or of both; with `if_due`, only
@@ -186,6 +192,7 @@ impl Request {
             }
             Request::Revoke { .. } => Action::Revoke,
             Request::StoreCompact
+            | Request::StoreBackup { .. }
             | Request::ApplyDue
             | Request::OcspSignerRenew { .. }
             | Request::OcspSignerCompromise { .. } => Action::Maintain,
@@ -209,7 +216,16 @@ impl Authority {
     pub fn handle_as(&self, actor: &Actor, req: Request) -> Result<Value> {
         let allowed = req
             .action(self)
-            .and_then(|action| officers::authorize(actor, &action));
+            .and_then(|action| officers::authorize(actor, &action))
+            .and_then(|()| match (&req, actor) {
+                // It writes files on this host where it is told: the host's owner only.
+                (Request::StoreBackup { .. }, Actor::RootOnHost { .. }) => Ok(()),
+                (Request::StoreBackup { .. }, _) => Err(Error::Forbidden {
+                    actor: actor.label(),
+                    action: "back up the store (only at the CA host)".into(),
+                }),
+                _ => Ok(()),
+            });
         if let Err(e) = allowed {
             if matches!(e, Error::Forbidden { .. } | Error::OfficerNotActive { .. }) {
                 officers::audit_refusal(self, actor, &req.op(), &e)?;
@@ -300,6 +316,15 @@ impl Authority {
             }
             Request::AuditLog => Ok(json!({ "records": self.audit_records()? })),
             Request::StoreCompact => to_value(self.storage().compact()?),
+            Request::StoreBackup { to } => {
+                if !to.is_absolute() {
+                    return Err(Error::Invalid(format!(
+                        "backup directory {}: give an absolute path",
+                        to.display()
+                    )));
+                }
+                to_value(self.storage().backup(&to)?)
+            }
             Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
             Request::OcspSignerRenew { hierarchy, if_due } => {
                 let now = self.clock().now();

@@ -14,6 +14,7 @@
 //! `jpki sp …`, `jpki resident access-log`). The library crates have no command-line parser;
 //! all of clap is here.
 
+pub mod backup;
 pub mod import;
 pub mod officer;
 pub mod operator;
@@ -60,6 +61,12 @@ pub struct Cli {
     /// for log collectors). Verbosity: $JPKI_LOG (default `warn`).
     #[arg(long, global = true, env = "JPKI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Open the data directory for reading only, e.g. a copy of a store on read-only media:
+    /// no lock file is created, nothing in it is changed, and every command that would change
+    /// the store is refused (`read_only`). sled stores only. Example: `jpki --read-only --data
+    /// /mnt/copy cert list`.
+    #[arg(long, global = true)]
+    pub read_only: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -473,6 +480,29 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consistent copy of the data directory (the store as of one commit, keys,
+    /// certificates, policy) to one archive file, also while `jpki serve` runs (through its
+    /// admin socket); restore it with `jpki store restore`. sled stores only (PostgreSQL:
+    /// pg_dump, docs/store.md). Example: `jpki store backup --out /backup/jpki-2026-12-05.tar`.
+    Backup {
+        /// The archive to write (a tar file, 0600); must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// One JSON object: {"out", "created", "files", "store": {position, last, …}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpack a backup into the data directory given by --data, which must not exist or be
+    /// empty (never over a store), check every file's checksum, open the store and verify the
+    /// audit chain. Example: `jpki store restore /backup/jpki.tar --data /srv/jpki-restored`.
+    Restore {
+        /// The archive written by `jpki store backup`.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// One JSON object: {"data", "files", "audit_records", "certificates_checked", …}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy the data directory's sled store into an empty PostgreSQL database through the
     /// storage boundary (audit records verbatim), check it, and switch the directory to it.
     /// Stop `jpki serve` first.
@@ -727,6 +757,13 @@ fn one_line(e: &clap::Error) -> String {
 /// The store opened in this process, or `None` when a running `jpki serve` holds it (then
 /// the request goes over its admin socket and runs the same code there).
 fn open_local(cli: &Cli) -> Result<Option<Authority>> {
+    if cli.read_only {
+        return Ok(Some(crate::store::open_read_only(
+            &cli.data,
+            passphrase(cli.passphrase_file.as_deref())?,
+            clock()?,
+        )?));
+    }
     match crate::store::open(
         &cli.data,
         passphrase(cli.passphrase_file.as_deref())?,
@@ -984,8 +1021,26 @@ pub fn run(cli: Cli) -> Result<()> {
             data: cli.data,
             passphrase_file: cli.passphrase_file,
             log_format: cli.log_format,
+            read_only: cli.read_only,
         },
     };
+    if cli.read_only
+        && matches!(
+            cli.command,
+            Command::Init { .. }
+                | Command::Serve { .. }
+                | Command::Demo { .. }
+                | Command::Bench(_)
+                | Command::Crl(CrlCommand::Publish { .. })
+                | Command::Store(
+                    StoreCommand::Compact { .. }
+                        | StoreCommand::Migrate { .. }
+                        | StoreCommand::Restore { .. }
+                )
+        )
+    {
+        return Err(Error::ReadOnly(cli.data.display().to_string()).into());
+    }
     match &cli.command {
         Command::Init {
             policy,
@@ -1244,6 +1299,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     v["journal_bytes_after"]
                 )
             })
+        }
+        Command::Store(StoreCommand::Backup { out, json }) => backup::backup(&cli, out, *json),
+        Command::Store(StoreCommand::Restore { file, json }) => {
+            backup::restore(file, &cli.data, *json)
         }
         Command::Store(StoreCommand::Migrate { to, json }) => {
             let n = crate::store::migrate(&cli.data, to)?;

@@ -148,9 +148,29 @@ pub async fn serve_public(
     responder: ocsp_responder::Responder,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_public_with(listener, gate, publisher, responder, None, shutdown).await
+}
+
+/// [`serve_public`], with `/readyz` answered from `health` (`jpki serve`).
+pub async fn serve_public_with(
+    listener: TcpListener,
+    gate: Arc<conn_guard::Gate>,
+    publisher: Arc<crl_publisher::Publisher>,
+    responder: ocsp_responder::Responder,
+    health: Option<Arc<super::health::Health>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let handler = move |req: hyper::Request<hyper::body::Incoming>| {
         let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-        async move { route(&publisher, &responder, req).await }
+        let health = health.clone();
+        async move {
+            match health {
+                Some(h) if req.uri().path() == "/readyz" && req.method() == hyper::Method::GET => {
+                    readyz(h).await
+                }
+                _ => route(&publisher, &responder, req).await,
+            }
+        }
     };
     ocsp_responder::http::serve_guarded(
         listener,
@@ -179,4 +199,37 @@ where
     } else {
         responder.handle(req).await
     }
+}
+
+/// `/readyz`: 200 and `{"ready":true,…}` when every check passes, else 503 with the reasons
+/// (see [`super::health`]).
+async fn readyz(
+    health: Arc<super::health::Health>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let answer = tokio::task::spawn_blocking(move || health.readiness()).await;
+    let (status, body) = match answer {
+        Ok(r) => (
+            if r.ready {
+                hyper::StatusCode::OK
+            } else {
+                hyper::StatusCode::SERVICE_UNAVAILABLE
+            },
+            serde_json::to_string(&r).unwrap_or_else(|_| "{\"ready\":false}".into()),
+        ),
+        Err(e) => (
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "ready": false, "checks": [], "error": e.to_string() }).to_string(),
+        ),
+    };
+    let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body + "\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
 }
