@@ -230,3 +230,108 @@ fn read_only_inspects_a_write_protected_copy_and_refuses_writes() {
     let out = at(&copy, &["cert", "list", "--json"]);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), certs);
 }
+
+#[test]
+fn reports_count_per_municipality_and_period() {
+    let env = Env::init();
+    populate(&env); // Chiyoda-ku: auth + signing issued, auth revoked (keyCompromise)
+    let other = env.json(&[
+        "resident",
+        "add",
+        "--name",
+        "鈴木　次郎",
+        "--birth",
+        "1970-05-05",
+        "--sex",
+        "1",
+        "--address",
+        "大阪府大阪市北区１",
+        "--prefecture",
+        "Osaka",
+        "--municipality",
+        "Kita-ku",
+        "--card-expiry",
+        "2030-01-01",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, csr) = env.csr("other", 2048);
+    env.issue(&other, "auth", &csr);
+    env.ok(&["resident", "card-lost", "--id", &other]);
+    let all = [
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2100-01-01T00:00:00Z",
+    ];
+    let report = |kind: &str, extra: &[&str]| {
+        let mut a = vec!["report", kind];
+        a.extend_from_slice(&all);
+        a.extend_from_slice(extra);
+        env.json(&a)
+    };
+    let issued = report("issuance", &[]);
+    assert_eq!(issued["total"], 3, "{issued}");
+    assert_eq!(issued["from"], "2000-01-01T00:00:00Z");
+    let rows = issued["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{issued}");
+    let chiyoda = report("issuance", &["--municipality", "Chiyoda-ku"]);
+    assert_eq!(chiyoda["total"], 2, "{chiyoda}");
+    let revoked = report("revocations", &[]);
+    let reasons: Vec<(String, String)> = revoked["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["municipality"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Kita-ku".to_owned(), "certificateHold".to_owned()),
+            ("Chiyoda-ku".to_owned(), "keyCompromise".to_owned())
+        ],
+        "{revoked}"
+    );
+    // Before anything happened: nothing.
+    let none = env.json(&[
+        "report",
+        "issuance",
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2001-01-01T00:00:00Z",
+    ]);
+    assert_eq!(none["total"], 0);
+    // The good signing certificate of Chiyoda-ku expires within the next 10 years; the
+    // revoked and held ones are not listed.
+    let expiring = report("expiring", &[]);
+    assert_eq!(expiring["total"], 1, "{expiring}");
+    assert_eq!(expiring["rows"][0]["hierarchy"], "signing");
+    // CSV with a header.
+    let mut a = vec!["report", "issuance"];
+    a.extend_from_slice(&all);
+    a.push("--csv");
+    let csv = env.ok(&a);
+    assert!(
+        csv.starts_with("prefecture,municipality,hierarchy,count\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    env.fails(
+        &[
+            "report",
+            "issuance",
+            "--from",
+            "2030-01-01T00:00:00Z",
+            "--to",
+            "2020-01-01T00:00:00Z",
+        ],
+        "the period is empty",
+    );
+}

@@ -47,6 +47,9 @@ pub enum Request {
         id: String,
     },
     ResidentSearch(crate::authority::ResidentQuery),
+    /// Issuance, revocations and holds per municipality in a period, or the certificates
+    /// expiring in one (`jpki report`). Answer: [`crate::authority::report::Report`].
+    Report(crate::authority::report::ReportQuery),
     Event {
         id: String,
         event: Event,
@@ -150,6 +153,9 @@ impl Request {
                 municipality: Some(municipality_of(id)?),
             },
             Request::ResidentSearch(q) => Action::ReadRegister {
+                municipality: q.municipality.clone(),
+            },
+            Request::Report(q) => Action::ReadRegister {
                 municipality: q.municipality.clone(),
             },
             Request::ResidentAdd(r) => Action::Register {
@@ -264,6 +270,7 @@ impl Authority {
             }
             Request::ResidentShow { id } => to_value(self.resident_view(&id)?),
             Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
+            Request::Report(q) => to_value(self.report(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
             Request::Issue {
                 resident,

@@ -19,6 +19,7 @@ pub mod import;
 pub mod officer;
 pub mod operator;
 pub mod phone;
+pub mod report;
 pub mod token;
 pub mod verify;
 
@@ -201,9 +202,10 @@ pub enum Command {
     /// The CA's officers and their roles (ca-officer, municipal-clerk, auditor).
     #[command(subcommand)]
     Officer(officer::OfficerCommand),
-    /// Reports: platform API usage per month.
+    /// Reports: platform API usage per month; issuance, revocations and holds per
+    /// municipality and period; certificates expiring (table, --csv or --json).
     #[command(subcommand)]
-    Report(operator::ReportCommand),
+    Report(report::ReportCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -1559,11 +1561,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", operator::operator_output(cmd, &v)?);
             Ok(())
         }
-        Command::Report(cmd) => {
-            let v = call_pf(&cli, operator::report_request(cmd)?)?;
-            print!("{}", operator::report_output(cmd, &v)?);
-            Ok(())
-        }
+        Command::Report(cmd) => report::run(&cli, cmd),
         Command::Sp(cmd) => {
             let v = call_pf(&cli, operator::sp_request(cmd)?)?;
             println!("{}", operator::sp_output(cmd, &v)?);

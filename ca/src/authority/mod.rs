@@ -21,6 +21,7 @@ pub mod issue;
 pub mod phone;
 pub mod query;
 pub mod renew;
+pub mod report;
 pub mod revoke;
 
 use std::collections::BTreeMap;
