@@ -335,3 +335,73 @@ fn reports_count_per_municipality_and_period() {
         "the period is empty",
     );
 }
+
+#[test]
+fn crl_status_shows_dirty_partitions_exports_and_works_through_a_server() {
+    let env = Env::init();
+    populate(&env); // an auth certificate revoked with no server running
+    let v = env.json(&["crl", "status"]);
+    assert_eq!(v["server"], false);
+    let dirty: Vec<&serde_json::Value> = v["crls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dirty"] == true)
+        .collect();
+    // The revoked certificate's partition (and the new partitions' first CRLs) wait.
+    assert!(
+        dirty.iter().any(|r| r["hierarchy"] == "auth"
+            && r["partition"] == "Tokyo/Chiyoda-ku"
+            && r["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/crl/auth/Tokyo/Chiyoda-ku.crl")),
+        "{v}"
+    );
+    assert_eq!(v["dirty"].as_u64().unwrap() as usize, dirty.len());
+    assert!(v["last_export"].is_null());
+    let human = env.ok(&["crl", "status"]);
+    assert!(
+        human.contains(&format!("{} waiting to be published", dirty.len())),
+        "{human}"
+    );
+    assert!(human.contains("never exported"), "{human}");
+
+    let out = env.path("exported");
+    env.ok(&["crl", "publish", "--out", &p(&out)]);
+    let after = env.json(&["crl", "status"]);
+    assert_eq!(
+        after["last_export"]["dir"].as_str().unwrap(),
+        p(&out.canonicalize().unwrap())
+    );
+    assert_eq!(
+        after["last_export"]["crls"],
+        v["crls"].as_array().unwrap().len()
+    );
+    // An export is a copy: the served CRLs still wait for the server.
+    assert_eq!(after["dirty"], v["dirty"], "{after}");
+
+    // While a server holds the store, its publisher answers through the admin socket.
+    let server = Server::start(&env);
+    let v = env.json(&["crl", "status"]);
+    assert_eq!(v["server"], true, "{v}");
+    // The server published what was waiting before it started listening.
+    assert_eq!(v["dirty"], 0, "{v}");
+    for r in v["crls"].as_array().unwrap() {
+        assert!(r["number"].as_u64().is_some(), "{v}");
+        assert!(
+            std::path::Path::new(r["file"].as_str().unwrap()).exists(),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        v["last_export"]["dir"].as_str().unwrap(),
+        p(&out.canonicalize().unwrap())
+    );
+    let human = env.ok(&["crl", "status"]);
+    assert!(
+        human.contains("served by the running jpki serve"),
+        "{human}"
+    );
+    server.stop();
+}

@@ -974,7 +974,11 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let Some(a) = open_local(cli)? else {
         return Err(crate::Error::Serve("the store is held by a running `jpki serve`, which publishes the CRLs itself (fetch them from its /crl/ URLs), or stop it first".into()));
     };
-    let a = Arc::new(a);
+    Ok(publisher_over(cli, Arc::new(a))?.publisher)
+}
+
+/// The CRL publisher (and its directory) over an authority opened in this process.
+fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
     let cfg = crate::serve::Config::default();
     let settings = crate::serve::Settings {
         http: None,
@@ -988,7 +992,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         compact_journal_bytes: None,
         limits: conn_guard::Limits::default(),
     };
-    Ok(crate::serve::assemble(a, &settings)?.publisher)
+    crate::serve::assemble(a, &settings)
 }
 
 fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentState, String> {
@@ -1494,6 +1498,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let index = publisher
                 .publish_all(out, now)
                 .map_err(|e| crate::Error::Serve(format!("CRL publication: {e}")))?;
+            let dir = out.canonicalize().unwrap_or_else(|_| out.clone());
+            crate::serve::crl_status::record_export(
+                &cli.data,
+                &crate::serve::crl_status::Export {
+                    dir: dir.display().to_string(),
+                    at: now,
+                    crls: index.len(),
+                    entries: index.iter().map(|i| i.entries).sum(),
+                },
+            )?;
             print(*json, &serde_json::json!({ "crls": index }), |_| {
                 let entries: u64 = index.iter().map(|i| i.entries).sum();
                 format!(
@@ -1504,30 +1518,26 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Crl(CrlCommand::Status { json }) => {
-            let publisher = local_publisher(&cli)?;
-            let now = clock()?.now();
-            let status = publisher
-                .status(now)
-                .map_err(|e| crate::Error::Serve(format!("CRL status: {e}")))?;
-            let rows: Vec<serde_json::Value> = status
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "hierarchy": s.hierarchy,
-                        "partition": crl_publisher::scope_name(&s.scope),
-                        "number": s.published.as_ref().map(|p| p.number),
-                        "age_seconds": s.age.map(|a| a.whole_seconds()),
-                        "entries": s.published.as_ref().map(|p| p.entries),
-                        "size": s.published.as_ref().map(|p| p.size),
-                        "next_update": s.published.as_ref().map(|p| when(p.next_update)),
-                    })
-                })
-                .collect();
-            print(*json, &serde_json::json!({ "crls": rows }), |_| {
+            let v = match open_local(&cli)? {
+                Some(a) => {
+                    let a = Arc::new(a);
+                    let parts = publisher_over(&cli, Arc::clone(&a))?;
+                    let crl_dir = cli.data.join(&crate::serve::Config::default().crl.dir);
+                    let now = clock()?.now();
+                    crate::serve::crl_status::status(&a, &parts.publisher, &crl_dir, false, now)?
+                }
+                // A running server answers from its own publisher.
+                None => ca::api::call_json(
+                    &cli.data,
+                    &serde_json::json!({ "op": crate::serve::crl_status::OP }),
+                )?,
+            };
+            print(*json, &v, |v| {
                 let mut out = format!(
-                    "{:<8} {:>9} {:>7} {:>9} {:>8} {:>9}",
-                    "kind", "partition", "number", "age (s)", "entries", "bytes"
+                    "{:<8} {:>24} {:>7} {:>9} {:>8} {:>9} {:>5}",
+                    "kind", "partition", "number", "age (s)", "entries", "bytes", "dirty"
                 );
+                let rows = v["crls"].as_array().cloned().unwrap_or_default();
                 for r in &rows {
                     let cell = |k: &str| {
                         r[k].as_u64()
@@ -1536,14 +1546,35 @@ pub fn run(cli: Cli) -> Result<()> {
                             .unwrap_or_else(|| "-".into())
                     };
                     out.push_str(&format!(
-                        "\n{:<8} {:>9} {:>7} {:>9} {:>8} {:>9}",
+                        "\n{:<8} {:>24} {:>7} {:>9} {:>8} {:>9} {:>5}",
                         r["hierarchy"].as_str().unwrap_or_default(),
                         r["partition"].as_str().unwrap_or_default(),
                         cell("number"),
                         cell("age_seconds"),
                         cell("entries"),
-                        cell("size")
+                        cell("size"),
+                        if r["dirty"] == true { "yes" } else { "" }
                     ));
+                }
+                out.push_str(&format!(
+                    "\n{} CRL(s), {} waiting to be published; {} from {}",
+                    rows.len(),
+                    v["dirty"],
+                    if v["server"] == true {
+                        "served by the running jpki serve"
+                    } else {
+                        "no server running; last served"
+                    },
+                    v["served_from"].as_str().unwrap_or_default()
+                ));
+                match v["last_export"].as_object() {
+                    Some(e) => out.push_str(&format!(
+                        "\nlast `jpki crl publish`: {} CRLs to {} at {}",
+                        e["crls"],
+                        e["dir"].as_str().unwrap_or_default(),
+                        e["at"].as_str().unwrap_or_default()
+                    )),
+                    None => out.push_str("\nnever exported with `jpki crl publish`"),
                 }
                 out
             })

@@ -14,6 +14,7 @@
 //! requests finish, and closes the store (a clean close flushes sled).
 
 pub mod adapters;
+pub mod crl_status;
 pub mod health;
 mod http;
 mod memory;
@@ -380,6 +381,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             admin,
             Arc::clone(&parts.authority),
             conn_guard::Gate::new(limits),
+            Some((Arc::clone(&parts.publisher), settings.crl_dir.clone())),
             stopped(stop_rx.clone()),
         ));
 
