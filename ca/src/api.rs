@@ -54,6 +54,12 @@ pub enum Request {
         id: String,
         event: Event,
     },
+    /// What [`Request::Event`] would do — the resident's new state and the revocations and
+    /// holds its rule demands — changing nothing (`--dry-run`, and the confirmation prompt).
+    EventPreview {
+        id: String,
+        event: Event,
+    },
     Issue {
         resident: String,
         kind: Hierarchy,
@@ -177,7 +183,7 @@ impl Request {
                     },
                 }
             }
-            Request::Event { id, .. } => Action::Register {
+            Request::Event { id, .. } | Request::EventPreview { id, .. } => Action::Register {
                 municipality: municipality_of(id)?,
             },
             Request::Issue { .. } => Action::Issue,
@@ -272,6 +278,7 @@ impl Authority {
             Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
             Request::Report(q) => to_value(self.report(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
+            Request::EventPreview { id, event } => to_value(self.event_preview(&id, &event)?),
             Request::Issue {
                 resident,
                 kind,

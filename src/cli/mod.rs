@@ -15,6 +15,7 @@
 //! all of clap is here.
 
 pub mod backup;
+pub mod confirm;
 pub mod import;
 pub mod officer;
 pub mod operator;
@@ -140,9 +141,13 @@ pub enum Command {
         invalidity_date: Option<OffsetDateTime>,
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
-        /// With --batch: check every line and say what would be done, changing nothing.
-        #[arg(long, requires = "batch")]
+        /// Check the serial (or, with --batch, every line) and say what would be done,
+        /// changing nothing.
+        #[arg(long)]
         dry_run: bool,
+        /// Do not ask for confirmation at a terminal (it is never asked without one).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -301,6 +306,9 @@ pub enum ResidentCommand {
         /// Check every row against the register and print the report, registering nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask for confirmation at a terminal (it is never asked without one).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -366,10 +374,12 @@ pub enum ResidentCommand {
         #[arg(long)]
         address: Option<String>,
     },
-    /// Death: both certificates are revoked.
+    /// Death: both certificates are revoked. Asks for confirmation at a terminal.
     Death {
         #[command(flatten)]
         who: Who,
+        #[command(flatten)]
+        confirm: confirm::Confirm,
     },
     /// Emigration: the signing certificate is revoked at the departure date.
     Emigrate {
@@ -398,8 +408,12 @@ pub enum ResidentCommand {
     CardRenew {
         #[command(flatten)]
         who: Who,
-        #[arg(long, value_parser = parse_date)]
+        /// The new card's expiry, YYYY-MM-DD (at most 10 years ahead, 5 for a minor), e.g.
+        /// 2036-04-01.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
         card_expiry: Date,
+        #[command(flatten)]
+        confirm: confirm::Confirm,
     },
     /// The holder asks for revocation (cessationOfOperation).
     Withdraw {
@@ -827,6 +841,7 @@ fn revoke_batch(
     file: &Path,
     hierarchy: Option<Hierarchy>,
     dry_run: bool,
+    yes: bool,
     json: bool,
     revoke: impl Fn(String, Option<Hierarchy>) -> Request,
 ) -> Result<()> {
@@ -928,6 +943,19 @@ fn revoke_batch(
             .map_err(Error::io("write to stdout"))
     };
     if dry_run {
+        if json {
+            let would: Vec<serde_json::Value> = todo
+                .iter()
+                .map(|(n, h, serial, status)| {
+                    serde_json::json!({ "line": n, "hierarchy": h, "serial": serial, "status": status })
+                })
+                .collect();
+            say(
+                serde_json::json!({ "dry_run": true, "would_revoke": would, "count": todo.len() })
+                    .to_string(),
+            )?;
+            return Ok(());
+        }
         for (n, h, serial, status) in &todo {
             say(format!("line {n}: would revoke {h}:{serial} ({status})"))?;
         }
@@ -937,6 +965,14 @@ fn revoke_batch(
         ))?;
         return Ok(());
     }
+    confirm::ask(
+        yes,
+        &format!(
+            "{} certificate(s) listed in {} will be revoked.",
+            todo.len(),
+            file.display()
+        ),
+    )?;
     let mut done: Vec<Revocation> = Vec::new();
     for (n, h, serial, _) in &todo {
         let h = parse_hierarchy(h).map_err(Error::Invalid)?;
@@ -1172,6 +1208,7 @@ pub fn run(cli: Cli) -> Result<()> {
             invalidity_date,
             hierarchy,
             dry_run,
+            yes,
             json,
         } => {
             let revoke = |serial: String| Request::Revoke {
@@ -1187,9 +1224,39 @@ pub fn run(cli: Cli) -> Result<()> {
                     reason: *reason,
                     invalidity: *invalidity_date,
                 };
-                return revoke_batch(&cli, file, *hierarchy, *dry_run, *json, revoke_in);
+                return revoke_batch(&cli, file, *hierarchy, *dry_run, *yes, *json, revoke_in);
             }
             let serial = serial.clone().unwrap_or_default();
+            if *dry_run || confirm::will_ask(*yes) {
+                let v = call(
+                    &cli,
+                    Request::RevocationCheck {
+                        serials: vec![serial.clone()],
+                        hierarchy: *hierarchy,
+                    },
+                )?;
+                let c = &v["checked"][0];
+                if let Some(e) = c["error"].as_str() {
+                    return Err(Error::Invalid(e.to_owned()).into());
+                }
+                let what = format!(
+                    "would {} {}:{} ({}, now {})",
+                    if *reason == Reason::CertificateHold {
+                        "hold"
+                    } else {
+                        "revoke"
+                    },
+                    c["hierarchy"].as_str().unwrap_or_default(),
+                    c["serial"].as_str().unwrap_or_default(),
+                    reason,
+                    c["status"].as_str().unwrap_or_default()
+                );
+                if *dry_run {
+                    let v = serde_json::json!({ "dry_run": true, "checked": v["checked"] });
+                    return print(*json, &v, |_| format!("{what}; dry run: nothing changed"));
+                }
+                confirm::ask(*yes, &what)?;
+            }
             let r: Revocation = typed(call(&cli, revoke(serial))?)?;
             print(*json, &r, |r| {
                 format!(
@@ -1665,11 +1732,41 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ResidentCommand::Import {
             file,
             dry_run,
+            yes,
             json,
         } => {
             let report = match import::read(file)? {
                 Err(refused) => {
                     serde_json::json!({ "accepted": [], "refused": refused, "dry_run": dry_run })
+                }
+                Ok(rows) if !*dry_run && confirm::will_ask(*yes) => {
+                    // Checked as a whole first; the question only when every row is good.
+                    let checked = call(
+                        cli,
+                        Request::ResidentImport {
+                            rows: rows.clone(),
+                            dry_run: true,
+                        },
+                    )?;
+                    if checked["refused"].as_array().is_some_and(|r| !r.is_empty()) {
+                        checked
+                    } else {
+                        confirm::ask(
+                            *yes,
+                            &format!(
+                                "{} resident(s) from {} will be registered.",
+                                rows.len(),
+                                file.display()
+                            ),
+                        )?;
+                        call(
+                            cli,
+                            Request::ResidentImport {
+                                rows,
+                                dry_run: false,
+                            },
+                        )?
+                    }
                 }
                 Ok(rows) => call(
                     cli,
@@ -1816,7 +1913,7 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                 address: address.clone(),
             },
         ),
-        ResidentCommand::Death { who } => (who, Event::Death),
+        ResidentCommand::Death { who, .. } => (who, Event::Death),
         ResidentCommand::Emigrate {
             who,
             date,
@@ -1830,7 +1927,9 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ),
         ResidentCommand::CardLost { who } => (who, Event::CardLost),
         ResidentCommand::CardFound { who } => (who, Event::CardFound),
-        ResidentCommand::CardRenew { who, card_expiry } => (
+        ResidentCommand::CardRenew {
+            who, card_expiry, ..
+        } => (
             who,
             Event::CardRenew {
                 card_expiry: *card_expiry,
@@ -1838,6 +1937,41 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ),
         ResidentCommand::Withdraw { who, kind } => (who, Event::Withdraw { kind: *kind }),
     };
+    if let ResidentCommand::Death { confirm, .. } | ResidentCommand::CardRenew { confirm, .. } = rc
+    {
+        if confirm.dry_run || confirm::will_ask(confirm.yes) {
+            let preview: EventOutcome = typed(call(
+                cli,
+                Request::EventPreview {
+                    id: who.id.clone(),
+                    event: event.clone(),
+                },
+            )?)?;
+            let mut what = format!("{}: {} would be recorded", preview.resident, preview.event);
+            for r in &preview.revocations {
+                what.push_str(&format!(
+                    "\n  would {} {}:{} ({})",
+                    if r.status == ca::records::State::Held {
+                        "hold"
+                    } else {
+                        "revoke"
+                    },
+                    r.hierarchy,
+                    r.serial,
+                    r.reason
+                ));
+            }
+            if confirm.dry_run {
+                let mut v =
+                    serde_json::to_value(&preview).map_err(|e| Error::Invalid(e.to_string()))?;
+                v["dry_run"] = true.into();
+                return print(who.json, &v, |_| {
+                    format!("{what}\ndry run: nothing changed")
+                });
+            }
+            confirm::ask(confirm.yes, &what)?;
+        }
+    }
     let outcome: EventOutcome = typed(call(
         cli,
         Request::Event {
