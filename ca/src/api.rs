@@ -54,6 +54,9 @@ pub enum Request {
         id: String,
         event: Event,
     },
+    /// A PIN reset at the municipal counter, checked against the register and audited
+    /// before the token is changed (`jpki resident pin-reset`; `crate::authority::counter`).
+    CounterPinReset(crate::authority::counter::CounterReset),
     /// What [`Request::Event`] would do — the resident's new state and the revocations and
     /// holds its rule demands — changing nothing (`--dry-run`, and the confirmation prompt).
     EventPreview {
@@ -183,6 +186,9 @@ impl Request {
                     },
                 }
             }
+            Request::CounterPinReset(r) => Action::Register {
+                municipality: municipality_of(&r.resident)?,
+            },
             Request::Event { id, .. } | Request::EventPreview { id, .. } => Action::Register {
                 municipality: municipality_of(id)?,
             },
@@ -279,6 +285,7 @@ impl Authority {
             Request::Report(q) => to_value(self.report(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
             Request::EventPreview { id, event } => to_value(self.event_preview(&id, &event)?),
+            Request::CounterPinReset(r) => to_value(self.counter_pin_reset(&r)?),
             Request::Issue {
                 resident,
                 kind,

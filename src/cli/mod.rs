@@ -314,6 +314,32 @@ pub enum ResidentCommand {
     },
     /// Who read this holder's data through a platform operator, and when (as Mynaportal discloses it).
     AccessLog(operator::AccessLogArgs),
+    /// Reset a locked (or forgotten) PIN of the holder's token at the municipal counter, after
+    /// the holder's identity was checked there, without the other PIN: the register checks the
+    /// resident, the municipality and the token's certificate and records the reset in the
+    /// audit trail, then the counter key (`jpki token counter-key`, its passphrase from
+    /// $JPKI_PASSPHRASE or --passphrase-file) sets the new PIN. Example: `jpki resident
+    /// pin-reset --id R… --token card.json --kind auth --counter-key chiyoda.key`.
+    PinReset {
+        /// The resident, as registered (R…).
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// The holder's token file.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+        /// Which PIN: auth (4 digits) or signing (6-16 letters and digits).
+        #[arg(long, value_parser = parse_hierarchy, value_name = "KIND")]
+        kind: Hierarchy,
+        /// The counter's key file (`jpki token counter-key --out`).
+        #[arg(long, value_name = "FILE")]
+        counter_key: PathBuf,
+        /// The new PIN (asked for twice without echo when left out).
+        #[arg(long, value_name = "PIN")]
+        new_pin: Option<String>,
+        /// One JSON object: the reset as recorded.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a resident, their certificates and history.
     Show {
         #[arg(long)]
@@ -1695,6 +1721,55 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
             let v = call_pf(cli, operator::access_log_request(args))?;
             println!("{}", operator::access_log_output(args, &v)?);
             return Ok(());
+        }
+        ResidentCommand::PinReset {
+            id,
+            token,
+            kind,
+            counter_key,
+            new_pin,
+            json,
+        } => {
+            // Everything is checked before the register records anything or the token changes.
+            let mut t = holder_token::Token::open(token)?;
+            let Some(municipality) = t.counter_municipality().map(str::to_owned) else {
+                return Err(holder_token::Error::NoCounter.into());
+            };
+            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let key = holder_token::counter::CounterKey::open(counter_key, &pass)?;
+            if key.municipality != municipality {
+                return Err(holder_token::Error::CounterMismatch {
+                    token: municipality,
+                    key: key.municipality.clone(),
+                }
+                .into());
+            }
+            let certificate_serial = t.certificate(*kind).and_then(|der| {
+                x509_parser::parse_x509_certificate(der)
+                    .ok()
+                    .map(|(_, c)| hex::encode_upper(c.raw_serial()))
+            });
+            let new_pin = holder_token::prompt::pin(new_pin.clone(), *kind, "new", true)?;
+            holder_token::pin::normalize(*kind, &new_pin)?;
+            let v = call(
+                cli,
+                Request::CounterPinReset(ca::authority::counter::CounterReset {
+                    resident: id.clone(),
+                    kind: *kind,
+                    municipality,
+                    certificate_serial,
+                }),
+            )?;
+            t.counter_reset(*kind, &key, &new_pin)?;
+            return print(*json, &v, |v| {
+                format!(
+                    "{}: the {} PIN was reset at the counter of {} (recorded in the audit trail); {} tries",
+                    id,
+                    kind,
+                    v["municipality"].as_str().unwrap_or_default(),
+                    holder_token::pin::max_tries(*kind)
+                )
+            });
         }
         ResidentCommand::Add {
             name,

@@ -37,6 +37,22 @@ pub enum TokenCommand {
         /// its keys get the phone certificates (`jpki phone`).
         #[arg(long)]
         phone: bool,
+        /// Enrol the token with the municipal counter whose public key this is (the `.pub`
+        /// file of `jpki token counter-key`), so that its clerks can reset a locked PIN
+        /// without the other one (`jpki resident pin-reset`). Example: --counter chiyoda.key.pub
+        #[arg(long, value_name = "FILE")]
+        counter: Option<PathBuf>,
+    },
+    /// Make a municipal counter's PIN-reset key (RSA-2048), sealed under $JPKI_PASSPHRASE
+    /// (at least 8 characters), in FILE (0600, stays at the counter) and its public half in
+    /// FILE.pub (for `jpki token new --counter`). See docs/lifecycle.md.
+    CounterKey {
+        /// The municipality whose counter it is, as registered (e.g. Chiyoda-ku).
+        #[arg(long, value_name = "NAME")]
+        municipality: String,
+        /// The key file to create (must not exist), e.g. chiyoda-counter.key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Write a PKCS#10 certificate request (PEM) for one of the keys.
     Csr {
@@ -171,7 +187,13 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             sign_pin,
             auth_pin,
             phone,
+            counter,
         } => {
+            // Read before any PIN is asked for: a wrong file fails at once.
+            let counter = counter
+                .as_deref()
+                .map(holder_token::counter::CounterPublic::read)
+                .transpose()?;
             let s = pin(sign_pin, Hierarchy::Signing, "new", true)?;
             let a = pin(auth_pin, Hierarchy::Auth, "new", true)?;
             let kind = if phone {
@@ -179,12 +201,30 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             } else {
                 holder_token::TokenKind::Card
             };
-            let token = Token::create_kind(&out, &s, &a, kind)?;
+            let token = Token::create_with(&out, &s, &a, kind, counter.as_ref())?;
             println!(
-                "created {} (signing: {} tries, auth: {} tries)",
+                "created {} (signing: {} tries, auth: {} tries){}",
                 token.path().display(),
                 max_tries(Hierarchy::Signing),
-                max_tries(Hierarchy::Auth)
+                max_tries(Hierarchy::Auth),
+                counter
+                    .map(|c| format!("; PINs resettable at the counter of {}", c.municipality))
+                    .unwrap_or_default()
+            );
+        }
+        TokenCommand::CounterKey { municipality, out } => {
+            let pass = std::env::var("JPKI_PASSPHRASE").map_err(|_| Error::CounterKey {
+                path: out.clone(),
+                reason: "set JPKI_PASSPHRASE to the counter key's passphrase".into(),
+            })?;
+            let public =
+                holder_token::counter::CounterKey::create(&out, &municipality, pass.as_bytes())?;
+            println!(
+                "counter key of {} in {} (keep it at the counter); public half in {} (key id {})",
+                public.municipality,
+                out.display(),
+                holder_token::counter::public_path(&out).display(),
+                holder_token::counter::key_id(&public.public_key)
             );
         }
         TokenCommand::Csr {
@@ -356,6 +396,7 @@ mod tests {
             sign_pin: Some("cli2026".into()),
             auth_pin: Some("1357".into()),
             phone: false,
+            counter: None,
         })
         .unwrap();
         run(TokenCommand::Csr {

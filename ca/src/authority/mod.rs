@@ -15,6 +15,7 @@
 //! `jpki events apply-due` runs for an install without a server. Every mutation is one unit of
 //! work on the storage and returns only after it is durable.
 
+pub mod counter;
 pub mod events;
 pub mod init;
 pub mod issue;
