@@ -107,10 +107,13 @@ pub enum Command {
     Resident(ResidentCommand),
     /// Issue a certificate to a resident from a CSR (PEM or DER).
     Issue {
+        /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC.
         #[arg(long)]
         resident: String,
+        /// signing or auth: which of the holder's certificates.
         #[arg(long, value_parser = parse_hierarchy)]
         kind: Hierarchy,
+        /// The PKCS#10 request (PEM or DER) made with the holder's key, e.g. from `jpki token csr`.
         #[arg(long)]
         csr: PathBuf,
         /// Also write the certificate (PEM) here.
@@ -125,20 +128,26 @@ pub enum Command {
         /// window (policy `validity.renewal_window_months`) to run, with the reason; audited.
         #[arg(long, value_name = "REASON")]
         early_renewal: Option<String>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a certificate, or every serial listed in a file (one per line, optionally
     /// `auth:SERIAL` or `signing:SERIAL`; printing each acknowledgement as it becomes durable).
     Revoke {
+        /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long, required_unless_present = "batch")]
         serial: Option<String>,
+        /// A file with one serial per line (optionally auth:SERIAL or signing:SERIAL); every line is checked before anything is revoked.
         #[arg(long, conflicts_with = "serial")]
         batch: Option<PathBuf>,
+        /// RFC 5280 reason: keyCompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, … (e.g. keyCompromise).
         #[arg(long, value_parser = parse_reason)]
         reason: Reason,
+        /// When the key is known or suspected to have been compromised, RFC 3339, e.g. 2026-12-01T09:00:00+09:00 (invalidityDate).
         #[arg(long, value_parser = parse_time)]
         invalidity_date: Option<OffsetDateTime>,
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
         /// Check the serial (or, with --batch, every line) and say what would be done,
@@ -148,15 +157,19 @@ pub enum Command {
         /// Do not ask for confirmation at a terminal (it is never asked without one).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Put a certificate on hold (certificateHold; never released for card certificates).
     Hold {
+        /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long)]
         serial: String,
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -249,11 +262,13 @@ pub enum OcspSignerCommand {
         /// Only signers within the policy's `validity.ocsp_signer_renew_days` of expiry (cron).
         #[arg(long)]
         if_due: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The roots' and OCSP signers' notAfter and renewal margins.
     Status {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -262,8 +277,10 @@ pub enum OcspSignerCommand {
     /// force at once; a running server drops every answer the old key signed. See
     /// docs/operations.md.
     Compromise {
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Hierarchy,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -273,16 +290,22 @@ pub enum OcspSignerCommand {
 pub enum ResidentCommand {
     /// Register a resident.
     Add {
+        /// Name as registered (family and given name, e.g. 山田　花子).
         #[arg(long)]
         name: String,
+        /// Date of birth, YYYY-MM-DD, e.g. 1990-04-01.
         #[arg(long, value_parser = parse_date)]
         birth: Date,
+        /// Sex code of the register: 1 (male), 2 (female) or 9 (not applicable).
         #[arg(long, value_parser = parse_sex)]
         sex: Sex,
+        /// Address as registered, e.g. 東京都千代田区霞が関２－１－２.
         #[arg(long)]
         address: String,
+        /// Prefecture, e.g. Tokyo (names the CRL partition of its certificates).
         #[arg(long)]
         prefecture: String,
+        /// Municipality, e.g. Chiyoda-ku (names the CRL partition of its certificates).
         #[arg(long)]
         municipality: String,
         /// The card's expiry, YYYY-MM-DD: at most the holder's 10th birthday after today (the
@@ -294,6 +317,7 @@ pub enum ResidentCommand {
         /// kept in the history and the audit trail.
         #[arg(long, value_name = "REASON")]
         allow_duplicate: Option<String>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -309,6 +333,7 @@ pub enum ResidentCommand {
         /// Do not ask for confirmation at a terminal (it is never asked without one).
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -342,8 +367,10 @@ pub enum ResidentCommand {
     },
     /// Show a resident, their certificates and history.
     Show {
+        /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC (`jpki resident search` finds it).
         #[arg(long)]
         id: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -355,6 +382,7 @@ pub enum ResidentCommand {
         /// Date of birth, YYYY-MM-DD.
         #[arg(long, value_parser = parse_date)]
         birth: Option<Date>,
+        /// Municipality, e.g. Chiyoda-ku (names the CRL partition of its certificates).
         #[arg(long)]
         municipality: Option<String>,
         /// active, emigrating, emigrated or deceased.
@@ -366,6 +394,7 @@ pub enum ResidentCommand {
         /// Residents per page, 1 to 1000.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -373,10 +402,13 @@ pub enum ResidentCommand {
     Move {
         #[command(flatten)]
         who: Who,
+        /// Address as registered, e.g. 東京都千代田区霞が関２－１－２.
         #[arg(long)]
         address: String,
+        /// Prefecture, e.g. Tokyo (names the CRL partition of its certificates).
         #[arg(long)]
         prefecture: Option<String>,
+        /// Municipality, e.g. Chiyoda-ku (names the CRL partition of its certificates).
         #[arg(long)]
         municipality: Option<String>,
     },
@@ -384,6 +416,7 @@ pub enum ResidentCommand {
     Rename {
         #[command(flatten)]
         who: Who,
+        /// Name as registered (family and given name, e.g. 山田　花子).
         #[arg(long)]
         name: String,
     },
@@ -391,12 +424,16 @@ pub enum ResidentCommand {
     Correct {
         #[command(flatten)]
         who: Who,
+        /// Name as registered (family and given name, e.g. 山田　花子).
         #[arg(long)]
         name: Option<String>,
+        /// Date of birth, YYYY-MM-DD, e.g. 1990-04-01.
         #[arg(long, value_parser = parse_date)]
         birth: Option<Date>,
+        /// Sex code of the register: 1 (male), 2 (female) or 9 (not applicable).
         #[arg(long, value_parser = parse_sex)]
         sex: Option<Sex>,
+        /// Address as registered, e.g. 東京都千代田区霞が関２－１－２.
         #[arg(long)]
         address: Option<String>,
     },
@@ -453,22 +490,29 @@ pub enum ResidentCommand {
 
 #[derive(Args, Debug)]
 pub struct Who {
+    /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC (`jpki resident search` finds it).
     #[arg(long)]
     id: String,
+    /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CertCommand {
+    /// Show one certificate: its holder, validity, status and PEM.
     Show {
+        /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long)]
         serial: String,
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// List certificates, filtered and a page at a time.
     List {
         /// Only this resident's certificates.
         #[arg(long)]
@@ -492,6 +536,7 @@ pub enum CertCommand {
         /// Certificates per page, 1 to 10000.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -519,6 +564,7 @@ pub enum StoreCommand {
     /// stays bounded. Safe while `jpki serve` runs (it goes through the admin socket); commits
     /// pause only while the journal's tail is copied.
     Compact {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -552,6 +598,7 @@ pub enum StoreCommand {
         /// The target database, postgres://…
         #[arg(long)]
         to: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -563,6 +610,7 @@ pub enum EventsCommand {
     /// date). `jpki serve` does this by itself; run this from cron on an install without a
     /// server, e.g. every minute.
     ApplyDue {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -572,11 +620,13 @@ pub enum EventsCommand {
 pub enum AuditCommand {
     /// Check the hash chain: detects a changed, inserted or removed record.
     Verify {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Print the records.
     Log {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -587,13 +637,16 @@ pub enum CrlCommand {
     /// Write every CRL of both hierarchies into DIR (for a static web server or a CDN), plus
     /// index.json. Needs the store: stop `jpki serve` first (it publishes by itself).
     Publish {
+        /// The directory to write the CRLs and index.json into, e.g. /var/www/crl.
         #[arg(long)]
         out: PathBuf,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Each partition's CRL number, age, entries and size.
     Status {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -603,6 +656,7 @@ pub enum CrlCommand {
 pub enum BenchCommand {
     /// Issuance throughput (CSR in, durable certificate out) beside the raw RSA signing rate.
     Issue {
+        /// Issuances to measure.
         #[arg(long, default_value_t = 10_000)]
         count: usize,
         /// Concurrent issuing clients (the signing ceiling is measured with one thread per core).
@@ -630,10 +684,13 @@ pub enum BenchCommand {
         /// The time-stamped signature the evidence is about, its content, and the roots.
         #[arg(long)]
         sig: PathBuf,
+        /// The signed content the evidence is about.
         #[arg(long)]
         content: PathBuf,
+        /// The roots to trust (PEM), e.g. from `jpki root`.
         #[arg(long)]
         trust: PathBuf,
+        /// The TSA's root certificate (PEM).
         #[arg(long)]
         tsa_root: PathBuf,
         /// Verifications per measurement.

@@ -56,6 +56,7 @@ pub enum TokenCommand {
     },
     /// Write a PKCS#10 certificate request (PEM) for one of the keys.
     Csr {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// Which key: signing or auth.
@@ -64,25 +65,31 @@ pub enum TokenCommand {
         /// The PIN of that key.
         #[arg(long)]
         pin: Option<String>,
+        /// The file to write, e.g. auth.csr or signed.p7s.
         #[arg(long)]
         out: PathBuf,
     },
     /// Store a certificate (PEM or DER) beside the key it certifies.
     ImportCert {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
+        /// The certificate the CA issued (PEM or DER), e.g. from `jpki issue --out`.
         #[arg(long)]
         cert: PathBuf,
     },
     /// Sign a file: CMS SignedData (DER), detached unless --attached.
     Sign {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// The signing password.
         #[arg(long)]
         pin: Option<String>,
+        /// The file to sign.
         #[arg(long = "in")]
         input: PathBuf,
+        /// The file to write, e.g. auth.csr or signed.p7s.
         #[arg(long)]
         out: PathBuf,
         /// Carry the content inside the SignedData.
@@ -95,13 +102,16 @@ pub enum TokenCommand {
     },
     /// Sign a login challenge with the authentication key (raw PKCS#1 v1.5 SHA-256).
     Login {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// The authentication PIN.
         #[arg(long)]
         pin: Option<String>,
+        /// The challenge file the relying party sent.
         #[arg(long)]
         challenge: PathBuf,
+        /// The file to write, e.g. auth.csr or signed.p7s.
         #[arg(long)]
         out: PathBuf,
         /// Write the authentication certificate and the signature as PEM text (what the
@@ -111,6 +121,7 @@ pub enum TokenCommand {
     },
     /// Set a new PIN for a (locked or forgotten) key after verifying the OTHER key's PIN.
     Reset {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// The key whose PIN is set.
@@ -125,6 +136,7 @@ pub enum TokenCommand {
     },
     /// Show the try counters and certificates (no PIN needed).
     Show {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// One JSON object: the token's path and each key's counters, lock and certificate.
