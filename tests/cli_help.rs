@@ -132,3 +132,17 @@ fn read_commands_answer_in_json() {
         );
     }
 }
+
+#[test]
+fn der_is_offered_where_a_certificate_is_written() {
+    let root = <jpki::cli::Cli as clap::CommandFactory>::command();
+    let mut all = Vec::new();
+    walk(&root, "jpki".into(), &mut all);
+    for path in ["jpki issue", "jpki root", "jpki cert show"] {
+        let (_, cmd) = all.iter().find(|(p, _)| p == path).unwrap();
+        assert!(
+            cmd.get_arguments().any(|a| a.get_id() == "der"),
+            "{path} has no --der"
+        );
+    }
+}

@@ -405,3 +405,54 @@ fn crl_status_shows_dirty_partitions_exports_and_works_through_a_server() {
     );
     server.stop();
 }
+
+#[test]
+fn certificates_come_out_as_der_too() {
+    let env = Env::init();
+    let id = env.add_resident("山田　花子", "1990-04-01");
+    let (_, csr) = env.csr("auth", 2048);
+    let der = env.path("auth.der");
+    let v = env.json(&[
+        "issue",
+        "--resident",
+        &id,
+        "--kind",
+        "auth",
+        "--csr",
+        &p(&csr),
+        "--out",
+        &p(&der),
+        "--der",
+    ]);
+    let serial = common::openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        &p(&der),
+        "-noout",
+        "-serial",
+    ]);
+    assert!(
+        serial.trim().ends_with(v["serial"].as_str().unwrap()),
+        "{serial} vs {v}"
+    );
+    let root = env.path("root.der");
+    env.ok(&["root", "--hierarchy", "auth", "--out", &p(&root), "--der"]);
+    common::openssl(&["x509", "-inform", "DER", "-in", &p(&root), "-noout"]);
+    let shown = env.path("shown.der");
+    env.ok(&[
+        "cert",
+        "show",
+        "--serial",
+        v["serial"].as_str().unwrap(),
+        "--hierarchy",
+        "auth",
+        "--out",
+        &p(&shown),
+        "--der",
+    ]);
+    assert_eq!(std::fs::read(&shown).unwrap(), std::fs::read(&der).unwrap());
+    // --der without --out is refused by the parser, on one line.
+    env.fails(&["root", "--hierarchy", "auth", "--der"], "--out");
+}

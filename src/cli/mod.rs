@@ -101,6 +101,12 @@ pub enum Command {
         /// One JSON object: {"pem": "..."}.
         #[arg(long)]
         json: bool,
+        /// Write the certificate to this file instead of stdout (PEM; DER with --der).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write --out as DER instead of PEM.
+        #[arg(long, requires = "out")]
+        der: bool,
     },
     /// The resident register and its events.
     #[command(subcommand)]
@@ -116,9 +122,12 @@ pub enum Command {
         /// The PKCS#10 request (PEM or DER) made with the holder's key, e.g. from `jpki token csr`.
         #[arg(long)]
         csr: PathBuf,
-        /// Also write the certificate (PEM) here.
-        #[arg(long)]
+        /// Also write the certificate here (PEM; DER with --der), e.g. auth.pem.
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Write --out as DER instead of PEM.
+        #[arg(long, requires = "out")]
+        der: bool,
         /// Issue a signing certificate to a holder under the signing age (policy
         /// `eligibility.signing_min_age`, 15 by default), with the reason, e.g. "application by
         /// legal representative"; audited.
@@ -502,6 +511,12 @@ pub struct Who {
 pub enum CertCommand {
     /// Show one certificate: its holder, validity, status and PEM.
     Show {
+        /// Also write the certificate to this file (PEM; DER with --der).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write --out as DER instead of PEM.
+        #[arg(long, requires = "out")]
+        der: bool,
         /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long)]
         serial: String,
@@ -832,6 +847,13 @@ fn one_line(e: &clap::Error) -> String {
         ContextValue::Strings(v) => v.clone(),
         other => vec![other.to_string()],
     };
+    // "the following required arguments were not provided:" names them on the next lines.
+    if line.ends_with(':') {
+        if let Some(v) = e.get(ContextKind::InvalidArg) {
+            line.push(' ');
+            line.push_str(&values(v).join(", "));
+        }
+    }
     for (kind, label) in [
         (ContextKind::SuggestedSubcommand, "did you mean"),
         (ContextKind::SuggestedArg, "did you mean"),
@@ -1114,6 +1136,19 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
     crate::serve::assemble(a, &settings)
 }
 
+/// Writes a certificate given as PEM to `path`: PEM, or DER with `der` (`--der`).
+fn write_cert(path: &Path, pem: &str, der: bool) -> Result<()> {
+    let bytes = if der {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| Error::Invalid(format!("certificate PEM: {e}")))?
+            .1
+            .contents
+    } else {
+        pem.as_bytes().to_vec()
+    };
+    Ok(std::fs::write(path, bytes).map_err(Error::io(format!("write {}", path.display())))?)
+}
+
 fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentState, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .map_err(|_| format!("`{s}`: expected active, emigrating, emigrated or deceased"))
@@ -1221,11 +1256,26 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Root { hierarchy, json } => {
+        Command::Root {
+            hierarchy,
+            json,
+            out,
+            der,
+        } => {
             let v = match *hierarchy {
                 RootOf::Operator => call_pf(&cli, platform::Request::OperatorRoot)?,
                 RootOf::Ca(hierarchy) => call(&cli, Request::Root { hierarchy })?,
             };
+            if let Some(path) = out {
+                write_cert(path, v["pem"].as_str().unwrap_or_default(), *der)?;
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "out": path.display().to_string(), "der": der })
+                    );
+                }
+                return Ok(());
+            }
             if *json {
                 println!("{}", serde_json::json!({ "pem": v["pem"] }));
             } else {
@@ -1240,6 +1290,7 @@ pub fn run(cli: Cli) -> Result<()> {
             kind,
             csr,
             out,
+            der,
             minor_signing,
             early_renewal,
             json,
@@ -1262,8 +1313,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?)?;
             if let Some(path) = out {
-                std::fs::write(path, &issued.pem)
-                    .map_err(Error::io(format!("write {}", path.display())))?;
+                write_cert(path, &issued.pem, *der)?;
             }
             print(*json, &issued, |i| {
                 let mut s = format!(
@@ -1376,6 +1426,8 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Cert(CertCommand::Show {
+            out,
+            der,
             serial,
             hierarchy,
             json,
@@ -1387,6 +1439,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     hierarchy: *hierarchy,
                 },
             )?)?;
+            if let Some(path) = out {
+                write_cert(path, &v.pem, *der)?;
+            }
             print(*json, &v, |v| {
                 format!(
                     "{} {} {}\n  status: {}{}\n  holder: {}\n  partition: {}\n  valid: {} .. {}\n{}",

@@ -308,8 +308,9 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
         .map_err(io(format!("write {}", path.display())))
 }
 
+/// `--json` output: compact, one object per line, like every jpki command.
 fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    v.to_string()
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
