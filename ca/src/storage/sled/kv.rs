@@ -1799,6 +1799,85 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_taken_while_transactions_commit_is_the_store_at_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Kv::open(&dir.path().join("live")).unwrap();
+        for _ in 0..20 {
+            increment(&s);
+        }
+        s.compact().unwrap(); // a snapshot and a journal both in play
+        let copies = tempfile::tempdir().unwrap();
+        let taken = std::thread::scope(|sc| {
+            for _ in 0..3 {
+                sc.spawn(|| {
+                    for _ in 0..100 {
+                        increment(&s);
+                    }
+                });
+            }
+            (0..4)
+                .map(|i| {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    let to = copies.path().join(format!("copy{i}"));
+                    (to.clone(), s.backup(&to).unwrap())
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(counter(&s), 320);
+        for (to, b) in taken {
+            // Each copy is the store as of its last journal position: the counter and the
+            // rows agree, and the audit chain (one record per transaction) is whole.
+            assert!(b.last >= b.position);
+            let copy = Kv::open(&to).unwrap();
+            let n = counter(&copy);
+            assert!((20..=320).contains(&n), "{n}");
+            assert_eq!(copy.count(Table::Certs) as u64, n);
+            assert_eq!(verify(&copy).unwrap(), n);
+            // A copy is a store of its own: it takes writes.
+            increment(&copy);
+            assert_eq!(counter(&copy), n + 1);
+        }
+        // The target must be new.
+        let again = copies.path().join("copy0");
+        assert!(s.backup(&again).is_err());
+    }
+
+    #[test]
+    fn a_read_only_store_reads_everything_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Kv::open(dir.path()).unwrap();
+            for _ in 0..10 {
+                increment(&s);
+            }
+            s.compact().unwrap();
+            for _ in 0..5 {
+                increment(&s);
+            }
+        }
+        fs::remove_file(dir.path().join("lock")).unwrap();
+        let before: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let ro = Kv::open_read_only(dir.path()).unwrap();
+        assert_eq!(counter(&ro), 15);
+        assert_eq!(verify(&ro).unwrap(), 15);
+        assert!(matches!(
+            ro.transact(&|t| t.insert(Table::Meta, b"x", b"y")),
+            Err(Error::ReadOnly(_))
+        ));
+        assert!(matches!(ro.compact(), Err(Error::ReadOnly(_))));
+        assert!(ro.writable().is_err());
+        drop(ro);
+        let after: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(before, after, "a read-only open created or removed files");
+    }
+
+    #[test]
     fn a_crash_during_compaction_leaves_a_complete_store() {
         let dir = tempfile::tempdir().unwrap();
         let jp = Kv::journal_path(dir.path());
