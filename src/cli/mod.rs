@@ -383,7 +383,9 @@ pub enum ResidentCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Find residents (e.g. for the loss hotline: by name and birth date), a page at a time.
+    /// Find residents (e.g. for the loss hotline: by name and birth date), a page at a time;
+    /// with no filter, list them all (`jpki resident list`).
+    #[command(visible_alias = "list")]
     Search {
         /// Part of the name; spaces are ignored (山田花子 finds 山田　花子).
         #[arg(long)]

@@ -398,6 +398,14 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                     report.failed.len()
                 )));
             }
+            // One summary line, not one per partition.
+            let partitions = parts.publisher.scopes().map(|s| s.len()).unwrap_or(0);
+            eprintln!(
+                "jpki serve: {} CRL(s) published at start, {} partition(s) served from {}",
+                report.published.len(),
+                partitions,
+                settings.crl_dir.display()
+            );
         }
         tasks.spawn(Arc::clone(&parts.publisher).run(stopped(stop_rx.clone())));
         tasks.spawn(apply_due_events(
