@@ -1138,6 +1138,31 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
     crate::serve::assemble(a, &settings)
 }
 
+/// The same JSON with every object key in snake_case (`thisUpdate` → `this_update`).
+fn snake_keys(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut out = String::with_capacity(k.len() + 4);
+                    for c in k.chars() {
+                        if c.is_ascii_uppercase() {
+                            out.push('_');
+                            out.push(c.to_ascii_lowercase());
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    (out, snake_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(snake_keys).collect()),
+        other => other,
+    }
+}
+
 /// Writes a certificate given as PEM to `path`: PEM, or DER with `der` (`--der`).
 fn write_cert(path: &Path, pem: &str, der: bool) -> Result<()> {
     let bytes = if der {
@@ -1715,7 +1740,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     entries: index.iter().map(|i| i.entries).sum(),
                 },
             )?;
-            print(*json, &serde_json::json!({ "crls": index }), |_| {
+            // index.json keeps its published camelCase; the CLI's JSON is snake_case.
+            let crls = snake_keys(serde_json::to_value(&index).map_err(|e| Error::Invalid(e.to_string()))?);
+            print(*json, &serde_json::json!({ "crls": crls }), |_| {
                 let entries: u64 = index.iter().map(|i| i.entries).sum();
                 format!(
                     "published {} CRLs ({entries} entries) and index.json to {}",
