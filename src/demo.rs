@@ -157,9 +157,9 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
 
     s.step("Each card makes its key pairs under its PINs; the CA issues from the CSRs");
     let bar = indicatif::ProgressBar::new(2).with_message("cards");
-    let (mut hanako_card, hanako_certs) = card(&a, &cards, &hanako, "TAXRETURN1", "4321")?;
+    let (mut hanako_card, hanako_certs) = card(&a, &cards, &hanako, HANAKO_PINS.0, HANAKO_PINS.1)?;
     bar.inc(1);
-    let (_ichiro_card, ichiro_certs) = card(&a, &cards, &ichiro, "OSAKA2026", "9876")?;
+    let (_ichiro_card, ichiro_certs) = card(&a, &cards, &ichiro, ICHIRO_PINS.0, ICHIRO_PINS.1)?;
     bar.finish_and_clear();
     for i in hanako_certs.iter().chain(&ichiro_certs) {
         s.line(format!(
@@ -457,10 +457,25 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
             dir.display(),
             k.join("cards").display()
         );
+        // The kept cards are only usable with their PINs: the demo's own, printed here.
+        println!("the cards' PINs (signing password / authentication PIN):");
+        for (who, id, (sign, auth)) in [
+            ("山田 花子", &hanako, HANAKO_PINS),
+            ("髙橋 一郎", &ichiro, ICHIRO_PINS),
+        ] {
+            println!(
+                "    {who}: {} — signing {sign}, auth {auth}",
+                k.join("cards").join(format!("{id}.token")).display()
+            );
+        }
         portal_hint(k, &dir, &pass, &hanako)?;
     }
     Ok(())
 }
+
+/// The demo cards' PINs (signing password, authentication PIN); `--keep` prints them.
+const HANAKO_PINS: (&str, &str) = ("TAXRETURN1", "4321");
+const ICHIRO_PINS: (&str, &str) = ("OSAKA2026", "9876");
 
 /// The last lines of `jpki demo --keep DIR`: how to serve the holder portal on the kept data
 /// and log in as 山田 花子 (her authentication certificate is still good; her card's PINs are

@@ -184,6 +184,28 @@ pub fn open(
     }
 }
 
+/// Opens a data directory for reading only (`jpki --read-only`): a store copy on read-only
+/// media. Nothing is created, locked or changed in it, and every write is refused
+/// ([`Error::ReadOnly`]). sled only: a PostgreSQL store is read through the database's own
+/// read-only roles.
+pub fn open_read_only(
+    dir: &Path,
+    passphrase: Option<Vec<u8>>,
+    clock: Arc<dyn Clock>,
+) -> ca::Result<Authority> {
+    if configured_url(dir)?.is_some() {
+        return Err(Error::Invalid(
+            "--read-only opens sled stores; for PostgreSQL connect with a read-only database role"
+                .into(),
+        ));
+    }
+    if !dir.join("policy.toml").exists() {
+        return Err(Error::NoDataDir(dir.display().to_string()));
+    }
+    let store = SledStorage::open_read_only(&dir.join("db"))?;
+    Authority::open_with(dir, Arc::new(store), passphrase, clock)
+}
+
 /// What `jpki store migrate` copied.
 #[derive(Debug, Default, Serialize)]
 pub struct Migrated {

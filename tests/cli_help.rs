@@ -55,3 +55,94 @@ fn clap_suggestions_are_kept_on_the_one_error_line() {
     assert!(err.contains("auht"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// Every subcommand, with its path (`jpki resident add`).
+fn walk(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+    out.push((path.clone(), cmd.clone()));
+    for sub in cmd.get_subcommands() {
+        walk(sub, format!("{path} {}", sub.get_name()), out);
+    }
+}
+
+#[test]
+fn every_flag_of_every_subcommand_has_help() {
+    let root = <jpki::cli::Cli as clap::CommandFactory>::command();
+    let mut all = Vec::new();
+    walk(&root, "jpki".into(), &mut all);
+    let mut missing = Vec::new();
+    for (path, cmd) in &all {
+        // src/cli/phone.rs is being reworked on another branch this session (issue #16);
+        // its flags get their help there.
+        if path.starts_with("jpki phone") {
+            continue;
+        }
+        if cmd.get_about().is_none() && path != "jpki" {
+            missing.push(format!("{path}: no description"));
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") || arg.is_global_set() && path != "jpki" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                missing.push(format!("{path} --{id}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} flags without help:\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn read_commands_answer_in_json() {
+    let root = <jpki::cli::Cli as clap::CommandFactory>::command();
+    let mut all = Vec::new();
+    walk(&root, "jpki".into(), &mut all);
+    let reads = [
+        "jpki root",
+        "jpki cert show",
+        "jpki cert list",
+        "jpki resident show",
+        "jpki resident search",
+        "jpki audit verify",
+        "jpki audit log",
+        "jpki crl status",
+        "jpki token show",
+        "jpki ocsp-signer status",
+        "jpki report issuance",
+        "jpki report revocations",
+        "jpki report expiring",
+        "jpki report usage",
+        "jpki revoke",
+        "jpki store backup",
+    ];
+    for read in reads {
+        let (_, cmd) = all
+            .iter()
+            .find(|(p, _)| p == read)
+            .unwrap_or_else(|| panic!("no {read}"));
+        assert!(
+            cmd.get_arguments().any(|a| a.get_id() == "json"),
+            "{read} has no --json"
+        );
+    }
+}
+
+#[test]
+fn der_is_offered_where_a_certificate_is_written() {
+    let root = <jpki::cli::Cli as clap::CommandFactory>::command();
+    let mut all = Vec::new();
+    walk(&root, "jpki".into(), &mut all);
+    for path in ["jpki issue", "jpki root", "jpki cert show"] {
+        let (_, cmd) = all.iter().find(|(p, _)| p == path).unwrap();
+        assert!(
+            cmd.get_arguments().any(|a| a.get_id() == "der"),
+            "{path} has no --der"
+        );
+    }
+}

@@ -54,6 +54,13 @@ fn the_demo_tells_the_whole_story() {
         .find(|l| l.contains("filed return as of its time-stamp"))
         .unwrap_or_default();
     assert!(!filed.contains("Invalid"), "{filed}");
+    // The kept cards come with their PINs.
+    for pins in [
+        "signing TAXRETURN1, auth 4321",
+        "signing OSAKA2026, auth 9876",
+    ] {
+        assert!(text.contains(pins), "the PINs `{pins}` are not printed");
+    }
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
     jpki_ok(&["audit", "verify", "--data", &common::p(&data)]);

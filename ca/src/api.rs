@@ -47,7 +47,19 @@ pub enum Request {
         id: String,
     },
     ResidentSearch(crate::authority::ResidentQuery),
+    /// Issuance, revocations and holds per municipality in a period, or the certificates
+    /// expiring in one (`jpki report`). Answer: [`crate::authority::report::Report`].
+    Report(crate::authority::report::ReportQuery),
     Event {
+        id: String,
+        event: Event,
+    },
+    /// A PIN reset at the municipal counter, checked against the register and audited
+    /// before the token is changed (`jpki resident pin-reset`; `crate::authority::counter`).
+    CounterPinReset(crate::authority::counter::CounterReset),
+    /// What [`Request::Event`] would do — the resident's new state and the revocations and
+    /// holds its rule demands — changing nothing (`--dry-run`, and the confirmation prompt).
+    EventPreview {
         id: String,
         event: Event,
     },
@@ -85,6 +97,12 @@ pub enum Request {
     AuditLog,
     /// Snapshot the store and drop the journal records the snapshot holds.
     StoreCompact,
+    /// Write a consistent copy of the store into the new directory `to` (an absolute path on
+    /// the server's host; `jpki store backup`). Only for the person at the host (the admin
+    /// socket or the local CLI): it writes files where it is told. Answer: [`crate::storage::Backup`].
+    StoreBackup {
+        to: std::path::PathBuf,
+    },
     /// Carry out the scheduled register events that have fallen due.
     ApplyDue,
     /// Renew the delegated OCSP signer of one hierarchy, or of both; with `if_due`, only
@@ -146,6 +164,9 @@ impl Request {
             Request::ResidentSearch(q) => Action::ReadRegister {
                 municipality: q.municipality.clone(),
             },
+            Request::Report(q) => Action::ReadRegister {
+                municipality: q.municipality.clone(),
+            },
             Request::ResidentAdd(r) => Action::Register {
                 municipality: r.municipality.clone(),
             },
@@ -165,7 +186,10 @@ impl Request {
                     },
                 }
             }
-            Request::Event { id, .. } => Action::Register {
+            Request::CounterPinReset(r) => Action::Register {
+                municipality: municipality_of(&r.resident)?,
+            },
+            Request::Event { id, .. } | Request::EventPreview { id, .. } => Action::Register {
                 municipality: municipality_of(id)?,
             },
             Request::Issue { .. } => Action::Issue,
@@ -186,6 +210,7 @@ impl Request {
             }
             Request::Revoke { .. } => Action::Revoke,
             Request::StoreCompact
+            | Request::StoreBackup { .. }
             | Request::ApplyDue
             | Request::OcspSignerRenew { .. }
             | Request::OcspSignerCompromise { .. } => Action::Maintain,
@@ -209,7 +234,16 @@ impl Authority {
     pub fn handle_as(&self, actor: &Actor, req: Request) -> Result<Value> {
         let allowed = req
             .action(self)
-            .and_then(|action| officers::authorize(actor, &action));
+            .and_then(|action| officers::authorize(actor, &action))
+            .and_then(|()| match (&req, actor) {
+                // It writes files on this host where it is told: the host's owner only.
+                (Request::StoreBackup { .. }, Actor::RootOnHost { .. }) => Ok(()),
+                (Request::StoreBackup { .. }, _) => Err(Error::Forbidden {
+                    actor: actor.label(),
+                    action: "back up the store (only at the CA host)".into(),
+                }),
+                _ => Ok(()),
+            });
         if let Err(e) = allowed {
             if matches!(e, Error::Forbidden { .. } | Error::OfficerNotActive { .. }) {
                 officers::audit_refusal(self, actor, &req.op(), &e)?;
@@ -248,7 +282,10 @@ impl Authority {
             }
             Request::ResidentShow { id } => to_value(self.resident_view(&id)?),
             Request::ResidentSearch(q) => to_value(self.resident_search(&q)?),
+            Request::Report(q) => to_value(self.report(&q)?),
             Request::Event { id, event } => to_value(self.event(&id, &event)?),
+            Request::EventPreview { id, event } => to_value(self.event_preview(&id, &event)?),
+            Request::CounterPinReset(r) => to_value(self.counter_pin_reset(&r)?),
             Request::Issue {
                 resident,
                 kind,
@@ -300,6 +337,15 @@ impl Authority {
             }
             Request::AuditLog => Ok(json!({ "records": self.audit_records()? })),
             Request::StoreCompact => to_value(self.storage().compact()?),
+            Request::StoreBackup { to } => {
+                if !to.is_absolute() {
+                    return Err(Error::Invalid(format!(
+                        "backup directory {}: give an absolute path",
+                        to.display()
+                    )));
+                }
+                to_value(self.storage().backup(&to)?)
+            }
             Request::ApplyDue => Ok(json!({ "applied": self.apply_due()? })),
             Request::OcspSignerRenew { hierarchy, if_due } => {
                 let now = self.clock().now();

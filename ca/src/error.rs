@@ -11,6 +11,8 @@ pub enum Error {
     NoDataDir(String),
     #[error("the data directory is in use by another process (a running `jpki serve`?): {0}")]
     Locked(String),
+    #[error("the store {0} is open read-only (--read-only): this command would change it; run it on a writable copy without --read-only")]
+    ReadOnly(String),
     #[error("no key passphrase: set JPKI_PASSPHRASE or pass --passphrase-file FILE")]
     NoPassphrase,
     #[error("wrong key passphrase (cannot decrypt {0})")]
@@ -112,6 +114,7 @@ impl Error {
             Error::DataDirExists(_) => "data_dir_exists",
             Error::NoDataDir(_) => "no_data_dir",
             Error::Locked(_) => "locked",
+            Error::ReadOnly(_) => "read_only",
             Error::NoPassphrase => "no_passphrase",
             Error::WrongPassphrase(_) => "wrong_passphrase",
             Error::KeyFile { .. } => "key_file",

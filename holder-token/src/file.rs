@@ -48,6 +48,33 @@ pub struct Body {
     /// existed keep their checksum) or a smartphone's secure element.
     #[serde(default, skip_serializing_if = "TokenKind::is_card")]
     pub kind: TokenKind,
+    /// The municipal counter's reset capability ([`crate::counter`]); absent on tokens made
+    /// without one (their files keep their checksum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<CounterSlot>,
+}
+
+/// Both data keys encrypted to a municipality's counter key (RSA-OAEP, [`crate::counter`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterSlot {
+    pub municipality: String,
+    /// Hex SHA-256 of the counter key's SubjectPublicKeyInfo.
+    pub key_id: String,
+    #[serde(with = "b64::plain")]
+    pub data_keys: Vec<u8>,
+}
+
+impl CounterSlot {
+    fn check(&self) -> Result<(), String> {
+        if self.key_id.len() != 64 || !self.key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("counter key id is not a SHA-256".into());
+        }
+        if !(128..=1024).contains(&self.data_keys.len()) {
+            return Err("counter data keys have the wrong length".into());
+        }
+        Ok(())
+    }
 }
 
 /// What a holder token stands for (reference §6: EF `0006` names the token).
@@ -240,6 +267,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Body, Error> {
     }
     for kind in Hierarchy::ALL {
         envelope.body.slot(kind).check(kind).map_err(corrupt)?;
+    }
+    if let Some(c) = &envelope.body.counter {
+        c.check().map_err(corrupt)?;
     }
     Ok(envelope.body)
 }

@@ -10,8 +10,10 @@
 //!   [`Token::import_cert`] — store the certificate the CA issued;
 //! * [`Token::sign_cms`] — a CMS SignedData over a document (the e-Tax return), checked by the
 //!   relying party and by `openssl cms -verify`; [`Token::login`] — a signed login challenge;
-//! * [`Token::reset`] — the municipal counter / kiosk flow: a new PIN for one key after the
-//!   *other* key's PIN is verified; [`Token::status`] — counters and certificates.
+//! * [`Token::reset`] — the kiosk flow: a new PIN for one key after the *other* key's PIN is
+//!   verified; [`Token::counter_reset`] — the municipal counter's reset, without either PIN,
+//!   with the counter key the token was enrolled with ([`counter`]); [`Token::status`] —
+//!   counters and certificates.
 //!
 //! [`prompt::pin`] asks for a PIN on the terminal. The `jpki token …` commands (their clap
 //! arguments and printing) live in the `jpki` binary (`src/cli/token.rs`): this crate is a
@@ -88,6 +90,7 @@
 //! * `serde`/`serde_json`/`base64` — the file format.
 
 mod b64;
+pub mod counter;
 mod crypto;
 mod file;
 pub mod pin;
@@ -148,6 +151,12 @@ pub enum Error {
     Prompt(std::io::Error),
     #[error("the two entries of the new PIN differ")]
     PinMismatch,
+    #[error("counter key {}: {reason}", path.display())]
+    CounterKey { path: PathBuf, reason: String },
+    #[error("this token was not enrolled with a municipal counter key; a PIN reset at the counter is not possible (reset with the other PIN, or issue a new token)")]
+    NoCounter,
+    #[error("this token was enrolled with the counter key of {token}; the key given is {key}'s (or another key): refused")]
+    CounterMismatch { token: String, key: String },
 }
 
 fn remaining_text(remaining: u8, kind: Hierarchy) -> String {

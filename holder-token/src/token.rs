@@ -62,6 +62,19 @@ impl Token {
         auth_pin: &str,
         kind: TokenKind,
     ) -> Result<Token, Error> {
+        Self::create_with(path, sign_pin, auth_pin, kind, None)
+    }
+
+    /// [`Token::create_kind`], enrolled with a municipal counter key when `counter` is given:
+    /// both data keys are encrypted to it, so that the counter can reset either PIN
+    /// ([`Token::counter_reset`], [`crate::counter`]).
+    pub fn create_with(
+        path: &Path,
+        sign_pin: &str,
+        auth_pin: &str,
+        kind: TokenKind,
+        counter: Option<&crate::counter::CounterPublic>,
+    ) -> Result<Token, Error> {
         let token_kind = kind;
         let pins = [
             normalize(Hierarchy::Signing, sign_pin)?,
@@ -90,10 +103,19 @@ impl Token {
         let (Some(signing), Some(auth)) = (signing, auth) else {
             return Err(Error::Crypto("internal: slot construction"));
         };
+        let counter = match counter {
+            Some(c) => Some(file::CounterSlot {
+                municipality: c.municipality.clone(),
+                key_id: crate::counter::key_id(&c.public_key),
+                data_keys: c.seal_data_keys(&material[0].2, &material[1].2)?,
+            }),
+            None => None,
+        };
         let body = Body {
             signing,
             auth,
             kind: token_kind,
+            counter,
         };
         let lock = DirLock::acquire(path)?;
         lock.write(path, &body, true)?;
@@ -194,7 +216,8 @@ impl Token {
         let kek = crypto::derive(pin, &slot.pin.kdf)?;
         let Some(data_key) = crypto::open_key(&kek, &aad_data_key(kind, kind), &slot.pin.own_key)?
         else {
-            tracing::warn!(kind = kind.as_str(), remaining, "wrong PIN");
+            // The caller reports the error; a warning here would print a second line.
+            tracing::debug!(kind = kind.as_str(), remaining, "wrong PIN");
             return Err(Error::WrongPin { kind, remaining });
         };
         self.body.slot_mut(kind).pin.tries_left = max_tries(kind);
@@ -329,6 +352,53 @@ impl Token {
         slot.pin = pin_slot(kind, &new_pin, &data_key, &other_data_key)?;
         lock.write(&self.path, &self.body, false)?;
         tracing::info!(kind = kind.as_str(), "PIN reset");
+        Ok(())
+    }
+}
+
+impl Token {
+    /// The municipality whose counter can reset this token's PINs, if it was enrolled.
+    pub fn counter_municipality(&self) -> Option<&str> {
+        self.body.counter.as_ref().map(|c| c.municipality.as_str())
+    }
+
+    /// The municipal counter's reset (the holder's identity checked at the counter, see
+    /// [`crate::counter`]): a new PIN for `kind` and a full counter, without the other PIN,
+    /// with the counter key the token was enrolled with. Another counter's key is refused
+    /// ([`Error::CounterMismatch`]) and changes nothing; a token never enrolled is
+    /// [`Error::NoCounter`].
+    pub fn counter_reset(
+        &mut self,
+        kind: Hierarchy,
+        counter: &crate::counter::CounterKey,
+        new_pin: &str,
+    ) -> Result<(), Error> {
+        let new_pin = normalize(kind, new_pin)?;
+        let lock = self.reload()?;
+        let Some(slot) = self.body.counter.clone() else {
+            return Err(Error::NoCounter);
+        };
+        if slot.key_id != counter.key_id() || slot.municipality != counter.municipality {
+            return Err(Error::CounterMismatch {
+                token: slot.municipality,
+                key: counter.municipality.clone(),
+            });
+        }
+        let (signing_key, auth_key) =
+            counter.open_data_keys(&slot.data_keys)?.ok_or_else(|| {
+                self.corrupt("the counter's copy of the data keys does not decrypt".into())
+            })?;
+        let (own, theirs) = match kind {
+            Hierarchy::Signing => (signing_key, auth_key),
+            Hierarchy::Auth => (auth_key, signing_key),
+        };
+        // The data key must open the private key it guards: a wrong blob changes nothing.
+        let s = self.body.slot(kind);
+        crypto::open(&own, &aad_private_key(kind, &s.public_key), &s.private_key)?
+            .ok_or_else(|| self.corrupt("the counter's copy of the data key is wrong".into()))?;
+        self.body.slot_mut(kind).pin = pin_slot(kind, &new_pin, &own, &theirs)?;
+        lock.write(&self.path, &self.body, false)?;
+        tracing::info!(kind = kind.as_str(), "PIN reset at the counter");
         Ok(())
     }
 }

@@ -154,12 +154,23 @@ pub fn officer_add(
         "role": o.role,
         "municipality": o.municipality,
         "serial": o.certificate,
-        "not_after": cert.validity().not_after.to_string(),
+        "not_after": rfc3339(cert.validity().not_after),
         "key_fingerprint": o.key,
         "cert_pem": ca::records::pem(&der),
         "key_pem": key_pem,
         "root_pem": ca::records::pem(ca.der()),
     }))
+}
+
+/// A certificate time as RFC 3339 UTC, as every jpki JSON time.
+fn rfc3339(t: x509_parser::time::ASN1Time) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
@@ -205,7 +216,7 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             let (_, cert) = x509_parser::parse_x509_certificate(&der)
                 .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
             let serial = ca::authority::serial_hex(cert.raw_serial());
-            let not_after = cert.validity().not_after.to_string();
+            let not_after = rfc3339(cert.validity().not_after);
             let op =
                 registry::operator_add(authority, &name, scopes, &spki, Some(serial.clone()), now)?;
             Ok(json!({
@@ -328,7 +339,7 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             let (_, cert) = x509_parser::parse_x509_certificate(&der)
                 .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
             let serial = ca::authority::serial_hex(cert.raw_serial());
-            let not_after = cert.validity().not_after.to_string();
+            let not_after = rfc3339(cert.validity().not_after);
             let op = registry::operator_renew(authority, &op.name, &spki, serial.clone(), now)?;
             Ok(json!({
                 "id": op.id,

@@ -14,10 +14,13 @@
 //! `jpki sp …`, `jpki resident access-log`). The library crates have no command-line parser;
 //! all of clap is here.
 
+pub mod backup;
+pub mod confirm;
 pub mod import;
 pub mod officer;
 pub mod operator;
 pub mod phone;
+pub mod report;
 pub mod token;
 pub mod tsa;
 pub mod verify;
@@ -61,6 +64,12 @@ pub struct Cli {
     /// for log collectors). Verbosity: $JPKI_LOG (default `warn`).
     #[arg(long, global = true, env = "JPKI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Open the data directory for reading only, e.g. a copy of a store on read-only media:
+    /// no lock file is created, nothing in it is changed, and every command that would change
+    /// the store is refused (`read_only`). sled stores only. Example: `jpki --read-only --data
+    /// /mnt/copy cert list`.
+    #[arg(long, global = true)]
+    pub read_only: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,21 +102,33 @@ pub enum Command {
         /// One JSON object: {"pem": "..."}.
         #[arg(long)]
         json: bool,
+        /// Write the certificate to this file instead of stdout (PEM; DER with --der).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write --out as DER instead of PEM.
+        #[arg(long, requires = "out")]
+        der: bool,
     },
     /// The resident register and its events.
     #[command(subcommand)]
     Resident(ResidentCommand),
     /// Issue a certificate to a resident from a CSR (PEM or DER).
     Issue {
+        /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC.
         #[arg(long)]
         resident: String,
+        /// signing or auth: which of the holder's certificates.
         #[arg(long, value_parser = parse_hierarchy)]
         kind: Hierarchy,
+        /// The PKCS#10 request (PEM or DER) made with the holder's key, e.g. from `jpki token csr`.
         #[arg(long)]
         csr: PathBuf,
-        /// Also write the certificate (PEM) here.
-        #[arg(long)]
+        /// Also write the certificate here (PEM; DER with --der), e.g. auth.pem.
+        #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Write --out as DER instead of PEM.
+        #[arg(long, requires = "out")]
+        der: bool,
         /// Issue a signing certificate to a holder under the signing age (policy
         /// `eligibility.signing_min_age`, 15 by default), with the reason, e.g. "application by
         /// legal representative"; audited.
@@ -117,34 +138,48 @@ pub enum Command {
         /// window (policy `validity.renewal_window_months`) to run, with the reason; audited.
         #[arg(long, value_name = "REASON")]
         early_renewal: Option<String>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a certificate, or every serial listed in a file (one per line, optionally
     /// `auth:SERIAL` or `signing:SERIAL`; printing each acknowledgement as it becomes durable).
     Revoke {
+        /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long, required_unless_present = "batch")]
         serial: Option<String>,
+        /// A file with one serial per line (optionally auth:SERIAL or signing:SERIAL); every line is checked before anything is revoked.
         #[arg(long, conflicts_with = "serial")]
         batch: Option<PathBuf>,
+        /// RFC 5280 reason: keyCompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, … (e.g. keyCompromise).
         #[arg(long, value_parser = parse_reason)]
         reason: Reason,
+        /// When the key is known or suspected to have been compromised, RFC 3339, e.g. 2026-12-01T09:00:00+09:00 (invalidityDate).
         #[arg(long, value_parser = parse_time)]
         invalidity_date: Option<OffsetDateTime>,
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
-        /// With --batch: check every line and say what would be done, changing nothing.
-        #[arg(long, requires = "batch")]
+        /// Check the serial (or, with --batch, every line) and say what would be done,
+        /// changing nothing.
+        #[arg(long)]
         dry_run: bool,
+        /// Do not ask for confirmation at a terminal (it is never asked without one).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Put a certificate on hold (certificateHold; never released for card certificates).
     Hold {
+        /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long)]
         serial: String,
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -195,9 +230,10 @@ pub enum Command {
     /// The CA's officers and their roles (ca-officer, municipal-clerk, auditor).
     #[command(subcommand)]
     Officer(officer::OfficerCommand),
-    /// Reports: platform API usage per month.
+    /// Reports: platform API usage per month; issuance, revocations and holds per
+    /// municipality and period; certificates expiring (table, --csv or --json).
     #[command(subcommand)]
-    Report(operator::ReportCommand),
+    Report(report::ReportCommand),
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -240,11 +276,13 @@ pub enum OcspSignerCommand {
         /// Only signers within the policy's `validity.ocsp_signer_renew_days` of expiry (cron).
         #[arg(long)]
         if_due: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The roots' and OCSP signers' notAfter and renewal margins.
     Status {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -253,8 +291,10 @@ pub enum OcspSignerCommand {
     /// force at once; a running server drops every answer the old key signed. See
     /// docs/operations.md.
     Compromise {
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Hierarchy,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -264,16 +304,22 @@ pub enum OcspSignerCommand {
 pub enum ResidentCommand {
     /// Register a resident.
     Add {
+        /// Name as registered (family and given name, e.g. 山田　花子).
         #[arg(long)]
         name: String,
+        /// Date of birth, YYYY-MM-DD, e.g. 1990-04-01.
         #[arg(long, value_parser = parse_date)]
         birth: Date,
+        /// Sex code of the register: 1 (male), 2 (female) or 9 (not applicable).
         #[arg(long, value_parser = parse_sex)]
         sex: Sex,
+        /// Address as registered, e.g. 東京都千代田区霞が関２－１－２.
         #[arg(long)]
         address: String,
+        /// Prefecture, e.g. Tokyo (names the CRL partition of its certificates).
         #[arg(long)]
         prefecture: String,
+        /// Municipality, e.g. Chiyoda-ku (names the CRL partition of its certificates).
         #[arg(long)]
         municipality: String,
         /// The card's expiry, YYYY-MM-DD: at most the holder's 10th birthday after today (the
@@ -285,6 +331,7 @@ pub enum ResidentCommand {
         /// kept in the history and the audit trail.
         #[arg(long, value_name = "REASON")]
         allow_duplicate: Option<String>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -297,19 +344,53 @@ pub enum ResidentCommand {
         /// Check every row against the register and print the report, registering nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask for confirmation at a terminal (it is never asked without one).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Who read this holder's data through a platform operator, and when (as Mynaportal discloses it).
     AccessLog(operator::AccessLogArgs),
-    /// Show a resident, their certificates and history.
-    Show {
-        #[arg(long)]
+    /// Reset a locked (or forgotten) PIN of the holder's token at the municipal counter, after
+    /// the holder's identity was checked there, without the other PIN: the register checks the
+    /// resident, the municipality and the token's certificate and records the reset in the
+    /// audit trail, then the counter key (`jpki token counter-key`, its passphrase from
+    /// $JPKI_PASSPHRASE or --passphrase-file) sets the new PIN. Example: `jpki resident
+    /// pin-reset --id R… --token card.json --kind auth --counter-key chiyoda.key`.
+    PinReset {
+        /// The resident, as registered (R…).
+        #[arg(long, value_name = "ID")]
         id: String,
+        /// The holder's token file.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+        /// Which PIN: auth (4 digits) or signing (6-16 letters and digits).
+        #[arg(long, value_parser = parse_hierarchy, value_name = "KIND")]
+        kind: Hierarchy,
+        /// The counter's key file (`jpki token counter-key --out`).
+        #[arg(long, value_name = "FILE")]
+        counter_key: PathBuf,
+        /// The new PIN (asked for twice without echo when left out).
+        #[arg(long, value_name = "PIN")]
+        new_pin: Option<String>,
+        /// One JSON object: the reset as recorded.
         #[arg(long)]
         json: bool,
     },
-    /// Find residents (e.g. for the loss hotline: by name and birth date), a page at a time.
+    /// Show a resident, their certificates and history.
+    Show {
+        /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC (`jpki resident search` finds it).
+        #[arg(long)]
+        id: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find residents (e.g. for the loss hotline: by name and birth date), a page at a time;
+    /// with no filter, list them all (`jpki resident list`).
+    #[command(visible_alias = "list")]
     Search {
         /// Part of the name; spaces are ignored (山田花子 finds 山田　花子).
         #[arg(long)]
@@ -317,6 +398,7 @@ pub enum ResidentCommand {
         /// Date of birth, YYYY-MM-DD.
         #[arg(long, value_parser = parse_date)]
         birth: Option<Date>,
+        /// Municipality, e.g. Chiyoda-ku (names the CRL partition of its certificates).
         #[arg(long)]
         municipality: Option<String>,
         /// active, emigrating, emigrated or deceased.
@@ -328,6 +410,7 @@ pub enum ResidentCommand {
         /// Residents per page, 1 to 1000.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -335,10 +418,13 @@ pub enum ResidentCommand {
     Move {
         #[command(flatten)]
         who: Who,
+        /// Address as registered, e.g. 東京都千代田区霞が関２－１－２.
         #[arg(long)]
         address: String,
+        /// Prefecture, e.g. Tokyo (names the CRL partition of its certificates).
         #[arg(long)]
         prefecture: Option<String>,
+        /// Municipality, e.g. Chiyoda-ku (names the CRL partition of its certificates).
         #[arg(long)]
         municipality: Option<String>,
     },
@@ -346,6 +432,7 @@ pub enum ResidentCommand {
     Rename {
         #[command(flatten)]
         who: Who,
+        /// Name as registered (family and given name, e.g. 山田　花子).
         #[arg(long)]
         name: String,
     },
@@ -353,19 +440,25 @@ pub enum ResidentCommand {
     Correct {
         #[command(flatten)]
         who: Who,
+        /// Name as registered (family and given name, e.g. 山田　花子).
         #[arg(long)]
         name: Option<String>,
+        /// Date of birth, YYYY-MM-DD, e.g. 1990-04-01.
         #[arg(long, value_parser = parse_date)]
         birth: Option<Date>,
+        /// Sex code of the register: 1 (male), 2 (female) or 9 (not applicable).
         #[arg(long, value_parser = parse_sex)]
         sex: Option<Sex>,
+        /// Address as registered, e.g. 東京都千代田区霞が関２－１－２.
         #[arg(long)]
         address: Option<String>,
     },
-    /// Death: both certificates are revoked.
+    /// Death: both certificates are revoked. Asks for confirmation at a terminal.
     Death {
         #[command(flatten)]
         who: Who,
+        #[command(flatten)]
+        confirm: confirm::Confirm,
     },
     /// Emigration: the signing certificate is revoked at the departure date.
     Emigrate {
@@ -394,8 +487,12 @@ pub enum ResidentCommand {
     CardRenew {
         #[command(flatten)]
         who: Who,
-        #[arg(long, value_parser = parse_date)]
+        /// The new card's expiry, YYYY-MM-DD (at most 10 years ahead, 5 for a minor), e.g.
+        /// 2036-04-01.
+        #[arg(long, value_parser = parse_date, value_name = "DATE")]
         card_expiry: Date,
+        #[command(flatten)]
+        confirm: confirm::Confirm,
     },
     /// The holder asks for revocation (cessationOfOperation).
     Withdraw {
@@ -409,22 +506,35 @@ pub enum ResidentCommand {
 
 #[derive(Args, Debug)]
 pub struct Who {
+    /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC (`jpki resident search` finds it).
     #[arg(long)]
     id: String,
+    /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CertCommand {
+    /// Show one certificate: its holder, validity, status and PEM.
     Show {
+        /// Also write the certificate to this file (PEM; DER with --der).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Write --out as DER instead of PEM.
+        #[arg(long, requires = "out")]
+        der: bool,
+        /// The certificate serial in hex, e.g. 012D57CA (colons and 0x allowed).
         #[arg(long)]
         serial: String,
+        /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Option<Hierarchy>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// List certificates, filtered and a page at a time.
     List {
         /// Only this resident's certificates.
         #[arg(long)]
@@ -448,6 +558,7 @@ pub enum CertCommand {
         /// Certificates per page, 1 to 10000.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -475,6 +586,30 @@ pub enum StoreCommand {
     /// stays bounded. Safe while `jpki serve` runs (it goes through the admin socket); commits
     /// pause only while the journal's tail is copied.
     Compact {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the data directory (the store as of one commit, keys,
+    /// certificates, policy) to one archive file, also while `jpki serve` runs (through its
+    /// admin socket); restore it with `jpki store restore`. sled stores only (PostgreSQL:
+    /// pg_dump, docs/store.md). Example: `jpki store backup --out /backup/jpki-2026-12-05.tar`.
+    Backup {
+        /// The archive to write (a tar file, 0600); must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// One JSON object: {"out", "created", "files", "store": {position, last, …}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpack a backup into the data directory given by --data, which must not exist or be
+    /// empty (never over a store), check every file's checksum, open the store and verify the
+    /// audit chain. Example: `jpki store restore /backup/jpki.tar --data /srv/jpki-restored`.
+    Restore {
+        /// The archive written by `jpki store backup`.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// One JSON object: {"data", "files", "audit_records", "certificates_checked", …}.
         #[arg(long)]
         json: bool,
     },
@@ -485,6 +620,7 @@ pub enum StoreCommand {
         /// The target database, postgres://…
         #[arg(long)]
         to: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -496,6 +632,7 @@ pub enum EventsCommand {
     /// date). `jpki serve` does this by itself; run this from cron on an install without a
     /// server, e.g. every minute.
     ApplyDue {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -505,11 +642,13 @@ pub enum EventsCommand {
 pub enum AuditCommand {
     /// Check the hash chain: detects a changed, inserted or removed record.
     Verify {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Print the records.
     Log {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -520,13 +659,16 @@ pub enum CrlCommand {
     /// Write every CRL of both hierarchies into DIR (for a static web server or a CDN), plus
     /// index.json. Needs the store: stop `jpki serve` first (it publishes by itself).
     Publish {
+        /// The directory to write the CRLs and index.json into, e.g. /var/www/crl.
         #[arg(long)]
         out: PathBuf,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Each partition's CRL number, age, entries and size.
     Status {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -536,6 +678,7 @@ pub enum CrlCommand {
 pub enum BenchCommand {
     /// Issuance throughput (CSR in, durable certificate out) beside the raw RSA signing rate.
     Issue {
+        /// Issuances to measure.
         #[arg(long, default_value_t = 10_000)]
         count: usize,
         /// Concurrent issuing clients (the signing ceiling is measured with one thread per core).
@@ -563,10 +706,13 @@ pub enum BenchCommand {
         /// The time-stamped signature the evidence is about, its content, and the roots.
         #[arg(long)]
         sig: PathBuf,
+        /// The signed content the evidence is about.
         #[arg(long)]
         content: PathBuf,
+        /// The roots to trust (PEM), e.g. from `jpki root`.
         #[arg(long)]
         trust: PathBuf,
+        /// The TSA's root certificate (PEM).
         #[arg(long)]
         tsa_root: PathBuf,
         /// Verifications per measurement.
@@ -708,6 +854,13 @@ fn one_line(e: &clap::Error) -> String {
         ContextValue::Strings(v) => v.clone(),
         other => vec![other.to_string()],
     };
+    // "the following required arguments were not provided:" names them on the next lines.
+    if line.ends_with(':') {
+        if let Some(v) = e.get(ContextKind::InvalidArg) {
+            line.push(' ');
+            line.push_str(&values(v).join(", "));
+        }
+    }
     for (kind, label) in [
         (ContextKind::SuggestedSubcommand, "did you mean"),
         (ContextKind::SuggestedArg, "did you mean"),
@@ -732,6 +885,13 @@ fn one_line(e: &clap::Error) -> String {
 /// The store opened in this process, or `None` when a running `jpki serve` holds it (then
 /// the request goes over its admin socket and runs the same code there).
 fn open_local(cli: &Cli) -> Result<Option<Authority>> {
+    if cli.read_only {
+        return Ok(Some(crate::store::open_read_only(
+            &cli.data,
+            passphrase(cli.passphrase_file.as_deref())?,
+            clock()?,
+        )?));
+    }
     match crate::store::open(
         &cli.data,
         passphrase(cli.passphrase_file.as_deref())?,
@@ -793,6 +953,7 @@ fn revoke_batch(
     file: &Path,
     hierarchy: Option<Hierarchy>,
     dry_run: bool,
+    yes: bool,
     json: bool,
     revoke: impl Fn(String, Option<Hierarchy>) -> Request,
 ) -> Result<()> {
@@ -894,6 +1055,19 @@ fn revoke_batch(
             .map_err(Error::io("write to stdout"))
     };
     if dry_run {
+        if json {
+            let would: Vec<serde_json::Value> = todo
+                .iter()
+                .map(|(n, h, serial, status)| {
+                    serde_json::json!({ "line": n, "hierarchy": h, "serial": serial, "status": status })
+                })
+                .collect();
+            say(
+                serde_json::json!({ "dry_run": true, "would_revoke": would, "count": todo.len() })
+                    .to_string(),
+            )?;
+            return Ok(());
+        }
         for (n, h, serial, status) in &todo {
             say(format!("line {n}: would revoke {h}:{serial} ({status})"))?;
         }
@@ -903,6 +1077,14 @@ fn revoke_batch(
         ))?;
         return Ok(());
     }
+    confirm::ask(
+        yes,
+        &format!(
+            "{} certificate(s) listed in {} will be revoked.",
+            todo.len(),
+            file.display()
+        ),
+    )?;
     let mut done: Vec<Revocation> = Vec::new();
     for (n, h, serial, _) in &todo {
         let h = parse_hierarchy(h).map_err(Error::Invalid)?;
@@ -940,7 +1122,11 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
     let Some(a) = open_local(cli)? else {
         return Err(crate::Error::Serve("the store is held by a running `jpki serve`, which publishes the CRLs itself (fetch them from its /crl/ URLs), or stop it first".into()));
     };
-    let a = Arc::new(a);
+    Ok(publisher_over(cli, Arc::new(a))?.publisher)
+}
+
+/// The CRL publisher (and its directory) over an authority opened in this process.
+fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
     let cfg = crate::serve::Config::default();
     let settings = crate::serve::Settings {
         http: None,
@@ -954,7 +1140,45 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         compact_journal_bytes: None,
         limits: conn_guard::Limits::default(),
     };
-    Ok(crate::serve::assemble(a, &settings)?.publisher)
+    crate::serve::assemble(a, &settings)
+}
+
+/// The same JSON with every object key in snake_case (`thisUpdate` → `this_update`).
+fn snake_keys(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut out = String::with_capacity(k.len() + 4);
+                    for c in k.chars() {
+                        if c.is_ascii_uppercase() {
+                            out.push('_');
+                            out.push(c.to_ascii_lowercase());
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    (out, snake_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(snake_keys).collect()),
+        other => other,
+    }
+}
+
+/// Writes a certificate given as PEM to `path`: PEM, or DER with `der` (`--der`).
+fn write_cert(path: &Path, pem: &str, der: bool) -> Result<()> {
+    let bytes = if der {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| Error::Invalid(format!("certificate PEM: {e}")))?
+            .1
+            .contents
+    } else {
+        pem.as_bytes().to_vec()
+    };
+    Ok(std::fs::write(path, bytes).map_err(Error::io(format!("write {}", path.display())))?)
 }
 
 fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentState, String> {
@@ -989,8 +1213,26 @@ pub fn run(cli: Cli) -> Result<()> {
             data: cli.data,
             passphrase_file: cli.passphrase_file,
             log_format: cli.log_format,
+            read_only: cli.read_only,
         },
     };
+    if cli.read_only
+        && matches!(
+            cli.command,
+            Command::Init { .. }
+                | Command::Serve { .. }
+                | Command::Demo { .. }
+                | Command::Bench(_)
+                | Command::Crl(CrlCommand::Publish { .. })
+                | Command::Store(
+                    StoreCommand::Compact { .. }
+                        | StoreCommand::Migrate { .. }
+                        | StoreCommand::Restore { .. }
+                )
+        )
+    {
+        return Err(Error::ReadOnly(cli.data.display().to_string()).into());
+    }
     match &cli.command {
         Command::Init {
             policy,
@@ -1046,11 +1288,26 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Root { hierarchy, json } => {
+        Command::Root {
+            hierarchy,
+            json,
+            out,
+            der,
+        } => {
             let v = match *hierarchy {
                 RootOf::Operator => call_pf(&cli, platform::Request::OperatorRoot)?,
                 RootOf::Ca(hierarchy) => call(&cli, Request::Root { hierarchy })?,
             };
+            if let Some(path) = out {
+                write_cert(path, v["pem"].as_str().unwrap_or_default(), *der)?;
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "out": path.display().to_string(), "der": der })
+                    );
+                }
+                return Ok(());
+            }
             if *json {
                 println!("{}", serde_json::json!({ "pem": v["pem"] }));
             } else {
@@ -1066,6 +1323,7 @@ pub fn run(cli: Cli) -> Result<()> {
             kind,
             csr,
             out,
+            der,
             minor_signing,
             early_renewal,
             json,
@@ -1088,8 +1346,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?)?;
             if let Some(path) = out {
-                std::fs::write(path, &issued.pem)
-                    .map_err(Error::io(format!("write {}", path.display())))?;
+                write_cert(path, &issued.pem, *der)?;
             }
             print(*json, &issued, |i| {
                 let mut s = format!(
@@ -1117,6 +1374,7 @@ pub fn run(cli: Cli) -> Result<()> {
             invalidity_date,
             hierarchy,
             dry_run,
+            yes,
             json,
         } => {
             let revoke = |serial: String| Request::Revoke {
@@ -1132,9 +1390,39 @@ pub fn run(cli: Cli) -> Result<()> {
                     reason: *reason,
                     invalidity: *invalidity_date,
                 };
-                return revoke_batch(&cli, file, *hierarchy, *dry_run, *json, revoke_in);
+                return revoke_batch(&cli, file, *hierarchy, *dry_run, *yes, *json, revoke_in);
             }
             let serial = serial.clone().unwrap_or_default();
+            if *dry_run || confirm::will_ask(*yes) {
+                let v = call(
+                    &cli,
+                    Request::RevocationCheck {
+                        serials: vec![serial.clone()],
+                        hierarchy: *hierarchy,
+                    },
+                )?;
+                let c = &v["checked"][0];
+                if let Some(e) = c["error"].as_str() {
+                    return Err(Error::Invalid(e.to_owned()).into());
+                }
+                let what = format!(
+                    "would {} {}:{} ({}, now {})",
+                    if *reason == Reason::CertificateHold {
+                        "hold"
+                    } else {
+                        "revoke"
+                    },
+                    c["hierarchy"].as_str().unwrap_or_default(),
+                    c["serial"].as_str().unwrap_or_default(),
+                    reason,
+                    c["status"].as_str().unwrap_or_default()
+                );
+                if *dry_run {
+                    let v = serde_json::json!({ "dry_run": true, "checked": v["checked"] });
+                    return print(*json, &v, |_| format!("{what}; dry run: nothing changed"));
+                }
+                confirm::ask(*yes, &what)?;
+            }
             let r: Revocation = typed(call(&cli, revoke(serial))?)?;
             print(*json, &r, |r| {
                 format!(
@@ -1171,6 +1459,8 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Cert(CertCommand::Show {
+            out,
+            der,
             serial,
             hierarchy,
             json,
@@ -1182,6 +1472,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     hierarchy: *hierarchy,
                 },
             )?)?;
+            if let Some(path) = out {
+                write_cert(path, &v.pem, *der)?;
+            }
             print(*json, &v, |v| {
                 let history: String = v
                     .history
@@ -1264,6 +1557,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     v["journal_bytes_after"]
                 )
             })
+        }
+        Command::Store(StoreCommand::Backup { out, json }) => backup::backup(&cli, out, *json),
+        Command::Store(StoreCommand::Restore { file, json }) => {
+            backup::restore(file, &cli.data, *json)
         }
         Command::Store(StoreCommand::Migrate { to, json }) => {
             let n = crate::store::migrate(&cli.data, to)?;
@@ -1454,7 +1751,19 @@ pub fn run(cli: Cli) -> Result<()> {
             let index = publisher
                 .publish_all(out, now)
                 .map_err(|e| crate::Error::Serve(format!("CRL publication: {e}")))?;
-            print(*json, &serde_json::json!({ "crls": index }), |_| {
+            let dir = out.canonicalize().unwrap_or_else(|_| out.clone());
+            crate::serve::crl_status::record_export(
+                &cli.data,
+                &crate::serve::crl_status::Export {
+                    dir: dir.display().to_string(),
+                    at: now,
+                    crls: index.len(),
+                    entries: index.iter().map(|i| i.entries).sum(),
+                },
+            )?;
+            // index.json keeps its published camelCase; the CLI's JSON is snake_case.
+            let crls = snake_keys(serde_json::to_value(&index).map_err(|e| Error::Invalid(e.to_string()))?);
+            print(*json, &serde_json::json!({ "crls": crls }), |_| {
                 let entries: u64 = index.iter().map(|i| i.entries).sum();
                 format!(
                     "published {} CRLs ({entries} entries) and index.json to {}",
@@ -1464,30 +1773,26 @@ pub fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Crl(CrlCommand::Status { json }) => {
-            let publisher = local_publisher(&cli)?;
-            let now = clock()?.now();
-            let status = publisher
-                .status(now)
-                .map_err(|e| crate::Error::Serve(format!("CRL status: {e}")))?;
-            let rows: Vec<serde_json::Value> = status
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "hierarchy": s.hierarchy,
-                        "partition": crl_publisher::scope_name(&s.scope),
-                        "number": s.published.as_ref().map(|p| p.number),
-                        "age_seconds": s.age.map(|a| a.whole_seconds()),
-                        "entries": s.published.as_ref().map(|p| p.entries),
-                        "size": s.published.as_ref().map(|p| p.size),
-                        "next_update": s.published.as_ref().map(|p| when(p.next_update)),
-                    })
-                })
-                .collect();
-            print(*json, &serde_json::json!({ "crls": rows }), |_| {
+            let v = match open_local(&cli)? {
+                Some(a) => {
+                    let a = Arc::new(a);
+                    let parts = publisher_over(&cli, Arc::clone(&a))?;
+                    let crl_dir = cli.data.join(&crate::serve::Config::default().crl.dir);
+                    let now = clock()?.now();
+                    crate::serve::crl_status::status(&a, &parts.publisher, &crl_dir, false, now)?
+                }
+                // A running server answers from its own publisher.
+                None => ca::api::call_json(
+                    &cli.data,
+                    &serde_json::json!({ "op": crate::serve::crl_status::OP }),
+                )?,
+            };
+            print(*json, &v, |v| {
                 let mut out = format!(
-                    "{:<8} {:>9} {:>7} {:>9} {:>8} {:>9}",
-                    "kind", "partition", "number", "age (s)", "entries", "bytes"
+                    "{:<8} {:>24} {:>7} {:>9} {:>8} {:>9} {:>5}",
+                    "kind", "partition", "number", "age (s)", "entries", "bytes", "dirty"
                 );
+                let rows = v["crls"].as_array().cloned().unwrap_or_default();
                 for r in &rows {
                     let cell = |k: &str| {
                         r[k].as_u64()
@@ -1496,14 +1801,35 @@ pub fn run(cli: Cli) -> Result<()> {
                             .unwrap_or_else(|| "-".into())
                     };
                     out.push_str(&format!(
-                        "\n{:<8} {:>9} {:>7} {:>9} {:>8} {:>9}",
+                        "\n{:<8} {:>24} {:>7} {:>9} {:>8} {:>9} {:>5}",
                         r["hierarchy"].as_str().unwrap_or_default(),
                         r["partition"].as_str().unwrap_or_default(),
                         cell("number"),
                         cell("age_seconds"),
                         cell("entries"),
-                        cell("size")
+                        cell("size"),
+                        if r["dirty"] == true { "yes" } else { "" }
                     ));
+                }
+                out.push_str(&format!(
+                    "\n{} CRL(s), {} waiting to be published; {} from {}",
+                    rows.len(),
+                    v["dirty"],
+                    if v["server"] == true {
+                        "served by the running jpki serve"
+                    } else {
+                        "no server running; last served"
+                    },
+                    v["served_from"].as_str().unwrap_or_default()
+                ));
+                match v["last_export"].as_object() {
+                    Some(e) => out.push_str(&format!(
+                        "\nlast `jpki crl publish`: {} CRLs to {} at {}",
+                        e["crls"],
+                        e["dir"].as_str().unwrap_or_default(),
+                        e["at"].as_str().unwrap_or_default()
+                    )),
+                    None => out.push_str("\nnever exported with `jpki crl publish`"),
                 }
                 out
             })
@@ -1521,11 +1847,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", operator::operator_output(cmd, &v)?);
             Ok(())
         }
-        Command::Report(cmd) => {
-            let v = call_pf(&cli, operator::report_request(cmd)?)?;
-            print!("{}", operator::report_output(cmd, &v)?);
-            Ok(())
-        }
+        Command::Report(cmd) => report::run(&cli, cmd),
         Command::Sp(cmd) => {
             let v = call_pf(&cli, operator::sp_request(cmd)?)?;
             println!("{}", operator::sp_output(cmd, &v)?);
@@ -1561,6 +1883,55 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
             let v = call_pf(cli, operator::access_log_request(args))?;
             println!("{}", operator::access_log_output(args, &v)?);
             return Ok(());
+        }
+        ResidentCommand::PinReset {
+            id,
+            token,
+            kind,
+            counter_key,
+            new_pin,
+            json,
+        } => {
+            // Everything is checked before the register records anything or the token changes.
+            let mut t = holder_token::Token::open(token)?;
+            let Some(municipality) = t.counter_municipality().map(str::to_owned) else {
+                return Err(holder_token::Error::NoCounter.into());
+            };
+            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let key = holder_token::counter::CounterKey::open(counter_key, &pass)?;
+            if key.municipality != municipality {
+                return Err(holder_token::Error::CounterMismatch {
+                    token: municipality,
+                    key: key.municipality.clone(),
+                }
+                .into());
+            }
+            let certificate_serial = t.certificate(*kind).and_then(|der| {
+                x509_parser::parse_x509_certificate(der)
+                    .ok()
+                    .map(|(_, c)| hex::encode_upper(c.raw_serial()))
+            });
+            let new_pin = holder_token::prompt::pin(new_pin.clone(), *kind, "new", true)?;
+            holder_token::pin::normalize(*kind, &new_pin)?;
+            let v = call(
+                cli,
+                Request::CounterPinReset(ca::authority::counter::CounterReset {
+                    resident: id.clone(),
+                    kind: *kind,
+                    municipality,
+                    certificate_serial,
+                }),
+            )?;
+            t.counter_reset(*kind, &key, &new_pin)?;
+            return print(*json, &v, |v| {
+                format!(
+                    "{}: the {} PIN was reset at the counter of {} (recorded in the audit trail); {} tries",
+                    id,
+                    kind,
+                    v["municipality"].as_str().unwrap_or_default(),
+                    holder_token::pin::max_tries(*kind)
+                )
+            });
         }
         ResidentCommand::Add {
             name,
@@ -1598,11 +1969,41 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ResidentCommand::Import {
             file,
             dry_run,
+            yes,
             json,
         } => {
             let report = match import::read(file)? {
                 Err(refused) => {
                     serde_json::json!({ "accepted": [], "refused": refused, "dry_run": dry_run })
+                }
+                Ok(rows) if !*dry_run && confirm::will_ask(*yes) => {
+                    // Checked as a whole first; the question only when every row is good.
+                    let checked = call(
+                        cli,
+                        Request::ResidentImport {
+                            rows: rows.clone(),
+                            dry_run: true,
+                        },
+                    )?;
+                    if checked["refused"].as_array().is_some_and(|r| !r.is_empty()) {
+                        checked
+                    } else {
+                        confirm::ask(
+                            *yes,
+                            &format!(
+                                "{} resident(s) from {} will be registered.",
+                                rows.len(),
+                                file.display()
+                            ),
+                        )?;
+                        call(
+                            cli,
+                            Request::ResidentImport {
+                                rows,
+                                dry_run: false,
+                            },
+                        )?
+                    }
                 }
                 Ok(rows) => call(
                     cli,
@@ -1749,7 +2150,7 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
                 address: address.clone(),
             },
         ),
-        ResidentCommand::Death { who } => (who, Event::Death),
+        ResidentCommand::Death { who, .. } => (who, Event::Death),
         ResidentCommand::Emigrate {
             who,
             date,
@@ -1763,7 +2164,9 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ),
         ResidentCommand::CardLost { who } => (who, Event::CardLost),
         ResidentCommand::CardFound { who } => (who, Event::CardFound),
-        ResidentCommand::CardRenew { who, card_expiry } => (
+        ResidentCommand::CardRenew {
+            who, card_expiry, ..
+        } => (
             who,
             Event::CardRenew {
                 card_expiry: *card_expiry,
@@ -1771,6 +2174,41 @@ fn resident(cli: &Cli, rc: &ResidentCommand) -> Result<()> {
         ),
         ResidentCommand::Withdraw { who, kind } => (who, Event::Withdraw { kind: *kind }),
     };
+    if let ResidentCommand::Death { confirm, .. } | ResidentCommand::CardRenew { confirm, .. } = rc
+    {
+        if confirm.dry_run || confirm::will_ask(confirm.yes) {
+            let preview: EventOutcome = typed(call(
+                cli,
+                Request::EventPreview {
+                    id: who.id.clone(),
+                    event: event.clone(),
+                },
+            )?)?;
+            let mut what = format!("{}: {} would be recorded", preview.resident, preview.event);
+            for r in &preview.revocations {
+                what.push_str(&format!(
+                    "\n  would {} {}:{} ({})",
+                    if r.status == ca::records::State::Held {
+                        "hold"
+                    } else {
+                        "revoke"
+                    },
+                    r.hierarchy,
+                    r.serial,
+                    r.reason
+                ));
+            }
+            if confirm.dry_run {
+                let mut v =
+                    serde_json::to_value(&preview).map_err(|e| Error::Invalid(e.to_string()))?;
+                v["dry_run"] = true.into();
+                return print(who.json, &v, |_| {
+                    format!("{what}\ndry run: nothing changed")
+                });
+            }
+            confirm::ask(confirm.yes, &what)?;
+        }
+    }
     let outcome: EventOutcome = typed(call(
         cli,
         Request::Event {

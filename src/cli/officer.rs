@@ -20,6 +20,7 @@ use crate::Result;
 pub enum OfficerCommand {
     /// Register an officer and issue its TLS client certificate (operator CA).
     Add {
+        /// The officer's name, e.g. sato.
         #[arg(long)]
         name: String,
         /// ca-officer, municipal-clerk or auditor.
@@ -32,36 +33,46 @@ pub enum OfficerCommand {
         /// written to --key-out (unencrypted PKCS#8, mode 0600).
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// Write the client certificate (PEM) here, e.g. pf.pem.
         #[arg(long)]
         cert_out: PathBuf,
+        /// Write the generated private key (PEM, 0600) here, e.g. pf.key.
         #[arg(long)]
         key_out: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List the officers.
     List {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Suspend an officer (every request refused until reactivated).
     Suspend {
+        /// The officer's name, e.g. sato.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Reactivate a suspended officer.
     Reactivate {
+        /// The officer's name, e.g. sato.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke an officer for good.
     Revoke {
+        /// The officer's name, e.g. sato.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },

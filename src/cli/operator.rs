@@ -22,6 +22,7 @@ use platform::{Error, Request, Result};
 pub enum OperatorCommand {
     /// Register a platform operator and issue its TLS client certificate from the operator CA.
     Add {
+        /// The platform operator's name as registered, e.g. pf-tokyo.
         #[arg(long)]
         name: String,
         /// Comma-separated: validity, four-attributes, successor.
@@ -31,63 +32,81 @@ pub enum OperatorCommand {
         /// written to --key-out (unencrypted PKCS#8, mode 0600, for curl and TLS clients).
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// Write the client certificate (PEM) here, e.g. pf.pem.
         #[arg(long)]
         cert_out: PathBuf,
+        /// Write the generated private key (PEM, 0600) here, e.g. pf.key.
         #[arg(long)]
         key_out: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Register a certificate the operator brings, by its key.
     RegisterCert {
+        /// The platform operator's name as registered, e.g. pf-tokyo.
         #[arg(long)]
         name: String,
+        /// A certificate (PEM) of the operator's own key, issued elsewhere.
         #[arg(long)]
         cert: PathBuf,
+        /// Comma-separated scopes, e.g. validity,four-attributes.
         #[arg(long, default_value = "validity")]
         scopes: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List platform operators.
     List {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Suspend a platform operator (its API calls get 403 until reactivated).
     Suspend {
+        /// The platform operator's name as registered, e.g. pf-tokyo.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Reactivate a suspended platform operator.
     Reactivate {
+        /// The platform operator's name as registered, e.g. pf-tokyo.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a platform operator's accreditation (final).
     Revoke {
+        /// The platform operator's name as registered, e.g. pf-tokyo.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Issue a registered operator a new client certificate before the old one expires (the
     /// old one keeps working until its own notAfter).
     Renew {
+        /// The platform operator's name as registered, e.g. pf-tokyo.
         #[arg(long)]
         name: String,
         /// A PKCS#10 request with the operator's (new or same) key; without it a key is
         /// generated and written to --key-out (unencrypted PKCS#8, mode 0600).
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// Write the client certificate (PEM) here, e.g. pf.pem.
         #[arg(long)]
         cert_out: PathBuf,
+        /// Write the generated private key (PEM, 0600) here, e.g. pf.key.
         #[arg(long)]
         key_out: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -101,16 +120,19 @@ pub enum SpCommand {
         /// The platform operator's name.
         #[arg(long)]
         pf: String,
+        /// The service provider's name, e.g. bank-a (unique within its platform operator).
         #[arg(long)]
         name: String,
         /// Comma-separated: validity, four-attributes, successor.
         #[arg(long)]
         scopes: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List service providers.
     List {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -148,6 +170,7 @@ pub struct SpTarget {
     /// Who makes the change, named in the audit record (default: $JPKI_ACTOR, else $USER).
     #[arg(long, env = "JPKI_ACTOR")]
     pub actor: Option<String>,
+    /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -177,8 +200,10 @@ pub enum ReportCommand {
 /// `jpki resident access-log --id ID`
 #[derive(Debug, Clone, Args)]
 pub struct AccessLogArgs {
+    /// The resident's id as registered, e.g. R0C60BA7AFACCE4BC (`jpki resident search` finds it).
     #[arg(long)]
     pub id: String,
+    /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -283,8 +308,9 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
         .map_err(io(format!("write {}", path.display())))
 }
 
+/// `--json` output: compact, one object per line, like every jpki command.
 fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    v.to_string()
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {

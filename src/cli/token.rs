@@ -37,9 +37,26 @@ pub enum TokenCommand {
         /// its keys get the phone certificates (`jpki phone`).
         #[arg(long)]
         phone: bool,
+        /// Enrol the token with the municipal counter whose public key this is (the `.pub`
+        /// file of `jpki token counter-key`), so that its clerks can reset a locked PIN
+        /// without the other one (`jpki resident pin-reset`). Example: --counter chiyoda.key.pub
+        #[arg(long, value_name = "FILE")]
+        counter: Option<PathBuf>,
+    },
+    /// Make a municipal counter's PIN-reset key (RSA-2048), sealed under $JPKI_PASSPHRASE
+    /// (at least 8 characters), in FILE (0600, stays at the counter) and its public half in
+    /// FILE.pub (for `jpki token new --counter`). See docs/lifecycle.md.
+    CounterKey {
+        /// The municipality whose counter it is, as registered (e.g. Chiyoda-ku).
+        #[arg(long, value_name = "NAME")]
+        municipality: String,
+        /// The key file to create (must not exist), e.g. chiyoda-counter.key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Write a PKCS#10 certificate request (PEM) for one of the keys.
     Csr {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// Which key: signing or auth.
@@ -48,25 +65,31 @@ pub enum TokenCommand {
         /// The PIN of that key.
         #[arg(long)]
         pin: Option<String>,
+        /// The file to write, e.g. auth.csr or signed.p7s.
         #[arg(long)]
         out: PathBuf,
     },
     /// Store a certificate (PEM or DER) beside the key it certifies.
     ImportCert {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
+        /// The certificate the CA issued (PEM or DER), e.g. from `jpki issue --out`.
         #[arg(long)]
         cert: PathBuf,
     },
     /// Sign a file: CMS SignedData (DER), detached unless --attached.
     Sign {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// The signing password.
         #[arg(long)]
         pin: Option<String>,
+        /// The file to sign.
         #[arg(long = "in")]
         input: PathBuf,
+        /// The file to write, e.g. auth.csr or signed.p7s.
         #[arg(long)]
         out: PathBuf,
         /// Carry the content inside the SignedData.
@@ -79,13 +102,16 @@ pub enum TokenCommand {
     },
     /// Sign a login challenge with the authentication key (raw PKCS#1 v1.5 SHA-256).
     Login {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// The authentication PIN.
         #[arg(long)]
         pin: Option<String>,
+        /// The challenge file the relying party sent.
         #[arg(long)]
         challenge: PathBuf,
+        /// The file to write, e.g. auth.csr or signed.p7s.
         #[arg(long)]
         out: PathBuf,
         /// Write the authentication certificate and the signature as PEM text (what the
@@ -95,6 +121,7 @@ pub enum TokenCommand {
     },
     /// Set a new PIN for a (locked or forgotten) key after verifying the OTHER key's PIN.
     Reset {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// The key whose PIN is set.
@@ -109,6 +136,7 @@ pub enum TokenCommand {
     },
     /// Show the try counters and certificates (no PIN needed).
     Show {
+        /// The holder token file, e.g. card.json.
         #[arg(long)]
         token: PathBuf,
         /// One JSON object: the token's path and each key's counters, lock and certificate.
@@ -171,7 +199,13 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             sign_pin,
             auth_pin,
             phone,
+            counter,
         } => {
+            // Read before any PIN is asked for: a wrong file fails at once.
+            let counter = counter
+                .as_deref()
+                .map(holder_token::counter::CounterPublic::read)
+                .transpose()?;
             let s = pin(sign_pin, Hierarchy::Signing, "new", true)?;
             let a = pin(auth_pin, Hierarchy::Auth, "new", true)?;
             let kind = if phone {
@@ -179,12 +213,30 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
             } else {
                 holder_token::TokenKind::Card
             };
-            let token = Token::create_kind(&out, &s, &a, kind)?;
+            let token = Token::create_with(&out, &s, &a, kind, counter.as_ref())?;
             println!(
-                "created {} (signing: {} tries, auth: {} tries)",
+                "created {} (signing: {} tries, auth: {} tries){}",
                 token.path().display(),
                 max_tries(Hierarchy::Signing),
-                max_tries(Hierarchy::Auth)
+                max_tries(Hierarchy::Auth),
+                counter
+                    .map(|c| format!("; PINs resettable at the counter of {}", c.municipality))
+                    .unwrap_or_default()
+            );
+        }
+        TokenCommand::CounterKey { municipality, out } => {
+            let pass = std::env::var("JPKI_PASSPHRASE").map_err(|_| Error::CounterKey {
+                path: out.clone(),
+                reason: "set JPKI_PASSPHRASE to the counter key's passphrase".into(),
+            })?;
+            let public =
+                holder_token::counter::CounterKey::create(&out, &municipality, pass.as_bytes())?;
+            println!(
+                "counter key of {} in {} (keep it at the counter); public half in {} (key id {})",
+                public.municipality,
+                out.display(),
+                holder_token::counter::public_path(&out).display(),
+                holder_token::counter::key_id(&public.public_key)
             );
         }
         TokenCommand::Csr {
@@ -356,6 +408,7 @@ mod tests {
             sign_pin: Some("cli2026".into()),
             auth_pin: Some("1357".into()),
             phone: false,
+            counter: None,
         })
         .unwrap();
         run(TokenCommand::Csr {

@@ -48,10 +48,14 @@ pub fn admin_listener(data: &Path) -> Result<UnixListener> {
 /// Connections are admitted through `gate` (a cap on open connections; the socket is the
 /// owner's only, so there is no per-client cap), and one that sends no request for the gate's
 /// idle time is closed; a request being carried out is never cut short.
+///
+/// `{"op":"crl-status"}` is answered from the server's CRL publisher and directory (`crl`):
+/// `jpki crl status` while the server runs ([`super::crl_status`]).
 pub async fn serve_admin(
     listener: UnixListener,
     authority: Arc<Authority>,
     gate: Arc<conn_guard::Gate>,
+    crl: Option<(Arc<crl_publisher::Publisher>, std::path::PathBuf)>,
     shutdown: impl Future<Output = ()>,
 ) {
     let idle = gate.limits().idle;
@@ -73,6 +77,7 @@ pub async fn serve_admin(
             continue;
         };
         let authority = Arc::clone(&authority);
+        let crl = crl.clone();
         // Who is at the other end: the socket is mode 0600, so the data directory's owner
         // (root-on-host, recorded with the peer's uid as the kernel reports it).
         let actor = match stream.peer_cred() {
@@ -106,10 +111,23 @@ pub async fn serve_admin(
                 }
                 let a = Arc::clone(&authority);
                 let actor = actor.clone();
+                let crl = crl.clone();
                 let request = std::mem::take(&mut line);
                 // CA operations first, then the platform operator's (`pf-…`): the same code the
                 // CLI runs in-process.
                 let answer = tokio::task::spawn_blocking(move || {
+                    // The server's own requests (its CRL publisher's state) first.
+                    if let (Some((publisher, dir)), Ok(v)) =
+                        (&crl, serde_json::from_str::<serde_json::Value>(&request))
+                    {
+                        if v["op"] == super::crl_status::OP {
+                            let now = a.clock().now();
+                            return ca::api::reply_line(
+                                super::crl_status::status(&a, publisher, dir, true, now)
+                                    .map_err(|e| ca::Error::Store(e.to_string())),
+                            );
+                        }
+                    }
                     match serde_json::from_str::<ca::api::Request>(&request) {
                         Ok(req) => ca::api::reply_line(a.handle_as(&actor, req)),
                         Err(e) => ca::officers::acting_as(&actor, || {
@@ -148,9 +166,29 @@ pub async fn serve_public(
     responder: ocsp_responder::Responder,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_public_with(listener, gate, publisher, responder, None, shutdown).await
+}
+
+/// [`serve_public`], with `/readyz` answered from `health` (`jpki serve`).
+pub async fn serve_public_with(
+    listener: TcpListener,
+    gate: Arc<conn_guard::Gate>,
+    publisher: Arc<crl_publisher::Publisher>,
+    responder: ocsp_responder::Responder,
+    health: Option<Arc<super::health::Health>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let handler = move |req: hyper::Request<hyper::body::Incoming>| {
         let (publisher, responder) = (Arc::clone(&publisher), responder.clone());
-        async move { route(&publisher, &responder, req).await }
+        let health = health.clone();
+        async move {
+            match health {
+                Some(h) if req.uri().path() == "/readyz" && req.method() == hyper::Method::GET => {
+                    readyz(h).await
+                }
+                _ => route(&publisher, &responder, req).await,
+            }
+        }
     };
     ocsp_responder::http::serve_guarded(
         listener,
@@ -179,4 +217,37 @@ where
     } else {
         responder.handle(req).await
     }
+}
+
+/// `/readyz`: 200 and `{"ready":true,…}` when every check passes, else 503 with the reasons
+/// (see [`super::health`]).
+async fn readyz(
+    health: Arc<super::health::Health>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let answer = tokio::task::spawn_blocking(move || health.readiness()).await;
+    let (status, body) = match answer {
+        Ok(r) => (
+            if r.ready {
+                hyper::StatusCode::OK
+            } else {
+                hyper::StatusCode::SERVICE_UNAVAILABLE
+            },
+            serde_json::to_string(&r).unwrap_or_else(|_| "{\"ready\":false}".into()),
+        ),
+        Err(e) => (
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "ready": false, "checks": [], "error": e.to_string() }).to_string(),
+        ),
+    };
+    let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body + "\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
 }

@@ -14,6 +14,8 @@
 //! requests finish, and closes the store (a clean close flushes sled).
 
 pub mod adapters;
+pub mod crl_status;
+pub mod health;
 mod http;
 mod memory;
 pub mod portal;
@@ -342,11 +344,17 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         // on its own runtime, which must not happen on this one's worker.
         let parts = tokio::task::block_in_place(|| assemble(Arc::clone(&authority), &settings))?;
         watch.set_responder(parts.responder.clone());
+        let health = health::Health::new(
+            Arc::clone(&parts.authority),
+            Arc::clone(&parts.publisher),
+            Arc::clone(&watch),
+        );
         {
-            let w = Arc::clone(&watch);
+            // Reads the store: off the runtime's workers.
+            let h = Arc::clone(&health);
             parts
                 .responder
-                .add_metrics(Arc::new(move || w.render()))
+                .add_metrics(Arc::new(move || tokio::task::block_in_place(|| h.render())))
                 .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         }
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -373,6 +381,7 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             admin,
             Arc::clone(&parts.authority),
             conn_guard::Gate::new(limits),
+            Some((Arc::clone(&parts.publisher), settings.crl_dir.clone())),
             stopped(stop_rx.clone()),
         ));
 
@@ -389,6 +398,14 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                     report.failed.len()
                 )));
             }
+            // One summary line, not one per partition.
+            let partitions = parts.publisher.scopes().map(|s| s.len()).unwrap_or(0);
+            eprintln!(
+                "jpki serve: {} CRL(s) published at start, {} partition(s) served from {}",
+                report.published.len(),
+                partitions,
+                settings.crl_dir.display()
+            );
         }
         tasks.spawn(Arc::clone(&parts.publisher).run(stopped(stop_rx.clone())));
         tasks.spawn(apply_due_events(
@@ -418,11 +435,12 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 tracing::warn!(%local, "{why}");
             }
             tracing::info!(%local, "CRL and OCSP listener");
-            tasks.spawn(http::serve_public(
+            tasks.spawn(http::serve_public_with(
                 listener,
                 conn_guard::Gate::new(limits),
                 Arc::clone(&parts.publisher),
                 parts.responder.clone(),
+                Some(Arc::clone(&health)),
                 stopped(stop_rx.clone()),
             ));
         }

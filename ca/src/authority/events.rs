@@ -300,6 +300,12 @@ impl Authority {
         self.event_with(id, event, None)
     }
 
+    /// What [`Authority::event`] would do now — the same checks, the resident's new state and
+    /// the revocations its rule demands — changing nothing (`--dry-run`).
+    pub fn event_preview(&self, id: &str, event: &Event) -> Result<EventOutcome> {
+        self.event_once(id, event, None, true)
+    }
+
     /// [`Authority::event`], carrying out the scheduled event `pending` (which the unit of work
     /// removes) when given.
     fn event_with(
@@ -313,7 +319,7 @@ impl Authority {
         // concurrent change, and the transaction is then retried.
         let _one_at_a_time = self.lock_resident(id);
         for _ in 0..5 {
-            match self.event_once(id, event, pending) {
+            match self.event_once(id, event, pending, false) {
                 Err(Error::Retry) => continue,
                 other => return other,
             }
@@ -328,6 +334,7 @@ impl Authority {
         id: &str,
         event: &Event,
         pending: Option<&Scheduled>,
+        dry_run: bool,
     ) -> Result<EventOutcome> {
         let now = self.clock.now();
         let today = validity::jst_date(now);
@@ -494,6 +501,15 @@ impl Authority {
             resident: id.to_owned(),
             kind: ScheduledKind::Emigrate,
         });
+        if dry_run {
+            return Ok(EventOutcome {
+                resident: id.to_owned(),
+                event: kind.as_str().to_owned(),
+                state: after.state,
+                revocations: plan.into_iter().map(|(_, _, r)| r).collect(),
+                scheduled,
+            });
+        }
         self.storage.transact(&|t| {
             let current = t
                 .resident(id)?

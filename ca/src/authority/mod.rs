@@ -15,12 +15,14 @@
 //! `jpki events apply-due` runs for an install without a server. Every mutation is one unit of
 //! work on the storage and returns only after it is durable.
 
+pub mod counter;
 pub mod events;
 pub mod init;
 pub mod issue;
 pub mod phone;
 pub mod query;
 pub mod renew;
+pub mod report;
 pub mod revoke;
 
 use std::collections::BTreeMap;

@@ -122,6 +122,7 @@ macro_rules! storage_conformance {
             concurrent_serial_notes,
             consistency,
             engine_counters,
+            writable,
             key_blocklist,
             officers,
             audit_actors_and_formats,
@@ -230,6 +231,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("concurrent_serial_notes", concurrent_serial_notes::<S>),
         ("consistency", consistency::<S>),
         ("engine_counters", engine_counters::<S>),
+        ("writable", writable::<S>),
         ("key_blocklist", key_blocklist::<S>),
         ("officers", officers::<S>),
         ("audit_actors_and_formats", audit_actors_and_formats::<S>),
@@ -699,6 +701,13 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
 // ----- certificates ------------------------------------------------------------------------
 
 /// add_certificate, certificate, status, for_each_certificate's order, certificate_exists.
+/// A fresh engine takes writes (`/readyz`'s store check), before and after a commit.
+pub fn writable<S: Storage>(s: &S) {
+    ok(s.writable());
+    commit(s, &|t| crate::storage::audit(t, at(1), "init", "a", ""));
+    ok(s.writable());
+}
+
 pub fn certificates<S: Storage>(s: &S) {
     assert!(all_certificates(s).is_empty());
     let serials: [&[u8]; 4] = [&[0x02], &[0x00, 0xFF], &[0x01, 0x00], &[0x01]];

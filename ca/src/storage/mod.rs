@@ -92,6 +92,17 @@ pub struct Compaction {
     pub journal_bytes_after: u64,
 }
 
+/// What [`Storage::backup`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Backup {
+    /// The journal position of the copy's snapshot.
+    pub position: u64,
+    /// The last journal position the copy holds (the store as of that commit).
+    pub last: u64,
+    pub snapshot_bytes: u64,
+    pub journal_bytes: u64,
+}
+
 /// What an engine's committer has done since it opened: batch sizes and where the time goes
 /// (wall-clock). `jpki bench issue` prints it to say what bounds issuance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -240,6 +251,22 @@ pub trait Storage: Send + Sync {
     fn journal_bytes(&self) -> Result<u64>;
     /// What the committer has done since the engine opened.
     fn commit_stats(&self) -> CommitStats;
+    /// Whether the engine takes writes now (`/readyz`): reachable, and not refusing writes
+    /// (after a failed journal write, or opened read-only). The default makes a read round
+    /// trip (the audit head), which is what reachability means for a database.
+    fn writable(&self) -> Result<()> {
+        self.audit_head().map(|_| ())
+    }
+    /// Writes a consistent copy of the store into the new directory `to`, one the engine's
+    /// `open` opens as it was at one instant (`jpki store backup`), while transactions go on
+    /// committing. The default refuses: the in-memory engine has nothing to copy, and a
+    /// PostgreSQL store is backed up with the database's own tools (pg_dump, docs/store.md).
+    fn backup(&self, to: &std::path::Path) -> Result<Backup> {
+        let _ = to;
+        Err(crate::Error::Invalid(
+            "this store engine has no built-in backup; back up a PostgreSQL store with pg_dump (docs/store.md)".into(),
+        ))
+    }
 
     // ----- the key blocklist -------------------------------------------------------------
 

@@ -529,8 +529,11 @@ struct Shared {
     visible: RwLock<()>,
     /// Set when a journal write failed, or a journaled batch could not be applied to sled.
     poisoned: std::sync::atomic::AtomicBool,
+    /// Opened by [`Kv::open_read_only`]: every write is refused.
+    read_only: bool,
     counters: Counters,
-    /// Kept open for its exclusive lock on the directory.
+    /// Kept open for its exclusive lock on the directory (the journal, read-only, when
+    /// opened read-only: no lock is taken).
     _lock: File,
 }
 
@@ -778,6 +781,7 @@ impl Kv {
             queued: Condvar::new(),
             visible: RwLock::new(()),
             poisoned: std::sync::atomic::AtomicBool::new(false),
+            read_only: false,
             counters: Counters::default(),
             _lock: lock,
         });
@@ -817,6 +821,9 @@ impl Kv {
 
 impl Shared {
     fn compact(&self) -> Result<Compaction> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.dir.display().to_string()));
+        }
         // One at a time: a second caller waits, then compacts what has come since.
         let _one = self.compacting.lock().unwrap_or_else(|p| p.into_inner());
         // Everything up to `position` is in sled (a batch is applied before the journal lock is
@@ -828,42 +835,7 @@ impl Shared {
         // sled durably holds `position` before any record up to it leaves the journal.
         self.db.flush()?;
         let tmp = self.dir.join(SNAPSHOT_TMP);
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, private_file(&tmp)?);
-        let mut chunk = Vec::new();
-        let mut size = 0usize;
-        let mut snapshot_bytes = 0u64;
-        let mut written = 0usize;
-        let mut write = |chunk: &mut Vec<Op>| -> Result<()> {
-            let rec = encode_record(position, chunk);
-            snapshot_bytes += rec.len() as u64;
-            chunk.clear();
-            out.write_all(&rec)
-                .map_err(Error::io(format!("write {}", tmp.display())))
-        };
-        for t in Table::ALL {
-            for item in self.locked_iter(self.tree(t).iter()) {
-                let (k, v) = item?;
-                if t == Table::Meta && k == APPLIED {
-                    continue; // set to the snapshot's position when it is loaded
-                }
-                size += k.len() + v.len() + 10;
-                chunk.push(Op::Put(t, k, v));
-                if size >= 1 << 20 {
-                    write(&mut chunk)?;
-                    written += 1;
-                    size = 0;
-                }
-            }
-        }
-        // At least one record, even for an empty store: the first one names the position.
-        if !chunk.is_empty() || written == 0 {
-            write(&mut chunk)?;
-        }
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(format!("write {}", tmp.display()))(e.into_error()))?;
-        file.sync_all()
-            .map_err(Error::io(format!("sync {}", tmp.display())))?;
+        let snapshot_bytes = self.write_snapshot(&tmp, position)?;
         fs::rename(&tmp, self.dir.join(SNAPSHOT))
             .map_err(Error::io("put the new snapshot in place"))?;
         sync_dir(&self.dir)?;
@@ -907,9 +879,55 @@ impl Shared {
         })
     }
 
+    /// Writes a (fuzzy) snapshot of the tables at journal position `position` into `tmp`,
+    /// fsynced; returns its size. See [`Kv::compact`] for why a fuzzy copy plus the journal's
+    /// records after `position` give the store exactly.
+    fn write_snapshot(&self, tmp: &Path, position: u64) -> Result<u64> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, private_file(tmp)?);
+        let mut chunk = Vec::new();
+        let mut size = 0usize;
+        let mut snapshot_bytes = 0u64;
+        let mut written = 0usize;
+        let mut write = |chunk: &mut Vec<Op>| -> Result<()> {
+            let rec = encode_record(position, chunk);
+            snapshot_bytes += rec.len() as u64;
+            chunk.clear();
+            out.write_all(&rec)
+                .map_err(Error::io(format!("write {}", tmp.display())))
+        };
+        for t in Table::ALL {
+            for item in self.locked_iter(self.tree(t).iter()) {
+                let (k, v) = item?;
+                if t == Table::Meta && k == APPLIED {
+                    continue; // set to the snapshot's position when it is loaded
+                }
+                size += k.len() + v.len() + 10;
+                chunk.push(Op::Put(t, k, v));
+                if size >= 1 << 20 {
+                    write(&mut chunk)?;
+                    written += 1;
+                    size = 0;
+                }
+            }
+        }
+        // At least one record, even for an empty store: the first one names the position.
+        if !chunk.is_empty() || written == 0 {
+            write(&mut chunk)?;
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io(format!("write {}", tmp.display()))(e.into_error()))?;
+        file.sync_all()
+            .map_err(Error::io(format!("sync {}", tmp.display())))?;
+        Ok(snapshot_bytes)
+    }
+
     /// Refuses writes once a journal write failed or a journaled batch could not be applied
     /// (see [`Shared::poisoned`](Shared)).
     fn usable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.dir.display().to_string()));
+        }
         if self.poisoned.load(Ordering::SeqCst) {
             return Err(Error::Store(
                 "an earlier journal write failed; restart to recover the store".into(),
@@ -1197,6 +1215,9 @@ impl Kv {
     }
 
     pub(crate) fn transact(&self, body: &dyn Fn(&dyn Txn) -> TxResult<()>) -> Result<()> {
+        if self.shared.read_only {
+            return Err(Error::ReadOnly(self.shared.dir.display().to_string()));
+        }
         // Optimistic concurrency: run the body against the current state, then let the
         // committer validate its reads and apply it; a changed read runs the body again.
         for attempt in 0..1000u32 {
@@ -1252,6 +1273,142 @@ impl Kv {
 
     pub(crate) fn commit_stats(&self) -> CommitStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Whether writes are taken now (see [`Storage::writable`](crate::storage::Storage)).
+    pub(crate) fn writable(&self) -> Result<()> {
+        self.shared.usable()?;
+        let j = self
+            .shared
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        j.file
+            .metadata()
+            .map_err(Error::io("inspect the journal"))?;
+        if self
+            .shared
+            .dir
+            .metadata()
+            .map_err(Error::io("inspect the store directory"))?
+            .permissions()
+            .readonly()
+        {
+            return Err(Error::Store(format!(
+                "{} is not writable",
+                self.shared.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the store into the new directory `to` (`snapshot` and
+    /// `journal`, which [`Kv::open`] opens): a fuzzy snapshot at the journal position reached
+    /// when the copy starts, then — commits paused only for this — the journal's records
+    /// appended since, so that the copy is the store as of the last of them. The live store's
+    /// files are not touched.
+    pub(crate) fn backup(&self, to: &Path) -> Result<crate::storage::Backup> {
+        let shared = &self.shared;
+        let _one = shared.compacting.lock().unwrap_or_else(|p| p.into_inner());
+        fs::create_dir(to).map_err(Error::io(format!("create {}", to.display())))?;
+        let (position, offset) = {
+            let j = shared.journal.lock().unwrap_or_else(|p| p.into_inner());
+            (j.next_seq - 1, j.len()?)
+        };
+        let snapshot_bytes = shared.write_snapshot(&to.join(SNAPSHOT), position)?;
+        let (tail, last) = {
+            let mut j = shared.journal.lock().unwrap_or_else(|p| p.into_inner());
+            let mut tail = Vec::new();
+            let mut reader = j.file.try_clone().map_err(Error::io("open the journal"))?;
+            reader
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| reader.read_to_end(&mut tail))
+                .map_err(Error::io("read the journal's tail"))?;
+            // The append handle's position is the file's end whatever the clone did.
+            let _ = j.file.seek(SeekFrom::End(0));
+            (tail, j.next_seq - 1)
+        };
+        let mut journal = private_file(&to.join(JOURNAL))?;
+        journal
+            .write_all(&tail)
+            .and_then(|_| journal.sync_all())
+            .map_err(Error::io(format!("write {}", to.join(JOURNAL).display())))?;
+        sync_dir(to)?;
+        Ok(crate::storage::Backup {
+            position,
+            last,
+            snapshot_bytes,
+            journal_bytes: tail.len() as u64,
+        })
+    }
+
+    /// Opens a store for reading only, as on read-only media: creates, locks, repairs and
+    /// writes nothing in `dir`. The tables are rebuilt from the snapshot and the journal into a
+    /// temporary sled database (deleted on close; the store's own `sled/` is not opened, as
+    /// sled cannot open a database without writing to it). Every write is refused with
+    /// [`Error::ReadOnly`]. A torn last journal record (never acknowledged) is ignored.
+    pub(crate) fn open_read_only(dir: &Path) -> Result<Kv> {
+        let journal_path = Self::journal_path(dir);
+        let mut file = File::open(&journal_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Store(format!("{} holds no store (no journal)", dir.display()))
+            } else {
+                Error::io(format!("open {}", journal_path.display()))(e)
+            }
+        })?;
+        let (records, _) = read_journal(&mut file)?;
+        let snapshot = dir.join(SNAPSHOT);
+        let base = snapshot_seq(&snapshot)?.unwrap_or(0);
+        if base == u64::MAX || records.last().is_some_and(|(s, _)| *s == u64::MAX) {
+            return Err(Error::Store(format!(
+                "{}: a record at position 2^64 - 1: the journal or snapshot is damaged",
+                dir.display()
+            )));
+        }
+        let start = records.first().map_or(base + 1, |(s, _)| *s);
+        if start > base + 1 {
+            return Err(Error::Store(format!(
+                "the journal starts at record {start} but the snapshot holds the store only up to {base}: records are missing"
+            )));
+        }
+        let last = records.last().map_or(base, |(s, _)| *s).max(base);
+        let db = sled::Config::new()
+            .temporary(true)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let trees = Table::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if base > 0 {
+            load_snapshot(&snapshot, base, &trees)?;
+        }
+        for (_, ops) in records.iter().filter(|(seq, _)| *seq > base) {
+            apply_ops(&trees, ops)?;
+        }
+        let lock = File::open(&journal_path)
+            .map_err(Error::io(format!("open {}", journal_path.display())))?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            compacting: Mutex::new(()),
+            db,
+            trees,
+            journal: Mutex::new(Journal {
+                file,
+                next_seq: last + 1,
+            }),
+            queue: Mutex::new(Queue::default()),
+            queued: Condvar::new(),
+            visible: RwLock::new(()),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
+            read_only: true,
+            counters: Counters::default(),
+            _lock: lock,
+        });
+        Ok(Kv {
+            shared,
+            committer: None,
+        })
     }
 
     pub(crate) fn journal_bytes(&self) -> Result<u64> {
@@ -1643,6 +1800,85 @@ mod tests {
         assert_eq!(counter(&s), 600);
         assert_eq!(s.count(Table::Certs), 600);
         assert_eq!(verify(&s).unwrap(), 600);
+    }
+
+    #[test]
+    fn a_backup_taken_while_transactions_commit_is_the_store_at_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Kv::open(&dir.path().join("live")).unwrap();
+        for _ in 0..20 {
+            increment(&s);
+        }
+        s.compact().unwrap(); // a snapshot and a journal both in play
+        let copies = tempfile::tempdir().unwrap();
+        let taken = std::thread::scope(|sc| {
+            for _ in 0..3 {
+                sc.spawn(|| {
+                    for _ in 0..100 {
+                        increment(&s);
+                    }
+                });
+            }
+            (0..4)
+                .map(|i| {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    let to = copies.path().join(format!("copy{i}"));
+                    (to.clone(), s.backup(&to).unwrap())
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(counter(&s), 320);
+        for (to, b) in taken {
+            // Each copy is the store as of its last journal position: the counter and the
+            // rows agree, and the audit chain (one record per transaction) is whole.
+            assert!(b.last >= b.position);
+            let copy = Kv::open(&to).unwrap();
+            let n = counter(&copy);
+            assert!((20..=320).contains(&n), "{n}");
+            assert_eq!(copy.count(Table::Certs) as u64, n);
+            assert_eq!(verify(&copy).unwrap(), n);
+            // A copy is a store of its own: it takes writes.
+            increment(&copy);
+            assert_eq!(counter(&copy), n + 1);
+        }
+        // The target must be new.
+        let again = copies.path().join("copy0");
+        assert!(s.backup(&again).is_err());
+    }
+
+    #[test]
+    fn a_read_only_store_reads_everything_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Kv::open(dir.path()).unwrap();
+            for _ in 0..10 {
+                increment(&s);
+            }
+            s.compact().unwrap();
+            for _ in 0..5 {
+                increment(&s);
+            }
+        }
+        fs::remove_file(dir.path().join("lock")).unwrap();
+        let before: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let ro = Kv::open_read_only(dir.path()).unwrap();
+        assert_eq!(counter(&ro), 15);
+        assert_eq!(verify(&ro).unwrap(), 15);
+        assert!(matches!(
+            ro.transact(&|t| t.insert(Table::Meta, b"x", b"y")),
+            Err(Error::ReadOnly(_))
+        ));
+        assert!(matches!(ro.compact(), Err(Error::ReadOnly(_))));
+        assert!(ro.writable().is_err());
+        drop(ro);
+        let after: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(before, after, "a read-only open created or removed files");
     }
 
     #[test]

@@ -36,6 +36,15 @@ impl SledStorage {
         Ok(SledStorage { kv: Kv::open(dir)? })
     }
 
+    /// Opens the store in `dir` for reading only (`jpki --read-only`: a copy on read-only
+    /// media): nothing in `dir` is created, locked or changed, and every write is refused
+    /// with [`Error::ReadOnly`].
+    pub fn open_read_only(dir: &Path) -> Result<SledStorage> {
+        Ok(SledStorage {
+            kv: Kv::open_read_only(dir)?,
+        })
+    }
+
     /// Path of the journal of a store directory.
     pub fn journal_path(dir: &Path) -> PathBuf {
         Kv::journal_path(dir)
@@ -429,6 +438,14 @@ impl Storage for SledStorage {
 
     fn journal_bytes(&self) -> Result<u64> {
         self.kv.journal_bytes()
+    }
+
+    fn writable(&self) -> Result<()> {
+        self.kv.writable()
+    }
+
+    fn backup(&self, to: &Path) -> Result<crate::storage::Backup> {
+        self.kv.backup(to)
     }
 
     fn commit_stats(&self) -> CommitStats {
