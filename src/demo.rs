@@ -87,7 +87,8 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     )?);
     platform::operator_ca::create(&a)?;
     for h in Hierarchy::ALL {
-        let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+        let root = a.root(h);
+        let (_, c) = x509_parser::parse_x509_certificate(&root.der)
             .map_err(|e| demo_err("root")(e.to_string()))?;
         s.line(format!("{h:<8} root  {}", c.subject()));
     }

@@ -103,6 +103,16 @@ pub enum Request {
     OcspSignerCompromise {
         hierarchy: Hierarchy,
     },
+    /// Every generation of both roots (or of one). Answer: `{generations: [Generation]}`.
+    RootGenerations {
+        #[serde(default)]
+        hierarchy: Option<Hierarchy>,
+    },
+    /// A new root generation for a hierarchy (`jpki root rollover`). Answer:
+    /// `{rolled_over: RolledOver, generations: [Generation]}`.
+    RootRollover {
+        hierarchy: Hierarchy,
+    },
     /// Every officer. Answer: `{officers: [Officer]}`.
     OfficerList,
     /// Suspends an officer (reactivate undoes it). Answer: the officer.
@@ -134,6 +144,7 @@ impl Request {
             |id: &str| -> Result<String> { Ok(authority.resident(id)?.municipality) };
         Ok(match self {
             Request::Root { .. }
+            | Request::RootGenerations { .. }
             | Request::CertShow { .. }
             | Request::CertList { .. }
             | Request::CertPage(_)
@@ -188,7 +199,8 @@ impl Request {
             Request::StoreCompact
             | Request::ApplyDue
             | Request::OcspSignerRenew { .. }
-            | Request::OcspSignerCompromise { .. } => Action::Maintain,
+            | Request::OcspSignerCompromise { .. }
+            | Request::RootRollover { .. } => Action::Maintain,
             Request::OfficerList
             | Request::OfficerSuspend { .. }
             | Request::OfficerReactivate { .. }
@@ -319,6 +331,18 @@ impl Authority {
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
             Request::OcspSignerCompromise { hierarchy } => {
                 Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
+            }
+            Request::RootGenerations { hierarchy } => {
+                let all: Vec<_> = hierarchy
+                    .map_or(Hierarchy::ALL.to_vec(), |h| vec![h])
+                    .into_iter()
+                    .flat_map(|h| self.generations(h))
+                    .collect();
+                Ok(json!({ "generations": all }))
+            }
+            Request::RootRollover { hierarchy } => {
+                let r = self.rollover_root(hierarchy)?;
+                Ok(json!({ "rolled_over": r, "generations": self.generations(hierarchy) }))
             }
             Request::OfficerList => {
                 Ok(json!({ "officers": officers::list(self.storage().as_ref())? }))

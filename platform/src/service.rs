@@ -19,21 +19,22 @@ pub const MAX_BATCH: usize = 1000;
 /// Longest consent accepted.
 pub const MAX_CONSENT: Duration = Duration::days(3653);
 
-/// Parsed trust anchors of the two hierarchies.
+/// The two hierarchies' root DNs (every generation of a hierarchy shares its DN: a
+/// certificate's hierarchy is known by its issuer name, its issuing generation only by key —
+/// [`ca::Authority::issuer_of`]).
 pub(crate) struct Anchors {
-    signing_der: Vec<u8>,
     subjects: [(Hierarchy, Vec<u8>); 2],
 }
 
 impl Anchors {
     pub(crate) fn new(a: &Authority) -> Result<Anchors> {
         let subject = |h: Hierarchy| -> Result<Vec<u8>> {
-            let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+            let root = a.root(h);
+            let (_, c) = x509_parser::parse_x509_certificate(&root.der)
                 .map_err(|e| Error::Internal(format!("root does not parse: {e}")))?;
             Ok(c.subject().as_raw().to_vec())
         };
         Ok(Anchors {
-            signing_der: a.root(Hierarchy::Signing).der.clone(),
             subjects: [
                 (Hierarchy::Signing, subject(Hierarchy::Signing)?),
                 (Hierarchy::Auth, subject(Hierarchy::Auth)?),
@@ -412,7 +413,14 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
     let env = signed_data::cms::parse(&bytes).map_err(|e| refused(e.to_string()))?;
     let (_, leaf) = x509_parser::parse_x509_certificate(&env.signer_der)
         .map_err(|e| refused(format!("signer certificate: {e}")))?;
-    let (_, root) = x509_parser::parse_x509_certificate(&call.anchors.signing_der)
+    // The generation that issued it, by key (AKI key id and issuer serial), never by name.
+    let generation = call
+        .a
+        .issuer_of(Hierarchy::Signing, &env.signer_der)
+        .ok_or_else(|| {
+            refused("the signing certificate names no generation of the signing root".into())
+        })?;
+    let (_, root) = x509_parser::parse_x509_certificate(&generation.der)
         .map_err(|e| Error::Internal(format!("signing root: {e}")))?;
     signed_data::path::validate(&leaf, &root, call.now).map_err(|e| {
         refused(format!(
