@@ -125,6 +125,47 @@ impl Authority {
     /// Makes a new generation of a hierarchy's root (module docs). A wrong or missing
     /// passphrase fails before anything changes.
     pub fn rollover_root(&self, h: Hierarchy) -> Result<RolledOver> {
+        if self.listener.get().is_some() {
+            return Err(Error::Invalid(
+                "a running `jpki serve` takes root generations up when it starts: stop it, run \
+                 `jpki root rollover`, start it again (or set ca.root_rollover = \"auto\")"
+                    .into(),
+            ));
+        }
+        let out = self.rollover_locked(h)?;
+        // The delegated OCSP signer moves to the new generation (the older ones sign their
+        // own answers). Should this fail, the rollover stands and `renew_ocsp_signers_due`
+        // (every `jpki serve` start and timer) replaces the signer, which it treats as due.
+        if let Err(e) = self.renew_ocsp_signer(h) {
+            tracing::warn!(hierarchy = %h, error = %e, "root rollover: the OCSP signer of the new generation was not made yet; `jpki ocsp-signer renew` or `jpki serve` makes it");
+        }
+        Ok(out)
+    }
+
+    /// Rolls over every hierarchy whose rollover is due when the policy says
+    /// `ca.root_rollover = "auto"`; under `"warn"` only logs. What `jpki serve` runs when it
+    /// starts, before its publishers are built. Returns the rollovers made.
+    pub fn rollover_roots_due(&self) -> Result<Vec<RolledOver>> {
+        let now = self.clock.now();
+        let mut done = Vec::new();
+        for h in Hierarchy::ALL {
+            let due = self.rollover_due_at(h)?;
+            if now < due {
+                continue;
+            }
+            match self.policy.ca.root_rollover {
+                policies::policy::RolloverMode::Auto => done.push(self.rollover_root(h)?),
+                policies::policy::RolloverMode::Warn => tracing::warn!(
+                    hierarchy = %h,
+                    due = %due,
+                    "a new root generation is due (ca.root_rollover_years): run `jpki root rollover --hierarchy {h}`"
+                ),
+            }
+        }
+        Ok(done)
+    }
+
+    fn rollover_locked(&self, h: Hierarchy) -> Result<RolledOver> {
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         // 1. The passphrase, proved on the newest generation's key.
         let current = self.root(h);
@@ -290,7 +331,7 @@ impl Authority {
 
 /// The keyIdentifier and authorityCertSerialNumber of a certificate's authorityKeyIdentifier
 /// (RFC 5280 §4.2.1.1).
-fn authority_key_id(cert_der: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+pub(super) fn authority_key_id(cert_der: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     use x509_parser::extensions::ParsedExtension;
     let (_, c) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     c.extensions()
@@ -306,4 +347,16 @@ fn authority_key_id(cert_der: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
             }
             _ => None,
         })
+}
+
+/// The key identifier of the root that issued a signer's certificate (its AKI), for matching
+/// the delegated OCSP signer to its generation.
+pub fn signer_key_id(signer: &crate::keys::CaSigner) -> Option<Vec<u8>> {
+    authority_key_id(policies::Signer::certificate(signer)).map(|(k, _)| k)
+}
+
+/// The key identifier a certificate's authorityKeyIdentifier names (the generation of the
+/// root that issued it).
+pub fn issuer_key_id_of(cert_der: &[u8]) -> Option<Vec<u8>> {
+    authority_key_id(cert_der).map(|(k, _)| k)
 }
