@@ -36,6 +36,7 @@ fn the_demo_tells_the_whole_story() {
             "signature from abroad (emigrant certificate)",
             "Valid 国外転出者（",
         ),
+        ("phone login (smartphone auth certificate)", "Valid"),
         ("filed return as of its time-stamp, after the move", "Valid"),
         (
             "fresh signature with the old certificate, as of its time-stamp",
@@ -54,6 +55,17 @@ fn the_demo_tells_the_whole_story() {
         .find(|l| l.contains("filed return as of its time-stamp"))
         .unwrap_or_default();
     assert!(!filed.contains("Invalid"), "{filed}");
+    let phone = summary
+        .lines()
+        .find(|l| l.contains("phone login"))
+        .unwrap_or_default();
+    assert!(!phone.contains("Invalid"), "{phone}");
+    // The story says the phone's certificate is a smartphone one, issued on the card's word.
+    assert!(text.contains("phone-auth certificate"), "{text}");
+    assert!(
+        text.contains("smartphone authentication certificate"),
+        "{text}"
+    );
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
     jpki_ok(&["audit", "verify", "--data", &common::p(&data)]);

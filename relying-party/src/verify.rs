@@ -163,6 +163,15 @@ impl Verifier {
         self
     }
 
+    /// Accepts smartphone certificates too (their policy OID is the card's plus `.1`); the
+    /// report's kind check says "smartphone …" for them.
+    pub fn accept_phone(mut self, on: bool) -> Verifier {
+        if on {
+            self.expected = self.expected.clone().with_phone();
+        }
+        self
+    }
+
     /// Replaces the HTTP client (tests, or a caller with its own transport).
     pub fn with_fetch(mut self, fetch: Fetch) -> Verifier {
         self.fetch = fetch;
@@ -340,7 +349,13 @@ impl Verifier {
         };
         report.record(
             "kind",
-            kind.map(|p| format!("{label} certificate (policy {p})")),
+            kind.map(|p| {
+                if self.expected.is_phone(&p) {
+                    format!("smartphone {label} certificate (policy {p})")
+                } else {
+                    format!("{label} certificate (policy {p})")
+                }
+            }),
         );
         if want == Hierarchy::Signing {
             match crate::kind::attributes(leaf) {
