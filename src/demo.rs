@@ -470,6 +470,22 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         "phone login (smartphone auth certificate)",
         format!("{:?}", login.verdict),
     );
+    let (code, v) = services.pf_post(
+        &pf_tls,
+        "/v1/validity",
+        &serde_json::json!({"sp": sp_id, "certificates": [phone_auth.pem]}),
+    )?;
+    let r = &v["results"][0];
+    let seen = format!(
+        "{} {} smartphone={}",
+        r["status"].as_str().unwrap_or("?"),
+        r["kind"].as_str().unwrap_or("?"),
+        r["smartphone"]
+    );
+    s.line(format!(
+        "POST /v1/validity with the phone's certificate → {code}: {seen}"
+    ));
+    s.result("PF validity check of the phone certificate", seen);
 
     s.step("Audit trail");
     let n = a.audit_verify()?;

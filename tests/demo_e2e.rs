@@ -37,6 +37,10 @@ fn the_demo_tells_the_whole_story() {
             "Valid 国外転出者（",
         ),
         ("phone login (smartphone auth certificate)", "Valid"),
+        (
+            "PF validity check of the phone certificate",
+            "good phone-auth smartphone=true",
+        ),
         ("filed return as of its time-stamp, after the move", "Valid"),
         (
             "fresh signature with the old certificate, as of its time-stamp",

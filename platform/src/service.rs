@@ -343,7 +343,10 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             }
             Err(e) => return Err(e),
         };
-        if !matches!(rec.kind, CertKind::Signing | CertKind::Auth) {
+        if !matches!(
+            rec.kind,
+            CertKind::Signing | CertKind::Auth | CertKind::PhoneSigning | CertKind::PhoneAuth
+        ) {
             call.meter("none");
             results.push(
                 json!({"serial": ca::authority::serial_hex(&rec.serial), "status": "unknown",
@@ -359,6 +362,10 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
         results.push(json!({
             "serial": ca::authority::serial_hex(&rec.serial),
             "issuer": rec.hierarchy.as_str(),
+            // `signing`, `auth`, `phone-signing` or `phone-auth`: a smartphone certificate is
+            // told apart here (and by its policy OID, the card's plus `.1`).
+            "kind": rec.kind.as_str(),
+            "smartphone": matches!(rec.kind, CertKind::PhoneSigning | CertKind::PhoneAuth),
             "status": st.state.as_str(),
             "reason": st.reason.map(Reason::as_str),
             "revoked_at": st.since.map(rfc3339),
@@ -431,7 +438,9 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
         .a
         .find(leaf.raw_serial(), Some(Hierarchy::Signing))
         .ok()
-        .filter(|r| r.der == env.signer_der && r.kind == CertKind::Signing)
+        .filter(|r| {
+            r.der == env.signer_der && matches!(r.kind, CertKind::Signing | CertKind::PhoneSigning)
+        })
         .ok_or_else(|| {
             refused("the signing certificate was not issued by this authority".into())
         })?;
@@ -585,9 +594,10 @@ pub(crate) fn four_attributes(call: &mut Call<'_>, body: &[u8]) -> Result<Value>
     let req: FourRequest = parse(body)?;
     let sp = call.sp(&req.sp, Scope::FourAttributes)?;
     let rec = call.our_cert(&cert_der(&req.certificate)?)?;
-    if rec.kind != CertKind::Signing {
+    if !matches!(rec.kind, CertKind::Signing | CertKind::PhoneSigning) {
         return Err(Error::BadCertificate(
-            "the four attributes are looked up from a signing certificate".into(),
+            "the four attributes are looked up from a signing certificate (card or smartphone)"
+                .into(),
         ));
     }
     call.touch(&rec.holder);
