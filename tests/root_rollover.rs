@@ -169,11 +169,11 @@ fn a_rollover_makes_a_new_generation_and_a_wrong_passphrase_changes_nothing() {
     );
 }
 
-/// Starts `jpki serve` whose clock starts at `t`.
+/// Starts `jpki serve` (with the platform API) whose clock starts at `t`.
 fn serve_at(env: &mut Env, t: OffsetDateTime) -> Server {
     env.now = None;
     env.start = Some(at(t));
-    let s = Server::start(env);
+    let s = Server::start_with(env, &["--pf-https", "127.0.0.1:0"]);
     env.now = Some(at(t));
     env.start = None;
     s
@@ -200,6 +200,64 @@ fn ocsp(server: &Server, issuer: &str, cert: &str, ca: &str, t: OffsetDateTime) 
         "-resp_text",
     ])
     .1
+}
+
+/// One POST to the platform API over mutual TLS with `openssl s_client`, every certificate
+/// checked at `t` (the server's clock is years from the real one); the JSON answer.
+#[allow(clippy::too_many_arguments)]
+fn pf_post(
+    server: &Server,
+    path: &str,
+    body: &serde_json::Value,
+    cert: &str,
+    key: &str,
+    ca: &str,
+    t: OffsetDateTime,
+) -> serde_json::Value {
+    use std::io::Write;
+    let host = server.pf.as_ref().unwrap().trim_start_matches("https://");
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            host,
+            "-cert",
+            cert,
+            "-key",
+            key,
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+            "-attime",
+            &t.unix_timestamp().to_string(),
+            "-quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: pf\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // A chunked body: the JSON object is between the first `{` and the last `}`.
+    let (start, end) = (json.find('{'), json.rfind('}'));
+    match (start, end) {
+        (Some(a), Some(b)) => serde_json::from_str(&json[a..=b])
+            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr))),
+        _ => panic!("no JSON: {text}{}", String::from_utf8_lossy(&out.stderr)),
+    }
 }
 
 #[test]
@@ -346,6 +404,75 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
             );
         }
     }
+    // CRLs: the newest generation signs them (CRLs per older generation are not built yet,
+    // docs/roots.md): the new leaf's partition CRL verifies against its generation.
+    let crl_url = format!(
+        "{}/crl/signing/{}.crl",
+        server.base,
+        common::partition_path(&new["partition"])
+    );
+    let sig = env.path("new.p7s");
+    let out = env.run(&[
+        "verify",
+        "--trust",
+        &p(&bundle),
+        "--sig",
+        &p(&sig),
+        "--content",
+        &p(&doc),
+        "--crl",
+        &crl_url,
+        "--at",
+        &revoked_at,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "valid", "CRL: {v}");
+    // The platform API: a PF checks both generations' leaves (found by DER whatever the
+    // generation; the old one revoked, the new one good).
+    let (pf_cert, pf_key) = (env.path("pf.pem"), env.path("pf.key"));
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "Example PF",
+        "--scopes",
+        "validity",
+        "--cert-out",
+        &p(&pf_cert),
+        "--key-out",
+        &p(&pf_key),
+    ]);
+    let sp = env.json(&[
+        "sp",
+        "add",
+        "--pf",
+        "Example PF",
+        "--name",
+        "Example Bank",
+        "--scopes",
+        "validity",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let op_root = env.write(
+        "operator-root.pem",
+        env.ok(&["root", "--hierarchy", "operator"]).as_bytes(),
+    );
+    let v = pf_post(
+        &server,
+        "/v1/validity",
+        &serde_json::json!({"sp": sp, "certificates": [old["pem"], new["pem"]]}),
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "revoked", "{v}");
+    assert_eq!(results[1]["status"], "good", "{v}");
+    assert_eq!(results[1]["valid"], true, "{v}");
     // A rollover while the server runs is refused, through the admin socket, with nothing changed.
     env.fails(
         &["root", "rollover", "--hierarchy", "auth"],
