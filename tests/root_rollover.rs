@@ -481,3 +481,64 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
     assert_eq!(generations(&env, "auth").len(), 1);
     server.stop();
 }
+
+/// The schedule: under `ca.root_rollover = "auto"` a server started after the rollover is due
+/// (4 years after the newest generation) rolls both roots over before it serves, audited as
+/// the system; under the default `"warn"` it only warns (and the expiry list names the date).
+/// A policy whose rollover interval is not below the roots' validity is refused.
+#[test]
+fn a_due_rollover_is_made_by_the_server_under_auto_and_only_warned_about_under_warn() {
+    let default = policies::policy::DEFAULT_POLICY;
+    assert!(default.contains("root_rollover = \"warn\""));
+    let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+    let t4 = t0 + time::Duration::days(4 * 365 + 2);
+    for (mode, expect) in [("warn", 1), ("auto", 2)] {
+        let mut env = Env::empty();
+        let policy = env.write(
+            "policy.toml",
+            default
+                .replace(
+                    "root_rollover = \"warn\"",
+                    &format!("root_rollover = \"{mode}\""),
+                )
+                .as_bytes(),
+        );
+        env.now = Some(at(t0));
+        env.ok(&["init", "--policy", &p(&policy)]);
+        let due = env.json(&["ocsp-signer", "status"])["expiries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["what"] == "root-rollover" && e["hierarchy"] == "auth")
+            .unwrap()["not_after"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(due.starts_with("2031-01-0"), "{due}");
+        let server = serve_at(&mut env, t4);
+        for h in ["signing", "auth"] {
+            assert_eq!(generations(&env, h).len(), expect, "{mode} {h}");
+        }
+        server.stop();
+        if mode == "auto" {
+            let audit = env.json(&["audit", "log"]);
+            let rolled: Vec<_> = audit["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["action"] == "root-rollover")
+                .collect();
+            assert_eq!(rolled.len(), 2, "{audit}");
+        }
+    }
+    // Bad policy: generations must overlap.
+    let env = Env::empty();
+    let bad = env.write(
+        "bad.toml",
+        default
+            .replace("root_rollover_years = 4", "root_rollover_years = 10")
+            .as_bytes(),
+    );
+    env.fails(&["init", "--policy", &p(&bad)], "ca.root_rollover_years");
+    assert!(!env.data().exists());
+}
