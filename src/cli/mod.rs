@@ -1125,7 +1125,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     println!(
                         "{:<8} {:>3}  {:<10} {:<41} {:<20} {:<20} {state}",
                         g["hierarchy"].as_str().unwrap_or_default(),
-                        g["generation"],
+                        g["generation"].as_u64().unwrap_or_default(),
                         g["serial"].as_str().unwrap_or_default(),
                         g["key_id"].as_str().unwrap_or_default(),
                         day("not_before"),
