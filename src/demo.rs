@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ca::authority::{Authority, Event, NewResident};
 use ca::clock::SystemClock;
-use holder_token::{Encapsulation, Token};
+use holder_token::{Encapsulation, Token, TokenKind};
 use platform::registry::Scope;
 use policies::{Hierarchy, Sex};
 use time::macros::date;
@@ -87,7 +87,8 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     )?);
     platform::operator_ca::create(&a)?;
     for h in Hierarchy::ALL {
-        let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+        let root = a.root(h);
+        let (_, c) = x509_parser::parse_x509_certificate(&root.der)
             .map_err(|e| demo_err("root")(e.to_string()))?;
         s.line(format!("{h:<8} root  {}", c.subject()));
     }
@@ -414,6 +415,77 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         "signature from abroad (emigrant certificate)",
         format!("{:?} {address}", report.verdict),
     );
+
+    s.step("From abroad, 山田 花子 gets smartphone certificates on her card's authority; her phone logs in");
+    let phone_path = cards.join(format!("{hanako}-phone.token"));
+    let mut phone = Token::create_kind(&phone_path, "PHONESIGN1", "2468", TokenKind::Phone)?;
+    let phone_csr = phone.csr(Hierarchy::Auth, "2468")?;
+    let challenge = a.phone_challenge(&hanako)?;
+    let raw =
+        hex::decode(&challenge.challenge).map_err(|e| demo_err("challenge")(e.to_string()))?;
+    let message = ca::authority::phone::authorisation_message(&raw, Some(&phone_csr), None)?;
+    // The card (not the phone) signs the application with its authentication key.
+    let authorisation = hanako_card.login("4321", &message)?;
+    let issued = a.phone_issue(
+        &hanako,
+        &ca::authority::phone::PhoneApplication {
+            auth_csr: Some(&phone_csr),
+            signing_csr: None,
+            challenge: &challenge.challenge,
+            authorisation: &authorisation,
+        },
+    )?;
+    let phone_auth = issued
+        .certificates
+        .first()
+        .ok_or_else(|| demo_err("phone")("no phone certificate".into()))?;
+    phone.import_cert(&phone_auth.der)?;
+    s.line(format!(
+        "{} certificate {} for her phone (token {}), authorised by her card's signature over the challenge",
+        phone_auth.kind.as_str(),
+        phone_auth.serial,
+        TokenKind::Phone.token_name()
+    ));
+    let aroot = ca::records::pem(&a.root(Hierarchy::Auth).der);
+    let site = relying_party::Verifier::new(
+        aroot.as_bytes(),
+        Some(a.policy()),
+        relying_party::StatusSource::Ocsp(services.ocsp_url()),
+    )?
+    .accept_phone(true);
+    let mut nonce = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut nonce)
+        .map_err(|_| demo_err("random")("OS random generator failed".into()))?;
+    let answer = phone.login("2468", &nonce)?;
+    let login = site.verify_login(&phone_auth.der, &nonce, &answer, None, a.clock().now());
+    let kind = login
+        .check("kind")
+        .map_or_else(String::new, |c| c.reason.clone());
+    s.line(format!(
+        "phone login: {:?}, account key {} — {kind}",
+        login.verdict,
+        login.account_key.clone().unwrap_or_default()
+    ));
+    s.result(
+        "phone login (smartphone auth certificate)",
+        format!("{:?}", login.verdict),
+    );
+    let (code, v) = services.pf_post(
+        &pf_tls,
+        "/v1/validity",
+        &serde_json::json!({"sp": sp_id, "certificates": [phone_auth.pem]}),
+    )?;
+    let r = &v["results"][0];
+    let seen = format!(
+        "{} {} smartphone={}",
+        r["status"].as_str().unwrap_or("?"),
+        r["kind"].as_str().unwrap_or("?"),
+        r["smartphone"]
+    );
+    s.line(format!(
+        "POST /v1/validity with the phone's certificate → {code}: {seen}"
+    ));
+    s.result("PF validity check of the phone certificate", seen);
 
     s.step("Audit trail");
     let n = a.audit_verify()?;

@@ -36,6 +36,11 @@ fn the_demo_tells_the_whole_story() {
             "signature from abroad (emigrant certificate)",
             "Valid 国外転出者（",
         ),
+        ("phone login (smartphone auth certificate)", "Valid"),
+        (
+            "PF validity check of the phone certificate",
+            "good phone-auth smartphone=true",
+        ),
         ("filed return as of its time-stamp, after the move", "Valid"),
         (
             "fresh signature with the old certificate, as of its time-stamp",
@@ -61,6 +66,17 @@ fn the_demo_tells_the_whole_story() {
     ] {
         assert!(text.contains(pins), "the PINs `{pins}` are not printed");
     }
+    let phone = summary
+        .lines()
+        .find(|l| l.contains("phone login"))
+        .unwrap_or_default();
+    assert!(!phone.contains("Invalid"), "{phone}");
+    // The story says the phone's certificate is a smartphone one, issued on the card's word.
+    assert!(text.contains("phone-auth certificate"), "{text}");
+    assert!(
+        text.contains("smartphone authentication certificate"),
+        "{text}"
+    );
     // The kept data directory is a working CA.
     let data = keep.path().join("data");
     jpki_ok(&["audit", "verify", "--data", &common::p(&data)]);

@@ -614,3 +614,131 @@ fn losing_the_card_holds_the_phone_certificates_and_they_never_come_back() {
     assert!(w.a.phone_found(&w.id).is_err());
     w.a.check_indexes().unwrap();
 }
+
+/// With `jpki serve` running, the CA's phone commands go through its admin socket (they were
+/// refused before): challenge, issue, lost and found, and the server's OCSP says `revoked`
+/// for the phone signing certificate the moment `found` returns.
+#[test]
+fn phone_commands_go_through_the_admin_socket_while_serving() {
+    let env = common::Env::init();
+    let id = env.add_resident("携帯　一郎", "1988-06-07");
+    let s = |p: &std::path::Path| common::p(p);
+    let (card, ph) = (env.path("card.json"), env.path("phone.json"));
+    for (path, phone) in [(&card, false), (&ph, true)] {
+        let mut args = vec!["token", "new", "--out"];
+        let out = s(path);
+        args.push(&out);
+        args.extend(["--sign-pin", SIGN_PIN, "--auth-pin", AUTH_PIN]);
+        if phone {
+            args.push("--phone");
+        }
+        env.ok(&args);
+    }
+    for (kind, pin) in [("signing", SIGN_PIN), ("auth", AUTH_PIN)] {
+        let csr = env.path(&format!("card-{kind}.csr"));
+        env.ok(&[
+            "token",
+            "csr",
+            "--token",
+            &s(&card),
+            "--kind",
+            kind,
+            "--pin",
+            pin,
+            "--out",
+            &s(&csr),
+        ]);
+        env.issue(&id, kind, &csr);
+        let pcsr = env.path(&format!("phone-{kind}.csr"));
+        env.ok(&[
+            "token",
+            "csr",
+            "--token",
+            &s(&ph),
+            "--kind",
+            kind,
+            "--pin",
+            pin,
+            "--out",
+            &s(&pcsr),
+        ]);
+    }
+    let server = common::Server::start(&env);
+    let ch = env.json(&["phone", "challenge", "--resident", &id])["challenge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (pa, ps, sig) = (
+        env.path("phone-auth.csr"),
+        env.path("phone-signing.csr"),
+        env.path("auth.sig"),
+    );
+    env.ok(&[
+        "phone",
+        "authorise",
+        "--token",
+        &s(&card),
+        "--pin",
+        AUTH_PIN,
+        "--challenge",
+        &ch,
+        "--auth-csr",
+        &s(&pa),
+        "--signing-csr",
+        &s(&ps),
+        "--out",
+        &s(&sig),
+    ]);
+    let issue = [
+        "phone",
+        "issue",
+        "--resident",
+        &id,
+        "--challenge",
+        &ch,
+        "--authorisation",
+        &s(&sig),
+        "--auth-csr",
+        &s(&pa),
+        "--signing-csr",
+        &s(&ps),
+        "--out-dir",
+        &s(env.dir.path()),
+    ];
+    let v = env.json(&issue);
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2, "{v}");
+    // A replay through the socket is refused like a local one.
+    env.fails(&issue, "no open phone challenge");
+    assert!(env
+        .ok(&["phone", "lost", "--resident", &id])
+        .contains("held"));
+    env.ok(&["phone", "found", "--resident", &id]);
+    let root = env.path("root-signing.pem");
+    std::fs::write(&root, env.ok(&["root", "--hierarchy", "signing"])).unwrap();
+    let (_, out) = common::openssl_result(&[
+        "ocsp",
+        "-issuer",
+        &s(&root),
+        "-cert",
+        &s(&env.path("phone-signing.pem")),
+        "-url",
+        &format!("{}/ocsp", server.base),
+        "-CAfile",
+        &s(&root),
+        "-timeout",
+        "10",
+    ]);
+    assert!(out.contains(": revoked"), "{out}");
+    let audit = env.json(&["audit", "log"]);
+    for action in ["phone-challenge", "issue", "hold", "release"] {
+        assert!(
+            audit["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["action"] == action),
+            "{action}"
+        );
+    }
+    server.stop();
+}

@@ -492,7 +492,7 @@ fn a_renewal_with_a_wrong_passphrase_changes_nothing() {
 
 #[test]
 fn operator_renewal_refuses_bad_input_and_changes_nothing() {
-    let env = Env::init();
+    let mut env = Env::init();
     let (cert, key) = (env.path("pf.pem"), env.path("pf.key"));
     env.ok(&[
         "operator",
@@ -517,6 +517,25 @@ fn operator_renewal_refuses_bad_input_and_changes_nothing() {
     ]);
     let before = env.snapshot(&[]);
     let (new, new_key) = (p(&env.path("new.pem")), p(&env.path("new.key")));
+    // Too early: renewal opens 60 days before the client certificate's notAfter.
+    env.fails(
+        &[
+            "operator",
+            "renew",
+            "--name",
+            "PF One",
+            "--cert-out",
+            &new,
+            "--key-out",
+            &new_key,
+        ],
+        "renewal opens on",
+    );
+    assert_eq!(env.snapshot(&[]), before, "nothing changed");
+    assert!(!env.path("new.pem").exists() && !env.path("new.key").exists());
+    // The rest inside the window (330 days on).
+    env.now = Some(at(OffsetDateTime::now_utc() + time::Duration::days(330)));
+    let before = env.snapshot(&[]);
     env.fails(
         &[
             "operator",

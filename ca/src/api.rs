@@ -121,6 +121,40 @@ pub enum Request {
     OcspSignerCompromise {
         hierarchy: Hierarchy,
     },
+    /// A one-use challenge for a smartphone application (`jpki phone challenge`). Answer:
+    /// `ChallengeIssued`.
+    PhoneChallenge {
+        resident: String,
+    },
+    /// Smartphone certificates on the card's authority (`jpki phone issue`): the CSRs and the
+    /// card's signature, base64. Answer: `PhoneIssued`.
+    PhoneIssue {
+        resident: String,
+        challenge: String,
+        authorisation_base64: String,
+        #[serde(default)]
+        auth_csr_base64: Option<String>,
+        #[serde(default)]
+        signing_csr_base64: Option<String>,
+    },
+    /// The holder's phone is lost: its certificates are held. Answer: `PhoneOutcome`.
+    PhoneLost {
+        resident: String,
+    },
+    /// The lost phone is found: auth released, signing revoked. Answer: `PhoneOutcome`.
+    PhoneFound {
+        resident: String,
+    },
+    /// Every generation of both roots (or of one). Answer: `{generations: [Generation]}`.
+    RootGenerations {
+        #[serde(default)]
+        hierarchy: Option<Hierarchy>,
+    },
+    /// A new root generation for a hierarchy (`jpki root rollover`). Answer:
+    /// `{rolled_over: RolledOver, generations: [Generation]}`.
+    RootRollover {
+        hierarchy: Hierarchy,
+    },
     /// Every officer. Answer: `{officers: [Officer]}`.
     OfficerList,
     /// Suspends an officer (reactivate undoes it). Answer: the officer.
@@ -152,6 +186,7 @@ impl Request {
             |id: &str| -> Result<String> { Ok(authority.resident(id)?.municipality) };
         Ok(match self {
             Request::Root { .. }
+            | Request::RootGenerations { .. }
             | Request::CertShow { .. }
             | Request::CertList { .. }
             | Request::CertPage(_)
@@ -192,7 +227,15 @@ impl Request {
             Request::Event { id, .. } | Request::EventPreview { id, .. } => Action::Register {
                 municipality: municipality_of(id)?,
             },
-            Request::Issue { .. } => Action::Issue,
+            Request::Issue { .. } | Request::PhoneChallenge { .. } | Request::PhoneIssue { .. } => {
+                Action::Issue
+            }
+            // A phone reported lost is a hold of the holder's phone certificates; found
+            // releases one and revokes the other.
+            Request::PhoneLost { resident } => Action::Hold {
+                municipality: municipality_of(resident)?,
+            },
+            Request::PhoneFound { .. } => Action::Revoke,
             Request::Revoke {
                 serial,
                 hierarchy,
@@ -213,7 +256,8 @@ impl Request {
             | Request::StoreBackup { .. }
             | Request::ApplyDue
             | Request::OcspSignerRenew { .. }
-            | Request::OcspSignerCompromise { .. } => Action::Maintain,
+            | Request::OcspSignerCompromise { .. }
+            | Request::RootRollover { .. } => Action::Maintain,
             Request::OfficerList
             | Request::OfficerSuspend { .. }
             | Request::OfficerReactivate { .. }
@@ -365,6 +409,52 @@ impl Authority {
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
             Request::OcspSignerCompromise { hierarchy } => {
                 Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
+            }
+            Request::PhoneChallenge { resident } => to_value(self.phone_challenge(&resident)?),
+            Request::PhoneIssue {
+                resident,
+                challenge,
+                authorisation_base64,
+                auth_csr_base64,
+                signing_csr_base64,
+            } => {
+                let b64 = |what: &str, text: &str| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .map_err(|_| Error::Invalid(format!("{what}: not base64")))
+                };
+                let auth = auth_csr_base64
+                    .as_deref()
+                    .map(|t| b64("auth CSR", t))
+                    .transpose()?;
+                let signing = signing_csr_base64
+                    .as_deref()
+                    .map(|t| b64("signing CSR", t))
+                    .transpose()?;
+                let sig = b64("authorisation", &authorisation_base64)?;
+                to_value(self.phone_issue(
+                    &resident,
+                    &crate::authority::phone::PhoneApplication {
+                        auth_csr: auth.as_deref(),
+                        signing_csr: signing.as_deref(),
+                        challenge: &challenge,
+                        authorisation: &sig,
+                    },
+                )?)
+            }
+            Request::PhoneLost { resident } => to_value(self.phone_lost(&resident)?),
+            Request::PhoneFound { resident } => to_value(self.phone_found(&resident)?),
+            Request::RootGenerations { hierarchy } => {
+                let all: Vec<_> = hierarchy
+                    .map_or(Hierarchy::ALL.to_vec(), |h| vec![h])
+                    .into_iter()
+                    .flat_map(|h| self.generations(h))
+                    .collect();
+                Ok(json!({ "generations": all }))
+            }
+            Request::RootRollover { hierarchy } => {
+                let r = self.rollover_root(hierarchy)?;
+                Ok(json!({ "rolled_over": r, "generations": self.generations(hierarchy) }))
             }
             Request::OfficerList => {
                 Ok(json!({ "officers": officers::list(self.storage().as_ref())? }))

@@ -29,6 +29,29 @@ impl DataDir {
     pub fn cert(&self, h: Hierarchy, what: &str) -> PathBuf {
         self.dir.join("certs").join(format!("{h}-{what}.pem"))
     }
+    /// The key file of a root generation: `keys/<h>-root.key` for the first (what `jpki
+    /// init` always wrote), `keys/<h>-root-g<N>.key` for each later one.
+    pub fn root_key(&self, h: Hierarchy, generation: u32) -> PathBuf {
+        self.key(h, &root_name(generation))
+    }
+    /// The certificate file of a root generation: `certs/<h>-root.pem` for the first,
+    /// `certs/<h>-root-g<N>.pem` for each later one.
+    pub fn root_cert(&self, h: Hierarchy, generation: u32) -> PathBuf {
+        self.cert(h, &root_name(generation))
+    }
+    /// Every generation's root certificate of a hierarchy in one PEM file, oldest first: the
+    /// trust anchors a relying party installs (`certs/<h>-roots.pem`).
+    pub fn roots_bundle(&self, h: Hierarchy) -> PathBuf {
+        self.cert(h, "roots")
+    }
+}
+
+fn root_name(generation: u32) -> String {
+    if generation <= 1 {
+        "root".to_owned()
+    } else {
+        format!("root-g{generation}")
+    }
 }
 
 /// What [`DataDir::make_private`] tightened: entries that group or others could reach.

@@ -1,10 +1,13 @@
-//! The CA's private keys as signers: each hierarchy's root and delegated OCSP signer, and
+//! The CA's private keys as signers: each hierarchy's root generations and delegated OCSP
+//! signer, and
 //! named keys outside the hierarchies (the platform-operator CA), read from the data
 //! directory's encrypted key files ([`crate::keys`]) and decrypted on first use. The
 //! authority signs through this and never reads a key file itself.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 
 use policies::Hierarchy;
 use zeroize::Zeroizing;
@@ -17,7 +20,8 @@ use crate::keys::{self, CaSigner};
 pub struct Signers {
     dir: DataDir,
     passphrase: Option<Zeroizing<Vec<u8>>>,
-    roots: [OnceLock<Arc<CaSigner>>; 2],
+    /// The root signers decrypted so far, per hierarchy tag and generation.
+    roots: [Mutex<BTreeMap<u32, Arc<CaSigner>>>; 2],
     /// The delegated OCSP signers in use; replaced when one is renewed ([`Signers::set_ocsp`]).
     ocsp: [RwLock<Option<Arc<CaSigner>>>; 2],
 }
@@ -29,7 +33,7 @@ impl Signers {
         Signers {
             dir,
             passphrase: passphrase.map(Zeroizing::new),
-            roots: [OnceLock::new(), OnceLock::new()],
+            roots: [Mutex::new(BTreeMap::new()), Mutex::new(BTreeMap::new())],
             ocsp: [RwLock::new(None), RwLock::new(None)],
         }
     }
@@ -46,14 +50,24 @@ impl Signers {
             .ok_or(Error::NoPassphrase)
     }
 
-    /// The root signer of a hierarchy for the root certificate `root_der`: the key file must
-    /// hold the certificate's key.
-    pub fn root(&self, h: Hierarchy, root_der: &[u8], root_spki: &[u8]) -> Result<Arc<CaSigner>> {
+    /// The root signer of one generation of a hierarchy for the root certificate `root_der`
+    /// (key file [`DataDir::root_key`]): the key file must hold the certificate's key.
+    pub fn root(
+        &self,
+        h: Hierarchy,
+        generation: u32,
+        root_der: &[u8],
+        root_spki: &[u8],
+    ) -> Result<Arc<CaSigner>> {
         let slot = &self.roots[h.tag() as usize];
-        if let Some(s) = slot.get() {
+        if let Some(s) = slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&generation)
+        {
             return Ok(s.clone());
         }
-        let path = self.dir.key(h, "root");
+        let path = self.dir.root_key(h, generation);
         let pair = keys::read_encrypted(&path, self.passphrase()?)?;
         let signer = Arc::new(CaSigner::new(pair, root_der.to_vec()));
         if signer.spki()? != root_spki {
@@ -62,7 +76,19 @@ impl Signers {
                 detail: "the key does not match the root certificate".into(),
             });
         }
-        Ok(slot.get_or_init(|| signer).clone())
+        Ok(slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(generation)
+            .or_insert(signer)
+            .clone())
+    }
+
+    /// Makes a new root key for a generation of a hierarchy and stores it encrypted at
+    /// [`DataDir::root_key`] (refusing to overwrite). The one place `jpki root rollover`
+    /// creates a root key, so that a key store other than encrypted files can take it over.
+    pub fn create_root_key(&self, h: Hierarchy, generation: u32) -> Result<keys::NewKey> {
+        create_key(&self.dir.root_key(h, generation), self.passphrase()?)
     }
 
     /// The delegated OCSP signer of a hierarchy, with its certificate: the one installed by
@@ -120,6 +146,14 @@ impl Signers {
         let pair = keys::read_encrypted(&self.dir.named_key(name), self.passphrase()?)?;
         Ok(CaSigner::new(pair, cert_der))
     }
+}
+
+/// Makes a new CA key and stores it encrypted under `passphrase` at `path` (refusing to
+/// overwrite): the one function `jpki init` and `jpki root rollover` make root keys with.
+pub(crate) fn create_key(path: &Path, passphrase: &[u8]) -> Result<keys::NewKey> {
+    let key = keys::generate()?;
+    keys::write_encrypted(path, &key, passphrase)?;
+    Ok(key)
 }
 
 fn check_key_name(name: &str) -> Result<()> {

@@ -507,7 +507,9 @@ fn etag(der: &[u8]) -> Arc<str> {
 }
 
 impl Responder {
-    /// Builds a responder for the given hierarchies (at most one issuer per hierarchy).
+    /// Builds a responder for the given issuers: one per root generation of each hierarchy
+    /// (CertIDs are matched by issuerNameHash and issuerKeyHash, so a request finds the
+    /// generation that issued its certificate; the same root twice is refused).
     pub fn new(
         settings: Settings,
         issuers: Vec<Issuer>,
@@ -519,10 +521,16 @@ impl Responder {
         }
         let mut states: Vec<IssuerState> = Vec::new();
         for issuer in issuers {
-            if states.iter().any(|s| s.hierarchy == issuer.hierarchy) {
-                return Err(Error::DuplicateIssuer(issuer.hierarchy));
+            // Several generations of one hierarchy's root (one DN, other keys) are several
+            // issuers; the same root twice is a mistake.
+            let state = IssuerState::new(issuer)?;
+            if states
+                .iter()
+                .any(|s| s.hierarchy == state.hierarchy && s.key_hash == state.key_hash)
+            {
+                return Err(Error::DuplicateIssuer(state.hierarchy));
             }
-            states.push(IssuerState::new(issuer)?);
+            states.push(state);
         }
         if settings.live_concurrency == 0 || settings.max_cert_ids == 0 {
             return Err(Error::Settings(
@@ -739,10 +747,7 @@ impl Responder {
         let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
         for (id, target) in parsed.cert_ids.iter().zip(&targets) {
             let status = if *target == Some(signing) {
-                match inner
-                    .source
-                    .status(issuer.hierarchy, id.serial_number.as_bytes())
-                {
+                match self.status_for(issuer, id.serial_number.as_bytes()) {
                     Ok(s) => s,
                     Err(SourceError(e)) => {
                         tracing::warn!(error = %e, hierarchy = %issuer.hierarchy, "status source failed");
@@ -797,8 +802,34 @@ impl Responder {
         }
     }
 
+    /// The newest issuer of a hierarchy (the last given): the generation whose delegated
+    /// signer a renewal replaces when the signer's certificate does not say otherwise.
     fn issuer(&self, h: Hierarchy) -> Option<&IssuerState> {
-        self.inner.issuers.iter().find(|i| i.hierarchy == h)
+        self.inner.issuers.iter().rev().find(|i| i.hierarchy == h)
+    }
+
+    /// The issuer a cached CertID belongs to.
+    fn issuer_of(&self, id: &CertId) -> Option<&IssuerState> {
+        self.inner.issuers.iter().find(|i| i.matches(id))
+    }
+
+    /// The status of `serial` as `issuer` may state it: with several generations of the
+    /// hierarchy served, a certificate another generation issued is `unknown` to this one.
+    fn status_for(&self, issuer: &IssuerState, serial: &[u8]) -> Result<Status, SourceError> {
+        let status = self.inner.source.status(issuer.hierarchy, serial)?;
+        let generations = self
+            .inner
+            .issuers
+            .iter()
+            .filter(|i| i.hierarchy == issuer.hierarchy)
+            .count();
+        if status == Status::Unknown || generations < 2 {
+            return Ok(status);
+        }
+        match self.inner.source.issuer_key_id(issuer.hierarchy, serial)? {
+            Some(k) if k != issuer.key_hash[HashAlg::Sha1 as usize] => Ok(Status::Unknown),
+            _ => Ok(status),
+        }
     }
 
     /// Replaces a hierarchy's delegated OCSP signer (a renewal) atomically: every answer
@@ -808,7 +839,15 @@ impl Responder {
     /// remain verifiable, because the CA renews a signer more than an answer's lifetime
     /// before the old one expires (policy `validity.ocsp_signer_renew_days`).
     pub fn replace_signer(&self, h: Hierarchy, signer: Arc<dyn Signer>) -> Result<(), Error> {
-        let issuer = self.issuer(h).ok_or(Error::NoIssuer)?;
+        // The generation whose key issued the signer certificate (its AKI key id), else the
+        // newest generation.
+        let by_key = signer_issuer_key_id(signer.certificate()).and_then(|k| {
+            self.inner
+                .issuers
+                .iter()
+                .find(|i| i.hierarchy == h && i.key_hash[HashAlg::Sha1 as usize] == k)
+        });
+        let issuer = by_key.or_else(|| self.issuer(h)).ok_or(Error::NoIssuer)?;
         let fresh = Arc::new(Signing::new(signer, &issuer.root_name)?);
         *issuer.signing.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.inner.metrics.signer_replaced();
@@ -862,16 +901,19 @@ impl Responder {
             cache.len.fetch_sub(old.len(), Ordering::Relaxed);
             old
         };
-        let Some(issuer) = self.issuer(h) else {
-            return Ok(0);
-        };
-        let status = self.inner.source.status(h, serial)?;
-        if old.is_empty() || status == Status::Unknown {
+        if old.is_empty() || self.issuer(h).is_none() {
             return Ok(0);
         }
         let times = self.times(now);
         let mut fresh = Vec::with_capacity(old.len());
         for e in &old {
+            let Some(issuer) = self.issuer_of(&e.cert_id) else {
+                continue;
+            };
+            let status = self.status_for(issuer, serial)?;
+            if status == Status::Unknown {
+                continue;
+            }
             let der = sign(issuer, &[(e.cert_id.clone(), status)], None, times)?;
             fresh.push(Arc::new(Entry {
                 cert_id: e.cert_id.clone(),
@@ -897,19 +939,24 @@ impl Responder {
     /// clients send: hashAlgorithm with NULL parameters). Returns false for a serial the
     /// source does not know (nothing is cached then).
     pub fn warm(&self, h: Hierarchy, serial: &[u8], now: OffsetDateTime) -> Result<bool, Error> {
-        let Some(issuer) = self.issuer(h) else {
-            return Ok(false);
-        };
         let cache = &self.inner.cache;
         let mut buf = [0u8; MAX_KEY];
         let Some(n) = key(h, serial, &mut buf) else {
             return Ok(false);
         };
         let started = cache.seq.load(Ordering::SeqCst);
-        let status = self.inner.source.status(h, serial)?;
-        if status == Status::Unknown {
-            return Ok(false);
+        // The generation that issued it (the only one with a known status for it).
+        let mut found = None;
+        for issuer in self.inner.issuers.iter().filter(|i| i.hierarchy == h) {
+            let status = self.status_for(issuer, serial)?;
+            if status != Status::Unknown {
+                found = Some((issuer, status));
+                break;
+            }
         }
+        let Some((issuer, status)) = found else {
+            return Ok(false);
+        };
         let times = self.times(now);
         for alg in [HashAlg::Sha1, HashAlg::Sha256] {
             let id = issuer.cert_id(alg, serial)?;
@@ -949,14 +996,14 @@ impl Responder {
                     .collect()
             };
             for (k, e) in due {
-                let issuer = Hierarchy::from_tag(k[0]).and_then(|h| self.issuer(h));
+                let issuer = self.issuer_of(&e.cert_id);
                 let keep = e.used.load(Ordering::Relaxed) && issuer.is_some();
                 let (Some(issuer), true) = (issuer, keep) else {
                     dropped += usize::from(cache.remove(&k, &e));
                     continue;
                 };
                 let started = cache.seq.load(Ordering::SeqCst);
-                let status = inner.source.status(issuer.hierarchy, &k[1..])?;
+                let status = self.status_for(issuer, &k[1..])?;
                 if status == Status::Unknown {
                     dropped += usize::from(cache.remove(&k, &e));
                     continue;
@@ -1058,4 +1105,19 @@ fn sign(
         certs: Some(vec![signing.signer_cert.clone()]),
     };
     Ok(OcspResponse::successful(basic)?.to_der()?.into())
+}
+
+/// The keyIdentifier of a certificate's authorityKeyIdentifier (RFC 5280 §4.2.1.1).
+fn signer_issuer_key_id(cert_der: &[u8]) -> Option<Vec<u8>> {
+    use x509_cert_02::ext::pkix::AuthorityKeyIdentifier;
+    const AKI: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.35");
+    let cert = Certificate::from_der(cert_der).ok()?;
+    let ext = cert
+        .tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == AKI)?;
+    let aki = AuthorityKeyIdentifier::from_der(ext.extn_value.as_bytes()).ok()?;
+    aki.key_identifier.map(|k| k.as_bytes().to_vec())
 }

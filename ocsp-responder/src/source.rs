@@ -33,6 +33,15 @@ pub struct SourceError(pub String);
 /// the CertID of an OCSP request carries.
 pub trait StatusSource: Send + Sync {
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Status, SourceError>;
+
+    /// The key identifier (SHA-1 of the subjectPublicKey, as the root's SKI) of the root
+    /// generation that issued the certificate, if the source knows it. A responder serving
+    /// several generations of one hierarchy (root rollover: one DN, several keys) answers a
+    /// CertID only for the generation its issuerKeyHash names and that issued the serial;
+    /// the others say `unknown`. `None` (the default): any generation.
+    fn issuer_key_id(&self, _h: Hierarchy, _serial: &[u8]) -> Result<Option<Vec<u8>>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// An in-memory [`StatusSource`] for tests, examples and the benchmark.

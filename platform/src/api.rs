@@ -217,8 +217,17 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
                 .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
             let serial = ca::authority::serial_hex(cert.raw_serial());
             let not_after = rfc3339(cert.validity().not_after);
-            let op =
-                registry::operator_add(authority, &name, scopes, &spki, Some(serial.clone()), now)?;
+            let end =
+                time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+                    .map_err(|e| Error::Internal(format!("certificate notAfter: {e}")))?;
+            let op = registry::operator_add(
+                authority,
+                &name,
+                scopes,
+                &spki,
+                Some((serial.clone(), end)),
+                now,
+            )?;
             Ok(json!({
                 "id": op.id,
                 "name": op.name,
@@ -328,6 +337,8 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
                     state: op.state.as_str(),
                 });
             }
+            // Checked before anything is signed (and again in the unit of work).
+            registry::check_renewal_window(&op, now)?;
             let (spki, key_pem) = client_key(csr_base64)?;
             if let Some(other) = registry::operator_by_key(authority, &spki)? {
                 if other.id != op.id {
@@ -340,7 +351,11 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
                 .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
             let serial = ca::authority::serial_hex(cert.raw_serial());
             let not_after = rfc3339(cert.validity().not_after);
-            let op = registry::operator_renew(authority, &op.name, &spki, serial.clone(), now)?;
+            let end =
+                time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+                    .map_err(|e| Error::Internal(format!("certificate notAfter: {e}")))?;
+            let op =
+                registry::operator_renew(authority, &op.name, &spki, (serial.clone(), end), now)?;
             Ok(json!({
                 "id": op.id,
                 "name": op.name,

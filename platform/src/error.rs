@@ -76,6 +76,12 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    #[error("platform operator `{name}`: its client certificate runs until {not_after}; renewal opens on {opens}")]
+    RenewalTooEarly {
+        name: String,
+        not_after: String,
+        opens: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -103,6 +109,7 @@ impl Error {
             },
             Error::UnregisteredClient => "operator_unknown",
             Error::KeyTaken(_) => "key_taken",
+            Error::RenewalTooEarly { .. } => "renewal_too_early",
             Error::SpExists(_) => "sp_exists",
             Error::UnknownSp(_) => "sp_unknown",
             Error::SpNotDelegated(_) => "sp_not_delegated",

@@ -297,6 +297,7 @@ fn unknown_operator() -> Operator {
         keys: vec![],
         certificates: vec![],
         created: time::OffsetDateTime::UNIX_EPOCH,
+        cert_not_after: None,
     }
 }
 

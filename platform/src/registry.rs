@@ -61,10 +61,12 @@ pub fn operator_add(
     name: &str,
     scopes: Vec<Scope>,
     spki: &[u8],
-    cert_serial: Option<String>,
+    cert: Option<(String, OffsetDateTime)>,
     now: OffsetDateTime,
 ) -> Result<Operator> {
     check_name("operator name", name)?;
+    let cert_not_after = cert.as_ref().map(|(_, t)| *t);
+    let cert_serial = cert.map(|(s, _)| s);
     let scopes = normalize(scopes)?;
     let fp = fingerprint(spki);
     let op = Operator {
@@ -75,6 +77,7 @@ pub fn operator_add(
         keys: vec![fp.clone()],
         certificates: cert_serial.into_iter().collect(),
         created: now,
+        cert_not_after,
     };
     let outcome = std::cell::RefCell::new(None);
     authority.storage().transact(&|t| {
@@ -114,17 +117,45 @@ pub fn operator_add_key(
     add_key(authority, name, spki, cert_serial, now, "pf-add-key")
 }
 
+/// Days before the newest client certificate's notAfter from which `jpki operator renew`
+/// issues a new one (and any time after it expired).
+pub const RENEW_WINDOW_DAYS: i64 = 60;
+
+/// Refuses a renewal of `op`'s client certificate before its window opens
+/// ([`RENEW_WINDOW_DAYS`] before the newest certificate's notAfter).
+pub fn check_renewal_window(op: &Operator, now: OffsetDateTime) -> Result<()> {
+    let Some(end) = op.cert_not_after else {
+        return Ok(());
+    };
+    let opens = end - time::Duration::days(RENEW_WINDOW_DAYS);
+    if now < opens {
+        return Err(Error::RenewalTooEarly {
+            name: op.name.clone(),
+            not_after: end.date().to_string(),
+            opens: opens.date().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Records a renewed client certificate of a PF (audit `pf-renew`): its key is bound to the PF
 /// (a new key, or the same one again) and its serial listed. The keys of earlier certificates
 /// stay bound, so each earlier certificate keeps opening the API until its own notAfter.
+/// Refused (nothing changed) before the renewal window of the newest certificate opens.
 pub fn operator_renew(
     authority: &Authority,
     name: &str,
     spki: &[u8],
-    cert_serial: String,
+    cert: (String, OffsetDateTime),
     now: OffsetDateTime,
 ) -> Result<Operator> {
-    add_key(authority, name, spki, Some(cert_serial), now, "pf-renew")
+    let (serial, not_after) = cert;
+    let fp = fingerprint(spki);
+    update_operator(authority, name, now, "pf-renew", &|op, t| {
+        check_renewal_window(op, now)?;
+        op.cert_not_after = Some(not_after);
+        bind_key(op, t, &fp, Some(&serial))
+    })
 }
 
 fn add_key(
@@ -137,28 +168,34 @@ fn add_key(
 ) -> Result<Operator> {
     let fp = fingerprint(spki);
     update_operator(authority, name, now, action, &|op, t| {
-        if op.state == PfState::Revoked {
-            return Err(Error::OperatorNotActive {
-                name: op.name.clone(),
-                state: op.state.as_str(),
-            });
+        bind_key(op, t, &fp, cert_serial.as_deref())
+    })
+}
+
+/// Binds the key `fp` (and lists the certificate `cert_serial`) to `op` inside a unit of work;
+/// the audit detail.
+fn bind_key(op: &mut Operator, t: &dyn Tx, fp: &str, cert_serial: Option<&str>) -> Result<String> {
+    if op.state == PfState::Revoked {
+        return Err(Error::OperatorNotActive {
+            name: op.name.clone(),
+            state: op.state.as_str(),
+        });
+    }
+    if let Some(other) = t.operator_by_key(fp).map_err(Error::Ca)? {
+        if other != op.id {
+            return Err(Error::KeyTaken(other));
         }
-        if let Some(other) = t.operator_by_key(&fp).map_err(Error::Ca)? {
-            if other != op.id {
-                return Err(Error::KeyTaken(other));
-            }
-        }
-        if !op.keys.contains(&fp) {
-            op.keys.push(fp.clone());
-        }
-        if let Some(s) = &cert_serial {
-            op.certificates.push(s.clone());
-        }
-        t.bind_operator_key(&fp, &op.id).map_err(Error::Ca)?;
-        Ok(match &cert_serial {
-            Some(serial) => format!("key={fp} cert={serial}"),
-            None => format!("key={fp}"),
-        })
+    }
+    if !op.keys.iter().any(|k| k == fp) {
+        op.keys.push(fp.to_owned());
+    }
+    if let Some(s) = cert_serial {
+        op.certificates.push(s.to_owned());
+    }
+    t.bind_operator_key(fp, &op.id).map_err(Error::Ca)?;
+    Ok(match cert_serial {
+        Some(serial) => format!("key={fp} cert={serial}"),
+        None => format!("key={fp}"),
     })
 }
 

@@ -19,21 +19,22 @@ pub const MAX_BATCH: usize = 1000;
 /// Longest consent accepted.
 pub const MAX_CONSENT: Duration = Duration::days(3653);
 
-/// Parsed trust anchors of the two hierarchies.
+/// The two hierarchies' root DNs (every generation of a hierarchy shares its DN: a
+/// certificate's hierarchy is known by its issuer name, its issuing generation only by key —
+/// [`ca::Authority::issuer_of`]).
 pub(crate) struct Anchors {
-    signing_der: Vec<u8>,
     subjects: [(Hierarchy, Vec<u8>); 2],
 }
 
 impl Anchors {
     pub(crate) fn new(a: &Authority) -> Result<Anchors> {
         let subject = |h: Hierarchy| -> Result<Vec<u8>> {
-            let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+            let root = a.root(h);
+            let (_, c) = x509_parser::parse_x509_certificate(&root.der)
                 .map_err(|e| Error::Internal(format!("root does not parse: {e}")))?;
             Ok(c.subject().as_raw().to_vec())
         };
         Ok(Anchors {
-            signing_der: a.root(Hierarchy::Signing).der.clone(),
             subjects: [
                 (Hierarchy::Signing, subject(Hierarchy::Signing)?),
                 (Hierarchy::Auth, subject(Hierarchy::Auth)?),
@@ -331,7 +332,10 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
             }
             Err(e) => return Err(e),
         };
-        if !matches!(rec.kind, CertKind::Signing | CertKind::Auth) {
+        if !matches!(
+            rec.kind,
+            CertKind::Signing | CertKind::Auth | CertKind::PhoneSigning | CertKind::PhoneAuth
+        ) {
             call.meter("none");
             results.push(
                 json!({"serial": ca::authority::serial_hex(&rec.serial), "status": "unknown",
@@ -351,6 +355,10 @@ pub(crate) fn validity(call: &mut Call<'_>, body: &[u8]) -> Result<Value> {
         results.push(json!({
             "serial": ca::authority::serial_hex(&rec.serial),
             "issuer": rec.hierarchy.as_str(),
+            // `signing`, `auth`, `phone-signing` or `phone-auth`: a smartphone certificate is
+            // told apart here (and by its policy OID, the card's plus `.1`).
+            "kind": rec.kind.as_str(),
+            "smartphone": matches!(rec.kind, CertKind::PhoneSigning | CertKind::PhoneAuth),
             "status": st.state.as_str(),
             "reason": st.reason.map(Reason::as_str),
             "revoked_at": st.since.map(rfc3339),
@@ -405,7 +413,14 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
     let env = signed_data::cms::parse(&bytes).map_err(|e| refused(e.to_string()))?;
     let (_, leaf) = x509_parser::parse_x509_certificate(&env.signer_der)
         .map_err(|e| refused(format!("signer certificate: {e}")))?;
-    let (_, root) = x509_parser::parse_x509_certificate(&call.anchors.signing_der)
+    // The generation that issued it, by key (AKI key id and issuer serial), never by name.
+    let generation = call
+        .a
+        .issuer_of(Hierarchy::Signing, &env.signer_der)
+        .ok_or_else(|| {
+            refused("the signing certificate names no generation of the signing root".into())
+        })?;
+    let (_, root) = x509_parser::parse_x509_certificate(&generation.der)
         .map_err(|e| Error::Internal(format!("signing root: {e}")))?;
     signed_data::path::validate(&leaf, &root, call.now).map_err(|e| {
         refused(format!(
@@ -416,7 +431,9 @@ fn holder_signature(call: &mut Call<'_>, cms_b64: &str) -> Result<Signed> {
         .a
         .find(leaf.raw_serial(), Some(Hierarchy::Signing))
         .ok()
-        .filter(|r| r.der == env.signer_der && r.kind == CertKind::Signing)
+        .filter(|r| {
+            r.der == env.signer_der && matches!(r.kind, CertKind::Signing | CertKind::PhoneSigning)
+        })
         .ok_or_else(|| {
             refused("the signing certificate was not issued by this authority".into())
         })?;
@@ -570,9 +587,10 @@ pub(crate) fn four_attributes(call: &mut Call<'_>, body: &[u8]) -> Result<Value>
     let req: FourRequest = parse(body)?;
     let sp = call.sp(&req.sp, Scope::FourAttributes)?;
     let rec = call.our_cert(&cert_der(&req.certificate)?)?;
-    if rec.kind != CertKind::Signing {
+    if !matches!(rec.kind, CertKind::Signing | CertKind::PhoneSigning) {
         return Err(Error::BadCertificate(
-            "the four attributes are looked up from a signing certificate".into(),
+            "the four attributes are looked up from a signing certificate (card or smartphone)"
+                .into(),
         ));
     }
     call.touch(&rec.holder);

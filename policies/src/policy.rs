@@ -21,6 +21,17 @@ pub enum SerialScheme {
     Sequential,
 }
 
+/// What `jpki serve` does when a root rollover falls due (policy field `ca.root_rollover`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloverMode {
+    /// Warn in the log and `/metrics`; the operator runs `jpki root rollover`.
+    #[default]
+    Warn,
+    /// Roll over at once, then carry on serving.
+    Auto,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -72,6 +83,16 @@ pub struct CaSection {
     pub organization: String,
     pub operator: String,
     pub root_validity_years: u32,
+    /// Years between root generations (`jpki root rollover`): `jpki serve` warns when the
+    /// newest generation is this old, and rolls over itself under `root_rollover = "auto"`.
+    /// Absent in policy files written before generations existed: 4, as the real service
+    /// (reference §1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_rollover_years: Option<u32>,
+    /// What `jpki serve` does when a rollover is due: `"warn"` (the default: log and
+    /// `/metrics`, the operator runs `jpki root rollover`) or `"auto"` (it rolls over itself).
+    #[serde(default)]
+    pub root_rollover: RolloverMode,
     pub serials: SerialScheme,
     pub base_url: String,
     pub cps_uri: String,
@@ -234,6 +255,17 @@ impl Policy {
                 "ca.root_validity_years",
                 format!("must be 1 to 30, got {}", ca.root_validity_years),
             ));
+        }
+        if let Some(y) = ca.root_rollover_years {
+            if y == 0 || y >= ca.root_validity_years {
+                return Err(field(
+                    "ca.root_rollover_years",
+                    format!(
+                        "must be 1 to root_validity_years - 1 ({}), got {y}: generations must overlap",
+                        ca.root_validity_years.saturating_sub(1)
+                    ),
+                ));
+            }
         }
         check_url("ca.base_url", &ca.base_url)?;
         if ca.base_url.ends_with('/') {

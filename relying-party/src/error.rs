@@ -14,6 +14,8 @@ pub enum Error {
     },
     #[error("policy file: {0}")]
     Policy(#[from] policies::Error),
+    #[error("trust anchors: {0}")]
+    TrustAnchor(String),
     /// Certificates that do not parse, bad times, CMS and certification-path failures: the
     /// checks `signed-data` makes (shared with the platform's consent check). The text is
     /// that error's own.

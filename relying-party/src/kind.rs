@@ -33,6 +33,23 @@ impl Expected {
         }
     }
 
+    /// Also accepts smartphone certificates: each accepted OID followed by the arc `.1`
+    /// (jpki's phone marker, docs/phone.md). Off by default: a relying party that has not
+    /// decided to accept phone certificates refuses them, as the real card-only ones do.
+    pub fn with_phone(mut self) -> Expected {
+        for list in [&mut self.signing, &mut self.auth] {
+            let phone: Vec<String> = list.iter().map(|o| format!("{o}.1")).collect();
+            list.extend(phone);
+        }
+        self
+    }
+
+    /// Whether `oid` is a smartphone certificate's policy (an accepted card OID plus `.1`).
+    pub fn is_phone(&self, oid: &str) -> bool {
+        oid.strip_suffix(".1")
+            .is_some_and(|card| self.signing.iter().chain(&self.auth).any(|o| o == card))
+    }
+
     /// Exactly the OIDs of an operator's policy file.
     pub fn from_policy(p: &Policy) -> Expected {
         Expected {

@@ -110,10 +110,15 @@ pub struct Judgement {
     pub revocation: Option<RevocationInfo>,
 }
 
-/// A configured relying party: one trust anchor, accepted policies, a status source.
+/// A configured relying party: its trust anchors (every generation of one hierarchy's root),
+/// accepted policies, a status source.
 #[derive(Clone)]
 pub struct Verifier {
+    /// The first trust anchor: what a check that precedes the signer names.
     root_der: Vec<u8>,
+    /// Every trust anchor, in the order given; a certificate is checked against the one that
+    /// issued it, picked by key ([`crate::path::pick_anchor`]).
+    anchors: Vec<Vec<u8>>,
     expected: Expected,
     status: StatusSource,
     soft_fail: bool,
@@ -121,17 +126,30 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// `root` is the trust anchor (PEM or DER); `policy` narrows the accepted policy OIDs to
-    /// the operator's (without it: production and test signing policies, the auth policy).
+    /// `root` is the trust anchor (DER, or PEM with one certificate per root generation:
+    /// the issuer of each certificate checked is picked among them by key); `policy` narrows
+    /// the accepted policy OIDs to the operator's (without it: production and test signing
+    /// policies, the auth policy).
     pub fn new(
         root: &[u8],
         policy: Option<&Policy>,
         status: StatusSource,
     ) -> Result<Verifier, Error> {
         let root_der = crate::cert::certificate_der(root, "trust anchor")?;
+        let mut anchors = Vec::new();
+        if root.trim_ascii_start().starts_with(b"-----BEGIN") {
+            for pem in x509_parser::pem::Pem::iter_from_buffer(root) {
+                let pem = pem.map_err(|e| Error::TrustAnchor(format!("PEM: {e}")))?;
+                anchors.push(crate::cert::certificate_der(&pem.contents, "trust anchor")?);
+            }
+        }
+        if anchors.is_empty() {
+            anchors.push(root_der.clone());
+        }
         let expected = policy.map_or_else(Expected::jpki, Expected::from_policy);
         Ok(Verifier {
             root_der,
+            anchors,
             expected,
             status,
             soft_fail: false,
@@ -142,6 +160,15 @@ impl Verifier {
     /// Status that cannot be learned becomes a warning instead of a failure.
     pub fn soft_fail(mut self, on: bool) -> Verifier {
         self.soft_fail = on;
+        self
+    }
+
+    /// Accepts smartphone certificates too (their policy OID is the card's plus `.1`); the
+    /// report's kind check says "smartphone …" for them.
+    pub fn accept_phone(mut self, on: bool) -> Verifier {
+        if on {
+            self.expected = self.expected.clone().with_phone();
+        }
         self
     }
 
@@ -289,13 +316,25 @@ impl Verifier {
         now: OffsetDateTime,
         as_of: Option<&mut Option<RevocationInfo>>,
     ) {
+        // The generation that issued the leaf, by key; the first anchor when none did (the
+        // chain check then names what does not match).
+        let picked = crate::path::pick_anchor(leaf, &self.anchors)
+            .and_then(|i| crate::cert::parse(&self.anchors[i], "trust anchor").ok());
+        let root = picked.as_ref().unwrap_or(root);
         let chain_ok = report.record(
             "chain",
             crate::path::validate(leaf, root, at)
                 .map_err(Error::from)
                 .map(|()| {
                     format!(
-                        "issued by the trust anchor, within validity at {}",
+                        "issued by the trust anchor{}, within validity at {}",
+                        if self.anchors.len() > 1 {
+                            crate::cert::ski(root)
+                                .map(|k| format!(" with key id {}", hex::encode_upper(k)))
+                                .unwrap_or_default()
+                        } else {
+                            String::new()
+                        },
                         fmt_time(at)
                     )
                 }),
@@ -310,7 +349,13 @@ impl Verifier {
         };
         report.record(
             "kind",
-            kind.map(|p| format!("{label} certificate (policy {p})")),
+            kind.map(|p| {
+                if self.expected.is_phone(&p) {
+                    format!("smartphone {label} certificate (policy {p})")
+                } else {
+                    format!("{label} certificate (policy {p})")
+                }
+            }),
         );
         if want == Hierarchy::Signing {
             match crate::kind::attributes(leaf) {
@@ -482,6 +527,9 @@ impl Verifier {
             }
         };
         report.signer = Some(signer_info(&leaf));
+        if let Some(i) = crate::path::pick_anchor(&leaf, &self.anchors) {
+            judgement.root = self.anchors[i].clone();
+        }
         let key = &leaf.public_key().subject_public_key.data;
         let signed = match content {
             Content::Bytes(detached) => env.content(detached).map(|c| {

@@ -75,6 +75,45 @@ pub fn issuer_is_anchor(
     }
 }
 
+/// Which of several trust anchors issued `leaf`, picked by key — never by name alone, since
+/// every generation of a JPKI root shares one DN (reference §1): the anchor's subject must be
+/// the leaf's issuer, its subjectKeyIdentifier the leaf's authorityKeyIdentifier keyIdentifier
+/// and, when the AKI names one, its serial the authorityCertSerialNumber (RFC 5280
+/// §4.2.1.1). A leaf without a key identifier is matched by its signature. `None` when no
+/// anchor qualifies.
+pub fn pick_anchor(leaf: &X509Certificate<'_>, anchors: &[Vec<u8>]) -> Option<usize> {
+    let (key_id, serial) = leaf
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => Some((
+                a.key_identifier.as_ref().map(|k| k.0),
+                a.authority_cert_serial,
+            )),
+            _ => None,
+        })
+        .unwrap_or((None, None));
+    let strip = |s: &[u8]| -> Vec<u8> {
+        let start = s.iter().position(|b| *b != 0).unwrap_or(s.len());
+        s[start..].to_vec()
+    };
+    anchors.iter().position(|der| {
+        let Ok(root) = crate::cert::parse(der, "trust anchor") else {
+            return false;
+        };
+        if leaf.issuer().as_raw() != root.subject().as_raw() {
+            return false;
+        }
+        if serial.is_some_and(|s| strip(s) != strip(root.raw_serial())) {
+            return false;
+        }
+        match (key_id, crate::cert::ski(&root)) {
+            (Some(a), Some(s)) => a == s,
+            _ => leaf.verify_signature(Some(root.public_key())).is_ok(),
+        }
+    })
+}
+
 pub fn key_id_matches(leaf: &X509Certificate<'_>, root: &X509Certificate<'_>) -> Result<(), Error> {
     let aki = leaf
         .extensions()

@@ -94,12 +94,19 @@ pub enum Command {
         #[arg(long)]
         first_officer_csr: Option<PathBuf>,
     },
-    /// Print a root certificate (PEM).
+    /// Print a root certificate (PEM) with --hierarchy; without it, list every root
+    /// generation of both hierarchies (docs/roots.md).
+    #[command(args_conflicts_with_subcommands = true)]
     Root {
-        /// signing, auth, or operator (the platform-operator CA).
+        /// signing, auth, or operator (the platform-operator CA): print the root that issues
+        /// new certificates (the newest generation).
         #[arg(long, value_parser = parse_root)]
-        hierarchy: RootOf,
-        /// One JSON object: {"pem": "..."}.
+        hierarchy: Option<RootOf>,
+        /// With --hierarchy: every unexpired generation, oldest first (what relying parties
+        /// trust).
+        #[arg(long, requires = "hierarchy")]
+        all: bool,
+        /// One JSON object: {"pem": "..."}, or {"generations": [...]} without --hierarchy.
         #[arg(long)]
         json: bool,
         /// Write the certificate to this file instead of stdout (PEM; DER with --der).
@@ -108,6 +115,8 @@ pub enum Command {
         /// Write --out as DER instead of PEM.
         #[arg(long, requires = "out")]
         der: bool,
+        #[command(subcommand)]
+        command: Option<RootCommand>,
     },
     /// The resident register and its events.
     #[command(subcommand)]
@@ -728,6 +737,21 @@ fn parse_hierarchy(s: &str) -> std::result::Result<Hierarchy, String> {
     s.parse()
 }
 
+/// `jpki root rollover`.
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Make a new generation of a hierarchy's root: a new key and a new self-signed root with
+    /// the same DN and a new serial; new certificates are issued under it, older generations
+    /// keep their keys (docs/roots.md). Needs the passphrase.
+    Rollover {
+        /// signing or auth.
+        #[arg(long, value_parser = parse_hierarchy)]
+        hierarchy: Hierarchy,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Whose root certificate `jpki root` prints.
 #[derive(Debug, Clone, Copy)]
 pub enum RootOf {
@@ -1282,17 +1306,114 @@ pub fn run(cli: Cli) -> Result<()> {
                 cert_out.display()
             );
             for h in Hierarchy::ALL {
-                let (_, c) = x509_parser::parse_x509_certificate(&a.root(h).der)
+                let root = a.root(h);
+                let (_, c) = x509_parser::parse_x509_certificate(&root.der)
                     .map_err(|e| Error::Store(e.to_string()))?;
                 println!("  {h} root: {}", c.subject());
             }
             Ok(())
         }
         Command::Root {
-            hierarchy,
+            command: Some(RootCommand::Rollover { hierarchy, json }),
+            ..
+        } => {
+            let v = call(
+                &cli,
+                Request::RootRollover {
+                    hierarchy: *hierarchy,
+                },
+            )?;
+            if *json {
+                println!("{v}");
+            } else {
+                let r = &v["rolled_over"];
+                println!(
+                    "{} root generation {}: serial {}, key id {}, valid {} to {}; new certificates are issued under it",
+                    hierarchy,
+                    r["generation"],
+                    r["serial"].as_str().unwrap_or_default(),
+                    r["key_id"].as_str().unwrap_or_default(),
+                    r["not_before"].as_str().unwrap_or_default(),
+                    r["not_after"].as_str().unwrap_or_default(),
+                );
+                println!(
+                    "  certificate: {}",
+                    r["certificate"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Root {
+            hierarchy: None,
+            json,
+            ..
+        } => {
+            let v = call(&cli, Request::RootGenerations { hierarchy: None })?;
+            if *json {
+                println!("{}", serde_json::json!({ "generations": v["generations"] }));
+            } else {
+                println!(
+                    "{:<8} {:>3}  {:<10} {:<41} {:<20} {:<20} state",
+                    "HIER", "GEN", "SERIAL", "KEY ID", "NOT BEFORE", "NOT AFTER"
+                );
+                for g in v["generations"].as_array().into_iter().flatten() {
+                    let state = match (g["issuing"].as_bool(), g["expired"].as_bool()) {
+                        (_, Some(true)) => "expired",
+                        (Some(true), _) => "issuing",
+                        _ => "signs revocation data for what it issued",
+                    };
+                    let day = |k: &str| {
+                        g[k].as_str()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(19)
+                            .collect::<String>()
+                    };
+                    println!(
+                        "{:<8} {:>3}  {:<10} {:<41} {:<20} {:<20} {state}",
+                        g["hierarchy"].as_str().unwrap_or_default(),
+                        g["generation"].as_u64().unwrap_or_default(),
+                        g["serial"].as_str().unwrap_or_default(),
+                        g["key_id"].as_str().unwrap_or_default(),
+                        day("not_before"),
+                        day("not_after"),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Root {
+            hierarchy: Some(RootOf::Ca(h)),
+            all: true,
+            json,
+            ..
+        } => {
+            let v = call(
+                &cli,
+                Request::RootGenerations {
+                    hierarchy: Some(*h),
+                },
+            )?;
+            let mut pem = String::new();
+            for g in v["generations"].as_array().into_iter().flatten() {
+                if g["expired"].as_bool() == Some(true) {
+                    continue;
+                }
+                pem.push_str(g["pem"].as_str().unwrap_or_default());
+            }
+            if *json {
+                println!("{}", serde_json::json!({ "pem": pem }));
+            } else {
+                print!("{pem}");
+            }
+            Ok(())
+        }
+        Command::Root {
+            hierarchy: Some(hierarchy),
             json,
             out,
             der,
+            ..
         } => {
             let v = match *hierarchy {
                 RootOf::Operator => call_pf(&cli, platform::Request::OperatorRoot)?,

@@ -8,19 +8,22 @@
 //!    [--signing-csr S.csr] --out-dir D` — the phone's certificates.
 //!
 //! `jpki phone lost|found --resident R` report the phone lost (hold) or found (auth released,
-//! signing revoked). The CA commands run on the local data directory only: with `jpki serve`
-//! running they are refused (they are not requests of the admin socket yet).
+//! signing revoked). The CA commands are admin requests (`ca::api::Request::Phone*`): with
+//! `jpki serve` running they go through its admin socket, authorised like `issue` (challenge,
+//! issue), `hold` (lost) and `revoke` (found).
 
 use std::path::{Path, PathBuf};
 
-use ca::authority::phone::{authorisation_message, PhoneApplication};
+use base64::Engine;
+use ca::api::Request;
+use ca::authority::phone::{authorisation_message, ChallengeIssued, PhoneIssued, PhoneOutcome};
 use ca::error::Error;
 use clap::Subcommand;
 use holder_token::prompt::pin;
 use holder_token::Token;
 use policies::Hierarchy;
 
-use super::{open_local, print, Cli};
+use super::{call, print, typed, Cli};
 use crate::Result;
 
 #[derive(Debug, Subcommand)]
@@ -125,22 +128,20 @@ pub fn authorise(cmd: &PhoneCommand) -> Result<()> {
     Ok(())
 }
 
-/// The CA side of `jpki phone …`.
+/// The CA side of `jpki phone …`: through the admin socket when `jpki serve` runs, else on
+/// the local data directory (the same requests either way).
 pub fn run(cli: &Cli, cmd: &PhoneCommand) -> Result<()> {
-    if matches!(cmd, PhoneCommand::Authorise { .. }) {
-        return authorise(cmd);
-    }
-    let a = open_local(cli)?.ok_or_else(|| {
-        Error::Invalid(
-            "jpki serve holds the data directory: phone commands run on the local data \
-             directory only (stop the server)"
-                .into(),
-        )
-    })?;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     match cmd {
-        PhoneCommand::Authorise { .. } => Ok(()),
+        PhoneCommand::Authorise { .. } => authorise(cmd),
         PhoneCommand::Challenge { resident, json } => {
-            let c = a.phone_challenge(resident)?;
+            let v = call(
+                cli,
+                Request::PhoneChallenge {
+                    resident: resident.clone(),
+                },
+            )?;
+            let c: ChallengeIssued = typed(v)?;
             print(*json, &c, |c| {
                 format!("{}\n(expires {})", c.challenge, super::when(c.expires))
             })
@@ -160,15 +161,17 @@ pub fn run(cli: &Cli, cmd: &PhoneCommand) -> Result<()> {
                 ca::csr::check_size(csr)?;
             }
             let sig = read(authorisation)?;
-            let issued = a.phone_issue(
-                resident,
-                &PhoneApplication {
-                    auth_csr: auth.as_deref(),
-                    signing_csr: signing.as_deref(),
-                    challenge,
-                    authorisation: &sig,
+            let v = call(
+                cli,
+                Request::PhoneIssue {
+                    resident: resident.clone(),
+                    challenge: challenge.clone(),
+                    authorisation_base64: b64(&sig),
+                    auth_csr_base64: auth.as_deref().map(b64),
+                    signing_csr_base64: signing.as_deref().map(b64),
                 },
             )?;
+            let issued: PhoneIssued = typed(v)?;
             if let Some(dir) = out_dir {
                 for c in &issued.certificates {
                     let path = dir.join(format!("{}.pem", c.kind.as_str()));
@@ -195,11 +198,23 @@ pub fn run(cli: &Cli, cmd: &PhoneCommand) -> Result<()> {
             })
         }
         PhoneCommand::Lost { resident, json } => {
-            let o = a.phone_lost(resident)?;
+            let v = call(
+                cli,
+                Request::PhoneLost {
+                    resident: resident.clone(),
+                },
+            )?;
+            let o: PhoneOutcome = typed(v)?;
             print(*json, &o, |o| o.changed.join("\n"))
         }
         PhoneCommand::Found { resident, json } => {
-            let o = a.phone_found(resident)?;
+            let v = call(
+                cli,
+                Request::PhoneFound {
+                    resident: resident.clone(),
+                },
+            )?;
+            let o: PhoneOutcome = typed(v)?;
             print(*json, &o, |o| o.changed.join("\n"))
         }
     }

@@ -118,6 +118,18 @@ impl ocsp_responder::StatusSource for OcspStatus {
             }
         })
     }
+    fn issuer_key_id(
+        &self,
+        h: Hierarchy,
+        serial: &[u8],
+    ) -> Result<Option<Vec<u8>>, ocsp_responder::SourceError> {
+        let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
+        let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
+        let Some(c) = self.0.certificate(h, &serial[start..]).map_err(fail)? else {
+            return Ok(None);
+        };
+        Ok(ca::authority::rollover::issuer_key_id_of(&c.der))
+    }
 }
 
 /// Keeps OCSP and CRLs current: called by the authority after every durable revocation or hold,

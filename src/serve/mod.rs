@@ -276,16 +276,31 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
         )
         .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?,
     );
-    let issuers = Hierarchy::ALL
-        .iter()
-        .map(|&h| -> Result<ocsp_responder::Issuer> {
-            Ok(ocsp_responder::Issuer {
+    // One OCSP issuer per unexpired root generation, oldest first: the newest answers through
+    // the delegated signer (issued by it), each older one signs its own answers with its root
+    // key, for the certificates it issued (docs/roots.md).
+    let mut issuers = Vec::new();
+    let now = clock.now();
+    for h in Hierarchy::ALL {
+        let delegated = authority.ocsp_signer(h)?;
+        let delegated_by = ca::authority::rollover::signer_key_id(&delegated);
+        for root in authority.roots(h) {
+            if root.not_after < now {
+                continue;
+            }
+            let signer: Arc<dyn policies::Signer> = if delegated_by.as_deref() == Some(&root.key_id)
+            {
+                delegated.clone()
+            } else {
+                authority.generation_signer(h, &root)?
+            };
+            issuers.push(ocsp_responder::Issuer {
                 hierarchy: h,
-                root: authority.root(h).der.clone(),
-                signer: authority.ocsp_signer(h)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+                root: root.der.clone(),
+                signer,
+            });
+        }
+    }
     let responder = ocsp_responder::Responder::new(
         ocsp_responder::Settings::from_policy(authority.policy()),
         issuers,
@@ -329,7 +344,25 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         let watch = renew::Watch::new(Arc::clone(&authority));
         {
             let a = Arc::clone(&authority);
-            let renewed = tokio::task::spawn_blocking(move || {
+            let rolled = {
+            let a = Arc::clone(&authority);
+            tokio::task::spawn_blocking(move || {
+                ca::officers::acting_as(&ca::officers::Actor::System("root-rollover"), || {
+                    a.rollover_roots_due()
+                })
+            })
+            .await
+            .map_err(|e| Error::Serve(e.to_string()))?
+        };
+        match rolled {
+            Ok(done) => {
+                for r in done {
+                    tracing::warn!(hierarchy = %r.hierarchy, generation = r.generation, serial = %r.serial, "rolled the root over (ca.root_rollover = \"auto\")");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "the scheduled root rollover failed"),
+        }
+        let renewed = tokio::task::spawn_blocking(move || {
                 ca::officers::acting_as(&ca::officers::Actor::System("ocsp-renewal"), || {
                     a.renew_ocsp_signers_due()
                 })

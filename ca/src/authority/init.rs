@@ -138,8 +138,8 @@ impl Authority {
                     policies::policy::SerialScheme::Random => random_serial(&rng),
                 }
             };
-            // Root.
-            let root_key = keys::generate()?;
+            // Root (generation 1).
+            let root_key = crate::signers::create_key(&layout.root_key(h, 1), passphrase)?;
             let serial = next_serial()?;
             let end = validity::root_not_after(now, policy.ca.root_validity_years)?;
             let w = Window {
@@ -162,8 +162,8 @@ impl Authority {
             let root_der = profile::assemble(&tbs, &sig)?;
             check_signature(&root_key.spki, &root_der)?;
             let root_serial = serial.clone();
-            keys::write_encrypted(&layout.key(h, "root"), &root_key, passphrase)?;
-            keys::write_private(&layout.cert(h, "root"), pem(&root_der).as_bytes())?;
+            keys::write_private(&layout.root_cert(h, 1), pem(&root_der).as_bytes())?;
+            keys::write_private(&layout.roots_bundle(h), pem(&root_der).as_bytes())?;
             records.push(CertRecord {
                 hierarchy: h,
                 serial,

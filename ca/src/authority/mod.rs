@@ -8,7 +8,8 @@
 //! * [`query`] — what the read commands show;
 //! * [`phone`] — smartphone certificates, issued on the card's authority;
 //! * [`renew`] — the infrastructure certificates' renewal (delegated OCSP signers) and the
-//!   expiry of everything a server depends on.
+//!   expiry of everything a server depends on;
+//! * [`rollover`] — root generations: a new root key and self-signed root under the same DN.
 //!
 //! [`Authority::new`] does no I/O of its own and opening applies nothing: due register events
 //! are applied by [`Authority::apply_due`], which `jpki serve` runs on a timer and
@@ -24,10 +25,11 @@ pub mod query;
 pub mod renew;
 pub mod report;
 pub mod revoke;
+pub mod rollover;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use policies::profile::Scope;
@@ -49,14 +51,43 @@ pub use query::{
 pub use renew::{Expiry, Renewed};
 pub use revoke::Revocation;
 
-/// What the authority knows of a root without its private key.
-#[derive(Clone)]
+/// What the authority knows of a root without its private key: one generation of a
+/// hierarchy's root (all generations share the DN; the key, serial and validity differ).
+#[derive(Clone, Debug)]
 pub struct Root {
     pub der: Vec<u8>,
     pub spki: Vec<u8>,
     pub key_id: Vec<u8>,
     /// The root certificate's serial (leaves name it in their authorityKeyIdentifier).
     pub serial: Vec<u8>,
+    /// 1 for the root `jpki init` made, then one more per `jpki root rollover`: the order of
+    /// the hierarchy's root records by (notBefore, serial), which never changes.
+    pub generation: u32,
+    pub not_before: time::OffsetDateTime,
+    pub not_after: time::OffsetDateTime,
+}
+
+/// Sorts a hierarchy's root records into generations (by notBefore, then serial).
+fn generations(mut records: Vec<CertRecord>) -> Result<Vec<Arc<Root>>> {
+    records.sort_by(|a, b| {
+        (a.not_before, a.serial.len(), &a.serial).cmp(&(b.not_before, b.serial.len(), &b.serial))
+    });
+    let mut out = Vec::with_capacity(records.len());
+    for (i, r) in records.into_iter().enumerate() {
+        let spki = spki_of(&r.der)?;
+        let key_id = profile::key_identifier(&spki)?;
+        out.push(Arc::new(Root {
+            der: r.der,
+            spki,
+            key_id,
+            serial: r.serial,
+            generation: u32::try_from(i + 1)
+                .map_err(|_| Error::Invalid("too many root generations".into()))?,
+            not_before: r.not_before,
+            not_after: r.not_after,
+        }));
+    }
+    Ok(out)
 }
 
 pub struct Authority {
@@ -64,7 +95,9 @@ pub struct Authority {
     storage: Arc<dyn Storage>,
     signers: Signers,
     clock: Arc<dyn Clock>,
-    roots: BTreeMap<Hierarchy, Root>,
+    /// Every generation of each hierarchy's root, oldest first; the last issues new leaves.
+    /// Grows by one at [`Authority::rollover_root`].
+    roots: RwLock<BTreeMap<Hierarchy, Vec<Arc<Root>>>>,
     /// Last sequential serial handed out, per hierarchy (the storage keeps the highest one
     /// committed: [`crate::storage::Tx::note_serial`]).
     counters: [AtomicU64; 2],
@@ -150,23 +183,17 @@ impl Authority {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<Authority> {
-        let mut roots = BTreeMap::new();
+        let mut records: BTreeMap<Hierarchy, Vec<CertRecord>> = BTreeMap::new();
         storage.for_each_certificate(&mut |r: CertRecord| {
             if r.kind == CertKind::Root {
-                let spki = spki_of(&r.der)?;
-                let key_id = profile::key_identifier(&spki)?;
-                roots.insert(
-                    r.hierarchy,
-                    Root {
-                        der: r.der,
-                        spki,
-                        key_id,
-                        serial: r.serial,
-                    },
-                );
+                records.entry(r.hierarchy).or_default().push(r);
             }
             Ok(())
         })?;
+        let mut roots = BTreeMap::new();
+        for (h, list) in records {
+            roots.insert(h, generations(list)?);
+        }
         if roots.len() != Hierarchy::ALL.len() {
             return Err(Error::Invalid(
                 "the store holds no roots: it was not made by `jpki init`".into(),
@@ -181,7 +208,7 @@ impl Authority {
             storage,
             signers,
             clock,
-            roots,
+            roots: RwLock::new(roots),
             counters,
             rng: SystemRandom::new(),
             listener: OnceLock::new(),
@@ -232,15 +259,39 @@ impl Authority {
     pub fn dir(&self) -> &std::path::Path {
         &self.signers.data_dir().dir
     }
-    pub fn root(&self, h: Hierarchy) -> &Root {
-        // Both roots are checked present in `new`.
-        &self.roots[&h]
+    /// The newest generation of a hierarchy's root: the one that issues new leaves.
+    pub fn root(&self, h: Hierarchy) -> Arc<Root> {
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        // Both hierarchies are checked present, each with at least one root, in `new`, and
+        // generations are only ever added.
+        roots[&h]
+            .last()
+            .cloned()
+            .expect("every hierarchy has a root (checked in Authority::new)")
     }
 
-    /// The root signer of a hierarchy (decrypted on first use).
+    /// Every generation of a hierarchy's root, oldest first.
+    pub fn roots(&self, h: Hierarchy) -> Vec<Arc<Root>> {
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        roots.get(&h).cloned().unwrap_or_default()
+    }
+
+    /// The generation of a hierarchy's root whose key identifier (the SKI a leaf's
+    /// authorityKeyIdentifier names) is `key_id`.
+    pub fn root_by_key_id(&self, h: Hierarchy, key_id: &[u8]) -> Option<Arc<Root>> {
+        self.roots(h).into_iter().find(|r| r.key_id == key_id)
+    }
+
+    /// The root signer of the newest generation of a hierarchy (decrypted on first use).
     pub fn signer(&self, h: Hierarchy) -> Result<Arc<CaSigner>> {
         let root = self.root(h);
-        self.signers.root(h, &root.der, &root.spki)
+        self.generation_signer(h, &root)
+    }
+
+    /// The root signer of one generation (it keeps signing CRLs for the certificates it
+    /// issued until the last of them expires).
+    pub fn generation_signer(&self, h: Hierarchy, root: &Root) -> Result<Arc<CaSigner>> {
+        self.signers.root(h, root.generation, &root.der, &root.spki)
     }
 
     /// The delegated OCSP signer of a hierarchy (decrypted on first use; the newest after a

@@ -172,6 +172,15 @@ impl Authority {
     pub fn expiries(&self) -> Result<Vec<Expiry>> {
         let mut out = Vec::new();
         for h in Hierarchy::ALL {
+            // Not an expiry but a date the policy sets: the next root generation
+            // (`ca.root_rollover_years` after the newest one's notBefore), due from that day.
+            out.push(Expiry {
+                what: "root-rollover".into(),
+                hierarchy: Some(h),
+                serial: serial_hex(&self.root(h).serial),
+                not_after: self.rollover_due_at(h)?,
+                margin_days: 0,
+            });
             out.push(Expiry::of(
                 "root",
                 Some(h),
@@ -214,7 +223,12 @@ impl Authority {
                 &der,
                 i64::from(self.policy.validity.ocsp_signer_renew_days()),
             )?;
-            if e.due(now) || self.revoked_signer(h, &der)?.is_some() {
+            // A signer issued by an older root generation is replaced too: the delegated
+            // signer always belongs to the newest generation (older ones sign their own
+            // answers, docs/roots.md).
+            let newest = self.root(h).key_id.clone();
+            let older = super::rollover::authority_key_id(&der).is_some_and(|(k, _)| k != newest);
+            if e.due(now) || older || self.revoked_signer(h, &der)?.is_some() {
                 done.push(self.renew_ocsp_signer(h)?);
             }
         }

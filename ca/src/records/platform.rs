@@ -81,6 +81,15 @@ pub struct Operator {
     pub certificates: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
+    /// notAfter of the newest client certificate the operator CA issued to it: a renewal is
+    /// refused before its window opens. Absent in records written before the window existed
+    /// (and for certificates registered from outside): renewal then is not limited.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub cert_not_after: Option<OffsetDateTime>,
 }
 
 /// A service provider, delegated to exactly one PF.

@@ -473,6 +473,7 @@ fn operator(id: &str, name: &str) -> Operator {
         keys: vec![],
         certificates: vec![],
         created: at(1),
+        cert_not_after: None,
     }
 }
 

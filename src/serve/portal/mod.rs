@@ -881,7 +881,14 @@ impl Portal {
             return Ok(Err(Refused::Unknown));
         }
         let rec = match self.authority.find(c.raw_serial(), Some(Hierarchy::Auth)) {
-            Ok(rec) if rec.der == der && rec.kind == CertKind::Auth && rec.holder.is_some() => rec,
+            // A card's or a smartphone's authentication certificate (docs/phone.md).
+            Ok(rec)
+                if rec.der == der
+                    && matches!(rec.kind, CertKind::Auth | CertKind::PhoneAuth)
+                    && rec.holder.is_some() =>
+            {
+                rec
+            }
             Ok(_) | Err(ca::Error::UnknownSerial(_)) => return Ok(Err(Refused::Unknown)),
             Err(e) => return Err(e.into()),
         };
@@ -923,7 +930,15 @@ impl Portal {
         });
         Ok(certs
             .into_iter()
-            .filter(|(c, _)| matches!(c.kind, CertKind::Signing | CertKind::Auth))
+            .filter(|(c, _)| {
+                matches!(
+                    c.kind,
+                    CertKind::Signing
+                        | CertKind::Auth
+                        | CertKind::PhoneSigning
+                        | CertKind::PhoneAuth
+                )
+            })
             .map(|(c, s)| {
                 let serial = ca::authority::serial_hex(&c.serial);
                 let tag = format!("{}:{serial}", c.hierarchy);
@@ -939,6 +954,7 @@ impl Portal {
                 };
                 CertRow {
                     kind: c.hierarchy,
+                    phone: matches!(c.kind, CertKind::PhoneSigning | CertKind::PhoneAuth),
                     serial,
                     not_before: c.not_before,
                     not_after: c.not_after,
@@ -1439,6 +1455,7 @@ mod tests {
     fn plain_words_say_why_and_when() {
         let row = CertRow {
             kind: Hierarchy::Signing,
+            phone: false,
             serial: "01".into(),
             not_before: time::macros::datetime!(2026-01-01 00:00 UTC),
             not_after: time::macros::datetime!(2031-01-01 00:00 UTC),
@@ -1462,5 +1479,33 @@ mod tests {
             ..row
         };
         assert_eq!(pages::why(Lang::En, &good), None);
+    }
+
+    #[test]
+    fn a_smartphone_certificate_is_shown_as_one() {
+        let row = |phone| CertRow {
+            kind: Hierarchy::Auth,
+            phone,
+            serial: "0A".into(),
+            not_before: time::macros::datetime!(2026-01-01 00:00 UTC),
+            not_after: time::macros::datetime!(2031-01-01 00:00 UTC),
+            status: "good",
+            reason: None,
+            since: None,
+            event: None,
+        };
+        let paging = pages::Paging {
+            page: 1,
+            pages: 1,
+            total: 2,
+        };
+        let html = pages::certificates(Lang::En, "t", &[row(false), row(true)], &paging);
+        assert_eq!(html.matches("data-device=\"card\"").count(), 1, "{html}");
+        assert_eq!(
+            html.matches("data-device=\"smartphone\"").count(),
+            1,
+            "{html}"
+        );
+        assert!(html.contains("(smartphone)"), "{html}");
     }
 }

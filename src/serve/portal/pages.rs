@@ -70,6 +70,8 @@ pub fn day(t: OffsetDateTime) -> String {
 /// One certificate as the holder sees it.
 pub struct CertRow {
     pub kind: Hierarchy,
+    /// A smartphone certificate (kind `phone-signing`/`phone-auth`; docs/phone.md).
+    pub phone: bool,
     pub serial: String,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
@@ -332,8 +334,14 @@ pub fn certificates(lang: Lang, csrf: &str, rows: &[CertRow], paging: &Paging) -
                 p { (lang.t("証明書はありません。", "You have no certificates.")) }
             }
             @for c in rows {
-                section.card aria-label=(kind_name(lang, c.kind)) {
-                    h2 { (kind_name(lang, c.kind)) }
+                section.card data-device=(if c.phone { "smartphone" } else { "card" })
+                    aria-label=(kind_name(lang, c.kind)) {
+                    h2 {
+                        (kind_name(lang, c.kind))
+                        @if c.phone {
+                            " " span.device { (lang.t("（スマートフォン）", "(smartphone)")) }
+                        }
+                    }
                     dl {
                         dt { (lang.t("状態", "Status")) }
                         dd.status data-status=(c.status) { (status_name(lang, c.status)) }

@@ -1,0 +1,362 @@
+//! Root generations and their rollover (`jpki root rollover --hierarchy signing|auth`).
+//!
+//! The real service introduces a new root key every four years and gives each root ten
+//! years, under one unchanged DN (reference §1: authca01/02/03 …), so generations overlap and
+//! a verifier picks the issuer by key. jpki does the same:
+//!
+//! 1. the passphrase is proved first by decrypting the newest generation's key: a wrong one
+//!    fails before anything is written;
+//! 2. a new RSA key is made ([`crate::signers::Signers::create_root_key`], the one place a
+//!    root key is created after `jpki init`) and stored encrypted as `keys/<h>-root-g<N>.key`;
+//!    a key file left by an earlier rollover that never committed (no root record names it) is
+//!    replaced;
+//! 3. the new self-signed root: the same DN and profile as every root (`profile::root_tbs`,
+//!    linted as `Shape::Root`), the next serial of the hierarchy's counter, valid from now to
+//!    23:59:59 JST on the day before the `ca.root_validity_years` anniversary, verified with
+//!    its own key before anyone sees it;
+//! 4. one unit of work records it ([`crate::storage::Tx::add_certificate`], kind `root`) with
+//!    the serial counter and the audit record `root-rollover`; the store's root records *are*
+//!    the generation list (ordered by notBefore, then serial), so nothing else needs to be
+//!    durable for the generation to exist;
+//! 5. `certs/<h>-root-g<N>.pem` and the bundle `certs/<h>-roots.pem` (every generation) are
+//!    written, and the authority issues every later leaf under the new generation.
+//!
+//! Older generations are not retired: their keys stay (each one keeps signing what it issued
+//! — see docs/roots.md for which generation signs what), their certificates stay trust
+//! anchors until they expire, and the leaves they issued keep naming them in their
+//! authorityKeyIdentifier (key id, issuer name, issuer serial).
+
+use std::fs;
+
+use policies::lint::{self, Expect, Shape};
+use policies::profile::{self, Scope, Window};
+use policies::{validity, Hierarchy};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{serial_hex, Authority, Root};
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::records::{pem, CertKind, CertRecord};
+use crate::storage;
+
+/// Default years between root generations when the policy does not say (reference §1).
+pub const DEFAULT_ROLLOVER_YEARS: u32 = 4;
+
+/// One generation of a root, as `jpki root` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub hierarchy: Hierarchy,
+    pub generation: u32,
+    /// Upper-case hex.
+    pub serial: String,
+    /// The subjectKeyIdentifier (leaves name it in their authorityKeyIdentifier), hex.
+    pub key_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// The newest generation issues new leaves.
+    pub issuing: bool,
+    /// Past its notAfter (no longer a trust anchor).
+    pub expired: bool,
+    /// The key file (relative to the data directory).
+    pub key_file: String,
+    /// The root certificate, PEM.
+    pub pem: String,
+}
+
+/// A rollover that happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolledOver {
+    pub hierarchy: Hierarchy,
+    pub generation: u32,
+    pub serial: String,
+    pub key_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// The new root certificate's file.
+    pub certificate: String,
+}
+
+impl Authority {
+    /// Every generation of a hierarchy's root, oldest first.
+    pub fn generations(&self, h: Hierarchy) -> Vec<Generation> {
+        let now = self.clock.now();
+        let roots = self.roots(h);
+        let newest = roots.last().map(|r| r.generation);
+        roots
+            .iter()
+            .map(|r| Generation {
+                hierarchy: h,
+                generation: r.generation,
+                serial: serial_hex(&r.serial),
+                key_id: hex::encode_upper(&r.key_id),
+                not_before: r.not_before,
+                not_after: r.not_after,
+                issuing: Some(r.generation) == newest,
+                expired: r.not_after < now,
+                key_file: relative(self, &self.data_dir().root_key(h, r.generation)),
+                pem: pem(&r.der),
+            })
+            .collect()
+    }
+
+    /// When the policy wants the next generation of a hierarchy's root: the newest
+    /// generation's notBefore plus `ca.root_rollover_years` (default 4).
+    pub fn rollover_due_at(&self, h: Hierarchy) -> Result<OffsetDateTime> {
+        let newest = self.root(h);
+        let years = self
+            .policy
+            .ca
+            .root_rollover_years
+            .unwrap_or(DEFAULT_ROLLOVER_YEARS);
+        let d = validity::jst_date(newest.not_before);
+        let year = d.year() + i32::try_from(years).unwrap_or(i32::MAX - d.year());
+        let date = d
+            .replace_year(year)
+            .or_else(|_| time::Date::from_calendar_date(year, time::Month::March, 1))
+            .map_err(|e| Error::Invalid(format!("rollover date: {e}")))?;
+        Ok(date.midnight().assume_offset(validity::JST))
+    }
+
+    /// Makes a new generation of a hierarchy's root (module docs). A wrong or missing
+    /// passphrase fails before anything changes.
+    pub fn rollover_root(&self, h: Hierarchy) -> Result<RolledOver> {
+        if self.listener.get().is_some() {
+            return Err(Error::Invalid(
+                "a running `jpki serve` takes root generations up when it starts: stop it, run \
+                 `jpki root rollover`, start it again (or set ca.root_rollover = \"auto\")"
+                    .into(),
+            ));
+        }
+        let out = self.rollover_locked(h)?;
+        // The delegated OCSP signer moves to the new generation (the older ones sign their
+        // own answers). Should this fail, the rollover stands and `renew_ocsp_signers_due`
+        // (every `jpki serve` start and timer) replaces the signer, which it treats as due.
+        if let Err(e) = self.renew_ocsp_signer(h) {
+            tracing::warn!(hierarchy = %h, error = %e, "root rollover: the OCSP signer of the new generation was not made yet; `jpki ocsp-signer renew` or `jpki serve` makes it");
+        }
+        Ok(out)
+    }
+
+    /// Rolls over every hierarchy whose rollover is due when the policy says
+    /// `ca.root_rollover = "auto"`; under `"warn"` only logs. What `jpki serve` runs when it
+    /// starts, before its publishers are built. Returns the rollovers made.
+    pub fn rollover_roots_due(&self) -> Result<Vec<RolledOver>> {
+        let now = self.clock.now();
+        let mut done = Vec::new();
+        for h in Hierarchy::ALL {
+            let due = self.rollover_due_at(h)?;
+            if now < due {
+                continue;
+            }
+            match self.policy.ca.root_rollover {
+                policies::policy::RolloverMode::Auto => done.push(self.rollover_root(h)?),
+                policies::policy::RolloverMode::Warn => tracing::warn!(
+                    hierarchy = %h,
+                    due = %due,
+                    "a new root generation is due (ca.root_rollover_years): run `jpki root rollover --hierarchy {h}`"
+                ),
+            }
+        }
+        Ok(done)
+    }
+
+    fn rollover_locked(&self, h: Hierarchy) -> Result<RolledOver> {
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // 1. The passphrase, proved on the newest generation's key.
+        let current = self.root(h);
+        self.generation_signer(h, &current)?;
+        let now = self.clock.now();
+        if now <= current.not_before {
+            return Err(Error::Invalid(format!(
+                "generation {} of the {h} root was made at {}: a new one must start later",
+                current.generation, current.not_before
+            )));
+        }
+        let generation = current.generation + 1;
+        let layout = self.data_dir();
+        // 2. The key; a file no root record names is a leftover of a rollover that failed.
+        let key_path = layout.root_key(h, generation);
+        remove_if_present(&key_path)?;
+        let key = self.signers.create_root_key(h, generation)?;
+        let made = self.rollover_with(h, generation, &key, now);
+        let out = match made {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&key_path);
+                return Err(e);
+            }
+        };
+        // 5. The certificate files, and the new generation in force.
+        let root = out;
+        let cert_path = layout.root_cert(h, generation);
+        remove_if_present(&cert_path)?;
+        keys::write_private(&cert_path, pem(&root.der).as_bytes())?;
+        self.roots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(h)
+            .or_default()
+            .push(root.clone());
+        self.write_roots_bundle(h)?;
+        tracing::info!(
+            hierarchy = %h,
+            generation,
+            serial = %serial_hex(&root.serial),
+            "root rollover: new leaves are issued under the new generation"
+        );
+        Ok(RolledOver {
+            hierarchy: h,
+            generation,
+            serial: serial_hex(&root.serial),
+            key_id: hex::encode_upper(&root.key_id),
+            not_before: root.not_before,
+            not_after: root.not_after,
+            certificate: relative(self, &cert_path),
+        })
+    }
+
+    /// Steps 3 and 4: the certificate, checked, and the unit of work that records it.
+    fn rollover_with(
+        &self,
+        h: Hierarchy,
+        generation: u32,
+        key: &keys::NewKey,
+        now: OffsetDateTime,
+    ) -> Result<std::sync::Arc<Root>> {
+        let (serial, counter) = self.new_serial(h)?;
+        let not_after = validity::root_not_after(now, self.policy.ca.root_validity_years)?;
+        let w = Window {
+            serial: &serial,
+            not_before: now,
+            not_after,
+        };
+        let tbs = profile::root_tbs(&self.policy, h, w, &key.spki)?;
+        lint::check(
+            &self.policy,
+            &tbs,
+            &Expect {
+                hierarchy: h,
+                shape: Shape::Root,
+                issuer: None,
+                crl: Some(&Scope::Ca),
+            },
+        )?;
+        let sig = keys::sign_with(&key.pair, &self.rng, &tbs)?;
+        let der = profile::assemble(&tbs, &sig)?;
+        super::init::check_signature(&key.spki, &der)?;
+        let record = CertRecord {
+            hierarchy: h,
+            serial: serial.clone(),
+            kind: CertKind::Root,
+            holder: None,
+            partition: None,
+            not_before: now,
+            not_after,
+            der: der.clone(),
+        };
+        let hexs = serial_hex(&serial);
+        let previous = serial_hex(&self.root(h).serial);
+        self.storage.transact(&|t| {
+            t.add_certificate(&record, None)?;
+            if counter > 0 {
+                t.note_serial(h, counter)?;
+            }
+            storage::audit(
+                t,
+                now,
+                "root-rollover",
+                &format!("{h}:{hexs}"),
+                &format!(
+                    "generation {generation} after {previous}; notAfter {}",
+                    not_after.unix_timestamp()
+                ),
+            )
+        })?;
+        let key_id = profile::key_identifier(&key.spki)?;
+        Ok(std::sync::Arc::new(Root {
+            der,
+            spki: key.spki.clone(),
+            key_id,
+            serial,
+            generation,
+            not_before: now,
+            not_after,
+        }))
+    }
+
+    /// Rewrites `certs/<h>-roots.pem`: every generation, oldest first (staged, then renamed).
+    fn write_roots_bundle(&self, h: Hierarchy) -> Result<()> {
+        let text: String = self.roots(h).iter().map(|r| pem(&r.der)).collect();
+        let path = self.data_dir().roots_bundle(h);
+        let mut staged = path.as_os_str().to_owned();
+        staged.push(".new");
+        let staged = std::path::PathBuf::from(staged);
+        remove_if_present(&staged)?;
+        keys::write_private(&staged, text.as_bytes())?;
+        fs::rename(&staged, &path).map_err(Error::io(format!("rename {}", path.display())))
+    }
+}
+
+fn relative(a: &Authority, p: &std::path::Path) -> String {
+    p.strip_prefix(a.dir()).unwrap_or(p).display().to_string()
+}
+
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("remove {}", path.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Authority {
+    /// The generation of a hierarchy's root that issued `cert_der`, picked by key: the
+    /// certificate's authorityKeyIdentifier keyIdentifier must be the generation's key id and,
+    /// when it names one, authorityCertSerialNumber its serial — never by the issuer name,
+    /// which every generation shares. `None` when no generation matches (or the certificate
+    /// has no key identifier).
+    pub fn issuer_of(&self, h: Hierarchy, cert_der: &[u8]) -> Option<std::sync::Arc<Root>> {
+        let (key_id, serial) = authority_key_id(cert_der)?;
+        self.roots(h)
+            .into_iter()
+            .find(|r| r.key_id == key_id && serial.as_ref().is_none_or(|s| *s == r.serial))
+    }
+}
+
+/// The keyIdentifier and authorityCertSerialNumber of a certificate's authorityKeyIdentifier
+/// (RFC 5280 §4.2.1.1).
+pub(super) fn authority_key_id(cert_der: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    use x509_parser::extensions::ParsedExtension;
+    let (_, c) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    c.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                let id = aki.key_identifier.as_ref()?.0.to_vec();
+                let serial = aki.authority_cert_serial.map(|s| {
+                    let start = s.iter().position(|b| *b != 0).unwrap_or(s.len());
+                    s[start..].to_vec()
+                });
+                Some((id, serial))
+            }
+            _ => None,
+        })
+}
+
+/// The key identifier of the root that issued a signer's certificate (its AKI), for matching
+/// the delegated OCSP signer to its generation.
+pub fn signer_key_id(signer: &crate::keys::CaSigner) -> Option<Vec<u8>> {
+    authority_key_id(policies::Signer::certificate(signer)).map(|(k, _)| k)
+}
+
+/// The key identifier a certificate's authorityKeyIdentifier names (the generation of the
+/// root that issued it).
+pub fn issuer_key_id_of(cert_der: &[u8]) -> Option<Vec<u8>> {
+    authority_key_id(cert_der).map(|(k, _)| k)
+}

@@ -1,0 +1,544 @@
+//! Root generations (`jpki root rollover`, docs/roots.md): a wrong passphrase changes
+//! nothing; the new generation keeps the DN with a new key and serial; new leaves name it in
+//! their authorityKeyIdentifier; `jpki root` lists the generations; `openssl verify` with
+//! every generation accepts leaves of both; and with the clock moved across a rollover
+//! (`JPKI_TEST_NOW`, `JPKI_TEST_START`) a running server answers OCSP for each generation's
+//! leaves with that generation (picked by the request's issuerKeyHash) and `jpki verify`
+//! picks the issuing generation by key.
+
+mod common;
+use common::*;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use x509_parser::extensions::ParsedExtension;
+
+fn at(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap()
+}
+
+/// The authorityKeyIdentifier's keyIdentifier and authorityCertSerialNumber (hex; empty when
+/// absent).
+fn aki(pem: &str) -> (String, String) {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+    c.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => Some((
+                hex::encode_upper(a.key_identifier.as_ref().unwrap().0),
+                a.authority_cert_serial
+                    .map(hex::encode_upper)
+                    .unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn subject(pem: &str) -> Vec<u8> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+    c.subject().as_raw().to_vec()
+}
+
+fn generations(env: &Env, h: &str) -> Vec<serde_json::Value> {
+    env.json(&["root"])["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["hierarchy"] == h)
+        .cloned()
+        .collect()
+}
+
+fn files(env: &Env) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for d in ["keys", "certs"] {
+        let mut names: Vec<_> = std::fs::read_dir(env.data().join(d))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for n in names {
+            out.push((n.display().to_string(), std::fs::read(&n).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_rollover_makes_a_new_generation_and_a_wrong_passphrase_changes_nothing() {
+    let env = Env::init();
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (_k1, csr1) = env.csr("auth1", 2048);
+    let old = env.issue(&id, "auth", &csr1);
+    let before = (env.snapshot(&[&id]), files(&env));
+    assert_eq!(generations(&env, "auth").len(), 1);
+
+    // A wrong passphrase: refused, one line, nothing written (store, audit, key and cert files).
+    let out = env
+        .cmd(&["root", "rollover", "--hierarchy", "auth"])
+        .env("JPKI_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong key passphrase"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!((env.snapshot(&[&id]), files(&env)), before);
+    // Bad input: no such hierarchy.
+    env.fails(
+        &["root", "rollover", "--hierarchy", "operator"],
+        "unknown kind `operator`",
+    );
+
+    let r = env.json(&["root", "rollover", "--hierarchy", "auth"]);
+    assert_eq!(r["rolled_over"]["generation"], 2, "{r}");
+    assert!(env.data().join("keys/auth-root-g2.key").exists());
+    assert!(env.data().join("certs/auth-root-g2.pem").exists());
+    let gens = generations(&env, "auth");
+    assert_eq!(gens.len(), 2);
+    assert_eq!(gens[0]["issuing"], false);
+    assert_eq!(gens[1]["issuing"], true);
+    assert_ne!(gens[0]["serial"], gens[1]["serial"]);
+    assert_ne!(gens[0]["key_id"], gens[1]["key_id"]);
+    let (g1, g2) = (
+        gens[0]["pem"].as_str().unwrap().to_owned(),
+        gens[1]["pem"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(subject(&g1), subject(&g2), "one DN for every generation");
+    // The signing hierarchy is untouched; `jpki root --hierarchy` prints the newest.
+    assert_eq!(generations(&env, "signing").len(), 1);
+    assert_eq!(env.ok(&["root", "--hierarchy", "auth"]), g2);
+    assert_eq!(
+        env.ok(&["root", "--hierarchy", "auth", "--all"]),
+        format!("{g1}{g2}")
+    );
+    let listing = env.ok(&["root"]);
+    assert!(
+        listing.contains("issuing") && listing.contains("signs revocation data"),
+        "{listing}"
+    );
+    let audit = env.json(&["audit", "log"]);
+    assert!(audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == "root-rollover"));
+    assert_eq!(env.json(&["audit", "verify"])["intact"], true);
+    // The delegated OCSP signer moved to the new generation.
+    let signer = std::fs::read_to_string(env.data().join("certs/auth-ocsp.pem")).unwrap();
+    assert_eq!(aki(&signer).0, gens[1]["key_id"].as_str().unwrap());
+
+    // New leaves under generation 2, named by key id and serial; old ones keep generation 1.
+    let other = env.add_resident("佐藤　一郎", "1979-11-02");
+    let (_k2, csr2) = env.csr("auth2", 2048);
+    let new = env.issue(&other, "auth", &csr2);
+    let (old_pem, new_pem) = (old["pem"].as_str().unwrap(), new["pem"].as_str().unwrap());
+    let hex_serial = |g: &serde_json::Value| g["serial"].as_str().unwrap().to_owned();
+    assert_eq!(
+        aki(old_pem),
+        (
+            gens[0]["key_id"].as_str().unwrap().into(),
+            hex_serial(&gens[0])
+        )
+    );
+    assert_eq!(
+        aki(new_pem),
+        (
+            gens[1]["key_id"].as_str().unwrap().into(),
+            hex_serial(&gens[1])
+        )
+    );
+    let bundle = env.write("auth-roots.pem", format!("{g1}{g2}").as_bytes());
+    let only_g1 = env.write("g1.pem", g1.as_bytes());
+    let only_g2 = env.write("g2.pem", g2.as_bytes());
+    let old_f = env.write("old.pem", old_pem.as_bytes());
+    let new_f = env.write("new.pem", new_pem.as_bytes());
+    for leaf in [&old_f, &new_f] {
+        let out = openssl(&["verify", "-x509_strict", "-CAfile", &p(&bundle), &p(leaf)]);
+        assert!(out.contains(": OK"), "{out}");
+    }
+    assert!(!openssl_result(&["verify", "-CAfile", &p(&only_g1), &p(&new_f)]).0);
+    assert!(!openssl_result(&["verify", "-CAfile", &p(&only_g2), &p(&old_f)]).0);
+    // The data directory's bundle holds both.
+    assert_eq!(
+        std::fs::read_to_string(env.data().join("certs/auth-roots.pem")).unwrap(),
+        format!("{g1}{g2}")
+    );
+}
+
+/// Starts `jpki serve` (with the platform API) whose clock starts at `t`.
+fn serve_at(env: &mut Env, t: OffsetDateTime) -> Server {
+    env.now = None;
+    env.start = Some(at(t));
+    let s = Server::start_with(env, &["--pf-https", "127.0.0.1:0"]);
+    env.now = Some(at(t));
+    env.start = None;
+    s
+}
+
+/// `openssl ocsp` at `t`; stdout and stderr (where it says `Response verify OK`).
+fn ocsp(server: &Server, issuer: &str, cert: &str, ca: &str, t: OffsetDateTime) -> String {
+    openssl_result(&[
+        "ocsp",
+        "-issuer",
+        issuer,
+        "-cert",
+        cert,
+        "-url",
+        &format!("{}/ocsp", server.base),
+        "-CAfile",
+        ca,
+        "-attime",
+        &t.unix_timestamp().to_string(),
+        "-validity_period",
+        "400000000",
+        "-timeout",
+        "10",
+        "-resp_text",
+    ])
+    .1
+}
+
+/// One POST to the platform API over mutual TLS with `openssl s_client`, every certificate
+/// checked at `t` (the server's clock is years from the real one); the JSON answer.
+#[allow(clippy::too_many_arguments)]
+fn pf_post(
+    server: &Server,
+    path: &str,
+    body: &serde_json::Value,
+    cert: &str,
+    key: &str,
+    ca: &str,
+    t: OffsetDateTime,
+) -> serde_json::Value {
+    use std::io::Write;
+    let host = server.pf.as_ref().unwrap().trim_start_matches("https://");
+    let mut child = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            host,
+            "-cert",
+            cert,
+            "-key",
+            key,
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+            "-attime",
+            &t.unix_timestamp().to_string(),
+            "-quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = body.to_string();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: pf\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // A chunked body: the JSON object is between the first `{` and the last `}`.
+    let (start, end) = (json.find('{'), json.rfind('}'));
+    match (start, end) {
+        (Some(a), Some(b)) => serde_json::from_str(&json[a..=b])
+            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr))),
+        _ => panic!("no JSON: {text}{}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+#[test]
+fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
+    let mut env = Env::empty();
+    let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+    env.now = Some(at(t0));
+    env.ok(&["init"]);
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (key1, csr1) = env.csr("sign1", 2048);
+    let _ = &id;
+    let old = env.issue(&id, "signing", &csr1);
+    let g1 = env.ok(&["root", "--hierarchy", "signing"]);
+
+    // A year later the signing root rolls over; a new leaf is issued under generation 2.
+    let t1 = t0 + time::Duration::days(365);
+    env.now = Some(at(t1));
+    env.ok(&["root", "rollover", "--hierarchy", "signing"]);
+    let other = env.add_resident("佐藤　一郎", "1979-11-02");
+    let (key2, csr2) = env.csr("sign2", 2048);
+    let new = env.issue(&other, "signing", &csr2);
+    let g2 = env.ok(&["root", "--hierarchy", "signing"]);
+    assert_ne!(g1, g2);
+    let g1f = env.write("g1.pem", g1.as_bytes());
+    let g2f = env.write("g2.pem", g2.as_bytes());
+    let bundle = env.write("roots.pem", format!("{g1}{g2}").as_bytes());
+    let old_f = env.write("old.pem", old["pem"].as_str().unwrap().as_bytes());
+    let new_f = env.write("new.pem", new["pem"].as_str().unwrap().as_bytes());
+
+    // Two months on, a server: each leaf's OCSP answer comes from its own generation.
+    let t2 = t1 + time::Duration::days(60);
+    let server = serve_at(&mut env, t2);
+    let o = ocsp(&server, &p(&g2f), &p(&new_f), &p(&bundle), t2);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": good"),
+        "{o}"
+    );
+    let o = ocsp(&server, &p(&g1f), &p(&old_f), &p(&bundle), t2);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": good"),
+        "{o}"
+    );
+    // The old generation's leaf is revoked: its own generation says so at once.
+    let serial = old["serial"].as_str().unwrap();
+    env.ok(&[
+        "revoke",
+        "--serial",
+        serial,
+        "--hierarchy",
+        "signing",
+        "--reason",
+        "keyCompromise",
+    ]);
+    let o = ocsp(&server, &p(&g1f), &p(&old_f), &p(&bundle), t2);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": revoked"),
+        "{o}"
+    );
+    let o = ocsp(&server, &p(&g2f), &p(&new_f), &p(&bundle), t2);
+    assert!(o.contains(": good"), "{o}");
+    // Asked with the wrong generation as issuer, the answer is not `good`.
+    let (_, wrong) = openssl_result(&[
+        "ocsp",
+        "-issuer",
+        &p(&g1f),
+        "-cert",
+        &p(&new_f),
+        "-url",
+        &format!("{}/ocsp", server.base),
+        "-CAfile",
+        &p(&bundle),
+        "-attime",
+        &t2.unix_timestamp().to_string(),
+        "-validity_period",
+        "400000000",
+        "-timeout",
+        "10",
+    ]);
+    assert!(!wrong.contains(": good"), "{wrong}");
+
+    // `jpki verify` with every generation as trust anchors picks the issuer by key, judged
+    // at the revocation (so the old leaf's answer says revoked as of then).
+    let shown = env.json(&["cert", "show", "--serial", serial, "--hierarchy", "signing"]);
+    let revoked_at = shown["revoked_at"].as_str().unwrap().to_owned();
+    let doc = env.write("doc.txt", b"a document");
+    for (name, key, cert, verdict) in [
+        ("new", &key2, &new_f, "valid"),
+        ("old", &key1, &old_f, "invalid"),
+    ] {
+        let sig = env.path(&format!("{name}.p7s"));
+        openssl(&[
+            "cms",
+            "-sign",
+            "-binary",
+            "-md",
+            "sha256",
+            "-in",
+            &p(&doc),
+            "-signer",
+            &p(cert),
+            "-inkey",
+            &p(key),
+            "-outform",
+            "DER",
+            "-out",
+            &p(&sig),
+        ]);
+        let out = env.run(&[
+            "verify",
+            "--trust",
+            &p(&bundle),
+            "--sig",
+            &p(&sig),
+            "--content",
+            &p(&doc),
+            "--ocsp",
+            &format!("{}/ocsp", server.base),
+            "--at",
+            &revoked_at,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(v["verdict"], verdict, "{name}: {v}");
+        let chain = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "chain")
+            .unwrap()
+            .clone();
+        assert_eq!(chain["outcome"], "pass", "{name}: {v}");
+        if name == "old" {
+            let status = v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "status")
+                .unwrap()
+                .clone();
+            assert!(
+                status["reason"].as_str().unwrap().contains("keyCompromise"),
+                "the old generation's answer, signed by its own root: {status}"
+            );
+        }
+    }
+    // CRLs: the newest generation signs them (CRLs per older generation are not built yet,
+    // docs/roots.md): the new leaf's partition CRL verifies against its generation.
+    let crl_url = format!(
+        "{}/crl/signing/{}.crl",
+        server.base,
+        common::partition_path(&new["partition"])
+    );
+    let sig = env.path("new.p7s");
+    let out = env.run(&[
+        "verify",
+        "--trust",
+        &p(&bundle),
+        "--sig",
+        &p(&sig),
+        "--content",
+        &p(&doc),
+        "--crl",
+        &crl_url,
+        "--at",
+        &revoked_at,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "valid", "CRL: {v}");
+    // The platform API: a PF checks both generations' leaves (found by DER whatever the
+    // generation; the old one revoked, the new one good).
+    let (pf_cert, pf_key) = (env.path("pf.pem"), env.path("pf.key"));
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "Example PF",
+        "--scopes",
+        "validity",
+        "--cert-out",
+        &p(&pf_cert),
+        "--key-out",
+        &p(&pf_key),
+    ]);
+    let sp = env.json(&[
+        "sp",
+        "add",
+        "--pf",
+        "Example PF",
+        "--name",
+        "Example Bank",
+        "--scopes",
+        "validity",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let op_root = env.write(
+        "operator-root.pem",
+        env.ok(&["root", "--hierarchy", "operator"]).as_bytes(),
+    );
+    let v = pf_post(
+        &server,
+        "/v1/validity",
+        &serde_json::json!({"sp": sp, "certificates": [old["pem"], new["pem"]]}),
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "revoked", "{v}");
+    assert_eq!(results[1]["status"], "good", "{v}");
+    assert_eq!(results[1]["valid"], true, "{v}");
+    // A rollover while the server runs is refused, through the admin socket, with nothing changed.
+    env.fails(
+        &["root", "rollover", "--hierarchy", "auth"],
+        "takes root generations up when it starts",
+    );
+    assert_eq!(generations(&env, "auth").len(), 1);
+    server.stop();
+}
+
+/// The schedule: under `ca.root_rollover = "auto"` a server started after the rollover is due
+/// (4 years after the newest generation) rolls both roots over before it serves, audited as
+/// the system; under the default `"warn"` it only warns (and the expiry list names the date).
+/// A policy whose rollover interval is not below the roots' validity is refused.
+#[test]
+fn a_due_rollover_is_made_by_the_server_under_auto_and_only_warned_about_under_warn() {
+    let default = policies::policy::DEFAULT_POLICY;
+    assert!(default.contains("root_rollover = \"warn\""));
+    let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+    let t4 = t0 + time::Duration::days(4 * 365 + 2);
+    for (mode, expect) in [("warn", 1), ("auto", 2)] {
+        let mut env = Env::empty();
+        let policy = env.write(
+            "policy.toml",
+            default
+                .replace(
+                    "root_rollover = \"warn\"",
+                    &format!("root_rollover = \"{mode}\""),
+                )
+                .as_bytes(),
+        );
+        env.now = Some(at(t0));
+        env.ok(&["init", "--policy", &p(&policy)]);
+        let due = env.json(&["ocsp-signer", "status"])["expiries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["what"] == "root-rollover" && e["hierarchy"] == "auth")
+            .unwrap()["not_after"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(due.starts_with("2031-01-0"), "{due}");
+        let server = serve_at(&mut env, t4);
+        for h in ["signing", "auth"] {
+            assert_eq!(generations(&env, h).len(), expect, "{mode} {h}");
+        }
+        server.stop();
+        if mode == "auto" {
+            let audit = env.json(&["audit", "log"]);
+            let rolled: Vec<_> = audit["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["action"] == "root-rollover")
+                .collect();
+            assert_eq!(rolled.len(), 2, "{audit}");
+        }
+    }
+    // Bad policy: generations must overlap.
+    let env = Env::empty();
+    let bad = env.write(
+        "bad.toml",
+        default
+            .replace("root_rollover_years = 4", "root_rollover_years = 10")
+            .as_bytes(),
+    );
+    env.fails(&["init", "--policy", &p(&bad)], "ca.root_rollover_years");
+    assert!(!env.data().exists());
+}
