@@ -216,7 +216,19 @@ impl Authority {
             }
             return Err(e);
         }
-        officers::acting_as(actor, || self.handle(req))
+        let op = req.op();
+        let out = officers::acting_as(actor, || self.handle(req));
+        // A key the HSM would not use (wrong PIN, module, token or key) is a refusal too:
+        // nothing was signed or changed, and the audit trail says who tried.
+        if let Err(e) = &out {
+            if matches!(
+                e,
+                Error::HsmModule(_) | Error::HsmPin(_) | Error::HsmNoKey(_) | Error::Hsm(_)
+            ) {
+                officers::audit_refusal(self, actor, &op, e)?;
+            }
+        }
+        out
     }
 
     /// Carries out one request with no authorisation, as whatever actor the calling scope

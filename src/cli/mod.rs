@@ -83,6 +83,17 @@ pub enum Command {
         /// DIR/officers/NAME.pem; no key is generated).
         #[arg(long)]
         first_officer_csr: Option<PathBuf>,
+        /// Keep the CA keys in a PKCS#11 token (an HSM) instead of encrypted files: the
+        /// vendor's module (shared library); with --token and --pin-file (docs/hsm.md).
+        #[arg(long, value_name = "PATH", requires = "token")]
+        pkcs11_module: Option<PathBuf>,
+        /// The label of the token the CA keys are generated in (non-extractable).
+        #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+        token: Option<String>,
+        /// File holding the token's user PIN, read whenever the token is opened (recorded by
+        /// path in DIR/hsm.toml, never copied; $JPKI_HSM_PIN overrides it).
+        #[arg(long, value_name = "FILE", requires = "pkcs11_module")]
+        pin_file: Option<PathBuf>,
     },
     /// Print a root certificate (PEM).
     Root {
@@ -757,6 +768,12 @@ fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     }
 }
 
+/// `path` made absolute (against the current directory): recorded paths must not depend on
+/// where a later command runs.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(std::path::absolute(path).map_err(Error::io(format!("resolve {}", path.display())))?)
+}
+
 /// Checks `--first-officer NAME` before anything is made: a valid officer name that is also
 /// a plain file name (it names DIR/officers/NAME.pem and NAME.key).
 fn check_first_officer(name: &str) -> Result<()> {
@@ -992,13 +1009,29 @@ pub fn run(cli: Cli) -> Result<()> {
             store,
             first_officer,
             first_officer_csr,
+            pkcs11_module,
+            token,
+            pin_file,
         } => {
             let text = match policy {
                 Some(p) => std::fs::read_to_string(p)
                     .map_err(Error::io(format!("read policy {}", p.display())))?,
                 None => policies::policy::DEFAULT_POLICY.to_owned(),
             };
-            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let hsm = match (pkcs11_module, token) {
+                (Some(module), Some(token)) => Some(ca::hsm::HsmConfig {
+                    module: absolute(module)?,
+                    token: token.clone(),
+                    pin_file: pin_file.as_deref().map(absolute).transpose()?,
+                }),
+                _ => None,
+            };
+            // With a token the CA keys need no passphrase (the PIN guards them).
+            let pass = match (&hsm, passphrase(cli.passphrase_file.as_deref())?) {
+                (_, Some(p)) => p,
+                (Some(_), None) => Vec::new(),
+                (None, None) => return Err(Error::NoPassphrase.into()),
+            };
             // The first officer's name and CSR are checked before anything is made.
             check_first_officer(first_officer)?;
             let csr_base64 = match first_officer_csr {
@@ -1013,7 +1046,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            let a = crate::store::init(&cli.data, store.as_deref(), &text, &pass, clock()?)?;
+            let a = crate::store::init(
+                &cli.data,
+                store.as_deref(),
+                &text,
+                &pass,
+                clock()?,
+                hsm.as_ref(),
+            )?;
             platform::operator_ca::create(&a)?;
             let officers_dir = a.dir().join("officers");
             std::fs::create_dir_all(&officers_dir)
@@ -1422,7 +1462,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map_err(|_| Error::NoDataDir(cli.data.display().to_string()))?;
             let policy = policies::Policy::from_toml(&policy_text).map_err(Error::from)?;
             let settings = cfg.validate(&cli.data, &policy)?;
-            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            // With the CA keys in a token (DIR/hsm.toml) the PIN guards them, not a passphrase.
+            let in_token = cli.data.join(ca::hsm::CONFIG_FILE).exists();
+            let pass = match passphrase(cli.passphrase_file.as_deref())? {
+                Some(p) => p,
+                None if in_token => Vec::new(),
+                None => return Err(Error::NoPassphrase.into()),
+            };
             crate::serve::run(&cli.data, Some(pass), settings)
         }
         Command::Verify(args) => verify::verify(args, clock()?.now()),

@@ -172,9 +172,8 @@ pub fn ensure(authority: &Authority) -> Result<(Vec<u8>, Vec<u8>)> {
     ) {
         return Ok((r, u));
     }
-    let dir = authority.data_dir();
     for k in [ROOT_KEY, UNIT_KEY] {
-        if !dir.named_key(k).exists() {
+        if !authority.signers().has(k)? {
             authority.signers().create(k)?;
         }
     }

@@ -49,7 +49,7 @@ use time::OffsetDateTime;
 
 use super::{serial_hex, Authority};
 use crate::error::{Error, Result};
-use crate::keys::{self, CaSigner};
+use crate::keys;
 use crate::records::{pem, CertKind, CertRecord, State, StatusRecord};
 use crate::storage;
 
@@ -239,6 +239,7 @@ impl Authority {
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.signer_certificate_locked(h)?;
         let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
+        let old_spki = super::spki_of(&old)?;
         // The record of the signer being replaced (its status is set on compromise).
         let old_record = if compromised {
             let serial = super::parse_serial(&replaced)?;
@@ -253,25 +254,34 @@ impl Authority {
         };
         // The root key first: a wrong passphrase stops here, before anything is written.
         let root = self.signer(h)?;
-        let passphrase = self.signers.key_passphrase()?;
         let now = self.clock.now();
-        let key = keys::generate()?;
-        let (serial, counter) = self.new_serial(h)?;
-        let (der, not_after) = super::init::ocsp_signer_certificate(
-            &self.policy,
-            h,
-            now,
-            &serial,
-            &key.spki,
-            (&self.root(h).spki, &self.root(h).serial),
-            &|tbs| policies::Signer::sign(root.as_ref(), tbs),
-        )?;
         let layout = self.data_dir();
         let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
         let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
         remove_if_present(&key_new)?;
         remove_if_present(&cert_new)?;
-        keys::write_encrypted(&key_new, &key, passphrase)?;
+        // The new key where the CA keeps its keys: the staged file, or the token.
+        let key_label = format!("{h}-ocsp");
+        let key = self.signers.generate_key(&key_label, &key_new)?;
+        let key_spki = key.spki()?;
+        let (serial, counter) = self.new_serial(h)?;
+        let made = super::init::ocsp_signer_certificate(
+            &self.policy,
+            h,
+            now,
+            &serial,
+            &key_spki,
+            (&self.root(h).spki, &self.root(h).serial),
+            &|tbs| policies::Signer::sign(root.as_ref(), tbs),
+        );
+        let (der, not_after) = match made {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&key_new);
+                let _ = self.signers.retire_others(&key_label, &old_spki);
+                return Err(e);
+            }
+        };
         keys::write_private(&cert_new, pem(&der).as_bytes())?;
         let record = CertRecord {
             hierarchy: h,
@@ -327,10 +337,11 @@ impl Authority {
         if let Err(e) = committed {
             let _ = fs::remove_file(&key_new);
             let _ = fs::remove_file(&cert_new);
+            let _ = self.signers.retire_others(&key_label, &old_spki);
             return Err(e);
         }
         self.promote(&key_new, &key_path, &cert_new, &cert_path)?;
-        let signer = Arc::new(CaSigner::new(key.pair, der));
+        let signer = Arc::new(key.with_certificate(der));
         self.signers.set_ocsp(h, Arc::clone(&signer));
         if let Some(l) = self.listener.get() {
             match &old_record {
@@ -341,6 +352,10 @@ impl Authority {
                 }
                 None => l.ocsp_signer_renewed(h, signer),
             }
+        }
+        // In a token the replaced key is destroyed now (a file key was replaced by the rename).
+        if let Err(e) = self.signers.retire_others(&key_label, &key_spki) {
+            tracing::error!(error = %e, hierarchy = %h, "the replaced OCSP signer key could not be destroyed in the token");
         }
         if compromised {
             tracing::warn!(hierarchy = %h, serial = %hexs, %replaced, "compromised OCSP signer revoked and replaced");
@@ -356,8 +371,11 @@ impl Authority {
     }
 
     fn promote(&self, key_new: &Path, key: &Path, cert_new: &Path, cert: &Path) -> Result<()> {
-        fs::rename(key_new, key).map_err(Error::io(format!("rename {}", key_new.display())))?;
-        sync_dir(key)?;
+        // No staged key file when the key is in a token.
+        if key_new.exists() {
+            fs::rename(key_new, key).map_err(Error::io(format!("rename {}", key_new.display())))?;
+            sync_dir(key)?;
+        }
         fs::rename(cert_new, cert).map_err(Error::io(format!("rename {}", cert_new.display())))?;
         sync_dir(cert)
     }
