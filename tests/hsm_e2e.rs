@@ -301,7 +301,48 @@ fn the_whole_story_signs_through_the_token() {
         out.contains("Response verify OK") && out.contains(": good"),
         "{out}"
     );
+    // The compromise ceremony (dual control) through the token: the old signer revoked, its
+    // key destroyed in the token, answers from the new one.
+    let (cert2, key2) = (env.path("second.pem"), env.path("second.key"));
+    env.ok(&[
+        "officer",
+        "add",
+        "--name",
+        "second",
+        "--role",
+        "ca-officer",
+        "--key-out",
+        &p(&key2),
+        "--cert-out",
+        &p(&cert2),
+    ]);
+    let officers = env.data().join("officers");
+    let v = env.json(&[
+        "ocsp-signer",
+        "compromise",
+        "--hierarchy",
+        "auth",
+        "--officer-cert",
+        &p(&officers.join("ca-officer.pem")),
+        "--officer-key",
+        &p(&officers.join("ca-officer.key")),
+        "--officer-cert",
+        &p(&cert2),
+        "--officer-key",
+        &p(&key2),
+    ]);
+    assert!(v["replaced"]["serial"].is_string(), "{v}");
+    let out = ocsp(&aroot, &apem);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": revoked"),
+        "{out}"
+    );
     assert!(server.stop().success());
+    assert_eq!(
+        hsm.keys_labelled("auth-ocsp"),
+        1,
+        "the compromised key is gone"
+    );
     assert_eq!(
         hsm.keys_labelled("signing-ocsp"),
         1,

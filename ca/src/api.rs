@@ -102,6 +102,10 @@ pub enum Request {
     /// and put a new signer in force at once. Answer: `{replaced: Renewed}`.
     OcspSignerCompromise {
         hierarchy: Hierarchy,
+        /// Two distinct ca-officers' approvals of `ocsp-signer-compromise` on the
+        /// hierarchy (dual control, [`crate::ceremony`]).
+        #[serde(default)]
+        approvals: Vec<crate::ceremony::Approval>,
     },
     /// Every officer. Answer: `{officers: [Officer]}`.
     OfficerList,
@@ -329,9 +333,12 @@ impl Authority {
                 Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
             }
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
-            Request::OcspSignerCompromise { hierarchy } => {
-                Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
-            }
+            Request::OcspSignerCompromise {
+                hierarchy,
+                approvals,
+            } => Ok(json!({
+                "replaced": self.compromise_ocsp_signer(hierarchy, &approvals)?
+            })),
             Request::OfficerList => {
                 Ok(json!({ "officers": officers::list(self.storage().as_ref())? }))
             }
@@ -451,7 +458,8 @@ impl Coded for Error {
             | Error::HsmModule(s)
             | Error::HsmPin(s)
             | Error::HsmNoKey(s)
-            | Error::Hsm(s) => Some(s.clone()),
+            | Error::Hsm(s)
+            | Error::DualControl(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -516,6 +524,7 @@ impl From<WireError> for Error {
                 "hsm_pin" => Error::HsmPin(s?),
                 "hsm_no_key" => Error::HsmNoKey(s?),
                 "hsm" => Error::Hsm(s?),
+                "dual_control" => Error::DualControl(s?),
                 "forbidden" => Error::Forbidden {
                     actor: serde_json::from_value(field("actor")?).ok()?,
                     action: serde_json::from_value(field("action")?).ok()?,
@@ -667,6 +676,7 @@ mod tests {
             Error::HsmPin("wrong".into()),
             Error::HsmNoKey("k".into()),
             Error::Hsm("h".into()),
+            Error::DualControl("d".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

@@ -14,6 +14,7 @@
 //! `jpki sp …`, `jpki resident access-log`). The library crates have no command-line parser;
 //! all of clap is here.
 
+pub mod ceremony;
 pub mod import;
 pub mod officer;
 pub mod operator;
@@ -211,6 +212,9 @@ pub enum Command {
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Dual control: an officer's signed approval of a key ceremony (docs/hsm.md).
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCommand),
     /// Smartphone certificates, issued on the card's authority.
     #[command(subcommand)]
     Phone(phone::PhoneCommand),
@@ -258,9 +262,13 @@ pub enum OcspSignerCommand {
     /// (keyCompromise, on the CA-level CRL), block the key for ever and put a new signer in
     /// force at once; a running server drops every answer the old key signed. See
     /// docs/operations.md.
+    /// A key ceremony under dual control: two distinct ca-officers approve it (--approval
+    /// FILE twice, or --officer-cert/--officer-key twice; docs/hsm.md).
     Compromise {
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Hierarchy,
+        #[command(flatten)]
+        approvers: ceremony::Approvers,
         #[arg(long)]
         json: bool,
     },
@@ -986,6 +994,8 @@ pub fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         // The token works on its own file; it needs no data directory.
         Command::Token(cmd) => return Ok(token::run(cmd, OffsetDateTime::now_utc())?),
+        // An officer's approval is signed with its own files only.
+        Command::Ceremony(cmd) => return ceremony::run(&cmd, clock()?.now()),
         // The card's authorisation of a phone application needs only the card token.
         Command::Phone(cmd @ phone::PhoneCommand::Authorise { .. }) => {
             return phone::authorise(&cmd)
@@ -1341,11 +1351,21 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n")
             })
         }
-        Command::OcspSigner(OcspSignerCommand::Compromise { hierarchy, json }) => {
+        Command::OcspSigner(OcspSignerCommand::Compromise {
+            hierarchy,
+            approvers,
+            json,
+        }) => {
+            let approvals = approvers.collect(
+                ca::authority::renew::COMPROMISE_CEREMONY,
+                &hierarchy.to_string(),
+                clock()?.now(),
+            )?;
             let v = call(
                 &cli,
                 Request::OcspSignerCompromise {
                     hierarchy: *hierarchy,
+                    approvals,
                 },
             )?;
             let r: ca::authority::Renewed = typed(v["replaced"].clone())?;
@@ -1557,7 +1577,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         // Token and completions commands were dispatched above, before any store is opened.
-        Command::Token(_) | Command::Completions { .. } => Ok(()),
+        Command::Token(_) | Command::Ceremony(_) | Command::Completions { .. } => Ok(()),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
         Command::Bench(BenchCommand::Issue {
             count,

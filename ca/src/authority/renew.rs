@@ -53,6 +53,10 @@ use crate::keys;
 use crate::records::{pem, CertKind, CertRecord, State, StatusRecord};
 use crate::storage;
 
+/// The operation name officers approve for `jpki ocsp-signer compromise`
+/// ([`crate::ceremony::statement`]).
+pub const COMPROMISE_CEREMONY: &str = "ocsp-signer-compromise";
+
 /// Roots are not renewed here (a root rollover is its own operation); a server warns when a
 /// root has less than this left.
 pub const ROOT_WARN_DAYS: i64 = 365;
@@ -224,18 +228,33 @@ impl Authority {
     /// Renews a hierarchy's delegated OCSP signer now (see the module docs). Needs the CA
     /// passphrase; a wrong one changes nothing.
     pub fn renew_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
-        self.replace_ocsp_signer(h, false)
+        self.replace_ocsp_signer(h, None)
     }
 
     /// A hierarchy's delegated OCSP signer key is compromised (or suspected to be): the signer
     /// certificate is revoked (keyCompromise) and its key blocked for ever, and a new signer is
     /// put in force — in one unit of work, as a renewal (see the module docs, "Compromise").
-    /// Needs the CA passphrase; a wrong one changes nothing.
-    pub fn compromise_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
-        self.replace_ocsp_signer(h, true)
+    /// A key ceremony under dual control: `approvals` must hold two distinct ca-officers'
+    /// approvals of `ocsp-signer-compromise` on the hierarchy ([`crate::ceremony`]), who are
+    /// named in its audit record; anything less is refused (and audited) before anything is
+    /// made. Needs the CA passphrase (or the token); a wrong one changes nothing.
+    pub fn compromise_ocsp_signer(
+        &self,
+        h: Hierarchy,
+        approvals: &[crate::ceremony::Approval],
+    ) -> Result<Renewed> {
+        let quorum =
+            crate::ceremony::require_two(self, COMPROMISE_CEREMONY, &h.to_string(), approvals)?;
+        self.replace_ocsp_signer(h, Some(&quorum))
     }
 
-    fn replace_ocsp_signer(&self, h: Hierarchy, compromised: bool) -> Result<Renewed> {
+    /// `quorum`: a compromise, approved by these officers; `None`: a renewal.
+    fn replace_ocsp_signer(
+        &self,
+        h: Hierarchy,
+        quorum: Option<&crate::ceremony::Quorum>,
+    ) -> Result<Renewed> {
+        let compromised = quorum.is_some();
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.signer_certificate_locked(h)?;
         let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
@@ -320,7 +339,11 @@ impl Authority {
                     now,
                     "ocsp-signer-compromise",
                     &format!("{h}:{replaced}"),
-                    &format!("revoked keyCompromise, key {} blocked", hex::encode(fp)),
+                    &format!(
+                        "revoked keyCompromise, key {} blocked; {}",
+                        hex::encode(fp),
+                        quorum.map(|q| q.audit_detail()).unwrap_or_default()
+                    ),
                 )?;
             }
             storage::audit(
@@ -436,6 +459,7 @@ impl Authority {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ceremony::testing::two_approvals;
     use crate::clock::FixedClock;
 
     fn init(dir: &Path, at: OffsetDateTime, pass: &[u8]) -> Authority {
@@ -592,8 +616,9 @@ mod tests {
 
         // A wrong passphrase changes nothing.
         let a = open(tmp.path(), t0, b"wrong passphrase");
+        let approvals = two_approvals(&a, COMPROMISE_CEREMONY, "auth");
         let before = (files(&a), a.audit_records().unwrap().len());
-        let e = a.compromise_ocsp_signer(h).unwrap_err();
+        let e = a.compromise_ocsp_signer(h, &approvals).unwrap_err();
         assert!(matches!(e, Error::WrongPassphrase(_)), "{e}");
         assert_eq!((files(&a), a.audit_records().unwrap().len()), before);
         let serial = crate::authority::parse_serial(&old_serial).unwrap();
@@ -602,7 +627,12 @@ mod tests {
         drop(a);
 
         let a = open(tmp.path(), t0, b"compromise passphrase");
-        let r = a.compromise_ocsp_signer(h).unwrap();
+        // One officer is not enough: refused (and audited) before anything is made.
+        let before = files(&a);
+        let e = a.compromise_ocsp_signer(h, &approvals[..1]).unwrap_err();
+        assert_eq!(e.code(), "dual_control", "{e}");
+        assert_eq!(files(&a), before);
+        let r = a.compromise_ocsp_signer(h, &approvals).unwrap();
         assert_eq!(r.replaced, old_serial);
         assert_ne!(r.serial, old_serial);
         // The old certificate is revoked for keyCompromise, its key blocked for ever.
@@ -629,6 +659,20 @@ mod tests {
             .map(|r| r.action)
             .collect();
         assert!(actions.contains(&"ocsp-signer-compromise".to_owned()));
+        // Both officers are named in the ceremony's record.
+        let record = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.action == "ocsp-signer-compromise")
+            .unwrap();
+        assert!(
+            record.detail.contains("dual control: officer:OF")
+                && record.detail.contains("(ceremony-a)")
+                && record.detail.contains("(ceremony-b)"),
+            "{}",
+            record.detail
+        );
         a.audit_verify().unwrap();
         a.check_indexes().unwrap();
         // Neither signer can be revoked or held as a leaf.
@@ -656,7 +700,8 @@ mod tests {
         let h = Hierarchy::Signing;
         let (key, cert) = (a.data_dir().key(h, "ocsp"), a.data_dir().cert(h, "ocsp"));
         let backup = (fs::read(&key).unwrap(), fs::read(&cert).unwrap());
-        let r = a.compromise_ocsp_signer(h).unwrap();
+        let approvals = two_approvals(&a, COMPROMISE_CEREMONY, "signing");
+        let r = a.compromise_ocsp_signer(h, &approvals).unwrap();
         drop(a);
         // The key files come back from a backup taken before the compromise.
         fs::write(&key, &backup.0).unwrap();
