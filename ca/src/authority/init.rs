@@ -127,9 +127,7 @@ impl Authority {
             }
             Err(_) => true,
         };
-        let result = Self::init_inner(dir, &policy, policy_text, signers, clock, open_store);
-        if let Err((e, signers)) = result {
-            signers.discard_generated();
+        let remove = || {
             if created {
                 let _ = fs::remove_dir_all(dir);
             } else if let Ok(entries) = fs::read_dir(dir) {
@@ -141,35 +139,30 @@ impl Authority {
                     };
                 }
             }
-            return Err(e);
-        }
-        result.map_err(|(e, _)| e)
-    }
-
-    /// Makes the directory with `signers` (returned with the error, to discard the keys it
-    /// made in a token).
-    fn init_inner(
-        dir: &Path,
-        policy: &Policy,
-        policy_text: &str,
-        signers: Signers,
-        clock: Arc<dyn Clock>,
-        open_store: &dyn Fn(&DataDir) -> Result<Arc<dyn Storage>>,
-    ) -> std::result::Result<Authority, (Error, Signers)> {
-        match Self::make_dir(
+        };
+        let made = Self::make_dir(
             dir,
-            policy,
+            &policy,
             policy_text,
             &signers,
             clock.clone(),
             open_store,
-        ) {
-            Ok(store) => Authority::new(store, signers, policy.clone(), clock)
-                .map_err(|e| (e, Signers::new(DataDir::new(dir), None))),
-            Err(e) => Err((e, signers)),
+        );
+        let result = match made {
+            Ok(store) => Authority::new(store, signers, policy, clock),
+            Err(e) => {
+                // Keys a token generated for this directory go with it.
+                signers.discard_generated();
+                Err(e)
+            }
+        };
+        if result.is_err() {
+            remove();
         }
+        result
     }
 
+    /// Makes the data directory's contents with `signers`' key backend; returns the store.
     fn make_dir(
         dir: &Path,
         policy: &Policy,
