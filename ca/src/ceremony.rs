@@ -49,8 +49,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::officers::{self, Officer, Role};
-use crate::storage;
-use crate::Authority;
+use crate::storage::{self, Storage};
 
 /// How far (seconds) an approval's time may be from the CA's clock.
 pub const FRESH_SECS: i64 = 300;
@@ -186,27 +185,26 @@ impl Quorum {
 /// Checks that two distinct, active ca-officers approved `operation` on `subject` (see the
 /// module docs); a refusal is audited (`refused`) and changes nothing else. Call it before
 /// the ceremony makes anything, and put [`Quorum::audit_detail`] in its audit record.
+/// `store` is the authority's storage and `now` its clock's time.
 pub fn require_two(
-    authority: &Authority,
+    store: &dyn Storage,
+    now: OffsetDateTime,
     operation: &str,
     subject: &str,
     approvals: &[Approval],
 ) -> Result<Quorum> {
-    let now = authority.clock().now();
-    match check(authority, operation, subject, approvals, now) {
+    match check(store, operation, subject, approvals, now) {
         Ok(q) => Ok(q),
         Err(e) => {
             let detail = format!("{} ({} approvals)", e.code(), approvals.len());
-            authority
-                .storage()
-                .transact(&|t| storage::audit(t, now, "refused", operation, &detail))?;
+            store.transact(&|t| storage::audit(t, now, "refused", operation, &detail))?;
             Err(e)
         }
     }
 }
 
 fn check(
-    authority: &Authority,
+    store: &dyn Storage,
     operation: &str,
     subject: &str,
     approvals: &[Approval],
@@ -236,7 +234,7 @@ fn check(
             )));
         }
         let spki = approval_key(a)?;
-        let officer = officers::authenticate(authority.storage().as_ref(), &spki, now)?;
+        let officer = officers::authenticate(store, &spki, now)?;
         if officer.role != Role::CaOfficer {
             return Err(Error::Forbidden {
                 actor: officers::Actor::Officer(officer.clone()).label(),
@@ -259,6 +257,7 @@ fn check(
 pub(crate) mod testing {
     use super::*;
     use crate::officers::NewOfficer;
+    use crate::Authority;
 
     /// Registers two new ca-officers (once per authority: names `ceremony-a`/`-b`) and
     /// returns their approvals of `operation` on `subject` at the authority's time.
@@ -305,6 +304,7 @@ mod tests {
     use super::*;
     use crate::clock::FixedClock;
     use crate::officers::{NewOfficer, OfficerState};
+    use crate::Authority;
     use std::sync::Arc;
 
     struct Person {
@@ -371,7 +371,8 @@ mod tests {
         let stranger = person(&a, "Nobody", None);
 
         let q = require_two(
-            &a,
+            a.storage().as_ref(),
+            t0,
             op,
             h,
             &[approval(&sato, op, h, t0), approval(&suzuki, op, h, t0)],
@@ -385,7 +386,7 @@ mod tests {
 
         let refused = |approvals: Vec<Approval>, code: &str, needle: &str| {
             let before = refusals(&a);
-            let e = require_two(&a, op, h, &approvals).unwrap_err();
+            let e = require_two(a.storage().as_ref(), t0, op, h, &approvals).unwrap_err();
             assert_eq!(e.code(), code, "{e}");
             assert!(e.to_string().contains(needle), "{e}");
             assert_eq!(refusals(&a), before + 1, "the refusal is audited");

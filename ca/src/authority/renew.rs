@@ -243,8 +243,13 @@ impl Authority {
         h: Hierarchy,
         approvals: &[crate::ceremony::Approval],
     ) -> Result<Renewed> {
-        let quorum =
-            crate::ceremony::require_two(self, COMPROMISE_CEREMONY, &h.to_string(), approvals)?;
+        let quorum = crate::ceremony::require_two(
+            self.storage.as_ref(),
+            self.clock.now(),
+            COMPROMISE_CEREMONY,
+            &h.to_string(),
+            approvals,
+        )?;
         self.replace_ocsp_signer(h, Some(&quorum))
     }
 
