@@ -107,6 +107,7 @@ pub fn issue_on(
             policies::policy::DEFAULT_POLICY,
             b"benchmark-passphrase",
             Arc::new(SystemClock),
+            None,
         )?);
         issue(a, count, threads, residents, rounds)?;
         drop(cluster);

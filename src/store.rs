@@ -140,20 +140,22 @@ fn lock_dir(dir: &Path) -> ca::Result<File> {
     Ok(f)
 }
 
-/// `jpki init`: on sled, or on the PostgreSQL database `url` (remembered in `store.toml`).
+/// `jpki init`: on sled, or on the PostgreSQL database `url` (remembered in `store.toml`);
+/// the CA keys in the PKCS#11 token `hsm` when given (remembered in `hsm.toml`).
 pub fn init(
     dir: &Path,
     url: Option<&str>,
     policy_text: &str,
     passphrase: &[u8],
     clock: Arc<dyn Clock>,
+    hsm: Option<&ca::hsm::HsmConfig>,
 ) -> ca::Result<Authority> {
     let Some(url) = url else {
-        return Authority::init(dir, policy_text, passphrase, clock);
+        return Authority::init_keys(dir, None, policy_text, passphrase, clock, hsm);
     };
     check_url(url)?;
     let store: Arc<dyn Storage> = Arc::new(PgStorage::open(url)?);
-    let a = Authority::init_with(dir, store, policy_text, passphrase, clock)?;
+    let a = Authority::init_keys(dir, Some(store), policy_text, passphrase, clock, hsm)?;
     if let Err(e) = write_store_file(dir, url) {
         // The directory is of no use without it; init removes it on failure as well.
         let _ = std::fs::remove_dir_all(dir);

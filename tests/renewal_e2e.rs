@@ -651,6 +651,22 @@ fn a_compromised_ocsp_signer_is_replaced_at_once_and_never_signs_again() {
     let old_signer = env.path("old-signer.pem");
     std::fs::copy(env.data().join("certs/auth-ocsp.pem"), &old_signer).unwrap();
     let old_serial = signer_serials(&env)[1].clone();
+    // Dual control: the first ca-officer (made by init) and a second one approve.
+    let (cert2, key2) = (env.path("second.pem"), env.path("second.key"));
+    env.ok(&[
+        "officer",
+        "add",
+        "--name",
+        "second",
+        "--role",
+        "ca-officer",
+        "--key-out",
+        &p(&key2),
+        "--cert-out",
+        &p(&cert2),
+    ]);
+    let first = env.data().join("officers");
+    let (cert1, key1) = (first.join("ca-officer.pem"), first.join("ca-officer.key"));
     let server = Server::start(&env);
     // `openssl ocsp` fails (and `openssl` panics) unless the answer verifies against the root.
     let query = |cert: &std::path::Path| {
@@ -681,11 +697,52 @@ fn a_compromised_ocsp_signer_is_replaced_at_once_and_never_signs_again() {
     let again = query(&leaf);
     assert!(again.contains(&printed(&old_serial)), "{again}");
 
-    let v = env.json(&["ocsp-signer", "compromise", "--hierarchy", "auth"]);
+    // One officer is not enough; the second signs its approval apart.
+    let one = [
+        "ocsp-signer",
+        "compromise",
+        "--hierarchy",
+        "auth",
+        "--officer-cert",
+        &p(&cert1),
+        "--officer-key",
+        &p(&key1),
+    ];
+    env.fails(
+        &one,
+        "needs the approval of two distinct ca-officers; got 1",
+    );
+    let approval = env.path("second-approval.json");
+    env.ok(&[
+        "ceremony",
+        "approve",
+        "--operation",
+        "ocsp-signer-compromise",
+        "--subject",
+        "auth",
+        "--cert",
+        &p(&cert2),
+        "--key",
+        &p(&key2),
+        "--out",
+        &p(&approval),
+    ]);
+    let mut both = one.to_vec();
+    both.extend(["--approval", approval.to_str().unwrap()]);
+    let v = env.json(&both);
     assert_eq!(v["replaced"]["replaced"], old_serial.as_str(), "{v}");
     let new_serial = v["replaced"]["serial"].as_str().unwrap().to_owned();
     assert_eq!(signer_serials(&env)[1], new_serial);
     assert_eq!(audit_count(&env, "ocsp-signer-compromise"), 1);
+    let log = env.ok(&["audit", "log"]);
+    let record = log
+        .lines()
+        .find(|l| l.contains("ocsp-signer-compromise") && !l.contains("refused"))
+        .unwrap();
+    assert!(
+        record.contains("dual control: officer:OF") && record.contains("(second)"),
+        "{record}"
+    );
 
     // The cached answer of the old key is gone: the same request is answered by the new one.
     let out = query(&leaf);

@@ -120,6 +120,10 @@ pub enum Request {
     /// and put a new signer in force at once. Answer: `{replaced: Renewed}`.
     OcspSignerCompromise {
         hierarchy: Hierarchy,
+        /// Two distinct ca-officers' approvals of `ocsp-signer-compromise` on the
+        /// hierarchy (dual control, [`crate::ceremony`]).
+        #[serde(default)]
+        approvals: Vec<crate::ceremony::Approval>,
     },
     /// A one-use challenge for a smartphone application (`jpki phone challenge`). Answer:
     /// `ChallengeIssued`.
@@ -294,7 +298,19 @@ impl Authority {
             }
             return Err(e);
         }
-        officers::acting_as(actor, || self.handle(req))
+        let op = req.op();
+        let out = officers::acting_as(actor, || self.handle(req));
+        // A key the HSM would not use (wrong PIN, module, token or key) is a refusal too:
+        // nothing was signed or changed, and the audit trail says who tried.
+        if let Err(e) = &out {
+            if matches!(
+                e,
+                Error::HsmModule(_) | Error::HsmPin(_) | Error::HsmNoKey(_) | Error::Hsm(_)
+            ) {
+                officers::audit_refusal(self, actor, &op, e)?;
+            }
+        }
+        out
     }
 
     /// Carries out one request with no authorisation, as whatever actor the calling scope
@@ -407,9 +423,12 @@ impl Authority {
                 Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
             }
             Request::Expiries => Ok(json!({ "expiries": self.expiries()? })),
-            Request::OcspSignerCompromise { hierarchy } => {
-                Ok(json!({ "replaced": self.compromise_ocsp_signer(hierarchy)? }))
-            }
+            Request::OcspSignerCompromise {
+                hierarchy,
+                approvals,
+            } => Ok(json!({
+                "replaced": self.compromise_ocsp_signer(hierarchy, &approvals)?
+            })),
             Request::PhoneChallenge { resident } => to_value(self.phone_challenge(&resident)?),
             Request::PhoneIssue {
                 resident,
@@ -575,7 +594,8 @@ impl Coded for Error {
             | Error::HsmModule(s)
             | Error::HsmPin(s)
             | Error::HsmNoKey(s)
-            | Error::Hsm(s) => Some(s.clone()),
+            | Error::Hsm(s)
+            | Error::DualControl(s) => Some(s.clone()),
             _ => None,
         };
         let fields = match self {
@@ -640,6 +660,7 @@ impl From<WireError> for Error {
                 "hsm_pin" => Error::HsmPin(s?),
                 "hsm_no_key" => Error::HsmNoKey(s?),
                 "hsm" => Error::Hsm(s?),
+                "dual_control" => Error::DualControl(s?),
                 "forbidden" => Error::Forbidden {
                     actor: serde_json::from_value(field("actor")?).ok()?,
                     action: serde_json::from_value(field("action")?).ok()?,
@@ -791,6 +812,7 @@ mod tests {
             Error::HsmPin("wrong".into()),
             Error::HsmNoKey("k".into()),
             Error::Hsm("h".into()),
+            Error::DualControl("d".into()),
         ];
         for e in typed {
             let (code, message) = (e.code().to_owned(), e.to_string());

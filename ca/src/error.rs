@@ -104,6 +104,9 @@ pub enum Error {
     /// Any other PKCS#11 failure (no such token, a refused operation).
     #[error("HSM: {0}")]
     Hsm(String),
+    /// A key ceremony lacks the approval of two distinct ca-officers ([`crate::ceremony`]).
+    #[error("dual control: {0}")]
+    DualControl(String),
 }
 
 impl Error {
@@ -153,6 +156,7 @@ impl Error {
             Error::HsmPin(_) => "hsm_pin",
             Error::HsmNoKey(_) => "hsm_no_key",
             Error::Hsm(_) => "hsm",
+            Error::DualControl(_) => "dual_control",
         }
     }
 

@@ -139,6 +139,16 @@ impl CaSigner {
         }
     }
 
+    /// The same key for the certificate `cert` (a key is made before its certificate).
+    pub fn with_certificate(self, cert: Vec<u8>) -> CaSigner {
+        CaSigner { cert, ..self }
+    }
+
+    /// Whether the key is inside a PKCS#11 token.
+    pub fn in_hsm(&self) -> bool {
+        matches!(self.key, Key::Token(_))
+    }
+
     pub fn spki(&self) -> Result<Vec<u8>> {
         match &self.key {
             Key::File(pair) => public_key_der(pair),

@@ -17,6 +17,7 @@
 //! * [`api`] — one request type for every operation, and the admin-socket client;
 //! * [`hsm`] — CA keys in a PKCS#11 token (`cryptoki`): generated inside, non-extractable;
 //! * [`officers`] — officers, roles, who is acting, and the one place that authorises;
+//! * [`ceremony`] — dual control: two distinct ca-officers approve a key ceremony;
 //! * [`clock`] — the injectable clock.
 //!
 //! ## Dependencies
@@ -33,6 +34,7 @@ pub mod actor;
 pub mod api;
 pub mod audit;
 pub mod authority;
+pub mod ceremony;
 pub mod clock;
 pub mod csr;
 pub mod datadir;

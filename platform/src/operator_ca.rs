@@ -124,7 +124,7 @@ pub fn root(authority: &Authority) -> Result<Vec<u8>> {
 fn make(authority: &Authority) -> Result<Vec<u8>> {
     // A key left by an interrupted earlier attempt is reused: the certificate is only
     // written after the key is on disk.
-    if !key_path(authority).exists() {
+    if !authority.signers().has(KEY_NAME)? {
         authority.signers().create(KEY_NAME)?;
     }
     let signer = authority.signers().named(KEY_NAME, Vec::new())?;

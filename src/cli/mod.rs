@@ -15,6 +15,7 @@
 //! all of clap is here.
 
 pub mod backup;
+pub mod ceremony;
 pub mod confirm;
 pub mod import;
 pub mod officer;
@@ -93,6 +94,17 @@ pub enum Command {
         /// DIR/officers/NAME.pem; no key is generated).
         #[arg(long)]
         first_officer_csr: Option<PathBuf>,
+        /// Keep the CA keys in a PKCS#11 token (an HSM) instead of encrypted files: the
+        /// vendor's module (shared library); with --token and --pin-file (docs/hsm.md).
+        #[arg(long, value_name = "PATH", requires = "token")]
+        pkcs11_module: Option<PathBuf>,
+        /// The label of the token the CA keys are generated in (non-extractable).
+        #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+        token: Option<String>,
+        /// File holding the token's user PIN, read whenever the token is opened (recorded by
+        /// path in DIR/hsm.toml, never copied; $JPKI_HSM_PIN overrides it).
+        #[arg(long, value_name = "FILE", requires = "pkcs11_module")]
+        pin_file: Option<PathBuf>,
     },
     /// Print a root certificate (PEM) with --hierarchy; without it, list every root
     /// generation of both hierarchies (docs/roots.md).
@@ -246,6 +258,9 @@ pub enum Command {
     /// The holder's token (the My Number card's stand-in): keys under PINs.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Dual control: an officer's signed approval of a key ceremony (docs/hsm.md).
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCommand),
     /// Smartphone certificates, issued on the card's authority.
     #[command(subcommand)]
     Phone(phone::PhoneCommand),
@@ -299,10 +314,14 @@ pub enum OcspSignerCommand {
     /// (keyCompromise, on the CA-level CRL), block the key for ever and put a new signer in
     /// force at once; a running server drops every answer the old key signed. See
     /// docs/operations.md.
+    /// A key ceremony under dual control: two distinct ca-officers approve it (--approval
+    /// FILE twice, or --officer-cert/--officer-key twice; docs/hsm.md).
     Compromise {
         /// signing or auth (needed only when the serial exists in both).
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Hierarchy,
+        #[command(flatten)]
+        approvers: ceremony::Approvers,
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
@@ -946,6 +965,12 @@ fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
     }
 }
 
+/// `path` made absolute (against the current directory): recorded paths must not depend on
+/// where a later command runs.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(std::path::absolute(path).map_err(Error::io(format!("resolve {}", path.display())))?)
+}
+
 /// Checks `--first-officer NAME` before anything is made: a valid officer name that is also
 /// a plain file name (it names DIR/officers/NAME.pem and NAME.key).
 fn check_first_officer(name: &str) -> Result<()> {
@@ -1222,6 +1247,8 @@ pub fn run(cli: Cli) -> Result<()> {
     let cli = match cli.command {
         // The token works on its own file; it needs no data directory.
         Command::Token(cmd) => return Ok(token::run(cmd, OffsetDateTime::now_utc())?),
+        // An officer's approval is signed with its own files only.
+        Command::Ceremony(cmd) => return ceremony::run(&cmd, clock()?.now()),
         // The card's authorisation of a phone application needs only the card token.
         Command::Phone(cmd @ phone::PhoneCommand::Authorise { .. }) => {
             return phone::authorise(&cmd)
@@ -1263,13 +1290,29 @@ pub fn run(cli: Cli) -> Result<()> {
             store,
             first_officer,
             first_officer_csr,
+            pkcs11_module,
+            token,
+            pin_file,
         } => {
             let text = match policy {
                 Some(p) => std::fs::read_to_string(p)
                     .map_err(Error::io(format!("read policy {}", p.display())))?,
                 None => policies::policy::DEFAULT_POLICY.to_owned(),
             };
-            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let hsm = match (pkcs11_module, token) {
+                (Some(module), Some(token)) => Some(ca::hsm::HsmConfig {
+                    module: absolute(module)?,
+                    token: token.clone(),
+                    pin_file: pin_file.as_deref().map(absolute).transpose()?,
+                }),
+                _ => None,
+            };
+            // With a token the CA keys need no passphrase (the PIN guards them).
+            let pass = match (&hsm, passphrase(cli.passphrase_file.as_deref())?) {
+                (_, Some(p)) => p,
+                (Some(_), None) => Vec::new(),
+                (None, None) => return Err(Error::NoPassphrase.into()),
+            };
             // The first officer's name and CSR are checked before anything is made.
             check_first_officer(first_officer)?;
             let csr_base64 = match first_officer_csr {
@@ -1284,7 +1327,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            let a = crate::store::init(&cli.data, store.as_deref(), &text, &pass, clock()?)?;
+            let a = crate::store::init(
+                &cli.data,
+                store.as_deref(),
+                &text,
+                &pass,
+                clock()?,
+                hsm.as_ref(),
+            )?;
             platform::operator_ca::create(&a)?;
             let officers_dir = a.dir().join("officers");
             std::fs::create_dir_all(&officers_dir)
@@ -1740,11 +1790,21 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n")
             })
         }
-        Command::OcspSigner(OcspSignerCommand::Compromise { hierarchy, json }) => {
+        Command::OcspSigner(OcspSignerCommand::Compromise {
+            hierarchy,
+            approvers,
+            json,
+        }) => {
+            let approvals = approvers.collect(
+                ca::authority::renew::COMPROMISE_CEREMONY,
+                &hierarchy.to_string(),
+                clock()?.now(),
+            )?;
             let v = call(
                 &cli,
                 Request::OcspSignerCompromise {
                     hierarchy: *hierarchy,
+                    approvals,
                 },
             )?;
             let r: ca::authority::Renewed = typed(v["replaced"].clone())?;
@@ -1861,7 +1921,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map_err(|_| Error::NoDataDir(cli.data.display().to_string()))?;
             let policy = policies::Policy::from_toml(&policy_text).map_err(Error::from)?;
             let settings = cfg.validate(&cli.data, &policy)?;
-            let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            // With the CA keys in a token (DIR/hsm.toml) the PIN guards them, not a passphrase.
+            let in_token = cli.data.join(ca::hsm::CONFIG_FILE).exists();
+            let pass = match passphrase(cli.passphrase_file.as_deref())? {
+                Some(p) => p,
+                None if in_token => Vec::new(),
+                None => return Err(Error::NoPassphrase.into()),
+            };
             crate::serve::run(&cli.data, Some(pass), settings)
         }
         Command::Verify(args) => verify::verify(args, clock()?.now()),
@@ -1883,7 +1949,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             // index.json keeps its published camelCase; the CLI's JSON is snake_case.
-            let crls = snake_keys(serde_json::to_value(&index).map_err(|e| Error::Invalid(e.to_string()))?);
+            let crls = snake_keys(
+                serde_json::to_value(&index).map_err(|e| Error::Invalid(e.to_string()))?,
+            );
             print(*json, &serde_json::json!({ "crls": crls }), |_| {
                 let entries: u64 = index.iter().map(|i| i.entries).sum();
                 format!(
@@ -1975,7 +2043,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         // Token and completions commands were dispatched above, before any store is opened.
-        Command::Token(_) | Command::Completions { .. } => Ok(()),
+        Command::Token(_) | Command::Ceremony(_) | Command::Completions { .. } => Ok(()),
         Command::Demo { keep } => crate::demo::run(keep.as_deref()),
         Command::Bench(BenchCommand::Issue {
             count,

@@ -203,9 +203,8 @@ pub fn ensure(authority: &Authority) -> Result<(Vec<u8>, Vec<u8>)> {
     ) {
         return Ok((r, u));
     }
-    let dir = authority.data_dir();
     for k in [ROOT_KEY, UNIT_KEY] {
-        if !dir.named_key(k).exists() {
+        if !authority.signers().has(k)? {
             authority.signers().create(k)?;
         }
     }
@@ -350,7 +349,7 @@ pub fn renew(authority: &Authority, force: bool) -> Result<Option<Renewed>> {
     let root_signer = authority.signers().named(ROOT_KEY, Vec::new())?;
     let next = n + 1;
     let name = unit_name(next);
-    if !authority.data_dir().named_key(&name).exists() {
+    if !authority.signers().has(&name)? {
         authority.signers().create(&name)?;
     }
     let new_der = unit_certificate(authority, next, &root_signer, now)?;
@@ -367,6 +366,7 @@ pub fn renew(authority: &Authority, force: bool) -> Result<Option<Renewed>> {
         )
     })?;
     write_cert(authority, &name, &new_der)?;
+    // The retired key: its file, or the token's keys so labelled.
     let retired = authority.data_dir().named_key(&unit_name(n));
     match fs::remove_file(&retired) {
         Ok(()) => {}
@@ -374,6 +374,9 @@ pub fn renew(authority: &Authority, force: bool) -> Result<Option<Renewed>> {
         Err(e) => {
             tracing::error!(key = %retired.display(), error = %e, "could not delete the retired TSA unit key");
         }
+    }
+    if let Err(e) = authority.signers().retire_others(&unit_name(n), &[]) {
+        tracing::error!(label = %unit_name(n), error = %e, "could not destroy the retired TSA unit key in the token");
     }
     tracing::warn!(generation = next, serial = %new_serial, replaced = %old_serial, "renewed the TSA unit");
     Ok(Some(Renewed {

@@ -32,9 +32,28 @@ impl Authority {
         passphrase: &[u8],
         clock: Arc<dyn Clock>,
     ) -> Result<Authority> {
-        Self::init_on(dir, policy_text, passphrase, clock, &|layout| {
-            Ok(Arc::new(SledStorage::open(&layout.db())?))
-        })
+        Self::init_keys(dir, None, policy_text, passphrase, clock, None)
+    }
+
+    /// [`Authority::init`] (`storage`: `None`) or [`Authority::init_with`], with the CA keys
+    /// generated inside the PKCS#11 token `hsm` names when given (`jpki init --pkcs11-module
+    /// … --token … --pin-file …`): the token is opened and checked before anything is made,
+    /// recorded in `DIR/hsm.toml`, and every later open signs through it. With a token the
+    /// passphrase is not used for CA keys (it may be empty).
+    pub fn init_keys(
+        dir: &Path,
+        storage: Option<Arc<dyn Storage>>,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+        hsm: Option<&crate::hsm::HsmConfig>,
+    ) -> Result<Authority> {
+        let Some(storage) = storage else {
+            return Self::init_on(dir, policy_text, passphrase, clock, hsm, &|layout| {
+                Ok(Arc::new(SledStorage::open(&layout.db())?))
+            });
+        };
+        Self::init_with_keys(dir, storage, policy_text, passphrase, clock, hsm)
     }
 
     /// [`Authority::init`] with the store on `storage` (another engine, e.g. PostgreSQL)
@@ -46,6 +65,17 @@ impl Authority {
         policy_text: &str,
         passphrase: &[u8],
         clock: Arc<dyn Clock>,
+    ) -> Result<Authority> {
+        Self::init_with_keys(dir, storage, policy_text, passphrase, clock, None)
+    }
+
+    fn init_with_keys(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        policy_text: &str,
+        passphrase: &[u8],
+        clock: Arc<dyn Clock>,
+        hsm: Option<&crate::hsm::HsmConfig>,
     ) -> Result<Authority> {
         let mut any = false;
         storage.for_each_certificate(&mut |_| {
@@ -59,13 +89,9 @@ impl Authority {
                     .into(),
             ));
         }
-        Self::init_on(
-            dir,
-            policy_text,
-            passphrase,
-            clock,
-            &|_| Ok(storage.clone()),
-        )
+        Self::init_on(dir, policy_text, passphrase, clock, hsm, &|_| {
+            Ok(storage.clone())
+        })
     }
 
     fn init_on(
@@ -73,10 +99,21 @@ impl Authority {
         policy_text: &str,
         passphrase: &[u8],
         clock: Arc<dyn Clock>,
+        hsm: Option<&crate::hsm::HsmConfig>,
         open_store: &dyn Fn(&DataDir) -> Result<Arc<dyn Storage>>,
     ) -> Result<Authority> {
         let policy = Policy::from_toml(policy_text)?;
-        if passphrase.len() < 8 {
+        // The key backend is checked before anything is made: a token that does not open, or
+        // already holds keys of these names, leaves no data directory behind.
+        let signers = match hsm {
+            Some(config) => Signers::in_token(DataDir::new(dir), config.clone(), {
+                let token = config.open()?;
+                check_token_fresh(&token)?;
+                token
+            }),
+            None => Signers::new(DataDir::new(dir), Some(passphrase.to_vec())),
+        };
+        if hsm.is_none() && passphrase.len() < 8 {
             return Err(Error::Invalid(
                 "the key passphrase must have at least 8 characters".into(),
             ));
@@ -90,8 +127,7 @@ impl Authority {
             }
             Err(_) => true,
         };
-        let result = Self::init_inner(dir, &policy, policy_text, passphrase, clock, open_store);
-        if result.is_err() {
+        let remove = || {
             if created {
                 let _ = fs::remove_dir_all(dir);
             } else if let Ok(entries) = fs::read_dir(dir) {
@@ -103,18 +139,38 @@ impl Authority {
                     };
                 }
             }
+        };
+        let made = Self::make_dir(
+            dir,
+            &policy,
+            policy_text,
+            &signers,
+            clock.clone(),
+            open_store,
+        );
+        let result = match made {
+            Ok(store) => Authority::new(store, signers, policy, clock),
+            Err(e) => {
+                // Keys a token generated for this directory go with it.
+                signers.discard_generated();
+                Err(e)
+            }
+        };
+        if result.is_err() {
+            remove();
         }
         result
     }
 
-    fn init_inner(
+    /// Makes the data directory's contents with `signers`' key backend; returns the store.
+    fn make_dir(
         dir: &Path,
         policy: &Policy,
         policy_text: &str,
-        passphrase: &[u8],
+        signers: &Signers,
         clock: Arc<dyn Clock>,
         open_store: &dyn Fn(&DataDir) -> Result<Arc<dyn Storage>>,
-    ) -> Result<Authority> {
+    ) -> Result<Arc<dyn Storage>> {
         let layout = DataDir::new(dir);
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
@@ -123,6 +179,9 @@ impl Authority {
                 .map_err(Error::io(format!("create {}", d.display())))?;
         }
         keys::write_private(&layout.policy(), policy_text.as_bytes())?;
+        if let Some(config) = signers.hsm() {
+            config.write(dir)?;
+        }
         let store = open_store(&layout)?;
         let now = clock.now();
         let rng = SystemRandom::new();
@@ -138,8 +197,10 @@ impl Authority {
                     policies::policy::SerialScheme::Random => random_serial(&rng),
                 }
             };
-            // Root (generation 1).
-            let root_key = crate::signers::create_key(&layout.root_key(h, 1), passphrase)?;
+            // Root generation 1 (a key file, or a key inside the token:
+            // `Signers::create_root_key`).
+            let root_key = signers.create_root_key(h, 1)?;
+            let root_spki = root_key.spki()?;
             let serial = next_serial()?;
             let end = validity::root_not_after(now, policy.ca.root_validity_years)?;
             let w = Window {
@@ -147,7 +208,7 @@ impl Authority {
                 not_before: now,
                 not_after: end,
             };
-            let tbs = profile::root_tbs(policy, h, w, &root_key.spki)?;
+            let tbs = profile::root_tbs(policy, h, w, &root_spki)?;
             lint::check(
                 policy,
                 &tbs,
@@ -158,9 +219,9 @@ impl Authority {
                     crl: Some(&Scope::Ca),
                 },
             )?;
-            let sig = keys::sign_with(&root_key.pair, &rng, &tbs)?;
+            let sig = policies::Signer::sign(&root_key, &tbs)?;
             let root_der = profile::assemble(&tbs, &sig)?;
-            check_signature(&root_key.spki, &root_der)?;
+            check_signature(&root_spki, &root_der)?;
             let root_serial = serial.clone();
             keys::write_private(&layout.root_cert(h, 1), pem(&root_der).as_bytes())?;
             keys::write_private(&layout.roots_bundle(h), pem(&root_der).as_bytes())?;
@@ -176,18 +237,17 @@ impl Authority {
             });
 
             // Delegated OCSP signer (renewed later by `renew`, through the same function).
-            let ocsp_key = keys::generate()?;
+            let ocsp_key = signers.generate_key(&format!("{h}-ocsp"), &layout.key(h, "ocsp"))?;
             let serial = next_serial()?;
             let (der, end) = ocsp_signer_certificate(
                 policy,
                 h,
                 now,
                 &serial,
-                &ocsp_key.spki,
-                (&root_key.spki, &root_serial),
-                &|tbs| keys::sign_with(&root_key.pair, &rng, tbs),
+                &ocsp_key.spki()?,
+                (&root_spki, &root_serial),
+                &|tbs| policies::Signer::sign(&root_key, tbs),
             )?;
-            keys::write_encrypted(&layout.key(h, "ocsp"), &ocsp_key, passphrase)?;
             keys::write_private(&layout.cert(h, "ocsp"), pem(&der).as_bytes())?;
             records.push(CertRecord {
                 hierarchy: h,
@@ -223,8 +283,7 @@ impl Authority {
         say_tightened(&layout, layout.make_private()?);
         // Keep the open store: closing and reopening it would race a child process forked
         // meanwhile by another thread, which briefly shares the lock file's descriptor.
-        let signers = Signers::new(layout, Some(passphrase.to_vec()));
-        Authority::new(store, signers, policy.clone(), clock)
+        Ok(store)
     }
 
     /// Opens an existing data directory on the sled engine. The passphrase is needed only for
@@ -271,10 +330,28 @@ impl Authority {
         let policy_text = fs::read_to_string(layout.policy())
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
         let policy = Policy::from_toml(&policy_text)?;
-        let signers = Signers::new(layout, passphrase);
+        let signers = Signers::open(layout, passphrase)?;
         Authority::new(store, signers, policy, clock)
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))
     }
+}
+
+/// A token for a new data directory must hold none of the hierarchies' keys (another
+/// `jpki init` made them): refused before anything is made.
+fn check_token_fresh(token: &crate::hsm::Token) -> Result<()> {
+    for h in Hierarchy::ALL {
+        for what in ["root", "ocsp"] {
+            let label = format!("{h}-{what}");
+            if token.has(&label)? {
+                return Err(Error::Hsm(format!(
+                    "token `{}` already holds a key labelled `{label}` (from another `jpki \
+                     init`?): use a fresh token, or remove those keys first",
+                    token.label()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Says (as a warning) that a data directory was readable by others and has been made private.

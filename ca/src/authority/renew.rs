@@ -49,9 +49,13 @@ use time::OffsetDateTime;
 
 use super::{serial_hex, Authority};
 use crate::error::{Error, Result};
-use crate::keys::{self, CaSigner};
+use crate::keys;
 use crate::records::{pem, CertKind, CertRecord, State, StatusRecord};
 use crate::storage;
+
+/// The operation name officers approve for `jpki ocsp-signer compromise`
+/// ([`crate::ceremony::statement`]).
+pub const COMPROMISE_CEREMONY: &str = "ocsp-signer-compromise";
 
 /// Roots are not renewed here (a root rollover is its own operation); a server warns when a
 /// root has less than this left.
@@ -238,21 +242,42 @@ impl Authority {
     /// Renews a hierarchy's delegated OCSP signer now (see the module docs). Needs the CA
     /// passphrase; a wrong one changes nothing.
     pub fn renew_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
-        self.replace_ocsp_signer(h, false)
+        self.replace_ocsp_signer(h, None)
     }
 
     /// A hierarchy's delegated OCSP signer key is compromised (or suspected to be): the signer
     /// certificate is revoked (keyCompromise) and its key blocked for ever, and a new signer is
     /// put in force — in one unit of work, as a renewal (see the module docs, "Compromise").
-    /// Needs the CA passphrase; a wrong one changes nothing.
-    pub fn compromise_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
-        self.replace_ocsp_signer(h, true)
+    /// A key ceremony under dual control: `approvals` must hold two distinct ca-officers'
+    /// approvals of `ocsp-signer-compromise` on the hierarchy ([`crate::ceremony`]), who are
+    /// named in its audit record; anything less is refused (and audited) before anything is
+    /// made. Needs the CA passphrase (or the token); a wrong one changes nothing.
+    pub fn compromise_ocsp_signer(
+        &self,
+        h: Hierarchy,
+        approvals: &[crate::ceremony::Approval],
+    ) -> Result<Renewed> {
+        let quorum = crate::ceremony::require_two(
+            self.storage.as_ref(),
+            self.clock.now(),
+            COMPROMISE_CEREMONY,
+            &h.to_string(),
+            approvals,
+        )?;
+        self.replace_ocsp_signer(h, Some(&quorum))
     }
 
-    fn replace_ocsp_signer(&self, h: Hierarchy, compromised: bool) -> Result<Renewed> {
+    /// `quorum`: a compromise, approved by these officers; `None`: a renewal.
+    fn replace_ocsp_signer(
+        &self,
+        h: Hierarchy,
+        quorum: Option<&crate::ceremony::Quorum>,
+    ) -> Result<Renewed> {
+        let compromised = quorum.is_some();
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.signer_certificate_locked(h)?;
         let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
+        let old_spki = super::spki_of(&old)?;
         // The record of the signer being replaced (its status is set on compromise).
         let old_record = if compromised {
             let serial = super::parse_serial(&replaced)?;
@@ -267,25 +292,34 @@ impl Authority {
         };
         // The root key first: a wrong passphrase stops here, before anything is written.
         let root = self.signer(h)?;
-        let passphrase = self.signers.key_passphrase()?;
         let now = self.clock.now();
-        let key = keys::generate()?;
-        let (serial, counter) = self.new_serial(h)?;
-        let (der, not_after) = super::init::ocsp_signer_certificate(
-            &self.policy,
-            h,
-            now,
-            &serial,
-            &key.spki,
-            (&self.root(h).spki, &self.root(h).serial),
-            &|tbs| policies::Signer::sign(root.as_ref(), tbs),
-        )?;
         let layout = self.data_dir();
         let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
         let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
         remove_if_present(&key_new)?;
         remove_if_present(&cert_new)?;
-        keys::write_encrypted(&key_new, &key, passphrase)?;
+        // The new key where the CA keeps its keys: the staged file, or the token.
+        let key_label = format!("{h}-ocsp");
+        let key = self.signers.generate_key(&key_label, &key_new)?;
+        let key_spki = key.spki()?;
+        let (serial, counter) = self.new_serial(h)?;
+        let made = super::init::ocsp_signer_certificate(
+            &self.policy,
+            h,
+            now,
+            &serial,
+            &key_spki,
+            (&self.root(h).spki, &self.root(h).serial),
+            &|tbs| policies::Signer::sign(root.as_ref(), tbs),
+        );
+        let (der, not_after) = match made {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&key_new);
+                let _ = self.signers.retire_others(&key_label, &old_spki);
+                return Err(e);
+            }
+        };
         keys::write_private(&cert_new, pem(&der).as_bytes())?;
         let record = CertRecord {
             hierarchy: h,
@@ -325,7 +359,11 @@ impl Authority {
                     now,
                     "ocsp-signer-compromise",
                     &format!("{h}:{replaced}"),
-                    &format!("revoked keyCompromise, key {} blocked", hex::encode(fp)),
+                    &format!(
+                        "revoked keyCompromise, key {} blocked; {}",
+                        hex::encode(fp),
+                        quorum.map(|q| q.audit_detail()).unwrap_or_default()
+                    ),
                 )?;
             }
             storage::audit(
@@ -342,10 +380,11 @@ impl Authority {
         if let Err(e) = committed {
             let _ = fs::remove_file(&key_new);
             let _ = fs::remove_file(&cert_new);
+            let _ = self.signers.retire_others(&key_label, &old_spki);
             return Err(e);
         }
         self.promote(&key_new, &key_path, &cert_new, &cert_path)?;
-        let signer = Arc::new(CaSigner::new(key.pair, der));
+        let signer = Arc::new(key.with_certificate(der));
         self.signers.set_ocsp(h, Arc::clone(&signer));
         if let Some(l) = self.listener.get() {
             match &old_record {
@@ -356,6 +395,10 @@ impl Authority {
                 }
                 None => l.ocsp_signer_renewed(h, signer),
             }
+        }
+        // In a token the replaced key is destroyed now (a file key was replaced by the rename).
+        if let Err(e) = self.signers.retire_others(&key_label, &key_spki) {
+            tracing::error!(error = %e, hierarchy = %h, "the replaced OCSP signer key could not be destroyed in the token");
         }
         if compromised {
             tracing::warn!(hierarchy = %h, serial = %hexs, %replaced, "compromised OCSP signer revoked and replaced");
@@ -371,8 +414,11 @@ impl Authority {
     }
 
     fn promote(&self, key_new: &Path, key: &Path, cert_new: &Path, cert: &Path) -> Result<()> {
-        fs::rename(key_new, key).map_err(Error::io(format!("rename {}", key_new.display())))?;
-        sync_dir(key)?;
+        // No staged key file when the key is in a token.
+        if key_new.exists() {
+            fs::rename(key_new, key).map_err(Error::io(format!("rename {}", key_new.display())))?;
+            sync_dir(key)?;
+        }
         fs::rename(cert_new, cert).map_err(Error::io(format!("rename {}", cert_new.display())))?;
         sync_dir(cert)
     }
@@ -433,6 +479,7 @@ impl Authority {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ceremony::testing::two_approvals;
     use crate::clock::FixedClock;
 
     fn init(dir: &Path, at: OffsetDateTime, pass: &[u8]) -> Authority {
@@ -589,8 +636,9 @@ mod tests {
 
         // A wrong passphrase changes nothing.
         let a = open(tmp.path(), t0, b"wrong passphrase");
+        let approvals = two_approvals(&a, COMPROMISE_CEREMONY, "auth");
         let before = (files(&a), a.audit_records().unwrap().len());
-        let e = a.compromise_ocsp_signer(h).unwrap_err();
+        let e = a.compromise_ocsp_signer(h, &approvals).unwrap_err();
         assert!(matches!(e, Error::WrongPassphrase(_)), "{e}");
         assert_eq!((files(&a), a.audit_records().unwrap().len()), before);
         let serial = crate::authority::parse_serial(&old_serial).unwrap();
@@ -599,7 +647,12 @@ mod tests {
         drop(a);
 
         let a = open(tmp.path(), t0, b"compromise passphrase");
-        let r = a.compromise_ocsp_signer(h).unwrap();
+        // One officer is not enough: refused (and audited) before anything is made.
+        let before = files(&a);
+        let e = a.compromise_ocsp_signer(h, &approvals[..1]).unwrap_err();
+        assert_eq!(e.code(), "dual_control", "{e}");
+        assert_eq!(files(&a), before);
+        let r = a.compromise_ocsp_signer(h, &approvals).unwrap();
         assert_eq!(r.replaced, old_serial);
         assert_ne!(r.serial, old_serial);
         // The old certificate is revoked for keyCompromise, its key blocked for ever.
@@ -626,6 +679,20 @@ mod tests {
             .map(|r| r.action)
             .collect();
         assert!(actions.contains(&"ocsp-signer-compromise".to_owned()));
+        // Both officers are named in the ceremony's record.
+        let record = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.action == "ocsp-signer-compromise")
+            .unwrap();
+        assert!(
+            record.detail.contains("dual control: officer:OF")
+                && record.detail.contains("(ceremony-a)")
+                && record.detail.contains("(ceremony-b)"),
+            "{}",
+            record.detail
+        );
         a.audit_verify().unwrap();
         a.check_indexes().unwrap();
         // Neither signer can be revoked or held as a leaf.
@@ -653,7 +720,8 @@ mod tests {
         let h = Hierarchy::Signing;
         let (key, cert) = (a.data_dir().key(h, "ocsp"), a.data_dir().cert(h, "ocsp"));
         let backup = (fs::read(&key).unwrap(), fs::read(&cert).unwrap());
-        let r = a.compromise_ocsp_signer(h).unwrap();
+        let approvals = two_approvals(&a, COMPROMISE_CEREMONY, "signing");
+        let r = a.compromise_ocsp_signer(h, &approvals).unwrap();
         drop(a);
         // The key files come back from a backup taken before the compromise.
         fs::write(&key, &backup.0).unwrap();

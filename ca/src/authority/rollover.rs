@@ -180,14 +180,13 @@ impl Authority {
         let generation = current.generation + 1;
         let layout = self.data_dir();
         // 2. The key; a file no root record names is a leftover of a rollover that failed.
-        let key_path = layout.root_key(h, generation);
-        remove_if_present(&key_path)?;
+        self.signers.discard_root_key(h, generation)?;
         let key = self.signers.create_root_key(h, generation)?;
         let made = self.rollover_with(h, generation, &key, now);
         let out = match made {
             Ok(v) => v,
             Err(e) => {
-                let _ = fs::remove_file(&key_path);
+                let _ = self.signers.discard_root_key(h, generation);
                 return Err(e);
             }
         };
@@ -225,9 +224,10 @@ impl Authority {
         &self,
         h: Hierarchy,
         generation: u32,
-        key: &keys::NewKey,
+        key: &crate::keys::CaSigner,
         now: OffsetDateTime,
     ) -> Result<std::sync::Arc<Root>> {
+        let spki = key.spki()?;
         let (serial, counter) = self.new_serial(h)?;
         let not_after = validity::root_not_after(now, self.policy.ca.root_validity_years)?;
         let w = Window {
@@ -235,7 +235,7 @@ impl Authority {
             not_before: now,
             not_after,
         };
-        let tbs = profile::root_tbs(&self.policy, h, w, &key.spki)?;
+        let tbs = profile::root_tbs(&self.policy, h, w, &spki)?;
         lint::check(
             &self.policy,
             &tbs,
@@ -246,9 +246,9 @@ impl Authority {
                 crl: Some(&Scope::Ca),
             },
         )?;
-        let sig = keys::sign_with(&key.pair, &self.rng, &tbs)?;
+        let sig = policies::Signer::sign(key, &tbs)?;
         let der = profile::assemble(&tbs, &sig)?;
-        super::init::check_signature(&key.spki, &der)?;
+        super::init::check_signature(&spki, &der)?;
         let record = CertRecord {
             hierarchy: h,
             serial: serial.clone(),
@@ -277,10 +277,10 @@ impl Authority {
                 ),
             )
         })?;
-        let key_id = profile::key_identifier(&key.spki)?;
+        let key_id = profile::key_identifier(&spki)?;
         Ok(std::sync::Arc::new(Root {
             der,
-            spki: key.spki.clone(),
+            spki,
             key_id,
             serial,
             generation,
