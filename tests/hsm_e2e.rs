@@ -130,8 +130,8 @@ fn the_whole_story_signs_through_the_token() {
     );
     // Every CA key is in the token, sensitive and never extractable.
     for label in [
-        "signing-root",
-        "auth-root",
+        "signing-root-g1",
+        "auth-root-g1",
         "signing-ocsp",
         "auth-ocsp",
         "operator-root",
@@ -405,7 +405,7 @@ fn bad_token_input_is_refused_and_changes_nothing() {
         env.fails(&a, needle);
         assert!(!env.data().exists(), "{a:?} left a data directory");
     }
-    assert_eq!(hsm.keys_labelled("signing-root"), 0);
+    assert_eq!(hsm.keys_labelled("signing-root-g1"), 0);
 
     // A good init, then the same failures when the recorded token is opened.
     let good: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -495,7 +495,7 @@ fn bad_token_input_is_refused_and_changes_nothing() {
 
     // A token that already holds a data directory's keys is refused for another.
     let other = Env::empty();
-    other.fails(&good, "already holds a key labelled `signing-root`");
+    other.fails(&good, "already holds a key labelled `signing-root-g1`");
     assert!(!other.data().exists());
     // And the directory still works with the right PIN.
     let (_k2, csr2) = env.csr("h2", 2048);

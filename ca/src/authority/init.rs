@@ -340,8 +340,7 @@ impl Authority {
 /// `jpki init` made them): refused before anything is made.
 fn check_token_fresh(token: &crate::hsm::Token) -> Result<()> {
     for h in Hierarchy::ALL {
-        for what in ["root", "ocsp"] {
-            let label = format!("{h}-{what}");
+        for label in [Signers::root_label(h, 1), format!("{h}-ocsp")] {
             if token.has(&label)? {
                 return Err(Error::Hsm(format!(
                     "token `{}` already holds a key labelled `{label}` (from another `jpki \
