@@ -198,11 +198,7 @@ impl Gate {
     fn evict_for_share(&self, client: Option<IpAddr>) -> bool {
         let Some(newcomer) = client else { return false };
         let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let live = || {
-            conns
-                .values()
-                .filter(|h| !h.evicted.load(Ordering::SeqCst))
-        };
+        let live = || conns.values().filter(|h| !h.evicted.load(Ordering::SeqCst));
         let mut held: HashMap<IpAddr, usize> = HashMap::new();
         for ip in live().filter_map(|h| h.client) {
             *held.entry(ip).or_insert(0) += 1;
