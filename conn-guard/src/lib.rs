@@ -9,9 +9,12 @@
 //!   over it is closed at once, before any TLS or HTTP work) and about
 //!   [`Limits::max_connections`] per listener: when a listener is full, a new connection takes
 //!   the place of the one that has been quiet the longest (evicted), so a flood from many
-//!   addresses cannot hold every place against a well-behaved client; only when every open
+//!   addresses cannot hold every place against a well-behaved client. When every open
 //!   connection has spoken (or, where requests are reported, had a request in flight) within
-//!   [`MIN_QUIET`] is the newcomer refused;
+//!   [`MIN_QUIET`] — a flood opening connections faster than the listener's places turn over,
+//!   as on a host with few descriptors — a newcomer from an address holding at least two
+//!   connections fewer than the heaviest address takes the place of that address's quietest
+//!   connection without a request in flight (its fair share); any other newcomer is refused;
 //! * **idle timeout** — a connection from which nothing has been read for [`Limits::idle`] is
 //!   closed: a socket that never sends a byte, an HTTP/1.1 keep-alive connection left open, an
 //!   HTTP/2 connection with no stream (a client that sent only the preface). Partial requests
@@ -146,14 +149,14 @@ impl Gate {
             })
             .is_err();
         if full {
-            if self.evict_quietest() {
+            if self.evict_quietest() || self.evict_for_share(client) {
                 self.open.fetch_add(1, Ordering::SeqCst);
             } else {
                 self.release_client(client);
                 return refuse();
             }
         }
-        let heard = Arc::new(Heard::new());
+        let heard = Arc::new(Heard::new(client));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.conns
             .lock()
@@ -184,6 +187,40 @@ impl Gate {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// When no connection is quiet enough to evict: a newcomer from `client` takes the place of
+    /// a connection of the address holding the most open connections, if that address holds at
+    /// least two more than `client` does — its quietest connection without a request in
+    /// flight. So a flood from a few addresses cannot keep a lighter client out by opening
+    /// connections faster than [`MIN_QUIET`] turns the places over. Says whether it evicted.
+    fn evict_for_share(&self, client: Option<IpAddr>) -> bool {
+        let Some(newcomer) = client else { return false };
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let live = || conns.values().filter(|h| !h.evicted.load(Ordering::SeqCst));
+        let mut held: HashMap<IpAddr, usize> = HashMap::new();
+        for ip in live().filter_map(|h| h.client) {
+            *held.entry(ip).or_insert(0) += 1;
+        }
+        let mine = held.get(&newcomer).copied().unwrap_or(0);
+        let Some((heaviest, n)) = held.into_iter().max_by_key(|(_, n)| *n) else {
+            return false;
+        };
+        if n < mine + 2 {
+            return false;
+        }
+        let victim = live()
+            .filter(|h| h.client == Some(heaviest) && !h.busy())
+            .max_by_key(|h| h.quiet());
+        match victim {
+            Some(h) => {
+                h.evicted.store(true, Ordering::SeqCst);
+                h.evict.notify_one();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
         }
     }
 
@@ -291,6 +328,8 @@ pub struct Idle<T> {
 /// When a connection last read something, shared between its [`Idle`] and its watch.
 #[derive(Debug)]
 pub struct Heard {
+    /// The client's address, if the connection has one (for the fair-share eviction).
+    client: Option<IpAddr>,
     start: Instant,
     /// Milliseconds from `start` to the last read that returned data.
     last_ms: AtomicU64,
@@ -306,8 +345,9 @@ pub struct Heard {
 }
 
 impl Heard {
-    fn new() -> Heard {
+    fn new(client: Option<IpAddr>) -> Heard {
         Heard {
+            client,
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             evict: tokio::sync::Notify::new(),
@@ -316,6 +356,11 @@ impl Heard {
             in_flight: AtomicUsize::new(0),
             last_request_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A request is in flight (the server reports requests).
+    fn busy(&self) -> bool {
+        self.tracked.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) > 0
     }
 
     fn request_seen(&self) {
@@ -377,7 +422,7 @@ impl<T> Idle<T> {
     /// Wraps `inner`; the returned [`Heard`] resolves [`Heard::silent_for`] when the client
     /// has gone quiet.
     pub fn new(inner: T) -> (Idle<T>, Arc<Heard>) {
-        let heard = Arc::new(Heard::new());
+        let heard = Arc::new(Heard::new(None));
         (
             Idle {
                 inner,
@@ -489,6 +534,54 @@ mod tests {
         assert_eq!((g.evicted(), g.refused()), (1, 1));
         drop((talking, newcomer));
         assert_eq!(g.open(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lighter_client_gets_a_place_from_a_fast_flood_a_flooder_does_not() {
+        let g = Gate::new(Limits {
+            max_connections: 4,
+            max_per_client: 4,
+            idle: Duration::from_secs(60),
+        });
+        let flood: IpAddr = "127.0.1.1".parse().unwrap();
+        let client: IpAddr = "127.0.0.1".parse().unwrap();
+        // A flood from one address fills the listener faster than MIN_QUIET: nobody is quiet.
+        let mut held: Vec<Ticket> = (0..3).map(|_| g.admit(Some(flood)).unwrap()).collect();
+        let busy = g.admit(Some(client)).unwrap();
+        let _in_flight = busy.requests().begin();
+        // The flood's own newcomer is refused (the per-address cap aside: no quiet connection,
+        // and its address is the heaviest).
+        drop(held.pop());
+        held.push(g.admit(Some(flood)).unwrap());
+        assert!(g.admit(Some(flood)).is_none(), "the flooder is refused");
+        assert_eq!(g.evicted(), 0);
+        // A client holding fewer gets a place: one of the flood's connections is evicted.
+        let second = g.admit(Some(client)).expect("a lighter client gets in");
+        assert_eq!(g.evicted(), 1);
+        let mut told = 0;
+        for t in &held {
+            if tokio::time::timeout(Duration::from_millis(1), t.closing())
+                .await
+                .is_ok()
+            {
+                told += 1;
+            }
+        }
+        assert_eq!(told, 1, "exactly one flood connection is told to close");
+        tokio::time::timeout(Duration::from_millis(1), busy.closing())
+            .await
+            .expect_err("the client's connection with a request in flight is kept");
+        // Once the evicted one is closed: flood 2, client 2, nobody two heavier than the
+        // client, so its next newcomer is refused.
+        let evicted = held
+            .iter()
+            .position(|t| t.heard.evicted.load(Ordering::SeqCst))
+            .unwrap();
+        drop(held.remove(evicted));
+        assert_eq!(g.open(), 4);
+        assert!(g.admit(Some(client)).is_none(), "no more than a fair share");
+        assert_eq!(g.evicted(), 1);
+        drop(second);
     }
 
     #[test]

@@ -6,11 +6,6 @@
 
 use base64::Engine;
 
-/// The `jpki serve` configuration types, read from the binary crate's own file.
-#[allow(dead_code)]
-#[path = "../../src/serve/config.rs"]
-mod serve_config;
-
 /// The minimum RSA size of the default policy: what `jpki issue` asks of a CSR.
 const MIN_BITS: usize = 2048;
 
@@ -65,9 +60,55 @@ pub fn platform_json(data: &[u8]) -> bool {
         .is_some_and(|(route, body)| platform::fuzz_decode(*route, body))
 }
 
-/// The `jpki serve --config` file.
+/// The `jpki serve --config` file, read and checked as `jpki serve` does
+/// ([`jpki::serve::Config::validate`], under the default policy): as given, and with `--http`
+/// set as the command line sets it (a file need not name a listener). Accepted: read, and valid
+/// with `--http`. A refusal must name its field; what is accepted must hold together.
 pub fn config(data: &[u8]) -> bool {
-    std::str::from_utf8(data).is_ok_and(|text| toml::from_str::<serve_config::Config>(text).is_ok())
+    static POLICY: std::sync::OnceLock<policies::Policy> = std::sync::OnceLock::new();
+    let policy = POLICY.get_or_init(policies::Policy::default_policy);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(mut cfg) = toml::from_str::<jpki::serve::Config>(text) else {
+        return false;
+    };
+    let dir = std::path::Path::new("/var/lib/jpki");
+    let named_field = |r: &jpki::Result<jpki::serve::Settings>| match r {
+        Err(jpki::Error::Config(m)) => {
+            assert!(m.starts_with("serve configuration field `"), "{m}");
+        }
+        Err(e) => panic!("validate answered {e:?}, not a configuration error"),
+        Ok(_) => {}
+    };
+    let as_given = cfg.validate(dir, policy);
+    named_field(&as_given);
+    let l = &cfg.listen;
+    if l.http.is_none() && l.pf_https.is_none() && l.portal.is_none() && l.tsa.is_none() {
+        assert!(
+            as_given.is_err(),
+            "a configuration without a listener was accepted"
+        );
+    }
+    cfg.listen.http = Some("127.0.0.1:8080".into());
+    let with_flag = cfg.validate(dir, policy);
+    named_field(&with_flag);
+    match with_flag {
+        Ok(s) => {
+            assert!(s.http.is_some());
+            assert!(s.crl.batch_delay <= s.crl.dirty_bound);
+            assert!(!s.crl.dirty_bound.is_zero() && !s.limits.idle.is_zero());
+            assert!((1..=s.limits.max_connections).contains(&s.limits.max_per_client));
+            assert!(s.crl_dir.is_absolute(), "{}", s.crl_dir.display());
+            assert!(s.compact_journal_bytes.is_none_or(|b| b >= 64 * 1024));
+            true
+        }
+        Err(_) => {
+            // A file valid as given stays valid with another HTTP address.
+            assert!(as_given.is_err(), "valid as given, refused with --http");
+            false
+        }
+    }
 }
 
 /// The store's journal or snapshot file as it is read on open (and a record payload).

@@ -2,6 +2,7 @@
 """Flood campaign against a running `jpki serve` (issue #19; RELIABILITY.md has the figures).
 
     flood.py HOST PORT SERVE_PID N_ADDR PER_ADDR IDLE_SECONDS [--mode MODE] [--hold SECONDS]
+             [--settle SECONDS] [--admin COMMAND]
 
 N_ADDR x PER_ADDR connections from 127.0.1.1, 127.0.1.2, ... (under the per-address cap), of
 one kind (--mode):
@@ -12,14 +13,15 @@ one kind (--mode):
   h2-pings   the same, then answer every PING and SETTINGS as a live HTTP/2 client does,
              without ever opening a stream
 
-While the flood is held (--hold seconds, default IDLE + 5) a well-behaved client on 127.0.0.1
+While the flood is opened and then held (--hold seconds, default IDLE + 5) a well-behaved client on 127.0.0.1
 asks /healthz in a loop, one new connection per request; its success rate and latency
 percentiles are printed with the server's resident memory (VmRSS) before, during, at the end
 of the hold, and after the flood is gone (--settle seconds later, default 15). The last line
-is a JSON summary. The bar: >= 99 % success and p99 < 50 ms during the flood, memory back
+is a JSON summary. With --admin, COMMAND (a shell command: a `jpki` state change through the
+admin socket) runs every 3 s during the hold; its successes and slowest run are reported. The bar: >= 99 % success and p99 < 50 ms during the flood, memory back
 within 20 % of its level before.
 """
-import argparse, http.client, json, resource, selectors, socket, struct, threading, time
+import argparse, http.client, json, resource, selectors, socket, struct, subprocess, threading, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("host"); ap.add_argument("port", type=int); ap.add_argument("pid", type=int)
@@ -28,6 +30,7 @@ ap.add_argument("idle", type=float)
 ap.add_argument("--mode", default="idle", choices=["idle", "slowloris", "h2-preface", "h2-pings"])
 ap.add_argument("--hold", type=float)
 ap.add_argument("--settle", type=float, default=15)
+ap.add_argument("--admin")
 args = ap.parse_args()
 hold = args.hold if args.hold is not None else args.idle + 5
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -43,7 +46,7 @@ class Client(threading.Thread):
     """The well-behaved client: /healthz over a new connection each time, until stopped."""
     def __init__(self, n=None):
         super().__init__(daemon=True)
-        self.n, self.stop, self.ok, self.lat = n, threading.Event(), 0, []
+        self.n, self.stop, self.ok, self.lat, self.errors = n, threading.Event(), 0, [], {}
     def run(self):
         while not self.stop.is_set() and (self.n is None or len(self.lat) < self.n):
             t = time.monotonic()
@@ -52,8 +55,9 @@ class Client(threading.Thread):
                 c.request("GET", "/healthz")
                 r = c.getresponse(); r.read(); c.close()
                 self.ok += r.status == 200
-            except OSError:
-                pass
+            except OSError as e:
+                k = type(e).__name__
+                self.errors[k] = self.errors.get(k, 0) + 1
             self.lat.append((time.monotonic() - t) * 1000)
             time.sleep(0.01)
     def summary(self):
@@ -61,7 +65,21 @@ class Client(threading.Thread):
         pct = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))]
         return {"asked": len(self.lat), "ok": self.ok,
                 "success": round(100.0 * self.ok / max(1, len(self.lat)), 2),
-                "p50_ms": round(pct(0.5), 2), "p99_ms": round(pct(0.99), 2)}
+                "p50_ms": round(pct(0.5), 2), "p99_ms": round(pct(0.99), 2), "errors": self.errors}
+
+class Admin(threading.Thread):
+    """--admin: the command every 3 s while the flood is held."""
+    def __init__(self, cmd):
+        super().__init__(daemon=True)
+        self.cmd, self.stop, self.runs, self.ok, self.slowest = cmd, threading.Event(), 0, 0, 0.0
+    def run(self):
+        while not self.stop.wait(3):
+            t = time.monotonic()
+            r = subprocess.run(self.cmd, shell=True, capture_output=True, timeout=60)
+            self.slowest = max(self.slowest, (time.monotonic() - t) * 1000)
+            self.runs += 1; self.ok += r.returncode == 0
+    def summary(self):
+        return {"runs": self.runs, "ok": self.ok, "slowest_ms": round(self.slowest, 1)}
 
 def measured(n):
     c = Client(n); c.start(); c.join(); return c.summary()
@@ -75,6 +93,11 @@ out["rss_before_mib"] = round(rss(), 1)
 out["before"] = measured(100)
 print("rss before %.1f MiB; well-behaved client alone: %s" % (out["rss_before_mib"], out["before"]), flush=True)
 
+# The well-behaved client (and --admin) run from the first flood connection on.
+client = Client(); client.start()
+admin = Admin(args.admin) if args.admin else None
+if admin:
+    admin.start()
 socks, failed = [], 0
 t0 = time.monotonic()
 for a in range(args.n_addr):
@@ -93,7 +116,6 @@ for a in range(args.n_addr):
 print("opened %d %s connections from %d addresses (%d failed) in %.1f s"
       % (len(socks), args.mode, args.n_addr, failed, time.monotonic() - t0), flush=True)
 
-client = Client(); client.start()
 sel = selectors.DefaultSelector()
 for s in socks:
     sel.register(s, selectors.EVENT_READ)
@@ -132,6 +154,10 @@ while time.monotonic() < end:
     peak = max(peak, rss())
 client.stop.set(); client.join()
 out["during"] = client.summary()
+if admin:
+    admin.stop.set(); admin.join()
+    out["admin"] = admin.summary()
+    print("admin socket during the flood: %s" % out["admin"], flush=True)
 out["rss_peak_mib"] = round(peak, 1)
 out["closed_by_server"] = len(closed)
 out["pings_answered"] = pings
