@@ -1741,7 +1741,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             // index.json keeps its published camelCase; the CLI's JSON is snake_case.
-            let crls = snake_keys(serde_json::to_value(&index).map_err(|e| Error::Invalid(e.to_string()))?);
+            let crls = snake_keys(
+                serde_json::to_value(&index).map_err(|e| Error::Invalid(e.to_string()))?,
+            );
             print(*json, &serde_json::json!({ "crls": crls }), |_| {
                 let entries: u64 = index.iter().map(|i| i.entries).sum();
                 format!(
