@@ -362,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn a_token_made_without_a_counter_cannot_be_reset_at_one() {
+    fn a_token_made_without_a_counter_is_reset_at_one_only_once_enrolled() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("c.key");
         CounterKey::create(&key, "Chiyoda-ku", PASS).unwrap();
@@ -372,6 +372,13 @@ mod tests {
             t.counter_reset(Hierarchy::Auth, &c, "4321"),
             Err(Error::NoCounter)
         ));
+        // Enrolled later with one PIN, it can.
+        let public = CounterPublic::read(&public_path(&key)).unwrap();
+        assert!(t.enrol_counter(Hierarchy::Auth, "0000", &public).is_err());
+        t.enrol_counter(Hierarchy::Auth, "1234", &public).unwrap();
+        t.counter_reset(Hierarchy::Signing, &c, "NEWPASS3").unwrap();
+        t.csr(Hierarchy::Signing, "NEWPASS3").unwrap();
+        t.login("1234", b"c").unwrap();
         assert!(
             CounterKey::create(&key, "Chiyoda-ku", PASS).is_err(),
             "overwrote a key"

@@ -362,6 +362,39 @@ impl Token {
         self.body.counter.as_ref().map(|c| c.municipality.as_str())
     }
 
+    /// Enrols a token made without a counter key with one (at the counter, the holder enters
+    /// one PIN of `kind`): both data keys are encrypted to the counter's public key, replacing
+    /// any earlier enrolment. A wrong PIN spends a try, as always.
+    pub fn enrol_counter(
+        &mut self,
+        kind: Hierarchy,
+        pin: &str,
+        counter: &crate::counter::CounterPublic,
+    ) -> Result<(), Error> {
+        let pin = normalize(kind, pin)?;
+        let lock = self.reload()?;
+        let (kek, own) = self.verify(&lock, kind, &pin)?;
+        let other_kind = other(kind);
+        let theirs = crypto::open_key(
+            &kek,
+            &aad_data_key(other_kind, kind),
+            &self.body.slot(kind).pin.other_key,
+        )?
+        .ok_or_else(|| self.corrupt("the other key's recovery copy fails authentication".into()))?;
+        let (signing, auth) = match kind {
+            Hierarchy::Signing => (&own, &theirs),
+            Hierarchy::Auth => (&theirs, &own),
+        };
+        self.body.counter = Some(file::CounterSlot {
+            municipality: counter.municipality.clone(),
+            key_id: crate::counter::key_id(&counter.public_key),
+            data_keys: counter.seal_data_keys(signing, auth)?,
+        });
+        lock.write(&self.path, &self.body, false)?;
+        tracing::info!(municipality = %counter.municipality, "token enrolled with a counter key");
+        Ok(())
+    }
+
     /// The municipal counter's reset (the holder's identity checked at the counter, see
     /// [`crate::counter`]): a new PIN for `kind` and a full counter, without the other PIN,
     /// with the counter key the token was enrolled with. Another counter's key is refused

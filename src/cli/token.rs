@@ -43,6 +43,22 @@ pub enum TokenCommand {
         #[arg(long, value_name = "FILE")]
         counter: Option<PathBuf>,
     },
+    /// Enrol an existing token with a municipal counter's key (the `.pub` file), so that the
+    /// counter can reset its PINs (`jpki resident pin-reset`); the holder enters one PIN.
+    EnrolCounter {
+        /// The holder token file, e.g. card.json.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+        /// The counter's public key file, e.g. chiyoda.key.pub.
+        #[arg(long, value_name = "FILE")]
+        counter: PathBuf,
+        /// Which PIN the holder enters: auth (4 digits) or signing.
+        #[arg(long, value_parser = parse_kind, default_value = "auth")]
+        kind: Hierarchy,
+        /// That PIN (asked for without echo when left out).
+        #[arg(long)]
+        pin: Option<String>,
+    },
     /// Make a municipal counter's PIN-reset key (RSA-2048), sealed under $JPKI_PASSPHRASE
     /// (at least 8 characters), in FILE (0600, stays at the counter) and its public half in
     /// FILE.pub (for `jpki token new --counter`). See docs/lifecycle.md.
@@ -222,6 +238,22 @@ pub fn run(cmd: TokenCommand, now: OffsetDateTime) -> Result<(), Error> {
                 counter
                     .map(|c| format!("; PINs resettable at the counter of {}", c.municipality))
                     .unwrap_or_default()
+            );
+        }
+        TokenCommand::EnrolCounter {
+            token,
+            counter,
+            kind,
+            pin: p,
+        } => {
+            let counter = holder_token::counter::CounterPublic::read(&counter)?;
+            let mut t = Token::open(&token)?;
+            let p = pin(p, kind, "the", false)?;
+            t.enrol_counter(kind, &p, &counter)?;
+            println!(
+                "{}: PINs resettable at the counter of {}",
+                token.display(),
+                counter.municipality
             );
         }
         TokenCommand::CounterKey { municipality, out } => {

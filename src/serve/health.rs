@@ -191,6 +191,14 @@ impl Health {
         }
     }
 
+    /// Reads the whole audit trail into the counters once (at start, off the request path),
+    /// so that the first scrape of a large store does not wait for it.
+    pub fn warm_up(&self) {
+        if let Err(e) = self.catch_up() {
+            tracing::warn!(error = %e, "metrics: audit trail unreadable");
+        }
+    }
+
     /// Reads the audit records appended since the last call into the counters.
     fn catch_up(&self) -> ca::Result<()> {
         let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());

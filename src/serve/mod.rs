@@ -383,6 +383,10 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             Arc::clone(&watch),
         );
         {
+            let h = Arc::clone(&health);
+            tokio::task::spawn_blocking(move || h.warm_up());
+        }
+        {
             // Reads the store: off the runtime's workers.
             let h = Arc::clone(&health);
             parts

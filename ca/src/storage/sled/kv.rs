@@ -714,8 +714,11 @@ impl Kv {
             (opened, why) => {
                 let why = why.err().unwrap_or_default();
                 drop(opened);
-                if sled_dir.exists() || base > 0 || !records.is_empty() {
+                if sled_dir.exists() {
                     tracing::warn!(reason = %why, "rebuilding the store from its snapshot and journal");
+                } else if base > 0 || !records.is_empty() {
+                    // No tables yet (a restored backup, a copy without them): nothing is wrong.
+                    tracing::info!(reason = %why, "building the store's tables from its snapshot and journal");
                 }
                 // Built beside the old one and put in place only once the snapshot has loaded:
                 // a snapshot that cannot be loaded changes nothing.
