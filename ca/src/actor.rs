@@ -117,6 +117,9 @@ pub enum Actor {
     /// A platform operator on the PF API (consents), by its client key's fingerprint. It
     /// has no admin powers: [`authorize`] refuses it everything.
     PlatformOperator(String),
+    /// A client of the remote admin API whose certificate chains to the operator CA but
+    /// names no active officer, by its key's fingerprint: only its refusals are recorded.
+    Unauthenticated(String),
 }
 
 impl Actor {
@@ -138,6 +141,7 @@ impl Actor {
             },
             Actor::System(what) => format!("system:{what}"),
             Actor::PlatformOperator(key) => format!("platform-operator:key={key}"),
+            Actor::Unauthenticated(key) => format!("unauthenticated:key={key}"),
         }
     }
 }

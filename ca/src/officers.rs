@@ -101,7 +101,7 @@ pub fn authorize(actor: &Actor, action: &Action) -> Result<()> {
     let officer = match actor {
         Actor::RootOnHost { .. } | Actor::System(_) => return Ok(()),
         Actor::Officer(o) => o,
-        Actor::PlatformOperator(_) => {
+        Actor::PlatformOperator(_) | Actor::Unauthenticated(_) => {
             return Err(Error::Forbidden {
                 actor: actor.label(),
                 action: action.describe(),

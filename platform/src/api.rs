@@ -106,6 +106,45 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The request's `op` (what audit records of a refusal name).
+    pub fn op(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("op").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// What the request does, for `ca::officers::authorize` (the remote admin API checks
+    /// every platform request with it): officers are the ca-officer's; the usage report is
+    /// the auditor's too; a holder's access log is its municipality's register; the rest
+    /// manages platform operators and service providers.
+    pub fn action(&self, authority: &Authority) -> ca::Result<ca::officers::Action> {
+        use ca::officers::Action;
+        Ok(match self {
+            Request::OfficerAdd { .. } => Action::ManageOfficers,
+            Request::Usage { .. } => Action::ReadAudit,
+            Request::AccessLog { resident } => Action::ReadRegister {
+                municipality: Some(authority.resident(resident)?.municipality),
+            },
+            Request::OperatorRoot => Action::ReadCertificates,
+            Request::OperatorAdd { .. }
+            | Request::OperatorRegisterCert { .. }
+            | Request::OperatorList
+            | Request::OperatorSuspend { .. }
+            | Request::OperatorReactivate { .. }
+            | Request::OperatorRevoke { .. }
+            | Request::OperatorRenew { .. }
+            | Request::SpAdd { .. }
+            | Request::SpList
+            | Request::SpSuspend { .. }
+            | Request::SpResume { .. }
+            | Request::SpRemove { .. }
+            | Request::SpRescope { .. } => Action::ManagePlatform,
+        })
+    }
+}
+
 /// Registers a CA officer with a client certificate from the operator CA (see
 /// [`Request::OfficerAdd`]). Checks the officer's fields before anything is issued.
 pub fn officer_add(

@@ -18,6 +18,7 @@ pub mod import;
 pub mod officer;
 pub mod operator;
 pub mod phone;
+pub mod remote;
 pub mod token;
 pub mod verify;
 
@@ -60,8 +61,36 @@ pub struct Cli {
     /// for log collectors). Verbosity: $JPKI_LOG (default `warn`).
     #[arg(long, global = true, env = "JPKI_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Send the command to a remote `jpki serve --admin-https` (https://HOST:PORT) as the
+    /// officer of --cert/--key instead of opening the data directory (docs/officers.md).
+    /// Given before the subcommand: `jpki --server URL --cert C --key K resident move …`
+    /// (not global, so that subcommands keep their own `--cert`).
+    #[arg(long, value_name = "URL", requires_all = ["cert", "key"])]
+    pub server: Option<String>,
+    /// With --server: the officer's client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub cert: Option<PathBuf>,
+    /// With --server: the officer's client key (PEM).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub key: Option<PathBuf>,
+    /// With --server: the operator CA certificate that issued the server's (PEM); default:
+    /// the last certificate of --cert.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The remote admin API to send requests to (`--server`), if given.
+    fn remote(&self) -> Option<remote::Remote> {
+        Some(remote::Remote {
+            url: self.server.clone()?,
+            cert: self.cert.clone()?,
+            key: self.key.clone()?,
+            ca: self.ca.clone(),
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +206,10 @@ pub enum Command {
         /// Serve the RFC 3161 time-stamping authority over HTTP here (docs/tsa.md).
         #[arg(long, value_name = "ADDR")]
         tsa: Option<String>,
+        /// Serve the remote admin API over mutual TLS here (officers' client certificates;
+        /// docs/officers.md).
+        #[arg(long, value_name = "ADDR")]
+        admin_https: Option<String>,
     },
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
@@ -727,6 +760,12 @@ fn one_line(e: &clap::Error) -> String {
 /// The store opened in this process, or `None` when a running `jpki serve` holds it (then
 /// the request goes over its admin socket and runs the same code there).
 fn open_local(cli: &Cli) -> Result<Option<Authority>> {
+    if cli.server.is_some() {
+        return Err(Error::Invalid(
+            "this command works on the data directory only, not through --server".into(),
+        )
+        .into());
+    }
     match crate::store::open(
         &cli.data,
         passphrase(cli.passphrase_file.as_deref())?,
@@ -741,6 +780,9 @@ fn open_local(cli: &Cli) -> Result<Option<Authority>> {
 /// Runs a request in-process (as `root-on-host`: the person at this host's shell), or
 /// through the admin socket of a running `jpki serve` (which records the same).
 fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
+    if let Some(r) = cli.remote() {
+        return r.call(&req);
+    }
     match open_local(cli)? {
         Some(a) => Ok(a.handle_as(&Actor::root_on_host(), req)?),
         None => Ok(ca::api::call_remote(&cli.data, &req)?),
@@ -749,6 +791,9 @@ fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
 
 /// The same for a platform-operator request.
 fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
+    if let Some(r) = cli.remote() {
+        return r.call(&req);
+    }
     match open_local(cli)? {
         Some(a) => Ok(acting_as(&Actor::root_on_host(), || {
             platform::handle(&a, req)
@@ -800,8 +845,15 @@ fn revoke_batch(
         .filter(|(_, l)| !l.is_empty())
         .collect();
     // One authority for the whole batch (or the server's): each answer is durable.
-    let local = open_local(cli)?;
+    let remote = cli.remote();
+    let local = match remote {
+        Some(_) => None,
+        None => open_local(cli)?,
+    };
     let run = |req: Request| -> Result<serde_json::Value> {
+        if let Some(r) = &remote {
+            return r.call(&req);
+        }
         Ok(match &local {
             Some(a) => a.handle_as(&Actor::root_on_host(), req)?,
             None => ca::api::call_remote(&cli.data, &req)?,
@@ -948,6 +1000,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         crl: crl_publisher::Settings::default(),
         compact_journal_bytes: None,
         limits: conn_guard::Limits::default(),
+        admin: None,
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }
@@ -984,6 +1037,10 @@ pub fn run(cli: Cli) -> Result<()> {
             data: cli.data,
             passphrase_file: cli.passphrase_file,
             log_format: cli.log_format,
+            server: cli.server,
+            cert: cli.cert,
+            key: cli.key,
+            ca: cli.ca,
         },
     };
     match &cli.command {
@@ -1400,6 +1457,7 @@ pub fn run(cli: Cli) -> Result<()> {
             pf_https,
             portal,
             tsa,
+            admin_https,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -1416,6 +1474,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if tsa.is_some() {
                 cfg.listen.tsa = tsa.clone();
+            }
+            if admin_https.is_some() {
+                cfg.listen.admin_https = admin_https.clone();
             }
             let policy_path = cli.data.join("policy.toml");
             let policy_text = std::fs::read_to_string(&policy_path)

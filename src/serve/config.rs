@@ -19,6 +19,27 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The remote admin API's per-officer rate limit (a token bucket per client key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Requests an officer may make per minute, on average.
+    pub requests_per_minute: u32,
+    /// Requests an officer may make at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            requests_per_minute: 600,
+            burst: 60,
+        }
+    }
 }
 
 /// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.
@@ -80,6 +101,13 @@ pub struct Listen {
     /// certificate beside the listening IP.
     #[serde(default)]
     pub portal_names: Vec<String>,
+    /// The remote admin API over mutual TLS (officers' client certificates from the operator
+    /// CA), e.g. `127.0.0.1:9444` (docs/officers.md).
+    pub admin_https: Option<String>,
+    /// Host names (or IPs) officers use to reach the admin API; they go into its server
+    /// certificate beside the listening IP.
+    #[serde(default)]
+    pub admin_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@
 //! requests finish, and closes the store (a clean close flushes sled).
 
 pub mod adapters;
+pub mod admin_https;
 mod http;
 mod memory;
 pub mod portal;
@@ -23,7 +24,7 @@ pub(crate) mod tsa_http;
 pub use http::serve_public as http_public;
 
 mod config;
-pub use config::{Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
+pub use config::{AdminConfig, Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,8 +37,8 @@ use tokio::sync::watch;
 use crate::{Error, Result};
 
 /// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket,
-/// the time-stamping authority (and the holder portal when configured, counted where the caps
-/// are fitted).
+/// the time-stamping authority (and the holder portal and the remote admin API when configured,
+/// counted where the caps are fitted).
 const LISTENERS: usize = 4;
 
 /// Raises this process's soft limit on open descriptors to its hard limit and returns it:
@@ -101,6 +102,8 @@ pub struct Settings {
     pub compact_journal_bytes: Option<u64>,
     /// What each listener admits (fitted to the descriptor limit).
     pub limits: conn_guard::Limits,
+    /// The remote admin API (`--admin-https`), when configured.
+    pub admin: Option<admin_https::AdminSettings>,
 }
 
 impl Config {
@@ -116,13 +119,41 @@ impl Config {
         let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
         let portal = parse_addr("listen.portal", &self.listen.portal)?;
         let tsa = parse_addr("listen.tsa", &self.listen.tsa)?;
-        if http.is_none() && pf_https.is_none() && portal.is_none() && tsa.is_none() {
+        let admin_https = parse_addr("listen.admin_https", &self.listen.admin_https)?;
+        if http.is_none()
+            && pf_https.is_none()
+            && portal.is_none()
+            && tsa.is_none()
+            && admin_https.is_none()
+        {
             return Err(field(
                 "listen",
                 "give at least one of listen.http (--http), listen.pf_https (--pf-https), \
-                 listen.portal (--portal) and listen.tsa (--tsa)",
+                 listen.portal (--portal), listen.tsa (--tsa) and listen.admin_https \
+                 (--admin-https)",
             ));
         }
+        let a = &self.admin;
+        if !(1..=1_000_000).contains(&a.requests_per_minute) {
+            return Err(field(
+                "admin.requests_per_minute",
+                format!("must be 1 to 1000000, got {}", a.requests_per_minute),
+            ));
+        }
+        if !(1..=100_000).contains(&a.burst) {
+            return Err(field(
+                "admin.burst",
+                format!("must be 1 to 100000, got {}", a.burst),
+            ));
+        }
+        let admin = admin_https.map(|addr| admin_https::AdminSettings {
+            addr,
+            names: self.listen.admin_names.clone(),
+            rate: admin_https::RateLimit {
+                per_minute: a.requests_per_minute,
+                burst: a.burst,
+            },
+        });
         let c = &self.crl;
         if !(1..=3600).contains(&c.dirty_bound_seconds) {
             return Err(field(
@@ -198,6 +229,7 @@ impl Config {
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
             limits,
+            admin,
         })
     }
 }
@@ -354,7 +386,9 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let listeners = LISTENERS + usize::from(settings.portal.is_some());
+        let listeners = LISTENERS
+            + usize::from(settings.portal.is_some())
+            + usize::from(settings.admin.is_some());
         let limits = settings.limits.fitted(descriptor_limit(), listeners);
         if limits != settings.limits {
             tracing::warn!(
@@ -461,6 +495,11 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tracing::info!(%local, "holder portal listener");
             let gate = conn_guard::Gate::new(limits);
             tasks.spawn(portal.serve(listener, gate, stopped(stop_rx.clone())));
+        }
+        if let Some(admin) = &settings.admin {
+            let (listener, api) = admin_https::start(&parts.authority, admin).await?;
+            let gate = conn_guard::Gate::new(limits);
+            tasks.spawn(api.serve(listener, gate, stopped(stop_rx.clone())));
         }
         if let Some(addr) = settings.tsa {
             let tsa = Arc::new(

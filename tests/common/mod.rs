@@ -217,6 +217,8 @@ pub struct Server {
     pub pf: Option<String>,
     /// `http://127.0.0.1:PORT/tsa` of the time-stamping authority, when started (`--tsa`).
     pub tsa: Option<String>,
+    /// `https://127.0.0.1:PORT` of the remote admin API, when started (`--admin-https`).
+    pub admin: Option<String>,
 }
 
 impl Server {
@@ -261,6 +263,7 @@ impl Server {
         let mut base = None;
         let mut pf = None;
         let mut tsa = None;
+        let mut admin = None;
         let mut said = String::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
@@ -270,6 +273,9 @@ impl Server {
                 line.strip_prefix("jpki serve: time-stamping authority (RFC 3161) at ")
             {
                 tsa = Some(rest.to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("jpki serve: admin API at ") {
+                admin = Some(rest.split("/v1/").next().unwrap().to_owned());
             }
             if let Some(rest) = line.strip_prefix("jpki serve: platform-operator API at ") {
                 pf = Some(rest.split("/v1/").next().unwrap().to_owned());
@@ -288,6 +294,7 @@ impl Server {
             base: base.unwrap_or_else(|| panic!("the server printed no address:\n{said}")),
             pf,
             tsa,
+            admin,
         }
     }
 
