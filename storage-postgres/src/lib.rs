@@ -909,6 +909,13 @@ impl Storage for PgStorage {
             .transpose()
     }
 
+    fn checkpoints(&self) -> Result<Vec<ca::audit::Checkpoint>> {
+        self.rows("SELECT record FROM audit_checkpoints ORDER BY seq", &[])?
+            .iter()
+            .map(|row| json(row, "record"))
+            .collect()
+    }
+
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
         let Ok(from) = i64::try_from(from) else {
             return Ok(Vec::new());
@@ -1513,6 +1520,16 @@ impl Tx for PgTx<'_> {
     fn import_audit(&self, record: Record) -> Result<()> {
         self.at_commit.borrow_mut().push(AtCommit::Import(record));
         Ok(())
+    }
+
+    fn put_checkpoint(&self, c: &ca::audit::Checkpoint) -> Result<()> {
+        let seq = i64::try_from(c.seq)
+            .map_err(|_| ca::Error::Store(format!("checkpoint seq {} out of range", c.seq)))?;
+        self.exec(
+            "INSERT INTO audit_checkpoints (seq, record) VALUES ($1, $2) \
+             ON CONFLICT (seq) DO UPDATE SET record = EXCLUDED.record",
+            &[&seq, &Json(c)],
+        )
     }
 
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {

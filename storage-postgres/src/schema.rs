@@ -14,6 +14,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "officers, and the actor of audit records", V3),
     (4, "municipal CRL partitions", V4),
     (5, "platform usage counters", V5),
+    // 6 and 7 are other branches' (renumbered at merge if need be).
+    (8, "signed checkpoints of the audit chain", V8),
 ];
 
 /// The version this binary brings a database to.
@@ -269,5 +271,14 @@ CREATE TABLE usage_counts (
     cert_type text   COLLATE "C" NOT NULL,
     count     bigint NOT NULL CHECK (count >= 0),
     PRIMARY KEY (month, pf, sp, endpoint, cert_type)
+);
+"#;
+
+/// Version 8: signed checkpoints of the audit chain's head (`ca::checkpoint`), one per
+/// sequence number, the checkpoint's full serde form in `record`.
+const V8: &str = r#"
+CREATE TABLE audit_checkpoints (
+    seq    bigint PRIMARY KEY CHECK (seq >= 0),
+    record jsonb  NOT NULL
 );
 "#;

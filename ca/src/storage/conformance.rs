@@ -123,6 +123,7 @@ macro_rules! storage_conformance {
             key_blocklist,
             officers,
             audit_actors_and_formats,
+            audit_checkpoints,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -230,6 +231,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("key_blocklist", key_blocklist::<S>),
         ("officers", officers::<S>),
         ("audit_actors_and_formats", audit_actors_and_formats::<S>),
+        ("audit_checkpoints", audit_checkpoints::<S>),
     ]
 }
 
@@ -637,6 +639,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
     out.push(format!("audit: {:?}", ok(s.audit_records(0, usize::MAX))));
     out.push(format!("operators: {:?}", ok(s.operators())));
     out.push(format!("officers: {:?}", ok(s.officers())));
+    out.push(format!("checkpoints: {:?}", ok(s.checkpoints())));
     for name in p.operator_names {
         out.push(format!(
             "operator named {name}: {:?}",
@@ -2670,4 +2673,44 @@ pub fn audit_actors_and_formats<S: Storage>(s: &S) {
     );
     assert_eq!(all.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 1, 2, 2, 2]);
     assert_eq!(verified_chain(s), ["serial-0", "serial-1", "a", "b", "c"]);
+}
+
+/// Signed checkpoints of the audit chain: kept in sequence order (not insertion order), one
+/// per sequence number (a second replaces the first), apart from the chain itself (the
+/// head and the records do not move), and not written by a unit of work that fails.
+pub fn audit_checkpoints<S: Storage>(s: &S) {
+    use crate::audit::Checkpoint;
+    assert!(ok(s.checkpoints()).is_empty());
+    let cp = |seq: u64, sig: &str| Checkpoint {
+        seq,
+        hash: format!("{seq:064x}"),
+        at: at(1_000 + seq as i64),
+        signature: sig.into(),
+        cert_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+    };
+    commit(s, &|t| storage_audit(t, "a"));
+    let head = ok(s.audit_head());
+    commit(s, &|t| t.put_checkpoint(&cp(300, "c")));
+    commit(s, &|t| {
+        t.put_checkpoint(&cp(2, "a"))?;
+        t.put_checkpoint(&cp(256, "b"))
+    });
+    assert_eq!(
+        ok(s.checkpoints()),
+        vec![cp(2, "a"), cp(256, "b"), cp(300, "c")]
+    );
+    assert_eq!(ok(s.audit_head()), head, "a checkpoint is not a record");
+    assert_eq!(ok(s.audit_records(0, usize::MAX)).len(), 1);
+    commit(s, &|t| t.put_checkpoint(&cp(256, "b2")));
+    assert_eq!(ok(s.checkpoints())[1], cp(256, "b2"));
+    let e = s.transact(&|t| {
+        t.put_checkpoint(&cp(400, "d"))?;
+        Err(Error::Invalid("planned".into()))
+    });
+    assert!(matches!(e, Err(Error::Invalid(_))));
+    assert_eq!(ok(s.checkpoints()).len(), 3);
+}
+
+fn storage_audit(t: &dyn Tx, what: &str) -> Result<()> {
+    crate::storage::audit(t, at(1), what, "-", "")
 }

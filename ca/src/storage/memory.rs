@@ -22,7 +22,7 @@ use policies::profile::Scope;
 use policies::Hierarchy;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditIntent, Head, Record};
+use crate::audit::{AuditIntent, Checkpoint, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
@@ -77,6 +77,8 @@ struct Tables {
     officer_keys: BTreeMap<String, String>,
     /// Month, PF, SP, endpoint, certificate type → count.
     usage: BTreeMap<UsageKey, u64>,
+    /// Signed checkpoints of the audit chain, by sequence number.
+    checkpoints: BTreeMap<u64, Checkpoint>,
 }
 
 /// The key of a usage counter.
@@ -289,6 +291,10 @@ impl Storage for MemoryStorage {
 
     fn audit_head(&self) -> Result<Option<Head>> {
         self.read(|t| t.audit_head.get(&()).cloned())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.read(|t| t.checkpoints.values().cloned().collect())
     }
 
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
@@ -798,6 +804,11 @@ impl Tx for MemoryTx<'_> {
 
     fn import_audit(&self, record: Record) -> Result<()> {
         self.at_commit.borrow_mut().push(AtCommit::Import(record));
+        Ok(())
+    }
+
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        self.set(|t| &mut t.checkpoints, c.seq, Some(c.clone()));
         Ok(())
     }
 

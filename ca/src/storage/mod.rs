@@ -40,7 +40,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::actor::Officer;
-use crate::audit::{AuditIntent, Head, Record};
+use crate::audit::{AuditIntent, Checkpoint, Head, Record};
 use crate::error::Result;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
@@ -181,6 +181,8 @@ pub trait Storage: Send + Sync {
     fn audit_head(&self) -> Result<Option<Head>>;
     /// Up to `limit` audit records from sequence `from` on, in order.
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>>;
+    /// Every signed checkpoint of the chain's head, in sequence order ([`Tx::put_checkpoint`]).
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
 
     // ----- platform operators, service providers, consents, access log -------------------
 
@@ -294,6 +296,9 @@ pub trait Tx {
     /// and in order with [`Tx::audit`]: it must follow the chain's head
     /// ([`crate::audit::follow`]); its hash is kept, not recomputed.
     fn import_audit(&self, record: Record) -> Result<()>;
+    /// Records a signed checkpoint of the chain's head (one per sequence number; a second
+    /// for the same record replaces the first).
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<()>;
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;

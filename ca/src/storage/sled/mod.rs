@@ -234,6 +234,10 @@ impl Storage for SledStorage {
             .get_with(Table::Meta, l::AUDIT_HEAD, l::audit_head_from_store)
     }
 
+    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>> {
+        self.scan_values(Table::Meta, l::CHECKPOINT_PREFIX, l::checkpoint_from_store)
+    }
+
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
         self.kv
             .range(Table::Audit, &l::audit_key(from), &[0xFF; 9])
@@ -589,6 +593,11 @@ impl Tx for SledTx<'_> {
     fn import_audit(&self, record: Record) -> Result<()> {
         self.0
             .defer(Box::new(move |t: &dyn Txn| l::import_audit(t, &record)))
+    }
+
+    fn put_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<()> {
+        self.0
+            .insert(Table::Meta, &l::checkpoint_key(c.seq), &l::json(c)?)
     }
 
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
