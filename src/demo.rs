@@ -565,6 +565,7 @@ impl Services {
             compact_journal_bytes: None,
             limits: conn_guard::Limits::default(),
             admin: None,
+            checkpoint_every: None,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

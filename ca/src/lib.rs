@@ -33,6 +33,7 @@ pub mod actor;
 pub mod api;
 pub mod audit;
 pub mod authority;
+pub mod checkpoint;
 pub mod clock;
 pub mod csr;
 pub mod datadir;

@@ -95,6 +95,18 @@ pub enum Request {
     /// Registers a CA officer (`ca::officers`) and issues its TLS client certificate from the
     /// operator CA, for the key of `csr_base64` or a fresh key returned as `key_pem`.
     /// Answer: `{id, name, role, municipality, serial, not_after, cert_pem, key_pem?, root_pem}`.
+    /// Signs a checkpoint of the audit chain's head now (`ca::checkpoint`).
+    /// Answer: `{checkpoint: Checkpoint | null}` (null: nothing new since the last).
+    #[serde(rename = "audit-checkpoint")]
+    AuditCheckpoint,
+    /// Every signed checkpoint, and the operator CA root that vouches for their certificate.
+    /// Answer: `{checkpoints: [Checkpoint], operator_root_pem}`.
+    #[serde(rename = "audit-checkpoints")]
+    AuditCheckpoints,
+    /// Verifies the chain and every checkpoint. Answer: `ca::checkpoint::Verified` with
+    /// `intact: true`, or the `audit_broken` error naming the record.
+    #[serde(rename = "audit-verify-checkpoints")]
+    AuditVerifyCheckpoints,
     #[serde(rename = "officer-add")]
     OfficerAdd {
         name: String,
@@ -123,6 +135,8 @@ impl Request {
         use ca::officers::Action;
         Ok(match self {
             Request::OfficerAdd { .. } => Action::ManageOfficers,
+            Request::AuditCheckpoint => Action::Maintain,
+            Request::AuditCheckpoints | Request::AuditVerifyCheckpoints => Action::ReadAudit,
             Request::Usage { .. } => Action::ReadAudit,
             Request::AccessLog { resident } => Action::ReadRegister {
                 municipality: Some(authority.resident(resident)?.municipality),
@@ -345,6 +359,19 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             "resident": resident,
             "accesses": registry::access_log(authority, &resident)?,
         })),
+        Request::AuditCheckpoint => Ok(json!({
+            "checkpoint": crate::audit_checkpoint::checkpoint(authority)?
+        })),
+        Request::AuditCheckpoints => Ok(json!({
+            "checkpoints": authority.storage().checkpoints()?,
+            "operator_root_pem": ca::records::pem(&operator_ca::ensure(authority)?),
+        })),
+        Request::AuditVerifyCheckpoints => {
+            let v = crate::audit_checkpoint::verify(authority)?;
+            let mut out = to_value(v)?;
+            out["intact"] = json!(true);
+            Ok(out)
+        }
         Request::OperatorRoot => Ok(json!({
             "pem": ca::records::pem(&operator_ca::ensure(authority)?)
         })),

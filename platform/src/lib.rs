@@ -52,6 +52,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit_checkpoint;
 pub mod client;
 pub mod error;
 pub mod http;

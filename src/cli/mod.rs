@@ -533,11 +533,30 @@ pub enum EventsCommand {
 pub enum AuditCommand {
     /// Check the hash chain: detects a changed, inserted or removed record.
     Verify {
+        /// Also check every signed checkpoint: proves the chain up to the last one was not
+        /// rewritten, even consistently (docs/officers.md).
+        #[arg(long)]
+        checkpoints: bool,
         #[arg(long)]
         json: bool,
     },
     /// Print the records.
     Log {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint of the chain's head now (`jpki serve` does so at an interval and
+    /// when it stops).
+    Checkpoint {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the signed checkpoints, or export them for a third party (checkable offline
+    /// with openssl: docs/officers.md).
+    Checkpoints {
+        /// Write them, with the operator CA root, to this new file (JSON).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -1001,6 +1020,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         compact_journal_bytes: None,
         limits: conn_guard::Limits::default(),
         admin: None,
+        checkpoint_every: None,
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }
@@ -1008,6 +1028,35 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
 fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentState, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .map_err(|_| format!("`{s}`: expected active, emigrating, emigrated or deceased"))
+}
+
+/// `jpki audit checkpoints --export`: each checkpoint with the exact statement it signs, and
+/// the operator CA root that issued the signer's certificate (docs/officers.md shows the
+/// openssl commands that check them).
+fn checkpoint_export(
+    list: &[ca::checkpoint::Checkpoint],
+    root_pem: Option<&str>,
+) -> Result<String> {
+    let checkpoints = list
+        .iter()
+        .map(|c| -> Result<serde_json::Value> {
+            Ok(serde_json::json!({
+                "seq": c.seq,
+                "hash": c.hash,
+                "at": c.at.format(&Rfc3339).map_err(|e| Error::Invalid(e.to_string()))?,
+                "statement": ca::checkpoint::Checkpoint::statement(c.seq, &c.hash, c.at)?,
+                "signature": c.signature,
+                "cert_pem": c.cert_pem,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(serde_json::json!({
+        "format": "jpki-audit-checkpoints-v1",
+        "signature_algorithm": "sha256WithRSAEncryption (PKCS#1 v1.5) over `statement`",
+        "operator_root_pem": root_pem,
+        "checkpoints": checkpoints,
+    })
+    .to_string())
 }
 
 fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
@@ -1421,7 +1470,63 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n")
             })
         }
-        Command::Audit(AuditCommand::Verify { json }) => {
+        Command::Audit(AuditCommand::Verify {
+            checkpoints: true,
+            json,
+        }) => {
+            let v = call(&cli, Request::AuditVerify)?;
+            let c = call_pf(&cli, platform::Request::AuditVerifyCheckpoints)?;
+            let mut all = v.clone();
+            all["checkpoints"] = c["checkpoints"].clone();
+            all["proven_to"] = c["proven_to"].clone();
+            print(*json, &all, |a| {
+                format!(
+                    "audit chain intact: {} records; indexes consistent for {} certificates; \
+                     {} signed checkpoint(s) verified{}",
+                    a["records"],
+                    a["certificates_checked"],
+                    a["checkpoints"],
+                    match a["proven_to"].as_u64() {
+                        Some(n) => format!(", the chain up to record {n} was not rewritten"),
+                        None => " (none yet: nothing is proven beyond the chain itself)".into(),
+                    }
+                )
+            })
+        }
+        Command::Audit(AuditCommand::Checkpoint { json }) => {
+            let v = call_pf(&cli, platform::Request::AuditCheckpoint)?;
+            print(*json, &v, |v| match v["checkpoint"].as_object() {
+                Some(c) => format!(
+                    "checkpoint signed: record {} hash {}",
+                    c["seq"],
+                    c["hash"].as_str().unwrap_or_default()
+                ),
+                None => "nothing new since the last checkpoint".into(),
+            })
+        }
+        Command::Audit(AuditCommand::Checkpoints { export, json }) => {
+            let v = call_pf(&cli, platform::Request::AuditCheckpoints)?;
+            let list: Vec<ca::checkpoint::Checkpoint> = typed(v["checkpoints"].clone())?;
+            if let Some(path) = export {
+                let out = checkpoint_export(&list, v["operator_root_pem"].as_str())?;
+                officer::write_new(path, &out, 0o644)?;
+            }
+            print(*json, &v, |_| {
+                let mut lines: Vec<String> = list
+                    .iter()
+                    .map(|c| format!("{:>6} {} {}", c.seq, when(c.at), c.hash))
+                    .collect();
+                if let Some(p) = export {
+                    lines.push(format!(
+                        "{} checkpoint(s) written to {}",
+                        list.len(),
+                        p.display()
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
+        Command::Audit(AuditCommand::Verify { json, .. }) => {
             let v = call(&cli, Request::AuditVerify)?;
             print(*json, &v, |v| {
                 format!(

@@ -21,6 +21,25 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Signed checkpoints of the audit chain (`ca::checkpoint`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint of the chain's head this often, in seconds (and always when the
+    /// server stops); 0: only when it stops.
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            checkpoint_interval_seconds: 3600,
+        }
+    }
 }
 
 /// The remote admin API's per-officer rate limit (a token bucket per client key).

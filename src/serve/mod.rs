@@ -24,7 +24,7 @@ pub(crate) mod tsa_http;
 pub use http::serve_public as http_public;
 
 mod config;
-pub use config::{AdminConfig, Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
+pub use config::{AdminConfig, AuditConfig, Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,6 +104,8 @@ pub struct Settings {
     pub limits: conn_guard::Limits,
     /// The remote admin API (`--admin-https`), when configured.
     pub admin: Option<admin_https::AdminSettings>,
+    /// Sign an audit checkpoint this often (and when stopping); `None`: only when stopping.
+    pub checkpoint_every: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -146,6 +148,14 @@ impl Config {
                 format!("must be 1 to 100000, got {}", a.burst),
             ));
         }
+        let every = self.audit.checkpoint_interval_seconds;
+        if every != 0 && !(60..=7 * 86_400).contains(&every) {
+            return Err(field(
+                "audit.checkpoint_interval_seconds",
+                format!("must be 0 (only at stop) or 60 to 604800, got {every}"),
+            ));
+        }
+        let checkpoint_every = (every != 0).then(|| std::time::Duration::from_secs(every));
         let admin = admin_https.map(|addr| admin_https::AdminSettings {
             addr,
             names: self.listen.admin_names.clone(),
@@ -230,6 +240,7 @@ impl Config {
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
             limits,
             admin,
+            checkpoint_every,
         })
     }
 }
@@ -529,6 +540,13 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             }
             tasks.spawn(Arc::clone(&watch).run(stopped(stop_rx.clone())));
         }
+        if let Some(every) = settings.checkpoint_every {
+            tasks.spawn(checkpoint_periodically(
+                Arc::clone(&parts.authority),
+                every,
+                stopped(stop_rx.clone()),
+            ));
+        }
         if let Some(period) = memory::period() {
             tasks.spawn(memory::trim_periodically(period, stopped(stop_rx.clone())));
         }
@@ -537,6 +555,13 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         eprintln!("jpki serve: stopping (finishing in-flight requests)");
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        // The last word: a signed checkpoint of the chain as the server leaves it.
+        let a = Arc::clone(&parts.authority);
+        match tokio::task::spawn_blocking(move || sign_checkpoint(&a)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("jpki serve: warning: no audit checkpoint at stop: {e}"),
+            Err(e) => eprintln!("jpki serve: warning: no audit checkpoint at stop: {e}"),
+        }
         let _ = std::fs::remove_file(ca::api::socket_path(data));
         Ok::<(), Error>(())
     });
@@ -652,6 +677,42 @@ async fn compact_when_due(
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "store compaction failed; retrying later"),
             Err(e) => tracing::error!(error = %e, "store compaction task failed"),
+        }
+    }
+}
+
+/// Signs a checkpoint of the audit chain's head (when it moved since the last), as
+/// `system:audit-checkpoint`.
+fn sign_checkpoint(authority: &Authority) -> Result<()> {
+    let actor = ca::officers::Actor::System("audit-checkpoint");
+    let made =
+        ca::officers::acting_as(&actor, || platform::audit_checkpoint::checkpoint(authority))?;
+    if let Some(c) = made {
+        tracing::info!(seq = c.seq, "audit checkpoint signed");
+    }
+    Ok(())
+}
+
+/// Signs an audit checkpoint every `every` until `stop` resolves (a failure is logged and
+/// tried again at the next tick).
+async fn checkpoint_periodically(
+    authority: Arc<Authority>,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let a = Arc::clone(&authority);
+        match tokio::task::spawn_blocking(move || sign_checkpoint(&a)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed; retrying later"),
+            Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
         }
     }
 }
