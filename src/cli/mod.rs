@@ -1134,6 +1134,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 csr_base64,
             )?;
             officer::write_credentials(&v, &cert_out, Some(&key_out))?;
+            // The audit-checkpoint key and certificate (docs/officers.md), made now so that
+            // the first checkpoint is not also the first change a server makes at its stop.
+            platform::audit_checkpoint::signer(&a)?;
             println!("initialised {}", a.dir().display());
             println!(
                 "  first ca-officer {}: {} (move its key off this host)",
