@@ -566,6 +566,7 @@ impl Services {
             limits: conn_guard::Limits::default(),
             admin: None,
             checkpoint_every: None,
+            verifiers: None,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -539,3 +539,87 @@ fn the_rate_limit_answers_429_and_expired_certificates_are_refused() {
     assert!(head.contains("retry-after: "), "{head}");
     assert!(server.stop().success());
 }
+
+/// CRLs and OCSP over mutual TLS for registered verifiers (`--verifiers-https`): a verifier
+/// and a platform operator get them, an officer (not a verifier) gets 403, a removed
+/// verifier 401, a certificate of another CA does not get through the handshake.
+#[test]
+fn revocation_data_goes_to_registered_verifiers_only() {
+    let env = Env::init();
+    let root = operator_root(&env);
+    let v = Who {
+        cert: env.path("v.pem"),
+        key: env.path("v.key"),
+    };
+    env.ok(&[
+        "verifier",
+        "add",
+        "--name",
+        "Bank A",
+        "--cert-out",
+        &p(&v.cert),
+        "--key-out",
+        &p(&v.key),
+    ]);
+    let pf = Who {
+        cert: env.path("pf.pem"),
+        key: env.path("pf.key"),
+    };
+    env.ok(&[
+        "operator",
+        "add",
+        "--name",
+        "PF One",
+        "--cert-out",
+        &p(&pf.cert),
+        "--key-out",
+        &p(&pf.key),
+    ]);
+    let auditor = add_officer(&env, "Auditor", "auditor", None);
+    let list = env.json(&["verifier", "list"]);
+    assert_eq!(list["verifiers"].as_array().unwrap().len(), 1);
+    // The verifier has no admin power.
+    let server = Server::start_with(
+        &env,
+        &[
+            "--verifiers-https",
+            "127.0.0.1:0",
+            "--admin-https",
+            "127.0.0.1:0",
+        ],
+    );
+    remote_fails(&env, &server, &root, &v, &["audit", "log"], "forbidden");
+    let base = server.verifiers.clone().expect("the verifiers' listener");
+    let get = |who: &Who, path: &str| -> String {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &p(&root),
+                "--cert",
+                &p(&who.cert),
+                "--key",
+                &p(&who.key),
+                &format!("{base}{path}"),
+            ])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The CA-level CRL of the authentication hierarchy (published at start).
+    let crl = "/crl/auth/ca.crl";
+    assert_eq!(get(&v, crl), "200", "a registered verifier is served");
+    assert_eq!(get(&pf, crl), "200", "a platform operator is served");
+    assert_eq!(get(&auditor, crl), "403", "an officer is no verifier");
+    env.ok(&["verifier", "remove", "--name", "Bank A"]);
+    assert_eq!(get(&v, crl), "401", "a removed verifier");
+    env.fails(
+        &["verifier", "remove", "--name", "Auditor"],
+        "no registered verifier",
+    );
+    assert!(server.stop().success());
+}

@@ -116,6 +116,8 @@ pub fn authorize(actor: &Actor, action: &Action) -> Result<()> {
     }
     let own = |m: &str| officer.municipality.as_deref() == Some(m);
     let allowed = match (officer.role, action) {
+        // A registered verifier fetches revocation data, which is no admin request at all.
+        (Role::Verifier, _) => false,
         (_, Action::ReadCertificates) => true,
         (Role::CaOfficer, Action::Register { .. } | Action::ReadRegister { .. }) => {
             matches!(action, Action::ReadRegister { .. })
@@ -184,10 +186,12 @@ pub fn check(new: &NewOfficer) -> Result<()> {
         (Role::MunicipalClerk, Some(m)) if m.trim().is_empty() || m.chars().count() > 64 => {
             Err(Error::Invalid("municipality: 1 to 64 characters".into()))
         }
-        (Role::CaOfficer | Role::Auditor, Some(_)) => Err(Error::Invalid(format!(
-            "--municipality is only for a municipal-clerk, not a {}",
-            new.role
-        ))),
+        (Role::CaOfficer | Role::Auditor | Role::Verifier, Some(_)) => {
+            Err(Error::Invalid(format!(
+                "--municipality is only for a municipal-clerk, not a {}",
+                new.role
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -418,6 +422,20 @@ mod tests {
                 .code(),
             "forbidden"
         );
+    }
+
+    #[test]
+    fn a_verifier_has_no_admin_power() {
+        let v = officer(Role::Verifier, None);
+        for refused in [
+            Action::ReadCertificates,
+            Action::ReadAudit,
+            Action::Issue,
+            Action::ManageOfficers,
+        ] {
+            assert_eq!(authorize(&v, &refused).unwrap_err().code(), "forbidden");
+        }
+        assert_eq!("verifier".parse::<Role>().unwrap(), Role::Verifier);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod operator;
 pub mod phone;
 pub mod remote;
 pub mod token;
+pub mod verifier;
 pub mod verify;
 
 use std::io::Write;
@@ -194,9 +195,17 @@ pub enum Command {
         /// Configuration file (TOML, docs/serve.md); flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Serve CRLs and OCSP over HTTP here (e.g. 127.0.0.1:8080).
-        #[arg(long)]
+        /// Serve CRLs and OCSP over plain HTTP to anyone here (e.g. 127.0.0.1:8080): an
+        /// explicit choice, since JPKI gives revocation data to registered parties only.
+        #[arg(long, value_name = "ADDR")]
+        public_http: Option<String>,
+        /// The older name of --public-http.
+        #[arg(long, value_name = "ADDR", conflicts_with = "public_http")]
         http: Option<String>,
+        /// Serve CRLs and OCSP over mutual TLS to registered verifiers (`jpki verifier add`)
+        /// and platform operators only.
+        #[arg(long, value_name = "ADDR")]
+        verifiers_https: Option<String>,
         /// Serve the platform-operator API over mutual TLS here.
         #[arg(long)]
         pf_https: Option<String>,
@@ -227,6 +236,9 @@ pub enum Command {
     /// The CA's officers and their roles (ca-officer, municipal-clerk, auditor).
     #[command(subcommand)]
     Officer(officer::OfficerCommand),
+    /// Registered verifiers: relying parties that fetch CRLs and OCSP over mutual TLS.
+    #[command(subcommand)]
+    Verifier(verifier::VerifierCommand),
     /// Reports: platform API usage per month.
     #[command(subcommand)]
     Report(operator::ReportCommand),
@@ -1021,6 +1033,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         limits: conn_guard::Limits::default(),
         admin: None,
         checkpoint_every: None,
+        verifiers: None,
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }
@@ -1561,6 +1574,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve {
             config,
+            public_http,
+            verifiers_https,
             http,
             pf_https,
             portal,
@@ -1573,6 +1588,14 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             if http.is_some() {
                 cfg.listen.http = http.clone();
+                cfg.listen.public_http = None;
+            }
+            if public_http.is_some() {
+                cfg.listen.public_http = public_http.clone();
+                cfg.listen.http = None;
+            }
+            if verifiers_https.is_some() {
+                cfg.listen.verifiers_https = verifiers_https.clone();
             }
             if pf_https.is_some() {
                 cfg.listen.pf_https = pf_https.clone();
@@ -1662,6 +1685,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 officer::OfficerRequest::Ca(req) => call(&cli, req)?,
             };
             println!("{}", officer::output(cmd, &v)?);
+            Ok(())
+        }
+        Command::Verifier(cmd) => {
+            let out = verifier::run(cmd, &|r| call(&cli, r), &|r| call_pf(&cli, r))?;
+            println!("{out}");
             Ok(())
         }
         Command::Operator(cmd) => {

@@ -215,11 +215,20 @@ impl TimeProvider for ClockTime {
     }
 }
 
-/// The remote admin API server.
+/// The remote admin API server, or (with `revocation`) the registered verifiers' listener.
 pub struct AdminApi {
     authority: Arc<Authority>,
     tls: Arc<rustls::ServerConfig>,
     limiter: Limiter,
+    /// Set for the verifiers' listener: CRLs and OCSP, for registered parties only.
+    revocation: Option<Revocation>,
+}
+
+/// What the verifiers' listener serves.
+#[derive(Clone)]
+pub struct Revocation {
+    pub publisher: Arc<crl_publisher::Publisher>,
+    pub responder: ocsp_responder::Responder,
 }
 
 impl AdminApi {
@@ -244,7 +253,23 @@ impl AdminApi {
             authority,
             tls: Arc::new(tls),
             limiter: Limiter::new(rate),
+            revocation: None,
         })
+    }
+
+    /// The registered verifiers' listener (`--verifiers-https`): the same mutual TLS, and
+    /// every request from a registered verifier (`jpki verifier add`) or an active platform
+    /// operator goes to the CRL publisher and the OCSP responder; anyone else gets 403 (a
+    /// known key that is not a verifier) or 401.
+    pub fn verifiers(
+        authority: Arc<Authority>,
+        local: std::net::SocketAddr,
+        names: &[String],
+        revocation: Revocation,
+    ) -> Result<AdminApi> {
+        let mut api = AdminApi::new(authority, local, names, RateLimit::default())?;
+        api.revocation = Some(revocation);
+        Ok(api)
     }
 
     /// Accepts connections through `gate` until `shutdown`, then lets open ones finish.
@@ -341,6 +366,18 @@ impl AdminApi {
     }
 
     async fn handle(&self, req: Request<Incoming>, spki: Arc<[u8]>) -> Response<Full<Bytes>> {
+        if let Some(r) = &self.revocation {
+            let authority = Arc::clone(&self.authority);
+            let checked = tokio::task::spawn_blocking(move || registered(&authority, &spki)).await;
+            return match checked {
+                Ok(Ok(())) => super::http::route(&r.publisher, &r.responder, req).await,
+                Ok(Err(Refusal { wire, .. })) => error_answer(status_of(&wire.code), &wire),
+                Err(e) => error_answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &own_error("internal", format!("request failed: {e}")),
+                ),
+            };
+        }
         if req.uri().path() != PATH {
             return error_answer(
                 StatusCode::NOT_FOUND,
@@ -496,6 +533,76 @@ fn run(
         }
     };
     Ok(value)
+}
+
+/// Whether a client key may fetch revocation data: a registered verifier's, or an active
+/// platform operator's. Refusals are logged, not audited: reading public-key status changes
+/// nothing, and a verifier polls often.
+fn registered(authority: &Authority, spki: &[u8]) -> std::result::Result<(), Refusal> {
+    let now = authority.clock().now();
+    match officers::authenticate(authority.storage().as_ref(), spki, now) {
+        Ok(o) if o.role == officers::Role::Verifier => return Ok(()),
+        Ok(o) => {
+            return Err(Refusal::from(ca::Error::Forbidden {
+                actor: Actor::Officer(o).label(),
+                action: "fetch revocation data (register a verifier: `jpki verifier add`)".into(),
+            }))
+        }
+        Err(ca::Error::UnknownOfficer(_)) => {}
+        Err(e) => {
+            let mut wire = e.wire();
+            wire.code = "unauthenticated".into();
+            return Err(Refusal {
+                wire,
+                retry_after: None,
+            });
+        }
+    }
+    match platform::registry::operator_by_key(authority, spki) {
+        Ok(Some(op)) if op.state == platform::registry::PfState::Active => Ok(()),
+        Ok(Some(op)) => Err(Refusal {
+            wire: own_error(
+                "unauthenticated",
+                format!("platform operator {} is {}", op.name, op.state.as_str()),
+            ),
+            retry_after: None,
+        }),
+        Ok(None) => Err(Refusal {
+            wire: own_error(
+                "unauthenticated",
+                "this client key is neither a registered verifier's nor a platform operator's"
+                    .into(),
+            ),
+            retry_after: None,
+        }),
+        Err(e) => Err(Refusal::from(e)),
+    }
+}
+
+/// Binds and announces the registered verifiers' listener; the caller spawns
+/// [`AdminApi::serve`].
+pub async fn start_verifiers(
+    authority: &Arc<Authority>,
+    addr: std::net::SocketAddr,
+    names: &[String],
+    revocation: Revocation,
+) -> Result<(TcpListener, Arc<AdminApi>)> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::Serve(format!(
+            "cannot listen for registered verifiers on {addr}: {e}"
+        ))
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let api = tokio::task::block_in_place(|| {
+        AdminApi::verifiers(Arc::clone(authority), local, names, revocation)
+    })?;
+    eprintln!(
+        "jpki serve: CRLs and OCSP for registered verifiers at https://{local}/ (client certificates from the operator CA)"
+    );
+    tracing::info!(%local, "registered verifiers' listener");
+    Ok((listener, Arc::new(api)))
 }
 
 /// Records a refusal (best effort: a store that cannot record it is logged, and the client

@@ -103,8 +103,18 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP, e.g. `127.0.0.1:8080`.
+    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP **to anyone**, e.g.
+    /// `127.0.0.1:8080`: the older name of `public_http`.
     pub http: Option<String>,
+    /// CRLs and OCSP over plain HTTP to anyone: an explicit choice (JPKI gives revocation
+    /// data to registered parties only; docs/serve.md).
+    pub public_http: Option<String>,
+    /// CRLs and OCSP over mutual TLS for registered verifiers and platform operators only,
+    /// e.g. `127.0.0.1:8444`.
+    pub verifiers_https: Option<String>,
+    /// Host names (or IPs) verifiers use to reach it, for its server certificate.
+    #[serde(default)]
+    pub verifiers_names: Vec<String>,
     /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
     pub pf_https: Option<String>,
     /// The RFC 3161 time-stamping authority over plain HTTP, e.g. `127.0.0.1:3180`

@@ -106,6 +106,9 @@ pub struct Settings {
     pub admin: Option<admin_https::AdminSettings>,
     /// Sign an audit checkpoint this often (and when stopping); `None`: only when stopping.
     pub checkpoint_every: Option<std::time::Duration>,
+    /// CRLs and OCSP for registered verifiers over mutual TLS (`--verifiers-https`), and the
+    /// extra names of its server certificate.
+    pub verifiers: Option<(SocketAddr, Vec<String>)>,
 }
 
 impl Config {
@@ -117,7 +120,19 @@ impl Config {
     }
 
     pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
-        let http = parse_addr("listen.http", &self.listen.http)?;
+        if self.listen.http.is_some() && self.listen.public_http.is_some() {
+            return Err(field(
+                "listen.public_http",
+                "give listen.public_http (--public-http) or its older name listen.http \
+                 (--http), not both",
+            ));
+        }
+        let http = match &self.listen.public_http {
+            Some(_) => parse_addr("listen.public_http", &self.listen.public_http)?,
+            None => parse_addr("listen.http", &self.listen.http)?,
+        };
+        let verifiers = parse_addr("listen.verifiers_https", &self.listen.verifiers_https)?
+            .map(|a| (a, self.listen.verifiers_names.clone()));
         let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
         let portal = parse_addr("listen.portal", &self.listen.portal)?;
         let tsa = parse_addr("listen.tsa", &self.listen.tsa)?;
@@ -127,10 +142,12 @@ impl Config {
             && portal.is_none()
             && tsa.is_none()
             && admin_https.is_none()
+            && verifiers.is_none()
         {
             return Err(field(
                 "listen",
-                "give at least one of listen.http (--http), listen.pf_https (--pf-https), \
+                "give at least one of listen.public_http (--public-http), \
+                 listen.verifiers_https (--verifiers-https), listen.pf_https (--pf-https), \
                  listen.portal (--portal), listen.tsa (--tsa) and listen.admin_https \
                  (--admin-https)",
             ));
@@ -241,6 +258,7 @@ impl Config {
             limits,
             admin,
             checkpoint_every,
+            verifiers,
         })
     }
 }
@@ -399,7 +417,8 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         let mut tasks = tokio::task::JoinSet::new();
         let listeners = LISTENERS
             + usize::from(settings.portal.is_some())
-            + usize::from(settings.admin.is_some());
+            + usize::from(settings.admin.is_some())
+            + usize::from(settings.verifiers.is_some());
         let limits = settings.limits.fitted(descriptor_limit(), listeners);
         if limits != settings.limits {
             tracing::warn!(
@@ -506,6 +525,16 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             tracing::info!(%local, "holder portal listener");
             let gate = conn_guard::Gate::new(limits);
             tasks.spawn(portal.serve(listener, gate, stopped(stop_rx.clone())));
+        }
+        if let Some((addr, names)) = &settings.verifiers {
+            let revocation = admin_https::Revocation {
+                publisher: Arc::clone(&parts.publisher),
+                responder: parts.responder.clone(),
+            };
+            let (listener, api) =
+                admin_https::start_verifiers(&parts.authority, *addr, names, revocation).await?;
+            let gate = conn_guard::Gate::new(limits);
+            tasks.spawn(api.serve(listener, gate, stopped(stop_rx.clone())));
         }
         if let Some(admin) = &settings.admin {
             let (listener, api) = admin_https::start(&parts.authority, admin).await?;
