@@ -338,6 +338,53 @@ fn officers_act_through_the_admin_api_within_their_roles() {
     );
     assert!(!env.path("intruder.pem").exists());
 
+    // The clerk's certificate renewed for a new key: the new key works, the old one is
+    // refused (401) from the next request on.
+    let renewed = Who {
+        cert: env.path("chiyoda-2.pem"),
+        key: env.path("chiyoda-2.key"),
+    };
+    remote_ok(
+        &env,
+        &server,
+        &root,
+        &ca,
+        &[
+            "officer",
+            "renew",
+            "--name",
+            "Clerk Chiyoda",
+            "--cert-out",
+            &p(&renewed.cert),
+            "--key-out",
+            &p(&renewed.key),
+        ],
+    );
+    remote_ok(
+        &env,
+        &server,
+        &root,
+        &renewed,
+        &["resident", "show", "--id", &resident],
+    );
+    remote_fails(
+        &env,
+        &server,
+        &root,
+        &chiyoda,
+        &["resident", "show", "--id", &resident],
+        "unknown officer",
+    );
+    let r = audit(&env)
+        .into_iter()
+        .rev()
+        .find(|r| r["action"] == "officer-renew")
+        .unwrap();
+    assert!(
+        r["detail"].as_str().unwrap().contains("previous-cert="),
+        "{r}"
+    );
+
     // Suspended and revoked officers, and a key of no officer, are refused with 401.
     remote_ok(
         &env,

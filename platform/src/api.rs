@@ -92,9 +92,6 @@ pub enum Request {
         #[serde(default)]
         csr_base64: Option<String>,
     },
-    /// Registers a CA officer (`ca::officers`) and issues its TLS client certificate from the
-    /// operator CA, for the key of `csr_base64` or a fresh key returned as `key_pem`.
-    /// Answer: `{id, name, role, municipality, serial, not_after, cert_pem, key_pem?, root_pem}`.
     /// Signs a checkpoint of the audit chain's head now (`ca::checkpoint`).
     /// Answer: `{checkpoint: Checkpoint | null}` (null: nothing new since the last).
     #[serde(rename = "audit-checkpoint")]
@@ -107,12 +104,24 @@ pub enum Request {
     /// `intact: true`, or the `audit_broken` error naming the record.
     #[serde(rename = "audit-verify-checkpoints")]
     AuditVerifyCheckpoints,
+    /// Registers a CA officer (`ca::officers`) and issues its TLS client certificate from the
+    /// operator CA, for the key of `csr_base64` or a fresh key returned as `key_pem`.
+    /// Answer: `{id, name, role, municipality, serial, not_after, cert_pem, key_pem?, root_pem}`.
     #[serde(rename = "officer-add")]
     OfficerAdd {
         name: String,
         role: ca::officers::Role,
         #[serde(default)]
         municipality: Option<String>,
+        #[serde(default)]
+        csr_base64: Option<String>,
+    },
+    /// Issues an officer a new TLS client certificate from the operator CA, for the key of
+    /// `csr_base64` or a fresh key returned as `key_pem`; the officer's previous key is
+    /// refused from then on. Answer: as for `officer-add`.
+    #[serde(rename = "officer-renew")]
+    OfficerRenew {
+        name: String,
         #[serde(default)]
         csr_base64: Option<String>,
     },
@@ -134,7 +143,7 @@ impl Request {
     pub fn action(&self, authority: &Authority) -> ca::Result<ca::officers::Action> {
         use ca::officers::Action;
         Ok(match self {
-            Request::OfficerAdd { .. } => Action::ManageOfficers,
+            Request::OfficerAdd { .. } | Request::OfficerRenew { .. } => Action::ManageOfficers,
             Request::AuditCheckpoint => Action::Maintain,
             Request::AuditCheckpoints | Request::AuditVerifyCheckpoints => Action::ReadAudit,
             Request::Usage { .. } => Action::ReadAudit,
@@ -215,6 +224,57 @@ pub fn officer_add(
     }))
 }
 
+/// Issues an officer a new client certificate (see [`Request::OfficerRenew`]).
+pub fn officer_renew(
+    authority: &Authority,
+    name: &str,
+    csr_base64: Option<String>,
+) -> Result<Value> {
+    use ca::officers::{self, OfficerState};
+    let current = authority
+        .storage()
+        .officers()?
+        .into_iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| ca::Error::UnknownOfficer(name.to_owned()))?;
+    if current.state == OfficerState::Revoked {
+        return Err(ca::Error::OfficerNotActive {
+            name: current.name,
+            state: current.state.as_str(),
+        }
+        .into());
+    }
+    let (spki, key_pem) = client_key(csr_base64)?;
+    let ca = OperatorCa::load(authority)?;
+    let der = ca.issue_client(authority, name, &spki, authority.clock().now())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .map_err(|e| Error::Internal(format!("certificate time: {e}")))
+    };
+    let o = officers::renew(
+        authority,
+        name,
+        &spki,
+        &ca::authority::serial_hex(cert.raw_serial()),
+        time(cert.validity().not_before)?,
+        time(cert.validity().not_after)?,
+    )?;
+    Ok(json!({
+        "id": o.id,
+        "name": o.name,
+        "role": o.role,
+        "municipality": o.municipality,
+        "serial": o.certificate,
+        "not_after": cert.validity().not_after.to_string(),
+        "key_fingerprint": o.key,
+        "cert_pem": ca::records::pem(&der),
+        "key_pem": key_pem,
+        "root_pem": ca::records::pem(ca.der()),
+    }))
+}
+
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("encode result: {e}")))
 }
@@ -241,6 +301,7 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             municipality,
             csr_base64,
         } => officer_add(authority, &name, role, municipality, csr_base64),
+        Request::OfficerRenew { name, csr_base64 } => officer_renew(authority, &name, csr_base64),
         Request::OperatorAdd {
             name,
             scopes,

@@ -1577,7 +1577,7 @@ impl Tx for PgTx<'_> {
     fn put_officer(&self, o: &Officer) -> Result<()> {
         self.exec(
             "INSERT INTO officers (id, name, key, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+             ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, record = EXCLUDED.record",
             &[&o.id, &o.name, &o.key, &Json(o)],
         )
     }

@@ -124,6 +124,7 @@ macro_rules! storage_conformance {
             officers,
             audit_actors_and_formats,
             audit_checkpoints,
+            officer_key_renewal,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -232,6 +233,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("officers", officers::<S>),
         ("audit_actors_and_formats", audit_actors_and_formats::<S>),
         ("audit_checkpoints", audit_checkpoints::<S>),
+        ("officer_key_renewal", officer_key_renewal::<S>),
     ]
 }
 
@@ -2713,4 +2715,31 @@ pub fn audit_checkpoints<S: Storage>(s: &S) {
 
 fn storage_audit(t: &dyn Tx, what: &str) -> Result<()> {
     crate::storage::audit(t, at(1), what, "-", "")
+}
+
+/// An officer's key replaced (renewal): the new key finds it, the previous one no longer
+/// does (in the unit of work and after it); a failed renewal changes nothing.
+pub fn officer_key_renewal<S: Storage>(s: &S) {
+    use crate::officers::Role;
+    let o = officer("OF-a", "Sato", "k-old", Role::Auditor);
+    commit(s, &|t| t.put_officer(&o));
+    let mut renewed = o.clone();
+    renewed.key = "k-new".into();
+    let e = s.transact(&|t| {
+        t.put_officer(&renewed)?;
+        Err(Error::Invalid("planned".into()))
+    });
+    assert!(matches!(e, Err(Error::Invalid(_))));
+    assert_eq!(ok(s.officer_by_key("k-old")).as_deref(), Some("OF-a"));
+    assert_eq!(ok(s.officer_by_key("k-new")), None);
+    commit(s, &|t| {
+        t.put_officer(&renewed)?;
+        assert_eq!(t.officer_by_key("k-new")?.as_deref(), Some("OF-a"));
+        assert_eq!(t.officer_by_key("k-old")?, None);
+        Ok(())
+    });
+    assert_eq!(ok(s.officer_by_key("k-new")).as_deref(), Some("OF-a"));
+    assert_eq!(ok(s.officer_by_key("k-old")), None);
+    assert_eq!(ok(s.officer("OF-a")), Some(renewed));
+    assert_eq!(ok(s.officers()).len(), 1);
 }

@@ -881,6 +881,12 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_officer(&self, o: &Officer) -> Result<()> {
+        if let Some(old) = self
+            .get(|t| &t.officers, &o.id)
+            .filter(|old| old.key != o.key)
+        {
+            self.set(|t| &mut t.officer_keys, old.key, None);
+        }
         self.set(|t| &mut t.officers, o.id.clone(), Some(o.clone()));
         self.set(|t| &mut t.officer_names, o.name.clone(), Some(o.id.clone()));
         self.set(|t| &mut t.officer_keys, o.key.clone(), Some(o.id.clone()));

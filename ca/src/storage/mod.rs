@@ -312,8 +312,8 @@ pub trait Tx {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     /// Appends an access-log entry; `seq` orders entries of the same instant.
     fn append_access(&self, a: &Access, seq: u64) -> Result<()>;
-    /// Writes an officer: its record, its name index and its key index (name and key never
-    /// change once registered).
+    /// Writes an officer: its record, its name index and its key index. The name never
+    /// changes; the key does on renewal, and the previous key's index entry is dropped.
     fn put_officer(&self, o: &Officer) -> Result<()>;
     /// Adds `u.count` to the usage counter of `u`'s (month, PF, SP, endpoint, certificate
     /// type), creating it at zero first.

@@ -628,6 +628,10 @@ impl Tx for SledTx<'_> {
     }
 
     fn put_officer(&self, o: &Officer) -> Result<()> {
+        if let Some(old) = self.officer_of(&o.id)?.filter(|old| old.key != o.key) {
+            self.0
+                .remove(Table::Officers, &l::officer_client_key(&old.key))?;
+        }
         self.0
             .insert(Table::Officers, &l::officer_key(&o.id), &l::json(o)?)?;
         self.0.insert(
