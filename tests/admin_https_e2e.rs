@@ -400,6 +400,44 @@ fn officers_act_through_the_admin_api_within_their_roles() {
         &ca,
         &["officer", "revoke", "--name", "Gone"],
     );
+    // The revocation also put Gone's certificate on the operator CA's CRL.
+    let crl_der = env.data().join("certs").join("operator-ca.crl");
+    let crl_pem = env.path("operator-ca-crl.pem");
+    common::openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p(&crl_der),
+        "-out",
+        &p(&crl_pem),
+    ]);
+    let (ok, out) =
+        common::openssl_result(&["crl", "-in", &p(&crl_pem), "-CAfile", &p(&root), "-noout"]);
+    assert!(ok && out.contains("verify OK"), "{out}");
+    let (ok, out) = common::openssl_result(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &p(&crl_pem),
+        "-CAfile",
+        &p(&root),
+        &p(&gone.cert),
+    ]);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let (ok, out) = common::openssl_result(&[
+        "verify",
+        "-crl_check",
+        "-CRLfile",
+        &p(&crl_pem),
+        "-CAfile",
+        &p(&root),
+        &p(&resting.cert),
+    ]);
+    assert!(
+        ok,
+        "a suspended officer's certificate is not revoked: {out}"
+    );
     let before = state(&env, &resident);
     for (who, why) in [(&resting, "suspended"), (&gone, "revoked")] {
         let err = remote_fails(&env, &server, &root, who, &["audit", "log"], why);

@@ -119,6 +119,10 @@ pub enum Request {
     /// Issues an officer a new TLS client certificate from the operator CA, for the key of
     /// `csr_base64` or a fresh key returned as `key_pem`; the officer's previous key is
     /// refused from then on. Answer: as for `officer-add`.
+    /// Revokes an officer (or a verifier) for good, as `officer-revoke` does, and re-publishes
+    /// the operator CA's CRL with its certificate (`operator_crl`). Answer: the officer.
+    #[serde(rename = "pf-officer-revoke")]
+    OfficerRevoke { name: String },
     #[serde(rename = "officer-renew")]
     OfficerRenew {
         name: String,
@@ -143,7 +147,9 @@ impl Request {
     pub fn action(&self, authority: &Authority) -> ca::Result<ca::officers::Action> {
         use ca::officers::Action;
         Ok(match self {
-            Request::OfficerAdd { .. } | Request::OfficerRenew { .. } => Action::ManageOfficers,
+            Request::OfficerAdd { .. }
+            | Request::OfficerRenew { .. }
+            | Request::OfficerRevoke { .. } => Action::ManageOfficers,
             Request::AuditCheckpoint => Action::Maintain,
             Request::AuditCheckpoints | Request::AuditVerifyCheckpoints => Action::ReadAudit,
             Request::Usage { .. } => Action::ReadAudit,
@@ -302,6 +308,11 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             csr_base64,
         } => officer_add(authority, &name, role, municipality, csr_base64),
         Request::OfficerRenew { name, csr_base64 } => officer_renew(authority, &name, csr_base64),
+        Request::OfficerRevoke { name } => {
+            let o = ca::officers::set_state(authority, &name, ca::officers::OfficerState::Revoked)?;
+            crate::operator_crl::publish(authority)?;
+            to_value(o)
+        }
         Request::OperatorAdd {
             name,
             scopes,

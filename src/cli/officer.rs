@@ -132,8 +132,9 @@ pub fn request(cmd: &OfficerCommand) -> Result<OfficerRequest> {
         OfficerCommand::Reactivate { name, .. } => {
             OfficerRequest::Ca(Request::OfficerReactivate { name: name.clone() })
         }
+        // Through the platform request: the operator CA's CRL then lists its certificate.
         OfficerCommand::Revoke { name, .. } => {
-            OfficerRequest::Ca(Request::OfficerRevoke { name: name.clone() })
+            OfficerRequest::Add(platform::Request::OfficerRevoke { name: name.clone() })
         }
     })
 }

@@ -112,7 +112,7 @@ pub fn run(
                     Error::Invalid(format!("no registered verifier named `{name}`")).into(),
                 );
             }
-            let v = call(Request::OfficerRevoke { name: name.clone() })?;
+            let v = call_pf(platform::Request::OfficerRevoke { name: name.clone() })?;
             Ok(if *json {
                 v.to_string()
             } else {
