@@ -651,6 +651,9 @@ impl Services {
             },
             compact_journal_bytes: None,
             limits: conn_guard::Limits::default(),
+            admin: None,
+            checkpoint_every: None,
+            verifiers: None,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -21,6 +21,11 @@ pub enum Role {
     CaOfficer,
     MunicipalClerk,
     Auditor,
+    /// A registered verifier (relying party): not an officer at all — it may fetch CRLs and
+    /// OCSP answers over mutual TLS (`jpki serve --verifiers-https`) and nothing else. Kept
+    /// in the officers' register because it is the same thing to the storage: a name, a
+    /// client key from the operator CA, a standing.
+    Verifier,
 }
 
 impl Role {
@@ -29,6 +34,7 @@ impl Role {
             Role::CaOfficer => "ca-officer",
             Role::MunicipalClerk => "municipal-clerk",
             Role::Auditor => "auditor",
+            Role::Verifier => "verifier",
         }
     }
 }
@@ -46,6 +52,7 @@ impl std::str::FromStr for Role {
             "ca-officer" => Ok(Role::CaOfficer),
             "municipal-clerk" => Ok(Role::MunicipalClerk),
             "auditor" => Ok(Role::Auditor),
+            "verifier" => Ok(Role::Verifier),
             other => Err(Error::Invalid(format!(
                 "unknown role `{other}` (expected ca-officer, municipal-clerk or auditor)"
             ))),
@@ -117,6 +124,9 @@ pub enum Actor {
     /// A platform operator on the PF API (consents), by its client key's fingerprint. It
     /// has no admin powers: [`authorize`] refuses it everything.
     PlatformOperator(String),
+    /// A client of the remote admin API whose certificate chains to the operator CA but
+    /// names no active officer, by its key's fingerprint: only its refusals are recorded.
+    Unauthenticated(String),
 }
 
 impl Actor {
@@ -138,6 +148,7 @@ impl Actor {
             },
             Actor::System(what) => format!("system:{what}"),
             Actor::PlatformOperator(key) => format!("platform-operator:key={key}"),
+            Actor::Unauthenticated(key) => format!("unauthenticated:key={key}"),
         }
     }
 }

@@ -115,6 +115,36 @@ impl<'a> Unsigned<'a> {
     }
 }
 
+/// A signed checkpoint of the chain's head ([`crate::checkpoint`]): the CA's statement that
+/// the record `seq` had hash `hash` at `at`, signed with the checkpoint key (RSA PKCS#1 v1.5
+/// SHA-256 over [`Checkpoint::statement`]), with the signer's certificate. Kept apart from the
+/// chain (its own table in every engine): a checkpoint is evidence about the chain, not an
+/// event in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The signature over [`Checkpoint::statement`] (base64).
+    pub signature: String,
+    /// The signer's certificate (PEM).
+    pub cert_pem: String,
+}
+
+impl Checkpoint {
+    /// The exact bytes signed: three lines of ASCII, each `name=value\n`, after a first line
+    /// naming the format (docs/officers.md shows how to check one with `openssl dgst`).
+    pub fn statement(seq: u64, hash: &str, at: OffsetDateTime) -> Result<String> {
+        let at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| Error::Invalid(format!("checkpoint time: {e}")))?;
+        Ok(format!(
+            "jpki-audit-checkpoint-v1\nseq={seq}\nhash={hash}\ntime={at}\n"
+        ))
+    }
+}
+
 /// The chain's head: the last record's sequence number and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {

@@ -35,6 +35,7 @@ pub mod api;
 pub mod audit;
 pub mod authority;
 pub mod ceremony;
+pub mod checkpoint;
 pub mod clock;
 pub mod csr;
 pub mod datadir;

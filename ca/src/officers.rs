@@ -101,7 +101,7 @@ pub fn authorize(actor: &Actor, action: &Action) -> Result<()> {
     let officer = match actor {
         Actor::RootOnHost { .. } | Actor::System(_) => return Ok(()),
         Actor::Officer(o) => o,
-        Actor::PlatformOperator(_) => {
+        Actor::PlatformOperator(_) | Actor::Unauthenticated(_) => {
             return Err(Error::Forbidden {
                 actor: actor.label(),
                 action: action.describe(),
@@ -116,6 +116,8 @@ pub fn authorize(actor: &Actor, action: &Action) -> Result<()> {
     }
     let own = |m: &str| officer.municipality.as_deref() == Some(m);
     let allowed = match (officer.role, action) {
+        // A registered verifier fetches revocation data, which is no admin request at all.
+        (Role::Verifier, _) => false,
         (_, Action::ReadCertificates) => true,
         (Role::CaOfficer, Action::Register { .. } | Action::ReadRegister { .. }) => {
             matches!(action, Action::ReadRegister { .. })
@@ -184,10 +186,12 @@ pub fn check(new: &NewOfficer) -> Result<()> {
         (Role::MunicipalClerk, Some(m)) if m.trim().is_empty() || m.chars().count() > 64 => {
             Err(Error::Invalid("municipality: 1 to 64 characters".into()))
         }
-        (Role::CaOfficer | Role::Auditor, Some(_)) => Err(Error::Invalid(format!(
-            "--municipality is only for a municipal-clerk, not a {}",
-            new.role
-        ))),
+        (Role::CaOfficer | Role::Auditor | Role::Verifier, Some(_)) => {
+            Err(Error::Invalid(format!(
+                "--municipality is only for a municipal-clerk, not a {}",
+                new.role
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -278,12 +282,75 @@ pub fn set_state(authority: &Authority, name: &str, state: OfficerState) -> Resu
             OfficerState::Suspended => "officer-suspend",
             OfficerState::Revoked => "officer-revoke",
         };
-        storage::audit(t, now, action, &o.id, "")?;
+        // A revocation names the client certificate it ends (the officer's key is refused
+        // by `authenticate` on every later request, whatever the certificate says).
+        let detail = match (state, &o.certificate) {
+            (OfficerState::Revoked, Some(serial)) => format!("cert={serial}"),
+            _ => String::new(),
+        };
+        storage::audit(t, now, action, &o.id, &detail)?;
         *out.borrow_mut() = Some(Ok(o));
         Ok(())
     })?;
     out.into_inner()
         .unwrap_or_else(|| Err(Error::Store("officer update did not run".into())))
+}
+
+/// Gives an officer a new client key and certificate (`jpki officer renew`; audit
+/// `officer-renew`): the previous key is refused from then on. Refuses a revoked officer and
+/// a key registered to anyone.
+pub fn renew(
+    authority: &Authority,
+    name: &str,
+    spki: &[u8],
+    certificate: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Officer> {
+    let now = authority.clock().now();
+    let key = fingerprint(spki);
+    let out = RefCell::new(None);
+    authority.storage().transact(&|t| {
+        *out.borrow_mut() = None;
+        let refuse = |e: Error| {
+            *out.borrow_mut() = Some(Err(e));
+            Ok(())
+        };
+        let Some(id) = t.officer_named(name)? else {
+            return refuse(Error::UnknownOfficer(name.to_owned()));
+        };
+        let mut o = t
+            .officer(&id)?
+            .ok_or_else(|| Error::Store(format!("officer {id}: name index without record")))?;
+        if o.state == OfficerState::Revoked {
+            return refuse(Error::OfficerNotActive {
+                name: o.name.clone(),
+                state: o.state.as_str(),
+            });
+        }
+        if let Some(other) = t.officer_by_key(&key)? {
+            return refuse(Error::Invalid(format!(
+                "this key is already registered to officer {other}"
+            )));
+        }
+        let previous = o.certificate.clone().unwrap_or_else(|| "-".into());
+        o.key = key.clone();
+        o.certificate = Some(certificate.to_owned());
+        o.not_before = Some(not_before);
+        o.not_after = Some(not_after);
+        t.put_officer(&o)?;
+        storage::audit(
+            t,
+            now,
+            "officer-renew",
+            &o.id,
+            &format!("key={key} cert={certificate} previous-cert={previous}"),
+        )?;
+        *out.borrow_mut() = Some(Ok(o));
+        Ok(())
+    })?;
+    out.into_inner()
+        .unwrap_or_else(|| Err(Error::Store("officer renewal did not run".into())))
 }
 
 /// Every officer, in id order.
@@ -300,6 +367,10 @@ pub fn authenticate(storage: &dyn Storage, spki: &[u8], now: OffsetDateTime) -> 
     let unknown = || Error::UnknownOfficer(format!("key {fp}"));
     let id = storage.officer_by_key(&fp)?.ok_or_else(unknown)?;
     let o = storage.officer(&id)?.ok_or_else(unknown)?;
+    // A key the officer has renewed away from is no longer its key.
+    if o.key != fp {
+        return Err(unknown());
+    }
     if o.state != OfficerState::Active {
         return Err(Error::OfficerNotActive {
             name: o.name,
@@ -418,6 +489,20 @@ mod tests {
                 .code(),
             "forbidden"
         );
+    }
+
+    #[test]
+    fn a_verifier_has_no_admin_power() {
+        let v = officer(Role::Verifier, None);
+        for refused in [
+            Action::ReadCertificates,
+            Action::ReadAudit,
+            Action::Issue,
+            Action::ManageOfficers,
+        ] {
+            assert_eq!(authorize(&v, &refused).unwrap_err().code(), "forbidden");
+        }
+        assert_eq!("verifier".parse::<Role>().unwrap(), Role::Verifier);
     }
 
     #[test]

@@ -92,6 +92,18 @@ pub enum Request {
         #[serde(default)]
         csr_base64: Option<String>,
     },
+    /// Signs a checkpoint of the audit chain's head now (`ca::checkpoint`).
+    /// Answer: `{checkpoint: Checkpoint | null}` (null: nothing new since the last).
+    #[serde(rename = "audit-checkpoint")]
+    AuditCheckpoint,
+    /// Every signed checkpoint, and the operator CA root that vouches for their certificate.
+    /// Answer: `{checkpoints: [Checkpoint], operator_root_pem}`.
+    #[serde(rename = "audit-checkpoints")]
+    AuditCheckpoints,
+    /// Verifies the chain and every checkpoint. Answer: `ca::checkpoint::Verified` with
+    /// `intact: true`, or the `audit_broken` error naming the record.
+    #[serde(rename = "audit-verify-checkpoints")]
+    AuditVerifyCheckpoints,
     /// Registers a CA officer (`ca::officers`) and issues its TLS client certificate from the
     /// operator CA, for the key of `csr_base64` or a fresh key returned as `key_pem`.
     /// Answer: `{id, name, role, municipality, serial, not_after, cert_pem, key_pem?, root_pem}`.
@@ -104,6 +116,62 @@ pub enum Request {
         #[serde(default)]
         csr_base64: Option<String>,
     },
+    /// Issues an officer a new TLS client certificate from the operator CA, for the key of
+    /// `csr_base64` or a fresh key returned as `key_pem`; the officer's previous key is
+    /// refused from then on. Answer: as for `officer-add`.
+    /// Revokes an officer (or a verifier) for good, as `officer-revoke` does, and re-publishes
+    /// the operator CA's CRL with its certificate (`operator_crl`). Answer: the officer.
+    #[serde(rename = "pf-officer-revoke")]
+    OfficerRevoke { name: String },
+    #[serde(rename = "officer-renew")]
+    OfficerRenew {
+        name: String,
+        #[serde(default)]
+        csr_base64: Option<String>,
+    },
+}
+
+impl Request {
+    /// The request's `op` (what audit records of a refusal name).
+    pub fn op(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("op").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// What the request does, for `ca::officers::authorize` (the remote admin API checks
+    /// every platform request with it): officers are the ca-officer's; the usage report is
+    /// the auditor's too; a holder's access log is its municipality's register; the rest
+    /// manages platform operators and service providers.
+    pub fn action(&self, authority: &Authority) -> ca::Result<ca::officers::Action> {
+        use ca::officers::Action;
+        Ok(match self {
+            Request::OfficerAdd { .. }
+            | Request::OfficerRenew { .. }
+            | Request::OfficerRevoke { .. } => Action::ManageOfficers,
+            Request::AuditCheckpoint => Action::Maintain,
+            Request::AuditCheckpoints | Request::AuditVerifyCheckpoints => Action::ReadAudit,
+            Request::Usage { .. } => Action::ReadAudit,
+            Request::AccessLog { resident } => Action::ReadRegister {
+                municipality: Some(authority.resident(resident)?.municipality),
+            },
+            Request::OperatorRoot => Action::ReadCertificates,
+            Request::OperatorAdd { .. }
+            | Request::OperatorRegisterCert { .. }
+            | Request::OperatorList
+            | Request::OperatorSuspend { .. }
+            | Request::OperatorReactivate { .. }
+            | Request::OperatorRevoke { .. }
+            | Request::OperatorRenew { .. }
+            | Request::SpAdd { .. }
+            | Request::SpList
+            | Request::SpSuspend { .. }
+            | Request::SpResume { .. }
+            | Request::SpRemove { .. }
+            | Request::SpRescope { .. } => Action::ManagePlatform,
+        })
+    }
 }
 
 /// Registers a CA officer with a client certificate from the operator CA (see
@@ -173,6 +241,57 @@ fn rfc3339(t: x509_parser::time::ASN1Time) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
+/// Issues an officer a new client certificate (see [`Request::OfficerRenew`]).
+pub fn officer_renew(
+    authority: &Authority,
+    name: &str,
+    csr_base64: Option<String>,
+) -> Result<Value> {
+    use ca::officers::{self, OfficerState};
+    let current = authority
+        .storage()
+        .officers()?
+        .into_iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| ca::Error::UnknownOfficer(name.to_owned()))?;
+    if current.state == OfficerState::Revoked {
+        return Err(ca::Error::OfficerNotActive {
+            name: current.name,
+            state: current.state.as_str(),
+        }
+        .into());
+    }
+    let (spki, key_pem) = client_key(csr_base64)?;
+    let ca = OperatorCa::load(authority)?;
+    let der = ca.issue_client(authority, name, &spki, authority.clock().now())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| Error::Internal(format!("issued certificate: {e}")))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .map_err(|e| Error::Internal(format!("certificate time: {e}")))
+    };
+    let o = officers::renew(
+        authority,
+        name,
+        &spki,
+        &ca::authority::serial_hex(cert.raw_serial()),
+        time(cert.validity().not_before)?,
+        time(cert.validity().not_after)?,
+    )?;
+    Ok(json!({
+        "id": o.id,
+        "name": o.name,
+        "role": o.role,
+        "municipality": o.municipality,
+        "serial": o.certificate,
+        "not_after": cert.validity().not_after.to_string(),
+        "key_fingerprint": o.key,
+        "cert_pem": ca::records::pem(&der),
+        "key_pem": key_pem,
+        "root_pem": ca::records::pem(ca.der()),
+    }))
+}
+
 fn to_value<T: Serialize>(v: T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("encode result: {e}")))
 }
@@ -199,6 +318,12 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             municipality,
             csr_base64,
         } => officer_add(authority, &name, role, municipality, csr_base64),
+        Request::OfficerRenew { name, csr_base64 } => officer_renew(authority, &name, csr_base64),
+        Request::OfficerRevoke { name } => {
+            let o = ca::officers::set_state(authority, &name, ca::officers::OfficerState::Revoked)?;
+            crate::operator_crl::publish(authority)?;
+            to_value(o)
+        }
         Request::OperatorAdd {
             name,
             scopes,
@@ -326,6 +451,19 @@ pub fn handle(authority: &Authority, req: Request) -> Result<Value> {
             "resident": resident,
             "accesses": registry::access_log(authority, &resident)?,
         })),
+        Request::AuditCheckpoint => Ok(json!({
+            "checkpoint": crate::audit_checkpoint::checkpoint(authority)?
+        })),
+        Request::AuditCheckpoints => Ok(json!({
+            "checkpoints": authority.storage().checkpoints()?,
+            "operator_root_pem": ca::records::pem(&operator_ca::ensure(authority)?),
+        })),
+        Request::AuditVerifyCheckpoints => {
+            let v = crate::audit_checkpoint::verify(authority)?;
+            let mut out = to_value(v)?;
+            out["intact"] = json!(true);
+            Ok(out)
+        }
         Request::OperatorRoot => Ok(json!({
             "pem": ca::records::pem(&operator_ca::ensure(authority)?)
         })),

@@ -47,15 +47,20 @@
 //! * `x509-cert`/`der`/`spki`/`const-oid` + `flagset` — certificates are assembled from
 //!   RustCrypto types like `policies::profile` does (rcgen cannot be told the exact
 //!   extensions); `x509-parser` reads client and holder certificates.
+//! * `rcgen` — the operator CA's CRL (`operator_crl`): its CRL writer takes any signing key,
+//!   so the CA's own signer signs it; the certificates themselves are assembled from
+//!   RustCrypto types (above).
 //! * `aws-lc-rs` — PF and server key generation; `signed-data` — CMS SignedData
 //!   verification and one-tier path validation of the consent signer.
 
 pub mod access;
 pub mod api;
+pub mod audit_checkpoint;
 pub mod client;
 pub mod error;
 pub mod http;
 pub mod operator_ca;
+pub mod operator_crl;
 pub mod registry;
 mod service;
 #[doc(hidden)]

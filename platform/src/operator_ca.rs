@@ -311,20 +311,65 @@ impl OperatorCa {
         )
     }
 
+    /// The audit-checkpoint signer's certificate (`ca::checkpoint`): `C=JP, O=<org>,
+    /// CN=<org> Audit Checkpoints`, keyUsage digitalSignature and contentCommitment
+    /// (critical), no EKU (it signs statements, not TLS), ten years to 23:59:59 JST — long
+    /// enough that checkpoints stay checkable against it.
+    pub fn issue_checkpoint_signer(
+        &self,
+        authority: &Authority,
+        spki: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
+        let serial = authority.random_serial()?;
+        let end = add_months(jst_date(now), 120)?;
+        let org = &authority.policy().ca.organization;
+        self.leaf_with(
+            Draft {
+                serial: &serial,
+                issuer: self.name.clone(),
+                subject: profile::name(&[
+                    (AT_C, "JP"),
+                    (AT_O, org),
+                    (AT_CN, &format!("{org} Audit Checkpoints")),
+                ])?,
+                spki,
+                not_before: now,
+                not_after: end_of_day_jst(end),
+                extensions: vec![],
+            },
+            KeyUsages::DigitalSignature | KeyUsages::NonRepudiation,
+            None,
+            None,
+        )
+    }
+
     fn leaf(
         &self,
-        mut d: Draft<'_>,
+        d: Draft<'_>,
         usage: flagset::FlagSet<KeyUsages>,
         eku: Oid,
         san: Option<SubjectAltName>,
     ) -> Result<Vec<u8>> {
+        self.leaf_with(d, usage, Some(eku), san)
+    }
+
+    fn leaf_with(
+        &self,
+        mut d: Draft<'_>,
+        usage: flagset::FlagSet<KeyUsages>,
+        eku: Option<Oid>,
+        san: Option<SubjectAltName>,
+    ) -> Result<Vec<u8>> {
         let mut exts = vec![key_usage(usage)?];
-        exts.push(ext(
-            EXT_EKU,
-            false,
-            &ExtendedKeyUsage(vec![eku]),
-            "extKeyUsage",
-        )?);
+        if let Some(eku) = eku {
+            exts.push(ext(
+                EXT_EKU,
+                false,
+                &ExtendedKeyUsage(vec![eku]),
+                "extKeyUsage",
+            )?);
+        }
         if let Some(san) = san {
             exts.push(ext(EXT_SAN, false, &san, "subjectAltName")?);
         }

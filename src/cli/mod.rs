@@ -21,9 +21,11 @@ pub mod import;
 pub mod officer;
 pub mod operator;
 pub mod phone;
+pub mod remote;
 pub mod report;
 pub mod token;
 pub mod tsa;
+pub mod verifier;
 pub mod verify;
 
 use std::io::Write;
@@ -71,8 +73,36 @@ pub struct Cli {
     /// /mnt/copy cert list`.
     #[arg(long, global = true)]
     pub read_only: bool,
+    /// Send the command to a remote `jpki serve --admin-https` (https://HOST:PORT) as the
+    /// officer of --cert/--key instead of opening the data directory (docs/officers.md).
+    /// Given before the subcommand: `jpki --server URL --cert C --key K resident move …`
+    /// (not global, so that subcommands keep their own `--cert`).
+    #[arg(long, value_name = "URL", requires_all = ["cert", "key"])]
+    pub server: Option<String>,
+    /// With --server: the officer's client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub cert: Option<PathBuf>,
+    /// With --server: the officer's client key (PEM).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub key: Option<PathBuf>,
+    /// With --server: the operator CA certificate that issued the server's (PEM); default:
+    /// the last certificate of --cert.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The remote admin API to send requests to (`--server`), if given.
+    fn remote(&self) -> Option<remote::Remote> {
+        Some(remote::Remote {
+            url: self.server.clone()?,
+            cert: self.cert.clone()?,
+            key: self.key.clone()?,
+            ca: self.ca.clone(),
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,9 +252,17 @@ pub enum Command {
         /// Configuration file (TOML, docs/serve.md); flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Serve CRLs and OCSP over HTTP here (e.g. 127.0.0.1:8080).
-        #[arg(long)]
+        /// Serve CRLs and OCSP over plain HTTP to anyone here (e.g. 127.0.0.1:8080): an
+        /// explicit choice, since JPKI gives revocation data to registered parties only.
+        #[arg(long, value_name = "ADDR")]
+        public_http: Option<String>,
+        /// The older name of --public-http.
+        #[arg(long, value_name = "ADDR", conflicts_with = "public_http")]
         http: Option<String>,
+        /// Serve CRLs and OCSP over mutual TLS to registered verifiers (`jpki verifier add`)
+        /// and platform operators only.
+        #[arg(long, value_name = "ADDR")]
+        verifiers_https: Option<String>,
         /// Serve the platform-operator API over mutual TLS here.
         #[arg(long)]
         pf_https: Option<String>,
@@ -234,6 +272,10 @@ pub enum Command {
         /// Serve the RFC 3161 time-stamping authority over HTTP here (docs/tsa.md).
         #[arg(long, value_name = "ADDR")]
         tsa: Option<String>,
+        /// Serve the remote admin API over mutual TLS here (officers' client certificates;
+        /// docs/officers.md).
+        #[arg(long, value_name = "ADDR")]
+        admin_https: Option<String>,
     },
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
@@ -251,6 +293,9 @@ pub enum Command {
     /// The CA's officers and their roles (ca-officer, municipal-clerk, auditor).
     #[command(subcommand)]
     Officer(officer::OfficerCommand),
+    /// Registered verifiers: relying parties that fetch CRLs and OCSP over mutual TLS.
+    #[command(subcommand)]
+    Verifier(verifier::VerifierCommand),
     /// Reports: platform API usage per month; issuance, revocations and holds per
     /// municipality and period; certificates expiring (table, --csv or --json).
     #[command(subcommand)]
@@ -670,6 +715,10 @@ pub enum EventsCommand {
 pub enum AuditCommand {
     /// Check the hash chain: detects a changed, inserted or removed record.
     Verify {
+        /// Also check every signed checkpoint: proves the chain up to the last one was not
+        /// rewritten, even consistently (docs/officers.md).
+        #[arg(long)]
+        checkpoints: bool,
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
@@ -677,6 +726,21 @@ pub enum AuditCommand {
     /// Print the records.
     Log {
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint of the chain's head now (`jpki serve` does so at an interval and
+    /// when it stops).
+    Checkpoint {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the signed checkpoints, or export them for a third party (checkable offline
+    /// with openssl: docs/officers.md).
+    Checkpoints {
+        /// Write them, with the operator CA root, to this new file (JSON).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -928,6 +992,12 @@ fn one_line(e: &clap::Error) -> String {
 /// The store opened in this process, or `None` when a running `jpki serve` holds it (then
 /// the request goes over its admin socket and runs the same code there).
 fn open_local(cli: &Cli) -> Result<Option<Authority>> {
+    if cli.server.is_some() {
+        return Err(Error::Invalid(
+            "this command works on the data directory only, not through --server".into(),
+        )
+        .into());
+    }
     if cli.read_only {
         return Ok(Some(crate::store::open_read_only(
             &cli.data,
@@ -949,6 +1019,9 @@ fn open_local(cli: &Cli) -> Result<Option<Authority>> {
 /// Runs a request in-process (as `root-on-host`: the person at this host's shell), or
 /// through the admin socket of a running `jpki serve` (which records the same).
 fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
+    if let Some(r) = cli.remote() {
+        return r.call(&req);
+    }
     match open_local(cli)? {
         Some(a) => Ok(a.handle_as(&Actor::root_on_host(), req)?),
         None => Ok(ca::api::call_remote(&cli.data, &req)?),
@@ -957,6 +1030,9 @@ fn call(cli: &Cli, req: Request) -> Result<serde_json::Value> {
 
 /// The same for a platform-operator request.
 fn call_pf(cli: &Cli, req: platform::Request) -> Result<serde_json::Value> {
+    if let Some(r) = cli.remote() {
+        return r.call(&req);
+    }
     match open_local(cli)? {
         Some(a) => Ok(acting_as(&Actor::root_on_host(), || {
             platform::handle(&a, req)
@@ -1015,8 +1091,15 @@ fn revoke_batch(
         .filter(|(_, l)| !l.is_empty())
         .collect();
     // One authority for the whole batch (or the server's): each answer is durable.
-    let local = open_local(cli)?;
+    let remote = cli.remote();
+    let local = match remote {
+        Some(_) => None,
+        None => open_local(cli)?,
+    };
     let run = |req: Request| -> Result<serde_json::Value> {
+        if let Some(r) = &remote {
+            return r.call(&req);
+        }
         Ok(match &local {
             Some(a) => a.handle_as(&Actor::root_on_host(), req)?,
             None => ca::api::call_remote(&cli.data, &req)?,
@@ -1188,6 +1271,9 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
         crl: crl_publisher::Settings::default(),
         compact_journal_bytes: None,
         limits: conn_guard::Limits::default(),
+        admin: None,
+        checkpoint_every: None,
+        verifiers: None,
     };
     crate::serve::assemble(a, &settings)
 }
@@ -1235,6 +1321,35 @@ fn parse_resident_state(s: &str) -> std::result::Result<ca::records::ResidentSta
         .map_err(|_| format!("`{s}`: expected active, emigrating, emigrated or deceased"))
 }
 
+/// `jpki audit checkpoints --export`: each checkpoint with the exact statement it signs, and
+/// the operator CA root that issued the signer's certificate (docs/officers.md shows the
+/// openssl commands that check them).
+fn checkpoint_export(
+    list: &[ca::checkpoint::Checkpoint],
+    root_pem: Option<&str>,
+) -> Result<String> {
+    let checkpoints = list
+        .iter()
+        .map(|c| -> Result<serde_json::Value> {
+            Ok(serde_json::json!({
+                "seq": c.seq,
+                "hash": c.hash,
+                "at": c.at.format(&Rfc3339).map_err(|e| Error::Invalid(e.to_string()))?,
+                "statement": ca::checkpoint::Checkpoint::statement(c.seq, &c.hash, c.at)?,
+                "signature": c.signature,
+                "cert_pem": c.cert_pem,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(serde_json::json!({
+        "format": "jpki-audit-checkpoints-v1",
+        "signature_algorithm": "sha256WithRSAEncryption (PKCS#1 v1.5) over `statement`",
+        "operator_root_pem": root_pem,
+        "checkpoints": checkpoints,
+    })
+    .to_string())
+}
+
 fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     Ok(serde_json::from_value(v).map_err(|e| Error::Invalid(format!("unexpected answer: {e}")))?)
 }
@@ -1265,6 +1380,10 @@ pub fn run(cli: Cli) -> Result<()> {
             passphrase_file: cli.passphrase_file,
             log_format: cli.log_format,
             read_only: cli.read_only,
+            server: cli.server,
+            cert: cli.cert,
+            key: cli.key,
+            ca: cli.ca,
         },
     };
     if cli.read_only
@@ -1349,6 +1468,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 csr_base64,
             )?;
             officer::write_credentials(&v, &cert_out, Some(&key_out))?;
+            // The audit-checkpoint key and certificate (docs/officers.md), made now so that
+            // the first checkpoint is not also the first change a server makes at its stop.
+            platform::audit_checkpoint::signer(&a)?;
             println!("initialised {}", a.dir().display());
             println!(
                 "  first ca-officer {}: {} (move its key off this host)",
@@ -1863,7 +1985,63 @@ pub fn run(cli: Cli) -> Result<()> {
                     .join("\n")
             })
         }
-        Command::Audit(AuditCommand::Verify { json }) => {
+        Command::Audit(AuditCommand::Verify {
+            checkpoints: true,
+            json,
+        }) => {
+            let v = call(&cli, Request::AuditVerify)?;
+            let c = call_pf(&cli, platform::Request::AuditVerifyCheckpoints)?;
+            let mut all = v.clone();
+            all["checkpoints"] = c["checkpoints"].clone();
+            all["proven_to"] = c["proven_to"].clone();
+            print(*json, &all, |a| {
+                format!(
+                    "audit chain intact: {} records; indexes consistent for {} certificates; \
+                     {} signed checkpoint(s) verified{}",
+                    a["records"],
+                    a["certificates_checked"],
+                    a["checkpoints"],
+                    match a["proven_to"].as_u64() {
+                        Some(n) => format!(", the chain up to record {n} was not rewritten"),
+                        None => " (none yet: nothing is proven beyond the chain itself)".into(),
+                    }
+                )
+            })
+        }
+        Command::Audit(AuditCommand::Checkpoint { json }) => {
+            let v = call_pf(&cli, platform::Request::AuditCheckpoint)?;
+            print(*json, &v, |v| match v["checkpoint"].as_object() {
+                Some(c) => format!(
+                    "checkpoint signed: record {} hash {}",
+                    c["seq"],
+                    c["hash"].as_str().unwrap_or_default()
+                ),
+                None => "nothing new since the last checkpoint".into(),
+            })
+        }
+        Command::Audit(AuditCommand::Checkpoints { export, json }) => {
+            let v = call_pf(&cli, platform::Request::AuditCheckpoints)?;
+            let list: Vec<ca::checkpoint::Checkpoint> = typed(v["checkpoints"].clone())?;
+            if let Some(path) = export {
+                let out = checkpoint_export(&list, v["operator_root_pem"].as_str())?;
+                officer::write_new(path, &out, 0o644)?;
+            }
+            print(*json, &v, |_| {
+                let mut lines: Vec<String> = list
+                    .iter()
+                    .map(|c| format!("{:>6} {} {}", c.seq, when(c.at), c.hash))
+                    .collect();
+                if let Some(p) = export {
+                    lines.push(format!(
+                        "{} checkpoint(s) written to {}",
+                        list.len(),
+                        p.display()
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
+        Command::Audit(AuditCommand::Verify { json, .. }) => {
             let v = call(&cli, Request::AuditVerify)?;
             print(*json, &v, |v| {
                 format!(
@@ -1895,10 +2073,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve {
             config,
+            public_http,
+            verifiers_https,
             http,
             pf_https,
             portal,
             tsa,
+            admin_https,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -1906,6 +2087,14 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             if http.is_some() {
                 cfg.listen.http = http.clone();
+                cfg.listen.public_http = None;
+            }
+            if public_http.is_some() {
+                cfg.listen.public_http = public_http.clone();
+                cfg.listen.http = None;
+            }
+            if verifiers_https.is_some() {
+                cfg.listen.verifiers_https = verifiers_https.clone();
             }
             if pf_https.is_some() {
                 cfg.listen.pf_https = pf_https.clone();
@@ -1915,6 +2104,9 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             if tsa.is_some() {
                 cfg.listen.tsa = tsa.clone();
+            }
+            if admin_https.is_some() {
+                cfg.listen.admin_https = admin_https.clone();
             }
             let policy_path = cli.data.join("policy.toml");
             let policy_text = std::fs::read_to_string(&policy_path)
@@ -2029,6 +2221,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 officer::OfficerRequest::Ca(req) => call(&cli, req)?,
             };
             println!("{}", officer::output(cmd, &v)?);
+            Ok(())
+        }
+        Command::Verifier(cmd) => {
+            let out = verifier::run(cmd, &|r| call(&cli, r), &|r| call_pf(&cli, r))?;
+            println!("{out}");
             Ok(())
         }
         Command::Operator(cmd) => {

@@ -43,6 +43,22 @@ pub enum OfficerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Issue an officer a new TLS client certificate for a new key (the previous key is
+    /// refused from then on).
+    Renew {
+        #[arg(long)]
+        name: String,
+        /// A PKCS#10 request with the officer's new key; without it a key is generated and
+        /// written to --key-out (unencrypted PKCS#8, mode 0600).
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        #[arg(long)]
+        cert_out: PathBuf,
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the officers.
     List {
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
@@ -93,6 +109,16 @@ pub enum OfficerRequest {
 /// not be written).
 pub fn request(cmd: &OfficerCommand) -> Result<OfficerRequest> {
     Ok(match cmd {
+        OfficerCommand::Renew {
+            name,
+            csr,
+            cert_out,
+            key_out,
+            ..
+        } => OfficerRequest::Add(platform::Request::OfficerRenew {
+            name: name.clone(),
+            csr_base64: credentials_in(csr.as_deref(), cert_out, key_out.as_deref())?,
+        }),
         OfficerCommand::Add {
             name,
             role,
@@ -102,24 +128,7 @@ pub fn request(cmd: &OfficerCommand) -> Result<OfficerRequest> {
             key_out,
             ..
         } => {
-            if csr.is_none() && key_out.is_none() {
-                return Err(Error::Invalid(
-                    "without --csr a key is generated: give --key-out FILE".into(),
-                )
-                .into());
-            }
-            for p in std::iter::once(cert_out).chain(key_out) {
-                if p.exists() {
-                    return Err(Error::Invalid(format!("{} already exists", p.display())).into());
-                }
-            }
-            let csr_base64 = match csr {
-                Some(p) => Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(fs::read(p).map_err(Error::io(format!("read {}", p.display())))?),
-                ),
-                None => None,
-            };
+            let csr_base64 = credentials_in(csr.as_deref(), cert_out, key_out.as_deref())?;
             OfficerRequest::Add(platform::Request::OfficerAdd {
                 name: name.clone(),
                 role: *role,
@@ -134,9 +143,36 @@ pub fn request(cmd: &OfficerCommand) -> Result<OfficerRequest> {
         OfficerCommand::Reactivate { name, .. } => {
             OfficerRequest::Ca(Request::OfficerReactivate { name: name.clone() })
         }
+        // Through the platform request: the operator CA's CRL then lists its certificate.
         OfficerCommand::Revoke { name, .. } => {
-            OfficerRequest::Ca(Request::OfficerRevoke { name: name.clone() })
+            OfficerRequest::Add(platform::Request::OfficerRevoke { name: name.clone() })
         }
+    })
+}
+
+/// Checks the credential files of `add` and `renew` before anything is issued (a CSR or a
+/// key file to write; outputs that do not exist yet) and reads the CSR (base64).
+fn credentials_in(
+    csr: Option<&Path>,
+    cert_out: &Path,
+    key_out: Option<&Path>,
+) -> Result<Option<String>> {
+    if csr.is_none() && key_out.is_none() {
+        return Err(
+            Error::Invalid("without --csr a key is generated: give --key-out FILE".into()).into(),
+        );
+    }
+    for p in std::iter::once(cert_out).chain(key_out) {
+        if p.exists() {
+            return Err(Error::Invalid(format!("{} already exists", p.display())).into());
+        }
+    }
+    Ok(match csr {
+        Some(p) => Some(
+            base64::engine::general_purpose::STANDARD
+                .encode(fs::read(p).map_err(Error::io(format!("read {}", p.display())))?),
+        ),
+        None => None,
     })
 }
 
@@ -166,6 +202,28 @@ pub fn write_credentials(v: &Value, cert_out: &Path, key_out: Option<&Path>) -> 
 /// Writes `--cert-out` / `--key-out` from the answer and returns what to print.
 pub fn output(cmd: &OfficerCommand, v: &Value) -> Result<String> {
     let json = match cmd {
+        OfficerCommand::Renew {
+            cert_out,
+            key_out,
+            json,
+            ..
+        } => {
+            write_credentials(v, cert_out, key_out.as_deref())?;
+            if !*json {
+                return Ok(format!(
+                    "officer {} ({}) has a new certificate {} in {}; its previous key is refused",
+                    v["name"].as_str().unwrap_or_default(),
+                    v["id"].as_str().unwrap_or_default(),
+                    v["serial"].as_str().unwrap_or_default(),
+                    cert_out.display()
+                ));
+            }
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("key_pem");
+            }
+            return Ok(v.to_string());
+        }
         OfficerCommand::Add {
             cert_out,
             key_out,

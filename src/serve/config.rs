@@ -19,6 +19,46 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Signed checkpoints of the audit chain (`ca::checkpoint`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint of the chain's head this often, in seconds (and always when the
+    /// server stops); 0: only when it stops.
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            checkpoint_interval_seconds: 3600,
+        }
+    }
+}
+
+/// The remote admin API's per-officer rate limit (a token bucket per client key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Requests an officer may make per minute, on average.
+    pub requests_per_minute: u32,
+    /// Requests an officer may make at once before the rate applies.
+    pub burst: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            requests_per_minute: 600,
+            burst: 60,
+        }
+    }
 }
 
 /// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.
@@ -63,8 +103,18 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP, e.g. `127.0.0.1:8080`.
+    /// CRLs (`/crl/...`) and OCSP (`/ocsp`) over plain HTTP **to anyone**, e.g.
+    /// `127.0.0.1:8080`: the older name of `public_http`.
     pub http: Option<String>,
+    /// CRLs and OCSP over plain HTTP to anyone: an explicit choice (JPKI gives revocation
+    /// data to registered parties only; docs/serve.md).
+    pub public_http: Option<String>,
+    /// CRLs and OCSP over mutual TLS for registered verifiers and platform operators only,
+    /// e.g. `127.0.0.1:8444`.
+    pub verifiers_https: Option<String>,
+    /// Host names (or IPs) verifiers use to reach it, for its server certificate.
+    #[serde(default)]
+    pub verifiers_names: Vec<String>,
     /// The platform-operator API over mutual TLS, e.g. `127.0.0.1:9443`.
     pub pf_https: Option<String>,
     /// The RFC 3161 time-stamping authority over plain HTTP, e.g. `127.0.0.1:3180`
@@ -80,6 +130,13 @@ pub struct Listen {
     /// certificate beside the listening IP.
     #[serde(default)]
     pub portal_names: Vec<String>,
+    /// The remote admin API over mutual TLS (officers' client certificates from the operator
+    /// CA), e.g. `127.0.0.1:9444` (docs/officers.md).
+    pub admin_https: Option<String>,
+    /// Host names (or IPs) officers use to reach the admin API; they go into its server
+    /// certificate beside the listening IP.
+    #[serde(default)]
+    pub admin_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

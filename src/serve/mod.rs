@@ -14,6 +14,7 @@
 //! requests finish, and closes the store (a clean close flushes sled).
 
 pub mod adapters;
+pub mod admin_https;
 pub mod crl_status;
 pub mod health;
 mod http;
@@ -25,7 +26,7 @@ pub(crate) mod tsa_http;
 pub use http::serve_public as http_public;
 
 mod config;
-pub use config::{Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
+pub use config::{AdminConfig, AuditConfig, Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,8 +39,8 @@ use tokio::sync::watch;
 use crate::{Error, Result};
 
 /// Listeners of one `jpki serve`: public HTTP, the platform-operator API, the admin socket,
-/// the time-stamping authority (and the holder portal when configured, counted where the caps
-/// are fitted).
+/// the time-stamping authority (and the holder portal and the remote admin API when configured,
+/// counted where the caps are fitted).
 const LISTENERS: usize = 4;
 
 /// Raises this process's soft limit on open descriptors to its hard limit and returns it:
@@ -103,6 +104,13 @@ pub struct Settings {
     pub compact_journal_bytes: Option<u64>,
     /// What each listener admits (fitted to the descriptor limit).
     pub limits: conn_guard::Limits,
+    /// The remote admin API (`--admin-https`), when configured.
+    pub admin: Option<admin_https::AdminSettings>,
+    /// Sign an audit checkpoint this often (and when stopping); `None`: only when stopping.
+    pub checkpoint_every: Option<std::time::Duration>,
+    /// CRLs and OCSP for registered verifiers over mutual TLS (`--verifiers-https`), and the
+    /// extra names of its server certificate.
+    pub verifiers: Option<(SocketAddr, Vec<String>)>,
 }
 
 impl Config {
@@ -114,17 +122,67 @@ impl Config {
     }
 
     pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
-        let http = parse_addr("listen.http", &self.listen.http)?;
+        if self.listen.http.is_some() && self.listen.public_http.is_some() {
+            return Err(field(
+                "listen.public_http",
+                "give listen.public_http (--public-http) or its older name listen.http \
+                 (--http), not both",
+            ));
+        }
+        let http = match &self.listen.public_http {
+            Some(_) => parse_addr("listen.public_http", &self.listen.public_http)?,
+            None => parse_addr("listen.http", &self.listen.http)?,
+        };
+        let verifiers = parse_addr("listen.verifiers_https", &self.listen.verifiers_https)?
+            .map(|a| (a, self.listen.verifiers_names.clone()));
         let pf_https = parse_addr("listen.pf_https", &self.listen.pf_https)?;
         let portal = parse_addr("listen.portal", &self.listen.portal)?;
         let tsa = parse_addr("listen.tsa", &self.listen.tsa)?;
-        if http.is_none() && pf_https.is_none() && portal.is_none() && tsa.is_none() {
+        let admin_https = parse_addr("listen.admin_https", &self.listen.admin_https)?;
+        if http.is_none()
+            && pf_https.is_none()
+            && portal.is_none()
+            && tsa.is_none()
+            && admin_https.is_none()
+            && verifiers.is_none()
+        {
             return Err(field(
                 "listen",
-                "give at least one of listen.http (--http), listen.pf_https (--pf-https), \
-                 listen.portal (--portal) and listen.tsa (--tsa)",
+                "give at least one of listen.public_http (--public-http), \
+                 listen.verifiers_https (--verifiers-https), listen.pf_https (--pf-https), \
+                 listen.portal (--portal), listen.tsa (--tsa) and listen.admin_https \
+                 (--admin-https)",
             ));
         }
+        let a = &self.admin;
+        if !(1..=1_000_000).contains(&a.requests_per_minute) {
+            return Err(field(
+                "admin.requests_per_minute",
+                format!("must be 1 to 1000000, got {}", a.requests_per_minute),
+            ));
+        }
+        if !(1..=100_000).contains(&a.burst) {
+            return Err(field(
+                "admin.burst",
+                format!("must be 1 to 100000, got {}", a.burst),
+            ));
+        }
+        let every = self.audit.checkpoint_interval_seconds;
+        if every != 0 && !(60..=7 * 86_400).contains(&every) {
+            return Err(field(
+                "audit.checkpoint_interval_seconds",
+                format!("must be 0 (only at stop) or 60 to 604800, got {every}"),
+            ));
+        }
+        let checkpoint_every = (every != 0).then(|| std::time::Duration::from_secs(every));
+        let admin = admin_https.map(|addr| admin_https::AdminSettings {
+            addr,
+            names: self.listen.admin_names.clone(),
+            rate: admin_https::RateLimit {
+                per_minute: a.requests_per_minute,
+                burst: a.burst,
+            },
+        });
         let c = &self.crl;
         if !(1..=3600).contains(&c.dirty_bound_seconds) {
             return Err(field(
@@ -200,6 +258,9 @@ impl Config {
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
             limits,
+            admin,
+            checkpoint_every,
+            verifiers,
         })
     }
 }
@@ -399,7 +460,10 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
-        let listeners = LISTENERS + usize::from(settings.portal.is_some());
+        let listeners = LISTENERS
+            + usize::from(settings.portal.is_some())
+            + usize::from(settings.admin.is_some())
+            + usize::from(settings.verifiers.is_some());
         let limits = settings.limits.fitted(descriptor_limit(), listeners);
         if limits != settings.limits {
             tracing::warn!(
@@ -517,6 +581,21 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let gate = conn_guard::Gate::new(limits);
             tasks.spawn(portal.serve(listener, gate, stopped(stop_rx.clone())));
         }
+        if let Some((addr, names)) = &settings.verifiers {
+            let revocation = admin_https::Revocation {
+                publisher: Arc::clone(&parts.publisher),
+                responder: parts.responder.clone(),
+            };
+            let (listener, api) =
+                admin_https::start_verifiers(&parts.authority, *addr, names, revocation).await?;
+            let gate = conn_guard::Gate::new(limits);
+            tasks.spawn(api.serve(listener, gate, stopped(stop_rx.clone())));
+        }
+        if let Some(admin) = &settings.admin {
+            let (listener, api) = admin_https::start(&parts.authority, admin).await?;
+            let gate = conn_guard::Gate::new(limits);
+            tasks.spawn(api.serve(listener, gate, stopped(stop_rx.clone())));
+        }
         if let Some(addr) = settings.tsa {
             let tsa = Arc::new(
                 tokio::task::block_in_place(|| tsa::server::Tsa::load(Arc::clone(&parts.authority)))
@@ -546,6 +625,13 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             }
             tasks.spawn(Arc::clone(&watch).run(stopped(stop_rx.clone())));
         }
+        if let Some(every) = settings.checkpoint_every {
+            tasks.spawn(checkpoint_periodically(
+                Arc::clone(&parts.authority),
+                every,
+                stopped(stop_rx.clone()),
+            ));
+        }
         if let Some(period) = memory::period() {
             tasks.spawn(memory::trim_periodically(period, stopped(stop_rx.clone())));
         }
@@ -554,6 +640,13 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         eprintln!("jpki serve: stopping (finishing in-flight requests)");
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        // The last word: a signed checkpoint of the chain as the server leaves it.
+        let a = Arc::clone(&parts.authority);
+        match tokio::task::spawn_blocking(move || sign_checkpoint(&a)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("jpki serve: warning: no audit checkpoint at stop: {e}"),
+            Err(e) => eprintln!("jpki serve: warning: no audit checkpoint at stop: {e}"),
+        }
         let _ = std::fs::remove_file(ca::api::socket_path(data));
         Ok::<(), Error>(())
     });
@@ -669,6 +762,42 @@ async fn compact_when_due(
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "store compaction failed; retrying later"),
             Err(e) => tracing::error!(error = %e, "store compaction task failed"),
+        }
+    }
+}
+
+/// Signs a checkpoint of the audit chain's head (when it moved since the last), as
+/// `system:audit-checkpoint`.
+fn sign_checkpoint(authority: &Authority) -> Result<()> {
+    let actor = ca::officers::Actor::System("audit-checkpoint");
+    let made =
+        ca::officers::acting_as(&actor, || platform::audit_checkpoint::checkpoint(authority))?;
+    if let Some(c) = made {
+        tracing::info!(seq = c.seq, "audit checkpoint signed");
+    }
+    Ok(())
+}
+
+/// Signs an audit checkpoint every `every` until `stop` resolves (a failure is logged and
+/// tried again at the next tick).
+async fn checkpoint_periodically(
+    authority: Arc<Authority>,
+    every: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let a = Arc::clone(&authority);
+        match tokio::task::spawn_blocking(move || sign_checkpoint(&a)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed; retrying later"),
+            Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
         }
     }
 }

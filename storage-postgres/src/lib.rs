@@ -927,6 +927,13 @@ impl Storage for PgStorage {
             .transpose()
     }
 
+    fn checkpoints(&self) -> Result<Vec<ca::audit::Checkpoint>> {
+        self.rows("SELECT record FROM audit_checkpoints ORDER BY seq", &[])?
+            .iter()
+            .map(|row| json(row, "record"))
+            .collect()
+    }
+
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
         let Ok(from) = i64::try_from(from) else {
             return Ok(Vec::new());
@@ -1554,6 +1561,16 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn put_checkpoint(&self, c: &ca::audit::Checkpoint) -> Result<()> {
+        let seq = i64::try_from(c.seq)
+            .map_err(|_| ca::Error::Store(format!("checkpoint seq {} out of range", c.seq)))?;
+        self.exec(
+            "INSERT INTO audit_checkpoints (seq, record) VALUES ($1, $2) \
+             ON CONFLICT (seq) DO UPDATE SET record = EXCLUDED.record",
+            &[&seq, &Json(c)],
+        )
+    }
+
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
         let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
@@ -1599,7 +1616,7 @@ impl Tx for PgTx<'_> {
     fn put_officer(&self, o: &Officer) -> Result<()> {
         self.exec(
             "INSERT INTO officers (id, name, key, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+             ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, record = EXCLUDED.record",
             &[&o.id, &o.name, &o.key, &Json(o)],
         )
     }

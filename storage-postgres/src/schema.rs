@@ -14,7 +14,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "officers, and the actor of audit records", V3),
     (4, "municipal CRL partitions", V4),
     (5, "platform usage counters", V5),
-    (11, "the status history of every certificate", V11),
+    (6, "the status history of every certificate", V6),
+    (7, "signed checkpoints of the audit chain", V7),
 ];
 
 /// The version this binary brings a database to.
@@ -273,7 +274,7 @@ CREATE TABLE usage_counts (
 );
 "#;
 
-const V11: &str = r#"
+const V6: &str = r#"
 -- Every change of a certificate's status at the authority's clock (issue #18), the record a
 -- verification as of a past moment is judged from. Unlike revocation_log (a feed for edges,
 -- stamped by the database's clock), it is keyed by the certificate and kept for ever.
@@ -286,5 +287,14 @@ CREATE TABLE status_history (
     since_ns      bigint,
     invalidity_ns bigint,
     PRIMARY KEY (hierarchy, serial, at_ns)
+);
+"#;
+
+/// Version 7: signed checkpoints of the audit chain's head (`ca::checkpoint`), one per
+/// sequence number, the checkpoint's full serde form in `record`.
+const V7: &str = r#"
+CREATE TABLE audit_checkpoints (
+    seq    bigint PRIMARY KEY CHECK (seq >= 0),
+    record jsonb  NOT NULL
 );
 "#;

@@ -209,7 +209,7 @@ pub fn openssl_result(args: &[&str]) -> (bool, String) {
     )
 }
 
-/// A running `jpki serve --http 127.0.0.1:0`; killed when dropped.
+/// A running `jpki serve --public-http 127.0.0.1:0`; killed when dropped.
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -217,6 +217,10 @@ pub struct Server {
     pub pf: Option<String>,
     /// `http://127.0.0.1:PORT/tsa` of the time-stamping authority, when started (`--tsa`).
     pub tsa: Option<String>,
+    /// `https://127.0.0.1:PORT` of the remote admin API, when started (`--admin-https`).
+    pub admin: Option<String>,
+    /// `https://127.0.0.1:PORT` of the registered verifiers' listener (`--verifiers-https`).
+    pub verifiers: Option<String>,
 }
 
 impl Server {
@@ -226,7 +230,7 @@ impl Server {
 
     /// Starts with extra arguments; `pf` is filled when `--pf-https` is among them.
     pub fn start_with(env: &Env, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--http", "127.0.0.1:0"];
+        let mut args = vec!["serve", "--public-http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         Server::spawn(env.cmd(&args))
     }
@@ -234,7 +238,7 @@ impl Server {
     /// Starts with at most `nofile` open descriptors (soft and hard limit, set by
     /// `prlimit(1)`), as on a host with a low limit.
     pub fn start_limited(env: &Env, extra: &[&str], nofile: u32) -> Server {
-        let mut args = vec!["serve", "--http", "127.0.0.1:0"];
+        let mut args = vec!["serve", "--public-http", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let jpki = env.cmd(&args);
         let mut c = Command::new("prlimit");
@@ -261,6 +265,8 @@ impl Server {
         let mut base = None;
         let mut pf = None;
         let mut tsa = None;
+        let mut admin = None;
+        let mut verifiers = None;
         let mut said = String::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
@@ -270,6 +276,20 @@ impl Server {
                 line.strip_prefix("jpki serve: time-stamping authority (RFC 3161) at ")
             {
                 tsa = Some(rest.to_owned());
+            }
+            if let Some(rest) =
+                line.strip_prefix("jpki serve: CRLs and OCSP for registered verifiers at ")
+            {
+                verifiers = Some(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap()
+                        .trim_end_matches('/')
+                        .to_owned(),
+                );
+            }
+            if let Some(rest) = line.strip_prefix("jpki serve: admin API at ") {
+                admin = Some(rest.split("/v1/").next().unwrap().to_owned());
             }
             if let Some(rest) = line.strip_prefix("jpki serve: platform-operator API at ") {
                 pf = Some(rest.split("/v1/").next().unwrap().to_owned());
@@ -288,6 +308,8 @@ impl Server {
             base: base.unwrap_or_else(|| panic!("the server printed no address:\n{said}")),
             pf,
             tsa,
+            admin,
+            verifiers,
         }
     }
 

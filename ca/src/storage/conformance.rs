@@ -127,6 +127,8 @@ macro_rules! storage_conformance {
             officers,
             audit_actors_and_formats,
             status_history,
+            audit_checkpoints,
+            officer_key_renewal,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -236,6 +238,8 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("officers", officers::<S>),
         ("audit_actors_and_formats", audit_actors_and_formats::<S>),
         ("status_history", status_history::<S>),
+        ("audit_checkpoints", audit_checkpoints::<S>),
+        ("officer_key_renewal", officer_key_renewal::<S>),
     ]
 }
 
@@ -644,6 +648,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
     out.push(format!("audit: {:?}", ok(s.audit_records(0, usize::MAX))));
     out.push(format!("operators: {:?}", ok(s.operators())));
     out.push(format!("officers: {:?}", ok(s.officers())));
+    out.push(format!("checkpoints: {:?}", ok(s.checkpoints())));
     for name in p.operator_names {
         out.push(format!(
             "operator named {name}: {:?}",
@@ -2763,4 +2768,71 @@ pub fn status_history<S: Storage>(s: &S) {
     let other_h = ok(s.status_history(AUTH, &other.serial));
     assert_eq!(other_h.len(), 3);
     assert_eq!(other_h[2].status, revoked(Reason::KeyCompromise, 500));
+}
+
+/// Signed checkpoints of the audit chain: kept in sequence order (not insertion order), one
+/// per sequence number (a second replaces the first), apart from the chain itself (the
+/// head and the records do not move), and not written by a unit of work that fails.
+pub fn audit_checkpoints<S: Storage>(s: &S) {
+    use crate::audit::Checkpoint;
+    assert!(ok(s.checkpoints()).is_empty());
+    let cp = |seq: u64, sig: &str| Checkpoint {
+        seq,
+        hash: format!("{seq:064x}"),
+        at: at(1_000 + seq as i64),
+        signature: sig.into(),
+        cert_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+    };
+    commit(s, &|t| storage_audit(t, "a"));
+    let head = ok(s.audit_head());
+    commit(s, &|t| t.put_checkpoint(&cp(300, "c")));
+    commit(s, &|t| {
+        t.put_checkpoint(&cp(2, "a"))?;
+        t.put_checkpoint(&cp(256, "b"))
+    });
+    assert_eq!(
+        ok(s.checkpoints()),
+        vec![cp(2, "a"), cp(256, "b"), cp(300, "c")]
+    );
+    assert_eq!(ok(s.audit_head()), head, "a checkpoint is not a record");
+    assert_eq!(ok(s.audit_records(0, usize::MAX)).len(), 1);
+    commit(s, &|t| t.put_checkpoint(&cp(256, "b2")));
+    assert_eq!(ok(s.checkpoints())[1], cp(256, "b2"));
+    let e = s.transact(&|t| {
+        t.put_checkpoint(&cp(400, "d"))?;
+        Err(Error::Invalid("planned".into()))
+    });
+    assert!(matches!(e, Err(Error::Invalid(_))));
+    assert_eq!(ok(s.checkpoints()).len(), 3);
+}
+
+fn storage_audit(t: &dyn Tx, what: &str) -> Result<()> {
+    crate::storage::audit(t, at(1), what, "-", "")
+}
+
+/// An officer's key replaced (renewal): the new key finds it, the previous one no longer
+/// does (in the unit of work and after it); a failed renewal changes nothing.
+pub fn officer_key_renewal<S: Storage>(s: &S) {
+    use crate::officers::Role;
+    let o = officer("OF-a", "Sato", "k-old", Role::Auditor);
+    commit(s, &|t| t.put_officer(&o));
+    let mut renewed = o.clone();
+    renewed.key = "k-new".into();
+    let e = s.transact(&|t| {
+        t.put_officer(&renewed)?;
+        Err(Error::Invalid("planned".into()))
+    });
+    assert!(matches!(e, Err(Error::Invalid(_))));
+    assert_eq!(ok(s.officer_by_key("k-old")).as_deref(), Some("OF-a"));
+    assert_eq!(ok(s.officer_by_key("k-new")), None);
+    commit(s, &|t| {
+        t.put_officer(&renewed)?;
+        assert_eq!(t.officer_by_key("k-new")?.as_deref(), Some("OF-a"));
+        assert_eq!(t.officer_by_key("k-old")?, None);
+        Ok(())
+    });
+    assert_eq!(ok(s.officer_by_key("k-new")).as_deref(), Some("OF-a"));
+    assert_eq!(ok(s.officer_by_key("k-old")), None);
+    assert_eq!(ok(s.officer("OF-a")), Some(renewed));
+    assert_eq!(ok(s.officers()).len(), 1);
 }

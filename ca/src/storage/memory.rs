@@ -22,7 +22,7 @@ use policies::profile::Scope;
 use policies::Hierarchy;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditIntent, Head, Record};
+use crate::audit::{AuditIntent, Checkpoint, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
@@ -79,6 +79,8 @@ struct Tables {
     officer_keys: BTreeMap<String, String>,
     /// Month, PF, SP, endpoint, certificate type → count.
     usage: BTreeMap<UsageKey, u64>,
+    /// Signed checkpoints of the audit chain, by sequence number.
+    checkpoints: BTreeMap<u64, Checkpoint>,
 }
 
 /// The key of a usage counter.
@@ -297,6 +299,10 @@ impl Storage for MemoryStorage {
 
     fn audit_head(&self) -> Result<Option<Head>> {
         self.read(|t| t.audit_head.get(&()).cloned())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.read(|t| t.checkpoints.values().cloned().collect())
     }
 
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
@@ -809,6 +815,11 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        self.set(|t| &mut t.checkpoints, c.seq, Some(c.clone()));
+        Ok(())
+    }
+
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
         self.set(|t| &mut t.dirty, (h, scope), Some(()));
         Ok(())
@@ -878,6 +889,12 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_officer(&self, o: &Officer) -> Result<()> {
+        if let Some(old) = self
+            .get(|t| &t.officers, &o.id)
+            .filter(|old| old.key != o.key)
+        {
+            self.set(|t| &mut t.officer_keys, old.key, None);
+        }
         self.set(|t| &mut t.officers, o.id.clone(), Some(o.clone()));
         self.set(|t| &mut t.officer_names, o.name.clone(), Some(o.id.clone()));
         self.set(|t| &mut t.officer_keys, o.key.clone(), Some(o.id.clone()));

@@ -40,7 +40,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::actor::Officer;
-use crate::audit::{AuditIntent, Head, Record};
+use crate::audit::{AuditIntent, Checkpoint, Head, Record};
 use crate::error::Result;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
@@ -197,6 +197,8 @@ pub trait Storage: Send + Sync {
     fn audit_head(&self) -> Result<Option<Head>>;
     /// Up to `limit` audit records from sequence `from` on, in order.
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>>;
+    /// Every signed checkpoint of the chain's head, in sequence order ([`Tx::put_checkpoint`]).
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
 
     // ----- platform operators, service providers, consents, access log -------------------
 
@@ -347,6 +349,9 @@ pub trait Tx {
     /// and in order with [`Tx::audit`]: it must follow the chain's head
     /// ([`crate::audit::follow`]); its hash is kept, not recomputed.
     fn import_audit(&self, record: Record) -> Result<()>;
+    /// Records a signed checkpoint of the chain's head (one per sequence number; a second
+    /// for the same record replaces the first).
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<()>;
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
     fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;
@@ -360,8 +365,8 @@ pub trait Tx {
     fn put_consent(&self, c: &Consent) -> Result<()>;
     /// Appends an access-log entry; `seq` orders entries of the same instant.
     fn append_access(&self, a: &Access, seq: u64) -> Result<()>;
-    /// Writes an officer: its record, its name index and its key index (name and key never
-    /// change once registered).
+    /// Writes an officer: its record, its name index and its key index. The name never
+    /// changes; the key does on renewal, and the previous key's index entry is dropped.
     fn put_officer(&self, o: &Officer) -> Result<()>;
     /// Adds `u.count` to the usage counter of `u`'s (month, PF, SP, endpoint, certificate
     /// type), creating it at zero first.

@@ -392,6 +392,20 @@ pub fn scheduled_value(kind: ScheduledKind) -> &'static [u8] {
 /// The `meta` key of the audit chain's head.
 pub const AUDIT_HEAD: &[u8] = b"audit_head";
 
+/// Signed checkpoints of the chain's head live in `meta` under this prefix and the sequence
+/// number (big-endian, so that they scan in order); the value is the checkpoint (JSON).
+pub const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
+
+pub fn checkpoint_key(seq: u64) -> Vec<u8> {
+    let mut k = CHECKPOINT_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn checkpoint_from_store(b: &[u8]) -> Result<crate::audit::Checkpoint> {
+    from_json(b)
+}
+
 pub fn audit_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }

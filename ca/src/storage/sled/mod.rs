@@ -254,6 +254,10 @@ impl Storage for SledStorage {
             .get_with(Table::Meta, l::AUDIT_HEAD, l::audit_head_from_store)
     }
 
+    fn checkpoints(&self) -> Result<Vec<crate::audit::Checkpoint>> {
+        self.scan_values(Table::Meta, l::CHECKPOINT_PREFIX, l::checkpoint_from_store)
+    }
+
     fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<Record>> {
         self.kv
             .range(Table::Audit, &l::audit_key(from), &[0xFF; 9])
@@ -619,6 +623,11 @@ impl Tx for SledTx<'_> {
             .defer(Box::new(move |t: &dyn Txn| l::import_audit(t, &record)))
     }
 
+    fn put_checkpoint(&self, c: &crate::audit::Checkpoint) -> Result<()> {
+        self.0
+            .insert(Table::Meta, &l::checkpoint_key(c.seq), &l::json(c)?)
+    }
+
     fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
         self.0.insert(Table::Crl, &l::dirty_key(h, &scope), b"1")
     }
@@ -647,6 +656,10 @@ impl Tx for SledTx<'_> {
     }
 
     fn put_officer(&self, o: &Officer) -> Result<()> {
+        if let Some(old) = self.officer_of(&o.id)?.filter(|old| old.key != o.key) {
+            self.0
+                .remove(Table::Officers, &l::officer_client_key(&old.key))?;
+        }
         self.0
             .insert(Table::Officers, &l::officer_key(&o.id), &l::json(o)?)?;
         self.0.insert(
