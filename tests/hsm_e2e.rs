@@ -440,6 +440,15 @@ fn bad_token_input_is_refused_and_changes_nothing() {
             "hsm_pin",
         ),
         (
+            recorded
+                .lines()
+                .filter(|l| !l.starts_with("pin_file"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "no PIN for token `jpki-bad`",
+            "hsm_pin",
+        ),
+        (
             recorded.replace(&p(&hsm.token.module), "/nonexistent/libpkcs11.so"),
             "does not load as a PKCS#11 module",
             "hsm_module",
