@@ -405,7 +405,8 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         }
     }
     // CRLs: the newest generation signs them (CRLs per older generation are not built yet,
-    // docs/roots.md): the new leaf's partition CRL verifies against its generation.
+    // docs/roots.md): the new leaf's partition CRL verifies against its generation, judged as
+    // of the server's start (its first CRLs are issued then, later ones after it).
     let crl_url = format!(
         "{}/crl/signing/{}.crl",
         server.base,
@@ -423,7 +424,7 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "--crl",
         &crl_url,
         "--at",
-        &revoked_at,
+        &at(t2),
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -324,6 +324,21 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
         signing: authority.signer(Hierarchy::Signing)?,
         auth: authority.signer(Hierarchy::Auth)?,
     };
+    for h in Hierarchy::ALL {
+        let live = authority
+            .roots(h)
+            .iter()
+            .filter(|r| r.not_after >= clock.now())
+            .count();
+        if live > 1 {
+            // docs/roots.md, "What is not done".
+            tracing::warn!(
+                hierarchy = %h,
+                generations = live,
+                "CRLs are signed by the newest root generation only: certificates of older generations are checked by OCSP (which answers for every generation)"
+            );
+        }
+    }
     let crl_store = Arc::new(adapters::CrlStore(Arc::clone(&store)));
     let publisher = Arc::new(
         crl_publisher::Publisher::new(

@@ -1663,6 +1663,8 @@ pub fn operators<S: Storage>(s: &S) {
     let mut b2 = b.clone();
     b2.state = PfState::Suspended;
     b2.keys = vec!["cd34".into()];
+    // The newest client certificate's notAfter (the renewal window) round-trips.
+    b2.cert_not_after = Some(at(2));
     commit(s, &|t| t.put_operator(&b2));
     assert_eq!(ok(s.operator("pf-b")), Some(b2.clone()));
     assert_eq!(ok(s.operators()), vec![a, b2]);
