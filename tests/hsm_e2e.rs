@@ -353,6 +353,35 @@ fn the_whole_story_signs_through_the_token() {
         0,
         "still no CA key file"
     );
+    // A root rollover under dual control: the new generation's key is made in the token too,
+    // and the next certificate comes from it.
+    let two = env.two_officers();
+    let r = env.json(&Env::with_args(
+        &["root", "rollover", "--hierarchy", "signing"],
+        &two,
+    ));
+    assert_eq!(r["rolled_over"]["generation"], 2, "{r}");
+    assert_eq!(hsm.keys_labelled("signing-root-g2"), 1);
+    assert_eq!(
+        hsm.keys_labelled("signing-root-g1"),
+        1,
+        "the old generation keeps its key"
+    );
+    let (_k2, cs2) = env.csr("s2", 2048);
+    let id2 = env.add_resident("二代　目子", "1990-01-02");
+    let s2 = env.issue(&id2, "signing", &cs2);
+    let s2pem = env.write("s2.pem", s2["pem"].as_str().unwrap().as_bytes());
+    let sroot2 = env.write(
+        "sroot2.pem",
+        env.ok(&["root", "--hierarchy", "signing"]).as_bytes(),
+    );
+    let out = openssl(&["verify", "-CAfile", &p(&sroot2), &p(&s2pem)]);
+    assert!(out.contains(": OK"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(env.data().join("keys")).unwrap().count(),
+        0,
+        "still no CA key file after the rollover"
+    );
     let verified = env.json(&["audit", "verify"]);
     assert!(verified["records"].as_u64().unwrap() > 5, "{verified}");
 }

@@ -73,12 +73,27 @@ fn a_rollover_makes_a_new_generation_and_a_wrong_passphrase_changes_nothing() {
     let id = env.add_resident("山田　花子", "1985-04-12");
     let (_k1, csr1) = env.csr("auth1", 2048);
     let old = env.issue(&id, "auth", &csr1);
-    let before = (env.snapshot(&[&id]), files(&env));
     assert_eq!(generations(&env, "auth").len(), 1);
 
     // A wrong passphrase: refused, one line, nothing written (store, audit, key and cert files).
+    let two = env.two_officers();
+    // Dual control: without approvals, or with one officer twice, refused (and audited).
+    env.fails(
+        &["root", "rollover", "--hierarchy", "auth"],
+        "two distinct ca-officers",
+    );
+    let once = [two[..4].to_vec(), two[..4].to_vec()].concat();
+    env.fails(
+        &Env::with_args(&["root", "rollover", "--hierarchy", "auth"], &once),
+        "twice",
+    );
+    assert_eq!(generations(&env, "auth").len(), 1);
+    let before = (env.snapshot(&[&id]), files(&env));
     let out = env
-        .cmd(&["root", "rollover", "--hierarchy", "auth"])
+        .cmd(&Env::with_args(
+            &["root", "rollover", "--hierarchy", "auth"],
+            &two,
+        ))
         .env("JPKI_PASSPHRASE", "not the passphrase")
         .output()
         .unwrap();
@@ -93,7 +108,10 @@ fn a_rollover_makes_a_new_generation_and_a_wrong_passphrase_changes_nothing() {
         "unknown kind `operator`",
     );
 
-    let r = env.json(&["root", "rollover", "--hierarchy", "auth"]);
+    let r = env.json(&Env::with_args(
+        &["root", "rollover", "--hierarchy", "auth"],
+        &two,
+    ));
     assert_eq!(r["rolled_over"]["generation"], 2, "{r}");
     assert!(env.data().join("keys/auth-root-g2.key").exists());
     assert!(env.data().join("certs/auth-root-g2.pem").exists());
@@ -275,7 +293,11 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
     // A year later the signing root rolls over; a new leaf is issued under generation 2.
     let t1 = t0 + time::Duration::days(365);
     env.now = Some(at(t1));
-    env.ok(&["root", "rollover", "--hierarchy", "signing"]);
+    let two = env.two_officers();
+    env.ok(&Env::with_args(
+        &["root", "rollover", "--hierarchy", "signing"],
+        &two,
+    ));
     let other = env.add_resident("佐藤　一郎", "1979-11-02");
     let (key2, csr2) = env.csr("sign2", 2048);
     let new = env.issue(&other, "signing", &csr2);
@@ -483,55 +505,43 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
     server.stop();
 }
 
-/// The schedule: under `ca.root_rollover = "auto"` a server started after the rollover is due
-/// (4 years after the newest generation) rolls both roots over before it serves, audited as
-/// the system; under the default `"warn"` it only warns (and the expiry list names the date).
-/// A policy whose rollover interval is not below the roots' validity is refused.
+/// The schedule: a server started after the rollover is due (4 years after the newest
+/// generation) only warns — the rollover is a key ceremony under dual control — and the expiry
+/// list names the date; a policy asking for `ca.root_rollover = "auto"` is refused, naming the
+/// field and why. A policy whose rollover interval is not below the roots' validity is refused.
 #[test]
-fn a_due_rollover_is_made_by_the_server_under_auto_and_only_warned_about_under_warn() {
+fn a_due_rollover_is_warned_about_and_never_made_by_the_server() {
     let default = policies::policy::DEFAULT_POLICY;
     assert!(default.contains("root_rollover = \"warn\""));
     let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
     let t4 = t0 + time::Duration::days(4 * 365 + 2);
-    for (mode, expect) in [("warn", 1), ("auto", 2)] {
-        let mut env = Env::empty();
-        let policy = env.write(
-            "policy.toml",
-            default
-                .replace(
-                    "root_rollover = \"warn\"",
-                    &format!("root_rollover = \"{mode}\""),
-                )
-                .as_bytes(),
-        );
-        env.now = Some(at(t0));
-        env.ok(&["init", "--policy", &p(&policy)]);
-        let due = env.json(&["ocsp-signer", "status"])["expiries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["what"] == "root-rollover" && e["hierarchy"] == "auth")
-            .unwrap()["not_after"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(due.starts_with("2031-01-0"), "{due}");
-        let server = serve_at(&mut env, t4);
-        for h in ["signing", "auth"] {
-            assert_eq!(generations(&env, h).len(), expect, "{mode} {h}");
-        }
-        server.stop();
-        if mode == "auto" {
-            let audit = env.json(&["audit", "log"]);
-            let rolled: Vec<_> = audit["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|r| r["action"] == "root-rollover")
-                .collect();
-            assert_eq!(rolled.len(), 2, "{audit}");
-        }
+    let mut env = Env::empty();
+    env.now = Some(at(t0));
+    env.ok(&["init"]);
+    let due = env.json(&["ocsp-signer", "status"])["expiries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["what"] == "root-rollover" && e["hierarchy"] == "auth")
+        .unwrap()["not_after"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(due.starts_with("2031-01-0"), "{due}");
+    let server = serve_at(&mut env, t4);
+    for h in ["signing", "auth"] {
+        assert_eq!(generations(&env, h).len(), 1, "{h}");
     }
+    server.stop();
+    let auto = Env::empty();
+    let policy = auto.write(
+        "policy.toml",
+        default
+            .replace("root_rollover = \"warn\"", "root_rollover = \"auto\"")
+            .as_bytes(),
+    );
+    auto.fails(&["init", "--policy", &p(&policy)], "dual control");
+    assert!(!auto.data().exists());
     // Bad policy: generations must overlap.
     let env = Env::empty();
     let bad = env.write(

@@ -158,6 +158,8 @@ pub enum Request {
     /// `{rolled_over: RolledOver, generations: [Generation]}`.
     RootRollover {
         hierarchy: Hierarchy,
+        /// Two distinct ca-officers' approvals of `root-rollover` on the hierarchy.
+        approvals: Vec<crate::ceremony::Approval>,
     },
     /// Every officer. Answer: `{officers: [Officer]}`.
     OfficerList,
@@ -471,8 +473,11 @@ impl Authority {
                     .collect();
                 Ok(json!({ "generations": all }))
             }
-            Request::RootRollover { hierarchy } => {
-                let r = self.rollover_root(hierarchy)?;
+            Request::RootRollover {
+                hierarchy,
+                approvals,
+            } => {
+                let r = self.rollover_root(hierarchy, &approvals)?;
                 Ok(json!({ "rolled_over": r, "generations": self.generations(hierarchy) }))
             }
             Request::OfficerList => {

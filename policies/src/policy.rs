@@ -28,7 +28,9 @@ pub enum RolloverMode {
     /// Warn in the log and `/metrics`; the operator runs `jpki root rollover`.
     #[default]
     Warn,
-    /// Roll over at once, then carry on serving.
+    /// Refused when the policy is loaded: a root rollover is a key ceremony under dual
+    /// control (two ca-officers approve `jpki root rollover`), which no server may make by
+    /// itself. Kept so that such a file is refused with that reason, not as a syntax error.
     Auto,
 }
 
@@ -84,13 +86,13 @@ pub struct CaSection {
     pub operator: String,
     pub root_validity_years: u32,
     /// Years between root generations (`jpki root rollover`): `jpki serve` warns when the
-    /// newest generation is this old, and rolls over itself under `root_rollover = "auto"`.
+    /// newest generation is this old (the rollover itself is a dual-control ceremony).
     /// Absent in policy files written before generations existed: 4, as the real service
     /// (reference §1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_rollover_years: Option<u32>,
-    /// What `jpki serve` does when a rollover is due: `"warn"` (the default: log and
-    /// `/metrics`, the operator runs `jpki root rollover`) or `"auto"` (it rolls over itself).
+    /// What `jpki serve` does when a rollover is due: `"warn"` (the only value accepted: log
+    /// and `/metrics`; two ca-officers approve `jpki root rollover`).
     #[serde(default)]
     pub root_rollover: RolloverMode,
     pub serials: SerialScheme,
@@ -254,6 +256,13 @@ impl Policy {
             return Err(field(
                 "ca.root_validity_years",
                 format!("must be 1 to 30, got {}", ca.root_validity_years),
+            ));
+        }
+        if ca.root_rollover == RolloverMode::Auto {
+            return Err(field(
+                "ca.root_rollover",
+                "\"auto\" is not allowed: a root rollover is a key ceremony under dual control \
+                 (two ca-officers approve `jpki root rollover`); use \"warn\"",
             ));
         }
         if let Some(y) = ca.root_rollover_years {

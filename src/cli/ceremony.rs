@@ -32,7 +32,7 @@ pub enum CeremonyCommand {
     /// Sign this officer's approval of a key ceremony (valid for 5 minutes), to hand to the
     /// officer who runs it (`--approval FILE`).
     Approve {
-        /// The ceremony: `ocsp-signer-compromise` (more as they come, e.g. a root rollover).
+        /// The ceremony: `ocsp-signer-compromise` or `root-rollover`.
         #[arg(long)]
         operation: String,
         /// What it acts on (the hierarchy: signing or auth).

@@ -826,10 +826,15 @@ pub enum RootCommand {
     /// Make a new generation of a hierarchy's root: a new key and a new self-signed root with
     /// the same DN and a new serial; new certificates are issued under it, older generations
     /// keep their keys (docs/roots.md). Needs the passphrase.
+    /// A key ceremony under dual control: two distinct ca-officers approve it (--approval
+    /// FILE twice, or --officer-cert/--officer-key twice; docs/hsm.md).
     Rollover {
         /// signing or auth.
         #[arg(long, value_parser = parse_hierarchy)]
         hierarchy: Hierarchy,
+        #[command(flatten)]
+        approvers: ceremony::Approvers,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -1486,13 +1491,24 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Root {
-            command: Some(RootCommand::Rollover { hierarchy, json }),
+            command:
+                Some(RootCommand::Rollover {
+                    hierarchy,
+                    approvers,
+                    json,
+                }),
             ..
         } => {
+            let approvals = approvers.collect(
+                ca::authority::rollover::ROLLOVER_CEREMONY,
+                &hierarchy.to_string(),
+                clock()?.now(),
+            )?;
             let v = call(
                 &cli,
                 Request::RootRollover {
                     hierarchy: *hierarchy,
+                    approvals,
                 },
             )?;
             if *json {

@@ -420,24 +420,17 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         let watch = renew::Watch::new(Arc::clone(&authority));
         {
             let a = Arc::clone(&authority);
-            let rolled = {
-            let a = Arc::clone(&authority);
-            tokio::task::spawn_blocking(move || {
-                ca::officers::acting_as(&ca::officers::Actor::System("root-rollover"), || {
-                    a.rollover_roots_due()
-                })
-            })
-            .await
-            .map_err(|e| Error::Serve(e.to_string()))?
-        };
-        match rolled {
-            Ok(done) => {
-                for r in done {
-                    tracing::warn!(hierarchy = %r.hierarchy, generation = r.generation, serial = %r.serial, "rolled the root over (ca.root_rollover = \"auto\")");
-                }
+            // A due root rollover is only warned about: it is a key ceremony under dual
+            // control (two ca-officers, `jpki root rollover`).
+            let due = {
+                let a = Arc::clone(&authority);
+                tokio::task::spawn_blocking(move || a.rollover_roots_due())
+                    .await
+                    .map_err(|e| Error::Serve(e.to_string()))?
+            };
+            if let Err(e) = due {
+                tracing::error!(error = %e, "the root rollover schedule could not be read");
             }
-            Err(e) => tracing::error!(error = %e, "the scheduled root rollover failed"),
-        }
         let renewed = tokio::task::spawn_blocking(move || {
                 ca::officers::acting_as(&ca::officers::Actor::System("ocsp-renewal"), || {
                     a.renew_ocsp_signers_due()

@@ -452,3 +452,47 @@ pub fn partition_path(p: &serde_json::Value) -> String {
         other => panic!("not a partition: {other}"),
     }
 }
+
+impl Env {
+    /// The flags two distinct ca-officers' approvals of a key ceremony take
+    /// (`--officer-cert/--officer-key` twice): the first officer `jpki init` made and a second
+    /// one, registered here on first use.
+    pub fn two_officers(&self) -> Vec<String> {
+        let officers = self.data().join("officers");
+        let (cert2, key2) = (
+            self.path("second-officer.pem"),
+            self.path("second-officer.key"),
+        );
+        if !cert2.exists() {
+            self.ok(&[
+                "officer",
+                "add",
+                "--name",
+                "second-officer",
+                "--role",
+                "ca-officer",
+                "--key-out",
+                &p(&key2),
+                "--cert-out",
+                &p(&cert2),
+            ]);
+        }
+        vec![
+            "--officer-cert".into(),
+            p(&officers.join("ca-officer.pem")),
+            "--officer-key".into(),
+            p(&officers.join("ca-officer.key")),
+            "--officer-cert".into(),
+            p(&cert2),
+            "--officer-key".into(),
+            p(&key2),
+        ]
+    }
+
+    /// `args` followed by `extra`, as the `&[&str]` every runner takes.
+    pub fn with_args<'a>(args: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
+        let mut v = args.to_vec();
+        v.extend(extra.iter().map(String::as_str));
+        v
+    }
+}

@@ -40,6 +40,9 @@ use crate::keys;
 use crate::records::{pem, CertKind, CertRecord};
 use crate::storage;
 
+/// The dual-control operation name of a root rollover ([`crate::ceremony`]).
+pub const ROLLOVER_CEREMONY: &str = "root-rollover";
+
 /// Default years between root generations when the policy does not say (reference §1).
 pub const DEFAULT_ROLLOVER_YEARS: u32 = 4;
 
@@ -122,9 +125,16 @@ impl Authority {
         Ok(date.midnight().assume_offset(validity::JST))
     }
 
-    /// Makes a new generation of a hierarchy's root (module docs). A wrong or missing
-    /// passphrase fails before anything changes.
-    pub fn rollover_root(&self, h: Hierarchy) -> Result<RolledOver> {
+    /// Makes a new generation of a hierarchy's root (module docs). A key ceremony under dual
+    /// control: `approvals` must hold two distinct ca-officers' approvals of
+    /// [`ROLLOVER_CEREMONY`] on the hierarchy ([`crate::ceremony`]), who are named in the
+    /// `root-rollover` audit record; anything less is refused (and audited). A wrong or
+    /// missing passphrase (or token PIN) fails before anything changes.
+    pub fn rollover_root(
+        &self,
+        h: Hierarchy,
+        approvals: &[crate::ceremony::Approval],
+    ) -> Result<RolledOver> {
         if self.listener.get().is_some() {
             return Err(Error::Invalid(
                 "a running `jpki serve` takes root generations up when it starts: stop it, run \
@@ -132,7 +142,14 @@ impl Authority {
                     .into(),
             ));
         }
-        let out = self.rollover_locked(h)?;
+        let quorum = crate::ceremony::require_two(
+            self.storage.as_ref(),
+            self.clock.now(),
+            ROLLOVER_CEREMONY,
+            &h.to_string(),
+            approvals,
+        )?;
+        let out = self.rollover_locked(h, &quorum)?;
         // The delegated OCSP signer moves to the new generation (the older ones sign their
         // own answers). Should this fail, the rollover stands and `renew_ocsp_signers_due`
         // (every `jpki serve` start and timer) replaces the signer, which it treats as due.
@@ -142,30 +159,33 @@ impl Authority {
         Ok(out)
     }
 
-    /// Rolls over every hierarchy whose rollover is due when the policy says
-    /// `ca.root_rollover = "auto"`; under `"warn"` only logs. What `jpki serve` runs when it
-    /// starts, before its publishers are built. Returns the rollovers made.
-    pub fn rollover_roots_due(&self) -> Result<Vec<RolledOver>> {
+    /// Warns about every hierarchy whose rollover is due (`ca.root_rollover_years`): what
+    /// `jpki serve` runs when it starts. The rollover itself is a key ceremony under dual
+    /// control, so the server never makes one by itself (`ca.root_rollover = "auto"` is
+    /// refused when the policy is loaded). Returns the hierarchies due.
+    pub fn rollover_roots_due(&self) -> Result<Vec<Hierarchy>> {
         let now = self.clock.now();
-        let mut done = Vec::new();
+        let mut due_now = Vec::new();
         for h in Hierarchy::ALL {
             let due = self.rollover_due_at(h)?;
             if now < due {
                 continue;
             }
-            match self.policy.ca.root_rollover {
-                policies::policy::RolloverMode::Auto => done.push(self.rollover_root(h)?),
-                policies::policy::RolloverMode::Warn => tracing::warn!(
-                    hierarchy = %h,
-                    due = %due,
-                    "a new root generation is due (ca.root_rollover_years): run `jpki root rollover --hierarchy {h}`"
-                ),
-            }
+            tracing::warn!(
+                hierarchy = %h,
+                due = %due,
+                "a new root generation is due (ca.root_rollover_years): two ca-officers approve `jpki root rollover --hierarchy {h}`"
+            );
+            due_now.push(h);
         }
-        Ok(done)
+        Ok(due_now)
     }
 
-    fn rollover_locked(&self, h: Hierarchy) -> Result<RolledOver> {
+    fn rollover_locked(
+        &self,
+        h: Hierarchy,
+        quorum: &crate::ceremony::Quorum,
+    ) -> Result<RolledOver> {
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
         // 1. The passphrase, proved on the newest generation's key.
         let current = self.root(h);
@@ -182,7 +202,7 @@ impl Authority {
         // 2. The key; a file no root record names is a leftover of a rollover that failed.
         self.signers.discard_root_key(h, generation)?;
         let key = self.signers.create_root_key(h, generation)?;
-        let made = self.rollover_with(h, generation, &key, now);
+        let made = self.rollover_with(h, generation, &key, now, quorum);
         let out = match made {
             Ok(v) => v,
             Err(e) => {
@@ -226,6 +246,7 @@ impl Authority {
         generation: u32,
         key: &crate::keys::CaSigner,
         now: OffsetDateTime,
+        quorum: &crate::ceremony::Quorum,
     ) -> Result<std::sync::Arc<Root>> {
         let spki = key.spki()?;
         let (serial, counter) = self.new_serial(h)?;
@@ -272,8 +293,9 @@ impl Authority {
                 "root-rollover",
                 &format!("{h}:{hexs}"),
                 &format!(
-                    "generation {generation} after {previous}; notAfter {}",
-                    not_after.unix_timestamp()
+                    "generation {generation} after {previous}; notAfter {}; {}",
+                    not_after.unix_timestamp(),
+                    quorum.audit_detail()
                 ),
             )
         })?;
