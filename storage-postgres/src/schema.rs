@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "officers, and the actor of audit records", V3),
     (4, "municipal CRL partitions", V4),
     (5, "platform usage counters", V5),
+    (6, "CRL partition leases", V6),
 ];
 
 /// The version this binary brings a database to.
@@ -269,5 +270,19 @@ CREATE TABLE usage_counts (
     cert_type text   COLLATE "C" NOT NULL,
     count     bigint NOT NULL CHECK (count >= 0),
     PRIMARY KEY (month, pf, sp, endpoint, cert_type)
+);
+"#;
+
+/// Version 6: CRL partition leases (as Boulder's `LeaseCRLShard`): the CA node that may
+/// reserve a CRL's next number and publish it, until `until_ns`.
+const V6: &str = r#"
+CREATE TABLE crl_leases (
+    hierarchy        smallint NOT NULL,
+    crl_scope        integer  NOT NULL,
+    crl_prefecture   text COLLATE "C" NOT NULL DEFAULT '',
+    crl_municipality text COLLATE "C" NOT NULL DEFAULT '',
+    holder           text     NOT NULL,
+    until_ns         bigint   NOT NULL,
+    PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality)
 );
 "#;
