@@ -177,7 +177,18 @@ pub enum Command {
         /// Serve the RFC 3161 time-stamping authority over HTTP here (docs/tsa.md).
         #[arg(long, value_name = "ADDR")]
         tsa: Option<String>,
+        /// What this process does: everything (all), a CA node (ca: issuance, register
+        /// events, leased CRL publishing, no OCSP) or an edge node (edge: OCSP and CRLs from
+        /// an edge directory made by `jpki edge export`). See docs/deployment.md.
+        #[arg(long, value_enum, default_value_t = crate::serve::role::Role::All)]
+        role: crate::serve::role::Role,
+        /// A CA node's name in CRL leases (default: hostname-pid).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
     },
+    /// Edge nodes (OCSP and CRL serving on PostgreSQL; docs/deployment.md).
+    #[command(subcommand)]
+    Edge(EdgeCommand),
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
     /// Verify a login: a challenge signed with an authentication key.
@@ -480,6 +491,26 @@ pub enum StoreCommand {
         /// The target database, postgres://…
         #[arg(long)]
         to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EdgeCommand {
+    /// Make an edge directory from this CA data directory: the policy, the roots'
+    /// certificates, each OCSP signer's certificate and key (re-encrypted under the edge
+    /// passphrase) and the database URL. No root key. Needs the CA passphrase.
+    Export {
+        /// The new edge directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The database the edge reads (e.g. a hot standby); default: this directory's.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// File holding the edge's passphrase (must differ from the CA passphrase).
+        #[arg(long, value_name = "FILE")]
+        edge_passphrase_file: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -1400,6 +1431,8 @@ pub fn run(cli: Cli) -> Result<()> {
             pf_https,
             portal,
             tsa,
+            role,
+            node,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -1423,7 +1456,36 @@ pub fn run(cli: Cli) -> Result<()> {
             let policy = policies::Policy::from_toml(&policy_text).map_err(Error::from)?;
             let settings = cfg.validate(&cli.data, &policy)?;
             let pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
-            crate::serve::run(&cli.data, Some(pass), settings)
+            use crate::serve::role::{node_name, run_edge, Role};
+            match role {
+                Role::All => crate::serve::run(&cli.data, Some(pass), settings),
+                Role::Ca => {
+                    let node = node_name(node.as_deref());
+                    crate::serve::run_node(&cli.data, Some(pass), settings, Some(node))
+                }
+                Role::Edge => run_edge(&cli.data, pass, settings),
+            }
+        }
+        Command::Edge(EdgeCommand::Export {
+            out,
+            store,
+            edge_passphrase_file,
+            json,
+        }) => {
+            let ca_pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let edge_pass = passphrase(Some(edge_passphrase_file))?.ok_or(Error::NoPassphrase)?;
+            let e =
+                crate::serve::role::export(&cli.data, out, store.as_deref(), &ca_pass, &edge_pass)?;
+            print(*json, &e, |e| {
+                format!(
+                    "edge directory {} made ({} files, no root key), reading {}; start it with \
+                     `jpki --data {} serve --role edge --http ADDR` and the edge passphrase",
+                    e.dir.display(),
+                    e.files.len(),
+                    crate::serve::role::redacted(&e.store),
+                    e.dir.display()
+                )
+            })
         }
         Command::Verify(args) => verify::verify(args, clock()?.now()),
         Command::VerifyLogin(args) => verify::verify_login(args, clock()?.now()),

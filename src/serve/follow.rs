@@ -64,9 +64,7 @@ impl FollowState {
 
     /// The follower's lines for `/metrics` (Prometheus text format).
     pub fn metrics(&self) -> String {
-        let age = self
-            .last_ok
-            .map_or(-1.0, |t| t.elapsed().as_secs_f64());
+        let age = self.last_ok.map_or(-1.0, |t| t.elapsed().as_secs_f64());
         format!(
             "# HELP jpki_edge_ready Whether the edge's database answered within {stale} s.\n\
              # TYPE jpki_edge_ready gauge\n\
@@ -192,7 +190,10 @@ impl Follower {
             None => {}
         }
         if s.error.take().is_some() {
-            tracing::info!(seq = s.seq, "the database answers again; following the revocation log");
+            tracing::info!(
+                seq = s.seq,
+                "the database answers again; following the revocation log"
+            );
         }
         s.last_ok = Some(Instant::now());
         done
@@ -265,7 +266,11 @@ mod tests {
         revoke(&store, 1);
         let seen = Arc::new(Seen::default());
         let f = Follower::new(store.clone(), None, seen.clone()).unwrap();
-        assert_eq!(f.poll_once(), 0, "what came before the start is not replayed");
+        assert_eq!(
+            f.poll_once(),
+            0,
+            "what came before the start is not replayed"
+        );
         for n in 2..=255u8 {
             revoke(&store, n);
         }

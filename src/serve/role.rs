@@ -220,7 +220,7 @@ pub struct EdgeSection {
     pub store: String,
 }
 
-/// What `jpki edge export` wrote.
+/// What `jpki edge export` wrote (the URL without its password).
 #[derive(Debug, Serialize)]
 pub struct Exported {
     pub dir: PathBuf,
@@ -288,7 +288,8 @@ pub fn export(
         let mut b = std::fs::DirBuilder::new();
         b.mode(0o700).recursive(true);
         for d in [out.to_path_buf(), out.join("certs"), out.join("keys")] {
-            b.create(&d).map_err(io(format!("create {}", d.display())))?;
+            b.create(&d)
+                .map_err(io(format!("create {}", d.display())))?;
         }
         let mut files = Vec::new();
         let mut copy = |from: PathBuf, to: PathBuf| -> Result<()> {
@@ -329,13 +330,28 @@ pub fn export(
     match result {
         Ok(files) => Ok(Exported {
             dir: out.to_path_buf(),
-            store,
+            store: redacted(&store),
             files,
         }),
         Err(e) => {
             let _ = std::fs::remove_dir_all(out);
             Err(e)
         }
+    }
+}
+
+/// A database URL with its password (if any) replaced by `***`, to print.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(x) => x,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
     }
 }
 
@@ -402,7 +418,8 @@ impl Edge {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let pg = Arc::new(storage_postgres::PgStorage::open_follower(&url).map_err(ca::Error::from)?);
+        let pg =
+            Arc::new(storage_postgres::PgStorage::open_follower(&url).map_err(ca::Error::from)?);
         let store: Arc<dyn Storage> = pg.clone();
         let responder = ocsp_responder::Responder::new(
             ocsp_responder::Settings::from_policy(&policy),
@@ -455,7 +472,10 @@ impl Edge {
 /// the CRL's nextUpdate.
 async fn serve_crl_file(dir: &Path, rest: &str, method: &http::Method) -> Response<Full<Bytes>> {
     if !matches!(*method, http::Method::GET | http::Method::HEAD) {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n".into());
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        );
     }
     let ok_segment = |s: &str| {
         !s.is_empty()
@@ -548,7 +568,9 @@ pub fn run_edge(dir: &Path, passphrase: Vec<u8>, settings: super::Settings) -> R
         let local = listener
             .local_addr()
             .map_err(|e| Error::Serve(e.to_string()))?;
-        eprintln!("jpki serve: edge node: OCSP at http://{local}/ocsp, CRLs at http://{local}/crl/");
+        eprintln!(
+            "jpki serve: CRLs at http://{local}/crl/, OCSP at http://{local}/ocsp (edge node)"
+        );
         tracing::info!(%local, "edge listener");
         let limits = settings.limits.fitted(super::descriptor_limit(), 1);
         let e = Arc::clone(&edge);

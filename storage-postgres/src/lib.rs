@@ -1749,7 +1749,14 @@ impl Tx for PgTx<'_> {
              VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
              DO UPDATE SET holder = EXCLUDED.holder, until_ns = EXCLUDED.until_ns",
-            &[&h_code(h), &sc, &pref, &muni, &lease.holder, &ns(lease.until)?],
+            &[
+                &h_code(h),
+                &sc,
+                &pref,
+                &muni,
+                &lease.holder,
+                &ns(lease.until)?,
+            ],
         )
     }
 }

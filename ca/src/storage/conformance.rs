@@ -2685,7 +2685,11 @@ pub fn revocation_log<S: Storage>(s: &S) {
     let a = holder_cert(SIGNING, &[0x21], "R1", 0);
     let b = holder_cert(AUTH, &[0x22], "R1", 1);
     add(s, &[&a, &b]);
-    assert_eq!(ok(s.revocation_log_head()), 0, "issuance is not a status change");
+    assert_eq!(
+        ok(s.revocation_log_head()),
+        0,
+        "issuance is not a status change"
+    );
     set_status(s, &a, held(100));
     set_status(s, &a, StatusRecord::GOOD);
     set_status(s, &b, revoked(Reason::KeyCompromise, 200));
@@ -2728,12 +2732,19 @@ pub fn crl_leases<S: Storage>(s: &S) {
     let ttl = Duration::seconds(60);
     let p = Scope::Partition(2);
     assert_eq!(ok(s.crl_lease(SIGNING, p.clone())), None);
-    commit(s, &|t| lease_crl(t, SIGNING, p.clone(), "ca-1", at(1000), ttl));
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, p.clone(), "ca-1", at(1000), ttl)
+    });
     let l = ok(s.crl_lease(SIGNING, p.clone())).expect("leased");
     assert_eq!((l.holder.as_str(), l.until), ("ca-1", at(1060)));
     // Renewed by its holder.
-    commit(s, &|t| lease_crl(t, SIGNING, p.clone(), "ca-1", at(1030), ttl));
-    assert_eq!(ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.until), Some(at(1090)));
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, p.clone(), "ca-1", at(1030), ttl)
+    });
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.until),
+        Some(at(1090))
+    );
     // Refused to another node while it runs, with the holder named; nothing changes.
     let e = s
         .transact(&|t| {
@@ -2743,18 +2754,31 @@ pub fn crl_leases<S: Storage>(s: &S) {
         .expect_err("leased to ca-1");
     assert!(matches!(&e, Error::Refused(m) if m.contains("ca-1")), "{e}");
     assert_eq!(ok(s.crl_state(SIGNING, p.clone())), None);
-    assert_eq!(ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder), Some("ca-1".into()));
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder),
+        Some("ca-1".into())
+    );
     // Another CRL is free; the lease ran out: granted to the other node.
     commit(s, &|t| lease_crl(t, AUTH, p.clone(), "ca-2", at(1089), ttl));
-    commit(s, &|t| lease_crl(t, SIGNING, Scope::Ca, "ca-2", at(1089), ttl));
-    commit(s, &|t| lease_crl(t, SIGNING, p.clone(), "ca-2", at(1090), ttl));
-    assert_eq!(ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder), Some("ca-2".into()));
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, Scope::Ca, "ca-2", at(1089), ttl)
+    });
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, p.clone(), "ca-2", at(1090), ttl)
+    });
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder),
+        Some("ca-2".into())
+    );
     // The Tx's view of the CRL state and lease, own writes included.
     commit(s, &|t| {
         assert_eq!(t.crl_state(SIGNING, p.clone())?, None);
         t.put_crl_state(SIGNING, p.clone(), b"mine")?;
         assert_eq!(t.crl_state(SIGNING, p.clone())?, Some(b"mine".to_vec()));
-        assert_eq!(t.crl_lease(SIGNING, p.clone())?.map(|l| l.holder), Some("ca-2".into()));
+        assert_eq!(
+            t.crl_lease(SIGNING, p.clone())?.map(|l| l.holder),
+            Some("ca-2".into())
+        );
         Ok(())
     });
     assert_eq!(ok(s.crl_state(SIGNING, p.clone())), Some(b"mine".to_vec()));

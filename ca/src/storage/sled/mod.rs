@@ -21,8 +21,8 @@ use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, StatusRecord};
 use crate::storage::{
-    CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, Revoked, Scheduled,
-    StatusChange, Storage, Tx,
+    CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, Revoked, Scheduled, StatusChange,
+    Storage, Tx,
 };
 
 /// The storage authority on sled (see the module docs).
