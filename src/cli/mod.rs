@@ -602,6 +602,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Revocation-to-edge latency (p50/p99) for an edge follower on a throwaway PostgreSQL
+    /// primary and one on its streaming standby (docs/deployment.md, BENCHMARKS.md).
+    Nodes {
+        /// Revocations (one unit of work each).
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_hierarchy(s: &str) -> std::result::Result<Hierarchy, String> {
@@ -1593,6 +1602,22 @@ pub fn run(cli: Cli) -> Result<()> {
             count,
             rounds,
         }) => crate::bench_evidence::run(evidence, sig, content, trust, tsa_root, *count, *rounds),
+        Command::Bench(BenchCommand::Nodes { count, json }) => {
+            let r = crate::bench_nodes::nodes(*count)?;
+            print(*json, &r, |r| {
+                let mut lines = vec![format!(
+                    "{} revocations, {:.0}/s acknowledged by one writer (fsync on)",
+                    r.revocations, r.revocations_per_second
+                )];
+                for e in &r.edges {
+                    lines.push(format!(
+                        "edge on the {}: revocation to edge p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        e.edge, e.p50_ms, e.p99_ms, e.max_ms
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
     }
 }
 
