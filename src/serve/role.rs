@@ -596,3 +596,56 @@ pub fn run_edge(dir: &Path, passphrase: Vec<u8>, settings: super::Settings) -> R
     rt.shutdown_timeout(Duration::from_secs(5));
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_printed_without_its_password() {
+        assert_eq!(
+            redacted("postgres://jpki:s3cret@db/jpki"),
+            "postgres://jpki:***@db/jpki"
+        );
+        assert_eq!(
+            redacted("postgres://jpki@db/jpki"),
+            "postgres://jpki@db/jpki"
+        );
+        assert_eq!(
+            redacted("postgresql:///jpki?host=/s"),
+            "postgresql:///jpki?host=/s"
+        );
+    }
+
+    #[test]
+    fn an_edge_serves_only_crl_files_inside_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("signing")).unwrap();
+        std::fs::write(dir.path().join("signing").join("ca.crl"), b"not a real CRL").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), b"no").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let get = |p: &str| {
+            rt.block_on(serve_crl_file(dir.path(), p, &http::Method::GET))
+                .status()
+        };
+        assert_eq!(get("signing/ca.crl"), StatusCode::OK);
+        assert_eq!(get("signing/0.crl"), StatusCode::NOT_FOUND, "not published");
+        for bad in [
+            "../secret.txt",
+            "signing/../../etc/passwd.crl",
+            "secret.txt",
+            "a//b.crl",
+            "/etc/x.crl",
+        ] {
+            assert_eq!(get(bad), StatusCode::NOT_FOUND, "{bad}");
+        }
+        let post = rt.block_on(serve_crl_file(
+            dir.path(),
+            "signing/ca.crl",
+            &http::Method::POST,
+        ));
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+}
