@@ -76,7 +76,7 @@ use ca::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use ca::records::{CertKind, CertRecord, Resident, RevokedEntry, State, StatusRecord};
 use ca::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
-    KeyOwner, Revoked, Scheduled, ScheduledKind, StatusChange, Storage, Tx,
+    KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use policies::profile::Scope;
@@ -1186,7 +1186,7 @@ impl Storage for PgStorage {
         }
     }
 
-    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<StatusChange>> {
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
         let Ok(after) = i64::try_from(after) else {
             return Ok(Vec::new());
         };
@@ -1198,7 +1198,7 @@ impl Storage for PgStorage {
         )?
         .iter()
         .map(|row| {
-            Ok(StatusChange {
+            Ok(RevocationLogEntry {
                 seq: u64_of(row.get(0), "revocation log sequence")?,
                 hierarchy: h_from(row.get(1))?,
                 serial: row.get(2),

@@ -29,7 +29,7 @@ use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusRecord};
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
-    KeyOwner, Revoked, Scheduled, ScheduledKind, StatusChange, Storage, Tx,
+    KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
 };
 
 /// A certificate: hierarchy and serial.
@@ -544,12 +544,12 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<StatusChange>> {
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
         self.read(|t| {
             t.revlog
                 .range(after.saturating_add(1)..)
                 .take(limit)
-                .map(|(seq, (h, serial))| StatusChange {
+                .map(|(seq, (h, serial))| RevocationLogEntry {
                     seq: *seq,
                     hierarchy: *h,
                     serial: serial.clone(),

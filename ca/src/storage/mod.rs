@@ -132,7 +132,7 @@ pub struct Revoked {
 /// released), numbered in commit order. Edge nodes follow it ([`Storage::revocations_since`])
 /// to replace their cached OCSP answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
+pub struct RevocationLogEntry {
     pub seq: u64,
     pub hierarchy: Hierarchy,
     pub serial: Vec<u8>,
@@ -271,7 +271,7 @@ pub trait Storage: Send + Sync {
 
     /// Up to `limit` entries of the revocation log with a sequence number above `after`, in
     /// sequence order. Every [`Tx::set_status`] appends one, in its unit of work.
-    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<StatusChange>>;
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>>;
     /// The revocation log's highest sequence number (0: empty).
     fn revocation_log_head(&self) -> Result<u64>;
     /// The lease of the CRL `(h, scope)`, if one was ever taken.

@@ -575,7 +575,7 @@ pub(crate) fn append_revlog(t: &dyn Txn, h: Hierarchy, serial: &[u8]) -> TxResul
 }
 
 /// A revocation log entry from its key and value.
-pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::StatusChange> {
+pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::RevocationLogEntry> {
     let corrupt = || Error::Store("corrupt revocation log entry".into());
     let seq = k
         .strip_prefix(REVLOG_PREFIX)
@@ -583,7 +583,7 @@ pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::StatusCha
         .map(u64::from_be_bytes)
         .ok_or_else(corrupt)?;
     let (&tag, serial) = v.split_first().ok_or_else(corrupt)?;
-    Ok(crate::storage::StatusChange {
+    Ok(crate::storage::RevocationLogEntry {
         seq,
         hierarchy: Hierarchy::from_tag(tag).ok_or_else(corrupt)?,
         serial: serial.to_vec(),

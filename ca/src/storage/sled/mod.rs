@@ -21,8 +21,8 @@ use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, StatusRecord};
 use crate::storage::{
-    CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, Revoked, Scheduled, StatusChange,
-    Storage, Tx,
+    CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked,
+    Scheduled, Storage, Tx,
 };
 
 /// The storage authority on sled (see the module docs).
@@ -444,7 +444,7 @@ impl Storage for SledStorage {
         Ok(())
     }
 
-    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<StatusChange>> {
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
         let Some(from) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
