@@ -13,8 +13,8 @@
 //! A data directory on PostgreSQL is still owned by one process at a time, as with sled: the
 //! process takes an exclusive lock on `DIR/store.lock`, so that while `jpki serve` runs the
 //! CLI goes through its admin socket (and the server's OCSP cache and listeners see every
-//! change). Several CA nodes on one database, each with its own data directory, are the next
-//! step (issue #13: node roles).
+//! change). Several CA nodes on one database each have their own copy of the data directory,
+//! and edge nodes an edge directory (`serve --role ca|edge`, docs/deployment.md).
 
 use std::fs::File;
 use std::io::Write;

@@ -184,6 +184,22 @@ impl policies::Signer for CaSigner {
     }
 }
 
+/// Re-encrypts the key file `from` (under `old`) into the new file `to` under `new`, with
+/// fresh salt and IV: how `jpki edge export` hands an edge node its OCSP signer key under the
+/// edge's own passphrase (docs/deployment.md). The key itself is unchanged.
+pub fn reencrypt(from: &Path, old: &[u8], to: &Path, new: &[u8]) -> Result<()> {
+    let pair = read_encrypted(from, old)?;
+    let pkcs8: Pkcs8V1Der<'static> = pair
+        .as_der()
+        .map_err(|e| Error::Invalid(format!("PKCS#8 encoding failed: {e}")))?;
+    let key = NewKey {
+        pkcs8: Zeroizing::new(pkcs8.as_ref().to_vec()),
+        spki: public_key_der(&pair)?,
+        pair,
+    };
+    write_encrypted(to, &key, new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,7 +276,18 @@ pub enum Command {
         /// docs/officers.md).
         #[arg(long, value_name = "ADDR")]
         admin_https: Option<String>,
+        /// What this process does: everything (all), a CA node (ca: issuance, register
+        /// events, leased CRL publishing, no OCSP) or an edge node (edge: OCSP and CRLs from
+        /// an edge directory made by `jpki edge export`). See docs/deployment.md.
+        #[arg(long, value_enum, default_value_t = crate::serve::role::Role::All)]
+        role: crate::serve::role::Role,
+        /// A CA node's name in CRL leases (default: hostname-pid).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
     },
+    /// Edge nodes (OCSP and CRL serving on PostgreSQL; docs/deployment.md).
+    #[command(subcommand)]
+    Edge(EdgeCommand),
     /// Verify a CMS-signed document as a relying party: chain, kind, validity, revocation.
     Verify(verify::VerifyArgs),
     /// Verify a login: a challenge signed with an authentication key.
@@ -700,6 +711,26 @@ pub enum StoreCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum EdgeCommand {
+    /// Make an edge directory from this CA data directory: the policy, the roots'
+    /// certificates, each OCSP signer's certificate and key (re-encrypted under the edge
+    /// passphrase) and the database URL. No root key. Needs the CA passphrase.
+    Export {
+        /// The new edge directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// The database the edge reads (e.g. a hot standby); default: this directory's.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// File holding the edge's passphrase (must differ from the CA passphrase).
+        #[arg(long, value_name = "FILE")]
+        edge_passphrase_file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum EventsCommand {
     /// Carry out the scheduled events that have fallen due (an emigration at its departure
     /// date). `jpki serve` does this by itself; run this from cron on an install without a
@@ -813,6 +844,15 @@ pub enum BenchCommand {
         /// Measurements (each side once per round, alternating); the median is reported.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+    },
+    /// Revocation-to-edge latency (p50/p99) for an edge follower on a throwaway PostgreSQL
+    /// primary and one on its streaming standby (docs/deployment.md, BENCHMARKS.md).
+    Nodes {
+        /// Revocations (one unit of work each).
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -2096,6 +2136,8 @@ pub fn run(cli: Cli) -> Result<()> {
             portal,
             tsa,
             admin_https,
+            role,
+            node,
         } => {
             let mut cfg = match config {
                 Some(p) => crate::serve::Config::load(p)?,
@@ -2136,7 +2178,36 @@ pub fn run(cli: Cli) -> Result<()> {
                 None if in_token => Vec::new(),
                 None => return Err(Error::NoPassphrase.into()),
             };
-            crate::serve::run(&cli.data, Some(pass), settings)
+            use crate::serve::role::{node_name, run_edge, Role};
+            match role {
+                Role::All => crate::serve::run(&cli.data, Some(pass), settings),
+                Role::Ca => {
+                    let node = node_name(node.as_deref());
+                    crate::serve::run_node(&cli.data, Some(pass), settings, Some(node))
+                }
+                Role::Edge => run_edge(&cli.data, pass, settings),
+            }
+        }
+        Command::Edge(EdgeCommand::Export {
+            out,
+            store,
+            edge_passphrase_file,
+            json,
+        }) => {
+            let ca_pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
+            let edge_pass = passphrase(Some(edge_passphrase_file))?.ok_or(Error::NoPassphrase)?;
+            let e =
+                crate::serve::role::export(&cli.data, out, store.as_deref(), &ca_pass, &edge_pass)?;
+            print(*json, &e, |e| {
+                format!(
+                    "edge directory {} made ({} files, no root key), reading {}; start it with \
+                     `jpki --data {} serve --role edge --http ADDR` and the edge passphrase",
+                    e.dir.display(),
+                    e.files.len(),
+                    crate::serve::role::redacted(&e.store),
+                    e.dir.display()
+                )
+            })
         }
         Command::Verify(args) => verify::verify(args, clock()?.now()),
         Command::VerifyLogin(args) => verify::verify_login(args, clock()?.now()),
@@ -2276,6 +2347,22 @@ pub fn run(cli: Cli) -> Result<()> {
             count,
             rounds,
         }) => crate::bench_evidence::run(evidence, sig, content, trust, tsa_root, *count, *rounds),
+        Command::Bench(BenchCommand::Nodes { count, json }) => {
+            let r = crate::bench_nodes::nodes(*count)?;
+            print(*json, &r, |r| {
+                let mut lines = vec![format!(
+                    "{} revocations, {:.0}/s acknowledged by one writer (fsync on)",
+                    r.revocations, r.revocations_per_second
+                )];
+                for e in &r.edges {
+                    lines.push(format!(
+                        "edge on the {}: revocation to edge p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        e.edge, e.p50_ms, e.p99_ms, e.max_ms
+                    ));
+                }
+                lines.join("\n")
+            })
+        }
     }
 }
 

@@ -16,11 +16,13 @@
 pub mod adapters;
 pub mod admin_https;
 pub mod crl_status;
+pub mod follow;
 pub mod health;
 mod http;
 mod memory;
 pub mod portal;
 pub mod renew;
+pub mod role;
 pub(crate) mod tsa_http;
 
 pub use http::serve_public as http_public;
@@ -318,6 +320,16 @@ pub fn pf_server_names(local: std::net::SocketAddr, names: &[String]) -> Vec<Str
 
 /// Builds the publishers over an open authority and installs the revocation listener.
 pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts> {
+    assemble_node(authority, settings, None)
+}
+
+/// [`assemble`] for a CA node named `node` (`jpki serve --role ca`): its CRL publisher leases
+/// each CRL before reserving its number ([`role::LeasedCrlStore`]).
+pub fn assemble_node(
+    authority: Arc<Authority>,
+    settings: &Settings,
+    node: Option<&str>,
+) -> Result<Parts> {
     let store = Arc::clone(authority.storage());
     let clock = Arc::clone(authority.clock());
     let roots = crl_publisher::Roots {
@@ -340,13 +352,21 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
         }
     }
     let crl_store = Arc::new(adapters::CrlStore(Arc::clone(&store)));
+    let state_store: Arc<dyn crl_publisher::StateStore> = match node {
+        Some(node) => Arc::new(role::LeasedCrlStore {
+            inner: adapters::CrlStore(Arc::clone(&store)),
+            node: node.to_owned(),
+            clock: Arc::clone(&clock),
+        }),
+        None => crl_store.clone(),
+    };
     let publisher = Arc::new(
         crl_publisher::Publisher::new(
             authority.policy().clone(),
             settings.crl.clone(),
             roots,
-            crl_store.clone(),
             crl_store,
+            state_store,
             settings.crl_dir.clone(),
             Arc::clone(&clock),
         )
@@ -404,6 +424,17 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Result<()> {
+    run_node(data, passphrase, settings, None)
+}
+
+/// [`run`] as the CA node `node` (`--role ca`: CRLs leased, no public OCSP), or all-in-one
+/// (`None`).
+pub fn run_node(
+    data: &Path,
+    passphrase: Option<Vec<u8>>,
+    settings: Settings,
+    node: Option<String>,
+) -> Result<()> {
     let authority = Arc::new(crate::store::open(
         data,
         passphrase,
@@ -444,7 +475,9 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         }
         // Assembling reads the store (the OCSP signers' status): a PostgreSQL store blocks
         // on its own runtime, which must not happen on this one's worker.
-        let parts = tokio::task::block_in_place(|| assemble(Arc::clone(&authority), &settings))?;
+        let parts = tokio::task::block_in_place(|| {
+            assemble_node(Arc::clone(&authority), &settings, node.as_deref())
+        })?;
         watch.set_responder(parts.responder.clone());
         let health = health::Health::new(
             Arc::clone(&parts.authority),
@@ -501,10 +534,15 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let report = tokio::task::spawn_blocking(move || p.tick(now))
                 .await
                 .map_err(|e| Error::Serve(e.to_string()))?;
-            if !report.failed.is_empty() {
+            // On a CA node, a CRL another node has leased is that node's to publish.
+            let failed = report
+                .failed
+                .iter()
+                .filter(|(_, _, e)| node.is_none() || !role::published_elsewhere(e))
+                .count();
+            if failed > 0 {
                 return Err(Error::Serve(format!(
-                    "{} CRL(s) could not be published at start",
-                    report.failed.len()
+                    "{failed} CRL(s) could not be published at start"
                 )));
             }
             // One summary line, not one per partition.
@@ -544,14 +582,25 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 tracing::warn!(%local, "{why}");
             }
             tracing::info!(%local, "CRL and OCSP listener");
-            tasks.spawn(http::serve_public_with(
-                listener,
-                conn_guard::Gate::new(limits),
-                Arc::clone(&parts.publisher),
-                parts.responder.clone(),
-                Some(Arc::clone(&health)),
-                stopped(stop_rx.clone()),
-            ));
+            if node.is_some() {
+                eprintln!("jpki serve: CA node: OCSP is answered by the edge nodes, not here");
+                tasks.spawn(role::serve_ca_public(
+                    listener,
+                    conn_guard::Gate::new(limits),
+                    Arc::clone(&parts.publisher),
+                    parts.responder.clone(),
+                    stopped(stop_rx.clone()),
+                ));
+            } else {
+                tasks.spawn(http::serve_public_with(
+                    listener,
+                    conn_guard::Gate::new(limits),
+                    Arc::clone(&parts.publisher),
+                    parts.responder.clone(),
+                    Some(Arc::clone(&health)),
+                    stopped(stop_rx.clone()),
+                ));
+            }
         }
         if let Some(addr) = settings.pf_https {
             let listener = bind("the platform-operator API (https)", addr).await?;

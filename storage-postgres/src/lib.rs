@@ -77,8 +77,8 @@ use ca::records::{
     CertKind, CertRecord, Resident, RevokedEntry, State, StatusChange, StatusRecord,
 };
 use ca::storage::{
-    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
-    Revoked, Scheduled, ScheduledKind, Storage, Tx,
+    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
+    KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use policies::profile::Scope;
@@ -109,6 +109,11 @@ pub enum PgError {
          upgrade jpki before using this database"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    #[error(
+        "the database's schema is at version {found}, older than this binary's ({known}): \
+         start a CA node (or `jpki store migrate`) on the primary first, which migrates it"
+    )]
+    SchemaTooOld { found: i32, known: i32 },
     #[error("the database holds a value this engine cannot read: {0}")]
     Decode(String),
     #[error("gave up after {0} serialization failures in a row")]
@@ -370,13 +375,55 @@ impl PgStorage {
     /// Connects to `url` (`postgres://user@host/db`, or `postgresql:///db?host=/socket/dir`),
     /// applies the missing migrations and checks the schema's version.
     pub fn open(url: &str) -> std::result::Result<PgStorage, PgError> {
+        let store = PgStorage::connect(url, Duration::from_secs(10))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects to `url` for an edge node, which only reads: possibly a read-only hot standby,
+    /// so nothing is migrated (a CA node does that on the primary). A schema other than the
+    /// one this binary knows is refused — newer with [`PgError::SchemaTooNew`], older (not
+    /// migrated yet) with [`PgError::SchemaTooOld`]. Connecting gives up after 3 s, so that
+    /// an edge notices an unreachable database quickly.
+    pub fn open_follower(url: &str) -> std::result::Result<PgStorage, PgError> {
+        let store = PgStorage::connect(url, Duration::from_secs(3))?;
+        let found = store.schema_version()?;
+        let known = schema::latest();
+        if found > known {
+            return Err(PgError::SchemaTooNew { found, known });
+        }
+        if found < known {
+            return Err(PgError::SchemaTooOld { found, known });
+        }
+        Ok(store)
+    }
+
+    /// Whether the server is a standby in recovery, and how long ago (in seconds) it
+    /// replayed the last transaction from its primary (`None` on a primary, or before any
+    /// replay). On an idle primary this grows without any lag; read it beside the revocation
+    /// log's sequence.
+    pub fn replication(&self) -> std::result::Result<(bool, Option<f64>), PgError> {
+        self.block(async {
+            let c = self.client().await?;
+            let row = c
+                .query_one(
+                    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN \
+                     extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+                    &[],
+                )
+                .await?;
+            Ok((row.get(0), row.get(1)))
+        })
+    }
+
+    fn connect(url: &str, timeout: Duration) -> std::result::Result<PgStorage, PgError> {
         let mut config =
             tokio_postgres::Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))?;
         config.options("-c synchronous_commit=on");
         if config.get_application_name().is_none() {
             config.application_name("jpki");
         }
-        config.connect_timeout(Duration::from_secs(10));
+        config.connect_timeout(timeout);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("jpki-postgres")
@@ -394,14 +441,12 @@ impl PgStorage {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| PgError::Connect(e.to_string()))?;
-        let store = PgStorage {
+        Ok(PgStorage {
             rt: Some(rt),
             pool,
             stats: Stats::default(),
             keep: Vec::new(),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     /// Keeps `v` alive as long as the engine (e.g. a lock on the data directory).
@@ -1165,6 +1210,50 @@ impl Storage for PgStorage {
             apply_us: 0,
         }
     }
+
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT seq, hierarchy, serial FROM revocation_log WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+            &[&after, &limit],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(RevocationLogEntry {
+                seq: u64_of(row.get(0), "revocation log sequence")?,
+                hierarchy: h_from(row.get(1))?,
+                serial: row.get(2),
+            })
+        })
+        .collect()
+    }
+
+    fn revocation_log_head(&self) -> Result<u64> {
+        let row = self.query_opt("SELECT coalesce(max(seq), 0) FROM revocation_log", &[])?;
+        u64_of(row.map_or(0, |r| r.get(0)), "revocation log sequence")
+    }
+
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+        let (sc, pref, muni) = scope_cols(&scope);
+        self.query_opt(
+            "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 AND crl_scope = $2 \
+             AND crl_prefecture = $3 AND crl_municipality = $4",
+            &[&h_code(h), &sc, &pref, &muni],
+        )?
+        .map(|row| lease_from(&row))
+        .transpose()
+    }
+}
+
+fn lease_from(row: &Row) -> Result<CrlLease> {
+    Ok(CrlLease {
+        holder: row.get(0),
+        until: from_ns(row.get(1))?,
+    })
 }
 
 fn hex_upper(b: &[u8]) -> String {
@@ -1682,6 +1771,47 @@ impl Tx for PgTx<'_> {
                 &ns(a.at)?,
                 &i64_of(seq, "access sequence")?,
                 &Json(a),
+            ],
+        )
+    }
+
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        let (sc, pref, muni) = scope_cols(&scope);
+        Ok(self
+            .query_opt(
+                "SELECT state FROM crl_state WHERE hierarchy = $1 AND crl_scope = $2 \
+                 AND crl_prefecture = $3 AND crl_municipality = $4",
+                &[&h_code(h), &sc, &pref, &muni],
+            )?
+            .map(|row| row.get(0)))
+    }
+
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+        let (sc, pref, muni) = scope_cols(&scope);
+        self.query_opt(
+            "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 AND crl_scope = $2 \
+             AND crl_prefecture = $3 AND crl_municipality = $4",
+            &[&h_code(h), &sc, &pref, &muni],
+        )?
+        .map(|row| lease_from(&row))
+        .transpose()
+    }
+
+    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
+        let (sc, pref, muni) = scope_cols(&scope);
+        self.exec(
+            "INSERT INTO crl_leases \
+             (hierarchy, crl_scope, crl_prefecture, crl_municipality, holder, until_ns) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
+             DO UPDATE SET holder = EXCLUDED.holder, until_ns = EXCLUDED.until_ns",
+            &[
+                &h_code(h),
+                &sc,
+                &pref,
+                &muni,
+                &lease.holder,
+                &ns(lease.until)?,
             ],
         )
     }

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "platform usage counters", V5),
     (6, "the status history of every certificate", V6),
     (7, "signed checkpoints of the audit chain", V7),
+    (8, "CRL partition leases", V8),
 ];
 
 /// The version this binary brings a database to.
@@ -296,5 +297,19 @@ const V7: &str = r#"
 CREATE TABLE audit_checkpoints (
     seq    bigint PRIMARY KEY CHECK (seq >= 0),
     record jsonb  NOT NULL
+);
+"#;
+
+/// Version 8: CRL partition leases (as Boulder's `LeaseCRLShard`): the CA node that may
+/// reserve a CRL's next number and publish it, until `until_ns`.
+const V8: &str = r#"
+CREATE TABLE crl_leases (
+    hierarchy        smallint NOT NULL,
+    crl_scope        integer  NOT NULL,
+    crl_prefecture   text COLLATE "C" NOT NULL DEFAULT '',
+    crl_municipality text COLLATE "C" NOT NULL DEFAULT '',
+    holder           text     NOT NULL,
+    until_ns         bigint   NOT NULL,
+    PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality)
 );
 "#;

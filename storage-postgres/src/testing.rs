@@ -23,9 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A running throwaway cluster.
+/// A running throwaway cluster (a primary, or a standby of one: [`Cluster::standby`]).
 pub struct Cluster {
     child: Child,
+    bin: PathBuf,
+    as_user: Option<(u32, u32)>,
+    fsync: Fsync,
+    data: PathBuf,
     socket_dir: PathBuf,
     next_db: AtomicU64,
     // Dropped after the server is stopped (field order does not matter: Drop stops first).
@@ -117,14 +121,7 @@ impl Cluster {
         } else {
             None
         };
-        let command = |program: &str| {
-            let mut c = Command::new(bin.join(program));
-            if let Some((uid, gid)) = as_user {
-                c.uid(uid).gid(gid);
-            }
-            c.current_dir(dir.path());
-            c
-        };
+        let command = |program: &str| command(&bin, as_user, dir.path(), program);
         let out = command("initdb")
             .arg("-D")
             .arg(&data)
@@ -137,29 +134,94 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        let mut server = command("postgres");
-        server
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&socket_dir)
-            .args(["-c", "listen_addresses=", "-c", "max_connections=200"])
-            .args(["-c", "shared_buffers=64MB"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.path().join("log"))?));
-        if fsync == Fsync::Off {
-            server.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
-        }
-        let child = server.spawn()?;
+        let child = spawn_server(&bin, as_user, dir.path(), &data, &socket_dir, fsync)?;
         let mut cluster = Cluster {
             child,
+            bin,
+            as_user,
+            fsync,
+            data,
             socket_dir,
             next_db: AtomicU64::new(0),
             dir,
         };
         cluster.wait_ready()?;
         Ok(Some(cluster))
+    }
+
+    /// A streaming-replication hot standby of this cluster: `pg_basebackup -R` from it into
+    /// a new temporary directory, started on its own Unix socket. Read-only; it follows this
+    /// cluster until this one stops.
+    pub fn standby(&self) -> io::Result<Cluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("jpki-pg-standby-")
+            .tempdir()?;
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("s");
+        std::fs::create_dir(&socket_dir)?;
+        if let Some((uid, gid)) = self.as_user {
+            for p in [dir.path(), &socket_dir] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
+            }
+        }
+        let out = command(&self.bin, self.as_user, dir.path(), "pg_basebackup")
+            .arg("-D")
+            .arg(&data)
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"])
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let child = spawn_server(
+            &self.bin,
+            self.as_user,
+            dir.path(),
+            &data,
+            &socket_dir,
+            self.fsync,
+        )?;
+        let mut standby = Cluster {
+            child,
+            bin: self.bin.clone(),
+            as_user: self.as_user,
+            fsync: self.fsync,
+            data,
+            socket_dir,
+            next_db: AtomicU64::new(0),
+            dir,
+        };
+        standby.wait_ready()?;
+        Ok(standby)
+    }
+
+    /// Stops the server (a fast shutdown, SIGINT: clients are disconnected at once), keeping
+    /// its data; [`Cluster::restart`] starts it again.
+    pub fn stop(&mut self) -> io::Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id()).map_err(io::Error::other)?;
+        // SAFETY: kill(2) with the pid of our own child, which has not been reaped yet.
+        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same data and socket (crash recovery runs first).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.child = spawn_server(
+            &self.bin,
+            self.as_user,
+            self.dir.path(),
+            &self.data,
+            &self.socket_dir,
+            self.fsync,
+        )?;
+        self.wait_ready()
     }
 
     /// The directory of the server's Unix socket.
@@ -229,6 +291,47 @@ impl Drop for Cluster {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `program` from the PostgreSQL binaries, run as `as_user` if given, in `cwd`.
+fn command(bin: &Path, as_user: Option<(u32, u32)>, cwd: &Path, program: &str) -> Command {
+    let mut c = Command::new(bin.join(program));
+    if let Some((uid, gid)) = as_user {
+        c.uid(uid).gid(gid);
+    }
+    c.current_dir(cwd);
+    c
+}
+
+/// Spawns `postgres` on `data`, listening on a Unix socket in `socket_dir` only, logging to
+/// `dir/log` (appended: a restart keeps the earlier log).
+fn spawn_server(
+    bin: &Path,
+    as_user: Option<(u32, u32)>,
+    dir: &Path,
+    data: &Path,
+    socket_dir: &Path,
+    fsync: Fsync,
+) -> io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))?;
+    let mut server = command(bin, as_user, dir, "postgres");
+    server
+        .arg("-D")
+        .arg(data)
+        .arg("-k")
+        .arg(socket_dir)
+        .args(["-c", "listen_addresses=", "-c", "max_connections=200"])
+        .args(["-c", "shared_buffers=64MB"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    if fsync == Fsync::Off {
+        server.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+    }
+    server.spawn()
 }
 
 fn percent_encode(s: &str) -> String {

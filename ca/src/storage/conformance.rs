@@ -129,6 +129,8 @@ macro_rules! storage_conformance {
             status_history,
             audit_checkpoints,
             officer_key_renewal,
+            revocation_log,
+            crl_leases,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -240,6 +242,8 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("status_history", status_history::<S>),
         ("audit_checkpoints", audit_checkpoints::<S>),
         ("officer_key_renewal", officer_key_renewal::<S>),
+        ("revocation_log", revocation_log::<S>),
+        ("crl_leases", crl_leases::<S>),
     ]
 }
 
@@ -2837,4 +2841,112 @@ pub fn officer_key_renewal<S: Storage>(s: &S) {
     assert_eq!(ok(s.officer_by_key("k-old")), None);
     assert_eq!(ok(s.officer("OF-a")), Some(renewed));
     assert_eq!(ok(s.officers()).len(), 1);
+}
+
+/// The revocation log: every status change (hold, release, revocation) appends one entry in
+/// its unit of work, numbered upwards in commit order; `revocations_since` pages through it;
+/// a unit of work that fails appends nothing.
+pub fn revocation_log<S: Storage>(s: &S) {
+    assert_eq!(ok(s.revocation_log_head()), 0);
+    assert!(ok(s.revocations_since(0, 10)).is_empty());
+    let a = holder_cert(SIGNING, &[0x21], "R1", 0);
+    let b = holder_cert(AUTH, &[0x22], "R1", 1);
+    add(s, &[&a, &b]);
+    assert_eq!(
+        ok(s.revocation_log_head()),
+        0,
+        "issuance is not a status change"
+    );
+    set_status(s, &a, held(100));
+    set_status(s, &a, StatusRecord::GOOD);
+    set_status(s, &b, revoked(Reason::KeyCompromise, 200));
+    let failed = s.transact(&|t| {
+        t.set_status(&a, &revoked(Reason::Superseded, 300))?;
+        Err(Error::Invalid("changed my mind".into()))
+    });
+    assert!(failed.is_err());
+    let all = ok(s.revocations_since(0, 100));
+    let seen: Vec<(Hierarchy, Vec<u8>)> = all
+        .iter()
+        .map(|c| (c.hierarchy, c.serial.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (SIGNING, a.serial.clone()),
+            (SIGNING, a.serial.clone()),
+            (AUTH, b.serial.clone())
+        ],
+        "hold, release and revocation, and not the failed unit of work"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "numbered upwards: {all:?}"
+    );
+    assert_eq!(ok(s.revocation_log_head()), all[2].seq);
+    assert_eq!(ok(s.revocations_since(0, 2)), all[..2].to_vec(), "limit");
+    assert_eq!(ok(s.revocations_since(all[0].seq, 10)), all[1..].to_vec());
+    assert!(ok(s.revocations_since(all[2].seq, 10)).is_empty());
+    assert!(ok(s.revocations_since(u64::MAX, 10)).is_empty());
+}
+
+/// CRL leases: granted when free, to the holder again (renewed), refused to another node
+/// until the lease runs out (naming the holder, changing nothing), then granted to it; per
+/// CRL; readable inside and outside a unit of work; a unit of work's CRL state is readable
+/// through its `Tx`.
+pub fn crl_leases<S: Storage>(s: &S) {
+    use crate::storage::lease_crl;
+    let ttl = Duration::seconds(60);
+    let p = Scope::Partition(2);
+    assert_eq!(ok(s.crl_lease(SIGNING, p.clone())), None);
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, p.clone(), "ca-1", at(1000), ttl)
+    });
+    let l = ok(s.crl_lease(SIGNING, p.clone())).expect("leased");
+    assert_eq!((l.holder.as_str(), l.until), ("ca-1", at(1060)));
+    // Renewed by its holder.
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, p.clone(), "ca-1", at(1030), ttl)
+    });
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.until),
+        Some(at(1090))
+    );
+    // Refused to another node while it runs, with the holder named; nothing changes.
+    let e = s
+        .transact(&|t| {
+            t.put_crl_state(SIGNING, p.clone(), b"not mine")?;
+            lease_crl(t, SIGNING, p.clone(), "ca-2", at(1089), ttl)
+        })
+        .expect_err("leased to ca-1");
+    assert!(matches!(&e, Error::Refused(m) if m.contains("ca-1")), "{e}");
+    assert_eq!(ok(s.crl_state(SIGNING, p.clone())), None);
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder),
+        Some("ca-1".into())
+    );
+    // Another CRL is free; the lease ran out: granted to the other node.
+    commit(s, &|t| lease_crl(t, AUTH, p.clone(), "ca-2", at(1089), ttl));
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, Scope::Ca, "ca-2", at(1089), ttl)
+    });
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, p.clone(), "ca-2", at(1090), ttl)
+    });
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder),
+        Some("ca-2".into())
+    );
+    // The Tx's view of the CRL state and lease, own writes included.
+    commit(s, &|t| {
+        assert_eq!(t.crl_state(SIGNING, p.clone())?, None);
+        t.put_crl_state(SIGNING, p.clone(), b"mine")?;
+        assert_eq!(t.crl_state(SIGNING, p.clone())?, Some(b"mine".to_vec()));
+        assert_eq!(
+            t.crl_lease(SIGNING, p.clone())?.map(|l| l.holder),
+            Some("ca-2".into())
+        );
+        Ok(())
+    });
+    assert_eq!(ok(s.crl_state(SIGNING, p.clone())), Some(b"mine".to_vec()));
 }

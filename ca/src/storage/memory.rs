@@ -28,8 +28,8 @@ use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
 use crate::storage::{
-    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, KeyFingerprint, KeyOwner,
-    Revoked, Scheduled, ScheduledKind, Storage, Tx,
+    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
+    KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
 };
 
 /// A certificate: hierarchy and serial.
@@ -81,6 +81,10 @@ struct Tables {
     usage: BTreeMap<UsageKey, u64>,
     /// Signed checkpoints of the audit chain, by sequence number.
     checkpoints: BTreeMap<u64, Checkpoint>,
+    /// The revocation log: sequence number → certificate.
+    revlog: BTreeMap<u64, CertKey>,
+    /// CRL leases.
+    leases: BTreeMap<CrlKey, CrlLease>,
 }
 
 /// The key of a usage counter.
@@ -553,6 +557,28 @@ impl Storage for MemoryStorage {
         }
         Ok(())
     }
+
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
+        self.read(|t| {
+            t.revlog
+                .range(after.saturating_add(1)..)
+                .take(limit)
+                .map(|(seq, (h, serial))| RevocationLogEntry {
+                    seq: *seq,
+                    hierarchy: *h,
+                    serial: serial.clone(),
+                })
+                .collect()
+        })
+    }
+
+    fn revocation_log_head(&self) -> Result<u64> {
+        self.read(|t| t.revlog.keys().next_back().copied().unwrap_or(0))
+    }
+
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+        self.read(|t| t.leases.get(&(h, scope)).cloned())
+    }
 }
 
 fn scheduled(((at, resident), kind): (&(OffsetDateTime, String), &ScheduledKind)) -> Scheduled {
@@ -778,6 +804,18 @@ impl Tx for MemoryTx<'_> {
             (c.hierarchy, scope.clone(), c.serial.clone()),
             entry,
         );
+        let seq = self
+            .tables
+            .borrow()
+            .revlog
+            .keys()
+            .next_back()
+            .map_or(1, |s| s + 1);
+        self.set(
+            |t| &mut t.revlog,
+            seq,
+            Some((c.hierarchy, c.serial.clone())),
+        );
         self.set_crl_dirty(c.hierarchy, scope)
     }
 
@@ -927,6 +965,19 @@ impl Tx for MemoryTx<'_> {
             change.at.unix_timestamp_nanos(),
         );
         self.set(|t| &mut t.status_log, key, Some(*change));
+        Ok(())
+    }
+
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(|t| &t.crl_state, &(h, scope)))
+    }
+
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+        Ok(self.get(|t| &t.leases, &(h, scope)))
+    }
+
+    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
+        self.set(|t| &mut t.leases, (h, scope), Some(lease.clone()));
         Ok(())
     }
 }

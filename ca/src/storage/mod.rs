@@ -139,6 +139,25 @@ pub struct Revoked {
     pub entry: RevokedEntry,
 }
 
+/// One entry of the revocation log: a certificate whose status changed (revoked, held or
+/// released), numbered in commit order. Edge nodes follow it ([`Storage::revocations_since`])
+/// to replace their cached OCSP answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationLogEntry {
+    pub seq: u64,
+    pub hierarchy: Hierarchy,
+    pub serial: Vec<u8>,
+}
+
+/// Who may publish a CRL until when (as Boulder's `LeaseCRLShard`): a CA node takes the lease
+/// of a CRL before reserving its next number, so that two CA nodes never publish one CRL at
+/// once ([`lease_crl`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlLease {
+    pub holder: String,
+    pub until: OffsetDateTime,
+}
+
 /// The storage authority. Every engine gives the same answers; [`conformance`] checks it.
 pub trait Storage: Send + Sync {
     // ----- certificates ------------------------------------------------------------------
@@ -281,6 +300,16 @@ pub trait Storage: Send + Sync {
         &self,
         each: &mut dyn FnMut(KeyFingerprint) -> Result<()>,
     ) -> Result<()>;
+
+    // ----- nodes: the revocation log and CRL leases ---------------------------------------
+
+    /// Up to `limit` entries of the revocation log with a sequence number above `after`, in
+    /// sequence order. Every [`Tx::set_status`] appends one, in its unit of work.
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>>;
+    /// The revocation log's highest sequence number (0: empty).
+    fn revocation_log_head(&self) -> Result<u64>;
+    /// The lease of the CRL `(h, scope)`, if one was ever taken.
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>>;
 }
 
 /// What one unit of work reads and writes. Reads see the unit's own writes.
@@ -378,6 +407,47 @@ pub trait Tx {
     fn key_blocked(&self, fp: &KeyFingerprint) -> Result<bool>;
     /// Puts a public key on the blocklist, for every holder and for ever (there is no unblock).
     fn block_key(&self, fp: &KeyFingerprint) -> Result<()>;
+
+    // ----- CRL leases ----------------------------------------------------------------------
+
+    /// The CRL publisher's state of one CRL, as this unit of work sees it.
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>>;
+    /// The lease of the CRL `(h, scope)`, as this unit of work sees it.
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>>;
+    /// Writes the lease of the CRL `(h, scope)` (see [`lease_crl`]).
+    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()>;
+}
+
+/// Takes or renews, inside a unit of work, the lease of the CRL `(h, scope)` for `holder`
+/// until `now + ttl`: granted when no lease exists, the lease has run out, or `holder`
+/// already holds it; otherwise [`crate::Error::Refused`] naming the holder and the end of its
+/// lease (the unit of work then changes nothing).
+pub fn lease_crl(
+    t: &dyn Tx,
+    h: Hierarchy,
+    scope: Scope,
+    holder: &str,
+    now: OffsetDateTime,
+    ttl: time::Duration,
+) -> Result<()> {
+    if let Some(l) = t.crl_lease(h, scope.clone())? {
+        if l.holder != holder && l.until > now {
+            return Err(crate::Error::Refused(format!(
+                "CRL {h} {} is leased by node `{}` until {}",
+                scope.path(),
+                l.holder,
+                l.until
+            )));
+        }
+    }
+    t.put_crl_lease(
+        h,
+        scope,
+        &CrlLease {
+            holder: holder.to_owned(),
+            until: now + ttl,
+        },
+    )
 }
 
 /// Appends an audit record inside a unit of work, by the actor of the current scope

@@ -582,6 +582,76 @@ pub fn id_from_store(b: &[u8]) -> Result<String> {
     String::from_utf8(b.to_vec()).map_err(|_| Error::Store("corrupt index entry".into()))
 }
 
+// ----- nodes: the revocation log and CRL leases (in `meta`) ---------------------------------
+
+/// The revocation log's last sequence number (u64 BE).
+pub const REVLOG_HEAD: &[u8] = b"revlog_head";
+/// `revlog/` · seq (u64 BE) → hierarchy tag · serial.
+pub const REVLOG_PREFIX: &[u8] = b"revlog/";
+/// `lease/` · scope key → until (i128 BE ns since the epoch) · holder (UTF-8).
+pub const LEASE_PREFIX: &[u8] = b"lease/";
+
+pub fn revlog_key(seq: u64) -> Vec<u8> {
+    let mut k = REVLOG_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Appends a status change to the revocation log at commit (numbers in commit order).
+pub(crate) fn append_revlog(t: &dyn Txn, h: Hierarchy, serial: &[u8]) -> TxResult<()> {
+    let last = t
+        .get(Table::Meta, REVLOG_HEAD)?
+        .map(|b| counter_from_store(&b))
+        .transpose()?
+        .unwrap_or(0);
+    let seq = last + 1;
+    let mut v = vec![h.tag()];
+    v.extend_from_slice(serial);
+    t.insert(Table::Meta, &revlog_key(seq), &v)?;
+    t.insert(Table::Meta, REVLOG_HEAD, &seq.to_be_bytes())
+}
+
+/// A revocation log entry from its key and value.
+pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::RevocationLogEntry> {
+    let corrupt = || Error::Store("corrupt revocation log entry".into());
+    let seq = k
+        .strip_prefix(REVLOG_PREFIX)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(corrupt)?;
+    let (&tag, serial) = v.split_first().ok_or_else(corrupt)?;
+    Ok(crate::storage::RevocationLogEntry {
+        seq,
+        hierarchy: Hierarchy::from_tag(tag).ok_or_else(corrupt)?,
+        serial: serial.to_vec(),
+    })
+}
+
+pub fn lease_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
+    let mut k = LEASE_PREFIX.to_vec();
+    k.extend_from_slice(&scope_key(h, scope));
+    k
+}
+
+pub fn lease_to_store(l: &crate::storage::CrlLease) -> Vec<u8> {
+    let mut v = l.until.unix_timestamp_nanos().to_be_bytes().to_vec();
+    v.extend_from_slice(l.holder.as_bytes());
+    v
+}
+
+pub fn lease_from_store(v: &[u8]) -> Result<crate::storage::CrlLease> {
+    let corrupt = || Error::Store("corrupt CRL lease".into());
+    if v.len() < 16 {
+        return Err(corrupt());
+    }
+    let (t, holder) = v.split_at(16);
+    let ns = i128::from_be_bytes(t.try_into().map_err(|_| corrupt())?);
+    Ok(crate::storage::CrlLease {
+        holder: String::from_utf8(holder.to_vec()).map_err(|_| corrupt())?,
+        until: time::OffsetDateTime::from_unix_timestamp_nanos(ns).map_err(|_| corrupt())?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,8 @@ use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, StatusChange, StatusRecord};
 use crate::storage::{
-    CommitStats, Compaction, KeyFingerprint, KeyOwner, Revoked, Scheduled, Storage, Tx,
+    CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked,
+    Scheduled, Storage, Tx,
 };
 
 /// The storage authority on sled (see the module docs).
@@ -474,6 +475,38 @@ impl Storage for SledStorage {
         }
         Ok(())
     }
+
+    fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut end = l::REVLOG_PREFIX.to_vec();
+        end.extend_from_slice(&[0xFF; 9]);
+        let mut out = Vec::new();
+        for item in self.kv.range(Table::Meta, &l::revlog_key(from), &end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push(l::revlog_from_store(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn revocation_log_head(&self) -> Result<u64> {
+        self.kv
+            .get(Table::Meta, l::REVLOG_HEAD)?
+            .map(|b| l::counter_from_store(&b))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+        self.kv
+            .get(Table::Meta, &l::lease_key(h, &scope))?
+            .map(|v| l::lease_from_store(&v))
+            .transpose()
+    }
 }
 
 /// A unit of work on sled: the domain writes as key-value writes of [`layout`].
@@ -588,6 +621,9 @@ impl Tx for SledTx<'_> {
                 .insert(Table::Revoked, &rk, &l::revoked_encode(&entry))?,
             None => self.0.remove(Table::Revoked, &rk)?,
         }
+        let (h, serial) = (c.hierarchy, c.serial.clone());
+        self.0
+            .defer(Box::new(move |t: &dyn Txn| l::append_revlog(t, h, &serial)))?;
         self.set_crl_dirty(c.hierarchy, scope)
     }
 
@@ -727,6 +763,25 @@ impl Tx for SledTx<'_> {
             Table::StatusLog,
             &l::status_change_key(c.hierarchy, &c.serial, change.at),
             &l::status_change_to_store(change)?,
+        )
+    }
+
+    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+        self.0.get(Table::Crl, &l::scope_key(h, &scope))
+    }
+
+    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+        self.0
+            .get(Table::Meta, &l::lease_key(h, &scope))?
+            .map(|v| l::lease_from_store(&v))
+            .transpose()
+    }
+
+    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
+        self.0.insert(
+            Table::Meta,
+            &l::lease_key(h, &scope),
+            &l::lease_to_store(lease),
         )
     }
 }
