@@ -130,3 +130,23 @@ pub fn publish(authority: &Authority) -> Result<Vec<u8>> {
     write().map_err(Error::io(format!("write {}", p.display())))?;
     Ok(der)
 }
+
+/// Re-publishes the CRL when one was published and its nextUpdate is within `margin_days`
+/// (`jpki serve` checks every minute); `true` when it did.
+pub fn republish_if_due(authority: &Authority, margin_days: i64) -> Result<bool> {
+    let der = match fs::read(path(authority)) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("read {}", path(authority).display()))(e)),
+    };
+    let next = x509_parser::parse_x509_crl(&der)
+        .ok()
+        .and_then(|(_, c)| c.next_update())
+        .map(|t| t.timestamp());
+    let now = authority.clock().now();
+    let due = next.is_none_or(|n| n - now.unix_timestamp() < margin_days * 86_400);
+    if due {
+        publish(authority)?;
+    }
+    Ok(due)
+}

@@ -219,6 +219,10 @@ impl TimeProvider for ClockTime {
 pub struct AdminApi {
     authority: Arc<Authority>,
     tls: Arc<rustls::ServerConfig>,
+    /// The server certificate in force, replaced in place by [`super::renew::Watch`].
+    identity: Arc<platform::Identity>,
+    /// The names its server certificate carries.
+    names: Vec<String>,
     limiter: Limiter,
     /// Set for the verifiers' listener: CRLs and OCSP, for registered parties only.
     revocation: Option<Revocation>,
@@ -241,17 +245,19 @@ impl AdminApi {
         rate: RateLimit,
     ) -> Result<AdminApi> {
         let root = platform::operator_ca::ensure(&authority)?;
-        let (chain, key) =
-            platform::server_identity(&authority, &super::pf_server_names(local, names))?;
+        let names = super::pf_server_names(local, names);
+        let (chain, key) = platform::server_identity(&authority, &names)?;
         let identity = Arc::new(platform::Identity::new(chain, key)?);
         let tls = platform::http::tls_config_with(
             &root,
-            identity,
+            Arc::clone(&identity),
             Arc::new(ClockTime(Arc::clone(authority.clock()))),
         )?;
         Ok(AdminApi {
             authority,
             tls: Arc::new(tls),
+            identity,
+            names,
             limiter: Limiter::new(rate),
             revocation: None,
         })
@@ -270,6 +276,25 @@ impl AdminApi {
         let mut api = AdminApi::new(authority, local, names, RateLimit::default())?;
         api.revocation = Some(revocation);
         Ok(api)
+    }
+
+    /// The server certificate in force (DER).
+    pub fn server_certificate(&self) -> Vec<u8> {
+        self.identity.certificate()
+    }
+
+    /// The names its server certificate carries.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Replaces the server certificate for every later handshake (a renewal).
+    pub fn replace_identity(
+        &self,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<()> {
+        Ok(self.identity.replace(chain, key)?)
     }
 
     /// Accepts connections through `gate` until `shutdown`, then lets open ones finish.

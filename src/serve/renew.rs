@@ -57,6 +57,9 @@ pub struct Watch {
     portal: Mutex<Option<(Arc<super::portal::Portal>, Vec<String>)>>,
     /// The time-stamping authority being served.
     tsa: Mutex<Option<Arc<tsa::server::Tsa>>>,
+    /// The remote admin API's and the verifiers' listeners (`admin-server`,
+    /// `verifiers-server`), renewed like the platform API's.
+    listeners: Mutex<Vec<(&'static str, Arc<super::admin_https::AdminApi>)>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
 }
@@ -69,6 +72,7 @@ impl Watch {
             pf: Mutex::new(None),
             portal: Mutex::new(None),
             tsa: Mutex::new(None),
+            listeners: Mutex::new(Vec::new()),
             seen: RwLock::new(Vec::new()),
         })
     }
@@ -93,6 +97,16 @@ impl Watch {
     /// policy's `tsa.renew_days_before`).
     pub fn set_tsa(&self, tsa: Arc<tsa::server::Tsa>) {
         *self.tsa.lock().unwrap_or_else(|p| p.into_inner()) = Some(tsa);
+    }
+
+    /// Watches a mutual-TLS listener of `admin_https` (`what`: `admin-server` or
+    /// `verifiers-server`): its server certificate is renewed like the platform API's (audit
+    /// `<what>-renew`).
+    pub fn add_listener(&self, what: &'static str, api: Arc<super::admin_https::AdminApi>) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((what, api));
     }
 
     /// One look: renew what is due, note every expiry, warn about what is within its margin.
@@ -132,6 +146,19 @@ impl Watch {
             if let Err(e) = ca::officers::acting_as(&renewal, || tsa.renew_if_due()) {
                 tracing::error!(error = %e, "TSA unit renewal failed; retrying at the next check");
                 first_error.get_or_insert(crate::Error::Serve(format!("TSA renewal: {e}")));
+            }
+        }
+        if let Err(e) = self.renew_listeners() {
+            tracing::error!(error = %e, "admin or verifiers server certificate renewal failed; retrying at the next check");
+            first_error.get_or_insert(e);
+        }
+        // The operator CA's CRL (officers' certificates) is re-published before it goes stale.
+        match platform::operator_crl::republish_if_due(a, PF_SERVER_MARGIN_DAYS) {
+            Ok(true) => tracing::warn!("re-published the operator CA's CRL"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "operator CA CRL re-publication failed; retrying at the next check");
+                first_error.get_or_insert(e.into());
             }
         }
         let all = self.expiries()?;
@@ -186,6 +213,38 @@ impl Watch {
         })?;
         pf.api.replace_identity(chain, key)?;
         tracing::warn!(serial = %new.serial, replaced = %old.serial, "renewed the platform API server certificate");
+        Ok(())
+    }
+
+    /// The admin API's and verifiers' server certificates, renewed like the platform API's.
+    fn renew_listeners(&self) -> Result<()> {
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let a = &self.authority;
+        for (what, api) in listeners.iter() {
+            let old = Expiry::of(what, None, &api.server_certificate(), PF_SERVER_MARGIN_DAYS)?;
+            let now = a.clock().now();
+            if !old.due(now) {
+                continue;
+            }
+            let (chain, key) = platform::server_identity(a, api.names())?;
+            let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
+            let new = Expiry::of(what, None, &leaf, PF_SERVER_MARGIN_DAYS)?;
+            a.storage().transact(&|t| {
+                ca::storage::audit(
+                    t,
+                    now,
+                    &format!("{what}-renew"),
+                    &new.serial,
+                    &format!(
+                        "replaces {}; notAfter {}",
+                        old.serial,
+                        new.not_after.unix_timestamp()
+                    ),
+                )
+            })?;
+            api.replace_identity(chain, key)?;
+            tracing::warn!(serial = %new.serial, replaced = %old.serial, listener = what, "renewed a server certificate");
+        }
         Ok(())
     }
 
@@ -505,6 +564,58 @@ mod tests {
             .unwrap()
             .into_iter()
             .filter(|r| r.action == "portal-server-renew")
+            .count();
+        assert_eq!(renewals, 1);
+        a.audit_verify().unwrap();
+    }
+
+    #[test]
+    fn the_admin_and_verifiers_certificates_and_the_operator_crl_are_kept_current() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+        let clock = Arc::new(Dial(AtomicI64::new(t0.unix_timestamp())));
+        let a = Arc::new(
+            Authority::init(
+                &tmp.path().join("data"),
+                policies::policy::DEFAULT_POLICY,
+                b"watch passphrase",
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        let local: std::net::SocketAddr = "127.0.0.1:9444".parse().unwrap();
+        let api = Arc::new(
+            crate::serve::admin_https::AdminApi::new(
+                Arc::clone(&a),
+                local,
+                &[],
+                crate::serve::admin_https::RateLimit::default(),
+            )
+            .unwrap(),
+        );
+        platform::operator_crl::publish(&a).unwrap();
+        let crl = std::fs::read(platform::operator_crl::path(&a)).unwrap();
+        let watch = Watch::new(Arc::clone(&a));
+        watch.add_listener("admin-server", Arc::clone(&api));
+        watch.check().unwrap();
+        let first = api.server_certificate();
+        assert_eq!(
+            std::fs::read(platform::operator_crl::path(&a)).unwrap(),
+            crl
+        );
+        clock.set(t0 + time::Duration::days(21));
+        watch.check().unwrap();
+        assert_ne!(api.server_certificate(), first, "renewed in place");
+        assert_ne!(
+            std::fs::read(platform::operator_crl::path(&a)).unwrap(),
+            crl,
+            "the CRL within its margin was re-published"
+        );
+        let renewals = a
+            .audit_records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action == "admin-server-renew")
             .count();
         assert_eq!(renewals, 1);
         a.audit_verify().unwrap();
