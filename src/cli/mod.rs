@@ -725,6 +725,7 @@ pub enum EdgeCommand {
         /// File holding the edge's passphrase (must differ from the CA passphrase).
         #[arg(long, value_name = "FILE")]
         edge_passphrase_file: PathBuf,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -763,6 +764,7 @@ pub enum AuditCommand {
     /// Sign a checkpoint of the chain's head now (`jpki serve` does so at an interval and
     /// when it stops).
     Checkpoint {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -772,6 +774,7 @@ pub enum AuditCommand {
         /// Write them, with the operator CA root, to this new file (JSON).
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -851,6 +854,7 @@ pub enum BenchCommand {
         /// Revocations (one unit of work each).
         #[arg(long, default_value_t = 1000)]
         count: usize,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },

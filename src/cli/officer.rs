@@ -46,16 +46,20 @@ pub enum OfficerCommand {
     /// Issue an officer a new TLS client certificate for a new key (the previous key is
     /// refused from then on).
     Renew {
+        /// The officer's name, as registered (e.g. `sato`).
         #[arg(long)]
         name: String,
         /// A PKCS#10 request with the officer's new key; without it a key is generated and
         /// written to --key-out (unencrypted PKCS#8, mode 0600).
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// Where to write the new certificate (PEM, with the operator CA's after it).
         #[arg(long)]
         cert_out: PathBuf,
+        /// Where to write the generated key (PKCS#8 PEM, 0600); not with --csr.
         #[arg(long)]
         key_out: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },

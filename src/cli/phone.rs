@@ -32,6 +32,7 @@ pub enum PhoneCommand {
     Challenge {
         #[arg(long)]
         resident: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -71,6 +72,7 @@ pub enum PhoneCommand {
         /// Directory to write phone-auth.pem / phone-signing.pem into.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -78,6 +80,7 @@ pub enum PhoneCommand {
     Lost {
         #[arg(long)]
         resident: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +89,7 @@ pub enum PhoneCommand {
     Found {
         #[arg(long)]
         resident: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },

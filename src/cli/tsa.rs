@@ -16,6 +16,7 @@ pub enum TsaCommand {
     /// The TSA unit in use: its certificate's serial, subject and validity, the TSA policy
     /// OID, and the TSA root (made on first use, like `jpki serve --tsa` does).
     Show {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -26,6 +27,7 @@ pub enum TsaCommand {
         /// (for cron); otherwise renew now.
         #[arg(long)]
         if_due: bool,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -18,28 +18,35 @@ use crate::Result;
 pub enum VerifierCommand {
     /// Register a verifier and issue its TLS client certificate (operator CA).
     Add {
+        /// The verifier's name (e.g. `example-bank`), unique among officers and verifiers.
         #[arg(long)]
         name: String,
         /// A PKCS#10 request with the verifier's own key; without it a key is generated and
         /// written to --key-out (unencrypted PKCS#8, mode 0600).
         #[arg(long)]
         csr: Option<PathBuf>,
+        /// Where to write its client certificate (PEM, with the operator CA's after it).
         #[arg(long)]
         cert_out: PathBuf,
+        /// Where to write the generated key (PKCS#8 PEM, 0600); not with --csr.
         #[arg(long)]
         key_out: Option<PathBuf>,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List the registered verifiers.
     List {
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove a verifier for good (its certificate is refused from the next request on).
     Remove {
+        /// The verifier's name, as registered.
         #[arg(long)]
         name: String,
+        /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
     },
