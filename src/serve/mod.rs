@@ -546,7 +546,10 @@ pub fn run_node(
                 )));
             }
             // One summary line, not one per partition.
-            let partitions = parts.publisher.scopes().map(|s| s.len()).unwrap_or(0);
+            // Reads the store: a PostgreSQL store blocks on its own runtime (not this worker).
+            let partitions = tokio::task::block_in_place(|| {
+                parts.publisher.scopes().map(|s| s.len()).unwrap_or(0)
+            });
             eprintln!(
                 "jpki serve: {} CRL(s) published at start, {} partition(s) served from {}",
                 report.published.len(),
