@@ -135,12 +135,13 @@ fn the_whole_story_signs_through_the_token() {
         "signing-ocsp",
         "auth-ocsp",
         "operator-root",
+        "audit-checkpoint",
     ] {
         assert_eq!(hsm.keys_labelled(label), 1, "{label}");
     }
     if let Some(listed) = hsm.p11tool() {
         let keys: Vec<&str> = listed.split("Object ").skip(1).collect();
-        assert_eq!(keys.len(), 5, "{listed}");
+        assert_eq!(keys.len(), 6, "{listed}");
         for k in keys {
             assert!(
                 k.contains("CKA_NEVER_EXTRACTABLE") && k.contains("CKA_SENSITIVE"),

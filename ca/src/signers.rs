@@ -184,6 +184,15 @@ impl Signers {
         }
     }
 
+    /// In a token, destroys every key labelled `name` (a retired key, or what a failed
+    /// ceremony left). Nothing to do for files, which the caller removes.
+    pub fn destroy_labelled(&self, name: &str) -> Result<usize> {
+        match self.token()? {
+            Some(token) => token.destroy_others(name, None),
+            None => Ok(0),
+        }
+    }
+
     /// In a token, destroys the keys this process generated (an `init` that failed).
     pub fn discard_generated(&self) {
         if let Backend::Token { made, .. } = &self.backend {
@@ -261,7 +270,7 @@ impl Signers {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove a root key file")(e)),
         }
-        self.retire_others(&Self::root_label(h, generation), &[])?;
+        self.destroy_labelled(&Self::root_label(h, generation))?;
         Ok(())
     }
 

@@ -375,7 +375,7 @@ pub fn renew(authority: &Authority, force: bool) -> Result<Option<Renewed>> {
             tracing::error!(key = %retired.display(), error = %e, "could not delete the retired TSA unit key");
         }
     }
-    if let Err(e) = authority.signers().retire_others(&unit_name(n), &[]) {
+    if let Err(e) = authority.signers().destroy_labelled(&unit_name(n)) {
         tracing::error!(label = %unit_name(n), error = %e, "could not destroy the retired TSA unit key in the token");
     }
     tracing::warn!(generation = next, serial = %new_serial, replaced = %old_serial, "renewed the TSA unit");
