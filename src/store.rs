@@ -227,6 +227,8 @@ pub struct Migrated {
     pub blocked_keys: u64,
     /// The CA's officers (`ca::officers`).
     pub officers: u64,
+    /// Signed checkpoints of the audit chain (`ca::checkpoint`).
+    pub checkpoints: u64,
 }
 
 /// Units of work of at most this many records.
@@ -414,6 +416,10 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
             "the copied audit chain's head differs from the source's".into(),
         ));
     }
+    // The signed checkpoints, so that `audit verify --checkpoints` holds on the copy.
+    let checkpoints = from.checkpoints()?;
+    n.checkpoints = checkpoints.len() as u64;
+    in_batches(to, &checkpoints, &|t, c| t.put_checkpoint(c))?;
     to.check_consistency()?;
     Ok(n)
 }

@@ -61,6 +61,9 @@ fn init_issue_revoke_serve_and_verify_on_postgres() {
     ]);
     let shown = env.json(&["cert", "show", "--serial", &a_serial, "--hierarchy", "auth"]);
     assert_eq!(shown["status"], "revoked", "{shown}");
+    assert_eq!(shown["history"][0]["status"]["state"], "revoked", "{shown}");
+    // The checkpoint still proves the copied chain.
+    env.ok(&["audit", "verify", "--checkpoints"]);
 
     let apem = env.write("a.pem", a["pem"].as_str().unwrap().as_bytes());
     let spem = env.write("s.pem", s["pem"].as_str().unwrap().as_bytes());
@@ -145,6 +148,8 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
         "--address",
         "大阪府大阪市北区",
     ]);
+    // A signed checkpoint of the audit chain, copied with it.
+    env.ok(&["audit", "checkpoint"]);
     let before_verify = env.json(&["audit", "verify"]);
     let before_certs = env.json(&["cert", "list"]);
     let before_resident = env.json(&["resident", "show", "--id", &id]);
@@ -155,6 +160,11 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     // Both roots and OCSP signers, and the two issued.
     assert!(out["certificates"].as_u64().unwrap() >= 6, "{out}");
     assert!(out["audit_records"].as_u64().unwrap() >= 5, "{out}");
+    assert_eq!(out["checkpoints"], 1, "{out}");
+    assert!(
+        out["status_changes"].as_u64().unwrap() >= 1,
+        "the move's revocation: {out}"
+    );
     assert!(env.data().join("store.toml").exists());
 
     // The directory now reads PostgreSQL, and it says what sled said.

@@ -1921,7 +1921,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 format!(
                     "copied {} certificates ({} revoked or held, {} status changes), {} residents, {} scheduled events, \
                      {} audit records, {} operators, {} service providers, {} consents, \
-                     {} access-log entries, {} CRL states, {} blocked keys; {} now uses PostgreSQL \
+                     {} access-log entries, {} CRL states, {} blocked keys, {} audit checkpoints; {} now uses PostgreSQL \
                      (store.toml); \
                      the sled store in db/ is left as it was, unused",
                     n.certificates,
@@ -1936,6 +1936,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     n.access_entries,
                     n.crl_states,
                     n.blocked_keys,
+                    n.checkpoints,
                     cli.data.display()
                 )
             })
