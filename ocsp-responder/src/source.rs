@@ -33,6 +33,19 @@ pub struct SourceError(pub String);
 /// the CertID of an OCSP request carries.
 pub trait StatusSource: Send + Sync {
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Status, SourceError>;
+
+    /// Calls `each` with the hierarchy and serial of every certificate that needs an answer
+    /// (issued and not expired at `now`), streamed: what the pre-signer
+    /// ([`crate::Responder::presign_pass`]) signs ahead of the question. An error from `each`
+    /// stops the walk and is returned. The default knows no certificates (nothing is
+    /// pre-signed; answers are signed when first asked for).
+    fn for_each_issued(
+        &self,
+        _now: OffsetDateTime,
+        _each: &mut dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// An in-memory [`StatusSource`] for tests, examples and the benchmark.
@@ -70,6 +83,21 @@ impl MemorySource {
 }
 
 impl StatusSource for MemorySource {
+    fn for_each_issued(
+        &self,
+        _now: OffsetDateTime,
+        each: &mut dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
+        let keys: Vec<(Hierarchy, Vec<u8>)> = {
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            map.keys().cloned().collect()
+        };
+        for (h, serial) in keys {
+            each(h, &serial)?;
+        }
+        Ok(())
+    }
+
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Status, SourceError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SourceError("memory source set to fail".into()));

@@ -99,6 +99,31 @@ impl crl_publisher::StateStore for CrlStore {
 pub struct OcspStatus(pub Arc<dyn Storage>);
 
 impl ocsp_responder::StatusSource for OcspStatus {
+    /// Every certificate not yet expired, streamed from the store (what the pre-signer signs
+    /// ahead).
+    fn for_each_issued(
+        &self,
+        now: time::OffsetDateTime,
+        each: &mut dyn FnMut(Hierarchy, &[u8]) -> Result<(), ocsp_responder::SourceError>,
+    ) -> Result<(), ocsp_responder::SourceError> {
+        let mut stopped = None;
+        let walked = self.0.for_each_certificate(&mut |c| {
+            if c.not_after <= now || c.holder.is_none() {
+                return Ok(());
+            }
+            each(c.hierarchy, &c.serial).map_err(|e| {
+                let text = e.0.clone();
+                stopped = Some(e);
+                ca::Error::Invalid(text)
+            })
+        });
+        match (walked, stopped) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(ocsp_responder::SourceError(e.to_string())),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
     fn status(
         &self,
         h: Hierarchy,

@@ -291,6 +291,15 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
         Arc::clone(&clock),
     )
     .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+    // Every certificate's answer signed ahead and kept on disk beside the store (#14).
+    let answers = ocsp_responder::stored::AnswerStore::open(
+        &authority.dir().join("ocsp-answers"),
+        &ocsp_responder::stored::Settings::default(),
+    )
+    .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
+    responder
+        .attach_store(Arc::new(answers))
+        .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
     authority.set_listener(Arc::new(adapters::Notifier {
         publisher: Arc::clone(&publisher),
         responder: responder.clone(),
@@ -406,6 +415,11 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
             let r = parts.responder.clone();
             let rx = stop_rx.clone();
             tasks.spawn(async move { r.run_resigner(stopped(rx)).await });
+        }
+        {
+            let r = parts.responder.clone();
+            let rx = stop_rx.clone();
+            tasks.spawn(async move { r.run_presigner(stopped(rx)).await });
         }
         if let Some(addr) = settings.http {
             let listener = bind("CRL and OCSP (http)", addr).await?;
