@@ -254,6 +254,7 @@ fn populate(
     let next = AtomicU64::new(0);
     let issued = AtomicU64::new(0);
     let revoked = AtomicU64::new(0);
+    let der_bytes = AtomicU64::new(0);
     let failures = AtomicUsize::new(0);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let overrides = IssueOverrides {
@@ -274,7 +275,8 @@ fn populate(
                     }
                     let before = done.get(&i).cloned().unwrap_or_default();
                     match one(a, plan, i, before, &csrs, &overrides) {
-                        Ok((n, r)) => {
+                        Ok((n, r, der)) => {
+                            der_bytes.fetch_add(der, Ordering::Relaxed);
                             issued.fetch_add(n, Ordering::Relaxed);
                             revoked.fetch_add(r, Ordering::Relaxed);
                             bar.inc(n);
@@ -312,10 +314,34 @@ fn populate(
         plan.municipalities,
         t0.elapsed().as_secs_f64()
     );
+    if n > 0 {
+        let disk = dir_bytes(a.dir());
+        println!(
+            "disk: data directory {disk} bytes = {:.0} bytes per certificate (sled engine; a PostgreSQL store is not in it); mean certificate DER {:.0} bytes",
+            disk as f64 / plan.certificates as f64,
+            der_bytes.load(Ordering::Relaxed) as f64 / n as f64
+        );
+    }
     Ok(())
 }
 
-/// Carries out what remains for resident `i`; returns (certificates issued, revoked).
+/// Bytes of the files under `dir` (what `du -b` counts), 0 where unreadable.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Carries out what remains for resident `i`; returns (certificates issued, revoked, bytes
+/// of their DER).
 fn one(
     a: &Authority,
     plan: &Plan,
@@ -323,7 +349,7 @@ fn one(
     mut p: Progress,
     csrs: &[Vec<u8>],
     overrides: &IssueOverrides,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, u64)> {
     if p.id.is_empty() {
         let (prefecture, municipality) = plan.place(i);
         p.id = a.resident_add_with(
@@ -342,15 +368,18 @@ fn one(
         )?;
     }
     if p.dead {
-        return Ok((0, 0));
+        return Ok((0, 0, 0));
     }
-    let mut n = 0;
+    let (mut n, mut der) = (0, 0);
     for (k, h) in plan.kinds(i).iter().enumerate() {
         if p.issued.contains(h) {
             continue;
         }
         let csr = &csrs[(2 * i as usize + k) % csrs.len()];
-        a.issue_from_bench_pool(&p.id, *h, csr, overrides)?;
+        der += a
+            .issue_from_bench_pool(&p.id, *h, csr, overrides)?
+            .der
+            .len() as u64;
         n += 1;
     }
     let mut r = 0;
@@ -358,7 +387,7 @@ fn one(
         let out = a.event(&p.id, &Event::Death)?;
         r = out.revocations.len() as u64;
     }
-    Ok((n, r))
+    Ok((n, r, der))
 }
 
 /// `n` RSA-2048 holder keys' CSRs, made in parallel (the private keys are dropped: the

@@ -564,6 +564,7 @@ impl Services {
             },
             compact_journal_bytes: None,
             limits: conn_guard::Limits::default(),
+            presign_rate: 200,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

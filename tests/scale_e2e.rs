@@ -24,9 +24,11 @@ fn metric(server: &Server, name: &str) -> u64 {
         .unwrap()
 }
 
+/// `openssl ocsp` without a nonce (RFC 5019: what may be answered ahead of time).
 fn ocsp(root: &str, serial: &str, url: &str) -> String {
     let (_, out) = openssl_result(&[
         "ocsp",
+        "-no_nonce",
         "-issuer",
         root,
         "-serial",
@@ -163,10 +165,26 @@ fn a_bench_store_resumes_and_serves_presigned_answers_after_a_restart() {
     let out = ocsp(&p(&root), good, &format!("{}/ocsp", server.base));
     assert!(out.contains(": revoked"), "{out}");
     assert_eq!(metric(&server, "ocsp_signatures_total"), 0);
-    // An unknown serial is still answered live.
+    // An unknown serial is still answered live, and so is a request with a nonce.
     let out = ocsp(&p(&root), "7FFFFFFF01", &format!("{}/ocsp", server.base));
     assert!(out.contains(": unknown"), "{out}");
     assert_eq!(metric(&server, "ocsp_signatures_total"), 1);
+    let (_, out) = openssl_result(&[
+        "ocsp",
+        "-issuer",
+        &p(&root),
+        "-serial",
+        &format!("0x{dead}"),
+        "-url",
+        &format!("{}/ocsp", server.base),
+        "-CAfile",
+        &p(&root),
+    ]);
+    assert!(
+        out.contains(": revoked") && out.contains("Response verify OK"),
+        "{out}"
+    );
+    assert_eq!(metric(&server, "ocsp_signatures_total"), 2);
 }
 
 #[test]

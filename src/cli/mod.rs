@@ -974,6 +974,7 @@ fn local_publisher(cli: &Cli) -> Result<Arc<crl_publisher::Publisher>> {
         crl: crl_publisher::Settings::default(),
         compact_journal_bytes: None,
         limits: conn_guard::Limits::default(),
+        presign_rate: 200,
     };
     Ok(crate::serve::assemble(a, &settings)?.publisher)
 }

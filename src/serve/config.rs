@@ -19,6 +19,26 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub ocsp: OcspConfig,
+}
+
+/// The OCSP responder's pre-signing (issue #14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspConfig {
+    /// Signatures per second the pre-signer may make to keep every certificate's answer
+    /// signed ahead (the bound on the CPU it takes; size it to certificates ÷ the answer's
+    /// life).
+    pub presign_per_second: u32,
+}
+
+impl Default for OcspConfig {
+    fn default() -> OcspConfig {
+        OcspConfig {
+            presign_per_second: 200,
+        }
+    }
 }
 
 /// Connection discipline for every listener (`conn-guard`): caps and the idle timeout.

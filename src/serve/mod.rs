@@ -101,6 +101,8 @@ pub struct Settings {
     pub compact_journal_bytes: Option<u64>,
     /// What each listener admits (fitted to the descriptor limit).
     pub limits: conn_guard::Limits,
+    /// Signatures per second of the OCSP pre-signer (`[ocsp] presign_per_second`).
+    pub presign_rate: u32,
 }
 
 impl Config {
@@ -182,6 +184,12 @@ impl Config {
             max_per_client: l.max_per_client,
             idle: std::time::Duration::from_secs(l.idle_seconds),
         };
+        if !(1..=1_000_000).contains(&self.ocsp.presign_per_second) {
+            return Err(field(
+                "ocsp.presign_per_second",
+                format!("must be 1 to 1000000, got {}", self.ocsp.presign_per_second),
+            ));
+        }
         let crl_dir = if c.dir.is_absolute() {
             c.dir.clone()
         } else {
@@ -198,6 +206,7 @@ impl Config {
             crl,
             compact_journal_bytes: (kib != 0).then_some(kib * 1024),
             limits,
+            presign_rate: self.ocsp.presign_per_second,
         })
     }
 }
@@ -284,22 +293,15 @@ pub fn assemble(authority: Arc<Authority>, settings: &Settings) -> Result<Parts>
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let mut ocsp_settings = ocsp_responder::Settings::from_policy(authority.policy());
+    ocsp_settings.presign_rate = settings.presign_rate;
     let responder = ocsp_responder::Responder::new(
-        ocsp_responder::Settings::from_policy(authority.policy()),
+        ocsp_settings,
         issuers,
         Arc::new(adapters::OcspStatus(store)),
         Arc::clone(&clock),
     )
     .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
-    // Every certificate's answer signed ahead and kept on disk beside the store (#14).
-    let answers = ocsp_responder::stored::AnswerStore::open(
-        &authority.dir().join("ocsp-answers"),
-        &ocsp_responder::stored::Settings::default(),
-    )
-    .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
-    responder
-        .attach_store(Arc::new(answers))
-        .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
     authority.set_listener(Arc::new(adapters::Notifier {
         publisher: Arc::clone(&publisher),
         responder: responder.clone(),
@@ -350,6 +352,17 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         // Assembling reads the store (the OCSP signers' status): a PostgreSQL store blocks
         // on its own runtime, which must not happen on this one's worker.
         let parts = tokio::task::block_in_place(|| assemble(Arc::clone(&authority), &settings))?;
+        // Every certificate's answer signed ahead and kept on disk beside the store (#14);
+        // the server alone opens it (one process at a time: sled locks it).
+        let answers = ocsp_responder::stored::AnswerStore::open(
+            &data.join("ocsp-answers"),
+            &ocsp_responder::stored::Settings::default(),
+        )
+        .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
+        parts
+            .responder
+            .attach_store(Arc::new(answers))
+            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         watch.set_responder(parts.responder.clone());
         {
             let w = Arc::clone(&watch);

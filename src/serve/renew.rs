@@ -358,6 +358,7 @@ mod tests {
             crl: crl_publisher::Settings::default(),
             compact_journal_bytes: None,
             limits: conn_guard::Limits::default(),
+            presign_rate: 200,
         };
         let parts = crate::serve::assemble(Arc::clone(&a), &settings).unwrap();
         let local: std::net::SocketAddr = "127.0.0.1:9443".parse().unwrap();
