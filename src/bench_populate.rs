@@ -127,7 +127,7 @@ pub fn run(plan: &Plan, o: Options<'_>) -> Result<()> {
     let marker_path = o.data.join(BENCH_STORE_MARKER);
     let fresh = !o.data.join("policy.toml").exists();
     let authority = if fresh {
-        if o.data.exists() && std::fs::read_dir(o.data).map_or(false, |mut d| d.next().is_some()) {
+        if o.data.exists() && std::fs::read_dir(o.data).is_ok_and(|mut d| d.next().is_some()) {
             return Err(Error::Invalid(format!(
                 "{} exists and is not a jpki data directory; give a new directory",
                 o.data.display()
@@ -356,7 +356,11 @@ fn one(
             &NewResident {
                 name: format!("{NAME_PREFIX}{i}"),
                 birth: date!(1980 - 01 - 01),
-                sex: if i % 2 == 0 { Sex::Male } else { Sex::Female },
+                sex: if i.is_multiple_of(2) {
+                    Sex::Male
+                } else {
+                    Sex::Female
+                },
                 address: format!("{municipality}一丁目{}番", i % 1000 + 1),
                 prefecture,
                 municipality,

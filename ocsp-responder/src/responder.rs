@@ -649,7 +649,7 @@ impl Responder {
                 // PostgreSQL status source blocks on its own runtime): off the worker.
                 let (stored, parsed, targets) = if self.inner.stored.get().is_some() {
                     self.blocking(move |me| {
-                        let a = me.from_store(&parsed, &targets, now);
+                        let a = me.answer_from_store(&parsed, &targets, now);
                         (a, parsed, targets)
                     })
                     .await
@@ -687,7 +687,7 @@ impl Responder {
     /// parameters) answered from the durable store, if its answer is there, current, and
     /// states the status the store holds now (see [`crate::stored`]). Promoted into the
     /// memory cache.
-    fn from_store(
+    fn answer_from_store(
         &self,
         parsed: &Parsed,
         targets: &[Option<usize>],
@@ -929,7 +929,8 @@ impl Responder {
         let now = self.now();
         let answer = match self.prepare(der, now) {
             Prepared::Done(a) => a,
-            Prepared::Live(parsed, targets) => match self.from_store(&parsed, &targets, now) {
+            Prepared::Live(parsed, targets) => match self.answer_from_store(&parsed, &targets, now)
+            {
                 Some(a) => a,
                 None => self.sign_request(parsed, targets, now),
             },

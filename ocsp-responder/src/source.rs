@@ -26,6 +26,9 @@ pub enum Status {
 #[error("status source failed: {0}")]
 pub struct SourceError(pub String);
 
+/// What [`StatusSource::for_each_issued`] calls for each certificate: (hierarchy, serial).
+pub type EachIssued<'a> = dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError> + 'a;
+
 /// Certificate status for the responder.
 ///
 /// `serial` is the content octets of the DER INTEGER `serialNumber` exactly as it appears in the
@@ -42,7 +45,7 @@ pub trait StatusSource: Send + Sync {
     fn for_each_issued(
         &self,
         _now: OffsetDateTime,
-        _each: &mut dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError>,
+        _each: &mut EachIssued<'_>,
     ) -> Result<(), SourceError> {
         Ok(())
     }
@@ -86,7 +89,7 @@ impl StatusSource for MemorySource {
     fn for_each_issued(
         &self,
         _now: OffsetDateTime,
-        each: &mut dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError>,
+        each: &mut EachIssued<'_>,
     ) -> Result<(), SourceError> {
         let keys: Vec<(Hierarchy, Vec<u8>)> = {
             let map = self.map.read().unwrap_or_else(|p| p.into_inner());

@@ -64,7 +64,7 @@ fn status_of(der: &[u8]) -> CertStatus {
     let resp = x509_ocsp::OcspResponse::from_der(der).unwrap();
     let bytes = resp.response_bytes.unwrap();
     let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).unwrap();
-    basic.tbs_response_data.responses[0].cert_status.clone()
+    basic.tbs_response_data.responses[0].cert_status
 }
 
 fn responder(

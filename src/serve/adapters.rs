@@ -104,7 +104,7 @@ impl ocsp_responder::StatusSource for OcspStatus {
     fn for_each_issued(
         &self,
         now: time::OffsetDateTime,
-        each: &mut dyn FnMut(Hierarchy, &[u8]) -> Result<(), ocsp_responder::SourceError>,
+        each: &mut ocsp_responder::source::EachIssued<'_>,
     ) -> Result<(), ocsp_responder::SourceError> {
         let mut stopped = None;
         let walked = self.0.for_each_certificate(&mut |c| {
