@@ -39,14 +39,16 @@ run() { # name url reqs hot close
   echo "## $1"
   env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" | grep -E "Requests/sec|  99%|  50%|non-2xx"
 }
+N=$(cat "$W/auth.serials" "$W/signing.serials" | wc -l)
+if [ "${SKIP_FIRST:-0}" != 1 ]; then # SKIP_FIRST=1: the answer store is already filled
 echo "## first start (pre-signer fills the answer store at up to ${PRESIGN:-1000000}/s)"
 start
 t0=$(date +%s.%N); c0=$(awk '{print $14+$15}' /proc/$SERVE/stat)
-N=$(cat "$W/auth.serials" "$W/signing.serials" | wc -l)
 until [ "$(metric ocsp_presigned_total)" -ge "$N" ] 2>/dev/null; do sleep 1; done
 dt=$(echo "$(date +%s.%N) - $t0" | bc); c1=$(awk '{print $14+$15}' /proc/$SERVE/stat)
 echo "full pre-signing pass: $N answers in $dt s ($(echo "$N / $dt" | bc)/s), CPU $(echo "($c1 - $c0) / 100" | bc) s = $(echo "100 * ($c1 - $c0) / 100 / $dt / $(nproc)" | bc) % of the machine; RSS $(rss $SERVE); answer store $(du -sm "$DATA/ocsp-answers" | cut -f1) MB"
 kill $SERVE; wait $SERVE 2>/dev/null || true
+fi
 echo "## restart"
 start
 for i in $(seq 1 $R); do

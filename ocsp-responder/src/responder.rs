@@ -266,7 +266,7 @@ impl IssuerState {
             },
             issuer_name_hash: OctetString::new(self.name_hash[i].clone())?,
             issuer_key_hash: OctetString::new(self.key_hash[i].clone())?,
-            serial_number: SerialNumber::new(serial)?,
+            serial_number: SerialNumber::new(canonical(serial))?,
         })
     }
 }
@@ -323,8 +323,19 @@ struct Cache {
     evict_floor: AtomicU64,
 }
 
+/// A serial's magnitude without leading zero octets: the same for the DER INTEGER content
+/// of a CertID (`00 80` for 128) and the CA's record (`80`), so that both name one entry.
+pub(crate) fn canonical(serial: &[u8]) -> &[u8] {
+    let start = serial
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(serial.len().saturating_sub(1));
+    &serial[start..]
+}
+
 /// Cache key: hierarchy tag then the serial's INTEGER content octets.
 fn key(h: Hierarchy, serial: &[u8], buf: &mut [u8; MAX_KEY]) -> Option<usize> {
+    let serial = canonical(serial);
     let n = serial.len() + 1;
     if n > MAX_KEY {
         return None;
@@ -701,7 +712,9 @@ impl Responder {
         let issuer = &inner.issuers[*i];
         let alg = HashAlg::from_oid(&id.hash_algorithm.oid)?;
         let serial = id.serial_number.as_bytes();
-        if issuer.cert_id(alg, serial).ok()? != *id {
+        // Compared by encoding: a decoded serial and one built from its magnitude may hold
+        // their octets differently.
+        if issuer.cert_id(alg, serial).ok()?.to_der().ok()? != id.to_der().ok()? {
             return None;
         }
         let mut buf = [0u8; MAX_KEY];
@@ -1107,7 +1120,10 @@ impl Responder {
             let (id, status) = &pairs[0];
             let serial = id.serial_number.as_bytes();
             if let Some(alg) = HashAlg::from_oid(&id.hash_algorithm.oid) {
-                if issuer.cert_id(alg, serial).is_ok_and(|c| c == *id) {
+                let same = issuer
+                    .cert_id(alg, serial)
+                    .and_then(|c| Ok(c.to_der()? == id.to_der()?));
+                if same.unwrap_or(false) {
                     let kept = StoredAnswer {
                         status: *status,
                         times,

@@ -118,6 +118,7 @@ pub struct AnswerStore {
 }
 
 fn key(h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Vec<u8> {
+    let serial = crate::responder::canonical(serial);
     let mut k = Vec::with_capacity(2 + serial.len());
     k.push(h.tag());
     k.push(alg as u8);

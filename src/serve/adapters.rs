@@ -130,6 +130,13 @@ impl ocsp_responder::StatusSource for OcspStatus {
         serial: &[u8],
     ) -> Result<ocsp_responder::Status, ocsp_responder::SourceError> {
         let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
+        // The CertID carries the DER INTEGER's content (`00 80` for 128); the store keys a
+        // certificate by its serial's magnitude (`80`).
+        let start = serial
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(serial.len().saturating_sub(1));
+        let serial = &serial[start..];
         let Some(st) = self.0.status(h, serial).map_err(fail)? else {
             return Ok(ocsp_responder::Status::Unknown);
         };
