@@ -654,6 +654,7 @@ impl Services {
             admin: None,
             checkpoint_every: None,
             verifiers: None,
+            presign_rate: 200,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

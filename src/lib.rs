@@ -23,6 +23,7 @@
 mod bench;
 mod bench_evidence;
 mod bench_nodes;
+mod bench_populate;
 pub mod cli;
 pub mod clock;
 mod demo;

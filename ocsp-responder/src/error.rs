@@ -32,4 +32,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("settings: {0}")]
     Settings(String),
+    /// The durable store of pre-signed answers failed ([`crate::stored`]).
+    #[error("pre-signed answer store: {0}")]
+    Store(String),
 }

@@ -14,6 +14,8 @@
 //! * [`http`] — POST/GET, RFC 5019 headers, limits and timeouts, `/healthz`, `/metrics`;
 //! * [`tls`] — mutual TLS admitting only operator certificates the CA still accepts;
 //! * [`source`] — the status trait, an in-memory source and the clock;
+//! * [`stored`] — the durable store of pre-signed answers (every certificate's answer signed
+//!   ahead of the question, kept across restarts; the in-memory cache is a bounded front);
 //! * [`metrics`] — Prometheus counters.
 //!
 //! ## Dependencies
@@ -27,6 +29,8 @@
 //! * `hyper` 1 + `hyper-util` (server loop, HTTP/1.1 + HTTP/2, graceful shutdown) on `tokio`;
 //!   `tokio-rustls`/`rustls` for TLS; `bytes` to share one pre-signed answer between responses
 //!   without copying; `base64` for GET.
+//! * `sled` 0.34 (the CA's embedded engine already) for the pre-signed answers on disk: an
+//!   ordered, crash-safe key-value tree with a bounded page cache, no server to run.
 
 pub mod error;
 pub mod http;
@@ -34,11 +38,12 @@ pub mod metrics;
 pub mod request;
 pub mod responder;
 pub mod source;
+pub mod stored;
 pub mod tls;
 
 pub use error::Error;
 pub use metrics::{Cause, ResponseStatus};
 /// The clock is jpki's one clock (`policies::clock`), re-exported for the responder's callers.
 pub use policies::clock::{Clock, FixedClock, SystemClock};
-pub use responder::{Answer, HashAlg, Issuer, Responder, Settings, Times};
+pub use responder::{Answer, HashAlg, Issuer, PresignReport, Responder, Settings, Times};
 pub use source::{MemorySource, SourceError, Status, StatusSource};

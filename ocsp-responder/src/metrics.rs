@@ -109,6 +109,12 @@ pub struct Metrics {
     resigned: AtomicU64,
     evicted: AtomicU64,
     signers_replaced: AtomicU64,
+    /// Signatures made (every path: live, refresh, re-signer, pre-signer).
+    signatures: AtomicU64,
+    /// Answers served from the durable store of pre-signed answers.
+    stored_hits: AtomicU64,
+    /// Answers signed ahead of the question by the pre-signer.
+    presigned: AtomicU64,
 }
 
 impl Metrics {
@@ -133,6 +139,28 @@ impl Metrics {
     /// A delegated signer was replaced (renewed) while running.
     pub fn signer_replaced(&self) {
         self.signers_replaced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn signed(&self) {
+        self.signatures.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn stored_hit(&self) {
+        self.stored_hits.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn presigned(&self, n: u64) {
+        self.presigned.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Signatures made since start.
+    pub fn count_signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+    /// Answers served from the durable store since start.
+    pub fn count_stored_hits(&self) -> u64 {
+        self.stored_hits.load(Ordering::Relaxed)
+    }
+    /// Answers pre-signed since start.
+    pub fn count_presigned(&self) -> u64 {
+        self.presigned.load(Ordering::Relaxed)
     }
 
     pub fn count_status(&self, s: ResponseStatus) -> u64 {
@@ -209,6 +237,14 @@ impl Metrics {
             "ocsp_signer_replacements_total {}",
             self.signers_replaced.load(Ordering::Relaxed)
         );
+        for (name, v) in [
+            ("ocsp_signatures_total", &self.signatures),
+            ("ocsp_stored_hits_total", &self.stored_hits),
+            ("ocsp_presigned_total", &self.presigned),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
         let _ = writeln!(out, "# TYPE ocsp_cache_entries gauge");
         let _ = writeln!(out, "ocsp_cache_entries {cache_entries}");
         out

@@ -52,6 +52,7 @@ use x509_ocsp::{
 use crate::metrics::{Cause, Metrics, ResponseStatus};
 use crate::request::{self, Parsed};
 use crate::source::{SourceError, Status, StatusSource};
+use crate::stored::{AnswerStore, StoredAnswer};
 use crate::Error;
 
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
@@ -77,8 +78,13 @@ pub struct Settings {
     pub live_concurrency: usize,
     /// How long a live request may wait for a signing slot before `tryLater`.
     pub live_wait: std::time::Duration,
-    /// Most cached answers; beyond it, misses are answered live and not stored.
+    /// Most answers cached in memory; beyond it an arbitrary one of the same shard is evicted
+    /// (with a durable answer store attached, the memory cache is only a front for the hot
+    /// serials: memory stays bounded whatever the number of certificates).
     pub cache_capacity: usize,
+    /// Signatures per second the pre-signer may make ([`Responder::presign_pass`]): the bound
+    /// on the CPU that keeping every certificate's answer signed ahead takes.
+    pub presign_rate: u32,
     /// Time allowed to send the request head (and, with TLS, to finish the handshake).
     pub header_timeout: std::time::Duration,
     /// Time allowed to send the request body.
@@ -103,7 +109,8 @@ impl Settings {
             max_body: 8 * 1024,
             live_concurrency: cpus,
             live_wait: std::time::Duration::from_secs(2),
-            cache_capacity: 4 << 20,
+            cache_capacity: 64 << 10,
+            presign_rate: 200,
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(10),
             path: path.trim_end_matches('/').to_owned(),
@@ -259,7 +266,7 @@ impl IssuerState {
             },
             issuer_name_hash: OctetString::new(self.name_hash[i].clone())?,
             issuer_key_hash: OctetString::new(self.key_hash[i].clone())?,
-            serial_number: SerialNumber::new(serial)?,
+            serial_number: SerialNumber::new(canonical(serial))?,
         })
     }
 }
@@ -310,10 +317,25 @@ struct Cache {
     /// Per hierarchy tag: answers signed before this sequence number are never cached (set
     /// when a compromised signer is replaced, [`Responder::replace_compromised_signer`]).
     floor: [AtomicU64; 2],
+    /// Answers whose lookup began before this sequence number are not cached: raised to the
+    /// refresh epoch of a record evicted to make room, so that a query that read the store
+    /// before that refresh cannot put its stale answer back once the record is gone.
+    evict_floor: AtomicU64,
+}
+
+/// A serial's magnitude without leading zero octets: the same for the DER INTEGER content
+/// of a CertID (`00 80` for 128) and the CA's record (`80`), so that both name one entry.
+pub(crate) fn canonical(serial: &[u8]) -> &[u8] {
+    let start = serial
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(serial.len().saturating_sub(1));
+    &serial[start..]
 }
 
 /// Cache key: hierarchy tag then the serial's INTEGER content octets.
 fn key(h: Hierarchy, serial: &[u8], buf: &mut [u8; MAX_KEY]) -> Option<usize> {
+    let serial = canonical(serial);
     let n = serial.len() + 1;
     if n > MAX_KEY {
         return None;
@@ -331,6 +353,7 @@ impl Cache {
             seq: AtomicU64::new(0),
             len: AtomicUsize::new(0),
             floor: [AtomicU64::new(0), AtomicU64::new(0)],
+            evict_floor: AtomicU64::new(0),
         }
     }
 
@@ -393,7 +416,7 @@ impl Cache {
     /// entry `replacing` (by identity) or one with the same CertID.
     fn insert(&self, key: &[u8], started: u64, entry: Arc<Entry>, capacity: usize) -> bool {
         let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
-        if started < self.floor(key) {
+        if started < self.floor(key) || started < self.evict_floor.load(Ordering::SeqCst) {
             return false;
         }
         let rec = shard.entry(key.to_vec()).or_default();
@@ -405,8 +428,21 @@ impl Cache {
             return true;
         }
         if self.len.load(Ordering::Relaxed) >= capacity {
-            return false;
+            // Full: make room by evicting another record of this shard (an arbitrary one, in
+            // the map's hash order).
+            let victim = shard
+                .iter()
+                .find(|(k, r)| k.as_slice() != key && !r.entries.is_empty())
+                .map(|(k, _)| k.clone());
+            let Some(gone) = victim.and_then(|v| shard.remove(&v)) else {
+                return false;
+            };
+            self.evict_floor.fetch_max(gone.epoch, Ordering::SeqCst);
+            self.len.fetch_sub(gone.entries.len(), Ordering::Relaxed);
         }
+        let Some(rec) = shard.get_mut(key) else {
+            return false;
+        };
         rec.entries.push(entry);
         self.len.fetch_add(1, Ordering::Relaxed);
         true
@@ -446,6 +482,19 @@ struct Inner {
     errors: Errors,
     /// More Prometheus text appended to `/metrics` (the server's own gauges).
     extra_metrics: std::sync::OnceLock<MetricsHook>,
+    /// The durable store of pre-signed answers, once attached ([`Responder::attach_store`]).
+    stored: std::sync::OnceLock<Arc<AnswerStore>>,
+}
+
+/// What one pass of the pre-signer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresignReport {
+    /// Certificates walked.
+    pub certificates: u64,
+    /// Answers signed and stored.
+    pub signed: u64,
+    /// The earliest nextUpdate among the stored answers after the pass.
+    pub earliest_next_update: Option<OffsetDateTime>,
 }
 
 /// Renders more Prometheus text for `/metrics`: see [`Responder::add_metrics`].
@@ -560,6 +609,7 @@ impl Responder {
                 metrics: Metrics::default(),
                 errors,
                 extra_metrics: std::sync::OnceLock::new(),
+                stored: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -613,10 +663,289 @@ impl Responder {
         let now = self.now();
         let answer = match self.prepare(der, now) {
             Prepared::Done(a) => a,
-            Prepared::Live(parsed, targets) => self.live(parsed, targets).await,
+            Prepared::Live(parsed, targets) => {
+                // The durable store's read and the status check are quick but may block (a
+                // PostgreSQL status source blocks on its own runtime): off the worker.
+                let (stored, parsed, targets) = if self.inner.stored.get().is_some() {
+                    self.blocking(move |me| {
+                        let a = me.answer_from_store(&parsed, &targets, now);
+                        (a, parsed, targets)
+                    })
+                    .await
+                } else {
+                    (None, parsed, targets)
+                };
+                match stored {
+                    Some(a) => a,
+                    None => self.live(parsed, targets).await,
+                }
+            }
         };
         self.count(&answer);
         answer
+    }
+
+    /// Runs `f` where blocking is allowed: in place on a multi-threaded runtime (the worker
+    /// hands its other tasks over), on the blocking pool otherwise.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Responder) -> T + Send + 'static,
+    ) -> T {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+            return tokio::task::block_in_place(|| f(self));
+        }
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || f(&me)).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// A single nonce-less CertID in the canonical form (hash algorithm with NULL
+    /// parameters) answered from the durable store, if its answer is there, current, and
+    /// states the status the store holds now (see [`crate::stored`]). Promoted into the
+    /// memory cache.
+    fn answer_from_store(
+        &self,
+        parsed: &Parsed,
+        targets: &[Option<usize>],
+        now: OffsetDateTime,
+    ) -> Option<Answer> {
+        let inner = &self.inner;
+        let store = inner.stored.get()?;
+        let ([id], [Some(i)], None) = (parsed.cert_ids.as_slice(), targets, &parsed.nonce) else {
+            return None;
+        };
+        let issuer = &inner.issuers[*i];
+        let alg = HashAlg::from_oid(&id.hash_algorithm.oid)?;
+        let serial = id.serial_number.as_bytes();
+        // Compared by encoding: a decoded serial and one built from its magnitude may hold
+        // their octets differently.
+        if issuer.cert_id(alg, serial).ok()?.to_der().ok()? != id.to_der().ok()? {
+            return None;
+        }
+        let mut buf = [0u8; MAX_KEY];
+        let n = key(issuer.hierarchy, serial, &mut buf)?;
+        let started = inner.cache.seq.load(Ordering::SeqCst);
+        let stored = match store.get(issuer.hierarchy, alg, serial) {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::warn!(error = %e, "pre-signed answer store read failed; signing live");
+                return None;
+            }
+        };
+        let t = stored.times;
+        if now >= t.next_update || now < t.this_update - time::Duration::minutes(5) {
+            return None;
+        }
+        // Compared to the second: that is what the answer (GeneralizedTime) and the store hold.
+        let seconds = |s: Status| match s {
+            Status::Revoked { at, reason } => (1, at.unix_timestamp(), Some(reason)),
+            Status::Good => (0, 0, None),
+            Status::Unknown => (2, 0, None),
+        };
+        // `unknown` to a generation that did not issue the serial (root rollover): live.
+        let now_status = self.status_for(issuer, serial).ok()?;
+        if now_status == Status::Unknown {
+            return None;
+        }
+        if seconds(now_status) != seconds(stored.status) {
+            return None;
+        }
+        let tag = etag(&stored.der);
+        let entry = Arc::new(Entry {
+            cert_id: id.clone(),
+            der: stored.der.clone(),
+            times: t,
+            etag: tag.clone(),
+            used: AtomicBool::new(true),
+        });
+        inner
+            .cache
+            .insert(&buf[..n], started, entry, inner.settings.cache_capacity);
+        inner.metrics.stored_hit();
+        Some(Answer {
+            der: stored.der,
+            status: ResponseStatus::Successful,
+            cause: Cause::CacheHit,
+            cacheable: Some((t, tag)),
+        })
+    }
+
+    /// Attaches the durable store of pre-signed answers (once): from then on answers are
+    /// served from it after a memory miss, live answers are stored in it, revocations
+    /// replace their answers in it before they are acknowledged, and
+    /// [`Responder::presign_pass`] keeps every certificate's answer in it signed ahead.
+    pub fn attach_store(&self, store: Arc<AnswerStore>) -> Result<(), Error> {
+        self.inner
+            .stored
+            .set(store)
+            .map_err(|_| Error::Settings("an answer store is already attached".into()))
+    }
+
+    /// The attached durable answer store, if any.
+    pub fn answer_store(&self) -> Option<&Arc<AnswerStore>> {
+        self.inner.stored.get()
+    }
+
+    /// Stores an answer unless a compromised signer's replacement began after `started`.
+    fn keep(
+        &self,
+        h: Hierarchy,
+        alg: HashAlg,
+        serial: &[u8],
+        started: u64,
+        answer: &StoredAnswer,
+    ) -> Result<(), Error> {
+        let Some(store) = self.inner.stored.get() else {
+            return Ok(());
+        };
+        let mut buf = [0u8; MAX_KEY];
+        let Some(n) = key(h, serial, &mut buf) else {
+            return Ok(());
+        };
+        if started < self.inner.cache.floor(&buf[..n]) {
+            return Ok(());
+        }
+        store.put(h, alg, serial, answer)
+    }
+
+    /// One pass of the pre-signer: walks every certificate the source names
+    /// ([`StatusSource::for_each_issued`]) and signs and stores, at most
+    /// `settings.presign_rate` signatures per second, the answers missing from the durable
+    /// store or expiring within `resign_margin`: the SHA-1 CertID form (what RFC 5019 clients
+    /// send) always, the SHA-256 one when it was asked for before. `stop` ends the pass early.
+    /// Blocking; does nothing without an attached store.
+    pub fn presign_pass(&self, stop: &AtomicBool) -> Result<PresignReport, Error> {
+        let inner = &self.inner;
+        let Some(store) = inner.stored.get() else {
+            return Ok(PresignReport::default());
+        };
+        let rate = f64::from(inner.settings.presign_rate.max(1));
+        let t0 = std::time::Instant::now();
+        let mut report = PresignReport::default();
+        let mut failure: Option<Error> = None;
+        let walked = inner.source.for_each_issued(self.now(), &mut |h, serial| {
+            if stop.load(Ordering::Relaxed) {
+                return Err(SourceError("pre-signer stopped".into()));
+            }
+            report.certificates += 1;
+            let Some(issuer) = self.issuer_for_serial(h, serial)? else {
+                return Ok(());
+            };
+            let now = self.now();
+            let horizon = now + inner.settings.resign_margin;
+            for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+                let have = match store.get(h, alg, serial) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failure = Some(e);
+                        return Err(SourceError("answer store failed".into()));
+                    }
+                };
+                let due = match &have {
+                    None => alg == HashAlg::Sha1,
+                    Some(a) => a.times.next_update <= horizon,
+                };
+                if !due {
+                    let next = have.map(|a| a.times.next_update);
+                    report.earliest_next_update = report.earliest_next_update.min(next).or(next);
+                    continue;
+                }
+                // The bound on the signing rate.
+                let ahead = report.signed as f64 / rate - t0.elapsed().as_secs_f64();
+                if ahead > 0.0 {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(ahead));
+                }
+                let started = inner.cache.seq.load(Ordering::SeqCst);
+                let status = inner.source.status(h, serial)?;
+                if status == Status::Unknown {
+                    return Ok(());
+                }
+                let times = self.times(self.now());
+                let signed = issuer
+                    .cert_id(alg, serial)
+                    .and_then(|id| sign_counted(inner, issuer, &[(id, status)], None, times))
+                    .and_then(|der| {
+                        self.keep(
+                            h,
+                            alg,
+                            serial,
+                            started,
+                            &StoredAnswer { status, times, der },
+                        )
+                    });
+                if let Err(e) = signed {
+                    failure = Some(e);
+                    return Err(SourceError("pre-signing failed".into()));
+                }
+                report.signed += 1;
+                inner.metrics.presigned(1);
+                let next = Some(times.next_update);
+                report.earliest_next_update = report.earliest_next_update.min(next).or(next);
+            }
+            Ok(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match walked {
+            Err(_) if stop.load(Ordering::Relaxed) => {}
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        store.flush()?;
+        Ok(report)
+    }
+
+    /// The background pre-signer: runs [`Responder::presign_pass`] on a blocking thread,
+    /// then again when the earliest stored answer comes within `resign_margin` of its
+    /// nextUpdate (at least every `validity / 20`, 1 to 60 s, so new certificates are
+    /// covered soon; at most every `resign_margin / 2`), until `shutdown` completes.
+    pub async fn run_presigner(&self, shutdown: impl Future<Output = ()>) {
+        let period = (self.inner.settings.validity / 20i32)
+            .clamp(time::Duration::seconds(1), time::Duration::seconds(60));
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::pin!(shutdown);
+        loop {
+            let (me, flag) = (self.clone(), Arc::clone(&stop));
+            let mut pass = tokio::task::spawn_blocking(move || me.presign_pass(&flag));
+            let done = tokio::select! {
+                _ = &mut shutdown => {
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = pass.await;
+                    return;
+                }
+                r = &mut pass => r,
+            };
+            let wait = match done {
+                Ok(Ok(r)) => {
+                    tracing::debug!(
+                        certificates = r.certificates,
+                        signed = r.signed,
+                        "pre-signer pass"
+                    );
+                    let margin = self.inner.settings.resign_margin;
+                    let until = r
+                        .earliest_next_update
+                        .map_or(margin / 2, |t| t - margin - self.now());
+                    until.clamp(period, std::cmp::max(margin / 2, period))
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "pre-signer pass failed; retrying");
+                    period
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "pre-signer task failed");
+                    period
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(wait.unsigned_abs()) => {}
+            }
+        }
     }
 
     /// Synchronous [`Responder::answer`] without the concurrency limit (for tools, tests and the
@@ -625,7 +954,11 @@ impl Responder {
         let now = self.now();
         let answer = match self.prepare(der, now) {
             Prepared::Done(a) => a,
-            Prepared::Live(parsed, targets) => self.sign_request(parsed, targets, now),
+            Prepared::Live(parsed, targets) => match self.answer_from_store(&parsed, &targets, now)
+            {
+                Some(a) => a,
+                None => self.sign_request(parsed, targets, now),
+            },
         };
         self.count(&answer);
         answer
@@ -767,7 +1100,7 @@ impl Responder {
         let cacheable = parsed.nonce.is_none();
         let single = parsed.cert_ids.len() == 1;
         let pairs: Vec<(CertId, Status)> = parsed.cert_ids.into_iter().zip(statuses).collect();
-        let der = match sign(issuer, &pairs, parsed.nonce, times) {
+        let der = match sign_counted(inner, issuer, &pairs, parsed.nonce, times) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, hierarchy = %issuer.hierarchy, "signing an OCSP response failed");
@@ -792,6 +1125,23 @@ impl Responder {
                 inner
                     .cache
                     .insert(&buf[..n], started, entry, inner.settings.cache_capacity);
+            }
+            let (id, status) = &pairs[0];
+            let serial = id.serial_number.as_bytes();
+            if let Some(alg) = HashAlg::from_oid(&id.hash_algorithm.oid) {
+                let same = issuer
+                    .cert_id(alg, serial)
+                    .and_then(|c| Ok(c.to_der()? == id.to_der()?));
+                if same.unwrap_or(false) {
+                    let kept = StoredAnswer {
+                        status: *status,
+                        times,
+                        der: der.clone(),
+                    };
+                    if let Err(e) = self.keep(issuer.hierarchy, alg, serial, started, &kept) {
+                        tracing::warn!(error = %e, "could not store a live answer");
+                    }
+                }
             }
         }
         Answer {
@@ -832,6 +1182,35 @@ impl Responder {
         }
     }
 
+    /// The issuer (root generation) that issued `serial` of `h`, as the source names it by
+    /// key id; the hierarchy's newest when the source does not say or only one generation is
+    /// served. What pre-signed answers are signed by, so that the stored CertID is the one a
+    /// relying party builds from the certificate's own issuer.
+    fn issuer_for_serial(
+        &self,
+        h: Hierarchy,
+        serial: &[u8],
+    ) -> Result<Option<&IssuerState>, SourceError> {
+        let generations = self
+            .inner
+            .issuers
+            .iter()
+            .filter(|i| i.hierarchy == h)
+            .count();
+        if generations < 2 {
+            return Ok(self.issuer(h));
+        }
+        Ok(match self.inner.source.issuer_key_id(h, serial)? {
+            Some(k) => self
+                .inner
+                .issuers
+                .iter()
+                .find(|i| i.hierarchy == h && i.key_hash[HashAlg::Sha1 as usize] == k)
+                .or_else(|| self.issuer(h)),
+            None => self.issuer(h),
+        })
+    }
+
     /// Replaces a hierarchy's delegated OCSP signer (a renewal) atomically: every answer
     /// signed from now on is signed by `signer` and carries its certificate, which must be
     /// issued by the hierarchy's root. Answers already cached stay until the re-signer
@@ -865,7 +1244,11 @@ impl Responder {
         signer: Arc<dyn Signer>,
     ) -> Result<usize, Error> {
         self.replace_signer(h, signer)?;
-        Ok(self.inner.cache.purge(h.tag()))
+        let mut removed = self.inner.cache.purge(h.tag());
+        if let Some(store) = self.inner.stored.get() {
+            removed += store.purge(h)?;
+        }
+        Ok(removed)
     }
 
     /// The certificate (DER) of the OCSP signer in force for a hierarchy.
@@ -901,10 +1284,30 @@ impl Responder {
             cache.len.fetch_sub(old.len(), Ordering::Relaxed);
             old
         };
-        if old.is_empty() || self.issuer(h).is_none() {
+        let Some(issuer) = self.issuer_for_serial(h, serial)? else {
             return Ok(0);
-        }
+        };
+        let status = self.status_for(issuer, serial)?;
         let times = self.times(now);
+        let mut stored = 0;
+        if let (Some(store), true) = (self.inner.stored.get(), status != Status::Unknown) {
+            // The durable answers, replaced (and on disk) before the revocation is
+            // acknowledged: the SHA-1 form always, the SHA-256 one if it was stored.
+            for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+                if alg != HashAlg::Sha1 && store.get(h, alg, serial)?.is_none() {
+                    continue;
+                }
+                let id = issuer.cert_id(alg, serial)?;
+                let der = sign_counted(&self.inner, issuer, &[(id, status)], None, times)?;
+                self.keep(h, alg, serial, epoch, &StoredAnswer { status, times, der })?;
+                stored += 1;
+            }
+            store.flush()?;
+        }
+        if old.is_empty() || status == Status::Unknown {
+            self.inner.metrics.resigned(stored as u64);
+            return Ok(stored);
+        }
         let mut fresh = Vec::with_capacity(old.len());
         for e in &old {
             let Some(issuer) = self.issuer_of(&e.cert_id) else {
@@ -914,7 +1317,13 @@ impl Responder {
             if status == Status::Unknown {
                 continue;
             }
-            let der = sign(issuer, &[(e.cert_id.clone(), status)], None, times)?;
+            let der = sign_counted(
+                &self.inner,
+                issuer,
+                &[(e.cert_id.clone(), status)],
+                None,
+                times,
+            )?;
             fresh.push(Arc::new(Entry {
                 cert_id: e.cert_id.clone(),
                 etag: etag(&der),
@@ -923,11 +1332,11 @@ impl Responder {
                 used: AtomicBool::new(true),
             }));
         }
-        let count = fresh.len();
+        let count = fresh.len() + stored;
         let mut shard = cache.shard(k).write().unwrap_or_else(|p| p.into_inner());
         if let Some(rec) = shard.get_mut(k) {
             if rec.epoch == epoch && rec.entries.is_empty() {
-                cache.len.fetch_add(count, Ordering::Relaxed);
+                cache.len.fetch_add(fresh.len(), Ordering::Relaxed);
                 rec.entries = fresh;
             }
         }
@@ -960,7 +1369,7 @@ impl Responder {
         let times = self.times(now);
         for alg in [HashAlg::Sha1, HashAlg::Sha256] {
             let id = issuer.cert_id(alg, serial)?;
-            let der = sign(issuer, &[(id.clone(), status)], None, times)?;
+            let der = sign_counted(&self.inner, issuer, &[(id.clone(), status)], None, times)?;
             let entry = Arc::new(Entry {
                 cert_id: id,
                 etag: etag(&der),
@@ -997,7 +1406,12 @@ impl Responder {
             };
             for (k, e) in due {
                 let issuer = self.issuer_of(&e.cert_id);
-                let keep = e.used.load(Ordering::Relaxed) && issuer.is_some();
+                // With a durable store attached, the pre-signer keeps answers current there;
+                // the memory front only drops what is due (the next query promotes the fresh
+                // stored answer).
+                let keep = e.used.load(Ordering::Relaxed)
+                    && issuer.is_some()
+                    && inner.stored.get().is_none();
                 let (Some(issuer), true) = (issuer, keep) else {
                     dropped += usize::from(cache.remove(&k, &e));
                     continue;
@@ -1009,7 +1423,7 @@ impl Responder {
                     continue;
                 }
                 let times = self.times(now);
-                let der = sign(issuer, &[(e.cert_id.clone(), status)], None, times)?;
+                let der = sign_counted(inner, issuer, &[(e.cert_id.clone(), status)], None, times)?;
                 let fresh = Arc::new(Entry {
                     cert_id: e.cert_id.clone(),
                     etag: etag(&der),
@@ -1052,6 +1466,18 @@ impl Responder {
             }
         }
     }
+}
+
+/// [`sign`], counted in the metrics' signatures.
+fn sign_counted(
+    inner: &Inner,
+    issuer: &IssuerState,
+    pairs: &[(CertId, Status)],
+    nonce: Option<Extension>,
+    t: Times,
+) -> Result<Bytes, Error> {
+    inner.metrics.signed();
+    sign(issuer, pairs, nonce, t)
 }
 
 /// Builds and signs a BasicOCSPResponse (RFC 6960 §4.2.1) and wraps it in an OCSPResponse:

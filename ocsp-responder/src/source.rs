@@ -26,6 +26,9 @@ pub enum Status {
 #[error("status source failed: {0}")]
 pub struct SourceError(pub String);
 
+/// What [`StatusSource::for_each_issued`] calls for each certificate: (hierarchy, serial).
+pub type EachIssued<'a> = dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError> + 'a;
+
 /// Certificate status for the responder.
 ///
 /// `serial` is the content octets of the DER INTEGER `serialNumber` exactly as it appears in the
@@ -41,6 +44,19 @@ pub trait StatusSource: Send + Sync {
     /// the others say `unknown`. `None` (the default): any generation.
     fn issuer_key_id(&self, _h: Hierarchy, _serial: &[u8]) -> Result<Option<Vec<u8>>, SourceError> {
         Ok(None)
+    }
+
+    /// Calls `each` with the hierarchy and serial of every certificate that needs an answer
+    /// (issued and not expired at `now`), streamed: what the pre-signer
+    /// ([`crate::Responder::presign_pass`]) signs ahead of the question. An error from `each`
+    /// stops the walk and is returned. The default knows no certificates (nothing is
+    /// pre-signed; answers are signed when first asked for).
+    fn for_each_issued(
+        &self,
+        _now: OffsetDateTime,
+        _each: &mut EachIssued<'_>,
+    ) -> Result<(), SourceError> {
+        Ok(())
     }
 }
 
@@ -79,6 +95,21 @@ impl MemorySource {
 }
 
 impl StatusSource for MemorySource {
+    fn for_each_issued(
+        &self,
+        _now: OffsetDateTime,
+        each: &mut EachIssued<'_>,
+    ) -> Result<(), SourceError> {
+        let keys: Vec<(Hierarchy, Vec<u8>)> = {
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            map.keys().cloned().collect()
+        };
+        for (h, serial) in keys {
+            each(h, &serial)?;
+        }
+        Ok(())
+    }
+
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Status, SourceError> {
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(SourceError("memory source set to fail".into()));

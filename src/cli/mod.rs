@@ -802,6 +802,32 @@ pub enum CrlCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Builds (or resumes) a benchmark store of N certificates through the real write path,
+    /// with holder keys from a small shared pool (bench stores only; see BENCHMARKS.md).
+    Populate {
+        /// The benchmark store's data directory (created, or resumed if made by this command).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        certificates: u64,
+        /// Share of residents reported dead (both certificates revoked by the event's rule).
+        #[arg(long, default_value_t = 0.1)]
+        revoked_fraction: f64,
+        #[arg(long, default_value_t = 1741)]
+        municipalities: u32,
+        /// `postgres://…` to create the store in PostgreSQL (sled by default).
+        #[arg(long)]
+        store: Option<String>,
+        /// Concurrent issuing clients.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// Pre-generated holder keys shared by all holders.
+        #[arg(long, default_value_t = 16)]
+        key_pool: usize,
+        /// Stop after about this many certificates, as if interrupted (tests of resuming).
+        #[arg(long, hide = true)]
+        stop_after: Option<u64>,
+    },
     /// Issuance throughput (CSR in, durable certificate out) beside the raw RSA signing rate.
     Issue {
         /// Issuances to measure.
@@ -1323,6 +1349,7 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
         admin: None,
         checkpoint_every: None,
         verifiers: None,
+        presign_rate: 200,
     };
     crate::serve::assemble(a, &settings)
 }
@@ -2342,6 +2369,30 @@ pub fn run(cli: Cli) -> Result<()> {
             store,
         }) => Ok(crate::bench::issue_on(
             store, *count, *threads, *residents, *rounds,
+        )?),
+        Command::Bench(BenchCommand::Populate {
+            data,
+            certificates,
+            revoked_fraction,
+            municipalities,
+            store,
+            threads,
+            key_pool,
+            stop_after,
+        }) => Ok(crate::bench_populate::run(
+            &crate::bench_populate::Plan {
+                certificates: *certificates,
+                revoked_fraction: *revoked_fraction,
+                municipalities: *municipalities,
+            },
+            crate::bench_populate::Options {
+                data,
+                store: store.as_deref(),
+                passphrase: passphrase(cli.passphrase_file.as_deref())?,
+                threads: *threads,
+                key_pool: *key_pool,
+                stop_after: *stop_after,
+            },
         )?),
         Command::Bench(BenchCommand::Evidence {
             evidence,

@@ -99,12 +99,44 @@ impl crl_publisher::StateStore for CrlStore {
 pub struct OcspStatus(pub Arc<dyn Storage>);
 
 impl ocsp_responder::StatusSource for OcspStatus {
+    /// Every certificate not yet expired, streamed from the store (what the pre-signer signs
+    /// ahead).
+    fn for_each_issued(
+        &self,
+        now: time::OffsetDateTime,
+        each: &mut ocsp_responder::source::EachIssued<'_>,
+    ) -> Result<(), ocsp_responder::SourceError> {
+        let mut stopped = None;
+        let walked = self.0.for_each_certificate(&mut |c| {
+            if c.not_after <= now || c.holder.is_none() {
+                return Ok(());
+            }
+            each(c.hierarchy, &c.serial).map_err(|e| {
+                let text = e.0.clone();
+                stopped = Some(e);
+                ca::Error::Invalid(text)
+            })
+        });
+        match (walked, stopped) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(ocsp_responder::SourceError(e.to_string())),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
     fn status(
         &self,
         h: Hierarchy,
         serial: &[u8],
     ) -> Result<ocsp_responder::Status, ocsp_responder::SourceError> {
         let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
+        // The CertID carries the DER INTEGER's content (`00 80` for 128); the store keys a
+        // certificate by its serial's magnitude (`80`).
+        let start = serial
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(serial.len().saturating_sub(1));
+        let serial = &serial[start..];
         let Some(st) = self.0.status(h, serial).map_err(fail)? else {
             return Ok(ocsp_responder::Status::Unknown);
         };

@@ -23,6 +23,8 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub ocsp: OcspConfig,
 }
 
 /// Signed checkpoints of the audit chain (`ca::checkpoint`).
@@ -57,6 +59,24 @@ impl Default for AdminConfig {
         AdminConfig {
             requests_per_minute: 600,
             burst: 60,
+        }
+    }
+}
+
+/// The OCSP responder's pre-signing (issue #14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcspConfig {
+    /// Signatures per second the pre-signer may make to keep every certificate's answer
+    /// signed ahead (the bound on the CPU it takes; size it to certificates ÷ the answer's
+    /// life).
+    pub presign_per_second: u32,
+}
+
+impl Default for OcspConfig {
+    fn default() -> OcspConfig {
+        OcspConfig {
+            presign_per_second: 200,
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct Settings {
     /// CRLs and OCSP for registered verifiers over mutual TLS (`--verifiers-https`), and the
     /// extra names of its server certificate.
     pub verifiers: Option<(SocketAddr, Vec<String>)>,
+    /// Signatures per second of the OCSP pre-signer (`[ocsp] presign_per_second`).
+    pub presign_rate: u32,
 }
 
 impl Config {
@@ -244,6 +246,12 @@ impl Config {
             max_per_client: l.max_per_client,
             idle: std::time::Duration::from_secs(l.idle_seconds),
         };
+        if !(1..=1_000_000).contains(&self.ocsp.presign_per_second) {
+            return Err(field(
+                "ocsp.presign_per_second",
+                format!("must be 1 to 1000000, got {}", self.ocsp.presign_per_second),
+            ));
+        }
         let crl_dir = if c.dir.is_absolute() {
             c.dir.clone()
         } else {
@@ -263,6 +271,7 @@ impl Config {
             admin,
             checkpoint_every,
             verifiers,
+            presign_rate: self.ocsp.presign_per_second,
         })
     }
 }
@@ -397,8 +406,10 @@ pub fn assemble_node(
             });
         }
     }
+    let mut ocsp_settings = ocsp_responder::Settings::from_policy(authority.policy());
+    ocsp_settings.presign_rate = settings.presign_rate;
     let responder = ocsp_responder::Responder::new(
-        ocsp_responder::Settings::from_policy(authority.policy()),
+        ocsp_settings,
         issuers,
         Arc::new(adapters::OcspStatus(store)),
         Arc::clone(&clock),
@@ -478,6 +489,20 @@ pub fn run_node(
         let parts = tokio::task::block_in_place(|| {
             assemble_node(Arc::clone(&authority), &settings, node.as_deref())
         })?;
+        // Every certificate's answer signed ahead and kept on disk beside the store (#14);
+        // the server alone opens it (one process at a time: sled locks it). A CA node serves
+        // no OCSP (its edges do), so it keeps none.
+        if node.is_none() {
+        let answers = ocsp_responder::stored::AnswerStore::open(
+            &data.join("ocsp-answers"),
+            &ocsp_responder::stored::Settings::default(),
+        )
+        .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
+        parts
+            .responder
+            .attach_store(Arc::new(answers))
+            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        }
         watch.set_responder(parts.responder.clone());
         let health = health::Health::new(
             Arc::clone(&parts.authority),
@@ -573,6 +598,11 @@ pub fn run_node(
             let r = parts.responder.clone();
             let rx = stop_rx.clone();
             tasks.spawn(async move { r.run_resigner(stopped(rx)).await });
+        }
+        {
+            let r = parts.responder.clone();
+            let rx = stop_rx.clone();
+            tasks.spawn(async move { r.run_presigner(stopped(rx)).await });
         }
         if let Some(addr) = settings.http {
             let listener = bind("CRL and OCSP (http)", addr).await?;

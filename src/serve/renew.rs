@@ -447,6 +447,7 @@ mod tests {
             admin: None,
             checkpoint_every: None,
             verifiers: None,
+            presign_rate: 200,
         };
         let parts = crate::serve::assemble(Arc::clone(&a), &settings).unwrap();
         let local: std::net::SocketAddr = "127.0.0.1:9443".parse().unwrap();

@@ -55,6 +55,10 @@ pub struct IssueOverrides {
     pub early_renewal: Option<String>,
 }
 
+/// The file in a data directory that marks its store as made by `jpki bench populate`: the
+/// only stores on which holder keys may be shared ([`Authority::issue_from_bench_pool`]).
+pub const BENCH_STORE_MARKER: &str = "bench-store.json";
+
 /// Refuses a public key already certified to someone else: `owner` is whom the key is
 /// certified to, if anyone, and `asking` the holder and kind asking.
 fn key_is_theirs(owner: Option<KeyOwner>, asking: &KeyOwner) -> Result<()> {
@@ -92,6 +96,8 @@ struct Prepared {
     der: Vec<u8>,
     /// A signing certificate for an emigrant (from the family-register annex).
     emigrant: bool,
+    /// The key is shared from a benchmark pool ([`Authority::issue_from_bench_pool`]).
+    bench_shared_key: bool,
 }
 
 impl Authority {
@@ -109,6 +115,18 @@ impl Authority {
         csr_bytes: &[u8],
         overrides: &IssueOverrides,
     ) -> Result<Issued> {
+        self.issue_keyed(resident_id, h, csr_bytes, overrides, false)
+    }
+
+    /// [`Authority::issue_with`]; `shared_key`: the key comes from a benchmark pool.
+    fn issue_keyed(
+        &self,
+        resident_id: &str,
+        h: Hierarchy,
+        csr_bytes: &[u8],
+        overrides: &IssueOverrides,
+        shared_key: bool,
+    ) -> Result<Issued> {
         for why in [&overrides.minor_signing, &overrides.early_renewal]
             .into_iter()
             .flatten()
@@ -118,7 +136,7 @@ impl Authority {
         let csr = csr::verify(csr_bytes, self.policy.limits.min_rsa_bits)?;
         let _one_at_a_time = self.lock_resident(resident_id);
         for _ in 0..10 {
-            let p = self.prepare(resident_id, h, &csr, overrides)?;
+            let p = self.prepare(resident_id, h, &csr, overrides, shared_key)?;
             match self.storage.transact(&|t| self.commit_issue(&p, t)) {
                 Err(Error::Retry) => continue,
                 Err(e) => return Err(e),
@@ -130,6 +148,25 @@ impl Authority {
         ))
     }
 
+    /// [`Authority::issue_with`] for a benchmark store: the CSR's key is drawn from a pool
+    /// shared by many holders, so the one-key-one-holder rule is set aside (the audit record
+    /// says so). Refused unless the data directory holds [`BENCH_STORE_MARKER`].
+    pub fn issue_from_bench_pool(
+        &self,
+        resident_id: &str,
+        h: Hierarchy,
+        csr_bytes: &[u8],
+        overrides: &IssueOverrides,
+    ) -> Result<Issued> {
+        if !self.dir().join(BENCH_STORE_MARKER).is_file() {
+            return Err(Error::Refused(format!(
+                "{} is not a benchmark store (no {BENCH_STORE_MARKER}): holder keys may not be shared",
+                self.dir().display()
+            )));
+        }
+        self.issue_keyed(resident_id, h, csr_bytes, overrides, true)
+    }
+
     /// Everything an issuance does before its transaction: the resident's state and rules,
     /// the validity, the TBS, the lint and the signature.
     fn prepare(
@@ -138,6 +175,7 @@ impl Authority {
         h: Hierarchy,
         csr: &csr::VerifiedCsr,
         overrides: &IssueOverrides,
+        shared_key: bool,
     ) -> Result<Prepared> {
         let now = self.clock.now();
         let resident: Resident = self.resident(resident_id)?;
@@ -179,7 +217,9 @@ impl Authority {
         if self.storage.key_blocked(&fp)? {
             return Err(Error::KeyBlocked(hex::encode(fp)));
         }
-        key_is_theirs(self.storage.key_owner(&fp)?, &key_owner)?;
+        if !shared_key {
+            key_is_theirs(self.storage.key_owner(&fp)?, &key_owner)?;
+        }
         // The holder's newest certificate of each kind, if still good: O(1), not a scan of the
         // holder's whole history.
         let live = |k: Hierarchy| -> Result<Option<CertRecord>> {
@@ -194,7 +234,12 @@ impl Authority {
             Ok(good.then_some(c))
         };
         let previous = live(h)?;
-        let overridden = self.eligible(&resident, h, previous.as_ref(), now, overrides)?;
+        let mut overridden = self.eligible(&resident, h, previous.as_ref(), now, overrides)?;
+        if shared_key {
+            overridden.push(
+                "one key per holder set aside: benchmark store, key from a shared pool".into(),
+            );
+        }
         let auth_not_after = if h == Hierarchy::Signing {
             live(Hierarchy::Auth)?.map(|c| c.not_after)
         } else {
@@ -286,6 +331,7 @@ impl Authority {
             overridden,
             der,
             emigrant: emigrant.is_some(),
+            bench_shared_key: shared_key,
         })
     }
 
@@ -345,7 +391,9 @@ impl Authority {
         if t.key_blocked(&p.fp)? {
             return Err(Error::KeyBlocked(hex::encode(p.fp)));
         }
-        key_is_theirs(t.key_owner(&p.fp)?, &p.key_owner)?;
+        if !p.bench_shared_key {
+            key_is_theirs(t.key_owner(&p.fp)?, &p.key_owner)?;
+        }
         if t.certificate_exists(p.h, &p.serial)? {
             return Err(Error::Retry);
         }

@@ -43,7 +43,7 @@ use crate::signers::Signers;
 use crate::storage::Storage;
 
 pub use events::{Event, EventOutcome, NewResident};
-pub use issue::{IssueOverrides, Issued};
+pub use issue::{IssueOverrides, Issued, BENCH_STORE_MARKER};
 pub use query::{
     CertPage, CertQuery, CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary,
     ResidentView,

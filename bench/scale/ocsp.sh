@@ -1,0 +1,75 @@
+#!/bin/bash
+# OCSP over a benchmark store (issue #14): requests spread uniformly at random over every
+# certificate vs one hot serial, beside `openssl ocsp -multi 2` answering from an index of
+# the same authentication certificates; start-up to first answer and RSS, first start
+# (pre-signing every answer) and after a restart (served from the durable answer store).
+# Run from the workspace root, as root, in a private network namespace:
+#   cargo build --release -p jpki
+#   target/release/jpki bench populate --data DIR --certificates N
+#   unshare -n bash bench/scale/ocsp.sh DIR [SECONDS] [ROUNDS]
+set -eu
+DATA=$1; T=${2:-10}; R=${3:-3}
+ip link set lo up
+BIN=$PWD/target/release/jpki
+export JPKI_PASSPHRASE=${JPKI_PASSPHRASE:-bench-passphrase}
+W=$(mktemp -d)
+PIDS=(); OSSL=
+cleanup() { [ -n "$OSSL" ] && kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT INT TERM
+echo "## machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 bench/scale/export.py "$BIN" "$DATA" "$W"
+$BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
+$BIN --data "$DATA" root --hierarchy signing > "$W/signing-root.pem"
+for h in auth signing; do
+  openssl ocsp -issuer "$W/$h-root.pem" -serial 0x1 -no_nonce -reqout "$W/$h-tpl.der" >/dev/null 2>&1
+done
+python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
+python3 bench/scale/requests.py "$W/auth.reqs" "$W/auth-tpl.der" "$W/auth.serials"
+printf '[listen]\nhttp = "127.0.0.1:8090"\n[ocsp]\npresign_per_second = %s\n' "${PRESIGN:-1000000}" > "$W/serve.toml"
+FIRST=$(python3 -c "import sys,struct;d=open('$W/all.reqs','rb').read();n=struct.unpack('>H',d[:2])[0];open('$W/first.der','wb').write(d[2:2+n])")
+rss() { grep VmRSS /proc/$1/status | awk '{print $2/1024 " MiB"}'; }
+metric() { curl -s http://127.0.0.1:8090/metrics | awk -v m="$1" '$1==m {print $2}'; }
+start() { # start jpki serve, time to the first OCSP answer
+  local t0; t0=$(date +%s.%N)
+  $BIN --data "$DATA" serve --config "$W/serve.toml" 2> "$W/serve.log" > /dev/null & SERVE=$!; PIDS+=($SERVE)
+  until curl -s -f -o /dev/null --data-binary @"$W/first.der" -H 'Content-Type: application/ocsp-request' http://127.0.0.1:8090/ocsp; do sleep 0.05; done
+  echo "serve start-up to first OCSP answer: $(echo "$(date +%s.%N) - $t0" | bc) s; RSS $(rss $SERVE)"
+}
+run() { # name url reqs hot close
+  echo "## $1"
+  env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" | grep -E "Requests/sec|  99%|  50%|non-2xx"
+}
+N=$(cat "$W/auth.serials" "$W/signing.serials" | wc -l)
+if [ "${SKIP_FIRST:-0}" != 1 ]; then # SKIP_FIRST=1: the answer store is already filled
+echo "## first start (pre-signer fills the answer store at up to ${PRESIGN:-1000000}/s)"
+start
+t0=$(date +%s.%N); c0=$(awk '{print $14+$15}' /proc/$SERVE/stat)
+until [ "$(metric ocsp_presigned_total)" -ge "$N" ] 2>/dev/null; do sleep 1; done
+dt=$(echo "$(date +%s.%N) - $t0" | bc); c1=$(awk '{print $14+$15}' /proc/$SERVE/stat)
+echo "full pre-signing pass: $N answers in $dt s ($(echo "$N / $dt" | bc)/s), CPU $(echo "($c1 - $c0) / 100" | bc) s = $(echo "100 * ($c1 - $c0) / 100 / $dt / $(nproc)" | bc) % of the machine; RSS $(rss $SERVE); answer store $(du -sm "$DATA/ocsp-answers" | cut -f1) MB"
+kill $SERVE; wait $SERVE 2>/dev/null || true
+fi
+echo "## restart"
+start
+for i in $(seq 1 $R); do
+  run "ours: uniform over all $N serials, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$W/all.reqs" 0 0
+  run "ours: one hot serial, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$W/all.reqs" 1 0
+  run "ours: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:8090/ocsp "$W/auth.reqs" 0 1
+done
+echo "RSS after the runs: $(rss $SERVE); signatures since restart: $(metric ocsp_signatures_total); stored hits: $(metric ocsp_stored_hits_total)"
+# The peer signs with the same delegated auth OCSP signer (its key decrypted into the
+# private temporary directory, removed at exit).
+OSIGNER_CERT="$DATA/certs/auth-ocsp.pem"; OSIGNER_KEY="$W/auth-ocsp.key"
+(umask 077; openssl pkcs8 -in "$DATA/keys/auth-ocsp.key" -passin env:JPKI_PASSPHRASE -out "$OSIGNER_KEY")
+for i in $(seq 1 $R); do
+  PORT=$((8100 + i))
+  openssl ocsp -index "$W/index.txt" -CA "$W/auth-root.pem" -rsigner "$OSIGNER_CERT" -rkey "$OSIGNER_KEY" \
+    -port $PORT -multi 2 -ignore_err -nmin 60 > /dev/null 2> "$W/openssl.log" & OSSL=$!
+  t0=$(date +%s.%N)
+  until curl -s -f -o /dev/null --data-binary @"$W/first.der" http://127.0.0.1:$PORT/; do sleep 0.1; done
+  echo "openssl ocsp up (index of $(wc -l < "$W/index.txt") loaded) after $(echo "$(date +%s.%N) - $t0" | bc) s"
+  run "openssl ocsp -multi 2: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:$PORT/ "$W/auth.reqs" 0 1
+  kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null || true; wait "$OSSL" 2>/dev/null || true; OSSL=
+done
+kill $SERVE; wait $SERVE 2>/dev/null || true
+echo "disk: store $(du -sb "$DATA" --exclude ocsp-answers | cut -f1) bytes, answers $(du -sb "$DATA/ocsp-answers" | cut -f1) bytes for $N certificates"

@@ -1,0 +1,196 @@
+//! The durable store of pre-signed answers: every certificate signed ahead by the pre-signer,
+//! served after a "restart" (a new responder over the same store) without one signature,
+//! a revocation replacing the stored answer, a stored answer whose status the source no
+//! longer states never served, and the memory front bounded by its capacity.
+
+mod support;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use der07::asn1::{Null, OctetString};
+use der07::{Decode, Encode};
+use ocsp_responder::stored::{AnswerStore, Settings as StoreSettings};
+use ocsp_responder::{Cause, Clock, FixedClock, HashAlg, Responder, Settings, StatusSource};
+use policies::{Hierarchy, Policy, Reason};
+use spki07::AlgorithmIdentifierOwned;
+use x509_cert_02::serial_number::SerialNumber;
+use x509_ocsp::{CertId, CertStatus, OcspRequest, Request, TbsRequest};
+
+fn sha1(data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, data)
+        .as_ref()
+        .to_vec()
+}
+
+fn cert_id(pki: &support::Pki, name: &str, serial: &[u8]) -> CertId {
+    let root = x509_cert_02::Certificate::from_der(&pki.roots[name]).unwrap();
+    let subject = root.tbs_certificate.subject.to_der().unwrap();
+    let key = root
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .raw_bytes()
+        .to_vec();
+    CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: HashAlg::Sha1.oid(),
+            parameters: Some(Null.into()),
+        },
+        issuer_name_hash: OctetString::new(sha1(&subject)).unwrap(),
+        issuer_key_hash: OctetString::new(sha1(&key)).unwrap(),
+        serial_number: SerialNumber::new(serial).unwrap(),
+    }
+}
+
+fn request(id: CertId) -> Vec<u8> {
+    OcspRequest {
+        tbs_request: TbsRequest {
+            version: Default::default(),
+            requestor_name: None,
+            request_list: vec![Request {
+                req_cert: id,
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .unwrap()
+}
+
+fn status_of(der: &[u8]) -> CertStatus {
+    let resp = x509_ocsp::OcspResponse::from_der(der).unwrap();
+    let bytes = resp.response_bytes.unwrap();
+    let basic = x509_ocsp::BasicOcspResponse::from_der(bytes.response.as_bytes()).unwrap();
+    basic.tbs_response_data.responses[0].cert_status
+}
+
+fn responder(
+    pki: &support::Pki,
+    store: &Arc<AnswerStore>,
+    clock: &Arc<FixedClock>,
+    tune: impl FnOnce(&mut Settings),
+) -> Responder {
+    let mut settings = Settings::from_policy(&Policy::default_policy());
+    tune(&mut settings);
+    let r = Responder::new(
+        settings,
+        pki.issuers.clone(),
+        pki.source.clone(),
+        clock.clone(),
+    )
+    .unwrap();
+    r.attach_store(store.clone()).unwrap();
+    r
+}
+
+#[test]
+fn presigned_answers_survive_a_restart_and_follow_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki(dir.path());
+    let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
+    let path = dir.path().join("answers");
+    let store = Arc::new(AnswerStore::open(&path, &StoreSettings::default()).unwrap());
+    let r = responder(&pki, &store, &clock, |_| {});
+    let issued = {
+        let mut n = 0;
+        pki.source
+            .for_each_issued(clock.now(), &mut |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        n
+    };
+    let report = r.presign_pass(&AtomicBool::new(false)).unwrap();
+    // Held and good and revoked alike: every issued certificate, the SHA-1 form.
+    assert_eq!(report.signed, issued);
+    assert_eq!(r.metrics().count_signatures(), issued);
+    // A second pass has nothing to do.
+    assert_eq!(r.presign_pass(&AtomicBool::new(false)).unwrap().signed, 0);
+    drop(r);
+    drop(store);
+
+    // "Restart": a new responder over the reopened store.
+    let store = Arc::new(AnswerStore::open(&path, &StoreSettings::default()).unwrap());
+    let r = responder(&pki, &store, &clock, |_| {});
+    let good = pki.leaf("good").serial.clone();
+    let req = request(cert_id(&pki, "signing", &good));
+    let a = r.answer_blocking(&req);
+    assert_eq!(a.cause, Cause::CacheHit);
+    assert!(matches!(status_of(&a.der), CertStatus::Good(_)));
+    assert_eq!(r.metrics().count_stored_hits(), 1);
+    assert_eq!(r.metrics().count_signatures(), 0);
+    // The second query is a memory hit.
+    assert_eq!(r.answer_blocking(&req).der, a.der);
+    assert_eq!(r.metrics().count_stored_hits(), 1);
+
+    // A revocation replaces the stored answer (and the memory one) before it returns.
+    pki.source.revoke(
+        Hierarchy::Signing,
+        &good,
+        clock.now(),
+        Reason::KeyCompromise,
+    );
+    assert_eq!(
+        r.refresh(Hierarchy::Signing, &good, clock.now()).unwrap(),
+        2
+    );
+    assert!(matches!(
+        status_of(&r.answer_blocking(&req).der),
+        CertStatus::Revoked(_)
+    ));
+    let stored = store.get(Hierarchy::Signing, HashAlg::Sha1, &good).unwrap();
+    assert!(matches!(
+        stored.map(|s| s.status),
+        Some(ocsp_responder::Status::Revoked { .. })
+    ));
+
+    // A stored answer that disagrees with the source (a crash before its refresh) is not
+    // served: the query is signed live instead.
+    let late = pki.leaf("late").serial.clone();
+    pki.source
+        .revoke(Hierarchy::Signing, &late, clock.now(), Reason::Unspecified);
+    let before = r.metrics().count_signatures();
+    let a = r.answer_blocking(&request(cert_id(&pki, "signing", &late)));
+    assert_eq!(a.cause, Cause::LiveSigned);
+    assert!(matches!(status_of(&a.der), CertStatus::Revoked(_)));
+    assert_eq!(r.metrics().count_signatures(), before + 1);
+
+    // An unknown serial is answered live and never stored.
+    let unknown = cert_id(&pki, "signing", &[0x7f, 0x01]);
+    let a = r.answer_blocking(&request(unknown));
+    assert!(matches!(status_of(&a.der), CertStatus::Unknown(_)));
+    assert!(store
+        .get(Hierarchy::Signing, HashAlg::Sha1, &[0x7f, 0x01])
+        .unwrap()
+        .is_none());
+
+    // Near nextUpdate, the pre-signer re-signs what is due.
+    clock.advance(time::Duration::minutes(50));
+    let report = r.presign_pass(&AtomicBool::new(false)).unwrap();
+    assert!(report.signed >= issued, "{report:?}");
+}
+
+#[test]
+fn the_memory_front_stays_within_its_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki(dir.path());
+    let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
+    let store = Arc::new(AnswerStore::temporary().unwrap());
+    let r = responder(&pki, &store, &clock, |s| s.cache_capacity = 2);
+    r.presign_pass(&AtomicBool::new(false)).unwrap();
+    for name in ["good", "revoked", "held", "late"] {
+        let serial = pki.leaf(name).serial.clone();
+        let a = r.answer_blocking(&request(cert_id(&pki, "signing", &serial)));
+        assert_eq!(a.cause, Cause::CacheHit, "{name}");
+        assert!(r.cached() <= 2, "{} cached", r.cached());
+    }
+    assert_eq!(r.metrics().count_stored_hits(), 4);
+    assert_eq!(
+        r.metrics().count_signatures(),
+        r.metrics().count_presigned()
+    );
+}
