@@ -808,11 +808,13 @@ pub enum BenchCommand {
         /// The benchmark store's data directory (created, or resumed if made by this command).
         #[arg(long)]
         data: PathBuf,
+        /// Certificates to reach (two per resident: signing and authentication), e.g. 100000.
         #[arg(long)]
         certificates: u64,
         /// Share of residents reported dead (both certificates revoked by the event's rule).
         #[arg(long, default_value_t = 0.1)]
         revoked_fraction: f64,
+        /// Municipalities the residents are spread over (Japan has 1,741).
         #[arg(long, default_value_t = 1741)]
         municipalities: u32,
         /// `postgres://…` to create the store in PostgreSQL (sled by default).

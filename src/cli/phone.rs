@@ -30,6 +30,7 @@ use crate::Result;
 pub enum PhoneCommand {
     /// Issue a fresh one-use challenge for a phone application (valid 5 minutes).
     Challenge {
+        /// The holder's resident id (e.g. `R-13101-000042`).
         #[arg(long)]
         resident: String,
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
@@ -44,10 +45,13 @@ pub enum PhoneCommand {
         /// The authentication PIN of the card.
         #[arg(long)]
         pin: Option<String>,
+        /// The challenge from `jpki phone challenge` (hexadecimal).
         #[arg(long)]
         challenge: String,
+        /// The phone's authentication CSR (PEM or DER, made by `jpki token csr` on the phone token).
         #[arg(long)]
         auth_csr: Option<PathBuf>,
+        /// The phone's signing CSR (PEM or DER), if it applies for one.
         #[arg(long)]
         signing_csr: Option<PathBuf>,
         /// Where to write the signature (raw PKCS#1 v1.5 SHA-256).
@@ -58,15 +62,19 @@ pub enum PhoneCommand {
     /// certificates are revoked); with only --signing-csr a new signing certificate for the
     /// current phone (after `phone found`).
     Issue {
+        /// The holder's resident id (e.g. `R-13101-000042`).
         #[arg(long)]
         resident: String,
+        /// The challenge from `jpki phone challenge` (hexadecimal).
         #[arg(long)]
         challenge: String,
         /// The card's signature from `jpki phone authorise`.
         #[arg(long)]
         authorisation: PathBuf,
+        /// The phone's authentication CSR (PEM or DER, made by `jpki token csr` on the phone token).
         #[arg(long)]
         auth_csr: Option<PathBuf>,
+        /// The phone's signing CSR (PEM or DER), if it applies for one.
         #[arg(long)]
         signing_csr: Option<PathBuf>,
         /// Directory to write phone-auth.pem / phone-signing.pem into.
@@ -78,6 +86,7 @@ pub enum PhoneCommand {
     },
     /// The phone is lost: its certificates are put on hold.
     Lost {
+        /// The holder's resident id (e.g. `R-13101-000042`).
         #[arg(long)]
         resident: String,
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
@@ -87,6 +96,7 @@ pub enum PhoneCommand {
     /// The lost phone is found: the authentication certificate's hold is lifted, the signing
     /// certificate is revoked (apply again with --signing-csr).
     Found {
+        /// The holder's resident id (e.g. `R-13101-000042`).
         #[arg(long)]
         resident: String,
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
