@@ -393,9 +393,14 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
         {
             let p = Arc::clone(&parts.publisher);
             let now = parts.authority.clock().now();
-            let report = tokio::task::spawn_blocking(move || p.tick(now))
-                .await
-                .map_err(|e| Error::Serve(e.to_string()))?;
+            // The partitions are counted here too: reading the store blocks (PostgreSQL runs
+            // its own runtime), so not on this runtime's workers.
+            let (report, partitions) = tokio::task::spawn_blocking(move || {
+                let report = p.tick(now);
+                (report, p.scopes().map(|s| s.len()).unwrap_or(0))
+            })
+            .await
+            .map_err(|e| Error::Serve(e.to_string()))?;
             if !report.failed.is_empty() {
                 return Err(Error::Serve(format!(
                     "{} CRL(s) could not be published at start",
@@ -403,7 +408,6 @@ pub fn run(data: &Path, passphrase: Option<Vec<u8>>, settings: Settings) -> Resu
                 )));
             }
             // One summary line, not one per partition.
-            let partitions = parts.publisher.scopes().map(|s| s.len()).unwrap_or(0);
             eprintln!(
                 "jpki serve: {} CRL(s) published at start, {} partition(s) served from {}",
                 report.published.len(),
