@@ -245,6 +245,14 @@ fn one_ca_node_two_edges_one_on_a_standby() {
     });
     let (_, metrics) = get(&format!("{}/metrics", edges[0].base));
     assert!(metrics.contains("jpki_edge_ready 0"), "{metrics}");
+    // The edge on the standby: its database answers, but the standby lost its primary, so no
+    // revocation can reach it: not ready either, saying why.
+    eventually("the edge on the standby says not ready", || {
+        let (code, body) = get(&format!("{}/healthz", edges[1].base));
+        code == 503 && body.contains("lost its primary")
+    });
+    let (_, metrics) = get(&format!("{}/metrics", edges[1].base));
+    assert!(metrics.contains("jpki_edge_db_streaming 0"), "{metrics}");
     for (root, cert, want) in [
         (&aroot, &certs[0].1, "revoked"),
         (&sroot, &certs[1].1, "good"),
@@ -260,6 +268,9 @@ fn one_ca_node_two_edges_one_on_a_standby() {
     primary.restart().expect("restart the primary");
     eventually("the edge on the primary is ready again", || {
         get(&format!("{}/healthz", edges[0].base)).0 == 200
+    });
+    eventually("the edge on the standby is ready again", || {
+        get(&format!("{}/healthz", edges[1].base)).0 == 200
     });
     let shown = env.json(&[
         "cert",

@@ -48,12 +48,19 @@ pub struct FollowState {
     /// Whether the database is a standby, and its replay age in seconds (storage-postgres).
     pub standby: bool,
     pub replay_age: Option<f64>,
+    /// On a standby: whether it streams from its primary (`None` on a primary).
+    pub streaming: Option<bool>,
 }
 
 impl FollowState {
     /// `None` when ready, else why not.
     pub fn not_ready(&self) -> Option<String> {
         match (self.last_ok, &self.error) {
+            (Some(t), _) if t.elapsed() <= STALE_AFTER && self.streaming == Some(false) => Some(
+                "the standby has lost its primary (its WAL receiver is not streaming): no \
+                 revocation can reach it; answering from the OCSP cache until its nextUpdate"
+                    .into(),
+            ),
             (Some(t), _) if t.elapsed() <= STALE_AFTER => None,
             (_, Some(e)) => Some(format!(
                 "database unreachable ({e}); answering from the OCSP cache until its nextUpdate"
@@ -86,7 +93,10 @@ impl FollowState {
              jpki_edge_db_standby {standby}\n\
              # HELP jpki_edge_db_replay_age_seconds On a standby: seconds since it replayed its primary's last transaction.\n\
              # TYPE jpki_edge_db_replay_age_seconds gauge\n\
-             jpki_edge_db_replay_age_seconds {replay:.3}\n",
+             jpki_edge_db_replay_age_seconds {replay:.3}\n\
+             # HELP jpki_edge_db_streaming On a standby: whether it streams from its primary (1 on a primary).\n\
+             # TYPE jpki_edge_db_streaming gauge\n\
+             jpki_edge_db_streaming {streaming}\n",
             stale = STALE_AFTER.as_secs(),
             ready = u8::from(self.not_ready().is_none()),
             seq = self.seq,
@@ -94,6 +104,7 @@ impl FollowState {
             failures = self.failures,
             standby = u8::from(self.standby),
             replay = self.replay_age.unwrap_or(0.0),
+            streaming = u8::from(self.streaming != Some(false)),
         )
     }
 }
@@ -183,9 +194,10 @@ impl Follower {
                 self.failed(e.to_string());
                 return done;
             }
-            Some(Ok((standby, age))) => {
-                s.standby = standby;
-                s.replay_age = age;
+            Some(Ok(r)) => {
+                s.standby = r.standby;
+                s.replay_age = r.replay_age;
+                s.streaming = r.streaming;
             }
             None => {}
         }

@@ -349,6 +349,17 @@ struct Stats {
 }
 
 /// The PostgreSQL storage authority (see the crate docs).
+/// A PostgreSQL server's replication state ([`PgStorage::replication`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Replication {
+    /// The server is a standby in recovery.
+    pub standby: bool,
+    /// Seconds since a standby replayed its primary's last transaction.
+    pub replay_age: Option<f64>,
+    /// On a standby: whether its WAL receiver is streaming from the primary.
+    pub streaming: Option<bool>,
+}
+
 pub struct PgStorage {
     /// `None` only while dropping.
     rt: Option<tokio::runtime::Runtime>,
@@ -398,21 +409,29 @@ impl PgStorage {
         Ok(store)
     }
 
-    /// Whether the server is a standby in recovery, and how long ago (in seconds) it
-    /// replayed the last transaction from its primary (`None` on a primary, or before any
-    /// replay). On an idle primary this grows without any lag; read it beside the revocation
-    /// log's sequence.
-    pub fn replication(&self) -> std::result::Result<(bool, Option<f64>), PgError> {
+    /// Whether the server is a standby in recovery, how long ago (in seconds) it replayed
+    /// the last transaction from its primary (`None` on a primary, or before any replay; on
+    /// an idle primary this grows without any lag — read it beside the revocation log's
+    /// sequence), and on a standby whether its WAL receiver is streaming from the primary
+    /// (`pg_stat_wal_receiver`; `None` on a primary): a standby that lost its primary still
+    /// answers, but no revocation can reach it.
+    pub fn replication(&self) -> std::result::Result<Replication, PgError> {
         self.block(async {
             let c = self.client().await?;
             let row = c
                 .query_one(
                     "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN \
-                     extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+                     extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
+                     CASE WHEN pg_is_in_recovery() THEN EXISTS (SELECT 1 FROM \
+                     pg_stat_wal_receiver WHERE status = 'streaming') END",
                     &[],
                 )
                 .await?;
-            Ok((row.get(0), row.get(1)))
+            Ok(Replication {
+                standby: row.get(0),
+                replay_age: row.get(1),
+                streaming: row.get(2),
+            })
         })
     }
 
