@@ -123,6 +123,22 @@ fn current_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Creates `path` with mode 0600 and fsyncs it; refuses to overwrite.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> crate::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(crate::Error::io(format!("create {}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(crate::Error::io(format!("write {}", path.display())))?;
+    f.sync_all()
+        .map_err(crate::Error::io(format!("sync {}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,7 +95,7 @@ impl HsmConfig {
             "# CA keys in a PKCS#11 token (docs/hsm.md). The PIN is read at open from \
              ${PIN_ENV} or pin_file.\n{text}"
         );
-        crate::keys::write_private(&dir.join(CONFIG_FILE), text.as_bytes())
+        crate::datadir::write_private(&dir.join(CONFIG_FILE), text.as_bytes())
     }
 
     /// The user PIN: `$JPKI_HSM_PIN`, else the first line of `pin_file`.

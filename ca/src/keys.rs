@@ -4,8 +4,6 @@
 //! reads these files (`openssl pkey -in KEY -passin env:JPKI_PASSPHRASE`).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
@@ -72,19 +70,9 @@ pub fn write_encrypted(path: &Path, key: &NewKey, passphrase: &[u8]) -> Result<(
     write_private(path, pem.as_bytes())
 }
 
-/// Creates `path` with mode 0600 and fsyncs it; refuses to overwrite.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(Error::io(format!("create {}", path.display())))?;
-    f.write_all(bytes)
-        .map_err(Error::io(format!("write {}", path.display())))?;
-    f.sync_all()
-        .map_err(Error::io(format!("sync {}", path.display())))
-}
+/// Creates `path` with mode 0600 and fsyncs it; refuses to overwrite (kept in
+/// [`crate::datadir`], which every module that writes into the data directory may use).
+pub use crate::datadir::write_private;
 
 /// Reads and decrypts a key file.
 pub fn read_encrypted(path: &Path, passphrase: &[u8]) -> Result<KeyPair> {

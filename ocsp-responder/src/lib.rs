@@ -32,6 +32,7 @@
 //! * `sled` 0.34 (the CA's embedded engine already) for the pre-signed answers on disk: an
 //!   ordered, crash-safe key-value tree with a bounded page cache, no server to run.
 
+pub mod certid;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -49,6 +49,8 @@ use x509_ocsp::{
     ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
+use crate::certid::canonical;
+pub use crate::certid::{HashAlg, Times};
 use crate::metrics::{Cause, Metrics, ResponseStatus};
 use crate::request::{self, Parsed};
 use crate::source::{SourceError, Status, StatusSource};
@@ -129,48 +131,6 @@ pub struct Issuer {
     /// DER of the root (issuer) certificate.
     pub root: Vec<u8>,
     pub signer: Arc<dyn Signer>,
-}
-
-/// A CertID hash algorithm we can compute (RFC 6960 §4.1.1 leaves it open; clients use SHA-1
-/// or SHA-256).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashAlg {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    const ALL: [HashAlg; 4] = [
-        HashAlg::Sha1,
-        HashAlg::Sha256,
-        HashAlg::Sha384,
-        HashAlg::Sha512,
-    ];
-
-    pub fn oid(self) -> ObjectIdentifier {
-        match self {
-            HashAlg::Sha1 => ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
-            HashAlg::Sha256 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1"),
-            HashAlg::Sha384 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2"),
-            HashAlg::Sha512 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3"),
-        }
-    }
-
-    fn from_oid(oid: &ObjectIdentifier) -> Option<HashAlg> {
-        HashAlg::ALL.into_iter().find(|a| a.oid() == *oid)
-    }
-
-    fn digest(self, data: &[u8]) -> Vec<u8> {
-        let alg = match self {
-            HashAlg::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
-            HashAlg::Sha256 => &digest::SHA256,
-            HashAlg::Sha384 => &digest::SHA384,
-            HashAlg::Sha512 => &digest::SHA512,
-        };
-        digest::digest(alg, data).as_ref().to_vec()
-    }
 }
 
 struct IssuerState {
@@ -271,14 +231,6 @@ impl IssuerState {
     }
 }
 
-/// The three times of a signed answer (whole seconds, UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Times {
-    pub produced_at: OffsetDateTime,
-    pub this_update: OffsetDateTime,
-    pub next_update: OffsetDateTime,
-}
-
 /// One answer, ready to send.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -321,16 +273,6 @@ struct Cache {
     /// refresh epoch of a record evicted to make room, so that a query that read the store
     /// before that refresh cannot put its stale answer back once the record is gone.
     evict_floor: AtomicU64,
-}
-
-/// A serial's magnitude without leading zero octets: the same for the DER INTEGER content
-/// of a CertID (`00 80` for 128) and the CA's record (`80`), so that both name one entry.
-pub(crate) fn canonical(serial: &[u8]) -> &[u8] {
-    let start = serial
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(serial.len().saturating_sub(1));
-    &serial[start..]
 }
 
 /// Cache key: hierarchy tag then the serial's INTEGER content octets.

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use policies::{Hierarchy, Reason};
 use time::OffsetDateTime;
 
-use crate::responder::{HashAlg, Times};
+use crate::certid::{HashAlg, Times};
 use crate::source::Status;
 use crate::Error;
 
@@ -118,7 +118,7 @@ pub struct AnswerStore {
 }
 
 fn key(h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Vec<u8> {
-    let serial = crate::responder::canonical(serial);
+    let serial = crate::certid::canonical(serial);
     let mut k = Vec::with_capacity(2 + serial.len());
     k.push(h.tag());
     k.push(alg as u8);

@@ -669,6 +669,22 @@ pub async fn start(
     Ok((listener, Arc::new(api)))
 }
 
+impl super::renew::RenewableListener for AdminApi {
+    fn server_certificate(&self) -> Vec<u8> {
+        AdminApi::server_certificate(self)
+    }
+    fn names(&self) -> &[String] {
+        AdminApi::names(self)
+    }
+    fn replace_identity(
+        &self,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> crate::Result<()> {
+        AdminApi::replace_identity(self, chain, key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -678,13 +678,13 @@ pub fn run_node(
             };
             let (listener, api) =
                 admin_https::start_verifiers(&parts.authority, *addr, names, revocation).await?;
-            watch.add_listener("verifiers-server", Arc::clone(&api));
+            watch.add_listener("verifiers-server", api.clone());
             let gate = conn_guard::Gate::new(limits);
             tasks.spawn(api.serve(listener, gate, stopped(stop_rx.clone())));
         }
         if let Some(admin) = &settings.admin {
             let (listener, api) = admin_https::start(&parts.authority, admin).await?;
-            watch.add_listener("admin-server", Arc::clone(&api));
+            watch.add_listener("admin-server", api.clone());
             let gate = conn_guard::Gate::new(limits);
             tasks.spawn(api.serve(listener, gate, stopped(stop_rx.clone())));
         }

@@ -46,6 +46,22 @@ struct Pf {
     names: Vec<String>,
 }
 
+/// A mutual-TLS listener whose server certificate the watch renews in place (the remote
+/// admin API and the verifiers' listener implement it; a trait, so that this module does not
+/// import the listeners' module, which depends on it through the health checks).
+pub trait RenewableListener: Send + Sync {
+    /// The server certificate in force (DER).
+    fn server_certificate(&self) -> Vec<u8>;
+    /// The names its server certificate carries.
+    fn names(&self) -> &[String];
+    /// Replaces the server certificate for every later handshake.
+    fn replace_identity(
+        &self,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<()>;
+}
+
 /// The renewals and expiry gauges of a running server (see the module docs).
 pub struct Watch {
     authority: Arc<Authority>,
@@ -59,7 +75,7 @@ pub struct Watch {
     tsa: Mutex<Option<Arc<tsa::server::Tsa>>>,
     /// The remote admin API's and the verifiers' listeners (`admin-server`,
     /// `verifiers-server`), renewed like the platform API's.
-    listeners: Mutex<Vec<(&'static str, Arc<super::admin_https::AdminApi>)>>,
+    listeners: Mutex<Vec<(&'static str, Arc<dyn RenewableListener>)>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
 }
@@ -102,7 +118,7 @@ impl Watch {
     /// Watches a mutual-TLS listener of `admin_https` (`what`: `admin-server` or
     /// `verifiers-server`): its server certificate is renewed like the platform API's (audit
     /// `<what>-renew`).
-    pub fn add_listener(&self, what: &'static str, api: Arc<super::admin_https::AdminApi>) {
+    pub fn add_listener(&self, what: &'static str, api: Arc<dyn RenewableListener>) {
         self.listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -597,7 +613,7 @@ mod tests {
         platform::operator_crl::publish(&a).unwrap();
         let crl = std::fs::read(platform::operator_crl::path(&a)).unwrap();
         let watch = Watch::new(Arc::clone(&a));
-        watch.add_listener("admin-server", Arc::clone(&api));
+        watch.add_listener("admin-server", api.clone());
         watch.check().unwrap();
         let first = api.server_certificate();
         assert_eq!(
