@@ -195,30 +195,34 @@ impl Watch {
         }
     }
 
-    fn renew_pf_server(&self) -> Result<()> {
-        let pf = self.pf.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(pf) = pf.as_ref() else {
-            return Ok(());
-        };
+    /// Renews one listener's server certificate in place when it is within
+    /// [`PF_SERVER_MARGIN_DAYS`] of its notAfter: a fresh key and certificate from the operator
+    /// CA for `names`, audited `<what>-renew`, then installed by `replace` (new handshakes get
+    /// it, open connections are left alone).
+    fn renew_in_place(
+        &self,
+        what: &str,
+        current: &[u8],
+        names: &[String],
+        replace: impl FnOnce(
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        ) -> Result<()>,
+    ) -> Result<()> {
         let a = &self.authority;
-        let old = Expiry::of(
-            "pf-server",
-            None,
-            &pf.api.server_certificate(),
-            PF_SERVER_MARGIN_DAYS,
-        )?;
+        let old = Expiry::of(what, None, current, PF_SERVER_MARGIN_DAYS)?;
         let now = a.clock().now();
         if !old.due(now) {
             return Ok(());
         }
-        let (chain, key) = platform::server_identity(a, &pf.names)?;
+        let (chain, key) = platform::server_identity(a, names)?;
         let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
-        let new = Expiry::of("pf-server", None, &leaf, PF_SERVER_MARGIN_DAYS)?;
+        let new = Expiry::of(what, None, &leaf, PF_SERVER_MARGIN_DAYS)?;
         a.storage().transact(&|t| {
             ca::storage::audit(
                 t,
                 now,
-                "pf-server-renew",
+                &format!("{what}-renew"),
                 &new.serial,
                 &format!(
                     "replaces {}; notAfter {}",
@@ -227,39 +231,31 @@ impl Watch {
                 ),
             )
         })?;
-        pf.api.replace_identity(chain, key)?;
-        tracing::warn!(serial = %new.serial, replaced = %old.serial, "renewed the platform API server certificate");
+        replace(chain, key)?;
+        tracing::warn!(serial = %new.serial, replaced = %old.serial, listener = what, "renewed a server certificate");
         Ok(())
+    }
+
+    fn renew_pf_server(&self) -> Result<()> {
+        let pf = self.pf.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pf) = pf.as_ref() else {
+            return Ok(());
+        };
+        self.renew_in_place(
+            "pf-server",
+            &pf.api.server_certificate(),
+            &pf.names,
+            |c, k| Ok(pf.api.replace_identity(c, k)?),
+        )
     }
 
     /// The admin API's and verifiers' server certificates, renewed like the platform API's.
     fn renew_listeners(&self) -> Result<()> {
         let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        let a = &self.authority;
         for (what, api) in listeners.iter() {
-            let old = Expiry::of(what, None, &api.server_certificate(), PF_SERVER_MARGIN_DAYS)?;
-            let now = a.clock().now();
-            if !old.due(now) {
-                continue;
-            }
-            let (chain, key) = platform::server_identity(a, api.names())?;
-            let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
-            let new = Expiry::of(what, None, &leaf, PF_SERVER_MARGIN_DAYS)?;
-            a.storage().transact(&|t| {
-                ca::storage::audit(
-                    t,
-                    now,
-                    &format!("{what}-renew"),
-                    &new.serial,
-                    &format!(
-                        "replaces {}; notAfter {}",
-                        old.serial,
-                        new.not_after.unix_timestamp()
-                    ),
-                )
+            self.renew_in_place(what, &api.server_certificate(), api.names(), |c, k| {
+                api.replace_identity(c, k)
             })?;
-            api.replace_identity(chain, key)?;
-            tracing::warn!(serial = %new.serial, replaced = %old.serial, listener = what, "renewed a server certificate");
         }
         Ok(())
     }
@@ -271,36 +267,12 @@ impl Watch {
         let Some((portal, names)) = portal.as_ref() else {
             return Ok(());
         };
-        let a = &self.authority;
-        let old = Expiry::of(
+        self.renew_in_place(
             "portal-server",
-            None,
             &portal.server_certificate(),
-            PF_SERVER_MARGIN_DAYS,
-        )?;
-        let now = a.clock().now();
-        if !old.due(now) {
-            return Ok(());
-        }
-        let (chain, key) = platform::server_identity(a, names)?;
-        let leaf = chain.first().map(|c| c.to_vec()).unwrap_or_default();
-        let new = Expiry::of("portal-server", None, &leaf, PF_SERVER_MARGIN_DAYS)?;
-        a.storage().transact(&|t| {
-            ca::storage::audit(
-                t,
-                now,
-                "portal-server-renew",
-                &new.serial,
-                &format!(
-                    "replaces {}; notAfter {}",
-                    old.serial,
-                    new.not_after.unix_timestamp()
-                ),
-            )
-        })?;
-        portal.replace_identity(chain, key)?;
-        tracing::warn!(serial = %new.serial, replaced = %old.serial, "renewed the holder portal server certificate");
-        Ok(())
+            names,
+            |c, k| portal.replace_identity(c, k),
+        )
     }
 
     /// The roots, OCSP signers, the operator CA (if the data directory has one) and the

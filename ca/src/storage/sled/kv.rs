@@ -308,6 +308,32 @@ fn read_records<F: Read + Seek>(
 
 /// Reads every whole record of the journal; returns them with the offset where the valid
 /// journal ends.
+/// The store is the snapshot (position `base`, 0 without one) plus the journal's records,
+/// which must follow on from it: `(base, start, last)`: the snapshot's position, the
+/// journal's first record and the store's position.
+fn store_bounds(dir: &Path, snapshot: &Path, records: &[Record]) -> Result<(u64, u64, u64)> {
+    let base = snapshot_seq(snapshot)?.unwrap_or(0);
+    // No store reaches 2^64 - 1 transactions: such a position is damage, and `+ 1` below
+    // would overflow on it.
+    if base == u64::MAX || records.last().is_some_and(|(s, _)| *s == u64::MAX) {
+        return Err(Error::Store(format!(
+            "{}: a record at position 2^64 - 1: the journal or snapshot is damaged",
+            dir.display()
+        )));
+    }
+    let start = records.first().map_or(base + 1, |(s, _)| *s);
+    if start > base + 1 {
+        return Err(Error::Store(format!(
+            "the journal starts at record {start} but the snapshot holds the store only up to {base}: records are missing"
+        )));
+    }
+    Ok((
+        base,
+        start,
+        records.last().map_or(base, |(s, _)| *s).max(base),
+    ))
+}
+
 fn read_journal<F: Read + Seek>(file: &mut F) -> Result<(Vec<Record>, u64)> {
     let mut records: Vec<Record> = Vec::new();
     let good_end = read_records(file, |seq, ops| {
@@ -648,24 +674,7 @@ impl Kv {
         };
         let (records, good_end) = read_journal(&mut file)?;
         let snapshot = dir.join(SNAPSHOT);
-        // The store is the snapshot (position `base`, 0 without one) plus the journal's records,
-        // which must follow on from it.
-        let base = snapshot_seq(&snapshot)?.unwrap_or(0);
-        // No store reaches 2^64 - 1 transactions: such a position is damage, and `+ 1` below
-        // would overflow on it.
-        if base == u64::MAX || records.last().is_some_and(|(s, _)| *s == u64::MAX) {
-            return Err(Error::Store(format!(
-                "{}: a record at position 2^64 - 1: the journal or snapshot is damaged",
-                dir.display()
-            )));
-        }
-        let start = records.first().map_or(base + 1, |(s, _)| *s);
-        if start > base + 1 {
-            return Err(Error::Store(format!(
-                "the journal starts at record {start} but the snapshot holds the store only up to {base}: records are missing"
-            )));
-        }
-        let last = records.last().map_or(base, |(s, _)| *s).max(base);
+        let (base, start, last) = store_bounds(dir, &snapshot, &records)?;
         // Checked, so repair what a crash left: a torn last record (a crash during its
         // append, never acknowledged) and the files of a compaction that did not finish (the
         // old snapshot, or none, and the old journal still hold everything).
@@ -1361,20 +1370,7 @@ impl Kv {
         })?;
         let (records, _) = read_journal(&mut file)?;
         let snapshot = dir.join(SNAPSHOT);
-        let base = snapshot_seq(&snapshot)?.unwrap_or(0);
-        if base == u64::MAX || records.last().is_some_and(|(s, _)| *s == u64::MAX) {
-            return Err(Error::Store(format!(
-                "{}: a record at position 2^64 - 1: the journal or snapshot is damaged",
-                dir.display()
-            )));
-        }
-        let start = records.first().map_or(base + 1, |(s, _)| *s);
-        if start > base + 1 {
-            return Err(Error::Store(format!(
-                "the journal starts at record {start} but the snapshot holds the store only up to {base}: records are missing"
-            )));
-        }
-        let last = records.last().map_or(base, |(s, _)| *s).max(base);
+        let (base, _, last) = store_bounds(dir, &snapshot, &records)?;
         let db = sled::Config::new()
             .temporary(true)
             .mode(sled::Mode::HighThroughput)
