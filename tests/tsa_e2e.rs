@@ -249,4 +249,21 @@ fn the_tsa_unit_renews_itself_and_old_tokens_still_verify() {
         shown["subject"].as_str().unwrap().ends_with("TSA 3"),
         "{shown}"
     );
+    // A renewed unit's certificate is judged like the first, where the judges are installed
+    // (made at today's clock, since the judges check validity now).
+    env.now = None;
+    env.ok(&["tsa", "renew"]);
+    let cert4 = env.data().join("certs/tsa-4.pem");
+    let judge = std::path::Path::new("/work/shared/judges/judge-cert");
+    if judge.exists() {
+        let out = Command::new(judge)
+            .arg(&cert4)
+            .arg("--issuer")
+            .arg(&root)
+            .arg("-q")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "judge-cert on a renewed unit: {text}");
+    }
 }
