@@ -80,6 +80,7 @@ use ca::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
     KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
 };
+use ca::storage::{SignerAnswer, SignerRequest};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use policies::profile::Scope;
 use policies::{Hierarchy, Reason};
@@ -1266,6 +1267,77 @@ impl Storage for PgStorage {
         .map(|row| lease_from(&row))
         .transpose()
     }
+
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>> {
+        self.query_opt(
+            &format!(
+                "{SIGNER_REQUEST_SELECT} WHERE node = $1 AND hierarchy = $2 AND generation = $3"
+            ),
+            &[&node, &h_code(h), &generation_col(generation)?],
+        )?
+        .map(|row| signer_request_from(&row))
+        .transpose()
+    }
+
+    fn pending_signer_requests(&self) -> Result<Vec<SignerRequest>> {
+        self.query(
+            &format!(
+                "{SIGNER_REQUEST_SELECT} WHERE certificate IS NULL AND refused IS NULL \
+                 ORDER BY node, hierarchy, generation"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(signer_request_from)
+        .collect()
+    }
+}
+
+/// The columns [`signer_request_from`] reads, in its order.
+const SIGNER_REQUEST_SELECT: &str = "SELECT node, hierarchy, generation, csr, in_force, \
+     requested_ns, certificate, refused, answered_ns FROM signer_requests";
+
+fn generation_col(g: u32) -> Result<i32> {
+    i32::try_from(g).map_err(|_| ca::Error::Invalid(format!("root generation {g} is too large")))
+}
+
+fn signer_request_from(row: &Row) -> Result<SignerRequest> {
+    let generation: i32 = row.get(2);
+    let answered: Option<i64> = row.get(8);
+    let answer = match (
+        row.get::<_, Option<Vec<u8>>>(6),
+        row.get::<_, Option<String>>(7),
+    ) {
+        (None, None) => None,
+        (Some(der), None) => Some(SignerAnswer::Issued {
+            der,
+            at: from_ns(answered.unwrap_or_default())?,
+        }),
+        (None, Some(reason)) => Some(SignerAnswer::Refused {
+            reason,
+            at: from_ns(answered.unwrap_or_default())?,
+        }),
+        (Some(_), Some(_)) => {
+            return Err(ca::Error::Store(
+                "a signer request both issued and refused".into(),
+            ))
+        }
+    };
+    Ok(SignerRequest {
+        node: row.get(0),
+        hierarchy: h_from(row.get(1))?,
+        generation: u32::try_from(generation)
+            .map_err(|_| ca::Error::Store(format!("signer request generation {generation}")))?,
+        csr: row.get(3),
+        in_force: row.get(4),
+        requested_at: from_ns(row.get(5))?,
+        answer,
+    })
 }
 
 fn lease_from(row: &Row) -> Result<CrlLease> {
@@ -1831,6 +1903,52 @@ impl Tx for PgTx<'_> {
                 &muni,
                 &lease.holder,
                 &ns(lease.until)?,
+            ],
+        )
+    }
+
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>> {
+        self.query_opt(
+            &format!(
+                "{SIGNER_REQUEST_SELECT} WHERE node = $1 AND hierarchy = $2 AND generation = $3"
+            ),
+            &[&node, &h_code(h), &generation_col(generation)?],
+        )?
+        .map(|row| signer_request_from(&row))
+        .transpose()
+    }
+
+    fn put_signer_request(&self, r: &SignerRequest) -> Result<()> {
+        let (certificate, refused, answered) = match &r.answer {
+            None => (None, None, None),
+            Some(SignerAnswer::Issued { der, at }) => (Some(der.as_slice()), None, Some(ns(*at)?)),
+            Some(SignerAnswer::Refused { reason, at }) => {
+                (None, Some(reason.as_str()), Some(ns(*at)?))
+            }
+        };
+        self.exec(
+            "INSERT INTO signer_requests \
+             (node, hierarchy, generation, csr, in_force, requested_ns, certificate, refused, \
+             answered_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (node, hierarchy, generation) DO UPDATE SET csr = EXCLUDED.csr, \
+             in_force = EXCLUDED.in_force, requested_ns = EXCLUDED.requested_ns, \
+             certificate = EXCLUDED.certificate, refused = EXCLUDED.refused, \
+             answered_ns = EXCLUDED.answered_ns",
+            &[
+                &r.node,
+                &h_code(r.hierarchy),
+                &generation_col(r.generation)?,
+                &r.csr,
+                &r.in_force,
+                &ns(r.requested_at)?,
+                &certificate,
+                &refused,
+                &answered,
             ],
         )
     }

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "the status history of every certificate", V6),
     (7, "signed checkpoints of the audit chain", V7),
     (8, "CRL partition leases", V8),
+    (9, "edges' OCSP signer requests", V9),
 ];
 
 /// The version this binary brings a database to.
@@ -312,4 +313,25 @@ CREATE TABLE crl_leases (
     until_ns         bigint   NOT NULL,
     PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality)
 );
+"#;
+
+/// Version 9: edges' OCSP signer requests (`ca::storage::SignerRequest`): one per edge node,
+/// hierarchy and root generation; the CSR an edge put in, and the CA node's answer — the
+/// certificate, or the reason it was refused (both NULL while pending).
+const V9: &str = r#"
+CREATE TABLE signer_requests (
+    node         text COLLATE "C" NOT NULL,
+    hierarchy    smallint NOT NULL,
+    generation   integer  NOT NULL CHECK (generation >= 1),
+    csr          bytea    NOT NULL,
+    in_force     bytea    NOT NULL,
+    requested_ns bigint   NOT NULL,
+    certificate  bytea,
+    refused      text,
+    answered_ns  bigint,
+    PRIMARY KEY (node, hierarchy, generation),
+    CHECK (certificate IS NULL OR refused IS NULL)
+);
+CREATE INDEX signer_requests_pending ON signer_requests (node, hierarchy, generation)
+    WHERE certificate IS NULL AND refused IS NULL;
 "#;

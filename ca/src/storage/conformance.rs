@@ -131,6 +131,7 @@ macro_rules! storage_conformance {
             officer_key_renewal,
             revocation_log,
             crl_leases,
+            signer_requests,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -244,6 +245,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("officer_key_renewal", officer_key_renewal::<S>),
         ("revocation_log", revocation_log::<S>),
         ("crl_leases", crl_leases::<S>),
+        ("signer_requests", signer_requests::<S>),
     ]
 }
 
@@ -2949,4 +2951,87 @@ pub fn crl_leases<S: Storage>(s: &S) {
         Ok(())
     });
     assert_eq!(ok(s.crl_state(SIGNING, p.clone())), Some(b"mine".to_vec()));
+}
+
+/// Edges' OCSP signer requests: stored and read back whole (nanosecond times), one per
+/// (node, hierarchy, generation) — a new one replaces the last; only unanswered ones are
+/// pending, in (node, hierarchy, generation) order; a failed unit of work stores nothing; the
+/// Tx sees its own writes.
+pub fn signer_requests<S: Storage>(s: &S) {
+    use crate::storage::{SignerAnswer, SignerRequest};
+    let request = |node: &str, h: Hierarchy, generation: u32, seed: u8| SignerRequest {
+        node: node.to_owned(),
+        hierarchy: h,
+        generation,
+        csr: vec![0x30, seed, 1, 2, 3],
+        in_force: vec![seed, 0x10],
+        requested_at: at(2000) + Duration::nanoseconds(123_456_789),
+        answer: None,
+    };
+    assert_eq!(ok(s.signer_request("edge-1", SIGNING, 1)), None);
+    assert!(ok(s.pending_signer_requests()).is_empty());
+    let a = request("edge-1", SIGNING, 1, 1);
+    let b = request("edge-1", AUTH, 1, 2);
+    let c = request("edge-0", SIGNING, 2, 3);
+    commit(s, &|t| {
+        t.put_signer_request(&a)?;
+        t.put_signer_request(&b)?;
+        t.put_signer_request(&c)?;
+        assert_eq!(t.signer_request("edge-1", AUTH, 1)?, Some(b.clone()));
+        Ok(())
+    });
+    assert_eq!(ok(s.signer_request("edge-1", SIGNING, 1)), Some(a.clone()));
+    assert_eq!(ok(s.signer_request("edge-1", SIGNING, 2)), None);
+    assert_eq!(ok(s.signer_request("edge-2", SIGNING, 1)), None);
+    assert_eq!(
+        ok(s.pending_signer_requests()),
+        vec![c.clone(), a.clone(), b.clone()]
+    );
+    // Answered: issued and refused are kept, and no longer pending.
+    let issued = SignerRequest {
+        answer: Some(SignerAnswer::Issued {
+            der: vec![0x30, 0x82, 9],
+            at: at(2100) + Duration::nanoseconds(7),
+        }),
+        ..a.clone()
+    };
+    let refused = SignerRequest {
+        answer: Some(SignerAnswer::Refused {
+            reason: "the CSR's signature does not verify".into(),
+            at: at(2101),
+        }),
+        ..c.clone()
+    };
+    commit(s, &|t| {
+        t.put_signer_request(&issued)?;
+        t.put_signer_request(&refused)
+    });
+    assert_eq!(
+        ok(s.signer_request("edge-1", SIGNING, 1)),
+        Some(issued.clone())
+    );
+    assert_eq!(ok(s.signer_request("edge-0", SIGNING, 2)), Some(refused));
+    assert_eq!(ok(s.pending_signer_requests()), vec![b.clone()]);
+    // A failed unit of work stores nothing.
+    let e = s
+        .transact(&|t| {
+            t.put_signer_request(&request("edge-9", SIGNING, 1, 9))?;
+            t.put_signer_request(&SignerRequest {
+                answer: None,
+                ..issued.clone()
+            })?;
+            Err(Error::Invalid("no".into()))
+        })
+        .expect_err("the body failed");
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+    assert_eq!(ok(s.signer_request("edge-9", SIGNING, 1)), None);
+    assert_eq!(ok(s.signer_request("edge-1", SIGNING, 1)), Some(issued));
+    // A new request replaces the last of the same node, hierarchy and generation.
+    let again = request("edge-1", SIGNING, 1, 7);
+    commit(s, &|t| t.put_signer_request(&again));
+    assert_eq!(
+        ok(s.signer_request("edge-1", SIGNING, 1)),
+        Some(again.clone())
+    );
+    assert_eq!(ok(s.pending_signer_requests()), vec![again, b]);
 }

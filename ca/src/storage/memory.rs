@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
+use crate::storage::SignerRequest;
 use crate::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
     KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
@@ -85,6 +86,8 @@ struct Tables {
     revlog: BTreeMap<u64, CertKey>,
     /// CRL leases.
     leases: BTreeMap<CrlKey, CrlLease>,
+    /// Edges' OCSP signer requests: node, hierarchy, root generation → request.
+    signer_requests: BTreeMap<(String, Hierarchy, u32), SignerRequest>,
 }
 
 /// The key of a usage counter.
@@ -579,6 +582,29 @@ impl Storage for MemoryStorage {
     fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
         self.read(|t| t.leases.get(&(h, scope)).cloned())
     }
+
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>> {
+        self.read(|t| {
+            t.signer_requests
+                .get(&(node.to_owned(), h, generation))
+                .cloned()
+        })
+    }
+
+    fn pending_signer_requests(&self) -> Result<Vec<SignerRequest>> {
+        self.read(|t| {
+            t.signer_requests
+                .values()
+                .filter(|r| r.answer.is_none())
+                .cloned()
+                .collect()
+        })
+    }
 }
 
 fn scheduled(((at, resident), kind): (&(OffsetDateTime, String), &ScheduledKind)) -> Scheduled {
@@ -978,6 +1004,24 @@ impl Tx for MemoryTx<'_> {
 
     fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
         self.set(|t| &mut t.leases, (h, scope), Some(lease.clone()));
+        Ok(())
+    }
+
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>> {
+        Ok(self.get(|t| &t.signer_requests, &(node.to_owned(), h, generation)))
+    }
+
+    fn put_signer_request(&self, r: &SignerRequest) -> Result<()> {
+        self.set(
+            |t| &mut t.signer_requests,
+            (r.node.clone(), r.hierarchy, r.generation),
+            Some(r.clone()),
+        );
         Ok(())
     }
 }

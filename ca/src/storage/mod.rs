@@ -158,6 +158,46 @@ pub struct CrlLease {
     pub until: OffsetDateTime,
 }
 
+/// An edge node's request for its next delegated OCSP signer certificate (docs/deployment.md,
+/// "OCSP signer renewal on edges"): the edge made the key itself and keeps it; the request
+/// carries only a PKCS#10 CSR for it, and a CA node answers with a certificate or a refusal.
+/// One request per edge node, hierarchy and root generation; a new request replaces the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SignerRequest {
+    /// The edge node's name (`--node`).
+    pub node: String,
+    pub hierarchy: Hierarchy,
+    /// The root generation the new signer is to be issued by (1 = the root of `jpki init`).
+    pub generation: u32,
+    /// The CSR (PKCS#10 DER), self-signed by the edge's new key (proof of possession).
+    pub csr: Vec<u8>,
+    /// The serial of the signer certificate the edge has in force: a CA node certifies only
+    /// once that one is within the policy's renewal margin.
+    pub in_force: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// `None` while pending.
+    pub answer: Option<SignerAnswer>,
+}
+
+/// A CA node's answer to a [`SignerRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignerAnswer {
+    /// The certificate (DER) issued for the request's key.
+    Issued {
+        der: Vec<u8>,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// Refused, and why (the edge logs it; nothing was issued).
+    Refused {
+        reason: String,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+}
+
 /// The storage authority. Every engine gives the same answers; [`conformance`] checks it.
 pub trait Storage: Send + Sync {
     // ----- certificates ------------------------------------------------------------------
@@ -310,6 +350,18 @@ pub trait Storage: Send + Sync {
     fn revocation_log_head(&self) -> Result<u64>;
     /// The lease of the CRL `(h, scope)`, if one was ever taken.
     fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>>;
+
+    // ----- nodes: edges' OCSP signer requests ----------------------------------------------
+
+    /// The signer request of an edge node for a hierarchy and root generation, if any.
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>>;
+    /// Every signer request without an answer, in (node, hierarchy, generation) order.
+    fn pending_signer_requests(&self) -> Result<Vec<SignerRequest>>;
 }
 
 /// What one unit of work reads and writes. Reads see the unit's own writes.
@@ -416,6 +468,18 @@ pub trait Tx {
     fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>>;
     /// Writes the lease of the CRL `(h, scope)` (see [`lease_crl`]).
     fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()>;
+
+    // ----- edges' OCSP signer requests -----------------------------------------------------
+
+    /// The signer request of `(node, h, generation)`, as this unit of work sees it.
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>>;
+    /// Writes a signer request (replacing the one of the same node, hierarchy and generation).
+    fn put_signer_request(&self, r: &SignerRequest) -> Result<()>;
 }
 
 /// Takes or renews, inside a unit of work, the lease of the CRL `(h, scope)` for `holder`

@@ -652,6 +652,30 @@ pub fn lease_from_store(v: &[u8]) -> Result<crate::storage::CrlLease> {
     })
 }
 
+// ----- nodes: edges' OCSP signer requests (in `meta`) ---------------------------------------
+
+/// `signer_req/` · node (UTF-8) · 0x00 · hierarchy tag · generation (u32 BE) → the request's
+/// serde JSON. Node names never hold 0x00 (`ca::edge_signer` checks them), so the key orders
+/// by (node, hierarchy, generation) as the other engines do.
+pub const SIGNER_REQUEST_PREFIX: &[u8] = b"signer_req/";
+
+pub fn signer_request_key(node: &str, h: Hierarchy, generation: u32) -> Vec<u8> {
+    let mut k = SIGNER_REQUEST_PREFIX.to_vec();
+    k.extend_from_slice(node.as_bytes());
+    k.push(0);
+    k.push(h.tag());
+    k.extend_from_slice(&generation.to_be_bytes());
+    k
+}
+
+pub fn signer_request_to_store(r: &crate::storage::SignerRequest) -> Result<Vec<u8>> {
+    serde_json::to_vec(r).map_err(|e| Error::Store(format!("encode a signer request: {e}")))
+}
+
+pub fn signer_request_from_store(v: &[u8]) -> Result<crate::storage::SignerRequest> {
+    serde_json::from_slice(v).map_err(|e| Error::Store(format!("corrupt signer request: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

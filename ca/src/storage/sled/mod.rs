@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
 use crate::records::{CertRecord, Resident, StatusChange, StatusRecord};
+use crate::storage::SignerRequest;
 use crate::storage::{
     CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked,
     Scheduled, Storage, Tx,
@@ -507,6 +508,32 @@ impl Storage for SledStorage {
             .map(|v| l::lease_from_store(&v))
             .transpose()
     }
+
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>> {
+        self.kv
+            .get(Table::Meta, &l::signer_request_key(node, h, generation))?
+            .map(|v| l::signer_request_from_store(&v))
+            .transpose()
+    }
+
+    fn pending_signer_requests(&self) -> Result<Vec<SignerRequest>> {
+        let mut end = l::SIGNER_REQUEST_PREFIX.to_vec();
+        end.push(0xFF);
+        let mut out = Vec::new();
+        for item in self.kv.range(Table::Meta, l::SIGNER_REQUEST_PREFIX, &end) {
+            let (_, v) = item?;
+            let r = l::signer_request_from_store(&v)?;
+            if r.answer.is_none() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A unit of work on sled: the domain writes as key-value writes of [`layout`].
@@ -782,6 +809,26 @@ impl Tx for SledTx<'_> {
             Table::Meta,
             &l::lease_key(h, &scope),
             &l::lease_to_store(lease),
+        )
+    }
+
+    fn signer_request(
+        &self,
+        node: &str,
+        h: Hierarchy,
+        generation: u32,
+    ) -> Result<Option<SignerRequest>> {
+        self.0
+            .get(Table::Meta, &l::signer_request_key(node, h, generation))?
+            .map(|v| l::signer_request_from_store(&v))
+            .transpose()
+    }
+
+    fn put_signer_request(&self, r: &SignerRequest) -> Result<()> {
+        self.0.insert(
+            Table::Meta,
+            &l::signer_request_key(&r.node, r.hierarchy, r.generation),
+            &l::signer_request_to_store(r)?,
         )
     }
 }
