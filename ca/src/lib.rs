@@ -39,6 +39,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod csr;
 pub mod datadir;
+pub mod edge_signer;
 pub mod error;
 pub mod hsm;
 pub mod keys;

@@ -17,6 +17,7 @@
 //! work on the storage and returns only after it is durable.
 
 pub mod counter;
+pub mod edge_signers;
 pub mod events;
 pub mod init;
 pub mod issue;
