@@ -52,13 +52,17 @@ pub fn check_node(node: &str) -> Result<()> {
     Ok(())
 }
 
+/// Signs a message with the key a CSR is for.
+pub type SignWith<'a> =
+    dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, policies::SignError> + 'a;
+
 /// A PKCS#10 request (DER) for the key whose SubjectPublicKeyInfo is `spki`, subject
 /// `CN=<node>` (the CA ignores it: the profile decides the signer's names), signed with
 /// sha256WithRSAEncryption by `sign` — the new key itself.
 pub fn make_csr(
     node: &str,
     spki: &[u8],
-    sign: &dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, policies::SignError>,
+    sign: &SignWith<'_>,
 ) -> Result<Vec<u8>> {
     use x509_cert::request::{CertReq, CertReqInfo, Version};
     check_node(node)?;
@@ -90,7 +94,7 @@ pub fn make_csr(
 /// key never signs OCSP answers) and not on the blocklist. Returns the key's SPKI.
 pub fn judge(store: &dyn Storage, csr: &[u8], root_spkis: &[Vec<u8>]) -> Result<Vec<u8>> {
     let v = crate::csr::verify(csr, MIN_BITS)?;
-    if root_spkis.iter().any(|r| *r == v.spki) {
+    if root_spkis.contains(&v.spki) {
         return Err(Error::Refused(
             "the request's key is a root's key: a root key never serves as an OCSP signer".into(),
         ));

@@ -725,6 +725,14 @@ pub enum EdgeCommand {
         /// File holding the edge's passphrase (must differ from the CA passphrase).
         #[arg(long, value_name = "FILE")]
         edge_passphrase_file: PathBuf,
+        /// The edge node's name, the key of its OCSP signer requests (default: the edge
+        /// directory's file name).
+        #[arg(long)]
+        node: Option<String>,
+        /// For an edge reading a read-only standby: the primary's URL, where it files its
+        /// OCSP signer requests (docs/deployment.md).
+        #[arg(long, value_name = "URL")]
+        primary: Option<String>,
         /// Print one compact JSON object (snake_case keys, RFC 3339 UTC times) instead of text.
         #[arg(long)]
         json: bool,
@@ -2219,19 +2227,25 @@ pub fn run(cli: Cli) -> Result<()> {
                     let node = node_name(node.as_deref());
                     crate::serve::run_node(&cli.data, Some(pass), settings, Some(node))
                 }
-                Role::Edge => run_edge(&cli.data, pass, settings),
+                Role::Edge => run_edge(&cli.data, pass, settings, node.as_deref()),
             }
         }
         Command::Edge(EdgeCommand::Export {
             out,
             store,
             edge_passphrase_file,
+            node,
+            primary,
             json,
         }) => {
             let ca_pass = passphrase(cli.passphrase_file.as_deref())?.ok_or(Error::NoPassphrase)?;
             let edge_pass = passphrase(Some(edge_passphrase_file))?.ok_or(Error::NoPassphrase)?;
-            let e =
-                crate::serve::role::export(&cli.data, out, store.as_deref(), &ca_pass, &edge_pass)?;
+            let options = crate::serve::role::ExportOptions {
+                store: store.clone(),
+                node: node.clone(),
+                primary: primary.clone(),
+            };
+            let e = crate::serve::role::export(&cli.data, out, &options, &ca_pass, &edge_pass)?;
             print(*json, &e, |e| {
                 format!(
                     "edge directory {} made ({} files, no root key), reading {}; start it with \

@@ -16,6 +16,7 @@
 pub mod adapters;
 pub mod admin_https;
 pub mod crl_status;
+pub mod edge_renew;
 pub mod follow;
 pub mod health;
 mod http;
@@ -716,6 +717,10 @@ pub fn run_node(
                 tracing::error!(error = %e, "certificate check at start failed; retrying while running");
             }
             tasks.spawn(Arc::clone(&watch).run(stopped(stop_rx.clone())));
+            tasks.spawn(role::certify_signer_requests(
+                Arc::clone(&parts.authority),
+                stopped(stop_rx.clone()),
+            ));
         }
         if let Some(every) = settings.checkpoint_every {
             tasks.spawn(checkpoint_periodically(

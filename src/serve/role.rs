@@ -149,6 +149,43 @@ impl crl_publisher::StateStore for LeasedCrlStore {
     }
 }
 
+/// How often a CA node looks for edges' pending OCSP signer requests (one indexed read).
+pub const SIGNER_REQUESTS: Duration = Duration::from_secs(1);
+
+/// Certifies edges' due OCSP signer requests every [`SIGNER_REQUESTS`] until `stop`
+/// ([`ca::Authority::certify_signer_requests`], audited as `system:edge-signer-renewal`).
+/// Failures (the database, a wrong passphrase) are logged and tried again.
+pub async fn certify_signer_requests(
+    authority: Arc<ca::Authority>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut said: Option<String> = None;
+    loop {
+        let a = Arc::clone(&authority);
+        let done = tokio::task::spawn_blocking(move || {
+            let actor = ca::officers::Actor::System("edge-signer-renewal");
+            ca::officers::acting_as(&actor, || a.certify_signer_requests())
+        })
+        .await;
+        match done {
+            Ok(Ok(_)) => said = None,
+            Ok(Err(e)) => {
+                let e = e.to_string();
+                if said.as_ref() != Some(&e) {
+                    tracing::error!(error = %e, "certifying edges' OCSP signer requests failed; retrying");
+                    said = Some(e);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "the signer request task failed"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(SIGNER_REQUESTS) => {}
+        }
+    }
+}
+
 // ----- the CA node's public listener ------------------------------------------------------
 
 /// A CA node's public routes: CRLs, `/healthz`, `/metrics`; OCSP is the edges' job.
@@ -218,6 +255,14 @@ pub struct EdgeFile {
 pub struct EdgeSection {
     /// `postgres://…` — the primary, or a hot standby.
     pub store: String,
+    /// The edge node's name: the key of its OCSP signer requests (stable across restarts).
+    /// Absent in edge directories made before signer renewal: `--node`, else the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Where an edge reading a read-only standby files its OCSP signer requests (the
+    /// primary's URL); absent: the `store` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
 }
 
 /// What `jpki edge export` wrote (the URL without its password).
@@ -237,6 +282,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     ca::keys::write_private(path, bytes).map_err(Error::from)
 }
 
+/// What `jpki edge export` writes into `edge.toml` besides the database URL.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// The database the edge reads (default: the CA's own, from `store.toml`).
+    pub store: Option<String>,
+    /// The edge node's name (default: the edge directory's file name).
+    pub node: Option<String>,
+    /// The primary's URL, for an edge reading a standby (where it files signer requests).
+    pub primary: Option<String>,
+}
+
 /// `jpki edge export`: makes the edge directory `out` (new, mode 0700) from the CA data
 /// directory `data`: the policy, both roots' certificates, and each hierarchy's OCSP signer
 /// certificate and key — the key re-encrypted from the CA passphrase `ca_pass` to the edge's
@@ -245,11 +301,29 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn export(
     data: &Path,
     out: &Path,
-    store: Option<&str>,
+    options: &ExportOptions,
     ca_pass: &[u8],
     edge_pass: &[u8],
 ) -> Result<Exported> {
     use std::os::unix::fs::DirBuilderExt;
+    let store = options.store.as_deref();
+    let node = match &options.node {
+        Some(n) => n.clone(),
+        None => out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    ca::edge_signer::check_node(&node)
+        .map_err(|e| Error::Config(format!("{e} (give the edge a name with --node)")))?;
+    if let Some(p) = &options.primary {
+        if !crate::store::is_postgres(p) {
+            return Err(Error::Config(format!(
+                "--primary must be a postgres:// URL, got `{}`",
+                p.split(':').next().unwrap_or("")
+            )));
+        }
+    }
     if edge_pass.is_empty() || edge_pass == ca_pass {
         return Err(Error::Config(
             "the edge passphrase must be given and differ from the CA passphrase \
@@ -320,6 +394,8 @@ pub fn export(
         let toml = toml::to_string(&EdgeFile {
             edge: EdgeSection {
                 store: store.clone(),
+                node: Some(node.clone()),
+                primary: options.primary.clone(),
             },
         })
         .map_err(|e| Error::Config(e.to_string()))?;
@@ -355,9 +431,9 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// The edge directory's database URL; refuses a directory that holds a root key (an edge
+/// The edge directory's `edge.toml`; refuses a directory that holds a root key (an edge
 /// never does) or is not an edge directory.
-fn edge_store(dir: &Path) -> Result<String> {
+fn edge_store(dir: &Path) -> Result<EdgeSection> {
     let d = DataDir::new(dir);
     for h in Hierarchy::ALL {
         if d.key(h, "root").exists() {
@@ -378,10 +454,10 @@ fn edge_store(dir: &Path) -> Result<String> {
     })?;
     let f: EdgeFile = toml::from_str(&text)
         .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?;
-    Ok(f.edge.store)
+    Ok(f.edge)
 }
 
-fn pem_der(path: &Path) -> Result<Vec<u8>> {
+pub(super) fn pem_der(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(io(format!("read {}", path.display())))?;
     let (_, p) = x509_parser::pem::parse_x509_pem(&bytes)
         .map_err(|e| Error::Config(format!("{}: not a PEM certificate: {e}", path.display())))?;
@@ -395,19 +471,31 @@ pub struct Edge {
     pub responder: ocsp_responder::Responder,
     pub follower: Arc<Follower>,
     pub crl_dir: PathBuf,
+    /// The edge's own OCSP signer renewal ([`super::edge_renew`]).
+    pub renewal: Arc<super::edge_renew::EdgeRenewal>,
 }
 
 impl Edge {
     /// Loads the edge directory `dir` (its OCSP signers under `passphrase`) and connects to
-    /// its database. Blocking.
-    pub fn open(dir: &Path, passphrase: Vec<u8>, crl_dir: PathBuf) -> Result<Edge> {
-        let url = edge_store(dir)?;
+    /// its database. `node`: the edge's name when `edge.toml` does not say (`--node`, else
+    /// the host name). Blocking.
+    pub fn open(
+        dir: &Path,
+        passphrase: Vec<u8>,
+        crl_dir: PathBuf,
+        node: Option<&str>,
+    ) -> Result<Edge> {
+        let section = edge_store(dir)?;
+        let url = section.store.clone();
         let policy_path = dir.join("policy.toml");
         let text = std::fs::read_to_string(&policy_path)
             .map_err(io(format!("read {}", policy_path.display())))?;
         let policy = policies::Policy::from_toml(&text).map_err(ca::Error::from)?;
         let d = DataDir::new(dir);
-        let signers = ca::signers::Signers::new(d.clone(), Some(passphrase));
+        for h in Hierarchy::ALL {
+            super::edge_renew::finish_install(&d, h)?;
+        }
+        let signers = ca::signers::Signers::new(d.clone(), Some(passphrase.clone()));
         let issuers = Hierarchy::ALL
             .iter()
             .map(|&h| -> Result<ocsp_responder::Issuer> {
@@ -421,13 +509,31 @@ impl Edge {
         let pg =
             Arc::new(storage_postgres::PgStorage::open_follower(&url).map_err(ca::Error::from)?);
         let store: Arc<dyn Storage> = pg.clone();
+        let clock = crate::clock::clock()?;
         let responder = ocsp_responder::Responder::new(
             ocsp_responder::Settings::from_policy(&policy),
             issuers,
             Arc::new(adapters::OcspStatus(Arc::clone(&store))),
-            crate::clock::clock()?,
+            Arc::clone(&clock),
         )
         .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        let node = match (section.node, node) {
+            (Some(n), _) => n,
+            (None, Some(n)) => n.to_owned(),
+            (None, None) => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "edge".into()),
+        };
+        let renewal = Arc::new(super::edge_renew::EdgeRenewal::new(
+            d.clone(),
+            node,
+            passphrase,
+            &policy,
+            Arc::clone(&store),
+            section.primary,
+            responder.clone(),
+            clock,
+        )?);
         let follower = Arc::new(Follower::new(store, Some(pg), Arc::new(responder.clone()))?);
         {
             let f = Arc::clone(&follower);
@@ -439,6 +545,7 @@ impl Edge {
             responder,
             follower,
             crl_dir,
+            renewal,
         })
     }
 
@@ -533,7 +640,12 @@ async fn serve_crl_file(dir: &Path, rest: &str, method: &http::Method) -> Respon
 
 /// Runs an edge node until SIGINT or SIGTERM: `settings.http` is required; the platform API,
 /// portal and TSA need the CA's keys and are refused.
-pub fn run_edge(dir: &Path, passphrase: Vec<u8>, settings: super::Settings) -> Result<()> {
+pub fn run_edge(
+    dir: &Path,
+    passphrase: Vec<u8>,
+    settings: super::Settings,
+    node: Option<&str>,
+) -> Result<()> {
     if settings.pf_https.is_some() || settings.portal.is_some() || settings.tsa.is_some() {
         return Err(Error::Config(
             "an edge node serves OCSP and CRLs only: listen.pf_https, listen.portal and \
@@ -546,7 +658,7 @@ pub fn run_edge(dir: &Path, passphrase: Vec<u8>, settings: super::Settings) -> R
             "an edge node needs listen.http (--http)".into(),
         ));
     };
-    let edge = Arc::new(Edge::open(dir, passphrase, settings.crl_dir.clone())?);
+    let edge = Arc::new(Edge::open(dir, passphrase, settings.crl_dir.clone(), node)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -559,6 +671,7 @@ pub fn run_edge(dir: &Path, passphrase: Vec<u8>, settings: super::Settings) -> R
         };
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(Arc::clone(&edge.follower).run(stopped(stop_rx.clone())));
+        tasks.spawn(Arc::clone(&edge.renewal).run(stopped(stop_rx.clone())));
         {
             let r = edge.responder.clone();
             let rx = stop_rx.clone();

@@ -1,0 +1,413 @@
+//! An edge node renews its own delegated OCSP signers, while it runs (docs/deployment.md,
+//! "OCSP signer renewal on edges"; the flow is in [`ca::edge_signer`]). Every [`CHECK`], for
+//! each hierarchy:
+//!
+//! 1. once the signer in force is within the policy's `validity.ocsp_signer_renew_days` of
+//!    its notAfter, the edge makes its next key itself — RSA-2048, encrypted under the edge
+//!    passphrase, `keys/<h>-ocsp.key.pending` (0600) — and files a signer request (a CSR the
+//!    new key signed) through the store: its own database on a primary, or the `primary` URL
+//!    of `edge.toml` when it reads a read-only standby. A request that cannot be filed (the
+//!    database does not answer, a standby with no `primary`) is filed again at the next check;
+//! 2. it waits for a CA node's answer on the database it reads (a standby replicates it);
+//! 3. with the certificate: it checks that the certificate is for the pending key, is an OCSP
+//!    signer issued (signature verified) by the root of the generation asked for, and valid
+//!    now; stages it as `certs/<h>-ocsp.pem.new`, renames the pending key over the key in
+//!    force and the certificate over the one in force (directories fsynced; a crash between
+//!    them is finished at the next start, [`finish_install`]), and swaps the new signer into
+//!    the running responder ([`ocsp_responder::Responder::replace_signer`]): atomic, so every
+//!    answer is signed by the old signer or the new one, with no gap and no restart. Answers
+//!    cached from the old signer stay valid: the margin is longer than an answer's life;
+//! 4. a refusal is logged (once) with the CA node's reason and nothing changes; deleting the
+//!    pending key file makes the edge start over with a new key.
+//!
+//! The CA node never sees the edge's key; the edge never holds a root key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ca::datadir::DataDir;
+use ca::storage::{SignerAnswer, Storage};
+use policies::Hierarchy;
+
+use crate::{Error, Result};
+
+/// How often an edge looks at its signers and its pending requests.
+pub const CHECK: Duration = Duration::from_secs(1);
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The edge's next signer key while its request is open.
+pub fn pending_key(dir: &DataDir, h: Hierarchy) -> PathBuf {
+    with_suffix(&dir.key(h, "ocsp"), ".pending")
+}
+
+/// The new signer certificate, staged before it is put in force.
+fn staged_cert(dir: &DataDir, h: Hierarchy) -> PathBuf {
+    with_suffix(&dir.cert(h, "ocsp"), ".new")
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::Serve(format!("sync {}: {e}", dir.display())))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to)
+        .map_err(|e| Error::Serve(format!("rename {}: {e}", from.display())))?;
+    sync_dir(to)
+}
+
+/// Finishes an installation a crash interrupted: a staged certificate was checked before it
+/// was staged, so the pending key (if not renamed yet) and the certificate are put in force.
+pub fn finish_install(dir: &DataDir, h: Hierarchy) -> Result<()> {
+    let staged = staged_cert(dir, h);
+    if !staged.exists() {
+        return Ok(());
+    }
+    put_in_force(dir, h)?;
+    tracing::warn!(hierarchy = %h, "finished an interrupted installation of a renewed OCSP signer");
+    Ok(())
+}
+
+/// Renames the pending key over the key in force, then the staged certificate over the
+/// certificate in force (key first, as the CA's own renewal does).
+fn put_in_force(dir: &DataDir, h: Hierarchy) -> Result<()> {
+    let pending = pending_key(dir, h);
+    if pending.exists() {
+        rename(&pending, &dir.key(h, "ocsp"))?;
+    }
+    rename(&staged_cert(dir, h), &dir.cert(h, "ocsp"))
+}
+
+/// What one check did for one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The signer in force is not within its margin.
+    NotDue,
+    /// A request was filed.
+    Filed,
+    /// A request is filed; no answer yet.
+    Waiting,
+    /// The new signer is in force.
+    Installed { serial: String },
+    /// A CA node refused the request.
+    Refused(String),
+}
+
+/// An edge's signer renewal (see the module docs).
+pub struct EdgeRenewal {
+    dir: DataDir,
+    node: String,
+    passphrase: Vec<u8>,
+    margin_days: i64,
+    /// The database the edge reads (answers arrive here).
+    read: Arc<dyn Storage>,
+    /// Where requests are filed: `primary`, connected on first need, else `read`.
+    primary: Option<String>,
+    writer: Mutex<Option<Arc<dyn Storage>>>,
+    responder: ocsp_responder::Responder,
+    clock: Arc<dyn ca::clock::Clock>,
+    /// SPKI of each hierarchy's pending key (decrypting costs a scrypt run).
+    pending_spki: Mutex<BTreeMap<Hierarchy, Vec<u8>>>,
+    /// The last error or refusal logged per hierarchy (logged once, not every check).
+    said: Mutex<BTreeMap<Hierarchy, String>>,
+}
+
+impl EdgeRenewal {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dir: DataDir,
+        node: String,
+        passphrase: Vec<u8>,
+        policy: &policies::Policy,
+        read: Arc<dyn Storage>,
+        primary: Option<String>,
+        responder: ocsp_responder::Responder,
+        clock: Arc<dyn ca::clock::Clock>,
+    ) -> Result<EdgeRenewal> {
+        ca::edge_signer::check_node(&node)?;
+        Ok(EdgeRenewal {
+            dir,
+            node,
+            passphrase,
+            margin_days: i64::from(policy.validity.ocsp_signer_renew_days()),
+            read,
+            primary,
+            writer: Mutex::new(None),
+            responder,
+            clock,
+            pending_spki: Mutex::new(BTreeMap::new()),
+            said: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// One check of every hierarchy; errors are logged (once per distinct error) and tried
+    /// again at the next check. Blocking.
+    pub fn check_once(&self) -> Vec<(Hierarchy, Result<Step>)> {
+        let mut out = Vec::new();
+        for h in Hierarchy::ALL {
+            let step = self.check(h);
+            let say = match &step {
+                Err(e) => Some(format!("error: {e}")),
+                Ok(Step::Refused(r)) => Some(format!("refused: {r}")),
+                Ok(_) => None,
+            };
+            let mut said = self.said.lock().unwrap_or_else(|p| p.into_inner());
+            match say {
+                Some(s) if said.get(&h) != Some(&s) => {
+                    tracing::error!(hierarchy = %h, node = %self.node, problem = %s,
+                        "OCSP signer renewal on this edge is stuck; the signer in force keeps serving");
+                    said.insert(h, s);
+                }
+                Some(_) => {}
+                None => {
+                    said.remove(&h);
+                }
+            }
+            out.push((h, step));
+        }
+        out
+    }
+
+    /// Checks every [`CHECK`] until `stop` resolves.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let me = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || me.check_once()).await {
+                tracing::error!(error = %e, "the edge's OCSP signer renewal task failed");
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(CHECK) => {}
+            }
+        }
+    }
+
+    /// The root generation (and its certificate, DER) that issued `signer` (its AKI key id),
+    /// among the root certificates of the edge directory.
+    fn generation_of(&self, h: Hierarchy, signer: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let (_, c) = x509_parser::parse_x509_certificate(signer)
+            .map_err(|e| Error::Serve(format!("{h} OCSP signer certificate: {e}")))?;
+        let aki = c
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            });
+        for g in 1u32.. {
+            let path = self.dir.root_cert(h, g);
+            if !path.exists() {
+                break;
+            }
+            let der = super::role::pem_der(&path)?;
+            let (_, root) = x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| Error::Serve(format!("{}: {e}", path.display())))?;
+            let ski = root
+                .extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                        Some(k.0.to_vec())
+                    }
+                    _ => None,
+                });
+            if ski.is_some() && ski == aki {
+                return Ok((g, der));
+            }
+        }
+        Err(Error::Serve(format!(
+            "the {h} OCSP signer in force was issued by a root this edge directory does not \
+             hold (make the edge directory again with `jpki edge export`)"
+        )))
+    }
+
+    fn writer(&self) -> Result<Arc<dyn Storage>> {
+        let Some(url) = &self.primary else {
+            return Ok(Arc::clone(&self.read));
+        };
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = w.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        let s: Arc<dyn Storage> =
+            Arc::new(storage_postgres::PgStorage::open_follower(url).map_err(ca::Error::from)?);
+        *w = Some(Arc::clone(&s));
+        Ok(s)
+    }
+
+    fn check(&self, h: Hierarchy) -> Result<Step> {
+        let in_force = self
+            .responder
+            .signer_certificate(h)
+            .ok_or_else(|| Error::Serve(format!("no {h} OCSP signer in force")))?;
+        let pending = pending_key(&self.dir, h);
+        let now = self.clock.now();
+        let mut made = None;
+        if !pending.exists() {
+            let e = ca::authority::Expiry::of("ocsp-signer", Some(h), &in_force, self.margin_days)?;
+            if !e.due(now) {
+                return Ok(Step::NotDue);
+            }
+            let key = ca::keys::generate()?;
+            ca::keys::write_encrypted(&pending, &key, &self.passphrase)?;
+            tracing::warn!(hierarchy = %h, node = %self.node, not_after = %e.not_after,
+                "the OCSP signer is within its renewal margin: made the next key");
+            self.pending_spki
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(h, key.spki.clone());
+            made = Some(key.pair);
+        }
+        let spki = self.pending_spki(h, &pending)?;
+        let (generation, root) = self.generation_of(h, &in_force)?;
+        let for_key = |csr: &[u8]| {
+            ca::csr::verify(csr, ca::edge_signer::MIN_BITS).is_ok_and(|v| v.spki == spki)
+        };
+        if let Some(r) = self.read.signer_request(&self.node, h, generation)? {
+            if for_key(&r.csr) {
+                return match r.answer {
+                    None => Ok(Step::Waiting),
+                    Some(SignerAnswer::Refused { reason, .. }) => Ok(Step::Refused(reason)),
+                    Some(SignerAnswer::Issued { der, .. }) => self.install(h, &root, &der, &spki),
+                };
+            }
+        }
+        // Not filed yet (or not replicated yet: the writer is asked before filing again).
+        let writer = self.writer()?;
+        if let Some(r) = writer.signer_request(&self.node, h, generation)? {
+            if for_key(&r.csr) {
+                return Ok(Step::Waiting);
+            }
+        }
+        let pair = match made {
+            Some(p) => p,
+            None => ca::keys::read_encrypted(&pending, &self.passphrase)?,
+        };
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let csr =
+            ca::edge_signer::make_csr(&self.node, &spki, &|m| ca::keys::sign_with(&pair, &rng, m))?;
+        let (_, c) = x509_parser::parse_x509_certificate(&in_force)
+            .map_err(|e| Error::Serve(format!("{h} OCSP signer certificate: {e}")))?;
+        let roots = self.root_spkis()?;
+        let actor = ca::officers::Actor::System("edge-signer-renewal");
+        ca::officers::acting_as(&actor, || {
+            ca::edge_signer::file_request(
+                writer.as_ref(),
+                &self.node,
+                h,
+                generation,
+                &csr,
+                c.raw_serial(),
+                &roots,
+                now,
+            )
+        })
+        .map_err(|e| match &self.primary {
+            None => Error::Serve(format!(
+                "cannot file the signer request in the database this edge reads ({e}); an \
+                 edge on a read-only standby files through its primary: set `primary` in \
+                 edge.toml (`jpki edge export --primary URL`)"
+            )),
+            Some(_) => Error::Serve(format!(
+                "cannot file the signer request through the primary: {e}"
+            )),
+        })?;
+        tracing::warn!(hierarchy = %h, node = %self.node, generation,
+            "filed a request for the next OCSP signer certificate");
+        Ok(Step::Filed)
+    }
+
+    fn pending_spki(&self, h: Hierarchy, pending: &Path) -> Result<Vec<u8>> {
+        let mut cache = self.pending_spki.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cache.get(&h) {
+            return Ok(s.clone());
+        }
+        let pair = ca::keys::read_encrypted(pending, &self.passphrase)?;
+        let spki = ca::keys::CaSigner::new(pair, Vec::new()).spki()?;
+        cache.insert(h, spki.clone());
+        Ok(spki)
+    }
+
+    /// Every root key of the edge directory (both hierarchies, every generation).
+    fn root_spkis(&self) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for h in Hierarchy::ALL {
+            for g in 1u32.. {
+                let path = self.dir.root_cert(h, g);
+                if !path.exists() {
+                    break;
+                }
+                out.push(ca::records::spki_of(&super::role::pem_der(&path)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the certificate a CA node issued and puts it in force (module docs, step 3).
+    fn install(&self, h: Hierarchy, root: &[u8], der: &[u8], spki: &[u8]) -> Result<Step> {
+        let bad = |what: &str| {
+            Error::Serve(format!(
+                "the {h} OCSP signer certificate in the answer {what}; not installed"
+            ))
+        };
+        let (_, c) = x509_parser::parse_x509_certificate(der).map_err(|_| bad("does not parse"))?;
+        let (_, r) = x509_parser::parse_x509_certificate(root)
+            .map_err(|e| Error::Serve(format!("{h} root certificate: {e}")))?;
+        if c.public_key().raw != spki {
+            return Err(bad("is not for this edge's pending key"));
+        }
+        if c.issuer() != r.subject() || c.verify_signature(Some(r.public_key())).is_err() {
+            return Err(bad("is not signed by the root of the generation asked for"));
+        }
+        let ocsp_signing = matches!(c.extended_key_usage(), Ok(Some(e)) if e.value.ocsp_signing);
+        if !ocsp_signing {
+            return Err(bad("is not for OCSP signing"));
+        }
+        let now = self.clock.now().unix_timestamp();
+        if c.validity().not_after.timestamp() <= now {
+            return Err(bad("has expired"));
+        }
+        if c.validity().not_before.timestamp() > now {
+            // The CA node's clock is a little ahead of this edge's: installed once valid.
+            return Ok(Step::Waiting);
+        }
+        let serial = hex::encode_upper(c.raw_serial());
+        let staged = staged_cert(&self.dir, h);
+        match std::fs::remove_file(&staged) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Serve(format!("remove {}: {e}", staged.display())))
+            }
+            _ => {}
+        }
+        ca::keys::write_private(&staged, ca::records::pem(der).as_bytes())?;
+        put_in_force(&self.dir, h)?;
+        self.pending_spki
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h);
+        let signer =
+            ca::signers::Signers::new(self.dir.clone(), Some(self.passphrase.clone())).ocsp(h)?;
+        self.responder
+            .replace_signer(h, signer)
+            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        tracing::warn!(hierarchy = %h, node = %self.node, serial = %serial,
+            "the renewed OCSP signer is in force (no restart)");
+        Ok(Step::Installed { serial })
+    }
+}
