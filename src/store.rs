@@ -229,6 +229,10 @@ pub struct Migrated {
     pub officers: u64,
     /// Signed checkpoints of the audit chain (`ca::checkpoint`).
     pub checkpoints: u64,
+    /// Entries of the revocation log edges follow, sequence numbers kept (issue #13).
+    pub revocation_log: u64,
+    /// CRL leases of CA nodes (who may publish which CRL until when).
+    pub crl_leases: u64,
 }
 
 /// Units of work of at most this many records.
@@ -300,6 +304,28 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
     n.status_changes = history.len() as u64;
     in_batches(to, &history, &|t, (c, change)| t.log_status(c, change))?;
     drop(certs);
+    // The revocation log, verbatim (sequence numbers kept): it replaces the entries the
+    // status writes above appended, so that an edge's position in the log means the same on
+    // the copy.
+    let mut log = Vec::new();
+    loop {
+        let after = log
+            .last()
+            .map_or(0, |e: &ca::storage::RevocationLogEntry| e.seq);
+        let page = from.revocations_since(after, 10_000)?;
+        if page.is_empty() {
+            break;
+        }
+        log.extend(page);
+    }
+    n.revocation_log = log.len() as u64;
+    to.transact(&|t| t.import_revocation_log(&log))?;
+    if to.revocation_log_head()? != from.revocation_log_head()? {
+        return Err(Error::Store(
+            "the copied revocation log's head differs from the source's".into(),
+        ));
+    }
+    drop(log);
     // Serial counters.
     to.transact(&|t| {
         for h in Hierarchy::ALL {
@@ -381,9 +407,14 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
         let state = from.crl_state(h, scope.clone())?;
         n.crl_states += u64::from(state.is_some());
         let is_dirty = dirty.contains(&(h, scope.clone()));
+        let lease = from.crl_lease(h, scope.clone())?;
+        n.crl_leases += u64::from(lease.is_some());
         to.transact(&|t| {
             if let Some(s) = &state {
                 t.put_crl_state(h, scope.clone(), s)?;
+            }
+            if let Some(l) = &lease {
+                t.put_crl_lease(h, scope.clone(), l)?;
             }
             if is_dirty {
                 t.set_crl_dirty(h, scope.clone())

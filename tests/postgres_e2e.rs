@@ -131,6 +131,8 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     let a = env.issue(&id, "auth", &c1);
     let a_serial = a["serial"].as_str().unwrap().to_owned();
     env.issue(&id, "signing", &c2);
+    // Held, then revoked: two entries of the revocation log for one revoked certificate.
+    env.ok(&["hold", "--serial", &a_serial, "--hierarchy", "auth"]);
     env.ok(&[
         "revoke",
         "--serial",
@@ -154,8 +156,44 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     let before_certs = env.json(&["cert", "list"]);
     let before_resident = env.json(&["resident", "show", "--id", &id]);
     let before_officers = env.json(&["officer", "list"]);
+    // The revocation log edges follow, and a CA node's CRL lease (written straight into the
+    // sled store: a one-process server takes none).
+    let (h, scope) = (policies::Hierarchy::Signing, policies::profile::Scope::Ca);
+    let lease = ca::storage::CrlLease {
+        holder: "ca-1".into(),
+        until: time::macros::datetime!(2030-01-02 03:04:05.123456789 UTC),
+    };
+    let before_log = {
+        use ca::storage::Storage;
+        let sled = ca::storage::sled::SledStorage::open(&env.data().join("db")).unwrap();
+        sled.transact(&|t| t.put_crl_lease(h, scope.clone(), &lease))
+            .unwrap();
+        let log = sled.revocations_since(0, 1000).unwrap();
+        assert_eq!(sled.revocation_log_head().unwrap(), log.last().unwrap().seq);
+        log
+    };
+    assert!(
+        before_log.len() >= 3,
+        "hold, revoke, the move's: {before_log:?}"
+    );
 
     let out = env.json(&["store", "migrate", "--to", &url]);
+    assert_eq!(out["revocation_log"], before_log.len(), "{out}");
+    assert_eq!(out["crl_leases"], 1, "{out}");
+    {
+        use ca::storage::Storage;
+        let pg = storage_postgres::PgStorage::open_follower(&url).unwrap();
+        assert_eq!(
+            pg.revocations_since(0, 1000).unwrap(),
+            before_log,
+            "the revocation log, sequence numbers and entries"
+        );
+        assert_eq!(
+            pg.revocation_log_head().unwrap(),
+            before_log.last().unwrap().seq
+        );
+        assert_eq!(pg.crl_lease(h, scope.clone()).unwrap(), Some(lease.clone()));
+    }
     assert_eq!(out["officers"], 1, "the first ca-officer: {out}");
     // Both roots and OCSP signers, and the two issued.
     assert!(out["certificates"].as_u64().unwrap() >= 6, "{out}");

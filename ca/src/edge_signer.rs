@@ -53,17 +53,12 @@ pub fn check_node(node: &str) -> Result<()> {
 }
 
 /// Signs a message with the key a CSR is for.
-pub type SignWith<'a> =
-    dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, policies::SignError> + 'a;
+pub type SignWith<'a> = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, policies::SignError> + 'a;
 
 /// A PKCS#10 request (DER) for the key whose SubjectPublicKeyInfo is `spki`, subject
 /// `CN=<node>` (the CA ignores it: the profile decides the signer's names), signed with
 /// sha256WithRSAEncryption by `sign` — the new key itself.
-pub fn make_csr(
-    node: &str,
-    spki: &[u8],
-    sign: &SignWith<'_>,
-) -> Result<Vec<u8>> {
+pub fn make_csr(node: &str, spki: &[u8], sign: &SignWith<'_>) -> Result<Vec<u8>> {
     use x509_cert::request::{CertReq, CertReqInfo, Version};
     check_node(node)?;
     let bad = |e: der::Error| Error::Invalid(format!("CSR encoding: {e}"));

@@ -1923,6 +1923,35 @@ impl Tx for PgTx<'_> {
         .transpose()
     }
 
+    fn import_revocation_log(&self, entries: &[RevocationLogEntry]) -> Result<()> {
+        self.exec("DELETE FROM revocation_log", &[])?;
+        // The log's state columns are the certificate's status as the copy holds it (the
+        // entries themselves name only the certificate).
+        for e in entries {
+            self.exec(
+                "INSERT INTO revocation_log \
+                 (seq, hierarchy, serial, state, reason, since_ns, invalidity_ns) \
+                 SELECT $1, $2, $3, coalesce(s.state, 'good'), s.reason, s.since_ns, \
+                 s.invalidity_ns FROM (VALUES (1)) AS one(x) LEFT JOIN statuses s \
+                 ON s.hierarchy = $2 AND s.serial = $3",
+                &[
+                    &i64_of(e.seq, "revocation log sequence")?,
+                    &h_code(e.hierarchy),
+                    &e.serial,
+                ],
+            )?;
+        }
+        let last = match entries.last() {
+            Some(e) => i64_of(e.seq, "revocation log sequence")?,
+            None => 0,
+        };
+        self.exec(
+            "SELECT setval(pg_get_serial_sequence('revocation_log', 'seq'), \
+             greatest($1::bigint, 1), $1::bigint > 0)",
+            &[&last],
+        )
+    }
+
     fn put_signer_request(&self, r: &SignerRequest) -> Result<()> {
         let (certificate, refused, answered) = match &r.answer {
             None => (None, None, None),

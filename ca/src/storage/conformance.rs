@@ -132,6 +132,7 @@ macro_rules! storage_conformance {
             revocation_log,
             crl_leases,
             signer_requests,
+            revocation_log_import,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -246,6 +247,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("revocation_log", revocation_log::<S>),
         ("crl_leases", crl_leases::<S>),
         ("signer_requests", signer_requests::<S>),
+        ("revocation_log_import", revocation_log_import::<S>),
     ]
 }
 
@@ -3034,4 +3036,42 @@ pub fn signer_requests<S: Storage>(s: &S) {
         Some(again.clone())
     );
     assert_eq!(ok(s.pending_signer_requests()), vec![again, b]);
+}
+
+/// `jpki store migrate`'s copy of the revocation log: the log becomes exactly the entries
+/// imported (sequence numbers kept, gaps included), replacing what the copy's own status
+/// writes appended; a failed unit of work imports nothing; later changes continue after
+/// the last entry.
+pub fn revocation_log_import<S: Storage>(s: &S) {
+    use crate::storage::RevocationLogEntry;
+    let a = holder_cert(SIGNING, &[0x31], "R1", 0);
+    let b = holder_cert(AUTH, &[0x32], "R1", 1);
+    add(s, &[&a, &b]);
+    set_status(s, &a, revoked(Reason::KeyCompromise, 100));
+    set_status(s, &b, held(100));
+    assert_eq!(ok(s.revocations_since(0, 10)).len(), 2);
+    let entry = |seq: u64, c: &CertRecord| RevocationLogEntry {
+        seq,
+        hierarchy: c.hierarchy,
+        serial: c.serial.clone(),
+    };
+    let source = vec![entry(3, &b), entry(5, &a), entry(9, &b)];
+    let failed = s.transact(&|t| {
+        t.import_revocation_log(&source)?;
+        Err(Error::Invalid("not now".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(ok(s.revocations_since(0, 10)).len(), 2, "nothing imported");
+    commit(s, &|t| t.import_revocation_log(&source));
+    assert_eq!(ok(s.revocations_since(0, 10)), source);
+    assert_eq!(ok(s.revocation_log_head()), 9);
+    assert_eq!(ok(s.revocations_since(5, 10)), source[2..].to_vec());
+    set_status(s, &b, revoked(Reason::Superseded, 200));
+    let after = ok(s.revocations_since(9, 10));
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after[0].seq > 9 && after[0].serial == b.serial, "{after:?}");
+    // An empty log imports as empty.
+    commit(s, &|t| t.import_revocation_log(&[]));
+    assert!(ok(s.revocations_since(0, 10)).is_empty());
+    assert_eq!(ok(s.revocation_log_head()), 0);
 }

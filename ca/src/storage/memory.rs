@@ -1016,6 +1016,21 @@ impl Tx for MemoryTx<'_> {
         Ok(self.get(|t| &t.signer_requests, &(node.to_owned(), h, generation)))
     }
 
+    fn import_revocation_log(&self, entries: &[RevocationLogEntry]) -> Result<()> {
+        let existing: Vec<u64> = self.tables.borrow().revlog.keys().copied().collect();
+        for seq in existing {
+            self.set(|t| &mut t.revlog, seq, None);
+        }
+        for e in entries {
+            self.set(
+                |t| &mut t.revlog,
+                e.seq,
+                Some((e.hierarchy, e.serial.clone())),
+            );
+        }
+        Ok(())
+    }
+
     fn put_signer_request(&self, r: &SignerRequest) -> Result<()> {
         self.set(
             |t| &mut t.signer_requests,

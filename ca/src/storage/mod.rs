@@ -480,6 +480,14 @@ pub trait Tx {
     ) -> Result<Option<SignerRequest>>;
     /// Writes a signer request (replacing the one of the same node, hierarchy and generation).
     fn put_signer_request(&self, r: &SignerRequest) -> Result<()>;
+
+    // ----- copying a store ------------------------------------------------------------------
+
+    /// Replaces the whole revocation log with `entries` (ascending sequence numbers, kept
+    /// as they are): `jpki store migrate` copies the source's log into a new store that
+    /// nothing uses yet, after the statuses (whose writes appended entries of their own).
+    /// Later status changes continue after the last entry. Never for a live store.
+    fn import_revocation_log(&self, entries: &[RevocationLogEntry]) -> Result<()>;
 }
 
 /// Takes or renews, inside a unit of work, the lease of the CRL `(h, scope)` for `holder`

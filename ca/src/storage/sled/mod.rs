@@ -824,6 +824,29 @@ impl Tx for SledTx<'_> {
             .transpose()
     }
 
+    fn import_revocation_log(&self, entries: &[RevocationLogEntry]) -> Result<()> {
+        let head = self
+            .0
+            .get(Table::Meta, l::REVLOG_HEAD)?
+            .map(|b| l::counter_from_store(&b))
+            .transpose()?
+            .unwrap_or(0);
+        for seq in 1..=head {
+            self.0.remove(Table::Meta, &l::revlog_key(seq))?;
+        }
+        for e in entries {
+            let mut v = vec![e.hierarchy.tag()];
+            v.extend_from_slice(&e.serial);
+            self.0.insert(Table::Meta, &l::revlog_key(e.seq), &v)?;
+        }
+        match entries.last() {
+            Some(e) => self
+                .0
+                .insert(Table::Meta, l::REVLOG_HEAD, &e.seq.to_be_bytes()),
+            None => self.0.remove(Table::Meta, l::REVLOG_HEAD),
+        }
+    }
+
     fn put_signer_request(&self, r: &SignerRequest) -> Result<()> {
         self.0.insert(
             Table::Meta,
