@@ -570,6 +570,19 @@ impl Publisher {
         // records what it published; a copy elsewhere (`publish_all` to a CDN folder) must not
         // make the served CRLs look fresher than they are.
         let own = dir == self.dir;
+        // A CRL leased by another node is its to publish: checked before the dirty flag is
+        // taken, so the flag is never cleared here only to be set again (which would delay
+        // the lease holder's publication). A forced publication goes on and is refused at
+        // `save`, saying who holds the lease.
+        if own
+            && !force
+            && !self
+                .state
+                .may_publish(h, scope.clone())
+                .map_err(Error::state(h, &scope))?
+        {
+            return Ok(None);
+        }
         let dirty = own
             && self
                 .state

@@ -94,6 +94,12 @@ pub trait StateStore: Send + Sync {
     /// publishing besides the scopes the policy names (a municipal partition exists once its
     /// first certificate flagged it; a store's serial partitions keep their state).
     fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, BoxError>;
+    /// Whether this publisher may publish `(h, scope)` now. `false` when another CA node holds
+    /// the CRL's lease (jpki's `serve --role ca`): the publisher then leaves the scope — and
+    /// its dirty flag, for the lease holder — alone. The default (one publisher) is `true`.
+    fn may_publish(&self, _h: Hierarchy, _scope: Scope) -> Result<bool, BoxError> {
+        Ok(true)
+    }
 }
 
 /// An in-memory [`Source`] and [`StateStore`] (nothing is durable): for tests, benchmarks and

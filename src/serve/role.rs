@@ -147,6 +147,17 @@ impl crl_publisher::StateStore for LeasedCrlStore {
     fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
         self.inner.take_dirty(h, scope)
     }
+
+    /// Not while another node's lease of the CRL runs: the publisher then leaves the CRL and
+    /// its dirty flag to that node (it would otherwise take the flag, build, be refused at
+    /// `save` and set the flag again).
+    fn may_publish(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
+        let now = self.clock.now();
+        Ok(match self.inner.0.crl_lease(h, scope).map_err(boxed)? {
+            Some(l) => l.holder == self.node || l.until <= now,
+            None => true,
+        })
+    }
 }
 
 /// How often a CA node looks for edges' pending OCSP signer requests (one indexed read).
@@ -713,6 +724,38 @@ pub fn run_edge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crl_leased_by_another_node_is_left_to_it() {
+        use crl_publisher::StateStore;
+        let store: Arc<dyn Storage> = Arc::new(ca::storage::memory::MemoryStorage::new());
+        let t0 = time::macros::datetime!(2026-03-01 00:00 UTC);
+        let clock = Arc::new(ca::clock::FixedClock::new(t0));
+        let node = |name: &str| LeasedCrlStore {
+            inner: adapters::CrlStore(Arc::clone(&store)),
+            node: name.into(),
+            clock: clock.clone(),
+        };
+        let (ca1, ca2) = (node("ca-1"), node("ca-2"));
+        let (h, scope) = (Hierarchy::Signing, Scope::Ca);
+        assert!(ca1.may_publish(h, scope.clone()).unwrap(), "no lease yet");
+        let state = crl_publisher::State {
+            last_number: 1,
+            published: None,
+        };
+        ca1.save(h, scope.clone(), &state).unwrap();
+        assert!(ca1.may_publish(h, scope.clone()).unwrap(), "its own lease");
+        assert!(
+            !ca2.may_publish(h, scope.clone()).unwrap(),
+            "ca-1's lease runs"
+        );
+        assert!(
+            ca2.may_publish(h, Scope::Partition(3)).unwrap(),
+            "another CRL"
+        );
+        clock.advance(CRL_LEASE);
+        assert!(ca2.may_publish(h, scope).unwrap(), "the lease ran out");
+    }
 
     #[test]
     fn a_url_is_printed_without_its_password() {
