@@ -272,7 +272,7 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     let actions = audit_actions(&env);
     for node in ["edge-p", "edge-s"] {
         for (action, actor) in [
-            ("edge-signer-request", "system:edge-signer-renewal"),
+            ("edge-signer-request", "system:edge-node"),
             ("edge-signer-issue", "system:edge-signer-renewal"),
         ] {
             assert!(
@@ -285,6 +285,71 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     }
     let audit = env.json(&["audit", "verify"]);
     assert_eq!(audit["intact"], true, "{audit}");
+
+    // Bad input on PostgreSQL. Filing a CSR whose signature is wrong, or for a root's key, is
+    // refused with the reason and stores nothing.
+    use ca::storage::Storage;
+    let pg = storage_postgres::PgStorage::open_follower(&url).unwrap();
+    let root_key =
+        ca::keys::read_encrypted(&env.data().join("keys/auth-root.key"), PASS.as_bytes()).unwrap();
+    let root_spki = ca::records::spki_of(&cert_der(&root)).unwrap();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let root_csr = ca::edge_signer::make_csr("rogue", &root_spki, &|m| {
+        ca::keys::sign_with(&root_key, &rng, m)
+    })
+    .unwrap();
+    let mut tampered = root_csr.clone();
+    let n = tampered.len();
+    tampered[n - 4] ^= 0x10;
+    let old_bytes = hex::decode(&old_serial).unwrap();
+    let h = policies::Hierarchy::Auth;
+    for (csr, why) in [(&tampered, "does not verify"), (&root_csr, "a root's key")] {
+        let e = ca::edge_signer::file_request(
+            &pg,
+            "rogue",
+            h,
+            1,
+            csr,
+            &old_bytes,
+            &[root_spki.clone()],
+            t_after,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    assert_eq!(pg.signer_request("rogue", h, 1).unwrap(), None);
+    // A row written past those checks (anyone with write access to the database): the CA
+    // node refuses it with the reason and issues nothing.
+    let counter = pg.serial_counter(h).unwrap();
+    let rogue = ca::storage::SignerRequest {
+        node: "rogue".into(),
+        hierarchy: h,
+        generation: 1,
+        csr: root_csr,
+        in_force: old_bytes,
+        requested_at: t_after,
+        answer: None,
+    };
+    pg.transact(&|t| t.put_signer_request(&rogue)).unwrap();
+    let t = Instant::now();
+    let answer = loop {
+        if let Some(a) = pg.signer_request("rogue", h, 1).unwrap().unwrap().answer {
+            break a;
+        }
+        assert!(
+            t.elapsed() < BOUND,
+            "the CA node did not answer the rogue request"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    match answer {
+        ca::storage::SignerAnswer::Refused { reason, .. } => {
+            assert!(reason.contains("a root's key"), "{reason}")
+        }
+        other => panic!("a root's key was certified: {other:?}"),
+    }
+    assert_eq!(pg.serial_counter(h).unwrap(), counter, "nothing issued");
+    drop(pg);
 
     for e in edges {
         assert!(e.stop().success());

@@ -305,7 +305,7 @@ impl EdgeRenewal {
         let (_, c) = x509_parser::parse_x509_certificate(&in_force)
             .map_err(|e| Error::Serve(format!("{h} OCSP signer certificate: {e}")))?;
         let roots = self.root_spkis()?;
-        let actor = ca::officers::Actor::System("edge-signer-renewal");
+        let actor = ca::officers::Actor::System("edge-node");
         ca::officers::acting_as(&actor, || {
             ca::edge_signer::file_request(
                 writer.as_ref(),
