@@ -411,3 +411,36 @@ impl EdgeRenewal {
         Ok(Step::Installed { serial })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_installation_cut_short_is_finished_at_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DataDir::new(tmp.path());
+        std::fs::create_dir_all(tmp.path().join("keys")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("certs")).unwrap();
+        let h = Hierarchy::Auth;
+        let write = |p: PathBuf, b: &[u8]| std::fs::write(p, b).unwrap();
+        write(d.key(h, "ocsp"), b"old key");
+        write(d.cert(h, "ocsp"), b"old cert");
+        // A pending key and no staged certificate: a request still open; left alone.
+        write(pending_key(&d, h), b"new key");
+        finish_install(&d, h).unwrap();
+        assert_eq!(std::fs::read(d.key(h, "ocsp")).unwrap(), b"old key");
+        assert!(pending_key(&d, h).exists());
+        // Staged (checked) certificate: both put in force.
+        write(staged_cert(&d, h), b"new cert");
+        finish_install(&d, h).unwrap();
+        assert_eq!(std::fs::read(d.key(h, "ocsp")).unwrap(), b"new key");
+        assert_eq!(std::fs::read(d.cert(h, "ocsp")).unwrap(), b"new cert");
+        assert!(!pending_key(&d, h).exists() && !staged_cert(&d, h).exists());
+        // Cut between the two renames (key already in force): the certificate follows.
+        write(staged_cert(&d, h), b"newer cert");
+        finish_install(&d, h).unwrap();
+        assert_eq!(std::fs::read(d.key(h, "ocsp")).unwrap(), b"new key");
+        assert_eq!(std::fs::read(d.cert(h, "ocsp")).unwrap(), b"newer cert");
+    }
+}

@@ -281,6 +281,8 @@ pub struct EdgeSection {
 pub struct Exported {
     pub dir: PathBuf,
     pub store: String,
+    /// The edge node's name (the key of its OCSP signer requests).
+    pub node: String,
     /// Files written, relative to `dir`.
     pub files: Vec<String>,
 }
@@ -418,6 +420,7 @@ pub fn export(
         Ok(files) => Ok(Exported {
             dir: out.to_path_buf(),
             store: redacted(&store),
+            node,
             files,
         }),
         Err(e) => {
