@@ -311,7 +311,7 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
             1,
             csr,
             &old_bytes,
-            &[root_spki.clone()],
+            std::slice::from_ref(&root_spki),
             t_after,
         )
         .unwrap_err();
