@@ -107,17 +107,23 @@ impl Cluster {
     /// failures (initdb or the server failing) are errors: a machine with PostgreSQL must run
     /// the tests.
     pub fn start(fsync: Fsync) -> io::Result<Option<Cluster>> {
-        Cluster::start_with(fsync, None)
+        Cluster::start_with(fsync, Tcp::No)
+    }
+
+    /// As [`Cluster::start`], and listening on 127.0.0.1 (a free port) **without** TLS
+    /// (`host … trust`): a server for checking that a client asking for TLS never falls back.
+    pub fn start_plain_tcp(fsync: Fsync) -> io::Result<Option<Cluster>> {
+        Cluster::start_with(fsync, Tcp::Plain)
     }
 
     /// As [`Cluster::start`], and listening on 127.0.0.1 (a free port, [`Cluster::port`])
     /// with TLS on, `cert_pem`/`key_pem` its server certificate and key; TCP clients get in
     /// over TLS only (`hostssl … trust`, no `host` line); the Unix socket stays plain.
     pub fn start_tls(fsync: Fsync, cert_pem: &str, key_pem: &str) -> io::Result<Option<Cluster>> {
-        Cluster::start_with(fsync, Some((cert_pem, key_pem)))
+        Cluster::start_with(fsync, Tcp::Tls(cert_pem, key_pem))
     }
 
-    fn start_with(fsync: Fsync, tls: Option<(&str, &str)>) -> io::Result<Option<Cluster>> {
+    fn start_with(fsync: Fsync, tcp: Tcp) -> io::Result<Option<Cluster>> {
         let Some(bin) = binaries() else {
             skipped_banner("no initdb/postgres binaries found");
             return Ok(None);
@@ -154,7 +160,11 @@ impl Cluster {
         }
         let mut port = 5432;
         let mut extra = Vec::new();
-        if let Some((cert, key)) = tls {
+        if let Tcp::Plain = tcp {
+            port = free_port()?;
+            extra = vec!["listen_addresses=127.0.0.1".to_owned()];
+        }
+        if let Tcp::Tls(cert, key) = tcp {
             port = free_port()?;
             let (cert_file, key_file) =
                 (dir.path().join("server.crt"), dir.path().join("server.key"));
@@ -394,6 +404,14 @@ fn command(bin: &Path, as_user: Option<(u32, u32)>, cwd: &Path, program: &str) -
     }
     c.current_dir(cwd);
     c
+}
+
+/// Whether a cluster listens on 127.0.0.1 too, and how.
+enum Tcp<'a> {
+    No,
+    Plain,
+    /// With this certificate and key (PEM), TLS only.
+    Tls(&'a str, &'a str),
 }
 
 /// A TCP port free on 127.0.0.1 a moment ago (PostgreSQL cannot be given port 0).

@@ -161,3 +161,28 @@ fn verify_full_verify_ca_wrong_ca_and_plaintext_against_a_tls_only_server() {
         storage_postgres::schema::latest()
     );
 }
+
+#[test]
+fn tls_asked_for_never_falls_back_to_a_server_without_it() {
+    let (_, _, ca_pem) = ca("jpki test database CA");
+    let Some(cluster) = Cluster::start_plain_tcp(Fsync::Off).expect("start the cluster") else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca_file = write(files.path(), "ca.pem", &ca_pem);
+    let socket_url = cluster.database().expect("database");
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let e = open_err(&cluster.tcp_url(
+            &socket_url,
+            "127.0.0.1",
+            &format!("sslmode={mode}&sslrootcert={}", ca_file.display()),
+        ));
+        assert!(
+            e.contains("does not offer TLS") && e.contains("never falls back"),
+            "{mode}: {e}"
+        );
+    }
+    // The same server without TLS asked for: connects (the refusal above was TLS's).
+    PgStorage::open(&cluster.tcp_url(&socket_url, "127.0.0.1", "sslmode=disable"))
+        .expect("a plain connection to a plain server");
+}
