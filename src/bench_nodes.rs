@@ -2,10 +2,11 @@
 //! (`fsync=on`) and a streaming-replication standby of it (`storage_postgres::testing`); one
 //! writer revokes certificates one unit of work at a time, as a CA node does, and notes when
 //! each revocation was acknowledged (its unit of work returned, durable); two edge followers
-//! ([`crate::serve::follow::Follower`], the code `serve --role edge` runs, polling every
-//! [`POLL`](crate::serve::follow::POLL)) — one on the primary, one on the standby — note when
-//! each revoked serial reached them and read its status back, as an edge's cache refresh does
-//! before re-signing. Reported: p50/p99/max of (seen at the edge − acknowledged), per edge.
+//! ([`crate::serve::follow::Follower::run`], the code `serve --role edge` runs: polling every
+//! [`POLL`](crate::serve::follow::POLL), and on the primary also woken by LISTEN/NOTIFY) — one
+//! on the primary, one on the standby — note when each revoked serial reached them and read
+//! its status back, as an edge's cache refresh does before re-signing. Reported: p50/p99/max
+//! of (seen at the edge − acknowledged), per edge, and whether the edge listened.
 //!
 //! The certificate records are synthetic (the storage authority does not parse them); the
 //! OCSP re-signing an edge then does for a cached answer (one RSA signature, ~1–2 ms) is not
@@ -30,6 +31,9 @@ use crate::{Error, Result};
 #[derive(Debug, Serialize)]
 pub struct Latency {
     pub edge: &'static str,
+    /// Woken by NOTIFY (the primary) rather than by polling alone (the standby).
+    pub notify: bool,
+    pub notifications: u64,
     pub revocations: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -135,19 +139,23 @@ pub fn nodes(count: usize) -> Result<NodesReport> {
             }
         }),
     ];
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let threads: Vec<_> = edges
-        .iter()
-        .map(|(_, (_, f))| {
-            let (f, stop) = (Arc::clone(f), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    f.poll_once();
-                    std::thread::sleep(crate::serve::follow::POLL);
-                }
-            })
-        })
-        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(serve)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for (_, (_, f)) in &edges {
+        let mut stop = stop_rx.clone();
+        rt.spawn(Arc::clone(f).run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    // Until the edge on the primary listens (or gives up on it: then it polls, and says so).
+    let t0 = Instant::now();
+    while !edges[0].1 .1.state().listening && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut acked = Vec::with_capacity(count);
     let started = Instant::now();
     for c in &certs {
@@ -170,12 +178,9 @@ pub fn nodes(count: usize) -> Result<NodesReport> {
     {
         std::thread::sleep(Duration::from_millis(50));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
-    }
+    let _ = stop_tx.send(true);
     let mut out = Vec::new();
-    for (name, (probe, _)) in &edges {
+    for (name, (probe, follower)) in &edges {
         let seen = probe.seen.lock().unwrap_or_else(|p| p.into_inner());
         let mut ms: Vec<f64> = certs
             .iter()
@@ -192,14 +197,18 @@ pub fn nodes(count: usize) -> Result<NodesReport> {
             )));
         }
         ms.sort_by(f64::total_cmp);
+        let state = follower.state();
         out.push(Latency {
             edge: name,
+            notify: state.listening,
+            notifications: state.notifications,
             revocations: ms.len(),
             p50_ms: percentile(&ms, 0.50),
             p99_ms: percentile(&ms, 0.99),
             max_ms: ms.last().copied().unwrap_or(f64::NAN),
         });
     }
+    rt.shutdown_background();
     drop(standby);
     drop(primary);
     Ok(NodesReport {

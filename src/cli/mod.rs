@@ -2428,8 +2428,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 )];
                 for e in &r.edges {
                     lines.push(format!(
-                        "edge on the {}: revocation to edge p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                        e.edge, e.p50_ms, e.p99_ms, e.max_ms
+                        "edge on the {} ({}): revocation to edge p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        e.edge,
+                        if e.notify {
+                            format!("LISTEN/NOTIFY, {} notifications", e.notifications)
+                        } else {
+                            "polling".to_owned()
+                        },
+                        e.p50_ms,
+                        e.p99_ms,
+                        e.max_ms
                     ));
                 }
                 lines.join("\n")

@@ -4,9 +4,14 @@
 //! or released — so that an edge answers `revoked` shortly after a CA node acknowledged the
 //! revocation (docs/deployment.md, "Freshness").
 //!
-//! Why polling and not LISTEN/NOTIFY: a hot standby cannot LISTEN, and one mechanism for both
-//! kinds of edge keeps the freshness contract the same. A poll is one indexed range read
-//! (`seq > last`), cheap enough every [`POLL`].
+//! Polling and LISTEN/NOTIFY: a hot standby cannot LISTEN (notifications are not replicated),
+//! so every edge polls; a poll is one indexed range read (`seq > last`), cheap enough every
+//! [`POLL`]. An edge on the **primary** is also woken by the database as soon as a revocation
+//! commits (`storage_postgres::wakeups`: LISTEN on a dedicated connection, NOTIFY in the unit
+//! of work that appends to the log) and reads the log at once, so it does not wait for its
+//! next poll. A notification only says "read now": a lost one, or a broken listening
+//! connection, costs at most one poll interval, never a revocation (the poll stays, the
+//! listener reconnects by itself and a read follows every reconnect).
 //!
 //! Why the log's sequence can be followed with `seq > last` and no gap handling: every unit of
 //! work that writes the log takes the engine's writer lock before its first query and holds it
@@ -50,6 +55,10 @@ pub struct FollowState {
     pub replay_age: Option<f64>,
     /// On a standby: whether it streams from its primary (`None` on a primary).
     pub streaming: Option<bool>,
+    /// Whether the database's LISTEN connection is up (on a primary), and the notifications
+    /// it delivered.
+    pub listening: bool,
+    pub notifications: u64,
 }
 
 impl FollowState {
@@ -96,7 +105,13 @@ impl FollowState {
              jpki_edge_db_replay_age_seconds {replay:.3}\n\
              # HELP jpki_edge_db_streaming On a standby: whether it streams from its primary (1 on a primary).\n\
              # TYPE jpki_edge_db_streaming gauge\n\
-             jpki_edge_db_streaming {streaming}\n",
+             jpki_edge_db_streaming {streaming}\n\
+             # HELP jpki_edge_db_listening Whether the edge LISTENs for revocations on its database (a primary; 0 on a standby, which is polled).\n\
+             # TYPE jpki_edge_db_listening gauge\n\
+             jpki_edge_db_listening {listening}\n\
+             # HELP jpki_edge_notifications_total Revocation-log notifications that woke the follower.\n\
+             # TYPE jpki_edge_notifications_total counter\n\
+             jpki_edge_notifications_total {notifications}\n",
             stale = STALE_AFTER.as_secs(),
             ready = u8::from(self.not_ready().is_none()),
             seq = self.seq,
@@ -105,6 +120,8 @@ impl FollowState {
             standby = u8::from(self.standby),
             replay = self.replay_age.unwrap_or(0.0),
             streaming = u8::from(self.streaming != Some(false)),
+            listening = u8::from(self.listening),
+            notifications = self.notifications,
         )
     }
 }
@@ -129,6 +146,8 @@ pub struct Follower {
     replication: Option<Arc<storage_postgres::PgStorage>>,
     apply: Arc<dyn Apply>,
     state: Mutex<FollowState>,
+    /// How often the log is read without a wake-up ([`POLL`] unless set).
+    poll: Duration,
 }
 
 impl Follower {
@@ -149,7 +168,15 @@ impl Follower {
                 last_ok: Some(Instant::now()),
                 ..FollowState::default()
             }),
+            poll: POLL,
         })
+    }
+
+    /// Reads the log every `poll` when nothing wakes it (tests set it long, to show that
+    /// NOTIFY alone delivers a revocation; the default is [`POLL`]).
+    pub fn with_poll(mut self, poll: Duration) -> Follower {
+        self.poll = poll;
+        self
     }
 
     pub fn state(&self) -> FollowState {
@@ -220,17 +247,32 @@ impl Follower {
         s.error = Some(e);
     }
 
-    /// Polls every [`POLL`] until `stop` resolves.
+    /// Reads the log every poll interval, and at once when the database wakes it (an edge
+    /// on a PostgreSQL primary), until `stop` resolves.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let wakeups = self.replication.as_ref().map(|pg| pg.revocation_wakeups());
         loop {
             let me = Arc::clone(&self);
             if let Err(e) = tokio::task::spawn_blocking(move || me.poll_once()).await {
                 tracing::error!(error = %e, "the revocation-log follower task failed");
             }
+            if let Some(w) = &wakeups {
+                let ws = w.state();
+                let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.listening = ws.listening;
+                s.notifications = ws.notifications;
+            }
+            let woken = async {
+                match &wakeups {
+                    Some(w) => w.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = woken => {}
             }
         }
     }

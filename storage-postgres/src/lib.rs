@@ -17,8 +17,11 @@
 //!   meets sync, and the pool bounds the connections a CA node opens. The consequence, for
 //!   both: a storage call must not be made from an async task's own thread (jpki makes them
 //!   from `spawn_blocking`, as it must for sled's blocking I/O anyway).
-//! * No TLS to the database yet (`NoTls`): connect over a Unix socket or a trusted network.
-//!   This is a documented limitation, not a default to keep.
+//! * **tokio-postgres-rustls** for TLS to the database (`sslmode=verify-full|verify-ca` and
+//!   `sslrootcert` in the URL; [`tls`] says what each mode does and why `prefer` is refused):
+//!   the maintained adapter between rustls (the workspace's TLS stack, aws-lc-rs provider) and
+//!   tokio-postgres, which also gives SCRAM channel binding the certificate's hash. Without
+//!   `sslmode` the connection is unencrypted, for a Unix socket or a trusted network.
 //! * No ORM, no query macros: plain SQL strings, prepared once per connection
 //!   (`prepare_cached`).
 //!
@@ -60,13 +63,20 @@
 //! [`schema::MIGRATIONS`] are applied at [`PgStorage::open`], under an advisory lock; a
 //! database already at a newer version than the binary knows is refused with
 //! [`PgError::SchemaTooNew`].
+//!
+//! # Edges
+//!
+//! [`PgStorage::open_follower`] opens an edge's read-only view (a primary or a hot standby);
+//! [`PgStorage::revocation_wakeups`] ([`wakeups`]) wakes an edge on the primary as soon as a
+//! revocation commits (LISTEN/NOTIFY), polling staying its safety net.
 
 pub mod schema;
 pub mod testing;
+pub mod tls;
+pub mod wakeups;
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -89,6 +99,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
+use tls::Mode;
+
 /// How often a unit of work is run before a serialization failure is given up on.
 pub const MAX_ATTEMPTS: u32 = 20;
 
@@ -103,8 +115,10 @@ pub enum PgError {
     Runtime(std::io::Error),
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(String),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", chain(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
     #[error(
         "the database's schema is at version {found}, newer than this binary knows ({known}): \
          upgrade jpki before using this database"
@@ -119,8 +133,24 @@ pub enum PgError {
     Decode(String),
     #[error("gave up after {0} serialization failures in a row")]
     TooManyRetries(u32),
-    #[error("the connection failed during COMMIT: the outcome is unknown ({0})")]
+    #[error("the connection failed during COMMIT: the outcome is unknown ({})", chain(.0))]
     CommitUnknown(tokio_postgres::Error),
+}
+
+/// An error and its sources, joined with ": " (tokio-postgres' own `Display` leaves out the
+/// cause, e.g. which certificate problem failed a TLS handshake).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 impl From<PgError> for ca::Error {
@@ -365,6 +395,10 @@ pub struct PgStorage {
     /// `None` only while dropping.
     rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// How the pool connects: for connections of its own ([`PgStorage::revocation_wakeups`]).
+    target_config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    tls_mode: Mode,
     stats: Stats,
     /// Whatever must live as long as the engine (a data directory's lock).
     keep: Vec<Box<dyn Any + Send + Sync>>,
@@ -437,8 +471,22 @@ impl PgStorage {
     }
 
     fn connect(url: &str, timeout: Duration) -> std::result::Result<PgStorage, PgError> {
-        let mut config =
-            tokio_postgres::Config::from_str(url).map_err(|e| PgError::Url(e.to_string()))?;
+        let tls::Target {
+            mut config,
+            mode: tls_mode,
+            tls,
+        } = tls::parse(url)?;
+        if tls_mode == Mode::Disable
+            && config
+                .get_hosts()
+                .iter()
+                .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(_)))
+        {
+            tracing::warn!(
+                "connecting to PostgreSQL over TCP without TLS (no sslmode in the store URL): \
+                 only on a network you trust; see docs/deployment.md"
+            );
+        }
         config.options("-c synchronous_commit=on");
         if config.get_application_name().is_none() {
             config.application_name("jpki");
@@ -450,13 +498,13 @@ impl PgStorage {
             .enable_all()
             .build()
             .map_err(PgError::Runtime)?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            None => Manager::from_config(config.clone(), NoTls, manager_config),
+            Some(t) => Manager::from_config(config.clone(), t.clone(), manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .build()
@@ -464,6 +512,9 @@ impl PgStorage {
         Ok(PgStorage {
             rt: Some(rt),
             pool,
+            target_config: config,
+            tls,
+            tls_mode,
             stats: Stats::default(),
             keep: Vec::new(),
         })
@@ -495,10 +546,13 @@ impl PgStorage {
     }
 
     async fn client(&self) -> std::result::Result<Object, PgError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| PgError::Connect(e.to_string()))
+        self.pool.get().await.map_err(|e| {
+            let mode = self.tls_mode;
+            match tls::explain(&e, mode) {
+                Some(why) => PgError::Tls(format!("{why} ({})", chain(&e))),
+                None => PgError::Connect(chain(&e)),
+            }
+        })
     }
 
     fn migrate(&self) -> std::result::Result<(), PgError> {
@@ -1677,10 +1731,12 @@ impl Tx for PgTx<'_> {
                 &[&h, &sc, &c.serial, &pref, &muni],
             )?,
         }
+        // The edges listening on the primary are woken when this commits (wakeups.rs).
         self.exec(
-            "INSERT INTO revocation_log \
+            "WITH logged AS (INSERT INTO revocation_log \
              (hierarchy, serial, state, reason, since_ns, invalidity_ns) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq) \
+             SELECT pg_notify($7, '') FROM logged",
             &[
                 &h,
                 &c.serial,
@@ -1688,6 +1744,7 @@ impl Tx for PgTx<'_> {
                 &reason,
                 &since,
                 &invalidity,
+                &wakeups::CHANNEL,
             ],
         )?;
         self.set_crl_dirty(c.hierarchy, scope)

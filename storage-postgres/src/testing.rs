@@ -11,6 +11,9 @@
 //! cluster per test binary, stopped when the process exits; each check then takes a fresh
 //! database ([`Cluster::database`]).
 //!
+//! [`Cluster::start_tls`] also listens on 127.0.0.1 (a free port) with `ssl=on` and a given
+//! server certificate, and its `pg_hba.conf` lets TCP clients in over TLS only (`hostssl`).
+//!
 //! Where the binaries are missing, `start` prints a banner saying the tests were skipped and
 //! returns `None`.
 
@@ -31,6 +34,10 @@ pub struct Cluster {
     fsync: Fsync,
     data: PathBuf,
     socket_dir: PathBuf,
+    /// The server's port (its Unix socket is `.s.PGSQL.<port>`).
+    port: u16,
+    /// Further server settings (TLS: [`Cluster::start_tls`]).
+    extra: Vec<String>,
     next_db: AtomicU64,
     // Dropped after the server is stopped (field order does not matter: Drop stops first).
     dir: tempfile::TempDir,
@@ -100,6 +107,23 @@ impl Cluster {
     /// failures (initdb or the server failing) are errors: a machine with PostgreSQL must run
     /// the tests.
     pub fn start(fsync: Fsync) -> io::Result<Option<Cluster>> {
+        Cluster::start_with(fsync, Tcp::No)
+    }
+
+    /// As [`Cluster::start`], and listening on 127.0.0.1 (a free port) **without** TLS
+    /// (`host … trust`): a server for checking that a client asking for TLS never falls back.
+    pub fn start_plain_tcp(fsync: Fsync) -> io::Result<Option<Cluster>> {
+        Cluster::start_with(fsync, Tcp::Plain)
+    }
+
+    /// As [`Cluster::start`], and listening on 127.0.0.1 (a free port, [`Cluster::port`])
+    /// with TLS on, `cert_pem`/`key_pem` its server certificate and key; TCP clients get in
+    /// over TLS only (`hostssl … trust`, no `host` line); the Unix socket stays plain.
+    pub fn start_tls(fsync: Fsync, cert_pem: &str, key_pem: &str) -> io::Result<Option<Cluster>> {
+        Cluster::start_with(fsync, Tcp::Tls(cert_pem, key_pem))
+    }
+
+    fn start_with(fsync: Fsync, tcp: Tcp) -> io::Result<Option<Cluster>> {
         let Some(bin) = binaries() else {
             skipped_banner("no initdb/postgres binaries found");
             return Ok(None);
@@ -134,7 +158,49 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        let child = spawn_server(&bin, as_user, dir.path(), &data, &socket_dir, fsync)?;
+        let mut port = 5432;
+        let mut extra = Vec::new();
+        if let Tcp::Plain = tcp {
+            port = free_port()?;
+            extra = vec!["listen_addresses=127.0.0.1".to_owned()];
+        }
+        if let Tcp::Tls(cert, key) = tcp {
+            port = free_port()?;
+            let (cert_file, key_file) =
+                (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_file, cert)?;
+            std::fs::write(&key_file, key)?;
+            std::fs::set_permissions(
+                &key_file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )?;
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nlocal replication all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n",
+            )?;
+            if let Some((uid, gid)) = as_user {
+                for p in [&cert_file, &key_file, &data.join("pg_hba.conf")] {
+                    std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
+                }
+            }
+            extra = vec![
+                "listen_addresses=127.0.0.1".to_owned(),
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", cert_file.display()),
+                format!("ssl_key_file={}", key_file.display()),
+            ];
+        }
+        let child = spawn_server(
+            &bin,
+            as_user,
+            dir.path(),
+            &data,
+            &socket_dir,
+            fsync,
+            port,
+            &extra,
+        )?;
         let mut cluster = Cluster {
             child,
             bin,
@@ -142,6 +208,8 @@ impl Cluster {
             fsync,
             data,
             socket_dir,
+            port,
+            extra,
             next_db: AtomicU64::new(0),
             dir,
         };
@@ -169,7 +237,17 @@ impl Cluster {
             .arg(&data)
             .arg("-h")
             .arg(&self.socket_dir)
-            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--checkpoint=fast",
+            ])
             .output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
@@ -184,6 +262,8 @@ impl Cluster {
             &data,
             &socket_dir,
             self.fsync,
+            5432,
+            &[],
         )?;
         let mut standby = Cluster {
             child,
@@ -192,6 +272,8 @@ impl Cluster {
             fsync: self.fsync,
             data,
             socket_dir,
+            port: 5432,
+            extra: Vec::new(),
             next_db: AtomicU64::new(0),
             dir,
         };
@@ -220,6 +302,8 @@ impl Cluster {
             &self.data,
             &self.socket_dir,
             self.fsync,
+            self.port,
+            &self.extra,
         )?;
         self.wait_ready()
     }
@@ -229,16 +313,35 @@ impl Cluster {
         &self.socket_dir
     }
 
-    /// The URL of database `db` on this cluster.
+    /// The URL of database `db` on this cluster (its Unix socket).
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgresql://postgres@{}/{db}",
-            percent_encode(&self.socket_dir.display().to_string())
-        )
+        let socket = percent_encode(&self.socket_dir.display().to_string());
+        match self.port {
+            5432 => format!("postgresql://postgres@{socket}/{db}"),
+            port => format!("postgresql://postgres@{socket}:{port}/{db}"),
+        }
+    }
+
+    /// The server's port: 5432 on its own socket directory, or the TCP port chosen by
+    /// [`Cluster::start_tls`].
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of the Unix-socket database URL `url` (from [`Cluster::database`]) over TCP to
+    /// `host` (`127.0.0.1` or `localhost`) on this cluster's port, with `query` appended.
+    pub fn tcp_url(&self, url: &str, host: &str, query: &str) -> String {
+        let db = url.rsplit('/').next().unwrap_or_default();
+        let url = format!("postgresql://postgres@{host}:{}/{db}", self.port);
+        if query.is_empty() {
+            url
+        } else {
+            format!("{url}?{query}")
+        }
     }
 
     fn wait_ready(&mut self) -> io::Result<()> {
-        let socket = self.socket_dir.join(".s.PGSQL.5432");
+        let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -303,8 +406,25 @@ fn command(bin: &Path, as_user: Option<(u32, u32)>, cwd: &Path, program: &str) -
     c
 }
 
-/// Spawns `postgres` on `data`, listening on a Unix socket in `socket_dir` only, logging to
-/// `dir/log` (appended: a restart keeps the earlier log).
+/// Whether a cluster listens on 127.0.0.1 too, and how.
+enum Tcp<'a> {
+    No,
+    Plain,
+    /// With this certificate and key (PEM), TLS only.
+    Tls(&'a str, &'a str),
+}
+
+/// A TCP port free on 127.0.0.1 a moment ago (PostgreSQL cannot be given port 0).
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Spawns `postgres` on `data`, listening on a Unix socket in `socket_dir` (and whatever
+/// `extra` settings say: TLS on 127.0.0.1), logging to `dir/log` (appended: a restart keeps
+/// the earlier log).
+#[allow(clippy::too_many_arguments)]
 fn spawn_server(
     bin: &Path,
     as_user: Option<(u32, u32)>,
@@ -312,6 +432,8 @@ fn spawn_server(
     data: &Path,
     socket_dir: &Path,
     fsync: Fsync,
+    port: u16,
+    extra: &[String],
 ) -> io::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -325,6 +447,12 @@ fn spawn_server(
         .arg(socket_dir)
         .args(["-c", "listen_addresses=", "-c", "max_connections=200"])
         .args(["-c", "shared_buffers=64MB"])
+        .arg("-p")
+        .arg(port.to_string());
+    for setting in extra {
+        server.arg("-c").arg(setting);
+    }
+    server
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
