@@ -426,31 +426,51 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
             );
         }
     }
-    // CRLs: the newest generation signs them (CRLs per older generation are not built yet,
-    // docs/roots.md): the new leaf's partition CRL verifies against its generation, judged as
-    // of the server's start (its first CRLs are issued then, later ones after it).
-    let crl_url = format!(
-        "{}/crl/signing/{}.crl",
-        server.base,
-        common::partition_path(&new["partition"])
-    );
-    let sig = env.path("new.p7s");
-    let out = env.run(&[
-        "verify",
-        "--trust",
-        &p(&bundle),
-        "--sig",
-        &p(&sig),
-        "--content",
-        &p(&doc),
-        "--crl",
-        &crl_url,
-        "--at",
-        &at(t2),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verdict"], "valid", "CRL: {v}");
+    // CRLs: each generation signs the CRL of the leaves it issued (tests/crl_generations.rs
+    // has the revoked entries): each leaf's partition CRL of its own generation verifies
+    // against the generation picked by key. Judged as of the server's start (its first CRLs
+    // are issued then — before the revocation above — later ones after it).
+    for (name, dir, c, verdict) in [
+        ("new", "signing-g2", &new, "valid"),
+        ("old", "signing", &old, "valid"),
+    ] {
+        let crl_url = format!(
+            "{}/crl/{dir}/{}.crl",
+            server.base,
+            common::partition_path(&c["partition"])
+        );
+        let sig = env.path(&format!("{name}.p7s"));
+        let out = env.run(&[
+            "verify",
+            "--trust",
+            &p(&bundle),
+            "--sig",
+            &p(&sig),
+            "--content",
+            &p(&doc),
+            "--crl",
+            &crl_url,
+            "--at",
+            &at(t2),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verdict"], verdict, "{name} CRL: {v}");
+        let status = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "status")
+            .unwrap()
+            .clone();
+        assert!(
+            status["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/crl/{dir}/")),
+            "{name}: {status}"
+        );
+    }
     // The platform API: a PF checks both generations' leaves (found by DER whatever the
     // generation; the old one revoked, the new one good).
     let (pf_cert, pf_key) = (env.path("pf.pem"), env.path("pf.key"));

@@ -77,7 +77,7 @@
 //!     // the pipeline: first pass publishes everything, then dirty partitions and re-signing
 //!     tokio::spawn(publisher.clone().run(std::future::pending()));
 //!     // after a revocation has been stored:
-//!     publisher.mark_dirty(Hierarchy::Signing, Scope::Partition(7))?;
+//!     publisher.mark_dirty(Hierarchy::Signing, 1, Scope::Partition(7))?;
 //!     // HTTP: route `/crl/...` to `publisher.handle(req).await`, or let it serve alone
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //!     publisher.serve(listener, std::future::pending()).await;
@@ -103,7 +103,7 @@ pub use error::{BoxError, Error};
 /// The clock is jpki's one clock (`policies::clock`), re-exported for the publisher's callers.
 pub use policies::clock::{Clock, FixedClock, SystemClock};
 pub use publisher::{Crl, IndexEntry, Publisher, Roots, Settings, Status, TickReport};
-pub use store::{Entry, MemoryStore, Published, Source, State, StateStore};
+pub use store::{CrlId, Entry, Generation, MemoryStore, Published, Source, State, StateStore};
 
 use policies::profile::Scope;
 

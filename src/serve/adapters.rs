@@ -26,11 +26,12 @@ impl crl_publisher::Source for CrlStore {
     fn for_each(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
         each: &mut dyn FnMut(&crl_publisher::Entry),
     ) -> Result<(), crl_publisher::BoxError> {
         self.0
-            .for_each_revoked(h, scope, &mut |r| {
+            .for_each_revoked(h, g, scope, &mut |r| {
                 each(&crl_publisher::Entry {
                     serial: r.serial,
                     revoked_at: time_of(r.entry.revoked_at),
@@ -45,16 +46,17 @@ impl crl_publisher::Source for CrlStore {
 }
 
 impl crl_publisher::StateStore for CrlStore {
-    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, crl_publisher::BoxError> {
+    fn scopes(&self) -> Result<Vec<crl_publisher::CrlId>, crl_publisher::BoxError> {
         self.0.crl_scopes().map_err(boxed)
     }
 
     fn load(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
     ) -> Result<Option<crl_publisher::State>, crl_publisher::BoxError> {
-        match self.0.crl_state(h, scope.clone()).map_err(boxed)? {
+        match self.0.crl_state(h, g, scope.clone()).map_err(boxed)? {
             Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
             None => Ok(None),
         }
@@ -63,29 +65,40 @@ impl crl_publisher::StateStore for CrlStore {
     fn save(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
         state: &crl_publisher::State,
     ) -> Result<(), crl_publisher::BoxError> {
         let value = serde_json::to_vec(state)?;
         self.0
-            .transact(&|t| t.put_crl_state(h, scope.clone(), &value))
+            .transact(&|t| t.put_crl_state(h, g, scope.clone(), &value))
             .map_err(boxed)
     }
 
-    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), crl_publisher::BoxError> {
+    fn set_dirty(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<(), crl_publisher::BoxError> {
         self.0
-            .transact(&|t| t.set_crl_dirty(h, scope.clone()))
+            .transact(&|t| t.set_crl_dirty(h, g, scope.clone()))
             .map_err(boxed)
     }
 
-    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
+    fn take_dirty(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<bool, crl_publisher::BoxError> {
         let was = std::sync::atomic::AtomicBool::new(false);
         self.0
             .transact(&|t| {
-                let set = t.crl_dirty(h, scope.clone())?;
+                let set = t.crl_dirty(h, g, scope.clone())?;
                 was.store(set, std::sync::atomic::Ordering::SeqCst);
                 if set {
-                    t.clear_crl_dirty(h, scope.clone())?;
+                    t.clear_crl_dirty(h, g, scope.clone())?;
                 }
                 Ok(())
             })
@@ -173,12 +186,12 @@ pub struct Notifier {
 }
 
 impl ca::authority::Listener for Notifier {
-    fn revoked(&self, h: Hierarchy, serial: &[u8], scope: &Scope) {
-        tracing::debug!(%h, scope = %scope.path(), "revocation: refreshing OCSP, marking the CRL dirty");
+    fn revoked(&self, h: Hierarchy, generation: u32, serial: &[u8], scope: &Scope) {
+        tracing::debug!(%h, generation, scope = %scope.path(), "revocation: refreshing OCSP, marking the CRL dirty");
         if let Err(e) = self.responder.refresh(h, serial, self.clock.now()) {
             tracing::error!(error = %e, %h, "OCSP cache refresh failed; the entry will be re-signed on the next query");
         }
-        if let Err(e) = self.publisher.mark_dirty(h, scope.clone()) {
+        if let Err(e) = self.publisher.mark_dirty(h, generation, scope.clone()) {
             tracing::error!(error = %e, %h, "could not mark the CRL partition dirty; the periodic re-signing will pick it up");
         }
     }

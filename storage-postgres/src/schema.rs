@@ -17,6 +17,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "the status history of every certificate", V6),
     (7, "signed checkpoints of the audit chain", V7),
     (8, "CRL partition leases", V8),
+    // 9 and 11 are taken by work merged beside this one (session 4); the lead renumbers.
+    (10, "CRLs per root generation", V10),
 ];
 
 /// The version this binary brings a database to.
@@ -312,4 +314,29 @@ CREATE TABLE crl_leases (
     until_ns         bigint   NOT NULL,
     PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality)
 );
+"#;
+
+/// Version 10: CRLs per root generation (docs/roots.md). Each generation of a hierarchy's root
+/// signs the CRLs of the certificates it issued, so a CRL is (hierarchy, generation, scope):
+/// `generation` joins the key of the CRL entries, dirty flags, publisher states and leases,
+/// and every certificate records the generation that issued it. Rows written before are
+/// generation 1 (the root `jpki init` made) by the column's default: nothing is rewritten.
+const V10: &str = r#"
+ALTER TABLE certificates ADD COLUMN generation integer NOT NULL DEFAULT 1;
+
+ALTER TABLE revoked ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE revoked DROP CONSTRAINT revoked_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality, serial);
+
+ALTER TABLE crl_dirty ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE crl_dirty DROP CONSTRAINT crl_dirty_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
+
+ALTER TABLE crl_state ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE crl_state DROP CONSTRAINT crl_state_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
+
+ALTER TABLE crl_leases ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE crl_leases DROP CONSTRAINT crl_leases_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
 "#;

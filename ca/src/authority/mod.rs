@@ -117,8 +117,9 @@ pub struct Authority {
 /// `jpki serve` replaces the OCSP answer and wakes the CRL publisher here (the CRL partition
 /// itself was marked dirty by the revocation's own transaction).
 pub trait Listener: Send + Sync {
-    /// `scope` is the CRL the certificate is listed on (its partition, or the CA-level CRL).
-    fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], scope: &Scope);
+    /// `(hierarchy, generation, scope)` is the CRL the certificate is listed on: the root
+    /// generation that issued it, and its partition or the CA-level CRL.
+    fn revoked(&self, hierarchy: Hierarchy, generation: u32, serial: &[u8], scope: &Scope);
     /// A hierarchy's delegated OCSP signer was renewed (durable, files in place): the
     /// responder signs with `signer` from now on. Does nothing unless a server listens.
     fn ocsp_signer_renewed(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
@@ -236,7 +237,12 @@ impl Authority {
 
     fn notify(&self, c: &CertRecord) {
         if let Some(l) = self.listener.get() {
-            l.revoked(c.hierarchy, &c.serial, &crate::storage::scope_of(c));
+            l.revoked(
+                c.hierarchy,
+                c.generation,
+                &c.serial,
+                &crate::storage::scope_of(c),
+            );
         }
     }
 

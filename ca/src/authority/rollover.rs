@@ -276,6 +276,7 @@ impl Authority {
             kind: CertKind::Root,
             holder: None,
             partition: None,
+            generation,
             not_before: now,
             not_after,
             der: der.clone(),
@@ -338,6 +339,30 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 }
 
 impl Authority {
+    /// When the last certificate each root generation issued expires (roots themselves left
+    /// out), by (hierarchy, generation): a generation that issues no more signs CRLs until
+    /// then (docs/roots.md). One pass over every certificate — what `jpki serve` does once
+    /// at start when a hierarchy has more than one generation (an older generation's set of
+    /// certificates is final once a newer one issues).
+    pub fn last_expiries(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(Hierarchy, u32), OffsetDateTime>> {
+        let mut last = std::collections::BTreeMap::new();
+        if Hierarchy::ALL.iter().all(|h| self.roots(*h).len() < 2) {
+            return Ok(last);
+        }
+        self.storage.for_each_certificate(&mut |c| {
+            if c.kind != CertKind::Root {
+                let e = last
+                    .entry((c.hierarchy, c.generation))
+                    .or_insert(c.not_after);
+                *e = (*e).max(c.not_after);
+            }
+            Ok(())
+        })?;
+        Ok(last)
+    }
+
     /// The generation of a hierarchy's root that issued `cert_der`, picked by key: the
     /// certificate's authorityKeyIdentifier keyIdentifier must be the generation's key id and,
     /// when it names one, authorityCertSerialNumber its serial — never by the issuer name,
