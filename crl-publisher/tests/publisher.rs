@@ -1100,3 +1100,116 @@ fn idp_of(crl_der: &[u8]) -> Vec<u8> {
     }
     panic!("no directoryName IDP")
 }
+
+/// Root generations: a second generation of a hierarchy's root (same DN, another key)
+/// publishes its own CRLs beside the first's, each listing only the certificates it issued and
+/// signed with its own key (OpenSSL accepts each with its own root only); files, URLs and
+/// `index.json` name the generation and the issuer key; a retired generation stops once its
+/// last certificate has expired plus the entry margin.
+#[test]
+fn each_root_generation_publishes_its_own_crls_until_it_retires() {
+    let fx = Fixture::new();
+    let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
+    let publisher = fx.publisher(clock.clone());
+    let s = Hierarchy::Signing;
+    let p = Scope::Partition(1);
+    let entry = |serial: &[u8]| Entry {
+        serial: serial.to_vec(),
+        revoked_at: clock.now(),
+        reason: Reason::KeyCompromise,
+        invalidity: None,
+        not_after: clock.now() + Duration::days(30),
+    };
+    fx.store.revoke_in(s, 1, p.clone(), entry(&[0x11]));
+    fx.store.revoke_in(s, 2, p.clone(), entry(&[0x22]));
+    // Generation 2 is not known yet: its CRLs are not listed, and cannot be built.
+    assert!(!publisher.scopes().unwrap().iter().any(|(_, g, _)| *g == 2));
+    assert!(publisher.build(s, 2, p.clone(), clock.now()).is_err());
+    let second = TestRoot::new(s);
+    publisher.add_generation(s, 2, second.clone()).unwrap();
+    assert!(publisher.scopes().unwrap().contains(&(s, 2, p.clone())));
+    assert!(publisher.scopes().unwrap().contains(&(s, 2, Scope::Ca)));
+
+    let one = publisher.publish(s, 1, p.clone(), clock.now()).unwrap();
+    let two = publisher.publish(s, 2, p.clone(), clock.now()).unwrap();
+    assert_eq!(serials_of(&one.der), vec![vec![0x11]]);
+    assert_eq!(serials_of(&two.der), vec![vec![0x22]]);
+    assert_eq!(one.number, 1, "numbers are per generation");
+    assert_eq!(two.number, 1);
+    assert_eq!(Publisher::file_name(s, 2, &p), "signing-g2/1.crl");
+    let dir = tempfile::tempdir().unwrap();
+    for (crl, root, other) in [(&one, &fx.signing, &second), (&two, &second, &fx.signing)] {
+        let crl_pem = dir.path().join("c.pem");
+        std::fs::write(&crl_pem, pem_of("X509 CRL", &crl.der)).unwrap();
+        for (r, ok) in [(root, true), (other, false)] {
+            let root_pem = dir.path().join("r.pem");
+            std::fs::write(&root_pem, r.pem()).unwrap();
+            let (_, text) = openssl(
+                dir.path(),
+                &["crl", "-in", "c.pem", "-CAfile", "r.pem", "-noout"],
+            );
+            assert_eq!(text.contains("verify OK"), ok, "{text}");
+        }
+    }
+    // URLs of generation 2 name it; the index names the issuer key.
+    let index = publisher.index().unwrap();
+    let row = |g: u32| {
+        index
+            .iter()
+            .find(|e| e.generation == g && e.partition == "1" && e.hierarchy == s)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row(2).url.as_deref(),
+        Some("http://127.0.0.1:8080/crl/signing-g2/1.crl")
+    );
+    assert_eq!(
+        row(1).url.as_deref(),
+        Some("http://127.0.0.1:8080/crl/signing/1.crl")
+    );
+    assert_ne!(row(1).issuer_key_id, row(2).issuer_key_id);
+    assert_eq!(row(1).directory_name_der, row(2).directory_name_der);
+    // Routes.
+    assert_eq!(
+        publisher.route("/crl/signing-g2/1.crl"),
+        Some((s, 2, p.clone()))
+    );
+    assert_eq!(
+        publisher.route("/crl/auth-g3/ca.crl"),
+        Some((Hierarchy::Auth, 3, Scope::Ca))
+    );
+    assert_eq!(
+        publisher.route("/crl/signing/1.crl"),
+        Some((s, 1, p.clone()))
+    );
+    for bad in [
+        "/crl/signing-g1/1.crl",
+        "/crl/signing-g02/1.crl",
+        "/crl/signing-g/1.crl",
+        "/crl/signing-gx/1.crl",
+        "/crl/g2/1.crl",
+    ] {
+        assert_eq!(publisher.route(bad), None, "{bad}");
+    }
+
+    // Generation 1 retires: its last certificate expires in 10 days; published until then
+    // plus the entry margin (1 day), then no more.
+    publisher.retire_generation(s, 1, clock.now() + Duration::days(10));
+    clock.advance(Duration::days(10) + Duration::hours(23));
+    assert!(publisher.scopes().unwrap().contains(&(s, 1, p.clone())));
+    clock.advance(Duration::hours(2));
+    let scopes = publisher.scopes().unwrap();
+    assert!(
+        !scopes.iter().any(|(h, g, _)| *h == s && *g == 1),
+        "{scopes:?}"
+    );
+    assert!(scopes.contains(&(s, 2, p.clone())));
+    assert!(scopes.contains(&(Hierarchy::Auth, 1, Scope::Ca)));
+    let report = publisher.tick(clock.now());
+    assert!(report.failed.is_empty());
+    assert!(report
+        .published
+        .iter()
+        .all(|(h, g, _, _)| !(*h == s && *g == 1)));
+}
