@@ -209,6 +209,47 @@ impl ca::authority::Listener for Notifier {
         }
     }
 
+    fn root_generation_added(&self, new: &ca::authority::RootAdded) {
+        let (h, g) = (new.hierarchy, new.root.generation);
+        match self.publisher.add_generation(h, g, new.signer.clone()) {
+            Ok(()) => {
+                self.publisher.retire_generation(
+                    h,
+                    new.previous.generation,
+                    new.previous_last_expiry,
+                );
+                tracing::info!(%h, generation = g, previous_last_expiry = %new.previous_last_expiry,
+                    "the CRL publisher signs the new root generation's CRLs");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %h, generation = g, "the CRL publisher could not take the new root generation; restart jpki serve")
+            }
+        }
+        // Answers for its certificates are signed by the new root itself until its delegated
+        // OCSP signer is made (right after this call), which then replaces it.
+        let issuer = ocsp_responder::Issuer {
+            hierarchy: h,
+            root: new.root.der.clone(),
+            signer: new.signer.clone(),
+        };
+        match self.responder.add_issuer(issuer) {
+            Ok(()) => {
+                tracing::info!(%h, generation = g, "the OCSP responder answers for the new root generation")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %h, generation = g, "the OCSP responder could not take the new root generation; restart jpki serve")
+            }
+        }
+        // The generation before it signs its own answers with its root key from now on (its
+        // delegated signer is not renewed any more), as after a restart.
+        if let Err(e) = self
+            .responder
+            .replace_issuer_signer(&new.previous.der, new.previous_signer.clone())
+        {
+            tracing::error!(error = %e, %h, "the previous root generation's answers keep their delegated signer until a restart");
+        }
+    }
+
     fn ocsp_signer_renewed(&self, h: Hierarchy, signer: Arc<ca::keys::CaSigner>) {
         match self.responder.replace_signer(h, signer) {
             Ok(()) => tracing::info!(%h, "OCSP responder now signs with the renewed signer"),
