@@ -480,7 +480,7 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "--name",
         "Example PF",
         "--scopes",
-        "validity",
+        "validity,four-attributes",
         "--cert-out",
         &p(&pf_cert),
         "--key-out",
@@ -494,7 +494,7 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "--name",
         "Example Bank",
         "--scopes",
-        "validity",
+        "validity,four-attributes",
     ])["id"]
         .as_str()
         .unwrap()
@@ -516,6 +516,106 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
     assert_eq!(results[0]["status"], "revoked", "{v}");
     assert_eq!(results[1]["status"], "good", "{v}");
     assert_eq!(results[1]["valid"], true, "{v}");
+    // Four attributes with the holder's consent, signed with the generation-2 signing key: the
+    // consent's signature is checked against the generation picked by key.
+    let ask = serde_json::json!({"sp": sp, "certificate": new["pem"]});
+    let v = pf_post(
+        &server,
+        "/v1/four-attributes",
+        &ask,
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert!(
+        v.to_string().contains("consent"),
+        "without a consent, nothing: {v}"
+    );
+    let statement = serde_json::json!({"sp": sp, "scope": "four-attributes", "expires": "2029-01-01T00:00:00Z", "nonce": "g2-001"});
+    let st = env.write("statement.json", statement.to_string().as_bytes());
+    let cms = env.path("consent.p7s");
+    openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-md",
+        "sha256",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-signer",
+        &p(&new_f),
+        "-inkey",
+        &p(&key2),
+        "-in",
+        &p(&st),
+        "-out",
+        &p(&cms),
+    ]);
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        std::fs::read(&cms).unwrap(),
+    );
+    let v = pf_post(
+        &server,
+        "/v1/consents",
+        &serde_json::json!({"sp": sp, "cms": b64}),
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert!(v.get("error").is_none(), "the gen-2 consent is taken: {v}");
+    let v = pf_post(
+        &server,
+        "/v1/four-attributes",
+        &ask,
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert_eq!(v["name"], "佐藤　一郎", "{v}");
+    // The gen-1 holder's certificate is revoked: a consent signed with it is refused.
+    let cms1 = env.path("consent1.p7s");
+    let statement1 = serde_json::json!({"sp": sp, "scope": "four-attributes", "expires": "2029-01-01T00:00:00Z", "nonce": "g1-001"});
+    let st1 = env.write("statement1.json", statement1.to_string().as_bytes());
+    openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-md",
+        "sha256",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-signer",
+        &p(&old_f),
+        "-inkey",
+        &p(&key1),
+        "-in",
+        &p(&st1),
+        "-out",
+        &p(&cms1),
+    ]);
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        std::fs::read(&cms1).unwrap(),
+    );
+    let v = pf_post(
+        &server,
+        "/v1/consents",
+        &serde_json::json!({"sp": sp, "cms": b64}),
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert!(
+        v.get("error").is_some(),
+        "a revoked gen-1 certificate's consent: {v}"
+    );
     server.stop();
 }
 

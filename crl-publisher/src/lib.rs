@@ -17,8 +17,15 @@
 //!   critical issuingDistributionPoint whose fullName is exactly the certificates' CRL
 //!   distribution point names (`policies::profile::crl_dp_names`), with
 //!   onlyContainsUserCerts on partitions.
-//! * **Content** ([`Publisher::build`]): v2, sha256WithRSA by the hierarchy's root, AKI equal to
-//!   the root's SKI, a CRL number that strictly increases and is durably reserved before the
+//! * **Root generations.** Each generation of a hierarchy's root (same DN, its own key: a
+//!   rollover, docs/roots.md) signs the CRLs of the certificates it issued, so a CRL is
+//!   `(hierarchy, generation, scope)` ([`CrlId`]) in the [`Source`], the [`StateStore`], files
+//!   and URLs (`/crl/<h>/…` for generation 1, `/crl/<h>-g<N>/…` after,
+//!   `policies::profile::crl_dir`). Generation 1 comes with [`Roots`]; later ones join with
+//!   [`Publisher::add_generation`] (also while running), and a generation that issues no more
+//!   stops publishing once its last certificate has expired ([`Publisher::retire_generation`]).
+//! * **Content** ([`Publisher::build`]): v2, sha256WithRSA by the generation's root, AKI equal
+//!   to that root's SKI, a CRL number that strictly increases and is durably reserved before the
 //!   CRL exists, reasonCode (left out for unspecified), invalidityDate, certificateHold entries;
 //!   entries of certificates expired for longer than [`Settings::expired_margin`] are dropped.
 //!   Each CRL is decoded again, its signature verified against the root and its number and
