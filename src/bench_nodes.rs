@@ -85,6 +85,7 @@ fn record(n: u64) -> CertRecord {
         kind: CertKind::of(Hierarchy::Signing),
         holder: Some(format!("bench-{n}")),
         partition: Some(Scope::Partition(0)),
+        generation: 1,
         not_before: now,
         not_after: now + time::Duration::days(365),
         // Synthetic: the storage authority stores, never parses, a certificate's DER.

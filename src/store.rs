@@ -395,31 +395,32 @@ pub fn copy(from: &dyn Storage, to: &dyn Storage, policy: &Policy) -> ca::Result
     }
     // CRL state and dirty marks, as the source has them: every CRL it knows (serial and
     // municipal partitions, CA-level CRLs) and the policy's serial partitions.
-    let mut scopes: std::collections::BTreeSet<(Hierarchy, Scope)> =
+    // (Every root generation's CRLs: the store lists them by generation.)
+    let mut scopes: std::collections::BTreeSet<ca::storage::CrlId> =
         from.crl_scopes()?.into_iter().collect();
     for h in Hierarchy::ALL {
-        scopes.extend((0..policy.crl.partitions).map(|p| (h, Scope::Partition(p))));
-        scopes.insert((h, Scope::Ca));
+        scopes.extend((0..policy.crl.partitions).map(|p| (h, 1, Scope::Partition(p))));
+        scopes.insert((h, 1, Scope::Ca));
     }
     let dirty = from.dirty_partitions()?;
-    for (h, scope) in &scopes {
-        let h = *h;
-        let state = from.crl_state(h, scope.clone())?;
+    for (h, g, scope) in &scopes {
+        let (h, g) = (*h, *g);
+        let state = from.crl_state(h, g, scope.clone())?;
         n.crl_states += u64::from(state.is_some());
-        let is_dirty = dirty.contains(&(h, scope.clone()));
-        let lease = from.crl_lease(h, scope.clone())?;
+        let is_dirty = dirty.contains(&(h, g, scope.clone()));
+        let lease = from.crl_lease(h, g, scope.clone())?;
         n.crl_leases += u64::from(lease.is_some());
         to.transact(&|t| {
             if let Some(s) = &state {
-                t.put_crl_state(h, scope.clone(), s)?;
+                t.put_crl_state(h, g, scope.clone(), s)?;
             }
             if let Some(l) = &lease {
-                t.put_crl_lease(h, scope.clone(), l)?;
+                t.put_crl_lease(h, g, scope.clone(), l)?;
             }
             if is_dirty {
-                t.set_crl_dirty(h, scope.clone())
+                t.set_crl_dirty(h, g, scope.clone())
             } else {
-                t.clear_crl_dirty(h, scope.clone())
+                t.clear_crl_dirty(h, g, scope.clone())
             }
         })?;
     }

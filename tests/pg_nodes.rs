@@ -332,13 +332,13 @@ fn two_ca_nodes_lease_crls_and_never_publish_one_number_twice() {
         let now = clock.now();
         numbers.push(
             n1.publisher
-                .publish(h, scope.clone(), now)
+                .publish(h, 1, scope.clone(), now)
                 .expect("ca-1 publishes")
                 .number,
         );
         let e = n2
             .publisher
-            .publish(h, scope.clone(), now)
+            .publish(h, 1, scope.clone(), now)
             .expect_err("leased to ca-1");
         assert!(jpki::serve::role::published_elsewhere(&e), "{e}");
         assert!(e.to_string().contains("ca-1"), "{e}");
@@ -350,7 +350,7 @@ fn two_ca_nodes_lease_crls_and_never_publish_one_number_twice() {
         let now = clock.now();
         numbers.push(
             n2.publisher
-                .publish(h, scope.clone(), now)
+                .publish(h, 1, scope.clone(), now)
                 .expect("ca-2 publishes")
                 .number,
         );
@@ -360,7 +360,7 @@ fn two_ca_nodes_lease_crls_and_never_publish_one_number_twice() {
     let run = |p: &crl_publisher::Publisher| {
         let mut got = Vec::new();
         for _ in 0..10 {
-            if let Ok(c) = p.publish(h, scope.clone(), clock.now()) {
+            if let Ok(c) = p.publish(h, 1, scope.clone(), clock.now()) {
                 got.push(c.number);
             }
         }

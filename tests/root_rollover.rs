@@ -426,31 +426,51 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
             );
         }
     }
-    // CRLs: the newest generation signs them (CRLs per older generation are not built yet,
-    // docs/roots.md): the new leaf's partition CRL verifies against its generation, judged as
-    // of the server's start (its first CRLs are issued then, later ones after it).
-    let crl_url = format!(
-        "{}/crl/signing/{}.crl",
-        server.base,
-        common::partition_path(&new["partition"])
-    );
-    let sig = env.path("new.p7s");
-    let out = env.run(&[
-        "verify",
-        "--trust",
-        &p(&bundle),
-        "--sig",
-        &p(&sig),
-        "--content",
-        &p(&doc),
-        "--crl",
-        &crl_url,
-        "--at",
-        &at(t2),
-        "--json",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verdict"], "valid", "CRL: {v}");
+    // CRLs: each generation signs the CRL of the leaves it issued (tests/crl_generations.rs
+    // has the revoked entries): each leaf's partition CRL of its own generation verifies
+    // against the generation picked by key. Judged as of the server's start (its first CRLs
+    // are issued then — before the revocation above — later ones after it).
+    for (name, dir, c, verdict) in [
+        ("new", "signing-g2", &new, "valid"),
+        ("old", "signing", &old, "valid"),
+    ] {
+        let crl_url = format!(
+            "{}/crl/{dir}/{}.crl",
+            server.base,
+            common::partition_path(&c["partition"])
+        );
+        let sig = env.path(&format!("{name}.p7s"));
+        let out = env.run(&[
+            "verify",
+            "--trust",
+            &p(&bundle),
+            "--sig",
+            &p(&sig),
+            "--content",
+            &p(&doc),
+            "--crl",
+            &crl_url,
+            "--at",
+            &at(t2),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verdict"], verdict, "{name} CRL: {v}");
+        let status = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "status")
+            .unwrap()
+            .clone();
+        assert!(
+            status["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/crl/{dir}/")),
+            "{name}: {status}"
+        );
+    }
     // The platform API: a PF checks both generations' leaves (found by DER whatever the
     // generation; the old one revoked, the new one good).
     let (pf_cert, pf_key) = (env.path("pf.pem"), env.path("pf.key"));
@@ -460,7 +480,7 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "--name",
         "Example PF",
         "--scopes",
-        "validity",
+        "validity,four-attributes",
         "--cert-out",
         &p(&pf_cert),
         "--key-out",
@@ -474,7 +494,7 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "--name",
         "Example Bank",
         "--scopes",
-        "validity",
+        "validity,four-attributes",
     ])["id"]
         .as_str()
         .unwrap()
@@ -496,12 +516,106 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
     assert_eq!(results[0]["status"], "revoked", "{v}");
     assert_eq!(results[1]["status"], "good", "{v}");
     assert_eq!(results[1]["valid"], true, "{v}");
-    // A rollover while the server runs is refused, through the admin socket, with nothing changed.
-    env.fails(
-        &["root", "rollover", "--hierarchy", "auth"],
-        "takes root generations up when it starts",
+    // Four attributes with the holder's consent, signed with the generation-2 signing key: the
+    // consent's signature is checked against the generation picked by key.
+    let ask = serde_json::json!({"sp": sp, "certificate": new["pem"]});
+    let v = pf_post(
+        &server,
+        "/v1/four-attributes",
+        &ask,
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
     );
-    assert_eq!(generations(&env, "auth").len(), 1);
+    assert!(
+        v.to_string().contains("consent"),
+        "without a consent, nothing: {v}"
+    );
+    let statement = serde_json::json!({"sp": sp, "scope": "four-attributes", "expires": "2029-01-01T00:00:00Z", "nonce": "g2-001"});
+    let st = env.write("statement.json", statement.to_string().as_bytes());
+    let cms = env.path("consent.p7s");
+    openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-md",
+        "sha256",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-signer",
+        &p(&new_f),
+        "-inkey",
+        &p(&key2),
+        "-in",
+        &p(&st),
+        "-out",
+        &p(&cms),
+    ]);
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        std::fs::read(&cms).unwrap(),
+    );
+    let v = pf_post(
+        &server,
+        "/v1/consents",
+        &serde_json::json!({"sp": sp, "cms": b64}),
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert!(v.get("error").is_none(), "the gen-2 consent is taken: {v}");
+    let v = pf_post(
+        &server,
+        "/v1/four-attributes",
+        &ask,
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert_eq!(v["name"], "佐藤　一郎", "{v}");
+    // The gen-1 holder's certificate is revoked: a consent signed with it is refused.
+    let cms1 = env.path("consent1.p7s");
+    let statement1 = serde_json::json!({"sp": sp, "scope": "four-attributes", "expires": "2029-01-01T00:00:00Z", "nonce": "g1-001"});
+    let st1 = env.write("statement1.json", statement1.to_string().as_bytes());
+    openssl(&[
+        "cms",
+        "-sign",
+        "-binary",
+        "-md",
+        "sha256",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-signer",
+        &p(&old_f),
+        "-inkey",
+        &p(&key1),
+        "-in",
+        &p(&st1),
+        "-out",
+        &p(&cms1),
+    ]);
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        std::fs::read(&cms1).unwrap(),
+    );
+    let v = pf_post(
+        &server,
+        "/v1/consents",
+        &serde_json::json!({"sp": sp, "cms": b64}),
+        &p(&pf_cert),
+        &p(&pf_key),
+        &p(&op_root),
+        t2,
+    );
+    assert!(
+        v.get("error").is_some(),
+        "a revoked gen-1 certificate's consent: {v}"
+    );
     server.stop();
 }
 
@@ -552,4 +666,109 @@ fn a_due_rollover_is_warned_about_and_never_made_by_the_server() {
     );
     env.fails(&["init", "--policy", &p(&bad)], "ca.root_rollover_years");
     assert!(!env.data().exists());
+}
+
+/// A rollover through the admin socket reaches the running server at once, without a restart.
+#[test]
+fn a_rollover_through_the_admin_socket_reaches_the_running_server() {
+    let mut env = Env::empty();
+    let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+    env.now = Some(at(t0));
+    env.ok(&["init"]);
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let other = env.add_resident("佐藤　一郎", "1979-11-02");
+    let (_, acsr1) = env.csr("auth1", 2048);
+    let a_old = env.issue(&id, "auth", &acsr1);
+    let two = env.two_officers();
+    let t2 = t0 + time::Duration::days(30);
+    let server = serve_at(&mut env, t2);
+    // Checks happen as of a few minutes after the server's start (what it signs during the
+    // test is dated then).
+    let later = t2 + time::Duration::minutes(10);
+    // A rollover through the admin socket reaches the running server without a restart:
+    // without approvals refused as ever, with them the auth root rolls over; the server
+    // answers OCSP for the new generation's leaves (its delegated signer) and for the old
+    // one's (now its root key), and publishes and serves the new generation's CRLs.
+    env.fails(&["root", "rollover", "--hierarchy", "auth"], "approv");
+    assert_eq!(generations(&env, "auth").len(), 1);
+    let ag1 = env.ok(&["root", "--hierarchy", "auth"]);
+    env.ok(&Env::with_args(
+        &["root", "rollover", "--hierarchy", "auth"],
+        &two,
+    ));
+    assert_eq!(generations(&env, "auth").len(), 2);
+    let ag2 = env.ok(&["root", "--hierarchy", "auth"]);
+    assert_ne!(ag1, ag2);
+    let (_, acsr2) = env.csr("auth2", 2048);
+    let a_new = env.issue(&other, "auth", &acsr2);
+    assert_eq!(
+        aki(a_new["pem"].as_str().unwrap()).0,
+        generations(&env, "auth")[1]["key_id"].as_str().unwrap(),
+        "issued under the new generation at once"
+    );
+    let ag1f = env.write("ag1.pem", ag1.as_bytes());
+    let ag2f = env.write("ag2.pem", ag2.as_bytes());
+    let abundle = env.write("aroots.pem", format!("{ag1}{ag2}").as_bytes());
+    let a_old_f = env.write("a-old.pem", a_old["pem"].as_str().unwrap().as_bytes());
+    let a_new_f = env.write("a-new.pem", a_new["pem"].as_str().unwrap().as_bytes());
+    for (issuer, leaf) in [(&ag2f, &a_new_f), (&ag1f, &a_old_f)] {
+        let o = ocsp(&server, &p(issuer), &p(leaf), &p(&abundle), later);
+        assert!(
+            o.contains("Response verify OK") && o.contains(": good"),
+            "{o}"
+        );
+    }
+    // The new generation's leaf revoked: its CRL (a new URL) lists it, signed by the new root.
+    env.ok(&[
+        "revoke",
+        "--hierarchy",
+        "auth",
+        "--serial",
+        a_new["serial"].as_str().unwrap(),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let url = format!(
+        "{}/crl/auth-g2/{}.crl",
+        server.base,
+        common::partition_path(&a_new["partition"])
+    );
+    let der = env.path("a-g2.crl");
+    let started = std::time::Instant::now();
+    loop {
+        let fetched = std::process::Command::new("curl")
+            .args(["-sf", "-o"])
+            .arg(&der)
+            .arg(&url)
+            .status()
+            .unwrap()
+            .success();
+        // The revocation wakes the publisher; its first CRL of the partition follows.
+        if fetched {
+            let (_, text) =
+                openssl_result(&["crl", "-inform", "DER", "-in", &p(&der), "-noout", "-text"]);
+            if text.contains("Serial Number") {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{url} was not published"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let (ok, text) = openssl_result(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p(&der),
+        "-CAfile",
+        &p(&ag2f),
+        "-noout",
+    ]);
+    assert!(ok && text.contains("verify OK"), "{text}");
+    let o = ocsp(&server, &p(&ag2f), &p(&a_new_f), &p(&abundle), later);
+    assert!(o.contains(": revoked"), "{o}");
+    server.stop();
 }

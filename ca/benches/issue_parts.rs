@@ -101,6 +101,7 @@ fn main() {
         let issuer = profile::Issuer {
             key_id: &root_kid,
             serial: &[0x01],
+            generation: 1,
         };
         let crl = policy.new_partition(
             &serial,

@@ -71,6 +71,7 @@ impl Source for Synthetic {
     fn for_each(
         &self,
         h: Hierarchy,
+        _g: u32,
         scope: Scope,
         each: &mut dyn FnMut(&Entry),
     ) -> Result<(), crl_publisher::BoxError> {
@@ -95,7 +96,7 @@ impl Source for Synthetic {
         Ok(())
     }
 
-    fn count_hint(&self, h: Hierarchy, scope: Scope) -> Option<usize> {
+    fn count_hint(&self, h: Hierarchy, _g: u32, scope: Scope) -> Option<usize> {
         Some(self.indices(h, scope).count())
     }
 }
@@ -187,7 +188,7 @@ fn child_single(n: u64) {
     for _ in 0..RUNS {
         drop(last.take());
         let t = Instant::now();
-        let crl = s.publisher.build(S, Scope::Partition(0), NOW).unwrap();
+        let crl = s.publisher.build(S, 1, Scope::Partition(0), NOW).unwrap();
         build.push(t.elapsed());
         encode.push(crl.build_time);
         check.push(crl.check_time);
@@ -208,7 +209,7 @@ fn child_single(n: u64) {
     let mut publish = Vec::new();
     for _ in 0..RUNS {
         let t = Instant::now();
-        s.publisher.publish(S, Scope::Partition(0), NOW).unwrap();
+        s.publisher.publish(S, 1, Scope::Partition(0), NOW).unwrap();
         publish.push(t.elapsed());
     }
     println!(
@@ -236,7 +237,7 @@ fn child_spread(n: u64) {
     let size: u64 = (0..64)
         .map(|p| {
             s.state
-                .load(S, Scope::Partition(p))
+                .load(S, 1, Scope::Partition(p))
                 .unwrap()
                 .unwrap()
                 .published
@@ -246,7 +247,7 @@ fn child_spread(n: u64) {
         .sum();
     let mut times = Vec::new();
     for k in 1..=7 {
-        s.publisher.mark_dirty(S, Scope::Partition(5)).unwrap();
+        s.publisher.mark_dirty(S, 1, Scope::Partition(5)).unwrap();
         let t = Instant::now();
         let report = s.publisher.tick(NOW + time::Duration::minutes(k));
         times.push(t.elapsed());
@@ -271,7 +272,7 @@ fn child_municipal(n: u64, m: u64) {
         mixed: false,
     });
     for k in 0..m {
-        s.publisher.mark_dirty(S, place(k)).unwrap();
+        s.publisher.mark_dirty(S, 1, place(k)).unwrap();
     }
     let base = status_kib("VmRSS:");
     let t = Instant::now();
@@ -282,7 +283,7 @@ fn child_municipal(n: u64, m: u64) {
     let size: u64 = (0..m)
         .map(|k| {
             s.state
-                .load(S, place(k))
+                .load(S, 1, place(k))
                 .unwrap()
                 .unwrap()
                 .published
@@ -292,7 +293,7 @@ fn child_municipal(n: u64, m: u64) {
         .sum();
     let mut times = Vec::new();
     for k in 1..=7 {
-        s.publisher.mark_dirty(S, place(5)).unwrap();
+        s.publisher.mark_dirty(S, 1, place(5)).unwrap();
         let t = Instant::now();
         let report = s.publisher.tick(NOW + time::Duration::minutes(k));
         times.push(t.elapsed());
@@ -317,7 +318,7 @@ fn sample(dir: &str, n: u64) {
         mixed: true,
     });
     let now = OffsetDateTime::now_utc();
-    let crl = s.publisher.build(S, Scope::Partition(0), now).unwrap();
+    let crl = s.publisher.build(S, 1, Scope::Partition(0), now).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(std::path::Path::new(dir).join("root.pem"), s.signing.pem()).unwrap();
     std::fs::write(std::path::Path::new(dir).join("partition.crl"), &crl.der).unwrap();

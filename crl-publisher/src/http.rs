@@ -22,7 +22,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::publisher::{Publisher, Served};
-use crate::{Error, State};
+use crate::{CrlId, Error, Generation, State};
 
 /// IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
 const HTTP_DATE: &[BorrowedFormatItem<'_>] = format_description!(
@@ -55,9 +55,21 @@ impl Publisher {
     /// canonical percent-encoding of [`policies::Municipality::path`] (uppercase hex, only
     /// what must be encoded), or `/crl/<…>/ca.crl`. Anything else, and a municipal partition
     /// with no published CRL, answers 404.
-    pub fn route(&self, path: &str) -> Option<(Hierarchy, Scope)> {
+    ///
+    /// The first segment names the root generation that signs the CRL
+    /// ([`policies::profile::crl_dir`]): `signing`/`auth` for generation 1, `auth-g2` (a
+    /// canonical decimal above 1) for later ones.
+    pub fn route(&self, path: &str) -> Option<CrlId> {
         let rest = path.strip_prefix("/crl/")?;
-        let (h, file) = rest.split_once('/')?;
+        let (dir, file) = rest.split_once('/')?;
+        let (h, g) = match dir.split_once("-g") {
+            None => (dir, 1),
+            Some((h, g)) => {
+                let canonical = g.bytes().all(|b| b.is_ascii_digit()) && !g.starts_with('0');
+                let g: Generation = g.parse().ok().filter(|g| canonical && *g > 1)?;
+                (h, g)
+            }
+        };
         let h = match h {
             "signing" => Hierarchy::Signing,
             "auth" => Hierarchy::Auth,
@@ -65,11 +77,11 @@ impl Publisher {
         };
         let stem = file.strip_suffix(".crl")?;
         if stem == "ca" {
-            return Some((h, Scope::Ca));
+            return Some((h, g, Scope::Ca));
         }
         if stem.contains('/') {
             return match Scope::from_path(stem) {
-                Ok(scope @ Scope::Municipal(_)) => Some((h, scope)),
+                Ok(scope @ Scope::Municipal(_)) => Some((h, g, scope)),
                 _ => None,
             };
         }
@@ -77,20 +89,25 @@ impl Publisher {
             && stem.bytes().all(|b| b.is_ascii_digit())
             && (stem == "0" || !stem.starts_with('0'));
         let p: u16 = stem.parse().ok().filter(|_| canonical)?;
-        (p < self.policy.crl.partitions).then_some((h, Scope::Partition(p)))
+        (p < self.policy.crl.partitions).then_some((h, g, Scope::Partition(p)))
     }
 
     /// The file currently published for a scope, from the cache or from disk.
-    async fn served(&self, h: Hierarchy, scope: Scope) -> Result<Option<Arc<Served>>, Error> {
+    async fn served(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+    ) -> Result<Option<Arc<Served>>, Error> {
         if let Some(s) = self
             .cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&(h, scope.clone()))
+            .get(&(h, g, scope.clone()))
         {
             return Ok(Some(Arc::clone(s)));
         }
-        let path = self.dir.join(Publisher::file_name(h, &scope));
+        let path = self.dir.join(Publisher::file_name(h, g, &scope));
         let der = match tokio::fs::read(&path).await {
             Ok(der) => Bytes::from(der),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -99,7 +116,7 @@ impl Publisher {
         let sha256: [u8; 32] = Sha256::digest(&der).into();
         let state = self
             .state
-            .load(h, scope.clone())
+            .load(h, g, scope.clone())
             .map_err(Error::state(h, &scope))?;
         let served = match state {
             Some(State {
@@ -127,7 +144,7 @@ impl Publisher {
         self.cache
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((h, scope.clone()), Arc::clone(&served));
+            .insert((h, g, scope.clone()), Arc::clone(&served));
         Ok(Some(served))
     }
 
@@ -171,7 +188,7 @@ impl Publisher {
         {
             return self.index_response(req.method() == Method::HEAD);
         }
-        let Some((h, scope)) = self.route(req.uri().path()) else {
+        let Some((h, g, scope)) = self.route(req.uri().path()) else {
             return plain(StatusCode::NOT_FOUND, "not found\n");
         };
         let head = req.method() == Method::HEAD;
@@ -181,7 +198,7 @@ impl Publisher {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
-        let served = match self.served(h, scope.clone()).await {
+        let served = match self.served(h, g, scope.clone()).await {
             Ok(Some(s)) => s,
             Ok(None) => return plain(StatusCode::NOT_FOUND, "CRL not published yet\n"),
             Err(e) => {

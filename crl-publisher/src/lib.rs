@@ -17,8 +17,15 @@
 //!   critical issuingDistributionPoint whose fullName is exactly the certificates' CRL
 //!   distribution point names (`policies::profile::crl_dp_names`), with
 //!   onlyContainsUserCerts on partitions.
-//! * **Content** ([`Publisher::build`]): v2, sha256WithRSA by the hierarchy's root, AKI equal to
-//!   the root's SKI, a CRL number that strictly increases and is durably reserved before the
+//! * **Root generations.** Each generation of a hierarchy's root (same DN, its own key: a
+//!   rollover, docs/roots.md) signs the CRLs of the certificates it issued, so a CRL is
+//!   `(hierarchy, generation, scope)` ([`CrlId`]) in the [`Source`], the [`StateStore`], files
+//!   and URLs (`/crl/<h>/…` for generation 1, `/crl/<h>-g<N>/…` after,
+//!   `policies::profile::crl_dir`). Generation 1 comes with [`Roots`]; later ones join with
+//!   [`Publisher::add_generation`] (also while running), and a generation that issues no more
+//!   stops publishing once its last certificate has expired ([`Publisher::retire_generation`]).
+//! * **Content** ([`Publisher::build`]): v2, sha256WithRSA by the generation's root, AKI equal
+//!   to that root's SKI, a CRL number that strictly increases and is durably reserved before the
 //!   CRL exists, reasonCode (left out for unspecified), invalidityDate, certificateHold entries;
 //!   entries of certificates expired for longer than [`Settings::expired_margin`] are dropped.
 //!   Each CRL is decoded again, its signature verified against the root and its number and
@@ -77,7 +84,7 @@
 //!     // the pipeline: first pass publishes everything, then dirty partitions and re-signing
 //!     tokio::spawn(publisher.clone().run(std::future::pending()));
 //!     // after a revocation has been stored:
-//!     publisher.mark_dirty(Hierarchy::Signing, Scope::Partition(7))?;
+//!     publisher.mark_dirty(Hierarchy::Signing, 1, Scope::Partition(7))?;
 //!     // HTTP: route `/crl/...` to `publisher.handle(req).await`, or let it serve alone
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //!     publisher.serve(listener, std::future::pending()).await;
@@ -103,7 +110,7 @@ pub use error::{BoxError, Error};
 /// The clock is jpki's one clock (`policies::clock`), re-exported for the publisher's callers.
 pub use policies::clock::{Clock, FixedClock, SystemClock};
 pub use publisher::{Crl, IndexEntry, Publisher, Roots, Settings, Status, TickReport};
-pub use store::{Entry, MemoryStore, Published, Source, State, StateStore};
+pub use store::{CrlId, Entry, Generation, MemoryStore, Published, Source, State, StateStore};
 
 use policies::profile::Scope;
 

@@ -1,6 +1,6 @@
 //! The publisher: builds, checks, writes and schedules the CRLs of both hierarchies.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use der::{Decode, Encode};
 use indicatif::{ProgressBar, ProgressStyle};
 use policies::clock::Clock;
 use policies::policy::PartitionScheme;
-use policies::profile::{crl_dp_names, Scope};
+use policies::profile::{crl_dir, crl_dp_names_of, Scope};
 use policies::{Hierarchy, Policy, Signer};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ use x509_cert::name::Name;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 use crate::encode::CrlEncoder;
-use crate::store::{Published, Source, State, StateStore};
+use crate::store::{CrlId, Generation, Published, Source, State, StateStore};
 use crate::{scope_name, Error};
 
 /// Tunables of the publisher that the policy file does not (yet) carry.
@@ -91,7 +91,8 @@ impl Settings {
     }
 }
 
-/// The signing roots of both hierarchies.
+/// The signing roots of both hierarchies: their first generation (the roots `jpki init`
+/// made). Later generations join with [`Publisher::add_generation`].
 pub struct Roots {
     pub signing: Arc<dyn Signer>,
     pub auth: Arc<dyn Signer>,
@@ -107,6 +108,9 @@ struct Root {
     ski: Vec<u8>,
     /// The SubjectPublicKeyInfo, DER: checks each CRL's signature.
     spki: Vec<u8>,
+    /// When the generation's CRLs stop being published ([`Publisher::retire_generation`]):
+    /// `None` while it may have certificates that have not expired.
+    until: Option<OffsetDateTime>,
 }
 
 impl Root {
@@ -139,6 +143,7 @@ impl Root {
             name,
             ski,
             spki,
+            until: None,
         })
     }
 }
@@ -147,6 +152,8 @@ impl Root {
 #[derive(Debug, Clone)]
 pub struct Crl {
     pub hierarchy: Hierarchy,
+    /// The root generation that signed it.
+    pub generation: Generation,
     pub scope: Scope,
     pub number: u64,
     pub this_update: OffsetDateTime,
@@ -180,10 +187,10 @@ impl Crl {
 /// The outcome of one pass of the pipeline ([`Publisher::tick`]).
 #[derive(Debug, Default)]
 pub struct TickReport {
-    /// `(hierarchy, scope, number)` of every CRL published.
-    pub published: Vec<(Hierarchy, Scope, u64)>,
+    /// `(hierarchy, generation, scope, number)` of every CRL published.
+    pub published: Vec<(Hierarchy, Generation, Scope, u64)>,
     /// Scopes whose build or write failed; their previous file is still served.
-    pub failed: Vec<(Hierarchy, Scope, Error)>,
+    pub failed: Vec<(Hierarchy, Generation, Scope, Error)>,
     /// The scopes could not be listed (the state store failed): nothing was published.
     pub listing: Option<Error>,
 }
@@ -195,6 +202,12 @@ pub struct IndexEntry {
     /// Relative to the output directory, e.g. `auth/Ibaraki-ken/Tsukuba-shi.crl`.
     pub file: String,
     pub hierarchy: Hierarchy,
+    /// The root generation that signs the CRL (and issued the certificates it lists).
+    pub generation: Generation,
+    /// The signing root's subjectKeyIdentifier, upper-case hex: the CRL's
+    /// authorityKeyIdentifier and the keyIdentifier of the certificates' AKI. Every
+    /// generation has the same issuer name, so a relying party picks the CRL by this key.
+    pub issuer_key_id: String,
     /// The scope's path ([`Scope::path`]): a serial partition's number,
     /// `<prefecture>/<municipality>`, or `ca`.
     pub partition: String,
@@ -223,6 +236,7 @@ pub struct IndexEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub hierarchy: Hierarchy,
+    pub generation: Generation,
     pub scope: Scope,
     /// `None` until the scope's first CRL is written.
     pub published: Option<Published>,
@@ -262,8 +276,8 @@ impl Served {
 pub struct Publisher {
     pub(crate) policy: Policy,
     settings: Settings,
-    signing: Root,
-    auth: Root,
+    /// Every root generation the publisher signs with, by (hierarchy, generation).
+    roots: RwLock<BTreeMap<(Hierarchy, Generation), Arc<Root>>>,
     source: Arc<dyn Source>,
     pub(crate) state: Arc<dyn StateStore>,
     pub(crate) dir: PathBuf,
@@ -272,7 +286,7 @@ pub struct Publisher {
     wake: Notify,
     /// One build at a time: numbers and files of a scope must not interleave.
     build: Mutex<()>,
-    pub(crate) cache: RwLock<HashMap<(Hierarchy, Scope), Arc<Served>>>,
+    pub(crate) cache: RwLock<HashMap<CrlId, Arc<Served>>>,
 }
 
 impl Publisher {
@@ -286,9 +300,17 @@ impl Publisher {
         clock: Arc<dyn Clock>,
     ) -> Result<Publisher, Error> {
         settings.validate(&policy)?;
+        let mut first = BTreeMap::new();
+        first.insert(
+            (Hierarchy::Signing, 1),
+            Arc::new(Root::new(Hierarchy::Signing, roots.signing)?),
+        );
+        first.insert(
+            (Hierarchy::Auth, 1),
+            Arc::new(Root::new(Hierarchy::Auth, roots.auth)?),
+        );
         Ok(Publisher {
-            signing: Root::new(Hierarchy::Signing, roots.signing)?,
-            auth: Root::new(Hierarchy::Auth, roots.auth)?,
+            roots: RwLock::new(first),
             policy,
             settings,
             source,
@@ -301,24 +323,96 @@ impl Publisher {
         })
     }
 
-    fn root(&self, h: Hierarchy) -> &Root {
-        match h {
-            Hierarchy::Signing => &self.signing,
-            Hierarchy::Auth => &self.auth,
+    /// Adds (or replaces) generation `generation` of a hierarchy's root: from now on the
+    /// publisher publishes that generation's CRLs — the CRLs of the certificates it issued,
+    /// signed with its key — beside the others'. What `jpki serve` calls for every
+    /// generation after the first, at start and when a rollover reaches a running server.
+    pub fn add_generation(
+        &self,
+        h: Hierarchy,
+        generation: Generation,
+        signer: Arc<dyn Signer>,
+    ) -> Result<(), Error> {
+        let root = Root::new(h, signer)?;
+        let mut roots = self.roots.write().unwrap_or_else(PoisonError::into_inner);
+        let until = roots.get(&(h, generation)).and_then(|r| r.until);
+        roots.insert((h, generation), Arc::new(Root { until, ..root }));
+        drop(roots);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The generations the publisher signs with, as `(hierarchy, generation)`.
+    pub fn generations(&self) -> Vec<(Hierarchy, Generation)> {
+        self.roots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Says that generation `generation` of a hierarchy issues nothing any more and that the
+    /// last certificate it issued expires at `last_expiry`: its CRLs are published until
+    /// `last_expiry` plus [`Settings::expired_margin`] (so that every entry appears on one
+    /// CRL issued after its certificate expired, RFC 5280 §3.3), then no more.
+    pub fn retire_generation(
+        &self,
+        h: Hierarchy,
+        generation: Generation,
+        last_expiry: OffsetDateTime,
+    ) {
+        let until = last_expiry
+            .checked_add(self.settings.expired_margin)
+            .unwrap_or(last_expiry);
+        let mut roots = self.roots.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = roots.get(&(h, generation)) {
+            let r = Root {
+                signer: Arc::clone(&r.signer),
+                subject: r.subject.clone(),
+                name: r.name.clone(),
+                ski: r.ski.clone(),
+                spki: r.spki.clone(),
+                until: Some(until),
+            };
+            roots.insert((h, generation), Arc::new(r));
         }
     }
 
-    /// Every CRL scope, in order: each hierarchy's CA-level CRL, its serial partitions when
-    /// the policy issues into them (`crl.partition_by = "serial"`), and every scope the state
-    /// store knows — municipal partitions (flagged by their first certificate) and the serial
-    /// partitions of a store made before municipal partitions, published until the store
-    /// forgets them.
-    pub fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, Error> {
-        let mut all = std::collections::BTreeSet::new();
-        for h in Hierarchy::ALL {
-            all.insert((h, Scope::Ca));
+    fn root(&self, h: Hierarchy, g: Generation) -> Result<Arc<Root>, Error> {
+        self.roots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(h, g))
+            .cloned()
+            .ok_or_else(|| Error::Root {
+                hierarchy: h,
+                problem: format!("generation {g} of the root is not known to the publisher"),
+            })
+    }
+
+    /// Every CRL scope, in order: for each root generation still publishing, its CA-level
+    /// CRL, its serial partitions when the policy issues into them (`crl.partition_by =
+    /// "serial"`), and every scope of it the state store knows — municipal partitions
+    /// (flagged by their first certificate) and the serial partitions of a store made before
+    /// municipal partitions, published until the store forgets them. A generation's CRLs
+    /// stop once its last certificate has expired ([`Publisher::retire_generation`]), and
+    /// the store's scopes of a generation the publisher has no root for are left out.
+    pub fn scopes(&self) -> Result<Vec<CrlId>, Error> {
+        let now = self.clock.now();
+        let live: BTreeSet<(Hierarchy, Generation)> = self
+            .roots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, r)| r.until.is_none_or(|u| now <= u))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut all = BTreeSet::new();
+        for &(h, g) in &live {
+            all.insert((h, g, Scope::Ca));
             if self.policy.crl.partition_by == PartitionScheme::Serial {
-                all.extend((0..self.policy.crl.partitions).map(|p| (h, Scope::Partition(p))));
+                all.extend((0..self.policy.crl.partitions).map(|p| (h, g, Scope::Partition(p))));
             }
         }
         let known = self.state.scopes().map_err(|source| Error::State {
@@ -326,51 +420,63 @@ impl Publisher {
             scope: "(listing every CRL)".into(),
             source,
         })?;
-        all.extend(known);
+        all.extend(
+            known
+                .into_iter()
+                .filter(|(h, g, _)| live.contains(&(*h, *g))),
+        );
         Ok(all.into_iter().collect())
     }
 
     /// The file of a scope relative to the CRL directory, as in its URL: `signing/7.crl`,
-    /// `auth/Ibaraki-ken/Tsukuba-shi.crl`, `auth/ca.crl`.
-    pub fn file_name(h: Hierarchy, scope: &Scope) -> String {
-        format!("{}/{}.crl", h.as_str(), scope_name(scope))
+    /// `auth/Ibaraki-ken/Tsukuba-shi.crl`, `auth/ca.crl` for generation 1, `auth-g2/ca.crl`
+    /// for generation 2 ([`crl_dir`]).
+    pub fn file_name(h: Hierarchy, g: Generation, scope: &Scope) -> String {
+        format!("{}/{}.crl", crl_dir(h, g), scope_name(scope))
     }
 
-    /// Records that a revocation changed `(h, scope.clone())`: durably (the state store's flag) and
-    /// for the running pipeline. Call it after the revocation itself is stored.
-    pub fn mark_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), Error> {
+    /// Records that a revocation changed `(h, g, scope)`: durably (the state store's flag)
+    /// and for the running pipeline. Call it after the revocation itself is stored.
+    pub fn mark_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<(), Error> {
         self.state
-            .set_dirty(h, scope.clone())
+            .set_dirty(h, g, scope.clone())
             .map_err(Error::state(h, &scope))?;
         self.wake.notify_one();
         Ok(())
     }
 
-    fn load(&self, h: Hierarchy, scope: Scope) -> Result<State, Error> {
+    fn load(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<State, Error> {
         Ok(self
             .state
-            .load(h, scope.clone())
+            .load(h, g, scope.clone())
             .map_err(Error::state(h, &scope))?
             .unwrap_or_default())
     }
 
-    /// Builds, signs and self-checks the next CRL of `(h, scope.clone())` as of `now`, without
+    /// Builds, signs and self-checks the next CRL of `(h, g, scope)` as of `now`, without
     /// writing it. Its number is reserved durably first, so it is never handed out again.
-    pub fn build(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
+    pub fn build(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        now: OffsetDateTime,
+    ) -> Result<Crl, Error> {
         let _guard = self.build.lock().unwrap_or_else(PoisonError::into_inner);
-        self.build_with(h, scope.clone(), now, &ProgressBar::hidden())
+        self.build_with(h, g, scope.clone(), now, &ProgressBar::hidden())
     }
 
     fn build_with(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         now: OffsetDateTime,
         bar: &ProgressBar,
     ) -> Result<Crl, Error> {
         let sname = || scope_name(&scope);
-        let root = self.root(h);
-        let mut state = self.load(h, scope.clone())?;
+        let root = self.root(h, g)?;
+        let mut state = self.load(h, g, scope.clone())?;
         let number = state
             .last_number
             .checked_add(1)
@@ -382,13 +488,14 @@ impl Publisher {
             })?;
         state.last_number = number;
         self.state
-            .save(h, scope.clone(), &state)
+            .save(h, g, scope.clone(), &state)
             .map_err(Error::state(h, &scope))?;
 
         let idp = IssuingDistributionPoint {
-            distribution_point: Some(DistributionPointName::FullName(crl_dp_names(
+            distribution_point: Some(DistributionPointName::FullName(crl_dp_names_of(
                 &self.policy,
                 h,
+                g,
                 scope.clone(),
             )?)),
             only_contains_user_certs: scope.is_end_entity(),
@@ -438,14 +545,14 @@ impl Publisher {
         let next_update =
             this_update + time::Duration::hours(i64::from(self.policy.crl.next_update_hours));
         let started = std::time::Instant::now();
-        let hint = self.source.count_hint(h, scope.clone()).unwrap_or(0);
+        let hint = self.source.count_hint(h, g, scope.clone()).unwrap_or(0);
         let mut enc = CrlEncoder::new(&root.subject, this_update, next_update, hint)?;
         let cutoff = this_update.checked_sub(self.settings.expired_margin);
         let mut failure = None;
         let mut dropped = 0u64;
         let mut seen = 0u64;
         self.source
-            .for_each(h, scope.clone(), &mut |e| {
+            .for_each(h, g, scope.clone(), &mut |e| {
                 seen += 1;
                 if seen & 0xffff == 0 {
                     bar.set_message(format!("{h}/{}: {seen} entries", scope_name(&scope)));
@@ -478,7 +585,7 @@ impl Publisher {
         let build_time = started.elapsed();
         let started = std::time::Instant::now();
         self.self_check(
-            h,
+            &root,
             &der,
             number,
             &idp,
@@ -493,6 +600,7 @@ impl Publisher {
         let sha256 = Sha256::digest(&der).into();
         Ok(Crl {
             hierarchy: h,
+            generation: g,
             scope,
             number,
             this_update,
@@ -511,7 +619,7 @@ impl Publisher {
     #[allow(clippy::too_many_arguments)]
     fn self_check(
         &self,
-        h: Hierarchy,
+        root: &Root,
         der: &[u8],
         number: u64,
         idp: &[u8],
@@ -520,7 +628,6 @@ impl Publisher {
         next_update: OffsetDateTime,
         prev: Option<&Published>,
     ) -> Result<(), String> {
-        let root = self.root(h);
         let want_number = Uint::new(&number.to_be_bytes()).map_err(|e| e.to_string())?;
         crate::check::check(
             der,
@@ -554,9 +661,11 @@ impl Publisher {
 
     /// Publishes `(h, scope.clone())` into `dir` if `force`, if it is dirty, or if it is due for
     /// re-signing; returns the CRL written, or `None` when nothing was due.
+    #[allow(clippy::too_many_arguments)]
     fn publish_due(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         now: OffsetDateTime,
         dir: &Path,
@@ -586,10 +695,10 @@ impl Publisher {
         let dirty = own
             && self
                 .state
-                .take_dirty(h, scope.clone())
+                .take_dirty(h, g, scope.clone())
                 .map_err(Error::state(h, &scope))?;
         let result = (|| {
-            let state = self.load(h, scope.clone())?;
+            let state = self.load(h, g, scope.clone())?;
             let stale = state
                 .published
                 .as_ref()
@@ -597,8 +706,8 @@ impl Publisher {
             if !(force || dirty || stale) {
                 return Ok(None);
             }
-            let crl = self.build_with(h, scope.clone(), now, bar)?;
-            let path = dir.join(Publisher::file_name(h, &scope));
+            let crl = self.build_with(h, g, scope.clone(), now, bar)?;
+            let path = dir.join(Publisher::file_name(h, g, &scope));
             write_atomic(&path, &crl.der).map_err(|source| Error::Write { path, source })?;
             if own {
                 let served = Served::new(
@@ -610,33 +719,40 @@ impl Publisher {
                 self.cache
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert((h, scope.clone()), Arc::new(served));
+                    .insert((h, g, scope.clone()), Arc::new(served));
                 let state = State {
                     last_number: crl.number,
                     published: Some(crl.published()),
                 };
                 self.state
-                    .save(h, scope.clone(), &state)
+                    .save(h, g, scope.clone(), &state)
                     .map_err(Error::state(h, &scope))?;
             }
-            tracing::info!(hierarchy = %h, scope = %scope_name(&scope), number = crl.number, entries = crl.entries,
+            tracing::info!(hierarchy = %h, generation = g, scope = %scope_name(&scope), number = crl.number, entries = crl.entries,
                 size = crl.der.len(), dirty, "CRL published");
             Ok(Some(crl))
         })();
         if result.is_err() && dirty {
             // not published: keep the revocation pending
-            if let Err(e) = self.state.set_dirty(h, scope.clone()) {
+            if let Err(e) = self.state.set_dirty(h, g, scope.clone()) {
                 tracing::error!(hierarchy = %h, scope = %scope_name(&scope), error = %e, "cannot re-mark CRL dirty");
             }
         }
         result
     }
 
-    /// Builds and writes the next CRL of `(h, scope.clone())` into the publisher's directory now,
+    /// Builds and writes the next CRL of `(h, g, scope)` into the publisher's directory now,
     /// whether or not it is due. A failure leaves the previous file in place.
-    pub fn publish(&self, h: Hierarchy, scope: Scope, now: OffsetDateTime) -> Result<Crl, Error> {
+    pub fn publish(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        now: OffsetDateTime,
+    ) -> Result<Crl, Error> {
         let crl = self.publish_due(
             h,
+            g,
             scope.clone(),
             now,
             &self.dir,
@@ -659,20 +775,21 @@ impl Publisher {
                 return report;
             }
         };
-        for (h, scope) in scopes {
+        for (h, g, scope) in scopes {
             match self.publish_due(
                 h,
+                g,
                 scope.clone(),
                 now,
                 &self.dir,
                 false,
                 &ProgressBar::hidden(),
             ) {
-                Ok(Some(crl)) => report.published.push((h, scope.clone(), crl.number)),
+                Ok(Some(crl)) => report.published.push((h, g, scope.clone(), crl.number)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(hierarchy = %h, scope = %scope_name(&scope), error = %e, "CRL not published");
-                    report.failed.push((h, scope.clone(), e));
+                    tracing::error!(hierarchy = %h, generation = g, scope = %scope_name(&scope), error = %e, "CRL not published");
+                    report.failed.push((h, g, scope.clone(), e));
                 }
             }
         }
@@ -684,8 +801,8 @@ impl Publisher {
     fn next_wait(&self, now: OffsetDateTime) -> std::time::Duration {
         let mut wait = self.settings.dirty_bound;
         // A store that cannot list its CRLs is retried after the batch delay.
-        for (h, scope) in self.scopes().unwrap_or_default() {
-            let due = match self.state.load(h, scope.clone()) {
+        for (h, g, scope) in self.scopes().unwrap_or_default() {
+            let due = match self.state.load(h, g, scope.clone()) {
                 Ok(Some(State {
                     published: Some(p), ..
                 })) => resign_at(&p, self.settings.resign_margin) - now,
@@ -760,15 +877,17 @@ impl Publisher {
             ProgressBar::hidden()
         };
         let mut index = Vec::with_capacity(scopes.len());
-        for (h, scope) in scopes {
-            bar.set_message(format!("{h}/{}", scope_name(&scope)));
+        for (h, g, scope) in scopes {
+            bar.set_message(format!("{}/{}", crl_dir(h, g), scope_name(&scope)));
             let crl = self
-                .publish_due(h, scope.clone(), now, out, true, &bar)?
+                .publish_due(h, g, scope.clone(), now, out, true, &bar)?
                 .ok_or_else(|| Error::Task("forced publication built nothing".into()))?;
-            let (directory_name, directory_name_der, url) = self.dp_names(h, &scope)?;
+            let (directory_name, directory_name_der, url) = self.dp_names(h, g, &scope)?;
             index.push(IndexEntry {
-                file: Publisher::file_name(h, &scope),
+                file: Publisher::file_name(h, g, &scope),
                 hierarchy: h,
+                generation: g,
+                issuer_key_id: hex::encode_upper(&self.root(h, g)?.ski),
                 partition: scope_name(&scope),
                 directory_name,
                 directory_name_der,
@@ -798,10 +917,11 @@ impl Publisher {
     fn dp_names(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: &Scope,
     ) -> Result<(Option<String>, Option<String>, Option<String>), Error> {
         let (mut text, mut der, mut url) = (None, None, None);
-        for name in crl_dp_names(&self.policy, h, scope.clone())? {
+        for name in crl_dp_names_of(&self.policy, h, g, scope.clone())? {
             match name {
                 GeneralName::DirectoryName(n) => {
                     text = Some(dn_text(&n));
@@ -820,14 +940,16 @@ impl Publisher {
     /// one entry per published scope, with its file and distribution point names.
     pub fn index(&self) -> Result<Vec<IndexEntry>, Error> {
         let mut index = Vec::new();
-        for (h, scope) in self.scopes()? {
-            let Some(p) = self.load(h, scope.clone())?.published else {
+        for (h, g, scope) in self.scopes()? {
+            let Some(p) = self.load(h, g, scope.clone())?.published else {
                 continue;
             };
-            let (directory_name, directory_name_der, url) = self.dp_names(h, &scope)?;
+            let (directory_name, directory_name_der, url) = self.dp_names(h, g, &scope)?;
             index.push(IndexEntry {
-                file: Publisher::file_name(h, &scope),
+                file: Publisher::file_name(h, g, &scope),
                 hierarchy: h,
+                generation: g,
+                issuer_key_id: hex::encode_upper(&self.root(h, g)?.ski),
                 partition: scope_name(&scope),
                 directory_name,
                 directory_name_der,
@@ -847,11 +969,12 @@ impl Publisher {
     pub fn status(&self, now: OffsetDateTime) -> Result<Vec<Status>, Error> {
         self.scopes()?
             .into_iter()
-            .map(|(h, scope)| {
-                let published = self.load(h, scope.clone())?.published;
+            .map(|(h, g, scope)| {
+                let published = self.load(h, g, scope.clone())?.published;
                 let age = published.as_ref().map(|p| now - p.this_update);
                 Ok(Status {
                     hierarchy: h,
+                    generation: g,
                     scope,
                     published,
                     age,

@@ -33,19 +33,21 @@ pub struct Entry {
 
 /// The revoked certificates of one CRL scope. The CA implements it over its store.
 pub trait Source: Send + Sync {
-    /// Calls `each` once for every revoked or held certificate whose CRL is `(h, scope)`.
+    /// Calls `each` once for every revoked or held certificate whose CRL is `(h, g, scope)`:
+    /// issued by generation `g` of the hierarchy's root, listed on `scope`.
     /// Entries are streamed so that a million of them need not be copied into a `Vec`;
     /// `each` may be called in any order.
     fn for_each(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         each: &mut dyn FnMut(&Entry),
     ) -> Result<(), BoxError>;
 
     /// How many entries `for_each` is about to yield, if cheaply known (lets the encoder
     /// allocate once). Only a hint: it may be wrong.
-    fn count_hint(&self, _h: Hierarchy, _scope: Scope) -> Option<usize> {
+    fn count_hint(&self, _h: Hierarchy, _g: Generation, _scope: Scope) -> Option<usize> {
         None
     }
 }
@@ -78,37 +80,51 @@ pub struct State {
     pub published: Option<Published>,
 }
 
-/// Durable per-`(hierarchy, scope)` state. The CA keeps it in its store (serialise
+/// Durable per-`(hierarchy, generation, scope)` state. The CA keeps it in its store (serialise
 /// [`State`] with serde); every method that changes something returns only once the change
 /// is durable (for sled: after `flush()`).
 pub trait StateStore: Send + Sync {
-    fn load(&self, h: Hierarchy, scope: Scope) -> Result<Option<State>, BoxError>;
-    fn save(&self, h: Hierarchy, scope: Scope, state: &State) -> Result<(), BoxError>;
+    fn load(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<State>, BoxError>;
+    fn save(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        state: &State,
+    ) -> Result<(), BoxError>;
     /// Sets the scope's dirty flag (a revocation changed its content). Independent of
     /// [`State`]: `save` must not clear it.
-    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), BoxError>;
+    fn set_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<(), BoxError>;
     /// Clears the dirty flag and says whether it was set, atomically with respect to
     /// concurrent `set_dirty` calls.
-    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError>;
+    fn take_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool, BoxError>;
     /// Every scope with a saved state or a dirty flag, in order: what the publisher keeps
     /// publishing besides the scopes the policy names (a municipal partition exists once its
     /// first certificate flagged it; a store's serial partitions keep their state).
-    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, BoxError>;
-    /// Whether this publisher may publish `(h, scope)` now. `false` when another CA node holds
-    /// the CRL's lease (jpki's `serve --role ca`): the publisher then leaves the scope — and
-    /// its dirty flag, for the lease holder — alone. The default (one publisher) is `true`.
-    fn may_publish(&self, _h: Hierarchy, _scope: Scope) -> Result<bool, BoxError> {
+    fn scopes(&self) -> Result<Vec<CrlId>, BoxError>;
+    /// Whether this publisher may publish the CRL `(h, g, scope)` now. `false` when another
+    /// CA node holds the CRL's lease (jpki's `serve --role ca`): the publisher then leaves the
+    /// CRL — and its dirty flag, for the lease holder — alone. The default (one publisher) is
+    /// `true`.
+    fn may_publish(&self, _h: Hierarchy, _g: Generation, _scope: Scope) -> Result<bool, BoxError> {
         Ok(true)
     }
 }
+
+/// A generation of a hierarchy's root: 1 is the first; each rollover adds one.
+pub type Generation = u32;
+
+/// One CRL: its hierarchy, the root generation that signs it (the one that issued the
+/// certificates it lists), and its scope.
+pub type CrlId = (Hierarchy, Generation, Scope);
 
 /// An in-memory [`Source`] and [`StateStore`] (nothing is durable): for tests, benchmarks and
 /// as the reference for what the CA's implementation must do.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    entries: RwLock<BTreeMap<(Hierarchy, Scope), Vec<Entry>>>,
-    states: Mutex<BTreeMap<(Hierarchy, Scope), State>>,
-    dirty: Mutex<BTreeSet<(Hierarchy, Scope)>>,
+    entries: RwLock<BTreeMap<CrlId, Vec<Entry>>>,
+    states: Mutex<BTreeMap<CrlId, State>>,
+    dirty: Mutex<BTreeSet<CrlId>>,
 }
 
 impl MemoryStore {
@@ -116,10 +132,15 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// Adds a revoked entry to `(h, scope)`; the caller marks the scope dirty.
+    /// Adds a revoked entry to `(h, 1, scope)`; the caller marks the scope dirty.
     pub fn revoke(&self, h: Hierarchy, scope: Scope, entry: Entry) {
+        self.revoke_in(h, 1, scope, entry);
+    }
+
+    /// Adds a revoked entry of a certificate issued by generation `g` to `(h, g, scope)`.
+    pub fn revoke_in(&self, h: Hierarchy, g: Generation, scope: Scope, entry: Entry) {
         let mut map = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        map.entry((h, scope)).or_default().push(entry);
+        map.entry((h, g, scope)).or_default().push(entry);
     }
 }
 
@@ -127,59 +148,66 @@ impl Source for MemoryStore {
     fn for_each(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         each: &mut dyn FnMut(&Entry),
     ) -> Result<(), BoxError> {
         let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        for e in map.get(&(h, scope)).into_iter().flatten() {
+        for e in map.get(&(h, g, scope)).into_iter().flatten() {
             each(e);
         }
         Ok(())
     }
 
-    fn count_hint(&self, h: Hierarchy, scope: Scope) -> Option<usize> {
+    fn count_hint(&self, h: Hierarchy, g: Generation, scope: Scope) -> Option<usize> {
         let map = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        Some(map.get(&(h, scope)).map_or(0, Vec::len))
+        Some(map.get(&(h, g, scope)).map_or(0, Vec::len))
     }
 }
 
 impl StateStore for MemoryStore {
-    fn load(&self, h: Hierarchy, scope: Scope) -> Result<Option<State>, BoxError> {
+    fn load(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<State>, BoxError> {
         Ok(self
             .states
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&(h, scope))
+            .get(&(h, g, scope))
             .cloned())
     }
 
-    fn save(&self, h: Hierarchy, scope: Scope, state: &State) -> Result<(), BoxError> {
+    fn save(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        state: &State,
+    ) -> Result<(), BoxError> {
         self.states
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((h, scope), state.clone());
+            .insert((h, g, scope), state.clone());
         Ok(())
     }
 
-    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), BoxError> {
+    fn set_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<(), BoxError> {
         self.dirty
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((h, scope));
+            .insert((h, g, scope));
         Ok(())
     }
 
-    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError> {
+    fn take_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool, BoxError> {
         Ok(self
             .dirty
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(h, scope)))
+            .remove(&(h, g, scope)))
     }
 
     /// Saved states, dirty flags, and the scopes entries were revoked into.
-    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, BoxError> {
-        let mut all: BTreeSet<(Hierarchy, Scope)> = self
+    fn scopes(&self) -> Result<Vec<CrlId>, BoxError> {
+        let mut all: BTreeSet<CrlId> = self
             .states
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

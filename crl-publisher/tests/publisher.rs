@@ -92,7 +92,7 @@ impl Fixture {
     }
 
     fn file(&self, h: Hierarchy, scope: Scope) -> std::path::PathBuf {
-        self.dir.path().join(Publisher::file_name(h, &scope))
+        self.dir.path().join(Publisher::file_name(h, 1, &scope))
     }
 }
 
@@ -166,7 +166,7 @@ fn openssl_verifies_the_crl_and_rejects_revoked_and_held_leaves() {
         },
     );
     let publisher = fx.publisher(Arc::new(SystemClock));
-    let crl = publisher.publish(S, scope.clone(), now).unwrap();
+    let crl = publisher.publish(S, 1, scope.clone(), now).unwrap();
     assert_eq!(crl.entries, 3);
     assert_eq!(
         std::fs::read(fx.file(S, scope.clone())).unwrap(),
@@ -183,7 +183,7 @@ fn openssl_verifies_the_crl_and_rejects_revoked_and_held_leaves() {
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::write(Path::new(&keep).join("root.pem"), fx.signing.pem()).unwrap();
         std::fs::write(Path::new(&keep).join("partition.crl"), &crl.der).unwrap();
-        let ca = publisher.publish(S, Scope::Ca, now).unwrap();
+        let ca = publisher.publish(S, 1, Scope::Ca, now).unwrap();
         std::fs::write(Path::new(&keep).join("ca.crl"), &ca.der).unwrap();
     }
 
@@ -270,7 +270,7 @@ fn webpki_agrees_on_url_partitioned_crls() {
         now - Duration::minutes(5),
     );
     let publisher = fx.publisher(Arc::new(SystemClock));
-    let crl = publisher.publish(S, scope.clone(), now).unwrap();
+    let crl = publisher.publish(S, 1, scope.clone(), now).unwrap();
     let crl = CertRevocationList::Owned(OwnedCertRevocationList::from_der(&crl.der).unwrap());
     let crls = [&crl];
     let root = CertificateDer::from(fx.signing.der.clone());
@@ -333,7 +333,7 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
         all,
         "first pass publishes every scope"
     );
-    assert!(report.published.iter().all(|(_, _, n)| *n == 1));
+    assert!(report.published.iter().all(|(_, _, _, n)| *n == 1));
 
     clock.advance(Duration::hours(1));
     assert!(
@@ -343,9 +343,9 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
 
     // one revocation: only its partition is rebuilt
     let scope = fx.revoke(S, &[0x01, 0x03], Reason::KeyCompromise, clock.now());
-    publisher.mark_dirty(S, scope.clone()).unwrap();
+    publisher.mark_dirty(S, 1, scope.clone()).unwrap();
     let report = publisher.tick(clock.now());
-    assert_eq!(report.published, vec![(S, scope.clone(), 2)]);
+    assert_eq!(report.published, vec![(S, 1, scope.clone(), 2)]);
     assert_eq!(
         serials_of(&std::fs::read(fx.file(S, scope.clone())).unwrap()),
         vec![vec![0x01, 0x03]]
@@ -364,7 +364,7 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
     clock.set(t0 + Duration::hours(19));
     assert_eq!(
         publisher.tick(clock.now()).published,
-        vec![(S, scope.clone(), 3)]
+        vec![(S, 1, scope.clone(), 3)]
     );
 
     // the served CRL never expires: thisUpdate moved, nextUpdate is a day later
@@ -384,9 +384,9 @@ fn moving_the_clock_resigns_before_next_update_with_increasing_numbers() {
     // out by build() but never published is not reused either
     drop(publisher);
     let publisher = fx.publisher(clock.clone());
-    let unpublished = publisher.build(S, scope.clone(), clock.now()).unwrap();
+    let unpublished = publisher.build(S, 1, scope.clone(), clock.now()).unwrap();
     assert_eq!(unpublished.number, 4);
-    let crl = publisher.publish(S, scope.clone(), clock.now()).unwrap();
+    let crl = publisher.publish(S, 1, scope.clone(), clock.now()).unwrap();
     assert_eq!(crl.number, 5);
     assert_eq!(
         number_of(&std::fs::read(fx.file(S, scope.clone())).unwrap()),
@@ -407,12 +407,12 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     let blocker = fx.file(S, scope.clone()).with_file_name(".0.crl.tmp");
     std::fs::create_dir(&blocker).unwrap();
     fx.revoke(S, &[0x40], Reason::KeyCompromise, clock.now());
-    publisher.mark_dirty(S, scope.clone()).unwrap();
+    publisher.mark_dirty(S, 1, scope.clone()).unwrap();
     clock.advance(Duration::minutes(1));
     let report = publisher.tick(clock.now());
     assert!(report.published.is_empty());
     assert!(
-        matches!(report.failed.as_slice(), [(S, s, Error::Write { .. })] if *s == scope),
+        matches!(report.failed.as_slice(), [(S, 1, s, Error::Write { .. })] if *s == scope),
         "{:?}",
         report.failed
     );
@@ -427,7 +427,7 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     let report = publisher.tick(clock.now());
     assert_eq!(
         report.published,
-        vec![(S, scope.clone(), 3)],
+        vec![(S, 1, scope.clone(), 3)],
         "number 2 was burnt by the failed attempt"
     );
     assert_eq!(
@@ -453,7 +453,7 @@ fn an_unwritable_directory_keeps_the_old_file_and_the_revocation_pending() {
     )
     .unwrap();
     assert!(matches!(
-        other.publish(Hierarchy::Auth, scope.clone(), clock.now()),
+        other.publish(Hierarchy::Auth, 1, scope.clone(), clock.now()),
         Err(Error::Write { .. })
     ));
 }
@@ -464,11 +464,11 @@ fn a_signing_failure_publishes_nothing() {
     let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
     let publisher = fx.publisher(clock.clone());
     let scope = Scope::Partition(7);
-    publisher.publish(S, scope.clone(), clock.now()).unwrap();
+    publisher.publish(S, 1, scope.clone(), clock.now()).unwrap();
     let before = std::fs::read(fx.file(S, scope.clone())).unwrap();
     fx.signing.fail.store(true, Ordering::SeqCst);
     let err = publisher
-        .publish(S, scope.clone(), clock.now())
+        .publish(S, 1, scope.clone(), clock.now())
         .unwrap_err();
     assert!(matches!(err, Error::Sign { .. }), "{err}");
     assert_eq!(std::fs::read(fx.file(S, scope.clone())).unwrap(), before);
@@ -488,11 +488,12 @@ impl Source for Slow {
     fn for_each(
         &self,
         h: Hierarchy,
+        _g: u32,
         scope: Scope,
         each: &mut dyn FnMut(&Entry),
     ) -> Result<(), crl_publisher::BoxError> {
         std::thread::sleep(std::time::Duration::from_millis(2));
-        self.0.for_each(h, scope.clone(), each)
+        self.0.for_each(h, 1, scope.clone(), each)
     }
 }
 
@@ -506,7 +507,7 @@ fn concurrent_revocations_during_builds_are_not_lost() {
         Arc::new(Slow(fx.store.clone())),
     ));
     let scope = Scope::Partition(3);
-    publisher.publish(S, scope.clone(), clock.now()).unwrap();
+    publisher.publish(S, 1, scope.clone(), clock.now()).unwrap();
     let total = 400u32;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let builder = {
@@ -522,7 +523,7 @@ fn concurrent_revocations_during_builds_are_not_lost() {
     for k in 0..total {
         let serial = serial_in(&fx.policy, 3, k);
         fx.revoke(S, &serial, Reason::KeyCompromise, clock.now());
-        publisher.mark_dirty(S, scope.clone()).unwrap();
+        publisher.mark_dirty(S, 1, scope.clone()).unwrap();
         if k % 16 == 0 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -591,12 +592,12 @@ fn publish_all_writes_every_crl_and_an_index() {
     let status = publisher.status(clock.now()).unwrap();
     assert!(status.iter().all(|s| s.published.is_none()));
     publisher
-        .mark_dirty(Hierarchy::Auth, Scope::Partition(1))
+        .mark_dirty(Hierarchy::Auth, 1, Scope::Partition(1))
         .unwrap();
     publisher.publish_all(out.path(), clock.now()).unwrap();
     assert!(fx
         .store
-        .take_dirty(Hierarchy::Auth, Scope::Partition(1))
+        .take_dirty(Hierarchy::Auth, 1, Scope::Partition(1))
         .unwrap());
 
     // into its own directory: served, and listed by status
@@ -729,8 +730,10 @@ mod http {
         let t0 = datetime!(2026-11-27 03:00 UTC);
         let clock = Arc::new(FixedClock::new(t0));
         let publisher = Arc::new(fx.publisher(clock.clone()));
-        let crl = publisher.publish(S, Scope::Partition(1), t0).unwrap();
-        publisher.publish(Hierarchy::Auth, Scope::Ca, t0).unwrap();
+        let crl = publisher.publish(S, 1, Scope::Partition(1), t0).unwrap();
+        publisher
+            .publish(Hierarchy::Auth, 1, Scope::Ca, t0)
+            .unwrap();
         clock.advance(Duration::hours(1));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -794,7 +797,7 @@ mod http {
 
         // a new publication is served at once, with a new ETag
         let newer = publisher
-            .publish(S, Scope::Partition(1), clock.now())
+            .publish(S, 1, Scope::Partition(1), clock.now())
             .unwrap();
         let (status, h, body) = get_partition_1_with(addr, ("if-none-match", &etag)).await;
         assert_eq!(status, StatusCode::OK);
@@ -832,7 +835,7 @@ mod http {
         }));
         let number = |h, s| {
             fx.store
-                .load(h, s)
+                .load(h, 1, s)
                 .unwrap()
                 .and_then(|st| st.published)
                 .map(|p| p.number)
@@ -853,7 +856,7 @@ mod http {
                 number(Hierarchy::Auth, Scope::Ca) == Some(1)
             });
             let scope = fx.revoke(S, &[0x07, 0x77], Reason::KeyCompromise, clock.now());
-            publisher.mark_dirty(S, scope.clone()).unwrap();
+            publisher.mark_dirty(S, 1, scope.clone()).unwrap();
             let took = wait_for("rebuild", &|| number(S, scope.clone()) == Some(2));
             assert!(took < std::time::Duration::from_secs(5), "{took:?}");
             assert_eq!(
@@ -892,7 +895,7 @@ async fn municipal_partitions_are_published_and_indexed() {
     let old_serial = serial_in(&fx.policy, 5, 1);
     let old_scope = fx.revoke(S, &old_serial, Reason::KeyCompromise, now);
     let legacy = fx.publisher(clock.clone());
-    legacy.publish(S, old_scope.clone(), now).unwrap();
+    legacy.publish(S, 1, old_scope.clone(), now).unwrap();
     let old_idp = {
         let der = std::fs::read(fx.file(S, old_scope.clone())).unwrap();
         idp_of(&der)
@@ -915,17 +918,17 @@ async fn municipal_partitions_are_published_and_indexed() {
         },
     );
     let publisher = fx.publisher(clock.clone());
-    publisher.mark_dirty(S, tsukuba.clone()).unwrap();
-    publisher.mark_dirty(S, chiyoda.clone()).unwrap();
+    publisher.mark_dirty(S, 1, tsukuba.clone()).unwrap();
+    publisher.mark_dirty(S, 1, chiyoda.clone()).unwrap();
     let scopes = publisher.scopes().unwrap();
     for want in [&old_scope, &tsukuba, &chiyoda] {
         assert!(
-            scopes.contains(&(S, want.clone())),
+            scopes.contains(&(S, 1, want.clone())),
             "{want:?} in {scopes:?}"
         );
     }
     assert!(
-        !scopes.contains(&(S, Scope::Partition(6))),
+        !scopes.contains(&(S, 1, Scope::Partition(6))),
         "no serial partition is published that nothing was issued into"
     );
     let report = publisher.tick(now);
@@ -1096,4 +1099,117 @@ fn idp_of(crl_der: &[u8]) -> Vec<u8> {
         }
     }
     panic!("no directoryName IDP")
+}
+
+/// Root generations: a second generation of a hierarchy's root (same DN, another key)
+/// publishes its own CRLs beside the first's, each listing only the certificates it issued and
+/// signed with its own key (OpenSSL accepts each with its own root only); files, URLs and
+/// `index.json` name the generation and the issuer key; a retired generation stops once its
+/// last certificate has expired plus the entry margin.
+#[test]
+fn each_root_generation_publishes_its_own_crls_until_it_retires() {
+    let fx = Fixture::new();
+    let clock = Arc::new(FixedClock::new(datetime!(2026-11-27 00:00 UTC)));
+    let publisher = fx.publisher(clock.clone());
+    let s = Hierarchy::Signing;
+    let p = Scope::Partition(1);
+    let entry = |serial: &[u8]| Entry {
+        serial: serial.to_vec(),
+        revoked_at: clock.now(),
+        reason: Reason::KeyCompromise,
+        invalidity: None,
+        not_after: clock.now() + Duration::days(30),
+    };
+    fx.store.revoke_in(s, 1, p.clone(), entry(&[0x11]));
+    fx.store.revoke_in(s, 2, p.clone(), entry(&[0x22]));
+    // Generation 2 is not known yet: its CRLs are not listed, and cannot be built.
+    assert!(!publisher.scopes().unwrap().iter().any(|(_, g, _)| *g == 2));
+    assert!(publisher.build(s, 2, p.clone(), clock.now()).is_err());
+    let second = TestRoot::new(s);
+    publisher.add_generation(s, 2, second.clone()).unwrap();
+    assert!(publisher.scopes().unwrap().contains(&(s, 2, p.clone())));
+    assert!(publisher.scopes().unwrap().contains(&(s, 2, Scope::Ca)));
+
+    let one = publisher.publish(s, 1, p.clone(), clock.now()).unwrap();
+    let two = publisher.publish(s, 2, p.clone(), clock.now()).unwrap();
+    assert_eq!(serials_of(&one.der), vec![vec![0x11]]);
+    assert_eq!(serials_of(&two.der), vec![vec![0x22]]);
+    assert_eq!(one.number, 1, "numbers are per generation");
+    assert_eq!(two.number, 1);
+    assert_eq!(Publisher::file_name(s, 2, &p), "signing-g2/1.crl");
+    let dir = tempfile::tempdir().unwrap();
+    for (crl, root, other) in [(&one, &fx.signing, &second), (&two, &second, &fx.signing)] {
+        let crl_pem = dir.path().join("c.pem");
+        std::fs::write(&crl_pem, pem_of("X509 CRL", &crl.der)).unwrap();
+        for (r, ok) in [(root, true), (other, false)] {
+            let root_pem = dir.path().join("r.pem");
+            std::fs::write(&root_pem, r.pem()).unwrap();
+            let (_, text) = openssl(
+                dir.path(),
+                &["crl", "-in", "c.pem", "-CAfile", "r.pem", "-noout"],
+            );
+            assert_eq!(text.contains("verify OK"), ok, "{text}");
+        }
+    }
+    // URLs of generation 2 name it; the index names the issuer key.
+    let index = publisher.index().unwrap();
+    let row = |g: u32| {
+        index
+            .iter()
+            .find(|e| e.generation == g && e.partition == "1" && e.hierarchy == s)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row(2).url.as_deref(),
+        Some("http://127.0.0.1:8080/crl/signing-g2/1.crl")
+    );
+    assert_eq!(
+        row(1).url.as_deref(),
+        Some("http://127.0.0.1:8080/crl/signing/1.crl")
+    );
+    assert_ne!(row(1).issuer_key_id, row(2).issuer_key_id);
+    assert_eq!(row(1).directory_name_der, row(2).directory_name_der);
+    // Routes.
+    assert_eq!(
+        publisher.route("/crl/signing-g2/1.crl"),
+        Some((s, 2, p.clone()))
+    );
+    assert_eq!(
+        publisher.route("/crl/auth-g3/ca.crl"),
+        Some((Hierarchy::Auth, 3, Scope::Ca))
+    );
+    assert_eq!(
+        publisher.route("/crl/signing/1.crl"),
+        Some((s, 1, p.clone()))
+    );
+    for bad in [
+        "/crl/signing-g1/1.crl",
+        "/crl/signing-g02/1.crl",
+        "/crl/signing-g/1.crl",
+        "/crl/signing-gx/1.crl",
+        "/crl/g2/1.crl",
+    ] {
+        assert_eq!(publisher.route(bad), None, "{bad}");
+    }
+
+    // Generation 1 retires: its last certificate expires in 10 days; published until then
+    // plus the entry margin (1 day), then no more.
+    publisher.retire_generation(s, 1, clock.now() + Duration::days(10));
+    clock.advance(Duration::days(10) + Duration::hours(23));
+    assert!(publisher.scopes().unwrap().contains(&(s, 1, p.clone())));
+    clock.advance(Duration::hours(2));
+    let scopes = publisher.scopes().unwrap();
+    assert!(
+        !scopes.iter().any(|(h, g, _)| *h == s && *g == 1),
+        "{scopes:?}"
+    );
+    assert!(scopes.contains(&(s, 2, p.clone())));
+    assert!(scopes.contains(&(Hierarchy::Auth, 1, Scope::Ca)));
+    let report = publisher.tick(clock.now());
+    assert!(report.failed.is_empty());
+    assert!(report
+        .published
+        .iter()
+        .all(|(h, g, _, _)| !(*h == s && *g == 1)));
 }

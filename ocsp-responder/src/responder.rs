@@ -415,7 +415,9 @@ struct Errors {
 
 struct Inner {
     settings: Settings,
-    issuers: Vec<IssuerState>,
+    /// One per root generation, append-only ([`Responder::add_issuer`]: a root rollover
+    /// reaching a running server); positions never change, so a request's targets stay valid.
+    issuers: RwLock<Arc<Vec<Arc<IssuerState>>>>,
     source: Arc<dyn StatusSource>,
     clock: Arc<dyn Clock>,
     cache: Cache,
@@ -510,7 +512,7 @@ impl Responder {
         if issuers.is_empty() {
             return Err(Error::NoIssuer);
         }
-        let mut states: Vec<IssuerState> = Vec::new();
+        let mut states: Vec<Arc<IssuerState>> = Vec::new();
         for issuer in issuers {
             // Several generations of one hierarchy's root (one DN, other keys) are several
             // issuers; the same root twice is a mistake.
@@ -521,7 +523,7 @@ impl Responder {
             {
                 return Err(Error::DuplicateIssuer(state.hierarchy));
             }
-            states.push(state);
+            states.push(Arc::new(state));
         }
         if settings.live_concurrency == 0 || settings.max_cert_ids == 0 {
             return Err(Error::Settings(
@@ -544,7 +546,7 @@ impl Responder {
             inner: Arc::new(Inner {
                 live: Arc::new(Semaphore::new(settings.live_concurrency)),
                 settings,
-                issuers: states,
+                issuers: RwLock::new(Arc::new(states)),
                 source,
                 clock,
                 cache: Cache::new(),
@@ -593,11 +595,39 @@ impl Responder {
     }
 
     /// The root certificates served, by hierarchy.
-    pub fn roots(&self) -> impl Iterator<Item = (Hierarchy, &[u8])> {
-        self.inner
-            .issuers
+    pub fn roots(&self) -> Vec<(Hierarchy, Vec<u8>)> {
+        self.issuers()
             .iter()
-            .map(|i| (i.hierarchy, i.root_der.as_slice()))
+            .map(|i| (i.hierarchy, i.root_der.clone()))
+            .collect()
+    }
+
+    /// The issuers served now (one reference count, no copy).
+    fn issuers(&self) -> Arc<Vec<Arc<IssuerState>>> {
+        Arc::clone(&self.inner.issuers.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Serves one more issuer from now on: a new generation of a hierarchy's root made while
+    /// the server runs (`jpki root rollover` through the admin socket). Its answers are signed
+    /// by `issuer.signer` (the new root itself until [`Responder::replace_signer`] installs
+    /// the delegated signer it issues). The same root twice is refused.
+    pub fn add_issuer(&self, issuer: Issuer) -> Result<(), Error> {
+        let state = IssuerState::new(issuer)?;
+        let mut issuers = self
+            .inner
+            .issuers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if issuers
+            .iter()
+            .any(|s| s.hierarchy == state.hierarchy && s.key_hash == state.key_hash)
+        {
+            return Err(Error::DuplicateIssuer(state.hierarchy));
+        }
+        let mut grown = Vec::clone(issuers.as_ref());
+        grown.push(Arc::new(state));
+        *issuers = Arc::new(grown);
+        Ok(())
     }
 
     /// Answers one DER `OCSPRequest`, counting it in the metrics.
@@ -659,7 +689,8 @@ impl Responder {
         let ([id], [Some(i)], None) = (parsed.cert_ids.as_slice(), targets, &parsed.nonce) else {
             return None;
         };
-        let issuer = &inner.issuers[*i];
+        let issuers = self.issuers();
+        let issuer = &issuers[*i];
         let alg = HashAlg::from_oid(&id.hash_algorithm.oid)?;
         let serial = id.serial_number.as_bytes();
         // Compared by encoding: a decoded serial and one built from its magnitude may hold
@@ -808,7 +839,7 @@ impl Responder {
                 let times = self.times(self.now());
                 let signed = issuer
                     .cert_id(alg, serial)
-                    .and_then(|id| sign_counted(inner, issuer, &[(id, status)], None, times))
+                    .and_then(|id| sign_counted(inner, &issuer, &[(id, status)], None, times))
                     .and_then(|der| {
                         self.keep(
                             h,
@@ -943,10 +974,11 @@ impl Responder {
                 );
             }
         };
+        let issuers = self.issuers();
         let targets: Vec<Option<usize>> = parsed
             .cert_ids
             .iter()
-            .map(|id| self.inner.issuers.iter().position(|i| i.matches(id)))
+            .map(|id| issuers.iter().position(|i| i.matches(id)))
             .collect();
         if targets.iter().all(Option::is_none) {
             return Prepared::Done(self.reject(ResponseStatus::Unauthorized, Cause::Unauthorized));
@@ -957,7 +989,7 @@ impl Responder {
             &parsed.nonce,
         ) {
             let mut buf = [0u8; MAX_KEY];
-            let h = self.inner.issuers[*i].hierarchy;
+            let h = issuers[*i].hierarchy;
             if let Some(n) = key(h, id.serial_number.as_bytes(), &mut buf) {
                 if let Some((der, times, tag)) = self.inner.cache.lookup(&buf[..n], id, now) {
                     return Prepared::Done(Answer {
@@ -1018,7 +1050,8 @@ impl Responder {
         let Some(signing) = targets.iter().flatten().next().copied() else {
             return self.reject(ResponseStatus::Unauthorized, Cause::Unauthorized);
         };
-        let issuer = &inner.issuers[signing];
+        let issuers = self.issuers();
+        let issuer = &issuers[signing];
         let mut statuses = Vec::with_capacity(parsed.cert_ids.len());
         for (id, target) in parsed.cert_ids.iter().zip(&targets) {
             let status = if *target == Some(signing) {
@@ -1096,13 +1129,17 @@ impl Responder {
 
     /// The newest issuer of a hierarchy (the last given): the generation whose delegated
     /// signer a renewal replaces when the signer's certificate does not say otherwise.
-    fn issuer(&self, h: Hierarchy) -> Option<&IssuerState> {
-        self.inner.issuers.iter().rev().find(|i| i.hierarchy == h)
+    fn issuer(&self, h: Hierarchy) -> Option<Arc<IssuerState>> {
+        self.issuers()
+            .iter()
+            .rev()
+            .find(|i| i.hierarchy == h)
+            .cloned()
     }
 
     /// The issuer a cached CertID belongs to.
-    fn issuer_of(&self, id: &CertId) -> Option<&IssuerState> {
-        self.inner.issuers.iter().find(|i| i.matches(id))
+    fn issuer_of(&self, id: &CertId) -> Option<Arc<IssuerState>> {
+        self.issuers().iter().find(|i| i.matches(id)).cloned()
     }
 
     /// The status of `serial` as `issuer` may state it: with several generations of the
@@ -1110,8 +1147,7 @@ impl Responder {
     fn status_for(&self, issuer: &IssuerState, serial: &[u8]) -> Result<Status, SourceError> {
         let status = self.inner.source.status(issuer.hierarchy, serial)?;
         let generations = self
-            .inner
-            .issuers
+            .issuers()
             .iter()
             .filter(|i| i.hierarchy == issuer.hierarchy)
             .count();
@@ -1132,22 +1168,17 @@ impl Responder {
         &self,
         h: Hierarchy,
         serial: &[u8],
-    ) -> Result<Option<&IssuerState>, SourceError> {
-        let generations = self
-            .inner
-            .issuers
-            .iter()
-            .filter(|i| i.hierarchy == h)
-            .count();
+    ) -> Result<Option<Arc<IssuerState>>, SourceError> {
+        let issuers = self.issuers();
+        let generations = issuers.iter().filter(|i| i.hierarchy == h).count();
         if generations < 2 {
             return Ok(self.issuer(h));
         }
         Ok(match self.inner.source.issuer_key_id(h, serial)? {
-            Some(k) => self
-                .inner
-                .issuers
+            Some(k) => issuers
                 .iter()
                 .find(|i| i.hierarchy == h && i.key_hash[HashAlg::Sha1 as usize] == k)
+                .cloned()
                 .or_else(|| self.issuer(h)),
             None => self.issuer(h),
         })
@@ -1163,12 +1194,31 @@ impl Responder {
         // The generation whose key issued the signer certificate (its AKI key id), else the
         // newest generation.
         let by_key = signer_issuer_key_id(signer.certificate()).and_then(|k| {
-            self.inner
-                .issuers
+            self.issuers()
                 .iter()
                 .find(|i| i.hierarchy == h && i.key_hash[HashAlg::Sha1 as usize] == k)
+                .cloned()
         });
         let issuer = by_key.or_else(|| self.issuer(h)).ok_or(Error::NoIssuer)?;
+        let fresh = Arc::new(Signing::new(signer, &issuer.root_name)?);
+        *issuer.signing.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.inner.metrics.signer_replaced();
+        Ok(())
+    }
+
+    /// Replaces the signer of the issuer whose root certificate is `root_der` (DER): how a
+    /// root generation that a rollover made older goes on answering with its own root key
+    /// (the signer `signer` is that root), as a server started after the rollover has it.
+    pub fn replace_issuer_signer(
+        &self,
+        root_der: &[u8],
+        signer: Arc<dyn Signer>,
+    ) -> Result<(), Error> {
+        let issuers = self.issuers();
+        let issuer = issuers
+            .iter()
+            .find(|i| i.root_der == root_der)
+            .ok_or(Error::NoIssuer)?;
         let fresh = Arc::new(Signing::new(signer, &issuer.root_name)?);
         *issuer.signing.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.inner.metrics.signer_replaced();
@@ -1229,7 +1279,7 @@ impl Responder {
         let Some(issuer) = self.issuer_for_serial(h, serial)? else {
             return Ok(0);
         };
-        let status = self.status_for(issuer, serial)?;
+        let status = self.status_for(&issuer, serial)?;
         let times = self.times(now);
         let mut stored = 0;
         if let (Some(store), true) = (self.inner.stored.get(), status != Status::Unknown) {
@@ -1240,7 +1290,7 @@ impl Responder {
                     continue;
                 }
                 let id = issuer.cert_id(alg, serial)?;
-                let der = sign_counted(&self.inner, issuer, &[(id, status)], None, times)?;
+                let der = sign_counted(&self.inner, &issuer, &[(id, status)], None, times)?;
                 self.keep(h, alg, serial, epoch, &StoredAnswer { status, times, der })?;
                 stored += 1;
             }
@@ -1255,13 +1305,13 @@ impl Responder {
             let Some(issuer) = self.issuer_of(&e.cert_id) else {
                 continue;
             };
-            let status = self.status_for(issuer, serial)?;
+            let status = self.status_for(&issuer, serial)?;
             if status == Status::Unknown {
                 continue;
             }
             let der = sign_counted(
                 &self.inner,
-                issuer,
+                &issuer,
                 &[(e.cert_id.clone(), status)],
                 None,
                 times,
@@ -1298,7 +1348,8 @@ impl Responder {
         let started = cache.seq.load(Ordering::SeqCst);
         // The generation that issued it (the only one with a known status for it).
         let mut found = None;
-        for issuer in self.inner.issuers.iter().filter(|i| i.hierarchy == h) {
+        let issuers = self.issuers();
+        for issuer in issuers.iter().filter(|i| i.hierarchy == h) {
             let status = self.status_for(issuer, serial)?;
             if status != Status::Unknown {
                 found = Some((issuer, status));
@@ -1359,13 +1410,14 @@ impl Responder {
                     continue;
                 };
                 let started = cache.seq.load(Ordering::SeqCst);
-                let status = self.status_for(issuer, &k[1..])?;
+                let status = self.status_for(&issuer, &k[1..])?;
                 if status == Status::Unknown {
                     dropped += usize::from(cache.remove(&k, &e));
                     continue;
                 }
                 let times = self.times(now);
-                let der = sign_counted(inner, issuer, &[(e.cert_id.clone(), status)], None, times)?;
+                let der =
+                    sign_counted(inner, &issuer, &[(e.cert_id.clone(), status)], None, times)?;
                 let fresh = Arc::new(Entry {
                     cert_id: e.cert_id.clone(),
                     etag: etag(&der),

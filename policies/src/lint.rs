@@ -414,7 +414,13 @@ pub fn lint(policy: &Policy, tbs_der: &[u8], expect: &Expect<'_>) -> Vec<Violati
                 };
                 scratch.clear();
                 if policy.crl.uri {
-                    profile::write_crl_url(&mut scratch, policy, h, scope);
+                    profile::write_crl_url(
+                        &mut scratch,
+                        policy,
+                        h,
+                        expect.issuer.map_or(1, |i| i.generation),
+                        scope,
+                    );
                 }
                 let url_len = scratch.len();
                 // A directory name too long to encode matches none.
@@ -1012,7 +1018,9 @@ mod tests {
                             _ => expect.crl,
                         };
                         // Compared as bytes: URIs as text, directory names as their DER.
-                        let names = scope.map(|s| profile::crl_dp_names(policy, h, s.clone()));
+                        let generation = expect.issuer.map_or(1, |i| i.generation);
+                        let names = scope
+                            .map(|s| profile::crl_dp_names_of(policy, h, generation, s.clone()));
                         let want = names.and_then(Result::ok).map(|names| {
                             names
                                 .iter()
@@ -1199,6 +1207,7 @@ mod tests {
         Issuer {
             key_id: kid,
             serial: ROOT_SERIAL,
+            generation: 1,
         }
     }
 
@@ -1385,6 +1394,7 @@ mod tests {
                                 c.kid.as_deref().map(|k| Issuer {
                                     key_id: k,
                                     serial: &[0x00, 0x01, 0x00],
+                                    generation: 1,
                                 }),
                             ];
                             for kid in kids {

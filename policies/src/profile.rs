@@ -91,13 +91,23 @@ pub fn crl_dp_names(
     h: Hierarchy,
     scope: Scope,
 ) -> Result<Vec<GeneralName>, Error> {
+    crl_dp_names_of(policy, h, 1, scope)
+}
+
+/// [`crl_dp_names`] of the CRL that root generation `generation` signs: the URL names the
+/// generation ([`crl_dir`]); the directoryName is the same for every generation (as the
+/// roots' DN is: a relying party tells the generations' CRLs apart by the issuer's key, the
+/// CRL's authorityKeyIdentifier).
+pub fn crl_dp_names_of(
+    policy: &Policy,
+    h: Hierarchy,
+    generation: u32,
+    scope: Scope,
+) -> Result<Vec<GeneralName>, Error> {
     let mut names = Vec::with_capacity(2);
     if policy.crl.uri {
-        let url = match &scope {
-            Scope::Partition(p) => policy.crl_url(h, *p),
-            Scope::Municipal(m) => policy.municipal_crl_url(h, m),
-            Scope::Ca => policy.ca_crl_url(h),
-        };
+        let mut url = Vec::new();
+        write_crl_url(&mut url, policy, h, generation, &scope);
         names.push(GeneralName::UniformResourceIdentifier(
             Ia5String::new(&url).map_err(Error::der("CRL URL"))?,
         ));
@@ -276,6 +286,22 @@ pub struct Issuer<'a> {
     pub key_id: &'a [u8],
     /// The root certificate's serial number, big-endian as in the certificate.
     pub serial: &'a [u8],
+    /// Which generation of the hierarchy's root it is (1: the root `jpki init` made). From
+    /// generation 2 on, the certificate's CRL URL names it ([`crl_dir`]): each generation signs
+    /// the CRLs of the certificates it issued (docs/roots.md).
+    pub generation: u32,
+}
+
+/// The directory below `/crl/` of the CRLs a root generation signs: `signing` or `auth` for
+/// generation 1 (the URLs every certificate had before root generations), `signing-g2`,
+/// `auth-g3`, … after a rollover. The hierarchy's segment is never a prefecture, so the
+/// name cannot be mistaken for a municipal partition's path.
+pub fn crl_dir(h: Hierarchy, generation: u32) -> String {
+    if generation <= 1 {
+        h.as_str().to_owned()
+    } else {
+        format!("{}-g{generation}", h.as_str())
+    }
 }
 
 /// The full authorityKeyIdentifier of end-entity certificates (RFC 5280 §4.2.1.1):
@@ -322,10 +348,15 @@ pub fn aki(issuer_key_id: &[u8]) -> Result<Extension, Error> {
     ext(oid::EXT_AKI, false, &value, "authorityKeyIdentifier")
 }
 
-fn crl_dp(policy: &Policy, h: Hierarchy, scope: Scope) -> Result<Extension, Error> {
+fn crl_dp(
+    policy: &Policy,
+    h: Hierarchy,
+    generation: u32,
+    scope: Scope,
+) -> Result<Extension, Error> {
     let dp = DistributionPoint {
-        distribution_point: Some(DistributionPointName::FullName(crl_dp_names(
-            policy, h, scope,
+        distribution_point: Some(DistributionPointName::FullName(crl_dp_names_of(
+            policy, h, generation, scope,
         )?)),
         reasons: None,
         crl_issuer: None,
@@ -446,7 +477,7 @@ pub fn root_tbs(
             },
             "basicConstraints",
         )?,
-        crl_dp(policy, h, Scope::Ca)?,
+        crl_dp(policy, h, 1, Scope::Ca)?,
         ski(spki_der)?,
     ];
     encode_tbs(TbsCertificate {
@@ -611,7 +642,7 @@ pub fn leaf_tbs(
             &policy.ca.base_url,
             || {
                 let mut url = Vec::new();
-                write_crl_url(&mut url, policy, h, crl);
+                write_crl_url(&mut url, policy, h, issuer.generation, crl);
                 String::from_utf8_lossy(&url).into_owned()
             },
             "CRL URL",
@@ -665,7 +696,7 @@ pub fn leaf_tbs(
                                 // distributionPoint [0] EXPLICIT, fullName [0] IMPLICIT
                                 tlv(o, ctx(0, true), "distributionPoint", |o| {
                                     tlv(o, ctx(0, true), "fullName", |o| {
-                                        write_crl_dp_names(o, policy, h, crl)
+                                        write_crl_dp_names(o, policy, h, issuer.generation, crl)
                                     })
                                 })
                             })
@@ -942,9 +973,15 @@ fn write_root_name_ja(out: &mut Vec<u8>, h: Hierarchy) -> Result<(), Error> {
 
 /// The text of the first name of [`crl_dp_names`] (the CRL's URL), appended to `out`: the
 /// bytes of [`Policy::crl_url`] or [`Policy::ca_crl_url`], without building the String.
-pub(crate) fn write_crl_url(out: &mut Vec<u8>, policy: &Policy, h: Hierarchy, scope: &Scope) {
+pub(crate) fn write_crl_url(
+    out: &mut Vec<u8>,
+    policy: &Policy,
+    h: Hierarchy,
+    generation: u32,
+    scope: &Scope,
+) {
     use std::io::Write as _;
-    let (base, h) = (&policy.ca.base_url, h.as_str());
+    let (base, h) = (&policy.ca.base_url, crl_dir(h, generation));
     // Writing to a Vec cannot fail.
     let _ = match scope {
         Scope::Partition(p) => write!(out, "{base}/crl/{h}/{p}.crl"),
@@ -971,12 +1008,13 @@ fn write_crl_dp_names(
     out: &mut Vec<u8>,
     policy: &Policy,
     h: Hierarchy,
+    generation: u32,
     scope: &Scope,
 ) -> Result<(), Error> {
     if policy.crl.uri {
         // uniformResourceIdentifier [6] IMPLICIT IA5String: the URL's ASCII text.
         der_out::tlv(out, der_out::ctx(6, false), "CRL URL", |o| {
-            write_crl_url(o, policy, h, scope);
+            write_crl_url(o, policy, h, generation, scope);
             Ok(())
         })?;
     }
@@ -1334,7 +1372,7 @@ pub(crate) mod tests {
             &IssuerAltName(vec![GeneralName::DirectoryName(root_name_ja(h)?)]),
             "issuerAltName",
         )?);
-        extensions.push(crl_dp(policy, h, crl.clone())?);
+        extensions.push(crl_dp(policy, h, issuer.generation, crl.clone())?);
         if policy.ocsp_url_in(h) {
             extensions.push(aia(policy)?);
         }
@@ -1418,6 +1456,7 @@ pub(crate) mod tests {
         let issuer = Issuer {
             key_id: &kid,
             serial: &[0x01],
+            generation: 1,
         };
         let serial = [0x01, 0x2d, 0x57, 0xca];
         let w = window(&serial);
@@ -1530,6 +1569,7 @@ pub(crate) mod tests {
                             let issuer = Issuer {
                                 key_id: kids[i % kids.len()],
                                 serial: issuer_serials[i % issuer_serials.len()],
+                                generation: 1,
                             };
                             let w = Window {
                                 serial,
@@ -1561,6 +1601,7 @@ pub(crate) mod tests {
         let issuer = Issuer {
             key_id: &kid,
             serial: &[0x01],
+            generation: 1,
         };
         let w = window(&[0x01]);
         let same_as = |policy: &Policy, w: Window<'_>, spki: &[u8], issuer: Issuer<'_>| {
@@ -1584,11 +1625,13 @@ pub(crate) mod tests {
         let too_long = Issuer {
             key_id: &kid,
             serial: &[0x80; 20],
+            generation: 1,
         };
         same_as(&policy, w, SPKI, too_long);
         let empty = Issuer {
             key_id: &kid,
             serial: &[],
+            generation: 1,
         };
         same_as(&policy, w, SPKI, empty);
         same(&policy, w, &SPKI[..100]);

@@ -123,6 +123,7 @@ fn jpki_auth_leaf(
     let issuer = Issuer {
         key_id: &root_kid,
         serial: root.raw_serial(),
+        generation: 1,
     };
     // The real holder's municipality, as its distribution point names it.
     let crl = Scope::Municipal(Municipality::new("Ibaraki-ken", "Tsukuba-shi").unwrap());
@@ -294,6 +295,7 @@ fn the_signing_leaf_has_the_same_tail_and_aki_form() {
     let issuer = Issuer {
         key_id: &root_kid,
         serial: root.raw_serial(),
+        generation: 1,
     };
     let w = Window {
         serial: &[0x01, 0x2d, 0x57, 0xcb],

@@ -285,11 +285,31 @@ struct IndexLine {
     directory_name_der: Option<String>,
     #[serde(default)]
     url: Option<String>,
+    /// The signing root's key identifier (hex): every root generation has the same name and
+    /// its own CRLs, so the CRL is picked by the key the certificate's AKI names. Absent in
+    /// indexes written before root generations (one generation: any line matches).
+    #[serde(default)]
+    issuer_key_id: Option<String>,
+}
+
+/// The keyIdentifier of a certificate's authorityKeyIdentifier.
+fn aki_key_id(leaf: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    use x509_parser::extensions::ParsedExtension;
+    leaf.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
 }
 
 /// The file, relative to the index, of the CRL that covers `leaf`: the entry whose
 /// directoryName (compared as DER) or URL is one of the certificate's distribution point
-/// names. This is how a certificate with a directoryName-only distribution point (the real
+/// names, signed by the root generation whose key the certificate's AKI names (root
+/// generations share their name and the distribution point's directoryName, never the key).
+/// This is how a certificate with a directoryName-only distribution point (the real
 /// profile: `…, OU=CRL Distribution Points, OU=<prefecture>, CN=<municipality> CRLDP`) finds
 /// its CRL. The CRL itself is still checked against the certificate (its IDP) when loaded.
 pub fn file_in_index(leaf: &X509Certificate<'_>, index: &[u8], at: &str) -> Result<String, Error> {
@@ -303,7 +323,15 @@ pub fn file_in_index(leaf: &X509Certificate<'_>, index: &[u8], at: &str) -> Resu
     if names.is_empty() {
         return Err(bad("the certificate has no CRL distribution point".into()));
     }
+    let key_id = aki_key_id(leaf).map(hex::encode);
     for line in &lines {
+        let same_key = match (&line.issuer_key_id, &key_id) {
+            (Some(line_key), Some(leaf_key)) => line_key.eq_ignore_ascii_case(leaf_key),
+            _ => true,
+        };
+        if !same_key {
+            continue;
+        }
         let hit = names.iter().any(|n| match n {
             DpName::Directory(der) => line
                 .directory_name_der

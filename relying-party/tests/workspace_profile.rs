@@ -176,6 +176,7 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
             profile::Issuer {
                 key_id: &root_kid,
                 serial: &[1],
+                generation: 1,
             },
         )
         .unwrap();
@@ -219,7 +220,7 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
     );
     let publisher = publisher(&policy, [&sroot, &aroot], store, dir);
     let crl = publisher
-        .build(Hierarchy::Signing, kiyose.clone(), now)
+        .build(Hierarchy::Signing, 1, kiyose.clone(), now)
         .unwrap();
     let by_crl = crl_verifier(&root_pem, &policy, &crl.der);
     let r = by_crl.verify_document(&sign("good"), Some(&doc), None, now);
@@ -245,7 +246,7 @@ fn jpki_shaped_certificates_crls_and_ocsp_answers_verify() {
         Scope::Municipal(Municipality::new("Tokyo-to", "Higashimurayama-shi").unwrap()),
         Scope::Partition(policy.partition_of(&[0x10, 0x01])),
     ] {
-        let other = publisher.build(Hierarchy::Signing, other, now).unwrap();
+        let other = publisher.build(Hierarchy::Signing, 1, other, now).unwrap();
         let v = crl_verifier(&root_pem, &policy, &other.der);
         let r = v.verify_document(&sign("good"), Some(&doc), None, now);
         assert!(
@@ -358,6 +359,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
                 profile::Issuer {
                     key_id: &kid,
                     serial: &[1],
+                    generation: 1,
                 },
             )
             .unwrap(),
@@ -369,7 +371,7 @@ fn the_holder_tokens_document_signature_and_login_verify() {
         // Status from an (empty) CRL of the right partition, made by crl-publisher.
         let store = Arc::new(crl_publisher::MemoryStore::new());
         let publisher = publisher(&policy, [&roots[0], &roots[1]], store, dir);
-        let crl = publisher.build(h, osaka.clone(), now).unwrap();
+        let crl = publisher.build(h, 1, osaka.clone(), now).unwrap();
         crl_verifier(&root.cert, &policy, &crl.der)
     };
     let content = "令和8年分 確定申告書".as_bytes();

@@ -26,11 +26,12 @@ impl crl_publisher::Source for CrlStore {
     fn for_each(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
         each: &mut dyn FnMut(&crl_publisher::Entry),
     ) -> Result<(), crl_publisher::BoxError> {
         self.0
-            .for_each_revoked(h, scope, &mut |r| {
+            .for_each_revoked(h, g, scope, &mut |r| {
                 each(&crl_publisher::Entry {
                     serial: r.serial,
                     revoked_at: time_of(r.entry.revoked_at),
@@ -45,16 +46,17 @@ impl crl_publisher::Source for CrlStore {
 }
 
 impl crl_publisher::StateStore for CrlStore {
-    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, crl_publisher::BoxError> {
+    fn scopes(&self) -> Result<Vec<crl_publisher::CrlId>, crl_publisher::BoxError> {
         self.0.crl_scopes().map_err(boxed)
     }
 
     fn load(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
     ) -> Result<Option<crl_publisher::State>, crl_publisher::BoxError> {
-        match self.0.crl_state(h, scope.clone()).map_err(boxed)? {
+        match self.0.crl_state(h, g, scope.clone()).map_err(boxed)? {
             Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
             None => Ok(None),
         }
@@ -63,29 +65,40 @@ impl crl_publisher::StateStore for CrlStore {
     fn save(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
         state: &crl_publisher::State,
     ) -> Result<(), crl_publisher::BoxError> {
         let value = serde_json::to_vec(state)?;
         self.0
-            .transact(&|t| t.put_crl_state(h, scope.clone(), &value))
+            .transact(&|t| t.put_crl_state(h, g, scope.clone(), &value))
             .map_err(boxed)
     }
 
-    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), crl_publisher::BoxError> {
+    fn set_dirty(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<(), crl_publisher::BoxError> {
         self.0
-            .transact(&|t| t.set_crl_dirty(h, scope.clone()))
+            .transact(&|t| t.set_crl_dirty(h, g, scope.clone()))
             .map_err(boxed)
     }
 
-    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
+    fn take_dirty(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<bool, crl_publisher::BoxError> {
         let was = std::sync::atomic::AtomicBool::new(false);
         self.0
             .transact(&|t| {
-                let set = t.crl_dirty(h, scope.clone())?;
+                let set = t.crl_dirty(h, g, scope.clone())?;
                 was.store(set, std::sync::atomic::Ordering::SeqCst);
                 if set {
-                    t.clear_crl_dirty(h, scope.clone())?;
+                    t.clear_crl_dirty(h, g, scope.clone())?;
                 }
                 Ok(())
             })
@@ -173,12 +186,12 @@ pub struct Notifier {
 }
 
 impl ca::authority::Listener for Notifier {
-    fn revoked(&self, h: Hierarchy, serial: &[u8], scope: &Scope) {
-        tracing::debug!(%h, scope = %scope.path(), "revocation: refreshing OCSP, marking the CRL dirty");
+    fn revoked(&self, h: Hierarchy, generation: u32, serial: &[u8], scope: &Scope) {
+        tracing::debug!(%h, generation, scope = %scope.path(), "revocation: refreshing OCSP, marking the CRL dirty");
         if let Err(e) = self.responder.refresh(h, serial, self.clock.now()) {
             tracing::error!(error = %e, %h, "OCSP cache refresh failed; the entry will be re-signed on the next query");
         }
-        if let Err(e) = self.publisher.mark_dirty(h, scope.clone()) {
+        if let Err(e) = self.publisher.mark_dirty(h, generation, scope.clone()) {
             tracing::error!(error = %e, %h, "could not mark the CRL partition dirty; the periodic re-signing will pick it up");
         }
     }
@@ -193,6 +206,47 @@ impl ca::authority::Listener for Notifier {
             Err(e) => {
                 tracing::error!(error = %e, %h, "could not install the replacement of a compromised OCSP signer; restart jpki serve")
             }
+        }
+    }
+
+    fn root_generation_added(&self, new: &ca::authority::RootAdded) {
+        let (h, g) = (new.hierarchy, new.root.generation);
+        match self.publisher.add_generation(h, g, new.signer.clone()) {
+            Ok(()) => {
+                self.publisher.retire_generation(
+                    h,
+                    new.previous.generation,
+                    new.previous_last_expiry,
+                );
+                tracing::info!(%h, generation = g, previous_last_expiry = %new.previous_last_expiry,
+                    "the CRL publisher signs the new root generation's CRLs");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %h, generation = g, "the CRL publisher could not take the new root generation; restart jpki serve")
+            }
+        }
+        // Answers for its certificates are signed by the new root itself until its delegated
+        // OCSP signer is made (right after this call), which then replaces it.
+        let issuer = ocsp_responder::Issuer {
+            hierarchy: h,
+            root: new.root.der.clone(),
+            signer: new.signer.clone(),
+        };
+        match self.responder.add_issuer(issuer) {
+            Ok(()) => {
+                tracing::info!(%h, generation = g, "the OCSP responder answers for the new root generation")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %h, generation = g, "the OCSP responder could not take the new root generation; restart jpki serve")
+            }
+        }
+        // The generation before it signs its own answers with its root key from now on (its
+        // delegated signer is not renewed any more), as after a restart.
+        if let Err(e) = self
+            .responder
+            .replace_issuer_signer(&new.previous.der, new.previous_signer.clone())
+        {
+            tracing::error!(error = %e, %h, "the previous root generation's answers keep their delegated signer until a restart");
         }
     }
 

@@ -75,9 +75,10 @@ pub fn status(
     let rows: Vec<serde_json::Value> = status
         .iter()
         .map(|s| {
-            let file = crl_publisher::Publisher::file_name(s.hierarchy, &s.scope);
+            let file = crl_publisher::Publisher::file_name(s.hierarchy, s.generation, &s.scope);
             serde_json::json!({
                 "hierarchy": s.hierarchy,
+                "generation": s.generation,
                 "partition": crl_publisher::scope_name(&s.scope),
                 "number": s.published.as_ref().map(|p| p.number),
                 "age_seconds": s.age.map(|a| a.whole_seconds()),
@@ -85,7 +86,9 @@ pub fn status(
                 "size": s.published.as_ref().map(|p| p.size),
                 "this_update": s.published.as_ref().map(|p| time(p.this_update)),
                 "next_update": s.published.as_ref().map(|p| time(p.next_update)),
-                "dirty": dirty.iter().any(|(h, sc)| *h == s.hierarchy && *sc == s.scope),
+                "dirty": dirty
+                    .iter()
+                    .any(|(h, g, sc)| *h == s.hierarchy && *g == s.generation && *sc == s.scope),
                 "file": crl_dir.join(&file).display().to_string(),
                 "url": format!("{base}/crl/{file}"),
             })

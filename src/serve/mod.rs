@@ -342,25 +342,19 @@ pub fn assemble_node(
 ) -> Result<Parts> {
     let store = Arc::clone(authority.storage());
     let clock = Arc::clone(authority.clock());
-    let roots = crl_publisher::Roots {
-        signing: authority.signer(Hierarchy::Signing)?,
-        auth: authority.signer(Hierarchy::Auth)?,
+    // Every root generation signs the CRLs of the certificates it issued (docs/roots.md):
+    // the first through `Roots`, later ones through `add_generation` below.
+    let first = |h| -> Result<Arc<dyn policies::Signer>> {
+        let roots = authority.roots(h);
+        let root = roots
+            .first()
+            .ok_or_else(|| Error::Serve(format!("the {h} root has no generation")))?;
+        Ok(authority.generation_signer(h, root)?)
     };
-    for h in Hierarchy::ALL {
-        let live = authority
-            .roots(h)
-            .iter()
-            .filter(|r| r.not_after >= clock.now())
-            .count();
-        if live > 1 {
-            // docs/roots.md, "What is not done".
-            tracing::warn!(
-                hierarchy = %h,
-                generations = live,
-                "CRLs are signed by the newest root generation only: certificates of older generations are checked by OCSP (which answers for every generation)"
-            );
-        }
-    }
+    let roots = crl_publisher::Roots {
+        signing: first(Hierarchy::Signing)?,
+        auth: first(Hierarchy::Auth)?,
+    };
     let crl_store = Arc::new(adapters::CrlStore(Arc::clone(&store)));
     let state_store: Arc<dyn crl_publisher::StateStore> = match node {
         Some(node) => Arc::new(role::LeasedCrlStore {
@@ -382,6 +376,7 @@ pub fn assemble_node(
         )
         .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?,
     );
+    add_root_generations(&authority, &publisher)?;
     // One OCSP issuer per unexpired root generation, oldest first: the newest answers through
     // the delegated signer (issued by it), each older one signs its own answers with its root
     // key, for the certificates it issued (docs/roots.md).
@@ -426,6 +421,38 @@ pub fn assemble_node(
         publisher,
         responder,
     })
+}
+
+/// Gives the CRL publisher every root generation after the first, and tells it until when
+/// each generation that no longer issues keeps publishing: until the last certificate it
+/// issued has expired (plus the publisher's expired-entry margin).
+pub fn add_root_generations(
+    authority: &Authority,
+    publisher: &crl_publisher::Publisher,
+) -> Result<()> {
+    let last = authority.last_expiries()?;
+    for h in Hierarchy::ALL {
+        let roots = authority.roots(h);
+        let newest = roots.last().map(|r| r.generation);
+        for root in &roots {
+            if root.generation > 1 {
+                publisher
+                    .add_generation(h, root.generation, authority.generation_signer(h, root)?)
+                    .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?;
+            }
+            if Some(root.generation) != newest {
+                // No certificate: nothing to publish for (its CRLs end now).
+                let until = last
+                    .get(&(h, root.generation))
+                    .copied()
+                    .unwrap_or(root.not_before);
+                publisher.retire_generation(h, root.generation, until);
+                tracing::info!(hierarchy = %h, generation = root.generation, last_expiry = %until,
+                    "an older root generation signs the CRLs of what it issued until its last certificate has expired");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener> {
@@ -564,7 +591,7 @@ pub fn run_node(
             let failed = report
                 .failed
                 .iter()
-                .filter(|(_, _, e)| node.is_none() || !role::published_elsewhere(e))
+                .filter(|(_, _, _, e)| node.is_none() || !role::published_elsewhere(e))
                 .count();
             if failed > 0 {
                 return Err(Error::Serve(format!(

@@ -92,21 +92,23 @@ fn boxed(e: ca::Error) -> crl_publisher::BoxError {
 }
 
 impl crl_publisher::StateStore for LeasedCrlStore {
-    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, crl_publisher::BoxError> {
+    fn scopes(&self) -> Result<Vec<crl_publisher::CrlId>, crl_publisher::BoxError> {
         self.inner.scopes()
     }
 
     fn load(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
     ) -> Result<Option<crl_publisher::State>, crl_publisher::BoxError> {
-        self.inner.load(h, scope)
+        self.inner.load(h, g, scope)
     }
 
     fn save(
         &self,
         h: Hierarchy,
+        g: crl_publisher::Generation,
         scope: Scope,
         state: &crl_publisher::State,
     ) -> Result<(), crl_publisher::BoxError> {
@@ -115,8 +117,8 @@ impl crl_publisher::StateStore for LeasedCrlStore {
         self.inner
             .0
             .transact(&|t| {
-                ca::storage::lease_crl(t, h, scope.clone(), &self.node, now, CRL_LEASE)?;
-                if let Some(stored) = t.crl_state(h, scope.clone())? {
+                ca::storage::lease_crl(t, h, g, scope.clone(), &self.node, now, CRL_LEASE)?;
+                if let Some(stored) = t.crl_state(h, g, scope.clone())? {
                     let stored: crl_publisher::State = serde_json::from_slice(&stored)
                         .map_err(|e| ca::Error::Store(format!("CRL state: {e}")))?;
                     let published_now = state
@@ -127,25 +129,36 @@ impl crl_publisher::StateStore for LeasedCrlStore {
                         || (state.last_number == stored.last_number && published_now);
                     if !forward {
                         return Err(ca::Error::Refused(format!(
-                            "CRL {h} {} number {} was already taken (the store is at {}): \
+                            "CRL {} {} number {} was already taken (the store is at {}): \
                              another CA node published it",
+                            policies::profile::crl_dir(h, g),
                             scope.path(),
                             state.last_number,
                             stored.last_number
                         )));
                     }
                 }
-                t.put_crl_state(h, scope.clone(), &value)
+                t.put_crl_state(h, g, scope.clone(), &value)
             })
             .map_err(boxed)
     }
 
-    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), crl_publisher::BoxError> {
-        self.inner.set_dirty(h, scope)
+    fn set_dirty(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<(), crl_publisher::BoxError> {
+        self.inner.set_dirty(h, g, scope)
     }
 
-    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
-        self.inner.take_dirty(h, scope)
+    fn take_dirty(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<bool, crl_publisher::BoxError> {
+        self.inner.take_dirty(h, g, scope)
     }
 
     /// Not while another node's lease of the CRL runs: the publisher then leaves the CRL and

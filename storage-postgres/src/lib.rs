@@ -87,8 +87,8 @@ use ca::records::{
     CertKind, CertRecord, Resident, RevokedEntry, State, StatusChange, StatusRecord,
 };
 use ca::storage::{
-    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
-    KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
+    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlId, CrlLease, Generation,
+    KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
 };
 use ca::storage::{SignerAnswer, SignerRequest};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -197,6 +197,18 @@ fn scope_cols(s: &Scope) -> (i32, &str, &str) {
     }
 }
 
+/// A root generation as its column (migration 10).
+fn g_code(g: Generation) -> Result<i32> {
+    i32::try_from(g).map_err(|_| ca::Error::Invalid(format!("root generation {g} is too large")))
+}
+
+fn g_from(v: i32) -> Result<Generation> {
+    u32::try_from(v)
+        .ok()
+        .filter(|g| *g >= 1)
+        .ok_or_else(|| decode(format!("root generation {v}")))
+}
+
 fn scope_from(v: i32, prefecture: &str, municipality: &str) -> Result<Scope> {
     match v {
         CA_SCOPE => Ok(Scope::Ca),
@@ -293,10 +305,10 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row, col: &str) -> Result<T> {
 
 const CERT_COLS: &str =
     "c.hierarchy, c.serial, c.kind, c.holder, c.crl_partition, c.not_before_ns, c.not_after_ns, c.der, \
-     c.crl_prefecture, c.crl_municipality";
+     c.crl_prefecture, c.crl_municipality, c.generation";
 
 /// How many columns [`CERT_COLS`] selects (where the columns after them start).
-const CERT_COL_COUNT: usize = 10;
+const CERT_COL_COUNT: usize = 11;
 
 fn cert_from(row: &Row) -> Result<CertRecord> {
     Ok(CertRecord {
@@ -311,6 +323,7 @@ fn cert_from(row: &Row) -> Result<CertRecord> {
                 scope_from(p, names.0.unwrap_or(""), names.1.unwrap_or(""))
             })
             .transpose()?,
+        generation: g_from(row.get(10))?,
         not_before: from_ns(row.get(5))?,
         not_after: from_ns(row.get(6))?,
         der: row.get(7),
@@ -921,9 +934,11 @@ impl Storage for PgStorage {
     fn for_each_revoked(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         each: &mut dyn FnMut(Revoked) -> Result<()>,
     ) -> Result<()> {
+        let g = g_code(g)?;
         // Each chunk starts after the last serial seen (the empty serial sorts first): a
         // plain range on the primary key, so a partition of 10^6 entries streams in linear
         // time.
@@ -935,10 +950,10 @@ impl Storage for PgStorage {
                 &format!(
                     "SELECT serial, reason, revoked_at, invalidity, not_after FROM revoked \
                      WHERE hierarchy = $1 AND crl_scope = $2 AND crl_prefecture = $3 \
-                     AND crl_municipality = $4 AND serial {op} $5 \
+                     AND crl_municipality = $4 AND serial {op} $5 AND generation = $7 \
                      ORDER BY serial LIMIT $6"
                 ),
-                &[&h_code(h), &sc, &pref, &muni, &after, &CHUNK],
+                &[&h_code(h), &sc, &pref, &muni, &after, &CHUNK, &g],
             )?;
             op = ">";
             let full = rows.len() as i64 == CHUNK;
@@ -961,37 +976,41 @@ impl Storage for PgStorage {
         }
     }
 
-    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+    fn dirty_partitions(&self) -> Result<Vec<CrlId>> {
         self.query(
-            "SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality FROM crl_dirty \
-             ORDER BY hierarchy, crl_scope, crl_prefecture, crl_municipality",
+            "SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality, generation \
+             FROM crl_dirty \
+             ORDER BY hierarchy, generation, crl_scope, crl_prefecture, crl_municipality",
             &[],
         )?
         .iter()
-        .map(|row| Ok((h_from(row.get(0))?, scope_at(row, 1)?)))
+        .map(|row| Ok((h_from(row.get(0))?, g_from(row.get(4))?, scope_at(row, 1)?)))
         .collect()
     }
 
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>> {
         let (sc, pref, muni) = scope_cols(&scope);
+        let g = g_code(g)?;
         Ok(self
             .query_opt(
                 "SELECT state FROM crl_state WHERE hierarchy = $1 AND crl_scope = $2 \
-                 AND crl_prefecture = $3 AND crl_municipality = $4",
-                &[&h_code(h), &sc, &pref, &muni],
+                 AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
+                &[&h_code(h), &sc, &pref, &muni, &g],
             )?
             .map(|row| row.get(0)))
     }
 
-    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+    fn crl_scopes(&self) -> Result<Vec<CrlId>> {
         self.query(
-            "SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality FROM crl_state \
-             UNION SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality FROM crl_dirty \
-             ORDER BY 1, 2, 3, 4",
+            "SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality, generation \
+             FROM crl_state \
+             UNION SELECT hierarchy, crl_scope, crl_prefecture, crl_municipality, generation \
+             FROM crl_dirty \
+             ORDER BY 1, 5, 2, 3, 4",
             &[],
         )?
         .iter()
-        .map(|row| Ok((h_from(row.get(0))?, scope_at(row, 1)?)))
+        .map(|row| Ok((h_from(row.get(0))?, g_from(row.get(4))?, scope_at(row, 1)?)))
         .collect()
     }
 
@@ -1230,9 +1249,10 @@ impl Storage for PgStorage {
             (
                 // 65536: CA_SCOPE, the CA-level CRL.
                 "SELECT r.serial FROM revoked r JOIN certificates c USING (hierarchy, serial) \
-                 WHERE (r.crl_scope, r.crl_prefecture, r.crl_municipality) IS DISTINCT FROM \
+                 WHERE (r.crl_scope, r.crl_prefecture, r.crl_municipality, r.generation) \
+                 IS DISTINCT FROM \
                  (coalesce(c.crl_partition, 65536), coalesce(c.crl_prefecture, ''), \
-                 coalesce(c.crl_municipality, '')) LIMIT 1",
+                 coalesce(c.crl_municipality, ''), c.generation) LIMIT 1",
                 "is listed on another CRL than its own",
             ),
         ];
@@ -1311,12 +1331,13 @@ impl Storage for PgStorage {
         u64_of(row.map_or(0, |r| r.get(0)), "revocation log sequence")
     }
 
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         let (sc, pref, muni) = scope_cols(&scope);
+        let g = g_code(g)?;
         self.query_opt(
             "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 AND crl_scope = $2 \
-             AND crl_prefecture = $3 AND crl_municipality = $4",
-            &[&h_code(h), &sc, &pref, &muni],
+             AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
+            &[&h_code(h), &sc, &pref, &muni, &g],
         )?
         .map(|row| lease_from(&row))
         .transpose()
@@ -1577,12 +1598,13 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
+    fn crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool> {
         let (sc, pref, muni) = scope_cols(&scope);
+        let g = g_code(g)?;
         self.exists(
             "SELECT 1 FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2 \
-             AND crl_prefecture = $3 AND crl_municipality = $4",
-            &[&h_code(h), &sc, &pref, &muni],
+             AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
+            &[&h_code(h), &sc, &pref, &muni, &g],
         )
     }
 
@@ -1643,9 +1665,10 @@ impl Tx for PgTx<'_> {
         self.exec(
             "INSERT INTO certificates \
              (hierarchy, serial, kind, holder, crl_partition, not_before_ns, not_after_ns, der, \
-             crl_prefecture, crl_municipality) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             crl_prefecture, crl_municipality, generation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (hierarchy, serial) DO UPDATE SET kind = EXCLUDED.kind, \
+             generation = EXCLUDED.generation, \
              holder = EXCLUDED.holder, crl_partition = EXCLUDED.crl_partition, \
              not_before_ns = EXCLUDED.not_before_ns, not_after_ns = EXCLUDED.not_after_ns, \
              der = EXCLUDED.der, crl_prefecture = EXCLUDED.crl_prefecture, \
@@ -1661,6 +1684,7 @@ impl Tx for PgTx<'_> {
                 &c.der,
                 &pref,
                 &muni,
+                &g_code(c.generation)?,
             ],
         )?;
         self.exec(
@@ -1684,6 +1708,7 @@ impl Tx for PgTx<'_> {
         let h = h_code(c.hierarchy);
         let scope = scope_of(c);
         let (sc, pref, muni) = scope_cols(&scope);
+        let g = g_code(c.generation)?;
         let entry = revoked_entry(c, status)?;
         let reason = status.reason.map(|r| i16::from(r.code()));
         let since = opt_ns(status.since)?;
@@ -1707,9 +1732,10 @@ impl Tx for PgTx<'_> {
             Some(e) => self.exec(
                 "INSERT INTO revoked \
                  (hierarchy, crl_scope, crl_prefecture, crl_municipality, serial, reason, \
-                 revoked_at, invalidity, not_after) \
-                 VALUES ($1, $2, $8, $9, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality, serial) \
+                 revoked_at, invalidity, not_after, generation) \
+                 VALUES ($1, $2, $8, $9, $3, $4, $5, $6, $7, $10) \
+                 ON CONFLICT \
+                 (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality, serial) \
                  DO UPDATE SET \
                  reason = EXCLUDED.reason, revoked_at = EXCLUDED.revoked_at, \
                  invalidity = EXCLUDED.invalidity, not_after = EXCLUDED.not_after",
@@ -1723,12 +1749,14 @@ impl Tx for PgTx<'_> {
                     &e.not_after,
                     &pref,
                     &muni,
+                    &g,
                 ],
             )?,
             None => self.exec(
                 "DELETE FROM revoked WHERE hierarchy = $1 AND crl_scope = $2 \
-                 AND crl_prefecture = $4 AND crl_municipality = $5 AND serial = $3",
-                &[&h, &sc, &c.serial, &pref, &muni],
+                 AND crl_prefecture = $4 AND crl_municipality = $5 AND serial = $3 \
+                 AND generation = $6",
+                &[&h, &sc, &c.serial, &pref, &muni, &g],
             )?,
         }
         // The edges listening on the primary are woken when this commits (wakeups.rs).
@@ -1747,7 +1775,7 @@ impl Tx for PgTx<'_> {
                 &wakeups::CHANNEL,
             ],
         )?;
-        self.set_crl_dirty(c.hierarchy, scope)
+        self.set_crl_dirty(c.hierarchy, c.generation, scope)
     }
 
     fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()> {
@@ -1808,32 +1836,34 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+    fn set_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()> {
         let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
-            "INSERT INTO crl_dirty (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&h_code(h), &sc, &pref, &muni],
+            "INSERT INTO crl_dirty \
+             (hierarchy, crl_scope, crl_prefecture, crl_municipality, generation) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&h_code(h), &sc, &pref, &muni, &g_code(g)?],
         )
     }
 
-    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
+    fn clear_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()> {
         let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
             "DELETE FROM crl_dirty WHERE hierarchy = $1 AND crl_scope = $2 \
-             AND crl_prefecture = $3 AND crl_municipality = $4",
-            &[&h_code(h), &sc, &pref, &muni],
+             AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
+            &[&h_code(h), &sc, &pref, &muni, &g_code(g)?],
         )
     }
 
-    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
+    fn put_crl_state(&self, h: Hierarchy, g: Generation, scope: Scope, state: &[u8]) -> Result<()> {
         let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
-            "INSERT INTO crl_state (hierarchy, crl_scope, crl_prefecture, crl_municipality, state) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
+            "INSERT INTO crl_state \
+             (hierarchy, crl_scope, crl_prefecture, crl_municipality, state, generation) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality) \
              DO UPDATE SET state = EXCLUDED.state",
-            &[&h_code(h), &sc, &pref, &muni, &state],
+            &[&h_code(h), &sc, &pref, &muni, &state, &g_code(g)?],
         )
     }
 
@@ -1923,35 +1953,44 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>> {
         let (sc, pref, muni) = scope_cols(&scope);
+        let g = g_code(g)?;
         Ok(self
             .query_opt(
                 "SELECT state FROM crl_state WHERE hierarchy = $1 AND crl_scope = $2 \
-                 AND crl_prefecture = $3 AND crl_municipality = $4",
-                &[&h_code(h), &sc, &pref, &muni],
+                 AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
+                &[&h_code(h), &sc, &pref, &muni, &g],
             )?
             .map(|row| row.get(0)))
     }
 
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         let (sc, pref, muni) = scope_cols(&scope);
+        let g = g_code(g)?;
         self.query_opt(
             "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 AND crl_scope = $2 \
-             AND crl_prefecture = $3 AND crl_municipality = $4",
-            &[&h_code(h), &sc, &pref, &muni],
+             AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
+            &[&h_code(h), &sc, &pref, &muni, &g],
         )?
         .map(|row| lease_from(&row))
         .transpose()
     }
 
-    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
+    fn put_crl_lease(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        lease: &CrlLease,
+    ) -> Result<()> {
         let (sc, pref, muni) = scope_cols(&scope);
         self.exec(
             "INSERT INTO crl_leases \
-             (hierarchy, crl_scope, crl_prefecture, crl_municipality, holder, until_ns) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (hierarchy, crl_scope, crl_prefecture, crl_municipality) \
+             (hierarchy, crl_scope, crl_prefecture, crl_municipality, holder, until_ns, \
+             generation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality) \
              DO UPDATE SET holder = EXCLUDED.holder, until_ns = EXCLUDED.until_ns",
             &[
                 &h_code(h),
@@ -1960,6 +1999,7 @@ impl Tx for PgTx<'_> {
                 &muni,
                 &lease.holder,
                 &ns(lease.until)?,
+                &g_code(g)?,
             ],
         )
     }

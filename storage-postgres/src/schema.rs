@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "signed checkpoints of the audit chain", V7),
     (8, "CRL partition leases", V8),
     (9, "edges' OCSP signer requests", V9),
+    (10, "CRLs per root generation", V10),
 ];
 
 /// The version this binary brings a database to.
@@ -334,4 +335,29 @@ CREATE TABLE signer_requests (
 );
 CREATE INDEX signer_requests_pending ON signer_requests (node, hierarchy, generation)
     WHERE certificate IS NULL AND refused IS NULL;
+"#;
+
+/// Version 10: CRLs per root generation (docs/roots.md). Each generation of a hierarchy's root
+/// signs the CRLs of the certificates it issued, so a CRL is (hierarchy, generation, scope):
+/// `generation` joins the key of the CRL entries, dirty flags, publisher states and leases,
+/// and every certificate records the generation that issued it. Rows written before are
+/// generation 1 (the root `jpki init` made) by the column's default: nothing is rewritten.
+const V10: &str = r#"
+ALTER TABLE certificates ADD COLUMN generation integer NOT NULL DEFAULT 1;
+
+ALTER TABLE revoked ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE revoked DROP CONSTRAINT revoked_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality, serial);
+
+ALTER TABLE crl_dirty ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE crl_dirty DROP CONSTRAINT crl_dirty_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
+
+ALTER TABLE crl_state ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE crl_state DROP CONSTRAINT crl_state_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
+
+ALTER TABLE crl_leases ADD COLUMN generation integer NOT NULL DEFAULT 1;
+ALTER TABLE crl_leases DROP CONSTRAINT crl_leases_pkey,
+    ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
 "#;

@@ -31,12 +31,12 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
     drop(s);
     // Opening again applies nothing and keeps the data.
     let s = PgStorage::open(&url).expect("second open");
-    s.transact(&|t| t.put_crl_state(Hierarchy::Auth, Scope::Ca, b"kept"))
+    s.transact(&|t| t.put_crl_state(Hierarchy::Auth, 1, Scope::Ca, b"kept"))
         .expect("write");
     drop(s);
     let s = PgStorage::open(&url).expect("third open");
     assert_eq!(
-        s.crl_state(Hierarchy::Auth, Scope::Ca).expect("read"),
+        s.crl_state(Hierarchy::Auth, 1, Scope::Ca).expect("read"),
         Some(b"kept".to_vec())
     );
     drop(s);
@@ -104,13 +104,13 @@ fn a_serialization_failure_runs_the_body_again() {
         return;
     };
     let s = PgStorage::open(&url).expect("open");
-    s.transact(&|t| t.put_crl_state(Hierarchy::Signing, Scope::Partition(1), b"v0"))
+    s.transact(&|t| t.put_crl_state(Hierarchy::Signing, 1, Scope::Partition(1), b"v0"))
         .expect("seed");
     let runs = AtomicU32::new(0);
     s.transact(&|t: &dyn Tx| {
         let n = runs.fetch_add(1, Ordering::SeqCst);
         // Read the row (this takes the transaction's snapshot) …
-        let _ = t.crl_dirty(Hierarchy::Signing, Scope::Partition(1))?;
+        let _ = t.crl_dirty(Hierarchy::Signing, 1, Scope::Partition(1))?;
         if n == 0 {
             // … someone else (writing without the engine's lock) changes it and commits …
             cluster
@@ -121,12 +121,12 @@ fn a_serialization_failure_runs_the_body_again() {
                 .expect("concurrent update");
         }
         // … and this write of the same row fails with 40001 on the first run.
-        t.put_crl_state(Hierarchy::Signing, Scope::Partition(1), b"v2")
+        t.put_crl_state(Hierarchy::Signing, 1, Scope::Partition(1), b"v2")
     })
     .expect("committed on a later run");
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the body ran twice");
     assert_eq!(
-        s.crl_state(Hierarchy::Signing, Scope::Partition(1))
+        s.crl_state(Hierarchy::Signing, 1, Scope::Partition(1))
             .expect("read"),
         Some(b"v2".to_vec())
     );
@@ -191,7 +191,7 @@ fn a_schema_2_database_keeps_its_serial_partitions() {
         .expect("kept");
     assert_eq!(back.partition, Some(Scope::Partition(7)));
     let mut listed = Vec::new();
-    s.for_each_revoked(Hierarchy::Signing, Scope::Partition(7), &mut |r| {
+    s.for_each_revoked(Hierarchy::Signing, 1, Scope::Partition(7), &mut |r| {
         listed.push(r.serial);
         Ok(())
     })
@@ -202,13 +202,13 @@ fn a_schema_2_database_keeps_its_serial_partitions() {
         "still on its old partition"
     );
     assert_eq!(
-        s.crl_state(Hierarchy::Signing, Scope::Partition(7))
+        s.crl_state(Hierarchy::Signing, 1, Scope::Partition(7))
             .expect("state"),
         Some(b"old".to_vec())
     );
     assert_eq!(
         s.crl_scopes().expect("scopes"),
-        vec![(Hierarchy::Signing, Scope::Partition(7))]
+        vec![(Hierarchy::Signing, 1, Scope::Partition(7))]
     );
     assert_eq!(s.check_consistency().expect("consistent"), 1);
 
@@ -230,7 +230,7 @@ fn a_schema_2_database_keeps_its_serial_partitions() {
     })
     .expect("issue and revoke");
     let mut listed = Vec::new();
-    s.for_each_revoked(Hierarchy::Signing, tsukuba.clone(), &mut |r| {
+    s.for_each_revoked(Hierarchy::Signing, 1, tsukuba.clone(), &mut |r| {
         listed.push(r.serial);
         Ok(())
     })
@@ -239,8 +239,8 @@ fn a_schema_2_database_keeps_its_serial_partitions() {
     assert_eq!(
         s.dirty_partitions().expect("dirty"),
         vec![
-            (Hierarchy::Signing, Scope::Partition(7)),
-            (Hierarchy::Signing, tsukuba)
+            (Hierarchy::Signing, 1, Scope::Partition(7)),
+            (Hierarchy::Signing, 1, tsukuba)
         ]
     );
     assert_eq!(s.check_consistency().expect("consistent"), 2);

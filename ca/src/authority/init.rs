@@ -231,6 +231,7 @@ impl Authority {
                 kind: CertKind::Root,
                 holder: None,
                 partition: None,
+                generation: 1,
                 not_before: now,
                 not_after: end,
                 der: root_der,
@@ -255,6 +256,7 @@ impl Authority {
                 kind: CertKind::OcspSigner,
                 holder: None,
                 partition: None,
+                generation: 1,
                 not_before: now,
                 not_after: end,
                 der,
@@ -402,6 +404,7 @@ pub(crate) fn ocsp_signer_certificate(
             issuer: Some(profile::Issuer {
                 key_id: &root_id,
                 serial: root_serial,
+                generation: 1,
             }),
             crl: None,
         },

@@ -260,7 +260,12 @@ impl Authority {
         // municipality at issuance (or the serial's partition under the old scheme).
         let place = Municipality::new(&resident.prefecture, &resident.municipality)?;
         let partition = self.policy.new_partition(&serial, &place);
-        let new_partition = self.storage.crl_state(h, partition.clone())?.is_none();
+        // The newest generation issues, and signs the partition's CRL of its certificates.
+        let root = self.root(h);
+        let new_partition = self
+            .storage
+            .crl_state(h, root.generation, partition.clone())?
+            .is_none();
         let cn = self.opaque_id(now)?;
         let holder = match h {
             Hierarchy::Signing => Holder::Signing {
@@ -270,7 +275,6 @@ impl Authority {
             },
             Hierarchy::Auth => Holder::Auth,
         };
-        let root = self.root(h);
         let w = Window {
             serial: &serial,
             not_before: now,
@@ -279,6 +283,7 @@ impl Authority {
         let issuer = profile::Issuer {
             key_id: &root.key_id,
             serial: &root.serial,
+            generation: root.generation,
         };
         let tbs = profile::leaf_tbs(&self.policy, &holder, &cn, w, &partition, &csr.spki, issuer)?;
         let shape = match holder {
@@ -309,6 +314,7 @@ impl Authority {
             kind: CertKind::of(h),
             holder: Some(resident_id.to_owned()),
             partition: Some(partition.clone()),
+            generation: root.generation,
             not_before: now,
             not_after,
             der: der.clone(),
@@ -407,7 +413,7 @@ impl Authority {
         // the publisher publishes its (empty) CRL, so that relying parties find one. Setting
         // the flag twice (two first issuances at once) is harmless.
         if p.new_partition {
-            t.set_crl_dirty(p.h, p.partition.clone())?;
+            t.set_crl_dirty(p.h, p.record.generation, p.partition.clone())?;
         }
         if p.counter > 0 {
             t.note_serial(p.h, p.counter)?;

@@ -118,8 +118,9 @@ pub struct Authority {
 /// `jpki serve` replaces the OCSP answer and wakes the CRL publisher here (the CRL partition
 /// itself was marked dirty by the revocation's own transaction).
 pub trait Listener: Send + Sync {
-    /// `scope` is the CRL the certificate is listed on (its partition, or the CA-level CRL).
-    fn revoked(&self, hierarchy: Hierarchy, serial: &[u8], scope: &Scope);
+    /// `(hierarchy, generation, scope)` is the CRL the certificate is listed on: the root
+    /// generation that issued it, and its partition or the CA-level CRL.
+    fn revoked(&self, hierarchy: Hierarchy, generation: u32, serial: &[u8], scope: &Scope);
     /// A hierarchy's delegated OCSP signer was renewed (durable, files in place): the
     /// responder signs with `signer` from now on. Does nothing unless a server listens.
     fn ocsp_signer_renewed(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
@@ -127,6 +128,26 @@ pub trait Listener: Send + Sync {
     /// (durable, files in place): the responder signs with `signer` from now on and must never
     /// serve an answer of the old key again (cached ones included).
     fn ocsp_signer_compromised(&self, _hierarchy: Hierarchy, _signer: Arc<CaSigner>) {}
+    /// A new generation of a hierarchy's root was made while a server listens (durable,
+    /// files in place; `jpki root rollover` through the admin socket): from now on the server
+    /// signs the CRLs and OCSP answers of what `root` issues with `signer`, and the
+    /// generation before it issues nothing more — its last certificate expires at
+    /// `previous_last_expiry`, after which its CRLs are no longer published. Called before the
+    /// new generation's delegated OCSP signer is made.
+    fn root_generation_added(&self, _new: &RootAdded) {}
+}
+
+/// What [`Listener::root_generation_added`] is told.
+pub struct RootAdded {
+    pub hierarchy: Hierarchy,
+    pub root: Arc<Root>,
+    /// The new generation's root key.
+    pub signer: Arc<CaSigner>,
+    /// The generation before it, its root key (it signs its own OCSP answers from now on,
+    /// as every older generation does), and when the last certificate it issued expires.
+    pub previous: Arc<Root>,
+    pub previous_signer: Arc<CaSigner>,
+    pub previous_last_expiry: time::OffsetDateTime,
 }
 
 /// Upper-case hex of a serial.
@@ -237,7 +258,12 @@ impl Authority {
 
     fn notify(&self, c: &CertRecord) {
         if let Some(l) = self.listener.get() {
-            l.revoked(c.hierarchy, &c.serial, &crate::storage::scope_of(c));
+            l.revoked(
+                c.hierarchy,
+                c.generation,
+                &c.serial,
+                &crate::storage::scope_of(c),
+            );
         }
     }
 

@@ -458,6 +458,7 @@ impl Authority {
         let issuer = profile::Issuer {
             key_id: &root.key_id,
             serial: &root.serial,
+            generation: root.generation,
         };
         let w = Window {
             serial: &serial,
@@ -468,7 +469,10 @@ impl Authority {
         // holder's municipality at issuance (or the serial's under the old scheme).
         let place = policies::Municipality::new(&resident.prefecture, &resident.municipality)?;
         let partition = self.policy.new_partition(&serial, &place);
-        let new_partition = self.storage.crl_state(h, partition.clone())?.is_none();
+        let new_partition = self
+            .storage
+            .crl_state(h, root.generation, partition.clone())?
+            .is_none();
         let tbs = profile::leaf_tbs(&policy, &holder, &cn, w, &partition, spki, issuer)?;
         let shape = match holder {
             Holder::Signing { attributes, .. } => Shape::Signing { attributes },
@@ -499,6 +503,7 @@ impl Authority {
                 kind: CertKind::phone(h),
                 holder: Some(resident.id.clone()),
                 partition: Some(partition),
+                generation: root.generation,
                 not_before: now,
                 not_after,
                 der,
@@ -538,7 +543,7 @@ impl Authority {
             if c.new_partition {
                 if let Some(scope) = &c.record.partition {
                     // The partition's first (empty) CRL gets published.
-                    t.set_crl_dirty(c.h, scope.clone())?;
+                    t.set_crl_dirty(c.h, c.record.generation, scope.clone())?;
                 }
             }
             if c.counter > 0 {

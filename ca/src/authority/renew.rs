@@ -327,6 +327,7 @@ impl Authority {
             kind: CertKind::OcspSigner,
             holder: None,
             partition: None,
+            generation: self.root(h).generation,
             not_before: now,
             not_after,
             der: der.clone(),
@@ -391,7 +392,7 @@ impl Authority {
                 Some((r, _)) => {
                     l.ocsp_signer_compromised(h, signer);
                     // The revoked signer goes on the hierarchy's CA-level CRL.
-                    l.revoked(h, &r.serial, &policies::profile::Scope::Ca);
+                    l.revoked(h, r.generation, &r.serial, &policies::profile::Scope::Ca);
                 }
                 None => l.ocsp_signer_renewed(h, signer),
             }

@@ -135,13 +135,6 @@ impl Authority {
         h: Hierarchy,
         approvals: &[crate::ceremony::Approval],
     ) -> Result<RolledOver> {
-        if self.listener.get().is_some() {
-            return Err(Error::Invalid(
-                "a running `jpki serve` takes root generations up when it starts: stop it, run \
-                 `jpki root rollover`, start it again (or set ca.root_rollover = \"auto\")"
-                    .into(),
-            ));
-        }
         let quorum = crate::ceremony::require_two(
             self.storage.as_ref(),
             self.clock.now(),
@@ -149,7 +142,13 @@ impl Authority {
             &h.to_string(),
             approvals,
         )?;
+        let previous = self.root(h);
         let out = self.rollover_locked(h, &quorum)?;
+        // A running server (the rollover came through its admin socket) signs the new
+        // generation's CRLs and OCSP answers from now on, without a restart.
+        if let Some(l) = self.listener.get() {
+            self.tell_server(l.as_ref(), h, &previous);
+        }
         // The delegated OCSP signer moves to the new generation (the older ones sign their
         // own answers). Should this fail, the rollover stands and `renew_ocsp_signers_due`
         // (every `jpki serve` start and timer) replaces the signer, which it treats as due.
@@ -157,6 +156,39 @@ impl Authority {
             tracing::warn!(hierarchy = %h, error = %e, "root rollover: the OCSP signer of the new generation was not made yet; `jpki ocsp-signer renew` or `jpki serve` makes it");
         }
         Ok(out)
+    }
+
+    /// Hands the new generation (the newest now) to a running server's listener, with the
+    /// expiry of the last certificate the generation before it issued. The rollover stands
+    /// whatever happens here: a failure is logged, and the next start of `jpki serve` builds
+    /// its publishers from the store's generations.
+    fn tell_server(&self, l: &dyn super::Listener, h: Hierarchy, previous: &std::sync::Arc<Root>) {
+        let root = self.root(h);
+        let keys = self
+            .generation_signer(h, &root)
+            .and_then(|s| Ok((s, self.generation_signer(h, previous)?)));
+        let (signer, previous_signer) = match keys {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(hierarchy = %h, error = %e, "root rollover: the running server could not load the new root key; restart jpki serve");
+                return;
+            }
+        };
+        let last = match self.last_expiries() {
+            Ok(m) => m.get(&(h, previous.generation)).copied(),
+            Err(e) => {
+                tracing::error!(hierarchy = %h, error = %e, "root rollover: the last expiry of the previous generation could not be read; its CRLs are published until its root expires");
+                None
+            }
+        };
+        l.root_generation_added(&super::RootAdded {
+            hierarchy: h,
+            root,
+            signer,
+            previous: std::sync::Arc::clone(previous),
+            previous_signer,
+            previous_last_expiry: last.unwrap_or(previous.not_after),
+        });
     }
 
     /// Warns about every hierarchy whose rollover is due (`ca.root_rollover_years`): what
@@ -276,6 +308,7 @@ impl Authority {
             kind: CertKind::Root,
             holder: None,
             partition: None,
+            generation,
             not_before: now,
             not_after,
             der: der.clone(),
@@ -338,6 +371,30 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 }
 
 impl Authority {
+    /// When the last certificate each root generation issued expires (roots themselves left
+    /// out), by (hierarchy, generation): a generation that issues no more signs CRLs until
+    /// then (docs/roots.md). One pass over every certificate — what `jpki serve` does once
+    /// at start when a hierarchy has more than one generation (an older generation's set of
+    /// certificates is final once a newer one issues).
+    pub fn last_expiries(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(Hierarchy, u32), OffsetDateTime>> {
+        let mut last = std::collections::BTreeMap::new();
+        if Hierarchy::ALL.iter().all(|h| self.roots(*h).len() < 2) {
+            return Ok(last);
+        }
+        self.storage.for_each_certificate(&mut |c| {
+            if c.kind != CertKind::Root {
+                let e = last
+                    .entry((c.hierarchy, c.generation))
+                    .or_insert(c.not_after);
+                *e = (*e).max(c.not_after);
+            }
+            Ok(())
+        })?;
+        Ok(last)
+    }
+
     /// The generation of a hierarchy's root that issued `cert_der`, picked by key: the
     /// certificate's authorityKeyIdentifier keyIdentifier must be the generation's key id and,
     /// when it names one, authorityCertSerialNumber its serial — never by the issuer name,

@@ -88,12 +88,30 @@ pub struct CertRecord {
     /// or a serial partition for certificates issued under `crl.partition_by = "serial"` or
     /// before municipal partitions); `None` for CA-level certificates (root, OCSP signer).
     pub partition: Option<policies::profile::Scope>,
+    /// The generation of the hierarchy's root that issued it (a root: its own generation),
+    /// fixed at issuance: that generation signs the CRL the certificate is listed on
+    /// (docs/roots.md). Records written before root generations say nothing: generation 1.
+    #[serde(
+        default = "first_generation",
+        skip_serializing_if = "is_first_generation"
+    )]
+    pub generation: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
     #[serde(with = "b64")]
     pub der: Vec<u8>,
+}
+
+/// The generation of records that name none: the root `jpki init` made.
+pub fn first_generation() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+fn is_first_generation(g: &u32) -> bool {
+    *g == 1
 }
 
 impl CertRecord {

@@ -51,7 +51,7 @@ use crate::records::{
     CertKind, CertRecord, HistoryLine, Resident, State, StatusChange, StatusRecord,
 };
 use crate::storage::{
-    fingerprint, revoked_entry, KeyFingerprint, KeyOwner, Revoked, Scheduled, ScheduledKind,
+    fingerprint, revoked_entry, CrlId, KeyFingerprint, KeyOwner, Revoked, Scheduled, ScheduledKind,
     Storage, Tx,
 };
 
@@ -133,6 +133,7 @@ macro_rules! storage_conformance {
             crl_leases,
             signer_requests,
             revocation_log_import,
+            crl_generations,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -248,6 +249,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("crl_leases", crl_leases::<S>),
         ("signer_requests", signer_requests::<S>),
         ("revocation_log_import", revocation_log_import::<S>),
+        ("crl_generations", crl_generations::<S>),
     ]
 }
 
@@ -360,6 +362,7 @@ pub fn holder_cert(h: Hierarchy, serial: &[u8], holder: &str, partition: u16) ->
         kind: CertKind::of(h),
         holder: Some(holder.to_owned()),
         partition: Some(Scope::Partition(partition)),
+        generation: 1,
         not_before: at(0),
         not_after: at(86_400 * 365),
         der: certificate_der(&seed),
@@ -374,6 +377,7 @@ pub fn ca_cert(h: Hierarchy, serial: &[u8]) -> CertRecord {
         kind: CertKind::OcspSigner,
         holder: None,
         partition: None,
+        generation: 1,
         not_before: at(0),
         not_after: at(86_400 * 30),
         der: certificate_der(&[&[h.tag(), 0xCA][..], serial].concat()),
@@ -428,7 +432,7 @@ fn entry(c: &CertRecord, st: &StatusRecord) -> Revoked {
 
 fn revoked_list<S: Storage>(s: &S, h: Hierarchy, scope: Scope) -> Vec<Revoked> {
     let mut out = Vec::new();
-    ok(s.for_each_revoked(h, scope, &mut |r| {
+    ok(s.for_each_revoked(h, 1, scope, &mut |r| {
         out.push(r);
         Ok(())
     }));
@@ -639,7 +643,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
         ));
         out.push(format!(
             "crl state {h} {scope:?}: {:?}",
-            ok(s.crl_state(h, scope.clone()))
+            ok(s.crl_state(h, 1, scope.clone()))
         ));
     }
     out.push(format!("dirty: {:?}", ok(s.dirty_partitions())));
@@ -691,7 +695,7 @@ fn observe<S: Storage>(s: &S, p: &Probe) -> Vec<String> {
         for (h, scope) in all_scopes() {
             v.push(format!(
                 "tx dirty {h} {scope:?}: {}",
-                t.crl_dirty(h, scope.clone())?
+                t.crl_dirty(h, 1, scope.clone())?
             ));
         }
         for (pf, name) in p.sp_names {
@@ -999,33 +1003,33 @@ pub fn municipal_partitions<S: Storage>(s: &S) {
 
     // Dirty flags: every partition that got an entry, in Scope order (serial partitions,
     // municipal partitions by prefecture then municipality, then the CA-level CRL).
-    let mut want: Vec<(Hierarchy, Scope)> = Hierarchy::ALL
+    let mut want: Vec<CrlId> = Hierarchy::ALL
         .into_iter()
-        .flat_map(|h| scopes.iter().map(move |sc| (h, sc.clone())))
-        .chain([(SIGNING, Scope::Partition(7))])
+        .flat_map(|h| scopes.iter().map(move |sc| (h, 1, sc.clone())))
+        .chain([(SIGNING, 1, Scope::Partition(7))])
         .collect();
     want.sort();
     assert_eq!(ok(s.dirty_partitions()), want);
     assert_eq!(ok(s.crl_scopes()), want, "dirty CRLs are known CRLs");
-    for (h, sc) in &want {
+    for (h, _, sc) in &want {
         commit(s, &|t| {
-            t.put_crl_state(*h, sc.clone(), format!("{h} {}", sc.path()).as_bytes())?;
-            t.clear_crl_dirty(*h, sc.clone())
+            t.put_crl_state(*h, 1, sc.clone(), format!("{h} {}", sc.path()).as_bytes())?;
+            t.clear_crl_dirty(*h, 1, sc.clone())
         });
     }
     assert_eq!(ok(s.dirty_partitions()), vec![]);
     assert_eq!(ok(s.crl_scopes()), want, "published CRLs stay known");
-    for (h, sc) in &want {
+    for (h, _, sc) in &want {
         assert_eq!(
-            ok(s.crl_state(*h, sc.clone())),
+            ok(s.crl_state(*h, 1, sc.clone())),
             Some(format!("{h} {}", sc.path()).into_bytes())
         );
     }
     let new = place("Ibaraki-ken", "Mito-shi");
-    commit(s, &|t| t.set_crl_dirty(AUTH, new.clone()));
-    assert_eq!(ok(s.dirty_partitions()), vec![(AUTH, new.clone())]);
-    assert!(ok(s.crl_scopes()).contains(&(AUTH, new.clone())));
-    assert_eq!(ok(s.crl_state(AUTH, new)), None);
+    commit(s, &|t| t.set_crl_dirty(AUTH, 1, new.clone()));
+    assert_eq!(ok(s.dirty_partitions()), vec![(AUTH, 1, new.clone())]);
+    assert!(ok(s.crl_scopes()).contains(&(AUTH, 1, new.clone())));
+    assert_eq!(ok(s.crl_state(AUTH, 1, new)), None);
     // A good certificate is on no list; the indexes agree.
     assert!(!revoked_list(s, SIGNING, scopes[0].clone())
         .iter()
@@ -1186,18 +1190,23 @@ pub fn callbacks_may_use_the_store<S: Storage>(s: &S) {
         Ok(())
     });
     let mut seen = 0;
-    ok(s.for_each_revoked(SIGNING, Scope::Partition(1), &mut |r| {
-        seen += 1;
-        // A write from inside the walk (the CRL publisher clears what it published).
-        s.transact(&|t| t.put_crl_state(SIGNING, Scope::Partition(1), &r.serial))?;
-        assert_eq!(s.status(SIGNING, &r.serial)?, Some(rev));
-        Ok(())
-    }));
+    ok(
+        s.for_each_revoked(SIGNING, 1, Scope::Partition(1), &mut |r| {
+            seen += 1;
+            // A write from inside the walk (the CRL publisher clears what it published).
+            s.transact(&|t| t.put_crl_state(SIGNING, 1, Scope::Partition(1), &r.serial))?;
+            assert_eq!(s.status(SIGNING, &r.serial)?, Some(rev));
+            Ok(())
+        }),
+    );
     assert_eq!(seen, 5);
-    assert_eq!(ok(s.crl_state(SIGNING, Scope::Partition(1))), Some(vec![5]));
+    assert_eq!(
+        ok(s.crl_state(SIGNING, 1, Scope::Partition(1))),
+        Some(vec![5])
+    );
     let mut calls = 0;
     let e = s
-        .for_each_revoked(SIGNING, Scope::Partition(1), &mut |_| {
+        .for_each_revoked(SIGNING, 1, Scope::Partition(1), &mut |_| {
             calls += 1;
             Err(Error::Retry)
         })
@@ -1214,12 +1223,12 @@ pub fn dirty_marking<S: Storage>(s: &S) {
     let ca = ca_cert(AUTH, &[0x02]);
     add(s, &[&c, &a, &ca]);
     assert!(ok(s.dirty_partitions()).is_empty());
-    let clear = |h, scope: Scope| commit(s, &|t| t.clear_crl_dirty(h, scope.clone()));
+    let clear = |h, scope: Scope| commit(s, &|t| t.clear_crl_dirty(h, 1, scope.clone()));
 
     commit(s, &|t| {
         for (h, scope) in all_scopes() {
             assert!(
-                !t.crl_dirty(h, scope.clone())?,
+                !t.crl_dirty(h, 1, scope.clone())?,
                 "{h} {scope:?} dirty before anything"
             );
         }
@@ -1227,7 +1236,7 @@ pub fn dirty_marking<S: Storage>(s: &S) {
         for (h, scope) in all_scopes() {
             let want = h == SIGNING && scope == Scope::Partition(3);
             assert_eq!(
-                t.crl_dirty(h, scope.clone())?,
+                t.crl_dirty(h, 1, scope.clone())?,
                 want,
                 "{h} {scope:?} in the same body"
             );
@@ -1236,39 +1245,39 @@ pub fn dirty_marking<S: Storage>(s: &S) {
     });
     assert_eq!(
         ok(s.dirty_partitions()),
-        vec![(SIGNING, Scope::Partition(3))]
+        vec![(SIGNING, 1, Scope::Partition(3))]
     );
     commit(s, &|t| {
-        assert!(t.crl_dirty(SIGNING, Scope::Partition(3))?);
-        assert!(!t.crl_dirty(AUTH, Scope::Partition(3))?);
-        assert!(!t.crl_dirty(SIGNING, Scope::Ca)?);
+        assert!(t.crl_dirty(SIGNING, 1, Scope::Partition(3))?);
+        assert!(!t.crl_dirty(AUTH, 1, Scope::Partition(3))?);
+        assert!(!t.crl_dirty(SIGNING, 1, Scope::Ca)?);
         Ok(())
     });
     clear(SIGNING, Scope::Partition(3));
     assert!(ok(s.dirty_partitions()).is_empty());
     commit(s, &|t| {
-        assert!(!t.crl_dirty(SIGNING, Scope::Partition(3))?);
+        assert!(!t.crl_dirty(SIGNING, 1, Scope::Partition(3))?);
         Ok(())
     });
 
     set_status(s, &a, held(2));
     assert_eq!(
         ok(s.dirty_partitions()),
-        vec![(AUTH, Scope::Partition(0))],
+        vec![(AUTH, 1, Scope::Partition(0))],
         "a hold"
     );
     clear(AUTH, Scope::Partition(0));
     set_status(s, &c, StatusRecord::GOOD);
     assert_eq!(
         ok(s.dirty_partitions()),
-        vec![(SIGNING, Scope::Partition(3))],
+        vec![(SIGNING, 1, Scope::Partition(3))],
         "taking a certificate off its CRL changes the CRL"
     );
     clear(SIGNING, Scope::Partition(3));
     set_status(s, &ca, revoked(Reason::CaCompromise, 3));
     assert_eq!(
         ok(s.dirty_partitions()),
-        vec![(AUTH, Scope::Ca)],
+        vec![(AUTH, 1, Scope::Ca)],
         "a CA-level revocation"
     );
     clear(AUTH, Scope::Ca);
@@ -1284,19 +1293,19 @@ pub fn dirty_marking<S: Storage>(s: &S) {
     ];
     commit(s, &|t| {
         for (h, scope) in marks.clone() {
-            t.set_crl_dirty(h, scope.clone())?;
+            t.set_crl_dirty(h, 1, scope.clone())?;
         }
-        t.set_crl_dirty(SIGNING, Scope::Partition(2))
+        t.set_crl_dirty(SIGNING, 1, Scope::Partition(2))
     });
     assert_eq!(
         ok(s.dirty_partitions()),
         vec![
-            (SIGNING, Scope::Partition(2)),
-            (SIGNING, Scope::Partition(10)),
-            (SIGNING, Scope::Partition(256)),
-            (SIGNING, Scope::Ca),
-            (AUTH, Scope::Partition(0)),
-            (AUTH, Scope::Ca),
+            (SIGNING, 1, Scope::Partition(2)),
+            (SIGNING, 1, Scope::Partition(10)),
+            (SIGNING, 1, Scope::Partition(256)),
+            (SIGNING, 1, Scope::Ca),
+            (AUTH, 1, Scope::Partition(0)),
+            (AUTH, 1, Scope::Ca),
         ]
     );
     clear(SIGNING, Scope::Partition(10));
@@ -1304,16 +1313,16 @@ pub fn dirty_marking<S: Storage>(s: &S) {
     assert_eq!(
         ok(s.dirty_partitions()),
         vec![
-            (SIGNING, Scope::Partition(2)),
-            (SIGNING, Scope::Partition(256)),
-            (SIGNING, Scope::Ca),
-            (AUTH, Scope::Partition(0)),
-            (AUTH, Scope::Ca),
+            (SIGNING, 1, Scope::Partition(2)),
+            (SIGNING, 1, Scope::Partition(256)),
+            (SIGNING, 1, Scope::Ca),
+            (AUTH, 1, Scope::Partition(0)),
+            (AUTH, 1, Scope::Ca),
         ]
     );
     // The CRL's state and its dirty mark are separate.
     commit(s, &|t| {
-        t.put_crl_state(SIGNING, Scope::Partition(2), b"published")
+        t.put_crl_state(SIGNING, 1, Scope::Partition(2), b"published")
     });
     assert_eq!(
         ok(s.dirty_partitions()).len(),
@@ -1322,7 +1331,7 @@ pub fn dirty_marking<S: Storage>(s: &S) {
     );
     clear(SIGNING, Scope::Partition(2));
     assert_eq!(
-        ok(s.crl_state(SIGNING, Scope::Partition(2))),
+        ok(s.crl_state(SIGNING, 1, Scope::Partition(2))),
         Some(b"published".to_vec()),
         "clearing the mark keeps the state"
     );
@@ -1332,33 +1341,33 @@ pub fn dirty_marking<S: Storage>(s: &S) {
 /// put_crl_state and crl_state, per (hierarchy, scope).
 pub fn crl_state<S: Storage>(s: &S) {
     for (h, scope) in all_scopes() {
-        assert_eq!(ok(s.crl_state(h, scope.clone())), None);
+        assert_eq!(ok(s.crl_state(h, 1, scope.clone())), None);
     }
     commit(s, &|t| {
-        t.put_crl_state(SIGNING, Scope::Partition(0), b"one")
+        t.put_crl_state(SIGNING, 1, Scope::Partition(0), b"one")
     });
     for (h, scope) in all_scopes() {
         let want = (h == SIGNING && scope == Scope::Partition(0)).then(|| b"one".to_vec());
-        assert_eq!(ok(s.crl_state(h, scope.clone())), want, "{h} {scope:?}");
+        assert_eq!(ok(s.crl_state(h, 1, scope.clone())), want, "{h} {scope:?}");
     }
     let binary = vec![0u8, 0xFF, b'/', b'd', 0, 1];
     commit(s, &|t| {
-        t.put_crl_state(SIGNING, Scope::Partition(0), b"two")?;
-        t.put_crl_state(SIGNING, Scope::Ca, b"")?;
-        t.put_crl_state(AUTH, Scope::Partition(1), &binary)
+        t.put_crl_state(SIGNING, 1, Scope::Partition(0), b"two")?;
+        t.put_crl_state(SIGNING, 1, Scope::Ca, b"")?;
+        t.put_crl_state(AUTH, 1, Scope::Partition(1), &binary)
     });
     assert_eq!(
-        ok(s.crl_state(SIGNING, Scope::Partition(0))),
+        ok(s.crl_state(SIGNING, 1, Scope::Partition(0))),
         Some(b"two".to_vec())
     );
     assert_eq!(
-        ok(s.crl_state(SIGNING, Scope::Ca)),
+        ok(s.crl_state(SIGNING, 1, Scope::Ca)),
         Some(Vec::new()),
         "an empty state is a state"
     );
-    assert_eq!(ok(s.crl_state(AUTH, Scope::Partition(1))), Some(binary));
-    assert_eq!(ok(s.crl_state(AUTH, Scope::Partition(0))), None);
-    assert_eq!(ok(s.crl_state(AUTH, Scope::Ca)), None);
+    assert_eq!(ok(s.crl_state(AUTH, 1, Scope::Partition(1))), Some(binary));
+    assert_eq!(ok(s.crl_state(AUTH, 1, Scope::Partition(0))), None);
+    assert_eq!(ok(s.crl_state(AUTH, 1, Scope::Ca)), None);
     assert!(ok(s.dirty_partitions()).is_empty());
 }
 
@@ -1509,7 +1518,7 @@ pub fn audit_chain<S: Storage>(s: &S) {
         t.audit(intent("issue", "c"))?;
         t.audit(intent("revoke", "d"))
     });
-    commit(s, &|t| t.put_crl_state(SIGNING, Scope::Ca, b"no audit"));
+    commit(s, &|t| t.put_crl_state(SIGNING, 1, Scope::Ca, b"no audit"));
     commit(s, &|t| {
         t.audit(intent("hold", "e"))?;
         t.note_serial(SIGNING, 1)?;
@@ -1991,7 +2000,7 @@ pub fn failed_body_changes_nothing<S: Storage>(s: &S) {
         t.schedule(&pending)?;
         t.audit(intent("init", "x"))?;
         t.audit(intent("issue", "y"))?;
-        t.put_crl_state(SIGNING, Scope::Partition(1), b"state")?;
+        t.put_crl_state(SIGNING, 1, Scope::Partition(1), b"state")?;
         t.put_operator(&operator("pf-1", "PF One"))?;
         t.bind_operator_key("aa", "pf-1")?;
         t.put_service_provider(&sp("sp-1", "pf-1", "SP One"))?;
@@ -2048,19 +2057,19 @@ pub fn failed_body_changes_nothing<S: Storage>(s: &S) {
         ("audit", Box::new(|t| t.audit(intent("revoke", "z")))),
         (
             "set_crl_dirty",
-            Box::new(|t| t.set_crl_dirty(SIGNING, Scope::Partition(7))),
+            Box::new(|t| t.set_crl_dirty(SIGNING, 1, Scope::Partition(7))),
         ),
         (
             "clear_crl_dirty",
-            Box::new(|t| t.clear_crl_dirty(AUTH, Scope::Partition(2))),
+            Box::new(|t| t.clear_crl_dirty(AUTH, 1, Scope::Partition(2))),
         ),
         (
             "put_crl_state update",
-            Box::new(|t| t.put_crl_state(SIGNING, Scope::Partition(1), b"changed")),
+            Box::new(|t| t.put_crl_state(SIGNING, 1, Scope::Partition(1), b"changed")),
         ),
         (
             "put_crl_state new",
-            Box::new(|t| t.put_crl_state(AUTH, Scope::Ca, b"new")),
+            Box::new(|t| t.put_crl_state(AUTH, 1, Scope::Ca, b"new")),
         ),
         (
             "put_operator new",
@@ -2120,7 +2129,7 @@ pub fn failed_body_changes_nothing<S: Storage>(s: &S) {
         // The writes were made (the body sees them) before it failed.
         assert!(t.certificate_exists(AUTH, &fresh.serial)?);
         assert_eq!(t.resident("R2")?.map(|r| r.version), Some(0));
-        assert!(t.crl_dirty(SIGNING, Scope::Partition(7))?);
+        assert!(t.crl_dirty(SIGNING, 1, Scope::Partition(7))?);
         Ok(())
     });
     // The same writes, committed, do show (so the probe would have seen them).
@@ -2206,14 +2215,14 @@ pub fn reads_see_own_writes<S: Storage>(s: &S) {
         assert_eq!(t.status(SIGNING, &c.serial)?, Some(held(7)));
         t.set_status(&c, &rev)?;
         assert_eq!(t.status(SIGNING, &c.serial)?, Some(rev));
-        assert!(t.crl_dirty(SIGNING, Scope::Partition(4))?);
+        assert!(t.crl_dirty(SIGNING, 1, Scope::Partition(4))?);
         t.set_status(&ca, &held(7))?;
         t.set_status(&ca, &StatusRecord::GOOD)?;
-        assert!(t.crl_dirty(AUTH, Scope::Ca)?);
-        t.clear_crl_dirty(AUTH, Scope::Ca)?;
-        assert!(!t.crl_dirty(AUTH, Scope::Ca)?);
-        t.set_crl_dirty(AUTH, Scope::Partition(9))?;
-        assert!(t.crl_dirty(AUTH, Scope::Partition(9))?);
+        assert!(t.crl_dirty(AUTH, 1, Scope::Ca)?);
+        t.clear_crl_dirty(AUTH, 1, Scope::Ca)?;
+        assert!(!t.crl_dirty(AUTH, 1, Scope::Ca)?);
+        t.set_crl_dirty(AUTH, 1, Scope::Partition(9))?;
+        assert!(t.crl_dirty(AUTH, 1, Scope::Partition(9))?);
 
         t.put_resident(&resident("R1", 0))?;
         t.put_resident(&resident("R1", 1))?;
@@ -2254,7 +2263,10 @@ pub fn reads_see_own_writes<S: Storage>(s: &S) {
     assert!(revoked_list(s, AUTH, Scope::Ca).is_empty());
     assert_eq!(
         ok(s.dirty_partitions()),
-        vec![(SIGNING, Scope::Partition(4)), (AUTH, Scope::Partition(9))]
+        vec![
+            (SIGNING, 1, Scope::Partition(4)),
+            (AUTH, 1, Scope::Partition(9))
+        ]
     );
     assert_eq!(ok(s.resident("R1")).map(|r| r.version), Some(1));
     assert_eq!(
@@ -2394,7 +2406,7 @@ pub fn body_errors_come_from_one_state<S: Storage>(s: &S) {
                     "torn read: A at version {a}, B at version {b}"
                 )));
             }
-            t.put_crl_state(SIGNING, Scope::Ca, &[a as u8])
+            t.put_crl_state(SIGNING, 1, Scope::Ca, &[a as u8])
         });
         assert!(
             r.is_ok(),
@@ -2902,57 +2914,183 @@ pub fn crl_leases<S: Storage>(s: &S) {
     use crate::storage::lease_crl;
     let ttl = Duration::seconds(60);
     let p = Scope::Partition(2);
-    assert_eq!(ok(s.crl_lease(SIGNING, p.clone())), None);
+    assert_eq!(ok(s.crl_lease(SIGNING, 1, p.clone())), None);
     commit(s, &|t| {
-        lease_crl(t, SIGNING, p.clone(), "ca-1", at(1000), ttl)
+        lease_crl(t, SIGNING, 1, p.clone(), "ca-1", at(1000), ttl)
     });
-    let l = ok(s.crl_lease(SIGNING, p.clone())).expect("leased");
+    let l = ok(s.crl_lease(SIGNING, 1, p.clone())).expect("leased");
     assert_eq!((l.holder.as_str(), l.until), ("ca-1", at(1060)));
     // Renewed by its holder.
     commit(s, &|t| {
-        lease_crl(t, SIGNING, p.clone(), "ca-1", at(1030), ttl)
+        lease_crl(t, SIGNING, 1, p.clone(), "ca-1", at(1030), ttl)
     });
     assert_eq!(
-        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.until),
+        ok(s.crl_lease(SIGNING, 1, p.clone())).map(|l| l.until),
         Some(at(1090))
     );
     // Refused to another node while it runs, with the holder named; nothing changes.
     let e = s
         .transact(&|t| {
-            t.put_crl_state(SIGNING, p.clone(), b"not mine")?;
-            lease_crl(t, SIGNING, p.clone(), "ca-2", at(1089), ttl)
+            t.put_crl_state(SIGNING, 1, p.clone(), b"not mine")?;
+            lease_crl(t, SIGNING, 1, p.clone(), "ca-2", at(1089), ttl)
         })
         .expect_err("leased to ca-1");
     assert!(matches!(&e, Error::Refused(m) if m.contains("ca-1")), "{e}");
-    assert_eq!(ok(s.crl_state(SIGNING, p.clone())), None);
+    assert_eq!(ok(s.crl_state(SIGNING, 1, p.clone())), None);
     assert_eq!(
-        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder),
+        ok(s.crl_lease(SIGNING, 1, p.clone())).map(|l| l.holder),
         Some("ca-1".into())
     );
     // Another CRL is free; the lease ran out: granted to the other node.
-    commit(s, &|t| lease_crl(t, AUTH, p.clone(), "ca-2", at(1089), ttl));
     commit(s, &|t| {
-        lease_crl(t, SIGNING, Scope::Ca, "ca-2", at(1089), ttl)
+        lease_crl(t, AUTH, 1, p.clone(), "ca-2", at(1089), ttl)
     });
     commit(s, &|t| {
-        lease_crl(t, SIGNING, p.clone(), "ca-2", at(1090), ttl)
+        lease_crl(t, SIGNING, 1, Scope::Ca, "ca-2", at(1089), ttl)
+    });
+    commit(s, &|t| {
+        lease_crl(t, SIGNING, 1, p.clone(), "ca-2", at(1090), ttl)
     });
     assert_eq!(
-        ok(s.crl_lease(SIGNING, p.clone())).map(|l| l.holder),
+        ok(s.crl_lease(SIGNING, 1, p.clone())).map(|l| l.holder),
         Some("ca-2".into())
     );
     // The Tx's view of the CRL state and lease, own writes included.
     commit(s, &|t| {
-        assert_eq!(t.crl_state(SIGNING, p.clone())?, None);
-        t.put_crl_state(SIGNING, p.clone(), b"mine")?;
-        assert_eq!(t.crl_state(SIGNING, p.clone())?, Some(b"mine".to_vec()));
+        assert_eq!(t.crl_state(SIGNING, 1, p.clone())?, None);
+        t.put_crl_state(SIGNING, 1, p.clone(), b"mine")?;
+        assert_eq!(t.crl_state(SIGNING, 1, p.clone())?, Some(b"mine".to_vec()));
         assert_eq!(
-            t.crl_lease(SIGNING, p.clone())?.map(|l| l.holder),
+            t.crl_lease(SIGNING, 1, p.clone())?.map(|l| l.holder),
             Some("ca-2".into())
         );
         Ok(())
     });
-    assert_eq!(ok(s.crl_state(SIGNING, p.clone())), Some(b"mine".to_vec()));
+    assert_eq!(
+        ok(s.crl_state(SIGNING, 1, p.clone())),
+        Some(b"mine".to_vec())
+    );
+}
+
+/// Root generations: a CRL is (hierarchy, generation, scope). A certificate keeps the
+/// generation it was issued under; revoking it lists it, and marks dirty, only its own
+/// generation's CRL; states, flags and leases of one generation are not another's; a record
+/// written without a generation is generation 1 (the data every store had before).
+pub fn crl_generations<S: Storage>(s: &S) {
+    use crate::storage::lease_crl;
+    let p = Scope::Partition(3);
+    let old = holder_cert(SIGNING, &[0x31], "R1", 3);
+    let new = CertRecord {
+        generation: 2,
+        ..holder_cert(SIGNING, &[0x32], "R2", 3)
+    };
+    let third = CertRecord {
+        generation: 3,
+        ..municipal_cert(AUTH, &[0x33], "R3", &place("Ibaraki-ken", "Tsukuba-shi"))
+    };
+    let signer2 = CertRecord {
+        generation: 2,
+        ..ca_cert(SIGNING, &[0x34])
+    };
+    add(s, &[&old, &new, &third, &signer2]);
+    for c in [&old, &new, &third, &signer2] {
+        let back = ok(s.certificate(c.hierarchy, &c.serial)).expect("stored");
+        assert_eq!(
+            back.generation, c.generation,
+            "the record keeps its generation"
+        );
+    }
+    // A revocation of the old generation's certificate: its CRL only.
+    let rev = revoked(Reason::KeyCompromise, 10);
+    set_status(s, &old, rev);
+    assert_eq!(ok(s.dirty_partitions()), vec![(SIGNING, 1, p.clone())]);
+    set_status(s, &new, held(11));
+    set_status(s, &third, rev);
+    set_status(s, &signer2, revoked(Reason::CaCompromise, 12));
+    let mut want: Vec<CrlId> = vec![
+        (SIGNING, 1, p.clone()),
+        (SIGNING, 2, p.clone()),
+        (SIGNING, 2, Scope::Ca),
+        (AUTH, 3, third.partition.clone().expect("a partition")),
+    ];
+    want.sort();
+    assert_eq!(
+        ok(s.dirty_partitions()),
+        want,
+        "(hierarchy, generation, scope) order"
+    );
+    assert_eq!(ok(s.crl_scopes()), want);
+    let list = |h, g, scope: Scope| {
+        let mut out = Vec::new();
+        ok(s.for_each_revoked(h, g, scope, &mut |r| {
+            out.push(r.serial);
+            Ok(())
+        }));
+        out
+    };
+    assert_eq!(list(SIGNING, 1, p.clone()), vec![vec![0x31]]);
+    assert_eq!(list(SIGNING, 2, p.clone()), vec![vec![0x32]]);
+    assert!(list(SIGNING, 3, p.clone()).is_empty());
+    assert_eq!(list(SIGNING, 2, Scope::Ca), vec![vec![0x34]]);
+    assert!(list(SIGNING, 1, Scope::Ca).is_empty());
+    assert!(list(AUTH, 1, third.partition.clone().expect("a partition")).is_empty());
+    assert_eq!(
+        list(AUTH, 3, third.partition.clone().expect("a partition")),
+        vec![vec![0x33]]
+    );
+    // State, flags and leases per generation.
+    commit(s, &|t| {
+        t.put_crl_state(SIGNING, 2, p.clone(), b"gen 2")?;
+        t.clear_crl_dirty(SIGNING, 2, p.clone())?;
+        assert!(
+            t.crl_dirty(SIGNING, 1, p.clone())?,
+            "generation 1 still dirty"
+        );
+        assert!(!t.crl_dirty(SIGNING, 2, p.clone())?);
+        lease_crl(
+            t,
+            SIGNING,
+            2,
+            p.clone(),
+            "ca-1",
+            at(1000),
+            Duration::seconds(60),
+        )
+    });
+    assert_eq!(ok(s.crl_state(SIGNING, 1, p.clone())), None);
+    assert_eq!(
+        ok(s.crl_state(SIGNING, 2, p.clone())),
+        Some(b"gen 2".to_vec())
+    );
+    assert!(ok(s.crl_lease(SIGNING, 1, p.clone())).is_none());
+    assert_eq!(
+        ok(s.crl_lease(SIGNING, 2, p.clone())).map(|l| l.holder),
+        Some("ca-1".to_owned())
+    );
+    // Another node may take generation 1's lease while ca-1 holds generation 2's.
+    commit(s, &|t| {
+        lease_crl(
+            t,
+            SIGNING,
+            1,
+            p.clone(),
+            "ca-2",
+            at(1001),
+            Duration::seconds(60),
+        )
+    });
+    assert!(ok(s.crl_scopes()).contains(&(SIGNING, 2, p.clone())));
+    // Taking the old certificate off its CRL dirties generation 1's again, not 2's.
+    commit(s, &|t| {
+        t.clear_crl_dirty(SIGNING, 1, p.clone())?;
+        t.clear_crl_dirty(SIGNING, 2, Scope::Ca)?;
+        t.clear_crl_dirty(AUTH, 3, third.partition.clone().expect("a partition"))
+    });
+    set_status(s, &old, StatusRecord::GOOD);
+    assert_eq!(ok(s.dirty_partitions()), vec![(SIGNING, 1, p.clone())]);
+    assert!(list(SIGNING, 1, p.clone()).is_empty());
+    assert_eq!(list(SIGNING, 2, p), vec![vec![0x32]]);
+    assert_eq!(ok(s.check_consistency()), 4);
 }
 
 /// Edges' OCSP signer requests: stored and read back whole (nanosecond times), one per

@@ -29,14 +29,16 @@ use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
 use crate::storage::SignerRequest;
 use crate::storage::{
-    fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlLease, KeyFingerprint,
-    KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
+    crl_of, fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlId, CrlLease,
+    Generation, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind,
+    Storage, Tx,
 };
 
 /// A certificate: hierarchy and serial.
 type CertKey = (Hierarchy, Vec<u8>);
-/// A CRL: hierarchy and scope (partitions in number order, then the CA-level CRL).
-type CrlKey = (Hierarchy, Scope);
+/// A CRL: hierarchy, generation and scope (partitions in number order, then the CA-level
+/// CRL).
+type CrlKey = CrlId;
 
 /// Everything the store holds. Sets are maps to `()`, so that one undo mechanism serves all.
 #[derive(Default)]
@@ -45,8 +47,8 @@ struct Tables {
     status: BTreeMap<CertKey, StatusRecord>,
     /// Holder id, hierarchy, serial.
     by_holder: BTreeMap<(String, Hierarchy, Vec<u8>), ()>,
-    /// Hierarchy, scope, serial.
-    revoked: BTreeMap<(Hierarchy, Scope, Vec<u8>), RevokedEntry>,
+    /// Hierarchy, generation, scope, serial.
+    revoked: BTreeMap<(Hierarchy, Generation, Scope, Vec<u8>), RevokedEntry>,
     keys: BTreeMap<KeyFingerprint, KeyOwner>,
     counters: BTreeMap<Hierarchy, u64>,
     dirty: BTreeMap<CrlKey, ()>,
@@ -240,29 +242,33 @@ impl Storage for MemoryStorage {
     fn for_each_revoked(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         each: &mut dyn FnMut(Revoked) -> Result<()>,
     ) -> Result<()> {
         // Serials are unbounded byte strings: the scope ends before the next scope's start.
         let to = match &scope {
             Scope::Partition(p) if *p < u16::MAX => {
-                Bound::Excluded((h, Scope::Partition(p + 1), Vec::new()))
+                Bound::Excluded((h, g, Scope::Partition(p + 1), Vec::new()))
             }
-            Scope::Partition(_) => Bound::Excluded((h, Scope::Ca, Vec::new())),
+            Scope::Partition(_) => Bound::Excluded((h, g, Scope::Ca, Vec::new())),
             Scope::Municipal(m) => {
-                Bound::Excluded((h, Scope::Municipal(m.range_end()), Vec::new()))
+                Bound::Excluded((h, g, Scope::Municipal(m.range_end()), Vec::new()))
             }
-            Scope::Ca => match Hierarchy::ALL.iter().find(|n| **n > h) {
-                Some(next) => Bound::Excluded((*next, Scope::Partition(0), Vec::new())),
-                None => Bound::Unbounded,
+            Scope::Ca => match g.checked_add(1) {
+                Some(next) => Bound::Excluded((h, next, Scope::Partition(0), Vec::new())),
+                None => match Hierarchy::ALL.iter().find(|n| **n > h) {
+                    Some(next) => Bound::Excluded((*next, 0, Scope::Partition(0), Vec::new())),
+                    None => Bound::Unbounded,
+                },
             },
         };
-        let from = (h, scope, Vec::new());
+        let from = (h, g, scope, Vec::new());
         self.stream(
             |t| &t.revoked,
             Bound::Included(from),
             to,
-            |(_, _, serial), entry| Revoked {
+            |(_, _, _, serial), entry| Revoked {
                 serial: serial.clone(),
                 entry: *entry,
             },
@@ -270,11 +276,11 @@ impl Storage for MemoryStorage {
         )
     }
 
-    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+    fn dirty_partitions(&self) -> Result<Vec<CrlId>> {
         self.read(|t| t.dirty.keys().cloned().collect())
     }
 
-    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+    fn crl_scopes(&self) -> Result<Vec<CrlId>> {
         self.read(|t| {
             let all: std::collections::BTreeSet<_> =
                 t.dirty.keys().chain(t.crl_state.keys()).cloned().collect();
@@ -282,8 +288,8 @@ impl Storage for MemoryStorage {
         })
     }
 
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
-        self.read(|t| t.crl_state.get(&(h, scope)).cloned())
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>> {
+        self.read(|t| t.crl_state.get(&(h, g, scope)).cloned())
     }
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
@@ -481,7 +487,8 @@ impl Storage for MemoryStorage {
             let Some(st) = t.status.get(k) else {
                 return Err(broken(format!("{hexs} has no status")));
             };
-            let listed = t.revoked.get(&(c.hierarchy, scope_of(c), c.serial.clone()));
+            let (h, g, scope) = crl_of(c);
+            let listed = t.revoked.get(&(h, g, scope, c.serial.clone()));
             crate::storage::check_listing(c, st, listed)?;
             if let Some(holder) = &c.holder {
                 if !t
@@ -506,7 +513,7 @@ impl Storage for MemoryStorage {
                 )));
             }
         }
-        for (h, scope, serial) in t.revoked.keys() {
+        for (h, g, scope, serial) in t.revoked.keys() {
             let hexs = hex::encode_upper(serial);
             match t.certs.get(&(*h, serial.clone())) {
                 None => {
@@ -514,7 +521,7 @@ impl Storage for MemoryStorage {
                         "a revoked entry names a missing certificate {hexs}"
                     )))
                 }
-                Some(c) if scope_of(c) != *scope => {
+                Some(c) if scope_of(c) != *scope || c.generation != *g => {
                     return Err(broken(format!(
                         "{hexs} is listed on another CRL than its own"
                     )))
@@ -579,8 +586,8 @@ impl Storage for MemoryStorage {
         self.read(|t| t.revlog.keys().next_back().copied().unwrap_or(0))
     }
 
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
-        self.read(|t| t.leases.get(&(h, scope)).cloned())
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
+        self.read(|t| t.leases.get(&(h, g, scope)).cloned())
     }
 
     fn signer_request(
@@ -752,8 +759,8 @@ impl Tx for MemoryTx<'_> {
         Ok(self.get(|t| &t.keys, fp))
     }
 
-    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
-        Ok(self.has(|t| &t.dirty, &(h, scope)))
+    fn crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool> {
+        Ok(self.has(|t| &t.dirty, &(h, g, scope)))
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
@@ -818,7 +825,7 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()> {
-        let scope = scope_of(c);
+        let (h, g, scope) = crl_of(c);
         self.set(
             |t| &mut t.status,
             (c.hierarchy, c.serial.clone()),
@@ -827,7 +834,7 @@ impl Tx for MemoryTx<'_> {
         let entry = revoked_entry(c, status)?;
         self.set(
             |t| &mut t.revoked,
-            (c.hierarchy, scope.clone(), c.serial.clone()),
+            (h, g, scope.clone(), c.serial.clone()),
             entry,
         );
         let seq = self
@@ -842,7 +849,7 @@ impl Tx for MemoryTx<'_> {
             seq,
             Some((c.hierarchy, c.serial.clone())),
         );
-        self.set_crl_dirty(c.hierarchy, scope)
+        self.set_crl_dirty(h, g, scope)
     }
 
     fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()> {
@@ -884,18 +891,18 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
-    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
-        self.set(|t| &mut t.dirty, (h, scope), Some(()));
+    fn set_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()> {
+        self.set(|t| &mut t.dirty, (h, g, scope), Some(()));
         Ok(())
     }
 
-    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
-        self.set(|t| &mut t.dirty, (h, scope), None);
+    fn clear_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()> {
+        self.set(|t| &mut t.dirty, (h, g, scope), None);
         Ok(())
     }
 
-    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
-        self.set(|t| &mut t.crl_state, (h, scope), Some(state.to_vec()));
+    fn put_crl_state(&self, h: Hierarchy, g: Generation, scope: Scope, state: &[u8]) -> Result<()> {
+        self.set(|t| &mut t.crl_state, (h, g, scope), Some(state.to_vec()));
         Ok(())
     }
 
@@ -994,16 +1001,22 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
-        Ok(self.get(|t| &t.crl_state, &(h, scope)))
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(|t| &t.crl_state, &(h, g, scope)))
     }
 
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
-        Ok(self.get(|t| &t.leases, &(h, scope)))
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
+        Ok(self.get(|t| &t.leases, &(h, g, scope)))
     }
 
-    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
-        self.set(|t| &mut t.leases, (h, scope), Some(lease.clone()));
+    fn put_crl_lease(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        lease: &CrlLease,
+    ) -> Result<()> {
+        self.set(|t| &mut t.leases, (h, g, scope), Some(lease.clone()));
         Ok(())
     }
 
@@ -1083,6 +1096,7 @@ mod tests {
             let _ = s.transact(&|t| {
                 t.put_crl_state(
                     policies::Hierarchy::Auth,
+                    1,
                     policies::profile::Scope::Ca,
                     b"x",
                 )?;
@@ -1091,7 +1105,7 @@ mod tests {
         }));
         assert!(r.is_err());
         assert_eq!(
-            s.crl_state(policies::Hierarchy::Auth, policies::profile::Scope::Ca)
+            s.crl_state(policies::Hierarchy::Auth, 1, policies::profile::Scope::Ca)
                 .unwrap(),
             None
         );

@@ -222,23 +222,28 @@ pub trait Storage: Send + Sync {
 
     // ----- CRL partitions ----------------------------------------------------------------
 
-    /// Calls `each` for every revoked or held certificate listed by the CRL `(h, scope)`, in
-    /// serial order. Streamed: a partition may hold a million entries.
+    // A CRL is `(h, g, scope)`: the hierarchy, the root generation that signs it — the one
+    // that issued the certificates it lists ([`CertRecord::generation`]; 1 for every store
+    // made before root generations, whose data is generation 1 as it stands) — and its scope.
+
+    /// Calls `each` for every revoked or held certificate listed by the CRL `(h, g, scope)`,
+    /// in serial order. Streamed: a partition may hold a million entries.
     fn for_each_revoked(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         each: &mut dyn FnMut(Revoked) -> Result<()>,
     ) -> Result<()>;
     /// The CRLs whose content changed since they were last published (dirty), in order.
-    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>>;
+    fn dirty_partitions(&self) -> Result<Vec<CrlId>>;
     /// The CRL publisher's state of one CRL (its own encoding: number, last publication).
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>>;
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>>;
     /// Every CRL with a publisher's state or a dirty flag, in order: what the publisher
     /// keeps publishing besides the scopes the policy names (municipal partitions come into
     /// being with their first certificate, [`Tx::set_crl_dirty`]; serial partitions of a
     /// store made before municipal partitions keep being published from their state).
-    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>>;
+    fn crl_scopes(&self) -> Result<Vec<CrlId>>;
 
     // ----- the resident register ---------------------------------------------------------
 
@@ -348,8 +353,8 @@ pub trait Storage: Send + Sync {
     fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>>;
     /// The revocation log's highest sequence number (0: empty).
     fn revocation_log_head(&self) -> Result<u64>;
-    /// The lease of the CRL `(h, scope)`, if one was ever taken.
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>>;
+    /// The lease of the CRL `(h, g, scope)`, if one was ever taken.
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>>;
 
     // ----- nodes: edges' OCSP signer requests ----------------------------------------------
 
@@ -372,8 +377,8 @@ pub trait Tx {
     fn status(&self, h: Hierarchy, serial: &[u8]) -> Result<Option<StatusRecord>>;
     fn resident(&self, id: &str) -> Result<Option<Resident>>;
     fn key_owner(&self, fp: &KeyFingerprint) -> Result<Option<KeyOwner>>;
-    /// Whether the CRL `(h, scope)` is marked dirty.
-    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool>;
+    /// Whether the CRL `(h, g, scope)` is marked dirty.
+    fn crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool>;
     fn operator(&self, id: &str) -> Result<Option<Operator>>;
     fn operator_named(&self, name: &str) -> Result<Option<String>>;
     fn operator_by_key(&self, fp: &str) -> Result<Option<String>>;
@@ -433,9 +438,9 @@ pub trait Tx {
     /// Records a signed checkpoint of the chain's head (one per sequence number; a second
     /// for the same record replaces the first).
     fn put_checkpoint(&self, c: &Checkpoint) -> Result<()>;
-    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
-    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()>;
-    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()>;
+    fn set_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()>;
+    fn clear_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()>;
+    fn put_crl_state(&self, h: Hierarchy, g: Generation, scope: Scope, state: &[u8]) -> Result<()>;
     /// Writes an operator (record and name index).
     fn put_operator(&self, op: &Operator) -> Result<()>;
     /// Registers a client key (hex SHA-256 of its SPKI) to an operator.
@@ -463,11 +468,17 @@ pub trait Tx {
     // ----- CRL leases ----------------------------------------------------------------------
 
     /// The CRL publisher's state of one CRL, as this unit of work sees it.
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>>;
-    /// The lease of the CRL `(h, scope)`, as this unit of work sees it.
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>>;
-    /// Writes the lease of the CRL `(h, scope)` (see [`lease_crl`]).
-    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()>;
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>>;
+    /// The lease of the CRL `(h, g, scope)`, as this unit of work sees it.
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>>;
+    /// Writes the lease of the CRL `(h, g, scope)` (see [`lease_crl`]).
+    fn put_crl_lease(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        lease: &CrlLease,
+    ) -> Result<()>;
 
     // ----- edges' OCSP signer requests -----------------------------------------------------
 
@@ -490,22 +501,24 @@ pub trait Tx {
     fn import_revocation_log(&self, entries: &[RevocationLogEntry]) -> Result<()>;
 }
 
-/// Takes or renews, inside a unit of work, the lease of the CRL `(h, scope)` for `holder`
+/// Takes or renews, inside a unit of work, the lease of the CRL `(h, g, scope)` for `holder`
 /// until `now + ttl`: granted when no lease exists, the lease has run out, or `holder`
 /// already holds it; otherwise [`crate::Error::Refused`] naming the holder and the end of its
 /// lease (the unit of work then changes nothing).
 pub fn lease_crl(
     t: &dyn Tx,
     h: Hierarchy,
+    g: Generation,
     scope: Scope,
     holder: &str,
     now: OffsetDateTime,
     ttl: time::Duration,
 ) -> Result<()> {
-    if let Some(l) = t.crl_lease(h, scope.clone())? {
+    if let Some(l) = t.crl_lease(h, g, scope.clone())? {
         if l.holder != holder && l.until > now {
             return Err(crate::Error::Refused(format!(
-                "CRL {h} {} is leased by node `{}` until {}",
+                "CRL {} {} is leased by node `{}` until {}",
+                policies::profile::crl_dir(h, g),
                 scope.path(),
                 l.holder,
                 l.until
@@ -514,6 +527,7 @@ pub fn lease_crl(
     }
     t.put_crl_lease(
         h,
+        g,
         scope,
         &CrlLease {
             holder: holder.to_owned(),
@@ -544,6 +558,20 @@ pub fn audit(
 pub fn scope_of(c: &CertRecord) -> Scope {
     c.partition.clone().unwrap_or(Scope::Ca)
 }
+
+/// The whole identity of the CRL a certificate is listed on when revoked: its hierarchy, the
+/// generation that issued it, and [`scope_of`].
+pub fn crl_of(c: &CertRecord) -> CrlId {
+    (c.hierarchy, c.generation, scope_of(c))
+}
+
+/// A root generation: 1 is the root `jpki init` made, each rollover adds one
+/// (`ca::authority::rollover`).
+pub type Generation = u32;
+
+/// One CRL: hierarchy, the root generation that signs it, scope. Ordered hierarchy first,
+/// then generation, then scope, as every engine lists them.
+pub type CrlId = (Hierarchy, Generation, Scope);
 
 /// The [`KeyFingerprint`] of a SubjectPublicKeyInfo (DER).
 pub fn fingerprint(spki: &[u8]) -> KeyFingerprint {

@@ -6,19 +6,21 @@
 //! | certs | hierarchy · serial | [`CertRecord`]: format byte · JSON head · DER ([`cert_to_store`]) |
 //! | by_holder | holder id · 0x00 · hierarchy · serial | empty |
 //! | status | hierarchy · serial | [`StatusRecord`] (JSON) |
-//! | revoked | hierarchy · scope ([`scope_key`]: u16 BE partition, 0xFFFE · prefecture · 0 · municipality · 0, or 0xFFFF = CA-level) · serial | [`RevokedEntry`] (fixed 26 bytes) |
+//! | revoked | CRL ([`scope_key`]: hierarchy (generation ≥ 2: hierarchy | 0x80 · generation u32 BE) · u16 BE partition, 0xFFFE · prefecture · 0 · municipality · 0, or 0xFFFF = CA-level) · serial | [`RevokedEntry`] (fixed 26 bytes) |
 //! | keys | SHA-256 of the SubjectPublicKeyInfo | holder id · 0x00 · hierarchy |
 //! | residents | holder id | [`Resident`] (JSON) |
 //! | scheduled | due time (i64 BE, unix seconds) · holder id | event kind (`emigrate`) |
 //! | meta | `serial/<h>` · `audit_head` · `journal_seq` | counter (u64 BE) · [`Head`] (JSON) · journal position |
 //! | audit | sequence (u64 BE) | [`Record`] (JSON) |
-//! | crl | hierarchy · scope · (`/dirty`) | the publisher's state · `1` while the CRL is dirty |
+//! | crl | CRL ([`scope_key`]) · (`/dirty`) | the publisher's state · `1` while the CRL is dirty |
 //! | operators | `pf/` id · `pfname/` name · `key/` hex SHA-256 of a client SPKI · `sp/` id · `spname/` PF id `/` name · `u/` month `\0` PF `\0` SP `\0` endpoint `\0` certificate type | [`Operator`] (JSON) · PF id · PF id · [`ServiceProvider`] (JSON) · SP id · usage count (u64 BE) |
 //! | consents | `c/` id · `h/` holder `\0` SP id `\0` consent id · `n/` SP id `\0` nonce | [`Consent`] (JSON) · empty · consent id |
 //! | access | holder `\0` time (i128 BE ns) · sequence (u64 BE) | [`Access`] (JSON) |
 //! | officers | `o/` id · `name/` name · `key/` hex SHA-256 of a client SPKI | [`Officer`] (JSON) · officer id · officer id |
 
 use policies::profile::Scope;
+
+use crate::storage::{CrlId, Generation};
 use policies::{Hierarchy, Reason};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -78,6 +80,7 @@ pub fn cert_from_store(b: &[u8]) -> Result<CertRecord> {
         kind: head.kind,
         holder: head.holder,
         partition: head.partition,
+        generation: head.generation,
         not_before: head.not_before,
         not_after: head.not_after,
         der: der.to_vec(),
@@ -96,6 +99,12 @@ struct CertHead {
     kind: CertKind,
     holder: Option<String>,
     partition: Option<Scope>,
+    /// Absent for generation 1 (records written before root generations read as it).
+    #[serde(
+        default = "crate::records::first_generation",
+        skip_serializing_if = "is_first"
+    )]
+    generation: u32,
     #[serde(with = "time::serde::rfc3339")]
     not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -110,10 +119,16 @@ impl From<&CertRecord> for CertHead {
             kind: c.kind,
             holder: c.holder.clone(),
             partition: c.partition.clone(),
+            generation: c.generation,
             not_before: c.not_before,
             not_after: c.not_after,
         }
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if takes a reference
+fn is_first(g: &u32) -> bool {
+    *g == 1
 }
 
 /// `hierarchy · serial`: the key of a certificate in `certs` and `status`.
@@ -240,14 +255,27 @@ pub const CA_SCOPE: u16 = 0xFFFF;
 /// Scope code of a municipal partition, followed by its names.
 pub const MUNICIPAL_SCOPE: u16 = 0xFFFE;
 
+/// Marks the first byte of a CRL key of root generation 2 or later (hierarchy tag | this),
+/// followed by the generation (u32 BE).
+const LATER_GENERATION: u8 = 0x80;
+
 /// `hierarchy · scope`: the prefix of a CRL's revoked entries, and its state's key in `crl`.
 /// The scope is a u16 BE code: a serial partition's number (the policy allows up to 4096),
 /// [`MUNICIPAL_SCOPE`] followed by `prefecture · 0x00 · municipality · 0x00` (names have no
 /// control characters, so the terminator keeps byte order equal to [`Scope`]'s order and no
 /// scope's key is a prefix of another's), or [`CA_SCOPE`]. Keys written before municipal
-/// partitions (serial partitions and the CA-level CRL) are unchanged.
-pub fn scope_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
-    let mut k = vec![h.tag()];
+/// partitions (serial partitions and the CA-level CRL) are unchanged. A CRL of root
+/// generation `g` ≥ 2 starts with `tag | 0x80 · g (u32 BE)` instead of the tag: generation 1
+/// keeps the keys every store had before root generations (no rewrite), and no key of one
+/// generation is a prefix of another's.
+pub fn scope_key(h: Hierarchy, g: Generation, scope: &Scope) -> Vec<u8> {
+    let mut k = if g <= 1 {
+        vec![h.tag()]
+    } else {
+        let mut k = vec![h.tag() | LATER_GENERATION];
+        k.extend_from_slice(&g.to_be_bytes());
+        k
+    };
     match scope {
         Scope::Partition(p) => {
             debug_assert!(*p < MUNICIPAL_SCOPE, "serial partition {p} out of range");
@@ -266,9 +294,18 @@ pub fn scope_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
 }
 
 /// Reads a whole [`scope_key`] back; `None` if `k` is not exactly one.
-pub fn split_scope_key(k: &[u8]) -> Option<(Hierarchy, Scope)> {
+pub fn split_scope_key(k: &[u8]) -> Option<CrlId> {
     let (&tag, rest) = k.split_first()?;
-    let h = Hierarchy::from_tag(tag)?;
+    let (h, g, rest) = if tag & LATER_GENERATION == 0 {
+        (Hierarchy::from_tag(tag)?, 1, rest)
+    } else {
+        let (g, rest) = rest.split_at_checked(4)?;
+        let g = u32::from_be_bytes(g.try_into().ok()?);
+        if g <= 1 {
+            return None;
+        }
+        (Hierarchy::from_tag(tag & !LATER_GENERATION)?, g, rest)
+    };
     let (code, names) = rest.split_at_checked(2)?;
     let code = u16::from_be_bytes([code[0], code[1]]);
     let scope = match code {
@@ -285,12 +322,12 @@ pub fn split_scope_key(k: &[u8]) -> Option<(Hierarchy, Scope)> {
         p if p < MUNICIPAL_SCOPE && names.is_empty() => Scope::Partition(p),
         _ => return None,
     };
-    Some((h, scope))
+    Some((h, g, scope))
 }
 
-/// `hierarchy · scope · serial`.
-pub fn revoked_key(h: Hierarchy, scope: &Scope, serial: &[u8]) -> Vec<u8> {
-    let mut k = scope_key(h, scope);
+/// `CRL · serial`.
+pub fn revoked_key(h: Hierarchy, g: Generation, scope: &Scope, serial: &[u8]) -> Vec<u8> {
+    let mut k = scope_key(h, g, scope);
     k.extend_from_slice(serial);
     k
 }
@@ -298,14 +335,14 @@ pub fn revoked_key(h: Hierarchy, scope: &Scope, serial: &[u8]) -> Vec<u8> {
 const DIRTY: &[u8] = b"/dirty";
 
 /// The `crl` key set while a CRL is dirty.
-pub fn dirty_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
-    let mut k = scope_key(h, scope);
+pub fn dirty_key(h: Hierarchy, g: Generation, scope: &Scope) -> Vec<u8> {
+    let mut k = scope_key(h, g, scope);
     k.extend_from_slice(DIRTY);
     k
 }
 
 /// The CRL a `crl` key marks dirty, if it is a dirty flag.
-pub fn split_dirty_key(k: &[u8]) -> Option<(Hierarchy, Scope)> {
+pub fn split_dirty_key(k: &[u8]) -> Option<CrlId> {
     split_scope_key(k.strip_suffix(DIRTY)?)
 }
 
@@ -627,9 +664,9 @@ pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::Revocatio
     })
 }
 
-pub fn lease_key(h: Hierarchy, scope: &Scope) -> Vec<u8> {
+pub fn lease_key(h: Hierarchy, g: Generation, scope: &Scope) -> Vec<u8> {
     let mut k = LEASE_PREFIX.to_vec();
-    k.extend_from_slice(&scope_key(h, scope));
+    k.extend_from_slice(&scope_key(h, g, scope));
     k
 }
 
@@ -718,6 +755,7 @@ mod tests {
             kind: CertKind::Signing,
             holder: Some("R0123".into()),
             partition: Some(Scope::Partition(7)),
+            generation: 1,
             not_before: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
             not_after: OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
             der: vec![0x30, 0x82, 0x01, 0x00, 0xAA, 0xBB],

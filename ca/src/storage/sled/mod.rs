@@ -22,8 +22,8 @@ use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage
 use crate::records::{CertRecord, Resident, StatusChange, StatusRecord};
 use crate::storage::SignerRequest;
 use crate::storage::{
-    CommitStats, Compaction, CrlLease, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked,
-    Scheduled, Storage, Tx,
+    CommitStats, Compaction, CrlId, CrlLease, Generation, KeyFingerprint, KeyOwner,
+    RevocationLogEntry, Revoked, Scheduled, Storage, Tx,
 };
 
 /// The storage authority on sled (see the module docs).
@@ -190,10 +190,11 @@ impl Storage for SledStorage {
     fn for_each_revoked(
         &self,
         h: Hierarchy,
+        g: Generation,
         scope: Scope,
         each: &mut dyn FnMut(Revoked) -> Result<()>,
     ) -> Result<()> {
-        let prefix = l::scope_key(h, &scope);
+        let prefix = l::scope_key(h, g, &scope);
         for item in self.kv.scan(Table::Revoked, &prefix) {
             let (k, v) = item?;
             each(Revoked {
@@ -204,20 +205,22 @@ impl Storage for SledStorage {
         Ok(())
     }
 
-    fn dirty_partitions(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+    fn dirty_partitions(&self) -> Result<Vec<CrlId>> {
         let mut out = Vec::new();
         for item in self.kv.scan(Table::Crl, b"") {
             let (k, _) = item?;
             out.extend(l::split_dirty_key(&k));
         }
+        // Keys of later generations sort after generation 1's: (h, g, scope) order.
+        out.sort();
         Ok(out)
     }
 
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
-        self.kv.get(Table::Crl, &l::scope_key(h, &scope))
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>> {
+        self.kv.get(Table::Crl, &l::scope_key(h, g, &scope))
     }
 
-    fn crl_scopes(&self) -> Result<Vec<(Hierarchy, Scope)>> {
+    fn crl_scopes(&self) -> Result<Vec<CrlId>> {
         // `crl` holds each CRL's state under its scope key and its dirty flag under the
         // scope key + `/dirty`: both name the CRL.
         let mut out = std::collections::BTreeSet::new();
@@ -394,7 +397,12 @@ impl Storage for SledStorage {
                 Some(b) => l::status_from_store(&b)?,
                 None => return Err(broken(format!("{hexs} has no status"))),
             };
-            let rk = l::revoked_key(c.hierarchy, &crate::storage::scope_of(&c), &c.serial);
+            let rk = l::revoked_key(
+                c.hierarchy,
+                c.generation,
+                &crate::storage::scope_of(&c),
+                &c.serial,
+            );
             let listed = self
                 .kv
                 .get(Table::Revoked, &rk)?
@@ -502,9 +510,9 @@ impl Storage for SledStorage {
             .map(Option::unwrap_or_default)
     }
 
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         self.kv
-            .get(Table::Meta, &l::lease_key(h, &scope))?
+            .get(Table::Meta, &l::lease_key(h, g, &scope))?
             .map(|v| l::lease_from_store(&v))
             .transpose()
     }
@@ -556,8 +564,11 @@ impl Tx for SledTx<'_> {
         self.owner_of(fp)
     }
 
-    fn crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool> {
-        Ok(self.0.get(Table::Crl, &l::dirty_key(h, &scope))?.is_some())
+    fn crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool> {
+        Ok(self
+            .0
+            .get(Table::Crl, &l::dirty_key(h, g, &scope))?
+            .is_some())
     }
 
     fn operator(&self, id: &str) -> Result<Option<Operator>> {
@@ -635,23 +646,23 @@ impl Tx for SledTx<'_> {
     }
 
     fn set_status(&self, c: &CertRecord, status: &StatusRecord) -> Result<()> {
-        let scope = crate::storage::scope_of(c);
+        let (h, g, scope) = crate::storage::crl_of(c);
         self.0.insert(
             Table::Status,
             &l::cert_key(c.hierarchy, &c.serial),
             &l::status_to_store(status)?,
         )?;
-        let rk = l::revoked_key(c.hierarchy, &scope, &c.serial);
+        let rk = l::revoked_key(h, g, &scope, &c.serial);
         match crate::storage::revoked_entry(c, status)? {
             Some(entry) => self
                 .0
                 .insert(Table::Revoked, &rk, &l::revoked_encode(&entry))?,
             None => self.0.remove(Table::Revoked, &rk)?,
         }
-        let (h, serial) = (c.hierarchy, c.serial.clone());
+        let serial = c.serial.clone();
         self.0
             .defer(Box::new(move |t: &dyn Txn| l::append_revlog(t, h, &serial)))?;
-        self.set_crl_dirty(c.hierarchy, scope)
+        self.set_crl_dirty(h, g, scope)
     }
 
     fn note_serial(&self, h: Hierarchy, n: u64) -> Result<()> {
@@ -691,16 +702,17 @@ impl Tx for SledTx<'_> {
             .insert(Table::Meta, &l::checkpoint_key(c.seq), &l::json(c)?)
     }
 
-    fn set_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
-        self.0.insert(Table::Crl, &l::dirty_key(h, &scope), b"1")
+    fn set_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()> {
+        self.0.insert(Table::Crl, &l::dirty_key(h, g, &scope), b"1")
     }
 
-    fn clear_crl_dirty(&self, h: Hierarchy, scope: Scope) -> Result<()> {
-        self.0.remove(Table::Crl, &l::dirty_key(h, &scope))
+    fn clear_crl_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<()> {
+        self.0.remove(Table::Crl, &l::dirty_key(h, g, &scope))
     }
 
-    fn put_crl_state(&self, h: Hierarchy, scope: Scope, state: &[u8]) -> Result<()> {
-        self.0.insert(Table::Crl, &l::scope_key(h, &scope), state)
+    fn put_crl_state(&self, h: Hierarchy, g: Generation, scope: Scope, state: &[u8]) -> Result<()> {
+        self.0
+            .insert(Table::Crl, &l::scope_key(h, g, &scope), state)
     }
 
     fn put_operator(&self, op: &Operator) -> Result<()> {
@@ -793,21 +805,27 @@ impl Tx for SledTx<'_> {
         )
     }
 
-    fn crl_state(&self, h: Hierarchy, scope: Scope) -> Result<Option<Vec<u8>>> {
-        self.0.get(Table::Crl, &l::scope_key(h, &scope))
+    fn crl_state(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<Vec<u8>>> {
+        self.0.get(Table::Crl, &l::scope_key(h, g, &scope))
     }
 
-    fn crl_lease(&self, h: Hierarchy, scope: Scope) -> Result<Option<CrlLease>> {
+    fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         self.0
-            .get(Table::Meta, &l::lease_key(h, &scope))?
+            .get(Table::Meta, &l::lease_key(h, g, &scope))?
             .map(|v| l::lease_from_store(&v))
             .transpose()
     }
 
-    fn put_crl_lease(&self, h: Hierarchy, scope: Scope, lease: &CrlLease) -> Result<()> {
+    fn put_crl_lease(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        lease: &CrlLease,
+    ) -> Result<()> {
         self.0.insert(
             Table::Meta,
-            &l::lease_key(h, &scope),
+            &l::lease_key(h, g, &scope),
             &l::lease_to_store(lease),
         )
     }
