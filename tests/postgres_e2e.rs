@@ -166,7 +166,7 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
     let before_log = {
         use ca::storage::Storage;
         let sled = ca::storage::sled::SledStorage::open(&env.data().join("db")).unwrap();
-        sled.transact(&|t| t.put_crl_lease(h, scope.clone(), &lease))
+        sled.transact(&|t| t.put_crl_lease(h, 1, scope.clone(), &lease))
             .unwrap();
         let log = sled.revocations_since(0, 1000).unwrap();
         assert_eq!(sled.revocation_log_head().unwrap(), log.last().unwrap().seq);
@@ -192,7 +192,10 @@ fn a_sled_store_migrates_to_postgres_and_verifies() {
             pg.revocation_log_head().unwrap(),
             before_log.last().unwrap().seq
         );
-        assert_eq!(pg.crl_lease(h, scope.clone()).unwrap(), Some(lease.clone()));
+        assert_eq!(
+            pg.crl_lease(h, 1, scope.clone()).unwrap(),
+            Some(lease.clone())
+        );
     }
     assert_eq!(out["officers"], 1, "the first ca-officer: {out}");
     // Both roots and OCSP signers, and the two issued.

@@ -687,7 +687,7 @@ impl Publisher {
             && !force
             && !self
                 .state
-                .may_publish(h, scope.clone())
+                .may_publish(h, g, scope.clone())
                 .map_err(Error::state(h, &scope))?
         {
             return Ok(None);

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crl_publisher::{
-    BoxError, Entry, FixedClock, MemoryStore, Publisher, Roots, Settings, State, StateStore,
+    BoxError, CrlId, Entry, FixedClock, Generation, MemoryStore, Publisher, Roots, Settings, State,
+    StateStore,
 };
 use policies::profile::Scope;
 use policies::{Hierarchy, Policy, Reason};
@@ -24,26 +25,32 @@ struct Leased {
 }
 
 impl StateStore for Leased {
-    fn load(&self, h: Hierarchy, scope: Scope) -> Result<Option<State>, BoxError> {
-        self.inner.load(h, scope)
+    fn load(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<State>, BoxError> {
+        self.inner.load(h, g, scope)
     }
-    fn save(&self, h: Hierarchy, scope: Scope, state: &State) -> Result<(), BoxError> {
+    fn save(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        scope: Scope,
+        state: &State,
+    ) -> Result<(), BoxError> {
         if !self.mine.load(Ordering::SeqCst) {
             return Err("leased by node ca-1".into());
         }
-        self.inner.save(h, scope, state)
+        self.inner.save(h, g, scope, state)
     }
-    fn set_dirty(&self, h: Hierarchy, scope: Scope) -> Result<(), BoxError> {
-        self.inner.set_dirty(h, scope)
+    fn set_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<(), BoxError> {
+        self.inner.set_dirty(h, g, scope)
     }
-    fn take_dirty(&self, h: Hierarchy, scope: Scope) -> Result<bool, BoxError> {
+    fn take_dirty(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<bool, BoxError> {
         self.takes.fetch_add(1, Ordering::SeqCst);
-        self.inner.take_dirty(h, scope)
+        self.inner.take_dirty(h, g, scope)
     }
-    fn scopes(&self) -> Result<Vec<(Hierarchy, Scope)>, BoxError> {
+    fn scopes(&self) -> Result<Vec<CrlId>, BoxError> {
         self.inner.scopes()
     }
-    fn may_publish(&self, _h: Hierarchy, _scope: Scope) -> Result<bool, BoxError> {
+    fn may_publish(&self, _h: Hierarchy, _g: Generation, _scope: Scope) -> Result<bool, BoxError> {
         Ok(self.mine.load(Ordering::SeqCst))
     }
 }
@@ -83,8 +90,8 @@ fn a_crl_leased_elsewhere_keeps_its_dirty_flag_for_the_lease_holder() {
             not_after: now + time::Duration::days(365),
         },
     );
-    store.set_dirty(h, scope.clone()).unwrap();
-    let file = dir.path().join(Publisher::file_name(h, &scope));
+    store.set_dirty(h, 1, scope.clone()).unwrap();
+    let file = dir.path().join(Publisher::file_name(h, 1, &scope));
 
     // Leased elsewhere: nothing published, the flag never taken.
     let report = publisher.tick(now);
@@ -93,13 +100,13 @@ fn a_crl_leased_elsewhere_keeps_its_dirty_flag_for_the_lease_holder() {
     assert_eq!(leased.takes.load(Ordering::SeqCst), 0);
     assert!(!file.exists());
     // A forced publication is still refused at save, saying who holds the CRL.
-    let e = publisher.publish(h, scope.clone(), now).unwrap_err();
+    let e = publisher.publish(h, 1, scope.clone(), now).unwrap_err();
     assert!(e.to_string().contains("ca-1"), "{e}");
     assert!(
-        store.take_dirty(h, scope.clone()).unwrap(),
+        store.take_dirty(h, 1, scope.clone()).unwrap(),
         "the flag is still set for the lease holder"
     );
-    store.set_dirty(h, scope.clone()).unwrap();
+    store.set_dirty(h, 1, scope.clone()).unwrap();
 
     // Now this node holds the lease: published, the flag consumed.
     leased.mine.store(true, Ordering::SeqCst);
@@ -108,10 +115,10 @@ fn a_crl_leased_elsewhere_keeps_its_dirty_flag_for_the_lease_holder() {
         report
             .published
             .iter()
-            .any(|(ph, ps, _)| *ph == h && *ps == scope),
+            .any(|(ph, pg, ps, _)| *ph == h && *pg == 1 && *ps == scope),
         "{:?}",
         report.published
     );
     assert!(file.exists());
-    assert!(!store.take_dirty(h, scope.clone()).unwrap());
+    assert!(!store.take_dirty(h, 1, scope.clone()).unwrap());
 }

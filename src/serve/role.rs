@@ -164,9 +164,14 @@ impl crl_publisher::StateStore for LeasedCrlStore {
     /// Not while another node's lease of the CRL runs: the publisher then leaves the CRL and
     /// its dirty flag to that node (it would otherwise take the flag, build, be refused at
     /// `save` and set the flag again).
-    fn may_publish(&self, h: Hierarchy, scope: Scope) -> Result<bool, crl_publisher::BoxError> {
+    fn may_publish(
+        &self,
+        h: Hierarchy,
+        g: crl_publisher::Generation,
+        scope: Scope,
+    ) -> Result<bool, crl_publisher::BoxError> {
         let now = self.clock.now();
-        Ok(match self.inner.0.crl_lease(h, scope).map_err(boxed)? {
+        Ok(match self.inner.0.crl_lease(h, g, scope).map_err(boxed)? {
             Some(l) => l.holder == self.node || l.until <= now,
             None => true,
         })
@@ -754,23 +759,29 @@ mod tests {
         };
         let (ca1, ca2) = (node("ca-1"), node("ca-2"));
         let (h, scope) = (Hierarchy::Signing, Scope::Ca);
-        assert!(ca1.may_publish(h, scope.clone()).unwrap(), "no lease yet");
+        assert!(
+            ca1.may_publish(h, 1, scope.clone()).unwrap(),
+            "no lease yet"
+        );
         let state = crl_publisher::State {
             last_number: 1,
             published: None,
         };
-        ca1.save(h, scope.clone(), &state).unwrap();
-        assert!(ca1.may_publish(h, scope.clone()).unwrap(), "its own lease");
+        ca1.save(h, 1, scope.clone(), &state).unwrap();
         assert!(
-            !ca2.may_publish(h, scope.clone()).unwrap(),
+            ca1.may_publish(h, 1, scope.clone()).unwrap(),
+            "its own lease"
+        );
+        assert!(
+            !ca2.may_publish(h, 1, scope.clone()).unwrap(),
             "ca-1's lease runs"
         );
         assert!(
-            ca2.may_publish(h, Scope::Partition(3)).unwrap(),
+            ca2.may_publish(h, 1, Scope::Partition(3)).unwrap(),
             "another CRL"
         );
         clock.advance(CRL_LEASE);
-        assert!(ca2.may_publish(h, scope).unwrap(), "the lease ran out");
+        assert!(ca2.may_publish(h, 1, scope).unwrap(), "the lease ran out");
     }
 
     #[test]

@@ -174,6 +174,7 @@ impl Authority {
             not_before: now,
             not_after,
             der: der.clone(),
+            generation: root.generation,
         };
         let hexs = super::serial_hex(&serial);
         let detail = format!(
