@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "the status history of every certificate", V6),
     (7, "signed checkpoints of the audit chain", V7),
     (8, "CRL partition leases", V8),
+    (11, "the register's identity index", V11),
 ];
 
 /// The version this binary brings a database to.
@@ -312,4 +313,14 @@ CREATE TABLE crl_leases (
     until_ns         bigint   NOT NULL,
     PRIMARY KEY (hierarchy, crl_scope, crl_prefecture, crl_municipality)
 );
+"#;
+
+/// Version 11: the register's identity index (`ca::storage::identity_key`: SHA-256 of the
+/// whitespace-free name and the date of birth), so that registration's duplicate-person check
+/// is a lookup, not a scan. Computed by the engine when it writes a resident; rows written
+/// before are filled in by the engine at start-up (`PgStorage::open`), since the key's
+/// whitespace rule is Rust's `char::is_whitespace`.
+const V11: &str = r#"
+ALTER TABLE residents ADD COLUMN identity bytea CHECK (octet_length(identity) = 32);
+CREATE INDEX residents_by_identity ON residents (identity, id);
 "#;
