@@ -442,7 +442,7 @@ fn all_certificates<S: Storage>(s: &S) -> Vec<(Hierarchy, Vec<u8>)> {
     out
 }
 
-fn resident(id: &str, version: u64) -> Resident {
+pub(crate) fn resident(id: &str, version: u64) -> Resident {
     Resident {
         id: id.to_owned(),
         attributes: serde_json::from_value(serde_json::json!({

@@ -865,4 +865,36 @@ mod tests {
     }
 
     crate::storage_conformance!(fresh);
+
+    /// A store written before the identity index existed (residents, no index, no mark)
+    /// gets its index filled in when opened, and a read-only copy of it scans meanwhile.
+    #[test]
+    fn an_older_store_is_indexed_when_opened() {
+        use super::{Table, IDENTITY_INDEXED};
+        use crate::storage::Storage;
+        let dir = tempfile::tempdir().unwrap();
+        let birth = time::macros::date!(1990 - 02 - 03);
+        {
+            let s = SledStorage::open(dir.path()).unwrap();
+            let r = crate::storage::conformance::resident("R1", 0);
+            let stored = super::l::resident_to_store(&r).unwrap();
+            // As an older binary wrote it: the record only.
+            s.kv.transact(&|t| {
+                t.insert(Table::Residents, b"R1", &stored)?;
+                t.remove(Table::Meta, IDENTITY_INDEXED)
+            })
+            .unwrap();
+        }
+        let ro = SledStorage::open_read_only(dir.path()).unwrap();
+        let found = ro.residents_by_identity("試験花子", birth).unwrap();
+        assert_eq!(found.len(), 1);
+        drop(ro);
+        let s = SledStorage::open(dir.path()).unwrap();
+        assert!(s.kv.get(Table::Meta, IDENTITY_INDEXED).unwrap().is_some());
+        let found = s.residents_by_identity("試験　花子", birth).unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["R1"]
+        );
+    }
 }
