@@ -17,6 +17,14 @@
 //! interrupted run is finished by running the same command again (parameters are checked
 //! against the marker).
 //!
+//! **Batched.** Residents are taken in chunks (`--batch`, default 256): a chunk's new residents
+//! are registered in one unit of work (with the register's duplicate-person check, an index
+//! lookup), each kind of certificate is issued in one unit of work
+//! ([`ca::authority::Authority::issue_batch_from_bench_pool`]: every certificate linted,
+//! signed — in parallel over the cores — and audited), and the deaths are reported
+//! concurrently so that the store's committer makes them one group commit. `--threads`
+//! chunks run at once.
+//!
 //! Works on every engine: sled (default) or `--store postgres://…` when creating.
 
 use std::collections::HashMap;
@@ -25,7 +33,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ca::authority::{Authority, Event, IssueOverrides, NewResident, BENCH_STORE_MARKER};
+use ca::authority::{
+    Authority, Event, IssueOverrides, IssueRequest, NewResident, BENCH_STORE_MARKER,
+};
 use ca::error::{Error, Result};
 use ca::records::ResidentState;
 use policies::{Hierarchy, Sex};
@@ -76,6 +86,25 @@ impl Plan {
         }
     }
 
+    /// Resident `i`'s registration: distinct residents (name by index), as the duplicate
+    /// check requires.
+    fn resident(&self, i: u64) -> NewResident {
+        let (prefecture, municipality) = self.place(i);
+        NewResident {
+            name: format!("{NAME_PREFIX}{i}"),
+            birth: date!(1980 - 01 - 01),
+            sex: if i.is_multiple_of(2) {
+                Sex::Male
+            } else {
+                Sex::Female
+            },
+            address: format!("{municipality}一丁目{}番", i % 1000 + 1),
+            prefecture,
+            municipality,
+            card_expiry: date!(2036 - 01 - 01),
+        }
+    }
+
     fn place(&self, i: u64) -> (String, String) {
         let m = i % u64::from(self.municipalities.max(1));
         (
@@ -100,6 +129,9 @@ pub struct Options<'a> {
     pub store: Option<&'a str>,
     pub passphrase: Option<Vec<u8>>,
     pub threads: usize,
+    /// Residents per chunk: each chunk is a few durable units of work (registration, one per
+    /// kind of certificate, the deaths).
+    pub batch: u64,
     pub key_pool: usize,
     /// Stop once about this many certificates were issued in this run, as an interruption
     /// would (tests of resuming).
@@ -174,7 +206,14 @@ pub fn run(plan: &Plan, o: Options<'_>) -> Result<()> {
         "bench store: holder keys are drawn from a pool of {} pre-generated RSA-2048 keys shared by all holders (one-key-one-holder set aside); for benchmarks only",
         o.key_pool
     );
-    populate(&a, plan, o.threads.max(1), o.key_pool.max(1), o.stop_after)
+    populate(
+        &a,
+        plan,
+        o.threads.max(1),
+        o.batch.max(1),
+        o.key_pool.max(1),
+        o.stop_after,
+    )
 }
 
 fn clock() -> Result<Arc<dyn ca::clock::Clock>> {
@@ -230,6 +269,7 @@ fn populate(
     a: &Arc<Authority>,
     plan: &Plan,
     threads: usize,
+    batch: u64,
     pool: usize,
     stop_after: Option<u64>,
 ) -> Result<()> {
@@ -267,20 +307,20 @@ fn populate(
         for _ in 0..threads {
             sc.spawn(|| {
                 ca::actor::acting_as(&ca::actor::Actor::System("bench-populate"), || loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= plan.residents()
+                    let lo = next.fetch_add(batch, Ordering::Relaxed);
+                    if lo >= plan.residents()
                         || failures.load(Ordering::Relaxed) > 0
                         || stop_after.is_some_and(|s| issued.load(Ordering::Relaxed) >= s)
                     {
                         break;
                     }
-                    let before = done.get(&i).cloned().unwrap_or_default();
-                    match one(a, plan, i, before, &csrs, &overrides) {
-                        Ok((n, r, der)) => {
-                            der_bytes.fetch_add(der, Ordering::Relaxed);
-                            issued.fetch_add(n, Ordering::Relaxed);
-                            revoked.fetch_add(r, Ordering::Relaxed);
-                            bar.inc(n);
+                    let hi = (lo + batch).min(plan.residents());
+                    match chunk(a, plan, lo..hi, &done, &csrs, &overrides) {
+                        Ok(c) => {
+                            der_bytes.fetch_add(c.der_bytes, Ordering::Relaxed);
+                            issued.fetch_add(c.issued, Ordering::Relaxed);
+                            revoked.fetch_add(c.revoked, Ordering::Relaxed);
+                            bar.inc(c.issued);
                         }
                         Err(e) => {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -341,58 +381,95 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Carries out what remains for resident `i`; returns (certificates issued, revoked, bytes
-/// of their DER).
-fn one(
+/// What one chunk of residents added.
+#[derive(Default)]
+struct Added {
+    issued: u64,
+    revoked: u64,
+    der_bytes: u64,
+}
+
+/// Carries out what remains for residents `range`, in a few durable units of work: the new
+/// residents registered together ([`Authority::resident_import`], duplicate check included),
+/// then each kind's certificates issued together ([`Authority::issue_batch_from_bench_pool`]:
+/// each linted, signed and audited, the signatures in parallel), then the deaths, reported
+/// concurrently so that the store commits them as a group. Every step is read back by
+/// [`progress`] on a resumed run.
+fn chunk(
     a: &Authority,
     plan: &Plan,
-    i: u64,
-    mut p: Progress,
+    range: std::ops::Range<u64>,
+    done: &HashMap<u64, Progress>,
     csrs: &[Vec<u8>],
     overrides: &IssueOverrides,
-) -> Result<(u64, u64, u64)> {
-    if p.id.is_empty() {
-        let (prefecture, municipality) = plan.place(i);
-        p.id = a.resident_add_with(
-            &NewResident {
-                name: format!("{NAME_PREFIX}{i}"),
-                birth: date!(1980 - 01 - 01),
-                sex: if i.is_multiple_of(2) {
-                    Sex::Male
-                } else {
-                    Sex::Female
-                },
-                address: format!("{municipality}一丁目{}番", i % 1000 + 1),
-                prefecture,
-                municipality,
-                card_expiry: date!(2036 - 01 - 01),
-            },
-            // The duplicate check scans the whole register (O(residents) per
-            // registration); benchmark residents are distinct by construction.
-            Some("benchmark population: distinct residents by construction"),
-        )?;
+) -> Result<Added> {
+    let mut p: Vec<(u64, Progress)> = range
+        .map(|i| (i, done.get(&i).cloned().unwrap_or_default()))
+        .collect();
+    let new: Vec<usize> = (0..p.len()).filter(|k| p[*k].1.id.is_empty()).collect();
+    if !new.is_empty() {
+        let rows: Vec<NewResident> = new.iter().map(|k| plan.resident(p[*k].0)).collect();
+        let ids = a.resident_import(&rows, false).map_err(|mut refused| {
+            let (row, e) = refused.swap_remove(0);
+            Error::Invalid(format!("registering resident {}: {e}", p[new[row]].0))
+        })?;
+        for (k, id) in new.iter().zip(ids) {
+            p[*k].1.id = id;
+        }
     }
-    if p.dead {
-        return Ok((0, 0, 0));
-    }
-    let (mut n, mut der) = (0, 0);
-    for (k, h) in plan.kinds(i).iter().enumerate() {
-        if p.issued.contains(h) {
+    let mut added = Added::default();
+    for (k, h) in [Hierarchy::Auth, Hierarchy::Signing]
+        .into_iter()
+        .enumerate()
+    {
+        let requests: Vec<IssueRequest<'_>> = p
+            .iter()
+            .filter(|(i, q)| !q.dead && !q.issued.contains(&h) && plan.kinds(*i).contains(&h))
+            .map(|(i, q)| IssueRequest {
+                resident: &q.id,
+                hierarchy: h,
+                csr: &csrs[(2 * *i as usize + k) % csrs.len()],
+            })
+            .collect();
+        if requests.is_empty() {
             continue;
         }
-        let csr = &csrs[(2 * i as usize + k) % csrs.len()];
-        der += a
-            .issue_from_bench_pool(&p.id, *h, csr, overrides)?
-            .der
-            .len() as u64;
-        n += 1;
+        for c in a.issue_batch_from_bench_pool(&requests, overrides)? {
+            added.issued += 1;
+            added.der_bytes += c.der.len() as u64;
+        }
     }
-    let mut r = 0;
-    if plan.dies(i) {
-        let out = a.event(&p.id, &Event::Death)?;
-        r = out.revocations.len() as u64;
+    let dying: Vec<&str> = p
+        .iter()
+        .filter(|(i, q)| !q.dead && plan.dies(*i))
+        .map(|(_, q)| q.id.as_str())
+        .collect();
+    let actor = ca::actor::Actor::System("bench-populate");
+    let deaths: Vec<Result<u64>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = dying
+            .iter()
+            .map(|id| {
+                let actor = &actor;
+                sc.spawn(move || {
+                    ca::actor::acting_as(actor, || {
+                        a.event(id, &Event::Death)
+                            .map(|out| out.revocations.len() as u64)
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a death report panicked".into())))
+            })
+            .collect()
+    });
+    for r in deaths {
+        added.revoked += r?;
     }
-    Ok((n, r, der))
+    Ok(added)
 }
 
 /// `n` RSA-2048 holder keys' CSRs, made in parallel (the private keys are dropped: the

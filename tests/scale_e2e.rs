@@ -69,7 +69,9 @@ const POPULATE: &[&str] = &[
     "--municipalities",
     "5",
     "--threads",
-    "4",
+    "2",
+    "--batch",
+    "16",
     "--key-pool",
     "3",
 ];

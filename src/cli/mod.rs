@@ -828,12 +828,16 @@ pub enum BenchCommand {
         /// `postgres://…` to create the store in PostgreSQL (sled by default).
         #[arg(long)]
         store: Option<String>,
-        /// Concurrent issuing clients.
-        #[arg(long, default_value_t = 8)]
+        /// Chunks of residents worked on at once (each batch's signatures already use every
+        /// core).
+        #[arg(long, default_value_t = 2)]
         threads: usize,
         /// Pre-generated holder keys shared by all holders.
         #[arg(long, default_value_t = 16)]
         key_pool: usize,
+        /// Residents per chunk of units of work (registration, each kind's issuance, deaths).
+        #[arg(long, default_value_t = 256)]
+        batch: u64,
         /// Stop after about this many certificates, as if interrupted (tests of resuming).
         #[arg(long, hide = true)]
         stop_after: Option<u64>,
@@ -2394,6 +2398,7 @@ pub fn run(cli: Cli) -> Result<()> {
             store,
             threads,
             key_pool,
+            batch,
             stop_after,
         }) => Ok(crate::bench_populate::run(
             &crate::bench_populate::Plan {
@@ -2407,6 +2412,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 passphrase: passphrase(cli.passphrase_file.as_deref())?,
                 threads: *threads,
                 key_pool: *key_pool,
+                batch: *batch,
                 stop_after: *stop_after,
             },
         )?),

@@ -5,7 +5,8 @@
 //!   with one JSON object naming each check and, for a failed one, why:
 //!   `store` (the engine is reachable and takes writes: not refusing them after a failed
 //!   journal write; for PostgreSQL a round trip), `signers` (both roots and both delegated
-//!   OCSP signers load and are inside their validity), `crls` (every partition has a
+//!   OCSP signers load and are inside their validity), `crls` (the first publication pass
+//!   since start is over — the server listens before it — and every partition has a
 //!   published CRL whose nextUpdate is still ahead). A load balancer takes a node out of
 //!   rotation on `503`; a person reads the reasons.
 //! * **`/metrics`** ([`Health::render`], appended to the responder's OCSP counters and the
@@ -106,6 +107,9 @@ pub struct Health {
     publisher: Arc<crl_publisher::Publisher>,
     watch: Arc<super::renew::Watch>,
     tally: Mutex<Tally>,
+    /// Whether the first publication pass since start is over (`jpki serve` listens before
+    /// it: on a large new store it publishes thousands of partitions).
+    first_crls: tokio::sync::watch::Sender<bool>,
 }
 
 impl Health {
@@ -119,7 +123,20 @@ impl Health {
             publisher,
             watch,
             tally: Mutex::new(Tally::default()),
+            first_crls: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Says the first CRL publication pass since start is over.
+    pub fn first_crls_published(&self) {
+        self.first_crls.send_replace(true);
+    }
+
+    /// Waits until the first CRL publication pass since start is over (CRL requests wait
+    /// for it rather than finding a partition not yet published).
+    pub async fn first_crls(&self) {
+        let mut rx = self.first_crls.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// Runs every readiness check (blocking: reads the store and the key files).
@@ -158,6 +175,9 @@ impl Health {
             }
         })();
         let crls = (|| -> std::result::Result<(), String> {
+            if !*self.first_crls.borrow() {
+                return Err("the first publication of every CRL since start is in progress".into());
+            }
             let status = self.publisher.status(now).map_err(|e| e.to_string())?;
             let stale: Vec<String> = status
                 .iter()

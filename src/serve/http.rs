@@ -186,6 +186,12 @@ pub async fn serve_public_with(
                 Some(h) if req.uri().path() == "/readyz" && req.method() == hyper::Method::GET => {
                     readyz(h).await
                 }
+                // Listening starts before the first CRL publication pass: a CRL request
+                // waits for it (OCSP does not).
+                Some(h) if req.uri().path().starts_with("/crl/") => {
+                    h.first_crls().await;
+                    route(&publisher, &responder, req).await
+                }
                 _ => route(&publisher, &responder, req).await,
             }
         }

@@ -580,37 +580,54 @@ pub fn run_node(
             stopped(stop_rx.clone()),
         ));
 
-        // Publish every CRL once at start (what is due), then keep them current.
+        // Publish every CRL that is due, then keep them current — in the background: the
+        // listeners open first (a large new store has thousands of partitions to publish;
+        // OCSP answers meanwhile, CRL requests wait for this pass, `/readyz` says so).
         {
-            let p = Arc::clone(&parts.publisher);
-            let now = parts.authority.clock().now();
-            let report = tokio::task::spawn_blocking(move || p.tick(now))
-                .await
-                .map_err(|e| Error::Serve(e.to_string()))?;
-            // On a CA node, a CRL another node has leased is that node's to publish.
-            let failed = report
-                .failed
-                .iter()
-                .filter(|(_, _, _, e)| node.is_none() || !role::published_elsewhere(e))
-                .count();
-            if failed > 0 {
-                return Err(Error::Serve(format!(
-                    "{failed} CRL(s) could not be published at start"
-                )));
-            }
-            // One summary line, not one per partition.
-            // Reads the store: a PostgreSQL store blocks on its own runtime (not this worker).
-            let partitions = tokio::task::block_in_place(|| {
-                parts.publisher.scopes().map(|s| s.len()).unwrap_or(0)
-            });
-            eprintln!(
-                "jpki serve: {} CRL(s) published at start, {} partition(s) served from {}",
-                report.published.len(),
-                partitions,
-                settings.crl_dir.display()
+            let (p, h, authority) = (
+                Arc::clone(&parts.publisher),
+                Arc::clone(&health),
+                Arc::clone(&parts.authority),
             );
+            let crl_dir = settings.crl_dir.clone();
+            let node = node.clone();
+            let shutdown = stopped(stop_rx.clone());
+            tasks.spawn(async move {
+                let started = std::time::Instant::now();
+                let now = authority.clock().now();
+                let publisher = Arc::clone(&p);
+                let report = tokio::task::spawn_blocking(move || {
+                    let report = publisher.tick(now);
+                    let partitions = publisher.scopes().map(|s| s.len()).unwrap_or(0);
+                    (report, partitions)
+                })
+                .await;
+                h.first_crls_published();
+                match report {
+                    Ok((report, partitions)) => {
+                        // On a CA node, a CRL another node has leased is that node's.
+                        let failed = report
+                            .failed
+                            .iter()
+                            .filter(|(_, _, _, e)| node.is_none() || !role::published_elsewhere(e))
+                            .count();
+                        if failed > 0 {
+                            eprintln!("jpki serve: {failed} CRL(s) could not be published at start; retrying");
+                            tracing::error!(failed, "CRLs not published at start; retrying");
+                        }
+                        // One summary line, not one per partition.
+                        eprintln!(
+                            "jpki serve: {} CRL(s) published at start in {:.1} s, {partitions} partition(s) served from {}",
+                            report.published.len(),
+                            started.elapsed().as_secs_f64(),
+                            crl_dir.display()
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, "the first CRL pass panicked"),
+                }
+                p.run(shutdown).await;
+            });
         }
-        tasks.spawn(Arc::clone(&parts.publisher).run(stopped(stop_rx.clone())));
         tasks.spawn(apply_due_events(
             Arc::clone(&parts.authority),
             stopped(stop_rx.clone()),

@@ -436,7 +436,36 @@ impl PgStorage {
     pub fn open(url: &str) -> std::result::Result<PgStorage, PgError> {
         let store = PgStorage::connect(url, Duration::from_secs(10))?;
         store.migrate()?;
+        store.index_identities()?;
         Ok(store)
+    }
+
+    /// Fills in the identity index (migration 11) of residents written before it, a chunk at
+    /// a time (each row's key is set once; a resident written meanwhile gets its key from
+    /// `put_resident`).
+    fn index_identities(&self) -> std::result::Result<(), PgError> {
+        loop {
+            let rows = self
+                .query(
+                    "SELECT id, record FROM residents WHERE identity IS NULL ORDER BY id LIMIT $1",
+                    &[&CHUNK],
+                )
+                .map_err(|e| PgError::Decode(e.to_string()))?;
+            for row in &rows {
+                let id: String = row.get(0);
+                let r: Resident =
+                    json(row, "record").map_err(|e| PgError::Decode(e.to_string()))?;
+                let key = ca::storage::identity_key(r.attributes.name(), r.attributes.birth());
+                self.query(
+                    "UPDATE residents SET identity = $1 WHERE id = $2 AND identity IS NULL",
+                    &[&&key[..], &id],
+                )
+                .map_err(|e| PgError::Decode(e.to_string()))?;
+            }
+            if (rows.len() as i64) < CHUNK {
+                return Ok(());
+            }
+        }
     }
 
     /// Connects to `url` for an edge node, which only reads: possibly a read-only hot standby,
@@ -1016,6 +1045,17 @@ impl Storage for PgStorage {
 
     fn resident(&self, id: &str) -> Result<Option<Resident>> {
         self.record_of("residents", id)
+    }
+
+    fn residents_by_identity(&self, name: &str, birth: time::Date) -> Result<Vec<Resident>> {
+        let key = ca::storage::identity_key(name, birth);
+        self.query(
+            "SELECT record FROM residents WHERE identity = $1 ORDER BY id",
+            &[&&key[..]],
+        )?
+        .iter()
+        .map(|row| json(row, "record"))
+        .collect()
     }
 
     fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
@@ -1788,15 +1828,19 @@ impl Tx for PgTx<'_> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
+        let identity = ca::storage::identity_key(r.attributes.name(), r.attributes.birth());
         self.exec(
-            "INSERT INTO residents (id, state, version, record) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO residents (id, state, version, record, identity) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
-             version = EXCLUDED.version, record = EXCLUDED.record",
+             version = EXCLUDED.version, record = EXCLUDED.record, \
+             identity = EXCLUDED.identity",
             &[
                 &r.id,
                 &state,
                 &i64_of(r.version, "resident version")?,
                 &Json(r),
+                &&identity[..],
             ],
         )
     }

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "CRL partition leases", V8),
     (9, "edges' OCSP signer requests", V9),
     (10, "CRLs per root generation", V10),
+    (11, "the register's identity index", V11),
 ];
 
 /// The version this binary brings a database to.
@@ -360,4 +361,14 @@ ALTER TABLE crl_state DROP CONSTRAINT crl_state_pkey,
 ALTER TABLE crl_leases ADD COLUMN generation integer NOT NULL DEFAULT 1;
 ALTER TABLE crl_leases DROP CONSTRAINT crl_leases_pkey,
     ADD PRIMARY KEY (hierarchy, generation, crl_scope, crl_prefecture, crl_municipality);
+"#;
+
+/// Version 11: the register's identity index (`ca::storage::identity_key`: SHA-256 of the
+/// whitespace-free name and the date of birth), so that registration's duplicate-person check
+/// is a lookup, not a scan. Computed by the engine when it writes a resident; rows written
+/// before are filled in by the engine at start-up (`PgStorage::open`), since the key's
+/// whitespace rule is Rust's `char::is_whitespace`.
+const V11: &str = r#"
+ALTER TABLE residents ADD COLUMN identity bytea CHECK (octet_length(identity) = 32);
+CREATE INDEX residents_by_identity ON residents (identity, id);
 "#;

@@ -275,21 +275,16 @@ impl Authority {
     }
 
     /// Refuses a registration of someone already in the register (same name, date of birth
-    /// and address; a deceased resident's record does not count). A scan of the register: an
-    /// index by name and birth date is the national-scale follow-up, as for the search.
+    /// and address; a deceased resident's record does not count): a lookup in the storage's
+    /// identity index ([`crate::storage::Storage::residents_by_identity`]), then the address.
     fn refuse_duplicate(&self, new: &Attributes) -> Result<()> {
-        let mut existing = None;
-        self.storage.for_each_resident(&mut |r: Resident| {
-            if existing.is_none()
-                && r.state != ResidentState::Deceased
-                && same_person(&r.attributes, new)
-            {
-                existing = Some(r.id);
-            }
-            Ok(())
-        })?;
+        let existing = self
+            .storage
+            .residents_by_identity(new.name(), new.birth())?
+            .into_iter()
+            .find(|r| r.state != ResidentState::Deceased && same_person(&r.attributes, new));
         match existing {
-            Some(id) => Err(Error::DuplicateResident(id)),
+            Some(r) => Err(Error::DuplicateResident(r.id)),
             None => Ok(()),
         }
     }

@@ -44,7 +44,7 @@ use crate::signers::Signers;
 use crate::storage::Storage;
 
 pub use events::{Event, EventOutcome, NewResident};
-pub use issue::{IssueOverrides, Issued, BENCH_STORE_MARKER};
+pub use issue::{IssueOverrides, IssueRequest, Issued, BENCH_STORE_MARKER};
 pub use query::{
     CertPage, CertQuery, CertSummary, CertView, ResidentPage, ResidentQuery, ResidentSummary,
     ResidentView,
@@ -241,12 +241,35 @@ impl Authority {
     }
 
     fn lock_resident(&self, id: &str) -> std::sync::MutexGuard<'_, ()> {
+        self.resident_locks[self.stripe(id)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The locks of several residents, taken in stripe order (so that two callers locking
+    /// overlapping sets cannot deadlock), each stripe once.
+    fn lock_residents<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = ids.map(|id| self.stripe(id)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|i| {
+                self.resident_locks[i]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+            })
+            .collect()
+    }
+
+    fn stripe(&self, id: &str) -> usize {
         let h = id.bytes().fold(0usize, |acc, b| {
             acc.wrapping_mul(31).wrapping_add(usize::from(b))
         });
-        self.resident_locks[h % self.resident_locks.len()]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        h % self.resident_locks.len()
     }
 
     /// Installs the revocation listener (once).

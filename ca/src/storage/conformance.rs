@@ -134,6 +134,7 @@ macro_rules! storage_conformance {
             signer_requests,
             revocation_log_import,
             crl_generations,
+            residents_by_identity,
         );
     };
     (@checks $make:expr; $($check:ident),* $(,)?) => {
@@ -250,6 +251,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("signer_requests", signer_requests::<S>),
         ("revocation_log_import", revocation_log_import::<S>),
         ("crl_generations", crl_generations::<S>),
+        ("residents_by_identity", residents_by_identity::<S>),
     ]
 }
 
@@ -448,7 +450,7 @@ fn all_certificates<S: Storage>(s: &S) -> Vec<(Hierarchy, Vec<u8>)> {
     out
 }
 
-fn resident(id: &str, version: u64) -> Resident {
+pub(crate) fn resident(id: &str, version: u64) -> Resident {
     Resident {
         id: id.to_owned(),
         attributes: serde_json::from_value(serde_json::json!({
@@ -1453,6 +1455,67 @@ pub fn residents<S: Storage>(s: &S) {
         Ok(())
     }));
     assert_eq!(all, [json(&r1b), json(&r10), json(&r9)]);
+}
+
+/// residents_by_identity: a lookup by name (whitespace ignored) and date of birth, in id
+/// order, whatever the state; a changed name moves the resident, an aborted unit of work
+/// leaves the index as it was.
+pub fn residents_by_identity<S: Storage>(s: &S) {
+    let birth = time::macros::date!(1990 - 02 - 03);
+    let ids = |name: &str, birth| -> Vec<String> {
+        ok(s.residents_by_identity(name, birth))
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert!(ids("試験 花子", birth).is_empty());
+    let r2 = resident("R2", 0);
+    let mut r1 = resident("R1", 0);
+    r1.state = crate::records::ResidentState::Deceased;
+    let mut other = resident("R3", 0);
+    other.attributes = serde_json::from_value(serde_json::json!({
+        "name": "試験 太郎", "birth": "1990-02-03", "sex": "1", "address": "東京都千代田区霞が関2-1-2",
+    }))
+    .expect("attributes");
+    commit(s, &|t| {
+        t.put_resident(&r2)?;
+        t.put_resident(&r1)?;
+        t.put_resident(&other)
+    });
+    // Whitespace of any kind (the ideographic space too) is ignored; the birth date counts.
+    assert_eq!(ids("試験 花子", birth), ["R1", "R2"]);
+    assert_eq!(ids("試験\u{3000}花子", birth), ["R1", "R2"]);
+    assert_eq!(ids("試験花子 ", birth), ["R1", "R2"]);
+    assert!(ids("試験 花子", time::macros::date!(1990 - 02 - 04)).is_empty());
+    assert_eq!(ids("試験太郎", birth), ["R3"]);
+    // The full record comes back.
+    assert_eq!(
+        ok(s.residents_by_identity("試験 花子", birth))
+            .iter()
+            .map(json)
+            .collect::<Vec<_>>(),
+        [json(&r1), json(&r2)]
+    );
+    // A name change moves the resident; a change of anything else keeps it where it was.
+    let mut renamed = resident("R2", 1);
+    renamed.attributes = other.attributes.clone();
+    let mut moved = resident("R1", 1);
+    moved.municipality = "港区".into();
+    commit(s, &|t| {
+        t.put_resident(&renamed)?;
+        t.put_resident(&moved)
+    });
+    assert_eq!(ids("試験 花子", birth), ["R1"]);
+    assert_eq!(ids("試験 太郎", birth), ["R2", "R3"]);
+    // An aborted unit of work changes nothing.
+    let back = resident("R2", 2);
+    let r = s.transact(&|t| {
+        t.put_resident(&back)?;
+        Err(crate::error::Error::Invalid("abort".into()))
+    });
+    assert!(r.is_err());
+    assert_eq!(ids("試験 花子", birth), ["R1"]);
+    assert_eq!(ids("試験 太郎", birth), ["R2", "R3"]);
 }
 
 /// schedule, unschedule, due_events (inclusive, earliest first, then resident id),

@@ -29,9 +29,9 @@ use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage
 use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRecord};
 use crate::storage::SignerRequest;
 use crate::storage::{
-    crl_of, fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlId, CrlLease,
-    Generation, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind,
-    Storage, Tx,
+    crl_of, fingerprint, identity_key, revoked_entry, scope_of, CommitStats, Compaction, CrlId,
+    CrlLease, Generation, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled,
+    ScheduledKind, Storage, Tx,
 };
 
 /// A certificate: hierarchy and serial.
@@ -54,6 +54,8 @@ struct Tables {
     dirty: BTreeMap<CrlKey, ()>,
     crl_state: BTreeMap<CrlKey, Vec<u8>>,
     residents: BTreeMap<String, Resident>,
+    /// The register's identity index: [`crate::storage::identity_key`], resident id.
+    by_identity: BTreeMap<([u8; 32], String), ()>,
     /// Due time, resident id.
     scheduled: BTreeMap<(OffsetDateTime, String), ScheduledKind>,
     audit: BTreeMap<u64, Record>,
@@ -198,6 +200,17 @@ impl Storage for MemoryStorage {
             |_, r| r.clone(),
             each,
         )
+    }
+
+    fn residents_by_identity(&self, name: &str, birth: time::Date) -> Result<Vec<Resident>> {
+        let key = identity_key(name, birth);
+        self.read(|t| {
+            t.by_identity
+                .range((key, String::new())..)
+                .take_while(|((k, _), _)| *k == key)
+                .filter_map(|((_, id), _)| t.residents.get(id).cloned())
+                .collect()
+        })
     }
 
     fn status_history(&self, h: Hierarchy, serial: &[u8]) -> Result<Vec<StatusChange>> {
@@ -858,6 +871,16 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_resident(&self, r: &Resident) -> Result<()> {
+        let key = |r: &Resident| identity_key(r.attributes.name(), r.attributes.birth());
+        let new = key(r);
+        match self.get(|t| &t.residents, r.id.as_str()) {
+            Some(old) if key(&old) == new => {}
+            Some(old) => {
+                self.set(|t| &mut t.by_identity, (key(&old), r.id.clone()), None);
+                self.set(|t| &mut t.by_identity, (new, r.id.clone()), Some(()));
+            }
+            None => self.set(|t| &mut t.by_identity, (new, r.id.clone()), Some(())),
+        }
         self.set(|t| &mut t.residents, r.id.clone(), Some(r.clone()));
         Ok(())
     }

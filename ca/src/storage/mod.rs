@@ -250,6 +250,10 @@ pub trait Storage: Send + Sync {
     fn resident(&self, id: &str) -> Result<Option<Resident>>;
     /// Every resident, in id order (byte order of the id), streamed (`jpki store migrate`).
     fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()>;
+    /// The residents registered under `name` (whitespace ignored) and date of birth `birth`,
+    /// in id order, whatever their state: an index lookup ([`identity_key`]), so that
+    /// registration's duplicate-person check does not scan the register.
+    fn residents_by_identity(&self, name: &str, birth: time::Date) -> Result<Vec<Resident>>;
     /// Scheduled events due at or before `until`, earliest first.
     fn due_events(&self, until: OffsetDateTime) -> Result<Vec<Scheduled>>;
     /// The earliest scheduled event, if any.
@@ -572,6 +576,31 @@ pub type Generation = u32;
 /// One CRL: hierarchy, the root generation that signs it, scope. Ordered hierarchy first,
 /// then generation, then scope, as every engine lists them.
 pub type CrlId = (Hierarchy, Generation, Scope);
+
+/// The key of the register's identity index: SHA-256 of the name with every whitespace
+/// character removed (`char::is_whitespace`, so the ideographic space too), a NUL and the date
+/// of birth (ISO 8601). Name and birth date, not the address: an address change then never
+/// moves a resident in the index, and the few residents sharing a name and birthday are
+/// compared on their address by the caller. Every engine keys its index by this.
+pub fn identity_key(name: &str, birth: time::Date) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for c in name.chars().filter(|c| !c.is_whitespace()) {
+        let mut b = [0u8; 4];
+        h.update(c.encode_utf8(&mut b).as_bytes());
+    }
+    h.update([0u8]);
+    h.update(
+        format!(
+            "{:04}-{:02}-{:02}",
+            birth.year(),
+            u8::from(birth.month()),
+            birth.day()
+        )
+        .as_bytes(),
+    );
+    h.finalize().into()
+}
 
 /// The [`KeyFingerprint`] of a SubjectPublicKeyInfo (DER).
 pub fn fingerprint(spki: &[u8]) -> KeyFingerprint {

@@ -68,10 +68,13 @@ pub(crate) enum Table {
     Officers,
     /// Every change of a certificate's status (issue #18), appended for the same reason.
     StatusLog,
+    /// The register's identity index ([`crate::storage::identity_key`] then the resident id
+    /// → empty), appended for the same reason.
+    ByIdentity,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 16] = [
+    pub(crate) const ALL: [Table; 17] = [
         Table::Certs,
         Table::ByHolder,
         Table::Status,
@@ -88,6 +91,7 @@ impl Table {
         Table::BlockedKeys,
         Table::Officers,
         Table::StatusLog,
+        Table::ByIdentity,
     ];
 
     fn name(self) -> &'static str {
@@ -108,6 +112,7 @@ impl Table {
             Table::BlockedKeys => "blocked_keys",
             Table::Officers => "officers",
             Table::StatusLog => "status_log",
+            Table::ByIdentity => "by_identity",
         }
     }
 

@@ -35,7 +35,29 @@ impl SledStorage {
     /// Opens (or creates) the store in `dir` (`dir/journal`, `dir/sled/`), replaying or
     /// rebuilding from the journal as needed. A second process gets [`Error::Locked`].
     pub fn open(dir: &Path) -> Result<SledStorage> {
-        Ok(SledStorage { kv: Kv::open(dir)? })
+        let s = SledStorage { kv: Kv::open(dir)? };
+        s.index_identities()?;
+        Ok(s)
+    }
+
+    /// Fills the register's identity index of a store made before it existed (one unit of
+    /// work, once: a mark in the meta table says the index is complete). Until then —
+    /// a read-only copy of such a store — [`Storage::residents_by_identity`] scans.
+    fn index_identities(&self) -> Result<()> {
+        if self.kv.get(Table::Meta, IDENTITY_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        for item in self.kv.scan(Table::Residents, b"") {
+            let r = l::resident_from_store(&item?.1)?;
+            keys.push(identity_entry(&r));
+        }
+        self.kv.transact(&|t| {
+            for k in &keys {
+                t.insert(Table::ByIdentity, k, b"")?;
+            }
+            t.insert(Table::Meta, IDENTITY_INDEXED, b"1")
+        })
     }
 
     /// Opens the store in `dir` for reading only (`jpki --read-only`: a copy on read-only
@@ -137,6 +159,32 @@ impl Storage for SledStorage {
             each(l::cert_from_store(&item?.1)?)?;
         }
         Ok(())
+    }
+
+    fn residents_by_identity(&self, name: &str, birth: time::Date) -> Result<Vec<Resident>> {
+        let key = crate::storage::identity_key(name, birth);
+        if self.kv.get(Table::Meta, IDENTITY_INDEXED)?.is_none() {
+            // A read-only copy of a store made before the index: scan.
+            let mut out = Vec::new();
+            self.for_each_resident(&mut |r| {
+                if crate::storage::identity_key(r.attributes.name(), r.attributes.birth()) == key {
+                    out.push(r);
+                }
+                Ok(())
+            })?;
+            return Ok(out);
+        }
+        let mut out = Vec::new();
+        for item in self.kv.scan(Table::ByIdentity, &key) {
+            let (k, _) = item?;
+            let id = std::str::from_utf8(&k[key.len()..])
+                .map_err(|_| Error::Store("identity index: an id that is not UTF-8".into()))?;
+            // Read after the index entry: a resident is never removed, so it is there.
+            if let Some(r) = self.kv.resident_of(id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
@@ -544,6 +592,16 @@ impl Storage for SledStorage {
     }
 }
 
+/// The meta key saying the identity index holds every resident.
+const IDENTITY_INDEXED: &[u8] = b"identity-indexed";
+
+/// A resident's key in the identity index: its [`crate::storage::identity_key`] then its id.
+fn identity_entry(r: &Resident) -> Vec<u8> {
+    let mut k = crate::storage::identity_key(r.attributes.name(), r.attributes.birth()).to_vec();
+    k.extend_from_slice(r.id.as_bytes());
+    k
+}
+
 /// A unit of work on sled: the domain writes as key-value writes of [`layout`].
 struct SledTx<'a>(&'a dyn Txn);
 
@@ -671,6 +729,15 @@ impl Tx for SledTx<'_> {
     }
 
     fn put_resident(&self, r: &Resident) -> Result<()> {
+        let entry = identity_entry(r);
+        match self.resident_of(&r.id)? {
+            Some(old) if identity_entry(&old) == entry => {}
+            Some(old) => {
+                self.0.remove(Table::ByIdentity, &identity_entry(&old))?;
+                self.0.insert(Table::ByIdentity, &entry, b"")?;
+            }
+            None => self.0.insert(Table::ByIdentity, &entry, b"")?,
+        }
         self.0
             .insert(Table::Residents, r.id.as_bytes(), &l::resident_to_store(r)?)
     }
@@ -886,4 +953,36 @@ mod tests {
     }
 
     crate::storage_conformance!(fresh);
+
+    /// A store written before the identity index existed (residents, no index, no mark)
+    /// gets its index filled in when opened, and a read-only copy of it scans meanwhile.
+    #[test]
+    fn an_older_store_is_indexed_when_opened() {
+        use super::{Table, IDENTITY_INDEXED};
+        use crate::storage::Storage;
+        let dir = tempfile::tempdir().unwrap();
+        let birth = time::macros::date!(1990 - 02 - 03);
+        {
+            let s = SledStorage::open(dir.path()).unwrap();
+            let r = crate::storage::conformance::resident("R1", 0);
+            let stored = super::l::resident_to_store(&r).unwrap();
+            // As an older binary wrote it: the record only.
+            s.kv.transact(&|t| {
+                t.insert(Table::Residents, b"R1", &stored)?;
+                t.remove(Table::Meta, IDENTITY_INDEXED)
+            })
+            .unwrap();
+        }
+        let ro = SledStorage::open_read_only(dir.path()).unwrap();
+        let found = ro.residents_by_identity("試験花子", birth).unwrap();
+        assert_eq!(found.len(), 1);
+        drop(ro);
+        let s = SledStorage::open(dir.path()).unwrap();
+        assert!(s.kv.get(Table::Meta, IDENTITY_INDEXED).unwrap().is_some());
+        let found = s.residents_by_identity("試験　花子", birth).unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["R1"]
+        );
+    }
 }
