@@ -37,7 +37,26 @@ start() { # start jpki serve, time to the first OCSP answer
 }
 run() { # name url reqs hot close
   echo "## $1"
-  env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" | grep -E "Requests/sec|  99%|  50%|non-2xx"
+  env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" > "$W/run.out"
+  grep -E "Requests/sec|  99%|  50%|non-2xx" "$W/run.out"
+  # "name without the round [i]|requests/s|p99" for the medians at the end
+  echo "${1% \[*}|$(awk '/Requests\/sec/ {print $2}' "$W/run.out")|$(awk '$1=="99%" {print $2}' "$W/run.out")" >> "$W/results"
+}
+medians() { # per kind of run: median requests/s and median p99 over the rounds
+  python3 - "$W/results" <<'PY'
+import sys, statistics as st
+def ms(v):
+    for u, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(u): return float(v[:-len(u)]) * f
+    return float(v)
+runs = {}
+for line in open(sys.argv[1]):
+    name, rps, p99 = line.rstrip("\n").split("|")
+    runs.setdefault(name, []).append((float(rps), ms(p99)))
+print("## medians over the rounds")
+for name, v in runs.items():
+    print(f"{name}: {st.median(r for r, _ in v):,.0f}/s, p99 {st.median(p for _, p in v):.2f} ms ({len(v)} rounds: {', '.join(f'{r:,.0f}' for r, _ in v)})")
+PY
 }
 N=$(cat "$W/auth.serials" "$W/signing.serials" | wc -l)
 if [ "${SKIP_FIRST:-0}" != 1 ]; then # SKIP_FIRST=1: the answer store is already filled
@@ -72,4 +91,5 @@ for i in $(seq 1 $R); do
   kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null || true; wait "$OSSL" 2>/dev/null || true; OSSL=
 done
 kill $SERVE; wait $SERVE 2>/dev/null || true
+medians
 echo "disk: store $(du -sb "$DATA" --exclude ocsp-answers | cut -f1) bytes, answers $(du -sb "$DATA/ocsp-answers" | cut -f1) bytes for $N certificates"

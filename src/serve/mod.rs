@@ -498,9 +498,9 @@ pub fn run_node(
             &ocsp_responder::stored::Settings::default(),
         )
         .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
-        parts
-            .responder
-            .attach_store(Arc::new(answers))
+        // Attaching catches the answers up with the store's revocation log before anything
+        // listens (reads the store: off the runtime's workers).
+        tokio::task::block_in_place(|| parts.responder.attach_store(Arc::new(answers)))
             .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         }
         watch.set_responder(parts.responder.clone());
@@ -603,6 +603,11 @@ pub fn run_node(
             let r = parts.responder.clone();
             let rx = stop_rx.clone();
             tasks.spawn(async move { r.run_presigner(stopped(rx)).await });
+        }
+        {
+            let r = parts.responder.clone();
+            let rx = stop_rx.clone();
+            tasks.spawn(async move { r.run_store_follower(stopped(rx)).await });
         }
         if let Some(addr) = settings.http {
             let listener = bind("CRL and OCSP (http)", addr).await?;
