@@ -96,6 +96,10 @@ use crate::Error;
 
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHARDS: usize = 64;
+/// When the memory front is full, one answer read from the store in this many is admitted
+/// into it (evicting another): a serial asked often gets in after a few questions, while
+/// questions spread over millions of serials do not churn the front on every miss.
+const ADMIT_ONE_IN: u64 = 8;
 /// Stripes of the answer store's write guard ([`WriteGuard`]).
 const STRIPES: usize = 1024;
 /// Entries of the status-change log read at once by the catch-up.
@@ -317,6 +321,8 @@ struct Cache {
     /// refresh epoch of a record evicted to make room, so that a query that read the store
     /// before that refresh cannot put its stale answer back once the record is gone.
     evict_floor: AtomicU64,
+    /// Answers read from the store while the front was full ([`ADMIT_ONE_IN`]).
+    full_misses: AtomicU64,
 }
 
 /// Cache key: hierarchy tag then the serial's INTEGER content octets.
@@ -340,6 +346,7 @@ impl Cache {
             len: AtomicUsize::new(0),
             floor: [AtomicU64::new(0), AtomicU64::new(0)],
             evict_floor: AtomicU64::new(0),
+            full_misses: AtomicU64::new(0),
         }
     }
 
@@ -822,16 +829,20 @@ impl Responder {
             }
         }
         let tag: Arc<str> = Arc::from(std::str::from_utf8(&stored.etag).ok()?);
-        let entry = Arc::new(Entry {
-            cert_id: id.clone(),
-            der: stored.der.clone(),
-            times: t,
-            etag: tag.clone(),
-            used: AtomicBool::new(true),
-        });
-        inner
-            .cache
-            .insert(&buf[..n], started, entry, inner.settings.cache_capacity);
+        let cache = &inner.cache;
+        let capacity = inner.settings.cache_capacity;
+        let admit = cache.len.load(Ordering::Relaxed) < capacity
+            || cache.full_misses.fetch_add(1, Ordering::Relaxed) % ADMIT_ONE_IN == 0;
+        if admit {
+            let entry = Arc::new(Entry {
+                cert_id: id.clone(),
+                der: stored.der.clone(),
+                times: t,
+                etag: tag.clone(),
+                used: AtomicBool::new(true),
+            });
+            cache.insert(&buf[..n], started, entry, capacity);
+        }
         inner.metrics.stored_hit();
         Some(Answer {
             der: stored.der,
