@@ -655,6 +655,8 @@ impl Services {
             checkpoint_every: None,
             verifiers: None,
             presign_rate: 200,
+            answer_cache_bytes: 64 << 20,
+            memory_answers: 64 << 10,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

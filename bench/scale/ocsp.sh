@@ -15,7 +15,7 @@ export JPKI_PASSPHRASE=${JPKI_PASSPHRASE:-bench-passphrase}
 W=$(mktemp -d)
 PIDS=(); OSSL=
 cleanup() { [ -n "$OSSL" ] && kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT; trap 'exit 1' INT TERM
 echo "## machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 bench/scale/export.py "$BIN" "$DATA" "$W"
 $BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
@@ -25,7 +25,11 @@ for h in auth signing; do
 done
 python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
 python3 bench/scale/requests.py "$W/auth.reqs" "$W/auth-tpl.der" "$W/auth.serials"
-printf '[listen]\nhttp = "127.0.0.1:8090"\n[ocsp]\npresign_per_second = %s\n' "${PRESIGN:-1000000}" > "$W/serve.toml"
+# ANSWER_CACHE_MIB / MEMORY_ANSWERS: the answer store's page cache and the memory front
+# (serve's defaults 64 MiB and 65536 answers when unset).
+printf '[listen]\nhttp = "127.0.0.1:8090"\n[ocsp]\npresign_per_second = %s\nanswer_cache_mib = %s\nmemory_answers = %s\n' \
+  "${PRESIGN:-1000000}" "${ANSWER_CACHE_MIB:-64}" "${MEMORY_ANSWERS:-65536}" > "$W/serve.toml"
+echo "## serve.toml: $(tr '\n' ' ' < "$W/serve.toml")"
 FIRST=$(python3 -c "import sys,struct;d=open('$W/all.reqs','rb').read();n=struct.unpack('>H',d[:2])[0];open('$W/first.der','wb').write(d[2:2+n])")
 rss() { grep VmRSS /proc/$1/status | awk '{print $2/1024 " MiB"}'; }
 metric() { curl -s http://127.0.0.1:8090/metrics | awk -v m="$1" '$1==m {print $2}'; }
@@ -37,14 +41,35 @@ start() { # start jpki serve, time to the first OCSP answer
 }
 run() { # name url reqs hot close
   echo "## $1"
-  env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" | grep -E "Requests/sec|  99%|  50%|non-2xx"
+  env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" > "$W/run.out"
+  grep -E "Requests/sec|  99%|  50%|non-2xx" "$W/run.out"
+  # "name without the round [i]|requests/s|p99" for the medians at the end
+  echo "${1% \[*}|$(awk '/Requests\/sec/ {print $2}' "$W/run.out")|$(awk '$1=="99%" {print $2}' "$W/run.out")" >> "$W/results"
+}
+medians() { # per kind of run: median requests/s and median p99 over the rounds
+  python3 - "$W/results" <<'PY'
+import sys, statistics as st
+def ms(v):
+    for u, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(u): return float(v[:-len(u)]) * f
+    return float(v)
+runs = {}
+for line in open(sys.argv[1]):
+    name, rps, p99 = line.rstrip("\n").split("|")
+    runs.setdefault(name, []).append((float(rps), ms(p99)))
+print("## medians over the rounds")
+for name, v in runs.items():
+    print(f"{name}: {st.median(r for r, _ in v):,.0f}/s, p99 {st.median(p for _, p in v):.2f} ms ({len(v)} rounds: {', '.join(f'{r:,.0f}' for r, _ in v)})")
+PY
 }
 N=$(cat "$W/auth.serials" "$W/signing.serials" | wc -l)
 if [ "${SKIP_FIRST:-0}" != 1 ]; then # SKIP_FIRST=1: the answer store is already filled
 echo "## first start (pre-signer fills the answer store at up to ${PRESIGN:-1000000}/s)"
 start
 t0=$(date +%s.%N); c0=$(awk '{print $14+$15}' /proc/$SERVE/stat)
-until [ "$(metric ocsp_presigned_total)" -ge "$N" ] 2>/dev/null; do sleep 1; done
+# Every certificate's answer stored: pre-signed, or signed live for the start-up probe (and
+# stored then, so the pre-signer skips it): N signatures in all.
+until [ "$(metric ocsp_signatures_total)" -ge "$N" ] 2>/dev/null; do sleep 1; done
 dt=$(echo "$(date +%s.%N) - $t0" | bc); c1=$(awk '{print $14+$15}' /proc/$SERVE/stat)
 echo "full pre-signing pass: $N answers in $dt s ($(echo "$N / $dt" | bc)/s), CPU $(echo "($c1 - $c0) / 100" | bc) s = $(echo "100 * ($c1 - $c0) / 100 / $dt / $(nproc)" | bc) % of the machine; RSS $(rss $SERVE); answer store $(du -sm "$DATA/ocsp-answers" | cut -f1) MB"
 kill $SERVE; wait $SERVE 2>/dev/null || true
@@ -72,4 +97,5 @@ for i in $(seq 1 $R); do
   kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null || true; wait "$OSSL" 2>/dev/null || true; OSSL=
 done
 kill $SERVE; wait $SERVE 2>/dev/null || true
+medians
 echo "disk: store $(du -sb "$DATA" --exclude ocsp-answers | cut -f1) bytes, answers $(du -sb "$DATA/ocsp-answers" | cut -f1) bytes for $N certificates"

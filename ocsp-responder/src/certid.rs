@@ -25,11 +25,16 @@ impl HashAlg {
     ];
 
     pub fn oid(self) -> ObjectIdentifier {
+        // Parsed at compile time: this runs for every request.
+        const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+        const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+        const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+        const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
         match self {
-            HashAlg::Sha1 => ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
-            HashAlg::Sha256 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1"),
-            HashAlg::Sha384 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2"),
-            HashAlg::Sha512 => ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3"),
+            HashAlg::Sha1 => SHA1,
+            HashAlg::Sha256 => SHA256,
+            HashAlg::Sha384 => SHA384,
+            HashAlg::Sha512 => SHA512,
         }
     }
 

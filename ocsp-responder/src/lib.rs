@@ -47,4 +47,4 @@ pub use metrics::{Cause, ResponseStatus};
 /// The clock is jpki's one clock (`policies::clock`), re-exported for the responder's callers.
 pub use policies::clock::{Clock, FixedClock, SystemClock};
 pub use responder::{Answer, HashAlg, Issuer, PresignReport, Responder, Settings, Times};
-pub use source::{MemorySource, SourceError, Status, StatusSource};
+pub use source::{MemorySource, SourceError, Status, StatusChange, StatusSource};

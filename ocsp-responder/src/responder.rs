@@ -4,7 +4,11 @@
 //! 1. **Rejects** (`malformedRequest`, `unauthorized`) are constant byte strings encoded once.
 //! 2. **Cache hit**: a nonce-less request for one CertID whose answer was signed before and is
 //!    still inside its validity is served from memory: no status lookup, no signature.
-//! 3. **Live**: a request with a nonce, several CertIDs, a cache miss or an `unknown` serial
+//! 3. **Stored** (with an answer store attached, [`crate::stored`]): a memory miss for one
+//!    nonce-less CertID in the canonical form is answered from the durable store, read on the
+//!    runtime worker itself (a sled read; no status lookup, no hand-over to another thread),
+//!    and promoted into the memory front.
+//! 4. **Live**: a request with a nonce, several CertIDs, a miss or an `unknown` serial
 //!    looks the status up and is signed now, on the blocking pool, holding one permit of a
 //!    semaphore. Signing never runs on a runtime worker, so cached answers keep flowing while
 //!    signatures are made; only `live_concurrency` run at once, bounding the CPU a nonce flood
@@ -18,6 +22,39 @@
 //! the sequence number of its last refresh, a live query notes the sequence number before it
 //! reads the store, and its answer is cached only if no refresh happened in between.
 //!
+//! ## The answer store is authoritative
+//! A stored answer is served without reading the certificate's status, so every status change
+//! must reach the answer store before an answer could contradict it. Three rules make it so,
+//! over the store's revocation log (every `set_status` appends `(seq, hierarchy, serial)` in
+//! its own unit of work, [`StatusSource::status_changes_since`]):
+//! 1. **In process**: the CA calls `refresh` after the commit and before the acknowledgement;
+//!    `refresh` rewrites the serial's stored answers and fsyncs them (or, failing that, removes
+//!    them), so an acknowledged revocation is never contradicted.
+//! 2. **Watermark**: the answer store records `W`, the log sequence up to which every stored
+//!    answer is known to state the store's status. It moves only after a catch-up has compared
+//!    every logged change in `(W − LOG_LAG, head]` with the stored answers, rewritten or removed
+//!    the stale ones, and fsynced them: so the watermark never runs ahead of its answers.
+//! 3. **Catch-up before the first answer**: [`Responder::attach_store`] catches up (removing
+//!    stale answers) before it returns, and `jpki serve` attaches before it listens;
+//!    [`Responder::run_store_follower`] catches up every second while serving (changes made by
+//!    another process, or a refresh that failed).
+//!
+//! The crash window: a revocation commits (its log entry with it, seq `s > W`), then the
+//! process is SIGKILLed before `refresh` rewrote the answer. On disk the answer is stale and
+//! `W < s`. The restart reopens the store, reads the log past `W`, finds `s`, sees the stored
+//! status disagree, removes the answer, fsyncs, moves `W` — all before the listener exists. The
+//! first query of that serial finds no stored answer and is signed live from the store:
+//! revoked. A revocation that never committed is not in the log and was never acknowledged.
+//! If the store's log head is *below* `W` (the store was replaced by an older copy), every
+//! stored answer is dropped. A source without a log keeps the older guard: each stored answer
+//! is compared with a status read before it is served.
+//!
+//! Writers racing a change: the pre-signer and live answers note the sequence number before
+//! they read the status; a change raises its stripe's number ([`WriteGuard`]) before it reads
+//! the status, and a write is refused under the stripe's lock if the stripe moved past the
+//! writer's start. So an answer computed from a status read before a change is never written
+//! after the change's own answer.
+//!
 //! `unknown` answers are never cached: the serial may be issued a moment later (and the set of
 //! never-issued serials is unbounded, so caching them would let anyone fill memory).
 //!
@@ -29,7 +66,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
@@ -54,11 +91,22 @@ pub use crate::certid::{HashAlg, Times};
 use crate::metrics::{Cause, Metrics, ResponseStatus};
 use crate::request::{self, Parsed};
 use crate::source::{SourceError, Status, StatusSource};
-use crate::stored::{AnswerStore, StoredAnswer};
+use crate::stored::{AnswerStore, StoredAnswer, ETAG, KEY_HASH};
 use crate::Error;
 
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const SHARDS: usize = 64;
+/// When the memory front is full, one answer read from the store in this many is admitted
+/// into it (evicting another): a serial asked often gets in after a few questions, while
+/// questions spread over millions of serials do not churn the front on every miss.
+const ADMIT_ONE_IN: u64 = 8;
+/// Stripes of the answer store's write guard ([`WriteGuard`]).
+const STRIPES: usize = 1024;
+/// Entries of the status-change log read at once by the catch-up.
+const LOG_PAGE: usize = 4096;
+/// How far behind its watermark the catch-up looks again: a log numbered from a database
+/// sequence (PostgreSQL) may show a number only after a higher one has been read.
+const LOG_LAG: u64 = 256;
 /// Serial numbers longer than this (x509-cert 0.2 accepts at most 21 octets) are never cached.
 const MAX_KEY: usize = 48;
 
@@ -273,6 +321,8 @@ struct Cache {
     /// refresh epoch of a record evicted to make room, so that a query that read the store
     /// before that refresh cannot put its stale answer back once the record is gone.
     evict_floor: AtomicU64,
+    /// Answers read from the store while the front was full ([`ADMIT_ONE_IN`]).
+    full_misses: AtomicU64,
 }
 
 /// Cache key: hierarchy tag then the serial's INTEGER content octets.
@@ -296,6 +346,7 @@ impl Cache {
             len: AtomicUsize::new(0),
             floor: [AtomicU64::new(0), AtomicU64::new(0)],
             evict_floor: AtomicU64::new(0),
+            full_misses: AtomicU64::new(0),
         }
     }
 
@@ -428,6 +479,40 @@ struct Inner {
     extra_metrics: std::sync::OnceLock<MetricsHook>,
     /// The durable store of pre-signed answers, once attached ([`Responder::attach_store`]).
     stored: std::sync::OnceLock<Arc<AnswerStore>>,
+    /// Orders the answer store's writes against status changes ([`WriteGuard`]).
+    guard: WriteGuard,
+    /// The stored answers are known to state the store's status (the source keeps a
+    /// status-change log and a catch-up from it succeeded): served without a status read.
+    authoritative: AtomicBool,
+    /// Log entries the catch-up applied within `LOG_LAG` of its watermark; the lock also keeps
+    /// two catch-ups from running at once.
+    followed: Mutex<std::collections::BTreeSet<u64>>,
+}
+
+/// Orders writes to the answer store against status changes, per stripe of serials: a
+/// refresh raises its stripe's number to its own sequence number before it reads the
+/// status; a writer that read the status earlier (the pre-signer, a live answer) then finds
+/// a higher number than its own start under the stripe's lock and does not write. A refresh
+/// overtaken in its stripe by a later one removes its answer rather than writing one it can
+/// no longer vouch for. So no stale answer is ever written after a status change's own.
+struct WriteGuard {
+    stripes: Vec<Mutex<u64>>,
+}
+
+impl WriteGuard {
+    fn new() -> WriteGuard {
+        WriteGuard {
+            stripes: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
+        }
+    }
+
+    fn lock(&self, cache: &Cache, key: &[u8]) -> std::sync::MutexGuard<'_, u64> {
+        // hash_one returns u64; the modulo keeps the index in range.
+        let i = (cache.hasher.hash_one(key) >> 8) % STRIPES as u64;
+        self.stripes[i as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What one pass of the pre-signer did.
@@ -490,13 +575,51 @@ fn cert_status(s: Status) -> Result<CertStatus, Error> {
     })
 }
 
-fn etag(der: &[u8]) -> Arc<str> {
+/// The entity tag of an answer: `"` + the first 16 octets of its SHA-256 in hex + `"`.
+fn etag_bytes(der: &[u8]) -> [u8; ETAG] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = digest::digest(&digest::SHA256, der);
-    let hex: String = d.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Arc::from(format!("\"{hex}\""))
+    let mut tag = [b'"'; ETAG];
+    for (i, b) in d.as_ref()[..16].iter().enumerate() {
+        tag[1 + 2 * i] = HEX[usize::from(b >> 4)];
+        tag[2 + 2 * i] = HEX[usize::from(b & 15)];
+    }
+    tag
+}
+
+fn etag(der: &[u8]) -> Arc<str> {
+    let tag = etag_bytes(der);
+    // ASCII by construction.
+    Arc::from(std::str::from_utf8(&tag).unwrap_or("\"\""))
+}
+
+/// Two statuses compared to the second: what an answer (GeneralizedTime) and the stores hold.
+fn same_status(a: Status, b: Status) -> bool {
+    let seconds = |s: Status| match s {
+        Status::Revoked { at, reason } => (1, at.unix_timestamp(), Some(reason)),
+        Status::Good => (0, 0, None),
+        Status::Unknown => (2, 0, None),
+    };
+    seconds(a) == seconds(b)
+}
+
+/// Whether a request's CertID is in the form the stored answers carry (hashAlgorithm with
+/// NULL parameters, the serial as the minimal positive INTEGER): then, its issuer hashes
+/// having matched, its DER is the stored answer's CertID.
+fn canonical_form(id: &CertId) -> bool {
+    let null = id
+        .hash_algorithm
+        .parameters
+        .as_ref()
+        .is_some_and(|p| der07::Tagged::tag(p) == der07::Tag::Null && p.value().is_empty());
+    let serial = id.serial_number.as_bytes();
+    let minimal = match serial {
+        [first, ..] if *first >= 0x80 => false,
+        [0, second, ..] => *second >= 0x80,
+        [] => false,
+        _ => true,
+    };
+    null && minimal
 }
 
 impl Responder {
@@ -554,6 +677,9 @@ impl Responder {
                 errors,
                 extra_metrics: std::sync::OnceLock::new(),
                 stored: std::sync::OnceLock::new(),
+                guard: WriteGuard::new(),
+                authoritative: AtomicBool::new(false),
+                followed: Mutex::new(Default::default()),
             }),
         })
     }
@@ -636,9 +762,21 @@ impl Responder {
         let answer = match self.prepare(der, now) {
             Prepared::Done(a) => a,
             Prepared::Live(parsed, targets) => {
-                // The durable store's read and the status check are quick but may block (a
+                // An authoritative answer store is read right here, on the worker: a sled
+                // read of a cached page takes microseconds, and of another a page-cache read
+                // of the file; nothing else is read.
+                let fast = if self.inner.authoritative.load(Ordering::Acquire) {
+                    self.answer_from_store(&parsed, &targets, now)
+                } else {
+                    None
+                };
+                // Otherwise the store's read and the status check are quick but may block (a
                 // PostgreSQL status source blocks on its own runtime): off the worker.
-                let (stored, parsed, targets) = if self.inner.stored.get().is_some() {
+                let (stored, parsed, targets) = if fast.is_some() {
+                    (fast, parsed, targets)
+                } else if self.inner.stored.get().is_some()
+                    && !self.inner.authoritative.load(Ordering::Acquire)
+                {
                     self.blocking(move |me| {
                         let a = me.answer_from_store(&parsed, &targets, now);
                         (a, parsed, targets)
@@ -675,9 +813,9 @@ impl Responder {
     }
 
     /// A single nonce-less CertID in the canonical form (hash algorithm with NULL
-    /// parameters) answered from the durable store, if its answer is there, current, and
-    /// states the status the store holds now (see [`crate::stored`]). Promoted into the
-    /// memory cache.
+    /// parameters) answered from the durable store, if its answer is there, current and of
+    /// the generation asked about; when the store is not authoritative, only if it states the
+    /// status the store holds now (see [`crate::stored`]). Promoted into the memory cache.
     fn answer_from_store(
         &self,
         parsed: &Parsed,
@@ -689,15 +827,13 @@ impl Responder {
         let ([id], [Some(i)], None) = (parsed.cert_ids.as_slice(), targets, &parsed.nonce) else {
             return None;
         };
+        if !canonical_form(id) {
+            return None;
+        }
         let issuers = self.issuers();
         let issuer = &issuers[*i];
         let alg = HashAlg::from_oid(&id.hash_algorithm.oid)?;
         let serial = id.serial_number.as_bytes();
-        // Compared by encoding: a decoded serial and one built from its magnitude may hold
-        // their octets differently.
-        if issuer.cert_id(alg, serial).ok()?.to_der().ok()? != id.to_der().ok()? {
-            return None;
-        }
         let mut buf = [0u8; MAX_KEY];
         let n = key(issuer.hierarchy, serial, &mut buf)?;
         let started = inner.cache.seq.load(Ordering::SeqCst);
@@ -712,31 +848,32 @@ impl Responder {
         if now >= t.next_update || now < t.this_update - time::Duration::minutes(5) {
             return None;
         }
-        // Compared to the second: that is what the answer (GeneralizedTime) and the store hold.
-        let seconds = |s: Status| match s {
-            Status::Revoked { at, reason } => (1, at.unix_timestamp(), Some(reason)),
-            Status::Good => (0, 0, None),
-            Status::Unknown => (2, 0, None),
-        };
-        // `unknown` to a generation that did not issue the serial (root rollover): live.
-        let now_status = self.status_for(issuer, serial).ok()?;
-        if now_status == Status::Unknown {
+        // Another generation's answer (root rollover): live.
+        if stored.issuer_key[..] != issuer.key_hash[HashAlg::Sha1 as usize][..] {
             return None;
         }
-        if seconds(now_status) != seconds(stored.status) {
-            return None;
+        if !inner.authoritative.load(Ordering::Acquire) {
+            // `unknown` to a generation that did not issue the serial (root rollover): live.
+            let now_status = self.status_for(issuer, serial).ok()?;
+            if now_status == Status::Unknown || !same_status(now_status, stored.status) {
+                return None;
+            }
         }
-        let tag = etag(&stored.der);
-        let entry = Arc::new(Entry {
-            cert_id: id.clone(),
-            der: stored.der.clone(),
-            times: t,
-            etag: tag.clone(),
-            used: AtomicBool::new(true),
-        });
-        inner
-            .cache
-            .insert(&buf[..n], started, entry, inner.settings.cache_capacity);
+        let tag: Arc<str> = Arc::from(std::str::from_utf8(&stored.etag).ok()?);
+        let cache = &inner.cache;
+        let capacity = inner.settings.cache_capacity;
+        let admit = cache.len.load(Ordering::Relaxed) < capacity
+            || cache.full_misses.fetch_add(1, Ordering::Relaxed) % ADMIT_ONE_IN == 0;
+        if admit {
+            let entry = Arc::new(Entry {
+                cert_id: id.clone(),
+                der: stored.der.clone(),
+                times: t,
+                etag: tag.clone(),
+                used: AtomicBool::new(true),
+            });
+            cache.insert(&buf[..n], started, entry, capacity);
+        }
         inner.metrics.stored_hit();
         Some(Answer {
             der: stored.der,
@@ -750,11 +887,257 @@ impl Responder {
     /// served from it after a memory miss, live answers are stored in it, revocations
     /// replace their answers in it before they are acknowledged, and
     /// [`Responder::presign_pass`] keeps every certificate's answer in it signed ahead.
+    ///
+    /// Blocking: first catches the store up from the source's status-change log
+    /// ([`Responder::catch_up`]), so that a server attaching it before it listens never
+    /// serves an answer a crash or another process left stale. If that fails, stored answers
+    /// are served only after a status read each, until [`Responder::run_store_follower`]
+    /// catches up.
     pub fn attach_store(&self, store: Arc<AnswerStore>) -> Result<(), Error> {
         self.inner
             .stored
             .set(store)
-            .map_err(|_| Error::Settings("an answer store is already attached".into()))
+            .map_err(|_| Error::Settings("an answer store is already attached".into()))?;
+        if let Err(e) = self.catch_up_with(true) {
+            tracing::error!(error = %e, "the OCSP answer store could not catch up with the status log; stored answers are checked against the store's status until it does");
+        }
+        Ok(())
+    }
+
+    /// Whether stored answers are served without a status read (the source keeps a
+    /// status-change log and the store has caught up with it).
+    pub fn store_is_authoritative(&self) -> bool {
+        self.inner.authoritative.load(Ordering::Acquire)
+    }
+
+    /// Catches the answer store up with the source's status-change log: for every change
+    /// past the watermark (and within `LOG_LAG` behind it, for a log whose numbers appear out
+    /// of order), a stored answer that no longer states the certificate's status is signed
+    /// again (and the memory front's answers of the serial dropped); then the watermark
+    /// moves, after the answers are on disk. Returns how many changes were applied.
+    /// Blocking. Does nothing without a store or a source without a log.
+    pub fn catch_up(&self) -> Result<usize, Error> {
+        self.catch_up_with(false)
+    }
+
+    /// `at_start`: before the first answer, stale answers are removed rather than re-signed
+    /// (quick whatever was changed while the server was down: the pre-signer refills them).
+    fn catch_up_with(&self, at_start: bool) -> Result<usize, Error> {
+        let inner = &self.inner;
+        let Some(store) = inner.stored.get() else {
+            return Ok(0);
+        };
+        let mut followed = inner.followed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(head) = inner.source.status_log_head()? else {
+            return Ok(0);
+        };
+        let mark = store.watermark()?;
+        match mark {
+            // The CA store is older than the answers (a restored copy): none can be trusted.
+            Some(w) if head < w => {
+                let n = store.clear()?;
+                for tag in [Hierarchy::Signing.tag(), Hierarchy::Auth.tag()] {
+                    inner.cache.purge(tag);
+                }
+                tracing::warn!(removed = n, head, watermark = w, "the store's status log is behind the OCSP answer store's watermark (a restored store?); every stored answer removed");
+                store.set_watermark(head)?;
+                followed.clear();
+                inner.authoritative.store(true, Ordering::Release);
+                return Ok(0);
+            }
+            // Nothing stored yet: nothing can be stale.
+            None if store.is_empty() => {
+                store.set_watermark(head)?;
+                inner.authoritative.store(true, Ordering::Release);
+                return Ok(0);
+            }
+            _ => {}
+        }
+        let mut after = mark.map_or(0, |w| w.saturating_sub(LOG_LAG));
+        let mut top = mark.unwrap_or(0);
+        let mut applied = 0;
+        loop {
+            let page = inner.source.status_changes_since(after, LOG_PAGE)?;
+            let full = page.len() == LOG_PAGE;
+            for change in page {
+                after = change.seq;
+                if followed.contains(&change.seq) {
+                    continue;
+                }
+                self.reconcile(change.hierarchy, &change.serial, at_start)?;
+                followed.insert(change.seq);
+                top = top.max(change.seq);
+                applied += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        if mark != Some(top) {
+            store.set_watermark(top)?;
+        }
+        let keep = followed.split_off(&top.saturating_sub(LOG_LAG));
+        *followed = keep;
+        inner.authoritative.store(true, Ordering::Release);
+        if applied > 0 {
+            tracing::debug!(
+                applied,
+                watermark = top,
+                "OCSP answer store caught up with the status log"
+            );
+        }
+        Ok(applied)
+    }
+
+    /// Makes one serial's stored answers state its status now: a stored answer that does
+    /// not (or of an older record version) is removed (`remove`) or signed again. The memory
+    /// front's answers of the serial are dropped (a change from another process may have
+    /// left them stale; the next query reads the store).
+    fn reconcile(&self, h: Hierarchy, serial: &[u8], remove: bool) -> Result<(), Error> {
+        let Some(store) = self.inner.stored.get() else {
+            return Ok(());
+        };
+        let Some(issuer) = self.issuer_for_serial(h, serial)? else {
+            return Ok(());
+        };
+        let status = self.status_for(&issuer, serial)?;
+        let mut stale = false;
+        for alg in [HashAlg::Sha1, HashAlg::Sha256] {
+            stale |= match store.get(h, alg, serial)? {
+                Some(a) => {
+                    !same_status(a.status, status)
+                        || a.issuer_key[..] != issuer.key_hash[HashAlg::Sha1 as usize][..]
+                }
+                None => store.contains(h, alg, serial)?,
+            };
+        }
+        if !stale {
+            self.begin_change(h, serial);
+            return Ok(());
+        }
+        if remove || status == Status::Unknown {
+            self.invalidate(h, serial)?;
+            return Ok(());
+        }
+        self.refresh(h, serial, self.now()).map(|_| ())
+    }
+
+    /// Starts a status change of one serial: a new sequence number, raised in the serial's
+    /// write-guard stripe (so no writer that read the status before may store an answer) and
+    /// in its memory record, whose answers are taken out and returned.
+    fn begin_change(&self, h: Hierarchy, serial: &[u8]) -> Option<(u64, Vec<Arc<Entry>>)> {
+        let cache = &self.inner.cache;
+        let mut buf = [0u8; MAX_KEY];
+        let n = key(h, serial, &mut buf)?;
+        let k = &buf[..n];
+        let epoch = {
+            let mut stripe = self.inner.guard.lock(cache, k);
+            let epoch = cache.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            *stripe = (*stripe).max(epoch);
+            epoch
+        };
+        let mut shard = cache.shard(k).write().unwrap_or_else(|p| p.into_inner());
+        let rec = shard.entry(k.to_vec()).or_default();
+        rec.epoch = epoch;
+        let old = std::mem::take(&mut rec.entries);
+        cache.len.fetch_sub(old.len(), Ordering::Relaxed);
+        Some((epoch, old))
+    }
+
+    /// Removes a serial's stored answers (every form) and its memory answers: its next query
+    /// is signed live. Durable at the next flush (the catch-up's watermark write flushes
+    /// first).
+    fn invalidate(&self, h: Hierarchy, serial: &[u8]) -> Result<(), Error> {
+        let Some(store) = self.inner.stored.get() else {
+            return Ok(());
+        };
+        self.begin_change(h, serial);
+        for alg in HashAlg::ALL {
+            store.remove(h, alg, serial)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the answer a status change (sequence number `epoch`) signed, unless a later
+    /// change of the same stripe began meanwhile: then the answer is removed instead (the
+    /// later change writes its own).
+    fn put_changed(
+        &self,
+        h: Hierarchy,
+        alg: HashAlg,
+        serial: &[u8],
+        epoch: u64,
+        answer: &StoredAnswer,
+    ) -> Result<(), Error> {
+        let Some(store) = self.inner.stored.get() else {
+            return Ok(());
+        };
+        let mut buf = [0u8; MAX_KEY];
+        let Some(n) = key(h, serial, &mut buf) else {
+            return Ok(());
+        };
+        let cache = &self.inner.cache;
+        let stripe = self.inner.guard.lock(cache, &buf[..n]);
+        if *stripe == epoch && epoch >= cache.floor(&buf[..n]) {
+            store.put(h, alg, serial, answer)
+        } else {
+            store.remove(h, alg, serial).map(|_| ())
+        }
+    }
+
+    /// The runs of [`Responder::catch_up`] while serving: every second, until `shutdown`
+    /// completes (changes made by this process were applied already, by
+    /// [`Responder::refresh`]; this picks up those another process made and whatever a
+    /// failed refresh left). Returns at once without a store or a source without a log.
+    pub async fn run_store_follower(&self, shutdown: impl Future<Output = ()>) {
+        if self.inner.stored.get().is_none() {
+            return;
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || {
+                me.inner
+                    .source
+                    .status_log_head()
+                    .map(|h| h.is_some())
+                    .and_then(|has_log| {
+                        Ok((
+                            has_log,
+                            me.catch_up().map_err(|e| SourceError(e.to_string()))?,
+                        ))
+                    })
+            })
+            .await
+            {
+                Ok(Ok((false, _))) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "OCSP answer store catch-up failed; retrying")
+                }
+                Err(e) => tracing::error!(error = %e, "OCSP answer store catch-up task failed"),
+            }
+        }
+    }
+
+    /// The stored form of an answer `issuer` signed.
+    fn to_store(issuer: &IssuerState, status: Status, times: Times, der: Bytes) -> StoredAnswer {
+        let mut issuer_key = [0u8; KEY_HASH];
+        let k = &issuer.key_hash[HashAlg::Sha1 as usize];
+        if k.len() == KEY_HASH {
+            issuer_key.copy_from_slice(k);
+        }
+        StoredAnswer {
+            status,
+            times,
+            issuer_key,
+            etag: etag_bytes(&der),
+            der,
+        }
     }
 
     /// The attached durable answer store, if any.
@@ -762,7 +1145,8 @@ impl Responder {
         self.inner.stored.get()
     }
 
-    /// Stores an answer unless a compromised signer's replacement began after `started`.
+    /// Stores an answer unless a status change of its stripe ([`WriteGuard`]) or a
+    /// compromised signer's replacement began after `started`.
     fn keep(
         &self,
         h: Hierarchy,
@@ -778,7 +1162,9 @@ impl Responder {
         let Some(n) = key(h, serial, &mut buf) else {
             return Ok(());
         };
-        if started < self.inner.cache.floor(&buf[..n]) {
+        let cache = &self.inner.cache;
+        let stripe = self.inner.guard.lock(cache, &buf[..n]);
+        if started < cache.floor(&buf[..n]) || started < *stripe {
             return Ok(());
         }
         store.put(h, alg, serial, answer)
@@ -841,13 +1227,8 @@ impl Responder {
                     .cert_id(alg, serial)
                     .and_then(|id| sign_counted(inner, &issuer, &[(id, status)], None, times))
                     .and_then(|der| {
-                        self.keep(
-                            h,
-                            alg,
-                            serial,
-                            started,
-                            &StoredAnswer { status, times, der },
-                        )
+                        let answer = Self::to_store(&issuer, status, times, der);
+                        self.keep(h, alg, serial, started, &answer)
                     });
                 if let Err(e) = signed {
                     failure = Some(e);
@@ -1108,11 +1489,7 @@ impl Responder {
                     .cert_id(alg, serial)
                     .and_then(|c| Ok(c.to_der()? == id.to_der()?));
                 if same.unwrap_or(false) {
-                    let kept = StoredAnswer {
-                        status: *status,
-                        times,
-                        der: der.clone(),
-                    };
+                    let kept = Self::to_store(issuer, *status, times, der.clone());
                     if let Err(e) = self.keep(issuer.hierarchy, alg, serial, started, &kept) {
                         tracing::warn!(error = %e, "could not store a live answer");
                     }
@@ -1267,35 +1644,55 @@ impl Responder {
             return Ok(0);
         };
         let k = &buf[..n];
-        let epoch = cache.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let old = {
-            let mut shard = cache.shard(k).write().unwrap_or_else(|p| p.into_inner());
-            let rec = shard.entry(k.to_vec()).or_default();
-            rec.epoch = epoch;
-            let old = std::mem::take(&mut rec.entries);
-            cache.len.fetch_sub(old.len(), Ordering::Relaxed);
-            old
-        };
-        let Some(issuer) = self.issuer_for_serial(h, serial)? else {
+        let Some((epoch, old)) = self.begin_change(h, serial) else {
             return Ok(0);
         };
-        let status = self.status_for(&issuer, serial)?;
-        let times = self.times(now);
         let mut stored = 0;
-        if let (Some(store), true) = (self.inner.stored.get(), status != Status::Unknown) {
-            // The durable answers, replaced (and on disk) before the revocation is
-            // acknowledged: the SHA-1 form always, the SHA-256 one if it was stored.
-            for alg in [HashAlg::Sha1, HashAlg::Sha256] {
-                if alg != HashAlg::Sha1 && store.get(h, alg, serial)?.is_none() {
+        // The durable answers, replaced (and on disk) before the revocation is acknowledged:
+        // the SHA-1 form always, the other forms if they were stored. Whatever goes wrong
+        // leaves none of them behind (their next query is signed live).
+        let replaced = (|| -> Result<Status, Error> {
+            let Some(issuer) = self.issuer_for_serial(h, serial)? else {
+                return Ok(Status::Unknown);
+            };
+            let status = self.status_for(&issuer, serial)?;
+            let Some(store) = self.inner.stored.get() else {
+                return Ok(status);
+            };
+            let times = self.times(now);
+            for alg in HashAlg::ALL {
+                if status == Status::Unknown {
+                    store.remove(h, alg, serial)?;
+                    continue;
+                }
+                if alg != HashAlg::Sha1 && !store.contains(h, alg, serial)? {
                     continue;
                 }
                 let id = issuer.cert_id(alg, serial)?;
                 let der = sign_counted(&self.inner, &issuer, &[(id, status)], None, times)?;
-                self.keep(h, alg, serial, epoch, &StoredAnswer { status, times, der })?;
+                let answer = Self::to_store(&issuer, status, times, der);
+                self.put_changed(h, alg, serial, epoch, &answer)?;
                 stored += 1;
             }
             store.flush()?;
-        }
+            Ok(status)
+        })();
+        let status = match replaced {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(store) = self.inner.stored.get() {
+                    let removed = HashAlg::ALL
+                        .iter()
+                        .try_for_each(|alg| store.remove(h, *alg, serial).map(|_| ()))
+                        .and_then(|()| store.flush());
+                    if let Err(e) = removed {
+                        tracing::error!(error = %e, %h, "a stale OCSP answer could not be removed from the answer store; the store follower retries");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let times = self.times(now);
         if old.is_empty() || status == Status::Unknown {
             self.inner.metrics.resigned(stored as u64);
             return Ok(stored);

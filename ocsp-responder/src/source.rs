@@ -26,6 +26,15 @@ pub enum Status {
 #[error("status source failed: {0}")]
 pub struct SourceError(pub String);
 
+/// One entry of the store's status-change log: a certificate whose status changed (revoked,
+/// held or released), numbered in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub seq: u64,
+    pub hierarchy: Hierarchy,
+    pub serial: Vec<u8>,
+}
+
 /// What [`StatusSource::for_each_issued`] calls for each certificate: (hierarchy, serial).
 pub type EachIssued<'a> = dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError> + 'a;
 
@@ -58,12 +67,33 @@ pub trait StatusSource: Send + Sync {
     ) -> Result<(), SourceError> {
         Ok(())
     }
+
+    /// The highest sequence number of the store's status-change log (0: empty), or `None`
+    /// (the default) if the source keeps no such log. A source with a log must append to it,
+    /// in the unit of work that makes it, every change of a certificate's status; the
+    /// responder then serves stored answers without reading the status per request (see
+    /// [`crate::responder`], "The answer store is authoritative").
+    fn status_log_head(&self) -> Result<Option<u64>, SourceError> {
+        Ok(None)
+    }
+
+    /// Up to `limit` entries of the status-change log with a sequence number above `after`,
+    /// in sequence order.
+    fn status_changes_since(
+        &self,
+        _after: u64,
+        _limit: usize,
+    ) -> Result<Vec<StatusChange>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// An in-memory [`StatusSource`] for tests, examples and the benchmark.
 #[derive(Debug, Default)]
 pub struct MemorySource {
     map: RwLock<HashMap<(Hierarchy, Vec<u8>), Status>>,
+    /// The status-change log: every [`MemorySource::set`], numbered from 1.
+    log: RwLock<Vec<(Hierarchy, Vec<u8>)>>,
     failing: std::sync::atomic::AtomicBool,
 }
 
@@ -85,6 +115,8 @@ impl MemorySource {
     pub fn set(&self, h: Hierarchy, serial: &[u8], status: Status) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         map.insert((h, serial.to_vec()), status);
+        let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+        log.push((h, serial.to_vec()));
     }
 
     /// Makes every following lookup fail (to exercise `tryLater`), or succeed again.
@@ -95,6 +127,31 @@ impl MemorySource {
 }
 
 impl StatusSource for MemorySource {
+    fn status_log_head(&self) -> Result<Option<u64>, SourceError> {
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        Ok(Some(log.len() as u64))
+    }
+
+    fn status_changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StatusChange>, SourceError> {
+        let log = self.log.read().unwrap_or_else(|p| p.into_inner());
+        let from = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(log
+            .iter()
+            .enumerate()
+            .skip(from)
+            .take(limit)
+            .map(|(i, (h, serial))| StatusChange {
+                seq: i as u64 + 1,
+                hierarchy: *h,
+                serial: serial.clone(),
+            })
+            .collect())
+    }
+
     fn for_each_issued(
         &self,
         _now: OffsetDateTime,

@@ -1364,6 +1364,8 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
         checkpoint_every: None,
         verifiers: None,
         presign_rate: 200,
+        answer_cache_bytes: 64 << 20,
+        memory_answers: 64 << 10,
     };
     crate::serve::assemble(a, &settings)
 }

@@ -175,6 +175,34 @@ impl ocsp_responder::StatusSource for OcspStatus {
         };
         Ok(ca::authority::rollover::issuer_key_id_of(&c.der))
     }
+
+    /// The store's revocation log (every `set_status` appends to it in its unit of work):
+    /// what keeps the responder's answer store authoritative (#14).
+    fn status_log_head(&self) -> Result<Option<u64>, ocsp_responder::SourceError> {
+        self.0
+            .revocation_log_head()
+            .map(Some)
+            .map_err(|e| ocsp_responder::SourceError(e.to_string()))
+    }
+
+    fn status_changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ocsp_responder::StatusChange>, ocsp_responder::SourceError> {
+        let page = self
+            .0
+            .revocations_since(after, limit)
+            .map_err(|e| ocsp_responder::SourceError(e.to_string()))?;
+        Ok(page
+            .into_iter()
+            .map(|e| ocsp_responder::StatusChange {
+                seq: e.seq,
+                hierarchy: e.hierarchy,
+                serial: e.serial,
+            })
+            .collect())
+    }
 }
 
 /// Keeps OCSP and CRLs current: called by the authority after every durable revocation or hold,

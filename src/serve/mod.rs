@@ -116,6 +116,10 @@ pub struct Settings {
     pub verifiers: Option<(SocketAddr, Vec<String>)>,
     /// Signatures per second of the OCSP pre-signer (`[ocsp] presign_per_second`).
     pub presign_rate: u32,
+    /// The OCSP answer store's page cache, bytes (`[ocsp] answer_cache_mib`).
+    pub answer_cache_bytes: u64,
+    /// Answers in the OCSP memory front at most (`[ocsp] memory_answers`).
+    pub memory_answers: usize,
 }
 
 impl Config {
@@ -247,6 +251,18 @@ impl Config {
             max_per_client: l.max_per_client,
             idle: std::time::Duration::from_secs(l.idle_seconds),
         };
+        if !(8..=1 << 20).contains(&self.ocsp.answer_cache_mib) {
+            return Err(field(
+                "ocsp.answer_cache_mib",
+                format!("must be 8 to 1048576, got {}", self.ocsp.answer_cache_mib),
+            ));
+        }
+        if !(1..=1 << 26).contains(&self.ocsp.memory_answers) {
+            return Err(field(
+                "ocsp.memory_answers",
+                format!("must be 1 to 67108864, got {}", self.ocsp.memory_answers),
+            ));
+        }
         if !(1..=1_000_000).contains(&self.ocsp.presign_per_second) {
             return Err(field(
                 "ocsp.presign_per_second",
@@ -273,6 +289,8 @@ impl Config {
             checkpoint_every,
             verifiers,
             presign_rate: self.ocsp.presign_per_second,
+            answer_cache_bytes: self.ocsp.answer_cache_mib << 20,
+            memory_answers: self.ocsp.memory_answers,
         })
     }
 }
@@ -404,6 +422,7 @@ pub fn assemble_node(
     }
     let mut ocsp_settings = ocsp_responder::Settings::from_policy(authority.policy());
     ocsp_settings.presign_rate = settings.presign_rate;
+    ocsp_settings.cache_capacity = settings.memory_answers;
     let responder = ocsp_responder::Responder::new(
         ocsp_settings,
         issuers,
@@ -521,14 +540,16 @@ pub fn run_node(
         // the server alone opens it (one process at a time: sled locks it). A CA node serves
         // no OCSP (its edges do), so it keeps none.
         if node.is_none() {
+        let mut answer_settings = ocsp_responder::stored::Settings::default();
+        answer_settings.cache_bytes = settings.answer_cache_bytes;
         let answers = ocsp_responder::stored::AnswerStore::open(
             &data.join("ocsp-answers"),
-            &ocsp_responder::stored::Settings::default(),
+            &answer_settings,
         )
         .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
-        parts
-            .responder
-            .attach_store(Arc::new(answers))
+        // Attaching catches the answers up with the store's revocation log before anything
+        // listens (reads the store: off the runtime's workers).
+        tokio::task::block_in_place(|| parts.responder.attach_store(Arc::new(answers)))
             .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         }
         watch.set_responder(parts.responder.clone());
@@ -648,6 +669,11 @@ pub fn run_node(
             let r = parts.responder.clone();
             let rx = stop_rx.clone();
             tasks.spawn(async move { r.run_presigner(stopped(rx)).await });
+        }
+        {
+            let r = parts.responder.clone();
+            let rx = stop_rx.clone();
+            tasks.spawn(async move { r.run_store_follower(stopped(rx)).await });
         }
         if let Some(addr) = settings.http {
             let listener = bind("CRL and OCSP (http)", addr).await?;

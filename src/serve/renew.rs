@@ -436,6 +436,8 @@ mod tests {
             checkpoint_every: None,
             verifiers: None,
             presign_rate: 200,
+            answer_cache_bytes: 64 << 20,
+            memory_answers: 64 << 10,
         };
         let parts = crate::serve::assemble(Arc::clone(&a), &settings).unwrap();
         let local: std::net::SocketAddr = "127.0.0.1:9443".parse().unwrap();

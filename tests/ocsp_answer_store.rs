@@ -1,0 +1,108 @@
+//! The pre-signed OCSP answer store is authoritative (#14): stored answers are served without
+//! reading the certificate's status, so a status change must never be left behind in it. The
+//! window: a revocation committed to the store, then the server SIGKILLed before it rewrote the
+//! answer. Simulated here by killing `jpki serve` with SIGKILL and revoking through `jpki
+//! revoke` with no server running (the store's own write path, no responder to tell): the
+//! pre-signed answer on disk still says good. When `jpki serve` starts again it catches the
+//! answer store up from the store's revocation log before it listens, so its very first answer
+//! says revoked.
+
+mod common;
+use common::*;
+
+use std::time::{Duration, Instant};
+
+fn metric(server: &Server, name: &str) -> u64 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("{}/metrics", server.base)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn ocsp(root: &str, cert: &str, url: &str) -> String {
+    let (_, out) = openssl_result(&[
+        "ocsp",
+        "-no_nonce",
+        "-issuer",
+        root,
+        "-cert",
+        cert,
+        "-url",
+        url,
+        "-CAfile",
+        root,
+        "-timeout",
+        "10",
+    ]);
+    out
+}
+
+#[test]
+fn a_revocation_committed_while_no_responder_ran_is_answered_revoked_after_a_restart() {
+    let env = Env::init();
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (_k, csr) = env.csr("a", 2048);
+    let a = env.issue(&id, "auth", &csr);
+    let serial = a["serial"].as_str().unwrap().to_owned();
+    let pem = p(&env.write("a.pem", a["pem"].as_str().unwrap().as_bytes()));
+    let root = p(&env.write(
+        "aroot.pem",
+        env.ok(&["root", "--hierarchy", "auth"]).as_bytes(),
+    ));
+
+    // The pre-signer signs the certificate's answer ahead and keeps it on disk.
+    let server = Server::start(&env);
+    let t0 = Instant::now();
+    while metric(&server, "ocsp_presigned_total") < 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "pre-signing stalled"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let url = format!("{}/ocsp", server.base);
+    let out = ocsp(&root, &pem, &url);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    // Killed, not stopped: nothing more is written.
+    let mut server = server;
+    unsafe_kill(server.child.id(), "KILL");
+    server.child.wait().unwrap();
+    drop(server);
+
+    // Revoked with no responder running: the store commits it (and logs it); the stored
+    // answer still says good.
+    env.ok(&[
+        "revoke",
+        "--serial",
+        &serial,
+        "--hierarchy",
+        "auth",
+        "--reason",
+        "keyCompromise",
+    ]);
+
+    let server = Server::start(&env);
+    let url = format!("{}/ocsp", server.base);
+    let out = ocsp(&root, &pem, &url);
+    assert!(
+        out.contains("Response verify OK") && out.contains(": revoked"),
+        "the first answer after the restart: {out}"
+    );
+    assert!(out.contains("keyCompromise"), "{out}");
+    // The stale answer was removed at start-up, so that first answer was signed live (and
+    // stored: the next one is not signed again).
+    assert_eq!(metric(&server, "ocsp_signatures_total"), 1);
+    let out = ocsp(&root, &pem, &url);
+    assert!(out.contains(": revoked"), "{out}");
+    assert_eq!(metric(&server, "ocsp_signatures_total"), 1);
+}
