@@ -228,13 +228,18 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     let (n1, n2) = (new_serial(&e1), new_serial(&e2));
     assert_ne!(n1, n2, "each edge has its own signer");
     for (e, srv, serial) in [(&e1, &edges[0], &n1), (&e2, &edges[1], &n2)] {
-        // Answered under the new signer, by the same process, verified by openssl.
-        let out = ocsp(&root, &cert, &srv.base, t_after);
-        assert!(out.contains("Response verify OK"), "{out}");
-        assert!(
-            out.contains(&shown(serial)),
-            "the new signer {serial}: {out}"
-        );
+        // Answered under the new signer, by the same process, verified by openssl (the files
+        // are put in force just before the responder switches: polled).
+        let t = Instant::now();
+        let out = loop {
+            let out = ocsp(&root, &cert, &srv.base, t_after);
+            assert!(out.contains("Response verify OK"), "{out}");
+            if out.contains(&shown(serial)) {
+                break out;
+            }
+            assert!(t.elapsed() < BOUND, "the new signer {serial}: {out}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(!out.contains(&shown(&old_serial)), "{out}");
         // The new key is the edge's own (0600, no staged files left), never the CA's.
         use std::os::unix::fs::PermissionsExt;
@@ -262,9 +267,28 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
         let (_, ca_c) = x509_parser::parse_x509_certificate(&ca_signer).unwrap();
         assert_ne!(ca_c.public_key().raw, edge_spki.as_slice());
     }
-    // The signing hierarchy's signers were renewed too.
+    // The signing hierarchy's signers were renewed too; /metrics says nothing is open or stuck.
     for e in [&e1, &e2] {
         eventually_renewed(e, "signing", &old_signing);
+    }
+    for srv in &edges {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "5", &format!("{}/metrics", srv.base)])
+            .output()
+            .unwrap();
+        let m = String::from_utf8_lossy(&out.stdout);
+        for h in ["signing", "auth"] {
+            for line in [
+                format!("jpki_edge_ocsp_signer_request_open{{hierarchy=\"{h}\"}} 0"),
+                format!("jpki_edge_ocsp_signer_renewal_stuck{{hierarchy=\"{h}\"}} 0"),
+            ] {
+                assert!(m.contains(&line), "{line}: {m}");
+            }
+        }
+        assert!(
+            m.contains("jpki_edge_ocsp_signer_expiry_seconds{hierarchy=\"auth\"} "),
+            "{m}"
+        );
     }
     // Audited: each edge's requests, each CA node's issuance, by identified actors.
     env.start = None;
