@@ -118,10 +118,11 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     );
     let (old_serial, end) = serial_and_end(&env.data().join("certs/auth-ocsp.pem"));
 
-    // Two edges: one on the primary, one on a standby filing through the primary.
+    // Two edges: one on the primary, one on a standby filing through the primary; and a third
+    // on the standby with no primary configured, which cannot file and must say so.
     let standby = primary.standby().expect("a standby");
     let edge_pass = env.write("edge-pass", b"edge-passphrase\n");
-    let (mut e1, mut e2) = (Env::empty(), Env::empty());
+    let (mut e1, mut e2, mut e3) = (Env::empty(), Env::empty(), Env::empty());
     let standby_url = standby.url(db_name(&url));
     for (e, node, extra) in [
         (&e1, "edge-p", vec![]),
@@ -130,6 +131,7 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
             "edge-s",
             vec!["--store", standby_url.as_str(), "--primary", url.as_str()],
         ),
+        (&e3, "edge-nop", vec!["--store", standby_url.as_str()]),
     ] {
         let out = p(&e.data());
         let mut args = vec![
@@ -167,7 +169,7 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     let margin = end - time::Duration::days(30);
     let start = margin - time::Duration::seconds(LEAD);
     let old_signing = serial_and_end(&env.data().join("certs/signing-ocsp.pem")).0;
-    for e in [&mut env, &mut e1, &mut e2] {
+    for e in [&mut env, &mut e1, &mut e2, &mut e3] {
         e.now = None;
         e.start = Some(at(start));
     }
@@ -189,6 +191,7 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
         Server::start_with(&e1, &edge_args),
         Server::start_with(&e2, &edge_args),
     ];
+    let lone = Server::start_with(&e3, &edge_args);
     let t_before = start;
     // Before the margin: answers signed by the exported signer.
     for e in &edges {
@@ -228,13 +231,18 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     let (n1, n2) = (new_serial(&e1), new_serial(&e2));
     assert_ne!(n1, n2, "each edge has its own signer");
     for (e, srv, serial) in [(&e1, &edges[0], &n1), (&e2, &edges[1], &n2)] {
-        // Answered under the new signer, by the same process, verified by openssl.
-        let out = ocsp(&root, &cert, &srv.base, t_after);
-        assert!(out.contains("Response verify OK"), "{out}");
-        assert!(
-            out.contains(&shown(serial)),
-            "the new signer {serial}: {out}"
-        );
+        // Answered under the new signer, by the same process, verified by openssl (the files
+        // are put in force just before the responder switches: polled).
+        let t = Instant::now();
+        let out = loop {
+            let out = ocsp(&root, &cert, &srv.base, t_after);
+            assert!(out.contains("Response verify OK"), "{out}");
+            if out.contains(&shown(serial)) {
+                break out;
+            }
+            assert!(t.elapsed() < BOUND, "the new signer {serial}: {out}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(!out.contains(&shown(&old_serial)), "{out}");
         // The new key is the edge's own (0600, no staged files left), never the CA's.
         use std::os::unix::fs::PermissionsExt;
@@ -262,14 +270,37 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
         let (_, ca_c) = x509_parser::parse_x509_certificate(&ca_signer).unwrap();
         assert_ne!(ca_c.public_key().raw, edge_spki.as_slice());
     }
-    // The signing hierarchy's signers were renewed too.
+    // The signing hierarchy's signers were renewed too; /metrics says nothing is open or stuck.
     for e in [&e1, &e2] {
         eventually_renewed(e, "signing", &old_signing);
+    }
+    for srv in &edges {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "5", &format!("{}/metrics", srv.base)])
+            .output()
+            .unwrap();
+        let m = String::from_utf8_lossy(&out.stdout);
+        for h in ["signing", "auth"] {
+            for line in [
+                format!("jpki_edge_ocsp_signer_request_open{{hierarchy=\"{h}\"}} 0"),
+                format!("jpki_edge_ocsp_signer_renewal_stuck{{hierarchy=\"{h}\"}} 0"),
+            ] {
+                assert!(m.contains(&line), "{line}: {m}");
+            }
+        }
+        assert!(
+            m.contains("jpki_edge_ocsp_signer_expiry_seconds{hierarchy=\"auth\"} "),
+            "{m}"
+        );
     }
     // Audited: each edge's requests, each CA node's issuance, by identified actors.
     env.start = None;
     env.now = Some(at(t_after));
     let actions = audit_actions(&env);
+    assert!(
+        !actions.iter().any(|(_, _, s)| s.starts_with("edge-nop")),
+        "the edge without a primary filed nothing: {actions:?}"
+    );
     for node in ["edge-p", "edge-s"] {
         for (action, actor) in [
             ("edge-signer-request", "system:edge-node"),
@@ -350,6 +381,32 @@ fn edges_renew_their_ocsp_signers_through_the_store_without_a_restart() {
     }
     assert_eq!(pg.serial_counter(h).unwrap(), counter, "nothing issued");
     drop(pg);
+
+    // The standby edge without a primary: its request cannot be filed on a read-only
+    // standby; it says so in /metrics (and once in its log), keeps its key pending and keeps
+    // answering under the exported signer.
+    let t = Instant::now();
+    loop {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "5", &format!("{}/metrics", lone.base)])
+            .output()
+            .unwrap();
+        let m = String::from_utf8_lossy(&out.stdout).into_owned();
+        if m.contains("jpki_edge_ocsp_signer_renewal_stuck{hierarchy=\"auth\"} 1") {
+            assert!(
+                m.contains("jpki_edge_ocsp_signer_request_open{hierarchy=\"auth\"} 1"),
+                "{m}"
+            );
+            break;
+        }
+        assert!(t.elapsed() < BOUND, "the edge without a primary: {m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = ocsp(&root, &cert, &lone.base, t_after);
+    assert!(out.contains("Response verify OK"), "{out}");
+    assert!(out.contains(&shown(&old_serial)), "{out}");
+    assert_eq!(new_serial(&e3), old_serial);
+    assert!(lone.stop().success());
 
     for e in edges {
         assert!(e.stop().success());

@@ -281,7 +281,8 @@ pub enum Command {
         /// an edge directory made by `jpki edge export`). See docs/deployment.md.
         #[arg(long, value_enum, default_value_t = crate::serve::role::Role::All)]
         role: crate::serve::role::Role,
-        /// A CA node's name in CRL leases (default: hostname-pid).
+        /// A CA node's name in CRL leases (default: hostname-pid); an edge's name in its OCSP
+        /// signer requests when its edge.toml names none (default: the host name).
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
     },

@@ -153,6 +153,51 @@ impl EdgeRenewal {
         &self.node
     }
 
+    /// The renewal's lines for `/metrics` (Prometheus text format), per hierarchy: seconds
+    /// to the notAfter of the signer in force, whether a request is open (a pending key),
+    /// and whether the last check failed or was refused (what the log said once).
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let now = self.clock.now();
+        let said = self.said.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = String::from(
+            "# HELP jpki_edge_ocsp_signer_expiry_seconds Seconds to the notAfter of the edge's OCSP signer in force.\n\
+             # TYPE jpki_edge_ocsp_signer_expiry_seconds gauge\n",
+        );
+        let mut pending = String::from(
+            "# HELP jpki_edge_ocsp_signer_request_open Whether the edge has a request for its next OCSP signer open.\n\
+             # TYPE jpki_edge_ocsp_signer_request_open gauge\n",
+        );
+        let mut stuck = String::from(
+            "# HELP jpki_edge_ocsp_signer_renewal_stuck Whether the edge's last OCSP signer renewal check failed or was refused (see the log).\n\
+             # TYPE jpki_edge_ocsp_signer_renewal_stuck gauge\n",
+        );
+        for h in Hierarchy::ALL {
+            if let Some(e) = self
+                .responder
+                .signer_certificate(h)
+                .and_then(|der| ca::authority::Expiry::of("ocsp-signer", Some(h), &der, 0).ok())
+            {
+                let _ = writeln!(
+                    out,
+                    "jpki_edge_ocsp_signer_expiry_seconds{{hierarchy=\"{h}\"}} {}",
+                    e.seconds_left(now)
+                );
+            }
+            let _ = writeln!(
+                pending,
+                "jpki_edge_ocsp_signer_request_open{{hierarchy=\"{h}\"}} {}",
+                u8::from(pending_key(&self.dir, h).exists())
+            );
+            let _ = writeln!(
+                stuck,
+                "jpki_edge_ocsp_signer_renewal_stuck{{hierarchy=\"{h}\"}} {}",
+                u8::from(said.contains_key(&h))
+            );
+        }
+        out + &pending + &stuck
+    }
+
     /// One check of every hierarchy; errors are logged (once per distinct error) and tried
     /// again at the next check. Blocking.
     pub fn check_once(&self) -> Vec<(Hierarchy, Result<Step>)> {

@@ -568,9 +568,9 @@ impl Edge {
         )?);
         let follower = Arc::new(Follower::new(store, Some(pg), Arc::new(responder.clone()))?);
         {
-            let f = Arc::clone(&follower);
+            let (f, r) = (Arc::clone(&follower), Arc::clone(&renewal));
             responder
-                .add_metrics(Arc::new(move || f.state().metrics()))
+                .add_metrics(Arc::new(move || f.state().metrics() + &r.metrics()))
                 .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         }
         Ok(Edge {
