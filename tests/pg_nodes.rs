@@ -205,6 +205,14 @@ fn one_ca_node_two_edges_one_on_a_standby() {
         "{metrics}"
     );
     assert_eq!(get(&format!("{}/healthz", edges[0].base)).0, 200);
+    // The edge on the primary was woken by NOTIFY; the one on the standby polls.
+    assert!(metrics.contains("jpki_edge_db_listening 0"), "{metrics}");
+    let (_, metrics) = get(&format!("{}/metrics", edges[0].base));
+    assert!(
+        metrics.contains("jpki_edge_db_listening 1")
+            && !metrics.contains("jpki_edge_notifications_total 0\n"),
+        "{metrics}"
+    );
 
     // The primary stops: the CA node refuses and acknowledges nothing.
     primary.stop().expect("stop the primary");
