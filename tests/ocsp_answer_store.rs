@@ -106,3 +106,24 @@ fn a_revocation_committed_while_no_responder_ran_is_answered_revoked_after_a_res
     assert!(out.contains(": revoked"), "{out}");
     assert_eq!(metric(&server, "ocsp_signatures_total"), 1);
 }
+
+#[test]
+fn bad_ocsp_settings_are_refused_by_name_before_anything_is_made() {
+    let env = Env::init();
+    for (text, field) in [
+        ("[ocsp]\nanswer_cache_mib = 1\n", "ocsp.answer_cache_mib"),
+        ("[ocsp]\nmemory_answers = 0\n", "ocsp.memory_answers"),
+        (
+            "[ocsp]\npresign_per_second = 0\n",
+            "ocsp.presign_per_second",
+        ),
+        ("[ocsp]\nanswer_cache = 64\n", "answer_cache"),
+    ] {
+        let cfg = env.write("bad.toml", text.as_bytes());
+        env.fails(
+            &["serve", "--http", "127.0.0.1:0", "--config", &p(&cfg)],
+            field,
+        );
+    }
+    assert!(!env.data().join("ocsp-answers").exists());
+}

@@ -863,7 +863,10 @@ impl Responder {
         let cache = &inner.cache;
         let capacity = inner.settings.cache_capacity;
         let admit = cache.len.load(Ordering::Relaxed) < capacity
-            || cache.full_misses.fetch_add(1, Ordering::Relaxed) % ADMIT_ONE_IN == 0;
+            || cache
+                .full_misses
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(ADMIT_ONE_IN);
         if admit {
             let entry = Arc::new(Entry {
                 cert_id: id.clone(),
