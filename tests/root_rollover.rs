@@ -770,5 +770,15 @@ fn a_rollover_through_the_admin_socket_reaches_the_running_server() {
     assert!(ok && text.contains("verify OK"), "{text}");
     let o = ocsp(&server, &p(&ag2f), &p(&a_new_f), &p(&abundle), later);
     assert!(o.contains(": revoked"), "{o}");
+    // /metrics has one series per CRL: the new generation's are labelled with it.
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", server.base)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("jpki_crl_number{hierarchy=\"auth\",partition=\"ca\",generation=\"2\"}"),
+        "{metrics}"
+    );
     server.stop();
 }
