@@ -242,6 +242,77 @@ fn each_root_generation_signs_the_crls_of_what_it_issued() {
         );
         judge("judge-crl", &[p(&out.join(&file)), p(root)]);
     }
+    // OCSP after a restart (a server started after the rollover, at the real time so that
+    // judge-ocsp can judge freshness): each generation's answers are signed by its own
+    // delegated signer, issued by its own root — generation 1's `certs/signing-ocsp-g1.pem`,
+    // made at the rollover; the signer in force (`signing-ocsp.pem`) is generation 2's.
+    env.now = None;
+    let server = Server::start(&env);
+    let url = format!("{}/ocsp", server.base);
+    let signer_pem =
+        |name: &str| std::fs::read_to_string(env.data().join(format!("certs/{name}.pem"))).unwrap();
+    let (g1_signer, g2_signer) = (signer_pem("signing-ocsp-g1"), signer_pem("signing-ocsp"));
+    let body = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
+    let issuer_key = |pem: &str| {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+        let aki = c
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| hex::encode_upper(k.0))
+                }
+                _ => None,
+            })
+            .unwrap();
+        aki
+    };
+    assert_eq!(issuer_key(&g1_signer), key_ids[0]);
+    assert_eq!(issuer_key(&g2_signer), key_ids[1]);
+    for (leaf, root, own, other) in [
+        (&old_f, &g1, &g1_signer, &g2_signer),
+        (&new_f, &g2, &g2_signer, &g1_signer),
+    ] {
+        // Only the leaf's own root as the trust anchor: the responder certificate chains to it.
+        let (_, o) = openssl_result(&[
+            "ocsp",
+            "-issuer",
+            &p(root),
+            "-cert",
+            &p(leaf),
+            "-url",
+            &url,
+            "-CAfile",
+            &p(root),
+            "-resp_text",
+            "-timeout",
+            "10",
+        ]);
+        assert!(
+            o.contains("Response verify OK") && o.contains(": revoked"),
+            "{o}"
+        );
+        let flat: String = o.lines().map(str::trim).collect();
+        assert!(
+            flat.contains(&body(own)),
+            "signed by its own generation's signer: {o}"
+        );
+        assert!(!flat.contains(&body(other)), "{o}");
+        judge(
+            "judge-ocsp",
+            &[
+                url.clone(),
+                p(root),
+                p(leaf),
+                "--expect".into(),
+                "revoked".into(),
+                "--nonce".into(),
+                "optional".into(),
+            ],
+        );
+    }
+    server.stop();
     // The relying party finds each leaf's CRL through index.json by its AKI key.
     for (leaf, want) in [
         (old_pem, format!("signing/{part}.crl")),

@@ -617,6 +617,93 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "a revoked gen-1 certificate's consent: {v}"
     );
     server.stop();
+
+    // Generation 1 keeps a delegated OCSP signer of its own (`certs/signing-ocsp-g1.pem`, made
+    // at the rollover, issued by generation 1's root) for the old leaf, which lives for years
+    // more. Within its renewal margin (30 days) it is renewed under generation 1's root.
+    let g1_signer = env.data().join("certs/signing-ocsp-g1.pem");
+    let first = std::fs::read_to_string(&g1_signer).unwrap();
+    let g1_key = generations(&env, "signing")[0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(aki(&first).0, g1_key);
+    let t3 = t1 + time::Duration::days(340);
+    env.now = Some(at(t3));
+    let done = env.json(&["ocsp-signer", "renew", "--if-due"]);
+    let g1_renewed = done["renewed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hierarchy"] == "signing" && r["generation"] == 1)
+        .unwrap_or_else(|| panic!("generation 1's signer renewed: {done}"))
+        .clone();
+    let second = std::fs::read_to_string(&g1_signer).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(aki(&second).0, g1_key, "issued by generation 1's root");
+    assert!(g1_renewed["serial"]
+        .as_str()
+        .unwrap()
+        .eq_ignore_ascii_case(&aki_serial_of(&second)));
+    let second_f = env.write("g1-signer-2.pem", second.as_bytes());
+    let t3s = t3.unix_timestamp().to_string();
+    let (ok, out) = openssl_result(&[
+        "verify",
+        "-attime",
+        &t3s,
+        "-purpose",
+        "ocsphelper",
+        "-CAfile",
+        &p(&g1f),
+        &p(&second_f),
+    ]);
+    assert!(ok && out.contains(": OK"), "{out}");
+    assert!(
+        !openssl_result(&[
+            "verify",
+            "-attime",
+            &t3s,
+            "-CAfile",
+            &p(&g2f),
+            &p(&second_f)
+        ])
+        .0
+    );
+    // Not again while it is in force; and once the old leaf has expired nothing of generation
+    // 1 needs answers: its signer is left to expire.
+    let done = env.json(&["ocsp-signer", "renew", "--if-due"]);
+    assert!(
+        !done["renewed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["generation"] == 1),
+        "{done}"
+    );
+    let old_end = {
+        let pem = old["pem"].as_str().unwrap();
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+        OffsetDateTime::from_unix_timestamp(c.validity().not_after.timestamp()).unwrap()
+    };
+    env.now = Some(at(old_end + time::Duration::days(1)));
+    let done = env.json(&["ocsp-signer", "renew", "--if-due"]);
+    assert!(
+        !done["renewed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["hierarchy"] == "signing" && r["generation"] == 1),
+        "{done}"
+    );
+    assert_eq!(std::fs::read_to_string(&g1_signer).unwrap(), second);
+}
+
+/// The serial (hex) of a PEM certificate.
+fn aki_serial_of(pem: &str) -> String {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+    hex::encode_upper(c.raw_serial())
 }
 
 /// The schedule: a server started after the rollover is due (4 years after the newest
@@ -718,6 +805,33 @@ fn a_rollover_through_the_admin_socket_reaches_the_running_server() {
             "{o}"
         );
     }
+    // The old generation's leaf revoked: its new answer is signed by generation 1's own
+    // delegated signer (`certs/auth-ocsp-g1.pem`, made at the rollover), which chains to
+    // generation 1's root alone; the signer in force (`auth-ocsp.pem`) is generation 2's.
+    env.ok(&[
+        "revoke",
+        "--hierarchy",
+        "auth",
+        "--serial",
+        a_old["serial"].as_str().unwrap(),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let body = |name: &str| -> String {
+        std::fs::read_to_string(env.data().join(format!("certs/{name}.pem")))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    };
+    let o = ocsp(&server, &p(&ag1f), &p(&a_old_f), &p(&ag1f), later);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": revoked"),
+        "{o}"
+    );
+    let flat: String = o.lines().map(str::trim).collect();
+    assert!(flat.contains(&body("auth-ocsp-g1")), "{o}");
+    assert!(!flat.contains(&body("auth-ocsp")), "{o}");
     // The new generation's leaf revoked: its CRL (a new URL) lists it, signed by the new root.
     env.ok(&[
         "revoke",

@@ -149,9 +149,14 @@ impl Authority {
         if let Some(l) = self.listener.get() {
             self.tell_server(l.as_ref(), h, &previous);
         }
-        // The delegated OCSP signer moves to the new generation (the older ones sign their
-        // own answers). Should this fail, the rollover stands and `renew_ocsp_signers_due`
-        // (every `jpki serve` start and timer) replaces the signer, which it treats as due.
+        // The generation before keeps a delegated OCSP signer of its own, issued by its own
+        // root, for the answers about what it issued (`ocsp-g<N>` files); the signer in force
+        // (`ocsp` files) moves to the new generation. Should either fail, the rollover stands
+        // and `renew_ocsp_signers_due` (every `jpki serve` start and timer) makes what is
+        // missing; meanwhile the older generation's root key signs its answers.
+        if let Err(e) = self.renew_generation_ocsp_signer(h, previous.generation) {
+            tracing::warn!(hierarchy = %h, generation = previous.generation, error = %e, "root rollover: the previous generation's own OCSP signer was not made yet; `jpki serve` makes it");
+        }
         if let Err(e) = self.renew_ocsp_signer(h) {
             tracing::warn!(hierarchy = %h, error = %e, "root rollover: the OCSP signer of the new generation was not made yet; `jpki ocsp-signer renew` or `jpki serve` makes it");
         }
@@ -253,6 +258,11 @@ impl Authority {
             .entry(h)
             .or_default()
             .push(root.clone());
+        // The generation before has issued its last leaf: its last expiry is read afresh.
+        *self
+            .older_last_expiries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.write_roots_bundle(h)?;
         tracing::info!(
             hierarchy = %h,
@@ -384,7 +394,8 @@ impl Authority {
             return Ok(last);
         }
         self.storage.for_each_certificate(&mut |c| {
-            if c.kind != CertKind::Root {
+            // OCSP signers live for the leaves, not the other way round.
+            if !matches!(c.kind, CertKind::Root | CertKind::OcspSigner) {
                 let e = last
                     .entry((c.hierarchy, c.generation))
                     .or_insert(c.not_after);
