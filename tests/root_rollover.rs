@@ -896,3 +896,134 @@ fn a_rollover_through_the_admin_socket_reaches_the_running_server() {
     );
     server.stop();
 }
+
+/// Two CA nodes on one PostgreSQL store (docs/deployment.md): a rollover made on the first is
+/// taken up by the second, which was running, from the store — its certificate watch reads
+/// the audit trail since its last look (`Authority::adopt_rolled_roots`, what `jpki serve`
+/// runs every few seconds): the new generation joins its CRL publisher (whose generation-2
+/// CRL verifies with the new root only) and its OCSP responder (a generation-2 leaf's answer
+/// verifies with the new root), and it issues under the new generation. The new root's key
+/// reaches the second node as a shared token would (copied here). Skipped, loudly, where
+/// PostgreSQL is missing.
+#[test]
+fn a_rollover_on_another_ca_node_reaches_a_running_one_through_the_store() {
+    use ca::clock::Clock;
+    let Some(cluster) =
+        storage_postgres::testing::Cluster::start(storage_postgres::testing::Fsync::Off)
+            .expect("start PostgreSQL")
+    else {
+        return;
+    };
+    let url = cluster.database().expect("a database");
+    let mut env = Env::empty();
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    env.now = Some(at(t0));
+    env.ok(&["init", "--store", &url]);
+    let two = env.two_officers();
+    let second = env.path("second");
+    copy_dir(&env.data(), &second);
+    let clock = std::sync::Arc::new(ca::clock::FixedClock::new(t0));
+    let a = jpki::store::open(&second, Some(PASS.as_bytes().to_vec()), clock.clone())
+        .expect("open the second CA node");
+    let mut cfg = jpki::serve::Config::default();
+    cfg.listen.http = Some("127.0.0.1:0".into());
+    let settings = cfg.validate(&second, a.policy()).expect("settings");
+    let node = jpki::serve::assemble_node(std::sync::Arc::new(a), &settings, Some("ca-2"))
+        .expect("assemble");
+    let mut cursor = node.authority.audit_cursor().unwrap();
+
+    // The first node's data directory rolls the signing root over and issues under it.
+    let t1 = t0 + time::Duration::minutes(5);
+    env.now = Some(at(t1));
+    env.ok(&Env::with_args(
+        &["root", "rollover", "--hierarchy", "signing"],
+        &two,
+    ));
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (_, csr) = env.csr("sign2", 2048);
+    let leaf = env.issue(&id, "signing", &csr);
+    let g2 = env.ok(&["root", "--hierarchy", "signing"]);
+    let g1 = std::fs::read_to_string(env.data().join("certs/signing-root.pem")).unwrap();
+    let g2f = env.write("g2.pem", g2.as_bytes());
+    let g1f = env.write("g1.pem", g1.as_bytes());
+    let leaf_f = env.write("leaf.pem", leaf["pem"].as_str().unwrap().as_bytes());
+    std::fs::copy(
+        env.data().join("keys/signing-root-g2.key"),
+        second.join("keys/signing-root-g2.key"),
+    )
+    .unwrap();
+
+    let h = policies::Hierarchy::Signing;
+    assert_eq!(node.authority.roots(h).len(), 1, "not seen before it looks");
+    clock.set(t1 + time::Duration::minutes(1));
+    let adopted = node.authority.adopt_rolled_roots(&mut cursor).unwrap();
+    assert_eq!(adopted, vec![(h, 2)]);
+    assert!(node
+        .authority
+        .adopt_rolled_roots(&mut cursor)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        aki(leaf["pem"].as_str().unwrap()).0,
+        hex::encode_upper(&node.authority.root(h).key_id)
+    );
+    // The CRL publisher: generation 2's CA-level CRL, signed by the new root only.
+    assert!(node.publisher.generations().contains(&(h, 2)));
+    let crl = node
+        .publisher
+        .publish(h, 2, policies::profile::Scope::Ca, clock.now())
+        .expect("generation 2's CRL");
+    let crl_f = env.write("g2-ca.crl", &crl.der);
+    for (root, ok) in [(&g2f, true), (&g1f, false)] {
+        let (_, text) = openssl_result(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            &p(&crl_f),
+            "-CAfile",
+            &p(root),
+            "-noout",
+        ]);
+        assert_eq!(text.contains("verify OK"), ok, "{text}");
+    }
+    // The OCSP responder: the generation-2 leaf is answered, verifiable with the new root.
+    let req = env.path("req.der");
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        &p(&g2f),
+        "-cert",
+        &p(&leaf_f),
+        "-no_nonce",
+        "-reqout",
+        &p(&req),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(node.responder.answer(&std::fs::read(&req).unwrap()));
+    let resp = env.write("resp.der", &answer.der);
+    let (_, o) = openssl_result(&[
+        "ocsp",
+        "-respin",
+        &p(&resp),
+        "-issuer",
+        &p(&g2f),
+        "-cert",
+        &p(&leaf_f),
+        "-CAfile",
+        &p(&g2f),
+        "-attime",
+        &clock.now().unix_timestamp().to_string(),
+        "-validity_period",
+        "400000000",
+    ]);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": good"),
+        "{o}"
+    );
+    drop(node);
+    drop(cluster);
+}

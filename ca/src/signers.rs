@@ -335,6 +335,19 @@ impl Signers {
         Ok(signer)
     }
 
+    /// Forgets the loaded OCSP signers of a hierarchy: the next use reads the files again
+    /// (another process sharing this data directory replaced them).
+    pub fn forget_ocsp(&self, h: Hierarchy) {
+        *self.ocsp[h.tag() as usize]
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        let prefix = format!("{h}-");
+        self.older_ocsp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
     /// Installs a renewed OCSP signer: every later [`Signers::ocsp`] returns it.
     pub fn set_ocsp(&self, h: Hierarchy, signer: Arc<CaSigner>) {
         *self.ocsp[h.tag() as usize]

@@ -37,6 +37,10 @@ use crate::Result;
 
 /// How often the watch looks at the certificates.
 pub const CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often the store's audit trail is looked at for root generations another process added
+/// ([`Watch::adopt_roots`]): reads only what was written since the last look.
+pub const ROOTS_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The platform API's server certificate (30 days) is renewed this many days before expiry.
 pub const PF_SERVER_MARGIN_DAYS: i64 = 10;
 
@@ -78,10 +82,15 @@ pub struct Watch {
     listeners: Mutex<Vec<(&'static str, Arc<dyn RenewableListener>)>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
+    /// Where [`Watch::adopt_roots`] goes on reading the audit trail (`None` until read).
+    roots_cursor: Mutex<Option<u64>>,
 }
 
 impl Watch {
     pub fn new(authority: Arc<Authority>) -> Arc<Watch> {
+        // From the audit trail's head as this process opened the store (its roots were read
+        // then).
+        let authority_cursor = authority.audit_cursor().ok();
         Arc::new(Watch {
             authority,
             responder: std::sync::OnceLock::new(),
@@ -90,7 +99,34 @@ impl Watch {
             tsa: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             seen: RwLock::new(Vec::new()),
+            roots_cursor: Mutex::new(authority_cursor),
         })
+    }
+
+    /// Takes up root generations another process added to the store (a second CA node on one
+    /// PostgreSQL store, a rollover made on the store by another path): the new generation
+    /// reaches the CRL publisher and the OCSP responder as a rollover through the admin socket
+    /// does ([`ca::Authority::adopt_rolled_roots`]). Blocking (reads the store).
+    pub fn adopt_roots(&self) -> Vec<(policies::Hierarchy, u32)> {
+        let a = &self.authority;
+        let mut cursor = self.roots_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = cursor.as_mut() else {
+            match a.audit_cursor() {
+                Ok(c) => *cursor = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "the audit trail could not be read; rollovers by other processes are looked for later")
+                }
+            }
+            return Vec::new();
+        };
+        let actor = ca::officers::Actor::System("root-watch");
+        match ca::officers::acting_as(&actor, || a.adopt_rolled_roots(at)) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "a root rollover made by another process could not be taken up; retrying");
+                Vec::new()
+            }
+        }
     }
 
     /// The responder whose signers `/metrics` reports (once).
@@ -368,14 +404,25 @@ impl Watch {
         out
     }
 
-    /// Checks every [`CHECK`] until `stop` resolves.
+    /// Checks every [`CHECK`], and looks for root generations added by another process every
+    /// [`ROOTS_POLL`], until `stop` resolves.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let mut since_check = std::time::Duration::ZERO;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(CHECK) => {}
+                _ = tokio::time::sleep(ROOTS_POLL) => {}
             }
+            let me = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || me.adopt_roots()).await {
+                tracing::error!(error = %e, "the root watch task failed");
+            }
+            since_check += ROOTS_POLL;
+            if since_check < CHECK {
+                continue;
+            }
+            since_check = std::time::Duration::ZERO;
             let me = Arc::clone(&self);
             if let Err(e) = tokio::task::spawn_blocking(move || me.check()).await {
                 tracing::error!(error = %e, "the certificate watch task failed");
