@@ -32,6 +32,13 @@
 //! key is never used again. Renewing is for expiry; compromise is for a key that must stop at
 //! once — the consequences for relying parties are in docs/operations.md.
 //!
+//! ## Older root generations
+//! After a rollover each older generation keeps a signer of its own, issued by its own root,
+//! for the answers about what it issued (`<h>-ocsp-g<N>` files,
+//! [`Authority::ocsp_signer_name`]); the same renewal makes and renews it
+//! ([`Authority::renew_older_ocsp_signers_due`]) while a leaf of the generation outlives the
+//! signer in force (docs/roots.md).
+//!
 //! ## When
 //! `policy.validity.ocsp_signer_renew_days` before the signer's notAfter. The policy checks
 //! that this margin is longer than an OCSP answer's life, so an answer signed by the old signer

@@ -482,8 +482,8 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 }
 
 impl Authority {
-    /// When the last certificate each root generation issued expires (roots themselves left
-    /// out), by (hierarchy, generation): a generation that issues no more signs CRLs until
+    /// When the last certificate each root generation issued expires (roots and OCSP signers
+    /// left out), by (hierarchy, generation): a generation that issues no more signs CRLs until
     /// then (docs/roots.md). One pass over every certificate — what `jpki serve` does once
     /// at start when a hierarchy has more than one generation (an older generation's set of
     /// certificates is final once a newer one issues).
