@@ -88,9 +88,6 @@ pub struct Watch {
 
 impl Watch {
     pub fn new(authority: Arc<Authority>) -> Arc<Watch> {
-        // From the audit trail's head as this process opened the store (its roots were read
-        // then).
-        let authority_cursor = authority.audit_cursor().ok();
         Arc::new(Watch {
             authority,
             responder: std::sync::OnceLock::new(),
@@ -99,7 +96,9 @@ impl Watch {
             tsa: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             seen: RwLock::new(Vec::new()),
-            roots_cursor: Mutex::new(authority_cursor),
+            // Read by the first check (blocking: a PostgreSQL store must not be read on the
+            // runtime's worker), which runs at start right after the store was opened.
+            roots_cursor: Mutex::new(None),
         })
     }
 
@@ -166,6 +165,12 @@ impl Watch {
     /// returned after all were tried.
     pub fn check(&self) -> Result<Vec<Expiry>> {
         let a = &self.authority;
+        {
+            let mut cursor = self.roots_cursor.lock().unwrap_or_else(|p| p.into_inner());
+            if cursor.is_none() {
+                *cursor = a.audit_cursor().ok();
+            }
+        }
         let mut first_error: Option<crate::Error> = None;
         let renewal = ca::officers::Actor::System("ocsp-renewal");
         match ca::officers::acting_as(&renewal, || a.renew_ocsp_signers_due()) {
