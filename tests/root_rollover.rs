@@ -928,13 +928,35 @@ fn a_rollover_on_another_ca_node_reaches_a_running_one_through_the_store() {
     let mut cfg = jpki::serve::Config::default();
     cfg.listen.http = Some("127.0.0.1:0".into());
     let settings = cfg.validate(&second, a.policy()).expect("settings");
-    let node = jpki::serve::assemble_node(std::sync::Arc::new(a), &settings, Some("ca-2"))
-        .expect("assemble");
+    // (Without a node name: it takes no CRL leases, so the server below publishes.)
+    let node =
+        jpki::serve::assemble_node(std::sync::Arc::new(a), &settings, None).expect("assemble");
     let mut cursor = node.authority.audit_cursor().unwrap();
+    // A third node runs as `jpki serve --role ca` on its own copy of the data directory: its
+    // certificate watch looks at the store every few seconds.
+    let third = env.path("third");
+    copy_dir(&env.data(), &third);
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"));
+    serve
+        .args([
+            "serve",
+            "--public-http",
+            "127.0.0.1:0",
+            "--role",
+            "ca",
+            "--node",
+            "ca-3",
+        ])
+        .arg("--data")
+        .arg(&third)
+        .env("JPKI_PASSPHRASE", PASS)
+        .env_remove("JPKI_DATA")
+        .env_remove("JPKI_TEST_NOW")
+        .env_remove("JPKI_TEST_START");
+    let server = Server::spawn(serve);
 
     // The first node's data directory rolls the signing root over and issues under it.
-    let t1 = t0 + time::Duration::minutes(5);
-    env.now = Some(at(t1));
+    env.now = None;
     env.ok(&Env::with_args(
         &["root", "rollover", "--hierarchy", "signing"],
         &two,
@@ -947,15 +969,24 @@ fn a_rollover_on_another_ca_node_reaches_a_running_one_through_the_store() {
     let g2f = env.write("g2.pem", g2.as_bytes());
     let g1f = env.write("g1.pem", g1.as_bytes());
     let leaf_f = env.write("leaf.pem", leaf["pem"].as_str().unwrap().as_bytes());
-    std::fs::copy(
-        env.data().join("keys/signing-root-g2.key"),
-        second.join("keys/signing-root-g2.key"),
-    )
-    .unwrap();
-
     let h = policies::Hierarchy::Signing;
     assert_eq!(node.authority.roots(h).len(), 1, "not seen before it looks");
-    clock.set(t1 + time::Duration::minutes(1));
+    clock.set(OffsetDateTime::now_utc() + time::Duration::minutes(1));
+    // Without the new root's key here the generation is not taken up (issuing under it would
+    // fail): an error naming it, and the next look tries again.
+    let e = node.authority.adopt_rolled_roots(&mut cursor).unwrap_err();
+    assert!(
+        e.to_string().contains("its key is not reachable here"),
+        "{e}"
+    );
+    assert_eq!(node.authority.roots(h).len(), 1);
+    for dir in [&second, &third] {
+        std::fs::copy(
+            env.data().join("keys/signing-root-g2.key"),
+            dir.join("keys/signing-root-g2.key"),
+        )
+        .unwrap();
+    }
     let adopted = node.authority.adopt_rolled_roots(&mut cursor).unwrap();
     assert_eq!(adopted, vec![(h, 2)]);
     assert!(node
@@ -969,9 +1000,11 @@ fn a_rollover_on_another_ca_node_reaches_a_running_one_through_the_store() {
     );
     // The CRL publisher: generation 2's CA-level CRL, signed by the new root only.
     assert!(node.publisher.generations().contains(&(h, 2)));
+    // (Built, not published: publishing would lease the CRL to this node, and the server
+    // below publishes it.)
     let crl = node
         .publisher
-        .publish(h, 2, policies::profile::Scope::Ca, clock.now())
+        .build(h, 2, policies::profile::Scope::Ca, clock.now())
         .expect("generation 2's CRL");
     let crl_f = env.write("g2-ca.crl", &crl.der);
     for (root, ok) in [(&g2f, true), (&g1f, false)] {
@@ -1024,6 +1057,41 @@ fn a_rollover_on_another_ca_node_reaches_a_running_one_through_the_store() {
         o.contains("Response verify OK") && o.contains(": good"),
         "{o}"
     );
+    // The running server took the generation up by itself and serves its CA-level CRL,
+    // signed by the new root (polled, with a generous bound: never timed).
+    let url = format!("{}/crl/signing-g2/ca.crl", server.base);
+    let fetched = env.path("served-g2-ca.crl");
+    let started = std::time::Instant::now();
+    while !std::process::Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&fetched)
+        .arg(&url)
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{url} was not served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let (_, text) = openssl_result(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p(&fetched),
+        "-CAfile",
+        &p(&g2f),
+        "-noout",
+    ]);
+    assert!(text.contains("verify OK"), "{text}");
+    // The new generation's root record is intact in the store.
+    let roots: Vec<serde_json::Value> = generations(&env, "signing");
+    assert_eq!(roots.len(), 2);
+    assert_eq!(roots[1]["pem"].as_str().unwrap(), g2);
+    assert!(server.stop().success());
     drop(node);
     drop(cluster);
 }

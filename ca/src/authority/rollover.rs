@@ -211,8 +211,9 @@ impl Authority {
     /// data directory, and tells a running server as a rollover through the admin socket does
     /// (its CRLs and OCSP answers; the generation before keeps its own OCSP signer, made by
     /// the next [`Authority::renew_ocsp_signers_due`]). The new root's key must be reachable
-    /// here — the same data directory or the same token; when it is not, the server says so
-    /// and cannot sign for the new generation until it is. Moves `cursor` past what was read.
+    /// here — the same data directory or the same token; until it is, the generation is not
+    /// taken up (an error naming it; `cursor` stays, so the next look tries again). Moves
+    /// `cursor` past what was read.
     /// Returns the generations taken up.
     pub fn adopt_rolled_roots(&self, cursor: &mut u64) -> Result<Vec<(Hierarchy, u32)>> {
         const PAGE: usize = 1024;
@@ -256,6 +257,15 @@ impl Authority {
                     not_before: record.not_before,
                     not_after: record.not_after,
                 });
+                // Not taken up before its key is reachable here (leaves would be issued under
+                // a generation this process cannot sign for): the next look tries again.
+                self.generation_signer(h, &root).map_err(|e| {
+                    Error::Invalid(format!(
+                        "generation {generation} of the {h} root was made by another process, \
+                         but its key is not reachable here ({e}): bring the key (or use the \
+                         same token); it is taken up at the next look"
+                    ))
+                })?;
                 {
                     let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
                     let cert_path = self.data_dir().root_cert(h, generation);
@@ -272,6 +282,11 @@ impl Authority {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner()) = None;
                     self.write_roots_bundle(h)?;
+                    // The other process drew serials (the root's, its OCSP signers'): this
+                    // one's sequential counter moves past them before it issues again.
+                    let drawn = self.storage.serial_counter(h)?;
+                    self.counters[h.tag() as usize]
+                        .fetch_max(drawn, std::sync::atomic::Ordering::SeqCst);
                 }
                 tracing::warn!(hierarchy = %h, generation, serial = %r.subject,
                     "a root rollover made by another process: new leaves are issued under the new generation");
