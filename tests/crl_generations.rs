@@ -15,15 +15,19 @@ use std::process::Command;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-const JUDGES: &str = "/work/shared/judges";
+/// Where the outside judges are (`JPKI_JUDGES` overrides, e.g. a copy set up elsewhere).
+fn judges() -> std::path::PathBuf {
+    std::env::var_os("JPKI_JUDGES")
+        .map_or_else(|| "/work/shared/judges".into(), std::path::PathBuf::from)
+}
 
 fn at(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
 }
 
 fn judge(name: &str, args: &[String]) {
-    let path = Path::new(JUDGES).join(name);
-    if !path.exists() || !Path::new(JUDGES).join(".venv").exists() {
+    let path = judges().join(name);
+    if !path.exists() || !judges().join(".venv").exists() {
         eprintln!("{name}: JUDGES NOT SET UP HERE, SKIPPED (openssl checked the same CRLs)");
         return;
     }
@@ -50,17 +54,20 @@ fn index(out: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn each_root_generation_signs_the_crls_of_what_it_issued() {
     let mut env = Env::empty();
-    let t0 = time::macros::datetime!(2027-01-05 01:00 UTC);
+    // The story ends now (real time), so that the outside judges, which check a CRL's
+    // freshness against their own clock, judge the CRLs published at its end.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let t0 = now - time::Duration::days(330);
     env.now = Some(at(t0));
     // URLs in distribution points, to see the generation named in them.
     let policy = policies::policy::DEFAULT_POLICY.replace("uri = false", "uri = true");
     let pf = env.write("policy.toml", policy.as_bytes());
     env.ok(&["init", "--policy", &p(&pf)]);
-    let a = env.add_resident("山田　花子", "1985-04-12");
+    let a = env.add_resident("山田　花子", "1986-01-05");
     let (_, csr1) = env.csr("sign1", 2048);
     let old = env.issue(&a, "signing", &csr1);
 
-    let t1 = t0 + time::Duration::days(365);
+    let t1 = t0 + time::Duration::days(300);
     env.now = Some(at(t1));
     let two = env.two_officers();
     env.ok(&Env::with_args(
@@ -129,6 +136,8 @@ fn each_root_generation_signs_the_crls_of_what_it_issued() {
             "keyCompromise",
         ]);
     }
+    let t2 = now;
+    env.now = Some(at(t2));
     let out = env.path("crl");
     env.ok(&["crl", "publish", "--out", &p(&out)]);
     let idx = index(&out);
@@ -219,7 +228,7 @@ fn each_root_generation_signs_the_crls_of_what_it_issued() {
         let (ok, text) = openssl_result(&[
             "verify",
             "-attime",
-            &t1.unix_timestamp().saturating_add(3600).to_string(),
+            &t2.unix_timestamp().to_string(),
             "-crl_check",
             "-CRLfile",
             &p(&pem),
@@ -233,6 +242,77 @@ fn each_root_generation_signs_the_crls_of_what_it_issued() {
         );
         judge("judge-crl", &[p(&out.join(&file)), p(root)]);
     }
+    // OCSP after a restart (a server started after the rollover, at the real time so that
+    // judge-ocsp can judge freshness): each generation's answers are signed by its own
+    // delegated signer, issued by its own root — generation 1's `certs/signing-ocsp-g1.pem`,
+    // made at the rollover; the signer in force (`signing-ocsp.pem`) is generation 2's.
+    env.now = None;
+    let server = Server::start(&env);
+    let url = format!("{}/ocsp", server.base);
+    let signer_pem =
+        |name: &str| std::fs::read_to_string(env.data().join(format!("certs/{name}.pem"))).unwrap();
+    let (g1_signer, g2_signer) = (signer_pem("signing-ocsp-g1"), signer_pem("signing-ocsp"));
+    let body = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
+    let issuer_key = |pem: &str| {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+        let aki = c
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| hex::encode_upper(k.0))
+                }
+                _ => None,
+            })
+            .unwrap();
+        aki
+    };
+    assert_eq!(issuer_key(&g1_signer), key_ids[0]);
+    assert_eq!(issuer_key(&g2_signer), key_ids[1]);
+    for (leaf, root, own, other) in [
+        (&old_f, &g1, &g1_signer, &g2_signer),
+        (&new_f, &g2, &g2_signer, &g1_signer),
+    ] {
+        // Only the leaf's own root as the trust anchor: the responder certificate chains to it.
+        let (_, o) = openssl_result(&[
+            "ocsp",
+            "-issuer",
+            &p(root),
+            "-cert",
+            &p(leaf),
+            "-url",
+            &url,
+            "-CAfile",
+            &p(root),
+            "-resp_text",
+            "-timeout",
+            "10",
+        ]);
+        assert!(
+            o.contains("Response verify OK") && o.contains(": revoked"),
+            "{o}"
+        );
+        let flat: String = o.lines().map(str::trim).collect();
+        assert!(
+            flat.contains(&body(own)),
+            "signed by its own generation's signer: {o}"
+        );
+        assert!(!flat.contains(&body(other)), "{o}");
+        judge(
+            "judge-ocsp",
+            &[
+                url.clone(),
+                p(root),
+                p(leaf),
+                "--expect".into(),
+                "revoked".into(),
+                "--nonce".into(),
+                "optional".into(),
+            ],
+        );
+    }
+    server.stop();
     // The relying party finds each leaf's CRL through index.json by its AKI key.
     for (leaf, want) in [
         (old_pem, format!("signing/{part}.crl")),

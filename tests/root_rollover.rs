@@ -617,6 +617,93 @@ fn across_a_rollover_ocsp_and_verify_serve_both_generations() {
         "a revoked gen-1 certificate's consent: {v}"
     );
     server.stop();
+
+    // Generation 1 keeps a delegated OCSP signer of its own (`certs/signing-ocsp-g1.pem`, made
+    // at the rollover, issued by generation 1's root) for the old leaf, which lives for years
+    // more. Within its renewal margin (30 days) it is renewed under generation 1's root.
+    let g1_signer = env.data().join("certs/signing-ocsp-g1.pem");
+    let first = std::fs::read_to_string(&g1_signer).unwrap();
+    let g1_key = generations(&env, "signing")[0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(aki(&first).0, g1_key);
+    let t3 = t1 + time::Duration::days(340);
+    env.now = Some(at(t3));
+    let done = env.json(&["ocsp-signer", "renew", "--if-due"]);
+    let g1_renewed = done["renewed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hierarchy"] == "signing" && r["generation"] == 1)
+        .unwrap_or_else(|| panic!("generation 1's signer renewed: {done}"))
+        .clone();
+    let second = std::fs::read_to_string(&g1_signer).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(aki(&second).0, g1_key, "issued by generation 1's root");
+    assert!(g1_renewed["serial"]
+        .as_str()
+        .unwrap()
+        .eq_ignore_ascii_case(&aki_serial_of(&second)));
+    let second_f = env.write("g1-signer-2.pem", second.as_bytes());
+    let t3s = t3.unix_timestamp().to_string();
+    let (ok, out) = openssl_result(&[
+        "verify",
+        "-attime",
+        &t3s,
+        "-purpose",
+        "ocsphelper",
+        "-CAfile",
+        &p(&g1f),
+        &p(&second_f),
+    ]);
+    assert!(ok && out.contains(": OK"), "{out}");
+    assert!(
+        !openssl_result(&[
+            "verify",
+            "-attime",
+            &t3s,
+            "-CAfile",
+            &p(&g2f),
+            &p(&second_f)
+        ])
+        .0
+    );
+    // Not again while it is in force; and once the old leaf has expired nothing of generation
+    // 1 needs answers: its signer is left to expire.
+    let done = env.json(&["ocsp-signer", "renew", "--if-due"]);
+    assert!(
+        !done["renewed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["generation"] == 1),
+        "{done}"
+    );
+    let old_end = {
+        let pem = old["pem"].as_str().unwrap();
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+        OffsetDateTime::from_unix_timestamp(c.validity().not_after.timestamp()).unwrap()
+    };
+    env.now = Some(at(old_end + time::Duration::days(1)));
+    let done = env.json(&["ocsp-signer", "renew", "--if-due"]);
+    assert!(
+        !done["renewed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["hierarchy"] == "signing" && r["generation"] == 1),
+        "{done}"
+    );
+    assert_eq!(std::fs::read_to_string(&g1_signer).unwrap(), second);
+}
+
+/// The serial (hex) of a PEM certificate.
+fn aki_serial_of(pem: &str) -> String {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let (_, c) = x509_parser::parse_x509_certificate(&p.contents).unwrap();
+    hex::encode_upper(c.raw_serial())
 }
 
 /// The schedule: a server started after the rollover is due (4 years after the newest
@@ -718,6 +805,33 @@ fn a_rollover_through_the_admin_socket_reaches_the_running_server() {
             "{o}"
         );
     }
+    // The old generation's leaf revoked: its new answer is signed by generation 1's own
+    // delegated signer (`certs/auth-ocsp-g1.pem`, made at the rollover), which chains to
+    // generation 1's root alone; the signer in force (`auth-ocsp.pem`) is generation 2's.
+    env.ok(&[
+        "revoke",
+        "--hierarchy",
+        "auth",
+        "--serial",
+        a_old["serial"].as_str().unwrap(),
+        "--reason",
+        "keyCompromise",
+    ]);
+    let body = |name: &str| -> String {
+        std::fs::read_to_string(env.data().join(format!("certs/{name}.pem")))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    };
+    let o = ocsp(&server, &p(&ag1f), &p(&a_old_f), &p(&ag1f), later);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": revoked"),
+        "{o}"
+    );
+    let flat: String = o.lines().map(str::trim).collect();
+    assert!(flat.contains(&body("auth-ocsp-g1")), "{o}");
+    assert!(!flat.contains(&body("auth-ocsp")), "{o}");
     // The new generation's leaf revoked: its CRL (a new URL) lists it, signed by the new root.
     env.ok(&[
         "revoke",
@@ -770,5 +884,214 @@ fn a_rollover_through_the_admin_socket_reaches_the_running_server() {
     assert!(ok && text.contains("verify OK"), "{text}");
     let o = ocsp(&server, &p(&ag2f), &p(&a_new_f), &p(&abundle), later);
     assert!(o.contains(": revoked"), "{o}");
+    // /metrics has one series per CRL: the new generation's are labelled with it.
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", server.base)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("jpki_crl_number{hierarchy=\"auth\",partition=\"ca\",generation=\"2\"}"),
+        "{metrics}"
+    );
     server.stop();
+}
+
+/// Two CA nodes on one PostgreSQL store (docs/deployment.md): a rollover made on the first is
+/// taken up by the second, which was running, from the store — its certificate watch reads
+/// the audit trail since its last look (`Authority::adopt_rolled_roots`, what `jpki serve`
+/// runs every few seconds): the new generation joins its CRL publisher (whose generation-2
+/// CRL verifies with the new root only) and its OCSP responder (a generation-2 leaf's answer
+/// verifies with the new root), and it issues under the new generation. The new root's key
+/// reaches the second node as a shared token would (copied here). Skipped, loudly, where
+/// PostgreSQL is missing.
+#[test]
+fn a_rollover_on_another_ca_node_reaches_a_running_one_through_the_store() {
+    use ca::clock::Clock;
+    let Some(cluster) =
+        storage_postgres::testing::Cluster::start(storage_postgres::testing::Fsync::Off)
+            .expect("start PostgreSQL")
+    else {
+        return;
+    };
+    let url = cluster.database().expect("a database");
+    let mut env = Env::empty();
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    env.now = Some(at(t0));
+    env.ok(&["init", "--store", &url]);
+    let two = env.two_officers();
+    let second = env.path("second");
+    copy_dir(&env.data(), &second);
+    let clock = std::sync::Arc::new(ca::clock::FixedClock::new(t0));
+    let a = jpki::store::open(&second, Some(PASS.as_bytes().to_vec()), clock.clone())
+        .expect("open the second CA node");
+    let mut cfg = jpki::serve::Config::default();
+    cfg.listen.http = Some("127.0.0.1:0".into());
+    let settings = cfg.validate(&second, a.policy()).expect("settings");
+    // (Without a node name: it takes no CRL leases, so the server below publishes.)
+    let node =
+        jpki::serve::assemble_node(std::sync::Arc::new(a), &settings, None).expect("assemble");
+    let mut cursor = node.authority.audit_cursor().unwrap();
+    // A third node runs as `jpki serve --role ca` on its own copy of the data directory: its
+    // certificate watch looks at the store every few seconds.
+    let third = env.path("third");
+    copy_dir(&env.data(), &third);
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_jpki"));
+    serve
+        .args([
+            "serve",
+            "--public-http",
+            "127.0.0.1:0",
+            "--role",
+            "ca",
+            "--node",
+            "ca-3",
+        ])
+        .arg("--data")
+        .arg(&third)
+        .env("JPKI_PASSPHRASE", PASS)
+        .env_remove("JPKI_DATA")
+        .env_remove("JPKI_TEST_NOW")
+        .env_remove("JPKI_TEST_START");
+    let server = Server::spawn(serve);
+
+    // The first node's data directory rolls the signing root over and issues under it.
+    env.now = None;
+    env.ok(&Env::with_args(
+        &["root", "rollover", "--hierarchy", "signing"],
+        &two,
+    ));
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let (_, csr) = env.csr("sign2", 2048);
+    let leaf = env.issue(&id, "signing", &csr);
+    let g2 = env.ok(&["root", "--hierarchy", "signing"]);
+    let g1 = std::fs::read_to_string(env.data().join("certs/signing-root.pem")).unwrap();
+    let g2f = env.write("g2.pem", g2.as_bytes());
+    let g1f = env.write("g1.pem", g1.as_bytes());
+    let leaf_f = env.write("leaf.pem", leaf["pem"].as_str().unwrap().as_bytes());
+    let h = policies::Hierarchy::Signing;
+    assert_eq!(node.authority.roots(h).len(), 1, "not seen before it looks");
+    clock.set(OffsetDateTime::now_utc() + time::Duration::minutes(1));
+    // Without the new root's key here the generation is not taken up (issuing under it would
+    // fail): an error naming it, and the next look tries again.
+    let e = node.authority.adopt_rolled_roots(&mut cursor).unwrap_err();
+    assert!(
+        e.to_string().contains("its key is not reachable here"),
+        "{e}"
+    );
+    assert_eq!(node.authority.roots(h).len(), 1);
+    for dir in [&second, &third] {
+        std::fs::copy(
+            env.data().join("keys/signing-root-g2.key"),
+            dir.join("keys/signing-root-g2.key"),
+        )
+        .unwrap();
+    }
+    let adopted = node.authority.adopt_rolled_roots(&mut cursor).unwrap();
+    assert_eq!(adopted, vec![(h, 2)]);
+    assert!(node
+        .authority
+        .adopt_rolled_roots(&mut cursor)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        aki(leaf["pem"].as_str().unwrap()).0,
+        hex::encode_upper(&node.authority.root(h).key_id)
+    );
+    // The CRL publisher: generation 2's CA-level CRL, signed by the new root only.
+    assert!(node.publisher.generations().contains(&(h, 2)));
+    // (Built, not published: publishing would lease the CRL to this node, and the server
+    // below publishes it.)
+    let crl = node
+        .publisher
+        .build(h, 2, policies::profile::Scope::Ca, clock.now())
+        .expect("generation 2's CRL");
+    let crl_f = env.write("g2-ca.crl", &crl.der);
+    for (root, ok) in [(&g2f, true), (&g1f, false)] {
+        let (_, text) = openssl_result(&[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            &p(&crl_f),
+            "-CAfile",
+            &p(root),
+            "-noout",
+        ]);
+        assert_eq!(text.contains("verify OK"), ok, "{text}");
+    }
+    // The OCSP responder: the generation-2 leaf is answered, verifiable with the new root.
+    let req = env.path("req.der");
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        &p(&g2f),
+        "-cert",
+        &p(&leaf_f),
+        "-no_nonce",
+        "-reqout",
+        &p(&req),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(node.responder.answer(&std::fs::read(&req).unwrap()));
+    let resp = env.write("resp.der", &answer.der);
+    let (_, o) = openssl_result(&[
+        "ocsp",
+        "-respin",
+        &p(&resp),
+        "-issuer",
+        &p(&g2f),
+        "-cert",
+        &p(&leaf_f),
+        "-CAfile",
+        &p(&g2f),
+        "-attime",
+        &clock.now().unix_timestamp().to_string(),
+        "-validity_period",
+        "400000000",
+    ]);
+    assert!(
+        o.contains("Response verify OK") && o.contains(": good"),
+        "{o}"
+    );
+    // The running server took the generation up by itself and serves its CA-level CRL,
+    // signed by the new root (polled, with a generous bound: never timed).
+    let url = format!("{}/crl/signing-g2/ca.crl", server.base);
+    let fetched = env.path("served-g2-ca.crl");
+    let started = std::time::Instant::now();
+    while !std::process::Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&fetched)
+        .arg(&url)
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{url} was not served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let (_, text) = openssl_result(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p(&fetched),
+        "-CAfile",
+        &p(&g2f),
+        "-noout",
+    ]);
+    assert!(text.contains("verify OK"), "{text}");
+    // The new generation's root record is intact in the store.
+    let roots: Vec<serde_json::Value> = generations(&env, "signing");
+    assert_eq!(roots.len(), 2);
+    assert_eq!(roots[1]["pem"].as_str().unwrap(), g2);
+    assert!(server.stop().success());
+    drop(node);
+    drop(cluster);
 }

@@ -421,6 +421,10 @@ impl Authority {
                     if !if_due || e.due(now) {
                         renewed.push(self.renew_ocsp_signer(h)?);
                     }
+                    // Older root generations keep signers of their own (renewed when due).
+                    if if_due {
+                        renewed.extend(self.renew_older_ocsp_signers_due(h)?);
+                    }
                 }
                 Ok(json!({ "renewed": renewed, "expiries": self.expiries()? }))
             }

@@ -43,6 +43,9 @@ pub struct Signers {
     roots: [Mutex<BTreeMap<u32, Arc<CaSigner>>>; 2],
     /// The delegated OCSP signers in use; replaced when one is renewed ([`Signers::set_ocsp`]).
     ocsp: [RwLock<Option<Arc<CaSigner>>>; 2],
+    /// The delegated OCSP signers of older root generations in use, by file name
+    /// (`<h>-ocsp-g<N>`); replaced when one is renewed ([`Signers::set_ocsp_named`]).
+    older_ocsp: Mutex<BTreeMap<String, Arc<CaSigner>>>,
 }
 
 impl Signers {
@@ -55,6 +58,7 @@ impl Signers {
             passphrase: passphrase.map(Zeroizing::new),
             roots: [Mutex::new(BTreeMap::new()), Mutex::new(BTreeMap::new())],
             ocsp: [RwLock::new(None), RwLock::new(None)],
+            older_ocsp: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -282,9 +286,40 @@ impl Signers {
         if let Some(s) = slot.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(s.clone());
         }
-        let path = self.dir.key(h, "ocsp");
-        let cert_pem = fs::read(self.dir.cert(h, "ocsp"))
-            .map_err(Error::io("read OCSP signer certificate"))?;
+        let signer = self.load_ocsp(h, "ocsp")?;
+        let mut w = slot.write().unwrap_or_else(|p| p.into_inner());
+        Ok(w.get_or_insert(signer).clone())
+    }
+
+    /// The delegated OCSP signer of an older root generation, `name` being `ocsp-g<N>`
+    /// (`keys/<h>-ocsp-g<N>.key` with `certs/<h>-ocsp-g<N>.pem`), as [`Signers::ocsp`].
+    pub fn ocsp_named(&self, h: Hierarchy, name: &str) -> Result<Arc<CaSigner>> {
+        let label = format!("{h}-{name}");
+        if let Some(s) = self
+            .older_ocsp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&label)
+        {
+            return Ok(s.clone());
+        }
+        let signer = self.load_ocsp(h, name)?;
+        let mut m = self.older_ocsp.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(m.entry(label).or_insert(signer).clone())
+    }
+
+    /// Installs a renewed OCSP signer of an older root generation (see [`Signers::ocsp_named`]).
+    pub fn set_ocsp_named(&self, h: Hierarchy, name: &str, signer: Arc<CaSigner>) {
+        self.older_ocsp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(format!("{h}-{name}"), signer);
+    }
+
+    fn load_ocsp(&self, h: Hierarchy, name: &str) -> Result<Arc<CaSigner>> {
+        let path = self.dir.key(h, name);
+        let cert_pem =
+            fs::read(self.dir.cert(h, name)).map_err(Error::io("read OCSP signer certificate"))?;
         let (_, p) = x509_parser::pem::parse_x509_pem(&cert_pem)
             .map_err(|e| Error::Store(format!("OCSP signer certificate: {e}")))?;
         let (_, cert) = x509_parser::parse_x509_certificate(&p.contents)
@@ -293,12 +328,24 @@ impl Signers {
         let signer = Arc::new(self.key_for(&path, p.contents.clone(), &spki)?);
         // In a token, what a replacement interrupted by a crash left (the replaced key, or a
         // new key never certified) is destroyed on first load: only the certified key stays.
-        let retired = self.retire_others(&format!("{h}-ocsp"), &spki)?;
+        let retired = self.retire_others(&format!("{h}-{name}"), &spki)?;
         if retired > 0 {
             tracing::warn!(hierarchy = %h, retired, "destroyed OCSP signer keys in the token that no certificate in force holds");
         }
-        let mut w = slot.write().unwrap_or_else(|p| p.into_inner());
-        Ok(w.get_or_insert(signer).clone())
+        Ok(signer)
+    }
+
+    /// Forgets the loaded OCSP signers of a hierarchy: the next use reads the files again
+    /// (another process sharing this data directory replaced them).
+    pub fn forget_ocsp(&self, h: Hierarchy) {
+        *self.ocsp[h.tag() as usize]
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        let prefix = format!("{h}-");
+        self.older_ocsp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
     }
 
     /// Installs a renewed OCSP signer: every later [`Signers::ocsp`] returns it.

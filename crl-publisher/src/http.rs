@@ -39,8 +39,8 @@ fn parse_http_date(v: &HeaderValue) -> Option<OffsetDateTime> {
     Some(PrimitiveDateTime::parse(text, HTTP_DATE).ok()?.assume_utc())
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(text.into()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -181,7 +181,9 @@ impl Publisher {
     /// Answers one HTTP request for a CRL: `200` with the DER (`application/pkix-crl`),
     /// `Last-Modified` (thisUpdate), a strong `ETag`, `Cache-Control: max-age` up to nextUpdate;
     /// `304` for a matching `If-None-Match` or a not-older `If-Modified-Since`; `HEAD`;
-    /// `404` for any other path, `405` for other methods. Usable as a hyper `service_fn`.
+    /// `404` for any other path, `405` for other methods; `410 Gone`, with a body saying why,
+    /// for a CRL of a retired root generation ([`Publisher::retire_generation`]), whose last
+    /// files may still be on disk. Usable as a hyper `service_fn`.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
         if req.uri().path() == "/crl/index.json"
             && matches!(*req.method(), Method::GET | Method::HEAD)
@@ -197,6 +199,17 @@ impl Publisher {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
+        }
+        // A retired generation's last files may still be on disk: never served stale.
+        if let Some((last, until)) = self.retired_since(h, g, self.clock.now()) {
+            return plain(
+                StatusCode::GONE,
+                format!(
+                    "generation {g} of the {h} root is retired: every certificate it issued had \
+                     expired by {last}, and its CRLs were published until {until}; they are no \
+                     longer published (RFC 5280 §3.3)\n"
+                ),
+            );
         }
         let served = match self.served(h, g, scope.clone()).await {
             Ok(Some(s)) => s,

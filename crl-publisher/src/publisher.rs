@@ -379,6 +379,29 @@ impl Publisher {
         }
     }
 
+    /// If generation `g` of a hierarchy has stopped publishing by `now`
+    /// ([`Publisher::retire_generation`]): when its last certificate expired, and until when
+    /// its CRLs were published. Its CRLs are then neither published, listed in `index.json`,
+    /// nor served.
+    pub fn retired_since(
+        &self,
+        h: Hierarchy,
+        g: Generation,
+        now: OffsetDateTime,
+    ) -> Option<(OffsetDateTime, OffsetDateTime)> {
+        let until = self
+            .roots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(h, g))
+            .and_then(|r| r.until)
+            .filter(|u| now > *u)?;
+        let last = until
+            .checked_sub(self.settings.expired_margin)
+            .unwrap_or(until);
+        Some((last, until))
+    }
+
     fn root(&self, h: Hierarchy, g: Generation) -> Result<Arc<Root>, Error> {
         self.roots
             .read()

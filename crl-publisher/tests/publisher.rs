@@ -1212,4 +1212,37 @@ fn each_root_generation_publishes_its_own_crls_until_it_retires() {
         .published
         .iter()
         .all(|(h, g, _, _)| !(*h == s && *g == 1)));
+
+    // Its files are still on disk, but neither listed nor served stale: 410 Gone, saying why;
+    // generation 2's are served as before.
+    assert!(fx.dir.path().join("signing/1.crl").exists());
+    assert!(!publisher
+        .index()
+        .unwrap()
+        .iter()
+        .any(|e| e.hierarchy == s && e.generation == 1));
+    assert!(publisher.retired_since(s, 1, clock.now()).is_some());
+    assert!(publisher.retired_since(s, 2, clock.now()).is_none());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        use http_body_util::BodyExt;
+        use hyper::Request;
+        rt.block_on(async {
+            let resp = publisher.handle(Request::get(path).body(()).unwrap()).await;
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        })
+    };
+    let (status, body) = get("/crl/signing/1.crl".into());
+    assert_eq!(status, hyper::StatusCode::GONE, "{body}");
+    assert!(
+        body.contains("generation 1 of the signing root is retired")
+            && body.contains("no longer published"),
+        "{body}"
+    );
+    let (status, _) = get("/crl/signing-g2/1.crl".into());
+    assert_eq!(status, hyper::StatusCode::OK);
 }

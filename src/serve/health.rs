@@ -253,9 +253,16 @@ impl Health {
         // CRLs, per partition.
         match self.publisher.status(now) {
             Ok(status) => {
+                // Root generations after the first are labelled (generation 1 keeps the
+                // series it always had): one series per CRL.
                 let label = |s: &crl_publisher::Status| {
+                    let generation = if s.generation > 1 {
+                        format!(",generation=\"{}\"", s.generation)
+                    } else {
+                        String::new()
+                    };
                     format!(
-                        "hierarchy=\"{}\",partition=\"{}\"",
+                        "hierarchy=\"{}\",partition=\"{}\"{generation}",
                         s.hierarchy,
                         escape(&crl_publisher::scope_name(&s.scope))
                     )

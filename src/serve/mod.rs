@@ -395,9 +395,9 @@ pub fn assemble_node(
         .map_err(|e| Error::Serve(format!("CRL publisher: {e}")))?,
     );
     add_root_generations(&authority, &publisher)?;
-    // One OCSP issuer per unexpired root generation, oldest first: the newest answers through
-    // the delegated signer (issued by it), each older one signs its own answers with its root
-    // key, for the certificates it issued (docs/roots.md).
+    // One OCSP issuer per unexpired root generation, oldest first, each answering through its
+    // own delegated signer (issued by its own root) for the certificates it issued; an older
+    // generation without one in force signs with its root key (docs/roots.md).
     let mut issuers = Vec::new();
     let now = clock.now();
     for h in Hierarchy::ALL {
@@ -407,11 +407,14 @@ pub fn assemble_node(
             if root.not_after < now {
                 continue;
             }
-            let signer: Arc<dyn policies::Signer> = if delegated_by.as_deref() == Some(&root.key_id)
-            {
-                delegated.clone()
+            let own = if delegated_by.as_deref() == Some(&root.key_id) {
+                Some(delegated.clone())
             } else {
-                authority.generation_signer(h, &root)?
+                authority.generation_ocsp_signer(h, &root)?
+            };
+            let signer: Arc<dyn policies::Signer> = match own {
+                Some(s) => s,
+                None => authority.generation_signer(h, &root)?,
             };
             issuers.push(ocsp_responder::Issuer {
                 hierarchy: h,

@@ -37,6 +37,10 @@ use crate::Result;
 
 /// How often the watch looks at the certificates.
 pub const CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often the store's audit trail is looked at for root generations another process added
+/// ([`Watch::adopt_roots`]): reads only what was written since the last look.
+pub const ROOTS_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The platform API's server certificate (30 days) is renewed this many days before expiry.
 pub const PF_SERVER_MARGIN_DAYS: i64 = 10;
 
@@ -78,6 +82,8 @@ pub struct Watch {
     listeners: Mutex<Vec<(&'static str, Arc<dyn RenewableListener>)>>,
     /// What the last check saw.
     seen: RwLock<Vec<Expiry>>,
+    /// Where [`Watch::adopt_roots`] goes on reading the audit trail (`None` until read).
+    roots_cursor: Mutex<Option<u64>>,
 }
 
 impl Watch {
@@ -90,7 +96,36 @@ impl Watch {
             tsa: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             seen: RwLock::new(Vec::new()),
+            // Read by the first check (blocking: a PostgreSQL store must not be read on the
+            // runtime's worker), which runs at start right after the store was opened.
+            roots_cursor: Mutex::new(None),
         })
+    }
+
+    /// Takes up root generations another process added to the store (a second CA node on one
+    /// PostgreSQL store, a rollover made on the store by another path): the new generation
+    /// reaches the CRL publisher and the OCSP responder as a rollover through the admin socket
+    /// does ([`ca::Authority::adopt_rolled_roots`]). Blocking (reads the store).
+    pub fn adopt_roots(&self) -> Vec<(policies::Hierarchy, u32)> {
+        let a = &self.authority;
+        let mut cursor = self.roots_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = cursor.as_mut() else {
+            match a.audit_cursor() {
+                Ok(c) => *cursor = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "the audit trail could not be read; rollovers by other processes are looked for later")
+                }
+            }
+            return Vec::new();
+        };
+        let actor = ca::officers::Actor::System("root-watch");
+        match ca::officers::acting_as(&actor, || a.adopt_rolled_roots(at)) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "a root rollover made by another process could not be taken up; retrying");
+                Vec::new()
+            }
+        }
     }
 
     /// The responder whose signers `/metrics` reports (once).
@@ -130,6 +165,12 @@ impl Watch {
     /// returned after all were tried.
     pub fn check(&self) -> Result<Vec<Expiry>> {
         let a = &self.authority;
+        {
+            let mut cursor = self.roots_cursor.lock().unwrap_or_else(|p| p.into_inner());
+            if cursor.is_none() {
+                *cursor = a.audit_cursor().ok();
+            }
+        }
         let mut first_error: Option<crate::Error> = None;
         let renewal = ca::officers::Actor::System("ocsp-renewal");
         match ca::officers::acting_as(&renewal, || a.renew_ocsp_signers_due()) {
@@ -368,14 +409,25 @@ impl Watch {
         out
     }
 
-    /// Checks every [`CHECK`] until `stop` resolves.
+    /// Checks every [`CHECK`], and looks for root generations added by another process every
+    /// [`ROOTS_POLL`], until `stop` resolves.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let mut since_check = std::time::Duration::ZERO;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(CHECK) => {}
+                _ = tokio::time::sleep(ROOTS_POLL) => {}
             }
+            let me = Arc::clone(&self);
+            if let Err(e) = tokio::task::spawn_blocking(move || me.adopt_roots()).await {
+                tracing::error!(error = %e, "the root watch task failed");
+            }
+            since_check += ROOTS_POLL;
+            if since_check < CHECK {
+                continue;
+            }
+            since_check = std::time::Duration::ZERO;
             let me = Arc::clone(&self);
             if let Err(e) = tokio::task::spawn_blocking(move || me.check()).await {
                 tracing::error!(error = %e, "the certificate watch task failed");

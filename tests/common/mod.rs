@@ -255,7 +255,7 @@ impl Server {
         Server::spawn(c)
     }
 
-    fn spawn(mut cmd: Command) -> Server {
+    pub fn spawn(mut cmd: Command) -> Server {
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())

@@ -109,6 +109,8 @@ pub struct Authority {
     resident_locks: Vec<std::sync::Mutex<()>>,
     /// Renewals of infrastructure certificates run one at a time in this process.
     renew_lock: std::sync::Mutex<()>,
+    /// When the last leaf of each older root generation expires (computed on first need).
+    older_last_expiries: std::sync::Mutex<Option<BTreeMap<(Hierarchy, u32), time::OffsetDateTime>>>,
     /// Registrations run one at a time in this process (the duplicate check reads the
     /// register before writing).
     registration: std::sync::Mutex<()>,
@@ -236,6 +238,7 @@ impl Authority {
             listener: OnceLock::new(),
             resident_locks: (0..1024).map(|_| std::sync::Mutex::new(())).collect(),
             renew_lock: std::sync::Mutex::new(()),
+            older_last_expiries: std::sync::Mutex::new(None),
             registration: std::sync::Mutex::new(()),
         })
     }

@@ -32,6 +32,13 @@
 //! key is never used again. Renewing is for expiry; compromise is for a key that must stop at
 //! once — the consequences for relying parties are in docs/operations.md.
 //!
+//! ## Older root generations
+//! After a rollover each older generation keeps a signer of its own, issued by its own root,
+//! for the answers about what it issued (`<h>-ocsp-g<N>` files,
+//! [`Authority::ocsp_signer_name`]); the same renewal makes and renews it
+//! ([`Authority::renew_older_ocsp_signers_due`]) while a leaf of the generation outlives the
+//! signer in force (docs/roots.md).
+//!
 //! ## When
 //! `policy.validity.ocsp_signer_renew_days` before the signer's notAfter. The policy checks
 //! that this margin is longer than an OCSP answer's life, so an answer signed by the old signer
@@ -65,12 +72,19 @@ pub const ROOT_WARN_DAYS: i64 = 365;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Renewed {
     pub hierarchy: Hierarchy,
+    /// The root generation that issued it (the newest, or an older one keeping its own).
+    #[serde(default = "first_generation")]
+    pub generation: u32,
     /// The new signer certificate's serial (hex).
     pub serial: String,
     /// The serial of the certificate it replaces.
     pub replaced: String,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+}
+
+fn first_generation() -> u32 {
+    1
 }
 
 /// How long a certificate a server depends on has left.
@@ -171,6 +185,76 @@ impl Authority {
         der_of_pem(&text, "OCSP signer certificate")
     }
 
+    /// The file name of a root generation's delegated OCSP signer (`keys/<h>-<name>.key`,
+    /// `certs/<h>-<name>.pem`, token label `<h>-<name>`): `ocsp` for the newest generation,
+    /// `ocsp-g<N>` for an older generation N, which keeps a signer of its own — issued by its
+    /// own root — for the answers about what it issued until the last of it expires
+    /// (docs/roots.md).
+    pub fn ocsp_signer_name(&self, h: Hierarchy, generation: u32) -> String {
+        if self.root(h).generation == generation {
+            "ocsp".into()
+        } else {
+            format!("ocsp-g{generation}")
+        }
+    }
+
+    /// The delegated OCSP signer certificate (DER) of the file name `name`, if there is one
+    /// (an interrupted renewal finished first), with the renewal lock held.
+    fn named_certificate_locked(&self, h: Hierarchy, name: &str) -> Result<Option<Vec<u8>>> {
+        self.finish_named_locked(h, name)?;
+        let path = self.data_dir().cert(h, name);
+        match fs::read(&path) {
+            Ok(text) => Ok(Some(der_of_pem(&text, "OCSP signer certificate")?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", path.display()))(e)),
+        }
+    }
+
+    /// The delegated OCSP signer of one root generation: [`Authority::ocsp_signer`] for the
+    /// newest; for an older one its `ocsp-g<N>` signer, or `None` when it has none in force
+    /// (not made yet — [`Authority::renew_ocsp_signers_due`] makes it — or revoked): its answers
+    /// are then signed by its root key.
+    pub fn generation_ocsp_signer(
+        &self,
+        h: Hierarchy,
+        root: &super::Root,
+    ) -> Result<Option<Arc<keys::CaSigner>>> {
+        if root.generation == self.root(h).generation {
+            // Until the rollover's renewal is done the signer in force is the generation
+            // before's.
+            let s = self.ocsp_signer(h)?;
+            let by = super::rollover::signer_key_id(&s);
+            return Ok((by.as_deref() == Some(root.key_id.as_slice())).then_some(s));
+        }
+        let name = self.ocsp_signer_name(h, root.generation);
+        let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(der) = self.named_certificate_locked(h, &name)? else {
+            return Ok(None);
+        };
+        if let Some(serial) = self.revoked_signer(h, &der)? {
+            tracing::warn!(hierarchy = %h, generation = root.generation, %serial, "the OCSP signer of an older root generation is revoked: its root key signs its answers until a new signer is made");
+            return Ok(None);
+        }
+        self.signers.ocsp_named(h, &name).map(Some)
+    }
+
+    /// When the last leaf an older root generation issued expires (OCSP signers left out:
+    /// they live for the leaves), `None` when it issued none. Computed once per process
+    /// ([`Authority::last_expiries`], one pass over the certificates): an older generation's
+    /// set of certificates is final once a newer one issues.
+    fn older_last_expiry(&self, h: Hierarchy, generation: u32) -> Result<Option<OffsetDateTime>> {
+        let mut cache = self
+            .older_last_expiries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.is_none() {
+            *cache = Some(self.last_expiries()?);
+        }
+        Ok(cache
+            .as_ref()
+            .and_then(|m| m.get(&(h, generation)).copied()))
+    }
+
     /// The roots and OCSP signers, with their margins: the OCSP signers' is the policy's
     /// `validity.ocsp_signer_renew_days`, the roots' [`ROOT_WARN_DAYS`].
     pub fn expiries(&self) -> Result<Vec<Expiry>> {
@@ -219,14 +303,10 @@ impl Authority {
     pub fn renew_ocsp_signers_due(&self) -> Result<Vec<Renewed>> {
         let now = self.clock.now();
         let mut done = Vec::new();
+        let margin = i64::from(self.policy.validity.ocsp_signer_renew_days());
         for h in Hierarchy::ALL {
             let der = self.ocsp_signer_certificate(h)?;
-            let e = Expiry::of(
-                "ocsp-signer",
-                Some(h),
-                &der,
-                i64::from(self.policy.validity.ocsp_signer_renew_days()),
-            )?;
+            let e = Expiry::of("ocsp-signer", Some(h), &der, margin)?;
             // A signer issued by an older root generation is replaced too: the delegated
             // signer always belongs to the newest generation (older ones sign their own
             // answers, docs/roots.md).
@@ -235,6 +315,50 @@ impl Authority {
             if e.due(now) || older || self.revoked_signer(h, &der)?.is_some() {
                 done.push(self.renew_ocsp_signer(h)?);
             }
+            done.extend(self.renew_older_ocsp_signers_due(h)?);
+        }
+        Ok(done)
+    }
+
+    /// Renews (or makes) the delegated OCSP signer of every older root generation of a
+    /// hierarchy that needs one: its root unexpired, a leaf it issued outliving the signer in
+    /// force, and that signer within its margin (or missing, or revoked). Each is issued by its
+    /// own generation's root ([`Authority::renew_generation_ocsp_signer`]).
+    pub fn renew_older_ocsp_signers_due(&self, h: Hierarchy) -> Result<Vec<Renewed>> {
+        let now = self.clock.now();
+        let margin = i64::from(self.policy.validity.ocsp_signer_renew_days());
+        let mut done = Vec::new();
+        // Every older generation whose root is unexpired and whose leaves are not all
+        // expired keeps a signer of its own, renewed under its own root within the same
+        // margin, as long as a leaf outlives the signer in force.
+        let roots = self.roots(h);
+        for root in roots.iter().take(roots.len().saturating_sub(1)) {
+            if root.not_after <= now {
+                continue;
+            }
+            let name = self.ocsp_signer_name(h, root.generation);
+            let der = {
+                let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.named_certificate_locked(h, &name)?
+            };
+            let in_force = match &der {
+                Some(der) if self.revoked_signer(h, der)?.is_none() => {
+                    Some(Expiry::of("ocsp-signer", Some(h), der, margin)?)
+                }
+                _ => None,
+            };
+            if in_force.as_ref().is_some_and(|e| !e.due(now)) {
+                continue;
+            }
+            let Some(last) = self.older_last_expiry(h, root.generation)? else {
+                continue;
+            };
+            // Covered until the signer in force expires (or now, if it has).
+            let needed = in_force.as_ref().map_or(now, |e| e.not_after.max(now));
+            if last <= needed {
+                continue;
+            }
+            done.push(self.replace_ocsp_signer_of(h, Arc::clone(root), None)?);
         }
         Ok(done)
     }
@@ -243,6 +367,20 @@ impl Authority {
     /// passphrase; a wrong one changes nothing.
     pub fn renew_ocsp_signer(&self, h: Hierarchy) -> Result<Renewed> {
         self.replace_ocsp_signer(h, None)
+    }
+
+    /// Renews (or makes) the delegated OCSP signer of one root generation, issued by that
+    /// generation's root key: the newest's is [`Authority::renew_ocsp_signer`]; an older one's
+    /// lives in `ocsp-g<N>` files ([`Authority::ocsp_signer_name`]).
+    pub fn renew_generation_ocsp_signer(&self, h: Hierarchy, generation: u32) -> Result<Renewed> {
+        let root = self
+            .roots(h)
+            .into_iter()
+            .find(|r| r.generation == generation)
+            .ok_or_else(|| {
+                Error::Invalid(format!("the {h} root has no generation {generation}"))
+            })?;
+        self.replace_ocsp_signer_of(h, root, None)
     }
 
     /// A hierarchy's delegated OCSP signer key is compromised (or suspected to be): the signer
@@ -267,17 +405,51 @@ impl Authority {
         self.replace_ocsp_signer(h, Some(&quorum))
     }
 
-    /// `quorum`: a compromise, approved by these officers; `None`: a renewal.
+    /// The newest generation's signer: `quorum`: a compromise, approved by these officers;
+    /// `None`: a renewal.
     fn replace_ocsp_signer(
         &self,
         h: Hierarchy,
         quorum: Option<&crate::ceremony::Quorum>,
     ) -> Result<Renewed> {
+        self.replace_ocsp_signer_of(h, self.root(h), quorum)
+    }
+
+    /// Replaces the delegated OCSP signer of the root generation `issuer` (one made for the
+    /// first time when an older generation has none yet).
+    fn replace_ocsp_signer_of(
+        &self,
+        h: Hierarchy,
+        issuer: Arc<super::Root>,
+        quorum: Option<&crate::ceremony::Quorum>,
+    ) -> Result<Renewed> {
         let compromised = quorum.is_some();
         let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let old = self.signer_certificate_locked(h)?;
-        let replaced = Expiry::of("ocsp-signer", Some(h), &old, 0)?.serial;
-        let old_spki = super::spki_of(&old)?;
+        let name = self.ocsp_signer_name(h, issuer.generation);
+        let newest = name == "ocsp";
+        let old = if newest {
+            Some(self.signer_certificate_locked(h)?)
+        } else {
+            self.named_certificate_locked(h, &name)?
+        };
+        let old = match (old, compromised) {
+            (Some(old), _) => Some(old),
+            (None, false) => None,
+            (None, true) => {
+                return Err(Error::Invalid(format!(
+                    "the {h} root generation {} has no OCSP signer to revoke",
+                    issuer.generation
+                )))
+            }
+        };
+        let replaced = match &old {
+            Some(old) => Expiry::of("ocsp-signer", Some(h), old, 0)?.serial,
+            None => "none".into(),
+        };
+        let old_spki = match &old {
+            Some(old) => super::spki_of(old)?,
+            None => Vec::new(),
+        };
         // The record of the signer being replaced (its status is set on compromise).
         let old_record = if compromised {
             let serial = super::parse_serial(&replaced)?;
@@ -286,20 +458,20 @@ impl Authority {
                     "the OCSP signer {replaced} in force is not in the store"
                 ))
             })?;
-            Some((r, storage::fingerprint(&super::spki_of(&old)?)))
+            Some((r, storage::fingerprint(&old_spki)))
         } else {
             None
         };
         // The root key first: a wrong passphrase stops here, before anything is written.
-        let root = self.signer(h)?;
+        let root = self.generation_signer(h, &issuer)?;
         let now = self.clock.now();
         let layout = self.data_dir();
-        let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
+        let (key_path, cert_path) = (layout.key(h, &name), layout.cert(h, &name));
         let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
         remove_if_present(&key_new)?;
         remove_if_present(&cert_new)?;
         // The new key where the CA keeps its keys: the staged file, or the token.
-        let key_label = format!("{h}-ocsp");
+        let key_label = format!("{h}-{name}");
         let key = self.signers.generate_key(&key_label, &key_new)?;
         let key_spki = key.spki()?;
         let (serial, counter) = self.new_serial(h)?;
@@ -309,7 +481,7 @@ impl Authority {
             now,
             &serial,
             &key_spki,
-            (&self.root(h).spki, &self.root(h).serial),
+            (&issuer.spki, &issuer.serial),
             &|tbs| policies::Signer::sign(root.as_ref(), tbs),
         );
         let (der, not_after) = match made {
@@ -327,12 +499,17 @@ impl Authority {
             kind: CertKind::OcspSigner,
             holder: None,
             partition: None,
-            generation: self.root(h).generation,
+            generation: issuer.generation,
             not_before: now,
             not_after,
             der: der.clone(),
         };
         let hexs = serial_hex(&serial);
+        let of_generation = if newest {
+            String::new()
+        } else {
+            format!("; root generation {}", issuer.generation)
+        };
         let committed = self.storage.transact(&|t| {
             t.add_certificate(&record, None)?;
             if counter > 0 {
@@ -373,7 +550,7 @@ impl Authority {
                 "ocsp-signer-renew",
                 &format!("{h}:{hexs}"),
                 &format!(
-                    "replaces {replaced}; notAfter {}",
+                    "replaces {replaced}; notAfter {}{of_generation}",
                     not_after.unix_timestamp()
                 ),
             )
@@ -386,7 +563,11 @@ impl Authority {
         }
         self.promote(&key_new, &key_path, &cert_new, &cert_path)?;
         let signer = Arc::new(key.with_certificate(der));
-        self.signers.set_ocsp(h, Arc::clone(&signer));
+        if newest {
+            self.signers.set_ocsp(h, Arc::clone(&signer));
+        } else {
+            self.signers.set_ocsp_named(h, &name, Arc::clone(&signer));
+        }
         if let Some(l) = self.listener.get() {
             match &old_record {
                 Some((r, _)) => {
@@ -404,10 +585,11 @@ impl Authority {
         if compromised {
             tracing::warn!(hierarchy = %h, serial = %hexs, %replaced, "compromised OCSP signer revoked and replaced");
         } else {
-            tracing::info!(hierarchy = %h, serial = %hexs, %replaced, "OCSP signer renewed");
+            tracing::info!(hierarchy = %h, generation = issuer.generation, serial = %hexs, %replaced, "OCSP signer renewed");
         }
         Ok(Renewed {
             hierarchy: h,
+            generation: issuer.generation,
             serial: hexs,
             replaced,
             not_after,
@@ -434,8 +616,13 @@ impl Authority {
     }
 
     pub(super) fn finish_locked(&self, h: Hierarchy) -> Result<()> {
+        self.finish_named_locked(h, "ocsp")
+    }
+
+    /// [`Authority::finish_locked`] for the signer files named `name` (`ocsp`, `ocsp-g<N>`).
+    fn finish_named_locked(&self, h: Hierarchy, name: &str) -> Result<()> {
         let layout = self.data_dir();
-        let (key_path, cert_path) = (layout.key(h, "ocsp"), layout.cert(h, "ocsp"));
+        let (key_path, cert_path) = (layout.key(h, name), layout.cert(h, name));
         let (key_new, cert_new) = (staged(&key_path), staged(&cert_path));
         let (has_key, has_cert) = (key_new.exists(), cert_new.exists());
         if !has_key && !has_cert {

@@ -149,9 +149,14 @@ impl Authority {
         if let Some(l) = self.listener.get() {
             self.tell_server(l.as_ref(), h, &previous);
         }
-        // The delegated OCSP signer moves to the new generation (the older ones sign their
-        // own answers). Should this fail, the rollover stands and `renew_ocsp_signers_due`
-        // (every `jpki serve` start and timer) replaces the signer, which it treats as due.
+        // The generation before keeps a delegated OCSP signer of its own, issued by its own
+        // root, for the answers about what it issued (`ocsp-g<N>` files); the signer in force
+        // (`ocsp` files) moves to the new generation. Should either fail, the rollover stands
+        // and `renew_ocsp_signers_due` (every `jpki serve` start and timer) makes what is
+        // missing; meanwhile the older generation's root key signs its answers.
+        if let Err(e) = self.renew_generation_ocsp_signer(h, previous.generation) {
+            tracing::warn!(hierarchy = %h, generation = previous.generation, error = %e, "root rollover: the previous generation's own OCSP signer was not made yet; `jpki serve` makes it");
+        }
         if let Err(e) = self.renew_ocsp_signer(h) {
             tracing::warn!(hierarchy = %h, error = %e, "root rollover: the OCSP signer of the new generation was not made yet; `jpki ocsp-signer renew` or `jpki serve` makes it");
         }
@@ -189,6 +194,122 @@ impl Authority {
             previous_signer,
             previous_last_expiry: last.unwrap_or(previous.not_after),
         });
+    }
+
+    /// The audit trail's next sequence number: where [`Authority::adopt_rolled_roots`] starts
+    /// looking for rollovers made by another process.
+    pub fn audit_cursor(&self) -> Result<u64> {
+        Ok(self.storage.audit_head()?.map_or(0, |h| h.seq + 1))
+    }
+
+    /// Takes up root generations that another process added to the same store (a second CA
+    /// node on one PostgreSQL store, or `jpki root rollover` run on the store by another
+    /// path while this server runs): reads the audit records from `cursor` on (only what was
+    /// written since the last look — cheap), and for each `root-rollover` it does not know
+    /// reads that root's record by serial, makes it this process's newest generation (leaves
+    /// are issued under it from now on), writes its certificate and the roots bundle into this
+    /// data directory, and tells a running server as a rollover through the admin socket does
+    /// (its CRLs and OCSP answers; the generation before keeps its own OCSP signer, made by
+    /// the next [`Authority::renew_ocsp_signers_due`]). The new root's key must be reachable
+    /// here — the same data directory or the same token; until it is, the generation is not
+    /// taken up (an error naming it; `cursor` stays, so the next look tries again). Moves
+    /// `cursor` past what was read.
+    /// Returns the generations taken up.
+    pub fn adopt_rolled_roots(&self, cursor: &mut u64) -> Result<Vec<(Hierarchy, u32)>> {
+        const PAGE: usize = 1024;
+        let mut adopted = Vec::new();
+        loop {
+            let page = self.storage.audit_records(*cursor, PAGE)?;
+            let Some(next) = page.last().map(|r| r.seq + 1) else {
+                return Ok(adopted);
+            };
+            // The cursor moves once the page is taken up: a failure is retried from it (what
+            // was taken up already is known and skipped).
+            for r in page.iter().filter(|r| r.action == "root-rollover") {
+                let Some((h, serial)) = r.subject.split_once(':') else {
+                    continue;
+                };
+                let (Ok(h), Ok(serial)) = (h.parse::<Hierarchy>(), super::parse_serial(serial))
+                else {
+                    continue;
+                };
+                if self.roots(h).iter().any(|g| g.serial == serial) {
+                    continue;
+                }
+                let record = self.storage.certificate(h, &serial)?.ok_or_else(|| {
+                    Error::Store(format!(
+                        "the audit trail names root {} of {h}, which the store does not hold",
+                        r.subject
+                    ))
+                })?;
+                if record.kind != CertKind::Root {
+                    continue;
+                }
+                let previous = self.root(h);
+                let generation = previous.generation + 1;
+                let spki = super::spki_of(&record.der)?;
+                let root = std::sync::Arc::new(Root {
+                    key_id: profile::key_identifier(&spki)?,
+                    spki,
+                    der: record.der,
+                    serial: record.serial,
+                    generation,
+                    not_before: record.not_before,
+                    not_after: record.not_after,
+                });
+                // Not taken up before its key is reachable here (leaves would be issued under
+                // a generation this process cannot sign for): the next look tries again.
+                self.generation_signer(h, &root).map_err(|e| {
+                    Error::Invalid(format!(
+                        "generation {generation} of the {h} root was made by another process, \
+                         but its key is not reachable here ({e}): bring the key (or use the \
+                         same token); it is taken up at the next look"
+                    ))
+                })?;
+                {
+                    let _one = self.renew_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    let cert_path = self.data_dir().root_cert(h, generation);
+                    remove_if_present(&cert_path)?;
+                    keys::write_private(&cert_path, pem(&root.der).as_bytes())?;
+                    self.roots
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(h)
+                        .or_default()
+                        .push(root);
+                    *self
+                        .older_last_expiries
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    self.write_roots_bundle(h)?;
+                    // The other process drew serials (the root's, its OCSP signers'): this
+                    // one's sequential counter moves past them before it issues again.
+                    let drawn = self.storage.serial_counter(h)?;
+                    self.counters[h.tag() as usize]
+                        .fetch_max(drawn, std::sync::atomic::Ordering::SeqCst);
+                }
+                tracing::warn!(hierarchy = %h, generation, serial = %r.subject,
+                    "a root rollover made by another process: new leaves are issued under the new generation");
+                if let Some(l) = self.listener.get() {
+                    self.tell_server(l.as_ref(), h, &previous);
+                    // Sharing this data directory, the other process made each generation's
+                    // own OCSP signer: read afresh and handed over. Otherwise the next
+                    // `renew_ocsp_signers_due` makes them here.
+                    self.signers.forget_ocsp(h);
+                    for g in [previous.clone(), self.root(h)] {
+                        match self.generation_ocsp_signer(h, &g) {
+                            Ok(Some(s)) => l.ocsp_signer_renewed(h, s),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(hierarchy = %h, generation = g.generation, error = %e, "the OCSP signer of a root generation could not be read; the certificate watch makes one")
+                            }
+                        }
+                    }
+                }
+                adopted.push((h, generation));
+            }
+            *cursor = next;
+        }
     }
 
     /// Warns about every hierarchy whose rollover is due (`ca.root_rollover_years`): what
@@ -253,6 +374,11 @@ impl Authority {
             .entry(h)
             .or_default()
             .push(root.clone());
+        // The generation before has issued its last leaf: its last expiry is read afresh.
+        *self
+            .older_last_expiries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.write_roots_bundle(h)?;
         tracing::info!(
             hierarchy = %h,
@@ -371,8 +497,8 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 }
 
 impl Authority {
-    /// When the last certificate each root generation issued expires (roots themselves left
-    /// out), by (hierarchy, generation): a generation that issues no more signs CRLs until
+    /// When the last certificate each root generation issued expires (roots and OCSP signers
+    /// left out), by (hierarchy, generation): a generation that issues no more signs CRLs until
     /// then (docs/roots.md). One pass over every certificate — what `jpki serve` does once
     /// at start when a hierarchy has more than one generation (an older generation's set of
     /// certificates is final once a newer one issues).
@@ -384,7 +510,8 @@ impl Authority {
             return Ok(last);
         }
         self.storage.for_each_certificate(&mut |c| {
-            if c.kind != CertKind::Root {
+            // OCSP signers live for the leaves, not the other way round.
+            if !matches!(c.kind, CertKind::Root | CertKind::OcspSigner) {
                 let e = last
                     .entry((c.hierarchy, c.generation))
                     .or_insert(c.not_after);
@@ -438,4 +565,87 @@ pub fn signer_key_id(signer: &crate::keys::CaSigner) -> Option<Vec<u8>> {
 /// root that issued it).
 pub fn issuer_key_id_of(cert_der: &[u8]) -> Option<Vec<u8>> {
     authority_key_id(cert_der).map(|(k, _)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ceremony::testing::two_approvals;
+    use crate::clock::FixedClock;
+    use std::sync::{Arc, Mutex};
+
+    /// What a running server would be told.
+    struct Told(Mutex<Vec<(Hierarchy, u32, u32)>>, Mutex<Vec<Vec<u8>>>);
+
+    impl crate::authority::Listener for Told {
+        fn revoked(&self, _: Hierarchy, _: u32, _: &[u8], _: &Scope) {}
+        fn root_generation_added(&self, new: &crate::authority::RootAdded) {
+            self.0.lock().unwrap().push((
+                new.hierarchy,
+                new.root.generation,
+                new.previous.generation,
+            ));
+        }
+        fn ocsp_signer_renewed(&self, _: Hierarchy, signer: Arc<crate::keys::CaSigner>) {
+            self.1
+                .lock()
+                .unwrap()
+                .push(policies::Signer::certificate(signer.as_ref()).to_vec());
+        }
+    }
+
+    #[test]
+    fn a_rollover_made_by_another_process_on_the_same_store_is_taken_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let clock = Arc::new(FixedClock::new(t0));
+        let a = Authority::init(
+            &tmp.path().join("data"),
+            policies::policy::DEFAULT_POLICY,
+            b"adopt passphrase",
+            clock.clone(),
+        )
+        .unwrap();
+        let told = Arc::new(Told(Mutex::new(Vec::new()), Mutex::new(Vec::new())));
+        a.set_listener(told.clone()).unwrap();
+        let mut cursor = a.audit_cursor().unwrap();
+        assert!(a.adopt_rolled_roots(&mut cursor).unwrap().is_empty());
+        // Another process over the same store (as a second node on one PostgreSQL store) and
+        // the same keys rolls the signing root over.
+        let b = Authority::new(
+            Arc::clone(a.storage()),
+            crate::signers::Signers::open(a.data_dir().clone(), Some(b"adopt passphrase".to_vec()))
+                .unwrap(),
+            a.policy().clone(),
+            a.clock().clone(),
+        )
+        .unwrap();
+        clock.advance(time::Duration::days(400));
+        let h = Hierarchy::Signing;
+        let approvals = two_approvals(&b, ROLLOVER_CEREMONY, "signing");
+        b.rollover_root(h, &approvals).unwrap();
+        assert_eq!(a.roots(h).len(), 1, "not seen before it looks");
+        let adopted = a.adopt_rolled_roots(&mut cursor).unwrap();
+        assert_eq!(adopted, vec![(h, 2)]);
+        assert_eq!(a.roots(h).len(), 2);
+        assert_eq!(a.root(h).serial, b.root(h).serial);
+        assert_eq!(a.root(h).key_id, b.root(h).key_id);
+        assert_eq!(a.roots(Hierarchy::Auth).len(), 1);
+        // The server was told as a rollover through its socket tells it, and was handed the
+        // generations' own OCSP signers the other process made (sharing this data directory).
+        assert_eq!(*told.0.lock().unwrap(), vec![(h, 2, 1)]);
+        let handed = told.1.lock().unwrap().clone();
+        let by = |der: &[u8]| issuer_key_id_of(der).unwrap();
+        assert!(handed.iter().any(|d| by(d) == a.roots(h)[0].key_id));
+        assert!(handed.iter().any(|d| by(d) == a.roots(h)[1].key_id));
+        assert_eq!(
+            policies::Signer::certificate(a.ocsp_signer(h).unwrap().as_ref()),
+            policies::Signer::certificate(b.ocsp_signer(h).unwrap().as_ref()),
+        );
+        // The bundle here holds both; looking again takes nothing more.
+        let bundle = fs::read_to_string(a.data_dir().roots_bundle(h)).unwrap();
+        assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(a.adopt_rolled_roots(&mut cursor).unwrap().is_empty());
+        assert_eq!(told.0.lock().unwrap().len(), 1);
+    }
 }
