@@ -452,6 +452,11 @@ fn all_certificates<S: Storage>(s: &S) -> Vec<(Hierarchy, Vec<u8>)> {
     out
 }
 
+/// A sample resident (for engines' own tests): [`resident`] at version 0.
+pub fn sample_resident(id: &str) -> Resident {
+    resident(id, 0)
+}
+
 pub(crate) fn resident(id: &str, version: u64) -> Resident {
     Resident {
         id: id.to_owned(),
