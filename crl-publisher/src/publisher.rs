@@ -784,6 +784,9 @@ impl Publisher {
         dir: &Path,
         bar: &ProgressBar,
     ) -> Vec<(CrlId, Result<Crl, Error>)> {
+        if due.is_empty() {
+            return Vec::new(); // not even an empty unit of work
+        }
         let own = dir == self.dir;
         let fail = |id: &CrlId, e: BoxError| Error::state(id.0, &id.2)(e);
         let mut out = Vec::with_capacity(due.len());
