@@ -945,7 +945,7 @@ impl Publisher {
     /// published (a pass cut short by a crash). Other scopes are not touched.
     ///
     /// With a store that lists its dirty CRLs ([`StateStore::dirty`]) the due CRLs are
-    /// published as one batch ([`Publisher::publish_batch`]), and until the earliest
+    /// published as one batch (`Publisher::publish_batch`), and until the earliest
     /// re-signing the last full pass found, a pass reads only the dirty list.
     pub fn tick(&self, now: OffsetDateTime) -> TickReport {
         let dirty = match self.state.dirty() {
@@ -1152,7 +1152,7 @@ impl Publisher {
 
     /// Writes every CRL of both hierarchies into `out` (a directory for a static web server or
     /// a CDN: `<out>/<hierarchy>/<partition>.crl`) plus `<out>/index.json`, each with new
-    /// numbers, as one batch ([`Publisher::publish_batch`]). On a failure the CRLs that could be
+    /// numbers, as one batch (`Publisher::publish_batch`). On a failure the CRLs that could be
     /// published stay published, no index is written and the first failure is returned.
     /// When `out` is not the publisher's own directory the set is a copy: it takes numbers
     /// (never reused) but neither clears dirty flags nor counts as the served CRL in
