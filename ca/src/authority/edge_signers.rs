@@ -101,7 +101,42 @@ impl Authority {
                     hex::encode_upper(&r.in_force)
                 ))
             })?;
+        if in_force.generation != r.generation {
+            self.judge_first_request(r, &in_force)?;
+        }
         Ok((spki, in_force))
+    }
+
+    /// A node's first request for a new root generation (its signer in force is of another
+    /// generation): certified only for a **known edge node**, one that presents an OCSP
+    /// signer of the generation just before, which this CA issued (the store holds it), still
+    /// valid and not revoked — the signer `jpki edge export` gave it, or one it renewed since.
+    /// Anything else is refused with the reason (audited as every refusal).
+    fn judge_first_request(&self, r: &SignerRequest, in_force: &CertRecord) -> Result<()> {
+        let (h, g) = (r.hierarchy, r.generation);
+        let unknown = |why: String| {
+            Error::Refused(format!(
+                "edge node {} is not known for {h} root generation {g}: {why}",
+                r.node
+            ))
+        };
+        let serial = hex::encode_upper(&r.in_force);
+        if in_force.generation + 1 != g {
+            return Err(unknown(format!(
+                "a first request for a generation must name the node's OCSP signer of                  generation {}, but signer {serial} is of generation {}",
+                g.saturating_sub(1),
+                in_force.generation
+            )));
+        }
+        if in_force.not_after <= self.clock.now() {
+            return Err(unknown(format!("its OCSP signer {serial} has expired")));
+        }
+        if self.status_of(in_force)?.state == State::Revoked {
+            return Err(unknown(format!(
+                "its OCSP signer {serial} is revoked (a node whose signer was revoked gets no                  signer of a new generation)"
+            )));
+        }
+        Ok(())
     }
 
     fn answer_signer_request(&self, r: &SignerRequest) -> Result<Option<SignerAnswered>> {
