@@ -400,4 +400,79 @@ mod tests {
         // Answered requests are not answered again.
         assert!(a.certify_signer_requests().unwrap().is_empty());
     }
+
+    #[test]
+    fn a_first_request_for_a_new_generation_is_certified_only_for_a_known_edge() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let clock = Arc::new(FixedClock::new(t0));
+        let a = Authority::init(
+            &tmp.path().join("data"),
+            policies::policy::DEFAULT_POLICY,
+            b"edge generation passphrase",
+            clock.clone(),
+        )
+        .unwrap();
+        let h = Hierarchy::Auth;
+        // The signer `jpki edge export` hands out: generation 1's.
+        let exported = request(&a, h, csr(&crate::keys::generate().unwrap())).in_force;
+        let roll = |a: &Authority| {
+            let approvals = crate::ceremony::testing::two_approvals(
+                a,
+                super::super::rollover::ROLLOVER_CEREMONY,
+                "auth",
+            );
+            a.rollover_root(h, &approvals).unwrap();
+        };
+        clock.advance(time::Duration::days(1));
+        roll(&a);
+        let put = |node: &str, g: u32, in_force: &[u8]| {
+            let r = SignerRequest {
+                node: node.into(),
+                generation: g,
+                in_force: in_force.to_vec(),
+                ..request(&a, h, csr(&crate::keys::generate().unwrap()))
+            };
+            a.storage().transact(&|t| t.put_signer_request(&r)).unwrap();
+        };
+        // A known edge (its in-force signer is generation 1's, valid): certified at once,
+        // under generation 2's root.
+        put("edge-1", 2, &exported);
+        let done = a.certify_signer_requests().unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].issued.is_some(), "{done:?}");
+        let stored = a.storage().signer_request("edge-1", h, 2).unwrap().unwrap();
+        let Some(SignerAnswer::Issued { der, .. }) = stored.answer else {
+            panic!("{stored:?}")
+        };
+        crate::authority::init::check_signature(&a.root(h).spki, &der).unwrap();
+        assert_eq!(a.root(h).generation, 2);
+
+        // A third generation: a node naming a generation-1 signer for generation 3 is not
+        // known (it skipped a generation); one whose signer expired is not either.
+        clock.advance(time::Duration::days(1));
+        roll(&a);
+        put("edge-2", 3, &exported);
+        clock.advance(time::Duration::days(400));
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        put("edge-3", 3, c.raw_serial());
+        let counter = a.storage().serial_counter(h).unwrap();
+        let done = a.certify_signer_requests().unwrap();
+        assert_eq!(done.len(), 2, "{done:?}");
+        let by = |node: &str| done.iter().find(|d| d.node == node).unwrap().clone();
+        let r2 = by("edge-2").refused.unwrap();
+        assert!(
+            r2.contains("edge node edge-2 is not known for auth root generation 3")
+                && r2.contains("of generation 1"),
+            "{r2}"
+        );
+        let r3 = by("edge-3").refused.unwrap();
+        assert!(r3.contains("has expired"), "{r3}");
+        assert_eq!(
+            a.storage().serial_counter(h).unwrap(),
+            counter,
+            "nothing issued"
+        );
+        a.audit_verify().unwrap();
+    }
 }
