@@ -39,6 +39,30 @@ fn ocsp(root: &Path, cert: &Path, base: &str) -> String {
     out
 }
 
+/// The serial (upper-case hex) of a PEM certificate.
+fn serial_of(pem: &[u8]) -> String {
+    let der = x509_parser::pem::parse_x509_pem(pem).unwrap().1.contents;
+    let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+    hex::encode_upper(c.raw_serial())
+}
+
+/// How `openssl ocsp -resp_text` prints a serial: `N (0xN)` when it fits in 63 bits, else
+/// colon-separated lower-case hex.
+fn shown(s: &str) -> String {
+    if s.len() <= 16 {
+        if let Ok(n) = u64::from_str_radix(s, 16) {
+            if n < 1 << 63 {
+                return format!("Serial Number: {n} (0x{n:x})");
+            }
+        }
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_lowercase())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[test]
 fn an_edge_follows_a_root_rollover_without_restart_or_export() {
     let Some(primary) = Cluster::start(Fsync::Off).expect("start PostgreSQL") else {
@@ -117,11 +141,11 @@ fn an_edge_follows_a_root_rollover_without_restart_or_export() {
         std::thread::sleep(Duration::from_millis(500));
     };
     eprintln!("the edge answers generation 2 after {:?}", t.elapsed());
-    // Signed by the edge's own gen-2 signer, not the CA node's.
-    let edge_signer = std::fs::read_to_string(e.data().join("certs/auth-ocsp.pem")).unwrap();
-    let ca_signer = std::fs::read_to_string(env.data().join("certs/auth-ocsp.pem")).unwrap();
+    // Signed by the edge's own gen-2 signer (its certificate in the answer), not the CA's.
+    let edge_signer = serial_of(&std::fs::read(e.data().join("certs/auth-ocsp.pem")).unwrap());
+    let ca_signer = serial_of(&std::fs::read(env.data().join("certs/auth-ocsp.pem")).unwrap());
     assert_ne!(edge_signer, ca_signer);
-    assert!(out.contains(edge_signer.lines().nth(1).unwrap()) || out.contains("OCSP Signing"));
+    assert!(out.contains(&shown(&edge_signer)), "{edge_signer}: {out}");
     // The gen-1 leaf: still good, against gen 1's root, by the exported signer (kept as
     // auth-ocsp-g1).
     let out = ocsp(&g1f, &old_f, &edge.base);
@@ -129,6 +153,7 @@ fn an_edge_follows_a_root_rollover_without_restart_or_export() {
         out.contains("Response verify OK") && out.contains(": good"),
         "{out}"
     );
+    assert!(out.contains(&shown(&serial_of(&exported))), "{out}");
     assert_eq!(
         std::fs::read(e.data().join("certs/auth-ocsp-g1.pem")).unwrap(),
         exported
@@ -149,6 +174,31 @@ fn an_edge_follows_a_root_rollover_without_restart_or_export() {
             "{name}"
         );
     }
+    // After a restart the edge serves both generations from its directory.
+    drop(edge);
+    let edge = Server::start_with(
+        &e,
+        &[
+            "--role",
+            "edge",
+            "--config",
+            &p(&cfg),
+            "--passphrase-file",
+            &p(&edge_pass),
+        ],
+    );
+    for (root, leaf, signer) in [
+        (&g2f, &new_f, &edge_signer),
+        (&g1f, &old_f, &serial_of(&exported)),
+    ] {
+        let out = ocsp(root, leaf, &edge.base);
+        assert!(
+            out.contains("Response verify OK") && out.contains(": good"),
+            "{out}"
+        );
+        assert!(out.contains(&shown(signer)), "{out}");
+    }
+    drop(edge);
     let store = storage_postgres::PgStorage::open_follower(&url).expect("open the store");
     let r = store
         .signer_request("edge-g", Hierarchy::Auth, 2)
