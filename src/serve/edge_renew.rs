@@ -20,6 +20,10 @@
 //! 4. a refusal is logged (once) with the CA node's reason and nothing changes; deleting the
 //!    pending key file makes the edge start over with a new key.
 //!
+//! It also follows a root rollover by itself (the section "following a root rollover"
+//! below): the new generation's root from the store, its signer asked for and installed the
+//! same way, the older generation's signer kept for the older generation.
+//!
 //! The CA node never sees the edge's key; the edge never holds a root key.
 
 use std::collections::BTreeMap;

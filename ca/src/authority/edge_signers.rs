@@ -7,7 +7,9 @@
 //!    either hierarchy and any generation, not blocked), plus: not a key certified to a card
 //!    holder, the generation asked for is the hierarchy's newest (a delegated signer belongs
 //!    to the newest generation), and the signer the edge has in force is an OCSP signer
-//!    certificate of that hierarchy in the store. A request that fails is answered
+//!    certificate of that hierarchy in the store. A node's first request for a new
+//!    generation (its signer in force is of another one) comes from a **known edge node**
+//!    only: its signer in force is of the generation just before, not expired, not revoked. A request that fails is answered
 //!    **refused** with the reason (audit `edge-signer-refuse`) and nothing is issued;
 //! 2. left pending while the edge's signer in force is outside the policy's
 //!    `validity.ocsp_signer_renew_days` (edges and CA nodes may disagree on the time by a
@@ -72,8 +74,8 @@ impl Authority {
         if r.generation != newest {
             return Err(Error::Refused(format!(
                 "the request is for {h} root generation {}, but the newest is {newest}: a \
-                 delegated OCSP signer belongs to the newest generation (give the edge the \
-                 new root with `jpki edge export`)",
+                 delegated OCSP signer belongs to the newest generation (an edge takes a new \
+                 generation up by itself and asks for its signer)",
                 r.generation
             )));
         }
