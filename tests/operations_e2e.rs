@@ -70,7 +70,19 @@ fn readyz_says_why_and_metrics_cover_crls_store_and_counts() {
 
     let (code, body) = get(&format!("{}/healthz", server.base));
     assert_eq!(code, 200, "{body}");
-    let (code, body) = get(&format!("{}/readyz", server.base));
+    // The server listens before its first CRL pass; until that is over `/readyz` says so.
+    let t0 = std::time::Instant::now();
+    let (code, body) = loop {
+        let (code, body) = get(&format!("{}/readyz", server.base));
+        if code == 200 || t0.elapsed() > std::time::Duration::from_secs(60) {
+            break (code, body);
+        }
+        assert!(
+            body.contains("the first publication of every CRL since start is in progress"),
+            "{body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], true, "{body}");

@@ -393,3 +393,88 @@ fn two_ca_nodes_lease_crls_and_never_publish_one_number_twice() {
     );
     drop(cluster);
 }
+
+/// Issue #13, serials: two CA nodes on one PostgreSQL database, each with its own sequential
+/// counter, issuing in turn and then at once from two threads. A node whose counter is behind
+/// is refused the taken serial (`SerialTaken`), re-reads the stored counter and signs again:
+/// every certificate keeps its own record, none is replaced, serials are distinct.
+#[test]
+fn two_ca_nodes_issue_sequential_serials_and_never_replace_a_record() {
+    let Some(cluster) = Cluster::start(Fsync::Off).expect("start PostgreSQL") else {
+        return;
+    };
+    let url = cluster.database().expect("a database");
+    let env = Env::empty();
+    env.ok(&["init", "--store", &url]);
+    let second = env.path("second");
+    copy_dir(&env.data(), &second);
+    let clock = Arc::new(ca::clock::FixedClock::new(time::OffsetDateTime::now_utc()));
+    let open = |dir: &std::path::Path| {
+        jpki::store::open(dir, Some(PASS.as_bytes().to_vec()), clock.clone())
+            .expect("open a CA node")
+    };
+    let (n1, n2) = (open(&env.data()), open(&second));
+    let h = policies::Hierarchy::Auth;
+    let register = |n: &ca::Authority, name: &str| {
+        n.resident_add(&ca::authority::NewResident {
+            name: name.into(),
+            birth: time::macros::date!(1980 - 01 - 01),
+            sex: policies::Sex::Female,
+            address: "千代田区一丁目1番".into(),
+            prefecture: "東京都".into(),
+            municipality: "千代田区".into(),
+            card_expiry: time::macros::date!(2031 - 01 - 01),
+        })
+        .expect("register")
+    };
+    let issue = |n: &ca::Authority, id: &str| {
+        n.issue_with(id, h, &rsa_csr(), &ca::authority::IssueOverrides::default())
+            .expect("issue")
+    };
+    let mut out = Vec::new();
+    for k in 0..2 {
+        let (a, b) = (
+            register(&n1, &format!("一局 {k}")),
+            register(&n2, &format!("二局 {k}")),
+        );
+        out.push((a.clone(), issue(&n1, &a)));
+        out.push((b.clone(), issue(&n2, &b)));
+    }
+    let ids: Vec<(String, String)> = (0..3)
+        .map(|k| {
+            (
+                register(&n1, &format!("一並 {k}")),
+                register(&n2, &format!("二並 {k}")),
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let one = s.spawn(|| {
+            ids.iter()
+                .map(|(a, _)| (a.clone(), issue(&n1, a)))
+                .collect::<Vec<_>>()
+        });
+        let two = s.spawn(|| {
+            ids.iter()
+                .map(|(_, b)| (b.clone(), issue(&n2, b)))
+                .collect::<Vec<_>>()
+        });
+        out.extend(one.join().unwrap());
+        out.extend(two.join().unwrap());
+    });
+    let mut serials: Vec<&String> = out.iter().map(|(_, c)| &c.serial).collect();
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), out.len(), "a serial issued twice");
+    for (id, c) in &out {
+        let serial = ca::authority::parse_serial(&c.serial).unwrap();
+        let record = n1
+            .storage()
+            .certificate(h, &serial)
+            .unwrap()
+            .expect("a record");
+        assert_eq!(record.der, c.der, "the record of {} was replaced", c.serial);
+        assert_eq!(record.holder.as_deref(), Some(id.as_str()));
+    }
+    drop(cluster);
+}

@@ -50,6 +50,15 @@ pub enum Error {
     /// sled saw a concurrent transaction; the store re-runs the body (never leaves the store).
     #[error("transaction conflict")]
     Conflict,
+    /// The store already holds a certificate of this hierarchy and serial: a unit of work
+    /// never replaces one (issue #13: another CA node on the same store, with its own serial
+    /// counter, issued the serial first). The unit of work changes nothing; the authority
+    /// re-reads the store's counter and signs again with a fresh serial.
+    #[error("serial {serial} ({hierarchy}) is already taken by another certificate in the store; nothing was recorded")]
+    SerialTaken {
+        hierarchy: Hierarchy,
+        serial: String,
+    },
     #[error("audit chain broken at record {seq}: {problem}")]
     AuditBroken { seq: u64, problem: String },
     #[error("signing failed: {0}")]
@@ -133,6 +142,7 @@ impl Error {
             Error::Store(_) => "store",
             Error::Retry => "retry",
             Error::Conflict => "conflict",
+            Error::SerialTaken { .. } => "serial_taken",
             Error::AuditBroken { .. } => "audit_broken",
             Error::Sign(_) => "sign",
             Error::Remote { code, .. } => code,

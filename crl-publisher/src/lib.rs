@@ -45,6 +45,14 @@
 //! implemented by the CA over its store ([`MemoryStore`] implements both for tests). Time comes
 //! from an injected [`Clock`].
 //!
+//! A pass publishes its due CRLs as one batch (`Publisher::publish_batch`): numbers reserved
+//! and dirty flags taken in one unit of work ([`StateStore::reserve_many`]), parallel builds,
+//! every file fsynced from a few threads then renamed and each directory fsynced once, states
+//! saved in one unit of work ([`StateStore::save_many`]) — a few fsync rounds per pass instead
+//! of five fsyncs per CRL. Not `syncfs`: it would flush the whole file system, other programs'
+//! writes included. A number reserved but never published (a crash mid-pass) makes its CRL
+//! due at the next pass, so the dirty flag taken with it is never lost.
+//!
 //! ## Dependencies
 //! * `x509-cert`/`der`: the typed CRL extensions (IDP with a directoryName fullName, AKI, CRL
 //!   number). rcgen's CRL writer cannot express a directoryName IDP, and

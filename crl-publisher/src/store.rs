@@ -109,6 +109,41 @@ pub trait StateStore: Send + Sync {
     fn may_publish(&self, _h: Hierarchy, _g: Generation, _scope: Scope) -> Result<bool, BoxError> {
         Ok(true)
     }
+
+    /// The scopes whose dirty flag is set, if the store can list them cheaply (an indexed
+    /// read). `None` (the default) makes the publisher's pass fall back to one
+    /// [`take_dirty`](StateStore::take_dirty) per scope.
+    fn dirty(&self) -> Result<Option<Vec<CrlId>>, BoxError> {
+        Ok(None)
+    }
+
+    /// Reserves the numbers of a pass's CRLs: saves each state (its `last_number` raised),
+    /// then takes each CRL's dirty flag. Says per CRL whether its flag was set, or why its
+    /// state was refused (then its flag is left alone). A store with transactions does it
+    /// all in one durable unit of work; the default loops (save before take, so a crash in
+    /// between leaves the flag set).
+    #[allow(clippy::type_complexity)]
+    fn reserve_many(
+        &self,
+        batch: &[(CrlId, State)],
+    ) -> Result<Vec<Result<bool, BoxError>>, BoxError> {
+        Ok(batch
+            .iter()
+            .map(|((h, g, scope), state)| {
+                self.save(*h, *g, scope.clone(), state)?;
+                self.take_dirty(*h, *g, scope.clone())
+            })
+            .collect())
+    }
+
+    /// Saves the states of a pass's written CRLs; per CRL, why its state was refused. A store
+    /// with transactions does it in one durable unit of work; the default loops.
+    fn save_many(&self, batch: &[(CrlId, State)]) -> Result<Vec<Result<(), BoxError>>, BoxError> {
+        Ok(batch
+            .iter()
+            .map(|((h, g, scope), state)| self.save(*h, *g, scope.clone(), state))
+            .collect())
+    }
 }
 
 /// A generation of a hierarchy's root: 1 is the first; each rollover adds one.
@@ -203,6 +238,11 @@ impl StateStore for MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(h, g, scope)))
+    }
+
+    fn dirty(&self) -> Result<Option<Vec<CrlId>>, BoxError> {
+        let dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(Some(dirty.iter().cloned().collect()))
     }
 
     /// Saved states, dirty flags, and the scopes entries were revoked into.

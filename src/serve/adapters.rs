@@ -105,6 +105,64 @@ impl crl_publisher::StateStore for CrlStore {
             .map_err(boxed)?;
         Ok(was.load(std::sync::atomic::Ordering::SeqCst))
     }
+
+    /// One indexed read of the dirty flags.
+    fn dirty(&self) -> Result<Option<Vec<crl_publisher::CrlId>>, crl_publisher::BoxError> {
+        self.0.dirty_partitions().map(Some).map_err(boxed)
+    }
+
+    /// Every number reserved and every dirty flag taken in one unit of work (one fsync).
+    fn reserve_many(
+        &self,
+        batch: &[(crl_publisher::CrlId, crl_publisher::State)],
+    ) -> Result<Vec<Result<bool, crl_publisher::BoxError>>, crl_publisher::BoxError> {
+        let values = batch
+            .iter()
+            .map(|(id, state)| Ok((id, serde_json::to_vec(state)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let taken = std::sync::Mutex::new(Vec::new());
+        self.0
+            .transact(&|t| {
+                let mut took = Vec::with_capacity(values.len());
+                for ((h, g, scope), value) in &values {
+                    t.put_crl_state(*h, *g, scope.clone(), value)?;
+                    let set = t.crl_dirty(*h, *g, scope.clone())?;
+                    if set {
+                        t.clear_crl_dirty(*h, *g, scope.clone())?;
+                    }
+                    took.push(set);
+                }
+                *taken
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = took;
+                Ok(())
+            })
+            .map_err(boxed)?;
+        let taken = taken
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(taken.into_iter().map(Ok).collect())
+    }
+
+    /// Every state saved in one unit of work (one fsync).
+    fn save_many(
+        &self,
+        batch: &[(crl_publisher::CrlId, crl_publisher::State)],
+    ) -> Result<Vec<Result<(), crl_publisher::BoxError>>, crl_publisher::BoxError> {
+        let values = batch
+            .iter()
+            .map(|(id, state)| Ok((id, serde_json::to_vec(state)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        self.0
+            .transact(&|t| {
+                for ((h, g, scope), value) in &values {
+                    t.put_crl_state(*h, *g, scope.clone(), value)?;
+                }
+                Ok(())
+            })
+            .map_err(boxed)?;
+        Ok(batch.iter().map(|_| Ok(())).collect())
+    }
 }
 
 /// Certificate status for the OCSP responder: `unknown` for a serial never issued, held

@@ -805,8 +805,16 @@ pub fn run_node(
         if let Some(period) = memory::period() {
             tasks.spawn(memory::trim_periodically(period, stopped(stop_rx.clone())));
         }
-        eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
-        signals.wait().await;
+        // Every listener answers already; "running" once the first CRL pass is over too.
+        let stop = signals.wait();
+        tokio::pin!(stop);
+        tokio::select! {
+            () = health.first_crls() => {
+                eprintln!("jpki serve: running; SIGINT or SIGTERM stops it");
+                (&mut stop).await;
+            }
+            () = &mut stop => {}
+        }
         eprintln!("jpki serve: stopping (finishing in-flight requests)");
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}

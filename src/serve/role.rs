@@ -91,6 +91,93 @@ fn boxed(e: ca::Error) -> crl_publisher::BoxError {
     }
 }
 
+impl LeasedCrlStore {
+    /// Within `t`: refuses a number that does not move the CRL forward, then takes or renews
+    /// this node's lease of the CRL and saves its state.
+    fn put_leased(
+        &self,
+        t: &dyn ca::storage::Tx,
+        (h, g, scope): crl_publisher::CrlId,
+        state: &crl_publisher::State,
+        value: &[u8],
+        now: time::OffsetDateTime,
+    ) -> ca::Result<()> {
+        // checked before the lease is written: a refused CRL of a batch is left unchanged
+        if let Some(stored) = t.crl_state(h, g, scope.clone())? {
+            let stored: crl_publisher::State = serde_json::from_slice(&stored)
+                .map_err(|e| ca::Error::Store(format!("CRL state: {e}")))?;
+            let published_now = state
+                .published
+                .as_ref()
+                .is_some_and(|p| p.number == state.last_number);
+            let forward = state.last_number > stored.last_number
+                || (state.last_number == stored.last_number && published_now);
+            if !forward {
+                return Err(ca::Error::Refused(format!(
+                    "CRL {} {} number {} was already taken (the store is at {}): \
+                     another CA node published it",
+                    policies::profile::crl_dir(h, g),
+                    scope.path(),
+                    state.last_number,
+                    stored.last_number
+                )));
+            }
+        }
+        ca::storage::lease_crl(t, h, g, scope.clone(), &self.node, now, CRL_LEASE)?;
+        t.put_crl_state(h, g, scope.clone(), value)
+    }
+
+    /// [`put_leased`](LeasedCrlStore::put_leased) for every CRL of `batch` in one unit of
+    /// work, then (if `take`) its dirty flag taken; per CRL, whether its flag was set or why it
+    /// was refused.
+    #[allow(clippy::type_complexity)]
+    fn batch(
+        &self,
+        batch: &[(crl_publisher::CrlId, crl_publisher::State)],
+        take: bool,
+    ) -> Result<Vec<Result<bool, crl_publisher::BoxError>>, crl_publisher::BoxError> {
+        let values = batch
+            .iter()
+            .map(|(_, state)| serde_json::to_vec(state))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.clock.now();
+        let outcome = std::sync::Mutex::new(Vec::new());
+        self.inner
+            .0
+            .transact(&|t| {
+                let mut done = Vec::with_capacity(batch.len());
+                for ((id, state), value) in batch.iter().zip(&values) {
+                    let (h, g, scope) = id.clone();
+                    match self.put_leased(t, id.clone(), state, value, now) {
+                        Ok(()) => {}
+                        Err(ca::Error::Refused(m)) => {
+                            done.push(Err(m));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    let set = take && t.crl_dirty(h, g, scope.clone())?;
+                    if set {
+                        t.clear_crl_dirty(h, g, scope)?;
+                    }
+                    done.push(Ok(set));
+                }
+                *outcome
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = done;
+                Ok(())
+            })
+            .map_err(boxed)?;
+        let outcome = outcome
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(outcome
+            .into_iter()
+            .map(|r| r.map_err(|m| boxed(ca::Error::Refused(m))))
+            .collect())
+    }
+}
+
 impl crl_publisher::StateStore for LeasedCrlStore {
     fn scopes(&self) -> Result<Vec<crl_publisher::CrlId>, crl_publisher::BoxError> {
         self.inner.scopes()
@@ -116,31 +203,27 @@ impl crl_publisher::StateStore for LeasedCrlStore {
         let now = self.clock.now();
         self.inner
             .0
-            .transact(&|t| {
-                ca::storage::lease_crl(t, h, g, scope.clone(), &self.node, now, CRL_LEASE)?;
-                if let Some(stored) = t.crl_state(h, g, scope.clone())? {
-                    let stored: crl_publisher::State = serde_json::from_slice(&stored)
-                        .map_err(|e| ca::Error::Store(format!("CRL state: {e}")))?;
-                    let published_now = state
-                        .published
-                        .as_ref()
-                        .is_some_and(|p| p.number == state.last_number);
-                    let forward = state.last_number > stored.last_number
-                        || (state.last_number == stored.last_number && published_now);
-                    if !forward {
-                        return Err(ca::Error::Refused(format!(
-                            "CRL {} {} number {} was already taken (the store is at {}): \
-                             another CA node published it",
-                            policies::profile::crl_dir(h, g),
-                            scope.path(),
-                            state.last_number,
-                            stored.last_number
-                        )));
-                    }
-                }
-                t.put_crl_state(h, g, scope.clone(), &value)
-            })
+            .transact(&|t| self.put_leased(t, (h, g, scope.clone()), state, &value, now))
             .map_err(boxed)
+    }
+
+    /// In one unit of work: each CRL's lease taken or renewed, its number reserved and its
+    /// dirty flag taken; a CRL another node has is refused alone and left unchanged.
+    fn reserve_many(
+        &self,
+        batch: &[(crl_publisher::CrlId, crl_publisher::State)],
+    ) -> Result<Vec<Result<bool, crl_publisher::BoxError>>, crl_publisher::BoxError> {
+        self.batch(batch, true)
+    }
+
+    /// In one unit of work: each CRL's lease renewed and its state saved; a CRL another node
+    /// has is refused alone.
+    fn save_many(
+        &self,
+        batch: &[(crl_publisher::CrlId, crl_publisher::State)],
+    ) -> Result<Vec<Result<(), crl_publisher::BoxError>>, crl_publisher::BoxError> {
+        let done = self.batch(batch, false)?;
+        Ok(done.into_iter().map(|r| r.map(|_| ())).collect())
     }
 
     fn set_dirty(
@@ -159,6 +242,10 @@ impl crl_publisher::StateStore for LeasedCrlStore {
         scope: Scope,
     ) -> Result<bool, crl_publisher::BoxError> {
         self.inner.take_dirty(h, g, scope)
+    }
+
+    fn dirty(&self) -> Result<Option<Vec<crl_publisher::CrlId>>, crl_publisher::BoxError> {
+        self.inner.dirty()
     }
 
     /// Not while another node's lease of the CRL runs: the publisher then leaves the CRL and

@@ -1702,17 +1702,14 @@ impl Tx for PgTx<'_> {
             Some(Scope::Municipal(m)) => (Some(m.prefecture()), Some(m.municipality())),
             _ => (None, None),
         };
-        self.exec(
+        // Never replaces a record (issue #13): a taken serial inserts no row and is refused
+        // before anything else of the certificate is written; the unit of work rolls back.
+        let inserted = self.query(
             "INSERT INTO certificates \
              (hierarchy, serial, kind, holder, crl_partition, not_before_ns, not_after_ns, der, \
              crl_prefecture, crl_municipality, generation) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (hierarchy, serial) DO UPDATE SET kind = EXCLUDED.kind, \
-             generation = EXCLUDED.generation, \
-             holder = EXCLUDED.holder, crl_partition = EXCLUDED.crl_partition, \
-             not_before_ns = EXCLUDED.not_before_ns, not_after_ns = EXCLUDED.not_after_ns, \
-             der = EXCLUDED.der, crl_prefecture = EXCLUDED.crl_prefecture, \
-             crl_municipality = EXCLUDED.crl_municipality",
+             ON CONFLICT (hierarchy, serial) DO NOTHING RETURNING 1",
             &[
                 &h,
                 &c.serial,
@@ -1727,6 +1724,9 @@ impl Tx for PgTx<'_> {
                 &g_code(c.generation)?,
             ],
         )?;
+        if inserted.is_empty() {
+            return Err(ca::storage::serial_taken(c));
+        }
         self.exec(
             "INSERT INTO statuses (hierarchy, serial, state) VALUES ($1, $2, 'good') \
              ON CONFLICT (hierarchy, serial) DO UPDATE SET state = 'good', reason = NULL, \

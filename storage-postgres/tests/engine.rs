@@ -245,3 +245,29 @@ fn a_schema_2_database_keeps_its_serial_partitions() {
     );
     assert_eq!(s.check_consistency().expect("consistent"), 2);
 }
+
+/// Residents written before migration 11 (no identity key) are given one when a CA node opens
+/// the database, so the duplicate-person lookup finds them.
+#[test]
+fn residents_from_before_the_identity_index_are_indexed_at_open() {
+    let Some((cluster, url)) = database() else {
+        return;
+    };
+    let s = PgStorage::open(&url).expect("open");
+    let r = ca::storage::conformance::sample_resident("R1");
+    s.transact(&|t| t.put_resident(&r)).expect("write");
+    drop(s);
+    // As an older binary left it.
+    cluster
+        .sql(db_name(&url), "UPDATE residents SET identity = NULL")
+        .expect("clear the key");
+    let birth = r.attributes.birth();
+    let s = PgStorage::open(&url).expect("reopen");
+    let found = s
+        .residents_by_identity(&r.attributes.name().replace(' ', "\u{3000}"), birth)
+        .expect("lookup");
+    assert_eq!(
+        found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["R1"]
+    );
+}

@@ -244,6 +244,9 @@ impl Authority {
                 Ok(Some(answered(Some(hexs), None)))
             }
             Err(Error::Retry) => Ok(None),
+            // Another CA node took the serial: the counter now follows the store's and the
+            // request is answered on a later pass, signed with a fresh serial.
+            Err(e) if self.serial_taken(&e)? => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -148,6 +148,7 @@ impl Authority {
             let p = self.prepare(resident_id, h, &csr, overrides, shared_key)?;
             match self.storage.transact(&|t| self.commit_issue(&p, t)) {
                 Err(Error::Retry) => continue,
+                Err(e) if self.serial_taken(&e)? => continue,
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(self.issued(p)),
             }
@@ -215,6 +216,7 @@ impl Authority {
                 .transact(&|t| prepared.iter().try_for_each(|p| self.commit_issue(p, t)));
             match committed {
                 Err(Error::Retry) => continue,
+                Err(e) if self.serial_taken(&e)? => continue,
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(prepared.into_iter().map(|p| self.issued(p)).collect()),
             }
@@ -529,9 +531,8 @@ impl Authority {
         if !p.bench_shared_key {
             key_is_theirs(t.key_owner(&p.fp)?, &p.key_owner)?;
         }
-        if t.certificate_exists(p.h, &p.serial)? {
-            return Err(Error::Retry);
-        }
+        // A serial another CA node on the same store already took: `add_certificate`
+        // refuses it (`Error::SerialTaken`) and the caller re-reads the store's counter.
         // Bump the resident's version so that a concurrent event or issuance retries.
         let mut bumped = current;
         bumped.version += 1;
@@ -741,5 +742,88 @@ mod tests {
         let out = a.issue_batch(&signing, &none).unwrap();
         assert!(out.iter().all(|c| c.hierarchy == Hierarchy::Signing));
         assert_eq!(issued(&a), before + 4);
+    }
+
+    /// Issue #13: two CA nodes on one store, each with its own sequential counter, issuing
+    /// in turn. Each node's counter is behind after the other's issuance, so the store
+    /// refuses the serial (`SerialTaken`), the node re-reads the stored counter and signs
+    /// again: every certificate keeps its own record, none replaced, serials distinct.
+    #[test]
+    fn two_nodes_on_one_store_never_replace_each_others_certificates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let pass = b"two nodes passphrase";
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-01-10 03:00 UTC),
+        ));
+        let a =
+            Authority::init(&dir, policies::policy::DEFAULT_POLICY, pass, clock.clone()).unwrap();
+        assert_eq!(
+            a.policy().ca.serials,
+            policies::policy::SerialScheme::Sequential
+        );
+        let b = Authority::open_with(&dir, Arc::clone(a.storage()), Some(pass.to_vec()), clock)
+            .unwrap();
+        let ids: Vec<String> = ["二局 一", "二局 二", "二局 三", "二局 四"]
+            .iter()
+            .map(|n| register(&a, n))
+            .collect();
+        let none = IssueOverrides::default();
+        let h = Hierarchy::Auth;
+        let mut out = vec![
+            a.issue_with(&ids[0], h, &csr(), &none).unwrap(),
+            b.issue_with(&ids[1], h, &csr(), &none).unwrap(),
+            a.issue_with(&ids[2], h, &csr(), &none).unwrap(),
+        ];
+        // A third node far ahead: 25 certificates, more than the ten tries of a retry that
+        // did not re-read the stored counter.
+        let ahead = a.storage().serial_counter(h).unwrap();
+        a.storage()
+            .transact(&|t| {
+                for n in ahead + 1..=ahead + 25 {
+                    let c =
+                        crate::storage::conformance::ca_cert(h, &super::super::counter_serial(n));
+                    t.add_certificate(&c, None)?;
+                    t.note_serial(h, n)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let key = csr();
+        let batch = [IssueRequest {
+            resident: &ids[3],
+            hierarchy: h,
+            csr: &key,
+        }];
+        out.extend(b.issue_batch(&batch, &none).unwrap());
+        let serials: std::collections::BTreeSet<&String> = out.iter().map(|c| &c.serial).collect();
+        assert_eq!(serials.len(), out.len(), "serials repeat: {serials:?}");
+        for (k, c) in out.iter().enumerate() {
+            let record = a
+                .storage()
+                .certificate(h, &parse_serial(&c.serial).unwrap())
+                .unwrap()
+                .unwrap();
+            assert_eq!(record.der, c.der, "certificate {k}'s record was replaced");
+            assert_eq!(record.holder.as_deref(), Some(ids[k].as_str()));
+            let (_, cert) = x509_parser::parse_x509_certificate(&c.der).unwrap();
+            assert_eq!(
+                hex::encode_upper(cert.raw_serial()),
+                c.serial,
+                "signed anew"
+            );
+        }
+        assert_eq!(issued(&a), out.len());
+        assert_eq!(
+            u64::from_str_radix(&out[3].serial, 16).unwrap(),
+            ahead + 26,
+            "past the third node's serials"
+        );
+        let highest = out
+            .iter()
+            .map(|c| u64::from_str_radix(&c.serial, 16).unwrap())
+            .max()
+            .unwrap();
+        assert_eq!(a.storage().serial_counter(h).unwrap(), highest);
     }
 }

@@ -376,6 +376,22 @@ impl Authority {
         random_serial(&self.rng)
     }
 
+    /// After the store refused a serial as taken ([`Error::SerialTaken`]: another CA node on
+    /// the same store, with its own counter, issued it first — issue #13): raises this node's
+    /// counter of that hierarchy to at least the store's, so that the next [`new_serial`]
+    /// is past every committed one. Returns whether `e` was that refusal (the caller then
+    /// signs again with a fresh serial).
+    ///
+    /// [`new_serial`]: Authority::new_serial
+    fn serial_taken(&self, e: &Error) -> Result<bool> {
+        let Error::SerialTaken { hierarchy, .. } = e else {
+            return Ok(false);
+        };
+        let stored = self.storage.serial_counter(*hierarchy)?;
+        self.counters[hierarchy.tag() as usize].fetch_max(stored, Ordering::SeqCst);
+        Ok(true)
+    }
+
     /// The next serial of a hierarchy, and the counter value it came from (0 for random).
     fn new_serial(&self, h: Hierarchy) -> Result<(Vec<u8>, u64)> {
         match self.policy.ca.serials {

@@ -559,6 +559,9 @@ impl Authority {
             let _ = fs::remove_file(&key_new);
             let _ = fs::remove_file(&cert_new);
             let _ = self.signers.retire_others(&key_label, &old_spki);
+            // A serial another CA node took: the counter now follows the store's, so that
+            // running the renewal again gets a fresh serial.
+            self.serial_taken(&e)?;
             return Err(e);
         }
         self.promote(&key_new, &key_path, &cert_new, &cert_path)?;

@@ -441,7 +441,7 @@ impl Authority {
         };
         let hexs = serial_hex(&serial);
         let previous = serial_hex(&self.root(h).serial);
-        self.storage.transact(&|t| {
+        let committed = self.storage.transact(&|t| {
             t.add_certificate(&record, None)?;
             if counter > 0 {
                 t.note_serial(h, counter)?;
@@ -457,7 +457,13 @@ impl Authority {
                     quorum.audit_detail()
                 ),
             )
-        })?;
+        });
+        if let Err(e) = committed {
+            // A serial another CA node took: the counter now follows the store's, so that
+            // running the rollover again gets a fresh serial.
+            self.serial_taken(&e)?;
+            return Err(e);
+        }
         let key_id = profile::key_identifier(&spki)?;
         Ok(std::sync::Arc::new(Root {
             der,

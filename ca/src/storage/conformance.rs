@@ -101,6 +101,7 @@ macro_rules! storage_conformance {
             dirty_marking,
             crl_state,
             serial_counter,
+            serial_never_replaced,
             residents,
             scheduling,
             audit_chain,
@@ -200,6 +201,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("dirty_marking", dirty_marking::<S>),
         ("crl_state", crl_state::<S>),
         ("serial_counter", serial_counter::<S>),
+        ("serial_never_replaced", serial_never_replaced::<S>),
         ("residents", residents::<S>),
         ("scheduling", scheduling::<S>),
         ("audit_chain", audit_chain::<S>),
@@ -448,6 +450,11 @@ fn all_certificates<S: Storage>(s: &S) -> Vec<(Hierarchy, Vec<u8>)> {
         Ok(())
     }));
     out
+}
+
+/// A sample resident (for engines' own tests): [`resident`] at version 0.
+pub fn sample_resident(id: &str) -> Resident {
+    resident(id, 0)
 }
 
 pub(crate) fn resident(id: &str, version: u64) -> Resident {
@@ -1371,6 +1378,50 @@ pub fn crl_state<S: Storage>(s: &S) {
     assert_eq!(ok(s.crl_state(AUTH, 1, Scope::Partition(0))), None);
     assert_eq!(ok(s.crl_state(AUTH, 1, Scope::Ca)), None);
     assert!(ok(s.dirty_partitions()).is_empty());
+}
+
+/// A second add_certificate of a (hierarchy, serial) the store holds is refused with
+/// `Error::SerialTaken` (a different certificate or the identical one) and its unit of work
+/// changes nothing: the first record, its status, its holder's list and key stay (issue #13).
+pub fn serial_never_replaced<S: Storage>(s: &S) {
+    let first = holder_cert(SIGNING, &[0x0D], "R1", 1);
+    add(s, &[&first]);
+    let other = holder_cert(SIGNING, &[0x0D], "R2", 2);
+    assert_ne!(first.der, other.der);
+    for again in [&other, &first] {
+        let refused = s.transact(&|t| {
+            t.note_serial(SIGNING, 99)?;
+            t.put_resident(&resident("R2", 1))?;
+            t.add_certificate(again, Some(&key_of(again)))
+        });
+        match refused {
+            Err(Error::SerialTaken { hierarchy, serial }) => {
+                assert_eq!((hierarchy, serial.as_str()), (SIGNING, "0D"));
+            }
+            other => panic!("a taken serial was not refused: {other:?}"),
+        }
+    }
+    let kept = ok(s.certificate(SIGNING, &[0x0D])).expect("the first record is gone");
+    assert_eq!(
+        (kept.der, kept.holder),
+        (first.der.clone(), first.holder.clone())
+    );
+    assert_eq!(ok(s.status(SIGNING, &[0x0D])), Some(StatusRecord::GOOD));
+    assert_eq!(ok(s.holder_certificates("R1")).len(), 1);
+    assert!(ok(s.holder_certificates("R2")).is_empty());
+    assert_eq!(ok(s.key_owner(&key_of(&other))), None);
+    assert_eq!(
+        ok(s.serial_counter(SIGNING)),
+        0,
+        "the refused unit of work left its counter"
+    );
+    assert!(
+        ok(s.resident("R2")).is_none(),
+        "the refused unit of work left its resident"
+    );
+    // The same serial in the other hierarchy is another certificate.
+    add(s, &[&holder_cert(AUTH, &[0x0D], "R1", 1)]);
+    assert!(ok(s.certificate(AUTH, &[0x0D])).is_some());
 }
 
 /// note_serial raises the counter to the highest value noted, never lowers it; per hierarchy.

@@ -818,6 +818,9 @@ impl Tx for MemoryTx<'_> {
 
     fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
         let k = (c.hierarchy, c.serial.clone());
+        if self.has(|t| &t.certs, &k) {
+            return Err(crate::storage::serial_taken(c));
+        }
         self.set(|t| &mut t.certs, k.clone(), Some(c.clone()));
         self.set(|t| &mut t.status, k, Some(StatusRecord::GOOD));
         if let Some(holder) = &c.holder {

@@ -401,7 +401,11 @@ pub trait Tx {
     // ----- writes ------------------------------------------------------------------------
 
     /// Records a new certificate with status good, in its holder's list, and (for a holder's
-    /// certificate) its key as certified to that holder for that kind.
+    /// certificate) its key as certified to that holder for that kind. Refuses a
+    /// (hierarchy, serial) the store already holds with [`crate::Error::SerialTaken`] ([`serial_taken`]), even with
+    /// identical DER, and records nothing: a certificate record is never replaced (issue #13,
+    /// several CA nodes on one store). Nothing re-adds a record: `jpki store migrate` writes
+    /// into an empty store, `init` into a new one.
     fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()>;
     /// Sets a certificate's status. A revoked or held status also puts the certificate on its
     /// CRL (partition, or the CA-level CRL) and marks that CRL dirty.
@@ -652,5 +656,14 @@ pub fn check_listing(
             ": revoked entry and status disagree on the reason".into(),
         )),
         (_, Some(_)) => Ok(()),
+    }
+}
+
+/// The refusal of [`Tx::add_certificate`] when the store already holds `c`'s (hierarchy,
+/// serial): the one error every engine returns for it.
+pub fn serial_taken(c: &CertRecord) -> crate::Error {
+    crate::Error::SerialTaken {
+        hierarchy: c.hierarchy,
+        serial: hex::encode_upper(&c.serial),
     }
 }

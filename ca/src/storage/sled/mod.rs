@@ -682,6 +682,9 @@ impl Tx for SledTx<'_> {
 
     fn add_certificate(&self, c: &CertRecord, key: Option<&KeyFingerprint>) -> Result<()> {
         let k = l::cert_key(c.hierarchy, &c.serial);
+        if self.0.get(Table::Certs, &k)?.is_some() {
+            return Err(crate::storage::serial_taken(c));
+        }
         self.0.insert(Table::Certs, &k, &l::cert_to_store(c)?)?;
         self.0
             .insert(Table::Status, &k, &l::status_to_store(&StatusRecord::GOOD)?)?;
