@@ -104,7 +104,10 @@ fn a_revocation_committed_while_no_responder_ran_is_answered_revoked_after_a_res
     // first (the two race; either signs once, both at most twice) — and stored: the next
     // query is not signed again.
     let signed = metric(&server, "ocsp_signatures_total");
-    assert!((1..=2).contains(&signed), "signatures after the restart: {signed}");
+    assert!(
+        (1..=2).contains(&signed),
+        "signatures after the restart: {signed}"
+    );
     let out = ocsp(&root, &pem, &url);
     assert!(out.contains(": revoked"), "{out}");
     assert_eq!(metric(&server, "ocsp_signatures_total"), signed);

@@ -20,6 +20,10 @@
 //! 4. a refusal is logged (once) with the CA node's reason and nothing changes; deleting the
 //!    pending key file makes the edge start over with a new key.
 //!
+//! It also follows a root rollover by itself (the section "following a root rollover"
+//! below): the new generation's root from the store, its signer asked for and installed the
+//! same way, the older generation's signer kept for the older generation.
+//!
 //! The CA node never sees the edge's key; the edge never holds a root key.
 
 use std::collections::BTreeMap;
@@ -115,10 +119,13 @@ pub struct EdgeRenewal {
     writer: Mutex<Option<Arc<dyn Storage>>>,
     responder: ocsp_responder::Responder,
     clock: Arc<dyn ca::clock::Clock>,
-    /// SPKI of each hierarchy's pending key (decrypting costs a scrypt run).
-    pending_spki: Mutex<BTreeMap<Hierarchy, Vec<u8>>>,
+    /// SPKI of each pending key, by its file (decrypting costs a scrypt run).
+    pending_spki: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
     /// The last error or refusal logged per hierarchy (logged once, not every check).
     said: Mutex<BTreeMap<Hierarchy, String>>,
+    /// Where the next look at the audit trail for root rollovers starts (0 at start: the
+    /// whole trail is read once, then only what is new).
+    audit_cursor: Mutex<u64>,
 }
 
 impl EdgeRenewal {
@@ -146,6 +153,7 @@ impl EdgeRenewal {
             clock,
             pending_spki: Mutex::new(BTreeMap::new()),
             said: Mutex::new(BTreeMap::new()),
+            audit_cursor: Mutex::new(0),
         })
     }
 
@@ -202,8 +210,16 @@ impl EdgeRenewal {
     /// again at the next check. Blocking.
     pub fn check_once(&self) -> Vec<(Hierarchy, Result<Step>)> {
         let mut out = Vec::new();
+        let found = self.find_new_roots();
         for h in Hierarchy::ALL {
-            let step = self.check(h);
+            let step = match &found {
+                Err(e) => Err(Error::Serve(format!("looking for root rollovers: {e}"))),
+                Ok(()) => match self.follow_generation(h) {
+                    Ok(None) => self.check(h),
+                    Ok(Some(step)) => Ok(step),
+                    Err(e) => Err(e),
+                },
+            };
             let say = match &step {
                 Err(e) => Some(format!("error: {e}")),
                 Ok(Step::Refused(r)) => Some(format!("refused: {r}")),
@@ -244,35 +260,8 @@ impl EdgeRenewal {
     /// The root generation (and its certificate, DER) that issued `signer` (its AKI key id),
     /// among the root certificates of the edge directory.
     fn generation_of(&self, h: Hierarchy, signer: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let (_, c) = x509_parser::parse_x509_certificate(signer)
-            .map_err(|e| Error::Serve(format!("{h} OCSP signer certificate: {e}")))?;
-        let aki = c
-            .extensions()
-            .iter()
-            .find_map(|e| match e.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                }
-                _ => None,
-            });
-        for g in 1u32.. {
-            let path = self.dir.root_cert(h, g);
-            if !path.exists() {
-                break;
-            }
-            let der = super::role::pem_der(&path)?;
-            let (_, root) = x509_parser::parse_x509_certificate(&der)
-                .map_err(|e| Error::Serve(format!("{}: {e}", path.display())))?;
-            let ski = root
-                .extensions()
-                .iter()
-                .find_map(|e| match e.parsed_extension() {
-                    x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
-                        Some(k.0.to_vec())
-                    }
-                    _ => None,
-                });
-            if ski.is_some() && ski == aki {
+        for (g, der) in roots_of(&self.dir, h)? {
+            if issued_by(signer, &der)? {
                 return Ok((g, der));
             }
         }
@@ -316,38 +305,60 @@ impl EdgeRenewal {
             self.pending_spki
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(h, key.spki.clone());
+                .insert(pending.clone(), key.spki.clone());
             made = Some(key.pair);
         }
-        let spki = self.pending_spki(h, &pending)?;
+        let spki = self.pending_spki(&pending)?;
         let (generation, root) = self.generation_of(h, &in_force)?;
+        match self.request(h, generation, &pending, &spki, made, &in_force)? {
+            Requested::Answer(SignerAnswer::Issued { der, .. }) => {
+                self.install(h, &root, &der, &spki)
+            }
+            Requested::Answer(SignerAnswer::Refused { reason, .. }) => Ok(Step::Refused(reason)),
+            Requested::Waiting => Ok(Step::Waiting),
+            Requested::Filed => Ok(Step::Filed),
+        }
+    }
+
+    /// The request of this node for a signer of `generation` made for the pending key
+    /// (`spki`, its file `pending`; `made`: the key when it was just made): its answer,
+    /// waiting for one, or filed now (signed by the key, naming the signer in force).
+    fn request(
+        &self,
+        h: Hierarchy,
+        generation: u32,
+        pending: &Path,
+        spki: &[u8],
+        made: Option<aws_lc_rs::rsa::KeyPair>,
+        in_force: &[u8],
+    ) -> Result<Requested> {
+        let now = self.clock.now();
         let for_key = |csr: &[u8]| {
             ca::csr::verify(csr, ca::edge_signer::MIN_BITS).is_ok_and(|v| v.spki == spki)
         };
         if let Some(r) = self.read.signer_request(&self.node, h, generation)? {
             if for_key(&r.csr) {
-                return match r.answer {
-                    None => Ok(Step::Waiting),
-                    Some(SignerAnswer::Refused { reason, .. }) => Ok(Step::Refused(reason)),
-                    Some(SignerAnswer::Issued { der, .. }) => self.install(h, &root, &der, &spki),
-                };
+                return Ok(match r.answer {
+                    None => Requested::Waiting,
+                    Some(a) => Requested::Answer(a),
+                });
             }
         }
         // Not filed yet (or not replicated yet: the writer is asked before filing again).
         let writer = self.writer()?;
         if let Some(r) = writer.signer_request(&self.node, h, generation)? {
             if for_key(&r.csr) {
-                return Ok(Step::Waiting);
+                return Ok(Requested::Waiting);
             }
         }
         let pair = match made {
             Some(p) => p,
-            None => ca::keys::read_encrypted(&pending, &self.passphrase)?,
+            None => ca::keys::read_encrypted(pending, &self.passphrase)?,
         };
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let csr =
-            ca::edge_signer::make_csr(&self.node, &spki, &|m| ca::keys::sign_with(&pair, &rng, m))?;
-        let (_, c) = x509_parser::parse_x509_certificate(&in_force)
+            ca::edge_signer::make_csr(&self.node, spki, &|m| ca::keys::sign_with(&pair, &rng, m))?;
+        let (_, c) = x509_parser::parse_x509_certificate(in_force)
             .map_err(|e| Error::Serve(format!("{h} OCSP signer certificate: {e}")))?;
         let roots = self.root_spkis()?;
         let actor = ca::officers::Actor::System("edge-node");
@@ -374,18 +385,18 @@ impl EdgeRenewal {
             )),
         })?;
         tracing::warn!(hierarchy = %h, node = %self.node, generation,
-            "filed a request for the next OCSP signer certificate");
-        Ok(Step::Filed)
+            "filed a request for an OCSP signer certificate");
+        Ok(Requested::Filed)
     }
 
-    fn pending_spki(&self, h: Hierarchy, pending: &Path) -> Result<Vec<u8>> {
+    fn pending_spki(&self, pending: &Path) -> Result<Vec<u8>> {
         let mut cache = self.pending_spki.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = cache.get(&h) {
+        if let Some(s) = cache.get(pending) {
             return Ok(s.clone());
         }
         let pair = ca::keys::read_encrypted(pending, &self.passphrase)?;
         let spki = ca::keys::CaSigner::new(pair, Vec::new()).spki()?;
-        cache.insert(h, spki.clone());
+        cache.insert(pending.to_path_buf(), spki.clone());
         Ok(spki)
     }
 
@@ -406,6 +417,49 @@ impl EdgeRenewal {
 
     /// Checks the certificate a CA node issued and puts it in force (module docs, step 3).
     fn install(&self, h: Hierarchy, root: &[u8], der: &[u8], spki: &[u8]) -> Result<Step> {
+        let Some(serial) = self.check_issued(h, root, der, spki)? else {
+            return Ok(Step::Waiting);
+        };
+        self.stage_and_put_in_force(h, der)?;
+        let signer =
+            ca::signers::Signers::new(self.dir.clone(), Some(self.passphrase.clone())).ocsp(h)?;
+        self.responder
+            .replace_signer(h, signer)
+            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        tracing::warn!(hierarchy = %h, node = %self.node, serial = %serial,
+            "the renewed OCSP signer is in force (no restart)");
+        Ok(Step::Installed { serial })
+    }
+
+    /// Writes the checked certificate `der` as the staged certificate and puts it (with the
+    /// pending key) in force.
+    fn stage_and_put_in_force(&self, h: Hierarchy, der: &[u8]) -> Result<()> {
+        let staged = staged_cert(&self.dir, h);
+        match std::fs::remove_file(&staged) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Serve(format!("remove {}: {e}", staged.display())))
+            }
+            _ => {}
+        }
+        ca::keys::write_private(&staged, ca::records::pem(der).as_bytes())?;
+        put_in_force(&self.dir, h)?;
+        self.pending_spki
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pending_key(&self.dir, h));
+        Ok(())
+    }
+
+    /// Checks a certificate a CA node issued (module docs, step 3): its serial (hex) when it
+    /// may be put in force, `None` while it is not valid yet (the CA node's clock is a little
+    /// ahead of this edge's).
+    fn check_issued(
+        &self,
+        h: Hierarchy,
+        root: &[u8],
+        der: &[u8],
+        spki: &[u8],
+    ) -> Result<Option<String>> {
         let bad = |what: &str| {
             Error::Serve(format!(
                 "the {h} OCSP signer certificate in the answer {what}; not installed"
@@ -430,30 +484,250 @@ impl EdgeRenewal {
         }
         if c.validity().not_before.timestamp() > now {
             // The CA node's clock is a little ahead of this edge's: installed once valid.
-            return Ok(Step::Waiting);
+            return Ok(None);
         }
-        let serial = hex::encode_upper(c.raw_serial());
-        let staged = staged_cert(&self.dir, h);
-        match std::fs::remove_file(&staged) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::Serve(format!("remove {}: {e}", staged.display())))
+        Ok(Some(hex::encode_upper(c.raw_serial())))
+    }
+}
+
+/// What [`EdgeRenewal::request`] found.
+enum Requested {
+    Answer(SignerAnswer),
+    Waiting,
+    Filed,
+}
+
+// ----- following a root rollover ----------------------------------------------------------
+//
+// A CA node's rollover adds a root generation to the store (its root certificate record and
+// the audit record `root-rollover`, in one unit of work). The edge follows it by itself:
+//
+// 1. [`EdgeRenewal::find_new_roots`] reads the audit trail from its cursor (the whole trail
+//    once at start, then only what is new; it reads, so a read-only standby serves) and for
+//    each `root-rollover` whose root this edge directory lacks, reads the root's record,
+//    checks it is a self-signed root of the hierarchy (same subject as generation 1) and
+//    writes it as `certs/<h>-root-g<N>.pem`;
+// 2. [`EdgeRenewal::follow_generation`]: while the newest root has no signer here, the edge
+//    makes that generation's signer key (`keys/<h>-ocsp-g<N>.key.pending`, encrypted under
+//    the edge passphrase, 0600) and files a request for generation N naming its signer in
+//    force (of generation N−1: how a CA node knows the edge, ca::authority::edge_signers).
+//    Until the certificate comes the responder does not serve generation N: a request for
+//    its CertIDs alone is answered `unauthorized` (RFC 6960 §2.3), as for any issuer it
+//    does not serve;
+// 3. with the certificate (checked as a renewal's: the pending key, issued by generation
+//    N's root, OCSP signing, valid now): the signer in force (of generation N−1) is copied
+//    to `<h>-ocsp-g<N−1>` (it goes on answering generation N−1), the new one is put in force
+//    as `<h>-ocsp` (staged and renamed as a renewal; renewals go on from it) and generation
+//    N is added to the running responder. [`super::role::Edge::open`] serves every
+//    generation that has a signer after a restart.
+
+/// The pending key of a new generation's signer.
+pub fn generation_pending_key(dir: &DataDir, h: Hierarchy, generation: u32) -> PathBuf {
+    with_suffix(&dir.key(h, &format!("ocsp-g{generation}")), ".pending")
+}
+
+/// The root certificates (DER) of the edge directory, by generation, oldest first.
+pub fn roots_of(dir: &DataDir, h: Hierarchy) -> Result<Vec<(u32, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for g in 1u32.. {
+        let path = dir.root_cert(h, g);
+        if !path.exists() {
+            break;
+        }
+        out.push((g, super::role::pem_der(&path)?));
+    }
+    Ok(out)
+}
+
+fn parse_cert<'a>(
+    der: &'a [u8],
+    what: &str,
+) -> Result<x509_parser::certificate::X509Certificate<'a>> {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c)
+        .map_err(|e| Error::Serve(format!("{what}: {e}")))
+}
+
+/// Whether `cert`'s authority key identifier is `root`'s subject key identifier.
+pub fn issued_by(cert: &[u8], root: &[u8]) -> Result<bool> {
+    use x509_parser::extensions::ParsedExtension;
+    let what = "a certificate of the edge directory";
+    let (c, r) = (parse_cert(cert, what)?, parse_cert(root, what)?);
+    let aki = c
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
             }
-            _ => {}
+            _ => None,
+        });
+    let ski = r
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        });
+    Ok(ski.is_some() && ski == aki)
+}
+
+impl EdgeRenewal {
+    /// Step 1 of following a rollover (see above). Blocking.
+    fn find_new_roots(&self) -> Result<()> {
+        const PAGE: usize = 1024;
+        let mut cursor = self.audit_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let page = self.read.audit_records(*cursor, PAGE)?;
+            let Some(next) = page.last().map(|r| r.seq + 1) else {
+                return Ok(());
+            };
+            for r in page.iter().filter(|r| r.action == "root-rollover") {
+                let Some((h, serial)) = r.subject.split_once(':') else {
+                    continue;
+                };
+                let (Ok(h), Ok(serial)) =
+                    (h.parse::<Hierarchy>(), ca::authority::parse_serial(serial))
+                else {
+                    continue;
+                };
+                self.take_root(h, &serial)?;
+            }
+            *cursor = next;
         }
-        ca::keys::write_private(&staged, ca::records::pem(der).as_bytes())?;
-        put_in_force(&self.dir, h)?;
-        self.pending_spki
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&h);
+    }
+
+    /// Writes the root record `serial` of `h` as its generation's certificate, once checked.
+    fn take_root(&self, h: Hierarchy, serial: &[u8]) -> Result<()> {
+        let Some(record) = self.read.certificate(h, serial)? else {
+            return Err(Error::Serve(format!(
+                "the audit trail names {h} root {}, which the store does not hold",
+                hex::encode_upper(serial)
+            )));
+        };
+        if record.kind != ca::records::CertKind::Root {
+            return Ok(());
+        }
+        let known = roots_of(&self.dir, h)?;
+        if known.iter().any(|(_, der)| *der == record.der) {
+            return Ok(());
+        }
+        let g = record.generation;
+        if g as usize != known.len() + 1 {
+            return Err(Error::Serve(format!(
+                "{h} root generation {g} is in the store, but this edge holds {} generation(s): \
+                 make the edge directory again with `jpki edge export`",
+                known.len()
+            )));
+        }
+        let what = format!("{h} root generation {g} in the store");
+        let (new, first) = (
+            parse_cert(&record.der, &what)?,
+            parse_cert(
+                &known
+                    .first()
+                    .ok_or_else(|| Error::Serve(format!("the edge holds no {h} root")))?
+                    .1,
+                "the edge's first root",
+            )?,
+        );
+        if new.subject() != first.subject()
+            || new.issuer() != new.subject()
+            || new.verify_signature(None).is_err()
+            || !new.is_ca()
+        {
+            return Err(Error::Serve(format!(
+                "{h} root generation {g} in the store is not a self-signed root of this \
+                 hierarchy; not taken up"
+            )));
+        }
+        ca::keys::write_private(
+            &self.dir.root_cert(h, g),
+            ca::records::pem(&record.der).as_bytes(),
+        )?;
+        tracing::warn!(hierarchy = %h, generation = g, node = %self.node,
+            "a new root generation: this edge asks for its OCSP signer");
+        Ok(())
+    }
+
+    /// Steps 2 and 3 of following a rollover (see above): `None` when the newest root
+    /// generation is served here (the renewal check goes on).
+    fn follow_generation(&self, h: Hierarchy) -> Result<Option<Step>> {
+        let Some((g, root)) = roots_of(&self.dir, h)?.pop() else {
+            return Ok(None);
+        };
+        if self
+            .responder
+            .roots()
+            .iter()
+            .any(|(x, r)| *x == h && *r == root)
+        {
+            return Ok(None);
+        }
+        let in_force = self
+            .responder
+            .signer_certificate(h)
+            .ok_or_else(|| Error::Serve(format!("no {h} OCSP signer in force")))?;
+        let pending = generation_pending_key(&self.dir, h, g);
+        let mut made = None;
+        if !pending.exists() {
+            let key = ca::keys::generate()?;
+            ca::keys::write_encrypted(&pending, &key, &self.passphrase)?;
+            tracing::warn!(hierarchy = %h, generation = g, node = %self.node,
+                "made the key of the new root generation's OCSP signer");
+            self.pending_spki
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(pending.clone(), key.spki.clone());
+            made = Some(key.pair);
+        }
+        let spki = self.pending_spki(&pending)?;
+        let der = match self.request(h, g, &pending, &spki, made, &in_force)? {
+            Requested::Answer(SignerAnswer::Issued { der, .. }) => der,
+            Requested::Answer(SignerAnswer::Refused { reason, .. }) => {
+                return Ok(Some(Step::Refused(reason)))
+            }
+            Requested::Waiting => return Ok(Some(Step::Waiting)),
+            Requested::Filed => return Ok(Some(Step::Filed)),
+        };
+        let Some(serial) = self.check_issued(h, &root, &der, &spki)? else {
+            return Ok(Some(Step::Waiting));
+        };
+        // The signer in force keeps answering its own generation, under its own name.
+        let (older, _) = self.generation_of(h, &in_force)?;
+        let name = format!("ocsp-g{older}");
+        for (from, to) in [
+            (self.dir.key(h, "ocsp"), self.dir.key(h, &name)),
+            (self.dir.cert(h, "ocsp"), self.dir.cert(h, &name)),
+        ] {
+            if !to.exists() {
+                let bytes = std::fs::read(&from)
+                    .map_err(|e| Error::Serve(format!("read {}: {e}", from.display())))?;
+                ca::keys::write_private(&to, &bytes)?;
+            }
+        }
+        // A renewal request of the older generation's signer can no longer be certified.
+        let renewal = pending_key(&self.dir, h);
+        rename(&pending, &renewal)?;
+        {
+            let mut cache = self.pending_spki.lock().unwrap_or_else(|p| p.into_inner());
+            cache.remove(&pending);
+            cache.insert(renewal, spki);
+        }
+        self.stage_and_put_in_force(h, &der)?;
         let signer =
             ca::signers::Signers::new(self.dir.clone(), Some(self.passphrase.clone())).ocsp(h)?;
-        self.responder
-            .replace_signer(h, signer)
-            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
-        tracing::warn!(hierarchy = %h, node = %self.node, serial = %serial,
-            "the renewed OCSP signer is in force (no restart)");
-        Ok(Step::Installed { serial })
+        match self.responder.add_issuer(ocsp_responder::Issuer {
+            hierarchy: h,
+            root,
+            signer,
+        }) {
+            Ok(()) | Err(ocsp_responder::Error::DuplicateIssuer(_)) => {}
+            Err(e) => return Err(Error::Serve(format!("OCSP responder: {e}"))),
+        }
+        tracing::warn!(hierarchy = %h, generation = g, node = %self.node, serial = %serial,
+            "this edge answers the new root generation (no restart)");
+        Ok(Some(Step::Installed { serial }))
     }
 }
 

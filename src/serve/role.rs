@@ -615,16 +615,31 @@ impl Edge {
             super::edge_renew::finish_install(&d, h)?;
         }
         let signers = ca::signers::Signers::new(d.clone(), Some(passphrase.clone()));
-        let issuers = Hierarchy::ALL
-            .iter()
-            .map(|&h| -> Result<ocsp_responder::Issuer> {
-                Ok(ocsp_responder::Issuer {
+        // Every root generation with a signer here, oldest first (the newest is the one
+        // renewals go on from): an older generation's under `<h>-ocsp-g<N>`, the newest's under
+        // `<h>-ocsp`; a generation still waiting for its signer is not served yet.
+        let mut issuers = Vec::new();
+        for h in Hierarchy::ALL {
+            let newest = signers.ocsp(h)?;
+            for (g, root) in super::edge_renew::roots_of(&d, h)? {
+                let signer: Arc<dyn policies::Signer> = if d.cert(h, &format!("ocsp-g{g}")).exists()
+                {
+                    signers.ocsp_named(h, &format!("ocsp-g{g}"))?
+                } else if super::edge_renew::issued_by(
+                    policies::Signer::certificate(newest.as_ref()),
+                    &root,
+                )? {
+                    newest.clone()
+                } else {
+                    continue;
+                };
+                issuers.push(ocsp_responder::Issuer {
                     hierarchy: h,
-                    root: pem_der(&d.cert(h, "root"))?,
-                    signer: signers.ocsp(h)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                    root,
+                    signer,
+                });
+            }
+        }
         let pg =
             Arc::new(storage_postgres::PgStorage::open_follower(&url).map_err(ca::Error::from)?);
         let store: Arc<dyn Storage> = pg.clone();

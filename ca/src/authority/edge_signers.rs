@@ -7,7 +7,9 @@
 //!    either hierarchy and any generation, not blocked), plus: not a key certified to a card
 //!    holder, the generation asked for is the hierarchy's newest (a delegated signer belongs
 //!    to the newest generation), and the signer the edge has in force is an OCSP signer
-//!    certificate of that hierarchy in the store. A request that fails is answered
+//!    certificate of that hierarchy in the store. A node's first request for a new
+//!    generation (its signer in force is of another one) comes from a **known edge node**
+//!    only: its signer in force is of the generation just before, not expired, not revoked. A request that fails is answered
 //!    **refused** with the reason (audit `edge-signer-refuse`) and nothing is issued;
 //! 2. left pending while the edge's signer in force is outside the policy's
 //!    `validity.ocsp_signer_renew_days` (edges and CA nodes may disagree on the time by a
@@ -72,8 +74,8 @@ impl Authority {
         if r.generation != newest {
             return Err(Error::Refused(format!(
                 "the request is for {h} root generation {}, but the newest is {newest}: a \
-                 delegated OCSP signer belongs to the newest generation (give the edge the \
-                 new root with `jpki edge export`)",
+                 delegated OCSP signer belongs to the newest generation (an edge takes a new \
+                 generation up by itself and asks for its signer)",
                 r.generation
             )));
         }
@@ -101,7 +103,42 @@ impl Authority {
                     hex::encode_upper(&r.in_force)
                 ))
             })?;
+        if in_force.generation != r.generation {
+            self.judge_first_request(r, &in_force)?;
+        }
         Ok((spki, in_force))
+    }
+
+    /// A node's first request for a new root generation (its signer in force is of another
+    /// generation): certified only for a **known edge node**, one that presents an OCSP
+    /// signer of the generation just before, which this CA issued (the store holds it), still
+    /// valid and not revoked — the signer `jpki edge export` gave it, or one it renewed since.
+    /// Anything else is refused with the reason (audited as every refusal).
+    fn judge_first_request(&self, r: &SignerRequest, in_force: &CertRecord) -> Result<()> {
+        let (h, g) = (r.hierarchy, r.generation);
+        let unknown = |why: String| {
+            Error::Refused(format!(
+                "edge node {} is not known for {h} root generation {g}: {why}",
+                r.node
+            ))
+        };
+        let serial = hex::encode_upper(&r.in_force);
+        if in_force.generation + 1 != g {
+            return Err(unknown(format!(
+                "a first request for a generation must name the node's OCSP signer of                  generation {}, but signer {serial} is of generation {}",
+                g.saturating_sub(1),
+                in_force.generation
+            )));
+        }
+        if in_force.not_after <= self.clock.now() {
+            return Err(unknown(format!("its OCSP signer {serial} has expired")));
+        }
+        if self.status_of(in_force)?.state == State::Revoked {
+            return Err(unknown(format!(
+                "its OCSP signer {serial} is revoked (a node whose signer was revoked gets no                  signer of a new generation)"
+            )));
+        }
+        Ok(())
     }
 
     fn answer_signer_request(&self, r: &SignerRequest) -> Result<Option<SignerAnswered>> {
@@ -367,5 +404,80 @@ mod tests {
         a.check_indexes().unwrap();
         // Answered requests are not answered again.
         assert!(a.certify_signer_requests().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_first_request_for_a_new_generation_is_certified_only_for_a_known_edge() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = time::macros::datetime!(2026-01-10 03:00 UTC);
+        let clock = Arc::new(FixedClock::new(t0));
+        let a = Authority::init(
+            &tmp.path().join("data"),
+            policies::policy::DEFAULT_POLICY,
+            b"edge generation passphrase",
+            clock.clone(),
+        )
+        .unwrap();
+        let h = Hierarchy::Auth;
+        // The signer `jpki edge export` hands out: generation 1's.
+        let exported = request(&a, h, csr(&crate::keys::generate().unwrap())).in_force;
+        let roll = |a: &Authority| {
+            let approvals = crate::ceremony::testing::two_approvals(
+                a,
+                super::super::rollover::ROLLOVER_CEREMONY,
+                "auth",
+            );
+            a.rollover_root(h, &approvals).unwrap();
+        };
+        clock.advance(time::Duration::days(1));
+        roll(&a);
+        let put = |node: &str, g: u32, in_force: &[u8]| {
+            let r = SignerRequest {
+                node: node.into(),
+                generation: g,
+                in_force: in_force.to_vec(),
+                ..request(&a, h, csr(&crate::keys::generate().unwrap()))
+            };
+            a.storage().transact(&|t| t.put_signer_request(&r)).unwrap();
+        };
+        // A known edge (its in-force signer is generation 1's, valid): certified at once,
+        // under generation 2's root.
+        put("edge-1", 2, &exported);
+        let done = a.certify_signer_requests().unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].issued.is_some(), "{done:?}");
+        let stored = a.storage().signer_request("edge-1", h, 2).unwrap().unwrap();
+        let Some(SignerAnswer::Issued { der, .. }) = stored.answer else {
+            panic!("{stored:?}")
+        };
+        crate::authority::init::check_signature(&a.root(h).spki, &der).unwrap();
+        assert_eq!(a.root(h).generation, 2);
+
+        // A third generation: a node naming a generation-1 signer for generation 3 is not
+        // known (it skipped a generation); one whose signer expired is not either.
+        clock.advance(time::Duration::days(1));
+        roll(&a);
+        put("edge-2", 3, &exported);
+        clock.advance(time::Duration::days(400));
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        put("edge-3", 3, c.raw_serial());
+        let counter = a.storage().serial_counter(h).unwrap();
+        let done = a.certify_signer_requests().unwrap();
+        assert_eq!(done.len(), 2, "{done:?}");
+        let by = |node: &str| done.iter().find(|d| d.node == node).unwrap().clone();
+        let r2 = by("edge-2").refused.unwrap();
+        assert!(
+            r2.contains("edge node edge-2 is not known for auth root generation 3")
+                && r2.contains("of generation 1"),
+            "{r2}"
+        );
+        let r3 = by("edge-3").refused.unwrap();
+        assert!(r3.contains("has expired"), "{r3}");
+        assert_eq!(
+            a.storage().serial_counter(h).unwrap(),
+            counter,
+            "nothing issued"
+        );
+        a.audit_verify().unwrap();
     }
 }
