@@ -91,20 +91,8 @@ fn judge(name: &str, args: &[String]) {
     eprintln!("{name}: {}", text.lines().last().unwrap_or_default());
 }
 
-/// The tests of this file share one SoftHSM2 directory (see the module docs). SoftHSM2
-/// enumerates every token in it on `C_GetTokenInfo`; a token being initialised by another test
-/// at that moment made it fail with CKR_GENERAL_ERROR under load, so they run one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[test]
 fn the_whole_story_signs_through_the_token() {
-    let _serial = one_at_a_time();
     let env = Env::empty();
     let Some(hsm) = Hsm::new(&env, "jpki-story") else {
         return;
@@ -414,7 +402,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn bad_token_input_is_refused_and_changes_nothing() {
-    let _serial = one_at_a_time();
     let env = Env::empty();
     let Some(hsm) = Hsm::new(&env, "jpki-bad") else {
         return;
