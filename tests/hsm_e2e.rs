@@ -20,15 +20,29 @@ use ca::hsm::softhsm;
 
 const JUDGES: &str = "/work/shared/judges";
 
+/// The tokens of this file, all made at the first test's start. The tests run in parallel
+/// and share one SoftHSM2 directory: a token initialised by one test while another's `jpki`
+/// enumerated the tokens made SoftHSM2 fail `C_GetTokenInfo` (CKR_GENERAL_ERROR) under load,
+/// so no token is made while any test runs.
+fn tokens() -> &'static [softhsm::SharedToken] {
+    static TOKENS: std::sync::OnceLock<Vec<softhsm::SharedToken>> = std::sync::OnceLock::new();
+    TOKENS.get_or_init(|| {
+        ["jpki-story", "jpki-bad", "jpki-empty"]
+            .iter()
+            .filter_map(|label| softhsm::shared(label, "2468"))
+            .collect()
+    })
+}
+
 /// A token and the `init` arguments that put a data directory's keys in it.
 struct Hsm {
-    token: softhsm::SharedToken,
+    token: &'static softhsm::SharedToken,
     pin_file: PathBuf,
 }
 
 impl Hsm {
     fn new(env: &Env, label: &str) -> Option<Hsm> {
-        let token = softhsm::shared(label, "2468")?;
+        let token = tokens().iter().find(|t| t.label == label)?;
         let pin_file = env.write(&format!("{label}.pin"), b"2468\n");
         Some(Hsm { token, pin_file })
     }
