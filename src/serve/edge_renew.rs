@@ -409,7 +409,7 @@ impl EdgeRenewal {
                 if !path.exists() {
                     break;
                 }
-                out.push(ca::records::spki_of(&super::role::pem_der(&path)?)?);
+                out.push(ca::records::spki_of(&pem_der(&path)?)?);
             }
         }
         Ok(out)
@@ -534,7 +534,7 @@ pub fn roots_of(dir: &DataDir, h: Hierarchy) -> Result<Vec<(u32, Vec<u8>)>> {
         if !path.exists() {
             break;
         }
-        out.push((g, super::role::pem_der(&path)?));
+        out.push((g, pem_der(&path)?));
     }
     Ok(out)
 }
@@ -729,6 +729,15 @@ impl EdgeRenewal {
             "this edge answers the new root generation (no restart)");
         Ok(Some(Step::Installed { serial }))
     }
+}
+
+/// The DER of the PEM certificate in `path`.
+fn pem_der(path: &Path) -> Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Serve(format!("read {}: {e}", path.display())))?;
+    let (_, p) = x509_parser::pem::parse_x509_pem(&bytes)
+        .map_err(|e| Error::Config(format!("{}: not a PEM certificate: {e}", path.display())))?;
+    Ok(p.contents)
 }
 
 #[cfg(test)]

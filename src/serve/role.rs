@@ -576,13 +576,6 @@ fn edge_store(dir: &Path) -> Result<EdgeSection> {
     Ok(f.edge)
 }
 
-pub(super) fn pem_der(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(io(format!("read {}", path.display())))?;
-    let (_, p) = x509_parser::pem::parse_x509_pem(&bytes)
-        .map_err(|e| Error::Config(format!("{}: not a PEM certificate: {e}", path.display())))?;
-    Ok(p.contents)
-}
-
 // ----- the edge node ----------------------------------------------------------------------
 
 /// An edge node's parts: what its listener and the benchmark use.
