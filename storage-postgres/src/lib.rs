@@ -1374,13 +1374,9 @@ impl Storage for PgStorage {
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         let (sc, pref, muni) = scope_cols(&scope);
         let g = g_code(g)?;
-        self.query_opt(
-            "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 AND crl_scope = $2 \
-             AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
-            &[&h_code(h), &sc, &pref, &muni, &g],
-        )?
-        .map(|row| lease_from(&row))
-        .transpose()
+        self.query_opt(CRL_LEASE, &[&h_code(h), &sc, &pref, &muni, &g])?
+            .map(|row| lease_from(&row))
+            .transpose()
     }
 
     fn signer_request(
@@ -1393,7 +1389,7 @@ impl Storage for PgStorage {
             &format!(
                 "{SIGNER_REQUEST_SELECT} WHERE node = $1 AND hierarchy = $2 AND generation = $3"
             ),
-            &[&node, &h_code(h), &generation_col(generation)?],
+            &[&node, &h_code(h), &g_code(generation)?],
         )?
         .map(|row| signer_request_from(&row))
         .transpose()
@@ -1413,13 +1409,13 @@ impl Storage for PgStorage {
     }
 }
 
+/// The CRL lease query of `Storage::crl_lease` and `Tx::crl_lease` alike.
+const CRL_LEASE: &str = "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 \
+     AND crl_scope = $2 AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5";
+
 /// The columns [`signer_request_from`] reads, in its order.
 const SIGNER_REQUEST_SELECT: &str = "SELECT node, hierarchy, generation, csr, in_force, \
      requested_ns, certificate, refused, answered_ns FROM signer_requests";
-
-fn generation_col(g: u32) -> Result<i32> {
-    i32::try_from(g).map_err(|_| ca::Error::Invalid(format!("root generation {g} is too large")))
-}
 
 fn signer_request_from(row: &Row) -> Result<SignerRequest> {
     let generation: i32 = row.get(2);
@@ -2012,13 +2008,9 @@ impl Tx for PgTx<'_> {
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         let (sc, pref, muni) = scope_cols(&scope);
         let g = g_code(g)?;
-        self.query_opt(
-            "SELECT holder, until_ns FROM crl_leases WHERE hierarchy = $1 AND crl_scope = $2 \
-             AND crl_prefecture = $3 AND crl_municipality = $4 AND generation = $5",
-            &[&h_code(h), &sc, &pref, &muni, &g],
-        )?
-        .map(|row| lease_from(&row))
-        .transpose()
+        self.query_opt(CRL_LEASE, &[&h_code(h), &sc, &pref, &muni, &g])?
+            .map(|row| lease_from(&row))
+            .transpose()
     }
 
     fn put_crl_lease(
@@ -2058,7 +2050,7 @@ impl Tx for PgTx<'_> {
             &format!(
                 "{SIGNER_REQUEST_SELECT} WHERE node = $1 AND hierarchy = $2 AND generation = $3"
             ),
-            &[&node, &h_code(h), &generation_col(generation)?],
+            &[&node, &h_code(h), &g_code(generation)?],
         )?
         .map(|row| signer_request_from(&row))
         .transpose()
@@ -2112,7 +2104,7 @@ impl Tx for PgTx<'_> {
             &[
                 &r.node,
                 &h_code(r.hierarchy),
-                &generation_col(r.generation)?,
+                &g_code(r.generation)?,
                 &r.csr,
                 &r.in_force,
                 &ns(r.requested_at)?,
