@@ -46,23 +46,6 @@ fn serial_of(pem: &[u8]) -> String {
     hex::encode_upper(c.raw_serial())
 }
 
-/// How `openssl ocsp -resp_text` prints a serial: `N (0xN)` when it fits in 63 bits, else
-/// colon-separated lower-case hex.
-fn shown(s: &str) -> String {
-    if s.len() <= 16 {
-        if let Ok(n) = u64::from_str_radix(s, 16) {
-            if n < 1 << 63 {
-                return format!("Serial Number: {n} (0x{n:x})");
-            }
-        }
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).to_lowercase())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[test]
 fn an_edge_follows_a_root_rollover_without_restart_or_export() {
     let Some(primary) = Cluster::start(Fsync::Off).expect("start PostgreSQL") else {

@@ -44,23 +44,6 @@ fn serial_and_end(path: &Path) -> (String, OffsetDateTime) {
     (hex::encode_upper(c.raw_serial()), end)
 }
 
-/// How `openssl ocsp -resp_text` prints a serial: `N (0xN)` when it fits in 63 bits, else
-/// colon-separated lower-case hex.
-fn shown(s: &str) -> String {
-    if s.len() <= 16 {
-        if let Ok(n) = u64::from_str_radix(s, 16) {
-            if n < 1 << 63 {
-                return format!("Serial Number: {n} (0x{n:x})");
-            }
-        }
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).to_lowercase())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// `openssl ocsp` with a nonce (signed live, by the signer in force), verified against the
 /// root at `t`; returns the text with the response (and the signer certificate it carries).
 fn ocsp(root: &Path, cert: &Path, base: &str, t: OffsetDateTime) -> String {
