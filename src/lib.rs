@@ -22,6 +22,7 @@
 
 mod bench;
 mod bench_evidence;
+mod bench_export;
 mod bench_nodes;
 mod bench_populate;
 pub mod cli;

@@ -111,6 +111,46 @@ fn a_bench_store_resumes_and_serves_presigned_answers_after_a_restart() {
     // The audit chain is whole (streamed page by page).
     env.ok(&["audit", "verify"]);
 
+    // `bench export` (read-only, one pass) writes the same serials and, for the peer
+    // `openssl ocsp -index`, an index whose revoked lines are the revoked certificates.
+    let out_dir = env.path("export");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = env.ok(&["bench", "export", "--out", &p(&out_dir)]);
+    assert!(out.contains("exported 150 authentication"), "{out}");
+    let lines = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_to_string(out_dir.join(name))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let sorted = |v: &[(String, String)]| {
+        let mut s: Vec<String> = v.iter().map(|(serial, _)| serial.clone()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(lines("auth.serials"), sorted(&auth));
+    assert_eq!(lines("signing.serials"), sorted(&signing));
+    let mut index_revoked: Vec<String> = lines("index.txt")
+        .iter()
+        .filter(|l| l.starts_with("R\t"))
+        .map(|l| l.split('\t').nth(3).unwrap().to_owned())
+        .collect();
+    index_revoked.sort();
+    let mut revoked_auth: Vec<String> = auth
+        .iter()
+        .filter(|(_, s)| s == "revoked")
+        .map(|(serial, _)| serial.clone())
+        .collect();
+    revoked_auth.sort();
+    assert_eq!(index_revoked, revoked_auth);
+    env.fails(
+        &["bench", "export", "--out", &p(&out_dir.join("none"))],
+        "not a directory",
+    );
+
     let root = env.write(
         "aroot.pem",
         env.ok(&["root", "--hierarchy", "auth"]).as_bytes(),

@@ -10,7 +10,7 @@ ip link set lo up
 BIN=$PWD/target/release/jpki
 export JPKI_PASSPHRASE=${JPKI_PASSPHRASE:-bench-passphrase}
 W=${W:-$(mktemp -d)}
-python3 bench/scale/export.py "$BIN" "$DATA" "$W" > /dev/null
+$BIN bench export --data "$DATA" --out "$W" > /dev/null
 $BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
 $BIN --data "$DATA" root --hierarchy signing > "$W/signing-root.pem"
 for h in auth signing; do openssl ocsp -issuer "$W/$h-root.pem" -serial 0x1 -no_nonce -reqout "$W/$h-tpl.der" >/dev/null 2>&1; done

@@ -17,20 +17,27 @@ PIDS=(); OSSL=
 cleanup() { [ -n "$OSSL" ] && kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT; trap 'exit 1' INT TERM
 echo "## machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 bench/scale/export.py "$BIN" "$DATA" "$W"
-$BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
-$BIN --data "$DATA" root --hierarchy signing > "$W/signing-root.pem"
-for h in auth signing; do
-  openssl ocsp -issuer "$W/$h-root.pem" -serial 0x1 -no_nonce -reqout "$W/$h-tpl.der" >/dev/null 2>&1
-done
-python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
-python3 bench/scale/requests.py "$W/auth.reqs" "$W/auth-tpl.der" "$W/auth.serials"
+# EXPORT=DIR: reuse (or fill, if empty) an export of the store kept between runs (`jpki bench
+# export` reads the store once: ~3.5 min at 10^6). The store must not have changed since.
+E=${EXPORT:-$W}
+if [ ! -s "$E/all.reqs" ]; then
+  $BIN bench export --data "$DATA" --out "$E"
+  $BIN --data "$DATA" root --hierarchy auth > "$E/auth-root.pem"
+  $BIN --data "$DATA" root --hierarchy signing > "$E/signing-root.pem"
+  for h in auth signing; do
+    openssl ocsp -issuer "$E/$h-root.pem" -serial 0x1 -no_nonce -reqout "$E/$h-tpl.der" >/dev/null 2>&1
+  done
+  python3 bench/scale/requests.py "$E/auth.reqs" "$E/auth-tpl.der" "$E/auth.serials"
+  python3 bench/scale/requests.py "$E/all.reqs" "$E/auth-tpl.der" "$E/auth.serials" "$E/signing-tpl.der" "$E/signing.serials"
+fi
+[ "$E" = "$W" ] || cp "$E"/auth-root.pem "$E"/signing-root.pem "$E"/index.txt "$E"/index.txt.attr "$E"/auth.serials "$E"/signing.serials "$W"/
+ALL=$E/all.reqs; AUTH=$E/auth.reqs
 # ANSWER_CACHE_MIB / MEMORY_ANSWERS: the answer store's page cache and the memory front
 # (serve's defaults 64 MiB and 65536 answers when unset).
 printf '[listen]\nhttp = "127.0.0.1:8090"\n[ocsp]\npresign_per_second = %s\nanswer_cache_mib = %s\nmemory_answers = %s\n' \
   "${PRESIGN:-1000000}" "${ANSWER_CACHE_MIB:-64}" "${MEMORY_ANSWERS:-65536}" > "$W/serve.toml"
 echo "## serve.toml: $(tr '\n' ' ' < "$W/serve.toml")"
-FIRST=$(python3 -c "import sys,struct;d=open('$W/all.reqs','rb').read();n=struct.unpack('>H',d[:2])[0];open('$W/first.der','wb').write(d[2:2+n])")
+FIRST=$(python3 -c "import sys,struct;d=open('$ALL','rb').read();n=struct.unpack('>H',d[:2])[0];open('$W/first.der','wb').write(d[2:2+n])")
 rss() { grep VmRSS /proc/$1/status | awk '{print $2/1024 " MiB"}'; }
 metric() { curl -s http://127.0.0.1:8090/metrics | awk -v m="$1" '$1==m {print $2}'; }
 start() { # start jpki serve, time to the first OCSP answer
@@ -42,7 +49,9 @@ start() { # start jpki serve, time to the first OCSP answer
 run() { # name url reqs hot close
   echo "## $1"
   env REQS="$3" HOT="$4" CLOSE="$5" wrk -t1 -c32 -d${T}s --latency -s bench/scale/multi.lua "$2" > "$W/run.out"
-  grep -E "Requests/sec|  99%|  50%|non-2xx" "$W/run.out"
+  grep -E "Requests/sec|  99%|  50%|Non-2xx|Socket errors" "$W/run.out"
+  # wrk prints these lines only when something failed: a run with a failed answer is void.
+  if grep -qE "Non-2xx|Socket errors" "$W/run.out"; then echo "!! $1: failed answers or socket errors (see above): run void"; fi
   # "name without the round [i]|requests/s|p99" for the medians at the end
   echo "${1% \[*}|$(awk '/Requests\/sec/ {print $2}' "$W/run.out")|$(awk '$1=="99%" {print $2}' "$W/run.out")" >> "$W/results"
 }
@@ -77,9 +86,9 @@ fi
 echo "## restart"
 start
 for i in $(seq 1 $R); do
-  run "ours: uniform over all $N serials, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$W/all.reqs" 0 0
-  run "ours: one hot serial, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$W/all.reqs" 1 0
-  run "ours: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:8090/ocsp "$W/auth.reqs" 0 1
+  run "ours: uniform over all $N serials, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$ALL" 0 0
+  run "ours: one hot serial, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$ALL" 1 0
+  run "ours: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:8090/ocsp "$AUTH" 0 1
 done
 echo "RSS after the runs: $(rss $SERVE); signatures since restart: $(metric ocsp_signatures_total); stored hits: $(metric ocsp_stored_hits_total)"
 # The peer signs with the same delegated auth OCSP signer (its key decrypted into the
@@ -93,7 +102,7 @@ for i in $(seq 1 $R); do
   t0=$(date +%s.%N)
   until curl -s -f -o /dev/null --data-binary @"$W/first.der" http://127.0.0.1:$PORT/; do sleep 0.1; done
   echo "openssl ocsp up (index of $(wc -l < "$W/index.txt") loaded) after $(echo "$(date +%s.%N) - $t0" | bc) s"
-  run "openssl ocsp -multi 2: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:$PORT/ "$W/auth.reqs" 0 1
+  run "openssl ocsp -multi 2: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:$PORT/ "$AUTH" 0 1
   kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null || true; wait "$OSSL" 2>/dev/null || true; OSSL=
 done
 kill $SERVE; wait $SERVE 2>/dev/null || true

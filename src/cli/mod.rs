@@ -811,6 +811,16 @@ pub enum CrlCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Writes a benchmark store's serials and an `openssl ocsp -index` database of its
+    /// authentication certificates (for bench/scale/ocsp.sh); reads the store only.
+    Export {
+        /// The store's data directory (opened read-only).
+        #[arg(long)]
+        data: PathBuf,
+        /// Existing directory to write auth.serials, signing.serials, index.txt(.attr) into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Builds (or resumes) a benchmark store of N certificates through the real write path,
     /// with holder keys from a small shared pool (bench stores only; see BENCHMARKS.md).
     Populate {
@@ -2393,6 +2403,17 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => Ok(crate::bench::issue_on(
             store, *count, *threads, *residents, *rounds,
         )?),
+        Command::Bench(BenchCommand::Export { data, out }) => {
+            let n = crate::bench_export::run(data, out)?;
+            println!(
+                "exported {} authentication ({} revoked or held) and {} signing certificates to {}",
+                n.auth,
+                n.revoked_or_held,
+                n.signing,
+                out.display()
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Populate {
             data,
             certificates,
