@@ -115,6 +115,11 @@ pub struct Metrics {
     stored_hits: AtomicU64,
     /// Answers signed ahead of the question by the pre-signer.
     presigned: AtomicU64,
+    /// Signatures per second the pre-signer needs to keep every answer ahead of its
+    /// nextUpdate (certificates ÷ the re-signing cycle), rounded up; 0 before the first pass.
+    presign_needed: AtomicU64,
+    /// The pre-signer's configured bound, signatures per second.
+    presign_allowed: AtomicU64,
 }
 
 impl Metrics {
@@ -151,6 +156,12 @@ impl Metrics {
         self.presigned.fetch_add(n, Ordering::Relaxed);
     }
     /// Signatures made since start.
+    /// Records the pre-signer's need and bound after a pass.
+    pub fn presign_capacity(&self, needed: u64, allowed: u64) {
+        self.presign_needed.store(needed, Ordering::Relaxed);
+        self.presign_allowed.store(allowed, Ordering::Relaxed);
+    }
+
     pub fn count_signatures(&self) -> u64 {
         self.signatures.load(Ordering::Relaxed)
     }
@@ -243,6 +254,17 @@ impl Metrics {
             ("ocsp_presigned_total", &self.presigned),
         ] {
             let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ocsp_presign_needed_per_second Signatures per second needed to keep every stored answer ahead of its nextUpdate (above ocsp_presign_allowed_per_second: answers expire and are signed live)."
+        );
+        for (name, v) in [
+            ("ocsp_presign_needed_per_second", &self.presign_needed),
+            ("ocsp_presign_allowed_per_second", &self.presign_allowed),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
         let _ = writeln!(out, "# TYPE ocsp_cache_entries gauge");

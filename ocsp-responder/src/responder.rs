@@ -1264,6 +1264,7 @@ impl Responder {
         let period = (self.inner.settings.validity / 20i32)
             .clamp(time::Duration::seconds(1), time::Duration::seconds(60));
         let stop = Arc::new(AtomicBool::new(false));
+        let mut warned = false;
         tokio::pin!(shutdown);
         loop {
             let (me, flag) = (self.clone(), Arc::clone(&stop));
@@ -1283,6 +1284,7 @@ impl Responder {
                         signed = r.signed,
                         "pre-signer pass"
                     );
+                    self.check_presign_capacity(r.certificates, &mut warned);
                     let margin = self.inner.settings.resign_margin;
                     let until = r
                         .earliest_next_update
@@ -1303,6 +1305,26 @@ impl Responder {
                 _ = tokio::time::sleep(wait.unsigned_abs()) => {}
             }
         }
+    }
+
+    /// After a pre-signer pass over `certificates`: the rate needed to re-sign each one's
+    /// answer once per cycle, in the metrics, and a warning (once until the rate suffices
+    /// again) when the configured bound is below it — the answers would then expire before
+    /// the pre-signer comes back to them and be signed live, at the RSA rate, when asked.
+    fn check_presign_capacity(&self, certificates: u64, warned: &mut bool) {
+        let s = &self.inner.settings;
+        let needed = presign_needed(certificates, s.validity, s.resign_margin);
+        let allowed = u64::from(s.presign_rate.max(1));
+        self.inner.metrics.presign_capacity(needed, allowed);
+        if needed > allowed && !*warned {
+            tracing::warn!(
+                certificates,
+                needed_per_second = needed,
+                presign_per_second = allowed,
+                "the pre-signer cannot keep every certificate's OCSP answer signed ahead: raise [ocsp] presign_per_second or the policy's ocsp.next_update_minutes"
+            );
+        }
+        *warned = needed > allowed;
     }
 
     /// Synchronous [`Responder::answer`] without the concurrency limit (for tools, tests and the
@@ -1862,6 +1884,18 @@ impl Responder {
     }
 }
 
+/// Signatures per second that re-sign `certificates` answers (one CertID form each) once
+/// per cycle: an answer is re-signed `margin` before its nextUpdate, so each lives
+/// `validity − margin` between re-signings. Rounded up; `u64::MAX` when there is no cycle.
+fn presign_needed(certificates: u64, validity: time::Duration, margin: time::Duration) -> u64 {
+    let cycle = (validity - margin).as_seconds_f64();
+    if cycle <= 0.0 {
+        return u64::MAX;
+    }
+    // Float to integer saturates in Rust; the value is non-negative here.
+    (certificates as f64 / cycle).ceil() as u64
+}
+
 /// [`sign`], counted in the metrics' signatures.
 fn sign_counted(
     inner: &Inner,
@@ -1940,4 +1974,21 @@ fn signer_issuer_key_id(cert_der: &[u8]) -> Option<Vec<u8>> {
         .find(|e| e.extn_id == AKI)?;
     let aki = AuthorityKeyIdentifier::from_der(ext.extn_value.as_bytes()).ok()?;
     aki.key_identifier.map(|k| k.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::presign_needed;
+    use time::Duration;
+
+    #[test]
+    fn the_presign_need_is_certificates_over_the_cycle_rounded_up() {
+        // Default policy: answers live 60 min, re-signed 20 min before: a 40-min cycle.
+        let (life, margin) = (Duration::minutes(60), Duration::minutes(20));
+        assert_eq!(presign_needed(1_000_000, life, margin), 417);
+        assert_eq!(presign_needed(10_000_000, life, margin), 4_167);
+        assert_eq!(presign_needed(2_400, life, margin), 1);
+        assert_eq!(presign_needed(0, life, margin), 0);
+        assert_eq!(presign_needed(5, life, life), u64::MAX);
+    }
 }
