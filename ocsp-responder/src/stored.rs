@@ -24,7 +24,9 @@
 //! answer. More answers fit in each byte of cache and of disk.
 //!
 //! **Why redb and not sled** (measured, BENCHMARKS.md "Answer store": 10^6 answers, 2 reader
-//! threads, 64 MiB cache, the same run): FIGURES. sled materialises a whole node on each
+//! threads, 64 MiB cache, the same run, a loaded machine): 59,037 gets/s vs sled's 9,546
+//! (6.2×), peak RSS 87–98 vs 330–400 MiB, 3,318 vs 5,325 bytes on disk per answer, 8,147 vs
+//! 5,749 puts/s, open in 0.01–0.05 s vs up to 8.2 s. sled materialises a whole node on each
 //! page-cache miss (malloc and decode per read, ~27 % of serve's CPU under a uniform load);
 //! redb reads 4 KiB pages with `pread` into its own cache bounded by `cache_bytes`, and a value
 //! is borrowed from the page. A purpose-built log + hash file was not needed: redb is a
