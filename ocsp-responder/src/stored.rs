@@ -334,7 +334,8 @@ impl AnswerStore {
     /// not open (damaged) is moved aside to `dir.damaged-<unix time>` and a new one begun,
     /// and a directory in the older sled layout is removed: its answers are derived data,
     /// signed again by the pre-signer (with no watermark, the responder starts the new store
-    /// at the log's head).
+    /// at the log's head). A store another process has open is an error, and nothing is
+    /// moved.
     pub fn open(dir: &Path, settings: &Settings) -> Result<AnswerStore, Error> {
         if sled_layout(dir) {
             tracing::warn!(dir = %dir.display(), "the pre-signed OCSP answer store is in the older sled layout; removing it (its answers are signed again)");
@@ -345,7 +346,9 @@ impl AnswerStore {
         let file = dir.join(FILE);
         let store = match AnswerStore::open_file(&file, settings) {
             Ok(s) => s,
-            Err(e) => {
+            // Another process serves from it: an error, nothing moved.
+            Err(OpenFailure::InUse(e)) => return Err(e),
+            Err(OpenFailure::Other(e)) => {
                 let aside = dir.with_extension(format!(
                     "damaged-{}",
                     OffsetDateTime::now_utc().unix_timestamp()
@@ -354,24 +357,30 @@ impl AnswerStore {
                 std::fs::rename(dir, &aside)
                     .map_err(|e| Error::Store(format!("set {} aside: {e}", dir.display())))?;
                 create_private_dir(dir)?;
-                AnswerStore::open_file(&file, settings)?
+                AnswerStore::open_file(&file, settings).map_err(OpenFailure::into_error)?
             }
         };
         Ok(store)
     }
 
-    fn open_file(file: &Path, settings: &Settings) -> Result<AnswerStore, Error> {
+    fn open_file(file: &Path, settings: &Settings) -> Result<AnswerStore, OpenFailure> {
         let mut options = std::fs::OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let f = options
             .open(file)
-            .map_err(|e| Error::Store(format!("open {}: {e}", file.display())))?;
+            .map_err(|e| Error::Store(format!("open {}: {e}", file.display())))
+            .map_err(OpenFailure::Other)?;
         let db = builder(settings)
             .create_with_backend(redb::backends::FileBackend::new(f))
-            .map_err(failed("open the answer store"))?;
-        AnswerStore::with(db, Some(file.to_path_buf()))
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => OpenFailure::InUse(Error::Store(
+                    format!("{} is open in another process", file.display()),
+                )),
+                e => OpenFailure::Other(failed("open the answer store")(e)),
+            })?;
+        AnswerStore::with(db, Some(file.to_path_buf())).map_err(OpenFailure::Other)
     }
 
     fn with(db: Database, file: Option<PathBuf>) -> Result<AnswerStore, Error> {
@@ -622,6 +631,22 @@ impl AnswerStore {
                 .map_err(failed("flush the answer store"))?;
         }
         Ok(())
+    }
+}
+
+/// Why the store's file did not open.
+enum OpenFailure {
+    /// Locked by another process (a second server on the same data): left alone.
+    InUse(Error),
+    /// Anything else: the file is set aside as damaged.
+    Other(Error),
+}
+
+impl OpenFailure {
+    fn into_error(self) -> Error {
+        match self {
+            OpenFailure::InUse(e) | OpenFailure::Other(e) => e,
+        }
     }
 }
 
@@ -945,6 +970,27 @@ mod tests {
         drop(s);
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
         assert_eq!((s.len(), s.watermark().unwrap()), (1, Some(3)));
+    }
+
+    #[test]
+    fn a_store_open_in_another_handle_is_refused_and_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        let first = AnswerStore::open(&path, &Settings::default()).unwrap();
+        first
+            .put(Hierarchy::Auth, HashAlg::Sha1, &[1], &answer(Status::Good))
+            .unwrap();
+        let second = AnswerStore::open(&path, &Settings::default());
+        assert!(second.is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["answers"]);
+        assert!(first
+            .get(Hierarchy::Auth, HashAlg::Sha1, &[1])
+            .unwrap()
+            .is_some());
     }
 
     #[test]
