@@ -30,7 +30,10 @@
 //! page-cache miss (malloc and decode per read, ~27 % of serve's CPU under a uniform load);
 //! redb reads 4 KiB pages with `pread` into its own cache bounded by `cache_bytes`, and a value
 //! is borrowed from the page. A purpose-built log + hash file was not needed: redb is a
-//! well-kept library, already crash-safe (checksummed commit slots, atomic commits).
+//! well-kept library, already crash-safe (checksummed commit slots, atomic commits). Through
+//! `jpki serve` at 10^5 certificates (64 MiB, same machine, alternated with the sled build):
+//! uniform OCSP 41–48 k/s vs 16–26 k/s, p99 4–8 ms vs 38–198 ms, 1,426 vs 2,854 bytes per
+//! answer on disk.
 //!
 //! **Durability.** Each write is its own non-durable commit (no fsync); a durable commit
 //! (fsync, with the allocator state recorded so that an open after a crash needs no walk of
