@@ -68,11 +68,15 @@ fn a_revocation_committed_while_no_responder_ran_is_answered_revoked_after_a_res
         std::thread::sleep(Duration::from_millis(200));
     }
     let url = format!("{}/ocsp", server.base);
+    let hits = metric(&server, "ocsp_stored_hits_total");
     let out = ocsp(&root, &pem, &url);
     assert!(
         out.contains("Response verify OK") && out.contains(": good"),
         "{out}"
     );
+    // That answer came from the store, kept without the signer's certificate and spliced
+    // back on read: openssl verified it with the certificate it carries.
+    assert_eq!(metric(&server, "ocsp_stored_hits_total"), hits + 1);
     // Killed, not stopped: nothing more is written.
     let mut server = server;
     unsafe_kill(server.child.id(), "KILL");

@@ -29,8 +29,10 @@
 //! * `hyper` 1 + `hyper-util` (server loop, HTTP/1.1 + HTTP/2, graceful shutdown) on `tokio`;
 //!   `tokio-rustls`/`rustls` for TLS; `bytes` to share one pre-signed answer between responses
 //!   without copying; `base64` for GET.
-//! * `sled` 0.34 (the CA's embedded engine already) for the pre-signed answers on disk: an
-//!   ordered, crash-safe key-value tree with a bounded page cache, no server to run.
+//! * `redb` 5 for the pre-signed answers on disk: a pure-Rust, crash-safe embedded B-tree read
+//!   with `pread` through its own bounded page cache, whose non-durable commits are made
+//!   durable by the next durable one (the pre-signer's many writes, one fsync). Chosen over
+//!   sled (the CA's engine, used here before) by measurement: [`stored`] and BENCHMARKS.md.
 
 pub mod certid;
 pub mod error;

@@ -6,7 +6,7 @@
 //!    still inside its validity is served from memory: no status lookup, no signature.
 //! 3. **Stored** (with an answer store attached, [`crate::stored`]): a memory miss for one
 //!    nonce-less CertID in the canonical form is answered from the durable store, read on the
-//!    runtime worker itself (a sled read; no status lookup, no hand-over to another thread),
+//!    runtime worker itself (a redb read; no status lookup, no hand-over to another thread),
 //!    and promoted into the memory front.
 //! 4. **Live**: a request with a nonce, several CertIDs, a miss or an `unknown` serial
 //!    looks the status up and is signed now, on the blocking pool, holding one permit of a
@@ -762,9 +762,10 @@ impl Responder {
         let answer = match self.prepare(der, now) {
             Prepared::Done(a) => a,
             Prepared::Live(parsed, targets) => {
-                // An authoritative answer store is read right here, on the worker: a sled
-                // read of a cached page takes microseconds, and of another a page-cache read
-                // of the file; nothing else is read.
+                // An authoritative answer store is read right here, on the worker: a redb
+                // read of a cached page takes microseconds, and of another a `pread` of the
+                // file (the OS page cache); nothing else is read. Its writes (which may wait
+                // for another writer's fsync) are made on the blocking pool only.
                 let fast = if self.inner.authoritative.load(Ordering::Acquire) {
                     self.answer_from_store(&parsed, &targets, now)
                 } else {

@@ -540,8 +540,8 @@ pub fn run_node(
             assemble_node(Arc::clone(&authority), &settings, node.as_deref())
         })?;
         // Every certificate's answer signed ahead and kept on disk beside the store (#14);
-        // the server alone opens it (one process at a time: sled locks it). A CA node serves
-        // no OCSP (its edges do), so it keeps none.
+        // the server alone opens it (one process at a time: redb locks its file). A CA node
+        // serves no OCSP (its edges do), so it keeps none.
         if node.is_none() {
         let mut answer_settings = ocsp_responder::stored::Settings::default();
         answer_settings.cache_bytes = settings.answer_cache_bytes;
