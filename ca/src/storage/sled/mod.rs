@@ -5,6 +5,7 @@
 mod kv;
 #[doc(hidden)]
 pub use kv::fuzz_read_records;
+pub use kv::SledOptions;
 pub mod layout;
 
 use std::path::{Path, PathBuf};
@@ -35,9 +36,22 @@ impl SledStorage {
     /// Opens (or creates) the store in `dir` (`dir/journal`, `dir/sled/`), replaying or
     /// rebuilding from the journal as needed. A second process gets [`Error::Locked`].
     pub fn open(dir: &Path) -> Result<SledStorage> {
-        let s = SledStorage { kv: Kv::open(dir)? };
+        SledStorage::open_with(dir, &SledOptions::default())
+    }
+
+    /// [`SledStorage::open`] with sled opened as `options` say (`jpki serve` bounds its page
+    /// cache: `[store] cache_mib`).
+    pub fn open_with(dir: &Path, options: &SledOptions) -> Result<SledStorage> {
+        let s = SledStorage {
+            kv: Kv::open_with(dir, options)?,
+        };
         s.index_identities()?;
         Ok(s)
+    }
+
+    /// Bytes of page cache sled was opened with.
+    pub fn cache_capacity(&self) -> u64 {
+        self.kv.cache_capacity()
     }
 
     /// Fills the register's identity index of a store made before it existed (one unit of
@@ -956,6 +970,31 @@ mod tests {
     }
 
     crate::storage_conformance!(fresh);
+
+    /// The page cache a caller asks for is the one sled is opened with — also when the
+    /// store's tables are rebuilt from its journal at open — and one-shot commands keep
+    /// sled's own default.
+    #[test]
+    fn sled_is_opened_with_the_page_cache_asked_for() {
+        use super::SledOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(s.cache_capacity(), SledOptions::SLED_DEFAULT_CACHE_BYTES);
+        drop(s);
+        let small = SledOptions {
+            cache_bytes: 24 << 20,
+        };
+        let s = SledStorage::open_with(dir.path(), &small).unwrap();
+        assert_eq!(s.cache_capacity(), 24 << 20);
+        drop(s);
+        // No tables: rebuilt from the journal, then opened with the same options.
+        std::fs::remove_dir_all(dir.path().join("sled")).unwrap();
+        let other = SledOptions {
+            cache_bytes: 40 << 20,
+        };
+        let s = SledStorage::open_with(dir.path(), &other).unwrap();
+        assert_eq!(s.cache_capacity(), 40 << 20);
+    }
 
     /// A store written before the identity index existed (residents, no index, no mark)
     /// gets its index filled in when opened, and a read-only copy of it scans meanwhile.
