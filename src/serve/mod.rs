@@ -131,8 +131,22 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))
+        toml::from_str(&text).map_err(|e| {
+            // The message alone does not name the field when a value has the wrong type
+            // (`invalid type: string "big", expected u64`): quote the line it is on.
+            let at = e.span().and_then(|span| {
+                let start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+                let line = text[start..].lines().next().unwrap_or_default().trim();
+                let number = text[..start].matches('\n').count() + 1;
+                Some(format!(" (line {number}: `{line}`)"))
+            });
+            Error::Config(format!(
+                "{}{}: {}",
+                path.display(),
+                at.unwrap_or_default(),
+                e.message()
+            ))
+        })
     }
 
     pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
