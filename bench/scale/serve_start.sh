@@ -11,7 +11,8 @@
 #   log line `published at start` counts them); after LOAD_RUNS × LOAD_SECONDS of OCSP
 #   requests spread uniformly over every certificate (wrk + multi.lua, as ocsp.sh);
 #   after one revocation (its CRL re-published); and the peak (VmHWM).
-# Then one table of medians over the rounds. Unattended; nothing but the store's own files
+# Rounds alternate the settings; a warm-up start first (not measured) publishes the CRLs and
+# pre-signs every answer. Then one table of medians over the rounds. Unattended; nothing but the store's own files
 # (the revocations, the CRLs, the answer store) is changed.
 # `[crl] batch_delay_seconds = 0` so that the figure is the publication, not the batching wait.
 # Run from the workspace root, in a private network namespace:
@@ -36,16 +37,30 @@ done
 python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
 N=$(cat "$W/auth.serials" "$W/signing.serials" | wc -l)
 python3 -c "import struct;d=open('$W/all.reqs','rb').read();n=struct.unpack('>H',d[:2])[0];open('$W/first.der','wb').write(d[2:2+n])"
+metric() { curl -s http://127.0.0.1:8090/metrics | awk -v m="$1" '$1==m {print $2}'; }
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 # "RSS/RssAnon/RssFile" in MiB
 mem() { awk '/^(VmRSS|RssAnon|RssFile):/ {v[$1]=$2} END {printf "%.0f/%.0f/%.0f", v["VmRSS:"]/1024, v["RssAnon:"]/1024, v["RssFile:"]/1024}' /proc/$1/status; }
 hwm() { awk '/^VmHWM:/ {printf "%.0f", $2/1024}' /proc/$1/status; }
 : > "$W/rows"
-for CACHE in $CACHE_MIBS; do
+conf() { # cache_mib presign_per_second
   printf '[listen]\nhttp = "127.0.0.1:8090"\n[crl]\nbatch_delay_seconds = 0\n[store]\ncache_mib = %s\n[ocsp]\npresign_per_second = %s\n' \
-    "$CACHE" "${PRESIGN:-200}" > "$W/serve.toml"
-  for i in $(seq 1 "$R"); do
+    "$1" "$2" > "$W/serve.toml"
+}
+# Warm-up, not measured: the first start of a new store publishes every CRL and pre-signs
+# every answer; here at full speed, so that every round below starts from the same state
+# (answers stored and fresh for the policy's answer life, CRLs published).
+conf 256 1000000
+t0=$(now)
+$BIN --data "$DATA" serve --config "$W/serve.toml" 2> "$W/serve.log" > /dev/null & SERVE=$!
+until curl -s -f -o /dev/null http://127.0.0.1:8090/readyz; do sleep 0.5; done
+last=-1; while :; do sleep 5; s=$(metric ocsp_signatures_total); [ "$s" = "$last" ] && break; last=$s; done
+echo "warm-up start: ready and every answer stored after $(since "$t0") s ($last signatures); RSS/anon/file $(mem $SERVE) MiB"
+kill $SERVE; wait $SERVE 2>/dev/null || true; SERVE=
+for i in $(seq 1 "$R"); do
+  for CACHE in $CACHE_MIBS; do
+    conf "$CACHE" "${PRESIGN:-200}"
     echo "## [store] cache_mib = $CACHE, round $i"
     t0=$(now)
     $BIN --data "$DATA" serve --config "$W/serve.toml" 2> "$W/serve.log" > /dev/null & SERVE=$!
