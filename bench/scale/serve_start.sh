@@ -18,15 +18,16 @@
 # Run from the workspace root, in a private network namespace:
 #   cargo build --release -p jpki
 #   unshare -n bash bench/scale/serve_start.sh DIR [ROUNDS]
-#   (env: CACHE_MIBS="1024 256", LOAD_SECONDS=8, LOAD_RUNS=3, PRESIGN=200)
+#   (env: CACHE_MIBS="1024 256", LOAD_SECONDS=8, LOAD_RUNS=3, PRESIGN=200, JPKI_BIN)
 set -eu
 DATA=$1; R=${2:-3}
 CACHE_MIBS=${CACHE_MIBS:-1024 256}; T=${LOAD_SECONDS:-8}; LOADS=${LOAD_RUNS:-3}
 ip link set lo up
-BIN=$PWD/target/release/jpki
+BIN=${JPKI_BIN:-$PWD/target/release/jpki} # JPKI_BIN: another build, e.g. before a change
 export JPKI_PASSPHRASE=${JPKI_PASSPHRASE:-bench-passphrase}
 W=$(mktemp -d); SERVE=
 trap '[ -n "$SERVE" ] && kill $SERVE 2>/dev/null; rm -rf "$W"' EXIT INT TERM
+echo "## binary: $BIN ($(stat -c %y "$BIN" | cut -c1-19))"
 echo "## machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load $(cut -d' ' -f1-3 /proc/loadavg); store: $(du -sm "$DATA" | cut -f1) MB; rounds $R; OCSP load $LOADS × $T s"
 python3 bench/scale/export.py "$BIN" "$DATA" "$W"
 $BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
