@@ -522,6 +522,7 @@ pub fn run_node(
     settings: Settings,
     node: Option<String>,
 ) -> Result<()> {
+    memory::limit_arenas();
     let sled = ca::storage::sled::SledOptions {
         cache_bytes: settings.store_cache_bytes,
     };
