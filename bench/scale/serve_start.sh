@@ -5,7 +5,9 @@
 # `jpki revoke` (through the admin socket) to its partition's new CRL being served.
 #
 # Memory: for each CA store page cache in CACHE_MIBS (`[store] cache_mib`; 1024 is sled's
-# own default, what `jpki serve` had before the setting existed), ROUNDS restarts, each:
+# own default, what `jpki serve` had before the setting existed; `none` writes no such line,
+# for a build older than the setting, e.g. JPKI_BIN=main's with CACHE_MIBS=none), ROUNDS
+# restarts, each:
 #   RSS (RssAnon, RssFile) at the first OCSP answer; when ready (the first CRL pass since
 #   start is over: every partition on a new store or when due, else only the due ones — the
 #   log line `published at start` counts them); after LOAD_RUNS × LOAD_SECONDS of OCSP
@@ -45,14 +47,14 @@ since() { echo "$(now) - $1" | bc; }
 mem() { awk '/^(VmRSS|RssAnon|RssFile):/ {v[$1]=$2} END {printf "%.0f/%.0f/%.0f", v["VmRSS:"]/1024, v["RssAnon:"]/1024, v["RssFile:"]/1024}' /proc/$1/status; }
 hwm() { awk '/^VmHWM:/ {printf "%.0f", $2/1024}' /proc/$1/status; }
 : > "$W/rows"
-conf() { # cache_mib presign_per_second
-  printf '[listen]\nhttp = "127.0.0.1:8090"\n[crl]\nbatch_delay_seconds = 0\n[store]\ncache_mib = %s\n[ocsp]\npresign_per_second = %s\n' \
-    "$1" "$2" > "$W/serve.toml"
+conf() { # cache_mib ("none": no [store] cache_mib line, for a build without it) presign_per_second
+  printf '[listen]\nhttp = "127.0.0.1:8090"\n[crl]\nbatch_delay_seconds = 0\n[ocsp]\npresign_per_second = %s\n' "$2" > "$W/serve.toml"
+  [ "$1" = none ] || printf '[store]\ncache_mib = %s\n' "$1" >> "$W/serve.toml"
 }
 # Warm-up, not measured: the first start of a new store publishes every CRL and pre-signs
 # every answer; here at full speed, so that every round below starts from the same state
 # (answers stored and fresh for the policy's answer life, CRLs published).
-conf 256 1000000
+conf "${CACHE_MIBS%% *}" 1000000
 t0=$(now)
 $BIN --data "$DATA" serve --config "$W/serve.toml" 2> "$W/serve.log" > /dev/null & SERVE=$!
 until curl -s -f -o /dev/null http://127.0.0.1:8090/readyz; do sleep 0.5; done
