@@ -657,6 +657,7 @@ impl Services {
             presign_rate: 200,
             answer_cache_bytes: 64 << 20,
             memory_answers: 64 << 10,
+            store_cache_bytes: crate::serve::DEFAULT_STORE_CACHE_MIB << 20,
         };
         let parts = crate::serve::assemble(a, &settings)?;
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ca::clock::Clock;
-use ca::storage::sled::SledStorage;
+use ca::storage::sled::{SledOptions, SledStorage};
 use ca::storage::{fingerprint, Storage};
 use ca::{Authority, Error};
 use policies::profile::Scope;
@@ -174,8 +174,19 @@ pub fn open(
     passphrase: Option<Vec<u8>>,
     clock: Arc<dyn Clock>,
 ) -> ca::Result<Authority> {
+    open_with(dir, passphrase, clock, &SledOptions::default())
+}
+
+/// [`open`], a sled store opened as `sled` says (`jpki serve`'s `[store] cache_mib`; a
+/// PostgreSQL store keeps no page cache in this process).
+pub fn open_with(
+    dir: &Path,
+    passphrase: Option<Vec<u8>>,
+    clock: Arc<dyn Clock>,
+    sled: &SledOptions,
+) -> ca::Result<Authority> {
     match configured_url(dir)? {
-        None => Authority::open(dir, passphrase, clock),
+        None => Authority::open_sled_with(dir, passphrase, clock, sled),
         Some(url) => {
             if !dir.join("policy.toml").exists() {
                 return Err(Error::NoDataDir(dir.display().to_string()));

@@ -270,6 +270,42 @@ fn a_port_in_use_and_a_bad_config_are_clear_errors() {
     );
 }
 
+/// A CA store page cache out of range (`[store] cache_mib`; 0 would make sled panic) is
+/// refused by name before anything is opened or made: the data directory holds the same
+/// files, the journal the same bytes.
+#[test]
+fn a_bad_store_cache_is_refused_by_name_before_anything_is_made() {
+    let env = Env::init();
+    let listing = |env: &Env| {
+        let mut names: Vec<String> = std::fs::read_dir(env.data())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let journal = std::fs::read(env.data().join("db").join("journal")).unwrap();
+        (names, journal)
+    };
+    let before = listing(&env);
+    for (text, needle) in [
+        ("[store]\ncache_mib = 0\n", "store.cache_mib"),
+        ("[store]\ncache_mib = 4\n", "store.cache_mib"),
+        ("[store]\ncache_mib = 1048577\n", "store.cache_mib"),
+        ("[store]\ncache_mib = \"big\"\n", "cache_mib"),
+        ("[store]\ncache = 64\n", "cache"),
+    ] {
+        let cfg = env.write("bad-store.toml", text.as_bytes());
+        let err = env.fails(
+            &["serve", "--http", "127.0.0.1:0", "--config", &p(&cfg)],
+            needle,
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        std::fs::remove_file(&cfg).unwrap();
+    }
+    assert_eq!(listing(&env), before);
+    assert!(!env.data().join("ocsp-answers").exists());
+    assert!(!env.data().join("admin.sock").exists());
+}
+
 /// With `store.compact_journal_kib` set, the server compacts the store by itself once the
 /// journal passes it, and the store stays whole.
 #[test]

@@ -1377,6 +1377,7 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
         presign_rate: 200,
         answer_cache_bytes: 64 << 20,
         memory_answers: 64 << 10,
+        store_cache_bytes: crate::serve::DEFAULT_STORE_CACHE_MIB << 20,
     };
     crate::serve::assemble(a, &settings)
 }

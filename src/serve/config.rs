@@ -117,12 +117,19 @@ pub struct StoreConfig {
     /// Compact the store (snapshot + shortened journal, docs/store.md) when its journal passes
     /// this many KiB; 0 never (run `jpki store compact` from cron instead).
     pub compact_journal_kib: u64,
+    /// MiB of page cache for the CA store's sled engine (decoded tree pages kept in memory):
+    /// the bound on what of the store the server keeps resident, whatever its size.
+    pub cache_mib: u64,
 }
+
+/// `[store] cache_mib` when not given.
+pub const DEFAULT_STORE_CACHE_MIB: u64 = 256;
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             compact_journal_kib: 256 * 1024,
+            cache_mib: DEFAULT_STORE_CACHE_MIB,
         }
     }
 }

@@ -29,7 +29,10 @@ pub(crate) mod tsa_http;
 pub use http::serve_public as http_public;
 
 mod config;
-pub use config::{AdminConfig, AuditConfig, Config, CrlConfig, LimitsConfig, Listen, StoreConfig};
+pub use config::{
+    AdminConfig, AuditConfig, Config, CrlConfig, LimitsConfig, Listen, StoreConfig,
+    DEFAULT_STORE_CACHE_MIB,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,14 +123,30 @@ pub struct Settings {
     pub answer_cache_bytes: u64,
     /// Answers in the OCSP memory front at most (`[ocsp] memory_answers`).
     pub memory_answers: usize,
+    /// The CA store's sled page cache, bytes (`[store] cache_mib`).
+    pub store_cache_bytes: u64,
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))
+        toml::from_str(&text).map_err(|e| {
+            // The message alone does not name the field when a value has the wrong type
+            // (`invalid type: string "big", expected u64`): quote the line it is on.
+            let at = e.span().and_then(|span| {
+                let start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+                let line = text[start..].lines().next().unwrap_or_default().trim();
+                let number = text[..start].matches('\n').count() + 1;
+                Some(format!(" (line {number}: `{line}`)"))
+            });
+            Error::Config(format!(
+                "{}{}: {}",
+                path.display(),
+                at.unwrap_or_default(),
+                e.message()
+            ))
+        })
     }
 
     pub fn validate(&self, data: &Path, policy: &policies::Policy) -> Result<Settings> {
@@ -227,6 +246,12 @@ impl Config {
                 format!("must be 0 (never) or 64 to 67108864, got {kib}"),
             ));
         }
+        if !(8..=1 << 20).contains(&self.store.cache_mib) {
+            return Err(field(
+                "store.cache_mib",
+                format!("must be 8 to 1048576, got {}", self.store.cache_mib),
+            ));
+        }
         let l = &self.limits;
         if !(1..=1_000_000).contains(&l.max_connections) {
             return Err(field(
@@ -291,6 +316,7 @@ impl Config {
             presign_rate: self.ocsp.presign_per_second,
             answer_cache_bytes: self.ocsp.answer_cache_mib << 20,
             memory_answers: self.ocsp.memory_answers,
+            store_cache_bytes: self.store.cache_mib << 20,
         })
     }
 }
@@ -496,11 +522,20 @@ pub fn run_node(
     settings: Settings,
     node: Option<String>,
 ) -> Result<()> {
-    let authority = Arc::new(crate::store::open(
+    memory::limit_arenas();
+    let sled = ca::storage::sled::SledOptions {
+        cache_bytes: settings.store_cache_bytes,
+    };
+    let authority = Arc::new(crate::store::open_with(
         data,
         passphrase,
         crate::clock::clock()?,
+        &sled,
     )?);
+    tracing::info!(
+        cache_mib = settings.store_cache_bytes >> 20,
+        "CA store open (sled page cache bound: [store] cache_mib)"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1053,8 +1088,28 @@ mod tests {
             .validate(Path::new("/data"), &policies::Policy::default_policy())
             .unwrap();
         assert_eq!(s.crl.dirty_bound, std::time::Duration::from_secs(5));
+        assert_eq!(s.store_cache_bytes, DEFAULT_STORE_CACHE_MIB << 20);
         // A misspelt field is still refused, by name.
         let e = toml::from_str::<Config>("[crl]\ndirty_bound = 5\n").unwrap_err();
         assert!(e.to_string().contains("dirty_bound"), "{e}");
+    }
+
+    #[test]
+    fn the_store_cache_is_taken_in_mib_and_refused_out_of_range() {
+        let policy = policies::Policy::default_policy();
+        let at = |text: &str| {
+            toml::from_str::<Config>(&format!("[listen]\nhttp = \"127.0.0.1:0\"\n{text}"))
+                .unwrap()
+                .validate(Path::new("/data"), &policy)
+        };
+        let s = at("[store]\ncache_mib = 48\n").unwrap();
+        assert_eq!(s.store_cache_bytes, 48 << 20);
+        for bad in [0, 7, (1 << 20) + 1] {
+            let e = at(&format!("[store]\ncache_mib = {bad}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains("store.cache_mib") && e.to_string().contains("8 to"),
+                "{e}"
+            );
+        }
     }
 }

@@ -490,6 +490,7 @@ mod tests {
             presign_rate: 200,
             answer_cache_bytes: 64 << 20,
             memory_answers: 64 << 10,
+            store_cache_bytes: crate::serve::DEFAULT_STORE_CACHE_MIB << 20,
         };
         let parts = crate::serve::assemble(Arc::clone(&a), &settings).unwrap();
         let local: std::net::SocketAddr = "127.0.0.1:9443".parse().unwrap();

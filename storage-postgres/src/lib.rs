@@ -889,6 +889,18 @@ impl Storage for PgStorage {
         }
     }
 
+    fn roots(&self) -> Result<Vec<CertRecord>> {
+        self.query(
+            &format!(
+                "SELECT {CERT_COLS} FROM certificates c WHERE kind = $1 ORDER BY hierarchy, serial"
+            ),
+            &[&CertKind::Root.as_str()],
+        )?
+        .iter()
+        .map(cert_from)
+        .collect()
+    }
+
     fn holder_certificates(&self, holder: &str) -> Result<Vec<(CertRecord, StatusRecord)>> {
         self.query(
             &format!(

@@ -20,7 +20,11 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::records::{pem, CertKind, CertRecord};
 use crate::signers::Signers;
-use crate::storage::{self, sled::SledStorage, Storage};
+use crate::storage::{
+    self,
+    sled::{SledOptions, SledStorage},
+    Storage,
+};
 
 impl Authority {
     /// Creates a data directory: both hierarchies (root key and certificate), a delegated OCSP
@@ -295,6 +299,17 @@ impl Authority {
         passphrase: Option<Vec<u8>>,
         clock: Arc<dyn Clock>,
     ) -> Result<Authority> {
+        Self::open_sled_with(dir, passphrase, clock, &SledOptions::default())
+    }
+
+    /// [`Authority::open`] with the sled engine opened as `options` say (`jpki serve` bounds
+    /// its page cache).
+    pub fn open_sled_with(
+        dir: &Path,
+        passphrase: Option<Vec<u8>>,
+        clock: Arc<dyn Clock>,
+        options: &SledOptions,
+    ) -> Result<Authority> {
         let layout = DataDir::new(dir);
         let policy_text = fs::read_to_string(layout.policy())
             .map_err(|_| Error::NoDataDir(dir.display().to_string()))?;
@@ -302,7 +317,7 @@ impl Authority {
         // `jpki init` did not make gets no store created in it.
         Policy::from_toml(&policy_text)?;
         say_tightened(&layout, layout.make_private()?);
-        let store = SledStorage::open(&layout.db())?;
+        let store = SledStorage::open_with(&layout.db(), options)?;
         Self::open_on(dir, Arc::new(store), passphrase, clock)
     }
 

@@ -39,7 +39,7 @@ use policies::{profile, Hierarchy, Policy};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keys::CaSigner;
-use crate::records::{CertKind, CertRecord};
+use crate::records::CertRecord;
 use crate::signers::Signers;
 use crate::storage::Storage;
 
@@ -208,12 +208,9 @@ impl Authority {
         clock: Arc<dyn Clock>,
     ) -> Result<Authority> {
         let mut records: BTreeMap<Hierarchy, Vec<CertRecord>> = BTreeMap::new();
-        storage.for_each_certificate(&mut |r: CertRecord| {
-            if r.kind == CertKind::Root {
-                records.entry(r.hierarchy).or_default().push(r);
-            }
-            Ok(())
-        })?;
+        for r in storage.roots()? {
+            records.entry(r.hierarchy).or_default().push(r);
+        }
         let mut roots = BTreeMap::new();
         for (h, list) in records {
             roots.insert(h, generations(list)?);

@@ -91,6 +91,7 @@ macro_rules! storage_conformance {
     ($make:expr) => {
         $crate::storage_conformance!(@checks $make;
             certificates,
+            roots,
             holder_certificates,
             key_owners,
             status_lifecycle,
@@ -185,6 +186,7 @@ pub type Check<S> = fn(&S);
 pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
     vec![
         ("certificates", certificates::<S>),
+        ("roots", roots::<S>),
         ("holder_certificates", holder_certificates::<S>),
         ("key_owners", key_owners::<S>),
         ("status_lifecycle", status_lifecycle::<S>),
@@ -804,6 +806,42 @@ pub fn certificates<S: Storage>(s: &S) {
     assert!(
         ok(s.dirty_partitions()).is_empty(),
         "adding a good certificate changes no CRL"
+    );
+}
+
+/// roots: every root certificate and nothing else, in (hierarchy, serial) order, as written;
+/// a root added in a unit of work that fails is not among them.
+pub fn roots<S: Storage>(s: &S) {
+    assert!(ok(s.roots()).is_empty());
+    let root = |h: Hierarchy, serial: &[u8], generation: u32| CertRecord {
+        kind: CertKind::Root,
+        generation,
+        der: certificate_der(&[&[h.tag(), 0x52, generation as u8][..], serial].concat()),
+        ..ca_cert(h, serial)
+    };
+    let (a1, a2, s1) = (
+        root(AUTH, &[0x7F, 0x01], 1),
+        root(AUTH, &[0x03], 2),
+        root(SIGNING, &[0x10], 1),
+    );
+    let others = [
+        holder_cert(AUTH, &[0x05], "R1", 1),
+        ca_cert(AUTH, &[0x06]),
+        holder_cert(SIGNING, &[0x01], "R1", 1),
+    ];
+    add(s, &[&others[0], &a1, &others[1]]);
+    add(s, &[&s1, &others[2]]);
+    add(s, &[&a2]);
+    let e = s.transact(&|t| {
+        t.add_certificate(&root(SIGNING, &[0x20], 2), None)?;
+        Err(Error::Retry)
+    });
+    assert!(matches!(e, Err(Error::Retry)));
+    let got: Vec<String> = ok(s.roots()).iter().map(json).collect();
+    assert_eq!(
+        got,
+        [&s1, &a2, &a1].map(json),
+        "the roots only, in (hierarchy, serial bytes) order, as written"
     );
 }
 

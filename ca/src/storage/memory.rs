@@ -192,6 +192,17 @@ impl Storage for MemoryStorage {
         )
     }
 
+    fn roots(&self) -> Result<Vec<CertRecord>> {
+        let mut out = Vec::new();
+        self.for_each_certificate(&mut |c| {
+            if c.kind == crate::records::CertKind::Root {
+                out.push(c);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     fn for_each_resident(&self, each: &mut dyn FnMut(Resident) -> Result<()>) -> Result<()> {
         self.stream(
             |t| &t.residents,

@@ -548,6 +548,8 @@ struct Shared {
     /// Held for the whole of a compaction: two at once would write the same temporary files
     /// and copy the journal from stale offsets.
     compacting: Mutex<()>,
+    /// What sled was opened with (its page cache: [`SledOptions`]).
+    config: sled::Config,
     db: sled::Db,
     trees: Vec<sled::Tree>,
     /// Serialises commit + append, so that journal order is commit order.
@@ -572,10 +574,10 @@ struct Shared {
 /// one put in place). sled's background threads can hold
 /// the rebuilt database's file lock for a moment after it is dropped (seen under load:
 /// `could not acquire lock`), so a lock refusal is retried for up to two seconds.
-fn reopen_sled(dir: &Path) -> std::result::Result<(sled::Db, Vec<sled::Tree>), sled::Error> {
+fn reopen_sled(dir: &Path, options: &SledOptions) -> std::result::Result<Opened, sled::Error> {
     let mut tries = 0;
     loop {
-        match open_sled(dir) {
+        match open_sled(dir, options) {
             // sled reports it as ErrorKind::Other with this text (sled 0.34 config.rs).
             Err(sled::Error::Io(e))
                 if e.to_string().starts_with("could not acquire lock") && tries < 100 =>
@@ -588,20 +590,53 @@ fn reopen_sled(dir: &Path) -> std::result::Result<(sled::Db, Vec<sled::Tree>), s
     }
 }
 
-fn open_sled(dir: &Path) -> std::result::Result<(sled::Db, Vec<sled::Tree>), sled::Error> {
+/// How a process opens the sled engine: what may differ between a one-shot command and
+/// `jpki serve` (`[store] cache_mib`, docs/serve.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SledOptions {
+    /// Bytes of sled's page cache: the decoded tree pages it keeps in memory. sled reads
+    /// every page it walks into it — a scan of every certificate (the OCSP pre-signer's pass,
+    /// a CRL pass) fills it up to this bound whatever the store's size — so it is what makes
+    /// a long-running process's memory grow with the store until the bound.
+    pub cache_bytes: u64,
+}
+
+impl SledOptions {
+    /// sled 0.34's own default (1 GiB): what one-shot commands keep.
+    pub const SLED_DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+}
+
+impl Default for SledOptions {
+    fn default() -> SledOptions {
+        SledOptions {
+            cache_bytes: SledOptions::SLED_DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// An open sled database: the configuration it was opened with (kept to say what sled was
+/// given), the database and its trees in [`Table::ALL`] order.
+type Opened = (sled::Config, sled::Db, Vec<sled::Tree>);
+
+fn sled_config(dir: &Path, options: &SledOptions) -> sled::Config {
     // sled's own flushes are not what makes an answer durable (the journal is), so they run
     // only every 5 s: less I/O competing with the journal's fsyncs, a bounded replay after a
     // power loss.
-    let db = sled::Config::new()
+    sled::Config::new()
         .path(dir)
         .flush_every_ms(Some(5000))
         .mode(sled::Mode::HighThroughput)
-        .open()?;
+        .cache_capacity(options.cache_bytes)
+}
+
+fn open_sled(dir: &Path, options: &SledOptions) -> std::result::Result<Opened, sled::Error> {
+    let config = sled_config(dir, options);
+    let db = config.open()?;
     let trees = Table::ALL
         .iter()
         .map(|t| db.open_tree(t.name()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((db, trees))
+    Ok((config, db, trees))
 }
 
 fn applied_seq(trees: &[sled::Tree]) -> Result<u64> {
@@ -643,7 +678,13 @@ fn apply_ops(trees: &[sled::Tree], ops: &[Op]) -> Result<()> {
 impl Kv {
     /// Opens (or creates) the store in `dir` (`dir/journal`, `dir/sled/`), replaying or
     /// rebuilding from the journal as needed. A second process gets [`Error::Locked`].
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path) -> Result<Kv> {
+        Kv::open_with(dir, &SledOptions::default())
+    }
+
+    /// [`Kv::open`] with sled opened as `options` say.
+    pub(crate) fn open_with(dir: &Path, options: &SledOptions) -> Result<Kv> {
         fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
         let lock = File::create(dir.join("lock")).map_err(Error::io(format!(
             "create the lock file in {}",
@@ -701,12 +742,12 @@ impl Kv {
         }
         let sled_dir = dir.join("sled");
         let opened = if sled_dir.exists() {
-            reopen_sled(&sled_dir).map_err(|e| format!("sled does not open: {e}"))
+            reopen_sled(&sled_dir, options).map_err(|e| format!("sled does not open: {e}"))
         } else {
             Err("there is no sled directory".to_owned())
         };
         let usable = match &opened {
-            Ok((_, trees)) => {
+            Ok((_, _, trees)) => {
                 let applied = applied_seq(trees)?;
                 if applied > last {
                     Err(
@@ -723,7 +764,7 @@ impl Kv {
             }
             Err(e) => Err(e.clone()),
         };
-        let (db, trees) = match (opened, usable) {
+        let (config, db, trees) = match (opened, usable) {
             (Ok(sled), Ok(())) => sled,
             (opened, why) => {
                 let why = why.err().unwrap_or_default();
@@ -741,7 +782,7 @@ impl Kv {
                     fs::remove_dir_all(&rebuilding)
                         .map_err(Error::io(format!("remove {}", rebuilding.display())))?;
                 }
-                let (db, trees) = open_sled(&rebuilding)
+                let (_, db, trees) = open_sled(&rebuilding, options)
                     .map_err(|e| Error::Store(format!("create {}: {e}", rebuilding.display())))?;
                 let loaded = if base > 0 {
                     load_snapshot(&snapshot, base, &trees)
@@ -770,7 +811,7 @@ impl Kv {
                 fs::rename(&rebuilding, &sled_dir)
                     .map_err(Error::io("put the rebuilt sled directory in place"))?;
                 sync_dir(dir)?;
-                reopen_sled(&sled_dir)
+                reopen_sled(&sled_dir, options)
                     .map_err(|e| Error::Store(format!("open {}: {e}", sled_dir.display())))?
             }
         };
@@ -788,6 +829,7 @@ impl Kv {
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             compacting: Mutex::new(()),
+            config,
             db,
             trees,
             journal: Mutex::new(Journal {
@@ -813,6 +855,11 @@ impl Kv {
             shared,
             committer: Some(committer),
         })
+    }
+
+    /// Bytes of page cache sled was opened with ([`SledOptions::cache_bytes`]).
+    pub(crate) fn cache_capacity(&self) -> u64 {
+        self.shared.config.cache_capacity
     }
 
     /// Path of the journal of a store directory.
@@ -1376,10 +1423,10 @@ impl Kv {
         let (records, _) = read_journal(&mut file)?;
         let snapshot = dir.join(SNAPSHOT);
         let (base, _, last) = store_bounds(dir, &snapshot, &records)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .temporary(true)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+            .mode(sled::Mode::HighThroughput);
+        let db = config.open()?;
         let trees = Table::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
@@ -1395,6 +1442,7 @@ impl Kv {
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             compacting: Mutex::new(()),
+            config,
             db,
             trees,
             journal: Mutex::new(Journal {

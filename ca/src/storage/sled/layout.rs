@@ -619,6 +619,18 @@ pub fn id_from_store(b: &[u8]) -> Result<String> {
     String::from_utf8(b.to_vec()).map_err(|_| Error::Store("corrupt index entry".into()))
 }
 
+// ----- the root index (in `meta`) -------------------------------------------------------------
+
+/// `root/` · [`cert_key`] → empty: every root certificate, so that opening a store does not
+/// walk every certificate to find them.
+pub const ROOT_INDEX_PREFIX: &[u8] = b"root/";
+
+pub fn root_index_key(h: Hierarchy, serial: &[u8]) -> Vec<u8> {
+    let mut k = ROOT_INDEX_PREFIX.to_vec();
+    k.extend_from_slice(&cert_key(h, serial));
+    k
+}
+
 // ----- nodes: the revocation log and CRL leases (in `meta`) ---------------------------------
 
 /// The revocation log's last sequence number (u64 BE).

@@ -5,6 +5,7 @@
 mod kv;
 #[doc(hidden)]
 pub use kv::fuzz_read_records;
+pub use kv::SledOptions;
 pub mod layout;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use crate::audit::{AuditIntent, Head, Record};
 use crate::error::{Error, Result};
 use crate::officers::Officer;
 use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage};
-use crate::records::{CertRecord, Resident, StatusChange, StatusRecord};
+use crate::records::{CertKind, CertRecord, Resident, StatusChange, StatusRecord};
 use crate::storage::SignerRequest;
 use crate::storage::{
     CommitStats, Compaction, CrlId, CrlLease, Generation, KeyFingerprint, KeyOwner,
@@ -35,9 +36,45 @@ impl SledStorage {
     /// Opens (or creates) the store in `dir` (`dir/journal`, `dir/sled/`), replaying or
     /// rebuilding from the journal as needed. A second process gets [`Error::Locked`].
     pub fn open(dir: &Path) -> Result<SledStorage> {
-        let s = SledStorage { kv: Kv::open(dir)? };
+        SledStorage::open_with(dir, &SledOptions::default())
+    }
+
+    /// [`SledStorage::open`] with sled opened as `options` say (`jpki serve` bounds its page
+    /// cache: `[store] cache_mib`).
+    pub fn open_with(dir: &Path, options: &SledOptions) -> Result<SledStorage> {
+        let s = SledStorage {
+            kv: Kv::open_with(dir, options)?,
+        };
         s.index_identities()?;
+        s.index_roots()?;
         Ok(s)
+    }
+
+    /// Fills the root index of a store made before it existed (one walk over every
+    /// certificate, once: a mark in the meta table says the index is complete). Until then —
+    /// a read-only copy of such a store — [`Storage::roots`] walks.
+    fn index_roots(&self) -> Result<()> {
+        if self.kv.get(Table::Meta, ROOTS_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        for item in self.kv.scan(Table::Certs, b"") {
+            let c = l::cert_from_store(&item?.1)?;
+            if c.kind == CertKind::Root {
+                keys.push(l::root_index_key(c.hierarchy, &c.serial));
+            }
+        }
+        self.kv.transact(&|t| {
+            for k in &keys {
+                t.insert(Table::Meta, k, b"")?;
+            }
+            t.insert(Table::Meta, ROOTS_INDEXED, b"1")
+        })
+    }
+
+    /// Bytes of page cache sled was opened with.
+    pub fn cache_capacity(&self) -> u64 {
+        self.kv.cache_capacity()
     }
 
     /// Fills the register's identity index of a store made before it existed (one unit of
@@ -161,6 +198,30 @@ impl Storage for SledStorage {
         Ok(())
     }
 
+    fn roots(&self) -> Result<Vec<CertRecord>> {
+        let mut out = Vec::new();
+        if self.kv.get(Table::Meta, ROOTS_INDEXED)?.is_none() {
+            // A read-only copy of a store made before the index: walk.
+            self.for_each_certificate(&mut |c| {
+                if c.kind == CertKind::Root {
+                    out.push(c);
+                }
+                Ok(())
+            })?;
+            return Ok(out);
+        }
+        for item in self.kv.scan(Table::Meta, l::ROOT_INDEX_PREFIX) {
+            let (k, _) = item?;
+            let key = &k[l::ROOT_INDEX_PREFIX.len()..];
+            // Written in the unit of work that added the certificate, never removed.
+            let c = self
+                .kv
+                .get(Table::Certs, key)?
+                .ok_or_else(|| Error::Store("root index: a root that is not stored".into()))?;
+            out.push(l::cert_from_store(&c)?);
+        }
+        Ok(out)
+    }
     fn residents_by_identity(&self, name: &str, birth: time::Date) -> Result<Vec<Resident>> {
         let key = crate::storage::identity_key(name, birth);
         if self.kv.get(Table::Meta, IDENTITY_INDEXED)?.is_none() {
@@ -594,6 +655,8 @@ impl Storage for SledStorage {
 
 /// The meta key saying the identity index holds every resident.
 const IDENTITY_INDEXED: &[u8] = b"identity-indexed";
+/// The meta key saying the root index ([`l::ROOT_INDEX_PREFIX`]) holds every root.
+const ROOTS_INDEXED: &[u8] = b"roots-indexed";
 
 /// A resident's key in the identity index: its [`crate::storage::identity_key`] then its id.
 fn identity_entry(r: &Resident) -> Vec<u8> {
@@ -686,6 +749,10 @@ impl Tx for SledTx<'_> {
             return Err(crate::storage::serial_taken(c));
         }
         self.0.insert(Table::Certs, &k, &l::cert_to_store(c)?)?;
+        if c.kind == CertKind::Root {
+            self.0
+                .insert(Table::Meta, &l::root_index_key(c.hierarchy, &c.serial), b"")?;
+        }
         self.0
             .insert(Table::Status, &k, &l::status_to_store(&StatusRecord::GOOD)?)?;
         if let Some(holder) = &c.holder {
@@ -956,6 +1023,73 @@ mod tests {
     }
 
     crate::storage_conformance!(fresh);
+
+    /// A store written before the root index existed gets it filled in when opened (a
+    /// read-only copy of it walks meanwhile), and its roots come back from it.
+    #[test]
+    fn an_older_store_gets_its_root_index_when_opened() {
+        use super::{l, Table, ROOTS_INDEXED};
+        use crate::records::CertKind;
+        use crate::storage::Storage;
+        let dir = tempfile::tempdir().unwrap();
+        let root = crate::records::CertRecord {
+            kind: CertKind::Root,
+            ..crate::storage::conformance::ca_cert(policies::Hierarchy::Auth, &[0x42])
+        };
+        {
+            let s = SledStorage::open(dir.path()).unwrap();
+            s.transact(&|t| t.add_certificate(&root, None)).unwrap();
+            assert_eq!(s.roots().unwrap().len(), 1);
+            // As an older binary left it: no index, no mark.
+            s.kv.transact(&|t| {
+                t.remove(
+                    Table::Meta,
+                    &l::root_index_key(root.hierarchy, &root.serial),
+                )?;
+                t.remove(Table::Meta, ROOTS_INDEXED)
+            })
+            .unwrap();
+        }
+        let ro = SledStorage::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.roots().unwrap()[0].serial, [0x42]);
+        drop(ro);
+        let s = SledStorage::open(dir.path()).unwrap();
+        assert!(s.kv.get(Table::Meta, ROOTS_INDEXED).unwrap().is_some());
+        assert!(s
+            .kv
+            .get(
+                Table::Meta,
+                &l::root_index_key(root.hierarchy, &root.serial)
+            )
+            .unwrap()
+            .is_some());
+        assert_eq!(s.roots().unwrap()[0].serial, [0x42]);
+    }
+
+    /// The page cache a caller asks for is the one sled is opened with — also when the
+    /// store's tables are rebuilt from its journal at open — and one-shot commands keep
+    /// sled's own default.
+    #[test]
+    fn sled_is_opened_with_the_page_cache_asked_for() {
+        use super::SledOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStorage::open(dir.path()).unwrap();
+        assert_eq!(s.cache_capacity(), SledOptions::SLED_DEFAULT_CACHE_BYTES);
+        drop(s);
+        let small = SledOptions {
+            cache_bytes: 24 << 20,
+        };
+        let s = SledStorage::open_with(dir.path(), &small).unwrap();
+        assert_eq!(s.cache_capacity(), 24 << 20);
+        drop(s);
+        // No tables: rebuilt from the journal, then opened with the same options.
+        std::fs::remove_dir_all(dir.path().join("sled")).unwrap();
+        let other = SledOptions {
+            cache_bytes: 40 << 20,
+        };
+        let s = SledStorage::open_with(dir.path(), &other).unwrap();
+        assert_eq!(s.cache_capacity(), 40 << 20);
+    }
 
     /// A store written before the identity index existed (residents, no index, no mark)
     /// gets its index filled in when opened, and a read-only copy of it scans meanwhile.
