@@ -1657,3 +1657,77 @@ fn dn_text(n: &x509_cert::name::Name) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_pipeline_writes_every_item_once_and_keeps_the_order() {
+        for n in [0usize, 1, 2, 3, 17, 200] {
+            let items: Vec<usize> = (0..n).collect();
+            let writes = AtomicUsize::new(0);
+            let out = pipeline(
+                &items,
+                2,
+                16,
+                |i| i * 10,
+                |i, b| {
+                    writes.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(*b, i * 10, "the write gets its own item's build");
+                    i + 1
+                },
+            );
+            assert_eq!(writes.load(Ordering::SeqCst), n);
+            let want: Vec<(usize, usize)> = (0..n).map(|i| (i * 10, i + 1)).collect();
+            assert_eq!(out, want, "{n} items");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "build 5 broke")]
+    fn a_panicking_build_is_not_swallowed() {
+        let items: Vec<usize> = (0..20).collect();
+        pipeline(
+            &items,
+            2,
+            4,
+            |i| {
+                assert_ne!(*i, 5, "build 5 broke");
+                *i
+            },
+            |_, b| *b,
+        );
+    }
+
+    #[test]
+    fn files_are_renamed_into_place_and_a_failure_stays_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("a/one.crl");
+        std::fs::create_dir_all(good.parent().unwrap()).unwrap();
+        std::fs::write(&good, b"old").unwrap();
+        // a regular file where a directory should be: the second file cannot be written
+        std::fs::write(dir.path().join("b"), b"not a directory").unwrap();
+        let bad = dir.path().join("b/two.crl");
+        let written = vec![
+            Some(write_renamed(&good, b"new")),
+            Some(write_renamed(&bad, b"x")),
+            None,
+        ];
+        let synced = sync_dirs(written);
+        assert!(matches!(synced[0], Some(Ok(()))), "{:?}", synced[0]);
+        assert!(matches!(synced[1], Some(Err(_))), "{:?}", synced[1]);
+        assert!(synced[2].is_none());
+        assert_eq!(std::fs::read(&good).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(good.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("one.crl")],
+            "no temporary file"
+        );
+    }
+}

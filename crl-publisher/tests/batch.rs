@@ -259,6 +259,65 @@ fn after_a_full_pass_a_revocation_republishes_only_its_crl() {
     }
 }
 
+#[test]
+fn a_crl_whose_file_cannot_be_written_keeps_its_old_file_and_its_flag_while_the_others_publish() {
+    let s = Setup::new();
+    let publisher = s.publisher();
+    let first = publisher.tick(s.now);
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    let h = Hierarchy::Signing;
+    let (blocked, other) = (Scope::Partition(1), Scope::Partition(2));
+    let path = |scope: &Scope| s.dir.path().join(Publisher::file_name(h, 1, scope));
+    let old = std::fs::read(path(&blocked)).unwrap();
+    // A directory where the file goes: the rename onto it fails (after the temp file was
+    // written and fsynced).
+    std::fs::remove_file(path(&blocked)).unwrap();
+    std::fs::create_dir(path(&blocked)).unwrap();
+    std::fs::write(path(&blocked).join("keep"), b"x").unwrap();
+    s.revoke(h, &blocked, 0x45);
+    s.revoke(h, &other, 0x46);
+    let report = publisher.tick(s.now);
+    assert_eq!(report.published, vec![(h, 1, other.clone(), 2)]);
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert_eq!(report.failed[0].2, blocked);
+    assert!(
+        report.failed[0].3.to_string().starts_with("writing "),
+        "{}",
+        report.failed[0].3
+    );
+    assert_eq!(
+        serials(&std::fs::read(path(&other)).unwrap()),
+        vec![vec![0x46]]
+    );
+    assert_eq!(
+        s.state(h, &blocked).published.unwrap().number,
+        1,
+        "still the last CRL published"
+    );
+    assert!(
+        s.store
+            .dirty()
+            .unwrap()
+            .unwrap()
+            .contains(&(h, 1, blocked.clone())),
+        "the revocation is still pending"
+    );
+    for entry in walk(s.dir.path()) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "{entry:?}");
+    }
+
+    // Once the path is free the next pass publishes it with the revocation, under a new number.
+    std::fs::remove_dir_all(path(&blocked)).unwrap();
+    std::fs::write(path(&blocked), &old).unwrap();
+    let report = publisher.tick(s.now);
+    assert_eq!(report.published, vec![(h, 1, blocked.clone(), 3)]);
+    assert_eq!(
+        serials(&std::fs::read(path(&blocked)).unwrap()),
+        vec![vec![0x45]]
+    );
+}
+
 fn serials(der: &[u8]) -> Vec<Vec<u8>> {
     use x509_parser::prelude::FromDer;
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der).unwrap();
