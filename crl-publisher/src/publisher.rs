@@ -291,6 +291,20 @@ pub struct Publisher {
     /// until then a pass publishes only the dirty CRLs, found by one indexed read, instead of
     /// reading every CRL's state. `None` until a full pass ran (and after a new generation).
     resign_due: Mutex<Option<OffsetDateTime>>,
+    /// The CRLs marked through [`Publisher::mark_dirty`] since the last pass, and when the
+    /// store's dirty list was last read. A pass woken by this process's own marks publishes
+    /// those CRLs without reading the store's list (which costs a scan of every CRL's state);
+    /// the list is still read at least every `dirty_bound`, for flags set behind the
+    /// publisher's back (another CA node, a municipal partition flagged by its first
+    /// certificate), and on every full pass.
+    marked: Mutex<Marked>,
+}
+
+/// See [`Publisher::marked`].
+#[derive(Default)]
+struct Marked {
+    scopes: BTreeSet<CrlId>,
+    listed: Option<std::time::Instant>,
 }
 
 impl Publisher {
@@ -325,6 +339,7 @@ impl Publisher {
             build: Mutex::new(()),
             cache: RwLock::new(HashMap::new()),
             resign_due: Mutex::new(None),
+            marked: Mutex::new(Marked::default()),
         })
     }
 
@@ -477,6 +492,12 @@ impl Publisher {
         self.state
             .set_dirty(h, g, scope.clone())
             .map_err(Error::state(h, &scope))?;
+        // after the flag is durable: a pass that takes this mark finds the flag set
+        self.marked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .scopes
+            .insert((h, g, scope));
         self.wake.notify_one();
         Ok(())
     }
@@ -992,9 +1013,12 @@ impl Publisher {
     ///
     /// With a store that lists its dirty CRLs ([`StateStore::dirty`]) the due CRLs are
     /// published as one batch (`Publisher::publish_batch`), and until the earliest
-    /// re-signing the last full pass found, a pass reads only the dirty list.
+    /// re-signing the last full pass found, a pass reads only the dirty list — or, when woken
+    /// by this process's own marks within `dirty_bound` of the last listing, only those
+    /// CRLs (`Publisher::dirty_now`).
     pub fn tick(&self, now: OffsetDateTime) -> TickReport {
-        let dirty = match self.state.dirty() {
+        let started = std::time::Instant::now();
+        let dirty = match self.dirty_now(now) {
             Ok(Some(dirty)) => dirty,
             Ok(None) => return self.tick_each(now),
             Err(e) => {
@@ -1058,6 +1082,15 @@ impl Publisher {
                 }
             }
         }
+        if !due.is_empty() {
+            // what a pass costs before its batch: the dirty list, and every state on a full pass
+            tracing::debug!(
+                full,
+                due = due.len(),
+                listing_ms = started.elapsed().as_secs_f64() * 1e3,
+                "CRL pass"
+            );
+        }
         for ((h, g, scope), result) in
             self.publish_batch(due, now, &self.dir, &ProgressBar::hidden())
         {
@@ -1089,6 +1122,37 @@ impl Publisher {
             known.zip(earliest).map(|(k, e)| k.min(e)).or(*known)
         };
         report
+    }
+
+    /// The dirty CRLs a pass at `now` publishes: the ones this process marked
+    /// ([`Publisher::marked`]) when that is enough — not a full pass, marks waiting, and the
+    /// store's list read within `dirty_bound` — otherwise the store's list
+    /// ([`StateStore::dirty`]), which includes the marks taken here (each flag is set before
+    /// its mark is recorded). `None`: the store cannot list them.
+    fn dirty_now(&self, now: OffsetDateTime) -> Result<Option<Vec<CrlId>>, BoxError> {
+        let full = self
+            .resign_due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|t| now >= t);
+        let mut marked = self.marked.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = marked
+            .listed
+            .is_some_and(|t| t.elapsed() < self.settings.dirty_bound);
+        let scopes = std::mem::take(&mut marked.scopes);
+        if !full && fresh && !scopes.is_empty() {
+            return Ok(Some(scopes.into_iter().collect()));
+        }
+        let listing = std::time::Instant::now();
+        drop(marked);
+        let dirty = self.state.dirty()?;
+        if dirty.is_some() {
+            self.marked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .listed = Some(listing);
+        }
+        Ok(dirty)
     }
 
     /// [`tick`](Publisher::tick) for a store that cannot list its dirty CRLs: every CRL's
