@@ -157,15 +157,14 @@ const PARALLEL_MIN: usize = 1 << 20;
 /// Decodes every entry of the revokedCertificates content; large lists are cut at entry
 /// boundaries (found by reading only the TLV headers) and decoded on several threads.
 fn entries_in(region: &[u8]) -> Result<u64, Problem> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    entries_parallel(
-        region,
-        if region.len() < PARALLEL_MIN {
-            1
-        } else {
-            threads
-        },
-    )
+    // available_parallelism reads the cgroup files: asked only for a list worth splitting
+    // (a pass checks thousands of small CRLs)
+    let threads = if region.len() < PARALLEL_MIN {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    };
+    entries_parallel(region, threads)
 }
 
 fn entries_parallel(region: &[u8], threads: usize) -> Result<u64, Problem> {

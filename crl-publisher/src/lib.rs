@@ -46,12 +46,17 @@
 //! from an injected [`Clock`].
 //!
 //! A pass publishes its due CRLs as one batch (`Publisher::publish_batch`): numbers reserved
-//! and dirty flags taken in one unit of work ([`StateStore::reserve_many`]), parallel builds,
-//! every file fsynced from a few threads then renamed and each directory fsynced once, states
-//! saved in one unit of work ([`StateStore::save_many`]) — a few fsync rounds per pass instead
-//! of five fsyncs per CRL. Not `syncfs`: it would flush the whole file system, other programs'
-//! writes included. A number reserved but never published (a crash mid-pass) makes its CRL
-//! due at the next pass, so the dirty flag taken with it is never lost.
+//! and dirty flags taken in one unit of work ([`StateStore::reserve_many`]), builds on one
+//! thread per core while I/O threads write, fsync and rename each CRL as soon as it is built
+//! (the disk overlaps the signing), each directory fsynced once at the end, states saved in
+//! one unit of work ([`StateStore::save_many`]) — a few fsync rounds per pass instead of five
+//! fsyncs per CRL. Not `syncfs`: it would flush the whole file system, other programs' writes
+//! included. A number reserved but never published (a crash mid-pass) makes its CRL due at
+//! the next pass, so the dirty flag taken with it is never lost. A pass woken by the
+//! process's own [`Publisher::mark_dirty`] publishes those CRLs without reading the store's
+//! dirty list (a scan of every CRL's state), which is read on full and timer passes and at
+//! least every [`Settings::dirty_bound`]. At 10^6 revoked entries over 3,484 CRLs the pass
+//! is bound by the 3,484 RSA signatures and self-checks (BENCHMARKS.md, session 5).
 //!
 //! ## Dependencies
 //! * `x509-cert`/`der`: the typed CRL extensions (IDP with a directoryName fullName, AKI, CRL

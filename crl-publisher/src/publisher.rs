@@ -291,6 +291,20 @@ pub struct Publisher {
     /// until then a pass publishes only the dirty CRLs, found by one indexed read, instead of
     /// reading every CRL's state. `None` until a full pass ran (and after a new generation).
     resign_due: Mutex<Option<OffsetDateTime>>,
+    /// The CRLs marked through [`Publisher::mark_dirty`] since the last pass, and when the
+    /// store's dirty list was last read. A pass woken by this process's own marks publishes
+    /// those CRLs without reading the store's list (which costs a scan of every CRL's state);
+    /// the list is still read at least every `dirty_bound`, for flags set behind the
+    /// publisher's back (another CA node, a municipal partition flagged by its first
+    /// certificate), and on every full pass.
+    marked: Mutex<Marked>,
+}
+
+/// See [`Publisher::marked`].
+#[derive(Default)]
+struct Marked {
+    scopes: BTreeSet<CrlId>,
+    listed: Option<std::time::Instant>,
 }
 
 impl Publisher {
@@ -325,6 +339,7 @@ impl Publisher {
             build: Mutex::new(()),
             cache: RwLock::new(HashMap::new()),
             resign_due: Mutex::new(None),
+            marked: Mutex::new(Marked::default()),
         })
     }
 
@@ -477,6 +492,12 @@ impl Publisher {
         self.state
             .set_dirty(h, g, scope.clone())
             .map_err(Error::state(h, &scope))?;
+        // after the flag is durable: a pass that takes this mark finds the flag set
+        self.marked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .scopes
+            .insert((h, g, scope));
         self.wake.notify_one();
         Ok(())
     }
@@ -793,9 +814,10 @@ impl Publisher {
     ///    and a revocation stored after it sets its flag again and lands in the next CRL. A
     ///    crash after it leaves numbers reserved but not published, which the next pass
     ///    publishes ([`tick`](Publisher::tick)): no revocation is left unpublished.
-    /// 2. The CRLs are built, signed and self-checked from a few threads.
-    /// 3. Every file is written beside its place, fsynced, renamed, and each directory fsynced
-    ///    ([`write_all_atomic`]): a file is complete or absent.
+    /// 2. The CRLs are built, signed and self-checked from one thread per core.
+    /// 3. Meanwhile ([`pipeline`]), as each CRL is built, I/O threads write it beside its place,
+    ///    fsync and rename it ([`write_renamed`]); at the end each directory is fsynced once
+    ///    ([`sync_dirs`]): a file is complete or absent, and durable once its directory is.
     /// 4. One unit of work records what was published ([`StateStore::save_many`]).
     ///
     /// A CRL that fails at any step keeps its previous file, and its dirty flag is set again.
@@ -813,6 +835,7 @@ impl Publisher {
         let own = dir == self.dir;
         let fail = |id: &CrlId, e: BoxError| Error::state(id.0, &id.2)(e);
         let mut out = Vec::with_capacity(due.len());
+        let mut phases = Phases::start(due.len());
         // 1. reserve the numbers (and take the dirty flags)
         let mut batch = Vec::with_capacity(due.len());
         for (id, mut state) in due {
@@ -844,6 +867,7 @@ impl Publisher {
                 return out;
             }
         };
+        phases.reserved();
         let mut jobs = Vec::with_capacity(batch.len());
         for ((id, state), r) in batch.into_iter().zip(reserved) {
             match r {
@@ -851,32 +875,51 @@ impl Publisher {
                 Err(e) => out.push((id.clone(), Err(fail(&id, e)))),
             }
         }
-        // 2. build, sign and check
-        let built = parallel(&jobs, cpu_threads(), |((h, g, scope), state, _)| {
-            bar.set_message(format!("{}/{}", crl_dir(*h, *g), scope_name(scope)));
-            let crl = self.sign_reserved(*h, *g, scope.clone(), state, now, bar);
-            bar.inc(1);
-            crl
-        });
-        // 3. write the files, one fsync round
+        // 2. build, sign and check on the cores; 3. meanwhile the I/O threads write each CRL
+        // built beside its place, fsync and rename it, then each directory is fsynced once
         let paths: Vec<PathBuf> = jobs
             .iter()
             .map(|((h, g, scope), _, _)| dir.join(Publisher::file_name(*h, *g, scope)))
             .collect();
-        let files: Vec<(PathBuf, &[u8])> = paths
-            .iter()
-            .zip(&built)
-            .filter_map(|(p, b)| b.as_ref().ok().map(|crl| (p.clone(), &crl.der[..])))
+        let (built, written): (Vec<_>, Vec<_>) = pipeline(
+            &jobs,
+            cpu_threads(),
+            SYNC_THREADS,
+            |((h, g, scope), state, _)| {
+                bar.set_message(format!("{}/{}", crl_dir(*h, *g), scope_name(scope)));
+                let crl = self.sign_reserved(*h, *g, scope.clone(), state, now, bar);
+                bar.inc(1);
+                crl
+            },
+            |i, crl: &Result<Crl, Error>| {
+                let started = std::time::Instant::now();
+                let w = crl
+                    .as_ref()
+                    .ok()
+                    .map(|crl| write_renamed(&paths[i], &crl.der));
+                (w, started.elapsed())
+            },
+        )
+        .into_iter()
+        .unzip();
+        let written: Vec<_> = written
+            .into_iter()
+            .map(|(w, took)| {
+                phases.wrote(took);
+                w
+            })
             .collect();
-        let mut written = write_all_atomic(&files).into_iter();
+        phases.built(&built);
+        let written = sync_dirs(written);
+        phases.synced();
         let mut done = Vec::with_capacity(jobs.len());
         let mut failed = Vec::new();
-        for (((id, _, dirty), crl), path) in jobs.into_iter().zip(built).zip(paths) {
+        for ((((id, _, dirty), crl), w), path) in
+            jobs.into_iter().zip(built).zip(written).zip(paths)
+        {
             let crl = crl.and_then(|crl| {
-                let w = written
-                    .next()
-                    .unwrap_or_else(|| Err(std::io::Error::other("not written")));
-                w.map_err(|source| Error::Write { path, source })?;
+                w.unwrap_or_else(|| Err(std::io::Error::other("not written")))
+                    .map_err(|source| Error::Write { path, source })?;
                 Ok(crl)
             });
             match crl {
@@ -923,6 +966,7 @@ impl Publisher {
             }
             done = kept;
         }
+        phases.saved(done.len());
         for ((h, g, scope), dirty, crl) in done {
             tracing::info!(hierarchy = %h, generation = g, scope = %scope_name(&scope), number = crl.number, entries = crl.entries,
                 size = crl.der.len(), dirty, "CRL published");
@@ -969,9 +1013,12 @@ impl Publisher {
     ///
     /// With a store that lists its dirty CRLs ([`StateStore::dirty`]) the due CRLs are
     /// published as one batch (`Publisher::publish_batch`), and until the earliest
-    /// re-signing the last full pass found, a pass reads only the dirty list.
+    /// re-signing the last full pass found, a pass reads only the dirty list — or, when woken
+    /// by this process's own marks within `dirty_bound` of the last listing, only those
+    /// CRLs (`Publisher::dirty_now`).
     pub fn tick(&self, now: OffsetDateTime) -> TickReport {
-        let dirty = match self.state.dirty() {
+        let started = std::time::Instant::now();
+        let dirty = match self.dirty_now(now) {
             Ok(Some(dirty)) => dirty,
             Ok(None) => return self.tick_each(now),
             Err(e) => {
@@ -1035,6 +1082,15 @@ impl Publisher {
                 }
             }
         }
+        if !due.is_empty() {
+            // what a pass costs before its batch: the dirty list, and every state on a full pass
+            tracing::debug!(
+                full,
+                due = due.len(),
+                listing_ms = started.elapsed().as_secs_f64() * 1e3,
+                "CRL pass"
+            );
+        }
         for ((h, g, scope), result) in
             self.publish_batch(due, now, &self.dir, &ProgressBar::hidden())
         {
@@ -1066,6 +1122,37 @@ impl Publisher {
             known.zip(earliest).map(|(k, e)| k.min(e)).or(*known)
         };
         report
+    }
+
+    /// The dirty CRLs a pass at `now` publishes: the ones this process marked
+    /// ([`Publisher::marked`]) when that is enough — not a full pass, marks waiting, and the
+    /// store's list read within `dirty_bound` — otherwise the store's list
+    /// ([`StateStore::dirty`]), which includes the marks taken here (each flag is set before
+    /// its mark is recorded). `None`: the store cannot list them.
+    fn dirty_now(&self, now: OffsetDateTime) -> Result<Option<Vec<CrlId>>, BoxError> {
+        let full = self
+            .resign_due
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|t| now >= t);
+        let mut marked = self.marked.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = marked
+            .listed
+            .is_some_and(|t| t.elapsed() < self.settings.dirty_bound);
+        let scopes = std::mem::take(&mut marked.scopes);
+        if !full && fresh && !scopes.is_empty() {
+            return Ok(Some(scopes.into_iter().collect()));
+        }
+        let listing = std::time::Instant::now();
+        drop(marked);
+        let dirty = self.state.dirty()?;
+        if dirty.is_some() {
+            self.marked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .listed = Some(listing);
+        }
+        Ok(dirty)
     }
 
     /// [`tick`](Publisher::tick) for a store that cannot list its dirty CRLs: every CRL's
@@ -1359,75 +1446,223 @@ fn parallel<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R +
     out.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Writes many files so that each is complete or absent, with one fsync round instead of
-/// two fsyncs per file: every temporary file is written, then all are fsynced (from a few
-/// threads), then renamed, then each directory is fsynced once. Says per file whether it is
-/// in place and durable.
-pub(crate) fn write_all_atomic(files: &[(PathBuf, &[u8])]) -> Vec<std::io::Result<()>> {
-    let tmp_of = |path: &Path| -> std::io::Result<(PathBuf, PathBuf)> {
-        let dir = path
-            .parent()
-            .ok_or_else(|| std::io::Error::other("path has no directory"))?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| std::io::Error::other("path has no file name"))?;
-        Ok((
-            dir.to_path_buf(),
-            dir.join(format!(".{}.tmp", name.to_string_lossy())),
-        ))
-    };
-    // 1. write and fsync the temporary files
-    let written = parallel(files, SYNC_THREADS, |(path, data)| {
-        let (dir, tmp) = tmp_of(path)?;
-        let result = (|| {
-            fs::create_dir_all(&dir)?;
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()
-        })();
-        if result.is_err() {
-            // best effort: the temporary file may not even exist
-            let _ = fs::remove_file(&tmp);
+/// Runs `build` on every item from `cpu` threads and hands each result, as soon as it is
+/// built, to one of `io` threads that runs `write` on it: waiting on the disk overlaps the
+/// CPU work of the CRLs still being built. Keeps the order.
+fn pipeline<T: Sync, B: Send, W: Send>(
+    items: &[T],
+    cpu: usize,
+    io: usize,
+    build: impl Fn(&T) -> B + Sync,
+    write: impl Fn(usize, &B) -> W + Sync,
+) -> Vec<(B, W)> {
+    if items.len() <= 1 {
+        // one CRL (a revocation's): no threads to start
+        return items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let b = build(item);
+                let w = write(i, &b);
+                (b, w)
+            })
+            .collect();
+    }
+    let (cpu, io) = (cpu.clamp(1, items.len()), io.clamp(1, items.len()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, B)>();
+    let rx = Mutex::new(rx);
+    let (build, write, next, rx) = (&build, &write, &next, &rx);
+    let mut out: Vec<(usize, B, W)> = std::thread::scope(|s| {
+        let builders: Vec<_> = (0..cpu)
+            .map(|_| {
+                let tx = tx.clone();
+                s.spawn(move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if tx.send((i, build(item))).is_err() {
+                        break; // every writer is gone (one panicked): the join says why
+                    }
+                })
+            })
+            .collect();
+        drop(tx); // the writers stop once every builder has finished
+        let writers: Vec<_> = (0..io)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let got = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok((i, b)) = got else { break };
+                        let w = write(i, &b);
+                        done.push((i, b, w));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for b in builders {
+            if let Err(panic) = b.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
-        result.map(|()| (dir, tmp))
+        writers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
     });
-    // 2. rename each complete file into place
-    let mut results: Vec<std::io::Result<PathBuf>> = files
-        .iter()
-        .zip(written)
-        .map(|((path, _), w)| {
-            let (dir, tmp) = w?;
-            fs::rename(&tmp, path).inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })?;
-            Ok(dir)
-        })
-        .collect();
-    // 3. fsync each directory once
-    let dirs: BTreeSet<PathBuf> = results.iter().flatten().cloned().collect();
-    let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+    out.sort_by_key(|(i, _, _)| *i);
+    out.into_iter().map(|(_, b, w)| (b, w)).collect()
+}
+
+/// Puts `data` at `path` so that the file is complete or absent: a temporary file beside it
+/// is written, fsynced and renamed into place. The directory is not fsynced here: the caller
+/// fsyncs each directory once for the whole batch ([`sync_dirs`]), after which the file is
+/// durable. Returns the directory.
+fn write_renamed(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("path has no directory"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| {
+        fs::create_dir_all(dir)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        // best effort: the temporary file may not even exist
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| dir.to_path_buf())
+}
+
+/// Fsyncs once each directory that [`write_renamed`] put a file into (`written` holds its
+/// results, `None` for a file not written), from a few threads; a file whose directory
+/// cannot be fsynced is not durable and turns into an error. Says per file whether it is in
+/// place and durable.
+fn sync_dirs(written: Vec<Option<std::io::Result<PathBuf>>>) -> Vec<Option<std::io::Result<()>>> {
+    let dirs: BTreeSet<&PathBuf> = written.iter().flatten().flatten().collect();
+    let dirs: Vec<&PathBuf> = dirs.into_iter().collect();
     let synced = parallel(&dirs, SYNC_THREADS, |d| {
         File::open(d).and_then(|f| f.sync_all())
     });
-    let failed: HashMap<&PathBuf, String> = dirs
+    let failed: HashMap<PathBuf, String> = dirs
         .iter()
         .zip(&synced)
-        .filter_map(|(d, r)| r.as_ref().err().map(|e| (d, e.to_string())))
+        .filter_map(|(d, r)| r.as_ref().err().map(|e| ((*d).clone(), e.to_string())))
         .collect();
-    for r in &mut results {
-        if let Ok(d) = r {
-            if let Some(e) = failed.get(d) {
-                *r = Err(std::io::Error::other(format!(
-                    "fsync of the directory: {e}"
-                )));
-            }
+    written
+        .into_iter()
+        .map(|w| {
+            w.map(|r| {
+                let dir = r?;
+                match failed.get(&dir) {
+                    Some(e) => Err(std::io::Error::other(format!(
+                        "fsync of the directory: {e}"
+                    ))),
+                    None => Ok(()),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Where the time of one batch went ([`Publisher::publish_batch`]), logged at the end (info):
+/// wall time of each step, and the threads' summed time spent reading + encoding + signing,
+/// self-checking and writing. What `jpki crl publish` and `JPKI_LOG=info` show to see which
+/// part of a pass grows with the revoked entries or the number of CRLs.
+struct Phases {
+    crls: usize,
+    started: std::time::Instant,
+    at: std::time::Instant,
+    reserve: std::time::Duration,
+    /// Building and writing, which overlap.
+    build: std::time::Duration,
+    sync_dirs: std::time::Duration,
+    /// Summed over the CRLs (time of the build and I/O threads, not wall time).
+    encode_sign: std::time::Duration,
+    check: std::time::Duration,
+    write: std::time::Duration,
+    entries: u64,
+}
+
+impl Phases {
+    fn start(crls: usize) -> Phases {
+        let now = std::time::Instant::now();
+        Phases {
+            crls,
+            started: now,
+            at: now,
+            reserve: std::time::Duration::ZERO,
+            build: std::time::Duration::ZERO,
+            sync_dirs: std::time::Duration::ZERO,
+            encode_sign: std::time::Duration::ZERO,
+            check: std::time::Duration::ZERO,
+            write: std::time::Duration::ZERO,
+            entries: 0,
         }
     }
-    results.into_iter().map(|r| r.map(|_| ())).collect()
+
+    /// The time since the last step ended.
+    fn lap(&mut self) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let lap = now - self.at;
+        self.at = now;
+        lap
+    }
+
+    fn reserved(&mut self) {
+        self.reserve = self.lap();
+    }
+
+    fn built(&mut self, built: &[Result<Crl, Error>]) {
+        self.build = self.lap();
+        for crl in built.iter().flatten() {
+            self.encode_sign += crl.build_time;
+            self.check += crl.check_time;
+            self.entries += crl.entries;
+        }
+    }
+
+    fn wrote(&mut self, took: std::time::Duration) {
+        self.write += took;
+    }
+
+    fn synced(&mut self) {
+        self.sync_dirs = self.lap();
+    }
+
+    fn saved(&mut self, published: usize) {
+        let save = self.lap();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            crls = self.crls,
+            published,
+            entries = self.entries,
+            total_ms = ms(self.started.elapsed()),
+            reserve_ms = ms(self.reserve),
+            build_and_write_ms = ms(self.build),
+            sync_dirs_ms = ms(self.sync_dirs),
+            save_ms = ms(save),
+            encode_sign_ms_summed = ms(self.encode_sign),
+            check_ms_summed = ms(self.check),
+            write_ms_summed = ms(self.write),
+            "CRL batch"
+        );
+    }
 }
 
 /// When a published CRL is due for re-signing: `margin` before its nextUpdate.
@@ -1485,4 +1720,78 @@ fn dn_text(n: &x509_cert::name::Name) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_pipeline_writes_every_item_once_and_keeps_the_order() {
+        for n in [0usize, 1, 2, 3, 17, 200] {
+            let items: Vec<usize> = (0..n).collect();
+            let writes = AtomicUsize::new(0);
+            let out = pipeline(
+                &items,
+                2,
+                16,
+                |i| i * 10,
+                |i, b| {
+                    writes.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(*b, i * 10, "the write gets its own item's build");
+                    i + 1
+                },
+            );
+            assert_eq!(writes.load(Ordering::SeqCst), n);
+            let want: Vec<(usize, usize)> = (0..n).map(|i| (i * 10, i + 1)).collect();
+            assert_eq!(out, want, "{n} items");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "build 5 broke")]
+    fn a_panicking_build_is_not_swallowed() {
+        let items: Vec<usize> = (0..20).collect();
+        pipeline(
+            &items,
+            2,
+            4,
+            |i| {
+                assert_ne!(*i, 5, "build 5 broke");
+                *i
+            },
+            |_, b| *b,
+        );
+    }
+
+    #[test]
+    fn files_are_renamed_into_place_and_a_failure_stays_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("a/one.crl");
+        std::fs::create_dir_all(good.parent().unwrap()).unwrap();
+        std::fs::write(&good, b"old").unwrap();
+        // a regular file where a directory should be: the second file cannot be written
+        std::fs::write(dir.path().join("b"), b"not a directory").unwrap();
+        let bad = dir.path().join("b/two.crl");
+        let written = vec![
+            Some(write_renamed(&good, b"new")),
+            Some(write_renamed(&bad, b"x")),
+            None,
+        ];
+        let synced = sync_dirs(written);
+        assert!(matches!(synced[0], Some(Ok(()))), "{:?}", synced[0]);
+        assert!(matches!(synced[1], Some(Err(_))), "{:?}", synced[1]);
+        assert!(synced[2].is_none());
+        assert_eq!(std::fs::read(&good).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(good.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("one.crl")],
+            "no temporary file"
+        );
+    }
 }

@@ -27,6 +27,8 @@ struct Flaky {
     fail_set_dirty: AtomicBool,
     reserves: AtomicUsize,
     saves: AtomicUsize,
+    /// Reads of the dirty list.
+    listings: AtomicUsize,
 }
 
 impl StateStore for Flaky {
@@ -55,6 +57,7 @@ impl StateStore for Flaky {
         self.inner.scopes()
     }
     fn dirty(&self) -> Result<Option<Vec<CrlId>>, BoxError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
         self.inner.dirty()
     }
     fn reserve_many(
@@ -90,6 +93,7 @@ impl Setup {
             fail_set_dirty: AtomicBool::new(false),
             reserves: AtomicUsize::new(0),
             saves: AtomicUsize::new(0),
+            listings: AtomicUsize::new(0),
         });
         Setup {
             store,
@@ -105,12 +109,16 @@ impl Setup {
 
     /// A publisher over the store (a new one stands for a restart after a crash).
     fn publisher(&self) -> Publisher {
+        self.publisher_with(Settings::default())
+    }
+
+    fn publisher_with(&self, settings: Settings) -> Publisher {
         let mut policy = Policy::default_policy();
         // serial partitions: every pass has several CRLs
         policy.crl.partition_by = PartitionScheme::Serial;
         Publisher::new(
             policy,
-            Settings::default(),
+            settings,
             Roots {
                 signing: self.roots.0.clone(),
                 auth: self.roots.1.clone(),
@@ -257,6 +265,139 @@ fn after_a_full_pass_a_revocation_republishes_only_its_crl() {
             "{entry:?}"
         );
     }
+}
+
+#[test]
+fn a_crl_whose_file_cannot_be_written_keeps_its_old_file_and_its_flag_while_the_others_publish() {
+    let s = Setup::new();
+    let publisher = s.publisher();
+    let first = publisher.tick(s.now);
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    let h = Hierarchy::Signing;
+    let (blocked, other) = (Scope::Partition(1), Scope::Partition(2));
+    let path = |scope: &Scope| s.dir.path().join(Publisher::file_name(h, 1, scope));
+    let old = std::fs::read(path(&blocked)).unwrap();
+    // A directory where the file goes: the rename onto it fails (after the temp file was
+    // written and fsynced).
+    std::fs::remove_file(path(&blocked)).unwrap();
+    std::fs::create_dir(path(&blocked)).unwrap();
+    std::fs::write(path(&blocked).join("keep"), b"x").unwrap();
+    s.revoke(h, &blocked, 0x45);
+    s.revoke(h, &other, 0x46);
+    let report = publisher.tick(s.now);
+    assert_eq!(report.published, vec![(h, 1, other.clone(), 2)]);
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert_eq!(report.failed[0].2, blocked);
+    assert!(
+        report.failed[0].3.to_string().starts_with("writing "),
+        "{}",
+        report.failed[0].3
+    );
+    assert_eq!(
+        serials(&std::fs::read(path(&other)).unwrap()),
+        vec![vec![0x46]]
+    );
+    assert_eq!(
+        s.state(h, &blocked).published.unwrap().number,
+        1,
+        "still the last CRL published"
+    );
+    assert!(
+        s.store
+            .dirty()
+            .unwrap()
+            .unwrap()
+            .contains(&(h, 1, blocked.clone())),
+        "the revocation is still pending"
+    );
+    for entry in walk(s.dir.path()) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "{entry:?}");
+    }
+
+    // Once the path is free the next pass publishes it with the revocation, under a new number.
+    std::fs::remove_dir_all(path(&blocked)).unwrap();
+    std::fs::write(path(&blocked), &old).unwrap();
+    let report = publisher.tick(s.now);
+    assert_eq!(report.published, vec![(h, 1, blocked.clone(), 3)]);
+    assert_eq!(
+        serials(&std::fs::read(path(&blocked)).unwrap()),
+        vec![vec![0x45]]
+    );
+}
+
+/// A revocation the publisher is told about ([`Publisher::mark_dirty`], as `jpki serve`'s
+/// listener does), not only its store.
+fn revoke_marked(s: &Setup, publisher: &Publisher, h: Hierarchy, scope: &Scope, serial: u8) {
+    s.store.revoke(
+        h,
+        scope.clone(),
+        Entry {
+            serial: vec![serial],
+            revoked_at: s.now,
+            reason: Reason::KeyCompromise,
+            invalidity: None,
+            not_after: s.now + time::Duration::days(365),
+        },
+    );
+    publisher.mark_dirty(h, 1, scope.clone()).unwrap();
+}
+
+#[test]
+fn a_pass_woken_by_its_own_mark_does_not_read_the_store_list_and_a_flag_set_elsewhere_waits_for_the_next_listing(
+) {
+    let s = Setup::new();
+    let publisher = s.publisher(); // dirty_bound 60 s
+    publisher.tick(s.now);
+    let listed = s.flaky.listings.load(Ordering::SeqCst);
+    assert!(listed >= 1);
+    let h = Hierarchy::Signing;
+    let (mine, elsewhere) = (Scope::Partition(1), Scope::Partition(2));
+    s.revoke(h, &elsewhere, 0x47); // flag set behind the publisher's back (another node)
+    revoke_marked(&s, &publisher, h, &mine, 0x48);
+    let report = publisher.tick(s.now);
+    assert_eq!(report.published, vec![(h, 1, mine.clone(), 2)]);
+    assert_eq!(
+        s.flaky.listings.load(Ordering::SeqCst),
+        listed,
+        "the store's dirty list is not read"
+    );
+    assert!(
+        s.store
+            .dirty()
+            .unwrap()
+            .unwrap()
+            .contains(&(h, 1, elsewhere.clone())),
+        "the other flag is left set"
+    );
+    // a pass that reads the list (here: a restart) publishes it
+    let report = s.publisher().tick(s.now);
+    assert!(report.published.contains(&(h, 1, elsewhere.clone(), 2)));
+    let der = std::fs::read(s.dir.path().join(Publisher::file_name(h, 1, &elsewhere))).unwrap();
+    assert_eq!(serials(&der), vec![vec![0x47]]);
+}
+
+#[test]
+fn once_the_dirty_bound_has_passed_a_pass_woken_by_a_mark_reads_the_store_list_too() {
+    let s = Setup::new();
+    let settings = Settings {
+        dirty_bound: std::time::Duration::from_millis(1),
+        batch_delay: std::time::Duration::ZERO,
+        ..Settings::default()
+    };
+    let publisher = s.publisher_with(settings);
+    publisher.tick(s.now);
+    std::thread::sleep(std::time::Duration::from_millis(5)); // more than the bound, always
+    let h = Hierarchy::Auth;
+    let (mine, elsewhere) = (Scope::Partition(3), Scope::Partition(4));
+    s.revoke(h, &elsewhere, 0x49);
+    revoke_marked(&s, &publisher, h, &mine, 0x4a);
+    let report = publisher.tick(s.now);
+    assert_eq!(
+        report.published,
+        vec![(h, 1, mine.clone(), 2), (h, 1, elsewhere.clone(), 2)]
+    );
+    assert!(s.store.dirty().unwrap().unwrap().is_empty());
 }
 
 fn serials(der: &[u8]) -> Vec<Vec<u8>> {
