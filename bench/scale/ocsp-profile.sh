@@ -10,11 +10,13 @@ ip link set lo up
 BIN=$PWD/target/release/jpki
 export JPKI_PASSPHRASE=${JPKI_PASSPHRASE:-bench-passphrase}
 W=${W:-$(mktemp -d)}
-$BIN bench export --data "$DATA" --out "$W" > /dev/null
-$BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
-$BIN --data "$DATA" root --hierarchy signing > "$W/signing-root.pem"
-for h in auth signing; do openssl ocsp -issuer "$W/$h-root.pem" -serial 0x1 -no_nonce -reqout "$W/$h-tpl.der" >/dev/null 2>&1; done
-python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
+if [ ! -s "$W/all.reqs" ]; then # W=DIR with an earlier all.reqs of this store: reused
+  $BIN bench export --data "$DATA" --out "$W" > /dev/null
+  $BIN --data "$DATA" root --hierarchy auth > "$W/auth-root.pem"
+  $BIN --data "$DATA" root --hierarchy signing > "$W/signing-root.pem"
+  for h in auth signing; do openssl ocsp -issuer "$W/$h-root.pem" -serial 0x1 -no_nonce -reqout "$W/$h-tpl.der" >/dev/null 2>&1; done
+  python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
+fi
 printf "[listen]\nhttp = \"127.0.0.1:8090\"\n[ocsp]\nanswer_cache_mib = ${ANSWER_CACHE_MIB:-64}\n" > "$W/serve.toml"
 $BIN --data "$DATA" serve --config "$W/serve.toml" 2> "$W/serve.log" > /dev/null & SERVE=$!
 trap "kill $SERVE" EXIT
