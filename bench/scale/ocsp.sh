@@ -90,12 +90,13 @@ for i in $(seq 1 $R); do
   run "ours: one hot serial, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$ALL" 1 0
   run "ours: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:8090/ocsp "$AUTH" 0 1
 done
-SIGS=$(metric ocsp_signatures_total); HITS=$(metric ocsp_stored_hits_total)
-echo "RSS after the runs: $(rss $SERVE); signatures since restart: $SIGS; stored hits: $HITS"
+SIGS=$(metric ocsp_signatures_total); HITS=$(metric ocsp_stored_hits_total); PRE=$(metric ocsp_presigned_total)
+echo "RSS after the runs: $(rss $SERVE); signatures since restart: $SIGS ($PRE by the pre-signer); stored hits: $HITS"
 # Stored answers live ocsp.next_update_minutes (60 by default): a SKIP_FIRST run made after they
-# ran out measures live signing, not the store. More than 1 signature per 1,000 hits voids it.
-if [ "$SIGS" -gt $((HITS / 1000)) ]; then
-  echo "!! $SIGS answers were signed during the runs (stored answers missing or expired): the figures are not of the answer store; run without SKIP_FIRST"
+# ran out measures live signing, not the store. More than 1 answer signed live (not by the
+# pre-signer) per 1,000 stored hits voids it.
+if [ $((SIGS - PRE)) -gt $((HITS / 1000)) ]; then
+  echo "!! $((SIGS - PRE)) answers were signed live during the runs (stored answers missing or expired): the figures are not of the answer store; run without SKIP_FIRST"
 fi
 # The peer signs with the same delegated auth OCSP signer (its key decrypted into the
 # private temporary directory, removed at exit).
