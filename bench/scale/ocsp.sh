@@ -90,7 +90,10 @@ for i in $(seq 1 $R); do
   run "ours: one hot serial, keep-alive [$i]" http://127.0.0.1:8090/ocsp "$ALL" 1 0
   run "ours: uniform over auth serials, new connection per request [$i]" http://127.0.0.1:8090/ocsp "$AUTH" 0 1
 done
-SIGS=$(metric ocsp_signatures_total); HITS=$(metric ocsp_stored_hits_total); PRE=$(metric ocsp_presigned_total)
+# One snapshot of /metrics (the pre-signer may be signing thousands a second meanwhile).
+M=$(curl -s http://127.0.0.1:8090/metrics)
+m() { awk -v m="$1" '$1==m {print $2}' <<< "$M"; }
+SIGS=$(m ocsp_signatures_total); HITS=$(m ocsp_stored_hits_total); PRE=$(m ocsp_presigned_total)
 echo "RSS after the runs: $(rss $SERVE); signatures since restart: $SIGS ($PRE by the pre-signer); stored hits: $HITS"
 # Stored answers live ocsp.next_update_minutes (60 by default): a SKIP_FIRST run made after they
 # ran out measures live signing, not the store. More than 1 answer signed live (not by the
