@@ -453,7 +453,7 @@ impl AnswerStore {
             Ok(())
         };
         written().map_err(failed("write the answer store's watermark"))?;
-        self.commit(w, true)
+        self.commit_durable(w)
     }
 
     /// Removes an answer (durable at the next [`AnswerStore::flush`]). Returns whether there
@@ -473,17 +473,7 @@ impl AnswerStore {
     /// Whether a record is there at all, decodable or not (a record that cannot be served
     /// must still be replaced or removed when its certificate's status changes).
     pub fn contains(&self, h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Result<bool, Error> {
-        let r = self
-            .db
-            .begin_read()
-            .map_err(failed("read a stored answer"))?;
-        let t = r
-            .open_table(ANSWERS)
-            .map_err(failed("read a stored answer"))?;
-        let v = t
-            .get(key(h, alg, serial).as_slice())
-            .map_err(failed("read a stored answer"))?;
-        Ok(v.is_some())
+        self.with_record(h, alg, serial, |v| v.is_some())
     }
 
     pub fn get(
@@ -492,24 +482,30 @@ impl AnswerStore {
         alg: HashAlg,
         serial: &[u8],
     ) -> Result<Option<StoredAnswer>, Error> {
-        let r = self
-            .db
-            .begin_read()
-            .map_err(failed("read a stored answer"))?;
-        let t = r
-            .open_table(ANSWERS)
-            .map_err(failed("read a stored answer"))?;
-        let Some(v) = t
-            .get(key(h, alg, serial).as_slice())
-            .map_err(failed("read a stored answer"))?
-        else {
-            return Ok(None);
-        };
         let suffixes = self
             .suffixes
             .read()
             .map_err(|_| Error::Store("the suffix table's lock is poisoned".into()))?;
-        Ok(StoredAnswer::decode(v.value(), &suffixes))
+        self.with_record(h, alg, serial, |v| {
+            v.and_then(|v| StoredAnswer::decode(v, &suffixes))
+        })
+    }
+
+    /// Hands the record stored under the key (or `None`) to `f`, inside one read transaction.
+    fn with_record<T>(
+        &self,
+        h: Hierarchy,
+        alg: HashAlg,
+        serial: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> T,
+    ) -> Result<T, Error> {
+        const WHAT: &str = "read a stored answer";
+        let r = self.db.begin_read().map_err(failed(WHAT))?;
+        let t = r.open_table(ANSWERS).map_err(failed(WHAT))?;
+        let v = t
+            .get(key(h, alg, serial).as_slice())
+            .map_err(failed(WHAT))?;
+        Ok(f(v.as_ref().map(|v| v.value())))
     }
 
     /// Stores an answer (durable at the next [`AnswerStore::flush`], or at a later durable
@@ -553,7 +549,7 @@ impl AnswerStore {
 
     /// Makes every write so far durable (fsync).
     pub fn flush(&self) -> Result<(), Error> {
-        self.commit(durable_write(&self.db)?, true)
+        self.commit_durable(durable_write(&self.db)?)
     }
 
     /// Removes every answer (the CA store behind them was replaced: a restored copy older
@@ -567,7 +563,7 @@ impl AnswerStore {
                 .map_err(failed("clear the answers"))?;
             n
         };
-        self.commit(w, true)?;
+        self.commit_durable(w)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -584,7 +580,7 @@ impl AnswerStore {
             })
             .map_err(failed("purge the answers"))?;
         }
-        self.commit(w, true)?;
+        self.commit_durable(w)?;
         Ok(n)
     }
 
@@ -621,9 +617,17 @@ impl AnswerStore {
         Ok(w)
     }
 
-    /// Commits `w`; durably (fsync) if `durable` or after [`DURABLE_EVERY`] non-durable
-    /// commits. A durable commit of `w` is made by a second, empty durable transaction
-    /// when `w` was begun non-durable.
+    /// Commits `w`, a transaction begun durable ([`durable_write`]): one fsync, which
+    /// carries every earlier non-durable commit with it.
+    fn commit_durable(&self, w: WriteTransaction) -> Result<(), Error> {
+        w.commit().map_err(failed("flush the answer store"))?;
+        self.pending.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits `w`, a transaction begun non-durable ([`AnswerStore::write`]); durably
+    /// (fsync) if `durable` or after [`DURABLE_EVERY`] non-durable commits, by a second,
+    /// empty durable transaction.
     fn commit(&self, w: WriteTransaction, durable: bool) -> Result<(), Error> {
         w.commit().map_err(failed("commit to the answer store"))?;
         let due = self.pending.fetch_add(1, Ordering::Relaxed) + 1 >= DURABLE_EVERY;
