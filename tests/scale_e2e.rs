@@ -10,20 +10,6 @@ use common::*;
 
 use std::time::{Duration, Instant};
 
-fn metric(server: &Server, name: &str) -> u64 {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("{}/metrics", server.base)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// `openssl ocsp` without a nonce (RFC 5019: what may be answered ahead of time).
 fn ocsp(root: &str, serial: &str, url: &str) -> String {
     let (_, out) = openssl_result(&[

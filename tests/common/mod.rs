@@ -513,3 +513,18 @@ pub fn shown(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// One unlabelled sample of the server's `/metrics` (Prometheus text), as an integer.
+pub fn metric(server: &Server, name: &str) -> u64 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("{}/metrics", server.base)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
