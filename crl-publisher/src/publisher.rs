@@ -1673,31 +1673,8 @@ fn resign_at(p: &Published, margin: time::Duration) -> OffsetDateTime {
 /// Replaces `path` with `data` so that readers see the old or the new file, never a part:
 /// a temporary file in the same directory, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("path has no directory"))?;
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        // best effort: the temporary file may not even exist
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let dir = write_renamed(path, data)?;
+    File::open(dir)?.sync_all()
 }
 
 /// A Name as `C=JP, O=JPKI, OU=…, CN=…`: in DER order (as OpenSSL prints it), short names for
