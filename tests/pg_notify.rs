@@ -13,11 +13,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ca::records::{State, StatusRecord};
-use ca::storage::conformance::{at, holder_cert};
-use ca::storage::Storage;
+use ca::storage::conformance::revoke_holder as revoke;
 use jpki::serve::follow::{Apply, Follower};
-use policies::{Hierarchy, Reason};
+use policies::Hierarchy;
 use storage_postgres::testing::{Cluster, Fsync};
 use storage_postgres::PgStorage;
 
@@ -39,25 +37,6 @@ impl Seen {
     fn has(&self, serial: u8) -> bool {
         self.0.lock().unwrap().contains(&vec![serial])
     }
-}
-
-fn revoke(s: &PgStorage, serial: u8) {
-    let c = holder_cert(Hierarchy::Signing, &[serial], "R", 0);
-    s.transact(&|t| {
-        if !t.certificate_exists(c.hierarchy, &c.serial)? {
-            t.add_certificate(&c, None)?;
-        }
-        t.set_status(
-            &c,
-            &StatusRecord {
-                state: State::Revoked,
-                reason: Some(Reason::KeyCompromise),
-                since: Some(at(100)),
-                invalidity: None,
-            },
-        )
-    })
-    .expect("revoke");
 }
 
 fn eventually(what: &str, f: impl Fn() -> bool) {

@@ -281,10 +281,9 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ca::records::StatusRecord;
-    use ca::storage::conformance::holder_cert;
+    use ca::storage::conformance::revoke_holder as revoke;
     use ca::storage::memory::MemoryStorage;
-    use policies::{Hierarchy, Reason};
+    use policies::Hierarchy;
 
     #[derive(Default)]
     struct Seen(Mutex<Vec<(Hierarchy, Vec<u8>)>>);
@@ -295,29 +294,10 @@ mod tests {
         }
     }
 
-    fn revoke(s: &MemoryStorage, serial: u8) {
-        let c = holder_cert(Hierarchy::Signing, &[serial], "R", 0);
-        s.transact(&|t| {
-            if !t.certificate_exists(c.hierarchy, &c.serial)? {
-                t.add_certificate(&c, None)?;
-            }
-            t.set_status(
-                &c,
-                &StatusRecord {
-                    state: ca::records::State::Revoked,
-                    reason: Some(Reason::KeyCompromise),
-                    since: Some(ca::storage::conformance::at(100)),
-                    invalidity: None,
-                },
-            )
-        })
-        .unwrap();
-    }
-
     #[test]
     fn applies_what_came_after_its_start_in_order_and_pages() {
         let store = Arc::new(MemoryStorage::new());
-        revoke(&store, 1);
+        revoke(&*store, 1);
         let seen = Arc::new(Seen::default());
         let f = Follower::new(store.clone(), None, seen.clone()).unwrap();
         assert_eq!(
@@ -326,11 +306,11 @@ mod tests {
             "what came before the start is not replayed"
         );
         for n in 2..=255u8 {
-            revoke(&store, n);
+            revoke(&*store, n);
         }
         for _ in 0..5 {
             for n in 2..=255u8 {
-                revoke(&store, n);
+                revoke(&*store, n);
             }
         }
         assert_eq!(f.poll_once(), 254 * 6, "a backlog larger than a page");

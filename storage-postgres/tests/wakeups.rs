@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ca::records::{State, StatusRecord};
-use ca::storage::conformance::{at, holder_cert};
+use ca::storage::conformance::{at, holder_cert, revoke_holder as revoke};
 use ca::storage::Storage;
 use policies::{Hierarchy, Reason};
 use storage_postgres::testing::{Cluster, Fsync};
@@ -16,25 +16,6 @@ use storage_postgres::wakeups::RevocationWakeups;
 use storage_postgres::PgStorage;
 
 const BOUND: Duration = Duration::from_secs(30);
-
-fn revoke(s: &PgStorage, serial: u8) {
-    let c = holder_cert(Hierarchy::Signing, &[serial], "R", 0);
-    s.transact(&|t| {
-        if !t.certificate_exists(c.hierarchy, &c.serial)? {
-            t.add_certificate(&c, None)?;
-        }
-        t.set_status(
-            &c,
-            &StatusRecord {
-                state: State::Revoked,
-                reason: Some(Reason::KeyCompromise),
-                since: Some(at(100)),
-                invalidity: None,
-            },
-        )
-    })
-    .expect("revoke");
-}
 
 fn until(
     what: &str,

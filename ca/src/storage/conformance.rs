@@ -376,6 +376,28 @@ pub fn holder_cert(h: Hierarchy, serial: &[u8], holder: &str, partition: u16) ->
 }
 
 /// A CA-level certificate of `h` (an OCSP signer): no holder, on the CA-level CRL.
+/// Revokes (keyCompromise, since [`at`]`(100)`) the signing holder certificate with the
+/// one-byte serial `serial`, adding it first if the store lacks it, in one unit of work: a
+/// status change as another process makes it (the revocation-log followers' tests).
+pub fn revoke_holder<S: Storage + ?Sized>(s: &S, serial: u8) {
+    let c = holder_cert(Hierarchy::Signing, &[serial], "R", 0);
+    s.transact(&|t| {
+        if !t.certificate_exists(c.hierarchy, &c.serial)? {
+            t.add_certificate(&c, None)?;
+        }
+        t.set_status(
+            &c,
+            &StatusRecord {
+                state: State::Revoked,
+                reason: Some(Reason::KeyCompromise),
+                since: Some(at(100)),
+                invalidity: None,
+            },
+        )
+    })
+    .expect("revoke");
+}
+
 pub fn ca_cert(h: Hierarchy, serial: &[u8]) -> CertRecord {
     CertRecord {
         hierarchy: h,
