@@ -116,5 +116,19 @@ for i in $(seq 1 $R); do
   kill -9 $(pgrep -P "$OSSL") "$OSSL" 2>/dev/null || true; wait "$OSSL" 2>/dev/null || true; OSSL=
 done
 kill $SERVE; wait $SERVE 2>/dev/null || true
+# The machine's HTTP ceiling in the same run: bare hyper (same server settings) answering every
+# request with a fixed 1.5 KB body, no OCSP at all (`cargo build --release -p ocsp-responder
+# --example bench_server`; skipped when not built). What no responder on these 2 cores can pass,
+# with and without a new connection per request.
+CEIL=$PWD/target/release/examples/bench_server
+if [ -x "$CEIL" ]; then
+  $CEIL ceiling 127.0.0.1:8095 > /dev/null 2>&1 & CPID=$!; PIDS+=($CPID)
+  until curl -s -f -o /dev/null --data-binary @"$W/first.der" http://127.0.0.1:8095/; do sleep 0.05; done
+  for i in $(seq 1 $R); do
+    run "ceiling (bare hyper, fixed body): keep-alive [$i]" http://127.0.0.1:8095/ "$AUTH" 0 0
+    run "ceiling (bare hyper, fixed body): new connection per request [$i]" http://127.0.0.1:8095/ "$AUTH" 0 1
+  done
+  kill $CPID; wait $CPID 2>/dev/null || true
+fi
 medians
 echo "disk: store $(du -sb "$DATA" --exclude ocsp-answers | cut -f1) bytes, answers $(du -sb "$DATA/ocsp-answers" | cut -f1) bytes for $N certificates"
