@@ -687,10 +687,15 @@ mod tests {
     /// An OCSPResponse frame (RFC 6960 §4.2.1) around a BasicOCSPResponse with the given
     /// signature byte and signer "certificate" (`None`: no `certs` field).
     fn response(sig: u8, cert: Option<&[u8]>) -> Vec<u8> {
+        response_sized(sig, cert, 200)
+    }
+
+    /// [`response`] with a "signature" of `bits` bytes.
+    fn response_sized(sig: u8, cert: Option<&[u8]>, bits: usize) -> Vec<u8> {
         let mut basic = [
             tlv(0x30, &tlv(0x02, &[sig; 3])),
             tlv(0x30, &[0x06, 0x03, 0x2a, 0x03, 0x04]),
-            tlv(0x03, &[0u8; 200]),
+            tlv(0x03, &vec![0u8; bits]),
         ]
         .concat();
         if let Some(c) = cert {
@@ -1003,8 +1008,13 @@ mod tests {
 
     /// A realistic answer for serial `i` (its DER differs per serial; two signers).
     fn numbered(i: u32) -> StoredAnswer {
+        numbered_sized(i, 200)
+    }
+
+    /// [`numbered`] of about `bits` + 180 bytes as stored.
+    fn numbered_sized(i: u32, bits: usize) -> StoredAnswer {
         let cert = [0x40 + (i % 2) as u8; 1_000];
-        let mut der = response((i % 251) as u8, Some(&cert));
+        let mut der = response_sized((i % 251) as u8, Some(&cert), bits);
         // Serial-specific bytes inside the signed part (the fake signature).
         let at = certs_offset(&der).unwrap() - 8;
         der[at..at + 4].copy_from_slice(&i.to_be_bytes());
@@ -1089,6 +1099,57 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn a_store_closed_without_a_flush_keeps_its_durable_answers_and_reuses_no_live_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        let a = |i: u32| i.to_be_bytes();
+        // ~1.2 KB records: three to a page, so chains and spill pages are common.
+        {
+            let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+            for i in 0..2_000 {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &a(i),
+                    &numbered_sized(i, 1_000),
+                )
+                .unwrap();
+            }
+            s.set_watermark(5).unwrap();
+            // After the durable point: more splits (spill pages freed and taken again), then
+            // closed as a SIGKILL would leave it (every write made, no header since).
+            for i in 2_000..4_000 {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &a(i),
+                    &numbered_sized(i, 1_000),
+                )
+                .unwrap();
+            }
+        }
+        let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+        assert_eq!(s.watermark().unwrap(), Some(5));
+        // Writes after the reopen take spill pages: none may be a page a chain still uses.
+        for i in 4_000..6_000 {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &a(i),
+                &numbered_sized(i, 1_000),
+            )
+            .unwrap();
+        }
+        for i in 0..6_000 {
+            let got = s.get(Hierarchy::Auth, HashAlg::Sha1, &a(i)).unwrap();
+            match got {
+                Some(got) => assert_eq!(got, numbered_sized(i, 1_000), "{i}"),
+                None => assert!((2_000..4_000).contains(&i), "durable answer {i} lost"),
+            }
+        }
     }
 
     #[test]

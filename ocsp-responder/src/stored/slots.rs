@@ -270,11 +270,28 @@ impl Slots {
             t.reset()?;
             return Ok(t);
         }
+        // Primary pages past the header's geometry are left by splits a crash rolled back:
+        // cut off, so that a later split of those buckets never finds them (under a power
+        // loss its header could reach the disk before its page).
+        let end = (HEAD_PAGES + best.geometry.buckets()) * PAGE as u64;
+        if size > end {
+            t.slots.set_len(end).map_err(io("truncate the slot file"))?;
+            t.slots.sync_all().map_err(io("sync the slot file"))?;
+        }
         *t.geometry.get_mut().map_err(poisoned)? = best.geometry;
-        *t.alloc.get_mut().map_err(poisoned)? = Alloc {
-            high: best.high.max(1),
-            free: best.free,
-        };
+        // Spill pages allocated after the header was written are in the file (its length
+        // covers every page written) and possibly linked: never handed out again. A page the
+        // header lists as free but that a chain links to (allocated again after the header
+        // was written) is not free.
+        let spilled = t.spill.metadata().map_err(io("read the spill file"))?.len();
+        let high = best.high.max(spilled.div_ceil(PAGE as u64)).max(1);
+        let mut free = Vec::with_capacity(best.free.len());
+        for page in best.free {
+            if page > 0 && page < high && !t.linked(best.geometry, page)? {
+                free.push(page);
+            }
+        }
+        *t.alloc.get_mut().map_err(poisoned)? = Alloc { high, free };
         *t.head.get_mut().map_err(poisoned)? = Head {
             seq: best.seq,
             watermark: best.watermark,
@@ -349,6 +366,29 @@ impl Slots {
         head.seq = image.seq;
         head.watermark = image.watermark;
         Ok(())
+    }
+
+    /// Whether spill page `page` is part of the chain of the bucket it names (at open).
+    fn linked(&self, geometry: Geometry, page: u64) -> Result<bool, Error> {
+        let mut buf = [0u8; PAGE];
+        let read = self.spill.read_exact_at(&mut buf, page * PAGE as u64);
+        if read.is_err() || !page_ok(&buf, u64_at(&buf, 8), None) {
+            return Ok(false);
+        }
+        let (owner, nonce) = (u64_at(&buf, 8), u64_at(&buf, 16));
+        if owner >= geometry.buckets() || !self.read_slot(owner, &mut buf)? {
+            return Ok(false);
+        }
+        for _ in 0..MAX_CHAIN {
+            let Some(link) = next_link(&buf) else { break };
+            if link == (page, nonce) {
+                return Ok(true);
+            }
+            if !self.read_spill(owner, link, &mut buf)? {
+                break;
+            }
+        }
+        Ok(false)
     }
 
     pub(super) fn watermark(&self) -> Result<Option<u64>, Error> {
@@ -978,6 +1018,62 @@ mod tests {
         );
         b[100] ^= 1;
         assert!(HeadImage::decode(&b).is_none());
+    }
+
+    /// `n` keys that fall into bucket `b` of a table of `BASE` buckets.
+    fn keys_in(b: u64, n: usize) -> Vec<Vec<u8>> {
+        (0u32..)
+            .map(|i| [&b"k"[..], &i.to_be_bytes()].concat())
+            .filter(|k| hash(k) % BASE == b)
+            .take(n)
+            .collect()
+    }
+
+    fn open(dir: &Path) -> Slots {
+        Slots::open(&dir.join("s"), &dir.join("p"))
+            .map_err(|_| "open")
+            .unwrap()
+    }
+
+    /// Four 1.2 KB records in one bucket: its primary page and one spill page.
+    fn fill(t: &Slots, keys: &[Vec<u8>]) {
+        for k in keys {
+            t.put(k, &[k[4]; 1_200]).unwrap();
+        }
+    }
+
+    fn all_there(t: &Slots, keys: &[Vec<u8>]) -> bool {
+        keys.iter()
+            .all(|k| t.get_with(k, |v| v == Some(&[k[4]; 1_200][..])).unwrap())
+    }
+
+    #[test]
+    fn after_a_crash_no_spill_page_a_chain_links_is_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (keys_in(0, 4), keys_in(1, 4), keys_in(2, 4));
+        // Pages allocated after the last header: the file's length says they are taken.
+        {
+            let t = open(dir.path());
+            t.flush(Some(1)).unwrap();
+            fill(&t, &a);
+            assert_eq!(t.alloc.lock().unwrap().high, 2);
+        }
+        {
+            let t = open(dir.path());
+            fill(&t, &b);
+            assert!(all_there(&t, &a) && all_there(&t, &b));
+            // A page the header lists as free, taken again since (no header after).
+            assert_eq!(t.retain(&mut |k| !a.contains(&k.to_vec())).unwrap(), 4);
+            t.flush(None).unwrap();
+            assert_eq!(t.alloc.lock().unwrap().free, [1]);
+            fill(&t, &c);
+            assert!(t.alloc.lock().unwrap().free.is_empty());
+        }
+        let t = open(dir.path());
+        assert!(t.alloc.lock().unwrap().free.is_empty());
+        fill(&t, &a);
+        assert!(all_there(&t, &a) && all_there(&t, &b) && all_there(&t, &c));
+        assert_eq!(t.buckets(), BASE, "no split in this test");
     }
 
     #[test]
