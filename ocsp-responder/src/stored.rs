@@ -3,50 +3,74 @@
 //! memory does not grow with the number of certificates (the in-memory cache of
 //! [`crate::responder`] is only a bounded front for the hot ones).
 //!
-//! One redb database (one file, `answers.redb`, 0600, in its own directory, 0700) with a
-//! bounded page cache ([`Settings::cache_bytes`]). Table `answers`: keys `hierarchy tag · hash
-//! algorithm · serial`; values the status the answer states, its times, the issuing root's
-//! key hash, the entity tag and the DER `OCSPResponse` **without its signer certificate**
-//! ([`StoredAnswer`]). Table `signer-suffixes`: the cut-off tails. Table `meta`: the
-//! **watermark**, the sequence number of the store's status-change log up to which every
-//! stored answer is known to state the store's status.
+//! **The slot file** (module `slots`; three files, 0600, in their own directory, 0700):
+//! a hash table of fixed 4 KiB pages, keyed `hierarchy tag · hash algorithm · serial`, whose
+//! values are the status the answer states, its times, the issuing root's key hash, the entity
+//! tag and the DER `OCSPResponse` **without its signer certificate** ([`StoredAnswer`], ~1.1 KB
+//! for a real answer); the header holds the **watermark**, the sequence number of the store's
+//! status-change log up to which every stored answer is known to state the store's status.
 //!
-//! **Answers kept without the signer certificate.** An answer carries its delegated OCSP
-//! signer's certificate in `certs`, the last field of BasicOCSPResponse, itself the last
-//! field of the OCSPResponse (RFC 6960 §4.2.1): about 1.2 of its 2.8 KB, the same bytes in
-//! every answer that signer signed. The record keeps the DER up to that element, as signed
-//! (the outer lengths unchanged), and a reference (SHA-256 prefix) to the element, which is
-//! kept once in `signer-suffixes` — written in the same commit as the first record that
-//! refers to it, never removed (one per signer certificate ever used: a renewed signer's older
-//! answers keep theirs). [`AnswerStore::get`] splices it back: the DER byte for byte as
-//! signed, at the cost of one allocation and one copy. A record whose suffix is missing or
-//! does not hash to its reference reads as missing (signed again), never as a truncated
-//! answer. More answers fit in each byte of cache and of disk.
+//! * *A read is one `pread`.* A key's bucket is the first 8 bytes of its SHA-256 (the same in
+//!   every build), reduced by linear hashing's geometry; bucket `b` is page `4 + b` of
+//!   `answers.slots`. [`AnswerStore::get`] reads that page into a buffer on the stack,
+//!   checks its crc32, finds the key among the page's records and splices the answer (one
+//!   allocation). Only a bucket that overflowed its page continues in `answers.spill` (about
+//!   one get in ten at the fill kept). No cache of its own: the kernel's page cache holds the
+//!   hot pages, shared and outside the process's resident memory, which stays the same
+//!   whatever the number of answers.
+//! * *In place.* The pre-signer rewrites every answer each cycle; an append-only log would
+//!   need constant compaction. A put rewrites the one page that holds the key (or the first
+//!   with room, or a new spill page linked last). Writers of a bucket are serialised by one
+//!   of 1,024 striped locks, which readers take shared for their `pread`: a reader never
+//!   sees a half-written page.
+//! * *Growth without a stop.* When the records fill more than 80 % of the primary pages, one
+//!   bucket is split (linear hashing): its records are divided between it and a new bucket
+//!   at the end, the new one written first, then the header naming the new geometry, then
+//!   the old bucket on fresh spill pages with its primary page last. Readers wait only for
+//!   that one split (a few page writes). Measured at 10^6 realistic answers: ~1.9 KB of disk
+//!   per answer (BENCHMARKS.md "Answer store").
+//! * *Damage reads as missing.* A page whose checksum fails, or that names another bucket,
+//!   reads as empty; a spill link names the page and a nonce written into it when it was
+//!   allocated, so a page freed and reused, or left behind by a crash, never continues a
+//!   chain it no longer belongs to. Its answers are missing and signed again — never a wrong
+//!   or truncated answer.
+//! * *Signer certificates kept once.* An answer carries its delegated OCSP signer's
+//!   certificate in `certs`, the last field of BasicOCSPResponse, itself the last field of
+//!   the OCSPResponse (RFC 6960 §4.2.1): about half of its bytes, the same in every answer
+//!   that signer signed. The record keeps the DER up to that element, as signed (the outer
+//!   lengths unchanged), and a reference (SHA-256 prefix) to the element, which is appended
+//!   once to `answers.signers` and synced **before** the first record that refers to it is
+//!   written; the file is read at open, each entry filed under the hash of its bytes (so a
+//!   damaged one serves nothing; a torn last entry is cut off). [`AnswerStore::get`] splices
+//!   it back: the DER byte for byte as signed. A record whose suffix is missing reads as
+//!   missing.
 //!
-//! **Why redb and not sled** (measured, BENCHMARKS.md "Answer store": 10^6 answers, 2 reader
-//! threads, 64 MiB cache, the same run, a loaded machine): 59,037 gets/s vs sled's 9,546
-//! (6.2×), peak RSS 87–98 vs 330–400 MiB, 3,318 vs 5,325 bytes on disk per answer, 8,147 vs
-//! 5,749 puts/s, open in 0.01–0.05 s vs up to 8.2 s. sled materialises a whole node on each
-//! page-cache miss (malloc and decode per read, ~27 % of serve's CPU under a uniform load);
-//! redb reads 4 KiB pages with `pread` into its own cache bounded by `cache_bytes`, and a value
-//! is borrowed from the page. A purpose-built log + hash file was not needed: redb is a
-//! well-kept library, already crash-safe (checksummed commit slots, atomic commits). Through
-//! `jpki serve` at 10^5 certificates (64 MiB, same machine, alternated with the sled build):
-//! uniform OCSP 41–48 k/s vs 16–26 k/s, p99 4–8 ms vs 38–198 ms, 1,426 vs 2,854 bytes per
-//! answer on disk.
+//! **Durability.** Writes are `pwrite`s, each visible at once and kept by a SIGKILL.
+//! [`AnswerStore::flush`] makes them durable (fdatasync of both files) — the responder calls
+//! it before a revocation is acknowledged; [`AnswerStore::set_watermark`] does the same and
+//! then writes the header with the watermark and syncs it: the watermark reaches the disk
+//! after every answer it vouches for. The header is written in two slots alternately (a
+//! torn write leaves the older one); puts flush by themselves every `DURABLE_EVERY`. After a
+//! crash, open repairs what a lost header write leaves: primary pages past the header's
+//! geometry are cut off, spill pages past its high-water mark (the spill file's length) or
+//! still linked from a chain are never handed out again. A power loss can lose writes made
+//! since the last flush — answers only (derived data, signed again), never the acknowledged
+//! ones; [`AnswerStore::len`] may then lag the records. A store whose header has neither a
+//! watermark nor a record is begun empty, so "empty and no watermark" (the responder then
+//! starts at the log's head) is true of the records, not only of the count.
 //!
-//! **Durability.** Each write is its own non-durable commit (no fsync); a durable commit
-//! (fsync, with the allocator state recorded so that an open after a crash needs no walk of
-//! the file) carries every earlier commit with it. [`AnswerStore::flush`] makes one — the
-//! responder calls it before a revocation is acknowledged — as do
-//! [`AnswerStore::set_watermark`] (the watermark and the answers it covers reach the disk in
-//! one atomic commit), [`AnswerStore::clear`], [`AnswerStore::purge`], the write of a new
-//! suffix, and every `DURABLE_EVERY` writes (bounding what a crash loses: answers only, signed
-//! again). A crash loses non-durable commits only; the file opens at the last durable one.
+//! **Why not redb** (the previous engine, one session): correct and crash-safe, but a get
+//! walks its B-tree through its own cache (locks, LRU, `begin_read`, `open_table`) and
+//! allocates: ~11 % of `jpki serve`'s CPU plus ~5 % kernel `pread` under uniform OCSP load at
+//! 10^6, against ~1–2 µs for a `pread` of one page and a copy; its commits rewrite B-tree
+//! pages (2.9 KB of disk per 1.1 KB answer). Measured in the same run (BENCHMARKS.md
+//! "Answer store"): see the figures there. sled before it was slower still. Both are only
+//! dev-dependencies now (the benchmark's peers, the migration tests).
 //!
-//! **Migration.** A directory in the older sled layout (`conf`, `db`, `blobs/`) is removed on
-//! open with one warning: its answers are derived data and the pre-signer signs them again;
-//! the new store has no watermark, so the responder starts it at the log's head.
+//! **Migration.** A directory in an older layout — sled's (`conf`, `db`, `blobs/`) or redb's
+//! (`answers.redb`) — is removed on open with one warning: its answers are derived data and
+//! the pre-signer signs them again; the new store has no watermark, so the responder starts
+//! it at the log's head.
 //!
 //! **Why a cache beside the store and not in it.** The answers are derived data: each can be
 //! signed again from the store's status at any time. Keeping them out of the store's
@@ -60,7 +84,8 @@
 //! before the first answer, then continuously — before the watermark moves past it. A source
 //! that keeps no log gets the older, slower guard instead: each stored answer is compared with
 //! the store's status before it is served. If the directory is lost or damaged it is set aside
-//! and refilled by the pre-signer.
+//! and refilled by the pre-signer; a directory another process (or handle) has open is
+//! refused (flock) and left alone.
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -672,14 +672,21 @@ impl Slots {
 
     /// Keeps only the records whose key `keep` accepts, bucket by bucket. Returns how many
     /// went.
+    ///
+    /// The geometry is held one bucket at a time (a split may run in between: it only moves
+    /// records to a new bucket at the end, visited in turn).
     pub(super) fn retain(&self, keep: &mut dyn FnMut(&[u8]) -> bool) -> Result<usize, Error> {
-        let geometry = self.geometry.read().map_err(poisoned)?;
         let mut gone = 0;
-        for bucket in 0..geometry.buckets() {
+        let mut bucket = 0;
+        loop {
+            let geometry = self.geometry.read().map_err(poisoned)?;
+            if bucket >= geometry.buckets() {
+                return Ok(gone);
+            }
             let _page = self.stripe(bucket).write().map_err(poisoned)?;
             gone += self.retain_bucket(bucket, keep)?;
+            bucket += 1;
         }
-        Ok(gone)
     }
 
     /// Removes every record: both files emptied, the watermark kept (durably).
@@ -791,8 +798,10 @@ impl Slots {
     }
 
     /// Every record, bucket by bucket in file order: primary pages read `SCAN_CHUNK` at a
-    /// time (one `pread` of 1 MiB), spill chains followed. No lock is held while `each` runs
-    /// (it may write to the table); a record that a concurrent split moves may be seen twice.
+    /// time (one `pread` of 1 MiB), spill chains followed; each bucket is seen in one state
+    /// (its page checked, a chain read under the bucket's lock). No lock is held while `each`
+    /// runs (it may write to the table); a record that a concurrent split moves to the new
+    /// bucket at the end may be seen twice.
     pub(super) fn for_each(&self, each: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), Error> {
         let mut chunk = vec![0u8; SCAN_CHUNK as usize * PAGE];
         let mut spill: Vec<u8> = Vec::new();
@@ -826,9 +835,18 @@ impl Slots {
                             continue;
                         }
                     }
+                    if next_link(&chunk[at..at + PAGE]).is_none() {
+                        // One page: read whole (checked), a consistent state of the bucket.
+                        pages.push((bucket, false, at));
+                        continue;
+                    }
+                    // A chain: read again, page and chain, under the bucket's lock.
+                    let _page = self.stripe(bucket).read().map_err(poisoned)?;
+                    if !self.read_slot(bucket, &mut chunk[at..at + PAGE])? {
+                        continue;
+                    }
                     pages.push((bucket, false, at));
                     let mut link = next_link(&chunk[at..at + PAGE]);
-                    let _page = self.stripe(bucket).read().map_err(poisoned)?;
                     for _ in 0..MAX_CHAIN {
                         let Some(l) = link else { break };
                         let off = spill.len();
