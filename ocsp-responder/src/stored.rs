@@ -643,7 +643,7 @@ impl AnswerStore {
                     times,
                 })
             })();
-            meta.is_none_or(|m| each(m))
+            meta.is_none_or(&mut *each)
         })
     }
 
