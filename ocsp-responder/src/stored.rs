@@ -14,8 +14,9 @@
 //!   every build), reduced by linear hashing's geometry; bucket `b` is page `4 + b` of
 //!   `answers.slots`. [`AnswerStore::get`] reads that page into a buffer on the stack,
 //!   checks its crc32, finds the key among the page's records and splices the answer (one
-//!   allocation). Only a bucket that overflowed its page continues in `answers.spill` (about
-//!   one get in ten at the fill kept). No cache of its own: the kernel's page cache holds the
+//!   allocation). Only a bucket that overflowed its page continues in `answers.spill`: at
+//!   10^6 answers of 1.1 KB, 25 % of the answers sit in a spill page (a get of one of those
+//!   reads two pages or more; the longest chain had 5 spill pages). No cache of its own: the kernel's page cache holds the
 //!   hot pages, shared and outside the process's resident memory, which stays the same
 //!   whatever the number of answers.
 //! * *In place.* The pre-signer rewrites every answer each cycle; an append-only log would
