@@ -1181,6 +1181,50 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_lets_its_callback_write_and_sees_every_answer_while_the_table_grows() {
+        let s = AnswerStore::temporary().unwrap();
+        s.set_watermark(1).unwrap();
+        for i in 0..1_000u32 {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &i.to_be_bytes(),
+                &numbered(i),
+            )
+            .unwrap();
+        }
+        let before = s.table.buckets();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut added = 1_000_000u32;
+        // As the pre-signer does: re-sign what it sees (and here also add new answers, so
+        // buckets split under the scan).
+        s.for_each_meta(&mut |m| {
+            let mut b = [0u8; 4];
+            b[4 - m.serial.len()..].copy_from_slice(m.serial);
+            let i = u32::from_be_bytes(b);
+            if i < 1_000_000 {
+                seen.insert(i);
+                s.put(m.hierarchy, m.alg, m.serial, &numbered(i)).unwrap();
+                for _ in 0..2 {
+                    s.put(
+                        Hierarchy::Auth,
+                        HashAlg::Sha1,
+                        &added.to_be_bytes(),
+                        &numbered(added),
+                    )
+                    .unwrap();
+                    added += 1;
+                }
+            }
+            true
+        })
+        .unwrap();
+        assert!(s.table.buckets() > before, "no split during the scan");
+        assert_eq!(seen.len(), 1_000);
+        assert_eq!(s.len(), 1_000 + (added - 1_000_000) as usize);
+    }
+
+    #[test]
     fn a_page_with_a_flipped_byte_reads_as_missing_never_as_a_wrong_answer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("answers");
