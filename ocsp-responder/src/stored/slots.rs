@@ -340,9 +340,13 @@ impl Slots {
 
     /// Writes the header into the slot not holding the newest one (`watermark`: `Some` to
     /// record a new durable watermark, `None` to keep the current one).
+    ///
+    /// The geometry stays read-locked until the header is written: a split (which writes its
+    /// own header under the write lock) cannot come between, so a later header never names
+    /// an older geometry than an earlier one.
     fn write_head(&self, watermark: Option<u64>) -> Result<(), Error> {
-        let geometry = *self.geometry.read().map_err(poisoned)?;
-        self.write_head_with(geometry, watermark)
+        let geometry = self.geometry.read().map_err(poisoned)?;
+        self.write_head_with(*geometry, watermark)
     }
 
     fn write_head_with(&self, geometry: Geometry, watermark: Option<u64>) -> Result<(), Error> {
