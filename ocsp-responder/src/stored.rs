@@ -3,50 +3,75 @@
 //! memory does not grow with the number of certificates (the in-memory cache of
 //! [`crate::responder`] is only a bounded front for the hot ones).
 //!
-//! One redb database (one file, `answers.redb`, 0600, in its own directory, 0700) with a
-//! bounded page cache ([`Settings::cache_bytes`]). Table `answers`: keys `hierarchy tag · hash
-//! algorithm · serial`; values the status the answer states, its times, the issuing root's
-//! key hash, the entity tag and the DER `OCSPResponse` **without its signer certificate**
-//! ([`StoredAnswer`]). Table `signer-suffixes`: the cut-off tails. Table `meta`: the
-//! **watermark**, the sequence number of the store's status-change log up to which every
-//! stored answer is known to state the store's status.
+//! **The slot file** (module `slots`; three files, 0600, in their own directory, 0700):
+//! a hash table of fixed 4 KiB pages, keyed `hierarchy tag · hash algorithm · serial`, whose
+//! values are the status the answer states, its times, the issuing root's key hash, the entity
+//! tag and the DER `OCSPResponse` **without its signer certificate** ([`StoredAnswer`], ~1.1 KB
+//! for a real answer); the header holds the **watermark**, the sequence number of the store's
+//! status-change log up to which every stored answer is known to state the store's status.
 //!
-//! **Answers kept without the signer certificate.** An answer carries its delegated OCSP
-//! signer's certificate in `certs`, the last field of BasicOCSPResponse, itself the last
-//! field of the OCSPResponse (RFC 6960 §4.2.1): about 1.2 of its 2.8 KB, the same bytes in
-//! every answer that signer signed. The record keeps the DER up to that element, as signed
-//! (the outer lengths unchanged), and a reference (SHA-256 prefix) to the element, which is
-//! kept once in `signer-suffixes` — written in the same commit as the first record that
-//! refers to it, never removed (one per signer certificate ever used: a renewed signer's older
-//! answers keep theirs). [`AnswerStore::get`] splices it back: the DER byte for byte as
-//! signed, at the cost of one allocation and one copy. A record whose suffix is missing or
-//! does not hash to its reference reads as missing (signed again), never as a truncated
-//! answer. More answers fit in each byte of cache and of disk.
+//! * *A read is one `pread`.* A key's bucket is the first 8 bytes of its SHA-256 (the same in
+//!   every build), reduced by linear hashing's geometry; bucket `b` is page `4 + b` of
+//!   `answers.slots`. [`AnswerStore::get`] reads that page into a buffer on the stack,
+//!   checks its crc32, finds the key among the page's records and splices the answer (one
+//!   allocation). Only a bucket that overflowed its page continues in `answers.spill`: at
+//!   10^6 answers of 1.1 KB, 25 % of the answers sit in a spill page (a get of one of those
+//!   reads two pages or more; the longest chain had 5 spill pages). No cache of its own: the kernel's page cache holds the
+//!   hot pages, shared and outside the process's resident memory, which stays the same
+//!   whatever the number of answers.
+//! * *In place.* The pre-signer rewrites every answer each cycle; an append-only log would
+//!   need constant compaction. A put rewrites the one page that holds the key (or the first
+//!   with room, or a new spill page linked last). Writers of a bucket are serialised by one
+//!   of 1,024 striped locks, which readers take shared for their `pread`: a reader never
+//!   sees a half-written page.
+//! * *Growth without a stop.* When the records fill more than 80 % of the primary pages, one
+//!   bucket is split (linear hashing): its records are divided between it and a new bucket
+//!   at the end, the new one written first, then the header naming the new geometry, then
+//!   the old bucket on fresh spill pages with its primary page last. Readers wait only for
+//!   that one split (a few page writes). Measured at 10^6 realistic answers: ~1.9 KB of disk
+//!   per answer (BENCHMARKS.md "Answer store").
+//! * *Damage reads as missing.* A page whose checksum fails, or that names another bucket,
+//!   reads as empty; a spill link names the page and a nonce written into it when it was
+//!   allocated, so a page freed and reused, or left behind by a crash, never continues a
+//!   chain it no longer belongs to. Its answers are missing and signed again — never a wrong
+//!   or truncated answer.
+//! * *Signer certificates kept once.* An answer carries its delegated OCSP signer's
+//!   certificate in `certs`, the last field of BasicOCSPResponse, itself the last field of
+//!   the OCSPResponse (RFC 6960 §4.2.1): about half of its bytes, the same in every answer
+//!   that signer signed. The record keeps the DER up to that element, as signed (the outer
+//!   lengths unchanged), and a reference (SHA-256 prefix) to the element, which is appended
+//!   once to `answers.signers` and synced **before** the first record that refers to it is
+//!   written; the file is read at open, each entry filed under the hash of its bytes (so a
+//!   damaged one serves nothing; a torn last entry is cut off). [`AnswerStore::get`] splices
+//!   it back: the DER byte for byte as signed. A record whose suffix is missing reads as
+//!   missing.
 //!
-//! **Why redb and not sled** (measured, BENCHMARKS.md "Answer store": 10^6 answers, 2 reader
-//! threads, 64 MiB cache, the same run, a loaded machine): 59,037 gets/s vs sled's 9,546
-//! (6.2×), peak RSS 87–98 vs 330–400 MiB, 3,318 vs 5,325 bytes on disk per answer, 8,147 vs
-//! 5,749 puts/s, open in 0.01–0.05 s vs up to 8.2 s. sled materialises a whole node on each
-//! page-cache miss (malloc and decode per read, ~27 % of serve's CPU under a uniform load);
-//! redb reads 4 KiB pages with `pread` into its own cache bounded by `cache_bytes`, and a value
-//! is borrowed from the page. A purpose-built log + hash file was not needed: redb is a
-//! well-kept library, already crash-safe (checksummed commit slots, atomic commits). Through
-//! `jpki serve` at 10^5 certificates (64 MiB, same machine, alternated with the sled build):
-//! uniform OCSP 41–48 k/s vs 16–26 k/s, p99 4–8 ms vs 38–198 ms, 1,426 vs 2,854 bytes per
-//! answer on disk.
+//! **Durability.** Writes are `pwrite`s, each visible at once and kept by a SIGKILL.
+//! [`AnswerStore::flush`] makes them durable (fdatasync of both files) — the responder calls
+//! it before a revocation is acknowledged; [`AnswerStore::set_watermark`] does the same and
+//! then writes the header with the watermark and syncs it: the watermark reaches the disk
+//! after every answer it vouches for. The header is written in two slots alternately (a
+//! torn write leaves the older one); puts flush by themselves every `DURABLE_EVERY`. After a
+//! crash, open repairs what a lost header write leaves: primary pages past the header's
+//! geometry are cut off, spill pages past its high-water mark (the spill file's length) or
+//! still linked from a chain are never handed out again. A power loss can lose writes made
+//! since the last flush — answers only (derived data, signed again), never the acknowledged
+//! ones; [`AnswerStore::len`] may then lag the records. A store whose header has neither a
+//! watermark nor a record is begun empty, so "empty and no watermark" (the responder then
+//! starts at the log's head) is true of the records, not only of the count.
 //!
-//! **Durability.** Each write is its own non-durable commit (no fsync); a durable commit
-//! (fsync, with the allocator state recorded so that an open after a crash needs no walk of
-//! the file) carries every earlier commit with it. [`AnswerStore::flush`] makes one — the
-//! responder calls it before a revocation is acknowledged — as do
-//! [`AnswerStore::set_watermark`] (the watermark and the answers it covers reach the disk in
-//! one atomic commit), [`AnswerStore::clear`], [`AnswerStore::purge`], the write of a new
-//! suffix, and every `DURABLE_EVERY` writes (bounding what a crash loses: answers only, signed
-//! again). A crash loses non-durable commits only; the file opens at the last durable one.
+//! **Why not redb** (the previous engine, one session): correct and crash-safe, but a get
+//! walks its B-tree through its own cache (locks, LRU, `begin_read`, `open_table`) and
+//! allocates: ~11 % of `jpki serve`'s CPU plus ~5 % kernel `pread` under uniform OCSP load at
+//! 10^6, against ~1–2 µs for a `pread` of one page and a copy; its commits rewrite B-tree
+//! pages (2.9 KB of disk per 1.1 KB answer). Measured in the same run (BENCHMARKS.md
+//! "Answer store"): see the figures there. sled before it was slower still. Both are only
+//! dev-dependencies now (the benchmark's peers, the migration tests).
 //!
-//! **Migration.** A directory in the older sled layout (`conf`, `db`, `blobs/`) is removed on
-//! open with one warning: its answers are derived data and the pre-signer signs them again;
-//! the new store has no watermark, so the responder starts it at the log's head.
+//! **Migration.** A directory in an older layout — sled's (`conf`, `db`, `blobs/`) or redb's
+//! (`answers.redb`) — is removed on open with one warning: its answers are derived data and
+//! the pre-signer signs them again; the new store has no watermark, so the responder starts
+//! it at the log's head.
 //!
 //! **Why a cache beside the store and not in it.** The answers are derived data: each can be
 //! signed again from the store's status at any time. Keeping them out of the store's
@@ -60,28 +85,35 @@
 //! before the first answer, then continuously — before the watermark moves past it. A source
 //! that keeps no log gets the older, slower guard instead: each stored answer is compared with
 //! the store's status before it is served. If the directory is lost or damaged it is set aside
-//! and refilled by the pre-signer.
+//! and refilled by the pre-signer; a directory another process (or handle) has open is
+//! refused (flock) and left alone.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use bytes::Bytes;
 use policies::{Hierarchy, Reason};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use redb::{TableDefinition, WriteTransaction};
 use time::OffsetDateTime;
 
 use crate::certid::{HashAlg, Times};
 use crate::source::Status;
 use crate::Error;
 
+mod slots;
+
+use slots::{OpenFailure, Slots};
+
 /// Tunables of the answer store.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
-    /// redb's page cache, in bytes (what the store may hold in memory).
+    /// Memory for cached pages. The slot file keeps no cache of its own (the kernel's page
+    /// cache holds the hot pages, outside the process's resident memory): not used, kept so
+    /// that settings written for the earlier engines stay valid.
     pub cache_bytes: u64,
 }
 
@@ -122,22 +154,17 @@ const VERSION: u8 = 3;
 /// `version · status · revoked_at · reason · 3 times · issuer key · etag · suffix flag ·
 /// suffix reference`.
 const HEADER: usize = 1 + 1 + 8 + 1 + 8 * 3 + KEY_HASH + ETAG + 1 + SUFFIX_REF;
-const WATERMARK: &str = "status-log-watermark";
-/// The file of the store inside its directory.
-const FILE: &str = "answers.redb";
-/// Non-durable commits after which a write is committed durably (fsync): bounds what a
-/// crash loses (about a minute of pre-signing at 1,000 signatures a second). Measured at 10^6
-/// answers (BENCHMARKS.md): 3,318 B on disk per answer with 65,536, 3,625 with none between
-/// the pre-signer's flushes; at 2·10^4, 4,096 left the file 1.8× larger than 64 or none.
+/// The slot file (header and primary pages) inside the store's directory.
+const FILE: &str = "answers.slots";
+/// The spill file (overflow pages).
+const SPILL_FILE: &str = "answers.spill";
+/// The signer suffixes: `length u32 (little-endian) · bytes`, appended.
+const SIGNERS_FILE: &str = "answers.signers";
+/// The previous engine's file (removed on open).
+const REDB_FILE: &str = "answers.redb";
+/// Puts after which the store flushes by itself: bounds what a power loss can take (about a
+/// minute of pre-signing at 1,000 signatures a second; a SIGKILL takes nothing written).
 const DURABLE_EVERY: u32 = 65_536;
-
-/// `hierarchy tag · hash algorithm · serial` → record ([`StoredAnswer::encode`]).
-const ANSWERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("answers");
-/// suffix reference → the trailing `certs` element of BasicOCSPResponse (the delegated
-/// signer's certificate), shared by every answer that signer signed.
-const SUFFIXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("signer-suffixes");
-/// The watermark ([`AnswerStore::watermark`]).
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Where the trailing `certs [0] EXPLICIT SEQUENCE OF Certificate` element of the
 /// BasicOCSPResponse inside an OCSPResponse begins, if it has one (RFC 6960 §4.2.1):
@@ -246,10 +273,9 @@ impl StoredAnswer {
         Ok((v, suffix))
     }
 
-    /// Decodes a record, splicing its suffix back (one allocation, one copy). `None` for a
-    /// record of another version, a damaged one, or one whose suffix is not in `suffixes`
-    /// (read as missing: signed again — never served truncated).
-    fn decode(v: &[u8], suffixes: &HashMap<[u8; SUFFIX_REF], Bytes>) -> Option<StoredAnswer> {
+    /// The status and times of a record (no allocation), `None` if it is not one of this
+    /// version.
+    fn decode_meta(v: &[u8]) -> Option<(Status, Times)> {
         if v.len() <= HEADER || v[0] != VERSION {
             return None;
         }
@@ -270,6 +296,14 @@ impl StoredAnswer {
             this_update: int(19)?,
             next_update: int(27)?,
         };
+        Some((status, times))
+    }
+
+    /// Decodes a record, splicing its suffix back (one allocation, one copy). `None` for a
+    /// record of another version, a damaged one, or one whose suffix is not in `suffixes`
+    /// (read as missing: signed again — never served truncated).
+    fn decode(v: &[u8], suffixes: &HashMap<[u8; SUFFIX_REF], Bytes>) -> Option<StoredAnswer> {
+        let (status, times) = StoredAnswer::decode_meta(v)?;
         let issuer_key = v.get(35..35 + KEY_HASH)?.try_into().ok()?;
         let etag = v
             .get(35 + KEY_HASH..35 + KEY_HASH + ETAG)?
@@ -301,53 +335,79 @@ impl StoredAnswer {
 
 /// The durable answer store (see the module docs).
 pub struct AnswerStore {
-    db: Database,
-    /// The file, for [`AnswerStore::size_on_disk`] (`None`: in memory).
-    file: Option<PathBuf>,
-    /// Every suffix of the `signer-suffixes` table (a few: one per delegated signer
-    /// certificate ever used), by reference. Read at open; a suffix enters it once its
-    /// record is committed.
+    table: Slots,
+    /// The signer-suffix file, appended to (a few entries: one per delegated signer
+    /// certificate ever used).
+    signers: Mutex<File>,
+    /// Every suffix of the signer-suffix file, by reference. Read at open; a suffix enters
+    /// it once it is durable in the file.
     suffixes: RwLock<HashMap<[u8; SUFFIX_REF], Bytes>>,
-    /// Non-durable commits since the last durable one.
+    /// Puts since the last flush.
     pending: AtomicU32,
 }
 
-fn key(h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Vec<u8> {
+/// The longest key: `hierarchy tag · hash algorithm ·` a canonical serial (RFC 5280 allows 20
+/// octets; anything up to 253 is kept).
+const MAX_KEY: usize = 255;
+
+/// The key of an answer, on the stack: `(bytes, length)`; `None` for a serial too long to
+/// store (never stored, so never found).
+fn key(h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Option<([u8; MAX_KEY], usize)> {
     let serial = crate::certid::canonical(serial);
-    let mut k = Vec::with_capacity(2 + serial.len());
-    k.push(h.tag());
-    k.push(alg as u8);
-    k.extend_from_slice(serial);
-    k
+    let n = 2 + serial.len();
+    let mut k = [0u8; MAX_KEY];
+    k.get_mut(2..n)?.copy_from_slice(serial);
+    k[0] = h.tag();
+    k[1] = alg as u8;
+    Some((k, n))
 }
 
-fn failed<E: Into<redb::Error>>(what: &str) -> impl FnOnce(E) -> Error + '_ {
-    move |e| Error::Store(format!("{what}: {}", e.into()))
+fn hash_alg(code: u8) -> Option<HashAlg> {
+    HashAlg::ALL.into_iter().find(|a| *a as u8 == code)
 }
 
-/// Whether `dir` holds the answer store of an older jpki (sled: `conf`, `db`, `blobs/`).
-fn sled_layout(dir: &Path) -> bool {
-    ["conf", "db", "blobs"]
+/// Every stored answer's key and times, as [`AnswerStore::for_each_meta`] hands them out.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AnswerMeta<'a> {
+    pub hierarchy: Hierarchy,
+    pub alg: HashAlg,
+    /// The serial, canonical (no leading zero octet).
+    pub serial: &'a [u8],
+    pub status: Status,
+    pub times: Times,
+}
+
+/// Whether `dir` holds the answer store of an older jpki: sled (`conf`, `db`, `blobs/`) or
+/// redb (`answers.redb`).
+fn old_layout(dir: &Path) -> Option<&'static str> {
+    if ["conf", "db", "blobs"]
         .iter()
         .any(|f| dir.join(f).symlink_metadata().is_ok())
+    {
+        Some("sled")
+    } else if dir.join(REDB_FILE).symlink_metadata().is_ok() {
+        Some("redb")
+    } else {
+        None
+    }
 }
 
 impl AnswerStore {
-    /// Opens (or creates) the store in `dir` (mode 0700; its file 0600). A store that does
+    /// Opens (or creates) the store in `dir` (mode 0700; its files 0600). A store that does
     /// not open (damaged) is moved aside to `dir.damaged-<unix time>` and a new one begun,
-    /// and a directory in the older sled layout is removed: its answers are derived data,
-    /// signed again by the pre-signer (with no watermark, the responder starts the new store
-    /// at the log's head). A store another process has open is an error, and nothing is
-    /// moved.
-    pub fn open(dir: &Path, settings: &Settings) -> Result<AnswerStore, Error> {
-        if sled_layout(dir) {
-            tracing::warn!(dir = %dir.display(), "the pre-signed OCSP answer store is in the older sled layout; removing it (its answers are signed again)");
+    /// and a directory in an older layout (sled, redb) is removed: its answers are derived
+    /// data, signed again by the pre-signer (with no watermark, the responder starts the new
+    /// store at the log's head). A store another process (or handle) has open is an error,
+    /// and nothing is moved.
+    pub fn open(dir: &Path, _settings: &Settings) -> Result<AnswerStore, Error> {
+        if let Some(engine) = old_layout(dir) {
+            tracing::warn!(dir = %dir.display(), engine, "the pre-signed OCSP answer store is in an older layout; removing it (its answers are signed again)");
             std::fs::remove_dir_all(dir)
                 .map_err(|e| Error::Store(format!("remove {}: {e}", dir.display())))?;
         }
         create_private_dir(dir)?;
-        let file = dir.join(FILE);
-        let store = match AnswerStore::open_file(&file, settings) {
+        let store = match AnswerStore::open_files(dir) {
             Ok(s) => s,
             // Another process serves from it: an error, nothing moved.
             Err(OpenFailure::InUse(e)) => return Err(e),
@@ -360,157 +420,138 @@ impl AnswerStore {
                 std::fs::rename(dir, &aside)
                     .map_err(|e| Error::Store(format!("set {} aside: {e}", dir.display())))?;
                 create_private_dir(dir)?;
-                AnswerStore::open_file(&file, settings).map_err(OpenFailure::into_error)?
+                AnswerStore::open_files(dir).map_err(|f| match f {
+                    OpenFailure::InUse(e) | OpenFailure::Other(e) => e,
+                })?
             }
         };
         Ok(store)
     }
 
-    fn open_file(file: &Path, settings: &Settings) -> Result<AnswerStore, OpenFailure> {
+    fn open_files(dir: &Path) -> Result<AnswerStore, OpenFailure> {
+        // The slot file first: it holds the lock.
+        let table = Slots::open(&dir.join(FILE), &dir.join(SPILL_FILE))?;
         let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
+        options.read(true).append(true).create(true);
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let f = options
-            .open(file)
-            .map_err(|e| Error::Store(format!("open {}: {e}", file.display())))
-            .map_err(OpenFailure::Other)?;
-        let db = builder(settings)
-            .create_with_backend(redb::backends::FileBackend::new(f))
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => OpenFailure::InUse(Error::Store(
-                    format!("{} is open in another process", file.display()),
-                )),
-                e => OpenFailure::Other(failed("open the answer store")(e)),
-            })?;
-        AnswerStore::with(db, Some(file.to_path_buf())).map_err(OpenFailure::Other)
+        let signers = options
+            .open(dir.join(SIGNERS_FILE))
+            .map_err(|e| OpenFailure::Other(Error::Store(format!("open the signer file: {e}"))))?;
+        AnswerStore::with(table, signers).map_err(OpenFailure::Other)
     }
 
-    fn with(db: Database, file: Option<PathBuf>) -> Result<AnswerStore, Error> {
-        // Every table exists from the first open on (a read of a missing one fails).
-        let w = durable_write(&db)?;
-        w.open_table(ANSWERS).map_err(failed("open the answers"))?;
-        w.open_table(SUFFIXES)
-            .map_err(failed("open the suffixes"))?;
-        w.open_table(META).map_err(failed("open the watermark"))?;
-        w.commit().map_err(failed("create the answer store"))?;
+    /// The store over an open table and signer file: reads every suffix (a torn last entry
+    /// is cut off; an entry is kept under the reference its bytes hash to, so a damaged one
+    /// serves no answer).
+    fn with(table: Slots, signers: File) -> Result<AnswerStore, Error> {
+        let mut all = Vec::new();
+        (&signers)
+            .read_to_end(&mut all)
+            .map_err(|e| Error::Store(format!("read the signer file: {e}")))?;
         let mut suffixes = HashMap::new();
-        let r = db.begin_read().map_err(failed("read the answer store"))?;
-        let t = r
-            .open_table(SUFFIXES)
-            .map_err(failed("open the suffixes"))?;
-        for item in t.range(..).map_err(failed("read the suffixes"))? {
-            let (k, v) = item.map_err(failed("read the suffixes"))?;
-            let (k, v) = (k.value(), v.value());
-            // A suffix that is not what its reference names is not used (its answers read
-            // as missing and are signed again).
-            if let Ok(r) = <[u8; SUFFIX_REF]>::try_from(k) {
-                if suffix_ref(v) == r {
-                    suffixes.insert(r, Bytes::copy_from_slice(v));
-                }
-            }
+        let mut at = 0;
+        while let Some(len) = all.get(at..at + 4) {
+            let n = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(bytes) = all.get(at + 4..at + 4 + n) else {
+                break;
+            };
+            suffixes.insert(suffix_ref(bytes), Bytes::copy_from_slice(bytes));
+            at += 4 + n;
+        }
+        if at < all.len() {
+            // A torn append (a crash while a new suffix was written): cut off, so the next
+            // entry starts where the reader expects it.
+            signers
+                .set_len(at as u64)
+                .map_err(|e| Error::Store(format!("repair the signer file: {e}")))?;
         }
         Ok(AnswerStore {
-            db,
-            file,
+            table,
+            signers: Mutex::new(signers),
             suffixes: RwLock::new(suffixes),
             pending: AtomicU32::new(0),
         })
     }
 
-    /// A store in memory only (tests).
+    /// A store in unlinked temporary files (tests).
     pub fn temporary() -> Result<AnswerStore, Error> {
-        let db = builder(&Settings::default())
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(failed("open a temporary answer store"))?;
-        AnswerStore::with(db, None)
+        static N: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::temp_dir().join(format!(
+            "jpki-answers-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
+        let unlinked = |ext: &str| -> Result<File, Error> {
+            let path = base.with_extension(ext);
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|f| std::fs::remove_file(&path).map(|()| f))
+                .map_err(|e| Error::Store(format!("temporary answer store: {e}")))?;
+            Ok(f)
+        };
+        let table = Slots::with(unlinked("slots")?, unlinked("spill")?)?;
+        AnswerStore::with(table, unlinked("signers")?)
     }
 
     /// The sequence number of the status-change log up to which every stored answer states
-    /// the store's status (`None`: never recorded — a new store, or one written before the
-    /// watermark existed).
+    /// the store's status (`None`: never recorded — a new store).
     pub fn watermark(&self) -> Result<Option<u64>, Error> {
-        let r = self
-            .db
-            .begin_read()
-            .map_err(failed("read the answer store's watermark"))?;
-        let t = r
-            .open_table(META)
-            .map_err(failed("read the answer store's watermark"))?;
-        let v = t
-            .get(WATERMARK)
-            .map_err(failed("read the answer store's watermark"))?;
-        Ok(v.map(|v| v.value()))
+        self.table.watermark()
     }
 
-    /// Records the watermark and makes it and every answer written before it durable: one
-    /// durable commit, atomic with every non-durable one before it, so the watermark never
-    /// reaches the disk without the answers it vouches for.
+    /// Records the watermark after making every answer written before it durable
+    /// (fdatasync), then makes the header holding it durable: the watermark never reaches
+    /// the disk before the answers it vouches for.
     pub fn set_watermark(&self, seq: u64) -> Result<(), Error> {
-        let w = durable_write(&self.db)?;
-        let written = || -> Result<(), redb::Error> {
-            w.open_table(META)?.insert(WATERMARK, seq)?;
-            Ok(())
-        };
-        written().map_err(failed("write the answer store's watermark"))?;
-        self.commit_durable(w)
+        self.pending.store(0, Ordering::Relaxed);
+        self.table.flush(Some(seq))
     }
 
     /// Removes an answer (durable at the next [`AnswerStore::flush`]). Returns whether there
     /// was one.
     pub fn remove(&self, h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Result<bool, Error> {
-        let w = self.write()?;
-        let removed = || -> Result<bool, redb::Error> {
-            let mut t = w.open_table(ANSWERS)?;
-            let old = t.remove(key(h, alg, serial).as_slice())?;
-            Ok(old.is_some())
+        let Some((k, n)) = key(h, alg, serial) else {
+            return Ok(false);
         };
-        let had = removed().map_err(failed("remove a stored answer"))?;
-        self.commit(w, false)?;
-        Ok(had)
+        self.table.remove(&k[..n])
     }
 
     /// Whether a record is there at all, decodable or not (a record that cannot be served
     /// must still be replaced or removed when its certificate's status changes).
     pub fn contains(&self, h: Hierarchy, alg: HashAlg, serial: &[u8]) -> Result<bool, Error> {
-        self.with_record(h, alg, serial, |v| v.is_some())
+        let Some((k, n)) = key(h, alg, serial) else {
+            return Ok(false);
+        };
+        self.table.get_with(&k[..n], |v| v.is_some())
     }
 
+    /// The answer stored for the serial, spliced whole (`None`: none, or one that cannot be
+    /// served: another version, damaged, or its signer suffix missing).
     pub fn get(
         &self,
         h: Hierarchy,
         alg: HashAlg,
         serial: &[u8],
     ) -> Result<Option<StoredAnswer>, Error> {
+        let Some((k, n)) = key(h, alg, serial) else {
+            return Ok(None);
+        };
         let suffixes = self
             .suffixes
             .read()
             .map_err(|_| Error::Store("the suffix table's lock is poisoned".into()))?;
-        self.with_record(h, alg, serial, |v| {
+        self.table.get_with(&k[..n], |v| {
             v.and_then(|v| StoredAnswer::decode(v, &suffixes))
         })
     }
 
-    /// Hands the record stored under the key (or `None`) to `f`, inside one read transaction.
-    fn with_record<T>(
-        &self,
-        h: Hierarchy,
-        alg: HashAlg,
-        serial: &[u8],
-        f: impl FnOnce(Option<&[u8]>) -> T,
-    ) -> Result<T, Error> {
-        const WHAT: &str = "read a stored answer";
-        let r = self.db.begin_read().map_err(failed(WHAT))?;
-        let t = r.open_table(ANSWERS).map_err(failed(WHAT))?;
-        let v = t
-            .get(key(h, alg, serial).as_slice())
-            .map_err(failed(WHAT))?;
-        Ok(f(v.as_ref().map(|v| v.value())))
-    }
-
     /// Stores an answer (durable at the next [`AnswerStore::flush`], or at a later durable
-    /// commit: a lost write only means signing it again). Its suffix, if new, is written in
-    /// the same commit, so no record refers to a suffix that is not there.
+    /// point: a lost write only means signing it again). Its suffix, if new, is made durable
+    /// in the signer file first, so no record refers to a suffix that is not there.
     pub fn put(
         &self,
         h: Hierarchy,
@@ -519,156 +560,114 @@ impl AnswerStore {
         a: &StoredAnswer,
     ) -> Result<(), Error> {
         let (record, suffix) = a.encode()?;
-        let known = |r: &[u8; SUFFIX_REF]| {
-            self.suffixes
-                .read()
-                .map(|m| m.contains_key(r))
-                .unwrap_or(false)
+        let Some((k, n)) = key(h, alg, serial) else {
+            return Err(Error::Store(format!(
+                "a serial of {} octets is not stored",
+                serial.len()
+            )));
         };
-        let new_suffix = suffix.filter(|(_, r)| !known(r));
-        let w = self.write()?;
-        let written = || -> Result<(), redb::Error> {
-            if let Some((bytes, r)) = &new_suffix {
-                w.open_table(SUFFIXES)?.insert(&r[..], *bytes)?;
-            }
-            w.open_table(ANSWERS)?
-                .insert(key(h, alg, serial).as_slice(), record.as_slice())?;
-            Ok(())
-        };
-        written().map_err(failed("write a stored answer"))?;
-        // A new suffix is durable with the first record that refers to it.
-        self.commit(w, new_suffix.is_some())?;
-        if let Some((bytes, r)) = new_suffix {
-            self.suffixes
-                .write()
-                .map_err(|_| Error::Store("the suffix table's lock is poisoned".into()))?
-                .insert(r, Bytes::copy_from_slice(bytes));
+        if let Some((bytes, r)) = suffix {
+            self.keep_suffix(bytes, r)?;
+        }
+        self.table.put(&k[..n], &record)?;
+        if self.pending.fetch_add(1, Ordering::Relaxed) + 1 >= DURABLE_EVERY {
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Makes every write so far durable (fsync).
+    /// Appends a suffix not yet known to the signer file and syncs it.
+    fn keep_suffix(&self, bytes: &[u8], r: [u8; SUFFIX_REF]) -> Result<(), Error> {
+        let known = |m: &HashMap<[u8; SUFFIX_REF], Bytes>| m.contains_key(&r);
+        if self.suffixes.read().map(|m| known(&m)).unwrap_or(false) {
+            return Ok(());
+        }
+        let file = self
+            .signers
+            .lock()
+            .map_err(|_| Error::Store("the signer file's lock is poisoned".into()))?;
+        // Another writer may have kept it meanwhile.
+        if self.suffixes.read().map(|m| known(&m)).unwrap_or(false) {
+            return Ok(());
+        }
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| Error::Store("a signer certificate of over 4 GiB".into()))?;
+        let mut entry = Vec::with_capacity(4 + bytes.len());
+        entry.extend_from_slice(&len.to_le_bytes());
+        entry.extend_from_slice(bytes);
+        (&*file)
+            .write_all(&entry)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::Store(format!("write the signer file: {e}")))?;
+        self.suffixes
+            .write()
+            .map_err(|_| Error::Store("the suffix table's lock is poisoned".into()))?
+            .insert(r, Bytes::copy_from_slice(bytes));
+        Ok(())
+    }
+
+    /// Makes every write so far durable (fdatasync).
     pub fn flush(&self) -> Result<(), Error> {
-        self.commit_durable(durable_write(&self.db)?)
+        self.pending.store(0, Ordering::Relaxed);
+        self.table.flush(None)
     }
 
     /// Removes every answer (the CA store behind them was replaced: a restored copy older
-    /// than the watermark). Returns how many.
+    /// than the watermark). Returns how many. The watermark is kept.
     pub fn clear(&self) -> Result<usize, Error> {
-        let w = durable_write(&self.db)?;
-        let n = {
-            let mut t = w.open_table(ANSWERS).map_err(failed("clear the answers"))?;
-            let n = t.len().map_err(failed("clear the answers"))?;
-            t.retain(|_, _| false)
-                .map_err(failed("clear the answers"))?;
-            n
-        };
-        self.commit_durable(w)?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        self.table.clear()
     }
 
-    /// Removes every answer of a hierarchy (its signer was compromised). Returns how many.
+    /// Removes every answer of a hierarchy (its signer was compromised), durably. Returns
+    /// how many.
     pub fn purge(&self, h: Hierarchy) -> Result<usize, Error> {
-        let w = durable_write(&self.db)?;
-        let mut n = 0usize;
-        {
-            let mut t = w.open_table(ANSWERS).map_err(failed("purge the answers"))?;
-            let (lo, hi) = ([h.tag()], [h.tag() + 1]);
-            t.retain_in(&lo[..]..&hi[..], |_, _| {
-                n += 1;
-                false
-            })
-            .map_err(failed("purge the answers"))?;
-        }
-        self.commit_durable(w)?;
+        let tag = h.tag();
+        let n = self.table.retain(&mut |k| k.first() != Some(&tag))?;
+        self.flush()?;
         Ok(n)
     }
 
-    /// Number of stored answers.
+    /// Every stored answer's key and times, in file order, read sequentially in large chunks
+    /// (no per-record allocation); `each` returns false to stop. A record that cannot be
+    /// decoded is skipped; one that a concurrent split moves may be seen twice.
+    pub fn for_each_meta(&self, each: &mut dyn FnMut(AnswerMeta) -> bool) -> Result<(), Error> {
+        self.table.for_each(&mut |k, v| {
+            let meta = (|| {
+                let hierarchy = Hierarchy::from_tag(*k.first()?)?;
+                let alg = hash_alg(*k.get(1)?)?;
+                let (status, times) = StoredAnswer::decode_meta(v)?;
+                Some(AnswerMeta {
+                    hierarchy,
+                    alg,
+                    serial: &k[2..],
+                    status,
+                    times,
+                })
+            })();
+            meta.is_none_or(&mut *each)
+        })
+    }
+
+    /// Number of stored answers (after a crash, the count of the last durable point plus
+    /// what was written since: it may lag the records until the next [`AnswerStore::clear`]).
     pub fn len(&self) -> usize {
-        let n = self.db.begin_read().ok().and_then(|r| {
-            let t = r.open_table(ANSWERS).ok()?;
-            t.len().ok()
-        });
-        n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+        usize::try_from(self.table.len()).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Bytes the store takes on disk.
+    /// Bytes the store takes on disk (blocks allocated: the slot file is sparse).
     pub fn size_on_disk(&self) -> u64 {
-        self.file
-            .as_ref()
-            .and_then(|f| std::fs::metadata(f).ok())
-            .map_or(0, |m| m.len())
+        self.table.size_on_disk()
+            + self
+                .signers
+                .lock()
+                .ok()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len())
     }
-
-    /// A write transaction that commits without fsync (made durable by a later durable
-    /// commit, which carries every earlier one with it).
-    fn write(&self) -> Result<WriteTransaction, Error> {
-        let mut w = self
-            .db
-            .begin_write()
-            .map_err(failed("write the answer store"))?;
-        w.set_durability(Durability::None)
-            .map_err(|e| Error::Store(format!("write the answer store: {e}")))?;
-        Ok(w)
-    }
-
-    /// Commits `w`, a transaction begun durable ([`durable_write`]): one fsync, which
-    /// carries every earlier non-durable commit with it.
-    fn commit_durable(&self, w: WriteTransaction) -> Result<(), Error> {
-        w.commit().map_err(failed("flush the answer store"))?;
-        self.pending.store(0, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Commits `w`, a transaction begun non-durable ([`AnswerStore::write`]); durably
-    /// (fsync) if `durable` or after [`DURABLE_EVERY`] non-durable commits, by a second,
-    /// empty durable transaction.
-    fn commit(&self, w: WriteTransaction, durable: bool) -> Result<(), Error> {
-        w.commit().map_err(failed("commit to the answer store"))?;
-        let due = self.pending.fetch_add(1, Ordering::Relaxed) + 1 >= DURABLE_EVERY;
-        if durable || due {
-            self.pending.store(0, Ordering::Relaxed);
-            durable_write(&self.db)?
-                .commit()
-                .map_err(failed("flush the answer store"))?;
-        }
-        Ok(())
-    }
-}
-
-/// Why the store's file did not open.
-enum OpenFailure {
-    /// Locked by another process (a second server on the same data): left alone.
-    InUse(Error),
-    /// Anything else: the file is set aside as damaged.
-    Other(Error),
-}
-
-impl OpenFailure {
-    fn into_error(self) -> Error {
-        match self {
-            OpenFailure::InUse(e) | OpenFailure::Other(e) => e,
-        }
-    }
-}
-
-fn builder(settings: &Settings) -> redb::Builder {
-    let mut b = redb::Builder::new();
-    b.set_cache_size(usize::try_from(settings.cache_bytes).unwrap_or(usize::MAX));
-    b
-}
-
-/// A write transaction whose commit is durable (fsync) and records the allocator state, so
-/// that opening after a crash is quick (no walk of the whole file).
-fn durable_write(db: &Database) -> Result<WriteTransaction, Error> {
-    let mut w = db.begin_write().map_err(failed("write the answer store"))?;
-    w.set_quick_repair(true);
-    Ok(w)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
@@ -714,10 +713,15 @@ mod tests {
     /// An OCSPResponse frame (RFC 6960 §4.2.1) around a BasicOCSPResponse with the given
     /// signature byte and signer "certificate" (`None`: no `certs` field).
     fn response(sig: u8, cert: Option<&[u8]>) -> Vec<u8> {
+        response_sized(sig, cert, 200)
+    }
+
+    /// [`response`] with a "signature" of `bits` bytes.
+    fn response_sized(sig: u8, cert: Option<&[u8]>, bits: usize) -> Vec<u8> {
         let mut basic = [
             tlv(0x30, &tlv(0x02, &[sig; 3])),
             tlv(0x30, &[0x06, 0x03, 0x2a, 0x03, 0x04]),
-            tlv(0x03, &[0u8; 200]),
+            tlv(0x03, &vec![0u8; bits]),
         ]
         .concat();
         if let Some(c) = cert {
@@ -739,14 +743,16 @@ mod tests {
     }
 
     fn raw_record(s: &AnswerStore, h: Hierarchy, serial: &[u8]) -> Vec<u8> {
-        let r = s.db.begin_read().unwrap();
-        let t = r.open_table(ANSWERS).unwrap();
-        let v = t
-            .get(key(h, HashAlg::Sha1, serial).as_slice())
+        let (k, n) = key(h, HashAlg::Sha1, serial).unwrap();
+        s.table.get_with(&k[..n], |v| v.unwrap().to_vec()).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
-            .unwrap()
-            .value()
-            .to_vec();
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
         v
     }
 
@@ -792,11 +798,13 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
-            let mode = std::fs::metadata(path.join(FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            for f in [FILE, SPILL_FILE, SIGNERS_FILE] {
+                let mode = std::fs::metadata(path.join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{f}");
+            }
         }
     }
 
@@ -813,15 +821,9 @@ mod tests {
             // A record of another version.
             let mut old = answer(Status::Good).encode().unwrap().0;
             old[0] = 2;
-            let w = s.write().unwrap();
-            w.open_table(ANSWERS)
-                .unwrap()
-                .insert(
-                    key(Hierarchy::Auth, HashAlg::Sha1, &[6]).as_slice(),
-                    &old[..],
-                )
-                .unwrap();
-            s.commit(w, true).unwrap();
+            let (k, n) = key(Hierarchy::Auth, HashAlg::Sha1, &[6]).unwrap();
+            s.table.put(&k[..n], &old).unwrap();
+            s.flush().unwrap();
         }
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
         assert_eq!(s.watermark().unwrap(), Some(42));
@@ -916,14 +918,14 @@ mod tests {
                 .get(Hierarchy::Signing, HashAlg::Sha1, &[7])
                 .unwrap()
                 .is_some());
-            // The suffix lost (or damaged: a reference that does not match its bytes).
-            let w = s.write().unwrap();
-            {
-                let mut t = w.open_table(SUFFIXES).unwrap();
-                let r = suffix_ref(&der[certs_offset(&der).unwrap()..]);
-                t.insert(&r[..], &b"not the certificate"[..]).unwrap();
-            }
-            s.commit(w, true).unwrap();
+            s.flush().unwrap();
+        }
+        // The suffix damaged on disk (its bytes no longer what the record refers to).
+        {
+            let f = path.join(SIGNERS_FILE);
+            let mut b = std::fs::read(&f).unwrap();
+            b[100] ^= 0x01;
+            std::fs::write(&f, b).unwrap();
         }
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
         assert_eq!(
@@ -953,21 +955,17 @@ mod tests {
             old.insert(b"\x01\x00\x05", &b"an old record"[..]).unwrap();
             old.open_tree("meta")
                 .unwrap()
-                .insert(WATERMARK, &7u64.to_be_bytes())
+                .insert("status-log-watermark", &7u64.to_be_bytes())
                 .unwrap();
             old.flush().unwrap();
         }
-        assert!(sled_layout(&path));
+        assert_eq!(old_layout(&path), Some("sled"));
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
         assert!(s.is_empty());
         // No watermark: the responder starts the new store at the log's head.
         assert_eq!(s.watermark().unwrap(), None);
-        assert!(!sled_layout(&path));
-        let names: Vec<_> = std::fs::read_dir(&path)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, [FILE]);
+        assert_eq!(old_layout(&path), None);
+        assert_eq!(names(&path), [SIGNERS_FILE, FILE, SPILL_FILE]);
         drop(s);
         // The new layout is kept on the next open.
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
@@ -989,11 +987,7 @@ mod tests {
             .unwrap();
         let second = AnswerStore::open(&path, &Settings::default());
         assert!(second.is_err());
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["answers"]);
+        assert_eq!(names(dir.path()), ["answers"]);
         assert!(first
             .get(Hierarchy::Auth, HashAlg::Sha1, &[1])
             .unwrap()
@@ -1008,11 +1002,402 @@ mod tests {
         std::fs::write(path.join(FILE), vec![0x42; 10_000]).unwrap();
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
         assert!(s.is_empty());
-        let aside: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+        let aside: Vec<_> = names(dir.path())
+            .into_iter()
             .filter(|n| n.starts_with("answers.damaged-"))
             .collect();
         assert_eq!(aside.len(), 1);
+        // What was set aside is the garbage, whole.
+        let kept = std::fs::read(dir.path().join(&aside[0]).join(FILE)).unwrap();
+        assert_eq!(kept, vec![0x42; 10_000]);
+    }
+
+    #[test]
+    fn a_store_in_the_redb_layout_is_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        std::fs::create_dir(&path).unwrap();
+        {
+            let db = redb::Database::create(path.join(REDB_FILE)).unwrap();
+            let w = db.begin_write().unwrap();
+            let t: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            w.open_table(t)
+                .unwrap()
+                .insert("status-log-watermark", 9)
+                .unwrap();
+            w.commit().unwrap();
+        }
+        assert_eq!(old_layout(&path), Some("redb"));
+        let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+        assert!(s.is_empty());
+        assert_eq!(s.watermark().unwrap(), None);
+        assert_eq!(names(&path), [SIGNERS_FILE, FILE, SPILL_FILE]);
+    }
+
+    /// A realistic answer for serial `i` (its DER differs per serial; two signers).
+    fn numbered(i: u32) -> StoredAnswer {
+        numbered_sized(i, 200)
+    }
+
+    /// [`numbered`] of about `bits` + 180 bytes as stored.
+    fn numbered_sized(i: u32, bits: usize) -> StoredAnswer {
+        let cert = [0x40 + (i % 2) as u8; 1_000];
+        let mut der = response_sized((i % 251) as u8, Some(&cert), bits);
+        // Serial-specific bytes inside the signed part (the fake signature).
+        let at = certs_offset(&der).unwrap() - 8;
+        der[at..at + 4].copy_from_slice(&i.to_be_bytes());
+        StoredAnswer {
+            der: Bytes::from(der),
+            ..answer(Status::Good)
+        }
+    }
+
+    #[test]
+    fn growth_across_many_splits_keeps_every_answer_and_the_scan_sees_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        const N: u32 = 5_000;
+        {
+            let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+            s.set_watermark(1).unwrap();
+            for i in 0..N {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &i.to_be_bytes(),
+                    &numbered(i),
+                )
+                .unwrap();
+            }
+            // Many splits: from 64 buckets to hundreds.
+            assert!(s.table.buckets() > 256, "{}", s.table.buckets());
+            // Half replaced, a tenth removed, while growing no further.
+            for i in (0..N).step_by(2) {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &i.to_be_bytes(),
+                    &numbered(i + 1),
+                )
+                .unwrap();
+            }
+            for i in (0..N).step_by(10) {
+                assert!(s
+                    .remove(Hierarchy::Auth, HashAlg::Sha1, &i.to_be_bytes())
+                    .unwrap());
+            }
+            s.flush().unwrap();
+            assert_eq!(s.len(), (N - N / 10) as usize);
+        }
+        let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+        assert_eq!(s.len(), (N - N / 10) as usize);
+        for i in 0..N {
+            let got = s
+                .get(Hierarchy::Auth, HashAlg::Sha1, &i.to_be_bytes())
+                .unwrap();
+            match (i % 10, i % 2) {
+                (0, _) => assert_eq!(got, None, "{i}"),
+                (_, 0) => assert_eq!(got.unwrap(), numbered(i + 1), "{i}"),
+                _ => assert_eq!(got.unwrap(), numbered(i), "{i}"),
+            }
+        }
+        // About 2 KB of disk per answer of ~1.4 KB without its certificate.
+        let per = s.size_on_disk() / u64::from(N);
+        assert!(per < 4_000, "{per} bytes per answer");
+        let mut seen = std::collections::BTreeSet::new();
+        s.for_each_meta(&mut |m| {
+            assert_eq!(
+                (m.hierarchy, m.alg, m.status),
+                (Hierarchy::Auth, HashAlg::Sha1, Status::Good)
+            );
+            assert_eq!(m.times, answer(Status::Good).times);
+            let mut b = [0u8; 4];
+            b[4 - m.serial.len()..].copy_from_slice(m.serial);
+            assert!(seen.insert(u32::from_be_bytes(b)), "seen twice");
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), (N - N / 10) as usize);
+        assert!(seen.iter().all(|i| i % 10 != 0));
+        // `each` stops the scan.
+        let mut n = 0;
+        s.for_each_meta(&mut |_| {
+            n += 1;
+            n < 7
+        })
+        .unwrap();
+        assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn a_store_closed_without_a_flush_keeps_its_durable_answers_and_reuses_no_live_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        let a = |i: u32| i.to_be_bytes();
+        // ~1.2 KB records: three to a page, so chains and spill pages are common.
+        {
+            let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+            for i in 0..2_000 {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &a(i),
+                    &numbered_sized(i, 1_000),
+                )
+                .unwrap();
+            }
+            s.set_watermark(5).unwrap();
+            // After the durable point: more splits (spill pages freed and taken again), then
+            // closed as a SIGKILL would leave it (every write made, no header since).
+            for i in 2_000..4_000 {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &a(i),
+                    &numbered_sized(i, 1_000),
+                )
+                .unwrap();
+            }
+        }
+        let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+        assert_eq!(s.watermark().unwrap(), Some(5));
+        // Writes after the reopen take spill pages: none may be a page a chain still uses.
+        for i in 4_000..6_000 {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &a(i),
+                &numbered_sized(i, 1_000),
+            )
+            .unwrap();
+        }
+        for i in 0..6_000 {
+            let got = s.get(Hierarchy::Auth, HashAlg::Sha1, &a(i)).unwrap();
+            match got {
+                Some(got) => assert_eq!(got, numbered_sized(i, 1_000), "{i}"),
+                None => assert!((2_000..4_000).contains(&i), "durable answer {i} lost"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_scan_lets_its_callback_write_and_sees_every_answer_while_the_table_grows() {
+        let s = AnswerStore::temporary().unwrap();
+        s.set_watermark(1).unwrap();
+        for i in 0..1_000u32 {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &i.to_be_bytes(),
+                &numbered(i),
+            )
+            .unwrap();
+        }
+        let before = s.table.buckets();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut added = 1_000_000u32;
+        // As the pre-signer does: re-sign what it sees (and here also add new answers, so
+        // buckets split under the scan).
+        s.for_each_meta(&mut |m| {
+            let mut b = [0u8; 4];
+            b[4 - m.serial.len()..].copy_from_slice(m.serial);
+            let i = u32::from_be_bytes(b);
+            if i < 1_000_000 {
+                seen.insert(i);
+                s.put(m.hierarchy, m.alg, m.serial, &numbered(i)).unwrap();
+                for _ in 0..2 {
+                    s.put(
+                        Hierarchy::Auth,
+                        HashAlg::Sha1,
+                        &added.to_be_bytes(),
+                        &numbered(added),
+                    )
+                    .unwrap();
+                    added += 1;
+                }
+            }
+            true
+        })
+        .unwrap();
+        assert!(s.table.buckets() > before, "no split during the scan");
+        assert_eq!(seen.len(), 1_000);
+        assert_eq!(s.len(), 1_000 + (added - 1_000_000) as usize);
+    }
+
+    #[test]
+    fn flushes_racing_splits_never_leave_a_header_naming_an_older_geometry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        const N: u32 = 4_000;
+        {
+            let s = std::sync::Arc::new(AnswerStore::open(&path, &Settings::default()).unwrap());
+            s.set_watermark(1).unwrap();
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flusher = {
+                let (s, done) = (s.clone(), done.clone());
+                std::thread::spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        s.flush().unwrap();
+                    }
+                })
+            };
+            for i in 0..N {
+                s.put(
+                    Hierarchy::Auth,
+                    HashAlg::Sha1,
+                    &i.to_be_bytes(),
+                    &numbered(i),
+                )
+                .unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            flusher.join().unwrap();
+            // Closed as a SIGKILL leaves it: every write made, the last header whatever it is.
+        }
+        let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+        for i in 0..N {
+            let got = s
+                .get(Hierarchy::Auth, HashAlg::Sha1, &i.to_be_bytes())
+                .unwrap();
+            assert_eq!(got, Some(numbered(i)), "answer {i} lost");
+        }
+    }
+
+    #[test]
+    fn a_page_with_a_flipped_byte_reads_as_missing_never_as_a_wrong_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("answers");
+        let s = AnswerStore::open(&path, &Settings::default()).unwrap();
+        s.set_watermark(1).unwrap();
+        for i in 0..50u32 {
+            s.put(
+                Hierarchy::Signing,
+                HashAlg::Sha1,
+                &i.to_be_bytes(),
+                &numbered(i),
+            )
+            .unwrap();
+        }
+        let (k, n) = key(Hierarchy::Signing, HashAlg::Sha1, &7u32.to_be_bytes()).unwrap();
+        s.table.damage(&k[..n]);
+        assert_eq!(
+            s.get(Hierarchy::Signing, HashAlg::Sha1, &7u32.to_be_bytes())
+                .unwrap(),
+            None
+        );
+        assert!(!s
+            .contains(Hierarchy::Signing, HashAlg::Sha1, &7u32.to_be_bytes())
+            .unwrap());
+        let mut whole = 0;
+        for i in 0..50u32 {
+            if let Some(a) = s
+                .get(Hierarchy::Signing, HashAlg::Sha1, &i.to_be_bytes())
+                .unwrap()
+            {
+                assert_eq!(a, numbered(i));
+                whole += 1;
+            }
+        }
+        assert!((40..50).contains(&whole), "{whole}");
+        // Signed again, it is served again.
+        s.put(
+            Hierarchy::Signing,
+            HashAlg::Sha1,
+            &7u32.to_be_bytes(),
+            &numbered(7),
+        )
+        .unwrap();
+        assert_eq!(
+            s.get(Hierarchy::Signing, HashAlg::Sha1, &7u32.to_be_bytes())
+                .unwrap(),
+            Some(numbered(7))
+        );
+    }
+
+    #[test]
+    fn readers_during_writes_and_splits_never_see_a_wrong_or_truncated_answer() {
+        let s = std::sync::Arc::new(AnswerStore::temporary().unwrap());
+        s.set_watermark(1).unwrap();
+        const N: u32 = 3_000;
+        for i in 0..N / 3 {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &i.to_be_bytes(),
+                &numbered(i),
+            )
+            .unwrap();
+        }
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|t| {
+                let (s, done) = (s.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut hits = 0u64;
+                    let mut i = t;
+                    let mut reads = 0;
+                    while reads < 5_000 || !done.load(Ordering::Relaxed) {
+                        reads += 1;
+                        i = (i + 7) % N;
+                        if let Some(a) = s
+                            .get(Hierarchy::Auth, HashAlg::Sha1, &i.to_be_bytes())
+                            .unwrap()
+                        {
+                            // Either version a writer stores for `i`, whole.
+                            assert!(a == numbered(i) || a == numbered(i + N), "serial {i}");
+                            hits += 1;
+                        } else {
+                            // Only serials not yet written may be missing.
+                            assert!(i >= N / 3, "serial {i} missing");
+                        }
+                    }
+                    hits
+                })
+            })
+            .collect();
+        // Grows (splits) and rewrites in place while they read.
+        for i in N / 3..N {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &i.to_be_bytes(),
+                &numbered(i),
+            )
+            .unwrap();
+        }
+        for i in 0..N / 3 {
+            s.put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &i.to_be_bytes(),
+                &numbered(i + N),
+            )
+            .unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
+        assert_eq!(s.len(), N as usize);
+    }
+
+    #[test]
+    fn an_answer_too_large_for_a_page_is_refused_and_nothing_changes() {
+        let s = AnswerStore::temporary().unwrap();
+        let big = StoredAnswer {
+            der: Bytes::from(vec![0x30; 5_000]),
+            ..answer(Status::Good)
+        };
+        assert!(s.put(Hierarchy::Auth, HashAlg::Sha1, &[1], &big).is_err());
+        assert!(s.is_empty());
+        assert!(s
+            .put(
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                &[0x11; 300],
+                &answer(Status::Good)
+            )
+            .is_err());
+        assert!(s.is_empty());
     }
 }

@@ -575,7 +575,7 @@ pub fn run_node(
             assemble_node(Arc::clone(&authority), &settings, node.as_deref())
         })?;
         // Every certificate's answer signed ahead and kept on disk beside the store (#14);
-        // the server alone opens it (one process at a time: redb locks its file). A CA node
+        // the server alone opens it (one process at a time: its slot file is flock-ed). A CA node
         // serves no OCSP (its edges do), so it keeps none.
         if node.is_none() {
         let mut answer_settings = ocsp_responder::stored::Settings::default();
