@@ -2,7 +2,7 @@
 # Profile of jpki serve under the OCSP uniform (HOT=0) or hot (HOT=1) load (issue #14): serve
 # in a private network namespace, wrk for 25 s, perf record -g on serve for 8 s after 14 s
 # (warm-up). Run from the workspace root, as root, on a store whose answers are pre-signed:
-#   [ANSWER_CACHE_MIB=N] unshare -n bash bench/scale/ocsp-profile.sh DATA [HOT]
+#   unshare -n bash bench/scale/ocsp-profile.sh DATA [HOT]
 # then: perf report -i $W/perf.data --no-children --sort symbol -g none
 set -eu
 DATA=$1; HOT=${2:-0}
@@ -17,7 +17,7 @@ if [ ! -s "$W/all.reqs" ]; then # W=DIR with an earlier all.reqs of this store: 
   for h in auth signing; do openssl ocsp -issuer "$W/$h-root.pem" -serial 0x1 -no_nonce -reqout "$W/$h-tpl.der" >/dev/null 2>&1; done
   python3 bench/scale/requests.py "$W/all.reqs" "$W/auth-tpl.der" "$W/auth.serials" "$W/signing-tpl.der" "$W/signing.serials"
 fi
-printf "[listen]\nhttp = \"127.0.0.1:8090\"\n[ocsp]\nanswer_cache_mib = ${ANSWER_CACHE_MIB:-64}\n" > "$W/serve.toml"
+printf "[listen]\nhttp = \"127.0.0.1:8090\"\n" > "$W/serve.toml"
 $BIN --data "$DATA" serve --config "$W/serve.toml" 2> "$W/serve.log" > /dev/null & SERVE=$!
 trap "kill $SERVE" EXIT
 until curl -s -o /dev/null http://127.0.0.1:8090/metrics; do sleep 0.2; done

@@ -32,10 +32,10 @@ if [ ! -s "$E/all.reqs" ]; then
 fi
 [ "$E" = "$W" ] || cp "$E"/auth-root.pem "$E"/signing-root.pem "$E"/index.txt "$E"/index.txt.attr "$E"/auth.serials "$E"/signing.serials "$W"/
 ALL=$E/all.reqs; AUTH=$E/auth.reqs
-# ANSWER_CACHE_MIB / MEMORY_ANSWERS: the answer store's page cache and the memory front
-# (serve's defaults 64 MiB and 65536 answers when unset).
-printf '[listen]\nhttp = "127.0.0.1:8090"\n[ocsp]\npresign_per_second = %s\nanswer_cache_mib = %s\nmemory_answers = %s\n' \
-  "${PRESIGN:-1000000}" "${ANSWER_CACHE_MIB:-64}" "${MEMORY_ANSWERS:-65536}" > "$W/serve.toml"
+# MEMORY_ANSWERS: the memory front (serve's default 65536 answers when unset). The answer
+# store's slot file has no cache of its own (the OS page cache).
+printf '[listen]\nhttp = "127.0.0.1:8090"\n[ocsp]\npresign_per_second = %s\nmemory_answers = %s\n' \
+  "${PRESIGN:-1000000}" "${MEMORY_ANSWERS:-65536}" > "$W/serve.toml"
 echo "## serve.toml: $(tr '\n' ' ' < "$W/serve.toml")"
 FIRST=$(python3 -c "import sys,struct;d=open('$ALL','rb').read();n=struct.unpack('>H',d[:2])[0];open('$W/first.der','wb').write(d[2:2+n])")
 rss() { grep VmRSS /proc/$1/status | awk '{print $2/1024 " MiB"}'; }

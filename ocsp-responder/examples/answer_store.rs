@@ -214,9 +214,8 @@ impl Engine {
             ),
             "redb" => Engine::Redb(RedbPeer::open(dir)),
             "slots" => {
-                let mut s = Settings::default();
-                s.cache_bytes = CACHE;
-                let st = AnswerStore::open(dir, &s).expect("open the answer store");
+                let st =
+                    AnswerStore::open(dir, &Settings::default()).expect("open the answer store");
                 if st.watermark().expect("watermark").is_none() {
                     st.set_watermark(1).expect("watermark");
                 }

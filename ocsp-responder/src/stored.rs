@@ -107,23 +107,12 @@ mod slots;
 
 use slots::{OpenFailure, Slots};
 
-/// Tunables of the answer store.
-#[derive(Debug, Clone)]
+/// Tunables of the answer store: none yet. The slot file keeps no page cache of its own (the
+/// kernel's page cache holds the hot pages, outside the process's resident memory), so the
+/// earlier engines' `cache_bytes` is gone (serve refuses `[ocsp] answer_cache_mib` by name).
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct Settings {
-    /// Memory for cached pages. The slot file keeps no cache of its own (the kernel's page
-    /// cache holds the hot pages, outside the process's resident memory): not used, kept so
-    /// that settings written for the earlier engines stay valid.
-    pub cache_bytes: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            cache_bytes: 64 << 20,
-        }
-    }
-}
+pub struct Settings {}
 
 /// Length of an issuer key hash (SHA-1, as a CertID's issuerKeyHash).
 pub const KEY_HASH: usize = 20;

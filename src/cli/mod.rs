@@ -1375,7 +1375,6 @@ fn publisher_over(cli: &Cli, a: Arc<Authority>) -> Result<crate::serve::Parts> {
         checkpoint_every: None,
         verifiers: None,
         presign_rate: 200,
-        answer_cache_bytes: 64 << 20,
         memory_answers: 64 << 10,
         store_cache_bytes: crate::serve::DEFAULT_STORE_CACHE_MIB << 20,
     };

@@ -71,9 +71,6 @@ pub struct OcspConfig {
     /// signed ahead (the bound on the CPU it takes; size it to certificates ÷ the answer's
     /// life).
     pub presign_per_second: u32,
-    /// MiB of the answer store's page cache (what of the pre-signed answers on disk is kept
-    /// decoded in memory).
-    pub answer_cache_mib: u64,
     /// Answers kept in the memory front at most (the hot ones).
     pub memory_answers: usize,
 }
@@ -82,7 +79,6 @@ impl Default for OcspConfig {
     fn default() -> OcspConfig {
         OcspConfig {
             presign_per_second: 200,
-            answer_cache_mib: 64,
             memory_answers: 64 << 10,
         }
     }

@@ -119,8 +119,6 @@ pub struct Settings {
     pub verifiers: Option<(SocketAddr, Vec<String>)>,
     /// Signatures per second of the OCSP pre-signer (`[ocsp] presign_per_second`).
     pub presign_rate: u32,
-    /// The OCSP answer store's page cache, bytes (`[ocsp] answer_cache_mib`).
-    pub answer_cache_bytes: u64,
     /// Answers in the OCSP memory front at most (`[ocsp] memory_answers`).
     pub memory_answers: usize,
     /// The CA store's sled page cache, bytes (`[store] cache_mib`).
@@ -276,12 +274,6 @@ impl Config {
             max_per_client: l.max_per_client,
             idle: std::time::Duration::from_secs(l.idle_seconds),
         };
-        if !(8..=1 << 20).contains(&self.ocsp.answer_cache_mib) {
-            return Err(field(
-                "ocsp.answer_cache_mib",
-                format!("must be 8 to 1048576, got {}", self.ocsp.answer_cache_mib),
-            ));
-        }
         if !(1..=1 << 26).contains(&self.ocsp.memory_answers) {
             return Err(field(
                 "ocsp.memory_answers",
@@ -314,7 +306,6 @@ impl Config {
             checkpoint_every,
             verifiers,
             presign_rate: self.ocsp.presign_per_second,
-            answer_cache_bytes: self.ocsp.answer_cache_mib << 20,
             memory_answers: self.ocsp.memory_answers,
             store_cache_bytes: self.store.cache_mib << 20,
         })
@@ -578,11 +569,9 @@ pub fn run_node(
         // the server alone opens it (one process at a time: its slot file is flock-ed). A CA node
         // serves no OCSP (its edges do), so it keeps none.
         if node.is_none() {
-        let mut answer_settings = ocsp_responder::stored::Settings::default();
-        answer_settings.cache_bytes = settings.answer_cache_bytes;
         let answers = ocsp_responder::stored::AnswerStore::open(
             &data.join("ocsp-answers"),
-            &answer_settings,
+            &ocsp_responder::stored::Settings::default(),
         )
         .map_err(|e| Error::Serve(format!("OCSP answer store: {e}")))?;
         // Attaching catches the answers up with the store's revocation log before anything

@@ -488,7 +488,6 @@ mod tests {
             checkpoint_every: None,
             verifiers: None,
             presign_rate: 200,
-            answer_cache_bytes: 64 << 20,
             memory_answers: 64 << 10,
             store_cache_bytes: crate::serve::DEFAULT_STORE_CACHE_MIB << 20,
         };
