@@ -299,6 +299,53 @@ impl StoredAnswer {
     }
 }
 
+/// What [`AnswerStore::for_each_meta`] reads of one stored answer: its key and times, not
+/// its DER.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AnswerMeta<'a> {
+    pub hierarchy: Hierarchy,
+    pub alg: HashAlg,
+    /// The serial in its canonical form (no leading zero octets).
+    pub serial: &'a [u8],
+    pub status: Status,
+    pub times: Times,
+}
+
+impl<'a> AnswerMeta<'a> {
+    /// The key and header of a record, without its DER (`None`: another version, damaged).
+    fn decode(k: &'a [u8], v: &[u8]) -> Option<AnswerMeta<'a>> {
+        let (&tag, rest) = k.split_first()?;
+        let (&alg, serial) = rest.split_first()?;
+        if v.len() <= HEADER || v[0] != VERSION {
+            return None;
+        }
+        let int = |i: usize| -> Option<OffsetDateTime> {
+            let b: [u8; 8] = v.get(i..i + 8)?.try_into().ok()?;
+            OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(b)).ok()
+        };
+        let status = match v[1] {
+            0 => Status::Good,
+            1 => Status::Revoked {
+                at: int(2)?,
+                reason: Reason::from_code(v[10])?,
+            },
+            _ => return None,
+        };
+        Some(AnswerMeta {
+            hierarchy: Hierarchy::from_tag(tag)?,
+            alg: HashAlg::ALL.into_iter().find(|a| *a as u8 == alg)?,
+            serial,
+            status,
+            times: Times {
+                produced_at: int(11)?,
+                this_update: int(19)?,
+                next_update: int(27)?,
+            },
+        })
+    }
+}
+
 /// The durable answer store (see the module docs).
 pub struct AnswerStore {
     db: Database,
@@ -547,6 +594,28 @@ impl AnswerStore {
         Ok(())
     }
 
+    /// Every stored answer's key and times, in file order, read sequentially in large chunks
+    /// (no per-record allocation); `each` returns false to stop.
+    ///
+    /// One read transaction over the `answers` table in key order; only each record's header
+    /// is decoded (no suffix splice, no copy of the DER). Records that do not decode (another
+    /// version, damaged) are skipped: [`AnswerStore::get`] reads them as missing too.
+    pub fn for_each_meta(&self, each: &mut dyn FnMut(AnswerMeta) -> bool) -> Result<(), Error> {
+        const WHAT: &str = "scan the stored answers";
+        let r = self.db.begin_read().map_err(failed(WHAT))?;
+        let t = r.open_table(ANSWERS).map_err(failed(WHAT))?;
+        for item in t.iter().map_err(failed(WHAT))? {
+            let (k, v) = item.map_err(failed(WHAT))?;
+            let Some(meta) = AnswerMeta::decode(k.value(), v.value()) else {
+                continue;
+            };
+            if !each(meta) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes every write so far durable (fsync).
     pub fn flush(&self) -> Result<(), Error> {
         self.commit_durable(durable_write(&self.db)?)
@@ -748,6 +817,83 @@ mod tests {
             .value()
             .to_vec();
         v
+    }
+
+    #[test]
+    fn the_meta_scan_reads_every_key_and_times_in_order_and_stops_when_told() {
+        let s = AnswerStore::temporary().unwrap();
+        let good = answer(Status::Good);
+        let revoked = StoredAnswer {
+            times: Times {
+                next_update: datetime!(2026-12-05 11:00:00 UTC),
+                ..good.times
+            },
+            ..answer(Status::Revoked {
+                at: datetime!(2026-12-01 00:00:00 UTC),
+                reason: Reason::KeyCompromise,
+            })
+        };
+        s.put(Hierarchy::Auth, HashAlg::Sha256, &[0x00, 0x81], &revoked)
+            .unwrap();
+        s.put(Hierarchy::Signing, HashAlg::Sha1, &[0x02], &good)
+            .unwrap();
+        s.put(
+            Hierarchy::Auth,
+            HashAlg::Sha1,
+            &[0x03],
+            &with_der(response(1, Some(b"signer"))),
+        )
+        .unwrap();
+        // A record of another version is skipped.
+        {
+            let w = s.write().unwrap();
+            w.open_table(ANSWERS)
+                .unwrap()
+                .insert(
+                    key(Hierarchy::Auth, HashAlg::Sha1, &[0x09]).as_slice(),
+                    &[2u8; HEADER + 4][..],
+                )
+                .unwrap();
+            s.commit(w, false).unwrap();
+        }
+        let mut seen = Vec::new();
+        s.for_each_meta(&mut |m| {
+            seen.push((m.hierarchy, m.alg, m.serial.to_vec(), m.status, m.times));
+            true
+        })
+        .unwrap();
+        let mut want = vec![
+            (
+                Hierarchy::Auth,
+                HashAlg::Sha256,
+                vec![0x81],
+                revoked.status,
+                revoked.times,
+            ),
+            (
+                Hierarchy::Signing,
+                HashAlg::Sha1,
+                vec![0x02],
+                good.status,
+                good.times,
+            ),
+            (
+                Hierarchy::Auth,
+                HashAlg::Sha1,
+                vec![0x03],
+                Status::Good,
+                good.times,
+            ),
+        ];
+        want.sort_by_key(|w| key(w.0, w.1, &w.2));
+        assert_eq!(seen, want);
+        let mut n = 0;
+        s.for_each_meta(&mut |_| {
+            n += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!(n, 1, "stops when told");
     }
 
     #[test]
