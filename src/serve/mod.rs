@@ -589,6 +589,11 @@ pub fn run_node(
         // listens (reads the store: off the runtime's workers).
         tokio::task::block_in_place(|| parts.responder.attach_store(Arc::new(answers)))
             .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        // The pre-signer's cursor of the store's issuance log lives beside the answers.
+        parts
+            .responder
+            .keep_presign_cursor(data.join("ocsp-answers").join("presign-cursor"))
+            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         }
         watch.set_responder(parts.responder.clone());
         let health = health::Health::new(
