@@ -601,6 +601,7 @@ pub fn run_node(
             Arc::clone(&parts.publisher),
             Arc::clone(&watch),
         );
+        health.keep_tally_in(data.join("serve-metrics-tally.json"));
         {
             let h = Arc::clone(&health);
             tokio::task::spawn_blocking(move || h.warm_up());
