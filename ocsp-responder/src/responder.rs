@@ -58,6 +58,19 @@
 //! `unknown` answers are never cached: the serial may be issued a moment later (and the set of
 //! never-issued serials is unbounded, so caching them would let anyone fill memory).
 //!
+//! ## The pre-signer: no walk of every certificate on each pass
+//! [`Responder::run_presigner`] keeps every certificate's answer signed ahead without an O(N)
+//! pass every minute (#14; measured at 10^5 in BENCHMARKS.md): new certificates come from
+//! the source's **issuance feed** ([`StatusSource::issued_since`], a log the CA store appends
+//! to in the unit of work that issues), followed every second from a cursor kept in a file
+//! beside the answers; answers coming due come from **one sequential scan of the stored
+//! answers' headers per window** ([`AnswerStore::for_each_meta`]) into a queue bounded by
+//! the presign rate × the window ([`crate::presign`]). Every certificate is walked only at
+//! the first start (no cursor, or no answers for it to vouch for, or a feed behind it: a
+//! restored store) and once a day as a reconciliation, paced. Why not an index built on open
+//! for stores older than the feed: the one walk at the first start covers them with the code
+//! that already exists, and a store is opened far more often than it is upgraded.
+//!
 //! The background re-signer ([`Responder::run_resigner`]) re-signs cached answers that were
 //! used since they were signed and expire within `resign_margin`, and drops the unused ones, so
 //! the signing load follows the set of serials actually asked about.
