@@ -1278,7 +1278,7 @@ impl Responder {
         match walked {
             Err(_) if stop.load(Ordering::Relaxed) => {}
             Err(e) => return Err(e.into()),
-            Ok(()) => {}
+            Ok(()) => inner.metrics.presign_walked(),
         }
         store.flush()?;
         Ok(report)
