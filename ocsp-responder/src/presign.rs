@@ -177,7 +177,7 @@ pub(crate) fn write_cursor(path: &Path, n: u64) -> std::io::Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        write!(f, "{CURSOR_TAG}{n}\n")?;
+        writeln!(f, "{CURSOR_TAG}{n}")?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;

@@ -345,14 +345,24 @@ impl Health {
     /// first scrape of a large store does not wait: from the kept tally when the store's
     /// audit trail extends it, else by reading the whole trail.
     pub fn warm_up(&self) {
+        let t0 = std::time::Instant::now();
+        let mut resumed = None;
         if let Some(path) = self.tally_file.get() {
             if let Some(kept) = Tally::resume(path, self.authority.storage().as_ref()) {
+                resumed = Some(kept.next);
                 *self.tally.lock().unwrap_or_else(|p| p.into_inner()) = kept;
             }
         }
         if let Err(e) = self.catch_up() {
             tracing::warn!(error = %e, "metrics: audit trail unreadable");
         }
+        let next = self.tally.lock().unwrap_or_else(|p| p.into_inner()).next;
+        tracing::info!(
+            resumed_at = resumed,
+            records_read = next.saturating_sub(resumed.unwrap_or(0)),
+            seconds = t0.elapsed().as_secs_f64(),
+            "metrics: the audit-trail counters are up to date"
+        );
     }
 
     /// Reads the audit records appended since the last call into the counters, and keeps
