@@ -1442,7 +1442,7 @@ impl Responder {
             // 2. New certificates.
             let followed = self.follow_issued(store, &mut at, &mut seen, &mut pacer, stop);
             cursor = Some(at);
-            if let Err(e) = &followed {
+            if let Err(e) = followed {
                 tracing::warn!(error = %e, "pre-signer: following the issuance feed failed; retrying");
             }
             // 3. Due answers: the scan when its window comes (or the queue it overflowed is
@@ -1482,8 +1482,9 @@ impl Responder {
                     }
                 }
             }
-            // The cursor vouches for the answers written for the feed: flushed first.
-            let flushed = if signed || followed.as_ref().is_ok_and(|n| *n > 0) {
+            // The cursor vouches for the answers of the feed's certificates (signed here, or
+            // live a moment before): they are made durable first.
+            let flushed = if signed || cursor != saved {
                 store.flush()
             } else {
                 Ok(())
