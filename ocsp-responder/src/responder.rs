@@ -1353,8 +1353,11 @@ impl Responder {
     /// 60 s; at most every `resign_margin / 2`).
     pub async fn run_presigner(&self, shutdown: impl Future<Output = ()>) {
         let me = self.clone();
+        // A source that says it keeps no feed walks; one that could not be read now is
+        // retried by the loop (a store briefly unreachable at start is not a source without
+        // a feed).
         let feed = tokio::task::spawn_blocking(move || me.inner.source.issued_log_head()).await;
-        if !matches!(feed, Ok(Ok(Some(_)))) {
+        if matches!(feed, Ok(Ok(None))) {
             return self.run_walking_presigner(shutdown).await;
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -1366,19 +1369,21 @@ impl Responder {
                 stop.store(true, Ordering::Relaxed);
                 let _ = task.await;
             }
-            r = &mut task => {
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "pre-signer task failed");
-                }
+            r = &mut task => match r {
+                // The source turned out to keep no feed: walk, as such a source always did.
+                Ok(true) => self.run_walking_presigner(shutdown).await,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "pre-signer task failed"),
             }
         }
     }
 
     /// The pre-signer over a source with an issuance feed (see [`Responder::run_presigner`]).
-    fn presign_loop(&self, stop: &AtomicBool) {
+    /// Returns true if the source says it keeps no feed (then the caller walks instead).
+    fn presign_loop(&self, stop: &AtomicBool) -> bool {
         let inner = &self.inner;
         let Some(store) = inner.stored.get() else {
-            return;
+            return false;
         };
         let s = &inner.settings;
         let window = (s.resign_margin / 2i32).clamp(time::Duration::SECOND, MAX_WINDOW);
@@ -1402,12 +1407,7 @@ impl Responder {
             // 1. Reconciliation: a walk of every certificate, rarely.
             let head = match inner.source.issued_log_head() {
                 Ok(Some(h)) => h,
-                Ok(None) => {
-                    tracing::error!(
-                        "the status source no longer keeps an issuance feed; the pre-signer stops"
-                    );
-                    return;
-                }
+                Ok(None) => return true,
                 Err(e) => {
                     tracing::warn!(error = %e, "pre-signer: the issuance feed is unreadable; retrying");
                     presign::sleep(retry, stop);
@@ -1418,7 +1418,7 @@ impl Responder {
             if stale || self.now() - walked_at >= RECONCILE_EVERY {
                 let t0 = std::time::Instant::now();
                 match self.presign_pass(stop) {
-                    Ok(_) if stop.load(Ordering::Relaxed) => return,
+                    Ok(_) if stop.load(Ordering::Relaxed) => return false,
                     Ok(r) => {
                         tracing::info!(
                             certificates = r.certificates,
@@ -1513,6 +1513,7 @@ impl Responder {
                 tracing::warn!(error = %e, "pre-signer: the cursor could not be kept at shutdown; the restart reads the feed from the last one");
             }
         }
+        false
     }
 
     /// Signs the answers of the issuance feed's certificates past `*cursor` (and within
