@@ -125,3 +125,88 @@ fn bad_ocsp_settings_are_refused_by_name_before_anything_is_made() {
     }
     assert!(!env.data().join("ocsp-answers").exists());
 }
+
+/// `jpki_certificates_issued_total{hierarchy="H"}` on /metrics (0 when absent).
+fn issued_metric(server: &Server, h: &str) -> u64 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("{}/metrics", server.base)])
+        .output()
+        .unwrap();
+    let line = format!("jpki_certificates_issued_total{{hierarchy=\"{h}\"}} ");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&line).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pre-signer follows the store's issuance log (#14): a certificate issued while the
+/// server runs, and one issued while it is down, get their answers pre-signed without being
+/// asked for, and a restart does not walk every certificate again (it resumes from the
+/// cursor kept beside the answers, 0600); the metrics' audit tally is kept too (0600) and the
+/// counters go on from it.
+#[test]
+fn certificates_issued_while_serving_or_down_are_presigned_from_the_issuance_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::init();
+    let id = env.add_resident("山田　花子", "1985-04-12");
+    let cursor = env.data().join("ocsp-answers").join("presign-cursor");
+    let tally = env.data().join("serve-metrics-tally.json");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let server = Server::start(&env);
+    wait_for("the first start's walk", || {
+        metric(&server, "ocsp_presign_walks_total") == 1
+    });
+    let (_k, csr) = env.csr("a", 2048);
+    env.issue(&id, "auth", &csr);
+    wait_for("the answer of the certificate issued while serving", || {
+        metric(&server, "ocsp_presigned_total") == 1
+    });
+    wait_for("the cursor kept", || {
+        std::fs::read_to_string(&cursor).is_ok_and(|c| c.trim_end().ends_with(" 1"))
+    });
+    assert_eq!(mode(&cursor), 0o600);
+    wait_for("the issuance counted", || {
+        issued_metric(&server, "auth") == 1
+    });
+    assert_eq!(metric(&server, "ocsp_presign_walks_total"), 1);
+    assert!(server.stop().success());
+    assert_eq!(mode(&tally), 0o600);
+
+    let (_k, csr) = env.csr("b", 2048);
+    let b = env.issue(&id, "signing", &csr);
+    let server = Server::start(&env);
+    wait_for("the answer of the certificate issued while down", || {
+        metric(&server, "ocsp_presigned_total") == 1
+    });
+    assert_eq!(
+        metric(&server, "ocsp_presign_walks_total"),
+        0,
+        "a restart resumes from the cursor: no walk"
+    );
+    wait_for("the counters resumed and caught up", || {
+        issued_metric(&server, "auth") == 1 && issued_metric(&server, "signing") == 1
+    });
+    // The pre-signed answer is served from the store, without a signature.
+    let pem = p(&env.write("b.pem", b["pem"].as_str().unwrap().as_bytes()));
+    let root = p(&env.write(
+        "sroot.pem",
+        env.ok(&["root", "--hierarchy", "signing"]).as_bytes(),
+    ));
+    let signed = metric(&server, "ocsp_signatures_total");
+    let out = ocsp(&root, &pem, &format!("{}/ocsp", server.base));
+    assert!(
+        out.contains("Response verify OK") && out.contains(": good"),
+        "{out}"
+    );
+    assert_eq!(metric(&server, "ocsp_signatures_total"), signed);
+    assert!(server.stop().success());
+}

@@ -37,6 +37,7 @@ pub mod certid;
 pub mod error;
 pub mod http;
 pub mod metrics;
+mod presign;
 pub mod request;
 pub mod responder;
 pub mod source;
@@ -48,4 +49,4 @@ pub use metrics::{Cause, ResponseStatus};
 /// The clock is jpki's one clock (`policies::clock`), re-exported for the responder's callers.
 pub use policies::clock::{Clock, FixedClock, SystemClock};
 pub use responder::{Answer, HashAlg, Issuer, PresignReport, Responder, Settings, Times};
-pub use source::{MemorySource, SourceError, Status, StatusChange, StatusSource};
+pub use source::{Issued, MemorySource, SourceError, Status, StatusChange, StatusSource};

@@ -115,6 +115,9 @@ pub struct Metrics {
     stored_hits: AtomicU64,
     /// Answers signed ahead of the question by the pre-signer.
     presigned: AtomicU64,
+    /// Walks of every certificate by the pre-signer (with an issuance feed: the first start
+    /// and the daily reconciliation only).
+    presign_walks: AtomicU64,
     /// Signatures per second the pre-signer needs to keep every answer ahead of its
     /// nextUpdate (certificates ÷ the re-signing cycle), rounded up; 0 before the first pass.
     presign_needed: AtomicU64,
@@ -154,6 +157,13 @@ impl Metrics {
     }
     pub fn presigned(&self, n: u64) {
         self.presigned.fetch_add(n, Ordering::Relaxed);
+    }
+    /// One walk of every certificate by the pre-signer is over.
+    pub fn presign_walked(&self) {
+        self.presign_walks.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_presign_walks(&self) -> u64 {
+        self.presign_walks.load(Ordering::Relaxed)
     }
     /// Signatures made since start.
     /// Records the pre-signer's need and bound after a pass.
@@ -252,6 +262,7 @@ impl Metrics {
             ("ocsp_signatures_total", &self.signatures),
             ("ocsp_stored_hits_total", &self.stored_hits),
             ("ocsp_presigned_total", &self.presigned),
+            ("ocsp_presign_walks_total", &self.presign_walks),
         ] {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));

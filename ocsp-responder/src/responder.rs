@@ -58,6 +58,19 @@
 //! `unknown` answers are never cached: the serial may be issued a moment later (and the set of
 //! never-issued serials is unbounded, so caching them would let anyone fill memory).
 //!
+//! ## The pre-signer: no walk of every certificate on each pass
+//! [`Responder::run_presigner`] keeps every certificate's answer signed ahead without an O(N)
+//! pass every minute (#14; measured at 10^5 in BENCHMARKS.md): new certificates come from
+//! the source's **issuance feed** ([`StatusSource::issued_since`], a log the CA store appends
+//! to in the unit of work that issues), followed every second from a cursor kept in a file
+//! beside the answers; answers coming due come from **one sequential scan of the stored
+//! answers' headers per window** ([`AnswerStore::for_each_meta`]) into a queue bounded by
+//! the presign rate × the window ([`crate::presign`]). Every certificate is walked only at
+//! the first start (no cursor, or no answers for it to vouch for, or a feed behind it: a
+//! restored store) and once a day as a reconciliation, paced. Why not an index built on open
+//! for stores older than the feed: the one walk at the first start covers them with the code
+//! that already exists, and a store is opened far more often than it is upgraded.
+//!
 //! The background re-signer ([`Responder::run_resigner`]) re-signs cached answers that were
 //! used since they were signed and expire within `resign_margin`, and drops the unused ones, so
 //! the signing load follows the set of serials actually asked about.
@@ -89,6 +102,7 @@ use x509_ocsp::{
 use crate::certid::canonical;
 pub use crate::certid::{HashAlg, Times};
 use crate::metrics::{Cause, Metrics, ResponseStatus};
+use crate::presign::{self, Pacer};
 use crate::request::{self, Parsed};
 use crate::source::{SourceError, Status, StatusSource};
 use crate::stored::{AnswerStore, StoredAnswer, ETAG, KEY_HASH};
@@ -107,6 +121,20 @@ const LOG_PAGE: usize = 4096;
 /// How far behind its watermark the catch-up looks again: a log numbered from a database
 /// sequence (PostgreSQL) may show a number only after a higher one has been read.
 const LOG_LAG: u64 = 256;
+/// Certificates the pre-signer's walk ([`Responder::presign_pass`]) reads per second at
+/// most, checked every `WALK_CHUNK`: the walk is a rare reconciliation, never a burst beside
+/// the OCSP traffic (10^6 certificates: under a minute).
+const WALK_RATE: f64 = 50_000.0;
+const WALK_CHUNK: u64 = 1024;
+/// How often the pre-signer walks every certificate once the issuance feed is followed
+/// (what the feed could miss: an entry numbered more than `LOG_LAG` late, a store migrated
+/// from another engine whose feed was renumbered).
+const RECONCILE_EVERY: time::Duration = time::Duration::hours(24);
+/// How often the pre-signer reads the issuance feed.
+const FEED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest window between two scans of the stored answers (the queue's bound is the
+/// presign rate times the window).
+const MAX_WINDOW: time::Duration = time::Duration::minutes(10);
 /// Serial numbers longer than this (x509-cert 0.2 accepts at most 21 octets) are never cached.
 const MAX_KEY: usize = 48;
 
@@ -487,6 +515,8 @@ struct Inner {
     /// Log entries the catch-up applied within `LOG_LAG` of its watermark; the lock also keeps
     /// two catch-ups from running at once.
     followed: Mutex<std::collections::BTreeSet<u64>>,
+    /// The pre-signer's cursor file ([`Responder::keep_presign_cursor`]).
+    presign_cursor: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// Orders writes to the answer store against status changes, per stripe of serials: a
@@ -680,6 +710,7 @@ impl Responder {
                 guard: WriteGuard::new(),
                 authoritative: AtomicBool::new(false),
                 followed: Mutex::new(Default::default()),
+                presign_cursor: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -1174,18 +1205,23 @@ impl Responder {
         store.put(h, alg, serial, answer)
     }
 
-    /// One pass of the pre-signer: walks every certificate the source names
-    /// ([`StatusSource::for_each_issued`]) and signs and stores, at most
+    /// One pass of the pre-signer over every certificate: walks every certificate the
+    /// source names ([`StatusSource::for_each_issued`]) and signs and stores, at most
     /// `settings.presign_rate` signatures per second, the answers missing from the durable
     /// store or expiring within `resign_margin`: the SHA-1 CertID form (what RFC 5019 clients
     /// send) always, the SHA-256 one when it was asked for before. `stop` ends the pass early.
     /// Blocking; does nothing without an attached store.
+    ///
+    /// With a source that keeps an issuance feed, [`Responder::run_presigner`] runs it only
+    /// at its first start (no cursor) and as a rare reconciliation (`RECONCILE_EVERY`); the
+    /// walk itself is paced (`WALK_RATE` certificates a second) so that it never takes more
+    /// than a share of the machine beside the OCSP traffic.
     pub fn presign_pass(&self, stop: &AtomicBool) -> Result<PresignReport, Error> {
         let inner = &self.inner;
         let Some(store) = inner.stored.get() else {
             return Ok(PresignReport::default());
         };
-        let rate = f64::from(inner.settings.presign_rate.max(1));
+        let mut pacer = Pacer::new(inner.settings.presign_rate);
         let t0 = std::time::Instant::now();
         let mut report = PresignReport::default();
         let mut failure: Option<Error> = None;
@@ -1194,9 +1230,12 @@ impl Responder {
                 return Err(SourceError("pre-signer stopped".into()));
             }
             report.certificates += 1;
-            let Some(issuer) = self.issuer_for_serial(h, serial)? else {
-                return Ok(());
-            };
+            if report.certificates.is_multiple_of(WALK_CHUNK) {
+                let ahead = report.certificates as f64 / WALK_RATE - t0.elapsed().as_secs_f64();
+                if ahead > 0.0 {
+                    presign::sleep(std::time::Duration::from_secs_f64(ahead), stop);
+                }
+            }
             let now = self.now();
             let horizon = now + inner.settings.resign_margin;
             for alg in [HashAlg::Sha1, HashAlg::Sha256] {
@@ -1216,32 +1255,20 @@ impl Responder {
                     report.earliest_next_update = report.earliest_next_update.min(next).or(next);
                     continue;
                 }
-                // The bound on the signing rate.
-                let ahead = report.signed as f64 / rate - t0.elapsed().as_secs_f64();
-                if ahead > 0.0 {
-                    std::thread::sleep(std::time::Duration::from_secs_f64(ahead));
+                match self.presign_one(h, alg, serial, &mut pacer, stop) {
+                    Ok(Some(times)) => {
+                        report.signed += 1;
+                        let next = Some(times.next_update);
+                        report.earliest_next_update =
+                            report.earliest_next_update.min(next).or(next);
+                    }
+                    // Unknown (or no issuer, or stopped): nothing to sign.
+                    Ok(None) => return Ok(()),
+                    Err(e) => {
+                        failure = Some(e);
+                        return Err(SourceError("pre-signing failed".into()));
+                    }
                 }
-                let started = inner.cache.seq.load(Ordering::SeqCst);
-                let status = inner.source.status(h, serial)?;
-                if status == Status::Unknown {
-                    return Ok(());
-                }
-                let times = self.times(self.now());
-                let signed = issuer
-                    .cert_id(alg, serial)
-                    .and_then(|id| sign_counted(inner, &issuer, &[(id, status)], None, times))
-                    .and_then(|der| {
-                        let answer = Self::to_store(&issuer, status, times, der);
-                        self.keep(h, alg, serial, started, &answer)
-                    });
-                if let Err(e) = signed {
-                    failure = Some(e);
-                    return Err(SourceError("pre-signing failed".into()));
-                }
-                report.signed += 1;
-                inner.metrics.presigned(1);
-                let next = Some(times.next_update);
-                report.earliest_next_update = report.earliest_next_update.min(next).or(next);
             }
             Ok(())
         });
@@ -1251,17 +1278,360 @@ impl Responder {
         match walked {
             Err(_) if stop.load(Ordering::Relaxed) => {}
             Err(e) => return Err(e.into()),
-            Ok(()) => {}
+            Ok(()) => inner.metrics.presign_walked(),
         }
         store.flush()?;
         Ok(report)
     }
 
-    /// The background pre-signer: runs [`Responder::presign_pass`] on a blocking thread,
-    /// then again when the earliest stored answer comes within `resign_margin` of its
-    /// nextUpdate (at least every `validity / 20`, 1 to 60 s, so new certificates are
-    /// covered soon; at most every `resign_margin / 2`), until `shutdown` completes.
+    /// Signs and stores one serial's answer in one CertID form, when `pacer` allows, unless
+    /// a status change or a signer replacement began meanwhile ([`Responder::keep`]). Returns
+    /// its times, or `None` when there is nothing to sign (no issuer, an `unknown` serial) or
+    /// `stop` was set.
+    fn presign_one(
+        &self,
+        h: Hierarchy,
+        alg: HashAlg,
+        serial: &[u8],
+        pacer: &mut Pacer,
+        stop: &AtomicBool,
+    ) -> Result<Option<Times>, Error> {
+        let inner = &self.inner;
+        let Some(issuer) = self.issuer_for_serial(h, serial)? else {
+            return Ok(None);
+        };
+        // The bound on the signing rate.
+        if !pacer.wait(stop) {
+            return Ok(None);
+        }
+        let started = inner.cache.seq.load(Ordering::SeqCst);
+        let status = inner.source.status(h, serial)?;
+        if status == Status::Unknown {
+            return Ok(None);
+        }
+        let times = self.times(self.now());
+        let der = issuer
+            .cert_id(alg, serial)
+            .and_then(|id| sign_counted(inner, &issuer, &[(id, status)], None, times))?;
+        let answer = Self::to_store(&issuer, status, times, der);
+        self.keep(h, alg, serial, started, &answer)?;
+        inner.metrics.presigned(1);
+        Ok(Some(times))
+    }
+
+    /// Where the pre-signer keeps the cursor of the source's issuance feed (a 0600 file,
+    /// written atomically; `jpki serve`: `ocsp-answers/presign-cursor`, beside the answers
+    /// it vouches for), so that a restart resumes from it instead of walking every
+    /// certificate. Without it the cursor is kept in memory only. Once; before
+    /// [`Responder::run_presigner`].
+    pub fn keep_presign_cursor(&self, path: std::path::PathBuf) -> Result<(), Error> {
+        self.inner
+            .presign_cursor
+            .set(path)
+            .map_err(|_| Error::Settings("the pre-signer's cursor file is already set".into()))
+    }
+
+    /// The background pre-signer, until `shutdown` completes. With a source that keeps an
+    /// issuance feed ([`StatusSource::issued_log_head`]), on a blocking thread:
+    /// 1. **Reconciliation**: at the first start (no cursor, or the answer store is empty, or
+    ///    the feed is behind the cursor: a restored store) and then every `RECONCILE_EVERY`,
+    ///    one paced [`Responder::presign_pass`] over every certificate; the cursor becomes
+    ///    the feed's head as read before it.
+    /// 2. **New certificates**, every second: the feed's entries past the cursor (and
+    ///    `LOG_LAG` behind it, for a feed numbered from a database sequence) whose SHA-1
+    ///    answer is missing are signed; the cursor is written after the answers are flushed.
+    /// 3. **Due answers**: once per window (`resign_margin / 2`, at most `MAX_WINDOW`), one
+    ///    sequential scan of the stored answers' headers
+    ///    ([`AnswerStore::for_each_meta`]) fills a bounded queue ([`presign::DueQueue`],
+    ///    presign rate × window entries) with the answers coming due within the window;
+    ///    each is signed again when it comes within `resign_margin` of its nextUpdate (unless
+    ///    it was meanwhile; an answer whose certificate has expired is removed instead).
+    ///
+    /// Every signature goes through the same rate bound and the same write guard. Without a
+    /// feed: a pass over every certificate, then again when the earliest stored answer
+    /// comes within `resign_margin` of its nextUpdate (at least every `validity / 20`, 1 to
+    /// 60 s; at most every `resign_margin / 2`).
     pub async fn run_presigner(&self, shutdown: impl Future<Output = ()>) {
+        let me = self.clone();
+        // A source that says it keeps no feed walks; one that could not be read now is
+        // retried by the loop (a store briefly unreachable at start is not a source without
+        // a feed).
+        let feed = tokio::task::spawn_blocking(move || me.inner.source.issued_log_head()).await;
+        if matches!(feed, Ok(Ok(None))) {
+            return self.run_walking_presigner(shutdown).await;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (me, flag) = (self.clone(), Arc::clone(&stop));
+        let mut task = tokio::task::spawn_blocking(move || me.presign_loop(&flag));
+        tokio::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = task.await;
+            }
+            r = &mut task => match r {
+                // The source turned out to keep no feed: walk, as such a source always did.
+                Ok(true) => self.run_walking_presigner(shutdown).await,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "pre-signer task failed"),
+            }
+        }
+    }
+
+    /// The pre-signer over a source with an issuance feed (see [`Responder::run_presigner`]).
+    /// Returns true if the source says it keeps no feed (then the caller walks instead).
+    fn presign_loop(&self, stop: &AtomicBool) -> bool {
+        let inner = &self.inner;
+        let Some(store) = inner.stored.get() else {
+            return false;
+        };
+        let s = &inner.settings;
+        let window = (s.resign_margin / 2i32).clamp(time::Duration::SECOND, MAX_WINDOW);
+        let bound =
+            u64::from(s.presign_rate.max(1)).saturating_mul(window.whole_seconds().unsigned_abs());
+        let mut queue = presign::DueQueue::new(usize::try_from(bound).unwrap_or(usize::MAX));
+        let mut pacer = Pacer::new(s.presign_rate);
+        let file = inner.presign_cursor.get();
+        // A cursor vouches for answers: none without them.
+        let mut cursor = file
+            .and_then(|f| presign::read_cursor(f))
+            .filter(|_| !store.is_empty());
+        let mut saved = cursor;
+        let mut seen = std::collections::BTreeSet::new();
+        // Scans and reconciliations follow the injectable clock (the due times do).
+        let mut walked_at = self.now();
+        let mut next_scan = self.now();
+        let mut warned = false;
+        let retry = std::time::Duration::from_secs(1);
+        while !stop.load(Ordering::Relaxed) {
+            // 1. Reconciliation: a walk of every certificate, rarely.
+            let head = match inner.source.issued_log_head() {
+                Ok(Some(h)) => h,
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pre-signer: the issuance feed is unreadable; retrying");
+                    presign::sleep(retry, stop);
+                    continue;
+                }
+            };
+            let stale = cursor.is_none_or(|c| c > head);
+            if stale || self.now() - walked_at >= RECONCILE_EVERY {
+                let t0 = std::time::Instant::now();
+                match self.presign_pass(stop) {
+                    Ok(_) if stop.load(Ordering::Relaxed) => return false,
+                    Ok(r) => {
+                        tracing::info!(
+                            certificates = r.certificates,
+                            signed = r.signed,
+                            seconds = t0.elapsed().as_secs_f64(),
+                            "pre-signer: every certificate walked (first start or reconciliation)"
+                        );
+                        self.check_presign_capacity(r.certificates, &mut warned);
+                        cursor = Some(cursor.map_or(head, |c| c.min(head)));
+                        seen.clear();
+                        walked_at = self.now();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pre-signer pass failed; retrying");
+                        presign::sleep(retry, stop);
+                        continue;
+                    }
+                }
+            }
+            let mut at = cursor.unwrap_or(head);
+            // 2. New certificates.
+            let followed = self.follow_issued(store, &mut at, &mut seen, &mut pacer, stop);
+            cursor = Some(at);
+            if let Err(e) = followed {
+                tracing::warn!(error = %e, "pre-signer: following the issuance feed failed; retrying");
+            }
+            // 3. Due answers: the scan when its window comes (or the queue it overflowed is
+            // drained), then signing what is due until the next look at the feed.
+            if self.now() >= next_scan || (queue.len() == 0 && queue.overflowed()) {
+                let t0 = std::time::Instant::now();
+                match self.scan_due(store, &mut queue, window) {
+                    Ok(answers) => {
+                        tracing::debug!(
+                            answers,
+                            due = queue.len(),
+                            overflowed = queue.overflowed(),
+                            seconds = t0.elapsed().as_secs_f64(),
+                            "pre-signer: stored answers scanned"
+                        );
+                        self.check_presign_capacity(answers, &mut warned);
+                        next_scan = self.now() + window;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pre-signer: the scan of stored answers failed; retrying");
+                        next_scan = self.now() + retry;
+                    }
+                }
+            }
+            let until = std::time::Instant::now() + FEED_EVERY;
+            let mut signed = false;
+            while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                let due_by = (self.now() + s.resign_margin).unix_timestamp();
+                let Some(d) = queue.pop_due(due_by) else {
+                    presign::sleep(until - std::time::Instant::now(), stop);
+                    break;
+                };
+                match self.resign_queued(store, &d, &mut pacer, stop) {
+                    Ok(done) => signed |= done,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pre-signer: re-signing a due answer failed; the next scan finds it again");
+                    }
+                }
+            }
+            // The cursor vouches for the answers of the feed's certificates (signed here, or
+            // live a moment before): they are made durable first.
+            let flushed = if signed || cursor != saved {
+                store.flush()
+            } else {
+                Ok(())
+            };
+            if let Err(e) = flushed {
+                tracing::warn!(error = %e, "pre-signer: flushing the answer store failed; retrying");
+                continue;
+            }
+            if cursor != saved {
+                if let (Some(f), Some(c)) = (file, cursor) {
+                    match presign::write_cursor(f, c) {
+                        Ok(()) => saved = cursor,
+                        Err(e) => {
+                            tracing::warn!(error = %e, path = %f.display(), "pre-signer: the cursor could not be written; retrying")
+                        }
+                    }
+                }
+            }
+        }
+        // Stopped: what the feed brought is kept for the restart (answers first).
+        if let (Some(f), Some(c)) = (file, cursor.filter(|_| cursor != saved)) {
+            if let Err(e) = store
+                .flush()
+                .and_then(|()| presign::write_cursor(f, c).map_err(|e| Error::Store(e.to_string())))
+            {
+                tracing::warn!(error = %e, "pre-signer: the cursor could not be kept at shutdown; the restart reads the feed from the last one");
+            }
+        }
+        false
+    }
+
+    /// Signs the answers of the issuance feed's certificates past `*cursor` (and within
+    /// `LOG_LAG` behind it, skipping those in `seen`) that have no stored SHA-1 answer and
+    /// have not expired; moves `*cursor` to the last entry handled. Returns how many were
+    /// signed.
+    fn follow_issued(
+        &self,
+        store: &AnswerStore,
+        cursor: &mut u64,
+        seen: &mut std::collections::BTreeSet<u64>,
+        pacer: &mut Pacer,
+        stop: &AtomicBool,
+    ) -> Result<u64, Error> {
+        let source = &self.inner.source;
+        let mut after = cursor.saturating_sub(LOG_LAG);
+        let mut signed = 0;
+        loop {
+            let page = source.issued_since(after, LOG_PAGE)?;
+            let full = page.len() == LOG_PAGE;
+            for e in page {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(signed);
+                }
+                after = e.seq;
+                if seen.contains(&e.seq) {
+                    continue;
+                }
+                if e.not_after > self.now()
+                    && !store.contains(e.hierarchy, HashAlg::Sha1, &e.serial)?
+                    && self
+                        .presign_one(e.hierarchy, HashAlg::Sha1, &e.serial, pacer, stop)?
+                        .is_some()
+                {
+                    signed += 1;
+                }
+                seen.insert(e.seq);
+                *cursor = (*cursor).max(e.seq);
+            }
+            if !full {
+                break;
+            }
+        }
+        *seen = seen.split_off(&cursor.saturating_sub(LOG_LAG));
+        Ok(signed)
+    }
+
+    /// One sequential scan of the stored answers' headers: the queue is refilled with those
+    /// whose nextUpdate falls within `resign_margin` + `window` from now. Returns the number
+    /// of SHA-1 answers (one per certificate with an answer: the capacity metric's count).
+    fn scan_due(
+        &self,
+        store: &AnswerStore,
+        queue: &mut presign::DueQueue,
+        window: time::Duration,
+    ) -> Result<u64, Error> {
+        let until = (self.now() + self.inner.settings.resign_margin + window).unix_timestamp();
+        let mut answers = 0u64;
+        queue.begin_scan();
+        let scanned = store.for_each_meta(&mut |m| {
+            answers += u64::from(m.alg == HashAlg::Sha1);
+            let t = m.times.next_update.unix_timestamp();
+            if t <= until {
+                queue.offer(presign::Due {
+                    next_update: t,
+                    hierarchy: m.hierarchy.tag(),
+                    alg: m.alg as u8,
+                    serial: m.serial.into(),
+                });
+            }
+            true
+        });
+        queue.end_scan();
+        scanned.map(|()| answers)
+    }
+
+    /// Signs one queued answer again if it is still stored and still due (a revocation, a
+    /// live answer or an earlier pass may have replaced it); removes it instead if its
+    /// certificate has expired or is no longer known. Returns whether it wrote anything.
+    fn resign_queued(
+        &self,
+        store: &AnswerStore,
+        d: &presign::Due,
+        pacer: &mut Pacer,
+        stop: &AtomicBool,
+    ) -> Result<bool, Error> {
+        let (Some(h), Some(alg)) = (
+            Hierarchy::from_tag(d.hierarchy),
+            HashAlg::ALL.into_iter().find(|a| *a as u8 == d.alg),
+        ) else {
+            return Ok(false);
+        };
+        let serial = &d.serial[..];
+        let now = self.now();
+        match store.get(h, alg, serial)? {
+            Some(a) if a.times.next_update <= now + self.inner.settings.resign_margin => {}
+            _ => return Ok(false),
+        }
+        let expired = self
+            .inner
+            .source
+            .not_after(h, serial)?
+            .is_some_and(|t| t <= now);
+        if !expired && self.presign_one(h, alg, serial, pacer, stop)?.is_some() {
+            return Ok(true);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        // Expired, or unknown to the source: no answer to keep signing.
+        store.remove(h, alg, serial)
+    }
+
+    /// The pre-signer over a source without an issuance feed: [`Responder::presign_pass`]
+    /// on a blocking thread, then again when the earliest stored answer comes within
+    /// `resign_margin` of its nextUpdate (at least every `validity / 20`, 1 to 60 s, so new
+    /// certificates are covered soon; at most every `resign_margin / 2`).
+    async fn run_walking_presigner(&self, shutdown: impl Future<Output = ()>) {
         let period = (self.inner.settings.validity / 20i32)
             .clamp(time::Duration::seconds(1), time::Duration::seconds(60));
         let stop = Arc::new(AtomicBool::new(false));

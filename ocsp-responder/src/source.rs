@@ -35,6 +35,16 @@ pub struct StatusChange {
     pub serial: Vec<u8>,
 }
 
+/// One entry of the store's issuance feed: a certificate issued to a holder, numbered in
+/// commit order ([`StatusSource::issued_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub seq: u64,
+    pub hierarchy: Hierarchy,
+    pub serial: Vec<u8>,
+    pub not_after: OffsetDateTime,
+}
+
 /// What [`StatusSource::for_each_issued`] calls for each certificate: (hierarchy, serial).
 pub type EachIssued<'a> = dyn FnMut(Hierarchy, &[u8]) -> Result<(), SourceError> + 'a;
 
@@ -68,6 +78,32 @@ pub trait StatusSource: Send + Sync {
         Ok(())
     }
 
+    /// The highest sequence number of the store's issuance feed (0: empty), or `None` (the
+    /// default) if the source keeps none. A source with a feed appends to it, in the unit of
+    /// work that issues it, every certificate [`StatusSource::for_each_issued`] would name
+    /// (except those issued before the feed existed): the pre-signer then follows the feed
+    /// for new certificates instead of walking every certificate (it walks once, at its first
+    /// start, and then only as a rare reconciliation). Without a feed it walks on every pass.
+    fn issued_log_head(&self) -> Result<Option<u64>, SourceError> {
+        Ok(None)
+    }
+
+    /// Up to `limit` entries of the issuance feed with a sequence number above `after`, in
+    /// sequence order.
+    fn issued_since(&self, _after: u64, _limit: usize) -> Result<Vec<Issued>, SourceError> {
+        Ok(Vec::new())
+    }
+
+    /// The certificate's notAfter, if the source knows it (`None`, the default: unknown). The
+    /// pre-signer re-signs a stored answer only while its certificate has not expired.
+    fn not_after(
+        &self,
+        _h: Hierarchy,
+        _serial: &[u8],
+    ) -> Result<Option<OffsetDateTime>, SourceError> {
+        Ok(None)
+    }
+
     /// The highest sequence number of the store's status-change log (0: empty), or `None`
     /// (the default) if the source keeps no such log. A source with a log must append to it,
     /// in the unit of work that makes it, every change of a certificate's status; the
@@ -94,6 +130,11 @@ pub struct MemorySource {
     map: RwLock<HashMap<(Hierarchy, Vec<u8>), Status>>,
     /// The status-change log: every [`MemorySource::set`], numbered from 1.
     log: RwLock<Vec<(Hierarchy, Vec<u8>)>>,
+    /// The issuance feed: every [`MemorySource::issue`], numbered from 1.
+    issued: RwLock<Vec<(Hierarchy, Vec<u8>)>>,
+    /// The number of [`StatusSource::for_each_issued`] walks (what the pre-signer's tests
+    /// count).
+    walks: std::sync::atomic::AtomicU64,
     failing: std::sync::atomic::AtomicBool,
 }
 
@@ -102,9 +143,16 @@ impl MemorySource {
         MemorySource::default()
     }
 
-    /// Records a certificate as issued (and good).
+    /// Records a certificate as issued (and good), appending it to the issuance feed.
     pub fn issue(&self, h: Hierarchy, serial: &[u8]) {
         self.set(h, serial, Status::Good);
+        let mut issued = self.issued.write().unwrap_or_else(|p| p.into_inner());
+        issued.push((h, serial.to_vec()));
+    }
+
+    /// How many times every certificate was walked ([`StatusSource::for_each_issued`]).
+    pub fn walks(&self) -> u64 {
+        self.walks.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Marks a certificate revoked (or held, with [`Reason::CertificateHold`]).
@@ -152,11 +200,35 @@ impl StatusSource for MemorySource {
             .collect())
     }
 
+    fn issued_log_head(&self) -> Result<Option<u64>, SourceError> {
+        let issued = self.issued.read().unwrap_or_else(|p| p.into_inner());
+        Ok(Some(issued.len() as u64))
+    }
+
+    /// The feed of [`MemorySource::issue`]; its certificates never expire.
+    fn issued_since(&self, after: u64, limit: usize) -> Result<Vec<Issued>, SourceError> {
+        let issued = self.issued.read().unwrap_or_else(|p| p.into_inner());
+        let from = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(issued
+            .iter()
+            .enumerate()
+            .skip(from)
+            .take(limit)
+            .map(|(i, (h, serial))| Issued {
+                seq: i as u64 + 1,
+                hierarchy: *h,
+                serial: serial.clone(),
+                not_after: time::macros::datetime!(9999-12-31 0:00 UTC),
+            })
+            .collect())
+    }
+
     fn for_each_issued(
         &self,
         _now: OffsetDateTime,
         each: &mut EachIssued<'_>,
     ) -> Result<(), SourceError> {
+        self.walks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let keys: Vec<(Hierarchy, Vec<u8>)> = {
             let map = self.map.read().unwrap_or_else(|p| p.into_inner());
             map.keys().cloned().collect()

@@ -230,3 +230,105 @@ fn the_memory_front_stays_within_its_capacity() {
         r.metrics().count_presigned()
     );
 }
+
+/// Waits (up to a minute: the machine may be loaded; nothing here is timed) until `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "never happened: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The background pre-signer over a source with an issuance feed: every certificate walked
+/// once at the first start; a certificate issued later is signed from the feed without
+/// another walk; answers coming due are found by the scan of the stored answers and signed
+/// again; a restart resumes from the cursor kept beside the answers (no walk); a cursor
+/// without answers (the answer store emptied) is not trusted: one walk again.
+#[test]
+fn the_background_presigner_follows_the_feed_and_walks_only_at_its_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::pki(dir.path());
+    let clock = Arc::new(FixedClock::new(time::OffsetDateTime::now_utc()));
+    let path = dir.path().join("answers");
+    let cursor = path.join("presign-cursor");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = |store: &Arc<AnswerStore>| {
+        let r = responder(&pki, store, &clock, |_| {});
+        r.keep_presign_cursor(cursor.clone()).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let me = r.clone();
+        let task = rt.spawn(async move {
+            me.run_presigner(async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        (r, tx, task)
+    };
+    let has = |store: &AnswerStore, serial: &[u8]| {
+        store
+            .contains(Hierarchy::Signing, HashAlg::Sha1, serial)
+            .unwrap()
+    };
+    let good = pki.leaf("good").serial.clone();
+
+    let store = Arc::new(AnswerStore::open(&path, &StoreSettings::default()).unwrap());
+    let (r, stop, task) = run(&store);
+    eventually("the first start's walk", || {
+        has(&store, &good) && has(&store, &pki.leaf("late").serial)
+    });
+    assert_eq!(pki.source.walks(), 1);
+    let first = store
+        .get(Hierarchy::Signing, HashAlg::Sha1, &good)
+        .unwrap()
+        .unwrap();
+
+    // A new certificate: signed from the feed, no walk.
+    pki.source.issue(Hierarchy::Signing, &[0x10, 0x77]);
+    eventually("the new certificate's answer", || {
+        has(&store, &[0x10, 0x77])
+    });
+    assert_eq!(pki.source.walks(), 1);
+
+    // Within resign_margin of nextUpdate (20 of 60 minutes): the scan finds it, it is
+    // signed again.
+    clock.advance(time::Duration::minutes(45));
+    eventually("the due answer signed again", || {
+        store
+            .get(Hierarchy::Signing, HashAlg::Sha1, &good)
+            .unwrap()
+            .is_some_and(|a| a.times.next_update > first.times.next_update)
+    });
+    assert_eq!(pki.source.walks(), 1, "found by the scan, not by a walk");
+    let _ = stop.send(());
+    rt.block_on(task).unwrap();
+    drop(r);
+    drop(store);
+
+    // A restart resumes from the cursor: a certificate issued while it was down is signed,
+    // and nothing is walked.
+    assert!(std::fs::read_to_string(&cursor).unwrap().contains("cursor"));
+    pki.source.issue(Hierarchy::Signing, &[0x10, 0x78]);
+    let store = Arc::new(AnswerStore::open(&path, &StoreSettings::default()).unwrap());
+    let (r, stop, task) = run(&store);
+    eventually("the certificate issued while down", || {
+        has(&store, &[0x10, 0x78])
+    });
+    assert_eq!(pki.source.walks(), 1, "a restart does not walk");
+    let _ = stop.send(());
+    rt.block_on(task).unwrap();
+    drop(r);
+
+    // The answers gone but the cursor kept: every certificate is walked again.
+    store.clear().unwrap();
+    let (_r, stop, task) = run(&store);
+    eventually("the answers refilled", || has(&store, &good));
+    assert_eq!(pki.source.walks(), 2);
+    let _ = stop.send(());
+    rt.block_on(task).unwrap();
+}

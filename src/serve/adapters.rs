@@ -234,6 +234,46 @@ impl ocsp_responder::StatusSource for OcspStatus {
         Ok(ca::authority::rollover::issuer_key_id_of(&c.der))
     }
 
+    /// The store's issuance log (every holder certificate, in its unit of work): the
+    /// pre-signer follows it instead of walking every certificate (#14).
+    fn issued_log_head(&self) -> Result<Option<u64>, ocsp_responder::SourceError> {
+        self.0
+            .issuance_log_head()
+            .map(Some)
+            .map_err(|e| ocsp_responder::SourceError(e.to_string()))
+    }
+
+    fn issued_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ocsp_responder::Issued>, ocsp_responder::SourceError> {
+        let page = self
+            .0
+            .issued_since(after, limit)
+            .map_err(|e| ocsp_responder::SourceError(e.to_string()))?;
+        Ok(page
+            .into_iter()
+            .map(|e| ocsp_responder::Issued {
+                seq: e.seq,
+                hierarchy: e.hierarchy,
+                serial: e.serial,
+                not_after: e.not_after,
+            })
+            .collect())
+    }
+
+    fn not_after(
+        &self,
+        h: Hierarchy,
+        serial: &[u8],
+    ) -> Result<Option<time::OffsetDateTime>, ocsp_responder::SourceError> {
+        let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
+        let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
+        let c = self.0.certificate(h, &serial[start..]).map_err(fail)?;
+        Ok(c.map(|c| c.not_after))
+    }
+
     /// The store's revocation log (every `set_status` appends to it in its unit of work):
     /// what keeps the responder's answer store authoritative (#14).
     fn status_log_head(&self) -> Result<Option<u64>, ocsp_responder::SourceError> {

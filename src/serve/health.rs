@@ -17,12 +17,23 @@
 //!   outcome (`ok` or the refusal's code), and refused officer requests per code.
 //!
 //! The audit-trail counters are read incrementally: each scrape reads only the records
-//! appended since the previous one (the first reads the whole trail, once), so they count
-//! everything the store holds, whichever process wrote it, and survive restarts.
+//! appended since the previous one, so they count everything the store holds, whichever
+//! process wrote it, and survive restarts.
+//!
+//! **The tally is kept across restarts** (#14: at 10^6 certificates the trail holds over
+//! 2·10^6 records, and reading it whole at every start competed with the first requests):
+//! after each catch-up the counters are written to a 0600 file in the data directory
+//! (`serve-metrics-tally.json`, atomically: temporary file, fsync, rename, fsync of the
+//! directory) with the sequence number they cover and the hash of the last record counted.
+//! At start ([`Health::warm_up`]) they are resumed from it only if the store's trail still
+//! holds that record with that hash — the trail extends what was counted — and then caught up
+//! from there; otherwise (a restored backup, another store, an unreadable file) they are
+//! counted again from the first record.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ca::Authority;
 use policies::Hierarchy;
@@ -32,10 +43,12 @@ use serde::Serialize;
 const AUDIT_PAGE: usize = 5_000;
 
 /// Counters tallied from the audit trail.
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq, Eq)]
 struct Tally {
     /// The next audit sequence number to read.
     next: u64,
+    /// The hash of the last record counted (record `next − 1`; empty before the first).
+    last_hash: String,
     /// `hierarchy` → issuances.
     issued: BTreeMap<String, u64>,
     /// `(hierarchy, reason)` → revocations.
@@ -48,7 +61,115 @@ struct Tally {
     refused: BTreeMap<(String, String), u64>,
 }
 
+/// The tally as kept on disk (maps with compound keys as lists: JSON keys are strings).
+#[derive(Serialize, serde::Deserialize)]
+struct SavedTally {
+    /// The file's format.
+    format: u32,
+    next: u64,
+    last_hash: String,
+    issued: Vec<(String, u64)>,
+    revoked: Vec<((String, String), u64)>,
+    held: Vec<(String, u64)>,
+    pf_calls: Vec<((String, String), u64)>,
+    refused: Vec<((String, String), u64)>,
+}
+
+const TALLY_FORMAT: u32 = 1;
+
 impl Tally {
+    /// Reads the audit records appended since `self.next` into the counters.
+    fn catch_up(&mut self, store: &dyn ca::storage::Storage) -> ca::Result<()> {
+        loop {
+            let page = store.audit_records(self.next, AUDIT_PAGE)?;
+            for r in &page {
+                self.add(r);
+                self.next = r.seq + 1;
+                self.last_hash.clone_from(&r.hash);
+            }
+            if page.len() < AUDIT_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The tally kept in `path`, if the store's audit trail extends it: the record it
+    /// counted last is still there, with the same hash. `None` (count from the first
+    /// record): no file, an unreadable one, or a trail that does not extend it.
+    fn resume(path: &Path, store: &dyn ca::storage::Storage) -> Option<Tally> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "metrics: the kept tally is unreadable; counting the audit trail again");
+                return None;
+            }
+        };
+        let saved: SavedTally = match serde_json::from_slice(&text) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "metrics: the kept tally is not a tally; counting the audit trail again");
+                return None;
+            }
+        };
+        if saved.format != TALLY_FORMAT {
+            return None;
+        }
+        if saved.next > 0 {
+            let last = store.audit_records(saved.next - 1, 1).ok()?;
+            let extends = last
+                .first()
+                .is_some_and(|r| r.seq == saved.next - 1 && r.hash == saved.last_hash);
+            if !extends {
+                tracing::warn!(
+                    counted = saved.next,
+                    "metrics: the audit trail does not extend the kept tally (a restored store?); counting it again"
+                );
+                return None;
+            }
+        }
+        Some(Tally {
+            next: saved.next,
+            last_hash: saved.last_hash,
+            issued: saved.issued.into_iter().collect(),
+            revoked: saved.revoked.into_iter().collect(),
+            held: saved.held.into_iter().collect(),
+            pf_calls: saved.pf_calls.into_iter().collect(),
+            refused: saved.refused.into_iter().collect(),
+        })
+    }
+
+    /// Writes the tally to `path`: 0600, atomically (temporary file, fsync, rename, fsync of
+    /// the directory).
+    fn keep(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let saved = SavedTally {
+            format: TALLY_FORMAT,
+            next: self.next,
+            last_hash: self.last_hash.clone(),
+            issued: self.issued.clone().into_iter().collect(),
+            revoked: self.revoked.clone().into_iter().collect(),
+            held: self.held.clone().into_iter().collect(),
+            pf_calls: self.pf_calls.clone().into_iter().collect(),
+            refused: self.refused.clone().into_iter().collect(),
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    }
+
     fn add(&mut self, r: &ca::audit::Record) {
         let hierarchy = || r.subject.split(':').next().unwrap_or("").to_owned();
         match r.action.as_str() {
@@ -107,6 +228,8 @@ pub struct Health {
     publisher: Arc<crl_publisher::Publisher>,
     watch: Arc<super::renew::Watch>,
     tally: Mutex<Tally>,
+    /// Where the tally is kept across restarts ([`Health::keep_tally_in`]).
+    tally_file: OnceLock<PathBuf>,
     /// Whether the first publication pass since start is over (`jpki serve` listens before
     /// it: on a large new store it publishes thousands of partitions).
     first_crls: tokio::sync::watch::Sender<bool>,
@@ -123,6 +246,7 @@ impl Health {
             publisher,
             watch,
             tally: Mutex::new(Tally::default()),
+            tally_file: OnceLock::new(),
             first_crls: tokio::sync::watch::channel(false).0,
         })
     }
@@ -211,28 +335,48 @@ impl Health {
         }
     }
 
-    /// Reads the whole audit trail into the counters once (at start, off the request path),
-    /// so that the first scrape of a large store does not wait for it.
+    /// Keeps the tally in `path` across restarts (see the module docs). Once; before
+    /// [`Health::warm_up`].
+    pub fn keep_tally_in(&self, path: PathBuf) {
+        let _ = self.tally_file.set(path);
+    }
+
+    /// Brings the counters up to date once at start (off the request path), so that the
+    /// first scrape of a large store does not wait: from the kept tally when the store's
+    /// audit trail extends it, else by reading the whole trail.
     pub fn warm_up(&self) {
+        let t0 = std::time::Instant::now();
+        let mut resumed = None;
+        if let Some(path) = self.tally_file.get() {
+            if let Some(kept) = Tally::resume(path, self.authority.storage().as_ref()) {
+                resumed = Some(kept.next);
+                *self.tally.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+            }
+        }
         if let Err(e) = self.catch_up() {
             tracing::warn!(error = %e, "metrics: audit trail unreadable");
         }
+        let next = self.tally.lock().unwrap_or_else(|p| p.into_inner()).next;
+        tracing::info!(
+            resumed_at = resumed,
+            records_read = next.saturating_sub(resumed.unwrap_or(0)),
+            seconds = t0.elapsed().as_secs_f64(),
+            "metrics: the audit-trail counters are up to date"
+        );
     }
 
-    /// Reads the audit records appended since the last call into the counters.
+    /// Reads the audit records appended since the last call into the counters, and keeps
+    /// the tally if it moved.
     fn catch_up(&self) -> ca::Result<()> {
         let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
-        let store = self.authority.storage();
-        loop {
-            let page = store.audit_records(t.next, AUDIT_PAGE)?;
-            for r in &page {
-                t.add(r);
-                t.next = r.seq + 1;
-            }
-            if page.len() < AUDIT_PAGE {
-                return Ok(());
+        let before = t.next;
+        t.catch_up(self.authority.storage().as_ref())?;
+        if let Some(path) = self.tally_file.get().filter(|_| t.next != before) {
+            if let Err(e) = t.keep(path) {
+                tracing::warn!(error = %e, path = %path.display(), "metrics: the tally could not be kept; the next start counts the audit trail again");
             }
         }
+        Ok(())
     }
 
     /// The server's own Prometheus text (blocking: reads the store).
@@ -474,6 +618,61 @@ mod tests {
         assert_eq!(t.held["signing"], 1);
         assert_eq!(t.pf_calls[&("validity".into(), "sp_suspended".into())], 1);
         assert_eq!(t.refused[&("resident-add".into(), "forbidden".into())], 1);
+    }
+
+    fn append(store: &dyn ca::storage::Storage, action: &str, subject: &str, detail: &str) {
+        store
+            .transact(&|t| {
+                ca::storage::audit(t, time::OffsetDateTime::UNIX_EPOCH, action, subject, detail)
+            })
+            .unwrap();
+    }
+
+    /// The tally kept in a file resumes when the trail extends it (only the new records are
+    /// read) and is counted again when it does not (a restored, shorter or other trail) or
+    /// the file is not a tally; the file is private.
+    #[test]
+    fn a_kept_tally_resumes_only_on_a_trail_that_extends_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve-metrics-tally.json");
+        let store = ca::storage::memory::MemoryStorage::new();
+        append(&store, "issue", "signing:0A", "signing for R1");
+        append(&store, "revoke", "signing:0A", "keyCompromise");
+        let mut t = Tally::default();
+        t.catch_up(&store).unwrap();
+        t.keep(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Resumed: the same counters, and the catch-up reads only what was appended since.
+        append(&store, "issue", "auth:0B", "auth for R1");
+        let mut resumed = Tally::resume(&path, &store).expect("resumed");
+        assert_eq!(resumed, t);
+        resumed.catch_up(&store).unwrap();
+        let mut whole = Tally::default();
+        whole.catch_up(&store).unwrap();
+        assert_eq!(resumed, whole);
+        assert_eq!(resumed.issued["auth"], 1);
+
+        // Another trail (a restored or different store) does not extend it: not resumed.
+        let other = ca::storage::memory::MemoryStorage::new();
+        append(&other, "hold", "signing:0C", "certificateHold");
+        append(&other, "issue", "signing:0D", "signing for R2");
+        assert_eq!(
+            Tally::resume(&path, &other),
+            None,
+            "the last record's hash differs"
+        );
+        let shorter = ca::storage::memory::MemoryStorage::new();
+        append(&shorter, "issue", "signing:0A", "signing for R1");
+        assert_eq!(Tally::resume(&path, &shorter), None, "the trail is shorter");
+
+        // Not a tally, or no file: counted from the first record.
+        std::fs::write(&path, b"{").unwrap();
+        assert_eq!(Tally::resume(&path, &store), None);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Tally::resume(&path, &store), None);
     }
 
     #[test]

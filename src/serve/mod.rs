@@ -578,6 +578,11 @@ pub fn run_node(
         // listens (reads the store: off the runtime's workers).
         tokio::task::block_in_place(|| parts.responder.attach_store(Arc::new(answers)))
             .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
+        // The pre-signer's cursor of the store's issuance log lives beside the answers.
+        parts
+            .responder
+            .keep_presign_cursor(data.join("ocsp-answers").join("presign-cursor"))
+            .map_err(|e| Error::Serve(format!("OCSP responder: {e}")))?;
         }
         watch.set_responder(parts.responder.clone());
         let health = health::Health::new(
@@ -585,6 +590,7 @@ pub fn run_node(
             Arc::clone(&parts.publisher),
             Arc::clone(&watch),
         );
+        health.keep_tally_in(data.join("serve-metrics-tally.json"));
         {
             let h = Arc::clone(&health);
             tokio::task::spawn_blocking(move || h.warm_up());

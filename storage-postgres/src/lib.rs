@@ -88,7 +88,8 @@ use ca::records::{
 };
 use ca::storage::{
     fingerprint, revoked_entry, scope_of, CommitStats, Compaction, CrlId, CrlLease, Generation,
-    KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind, Storage, Tx,
+    IssuedEntry, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled, ScheduledKind,
+    Storage, Tx,
 };
 use ca::storage::{SignerAnswer, SignerRequest};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -1383,6 +1384,33 @@ impl Storage for PgStorage {
         u64_of(row.map_or(0, |r| r.get(0)), "revocation log sequence")
     }
 
+    fn issued_since(&self, after: u64, limit: usize) -> Result<Vec<IssuedEntry>> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT seq, hierarchy, serial, not_after_ns FROM issuance_log WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+            &[&after, &limit],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(IssuedEntry {
+                seq: u64_of(row.get(0), "issuance log sequence")?,
+                hierarchy: h_from(row.get(1))?,
+                serial: row.get(2),
+                not_after: from_ns(row.get(3))?,
+            })
+        })
+        .collect()
+    }
+
+    fn issuance_log_head(&self) -> Result<u64> {
+        let row = self.query_opt("SELECT coalesce(max(seq), 0) FROM issuance_log", &[])?;
+        u64_of(row.map_or(0, |r| r.get(0)), "issuance log sequence")
+    }
+
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         let (sc, pref, muni) = scope_cols(&scope);
         let g = g_code(g)?;
@@ -1741,6 +1769,12 @@ impl Tx for PgTx<'_> {
              since_ns = NULL, invalidity_ns = NULL",
             &[&h, &c.serial],
         )?;
+        if c.holder.is_some() {
+            self.exec(
+                "INSERT INTO issuance_log (hierarchy, serial, not_after_ns) VALUES ($1, $2, $3)",
+                &[&h, &c.serial, &ns(c.not_after)?],
+            )?;
+        }
         if let (Some(holder), Some(fp)) = (&c.holder, key) {
             self.exec(
                 "INSERT INTO key_owners (fingerprint, holder, hierarchy) VALUES ($1, $2, $3) \

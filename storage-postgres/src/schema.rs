@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "edges' OCSP signer requests", V9),
     (10, "CRLs per root generation", V10),
     (11, "the register's identity index", V11),
+    (15, "the issuance log", V15),
 ];
 
 /// The version this binary brings a database to.
@@ -371,4 +372,18 @@ ALTER TABLE crl_leases DROP CONSTRAINT crl_leases_pkey,
 const V11: &str = r#"
 ALTER TABLE residents ADD COLUMN identity bytea CHECK (octet_length(identity) = 32);
 CREATE INDEX residents_by_identity ON residents (identity, id);
+"#;
+
+/// Version 15: the issuance log (`ca::storage::Storage::issued_since`): one row per
+/// certificate issued to a holder, written by add_certificate in the same transaction, which
+/// the OCSP pre-signer follows instead of walking every certificate. Like revocation_log, seq
+/// comes from a sequence (commit order only approximately). Certificates issued before are
+/// not back-filled: the pre-signer covers them with one walk of the certificates.
+const V15: &str = r#"
+CREATE TABLE issuance_log (
+    seq          bigserial PRIMARY KEY,
+    hierarchy    smallint NOT NULL,
+    serial       bytea    NOT NULL,
+    not_after_ns bigint   NOT NULL
+);
 "#;

@@ -132,6 +132,7 @@ macro_rules! storage_conformance {
             audit_checkpoints,
             officer_key_renewal,
             revocation_log,
+            issuance_log,
             crl_leases,
             signer_requests,
             revocation_log_import,
@@ -251,6 +252,7 @@ pub fn checks<S: Storage>() -> Vec<(&'static str, Check<S>)> {
         ("audit_checkpoints", audit_checkpoints::<S>),
         ("officer_key_renewal", officer_key_renewal::<S>),
         ("revocation_log", revocation_log::<S>),
+        ("issuance_log", issuance_log::<S>),
         ("crl_leases", crl_leases::<S>),
         ("signer_requests", signer_requests::<S>),
         ("revocation_log_import", revocation_log_import::<S>),
@@ -3078,6 +3080,53 @@ pub fn revocation_log<S: Storage>(s: &S) {
     assert_eq!(ok(s.revocations_since(all[0].seq, 10)), all[1..].to_vec());
     assert!(ok(s.revocations_since(all[2].seq, 10)).is_empty());
     assert!(ok(s.revocations_since(u64::MAX, 10)).is_empty());
+}
+
+/// The issuance log: every holder certificate added appends one entry (hierarchy, serial,
+/// notAfter) in its unit of work, numbered upwards in commit order; CA certificates, a unit
+/// of work that fails and a taken serial append nothing; status changes are not issuances;
+/// `issued_since` pages through it.
+pub fn issuance_log<S: Storage>(s: &S) {
+    assert_eq!(ok(s.issuance_log_head()), 0);
+    assert!(ok(s.issued_since(0, 10)).is_empty());
+    let a = holder_cert(SIGNING, &[0x31], "R1", 0);
+    let b = holder_cert(AUTH, &[0x32], "R1", 1);
+    let mut c = holder_cert(SIGNING, &[0x33], "R2", 0);
+    c.not_after = at(86_400 * 10);
+    let signer = ca_cert(AUTH, &[0x34]);
+    add(s, &[&a, &signer]);
+    add(s, &[&b, &c]);
+    set_status(s, &a, revoked(Reason::KeyCompromise, 200));
+    let failed = s.transact(&|t| {
+        t.add_certificate(&holder_cert(SIGNING, &[0x35], "R3", 0), None)?;
+        Err(Error::Invalid("changed my mind".into()))
+    });
+    assert!(failed.is_err());
+    let taken = s.transact(&|t| t.add_certificate(&b, None));
+    assert!(taken.is_err(), "a taken serial is refused");
+    let all = ok(s.issued_since(0, 100));
+    let seen: Vec<(Hierarchy, Vec<u8>, OffsetDateTime)> = all
+        .iter()
+        .map(|e| (e.hierarchy, e.serial.clone(), e.not_after))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (SIGNING, a.serial.clone(), a.not_after),
+            (AUTH, b.serial.clone(), b.not_after),
+            (SIGNING, c.serial.clone(), c.not_after),
+        ],
+        "holder certificates in commit order; not the signer, the failed unit of work, the taken serial"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "numbered upwards: {all:?}"
+    );
+    assert_eq!(ok(s.issuance_log_head()), all[2].seq);
+    assert_eq!(ok(s.issued_since(0, 2)), all[..2].to_vec(), "limit");
+    assert_eq!(ok(s.issued_since(all[0].seq, 10)), all[1..].to_vec());
+    assert!(ok(s.issued_since(all[2].seq, 10)).is_empty());
+    assert!(ok(s.issued_since(u64::MAX, 10)).is_empty());
 }
 
 /// CRL leases: granted when free, to the holder again (renewed), refused to another node

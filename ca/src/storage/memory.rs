@@ -30,8 +30,8 @@ use crate::records::{CertRecord, Resident, RevokedEntry, StatusChange, StatusRec
 use crate::storage::SignerRequest;
 use crate::storage::{
     crl_of, fingerprint, identity_key, revoked_entry, scope_of, CommitStats, Compaction, CrlId,
-    CrlLease, Generation, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked, Scheduled,
-    ScheduledKind, Storage, Tx,
+    CrlLease, Generation, IssuedEntry, KeyFingerprint, KeyOwner, RevocationLogEntry, Revoked,
+    Scheduled, ScheduledKind, Storage, Tx,
 };
 
 /// A certificate: hierarchy and serial.
@@ -88,6 +88,8 @@ struct Tables {
     checkpoints: BTreeMap<u64, Checkpoint>,
     /// The revocation log: sequence number → certificate.
     revlog: BTreeMap<u64, CertKey>,
+    /// The issuance log: sequence number → certificate and its notAfter.
+    isslog: BTreeMap<u64, (CertKey, OffsetDateTime)>,
     /// CRL leases.
     leases: BTreeMap<CrlKey, CrlLease>,
     /// Edges' OCSP signer requests: node, hierarchy, root generation → request.
@@ -610,6 +612,25 @@ impl Storage for MemoryStorage {
         self.read(|t| t.revlog.keys().next_back().copied().unwrap_or(0))
     }
 
+    fn issued_since(&self, after: u64, limit: usize) -> Result<Vec<IssuedEntry>> {
+        self.read(|t| {
+            t.isslog
+                .range(after.saturating_add(1)..)
+                .take(limit)
+                .map(|(seq, ((h, serial), not_after))| IssuedEntry {
+                    seq: *seq,
+                    hierarchy: *h,
+                    serial: serial.clone(),
+                    not_after: *not_after,
+                })
+                .collect()
+        })
+    }
+
+    fn issuance_log_head(&self) -> Result<u64> {
+        self.read(|t| t.isslog.keys().next_back().copied().unwrap_or(0))
+    }
+
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         self.read(|t| t.leases.get(&(h, g, scope)).cloned())
     }
@@ -835,6 +856,18 @@ impl Tx for MemoryTx<'_> {
         self.set(|t| &mut t.certs, k.clone(), Some(c.clone()));
         self.set(|t| &mut t.status, k, Some(StatusRecord::GOOD));
         if let Some(holder) = &c.holder {
+            let seq = self
+                .tables
+                .borrow()
+                .isslog
+                .keys()
+                .next_back()
+                .map_or(1, |s| s + 1);
+            self.set(
+                |t| &mut t.isslog,
+                seq,
+                Some(((c.hierarchy, c.serial.clone()), c.not_after)),
+            );
             self.set(
                 |t| &mut t.by_holder,
                 (holder.clone(), c.hierarchy, c.serial.clone()),

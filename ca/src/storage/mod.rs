@@ -149,6 +149,17 @@ pub struct RevocationLogEntry {
     pub serial: Vec<u8>,
 }
 
+/// One entry of the issuance log: a certificate issued to a holder, numbered in commit
+/// order. The OCSP pre-signer follows it ([`Storage::issued_since`]) to sign the answers of
+/// new certificates without walking every certificate of the store (#14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedEntry {
+    pub seq: u64,
+    pub hierarchy: Hierarchy,
+    pub serial: Vec<u8>,
+    pub not_after: OffsetDateTime,
+}
+
 /// Who may publish a CRL until when (as Boulder's `LeaseCRLShard`): a CA node takes the lease
 /// of a CRL before reserving its next number, so that two CA nodes never publish one CRL at
 /// once ([`lease_crl`]).
@@ -362,6 +373,14 @@ pub trait Storage: Send + Sync {
     fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>>;
     /// The revocation log's highest sequence number (0: empty).
     fn revocation_log_head(&self) -> Result<u64>;
+    /// Up to `limit` entries of the issuance log with a sequence number above `after`, in
+    /// sequence order. Every [`Tx::add_certificate`] of a certificate with a holder appends
+    /// one, in its unit of work (CA certificates — roots, OCSP signers — are not logged).
+    /// Certificates added before the log existed are not in it: a follower covers them with
+    /// one walk of [`Storage::for_each_certificate`].
+    fn issued_since(&self, after: u64, limit: usize) -> Result<Vec<IssuedEntry>>;
+    /// The issuance log's highest sequence number (0: empty).
+    fn issuance_log_head(&self) -> Result<u64>;
     /// The lease of the CRL `(h, g, scope)`, if one was ever taken.
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>>;
 

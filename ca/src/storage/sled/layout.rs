@@ -676,6 +676,62 @@ pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::Revocatio
     })
 }
 
+// ----- the issuance log (in `meta`) ---------------------------------------------------------
+
+/// The issuance log's last sequence number (u64 BE).
+pub const ISSLOG_HEAD: &[u8] = b"isslog_head";
+/// `isslog/` · seq (u64 BE) → hierarchy tag · notAfter (i64 BE, Unix seconds) · serial.
+pub const ISSLOG_PREFIX: &[u8] = b"isslog/";
+
+pub fn isslog_key(seq: u64) -> Vec<u8> {
+    let mut k = ISSLOG_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Appends an issuance to the issuance log at commit (numbers in commit order).
+pub(crate) fn append_isslog(
+    t: &dyn Txn,
+    h: Hierarchy,
+    serial: &[u8],
+    not_after: OffsetDateTime,
+) -> TxResult<()> {
+    let last = t
+        .get(Table::Meta, ISSLOG_HEAD)?
+        .map(|b| counter_from_store(&b))
+        .transpose()?
+        .unwrap_or(0);
+    let seq = last + 1;
+    let mut v = vec![h.tag()];
+    v.extend_from_slice(&not_after.unix_timestamp().to_be_bytes());
+    v.extend_from_slice(serial);
+    t.insert(Table::Meta, &isslog_key(seq), &v)?;
+    t.insert(Table::Meta, ISSLOG_HEAD, &seq.to_be_bytes())
+}
+
+/// An issuance log entry from its key and value.
+pub fn isslog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::IssuedEntry> {
+    let corrupt = || Error::Store("corrupt issuance log entry".into());
+    let seq = k
+        .strip_prefix(ISSLOG_PREFIX)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(corrupt)?;
+    let (&tag, rest) = v.split_first().ok_or_else(corrupt)?;
+    if rest.len() < 8 {
+        return Err(corrupt());
+    }
+    let (at, serial) = rest.split_at(8);
+    let at = <[u8; 8]>::try_from(at).map_err(|_| corrupt())?;
+    Ok(crate::storage::IssuedEntry {
+        seq,
+        hierarchy: Hierarchy::from_tag(tag).ok_or_else(corrupt)?,
+        serial: serial.to_vec(),
+        not_after: OffsetDateTime::from_unix_timestamp(i64::from_be_bytes(at))
+            .map_err(|_| corrupt())?,
+    })
+}
+
 pub fn lease_key(h: Hierarchy, g: Generation, scope: &Scope) -> Vec<u8> {
     let mut k = LEASE_PREFIX.to_vec();
     k.extend_from_slice(&scope_key(h, g, scope));

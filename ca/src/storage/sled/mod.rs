@@ -23,7 +23,7 @@ use crate::records::platform::{Access, Consent, Operator, ServiceProvider, Usage
 use crate::records::{CertKind, CertRecord, Resident, StatusChange, StatusRecord};
 use crate::storage::SignerRequest;
 use crate::storage::{
-    CommitStats, Compaction, CrlId, CrlLease, Generation, KeyFingerprint, KeyOwner,
+    CommitStats, Compaction, CrlId, CrlLease, Generation, IssuedEntry, KeyFingerprint, KeyOwner,
     RevocationLogEntry, Revoked, Scheduled, Storage, Tx,
 };
 
@@ -619,6 +619,31 @@ impl Storage for SledStorage {
             .map(Option::unwrap_or_default)
     }
 
+    fn issued_since(&self, after: u64, limit: usize) -> Result<Vec<IssuedEntry>> {
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut end = l::ISSLOG_PREFIX.to_vec();
+        end.extend_from_slice(&[0xFF; 9]);
+        let mut out = Vec::new();
+        for item in self.kv.range(Table::Meta, &l::isslog_key(from), &end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push(l::isslog_from_store(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn issuance_log_head(&self) -> Result<u64> {
+        self.kv
+            .get(Table::Meta, l::ISSLOG_HEAD)?
+            .map(|b| l::counter_from_store(&b))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
         self.kv
             .get(Table::Meta, &l::lease_key(h, g, &scope))?
@@ -756,6 +781,10 @@ impl Tx for SledTx<'_> {
         self.0
             .insert(Table::Status, &k, &l::status_to_store(&StatusRecord::GOOD)?)?;
         if let Some(holder) = &c.holder {
+            let (h, serial, not_after) = (c.hierarchy, c.serial.clone(), c.not_after);
+            self.0.defer(Box::new(move |t: &dyn Txn| {
+                l::append_isslog(t, h, &serial, not_after)
+            }))?;
             self.0.insert(
                 Table::ByHolder,
                 &l::holder_key(holder, c.hierarchy, &c.serial),
