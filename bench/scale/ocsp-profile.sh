@@ -23,8 +23,8 @@ trap "kill $SERVE" EXIT
 until curl -s -o /dev/null http://127.0.0.1:8090/metrics; do sleep 0.2; done
 sleep 2
 env REQS="$W/all.reqs" HOT=$HOT CLOSE=0 wrk -t1 -c32 -d5s -s bench/scale/multi.lua http://127.0.0.1:8090/ocsp | grep Requests/sec
-env REQS="$W/all.reqs" HOT=$HOT CLOSE=0 wrk -t1 -c32 -d25s -s bench/scale/multi.lua http://127.0.0.1:8090/ocsp > $W/wrk.out &
+env REQS="$W/all.reqs" HOT=$HOT CLOSE=0 wrk -t1 -c32 -d25s -s bench/scale/multi.lua http://127.0.0.1:8090/ocsp > $W/wrk.out & WRK=$!
 sleep 14
 perf record -F 999 -g -p $SERVE -o $W/perf.data -- sleep 8 2> /dev/null
-wait
+wait $WRK # (a bare `wait` would wait for serve too, which never ends)
 grep Requests/sec $W/wrk.out; echo "profile: $W/perf.data"
