@@ -85,8 +85,14 @@ impl DataDir {
         let mut out = Tightened::default();
         let mut stack = vec![self.dir.clone()];
         while let Some(path) = stack.pop() {
-            let m = std::fs::symlink_metadata(&path)
-                .map_err(crate::Error::io(format!("inspect {}", path.display())))?;
+            // An entry listed by `read_dir` may be gone by now: a running server renames or
+            // removes its temporary files (a compaction's `journal.tmp`, an atomic write's
+            // temporary) while a command starts. What is gone cannot be readable by others.
+            let Some(m) = present(std::fs::symlink_metadata(&path))
+                .map_err(crate::Error::io(format!("inspect {}", path.display())))?
+            else {
+                continue;
+            };
             let ft = m.file_type();
             let want = if ft.is_dir() {
                 0o700
@@ -97,15 +103,24 @@ impl DataDir {
             };
             let mode = m.permissions().mode() & 0o7777;
             if mode & 0o077 != 0 {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & want))
-                    .map_err(crate::Error::io(format!("make {} private", path.display())))?;
+                let set =
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & want));
+                if present(set)
+                    .map_err(crate::Error::io(format!("make {} private", path.display())))?
+                    .is_none()
+                {
+                    continue;
+                }
                 out.entries += 1;
                 out.first.get_or_insert((path.clone(), mode));
             }
             if ft.is_dir() {
-                for e in std::fs::read_dir(&path)
+                let Some(entries) = present(std::fs::read_dir(&path))
                     .map_err(crate::Error::io(format!("read {}", path.display())))?
-                {
+                else {
+                    continue;
+                };
+                for e in entries {
                     stack.push(
                         e.map_err(crate::Error::io(format!("read {}", path.display())))?
                             .path(),
@@ -114,6 +129,15 @@ impl DataDir {
             }
         }
         Ok(out)
+    }
+}
+
+/// `Ok(None)` for what is not there (any more); other errors as they are.
+fn present<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -146,6 +170,18 @@ mod tests {
 
     fn mode(p: &std::path::Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn an_entry_that_vanished_is_skipped_and_other_errors_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let gone = t.path().join("journal.tmp");
+        assert!(present(std::fs::symlink_metadata(&gone)).unwrap().is_none());
+        assert!(present(std::fs::read_dir(&gone)).unwrap().is_none());
+        std::fs::write(&gone, b"x").unwrap();
+        assert!(present(std::fs::symlink_metadata(&gone)).unwrap().is_some());
+        // Not a directory: an error, not "gone".
+        assert!(present(std::fs::read_dir(&gone)).is_err());
     }
 
     #[test]
