@@ -17,7 +17,6 @@
 //! and edge nodes an edge directory (`serve --role ca|edge`, docs/deployment.md).
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,21 +85,7 @@ fn write_store_file(dir: &Path, url: &str) -> ca::Result<()> {
         },
     })
     .map_err(|e| Error::Invalid(format!("encode store.toml: {e}")))?;
-    let tmp = dir.join("store.toml.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(Error::io(format!("create {}", tmp.display())))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(Error::io(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, &path).map_err(Error::io(format!("write {}", path.display())))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(format!("sync {}", dir.display())))
+    ca::datadir::replace_private(&path, text.as_bytes())
 }
 
 /// Connects to PostgreSQL, holding the data directory's lock (see the module docs).

@@ -147,6 +147,35 @@ fn current_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Replaces `path` atomically with `bytes`, mode 0600: a temporary file beside it
+/// (`<path>.tmp`), fsynced, renamed over it, then the directory fsynced — a crash leaves the
+/// old contents or the new, never a mix.
+pub fn replace_private(path: &std::path::Path, bytes: &[u8]) -> crate::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(crate::Error::io(format!("create {}", tmp.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(crate::Error::io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(crate::Error::io(format!("write {}", path.display())))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(crate::Error::io(format!("sync {}", dir.display())))
+}
+
 /// Creates `path` with mode 0600 and fsyncs it; refuses to overwrite.
 pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> crate::Result<()> {
     use std::io::Write;
@@ -170,6 +199,21 @@ mod tests {
 
     fn mode(p: &std::path::Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn replace_private_replaces_whole_files_0600_and_leaves_no_temporary() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("tally.json");
+        replace_private(&p, b"first").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        replace_private(&p, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second, longer");
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+        // A directory that is not there: an error naming the file, nothing made.
+        let e = replace_private(&t.path().join("no/such.json"), b"x").unwrap_err();
+        assert!(e.to_string().contains("no/such.json.tmp"), "{e}");
     }
 
     #[test]

@@ -141,9 +141,7 @@ impl Tally {
 
     /// Writes the tally to `path`: 0600, atomically (temporary file, fsync, rename, fsync of
     /// the directory).
-    fn keep(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
+    fn keep(&self, path: &Path) -> ca::Result<()> {
         let saved = SavedTally {
             format: TALLY_FORMAT,
             next: self.next,
@@ -154,20 +152,9 @@ impl Tally {
             pf_calls: self.pf_calls.clone().into_iter().collect(),
             refused: self.refused.clone().into_iter().collect(),
         };
-        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+        let bytes = serde_json::to_vec(&saved)
+            .map_err(|e| ca::Error::Invalid(format!("encode the metrics tally: {e}")))?;
+        ca::datadir::replace_private(path, &bytes)
     }
 
     fn add(&mut self, r: &ca::audit::Record) {
