@@ -24,10 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/answers.rs"]
+mod answers;
+
+use answers::tlv;
 use bytes::Bytes;
-use ocsp_responder::certid::{HashAlg, Times};
-use ocsp_responder::source::Status;
-use ocsp_responder::stored::{AnswerStore, Settings, StoredAnswer, ETAG, KEY_HASH};
+use ocsp_responder::certid::HashAlg;
+use ocsp_responder::stored::{AnswerStore, Settings, StoredAnswer};
 use policies::Hierarchy;
 
 const CACHE: u64 = 64 << 20;
@@ -53,19 +56,6 @@ fn serial(i: u64) -> [u8; 16] {
 /// A well-formed OCSPResponse of `FULL` bytes whose BasicOCSPResponse ends with a `certs`
 /// element of `SUFFIX` bytes (contents are filler; the store only walks the TLV frame).
 fn der(i: u64) -> Vec<u8> {
-    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        let n = body.len();
-        if n < 128 {
-            v.push(n as u8);
-        } else if n < 256 {
-            v.extend_from_slice(&[0x81, n as u8]);
-        } else {
-            v.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
-        }
-        v.extend_from_slice(body);
-        v
-    }
     let filler = |n: usize, seed: u64| -> Vec<u8> {
         (0..n as u64)
             .map(|k| (mix(seed.wrapping_mul(31).wrapping_add(k)) & 0xff) as u8)
@@ -85,18 +75,7 @@ fn der(i: u64) -> Vec<u8> {
 }
 
 fn answer(i: u64) -> StoredAnswer {
-    let t = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("a valid time");
-    StoredAnswer {
-        status: Status::Good,
-        times: Times {
-            produced_at: t,
-            this_update: t,
-            next_update: t + time::Duration::days(1),
-        },
-        issuer_key: [7; KEY_HASH],
-        etag: [b'e'; ETAG],
-        der: Bytes::from(der(i)),
-    }
+    answers::good(der(i))
 }
 
 fn sled_key(s: &[u8]) -> Vec<u8> {

@@ -1029,6 +1029,14 @@ mod tests {
     }
 
     /// [`numbered`] of about `bits` + 180 bytes as stored.
+    /// Puts `numbered(i)` under serial `i` (SHA-1 form) for every `i` of `range`.
+    fn fill(s: &AnswerStore, h: Hierarchy, range: std::ops::Range<u32>) {
+        for i in range {
+            s.put(h, HashAlg::Sha1, &i.to_be_bytes(), &numbered(i))
+                .unwrap();
+        }
+    }
+
     fn numbered_sized(i: u32, bits: usize) -> StoredAnswer {
         let cert = [0x40 + (i % 2) as u8; 1_000];
         let mut der = response_sized((i % 251) as u8, Some(&cert), bits);
@@ -1049,15 +1057,7 @@ mod tests {
         {
             let s = AnswerStore::open(&path, &Settings::default()).unwrap();
             s.set_watermark(1).unwrap();
-            for i in 0..N {
-                s.put(
-                    Hierarchy::Auth,
-                    HashAlg::Sha1,
-                    &i.to_be_bytes(),
-                    &numbered(i),
-                )
-                .unwrap();
-            }
+            fill(&s, Hierarchy::Auth, 0..N);
             // Many splits: from 64 buckets to hundreds.
             assert!(s.table.buckets() > 256, "{}", s.table.buckets());
             // Half replaced, a tenth removed, while growing no further.
@@ -1173,15 +1173,7 @@ mod tests {
     fn the_scan_lets_its_callback_write_and_sees_every_answer_while_the_table_grows() {
         let s = AnswerStore::temporary().unwrap();
         s.set_watermark(1).unwrap();
-        for i in 0..1_000u32 {
-            s.put(
-                Hierarchy::Auth,
-                HashAlg::Sha1,
-                &i.to_be_bytes(),
-                &numbered(i),
-            )
-            .unwrap();
-        }
+        fill(&s, Hierarchy::Auth, 0..1_000);
         let before = s.table.buckets();
         let mut seen = std::collections::BTreeSet::new();
         let mut added = 1_000_000u32;
@@ -1230,15 +1222,7 @@ mod tests {
                     }
                 })
             };
-            for i in 0..N {
-                s.put(
-                    Hierarchy::Auth,
-                    HashAlg::Sha1,
-                    &i.to_be_bytes(),
-                    &numbered(i),
-                )
-                .unwrap();
-            }
+            fill(&s, Hierarchy::Auth, 0..N);
             done.store(true, Ordering::Relaxed);
             flusher.join().unwrap();
             // Closed as a SIGKILL leaves it: every write made, the last header whatever it is.
@@ -1258,15 +1242,7 @@ mod tests {
         let path = dir.path().join("answers");
         let s = AnswerStore::open(&path, &Settings::default()).unwrap();
         s.set_watermark(1).unwrap();
-        for i in 0..50u32 {
-            s.put(
-                Hierarchy::Signing,
-                HashAlg::Sha1,
-                &i.to_be_bytes(),
-                &numbered(i),
-            )
-            .unwrap();
-        }
+        fill(&s, Hierarchy::Signing, 0..50);
         let (k, n) = key(Hierarchy::Signing, HashAlg::Sha1, &7u32.to_be_bytes()).unwrap();
         s.table.damage(&k[..n]);
         assert_eq!(
@@ -1308,15 +1284,7 @@ mod tests {
         let s = std::sync::Arc::new(AnswerStore::temporary().unwrap());
         s.set_watermark(1).unwrap();
         const N: u32 = 3_000;
-        for i in 0..N / 3 {
-            s.put(
-                Hierarchy::Auth,
-                HashAlg::Sha1,
-                &i.to_be_bytes(),
-                &numbered(i),
-            )
-            .unwrap();
-        }
+        fill(&s, Hierarchy::Auth, 0..N / 3);
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..2)
             .map(|t| {
@@ -1345,15 +1313,7 @@ mod tests {
             })
             .collect();
         // Grows (splits) and rewrites in place while they read.
-        for i in N / 3..N {
-            s.put(
-                Hierarchy::Auth,
-                HashAlg::Sha1,
-                &i.to_be_bytes(),
-                &numbered(i),
-            )
-            .unwrap();
-        }
+        fill(&s, Hierarchy::Auth, N / 3..N);
         for i in 0..N / 3 {
             s.put(
                 Hierarchy::Auth,

@@ -9,23 +9,15 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use bytes::Bytes;
-use ocsp_responder::stored::{AnswerStore, Settings, StoredAnswer, ETAG, KEY_HASH};
-use ocsp_responder::{HashAlg, Status, Times};
+#[path = "support/answers.rs"]
+mod answers;
+
+use answers::tlv;
+use ocsp_responder::stored::{AnswerStore, Settings, StoredAnswer};
+use ocsp_responder::HashAlg;
 use policies::Hierarchy;
 
 const CHILD: &str = "JPKI_ANSWER_CRASH_CHILD";
-
-fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    match body.len() {
-        n if n < 128 => v.push(n as u8),
-        n if n < 256 => v.extend_from_slice(&[0x81, n as u8]),
-        n => v.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]),
-    }
-    v.extend_from_slice(body);
-    v
-}
 
 /// An OCSPResponse frame (RFC 6960 §4.2.1) for answer `i`, signed by signer `i % 2`.
 fn der(i: u32) -> Vec<u8> {
@@ -50,18 +42,7 @@ fn serial(i: u32) -> [u8; 4] {
 }
 
 fn answer(i: u32) -> StoredAnswer {
-    let t = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
-    StoredAnswer {
-        status: Status::Good,
-        times: Times {
-            produced_at: t,
-            this_update: t,
-            next_update: t + time::Duration::days(1),
-        },
-        issuer_key: [7; KEY_HASH],
-        etag: [b'e'; ETAG],
-        der: Bytes::from(der(i)),
-    }
+    answers::good(der(i))
 }
 
 /// The child: writes answers `from..` until killed, printing each durable point.
