@@ -185,14 +185,7 @@ fn a_failed_batch_save_keeps_its_numbers_taken_and_its_dirty_flags_set() {
         after.published, before.published,
         "still the last CRL published"
     );
-    assert!(
-        s.store
-            .dirty()
-            .unwrap()
-            .unwrap()
-            .contains(&(h, 1, scope.clone())),
-        "the revocation is still pending"
-    );
+    assert_still_pending(&s, h, &scope);
 
     s.flaky.fail_save.store(false, Ordering::SeqCst);
     let report = publisher.tick(s.now);
@@ -302,14 +295,7 @@ fn a_crl_whose_file_cannot_be_written_keeps_its_old_file_and_its_flag_while_the_
         1,
         "still the last CRL published"
     );
-    assert!(
-        s.store
-            .dirty()
-            .unwrap()
-            .unwrap()
-            .contains(&(h, 1, blocked.clone())),
-        "the revocation is still pending"
-    );
+    assert_still_pending(&s, h, &blocked);
     for entry in walk(s.dir.path()) {
         let name = entry.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.ends_with(".tmp"), "{entry:?}");
@@ -328,6 +314,19 @@ fn a_crl_whose_file_cannot_be_written_keeps_its_old_file_and_its_flag_while_the_
 
 /// A revocation the publisher is told about ([`Publisher::mark_dirty`], as `jpki serve`'s
 /// listener does), not only its store.
+/// The CRL `(h, generation 1, scope)` is still dirty in the store: its revocation is still
+/// to be published.
+fn assert_still_pending(s: &Setup, h: Hierarchy, scope: &Scope) {
+    assert!(
+        s.store
+            .dirty()
+            .unwrap()
+            .unwrap()
+            .contains(&(h, 1, scope.clone())),
+        "the revocation is still pending"
+    );
+}
+
 fn revoke_marked(s: &Setup, publisher: &Publisher, h: Hierarchy, scope: &Scope, serial: u8) {
     s.store.revoke(
         h,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ca::records::{State, StatusRecord};
-use ca::storage::conformance::{at, holder_cert, revoke_holder as revoke};
+use ca::storage::conformance::{revoke_holder as revoke, revoke_holder_in};
 use ca::storage::Storage;
 use policies::{Hierarchy, Reason};
 use storage_postgres::testing::{Cluster, Fsync};
@@ -65,17 +65,7 @@ fn a_revocation_wakes_a_listener_on_the_primary_which_survives_losing_its_connec
     writer
         .transact(&|t| {
             for serial in [2u8, 3, 4] {
-                let c = holder_cert(Hierarchy::Signing, &[serial], "R", 0);
-                t.add_certificate(&c, None)?;
-                t.set_status(
-                    &c,
-                    &StatusRecord {
-                        state: State::Revoked,
-                        reason: Some(Reason::KeyCompromise),
-                        since: Some(at(100)),
-                        invalidity: None,
-                    },
-                )?;
+                revoke_holder_in(t, serial)?;
             }
             Ok(())
         })

@@ -382,22 +382,25 @@ pub fn holder_cert(h: Hierarchy, serial: &[u8], holder: &str, partition: u16) ->
 /// one-byte serial `serial`, adding it first if the store lacks it, in one unit of work: a
 /// status change as another process makes it (the revocation-log followers' tests).
 pub fn revoke_holder<S: Storage + ?Sized>(s: &S, serial: u8) {
+    s.transact(&|t| revoke_holder_in(t, serial))
+        .expect("revoke");
+}
+
+/// [`revoke_holder`] inside a unit of work `t` (several in one unit of work: one commit).
+pub fn revoke_holder_in(t: &dyn Tx, serial: u8) -> Result<()> {
     let c = holder_cert(Hierarchy::Signing, &[serial], "R", 0);
-    s.transact(&|t| {
-        if !t.certificate_exists(c.hierarchy, &c.serial)? {
-            t.add_certificate(&c, None)?;
-        }
-        t.set_status(
-            &c,
-            &StatusRecord {
-                state: State::Revoked,
-                reason: Some(Reason::KeyCompromise),
-                since: Some(at(100)),
-                invalidity: None,
-            },
-        )
-    })
-    .expect("revoke");
+    if !t.certificate_exists(c.hierarchy, &c.serial)? {
+        t.add_certificate(&c, None)?;
+    }
+    t.set_status(
+        &c,
+        &StatusRecord {
+            state: State::Revoked,
+            reason: Some(Reason::KeyCompromise),
+            since: Some(at(100)),
+            invalidity: None,
+        },
+    )
 }
 
 pub fn ca_cert(h: Hierarchy, serial: &[u8]) -> CertRecord {
