@@ -7,10 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ca::records::{State, StatusRecord};
 use ca::storage::conformance::{revoke_holder as revoke, revoke_holder_in};
 use ca::storage::Storage;
-use policies::{Hierarchy, Reason};
 use storage_postgres::testing::{Cluster, Fsync};
 use storage_postgres::wakeups::RevocationWakeups;
 use storage_postgres::PgStorage;
