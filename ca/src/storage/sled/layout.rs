@@ -640,24 +640,35 @@ pub const REVLOG_PREFIX: &[u8] = b"revlog/";
 /// `lease/` · scope key → until (i128 BE ns since the epoch) · holder (UTF-8).
 pub const LEASE_PREFIX: &[u8] = b"lease/";
 
-pub fn revlog_key(seq: u64) -> Vec<u8> {
-    let mut k = REVLOG_PREFIX.to_vec();
+/// The key of entry `seq` of a numbered log (`prefix` · seq as u64 BE: keys sort in log order).
+pub fn numbered_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
-/// Appends a status change to the revocation log at commit (numbers in commit order).
-pub(crate) fn append_revlog(t: &dyn Txn, h: Hierarchy, serial: &[u8]) -> TxResult<()> {
+/// Appends `value` to the numbered log under `prefix` whose last number is kept under `head`
+/// (the next number, at commit: numbers in commit order).
+fn append_numbered(t: &dyn Txn, head: &[u8], prefix: &[u8], value: &[u8]) -> TxResult<()> {
     let last = t
-        .get(Table::Meta, REVLOG_HEAD)?
+        .get(Table::Meta, head)?
         .map(|b| counter_from_store(&b))
         .transpose()?
         .unwrap_or(0);
     let seq = last + 1;
+    t.insert(Table::Meta, &numbered_key(prefix, seq), value)?;
+    t.insert(Table::Meta, head, &seq.to_be_bytes())
+}
+
+pub fn revlog_key(seq: u64) -> Vec<u8> {
+    numbered_key(REVLOG_PREFIX, seq)
+}
+
+/// Appends a status change to the revocation log at commit (numbers in commit order).
+pub(crate) fn append_revlog(t: &dyn Txn, h: Hierarchy, serial: &[u8]) -> TxResult<()> {
     let mut v = vec![h.tag()];
     v.extend_from_slice(serial);
-    t.insert(Table::Meta, &revlog_key(seq), &v)?;
-    t.insert(Table::Meta, REVLOG_HEAD, &seq.to_be_bytes())
+    append_numbered(t, REVLOG_HEAD, REVLOG_PREFIX, &v)
 }
 
 /// A revocation log entry from its key and value.
@@ -683,12 +694,6 @@ pub const ISSLOG_HEAD: &[u8] = b"isslog_head";
 /// `isslog/` · seq (u64 BE) → hierarchy tag · notAfter (i64 BE, Unix seconds) · serial.
 pub const ISSLOG_PREFIX: &[u8] = b"isslog/";
 
-pub fn isslog_key(seq: u64) -> Vec<u8> {
-    let mut k = ISSLOG_PREFIX.to_vec();
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
 /// Appends an issuance to the issuance log at commit (numbers in commit order).
 pub(crate) fn append_isslog(
     t: &dyn Txn,
@@ -696,17 +701,10 @@ pub(crate) fn append_isslog(
     serial: &[u8],
     not_after: OffsetDateTime,
 ) -> TxResult<()> {
-    let last = t
-        .get(Table::Meta, ISSLOG_HEAD)?
-        .map(|b| counter_from_store(&b))
-        .transpose()?
-        .unwrap_or(0);
-    let seq = last + 1;
     let mut v = vec![h.tag()];
     v.extend_from_slice(&not_after.unix_timestamp().to_be_bytes());
     v.extend_from_slice(serial);
-    t.insert(Table::Meta, &isslog_key(seq), &v)?;
-    t.insert(Table::Meta, ISSLOG_HEAD, &seq.to_be_bytes())
+    append_numbered(t, ISSLOG_HEAD, ISSLOG_PREFIX, &v)
 }
 
 /// An issuance log entry from its key and value.

@@ -122,6 +122,43 @@ impl SledStorage {
             .map(|r| r.and_then(|(_, v)| decode(&v)))
             .collect()
     }
+
+    /// Up to `limit` entries of the numbered log under `prefix` (the revocation or the
+    /// issuance log) after sequence number `after`, in order.
+    fn log_since<T>(
+        &self,
+        prefix: &[u8],
+        after: u64,
+        limit: usize,
+        decode: fn(&[u8], &[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut end = prefix.to_vec();
+        end.extend_from_slice(&[0xFF; 9]);
+        let mut out = Vec::new();
+        for item in self
+            .kv
+            .range(Table::Meta, &l::numbered_key(prefix, from), &end)
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The last sequence number of the numbered log whose head is kept under `head` (0: empty).
+    fn log_head(&self, head: &[u8]) -> Result<u64> {
+        self.kv
+            .get(Table::Meta, head)?
+            .map(|b| l::counter_from_store(&b))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
 }
 
 /// The domain reads that the storage and a unit of work both make, over one key-value `get`
@@ -595,53 +632,19 @@ impl Storage for SledStorage {
     }
 
     fn revocations_since(&self, after: u64, limit: usize) -> Result<Vec<RevocationLogEntry>> {
-        let Some(from) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let mut end = l::REVLOG_PREFIX.to_vec();
-        end.extend_from_slice(&[0xFF; 9]);
-        let mut out = Vec::new();
-        for item in self.kv.range(Table::Meta, &l::revlog_key(from), &end) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            out.push(l::revlog_from_store(&k, &v)?);
-        }
-        Ok(out)
+        self.log_since(l::REVLOG_PREFIX, after, limit, l::revlog_from_store)
     }
 
     fn revocation_log_head(&self) -> Result<u64> {
-        self.kv
-            .get(Table::Meta, l::REVLOG_HEAD)?
-            .map(|b| l::counter_from_store(&b))
-            .transpose()
-            .map(Option::unwrap_or_default)
+        self.log_head(l::REVLOG_HEAD)
     }
 
     fn issued_since(&self, after: u64, limit: usize) -> Result<Vec<IssuedEntry>> {
-        let Some(from) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let mut end = l::ISSLOG_PREFIX.to_vec();
-        end.extend_from_slice(&[0xFF; 9]);
-        let mut out = Vec::new();
-        for item in self.kv.range(Table::Meta, &l::isslog_key(from), &end) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            out.push(l::isslog_from_store(&k, &v)?);
-        }
-        Ok(out)
+        self.log_since(l::ISSLOG_PREFIX, after, limit, l::isslog_from_store)
     }
 
     fn issuance_log_head(&self) -> Result<u64> {
-        self.kv
-            .get(Table::Meta, l::ISSLOG_HEAD)?
-            .map(|b| l::counter_from_store(&b))
-            .transpose()
-            .map(Option::unwrap_or_default)
+        self.log_head(l::ISSLOG_HEAD)
     }
 
     fn crl_lease(&self, h: Hierarchy, g: Generation, scope: Scope) -> Result<Option<CrlLease>> {
