@@ -306,6 +306,17 @@ fn a_bad_store_cache_is_refused_by_name_before_anything_is_made() {
     assert!(!env.data().join("admin.sock").exists());
 }
 
+/// Where the journal's records end: the file goes on with preallocated zeros (issue #14), so
+/// its length is not the journal's size. The last record ends in the journal position, which
+/// may end in a zero byte: close enough for a size threshold.
+fn records_end(journal: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(journal).unwrap();
+    bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i as u64 + 1)
+}
+
 /// With `store.compact_journal_kib` set, the server compacts the store by itself once the
 /// journal passes it, and the store stays whole.
 #[test]
@@ -320,7 +331,7 @@ fn the_server_compacts_the_store_when_the_journal_grows() {
     let journal = env.data().join("db").join("journal");
     // Register residents through the admin socket, at least until the journal passes 64 KiB.
     let mut added = 0;
-    while added < 20 || std::fs::metadata(&journal).unwrap().len() < 64 * 1024 {
+    while added < 20 || records_end(&journal) < 64 * 1024 {
         env.add_resident(&format!("試験　{added}"), "1980-01-01");
         added += 1;
         assert!(added < 2000, "the journal does not grow");
@@ -335,7 +346,7 @@ fn the_server_compacts_the_store_when_the_journal_grows() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let after = Instant::now();
-    while std::fs::metadata(&journal).unwrap().len() >= 64 * 1024 {
+    while records_end(&journal) >= 64 * 1024 {
         assert!(after.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(50));
     }
