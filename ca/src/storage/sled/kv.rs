@@ -810,13 +810,15 @@ impl Kv {
             }
         }
         let journal_path = Self::journal_path(dir);
-        // Not O_APPEND: records are written at the logical end, before the preallocated zeros.
+        // Not O_APPEND: records are written at the logical end, before the preallocated zeros;
+        // never truncated: the journal is the store.
         let mut file = {
             use std::os::unix::fs::OpenOptionsExt;
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .mode(0o600)
                 .open(&journal_path)
                 .map_err(Error::io(format!("open {}", journal_path.display())))?
