@@ -472,7 +472,7 @@ impl Health {
             metric(
                 "jpki_store_journal_bytes",
                 "gauge",
-                "Size of the store's write-ahead journal (compaction shortens it).",
+                "Size of the store's write-ahead journal: its records, not the zeros preallocated after them (compaction shortens it).",
                 vec![(String::new(), bytes.to_string())],
             );
         }

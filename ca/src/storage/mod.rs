@@ -333,7 +333,8 @@ pub trait Storage: Send + Sync {
     fn check_consistency(&self) -> Result<u64>;
     /// Bounds the engine's write-ahead history (snapshot + shortened journal for sled).
     fn compact(&self) -> Result<Compaction>;
-    /// Size of the write-ahead history that [`Storage::compact`] would drop, in bytes.
+    /// Size of the write-ahead history that [`Storage::compact`] would drop, in bytes (for
+    /// sled: the journal's records, not the zeros preallocated after them).
     fn journal_bytes(&self) -> Result<u64>;
     /// What the committer has done since the engine opened.
     fn commit_stats(&self) -> CommitStats;
