@@ -977,13 +977,15 @@ impl Kv {
             std::thread::Builder::new()
                 .name("store-commit".into())
                 .spawn(move || shared.commit_loop())
-                .map_err(Error::io("start the store's committing thread"))?
         };
-        Ok(Kv {
+        // From here on, dropping the store stops both threads (and releases its lock).
+        let mut kv = Kv {
             shared,
-            committer: Some(committer),
+            committer: None,
             preallocator: Some(preallocator),
-        })
+        };
+        kv.committer = Some(committer.map_err(Error::io("start the store's committing thread"))?);
+        Ok(kv)
     }
 
     /// Bytes of page cache sled was opened with ([`SledOptions::cache_bytes`]).
