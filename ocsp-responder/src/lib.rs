@@ -31,7 +31,8 @@
 //!   without copying; `base64` for GET.
 //! * `crc32fast` for the page checksums of the pre-signed answers' file, a purpose-built
 //!   hash file of 4 KiB pages read with one `pread` per answer ([`stored`]): chosen over redb
-//!   and sled (used here before) by measurement, [`stored`] and BENCHMARKS.md.
+//!   and sled (used here before) by measurement, [`stored`] and BENCHMARKS.md; `libc` for
+//!   that file's `O_NOATIME` (one `pread` per answer served must not consult the access time).
 
 pub mod certid;
 pub mod error;

@@ -933,12 +933,24 @@ fn poisoned<T>(_: T) -> Error {
     Error::Store("a lock of the answer store is poisoned".into())
 }
 
-/// Creates or opens a file read-write, 0600.
+/// Creates or opens a file read-write, 0600, without access-time updates where allowed.
+///
+/// `O_NOATIME`: every answer served is a `pread`, and each one otherwise asks the file system
+/// whether the access time is due (`touch_atime`, ~0.08 µs of a ~1.3 µs read, measured under
+/// a uniform load at 10^6). The flag is refused (EPERM) to a process that does not own the
+/// file; the file is then opened without it.
 fn private_file(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags: i32| {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        options.mode(0o600).custom_flags(flags);
+        options.open(path)
+    };
+    match open(libc::O_NOATIME) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => open(0),
+        other => other,
+    }
 }
 
 /// A header slot: `magic [16] · crc32 · seq u64 · watermark flag u8 · watermark u64 · level
