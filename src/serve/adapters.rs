@@ -167,6 +167,16 @@ impl crl_publisher::StateStore for CrlStore {
 
 /// Certificate status for the OCSP responder: `unknown` for a serial never issued, held
 /// certificates as revoked with certificateHold.
+/// The store's key for a CertID's serial: the CertID carries the DER INTEGER's content (`00 80`
+/// for 128), the store keys a certificate by its serial's magnitude (`80`); zero stays `00`.
+fn magnitude(serial: &[u8]) -> &[u8] {
+    let start = serial
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(serial.len().saturating_sub(1));
+    &serial[start..]
+}
+
 pub struct OcspStatus(pub Arc<dyn Storage>);
 
 impl ocsp_responder::StatusSource for OcspStatus {
@@ -201,14 +211,7 @@ impl ocsp_responder::StatusSource for OcspStatus {
         serial: &[u8],
     ) -> Result<ocsp_responder::Status, ocsp_responder::SourceError> {
         let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
-        // The CertID carries the DER INTEGER's content (`00 80` for 128); the store keys a
-        // certificate by its serial's magnitude (`80`).
-        let start = serial
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(serial.len().saturating_sub(1));
-        let serial = &serial[start..];
-        let Some(st) = self.0.status(h, serial).map_err(fail)? else {
+        let Some(st) = self.0.status(h, magnitude(serial)).map_err(fail)? else {
             return Ok(ocsp_responder::Status::Unknown);
         };
         Ok(match (st.state, st.reason, st.since) {
@@ -227,8 +230,7 @@ impl ocsp_responder::StatusSource for OcspStatus {
         serial: &[u8],
     ) -> Result<Option<Vec<u8>>, ocsp_responder::SourceError> {
         let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
-        let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
-        let Some(c) = self.0.certificate(h, &serial[start..]).map_err(fail)? else {
+        let Some(c) = self.0.certificate(h, magnitude(serial)).map_err(fail)? else {
             return Ok(None);
         };
         Ok(ca::authority::rollover::issuer_key_id_of(&c.der))
@@ -269,8 +271,7 @@ impl ocsp_responder::StatusSource for OcspStatus {
         serial: &[u8],
     ) -> Result<Option<time::OffsetDateTime>, ocsp_responder::SourceError> {
         let fail = |e: ca::Error| ocsp_responder::SourceError(e.to_string());
-        let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
-        let c = self.0.certificate(h, &serial[start..]).map_err(fail)?;
+        let c = self.0.certificate(h, magnitude(serial)).map_err(fail)?;
         Ok(c.map(|c| c.not_after))
     }
 
