@@ -723,6 +723,21 @@ impl MemoryTx<'_> {
     }
 
     /// Sets `key` to `value` (`None`: removes it), logging the old value.
+    /// Appends `value` to the numbered log `field` (the revocation or the issuance log):
+    /// numbered from 1, one past its last entry (units of work commit one at a time here, so
+    /// numbers are in commit order), undone with the unit of work.
+    fn append_numbered<V: 'static>(
+        &self,
+        field: fn(&mut Tables) -> &mut BTreeMap<u64, V>,
+        value: V,
+    ) {
+        let seq = field(&mut self.tables.borrow_mut())
+            .keys()
+            .next_back()
+            .map_or(1, |s| s + 1);
+        self.set(field, seq, Some(value));
+    }
+
     fn set<K, V>(&self, field: fn(&mut Tables) -> &mut BTreeMap<K, V>, key: K, value: Option<V>)
     where
         K: Ord + Clone + 'static,
@@ -856,17 +871,9 @@ impl Tx for MemoryTx<'_> {
         self.set(|t| &mut t.certs, k.clone(), Some(c.clone()));
         self.set(|t| &mut t.status, k, Some(StatusRecord::GOOD));
         if let Some(holder) = &c.holder {
-            let seq = self
-                .tables
-                .borrow()
-                .isslog
-                .keys()
-                .next_back()
-                .map_or(1, |s| s + 1);
-            self.set(
+            self.append_numbered(
                 |t| &mut t.isslog,
-                seq,
-                Some(((c.hierarchy, c.serial.clone()), c.not_after)),
+                ((c.hierarchy, c.serial.clone()), c.not_after),
             );
             self.set(
                 |t| &mut t.by_holder,
@@ -897,18 +904,7 @@ impl Tx for MemoryTx<'_> {
             (h, g, scope.clone(), c.serial.clone()),
             entry,
         );
-        let seq = self
-            .tables
-            .borrow()
-            .revlog
-            .keys()
-            .next_back()
-            .map_or(1, |s| s + 1);
-        self.set(
-            |t| &mut t.revlog,
-            seq,
-            Some((c.hierarchy, c.serial.clone())),
-        );
+        self.append_numbered(|t| &mut t.revlog, (c.hierarchy, c.serial.clone()));
         self.set_crl_dirty(h, g, scope)
     }
 
