@@ -647,6 +647,14 @@ pub fn numbered_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     k
 }
 
+/// The sequence number of a numbered log's key ([`numbered_key`]'s inverse), `None` if `k`
+/// is not one under `prefix`.
+fn numbered_seq(prefix: &[u8], k: &[u8]) -> Option<u64> {
+    k.strip_prefix(prefix)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+}
+
 /// Appends `value` to the numbered log under `prefix` whose last number is kept under `head`
 /// (the next number, at commit: numbers in commit order).
 fn append_numbered(t: &dyn Txn, head: &[u8], prefix: &[u8], value: &[u8]) -> TxResult<()> {
@@ -674,11 +682,7 @@ pub(crate) fn append_revlog(t: &dyn Txn, h: Hierarchy, serial: &[u8]) -> TxResul
 /// A revocation log entry from its key and value.
 pub fn revlog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::RevocationLogEntry> {
     let corrupt = || Error::Store("corrupt revocation log entry".into());
-    let seq = k
-        .strip_prefix(REVLOG_PREFIX)
-        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(corrupt)?;
+    let seq = numbered_seq(REVLOG_PREFIX, k).ok_or_else(corrupt)?;
     let (&tag, serial) = v.split_first().ok_or_else(corrupt)?;
     Ok(crate::storage::RevocationLogEntry {
         seq,
@@ -710,11 +714,7 @@ pub(crate) fn append_isslog(
 /// An issuance log entry from its key and value.
 pub fn isslog_from_store(k: &[u8], v: &[u8]) -> Result<crate::storage::IssuedEntry> {
     let corrupt = || Error::Store("corrupt issuance log entry".into());
-    let seq = k
-        .strip_prefix(ISSLOG_PREFIX)
-        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(corrupt)?;
+    let seq = numbered_seq(ISSLOG_PREFIX, k).ok_or_else(corrupt)?;
     let (&tag, rest) = v.split_first().ok_or_else(corrupt)?;
     if rest.len() < 8 {
         return Err(corrupt());
